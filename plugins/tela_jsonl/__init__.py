@@ -1,0 +1,37 @@
+"""Builtin plugin: the seed's JSONL format as a data source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+from pydantic import BaseModel, ConfigDict
+
+from tela_core import Record, Source, hookimpl
+from tela_core.records import iter_jsonl, validate_seed_object
+
+
+class JsonlOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    require_label: bool = True
+    """Every record must end with the assistant's ``[[k]]`` (training data). Off for prompts to route."""
+
+
+class JsonlSource(Source):
+    """One JSON object per line: ``messages`` (system/user/assistant ``[[k]]``) and ``prompt``."""
+
+    name = "jsonl"
+    description = "the seed's JSONL: messages ending in the assistant's [[k]], plus prompt"
+    Options = JsonlOptions
+
+    def read(self, path: Path) -> Iterator[Record]:
+        for lineno, obj in iter_jsonl(path):
+            yield validate_seed_object(obj, path, lineno, require_label=self.options.require_label)
+
+    def sniff(self, path: Path) -> bool:
+        return Path(path).suffix == ".jsonl"
+
+
+@hookimpl
+def tela_register_sources(register):
+    register(JsonlSource)

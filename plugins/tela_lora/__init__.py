@@ -1,0 +1,1 @@
+"""Builtin plugin tela_lora (being built)."""

@@ -1,0 +1,1 @@
+"""Builtin plugin tela_policies (being built)."""

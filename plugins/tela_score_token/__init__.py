@@ -1,0 +1,1 @@
+"""Builtin plugin tela_score_token (being built)."""

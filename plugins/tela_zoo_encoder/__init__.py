@@ -1,0 +1,1 @@
+"""Builtin plugin tela_zoo_encoder (being built)."""

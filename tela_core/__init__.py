@@ -1,0 +1,49 @@
+"""tela: train, evaluate and serve LLM routers. The core: hooks, registry, records, CLI.
+
+Importing ``tela_core`` imports no torch, transformers or deepspeed.
+"""
+
+from __future__ import annotations
+
+from .components import (
+    Backend,
+    Component,
+    Formatted,
+    Formatter,
+    NoOptions,
+    Policy,
+    Scorer,
+    Scores,
+    Source,
+    TrainJob,
+)
+from .errors import DuplicateComponentError, InputError, PluginLoadError, TelaError, UnknownComponentError
+from .plugins import add_plugin, get_registry, hookimpl, remove_plugin
+from .records import Message, Record
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "hookimpl",
+    "get_registry",
+    "add_plugin",
+    "remove_plugin",
+    "Component",
+    "NoOptions",
+    "Source",
+    "Formatter",
+    "Formatted",
+    "Backend",
+    "TrainJob",
+    "Scorer",
+    "Scores",
+    "Policy",
+    "Record",
+    "Message",
+    "TelaError",
+    "InputError",
+    "UnknownComponentError",
+    "DuplicateComponentError",
+    "PluginLoadError",
+]

@@ -1,0 +1,105 @@
+"""Router artifacts: a directory that says what it is.
+
+``tela.json`` (the manifest) names the scorer family that reads the directory, the formatter that
+built its prompts, the base model, the data, the run config and the plugin versions. ``policy.json``
+holds the routing policy chosen for it (name, options, models ordered cheap → strong).
+Weights and tokenizer sit beside them in whatever layout the scorer family uses (for
+``score-token``: a Hugging Face model dir loadable with ``from_pretrained``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata as md
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import TelaError
+from .io import atomic_write_json
+
+__all__ = [
+    "MANIFEST",
+    "POLICY",
+    "FORMAT_VERSION",
+    "write_manifest",
+    "read_manifest",
+    "write_policy",
+    "read_policy",
+    "plugin_versions",
+    "load_router",
+]
+
+MANIFEST = "tela.json"
+POLICY = "policy.json"
+FORMAT_VERSION = 1
+DEFAULT_MODELS = ["weak", "strong"]
+
+
+def plugin_versions() -> dict[str, str]:
+    """Distribution -> version for tela and every loaded plugin distribution."""
+    from .plugins import get_registry
+
+    out = {"tela": md.version("tela")}
+    for info in get_registry().plugins.values():
+        if info.dist and info.version:
+            out[info.dist] = info.version
+    return out
+
+
+def write_manifest(artifact_dir: str | Path, *, scorer: str, **fields: Any) -> dict[str, Any]:
+    """Write ``tela.json`` into ``artifact_dir`` (atomically) and return it."""
+    manifest = {
+        "tela_artifact": FORMAT_VERSION,
+        "scorer": scorer,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "plugins": plugin_versions(),
+        **fields,
+    }
+    atomic_write_json(Path(artifact_dir) / MANIFEST, manifest)
+    return manifest
+
+
+def read_manifest(artifact_dir: str | Path) -> dict[str, Any]:
+    """Read and check ``tela.json``; a clear :class:`TelaError` if the dir is not a router."""
+    d = Path(artifact_dir)
+    if not d.is_dir():
+        raise TelaError(f"{d}: router directory not found")
+    p = d / MANIFEST
+    if not p.exists():
+        raise TelaError(f"{d}: not a tela router (no {MANIFEST}); train one with `tela run`")
+    try:
+        manifest = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TelaError(f"{p}: unreadable manifest: {e}") from None
+    if not isinstance(manifest, dict) or "scorer" not in manifest:
+        raise TelaError(f"{p}: manifest has no 'scorer' field")
+    return manifest
+
+
+def write_policy(artifact_dir: str | Path, name: str, options: dict[str, Any], models: list[str] | None = None) -> None:
+    """Save the routing policy beside the artifact."""
+    atomic_write_json(
+        Path(artifact_dir) / POLICY, {"name": name, "options": options, "models": models or DEFAULT_MODELS}
+    )
+
+
+def read_policy(artifact_dir: str | Path) -> dict[str, Any]:
+    """The saved policy, or the default (``threshold`` at 0.5 over weak/strong)."""
+    p = Path(artifact_dir) / POLICY
+    if not p.exists():
+        return {"name": "threshold", "options": {"threshold": 0.5}, "models": DEFAULT_MODELS}
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise TelaError(f"{p}: unreadable policy: {e}") from None
+
+
+def load_router(artifact_dir: str | Path) -> Any:
+    """Load the artifact's scorer family and return the loaded scorer instance."""
+    from .plugins import get_registry
+
+    manifest = read_manifest(artifact_dir)
+    scorer = get_registry().create("scorer", manifest["scorer"], manifest.get("scorer_options") or {})
+    scorer.load(Path(artifact_dir))
+    return scorer

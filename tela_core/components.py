@@ -1,0 +1,202 @@
+"""Base classes for the components plugins register, one per kind.
+
+Every component class has a unique ``name`` within its kind (the CLI word, e.g. ``role-prefix``),
+a one-line ``description`` and an ``Options`` pydantic model whose fields are its settings. The
+registry instantiates a component as ``cls(options)``; ``options`` is an ``Options`` instance.
+
+These classes import nothing heavy: a plugin imports torch inside its methods, not at module level,
+so ``tela --help`` and ``tela plugins list`` stay instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from .records import Message, Record
+
+__all__ = [
+    "KINDS",
+    "NoOptions",
+    "Component",
+    "Source",
+    "Formatted",
+    "Formatter",
+    "TrainJob",
+    "Backend",
+    "Scores",
+    "Scorer",
+    "Policy",
+]
+
+#: The component kinds, in the order ``tela plugins list`` shows them.
+KINDS: tuple[str, ...] = ("source", "formatter", "backend", "scorer", "policy")
+
+
+class NoOptions(BaseModel):
+    """Options model for a component without settings. Unknown keys are an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Component:
+    """What every registered component has: a name, a description and an options model."""
+
+    kind: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(self, options: BaseModel | Mapping[str, Any] | None = None) -> None:
+        if options is None:
+            options = {}
+        if isinstance(options, Mapping):
+            options = self.Options(**options)
+        self.options = options
+
+
+# ------------------------------------------------------------------------------------------------
+# Data
+# ------------------------------------------------------------------------------------------------
+
+
+class Source(Component):
+    """Reads a file or folder and yields validated records.
+
+    Raise :class:`tela_core.errors.InputError` with file and 1-based line for bad input.
+    """
+
+    kind = "source"
+
+    def read(self, path: Path) -> Iterator["Record"]:
+        raise NotImplementedError
+
+    def sniff(self, path: Path) -> bool:
+        """Whether this source can read ``path`` (used to detect the source of outcome data)."""
+        return False
+
+
+@dataclass(frozen=True)
+class Formatted:
+    """One formatted example: the prompt the router sees, and the completion it must produce.
+
+    ``prompt + completion`` is the full training text; at inference only ``prompt`` is used.
+    """
+
+    prompt: str
+    completion: str
+
+    @property
+    def text(self) -> str:
+        return self.prompt + self.completion
+
+
+class Formatter(Component):
+    """Turns chat messages into prompt and completion text, the same way at train and serve time."""
+
+    kind = "formatter"
+
+    def format(self, messages: Sequence["Message"], tokenizer: Any = None) -> Formatted:
+        """Format ``messages``. If the last message is the assistant's, it is the completion;
+        otherwise the completion is empty and the prompt is what the router is shown at inference.
+        """
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------------------------------------------
+# Training
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainJob:
+    """Everything a backend needs, resolved by ``tela run`` and written to the run dir.
+
+    ``train_file``/``eval_file`` are JSONL with ``prompt`` and ``completion`` fields (already
+    formatted). ``output_dir`` receives the router artifact (see :mod:`tela_core.artifact`).
+    """
+
+    model: str
+    output_dir: Path
+    train_file: Path
+    eval_file: Path | None
+    formatter: str
+    config: dict[str, Any] = field(default_factory=dict)
+    processes: int = 1
+    hostfile: Path | None = None
+    trust_remote_code: bool = False
+    force: bool = False
+
+
+class Backend(Component):
+    """Fine-tunes a base model on formatted examples and writes a router artifact."""
+
+    kind = "backend"
+
+    def train(self, job: TrainJob) -> Path:
+        """Train and return the artifact directory (normally ``job.output_dir``)."""
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------------------------------------------
+# Routing
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scores:
+    """What a scorer returns for a batch of prompts.
+
+    ``w[i]`` = P(strong model needed) for prompt i, in [0, 1]; larger means "send to strong".
+    ``probs`` is an (n, 5) array over scores 1..5 (rows sum to 1) when the family has one, else
+    None. ``expected`` is the expected score 1..5 when ``probs`` is set.
+    """
+
+    w: "np.ndarray"
+    probs: "np.ndarray | None" = None
+
+    @property
+    def expected(self) -> "np.ndarray | None":
+        if self.probs is None:
+            return None
+        import numpy as np
+
+        return self.probs @ np.arange(1, 6, dtype=float)
+
+
+class Scorer(Component):
+    """A router model family: trains (optionally), saves, loads and scores prompts.
+
+    ``load`` reads an artifact dir written by this family (or by a backend for it); ``score``
+    maps raw user prompts (the question text) to :class:`Scores`. Families that do not train
+    through a backend implement ``fit``.
+    """
+
+    kind = "scorer"
+    #: True when the family is trained by a backend (``tela run --backend``); False when it
+    #: trains itself through :meth:`fit`.
+    uses_backend: ClassVar[bool] = False
+
+    def fit(self, train: Sequence["Record"], output_dir: Path, config: Mapping[str, Any]) -> Path:
+        raise NotImplementedError(f"scorer {self.name!r} is trained by a backend, not fit()")
+
+    def load(self, artifact_dir: Path) -> None:
+        raise NotImplementedError
+
+    def score(self, prompts: Sequence[str]) -> Scores:
+        raise NotImplementedError
+
+
+class Policy(Component):
+    """Maps scores to a model choice. ``models`` are ordered weak/cheap first, strong last."""
+
+    kind = "policy"
+
+    def choose(self, scores: Scores, models: Sequence[str]) -> list[str]:
+        raise NotImplementedError

@@ -1,0 +1,75 @@
+"""Errors tela raises on purpose, each carrying a message fit to show a user as is.
+
+The CLI turns every :class:`TelaError` into ``Error: <message>`` on stderr and exit code 2, so a
+plugin that raises one of these gets the same clear report as the core.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+__all__ = [
+    "TelaError",
+    "InputError",
+    "UnknownComponentError",
+    "DuplicateComponentError",
+    "PluginLoadError",
+]
+
+
+class TelaError(Exception):
+    """Any user-facing failure: bad input, bad option, missing file. Exit code 2."""
+
+    exit_code = 2
+
+
+class InputError(TelaError):
+    """A problem in an input file, located as ``FILE:LINE: what is wrong``.
+
+    ``line`` is 1-based; ``None`` when the problem is with the file as a whole.
+    """
+
+    def __init__(self, path: str | Path, line: int | None, message: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.message = message
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {message}")
+
+
+class UnknownComponentError(TelaError):
+    """A name asked for that no plugin registered; the message lists the registered ones."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
+        self.kind = kind
+        self.name = name
+        self.known = sorted(known)
+        listed = ", ".join(self.known) if self.known else "(none registered)"
+        super().__init__(f"unknown {kind} {name!r}; registered {kind}s: {listed}")
+
+
+class DuplicateComponentError(TelaError):
+    """Two plugins registered the same kind and name; the message names both plugins."""
+
+    def __init__(self, kind: str, name: str, first: str, second: str) -> None:
+        self.kind = kind
+        self.name = name
+        self.plugins = (first, second)
+        super().__init__(
+            f"{kind} {name!r} is registered by two plugins: {first!r} and {second!r}; "
+            f"disable one with TELA_DISABLE_PLUGINS"
+        )
+
+
+class PluginLoadError(TelaError):
+    """A plugin failed to import or to register; names the plugin and its distribution."""
+
+    def __init__(self, plugin: str, dist: str | None, error: BaseException) -> None:
+        self.plugin = plugin
+        self.dist = dist
+        self.error = error
+        from_dist = f" (distribution {dist})" if dist else ""
+        super().__init__(
+            f"plugin {plugin!r}{from_dist} is broken: {type(error).__name__}: {error}"
+        )

@@ -1,0 +1,98 @@
+"""The hooks a tela plugin can implement.
+
+Every hook receives a ``register`` callback (the simonw/llm shape): call it once per component
+class the plugin provides. All hooks are "call every implementation"; none stops at the first
+result. A plugin implements only the hooks it needs. Documented one by one in ``docs/plugins.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("tela")
+
+#: What a ``register`` callback accepts: a component class (see :mod:`tela_core.components`).
+Register = Callable[[type], None]
+
+# ------------------------------------------------------------------------------------------------
+# Data: where records come from and how they become text
+# ------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def tela_register_sources(register: Register) -> None:
+    """Register data sources (:class:`tela_core.components.Source` subclasses).
+
+    A source reads a file (or folder) and yields validated :class:`tela_core.records.Record`
+    objects; outcome sources also fill ``outcomes`` and ``costs``.
+
+    :param register: call ``register(SourceClass)`` once per source.
+    :since: 0.1
+    """
+
+
+@hookspec
+def tela_register_formatters(register: Register) -> None:
+    """Register formatters (:class:`tela_core.components.Formatter` subclasses).
+
+    A formatter turns chat messages into (prompt text, completion text); the same method
+    builds the inference prompt, so training and serving cannot drift apart.
+
+    :param register: call ``register(FormatterClass)`` once per formatter.
+    :since: 0.1
+    """
+
+
+# ------------------------------------------------------------------------------------------------
+# Training and routing
+# ------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def tela_register_backends(register: Register) -> None:
+    """Register trainer backends (:class:`tela_core.components.Backend` subclasses).
+
+    A backend fine-tunes a base model on formatted examples and leaves a router artifact.
+
+    :param register: call ``register(BackendClass)`` once per backend.
+    :since: 0.1
+    """
+
+
+@hookspec
+def tela_register_scorers(register: Register) -> None:
+    """Register router model families (:class:`tela_core.components.Scorer` subclasses).
+
+    A scorer loads a router artifact and maps prompts to a 1..5 score distribution and to
+    ``w`` = P(strong model needed).
+
+    :param register: call ``register(ScorerClass)`` once per family.
+    :since: 0.1
+    """
+
+
+@hookspec
+def tela_register_policies(register: Register) -> None:
+    """Register router policies (:class:`tela_core.components.Policy` subclasses).
+
+    A policy maps scores to a model choice (threshold, calibrated, tiers, ...).
+
+    :param register: call ``register(PolicyClass)`` once per policy.
+    :since: 0.1
+    """
+
+
+# ------------------------------------------------------------------------------------------------
+# Command line
+# ------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def tela_register_commands(cli: Any) -> None:
+    """Add commands to the ``tela`` command line.
+
+    :param cli: the root :class:`click.Group`; use ``@cli.command()`` or ``cli.add_command``.
+    :since: 0.1
+    """

@@ -1,0 +1,126 @@
+"""Records: the one shape every source yields, and validation of the seed's JSONL format."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, TypedDict
+
+from .errors import InputError
+from .prompts import SYSTEM_PROMPT, label_text, user_content
+
+__all__ = ["Message", "Record", "ROLES", "parse_label", "validate_seed_object", "iter_jsonl", "seed_record"]
+
+ROLES = ("system", "user", "assistant")
+_LABEL = re.compile(r"^\s*\[\[([1-5])\]\]\s*$")
+
+
+class Message(TypedDict):
+    role: str
+    content: str
+
+
+@dataclass
+class Record:
+    """One routing example.
+
+    ``prompt`` is the user's question (what a deployed router sees). ``messages`` are the seed's
+    chat messages (system, user, assistant ``[[k]]``); ``label`` is k (1..5) or None when unlabelled.
+    Outcome sources fill ``outcomes`` (model -> quality in [0, 1]) and ``costs`` (model -> $ for this
+    prompt), and ``group`` (e.g. the MMLU subject) for group-aware splits.
+    """
+
+    prompt: str
+    messages: list[Message] = field(default_factory=list)
+    label: int | None = None
+    outcomes: dict[str, float] | None = None
+    costs: dict[str, float] | None = None
+    group: str | None = None
+    id: str | None = None
+
+    def to_seed(self) -> dict[str, Any]:
+        """The seed's JSONL object: ``{"messages": [...], "prompt": ...}``."""
+        return {"messages": list(self.messages), "prompt": self.prompt}
+
+
+def parse_label(content: str) -> int | None:
+    """The score k of an assistant message ``[[k]]``, or None if it is not one."""
+    m = _LABEL.match(content)
+    return int(m.group(1)) if m else None
+
+
+def seed_record(question: str, label: int | None, **extra: Any) -> Record:
+    """Build a seed-format record for ``question`` with the seed's system prompt and template."""
+    messages: list[Message] = [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": user_content(question)},
+    ]
+    if label is not None:
+        messages.append({"role": "assistant", "content": label_text(label)})
+    return Record(prompt=question, messages=messages, label=label, **extra)
+
+
+def validate_seed_object(obj: Any, path: str | Path, line: int, require_label: bool = True) -> Record:
+    """Check one decoded JSONL object against the seed format; raise :class:`InputError` if bad."""
+
+    def bad(msg: str) -> InputError:
+        return InputError(path, line, msg)
+
+    if not isinstance(obj, Mapping):
+        raise bad(f"expected a JSON object, got {type(obj).__name__}")
+    if "messages" not in obj:
+        raise bad('missing field "messages" (a list of {"role", "content"} objects)')
+    if "prompt" not in obj:
+        raise bad('missing field "prompt" (the user question as a string)')
+    prompt = obj["prompt"]
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise bad('"prompt" must be a non-empty string')
+    messages = obj["messages"]
+    if not isinstance(messages, list) or not messages:
+        raise bad('"messages" must be a non-empty list')
+    out: list[Message] = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
+            raise bad(f'messages[{i}] must be an object with "role" and "content"')
+        role, content = m["role"], m["content"]
+        if role not in ROLES:
+            raise bad(f"messages[{i}]: unknown role {role!r}; expected one of {', '.join(ROLES)}")
+        if not isinstance(content, str) or not content.strip():
+            raise bad(f"messages[{i}] ({role}): content must be a non-empty string")
+        out.append({"role": role, "content": content})
+    label = None
+    if out[-1]["role"] == "assistant":
+        label = parse_label(out[-1]["content"])
+        if label is None:
+            raise bad(
+                f"last assistant message must be a score [[k]] with k in 1..5, got {out[-1]['content'][:40]!r}"
+            )
+    elif require_label:
+        raise bad("the last message must be the assistant's score [[k]] (k in 1..5)")
+    return Record(prompt=prompt, messages=out, label=label, id=obj.get("id"))
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """Yield (1-based line number, decoded object) for each non-blank line of a JSONL file.
+
+    Undecodable bytes and bad JSON raise :class:`InputError` naming the line.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, None, "file not found")
+    if p.is_dir():
+        raise InputError(p, None, "is a directory, expected a JSONL file")
+    with p.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(p, lineno, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
+            if not text.strip():
+                continue
+            try:
+                yield lineno, json.loads(text)
+            except json.JSONDecodeError as e:
+                raise InputError(p, lineno, f"invalid JSON: {e.msg} (column {e.colno})") from None
