@@ -44,6 +44,17 @@ class Record:
         """The seed's JSONL object: ``{"messages": [...], "prompt": ...}``."""
         return {"messages": list(self.messages), "prompt": self.prompt}
 
+    def to_json(self) -> dict[str, Any]:
+        """The seed's object plus tela's optional keys (``outcomes``, ``costs``, ``group``, ``id``)
+        where set; :func:`validate_seed_object` reads them back, so one file serves training and
+        evaluation."""
+        obj = self.to_seed()
+        for key in ("outcomes", "costs", "group", "id"):
+            value = getattr(self, key)
+            if value is not None:
+                obj[key] = value
+        return obj
+
 
 def parse_label(content: str) -> int | None:
     """The score k of an assistant message ``[[k]]``, or None if it is not one."""
@@ -99,7 +110,37 @@ def validate_seed_object(obj: Any, path: str | Path, line: int, require_label: b
             )
     elif require_label:
         raise bad("the last message must be the assistant's score [[k]] (k in 1..5)")
-    return Record(prompt=prompt, messages=out, label=label, id=obj.get("id"))
+    extras = _seed_extras(obj, bad)
+    return Record(prompt=prompt, messages=out, label=label, **extras)
+
+
+def _seed_extras(obj: Mapping[str, Any], bad: Any) -> dict[str, Any]:
+    """Validate tela's optional keys of a seed line: ``outcomes`` (model -> number in [0, 1]),
+    ``costs`` (model -> number >= 0), ``group`` and ``id`` (strings)."""
+    extras: dict[str, Any] = {}
+    for key, lo, hi in (("outcomes", 0.0, 1.0), ("costs", 0.0, None)):
+        value = obj.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, Mapping) or not value:
+            raise bad(f'"{key}" must be a non-empty object mapping model name to a number')
+        parsed: dict[str, float] = {}
+        for model, x in value.items():
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or x != x:
+                raise bad(f'"{key}"[{model!r}] must be a number, got {x!r}')
+            if x < lo or (hi is not None and x > hi):
+                want = f"in [{lo:g}, {hi:g}]" if hi is not None else f">= {lo:g}"
+                raise bad(f'"{key}"[{model!r}] must be {want}, got {x!r}')
+            parsed[str(model)] = float(x)
+        extras[key] = parsed
+    for key in ("group", "id"):
+        value = obj.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise bad(f'"{key}" must be a string, got {type(value).__name__}')
+        extras[key] = str(value)
+    return extras
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:

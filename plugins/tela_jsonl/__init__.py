@@ -18,7 +18,12 @@ class JsonlOptions(BaseModel):
 
 
 class JsonlSource(Source):
-    """One JSON object per line: ``messages`` (system/user/assistant ``[[k]]``) and ``prompt``."""
+    """One JSON object per line: ``messages`` (system/user/assistant ``[[k]]``) and ``prompt``.
+
+    Optional keys are read too, so one file serves training and evaluation: ``outcomes``
+    (model -> 0..1), ``costs`` (model -> $ >= 0), ``group`` and ``id`` (``tela data convert``
+    writes them).
+    """
 
     name = "jsonl"
     description = "the seed's JSONL: messages ending in the assistant's [[k]], plus prompt"

@@ -1,9 +1,276 @@
-"""Placeholder: commands of this module are not built yet."""
+"""``tela data``: check, sample, convert and preview training and outcome data.
+
+Every command reads its input through a registered data source (``--source``, default: detected
+from the path), so a bad line is reported as ``FILE:LINE: what is wrong`` with exit code 2 before
+anything is written. Outputs are written atomically and never replace a file without ``--force``.
+"""
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
 import click
+
+from ..detect import DETECT
+
+__all__ = ["register", "data", "summarize"]
+
+_source_opt = click.option(
+    "--source",
+    "source_name",
+    default=DETECT,
+    show_default=True,
+    metavar="NAME",
+    help="Data source that reads the input (see `tela plugins list --kind source`).",
+)
+_pair_opts = [
+    click.option("--weak-model", default=None, metavar="MODEL", help="Outcome data: the weak model (label mapping)."),
+    click.option("--strong-model", default=None, metavar="MODEL", help="Outcome data: the strong model (label mapping)."),
+]
+_in_path = click.Path(path_type=Path)
+
+
+def _with_pair(f: Any) -> Any:
+    for opt in reversed(_pair_opts):
+        f = opt(f)
+    return f
 
 
 def register(cli: click.Group) -> None:
-    """Attach this module's commands to ``cli``."""
+    """Attach ``tela data`` to ``cli``."""
+    cli.add_command(data)
+
+
+@click.group()
+def data() -> None:
+    """Check, sample, convert and preview data (seed JSONL and outcome data)."""
+
+
+def _open(path: Path, source_name: str, weak: str | None = None, strong: str | None = None) -> Any:
+    from ..detect import open_source
+
+    return open_source(path, source_name, {"weak_model": weak, "strong_model": strong})
+
+
+def _read_all(source: Any, path: Path) -> list[Any]:
+    """Every record of ``path``, validated; an input without records is an error."""
+    from ..errors import InputError
+
+    records = list(source.read(path))
+    if not records:
+        raise InputError(path, None, "no records (empty, or only blank lines)")
+    return records
+
+
+def _write_jsonl(out: Path, objects: Iterable[dict[str, Any]]) -> int:
+    from ..io import atomic_open
+
+    n = 0
+    with atomic_open(out) as fh:
+        for obj in objects:
+            fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+# ------------------------------------------------------------------------------------------------
+# check
+# ------------------------------------------------------------------------------------------------
+
+
+def summarize(records: Sequence[Any], source: Any) -> dict[str, Any]:
+    """Counts a user checks before training: labels, groups, per-model outcome and cost means."""
+    labels = Counter(r.label for r in records if r.label is not None)
+    models: dict[str, dict[str, float]] = {}
+    sums: dict[str, list[float]] = {}
+    for r in records:
+        for m, v in (r.outcomes or {}).items():
+            s = sums.setdefault(m, [0, 0.0, 0, 0.0])
+            s[0] += 1
+            s[1] += v
+        for m, c in (r.costs or {}).items():
+            s = sums.setdefault(m, [0, 0.0, 0, 0.0])
+            s[2] += 1
+            s[3] += c
+    for m, (n, tot, nc, ctot) in sums.items():
+        models[m] = {"n": n, "mean_outcome": tot / n if n else None, "mean_cost": ctot / nc if nc else None}
+    opts = getattr(source, "options", None)
+    return {
+        "source": source.name,
+        "records": len(records),
+        "labels": {str(k): labels.get(k, 0) for k in range(1, 6)},
+        "unlabelled": sum(1 for r in records if r.label is None),
+        "groups": len({r.group for r in records if r.group is not None}),
+        "models": models,
+        "weak_model": getattr(opts, "weak_model", None),
+        "strong_model": getattr(opts, "strong_model", None),
+        "notes": dict(getattr(source, "stats", {}) or {}),
+    }
+
+
+def _print_summary(path: Path, s: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    con = Console()
+    con.print(f"[bold]{escape(str(path))}[/]: {s['records']} records, source [cyan]{s['source']}[/]", highlight=False)
+    labelled = sum(s["labels"].values())
+    if labelled:
+        t = Table(title="labels", title_justify="left")
+        t.add_column("label", justify="right")
+        t.add_column("count", justify="right")
+        t.add_column("share", justify="right")
+        t.add_column("")
+        for k, n in s["labels"].items():
+            share = n / labelled
+            t.add_row(Text(f"[[{k}]]"), str(n), f"{share:.1%}", "█" * round(share * 30))
+        con.print(t)
+    if s["unlabelled"]:
+        con.print(f"unlabelled records: {s['unlabelled']}")
+    if s["groups"]:
+        con.print(f"groups: {s['groups']}")
+    if s["models"]:
+        t = Table(title="outcomes per model", title_justify="left")
+        t.add_column("model")
+        t.add_column("records", justify="right")
+        t.add_column("mean outcome", justify="right")
+        t.add_column("mean cost $", justify="right")
+        for m, v in sorted(s["models"].items(), key=lambda kv: kv[1]["mean_outcome"] or 0):
+            role = " (weak)" if m == s["weak_model"] else " (strong)" if m == s["strong_model"] else ""
+            cost = "-" if v["mean_cost"] is None else f"{v['mean_cost']:.3g}"
+            t.add_row(escape(m) + role, str(v["n"]), f"{v['mean_outcome']:.1%}", cost)
+        con.print(t)
+    for k, v in s["notes"].items():
+        con.print(f"{k.replace('_', ' ')}: {v}", highlight=False)
+
+
+@data.command("check")
+@click.argument("file", type=_in_path)
+@_source_opt
+@_with_pair
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def check(file: Path, source_name: str, weak_model: str | None, strong_model: str | None, as_json: bool) -> None:
+    """Validate FILE and print counts, the label histogram and per-model outcomes.
+
+    Exit code 2 with FILE:LINE: message on the first bad record.
+    """
+    source = _open(file, source_name, weak_model, strong_model)
+    records = _read_all(source, file)
+    summary = summarize(records, source)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        _print_summary(file, summary)
+
+
+# ------------------------------------------------------------------------------------------------
+# sample / convert
+# ------------------------------------------------------------------------------------------------
+
+
+@data.command("sample")
+@click.option("--n", "n", type=click.IntRange(min=1), required=True, help="How many records to keep.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Random seed (42: the seed's choice).")
+@click.argument("in_path", metavar="IN", type=_in_path)
+@click.argument("out_path", metavar="OUT", type=_in_path)
+@_source_opt
+@_with_pair
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+def sample(
+    n: int, seed: int, in_path: Path, out_path: Path, source_name: str,
+    weak_model: str | None, strong_model: str | None, force: bool,
+) -> None:
+    """Write N records of IN, drawn as the seed's pandas df.sample(n=N, random_state=42) does.
+
+    A seed JSONL file keeps its lines' objects as they are; outcome data is written as seed
+    JSONL with outcomes. N >= the number of records keeps them all, in order.
+    """
+    from ..io import check_can_write
+    from ..records import iter_jsonl
+    from ..sampling import subsample
+
+    check_can_write(out_path, force)
+    source = _open(in_path, source_name, weak_model, strong_model)
+    records = _read_all(source, in_path)
+    chosen = subsample(list(range(len(records))), n, seed)
+    if source.name == "jsonl":  # keep the user's objects (and any keys tela does not know)
+        raw = [obj for _, obj in iter_jsonl(in_path)]
+        objects = [raw[i] for i in chosen]
+    else:
+        objects = [records[i].to_json() for i in chosen]
+    written = _write_jsonl(out_path, objects)
+    click.echo(f"wrote {written} of {len(records)} records to {out_path}")
+
+
+@data.command("convert")
+@click.argument("in_path", metavar="IN", type=_in_path)
+@click.argument("out_path", metavar="OUT", type=_in_path)
+@_source_opt
+@_with_pair
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+def convert(
+    in_path: Path, out_path: Path, source_name: str, weak_model: str | None, strong_model: str | None, force: bool
+) -> None:
+    """Convert IN (outcome data) to seed-format JSONL.
+
+    Each line holds the seed's `messages` (system prompt, `[Question]` template, `[[k]]` label
+    from the outcome mapping) and `prompt`, plus `outcomes`, `costs`, `group` and `id` where
+    known, so one file serves `tela run` (training) and `tela eval`.
+    """
+    from ..io import check_can_write
+
+    check_can_write(out_path, force)
+    source = _open(in_path, source_name, weak_model, strong_model)
+    records = _read_all(source, in_path)
+    written = _write_jsonl(out_path, (r.to_json() for r in records))
+    labels = Counter(r.label for r in records if r.label is not None)
+    hist = ", ".join(f"[[{k}]]: {labels.get(k, 0)}" for k in range(1, 6))
+    click.echo(f"wrote {written} records ({source.name}) to {out_path}; labels {hist}")
+
+
+# ------------------------------------------------------------------------------------------------
+# preview
+# ------------------------------------------------------------------------------------------------
+
+
+@data.command("preview")
+@click.option("--formatter", "formatter_name", required=True, metavar="NAME", help="Formatter to apply (e.g. role-prefix).")
+@click.argument("file", type=_in_path)
+@click.option("--n", "n", type=click.IntRange(min=1), default=3, show_default=True, help="How many records to show.")
+@_source_opt
+@click.option("--tokenizer", type=click.Path(path_type=Path), default=None, help="Tokenizer dir (chat-template needs one).")
+def preview(file: Path, formatter_name: str, n: int, source_name: str, tokenizer: Path | None) -> None:
+    """Show the first N records of FILE as the formatter turns them into text.
+
+    The prompt (what the router sees at inference) is dim; the completion (where the training
+    loss goes) is bold green.
+    """
+    from rich.console import Console
+    from rich.text import Text
+
+    from ..plugins import get_registry
+
+    formatter = get_registry().create("formatter", formatter_name)
+    tok = None
+    if tokenizer is not None:
+        from transformers import AutoTokenizer  # only when asked for
+
+        tok = AutoTokenizer.from_pretrained(str(tokenizer))
+    source = _open(file, source_name)
+    shown = []
+    for record in source.read(file):
+        shown.append(record)
+        if len(shown) >= n:
+            break
+    con = Console(highlight=False, soft_wrap=True)
+    for i, r in enumerate(shown, start=1):
+        f = formatter.format(r.messages, tokenizer=tok)
+        meta = " · ".join(x for x in (r.id and f"id {r.id}", r.group, r.label and f"label {r.label}") if x)
+        con.rule(Text(f"record {i}" + (f" · {meta}" if meta else "")))
+        con.print(Text(f.prompt, style="dim") + Text(f.completion, style="bold green"), end="")
+    con.rule()

@@ -1,0 +1,120 @@
+"""What the outcome sources share: the outcome -> 1..5 label mapping and record building.
+
+Outcome data says, per prompt, how well each model did (0..1). The seed's router learns a 1..5
+score that an expert would give the *weak* model's answer, so a training label is derived from the
+weak and strong models' outcomes (guides/METRICS.md):
+
+=========================  ============================  =======
+weak model                 strong model                  label
+=========================  ============================  =======
+right                      (any)                         ``label_weak_right`` (5)
+wrong                      right                         ``label_only_strong_right`` (1)
+wrong                      wrong                         ``label_both_wrong`` (3)
+=========================  ============================  =======
+
+"Right" means outcome >= ``right_threshold`` (0.5; outcomes are 0/1 in most data). A both-wrong
+prompt gets a middle label: sending it to the strong model buys nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Iterable, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tela_core import InputError, Record, Source
+from tela_core.records import seed_record
+
+__all__ = ["OutcomeOptions", "OutcomeSource", "label_for"]
+
+
+class OutcomeOptions(BaseModel):
+    """Options every outcome source has: which models form the weak/strong pair, and the labels."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    weak_model: str | None = None
+    """The cheap model whose answer quality the label predicts (each source sets a default)."""
+    strong_model: str | None = None
+    """The strong model (each source sets a default)."""
+    label_weak_right: int = Field(5, ge=1, le=5)
+    """Label when the weak model is right."""
+    label_only_strong_right: int = Field(1, ge=1, le=5)
+    """Label when the weak model is wrong and the strong one right."""
+    label_both_wrong: int = Field(3, ge=1, le=5)
+    """Label when both are wrong."""
+    right_threshold: float = Field(0.5, gt=0.0, le=1.0)
+    """An outcome at or above this counts as right."""
+
+
+def label_for(weak: float, strong: float, options: OutcomeOptions) -> int:
+    """The 1..5 training label for a prompt with these weak/strong outcomes (see module doc)."""
+    t = options.right_threshold
+    if weak >= t:
+        return options.label_weak_right
+    if strong >= t:
+        return options.label_only_strong_right
+    return options.label_both_wrong
+
+
+class OutcomeSource(Source):
+    """Base of the outcome sources: resolves the weak/strong pair and builds labelled records.
+
+    ``stats`` holds notes about the last :meth:`read` (e.g. rows skipped), for ``tela data check``.
+    """
+
+    Options: ClassVar[type[BaseModel]] = OutcomeOptions
+
+    def __init__(self, options: Any = None) -> None:
+        super().__init__(options)
+        self.stats: dict[str, Any] = {}
+
+    def pair(self, models: Iterable[str], path: Path) -> tuple[str, str]:
+        """The (weak, strong) model names, checked against the models in the data."""
+        known = list(models)
+        weak = self.options.weak_model
+        strong = self.options.strong_model
+        for role, name in (("weak", weak), ("strong", strong)):
+            if name is None:
+                raise InputError(path, None, f"set the {role} model (--{role}-model); models in the data: {', '.join(known)}")
+            if name not in known:
+                raise InputError(
+                    path, None, f"{role} model {name!r} is not in the data; models: {', '.join(known)} (--{role}-model)"
+                )
+        if weak == strong:
+            raise InputError(path, None, f"weak and strong model are both {weak!r}")
+        return weak, strong  # type: ignore[return-value]
+
+    def make_record(
+        self,
+        question: str,
+        outcomes: Mapping[str, float],
+        pair: tuple[str, str],
+        *,
+        costs: Mapping[str, float] | None = None,
+        group: str | None = None,
+        id: str | None = None,
+    ) -> Record:
+        """A seed-format record (system prompt, ``[Question]`` template, ``[[label]]``) that also
+        carries the outcomes, costs, group and id."""
+        weak, strong = pair
+        label = label_for(outcomes[weak], outcomes[strong], self.options)
+        return seed_record(
+            question,
+            label,
+            outcomes=dict(outcomes),
+            costs=dict(costs) if costs else None,
+            group=group,
+            id=id,
+        )
+
+
+def clip01(x: float) -> float:
+    """``x`` clipped into [0, 1] (some graders give slightly negative or >1 partial scores)."""
+    return 0.0 if x < 0 else 1.0 if x > 1 else float(x)
+
+
+def is_number(x: Any) -> bool:
+    """A JSON number (not a bool, not NaN)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x

@@ -1,0 +1,69 @@
+"""Which data source reads a file or folder: ask every registered source's ``sniff``.
+
+Used wherever a command takes ``--source`` with the default ``detect`` (``tela data ...``,
+``tela eval``). The generic ``jsonl`` source yields to a more specific one that also claims a
+path; two specific claims are an error asking for ``--source``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import InputError
+
+__all__ = ["detect_source", "open_source", "DETECT"]
+
+#: the ``--source`` value that means "detect from the path"
+DETECT = "detect"
+_GENERIC = ("jsonl",)
+
+
+def detect_source(path: str | Path) -> str:
+    """The name of the registered source that reads ``path``.
+
+    Raises :class:`InputError` when the path does not exist, no source claims it, or several
+    specific sources do (the message lists them and the registered sources).
+    """
+    from .plugins import get_registry
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, None, "file not found")
+    reg = get_registry()
+    claims: list[str] = []
+    for name in reg.names("source"):
+        cls = reg.get("source", name)
+        try:
+            source = cls()
+            if source.sniff(p):
+                claims.append(name)
+        except Exception:  # a source that cannot even be built with defaults does not claim
+            continue
+    specific = [c for c in claims if c not in _GENERIC]
+    if len(specific) == 1:
+        return specific[0]
+    if len(specific) > 1:
+        raise InputError(p, None, f"several sources can read this ({', '.join(specific)}); pick one with --source")
+    if claims:
+        return claims[0]
+    raise InputError(
+        p, None, f"cannot tell which source reads this; pass --source (registered: {', '.join(reg.names('source'))})"
+    )
+
+
+def open_source(path: str | Path, name: str | None = DETECT, options: Mapping[str, Any] | None = None) -> Any:
+    """A source instance for ``path``: ``name`` if given (``None``/``"detect"``: detected), with
+    ``options`` validated by its options model. Options the source does not have are dropped
+    when the source was detected (e.g. ``weak_model`` for a JSONL file), kept (and refused by
+    its model) when the user named the source."""
+    from .plugins import get_registry
+
+    reg = get_registry()
+    detected = name in (None, DETECT)
+    chosen = detect_source(path) if detected else str(name)
+    opts = {k: v for k, v in dict(options or {}).items() if v is not None}
+    if detected:
+        fields = getattr(reg.get("source", chosen).Options, "model_fields", {})
+        opts = {k: v for k, v in opts.items() if k in fields}
+    return reg.create("source", chosen, opts)
