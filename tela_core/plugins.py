@@ -12,6 +12,7 @@ with its error; the others still load.
 from __future__ import annotations
 
 import importlib.metadata as md
+import inspect
 import os
 from typing import Any, Iterable
 
@@ -56,8 +57,14 @@ def make_plugin_manager(extra: Iterable[tuple[Any, str]] = ()) -> tuple[pluggy.P
     only_n = {_norm(x) for x in only} if only is not None else None
 
     seen: set[tuple[str, str]] = set()
-    for ep in md.entry_points(group=ENTRY_POINT_GROUP):
-        dist = ep.dist.name if ep.dist else None
+    # Builtins first, then third parties by distribution: a stable order, so that when two plugins
+    # register the same component name the builtin is the one named first.
+    eps = sorted(
+        md.entry_points(group=ENTRY_POINT_GROUP),
+        key=lambda ep: (_dist_name(ep) != BUILTIN_DIST, _norm(_dist_name(ep)), ep.name),
+    )
+    for ep in eps:
+        dist = _dist_name(ep)
         version = ep.dist.version if ep.dist else None
         key = (ep.name, ep.value)
         if key in seen:  # the same distribution found twice on sys.path
@@ -67,20 +74,38 @@ def make_plugin_manager(extra: Iterable[tuple[Any, str]] = ()) -> tuple[pluggy.P
             continue
         if only_n is not None and _norm(dist) != BUILTIN_DIST and not ({_norm(dist), _norm(ep.name)} & only_n):
             continue
-        info = PluginInfo(name=ep.name, dist=dist, version=version)
-        infos[ep.name] = info
+        name = _unique_name(ep.name, dist, infos)
+        info = PluginInfo(name=name, dist=dist, version=version)
+        infos[name] = info
         try:
             plugin = ep.load()
-            _register(pm, plugin, ep.name, info)
+            _register(pm, plugin, name, info)
         except Exception as e:
-            info.error = str(PluginLoadError(ep.name, dist, e))
-    for plugin, name in extra:
-        info = infos.setdefault(name, PluginInfo(name=name))
+            info.error = str(PluginLoadError(name, dist, e))
+    for plugin, extra_name in extra:
+        name = _unique_name(extra_name, None, infos)
+        info = infos[name] = PluginInfo(name=name)
         try:
             _register(pm, plugin, name, info)
         except Exception as e:
             info.error = str(PluginLoadError(name, None, e))
     return pm, infos
+
+
+def _dist_name(ep: md.EntryPoint) -> str | None:
+    return ep.dist.name if ep.dist else None
+
+
+def _unique_name(name: str, dist: str | None, taken: dict[str, PluginInfo]) -> str:
+    """``name``, or ``dist:name`` when another distribution already uses that entry-point name."""
+    if name not in taken:
+        return name
+    qualified = f"{dist or 'in-process'}:{name}"
+    n = 2
+    while qualified in taken:
+        qualified = f"{dist or 'in-process'}:{name}#{n}"
+        n += 1
+    return qualified
 
 
 def _register(pm: pluggy.PluginManager, plugin: Any, name: str, info: PluginInfo) -> None:
@@ -91,8 +116,17 @@ def _register(pm: pluggy.PluginManager, plugin: Any, name: str, info: PluginInfo
     unknown = [c.name for c in callers if not c.has_spec()]
     if unknown:
         pm.unregister(plugin)
-        raise AttributeError(f"implements unknown hook(s): {', '.join(unknown)}")
-    info.hooks = [c.name for c in callers]
+        known = ", ".join(sorted(n for n in dir(hookspecs) if n.startswith("tela_")))
+        raise AttributeError(f"implements unknown hook(s): {', '.join(unknown)}; tela's hooks are: {known}")
+    hooked = {c.name for c in callers}
+    unmarked = sorted(
+        n for n in dir(plugin)
+        if n.startswith("tela_") and n not in hooked and inspect.isfunction(inspect.getattr_static(plugin, n, None))
+    )
+    if unmarked:
+        pm.unregister(plugin)
+        raise AttributeError(f"defines {', '.join(unmarked)} without @hookimpl, so tela would never call it")
+    info.hooks = sorted(hooked)
 
 
 def get_registry() -> Registry:

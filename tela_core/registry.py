@@ -76,9 +76,11 @@ class Registry:
         self.plugins = plugins
         self.entries: dict[str, dict[str, Entry]] = {k: {} for k in KINDS}
         self.errors: list[TelaError] = []
+        #: (kind, name) registered by more than one plugin; asking for one raises its error
+        self.duplicates: dict[tuple[str, str], DuplicateComponentError] = {}
         for hook_name, kind in HOOK_KINDS.items():
             caller = getattr(pm.hook, hook_name)
-            for impl in reversed(caller.get_hookimpls()):  # registration order
+            for impl in caller.get_hookimpls():  # registration order (pluggy calls them reversed)
                 self._collect(impl, kind)
 
     def _collect(self, impl: Any, kind: str) -> None:
@@ -96,6 +98,7 @@ class Registry:
             if existing is not None:
                 err = DuplicateComponentError(kind, cls.name, existing.plugin, plugin)
                 self.errors.append(err)
+                self.duplicates.setdefault((kind, cls.name), err)
                 info.error = info.error or str(err)
                 return
             desc = cls.description or (inspect.getdoc(cls) or "").split("\n")[0]
@@ -116,12 +119,15 @@ class Registry:
         return sorted(self.entries[kind])
 
     def entry(self, kind: str, name: str) -> Entry:
-        """The entry for ``name``; :class:`UnknownComponentError` lists the known names if absent.
+        """The entry for ``name``; :class:`UnknownComponentError` lists the known names if absent,
+        :class:`DuplicateComponentError` names both plugins if two registered it.
 
         If a plugin failed to load, the error says so: the name may be one it would have provided.
         """
         if kind not in self.entries:
             raise TelaError(f"unknown component kind {kind!r}; kinds: {', '.join(KINDS)}")
+        if (kind, name) in self.duplicates:
+            raise self.duplicates[(kind, name)]
         try:
             return self.entries[kind][name]
         except KeyError:

@@ -42,28 +42,63 @@ def cli() -> None:
     """
 
 
-def _build() -> click.Group:
-    for mod in CORE_COMMAND_MODULES:
-        importlib.import_module(f"{__package__}.{mod}").register(cli)
-    from ..plugins import get_registry
-
-    try:
-        reg = get_registry()
-        reg.pm.hook.tela_register_commands(cli=cli)
-    except Exception as e:  # a broken plugin must not take the CLI down
-        click.echo(f"warning: a plugin failed to add commands: {e}", err=True)
-    return cli
+_core_added = False
+_built_for: Any = None  # the registry whose plugin commands are attached to ``cli``
+_plugin_commands: dict[str, str] = {}  # command name -> plugin that added it
 
 
-_built = False
+def _add_plugin_commands(reg: Any) -> None:
+    """Call every plugin's ``tela_register_commands`` one by one, so that a broken plugin is named
+    and the others still add theirs. A command that would replace an existing one is refused."""
+    from ..errors import DuplicateComponentError, PluginLoadError
+
+    for name in _plugin_commands:
+        cli.commands.pop(name, None)
+    _plugin_commands.clear()
+    for impl in reg.pm.hook.tela_register_commands.get_hookimpls():
+        plugin = impl.plugin_name
+        info = reg.plugins.get(plugin)
+        before = dict(cli.commands)
+        try:
+            impl.function(cli=cli)
+        except Exception as e:  # a broken plugin must not take the CLI down
+            err = PluginLoadError(plugin, info.dist if info else None, e)
+            reg.errors.append(err)
+            if info is not None:
+                info.error = info.error or str(err)
+            click.echo(f"warning: {err}", err=True)
+        for name, cmd in list(cli.commands.items()):
+            if name not in before:
+                _plugin_commands[name] = plugin
+                if info is not None:
+                    info.components.append(("command", name))
+            elif cmd is not before[name]:
+                cli.commands[name] = before[name]
+                owner = _plugin_commands.get(name, "tela")
+                dup = DuplicateComponentError("command", name, owner, plugin)
+                reg.errors.append(dup)
+                if info is not None:
+                    info.error = info.error or str(dup)
+                click.echo(f"warning: {dup}", err=True)
 
 
 def get_cli() -> click.Group:
-    """The root group with every command attached (built once)."""
-    global _built
-    if not _built:
-        _build()
-        _built = True
+    """The root group with the core commands and every plugin's commands attached.
+
+    Plugin commands are re-attached when the registry changes (tests add and remove in-process
+    plugins with :func:`tela_core.plugins.add_plugin`).
+    """
+    global _core_added, _built_for
+    if not _core_added:
+        for mod in CORE_COMMAND_MODULES:
+            importlib.import_module(f"{__package__}.{mod}").register(cli)
+        _core_added = True
+    from ..plugins import get_registry
+
+    reg = get_registry()
+    if reg is not _built_for:
+        _add_plugin_commands(reg)
+        _built_for = reg
     return cli
 
 

@@ -1,12 +1,16 @@
-"""``tela plugins list``: what is installed, what it provides, and what is broken."""
+"""``tela plugins list`` and ``tela plugins show``: what is installed, what it provides, what is broken."""
 
 from __future__ import annotations
 
 import json
+from typing import Any, get_args
 
 import click
 
 from ..components import KINDS
+
+#: what ``--kind`` accepts: the component kinds, and CLI commands added by plugins
+LIST_KINDS: tuple[str, ...] = (*KINDS, "command")
 
 
 def register(cli: click.Group) -> None:
@@ -15,37 +19,101 @@ def register(cli: click.Group) -> None:
 
 @click.group()
 def plugins() -> None:
-    """Inspect installed plugins."""
+    """Inspect installed plugins and the components they provide."""
+
+
+def _type_name(ann: Any) -> str:
+    """``str``, ``int | None``, ``Optional[str]``, ``list[str]``: an annotation as a user reads it."""
+    if isinstance(ann, type) and not get_args(ann):
+        return ann.__name__
+    return str(ann).replace("typing.", "").replace("pathlib.", "").replace("NoneType", "None")
+
+
+def _command_help(name: str) -> str:
+    root = click.get_current_context().find_root().command
+    cmd = getattr(root, "commands", {}).get(name)
+    return cmd.get_short_help_str(limit=60) if cmd is not None else ""
 
 
 @plugins.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list for scripts.")
-@click.option("--kind", type=click.Choice(KINDS), help="Only plugins that provide this kind.")
+@click.option("--kind", type=click.Choice(LIST_KINDS), help="Only plugins that provide this kind.")
 def list_plugins(as_json: bool, kind: str | None) -> None:
-    """List plugins: distribution, version, components by kind and name, hooks."""
+    """List plugins: distribution, version, components by kind and name, hooks.
+
+    A plugin that failed to load is listed as BROKEN with its error; the others still work.
+    """
     from ..plugins import get_registry
 
     reg = get_registry()
     infos = [p for p in reg.plugins.values() if kind is None or any(k == kind for k, _ in p.components)]
     if as_json:
-        click.echo(json.dumps([p.to_json() for p in infos], indent=2))
+        out = []
+        for p in infos:
+            obj = p.to_json()
+            if kind is not None:
+                obj["provides"] = {k: v for k, v in obj["provides"].items() if k == kind}
+            out.append(obj)
+        click.echo(json.dumps(out, indent=2))
         return
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title="tela plugins", show_lines=False)
-    table.add_column("plugin", style="bold")
-    table.add_column("distribution")
-    table.add_column("version")
-    table.add_column("provides")
-    table.add_column("hooks")
+    console = Console()
+    wide = console.width >= 120  # room for each component's description
+    table = Table(title="tela plugins", show_lines=True)
+    table.add_column("plugin", style="bold", no_wrap=True)
+    table.add_column("distribution", no_wrap=True)
+    table.add_column("version", no_wrap=True)
+    table.add_column("provides", ratio=1)
+    table.add_column("hooks", no_wrap=True)
     for p in infos:
-        provides = "\n".join(
-            escape(f"{k}: {n} — {reg.entries[k][n].description}") for k, n in p.components if kind in (None, k)
-        )
+        lines = []
+        for k, n in p.components:
+            if kind not in (None, k):
+                continue
+            line = f"{k}: [cyan]{escape(n)}[/cyan]"
+            if wide:
+                entry = reg.entries.get(k, {}).get(n)
+                desc = entry.description if entry is not None else _command_help(n) if k == "command" else ""
+                line += f" — {escape(desc)}"
+            lines.append(line)
+        provides = "\n".join(lines)
         if p.error:
             provides = f"[red]BROKEN: {escape(p.error)}[/red]" + (("\n" + provides) if provides else "")
-        hooks = "\n".join(h.removeprefix("tela_") for h in sorted(p.hooks))
-        table.add_row(p.name, p.dist or "-", p.version or "-", provides or "-", hooks or "-")
-    Console().print(table)
+        hooks = "\n".join(h.removeprefix("tela_register_") for h in sorted(p.hooks))
+        table.add_row(escape(p.name), p.dist or "-", p.version or "-", provides or "-", hooks or "-")
+    console.print(table)
+    if not wide:
+        console.print("Descriptions and options: tela plugins show KIND NAME")
+
+
+@plugins.command("show")
+@click.argument("kind", type=click.Choice(KINDS))
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the options' JSON schema.")
+def show_component(kind: str, name: str, as_json: bool) -> None:
+    """Show one component: its plugin, description and options (name, type, default).
+
+    An unknown NAME is an error that lists the registered names of KIND.
+    """
+    from ..plugins import get_registry
+
+    entry = get_registry().entry(kind, name)
+    schema = entry.options_schema()
+    if as_json:
+        click.echo(json.dumps({"kind": kind, "name": name, "plugin": entry.plugin,
+                               "description": entry.description, "options": schema}, indent=2))
+        return
+    click.echo(f"{kind} {name} (plugin {entry.plugin}): {entry.description}")
+    fields: dict[str, Any] = entry.cls.Options.model_fields
+    if not fields:
+        click.echo("options: none")
+        return
+    click.echo("options:")
+    for fname, f in fields.items():
+        default = "required" if f.is_required() else f"default {f.get_default(call_default_factory=True)!r}"
+        ann = _type_name(f.annotation)
+        doc = f" — {f.description}" if f.description else ""
+        click.echo(f"  {fname}: {ann} ({default}){doc}")

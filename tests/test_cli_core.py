@@ -1,0 +1,192 @@
+"""The ``tela`` root command: help, version, error reporting (exit 2), and ``tela plugins``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import click
+import pytest
+from click.testing import CliRunner
+
+import tela_core
+from tela_core import InputError, TelaError, hookimpl
+from tela_core.cli.main import get_cli
+from tela_core.plugins import add_plugin, remove_plugin, reset
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry() -> Iterator[None]:
+    reset()
+    try:
+        yield
+    finally:
+        reset()
+
+
+@pytest.fixture
+def failing_commands() -> Iterator[None]:
+    """An in-process plugin with commands that fail the ways a plugin command can."""
+
+    class Failing:
+        @hookimpl
+        def tela_register_commands(self, cli: Any) -> None:
+            @cli.command("bad-input")
+            def bad_input() -> None:
+                """Fails on line 3 of a file."""
+                raise InputError("data.jsonl", 3, 'missing field "prompt"')
+
+            @cli.command("bad-option")
+            def bad_option() -> None:
+                """Fails with a plain TelaError."""
+                raise TelaError("--n must be positive")
+
+            @cli.command("unknown-formatter")
+            def unknown_formatter() -> None:
+                """Asks the registry for a formatter nobody registered."""
+                from tela_core.plugins import get_registry
+
+                get_registry().entry("formatter", "nope")
+
+    add_plugin(Failing(), "failing")
+    try:
+        yield
+    finally:
+        remove_plugin("failing")
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(get_cli(), list(args))
+
+
+def test_help_lists_the_core_commands():
+    res = invoke("--help")
+    assert res.exit_code == 0
+    assert "train, evaluate and serve LLM routers" in res.output
+    assert "plugins" in res.output
+    assert invoke("-h").output == res.output
+
+
+def test_version():
+    res = invoke("--version")
+    assert res.exit_code == 0 and res.output.strip() == f"tela, version {tela_core.__version__}"
+
+
+def test_input_error_is_file_line_message_and_exit_2(failing_commands):
+    res = invoke("bad-input")
+    assert res.exit_code == 2
+    assert res.stderr == 'Error: data.jsonl:3: missing field "prompt"\n'
+    assert res.stdout == ""
+
+
+def test_tela_error_is_a_clean_message_and_exit_2(failing_commands):
+    res = invoke("bad-option")
+    assert res.exit_code == 2
+    assert res.stderr == "Error: --n must be positive\n"
+    assert "Traceback" not in res.output
+
+
+def test_unknown_component_from_a_command_exits_2_listing_the_names(failing_commands):
+    res = invoke("unknown-formatter")
+    assert res.exit_code == 2
+    assert "unknown formatter 'nope'; registered formatters:" in res.stderr
+    assert "role-prefix" in res.stderr and "chat-template" in res.stderr
+
+
+def test_usage_errors_exit_2():
+    assert invoke("no-such-command").exit_code == 2
+    res = invoke("plugins", "list", "--kind", "widget")
+    assert res.exit_code == 2 and "widget" in res.output
+
+
+def test_plugins_list_table():
+    res = CliRunner().invoke(get_cli(), ["plugins", "list"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    for word in ("tela plugins", "jsonl", "role-prefix", "chat-template", "formatters", "sources"):
+        assert word in res.output
+
+
+def test_plugins_list_table_shows_a_broken_plugin():
+    class Boom:
+        @hookimpl
+        def tela_register_sources(self, register: Any) -> None:
+            raise RuntimeError("kaboom")
+
+    add_plugin(Boom(), "boom")
+    try:
+        res = CliRunner().invoke(get_cli(), ["plugins", "list"], env={"COLUMNS": "200"})
+    finally:
+        remove_plugin("boom")
+    assert res.exit_code == 0
+    assert "BROKEN" in res.output and "kaboom" in res.output and "jsonl" in res.output
+
+
+def test_plugins_show_prints_description_and_options():
+    res = invoke("plugins", "show", "source", "jsonl")
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("source jsonl (plugin jsonl): ")
+    assert "require_label: bool (default True)" in res.output
+    res = invoke("plugins", "show", "formatter", "role-prefix", "--json")
+    obj = json.loads(res.output)
+    assert obj["plugin"] == "role-prefix" and obj["options"]["type"] == "object"
+
+
+def test_plugins_show_unknown_name_exits_2_listing_the_registered_ones():
+    res = invoke("plugins", "show", "formatter", "nope")
+    assert res.exit_code == 2
+    assert "Error: unknown formatter 'nope'; registered formatters: " in res.stderr
+    assert "role-prefix" in res.stderr
+
+
+def test_console_script_runs():
+    tela = Path(sys.executable).parent / "tela"
+    assert tela.exists(), "the `tela` console script is missing: pip install -e ."
+    res = subprocess.run([str(tela), "plugins", "list", "--json"], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "COLUMNS": "200"})
+    assert res.returncode == 0, res.stderr
+    assert "jsonl" in {p["name"] for p in json.loads(res.stdout)}
+
+
+def test_plugins_show_renders_option_types_defaults_and_descriptions():
+    from typing import Optional
+
+    from pydantic import BaseModel, Field
+
+    from tela_core import Policy
+
+    class Opts(BaseModel):
+        t: float = Field(0.5, description="strong iff w >= t")
+        models: Optional[list[str]] = None
+        path: Path | None = None
+        needed: int
+
+    class ShowMe(Policy):
+        """Shown by tela plugins show."""
+
+        name = "test-show-me"
+        Options = Opts
+
+    class P:
+        @hookimpl
+        def tela_register_policies(self, register: Any) -> None:
+            register(ShowMe)
+
+    add_plugin(P(), "show-me")
+    try:
+        res = invoke("plugins", "show", "policy", "test-show-me")
+    finally:
+        remove_plugin("show-me")
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines() == [
+        "policy test-show-me (plugin show-me): Shown by tela plugins show.",
+        "options:",
+        "  t: float (default 0.5) — strong iff w >= t",
+        "  models: Optional[list[str]] (default None)",
+        "  path: Path | None (default None)",
+        "  needed: int (required)",
+    ]
+    assert invoke("plugins", "show", "formatter", "role-prefix").output.endswith("options: none\n")

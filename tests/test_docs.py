@@ -1,0 +1,161 @@
+"""Meta-tests: the plugin contract lives in docs/plugins.md and cannot drift from the code.
+
+After datasette's tests/test_docs.py: every hook spec is documented with its exact signature and
+has a ``test_hook_<name>`` test; every component method, error and env var a plugin author needs
+is documented; the guide's code examples compile and its hook examples register cleanly.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import types
+from pathlib import Path
+
+import pytest
+
+from tela_core import components, errors, hookspecs
+from tela_core.plugins import add_plugin, get_registry, remove_plugin, reset
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGINS_MD = ROOT / "docs" / "plugins.md"
+INDEX_MD = ROOT / "docs" / "index.md"
+
+
+def _hook_specs() -> dict[str, inspect.Signature]:
+    return {
+        name: inspect.signature(fn)
+        for name, fn in vars(hookspecs).items()
+        if inspect.isfunction(fn) and hasattr(fn, "tela_spec")
+    }
+
+
+HOOKS = _hook_specs()
+
+
+def _signature(name: str) -> str:
+    return f"{name}({', '.join(HOOKS[name].parameters)})"
+
+
+def _code_blocks(text: str, lang: str) -> list[str]:
+    return re.findall(rf"^```{lang}\n(.*?)^```", text, flags=re.M | re.S)
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(f"\n{heading}\n")
+    level = heading.split(" ")[0]
+    nxt = re.search(rf"^{level} ", text[start + len(heading) + 2:], flags=re.M)
+    return text[start: start + len(heading) + 2 + nxt.start()] if nxt else text[start:]
+
+
+@pytest.fixture(scope="module")
+def plugins_md() -> str:
+    return PLUGINS_MD.read_text(encoding="utf-8")
+
+
+def test_there_are_hooks():
+    assert {"tela_register_sources", "tela_register_formatters", "tela_register_backends",
+            "tela_register_scorers", "tela_register_policies", "tela_register_commands"} <= HOOKS.keys()
+
+
+@pytest.mark.parametrize("hook", sorted(HOOKS))
+def test_every_hook_is_documented_with_its_exact_signature(plugins_md, hook):
+    assert f"\n### {_signature(hook)}\n" in plugins_md, f"docs/plugins.md needs a '### {_signature(hook)}' section"
+
+
+def test_no_documented_hook_is_missing_from_the_specs(plugins_md):
+    documented = re.findall(r"^### (tela_\w+)\(", plugins_md, flags=re.M)
+    assert documented and set(documented) <= HOOKS.keys()
+
+
+@pytest.mark.parametrize("hook", sorted(HOOKS))
+def test_every_hook_has_a_test(hook):
+    tests = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "tests").glob("test_*.py"))
+    assert f"def test_hook_{hook}(" in tests, f"write test_hook_{hook} in tests/test_plugins.py"
+
+
+@pytest.mark.parametrize("hook", sorted(HOOKS))
+def test_each_hook_section_has_an_example_implementing_it(plugins_md, hook):
+    section = _section(plugins_md, f"### {_signature(hook)}")
+    assert re.search(rf"@hookimpl\ndef {hook}\(", section), f"the {hook} section needs an example"
+
+
+def test_component_methods_are_documented(plugins_md):
+    for cls in (components.Source, components.Formatter, components.Backend, components.Scorer, components.Policy):
+        public = [n for n in vars(cls) if not n.startswith("_") and n != "kind"]
+        assert public, cls
+        for member in public:
+            assert f"`{cls.__name__}.{member}" in plugins_md, f"document {cls.__name__}.{member}"
+    for name in ("name", "description", "Options", "NoOptions", "TrainJob", "Scores", "Formatted", "Record"):
+        assert f"`{name}" in plugins_md, name
+
+
+def test_trainjob_fields_are_documented(plugins_md):
+    section = _section(plugins_md, "### Backend")
+    for f in components.TrainJob.__dataclass_fields__:
+        assert f"`{f}`" in section, f"TrainJob.{f}"
+
+
+def test_errors_are_documented(plugins_md):
+    for name in errors.__all__:
+        assert f"`{name}" in plugins_md, name
+
+
+def test_env_vars_are_documented(plugins_md):
+    import tela_core.plugins as plugins_mod
+
+    env_vars = set(re.findall(r"TELA_[A-Z_]+", plugins_mod.__doc__ or ""))
+    assert env_vars >= {"TELA_LOAD_PLUGINS", "TELA_DISABLE_PLUGINS"}
+    for var in env_vars:
+        assert f"`{var}" in _section(plugins_md, "## Environment variables"), var
+
+
+def test_python_examples_compile(plugins_md):
+    blocks = _code_blocks(plugins_md, "python")
+    assert len(blocks) >= 8
+    for i, block in enumerate(blocks):
+        compile(block, f"docs/plugins.md block {i}", "exec")
+
+
+def test_toml_example_declares_the_entry_point(plugins_md):
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    (toml,) = _code_blocks(plugins_md, "toml")
+    eps = tomllib.loads(toml)["project"]["entry-points"]["tela"]
+    assert eps == {"example": "tela_example_plugin"}
+    real = tomllib.loads((ROOT / "examples/tela-example-plugin/pyproject.toml").read_text())
+    assert real["project"]["entry-points"]["tela"] == eps
+
+
+def test_hook_examples_register_cleanly(plugins_md):
+    """Each hook section's example, run as a plugin module, loads and registers its component."""
+    reset()
+    for hook in sorted(HOOKS):
+        block = _code_blocks(_section(plugins_md, f"### {_signature(hook)}"), "python")[0]
+        module = types.ModuleType(f"docs_example_{hook}")
+        exec(compile(block, f"docs/plugins.md ({hook})", "exec"), module.__dict__)
+        add_plugin(module, f"docs-{hook}")
+        try:
+            reg = get_registry()
+            info = reg.plugins[f"docs-{hook}"]
+            assert info.error is None, info.error
+            assert info.hooks == [hook]
+            if hook != "tela_register_commands":
+                assert info.components, f"the {hook} example registers nothing"
+        finally:
+            remove_plugin(f"docs-{hook}")
+
+
+def test_tutorial_code_is_the_example_plugin(plugins_md):
+    """The tutorial shows the example package's real code, so it cannot rot."""
+    tutorial = _code_blocks(_section(plugins_md, "### The package"), "python")[0]
+    real = (ROOT / "examples/tela-example-plugin/tela_example_plugin/__init__.py").read_text()
+    for line in tutorial.strip().splitlines():
+        assert line in real.splitlines(), f"tutorial line not in the example plugin: {line!r}"
+
+
+def test_user_guide_mentions_every_top_level_command():
+    from tela_core.cli.main import get_cli
+
+    index = INDEX_MD.read_text(encoding="utf-8")
+    for name in get_cli().commands:
+        assert f"tela {name}" in index, f"docs/index.md does not mention `tela {name}`"
