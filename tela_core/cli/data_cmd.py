@@ -272,5 +272,6 @@ def preview(file: Path, formatter_name: str, n: int, source_name: str, tokenizer
         f = formatter.format(r.messages, tokenizer=tok)
         meta = " · ".join(x for x in (r.id and f"id {r.id}", r.group, r.label and f"label {r.label}") if x)
         con.rule(Text(f"record {i}" + (f" · {meta}" if meta else "")))
-        con.print(Text(f.prompt, style="dim") + Text(f.completion, style="bold green"), end="")
+        text = f.prompt + f.completion
+        con.print(Text(f.prompt, style="dim") + Text(f.completion, style="bold green"), end="" if text.endswith("\n") else "\n")
     con.rule()
