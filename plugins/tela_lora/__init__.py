@@ -1,1 +1,97 @@
-"""Builtin plugin tela_lora (being built)."""
+"""Builtin plugin: the ``lora`` backend, PEFT LoRA adapters (alone or under DeepSpeed ZeRO-3).
+
+The score-token rows of the embedding (and of an untied LM head) train too, through PEFT's
+``trainable_token_indices``: new tokens would otherwise stay at their initial values and the five
+scores could not be told apart. With ``merge`` (the default) the adapter is merged into the base
+weights in a fresh process after training, so the artifact loads like a full model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from tela_core import Backend, TrainJob, hookimpl
+
+__all__ = ["LoraBackend", "LoraOptions", "merge_adapter"]
+
+
+class LoraOptions(BaseModel):
+    """Options of the ``lora`` backend."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    r: int = 16
+    """LoRA rank."""
+    alpha: int = 32
+    """LoRA scaling numerator (scale = alpha / r)."""
+    dropout: float = 0.05
+    """Dropout on the LoRA branch."""
+    target_modules: list[str] | str = "all-linear"
+    """Module names to adapt, or "all-linear"."""
+    merge: bool = True
+    """Merge the adapter into the base weights on save (the artifact then loads like a full model)."""
+    deepspeed: bool = False
+    """Train under DeepSpeed ZeRO-3 (multi-rank sharding of the frozen base model)."""
+    offload_optimizer: bool = False
+    """With ``deepspeed``: keep optimizer states in CPU memory."""
+    offload_params: bool = False
+    """With ``deepspeed``: keep parameters in CPU memory."""
+
+
+def merge_adapter(base_model: str, adapter_dir: Path, output_dir: Path, trust_remote_code: bool = False) -> None:
+    """Load the base model, add the score tokens as the worker did, apply the adapter, merge, save.
+
+    Runs in the CLI process after the workers have exited (never in a DeepSpeed-initialised one).
+    """
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tela_deepspeed.tokens import add_score_tokens
+
+    tokenizer = AutoTokenizer.from_pretrained(str(output_dir), trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32, trust_remote_code=trust_remote_code)
+    base_tok = AutoTokenizer.from_pretrained(base_model, trust_remote_code=trust_remote_code)
+    add_score_tokens(model, base_tok)
+    if len(base_tok) != len(tokenizer):
+        raise RuntimeError(f"tokenizer mismatch after adding score tokens: {len(base_tok)} != {len(tokenizer)}")
+    model.config.pad_token_id = tokenizer.pad_token_id
+    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    merged.save_pretrained(str(output_dir))
+
+
+class LoraBackend(Backend):
+    """PEFT LoRA with trainable score-token rows; merge-and-save by default."""
+
+    name = "lora"
+    description = "PEFT LoRA (rank/alpha/dropout/targets), score-token rows trained, merged on save"
+    Options = LoraOptions
+
+    def train(self, job: TrainJob) -> Path:
+        from tela_core.pipeline import launch_workers
+        from tela_deepspeed import worker_spec, zero3_config
+
+        o = self.options
+        ds = zero3_config(o.offload_optimizer, o.offload_params) if o.deepspeed else None
+        lora = {"r": o.r, "alpha": o.alpha, "dropout": o.dropout, "target_modules": o.target_modules}
+        run_dir = Path(job.config["run_dir"])
+        spec = worker_spec(job, ds, lora)
+        launch_workers(run_dir, "tela_deepspeed.worker", spec, job.processes, job.hostfile,
+                       quiet=bool(job.config.get("quiet")))
+        adapter = run_dir / "adapter"
+        if o.merge:
+            merge_adapter(job.model, adapter, job.output_dir, job.trust_remote_code)
+        else:
+            import shutil
+
+            for f in adapter.iterdir():
+                if f.is_file():
+                    shutil.copy2(f, job.output_dir / f.name)
+        return job.output_dir
+
+
+@hookimpl
+def tela_register_backends(register):
+    register(LoraBackend)

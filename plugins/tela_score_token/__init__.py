@@ -1,1 +1,17 @@
-"""Builtin plugin tela_score_token (being built)."""
+"""Builtin plugin: the ``score-token`` router family (one forward pass; see :mod:`.scorer`).
+
+torch and transformers are imported inside the scorer's methods, never here.
+"""
+
+from __future__ import annotations
+
+from tela_core import hookimpl
+
+from .scorer import ScoreTokenOptions, ScoreTokenScorer, score_token_ids
+
+__all__ = ["ScoreTokenScorer", "ScoreTokenOptions", "score_token_ids"]
+
+
+@hookimpl
+def tela_register_scorers(register):
+    register(ScoreTokenScorer)

@@ -1,9 +1,252 @@
-"""Placeholder: commands of this module are not built yet."""
+"""``tela eval``: judge a router (or the random / oracle baseline) on real outcome data.
+
+The outcome data is replayed through the router's scorer: every prompt gets its ``w``, the
+threshold is swept over every strong-call share, and the metrics of ``guides/METRICS.md`` (PGR at
+p = 0, 0.1, …, 1, APGR, CPT(50%), CPT(80%), AUC; cost per query when prices are known) are printed
+beside the random and oracle baselines and written to ``report.json``, ``report.md`` and
+``quality.png``. Scores are cached by content hash (router files + prompts) under
+``$TELA_CACHE/scores`` (or the output dir's ``.score-cache``), so a second eval is instant.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import click
+
+from ..detect import DETECT
+
+__all__ = ["register", "eval_cmd", "read_records", "BASELINES"]
+
+#: ``--router`` values that name a baseline rather than a directory
+BASELINES = ("random", "oracle")
 
 
 def register(cli: click.Group) -> None:
-    """Attach this module's commands to ``cli``."""
+    """Attach ``tela eval`` to ``cli``."""
+    cli.add_command(eval_cmd)
+
+
+def read_records(
+    data: Path,
+    source_name: str = DETECT,
+    weak: str | None = None,
+    strong: str | None = None,
+    protocol: str | None = None,
+    side: str = "eval",
+) -> tuple[list[Any], Any, dict[str, Any]]:
+    """Records of ``data`` read by its source (detected or named), unlabelled lines allowed, and
+    cut by ``protocol`` to its ``side`` ("eval" or "train"). Returns (records, source, info)."""
+    from ..detect import detect_source
+    from ..errors import InputError
+    from ..plugins import get_registry
+
+    reg = get_registry()
+    name = detect_source(data) if source_name in (None, DETECT) else source_name
+    fields = getattr(reg.get("source", name).Options, "model_fields", {})
+    opts: dict[str, Any] = {}
+    if "require_label" in fields:
+        opts["require_label"] = False
+    for key, value in (("weak_model", weak), ("strong_model", strong)):
+        if value is not None and (key in fields or source_name not in (None, DETECT)):
+            opts[key] = value
+    source = reg.create("source", name, opts)
+    records = list(source.read(Path(data)))
+    if not records:
+        raise InputError(data, None, "no records (empty, or only blank lines)")
+    info: dict[str, Any] = {"records_read": len(records)}
+    if protocol:
+        from ..protocols import split
+
+        train, evals = split(protocol, records)
+        info.update(train_records=len(train), eval_records=len(evals))
+        records = evals if side == "eval" else train
+        if not records:
+            raise InputError(data, None, f"protocol {protocol!r} leaves no {side} records")
+    notes = dict(getattr(source, "stats", {}) or {})
+    if notes:
+        info["source_notes"] = notes
+    return records, source, info
+
+
+def _protocol_choice() -> click.Choice:
+    from ..protocols import names
+
+    return click.Choice(names())
+
+
+@click.command("eval")
+@click.option("--router", "router", required=True, metavar="DIR|random|oracle", help="A router dir, or a baseline: random, oracle.")
+@click.option("--data", "data", required=True, type=click.Path(path_type=Path), help="Outcome data: a file or a folder (e.g. RouteLLM per-subject CSVs).")
+@click.option("--output", "-o", "output", required=True, type=click.Path(path_type=Path), help="Directory for report.json, report.md and quality.png.")
+@click.option("--source", "source_name", default=DETECT, show_default=True, metavar="NAME", help="Data source reading --data (see `tela plugins list --kind source`).")
+@click.option("--protocol", default=None, type=_protocol_choice(), help="Evaluation protocol, e.g. mmlu-heldout (METRICS.md): evaluate on its held-out part only.")
+@click.option("--weak-model", default=None, metavar="MODEL", help="The weak model's name in the outcomes (default: the source's).")
+@click.option("--strong-model", default=None, metavar="MODEL", help="The strong model's name in the outcomes (default: the source's).")
+@click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Scorer batch size (scorers that have one).")
+@click.option("--no-cache", is_flag=True, help="Score again even if cached scores exist.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
+@click.option("--force", is_flag=True, help="Overwrite an existing report in --output.")
+def eval_cmd(
+    router: str,
+    data: Path,
+    output: Path,
+    source_name: str,
+    protocol: str | None,
+    weak_model: str | None,
+    strong_model: str | None,
+    batch_size: int | None,
+    no_cache: bool,
+    as_json: bool,
+    force: bool,
+) -> None:
+    """Replay outcome data through a router and report PGR, APGR, CPT and AUC beside random and oracle.
+
+    \b
+    Examples:
+      tela eval --router random --data /work/shared/data/routellm-mmlu --protocol mmlu-heldout -o out/random
+      tela eval --router runs/demo --data heldout.jsonl -o out/demo
+    """
+    import json
+
+    from .. import evaluation as ev
+    from ..artifact import read_manifest, read_policy
+    from ..errors import TelaError
+    from ..io import check_can_write
+
+    baseline = router if router in BASELINES and not (Path(router) / "tela.json").exists() else None
+    manifest = None
+    if baseline is None:
+        manifest = read_manifest(router)  # a bad router dir fails before any work
+    if output.exists() and not output.is_dir():
+        raise TelaError(f"{output} is a file; --output must be a directory")
+    for name in ev.REPORT_FILES:
+        check_can_write(output / name, force)
+
+    records, source, info = read_records(data, source_name, weak_model, strong_model, protocol)
+    weak, strong = ev.resolve_pair(records, weak_model, strong_model, source)
+    arrays = ev.outcome_arrays(records, weak, strong)
+    costs = dict(weak_cost=arrays.weak_cost, strong_cost=arrays.strong_cost)
+
+    random_ev = ev.random_baseline(arrays.weak, arrays.strong, **costs)
+    oracle_ev = ev.evaluate_scores(ev.oracle_scores(arrays.weak, arrays.strong), arrays.weak, arrays.strong, name="oracle", **costs)
+    evaluations = []
+    policy_info = None
+    scoring: dict[str, Any] = {}
+    if baseline is None:
+        scorer = _load_scorer(Path(router), manifest, batch_size)
+        cache = None if no_cache else ev.score_cache_dir(output / ".score-cache")
+        scores, scoring = ev.score_prompts(
+            scorer,
+            [r.prompt for r in records],
+            router_id=ev.router_hash(Path(router)) if cache else None,
+            cache_dir=cache,
+            description=f"scoring {len(records)} prompts",
+        )
+        name = Path(router).name or str(router)
+        evaluations.append(ev.evaluate_scores(scores.w, arrays.weak, arrays.strong, name=name, **costs))
+        policy_info = _policy_point(read_policy(router), scores, arrays)
+    evaluations += [oracle_ev, random_ev] if baseline == "oracle" else [random_ev, oracle_ev]
+
+    meta = {
+        "router": baseline or str(router),
+        "scorer": manifest.get("scorer") if manifest else baseline,
+        "data": str(data),
+        "source": source.name,
+        "protocol": protocol,
+        **info,
+        "scoring": {k: v for k, v in scoring.items() if k != "key"},
+    }
+    report = ev.build_report(evaluations, data=arrays, meta=meta, policy=policy_info)
+    paths = ev.write_report(report, output)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    _print_table(report)
+    click.echo(f"wrote {', '.join(str(p) for p in paths)}")
+
+
+def _load_scorer(router: Path, manifest: Any, batch_size: int | None) -> Any:
+    from ..plugins import get_registry
+
+    opts = dict(manifest.get("scorer_options") or {})
+    reg = get_registry()
+    cls = reg.get("scorer", manifest["scorer"])
+    if batch_size is not None and "batch_size" in getattr(cls.Options, "model_fields", {}):
+        opts["batch_size"] = batch_size
+    scorer = reg.create("scorer", manifest["scorer"], opts)
+    scorer.load(router)
+    return scorer
+
+
+def _policy_point(spec: dict[str, Any], scores: Any, arrays: Any) -> dict[str, Any] | None:
+    """Where the router's saved policy lands on this data (two-model policies only)."""
+    from .. import evaluation as ev
+    from ..errors import TelaError
+    from ..plugins import get_registry
+
+    models = list(spec.get("models") or ["weak", "strong"])
+    info = {"name": spec.get("name"), "options": spec.get("options") or {}, "models": models}
+    try:
+        policy = get_registry().create("policy", spec.get("name", "threshold"), spec.get("options") or {})
+        if len(models) != 2:
+            info["note"] = f"{len(models)}-model policy: no point on the two-model curve"
+            return info
+        chosen = policy.choose(scores, models)
+    except TelaError as e:  # e.g. a calibrated policy not calibrated yet
+        info["note"] = str(e)
+        return info
+    import numpy as np
+
+    info["point"] = ev.policy_point(np.array([c == models[-1] for c in chosen]), arrays)
+    return info
+
+
+def _print_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    has_cost = any(r.get("cost") for r in report["routers"])
+    title = (
+        f"{report['n']} prompts from {report['data']}"
+        + (f" ({report['protocol']})" if report.get("protocol") else "")
+        + f"; weak {report['weak_model']} {report['q_weak']:.4f}, strong {report['strong_model']} {report['q_strong']:.4f}"
+    )
+    click.echo(title)
+    t = Table()
+    for col in ("router", "APGR", "CPT(50%)", "CPT(80%)", "AUC"):
+        t.add_column(col, justify="left" if col == "router" else "right")
+    for r in report["routers"]:
+        t.add_row(r["name"], f"{r['apgr']:.3f}", f"{r['cpt50']:.2f}", f"{r['cpt80']:.2f}", f"{r['auc']:.4f}")
+    con.print(t)
+    g = Table(title="PGR" + (" and cost ($ per 1,000 queries)" if has_cost else "") + " at strong-call share p", title_justify="left")
+    g.add_column("p", justify="right")
+    for r in report["routers"]:
+        g.add_column(f"{r['name']} PGR", justify="right")
+        if has_cost and r.get("cost"):
+            g.add_column(f"{r['name']} $", justify="right")
+    for i, p in enumerate(report["routers"][0]["p"]):
+        row = [f"{p:.1f}"]
+        for r in report["routers"]:
+            row.append(f"{r['pgr_grid'][i]:.3f}")
+            if has_cost and r.get("cost"):
+                row.append(f"{1000 * r['cost'][i]:.4g}")
+        g.add_row(*row)
+    con.print(g)
+    pol = report.get("policy")
+    if pol:
+        if pol.get("point"):
+            pt = pol["point"]
+            con.print(
+                f"saved policy {pol['name']} {pol['options']}: strong-call share {pt['strong_share']:.3f}, "
+                f"quality {pt['quality']:.4f}, PGR {pt['pgr']:.3f}"
+                + (f", ${1000 * pt['cost']:.4g} per 1,000 queries" if pt.get("cost") is not None else ""),
+                markup=False,
+            )
+        elif pol.get("note"):
+            con.print(f"saved policy {pol['name']}: {pol['note']}", markup=False)
+    sc = report.get("scoring") or {}
+    if sc:
+        con.print("scores: " + ("from cache" if sc.get("cached") else f"computed in {sc.get('seconds', 0):.1f} s"), markup=False)

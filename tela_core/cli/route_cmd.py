@@ -1,9 +1,238 @@
-"""Placeholder: commands of this module are not built yet."""
+"""``tela route`` and ``tela calibrate``: use a trained router.
+
+``tela route`` scores prompts with the router's scorer (for ``score-token``: one forward pass
+each) and applies the policy saved beside it (``policy.json``): per prompt it prints the score
+distribution, the expected score, w and the chosen model. ``tela calibrate`` sets the threshold
+that sends a target share of prompts to the strong model, measured on calibration prompts the
+router did not train on, and saves it as the router's ``calibrated`` policy.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterable, TextIO
+
 import click
+
+from ..detect import DETECT
+
+__all__ = ["register", "route", "calibrate", "read_prompt_lines"]
 
 
 def register(cli: click.Group) -> None:
-    """Attach this module's commands to ``cli``."""
+    """Attach ``tela route`` and ``tela calibrate`` to ``cli``."""
+    cli.add_command(route)
+    cli.add_command(calibrate)
+
+
+def read_prompt_lines(fh: Iterable[str], where: str) -> list[str]:
+    """Prompts from lines of text: a line starting with ``{`` is a JSON object with a ``"prompt"``
+    string (seed JSONL and outcome JSONL qualify), one starting with ``"`` a JSON string, any other
+    non-blank line is the prompt itself. Bad JSON raises :class:`InputError` with the line number."""
+    from ..errors import InputError
+
+    prompts = []
+    for lineno, raw in enumerate(fh, start=1):
+        line = raw.rstrip("\r\n")
+        if not line.strip():
+            continue
+        head = line.lstrip()[:1]
+        if head in ("{", '"'):
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(where, lineno, f"invalid JSON: {e.msg} (column {e.colno})") from None
+            if isinstance(obj, dict):
+                obj = obj.get("prompt")
+                if not isinstance(obj, str) or not obj.strip():
+                    raise InputError(where, lineno, 'expected an object with a non-empty "prompt" string')
+            elif not isinstance(obj, str) or not obj.strip():
+                raise InputError(where, lineno, "expected a JSON string or an object with a \"prompt\"")
+            prompts.append(obj)
+        else:
+            prompts.append(line)
+    return prompts
+
+
+def _read_file(path: Path) -> list[str]:
+    from ..errors import InputError
+
+    if str(path) == "-":
+        return read_prompt_lines(sys.stdin, "<stdin>")
+    if not path.is_file():
+        raise InputError(path, None, "file not found")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return read_prompt_lines(fh, str(path))
+    except UnicodeDecodeError as e:
+        raise InputError(path, None, f"not valid UTF-8 ({e.reason})") from None
+
+
+def _calibration_prompts(data: Path, source_name: str, protocol: str | None) -> list[str]:
+    """Prompts of ``data``: through its data source (outcome CSVs, seed JSONL, …; the protocol's
+    train side when ``protocol`` is given), or, for a JSONL file of bare ``{"prompt": …}`` lines
+    or a text file, as `tela route --file` reads them."""
+    from ..detect import detect_source
+    from ..errors import InputError
+    from .eval_cmd import read_records
+
+    if not Path(data).exists():
+        raise InputError(data, None, "file not found")
+    name = source_name
+    if name in (None, DETECT) and Path(data).is_file():
+        try:
+            name = detect_source(data)
+        except InputError:
+            name = None  # not a data source's file: read it as prompt lines
+    if protocol is None and (name is None or name == "jsonl") and Path(data).is_file():
+        prompts = _read_file(Path(data))
+        if not prompts:
+            raise InputError(data, None, "no prompts (empty, or only blank lines)")
+        return prompts
+    records, _source, _info = read_records(data, source_name, protocol=protocol, side="train")
+    return [r.prompt for r in records]
+
+
+def load_scorer_and_policy(router: Path, batch_size: int | None = None) -> tuple[Any, Any, list[str], dict[str, Any]]:
+    """The loaded scorer, the saved policy instance, its models and the policy spec."""
+    from ..artifact import read_manifest, read_policy
+    from ..plugins import get_registry
+
+    manifest = read_manifest(router)
+    spec = read_policy(router)
+    reg = get_registry()
+    policy = reg.create("policy", spec.get("name", "threshold"), spec.get("options") or {})
+    models = list(spec.get("models") or ["weak", "strong"])
+    opts = dict(manifest.get("scorer_options") or {})
+    cls = reg.get("scorer", manifest["scorer"])
+    if batch_size is not None and "batch_size" in getattr(cls.Options, "model_fields", {}):
+        opts["batch_size"] = batch_size
+    scorer = reg.create("scorer", manifest["scorer"], opts)
+    scorer.load(Path(router))
+    return scorer, policy, models, spec
+
+
+@click.command()
+@click.option("--router", required=True, type=click.Path(path_type=Path), help="The router dir (from `tela run`).")
+@click.argument("questions", nargs=-1)
+@click.option("--file", "-f", "file", type=click.Path(path_type=Path), default=None,
+              help="Read prompts from a file ('-' for stdin): JSONL with a \"prompt\" per line, or one prompt per line.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per prompt (prompt, probs, expected, w, model).")
+@click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Scorer batch size (scorers that have one).")
+def route(router: Path, questions: tuple[str, ...], file: Path | None, as_json: bool, batch_size: int | None) -> None:
+    """Score prompts and show the model the router's saved policy picks for each.
+
+    \b
+    Examples:
+      tela route --router runs/demo "What is the capital of France?" "Prove Fermat's last theorem."
+      tela route --router runs/demo --file prompts.jsonl --json
+      cat prompts.txt | tela route --router runs/demo
+    """
+    from ..artifact import read_manifest
+    from ..errors import TelaError
+
+    read_manifest(router)  # a bad router dir fails before reading prompts
+    prompts = list(questions)
+    if file is not None:
+        prompts += _read_file(file)
+    if not prompts and not sys.stdin.isatty():
+        prompts = read_prompt_lines(sys.stdin, "<stdin>")
+    if not prompts:
+        raise TelaError('no prompts: pass questions as arguments, --file FILE, or pipe them on stdin')
+    scorer, policy, models, spec = load_scorer_and_policy(router, batch_size)
+    scores = scorer.score(prompts)
+    chosen = policy.choose(scores, models)
+    expected = scores.expected
+    rows = []
+    for i, p in enumerate(prompts):
+        rows.append(
+            {
+                "prompt": p,
+                "probs": [round(float(x), 6) for x in scores.probs[i]] if scores.probs is not None else None,
+                "expected": round(float(expected[i]), 6) if expected is not None else None,
+                "w": round(float(scores.w[i]), 6),
+                "model": chosen[i],
+            }
+        )
+    if as_json:
+        for r in rows:
+            click.echo(json.dumps(r, ensure_ascii=False))
+        return
+    _print_routes(rows, spec)
+
+
+def _policy_title(spec: dict[str, Any]) -> str:
+    opts = spec.get("options") or {}
+    shown = {k: opts[k] for k in ("threshold", "strong_share", "bounds") if opts.get(k) is not None}
+    parts = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
+    return f"policy {spec.get('name')} ({parts}) over {' < '.join(spec.get('models') or [])}"
+
+
+def _print_routes(rows: list[dict[str, Any]], spec: dict[str, Any]) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    if not con.is_terminal:  # piped or captured: room for the prompts rather than 80 columns
+        con = Console(width=160)
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True, title=_policy_title(spec), title_justify="left")
+    t.add_column("#", justify="right", no_wrap=True, min_width=1)
+    t.add_column("prompt", overflow="ellipsis", no_wrap=True, max_width=max(12, con.width - 56 - max(len(r["model"]) for r in rows)))
+    for k in range(1, 6):
+        t.add_column(f"[[{k}]]", justify="right", no_wrap=True, min_width=5)
+    t.add_column("E", justify="right", no_wrap=True, min_width=4)
+    t.add_column("w", justify="right", no_wrap=True, min_width=5)
+    t.add_column("model", no_wrap=True, min_width=6)
+    for i, r in enumerate(rows, start=1):
+        probs = [f"{x:.3f}" for x in r["probs"]] if r["probs"] else ["–"] * 5
+        exp = f"{r['expected']:.2f}" if r["expected"] is not None else "–"
+        t.add_row(str(i), r["prompt"].replace("\n", " "), *probs, exp, f"{r['w']:.3f}", r["model"])
+    con.print(t)
+    click.echo("[[k]]: probability of score k (the weak model's answer quality, 1..5); E: expected score; w = P([[1]]..[[3]])")
+
+
+@click.command()
+@click.option("--router", required=True, type=click.Path(path_type=Path), help="The router dir to calibrate.")
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Calibration prompts (any data source; prompts the router did not train on).")
+@click.option("--strong-share", required=True, type=float, help="Target share of prompts sent to the strong model, in [0, 1].")
+@click.option("--source", "source_name", default=DETECT, show_default=True, metavar="NAME", help="Data source reading --data.")
+@click.option("--protocol", default=None, metavar="NAME", help="Calibrate on the protocol's *train* side only (e.g. mmlu-heldout: the 42 training subjects).")
+@click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Scorer batch size (scorers that have one).")
+@click.option("--no-cache", is_flag=True, help="Score again even if cached scores exist.")
+def calibrate(router: Path, data: Path, strong_share: float, source_name: str, protocol: str | None, batch_size: int | None, no_cache: bool) -> None:
+    """Set the threshold that sends --strong-share of the calibration prompts to the strong model.
+
+    The threshold is the (1 − share) quantile of w over the prompts of --data; it is saved in the
+    router's policy.json as the `calibrated` policy (the models listed there are kept).
+    """
+    from .. import evaluation as ev
+    from ..artifact import read_manifest, read_policy, write_policy
+    from ..errors import TelaError
+    if not 0.0 <= strong_share <= 1.0:
+        raise TelaError(f"--strong-share must be in [0, 1], got {strong_share}")
+    read_manifest(router)
+    prompts = _calibration_prompts(data, source_name, protocol)
+    scorer, _policy, models, old = load_scorer_and_policy(router, batch_size)
+    cache = None if no_cache else ev.score_cache_dir(Path(router) / ".score-cache")
+    scores, scoring = ev.score_prompts(
+        scorer,
+        prompts,
+        router_id=ev.router_hash(router) if cache else None,
+        cache_dir=cache,
+        description=f"scoring {len(prompts)} calibration prompts",
+    )
+    from ..plugins import get_registry
+
+    base = get_registry().create("policy", "calibrated", {"strong_share": strong_share})
+    policy = base.calibrate(scores.w, data=str(data) + (f" ({protocol} train side)" if protocol else ""))
+    if len(models) != 2:
+        models = [models[0], models[-1]]
+    write_policy(router, "calibrated", policy.options.model_dump(mode="json"), models)
+    o = policy.options
+    click.echo(
+        f"threshold {o.threshold:.6f}: {o.achieved_share:.3f} of {o.calibration_prompts} calibration prompts go to "
+        f"the strong model (target {strong_share}); saved to {Path(router) / 'policy.json'} (was {old.get('name')})"
+    )

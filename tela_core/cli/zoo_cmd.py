@@ -1,9 +1,106 @@
-"""Placeholder: commands of this module are not built yet."""
+"""``tela zoo``: train several router families on one dataset and compare them in one report."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import click
 
 
+def _parse_options(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``--option FAMILY.KEY=VALUE`` (VALUE parsed as JSON when it is JSON) -> {family: {key: value}}."""
+    import json
+
+    from ..errors import TelaError
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        fam, dot, opt = key.partition(".")
+        if not sep or not dot or not fam or not opt:
+            raise TelaError(f"--option {item!r}: expected FAMILY.KEY=VALUE, e.g. embedding-knn.k=100")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out.setdefault(fam, {})[opt] = value
+    return out
+
+
+@click.command("zoo")
+@click.option("--data", "data", required=True, type=click.Path(path_type=Path), help="outcome data (file or folder)")
+@click.option("--source", default="detect", show_default=True, help="data source name (default: detect from the path)")
+@click.option("--families", required=True, help="comma-separated router families, e.g. length,embedding-knn,ensemble")
+@click.option("--output", "output", required=True, type=click.Path(path_type=Path), help="report directory")
+@click.option("--protocol", default=None, help="named train/eval split, e.g. mmlu-heldout (default: a seeded random 10% eval split)")
+@click.option("--option", "options", multiple=True, metavar="FAMILY.KEY=VALUE", help="a family option (repeatable)")
+@click.option("--weak-model", default=None, help="weak model name in the outcomes (inferred for two models)")
+@click.option("--strong-model", default=None, help="strong model name in the outcomes (inferred for two models)")
+@click.option("--force", is_flag=True, help="replace an existing report directory's results")
+def zoo(
+    data: Path,
+    source: str,
+    families: str,
+    output: Path,
+    protocol: str | None,
+    options: tuple[str, ...],
+    weak_model: str | None,
+    strong_model: str | None,
+    force: bool,
+) -> None:
+    """Train each family, evaluate it on the same held-out prompts, write one comparison.
+
+    Writes OUTPUT/report.md, OUTPUT/results.json, OUTPUT/curves.png (every family's quality curve with
+    random and oracle) and one router artifact per family under OUTPUT/routers/.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..detect import open_source
+    from ..errors import TelaError
+    from ..plugins import get_registry
+    from ..zoo import HEADER, _table_rows, run_zoo
+
+    fams = [f.strip() for f in families.split(",") if f.strip()]
+    if not fams:
+        raise TelaError("--families: name at least one family (see `tela plugins list`)")
+    reg = get_registry()
+    for f in fams:
+        reg.get("scorer", f)
+    if len(set(fams)) != len(fams):
+        raise TelaError("--families: a family is named twice")
+    opts = _parse_options(options)
+    for f in opts:
+        if f not in fams:
+            raise TelaError(f"--option for {f!r}, which is not in --families")
+    if (output / "results.json").exists() and not force:
+        raise TelaError(f"{output} already holds a zoo report; pass --force to replace it")
+    src = open_source(data, source, {"weak_model": weak_model, "strong_model": strong_model})
+    records = list(src.read(data))
+    if not records:
+        raise TelaError(f"{data}: no records")
+    console = Console(stderr=True)
+    with console.status("training the zoo") as status:
+        result = run_zoo(
+            records,
+            fams,
+            output,
+            protocol=protocol,
+            options=opts,
+            weak=weak_model,
+            strong=strong_model,
+            on_event=lambda m: (console.log(m), status.update(m)),
+        )
+    table = Table(title=f"router zoo: {result.protocol}, {result.n_eval} eval prompts")
+    for h in HEADER:
+        table.add_column(h, justify="left" if h == "family" else "right")
+    for row in _table_rows(result):
+        table.add_row(*row)
+    Console().print(table)
+    click.echo(f"report: {output / 'report.md'}")
+
+
 def register(cli: click.Group) -> None:
-    """Attach this module's commands to ``cli``."""
+    """Attach ``tela zoo`` to ``cli``."""
+    cli.add_command(zoo)

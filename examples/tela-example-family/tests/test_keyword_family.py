@@ -1,0 +1,36 @@
+"""The example family trains, saves, loads and scores, and is found through the plugin registry."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tela_core import Record
+from tela_core.artifact import load_router
+from tela_core.plugins import add_plugin, get_registry, remove_plugin
+
+import tela_example_family
+
+W, S = "weak-model", "strong-model"
+
+
+def _records() -> list[Record]:
+    recs = []
+    for i in range(60):
+        hard = i % 2 == 0
+        prompt = f"integral derivative calculus problem {i}" if hard else f"capital city of country {i}"
+        recs.append(Record(prompt=prompt, outcomes={W: 0.0 if hard else 1.0, S: 1.0}))
+    return recs
+
+
+def test_keyword_round_trip(tmp_path):
+    add_plugin(tela_example_family, "keyword-test")
+    try:
+        scorer = get_registry().create("scorer", "keyword", {})
+        scorer.fit(_records(), tmp_path / "r", {})
+        loaded = load_router(tmp_path / "r")
+        w = loaded.score(["an integral calculus problem", "the capital city of France", "zzz"]).w
+        assert w[0] > 0.8 and w[1] < 0.2  # smoothed toward the 0.5 prior
+        assert abs(w[2] - 0.5) < 1e-9  # unknown words: the training prior
+        assert np.all((w >= 0) & (w <= 1))
+    finally:
+        remove_plugin("keyword-test")

@@ -1,0 +1,231 @@
+"""The ``score-token`` router family: read a fine-tuned causal LM's score distribution in one pass.
+
+The seed samples up to 1,024 tokens and parses ``[[k]]`` out of them: slow, unbounded when the
+model drifts, and blind to the model's uncertainty. Here each prompt is formatted exactly as in
+training (the seed's system prompt and ``[Question]`` template, rendered by the artifact's own
+formatter), run through the model once, and the logits of the five score tokens at the last
+prompt position are turned into probabilities (softmax over those five only). RouteLLM's
+strong-model win rate is then ``w = 1 − (P[[4]] + P[[5]])``.
+
+Batches are left-padded with explicit position ids, so a padded prompt scores the same as the
+prompt alone, and only the last position's logits are computed (``logits_to_keep=1``). Prompts
+longer than ``max_length`` tokens lose text from the *start of the question*; the template (system
+prompt, ``[Question]`` header, ``Prediction:`` and the assistant prefix) is always kept whole.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tela_core import Scorer, Scores, TelaError
+from tela_core.prompts import SCORE_TOKENS
+
+__all__ = ["ScoreTokenScorer", "ScoreTokenOptions", "score_token_ids"]
+
+
+class ScoreTokenOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    batch_size: int = Field(16, ge=1)
+    """Prompts per forward pass (at most)."""
+    max_batch_tokens: int = Field(32768, ge=1)
+    """Bound on prompts × padded length per forward pass, so long prompts come in smaller batches."""
+    max_length: int = Field(2048, ge=8)
+    """Longest prompt in tokens; longer ones are cut from the start of the question text."""
+    device: str = "auto"
+    """'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1', …"""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Weights' dtype: 'auto' is bfloat16 on a GPU that supports it, else float32."""
+
+
+def score_token_ids(tokenizer: Any, where: str = "") -> list[int]:
+    """The id of each ``[[k]]``; a :class:`TelaError` if one is missing or not a single token."""
+    ids = []
+    for tok in SCORE_TOKENS:
+        enc = tokenizer(tok, add_special_tokens=False)["input_ids"]
+        if len(enc) != 1:
+            raise TelaError(
+                f"{where}: not a score-token router: its tokenizer splits {tok!r} into {len(enc)} tokens "
+                "(a score-token artifact has [[1]]..[[5]] as single special tokens; train one with `tela run`)"
+            )
+        ids.append(int(enc[0]))
+    return ids
+
+
+class ScoreTokenScorer(Scorer):
+    """One forward pass per prompt; softmax over the five score-token logits; w = 1 − P4 − P5."""
+
+    name = "score-token"
+    description = "causal LM fine-tuned to emit [[1]]..[[5]]: one forward pass, w = 1 - P([[4]]) - P([[5]])"
+    Options = ScoreTokenOptions
+    uses_backend = True
+
+    def __init__(self, options: Any = None) -> None:
+        super().__init__(options)
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.formatter: Any = None
+        self.score_ids: list[int] = []
+        self.device: Any = None
+        self.artifact_dir: Path | None = None
+
+    # -- loading ---------------------------------------------------------------------------------
+
+    def load(self, artifact_dir: Path) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        from tela_core import get_registry
+        from tela_core.artifact import read_manifest
+
+        d = Path(artifact_dir)
+        manifest = read_manifest(d)
+        if not (d / "config.json").is_file():
+            raise TelaError(f"{d}: no model in this router (config.json missing); a score-token router is a Hugging Face model dir")
+        trust = bool(manifest.get("trust_remote_code") or (manifest.get("config") or {}).get("trust_remote_code"))
+        try:
+            tok = AutoTokenizer.from_pretrained(str(d), trust_remote_code=trust)
+        except Exception as e:  # noqa: BLE001 - any loader failure is a broken artifact
+            raise TelaError(f"{d}: cannot load the tokenizer: {type(e).__name__}: {e}") from None
+        self.score_ids = score_token_ids(tok, str(d))
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token if tok.eos_token is not None else SCORE_TOKENS[0]
+        tok.model_max_length = max(int(tok.model_max_length or 0), 10**9)  # tela truncates, not the tokenizer
+        self.device = self._device()
+        dtype = self._dtype(self.device)
+        hf_logging.disable_progress_bar()
+        try:
+            model = AutoModelForCausalLM.from_pretrained(str(d), dtype=dtype, trust_remote_code=trust)
+        except Exception as e:  # noqa: BLE001
+            raise TelaError(f"{d}: cannot load the model: {type(e).__name__}: {e}") from None
+        model.to(self.device)
+        model.eval()
+        vocab = model.get_output_embeddings().weight.shape[0] if model.get_output_embeddings() is not None else None
+        if vocab is not None and max(self.score_ids) >= vocab:
+            raise TelaError(f"{d}: the model has {vocab} output rows but score token ids go up to {max(self.score_ids)}")
+        self.formatter = get_registry().create("formatter", manifest.get("formatter") or "role-prefix")
+        self.tokenizer = tok
+        self.model = model
+        self.artifact_dir = d
+
+    def _device(self) -> Any:
+        import torch
+
+        dev = self.options.device
+        if dev == "auto":
+            dev = "cuda" if torch.cuda.is_available() else "cpu"
+        if dev.startswith("cuda") and not torch.cuda.is_available():
+            raise TelaError(f"device {dev!r} asked for, but no CUDA GPU is available")
+        return torch.device(dev)
+
+    def _dtype(self, device: Any) -> Any:
+        import torch
+
+        name = self.options.dtype
+        if name == "auto":
+            if device.type == "cuda" and torch.cuda.is_bf16_supported():
+                return torch.bfloat16
+            return torch.float32
+        return getattr(torch, name)
+
+    # -- prompts ---------------------------------------------------------------------------------
+
+    def render(self, question: str) -> str:
+        """The text the router sees for ``question``: seed messages through the artifact's formatter."""
+        from tela_core.records import seed_record
+
+        return self.formatter.format(seed_record(question, None).messages, self.tokenizer).prompt
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text)["input_ids"])
+
+    def encode(self, question: str) -> list[int]:
+        """Token ids of the rendered prompt, at most ``max_length``: text is dropped from the start
+        of the question (the longest question suffix that fits is kept), never from the template."""
+        limit = self.options.max_length
+        ids = self._ids(self.render(question))
+        if len(ids) <= limit:
+            return ids
+        template = self._ids(self.render(""))
+        if len(template) > limit:
+            raise TelaError(
+                f"the prompt template alone is {len(template)} tokens, more than max_length {limit}; raise max_length"
+            )
+        lo, hi = 0, len(question)  # invariant: keeping the last `lo` chars fits; keeping `hi` does not
+        best = template
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            cand = self._ids(self.render(question[len(question) - mid :]))
+            if len(cand) <= limit:
+                lo, best = mid, cand
+            else:
+                hi = mid
+        return best if lo > 0 else template
+
+    # -- scoring ---------------------------------------------------------------------------------
+
+    def _batches(self, lengths: Sequence[int]) -> list[list[int]]:
+        """Indices grouped into batches, longest prompts first, within both batch bounds."""
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        batches: list[list[int]] = []
+        cur: list[int] = []
+        for i in order:
+            width = lengths[cur[0]] if cur else lengths[i]
+            if cur and (len(cur) + 1 > self.options.batch_size or (len(cur) + 1) * width > self.options.max_batch_tokens):
+                batches.append(cur)
+                cur = []
+            cur.append(i)
+        if cur:
+            batches.append(cur)
+        return batches
+
+    def score_logits(self, encoded: Sequence[Sequence[int]]) -> Any:
+        """The five score-token logits (float32 tensor ``(n, 5)``) at the last position of each
+        already-encoded prompt, in input order."""
+        import torch
+
+        if self.model is None:
+            raise TelaError("score-token scorer: call load(artifact_dir) before scoring")
+        out = torch.empty((len(encoded), 5), dtype=torch.float32)
+        lengths = [len(e) for e in encoded]
+        if any(n == 0 for n in lengths):
+            raise TelaError("a prompt encoded to zero tokens")
+        ids_t = torch.tensor(self.score_ids, device=self.device)
+        pad = int(self.tokenizer.pad_token_id)
+        with torch.inference_mode():
+            for batch in self._batches(lengths):
+                width = max(lengths[i] for i in batch)
+                input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, i in enumerate(batch):
+                    seq = encoded[i]
+                    input_ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+                    mask[row, width - len(seq) :] = 1
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                logits = self._forward(input_ids.to(self.device), mask.to(self.device), positions.to(self.device))
+                out[batch] = logits[:, -1, :].index_select(-1, ids_t).float().cpu()
+        return out
+
+    def _forward(self, input_ids: Any, mask: Any, positions: Any) -> Any:
+        kwargs = dict(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=False)
+        try:
+            return self.model(**kwargs, logits_to_keep=1).logits
+        except TypeError:  # a model class without logits_to_keep
+            return self.model(**kwargs).logits
+
+    def score(self, prompts: Sequence[str]) -> Scores:
+        import numpy as np
+        import torch
+
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        if not prompts:
+            return Scores(w=np.zeros(0), probs=np.zeros((0, 5)))
+        encoded = [self.encode(p) for p in prompts]
+        logits = self.score_logits(encoded)
+        probs = torch.softmax(logits.double(), dim=-1).numpy()
+        w = np.clip(1.0 - (probs[:, 3] + probs[:, 4]), 0.0, 1.0)
+        return Scores(w=w, probs=probs)

@@ -1,0 +1,87 @@
+"""What the zoo's self-training families share: target options and the artifact they leave.
+
+Every family here has ``uses_backend = False``: ``fit(records, output_dir, config)`` trains on
+records with outcomes (or labels) and writes an artifact dir holding its own files, the manifest
+``tela.json`` (scorer name, options, target, models, train size and time) and ``policy.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tela_core.artifact import read_manifest, write_manifest, write_policy
+from tela_core.components import Scorer
+from tela_core.errors import TelaError
+from tela_core.records import Record
+
+__all__ = ["TargetOptions", "FamilyScorer"]
+
+
+class TargetOptions(BaseModel):
+    """Options every zoo family has: what to learn and which models are weak and strong."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str = Field("weak-wrong", description="weak-wrong | gain | label (see tela_zoo_baselines.targets)")
+    weak: Optional[str] = Field(None, description="weak model name in the outcomes (inferred for two models)")
+    strong: Optional[str] = Field(None, description="strong model name in the outcomes (inferred for two models)")
+
+
+class FamilyScorer(Scorer):
+    """Base for self-training families: option merging, artifact writing, manifest checks."""
+
+    uses_backend = False
+
+    def _merged(self, config: Mapping[str, Any] | None) -> BaseModel:
+        """Options updated with the keys of ``config`` that are options of this family."""
+        data = self.options.model_dump()
+        fields = set(type(self.options).model_fields)
+        for k, v in (config or {}).items():
+            if k in fields:
+                data[k] = v
+        self.options = type(self.options)(**data)
+        return self.options
+
+    def _prepare(self, records: Sequence[Record], output_dir: Path) -> Path:
+        if not records:
+            raise TelaError(f"{self.name}: no training records")
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self._t0 = time.perf_counter()
+        return out
+
+    def _finish(self, out: Path, n_train: int, meta: Mapping[str, Any]) -> Path:
+        models = [m for m in (meta.get("weak"), meta.get("strong")) if m] or None
+        write_manifest(
+            out,
+            scorer=self.name,
+            scorer_options=self.options.model_dump(),
+            train_records=n_train,
+            train_seconds=round(time.perf_counter() - getattr(self, "_t0", time.perf_counter()), 3),
+            **{k: v for k, v in meta.items() if k not in ("scorer", "scorer_options")},
+        )
+        write_policy(out, "threshold", {"threshold": 0.5}, models=models if models and len(models) == 2 else None)
+        return out
+
+    def _check_manifest(self, artifact_dir: Path) -> dict[str, Any]:
+        manifest = read_manifest(artifact_dir)
+        if manifest["scorer"] != self.name:
+            raise TelaError(f"{artifact_dir}: written by scorer {manifest['scorer']!r}, not {self.name!r}")
+        opts = manifest.get("scorer_options") or {}
+        self.options = type(self.options)(**{k: v for k, v in opts.items() if k in type(self.options).model_fields})
+        return manifest
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file of an artifact with a clear error when it is missing or broken."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TelaError(f"{path}: missing from the router artifact") from None
+    except json.JSONDecodeError as e:
+        raise TelaError(f"{path}: unreadable: {e}") from None

@@ -1,0 +1,66 @@
+"""``embedding-linear``: logistic (or ridge, for ``gain``) regression on cached sentence embeddings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+from pydantic import Field
+
+from tela_core.components import Scores
+from tela_core.io import atomic_write_json
+from tela_core.records import Record
+from tela_zoo_baselines.family import FamilyScorer, TargetOptions, read_json
+
+from .store import embed_prompts, train_data
+
+__all__ = ["LinearScorer"]
+
+
+class LinearOptions(TargetOptions):
+    C: float = Field(1.0, gt=0, description="inverse L2 strength of the logistic regression")
+    embedding_model: Optional[str] = Field(None, description="sentence encoder (default all-MiniLM-L6-v2)")
+
+
+class LinearScorer(FamilyScorer):
+    """A linear probe: w = σ(a·e + b) fitted to the target (soft targets via sample weights)."""
+
+    name = "embedding-linear"
+    description = "logistic regression on cached MiniLM sentence embeddings"
+    Options = LinearOptions
+
+    def fit(self, train: Sequence[Record], output_dir: Path, config: Mapping[str, Any]) -> Path:
+        import numpy as np
+        from sklearn.linear_model import LogisticRegression
+
+        self._merged(config)
+        out = self._prepare(train, output_dir)
+        data = train_data(train, self.options.target, self.options.weak, self.options.strong)
+        x = embed_prompts([r.prompt for r in train], self.options.embedding_model)
+        # Soft targets in [0, 1]: duplicate each row as a positive and a negative with weights y, 1 − y.
+        xx = np.concatenate([x, x])
+        yy = np.concatenate([np.ones(len(x)), np.zeros(len(x))])
+        sw = np.concatenate([data.y, 1.0 - data.y])
+        keep = sw > 0
+        clf = LogisticRegression(C=self.options.C, max_iter=2000)
+        clf.fit(xx[keep], yy[keep], sample_weight=sw[keep])
+        self._coef = clf.coef_[0].astype(np.float64)
+        self._bias = float(clf.intercept_[0])
+        atomic_write_json(out / "linear.json", {"coef": self._coef.tolist(), "bias": self._bias})
+        return self._finish(out, len(train), data.meta)
+
+    def load(self, artifact_dir: Path) -> None:
+        import numpy as np
+
+        self._check_manifest(artifact_dir)
+        d = read_json(Path(artifact_dir) / "linear.json")
+        self._coef = np.asarray(d["coef"], dtype=np.float64)
+        self._bias = float(d["bias"])
+
+    def score(self, prompts: Sequence[str]) -> Scores:
+        import numpy as np
+
+        if not len(prompts):
+            return Scores(w=np.zeros(0))
+        x = embed_prompts(prompts, self.options.embedding_model)
+        return Scores(w=1.0 / (1.0 + np.exp(-(x @ self._coef + self._bias))))

@@ -1,0 +1,557 @@
+"""What ``tela run`` does: resolve the config, prepare data, guard the output dir, launch, finish.
+
+1. :class:`RunConfig` holds every setting (defaults < ``--config`` file < CLI flags), validated
+   before anything is written.
+2. :func:`prepare_data` reads records through the source plugin, samples and splits them
+   (:mod:`tela_core.sampling`, seed 42), formats them with the formatter plugin and writes
+   ``train.jsonl``/``eval.jsonl`` (prompt/completion) into the run dir ``OUTPUT/.tela``.
+3. :func:`check_output` refuses a different config on an existing output dir unless ``--force``;
+   the same config resumes (from the last checkpoint) or reports that the router is done.
+4. The backend trains through :func:`launch_workers`, which starts the launcher (``torchrun`` on
+   one node, ``deepspeed --hostfile`` across nodes) on a worker module, streams rank 0's progress
+   into a rich progress bar and turns a failure into a :class:`TelaError` with the log's tail.
+5. :func:`run` writes the manifest and the default policy last: an output dir with ``tela.json``
+   is a finished router.
+
+Heavy libraries are imported inside functions only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import TelaError
+from .io import atomic_write_json, atomic_write_text
+
+__all__ = [
+    "RUN_SUBDIR",
+    "RunConfig",
+    "load_config_file",
+    "parse_overrides",
+    "resolve_config",
+    "prepare_data",
+    "check_output",
+    "launch_workers",
+    "run",
+]
+
+#: Where a run keeps its internals (config, data, checkpoints, logs), inside the output dir.
+RUN_SUBDIR = ".tela"
+
+
+class RunConfig(BaseModel):
+    """Every setting of one ``tela run``. Training defaults follow the seed where it makes sense
+    (3 epochs, effective batch 8, max length 2048, 10% eval split, seed 42); the seed's batch
+    1 × accumulation 8 becomes batch 8 × accumulation 1 with dynamic padding (same effective batch).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = "detect"
+    source_options: dict[str, Any] = Field(default_factory=dict)
+    data: Path
+    formatter: str = "role-prefix"
+    family: str = "score-token"
+    family_options: dict[str, Any] = Field(default_factory=dict)
+    backend: str = "deepspeed-z3"
+    backend_options: dict[str, Any] = Field(default_factory=dict)
+    model: str | None = None
+    output: Path
+    processes: int = 1
+    hostfile: Path | None = None
+    trust_remote_code: bool = False
+    epochs: float = 3.0
+    learning_rate: float = 5e-5
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_length: int = 2048
+    max_steps: int | None = None
+    warmup_ratio: float = 0.0
+    save_steps: int = 50
+    sample: int | None = None
+    eval_fraction: float = 0.1
+    seed: int = 42
+
+    @field_validator("processes")
+    @classmethod
+    def _processes(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"must be at least 1, got {v}")
+        return v
+
+    @field_validator("batch_size", "grad_accum", "max_length")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"must be at least 1, got {v}")
+        return v
+
+    @field_validator("epochs", "learning_rate")
+    @classmethod
+    def _positive_float(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError(f"must be positive, got {v}")
+        return v
+
+    @field_validator("eval_fraction", "warmup_ratio")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        if not 0 <= v < 1:
+            raise ValueError(f"must be in [0, 1), got {v}")
+        return v
+
+    @classmethod
+    def build(cls, values: Mapping[str, Any]) -> "RunConfig":
+        """Validate ``values``; a :class:`TelaError` naming each bad option otherwise."""
+        try:
+            return cls(**dict(values))
+        except ValidationError as e:
+            problems = "; ".join(
+                f"--{'.'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}" for err in e.errors()
+            )
+            raise TelaError(f"bad run options: {problems}") from None
+
+    def train_settings(self) -> dict[str, Any]:
+        """The settings a training worker needs."""
+        return {
+            k: getattr(self, k)
+            for k in ("epochs", "learning_rate", "batch_size", "grad_accum", "max_length", "max_steps",
+                      "warmup_ratio", "save_steps", "seed")
+        }
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes the trained router (not where or how it is launched)."""
+        d = self.model_dump(mode="json", exclude={"output", "hostfile"})
+        d["data"] = str(Path(self.data).resolve())
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------------
+# Config files and overrides
+# ------------------------------------------------------------------------------------------------
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) run config.
+
+    Top-level keys are run options (``epochs``, ``learning_rate``, ...); the sections ``backend``,
+    ``family`` and ``source`` hold options of those components, e.g.::
+
+        backend: deepspeed-z3
+        epochs: 1
+        backend_options: {offload_optimizer: true}
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise TelaError(f"{p}: config file not found")
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix.lower() == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+    except Exception as e:  # yaml/toml parse errors carry line numbers in their message
+        raise TelaError(f"{p}: not valid {'TOML' if p.suffix.lower() == '.toml' else 'YAML'}: {e}") from None
+    if not isinstance(data, dict):
+        raise TelaError(f"{p}: expected a mapping of options at the top level")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``--set backend.r=8 --set family.k=5`` -> ``{"backend_options": {"r": 8}, ...}``.
+
+    Values are read as YAML scalars (``8`` is an int, ``true`` a bool, ``[a, b]`` a list).
+    """
+    import yaml
+
+    sections = {"backend": "backend_options", "family": "family_options", "source": "source_options"}
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot or section not in sections or not name:
+            raise TelaError(
+                f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of {', '.join(sections)}"
+            )
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        out.setdefault(sections[section], {})[name.replace("-", "_")] = value
+    return out
+
+
+def resolve_config(
+    config_file: str | Path | None, flags: Mapping[str, Any], overrides: Sequence[str] = ()
+) -> RunConfig:
+    """Defaults < ``config_file`` < ``flags`` (the CLI flags given, None meaning "not given") <
+    ``--set`` overrides (merged into the component option sections)."""
+    values: dict[str, Any] = load_config_file(config_file) if config_file else {}
+    values.update({k: v for k, v in flags.items() if v is not None})
+    for section, opts in parse_overrides(overrides).items():
+        values[section] = {**dict(values.get(section) or {}), **opts}
+    return RunConfig.build(values)
+
+
+# ------------------------------------------------------------------------------------------------
+# Data
+# ------------------------------------------------------------------------------------------------
+
+
+def read_records(cfg: RunConfig) -> list[Any]:
+    """All records of ``cfg.data`` through the source plugin."""
+    from .detect import open_source
+
+    if not Path(cfg.data).exists():
+        raise TelaError(f"{cfg.data}: data file not found")
+    source = open_source(Path(cfg.data), cfg.source, cfg.source_options)
+    records = list(source.read(Path(cfg.data)))
+    if not records:
+        raise TelaError(f"{cfg.data}: no records")
+    return records
+
+
+def split_records(cfg: RunConfig, records: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+    """The seed's sample (``--sample``) then train/eval split, both with ``cfg.seed``."""
+    from .sampling import split, subsample
+
+    chosen = subsample(records, cfg.sample, seed=cfg.seed)
+    if cfg.eval_fraction <= 0:
+        return list(chosen), []
+    train, evals = split(chosen, eval_fraction=cfg.eval_fraction, seed=cfg.seed)
+    return list(train), list(evals)
+
+
+def prepare_data(
+    cfg: RunConfig, records: Sequence[Any], run_dir: Path, tokenizer: Any = None, formatted: bool = True
+) -> dict[str, Any]:
+    """Sample, split and (if ``formatted``) format ``records``; write ``train.jsonl``/``eval.jsonl``
+    (prompt/completion) into ``run_dir``.
+
+    Returns a summary for the manifest. Records without a label cannot train a score-token router.
+    """
+    from .plugins import get_registry
+
+    train, evals = split_records(cfg, records)
+    formatter = get_registry().create("formatter", cfg.formatter)
+
+    def fmt(recs: Sequence[Any]) -> list[dict[str, str]]:
+        rows = []
+        for r in recs:
+            if not r.messages or r.messages[-1]["role"] != "assistant":
+                raise TelaError(
+                    f"{cfg.data}: record {r.id or r.prompt[:40]!r} has no assistant score [[k]] to train on"
+                )
+            f = formatter.format(r.messages, tokenizer)
+            rows.append({"prompt": f.prompt, "completion": f.completion, "label": r.label, "id": r.id})
+        return rows
+
+    if formatted:
+        for name, recs in (("train.jsonl", train), ("eval.jsonl", evals)):
+            atomic_write_text(run_dir / name, "".join(json.dumps(row) + "\n" for row in fmt(recs)))
+    digest = hashlib.sha256(Path(cfg.data).read_bytes()).hexdigest() if Path(cfg.data).is_file() else None
+    return {
+        "source": cfg.source,
+        "path": str(Path(cfg.data).resolve()),
+        "sha256": digest,
+        "records": len(records),
+        "sample": cfg.sample,
+        "train": len(train),
+        "eval": len(evals),
+        "eval_fraction": cfg.eval_fraction,
+        "seed": cfg.seed,
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# Output dir
+# ------------------------------------------------------------------------------------------------
+
+
+def check_output(output: Path, fingerprint: str, force: bool, config: Mapping[str, Any] | None = None) -> str:
+    """Decide what to do with ``output``: ``"new"``, ``"resume"`` or ``"done"``.
+
+    A different config on an existing run is refused unless ``force`` (which clears the old run);
+    a non-empty directory that is not a tela run is never cleared.
+    """
+    out = Path(output)
+    if not out.exists():
+        return "new"
+    if not out.is_dir():
+        raise TelaError(f"{out} exists and is not a directory")
+    state_file = out / RUN_SUBDIR / "run.json"
+    if not state_file.is_file():
+        if any(out.iterdir()):
+            raise TelaError(f"{out} exists and is not a tela run; choose another --output or remove it")
+        return "new"
+    try:
+        previous = json.loads(state_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        previous = {}
+    same = previous.get("fingerprint") == fingerprint
+    if not same or force:
+        if not force:
+            changed = _changed_keys(previous.get("config") or {}, config or {})
+            raise TelaError(
+                f"{out} holds a run with a different config"
+                + (f" (differs in: {', '.join(changed)})" if changed else "")
+                + "; pass --force to replace it, or choose another --output"
+            )
+        shutil.rmtree(out)
+        return "new"
+    return "done" if (out / "tela.json").is_file() else "resume"
+
+
+def _changed_keys(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    return sorted(k for k in set(previous) | set(current) if k not in ("output", "hostfile") and previous.get(k) != current.get(k))
+
+
+# ------------------------------------------------------------------------------------------------
+# Launch
+# ------------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def launcher_command(module: str, run_dir: Path, processes: int, hostfile: Path | None) -> list[str]:
+    """The command that starts ``processes`` workers of ``python -m module run_dir`` per node."""
+    if hostfile is not None:
+        exe = shutil.which("deepspeed") or str(Path(sys.executable).with_name("deepspeed"))
+        return [exe, "--hostfile", str(hostfile), "--num_gpus", str(processes), "--module", module, str(run_dir)]
+    return [
+        sys.executable, "-m", "torch.distributed.run",
+        "--nnodes", "1", "--nproc_per_node", str(processes),
+        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+        "--module", module, str(run_dir),
+    ]
+
+
+def worker_env(processes: int) -> dict[str, str]:
+    """Environment for the workers: offline, quiet, and threads split between local ranks."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+    env.setdefault("MASTER_ADDR", "127.0.0.1")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    env.setdefault("HF_DATASETS_OFFLINE", "1")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::UserWarning")
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(os.environ.get("TELA_CACHE") or Path.home() / ".cache" / "tela") / "torch_extensions"))
+    # the worker module lives in an installed plugin; make sure a source checkout is importable too
+    return env
+
+
+def _term_with_parent() -> None:
+    """In the launcher's child process (Linux): SIGTERM it when ``tela run`` dies, so it stops its ranks."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def launch_workers(
+    run_dir: Path,
+    module: str,
+    spec: Mapping[str, Any],
+    processes: int = 1,
+    hostfile: Path | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Write ``spec`` to ``run_dir/worker.json``, run the workers, stream progress; return the
+    last attempt's record (``attempts.jsonl``). Output of every rank goes to ``run_dir/train.log``.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trained = run_dir / "trained.json"
+    if trained.is_file():  # the workers finished before; only post-processing was interrupted
+        return json.loads(trained.read_text(encoding="utf-8"))
+    atomic_write_json(run_dir / "worker.json", dict(spec))
+    progress_file = run_dir / "progress.jsonl"
+    attempts = run_dir / "attempts.jsonl"
+    n_attempts = len(attempts.read_text().splitlines()) if attempts.exists() else 0
+    offset = progress_file.stat().st_size if progress_file.exists() else 0
+    cmd = launcher_command(module, run_dir, processes, hostfile)
+    log_path = run_dir / "train.log"
+    with open(log_path, "ab") as log:
+        log.write(f"\n$ {' '.join(cmd)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=worker_env(processes),
+                                preexec_fn=_term_with_parent if sys.platform.startswith("linux") else None)
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM,)}
+
+        def _stop(signum: int, frame: Any) -> None:
+            proc.terminate()
+            raise KeyboardInterrupt
+
+        try:
+            signal.signal(signal.SIGTERM, _stop)
+        except ValueError:  # not the main thread
+            previous = {}
+        try:
+            _stream(proc, progress_file, offset, quiet)
+        except KeyboardInterrupt:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise TelaError(f"training interrupted; rerun the same command to resume ({run_dir / 'checkpoints'})") from None
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    if proc.returncode != 0:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
+        raise TelaError(f"training failed (exit {proc.returncode}); last lines of {log_path}:\n{tail}")
+    lines = attempts.read_text().splitlines() if attempts.exists() else []
+    if len(lines) <= n_attempts:
+        raise TelaError(f"training exited without recording a result; see {log_path}")
+    return json.loads(lines[-1])
+
+
+def _stream(proc: subprocess.Popen, progress_file: Path, offset: int, quiet: bool) -> None:
+    """Follow rank 0's progress lines until the launcher exits."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    console = Console(stderr=True, quiet=quiet)
+    columns = (TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("train", total=None, info="starting workers…")
+        pos = offset
+        while True:
+            done = proc.poll() is not None
+            if progress_file.exists():
+                with open(progress_file, encoding="utf-8") as fh:
+                    fh.seek(pos)
+                    chunk = fh.read()
+                    # only consume complete lines
+                    cut = chunk.rfind("\n") + 1
+                    pos += len(chunk[:cut].encode())
+                for line in chunk[:cut].splitlines():
+                    try:
+                        ev = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue
+                    total = ev.get("max_steps") or None
+                    info = "resumed" if ev.get("event") == "begin" and ev.get("step") else ""
+                    if ev.get("loss") is not None:
+                        info = f"loss {ev['loss']:.4f}  epoch {ev.get('epoch') or 0:.2f}"
+                    bar.update(task, total=total, completed=ev.get("step", 0), info=info)
+            if done:
+                return
+            time.sleep(0.5)
+
+
+# ------------------------------------------------------------------------------------------------
+# The whole run
+# ------------------------------------------------------------------------------------------------
+
+
+def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable[[str], None] = print) -> Path:
+    """Train the router ``cfg`` describes into ``cfg.output`` and return that directory."""
+    from .artifact import write_manifest, write_policy
+    from .components import TrainJob
+    from .plugins import get_registry
+
+    reg = get_registry()
+    reg.entry("formatter", cfg.formatter)  # unknown names fail before anything is written
+    scorer_cls = reg.get("scorer", cfg.family)
+    uses_backend = bool(getattr(scorer_cls, "uses_backend", False))
+    backend = reg.create("backend", cfg.backend, cfg.backend_options) if uses_backend else None
+    family = None if uses_backend else reg.create("scorer", cfg.family, cfg.family_options)
+    if backend is not None and hasattr(backend, "check"):
+        backend.check()  # e.g. a user DeepSpeed config that is missing or not JSON
+    if cfg.hostfile is not None and not Path(cfg.hostfile).is_file():
+        raise TelaError(f"{cfg.hostfile}: hostfile not found")
+    model = None
+    if uses_backend:
+        from .models import resolve_model
+
+        model = resolve_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    records = read_records(cfg)
+
+    state = check_output(cfg.output, cfg.fingerprint(), force, cfg.model_dump(mode="json"))
+    out = Path(cfg.output)
+    run_dir = out / RUN_SUBDIR
+    if state == "done":
+        echo(f"{out} is already trained with this config; nothing to do (pass --force to retrain)")
+        return out
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if state == "resume":
+        echo(f"resuming the run in {out}")
+    config = cfg.model_dump(mode="json")
+    atomic_write_json(run_dir / "run.json", {"fingerprint": cfg.fingerprint(), "config": config, "argv": sys.argv})
+
+    tokenizer = None
+    if model is not None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(model.path), trust_remote_code=cfg.trust_remote_code)
+    data_summary = prepare_data(cfg, records, run_dir, tokenizer, formatted=backend is not None)
+
+    if backend is not None:
+        assert model is not None
+        job = TrainJob(
+            model=str(model.path),
+            output_dir=out,
+            train_file=run_dir / "train.jsonl",
+            eval_file=run_dir / "eval.jsonl" if data_summary["eval"] else None,
+            formatter=cfg.formatter,
+            config={"train": cfg.train_settings(), "run_dir": str(run_dir), "quiet": quiet},
+            processes=cfg.processes,
+            hostfile=Path(cfg.hostfile) if cfg.hostfile else None,
+            trust_remote_code=cfg.trust_remote_code,
+            force=force,
+        )
+        backend.train(job)
+        base_model = {"name": model.name, "path": str(model.path), "model_type": model.model_type}
+    else:
+        assert family is not None
+        train, _ = split_records(cfg, records)
+        family.fit(train, out, {"run": config, "formatter": cfg.formatter, "seed": cfg.seed})
+        base_model = cfg.model
+
+    attempts = run_dir / "attempts.jsonl"
+    last = json.loads(attempts.read_text().splitlines()[-1]) if attempts.exists() and attempts.read_text().strip() else None
+    if last and last.get("train_examples_used", last.get("train_examples")) != last.get("train_examples"):
+        echo(f"note: {last['train_examples'] - last['train_examples_used']} of {last['train_examples']} training "
+             f"examples were longer than --max-length {cfg.max_length} with their answer cut off, and were skipped")
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # finished: resumable state no longer needed
+    if not (out / "policy.json").exists():
+        write_policy(out, "threshold", {"threshold": 0.5})
+    if not (out / "tela.json").exists() or backend is not None:
+        write_manifest(
+            out,
+            scorer=cfg.family,
+            scorer_options=cfg.family_options,
+            formatter=cfg.formatter,
+            base_model=base_model,
+            backend={"name": cfg.backend, "options": backend.options.model_dump(mode="json")} if backend else None,
+            data=data_summary,
+            config=config,
+            training=last,
+        )
+    return out

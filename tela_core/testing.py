@@ -1,0 +1,116 @@
+"""Helpers for tests and plugin authors: a tiny real model and a tiny router artifact, offline.
+
+``build_tiny_model`` trains a byte-level BPE tokenizer on a few hundred strings (including the
+seed's system prompt, so prompts tokenize compactly), gives it ``[[1]]``..``[[5]]`` as special
+tokens plus a pad and an EOS token, and saves a randomly initialised two-layer Llama beside it. The
+result is a genuine Hugging Face causal-LM directory (``from_pretrained`` loads it) that builds in
+well under a second, so tests exercise the real loading, tokenising and forward-pass code.
+
+``build_tiny_router`` wraps that model as a ``score-token`` router artifact (``tela.json`` and
+``policy.json``), the layout ``tela run`` leaves behind.
+
+Heavy libraries are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .prompts import SCORE_TOKENS, SYSTEM_PROMPT, USER_TEMPLATE
+
+__all__ = ["build_tiny_model", "build_tiny_router", "tiny_corpus"]
+
+PAD_TOKEN = "<pad>"
+EOS_TOKEN = "</s>"
+BOS_TOKEN = "<s>"
+UNK_TOKEN = "<unk>"
+
+_WORDS = (
+    "what is the capital of france paris explain why the sky is blue write a poem about the sea "
+    "which of the following is true of a mitochondrion solve for x in 2x plus 3 equals 7 "
+    "the quick brown fox jumps over the lazy dog translate hello into german compute the derivative "
+    "summarize this paragraph in one sentence who wrote hamlet name three prime numbers "
+    "how many legs does a spider have the answer is A B C D question prediction score rating"
+).split()
+
+
+def tiny_corpus(n: int = 300, seed: int = 0) -> list[str]:
+    """A few hundred deterministic training strings: the seed's prompt texts plus word salads."""
+    import random
+
+    rng = random.Random(seed)
+    texts = [SYSTEM_PROMPT, USER_TEMPLATE, "SYSTEM:\n", "USER:\n", "ASSISTANT:\n"]
+    for _ in range(n):
+        k = rng.randint(3, 20)
+        texts.append(" ".join(rng.choice(_WORDS) for _ in range(k)) + rng.choice(["?", ".", "!", "\n"]))
+    return texts
+
+
+def build_tiny_model(path: Path, seed: int = 0, hidden_size: int = 64, num_layers: int = 2) -> Path:
+    """Save a tiny Llama causal LM and its tokenizer (with ``[[1]]``..``[[5]]``) into ``path``.
+
+    Deterministic for a given ``seed``. Returns ``path``.
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+
+    raw = Tokenizer(models.BPE(unk_token=None))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=2000,
+        special_tokens=[PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, UNK_TOKEN],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    raw.train_from_iterator(tiny_corpus(seed=seed), trainer=trainer)
+
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        pad_token=PAD_TOKEN,
+        eos_token=EOS_TOKEN,
+        bos_token=BOS_TOKEN,
+        unk_token=UNK_TOKEN,
+        padding_side="left",
+    )
+    tok.add_special_tokens({"additional_special_tokens": list(SCORE_TOKENS)})
+    tok.model_max_length = 512
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=1024,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def build_tiny_router(path: Path, seed: int = 0, threshold: float = 0.5) -> Path:
+    """A ``score-token`` router artifact around :func:`build_tiny_model` (untrained weights).
+
+    Writes ``tela.json`` (scorer ``score-token``, formatter ``role-prefix``) and a ``threshold``
+    policy over ``weak``/``strong``. Returns ``path``.
+    """
+    from .artifact import write_manifest, write_policy
+
+    build_tiny_model(path, seed=seed)
+    write_manifest(path, scorer="score-token", formatter="role-prefix", base_model="tiny")
+    write_policy(path, "threshold", {"threshold": threshold}, ["weak", "strong"])
+    return path

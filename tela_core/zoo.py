@@ -1,0 +1,225 @@
+"""The router zoo: train several families on one dataset, evaluate each the same way, compare.
+
+:func:`run_zoo` is what ``tela zoo`` and ``bench/zoo_mmlu.py`` call. It splits the records (a named
+protocol such as ``mmlu-heldout``, or a seeded 10% split), then for every family: ``fit`` on the
+train part (timed), ``score`` the eval prompts (timed), and evaluate the scores with
+:mod:`tela_core.evaluation` beside the random and oracle baselines. Results go to one directory:
+``results.json``, ``report.md``, ``curves.png`` and one artifact dir per family under ``routers/``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from .errors import TelaError
+from .records import Record
+
+__all__ = ["FamilyResult", "ZooResult", "split_for_zoo", "run_zoo", "write_report"]
+
+
+@dataclass
+class FamilyResult:
+    """One family's row in the comparison."""
+
+    family: str
+    apgr: float
+    cpt50: float
+    cpt80: float
+    auc: float
+    train_seconds: float
+    score_seconds: float
+    n_eval: int
+    options: dict[str, Any] = field(default_factory=dict)
+    curve: list[float] = field(default_factory=list)  # PGR on the p grid 0, 0.1, ..., 1
+    evaluation: dict[str, Any] = field(default_factory=dict, repr=False)  # tela_core.evaluation.Evaluation
+
+
+@dataclass
+class ZooResult:
+    """Every family's result plus the baselines and the split that produced them."""
+
+    protocol: str
+    weak: str
+    strong: str
+    n_train: int
+    n_eval: int
+    q_weak: float
+    q_strong: float
+    families: list[FamilyResult]
+    baselines: list[FamilyResult]
+
+
+def split_for_zoo(records: Sequence[Record], protocol: str | None, seed: int = 42) -> tuple[list[Record], list[Record]]:
+    """(train, eval): the protocol's split when named, else a seeded 10% random split."""
+    if protocol:
+        from . import protocols
+
+        return protocols.split(protocol, records)
+    from .sampling import split
+
+    return split(records, eval_fraction=0.1, seed=seed)
+
+
+def _pair(records: Sequence[Record], weak: str | None, strong: str | None) -> tuple[str, str]:
+    import importlib
+
+    targets = importlib.import_module("tela_zoo_baselines.targets")
+    p = targets.resolve_pair(records, weak, strong)
+    return p.weak, p.strong
+
+
+def _row(name: str, w: Any, weak_o: Any, strong_o: Any, train_s: float, score_s: float, options: Mapping[str, Any]) -> FamilyResult:
+    from . import evaluation
+
+    ev = evaluation.evaluate_scores(w, weak_o, strong_o)
+    return FamilyResult(
+        family=name,
+        apgr=ev.apgr,
+        cpt50=ev.cpt50,
+        cpt80=ev.cpt80,
+        auc=ev.auc,
+        train_seconds=round(train_s, 2),
+        score_seconds=round(score_s, 2),
+        n_eval=len(w),
+        options=dict(options),
+        curve=list(ev.pgr_grid),
+        evaluation=ev.to_dict(),
+    )
+
+
+def run_zoo(
+    records: Sequence[Record],
+    families: Sequence[str],
+    output: Path,
+    *,
+    protocol: str | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    weak: str | None = None,
+    strong: str | None = None,
+    on_event: Callable[[str], None] | None = None,
+) -> ZooResult:
+    """Train, score and evaluate every family; write the report into ``output``."""
+    import numpy as np
+
+    from .plugins import get_registry
+
+    say = on_event or (lambda _m: None)
+    reg = get_registry()
+    for fam in families:
+        cls = reg.get("scorer", fam)  # unknown names fail before any training
+        if getattr(cls, "uses_backend", False):
+            raise TelaError(f"family {fam!r} is trained by a backend; train it with `tela run` and evaluate with `tela eval`")
+    train, evalr = split_for_zoo(records, protocol)
+    if not train or not evalr:
+        raise TelaError(f"the split left {len(train)} train and {len(evalr)} eval records; need both")
+    w_name, s_name = _pair(train, weak, strong)
+    weak_o = np.array([r.outcomes[w_name] for r in evalr], dtype=float)  # type: ignore[index]
+    strong_o = np.array([r.outcomes[s_name] for r in evalr], dtype=float)  # type: ignore[index]
+    prompts = [r.prompt for r in evalr]
+    say(f"split: {len(train)} train, {len(evalr)} eval records ({protocol or 'random 10%'}); weak {w_name}, strong {s_name}")
+    results: list[FamilyResult] = []
+    for fam in families:
+        opts = {"weak": w_name, "strong": s_name, **dict((options or {}).get(fam, {}))}
+        scorer = reg.create("scorer", fam, opts)
+        say(f"{fam}: training on {len(train)} records")
+        t0 = time.perf_counter()
+        scorer.fit(train, output / "routers" / fam, {})
+        t1 = time.perf_counter()
+        from .artifact import load_router
+
+        loaded = load_router(output / "routers" / fam)  # score what was saved, as a user would
+        t2 = time.perf_counter()
+        w = np.asarray(loaded.score(prompts).w, dtype=float)
+        t3 = time.perf_counter()
+        row = _row(fam, w, weak_o, strong_o, t1 - t0, t3 - t2, scorer.options.model_dump())
+        results.append(row)
+        say(f"{fam}: APGR {row.apgr:.3f} (train {row.train_seconds:.0f}s, score {row.score_seconds:.1f}s)")
+    from . import evaluation
+
+    base = []
+    for name, w in (("random", None), ("oracle", evaluation.oracle_scores(weak_o, strong_o))):
+        if w is None:
+            ev = evaluation.random_baseline(weak_o, strong_o)
+        else:
+            ev = evaluation.evaluate_scores(w, weak_o, strong_o)
+        base.append(
+            FamilyResult(name, ev.apgr, ev.cpt50, ev.cpt80, ev.auc, 0.0, 0.0, len(prompts), curve=list(ev.pgr_grid), evaluation=ev.to_dict())
+        )
+    result = ZooResult(
+        protocol=protocol or "random-10%",
+        weak=w_name,
+        strong=s_name,
+        n_train=len(train),
+        n_eval=len(evalr),
+        q_weak=float(weak_o.mean()),
+        q_strong=float(strong_o.mean()),
+        families=results,
+        baselines=base,
+    )
+    write_report(result, output)
+    return result
+
+
+def _table_rows(result: ZooResult) -> list[list[str]]:
+    rows = []
+    for r in sorted(result.families, key=lambda r: -r.apgr) + result.baselines:
+        trained = any(r is f for f in result.families)
+        rows.append(
+            [
+                r.family,
+                f"{r.apgr:.3f}",
+                f"{r.cpt50:.2f}",
+                f"{r.cpt80:.2f}",
+                f"{r.train_seconds:.1f}" if trained else "",
+                f"{r.score_seconds:.1f}" if trained else "",
+            ]
+        )
+    return rows
+
+
+HEADER = ["family", "APGR", "CPT(50%)", "CPT(80%)", "train s", "score s"]
+
+
+def write_report(result: ZooResult, output: Path) -> None:
+    """``results.json``, ``report.md`` and ``curves.png`` (quality vs strong-call share, every family,
+    random and oracle) in ``output``."""
+    from .io import atomic_write_json, atomic_write_text
+
+    output.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(output / "results.json", asdict(result))
+    lines = [
+        f"# Router zoo: {result.protocol}",
+        "",
+        f"{result.n_train} training and {result.n_eval} evaluation prompts; weak `{result.weak}` "
+        f"({result.q_weak:.4f}), strong `{result.strong}` ({result.q_strong:.4f}). "
+        "APGR on the grid p = 0, 0.1, …, 1; CPT on a 0.01 grid (METRICS.md). Times: wall seconds on this machine.",
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+    ]
+    lines += ["| " + " | ".join(r) + " |" for r in _table_rows(result)]
+    lines += ["", "![quality against strong-call share](curves.png)", ""]
+    atomic_write_text(output / "report.md", "\n".join(lines))
+    _plot(result, output / "curves.png")
+
+
+def _plot(result: ZooResult, path: Path) -> None:
+    from .evaluation import plot_curves
+
+    curves = {r.family: r.evaluation for r in result.families + result.baselines}
+    plot_curves(
+        curves,
+        path,
+        title=f"router zoo, {result.protocol} ({result.n_eval} prompts)",
+        q_weak=result.q_weak,
+        q_strong=result.q_strong,
+    )
+
+
+def result_table_json(result: ZooResult) -> str:
+    """The comparison as JSON (for ``tela zoo --json``)."""
+    return json.dumps(asdict(result), indent=2)

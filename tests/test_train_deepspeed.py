@@ -1,0 +1,98 @@
+"""End to end: ``tela run --backend deepspeed-z3`` on a tiny Llama, 1 and 2 CPU ranks (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tela_core.data import sample_path
+
+pytestmark = pytest.mark.slow
+
+# Loads an artifact in a fresh process (no DeepSpeed state) and reports what a user relies on.
+RELOAD = r"""
+import json, sys, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+d = sys.argv[1]
+tok = AutoTokenizer.from_pretrained(d)
+model = AutoModelForCausalLM.from_pretrained(d)
+ids = {t: tok(t, add_special_tokens=False)["input_ids"] for t in ["[[1]]", "[[2]]", "[[3]]", "[[4]]", "[[5]]"]}
+emb = model.get_input_embeddings().weight
+out = model(**tok(["USER:\nhi\n\nASSISTANT:\n"], return_tensors="pt"))
+print(json.dumps({"ids": ids, "special": [t in tok.all_special_tokens for t in ids], "rows": emb.shape[0],
+                  "vocab": len(tok), "logits": list(out.logits.shape), "finite": bool(torch.isfinite(out.logits).all()),
+                  "score_rows": emb[[v[0] for v in ids.values()]].tolist()}))
+"""
+
+
+def tela(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("tela")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+
+
+def reload(artifact: Path) -> dict:
+    res = subprocess.run([sys.executable, "-c", RELOAD, str(artifact)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def base_args(model: Path, out: Path, processes: int, sample: int = 24) -> list[str]:
+    return ["run", "--data", str(sample_path()), "--formatter", "role-prefix", "--backend", "deepspeed-z3",
+            "--model", str(model), "--output", str(out), "--processes", str(processes), "--sample", str(sample),
+            "--epochs", "1", "--batch-size", "4", "--max-length", "2048", "--learning-rate", "1e-3", "--save-steps", "0"]
+
+
+def check_artifact(out: Path, processes: int, backend: str = "deepspeed-z3") -> dict:
+    manifest = json.loads((out / "tela.json").read_text())
+    assert manifest["scorer"] == "score-token"
+    assert manifest["formatter"] == "role-prefix"
+    assert manifest["backend"]["name"] == backend
+    assert manifest["data"]["train"] + manifest["data"]["eval"] == manifest["data"]["sample"]
+    assert manifest["config"]["processes"] == processes
+    assert "tela" in manifest["plugins"]
+    assert json.loads((out / "policy.json").read_text())["name"] == "threshold"
+    assert not (out / ".tela" / "checkpoints").exists()  # finished: resumable state cleaned up
+    info = reload(out)
+    assert all(len(v) == 1 for v in info["ids"].values()), info["ids"]
+    assert all(info["special"])
+    assert info["rows"] >= info["vocab"] and info["finite"]
+    return info
+
+
+def test_one_rank(tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "router"
+    res = tela(*base_args(tiny_model, out, 1))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.strip() == str(out)
+    check_artifact(out, 1)
+    # consolidated weights, not ZeRO shards: one plain safetensors file a user can load
+    assert (out / "model.safetensors").is_file()
+    assert not list(out.glob("global_step*")) and not (out / "zero_to_fp32.py").exists()
+    attempt = json.loads((out / ".tela" / "attempts.jsonl").read_text().splitlines()[-1])
+    assert attempt["world_size"] == 1 and attempt["resumed_from"] is None
+    # same command again: nothing to redo
+    again = tela(*base_args(tiny_model, out, 1))
+    assert again.returncode == 0 and "nothing to do" in again.stderr
+    # a different config on the same dir is refused without --force
+    other = tela(*base_args(tiny_model, out, 1, sample=20))
+    assert other.returncode == 2 and "different config" in other.stderr and "--force" in other.stderr
+
+
+def test_two_ranks_train_on_different_examples(tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "router2"
+    res = tela(*base_args(tiny_model, out, 2, sample=36))  # 32 train + 4 eval: 4 steps of 2 x 4
+    assert res.returncode == 0, res.stderr[-3000:]
+    check_artifact(out, 2)
+    seen = {json.loads(p.read_text())["rank"]: json.loads(p.read_text())["ids"] for p in (out / ".tela" / "seen").glob("rank*.json")}
+    assert sorted(seen) == [0, 1]
+    n_train = json.loads((out / "tela.json").read_text())["data"]["train"]
+    assert len(seen[0]) == len(seen[1]) == n_train // 2
+    attempt = json.loads((out / ".tela" / "attempts.jsonl").read_text().splitlines()[-1])
+    assert attempt["world_size"] == 2 and attempt["train_examples_used"] == n_train
+    assert set(seen[0]).isdisjoint(seen[1])  # without the accelerate fix both ranks see the same batches
+    assert set(seen[0]) | set(seen[1]) == set(range(n_train))

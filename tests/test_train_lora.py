@@ -1,0 +1,29 @@
+"""``tela run --backend lora``: score-token rows train, the adapter is merged into a plain model,
+alone and under DeepSpeed ZeRO-3 on 2 ranks (slow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_train_deepspeed import base_args, check_artifact, reload, tela
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("processes, deepspeed", [(1, False), (2, True)], ids=["alone", "zero3-2ranks"])
+def test_lora_merged_artifact(tiny_model: Path, tmp_path: Path, processes: int, deepspeed: bool) -> None:
+    out = tmp_path / "lora"
+    args = [a if a != "deepspeed-z3" else "lora" for a in base_args(tiny_model, out, processes)]
+    res = tela(*args, "--set", "backend.r=4", "--set", "backend.alpha=8", "--set", f"backend.deepspeed={str(deepspeed).lower()}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    info = check_artifact(out, processes, backend="lora")
+    manifest = json.loads((out / "tela.json").read_text())
+    assert manifest["backend"]["options"]["r"] == 4 and manifest["backend"]["options"]["merge"] is True
+    assert manifest["backend"]["options"]["deepspeed"] is deepspeed
+    # merged: a plain model, no adapter files
+    assert not (out / "adapter_config.json").exists()
+    # the score-token rows were trained (they differ from the base model's)
+    base = reload(tiny_model)
+    assert info["score_rows"] != base["score_rows"]

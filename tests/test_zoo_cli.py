@@ -1,0 +1,73 @@
+"""``tela zoo``: one command trains several families and writes one comparison report."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from tela_core.cli.main import get_cli
+
+WEAK, STRONG = "weak-llm", "strong-llm"
+
+
+def _write_data(folder) -> None:
+    folder.mkdir()
+    for subject, hard in (("algebra", True), ("geography", False)):
+        with open(folder / f"mmlu_{subject}.csv", "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["prompt", WEAK, STRONG])
+            for i in range(100):
+                q = (f"Solve for x: {i}x + {i + 3} = {2 * i + 7}. Give x to 3 decimals." if hard
+                     else f"Which country is city number {i} in?")
+                weak_ok = (not hard) or i % 5 == 0
+                w.writerow([f"{q}\nA. one\nB. two\nC. three\nD. four\nAnswer:", weak_ok, hard or i % 4 != 0])
+
+
+@pytest.fixture(autouse=True)
+def _env(tmp_path, monkeypatch):
+    monkeypatch.setenv("TELA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_zoo_writes_one_report(tmp_path):
+    data, out = tmp_path / "data", tmp_path / "zoo"
+    _write_data(data)
+    args = ["zoo", "--data", str(data), "--families", "length,random,prompt-features,embedding-knn",
+            "--option", "embedding-knn.k=5", "--output", str(out),
+            "--weak-model", WEAK, "--strong-model", STRONG]
+    r = CliRunner().invoke(get_cli(), args)
+    assert r.exit_code == 0, r.output
+    res = json.loads((out / "results.json").read_text())
+    assert [f["family"] for f in res["families"]] == ["length", "random", "prompt-features", "embedding-knn"]
+    assert [b["family"] for b in res["baselines"]] == ["random", "oracle"]
+    assert (res["weak"], res["strong"]) == (WEAK, STRONG)
+    knn = next(f for f in res["families"] if f["family"] == "embedding-knn")
+    assert knn["options"]["k"] == 5 and knn["train_seconds"] >= 0
+    oracle = res["baselines"][1]
+    assert all(f["apgr"] <= oracle["apgr"] + 1e-9 for f in res["families"])
+    md = (out / "report.md").read_text()
+    assert "| embedding-knn |" in md and "| oracle |" in md
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    for fam in ("length", "random", "prompt-features", "embedding-knn"):
+        assert json.loads((out / "routers" / fam / "tela.json").read_text())["scorer"] == fam
+    # a second run refuses to replace the report ...
+    r2 = CliRunner().invoke(get_cli(), args)
+    assert r2.exit_code == 2 and "--force" in r2.output
+    # ... unless asked to
+    assert CliRunner().invoke(get_cli(), args[:4] + ["length"] + args[7:] + ["--force"]).exit_code == 0
+
+
+def test_zoo_bad_input_is_exit_2_without_output(tmp_path):
+    data, out = tmp_path / "data", tmp_path / "zoo"
+    _write_data(data)
+    pair = ["--weak-model", WEAK, "--strong-model", STRONG]
+    r = CliRunner().invoke(get_cli(), ["zoo", "--data", str(data), "--families", "length,nope", "--output", str(out)] + pair)
+    assert r.exit_code == 2 and "nope" in r.output and "embedding-knn" in r.output
+    r = CliRunner().invoke(get_cli(), ["zoo", "--data", str(data), "--families", "length", "--option", "k=3", "--output", str(out)] + pair)
+    assert r.exit_code == 2 and "FAMILY.KEY=VALUE" in r.output
+    r = CliRunner().invoke(get_cli(), ["zoo", "--data", str(data), "--families", "length", "--protocol", "mmlu-heldout", "--output", str(out)] + pair)
+    assert r.exit_code == 2 and "held-out" in r.output
+    assert not out.exists()

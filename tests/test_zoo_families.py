@@ -1,0 +1,195 @@
+"""Router zoo families: train → save → load → score round trips on tiny data, and their targets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tela_core import Record, TelaError
+from tela_core.artifact import load_router, read_manifest, read_policy
+from tela_core.plugins import get_registry
+
+W, S = "weak-model", "strong-model"
+HARD = ["Compute the integral of x^2 sin(x) from 0 to pi.", "Solve the differential equation y'' + 4y = 0.",
+        "Find the eigenvalues of the 3x3 matrix [[2,1,0],[1,2,1],[0,1,2]].", "Prove that sqrt(2) is irrational."]
+EASY = ["What is the capital of France?", "Which colour is the sky on a clear day?",
+        "How many legs does a dog have?", "Who wrote Romeo and Juliet?"]
+
+
+def _records(n: int = 48) -> list[Record]:
+    recs = []
+    for i in range(n):
+        hard = i % 2 == 0
+        base = (HARD if hard else EASY)[(i // 2) % 4]
+        recs.append(
+            Record(
+                prompt=f"{base} (variant {i})",
+                outcomes={W: 0.0 if hard else 1.0, S: 1.0 if hard or i % 3 else 0.0},
+                group=f"g{i % 6}",
+                id=str(i),
+            )
+        )
+    return recs
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TELA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def _round_trip(family: str, tmp_path, options=None) -> tuple[np.ndarray, np.ndarray]:
+    scorer = get_registry().create("scorer", family, options or {})
+    assert scorer.uses_backend is False
+    out = scorer.fit(_records(), tmp_path / family, {})
+    manifest = read_manifest(out)
+    assert manifest["scorer"] == family
+    assert manifest["weak"] == W and manifest["strong"] == S
+    assert read_policy(out)["models"] == [W, S]
+    probe = ["Compute the integral of x^3 cos(x) dx.", "What is the capital of Italy?"]
+    before = scorer.score(probe).w
+    loaded = load_router(out)
+    after = loaded.score(probe).w
+    assert after.shape == (2,)
+    assert np.all((after >= 0) & (after <= 1))
+    return before, after
+
+
+def test_length_learns_direction(tmp_path):
+    recs = [Record(prompt="x" * (10 + i), outcomes={W: float(i < 20), S: 1.0}) for i in range(40)]
+    scorer = get_registry().create("scorer", "length", {})
+    scorer.fit(recs, tmp_path / "l", {})
+    w = load_router(tmp_path / "l").score(["x" * 12, "x" * 48]).w
+    assert w[1] > w[0]  # long prompts were the ones the weak model got wrong
+
+
+def test_random_is_seeded_and_uniform(tmp_path):
+    scorer = get_registry().create("scorer", "random", {"seed": 3})
+    scorer.fit(_records(), tmp_path / "r", {})
+    a = load_router(tmp_path / "r").score(["p"] * 1000).w
+    b = load_router(tmp_path / "r").score(["p"] * 1000).w
+    assert np.array_equal(a, b)
+    assert 0.45 < a.mean() < 0.55 and a.min() >= 0 and a.max() < 1
+
+
+@pytest.mark.parametrize("family,options", [
+    ("embedding-knn", {"k": 5}),
+    ("embedding-linear", {"C": 10.0}),
+    ("matrix-factorization", {"dim": 8, "epochs": 150, "lr": 0.05}),
+])
+def test_embedding_family_round_trip(family, options, tmp_path):
+    before, after = _round_trip(family, tmp_path, options)
+    np.testing.assert_allclose(before, after, atol=1e-3)  # knn stores fp16 embeddings
+    assert after[0] > after[1] + 0.2  # the maths prompt needs the strong model
+
+
+def test_knn_predicts_each_model(tmp_path):
+    scorer = get_registry().create("scorer", "embedding-knn", {"k": 4})
+    scorer.fit(_records(), tmp_path / "k", {})
+    loaded = load_router(tmp_path / "k")
+    p = loaded.predict_models(["What is the capital of Spain?"])
+    assert loaded.models == [W, S]
+    assert p.shape == (1, 2) and p[0, 0] > 0.9  # easy prompts: the weak model was right
+
+
+def test_gain_target_orders_like_the_oracle(tmp_path):
+    from tela_zoo_baselines.targets import make_targets
+
+    recs = [Record(prompt=str(i), outcomes={W: w, S: s}) for i, (w, s) in enumerate([(0, 1), (1, 0), (0, 0), (1, 1)])]
+    y, meta = make_targets(recs, "gain", weak=W, strong=S)
+    assert y.tolist() == [1.0, 0.0, 0.5, 0.5]
+    assert (meta["weak"], meta["strong"]) == (W, S)
+    y2, _ = make_targets(recs, "weak-wrong", weak=W, strong=S)
+    assert y2.tolist() == [1.0, 0.0, 1.0, 0.0]
+
+
+def test_three_models_need_explicit_pair():
+    from tela_zoo_baselines.targets import make_targets
+
+    recs = [Record(prompt="q", outcomes={"a": 1.0, "b": 0.0, "c": 1.0})]
+    with pytest.raises(TelaError, match="weak=... and strong="):
+        make_targets(recs, "weak-wrong")
+    with pytest.raises(TelaError, match="not in the outcomes"):
+        make_targets(recs, "weak-wrong", weak="a", strong="zzz")
+
+
+def test_record_without_outcomes_is_a_clear_error(tmp_path):
+    scorer = get_registry().create("scorer", "length", {})
+    with pytest.raises(TelaError, match="no outcomes"):
+        scorer.fit([Record(prompt="q", outcomes={W: 1.0, S: 1.0}), Record(prompt="r")], tmp_path / "x", {})
+
+
+def test_ensemble_round_trip(tmp_path):
+    opts = {"members": ["length", {"family": "embedding-knn", "options": {"k": 5}}], "folds": 3}
+    before, after = _round_trip("ensemble", tmp_path, opts)
+    np.testing.assert_allclose(before, after, atol=1e-3)
+    assert after[0] > after[1]
+    stack = json.loads((tmp_path / "ensemble" / "stack.json").read_text())
+    assert [m["family"] for m in stack["members"]] == ["length", "embedding-knn"]
+    assert stack["coef"][1] > 0  # the informative member carries positive weight
+
+
+def test_wrong_artifact_is_refused(tmp_path):
+    get_registry().create("scorer", "length", {}).fit(_records(), tmp_path / "l", {})
+    knn = get_registry().create("scorer", "embedding-knn", {})
+    with pytest.raises(TelaError, match="written by scorer 'length'"):
+        knn.load(tmp_path / "l")
+
+
+def test_embedding_cache_reuses_vectors(tmp_path):
+    from tela_core import embeddings
+
+    a = embeddings.embed(["alpha question", "beta question"])
+    shards = list((tmp_path / "cache" / "embeddings").rglob("shard-*.npz"))
+    assert len(shards) == 1
+    b = embeddings.embed(["beta question", "alpha question"])  # all cached: no new shard
+    assert len(list((tmp_path / "cache" / "embeddings").rglob("shard-*.npz"))) == 1
+    np.testing.assert_allclose(a[::-1], b, atol=1e-6)
+    c = embeddings.embed(["alpha question", "gamma question"])
+    assert len(list((tmp_path / "cache" / "embeddings").rglob("shard-*.npz"))) == 2
+    np.testing.assert_allclose(c[0], a[0], atol=1e-6)
+    assert np.allclose(np.linalg.norm(c, axis=1), 1.0, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_encoder_classifier_round_trip(tmp_path):
+    opts = {"max_steps": 4, "batch_size": 8, "max_length": 32, "learning_rate": 5e-4}
+    before, after = _round_trip("encoder-classifier", tmp_path, opts)
+    np.testing.assert_allclose(before, after, atol=1e-5)
+    assert (tmp_path / "encoder-classifier" / "model" / "config.json").exists()
+
+
+_DS_SCRIPT = r'''
+import sys, json
+from pathlib import Path
+from tela_core import Record
+from tela_core.plugins import get_registry
+out = Path(sys.argv[1])
+recs = [Record(prompt=("integral of x^%d dx" % i) if i % 2 else ("capital of country %d" % i),
+               outcomes={"weak-model": float(i % 2 == 0), "strong-model": 1.0}) for i in range(32)]
+ds = {"train_micro_batch_size_per_gpu": 8, "gradient_accumulation_steps": 1,
+      "zero_optimization": {"stage": 2}, "zero_force_ds_cpu_optimizer": False}
+s = get_registry().create("scorer", "encoder-classifier",
+                          {"max_steps": 2, "batch_size": 8, "max_length": 32, "deepspeed": ds})
+s.fit(recs, out, {})
+'''
+
+
+@pytest.mark.slow
+def test_encoder_classifier_under_deepspeed(tmp_path):
+    """The deepspeed option really trains under DeepSpeed (fresh process: it sets up a process
+    group) and leaves a plain loadable artifact."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MASTER_PORT": "29631", "OMP_NUM_THREADS": "1"}
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(tmp_path / "ext"))
+    r = subprocess.run([sys.executable, "-c", _DS_SCRIPT, str(tmp_path / "ds")], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert read_manifest(tmp_path / "ds")["deepspeed"] is True
+    w = load_router(tmp_path / "ds").score(["integral of x^9 dx", "capital of country 99"]).w
+    assert w.shape == (2,) and np.all((w >= 0) & (w <= 1))
