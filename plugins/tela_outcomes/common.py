@@ -18,6 +18,7 @@ prompt gets a middle label: sending it to the strong model buys nothing.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping
 
@@ -118,3 +119,20 @@ def clip01(x: float) -> float:
 def is_number(x: Any) -> bool:
     """A JSON number (not a bool, not NaN)."""
     return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x
+
+
+def read_price_object(path: Path) -> dict[str, Any]:
+    """A JSON price file that must hold one object mapping model name to its prices.
+
+    Undecodable bytes, bad JSON or another shape raise :class:`InputError` naming the file (and
+    the line, where JSON says which).
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise InputError(path, None, f"not valid UTF-8 ({e.reason})") from None
+    except json.JSONDecodeError as e:
+        raise InputError(path, e.lineno, f"invalid JSON: {e.msg} (column {e.colno})") from None
+    if not isinstance(data, dict):
+        raise InputError(path, 1, "expected an object mapping model name to its prices")
+    return data

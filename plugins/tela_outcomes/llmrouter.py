@@ -23,7 +23,7 @@ from pydantic import Field
 
 from tela_core import InputError, Record
 
-from .common import OutcomeOptions, OutcomeSource, clip01, is_number
+from .common import OutcomeOptions, OutcomeSource, clip01, is_number, read_price_object
 
 __all__ = ["LLMRouterJsonSource", "LLMRouterOptions", "load_prices"]
 
@@ -45,14 +45,7 @@ class LLMRouterOptions(OutcomeOptions):
 
 def load_prices(path: Path) -> dict[str, tuple[float, float]]:
     """``{model: (input $/M tokens, output $/M tokens)}`` from an LLMRouter ``default_llm.json``."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise InputError(path, None, f"not valid UTF-8 ({e.reason})") from None
-    except json.JSONDecodeError as e:
-        raise InputError(path, e.lineno, f"invalid JSON: {e.msg} (column {e.colno})") from None
-    if not isinstance(data, dict):
-        raise InputError(path, 1, "expected an object mapping model name to its prices")
+    data = read_price_object(path)
     prices: dict[str, tuple[float, float]] = {}
     for model, info in data.items():
         if not isinstance(info, dict) or not is_number(info.get("input_price")) or not is_number(info.get("output_price")):

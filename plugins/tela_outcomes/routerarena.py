@@ -21,7 +21,7 @@ from typing import Any, Iterator
 from tela_core import InputError, Record
 from tela_core.records import iter_jsonl
 
-from .common import OutcomeOptions, OutcomeSource, clip01, is_number
+from .common import OutcomeOptions, OutcomeSource, clip01, is_number, read_price_object
 
 __all__ = ["RouterArenaSource", "RouterArenaOptions"]
 
@@ -36,14 +36,7 @@ class RouterArenaOptions(OutcomeOptions):
 
 
 def _load_cost_table(path: Path) -> dict[str, tuple[float, float]]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise InputError(path, None, f"not valid UTF-8 ({e.reason})") from None
-    except json.JSONDecodeError as e:
-        raise InputError(path, e.lineno, f"invalid JSON: {e.msg} (column {e.colno})") from None
-    if not isinstance(data, dict):
-        raise InputError(path, 1, "expected an object mapping model name to its prices")
+    data = read_price_object(path)
     table: dict[str, tuple[float, float]] = {}
     for model, p in data.items():
         if isinstance(p, dict):
