@@ -7,7 +7,9 @@ prompts RouteLLM found too close to its own training data (``contaminated_prompt
 ``eval_prompt``) are dropped from evaluation; a copy ships with tela
 (``tela_core/data/mmlu_contaminated_prompts.jsonl``, Apache-2.0, see its ``ATTRIBUTION.md``), so the
 protocol holds for converted data too, not only for the CSV folder that carries the file.
-On RouteLLM's data this leaves 3,056 evaluation prompts.
+On RouteLLM's data this leaves 3,056 evaluation prompts. Training records whose question text
+also appears among the evaluation prompts (MMLU repeats some questions across subjects) are
+dropped from the training side.
 """
 
 from __future__ import annotations
@@ -55,7 +57,11 @@ def mmlu_heldout(records: Sequence[Record]) -> tuple[list[Record], list[Record]]
             f"({', '.join(MMLU_HELDOUT_SUBJECTS[:3])}, …); groups in the data: {shown}"
         )
     bad = contaminated_prompts()
-    return train, [r for r in evals if r.prompt not in bad]
+    evals = [r for r in evals if r.prompt not in bad]
+    # MMLU repeats some questions across subjects (78 clinical_knowledge questions reappear in
+    # college_medicine): a router must not train on a question it is then judged on.
+    seen = {r.prompt for r in evals}
+    return [r for r in train if r.prompt not in seen], evals
 
 
 #: protocol name -> function (records -> (train, eval))

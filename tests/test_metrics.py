@@ -108,7 +108,8 @@ def test_mmlu_heldout_baselines_match_metrics_md():
     from tela_core.cli.eval_cmd import read_records
 
     records, source, info = read_records(MMLU, protocol="mmlu-heldout")
-    assert len(records) == 3056 and info["train_records"] == 10981
+    # 10,981 records of the 42 training subjects, less 78 questions repeated in a held-out subject
+    assert len(records) == 3056 and info["train_records"] == 10903
     weak, strong = ev.resolve_pair(records, None, None, source)
     data = ev.outcome_arrays(records, weak, strong)
     assert data.weak.mean() == pytest.approx(0.8043, abs=5e-5)
@@ -121,3 +122,15 @@ def test_mmlu_heldout_baselines_match_metrics_md():
     assert (orc.cpt50, orc.cpt80) == (pytest.approx(0.05), pytest.approx(0.08))
     length = ev.evaluate_scores(np.array([len(r.prompt) for r in records], float), data.weak, data.strong)
     assert round(length.apgr, 3) == 0.513 and (length.cpt50, length.cpt80) == (pytest.approx(0.49), pytest.approx(0.83))
+
+
+@pytest.mark.skipif(not MMLU.is_dir(), reason="RouteLLM MMLU outcome data not on this machine")
+def test_mmlu_heldout_train_side_never_holds_an_evaluation_question():
+    from tela_core.detect import open_source
+    from tela_core.protocols import split
+
+    records = list(open_source(MMLU, "detect", {}).read(MMLU))
+    train, evals = split("mmlu-heldout", records)
+    assert len(evals) == 3056
+    assert not {r.prompt for r in train} & {r.prompt for r in evals}
+    assert all(r.group not in {e.group for e in evals} for r in train)
