@@ -3,7 +3,7 @@ user template. Outcome sources build seed-format records from these."""
 
 from __future__ import annotations
 
-__all__ = ["SYSTEM_PROMPT", "USER_TEMPLATE", "SCORE_TOKENS", "user_content", "label_text"]
+__all__ = ["SYSTEM_PROMPT", "USER_TEMPLATE", "SCORE_TOKENS", "user_content", "label_text", "split_score_token"]
 
 SYSTEM_PROMPT = (
     "[Instruction]\nBased on the question provided below, predict the score an expert evaluator would give "
@@ -33,3 +33,15 @@ def user_content(question: str) -> str:
 def label_text(label: int) -> str:
     """The assistant message for score ``label`` (1..5): ``[[label]]``."""
     return SCORE_TOKENS[label - 1]
+
+
+def split_score_token(tokenizer: object) -> tuple[list[int], str | None]:
+    """The single token id of each ``[[k]]`` under ``tokenizer``, and the first score token it
+    splits into several tokens (None when all five are single tokens; the ids are then complete)."""
+    ids: list[int] = []
+    for tok in SCORE_TOKENS:
+        enc = tokenizer(tok, add_special_tokens=False)["input_ids"]  # type: ignore[operator]
+        if len(enc) != 1:
+            return ids, f"{tok!r} into {len(enc)} tokens"
+        ids.append(int(enc[0]))
+    return ids, None

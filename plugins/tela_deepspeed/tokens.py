@@ -9,19 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from tela_core.prompts import SCORE_TOKENS
+from tela_core.prompts import SCORE_TOKENS, split_score_token
 
 __all__ = ["add_score_tokens", "score_token_ids"]
 
 
 def score_token_ids(tokenizer: Any) -> list[int]:
     """The single token id of each ``[[k]]``; raises if one is split into several tokens."""
-    ids = []
-    for tok in SCORE_TOKENS:
-        enc = tokenizer(tok, add_special_tokens=False)["input_ids"]
-        if len(enc) != 1:
-            raise ValueError(f"score token {tok!r} is not a single token ({enc})")
-        ids.append(enc[0])
+    ids, split = split_score_token(tokenizer)
+    if split:
+        raise ValueError(f"the tokenizer splits score token {split}")
     return ids
 
 

@@ -21,7 +21,7 @@ from typing import Any, Literal, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from tela_core import Scorer, Scores, TelaError
-from tela_core.prompts import SCORE_TOKENS
+from tela_core.prompts import SCORE_TOKENS, split_score_token
 
 __all__ = ["ScoreTokenScorer", "ScoreTokenOptions", "score_token_ids"]
 
@@ -43,15 +43,12 @@ class ScoreTokenOptions(BaseModel):
 
 def score_token_ids(tokenizer: Any, where: str = "") -> list[int]:
     """The id of each ``[[k]]``; a :class:`TelaError` if one is missing or not a single token."""
-    ids = []
-    for tok in SCORE_TOKENS:
-        enc = tokenizer(tok, add_special_tokens=False)["input_ids"]
-        if len(enc) != 1:
-            raise TelaError(
-                f"{where}: not a score-token router: its tokenizer splits {tok!r} into {len(enc)} tokens "
-                "(a score-token artifact has [[1]]..[[5]] as single special tokens; train one with `tela run`)"
-            )
-        ids.append(int(enc[0]))
+    ids, split = split_score_token(tokenizer)
+    if split:
+        raise TelaError(
+            f"{where}: not a score-token router: its tokenizer splits {split} "
+            "(a score-token artifact has [[1]]..[[5]] as single special tokens; train one with `tela run`)"
+        )
     return ids
 
 
