@@ -527,7 +527,7 @@ def build_report(
         "q_strong": float(data.strong.mean()),
         "cost_weak": float(data.weak_cost.mean()) if data.weak_cost is not None else None,
         "cost_strong": float(data.strong_cost.mean()) if data.strong_cost is not None else None,
-        "definitions": "guides/METRICS.md: top ⌊p·n⌉ by w to strong (stable ties); APGR/AUC trapezoid on p=0,0.1,…,1; CPT on a 0.01 grid",
+        "definitions": "docs/metrics.md: top ⌊p·n⌉ by w to strong (stable ties); APGR/AUC trapezoid on p=0,0.1,…,1; CPT on a 0.01 grid",
         "routers": [e.to_dict() for e in evaluations],
     }
     if policy is not None:
@@ -558,7 +558,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"strong `{report['strong_model']}` {report['q_strong']:.4f}.",
         "",
         "APGR and AUC: trapezoid on p = 0, 0.1, …, 1; CPT on a 0.01 grid; random = mean of "
-        f"{len(RANDOM_SEEDS)} seeds (guides/METRICS.md).",
+        f"{len(RANDOM_SEEDS)} seeds (docs/metrics.md).",
         "",
         "| router | APGR | CPT(50%) | CPT(80%) | AUC |",
         "|---|---|---|---|---|",

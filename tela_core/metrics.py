@@ -1,4 +1,4 @@
-"""Router metrics exactly as ``guides/METRICS.md`` defines them, so numbers compare across routers.
+"""Router metrics exactly as ``docs/metrics.md`` defines them, so numbers compare across routers.
 
 A two-model router gives each prompt a number ``w`` (larger: the prompt needs the strong model).
 For a strong-call share ``p``, the top ``k = ⌊p·n + 0.5⌋`` prompts by ``w`` (ties broken stably:

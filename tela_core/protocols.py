@@ -1,6 +1,6 @@
 """Evaluation protocols: which records a router may train (and calibrate) on, and which it is judged on.
 
-``mmlu-heldout`` is the protocol of ``guides/METRICS.md``: evaluate on the 15 held-out MMLU
+``mmlu-heldout`` is the protocol of ``docs/metrics.md``: evaluate on the 15 held-out MMLU
 subjects (:data:`tela_core.sampling.MMLU_HELDOUT_SUBJECTS`) and train, tune and calibrate on the
 other 42, never on a random split of the same subjects (that number flatters the router). The 5
 prompts RouteLLM found too close to its own training data (``contaminated_prompts.jsonl``, field

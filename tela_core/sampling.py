@@ -26,7 +26,7 @@ __all__ = ["subsample", "split", "group_split", "MMLU_HELDOUT_SUBJECTS"]
 
 T = TypeVar("T")
 
-#: The 15 MMLU subjects held out for evaluation (guides/METRICS.md); train on the other 42.
+#: The 15 MMLU subjects held out for evaluation (docs/metrics.md); train on the other 42.
 MMLU_HELDOUT_SUBJECTS: tuple[str, ...] = (
     "astronomy",
     "clinical_knowledge",

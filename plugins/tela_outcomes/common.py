@@ -2,7 +2,7 @@
 
 Outcome data says, per prompt, how well each model did (0..1). The seed's router learns a 1..5
 score that an expert would give the *weak* model's answer, so a training label is derived from the
-weak and strong models' outcomes (guides/METRICS.md):
+weak and strong models' outcomes (docs/metrics.md):
 
 =========================  ============================  =======
 weak model                 strong model                  label

@@ -1,7 +1,7 @@
 """``tela eval``: judge a router (or the random / oracle baseline) on real outcome data.
 
 The outcome data is replayed through the router's scorer: every prompt gets its ``w``, the
-threshold is swept over every strong-call share, and the metrics of ``guides/METRICS.md`` (PGR at
+threshold is swept over every strong-call share, and the metrics of ``docs/metrics.md`` (PGR at
 p = 0, 0.1, …, 1, APGR, CPT(50%), CPT(80%), AUC; cost per query when prices are known) are printed
 beside the random and oracle baselines and written to ``report.json``, ``report.md`` and
 ``quality.png``. Scores are cached by content hash (router files + prompts) under

@@ -92,10 +92,10 @@ DEMO_QUESTIONS = (
 def demo(output: Path, sample: int, epochs: float, processes: int, model: str | None, force: bool) -> None:
     """Train a real router on the bundled MMLU sample (role-prefix, deepspeed-z3, SmolLM2-135M),
     then show what it predicts for two questions. About 10 minutes on 2 CPU cores."""
-    from ..artifact import load_router
     from ..data import sample_path
     from ..pipeline import RunConfig
     from ..pipeline import run as run_pipeline
+    from .route_cmd import load_scorer_and_policy
 
     cfg = RunConfig.build({
         "data": sample_path(), "formatter": "role-prefix", "backend": "deepspeed-z3", "model": model,
@@ -107,10 +107,12 @@ def demo(output: Path, sample: int, epochs: float, processes: int, model: str | 
                f"(SmolLM2-135M, deepspeed-z3, {processes} rank(s))", err=True)
     out = run_pipeline(cfg, force=force, echo=lambda m: click.echo(m, err=True))
     trained = time.time() - t0
-    router = load_router(out)
-    scores = router.score(list(DEMO_QUESTIONS))
+    scorer, policy, models, spec = load_scorer_and_policy(out)
+    scores = scorer.score(list(DEMO_QUESTIONS))
+    chosen = policy.choose(scores, models)
     click.echo(f"\nrouter: {out.resolve()}  (trained in {trained:.0f} s)")
+    click.echo(f"policy: {spec.get('name')} {spec.get('options')}")
     for i, q in enumerate(DEMO_QUESTIONS):
         exp = scores.expected[i] if scores.expected is not None else float("nan")
-        click.echo(f"  w={scores.w[i]:.3f}  expected score={exp:.2f}  {q}")
+        click.echo(f"  w={scores.w[i]:.3f}  expected score={exp:.2f}  -> {chosen[i]}  {q}")
     click.echo(f"w = P(strong model needed); route with: tela route --router {out} \"your question\"")
