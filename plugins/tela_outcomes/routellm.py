@@ -65,18 +65,6 @@ def _decode(path: Path) -> str:
     return text[1:] if text.startswith("\ufeff") else text
 
 
-def load_contaminated(path: Path) -> set[str]:
-    """The ``eval_prompt`` strings of a RouteLLM ``contaminated_prompts.jsonl``."""
-    from tela_core.records import iter_jsonl
-
-    prompts: set[str] = set()
-    for lineno, obj in iter_jsonl(path):
-        if not isinstance(obj, dict) or not isinstance(obj.get("eval_prompt"), str):
-            raise InputError(path, lineno, 'expected an object with an "eval_prompt" string')
-        prompts.add(obj["eval_prompt"])
-    return prompts
-
-
 class RouteLLMCsvSource(OutcomeSource):
     """RouteLLM outcome CSVs: a ``prompt`` column and one True/False column per model."""
 
@@ -90,7 +78,9 @@ class RouteLLMCsvSource(OutcomeSource):
         contaminated: set[str] = set()
         cfile = (path if path.is_dir() else path.parent) / CONTAMINATED_FILE
         if self.options.exclude_contaminated and cfile.is_file():
-            contaminated = load_contaminated(cfile)
+            from tela_core.protocols import contaminated_prompts
+
+            contaminated = set(contaminated_prompts(cfile))
         self.stats = {"files": len(files), "contaminated_dropped": 0}
         for f in files:
             yield from self._read_file(f, contaminated)
