@@ -7,10 +7,14 @@ APGR of the pooled out-of-fold scores over all 42 subjects, with CPT(50%)/CPT(80
 Metric definitions: tela_core.metrics.
 
     HF_HUB_OFFLINE=1 TELA_CACHE=.cache/tela .venv/bin/python bench/zoo_cv.py
+    HF_HUB_OFFLINE=1 TELA_CACHE=.cache/tela .venv/bin/python bench/zoo_cv.py --only lm-probe
+
+``--only TEXT`` runs the configurations whose label contains TEXT.
 """
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -30,10 +34,18 @@ CONFIGS: list[tuple[str, str, dict]] = [
     ("embedding-linear, target=gain", "embedding-linear", {"target": "gain"}),
     ("ensemble (knn50+linear+length)", "ensemble", {"members": [{"family": "embedding-knn", "options": {"k": 50}}, "embedding-linear", "length"]}),
     ("ensemble (knn50+linear+length), target=gain", "ensemble", {"target": "gain", "members": [{"family": "embedding-knn", "options": {"k": 50}}, "embedding-linear", "length"]}),
+    # lm-probe: SmolLM2-135M-Instruct mean-pooled hidden states (of 30 layers); layer first, then C.
+    *[(f"lm-probe layer={L}", "lm-probe", {"layer": L}) for L in (6, 9, 12, 15, 18)],
+    *[(f"lm-probe layer=12 C={C}", "lm-probe", {"layer": 12, "C": C}) for C in (0.001, 0.1)],
+    ("lm-probe layer=12, target=gain", "lm-probe", {"layer": 12, "target": "gain"}),
+    ("ensemble (lm-probe+knn50)", "ensemble", {"members": ["lm-probe", {"family": "embedding-knn", "options": {"k": 50}}]}),
 ]
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default="", help="run configurations whose label contains this text")
+    args = ap.parse_args()
     from tela_core import metrics
     from tela_core.plugins import get_registry
     from tela_core.protocols import split
@@ -52,7 +64,7 @@ def main() -> None:
     print(f"{len(train)} prompts of {len(subjects)} training subjects, 6 group folds")
     print("| configuration | fold-mean APGR (sd) | pooled APGR | pooled CPT(50%) | pooled CPT(80%) | seconds |")
     print("|---|---|---|---|---|---|")
-    for label, fam, opts in CONFIGS:
+    for label, fam, opts in [c for c in CONFIGS if args.only in c[0]]:
         t0 = time.perf_counter()
         oof = np.zeros(len(train))
         per_fold = []

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-__all__ = ["DEFAULT_EMBEDDING_MODEL", "cache_dir", "default_model_path", "embed", "text_key"]
+__all__ = ["DEFAULT_EMBEDDING_MODEL", "cache_dir", "cached_vectors", "default_model_path", "embed", "text_key"]
 
 #: The sentence encoder the embedding families use unless told otherwise.
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -85,6 +85,47 @@ def _load_shards(folder: Path) -> dict[str, "np.ndarray"]:
     return out
 
 
+def cached_vectors(
+    texts: Sequence[str],
+    folder: Path,
+    model_key: str,
+    compute: Callable[[list[str]], "np.ndarray"],
+    *,
+    cache: bool = True,
+) -> "np.ndarray":
+    """Vectors of ``texts`` from the shard cache in ``folder``, computing only the missing ones.
+
+    ``compute(texts)`` returns one float32 row per text, in order. New rows are written as one
+    new shard (atomically: a temporary file, then a rename), so an interrupted run loses only
+    what it had not finished, and two runs never write the same file. Any family that turns
+    texts into fixed vectors (sentence encoders here, causal-LM hidden states in ``lm-probe``)
+    shares this cache layout.
+    """
+    import numpy as np
+
+    keys = [text_key(model_key, t) for t in texts]
+    known = _load_shards(folder) if cache and folder.is_dir() else {}
+    missing_idx: list[int] = []
+    seen: set[str] = set()
+    for i, k in enumerate(keys):
+        if k not in known and k not in seen:
+            missing_idx.append(i)
+            seen.add(k)
+    if missing_idx:
+        emb_new = np.asarray(compute([texts[i] for i in missing_idx]), dtype=np.float32)
+        new_keys = [keys[i] for i in missing_idx]
+        for k, v in zip(new_keys, emb_new):
+            known[k] = v
+        if cache:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".tmp-{uuid.uuid4().hex}.npz"
+            np.savez(tmp, keys=np.asarray(new_keys), emb=emb_new)
+            os.replace(tmp, folder / f"shard-{uuid.uuid4().hex}.npz")
+    if not keys:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack([known[k] for k in keys]).astype(np.float32)
+
+
 def embed(
     texts: Sequence[str],
     model: str | None = None,
@@ -97,24 +138,23 @@ def embed(
     """Return an (n, d) float32 array of L2-normalised embeddings of ``texts``.
 
     Texts already in the cache are not embedded again. ``progress(done, total)`` is called as new
-    texts are embedded (``tela zoo`` passes a rich progress bar).
+    texts are embedded; without one, a rich bar shows on a terminal (:mod:`tela_core.progress`).
     """
     import numpy as np
 
     path = resolve_model(model)
     mkey = _model_key(model or DEFAULT_EMBEDDING_MODEL)
-    keys = [text_key(mkey, t) for t in texts]
-    folder = cache_dir() / "embeddings" / mkey
-    known = _load_shards(folder) if cache and folder.is_dir() else {}
-    missing_idx: list[int] = []
-    seen: set[str] = set()
-    for i, k in enumerate(keys):
-        if k not in known and k not in seen:
-            missing_idx.append(i)
-            seen.add(k)
-    if missing_idx:
+
+    def compute(new_texts: list[str]) -> "np.ndarray":
+        if progress is None:
+            from .progress import progress_bar
+
+            with progress_bar(f"embedding {len(new_texts)} new prompts ({mkey})", len(new_texts)) as bar:
+                return _encode(new_texts, bar)
+        return _encode(new_texts, progress)
+
+    def _encode(new_texts: list[str], report: Callable[[int, int], None]) -> "np.ndarray":
         st = _load_model(path, device)
-        new_texts = [texts[i] for i in missing_idx]
         chunks: list[np.ndarray] = []
         # Sort by length so batches pad little (long MMLU passages dominate the cost).
         order = sorted(range(len(new_texts)), key=lambda j: len(new_texts[j]))
@@ -129,17 +169,10 @@ def embed(
                 )
             )
             done += len(part)
-            if progress:
-                progress(done, len(order))
+            report(done, len(order))
         sorted_emb = np.concatenate(chunks)
-        emb_new = np.empty_like(sorted_emb)
-        emb_new[np.asarray(order)] = sorted_emb
-        new_keys = [keys[i] for i in missing_idx]
-        for k, v in zip(new_keys, emb_new):
-            known[k] = v
-        if cache:
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".tmp-{uuid.uuid4().hex}.npz"
-            np.savez(tmp, keys=np.asarray(new_keys), emb=emb_new)
-            os.replace(tmp, folder / f"shard-{uuid.uuid4().hex}.npz")
-    return np.stack([known[k] for k in keys]).astype(np.float32)
+        out = np.empty_like(sorted_emb)
+        out[np.asarray(order)] = sorted_emb
+        return out
+
+    return cached_vectors(texts, cache_dir() / "embeddings" / mkey, mkey, compute, cache=cache)

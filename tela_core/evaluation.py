@@ -472,35 +472,10 @@ def _save_npz(path: Path, w: "np.ndarray", probs: "np.ndarray | None") -> None:
         np.savez(fh, **arrays)
 
 
-class _NoProgress:
-    def __enter__(self) -> "_NoProgress":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-    def add_task(self, *a: Any, **k: Any) -> int:
-        return 0
-
-    def advance(self, *a: Any, **k: Any) -> None:
-        return None
-
-
 def _progress(enabled: bool) -> Any:
-    if not enabled:
-        return _NoProgress()
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from .progress import make_progress
 
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
+    return make_progress(enabled)
 
 
 # ------------------------------------------------------------------------------------------------

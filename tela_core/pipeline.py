@@ -173,27 +173,38 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``--set backend.r=8 --set family.k=5`` -> ``{"backend_options": {"r": 8}, ...}``.
-
-    Values are read as YAML scalars (``8`` is an int, ``true`` a bool, ``[a, b]`` a list).
+def parse_assignment(
+    item: str, flag: str = "--set", example: str = "backend.r=8", shape: str = "SECTION.KEY=VALUE"
+) -> tuple[str, str, Any]:
+    """``"SECTION.KEY=VALUE"`` -> (section, key, value), the one syntax of ``tela run --set`` and
+    ``tela zoo --set``. VALUE is read as a YAML scalar or flow collection (``8`` is an int,
+    ``true`` a bool, ``[a, b]`` a list, ``{k: 5}`` a mapping); anything else stays a string.
+    Dashes in KEY become underscores (``max-train`` = ``max_train``).
     """
     import yaml
 
+    key, sep, raw = item.partition("=")
+    section, dot, name = key.partition(".")
+    if not sep or not dot or not section or not name:
+        raise TelaError(f"{flag} {item!r}: expected {shape}, e.g. {flag} {example}")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    return section, name.replace("-", "_"), value
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``--set backend.r=8 --set family.k=5`` -> ``{"backend_options": {"r": 8}, ...}``."""
     sections = {"backend": "backend_options", "family": "family_options", "source": "source_options"}
     out: dict[str, dict[str, Any]] = {}
     for item in items:
-        key, sep, raw = item.partition("=")
-        section, dot, name = key.partition(".")
-        if not sep or not dot or section not in sections or not name:
+        section, name, value = parse_assignment(item)
+        if section not in sections:
             raise TelaError(
                 f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of {', '.join(sections)}"
             )
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
-        out.setdefault(sections[section], {})[name.replace("-", "_")] = value
+        out.setdefault(sections[section], {})[name] = value
     return out
 
 

@@ -30,7 +30,7 @@ class FamilyResult:
     cpt50: float
     cpt80: float
     auc: float
-    train_seconds: float
+    train_seconds: float | None  # None: an added artifact whose manifest records no training time
     score_seconds: float
     n_eval: int
     options: dict[str, Any] = field(default_factory=dict)
@@ -72,7 +72,21 @@ def _pair(records: Sequence[Record], weak: str | None, strong: str | None) -> tu
     return p.weak, p.strong
 
 
-def _row(name: str, w: Any, weak_o: Any, strong_o: Any, train_s: float, score_s: float, options: Mapping[str, Any]) -> FamilyResult:
+def _recorded_train_seconds(manifest: Mapping[str, Any]) -> float | None:
+    """Training time an artifact's manifest records (zoo families: ``train_seconds``; ``tela run``
+    with a backend: its last attempt's ``train_seconds``), or None when it records none."""
+    for value in (manifest.get("train_seconds"), (manifest.get("training") or {}).get("train_seconds")):
+        if isinstance(value, (int, float)):
+            return float(value)
+    return None
+
+
+def train_s_of(row: FamilyResult) -> str:
+    """``"12s"`` or ``"—"`` (training time not recorded)."""
+    return "—" if row.train_seconds is None else f"{row.train_seconds:.0f}s"
+
+
+def _row(name: str, w: Any, weak_o: Any, strong_o: Any, train_s: float | None, score_s: float, options: Mapping[str, Any]) -> FamilyResult:
     from . import evaluation
 
     ev = evaluation.evaluate_scores(w, weak_o, strong_o)
@@ -82,7 +96,7 @@ def _row(name: str, w: Any, weak_o: Any, strong_o: Any, train_s: float, score_s:
         cpt50=ev.cpt50,
         cpt80=ev.cpt80,
         auc=ev.auc,
-        train_seconds=round(train_s, 2),
+        train_seconds=None if train_s is None else round(train_s, 2),
         score_seconds=round(score_s, 2),
         n_eval=len(w),
         options=dict(options),
@@ -101,8 +115,15 @@ def run_zoo(
     weak: str | None = None,
     strong: str | None = None,
     on_event: Callable[[str], None] | None = None,
+    routers: Mapping[str, Path] | None = None,
 ) -> ZooResult:
-    """Train, score and evaluate every family; write the report into ``output``."""
+    """Train, score and evaluate every family; write the report into ``output``.
+
+    ``routers`` adds already-trained artifacts (name -> artifact dir), e.g. a ``score-token`` router
+    from ``tela run``, which a backend trains and the zoo cannot: they are scored and evaluated on the
+    same eval prompts, with the training time their manifest records. Whoever trained them is
+    responsible for keeping the eval prompts out of their training data.
+    """
     import numpy as np
 
     from .plugins import get_registry
@@ -112,7 +133,17 @@ def run_zoo(
     for fam in families:
         cls = reg.get("scorer", fam)  # unknown names fail before any training
         if getattr(cls, "uses_backend", False):
-            raise TelaError(f"family {fam!r} is trained by a backend; train it with `tela run` and evaluate with `tela eval`")
+            raise TelaError(
+                f"family {fam!r} is trained by a backend; train it with `tela run`, then add it here with "
+                f"--router {fam}=RUN_DIR"
+            )
+    from .artifact import load_router, read_manifest
+
+    extra = dict(routers or {})
+    for name, path in extra.items():
+        if name in families:
+            raise TelaError(f"--router {name}: the name is also in --families; pick another name")
+        read_manifest(Path(path))  # a missing or foreign directory fails before any training
     train, evalr = split_for_zoo(records, protocol)
     if not train or not evalr:
         raise TelaError(f"the split left {len(train)} train and {len(evalr)} eval records; need both")
@@ -137,7 +168,18 @@ def run_zoo(
         t3 = time.perf_counter()
         row = _row(fam, w, weak_o, strong_o, t1 - t0, t3 - t2, scorer.options.model_dump())
         results.append(row)
-        say(f"{fam}: APGR {row.apgr:.3f} (train {row.train_seconds:.0f}s, score {row.score_seconds:.1f}s)")
+        say(f"{fam}: APGR {row.apgr:.3f} (train {train_s_of(row)}, score {row.score_seconds:.1f}s)")
+    for name, path in extra.items():
+        manifest = read_manifest(Path(path))
+        say(f"{name}: scoring {len(prompts)} prompts with the router in {path}")
+        router = load_router(Path(path))
+        t2 = time.perf_counter()
+        w = np.asarray(router.score(prompts).w, dtype=float)
+        t3 = time.perf_counter()
+        opts = {"artifact": str(path), "scorer": manifest.get("scorer"), **(manifest.get("scorer_options") or {})}
+        row = _row(name, w, weak_o, strong_o, _recorded_train_seconds(manifest), t3 - t2, opts)
+        results.append(row)
+        say(f"{name}: APGR {row.apgr:.3f} (score {row.score_seconds:.1f}s)")
     from . import evaluation
 
     base = []
@@ -174,7 +216,7 @@ def _table_rows(result: ZooResult) -> list[list[str]]:
                 f"{r.apgr:.3f}",
                 f"{r.cpt50:.2f}",
                 f"{r.cpt80:.2f}",
-                f"{r.train_seconds:.1f}" if trained else "",
+                (f"{r.train_seconds:.1f}" if r.train_seconds is not None else "—") if trained else "",
                 f"{r.score_seconds:.1f}" if trained else "",
             ]
         )

@@ -36,7 +36,7 @@ def test_zoo_writes_one_report(tmp_path):
     data, out = tmp_path / "data", tmp_path / "zoo"
     _write_data(data)
     args = ["zoo", "--data", str(data), "--families", "length,random,prompt-features,embedding-knn",
-            "--option", "embedding-knn.k=5", "--output", str(out),
+            "--set", "embedding-knn.k=5", "--output", str(out),
             "--weak-model", WEAK, "--strong-model", STRONG]
     r = CliRunner().invoke(get_cli(), args)
     assert r.exit_code == 0, r.output
@@ -70,4 +70,36 @@ def test_zoo_bad_input_is_exit_2_without_output(tmp_path):
     assert r.exit_code == 2 and "FAMILY.KEY=VALUE" in r.output
     r = CliRunner().invoke(get_cli(), ["zoo", "--data", str(data), "--families", "length", "--protocol", "mmlu-heldout", "--output", str(out)] + pair)
     assert r.exit_code == 2 and "held-out" in r.output
+    assert not out.exists()
+
+
+def test_zoo_adds_a_trained_router_artifact(tmp_path):
+    """A backend-trained family (score-token) is compared in the same report via --router."""
+    from tela_core.testing import build_tiny_router
+
+    data, out = tmp_path / "data", tmp_path / "zoo"
+    _write_data(data)
+    router = build_tiny_router(tmp_path / "st")
+    pair = ["--weak-model", WEAK, "--strong-model", STRONG]
+    r = CliRunner().invoke(get_cli(), ["zoo", "--data", str(data), "--families", "length",
+                                       "--router", f"score-token={router}", "--output", str(out)] + pair)
+    assert r.exit_code == 0, r.output
+    res = json.loads((out / "results.json").read_text())
+    rows = {f["family"]: f for f in res["families"]}
+    assert set(rows) == {"length", "score-token"}
+    st = rows["score-token"]
+    assert st["options"]["artifact"] == str(router) and st["options"]["scorer"] == "score-token"
+    assert st["train_seconds"] is None and st["n_eval"] == rows["length"]["n_eval"]
+    assert "score-token" in (out / "report.md").read_text()
+
+
+def test_zoo_refuses_a_backend_family_and_a_missing_router(tmp_path):
+    data, out = tmp_path / "data", tmp_path / "zoo"
+    _write_data(data)
+    pair = ["--weak-model", WEAK, "--strong-model", STRONG]
+    r = CliRunner().invoke(get_cli(), ["zoo", "--data", str(data), "--families", "score-token", "--output", str(out)] + pair)
+    assert r.exit_code == 2 and "--router score-token=RUN_DIR" in r.output
+    r = CliRunner().invoke(get_cli(), ["zoo", "--data", str(data), "--families", "length",
+                                       "--router", f"st={tmp_path / 'nothing'}", "--output", str(out)] + pair)
+    assert r.exit_code == 2 and "nothing" in r.output
     assert not out.exists()

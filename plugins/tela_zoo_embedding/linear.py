@@ -28,6 +28,13 @@ class LinearScorer(FamilyScorer):
     name = "embedding-linear"
     description = "logistic regression on cached MiniLM sentence embeddings"
     Options = LinearOptions
+    #: Fit on z-scored features (then fold the scaling into the saved coefficients). Unit-norm
+    #: sentence embeddings do not need it; raw LM hidden states (``lm-probe``) do.
+    standardize = False
+
+    def _features(self, prompts: Sequence[str]) -> Any:
+        """(n, d) feature rows of ``prompts``; subclasses read other encoders."""
+        return embed_prompts(prompts, self.options.embedding_model)
 
     def fit(self, train: Sequence[Record], output_dir: Path, config: Mapping[str, Any]) -> Path:
         import numpy as np
@@ -36,7 +43,11 @@ class LinearScorer(FamilyScorer):
         self._merged(config)
         out = self._prepare(train, output_dir)
         data = train_data(train, self.options.target, self.options.weak, self.options.strong)
-        x = embed_prompts([r.prompt for r in train], self.options.embedding_model)
+        x = np.asarray(self._features([r.prompt for r in train]), dtype=np.float64)
+        mu, sd = np.zeros(x.shape[1]), np.ones(x.shape[1])
+        if self.standardize:
+            mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-6
+            x = (x - mu) / sd
         # Soft targets in [0, 1]: duplicate each row as a positive and a negative with weights y, 1 − y.
         xx = np.concatenate([x, x])
         yy = np.concatenate([np.ones(len(x)), np.zeros(len(x))])
@@ -44,8 +55,9 @@ class LinearScorer(FamilyScorer):
         keep = sw > 0
         clf = LogisticRegression(C=self.options.C, max_iter=2000)
         clf.fit(xx[keep], yy[keep], sample_weight=sw[keep])
-        self._coef = clf.coef_[0].astype(np.float64)
-        self._bias = float(clf.intercept_[0])
+        # σ(a·(x − μ)/σ + b) = σ((a/σ)·x + b − a·μ/σ): save coefficients for the raw features.
+        self._coef = (clf.coef_[0] / sd).astype(np.float64)
+        self._bias = float(clf.intercept_[0] - (clf.coef_[0] * mu / sd).sum())
         atomic_write_json(out / "linear.json", {"coef": self._coef.tolist(), "bias": self._bias})
         return self._finish(out, len(train), data.meta)
 
@@ -62,5 +74,5 @@ class LinearScorer(FamilyScorer):
 
         if not len(prompts):
             return Scores(w=np.zeros(0))
-        x = embed_prompts(prompts, self.options.embedding_model)
+        x = np.asarray(self._features(prompts), dtype=np.float64)
         return Scores(w=1.0 / (1.0 + np.exp(-(x @ self._coef + self._bias))))

@@ -9,21 +9,12 @@ import click
 
 
 def _parse_options(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """``--option FAMILY.KEY=VALUE`` (VALUE parsed as JSON when it is JSON) -> {family: {key: value}}."""
-    import json
-
-    from ..errors import TelaError
+    """``--set FAMILY.KEY=VALUE`` (the syntax of ``tela run --set``) -> {family: {key: value}}."""
+    from ..pipeline import parse_assignment
 
     out: dict[str, dict[str, Any]] = {}
     for item in items:
-        key, sep, raw = item.partition("=")
-        fam, dot, opt = key.partition(".")
-        if not sep or not dot or not fam or not opt:
-            raise TelaError(f"--option {item!r}: expected FAMILY.KEY=VALUE, e.g. embedding-knn.k=100")
-        try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
+        fam, opt, value = parse_assignment(item, "--set", "embedding-knn.k=100", "FAMILY.KEY=VALUE")
         out.setdefault(fam, {})[opt] = value
     return out
 
@@ -31,10 +22,13 @@ def _parse_options(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.command("zoo")
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path), help="outcome data (file or folder)")
 @click.option("--source", default="detect", show_default=True, help="data source name (default: detect from the path)")
-@click.option("--families", required=True, help="comma-separated router families, e.g. length,embedding-knn,ensemble")
+@click.option("--families", default="", help="comma-separated router families, e.g. length,embedding-knn,ensemble")
 @click.option("--output", "output", required=True, type=click.Path(path_type=Path), help="report directory")
 @click.option("--protocol", default=None, help="named train/eval split, e.g. mmlu-heldout (default: a seeded random 10% eval split)")
-@click.option("--option", "options", multiple=True, metavar="FAMILY.KEY=VALUE", help="a family option (repeatable)")
+@click.option("--set", "--option", "options", multiple=True, metavar="FAMILY.KEY=VALUE",
+              help="a family option, e.g. --set embedding-knn.k=100 (repeatable; --option is the old spelling)")
+@click.option("--router", "routers", multiple=True, metavar="NAME=DIR",
+              help="also evaluate an already-trained router artifact, e.g. score-token=runs/mmlu (repeatable)")
 @click.option("--weak-model", default=None, help="weak model name in the outcomes (inferred for two models)")
 @click.option("--strong-model", default=None, help="strong model name in the outcomes (inferred for two models)")
 @click.option("--force", is_flag=True, help="replace an existing report directory's results")
@@ -45,6 +39,7 @@ def zoo(
     output: Path,
     protocol: str | None,
     options: tuple[str, ...],
+    routers: tuple[str, ...],
     weak_model: str | None,
     strong_model: str | None,
     force: bool,
@@ -52,7 +47,8 @@ def zoo(
     """Train each family, evaluate it on the same held-out prompts, write one comparison.
 
     Writes OUTPUT/report.md, OUTPUT/results.json, OUTPUT/curves.png (every family's quality curve with
-    random and oracle) and one router artifact per family under OUTPUT/routers/.
+    random and oracle) and one router artifact per family under OUTPUT/routers/. Routers that a
+    backend trains (score-token, via `tela run`) join the same comparison with --router NAME=DIR.
     """
     from rich.console import Console
     from rich.table import Table
@@ -63,8 +59,16 @@ def zoo(
     from ..zoo import HEADER, _table_rows, run_zoo
 
     fams = [f.strip() for f in families.split(",") if f.strip()]
-    if not fams:
-        raise TelaError("--families: name at least one family (see `tela plugins list`)")
+    added: dict[str, Path] = {}
+    for item in routers:
+        name, sep, where = item.partition("=")
+        if not sep or not name.strip() or not where.strip():
+            raise TelaError(f"--router {item!r}: expected NAME=DIR, e.g. --router score-token=runs/mmlu")
+        if name.strip() in added:
+            raise TelaError(f"--router {name.strip()!r} is given twice")
+        added[name.strip()] = Path(where.strip())
+    if not fams and not added:
+        raise TelaError("--families: name at least one family (see `tela plugins list`) or add a --router")
     reg = get_registry()
     for f in fams:
         reg.get("scorer", f)
@@ -73,7 +77,7 @@ def zoo(
     opts = _parse_options(options)
     for f in opts:
         if f not in fams:
-            raise TelaError(f"--option for {f!r}, which is not in --families")
+            raise TelaError(f"--set for {f!r}, which is not in --families")
     if (output / "results.json").exists() and not force:
         raise TelaError(f"{output} already holds a zoo report; pass --force to replace it")
     src = open_source(data, source, {"weak_model": weak_model, "strong_model": strong_model})
@@ -90,6 +94,7 @@ def zoo(
             options=opts,
             weak=weak_model,
             strong=strong_model,
+            routers=added,
             on_event=lambda m: (console.log(m), status.update(m)),
         )
     table = Table(title=f"router zoo: {result.protocol}, {result.n_eval} eval prompts")
