@@ -27,3 +27,27 @@ def test_lora_merged_artifact(tiny_model: Path, tmp_path: Path, processes: int, 
     # the score-token rows were trained (they differ from the base model's)
     base = reload(tiny_model)
     assert info["score_rows"] != base["score_rows"]
+
+
+def test_lora_unmerged_adapter_scores_like_the_merged_model(tiny_model: Path, tmp_path: Path) -> None:
+    """``merge=false`` leaves a PEFT adapter; the score-token scorer loads it over the base model
+    and gives the same w as the same adapter merged and saved."""
+    import numpy as np
+
+    from tela_core.artifact import load_router
+    from tela_lora import merge_adapter
+
+    out = tmp_path / "adapter"
+    args = [a if a != "deepspeed-z3" else "lora" for a in base_args(tiny_model, out, 1)]
+    res = tela(*args, "--set", "backend.r=4", "--set", "backend.merge=false")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (out / "adapter_config.json").exists() and not (out / "config.json").exists()
+    prompts = ["What is 2 + 2?", "Prove Fermat's last theorem for n = 3."]
+    w_adapter = load_router(out).score(prompts).w
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    for f in out.iterdir():  # tokenizer, manifest and policy; the merge writes the weights
+        if f.is_file() and not f.name.startswith("adapter_"):
+            (merged / f.name).write_bytes(f.read_bytes())
+    merge_adapter(str(tiny_model), out, merged)
+    np.testing.assert_allclose(w_adapter, load_router(merged).score(prompts).w, atol=1e-5)

@@ -9,12 +9,13 @@ weights in a fresh process after training, so the artifact loads like a full mod
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from tela_core import Backend, TrainJob, hookimpl
 
-__all__ = ["LoraBackend", "LoraOptions", "merge_adapter"]
+__all__ = ["LoraBackend", "LoraOptions", "load_merged", "merge_adapter"]
 
 
 class LoraOptions(BaseModel):
@@ -40,26 +41,31 @@ class LoraOptions(BaseModel):
     """With ``deepspeed``: keep parameters in CPU memory."""
 
 
-def merge_adapter(base_model: str, adapter_dir: Path, output_dir: Path, trust_remote_code: bool = False) -> None:
-    """Load the base model, add the score tokens as the worker did, apply the adapter, merge, save.
-
-    Runs in the CLI process after the workers have exited (never in a DeepSpeed-initialised one).
-    """
+def load_merged(base_model: str, adapter_dir: Path, tokenizer_dir: Path, trust_remote_code: bool = False, dtype: Any = None) -> Any:
+    """The base model with the score tokens added as the worker added them, the adapter applied and
+    merged in memory. ``tokenizer_dir`` holds the trained tokenizer (with ``[[1]]``..``[[5]]``)."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tela_deepspeed.tokens import add_score_tokens
 
-    tokenizer = AutoTokenizer.from_pretrained(str(output_dir), trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32, trust_remote_code=trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code)
     base_tok = AutoTokenizer.from_pretrained(base_model, trust_remote_code=trust_remote_code)
     add_score_tokens(model, base_tok)
     if len(base_tok) != len(tokenizer):
         raise RuntimeError(f"tokenizer mismatch after adding score tokens: {len(base_tok)} != {len(tokenizer)}")
     model.config.pad_token_id = tokenizer.pad_token_id
-    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
-    merged.save_pretrained(str(output_dir))
+    return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+
+
+def merge_adapter(base_model: str, adapter_dir: Path, output_dir: Path, trust_remote_code: bool = False) -> None:
+    """Merge the adapter into the base weights and save a plain model into ``output_dir``.
+
+    Runs in the CLI process after the workers have exited (never in a DeepSpeed-initialised one).
+    """
+    load_merged(base_model, adapter_dir, output_dir, trust_remote_code).save_pretrained(str(output_dir))
 
 
 class LoraBackend(Backend):

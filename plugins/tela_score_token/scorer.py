@@ -80,7 +80,8 @@ class ScoreTokenScorer(Scorer):
 
         d = Path(artifact_dir)
         manifest = read_manifest(d)
-        if not (d / "config.json").is_file():
+        adapter_only = not (d / "config.json").is_file() and (d / "adapter_config.json").is_file()
+        if not (d / "config.json").is_file() and not adapter_only:
             raise TelaError(f"{d}: no model in this router (config.json missing); a score-token router is a Hugging Face model dir")
         trust = bool(manifest.get("trust_remote_code") or (manifest.get("config") or {}).get("trust_remote_code"))
         try:
@@ -95,7 +96,18 @@ class ScoreTokenScorer(Scorer):
         dtype = self._dtype(self.device)
         hf_logging.disable_progress_bar()
         try:
-            model = AutoModelForCausalLM.from_pretrained(str(d), dtype=dtype, trust_remote_code=trust)
+            if adapter_only:
+                # `lora` with merge=false: a PEFT adapter over the base model the manifest names.
+                from tela_lora import load_merged
+
+                base = (manifest.get("base_model") or {}).get("path")
+                if not base or not Path(base).is_dir():
+                    raise TelaError(f"{d}: a LoRA adapter whose base model ({base!r}) is not on this machine")
+                model = load_merged(base, d, d, trust, dtype)
+            else:
+                model = AutoModelForCausalLM.from_pretrained(str(d), dtype=dtype, trust_remote_code=trust)
+        except TelaError:
+            raise
         except Exception as e:  # noqa: BLE001
             raise TelaError(f"{d}: cannot load the model: {type(e).__name__}: {e}") from None
         model.to(self.device)
