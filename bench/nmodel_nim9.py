@@ -23,53 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tela_core.nmodel import aiq, hull, hull_value, sweep
+
 DATA = Path("/work/shared/data/llmrouter-nim9")
-LAMBDAS = [0.0] + list(np.geomspace(1e-3, 10, 60)) + [1e3]
-
-
-def hull(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Upper non-decreasing convex hull of (cost, quality) points, sorted by cost."""
-    pts = sorted(set(points), key=lambda p: (p[0], -p[1]))
-    best: list[tuple[float, float]] = []
-    for c, q in pts:  # keep only points that raise quality (non-decreasing frontier)
-        if not best or q > best[-1][1]:
-            best.append((c, q))
-    out: list[tuple[float, float]] = []
-    for p in best:  # upper convex hull (monotone chain)
-        while len(out) >= 2:
-            (x1, y1), (x2, y2) = out[-2], out[-1]
-            if (x2 - x1) * (p[1] - y1) - (y2 - y1) * (p[0] - x1) >= 0:
-                out.pop()
-            else:
-                break
-        out.append(p)
-    return out
-
-
-def hull_value(h: list[tuple[float, float]], c: float) -> float:
-    xs, ys = [p[0] for p in h], [p[1] for p in h]
-    if c <= xs[0]:
-        return ys[0] if c == xs[0] else float("nan")
-    return float(np.interp(c, xs, ys))  # flat beyond the last point: spending more buys nothing
-
-
-def aiq(h: list[tuple[float, float]], lo: float, hi: float, n: int = 2001) -> float:
-    """Mean of the hull over [lo, hi] (RouterBench AIQ, normalised by the range); a hull that
-    starts above ``lo`` counts 0 below its first point."""
-    cs = np.linspace(lo, hi, n)
-    vals = np.array([hull_value(h, c) for c in cs])
-    vals = np.nan_to_num(vals, nan=0.0)
-    return float(np.trapezoid(vals, cs) / (hi - lo))
-
-
-def sweep(pred: np.ndarray, cost: np.ndarray, truth: np.ndarray) -> list[tuple[float, float]]:
-    scale = cost.mean()
-    pts = []
-    for lam in LAMBDAS:
-        choice = np.argmax(pred - lam * cost / scale, axis=1)
-        idx = np.arange(len(choice))
-        pts.append((float(cost[idx, choice].mean()), float(truth[idx, choice].mean())))
-    return pts
 
 
 def main() -> None:

@@ -238,6 +238,21 @@ def read_records(cfg: RunConfig) -> list[Any]:
     return records
 
 
+def _source_pair(cfg: RunConfig) -> dict[str, str]:
+    """The weak/strong models the source is set to (outcome sources have defaults, e.g. RouteLLM's
+    Mixtral/GPT-4), for a family whose options do not name them: with N models in the outcomes a
+    family cannot infer the pair itself."""
+    from .detect import open_source
+
+    opts = getattr(open_source(Path(cfg.data), cfg.source, cfg.source_options), "options", None)
+    out = {}
+    for key, attr in (("weak", "weak_model"), ("strong", "strong_model")):
+        value = getattr(opts, attr, None)
+        if value and key not in cfg.family_options:
+            out[key] = value
+    return out
+
+
 def split_records(cfg: RunConfig, records: Sequence[Any]) -> tuple[list[Any], list[Any]]:
     """The seed's sample (``--sample``) then train/eval split, both with ``cfg.seed``."""
     from .sampling import split, subsample
@@ -542,7 +557,7 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
     else:
         assert family is not None
         train, _ = split_records(cfg, records)
-        family.fit(train, out, {"run": config, "formatter": cfg.formatter, "seed": cfg.seed})
+        family.fit(train, out, {"run": config, "formatter": cfg.formatter, "seed": cfg.seed, **_source_pair(cfg)})
         base_model = cfg.model
 
     attempts = run_dir / "attempts.jsonl"

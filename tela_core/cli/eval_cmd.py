@@ -86,6 +86,9 @@ def _protocol_choice() -> click.Choice:
 @click.option("--strong-model", default=None, metavar="MODEL", help="The strong model's name in the outcomes (default: the source's).")
 @click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Scorer batch size (scorers that have one).")
 @click.option("--no-cache", is_flag=True, help="Score again even if cached scores exist.")
+@click.option("--all-models", is_flag=True,
+              help="N-model routing: judge the router's per-model predictions with the cost-aware policy "
+                   "(quality–cost hull, AIQ, best single model, oracle) instead of a weak/strong pair.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
 @click.option("--force", is_flag=True, help="Overwrite an existing report in --output.")
 def eval_cmd(
@@ -98,6 +101,7 @@ def eval_cmd(
     strong_model: str | None,
     batch_size: int | None,
     no_cache: bool,
+    all_models: bool,
     as_json: bool,
     force: bool,
 ) -> None:
@@ -107,6 +111,8 @@ def eval_cmd(
     Examples:
       tela eval --router random --data /work/shared/data/routellm-mmlu --protocol mmlu-heldout -o out/random
       tela eval --router runs/demo --data heldout.jsonl -o out/demo
+      tela eval --router zoo/routers/matrix-factorization --all-models \
+                --data /work/shared/data/llmrouter-nim9/dcrouter_preprocessed_test.json -o out/nim9
     """
     import json
 
@@ -121,6 +127,9 @@ def eval_cmd(
         manifest = read_manifest(router)  # a bad router dir fails before any work
     if output.exists() and not output.is_dir():
         raise TelaError(f"{output} is a file; --output must be a directory")
+    if all_models:
+        _eval_all_models(router, baseline, manifest, data, output, source_name, protocol, batch_size, as_json, force)
+        return
     for name in ev.REPORT_FILES:
         check_can_write(output / name, force)
 
@@ -164,6 +173,51 @@ def eval_cmd(
         click.echo(json.dumps(report, indent=2))
         return
     _print_table(report)
+    click.echo(f"wrote {', '.join(str(p) for p in paths)}")
+
+
+def _eval_all_models(
+    router: str, baseline: str | None, manifest: Any, data: Path, output: Path, source_name: str,
+    protocol: str | None, batch_size: int | None, as_json: bool, force: bool,
+) -> None:
+    """``tela eval --all-models``: the cost-aware N-model report (:mod:`tela_core.nmodel`)."""
+    import json
+
+    import numpy as np
+
+    from .. import nmodel
+    from ..errors import TelaError
+    from ..io import check_can_write
+
+    if baseline is not None:
+        raise TelaError("--all-models judges a router's per-model predictions; pass a router directory, "
+                        "not a baseline (the report includes the oracle and every single model)")
+    for name in nmodel.NMODEL_FILES:
+        check_can_write(output / name, force)
+    scorer = _load_scorer(Path(router), manifest, batch_size)
+    if not hasattr(scorer, "predict_models"):
+        raise TelaError(f"{router}: scorer {manifest['scorer']!r} predicts no per-model quality; --all-models needs a "
+                        "family with predict_models (embedding-knn, matrix-factorization)")
+    records, source, info = read_records(data, source_name, None, None, protocol)
+    trained = list(getattr(scorer, "models", []) or [])
+    have = [m for m in trained if all(m in (r.outcomes or {}) and m in (r.costs or {}) for r in records)]
+    if len(have) < 2:
+        raise TelaError(f"{data}: needs outcomes and costs for at least two of the router's models "
+                        f"({', '.join(trained) or 'none'}); found {', '.join(have) or 'none'}")
+    pred = np.asarray(scorer.predict_models([r.prompt for r in records]), dtype=float)[:, [trained.index(m) for m in have]]
+    truth = np.array([[r.outcomes[m] for m in have] for r in records], dtype=float)
+    cost = np.array([[r.costs[m] for m in have] for r in records], dtype=float)
+    result = nmodel.evaluate_nmodel(Path(router).name or str(router), have, pred, cost, truth)
+    meta = {"router_dir": str(router), "scorer": manifest.get("scorer"), "data": str(data), "source": source.name,
+            "protocol": protocol, **info}
+    paths = nmodel.write_nmodel_report(result, output, meta)
+    if as_json:
+        click.echo(json.dumps({**meta, **result.to_dict()}, indent=2))
+        return
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    Console().print(Markdown((output / "nmodel.md").read_text()))
     click.echo(f"wrote {', '.join(str(p) for p in paths)}")
 
 
