@@ -22,12 +22,13 @@ from pathlib import Path
 
 DATA = Path("/work/shared/data/routellm-mmlu")
 
-DEFAULTS = ["length", "prompt-features", "embedding-knn", "embedding-linear", "matrix-factorization", "ensemble"]
+DEFAULTS = ["length", "prompt-features", "embedding-knn", "embedding-linear", "matrix-factorization", "ensemble", "lm-probe"]
 TUNED: dict[str, dict] = {
     "length": {"target": "gain"},
     "embedding-knn": {"target": "gain", "k": 50},
     "embedding-linear": {"target": "gain"},
     "matrix-factorization": {"target": "gain"},
+    "lm-probe": {"target": "gain", "layer": 12},
     "ensemble": {
         "target": "gain",
         "members": [{"family": "embedding-knn", "options": {"k": 50}}, "embedding-linear", "length"],

@@ -89,17 +89,23 @@ def cached_vectors(
     texts: Sequence[str],
     folder: Path,
     model_key: str,
-    compute: Callable[[list[str]], "np.ndarray"],
+    compute: Callable[[list[str], Callable[[int, int], None]], "np.ndarray"],
     *,
     cache: bool = True,
+    label: str = "computing",
+    progress: Callable[[int, int], None] | None = None,
+    chunk_size: int = 1024,
 ) -> "np.ndarray":
     """Vectors of ``texts`` from the shard cache in ``folder``, computing only the missing ones.
 
-    ``compute(texts)`` returns one float32 row per text, in order. New rows are written as one
-    new shard (atomically: a temporary file, then a rename), so an interrupted run loses only
-    what it had not finished, and two runs never write the same file. Any family that turns
-    texts into fixed vectors (sentence encoders here, causal-LM hidden states in ``lm-probe``)
-    shares this cache layout.
+    ``compute(texts, report)`` returns one float32 row per text, in order, calling
+    ``report(done, len(texts))`` as it goes. Missing texts are computed ``chunk_size`` at a time
+    and each chunk is written as its own shard at once (atomically: a temporary file, then a
+    rename), so a run killed after an hour keeps every finished chunk and the rerun computes only
+    the rest; two runs never write the same file. ``progress(done, total)`` is called over all
+    missing texts; without one, a rich bar titled ``label`` shows on a terminal. Any family that
+    turns texts into fixed vectors (sentence encoders here, causal-LM hidden states in
+    ``lm-probe``) shares this cache layout.
     """
     import numpy as np
 
@@ -112,8 +118,45 @@ def cached_vectors(
             missing_idx.append(i)
             seen.add(k)
     if missing_idx:
-        emb_new = np.asarray(compute([texts[i] for i in missing_idx]), dtype=np.float32)
-        new_keys = [keys[i] for i in missing_idx]
+        if progress is None:
+            from .progress import progress_bar
+
+            with progress_bar(f"{label} {len(missing_idx)} new texts ({model_key})", len(missing_idx)) as bar:
+                _compute_chunks(texts, keys, missing_idx, known, folder, compute, cache, bar, chunk_size)
+        else:
+            _compute_chunks(texts, keys, missing_idx, known, folder, compute, cache, progress, chunk_size)
+    if not keys:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack([known[k] for k in keys]).astype(np.float32)
+
+
+def _compute_chunks(
+    texts: Sequence[str],
+    keys: list[str],
+    missing_idx: list[int],
+    known: dict[str, "np.ndarray"],
+    folder: Path,
+    compute: Callable[[list[str], Callable[[int, int], None]], "np.ndarray"],
+    cache: bool,
+    progress: Callable[[int, int], None],
+    chunk_size: int,
+) -> None:
+    import numpy as np
+
+    # Chunks of similar lengths pad little inside each batch (long passages dominate the cost).
+    missing_idx = sorted(missing_idx, key=lambda i: len(texts[i]))
+    total = len(missing_idx)
+    step = max(1, chunk_size)
+    for base in range(0, total, step):
+        part = missing_idx[base : base + step]
+
+        def report(done: int, _n: int, base: int = base) -> None:
+            progress(base + done, total)
+
+        emb_new = np.asarray(compute([texts[i] for i in part], report), dtype=np.float32)
+        if emb_new.shape[0] != len(part):
+            raise ValueError(f"compute returned {emb_new.shape[0]} rows for {len(part)} texts")
+        new_keys = [keys[i] for i in part]
         for k, v in zip(new_keys, emb_new):
             known[k] = v
         if cache:
@@ -121,9 +164,7 @@ def cached_vectors(
             tmp = folder / f".tmp-{uuid.uuid4().hex}.npz"
             np.savez(tmp, keys=np.asarray(new_keys), emb=emb_new)
             os.replace(tmp, folder / f"shard-{uuid.uuid4().hex}.npz")
-    if not keys:
-        return np.zeros((0, 0), dtype=np.float32)
-    return np.stack([known[k] for k in keys]).astype(np.float32)
+        progress(base + len(part), total)
 
 
 def embed(
@@ -145,15 +186,7 @@ def embed(
     path = resolve_model(model)
     mkey = _model_key(model or DEFAULT_EMBEDDING_MODEL)
 
-    def compute(new_texts: list[str]) -> "np.ndarray":
-        if progress is None:
-            from .progress import progress_bar
-
-            with progress_bar(f"embedding {len(new_texts)} new prompts ({mkey})", len(new_texts)) as bar:
-                return _encode(new_texts, bar)
-        return _encode(new_texts, progress)
-
-    def _encode(new_texts: list[str], report: Callable[[int, int], None]) -> "np.ndarray":
+    def compute(new_texts: list[str], report: Callable[[int, int], None]) -> "np.ndarray":
         st = _load_model(path, device)
         chunks: list[np.ndarray] = []
         # Sort by length so batches pad little (long MMLU passages dominate the cost).
@@ -175,4 +208,6 @@ def embed(
         out[np.asarray(order)] = sorted_emb
         return out
 
-    return cached_vectors(texts, cache_dir() / "embeddings" / mkey, mkey, compute, cache=cache)
+    return cached_vectors(
+        texts, cache_dir() / "embeddings" / mkey, mkey, compute, cache=cache, label="embedding", progress=progress
+    )

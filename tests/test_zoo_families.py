@@ -193,3 +193,36 @@ def test_encoder_classifier_under_deepspeed(tmp_path):
     assert read_manifest(tmp_path / "ds")["deepspeed"] is True
     w = load_router(tmp_path / "ds").score(["integral of x^9 dx", "capital of country 99"]).w
     assert w.shape == (2,) and np.all((w >= 0) & (w <= 1))
+
+
+def test_vector_cache_keeps_finished_chunks_of_a_killed_run(tmp_path):
+    """A run killed part-way keeps every finished chunk; the rerun computes only the rest."""
+    from tela_core import embeddings
+
+    texts = [f"prompt number {i}" + "x" * i for i in range(10)]
+    folder = tmp_path / "vectors"
+    seen: list[str] = []
+
+    def compute(batch, report):
+        if len(seen) >= 6:
+            raise KeyboardInterrupt  # killed while computing the third chunk
+        seen.extend(batch)
+        report(len(batch), len(batch))
+        return np.array([[len(t), 1.0] for t in batch], dtype=np.float32)
+
+    with pytest.raises(KeyboardInterrupt):
+        embeddings.cached_vectors(texts, folder, "m", compute, chunk_size=3, progress=lambda d, n: None)
+    assert len(list(folder.glob("shard-*.npz"))) == 2  # two chunks finished and written
+    assert not list(folder.glob(".tmp-*"))  # nothing half-written
+
+    rerun: list[str] = []
+
+    def compute_rest(batch, report):
+        rerun.extend(batch)
+        return np.array([[len(t), 1.0] for t in batch], dtype=np.float32)
+
+    ticks: list[tuple[int, int]] = []
+    out = embeddings.cached_vectors(texts, folder, "m", compute_rest, chunk_size=3, progress=lambda d, n: ticks.append((d, n)))
+    assert sorted(rerun) == sorted(set(texts) - set(seen))  # only the unfinished ones
+    assert ticks[-1] == (4, 4)
+    np.testing.assert_array_equal(out[:, 0], [len(t) for t in texts])  # rows in the caller's order

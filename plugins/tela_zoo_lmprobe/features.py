@@ -90,16 +90,7 @@ def lm_features(
     wanted = sorted(set(int(x) for x in layers))
     stash: dict[int, dict[str, np.ndarray]] = {}
 
-    def run(new_texts: list[str]) -> None:
-        if progress is None:
-            from tela_core.progress import progress_bar
-
-            with progress_bar(f"{model}: reading {len(new_texts)} new prompts", len(new_texts)) as bar:
-                _run(new_texts, bar)
-        else:
-            _run(new_texts, progress)
-
-    def _run(new_texts: list[str], report: Callable[[int, int], None]) -> None:
+    def run(new_texts: list[str], report: Callable[[int, int], None]) -> None:
         import torch
 
         tok, body = _load(model, max(wanted))
@@ -123,13 +114,16 @@ def lm_features(
     result: dict[int, np.ndarray] = {}
     for L in wanted:
 
-        def compute(new_texts: list[str], L: int = L) -> "np.ndarray":
+        def compute(new_texts: list[str], report: Callable[[int, int], None], L: int = L) -> "np.ndarray":
             have = stash.get(L, {})
-            if any(t not in have for t in new_texts):
-                run([t for t in new_texts if t not in have] if have else new_texts)
+            todo = [t for t in new_texts if t not in have]
+            if todo:
+                run(todo, report)
                 have = stash[L]
             return np.stack([have[t] for t in new_texts])
 
         key = _folder_key(model, L, max_tokens)
-        result[L] = cached_vectors(texts, cache_dir() / "lm-features" / key, key, compute, cache=cache)
+        result[L] = cached_vectors(
+            texts, cache_dir() / "lm-features" / key, key, compute, cache=cache, label=f"{model}: reading", progress=progress
+        )
     return result
