@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +64,6 @@ def main() -> None:
                     else:
                         keep = set(rng.choice(subjects, size=max(2, round(frac * len(subjects))), replace=False))
                         sub = [r for r in train if r.group in keep]
-                    t0 = time.perf_counter()
                     scorer = reg.create("scorer", fam, {"weak": weak_m, "strong": strong_m})
                     scorer.fit(sub, Path(tempfile.mkdtemp()) / fam, {})
                     vals.append(metrics.apgr(scorer.score(prompts).w, weak, strong))

@@ -118,53 +118,35 @@ def cached_vectors(
             missing_idx.append(i)
             seen.add(k)
     if missing_idx:
-        if progress is None:
-            from .progress import progress_bar
+        from contextlib import nullcontext
 
-            with progress_bar(f"{label} {len(missing_idx)} new texts ({model_key})", len(missing_idx)) as bar:
-                _compute_chunks(texts, keys, missing_idx, known, folder, compute, cache, bar, chunk_size)
-        else:
-            _compute_chunks(texts, keys, missing_idx, known, folder, compute, cache, progress, chunk_size)
+        from .progress import progress_bar
+
+        bar = progress_bar(f"{label} {len(missing_idx)} new texts ({model_key})", len(missing_idx))
+        with bar if progress is None else nullcontext(progress) as report_all:
+            # Chunks of similar lengths pad little inside each batch (long passages dominate the cost).
+            missing_idx.sort(key=lambda i: len(texts[i]))
+            total = len(missing_idx)
+            for base in range(0, total, max(1, chunk_size)):
+                part = missing_idx[base : base + max(1, chunk_size)]
+
+                def report(done: int, _n: int, base: int = base) -> None:
+                    report_all(base + done, total)
+
+                emb_new = np.asarray(compute([texts[i] for i in part], report), dtype=np.float32)
+                if emb_new.shape[0] != len(part):
+                    raise ValueError(f"compute returned {emb_new.shape[0]} rows for {len(part)} texts")
+                new_keys = [keys[i] for i in part]
+                known.update(zip(new_keys, emb_new))
+                if cache:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    tmp = folder / f".tmp-{uuid.uuid4().hex}.npz"
+                    np.savez(tmp, keys=np.asarray(new_keys), emb=emb_new)
+                    os.replace(tmp, folder / f"shard-{uuid.uuid4().hex}.npz")
+                report_all(base + len(part), total)
     if not keys:
         return np.zeros((0, 0), dtype=np.float32)
     return np.stack([known[k] for k in keys]).astype(np.float32)
-
-
-def _compute_chunks(
-    texts: Sequence[str],
-    keys: list[str],
-    missing_idx: list[int],
-    known: dict[str, "np.ndarray"],
-    folder: Path,
-    compute: Callable[[list[str], Callable[[int, int], None]], "np.ndarray"],
-    cache: bool,
-    progress: Callable[[int, int], None],
-    chunk_size: int,
-) -> None:
-    import numpy as np
-
-    # Chunks of similar lengths pad little inside each batch (long passages dominate the cost).
-    missing_idx = sorted(missing_idx, key=lambda i: len(texts[i]))
-    total = len(missing_idx)
-    step = max(1, chunk_size)
-    for base in range(0, total, step):
-        part = missing_idx[base : base + step]
-
-        def report(done: int, _n: int, base: int = base) -> None:
-            progress(base + done, total)
-
-        emb_new = np.asarray(compute([texts[i] for i in part], report), dtype=np.float32)
-        if emb_new.shape[0] != len(part):
-            raise ValueError(f"compute returned {emb_new.shape[0]} rows for {len(part)} texts")
-        new_keys = [keys[i] for i in part]
-        for k, v in zip(new_keys, emb_new):
-            known[k] = v
-        if cache:
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".tmp-{uuid.uuid4().hex}.npz"
-            np.savez(tmp, keys=np.asarray(new_keys), emb=emb_new)
-            os.replace(tmp, folder / f"shard-{uuid.uuid4().hex}.npz")
-        progress(base + len(part), total)
 
 
 def embed(
@@ -187,26 +169,20 @@ def embed(
     mkey = _model_key(model or DEFAULT_EMBEDDING_MODEL)
 
     def compute(new_texts: list[str], report: Callable[[int, int], None]) -> "np.ndarray":
+        # cached_vectors hands over texts sorted by length, so batches pad little.
         st = _load_model(path, device)
         chunks: list[np.ndarray] = []
-        # Sort by length so batches pad little (long MMLU passages dominate the cost).
-        order = sorted(range(len(new_texts)), key=lambda j: len(new_texts[j]))
-        done = 0
-        step = max(batch_size * 8, 256)
-        for s in range(0, len(order), step):
-            part = [new_texts[j] for j in order[s : s + step]]
+        step = max(batch_size * 4, 64)
+        for s in range(0, len(new_texts), step):
+            part = new_texts[s : s + step]
             chunks.append(
                 np.asarray(
                     st.encode(part, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False),  # type: ignore[attr-defined]
                     dtype=np.float32,
                 )
             )
-            done += len(part)
-            report(done, len(order))
-        sorted_emb = np.concatenate(chunks)
-        out = np.empty_like(sorted_emb)
-        out[np.asarray(order)] = sorted_emb
-        return out
+            report(s + len(part), len(new_texts))
+        return np.concatenate(chunks)
 
     return cached_vectors(
         texts, cache_dir() / "embeddings" / mkey, mkey, compute, cache=cache, label="embedding", progress=progress

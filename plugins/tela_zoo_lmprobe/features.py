@@ -93,21 +93,17 @@ def lm_features(
     def run(new_texts: list[str], report: Callable[[int, int], None]) -> None:
         import torch
 
+        # cached_vectors hands over texts sorted by length, so batches pad little.
         tok, body = _load(model, max(wanted))
-        order = sorted(range(len(new_texts)), key=lambda j: len(new_texts[j]))
         outs = {L: np.zeros((len(new_texts), body.config.hidden_size), dtype=np.float32) for L in wanted}  # type: ignore[attr-defined]
-        done = 0
         with torch.inference_mode():
-            for s in range(0, len(order), batch_size):
-                idx = order[s : s + batch_size]
-                enc = tok([new_texts[j] for j in idx], return_tensors="pt", padding=True, truncation=True, max_length=max_tokens)  # type: ignore[operator]
+            for s in range(0, len(new_texts), batch_size):
+                enc = tok(new_texts[s : s + batch_size], return_tensors="pt", padding=True, truncation=True, max_length=max_tokens)  # type: ignore[operator]
                 hs = body(**enc, output_hidden_states=True).hidden_states  # type: ignore[operator]
                 mask = enc["attention_mask"].unsqueeze(-1).float()
                 for L in wanted:
-                    pooled = (hs[L] * mask).sum(1) / mask.sum(1)
-                    outs[L][idx] = pooled.float().numpy()
-                done += len(idx)
-                report(done, len(order))
+                    outs[L][s : s + batch_size] = ((hs[L] * mask).sum(1) / mask.sum(1)).float().numpy()
+                report(min(s + batch_size, len(new_texts)), len(new_texts))
         for L in wanted:
             stash.setdefault(L, {}).update(zip(new_texts, outs[L]))
 
