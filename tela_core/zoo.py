@@ -10,7 +10,10 @@ train part (timed), ``score`` the eval prompts (timed), and evaluate the scores 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -158,11 +161,20 @@ def run_zoo(
         scorer = reg.create("scorer", fam, opts)
         say(f"{fam}: training on {len(train)} records")
         t0 = time.perf_counter()
-        scorer.fit(train, output / "routers" / fam, {})
+        final = output / "routers" / fam
+        # Train into a hidden staging dir and move it into place only once fit() returns, so a
+        # family that fails (or a killed run) leaves no half-written router behind.
+        stage = final.parent / f".{fam}.partial-{uuid.uuid4().hex[:8]}"
+        try:
+            scorer.fit(train, stage, {})
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
         t1 = time.perf_counter()
-        from .artifact import load_router
-
-        loaded = load_router(output / "routers" / fam)  # score what was saved, as a user would
+        if final.exists():  # a --force rerun, or a rerun after a failed one (no report was written)
+            shutil.rmtree(final)
+        os.replace(stage, final)
+        loaded = load_router(final)  # score what was saved, as a user would
         t2 = time.perf_counter()
         w = np.asarray(loaded.score(prompts).w, dtype=float)
         t3 = time.perf_counter()

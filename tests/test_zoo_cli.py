@@ -103,3 +103,20 @@ def test_zoo_refuses_a_backend_family_and_a_missing_router(tmp_path):
                                        "--router", f"st={tmp_path / 'nothing'}", "--output", str(out)] + pair)
     assert r.exit_code == 2 and "nothing" in r.output
     assert not out.exists()
+
+
+def test_a_family_that_fails_leaves_no_half_written_router(tmp_path):
+    """lm-probe asked for a layer the model lacks: exit 2, the reason, and no routers/lm-probe."""
+    from tela_core.testing import build_tiny_model
+
+    lm = build_tiny_model(tmp_path / "tiny-lm", num_layers=2)
+    data, out = tmp_path / "data", tmp_path / "zoo"
+    _write_data(data)
+    r = CliRunner().invoke(get_cli(), [
+        "zoo", "--data", str(data), "--families", "length,lm-probe", "--set", f"lm-probe.model={lm}",
+        "--set", "lm-probe.layer=9", "--output", str(out), "--weak-model", WEAK, "--strong-model", STRONG])
+    assert r.exit_code == 2, r.output
+    assert "has 2 layers; lm-probe asked for layer 9" in r.output
+    routers = out / "routers"
+    assert sorted(p.name for p in routers.iterdir()) == ["length"]  # lm-probe left nothing, not even a stage
+    assert not (out / "results.json").exists()
