@@ -99,10 +99,10 @@ def _plot(results: dict, png: Path) -> None:
     axes[0].set_ylabel("APGR on the 15 held-out MMLU subjects")
     axes[1].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(png)
+    from tela_core.io import atomic_open
+
+    with atomic_open(png, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=110)
     plt.close(fig)
 
 
