@@ -16,10 +16,13 @@ from .components import (
     Scores,
     Source,
     TrainJob,
+    Upstream,
+    UpstreamReply,
 )
-from .errors import DuplicateComponentError, InputError, PluginLoadError, TelaError, UnknownComponentError
+from .errors import DuplicateComponentError, InputError, PluginLoadError, TelaError, UnknownComponentError, UpstreamError
 from .plugins import add_plugin, get_registry, hookimpl, remove_plugin
 from .records import Message, Record
+from .router import Decision, Router
 
 __version__ = "0.1.0"
 
@@ -39,8 +42,13 @@ __all__ = [
     "Scorer",
     "Scores",
     "Policy",
+    "Upstream",
+    "UpstreamReply",
+    "UpstreamError",
     "Record",
     "Message",
+    "Router",
+    "Decision",
     "TelaError",
     "InputError",
     "UnknownComponentError",

@@ -3,6 +3,7 @@
 ``tela.json`` (the manifest) names the scorer family that reads the directory, the formatter that
 built its prompts, the base model, the data, the run config and the plugin versions. ``policy.json``
 holds the routing policy chosen for it (name, options, models ordered cheap → strong).
+:class:`tela_core.router.Router` is what loads one.
 Weights and tokenizer sit beside them in whatever layout the scorer family uses (for
 ``score-token``: a Hugging Face model dir loadable with ``from_pretrained``).
 """
@@ -27,7 +28,6 @@ __all__ = [
     "write_policy",
     "read_policy",
     "plugin_versions",
-    "load_router",
 ]
 
 MANIFEST = "tela.json"
@@ -72,8 +72,15 @@ def read_manifest(artifact_dir: str | Path) -> dict[str, Any]:
         manifest = json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise TelaError(f"{p}: unreadable manifest: {e}") from None
-    if not isinstance(manifest, dict) or "scorer" not in manifest:
-        raise TelaError(f"{p}: manifest has no 'scorer' field")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("scorer"), str):
+        raise TelaError(f"{p}: manifest has no 'scorer' name")
+    version = manifest.get("tela_artifact")
+    if type(version) is not int or version < 1:
+        raise TelaError(f"{p}: 'tela_artifact' must be a format version number (this tela reads {FORMAT_VERSION}), got {version!r}")
+    if version > FORMAT_VERSION:
+        raise TelaError(
+            f"{p}: router format {version} is newer than this tela reads ({FORMAT_VERSION}); upgrade tela"
+        )
     return manifest
 
 
@@ -90,16 +97,11 @@ def read_policy(artifact_dir: str | Path) -> dict[str, Any]:
     if not p.exists():
         return {"name": "threshold", "options": {"threshold": 0.5}, "models": DEFAULT_MODELS}
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+        spec = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise TelaError(f"{p}: unreadable policy: {e}") from None
-
-
-def load_router(artifact_dir: str | Path) -> Any:
-    """Load the artifact's scorer family and return the loaded scorer instance."""
-    from .plugins import get_registry
-
-    manifest = read_manifest(artifact_dir)
-    scorer = get_registry().create("scorer", manifest["scorer"], manifest.get("scorer_options") or {})
-    scorer.load(Path(artifact_dir))
-    return scorer
+    if not isinstance(spec, dict) or not isinstance(spec.get("name", "threshold"), str) or not isinstance(
+        spec.get("options") or {}, dict
+    ):
+        raise TelaError(f"{p}: expected an object with a policy 'name', its 'options' and 'models'")
+    return spec

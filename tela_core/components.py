@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, ClassVar, Iterator, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
@@ -33,10 +33,12 @@ __all__ = [
     "Scores",
     "Scorer",
     "Policy",
+    "UpstreamReply",
+    "Upstream",
 ]
 
 #: The component kinds, in the order ``tela plugins list`` shows them.
-KINDS: tuple[str, ...] = ("source", "formatter", "backend", "scorer", "policy")
+KINDS: tuple[str, ...] = ("source", "formatter", "backend", "scorer", "policy", "upstream")
 
 
 class NoOptions(BaseModel):
@@ -182,6 +184,10 @@ class Scorer(Component):
     #: True when the family is trained by a backend (``tela run --backend``); False when it
     #: trains itself through :meth:`fit`.
     uses_backend: ClassVar[bool] = False
+    #: Set by :meth:`tela_core.router.Router.load` before :meth:`load`, from the *user's* choice
+    #: (``--trust-remote-code``): whether a model in the artifact may run its own Python code.
+    #: A family must never take this from the artifact's files.
+    trust_remote_code: bool = False
 
     def fit(self, train: Sequence["Record"], output_dir: Path, config: Mapping[str, Any]) -> Path:
         raise NotImplementedError(f"scorer {self.name!r} is trained by a backend, not fit()")
@@ -200,3 +206,51 @@ class Policy(Component):
 
     def choose(self, scores: Scores, models: Sequence[str]) -> list[str]:
         raise NotImplementedError
+
+
+# ------------------------------------------------------------------------------------------------
+# Serving
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class UpstreamReply:
+    """What :meth:`Upstream.chat` returns: the upstream's HTTP status and its answer.
+
+    Not streaming, ``body`` is the parsed JSON answer (an error body when ``status`` is not 2xx).
+    Streaming with a 2xx status, ``chunks`` yields the raw server-sent-event bytes as they arrive
+    (chunk boundaries are arbitrary; the stream ends after ``data: [DONE]``), and ``body`` is None.
+    ``close`` releases the connection; ``tela serve`` awaits it when the stream ends or the client
+    goes away.
+    """
+
+    status: int
+    body: Any = None
+    chunks: AsyncIterator[bytes] | None = None
+    close: Callable[[], Awaitable[None]] | None = None
+
+    async def aclose(self) -> None:
+        """Release the upstream connection (idempotent)."""
+        close, self.close = self.close, None
+        if close is not None:
+            await close()
+
+
+class Upstream(Component):
+    """A client for one upstream model endpoint that ``tela serve`` forwards chat requests to.
+
+    One instance per configured upstream, made once per server process and shared by every request
+    (keep a connection pool on it). ``chat`` sends an OpenAI chat-completions request ``body``
+    (already carrying the upstream's model id) and returns an :class:`UpstreamReply`. It raises
+    :class:`tela_core.errors.UpstreamError` when the upstream cannot be reached or times out;
+    ``tela serve`` then falls back to the other model once.
+    """
+
+    kind = "upstream"
+
+    async def chat(self, body: Mapping[str, Any], stream: bool) -> UpstreamReply:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Close connections when the server stops."""
+        return None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -101,15 +102,36 @@ class RunConfig(BaseModel):
     @field_validator("epochs", "learning_rate")
     @classmethod
     def _positive_float(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError(f"must be positive, got {v}")
+        if not math.isfinite(v) or v <= 0:  # nan compares false with everything: check it by name
+            raise ValueError(f"must be a positive finite number, got {v}")
         return v
 
     @field_validator("eval_fraction", "warmup_ratio")
     @classmethod
     def _fraction(cls, v: float) -> float:
-        if not 0 <= v < 1:
+        if not math.isfinite(v) or not 0 <= v < 1:
             raise ValueError(f"must be in [0, 1), got {v}")
+        return v
+
+    @field_validator("max_steps", "sample")
+    @classmethod
+    def _positive_or_none(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:  # 0 must not quietly mean "no limit" / "everything"
+            raise ValueError(f"must be at least 1 (leave it out for no limit), got {v}")
+        return v
+
+    @field_validator("save_steps")
+    @classmethod
+    def _not_negative(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError(f"must be 0 or more, got {v}")
+        return v
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, v: int) -> int:
+        if not 0 <= v < 2**32:  # numpy's RandomState (the seed's sampling) takes 32-bit seeds
+            raise ValueError(f"must be in [0, 2**32), got {v}")
         return v
 
     @classmethod
@@ -227,11 +249,15 @@ def resolve_config(
 
 def read_records(cfg: RunConfig) -> list[Any]:
     """All records of ``cfg.data`` through the source plugin."""
-    from .detect import open_source
+    from .detect import DETECT, detect_source
+    from .plugins import get_registry
 
     if not Path(cfg.data).exists():
         raise TelaError(f"{cfg.data}: data file not found")
-    source = open_source(Path(cfg.data), cfg.source, cfg.source_options)
+    # The user's --set source.KEY options are checked against the source that reads the data, even
+    # a detected one: a misspelt option is an error, never dropped.
+    name = detect_source(Path(cfg.data)) if cfg.source in (None, DETECT) else cfg.source
+    source = get_registry().create("source", name, cfg.source_options)
     records = list(source.read(Path(cfg.data)))
     if not records:
         raise TelaError(f"{cfg.data}: no records")
@@ -253,6 +279,21 @@ def _source_pair(cfg: RunConfig) -> dict[str, str]:
     return out
 
 
+def data_pair(cfg: RunConfig, records: Sequence[Any]) -> dict[str, str]:
+    """``{"weak": ..., "strong": ...}``: the models the data's outcomes name (the source's pair, or
+    the two models it holds), which a trained router routes between; ``{}`` for data without
+    per-model outcomes (seed JSONL with labels only), whose router keeps the names weak/strong."""
+    from .detect import open_source
+    from .evaluation import resolve_pair
+
+    source = open_source(Path(cfg.data), cfg.source, cfg.source_options)
+    try:
+        weak, strong = resolve_pair(records, None, None, source)
+    except TelaError:
+        return {}
+    return {"weak": weak, "strong": strong}
+
+
 def split_records(cfg: RunConfig, records: Sequence[Any]) -> tuple[list[Any], list[Any]]:
     """The seed's sample (``--sample``) then train/eval split, both with ``cfg.seed``."""
     from .sampling import split, subsample
@@ -264,33 +305,23 @@ def split_records(cfg: RunConfig, records: Sequence[Any]) -> tuple[list[Any], li
     return list(train), list(evals)
 
 
-def prepare_data(
-    cfg: RunConfig, records: Sequence[Any], run_dir: Path, tokenizer: Any = None, formatted: bool = True
-) -> dict[str, Any]:
-    """Sample, split and (if ``formatted``) format ``records``; write ``train.jsonl``/``eval.jsonl``
-    (prompt/completion) into ``run_dir``.
-
-    Returns a summary for the manifest. Records without a label cannot train a score-token router.
-    """
+def format_rows(cfg: RunConfig, records: Sequence[Any], tokenizer: Any = None) -> list[dict[str, Any]]:
+    """``records`` as the formatter turns them into prompt/completion rows (in memory, so a record
+    that cannot train fails before anything is written)."""
     from .plugins import get_registry
 
-    train, evals = split_records(cfg, records)
     formatter = get_registry().create("formatter", cfg.formatter)
+    rows = []
+    for r in records:
+        if not r.messages or r.messages[-1]["role"] != "assistant":
+            raise TelaError(f"{cfg.data}: record {r.id or r.prompt[:40]!r} has no assistant score [[k]] to train on")
+        f = formatter.format(r.messages, tokenizer)
+        rows.append({"prompt": f.prompt, "completion": f.completion, "label": r.label, "id": r.id})
+    return rows
 
-    def fmt(recs: Sequence[Any]) -> list[dict[str, str]]:
-        rows = []
-        for r in recs:
-            if not r.messages or r.messages[-1]["role"] != "assistant":
-                raise TelaError(
-                    f"{cfg.data}: record {r.id or r.prompt[:40]!r} has no assistant score [[k]] to train on"
-                )
-            f = formatter.format(r.messages, tokenizer)
-            rows.append({"prompt": f.prompt, "completion": f.completion, "label": r.label, "id": r.id})
-        return rows
 
-    if formatted:
-        for name, recs in (("train.jsonl", train), ("eval.jsonl", evals)):
-            atomic_write_text(run_dir / name, "".join(json.dumps(row) + "\n" for row in fmt(recs)))
+def data_summary(cfg: RunConfig, records: Sequence[Any], train: Sequence[Any], evals: Sequence[Any]) -> dict[str, Any]:
+    """What the manifest records about the training data (path, SHA-256, counts, split)."""
     digest = hashlib.sha256(Path(cfg.data).read_bytes()).hexdigest() if Path(cfg.data).is_file() else None
     return {
         "source": cfg.source,
@@ -303,6 +334,27 @@ def prepare_data(
         "eval_fraction": cfg.eval_fraction,
         "seed": cfg.seed,
     }
+
+
+def prepare_data(
+    cfg: RunConfig, records: Sequence[Any], run_dir: Path, tokenizer: Any = None, formatted: bool = True
+) -> dict[str, Any]:
+    """Sample, split and (if ``formatted``) format ``records``; write ``train.jsonl``/``eval.jsonl``
+    (prompt/completion) into ``run_dir``.
+
+    Returns a summary for the manifest. Records without a label cannot train a score-token router.
+    """
+    train, evals = split_records(cfg, records)
+    if formatted:
+        rows = {"train.jsonl": format_rows(cfg, train, tokenizer), "eval.jsonl": format_rows(cfg, evals, tokenizer)}
+        write_rows(run_dir, rows)
+    return data_summary(cfg, records, train, evals)
+
+
+def write_rows(run_dir: Path, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+    """Write formatted rows as JSONL files (name -> rows) into ``run_dir``, each atomically."""
+    for name, part in rows.items():
+        atomic_write_text(run_dir / name, "".join(json.dumps(row) + "\n" for row in part))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -496,18 +548,67 @@ def _stream(proc: subprocess.Popen, progress_file: Path, offset: int, quiet: boo
 # ------------------------------------------------------------------------------------------------
 
 
+#: Run settings that only a family trained by a backend (``uses_backend``, e.g. score-token) reads.
+BACKEND_SETTINGS = (
+    "backend", "backend_options", "model", "processes", "hostfile", "trust_remote_code", "formatter", "epochs",
+    "learning_rate", "batch_size", "grad_accum", "max_length", "max_steps", "warmup_ratio", "save_steps",
+)
+
+
+def check_settings_used(cfg: RunConfig, uses_backend: bool) -> None:
+    """Refuse settings the family would silently ignore (``--model`` for ``length``, say): a user who
+    passes them expects them to matter."""
+    if uses_backend:
+        return
+    given = [k for k in BACKEND_SETTINGS if k in cfg.model_fields_set]
+    if given:
+        flags = ", ".join("--set backend.*" if k == "backend_options" else f"--{k.replace('_', '-')}" for k in given)
+        raise TelaError(
+            f"family {cfg.family!r} trains itself, without a backend or base model, and would ignore {flags}; "
+            "drop them (they apply to backend-trained families such as score-token), or set its own options "
+            "with --set family.KEY=VALUE"
+        )
+
+
+def check_output_path(out: Path) -> None:
+    """One-line errors for an output that cannot be a directory tela writes: a file, a path under a
+    file, a read-only dir or mount. Creates the parent dir (where the lock file goes)."""
+    from .locks import writable_dir
+
+    if out.exists() and not out.is_dir():
+        raise TelaError(f"{out} exists and is not a directory; choose another --output")
+    writable_dir(out.parent if str(out.parent) else Path("."), "output")
+    if out.is_dir():
+        writable_dir(out, "output")
+
+
+def remove_stale_partials(out: Path) -> None:
+    """Delete ``.NAME.partial-*`` staging dirs a killed run left beside ``out`` (call with the lock
+    held: then no live run is writing them)."""
+    for stale in out.parent.glob(f".{out.name}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable[[str], None] = print) -> Path:
-    """Train the router ``cfg`` describes into ``cfg.output`` and return that directory."""
-    from .artifact import write_manifest, write_policy
-    from .components import TrainJob
+    """Train the router ``cfg`` describes into ``cfg.output`` and return that directory.
+
+    Every option and the data are checked before anything is written; the output dir is locked
+    (:mod:`tela_core.locks`) from the first write to the last. A family that trains itself is fit
+    into a hidden staging dir beside the output and moved into place when done; a backend run
+    writes its marker (``.tela/run.json``) only once training starts, so that a run refused for a
+    bad option never blocks the corrected one.
+    """
+    from .duplicates import find_duplicates
+    from .locks import output_lock
     from .plugins import get_registry
 
     reg = get_registry()
     reg.entry("formatter", cfg.formatter)  # unknown names fail before anything is written
     scorer_cls = reg.get("scorer", cfg.family)
     uses_backend = bool(getattr(scorer_cls, "uses_backend", False))
+    check_settings_used(cfg, uses_backend)
     backend = reg.create("backend", cfg.backend, cfg.backend_options) if uses_backend else None
-    family = None if uses_backend else reg.create("scorer", cfg.family, cfg.family_options)
+    family = reg.create("scorer", cfg.family, cfg.family_options)  # bad family options fail here too
     if backend is not None and hasattr(backend, "check"):
         backend.check()  # e.g. a user DeepSpeed config that is missing or not JSON
     if cfg.hostfile is not None and not Path(cfg.hostfile).is_file():
@@ -518,66 +619,128 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
 
         model = resolve_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
     records = read_records(cfg)
-
-    state = check_output(cfg.output, cfg.fingerprint(), force, cfg.model_dump(mode="json"))
-    out = Path(cfg.output)
-    run_dir = out / RUN_SUBDIR
-    if state == "done":
-        echo(f"{out} is already trained with this config; nothing to do (pass --force to retrain)")
-        return out
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if state == "resume":
-        echo(f"resuming the run in {out}")
-    config = cfg.model_dump(mode="json")
-    atomic_write_json(run_dir / "run.json", {"fingerprint": cfg.fingerprint(), "config": config, "argv": sys.argv})
-
-    tokenizer = None
+    dups = find_duplicates(records).warning()
+    if dups:
+        echo(dups)
+    train, evals = split_records(cfg, records)
+    if not train:
+        raise TelaError(f"{cfg.data}: the split leaves no training records ({len(records)} read); lower --eval-fraction")
+    rows: dict[str, list[dict[str, Any]]] | None = None
     if model is not None:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(str(model.path), trust_remote_code=cfg.trust_remote_code)
-    data_summary = prepare_data(cfg, records, run_dir, tokenizer, formatted=backend is not None)
+        rows = {"train.jsonl": format_rows(cfg, train, tokenizer), "eval.jsonl": format_rows(cfg, evals, tokenizer)}
 
-    if backend is not None:
-        assert model is not None
-        job = TrainJob(
-            model=str(model.path),
-            output_dir=out,
-            train_file=run_dir / "train.jsonl",
-            eval_file=run_dir / "eval.jsonl" if data_summary["eval"] else None,
-            formatter=cfg.formatter,
-            config={"train": cfg.train_settings(), "run_dir": str(run_dir), "quiet": quiet},
-            processes=cfg.processes,
-            hostfile=Path(cfg.hostfile) if cfg.hostfile else None,
-            trust_remote_code=cfg.trust_remote_code,
-            force=force,
-        )
-        backend.train(job)
-        base_model = {"name": model.name, "path": str(model.path), "model_type": model.model_type}
-    else:
-        assert family is not None
-        train, _ = split_records(cfg, records)
-        family.fit(train, out, {"run": config, "formatter": cfg.formatter, "seed": cfg.seed, **_source_pair(cfg)})
-        base_model = cfg.model
+    out = Path(cfg.output)
+    check_output_path(out)
+    with output_lock(out):
+        remove_stale_partials(out)
+        state = check_output(out, cfg.fingerprint(), force, cfg.model_dump(mode="json"))
+        if state == "done":
+            echo(f"{out} is already trained with this config; nothing to do (pass --force to retrain)")
+            return out
+        if state == "resume":
+            echo(f"resuming the run in {out}")
+        summary = data_summary(cfg, records, train, evals)
+        if backend is None:
+            _fit_family(cfg, family, train, out, summary)
+            return out
+        assert model is not None and rows is not None
+        return _train_with_backend(cfg, backend, model, rows, records, train, summary, out, force, quiet, echo)
 
+
+def _marker(cfg: RunConfig) -> dict[str, Any]:
+    return {"fingerprint": cfg.fingerprint(), "config": cfg.model_dump(mode="json"), "argv": sys.argv}
+
+
+def _fit_family(cfg: RunConfig, family: Any, train: Sequence[Any], out: Path, summary: dict[str, Any]) -> None:
+    """Fit a self-training family into a staging dir beside ``out``, then move it into place."""
+    import uuid
+
+    from .artifact import read_manifest, write_manifest, write_policy
+    from .fingerprint import SKETCH_KEY, prompt_sketch
+
+    stage = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    config = cfg.model_dump(mode="json")
+    try:
+        family.fit(train, stage, {"run": config, "formatter": cfg.formatter, "seed": cfg.seed, **_source_pair(cfg)})
+        if not (stage / "policy.json").exists():
+            write_policy(stage, "threshold", {"threshold": 0.5})
+        manifest = read_manifest(stage)
+        extra = {k: v for k, v in manifest.items() if k not in ("tela_artifact", "scorer", "created", "plugins")}
+        extra.update(data=summary, config=config, **{SKETCH_KEY: prompt_sketch(r.prompt for r in train)})
+        write_manifest(stage, scorer=manifest["scorer"], **extra)
+        (stage / RUN_SUBDIR).mkdir(exist_ok=True)
+        atomic_write_json(stage / RUN_SUBDIR / "run.json", _marker(cfg))
+        if out.exists():  # an empty dir, a forced replacement or an unfinished older run
+            shutil.rmtree(out)
+        os.replace(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def _train_with_backend(
+    cfg: RunConfig, backend: Any, model: Any, rows: Mapping[str, Sequence[Mapping[str, Any]]], records: Sequence[Any],
+    train: Sequence[Any], data_summary: dict[str, Any], out: Path, force: bool, quiet: bool, echo: Callable[[str], None],
+) -> Path:
+    """Write the formatted data and the run marker, train with ``backend``, write the manifest last."""
+    from .artifact import write_manifest, write_policy
+    from .components import TrainJob
+    from .fingerprint import SKETCH_KEY, prompt_sketch
+
+    run_dir = out / RUN_SUBDIR
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = cfg.model_dump(mode="json")
+    write_rows(run_dir, rows)
+    atomic_write_json(run_dir / "run.json", _marker(cfg))  # training starts now: a resumable run
+    job = TrainJob(
+        model=str(model.path),
+        output_dir=out,
+        train_file=run_dir / "train.jsonl",
+        eval_file=run_dir / "eval.jsonl" if data_summary["eval"] else None,
+        formatter=cfg.formatter,
+        config={"train": cfg.train_settings(), "run_dir": str(run_dir), "quiet": quiet},
+        processes=cfg.processes,
+        hostfile=Path(cfg.hostfile) if cfg.hostfile else None,
+        trust_remote_code=cfg.trust_remote_code,
+        force=force,
+    )
+    backend.train(job)
+    base_model = {"name": model.name, "path": str(model.path), "model_type": model.model_type}
+    normal_file_modes(out)
     attempts = run_dir / "attempts.jsonl"
     last = json.loads(attempts.read_text().splitlines()[-1]) if attempts.exists() and attempts.read_text().strip() else None
     if last and last.get("train_examples_used", last.get("train_examples")) != last.get("train_examples"):
         echo(f"note: {last['train_examples'] - last['train_examples_used']} of {last['train_examples']} training "
              f"examples were longer than --max-length {cfg.max_length} with their answer cut off, and were skipped")
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # finished: resumable state no longer needed
+    pair = data_pair(cfg, records)
     if not (out / "policy.json").exists():
-        write_policy(out, "threshold", {"threshold": 0.5})
-    if not (out / "tela.json").exists() or backend is not None:
-        write_manifest(
-            out,
-            scorer=cfg.family,
-            scorer_options=cfg.family_options,
-            formatter=cfg.formatter,
-            base_model=base_model,
-            backend={"name": cfg.backend, "options": backend.options.model_dump(mode="json")} if backend else None,
-            data=data_summary,
-            config=config,
-            training=last,
-        )
+        write_policy(out, "threshold", {"threshold": 0.5}, [pair["weak"], pair["strong"]] if pair else None)
+    write_manifest(
+        out,
+        scorer=cfg.family,
+        scorer_options=cfg.family_options,
+        formatter=cfg.formatter,
+        base_model=base_model,
+        backend={"name": cfg.backend, "options": backend.options.model_dump(mode="json")},
+        data=data_summary,
+        config=config,
+        training=last,
+        **{SKETCH_KEY: prompt_sketch(r.prompt for r in train)},
+        **pair,
+    )
     return out
+
+
+def normal_file_modes(root: Path) -> None:
+    """Give the artifact's files a normal file's mode (0666 less the umask, 0644 usually): some
+    writers (safetensors via a temporary file) leave 0600, unreadable to the other users of a
+    shared router."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in root.iterdir():
+        if p.is_file() and not p.is_symlink():
+            os.chmod(p, 0o666 & ~mask)

@@ -119,13 +119,15 @@ def run_zoo(
     strong: str | None = None,
     on_event: Callable[[str], None] | None = None,
     routers: Mapping[str, Path] | None = None,
+    trust_remote_code: bool = False,
 ) -> ZooResult:
     """Train, score and evaluate every family; write the report into ``output``.
 
     ``routers`` adds already-trained artifacts (name -> artifact dir), e.g. a ``score-token`` router
     from ``tela run``, which a backend trains and the zoo cannot: they are scored and evaluated on the
     same eval prompts, with the training time their manifest records. Whoever trained them is
-    responsible for keeping the eval prompts out of their training data.
+    responsible for keeping the eval prompts out of their training data. ``trust_remote_code`` is
+    the user's opt-in for those routers' own model code (:meth:`tela_core.router.Router.load`).
     """
     import numpy as np
 
@@ -140,7 +142,8 @@ def run_zoo(
                 f"family {fam!r} is trained by a backend; train it with `tela run`, then add it here with "
                 f"--router {fam}=RUN_DIR"
             )
-    from .artifact import load_router, read_manifest
+    from .artifact import read_manifest
+    from .router import Router
 
     extra = dict(routers or {})
     for name, path in extra.items():
@@ -174,9 +177,9 @@ def run_zoo(
         if final.exists():  # a --force rerun, or a rerun after a failed one (no report was written)
             shutil.rmtree(final)
         os.replace(stage, final)
-        loaded = load_router(final)  # score what was saved, as a user would
+        loaded = Router.load(final)  # score what was saved, as a user would
         t2 = time.perf_counter()
-        w = np.asarray(loaded.score(prompts).w, dtype=float)
+        w = loaded.score(prompts)
         t3 = time.perf_counter()
         row = _row(fam, w, weak_o, strong_o, t1 - t0, t3 - t2, scorer.options.model_dump())
         results.append(row)
@@ -184,9 +187,9 @@ def run_zoo(
     for name, path in extra.items():
         manifest = read_manifest(Path(path))
         say(f"{name}: scoring {len(prompts)} prompts with the router in {path}")
-        router = load_router(Path(path))
+        router = Router.load(Path(path), trust_remote_code=trust_remote_code)
         t2 = time.perf_counter()
-        w = np.asarray(router.score(prompts).w, dtype=float)
+        w = router.score(prompts)
         t3 = time.perf_counter()
         opts = {"artifact": str(path), "scorer": manifest.get("scorer"), **(manifest.get("scorer_options") or {})}
         row = _row(name, w, weak_o, strong_o, _recorded_train_seconds(manifest), t3 - t2, opts)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from tela_core import Record
-from tela_core.artifact import load_router, read_manifest
+from tela_core.artifact import read_manifest
+from tela_core.router import Router
 from tela_core.plugins import get_registry
 from tela_core.testing import build_tiny_model
 
@@ -85,7 +86,7 @@ def test_lm_probe_round_trip(tiny_lm, tmp_path):
     assert manifest["scorer"] == "lm-probe" and manifest["scorer_options"]["layer"] == 2
     probe = ["Compute the integral of x^3 cos(x) dx.", "What is the capital of Italy?"]
     before = scorer.score(probe).w
-    after = load_router(out).score(probe).w
+    after = Router.load(out).scorer.score(probe).w
     np.testing.assert_allclose(before, after, atol=1e-6)
     assert after[0] > after[1]  # the maths prompt needs the strong model
 

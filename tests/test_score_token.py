@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tela_core import TelaError, get_registry
-from tela_core.artifact import load_router
+from tela_core.router import Router
 
 QUESTIONS = [
     "What is the capital of France?",
@@ -30,7 +30,7 @@ def tiny_router(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def scorer(tiny_router: Path):
-    return load_router(tiny_router)
+    return Router.load(tiny_router).scorer
 
 
 def test_distribution_and_w(scorer):
@@ -99,14 +99,14 @@ def test_long_questions_lose_their_start_never_the_template(tiny_router):
 
 def test_bad_router_dirs_give_clear_errors(tmp_path, tiny_router):
     with pytest.raises(TelaError, match="not found"):
-        load_router(tmp_path / "nope")
+        Router.load(tmp_path / "nope").scorer
     with pytest.raises(TelaError, match="not a tela router"):
-        load_router(tmp_path)
+        Router.load(tmp_path).scorer
     broken = tmp_path / "broken"
     broken.mkdir()
     shutil.copy(tiny_router / "tela.json", broken / "tela.json")
     with pytest.raises(TelaError, match="config.json missing"):
-        load_router(broken)
+        Router.load(broken).scorer
 
 
 def test_a_tokenizer_without_score_tokens_is_refused():

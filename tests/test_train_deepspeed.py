@@ -55,7 +55,11 @@ def check_artifact(out: Path, processes: int, backend: str = "deepspeed-z3") -> 
     assert manifest["data"]["train"] + manifest["data"]["eval"] == manifest["data"]["sample"]
     assert manifest["config"]["processes"] == processes
     assert "tela" in manifest["plugins"]
-    assert json.loads((out / "policy.json").read_text())["name"] == "threshold"
+    policy = json.loads((out / "policy.json").read_text())
+    assert policy["name"] == "threshold"
+    # the router routes between the data's models, not placeholder names
+    assert policy["models"] == ["mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"]
+    assert (manifest["weak"], manifest["strong"]) == tuple(policy["models"])
     assert not (out / ".tela" / "checkpoints").exists()  # finished: resumable state cleaned up
     info = reload(out)
     assert all(len(v) == 1 for v in info["ids"].values()), info["ids"]

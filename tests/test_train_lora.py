@@ -34,7 +34,7 @@ def test_lora_unmerged_adapter_scores_like_the_merged_model(tiny_model: Path, tm
     and gives the same w as the same adapter merged and saved."""
     import numpy as np
 
-    from tela_core.artifact import load_router
+    from tela_core.router import Router
     from tela_lora import merge_adapter
 
     out = tmp_path / "adapter"
@@ -43,11 +43,11 @@ def test_lora_unmerged_adapter_scores_like_the_merged_model(tiny_model: Path, tm
     assert res.returncode == 0, res.stderr[-3000:]
     assert (out / "adapter_config.json").exists() and not (out / "config.json").exists()
     prompts = ["What is 2 + 2?", "Prove Fermat's last theorem for n = 3."]
-    w_adapter = load_router(out).score(prompts).w
+    w_adapter = Router.load(out).scorer.score(prompts).w
     merged = tmp_path / "merged"
     merged.mkdir()
     for f in out.iterdir():  # tokenizer, manifest and policy; the merge writes the weights
         if f.is_file() and not f.name.startswith("adapter_"):
             (merged / f.name).write_bytes(f.read_bytes())
     merge_adapter(str(tiny_model), out, merged)
-    np.testing.assert_allclose(w_adapter, load_router(merged).score(prompts).w, atol=1e-5)
+    np.testing.assert_allclose(w_adapter, Router.load(merged).scorer.score(prompts).w, atol=1e-5)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tela_core import Record, TelaError
-from tela_core.artifact import load_router, read_manifest, read_policy
+from tela_core.artifact import read_manifest, read_policy
+from tela_core.router import Router
 from tela_core.plugins import get_registry
 
 W, S = "weak-model", "strong-model"
@@ -50,7 +51,7 @@ def _round_trip(family: str, tmp_path, options=None) -> tuple[np.ndarray, np.nda
     assert read_policy(out)["models"] == [W, S]
     probe = ["Compute the integral of x^3 cos(x) dx.", "What is the capital of Italy?"]
     before = scorer.score(probe).w
-    loaded = load_router(out)
+    loaded = Router.load(out).scorer
     after = loaded.score(probe).w
     assert after.shape == (2,)
     assert np.all((after >= 0) & (after <= 1))
@@ -61,15 +62,15 @@ def test_length_learns_direction(tmp_path):
     recs = [Record(prompt="x" * (10 + i), outcomes={W: float(i < 20), S: 1.0}) for i in range(40)]
     scorer = get_registry().create("scorer", "length", {})
     scorer.fit(recs, tmp_path / "l", {})
-    w = load_router(tmp_path / "l").score(["x" * 12, "x" * 48]).w
+    w = Router.load(tmp_path / "l").scorer.score(["x" * 12, "x" * 48]).w
     assert w[1] > w[0]  # long prompts were the ones the weak model got wrong
 
 
 def test_random_is_seeded_and_uniform(tmp_path):
     scorer = get_registry().create("scorer", "random", {"seed": 3})
     scorer.fit(_records(), tmp_path / "r", {})
-    a = load_router(tmp_path / "r").score(["p"] * 1000).w
-    b = load_router(tmp_path / "r").score(["p"] * 1000).w
+    a = Router.load(tmp_path / "r").scorer.score(["p"] * 1000).w
+    b = Router.load(tmp_path / "r").scorer.score(["p"] * 1000).w
     assert np.array_equal(a, b)
     assert 0.45 < a.mean() < 0.55 and a.min() >= 0 and a.max() < 1
 
@@ -88,7 +89,7 @@ def test_embedding_family_round_trip(family, options, tmp_path):
 def test_knn_predicts_each_model(tmp_path):
     scorer = get_registry().create("scorer", "embedding-knn", {"k": 4})
     scorer.fit(_records(), tmp_path / "k", {})
-    loaded = load_router(tmp_path / "k")
+    loaded = Router.load(tmp_path / "k").scorer
     p = loaded.predict_models(["What is the capital of Spain?"])
     assert loaded.models == [W, S]
     assert p.shape == (1, 2) and p[0, 0] > 0.9  # easy prompts: the weak model was right
@@ -191,7 +192,7 @@ def test_encoder_classifier_under_deepspeed(tmp_path):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert read_manifest(tmp_path / "ds")["deepspeed"] is True
-    w = load_router(tmp_path / "ds").score(["integral of x^9 dx", "capital of country 99"]).w
+    w = Router.load(tmp_path / "ds").scorer.score(["integral of x^9 dx", "capital of country 99"]).w
     assert w.shape == (2,) and np.all((w >= 0) & (w <= 1))
 
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tela_core import Scorer, Scores, TelaError
 from tela_core.prompts import SCORE_TOKENS, split_score_token
 
-__all__ = ["ScoreTokenScorer", "ScoreTokenOptions", "score_token_ids"]
+__all__ = ["ScoreTokenScorer", "ScoreTokenOptions", "score_token_ids", "remote_code_in"]
 
 
 class ScoreTokenOptions(BaseModel):
@@ -50,6 +50,27 @@ def score_token_ids(tokenizer: Any, where: str = "") -> list[int]:
             "(a score-token artifact has [[1]]..[[5]] as single special tokens; train one with `tela run`)"
         )
     return ids
+
+
+def remote_code_in(d: Path, manifest: Any) -> str | None:
+    """What in the artifact asks for code of its own to run (``auto_map`` in its config or
+    tokenizer config, or a run trained with ``--trust-remote-code``), or None."""
+    import json
+
+    for name in ("config.json", "tokenizer_config.json", "adapter_config.json"):
+        p = d / name
+        if not p.is_file():
+            continue
+        try:
+            obj = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # unreadable: the loader reports it
+        if isinstance(obj, dict) and obj.get("auto_map"):
+            return f"auto_map in {name}"
+    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+    if manifest.get("trust_remote_code") or config.get("trust_remote_code"):
+        return "trained with trust_remote_code"
+    return None
 
 
 class ScoreTokenScorer(Scorer):
@@ -83,7 +104,13 @@ class ScoreTokenScorer(Scorer):
         adapter_only = not (d / "config.json").is_file() and (d / "adapter_config.json").is_file()
         if not (d / "config.json").is_file() and not adapter_only:
             raise TelaError(f"{d}: no model in this router (config.json missing); a score-token router is a Hugging Face model dir")
-        trust = bool(manifest.get("trust_remote_code") or (manifest.get("config") or {}).get("trust_remote_code"))
+        trust = bool(self.trust_remote_code)  # the user's choice, never the artifact's
+        wants = remote_code_in(d, manifest)
+        if wants and not trust:
+            raise TelaError(
+                f"{d}: this router's model ships its own Python code ({wants}); tela runs it only if you "
+                f"allow it: pass --trust-remote-code (or set TELA_TRUST_REMOTE_CODE=1) if you trust this router"
+            )
         try:
             tok = AutoTokenizer.from_pretrained(str(d), trust_remote_code=trust)
         except Exception as e:  # noqa: BLE001 - any loader failure is a broken artifact

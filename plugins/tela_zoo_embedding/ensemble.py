@@ -128,13 +128,14 @@ class EnsembleScorer(FamilyScorer):
         return self._finish(out, len(train), {**meta, "stack_coef": self._coef})
 
     def load(self, artifact_dir: Path) -> None:
-        from tela_core.artifact import load_router
+        from tela_core.router import Router
 
         self._check_manifest(artifact_dir)
         d = read_json(Path(artifact_dir) / "stack.json")
         self._coef, self._bias = list(d["coef"]), float(d["bias"])
         self._loaded = [
-            load_router(Path(artifact_dir) / "members" / f"{j}-{m['family']}") for j, m in enumerate(d["members"])
+            Router.load(Path(artifact_dir) / "members" / f"{j}-{m['family']}", trust_remote_code=self.trust_remote_code).scorer
+            for j, m in enumerate(d["members"])
         ]
 
     def score(self, prompts: Sequence[str]) -> Scores:

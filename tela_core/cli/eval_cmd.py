@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from ..detect import DETECT
+from .router_options import load_router, policy_options, trust_option
 
 __all__ = ["register", "eval_cmd", "read_records", "BASELINES"]
 
@@ -91,6 +92,8 @@ def _protocol_choice() -> click.Choice:
                    "(quality–cost hull, AIQ, best single model, oracle) instead of a weak/strong pair.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
 @click.option("--force", is_flag=True, help="Overwrite an existing report in --output.")
+@policy_options
+@trust_option
 def eval_cmd(
     router: str,
     data: Path,
@@ -104,6 +107,9 @@ def eval_cmd(
     all_models: bool,
     as_json: bool,
     force: bool,
+    policy_name: str | None,
+    policy_sets: tuple[str, ...],
+    trust_remote_code: bool,
 ) -> None:
     """Replay outcome data through a router and report PGR, APGR, CPT and AUC beside random and oracle.
 
@@ -117,7 +123,7 @@ def eval_cmd(
     import json
 
     from .. import evaluation as ev
-    from ..artifact import read_manifest, read_policy
+    from ..artifact import read_manifest
     from ..errors import TelaError
     from ..io import check_can_write
 
@@ -128,7 +134,12 @@ def eval_cmd(
     if output.exists() and not output.is_dir():
         raise TelaError(f"{output} is a file; --output must be a directory")
     if all_models:
-        _eval_all_models(router, baseline, manifest, data, output, source_name, protocol, batch_size, as_json, force)
+        dropped = [flag for flag, given in (("--weak-model", weak_model), ("--strong-model", strong_model),
+                   ("--no-cache", no_cache), ("--policy", policy_name), ("--set", policy_sets)) if given]
+        if dropped:
+            raise TelaError(f"--all-models judges every model with the cost-aware policy; it does not take {', '.join(dropped)}")
+        _eval_all_models(router, baseline, manifest, data, output, source_name, protocol, batch_size, as_json, force,
+                         trust_remote_code)
         return
     for name in ev.REPORT_FILES:
         check_can_write(output / name, force)
@@ -144,7 +155,8 @@ def eval_cmd(
     policy_info = None
     scoring: dict[str, Any] = {}
     if baseline is None:
-        scorer = _load_scorer(Path(router), manifest, batch_size)
+        loaded = load_router(router, trust_remote_code, batch_size, policy_name, policy_sets)
+        scorer = loaded.scorer
         cache = None if no_cache else ev.score_cache_dir(output / ".score-cache")
         scores, scoring = ev.score_prompts(
             scorer,
@@ -155,7 +167,7 @@ def eval_cmd(
         )
         name = Path(router).name or str(router)
         evaluations.append(ev.evaluate_scores(scores.w, arrays.weak, arrays.strong, name=name, **costs))
-        policy_info = _policy_point(read_policy(router), scores, arrays)
+        policy_info = _policy_point(loaded.policy_spec, scores, arrays)
     evaluations += [oracle_ev, random_ev] if baseline == "oracle" else [random_ev, oracle_ev]
 
     meta = {
@@ -178,7 +190,7 @@ def eval_cmd(
 
 def _eval_all_models(
     router: str, baseline: str | None, manifest: Any, data: Path, output: Path, source_name: str,
-    protocol: str | None, batch_size: int | None, as_json: bool, force: bool,
+    protocol: str | None, batch_size: int | None, as_json: bool, force: bool, trust_remote_code: bool,
 ) -> None:
     """``tela eval --all-models``: the cost-aware N-model report (:mod:`tela_core.nmodel`)."""
     import json
@@ -194,7 +206,7 @@ def _eval_all_models(
                         "not a baseline (the report includes the oracle and every single model)")
     for name in nmodel.NMODEL_FILES:
         check_can_write(output / name, force)
-    scorer = _load_scorer(Path(router), manifest, batch_size)
+    scorer = load_router(router, trust_remote_code, batch_size).scorer
     if not hasattr(scorer, "predict_models"):
         raise TelaError(f"{router}: scorer {manifest['scorer']!r} predicts no per-model quality; --all-models needs a "
                         "family with predict_models (embedding-knn, matrix-factorization)")
@@ -219,19 +231,6 @@ def _eval_all_models(
 
     Console().print(Markdown((output / "nmodel.md").read_text()))
     click.echo(f"wrote {', '.join(str(p) for p in paths)}")
-
-
-def _load_scorer(router: Path, manifest: Any, batch_size: int | None) -> Any:
-    from ..plugins import get_registry
-
-    opts = dict(manifest.get("scorer_options") or {})
-    reg = get_registry()
-    cls = reg.get("scorer", manifest["scorer"])
-    if batch_size is not None and "batch_size" in getattr(cls.Options, "model_fields", {}):
-        opts["batch_size"] = batch_size
-    scorer = reg.create("scorer", manifest["scorer"], opts)
-    scorer.load(router)
-    return scorer
 
 
 def _policy_point(spec: dict[str, Any], scores: Any, arrays: Any) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from typing import Any, Iterable
 import click
 
 from ..detect import DETECT
+from .router_options import load_router, parse_policy_sets, policy_options, trust_option
 
 __all__ = ["register", "route", "calibrate", "read_prompt_lines"]
 
@@ -95,39 +96,28 @@ def _calibration_prompts(data: Path, source_name: str, protocol: str | None) -> 
     return [r.prompt for r in records]
 
 
-def load_scorer_and_policy(router: Path, batch_size: int | None = None) -> tuple[Any, Any, list[str], dict[str, Any]]:
-    """The loaded scorer, the saved policy instance, its models and the policy spec."""
-    from ..artifact import read_manifest, read_policy
-    from ..plugins import get_registry
-
-    manifest = read_manifest(router)
-    spec = read_policy(router)
-    reg = get_registry()
-    policy = reg.create("policy", spec.get("name", "threshold"), spec.get("options") or {})
-    models = list(spec.get("models") or ["weak", "strong"])
-    opts = dict(manifest.get("scorer_options") or {})
-    cls = reg.get("scorer", manifest["scorer"])
-    if batch_size is not None and "batch_size" in getattr(cls.Options, "model_fields", {}):
-        opts["batch_size"] = batch_size
-    scorer = reg.create("scorer", manifest["scorer"], opts)
-    scorer.load(Path(router))
-    return scorer, policy, models, spec
-
-
 @click.command()
 @click.option("--router", required=True, type=click.Path(path_type=Path), help="The router dir (from `tela run`).")
 @click.argument("questions", nargs=-1)
 @click.option("--file", "-f", "file", type=click.Path(path_type=Path), default=None,
               help="Read prompts from a file ('-' for stdin): JSONL with a \"prompt\" per line, or one prompt per line.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per prompt (prompt, probs, expected, w, model).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per prompt (prompt, probs, expected, w, threshold, model).")
+@click.option("--threshold", default=None, type=float,
+              help="Route strong iff w >= this, instead of the saved policy (two-model routers).")
 @click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Scorer batch size (scorers that have one).")
-def route(router: Path, questions: tuple[str, ...], file: Path | None, as_json: bool, batch_size: int | None) -> None:
+@policy_options
+@trust_option
+def route(
+    router: Path, questions: tuple[str, ...], file: Path | None, as_json: bool, threshold: float | None,
+    batch_size: int | None, policy_name: str | None, policy_sets: tuple[str, ...], trust_remote_code: bool,
+) -> None:
     """Score prompts and show the model the router's saved policy picks for each.
 
     \b
     Examples:
       tela route --router runs/demo "What is the capital of France?" "Prove Fermat's last theorem."
       tela route --router runs/demo --file prompts.jsonl --json
+      tela route --router runs/demo --threshold 0.3 "Integrate x^9."
       cat prompts.txt | tela route --router runs/demo
     """
     from ..artifact import read_manifest
@@ -141,25 +131,28 @@ def route(router: Path, questions: tuple[str, ...], file: Path | None, as_json: 
         prompts = read_prompt_lines(sys.stdin, "<stdin>")
     if not prompts:
         raise TelaError('no prompts: pass questions as arguments, --file FILE, or pipe them on stdin')
-    scorer, policy, models, spec = load_scorer_and_policy(router, batch_size)
-    scores = scorer.score(prompts)
-    chosen = policy.choose(scores, models)
-    expected = scores.expected
+    r = load_router(router, trust_remote_code, batch_size, policy_name, policy_sets)
+    scores = r.scores(prompts)
+    decisions = r.decisions(scores, threshold)
     rows = []
-    for i, p in enumerate(prompts):
+    for i, (p, d) in enumerate(zip(prompts, decisions)):
         rows.append(
             {
                 "prompt": p,
                 "probs": [round(float(x), 6) for x in scores.probs[i]] if scores.probs is not None else None,
-                "expected": round(float(expected[i]), 6) if expected is not None else None,
-                "w": round(float(scores.w[i]), 6),
-                "model": chosen[i],
+                "expected": round(d.expected, 6) if d.expected is not None else None,
+                "w": round(d.w, 6),
+                "threshold": d.threshold,
+                "model": d.model,
             }
         )
     if as_json:
-        for r in rows:
-            click.echo(json.dumps(r, ensure_ascii=False))
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
         return
+    spec = dict(r.policy_spec)
+    if threshold is not None:
+        spec = {"name": "threshold", "options": {"threshold": threshold}, "models": r.models}
     _print_routes(rows, spec)
 
 
@@ -202,37 +195,47 @@ def _print_routes(rows: list[dict[str, Any]], spec: dict[str, Any]) -> None:
 @click.option("--protocol", default=None, metavar="NAME", help="Calibrate on the protocol's *train* side only (e.g. mmlu-heldout: the 42 training subjects).")
 @click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Scorer batch size (scorers that have one).")
 @click.option("--no-cache", is_flag=True, help="Score again even if cached scores exist.")
-def calibrate(router: Path, data: Path, strong_share: float, source_name: str, protocol: str | None, batch_size: int | None, no_cache: bool) -> None:
+@policy_options
+@trust_option
+def calibrate(
+    router: Path, data: Path, strong_share: float, source_name: str, protocol: str | None, batch_size: int | None,
+    no_cache: bool, policy_name: str | None, policy_sets: tuple[str, ...], trust_remote_code: bool,
+) -> None:
     """Set the threshold that sends --strong-share of the calibration prompts to the strong model.
 
     The threshold is the (1 − share) quantile of w over the prompts of --data; it is saved in the
-    router's policy.json as the `calibrated` policy (the models listed there are kept).
+    router's policy.json as the `calibrated` policy (or the --policy given, which must be one that
+    calibrates); the models listed there are kept.
     """
     from .. import evaluation as ev
-    from ..artifact import read_manifest, read_policy, write_policy
+    from ..artifact import read_manifest, write_policy
     from ..errors import TelaError
+    from ..plugins import get_registry
+
     if not 0.0 <= strong_share <= 1.0:
         raise TelaError(f"--strong-share must be in [0, 1], got {strong_share}")
     read_manifest(router)
+    reg = get_registry()
+    name = policy_name or "calibrated"
+    if not hasattr(reg.get("policy", name), "calibrate"):
+        able = [n for n in reg.names("policy") if hasattr(reg.get("policy", n), "calibrate")]
+        raise TelaError(f"policy {name!r} does not calibrate; policies that do: {', '.join(able)}")
+    base = reg.create("policy", name, {**parse_policy_sets(policy_sets), "strong_share": strong_share})
     prompts = _calibration_prompts(data, source_name, protocol)
-    scorer, _policy, models, old = load_scorer_and_policy(router, batch_size)
+    r = load_router(router, trust_remote_code, batch_size)
     cache = None if no_cache else ev.score_cache_dir(Path(router) / ".score-cache")
     scores, scoring = ev.score_prompts(
-        scorer,
+        r.scorer,
         prompts,
         router_id=ev.router_hash(router) if cache else None,
         cache_dir=cache,
         description=f"scoring {len(prompts)} calibration prompts",
     )
-    from ..plugins import get_registry
-
-    base = get_registry().create("policy", "calibrated", {"strong_share": strong_share})
     policy = base.calibrate(scores.w, data=str(data) + (f" ({protocol} train side)" if protocol else ""))
-    if len(models) != 2:
-        models = [models[0], models[-1]]
-    write_policy(router, "calibrated", policy.options.model_dump(mode="json"), models)
+    models = r.models if len(r.models) == 2 else [r.models[0], r.models[-1]]
+    write_policy(router, name, policy.options.model_dump(mode="json"), models)
     o = policy.options
     click.echo(
         f"threshold {o.threshold:.6f}: {o.achieved_share:.3f} of {o.calibration_prompts} calibration prompts go to "
-        f"the strong model (target {strong_share}); saved to {Path(router) / 'policy.json'} (was {old.get('name')})"
+        f"the strong model (target {strong_share}); saved to {Path(router) / 'policy.json'} (was {r.policy_spec['name']})"
     )

@@ -95,7 +95,7 @@ def demo(output: Path, sample: int, epochs: float, processes: int, model: str | 
     from ..data import sample_path
     from ..pipeline import RunConfig
     from ..pipeline import run as run_pipeline
-    from .route_cmd import load_scorer_and_policy
+    from ..router import Router
 
     cfg = RunConfig.build({
         "data": sample_path(), "formatter": "role-prefix", "backend": "deepspeed-z3", "model": model,
@@ -107,9 +107,10 @@ def demo(output: Path, sample: int, epochs: float, processes: int, model: str | 
                f"(SmolLM2-135M, deepspeed-z3, {processes} rank(s))", err=True)
     out = run_pipeline(cfg, force=force, echo=lambda m: click.echo(m, err=True))
     trained = time.time() - t0
-    scorer, policy, models, spec = load_scorer_and_policy(out)
-    scores = scorer.score(list(DEMO_QUESTIONS))
-    chosen = policy.choose(scores, models)
+    router = Router.load(out)
+    spec = router.policy_spec
+    scores = router.scores(list(DEMO_QUESTIONS))
+    chosen = [d.model for d in router.decisions(scores)]
     click.echo(f"\nrouter: {out.resolve()}  (trained in {trained:.0f} s)")
     click.echo(f"policy: {spec.get('name')} {spec.get('options')}")
     for i, q in enumerate(DEMO_QUESTIONS):

@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from .router_options import trust_option
+
 
 def _parse_options(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """``--set FAMILY.KEY=VALUE`` (the syntax of ``tela run --set``) -> {family: {key: value}}."""
@@ -32,6 +34,7 @@ def _parse_options(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.option("--weak-model", default=None, help="weak model name in the outcomes (inferred for two models)")
 @click.option("--strong-model", default=None, help="strong model name in the outcomes (inferred for two models)")
 @click.option("--force", is_flag=True, help="replace an existing report directory's results")
+@trust_option
 def zoo(
     data: Path,
     source: str,
@@ -43,6 +46,7 @@ def zoo(
     weak_model: str | None,
     strong_model: str | None,
     force: bool,
+    trust_remote_code: bool,
 ) -> None:
     """Train each family, evaluate it on the same held-out prompts, write one comparison.
 
@@ -95,6 +99,7 @@ def zoo(
             weak=weak_model,
             strong=strong_model,
             routers=added,
+            trust_remote_code=trust_remote_code,
             on_event=lambda m: (console.log(m), status.update(m)),
         )
     table = Table(title=f"router zoo: {result.protocol}, {result.n_eval} eval prompts")

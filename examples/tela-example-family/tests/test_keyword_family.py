@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tela_core import Record
-from tela_core.artifact import load_router
+from tela_core import Router
 from tela_core.plugins import add_plugin, get_registry, remove_plugin
 
 import tela_example_family
@@ -27,7 +27,7 @@ def test_keyword_round_trip(tmp_path):
     try:
         scorer = get_registry().create("scorer", "keyword", {})
         scorer.fit(_records(), tmp_path / "r", {})
-        loaded = load_router(tmp_path / "r")
+        loaded = Router.load(tmp_path / "r").scorer
         w = loaded.score(["an integral calculus problem", "the capital city of France", "zzz"]).w
         assert w[0] > 0.8 and w[1] < 0.2  # smoothed toward the 0.5 prior
         assert abs(w[2] - 0.5) < 1e-9  # unknown words: the training prior
