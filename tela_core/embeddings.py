@@ -21,12 +21,20 @@ from typing import TYPE_CHECKING, Callable, Sequence
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-__all__ = ["DEFAULT_EMBEDDING_MODEL", "cache_dir", "cached_vectors", "default_model_path", "embed", "text_key"]
+__all__ = ["DEFAULT_EMBEDDING_MODEL", "cache_dir", "cached_vectors", "default_model_path", "embed", "text_key", "use_shard_cache"]
 
 #: The sentence encoder the embedding families use unless told otherwise.
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 
 _MODELS: dict[tuple[str, str], object] = {}
+_SHARD_CACHE = {"on": True}
+
+
+def use_shard_cache(enabled: bool) -> None:
+    """Turn the shard cache on or off for this process. ``tela serve`` turns it off: a live
+    prompt is scored once, so looking it up among every cached vector (reading every shard) and
+    storing it (a new shard per call, user text kept on disk) would cost time, disk and privacy."""
+    _SHARD_CACHE["on"] = bool(enabled)
 
 
 def cache_dir() -> Path:
@@ -109,6 +117,9 @@ def cached_vectors(
     """
     import numpy as np
 
+    if not _SHARD_CACHE["on"]:  # serving: no shard reads or writes, no progress bar
+        cache = False
+        progress = progress or (lambda _done, _total: None)
     keys = [text_key(model_key, t) for t in texts]
     known = _load_shards(folder) if cache and folder.is_dir() else {}
     missing_idx: list[int] = []

@@ -15,6 +15,7 @@ __all__ = [
     "UnknownComponentError",
     "DuplicateComponentError",
     "PluginLoadError",
+    "UpstreamError",
 ]
 
 
@@ -73,3 +74,18 @@ class PluginLoadError(TelaError):
         super().__init__(
             f"plugin {plugin!r}{from_dist} is broken: {type(error).__name__}: {error}"
         )
+
+
+class UpstreamError(Exception):
+    """An upstream model endpoint failed: unreachable, timed out, or answered with a server error.
+
+    Raised by :class:`tela_core.components.Upstream` clients; ``tela serve`` falls back to the other
+    model once, then answers 502. ``reason`` is a short label for metrics (``timeout``,
+    ``connect``, ``status``, ``protocol``); ``status`` is the upstream's HTTP status when it sent one.
+    Not a :class:`TelaError`: it describes a live request, not a user's input.
+    """
+
+    def __init__(self, message: str, reason: str = "error", status: int | None = None) -> None:
+        self.reason = reason
+        self.status = status
+        super().__init__(message)

@@ -85,6 +85,23 @@ def tela_register_policies(register: Register) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
+# Serving
+# ------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def tela_register_upstreams(register: Register) -> None:
+    """Register upstream clients (:class:`tela_core.components.Upstream` subclasses).
+
+    An upstream client forwards ``tela serve``'s chat requests to a model endpoint over some
+    protocol (the builtin ``openai`` speaks OpenAI's chat-completions API).
+
+    :param register: call ``register(UpstreamClass)`` once per upstream client.
+    :since: 0.1
+    """
+
+
+# ------------------------------------------------------------------------------------------------
 # Command line
 # ------------------------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ HOOK_KINDS: dict[str, str] = {
     "tela_register_backends": "backend",
     "tela_register_scorers": "scorer",
     "tela_register_policies": "policy",
+    "tela_register_upstreams": "upstream",
 }
 
 

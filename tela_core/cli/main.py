@@ -14,7 +14,7 @@ import click
 from ..errors import TelaError
 
 #: core command modules, each with ``register(cli: click.Group) -> None``
-CORE_COMMAND_MODULES = ("plugins_cmd", "data_cmd", "run_cmd", "route_cmd", "eval_cmd", "zoo_cmd")
+CORE_COMMAND_MODULES = ("plugins_cmd", "data_cmd", "run_cmd", "route_cmd", "eval_cmd", "zoo_cmd", "serve_cmd")
 
 
 class TelaGroup(click.Group):

@@ -1,0 +1,78 @@
+"""``tela serve``: run an OpenAI-compatible routing proxy (see :mod:`tela_core.serve`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["register", "serve"]
+
+
+def register(cli: click.Group) -> None:
+    """Attach ``tela serve`` to ``cli``."""
+    cli.add_command(serve)
+
+
+@click.command()
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+              help="YAML/TOML file: routers, upstreams (base_url, model, api_key_env, prices), client keys, options.")
+@click.option("--router", "routers", multiple=True, metavar="[NAME=]DIR",
+              help="A router folder to serve as router-NAME (default NAME: the folder's name). Repeatable.")
+@click.option("--weak", default=None, metavar="URL#MODEL", help="Upstream for the cheap model, e.g. http://127.0.0.1:8001/v1#mixtral.")
+@click.option("--strong", default=None, metavar="URL#MODEL", help="Upstream for the strong model.")
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1; 0.0.0.0 for every interface).")
+@click.option("--port", default=None, type=click.IntRange(0, 65535), help="Port (default 8000).")
+@click.option("--workers", default=None, type=click.IntRange(min=1), help="Server processes on this machine (default 1).")
+@click.option("--trust-remote-code", is_flag=True, default=None, help="Let routers whose model ships Python code run it.")
+@click.option("--batch-window-ms", default=None, type=click.FloatRange(0, 1000),
+              help="Wait this long for more requests before scoring a batch (default 0: score what is waiting).")
+@click.option("--max-batch", default=None, type=click.IntRange(min=1), help="Most prompts per scorer call (default 32).")
+@click.option("--decision-log", default=None, type=click.Path(path_type=Path), help="Append one JSON line per request to this file.")
+@click.option("--log-prompts", is_flag=True, default=None, help="Write the routed text into the decision log too.")
+@click.option("--max-body-bytes", default=None, type=click.IntRange(min=1024), help="Refuse larger request bodies with 413 (default 8 MiB).")
+@click.option("--routing", default=None, type=click.Choice(["last-user", "conversation"]),
+              help="Route on the last user turn (default) or the whole conversation.")
+@click.option("--sticky-header", default=None, metavar="NAME", help="A request with this header (a session id) is routed on its first user turn, so a conversation stays on one model.")
+@click.option("--no-fallback", is_flag=True, default=False, help="Answer 502 at once when an upstream fails, instead of trying the other model.")
+@click.option("--upstream-timeout", default=None, type=click.FloatRange(min=0, min_open=True), help="Seconds to wait for --weak/--strong upstreams (default 60).")
+@click.option("--check", is_flag=True, help="Validate the settings and load the routers, then exit without serving.")
+def serve(config_file: Path | None, routers: tuple[str, ...], weak: str | None, strong: str | None, no_fallback: bool, check: bool, **flags: Any) -> None:
+    """Serve routers behind an OpenAI-compatible API: clients ask for model `router-NAME`
+    (the router's saved policy), `router-NAME-THRESHOLD` or an upstream's name.
+
+    \b
+    Examples:
+      tela serve --router runs/knn --weak http://127.0.0.1:8001/v1#small --strong http://127.0.0.1:8002/v1#big
+      tela serve --config serve.yaml --workers 4 --host 0.0.0.0
+    \b
+    Endpoints: POST /v1/chat/completions, GET /v1/models, /health, /ready, /metrics.
+    See docs/deployment.md for the config file, metrics and the decision log.
+    """
+    from ..serve.config import build_config
+    from ..serve.runner import check_serve_extra, serve as run_server
+
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    if "decision_log" in overrides:
+        overrides["decision_log"] = str(overrides["decision_log"])
+    if no_fallback:
+        overrides["fallback"] = False
+    config = build_config(config_file, routers=routers, weak=weak, strong=strong, overrides=overrides)
+    check_serve_extra()
+    if check:
+        from ..serve.app import load_routers
+
+        loaded = load_routers(config)
+        for r in loaded.values():
+            r.batcher.close()
+            click.echo(f"router-{r.name}: {r.router.path} ({r.router.manifest['scorer']}, policy {r.router.policy_spec['name']}) "
+                       f"-> {' < '.join(r.upstream_of[m] for m in r.router.models)}")
+        click.echo(f"ok: {len(loaded)} router(s), {len(config.upstreams)} upstream(s)")
+        return
+    click.echo(
+        f"tela serve: {', '.join('router-' + n for n in config.routers) or 'no routers'} on http://{config.host}:{config.port}/v1 "
+        f"({config.workers} worker{'s' if config.workers > 1 else ''})",
+        err=True,
+    )
+    run_server(config)

@@ -1,0 +1,149 @@
+"""Micro-batching: concurrent routing requests become one scorer call on a worker thread.
+
+Each router gets one thread (a :class:`~tela_core.router.Router` is not re-entrant). Requests queue
+up; the thread takes the first, waits up to ``window`` seconds for more (0: takes only what is
+already waiting), caps the batch at ``max_batch`` prompts and scores them in one call. While it
+scores, the next requests queue, so under load batches form by themselves and an LM router runs
+one forward pass for many requests; at low load a request is scored alone, at once. The event
+loop never blocks: it awaits a future the thread completes.
+
+Batching an LM router must not cost throughput: a padded batch of prompts of very different
+lengths wastes most of its compute on padding. LM families sort a call's prompts by length and run
+them ``score_batch_size`` at a time (``lm-probe``, ``score-token``), so the batcher hands them all
+waiting prompts and the family groups them by length; ``max_batch`` caps the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..router import Decision, Router
+
+__all__ = ["Batcher"]
+
+log = logging.getLogger("tela.serve")
+
+
+class _Item:
+    __slots__ = ("text", "threshold", "future", "loop")
+
+    def __init__(self, text: str, threshold: float | None, future: "asyncio.Future[Any]", loop: asyncio.AbstractEventLoop) -> None:
+        self.text = text
+        self.threshold = threshold
+        self.future = future
+        self.loop = loop
+
+
+_STOP = object()
+
+
+class Batcher:
+    """Score prompts for one router on its own thread, many requests per scorer call."""
+
+    def __init__(
+        self,
+        router: "Router",
+        *,
+        window: float = 0.0,
+        max_batch: int = 32,
+        on_batch: Callable[[int, float], None] | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.router = router
+        self.window = max(0.0, float(window))
+        self.max_batch = max(1, int(max_batch))
+        self.on_batch = on_batch
+        self._q: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=f"tela-router-{name or router.name}", daemon=True)
+        self._thread.start()
+
+    async def decide(self, text: str, threshold: float | None = None) -> "Decision":
+        """Route one text (``threshold`` None: the router's saved policy)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._q.put(_Item(text, threshold, fut, loop))
+        return await fut
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the thread after the batch in hand."""
+        self._q.put(_STOP)
+        self._thread.join(timeout)
+
+    # -- the worker thread --------------------------------------------------------------------
+
+    def _take(self) -> tuple[list[_Item], bool]:
+        first = self._q.get()
+        if first is _STOP:
+            return [], True
+        batch = [first]
+        deadline = time.monotonic() + self.window
+        while len(batch) < self.max_batch:
+            try:
+                left = deadline - time.monotonic()
+                item = self._q.get(timeout=left) if left > 0 else self._q.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            batch, stop = self._take()
+            if batch:
+                self._score(batch)
+
+    def _score(self, batch: list[_Item]) -> None:
+        import numpy as np
+
+        from ..components import Scores
+
+        started = time.perf_counter()
+        results: list[Any] = [None] * len(batch)
+        failed: BaseException | None = None
+        try:
+            scores = self.router.scores([it.text for it in batch])
+            w = np.asarray(scores.w, dtype=float).reshape(-1)
+            probs = None if scores.probs is None else np.asarray(scores.probs)
+            groups: dict[float | None, list[int]] = {}
+            for i, it in enumerate(batch):
+                groups.setdefault(it.threshold, []).append(i)
+            for threshold, idx in groups.items():
+                sub = Scores(w=w[idx], probs=None if probs is None else probs[idx])
+                for i, d in zip(idx, self.router.decisions(sub, threshold)):
+                    results[i] = d
+        except BaseException as e:  # delivered to every waiting request; the thread lives on
+            log.exception("router %s failed to score a batch of %d", self.router.name, len(batch))
+            failed = e
+        if self.on_batch is not None:
+            self.on_batch(len(batch), time.perf_counter() - started)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple["asyncio.Future[Any]", Any]]] = {}
+        for it, res in zip(batch, results):
+            by_loop.setdefault(it.loop, []).append((it.future, res))
+        for loop, pairs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, pairs, failed)
+            except RuntimeError:  # the loop closed (server stopping)
+                pass
+
+
+def _deliver(pairs: list[tuple["asyncio.Future[Any]", Any]], failed: BaseException | None) -> None:
+    for fut, res in pairs:
+        if fut.done():  # the request was cancelled (client went away)
+            continue
+        if failed is not None:
+            fut.set_exception(RoutingFailed(str(failed) or type(failed).__name__))
+        else:
+            fut.set_result(res)
+
+
+class RoutingFailed(Exception):
+    """The router's scorer raised; the request is answered with an error, the server lives on."""

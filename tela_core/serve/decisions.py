@@ -1,0 +1,119 @@
+"""The decision log: one JSON line per request ``tela serve`` answered, and calibration from it.
+
+A line holds the time, request id, router, score ``w``, threshold, the model routing chose and
+the model that answered (they differ after a fallback), the upstream's status and latency, token
+counts and the estimated cost; the routed text only when the server runs with ``--log-prompts``.
+Each line is written with one ``write`` to a file opened for appending, so the lines of several
+worker processes never interleave, and a reader never sees half a line except the last one of a
+killed server (which :func:`read_decisions` skips).
+
+:func:`calibrate_from_traffic` sets a router's threshold from the scores of the user's own
+traffic (``tela calibrate --traffic LOG --strong-share P``), not from a benchmark's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from ..errors import InputError, TelaError
+
+__all__ = ["DecisionLog", "read_decisions", "traffic_scores", "calibrate_from_traffic"]
+
+
+class DecisionLog:
+    """Append-only JSONL writer (one ``os.write`` per line)."""
+
+    def __init__(self, path: str | Path, log_prompts: bool = False) -> None:
+        self.path = Path(path)
+        self.log_prompts = bool(log_prompts)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._lock = threading.Lock()
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str) + "\n").encode("utf-8")
+        with self._lock:
+            if self._fd < 0:
+                return
+            os.write(self._fd, line)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+
+def read_decisions(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) for each line of a decision log. A bad line raises
+    :class:`InputError` naming the line, except a truncated last line (a killed server's)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(p, None, "decision log not found")
+    with open(p, "rb") as fh:
+        lines = fh.read().split(b"\n")
+    last = len(lines)
+    while last > 0 and not lines[last - 1].strip():
+        last -= 1
+    for lineno, raw in enumerate(lines[:last], start=1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as e:
+            if lineno == last and not raw.endswith(b"}"):
+                return  # the half-written last line of a killed server
+            raise InputError(p, lineno, f"not a JSON object: {e}") from None
+        if not isinstance(rec, dict):
+            raise InputError(p, lineno, "not a JSON object")
+        yield lineno, rec
+
+
+def traffic_scores(path: str | Path, router: str | None = None) -> tuple[list[float], str]:
+    """The ``w`` of every freshly routed request in the log for ``router`` (a served router's
+    name), and the router name used. Passed-through requests, and sticky follow-up turns (routed
+    on an earlier turn) are left out. With ``router`` None the log must hold one router only."""
+    by_router: dict[str, list[float]] = {}
+    for _lineno, rec in read_decisions(path):
+        name, w = rec.get("router"), rec.get("w")
+        if not isinstance(name, str) or not isinstance(w, (int, float)) or rec.get("sticky"):
+            continue
+        by_router.setdefault(name, []).append(float(w))
+    if not by_router:
+        raise InputError(path, None, "no routed requests in this decision log")
+    if router is None:
+        if len(by_router) > 1:
+            raise TelaError(f"{path}: the log holds several routers ({', '.join(sorted(by_router))}); pick one with --traffic-router NAME")
+        router = next(iter(by_router))
+    if router not in by_router:
+        raise TelaError(f"{path}: no requests routed by {router!r}; routers in the log: {', '.join(sorted(by_router))}")
+    return by_router[router], router
+
+
+def calibrate_from_traffic(router_dir: str | Path, log: str | Path, strong_share: float, router_name: str | None = None) -> dict[str, Any]:
+    """Set ``router_dir``'s threshold so ``strong_share`` of the logged traffic would go to the
+    strong model; save it as the router's ``calibrated`` policy. Returns what was saved and why.
+
+    The threshold is the registered ``calibrated`` policy's (the ``1 − share`` quantile of w),
+    the same rule ``tela calibrate --data`` applies to a calibration file.
+    """
+    from ..artifact import read_manifest, read_policy, write_policy
+    from ..plugins import get_registry
+
+    if not 0.0 <= strong_share <= 1.0:
+        raise TelaError(f"--strong-share must be in [0, 1], got {strong_share}")
+    read_manifest(router_dir)
+    w, name = traffic_scores(log, router_name)
+    old = read_policy(router_dir)
+    models = list(old.get("models") or ["weak", "strong"])
+    if len(models) != 2:
+        models = [models[0], models[-1]]
+    base = get_registry().create("policy", "calibrated", {"strong_share": strong_share})
+    policy = base.calibrate(w, data=f"{log} (traffic of {name})")
+    options = policy.options.model_dump(mode="json")
+    write_policy(router_dir, "calibrated", options, models)
+    return {"router": name, "requests": len(w), "options": options, "models": models, "previous": old.get("name")}

@@ -1,0 +1,95 @@
+"""``GET /metrics``: what the server did, in Prometheus' text format (prometheus-client).
+
+============================================  ======================================================
+metric                                        what it counts
+============================================  ======================================================
+``tela_requests_total{router,model,status}``  chat requests by router (``none`` when a client named
+                                              an upstream), the model that answered, HTTP status
+``tela_routing_seconds{router}``              time from request to routing decision (histogram)
+``tela_upstream_seconds{model}``              time the upstream took, to the last byte (histogram)
+``tela_upstream_errors_total{model,reason}``  upstream failures (``timeout``, ``connect``, ``status``)
+``tela_fallbacks_total{router,from,to}``      requests sent to the other model after a failure
+``tela_strong_share{router}``                 share of the last 1,000 routed requests (this process)
+                                              that went to the router's strongest model
+``tela_routed_total{router,model}``           routing decisions by chosen model (cluster-wide strong
+                                              share: sum by model over all replicas)
+``tela_tokens_total{model,kind}``             input/output tokens the upstreams reported
+``tela_estimated_cost_dollars_total{model}``  tokens x the upstream's configured prices
+``tela_batch_size{router}``                   prompts per scorer call (histogram)
+============================================  ======================================================
+
+With ``--workers N`` the processes share one directory of metric files
+(``PROMETHEUS_MULTIPROC_DIR``, which ``tela serve`` sets), so a scrape of any worker sees the
+totals of all; ``tela_strong_share`` is then one series per live process (label ``pid``).
+prometheus-client is imported when the server starts, not with tela.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from typing import Any
+
+__all__ = ["ServeMetrics", "MULTIPROC_ENV"]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+_TIME_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+_WINDOW = 1000
+
+
+class ServeMetrics:
+    """The server's Prometheus metrics, on a registry of their own (so that several apps in one
+    process, as in tests, do not collide)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("tela_requests", "Chat requests by router, answering model and HTTP status", ["router", "model", "status"], registry=r)
+        self.routing_seconds = Histogram("tela_routing_seconds", "Time to a routing decision", ["router"], buckets=_TIME_BUCKETS, registry=r)
+        self.upstream_seconds = Histogram("tela_upstream_seconds", "Upstream time to the last byte", ["model"], buckets=_TIME_BUCKETS, registry=r)
+        self.upstream_errors = Counter("tela_upstream_errors", "Upstream failures", ["model", "reason"], registry=r)
+        self.fallbacks = Counter("tela_fallbacks", "Requests sent to the other model after an upstream failure", ["router", "from_model", "to_model"], registry=r)
+        self.routed = Counter("tela_routed", "Routing decisions by chosen model", ["router", "model"], registry=r)
+        self.strong_share = Gauge(
+            "tela_strong_share", f"Share of the last {_WINDOW} routed requests sent to the strongest model (this process)",
+            ["router"], registry=r, multiprocess_mode="liveall",
+        )
+        self.tokens = Counter("tela_tokens", "Tokens reported by upstreams", ["model", "kind"], registry=r)
+        self.cost = Counter("tela_estimated_cost_dollars", "Estimated cost: tokens x configured prices", ["model"], registry=r)
+        self.batch_size = Histogram("tela_batch_size", "Prompts per scorer call", ["router"], buckets=_BATCH_BUCKETS, registry=r)
+        self._recent: dict[str, collections.deque[bool]] = {}
+
+    def routed_to(self, router: str, model: str, strongest: bool) -> None:
+        self.routed.labels(router, model).inc()
+        recent = self._recent.setdefault(router, collections.deque(maxlen=_WINDOW))
+        recent.append(strongest)
+        self.strong_share.labels(router).set(sum(recent) / len(recent))
+
+    def usage(self, model: str, prompt_tokens: int | None, completion_tokens: int | None, price_in: float, price_out: float) -> float | None:
+        """Count tokens and cost; the cost in dollars, or None without a usage report."""
+        if prompt_tokens is None and completion_tokens is None:
+            return None
+        pin, pout = int(prompt_tokens or 0), int(completion_tokens or 0)
+        self.tokens.labels(model, "input").inc(pin)
+        self.tokens.labels(model, "output").inc(pout)
+        cost = (pin * price_in + pout * price_out) / 1e6
+        if cost:
+            self.cost.labels(model).inc(cost)
+        return cost
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text to serve at ``/metrics`` and its content type."""
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            reg: Any = CollectorRegistry()
+            multiprocess.MultiProcessCollector(reg)
+            return generate_latest(reg), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,83 @@
+"""Start the server: uvicorn with one process, or ``--workers N`` processes.
+
+One process loads the routers before it binds its port, so a bad router fails at once with a
+one-line error. With N workers the parent loads each router once to check it, then every worker
+loads its own copy (uvicorn needs an app factory, :func:`tela_core.serve.app.create_app_from_env`,
+which reads the settings from ``$TELA_SERVE_CONFIG``) and shares Prometheus metric files in
+``$PROMETHEUS_MULTIPROC_DIR``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from .config import ENV_VAR, ServeConfig
+
+__all__ = ["serve", "check_serve_extra"]
+
+
+def check_serve_extra() -> None:
+    """A clear error when the ``serve`` extra is not installed."""
+    from ..errors import TelaError
+
+    missing = []
+    for mod in ("starlette", "uvicorn", "httpx", "prometheus_client"):
+        try:
+            __import__(mod)
+        except ImportError:
+            missing.append(mod)
+    if missing:
+        raise TelaError(f"`tela serve` needs {', '.join(missing)}: pip install 'tela[serve]'")
+
+
+def _uvicorn_kwargs(config: ServeConfig) -> dict[str, Any]:
+    import importlib.util
+
+    kw: dict[str, Any] = {
+        "host": config.host,
+        "port": config.port,
+        "log_level": config.log_level,
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+        "backlog": 4096,
+    }
+    if importlib.util.find_spec("httptools"):
+        kw["http"] = "httptools"
+    if importlib.util.find_spec("uvloop"):
+        kw["loop"] = "uvloop"
+    return kw
+
+
+def serve(config: ServeConfig) -> None:
+    """Run the server until interrupted."""
+    check_serve_extra()
+    import logging
+
+    import uvicorn
+
+    logging.getLogger("tela.serve").setLevel(logging.INFO)
+    from .app import load_routers
+
+    if config.workers <= 1:
+        from .app import create_app
+
+        routers = load_routers(config)
+        uvicorn.run(create_app(config, routers=routers), **_uvicorn_kwargs(config))
+        return
+    for r in load_routers(config).values():  # check every router loads before forking workers
+        r.batcher.close()
+    own_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        own_dir = tempfile.mkdtemp(prefix="tela-serve-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+    os.environ[ENV_VAR] = config.to_env()
+    try:
+        uvicorn.run(
+            "tela_core.serve.app:create_app_from_env", factory=True, workers=config.workers, **_uvicorn_kwargs(config)
+        )
+    finally:
+        if own_dir is not None:
+            shutil.rmtree(own_dir, ignore_errors=True)
