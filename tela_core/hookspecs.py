@@ -45,6 +45,18 @@ def tela_register_formatters(register: Register) -> None:
     """
 
 
+@hookspec
+def tela_register_datasets(register: Callable[[Any], None]) -> None:
+    """Register public datasets for ``tela data list`` / ``tela data get``.
+
+    Each is a :class:`tela_core.catalogue.DatasetEntry`: origin, license, pinned revision, and the
+    files to fetch with their SHA-256 (``None`` where no checksum could be verified).
+
+    :param register: call ``register(DatasetEntry(...))`` once per dataset.
+    :since: 0.1
+    """
+
+
 # ------------------------------------------------------------------------------------------------
 # Training and routing
 # ------------------------------------------------------------------------------------------------

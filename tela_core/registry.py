@@ -83,6 +83,42 @@ class Registry:
             caller = getattr(pm.hook, hook_name)
             for impl in caller.get_hookimpls():  # registration order (pluggy calls them reversed)
                 self._collect(impl, kind)
+        #: name -> (DatasetEntry, plugin), from ``tela_register_datasets`` (``tela data list``)
+        self.datasets: dict[str, tuple[Any, str]] = {}
+        for impl in pm.hook.tela_register_datasets.get_hookimpls():
+            self._collect_datasets(impl)
+
+    def _collect_datasets(self, impl: Any) -> None:
+        """Call one plugin's ``tela_register_datasets``; a bad entry marks that plugin broken."""
+        from .catalogue import validate_entry
+
+        plugin = impl.plugin_name
+        info = self.plugins.setdefault(plugin, PluginInfo(name=plugin))
+
+        def register(entry: Any) -> None:
+            validate_entry(entry)
+            if entry.name in self.datasets:
+                err = DuplicateComponentError("dataset", entry.name, self.datasets[entry.name][1], plugin)
+                self.errors.append(err)
+                info.error = info.error or str(err)
+                return
+            self.datasets[entry.name] = (entry, plugin)
+            info.components.append(("dataset", entry.name))
+
+        try:
+            impl.function(register)
+        except Exception as e:
+            err = PluginLoadError(plugin, info.dist, e)
+            self.errors.append(err)
+            info.error = str(err)
+
+    def dataset(self, name: str) -> Any:
+        """The catalogued :class:`~tela_core.catalogue.DatasetEntry` called ``name``; an unknown name
+        lists the registered ones."""
+        try:
+            return self.datasets[name][0]
+        except KeyError:
+            raise UnknownComponentError("dataset", name, self.datasets) from None
 
     def _collect(self, impl: Any, kind: str) -> None:
         plugin = impl.plugin_name
