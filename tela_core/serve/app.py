@@ -109,7 +109,7 @@ def load_routers(config: ServeConfig, metrics: "ServeMetrics | None" = None) -> 
         if rc.upstreams is not None:
             if len(rc.upstreams) != len(models):
                 raise ConfigError(
-                    f"routers.{name}.upstreams: the router routes between {len(models)} models "
+                    f"{config.source}: routers.{name}.upstreams: the router routes between {len(models)} models "
                     f"({', '.join(models)}); name {len(models)} upstreams, cheap -> strong"
                 )
             upstream_of = dict(zip(models, rc.upstreams))
@@ -117,7 +117,7 @@ def load_routers(config: ServeConfig, metrics: "ServeMetrics | None" = None) -> 
             missing = [m for m in models if m not in config.upstreams]
             if missing:
                 raise ConfigError(
-                    f"routers.{name}.upstreams: the router routes between {', '.join(models)}, and "
+                    f"{config.source}: routers.{name}.upstreams: the router routes between {', '.join(models)}, and "
                     f"{', '.join(missing)} is not an upstream; list one upstream per model, cheap -> strong"
                 )
             upstream_of = {m: m for m in models}

@@ -121,6 +121,8 @@ class ServeConfig(BaseModel):
     trust_remote_code: bool = False
     """Let routers whose model ships its own Python code run it."""
     log_level: str = "info"
+    source: str = "flags"
+    """Where the settings came from (the config file, or ``flags``), for error messages."""
 
     @field_validator("routers", "upstreams")
     @classmethod
@@ -138,7 +140,7 @@ class ServeConfig(BaseModel):
         if self.keys_env:
             raw = os.environ.get(self.keys_env)
             if raw is None:
-                raise ConfigError(f"keys_env: environment variable {self.keys_env} is not set")
+                raise ConfigError(f"{self.source}: keys_env: environment variable {self.keys_env} is not set")
             out += [k.strip() for k in raw.split(",") if k.strip()]
         return out
 
@@ -263,6 +265,7 @@ def build_config(
     for key, value in (overrides or {}).items():
         if value is not None and key != "upstream_timeout":
             data[key] = value
+    data["source"] = where
     try:
         cfg = ServeConfig.model_validate(data)
     except ValidationError as e:
