@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from .errors import InputError
 
-__all__ = ["detect_source", "open_source", "DETECT"]
+__all__ = ["detect_source", "open_source", "read_records", "DETECT"]
 
 #: the ``--source`` value that means "detect from the path"
 DETECT = "detect"
@@ -67,3 +67,44 @@ def open_source(path: str | Path, name: str | None = DETECT, options: Mapping[st
         fields = getattr(reg.get("source", chosen).Options, "model_fields", {})
         opts = {k: v for k, v in opts.items() if k in fields}
     return reg.create("source", chosen, opts)
+
+
+def read_records(
+    data: Path,
+    source_name: str = DETECT,
+    weak: str | None = None,
+    strong: str | None = None,
+    protocol: str | None = None,
+    side: str = "eval",
+) -> tuple[list[Any], Any, dict[str, Any]]:
+    """Records of ``data`` read by its source (detected or named), unlabelled lines allowed, and
+    cut by ``protocol`` to its ``side`` ("eval" or "train"). Returns (records, source, info)."""
+    from .errors import InputError
+    from .plugins import get_registry
+
+    reg = get_registry()
+    name = detect_source(data) if source_name in (None, DETECT) else source_name
+    fields = getattr(reg.get("source", name).Options, "model_fields", {})
+    opts: dict[str, Any] = {}
+    if "require_label" in fields:
+        opts["require_label"] = False
+    for key, value in (("weak_model", weak), ("strong_model", strong)):
+        if value is not None and (key in fields or source_name not in (None, DETECT)):
+            opts[key] = value
+    source = reg.create("source", name, opts)
+    records = list(source.read(Path(data)))
+    if not records:
+        raise InputError(data, None, "no records (empty, or only blank lines)")
+    info: dict[str, Any] = {"records_read": len(records)}
+    if protocol:
+        from .protocols import split
+
+        train, evals = split(protocol, records)
+        info.update(train_records=len(train), eval_records=len(evals))
+        records = evals if side == "eval" else train
+        if not records:
+            raise InputError(data, None, f"protocol {protocol!r} leaves no {side} records")
+    notes = dict(getattr(source, "stats", {}) or {})
+    if notes:
+        info["source_notes"] = notes
+    return records, source, info

@@ -19,6 +19,7 @@ numpy and matplotlib are imported inside the functions.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from . import metrics
 from .errors import TelaError
+from .targets import model_names, resolve_pair  # the one pair rule, re-exported for eval's callers
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -117,47 +119,6 @@ def outcome_arrays(records: Sequence["Record"], weak_model: str, strong_model: s
         np.asarray(wc, dtype=float) if has_cost else None,
         np.asarray(sc, dtype=float) if has_cost else None,
     )
-
-
-def model_names(records: Sequence["Record"]) -> list[str]:
-    """Every model with an outcome in ``records``, in first-seen order."""
-    seen: dict[str, None] = {}
-    for r in records:
-        for m in r.outcomes or {}:
-            seen.setdefault(m, None)
-    return list(seen)
-
-
-def resolve_pair(
-    records: Sequence["Record"],
-    weak: str | None = None,
-    strong: str | None = None,
-    source: Any = None,
-) -> tuple[str, str]:
-    """The (weak, strong) models to judge on: given names, else the source's defaults (its
-    ``weak_model``/``strong_model`` options), else, with exactly two models in the outcomes, the
-    one with the lower mean outcome is weak. A name absent from the outcomes is an error."""
-    names = model_names(records)
-    opts = getattr(source, "options", None)
-    weak = weak or getattr(opts, "weak_model", None)
-    strong = strong or getattr(opts, "strong_model", None)
-    if not names:
-        raise TelaError("the data has no per-model outcomes; `tela eval` needs outcome data (e.g. RouteLLM CSVs)")
-    if not (weak and strong):
-        if len(names) != 2:
-            raise TelaError(
-                f"cannot tell weak from strong among {len(names)} models ({', '.join(names)}); "
-                "pass --weak-model and --strong-model"
-            )
-        means = {m: sum((r.outcomes or {}).get(m, 0.0) for r in records) / len(records) for m in names}
-        lo, hi = sorted(names, key=lambda m: means[m])
-        weak, strong = weak or (lo if strong != lo else hi), strong or (hi if weak != hi else lo)
-    for role, m in (("weak", weak), ("strong", strong)):
-        if m not in names:
-            raise TelaError(f"{role} model {m!r} is not in the outcomes; models: {', '.join(names)} (--{role}-model)")
-    if weak == strong:
-        raise TelaError(f"weak and strong model are both {weak!r}")
-    return weak, strong  # type: ignore[return-value]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -424,17 +385,61 @@ def score_prompts(
     from .components import Scores
 
     key = _cache_key(router_id, scorer, prompts) if router_id and cache_dir else None
-    if key:
-        path = Path(cache_dir) / f"{key}.npz"  # type: ignore[arg-type]
-        if path.is_file():
-            try:
-                with np.load(path) as z:
-                    w = z["w"]
-                    probs = z["probs"] if "probs" in z.files else None
-                if len(w) == len(prompts):
-                    return Scores(w=w, probs=probs), {"cached": True, "seconds": 0.0, "key": key}
-            except (OSError, ValueError, KeyError):
-                pass  # a damaged cache entry is recomputed
+    if not key:
+        return _score_uncached(scorer, prompts, key, None, chunk_size, progress, description)
+    path = Path(cache_dir) / f"{key}.npz"  # type: ignore[arg-type]
+    hit = _cached_scores(path, len(prompts))
+    if hit is not None:
+        return hit, {"cached": True, "seconds": 0.0, "key": key}
+    from .locks import cache_lock
+
+    # One writer per entry: a second eval of the same router and prompts waits, then reads.
+    with cache_lock(path, on_wait=lambda who: _warn(f"waiting for {who}, which is scoring the same prompts")) as held:
+        if held is None:
+            _warn(f"cannot write the score cache in {path.parent}; continuing without it")
+        hit = _cached_scores(path, len(prompts)) if held is not None else None
+        if hit is not None:
+            return hit, {"cached": True, "seconds": 0.0, "key": key}
+        return _score_uncached(scorer, prompts, key, path if held is not None else None, chunk_size, progress, description)
+
+
+def _warn(message: str) -> None:
+    import sys
+
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _cached_scores(path: Path, n: int) -> "Scores | None":
+    """The cached scores in ``path`` when it holds ``n`` of them; None when absent or damaged (a
+    damaged entry is dropped and computed again)."""
+    import numpy as np
+
+    from .components import Scores
+
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            w = z["w"]
+            probs = z["probs"] if "probs" in z.files else None
+        if len(w) == n and (probs is None or len(probs) == n):
+            return Scores(w=w, probs=probs)
+    except Exception:  # truncated, garbage or foreign: BadZipFile, EOFError, KeyError, ValueError, OSError
+        pass
+    _warn(f"damaged score cache entry {path}; scoring again")
+    with contextlib.suppress(OSError):
+        path.unlink()
+    return None
+
+
+def _score_uncached(
+    scorer: "Scorer", prompts: Sequence[str], key: str | None, path: Path | None, chunk_size: int, progress: bool,
+    description: str,
+) -> tuple["Scores", dict[str, Any]]:
+    import numpy as np
+
+    from .components import Scores
+
     t0 = time.perf_counter()
     ws: list[np.ndarray] = []
     ps: list[np.ndarray] = []
@@ -457,8 +462,11 @@ def score_prompts(
     w_all = np.concatenate(ws) if ws else np.zeros(0)
     probs_all = np.concatenate(ps) if has_probs and ps else None
     seconds = time.perf_counter() - t0
-    if key:
-        _save_npz(Path(cache_dir) / f"{key}.npz", w_all, probs_all)  # type: ignore[arg-type]
+    if path is not None:
+        try:
+            _save_npz(path, w_all, probs_all)
+        except OSError as e:
+            _warn(f"cannot write the score cache in {path.parent} ({e.strerror or e}); continuing without it")
     return Scores(w=w_all, probs=probs_all), {"cached": False, "seconds": seconds, "key": key}
 
 

@@ -1,4 +1,4 @@
-"""Safe output: atomic writes, and no silent overwrite of an earlier run's results."""
+"""Safe output: atomic writes (files and whole dirs), and no silent overwrite of an earlier run's results."""
 
 from __future__ import annotations
 
@@ -7,19 +7,48 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, Iterable, Iterator, TextIO
 
 from .errors import TelaError
 
-__all__ = ["atomic_open", "atomic_write_text", "atomic_write_json", "check_can_write"]
+__all__ = [
+    "atomic_open", "atomic_write_text", "atomic_write_json", "write_jsonl", "check_can_write", "check_dir_writable",
+    "partial_dir", "remove_stale_partials", "replace_dir", "staged_dir",
+]
 
 
 def check_can_write(path: str | Path, force: bool) -> Path:
-    """Refuse to replace an existing file unless ``force``; return the path as a :class:`Path`."""
+    """Refuse to replace an existing file unless ``force``, and refuse, with one line naming the
+    path, what no ``--force`` can fix: a directory where the file should go, a parent that is a
+    file, a read-only dir or mount. Return the path as a :class:`Path`. Writes nothing."""
     p = Path(path)
+    if p.is_dir():
+        raise TelaError(f"{p} is a directory; give the path of a file to write")
     if p.exists() and not force:
         raise TelaError(f"{p} already exists; pass --force to overwrite it")
+    check_dir_writable(p.parent, p)
     return p
+
+
+def check_dir_writable(folder: str | Path, target: str | Path | None = None) -> None:
+    """Raise a one-line :class:`TelaError` (naming ``target``, default ``folder``) unless files can
+    be created in ``folder`` (or, when it does not exist yet, in its nearest existing parent, which
+    must be a directory). Leaves nothing."""
+    d = Path(folder) if str(folder) else Path(".")
+    name = target if target is not None else d
+    probe_in = d
+    while not probe_in.exists():
+        if probe_in.parent == probe_in:
+            break
+        probe_in = probe_in.parent
+    if not probe_in.is_dir():
+        raise TelaError(f"{name}: cannot write there: {probe_in} is a file, not a directory")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tela-write-test-", dir=probe_in)
+    except OSError as e:
+        raise TelaError(f"{name}: cannot write there: {e.strerror or e} ({probe_in})") from None
+    os.close(fd)
+    os.unlink(tmp)
 
 
 @contextlib.contextmanager
@@ -59,3 +88,70 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_json(path: str | Path, data: Any) -> None:
     """Write ``data`` as indented JSON to ``path`` atomically."""
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_jsonl(path: str | Path, objects: Iterable[Any]) -> int:
+    """Write one JSON object per line to ``path`` atomically; return how many were written."""
+    n = 0
+    with atomic_open(path) as fh:
+        for obj in objects:
+            line = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate in a key tela does not read: keep it escaped
+                line = json.dumps(obj, allow_nan=False)
+            fh.write(line + "\n")
+            n += 1
+    return n
+
+
+def partial_dir(final: str | Path) -> Path:
+    """A fresh hidden staging path beside ``final``: ``.NAME.partial-XXXXXXXX``."""
+    import uuid
+
+    p = Path(final)
+    return p.parent / f".{p.name}.partial-{uuid.uuid4().hex[:8]}"
+
+
+def remove_stale_partials(final: str | Path) -> None:
+    """Delete the ``.NAME.partial-*`` (and ``.NAME.old-*``) dirs a killed writer left beside
+    ``final``. Call it holding ``final``'s lock (:mod:`tela_core.locks`): then no live writer owns them."""
+    import shutil
+
+    p = Path(final)
+    for pattern in (f".{p.name}.partial-*", f".{p.name}.old-*"):
+        for stale in p.parent.glob(pattern):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def replace_dir(stage: str | Path, final: str | Path) -> None:
+    """Put the finished dir ``stage`` in the place of ``final`` (which may exist): the old one is
+    renamed aside first and deleted last, so ``final`` is at every moment the old or the new dir,
+    never a mix of both."""
+    import shutil
+    import uuid
+
+    s, f = Path(stage), Path(final)
+    old = None
+    if f.exists():
+        old = f.parent / f".{f.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(f, old)
+    os.replace(s, f)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_dir(final: str | Path) -> Iterator[Path]:
+    """Write a whole directory out of sight: yields a hidden staging dir beside ``final``; when the
+    block succeeds it replaces ``final`` (:func:`replace_dir`), when it fails it is deleted."""
+    import shutil
+
+    stage = partial_dir(final)
+    stage.mkdir(parents=True)
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    replace_dir(stage, final)

@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .errors import TelaError
 from .records import Record
+from .targets import resolve_pair
 
 __all__ = ["FamilyResult", "ZooResult", "split_for_zoo", "run_zoo", "write_report"]
 
@@ -65,14 +66,6 @@ def split_for_zoo(records: Sequence[Record], protocol: str | None, seed: int = 4
     from .sampling import split
 
     return split(records, eval_fraction=0.1, seed=seed)
-
-
-def _pair(records: Sequence[Record], weak: str | None, strong: str | None) -> tuple[str, str]:
-    import importlib
-
-    targets = importlib.import_module("tela_zoo_baselines.targets")
-    p = targets.resolve_pair(records, weak, strong)
-    return p.weak, p.strong
 
 
 def _recorded_train_seconds(manifest: Mapping[str, Any]) -> float | None:
@@ -153,7 +146,7 @@ def run_zoo(
     train, evalr = split_for_zoo(records, protocol)
     if not train or not evalr:
         raise TelaError(f"the split left {len(train)} train and {len(evalr)} eval records; need both")
-    w_name, s_name = _pair(train, weak, strong)
+    w_name, s_name = resolve_pair(train, weak, strong)
     weak_o = np.array([r.outcomes[w_name] for r in evalr], dtype=float)  # type: ignore[index]
     strong_o = np.array([r.outcomes[s_name] for r in evalr], dtype=float)  # type: ignore[index]
     prompts = [r.prompt for r in evalr]

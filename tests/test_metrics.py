@@ -105,7 +105,7 @@ def test_random_baseline_is_mean_of_seeds():
 
 @pytest.mark.skipif(not MMLU.is_dir(), reason="RouteLLM MMLU outcome data not on this machine")
 def test_mmlu_heldout_baselines_match_metrics_md():
-    from tela_core.cli.eval_cmd import read_records
+    from tela_core.detect import read_records
 
     records, source, info = read_records(MMLU, protocol="mmlu-heldout")
     # 10,981 records of the 42 training subjects, less 78 questions repeated in a held-out subject

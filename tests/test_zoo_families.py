@@ -96,7 +96,7 @@ def test_knn_predicts_each_model(tmp_path):
 
 
 def test_gain_target_orders_like_the_oracle(tmp_path):
-    from tela_zoo_baselines.targets import make_targets
+    from tela_core.targets import make_targets
 
     recs = [Record(prompt=str(i), outcomes={W: w, S: s}) for i, (w, s) in enumerate([(0, 1), (1, 0), (0, 0), (1, 1)])]
     y, meta = make_targets(recs, "gain", weak=W, strong=S)
@@ -107,7 +107,7 @@ def test_gain_target_orders_like_the_oracle(tmp_path):
 
 
 def test_three_models_need_explicit_pair():
-    from tela_zoo_baselines.targets import make_targets
+    from tela_core.targets import make_targets
 
     recs = [Record(prompt="q", outcomes={"a": 1.0, "b": 0.0, "c": 1.0})]
     with pytest.raises(TelaError, match="weak=... and strong="):

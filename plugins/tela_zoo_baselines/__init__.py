@@ -7,7 +7,7 @@ routing without looking costs (APGR about 0.5), ``length`` what the cheapest pos
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 from pydantic import Field
 
@@ -17,15 +17,15 @@ from tela_core.io import atomic_write_json
 from tela_core.plugins import hookimpl
 from tela_core.records import Record
 
-from .family import FamilyScorer, TargetOptions, read_json
+from .family import FamilyScorer, TargetOptions, artifact_field, read_json
 from .features import FeaturesScorer
-from .targets import make_targets
+from tela_core.targets import make_targets
 
 __all__ = ["LengthScorer", "RandomScorer", "FeaturesScorer"]
 
 
 class LengthOptions(TargetOptions):
-    unit: str = Field("chars", description="chars | words: how prompt length is measured")
+    unit: Literal["chars", "words"] = Field("chars", description="chars | words: how prompt length is measured")
 
 
 class LengthScorer(FamilyScorer):
@@ -63,9 +63,13 @@ class LengthScorer(FamilyScorer):
         import numpy as np
 
         self._check_manifest(artifact_dir)
-        data = read_json(Path(artifact_dir) / "length.json")
-        self._sorted = np.asarray(data["sorted_lengths"], dtype=np.float64)
-        self._sign = float(data["sign"])
+        path = Path(artifact_dir) / "length.json"
+        data = read_json(path)
+        lengths = artifact_field(data, path, "sorted_lengths", list)
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in lengths):
+            raise TelaError(f"{path}: damaged router file: 'sorted_lengths' must be a list of numbers; train the router again")
+        self._sorted = np.sort(np.asarray(lengths, dtype=np.float64))
+        self._sign = 1.0 if float(artifact_field(data, path, "sign", (int, float))) >= 0 else -1.0
 
     def score(self, prompts: Sequence[str]) -> Scores:
         import numpy as np

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Literal, Mapping, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,7 +19,7 @@ from tela_core.components import Scorer
 from tela_core.errors import TelaError
 from tela_core.records import Record
 
-__all__ = ["TargetOptions", "FamilyScorer"]
+__all__ = ["TargetOptions", "FamilyScorer", "read_json", "artifact_field"]
 
 
 class TargetOptions(BaseModel):
@@ -27,7 +27,7 @@ class TargetOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    target: str = Field("weak-wrong", description="weak-wrong | gain | label (see tela_zoo_baselines.targets)")
+    target: Literal["weak-wrong", "gain", "label"] = Field("weak-wrong", description="weak-wrong | gain | label (see tela_core.targets)")
     weak: Optional[str] = Field(None, description="weak model name in the outcomes (inferred for two models)")
     strong: Optional[str] = Field(None, description="strong model name in the outcomes (inferred for two models)")
 
@@ -83,5 +83,18 @@ def read_json(path: Path) -> Any:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise TelaError(f"{path}: missing from the router artifact") from None
-    except json.JSONDecodeError as e:
-        raise TelaError(f"{path}: unreadable: {e}") from None
+    except (ValueError, RecursionError, OSError) as e:  # bad JSON or UTF-8, too deep, a directory
+        raise TelaError(f"{path}: damaged router file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                        "train the router again") from None
+
+
+def artifact_field(data: Any, path: Path, key: str, kind: type | tuple[type, ...]) -> Any:
+    """``data[key]`` checked to be a ``kind``: a damaged or foreign artifact file gives one line
+    naming the file and the key, not a KeyError."""
+    if not isinstance(data, dict) or key not in data:
+        raise TelaError(f"{path}: damaged router file: no {key!r} field; train the router again")
+    value = data[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise TelaError(f"{path}: damaged router file: {key!r} has the wrong type ({type(value).__name__}); "
+                        "train the router again")
+    return value

@@ -19,8 +19,8 @@ from tela_core.components import Scores
 from tela_core.io import atomic_write_json
 from tela_core.records import Record
 
-from .family import FamilyScorer, TargetOptions, read_json
-from .targets import make_targets
+from .family import FamilyScorer, TargetOptions, artifact_field, read_json
+from tela_core.targets import make_targets
 
 __all__ = ["FeaturesScorer", "prompt_features", "FEATURE_NAMES"]
 
@@ -110,9 +110,11 @@ class FeaturesScorer(FamilyScorer):
         import numpy as np
 
         self._check_manifest(artifact_dir)
-        d = read_json(Path(artifact_dir) / "features.json")
-        self._mu, self._sd = np.asarray(d["mean"]), np.asarray(d["std"])
-        self._coef, self._bias = np.asarray(d["coef"]), float(d["bias"])
+        path = Path(artifact_dir) / "features.json"
+        d = read_json(path)
+        self._mu, self._sd = (np.asarray(artifact_field(d, path, k, list), dtype=np.float64) for k in ("mean", "std"))
+        self._coef = np.asarray(artifact_field(d, path, "coef", list), dtype=np.float64)
+        self._bias = float(artifact_field(d, path, "bias", (int, float)))
 
     def score(self, prompts: Sequence[str]) -> Scores:
         import numpy as np

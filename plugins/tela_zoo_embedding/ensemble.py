@@ -21,7 +21,7 @@ from tela_core.errors import TelaError
 from tela_core.io import atomic_write_json
 from tela_core.records import Record
 from tela_zoo_baselines.family import FamilyScorer, TargetOptions, read_json
-from tela_zoo_baselines.targets import make_targets
+from tela_core.targets import make_targets
 
 __all__ = ["EnsembleScorer"]
 
@@ -70,11 +70,15 @@ class EnsembleScorer(FamilyScorer):
         return out
 
     def _make(self, family: str, options: dict[str, Any]) -> Any:
+        """A member with the ensemble's target, if the member has that option (a third-party family
+        with ``extra="forbid"`` options and no ``target`` is not handed one), then its own options."""
         from tela_core.plugins import get_registry
 
-        opts = {k: v for k, v in self.options.model_dump().items() if k in ("target", "weak", "strong")}
+        reg = get_registry()
+        fields = getattr(reg.get("scorer", family).Options, "model_fields", {})
+        opts = {k: v for k, v in self.options.model_dump().items() if k == "target" and k in fields}
         opts.update(options)
-        scorer = get_registry().create("scorer", family, opts)
+        scorer = reg.create("scorer", family, opts)
         if getattr(scorer, "uses_backend", False):
             raise TelaError(f"ensemble member {family!r} is trained by a backend; only fit() families can be members")
         return scorer
@@ -87,6 +91,9 @@ class EnsembleScorer(FamilyScorer):
         out = self._prepare(train, output_dir)
         members = self._members()
         y, meta = make_targets(train, self.options.target, self.options.weak, self.options.strong)
+        # One pair for every member and fold, resolved on the whole training set, and handed over
+        # the way `tela run` hands it to any family: through fit()'s config.
+        pair = {k: meta[k] for k in ("weak", "strong") if meta.get(k)}
         groups = [r.group for r in train]
         rng = np.random.default_rng(self.options.seed)
         if all(g is not None for g in groups) and len(set(groups)) >= self.options.folds:
@@ -103,7 +110,7 @@ class EnsembleScorer(FamilyScorer):
             va_idx = np.flatnonzero(fold == f)
             for j, (family, opts) in enumerate(members):
                 s = self._make(family, opts)
-                s.fit(tr, scratch / f"{f}-{j}", {})
+                s.fit(tr, scratch / f"{f}-{j}", pair)
                 oof[va_idx, j] = s.score([train[i].prompt for i in va_idx]).w
         import shutil
 
@@ -119,7 +126,7 @@ class EnsembleScorer(FamilyScorer):
         self._loaded = []
         for j, (family, opts) in enumerate(members):
             s = self._make(family, opts)
-            s.fit(train, out / "members" / f"{j}-{family}", {})
+            s.fit(train, out / "members" / f"{j}-{family}", pair)
             self._loaded.append(s)
         atomic_write_json(
             out / "stack.json",

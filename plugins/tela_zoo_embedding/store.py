@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from tela_core.errors import TelaError
 from tela_core.records import Record
-from tela_zoo_baselines.targets import make_targets, model_names, outcome_matrix
+from tela_core.targets import make_targets, model_names, outcome_matrix
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -71,10 +71,21 @@ def save_npz(path: Path, **arrays: Any) -> None:
     os.replace(tmp, path)
 
 
-def load_npz(path: Path) -> dict[str, "np.ndarray"]:
+def load_npz(path: Path, expect: Sequence[str] = ()) -> dict[str, "np.ndarray"]:
+    """The arrays of an artifact's ``.npz`` (no pickles); one line naming the file when it is
+    missing, truncated, not an npz, or lacks one of the ``expect``\ ed arrays."""
     import numpy as np
 
     if not path.exists():
         raise TelaError(f"{path}: missing from the router artifact")
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as e:  # truncated or garbage: BadZipFile, EOFError, ValueError, OSError, ...
+        raise TelaError(f"{path}: damaged router file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'}); "
+                        "train the router again") from None
+    if expect:
+        missing = [k for k in expect if k not in arrays]
+        if missing:
+            raise TelaError(f"{path}: damaged router file: no array {', '.join(map(repr, missing))}; train the router again")
+    return arrays

@@ -12,7 +12,7 @@ from tela_core.components import Scores
 from tela_core.embeddings import resolve_model
 from tela_core.errors import TelaError
 from tela_core.records import Record
-from tela_zoo_baselines.targets import make_targets
+from tela_core.targets import make_targets
 
 __all__ = ["train_encoder", "load_encoder", "score_encoder"]
 

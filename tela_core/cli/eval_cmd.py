@@ -15,10 +15,10 @@ from typing import Any
 
 import click
 
-from ..detect import DETECT
+from ..detect import DETECT, read_records
 from .router_options import load_router, policy_options, trust_option
 
-__all__ = ["register", "eval_cmd", "read_records", "BASELINES"]
+__all__ = ["register", "eval_cmd", "BASELINES"]
 
 #: ``--router`` values that name a baseline rather than a directory
 BASELINES = ("random", "oracle")
@@ -27,48 +27,6 @@ BASELINES = ("random", "oracle")
 def register(cli: click.Group) -> None:
     """Attach ``tela eval`` to ``cli``."""
     cli.add_command(eval_cmd)
-
-
-def read_records(
-    data: Path,
-    source_name: str = DETECT,
-    weak: str | None = None,
-    strong: str | None = None,
-    protocol: str | None = None,
-    side: str = "eval",
-) -> tuple[list[Any], Any, dict[str, Any]]:
-    """Records of ``data`` read by its source (detected or named), unlabelled lines allowed, and
-    cut by ``protocol`` to its ``side`` ("eval" or "train"). Returns (records, source, info)."""
-    from ..detect import detect_source
-    from ..errors import InputError
-    from ..plugins import get_registry
-
-    reg = get_registry()
-    name = detect_source(data) if source_name in (None, DETECT) else source_name
-    fields = getattr(reg.get("source", name).Options, "model_fields", {})
-    opts: dict[str, Any] = {}
-    if "require_label" in fields:
-        opts["require_label"] = False
-    for key, value in (("weak_model", weak), ("strong_model", strong)):
-        if value is not None and (key in fields or source_name not in (None, DETECT)):
-            opts[key] = value
-    source = reg.create("source", name, opts)
-    records = list(source.read(Path(data)))
-    if not records:
-        raise InputError(data, None, "no records (empty, or only blank lines)")
-    info: dict[str, Any] = {"records_read": len(records)}
-    if protocol:
-        from ..protocols import split
-
-        train, evals = split(protocol, records)
-        info.update(train_records=len(train), eval_records=len(evals))
-        records = evals if side == "eval" else train
-        if not records:
-            raise InputError(data, None, f"protocol {protocol!r} leaves no {side} records")
-    notes = dict(getattr(source, "stats", {}) or {})
-    if notes:
-        info["source_notes"] = notes
-    return records, source, info
 
 
 def _protocol_choice() -> click.Choice:

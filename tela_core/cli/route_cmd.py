@@ -77,7 +77,7 @@ def _calibration_prompts(data: Path, source_name: str, protocol: str | None) -> 
     or a text file, as `tela route --file` reads them."""
     from ..detect import detect_source
     from ..errors import InputError
-    from .eval_cmd import read_records
+    from ..detect import read_records
 
     if not Path(data).exists():
         raise InputError(data, None, "file not found")

@@ -24,7 +24,7 @@ HELDOUT_N = 300
 
 def build(src_dir: Path, out_dir: Path) -> dict[str, int]:
     """Write both samples into ``out_dir``; return how many records each got."""
-    from tela_core.cli.data_cmd import _write_jsonl
+    from tela_core.io import write_jsonl
     from tela_core.plugins import get_registry
     from tela_core.sampling import MMLU_HELDOUT_SUBJECTS, subsample
 
@@ -44,7 +44,7 @@ def build(src_dir: Path, out_dir: Path) -> dict[str, int]:
         ("mmlu_sample.jsonl", train_pool, TRAIN_N),
         ("mmlu_heldout_sample.jsonl", heldout_pool, HELDOUT_N),
     ):
-        out[name] = _write_jsonl(out_dir / name, (r.to_json() for r in subsample(pool, n, seed=42)))
+        out[name] = write_jsonl(out_dir / name, (r.to_json() for r in subsample(pool, n, seed=42)))
     return out
 
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tela_core import Scorer, Scores, TelaError, hookimpl
 from tela_core.artifact import read_manifest, write_manifest, write_policy
 from tela_core.io import atomic_write_json
+from tela_core.targets import resolve_pair
 
 __all__ = ["KeywordScorer"]
 
@@ -55,14 +56,11 @@ class KeywordScorer(Scorer):
         records = list(train)
         if not records or not all(r.outcomes for r in records):
             raise TelaError("keyword: every training record needs outcomes")
-        models = list(records[0].outcomes)
-        weak, strong = self.options.weak, self.options.strong
-        if not (weak and strong):
-            if len(models) != 2:
-                raise TelaError(f"keyword: set weak and strong; models: {models}")
-            means = {m: sum(r.outcomes[m] for r in records) / len(records) for m in models}
-            strong = max(models, key=means.__getitem__)
-            weak = next(m for m in models if m != strong)
+        # The pair: this family's options, else what the caller hands over in ``config`` (`tela run`
+        # passes the data source's pair; an ensemble passes its own), else tela's one rule.
+        weak, strong = resolve_pair(
+            records, self.options.weak or config.get("weak"), self.options.strong or config.get("strong")
+        )
         ys = [1.0 if r.outcomes[weak] < 0.5 else 0.0 for r in records]
         prior = sum(ys) / len(ys)
         total: dict[str, float] = defaultdict(float)

@@ -34,3 +34,16 @@ def test_keyword_round_trip(tmp_path):
         assert np.all((w >= 0) & (w <= 1))
     finally:
         remove_plugin("keyword-test")
+
+
+def test_keyword_is_an_ensemble_member(tmp_path):
+    """The ensemble hands members the pair through fit()'s config, and only the options they have:
+    the example's options forbid unknown keys (extra="forbid") and have no `target`."""
+    add_plugin(tela_example_family, "keyword-test")
+    try:
+        ens = get_registry().create("scorer", "ensemble", {"members": ["length", "keyword"], "folds": 3})
+        ens.fit(_records(), tmp_path / "e", {})
+        w = Router.load(tmp_path / "e").score(["an integral calculus problem", "the capital city of France"])
+        assert w[0] > w[1]
+    finally:
+        remove_plugin("keyword-test")

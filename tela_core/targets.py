@@ -11,34 +11,25 @@ option picks the reading:
 - ``label``: 1 when the judge label is 1..3 (the weak answer is not good enough), the seed's
   reading w = 1 − P([[4]]) − P([[5]]).
 
-The weak and strong models are the ``weak``/``strong`` options when given; otherwise, with exactly
-two models in the outcomes, the one with the higher mean outcome on the training records is strong.
+The weak and strong models follow :func:`resolve_pair`, the one rule every command and family uses.
+This module is part of the family SDK: a third-party family calls :func:`make_targets` too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
-from tela_core.errors import TelaError
+from .errors import TelaError
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from tela_core.records import Record
+    from .records import Record
 
 __all__ = ["Target", "TARGETS", "resolve_pair", "make_targets", "model_names", "outcome_matrix"]
 
 Target = Literal["weak-wrong", "gain", "label"]
 TARGETS: tuple[str, ...] = ("weak-wrong", "gain", "label")
-
-
-@dataclass(frozen=True)
-class Pair:
-    """The weak (cheap) and strong model names a two-model router chooses between."""
-
-    weak: str
-    strong: str
 
 
 def model_names(records: Sequence["Record"]) -> list[str]:
@@ -69,25 +60,48 @@ def outcome_matrix(records: Sequence["Record"], models: Sequence[str]) -> "np.nd
     return out
 
 
-def resolve_pair(records: Sequence["Record"], weak: str | None, strong: str | None) -> Pair:
-    """The weak/strong pair from options, or inferred from two-model outcomes."""
+def resolve_pair(
+    records: Sequence["Record"],
+    weak: str | None = None,
+    strong: str | None = None,
+    source: Any = None,
+) -> tuple[str, str]:
+    """The (weak, strong) models a two-model router chooses between; the one rule that `tela run`,
+    `tela eval`, `tela zoo` and every family follow.
+
+    The names given win; else the source's own pair (its ``weak_model``/``strong_model`` options,
+    e.g. RouteLLM's Mixtral/GPT-4); else, with exactly two models in the outcomes, the one with the
+    lower mean outcome is weak. Equal means, more than two models, or a name that is not in the
+    outcomes are errors that say how to name the pair.
+    """
     names = model_names(records)
-    if weak and strong:
-        for n in (weak, strong):
-            if names and n not in names:
-                raise TelaError(f"model {n!r} is not in the outcomes; models: {', '.join(names)}")
-        return Pair(weak, strong)
-    if len(names) != 2:
-        raise TelaError(
-            f"cannot tell weak from strong among {len(names)} models ({', '.join(names) or 'none'}); "
-            "set the family options weak=... and strong=..."
-        )
-    acc = outcome_matrix(records, names).mean(axis=0)
-    s = int(acc.argmax())
-    pair = Pair(weak=names[1 - s], strong=names[s])
-    if weak and weak != pair.weak or strong and strong != pair.strong:
-        raise TelaError(f"weak/strong options ({weak}, {strong}) do not match the outcomes' models {names}")
-    return pair
+    opts = getattr(source, "options", None)
+    weak = weak or getattr(opts, "weak_model", None)
+    strong = strong or getattr(opts, "strong_model", None)
+    if not names:
+        raise TelaError("the data has no per-model outcomes; routing quality needs outcome data (e.g. RouteLLM CSVs)")
+    for role, m in (("weak", weak), ("strong", strong)):
+        if m and m not in names:
+            raise TelaError(f"{role} model {m!r} is not in the outcomes; models: {', '.join(names)} (--{role}-model)")
+    if not (weak and strong):
+        if len(names) != 2:
+            raise TelaError(
+                f"cannot tell weak from strong among {len(names)} models ({', '.join(names)}); "
+                "pass --weak-model and --strong-model (family options weak=... and strong=...)"
+            )
+        if weak or strong:
+            weak, strong = (weak, next(n for n in names if n != weak)) if weak else (next(n for n in names if n != strong), strong)
+        else:
+            mean = outcome_matrix(records, names).mean(axis=0)
+            if mean[0] == mean[1]:
+                raise TelaError(
+                    f"{names[0]} and {names[1]} have the same mean outcome ({mean[0]:.4f}); say which is weak: "
+                    "pass --weak-model and --strong-model (family options weak=... and strong=...)"
+                )
+            weak, strong = (names[0], names[1]) if mean[0] < mean[1] else (names[1], names[0])
+    if weak == strong:
+        raise TelaError(f"weak and strong model are both {weak!r}")
+    return weak, strong  # type: ignore[return-value]
 
 
 def make_targets(records: Sequence["Record"], target: str, weak: str | None = None, strong: str | None = None) -> tuple["np.ndarray", dict[str, Any]]:
@@ -104,13 +118,13 @@ def make_targets(records: Sequence["Record"], target: str, weak: str | None = No
             raise TelaError(f"record {records[missing[0]].id or missing[0]}: target 'label' needs a 1..5 label")
         y = np.array([1.0 if (r.label or 5) <= 3 else 0.0 for r in records])
         return y, {"target": target}
-    pair = resolve_pair(records, weak, strong)
-    o = outcome_matrix(records, [pair.weak, pair.strong])
+    w_name, s_name = resolve_pair(records, weak, strong)
+    o = outcome_matrix(records, [w_name, s_name])
     if target == "weak-wrong":
         y = (o[:, 0] < 0.5).astype(np.float64)
     else:
         y = (o[:, 1] - o[:, 0] + 1.0) / 2.0
-    return y, {"target": target, "weak": pair.weak, "strong": pair.strong}
+    return y, {"target": target, "weak": w_name, "strong": s_name}
 
 
 def option_fields(options: Mapping[str, Any]) -> dict[str, Any]:
