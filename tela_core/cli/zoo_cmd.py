@@ -25,7 +25,7 @@ def _parse_options(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path), help="outcome data (file or folder)")
 @click.option("--source", default="detect", show_default=True, help="data source name (default: detect from the path)")
 @click.option("--families", default="", help="comma-separated router families, e.g. length,embedding-knn,ensemble")
-@click.option("--output", "output", required=True, type=click.Path(path_type=Path), help="report directory")
+@click.option("--output", "-o", "output", required=True, type=click.Path(path_type=Path), help="report directory")
 @click.option("--protocol", default=None, help="named train/eval split, e.g. mmlu-heldout (default: a seeded random 10% eval split)")
 @click.option("--set", "--option", "options", multiple=True, metavar="FAMILY.KEY=VALUE",
               help="a family option, e.g. --set embedding-knn.k=100 (repeatable; --option is the old spelling)")
@@ -58,7 +58,10 @@ def zoo(
     from rich.table import Table
 
     from ..detect import open_source
+    from ..duplicates import find_duplicates
     from ..errors import TelaError
+    from ..io import remove_stale_partials, staged_dir
+    from ..locks import output_lock
     from ..plugins import get_registry
     from ..zoo import HEADER, _table_rows, run_zoo
 
@@ -82,26 +85,35 @@ def zoo(
     for f in opts:
         if f not in fams:
             raise TelaError(f"--set for {f!r}, which is not in --families")
-    if (output / "results.json").exists() and not force:
-        raise TelaError(f"{output} already holds a zoo report; pass --force to replace it")
+    for f in fams:
+        reg.create("scorer", f, opts.get(f, {}))  # a bad option fails before any family trains
+    _check_output(output, force)
     src = open_source(data, source, {"weak_model": weak_model, "strong_model": strong_model})
     records = list(src.read(data))
     if not records:
         raise TelaError(f"{data}: no records")
     console = Console(stderr=True)
-    with console.status("training the zoo") as status:
-        result = run_zoo(
-            records,
-            fams,
-            output,
+    dups = find_duplicates(records).warning()
+    if dups:
+        console.print(dups, markup=False, highlight=False)
+    # The report is built in a hidden dir beside OUTPUT and replaces it whole at the end: a
+    # failed or killed zoo leaves the old report (or none), never old routers beside a new report.
+    with output_lock(output), console.status("training the zoo") as status:
+        _check_output(output, force)  # again, now that no other writer can change it
+        remove_stale_partials(output)
+        with staged_dir(output) as stage:
+            result = run_zoo(
+                records,
+                fams,
+                stage,
             protocol=protocol,
             options=opts,
             weak=weak_model,
             strong=strong_model,
             routers=added,
-            trust_remote_code=trust_remote_code,
-            on_event=lambda m: (console.log(m), status.update(m)),
-        )
+                trust_remote_code=trust_remote_code,
+                on_event=lambda m: (console.log(m), status.update(m)),
+            )
     table = Table(title=f"router zoo: {result.protocol}, {result.n_eval} eval prompts")
     for h in HEADER:
         table.add_column(h, justify="left" if h == "family" else "right")
@@ -109,6 +121,21 @@ def zoo(
         table.add_row(*row)
     Console().print(table)
     click.echo(f"report: {output / 'report.md'}")
+
+
+def _check_output(output: Path, force: bool) -> None:
+    """OUTPUT must be absent, empty, or (with --force) a zoo report: never an unrelated dir."""
+    from ..errors import TelaError
+    from ..io import check_dir_writable
+
+    if output.exists() and not output.is_dir():
+        raise TelaError(f"{output} exists and is not a directory; choose another --output")
+    if output.is_dir() and any(output.iterdir()):
+        if not (output / "results.json").exists() and not (output / "routers").is_dir():
+            raise TelaError(f"{output} exists and is not a zoo report; choose another --output or remove it")
+        if not force:
+            raise TelaError(f"{output} already holds a zoo report; pass --force to replace it")
+    check_dir_writable(output.parent, output)
 
 
 def register(cli: click.Group) -> None:
