@@ -29,12 +29,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import TelaError
 from .io import atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:
+    from .multinode import NodeLaunch
 
 __all__ = [
     "RUN_SUBDIR",
@@ -50,6 +53,10 @@ __all__ = [
 
 #: Where a run keeps its internals (config, data, checkpoints, logs), inside the output dir.
 RUN_SUBDIR = ".tela"
+
+
+#: RunConfig fields that place this node in a multi-node run (not part of the fingerprint).
+LAUNCH_FIELDS = ("nnodes", "node_rank", "master_addr", "master_port", "rdzv_endpoint")
 
 
 class RunConfig(BaseModel):
@@ -72,6 +79,13 @@ class RunConfig(BaseModel):
     output: Path
     processes: int = 1
     hostfile: Path | None = None
+    # Multi-node placement (None: from the scheduler's environment, see tela_core.multinode).
+    # Where the run is launched, not what it trains: left out of the fingerprint, like hostfile.
+    nnodes: int | None = None
+    node_rank: int | None = None
+    master_addr: str | None = None
+    master_port: int | None = None
+    rdzv_endpoint: str | None = None
     trust_remote_code: bool = False
     epochs: float = 3.0
     learning_rate: float = 5e-5
@@ -141,7 +155,8 @@ class RunConfig(BaseModel):
             return cls(**dict(values))
         except ValidationError as e:
             problems = "; ".join(
-                f"--{'.'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}" for err in e.errors()
+                f"--{'.'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg'].removeprefix('Value error, ')}"
+                for err in e.errors()
             )
             raise TelaError(f"bad run options: {problems}") from None
 
@@ -155,8 +170,8 @@ class RunConfig(BaseModel):
 
     def fingerprint(self) -> str:
         """Hash of everything that changes the trained router (not where or how it is launched)."""
-        d = self.model_dump(mode="json", exclude={"output", "hostfile"})
-        d["data"] = str(Path(self.data).resolve())
+        d = self.model_dump(mode="json", exclude={"output", "hostfile", *LAUNCH_FIELDS})
+        d["data"] = str(Path(self.data).resolve()) if Path(self.data).exists() else str(self.data)  # or a hub id
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -252,7 +267,8 @@ def read_records(cfg: RunConfig) -> list[Any]:
     from .detect import DETECT, detect_source
     from .plugins import get_registry
 
-    if not Path(cfg.data).exists():
+    named = None if cfg.source in (None, DETECT) else get_registry().get("source", cfg.source)
+    if not Path(cfg.data).exists() and not getattr(named, "reads_hub_ids", False):  # hub ids: the source says
         raise TelaError(f"{cfg.data}: data file not found")
     # The user's --set source.KEY options are checked against the source that reads the data, even
     # a detected one: a misspelt option is an error, never dropped.
@@ -284,7 +300,7 @@ def data_pair(cfg: RunConfig, records: Sequence[Any]) -> dict[str, str]:
     the two models it holds), which a trained router routes between; ``{}`` for data without
     per-model outcomes (seed JSONL with labels only), whose router keeps the names weak/strong."""
     from .detect import open_source
-    from .evaluation import resolve_pair
+    from .targets import resolve_pair
 
     source = open_source(Path(cfg.data), cfg.source, cfg.source_options)
     try:
@@ -325,7 +341,7 @@ def data_summary(cfg: RunConfig, records: Sequence[Any], train: Sequence[Any], e
     digest = hashlib.sha256(Path(cfg.data).read_bytes()).hexdigest() if Path(cfg.data).is_file() else None
     return {
         "source": cfg.source,
-        "path": str(Path(cfg.data).resolve()),
+        "path": str(Path(cfg.data).resolve()) if Path(cfg.data).exists() else str(cfg.data),
         "sha256": digest,
         "records": len(records),
         "sample": cfg.sample,
@@ -397,12 +413,27 @@ def check_output(output: Path, fingerprint: str, force: bool, config: Mapping[st
 
 
 def _changed_keys(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    return sorted(k for k in set(previous) | set(current) if k not in ("output", "hostfile") and previous.get(k) != current.get(k))
+    return sorted(k for k in set(previous) | set(current) if k not in ("output", "hostfile", *LAUNCH_FIELDS) and previous.get(k) != current.get(k))
 
 
 # ------------------------------------------------------------------------------------------------
 # Launch
 # ------------------------------------------------------------------------------------------------
+
+
+def node_launch(cfg: RunConfig) -> "NodeLaunch":
+    """This node's place in the run: ``cfg``'s multi-node options, else the scheduler's environment
+    variables (:func:`tela_core.multinode.resolve_nodes`)."""
+    from .multinode import resolve_nodes
+
+    if cfg.hostfile is not None and any(getattr(cfg, k) is not None for k in ("nnodes", "node_rank", "rdzv_endpoint")):
+        raise TelaError("--hostfile starts every node itself (deepspeed over ssh); drop --nnodes/--node-rank/--rdzv-endpoint, "
+                        "or drop --hostfile and start one `tela run` per node")
+    if cfg.hostfile is not None:
+        from .multinode import NodeLaunch
+
+        return NodeLaunch(master_addr=cfg.master_addr, master_port=cfg.master_port)
+    return resolve_nodes(cfg.nnodes, cfg.node_rank, cfg.master_addr, cfg.master_port, cfg.rdzv_endpoint)
 
 
 def _free_port() -> int:
@@ -411,13 +442,36 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def launcher_command(module: str, run_dir: Path, processes: int, hostfile: Path | None) -> list[str]:
-    """The command that starts ``processes`` workers of ``python -m module run_dir`` per node."""
+def launcher_command(
+    module: str, run_dir: Path, processes: int, hostfile: Path | None, nodes: "NodeLaunch | None" = None
+) -> list[str]:
+    """The command that starts ``processes`` workers of ``python -m module run_dir`` on this node.
+
+    - ``hostfile``: ``deepspeed --hostfile`` (it reaches the other hosts itself, over pdsh/ssh);
+      ``nodes.master_addr``/``master_port`` are passed on when set.
+    - ``nodes`` with more than one node: one ``torchrun`` per node, as a scheduler starts them:
+      a static rendezvous (``--node_rank`` at ``--master_addr:--master_port``), or torchrun's
+      elastic c10d rendezvous at ``nodes.rdzv_endpoint``.
+    - otherwise: ``torchrun`` on this node alone, on a free loopback port.
+    """
     if hostfile is not None:
         exe = shutil.which("deepspeed") or str(Path(sys.executable).with_name("deepspeed"))
-        return [exe, "--hostfile", str(hostfile), "--num_gpus", str(processes), "--module", module, str(run_dir)]
-    return [
-        sys.executable, "-m", "torch.distributed.run",
+        cmd = [exe, "--hostfile", str(hostfile), "--num_gpus", str(processes)]
+        if nodes is not None and nodes.master_addr:
+            cmd += ["--master_addr", nodes.master_addr]
+        if nodes is not None and nodes.master_port:
+            cmd += ["--master_port", str(nodes.master_port)]
+        return cmd + ["--module", module, str(run_dir)]
+    head = [sys.executable, "-m", "torch.distributed.run"]
+    if nodes is not None and nodes.multi:
+        if nodes.rdzv_endpoint:
+            where = ["--rdzv_backend", "c10d", "--rdzv_endpoint", nodes.rdzv_endpoint, "--rdzv_id", str(nodes.rdzv_id)]
+        else:
+            where = ["--node_rank", str(nodes.node_rank), "--master_addr", str(nodes.master_addr),
+                     "--master_port", str(nodes.master_port)]
+        return head + ["--nnodes", str(nodes.nnodes), "--nproc_per_node", str(processes), *where,
+                       "--module", module, str(run_dir)]
+    return head + [
         "--nnodes", "1", "--nproc_per_node", str(processes),
         "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
         "--module", module, str(run_dir),
@@ -428,6 +482,10 @@ def worker_env(processes: int) -> dict[str, str]:
     """Environment for the workers: offline, quiet, and threads split between local ranks."""
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+    # A scheduler's per-node variables describe the launcher's place, not the workers': torchrun
+    # sets RANK/WORLD_SIZE/LOCAL_RANK/MASTER_* for each worker, and stale ones must not leak past it.
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK"):
+        env.pop(name, None)
     env.setdefault("MASTER_ADDR", "127.0.0.1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("HF_HUB_OFFLINE", "1")
@@ -457,10 +515,19 @@ def launch_workers(
     processes: int = 1,
     hostfile: Path | None = None,
     quiet: bool = False,
+    nodes: "NodeLaunch | Mapping[str, Any] | None" = None,
 ) -> dict[str, Any]:
     """Write ``spec`` to ``run_dir/worker.json``, run the workers, stream progress; return the
     last attempt's record (``attempts.jsonl``). Output of every rank goes to ``run_dir/train.log``.
+
+    ``nodes`` (a :class:`~tela_core.multinode.NodeLaunch` or its ``as_dict``) places this node in a
+    multi-node run. Only the node holding global rank 0 gets a record; every other node returns
+    ``{"rank0": False, ...}`` once its ranks exit cleanly (the router is written on node 0).
     """
+    from .multinode import NodeLaunch
+
+    if not isinstance(nodes, NodeLaunch):
+        nodes = NodeLaunch.from_dict(nodes)
     run_dir.mkdir(parents=True, exist_ok=True)
     trained = run_dir / "trained.json"
     if trained.is_file():  # the workers finished before; only post-processing was interrupted
@@ -470,7 +537,7 @@ def launch_workers(
     attempts = run_dir / "attempts.jsonl"
     n_attempts = len(attempts.read_text().splitlines()) if attempts.exists() else 0
     offset = progress_file.stat().st_size if progress_file.exists() else 0
-    cmd = launcher_command(module, run_dir, processes, hostfile)
+    cmd = launcher_command(module, run_dir, processes, hostfile, nodes)
     log_path = run_dir / "train.log"
     with open(log_path, "ab") as log:
         log.write(f"\n$ {' '.join(cmd)}\n".encode())
@@ -503,6 +570,8 @@ def launch_workers(
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
         raise TelaError(f"training failed (exit {proc.returncode}); last lines of {log_path}:\n{tail}")
     lines = attempts.read_text().splitlines() if attempts.exists() else []
+    if len(lines) <= n_attempts and nodes.multi:  # rank 0 lives on another node and wrote there
+        return {"rank0": False, "nnodes": nodes.nnodes, "node_rank": nodes.node_rank}
     if len(lines) <= n_attempts:
         raise TelaError(f"training exited without recording a result; see {log_path}")
     return json.loads(lines[-1])
@@ -550,7 +619,7 @@ def _stream(proc: subprocess.Popen, progress_file: Path, offset: int, quiet: boo
 
 #: Run settings that only a family trained by a backend (``uses_backend``, e.g. score-token) reads.
 BACKEND_SETTINGS = (
-    "backend", "backend_options", "model", "processes", "hostfile", "trust_remote_code", "formatter", "epochs",
+    "backend", "backend_options", "model", "processes", "hostfile", *LAUNCH_FIELDS, "trust_remote_code", "formatter", "epochs",
     "learning_rate", "batch_size", "grad_accum", "max_length", "max_steps", "warmup_ratio", "save_steps",
 )
 
@@ -572,21 +641,12 @@ def check_settings_used(cfg: RunConfig, uses_backend: bool) -> None:
 
 def check_output_path(out: Path) -> None:
     """One-line errors for an output that cannot be a directory tela writes: a file, a path under a
-    file, a read-only dir or mount. Creates the parent dir (where the lock file goes)."""
-    from .locks import writable_dir
+    file, a read-only dir or mount. Writes nothing."""
+    from .io import check_dir_writable
 
     if out.exists() and not out.is_dir():
         raise TelaError(f"{out} exists and is not a directory; choose another --output")
-    writable_dir(out.parent if str(out.parent) else Path("."), "output")
-    if out.is_dir():
-        writable_dir(out, "output")
-
-
-def remove_stale_partials(out: Path) -> None:
-    """Delete ``.NAME.partial-*`` staging dirs a killed run left beside ``out`` (call with the lock
-    held: then no live run is writing them)."""
-    for stale in out.parent.glob(f".{out.name}.partial-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    check_dir_writable(out if out.is_dir() else out.parent, out)
 
 
 def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable[[str], None] = print) -> Path:
@@ -599,6 +659,7 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
     bad option never blocks the corrected one.
     """
     from .duplicates import find_duplicates
+    from .io import remove_stale_partials
     from .locks import output_lock
     from .plugins import get_registry
 
@@ -613,6 +674,7 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
         backend.check()  # e.g. a user DeepSpeed config that is missing or not JSON
     if cfg.hostfile is not None and not Path(cfg.hostfile).is_file():
         raise TelaError(f"{cfg.hostfile}: hostfile not found")
+    nodes = node_launch(cfg) if uses_backend else None  # a bad --nnodes/--node-rank fails before any write
     model = None
     if uses_backend:
         from .models import resolve_model
@@ -647,7 +709,7 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
             _fit_family(cfg, family, train, out, summary)
             return out
         assert model is not None and rows is not None
-        return _train_with_backend(cfg, backend, model, rows, records, train, summary, out, force, quiet, echo)
+        return _train_with_backend(cfg, backend, model, rows, records, train, summary, out, force, quiet, echo, nodes)
 
 
 def _marker(cfg: RunConfig) -> dict[str, Any]:
@@ -656,14 +718,13 @@ def _marker(cfg: RunConfig) -> dict[str, Any]:
 
 def _fit_family(cfg: RunConfig, family: Any, train: Sequence[Any], out: Path, summary: dict[str, Any]) -> None:
     """Fit a self-training family into a staging dir beside ``out``, then move it into place."""
-    import uuid
-
     from .artifact import read_manifest, write_manifest, write_policy
     from .fingerprint import SKETCH_KEY, prompt_sketch
+    from .io import staged_dir
 
-    stage = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     config = cfg.model_dump(mode="json")
-    try:
+    # out is missing, an empty dir, a forced replacement or an unfinished older run: replaced whole
+    with staged_dir(out) as stage:
         family.fit(train, stage, {"run": config, "formatter": cfg.formatter, "seed": cfg.seed, **_source_pair(cfg)})
         if not (stage / "policy.json").exists():
             write_policy(stage, "threshold", {"threshold": 0.5})
@@ -673,17 +734,12 @@ def _fit_family(cfg: RunConfig, family: Any, train: Sequence[Any], out: Path, su
         write_manifest(stage, scorer=manifest["scorer"], **extra)
         (stage / RUN_SUBDIR).mkdir(exist_ok=True)
         atomic_write_json(stage / RUN_SUBDIR / "run.json", _marker(cfg))
-        if out.exists():  # an empty dir, a forced replacement or an unfinished older run
-            shutil.rmtree(out)
-        os.replace(stage, out)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
 
 
 def _train_with_backend(
     cfg: RunConfig, backend: Any, model: Any, rows: Mapping[str, Sequence[Mapping[str, Any]]], records: Sequence[Any],
     train: Sequence[Any], data_summary: dict[str, Any], out: Path, force: bool, quiet: bool, echo: Callable[[str], None],
+    nodes: "NodeLaunch | None" = None,
 ) -> Path:
     """Write the formatted data and the run marker, train with ``backend``, write the manifest last."""
     from .artifact import write_manifest, write_policy
@@ -701,13 +757,19 @@ def _train_with_backend(
         train_file=run_dir / "train.jsonl",
         eval_file=run_dir / "eval.jsonl" if data_summary["eval"] else None,
         formatter=cfg.formatter,
-        config={"train": cfg.train_settings(), "run_dir": str(run_dir), "quiet": quiet},
+        config={"train": cfg.train_settings(), "run_dir": str(run_dir), "quiet": quiet,
+                "nodes": nodes.as_dict() if nodes is not None else None},
         processes=cfg.processes,
         hostfile=Path(cfg.hostfile) if cfg.hostfile else None,
         trust_remote_code=cfg.trust_remote_code,
         force=force,
     )
+    if nodes is not None and nodes.multi:
+        echo(f"multi-node run: {nodes.describe()}")
     backend.train(job)
+    if nodes is not None and nodes.multi and not (run_dir / "trained.json").is_file():
+        echo(f"this node's ranks finished; global rank 0 (node 0) writes the router there, not into {out}")
+        return out
     base_model = {"name": model.name, "path": str(model.path), "model_type": model.model_type}
     normal_file_modes(out)
     attempts = run_dir / "attempts.jsonl"

@@ -39,7 +39,7 @@ def test_seed_defaults() -> None:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--processes", "0"], "--processes: Value error, must be at least 1"),
+    (["--processes", "0"], "--processes: must be at least 1"),
     (["--set", "oops"], "SECTION.KEY=VALUE"),
     (["--epochs", "-1"], "--epochs"),
 ])
