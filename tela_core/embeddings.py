@@ -11,12 +11,13 @@ sentence-transformers and numpy-heavy work are imported inside functions, never 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -82,15 +83,56 @@ def _load_model(path: str, device: str) -> object:
     return _MODELS[key]
 
 
+def _warn(message: str) -> None:
+    import sys
+
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def _load_shards(folder: Path) -> dict[str, "np.ndarray"]:
+    """Every vector of every shard in ``folder``. A shard that cannot be read whole (cut short by
+    a full disk or a copy, or not an npz) is reported, deleted and left to be recomputed, so that
+    one damaged file never blocks every later command."""
     import numpy as np
 
     out: dict[str, np.ndarray] = {}
     for shard in sorted(folder.glob("shard-*.npz")):
-        with np.load(shard) as z:
-            for k, v in zip(z["keys"], z["emb"]):
-                out[str(k)] = v
+        try:
+            with np.load(shard, allow_pickle=False) as z:
+                keys, emb = z["keys"], z["emb"]
+            if keys.ndim != 1 or emb.ndim != 2 or len(keys) != len(emb):
+                raise ValueError(f"keys {keys.shape} and vectors {emb.shape} do not match")
+        except Exception as e:  # BadZipFile, EOFError, KeyError, ValueError, OSError, ...
+            _warn(f"damaged cache shard {shard} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'}); "
+                  "dropped, its vectors will be computed again")
+            with contextlib.suppress(OSError):
+                shard.unlink()
+            continue
+        for k, v in zip(keys, emb):
+            out[str(k)] = v
     return out
+
+
+def _save_shard(folder: Path, keys: Sequence[str], emb: "np.ndarray") -> bool:
+    """Write one shard atomically (a temporary file, then a rename); False (after a warning) when
+    the cache cannot be written, e.g. a read-only ``$TELA_CACHE``: the vectors are still returned."""
+    import numpy as np
+
+    tmp = folder / f".tmp-{uuid.uuid4().hex}.npz"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            np.savez(fh, keys=np.asarray(keys), emb=emb)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, folder / f"shard-{uuid.uuid4().hex}.npz")
+        return True
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        _warn(f"cannot write the vector cache in {folder} ({e.strerror or e}); continuing without it "
+              "(set TELA_CACHE to a writable folder to keep vectors between runs)")
+        return False
 
 
 def cached_vectors(
@@ -122,12 +164,48 @@ def cached_vectors(
         progress = progress or (lambda _done, _total: None)
     keys = [text_key(model_key, t) for t in texts]
     known = _load_shards(folder) if cache and folder.is_dir() else {}
-    missing_idx: list[int] = []
-    seen: set[str] = set()
-    for i, k in enumerate(keys):
-        if k not in known and k not in seen:
-            missing_idx.append(i)
-            seen.add(k)
+
+    def missing() -> list[int]:
+        out: list[int] = []
+        seen: set[str] = set()
+        for i, k in enumerate(keys):
+            if k not in known and k not in seen:
+                out.append(i)
+                seen.add(k)
+        return out
+
+    missing_idx = missing()
+    lock: Any = contextlib.nullcontext()
+    if missing_idx and cache:
+        # One writer per cache folder: a second process computing the same vectors waits, then
+        # takes what the first one wrote, instead of computing them twice.
+        from .locks import cache_lock
+
+        lock = cache_lock(folder, on_wait=lambda holder: _warn(f"waiting for {holder}, which is computing vectors in {folder}"))
+    with lock as held:
+        if missing_idx and cache and held is None:
+            _warn(f"cannot write the vector cache in {folder}; continuing without it "
+                  "(set TELA_CACHE to a writable folder to keep vectors between runs)")
+        if missing_idx and cache and held is not None and folder.is_dir():
+            for stale in folder.glob(".tmp-*.npz"):  # a killed writer's unfinished shard
+                with contextlib.suppress(OSError):
+                    stale.unlink()
+            known.update(_load_shards(folder))
+            missing_idx = missing()
+        _compute_missing(texts, keys, missing_idx, known, folder, model_key, compute,
+                         cache=cache and held is not None, label=label, progress=progress, chunk_size=chunk_size)
+    if not keys:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack([known[k] for k in keys]).astype(np.float32)
+
+
+def _compute_missing(
+    texts: Sequence[str], keys: Sequence[str], missing_idx: list[int], known: dict[str, "np.ndarray"], folder: Path,
+    model_key: str, compute: Callable[[list[str], Callable[[int, int], None]], "np.ndarray"], *, cache: bool,
+    label: str, progress: Callable[[int, int], None] | None, chunk_size: int,
+) -> None:
+    import numpy as np
+
     if missing_idx:
         from contextlib import nullcontext
 
@@ -150,14 +228,8 @@ def cached_vectors(
                 new_keys = [keys[i] for i in part]
                 known.update(zip(new_keys, emb_new))
                 if cache:
-                    folder.mkdir(parents=True, exist_ok=True)
-                    tmp = folder / f".tmp-{uuid.uuid4().hex}.npz"
-                    np.savez(tmp, keys=np.asarray(new_keys), emb=emb_new)
-                    os.replace(tmp, folder / f"shard-{uuid.uuid4().hex}.npz")
+                    cache = _save_shard(folder, new_keys, emb_new)
                 report_all(base + len(part), total)
-    if not keys:
-        return np.zeros((0, 0), dtype=np.float32)
-    return np.stack([known[k] for k in keys]).astype(np.float32)
 
 
 def embed(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,10 @@ from typing import Any, Iterator, Mapping, TypedDict
 from .errors import InputError
 from .prompts import SYSTEM_PROMPT, label_text, user_content
 
-__all__ = ["Message", "Record", "ROLES", "parse_label", "validate_seed_object", "iter_jsonl", "seed_record"]
+__all__ = [
+    "Message", "Record", "ROLES", "parse_label", "validate_seed_object", "iter_jsonl", "seed_record",
+    "loads_json", "json_decoder", "check_text",
+]
 
 ROLES = ("system", "user", "assistant")
 _LABEL = re.compile(r"^\s*\[\[([1-5])\]\]\s*$")
@@ -88,6 +92,7 @@ def validate_seed_object(obj: Any, path: str | Path, line: int, require_label: b
     prompt = obj["prompt"]
     if not isinstance(prompt, str) or not prompt.strip():
         raise bad('"prompt" must be a non-empty string')
+    check_text(prompt, path, line, '"prompt"')
     messages = obj["messages"]
     if not isinstance(messages, list) or not messages:
         raise bad('"messages" must be a non-empty list')
@@ -100,6 +105,7 @@ def validate_seed_object(obj: Any, path: str | Path, line: int, require_label: b
             raise bad(f"messages[{i}]: unknown role {role!r}; expected one of {', '.join(ROLES)}")
         if not isinstance(content, str) or not content.strip():
             raise bad(f"messages[{i}] ({role}): content must be a non-empty string")
+        check_text(content, path, line, f"messages[{i}] ({role})")
         out.append({"role": role, "content": content})
     label = None
     if out[-1]["role"] == "assistant":
@@ -110,11 +116,11 @@ def validate_seed_object(obj: Any, path: str | Path, line: int, require_label: b
             )
     elif require_label:
         raise bad("the last message must be the assistant's score [[k]] (k in 1..5)")
-    extras = _seed_extras(obj, bad)
+    extras = _seed_extras(obj, bad, path, line)
     return Record(prompt=prompt, messages=out, label=label, **extras)
 
 
-def _seed_extras(obj: Mapping[str, Any], bad: Any) -> dict[str, Any]:
+def _seed_extras(obj: Mapping[str, Any], bad: Any, path: str | Path, line: int) -> dict[str, Any]:
     """Validate tela's optional keys of a seed line: ``outcomes`` (model -> number in [0, 1]),
     ``costs`` (model -> number >= 0), ``group`` and ``id`` (strings)."""
     extras: dict[str, Any] = {}
@@ -126,12 +132,14 @@ def _seed_extras(obj: Mapping[str, Any], bad: Any) -> dict[str, Any]:
             raise bad(f'"{key}" must be a non-empty object mapping model name to a number')
         parsed: dict[str, float] = {}
         for model, x in value.items():
-            if isinstance(x, bool) or not isinstance(x, (int, float)) or x != x:
+            if isinstance(x, bool) or not isinstance(x, (int, float)):
                 raise bad(f'"{key}"[{model!r}] must be a number, got {x!r}')
+            if not math.isfinite(x):
+                raise bad(f'"{key}"[{model!r}] must be a finite number, got {x!r}')
             if x < lo or (hi is not None and x > hi):
                 want = f"in [{lo:g}, {hi:g}]" if hi is not None else f">= {lo:g}"
                 raise bad(f'"{key}"[{model!r}] must be {want}, got {x!r}')
-            parsed[str(model)] = float(x)
+            parsed[check_text(str(model), path, line, f'"{key}" model name')] = float(x)
         extras[key] = parsed
     for key in ("group", "id"):
         value = obj.get(key)
@@ -139,29 +147,71 @@ def _seed_extras(obj: Mapping[str, Any], bad: Any) -> dict[str, Any]:
             continue
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise bad(f'"{key}" must be a string, got {type(value).__name__}')
-        extras[key] = str(value)
+        extras[key] = check_text(str(value), path, line, f'"{key}"')
     return extras
+
+
+class _NonStandardJSON(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NonStandardJSON(f"{name} is not a JSON value (standard JSON has no NaN or Infinity)")
+
+
+def json_decoder() -> json.JSONDecoder:
+    """A decoder that refuses ``NaN``/``Infinity`` (Python's json accepts them; nothing else does)."""
+    return json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def loads_json(text: str, path: str | Path, line: int | None = None) -> Any:
+    """``json.loads`` with every failure as an :class:`InputError` naming ``path`` and the line:
+    bad JSON, ``NaN``/``Infinity``, and nesting too deep for Python's parser (a RecursionError)."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as e:
+        where = line if line is not None else e.lineno
+        raise InputError(path, where, f"invalid JSON: {e.msg} (column {e.colno})") from None
+    except _NonStandardJSON as e:
+        raise InputError(path, line, str(e)) from None
+    except RecursionError:
+        raise InputError(path, line, "JSON nested too deeply to read") from None
+
+
+def check_text(value: str, path: str | Path, line: int | None, what: str) -> str:
+    """``value`` if it is valid Unicode; an :class:`InputError` for a lone surrogate (JSON's
+    ``"\\ud800"`` escape decodes to one), which no tokenizer, file or terminal can take."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = ord(value[e.start])
+        raise InputError(path, line, f"{what} holds a lone surrogate (\\u{bad:04x}) at character {e.start}: not valid Unicode") from None
+    return value
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
     """Yield (1-based line number, decoded object) for each non-blank line of a JSONL file.
 
-    Undecodable bytes and bad JSON raise :class:`InputError` naming the line.
+    Undecodable bytes, bad JSON, ``NaN``/``Infinity`` and too-deep nesting raise
+    :class:`InputError` naming the line. A UTF-8 byte order mark on the first line is skipped.
     """
     p = Path(path)
     if not p.exists():
         raise InputError(p, None, "file not found")
     if p.is_dir():
         raise InputError(p, None, "is a directory, expected a JSONL file")
-    with p.open("rb") as fh:
+    try:
+        fh = p.open("rb")
+    except OSError as e:
+        raise InputError(p, None, f"cannot read: {e.strerror or e}") from None
+    with fh:
         for lineno, raw in enumerate(fh, start=1):
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise InputError(p, lineno, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
+            if lineno == 1:
+                text = text.removeprefix("\ufeff")
             if not text.strip():
                 continue
-            try:
-                yield lineno, json.loads(text)
-            except json.JSONDecodeError as e:
-                raise InputError(p, lineno, f"invalid JSON: {e.msg} (column {e.colno})") from None
+            yield lineno, loads_json(text, p, lineno)

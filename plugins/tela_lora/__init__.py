@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tela_core import Backend, TrainJob, hookimpl
 
@@ -23,11 +23,11 @@ class LoraOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    r: int = 16
+    r: int = Field(16, ge=1)
     """LoRA rank."""
-    alpha: int = 32
+    alpha: int = Field(32, ge=1)
     """LoRA scaling numerator (scale = alpha / r)."""
-    dropout: float = 0.05
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
     """Dropout on the LoRA branch."""
     target_modules: list[str] | str = "all-linear"
     """Module names to adapt, or "all-linear"."""
@@ -39,6 +39,13 @@ class LoraOptions(BaseModel):
     """With ``deepspeed``: keep optimizer states in CPU memory."""
     offload_params: bool = False
     """With ``deepspeed``: keep parameters in CPU memory."""
+
+    @field_validator("target_modules")
+    @classmethod
+    def _targets(cls, v: list[str] | str) -> list[str] | str:
+        if (isinstance(v, str) and not v.strip()) or (isinstance(v, list) and (not v or not all(x.strip() for x in v))):
+            raise ValueError('name the modules to adapt, or "all-linear"')
+        return v
 
 
 def load_merged(base_model: str, adapter_dir: Path, tokenizer_dir: Path, trust_remote_code: bool = False, dtype: Any = None) -> Any:
@@ -84,8 +91,10 @@ class LoraBackend(Backend):
         lora = {"r": o.r, "alpha": o.alpha, "dropout": o.dropout, "target_modules": o.target_modules}
         run_dir = Path(job.config["run_dir"])
         spec = worker_spec(job, ds, lora)
-        launch_workers(run_dir, "tela_deepspeed.worker", spec, job.processes, job.hostfile,
-                       quiet=bool(job.config.get("quiet")))
+        result = launch_workers(run_dir, "tela_deepspeed.worker", spec, job.processes, job.hostfile,
+                                quiet=bool(job.config.get("quiet")), nodes=job.config.get("nodes"))
+        if result.get("rank0") is False:  # multi-node: the adapter was saved on the node holding rank 0
+            return job.output_dir
         adapter = run_dir / "adapter"
         if o.merge:
             merge_adapter(job.model, adapter, job.output_dir, job.trust_remote_code)

@@ -18,14 +18,14 @@ prompt gets a middle label: sending it to the strong model buys nothing.
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tela_core import InputError, Record, Source
-from tela_core.records import seed_record
+from tela_core.records import loads_json, seed_record
 
 __all__ = ["OutcomeOptions", "OutcomeSource", "label_for"]
 
@@ -117,8 +117,8 @@ def clip01(x: float) -> float:
 
 
 def is_number(x: Any) -> bool:
-    """A JSON number (not a bool, not NaN)."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x
+    """A finite JSON number (not a bool, not NaN, not ±Infinity)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def read_price_object(path: Path) -> dict[str, Any]:
@@ -128,11 +128,12 @@ def read_price_object(path: Path) -> dict[str, Any]:
     the line, where JSON says which).
     """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise InputError(path, None, f"not valid UTF-8 ({e.reason})") from None
-    except json.JSONDecodeError as e:
-        raise InputError(path, e.lineno, f"invalid JSON: {e.msg} (column {e.colno})") from None
+    except OSError as e:
+        raise InputError(path, None, f"cannot read: {e.strerror or e}") from None
+    data = loads_json(text, path)
     if not isinstance(data, dict):
         raise InputError(path, 1, "expected an object mapping model name to its prices")
     return data

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 from pydantic import Field
 
 from tela_core import InputError, Record
+from tela_core.records import check_text, json_decoder
 
 from .common import OutcomeOptions, OutcomeSource, clip01, is_number, read_price_object
 
@@ -62,7 +63,7 @@ def iter_json_list(path: Path) -> Iterator[tuple[int, Any]]:
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise InputError(path, line, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
-    dec = json.JSONDecoder()
+    dec = json_decoder()
     n = len(text)
 
     def skip_ws(i: int) -> int:
@@ -87,6 +88,10 @@ def iter_json_list(path: Path) -> Iterator[tuple[int, Any]]:
             obj, end = dec.raw_decode(text, i)
         except json.JSONDecodeError as e:
             raise InputError(path, e.lineno, f"invalid JSON: {e.msg} (column {e.colno})") from None
+        except RecursionError:
+            raise InputError(path, line, "JSON nested too deeply to read") from None
+        except ValueError as e:  # NaN / Infinity
+            raise InputError(path, line, str(e)) from None
         yield line, obj
         i = skip_ws(end)
         if i < n and text[i] == ",":
@@ -123,11 +128,13 @@ class LLMRouterJsonSource(OutcomeSource):
             q = obj.get("question")
             if not isinstance(q, str) or not q.strip():
                 raise InputError(path, line, 'missing or empty "question" (a non-empty string)')
+            check_text(q, path, line, '"question"')
             scores = obj.get("scores")
             if not isinstance(scores, dict) or not scores:
                 raise InputError(path, line, '"scores" must be a non-empty object mapping model to 0..1')
             outcomes: dict[str, float] = {}
             for m, v in scores.items():
+                check_text(m, path, line, "a model name in \"scores\"")
                 if not is_number(v) or not -1e-9 <= v <= 1 + 1e-9:
                     raise InputError(path, line, f"scores[{m!r}] must be a number in [0, 1], got {v!r}")
                 outcomes[m] = clip01(v)

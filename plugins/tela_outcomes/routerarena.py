@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from tela_core import InputError, Record
-from tela_core.records import iter_jsonl
+from tela_core.records import check_text, iter_jsonl
 
 from .common import OutcomeOptions, OutcomeSource, clip01, is_number, read_price_object
 
@@ -81,6 +81,7 @@ class RouterArenaSource(OutcomeSource):
             q = obj.get("question")
             if not isinstance(q, str) or not q.strip():
                 raise InputError(path, line, 'missing or empty "question"')
+            check_text(q, path, line, '"question"')
             ev = obj.get("evaluation_result")
             if not isinstance(ev, dict) or not is_number(ev.get("score")):
                 raise InputError(path, line, 'missing "evaluation_result" with a numeric "score"')

@@ -3,9 +3,9 @@
 Models are ordered weak/cheap first, strong/expensive last (``policy.json``'s ``models``).
 
 - ``threshold``: strong iff ``w ≥ threshold`` (two models).
-- ``calibrated``: the same rule, with the threshold chosen as the ``1 − strong_share`` quantile
-  of ``w`` over a calibration set (:func:`calibrate_threshold`, ``tela calibrate``), so that about
-  ``strong_share`` of such prompts go to the strong model.
+- ``calibrated``: the same rule, with the threshold chosen on a calibration set so that the share
+  of its prompts sent to the strong model is as close to ``strong_share`` as the scores allow
+  (:func:`calibrate_threshold`, ``tela calibrate``).
 - ``tiers``: N models by bands of the expected score 1..5 (a high score means the cheap model's
   answer is expected to be good, so it stays on a cheap tier).
 """
@@ -46,11 +46,16 @@ def _w(scores: Scores) -> "np.ndarray":
 
 
 def calibrate_threshold(w: Sequence[float] | "np.ndarray", share: float) -> float:
-    """The threshold for a target strong-call share: the ``(1 − share)`` quantile of ``w``
-    (numpy's default linear interpolation), so that ``mean(w ≥ t) ≈ share`` on these prompts.
+    """The threshold whose strong-call share on ``w`` (``mean(w ≥ t)``) is closest to ``share``.
 
-    ``share`` 0 gives a threshold just above the largest ``w`` (nothing goes to strong, unless a
-    prompt has ``w = 1``, which no threshold in [0, 1] can keep from the strong model).
+    Only shares of the form ``mean(w ≥ v)``, ``v`` one of the distinct values of ``w``, (and 0)
+    can be reached; with continuous scores that is every k/n, but a score-token router's ``w``
+    often ties, and the ``1 − share`` quantile then lands on a tie that sends far more (or fewer)
+    prompts to the strong model than a neighbouring threshold would. So every reachable share is
+    considered and the closest one wins (the smaller share on a tie: cheaper). The threshold is
+    placed midway in the gap of ``w`` values that gives that share, as far as possible from the
+    calibration scores on both sides. A prompt with ``w = 1`` goes to the strong model under
+    every threshold in [0, 1], so share 0 is reachable only when no ``w`` is 1.
     """
     import numpy as np
 
@@ -61,9 +66,15 @@ def calibrate_threshold(w: Sequence[float] | "np.ndarray", share: float) -> floa
         raise TelaError("calibration needs at least one prompt")
     if np.isnan(arr).any():
         raise TelaError("calibration scores hold NaN values")
-    if share == 0:
-        return float(min(1.0, np.nextafter(arr.max(), np.inf)))
-    return float(np.clip(np.quantile(arr, 1.0 - share), 0.0, 1.0))
+    arr = np.clip(arr, 0.0, 1.0)
+    values, counts = np.unique(arr, return_counts=True)  # ascending
+    at_or_above = np.cumsum(counts[::-1])[::-1] / arr.size  # share(t) for t in (values[j-1], values[j]]
+    lower = np.concatenate([[0.0], values[:-1]])
+    cands = [(float(s), float((lo + hi) / 2.0)) for s, lo, hi in zip(at_or_above, lower, values)]
+    if values[-1] < 1.0:
+        cands.append((0.0, float((values[-1] + 1.0) / 2.0)))
+    best_share, best_t = min(cands, key=lambda c: (abs(c[0] - share), c[0]))
+    return float(np.clip(best_t, 0.0, 1.0))
 
 
 def strong_share(w: Sequence[float] | "np.ndarray", threshold: float) -> float:
@@ -116,7 +127,8 @@ class CalibratedOptions(BaseModel):
 
 
 class CalibratedPolicy(ThresholdPolicy):
-    """Strong iff ``w ≥ t``, ``t`` the ``1 − strong_share`` quantile of ``w`` on calibration prompts."""
+    """Strong iff ``w ≥ t``, ``t`` the threshold whose share of strong calls on the calibration
+    prompts is closest to ``strong_share`` (:func:`calibrate_threshold`)."""
 
     name = "calibrated"
     description = "threshold set for a target strong-call share on calibration prompts (tela calibrate)"

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Literal, Mapping, Optional, Sequence
 
 from pydantic import Field
 
 from tela_core.components import Scores
 from tela_core.io import atomic_write_json
 from tela_core.records import Record
-from tela_zoo_baselines.family import FamilyScorer, TargetOptions, read_json
+from tela_core.errors import TelaError
+from tela_zoo_baselines.family import FamilyScorer, TargetOptions, artifact_field, read_json
 
 from .store import embed_prompts, load_npz, save_npz, train_data
 
@@ -19,7 +20,7 @@ __all__ = ["KnnScorer"]
 
 class KnnOptions(TargetOptions):
     k: int = Field(50, ge=1, description="number of neighbours")
-    weighting: str = Field("uniform", description="uniform | similarity (softmax of cosine / temperature)")
+    weighting: Literal["uniform", "similarity"] = Field("uniform", description="uniform | similarity (softmax of cosine / temperature)")
     temperature: float = Field(0.05, gt=0, description="softmax temperature for weighting=similarity")
     embedding_model: Optional[str] = Field(None, description="sentence encoder (default all-MiniLM-L6-v2)")
 
@@ -56,9 +57,15 @@ class KnnScorer(FamilyScorer):
 
     def load(self, artifact_dir: Path) -> None:
         self._check_manifest(artifact_dir)
-        z = load_npz(Path(artifact_dir) / "knn.npz")
-        info = read_json(Path(artifact_dir) / "models.json")
-        self._set(z["emb"], z["y"], z["outcomes"], info["models"])
+        path = Path(artifact_dir) / "knn.npz"
+        z = load_npz(path, expect=("emb", "y", "outcomes"))
+        n = len(z["emb"])
+        if z["emb"].ndim != 2 or n == 0 or z["y"].shape != (n,) or len(z["outcomes"]) != n:
+            raise TelaError(f"{path}: damaged router file: array shapes disagree "
+                            f"(emb {z['emb'].shape}, y {z['y'].shape}, outcomes {z['outcomes'].shape}); train the router again")
+        info_path = Path(artifact_dir) / "models.json"
+        models = artifact_field(read_json(info_path), info_path, "models", list)
+        self._set(z["emb"], z["y"], z["outcomes"], [str(m) for m in models])
 
     def _neighbour_weights(self, prompts: Sequence[str]) -> tuple[Any, Any]:
         """(indices (n, k), weights (n, k) summing to 1) of each prompt's neighbours."""

@@ -10,7 +10,7 @@ from pydantic import Field
 from tela_core.components import Scores
 from tela_core.io import atomic_write_json
 from tela_core.records import Record
-from tela_zoo_baselines.family import FamilyScorer, TargetOptions, read_json
+from tela_zoo_baselines.family import FamilyScorer, TargetOptions, artifact_field, read_json
 
 from .store import embed_prompts, train_data
 
@@ -65,9 +65,10 @@ class LinearScorer(FamilyScorer):
         import numpy as np
 
         self._check_manifest(artifact_dir)
-        d = read_json(Path(artifact_dir) / "linear.json")
-        self._coef = np.asarray(d["coef"], dtype=np.float64)
-        self._bias = float(d["bias"])
+        path = Path(artifact_dir) / "linear.json"
+        d = read_json(path)
+        self._coef = np.asarray(artifact_field(d, path, "coef", list), dtype=np.float64)
+        self._bias = float(artifact_field(d, path, "bias", (int, float)))
 
     def score(self, prompts: Sequence[str]) -> Scores:
         import numpy as np

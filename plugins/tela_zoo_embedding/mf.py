@@ -18,7 +18,7 @@ from tela_core.components import Scores
 from tela_core.errors import TelaError
 from tela_core.io import atomic_write_json
 from tela_core.records import Record
-from tela_zoo_baselines.family import FamilyScorer, TargetOptions, read_json
+from tela_zoo_baselines.family import FamilyScorer, TargetOptions, artifact_field, read_json
 
 from .store import embed_prompts, load_npz, save_npz, train_data, w_from_model_probs
 
@@ -73,10 +73,11 @@ class MatrixFactorizationScorer(FamilyScorer):
 
     def load(self, artifact_dir: Path) -> None:
         self._check_manifest(artifact_dir)
-        z = load_npz(Path(artifact_dir) / "mf.npz")
+        z = load_npz(Path(artifact_dir) / "mf.npz", expect=("W", "V", "b"))
         self._W, self._V, self._b = z["W"], z["V"], z["b"]
-        self._meta = read_json(Path(artifact_dir) / "models.json")
-        self.models = list(self._meta["models"])
+        info_path = Path(artifact_dir) / "models.json"
+        self._meta = read_json(info_path)
+        self.models = [str(m) for m in artifact_field(self._meta, info_path, "models", list)]
 
     def predict_models(self, prompts: Sequence[str]) -> Any:
         """(n, len(self.models)) predicted P(model answers well) per prompt."""

@@ -46,7 +46,7 @@ def register(cli: click.Group) -> None:
 
 @click.group()
 def data() -> None:
-    """Check, sample, convert and preview data (seed JSONL and outcome data)."""
+    """Check, sample, convert and preview data; list and get public router datasets."""
 
 
 def _open(path: Path, source_name: str, weak: str | None = None, strong: str | None = None) -> Any:
@@ -66,14 +66,9 @@ def _read_all(source: Any, path: Path) -> list[Any]:
 
 
 def _write_jsonl(out: Path, objects: Iterable[dict[str, Any]]) -> int:
-    from ..io import atomic_open
+    from ..io import write_jsonl
 
-    n = 0
-    with atomic_open(out) as fh:
-        for obj in objects:
-            fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
-            n += 1
-    return n
+    return write_jsonl(out, objects)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -238,6 +233,22 @@ def convert(
 # ------------------------------------------------------------------------------------------------
 
 
+def _load_tokenizer(path: Path) -> Any:
+    """A local tokenizer dir (never a hub name, never its own code); one line naming it otherwise."""
+    from ..errors import TelaError
+
+    if not path.is_dir():
+        raise TelaError(f"{path}: --tokenizer must be a local tokenizer directory ({'a file' if path.exists() else 'not found'})")
+    from transformers import AutoTokenizer  # only when asked for
+
+    try:
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False, local_files_only=True)
+    except Exception as e:  # transformers raises OSError, ValueError, KeyError, ... with long messages
+        said = " ".join(str(e).split()) or type(e).__name__
+        said = said if len(said) <= 200 else said[:197] + "..."
+        raise TelaError(f"{path}: cannot load a tokenizer from it: {said}") from None
+
+
 @data.command("preview")
 @click.option("--formatter", "formatter_name", required=True, metavar="NAME", help="Formatter to apply (e.g. role-prefix).")
 @click.argument("file", type=_in_path)
@@ -258,9 +269,7 @@ def preview(file: Path, formatter_name: str, n: int, source_name: str, tokenizer
     formatter = get_registry().create("formatter", formatter_name)
     tok = None
     if tokenizer is not None:
-        from transformers import AutoTokenizer  # only when asked for
-
-        tok = AutoTokenizer.from_pretrained(str(tokenizer))
+        tok = _load_tokenizer(tokenizer)
     source = _open(file, source_name)
     shown = []
     for record in source.read(file):
@@ -275,3 +284,59 @@ def preview(file: Path, formatter_name: str, n: int, source_name: str, tokenizer
         text = f.prompt + f.completion
         con.print(Text(f.prompt, style="dim") + Text(f.completion, style="bold green"), end="" if text.endswith("\n") else "\n")
     con.rule()
+
+
+# ------------------------------------------------------------------------------------------------
+# list / get: the catalogue of public datasets (tela_core.catalogue, tela_core.download)
+# ------------------------------------------------------------------------------------------------
+
+
+@data.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the catalogue as JSON.")
+def list_datasets(as_json: bool) -> None:
+    """List the public datasets `tela data get` can fetch: origin, license, revision, status."""
+    from ..download import dataset_dir, installed
+    from ..plugins import get_registry
+
+    entries = [e for e, _ in sorted(get_registry().datasets.values(), key=lambda ep: ep[0].name)]
+    if as_json:
+        rows = [{**e.to_json(), "in_cache": installed(e) is not None, "path": str(dataset_dir(e.name))} for e in entries]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    con = Console(highlight=False)
+    for e in entries:
+        state = "[green]in cache[/]" if installed(e) is not None else "not fetched"
+        con.print(f"[bold]{e.name}[/]  source {e.source or '-'} · {escape(e.license)} · "
+                  f"revision {(e.revision or 'unpinned')[:12]} · {len(e.files)} file(s) · {state}")
+        con.print(f"    {escape(e.description)}", style="dim")
+    con.print("tela data get NAME fetches one; tela data list --json shows origins, URLs and checksums.")
+
+
+@data.command("get")
+@click.argument("name")
+@click.option("--from", "from_dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="Copy the files from DIR (downloaded by hand) instead of downloading them.")
+@click.option("--force", is_flag=True, help="Fetch again even if the dataset is already in the cache.")
+def get(name: str, from_dir: Path | None, force: bool) -> None:
+    """Download dataset NAME into the cache, verify its checksums, print where it is.
+
+    The last line on stdout is the folder to pass as --data, e.g. DATA=$(tela data get routellm-mmlu).
+    A download cut short resumes when run again; a checksum mismatch keeps nothing.
+    """
+    from ..download import fetch
+    from ..plugins import get_registry
+
+    entry = get_registry().dataset(name)
+    err = lambda m: click.echo(m, err=True)  # noqa: E731
+    result = fetch(entry, from_dir=from_dir, force=force, echo=err)
+    n = len(result.manifest.get("files") or {})
+    rev = result.manifest.get("revision") or result.manifest.get("resolved_revision") or "unpinned"
+    state = "fetched, sha256 verified" if result.fetched else "already in the cache (verified when fetched)"
+    err(f"{entry.name}: {state}, {n} file(s); {entry.origin} at {rev}")
+    err(f"license: {entry.license}")
+    if entry.source:
+        err(f"read it with: --source {entry.source} --data {result.data_path}")
+    click.echo(str(result.data_path))

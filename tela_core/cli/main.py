@@ -25,6 +25,9 @@ class TelaGroup(click.Group):
             return super().invoke(ctx)
         except TelaError as e:
             raise click.ClickException(str(e)) from None
+        except OSError as e:  # last resort for a path no check caught (disk full, a mount gone read-only)
+            where = f"{e.filename}: " if e.filename else ""
+            raise click.ClickException(f"{where}{e.strerror or e}") from None
 
 
 # ClickException exits with 1; tela's contract is 2 for bad input.
