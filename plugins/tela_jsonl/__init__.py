@@ -12,7 +12,8 @@ from tela_core.records import iter_jsonl, validate_seed_object
 
 
 class JsonlOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
     require_label: bool = True
     """Every record must end with the assistant's ``[[k]]`` (training data). Off for prompts to route."""
 

@@ -27,11 +27,11 @@ class EncoderOptions(TargetOptions):
     base_model: Optional[str] = Field(None, description="encoder dir or name (default all-MiniLM-L6-v2 from PyPI)")
     epochs: float = Field(1.0, gt=0, description="training epochs")
     max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: run all epochs)")
-    learning_rate: float = Field(3e-5, gt=0)
+    learning_rate: float = Field(3e-5, gt=0, description="AdamW learning rate of the fine-tune")
     batch_size: int = Field(32, ge=1, description="per-device batch size")
     max_length: int = Field(256, ge=8, description="truncate prompts to this many tokens")
     max_train: Optional[int] = Field(None, ge=1, description="train on at most this many records (seeded sample)")
-    seed: int = Field(42)
+    seed: int = Field(42, description="seed of the max_train sample, the head's init and the data order")
     deepspeed: Optional[Union[str, dict]] = Field(None, description="DeepSpeed config: a dict or a JSON file path")
     score_batch_size: int = Field(64, ge=1, description="batch size at scoring time")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from tela_core import Formatted, Formatter, Message, TelaError, hookimpl
 
@@ -26,8 +26,8 @@ class QuestionOnlyOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    question_prefix: str = "Q: "
-    answer_prefix: str = "\nScore: "
+    question_prefix: str = Field("Q: ", description="text before the question")
+    answer_prefix: str = Field("\nScore: ", description="text between the question and the score token")
 
 
 class QuestionOnlyFormatter(Formatter):
