@@ -19,6 +19,11 @@ __all__ = [
 ]
 
 
+def plural(kind: str) -> str:
+    """``policy`` -> ``policies``, ``scorer`` -> ``scorers``: a component kind in a sentence."""
+    return kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
+
+
 class TelaError(Exception):
     """Any user-facing failure: bad input, bad option, missing file. Exit code 2."""
 
@@ -47,7 +52,7 @@ class UnknownComponentError(TelaError):
         self.name = name
         self.known = sorted(known)
         listed = ", ".join(self.known) if self.known else "(none registered)"
-        super().__init__(f"unknown {kind} {name!r}; registered {kind}s: {listed}")
+        super().__init__(f"unknown {kind} {name!r}; registered {plural(kind)}: {listed}")
 
 
 class DuplicateComponentError(TelaError):

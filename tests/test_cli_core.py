@@ -190,3 +190,36 @@ def test_plugins_show_renders_option_types_defaults_and_descriptions():
         "  needed: int (required)",
     ]
     assert invoke("plugins", "show", "formatter", "role-prefix").output.endswith("options: none\n")
+
+
+def test_plugins_show_command_names_its_plugin_and_prints_its_help():
+    import click
+
+    from tela_core import hookimpl
+
+    class AddsCommand:
+        @hookimpl
+        def tela_register_commands(self, cli):
+            @cli.command("wave")
+            @click.option("--times", default=1, help="How often to wave.")
+            def wave(times):
+                """Wave at the user."""
+
+    add_plugin(AddsCommand(), "waver")
+    try:
+        res = invoke("plugins", "show", "command", "wave")
+        assert res.exit_code == 0, res.output
+        assert res.output.startswith("command wave (plugin waver): Wave at the user.")
+        assert "--times" in res.output and "How often to wave." in res.output
+        obj = json.loads(invoke("plugins", "show", "command", "route", "--json").output)
+        assert obj["plugin"] == "tela" and obj["name"] == "route"
+    finally:
+        remove_plugin("waver")
+    res = invoke("plugins", "show", "command", "nope")
+    assert res.exit_code == 2 and "unknown command 'nope'; registered commands: " in res.stderr
+    assert "route" in res.stderr
+
+
+def test_unknown_policy_error_says_policies():
+    res = invoke("plugins", "show", "policy", "nope")
+    assert res.exit_code == 2 and "registered policies: " in res.stderr

@@ -67,7 +67,7 @@ def test_a_threshold_overrides_the_policy(length_router: Path) -> None:
 def test_another_policy_from_the_caller(length_router: Path) -> None:
     r = Router.load(length_router, policy="threshold", policy_options={"threshold": 0.0})
     assert r.route([SHORT, LONG]) == [STRONG, STRONG] and r.threshold == 0.0
-    with pytest.raises(TelaError, match="unknown policy 'nope'; registered policys?: .*threshold"):
+    with pytest.raises(TelaError, match="unknown policy 'nope'; registered policies: .*threshold"):
         Router.load(length_router, policy="nope")
 
 

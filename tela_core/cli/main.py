@@ -85,6 +85,11 @@ def _add_plugin_commands(reg: Any) -> None:
                 click.echo(f"warning: {dup}", err=True)
 
 
+def plugin_commands() -> dict[str, str]:
+    """Command name -> the plugin that added it (core commands are not listed)."""
+    return dict(_plugin_commands)
+
+
 def get_cli() -> click.Group:
     """The root group with the core commands and every plugin's commands attached.
 

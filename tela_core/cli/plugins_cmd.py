@@ -90,7 +90,7 @@ def list_plugins(as_json: bool, kind: str | None) -> None:
 
 
 @plugins.command("show")
-@click.argument("kind", type=click.Choice(KINDS))
+@click.argument("kind", type=click.Choice(LIST_KINDS))
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print the options' JSON schema.")
 def show_component(kind: str, name: str, as_json: bool) -> None:
@@ -100,6 +100,9 @@ def show_component(kind: str, name: str, as_json: bool) -> None:
     """
     from ..plugins import get_registry
 
+    if kind == "command":
+        _show_command(name, as_json)
+        return
     entry = get_registry().entry(kind, name)
     schema = entry.options_schema()
     if as_json:
@@ -117,3 +120,24 @@ def show_component(kind: str, name: str, as_json: bool) -> None:
         ann = _type_name(f.annotation)
         doc = f" — {f.description}" if f.description else ""
         click.echo(f"  {fname}: {ann} ({default}){doc}")
+
+
+def _show_command(name: str, as_json: bool) -> None:
+    """``tela plugins show command NAME``: which plugin added the command (or tela) and its help."""
+    from ..errors import UnknownComponentError
+    from .main import plugin_commands
+
+    ctx = click.get_current_context()
+    root = ctx.find_root().command
+    commands = getattr(root, "commands", {})
+    if name not in commands:
+        raise UnknownComponentError("command", name, commands)
+    cmd = commands[name]
+    plugin = plugin_commands().get(name, "tela")
+    if as_json:
+        click.echo(json.dumps({"kind": "command", "name": name, "plugin": plugin,
+                               "description": cmd.get_short_help_str(limit=200)}, indent=2))
+        return
+    click.echo(f"command {name} (plugin {plugin}): {cmd.get_short_help_str(limit=200)}\n")
+    with click.Context(cmd, info_name=name, parent=ctx.find_root()) as sub:
+        click.echo(cmd.get_help(sub))
