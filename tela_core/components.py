@@ -75,6 +75,10 @@ class Source(Component):
     """
 
     kind = "source"
+    #: When several sources' :meth:`sniff` claim a path, the highest priority wins (a tie at the
+    #: top is an error asking for ``--source``). A source that knows a schema keeps 0; a catch-all
+    #: that claims every file of a kind (any ``.jsonl``, any ``.csv``) declares a negative one.
+    detect_priority: ClassVar[int] = 0
 
     def read(self, path: Path) -> Iterator["Record"]:
         raise NotImplementedError

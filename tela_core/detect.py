@@ -1,8 +1,10 @@
 """Which data source reads a file or folder: ask every registered source's ``sniff``.
 
 Used wherever a command takes ``--source`` with the default ``detect`` (``tela data ...``,
-``tela eval``). The generic ``jsonl`` source yields to a more specific one that also claims a
-path; two specific claims are an error asking for ``--source``.
+``tela eval``). Among the sources that claim a path, the one with the highest
+``Source.detect_priority`` wins: catch-alls (``jsonl`` claims any ``.jsonl``, ``routellm-csv`` any
+``.csv``) declare a negative one and yield to a source that knows the schema. Two claims at the
+top are an error asking for ``--source``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ __all__ = ["detect_source", "open_source", "read_records", "DETECT"]
 
 #: the ``--source`` value that means "detect from the path"
 DETECT = "detect"
-_GENERIC = ("jsonl",)
 
 
 def detect_source(path: str | Path) -> str:
@@ -31,22 +32,21 @@ def detect_source(path: str | Path) -> str:
     if not p.exists():
         raise InputError(p, None, "file not found")
     reg = get_registry()
-    claims: list[str] = []
+    claims: dict[str, int] = {}
     for name in reg.names("source"):
         cls = reg.get("source", name)
         try:
             source = cls()
             if source.sniff(p):
-                claims.append(name)
+                claims[name] = int(getattr(cls, "detect_priority", 0))
         except Exception:  # a source that cannot even be built with defaults does not claim
             continue
-    specific = [c for c in claims if c not in _GENERIC]
-    if len(specific) == 1:
-        return specific[0]
-    if len(specific) > 1:
-        raise InputError(p, None, f"several sources can read this ({', '.join(specific)}); pick one with --source")
     if claims:
-        return claims[0]
+        top = max(claims.values())
+        best = [n for n, prio in claims.items() if prio == top]
+        if len(best) == 1:
+            return best[0]
+        raise InputError(p, None, f"several sources can read this ({', '.join(best)}); pick one with --source")
     raise InputError(
         p, None, f"cannot tell which source reads this; pass --source (registered: {', '.join(reg.names('source'))})"
     )

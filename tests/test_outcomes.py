@@ -270,3 +270,46 @@ def test_options_are_validated() -> None:
 
     with pytest.raises(TelaError, match="label_weak_right"):
         source("routellm-csv", label_weak_right=7)
+
+
+def test_detection_prefers_a_source_that_knows_the_schema(tmp_path: Path) -> None:
+    """routellm-csv claims any .csv at a low priority: a plugin's CSV source with its own schema
+    wins detection without --source; two claims at the same top priority are an error."""
+    from tela_core import Source, hookimpl
+    from tela_core.detect import detect_source
+    from tela_core.plugins import add_plugin, remove_plugin
+
+    f = tmp_path / "acme.csv"
+    f.write_text("question,acme_score\nWhat is 2+2?,5\n")
+
+    class AcmeCsv(Source):
+        name = "acme-csv"
+
+        def sniff(self, path: Path) -> bool:
+            return path.suffix == ".csv" and "acme_score" in path.read_text().splitlines()[0]
+
+    class AcmeCsv2(AcmeCsv):
+        name = "acme-csv-2"
+
+    class One:
+        @hookimpl
+        def tela_register_sources(self, register):
+            register(AcmeCsv)
+
+    class Two:
+        @hookimpl
+        def tela_register_sources(self, register):
+            register(AcmeCsv2)
+
+    assert detect_source(f) == "routellm-csv"
+    add_plugin(One(), "acme")
+    try:
+        assert detect_source(f) == "acme-csv"
+        add_plugin(Two(), "acme2")
+        try:
+            with pytest.raises(InputError, match="several sources can read this .*acme-csv, acme-csv-2.*--source"):
+                detect_source(f)
+        finally:
+            remove_plugin("acme2")
+    finally:
+        remove_plugin("acme")

@@ -26,6 +26,8 @@ class JsonlSource(Source):
     writes them).
     """
 
+    detect_priority = -10  # claims any .jsonl: yields to a source that knows the schema
+
     name = "jsonl"
     description = "the seed's JSONL: messages ending in the assistant's [[k]], plus prompt"
     Options = JsonlOptions

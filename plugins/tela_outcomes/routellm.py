@@ -68,6 +68,8 @@ def _decode(path: Path) -> str:
 class RouteLLMCsvSource(OutcomeSource):
     """RouteLLM outcome CSVs: a ``prompt`` column and one True/False column per model."""
 
+    detect_priority = -5  # claims any .csv: yields to a source that knows the schema (arena, routerbench, ...)
+
     name = "routellm-csv"
     description = "RouteLLM outcome CSV(s): prompt + one True/False column per model; group = subject"
     Options = RouteLLMOptions
