@@ -120,7 +120,7 @@ class DeepSpeedZ3Backend(Backend):
         spec = worker_spec(job, self.deepspeed_config(), None)
         spec["train"]["gradient_checkpointing"] = self.options.gradient_checkpointing
         launch_workers(Path(job.config["run_dir"]), "tela_deepspeed.worker", spec, job.processes, job.hostfile,
-                       quiet=bool(job.config.get("quiet")))
+                       quiet=bool(job.config.get("quiet")), nodes=job.config.get("nodes"))
         return job.output_dir
 
 

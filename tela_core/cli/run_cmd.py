@@ -1,4 +1,4 @@
-"""``tela run`` (train a router end to end) and ``tela demo`` (the default main job).
+"""``tela run`` (train a router end to end); ``tela demo`` (:mod:`.demo_cmd`) is attached here too.
 
 Settings come from defaults, then ``--config FILE`` (YAML or TOML), then the flags given on the
 command line; ``--set backend.KEY=VALUE`` / ``--set family.KEY=VALUE`` set component options.
@@ -14,11 +14,12 @@ from typing import Any
 
 import click
 
-__all__ = ["register", "run", "demo"]
+__all__ = ["register", "run"]
 
 #: CLI parameter -> RunConfig field, for the flags that map one to one
 _FIELDS = (
     "source", "data", "formatter", "family", "backend", "model", "output", "processes", "hostfile",
+    "nnodes", "node_rank", "master_addr", "master_port", "rdzv_endpoint",
     "trust_remote_code", "epochs", "learning_rate", "batch_size", "grad_accum", "max_length",
     "max_steps", "warmup_ratio", "save_steps", "sample", "eval_fraction", "seed",
 )
@@ -26,6 +27,8 @@ _FIELDS = (
 
 def register(cli: click.Group) -> None:
     """Attach ``tela run`` and ``tela demo`` to ``cli``."""
+    from .demo_cmd import demo
+
     cli.add_command(run)
     cli.add_command(demo)
 
@@ -40,6 +43,15 @@ def register(cli: click.Group) -> None:
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None, help="Output dir: the router artifact.")
 @click.option("--processes", type=int, default=None, help="Training processes (ranks) on this node.  [default: 1]")
 @click.option("--hostfile", type=click.Path(path_type=Path), default=None, help="DeepSpeed hostfile for multi-node runs.")
+@click.option("--nnodes", type=int, default=None,
+              help="Nodes in a scheduler-launched run (one `tela run` per node).  [default: $PET_NNODES, $SLURM_NNODES, $NNODES, else 1]")
+@click.option("--node-rank", type=int, default=None,
+              help="This node's rank, 0..nnodes-1.  [default: $PET_NODE_RANK, $SLURM_NODEID, $NODE_RANK, else 0]")
+@click.option("--master-addr", default=None, metavar="HOST",
+              help="Node 0's address.  [default: $PET_MASTER_ADDR, $MASTER_ADDR, first host of $SLURM_JOB_NODELIST]")
+@click.option("--master-port", type=int, default=None, help="Node 0's rendezvous port.  [default: $MASTER_PORT, else 29500]")
+@click.option("--rdzv-endpoint", default=None, metavar="HOST:PORT",
+              help="torchrun elastic (c10d) rendezvous instead of --master-addr/--node-rank.  [default: $PET_RDZV_ENDPOINT]")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, help="YAML/TOML file of run options.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Component option, e.g. --set backend.offload_optimizer=true (repeatable).")
@@ -71,49 +83,8 @@ def run(config_file: Path | None, overrides: tuple[str, ...], force: bool, quiet
     cfg = resolve_config(config_file, {k: v for k, v in flags.items() if k in _FIELDS}, overrides)
     t0 = time.time()
     out = run_pipeline(cfg, force=force, quiet=quiet, echo=lambda m: click.echo(m, err=True))
+    if not (Path(out) / "tela.json").is_file():  # a multi-node run's other nodes: the router is on node 0
+        click.echo(f"this node's part is done ({time.time() - t0:.0f} s)", err=True)
+        return
     click.echo(f"router written to {out} ({time.time() - t0:.0f} s)", err=True)
     click.echo(str(out))
-
-
-DEMO_QUESTIONS = (
-    "What is 2 + 2?",
-    "Prove that there are infinitely many primes p such that p + 2 is also prime, or explain why this is open.",
-)
-
-
-@click.command()
-@click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True,
-              help="Where to write the demo router.")
-@click.option("--sample", type=int, default=64, show_default=True, help="Records of the bundled sample to use.")
-@click.option("--epochs", type=float, default=1.0, show_default=True)
-@click.option("--processes", type=int, default=1, show_default=True, help="Training ranks.")
-@click.option("--model", default=None, metavar="DIR|GGUF", help="Base model.  [default: smollm2-135m]")
-@click.option("--force", is_flag=True, help="Retrain even if the demo router exists with another config.")
-def demo(output: Path, sample: int, epochs: float, processes: int, model: str | None, force: bool) -> None:
-    """Train a real router on the bundled MMLU sample (role-prefix, deepspeed-z3, SmolLM2-135M),
-    then show what it predicts for two questions. About 10 minutes on 2 CPU cores."""
-    from ..data import sample_path
-    from ..pipeline import RunConfig
-    from ..pipeline import run as run_pipeline
-    from ..router import Router
-
-    cfg = RunConfig.build({
-        "data": sample_path(), "formatter": "role-prefix", "backend": "deepspeed-z3", "model": model,
-        "output": output, "processes": processes, "sample": sample, "epochs": epochs,
-        "learning_rate": 1e-4, "batch_size": 8, "max_length": 512, "save_steps": 0,
-    })
-    t0 = time.time()
-    click.echo(f"tela demo: training a score-token router on {sample} records of {cfg.data.name} "
-               f"(SmolLM2-135M, deepspeed-z3, {processes} rank(s))", err=True)
-    out = run_pipeline(cfg, force=force, echo=lambda m: click.echo(m, err=True))
-    trained = time.time() - t0
-    router = Router.load(out)
-    spec = router.policy_spec
-    scores = router.scores(list(DEMO_QUESTIONS))
-    chosen = [d.model for d in router.decisions(scores)]
-    click.echo(f"\nrouter: {out.resolve()}  (trained in {trained:.0f} s)")
-    click.echo(f"policy: {spec.get('name')} {spec.get('options')}")
-    for i, q in enumerate(DEMO_QUESTIONS):
-        exp = scores.expected[i] if scores.expected is not None else float("nan")
-        click.echo(f"  w={scores.w[i]:.3f}  expected score={exp:.2f}  -> {chosen[i]}  {q}")
-    click.echo(f"w = P(strong model needed); route with: tela route --router {out} \"your question\"")
