@@ -262,18 +262,23 @@ def resolve_config(
 # ------------------------------------------------------------------------------------------------
 
 
-def read_records(cfg: RunConfig) -> list[Any]:
-    """All records of ``cfg.data`` through the source plugin."""
+def data_source(cfg: RunConfig) -> Any:
+    """The source instance that reads ``cfg.data`` (named, or detected from the path). The user's
+    ``--set source.KEY`` options are checked against it even when it was detected: a misspelt
+    option is an error, never dropped."""
     from .detect import DETECT, detect_source
     from .plugins import get_registry
 
     named = None if cfg.source in (None, DETECT) else get_registry().get("source", cfg.source)
     if not Path(cfg.data).exists() and not getattr(named, "reads_hub_ids", False):  # hub ids: the source says
         raise TelaError(f"{cfg.data}: data file not found")
-    # The user's --set source.KEY options are checked against the source that reads the data, even
-    # a detected one: a misspelt option is an error, never dropped.
     name = detect_source(Path(cfg.data)) if cfg.source in (None, DETECT) else cfg.source
-    source = get_registry().create("source", name, cfg.source_options)
+    return get_registry().create("source", name, cfg.source_options)
+
+
+def read_records(cfg: RunConfig) -> list[Any]:
+    """All records of ``cfg.data`` through the source plugin."""
+    source = data_source(cfg)
     records = list(source.read(Path(cfg.data)))
     if not records:
         raise TelaError(f"{cfg.data}: no records")
@@ -675,6 +680,7 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
     if cfg.hostfile is not None and not Path(cfg.hostfile).is_file():
         raise TelaError(f"{cfg.hostfile}: hostfile not found")
     nodes = node_launch(cfg) if uses_backend else None  # a bad --nnodes/--node-rank fails before any write
+    data_source(cfg)  # a missing data file or a bad --set source.* fails before the model loads
     model = None
     if uses_backend:
         from .models import resolve_model

@@ -154,9 +154,15 @@ def check(file: Path, source_name: str, weak_model: str | None, strong_model: st
 
     Exit code 2 with FILE:LINE: message on the first bad record.
     """
+    from ..duplicates import find_duplicates
+
     source = _open(file, source_name, weak_model, strong_model)
     records = _read_all(source, file)
     summary = summarize(records, source)
+    dups = find_duplicates(records)
+    summary["duplicates"] = {"prompts": dups.prompts, "records": dups.records, "conflicting": dups.conflicting}
+    if dups.warning():
+        click.echo(dups.warning(), err=True)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
