@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+from .components import Source
 from .errors import InputError
 
 __all__ = ["detect_source", "open_source", "read_records", "DETECT"]
@@ -37,7 +38,7 @@ def detect_source(path: str | Path) -> str:
         cls = reg.get("source", name)
         try:
             source = cls()
-            if source.sniff(p):
+            if isinstance(source, Source) and source.sniff(p):
                 claims[name] = int(getattr(cls, "detect_priority", 0))
         except Exception:  # a source that cannot even be built with defaults does not claim
             continue

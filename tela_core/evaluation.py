@@ -354,7 +354,7 @@ def score_cache_dir(fallback: Path | None = None) -> Path | None:
 
 def _cache_key(router_id: str, scorer: "Scorer", prompts: Sequence[str]) -> str:
     h = hashlib.sha256()
-    opts = getattr(scorer, "options", None)
+    opts: Any = getattr(scorer, "options", None)
     settings = opts.model_dump(mode="json") if hasattr(opts, "model_dump") else {}
     for speed_only in ("batch_size", "max_batch_tokens"):  # change how fast, not what is scored
         settings.pop(speed_only, None)
@@ -477,7 +477,7 @@ def _save_npz(path: Path, w: "np.ndarray", probs: "np.ndarray | None") -> None:
 
     arrays = {"w": w} if probs is None else {"w": w, "probs": probs}
     with atomic_open(path, "wb") as fh:
-        np.savez(fh, **arrays)
+        np.savez(fh, **arrays)  # type: ignore[arg-type]  # a binary file object
 
 
 def _progress(enabled: bool) -> Any:

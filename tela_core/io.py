@@ -7,7 +7,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator, TextIO
+from typing import IO, Any, Iterable, Iterator
 
 from .errors import TelaError
 
@@ -52,7 +52,7 @@ def check_dir_writable(folder: str | Path, target: str | Path | None = None) -> 
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[TextIO]:
+def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; rename it over ``path`` only if the block succeeds.
 
     A reader never sees a half-written file, and an exception leaves the old file (or none).

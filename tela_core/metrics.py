@@ -191,6 +191,8 @@ def cpt(w: "np.ndarray", weak: "np.ndarray", strong: "np.ndarray", x: float) -> 
         raise TelaError(f"CPT target must be in [0, 1], got {x}")
     w, weak, strong = _check(w, weak, strong)
     gap = float(strong.sum() - weak.sum())
-    _pgr(gap=gap, gain=[0.0])  # raises on a zero gap
+    import numpy as np
+
+    _pgr(gap=gap, gain=np.zeros(1))  # raises on a zero gap
     gain, _ = quality_curve(w, weak, strong, CPT_GRID_STEPS)
     return _cpt_from(gain, gap, x)

@@ -180,6 +180,7 @@ class Router:
 
         w = np.asarray(scores.w, dtype=float).reshape(-1)
         expected = scores.expected
+        t: float | None
         if threshold is not None:
             t = self._check_threshold(threshold)
             weak, strong = self.models[0], self.models[-1]
@@ -245,7 +246,8 @@ def _require_plugin(reg: Any, kind: str, name: str, manifest: Mapping[str, Any])
         reg.entry(kind, name)
     except UnknownComponentError as e:
         installed = {i.dist for i in reg.plugins.values() if i.dist}
-        made_with = manifest.get("plugins") if isinstance(manifest.get("plugins"), dict) else {}
+        recorded = manifest.get("plugins")
+        made_with: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
         missing = [f"{k} {v}" for k, v in sorted(made_with.items()) if k != "tela" and k not in installed]
         if missing:
             raise TelaError(

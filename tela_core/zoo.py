@@ -147,8 +147,8 @@ def run_zoo(
     if not train or not evalr:
         raise TelaError(f"the split left {len(train)} train and {len(evalr)} eval records; need both")
     w_name, s_name = resolve_pair(train, weak, strong)
-    weak_o = np.array([r.outcomes[w_name] for r in evalr], dtype=float)  # type: ignore[index]
-    strong_o = np.array([r.outcomes[s_name] for r in evalr], dtype=float)  # type: ignore[index]
+    weak_o = np.array([(r.outcomes or {})[w_name] for r in evalr], dtype=np.float64)
+    strong_o = np.array([(r.outcomes or {})[s_name] for r in evalr], dtype=np.float64)
     prompts = [r.prompt for r in evalr]
     say(f"split: {len(train)} train, {len(evalr)} eval records ({protocol or 'random 10%'}); weak {w_name}, strong {s_name}")
     results: list[FamilyResult] = []
@@ -191,11 +191,11 @@ def run_zoo(
     from . import evaluation
 
     base = []
-    for name, w in (("random", None), ("oracle", evaluation.oracle_scores(weak_o, strong_o))):
-        if w is None:
+    for name, base_w in (("random", None), ("oracle", evaluation.oracle_scores(weak_o, strong_o))):
+        if base_w is None:
             ev = evaluation.random_baseline(weak_o, strong_o)
         else:
-            ev = evaluation.evaluate_scores(w, weak_o, strong_o)
+            ev = evaluation.evaluate_scores(base_w, weak_o, strong_o)
         base.append(
             FamilyResult(name, ev.apgr, ev.cpt50, ev.cpt80, ev.auc, 0.0, 0.0, len(prompts), curve=list(ev.pgr_grid), evaluation=ev.to_dict())
         )

@@ -105,7 +105,7 @@ def eval_cmd(
     records, source, info = read_records(data, source_name, weak_model, strong_model, protocol)
     weak, strong = ev.resolve_pair(records, weak_model, strong_model, source)
     arrays = ev.outcome_arrays(records, weak, strong)
-    costs = dict(weak_cost=arrays.weak_cost, strong_cost=arrays.strong_cost)
+    costs: dict[str, Any] = dict(weak_cost=arrays.weak_cost, strong_cost=arrays.strong_cost)
 
     random_ev = ev.random_baseline(arrays.weak, arrays.strong, **costs)
     oracle_ev = ev.evaluate_scores(ev.oracle_scores(arrays.weak, arrays.strong), arrays.weak, arrays.strong, name="oracle", **costs)

@@ -81,7 +81,7 @@ def _calibration_prompts(data: Path, source_name: str, protocol: str | None) -> 
 
     if not Path(data).exists():
         raise InputError(data, None, "file not found")
-    name = source_name
+    name: str | None = source_name
     if name in (None, DETECT) and Path(data).is_file():
         try:
             name = detect_source(data)
