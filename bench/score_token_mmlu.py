@@ -20,11 +20,15 @@ CPU (the run of docs/benchmarks.md)::
     OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python bench/score_token_mmlu.py \\
         --data ROUTELLM_MMLU_DIR --sample 480 --backend lora --output bench-out/score-token
 
-GPU, all 10,903 prompts, a larger base model (bf16 and flash-attn are picked by the worker when
-the GPU supports them / flash_attn is installed)::
+GPU, all 10,903 prompts, 3 epochs, a larger base model (the training worker picks bf16 when the
+GPU supports it and flash-attention 2 when ``flash_attn`` is installed; the scorer bf16; one rank per GPU;
+a hub id must be in the Hugging Face cache or reachable)::
 
-    .venv/bin/python bench/score_token_mmlu.py --data ROUTELLM_MMLU_DIR --gpu \\
+    .venv/bin/python bench/score_token_mmlu.py --data ROUTELLM_MMLU_DIR --gpu --backend deepspeed-z3 \\
         --model HuggingFaceTB/SmolLM2-360M-Instruct --output bench-out/score-token-gpu
+
+Add ``--stages prepare,train,score,readout`` for the readout comparison, ``--labels binary`` for
+the binary label mapping.
 """
 
 from __future__ import annotations
@@ -115,15 +119,13 @@ def readouts(probs: Any) -> dict[str, Any]:
 
 def score_records(router: Path, records: Sequence[Any], batch_size: int | None) -> Any:
     """Scores of ``records`` (cached under $TELA_CACHE/scores like ``tela eval``)."""
+    from tela_core import Router
     from tela_core import evaluation as ev
-    from tela_core.artifact import read_manifest
-    from tela_core.cli.eval_cmd import _load_scorer
 
-    scorer = _load_scorer(router, read_manifest(router), batch_size)
-    scores, info = ev.score_prompts(scorer, [r.prompt for r in records], router_id=ev.router_hash(router),
-                                    cache_dir=ev.score_cache_dir(router.parent / ".score-cache"),
-                                    description=f"scoring {len(records)} prompts")
-    return scores, info
+    r = Router.load(router, score_batch_size=batch_size)
+    return ev.score_prompts(r.scorer, [x.prompt for x in records], router_id=ev.router_hash(router),
+                            cache_dir=ev.score_cache_dir(router.parent / ".score-cache"),
+                            description=f"scoring {len(records)} prompts")
 
 
 def main() -> None:
@@ -206,6 +208,7 @@ def readout_stage(router: Path, train_side: Sequence[Any], chosen: Sequence[Any]
     import numpy as np
 
     from tela_core import evaluation as ev
+    from tela_core.errors import TelaError
 
     seen = {r.prompt for r in chosen}
     rest = [r for r in train_side if r.prompt not in seen]
@@ -225,7 +228,10 @@ def readout_stage(router: Path, train_side: Sequence[Any], chosen: Sequence[Any]
         per = []
         for f in folds:
             m = np.isin(groups, f)
-            per.append(ev.evaluate_scores(w[m], arrays.weak[m], arrays.strong[m], name=name).apgr)
+            try:
+                per.append(ev.evaluate_scores(w[m], arrays.weak[m], arrays.strong[m], name=name).apgr)
+            except TelaError:  # a fold where both models score the same: APGR undefined, left out
+                continue
         table[name] = {"fold_mean": float(np.mean(per)), "fold_sd": float(np.std(per)), "pooled": pooled.apgr}
         print(f"  readout {name:9s} fold-mean APGR {np.mean(per):.3f} (sd {np.std(per):.3f})  pooled {pooled.apgr:.3f}")
     best = max(table, key=lambda k: table[k]["fold_mean"])
@@ -238,6 +244,7 @@ def readout_stage(router: Path, train_side: Sequence[Any], chosen: Sequence[Any]
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if "--gpu" not in sys.argv:  # on CPU the default model comes from a local GGUF; never reach the hub
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     main()
