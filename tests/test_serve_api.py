@@ -41,7 +41,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     models = Router.load(router_dir).models
     write_policy(router_dir, "threshold", {"threshold": THRESHOLD}, models)
     cfg = tmp / "serve.yaml"
-    cfg.write_text("keys_env: TELA_TEST_KEYS\nsticky_header: x-tela-session\nmax_body_bytes: 65536\n")
+    cfg.write_text("keys_env: TELA_TEST_KEYS\nsticky_header: x-tela-session\nmax_body_bytes: 65536\ninline_below_ms: 0  # score on the worker thread, batched\n")
     log = tmp / "decisions.jsonl"
     with standin("small") as small, standin("big") as big:
         server = TelaServe(

@@ -58,7 +58,7 @@ def test_openai_upstream_needs_its_key_variable(monkeypatch):
 
 
 def test_openai_upstream_against_a_standin(monkeypatch):
-    pytest.importorskip("httpx")
+    pytest.importorskip("aiohttp")
     monkeypatch.setenv("TELA_TEST_UPSTREAM_KEY", "sk-upstream")
     body = {"model": "small", "messages": [{"role": "user", "content": "hello there"}]}
     with standin("small") as url:

@@ -2,7 +2,7 @@
 
 vLLM, Ollama, llama.cpp's server, LiteLLM and OpenAI itself all answer
 ``POST {base_url}/chat/completions``; this client forwards ``tela serve``'s requests there with
-httpx, over one pooled connection set per upstream. httpx is imported when the client is made,
+aiohttp, over one pooled connection set per upstream. aiohttp is imported when the client is made,
 not when tela starts.
 """
 

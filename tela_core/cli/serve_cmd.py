@@ -37,6 +37,7 @@ def register(cli: click.Group) -> None:
 @click.option("--sticky-header", default=None, metavar="NAME", help="A request with this header (a session id) is routed on its first user turn, so a conversation stays on one model.")
 @click.option("--no-fallback", is_flag=True, default=False, help="Answer 502 at once when an upstream fails, instead of trying the other model.")
 @click.option("--upstream-timeout", default=None, type=click.FloatRange(min=0, min_open=True), help="Seconds to wait for --weak/--strong upstreams (default 60).")
+@click.option("--log-level", default=None, type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Server log level (default info).")
 @click.option("--check", is_flag=True, help="Validate the settings and load the routers, then exit without serving.")
 def serve(config_file: Path | None, routers: tuple[str, ...], weak: str | None, strong: str | None, no_fallback: bool, check: bool, **flags: Any) -> None:
     """Serve routers behind an OpenAI-compatible API: clients ask for model `router-NAME`

@@ -9,7 +9,7 @@
 
 Upstream clients are plugins (:class:`tela_core.components.Upstream`, hook
 ``tela_register_upstreams``); the builtin ``openai`` one speaks to any OpenAI-compatible endpoint.
-Nothing here imports Starlette, uvicorn, httpx or prometheus-client until a server is built.
+Nothing here imports Starlette, uvicorn, aiohttp or prometheus-client until a server is built.
 """
 
 from __future__ import annotations

@@ -28,7 +28,9 @@ import hmac
 import json
 import logging
 import time
-import uuid
+import itertools
+import os
+import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Mapping
 
@@ -126,7 +128,10 @@ def load_routers(config: ServeConfig, metrics: "ServeMetrics | None" = None) -> 
             if metrics is not None:
                 metrics.batch_size.labels(name).observe(n)
 
-        batcher = Batcher(router, window=config.batch_window_ms / 1000.0, max_batch=config.max_batch, on_batch=on_batch, name=name)
+        batcher = Batcher(
+            router, window=config.batch_window_ms / 1000.0, max_batch=config.max_batch, on_batch=on_batch, name=name,
+            inline_below_ms=config.inline_below_ms,
+        )
         out[name] = ServedRouter(name, router, batcher, upstream_of, strongest=models[-1])
     return out
 
@@ -565,6 +570,18 @@ def _error_message(body: Any) -> str:
     return str(body)[:300]
 
 
+_IDS = itertools.count(1)
+_ID_PREFIX: list[str] = []
+
+
+def _next_id() -> str:
+    """A request id unique across processes and restarts: a random per-process prefix and a
+    counter (os.urandom per request costs more than routing a prompt on some VMs)."""
+    if not _ID_PREFIX or _ID_PREFIX[0].split("-")[0] != f"{os.getpid():x}":
+        _ID_PREFIX[:] = [f"{os.getpid():x}-{random.getrandbits(48):012x}"]
+    return f"{_ID_PREFIX[0]}-{next(_IDS)}"
+
+
 class _Info:
     """What one request did: for its headers, its metrics and its decision-log line."""
 
@@ -584,7 +601,7 @@ class _Info:
         self.fallback_from: str | None = None
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
-        self.id = uuid.uuid4().hex
+        self.id = _next_id()
         self._done = False
 
     def headers(self, model: str | None, fallback_from: str | None = None) -> dict[str, str]:

@@ -7,6 +7,10 @@ scores, the next requests queue, so under load batches form by themselves and an
 one forward pass for many requests; at low load a request is scored alone, at once. The event
 loop never blocks: it awaits a future the thread completes.
 
+A router whose scorer answers in microseconds (``length``; below ``inline_below_ms``, measured
+when the router loads) is scored on the event loop itself: handing a prompt to a thread and back
+costs two system calls and a GIL hand-off, more than scoring it.
+
 Batching an LM router must not cost throughput: a padded batch of prompts of very different
 lengths wastes most of its compute on padding. LM families sort a call's prompts by length and run
 them ``score_batch_size`` at a time (``lm-probe``, ``score-token``), so the batcher hands them all
@@ -54,17 +58,28 @@ class Batcher:
         max_batch: int = 32,
         on_batch: Callable[[int, float], None] | None = None,
         name: str | None = None,
+        inline_below_ms: float = 0.0,
     ) -> None:
         self.router = router
         self.window = max(0.0, float(window))
         self.max_batch = max(1, int(max_batch))
         self.on_batch = on_batch
+        self.inline = inline_below_ms > 0 and _probe_ms(router) < inline_below_ms
         self._q: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"tela-router-{name or router.name}", daemon=True)
-        self._thread.start()
+        if not self.inline:
+            self._thread.start()
 
     async def decide(self, text: str, threshold: float | None = None) -> "Decision":
         """Route one text (``threshold`` None: the router's saved policy)."""
+        if self.inline:
+            if self.on_batch is not None:
+                self.on_batch(1, 0.0)
+            try:
+                return self.router.decisions(self.router.scores([text]), threshold)[0]
+            except Exception as e:
+                log.exception("router %s failed to score a prompt", self.router.name)
+                raise RoutingFailed(str(e) or type(e).__name__) from None
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._q.put(_Item(text, threshold, fut, loop))
@@ -72,8 +87,9 @@ class Batcher:
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the thread after the batch in hand."""
-        self._q.put(_STOP)
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._q.put(_STOP)
+            self._thread.join(timeout)
 
     # -- the worker thread --------------------------------------------------------------------
 
@@ -133,6 +149,18 @@ class Batcher:
                 loop.call_soon_threadsafe(_deliver, pairs, failed)
             except RuntimeError:  # the loop closed (server stopping)
                 pass
+
+
+def _probe_ms(router: "Router", tries: int = 5) -> float:
+    """Median milliseconds of one scorer call on a short prompt (after a warm-up call)."""
+    text = "How many prime numbers are there below one hundred? Explain briefly."
+    router.scores([text])
+    times = []
+    for _ in range(tries):
+        t0 = time.perf_counter()
+        router.scores([text])
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return sorted(times)[len(times) // 2]
 
 
 def _deliver(pairs: list[tuple["asyncio.Future[Any]", Any]], failed: BaseException | None) -> None:

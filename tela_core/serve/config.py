@@ -112,6 +112,9 @@ class ServeConfig(BaseModel):
     """How long the batcher waits for more requests before scoring (0: score what is waiting)."""
     max_batch: int = Field(32, ge=1)
     """Most prompts in one scorer call."""
+    inline_below_ms: float = Field(0.2, ge=0)
+    """Score on the event loop, not a worker thread, routers whose scorer call takes less than this
+    (measured at start; ``length`` does). 0: always a worker thread."""
     decision_log: Optional[str] = None
     """JSONL file with one line per request (appended)."""
     log_prompts: bool = False
@@ -120,7 +123,7 @@ class ServeConfig(BaseModel):
     """Larger request bodies are refused with 413."""
     trust_remote_code: bool = False
     """Let routers whose model ships its own Python code run it."""
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     source: str = "flags"
     """Where the settings came from (the config file, or ``flags``), for error messages."""
 

@@ -24,7 +24,7 @@ def check_serve_extra() -> None:
     from ..errors import TelaError
 
     missing = []
-    for mod in ("starlette", "uvicorn", "httpx", "prometheus_client"):
+    for mod in ("starlette", "uvicorn", "aiohttp", "prometheus_client"):
         try:
             __import__(mod)
         except ImportError:

@@ -1,0 +1,268 @@
+"""What `tela serve` adds: a stand-in upstream called directly, and through `tela serve`, in one run.
+
+The upstream is a STAND-IN for a remote model API (``examples/standin_upstream.py``: an
+OpenAI-compatible server on loopback that answers at once with its own name), so what is measured
+is tela's own cost: parsing, routing (scoring the prompt), forwarding over HTTP, and answering.
+Both upstream names point at the same stand-in process.
+
+For each router family (``length``, ``embedding-knn``, ``lm-probe``, trained on the bundled
+400-prompt MMLU sample, or taken from ``--work`` if already there) and for the direct baseline:
+
+- **saturated**: ``--clients`` concurrent clients (default 32), each sending its next request as
+  soon as the last is answered, ``--requests`` in all: requests per second, and p50/p99 latency;
+- **paced**: the same clients at a fixed total rate (``--rate`` req/s; for ``lm-probe`` a quarter
+  of its saturated throughput), so latency is not queueing: the p50/p99 that tela adds is the
+  paced latency through tela minus the paced latency direct;
+- for ``lm-probe``, saturated throughput again with ``--max-batch 1`` (every request scored alone):
+  the micro-batching gain is batched / batch-1 throughput.
+
+Prompts are the bundled held-out sample's questions (``tela_core/data/mmlu_heldout_sample.jsonl``),
+cycled. The load generator is a small keep-alive HTTP/1.1 client in this process (asyncio, uvloop
+when installed), so the client's own cost stays small. All processes share the machine's cores:
+run it on a quiet machine, and read the numbers as this machine's, at that moment.
+
+    .venv/bin/python bench/serve_overhead.py                       # all three, 3,000 requests each
+    .venv/bin/python bench/serve_overhead.py --routers length --requests 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "tela_core" / "data" / "mmlu_sample.jsonl"
+HELDOUT = REPO / "tela_core" / "data" / "mmlu_heldout_sample.jsonl"
+STANDIN = REPO / "examples" / "standin_upstream.py"
+
+
+# ------------------------------------------------------------------------------------------------
+# Processes
+# ------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_standin() -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, str(STANDIN), "--model", "standin", "--port", "0"], stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline() if proc.stdout else ""
+    return proc, line.strip().rsplit(" on ", 1)[1]
+
+
+def start_serve(router: Path, upstream: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from tela_core.cli.main import main; main()", "serve", "--router", f"r={router}",
+         "--weak", f"{upstream}#small", "--strong", f"{upstream}#big", "--port", str(port), "--log-level", "warning", *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"tela serve failed:\n{proc.stderr.read() if proc.stderr else ''}")
+        try:
+            with urllib.request.urlopen(url + "/ready", timeout=2) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("tela serve did not become ready")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def train(family: str, work: Path) -> Path:
+    out = work / family
+    if (out / "tela.json").is_file():
+        return out
+    print(f"training {family} on {SAMPLE.name} -> {out} ...", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", "from tela_core.cli.main import main; main()", "run", "--family", family, "--data", str(SAMPLE), "--output", str(out)],
+        check=True, stdout=subprocess.DEVNULL,
+    )
+    print(f"  {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Load generator: keep-alive HTTP/1.1, one connection per client
+# ------------------------------------------------------------------------------------------------
+
+
+class Client:
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(
+            f"POST {path} HTTP/1.1\r\nhost: {self.host}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        n = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                n = int(line[15:])
+        await self.reader.readexactly(n)
+        return status
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def run_load(url: str, model: str, prompts: list[str], n: int, clients: int, rate: float | None) -> dict[str, Any]:
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    path = "/v1/chat/completions"
+    bodies = [json.dumps({"model": model, "messages": [{"role": "user", "content": p}]}).encode() for p in prompts]
+    lat: list[float] = []
+    errors = 0
+    counter = iter(range(n))
+    start = time.perf_counter()
+
+    async def worker(c: int) -> None:
+        nonlocal errors
+        cl = Client(host, int(port))
+        try:
+            for i in counter:
+                if rate:
+                    due = start + i / rate
+                    wait = due - time.perf_counter()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                t0 = time.perf_counter()
+                status = await cl.post(path, bodies[i % len(bodies)])
+                lat.append(time.perf_counter() - t0)
+                if status != 200:
+                    errors += 1
+        finally:
+            cl.close()
+
+    await asyncio.gather(*(worker(c) for c in range(clients)))
+    wall = time.perf_counter() - start
+    lat.sort()
+    return {
+        "requests": len(lat),
+        "errors": errors,
+        "rps": len(lat) / wall,
+        "p50_ms": statistics.median(lat) * 1000,
+        "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000,
+    }
+
+
+def load(url: str, model: str, prompts: list[str], n: int, clients: int, rate: float | None = None) -> dict[str, Any]:
+    try:
+        import uvloop  # type: ignore[import-not-found]
+
+        return uvloop.run(run_load(url, model, prompts, n, clients, rate))
+    except ImportError:
+        return asyncio.run(run_load(url, model, prompts, n, clients, rate))
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--routers", default="length,embedding-knn,lm-probe")
+    ap.add_argument("--requests", type=int, default=3000, help="requests per saturated run")
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--rate", type=float, default=100.0, help="paced runs: total requests per second")
+    ap.add_argument("--paced-seconds", type=float, default=8.0)
+    ap.add_argument("--lm-requests", type=int, default=600, help="requests per saturated lm-probe run (it scores on the CPU)")
+    ap.add_argument("--work", type=Path, default=Path(os.environ.get("TELA_CACHE", REPO / ".cache" / "tela")) / "bench" / "serve-overhead")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = ap.parse_args()
+
+    prompts = [json.loads(line)["prompt"] for line in HELDOUT.read_text().splitlines() if line.strip()]
+    families = [f for f in args.routers.split(",") if f]
+    routers = {f: train(f, args.work) for f in families}
+    standin, upstream = start_standin()
+    rows: list[dict[str, Any]] = []
+    try:
+        load(upstream, "small", prompts, 200, args.clients)  # warm-up
+        direct = load(upstream, "small", prompts, args.requests, args.clients)
+        direct_paced = load(upstream, "small", prompts, int(args.rate * args.paced_seconds), args.clients, args.rate)
+        rows.append({"router": "(direct)", **direct, "paced_rate": args.rate, "paced_p50_ms": direct_paced["p50_ms"], "paced_p99_ms": direct_paced["p99_ms"]})
+        print(f"direct: {direct['rps']:.0f} req/s, paced p50 {direct_paced['p50_ms']:.2f} ms p99 {direct_paced['p99_ms']:.2f} ms", file=sys.stderr, flush=True)
+        for family, path in routers.items():
+            lm = family == "lm-probe"
+            n = args.lm_requests if lm else args.requests
+            variants = [("batched", [])] + ([("batch 1", ["--max-batch", "1"])] if lm else [])
+            for label, extra in variants:
+                proc, url = start_serve(path, upstream, extra)
+                try:
+                    load(url, "router-r", prompts, min(200, n), args.clients)  # warm-up
+                    sat = load(url, "router-r", prompts, n, args.clients)
+                    rate = args.rate if not lm else max(1.0, sat["rps"] / 4)
+                    if label == "batched":
+                        paced = load(url, "router-r", prompts, max(32, int(rate * args.paced_seconds)), args.clients, rate)
+                        if lm:  # direct at the same pace, for the difference
+                            dp = load(upstream, "small", prompts, max(32, int(rate * args.paced_seconds)), args.clients, rate)
+                        else:
+                            dp = direct_paced
+                        row = {"router": family, **sat, "paced_rate": rate, "paced_p50_ms": paced["p50_ms"], "paced_p99_ms": paced["p99_ms"],
+                               "added_p50_ms": paced["p50_ms"] - dp["p50_ms"], "added_p99_ms": paced["p99_ms"] - dp["p99_ms"]}
+                    else:
+                        row = {"router": f"{family} ({label})", **sat}
+                    rows.append(row)
+                    print(f"{row['router']}: {sat['rps']:.0f} req/s" + (f", added p50 {row['added_p50_ms']:.2f} ms p99 {row['added_p99_ms']:.2f} ms" if "added_p50_ms" in row else ""),
+                          file=sys.stderr, flush=True)
+                finally:
+                    stop(proc)
+    finally:
+        stop(standin)
+
+    lm_rows = {r["router"]: r for r in rows}
+    print(f"\n{args.clients} concurrent clients; saturated runs of {args.requests} requests ({args.lm_requests} for lm-probe); "
+          f"paced at {args.rate:g} req/s ({'a quarter of its throughput for lm-probe' if 'lm-probe' in routers else ''}); "
+          f"{os.cpu_count()} CPUs, shared.\n")
+    print("| router | saturated req/s | vs direct | p50 ms | p99 ms | paced rate | added p50 ms | added p99 ms | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    base = rows[0]["rps"]
+    for r in rows:
+        added = (f"{r['added_p50_ms']:.2f} | {r['added_p99_ms']:.2f}") if "added_p50_ms" in r else "– | –"
+        paced = f"{r['paced_rate']:.0f}" if "paced_rate" in r else "–"
+        print(f"| {r['router']} | {r['rps']:.0f} | {r['rps'] / base:.2f}× | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {paced} | {added} | {r['errors']} |")
+    if "lm-probe" in lm_rows and "lm-probe (batch 1)" in lm_rows:
+        gain = lm_rows["lm-probe"]["rps"] / lm_rows["lm-probe (batch 1)"]["rps"]
+        print(f"\nlm-probe micro-batching gain (batched / batch 1 throughput, {args.clients} clients): {gain:.2f}×")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""The micro-batcher: concurrent routing requests become one scorer call on the router's thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from tela_core.components import Scores
+from tela_core.router import Decision
+from tela_core.serve.batcher import Batcher, RoutingFailed
+
+
+class SlowRouter:
+    """A stand-in Router: w = len(text) / 100, each scorer call takes ``delay`` seconds."""
+
+    name = "slow"
+    models = ["weak", "strong"]
+
+    def __init__(self, delay: float = 0.05, fail: bool = False) -> None:
+        self.delay = delay
+        self.fail = fail
+        self.calls: list[int] = []
+        self.threads: set[str] = set()
+
+    def scores(self, prompts):
+        self.threads.add(threading.current_thread().name)
+        self.calls.append(len(prompts))
+        time.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("scorer exploded")
+        return Scores(w=np.array([len(p) / 100 for p in prompts]))
+
+    def decisions(self, scores, threshold=None):
+        t = 0.5 if threshold is None else threshold
+        return [Decision(self.models[-1] if w >= t else self.models[0], float(w), t) for w in scores.w]
+
+
+def _run(batcher, items):
+    async def main():
+        return await asyncio.gather(*(batcher.decide(text, t) for text, t in items))
+
+    try:
+        return asyncio.run(main())
+    finally:
+        batcher.close()
+
+
+def test_concurrent_requests_share_scorer_calls_and_get_their_own_decision():
+    r = SlowRouter(delay=0.05)
+    items = [("x" * (i * 5), None if i % 3 else 0.2) for i in range(40)]
+    out = _run(Batcher(r, max_batch=16), items)
+    assert sum(r.calls) == 40 and max(r.calls) <= 16 and len(r.calls) <= 5  # batched, capped
+    for (text, t), d in zip(items, out):
+        w = len(text) / 100
+        assert d.w == pytest.approx(w) and d.threshold == (0.5 if t is None else t)
+        assert d.model == ("strong" if w >= d.threshold else "weak")
+    assert r.threads == {"tela-router-slow"}  # never on the event loop's thread
+
+
+def test_window_gathers_requests_that_arrive_later():
+    r = SlowRouter(delay=0.0)
+    b = Batcher(r, window=0.2, max_batch=64)
+
+    async def main():
+        first = asyncio.ensure_future(b.decide("a"))
+        await asyncio.sleep(0.05)
+        return await asyncio.gather(first, b.decide("bb"))
+
+    try:
+        asyncio.run(main())
+    finally:
+        b.close()
+    assert r.calls == [2]
+
+
+def test_max_batch_one_scores_each_alone():
+    r = SlowRouter(delay=0.01)
+    _run(Batcher(r, max_batch=1), [("q", None)] * 8)
+    assert r.calls == [1] * 8
+
+
+def test_a_failing_scorer_fails_its_requests_not_the_thread():
+    r = SlowRouter(delay=0.0, fail=True)
+    b = Batcher(r)
+
+    async def main():
+        with pytest.raises(RoutingFailed, match="scorer exploded"):
+            await b.decide("a")
+        r.fail = False
+        return await b.decide("b" * 80)
+
+    try:
+        assert asyncio.run(main()).model == "strong"
+    finally:
+        b.close()
+
+
+def test_fast_scorers_are_scored_inline():
+    r = SlowRouter(delay=0.0)
+    b = Batcher(r, inline_below_ms=50)
+    assert b.inline and not b._thread.is_alive()
+    out = _run(b, [("q" * 70, None)])
+    assert out[0].model == "strong" and threading.main_thread().name in r.threads
+    slow = Batcher(SlowRouter(delay=0.01), inline_below_ms=1)
+    assert not slow.inline
+    slow.close()
