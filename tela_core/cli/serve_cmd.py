@@ -29,6 +29,7 @@ def register(cli: click.Group) -> None:
 @click.option("--batch-window-ms", default=None, type=click.FloatRange(0, 1000),
               help="Wait this long for more requests before scoring a batch (default 0: score what is waiting).")
 @click.option("--max-batch", default=None, type=click.IntRange(min=1), help="Most prompts per scorer call (default 32).")
+@click.option("--score-batch-size", default=None, type=click.IntRange(min=1), help="Prompts per scorer forward pass for --router routers (LM families).")
 @click.option("--decision-log", default=None, type=click.Path(path_type=Path), help="Append one JSON line per request to this file.")
 @click.option("--log-prompts", is_flag=True, default=None, help="Write the routed text into the decision log too.")
 @click.option("--max-body-bytes", default=None, type=click.IntRange(min=1024), help="Refuse larger request bodies with 413 (default 8 MiB).")

@@ -260,13 +260,14 @@ def build_config(
             name, path = parse_router_flag(item)
             if name in rs and isinstance(rs[name], dict) and rs[name].get("path") != path:
                 raise ConfigError(f"--router: two routers are named {name!r}; name them: --router NAME=DIR")
-            rs[name] = {"path": path, **({"upstreams": pair} if pair else {})}
+            sbs = (overrides or {}).get("score_batch_size")
+            rs[name] = {"path": path, **({"upstreams": pair} if pair else {}), **({"score_batch_size": sbs} if sbs else {})}
     elif pair and isinstance(data.get("routers"), dict):
         for r in data["routers"].values():  # --weak/--strong with routers from the file
             if isinstance(r, dict) and not r.get("upstreams"):
                 r["upstreams"] = pair
     for key, value in (overrides or {}).items():
-        if value is not None and key != "upstream_timeout":
+        if value is not None and key not in ("upstream_timeout", "score_batch_size"):
             data[key] = value
     data["source"] = where
     try:

@@ -94,26 +94,43 @@ def traffic_scores(path: str | Path, router: str | None = None) -> tuple[list[fl
     return by_router[router], router
 
 
-def calibrate_from_traffic(router_dir: str | Path, log: str | Path, strong_share: float, router_name: str | None = None) -> dict[str, Any]:
+def calibrate_from_traffic(
+    router_dir: str | Path,
+    log: str | Path,
+    strong_share: float,
+    router_name: str | None = None,
+    policy: str = "calibrated",
+    policy_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Set ``router_dir``'s threshold so ``strong_share`` of the logged traffic would go to the
-    strong model; save it as the router's ``calibrated`` policy. Returns what was saved and why.
+    strong model, and save it as the router's ``policy`` (default ``calibrated``). Returns what
+    was saved and from how many requests.
 
-    The threshold is the registered ``calibrated`` policy's (the ``1 − share`` quantile of w),
-    the same rule ``tela calibrate --data`` applies to a calibration file.
+    The threshold comes from the registered policy's ``calibrate`` (for ``calibrated``: the
+    ``1 − share`` quantile of w), the rule ``tela calibrate --data`` applies to a calibration file.
+    The router's weights are not loaded: the log already holds the scores.
     """
     from ..artifact import read_manifest, read_policy, write_policy
     from ..plugins import get_registry
 
     if not 0.0 <= strong_share <= 1.0:
         raise TelaError(f"--strong-share must be in [0, 1], got {strong_share}")
-    read_manifest(router_dir)
+    manifest = read_manifest(router_dir)
+    reg = get_registry()
+    if not hasattr(reg.get("policy", policy), "calibrate"):
+        able = [n for n in reg.names("policy") if hasattr(reg.get("policy", n), "calibrate")]
+        raise TelaError(f"policy {policy!r} does not calibrate; policies that do: {', '.join(able)}")
     w, name = traffic_scores(log, router_name)
     old = read_policy(router_dir)
-    models = list(old.get("models") or ["weak", "strong"])
+    models = list(old.get("models") or [])
+    pair = [manifest.get("weak"), manifest.get("strong")]
+    if (not models or models == ["weak", "strong"]) and all(isinstance(m, str) and m for m in pair):
+        models = [str(m) for m in pair]  # as Router.load reads them
+    models = models or ["weak", "strong"]
     if len(models) != 2:
         models = [models[0], models[-1]]
-    base = get_registry().create("policy", "calibrated", {"strong_share": strong_share})
-    policy = base.calibrate(w, data=f"{log} (traffic of {name})")
-    options = policy.options.model_dump(mode="json")
-    write_policy(router_dir, "calibrated", options, models)
+    base = reg.create("policy", policy, {**dict(policy_options or {}), "strong_share": strong_share})
+    calibrated = base.calibrate(w, data=f"{log} (traffic of {name})")
+    options = calibrated.options.model_dump(mode="json")
+    write_policy(router_dir, policy, options, models)
     return {"router": name, "requests": len(w), "options": options, "models": models, "previous": old.get("name")}
