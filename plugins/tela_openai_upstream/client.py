@@ -7,7 +7,6 @@ second to the same stand-in upstream; see docs/benchmarks.md).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from typing import Any, AsyncIterator, Mapping, Optional
@@ -77,6 +76,8 @@ class OpenAIUpstream(Upstream):
         return self._session
 
     async def chat(self, body: Mapping[str, Any], stream: bool) -> UpstreamReply:
+        import asyncio
+
         import aiohttp
 
         session = self._http()
@@ -111,6 +112,8 @@ class OpenAIUpstream(Upstream):
 
 
 async def _events(response: Any, url: str) -> AsyncIterator[bytes]:
+    import asyncio
+
     import aiohttp
 
     try:
