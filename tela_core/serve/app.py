@@ -8,12 +8,14 @@ Endpoints:
   ``x-tela-router``, ``x-tela-model``, ``x-tela-score``, ``x-tela-threshold``, ``x-tela-routing-ms``
   (and ``x-tela-fallback`` when the other model answered).
 - ``GET /v1/models``: the routed names and the upstreams, in OpenAI's list shape.
-- ``GET /health``: the process is alive. ``GET /ready``: every router is loaded (503 until then).
+- ``GET /health``: the process is alive. ``GET /ready``: every router is loaded and its scoring
+  thread running (503 otherwise).
 - ``GET /metrics``: Prometheus text (:mod:`tela_core.serve.metrics`).
 
 Errors use OpenAI's envelope ``{"error": {"message", "type", "param", "code"}}``: 400 (bad JSON, no
 user turn, unknown model, threshold outside [0, 1]), 401 (no valid key, when keys are set), 413
-(body over the limit), 502 (the upstream failed, after one fallback), 503 (not ready). An
+(body over the limit), 502 (the upstream failed, after one fallback), 503 (a router's scoring
+thread stopped). An
 unexpected failure is a 500 with the same envelope, never a traceback. A client that disconnects
 cancels its upstream call.
 
@@ -88,7 +90,6 @@ class Server:
     decision_log: "DecisionLog | None"
     keys: list[bytes]
     routers: dict[str, ServedRouter] = field(default_factory=dict)
-    load_error: str | None = None
     ready: bool = False
 
     @property
@@ -245,9 +246,9 @@ async def _wait_disconnect(receive: Any) -> None:
 
 
 def create_app(config: ServeConfig, routers: dict[str, ServedRouter] | None = None) -> Any:
-    """The Starlette app for ``config``. Pass ``routers`` already loaded (:func:`load_routers`)
-    to be ready at once; otherwise they load on a thread after start-up, and ``/ready`` answers
-    503 until they have."""
+    """The Starlette app for ``config``. Pass ``routers`` already loaded (:func:`load_routers`);
+    otherwise they load (on a thread) during the app's start-up, before uvicorn accepts a
+    connection, so no request ever meets a half-loaded server."""
     import contextlib
 
     from starlette.applications import Starlette
@@ -272,14 +273,13 @@ def create_app(config: ServeConfig, routers: dict[str, ServedRouter] | None = No
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        loader = None
-        if not server.ready:
-            loader = asyncio.ensure_future(_load_in_background(server))
+        if not server.ready:  # before the port accepts a request (uvicorn binds after start-up)
+            server.routers = await asyncio.to_thread(load_routers, server.config, server.metrics)
+            server.ready = True
+            log.info("routers loaded: %s", ", ".join(server.routers) or "(none)")
         try:
             yield
         finally:
-            if loader is not None:
-                loader.cancel()
             for _cfg, up in server.upstreams.values():
                 try:
                     await up.aclose()
@@ -311,10 +311,9 @@ def create_app(config: ServeConfig, routers: dict[str, ServedRouter] | None = No
         return _json(200, {"status": "ok"})
 
     async def ready(request: Any) -> Any:
-        body = {"ready": server.ready, "routers": {n: n in server.routers for n in config.routers}}
-        if server.load_error:
-            body["error"] = server.load_error
-        return _json(200 if server.ready else 503, body)
+        loaded = {n: n in server.routers and server.routers[n].batcher.alive for n in config.routers}
+        ok = server.ready and all(loaded.values())
+        return _json(200 if ok else 503, {"ready": ok, "routers": loaded})
 
     async def metrics_endpoint(request: Any) -> Any:
         body, ctype = metrics.exposition()
@@ -343,16 +342,6 @@ def create_app(config: ServeConfig, routers: dict[str, ServedRouter] | None = No
     )
     app.state.tela = server
     return app
-
-
-async def _load_in_background(server: Server) -> None:
-    try:
-        server.routers = await asyncio.to_thread(load_routers, server.config, server.metrics)
-        server.ready = True
-        log.info("routers loaded: %s", ", ".join(server.routers) or "(none)")
-    except Exception as e:  # reported by /ready and in the log; routed requests get 503
-        server.load_error = f"{type(e).__name__}: {e}"
-        log.error("loading routers failed: %s", server.load_error)
 
 
 def create_app_from_env() -> Any:
@@ -435,9 +424,8 @@ class _ChatHandler:
         served = s.routers.get(name)
         sticky = bool(self.sticky and request.headers.get(self.sticky))
         text = routing_text(body.get("messages"), self.cfg.routing, sticky=sticky)
-        if served is None:
-            why = s.load_error or "routers are still loading"
-            raise RequestError(503, f"router {name!r} is not ready: {why}", type="server_error", code="not_ready")
+        if served is None or not served.batcher.alive:
+            raise RequestError(503, f"router {name!r} is not ready", type="server_error", code="not_ready")
         if target.threshold is not None and len(served.router.models) != 2:
             raise RequestError(
                 400, f"router {name!r} routes between {len(served.router.models)} models; a threshold needs two: use router-{name}",

@@ -70,6 +70,11 @@ class Batcher:
         if not self.inline:
             self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """Whether requests can be scored (inline, or the thread is running)."""
+        return self.inline or self._thread.is_alive()
+
     async def decide(self, text: str, threshold: float | None = None) -> "Decision":
         """Route one text (``threshold`` None: the router's saved policy)."""
         if self.inline:

@@ -2,7 +2,7 @@
 
 One process loads the routers before it binds its port, so a bad router fails at once with a
 one-line error. With N workers the parent loads each router once to check it, then every worker
-loads its own copy (uvicorn needs an app factory, :func:`tela_core.serve.app.create_app_from_env`,
+loads its own copy before it accepts a connection (uvicorn needs an app factory, :func:`tela_core.serve.app.create_app_from_env`,
 which reads the settings from ``$TELA_SERVE_CONFIG``) and shares Prometheus metric files in
 ``$PROMETHEUS_MULTIPROC_DIR``.
 """
