@@ -193,7 +193,13 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise TelaError(f"{p}: config file not found")
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = p.read_bytes()[: e.start].count(b"\n") + 1
+        raise TelaError(f"{p}:{line}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise TelaError(f"{p}: cannot read: {e.strerror or e}") from None
     try:
         if p.suffix.lower() == ".toml":
             import tomllib
@@ -203,8 +209,11 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             import yaml
 
             data = yaml.safe_load(text) or {}
+    except RecursionError:
+        raise TelaError(f"{p}: nested too deeply to read") from None
     except Exception as e:  # yaml/toml parse errors carry line numbers in their message
-        raise TelaError(f"{p}: not valid {'TOML' if p.suffix.lower() == '.toml' else 'YAML'}: {e}") from None
+        said = " ".join(str(e).split())
+        raise TelaError(f"{p}: not valid {'TOML' if p.suffix.lower() == '.toml' else 'YAML'}: {said}") from None
     if not isinstance(data, dict):
         raise TelaError(f"{p}: expected a mapping of options at the top level")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
@@ -254,7 +263,12 @@ def resolve_config(
     values.update({k: v for k, v in flags.items() if v is not None})
     for section, opts in parse_overrides(overrides).items():
         values[section] = {**dict(values.get(section) or {}), **opts}
-    return RunConfig.build(values)
+    try:
+        return RunConfig.build(values)
+    except TelaError as e:
+        if config_file:  # say where the values came from: the user may not have typed them
+            raise TelaError(f"{e} (options read from {config_file} and the command line)") from None
+        raise
 
 
 # ------------------------------------------------------------------------------------------------

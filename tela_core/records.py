@@ -159,23 +159,31 @@ def _reject_constant(name: str) -> Any:
     raise _NonStandardJSON(f"{name} is not a JSON value (standard JSON has no NaN or Infinity)")
 
 
+def _finite_float(text: str) -> float:
+    x = float(text)
+    if not math.isfinite(x):
+        raise _NonStandardJSON(f"number {text[:40]} is out of range (beyond a double's ±1.8e308)")
+    return x
+
+
 def json_decoder() -> json.JSONDecoder:
-    """A decoder that refuses ``NaN``/``Infinity`` (Python's json accepts them; nothing else does)."""
-    return json.JSONDecoder(parse_constant=_reject_constant)
+    """A decoder that refuses ``NaN``/``Infinity`` and numbers that overflow to them (Python's json
+    accepts these; standard JSON and every other reader do not)."""
+    return json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def loads_json(text: str, path: str | Path, line: int | None = None) -> Any:
     """``json.loads`` with every failure as an :class:`InputError` naming ``path`` and the line:
     bad JSON, ``NaN``/``Infinity``, and nesting too deep for Python's parser (a RecursionError)."""
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except json.JSONDecodeError as e:
         where = line if line is not None else e.lineno
         raise InputError(path, where, f"invalid JSON: {e.msg} (column {e.colno})") from None
-    except _NonStandardJSON as e:
-        raise InputError(path, line, str(e)) from None
     except RecursionError:
         raise InputError(path, line, "JSON nested too deeply to read") from None
+    except ValueError as e:  # NaN/Infinity, or an integer longer than Python converts (4,300 digits)
+        raise InputError(path, line, str(e).split(";")[0]) from None
 
 
 def check_text(value: str, path: str | Path, line: int | None, what: str) -> str:

@@ -282,6 +282,10 @@ def preview(file: Path, formatter_name: str, n: int, source_name: str, tokenizer
         shown.append(record)
         if len(shown) >= n:
             break
+    if not shown:
+        from ..errors import InputError
+
+        raise InputError(file, None, "no records (empty, or only blank lines)")
     con = Console(highlight=False, soft_wrap=True)
     for i, r in enumerate(shown, start=1):
         f = formatter.format(r.messages, tokenizer=tok)
