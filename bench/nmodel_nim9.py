@@ -1,4 +1,4 @@
-"""N-model routing on LLMRouter's 9-model data (../shared/data/llmrouter-nim9): quality vs cost.
+"""N-model routing on LLMRouter's 9-model data (`tela data get llmrouter`): quality vs cost.
 
 A cost-aware policy over a zoo family's per-model predictions: for each prompt pick
 argmax_m  predicted_quality[m] − λ · cost[m] / mean_cost, and sweep λ. Each λ gives one
@@ -21,11 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchdata import dataset
+
 import numpy as np
 
 from tela_core.nmodel import aiq, hull, hull_value, sweep
 
-DATA = Path("/work/shared/data/llmrouter-nim9")
+DATA = dataset("llmrouter")  # `tela data get llmrouter` fetches it
 
 
 def main() -> None:

@@ -19,9 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchdata import dataset
+
 import numpy as np
 
-DATA = Path("/work/shared/data/routellm-mmlu")
+DATA = dataset("routellm-mmlu")  # `tela data get routellm-mmlu` fetches it
 CONFIGS: list[tuple[str, str, dict]] = [
     ("length", "length", {}),
     ("length, target=gain", "length", {"target": "gain"}),

@@ -21,9 +21,11 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from benchdata import dataset
+
 import numpy as np
 
-DATA = Path("/work/shared/data/routellm-mmlu")
+DATA = dataset("routellm-mmlu")  # `tela data get routellm-mmlu` fetches it
 FAMILIES = ["length", "embedding-knn", "embedding-linear", "lm-probe"]
 FRACTIONS = [0.05, 0.1, 0.25, 0.5, 1.0]
 

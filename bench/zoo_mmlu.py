@@ -20,7 +20,9 @@ import argparse
 import time
 from pathlib import Path
 
-DATA = Path("/work/shared/data/routellm-mmlu")
+from benchdata import dataset
+
+DATA = dataset("routellm-mmlu")  # `tela data get routellm-mmlu` fetches it
 
 DEFAULTS = ["length", "prompt-features", "embedding-knn", "embedding-linear", "matrix-factorization", "ensemble", "lm-probe"]
 TUNED: dict[str, dict] = {

@@ -73,10 +73,10 @@ def eval_cmd(
 
     \b
     Examples:
-      tela eval --router random --data /work/shared/data/routellm-mmlu --protocol mmlu-heldout -o out/random
+      tela eval --router random --data "$(tela data get routellm-mmlu)" --protocol mmlu-heldout -o out/random
       tela eval --router runs/demo --data heldout.jsonl -o out/demo
       tela eval --router zoo/routers/matrix-factorization --all-models \
-                --data /work/shared/data/llmrouter-nim9/dcrouter_preprocessed_test.json -o out/nim9
+                --data "$(tela data get llmrouter)" -o out/nim9
     """
     import json
 

@@ -1,6 +1,6 @@
 """Rebuild the bundled MMLU samples from RouteLLM's outcome CSVs, deterministically.
 
-    python -m tela_core.data.make_sample /work/shared/data/routellm-mmlu
+    python -m tela_core.data.make_sample "$(tela data get routellm-mmlu)"
 
 Steps: read every ``mmlu_<subject>.csv`` with the ``routellm-csv`` source (which drops the 5
 prompts of ``contaminated_prompts.jsonl`` and labels each prompt from the Mixtral/GPT-4 outcomes:
@@ -49,5 +49,10 @@ def build(src_dir: Path, out_dir: Path) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    src = Path(sys.argv[1] if len(sys.argv) > 1 else "/work/shared/data/routellm-mmlu")
+    if len(sys.argv) > 1:
+        src = Path(sys.argv[1])
+    else:  # the folder `tela data get routellm-mmlu` fetched
+        from tela_core.download import dataset_dir
+
+        src = dataset_dir("routellm-mmlu")
     print(build(src, Path(__file__).parent))
