@@ -112,6 +112,9 @@ class ServeConfig(BaseModel):
     """How long the batcher waits for more requests before scoring (0: score what is waiting)."""
     max_batch: int = Field(32, ge=1)
     """Most prompts in one scorer call."""
+    torch_threads: Optional[int] = Field(None, ge=1)
+    """CPU threads for a torch scorer (embedding and LM families) in each process. Default: the
+    machine's cores divided among the workers, less one for the event loop (at least 1)."""
     inline_below_ms: float = Field(0.2, ge=0)
     """Score on the event loop, not a worker thread, routers whose scorer call takes less than this
     (measured at start; ``length`` does). 0: always a worker thread."""
