@@ -36,7 +36,7 @@ from pydantic import Field
 
 from tela_core import Record, Source
 from tela_core.records import seed_record
-from tela_outcomes import OutcomeOptions, label_for
+from tela_core.labels import OutcomeOptions, label_for
 
 from .load import Opened, open_split, require_columns
 

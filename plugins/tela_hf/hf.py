@@ -27,7 +27,7 @@ from pydantic import field_validator
 
 from tela_core import Record, Source
 from tela_core.records import ROLES, parse_label, seed_record
-from tela_outcomes import OutcomeOptions, label_for
+from tela_core.labels import OutcomeOptions, label_for
 
 from .load import Opened, open_split, require_columns
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from tela_core import InputError, Record, Source
-from tela_outcomes import OutcomeOptions
+from tela_core.labels import OutcomeOptions
 
 from .hf import as_cost, as_outcome
 from .load import DatasetRowError, Opened, open_split
@@ -127,7 +127,7 @@ class RouterBenchSource(Source):
         return open_split(p, split=self.options.split)
 
     def read(self, path: Path) -> Iterator[Record]:
-        from tela_outcomes import label_for
+        from tela_core.labels import label_for
         from tela_core.records import seed_record
 
         data = self._open(path)

@@ -22,41 +22,13 @@ import math
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from tela_core import InputError, Record, Source
+from tela_core.labels import OutcomeOptions, label_for  # the one mapping, shared with other source plugins
 from tela_core.records import loads_json, seed_record
 
 __all__ = ["OutcomeOptions", "OutcomeSource", "label_for"]
-
-
-class OutcomeOptions(BaseModel):
-    """Options every outcome source has: which models form the weak/strong pair, and the labels."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    weak_model: str | None = None
-    """The cheap model whose answer quality the label predicts (each source sets a default)."""
-    strong_model: str | None = None
-    """The strong model (each source sets a default)."""
-    label_weak_right: int = Field(5, ge=1, le=5)
-    """Label when the weak model is right."""
-    label_only_strong_right: int = Field(1, ge=1, le=5)
-    """Label when the weak model is wrong and the strong one right."""
-    label_both_wrong: int = Field(3, ge=1, le=5)
-    """Label when both are wrong."""
-    right_threshold: float = Field(0.5, gt=0.0, le=1.0)
-    """An outcome at or above this counts as right."""
-
-
-def label_for(weak: float, strong: float, options: OutcomeOptions) -> int:
-    """The 1..5 training label for a prompt with these weak/strong outcomes (see module doc)."""
-    t = options.right_threshold
-    if weak >= t:
-        return options.label_weak_right
-    if strong >= t:
-        return options.label_only_strong_right
-    return options.label_both_wrong
 
 
 class OutcomeSource(Source):
