@@ -174,3 +174,8 @@ def demo(output: Path, sample: int, epochs: float, processes: int, model: str | 
     click.echo("\nrouting held-out prompts (lowest w, then highest w; [what the two models actually did]):")
     show_decisions(router, heldout, scores.w, click.echo)
     click.echo(f"w = P(strong model needed) = P([[1]]..[[3]]); route with: tela route --router {out} \"your question\"")
+
+
+def register(cli: click.Group) -> None:
+    """Attach ``tela demo`` to ``cli``."""
+    cli.add_command(demo)

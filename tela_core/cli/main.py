@@ -14,7 +14,7 @@ import click
 from ..errors import TelaError
 
 #: core command modules, each with ``register(cli: click.Group) -> None``
-CORE_COMMAND_MODULES = ("plugins_cmd", "data_cmd", "run_cmd", "route_cmd", "eval_cmd", "zoo_cmd", "serve_cmd")
+CORE_COMMAND_MODULES = ("plugins_cmd", "data_cmd", "run_cmd", "demo_cmd", "route_cmd", "eval_cmd", "zoo_cmd", "serve_cmd")
 
 
 class TelaGroup(click.Group):
@@ -83,11 +83,6 @@ def _add_plugin_commands(reg: Any) -> None:
                 if info is not None:
                     info.error = info.error or str(dup)
                 click.echo(f"warning: {dup}", err=True)
-
-
-def plugin_commands() -> dict[str, str]:
-    """Command name -> the plugin that added it (core commands are not listed)."""
-    return dict(_plugin_commands)
 
 
 def get_cli() -> click.Group:

@@ -125,7 +125,7 @@ def show_component(kind: str, name: str, as_json: bool) -> None:
 def _show_command(name: str, as_json: bool) -> None:
     """``tela plugins show command NAME``: which plugin added the command (or tela) and its help."""
     from ..errors import UnknownComponentError
-    from .main import plugin_commands
+    from ..plugins import get_registry
 
     ctx = click.get_current_context()
     root = ctx.find_root().command
@@ -133,7 +133,7 @@ def _show_command(name: str, as_json: bool) -> None:
     if name not in commands:
         raise UnknownComponentError("command", name, commands)
     cmd = commands[name]
-    plugin = plugin_commands().get(name, "tela")
+    plugin = next((p.name for p in get_registry().plugins.values() if ("command", name) in p.components), "tela")
     if as_json:
         click.echo(json.dumps({"kind": "command", "name": name, "plugin": plugin,
                                "description": cmd.get_short_help_str(limit=200)}, indent=2))

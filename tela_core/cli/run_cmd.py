@@ -26,11 +26,8 @@ _FIELDS = (
 
 
 def register(cli: click.Group) -> None:
-    """Attach ``tela run`` and ``tela demo`` to ``cli``."""
-    from .demo_cmd import demo
-
+    """Attach ``tela run`` to ``cli``."""
     cli.add_command(run)
-    cli.add_command(demo)
 
 
 @click.command()

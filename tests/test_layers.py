@@ -1,0 +1,95 @@
+"""Imports run one way: CLI -> core; plugins -> core. The core imports no plugin and no CLI module,
+CLI command modules do not reach into each other, and builtin plugins do not import each other
+beyond the edges listed here (each one a debt with its reason; the list may only shrink)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CORE = ROOT / "tela_core"
+PLUGINS = ROOT / "plugins"
+
+#: plugin -> plugin imports that remain, and why. A new edge fails the test; move shared code
+#: into the core (tela_core.targets, tela_core.detect, ... are where earlier ones went).
+KNOWN_PLUGIN_EDGES = {
+    ("tela_lora", "tela_deepspeed"): "score-token rows added as in the ZeRO-3 worker (tokens.py)",
+    ("tela_score_token", "tela_lora"): "loads a merge=false LoRA adapter with tela_lora.load_merged",
+    ("tela_zoo_embedding", "tela_zoo_baselines"): "FamilyScorer/TargetOptions: the family SDK",
+    ("tela_zoo_encoder", "tela_zoo_baselines"): "FamilyScorer/TargetOptions: the family SDK",
+    ("tela_zoo_lmprobe", "tela_zoo_baselines"): "TargetOptions: the family SDK",
+    ("tela_zoo_lmprobe", "tela_zoo_embedding"): "lm-probe is embedding-linear's probe on other features",
+}
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    """(line, absolute module) for every import in ``path``; relative ones resolved."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = list(path.relative_to(PLUGINS if path.is_relative_to(PLUGINS) else ROOT).with_suffix("").parts[:-1])
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            if node.level and not node.module:
+                out += [(node.lineno, f"{mod}.{a.name}") for a in node.names]
+            else:
+                out.append((node.lineno, mod))
+    return out
+
+
+def builtin_plugins() -> set[str]:
+    return {p.name for p in PLUGINS.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+
+
+def test_core_imports_no_plugin_and_no_cli() -> None:
+    plugins = builtin_plugins()
+    bad = []
+    for f in CORE.rglob("*.py"):
+        in_cli = f.is_relative_to(CORE / "cli")
+        for line, mod in imports(f):
+            top = mod.split(".")[0]
+            if top in plugins or (top.startswith("tela_") and top != "tela_core"):
+                bad.append(f"{f.relative_to(ROOT)}:{line} imports plugin {mod}")
+            if not in_cli and mod.startswith("tela_core.cli"):
+                bad.append(f"{f.relative_to(ROOT)}:{line} imports the CLI ({mod})")
+    assert not bad, "\n".join(bad)
+
+
+def test_cli_command_modules_do_not_import_each_other() -> None:
+    shared = {"tela_core.cli.router_options", "tela_core.cli.options", "tela_core.cli"}
+    bad = []
+    for f in (CORE / "cli").glob("*.py"):
+        me = f"tela_core.cli.{f.stem}"
+        for line, mod in imports(f):
+            if mod.startswith("tela_core.cli") and mod not in shared and mod != me and f.stem != "main":
+                bad.append(f"{f.relative_to(ROOT)}:{line} imports {mod}")
+    assert not bad, "\n".join(bad)
+
+
+def test_builtin_plugins_import_no_other_plugin_beyond_the_known_edges() -> None:
+    plugins = builtin_plugins()
+    edges: dict[tuple[str, str], str] = {}
+    for p in plugins:
+        for f in (PLUGINS / p).rglob("*.py"):
+            for line, mod in imports(f):
+                top = mod.split(".")[0]
+                if top in plugins and top != p:
+                    edges.setdefault((p, top), f"{f.relative_to(ROOT)}:{line}")
+    new = {e: where for e, where in edges.items() if e not in KNOWN_PLUGIN_EDGES}
+    assert not new, "plugin imports another plugin: " + "; ".join(f"{a} -> {b} at {w}" for (a, b), w in new.items())
+    gone = set(KNOWN_PLUGIN_EDGES) - set(edges)
+    assert not gone, f"edges no longer there, remove them from KNOWN_PLUGIN_EDGES: {sorted(gone)}"
+
+
+def test_the_import_reader_sees_relative_and_absolute_imports(tmp_path: Path) -> None:
+    """The checks above are only as good as this reader: it must resolve relative imports."""
+    f = CORE / "cli" / "eval_cmd.py"
+    mods = {m for _, m in imports(f)}
+    assert "tela_core.detect" in mods and "tela_core.cli.router_options" in mods
