@@ -244,6 +244,21 @@ def fetch(
     have = installed(entry)
     if have is not None and not force:
         return FetchResult(entry, final, have, fetched=False)
+    from .locks import cache_lock
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # two `get`s of one dataset would append to the same .part files: the second waits, then finds it done
+    with cache_lock(final, on_wait=lambda holder: echo(f"waiting for {holder}, which is fetching {entry.name}")):
+        have = installed(entry)
+        if have is not None and not force:
+            return FetchResult(entry, final, have, fetched=False)
+        return _fetch_locked(entry, final, from_dir, progress, echo)
+
+
+def _fetch_locked(
+    entry: DatasetEntry, final: Path, from_dir: Path | None, progress: bool | None, echo: Callable[[str], None]
+) -> FetchResult:
+    """:func:`fetch` once the dataset's lock is held."""
     if from_dir is not None:
         from_dir = Path(from_dir).expanduser()
         if not from_dir.is_dir():
