@@ -48,10 +48,12 @@ def _kill_at(cmd: list[str], env: dict[str, str], at: float) -> int | None:
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     try:
         p.wait(timeout=at)
+        print(f"finished before the kill at {at:.2f} s")
         return p.returncode
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
+        print(f"killed at {at:.2f} s")
         return None
 
 
@@ -78,7 +80,7 @@ def test_kill_tela_run_fast_family(tmp_path: Path, rng: random.Random) -> None:
             "--set", f"family.strong={STRONG}"]
     whole = tmp_path / "whole"
     took = _timed([TELA, *args, "--output", str(whole)], env)
-    for attempt in range(3):
+    for attempt in range(2):
         out = tmp_path / f"killed{attempt}"
         _kill_at([TELA, *args, "--output", str(out)], env, rng.uniform(0.2, took * 1.1))
         _timed([TELA, *args, "--output", str(out)], env)
@@ -90,7 +92,7 @@ def test_kill_tela_run_fast_family(tmp_path: Path, rng: random.Random) -> None:
 
 def test_kill_tela_zoo(tmp_path: Path, rng: random.Random) -> None:
     env = _env(tmp_path)
-    args = ["zoo", "--data", str(sample_path()), "--families", "length,random,prompt-features",
+    args = ["zoo", "--data", str(sample_path()), "--families", "length,random",
             "--weak-model", WEAK, "--strong-model", STRONG]
     whole = tmp_path / "whole"
     took = _timed([TELA, *args, "--output", str(whole)], env)
@@ -109,7 +111,7 @@ def test_kill_tela_zoo(tmp_path: Path, rng: random.Random) -> None:
         return res
 
     assert comparable(out) == comparable(whole)
-    assert sorted(p.name for p in (out / "routers").iterdir()) == ["length", "prompt-features", "random"]
+    assert sorted(p.name for p in (out / "routers").iterdir()) == ["length", "random"]
     assert _leftovers(tmp_path) == [] and list(tmp_path.glob(".*.lock")) == []
 
 
@@ -153,7 +155,7 @@ from pathlib import Path
 from tela_core.embeddings import cached_vectors
 
 def compute(texts, report):
-    time.sleep(0.02 * len(texts))  # a slow encoder
+    time.sleep(0.01 * len(texts))  # a slow encoder
     report(len(texts), len(texts))
     return np.array([[len(t), sum(map(ord, t)) % 997, t.count("e")] for t in texts], dtype=np.float32)
 
@@ -170,13 +172,12 @@ def test_kill_embedding_cache(tmp_path: Path, rng: random.Random) -> None:
     env = _env(tmp_path)
     folder = tmp_path / "cache" / "embeddings" / "stand-in"
     took = _timed([sys.executable, "-c", _EMBED, str(tmp_path / "whole-cache"), str(tmp_path / "whole.npy")], env)
-    for attempt in range(2):
-        _kill_at([sys.executable, "-c", _EMBED, str(folder), str(tmp_path / "v.npy")], env, rng.uniform(0.2, took * 0.9))
-        shards_after_kill = len(list(folder.glob("shard-*.npz"))) if folder.exists() else 0
-        _timed([sys.executable, "-c", _EMBED, str(folder), str(tmp_path / "v.npy")], env)
-        np.testing.assert_array_equal(np.load(tmp_path / "v.npy"), np.load(tmp_path / "whole.npy"))
-        assert len(list(folder.glob("shard-*.npz"))) >= shards_after_kill  # finished chunks were kept
-        assert list(folder.glob(".tmp-*")) == [] and _leftovers(tmp_path) == []
+    _kill_at([sys.executable, "-c", _EMBED, str(folder), str(tmp_path / "v.npy")], env, rng.uniform(0.2, took * 0.9))
+    shards_after_kill = len(list(folder.glob("shard-*.npz"))) if folder.exists() else 0
+    _timed([sys.executable, "-c", _EMBED, str(folder), str(tmp_path / "v.npy")], env)
+    np.testing.assert_array_equal(np.load(tmp_path / "v.npy"), np.load(tmp_path / "whole.npy"))
+    assert len(list(folder.glob("shard-*.npz"))) >= shards_after_kill  # finished chunks were kept
+    assert list(folder.glob(".tmp-*")) == [] and _leftovers(tmp_path) == []
 
 
 @pytest.mark.slow
