@@ -18,7 +18,7 @@ Stages (each prints the exact ``tela`` command it runs and its wall time):
 CPU (the run of docs/benchmarks.md)::
 
     OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python bench/score_token_mmlu.py \\
-        --data ROUTELLM_MMLU_DIR --sample 480 --backend lora --output bench-out/score-token
+        --data ROUTELLM_MMLU_DIR --sample 256 --backend lora --output bench-out/score-token
 
 GPU, all 10,903 prompts, 3 epochs, a larger base model (the training worker picks bf16 when the
 GPU supports it and flash-attention 2 when ``flash_attn`` is installed; the scorer bf16; one rank per GPU;
@@ -132,14 +132,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="RouteLLM MMLU CSV folder")
     ap.add_argument("--output", type=Path, default=Path("bench-out/score-token"))
-    ap.add_argument("--sample", type=int, default=480, help="training prompts (seeded, subject-stratified); 0 = all 10,903")
+    ap.add_argument("--sample", type=int, default=256, help="training prompts (seeded, subject-stratified); 0 = all 10,903")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--labels", choices=("seed", "binary"), default="seed")
     ap.add_argument("--backend", default="lora", help="lora or deepspeed-z3")
     ap.add_argument("--model", default=None, help="base model (default: tela's smollm2-135m)")
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=None, help="default: 2e-4 for lora, 5e-5 for deepspeed-z3")
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=4, help="per rank; x --grad-accum = effective batch")
+    ap.add_argument("--grad-accum", type=int, default=2, help="(batch 4 x 2 keeps the seed's effective 8 at half the activation memory)")
     ap.add_argument("--max-length", type=int, default=768)
     ap.add_argument("--eval-fraction", type=float, default=0.05)
     ap.add_argument("--processes", type=int, default=1)
@@ -153,7 +154,7 @@ def main() -> None:
         import torch
 
         args.sample = 0
-        args.epochs, args.batch_size, args.max_length = 3.0, 16, 2048
+        args.epochs, args.batch_size, args.grad_accum, args.max_length = 3.0, 16, 1, 2048
         args.processes = max(1, torch.cuda.device_count())
     lr = args.lr or (2e-4 if args.backend == "lora" else 5e-5)
     out = args.output.resolve()
@@ -180,7 +181,7 @@ def main() -> None:
     if "train" in stages:
         cmd = [tela, "run", "--data", str(train_file), "--source", "jsonl", "--backend", args.backend,
                "--output", str(router), "--epochs", str(args.epochs), "--lr", str(lr),
-               "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
+               "--batch-size", str(args.batch_size), "--grad-accum", str(args.grad_accum), "--max-length", str(args.max_length),
                "--eval-fraction", str(args.eval_fraction), "--seed", str(args.seed),
                "--processes", str(args.processes), "--save-steps", "10"]
         if args.model:
@@ -190,7 +191,7 @@ def main() -> None:
         cmd = [tela, "eval", "--router", str(router), "--data", str(args.data), "--protocol", "mmlu-heldout",
                "--output", str(out / f"eval-{tag}"), "--force"]
         if args.score_batch_size:
-            cmd += ["--batch-size", str(args.score_batch_size)]
+            cmd += ["--score-batch-size", str(args.score_batch_size)]
         timings["score_s"] = sh(cmd)
         report = json.loads((out / f"eval-{tag}" / "report.json").read_text())
         timings["report"] = report

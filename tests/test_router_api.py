@@ -196,3 +196,14 @@ def test_write_policy_round_trip(tmp_path: Path, length_router: Path) -> None:
     (d / "policy.json").write_text(json.dumps({"name": "threshold", "options": {}, "models": "gpt"}))
     with pytest.raises(TelaError, match="'models' must be a list"):
         Router.load(d)
+
+
+def test_score_batch_size_is_its_own_option(length_router: Path) -> None:
+    """`--score-batch-size` is the scoring batch (run's `--batch-size` is the training batch); the
+    old spelling still works on route/eval/calibrate, with a note."""
+    res = CliRunner().invoke(get_cli(), ["route", "--router", str(length_router), "--json", "--score-batch-size", "2", SHORT])
+    assert res.exit_code == 0 and "note:" not in res.output
+    res = CliRunner().invoke(get_cli(), ["route", "--router", str(length_router), "--json", "--batch-size", "2", SHORT])
+    assert res.exit_code == 0 and "now --score-batch-size" in res.output
+    res = CliRunner().invoke(get_cli(), ["eval", "--help"])
+    assert "--score-batch-size" in res.output and "--batch-size " not in res.output

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from ..detect import DETECT, read_records
-from .router_options import load_router, policy_options, trust_option
+from .router_options import load_router, policy_options, score_batch_option, trust_option
 
 __all__ = ["register", "eval_cmd", "BASELINES"]
 
@@ -43,7 +43,7 @@ def _protocol_choice() -> click.Choice:
 @click.option("--protocol", default=None, type=_protocol_choice(), help="Evaluation protocol, e.g. mmlu-heldout (METRICS.md): evaluate on its held-out part only.")
 @click.option("--weak-model", default=None, metavar="MODEL", help="The weak model's name in the outcomes (default: the source's).")
 @click.option("--strong-model", default=None, metavar="MODEL", help="The strong model's name in the outcomes (default: the source's).")
-@click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Scorer batch size (scorers that have one).")
+@score_batch_option
 @click.option("--no-cache", is_flag=True, help="Score again even if cached scores exist.")
 @click.option("--all-models", is_flag=True,
               help="N-model routing: judge the router's per-model predictions with the cost-aware policy "
@@ -60,7 +60,7 @@ def eval_cmd(
     protocol: str | None,
     weak_model: str | None,
     strong_model: str | None,
-    batch_size: int | None,
+    score_batch_size: int | None,
     no_cache: bool,
     all_models: bool,
     as_json: bool,
@@ -96,7 +96,7 @@ def eval_cmd(
                    ("--no-cache", no_cache), ("--policy", policy_name), ("--set", policy_sets)) if given]
         if dropped:
             raise TelaError(f"--all-models judges every model with the cost-aware policy; it does not take {', '.join(dropped)}")
-        _eval_all_models(router, baseline, manifest, data, output, source_name, protocol, batch_size, as_json, force,
+        _eval_all_models(router, baseline, manifest, data, output, source_name, protocol, score_batch_size, as_json, force,
                          trust_remote_code)
         return
     for name in ev.REPORT_FILES:
@@ -113,7 +113,7 @@ def eval_cmd(
     policy_info = None
     scoring: dict[str, Any] = {}
     if baseline is None:
-        loaded = load_router(router, trust_remote_code, batch_size, policy_name, policy_sets)
+        loaded = load_router(router, trust_remote_code, score_batch_size, policy_name, policy_sets)
         scorer = loaded.scorer
         cache = None if no_cache else ev.score_cache_dir(output / ".score-cache")
         scores, scoring = ev.score_prompts(
@@ -148,7 +148,7 @@ def eval_cmd(
 
 def _eval_all_models(
     router: str, baseline: str | None, manifest: Any, data: Path, output: Path, source_name: str,
-    protocol: str | None, batch_size: int | None, as_json: bool, force: bool, trust_remote_code: bool,
+    protocol: str | None, score_batch_size: int | None, as_json: bool, force: bool, trust_remote_code: bool,
 ) -> None:
     """``tela eval --all-models``: the cost-aware N-model report (:mod:`tela_core.nmodel`)."""
     import json
@@ -164,7 +164,7 @@ def _eval_all_models(
                         "not a baseline (the report includes the oracle and every single model)")
     for name in nmodel.NMODEL_FILES:
         check_can_write(output / name, force)
-    scorer = load_router(router, trust_remote_code, batch_size).scorer
+    scorer = load_router(router, trust_remote_code, score_batch_size).scorer
     if not hasattr(scorer, "predict_models"):
         raise TelaError(f"{router}: scorer {manifest['scorer']!r} predicts no per-model quality; --all-models needs a "
                         "family with predict_models (embedding-knn, matrix-factorization)")

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 import click
 
 from ..detect import DETECT
-from .router_options import load_router, parse_policy_sets, policy_options, trust_option
+from .router_options import load_router, parse_policy_sets, policy_options, score_batch_option, trust_option
 
 __all__ = ["register", "route", "calibrate", "read_prompt_lines"]
 
@@ -104,12 +104,12 @@ def _calibration_prompts(data: Path, source_name: str, protocol: str | None) -> 
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per prompt (prompt, probs, expected, w, threshold, model).")
 @click.option("--threshold", default=None, type=float,
               help="Route strong iff w >= this, instead of the saved policy (two-model routers).")
-@click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Scorer batch size (scorers that have one).")
+@score_batch_option
 @policy_options
 @trust_option
 def route(
     router: Path, questions: tuple[str, ...], file: Path | None, as_json: bool, threshold: float | None,
-    batch_size: int | None, policy_name: str | None, policy_sets: tuple[str, ...], trust_remote_code: bool,
+    score_batch_size: int | None, policy_name: str | None, policy_sets: tuple[str, ...], trust_remote_code: bool,
 ) -> None:
     """Score prompts and show the model the router's saved policy picks for each.
 
@@ -131,7 +131,7 @@ def route(
         prompts = read_prompt_lines(sys.stdin, "<stdin>")
     if not prompts:
         raise TelaError('no prompts: pass questions as arguments, --file FILE, or pipe them on stdin')
-    r = load_router(router, trust_remote_code, batch_size, policy_name, policy_sets)
+    r = load_router(router, trust_remote_code, score_batch_size, policy_name, policy_sets)
     scores = r.scores(prompts)
     decisions = r.decisions(scores, threshold)
     rows = []
@@ -193,12 +193,12 @@ def _print_routes(rows: list[dict[str, Any]], spec: dict[str, Any]) -> None:
 @click.option("--strong-share", required=True, type=float, help="Target share of prompts sent to the strong model, in [0, 1].")
 @click.option("--source", "source_name", default=DETECT, show_default=True, metavar="NAME", help="Data source reading --data.")
 @click.option("--protocol", default=None, metavar="NAME", help="Calibrate on the protocol's *train* side only (e.g. mmlu-heldout: the 42 training subjects).")
-@click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Scorer batch size (scorers that have one).")
+@score_batch_option
 @click.option("--no-cache", is_flag=True, help="Score again even if cached scores exist.")
 @policy_options
 @trust_option
 def calibrate(
-    router: Path, data: Path, strong_share: float, source_name: str, protocol: str | None, batch_size: int | None,
+    router: Path, data: Path, strong_share: float, source_name: str, protocol: str | None, score_batch_size: int | None,
     no_cache: bool, policy_name: str | None, policy_sets: tuple[str, ...], trust_remote_code: bool,
 ) -> None:
     """Set the threshold that sends --strong-share of the calibration prompts to the strong model.
@@ -222,7 +222,7 @@ def calibrate(
         raise TelaError(f"policy {name!r} does not calibrate; policies that do: {', '.join(able)}")
     base = reg.create("policy", name, {**parse_policy_sets(policy_sets), "strong_share": strong_share})
     prompts = _calibration_prompts(data, source_name, protocol)
-    r = load_router(router, trust_remote_code, batch_size)
+    r = load_router(router, trust_remote_code, score_batch_size)
     cache = None if no_cache else ev.score_cache_dir(Path(router) / ".score-cache")
     scores, scoring = ev.score_prompts(
         r.scorer,

@@ -17,7 +17,7 @@ from ..router import TRUST_ENV
 if TYPE_CHECKING:  # pragma: no cover
     from ..router import Router
 
-__all__ = ["trust_option", "policy_options", "parse_policy_sets", "load_router"]
+__all__ = ["trust_option", "policy_options", "score_batch_option", "parse_policy_sets", "load_router"]
 
 
 def trust_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -30,6 +30,28 @@ def trust_option(f: Callable[..., Any]) -> Callable[..., Any]:
         help=f"Allow a router whose model ships its own Python code (auto_map) to run it. Off by default; "
         f"{TRUST_ENV}=1 does the same. Only for routers you trust.",
     )(f)
+
+
+def score_batch_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--score-batch-size N``: prompts per scorer call (``tela run --batch-size`` is the training
+    batch). The old spelling ``--batch-size`` is still read here, with a note, until 0.3."""
+
+    def merge(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+        old = ctx.params.pop("old_batch_size", None)
+        if old is not None:
+            click.echo("note: --batch-size is now --score-batch-size here (tela run's --batch-size is the training batch)", err=True)
+        return value if value is not None else old
+
+    f = click.option(
+        "--score-batch-size",
+        "score_batch_size",
+        default=None,
+        type=click.IntRange(min=1),
+        callback=merge,
+        help="Prompts per scorer call (scorers that batch, e.g. score-token, lm-probe).",
+    )(f)
+    return click.option("--batch-size", "old_batch_size", default=None, type=click.IntRange(min=1), hidden=True,
+                        is_eager=True, expose_value=True)(f)
 
 
 def policy_options(f: Callable[..., Any]) -> Callable[..., Any]:
