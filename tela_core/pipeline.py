@@ -71,6 +71,7 @@ class RunConfig(BaseModel):
     source_options: dict[str, Any] = Field(default_factory=dict)
     data: Path
     formatter: str = "role-prefix"
+    formatter_options: dict[str, Any] = Field(default_factory=dict)
     family: str = "score-token"
     family_options: dict[str, Any] = Field(default_factory=dict)
     backend: str = "deepspeed-z3"
@@ -242,7 +243,10 @@ def parse_assignment(
 
 def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     """``--set backend.r=8 --set family.k=5`` -> ``{"backend_options": {"r": 8}, ...}``."""
-    sections = {"backend": "backend_options", "family": "family_options", "source": "source_options"}
+    sections = {
+        "backend": "backend_options", "family": "family_options", "source": "source_options",
+        "formatter": "formatter_options",
+    }
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         section, name, value = parse_assignment(item)
@@ -345,7 +349,7 @@ def format_rows(cfg: RunConfig, records: Sequence[Any], tokenizer: Any = None) -
     that cannot train fails before anything is written)."""
     from .plugins import get_registry
 
-    formatter = get_registry().create("formatter", cfg.formatter)
+    formatter = get_registry().create("formatter", cfg.formatter, cfg.formatter_options)
     rows = []
     for r in records:
         if not r.messages or r.messages[-1]["role"] != "assistant":
@@ -638,7 +642,7 @@ def _stream(proc: subprocess.Popen, progress_file: Path, offset: int, quiet: boo
 
 #: Run settings that only a family trained by a backend (``uses_backend``, e.g. score-token) reads.
 BACKEND_SETTINGS = (
-    "backend", "backend_options", "model", "processes", "hostfile", *LAUNCH_FIELDS, "trust_remote_code", "formatter", "epochs",
+    "backend", "backend_options", "model", "processes", "hostfile", *LAUNCH_FIELDS, "trust_remote_code", "formatter", "formatter_options", "epochs",
     "learning_rate", "batch_size", "grad_accum", "max_length", "max_steps", "warmup_ratio", "save_steps",
 )
 
@@ -683,7 +687,7 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
     from .plugins import get_registry
 
     reg = get_registry()
-    reg.entry("formatter", cfg.formatter)  # unknown names fail before anything is written
+    reg.create("formatter", cfg.formatter, cfg.formatter_options)  # unknown names and bad options fail before anything is written
     scorer_cls = reg.get("scorer", cfg.family)
     uses_backend = bool(getattr(scorer_cls, "uses_backend", False))
     check_settings_used(cfg, uses_backend)
@@ -806,6 +810,7 @@ def _train_with_backend(
         scorer=cfg.family,
         scorer_options=cfg.family_options,
         formatter=cfg.formatter,
+        formatter_options=cfg.formatter_options,
         base_model=base_model,
         backend={"name": cfg.backend, "options": backend.options.model_dump(mode="json")},
         data=data_summary,

@@ -51,6 +51,7 @@ def check_artifact(out: Path, processes: int, backend: str = "deepspeed-z3") -> 
     manifest = json.loads((out / "tela.json").read_text())
     assert manifest["scorer"] == "score-token"
     assert manifest["formatter"] == "role-prefix"
+    assert manifest["formatter_options"] == manifest["config"]["formatter_options"] == {}
     assert manifest["backend"]["name"] == backend
     assert manifest["data"]["train"] + manifest["data"]["eval"] == manifest["data"]["sample"]
     assert manifest["config"]["processes"] == processes

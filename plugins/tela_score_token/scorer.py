@@ -142,7 +142,9 @@ class ScoreTokenScorer(Scorer):
         vocab = model.get_output_embeddings().weight.shape[0] if model.get_output_embeddings() is not None else None
         if vocab is not None and max(self.score_ids) >= vocab:
             raise TelaError(f"{d}: the model has {vocab} output rows but score token ids go up to {max(self.score_ids)}")
-        self.formatter = get_registry().create("formatter", manifest.get("formatter") or "role-prefix")
+        self.formatter = get_registry().create(
+            "formatter", manifest.get("formatter") or "role-prefix", manifest.get("formatter_options") or {}
+        )
         self.tokenizer = tok
         self.model = model
         self.artifact_dir = d

@@ -261,7 +261,9 @@ def _load_tokenizer(path: Path) -> Any:
 @click.option("--n", "n", type=click.IntRange(min=1), default=3, show_default=True, help="How many records to show.")
 @_source_opt
 @click.option("--tokenizer", type=click.Path(path_type=Path), default=None, help="Tokenizer dir (chat-template needs one).")
-def preview(file: Path, formatter_name: str, n: int, source_name: str, tokenizer: Path | None) -> None:
+@click.option("--set", "overrides", multiple=True, metavar="formatter.KEY=VALUE",
+              help="A formatter option, as in `tela run --set formatter.KEY=VALUE` (repeatable).")
+def preview(file: Path, formatter_name: str, n: int, source_name: str, tokenizer: Path | None, overrides: tuple[str, ...]) -> None:
     """Show the first N records of FILE as the formatter turns them into text.
 
     The prompt (what the router sees at inference) is dim; the completion (where the training
@@ -272,7 +274,13 @@ def preview(file: Path, formatter_name: str, n: int, source_name: str, tokenizer
 
     from ..plugins import get_registry
 
-    formatter = get_registry().create("formatter", formatter_name)
+    from ..errors import TelaError
+    from ..pipeline import parse_overrides
+
+    sections = parse_overrides(overrides)
+    if set(sections) - {"formatter_options"}:
+        raise TelaError("--set: `tela data preview` takes formatter options only (formatter.KEY=VALUE)")
+    formatter = get_registry().create("formatter", formatter_name, sections.get("formatter_options"))
     tok = None
     if tokenizer is not None:
         tok = _load_tokenizer(tokenizer)

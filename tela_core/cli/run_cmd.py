@@ -1,7 +1,7 @@
-"""``tela run`` (train a router end to end); ``tela demo`` (:mod:`.demo_cmd`) is attached here too.
+"""``tela run``: train a router end to end (``tela demo`` lives in :mod:`.demo_cmd`).
 
 Settings come from defaults, then ``--config FILE`` (YAML or TOML), then the flags given on the
-command line; ``--set backend.KEY=VALUE`` / ``--set family.KEY=VALUE`` set component options.
+command line; ``--set backend.KEY=VALUE`` (also ``family``, ``source``, ``formatter``) sets component options.
 Rerunning the same command on the same ``--output`` resumes from the last checkpoint; a different
 config there is refused unless ``--force``.
 """
@@ -51,7 +51,7 @@ def register(cli: click.Group) -> None:
               help="torchrun elastic (c10d) rendezvous instead of --master-addr/--node-rank.  [default: $PET_RDZV_ENDPOINT]")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, help="YAML/TOML file of run options.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Component option, e.g. --set backend.offload_optimizer=true (repeatable).")
+              help="Component option, SECTION one of backend, family, source, formatter; e.g. --set backend.offload_optimizer=true (repeatable).")
 @click.option("--epochs", type=float, default=None, help="Training epochs.  [default: 3, as the seed]")
 @click.option("--learning-rate", "--lr", "learning_rate", type=float, default=None, help="Peak learning rate.  [default: 5e-5]")
 @click.option("--batch-size", type=int, default=None, help="Examples per rank per step.  [default: 8]")
