@@ -189,7 +189,10 @@ def _print_routes(rows: list[dict[str, Any]], spec: dict[str, Any]) -> None:
 
 @click.command()
 @click.option("--router", required=True, type=click.Path(path_type=Path), help="The router dir to calibrate.")
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="Calibration prompts (any data source; prompts the router did not train on).")
+@click.option("--data", default=None, type=click.Path(path_type=Path), help="Calibration prompts (any data source; prompts the router did not train on).")
+@click.option("--traffic", default=None, type=click.Path(path_type=Path), metavar="LOG",
+              help="Instead of --data: a `tela serve` decision log; calibrate on the scores your traffic got.")
+@click.option("--traffic-router", default=None, metavar="NAME", help="With --traffic: the served router's name in the log (needed when it holds several).")
 @click.option("--strong-share", required=True, type=float, help="Target share of prompts sent to the strong model, in [0, 1].")
 @click.option("--source", "source_name", default=DETECT, show_default=True, metavar="NAME", help="Data source reading --data.")
 @click.option("--protocol", default=None, metavar="NAME", help="Calibrate on the protocol's *train* side only (e.g. mmlu-heldout: the 42 training subjects).")
@@ -198,14 +201,21 @@ def _print_routes(rows: list[dict[str, Any]], spec: dict[str, Any]) -> None:
 @policy_options
 @trust_option
 def calibrate(
-    router: Path, data: Path, strong_share: float, source_name: str, protocol: str | None, score_batch_size: int | None,
-    no_cache: bool, policy_name: str | None, policy_sets: tuple[str, ...], trust_remote_code: bool,
+    router: Path, data: Path | None, traffic: Path | None, traffic_router: str | None, strong_share: float, source_name: str,
+    protocol: str | None, score_batch_size: int | None, no_cache: bool, policy_name: str | None, policy_sets: tuple[str, ...],
+    trust_remote_code: bool,
 ) -> None:
     """Set the threshold that sends --strong-share of the calibration prompts to the strong model.
 
     The threshold is the (1 − share) quantile of w over the prompts of --data; it is saved in the
     router's policy.json as the `calibrated` policy (or the --policy given, which must be one that
-    calibrates); the models listed there are kept.
+    calibrates); the models listed there are kept. With --traffic, w comes from a `tela serve`
+    decision log instead: the scores the router gave your users' requests (nothing is rescored).
+
+    \b
+    Examples:
+      tela calibrate --router runs/knn --data calib.jsonl --strong-share 0.3
+      tela calibrate --router runs/knn --traffic decisions.jsonl --strong-share 0.3
     """
     from .. import evaluation as ev
     from ..artifact import read_manifest, write_policy
@@ -214,6 +224,18 @@ def calibrate(
 
     if not 0.0 <= strong_share <= 1.0:
         raise TelaError(f"--strong-share must be in [0, 1], got {strong_share}")
+    if (data is None) == (traffic is None):
+        raise TelaError("give calibration prompts (--data FILE) or a `tela serve` decision log (--traffic LOG), one of them")
+    if traffic is not None:
+        from ..serve.decisions import calibrate_from_traffic
+
+        done = calibrate_from_traffic(router, traffic, strong_share, traffic_router, policy_name or "calibrated", parse_policy_sets(policy_sets))
+        o = done["options"]
+        click.echo(
+            f"threshold {o['threshold']:.6f}: {o['achieved_share']:.3f} of {done['requests']} requests router {done['router']!r} "
+            f"routed go to the strong model (target {strong_share}); saved to {Path(router) / 'policy.json'} (was {done['previous']})"
+        )
+        return
     read_manifest(router)
     reg = get_registry()
     name = policy_name or "calibrated"
