@@ -39,8 +39,8 @@ def main() -> None:
 
     reg = get_registry()
     src = reg.create("source", "llmrouter-json", {})
-    train = list(src.read(DATA / "dcrouter_preprocessed_train.json"))
-    test = list(src.read(DATA / "dcrouter_preprocessed_test.json"))
+    train = list(src.records(DATA / "dcrouter_preprocessed_train.json"))
+    test = list(src.records(DATA / "dcrouter_preprocessed_test.json"))
     models = [m for m in train[0].outcomes if all(m in (r.costs or {}) for r in test)]
     truth = np.array([[r.outcomes[m] for m in models] for r in test])
     cost = np.array([[r.costs[m] for m in models] for r in test])

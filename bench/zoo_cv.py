@@ -54,7 +54,7 @@ def main() -> None:
 
     reg = get_registry()
     src = reg.create("source", "routellm-csv", {})
-    train, _ = split("mmlu-heldout", list(src.read(DATA)))  # the eval part is discarded unread
+    train, _ = split("mmlu-heldout", list(src.records(DATA)))  # the eval part is discarded unread
     weak_m, strong_m = src.options.weak_model, src.options.strong_model
     subjects = sorted({r.group for r in train})
     rng = np.random.default_rng(0)

@@ -42,7 +42,7 @@ def main() -> None:
 
     reg = get_registry()
     src = reg.create("source", "routellm-csv", {})
-    train, test = split("mmlu-heldout", list(src.read(DATA)))
+    train, test = split("mmlu-heldout", list(src.records(DATA)))
     weak_m, strong_m = src.options.weak_model, src.options.strong_model
     weak = np.array([r.outcomes[weak_m] for r in test])
     strong = np.array([r.outcomes[strong_m] for r in test])

@@ -50,7 +50,7 @@ def main() -> None:
 
     src = get_registry().create("source", "routellm-csv", {})
     t0 = time.perf_counter()
-    records = list(src.read(DATA))
+    records = list(src.records(DATA))
     print(f"read {len(records)} records in {time.perf_counter() - t0:.1f}s")
     for name in args.passes.split(","):
         if name == "defaults":

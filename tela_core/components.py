@@ -81,7 +81,19 @@ class Source(Component):
     detect_priority: ClassVar[int] = 0
 
     def read(self, path: Path) -> Iterator["Record"]:
+        """Yield the records of ``path``. A plugin implements this; tela calls :meth:`records`."""
         raise NotImplementedError
+
+    def records(self, path: Path) -> Iterator["Record"]:
+        """:meth:`read`, with every record checked (prompt, label 1..5, outcomes in [0, 1], finite
+        costs >= 0, ...) and a missing path reported in one line, so no source can hand the rest
+        of tela a malformed record. What every core command calls; plugins need not override it."""
+        from .errors import InputError
+        from .records import checked_records
+
+        if not Path(path).exists():
+            raise InputError(path, None, "not found")
+        return checked_records(self.read(Path(path)), path, self.name)
 
     def sniff(self, path: Path) -> bool:
         """Whether this source can read ``path`` (used to detect the source of outcome data)."""

@@ -93,7 +93,7 @@ def read_records(
         if value is not None and (key in fields or source_name not in (None, DETECT)):
             opts[key] = value
     source = reg.create("source", name, opts)
-    records = list(source.read(Path(data)))
+    records = list(source.records(Path(data)))
     if not records:
         raise InputError(data, None, "no records (empty, or only blank lines)")
     info: dict[str, Any] = {"records_read": len(records)}

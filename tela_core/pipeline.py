@@ -297,7 +297,7 @@ def data_source(cfg: RunConfig) -> Any:
 def read_records(cfg: RunConfig) -> list[Any]:
     """All records of ``cfg.data`` through the source plugin."""
     source = data_source(cfg)
-    records = list(source.read(Path(cfg.data)))
+    records = list(source.records(Path(cfg.data)))
     if not records:
         raise TelaError(f"{cfg.data}: no records")
     return records
@@ -479,7 +479,8 @@ def launcher_command(
     """
     if hostfile is not None:
         exe = shutil.which("deepspeed") or str(Path(sys.executable).with_name("deepspeed"))
-        cmd = [exe, "--hostfile", str(hostfile), "--num_gpus", str(processes)]
+        # --no_local_rank: the worker takes the run dir as its only argument (ranks read LOCAL_RANK)
+        cmd = [exe, "--hostfile", str(hostfile), "--num_gpus", str(processes), "--no_local_rank"]
         if nodes is not None and nodes.master_addr:
             cmd += ["--master_addr", nodes.master_addr]
         if nodes is not None and nodes.master_port:
@@ -519,6 +520,20 @@ def worker_env(processes: int) -> dict[str, str]:
     env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(os.environ.get("TELA_CACHE") or Path.home() / ".cache" / "tela") / "torch_extensions"))
     # the worker module lives in an installed plugin; make sure a source checkout is importable too
     return env
+
+
+#: Variables the workers on *other* hosts need too; ``deepspeed --hostfile`` forwards only its own
+#: prefixes (PYTHON*, NCCL*, ...) over pdsh, plus what ``DS_ENV_FILE`` lists.
+_FORWARDED = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "TOKENIZERS_PARALLELISM",
+              "OMP_NUM_THREADS", "TELA_CACHE", "TORCH_EXTENSIONS_DIR", "HF_HOME")
+
+
+def _deepspeed_env_file(run_dir: Path, env: Mapping[str, str]) -> Path:
+    """Write the ``KEY=VALUE`` file DeepSpeed exports on every host (``DS_ENV_FILE``): tela's worker
+    settings only, never the whole environment (it may hold secrets)."""
+    path = run_dir / "deepspeed_env"
+    atomic_write_text(path, "".join(f"{k}={env[k]}\n" for k in _FORWARDED if env.get(k) and "\n" not in env[k]))
+    return path
 
 
 def _term_with_parent() -> None:
@@ -565,7 +580,10 @@ def launch_workers(
     with open(log_path, "ab") as log:
         log.write(f"\n$ {' '.join(cmd)}\n".encode())
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=worker_env(processes),
+        env = worker_env(processes)
+        if hostfile is not None:
+            env["DS_ENV_FILE"] = str(_deepspeed_env_file(run_dir, env))
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 preexec_fn=_term_with_parent if sys.platform.startswith("linux") else None)
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM,)}
 

@@ -32,6 +32,8 @@ def user_content(question: str) -> str:
 
 def label_text(label: int) -> str:
     """The assistant message for score ``label`` (1..5): ``[[label]]``."""
+    if isinstance(label, bool) or not isinstance(label, int) or not 1 <= label <= 5:
+        raise ValueError(f"a score label is an integer 1..5, got {label!r}")
     return SCORE_TOKENS[label - 1]
 
 

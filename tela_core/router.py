@@ -106,7 +106,7 @@ class Router:
         manifest = read_manifest(d)
         reg = get_registry()
         scorer_name = manifest["scorer"]
-        _require_plugin(reg, "scorer", scorer_name, manifest)
+        _require_plugin(reg, "scorer", scorer_name, manifest, d)
         opts = dict(manifest.get("scorer_options") or {})
         scorer_cls = reg.get("scorer", scorer_name)
         if score_batch_size is not None and "batch_size" in getattr(scorer_cls.Options, "model_fields", {}):
@@ -123,7 +123,7 @@ class Router:
             options: dict[str, Any] = dict(policy_options or {})
         else:
             options = {**dict(spec.get("options") or {}), **dict(policy_options or {})}
-        _require_plugin(reg, "policy", name, manifest)
+        _require_plugin(reg, "policy", name, manifest, d)
         policy_obj = reg.create("policy", name, options)
         models = _models(spec, manifest, d)
         spec = {"name": name, "options": policy_obj.options.model_dump(mode="json"), "models": models}
@@ -236,7 +236,7 @@ def _models(spec: Mapping[str, Any], manifest: Mapping[str, Any], d: Path) -> li
     return list(models or PLACEHOLDER_MODELS)
 
 
-def _require_plugin(reg: Any, kind: str, name: str, manifest: Mapping[str, Any]) -> None:
+def _require_plugin(reg: Any, kind: str, name: str, manifest: Mapping[str, Any], d: Path) -> None:
     """A clear error when the plugin that provides ``name`` is not installed: besides the
     registered names, say which distributions (and versions) the router was made with, from its
     manifest, that are not installed here."""
@@ -249,9 +249,6 @@ def _require_plugin(reg: Any, kind: str, name: str, manifest: Mapping[str, Any])
         recorded = manifest.get("plugins")
         made_with: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
         missing = [f"{k} {v}" for k, v in sorted(made_with.items()) if k != "tela" and k not in installed]
-        if missing:
-            raise TelaError(
-                f"{e}; this router was made with {', '.join(missing)} (from its manifest), "
-                "which is not installed here"
-            ) from None
-        raise
+        hint = (f"; this router was made with {', '.join(missing)} (from its manifest), which is not installed here"
+                if missing else "")
+        raise TelaError(f"{d}: {e}{hint}") from None

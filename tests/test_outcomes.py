@@ -32,7 +32,7 @@ def source(name: str, **options: Any) -> Any:
 
 
 def read(name: str, path: Path, **options: Any) -> list[Any]:
-    return list(source(name, **options).read(path))
+    return list(source(name, **options).records(path))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def _read_all(source: Any, path: Path) -> list[Any]:
     """Every record of ``path``, validated; an input without records is an error."""
     from ..errors import InputError
 
-    records = list(source.read(path))
+    records = list(source.records(path))
     if not records:
         raise InputError(path, None, "no records (empty, or only blank lines)")
     return records
@@ -286,7 +286,7 @@ def preview(file: Path, formatter_name: str, n: int, source_name: str, tokenizer
         tok = _load_tokenizer(tokenizer)
     source = _open(file, source_name)
     shown = []
-    for record in source.read(file):
+    for record in source.records(file):
         shown.append(record)
         if len(shown) >= n:
             break

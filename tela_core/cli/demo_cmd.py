@@ -31,7 +31,7 @@ def _records(name: str) -> list[Any]:
     from ..detect import open_source
 
     path = sample_path(name)
-    return list(open_source(path, "jsonl").read(path))
+    return list(open_source(path, "jsonl").records(path))
 
 
 def calibrate_on(router_dir: Path, prompts: Sequence[str], share: float, data: str) -> Any:

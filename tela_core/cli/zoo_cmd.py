@@ -89,7 +89,7 @@ def zoo(
         reg.create("scorer", f, opts.get(f, {}))  # a bad option fails before any family trains
     _check_output(output, force)
     src = open_source(data, source, {"weak_model": weak_model, "strong_model": strong_model})
-    records = list(src.read(data))
+    records = list(src.records(data))
     if not records:
         raise TelaError(f"{data}: no records")
     console = Console(stderr=True)

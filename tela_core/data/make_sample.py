@@ -31,7 +31,7 @@ def build(src_dir: Path, out_dir: Path) -> dict[str, int]:
     source = get_registry().create("source", "routellm-csv")
     seen: set[str] = set()
     records = []
-    for r in source.read(src_dir):
+    for r in source.records(src_dir):
         if r.prompt not in seen:
             seen.add(r.prompt)
             records.append(r)
