@@ -159,3 +159,30 @@ def test_user_guide_mentions_every_top_level_command():
     index = INDEX_MD.read_text(encoding="utf-8")
     for name in get_cli().commands:
         assert f"tela {name}" in index, f"docs/index.md does not mention `tela {name}`"
+
+
+def test_scorer_and_policy_examples_work_end_to_end(plugins_md, tmp_path):
+    """The scorer example trains, saves its options and pair, and loads through the Router API;
+    the policy example is then picked by name, as a user would with --policy."""
+    from tela_core import Record, Router
+
+    mods = {}
+    for hook in ("tela_register_scorers", "tela_register_policies"):
+        block = _code_blocks(_section(plugins_md, f"### {_signature(hook)}"), "python")[0]
+        module = types.ModuleType(f"docs_e2e_{hook}")
+        exec(compile(block, f"docs/plugins.md ({hook})", "exec"), module.__dict__)
+        add_plugin(module, f"docs-e2e-{hook}")
+        mods[hook] = module
+    try:
+        recs = [Record(prompt="x" * (10 + 7 * i), outcomes={"big": 1.0, "small": float(i % 3 != 0)}) for i in range(30)]
+        scorer = get_registry().create("scorer", "prompt-length", {})
+        scorer.fit(recs, tmp_path / "r", {})
+        router = Router.load(tmp_path / "r")
+        assert router.models == ["small", "big"]  # resolved by tela's one rule: lower mean is weak
+        short, long_ = "x" * 5, "x" * 10_000
+        assert router.route([short, long_]) == ["small", "big"]
+        picked = Router.load(tmp_path / "r", policy="strong-if-above", policy_options={"threshold": 0.0})
+        assert picked.route([short]) == ["big"]
+    finally:
+        for hook in mods:
+            remove_plugin(f"docs-e2e-{hook}")
