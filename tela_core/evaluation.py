@@ -61,7 +61,7 @@ __all__ = [
     "plot_curves",
 ]
 
-#: seeds of the random baseline (numpy ``default_rng(seed).random(n)``), as METRICS.md says
+#: seeds of the random baseline (numpy ``default_rng(seed).random(n)``), as docs/metrics.md says
 RANDOM_SEEDS: tuple[int, ...] = tuple(range(10))
 #: what :func:`write_report` writes
 REPORT_FILES: tuple[str, ...] = ("report.json", "report.md", "quality.png")

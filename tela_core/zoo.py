@@ -246,7 +246,7 @@ def write_report(result: ZooResult, output: Path) -> None:
         "",
         f"{result.n_train} training and {result.n_eval} evaluation prompts; weak `{result.weak}` "
         f"({result.q_weak:.4f}), strong `{result.strong}` ({result.q_strong:.4f}). "
-        "APGR on the grid p = 0, 0.1, …, 1; CPT on a 0.01 grid (METRICS.md). Times: wall seconds on this machine.",
+        "APGR on the grid p = 0, 0.1, …, 1; CPT on a 0.01 grid (docs/metrics.md). Times: wall seconds on this machine.",
         "",
         "| " + " | ".join(HEADER) + " |",
         "|" + "---|" * len(HEADER),

@@ -88,7 +88,7 @@ class RandomOptions(TargetOptions):
 class RandomScorer(FamilyScorer):
     """w uniform in [0, 1], independent of the prompt: the no-information baseline.
 
-    Scores come from ``numpy.random.default_rng(seed)`` in prompt order, as METRICS.md's random
+    Scores come from ``numpy.random.default_rng(seed)`` in prompt order, as docs/metrics.md's random
     baseline does, so one seed reproduces one curve.
     """
 

@@ -33,8 +33,8 @@ def _deepspeed_config(spec: Any) -> dict[str, Any] | None:
 
 def _prepare_deepspeed() -> None:
     """Make a plain single-process run (or one started by a launcher) work under DeepSpeed on CPU:
-    the distributed env vars DeepSpeed expects, and accelerate told the real process group (see
-    RECIPES.md: otherwise accelerate 1.15 believes in one process and every rank trains the same)."""
+    the distributed env vars DeepSpeed expects, and accelerate told the real process group
+    (otherwise accelerate 1.15 believes in one process and every rank trains the same data)."""
     os.environ.setdefault("RANK", "0")
     os.environ.setdefault("LOCAL_RANK", "0")
     os.environ.setdefault("WORLD_SIZE", "1")

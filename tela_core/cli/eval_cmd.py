@@ -40,7 +40,7 @@ def _protocol_choice() -> click.Choice:
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path), help="Outcome data: a file or a folder (e.g. RouteLLM per-subject CSVs).")
 @click.option("--output", "-o", "output", required=True, type=click.Path(path_type=Path), help="Directory for report.json, report.md and quality.png.")
 @click.option("--source", "source_name", default=DETECT, show_default=True, metavar="NAME", help="Data source reading --data (see `tela plugins list --kind source`).")
-@click.option("--protocol", default=None, type=_protocol_choice(), help="Evaluation protocol, e.g. mmlu-heldout (METRICS.md): evaluate on its held-out part only.")
+@click.option("--protocol", default=None, type=_protocol_choice(), help="Evaluation protocol, e.g. mmlu-heldout (docs/metrics.md): evaluate on its held-out part only.")
 @click.option("--weak-model", default=None, metavar="MODEL", help="The weak model's name in the outcomes (default: the source's).")
 @click.option("--strong-model", default=None, metavar="MODEL", help="The strong model's name in the outcomes (default: the source's).")
 @score_batch_option
