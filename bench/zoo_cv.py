@@ -1,6 +1,6 @@
 """How the zoo's options were chosen: group cross-validation over MMLU's 42 *training* subjects.
 
-The 15 evaluation subjects (METRICS.md) are dropped first and never read. The 42 training
+The 15 evaluation subjects (docs/metrics.md) are dropped first and never read. The 42 training
 subjects are dealt into 6 folds (seeded); each configuration trains on 5 folds' subjects and is
 scored on the 6th. Printed per configuration: the mean and spread of the 6 fold APGRs, and the
 APGR of the pooled out-of-fold scores over all 42 subjects, with CPT(50%)/CPT(80%) of the pool.

@@ -1,7 +1,7 @@
 """Learning curves for the MMLU held-out protocol: does more training data move APGR?
 
 For each family (default options, nothing tuned here), trains on seeded subsets of the 42
-training subjects' prompts and scores the 15 held-out subjects' prompts (METRICS.md protocol), two
+training subjects' prompts and scores the 15 held-out subjects' prompts (docs/metrics.md protocol), two
 ways of growing the data:
 
 - ``prompts``: a random fraction of all 10,903 training prompts (all 42 subjects present);

@@ -2,7 +2,7 @@
 
 Trains each family on the 42 training subjects (11k prompts), scores the 3,056 held-out prompts
 (contaminated ones dropped), and prints APGR, CPT(50%), CPT(80%), train and score seconds beside
-the random (10 seeds) and oracle baselines computed in the same process (METRICS.md protocol).
+the random (10 seeds) and oracle baselines computed in the same process (docs/metrics.md protocol).
 
 Two passes: ``defaults`` (every family with its default options: the RouteLLM "weak wrong" target)
 and ``tuned`` (options chosen by 6-fold cross-validation over the 42 *training* subjects only;
