@@ -32,6 +32,7 @@ demo: install
 	$(BIN)/tela demo
 
 test: install
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q
 
 test-fast: install

@@ -28,6 +28,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -313,7 +314,7 @@ def _fill(
                 try:
                     headers = download_file(
                         f.url, part, size=f.size,
-                        on_progress=lambda done, total, t=task: bar.update(t, completed=done, total=total),
+                        on_progress=partial(_show_progress, bar, task),
                     )
                 except NetworkError as e:
                     raise NetworkError(
@@ -380,3 +381,7 @@ def _progress(enabled: bool | None) -> Any:
         TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
         console=Console(stderr=True), transient=False,
     )
+
+
+def _show_progress(bar: Any, task: Any, done: int, total: int | None) -> None:
+    bar.update(task, completed=done, total=total)

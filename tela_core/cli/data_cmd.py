@@ -79,7 +79,7 @@ def _write_jsonl(out: Path, objects: Iterable[dict[str, Any]]) -> int:
 def summarize(records: Sequence[Any], source: Any) -> dict[str, Any]:
     """Counts a user checks before training: labels, groups, per-model outcome and cost means."""
     labels = Counter(r.label for r in records if r.label is not None)
-    models: dict[str, dict[str, float]] = {}
+    models: dict[str, dict[str, float | None]] = {}
     sums: dict[str, list[float]] = {}
     for r in records:
         for m, v in (r.outcomes or {}).items():

@@ -168,8 +168,7 @@ def demo(output: Path, sample: int, epochs: float, processes: int, model: str | 
         run_pipeline(knn_cfg, force=True, echo=say)
         from ..router import Router
 
-        knn = Router.load(knn_out)
-        kw = knn.score([r.prompt for r in heldout])
+        kw = Router.load(knn_out).score([r.prompt for r in heldout])
         click.echo(_row(f"embedding-knn ({time.time() - t2:.0f} s incl. embedding)", judge(kw, heldout, router.models)["router"]))
     click.echo("\nrouting held-out prompts (lowest w, then highest w; [what the two models actually did]):")
     show_decisions(router, heldout, scores.w, click.echo)

@@ -243,6 +243,7 @@ def calibrate(
         able = [n for n in reg.names("policy") if hasattr(reg.get("policy", n), "calibrate")]
         raise TelaError(f"policy {name!r} does not calibrate; policies that do: {', '.join(able)}")
     base = reg.create("policy", name, {**parse_policy_sets(policy_sets), "strong_share": strong_share})
+    assert data is not None  # --traffic returned above; one of the two is required
     prompts = _calibration_prompts(data, source_name, protocol)
     r = load_router(router, trust_remote_code, score_batch_size)
     cache = None if no_cache else ev.score_cache_dir(Path(router) / ".score-cache")

@@ -112,7 +112,7 @@ def zoo(
             strong=strong_model,
             routers=added,
                 trust_remote_code=trust_remote_code,
-                on_event=lambda m: (console.log(m), status.update(m)),
+                on_event=lambda m: _log_and_show(console, status, m),
             )
     table = Table(title=f"router zoo: {result.protocol}, {result.n_eval} eval prompts")
     for h in HEADER:
@@ -136,6 +136,11 @@ def _check_output(output: Path, force: bool) -> None:
         if not force:
             raise TelaError(f"{output} already holds a zoo report; pass --force to replace it")
     check_dir_writable(output.parent, output)
+
+
+def _log_and_show(console: Any, status: Any, message: str) -> None:
+    console.log(message)
+    status.update(message)
 
 
 def register(cli: click.Group) -> None:

@@ -166,7 +166,7 @@ class ServeConfig(BaseModel):
 # ------------------------------------------------------------------------------------------------
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
@@ -300,10 +300,10 @@ def check_config(cfg: ServeConfig, where: str = "config") -> None:
         except ValidationError as e:
             raise ConfigError(_validation_message(f"{where}: {key}", e)) from None
     for name, r in cfg.routers.items():
-        for up in r.upstreams or []:
-            if up not in cfg.upstreams:
+        for up_name in r.upstreams or []:
+            if up_name not in cfg.upstreams:
                 known = ", ".join(sorted(cfg.upstreams)) or "(none)"
-                raise ConfigError(f"{where}: routers.{name}.upstreams: no upstream named {up!r}; upstreams: {known}")
+                raise ConfigError(f"{where}: routers.{name}.upstreams: no upstream named {up_name!r}; upstreams: {known}")
         if not Path(r.path).is_dir():
             raise ConfigError(f"{where}: routers.{name}.path: {r.path}: router directory not found")
         if f"router-{name}" in cfg.upstreams:
