@@ -9,10 +9,13 @@ For each router family (``length``, ``embedding-knn``, ``lm-probe``, trained on 
 400-prompt MMLU sample, or taken from ``--work`` if already there) and for the direct baseline:
 
 - **saturated**: ``--clients`` concurrent clients (default 32), each sending its next request as
-  soon as the last is answered, ``--requests`` in all: requests per second, and p50/p99 latency;
-- **paced**: the same clients at a fixed total rate (``--rate`` req/s; for ``lm-probe`` a quarter
-  of its saturated throughput), so latency is not queueing: the p50/p99 that tela adds is the
-  paced latency through tela minus the paced latency direct;
+  soon as the last is answered, ``--requests`` in all (``--model-requests`` for the two routers
+  that run a model per prompt): requests per second, p50/p99 latency, and the CPU time the server
+  process (the stand-in for the direct row, `tela serve` otherwise) spent per request, which
+  other jobs on the machine disturb far less than wall-clock numbers;
+- **paced**: the same clients at a fixed total rate (``--rate`` req/s, or a quarter of the router's
+  saturated throughput if that is less), so latency is not queueing: the p50/p99 that tela adds is
+  the paced latency through tela minus the paced latency direct at the same rate;
 - for ``lm-probe``, saturated throughput again with ``--max-batch 1`` (every request scored alone):
   the micro-batching gain is batched / batch-1 throughput.
 
@@ -87,6 +90,12 @@ def start_serve(router: Path, upstream: str, extra: list[str]) -> tuple[subproce
             pass
         time.sleep(0.2)
     raise SystemExit("tela serve did not become ready")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its threads so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -201,7 +210,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--rate", type=float, default=100.0, help="paced runs: total requests per second")
     ap.add_argument("--paced-seconds", type=float, default=8.0)
-    ap.add_argument("--lm-requests", type=int, default=600, help="requests per saturated lm-probe run (it scores on the CPU)")
+    ap.add_argument("--model-requests", type=int, default=600, help="requests per saturated run of the embedding-knn and lm-probe routers (they run a model per prompt)")
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TELA_CACHE", REPO / ".cache" / "tela")) / "bench" / "serve-overhead")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
@@ -213,23 +222,27 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     try:
         load(upstream, "small", prompts, 200, args.clients)  # warm-up
+        c0 = cpu_seconds(standin.pid)
         direct = load(upstream, "small", prompts, args.requests, args.clients)
+        direct["cpu_ms"] = (cpu_seconds(standin.pid) - c0) * 1000 / direct["requests"]
         direct_paced = load(upstream, "small", prompts, int(args.rate * args.paced_seconds), args.clients, args.rate)
         rows.append({"router": "(direct)", **direct, "paced_rate": args.rate, "paced_p50_ms": direct_paced["p50_ms"], "paced_p99_ms": direct_paced["p99_ms"]})
         print(f"direct: {direct['rps']:.0f} req/s, paced p50 {direct_paced['p50_ms']:.2f} ms p99 {direct_paced['p99_ms']:.2f} ms", file=sys.stderr, flush=True)
         for family, path in routers.items():
             lm = family == "lm-probe"
-            n = args.lm_requests if lm else args.requests
+            n = args.requests if family == "length" else args.model_requests
             variants = [("batched", [])] + ([("batch 1", ["--max-batch", "1"])] if lm else [])
             for label, extra in variants:
                 proc, url = start_serve(path, upstream, extra)
                 try:
                     load(url, "router-r", prompts, min(200, n), args.clients)  # warm-up
+                    c0 = cpu_seconds(proc.pid)
                     sat = load(url, "router-r", prompts, n, args.clients)
-                    rate = args.rate if not lm else max(1.0, sat["rps"] / 4)
+                    sat["cpu_ms"] = (cpu_seconds(proc.pid) - c0) * 1000 / sat["requests"]
+                    rate = min(args.rate, max(1.0, sat["rps"] / 4))  # well below saturation: latency, not queueing
                     if label == "batched":
                         paced = load(url, "router-r", prompts, max(32, int(rate * args.paced_seconds)), args.clients, rate)
-                        if lm:  # direct at the same pace, for the difference
+                        if rate != args.rate:  # direct at the same pace, for the difference
                             dp = load(upstream, "small", prompts, max(32, int(rate * args.paced_seconds)), args.clients, rate)
                         else:
                             dp = direct_paced
@@ -246,16 +259,16 @@ def main() -> None:
         stop(standin)
 
     lm_rows = {r["router"]: r for r in rows}
-    print(f"\n{args.clients} concurrent clients; saturated runs of {args.requests} requests ({args.lm_requests} for lm-probe); "
-          f"paced at {args.rate:g} req/s ({'a quarter of its throughput for lm-probe' if 'lm-probe' in routers else ''}); "
+    print(f"\n{args.clients} concurrent clients; saturated runs of {args.requests} requests ({args.model_requests} for embedding-knn and lm-probe); "
+          f"paced at {args.rate:g} req/s or a quarter of the router's saturated throughput if less; "
           f"{os.cpu_count()} CPUs, shared.\n")
-    print("| router | saturated req/s | vs direct | p50 ms | p99 ms | paced rate | added p50 ms | added p99 ms | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| router | saturated req/s | vs direct | p50 ms | p99 ms | server CPU ms/req | paced req/s | added p50 ms | added p99 ms | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     base = rows[0]["rps"]
     for r in rows:
         added = (f"{r['added_p50_ms']:.2f} | {r['added_p99_ms']:.2f}") if "added_p50_ms" in r else "– | –"
         paced = f"{r['paced_rate']:.0f}" if "paced_rate" in r else "–"
-        print(f"| {r['router']} | {r['rps']:.0f} | {r['rps'] / base:.2f}× | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {paced} | {added} | {r['errors']} |")
+        print(f"| {r['router']} | {r['rps']:.0f} | {r['rps'] / base:.2f}× | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['cpu_ms']:.2f} | {paced} | {added} | {r['errors']} |")
     if "lm-probe" in lm_rows and "lm-probe (batch 1)" in lm_rows:
         gain = lm_rows["lm-probe"]["rps"] / lm_rows["lm-probe (batch 1)"]["rps"]
         print(f"\nlm-probe micro-batching gain (batched / batch 1 throughput, {args.clients} clients): {gain:.2f}×")
