@@ -69,9 +69,10 @@ def read_manifest(artifact_dir: str | Path) -> dict[str, Any]:
     if not p.exists():
         raise TelaError(f"{d}: not a tela router (no {MANIFEST}); train one with `tela run`")
     try:
-        manifest = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TelaError(f"{p}: unreadable manifest: {e}") from None
+        manifest = json.loads(p.read_text(encoding="utf-8-sig"))
+    except (ValueError, RecursionError, OSError) as e:  # bad JSON or UTF-8, too deep, unreadable
+        said = " ".join(str(e).split()) or type(e).__name__
+        raise TelaError(f"{p}: unreadable manifest: {said[:200]}") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("scorer"), str):
         raise TelaError(f"{p}: manifest has no 'scorer' name")
     version = manifest.get("tela_artifact")
@@ -97,9 +98,10 @@ def read_policy(artifact_dir: str | Path) -> dict[str, Any]:
     if not p.exists():
         return {"name": "threshold", "options": {"threshold": 0.5}, "models": DEFAULT_MODELS}
     try:
-        spec = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TelaError(f"{p}: unreadable policy: {e}") from None
+        spec = json.loads(p.read_text(encoding="utf-8-sig"))
+    except (ValueError, RecursionError, OSError) as e:  # bad JSON or UTF-8, too deep, unreadable
+        said = " ".join(str(e).split()) or type(e).__name__
+        raise TelaError(f"{p}: unreadable policy: {said[:200]}") from None
     if not isinstance(spec, dict) or not isinstance(spec.get("name", "threshold"), str) or not isinstance(
         spec.get("options") or {}, dict
     ):

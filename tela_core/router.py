@@ -107,13 +107,24 @@ class Router:
         reg = get_registry()
         scorer_name = manifest["scorer"]
         _require_plugin(reg, "scorer", scorer_name, manifest, d)
-        opts = dict(manifest.get("scorer_options") or {})
+        raw_opts = manifest.get("scorer_options") or {}
+        if not isinstance(raw_opts, Mapping):
+            raise TelaError(f"{d / 'tela.json'}: 'scorer_options' must be an object, got {type(raw_opts).__name__}")
+        opts = dict(raw_opts)
         scorer_cls = reg.get("scorer", scorer_name)
         if score_batch_size is not None and "batch_size" in getattr(scorer_cls.Options, "model_fields", {}):
             opts["batch_size"] = score_batch_size
-        scorer = reg.create("scorer", scorer_name, opts)
+        try:
+            scorer = reg.create("scorer", scorer_name, opts)
+        except TelaError as e:  # options saved by another version of the family: say which router
+            raise TelaError(f"{d / 'tela.json'}: {e}") from None
         scorer.trust_remote_code = bool(trust_remote_code)
-        scorer.load(d)
+        try:
+            scorer.load(d)
+        except (KeyError, IndexError, TypeError, ValueError, EOFError) as e:
+            # a family whose loader indexes a damaged or foreign file: one line, not a traceback
+            said = " ".join(str(e).split()) or "unreadable"
+            raise TelaError(f"{d}: damaged router ({type(e).__name__}: {said[:200]}); train it again") from None
 
         spec = read_policy(d)
         if not isinstance(spec, dict):

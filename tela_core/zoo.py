@@ -136,6 +136,7 @@ def run_zoo(
                 f"--router {fam}=RUN_DIR"
             )
     from .artifact import read_manifest
+    from .fingerprint import record_training_prompts
     from .router import Router
 
     extra = dict(routers or {})
@@ -167,6 +168,7 @@ def run_zoo(
             shutil.rmtree(stage, ignore_errors=True)
             raise
         t1 = time.perf_counter()
+        record_training_prompts(stage, (r.prompt for r in train))  # eval/calibrate warn on these prompts
         if final.exists():  # a --force rerun, or a rerun after a failed one (no report was written)
             shutil.rmtree(final)
         os.replace(stage, final)

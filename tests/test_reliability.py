@@ -408,3 +408,49 @@ def test_artifact_files_get_a_normal_mode(tmp_path: Path) -> None:
     mask = os.umask(0)
     os.umask(mask)
     assert (f.stat().st_mode & 0o777) == 0o666 & ~mask
+
+
+def test_eval_and_calibrate_warn_on_training_prompts(tmp_path: Path) -> None:
+    """The manifest's sketch of the training prompts: evaluating or calibrating on the training file
+    warns with the share; the held-out sample does not."""
+    router = _train("length", tmp_path / "len", "--sample", "100")  # 90 training prompts: an exact sketch
+    assert json.loads((router / "tela.json").read_text())["train_prompts"]["n"] == 90
+    heldout = sample_path().with_name("mmlu_heldout_sample.jsonl")
+    pair = ["--weak-model", PAIR[1].split("=")[1], "--strong-model", PAIR[3].split("=")[1]]
+    res = _tela("eval", "--router", str(router), "--data", str(sample_path()), "--output", str(tmp_path / "e1"), *pair)
+    assert res.exit_code == 0, res.output
+    assert "warning: 22% of the evaluation prompts are the router's own training prompts" in res.output
+    res = _tela("eval", "--router", str(router), "--data", str(heldout), "--output", str(tmp_path / "e2"), *pair)
+    assert res.exit_code == 0, res.output
+    assert "training prompts" not in res.output
+    res = _tela("calibrate", "--router", str(router), "--data", str(sample_path()), "--strong-share", "0.3")
+    assert res.exit_code == 0, res.output
+    assert "of the calibration prompts are the router's own training prompts" in res.output
+
+
+def test_zoo_routers_record_their_training_prompts(tmp_path: Path) -> None:
+    out = tmp_path / "zoo"
+    res = _tela("zoo", "--data", str(sample_path()), "--families", "length", "--output", str(out),
+                "--weak-model", PAIR[1].split("=")[1], "--strong-model", PAIR[3].split("=")[1])
+    assert res.exit_code == 0, res.output
+    sketch = json.loads((out / "routers" / "length" / "tela.json").read_text())["train_prompts"]
+    assert sketch["n"] == json.loads((out / "results.json").read_text())["n_train"]
+
+
+def test_eval_and_calibrate_take_the_same_lock(tmp_path: Path) -> None:
+    router = _train("length", tmp_path / "len")
+    report = tmp_path / "report"
+    for target, argv in (
+        (report, ["eval", "--router", str(router), "--data", str(sample_path()), "--output", str(report),
+                  "--weak-model", PAIR[1].split("=")[1], "--strong-model", PAIR[3].split("=")[1]]),
+        (router, ["calibrate", "--router", str(router), "--data", str(sample_path()), "--strong-share", "0.3"]),
+    ):
+        before = (_tree(router), _tree(report))
+        holder = _holder(target)
+        try:
+            assert f"in use by pid {holder.pid}" in _one_line_error(_tela(*argv))
+        finally:
+            holder.kill()
+            holder.wait()
+        assert (_tree(router), _tree(report)) == before
+        assert _tela(*argv).exit_code == 0

@@ -105,6 +105,8 @@ def eval_cmd(
     records, source, info = read_records(data, source_name, weak_model, strong_model, protocol)
     weak, strong = ev.resolve_pair(records, weak_model, strong_model, source)
     arrays = ev.outcome_arrays(records, weak, strong)
+    _warn_if_trained_on(manifest, records)
+    _lock_output(output, force)
     costs: dict[str, Any] = dict(weak_cost=arrays.weak_cost, strong_cost=arrays.strong_cost)
 
     random_ev = ev.random_baseline(arrays.weak, arrays.strong, **costs)
@@ -146,6 +148,27 @@ def eval_cmd(
     click.echo(f"wrote {', '.join(str(p) for p in paths)}")
 
 
+def _warn_if_trained_on(manifest: Any, records: Any) -> None:
+    """Warn when the router was trained on a sizeable share of these prompts (its manifest's sketch)."""
+    from ..fingerprint import overlap_warning
+
+    note = overlap_warning(manifest or {}, [r.prompt for r in records]) if manifest else None
+    if note:
+        click.echo(note, err=True)
+
+
+def _lock_output(output: Path, force: bool) -> None:
+    """Hold ``output`` until the command ends (another eval into it is refused, naming its pid);
+    then check again that the report may be written, now that no one else can write it."""
+    from .. import evaluation as ev
+    from ..io import check_can_write
+    from ..locks import output_lock
+
+    click.get_current_context().with_resource(output_lock(output))
+    for name in ev.REPORT_FILES:
+        check_can_write(output / name, force)
+
+
 def _eval_all_models(
     router: str, baseline: str | None, manifest: Any, data: Path, output: Path, source_name: str,
     protocol: str | None, score_batch_size: int | None, as_json: bool, force: bool, trust_remote_code: bool,
@@ -164,6 +187,9 @@ def _eval_all_models(
                         "not a baseline (the report includes the oracle and every single model)")
     for name in nmodel.NMODEL_FILES:
         check_can_write(output / name, force)
+    from ..locks import output_lock
+
+    click.get_current_context().with_resource(output_lock(output))  # one writer of this report
     scorer = load_router(router, trust_remote_code, score_batch_size).scorer
     if not hasattr(scorer, "predict_models"):
         raise TelaError(f"{router}: scorer {manifest['scorer']!r} predicts no per-model quality; --all-models needs a "

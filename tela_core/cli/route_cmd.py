@@ -33,25 +33,25 @@ def read_prompt_lines(fh: Iterable[str], where: str) -> list[str]:
     string (seed JSONL and outcome JSONL qualify), one starting with ``"`` a JSON string, any other
     non-blank line is the prompt itself. Bad JSON raises :class:`InputError` with the line number."""
     from ..errors import InputError
+    from ..records import check_text, loads_json
 
     prompts = []
     for lineno, raw in enumerate(fh, start=1):
         line = raw.rstrip("\r\n")
+        if lineno == 1:
+            line = line.removeprefix("\ufeff")  # a byte order mark is not part of the prompt
         if not line.strip():
             continue
         head = line.lstrip()[:1]
         if head in ("{", '"'):
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(where, lineno, f"invalid JSON: {e.msg} (column {e.colno})") from None
+            obj = loads_json(line, where, lineno)  # bad JSON, NaN/Infinity, too deep: one line
             if isinstance(obj, dict):
                 obj = obj.get("prompt")
                 if not isinstance(obj, str) or not obj.strip():
                     raise InputError(where, lineno, 'expected an object with a non-empty "prompt" string')
             elif not isinstance(obj, str) or not obj.strip():
                 raise InputError(where, lineno, "expected a JSON string or an object with a \"prompt\"")
-            prompts.append(obj)
+            prompts.append(check_text(obj, where, lineno, "the prompt"))
         else:
             prompts.append(line)
     return prompts
@@ -63,12 +63,18 @@ def _read_file(path: Path) -> list[str]:
     if str(path) == "-":
         return read_prompt_lines(sys.stdin, "<stdin>")
     if not path.is_file():
-        raise InputError(path, None, "file not found")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return read_prompt_lines(fh, str(path))
-    except UnicodeDecodeError as e:
-        raise InputError(path, None, f"not valid UTF-8 ({e.reason})") from None
+        raise InputError(path, None, "is a directory, expected a file of prompts" if path.is_dir() else "file not found")
+    lines = []
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                lines.append(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise InputError(path, lineno, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    prompts = read_prompt_lines(lines, str(path))
+    if not prompts:
+        raise InputError(path, None, "no prompts (empty, or only blank lines)")
+    return prompts
 
 
 def _calibration_prompts(data: Path, source_name: str, protocol: str | None) -> list[str]:
@@ -207,7 +213,8 @@ def calibrate(
 ) -> None:
     """Set the threshold that sends --strong-share of the calibration prompts to the strong model.
 
-    The threshold is the (1 − share) quantile of w over the prompts of --data; it is saved in the
+    The threshold is the one whose strong-call share over the prompts of --data is closest to the
+    target (the (1 − share) quantile of w, unless ties in w make another share closer); it is saved in the
     router's policy.json as the `calibrated` policy (or the --policy given, which must be one that
     calibrates); the models listed there are kept. With --traffic, w comes from a `tela serve`
     decision log instead: the scores the router gave your users' requests (nothing is rescored).
@@ -227,7 +234,10 @@ def calibrate(
     if (data is None) == (traffic is None):
         raise TelaError("give calibration prompts (--data FILE) or a `tela serve` decision log (--traffic LOG), one of them")
     if traffic is not None:
+        from ..locks import output_lock
         from ..serve.decisions import calibrate_from_traffic
+
+        click.get_current_context().with_resource(output_lock(router))  # one writer of policy.json
 
         done = calibrate_from_traffic(router, traffic, strong_share, traffic_router, policy_name or "calibrated", parse_policy_sets(policy_sets))
         o = done["options"]
@@ -236,7 +246,7 @@ def calibrate(
             f"routed go to the strong model (target {strong_share}); saved to {Path(router) / 'policy.json'} (was {done['previous']})"
         )
         return
-    read_manifest(router)
+    manifest = read_manifest(router)
     reg = get_registry()
     name = policy_name or "calibrated"
     if not hasattr(reg.get("policy", name), "calibrate"):
@@ -245,6 +255,14 @@ def calibrate(
     base = reg.create("policy", name, {**parse_policy_sets(policy_sets), "strong_share": strong_share})
     assert data is not None  # --traffic returned above; one of the two is required
     prompts = _calibration_prompts(data, source_name, protocol)
+    from ..fingerprint import overlap_warning
+
+    note = overlap_warning(manifest, prompts, what="calibration")
+    if note:
+        click.echo(note, err=True)
+    from ..locks import output_lock
+
+    click.get_current_context().with_resource(output_lock(router))  # one writer of policy.json
     r = load_router(router, trust_remote_code, score_batch_size)
     cache = None if no_cache else ev.score_cache_dir(Path(router) / ".score-cache")
     scores, scoring = ev.score_prompts(
