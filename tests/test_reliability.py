@@ -454,3 +454,10 @@ def test_eval_and_calibrate_take_the_same_lock(tmp_path: Path) -> None:
             holder.wait()
         assert (_tree(router), _tree(report)) == before
         assert _tela(*argv).exit_code == 0
+
+
+def test_route_refuses_a_question_that_is_not_utf8(tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 on the command line reach Python as lone surrogates."""
+    router = _train("length", tmp_path / "len")
+    line = _one_line_error(_tela("route", "--router", str(router), "--json", "caf\udce9 au lait"))
+    assert "question 1 is not valid UTF-8" in line

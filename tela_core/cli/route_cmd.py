@@ -131,6 +131,11 @@ def route(
 
     read_manifest(router)  # a bad router dir fails before reading prompts
     prompts = list(questions)
+    for i, q in enumerate(prompts, start=1):
+        try:
+            q.encode("utf-8")
+        except UnicodeEncodeError as e:  # argv bytes that are not UTF-8 arrive as lone surrogates
+            raise TelaError(f"question {i} is not valid UTF-8 text (at character {e.start}); pass UTF-8") from None
     if file is not None:
         prompts += _read_file(file)
     if not prompts and not sys.stdin.isatty():
