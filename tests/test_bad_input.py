@@ -269,7 +269,7 @@ def _drop_root_file_access() -> None:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
-def test_unreadable_input(tmp_path: Path, router: Path) -> None:
+def test_unreadable_input_and_read_only_output(tmp_path: Path, router: Path) -> None:
     src = tmp_path / "in.jsonl"
     src.write_bytes(GOOD)
     os.chmod(src, 0)
@@ -280,6 +280,14 @@ def test_unreadable_input(tmp_path: Path, router: Path) -> None:
     cmds["route-router"] = ["route", "--router", str(rdir), "q"]
     cmds["config"] = ["run", "--config", str(src), "--family", "length", "--data", str(sample_path()),
                       "--output", str(tmp_path / "out-config")]
+    # a read-only directory (mode 0555) as the place to write
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    good = tmp_path / "good.jsonl"
+    good.write_bytes(GOOD)
+    for name in ("data-sample", "data-convert", "run", "zoo", "eval"):
+        cmds[f"{name}-readonly"] = COMMANDS[name](good, readonly / "out", router)
+    os.chmod(readonly, 0o555)
     env = {**os.environ, "TELA_CACHE": str(tmp_path / "cache")}
     preexec = _drop_root_file_access if os.geteuid() == 0 else None
     proc = subprocess.run([sys.executable, "-c", _UNREADABLE_SCRIPT, json.dumps(list(cmds.values()))],
@@ -290,8 +298,10 @@ def test_unreadable_input(tmp_path: Path, router: Path) -> None:
         assert r["code"] == 2, (name, r["output"])
         assert "Traceback" not in r["output"], (name, r["output"])
         errs = [x for x in r["output"].splitlines() if x.startswith("Error: ")]
-        assert len(errs) == 1 and (str(src) in errs[0] or str(rdir) in errs[0]), (name, r["output"])
+        named = str(readonly / "out") if name.endswith("-readonly") else (str(src), str(rdir))
+        assert len(errs) == 1 and any(n in errs[0] for n in ([named] if isinstance(named, str) else named)), (name, r["output"])
         assert not (tmp_path / f"out-{name}").exists()
+    assert list(readonly.iterdir()) == []
 
 
 # ------------------------------------------------------------------------------------------------
