@@ -169,7 +169,8 @@ def demo(output: Path, sample: int, epochs: float, processes: int, model: str | 
         from ..router import Router
 
         kw = Router.load(knn_out).score([r.prompt for r in heldout])
-        click.echo(_row(f"embedding-knn ({time.time() - t2:.0f} s incl. embedding)", judge(kw, heldout, router.models)["router"]))
+        click.echo(_row(f"embedding-knn (k=50, {len(train_side)} prompts)", judge(kw, heldout, router.models)["router"]))
+        click.echo(f"  (kNN trained and scored in {time.time() - t2:.0f} s, sentence embeddings cached in $TELA_CACHE)")
     click.echo("\nrouting held-out prompts (lowest w, then highest w; [what the two models actually did]):")
     show_decisions(router, heldout, scores.w, click.echo)
     click.echo(f"w = P(strong model needed) = P([[1]]..[[3]]); route with: tela route --router {out} \"your question\"")
