@@ -176,14 +176,22 @@ def cached_vectors(
 
     missing_idx = missing()
     lock: Any = contextlib.nullcontext()
+    busy: list[str] = []
     if missing_idx and cache:
-        # One writer per cache folder: a second process computing the same vectors waits, then
-        # takes what the first one wrote, instead of computing them twice.
+        # One writer per cache folder. A big pass (a chunk or more of new texts) waits for another
+        # writer, then takes what it wrote instead of computing it twice; a few texts (`tela route`,
+        # an eval of a handful) are computed at once without touching the cache rather than stall
+        # behind an hour-long pass.
         from .locks import cache_lock
 
-        lock = cache_lock(folder, on_wait=lambda holder: _warn(f"waiting for {holder}, which is computing vectors in {folder}"))
+        lock = cache_lock(
+            folder,
+            on_wait=lambda holder: _warn(f"waiting for {holder}, which is computing vectors in {folder}"),
+            wait=len(missing_idx) >= chunk_size,
+            on_busy=busy.append,
+        )
     with lock as held:
-        if missing_idx and cache and held is None:
+        if missing_idx and cache and held is None and not busy:
             _warn(f"cannot write the vector cache in {folder}; continuing without it "
                   "(set TELA_CACHE to a writable folder to keep vectors between runs)")
         if missing_idx and cache and held is not None and folder.is_dir():

@@ -124,12 +124,23 @@ def output_lock(target: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def cache_lock(target: str | Path, on_wait: Callable[[str], None] | None = None) -> Iterator[Path | None]:
+def cache_lock(
+    target: str | Path,
+    on_wait: Callable[[str], None] | None = None,
+    wait: bool = True,
+    on_busy: Callable[[str], None] | None = None,
+) -> Iterator[Path | None]:
     """Hold cache entry ``target`` while writing it, waiting while another process holds it
-    (``on_wait(holder)`` is called once before waiting). A cache that cannot be written yields
-    None instead of failing: the caller computes without caching."""
+    (``on_wait(holder)`` is called once before waiting). With ``wait=False`` a held entry yields
+    None at once, after ``on_busy(holder)``. A cache that cannot be written yields None instead of
+    failing. On None the caller computes without caching."""
     try:
-        fd, lp = _acquire(Path(target), blocking=True, on_wait=on_wait)
+        fd, lp = _acquire(Path(target), blocking=wait, on_wait=on_wait)
+    except LockBusy as e:
+        if on_busy is not None:
+            on_busy(getattr(e, "holder", "another process"))
+        yield None
+        return
     except TelaError:
         yield None
         return

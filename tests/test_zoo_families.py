@@ -227,3 +227,38 @@ def test_vector_cache_keeps_finished_chunks_of_a_killed_run(tmp_path):
     assert sorted(rerun) == sorted(set(texts) - set(seen))  # only the unfinished ones
     assert ticks[-1] == (4, 4)
     np.testing.assert_array_equal(out[:, 0], [len(t) for t in texts])  # rows in the caller's order
+
+
+def test_a_few_texts_do_not_wait_behind_a_long_cache_writer(tmp_path):
+    """`tela route` with an embedding router must not stall while another process fills the vector
+    cache for an hour: a few new texts are computed at once, without touching the cache; a big
+    pass (a chunk or more) still waits for the writer rather than compute the same vectors twice."""
+    import subprocess
+    import sys
+    import time
+
+    from tela_core import embeddings
+
+    folder = tmp_path / "cache" / "m"
+    folder.mkdir(parents=True)
+    script = (
+        "import sys, time\nfrom tela_core.locks import cache_lock\n"
+        "with cache_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(3.0)\n"
+    )
+    p = subprocess.Popen([sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "held"
+
+        def compute(texts, report):
+            return np.ones((len(texts), 2), dtype=np.float32)
+
+        t0 = time.monotonic()
+        out = embeddings.cached_vectors(["a", "b"], folder, "m", compute, chunk_size=8, progress=lambda d, n: None)
+        assert out.shape == (2, 2) and time.monotonic() - t0 < 1.5
+        assert not list(folder.glob("*.npz"))  # nothing written beside the other writer
+        t0 = time.monotonic()
+        embeddings.cached_vectors([f"t{i}" for i in range(8)], folder, "m", compute, chunk_size=8, progress=lambda d, n: None)
+        assert time.monotonic() - t0 > 1.0  # waited for the writer, then wrote its own shard
+        assert list(folder.glob("*.npz"))
+    finally:
+        p.wait()
