@@ -92,7 +92,7 @@ class Source(Component):
         from .records import checked_records
 
         if not Path(path).exists():
-            raise InputError(path, None, "not found")
+            raise InputError(path, None, "file or folder not found")
         return checked_records(self.read(Path(path)), path, self.name)
 
     def sniff(self, path: Path) -> bool:

@@ -128,7 +128,7 @@ def test_bad_input_names_file_and_line_exit_2_no_output(
 def test_missing_file_is_a_clean_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(get_cli(), ["data", "check", "--source", "jsonl", str(tmp_path / "nope.jsonl")])
     assert result.exit_code == 2
-    assert "nope.jsonl: file not found" in result.output
+    assert "nope.jsonl: file or folder not found" in result.output
 
 
 def test_empty_input_is_an_error_and_writes_nothing(tmp_path: Path) -> None:

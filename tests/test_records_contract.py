@@ -68,7 +68,7 @@ def test_every_command_refuses_a_bad_record_from_any_source(loose: Path, record:
 
 def test_a_missing_path_is_one_line_for_any_source(loose: Path) -> None:
     res = CliRunner().invoke(get_cli(), ["data", "check", "--source", "loose", str(loose.parent / "nope.txt")])
-    assert res.exit_code == 2 and "nope.txt: not found" in res.output and "Traceback" not in res.output
+    assert res.exit_code == 2 and "nope.txt: file or folder not found" in res.output and "Traceback" not in res.output
 
 
 def test_seed_record_refuses_a_label_outside_1_to_5() -> None:
