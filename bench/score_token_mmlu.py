@@ -145,6 +145,8 @@ def main() -> None:
     ap.add_argument("--eval-fraction", type=float, default=0.05)
     ap.add_argument("--processes", type=int, default=1)
     ap.add_argument("--score-batch-size", type=int, default=None)
+    ap.add_argument("--eval-sample", type=int, default=None,
+                    help="score a seeded, subject-stratified subset of the 3,056 held-out prompts (a CPU stopgap)")
     ap.add_argument("--gpu", action="store_true",
                     help="GPU preset: all 10,903 prompts, 3 epochs, batch 16, max length 2048, one rank per GPU")
     ap.add_argument("--stages", default="prepare,train,score", help="comma list of prepare, train, score, readout")
@@ -167,7 +169,7 @@ def main() -> None:
     stages = args.stages.split(",")
     tela = str(Path(sys.executable).with_name("tela"))
 
-    if "prepare" in stages or "readout" in stages:
+    if "prepare" in stages or "readout" in stages or ("score" in stages and args.eval_sample):
         train_side, eval_side = training_side(args.data)
         print(f"mmlu-heldout: {len(train_side)} training-side prompts, {len(eval_side)} held-out prompts")
         chosen = stratified_sample(train_side, n, args.seed)
@@ -188,12 +190,22 @@ def main() -> None:
             cmd += ["--model", args.model]
         timings["train_s"] = sh(cmd)
     if "score" in stages:
-        cmd = [tela, "eval", "--router", str(router), "--data", str(args.data), "--protocol", "mmlu-heldout",
-               "--output", str(out / f"eval-{tag}"), "--force"]
+        if args.eval_sample:  # a seeded, subject-stratified subset of the held-out prompts, as seed JSONL
+            from tela_core.io import atomic_write_text
+
+            subset = stratified_sample(eval_side, args.eval_sample, args.seed)
+            eval_file = out / f"heldout-{args.eval_sample}.jsonl"
+            atomic_write_text(eval_file, "".join(json.dumps(r.to_json()) + "\n" for r in subset))
+            print(f"wrote {eval_file}: {len(subset)} of {len(eval_side)} held-out prompts, {len({r.group for r in subset})} subjects")
+            cmd = [tela, "eval", "--router", str(router), "--data", str(eval_file), "--source", "jsonl",
+                   "--output", str(out / f"eval-{tag}-heldout{args.eval_sample}"), "--force"]
+        else:
+            cmd = [tela, "eval", "--router", str(router), "--data", str(args.data), "--protocol", "mmlu-heldout",
+                   "--output", str(out / f"eval-{tag}"), "--force"]
         if args.score_batch_size:
             cmd += ["--score-batch-size", str(args.score_batch_size)]
         timings["score_s"] = sh(cmd)
-        report = json.loads((out / f"eval-{tag}" / "report.json").read_text())
+        report = json.loads((Path(cmd[cmd.index("--output") + 1]) / "report.json").read_text())
         timings["report"] = report
     if "readout" in stages:
         timings["readout"] = readout_stage(router, train_side, chosen, eval_side, args)
