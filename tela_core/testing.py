@@ -14,11 +14,41 @@ Heavy libraries are imported inside the functions.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 from .prompts import SCORE_TOKENS, SYSTEM_PROMPT, USER_TEMPLATE
 
-__all__ = ["build_tiny_model", "build_tiny_router", "tiny_corpus"]
+__all__ = ["build_tiny_model", "build_tiny_router", "tiny_corpus", "public_data", "needs_public_data", "TEST_DATA_ENV"]
+
+#: A folder holding public router datasets for tests, one sub-folder per dataset.
+TEST_DATA_ENV = "TELA_TEST_DATA"
+
+
+def public_data(name: str, *aliases: str) -> Path | None:
+    """The folder of public dataset ``name`` for tests that need real data: ``$TELA_TEST_DATA/NAME``
+    (or an alias, e.g. another copy's folder name), else what ``tela data get NAME`` left in the
+    cache; None when neither is there."""
+    from .models import cache_root
+
+    roots = [Path(os.environ[TEST_DATA_ENV])] if os.environ.get(TEST_DATA_ENV) else []
+    roots.append(cache_root() / "datasets")
+    for root in roots:
+        for n in (name, *aliases):
+            if (root / n).is_dir():
+                return root / n
+    return None
+
+
+def needs_public_data(name: str, *aliases: str) -> Any:
+    """A pytest ``skipif`` marker that says why a test did not run and how to make it run."""
+    import pytest
+
+    return pytest.mark.skipif(
+        public_data(name, *aliases) is None,
+        reason=f"public dataset {name!r} not here: run `tela data get {name}` or set {TEST_DATA_ENV} to a folder holding it",
+    )
 
 PAD_TOKEN = "<pad>"
 EOS_TOKEN = "</s>"

@@ -12,10 +12,11 @@ from click.testing import CliRunner
 from tela_core.cli.main import get_cli
 from tela_core.data import sample_path
 from tela_core.sampling import MMLU_HELDOUT_SUBJECTS
+from tela_core.testing import needs_public_data, public_data
 
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 STRONG = "gpt-4-1106-preview"
-MMLU = Path("/work/shared/data/routellm-mmlu")
+MMLU = public_data("routellm-mmlu") or Path("routellm-mmlu")
 
 
 def run(*args: str) -> Any:
@@ -110,7 +111,7 @@ def test_bundled_samples_follow_the_mmlu_protocol() -> None:
     assert all(set(x["outcomes"]) == {WEAK, STRONG} for x in train_lines + held_lines)
 
 
-@pytest.mark.skipif(not MMLU.is_dir(), reason="real routing data not on this machine")
+@needs_public_data("routellm-mmlu")
 def test_bundled_samples_are_reproducible(tmp_path: Path) -> None:
     from tela_core.data.make_sample import build
 

@@ -12,11 +12,12 @@ import pytest
 from click.testing import CliRunner
 
 from tela_core.cli.main import get_cli
+from tela_core.testing import needs_public_data, public_data
 
-MMLU = Path("/work/shared/data/routellm-mmlu")
-ARENA = Path("/work/shared/data/routerarena-sub10")
+MMLU = public_data("routellm-mmlu") or Path("routellm-mmlu")
+ARENA = public_data("routerarena", "routerarena-sub10") or Path("routerarena")
 WEAK, STRONG = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
-needs_mmlu = pytest.mark.skipif(not MMLU.is_dir(), reason="RouteLLM MMLU outcome data not on this machine")
+needs_mmlu = needs_public_data("routellm-mmlu")
 
 
 def tela(*args):
@@ -140,7 +141,7 @@ def test_protocol_needs_mmlu_subjects(outcome_csvs, tmp_path):
     assert read_report(tmp_path / "o")["n"] == 15  # astronomy only
 
 
-@pytest.mark.skipif(not ARENA.is_dir(), reason="RouterArena data not on this machine")
+@needs_public_data("routerarena", "routerarena-sub10")
 def test_prices_give_cost_per_query(tmp_path):
     out = tmp_path / "arena"
     r = tela("eval", "--router", "oracle", "--data", ARENA, "-o", out)

@@ -1,4 +1,4 @@
-"""Metrics exactly as METRICS.md defines them: hand-computed curves, baselines on real MMLU data."""
+"""Metrics exactly as docs/metrics.md defines them: hand-computed curves, baselines on real MMLU data."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 
 from tela_core import TelaError, metrics
 from tela_core import evaluation as ev
+from tela_core.testing import needs_public_data, public_data
 
-MMLU = Path("/work/shared/data/routellm-mmlu")
+MMLU = public_data("routellm-mmlu") or Path("routellm-mmlu")
 
 
 def test_round_half_up_counts():
@@ -103,7 +104,7 @@ def test_random_baseline_is_mean_of_seeds():
     assert rnd.apgr == pytest.approx(np.mean(each))
 
 
-@pytest.mark.skipif(not MMLU.is_dir(), reason="RouteLLM MMLU outcome data not on this machine")
+@needs_public_data("routellm-mmlu")
 def test_mmlu_heldout_baselines_match_metrics_md():
     from tela_core.detect import read_records
 
@@ -124,7 +125,7 @@ def test_mmlu_heldout_baselines_match_metrics_md():
     assert round(length.apgr, 3) == 0.513 and (length.cpt50, length.cpt80) == (pytest.approx(0.49), pytest.approx(0.83))
 
 
-@pytest.mark.skipif(not MMLU.is_dir(), reason="RouteLLM MMLU outcome data not on this machine")
+@needs_public_data("routellm-mmlu")
 def test_mmlu_heldout_train_side_never_holds_an_evaluation_question():
     from tela_core.detect import open_source
     from tela_core.protocols import split

@@ -1,7 +1,7 @@
 """Outcome sources: RouteLLM CSVs, LLMRouter JSON, RouterArena folders; labels, costs, detection.
 
 Small synthetic files pin the parsing and every error's file and line; the real data in
-/work/shared/data (skipped where absent) pins the counts its README states.
+the public datasets (tela_core.testing.public_data; skipped where absent) pins the counts its README states.
 """
 
 from __future__ import annotations
@@ -17,14 +17,16 @@ from click.testing import CliRunner
 from tela_core import InputError
 from tela_core.cli.main import get_cli
 from tela_core.detect import detect_source
+from tela_core.testing import needs_public_data, public_data
 from tela_core.plugins import get_registry
 from tela_core.prompts import SYSTEM_PROMPT, user_content
 
-DATA = Path("/work/shared/data")
-MMLU = DATA / "routellm-mmlu"
+MMLU = public_data("routellm-mmlu") or Path("routellm-mmlu")
+NIM9 = public_data("llmrouter", "llmrouter-nim9") or Path("llmrouter")
+ARENA = public_data("routerarena", "routerarena-sub10") or Path("routerarena")
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 STRONG = "gpt-4-1106-preview"
-needs_data = pytest.mark.skipif(not MMLU.is_dir(), reason="real routing data not on this machine")
+needs_data = needs_public_data("routellm-mmlu")
 
 
 def source(name: str, **options: Any) -> Any:
@@ -132,7 +134,7 @@ def test_real_routellm_folder_matches_known_counts() -> None:
     assert (labels.count(5), labels.count(1), labels.count(3)) == (8816 + 742, 2496, 1983)
     from tela_core.sampling import MMLU_HELDOUT_SUBJECTS
 
-    assert sum(1 for r in recs if r.group in MMLU_HELDOUT_SUBJECTS) == 3056  # METRICS.md
+    assert sum(1 for r in recs if r.group in MMLU_HELDOUT_SUBJECTS) == 3056  # docs/metrics.md
 
 
 # ------------------------------------------------------------------------------------------------
@@ -191,12 +193,12 @@ def test_llmrouter_bad_json_names_line(tmp_path: Path) -> None:
         read("llmrouter-json", f, weak_model="cheap", strong_model="big")
 
 
-@needs_data
+@needs_public_data("llmrouter", "llmrouter-nim9")
 def test_real_llmrouter_train_file() -> None:
-    recs = read("llmrouter-json", DATA / "llmrouter-nim9" / "dcrouter_preprocessed_train.json")
+    recs = read("llmrouter-json", NIM9 / "dcrouter_preprocessed_train.json")
     assert len(recs) == 5608
     assert len(recs[0].outcomes) == 9 and len(recs[0].costs) == 9
-    assert read("llmrouter-json", DATA / "llmrouter-nim9" / "dcrouter_preprocessed_test.json")[-1].id.endswith("/499")
+    assert read("llmrouter-json", NIM9 / "dcrouter_preprocessed_test.json")[-1].id.endswith("/499")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -240,9 +242,9 @@ def test_routerarena_bad_line(tmp_path: Path) -> None:
         read("routerarena", d, weak_model="weakm", strong_model="strongm")
 
 
-@needs_data
+@needs_public_data("routerarena", "routerarena-sub10")
 def test_real_routerarena() -> None:
-    recs = read("routerarena", DATA / "routerarena-sub10")
+    recs = read("routerarena", ARENA)
     assert len(recs) == 809
     gem = sum(r.outcomes["gemini-2.0-flash-001"] for r in recs) / len(recs)
     assert round(gem, 3) == 0.690

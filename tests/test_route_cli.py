@@ -141,7 +141,7 @@ def test_route_calibrate_eval_on_a_router_trained_by_tela_run(tiny_model, tmp_pa
     rows = [json.loads(x) for x in r.output.strip().splitlines()]
     probs = np.array([row["probs"] for row in rows])
     assert np.allclose(probs.sum(1), 1, atol=1e-5)
-    # the training labels are 1, 3 and 5 only (METRICS.md mapping), mostly 5: training moved the
+    # the training labels are 1, 3 and 5 only (docs/metrics.md mapping), mostly 5: training moved the
     # score distribution there, away from the untrained model's near-uniform one
     assert (probs[:, 4] > 0.35).all(), probs
 
