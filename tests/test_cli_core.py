@@ -223,3 +223,14 @@ def test_plugins_show_command_names_its_plugin_and_prints_its_help():
 def test_unknown_policy_error_says_policies():
     res = invoke("plugins", "show", "policy", "nope")
     assert res.exit_code == 2 and "registered policies: " in res.stderr
+
+
+def test_plugins_list_and_show_datasets():
+    res = invoke("plugins", "list", "--kind", "dataset", "--json")
+    assert res.exit_code == 0, res.output
+    provides = {n for p in json.loads(res.output) for n in p["provides"].get("dataset", [])}
+    assert "routellm-mmlu" in provides
+    obj = json.loads(invoke("plugins", "show", "dataset", "routellm-mmlu", "--json").output)
+    assert obj["license"] and obj["revision"] and obj["source"] == "routellm-csv"
+    res = invoke("plugins", "show", "dataset", "nope")
+    assert res.exit_code == 2 and "registered datasets: " in res.stderr

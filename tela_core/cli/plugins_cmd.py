@@ -10,7 +10,7 @@ import click
 from ..components import KINDS
 
 #: what ``--kind`` accepts: the component kinds, and CLI commands added by plugins
-LIST_KINDS: tuple[str, ...] = (*KINDS, "command")
+LIST_KINDS: tuple[str, ...] = (*KINDS, "dataset", "command")
 
 
 def register(cli: click.Group) -> None:
@@ -103,6 +103,9 @@ def show_component(kind: str, name: str, as_json: bool) -> None:
     if kind == "command":
         _show_command(name, as_json)
         return
+    if kind == "dataset":
+        _show_dataset(name, as_json)
+        return
     entry = get_registry().entry(kind, name)
     schema = entry.options_schema()
     if as_json:
@@ -120,6 +123,28 @@ def show_component(kind: str, name: str, as_json: bool) -> None:
         ann = _type_name(f.annotation)
         doc = f" — {f.description}" if f.description else ""
         click.echo(f"  {fname}: {ann} ({default}){doc}")
+
+
+def _show_dataset(name: str, as_json: bool) -> None:
+    """``tela plugins show dataset NAME``: a catalogue entry (``tela data get NAME`` fetches it)."""
+    import dataclasses
+
+    from ..errors import UnknownComponentError
+    from ..plugins import get_registry
+
+    datasets = get_registry().datasets
+    if name not in datasets:
+        raise UnknownComponentError("dataset", name, datasets)
+    entry, plugin = datasets[name]
+    fields = dataclasses.asdict(entry) if dataclasses.is_dataclass(entry) and not isinstance(entry, type) else dict(vars(entry))
+    if as_json:
+        click.echo(json.dumps({"kind": "dataset", "name": name, "plugin": plugin, **fields}, indent=2, default=str))
+        return
+    click.echo(f"dataset {name} (plugin {plugin}): {fields.get('description', '')}")
+    for key in ("origin", "license", "revision", "source"):
+        if fields.get(key):
+            click.echo(f"  {key}: {fields[key]}")
+    click.echo(f"fetch it with: tela data get {name}")
 
 
 def _show_command(name: str, as_json: bool) -> None:
