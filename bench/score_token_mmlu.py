@@ -208,7 +208,8 @@ def main() -> None:
         report = json.loads((Path(cmd[cmd.index("--output") + 1]) / "report.json").read_text())
         timings["report"] = report
     if "readout" in stages:
-        timings["readout"] = readout_stage(router, train_side, chosen, eval_side, args)
+        held = stratified_sample(eval_side, args.eval_sample, args.seed) if args.eval_sample else eval_side
+        timings["readout"] = readout_stage(router, train_side, chosen, held, args)
     if timings:
         from tela_core.io import atomic_write_json
 
