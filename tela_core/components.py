@@ -79,6 +79,9 @@ class Source(Component):
     #: top is an error asking for ``--source``). A source that knows a schema keeps 0; a catch-all
     #: that claims every file of a kind (any ``.jsonl``, any ``.csv``) declares a negative one.
     detect_priority: ClassVar[int] = 0
+    #: True for a source that also reads names that are not paths (a Hugging Face hub id such as
+    #: ``routellm/gpt4_dataset``): tela then does not report a missing path for it.
+    reads_hub_ids: ClassVar[bool] = False
 
     def read(self, path: Path) -> Iterator["Record"]:
         """Yield the records of ``path``. A plugin implements this; tela calls :meth:`records`."""
@@ -91,7 +94,7 @@ class Source(Component):
         from .errors import InputError
         from .records import checked_records
 
-        if not Path(path).exists():
+        if not Path(path).exists() and not self.reads_hub_ids:
             raise InputError(path, None, "file or folder not found")
         return checked_records(self.read(Path(path)), path, self.name)
 

@@ -25,6 +25,9 @@ def _tela_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", os.environ.get("TORCH_EXTENSIONS_DIR") or str(REPO / ".cache" / "torch_extensions"))
     monkeypatch.setenv("TELA_CACHE", os.environ.get("TELA_CACHE") or str(REPO / ".cache" / "tela"))
     yield
+    from tela_core import embeddings
+
+    embeddings.use_shard_cache(True)  # an in-process `tela serve` turns it off for its process
 
 
 @pytest.fixture(scope="session")
