@@ -52,7 +52,7 @@ def _run(batcher, items):
 def test_concurrent_requests_share_scorer_calls_and_get_their_own_decision():
     r = SlowRouter(delay=0.05)
     items = [("x" * (i * 5), None if i % 3 else 0.2) for i in range(40)]
-    out = _run(Batcher(r, max_batch=16), items)
+    out = _run(Batcher(r, max_batch=16, length_ratio=0), items)
     assert sum(r.calls) == 40 and max(r.calls) <= 16 and len(r.calls) <= 5  # batched, capped
     for (text, t), d in zip(items, out):
         w = len(text) / 100
@@ -63,7 +63,7 @@ def test_concurrent_requests_share_scorer_calls_and_get_their_own_decision():
 
 def test_window_gathers_requests_that_arrive_later():
     r = SlowRouter(delay=0.0)
-    b = Batcher(r, window=0.2, max_batch=64)
+    b = Batcher(r, window=0.2, max_batch=64, length_ratio=0)
 
     async def main():
         first = asyncio.ensure_future(b.decide("a"))
@@ -75,6 +75,26 @@ def test_window_gathers_requests_that_arrive_later():
     finally:
         b.close()
     assert r.calls == [2]
+
+
+def test_batches_are_split_into_calls_of_similar_length():
+    r = SlowRouter(delay=0.05)
+    texts = ["x" * n for n in (100, 10, 12, 110, 14, 400)]
+    b = Batcher(r, max_batch=16, length_ratio=1.5)
+
+    async def main():
+        blocker = asyncio.ensure_future(b.decide("warm"))  # keeps the thread busy while the rest queue
+        await asyncio.sleep(0.01)
+        out = await asyncio.gather(*(b.decide(t) for t in texts))
+        await blocker
+        return out
+
+    try:
+        out = asyncio.run(main())
+    finally:
+        b.close()
+    assert sorted(r.calls[1:]) == [1, 2, 3]  # {10, 12, 14}, {100, 110}, {400}
+    assert [d.w for d in out] == [len(t) / 100 for t in texts]
 
 
 def test_max_batch_one_scores_each_alone():

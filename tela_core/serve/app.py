@@ -137,7 +137,7 @@ def load_routers(config: ServeConfig, metrics: "ServeMetrics | None" = None) -> 
 
         batcher = Batcher(
             router, window=config.batch_window_ms / 1000.0, max_batch=config.max_batch, on_batch=on_batch, name=name,
-            inline_below_ms=config.inline_below_ms,
+            inline_below_ms=config.inline_below_ms, length_ratio=config.length_ratio,
         )
         out[name] = ServedRouter(name, router, batcher, upstream_of, strongest=models[-1])
     _limit_torch_threads(config)

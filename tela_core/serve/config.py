@@ -112,6 +112,9 @@ class ServeConfig(BaseModel):
     """How long the batcher waits for more requests before scoring (0: score what is waiting)."""
     max_batch: int = Field(32, ge=1)
     """Most prompts in one scorer call."""
+    length_ratio: float = Field(1.5, ge=0)
+    """The batcher scores prompts in groups whose longest is at most this many times the shortest
+    (characters), so short prompts are not padded to long ones. 0: one call for the whole batch."""
     torch_threads: Optional[int] = Field(None, ge=1)
     """CPU threads for a torch scorer (embedding and LM families) in each process. Default: the
     machine's cores divided among the workers, less one for the event loop (at least 1)."""
