@@ -1,8 +1,8 @@
 """``openai``: forward chat-completions requests to an OpenAI-compatible endpoint with aiohttp.
 
-aiohttp rather than httpx: proxying 32 concurrent requests on a 2-core machine, httpx's connection
-pool spent more CPU per request than the whole rest of ``tela serve`` (85 against 559 requests per
-second to the same stand-in upstream; see docs/benchmarks.md).
+aiohttp rather than httpx: with 32 concurrent requests to the same stand-in upstream, httpx spent
+15x the CPU per request of aiohttp, more than the whole rest of ``tela serve``
+(``bench/upstream_clients.py``, quoted in docs/benchmarks.md).
 """
 
 from __future__ import annotations
