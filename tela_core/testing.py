@@ -20,7 +20,29 @@ from typing import Any
 
 from .prompts import SCORE_TOKENS, SYSTEM_PROMPT, USER_TEMPLATE
 
-__all__ = ["build_tiny_model", "build_tiny_router", "tiny_corpus", "public_data", "needs_public_data", "TEST_DATA_ENV"]
+__all__ = [
+    "build_tiny_model", "build_tiny_router", "tiny_corpus", "public_data", "needs_public_data", "TEST_DATA_ENV",
+    "run_cli", "one_error_line",
+]
+
+
+def run_cli(*args: Any) -> Any:
+    """Run ``tela ARGS...`` in this process (click's ``CliRunner``, with the plugins registered here,
+    in-process ones included); returns the click ``Result`` (``exit_code``, ``output``)."""
+    from click.testing import CliRunner
+
+    from .cli.main import get_cli
+
+    return CliRunner().invoke(get_cli(), [str(a) for a in args])
+
+
+def one_error_line(result: Any) -> str:
+    """Assert tela's bad-input contract on a :func:`run_cli` result (exit code 2, exactly one
+    ``Error:`` line, no traceback) and return that line."""
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("Error:")]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
 
 #: A folder holding public router datasets for tests, one sub-folder per dataset.
 TEST_DATA_ENV = "TELA_TEST_DATA"

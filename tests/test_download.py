@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from click.testing import CliRunner
 
 from tela_core import hookimpl
 from tela_core.catalogue import DatasetEntry, RemoteFile
-from tela_core.cli.main import get_cli
 from tela_core.download import MANIFEST, datasets_dir
 from tela_core.plugins import add_plugin, get_registry, remove_plugin
+from tela_core.testing import one_error_line, run_cli
 
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 STRONG = "gpt-4-1106-preview"
@@ -157,15 +156,7 @@ def catalogued(*entries: DatasetEntry) -> Iterator[Any]:
         remove_plugin("test-catalogue")
 
 
-def run(*args: Any) -> Any:
-    return CliRunner().invoke(get_cli(), [str(a) for a in args])
-
-
-def one_error_line(result: Any) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.startswith("Error:")]
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    return lines[0]
+run = run_cli
 
 
 # ------------------------------------------------------------------------------------------------

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from tela_core.cli.main import get_cli
 from tela_core.errors import InputError, TelaError
 from tela_core.plugins import get_registry
+from tela_core.testing import one_error_line, run_cli
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -45,15 +44,7 @@ def source(name: str, **options: Any) -> Any:
     return get_registry().create("source", name, options)
 
 
-def run(*args: Any) -> Any:
-    return CliRunner().invoke(get_cli(), [str(a) for a in args])
-
-
-def one_error_line(result: Any) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.startswith("Error:")]
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    return lines[0]
+run = run_cli
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,20 +1,5 @@
-"""What the outcome sources share: the outcome -> 1..5 label mapping and record building.
-
-Outcome data says, per prompt, how well each model did (0..1). The seed's router learns a 1..5
-score that an expert would give the *weak* model's answer, so a training label is derived from the
-weak and strong models' outcomes (docs/metrics.md):
-
-=========================  ============================  =======
-weak model                 strong model                  label
-=========================  ============================  =======
-right                      (any)                         ``label_weak_right`` (5)
-wrong                      right                         ``label_only_strong_right`` (1)
-wrong                      wrong                         ``label_both_wrong`` (3)
-=========================  ============================  =======
-
-"Right" means outcome >= ``right_threshold`` (0.5; outcomes are 0/1 in most data). A both-wrong
-prompt gets a middle label: sending it to the strong model buys nothing.
-"""
+"""What the outcome sources share: record building over the one outcome -> 1..5 label mapping
+(:mod:`tela_core.labels`, which says how the weak and strong outcomes become a label)."""
 
 from __future__ import annotations
 
