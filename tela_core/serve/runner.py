@@ -42,6 +42,7 @@ def _uvicorn_kwargs(config: ServeConfig) -> dict[str, Any]:
         "log_level": config.log_level,
         "access_log": False,
         "timeout_graceful_shutdown": 10,
+        "timeout_keep_alive": 75,  # longer than a load balancer's idle timeout (60 s is common)
         "backlog": 4096,
     }
     if importlib.util.find_spec("httptools"):
