@@ -297,3 +297,14 @@ def test_decision_log(stack, client):
     assert routed["upstream_ms"] > 0 and routed["routing_ms"] >= 0
     assert "prompt" not in routed  # only with --log-prompts
     assert passed["router"] is None and passed["w"] is None and passed["upstream"] == "small"
+
+
+def test_upstream_stalling_mid_stream_ends_the_stream_with_an_error_event(stack, client):
+    control(stack["big"], mode="stall-stream", stall_s=30)  # first chunk, then nothing past the 3 s timeout
+    t0 = time.monotonic()
+    with pytest.raises(openai.APIError, match="upstream failed mid-stream"):
+        for _chunk in client.chat.completions.create(model="big", messages=_user("q"), stream=True):
+            pass
+    assert time.monotonic() - t0 < 10
+    text = get(stack["url"] + "/metrics")[1]
+    assert metric(text, "tela_upstream_errors_total", model="big", reason="timeout") >= 1
