@@ -63,7 +63,7 @@ def serve(config_file: Path | None, routers: tuple[str, ...], weak: str | None, 
     config = build_config(config_file, routers=routers, weak=weak, strong=strong, overrides=overrides)
     check_serve_extra()
     if check:
-        from ..serve.app import load_routers
+        from ..serve.routers import load_routers
 
         loaded = load_routers(config)
         for r in loaded.values():

@@ -3,7 +3,9 @@
 - :mod:`.config`: the settings (YAML/TOML file and flags), validated into :class:`ServeConfig`;
 - :mod:`.chat`: what is read from a request (model name, routing text);
 - :mod:`.batcher`: concurrent requests micro-batched into one scorer call on a worker thread;
-- :mod:`.app`: the ASGI app (Starlette) and its endpoints;
+- :mod:`.routers`: the routers a process serves, loaded and set up for serving;
+- :mod:`.app`: the ASGI app (Starlette) and its endpoints; :mod:`.proxy`: the chat endpoint
+  (route, forward, fall back, record); :mod:`.responses`: its ASGI responses;
 - :mod:`.metrics`: Prometheus metrics; :mod:`.decisions`: the decision log and calibration on it;
 - :mod:`.runner`: starting uvicorn with one or N worker processes.
 

@@ -60,7 +60,7 @@ def serve(config: ServeConfig) -> None:
     import uvicorn
 
     logging.getLogger("tela.serve").setLevel(logging.INFO)
-    from .app import load_routers
+    from .routers import load_routers
 
     if config.workers <= 1:
         from .app import create_app

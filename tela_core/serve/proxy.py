@@ -1,0 +1,321 @@
+"""``POST /v1/chat/completions``: read, authorise, route, forward to an upstream (falling back to
+the other model once), answer, and record what happened (metrics, decision log)."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import json
+import logging
+import os
+import random
+import time
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
+
+from .chat import RequestError, Target, parse_model, routing_text
+from .responses import EventStream, RawResponse, error_response, json_response, raw_headers, wait_disconnect
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..components import UpstreamReply
+    from ..router import Decision
+    from .app import Server
+
+__all__ = ["ChatHandler", "check_auth", "RETRY_STATUSES"]
+
+log = logging.getLogger("tela.serve")
+
+#: Upstream statuses that count as the upstream failing (fallback), not as a bad request.
+RETRY_STATUSES = frozenset({401, 403, 408, 409, 425, 429}) | frozenset(range(500, 600))
+
+
+def check_auth(server: Server, request: Any) -> Any:
+    if not server.keys:
+        return None
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        given = token.strip().encode()
+        if any(hmac.compare_digest(given, k) for k in server.keys):
+            return None
+    return error_response(
+        RequestError(401, "missing or invalid API key: send 'Authorization: Bearer KEY'", type="invalid_request_error", code="invalid_api_key")
+    )
+
+
+class ChatHandler:
+    def __init__(self, server: Server) -> None:
+        self.s = server
+        self.cfg = server.config
+        self.sticky = (server.config.sticky_header or "").lower() or None
+
+    async def _read_body(self, request: Any) -> dict[str, Any]:
+        limit = self.cfg.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise RequestError(413, f"request body of {declared} bytes is over this server's limit of {limit}", code="request_too_large")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(413, f"request body is over this server's limit of {limit} bytes", code="request_too_large")
+            chunks.append(chunk)
+        try:
+            body = json.loads(b"".join(chunks))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise RequestError(400, f"the request body is not valid JSON: {e}", code="invalid_json") from None
+        if not isinstance(body, dict):
+            raise RequestError(400, "the request body must be a JSON object", code="invalid_json")
+        return body
+
+    async def __call__(self, request: Any) -> Any:
+        s = self.s
+        denied = check_auth(s, request)
+        if denied is not None:
+            s.metrics.requests.labels("none", "none", "401").inc()
+            return denied
+        started = time.perf_counter()
+        target: Target | None = None
+        try:
+            body = await self._read_body(request)
+            target = parse_model(body.get("model"), self.cfg.routers, s.upstreams)
+            stream = bool(body.get("stream"))
+            if target.router is not None:
+                return await self._routed(request, body, target, stream, started)
+            return await self._forward(request, body, stream, upstream=target.upstream or "", fallback=None, info=_Info(started=started))
+        except RequestError as e:
+            s.metrics.requests.labels(target.router or "none" if target else "none", "none", str(e.status)).inc()
+            return error_response(e)
+
+    async def _routed(self, request: Any, body: dict[str, Any], target: Target, stream: bool, started: float) -> Any:
+        s = self.s
+        name = target.router or ""
+        served = s.routers.get(name)
+        sticky = bool(self.sticky and request.headers.get(self.sticky))
+        text = routing_text(body.get("messages"), self.cfg.routing, sticky=sticky)
+        if served is None or not served.batcher.alive:
+            raise RequestError(503, f"router {name!r} is not ready", type="server_error", code="not_ready")
+        if target.threshold is not None and len(served.router.models) != 2:
+            raise RequestError(
+                400, f"router {name!r} routes between {len(served.router.models)} models; a threshold needs two: use router-{name}",
+                param="model", code="invalid_threshold",
+            )
+        from .batcher import RoutingFailed
+
+        try:
+            decision = await served.batcher.decide(text, target.threshold)
+        except RoutingFailed as e:
+            raise RequestError(500, f"router {name!r} failed to score the request: {e}", type="server_error", code="routing_failed") from None
+        routed_at = time.perf_counter()
+        routing_s = routed_at - started
+        s.metrics.routing_seconds.labels(name).observe(routing_s)
+        s.metrics.routed_to(name, decision.model, decision.model == served.strongest)
+        upstream = served.upstream_of[decision.model]
+        other = served.fallback_for(decision.model) if self.cfg.fallback else None
+        info = _Info(
+            started=started, router=name, decision=decision, routing_ms=routing_s * 1000.0, sticky=sticky,
+            text=text if s.decision_log is not None and s.decision_log.log_prompts else None,
+        )
+        fallback = served.upstream_of[other] if other is not None else None
+        return await self._forward(request, body, stream, upstream=upstream, fallback=fallback, info=info)
+
+    # -- forwarding ---------------------------------------------------------------------------
+
+    async def _forward(self, request: Any, body: dict[str, Any], stream: bool, upstream: str, fallback: str | None, info: "_Info") -> Any:
+        from ..errors import UpstreamError
+
+        s = self.s
+        tried = [upstream]
+        candidates = [upstream] + ([fallback] if fallback and fallback != upstream else [])
+        last_error = "no upstream"
+        for i, name in enumerate(candidates):
+            ucfg, client = s.upstreams[name]
+            out = dict(body)
+            out["model"] = ucfg.model or name
+            t0 = time.perf_counter()
+            try:
+                reply = await _until_disconnect(request, client.chat(out, stream))
+            except _Disconnected:
+                info.finish(s, name, status=499, upstream_s=time.perf_counter() - t0, outcome="disconnect")
+                return RawResponse(499, b"", [])
+            except UpstreamError as e:
+                s.metrics.upstream_errors.labels(name, e.reason).inc()
+                last_error = f"{name}: {e}"
+                self._note_fallback(info, name, candidates, i)
+                continue
+            if reply.status in RETRY_STATUSES:
+                s.metrics.upstream_errors.labels(name, "status").inc()
+                last_error = f"{name}: HTTP {reply.status}: {_error_message(reply.body)}"
+                await reply.aclose()
+                self._note_fallback(info, name, candidates, i)
+                continue
+            info.model = name
+            headers = info.headers(name, fallback_from=tried[0] if name != tried[0] else None)
+            if stream and reply.chunks is not None:
+                return EventStream(_tail_usage(reply, info), raw_headers(headers, "text/event-stream"), self._stream_done(info, name, t0, reply))
+            upstream_s = time.perf_counter() - t0
+            usage = reply.body.get("usage") if isinstance(reply.body, dict) else None
+            info.usage(usage)
+            info.finish(s, name, status=reply.status, upstream_s=upstream_s)
+            return json_response(reply.status, reply.body, headers)
+        info.finish(s, candidates[-1], status=502, upstream_s=None, outcome="upstream_error")
+        return error_response(
+            RequestError(502, f"upstream failed: {last_error}", type="upstream_error", code="upstream_error"),
+            info.headers(None),
+        )
+
+    def _note_fallback(self, info: "_Info", failed: str, candidates: list[str], i: int) -> None:
+        if i + 1 < len(candidates):
+            self.s.metrics.fallbacks.labels(info.router or "none", failed, candidates[i + 1]).inc()
+            info.fallback_from = failed
+
+    def _stream_done(self, info: "_Info", name: str, t0: float, reply: "UpstreamReply") -> Callable[[str | None], Awaitable[None]]:
+        async def done(outcome: str | None) -> None:
+            await reply.aclose()
+            if outcome not in (None, "disconnect"):
+                self.s.metrics.upstream_errors.labels(name, outcome).inc()
+            status = 499 if outcome == "disconnect" else 200
+            info.finish(self.s, name, status=status, upstream_s=time.perf_counter() - t0, outcome=outcome)
+
+        return done
+
+
+class _Disconnected(Exception):
+    pass
+
+
+async def _until_disconnect(request: Any, call: Awaitable[Any]) -> Any:
+    """Await ``call``; cancel it if the client disconnects first."""
+    task = asyncio.ensure_future(call)
+    watch = asyncio.ensure_future(wait_disconnect(request.receive))
+    try:
+        done, _ = await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        watch.cancel()
+        raise
+    if task in done:
+        watch.cancel()
+        return task.result()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    raise _Disconnected()
+
+
+async def _tail_usage(reply: "UpstreamReply", info: "_Info") -> AsyncIterator[bytes]:
+    """Pass the stream through, keeping its tail to read the usage report at the end (sent when
+    the client asked for ``stream_options: {include_usage: true}``)."""
+    tail = b""
+    assert reply.chunks is not None
+    async for chunk in reply.chunks:
+        tail = (tail + chunk)[-16384:]
+        yield chunk
+    for line in reversed(tail.split(b"\n")):
+        if line.startswith(b"data:") and b'"usage"' in line:
+            try:
+                obj = json.loads(line[5:])
+            except ValueError:
+                continue
+            if isinstance(obj, dict) and isinstance(obj.get("usage"), dict):
+                info.usage(obj["usage"])
+            break
+
+
+def _error_message(body: Any) -> str:
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("message", ""))[:300]
+    return str(body)[:300]
+
+
+_IDS = itertools.count(1)
+_ID_PREFIX: list[str] = []
+
+
+def _next_id() -> str:
+    """A request id unique across processes and restarts: a random per-process prefix and a
+    counter (os.urandom per request costs more than routing a prompt on some VMs)."""
+    if not _ID_PREFIX or _ID_PREFIX[0].split("-")[0] != f"{os.getpid():x}":
+        _ID_PREFIX[:] = [f"{os.getpid():x}-{random.getrandbits(48):012x}"]
+    return f"{_ID_PREFIX[0]}-{next(_IDS)}"
+
+
+class _Info:
+    """What one request did: for its headers, its metrics and its decision-log line."""
+
+    __slots__ = ("started", "router", "decision", "routing_ms", "sticky", "text", "model", "fallback_from", "prompt_tokens", "completion_tokens", "id", "_done")
+
+    def __init__(
+        self, started: float, router: str | None = None, decision: "Decision | None" = None, routing_ms: float | None = None,
+        sticky: bool = False, text: str | None = None,
+    ) -> None:
+        self.started = started
+        self.router = router
+        self.decision = decision
+        self.routing_ms = routing_ms
+        self.sticky = sticky
+        self.text = text
+        self.model: str | None = None
+        self.fallback_from: str | None = None
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
+        self.id = _next_id()
+        self._done = False
+
+    def headers(self, model: str | None, fallback_from: str | None = None) -> dict[str, str]:
+        h = {"x-request-id": self.id}
+        if model is not None:
+            h["x-tela-model"] = model
+        if self.router is not None and self.decision is not None:
+            h["x-tela-router"] = self.router
+            h["x-tela-score"] = f"{self.decision.w:.6f}"
+            h["x-tela-threshold"] = "" if self.decision.threshold is None else f"{self.decision.threshold:.6f}"
+            h["x-tela-routing-ms"] = f"{self.routing_ms:.3f}"
+        if fallback_from is not None:
+            h["x-tela-fallback"] = fallback_from
+        return h
+
+    def usage(self, usage: Any) -> None:
+        if isinstance(usage, dict):
+            pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            self.prompt_tokens = pt if isinstance(pt, int) else None
+            self.completion_tokens = ct if isinstance(ct, int) else None
+
+    def finish(self, s: Server, model: str, status: int, upstream_s: float | None, outcome: str | None = None) -> None:
+        if self._done:
+            return
+        self._done = True
+        m = s.metrics
+        m.requests.labels(self.router or "none", model, str(status)).inc()
+        if upstream_s is not None and status < 500:
+            m.upstream_seconds.labels(model).observe(upstream_s)
+        ucfg = s.upstreams[model][0] if model in s.upstreams else None
+        cost = m.usage(model, self.prompt_tokens, self.completion_tokens, ucfg.price_input, ucfg.price_output) if ucfg else None
+        if s.decision_log is None:
+            return
+        d = self.decision
+        rec: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z",
+            "id": self.id,
+            "router": self.router,
+            "w": None if d is None else round(d.w, 6),
+            "threshold": None if d is None else d.threshold,
+            "chosen": None if d is None else d.model,
+            "upstream": model,
+            "fallback_from": self.fallback_from,
+            "sticky": self.sticky,
+            "status": status,
+            "outcome": outcome,
+            "routing_ms": None if self.routing_ms is None else round(self.routing_ms, 3),
+            "upstream_ms": None if upstream_s is None else round(upstream_s * 1000.0, 3),
+            "total_ms": round((time.perf_counter() - self.started) * 1000.0, 3),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost": cost,
+        }
+        if self.text is not None:
+            rec["prompt"] = self.text
+        try:
+            s.decision_log.write(rec)
+        except OSError:
+            log.exception("writing the decision log failed")

@@ -1,0 +1,127 @@
+"""The routers one ``tela serve`` process serves: loaded once, each with its batcher and the
+upstream each of its models goes to, set up for serving (no vector cache, torch threads, CPU
+batch sizes)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .config import ServeConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..router import Router
+    from .batcher import Batcher
+    from .metrics import ServeMetrics
+
+__all__ = ["ServedRouter", "load_routers"]
+
+log = logging.getLogger("tela.serve")
+
+
+@dataclass
+class ServedRouter:
+    """A loaded router, its batcher, and the upstream each of its models goes to."""
+
+    name: str
+    router: "Router"
+    batcher: "Batcher"
+    upstream_of: dict[str, str]  # router model name -> upstream name
+    strongest: str
+
+    def fallback_for(self, model: str) -> str | None:
+        """The other model to try when ``model``'s upstream fails: the strongest, or, when the
+        strongest failed, the one below it."""
+        models = self.router.models
+        other = models[-1] if model != models[-1] else models[-2]
+        return other if other != model else None
+
+
+def load_routers(config: ServeConfig, metrics: "ServeMetrics | None" = None) -> dict[str, ServedRouter]:
+    """Load every configured router and start its batcher thread. Config errors (a router model
+    with no upstream) name the key."""
+    from ..router import Router
+    from .batcher import Batcher
+    from .config import ConfigError
+
+    _serving_mode()
+    out: dict[str, ServedRouter] = {}
+    for name, rc in config.routers.items():
+        sbs = rc.score_batch_size if rc.score_batch_size is not None else _cpu_batch_size(rc.path)
+        router = Router.load(rc.path, trust_remote_code=config.trust_remote_code, score_batch_size=sbs)
+        opts = router.scorer.options
+        if sbs is not None and getattr(opts, "batch_size", sbs) != sbs:
+            # Families that re-read their options from the manifest in load() (lm-probe) drop
+            # Router.load's score_batch_size; set it on the loaded scorer.
+            router.scorer.options = opts.model_copy(update={"batch_size": sbs})
+        models = router.models
+        if rc.upstreams is not None:
+            if len(rc.upstreams) != len(models):
+                raise ConfigError(
+                    f"{config.source}: routers.{name}.upstreams: the router routes between {len(models)} models "
+                    f"({', '.join(models)}); name {len(models)} upstreams, cheap -> strong"
+                )
+            upstream_of = dict(zip(models, rc.upstreams))
+        else:
+            missing = [m for m in models if m not in config.upstreams]
+            if missing:
+                raise ConfigError(
+                    f"{config.source}: routers.{name}.upstreams: the router routes between {', '.join(models)}, and "
+                    f"{', '.join(missing)} is not an upstream; list one upstream per model, cheap -> strong"
+                )
+            upstream_of = {m: m for m in models}
+
+        def on_batch(n: int, seconds: float, name: str = name) -> None:
+            if metrics is not None:
+                metrics.batch_size.labels(name).observe(n)
+
+        batcher = Batcher(
+            router, window=config.batch_window_ms / 1000.0, max_batch=config.max_batch, on_batch=on_batch, name=name,
+            inline_below_ms=config.inline_below_ms, length_ratio=config.length_ratio,
+        )
+        out[name] = ServedRouter(name, router, batcher, upstream_of, strongest=models[-1])
+    _limit_torch_threads(config)
+    return out
+
+
+def _cpu_batch_size(path: str) -> int | None:
+    """1 for a family that runs a model in batches (its options have ``batch_size``) when no GPU
+    is visible, else None (the family's default). On a CPU a padded batch costs more per prompt
+    than it saves: lm-probe served 32 clients at 4.1-5.2 req/s with batches of 8 against 4.9-5.7
+    with batch 1 (bench/serve_overhead.py). The micro-batcher still hands every waiting prompt to
+    one scorer call; the family then runs them one forward pass each."""
+    from ..artifact import read_manifest
+    from ..plugins import get_registry
+
+    try:
+        cls = get_registry().get("scorer", read_manifest(path)["scorer"])
+    except Exception:  # Router.load reports it properly
+        return None
+    if "batch_size" not in getattr(cls.Options, "model_fields", {}):
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    return None if torch.cuda.is_available() else 1
+
+
+def _limit_torch_threads(config: ServeConfig) -> None:
+    """Leave a core to the event loop. torch's default (a thread per core) on a busy machine makes
+    its threads wait for each other: an embedding scored 8x slower with 2 threads than with 1 on
+    this project's 2-core machine under load. Only when a scorer already imported torch."""
+    import sys
+
+    if "torch" not in sys.modules:
+        return
+    n = config.torch_threads or max(1, (os.cpu_count() or 1) // max(1, config.workers) - 1)
+    sys.modules["torch"].set_num_threads(n)
+
+
+def _serving_mode() -> None:
+    """Live prompts are scored once: embedding families must not read or grow their shard cache."""
+    from .. import embeddings
+
+    embeddings.use_shard_cache(False)
