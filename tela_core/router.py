@@ -125,6 +125,9 @@ class Router:
             # a family whose loader indexes a damaged or foreign file: one line, not a traceback
             said = " ".join(str(e).split()) or "unreadable"
             raise TelaError(f"{d}: damaged router ({type(e).__name__}: {said[:200]}); train it again") from None
+        if "batch_size" in opts and getattr(scorer.options, "batch_size", None) != opts["batch_size"]:
+            # Families that re-read their saved options in load() would drop the caller's batch size.
+            scorer.options = scorer.options.model_copy(update={"batch_size": opts["batch_size"]})
 
         spec = read_policy(d)
         if not isinstance(spec, dict):

@@ -207,3 +207,12 @@ def test_score_batch_size_is_its_own_option(length_router: Path) -> None:
     assert res.exit_code == 0 and "now --score-batch-size" in res.output
     res = CliRunner().invoke(get_cli(), ["eval", "--help"])
     assert "--score-batch-size" in res.output and "--batch-size " not in res.output
+
+
+def test_score_batch_size_survives_a_family_that_reloads_its_options(tmp_path: Path) -> None:
+    """lm-probe (like the other baseline families) re-reads its saved options in load(); the
+    caller's score batch size must still reach the loaded scorer."""
+    write_manifest(tmp_path, scorer="lm-probe", scorer_options={"batch_size": 8, "layer": 12}, weak=WEAK, strong=STRONG)
+    (tmp_path / "linear.json").write_text(json.dumps({"coef": [0.0] * 4, "bias": 0.0}))
+    assert Router.load(tmp_path).scorer.options.batch_size == 8
+    assert Router.load(tmp_path, score_batch_size=3).scorer.options.batch_size == 3
