@@ -123,3 +123,19 @@ def test_a_tokenizer_without_score_tokens_is_refused():
 def test_manifest_names_the_scorer(tiny_router):
     m = json.loads((tiny_router / "tela.json").read_text())
     assert m["scorer"] == "score-token" and m["formatter"] == "role-prefix"
+
+
+def test_the_shared_prefix_cache_changes_no_score(tiny_router):
+    """Reusing the template prefix's key/value cache gives the numbers a full forward pass gives,
+    alone and in padded batches, and leaves the cache as it found it (the same twice in a row)."""
+    plain = get_registry().create("scorer", "score-token", {"prefix_cache": False})
+    plain.load(tiny_router)
+    cached = get_registry().create("scorer", "score-token", {"batch_size": 3})
+    cached.load(tiny_router)
+    prefix = cached.shared_prefix()
+    assert len(prefix) >= 16 and all(e[: len(prefix)] == prefix for e in map(cached.encode, QUESTIONS))
+    want = plain.score(QUESTIONS).probs
+    assert np.allclose(cached.score(QUESTIONS).probs, want, atol=1e-5)
+    assert np.allclose(cached.score(QUESTIONS).probs, want, atol=1e-5)
+    assert np.allclose([cached.score([q]).probs[0] for q in QUESTIONS], want, atol=1e-5)
+    assert all(c.get_seq_length() == len(prefix) for c in cached._prefix_caches.values())
