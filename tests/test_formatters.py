@@ -142,7 +142,7 @@ def test_formatter_options_are_settable_and_travel_with_the_router(tmp_path):
 
     from tela_core.cli.main import get_cli
     from tela_core.data import sample_path
-    from tela_core.pipeline import RunConfig, parse_overrides
+    from tela_core.train import RunConfig, parse_overrides
     from tela_core.plugins import add_plugin, remove_plugin
 
     import tela_example_plugin

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from tela_core.data import sample_path
-from tela_core.multinode import NodeLaunch, first_slurm_host, resolve_nodes
-from tela_core.pipeline import launcher_command
+from tela_core.train.multinode import NodeLaunch, first_slurm_host, resolve_nodes
+from tela_core.train.launch import launcher_command
 
 SCHEDULER_VARS = ("PET_NNODES", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT", "PET_RDZV_ENDPOINT",
                   "SLURM_NNODES", "SLURM_JOB_NUM_NODES", "SLURM_NODEID", "SLURM_JOB_NODELIST", "SLURM_NODELIST",

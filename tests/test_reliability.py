@@ -399,7 +399,7 @@ def test_data_preview_with_a_bad_tokenizer_path(tmp_path: Path) -> None:
 
 
 def test_artifact_files_get_a_normal_mode(tmp_path: Path) -> None:
-    from tela_core.pipeline import normal_file_modes
+    from tela_core.train.runner import normal_file_modes
 
     f = tmp_path / "model.safetensors"
     f.write_bytes(b"x")

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from tela_core.cli.main import get_cli
 from tela_core.data import sample_path
 from tela_core.errors import TelaError
-from tela_core.pipeline import RUN_SUBDIR, RunConfig, check_output, resolve_config
+from tela_core.train import RUN_SUBDIR, RunConfig, check_output, resolve_config
 from tela_deepspeed import zero3_config
 
 

@@ -1,6 +1,6 @@
 """Builtin plugin: the ``deepspeed-z3`` backend, a full fine-tune under DeepSpeed ZeRO-3.
 
-The CLI process prepares the job; :func:`tela_core.pipeline.launch_workers` starts one worker per
+The CLI process prepares the job; :func:`tela_core.train.launch_workers` starts one worker per
 rank (:mod:`tela_deepspeed.worker`, TRL ``SFTTrainer``) with the ZeRO-3 config built here, or the
 user's own JSON config. Weights are gathered on save, so the output dir holds consolidated HF
 weights: no manual ``zero_to_fp32`` step. Works on 1..N CPU ranks (gloo) and on GPUs.
@@ -115,7 +115,7 @@ class DeepSpeedZ3Backend(Backend):
         return zero3_config(o.offload_optimizer, o.offload_params)
 
     def train(self, job: TrainJob) -> Path:
-        from tela_core.pipeline import launch_workers
+        from tela_core.train import launch_workers
 
         spec = worker_spec(job, self.deepspeed_config(), None)
         spec["train"]["gradient_checkpointing"] = self.options.gradient_checkpointing

@@ -1,7 +1,7 @@
 """The training worker: one process per rank, started by the launcher (torchrun or deepspeed).
 
 ``python -m tela_deepspeed.worker RUN_DIR`` reads ``RUN_DIR/worker.json`` (written by a backend,
-see :func:`tela_core.pipeline.launch_workers`) and fine-tunes the base model with TRL's
+see :func:`tela_core.train.launch_workers`) and fine-tunes the base model with TRL's
 ``SFTTrainer`` on prompt/completion JSONL: loss on the completion only (the score token and EOS),
 dynamic padding to the longest example of each batch, fp32 on CPU, bf16 on GPUs that have it.
 

@@ -83,7 +83,7 @@ class LoraBackend(Backend):
     Options = LoraOptions
 
     def train(self, job: TrainJob) -> Path:
-        from tela_core.pipeline import launch_workers
+        from tela_core.train import launch_workers
         from tela_deepspeed import worker_spec, zero3_config
 
         o = self.options

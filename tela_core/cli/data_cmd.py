@@ -275,7 +275,7 @@ def preview(file: Path, formatter_name: str, n: int, source_name: str, tokenizer
     from ..plugins import get_registry
 
     from ..errors import TelaError
-    from ..pipeline import parse_overrides
+    from ..train import parse_overrides
 
     sections = parse_overrides(overrides)
     if set(sections) - {"formatter_options"}:

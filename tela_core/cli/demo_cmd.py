@@ -111,8 +111,8 @@ def demo(output: Path, sample: int, epochs: float, processes: int, model: str | 
     import numpy as np
 
     from ..data import sample_path
-    from ..pipeline import RunConfig, split_records
-    from ..pipeline import run as run_pipeline
+    from ..train import RunConfig, split_records
+    from ..train import run as run_pipeline
 
     cfg = RunConfig.build({
         "data": sample_path(), "formatter": "role-prefix", "backend": "deepspeed-z3", "model": model,

@@ -75,7 +75,7 @@ def policy_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def parse_policy_sets(items: Sequence[str]) -> dict[str, Any]:
     """``("policy.threshold=0.3",)`` -> ``{"threshold": 0.3}``; any other section is refused."""
     from ..errors import TelaError
-    from ..pipeline import parse_assignment
+    from ..train import parse_assignment
 
     out: dict[str, Any] = {}
     for item in items:

@@ -74,8 +74,8 @@ def run(config_file: Path | None, overrides: tuple[str, ...], force: bool, quiet
       tela run --data train.jsonl --formatter role-prefix --backend deepspeed-z3 \\
                --model ./SmolLM2-135M-Instruct.Q4_1.gguf --output runs/router --processes 2
     """
-    from ..pipeline import resolve_config
-    from ..pipeline import run as run_pipeline
+    from ..train import resolve_config
+    from ..train import run as run_pipeline
 
     cfg = resolve_config(config_file, {k: v for k, v in flags.items() if k in _FIELDS}, overrides)
     t0 = time.time()

@@ -12,7 +12,7 @@ from .router_options import trust_option
 
 def _parse_options(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """``--set FAMILY.KEY=VALUE`` (the syntax of ``tela run --set``) -> {family: {key: value}}."""
-    from ..pipeline import parse_assignment
+    from ..train import parse_assignment
 
     out: dict[str, dict[str, Any]] = {}
     for item in items:

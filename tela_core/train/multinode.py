@@ -3,7 +3,7 @@
 A cluster scheduler starts one ``tela run`` per node (Slurm's ``srun``, a Kubernetes PyTorchJob
 pod, a ``torchrun``-style wrapper) rather than reaching the nodes over ssh, and tells each one where
 it sits through environment variables. :func:`resolve_nodes` turns the ``tela run`` options and
-those variables into a :class:`NodeLaunch`; :func:`tela_core.pipeline.launcher_command` turns that
+those variables into a :class:`NodeLaunch`; :func:`tela_core.train.launch.launcher_command` turns that
 into one ``torchrun`` per node. Order of precedence, per setting (first one set wins):
 
 ============  ===========================================================================
@@ -32,7 +32,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
-from .errors import TelaError
+from ..errors import TelaError
 
 __all__ = ["NodeLaunch", "resolve_nodes", "first_slurm_host", "DEFAULT_MASTER_PORT"]
 

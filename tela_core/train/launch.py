@@ -1,0 +1,237 @@
+"""The worker launcher: start one training worker per rank and follow rank 0's progress.
+
+:func:`launch_workers` writes the worker's spec, starts the launcher (``torchrun`` on one node or
+one per node, ``deepspeed --hostfile`` across nodes over ssh; :func:`launcher_command`) on a
+worker module (normally :data:`tela_core.train.spec.WORKER_MODULE`), streams rank 0's progress into
+a rich progress bar and turns a failure into a :class:`TelaError` with the log's tail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from ..errors import TelaError
+from ..io import atomic_write_json, atomic_write_text
+from .config import RunConfig
+
+if TYPE_CHECKING:
+    from .multinode import NodeLaunch
+
+__all__ = ["node_launch", "launcher_command", "worker_env", "launch_workers"]
+
+def node_launch(cfg: RunConfig) -> "NodeLaunch":
+    """This node's place in the run: ``cfg``'s multi-node options, else the scheduler's environment
+    variables (:func:`tela_core.train.multinode.resolve_nodes`)."""
+    from .multinode import resolve_nodes
+
+    if cfg.hostfile is not None and any(getattr(cfg, k) is not None for k in ("nnodes", "node_rank", "rdzv_endpoint")):
+        raise TelaError("--hostfile starts every node itself (deepspeed over ssh); drop --nnodes/--node-rank/--rdzv-endpoint, "
+                        "or drop --hostfile and start one `tela run` per node")
+    if cfg.hostfile is not None:
+        from .multinode import NodeLaunch
+
+        return NodeLaunch(master_addr=cfg.master_addr, master_port=cfg.master_port)
+    return resolve_nodes(cfg.nnodes, cfg.node_rank, cfg.master_addr, cfg.master_port, cfg.rdzv_endpoint)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def launcher_command(
+    module: str, run_dir: Path, processes: int, hostfile: Path | None, nodes: "NodeLaunch | None" = None
+) -> list[str]:
+    """The command that starts ``processes`` workers of ``python -m module run_dir`` on this node.
+
+    - ``hostfile``: ``deepspeed --hostfile`` (it reaches the other hosts itself, over pdsh/ssh);
+      ``nodes.master_addr``/``master_port`` are passed on when set.
+    - ``nodes`` with more than one node: one ``torchrun`` per node, as a scheduler starts them:
+      a static rendezvous (``--node_rank`` at ``--master_addr:--master_port``), or torchrun's
+      elastic c10d rendezvous at ``nodes.rdzv_endpoint``.
+    - otherwise: ``torchrun`` on this node alone, on a free loopback port.
+    """
+    if hostfile is not None:
+        exe = shutil.which("deepspeed") or str(Path(sys.executable).with_name("deepspeed"))
+        # --no_local_rank: the worker takes the run dir as its only argument (ranks read LOCAL_RANK)
+        cmd = [exe, "--hostfile", str(hostfile), "--num_gpus", str(processes), "--no_local_rank"]
+        if nodes is not None and nodes.master_addr:
+            cmd += ["--master_addr", nodes.master_addr]
+        if nodes is not None and nodes.master_port:
+            cmd += ["--master_port", str(nodes.master_port)]
+        return cmd + ["--module", module, str(run_dir)]
+    head = [sys.executable, "-m", "torch.distributed.run"]
+    if nodes is not None and nodes.multi:
+        if nodes.rdzv_endpoint:
+            where = ["--rdzv_backend", "c10d", "--rdzv_endpoint", nodes.rdzv_endpoint, "--rdzv_id", str(nodes.rdzv_id)]
+        else:
+            where = ["--node_rank", str(nodes.node_rank), "--master_addr", str(nodes.master_addr),
+                     "--master_port", str(nodes.master_port)]
+        return head + ["--nnodes", str(nodes.nnodes), "--nproc_per_node", str(processes), *where,
+                       "--module", module, str(run_dir)]
+    return head + [
+        "--nnodes", "1", "--nproc_per_node", str(processes),
+        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+        "--module", module, str(run_dir),
+    ]
+
+
+def worker_env(processes: int) -> dict[str, str]:
+    """Environment for the workers: offline, quiet, and threads split between local ranks."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+    # A scheduler's per-node variables describe the launcher's place, not the workers': torchrun
+    # sets RANK/WORLD_SIZE/LOCAL_RANK/MASTER_* for each worker, and stale ones must not leak past it.
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK"):
+        env.pop(name, None)
+    env.setdefault("MASTER_ADDR", "127.0.0.1")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    env.setdefault("HF_DATASETS_OFFLINE", "1")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::UserWarning")
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(os.environ.get("TELA_CACHE") or Path.home() / ".cache" / "tela") / "torch_extensions"))
+    # the worker module lives in an installed plugin; make sure a source checkout is importable too
+    return env
+
+
+#: Variables the workers on *other* hosts need too; ``deepspeed --hostfile`` forwards only its own
+#: prefixes (PYTHON*, NCCL*, ...) over pdsh, plus what ``DS_ENV_FILE`` lists.
+_FORWARDED = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "TOKENIZERS_PARALLELISM",
+              "OMP_NUM_THREADS", "TELA_CACHE", "TORCH_EXTENSIONS_DIR", "HF_HOME")
+
+
+def _deepspeed_env_file(run_dir: Path, env: Mapping[str, str]) -> Path:
+    """Write the ``KEY=VALUE`` file DeepSpeed exports on every host (``DS_ENV_FILE``): tela's worker
+    settings only, never the whole environment (it may hold secrets)."""
+    path = run_dir / "deepspeed_env"
+    atomic_write_text(path, "".join(f"{k}={env[k]}\n" for k in _FORWARDED if env.get(k) and "\n" not in env[k]))
+    return path
+
+
+def _term_with_parent() -> None:
+    """In the launcher's child process (Linux): SIGTERM it when ``tela run`` dies, so it stops its ranks."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def launch_workers(
+    run_dir: Path,
+    module: str,
+    spec: Mapping[str, Any],
+    processes: int = 1,
+    hostfile: Path | None = None,
+    quiet: bool = False,
+    nodes: "NodeLaunch | Mapping[str, Any] | None" = None,
+) -> dict[str, Any]:
+    """Write ``spec`` to ``run_dir/worker.json``, run the workers, stream progress; return the
+    last attempt's record (``attempts.jsonl``). Output of every rank goes to ``run_dir/train.log``.
+
+    ``nodes`` (a :class:`~tela_core.train.multinode.NodeLaunch` or its ``as_dict``) places this node in a
+    multi-node run. Only the node holding global rank 0 gets a record; every other node returns
+    ``{"rank0": False, ...}`` once its ranks exit cleanly (the router is written on node 0).
+    """
+    from .multinode import NodeLaunch
+
+    if not isinstance(nodes, NodeLaunch):
+        nodes = NodeLaunch.from_dict(nodes)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trained = run_dir / "trained.json"
+    if trained.is_file():  # the workers finished before; only post-processing was interrupted
+        return json.loads(trained.read_text(encoding="utf-8"))
+    atomic_write_json(run_dir / "worker.json", dict(spec))
+    progress_file = run_dir / "progress.jsonl"
+    attempts = run_dir / "attempts.jsonl"
+    n_attempts = len(attempts.read_text().splitlines()) if attempts.exists() else 0
+    offset = progress_file.stat().st_size if progress_file.exists() else 0
+    cmd = launcher_command(module, run_dir, processes, hostfile, nodes)
+    log_path = run_dir / "train.log"
+    with open(log_path, "ab") as log:
+        log.write(f"\n$ {' '.join(cmd)}\n".encode())
+        log.flush()
+        env = worker_env(processes)
+        if hostfile is not None:
+            env["DS_ENV_FILE"] = str(_deepspeed_env_file(run_dir, env))
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                preexec_fn=_term_with_parent if sys.platform.startswith("linux") else None)
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM,)}
+
+        def _stop(signum: int, frame: Any) -> None:
+            proc.terminate()
+            raise KeyboardInterrupt
+
+        try:
+            signal.signal(signal.SIGTERM, _stop)
+        except ValueError:  # not the main thread
+            previous = {}
+        try:
+            _stream(proc, progress_file, offset, quiet)
+        except KeyboardInterrupt:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise TelaError(f"training interrupted; rerun the same command to resume ({run_dir / 'checkpoints'})") from None
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    if proc.returncode != 0:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
+        raise TelaError(f"training failed (exit {proc.returncode}); last lines of {log_path}:\n{tail}")
+    lines = attempts.read_text().splitlines() if attempts.exists() else []
+    if len(lines) <= n_attempts and nodes.multi:  # rank 0 lives on another node and wrote there
+        return {"rank0": False, "nnodes": nodes.nnodes, "node_rank": nodes.node_rank}
+    if len(lines) <= n_attempts:
+        raise TelaError(f"training exited without recording a result; see {log_path}")
+    return json.loads(lines[-1])
+
+
+def _stream(proc: subprocess.Popen, progress_file: Path, offset: int, quiet: bool) -> None:
+    """Follow rank 0's progress lines until the launcher exits."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    console = Console(stderr=True, quiet=quiet)
+    columns = (TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("train", total=None, info="starting workers…")
+        pos = offset
+        while True:
+            done = proc.poll() is not None
+            if progress_file.exists():
+                with open(progress_file, encoding="utf-8") as fh:
+                    fh.seek(pos)
+                    chunk = fh.read()
+                    # only consume complete lines
+                    cut = chunk.rfind("\n") + 1
+                    pos += len(chunk[:cut].encode())
+                for line in chunk[:cut].splitlines():
+                    try:
+                        ev = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue
+                    total = ev.get("max_steps") or None
+                    info = "resumed" if ev.get("event") == "begin" and ev.get("step") else ""
+                    if ev.get("loss") is not None:
+                        info = f"loss {ev['loss']:.4f}  epoch {ev.get('epoch') or 0:.2f}"
+                    bar.update(task, total=total, completed=ev.get("step", 0), info=info)
+            if done:
+                return
+            time.sleep(0.5)

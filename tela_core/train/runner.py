@@ -1,0 +1,195 @@
+"""What ``tela run`` does, start to finish.
+
+1. :func:`tela_core.train.resolve_config` builds the :class:`RunConfig` (``config.py``).
+2. Every option and the data are checked before anything is written; records are read, sampled,
+   split and formatted (``data.py``).
+3. The output dir is guarded (``guard.py``): a different config is refused unless ``--force``;
+   the same config resumes from the last checkpoint or reports that the router is done.
+4. A family that trains itself is fit here; a backend-trained one goes to its backend, which
+   starts the workers through :func:`tela_core.train.launch_workers` (``launch.py``).
+5. :func:`run` writes the manifest and the default policy last: an output dir with ``tela.json``
+   is a finished router.
+
+Heavy libraries are imported inside functions only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from ..errors import TelaError
+from ..io import atomic_write_json
+from .config import RUN_SUBDIR, RunConfig, check_settings_used
+from .data import data_pair, data_source, data_summary, format_rows, read_records, source_pair, split_records, write_rows
+from .guard import check_output, check_output_path
+from .launch import node_launch
+
+if TYPE_CHECKING:
+    from .multinode import NodeLaunch
+
+__all__ = ["run", "normal_file_modes"]
+
+def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable[[str], None] = print) -> Path:
+    """Train the router ``cfg`` describes into ``cfg.output`` and return that directory.
+
+    Every option and the data are checked before anything is written; the output dir is locked
+    (:mod:`tela_core.locks`) from the first write to the last. A family that trains itself is fit
+    into a hidden staging dir beside the output and moved into place when done; a backend run
+    writes its marker (``.tela/run.json``) only once training starts, so that a run refused for a
+    bad option never blocks the corrected one.
+    """
+    from ..duplicates import find_duplicates
+    from ..io import remove_stale_partials
+    from ..locks import output_lock
+    from ..plugins import get_registry
+
+    reg = get_registry()
+    reg.create("formatter", cfg.formatter, cfg.formatter_options)  # unknown names and bad options fail before anything is written
+    scorer_cls = reg.get("scorer", cfg.family)
+    uses_backend = bool(getattr(scorer_cls, "uses_backend", False))
+    check_settings_used(cfg, uses_backend)
+    backend = reg.create("backend", cfg.backend, cfg.backend_options) if uses_backend else None
+    family = reg.create("scorer", cfg.family, cfg.family_options)  # bad family options fail here too
+    if backend is not None and hasattr(backend, "check"):
+        backend.check()  # e.g. a user DeepSpeed config that is missing or not JSON
+    if cfg.hostfile is not None and not Path(cfg.hostfile).is_file():
+        raise TelaError(f"{cfg.hostfile}: hostfile not found")
+    nodes = node_launch(cfg) if uses_backend else None  # a bad --nnodes/--node-rank fails before any write
+    data_source(cfg)  # a missing data file or a bad --set source.* fails before the model loads
+    model = None
+    if uses_backend:
+        from ..models import resolve_model
+
+        model = resolve_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    records = read_records(cfg)
+    dups = find_duplicates(records).warning()
+    if dups:
+        echo(dups)
+    train, evals = split_records(cfg, records)
+    if not train:
+        raise TelaError(f"{cfg.data}: the split leaves no training records ({len(records)} read); lower --eval-fraction")
+    rows: dict[str, list[dict[str, Any]]] | None = None
+    if model is not None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(model.path), trust_remote_code=cfg.trust_remote_code)
+        rows = {"train.jsonl": format_rows(cfg, train, tokenizer), "eval.jsonl": format_rows(cfg, evals, tokenizer)}
+
+    out = Path(cfg.output)
+    check_output_path(out)
+    with output_lock(out):
+        remove_stale_partials(out)
+        state = check_output(out, cfg.fingerprint(), force, cfg.model_dump(mode="json"))
+        if state == "done":
+            echo(f"{out} is already trained with this config; nothing to do (pass --force to retrain)")
+            return out
+        if state == "resume":
+            echo(f"resuming the run in {out}")
+        summary = data_summary(cfg, records, train, evals)
+        if backend is None:
+            _fit_family(cfg, family, train, out, summary)
+            return out
+        assert model is not None and rows is not None
+        return _train_with_backend(cfg, backend, model, rows, records, train, summary, out, force, quiet, echo, nodes)
+
+
+def _marker(cfg: RunConfig) -> dict[str, Any]:
+    return {"fingerprint": cfg.fingerprint(), "config": cfg.model_dump(mode="json"), "argv": sys.argv}
+
+
+def _fit_family(cfg: RunConfig, family: Any, train: Sequence[Any], out: Path, summary: dict[str, Any]) -> None:
+    """Fit a self-training family into a staging dir beside ``out``, then move it into place."""
+    from ..artifact import read_manifest, write_manifest, write_policy
+    from ..fingerprint import SKETCH_KEY, prompt_sketch
+    from ..io import staged_dir
+
+    config = cfg.model_dump(mode="json")
+    # out is missing, an empty dir, a forced replacement or an unfinished older run: replaced whole
+    with staged_dir(out) as stage:
+        family.fit(train, stage, {"run": config, "formatter": cfg.formatter, "seed": cfg.seed, **source_pair(cfg)})
+        if not (stage / "policy.json").exists():
+            write_policy(stage, "threshold", {"threshold": 0.5})
+        manifest = read_manifest(stage)
+        extra = {k: v for k, v in manifest.items() if k not in ("tela_artifact", "scorer", "created", "plugins")}
+        extra.update(data=summary, config=config, **{SKETCH_KEY: prompt_sketch(r.prompt for r in train)})
+        write_manifest(stage, scorer=manifest["scorer"], **extra)
+        (stage / RUN_SUBDIR).mkdir(exist_ok=True)
+        atomic_write_json(stage / RUN_SUBDIR / "run.json", _marker(cfg))
+
+
+def _train_with_backend(
+    cfg: RunConfig, backend: Any, model: Any, rows: Mapping[str, Sequence[Mapping[str, Any]]], records: Sequence[Any],
+    train: Sequence[Any], data_summary: dict[str, Any], out: Path, force: bool, quiet: bool, echo: Callable[[str], None],
+    nodes: "NodeLaunch | None" = None,
+) -> Path:
+    """Write the formatted data and the run marker, train with ``backend``, write the manifest last."""
+    from ..artifact import write_manifest, write_policy
+    from ..components import TrainJob
+    from ..fingerprint import SKETCH_KEY, prompt_sketch
+
+    run_dir = out / RUN_SUBDIR
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = cfg.model_dump(mode="json")
+    write_rows(run_dir, rows)
+    atomic_write_json(run_dir / "run.json", _marker(cfg))  # training starts now: a resumable run
+    job = TrainJob(
+        model=str(model.path),
+        output_dir=out,
+        train_file=run_dir / "train.jsonl",
+        eval_file=run_dir / "eval.jsonl" if data_summary["eval"] else None,
+        formatter=cfg.formatter,
+        config={"train": cfg.train_settings(), "run_dir": str(run_dir), "quiet": quiet,
+                "nodes": nodes.as_dict() if nodes is not None else None},
+        processes=cfg.processes,
+        hostfile=Path(cfg.hostfile) if cfg.hostfile else None,
+        trust_remote_code=cfg.trust_remote_code,
+        force=force,
+    )
+    if nodes is not None and nodes.multi:
+        echo(f"multi-node run: {nodes.describe()}")
+    backend.train(job)
+    if nodes is not None and nodes.multi and not (run_dir / "trained.json").is_file():
+        echo(f"this node's ranks finished; global rank 0 (node 0) writes the router there, not into {out}")
+        return out
+    base_model = {"name": model.name, "path": str(model.path), "model_type": model.model_type}
+    normal_file_modes(out)
+    attempts = run_dir / "attempts.jsonl"
+    last = json.loads(attempts.read_text().splitlines()[-1]) if attempts.exists() and attempts.read_text().strip() else None
+    if last and last.get("train_examples_used", last.get("train_examples")) != last.get("train_examples"):
+        echo(f"note: {last['train_examples'] - last['train_examples_used']} of {last['train_examples']} training "
+             f"examples were longer than --max-length {cfg.max_length} with their answer cut off, and were skipped")
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # finished: resumable state no longer needed
+    pair = data_pair(cfg, records)
+    if not (out / "policy.json").exists():
+        write_policy(out, "threshold", {"threshold": 0.5}, [pair["weak"], pair["strong"]] if pair else None)
+    write_manifest(
+        out,
+        scorer=cfg.family,
+        scorer_options=cfg.family_options,
+        formatter=cfg.formatter,
+        formatter_options=cfg.formatter_options,
+        base_model=base_model,
+        backend={"name": cfg.backend, "options": backend.options.model_dump(mode="json")},
+        data=data_summary,
+        config=config,
+        training=last,
+        **{SKETCH_KEY: prompt_sketch(r.prompt for r in train)},
+        **pair,
+    )
+    return out
+
+
+def normal_file_modes(root: Path) -> None:
+    """Give the artifact's files a normal file's mode (0666 less the umask, 0644 usually): some
+    writers (safetensors via a temporary file) leave 0600, unreadable to the other users of a
+    shared router."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in root.iterdir():
+        if p.is_file() and not p.is_symlink():
+            os.chmod(p, 0o666 & ~mask)
