@@ -80,7 +80,7 @@ def read_records(
 ) -> tuple[list[Any], Any, dict[str, Any]]:
     """Records of ``data`` read by its source (detected or named), unlabelled lines allowed, and
     cut by ``protocol`` to its ``side`` ("eval" or "train"). Returns (records, source, info)."""
-    from .errors import InputError
+    from .errors import InputError, NoRecordsError
     from .plugins import get_registry
 
     reg = get_registry()
@@ -95,7 +95,7 @@ def read_records(
     source = reg.create("source", name, opts)
     records = list(source.records(Path(data)))
     if not records:
-        raise InputError(data, None, "no records (empty, or only blank lines)")
+        raise NoRecordsError(data)
     info: dict[str, Any] = {"records_read": len(records)}
     if protocol:
         from .protocols import split

@@ -12,6 +12,7 @@ from typing import Iterable
 __all__ = [
     "TelaError",
     "InputError",
+    "NoRecordsError",
     "UnknownComponentError",
     "DuplicateComponentError",
     "PluginLoadError",
@@ -42,6 +43,13 @@ class InputError(TelaError):
         self.message = message
         where = f"{self.path}:{line}" if line is not None else self.path
         super().__init__(f"{where}: {message}")
+
+
+class NoRecordsError(InputError):
+    """An input with no records in it: the one wording every command uses for it."""
+
+    def __init__(self, path: str | Path, why: str = "empty, or only blank lines") -> None:
+        super().__init__(path, None, f"no records ({why})")
 
 
 class UnknownComponentError(TelaError):

@@ -64,7 +64,7 @@ def test_core_imports_no_plugin_and_no_cli() -> None:
 
 
 def test_cli_command_modules_do_not_import_each_other() -> None:
-    shared = {"tela_core.cli.router_options", "tela_core.cli.options", "tela_core.cli"}
+    shared = {"tela_core.cli.options", "tela_core.cli"}
     bad = []
     for f in (CORE / "cli").glob("*.py"):
         me = f"tela_core.cli.{f.stem}"
@@ -93,4 +93,4 @@ def test_the_import_reader_sees_relative_and_absolute_imports(tmp_path: Path) ->
     """The checks above are only as good as this reader: it must resolve relative imports."""
     f = CORE / "cli" / "eval_cmd.py"
     mods = {m for _, m in imports(f)}
-    assert "tela_core.detect" in mods and "tela_core.cli.router_options" in mods
+    assert "tela_core.detect" in mods and "tela_core.cli.options" in mods

@@ -14,29 +14,13 @@ from typing import Any, Iterable, Sequence
 
 import click
 
-from ..detect import DETECT
+from .options import force_option, json_option, pair_options, set_option, source_option
 
 __all__ = ["register", "data", "summarize"]
 
-_source_opt = click.option(
-    "--source",
-    "source_name",
-    default=DETECT,
-    show_default=True,
-    metavar="NAME",
-    help="Data source that reads the input (see `tela plugins list --kind source`).",
-)
-_pair_opts = [
-    click.option("--weak-model", default=None, metavar="MODEL", help="Outcome data: the weak model (label mapping)."),
-    click.option("--strong-model", default=None, metavar="MODEL", help="Outcome data: the strong model (label mapping)."),
-]
+_source_opt = source_option()
+_with_pair = pair_options
 _in_path = click.Path(path_type=Path)
-
-
-def _with_pair(f: Any) -> Any:
-    for opt in reversed(_pair_opts):
-        f = opt(f)
-    return f
 
 
 def register(cli: click.Group) -> None:
@@ -57,11 +41,11 @@ def _open(path: Path, source_name: str, weak: str | None = None, strong: str | N
 
 def _read_all(source: Any, path: Path) -> list[Any]:
     """Every record of ``path``, validated; an input without records is an error."""
-    from ..errors import InputError
+    from ..errors import NoRecordsError
 
     records = list(source.records(path))
     if not records:
-        raise InputError(path, None, "no records (empty, or only blank lines)")
+        raise NoRecordsError(path)
     return records
 
 
@@ -148,9 +132,9 @@ def _print_summary(path: Path, s: dict[str, Any]) -> None:
 @click.argument("file", type=_in_path)
 @_source_opt
 @_with_pair
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_option
 def check(file: Path, source_name: str, weak_model: str | None, strong_model: str | None, as_json: bool) -> None:
-    """Validate FILE and print counts, the label histogram and per-model outcomes.
+    """Validate FILE and print counts, the label histogram and per-model outcomes (--json: as JSON).
 
     Exit code 2 with FILE:LINE: message on the first bad record.
     """
@@ -181,7 +165,7 @@ def check(file: Path, source_name: str, weak_model: str | None, strong_model: st
 @click.argument("out_path", metavar="OUT", type=_in_path)
 @_source_opt
 @_with_pair
-@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@force_option
 def sample(
     n: int, seed: int, in_path: Path, out_path: Path, source_name: str,
     weak_model: str | None, strong_model: str | None, force: bool,
@@ -189,7 +173,8 @@ def sample(
     """Write N records of IN, drawn as the seed's pandas df.sample(n=N, random_state=42) does.
 
     A seed JSONL file keeps its lines' objects as they are; outcome data is written as seed
-    JSONL with outcomes. N >= the number of records keeps them all, in order.
+    JSONL with outcomes. N >= the number of records keeps them all, in order. An existing OUT
+    is replaced only with --force.
     """
     from ..io import check_can_write
     from ..records import iter_jsonl
@@ -213,7 +198,7 @@ def sample(
 @click.argument("out_path", metavar="OUT", type=_in_path)
 @_source_opt
 @_with_pair
-@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@force_option
 def convert(
     in_path: Path, out_path: Path, source_name: str, weak_model: str | None, strong_model: str | None, force: bool
 ) -> None:
@@ -221,7 +206,8 @@ def convert(
 
     Each line holds the seed's `messages` (system prompt, `[Question]` template, `[[k]]` label
     from the outcome mapping) and `prompt`, plus `outcomes`, `costs`, `group` and `id` where
-    known, so one file serves `tela run` (training) and `tela eval`.
+    known, so one file serves `tela run` (training) and `tela eval`. An existing OUT is replaced
+    only with --force.
     """
     from ..io import check_can_write
 
@@ -261,8 +247,7 @@ def _load_tokenizer(path: Path) -> Any:
 @click.option("--n", "n", type=click.IntRange(min=1), default=3, show_default=True, help="How many records to show.")
 @_source_opt
 @click.option("--tokenizer", type=click.Path(path_type=Path), default=None, help="Tokenizer dir (chat-template needs one).")
-@click.option("--set", "overrides", multiple=True, metavar="formatter.KEY=VALUE",
-              help="A formatter option, as in `tela run --set formatter.KEY=VALUE` (repeatable).")
+@set_option("overrides", "formatter.KEY=VALUE")
 def preview(file: Path, formatter_name: str, n: int, source_name: str, tokenizer: Path | None, overrides: tuple[str, ...]) -> None:
     """Show the first N records of FILE as the formatter turns them into text.
 
@@ -291,9 +276,9 @@ def preview(file: Path, formatter_name: str, n: int, source_name: str, tokenizer
         if len(shown) >= n:
             break
     if not shown:
-        from ..errors import InputError
+        from ..errors import NoRecordsError
 
-        raise InputError(file, None, "no records (empty, or only blank lines)")
+        raise NoRecordsError(file)
     con = Console(highlight=False, soft_wrap=True)
     for i, r in enumerate(shown, start=1):
         f = formatter.format(r.messages, tokenizer=tok)
@@ -310,9 +295,10 @@ def preview(file: Path, formatter_name: str, n: int, source_name: str, tokenizer
 
 
 @data.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print the catalogue as JSON.")
+@json_option
 def list_datasets(as_json: bool) -> None:
-    """List the public datasets `tela data get` can fetch: origin, license, revision, status."""
+    """List the public datasets `tela data get` can fetch: origin, license, revision, status
+    (--json: also URLs and checksums)."""
     from ..download import dataset_dir, installed
     from ..plugins import get_registry
 
@@ -337,12 +323,13 @@ def list_datasets(as_json: bool) -> None:
 @click.argument("name")
 @click.option("--from", "from_dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
               help="Copy the files from DIR (downloaded by hand) instead of downloading them.")
-@click.option("--force", is_flag=True, help="Fetch again even if the dataset is already in the cache.")
+@force_option
 def get(name: str, from_dir: Path | None, force: bool) -> None:
     """Download dataset NAME into the cache, verify its checksums, print where it is.
 
     The last line on stdout is the folder to pass as --data, e.g. DATA=$(tela data get routellm-mmlu).
-    A download cut short resumes when run again; a checksum mismatch keeps nothing.
+    A download cut short resumes when run again; a checksum mismatch keeps nothing; --force fetches
+    again even if the dataset is already in the cache.
     """
     from ..download import fetch
     from ..plugins import get_registry

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import click
+
+from .options import force_option, output_option
 
 __all__ = ["demo", "judge", "show_decisions", "calibrate_on"]
 
@@ -92,8 +94,7 @@ def _row(name: str, e: Any) -> str:
 
 
 @click.command()
-@click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True,
-              help="Where to write the demo router.")
+@output_option(default=Path("runs/demo"))
 @click.option("--sample", type=int, default=64, show_default=True, help="Training-side records to train on.")
 @click.option("--epochs", type=float, default=1.0, show_default=True)
 @click.option("--processes", type=int, default=1, show_default=True, help="Training ranks.")
@@ -102,12 +103,15 @@ def _row(name: str, e: Any) -> str:
               help="Training-side prompts (not trained on) to calibrate the threshold on.")
 @click.option("--knn", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
               help="Show an embedding-kNN router beside it: when the score-token router does not beat random (auto).")
-@click.option("--force", is_flag=True, help="Retrain even if the demo router exists with another config.")
-def demo(output: Path, sample: int, epochs: float, processes: int, model: str | None, calibration: int, knn: str,
-         force: bool) -> None:
+@force_option
+def demo(output: Path, sample: int, epochs: float, processes: int, model: str | None, calibration: int,
+         knn: Literal["auto", "always", "never"], force: bool) -> None:
     """Train a real router on the bundled MMLU sample (role-prefix, deepspeed-z3, SmolLM2-135M),
     judge it on the bundled held-out subjects beside random and the oracle, and show it routing.
-    About 10 minutes on 2 CPU cores."""
+    About 10 minutes on 2 CPU cores.
+
+    OUTPUT becomes the demo router (and OUTPUT-knn the kNN one); a demo router there with another
+    config is retrained only with --force."""
     import numpy as np
 
     from ..data import sample_path

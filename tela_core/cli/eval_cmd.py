@@ -15,8 +15,9 @@ from typing import Any
 
 import click
 
-from ..detect import DETECT, read_records
-from .router_options import load_router, policy_options, score_batch_option, trust_option
+from ..detect import read_records
+from .options import (force_option, json_option, load_router, no_cache_option, output_option, pair_options, policy_options,
+                      protocol_option, refuse_unused, score_batch_option, source_option, trust_option)
 
 __all__ = ["register", "eval_cmd", "BASELINES"]
 
@@ -29,27 +30,20 @@ def register(cli: click.Group) -> None:
     cli.add_command(eval_cmd)
 
 
-def _protocol_choice() -> click.Choice:
-    from ..protocols import names
-
-    return click.Choice(names())
-
-
 @click.command("eval")
 @click.option("--router", "router", required=True, metavar="DIR|random|oracle", help="A router dir, or a baseline: random, oracle.")
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path), help="Outcome data: a file or a folder (e.g. RouteLLM per-subject CSVs).")
-@click.option("--output", "-o", "output", required=True, type=click.Path(path_type=Path), help="Directory for report.json, report.md and quality.png.")
-@click.option("--source", "source_name", default=DETECT, show_default=True, metavar="NAME", help="Data source reading --data (see `tela plugins list --kind source`).")
-@click.option("--protocol", default=None, type=_protocol_choice(), help="Evaluation protocol, e.g. mmlu-heldout (docs/metrics.md): evaluate on its held-out part only.")
-@click.option("--weak-model", default=None, metavar="MODEL", help="The weak model's name in the outcomes (default: the source's).")
-@click.option("--strong-model", default=None, metavar="MODEL", help="The strong model's name in the outcomes (default: the source's).")
+@output_option(required=True)
+@source_option()
+@protocol_option
+@pair_options
 @score_batch_option
-@click.option("--no-cache", is_flag=True, help="Score again even if cached scores exist.")
+@no_cache_option
 @click.option("--all-models", is_flag=True,
               help="N-model routing: judge the router's per-model predictions with the cost-aware policy "
                    "(quality–cost hull, AIQ, best single model, oracle) instead of a weak/strong pair.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
-@click.option("--force", is_flag=True, help="Overwrite an existing report in --output.")
+@json_option
+@force_option
 @policy_options
 @trust_option
 def eval_cmd(
@@ -71,6 +65,11 @@ def eval_cmd(
 ) -> None:
     """Replay outcome data through a router and report PGR, APGR, CPT and AUC beside random and oracle.
 
+    Writes OUTPUT/report.json, OUTPUT/report.md and OUTPUT/quality.png (with --all-models:
+    OUTPUT/nmodel.json, nmodel.md and cost-quality.png); --json prints the report. With --protocol only the
+    protocol's held-out side of --data is judged. A baseline (random, oracle) loads no router, so
+    the flags about loading and scoring one are refused with it.
+
     \b
     Examples:
       tela eval --router random --data "$(tela data get routellm-mmlu)" --protocol mmlu-heldout -o out/random
@@ -91,11 +90,12 @@ def eval_cmd(
         manifest = read_manifest(router)  # a bad router dir fails before any work
     if output.exists() and not output.is_dir():
         raise TelaError(f"{output} is a file; --output must be a directory")
+    if baseline is not None:
+        refuse_unused(f"--router {baseline} is a baseline that loads no router", "score_batch_size", "no_cache",
+                      "policy_name", "policy_sets", "trust_remote_code")
     if all_models:
-        dropped = [flag for flag, given in (("--weak-model", weak_model), ("--strong-model", strong_model),
-                   ("--no-cache", no_cache), ("--policy", policy_name), ("--set", policy_sets)) if given]
-        if dropped:
-            raise TelaError(f"--all-models judges every model with the cost-aware policy; it does not take {', '.join(dropped)}")
+        refuse_unused("--all-models judges every model with the cost-aware policy", "weak_model", "strong_model",
+                      "no_cache", "policy_name", "policy_sets")
         _eval_all_models(router, baseline, manifest, data, output, source_name, protocol, score_batch_size, as_json, force,
                          trust_remote_code)
         return

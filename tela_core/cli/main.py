@@ -14,7 +14,15 @@ import click
 from ..errors import TelaError
 
 #: core command modules, each with ``register(cli: click.Group) -> None``
-CORE_COMMAND_MODULES = ("plugins_cmd", "data_cmd", "run_cmd", "demo_cmd", "route_cmd", "eval_cmd", "zoo_cmd", "serve_cmd")
+CORE_COMMAND_MODULES = ("plugins_cmd", "data_cmd", "run_cmd", "demo_cmd", "route_cmd", "calibrate_cmd", "eval_cmd", "zoo_cmd",
+                        "serve_cmd")
+
+
+class BadInput(click.ClickException):
+    """``Error: <message>`` on stderr and exit code 2: tela's contract for bad input (a plain
+    :class:`click.ClickException` exits with 1)."""
+
+    exit_code = 2
 
 
 class TelaGroup(click.Group):
@@ -24,14 +32,10 @@ class TelaGroup(click.Group):
         try:
             return super().invoke(ctx)
         except TelaError as e:
-            raise click.ClickException(str(e)) from None
+            raise BadInput(str(e)) from None
         except OSError as e:  # last resort for a path no check caught (disk full, a mount gone read-only)
             where = f"{e.filename}: " if e.filename else ""
-            raise click.ClickException(f"{where}{e.strerror or e}") from None
-
-
-# ClickException exits with 1; tela's contract is 2 for bad input.
-click.ClickException.exit_code = 2
+            raise BadInput(f"{where}{e.strerror or e}") from None
 
 
 @click.group(cls=TelaGroup, context_settings={"help_option_names": ["-h", "--help"]})

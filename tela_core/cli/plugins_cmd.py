@@ -8,6 +8,7 @@ from typing import Any, get_args
 import click
 
 from ..components import KINDS
+from .options import json_option
 
 #: what ``--kind`` accepts: the component kinds, and CLI commands added by plugins
 LIST_KINDS: tuple[str, ...] = (*KINDS, "dataset", "command")
@@ -36,7 +37,7 @@ def _command_help(name: str) -> str:
 
 
 @plugins.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list for scripts.")
+@json_option
 @click.option("--kind", type=click.Choice(LIST_KINDS), help="Only plugins that provide this kind.")
 def list_plugins(as_json: bool, kind: str | None) -> None:
     """List plugins: distribution, version, components by kind and name, hooks.
@@ -92,9 +93,10 @@ def list_plugins(as_json: bool, kind: str | None) -> None:
 @plugins.command("show")
 @click.argument("kind", type=click.Choice(LIST_KINDS))
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print the options' JSON schema.")
+@json_option
 def show_component(kind: str, name: str, as_json: bool) -> None:
-    """Show one component: its plugin, description and options (name, type, default).
+    """Show one component: its plugin, description and options (name, type, default; --json:
+    the options' JSON schema).
 
     An unknown NAME is an error that lists the registered names of KIND.
     """

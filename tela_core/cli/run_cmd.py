@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from .options import force_option, output_option, set_option, source_option, trust_option
+
 __all__ = ["register", "run"]
 
 #: CLI parameter -> RunConfig field, for the flags that map one to one
@@ -31,13 +33,13 @@ def register(cli: click.Group) -> None:
 
 
 @click.command()
-@click.option("--source", default=None, metavar="NAME", help="Data source (default: detected from --data).")
+@source_option(default=None, dest="source")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Training data (seed JSONL or outcome data).")
 @click.option("--formatter", default=None, metavar="NAME", help="Prompt formatter.  [default: role-prefix]")
 @click.option("--family", default=None, metavar="NAME", help="Router family (scorer).  [default: score-token]")
 @click.option("--backend", default=None, metavar="NAME", help="Trainer backend for families trained by one.  [default: deepspeed-z3]")
 @click.option("--model", default=None, metavar="DIR|GGUF", help="Base model: a local HF dir or a .gguf file.  [default: smollm2-135m]")
-@click.option("--output", "-o", type=click.Path(path_type=Path), default=None, help="Output dir: the router artifact.")
+@output_option()
 @click.option("--processes", type=int, default=None, help="Training processes (ranks) on this node.  [default: 1]")
 @click.option("--hostfile", type=click.Path(path_type=Path), default=None, help="DeepSpeed hostfile for multi-node runs.")
 @click.option("--nnodes", type=int, default=None,
@@ -50,8 +52,7 @@ def register(cli: click.Group) -> None:
 @click.option("--rdzv-endpoint", default=None, metavar="HOST:PORT",
               help="torchrun elastic (c10d) rendezvous instead of --master-addr/--node-rank.  [default: $PET_RDZV_ENDPOINT]")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, help="YAML/TOML file of run options.")
-@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Component option, SECTION one of backend, family, source, formatter; e.g. --set backend.offload_optimizer=true (repeatable).")
+@set_option("overrides", "{backend,family,source,formatter}.KEY=VALUE")
 @click.option("--epochs", type=float, default=None, help="Training epochs.  [default: 3, as the seed]")
 @click.option("--learning-rate", "--lr", "learning_rate", type=float, default=None, help="Peak learning rate.  [default: 5e-5]")
 @click.option("--batch-size", type=int, default=None, help="Examples per rank per step.  [default: 8]")
@@ -63,11 +64,18 @@ def register(cli: click.Group) -> None:
 @click.option("--sample", type=int, default=None, help="Train on N records sampled with seed 42.")
 @click.option("--eval-fraction", type=float, default=None, help="Held-out share for eval loss.  [default: 0.1]")
 @click.option("--seed", type=int, default=None, help="Random seed.  [default: 42]")
-@click.option("--trust-remote-code/--no-trust-remote-code", default=None, help="Allow a model's own code.  [default: off]")
-@click.option("--force", is_flag=True, help="Replace an existing run with a different config.")
+@trust_option(default=None)
+@click.option("--no-trust-remote-code", "no_trust_remote_code", is_flag=True, hidden=True,
+              help="Turn off a config file's trust_remote_code.")
+@force_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def run(config_file: Path | None, overrides: tuple[str, ...], force: bool, quiet: bool, **flags: Any) -> None:
+def run(config_file: Path | None, overrides: tuple[str, ...], force: bool, quiet: bool, no_trust_remote_code: bool,
+        **flags: Any) -> None:
     """Train a router: prepare data, fine-tune, and write a self-describing router artifact.
+
+    OUTPUT becomes the router directory. Rerunning the same command on it resumes from the last
+    checkpoint; a different config there is refused unless --force. --set takes the sections
+    backend, family, source and formatter, e.g. --set backend.offload_optimizer=true.
 
     \b
     Example:
@@ -77,6 +85,8 @@ def run(config_file: Path | None, overrides: tuple[str, ...], force: bool, quiet
     from ..train import resolve_config
     from ..train import run as run_pipeline
 
+    if no_trust_remote_code:  # hidden: overrides a config file's (or the environment's) trust_remote_code
+        flags["trust_remote_code"] = False
     cfg = resolve_config(config_file, {k: v for k, v in flags.items() if k in _FIELDS}, overrides)
     t0 = time.time()
     out = run_pipeline(cfg, force=force, quiet=quiet, echo=lambda m: click.echo(m, err=True))

@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from .options import named_routers_option, score_batch_option, trust_option
+
 __all__ = ["register", "serve"]
 
 
@@ -18,18 +20,17 @@ def register(cli: click.Group) -> None:
 @click.command()
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
               help="YAML/TOML file: routers, upstreams (base_url, model, api_key_env, prices), client keys, options.")
-@click.option("--router", "routers", multiple=True, metavar="[NAME=]DIR",
-              help="A router folder to serve as router-NAME (default NAME: the folder's name). Repeatable.")
+@named_routers_option
 @click.option("--weak", default=None, metavar="URL#MODEL", help="Upstream for the cheap model, e.g. http://127.0.0.1:8001/v1#mixtral.")
 @click.option("--strong", default=None, metavar="URL#MODEL", help="Upstream for the strong model.")
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1; 0.0.0.0 for every interface).")
 @click.option("--port", default=None, type=click.IntRange(0, 65535), help="Port (default 8000).")
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="Server processes on this machine (default 1).")
-@click.option("--trust-remote-code", is_flag=True, default=None, help="Let routers whose model ships Python code run it.")
+@trust_option(default=None)
 @click.option("--batch-window-ms", default=None, type=click.FloatRange(0, 1000),
               help="Wait this long for more requests before scoring a batch (default 0: score what is waiting).")
 @click.option("--max-batch", default=None, type=click.IntRange(min=1), help="Most prompts per scorer call (default 32).")
-@click.option("--score-batch-size", default=None, type=click.IntRange(min=1), help="Prompts per scorer forward pass for --router routers (LM families).")
+@score_batch_option(old_spelling=False)
 @click.option("--decision-log", default=None, type=click.Path(path_type=Path), help="Append one JSON line per request to this file.")
 @click.option("--log-prompts", is_flag=True, default=None, help="Write the routed text into the decision log too.")
 @click.option("--max-body-bytes", default=None, type=click.IntRange(min=1024), help="Refuse larger request bodies with 413 (default 8 MiB).")
@@ -43,6 +44,8 @@ def register(cli: click.Group) -> None:
 def serve(config_file: Path | None, routers: tuple[str, ...], weak: str | None, strong: str | None, no_fallback: bool, check: bool, **flags: Any) -> None:
     """Serve routers behind an OpenAI-compatible API: clients ask for model `router-NAME`
     (the router's saved policy), `router-NAME-THRESHOLD` or an upstream's name.
+
+    Each --router [NAME=]DIR is served as router-NAME (NAME: the folder's name unless given).
 
     \b
     Examples:

@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from .router_options import trust_option
+from .options import (force_option, named_routers_option, output_option, pair_options, parse_named_routers, protocol_option,
+                      refuse_unused, set_option, source_option, trust_option)
 
 
 def _parse_options(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -21,27 +22,34 @@ def _parse_options(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _old_option_spelling(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    """``--option`` (hidden): the old spelling of ``--set``, still read with a note until 0.3."""
+    if value:
+        click.echo("note: --option is now --set (as in tela run, eval and route)", err=True)
+    return value
+
+
 @click.command("zoo")
-@click.option("--data", "data", required=True, type=click.Path(path_type=Path), help="outcome data (file or folder)")
-@click.option("--source", default="detect", show_default=True, help="data source name (default: detect from the path)")
-@click.option("--families", default="", help="comma-separated router families, e.g. length,embedding-knn,ensemble")
-@click.option("--output", "-o", "output", required=True, type=click.Path(path_type=Path), help="report directory")
-@click.option("--protocol", default=None, help="named train/eval split, e.g. mmlu-heldout (default: a seeded random 10% eval split)")
-@click.option("--set", "--option", "options", multiple=True, metavar="FAMILY.KEY=VALUE",
-              help="a family option, e.g. --set embedding-knn.k=100 (repeatable; --option is the old spelling)")
-@click.option("--router", "routers", multiple=True, metavar="NAME=DIR",
-              help="also evaluate an already-trained router artifact, e.g. score-token=runs/mmlu (repeatable)")
-@click.option("--weak-model", default=None, help="weak model name in the outcomes (inferred for two models)")
-@click.option("--strong-model", default=None, help="strong model name in the outcomes (inferred for two models)")
-@click.option("--force", is_flag=True, help="replace an existing report directory's results")
+@click.option("--data", "data", required=True, type=click.Path(path_type=Path), help="Outcome data: a file or a folder.")
+@source_option()
+@click.option("--families", default="", metavar="NAME,...",
+              help="Comma-separated router families, e.g. length,embedding-knn,ensemble (see `tela plugins list --kind scorer`).")
+@output_option(required=True)
+@protocol_option
+@set_option("options", "FAMILY.KEY=VALUE")
+@click.option("--option", "old_options", multiple=True, hidden=True, callback=_old_option_spelling)
+@named_routers_option
+@pair_options
+@force_option
 @trust_option
 def zoo(
     data: Path,
-    source: str,
+    source_name: str,
     families: str,
     output: Path,
     protocol: str | None,
     options: tuple[str, ...],
+    old_options: tuple[str, ...],
     routers: tuple[str, ...],
     weak_model: str | None,
     strong_model: str | None,
@@ -51,29 +59,26 @@ def zoo(
     """Train each family, evaluate it on the same held-out prompts, write one comparison.
 
     Writes OUTPUT/report.md, OUTPUT/results.json, OUTPUT/curves.png (every family's quality curve with
-    random and oracle) and one router artifact per family under OUTPUT/routers/. Routers that a
-    backend trains (score-token, via `tela run`) join the same comparison with --router NAME=DIR.
+    random and oracle) and one router artifact per family under OUTPUT/routers/. Without --protocol
+    the held-out prompts are a seeded random 10%. Routers that a backend trains (score-token, via
+    `tela run`) join the same comparison with --router DIR (or NAME=DIR to name them in the report).
     """
     from rich.console import Console
     from rich.table import Table
 
     from ..detect import open_source
     from ..duplicates import find_duplicates
-    from ..errors import TelaError
+    from ..errors import NoRecordsError, TelaError
     from ..io import remove_stale_partials, staged_dir
     from ..locks import output_lock
     from ..plugins import get_registry
     from ..zoo import HEADER, _table_rows, run_zoo
 
     fams = [f.strip() for f in families.split(",") if f.strip()]
-    added: dict[str, Path] = {}
-    for item in routers:
-        name, sep, where = item.partition("=")
-        if not sep or not name.strip() or not where.strip():
-            raise TelaError(f"--router {item!r}: expected NAME=DIR, e.g. --router score-token=runs/mmlu")
-        if name.strip() in added:
-            raise TelaError(f"--router {name.strip()!r} is given twice")
-        added[name.strip()] = Path(where.strip())
+    options = options + old_options
+    added = parse_named_routers(routers)
+    if not fams:
+        refuse_unused("without --families no family is trained", "options", "old_options")
     if not fams and not added:
         raise TelaError("--families: name at least one family (see `tela plugins list`) or add a --router")
     reg = get_registry()
@@ -88,10 +93,10 @@ def zoo(
     for f in fams:
         reg.create("scorer", f, opts.get(f, {}))  # a bad option fails before any family trains
     _check_output(output, force)
-    src = open_source(data, source, {"weak_model": weak_model, "strong_model": strong_model})
+    src = open_source(data, source_name, {"weak_model": weak_model, "strong_model": strong_model})
     records = list(src.records(data))
     if not records:
-        raise TelaError(f"{data}: no records")
+        raise NoRecordsError(data)
     console = Console(stderr=True)
     dups = find_duplicates(records).warning()
     if dups:

@@ -1,0 +1,144 @@
+"""``tela calibrate``: set the threshold that sends a target share of prompts to the strong model.
+
+The share is measured on calibration prompts the router did not train on (``--data``, through any
+data source, or a file of prompts as ``tela route --file`` reads them), or on the scores a served
+router gave real traffic (``--traffic``, a ``tela serve`` decision log); the threshold is saved as the
+router's ``calibrated`` policy (or the ``--policy`` named, which must be one that calibrates).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..detect import DETECT
+from .options import (load_router, no_cache_option, parse_policy_sets, policy_options, protocol_option, refuse_unused,
+                      router_option, score_batch_option, source_option, trust_option)
+
+__all__ = ["register", "calibrate"]
+
+
+def register(cli: click.Group) -> None:
+    """Attach ``tela calibrate`` to ``cli``."""
+    cli.add_command(calibrate)
+
+
+def _calibration_prompts(data: Path, source_name: str, protocol: str | None) -> list[str]:
+    """Prompts of ``data``: through its data source (outcome CSVs, seed JSONL, …; the protocol's
+    train side when ``protocol`` is given), or, for a JSONL file of bare ``{"prompt": …}`` lines
+    or a text file, as `tela route --file` reads them."""
+    from ..detect import detect_source, read_records
+    from ..errors import InputError
+    from ..prompt_lines import read_prompt_file
+
+    if not Path(data).exists():
+        raise InputError(data, None, "file not found")
+    name: str | None = source_name
+    if name in (None, DETECT) and Path(data).is_file():
+        try:
+            name = detect_source(data)
+        except InputError:
+            name = None  # not a data source's file: read it as prompt lines
+    if protocol is None and (name is None or name == "jsonl") and Path(data).is_file():
+        prompts = read_prompt_file(Path(data))
+        if not prompts:
+            raise InputError(data, None, "no prompts (empty, or only blank lines)")
+        return prompts
+    records, _source, _info = read_records(data, source_name, protocol=protocol, side="train")
+    return [r.prompt for r in records]
+
+
+@click.command()
+@router_option
+@click.option("--data", default=None, type=click.Path(path_type=Path), help="Calibration prompts (any data source; prompts the router did not train on).")
+@click.option("--traffic", default=None, type=click.Path(path_type=Path), metavar="LOG",
+              help="Instead of --data: a `tela serve` decision log; calibrate on the scores your traffic got.")
+@click.option("--traffic-router", default=None, metavar="NAME", help="With --traffic: the served router's name in the log (needed when it holds several).")
+@click.option("--strong-share", required=True, type=float, help="Target share of prompts sent to the strong model, in [0, 1].")
+@source_option()
+@protocol_option
+@score_batch_option
+@no_cache_option
+@policy_options
+@trust_option
+def calibrate(
+    router: Path, data: Path | None, traffic: Path | None, traffic_router: str | None, strong_share: float, source_name: str,
+    protocol: str | None, score_batch_size: int | None, no_cache: bool, policy_name: str | None, policy_sets: tuple[str, ...],
+    trust_remote_code: bool,
+) -> None:
+    """Set the threshold that sends --strong-share of the calibration prompts to the strong model.
+
+    The threshold is the one whose strong-call share over the prompts of --data is closest to the
+    target (the (1 − share) quantile of w, unless ties in w make another share closer); it is saved in the
+    router's policy.json as the `calibrated` policy (or the --policy given, which must be one that
+    calibrates); the models listed there are kept. With --protocol, only the protocol's train side
+    of --data is used (e.g. mmlu-heldout: the 42 training subjects). With --traffic, w comes from a
+    `tela serve` decision log instead: the scores the router gave your users' requests (nothing is
+    rescored, so the flags about reading and scoring --data are refused).
+
+    \b
+    Examples:
+      tela calibrate --router runs/knn --data calib.jsonl --strong-share 0.3
+      tela calibrate --router runs/knn --traffic decisions.jsonl --strong-share 0.3
+    """
+    from .. import evaluation as ev
+    from ..artifact import read_manifest, write_policy
+    from ..errors import TelaError
+    from ..plugins import get_registry
+
+    if not 0.0 <= strong_share <= 1.0:
+        raise TelaError(f"--strong-share must be in [0, 1], got {strong_share}")
+    if (data is None) == (traffic is None):
+        raise TelaError("give calibration prompts (--data FILE) or a `tela serve` decision log (--traffic LOG), one of them")
+    if traffic is None:
+        refuse_unused("--traffic-router names a router in a --traffic log", "traffic_router")
+    if traffic is not None:
+        refuse_unused("--traffic calibrates on the scores in a `tela serve` decision log", "source_name", "protocol",
+                      "score_batch_size", "no_cache", "trust_remote_code")
+        from ..locks import output_lock
+        from ..serve.decisions import calibrate_from_traffic
+
+        click.get_current_context().with_resource(output_lock(router))  # one writer of policy.json
+
+        done = calibrate_from_traffic(router, traffic, strong_share, traffic_router, policy_name or "calibrated", parse_policy_sets(policy_sets))
+        o = done["options"]
+        click.echo(
+            f"threshold {o['threshold']:.6f}: {o['achieved_share']:.3f} of {done['requests']} requests router {done['router']!r} "
+            f"routed go to the strong model (target {strong_share}); saved to {Path(router) / 'policy.json'} (was {done['previous']})"
+        )
+        return
+    manifest = read_manifest(router)
+    reg = get_registry()
+    name = policy_name or "calibrated"
+    if not hasattr(reg.get("policy", name), "calibrate"):
+        able = [n for n in reg.names("policy") if hasattr(reg.get("policy", n), "calibrate")]
+        raise TelaError(f"policy {name!r} does not calibrate; policies that do: {', '.join(able)}")
+    base = reg.create("policy", name, {**parse_policy_sets(policy_sets), "strong_share": strong_share})
+    assert data is not None  # --traffic returned above; one of the two is required
+    prompts = _calibration_prompts(data, source_name, protocol)
+    from ..fingerprint import overlap_warning
+
+    note = overlap_warning(manifest, prompts, what="calibration")
+    if note:
+        click.echo(note, err=True)
+    from ..locks import output_lock
+
+    click.get_current_context().with_resource(output_lock(router))  # one writer of policy.json
+    r = load_router(router, trust_remote_code, score_batch_size)
+    cache = None if no_cache else ev.score_cache_dir(Path(router) / ".score-cache")
+    scores, scoring = ev.score_prompts(
+        r.scorer,
+        prompts,
+        router_id=ev.router_hash(router) if cache else None,
+        cache_dir=cache,
+        description=f"scoring {len(prompts)} calibration prompts",
+    )
+    policy = base.calibrate(scores.w, data=str(data) + (f" ({protocol} train side)" if protocol else ""))
+    models = r.models if len(r.models) == 2 else [r.models[0], r.models[-1]]
+    write_policy(router, name, policy.options.model_dump(mode="json"), models)
+    o = policy.options
+    click.echo(
+        f"threshold {o.threshold:.6f}: {o.achieved_share:.3f} of {o.calibration_prompts} calibration prompts go to "
+        f"the strong model (target {strong_share}); saved to {Path(router) / 'policy.json'} (was {r.policy_spec['name']})"
+    )

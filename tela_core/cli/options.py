@@ -1,0 +1,230 @@
+"""The options tela's commands share, each defined once: one name, type and help text everywhere.
+
+A command that writes into a folder takes ``-o/--output``; one that reads data takes ``--source``
+(and ``--protocol`` when it splits the data); ``--json`` prints JSON for scripts; ``--set
+SECTION.KEY=VALUE`` sets a component's option; ``--force`` replaces existing output. Commands that
+load a router share ``--trust-remote-code`` (or ``TELA_TRUST_REMOTE_CODE=1``, the only thing that
+lets a router's model run Python code of its own), ``--score-batch-size``, ``--policy NAME`` and
+``--set policy.KEY=VALUE``, and load it with :func:`load_router`. ``tests/test_cli_vocabulary.py``
+checks every registered command against this module.
+
+A flag that a command's mode cannot use is refused (:func:`refuse_unused`), never dropped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
+
+import click
+
+from ..detect import DETECT
+from ..protocols import names as protocol_names
+from ..router import TRUST_ENV
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..router import Router
+
+__all__ = [
+    "HELP", "output_option", "source_option", "protocol_option", "json_option", "set_option", "force_option",
+    "pair_options", "no_cache_option", "trust_option", "score_batch_option", "policy_options", "router_option",
+    "named_routers_option", "parse_named_routers", "parse_policy_sets", "refuse_unused", "given", "load_router",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: the help text of each shared option, the same on every command that has it
+HELP: dict[str, str] = {
+    "output": "Directory the command writes into (its description says what goes there).",
+    "source": "Data source that reads the input, or detect: chosen from the path "
+              "(see `tela plugins list --kind source`).",
+    "protocol": "Named train/held-out split of the data (docs/metrics.md): training and calibration use its "
+                "train side, evaluation its held-out side.",
+    "json": "Print JSON for scripts instead of tables and text.",
+    "set": "A component option as SECTION.KEY=VALUE, SECTION being the component (policy, family, backend, "
+           "source, formatter; in `tela zoo` a family's name), e.g. --set policy.threshold=0.3 (repeatable). "
+           "A section this command has no use for is refused.",
+    "force": "Replace existing output (a report, a file, a trained router, a cached dataset) instead of "
+             "stopping or reusing it.",
+    "weak_model": "The weak (cheap) model's name in the outcome data (default: the source's, or the lower "
+                  "mean outcome of two).",
+    "strong_model": "The strong model's name in the outcome data (default: the source's, or the higher mean "
+                    "outcome of two).",
+    "no_cache": "Score again even if cached scores exist.",
+    "trust_remote_code": f"Allow a router or model that ships its own Python code (auto_map) to run it. Off by "
+                         f"default; {TRUST_ENV}=1 does the same. Only for models you trust.",
+    "score_batch_size": "Prompts per scorer call (scorers that batch, e.g. score-token, lm-probe).",
+    "policy": "Route with this registered policy instead of the router's saved one "
+              "(see `tela plugins list --kind policy`).",
+    "router": "A router directory (from `tela run` or `tela zoo`).",
+    "routers": "A trained router directory, named NAME (default: the folder's name). Repeatable.",
+}
+
+_PATH = click.Path(path_type=Path)
+
+
+def output_option(required: bool = False, default: Path | None = None) -> Callable[[F], F]:
+    """``-o/--output DIR``; ``required`` and ``default`` are the command's, the rest is shared."""
+    return click.option("--output", "-o", "output", type=_PATH, metavar="DIR", required=required, default=default,
+                        show_default=default is not None, help=HELP["output"])
+
+
+def source_option(default: str | None = DETECT, dest: str = "source_name") -> Callable[[F], F]:
+    """``--source NAME`` (``tela run`` passes ``default=None`` so that its config file may name one)."""
+    return click.option("--source", dest, default=default, metavar="NAME", help=HELP["source"])
+
+
+def protocol_option(f: F) -> F:
+    """``--protocol NAME``: a choice of the protocols in :mod:`tela_core.protocols`."""
+    return click.option("--protocol", "protocol", default=None, type=click.Choice(protocol_names()),
+                        help=HELP["protocol"])(f)
+
+
+def json_option(f: F) -> F:
+    """``--json``."""
+    return click.option("--json", "as_json", is_flag=True, help=HELP["json"])(f)
+
+
+def set_option(dest: str = "overrides", metavar: str = "SECTION.KEY=VALUE") -> Callable[[F], F]:
+    """``--set SECTION.KEY=VALUE`` (repeatable); ``metavar`` shows the sections this command takes."""
+    return click.option("--set", dest, multiple=True, metavar=metavar, help=HELP["set"])
+
+
+def force_option(f: F) -> F:
+    """``--force``."""
+    return click.option("--force", "force", is_flag=True, help=HELP["force"])(f)
+
+
+def pair_options(f: F) -> F:
+    """``--weak-model MODEL`` and ``--strong-model MODEL``: which two models of outcome data are the pair."""
+    f = click.option("--strong-model", "strong_model", default=None, metavar="MODEL", help=HELP["strong_model"])(f)
+    return click.option("--weak-model", "weak_model", default=None, metavar="MODEL", help=HELP["weak_model"])(f)
+
+
+def no_cache_option(f: F) -> F:
+    """``--no-cache``: score again instead of reading the score cache."""
+    return click.option("--no-cache", "no_cache", is_flag=True, help=HELP["no_cache"])(f)
+
+
+def trust_option(f: F | None = None, *, default: bool | None = False) -> Any:
+    """``--trust-remote-code``: the user's opt-in to a model's own Python code. ``default=None`` lets a
+    command tell "not given" from "off" (``tela run`` and ``tela serve`` layer it over a config file)."""
+
+    def deco(g: F) -> F:
+        return click.option("--trust-remote-code", "trust_remote_code", is_flag=True, default=default,
+                            envvar=TRUST_ENV, help=HELP["trust_remote_code"])(g)
+
+    return deco(f) if f is not None else deco
+
+
+def score_batch_option(f: F | None = None, *, old_spelling: bool = True) -> Any:
+    """``--score-batch-size N``: prompts per scorer call (``tela run --batch-size`` is the training
+    batch). Where the old spelling ``--batch-size`` was the scoring batch (route, eval, calibrate) it
+    is still read, hidden, with a note, until 0.3."""
+
+    def merge(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+        old = ctx.params.pop("old_batch_size", None)
+        if old is not None:
+            click.echo("note: --batch-size is now --score-batch-size here (tela run's --batch-size is the training batch)", err=True)
+        return value if value is not None else old
+
+    def deco(g: F) -> F:
+        g = click.option("--score-batch-size", "score_batch_size", default=None, type=click.IntRange(min=1),
+                         callback=merge, help=HELP["score_batch_size"])(g)
+        if not old_spelling:
+            return g
+        return click.option("--batch-size", "old_batch_size", default=None, type=click.IntRange(min=1), hidden=True,
+                            is_eager=True, expose_value=True)(g)
+
+    return deco(f) if f is not None else deco
+
+
+def policy_options(f: F) -> F:
+    """``--policy NAME`` and ``--set policy.KEY=VALUE``."""
+    f = set_option("policy_sets", "policy.KEY=VALUE")(f)
+    return click.option("--policy", "policy_name", default=None, metavar="NAME", help=HELP["policy"])(f)
+
+
+def router_option(f: F) -> F:
+    """``--router DIR``: the one router a command uses."""
+    return click.option("--router", "router", required=True, type=_PATH, metavar="DIR", help=HELP["router"])(f)
+
+
+def named_routers_option(f: F) -> F:
+    """``--router [NAME=]DIR`` (repeatable), where a command uses several routers by name (zoo, serve)."""
+    return click.option("--router", "routers", multiple=True, metavar="[NAME=]DIR", help=HELP["routers"])(f)
+
+
+def parse_named_routers(items: Sequence[str]) -> dict[str, Path]:
+    """``("knn=runs/a", "runs/b")`` -> ``{"knn": runs/a, "b": runs/b}`` (the rule of ``tela serve
+    --router``); a name given twice is refused."""
+    from ..errors import TelaError
+    from ..serve.config import parse_router_flag
+
+    out: dict[str, Path] = {}
+    for item in items:
+        if not item.strip() or item.strip().endswith("="):
+            raise TelaError(f"--router {item!r}: expected DIR or NAME=DIR, e.g. --router score-token=runs/mmlu")
+        name, path = parse_router_flag(item.strip())
+        if name in out:
+            raise TelaError(f"--router {name!r} is given twice")
+        out[name] = Path(path)
+    return out
+
+
+def parse_policy_sets(items: Sequence[str]) -> dict[str, Any]:
+    """``("policy.threshold=0.3",)`` -> ``{"threshold": 0.3}``; any other section is refused."""
+    from ..errors import TelaError
+    from ..train import parse_assignment
+
+    out: dict[str, Any] = {}
+    for item in items:
+        section, key, value = parse_assignment(item, example="policy.threshold=0.3", shape="policy.KEY=VALUE")
+        if section != "policy":
+            raise TelaError(f"--set {item!r}: this command takes policy options only (policy.KEY=VALUE)")
+        out[key] = value
+    return out
+
+
+def given(*params: str) -> list[str]:
+    """Of the current command's parameters named ``params``, the flags the user gave on the command
+    line (not defaults, not environment variables), spelled as typed: ``["--no-cache"]``."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    by_name = {p.name: p for p in ctx.command.params}
+    out = []
+    for name in params:
+        if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+            p = by_name[name]
+            out.append(max(p.opts, key=len) if isinstance(p, click.Option) else name)
+    return out
+
+
+def refuse_unused(mode: str, *params: str) -> None:
+    """Raise one line naming the flags of ``params`` given on the command line that ``mode`` (e.g.
+    "--all-models judges every model with the cost-aware policy") cannot use."""
+    from ..errors import TelaError
+
+    bad = given(*params)
+    if bad:
+        raise TelaError(f"{mode}; it does not take {', '.join(bad)}")
+
+
+def load_router(
+    path: str | Path,
+    trust_remote_code: bool = False,
+    score_batch_size: int | None = None,
+    policy_name: str | None = None,
+    policy_sets: Sequence[str] = (),
+) -> "Router":
+    """:meth:`Router.load` with the command's options."""
+    from ..router import Router
+
+    return Router.load(
+        path,
+        trust_remote_code=trust_remote_code,
+        score_batch_size=score_batch_size,
+        policy=policy_name,
+        policy_options=parse_policy_sets(policy_sets) or None,
+    )
