@@ -18,13 +18,13 @@ Stages (each prints the exact ``tela`` command it runs and its wall time):
 CPU (the run of docs/benchmarks.md)::
 
     OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python bench/score_token_mmlu.py \\
-        --data ROUTELLM_MMLU_DIR --sample 256 --backend lora --output bench-out/score-token
+        --data "$(tela data get routellm-mmlu)" --sample 256 --backend lora --output bench-out/score-token
 
 GPU, all 10,903 prompts, 3 epochs, a larger base model (the training worker picks bf16 when the
 GPU supports it and flash-attention 2 when ``flash_attn`` is installed; the scorer bf16; one rank per GPU;
 a hub id must be in the Hugging Face cache or reachable)::
 
-    .venv/bin/python bench/score_token_mmlu.py --data ROUTELLM_MMLU_DIR --gpu --backend deepspeed-z3 \\
+    .venv/bin/python bench/score_token_mmlu.py --data "$(tela data get routellm-mmlu)" --gpu --backend deepspeed-z3 \\
         --model HuggingFaceTB/SmolLM2-360M-Instruct --output bench-out/score-token-gpu
 
 Add ``--stages prepare,train,score,readout`` for the readout comparison, ``--labels binary`` for
