@@ -9,6 +9,11 @@ process, same machine:
   the five score-token logits, w = 1 − P4 − P5.
 - **bare forward**: ``model(input_ids, attention_mask)`` on the already-tokenized prompts (full
   logits, no formatting, no tokenizing, no softmax): the floor a one-pass router can reach.
+- **scorer, no prefix cache**: the same scorer with ``prefix_cache=False``, running the template's
+  shared ~200-token prefix (system prompt, question header) again for every prompt; the scorer's
+  default reuses that prefix's key/value cache.
+- **scorer, one at a time**: the batched call made with the family's default batch size on this
+  device (1 on a CPU, 16 on a GPU) instead of ``--batch`` prompts per forward pass.
 - **seed generate**: the seed's inference (tela-wizard-guide.md): ``model.generate`` with
   ``max_new_tokens=1024, do_sample=True, temperature=0.1, top_p=0.9`` on the seed's prompt, then
   parse ``[[k]]`` from the text. Its cost depends on when the model stops: an untrained score head
@@ -52,7 +57,7 @@ def router_dir(model: str) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tela_deepspeed.tokens import add_score_tokens
+    from tela_core.train.tokens import add_score_tokens
 
     tok = AutoTokenizer.from_pretrained(str(resolved.path))
     m = AutoModelForCausalLM.from_pretrained(str(resolved.path), dtype=torch.float32)
@@ -114,6 +119,10 @@ def main() -> None:
     rdir = router_dir(args.model)
     scorer = get_registry().create("scorer", "score-token", {"batch_size": args.batch, "device": "cpu" if not torch.cuda.is_available() else "auto"})
     scorer.load(rdir)
+    no_prefix = get_registry().create("scorer", "score-token", {"batch_size": args.batch, "prefix_cache": False, "device": str(scorer.device)})
+    no_prefix.load(rdir)
+    default = get_registry().create("scorer", "score-token", {"device": str(scorer.device)})
+    default.load(rdir)
     model, tok = scorer.model, scorer.tokenizer
     dev = scorer.device
     qs = questions(max(args.queries, args.batch, args.generate_queries))
@@ -130,9 +139,9 @@ def main() -> None:
 
         return run
 
-    def score(texts: list[str]) -> Callable[[], Any]:
+    def score(texts: list[str], by: Any = None) -> Callable[[], Any]:
         def run() -> Any:
-            out = scorer.score(texts)
+            out = (by or scorer).score(texts)
             return out
 
         return run
@@ -154,15 +163,19 @@ def main() -> None:
 
     # warm-up (allocator, kernels, first-call overheads)
     score(qs[:2])()
+    score(qs[:2], no_prefix)()
+    score(qs[:2], default)()
     bare([scorer.render(q) for q in qs[:2]])()
 
     prompt_tokens = [len(scorer.encode(q)) for q in qs[: args.queries]]
-    t_score, t_bare = [], []
+    t_score, t_bare, t_noprefix = [], [], []
     for q in qs[: args.queries]:
         b = bare([scorer.render(q)])
         _, ts = timed(score([q]))
+        _, tn = timed(score([q], no_prefix))
         _, tb = timed(b)
         t_score.append(ts)
+        t_noprefix.append(tn)
         t_bare.append(tb)
     res: dict[str, Any] = {
         "model": args.model,
@@ -170,24 +183,37 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "queries": args.queries,
         "prompt_tokens_median": statistics.median(prompt_tokens),
-        "batch1": {"scorer_ms": 1e3 * statistics.median(t_score), "bare_forward_ms": 1e3 * statistics.median(t_bare)},
+        "batch1": {
+            "scorer_ms": 1e3 * statistics.median(t_score),
+            "bare_forward_ms": 1e3 * statistics.median(t_bare),
+            "no_prefix_cache_ms": 1e3 * statistics.median(t_noprefix),
+        },
     }
     res["batch1"]["scorer_vs_bare"] = res["batch1"]["scorer_ms"] / res["batch1"]["bare_forward_ms"]
+    res["batch1"]["no_prefix_vs_scorer"] = res["batch1"]["no_prefix_cache_ms"] / res["batch1"]["scorer_ms"]
 
     batch = qs[: args.batch]
-    tb_score, tb_bare = [], []
+    tb_score, tb_bare, tb_noprefix, tb_default = [], [], [], []
     b = bare([scorer.render(q) for q in batch])
     for _ in range(args.batch_repeats):
         _, ts = timed(score(batch))
+        _, tn = timed(score(batch, no_prefix))
+        _, td = timed(score(batch, default))
         _, tbare = timed(b)
         tb_score.append(ts)
+        tb_noprefix.append(tn)
+        tb_default.append(td)
         tb_bare.append(tbare)
     res[f"batch{args.batch}"] = {
         "scorer_ms": 1e3 * statistics.median(tb_score),
         "bare_forward_ms": 1e3 * statistics.median(tb_bare),
+        "no_prefix_cache_ms": 1e3 * statistics.median(tb_noprefix),
+        "default_batching_ms": 1e3 * statistics.median(tb_default),
     }
     bk = res[f"batch{args.batch}"]
     bk["scorer_vs_bare"] = bk["scorer_ms"] / bk["bare_forward_ms"]
+    bk["no_prefix_vs_scorer"] = bk["no_prefix_cache_ms"] / bk["scorer_ms"]
+    bk["default_vs_scorer"] = bk["default_batching_ms"] / bk["scorer_ms"]
 
     if args.generate_queries > 0:
         torch.manual_seed(0)
@@ -218,6 +244,9 @@ def main() -> None:
     for key in ("batch1", f"batch{args.batch}"):
         r = res[key]
         line = f"{key:>8}: scorer {r['scorer_ms']:.1f} ms, bare forward {r['bare_forward_ms']:.1f} ms -> scorer/bare {r['scorer_vs_bare']:.2f}x"
+        line += f"; no prefix cache {r['no_prefix_cache_ms']:.1f} ms -> {r['no_prefix_vs_scorer']:.2f}x the scorer"
+        if "default_batching_ms" in r:
+            line += f"; default batching {r['default_batching_ms']:.1f} ms -> {r['default_vs_scorer']:.2f}x the scorer"
         if "seed_generate_ms" in r:
             line += f"; seed generate {r['seed_generate_ms']:.0f} ms -> generate/scorer {r['generate_vs_scorer']:.1f}x"
         print(line)
