@@ -14,7 +14,7 @@ from pydantic import Field
 from tela_core.components import Scores
 from tela_core.errors import TelaError
 from tela_core.io import atomic_write_json
-from tela_core.plugins import hookimpl
+from tela_core import hookimpl
 from tela_core.records import Record
 
 from .family import FamilyScorer, TargetOptions, artifact_field, read_json

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 from pydantic import Field
 
 from tela_core.components import Scores
-from tela_core.plugins import hookimpl
+from tela_core import hookimpl
 from tela_core.records import Record
 from tela_zoo_baselines.family import FamilyScorer, TargetOptions
 

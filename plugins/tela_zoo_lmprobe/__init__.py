@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tela_core.plugins import hookimpl
+from tela_core import hookimpl
 
 from .family import LmProbeScorer
 
