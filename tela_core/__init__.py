@@ -20,6 +20,7 @@ from .components import (
     UpstreamReply,
 )
 from .errors import DuplicateComponentError, InputError, PluginLoadError, TelaError, UnknownComponentError, UpstreamError
+from .family import FamilyScorer, TargetOptions
 from .plugins import add_plugin, get_registry, hookimpl, remove_plugin
 from .records import Message, Record
 from .router import Decision, Router
@@ -42,6 +43,8 @@ __all__ = [
     "Scorer",
     "Scores",
     "Policy",
+    "FamilyScorer",
+    "TargetOptions",
     "Upstream",
     "UpstreamReply",
     "UpstreamError",

@@ -13,14 +13,7 @@ PLUGINS = ROOT / "plugins"
 
 #: plugin -> plugin imports that remain, and why. A new edge fails the test; move shared code
 #: into the core (tela_core.targets, tela_core.detect, ... are where earlier ones went).
-KNOWN_PLUGIN_EDGES = {
-    ("tela_lora", "tela_deepspeed"): "score-token rows added as in the ZeRO-3 worker (tokens.py)",
-    ("tela_score_token", "tela_lora"): "loads a merge=false LoRA adapter with tela_lora.load_merged",
-    ("tela_zoo_embedding", "tela_zoo_baselines"): "FamilyScorer/TargetOptions: the family SDK",
-    ("tela_zoo_encoder", "tela_zoo_baselines"): "FamilyScorer/TargetOptions: the family SDK",
-    ("tela_zoo_lmprobe", "tela_zoo_baselines"): "TargetOptions: the family SDK",
-    ("tela_zoo_lmprobe", "tela_zoo_embedding"): "lm-probe is embedding-linear's probe on other features",
-}
+KNOWN_PLUGIN_EDGES: dict[tuple[str, str], str] = {}
 
 
 def imports(path: Path) -> list[tuple[int, str]]:

@@ -13,13 +13,13 @@ from pydantic import Field
 
 from tela_core.components import Scores
 from tela_core.errors import TelaError
+from tela_core.family import FamilyScorer, TargetOptions, artifact_field, read_json
 from tela_core.io import atomic_write_json
 from tela_core import hookimpl
 from tela_core.records import Record
-
-from .family import FamilyScorer, TargetOptions, artifact_field, read_json
-from .features import FeaturesScorer
 from tela_core.targets import make_targets
+
+from .features import FeaturesScorer
 
 __all__ = ["LengthScorer", "RandomScorer", "FeaturesScorer"]
 
@@ -49,20 +49,20 @@ class LengthScorer(FamilyScorer):
     def fit(self, train: Sequence[Record], output_dir: Path, config: Mapping[str, Any]) -> Path:
         import numpy as np
 
-        self._merged(config)
-        out = self._prepare(train, output_dir)
+        self.merge_options(config)
+        out = self.start_fit(train, output_dir)
         y, meta = make_targets(train, self.options.target, self.options.weak, self.options.strong)
         x = self._length([r.prompt for r in train])
         corr = float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else 0.0
         self._sorted = np.sort(x)
         self._sign = 1.0 if corr >= 0 else -1.0
         atomic_write_json(out / "length.json", {"sorted_lengths": self._sorted.tolist(), "sign": self._sign, "corr": corr})
-        return self._finish(out, len(train), {**meta, "correlation": corr})
+        return self.finish_fit(out, len(train), {**meta, "correlation": corr})
 
     def load(self, artifact_dir: Path) -> None:
         import numpy as np
 
-        self._check_manifest(artifact_dir)
+        self.check_manifest(artifact_dir)
         path = Path(artifact_dir) / "length.json"
         data = read_json(path)
         lengths = artifact_field(data, path, "sorted_lengths", list)
@@ -97,17 +97,17 @@ class RandomScorer(FamilyScorer):
     Options = RandomOptions
 
     def fit(self, train: Sequence[Record], output_dir: Path, config: Mapping[str, Any]) -> Path:
-        self._merged(config)
-        out = self._prepare(train, output_dir)
+        self.merge_options(config)
+        out = self.start_fit(train, output_dir)
         meta: dict[str, Any] = {}
         try:
             _, meta = make_targets(train, self.options.target, self.options.weak, self.options.strong)
         except TelaError:  # random needs no target; keep the models when they can be told
             meta = {}
-        return self._finish(out, len(train), meta)
+        return self.finish_fit(out, len(train), meta)
 
     def load(self, artifact_dir: Path) -> None:
-        self._check_manifest(artifact_dir)
+        self.check_manifest(artifact_dir)
 
     def score(self, prompts: Sequence[str]) -> Scores:
         import numpy as np

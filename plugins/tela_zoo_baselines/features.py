@@ -16,10 +16,9 @@ from typing import Any, Mapping, Sequence
 from pydantic import Field
 
 from tela_core.components import Scores
+from tela_core.family import FamilyScorer, TargetOptions, artifact_field, read_json
 from tela_core.io import atomic_write_json
 from tela_core.records import Record
-
-from .family import FamilyScorer, TargetOptions, artifact_field, read_json
 from tela_core.targets import make_targets
 
 __all__ = ["FeaturesScorer", "prompt_features", "FEATURE_NAMES"]
@@ -88,8 +87,8 @@ class FeaturesScorer(FamilyScorer):
         import numpy as np
         from sklearn.linear_model import LogisticRegression
 
-        self._merged(config)
-        out = self._prepare(train, output_dir)
+        self.merge_options(config)
+        out = self.start_fit(train, output_dir)
         y, meta = make_targets(train, self.options.target, self.options.weak, self.options.strong)
         x = self._x([r.prompt for r in train])
         self._mu, self._sd = x.mean(0), x.std(0) + 1e-9
@@ -104,12 +103,12 @@ class FeaturesScorer(FamilyScorer):
             out / "features.json",
             {"names": FEATURE_NAMES, "mean": self._mu.tolist(), "std": self._sd.tolist(), "coef": self._coef.tolist(), "bias": self._bias},
         )
-        return self._finish(out, len(train), meta)
+        return self.finish_fit(out, len(train), meta)
 
     def load(self, artifact_dir: Path) -> None:
         import numpy as np
 
-        self._check_manifest(artifact_dir)
+        self.check_manifest(artifact_dir)
         path = Path(artifact_dir) / "features.json"
         d = read_json(path)
         self._mu, self._sd = (np.asarray(artifact_field(d, path, k, list), dtype=np.float64) for k in ("mean", "std"))

@@ -18,9 +18,9 @@ from pydantic import Field
 
 from tela_core.components import Scores
 from tela_core.errors import TelaError
+from tela_core.family import FamilyScorer, TargetOptions, read_json
 from tela_core.io import atomic_write_json
 from tela_core.records import Record
-from tela_zoo_baselines.family import FamilyScorer, TargetOptions, read_json
 from tela_core.targets import make_targets
 
 __all__ = ["EnsembleScorer"]
@@ -87,8 +87,8 @@ class EnsembleScorer(FamilyScorer):
         import numpy as np
         from sklearn.linear_model import LogisticRegression
 
-        self._merged(config)
-        out = self._prepare(train, output_dir)
+        self.merge_options(config)
+        out = self.start_fit(train, output_dir)
         members = self._members()
         y, meta = make_targets(train, self.options.target, self.options.weak, self.options.strong)
         # One pair for every member and fold, resolved on the whole training set, and handed over
@@ -132,12 +132,12 @@ class EnsembleScorer(FamilyScorer):
             out / "stack.json",
             {"members": [{"family": f, "options": o} for f, o in members], "coef": self._coef, "bias": self._bias},
         )
-        return self._finish(out, len(train), {**meta, "stack_coef": self._coef})
+        return self.finish_fit(out, len(train), {**meta, "stack_coef": self._coef})
 
     def load(self, artifact_dir: Path) -> None:
         from tela_core.router import Router
 
-        self._check_manifest(artifact_dir)
+        self.check_manifest(artifact_dir)
         d = read_json(Path(artifact_dir) / "stack.json")
         self._coef, self._bias = list(d["coef"]), float(d["bias"])
         self._loaded = [

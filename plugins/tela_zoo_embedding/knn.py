@@ -8,12 +8,12 @@ from typing import Any, Literal, Mapping, Optional, Sequence
 from pydantic import Field
 
 from tela_core.components import Scores
+from tela_core.errors import TelaError
+from tela_core.family import FamilyScorer, TargetOptions, artifact_field, read_json, train_data
 from tela_core.io import atomic_write_json
 from tela_core.records import Record
-from tela_core.errors import TelaError
-from tela_zoo_baselines.family import FamilyScorer, TargetOptions, artifact_field, read_json
 
-from .store import embed_prompts, load_npz, save_npz, train_data
+from .store import embed_prompts, load_npz, save_npz
 
 __all__ = ["KnnScorer"]
 
@@ -37,15 +37,15 @@ class KnnScorer(FamilyScorer):
     def fit(self, train: Sequence[Record], output_dir: Path, config: Mapping[str, Any]) -> Path:
         import numpy as np
 
-        self._merged(config)
-        out = self._prepare(train, output_dir)
+        self.merge_options(config)
+        out = self.start_fit(train, output_dir)
         data = train_data(train, self.options.target, self.options.weak, self.options.strong)
         emb = embed_prompts([r.prompt for r in train], self.options.embedding_model)
         outcomes = data.outcomes if data.outcomes is not None else np.zeros((len(train), 0))
         save_npz(out / "knn.npz", emb=emb.astype(np.float16), y=data.y.astype(np.float32), outcomes=outcomes.astype(np.float32))
         atomic_write_json(out / "models.json", {"models": data.models, **data.meta})
         self._set(emb, data.y, outcomes, data.models)
-        return self._finish(out, len(train), data.meta)
+        return self.finish_fit(out, len(train), data.meta)
 
     def _set(self, emb: Any, y: Any, outcomes: Any, models: list[str]) -> None:
         import numpy as np
@@ -56,7 +56,7 @@ class KnnScorer(FamilyScorer):
         self.models = list(models)
 
     def load(self, artifact_dir: Path) -> None:
-        self._check_manifest(artifact_dir)
+        self.check_manifest(artifact_dir)
         path = Path(artifact_dir) / "knn.npz"
         z = load_npz(path, expect=("emb", "y", "outcomes"))
         n = len(z["emb"])

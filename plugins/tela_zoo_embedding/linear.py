@@ -2,78 +2,28 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from pydantic import Field
 
-from tela_core.components import Scores
-from tela_core.io import atomic_write_json
-from tela_core.records import Record
-from tela_zoo_baselines.family import FamilyScorer, TargetOptions, artifact_field, read_json
+from tela_core.probe import LinearProbeScorer, ProbeOptions
 
-from .store import embed_prompts, train_data
+from .store import embed_prompts
 
 __all__ = ["LinearScorer"]
 
 
-class LinearOptions(TargetOptions):
-    C: float = Field(1.0, gt=0, description="inverse L2 strength of the logistic regression")
+class LinearOptions(ProbeOptions):
     embedding_model: Optional[str] = Field(None, description="sentence encoder (default all-MiniLM-L6-v2)")
 
 
-class LinearScorer(FamilyScorer):
-    """A linear probe: w = σ(a·e + b) fitted to the target (soft targets via sample weights)."""
+class LinearScorer(LinearProbeScorer):
+    """A linear probe on sentence embeddings: w = σ(a·e + b) fitted to the target."""
 
     name = "embedding-linear"
     description = "logistic regression on cached MiniLM sentence embeddings"
     Options = LinearOptions
-    #: Fit on z-scored features (then fold the scaling into the saved coefficients). Unit-norm
-    #: sentence embeddings do not need it; raw LM hidden states (``lm-probe``) do.
-    standardize = False
 
-    def _features(self, prompts: Sequence[str]) -> Any:
-        """(n, d) feature rows of ``prompts``; subclasses read other encoders."""
+    def features(self, prompts: Sequence[str]) -> Any:
+        """Cached sentence embeddings of ``prompts``."""
         return embed_prompts(prompts, self.options.embedding_model)
-
-    def fit(self, train: Sequence[Record], output_dir: Path, config: Mapping[str, Any]) -> Path:
-        import numpy as np
-        from sklearn.linear_model import LogisticRegression
-
-        self._merged(config)
-        out = self._prepare(train, output_dir)
-        data = train_data(train, self.options.target, self.options.weak, self.options.strong)
-        x = np.asarray(self._features([r.prompt for r in train]), dtype=np.float64)
-        mu, sd = np.zeros(x.shape[1]), np.ones(x.shape[1])
-        if self.standardize:
-            mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-6
-            x = (x - mu) / sd
-        # Soft targets in [0, 1]: duplicate each row as a positive and a negative with weights y, 1 − y.
-        xx = np.concatenate([x, x])
-        yy = np.concatenate([np.ones(len(x)), np.zeros(len(x))])
-        sw = np.concatenate([data.y, 1.0 - data.y])
-        keep = sw > 0
-        clf = LogisticRegression(C=self.options.C, max_iter=2000)
-        clf.fit(xx[keep], yy[keep], sample_weight=sw[keep])
-        # σ(a·(x − μ)/σ + b) = σ((a/σ)·x + b − a·μ/σ): save coefficients for the raw features.
-        self._coef = (clf.coef_[0] / sd).astype(np.float64)
-        self._bias = float(clf.intercept_[0] - (clf.coef_[0] * mu / sd).sum())
-        atomic_write_json(out / "linear.json", {"coef": self._coef.tolist(), "bias": self._bias})
-        return self._finish(out, len(train), data.meta)
-
-    def load(self, artifact_dir: Path) -> None:
-        import numpy as np
-
-        self._check_manifest(artifact_dir)
-        path = Path(artifact_dir) / "linear.json"
-        d = read_json(path)
-        self._coef = np.asarray(artifact_field(d, path, "coef", list), dtype=np.float64)
-        self._bias = float(artifact_field(d, path, "bias", (int, float)))
-
-    def score(self, prompts: Sequence[str]) -> Scores:
-        import numpy as np
-
-        if not len(prompts):
-            return Scores(w=np.zeros(0))
-        x = np.asarray(self._features(prompts), dtype=np.float64)
-        return Scores(w=1.0 / (1.0 + np.exp(-(x @ self._coef + self._bias))))

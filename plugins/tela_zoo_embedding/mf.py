@@ -16,11 +16,11 @@ from pydantic import Field
 
 from tela_core.components import Scores
 from tela_core.errors import TelaError
+from tela_core.family import FamilyScorer, TargetOptions, artifact_field, read_json, train_data
 from tela_core.io import atomic_write_json
 from tela_core.records import Record
-from tela_zoo_baselines.family import FamilyScorer, TargetOptions, artifact_field, read_json
 
-from .store import embed_prompts, load_npz, save_npz, train_data, w_from_model_probs
+from .store import embed_prompts, load_npz, save_npz, w_from_model_probs
 
 __all__ = ["MatrixFactorizationScorer"]
 
@@ -45,8 +45,8 @@ class MatrixFactorizationScorer(FamilyScorer):
         import numpy as np
         import torch
 
-        self._merged(config)
-        out = self._prepare(train, output_dir)
+        self.merge_options(config)
+        out = self.start_fit(train, output_dir)
         data = train_data(train, self.options.target, self.options.weak, self.options.strong)
         if data.outcomes is None or not data.models:
             raise TelaError("matrix-factorization needs per-model outcomes (an outcome data source)")
@@ -69,10 +69,10 @@ class MatrixFactorizationScorer(FamilyScorer):
         self.models, self._meta = data.models, data.meta
         save_npz(out / "mf.npz", W=self._W, V=self._V, b=self._b)
         atomic_write_json(out / "models.json", {"models": data.models, **data.meta})
-        return self._finish(out, len(train), {**data.meta, "final_loss": float(loss.item())})
+        return self.finish_fit(out, len(train), {**data.meta, "final_loss": float(loss.item())})
 
     def load(self, artifact_dir: Path) -> None:
-        self._check_manifest(artifact_dir)
+        self.check_manifest(artifact_dir)
         z = load_npz(Path(artifact_dir) / "mf.npz", expect=("W", "V", "b"))
         self._W, self._V, self._b = z["W"], z["V"], z["b"]
         info_path = Path(artifact_dir) / "models.json"

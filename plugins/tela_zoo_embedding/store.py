@@ -1,8 +1,7 @@
-"""The part of an embedding family's artifact every such family shares: training embeddings,
-the per-model outcome matrix, and the weak/strong pair.
+"""What the embedding families share: cached prompt embeddings, the two-model w read from
+per-model predictions, and the ``.npz`` files of their artifacts.
 
-Keeping the whole outcome matrix (not just the two-model target) lets one artifact answer both
-"does this prompt need the strong model?" and, for N models, "how likely is each model to be right?".
+The training target and outcome matrix come from :func:`tela_core.family.train_data`.
 """
 
 from __future__ import annotations
@@ -11,32 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from tela_core.errors import TelaError
-from tela_core.records import Record
-from tela_core.targets import make_targets, model_names, outcome_matrix
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-__all__ = ["TrainData", "train_data", "embed_prompts", "w_from_model_probs"]
-
-
-class TrainData:
-    """Training prompts' targets and outcomes, ready for an embedding family."""
-
-    def __init__(self, y: "np.ndarray", outcomes: "np.ndarray | None", models: list[str], meta: dict[str, Any]) -> None:
-        self.y = y
-        self.outcomes = outcomes
-        self.models = models
-        self.meta = meta
-
-
-def train_data(records: Sequence[Record], target: str, weak: str | None, strong: str | None) -> TrainData:
-    """Targets (two-model reading) and the full outcome matrix when records have outcomes."""
-    models = model_names(records)
-    outcomes = outcome_matrix(records, models) if models else None
-    y, meta = make_targets(records, target, weak, strong)
-    meta = {**meta, "models": models}
-    return TrainData(y, outcomes, models, meta)
+__all__ = ["embed_prompts", "w_from_model_probs", "save_npz", "load_npz"]
 
 
 def embed_prompts(prompts: Sequence[str], model: str | None) -> "np.ndarray":

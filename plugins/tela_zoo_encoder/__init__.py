@@ -13,10 +13,10 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 from pydantic import Field
 
-from tela_core.components import Scores
 from tela_core import hookimpl
+from tela_core.components import Scores
+from tela_core.family import FamilyScorer, TargetOptions
 from tela_core.records import Record
-from tela_zoo_baselines.family import FamilyScorer, TargetOptions
 
 __all__ = ["EncoderClassifier", "EncoderOptions"]
 
@@ -48,15 +48,15 @@ class EncoderClassifier(FamilyScorer):
     def fit(self, train: Sequence[Record], output_dir: Path, config: Mapping[str, Any]) -> Path:
         from .train import train_encoder
 
-        self._merged(config)
-        out = self._prepare(train, output_dir)
+        self.merge_options(config)
+        out = self.start_fit(train, output_dir)
         meta = train_encoder(self.options, train, out / MODEL_SUBDIR)
         self._model = None
         self._dir = out
-        return self._finish(out, meta.pop("train_records"), meta)
+        return self.finish_fit(out, meta.pop("train_records"), meta)
 
     def load(self, artifact_dir: Path) -> None:
-        self._check_manifest(artifact_dir)
+        self.check_manifest(artifact_dir)
         self._dir = Path(artifact_dir)
         self._model = None
 
