@@ -186,3 +186,36 @@ def test_scorer_and_policy_examples_work_end_to_end(plugins_md, tmp_path):
     finally:
         for hook in mods:
             remove_plugin(f"docs-e2e-{hook}")
+
+
+def test_family_sdk_example_trains_and_loads(plugins_md, tmp_path):
+    """The family-SDK example (FamilyScorer + TargetOptions) trains with the pair handed over in
+    ``config``, writes a manifest that restores its options, loads through the Router API and
+    routes; a damaged artifact file is one TelaError naming it."""
+    from tela_core import Record, Router, TelaError
+    from tela_core.artifact import read_manifest
+    from tela_core.family import FamilyScorer, TargetOptions
+
+    (block,) = _code_blocks(_section(plugins_md, "### The family SDK"), "python")
+    assert "from tela_core.family import FamilyScorer, TargetOptions" in block
+    module = types.ModuleType("docs_family_sdk")
+    exec(compile(block, "docs/plugins.md (family SDK)", "exec"), module.__dict__)
+    assert issubclass(module.KeywordScorer, FamilyScorer) and issubclass(module.KeywordOptions, TargetOptions)
+    add_plugin(module, "docs-family-sdk")
+    try:
+        # "prove" prompts are the ones the small model gets wrong; a third model is ignored by the pair
+        recs = [Record(prompt=("prove that " if i % 2 else "what is ") + f"item {i}",
+                       outcomes={"small": float(i % 2 == 0), "big": 1.0, "other": 0.5}) for i in range(20)]
+        scorer = get_registry().create("scorer", "keyword-rate", {"keywords": ["prove"]})
+        out = scorer.fit(recs, tmp_path / "r", {"weak": "small", "strong": "big", "seed": 0})
+        manifest = read_manifest(out)
+        assert manifest["scorer_options"]["keywords"] == ["prove"]
+        assert (manifest["weak"], manifest["strong"], manifest["train_records"]) == ("small", "big", 20)
+        router = Router.load(out)
+        assert router.models == ["small", "big"]
+        assert router.route(["Prove it", "hello"]) == ["big", "small"]
+        (out / "rates.json").write_text("{")
+        with pytest.raises(TelaError, match="rates.json: damaged router file"):
+            Router.load(out)
+    finally:
+        remove_plugin("docs-family-sdk")
