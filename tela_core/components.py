@@ -82,6 +82,14 @@ class Source(Component):
     #: True for a source that also reads names that are not paths (a Hugging Face hub id such as
     #: ``routellm/gpt4_dataset``): tela then does not report a missing path for it.
     reads_hub_ids: ClassVar[bool] = False
+    #: Notes about the last :meth:`read` (rows skipped, models found, files read...), set by the
+    #: source as it reads and shown by ``tela data check`` and in run/eval info as
+    #: ``source_notes``. Empty until a read; JSON-serialisable values only.
+    stats: dict[str, Any]
+
+    def __init__(self, options: BaseModel | Mapping[str, Any] | None = None) -> None:
+        super().__init__(options)
+        self.stats = {}
 
     def read(self, path: Path) -> Iterator["Record"]:
         """Yield the records of ``path``. A plugin implements this; tela calls :meth:`records`."""

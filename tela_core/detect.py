@@ -105,7 +105,7 @@ def read_records(
         records = evals if side == "eval" else train
         if not records:
             raise InputError(data, None, f"protocol {protocol!r} leaves no {side} records")
-    notes = dict(getattr(source, "stats", {}) or {})
+    notes = dict(source.stats)
     if notes:
         info["source_notes"] = notes
     return records, source, info

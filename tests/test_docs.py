@@ -81,8 +81,13 @@ def test_each_hook_section_has_an_example_implementing_it(plugins_md, hook):
 
 
 def test_component_methods_are_documented(plugins_md):
-    for cls in (components.Source, components.Formatter, components.Backend, components.Scorer, components.Policy):
-        public = [n for n in vars(cls) if not n.startswith("_") and n != "kind"]
+    """Every public method and optional capability a base class declares (a class attribute, or an
+    annotated instance attribute such as ``Source.stats``) is in docs/plugins.md."""
+    assert "stats" in vars(components.Source).get("__annotations__", {})  # annotations are covered too
+    for cls in (components.Source, components.Formatter, components.Backend, components.Scorer, components.Policy,
+                components.Upstream):
+        declared = list(vars(cls)) + list(vars(cls).get("__annotations__", {}))
+        public = [n for n in dict.fromkeys(declared) if not n.startswith("_") and n != "kind"]
         assert public, cls
         for member in public:
             assert f"`{cls.__name__}.{member}" in plugins_md, f"document {cls.__name__}.{member}"

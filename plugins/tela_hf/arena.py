@@ -95,10 +95,6 @@ class ArenaSource(Source):
     Options = ArenaOptions
     reads_hub_ids = True
 
-    def __init__(self, options: Any = None) -> None:
-        super().__init__(options)
-        self.stats: dict[str, Any] = {}
-
     def read(self, path: Path) -> Iterator[Record]:
         o = self.options
         opened = open_split(path, split=o.split, config=o.config, revision=o.revision)

@@ -143,10 +143,6 @@ class HFSource(Source):
     #: ``--data`` may be a hub id rather than a path (``tela run`` lets it through)
     reads_hub_ids = True
 
-    def __init__(self, options: Any = None) -> None:
-        super().__init__(options)
-        self.stats: dict[str, Any] = {}
-
     def open(self, path: Path | str) -> Opened:
         o = self.options
         return open_split(path, split=o.split, config=o.config, revision=o.revision)

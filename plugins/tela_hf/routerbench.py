@@ -99,10 +99,6 @@ class RouterBenchSource(Source):
     Options = RouterBenchOptions
     reads_hub_ids = True
 
-    def __init__(self, options: Any = None) -> None:
-        super().__init__(options)
-        self.stats: dict[str, Any] = {}
-
     def _open(self, path: Path) -> Any:
         p = Path(path)
         if p.suffix.lower() == ".pkl":

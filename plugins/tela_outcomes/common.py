@@ -19,14 +19,11 @@ __all__ = ["OutcomeOptions", "OutcomeSource", "label_for"]
 class OutcomeSource(Source):
     """Base of the outcome sources: resolves the weak/strong pair and builds labelled records.
 
-    ``stats`` holds notes about the last :meth:`read` (e.g. rows skipped), for ``tela data check``.
+    ``stats`` (declared on :class:`~tela_core.components.Source`) holds notes about the last
+    :meth:`read` (e.g. rows skipped), for ``tela data check``.
     """
 
     Options: ClassVar[type[BaseModel]] = OutcomeOptions
-
-    def __init__(self, options: Any = None) -> None:
-        super().__init__(options)
-        self.stats: dict[str, Any] = {}
 
     def pair(self, models: Iterable[str], path: Path) -> tuple[str, str]:
         """The (weak, strong) model names, checked against the models in the data."""

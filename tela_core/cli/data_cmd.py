@@ -86,7 +86,7 @@ def summarize(records: Sequence[Any], source: Any) -> dict[str, Any]:
         "models": models,
         "weak_model": getattr(opts, "weak_model", None),
         "strong_model": getattr(opts, "strong_model", None),
-        "notes": dict(getattr(source, "stats", {}) or {}),
+        "notes": dict(source.stats),
     }
 
 
