@@ -92,7 +92,7 @@ def calibrate(
     if (data is None) == (traffic is None):
         raise TelaError("give calibration prompts (--data FILE) or a `tela serve` decision log (--traffic LOG), one of them")
     if traffic is None:
-        refuse_unused("--traffic-router names a router in a --traffic log", "traffic_router")
+        refuse_unused("calibrating on --data scores its prompts", "traffic_router")
     if traffic is not None:
         refuse_unused("--traffic calibrates on the scores in a `tela serve` decision log", "source_name", "protocol",
                       "score_batch_size", "no_cache", "trust_remote_code")

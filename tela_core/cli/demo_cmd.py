@@ -95,10 +95,10 @@ def _row(name: str, e: Any) -> str:
 
 @click.command()
 @output_option(default=Path("runs/demo"))
-@click.option("--sample", type=int, default=64, show_default=True, help="Training-side records to train on.")
-@click.option("--epochs", type=float, default=1.0, show_default=True)
-@click.option("--processes", type=int, default=1, show_default=True, help="Training ranks.")
-@click.option("--model", default=None, metavar="DIR|GGUF", help="Base model.  [default: smollm2-135m]")
+@click.option("--sample", type=click.IntRange(min=1), default=64, show_default=True, help="Train on N records sampled with seed 42.")
+@click.option("--epochs", type=float, default=1.0, show_default=True, help="Training epochs.")
+@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True, help="Training processes (ranks) on this node.")
+@click.option("--model", default=None, metavar="DIR|GGUF", help="Base model: a local HF dir or a .gguf file.  [default: smollm2-135m]")
 @click.option("--calibration", type=int, default=64, show_default=True,
               help="Training-side prompts (not trained on) to calibrate the threshold on.")
 @click.option("--knn", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,

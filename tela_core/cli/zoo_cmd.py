@@ -79,6 +79,8 @@ def zoo(
     added = parse_named_routers(routers)
     if not fams:
         refuse_unused("without --families no family is trained", "options", "old_options")
+    if not added:  # families never run a model's own code; only --router artifacts may ask to
+        refuse_unused("without --router no router artifact is loaded", "trust_remote_code")
     if not fams and not added:
         raise TelaError("--families: name at least one family (see `tela plugins list`) or add a --router")
     reg = get_registry()
