@@ -25,7 +25,7 @@ from benchdata import dataset
 
 import numpy as np
 
-from tela_core.nmodel import aiq, hull, hull_value, sweep
+from tela_core.eval.nmodel import aiq, hull, hull_value, sweep
 
 DATA = dataset("llmrouter")  # `tela data get llmrouter` fetches it
 

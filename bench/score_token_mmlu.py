@@ -120,7 +120,7 @@ def readouts(probs: Any) -> dict[str, Any]:
 def score_records(router: Path, records: Sequence[Any], batch_size: int | None) -> Any:
     """Scores of ``records`` (cached under $TELA_CACHE/scores like ``tela eval``)."""
     from tela_core import Router
-    from tela_core import evaluation as ev
+    from tela_core import eval as ev
 
     r = Router.load(router, score_batch_size=batch_size)
     return ev.score_prompts(r.scorer, [x.prompt for x in records], router_id=ev.router_hash(router),
@@ -221,7 +221,7 @@ def readout_stage(router: Path, train_side: Sequence[Any], chosen: Sequence[Any]
     """Pick the readout on training-subject prompts the router did not train on (subject folds)."""
     import numpy as np
 
-    from tela_core import evaluation as ev
+    from tela_core import eval as ev
     from tela_core.errors import TelaError
 
     seen = {r.prompt for r in chosen}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tela_core import TelaError, metrics
-from tela_core import evaluation as ev
+from tela_core import eval as ev
 from tela_core.testing import needs_public_data, public_data
 
 MMLU = public_data("routellm-mmlu") or Path("routellm-mmlu")

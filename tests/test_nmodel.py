@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from tela_core import Record
 from tela_core.cli.main import get_cli
-from tela_core.nmodel import aiq, evaluate_nmodel, hull, hull_value
+from tela_core.eval.nmodel import aiq, evaluate_nmodel, hull, hull_value
 
 
 def test_hull_keeps_the_upper_non_decreasing_frontier():

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tela_core import Record, TelaError
-from tela_core import evaluation, targets
+from tela_core import eval as ev
+from tela_core import targets
 
 A, B, C = "model-a", "model-b", "model-c"
 
@@ -43,4 +44,4 @@ def test_names_and_source_pair_win_and_are_checked() -> None:
 
 
 def test_eval_and_the_families_use_the_same_rule() -> None:
-    assert evaluation.resolve_pair is targets.resolve_pair and evaluation.model_names is targets.model_names
+    assert ev.resolve_pair is targets.resolve_pair and ev.model_names is targets.model_names

@@ -82,7 +82,7 @@ def calibrate(
       tela calibrate --router runs/knn --data calib.jsonl --strong-share 0.3
       tela calibrate --router runs/knn --traffic decisions.jsonl --strong-share 0.3
     """
-    from .. import evaluation as ev
+    from .. import eval as ev
     from ..artifact import read_manifest, write_policy
     from ..errors import TelaError
     from ..plugins import get_registry

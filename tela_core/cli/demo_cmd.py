@@ -54,7 +54,7 @@ def calibrate_on(router_dir: Path, prompts: Sequence[str], share: float, data: s
 def judge(w: Any, records: Sequence[Any], models: Sequence[str]) -> dict[str, Any]:
     """The router's, random's and the oracle's evaluations of ``w`` on ``records`` (weak, strong =
     ``models``' first and last)."""
-    from .. import evaluation as ev
+    from .. import eval as ev
 
     arrays = ev.outcome_arrays(records, models[0], models[-1])
     return {
@@ -150,7 +150,7 @@ def demo(output: Path, sample: int, epochs: float, processes: int, model: str | 
     click.echo(_row(f"score-token ({sample} records, z3)", result["router"]))
     click.echo(_row("random (mean of 10 seeds)", result["random"]))
     click.echo(_row("oracle", result["oracle"]))
-    from .. import evaluation as ev
+    from .. import eval as ev
 
     point = ev.policy_point(np.asarray(scores.w) >= router.threshold, result["arrays"])
     click.echo(f"  calibrated policy here: {point['strong_share']:.0%} strong calls, quality {point['quality']:.3f} "

@@ -79,7 +79,7 @@ def eval_cmd(
     """
     import json
 
-    from .. import evaluation as ev
+    from .. import eval as ev
     from ..artifact import read_manifest
     from ..errors import TelaError
     from ..io import check_can_write
@@ -160,7 +160,7 @@ def _warn_if_trained_on(manifest: Any, records: Any) -> None:
 def _lock_output(output: Path, force: bool) -> None:
     """Hold ``output`` until the command ends (another eval into it is refused, naming its pid);
     then check again that the report may be written, now that no one else can write it."""
-    from .. import evaluation as ev
+    from .. import eval as ev
     from ..io import check_can_write
     from ..locks import output_lock
 
@@ -173,12 +173,12 @@ def _eval_all_models(
     router: str, baseline: str | None, manifest: Any, data: Path, output: Path, source_name: str,
     protocol: str | None, score_batch_size: int | None, as_json: bool, force: bool, trust_remote_code: bool,
 ) -> None:
-    """``tela eval --all-models``: the cost-aware N-model report (:mod:`tela_core.nmodel`)."""
+    """``tela eval --all-models``: the cost-aware N-model report (:mod:`tela_core.eval.nmodel`)."""
     import json
 
     import numpy as np
 
-    from .. import nmodel
+    from ..eval import nmodel
     from ..errors import TelaError
     from ..io import check_can_write
 
@@ -219,7 +219,7 @@ def _eval_all_models(
 
 def _policy_point(spec: dict[str, Any], scores: Any, arrays: Any) -> dict[str, Any] | None:
     """Where the router's saved policy lands on this data (two-model policies only)."""
-    from .. import evaluation as ev
+    from .. import eval as ev
     from ..errors import TelaError
     from ..plugins import get_registry
 

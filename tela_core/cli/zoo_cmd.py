@@ -72,7 +72,7 @@ def zoo(
     from ..io import remove_stale_partials, staged_dir
     from ..locks import output_lock
     from ..plugins import get_registry
-    from ..zoo import HEADER, _table_rows, run_zoo
+    from ..eval.zoo import HEADER, _table_rows, run_zoo
 
     fams = [f.strip() for f in families.split(",") if f.strip()]
     options = options + old_options

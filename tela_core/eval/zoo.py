@@ -3,7 +3,7 @@
 :func:`run_zoo` is what ``tela zoo`` and ``bench/zoo_mmlu.py`` call. It splits the records (a named
 protocol such as ``mmlu-heldout``, or a seeded 10% split), then for every family: ``fit`` on the
 train part (timed), ``score`` the eval prompts (timed), and evaluate the scores with
-:mod:`tela_core.evaluation` beside the random and oracle baselines. Results go to one directory:
+:mod:`tela_core.eval.replay` beside the random and oracle baselines. Results go to one directory:
 ``results.json``, ``report.md``, ``curves.png`` and one artifact dir per family under ``routers/``.
 """
 
@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .errors import TelaError
-from .records import Record
-from .targets import resolve_pair
+from ..errors import TelaError
+from ..records import Record
+from ..targets import resolve_pair
 
 __all__ = ["FamilyResult", "ZooResult", "split_for_zoo", "run_zoo", "write_report"]
 
@@ -39,7 +39,7 @@ class FamilyResult:
     n_eval: int
     options: dict[str, Any] = field(default_factory=dict)
     curve: list[float] = field(default_factory=list)  # PGR on the p grid 0, 0.1, ..., 1
-    evaluation: dict[str, Any] = field(default_factory=dict, repr=False)  # tela_core.evaluation.Evaluation
+    evaluation: dict[str, Any] = field(default_factory=dict, repr=False)  # tela_core.eval.Evaluation
 
 
 @dataclass
@@ -60,10 +60,10 @@ class ZooResult:
 def split_for_zoo(records: Sequence[Record], protocol: str | None, seed: int = 42) -> tuple[list[Record], list[Record]]:
     """(train, eval): the protocol's split when named, else a seeded 10% random split."""
     if protocol:
-        from . import protocols
+        from .. import protocols
 
         return protocols.split(protocol, records)
-    from .sampling import split
+    from ..sampling import split
 
     return split(records, eval_fraction=0.1, seed=seed)
 
@@ -83,9 +83,9 @@ def train_s_of(row: FamilyResult) -> str:
 
 
 def _row(name: str, w: Any, weak_o: Any, strong_o: Any, train_s: float | None, score_s: float, options: Mapping[str, Any]) -> FamilyResult:
-    from . import evaluation
+    from . import replay
 
-    ev = evaluation.evaluate_scores(w, weak_o, strong_o)
+    ev = replay.evaluate_scores(w, weak_o, strong_o)
     return FamilyResult(
         family=name,
         apgr=ev.apgr,
@@ -124,7 +124,7 @@ def run_zoo(
     """
     import numpy as np
 
-    from .plugins import get_registry
+    from ..plugins import get_registry
 
     say = on_event or (lambda _m: None)
     reg = get_registry()
@@ -135,9 +135,9 @@ def run_zoo(
                 f"family {fam!r} is trained by a backend; train it with `tela run`, then add it here with "
                 f"--router {fam}=RUN_DIR"
             )
-    from .artifact import read_manifest
-    from .fingerprint import record_training_prompts
-    from .router import Router
+    from ..artifact import read_manifest
+    from ..fingerprint import record_training_prompts
+    from ..router import Router
 
     extra = dict(routers or {})
     for name, path in extra.items():
@@ -190,14 +190,14 @@ def run_zoo(
         row = _row(name, w, weak_o, strong_o, _recorded_train_seconds(manifest), t3 - t2, opts)
         results.append(row)
         say(f"{name}: APGR {row.apgr:.3f} (score {row.score_seconds:.1f}s)")
-    from . import evaluation
+    from . import replay
 
     base = []
-    for name, base_w in (("random", None), ("oracle", evaluation.oracle_scores(weak_o, strong_o))):
+    for name, base_w in (("random", None), ("oracle", replay.oracle_scores(weak_o, strong_o))):
         if base_w is None:
-            ev = evaluation.random_baseline(weak_o, strong_o)
+            ev = replay.random_baseline(weak_o, strong_o)
         else:
-            ev = evaluation.evaluate_scores(base_w, weak_o, strong_o)
+            ev = replay.evaluate_scores(base_w, weak_o, strong_o)
         base.append(
             FamilyResult(name, ev.apgr, ev.cpt50, ev.cpt80, ev.auc, 0.0, 0.0, len(prompts), curve=list(ev.pgr_grid), evaluation=ev.to_dict())
         )
@@ -239,7 +239,7 @@ HEADER = ["family", "APGR", "CPT(50%)", "CPT(80%)", "train s", "score s"]
 def write_report(result: ZooResult, output: Path) -> None:
     """``results.json``, ``report.md`` and ``curves.png`` (quality vs strong-call share, every family,
     random and oracle) in ``output``."""
-    from .io import atomic_write_json, atomic_write_text
+    from ..io import atomic_write_json, atomic_write_text
 
     output.mkdir(parents=True, exist_ok=True)
     atomic_write_json(output / "results.json", asdict(result))
@@ -260,7 +260,7 @@ def write_report(result: ZooResult, output: Path) -> None:
 
 
 def _plot(result: ZooResult, path: Path) -> None:
-    from .evaluation import plot_curves
+    from .plots import plot_curves
 
     curves = {r.family: r.evaluation for r in result.families + result.baselines}
     plot_curves(

@@ -1,0 +1,187 @@
+"""Scoring prompts through any router, cached: a second eval of the same router and data does not
+run the model again.
+
+:func:`score_prompts` scores in chunks with a progress bar and keeps the result under a key of the
+router's files (:func:`router_hash`, ``policy.json`` left out), the scorer's options (speed-only
+ones left out) and the prompts. One writer per entry (a file lock); a damaged entry is dropped
+and scored again; a cache that cannot be written is a warning, not a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from ..errors import TelaError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from ..components import Scorer, Scores
+
+__all__ = ["score_prompts", "router_hash", "score_cache_dir"]
+
+
+def router_hash(artifact_dir: Path) -> str:
+    """SHA-256 over a router dir's files (names and bytes), leaving out ``policy.json``: the policy
+    does not change the scores, so calibrating a router keeps its cached scores valid."""
+    from ..artifact import POLICY
+
+    h = hashlib.sha256()
+    root = Path(artifact_dir)
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or p.name == POLICY or any(part.startswith(".") for part in p.relative_to(root).parts):
+            continue
+        h.update(str(p.relative_to(root)).encode() + b"\0")
+        with open(p, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def score_cache_dir(fallback: Path | None = None) -> Path | None:
+    """``$TELA_CACHE/scores`` when ``TELA_CACHE`` is set, else ``fallback`` (may be None: no cache)."""
+    root = os.environ.get("TELA_CACHE")
+    if root:
+        return Path(root).expanduser() / "scores"
+    return fallback
+
+
+def _cache_key(router_id: str, scorer: "Scorer", prompts: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    opts: Any = getattr(scorer, "options", None)
+    settings = opts.model_dump(mode="json") if hasattr(opts, "model_dump") else {}
+    for speed_only in ("batch_size", "max_batch_tokens"):  # change how fast, not what is scored
+        settings.pop(speed_only, None)
+    opts_json = json.dumps(settings, sort_keys=True, default=str)
+    h.update(f"{scorer.name}\0{router_id}\0{opts_json}\0{len(prompts)}\0".encode())
+    for p in prompts:
+        h.update(hashlib.sha256(p.encode("utf-8", "surrogatepass")).digest())
+    return h.hexdigest()[:32]
+
+
+def score_prompts(
+    scorer: "Scorer",
+    prompts: Sequence[str],
+    *,
+    router_id: str | None = None,
+    cache_dir: Path | None = None,
+    chunk_size: int = 128,
+    progress: bool = True,
+    description: str = "scoring",
+) -> tuple["Scores", dict[str, Any]]:
+    """Score ``prompts`` with ``scorer`` in chunks (a rich progress bar on stderr), reusing a cached
+    result when ``router_id`` (e.g. :func:`router_hash`) and ``cache_dir`` are given.
+
+    Returns the scores and info ``{"cached": bool, "seconds": float, "key": str | None}``.
+    """
+    import numpy as np
+
+    from ..components import Scores
+
+    key = _cache_key(router_id, scorer, prompts) if router_id and cache_dir else None
+    if not key:
+        return _score_uncached(scorer, prompts, key, None, chunk_size, progress, description)
+    path = Path(cache_dir) / f"{key}.npz"  # type: ignore[arg-type]
+    hit = _cached_scores(path, len(prompts))
+    if hit is not None:
+        return hit, {"cached": True, "seconds": 0.0, "key": key}
+    from ..locks import cache_lock
+
+    # One writer per entry: a second eval of the same router and prompts waits, then reads.
+    with cache_lock(path, on_wait=lambda who: _warn(f"waiting for {who}, which is scoring the same prompts")) as held:
+        if held is None:
+            _warn(f"cannot write the score cache in {path.parent}; continuing without it")
+        hit = _cached_scores(path, len(prompts)) if held is not None else None
+        if hit is not None:
+            return hit, {"cached": True, "seconds": 0.0, "key": key}
+        return _score_uncached(scorer, prompts, key, path if held is not None else None, chunk_size, progress, description)
+
+
+def _warn(message: str) -> None:
+    import sys
+
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _cached_scores(path: Path, n: int) -> "Scores | None":
+    """The cached scores in ``path`` when it holds ``n`` of them; None when absent or damaged (a
+    damaged entry is dropped and computed again)."""
+    import numpy as np
+
+    from ..components import Scores
+
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            w = z["w"]
+            probs = z["probs"] if "probs" in z.files else None
+        if len(w) == n and (probs is None or len(probs) == n):
+            return Scores(w=w, probs=probs)
+    except Exception:  # truncated, garbage or foreign: BadZipFile, EOFError, KeyError, ValueError, OSError
+        pass
+    _warn(f"damaged score cache entry {path}; scoring again")
+    with contextlib.suppress(OSError):
+        path.unlink()
+    return None
+
+
+def _score_uncached(
+    scorer: "Scorer", prompts: Sequence[str], key: str | None, path: Path | None, chunk_size: int, progress: bool,
+    description: str,
+) -> tuple["Scores", dict[str, Any]]:
+    import numpy as np
+
+    from ..components import Scores
+
+    t0 = time.perf_counter()
+    ws: list[np.ndarray] = []
+    ps: list[np.ndarray] = []
+    has_probs = True
+    chunks = [prompts[i : i + chunk_size] for i in range(0, len(prompts), chunk_size)]
+    bar = _progress(progress)
+    with bar:
+        task = bar.add_task(description, total=len(prompts))
+        for chunk in chunks:
+            s = scorer.score(list(chunk))
+            w = np.asarray(s.w, dtype=float).reshape(-1)
+            if len(w) != len(chunk):
+                raise TelaError(f"scorer {scorer.name!r} returned {len(w)} scores for {len(chunk)} prompts")
+            ws.append(w)
+            if s.probs is None:
+                has_probs = False
+            else:
+                ps.append(np.asarray(s.probs, dtype=float))
+            bar.advance(task, len(chunk))
+    w_all = np.concatenate(ws) if ws else np.zeros(0)
+    probs_all = np.concatenate(ps) if has_probs and ps else None
+    seconds = time.perf_counter() - t0
+    if path is not None:
+        try:
+            _save_npz(path, w_all, probs_all)
+        except OSError as e:
+            _warn(f"cannot write the score cache in {path.parent} ({e.strerror or e}); continuing without it")
+    return Scores(w=w_all, probs=probs_all), {"cached": False, "seconds": seconds, "key": key}
+
+
+def _save_npz(path: Path, w: "np.ndarray", probs: "np.ndarray | None") -> None:
+    import numpy as np
+
+    from ..io import atomic_open
+
+    arrays = {"w": w} if probs is None else {"w": w, "probs": probs}
+    with atomic_open(path, "wb") as fh:
+        np.savez(fh, **arrays)  # type: ignore[arg-type]  # a binary file object
+
+
+def _progress(enabled: bool) -> Any:
+    from ..progress import make_progress
+
+    return make_progress(enabled)
