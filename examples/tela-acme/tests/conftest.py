@@ -1,0 +1,27 @@
+"""Fixtures for tela-acme's tests: the bundled MMLU sample as acme-csv files, and a tiny base model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from acme_cli import SAMPLES, write_acme_csv
+
+
+@pytest.fixture(scope="session")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``train``: the 400-prompt MMLU sample (42 subjects); ``heldout``: 300 prompts of 15 other subjects."""
+    if not (SAMPLES / "mmlu_sample.jsonl").exists():
+        pytest.skip(f"tela's bundled sample is not installed ({SAMPLES})")
+    d = tmp_path_factory.mktemp("acme-data")
+    return {"train": write_acme_csv(SAMPLES / "mmlu_sample.jsonl", d / "train.csv"),
+            "heldout": write_acme_csv(SAMPLES / "mmlu_heldout_sample.jsonl", d / "heldout.csv")}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny local base model, so `tela run` resolves one offline in a second (acme-ngram never reads it)."""
+    from tela_core.testing import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
