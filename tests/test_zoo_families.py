@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import types
 
 import numpy as np
 import pytest
@@ -137,6 +138,50 @@ def test_wrong_artifact_is_refused(tmp_path):
     knn = get_registry().create("scorer", "embedding-knn", {})
     with pytest.raises(TelaError, match="written by scorer 'length'"):
         knn.load(tmp_path / "l")
+
+
+def test_linear_probe_sdk_fits_any_features(tmp_path):
+    """tela_core.probe.LinearProbeScorer, the probe embedding-linear and lm-probe share, is a
+    family for any features: a third party writes only ``features``; the pair comes from
+    ``config``, the options survive the manifest, and standardize folds the scaling into the
+    saved coefficients (the loaded router scores the raw features the same)."""
+    from pydantic import Field
+
+    from tela_core import hookimpl
+    from tela_core.plugins import add_plugin, remove_plugin
+    from tela_core.probe import LinearProbeScorer, ProbeOptions
+
+    class MathOptions(ProbeOptions):
+        scale: float = Field(100.0, gt=0, description="multiplies the features (standardize undoes it)")
+
+    class MathProbe(LinearProbeScorer):
+        name = "test-math-probe"
+        Options = MathOptions
+        standardize = True
+
+        def features(self, prompts):
+            words = ("compute", "solve", "find", "prove")
+            return np.array([[self.options.scale * any(w in p.lower() for w in words), len(p)] for p in prompts], float)
+
+    @hookimpl
+    def tela_register_scorers(register):
+        register(MathProbe)
+
+    add_plugin(types.SimpleNamespace(tela_register_scorers=tela_register_scorers), "test-math-probe")
+    try:
+        scorer = get_registry().create("scorer", "test-math-probe", {"C": 10.0, "scale": 1000.0})
+        out = scorer.fit(_records(), tmp_path / "probe", {"weak": W, "strong": S, "run": {}})
+        manifest = read_manifest(out)
+        assert (manifest["weak"], manifest["strong"]) == (W, S)
+        assert manifest["scorer_options"]["scale"] == 1000.0 and manifest["scorer_options"]["C"] == 10.0
+        assert set(json.loads((out / "linear.json").read_text())) == {"coef", "bias"}
+        probe = ["Solve x^2 = 4 for x.", "Who painted the Mona Lisa?"]
+        before = scorer.score(probe).w
+        after = Router.load(out).scorer.score(probe).w
+        np.testing.assert_allclose(before, after)
+        assert after[0] > 0.5 > after[1]
+    finally:
+        remove_plugin("test-math-probe")
 
 
 def test_embedding_cache_reuses_vectors(tmp_path):
