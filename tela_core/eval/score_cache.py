@@ -5,6 +5,10 @@ run the model again.
 router's files (:func:`router_hash`, ``policy.json`` left out), the scorer's options (speed-only
 ones left out) and the prompts. One writer per entry (a file lock); a damaged entry is dropped
 and scored again; a cache that cannot be written is a warning, not a failure.
+
+Long scoring passes survive a kill: each finished chunk is written (atomically) under
+``KEY.chunks/`` as it completes, and a rerun of the same router on the same prompts scores only
+the chunks that are missing. The chunk folder is removed once the whole entry is written.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ def _cache_key(router_id: str, scorer: "Scorer", prompts: Sequence[str]) -> str:
     h = hashlib.sha256()
     opts: Any = getattr(scorer, "options", None)
     settings = opts.model_dump(mode="json") if hasattr(opts, "model_dump") else {}
-    for speed_only in ("batch_size", "max_batch_tokens"):  # change how fast, not what is scored
+    for speed_only in ("batch_size", "max_batch_tokens", "prefix_cache"):  # how fast, not what is scored
         settings.pop(speed_only, None)
     opts_json = json.dumps(settings, sort_keys=True, default=str)
     h.update(f"{scorer.name}\0{router_id}\0{opts_json}\0{len(prompts)}\0".encode())
@@ -110,7 +114,7 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def _cached_scores(path: Path, n: int) -> "Scores | None":
+def _cached_scores(path: Path, n: int, quiet: bool = False) -> "Scores | None":
     """The cached scores in ``path`` when it holds ``n`` of them; None when absent or damaged (a
     damaged entry is dropped and computed again)."""
     import numpy as np
@@ -127,7 +131,8 @@ def _cached_scores(path: Path, n: int) -> "Scores | None":
             return Scores(w=w, probs=probs)
     except Exception:  # truncated, garbage or foreign: BadZipFile, EOFError, KeyError, ValueError, OSError
         pass
-    _warn(f"damaged score cache entry {path}; scoring again")
+    if not quiet:
+        _warn(f"damaged score cache entry {path}; scoring again")
     with contextlib.suppress(OSError):
         path.unlink()
     return None
@@ -145,15 +150,25 @@ def _score_uncached(
     ws: list[np.ndarray] = []
     ps: list[np.ndarray] = []
     has_probs = True
-    chunks = [prompts[i : i + chunk_size] for i in range(0, len(prompts), chunk_size)]
+    starts = range(0, len(prompts), chunk_size)
+    parts = path.with_name(path.stem + ".chunks") if path is not None else None
+    resumed = 0
     bar = _progress(progress)
     with bar:
         task = bar.add_task(description, total=len(prompts))
-        for chunk in chunks:
-            s = scorer.score(list(chunk))
+        for start in starts:
+            chunk = prompts[start : start + chunk_size]
+            part = parts / f"{start:09d}-{start + len(chunk):09d}.npz" if parts is not None else None
+            s = _cached_scores(part, len(chunk), quiet=True) if part is not None else None
+            if s is not None:
+                resumed += len(chunk)
+            else:
+                s = scorer.score(list(chunk))
+                if len(np.asarray(s.w).reshape(-1)) != len(chunk):
+                    raise TelaError(f"scorer {scorer.name!r} returned {len(np.asarray(s.w).reshape(-1))} scores for {len(chunk)} prompts")
+                if part is not None:
+                    _save_part(part, s)
             w = np.asarray(s.w, dtype=float).reshape(-1)
-            if len(w) != len(chunk):
-                raise TelaError(f"scorer {scorer.name!r} returned {len(w)} scores for {len(chunk)} prompts")
             ws.append(w)
             if s.probs is None:
                 has_probs = False
@@ -168,7 +183,24 @@ def _score_uncached(
             _save_npz(path, w_all, probs_all)
         except OSError as e:
             _warn(f"cannot write the score cache in {path.parent} ({e.strerror or e}); continuing without it")
-    return Scores(w=w_all, probs=probs_all), {"cached": False, "seconds": seconds, "key": key}
+        else:
+            if parts is not None:
+                import shutil
+
+                shutil.rmtree(parts, ignore_errors=True)
+    return Scores(w=w_all, probs=probs_all), {"cached": False, "seconds": seconds, "key": key, "resumed": resumed}
+
+
+def _save_part(part: Path, s: "Scores") -> None:
+    """One finished chunk, written atomically so a kill leaves it whole or absent."""
+    import numpy as np
+
+    try:
+        part.parent.mkdir(parents=True, exist_ok=True)
+        probs = None if s.probs is None else np.asarray(s.probs, dtype=float)
+        _save_npz(part, np.asarray(s.w, dtype=float).reshape(-1), probs)
+    except OSError:
+        pass  # a chunk that cannot be kept is only a lost resume point
 
 
 def _save_npz(path: Path, w: "np.ndarray", probs: "np.ndarray | None") -> None:
