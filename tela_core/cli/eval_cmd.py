@@ -90,12 +90,13 @@ def eval_cmd(
         manifest = read_manifest(router)  # a bad router dir fails before any work
     if output.exists() and not output.is_dir():
         raise TelaError(f"{output} is a file; --output must be a directory")
+    if all_models:
+        refuse_unused("--all-models judges every model with the cost-aware policy", "weak_model", "strong_model",
+                      "no_cache", "policy_name", "policy_sets")
     if baseline is not None:
         refuse_unused(f"--router {baseline} is a baseline that loads no router", "score_batch_size", "no_cache",
                       "policy_name", "policy_sets", "trust_remote_code")
     if all_models:
-        refuse_unused("--all-models judges every model with the cost-aware policy", "weak_model", "strong_model",
-                      "no_cache", "policy_name", "policy_sets")
         _eval_all_models(router, baseline, manifest, data, output, source_name, protocol, score_batch_size, as_json, force,
                          trust_remote_code)
         return
