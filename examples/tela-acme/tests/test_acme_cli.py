@@ -93,7 +93,7 @@ def test_tfidf_is_an_ensemble_member_with_the_ensembles_target(data, tmp_path):
          "--set", "ensemble.folds=3", "--set", "ensemble.target=gain", "-o", tmp_path / "zoo")
     router = tmp_path / "zoo" / "routers" / "ensemble"
     member = json.loads((router / "members" / "1-acme-tfidf" / "tela.json").read_text())
-    assert member["scorer_options"]["target"] == "gain" and member["target"]["strong"] == GPT4
+    assert member["scorer_options"]["target"] == "gain" and (member["target"], member["strong"]) == ("gain", GPT4)
     assert "w" in json.loads(tela("route", "--router", router, "--json", "What is 2 + 2?").stdout)
 
 
