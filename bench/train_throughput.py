@@ -6,9 +6,9 @@ and effective batch (8), in this one process, on CPU, fp32:
 
 - **seed**: every example padded to 2,048 tokens (``padding="max_length"``), loss on every
   non-pad token, batch 1 × gradient accumulation 8 (the seed's ``TrainingArguments``).
-- **tela**: what ``tela_deepspeed.worker`` does: TRL ``SFTTrainer`` on prompt/completion data with
+- **tela**: what ``tela_core.train.worker`` does: TRL ``SFTTrainer`` on prompt/completion data with
   loss on the completion only (score token + EOS), the LM head applied at those positions only
-  (:mod:`tela_deepspeed.loss`), dynamic padding to the longest example of each batch, batch 8 ×
+  (:mod:`tela_core.train.loss`), dynamic padding to the longest example of each batch, batch 8 ×
   accumulation 1.
 
 DeepSpeed is left out of both arms (one process, one rank): it shards state across ranks and
@@ -70,7 +70,7 @@ def load(model_dir: Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tela_deepspeed.tokens import add_score_tokens
+    from tela_core.train.tokens import add_score_tokens
 
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32, attn_implementation="sdpa")
@@ -133,7 +133,7 @@ def tela_arm(model_dir: Path, train: list[dict[str, Any]], out: Path, lr: float)
     from datasets import Dataset
     from trl import SFTConfig
 
-    from tela_deepspeed.loss import sft_trainer_class
+    from tela_core.train.loss import sft_trainer_class
 
     model, tok = load(model_dir)
     args = SFTConfig(

@@ -35,7 +35,7 @@ def test_lora_unmerged_adapter_scores_like_the_merged_model(tiny_model: Path, tm
     import numpy as np
 
     from tela_core.router import Router
-    from tela_lora import merge_adapter
+    from tela_core.train import merge_adapter
 
     out = tmp_path / "adapter"
     args = [a if a != "deepspeed-z3" else "lora" for a in base_args(tiny_model, out, 1)]

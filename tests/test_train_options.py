@@ -12,7 +12,7 @@ from tela_core.cli.main import get_cli
 from tela_core.data import sample_path
 from tela_core.errors import TelaError
 from tela_core.train import RUN_SUBDIR, RunConfig, check_output, resolve_config
-from tela_deepspeed import zero3_config
+from tela_core.train import zero3_config
 
 
 def _run(*args: str) -> "object":

@@ -15,7 +15,7 @@ import pytest
 from test_train_deepspeed import check_artifact
 
 from tela_core.data import sample_path
-from tela_deepspeed.worker import last_complete_checkpoint
+from tela_core.train.worker import last_complete_checkpoint
 
 pytestmark = pytest.mark.slow
 

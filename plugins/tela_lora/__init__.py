@@ -9,13 +9,13 @@ weights in a fresh process after training, so the artifact loads like a full mod
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tela_core import Backend, TrainJob, hookimpl
+from tela_core.train import WORKER_MODULE, launch_workers, merge_adapter, worker_spec, zero3_config
 
-__all__ = ["LoraBackend", "LoraOptions", "load_merged", "merge_adapter"]
+__all__ = ["LoraBackend", "LoraOptions"]
 
 
 class LoraOptions(BaseModel):
@@ -48,33 +48,6 @@ class LoraOptions(BaseModel):
         return v
 
 
-def load_merged(base_model: str, adapter_dir: Path, tokenizer_dir: Path, trust_remote_code: bool = False, dtype: Any = None) -> Any:
-    """The base model with the score tokens added as the worker added them, the adapter applied and
-    merged in memory. ``tokenizer_dir`` holds the trained tokenizer (with ``[[1]]``..``[[5]]``)."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from tela_deepspeed.tokens import add_score_tokens
-
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code)
-    base_tok = AutoTokenizer.from_pretrained(base_model, trust_remote_code=trust_remote_code)
-    add_score_tokens(model, base_tok)
-    if len(base_tok) != len(tokenizer):
-        raise RuntimeError(f"tokenizer mismatch after adding score tokens: {len(base_tok)} != {len(tokenizer)}")
-    model.config.pad_token_id = tokenizer.pad_token_id
-    return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
-
-
-def merge_adapter(base_model: str, adapter_dir: Path, output_dir: Path, trust_remote_code: bool = False) -> None:
-    """Merge the adapter into the base weights and save a plain model into ``output_dir``.
-
-    Runs in the CLI process after the workers have exited (never in a DeepSpeed-initialised one).
-    """
-    load_merged(base_model, adapter_dir, output_dir, trust_remote_code).save_pretrained(str(output_dir))
-
-
 class LoraBackend(Backend):
     """PEFT LoRA with trainable score-token rows; merge-and-save by default."""
 
@@ -83,15 +56,12 @@ class LoraBackend(Backend):
     Options = LoraOptions
 
     def train(self, job: TrainJob) -> Path:
-        from tela_core.train import launch_workers
-        from tela_deepspeed import worker_spec, zero3_config
-
         o = self.options
         ds = zero3_config(o.offload_optimizer, o.offload_params) if o.deepspeed else None
         lora = {"r": o.r, "alpha": o.alpha, "dropout": o.dropout, "target_modules": o.target_modules}
         run_dir = Path(job.config["run_dir"])
         spec = worker_spec(job, ds, lora)
-        result = launch_workers(run_dir, "tela_deepspeed.worker", spec, job.processes, job.hostfile,
+        result = launch_workers(run_dir, WORKER_MODULE, spec, job.processes, job.hostfile,
                                 quiet=bool(job.config.get("quiet")), nodes=job.config.get("nodes"))
         if result.get("rank0") is False:  # multi-node: the adapter was saved on the node holding rank 0
             return job.output_dir

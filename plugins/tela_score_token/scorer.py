@@ -137,7 +137,7 @@ class ScoreTokenScorer(Scorer):
         try:
             if adapter_only:
                 # `lora` with merge=false: a PEFT adapter over the base model the manifest names.
-                from tela_lora import load_merged
+                from tela_core.train import load_merged
 
                 base = (manifest.get("base_model") or {}).get("path")
                 if not base or not Path(base).is_dir():

@@ -12,17 +12,30 @@
 - ``runner.py``: :func:`run`, the whole run; the manifest and default policy are written last, so an
   output dir with ``tela.json`` is a finished router.
 
-Nothing here imports torch, transformers or deepspeed at module level.
+What a backend uses (both builtin backends, ``deepspeed-z3`` and ``lora``, are built from these):
+
+- ``worker.py``: the shared training worker (TRL ``SFTTrainer``, completion-only loss from
+  ``loss.py``, score tokens from ``tokens.py``), run on every rank as ``python -m``
+  :data:`WORKER_MODULE`; ``spec.py``: :func:`worker_spec`, what it reads from ``worker.json``.
+- ``deepspeed_config.py``: :func:`zero3_config` and :func:`load_ds_config` (a user's JSON file).
+- ``adapters.py``: :func:`load_merged`/:func:`merge_adapter`, a LoRA adapter merged into its base.
+
+Nothing here imports torch, transformers or deepspeed at module level, and nothing imports
+``worker.py`` but the launched workers.
 """
 
 from __future__ import annotations
 
+from .adapters import load_merged, merge_adapter
 from .config import RUN_SUBDIR, RunConfig, load_config_file, parse_assignment, parse_overrides, resolve_config
 from .data import prepare_data, split_records
+from .deepspeed_config import load_ds_config, zero3_config
 from .guard import check_output
 from .launch import launch_workers
 from .multinode import NodeLaunch
 from .runner import run
+from .spec import WORKER_MODULE, worker_spec
+from .tokens import add_score_tokens
 
 __all__ = [
     "RUN_SUBDIR",
@@ -37,4 +50,11 @@ __all__ = [
     "launch_workers",
     "NodeLaunch",
     "run",
+    "WORKER_MODULE",
+    "worker_spec",
+    "zero3_config",
+    "load_ds_config",
+    "add_score_tokens",
+    "load_merged",
+    "merge_adapter",
 ]

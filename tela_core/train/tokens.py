@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tela_core.prompts import SCORE_TOKENS, split_score_token
+from ..prompts import SCORE_TOKENS, split_score_token
 
 __all__ = ["add_score_tokens", "score_token_ids"]
 

@@ -1,9 +1,13 @@
 """The training worker: one process per rank, started by the launcher (torchrun or deepspeed).
 
-``python -m tela_deepspeed.worker RUN_DIR`` reads ``RUN_DIR/worker.json`` (written by a backend,
-see :func:`tela_core.train.launch_workers`) and fine-tunes the base model with TRL's
-``SFTTrainer`` on prompt/completion JSONL: loss on the completion only (the score token and EOS),
-dynamic padding to the longest example of each batch, fp32 on CPU, bf16 on GPUs that have it.
+``python -m tela_core.train.worker RUN_DIR`` reads ``RUN_DIR/worker.json`` (written by a backend
+with :func:`tela_core.train.worker_spec`, see :func:`tela_core.train.launch_workers`) and
+fine-tunes the base model with TRL's ``SFTTrainer`` on prompt/completion JSONL: loss on the
+completion only (the score token and EOS), dynamic padding to the longest example of each batch,
+fp32 on CPU, bf16 on GPUs that have it. Both builtin backends run it: ``deepspeed-z3`` (a full
+fine-tune under ZeRO-3) and ``lora`` (PEFT adapters, alone or under ZeRO-3).
+
+Only the launcher imports this module (in the worker processes); the CLI process never does.
 
 What it leaves, all under ``RUN_DIR`` unless said otherwise:
 - ``checkpoints/checkpoint-N``: resumable checkpoints (a rerun continues from the newest one);
@@ -96,7 +100,7 @@ def main(run_dir: str) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import SFTConfig
 
-    from tela_deepspeed.tokens import add_score_tokens
+    from .tokens import add_score_tokens
 
     rank = int(os.environ.get("RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -107,7 +111,7 @@ def main(run_dir: str) -> None:
     # Load before the DeepSpeed config exists: from_pretrained under an active ZeRO-3 config
     # partitions parameters at load time, and the score-token rows must be set on full tensors.
     tokenizer = AutoTokenizer.from_pretrained(spec["model"], trust_remote_code=spec.get("trust_remote_code", False))
-    model = AutoModelForCausalLM.from_pretrained(
+    model: Any = AutoModelForCausalLM.from_pretrained(  # Any: PEFT may wrap it below
         spec["model"],
         dtype=torch.bfloat16 if bf16 else torch.float32,
         attn_implementation=_attn_implementation(),
@@ -204,7 +208,7 @@ def main(run_dir: str) -> None:
             seen_dir.mkdir(exist_ok=True)
             (seen_dir / f"rank{rank}.json").write_text(json.dumps({"rank": rank, "world": world, "ids": seen}) + "\n")
 
-    from tela_deepspeed.loss import sft_trainer_class
+    from .loss import sft_trainer_class
 
     trainer_cls = sft_trainer_class()
     trainer = trainer_cls(
@@ -242,7 +246,7 @@ def main(run_dir: str) -> None:
             "resumed_from": resume.name if resume else None,
             "global_step": trainer.state.global_step,
             "world_size": world,
-            "train_examples": len(train_ds),
+            "train_examples": len(train_ds),  # type: ignore[arg-type]  # the train file is never None
             # examples whose completion did not fit in max_length are dropped by TRL
             "train_examples_used": len(trainer.train_dataset),
             "train_seconds": train_seconds,
