@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from tela_core import Backend, InputError, Scorer, Scores, TelaError, TrainJob
-from tela_core.artifact import read_manifest, write_manifest, write_policy
+from tela_core.artifact import read_manifest
 from tela_core.io import atomic_write_json
 from tela_core.records import seed_record
 
@@ -90,9 +90,8 @@ class NgramBackend(Backend):
             pred = [classes[i] for i in P.argmax(axis=1)]
             metrics.update(eval_examples=len(ep), eval_accuracy=float(np.mean([p == s for p, s in zip(pred, es)])))
         atomic_write_json(out / "metrics.json", metrics)
-        # `tela run` completes the manifest after train() (formatter options, data, pair, config).
-        write_manifest(out, scorer=NgramScorer.name, formatter=job.formatter)
-        write_policy(out, "threshold", {"threshold": 0.5})
+        # `tela run` writes tela.json after train() (scorer = --family, formatter and its options,
+        # the data's pair) and a threshold policy.json between the pair's real model names.
         return out
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from tela_core import TelaError, UnknownComponentError
-from tela_core.artifact import read_manifest
+from tela_core import UnknownComponentError
+from tela_core.artifact import read_manifest, read_policy
 
 
 def router_summary(directory: Path) -> dict[str, Any]:
@@ -21,11 +21,7 @@ def router_summary(directory: Path) -> dict[str, Any]:
     from tela_core.plugins import get_registry
 
     manifest = read_manifest(directory)
-    policy_path = directory / "policy.json"
-    try:
-        policy = json.loads(policy_path.read_text(encoding="utf-8")) if policy_path.exists() else None
-    except ValueError as e:
-        raise TelaError(f"{policy_path}: not JSON ({e})") from None
+    policy = read_policy(directory) if (directory / "policy.json").exists() else None
     scorer = manifest["scorer"]
     try:
         installed: Any = get_registry().entry("scorer", scorer).plugin

@@ -16,9 +16,7 @@ from typing import Any
 
 import pytest
 
-import tela_core
 
-SAMPLES = Path(tela_core.__file__).parent / "data"  # the bundled sample (README: Data and licenses)
 
 
 def tela(*args: Any, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -6,17 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from acme_cli import SAMPLES, write_acme_csv
+from tela_core.data import sample_path
+
+from acme_cli import write_acme_csv
 
 
 @pytest.fixture(scope="session")
 def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """``train``: the 400-prompt MMLU sample (42 subjects); ``heldout``: 300 prompts of 15 other subjects."""
-    if not (SAMPLES / "mmlu_sample.jsonl").exists():
-        pytest.skip(f"tela's bundled sample is not installed ({SAMPLES})")
     d = tmp_path_factory.mktemp("acme-data")
-    return {"train": write_acme_csv(SAMPLES / "mmlu_sample.jsonl", d / "train.csv"),
-            "heldout": write_acme_csv(SAMPLES / "mmlu_heldout_sample.jsonl", d / "heldout.csv")}
+    return {"train": write_acme_csv(sample_path("mmlu_sample.jsonl"), d / "train.csv"),
+            "heldout": write_acme_csv(sample_path("mmlu_heldout_sample.jsonl"), d / "heldout.csv")}
 
 
 @pytest.fixture(scope="session")

@@ -122,6 +122,7 @@ def test_backend_trains_a_score_router_that_uses_its_formatter_options(data, tin
          "--formatter", "acme-compact", "--set", "formatter.max_chars=300", "--set", "backend.ngram_max=1", "-o", router)
     manifest = json.loads((router / "tela.json").read_text())
     assert manifest["scorer"] == "acme-ngram" and manifest["formatter_options"] == {"max_chars": 300}
+    assert json.loads((router / "policy.json").read_text())["models"] == [MIXTRAL, GPT4]  # tela's, the data's pair
     assert json.loads((router / "metrics.json").read_text())["train_examples"] == 360
     row = json.loads(tela("route", "--router", router, "--json", "Evaluate the integral of x^2 from 0 to 3.").stdout)
     assert len(row["probs"]) == 5 and sum(row["probs"]) == pytest.approx(1.0, abs=1e-4)
