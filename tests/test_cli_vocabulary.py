@@ -165,6 +165,7 @@ def test_no_records_is_one_error_everywhere(tmp_path: Path) -> None:
         one_error_line(run_cli("data", "check", empty)),
         one_error_line(run_cli("eval", "--router", "random", "--data", empty, "-o", tmp_path / "e")),
         one_error_line(run_cli("zoo", "--data", empty, "--families", "length", "-o", tmp_path / "z")),
+        one_error_line(run_cli("run", "--data", empty, "--family", "length", "-o", tmp_path / "r")),
     }
     assert len(lines) == 1 and f"{empty}: no records" in lines.pop()
 

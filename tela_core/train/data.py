@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..errors import TelaError
+from ..errors import NoRecordsError, TelaError
 from ..io import atomic_write_text
 from .config import RunConfig
 
@@ -48,7 +48,7 @@ def read_records(cfg: RunConfig) -> list[Any]:
     source = data_source(cfg)
     records = list(source.records(Path(cfg.data)))
     if not records:
-        raise TelaError(f"{cfg.data}: no records")
+        raise NoRecordsError(cfg.data)
     return records
 
 
