@@ -90,10 +90,12 @@ class AcmeCsvSource(Source):
                 raise InputError(path, 1, f"no {opts.outcome_prefix}<model> column; expected one per model")
             idx = {h: i for i, h in enumerate(header)}
             rows = []
+            blank = 0
             for row in reader:
                 line = reader.line_num
                 if not any(cell.strip() for cell in row):
-                    continue  # a blank line (e.g. at the end of the file)
+                    blank += 1  # a blank line (e.g. at the end of the file): skipped, and said so
+                    continue
                 if len(row) != len(header):
                     raise InputError(path, line, f"{len(row)} fields, header has {len(header)}")
                 prompt = row[idx[opts.prompt_column]]
@@ -118,6 +120,12 @@ class AcmeCsvSource(Source):
         if not rows:
             raise InputError(path, None, "no data rows")
         weak, strong = self._pair(path, models, rows)
+        # What `tela data check` prints and `tela eval` keeps in its report (Source.stats).
+        self.stats = {"models": len(models)}
+        if weak is None:
+            self.stats["unlabelled"] = "more than two models and no pair named (--weak-model/--strong-model)"
+        if blank:
+            self.stats["blank_lines_skipped"] = blank
         for line, prompt, outcomes, costs, group, rid in rows:
             label = self._label(outcomes, weak, strong)
             yield seed_record(prompt, label, outcomes=outcomes, costs=costs or None, group=group, id=rid)

@@ -8,7 +8,7 @@ import pytest
 
 from tela_core.data import sample_path
 
-from acme_cli import write_acme_csv
+from acme_cli import tela, write_acme_csv
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +25,11 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tela_core.testing import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def tfidf_router(data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An acme-tfidf router `tela run` trained on the sample (tests that change it copy it first)."""
+    out = tmp_path_factory.mktemp("tfidf") / "router"
+    tela("run", "--data", data["train"], "--family", "acme-tfidf", "--set", "family.min_df=2", "-o", out)
+    return out

@@ -8,7 +8,7 @@ budget policy → evaluate → `tela acme summary`.
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import shutil
 
 import pytest
 
@@ -53,6 +53,16 @@ def test_source_bad_input_is_one_line_naming_file_and_line(tmp_path):
     assert proc.returncode == 2 and "no correct:<model> column" in proc.stderr
 
 
+def test_n_model_data_is_unlabelled_until_a_pair_is_named(tmp_path):
+    three = tmp_path / "three.csv"
+    three.write_text("prompt,correct:a,correct:b,correct:c\nhi,true,false,1\n\nho,0.5,1,0\n", encoding="utf-8")
+    summary = tela_json("data", "check", "--json", three)
+    assert summary["unlabelled"] == 2 and summary["notes"]["blank_lines_skipped"] == 1
+    assert "no pair named" in summary["notes"]["unlabelled"]
+    summary = tela_json("data", "check", "--json", "--weak-model", "b", "--strong-model", "c", three)
+    assert summary["unlabelled"] == 0 and summary["labels"]["1"] == 1  # "hi": b wrong, c right
+
+
 def test_formatter_options_cut_long_questions_in_the_middle(data):
     out = tela("data", "preview", "--formatter", "acme-compact", "--n", "1", "--set", "formatter.max_chars=40",
                "--set", 'formatter.prefix="Q: "', data["train"]).stdout
@@ -60,13 +70,6 @@ def test_formatter_options_cut_long_questions_in_the_middle(data):
     # cut to 40 characters: 24 from the start (1 - tail_share), the marker, 16 from the end.
     assert "Q: Which of the following i [...] chromate\nAnswer:\nScore: [[5]]" in out
     assert "[Question]" not in out and "Prediction:" not in out  # no seed template or system prompt
-
-
-@pytest.fixture(scope="module")
-def tfidf_router(data, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("tfidf") / "router"
-    tela("run", "--data", data["train"], "--family", "acme-tfidf", "--set", "family.min_df=2", "-o", out)
-    return out
 
 
 def test_tfidf_family_beats_random_on_held_out_subjects(tfidf_router, data, tmp_path):
@@ -101,7 +104,7 @@ def test_budget_policy_calibrates_a_ceiling_and_routes_by_it(tfidf_router, data,
     proc = tela("route", "--router", tfidf_router, "--policy", "acme-budget", "What is 2 + 2?", check=False)
     assert proc.returncode == 2 and "has no threshold yet" in proc.stderr
     router = tmp_path / "router"
-    tela("run", "--data", data["train"], "--family", "acme-tfidf", "-o", router)
+    shutil.copytree(tfidf_router, router)
     tela("calibrate", "--router", router, "--data", data["heldout"], "--strong-share", "0.25", "--policy", "acme-budget")
     saved = json.loads((router / "policy.json").read_text())
     assert saved["name"] == "acme-budget" and saved["models"] == [MIXTRAL, GPT4]

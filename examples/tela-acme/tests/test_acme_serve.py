@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,8 +21,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-
-from acme_cli import tela
 
 pytest.importorskip("aiohttp")
 pytest.importorskip("openai")
@@ -75,10 +74,10 @@ class StandinOllama:
 
 
 @pytest.fixture(scope="module")
-def served(data, tmp_path_factory) -> Iterator[dict[str, Any]]:
+def served(tfidf_router, tmp_path_factory) -> Iterator[dict[str, Any]]:
     """``tela serve`` with an acme-tfidf router whose two upstreams are acme-ollama clients."""
     d = tmp_path_factory.mktemp("serve")
-    tela("run", "--data", data["train"], "--family", "acme-tfidf", "-o", d / "tfidf")
+    shutil.copytree(tfidf_router, d / "tfidf")
     small, big = StandinOllama("small"), StandinOllama("big")
     dead = _free_port()  # nothing listens here: a connection error, so tela serve falls back
     port = _free_port()
