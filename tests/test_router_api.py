@@ -88,14 +88,14 @@ def test_format_version_is_checked(length_router: Path, tmp_path: Path) -> None:
 
 
 def test_a_missing_plugin_is_named_from_the_manifest(tmp_path: Path) -> None:
-    write_manifest(tmp_path, scorer="acme-family")
+    write_manifest(tmp_path, scorer="nowhere-family")
     m = json.loads((tmp_path / "tela.json").read_text())
-    m["plugins"]["tela-acme"] = "0.1.0"
+    m["plugins"]["tela-nowhere"] = "0.1.0"
     (tmp_path / "tela.json").write_text(json.dumps(m))
-    with pytest.raises(TelaError, match=r"unknown scorer 'acme-family'.*made with tela-acme 0\.1\.0"):
+    with pytest.raises(TelaError, match=r"unknown scorer 'nowhere-family'.*made with tela-nowhere 0\.1\.0"):
         Router.load(tmp_path)
     res = tela("route", "--router", tmp_path, "hi")
-    assert res.exit_code == 2 and "tela-acme 0.1.0" in res.output and "Traceback" not in res.output
+    assert res.exit_code == 2 and "tela-nowhere 0.1.0" in res.output and "Traceback" not in res.output
 
 
 # -- no code from a router folder unless the user allows it --------------------------------------------
