@@ -67,6 +67,7 @@ class NgramBackend(Backend):
     name = "acme-ngram"
     description = "softmax regression on TF-IDF n-grams of the formatted prompt -> score 1..5; CPU, seconds (tela-acme)"
     Options = NgramOptions
+    options: NgramOptions  # what self.options is, for type checkers
 
     def train(self, job: TrainJob) -> Path:
         import numpy as np

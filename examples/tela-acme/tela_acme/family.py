@@ -36,6 +36,7 @@ class TfidfScorer(FamilyScorer):
     name = "acme-tfidf"
     description = "logistic regression on TF-IDF word n-grams of the prompt; trains in seconds (tela-acme)"
     Options = TfidfOptions
+    options: TfidfOptions
 
     def fit(self, train: Sequence[Record], output_dir: Path, config: Mapping[str, Any]) -> Path:
         import numpy as np

@@ -47,6 +47,7 @@ class CompactFormatter(Formatter):
     name = "acme-compact"
     description = "the question only, middle-cut to max_chars (head + tail kept), then the score (tela-acme)"
     Options = CompactOptions
+    options: CompactOptions
 
     def format(self, messages: Sequence[Message], tokenizer: Any = None) -> Formatted:
         users = [m["content"] for m in messages if m["role"] == "user"]

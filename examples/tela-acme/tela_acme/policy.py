@@ -49,6 +49,7 @@ class BudgetPolicy(Policy):
     name = "acme-budget"
     description = "at most strong_share of prompts to the strong model (calibrated ceiling), never below min_w (tela-acme)"
     Options = BudgetOptions
+    options: BudgetOptions
 
     def choose(self, scores: Scores, models: Sequence[str]) -> list[str]:
         t = self.options.threshold

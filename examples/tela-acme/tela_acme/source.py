@@ -60,6 +60,7 @@ class AcmeCsvSource(Source):
     name = "acme-csv"
     description = "one CSV: prompt, correct:<model> per model, optional cost:<model>, group, id (tela-acme)"
     Options = AcmeCsvOptions
+    options: AcmeCsvOptions
     # routellm-csv claims every .csv at -5; this source knows its schema (the prefix), so it wins.
     detect_priority = 0
 
@@ -143,7 +144,7 @@ class AcmeCsvSource(Source):
         means = {m: sum(r[2][m] for r in rows) / len(rows) for m in models}
         if means[models[0]] == means[models[1]] and not (opts.weak_model or opts.strong_model):
             raise TelaError(f"{path}: both models have mean outcome {means[models[0]]:.3f}; name the pair with --set source.weak_model=... --set source.strong_model=...")
-        weak = opts.weak_model or (opts.strong_model and next(m for m in models if m != opts.strong_model)) or min(models, key=means.get)
+        weak = opts.weak_model or (opts.strong_model and next(m for m in models if m != opts.strong_model)) or min(models, key=lambda m: means[m])
         strong = opts.strong_model or next(m for m in models if m != weak)
         return weak, strong
 

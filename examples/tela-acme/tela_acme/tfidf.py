@@ -92,7 +92,7 @@ def save_arrays(path: Path, **arrays: "np.ndarray") -> None:
 
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **arrays)  # type: ignore[arg-type]
     os.replace(tmp, path)
 
 

@@ -95,6 +95,7 @@ class OllamaUpstream(Upstream):
     name = "acme-ollama"
     description = "Ollama's native /api/chat (keep_alive, num_ctx...), answers translated to OpenAI's shape (tela-acme)"
     Options = OllamaOptions
+    options: OllamaOptions
 
     def __init__(self, options: Any = None) -> None:
         super().__init__(options)
