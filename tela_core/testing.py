@@ -9,31 +9,39 @@ well under a second, so tests exercise the real loading, tokenising and forward-
 ``build_tiny_router`` wraps that model as a ``score-token`` router artifact (``tela.json`` and
 ``policy.json``), the layout ``tela run`` leaves behind.
 
+``run_cli``/``TelaCli`` drive ``tela`` in this process, ``one_error_line`` checks the bad-input
+contract, ``registered_plugin`` registers an in-process plugin for a block, and ``public_data`` /
+``needs_public_data`` find the public datasets (``$TELA_TEST_DATA``) or say why a test skipped.
+The pytest fixtures built on these live in :mod:`tela_core.pytest_plugin`.
+
 Heavy libraries are imported inside the functions.
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .prompts import SCORE_TOKENS, SYSTEM_PROMPT, USER_TEMPLATE
 
 __all__ = [
     "build_tiny_model", "build_tiny_router", "tiny_corpus", "public_data", "needs_public_data", "TEST_DATA_ENV",
-    "run_cli", "one_error_line",
+    "run_cli", "one_error_line", "TelaCli", "registered_plugin", "OFFLINE_VARS",
 ]
 
 
-def run_cli(*args: Any) -> Any:
+def run_cli(*args: Any, input: str | None = None, env: dict[str, str] | None = None, catch_exceptions: bool = True) -> Any:
     """Run ``tela ARGS...`` in this process (click's ``CliRunner``, with the plugins registered here,
-    in-process ones included); returns the click ``Result`` (``exit_code``, ``output``)."""
+    in-process ones included); returns the click ``Result`` (``exit_code``, ``output``, ``stdout``).
+    ``input`` is fed to stdin, ``env`` overrides environment variables for the call, and
+    ``catch_exceptions=False`` lets an unexpected exception reach the test with its traceback."""
     from click.testing import CliRunner
 
     from .cli.main import get_cli
 
-    return CliRunner().invoke(get_cli(), [str(a) for a in args])
+    return CliRunner().invoke(get_cli(), [str(a) for a in args], input=input, env=env, catch_exceptions=catch_exceptions)
 
 
 def one_error_line(result: Any) -> str:
@@ -43,6 +51,49 @@ def one_error_line(result: Any) -> str:
     lines = [ln for ln in result.output.splitlines() if ln.startswith("Error:")]
     assert len(lines) == 1 and "Traceback" not in result.output, result.output
     return lines[0]
+
+
+class TelaCli:
+    """``tela`` in this process, as the ``tela_cli`` fixture hands it to a test.
+
+    ``tela_cli("eval", "--router", d, ...)`` returns the click ``Result`` (:func:`run_cli`);
+    ``tela_cli.json(...)`` asserts exit code 0 and parses stdout as JSON (for ``--json`` commands);
+    ``tela_cli.error(...)`` asserts the bad-input contract and returns the one ``Error:`` line.
+    """
+
+    def __call__(self, *args: Any, input: str | None = None, env: dict[str, str] | None = None,
+                 catch_exceptions: bool = True) -> Any:
+        return run_cli(*args, input=input, env=env, catch_exceptions=catch_exceptions)
+
+    def json(self, *args: Any, input: str | None = None) -> Any:
+        import json
+
+        result = run_cli(*args, input=input, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    def error(self, *args: Any, input: str | None = None) -> str:
+        return one_error_line(run_cli(*args, input=input))
+
+
+@contextmanager
+def registered_plugin(plugin: Any, name: str) -> Iterator[Any]:
+    """Register ``plugin`` (a module or object with ``@hookimpl`` methods) as in-process plugin
+    ``name`` for the block and yield the rebuilt registry; removed again however the block ends,
+    so a failing test leaks nothing into the next one."""
+    from .plugins import add_plugin, get_registry, remove_plugin
+
+    add_plugin(plugin, name)
+    try:
+        yield get_registry()
+    finally:
+        remove_plugin(name)
+
+
+#: The environment a test runs in (the ``tela_offline`` fixture sets it): nothing reaches a model or
+#: dataset hub, and tokenizers start no thread pool of their own.
+OFFLINE_VARS = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
 
 #: A folder holding public router datasets for tests, one sub-folder per dataset.
 TEST_DATA_ENV = "TELA_TEST_DATA"

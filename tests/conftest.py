@@ -1,10 +1,11 @@
-"""Shared fixtures: an offline environment for every test, and one tiny model per session."""
+"""tela's own tests use the test kit a plugin author gets (tela_core/pytest_plugin.py, loaded by
+pytest through tela's ``pytest11`` entry point): every test runs offline, with this checkout's
+caches, and finds the public datasets beside the checkout when they are there."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -17,22 +18,8 @@ if (REPO.parent / "shared" / "data").is_dir():
 
 
 @pytest.fixture(autouse=True)
-def _tela_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Nothing reaches a hub; DeepSpeed's JIT-built ops and converted models are cached and reused."""
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
-        monkeypatch.setenv(var, "1")
-    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+def _tela_env(tela_offline: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline (``tela_offline``); DeepSpeed's JIT-built ops and converted models are cached in the
+    checkout and reused across runs (a test that needs an empty cache asks for ``isolated_cache``)."""
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", os.environ.get("TORCH_EXTENSIONS_DIR") or str(REPO / ".cache" / "torch_extensions"))
     monkeypatch.setenv("TELA_CACHE", os.environ.get("TELA_CACHE") or str(REPO / ".cache" / "tela"))
-    yield
-    from tela_core import embeddings
-
-    embeddings.use_shard_cache(True)  # an in-process `tela serve` turns it off for its process
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny Llama with [[1]]..[[5]] and a pad token, saved as an HF dir (built once, < 1 s)."""
-    from tela_core.testing import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
