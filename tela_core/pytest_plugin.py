@@ -19,7 +19,8 @@ the fixtures below with no import and no ``conftest.py`` line:
     A ``score-token`` router artifact around that kind of model, built once per session
     (:func:`tela_core.testing.build_tiny_router`). Shared: copy it before changing it.
 ``tela_cli``
-    ``tela`` run in this process (:class:`tela_core.testing.TelaCli`): ``tela_cli(*args)`` returns
+    ``tela`` run in this process (:class:`tela_core.testing.TelaCli`; session-scoped, so
+    module-scoped fixtures can use it too): ``tela_cli(*args)`` returns
     a result with ``exit_code`` and ``output``; ``.json(*args)`` and ``.error(*args)`` check the
     exit code and return the parsed JSON or the one ``Error:`` line.
 ``register_plugin``
@@ -78,7 +79,7 @@ def tiny_router(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_router(tmp_path_factory.mktemp("tiny-router"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tela_cli() -> Any:
     """``tela`` in this process: ``tela_cli(*args, input=None, env=None)`` -> click ``Result``;
     ``tela_cli.json(*args)`` and ``tela_cli.error(*args)`` (see :class:`tela_core.testing.TelaCli`)."""

@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from click.testing import CliRunner
 
-from tela_core.cli.main import get_cli
 from tela_core.data import sample_path
+from tela_core.testing import TelaCli
 
 SAMPLE_LINES = sample_path().read_bytes().splitlines(keepends=True)
 GOOD = b"".join(SAMPLE_LINES[:60])  # 60 seed-JSONL records with outcomes
@@ -75,16 +74,15 @@ READ_AS_TEXT = {("route-file", "not-an-object"), ("calibrate", "not-an-object")}
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def router(tmp_path_factory: pytest.TempPathFactory, tela_cli: TelaCli) -> Path:
+    """A length router (not the kit's tiny_router: these cases need one that scores without a model)."""
     out = tmp_path_factory.mktemp("router") / "len"
-    res = CliRunner().invoke(get_cli(), ["run", "--family", "length", "--data", str(sample_path()), "--output", str(out), *PAIR])
+    res = tela_cli("run", "--family", "length", "--data", sample_path(), "--output", out, *PAIR)
     assert res.exit_code == 0, res.output
     return out
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TELA_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # every test writes to a cache of its own
 
 
 def _make(path: Path, content: Any) -> Path:
@@ -123,13 +121,13 @@ def check_error(res: Any, path: Path, line: int | None) -> str:
 
 @pytest.mark.parametrize("kind", sorted(JSONL_CASES))
 @pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_bad_jsonl_input(command: str, kind: str, tmp_path: Path, router: Path) -> None:
+def test_bad_jsonl_input(command: str, kind: str, tmp_path: Path, router: Path, tela_cli: TelaCli) -> None:
     content, line = JSONL_CASES[kind]
     src = _make(tmp_path / ("in" if content == "<dir>" else "in.jsonl"), content)
     out = tmp_path / "out"
     before = _snapshot(router, tmp_path / "out")
     siblings = sorted(p.name for p in tmp_path.iterdir())
-    res = CliRunner().invoke(get_cli(), COMMANDS[command](src, out, router))
+    res = tela_cli(*COMMANDS[command](src, out, router))
     if (command, kind) in READ_AS_TEXT:
         assert res.exit_code == 0, res.output
         return
@@ -139,14 +137,14 @@ def test_bad_jsonl_input(command: str, kind: str, tmp_path: Path, router: Path) 
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_byte_order_mark_is_accepted(command: str, tmp_path: Path, router: Path) -> None:
+def test_byte_order_mark_is_accepted(command: str, tmp_path: Path, router: Path, tela_cli: TelaCli) -> None:
     """A UTF-8 BOM (Windows editors write one) reads as if it were not there."""
     plain = _make(tmp_path / "plain.jsonl", GOOD)
     bom = _make(tmp_path / "bom.jsonl", BOM)
     results = []
     for src in (plain, bom):
         out = tmp_path / f"out-{src.stem}"
-        res = CliRunner().invoke(get_cli(), COMMANDS[command](src, out, router))
+        res = tela_cli(*COMMANDS[command](src, out, router))
         assert res.exit_code == 0, res.output
         results.append(res.output.replace(str(src), "IN").replace(str(out), "OUT"))
     if command in ("route-file", "data-check", "data-preview"):
@@ -166,18 +164,18 @@ CSV_CASES: dict[str, tuple[Any, int | None]] = {
 
 @pytest.mark.parametrize("kind", sorted(CSV_CASES))
 @pytest.mark.parametrize("command", ["data-check", "eval", "zoo", "run"])
-def test_bad_outcome_csv(command: str, kind: str, tmp_path: Path, router: Path) -> None:
+def test_bad_outcome_csv(command: str, kind: str, tmp_path: Path, router: Path, tela_cli: TelaCli) -> None:
     content, line = CSV_CASES[kind]
     src = _make(tmp_path / "mmlu_x.csv", content)
-    res = CliRunner().invoke(get_cli(), COMMANDS[command](src, tmp_path / "out", router))
+    res = tela_cli(*COMMANDS[command](src, tmp_path / "out", router))
     check_error(res, src, line)
     assert not (tmp_path / "out").exists()
 
 
-def test_outcome_csv_with_bom_reads_like_without(tmp_path: Path) -> None:
+def test_outcome_csv_with_bom_reads_like_without(tmp_path: Path, tela_cli: TelaCli) -> None:
     plain = _make(tmp_path / "a.csv", CSV_GOOD.encode())
     bom = _make(tmp_path / "b.csv", b"\xef\xbb\xbf" + CSV_GOOD.encode())
-    outs = [CliRunner().invoke(get_cli(), ["data", "check", "--json", str(p)]) for p in (plain, bom)]
+    outs = [tela_cli("data", "check", "--json", p) for p in (plain, bom)]
     assert outs[0].exit_code == outs[1].exit_code == 0
     assert outs[0].output == outs[1].output
 
@@ -197,7 +195,7 @@ ROUTER_CASES: dict[str, Any] = {
 
 @pytest.mark.parametrize("kind", sorted(ROUTER_CASES))
 @pytest.mark.parametrize("command", ["route", "eval", "calibrate"])
-def test_bad_router_dir(command: str, kind: str, tmp_path: Path) -> None:
+def test_bad_router_dir(command: str, kind: str, tmp_path: Path, tela_cli: TelaCli) -> None:
     content = ROUTER_CASES[kind]
     r = tmp_path / "router"
     if content == "<emptydir>":
@@ -214,7 +212,7 @@ def test_bad_router_dir(command: str, kind: str, tmp_path: Path) -> None:
         "calibrate": ["calibrate", "--router", str(r), "--data", str(data), "--strong-share", "0.5"],
     }[command]
     before = _snapshot(r)
-    res = CliRunner().invoke(get_cli(), argv)
+    res = tela_cli(*argv)
     check_error(res, r, None)
     assert _snapshot(r) == before and not (tmp_path / "out").exists()
 
@@ -231,12 +229,11 @@ CONFIG_CASES: dict[str, tuple[str, Any, int | None]] = {
 
 
 @pytest.mark.parametrize("kind", sorted(CONFIG_CASES))
-def test_bad_run_config_file(kind: str, tmp_path: Path) -> None:
+def test_bad_run_config_file(kind: str, tmp_path: Path, tela_cli: TelaCli) -> None:
     name, content, line = CONFIG_CASES[kind]
     cfg = _make(tmp_path / name, content)
     out = tmp_path / "out"
-    res = CliRunner().invoke(get_cli(), ["run", "--config", str(cfg), "--family", "length", "--data", str(sample_path()),
-                                         "--output", str(out)])
+    res = tela_cli("run", "--config", cfg, "--family", "length", "--data", sample_path(), "--output", out)
     check_error(res, cfg, line)
     assert not out.exists()
 
@@ -248,11 +245,10 @@ def test_bad_run_config_file(kind: str, tmp_path: Path) -> None:
 
 _UNREADABLE_SCRIPT = r"""
 import json, sys
-from click.testing import CliRunner
-from tela_core.cli.main import get_cli
+from tela_core.testing import run_cli
 results = []
 for argv in json.loads(sys.argv[1]):
-    r = CliRunner().invoke(get_cli(), argv)
+    r = run_cli(*argv)
     results.append({"code": r.exit_code, "output": r.output})
 print(json.dumps(results))
 """
@@ -288,7 +284,7 @@ def test_unreadable_input_and_read_only_output(tmp_path: Path, router: Path) -> 
     for name in ("data-sample", "data-convert", "run", "zoo", "eval"):
         cmds[f"{name}-readonly"] = COMMANDS[name](good, readonly / "out", router)
     os.chmod(readonly, 0o555)
-    env = {**os.environ, "TELA_CACHE": str(tmp_path / "cache")}
+    env = dict(os.environ)  # TELA_CACHE: this test's isolated cache
     preexec = _drop_root_file_access if os.geteuid() == 0 else None
     proc = subprocess.run([sys.executable, "-c", _UNREADABLE_SCRIPT, json.dumps(list(cmds.values()))],
                           capture_output=True, text=True, env=env, preexec_fn=preexec, timeout=300)
