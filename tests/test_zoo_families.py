@@ -36,10 +36,7 @@ def _records(n: int = 48) -> list[Record]:
     return recs
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("TELA_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # every test embeds into a cache of its own
 
 
 def _round_trip(family: str, tmp_path, options=None) -> tuple[np.ndarray, np.ndarray]:
@@ -140,7 +137,7 @@ def test_wrong_artifact_is_refused(tmp_path):
         knn.load(tmp_path / "l")
 
 
-def test_linear_probe_sdk_fits_any_features(tmp_path):
+def test_linear_probe_sdk_fits_any_features(tmp_path, register_plugin):
     """tela_core.probe.LinearProbeScorer, the probe embedding-linear and lm-probe share, is a
     family for any features: a third party writes only ``features``; the pair comes from
     ``config``, the options survive the manifest, and standardize folds the scaling into the
@@ -148,7 +145,6 @@ def test_linear_probe_sdk_fits_any_features(tmp_path):
     from pydantic import Field
 
     from tela_core import hookimpl
-    from tela_core.plugins import add_plugin, remove_plugin
     from tela_core.probe import LinearProbeScorer, ProbeOptions
 
     class MathOptions(ProbeOptions):
@@ -167,21 +163,18 @@ def test_linear_probe_sdk_fits_any_features(tmp_path):
     def tela_register_scorers(register):
         register(MathProbe)
 
-    add_plugin(types.SimpleNamespace(tela_register_scorers=tela_register_scorers), "test-math-probe")
-    try:
-        scorer = get_registry().create("scorer", "test-math-probe", {"C": 10.0, "scale": 1000.0})
-        out = scorer.fit(_records(), tmp_path / "probe", {"weak": W, "strong": S, "run": {}})
-        manifest = read_manifest(out)
-        assert (manifest["weak"], manifest["strong"]) == (W, S)
-        assert manifest["scorer_options"]["scale"] == 1000.0 and manifest["scorer_options"]["C"] == 10.0
-        assert set(json.loads((out / "linear.json").read_text())) == {"coef", "bias"}
-        probe = ["Solve x^2 = 4 for x.", "Who painted the Mona Lisa?"]
-        before = scorer.score(probe).w
-        after = Router.load(out).scorer.score(probe).w
-        np.testing.assert_allclose(before, after)
-        assert after[0] > 0.5 > after[1]
-    finally:
-        remove_plugin("test-math-probe")
+    register_plugin(types.SimpleNamespace(tela_register_scorers=tela_register_scorers), "test-math-probe")
+    scorer = get_registry().create("scorer", "test-math-probe", {"C": 10.0, "scale": 1000.0})
+    out = scorer.fit(_records(), tmp_path / "probe", {"weak": W, "strong": S, "run": {}})
+    manifest = read_manifest(out)
+    assert (manifest["weak"], manifest["strong"]) == (W, S)
+    assert manifest["scorer_options"]["scale"] == 1000.0 and manifest["scorer_options"]["C"] == 10.0
+    assert set(json.loads((out / "linear.json").read_text())) == {"coef", "bias"}
+    probe = ["Solve x^2 = 4 for x.", "Who painted the Mona Lisa?"]
+    before = scorer.score(probe).w
+    after = Router.load(out).scorer.score(probe).w
+    np.testing.assert_allclose(before, after)
+    assert after[0] > 0.5 > after[1]
 
 
 def test_embedding_cache_reuses_vectors(tmp_path):
