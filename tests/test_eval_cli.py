@@ -9,9 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from tela_core.cli.main import get_cli
 from tela_core.testing import needs_public_data, public_data
 
 MMLU = public_data("routellm-mmlu") or Path("routellm-mmlu")
@@ -20,15 +18,10 @@ WEAK, STRONG = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
 needs_mmlu = needs_public_data("routellm-mmlu")
 
 
-def tela(*args):
-    return CliRunner().invoke(get_cli(), [str(a) for a in args])
-
-
-@pytest.fixture(scope="module")
-def router(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tela_core.testing import build_tiny_router
-
-    return build_tiny_router(tmp_path_factory.mktemp("router"))
+@pytest.fixture
+def router(tiny_router: Path, tmp_path: Path) -> Path:
+    """The kit's tiny router, copied: a test here rewrites its policy.json."""
+    return Path(shutil.copytree(tiny_router, tmp_path / "router"))
 
 
 @pytest.fixture()
@@ -57,9 +50,9 @@ def read_report(out: Path) -> dict:
     "router_name, apgr, cpt50, cpt80",
     [("random", 0.488, 0.53, 0.82), ("oracle", 1.251, 0.05, 0.08)],
 )
-def test_baselines_on_mmlu_heldout_match_metrics_md(tmp_path, router_name, apgr, cpt50, cpt80):
+def test_baselines_on_mmlu_heldout_match_metrics_md(tmp_path, router_name, apgr, cpt50, cpt80, tela_cli):
     out = tmp_path / router_name
-    r = tela("eval", "--router", router_name, "--data", MMLU, "--protocol", "mmlu-heldout", "--output", out)
+    r = tela_cli("eval", "--router", router_name, "--data", MMLU, "--protocol", "mmlu-heldout", "--output", out)
     assert r.exit_code == 0, r.output
     assert f"{apgr:.3f}" in r.output and "random" in r.output and "oracle" in r.output
     rep = read_report(out)
@@ -73,10 +66,9 @@ def test_baselines_on_mmlu_heldout_match_metrics_md(tmp_path, router_name, apgr,
     assert "| router | APGR |" in (out / "report.md").read_text()
 
 
-def test_router_eval_writes_report_and_reuses_cached_scores(router, outcome_csvs, tmp_path, monkeypatch):
-    monkeypatch.setenv("TELA_CACHE", str(tmp_path / "cache"))
+def test_router_eval_writes_report_and_reuses_cached_scores(router, outcome_csvs, tmp_path, isolated_cache, tela_cli):
     out = tmp_path / "eval"
-    r = tela("eval", "--router", router, "--data", outcome_csvs, "--output", out)
+    r = tela_cli("eval", "--router", router, "--data", outcome_csvs, "--output", out)
     assert r.exit_code == 0, r.output
     rep = read_report(out)
     assert [x["name"] for x in rep["routers"]] == [router.name, "random", "oracle"]
@@ -86,27 +78,27 @@ def test_router_eval_writes_report_and_reuses_cached_scores(router, outcome_csvs
     for name in ("report.json", "report.md", "quality.png"):
         assert (out / name).is_file()
     # the same router and data again: scores come from the cache; the router's curve is unchanged
-    r2 = tela("eval", "--router", router, "--data", outcome_csvs, "--output", out, "--force")
+    r2 = tela_cli("eval", "--router", router, "--data", outcome_csvs, "--output", out, "--force")
     assert r2.exit_code == 0, r2.output
     rep2 = read_report(out)
     assert rep2["scoring"]["cached"] is True and "from cache" in r2.output
     assert rep2["routers"][0]["pgr_grid"] == rep["routers"][0]["pgr_grid"]
     # calibrating the router does not invalidate its cached scores
     (router / "policy.json").write_text(json.dumps({"name": "threshold", "options": {"threshold": 0.1}, "models": ["weak", "strong"]}))
-    r3 = tela("eval", "--router", router, "--data", outcome_csvs, "--output", out, "--force")
+    r3 = tela_cli("eval", "--router", router, "--data", outcome_csvs, "--output", out, "--force")
     assert read_report(out)["scoring"]["cached"] is True and read_report(out)["policy"]["point"]["strong_share"] == 1.0, r3.output
 
 
-def test_existing_report_is_not_overwritten(outcome_csvs, tmp_path):
+def test_existing_report_is_not_overwritten(outcome_csvs, tmp_path, tela_cli):
     out = tmp_path / "eval"
-    assert tela("eval", "--router", "random", "--data", outcome_csvs, "-o", out).exit_code == 0
+    assert tela_cli("eval", "--router", "random", "--data", outcome_csvs, "-o", out).exit_code == 0
     before = (out / "report.json").read_bytes()
-    r = tela("eval", "--router", "oracle", "--data", outcome_csvs, "-o", out)
+    r = tela_cli("eval", "--router", "oracle", "--data", outcome_csvs, "-o", out)
     assert r.exit_code == 2 and "--force" in r.output
     assert (out / "report.json").read_bytes() == before
 
 
-def test_bad_inputs_exit_2_and_write_nothing(router, outcome_csvs, tmp_path):
+def test_bad_inputs_exit_2_and_write_nothing(router, outcome_csvs, tmp_path, tela_cli):
     out = tmp_path / "eval"
     cases = [
         (["--router", tmp_path / "nope", "--data", outcome_csvs], "router directory not found"),
@@ -124,27 +116,27 @@ def test_bad_inputs_exit_2_and_write_nothing(router, outcome_csvs, tmp_path):
     bad_csv.write_text(f"prompt,{WEAK},{STRONG}\nq1,True,False\nq2,maybe,True\n")
     cases.append((["--router", "random", "--data", bad_csv], f"{bad_csv}:3"))
     for args, msg in cases:
-        r = tela("eval", *args, "--output", out)
+        r = tela_cli("eval", *args, "--output", out)
         assert r.exit_code == 2, (args, r.output)
         assert msg in r.output, (args, r.output)
         assert not out.exists()
 
 
-def test_protocol_needs_mmlu_subjects(outcome_csvs, tmp_path):
+def test_protocol_needs_mmlu_subjects(outcome_csvs, tmp_path, tela_cli):
     only_train = tmp_path / "train_only"
     only_train.mkdir()
     shutil.copy(outcome_csvs / "mmlu_anatomy.csv", only_train)
-    r = tela("eval", "--router", "random", "--data", only_train, "--protocol", "mmlu-heldout", "-o", tmp_path / "o")
+    r = tela_cli("eval", "--router", "random", "--data", only_train, "--protocol", "mmlu-heldout", "-o", tmp_path / "o")
     assert r.exit_code == 2 and "held-out MMLU subject" in r.output
-    r = tela("eval", "--router", "random", "--data", outcome_csvs, "--protocol", "mmlu-heldout", "-o", tmp_path / "o")
+    r = tela_cli("eval", "--router", "random", "--data", outcome_csvs, "--protocol", "mmlu-heldout", "-o", tmp_path / "o")
     assert r.exit_code == 0, r.output
     assert read_report(tmp_path / "o")["n"] == 15  # astronomy only
 
 
 @needs_public_data("routerarena", "routerarena-sub10")
-def test_prices_give_cost_per_query(tmp_path):
+def test_prices_give_cost_per_query(tmp_path, tela_cli):
     out = tmp_path / "arena"
-    r = tela("eval", "--router", "oracle", "--data", ARENA, "-o", out)
+    r = tela_cli("eval", "--router", "oracle", "--data", ARENA, "-o", out)
     assert r.exit_code == 0, r.output
     rep = read_report(out)
     orc = rep["routers"][0]
