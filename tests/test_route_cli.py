@@ -8,27 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-
-from tela_core.cli.main import get_cli
-
-
-@pytest.fixture(scope="module")
-def base_router(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tela_core.testing import build_tiny_router
-
-    return build_tiny_router(tmp_path_factory.mktemp("router"))
 
 
 @pytest.fixture()
-def router(base_router: Path, tmp_path: Path) -> Path:
-    d = tmp_path / "router"
-    shutil.copytree(base_router, d)
-    return d
-
-
-def tela(*args: str, input: str | None = None):
-    return CliRunner().invoke(get_cli(), [str(a) for a in args], input=input)
+def router(tiny_router: Path, tmp_path: Path) -> Path:
+    """The kit's tiny router, copied: calibrate rewrites its policy.json."""
+    return Path(shutil.copytree(tiny_router, tmp_path / "router"))
 
 
 def prompts_file(path: Path, n: int) -> Path:
@@ -41,20 +26,20 @@ def prompts_file(path: Path, n: int) -> Path:
     return path
 
 
-def test_route_prints_distribution_w_and_model(router):
-    r = tela("route", "--router", router, "What is the capital of France?", "Prove the Riemann hypothesis.")
+def test_route_prints_distribution_w_and_model(router, tela_cli):
+    r = tela_cli("route", "--router", router, "What is the capital of France?", "Prove the Riemann hypothesis.")
     assert r.exit_code == 0, r.output
     assert "What is the capital" in r.output and "[[5]]" in r.output
     assert "threshold" in r.output
     assert any(m in r.output for m in ("weak", "strong"))
 
 
-def test_route_json_follows_the_saved_policy(router):
+def test_route_json_follows_the_saved_policy(router, tela_cli):
     from tela_core.artifact import write_policy
 
     for t, want in ((0.0, "strong"), (1.0, "weak")):
         write_policy(router, "threshold", {"threshold": t}, ["mixtral", "gpt-4"])
-        r = tela("route", "--router", router, "--json", "a", "b c d")
+        r = tela_cli("route", "--router", router, "--json", "a", "b c d")
         assert r.exit_code == 0, r.output
         rows = [json.loads(line) for line in r.output.strip().splitlines()]
         assert [row["prompt"] for row in rows] == ["a", "b c d"]
@@ -64,36 +49,35 @@ def test_route_json_follows_the_saved_policy(router):
             assert row["model"] == {"strong": "gpt-4", "weak": "mixtral"}[want]
 
 
-def test_route_reads_a_file_and_stdin(router, tmp_path):
+def test_route_reads_a_file_and_stdin(router, tmp_path, tela_cli):
     f = prompts_file(tmp_path / "p.jsonl", 3)
-    r = tela("route", "--router", router, "--file", f, "--json")
+    r = tela_cli("route", "--router", router, "--file", f, "--json")
     assert r.exit_code == 0, r.output
     assert len(r.output.strip().splitlines()) == 3
-    r = tela("route", "--router", router, "--json", input='plain question one\n{"prompt": "json two"}\n\n"three"\n')
+    r = tela_cli("route", "--router", router, "--json", input='plain question one\n{"prompt": "json two"}\n\n"three"\n')
     assert r.exit_code == 0, r.output
     assert [json.loads(x)["prompt"] for x in r.output.strip().splitlines()] == ["plain question one", "json two", "three"]
 
 
-def test_route_errors(router, tmp_path):
-    r = tela("route", "--router", tmp_path / "missing", "q")
+def test_route_errors(router, tmp_path, tela_cli):
+    r = tela_cli("route", "--router", tmp_path / "missing", "q")
     assert r.exit_code == 2 and "router directory not found" in r.output
-    r = tela("route", "--router", tmp_path, "q")
+    r = tela_cli("route", "--router", tmp_path, "q")
     assert r.exit_code == 2 and "not a tela router" in r.output
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "ok"}\n{"prompt": \n')
-    r = tela("route", "--router", router, "--file", bad)
+    r = tela_cli("route", "--router", router, "--file", bad)
     assert r.exit_code == 2 and f"{bad}:2" in r.output
-    r = tela("route", "--router", router, input="")
+    r = tela_cli("route", "--router", router, input="")
     assert r.exit_code == 2 and "no prompts" in r.output
     (router / "policy.json").write_text(json.dumps({"name": "threshold", "options": {"threshold": 1.5}, "models": ["a", "b"]}))
-    r = tela("route", "--router", router, "q")
+    r = tela_cli("route", "--router", router, "q")
     assert r.exit_code == 2 and "threshold" in r.output and "less than or equal to 1" in r.output
 
 
-def test_calibrate_hits_target_share_and_saves_policy(router, tmp_path, monkeypatch):
-    monkeypatch.setenv("TELA_CACHE", str(tmp_path / "cache"))
+def test_calibrate_hits_target_share_and_saves_policy(router, tmp_path, isolated_cache, tela_cli):
     f = prompts_file(tmp_path / "cal.jsonl", 40)
-    r = tela("calibrate", "--router", router, "--data", f, "--strong-share", "0.25")
+    r = tela_cli("calibrate", "--router", router, "--data", f, "--strong-share", "0.25")
     assert r.exit_code == 0, r.output
     policy = json.loads((router / "policy.json").read_text())
     assert policy["name"] == "calibrated" and policy["models"] == ["weak", "strong"]
@@ -101,26 +85,26 @@ def test_calibrate_hits_target_share_and_saves_policy(router, tmp_path, monkeypa
     assert opts["strong_share"] == 0.25 and opts["calibration_prompts"] == 40
     assert f"threshold {opts['threshold']:.6f}" in r.output
     # routing the calibration prompts with the saved policy sends the target share to strong
-    r = tela("route", "--router", router, "--file", f, "--json")
+    r = tela_cli("route", "--router", router, "--file", f, "--json")
     models = [json.loads(x)["model"] for x in r.output.strip().splitlines()]
     assert models.count("strong") == 10
     assert opts["achieved_share"] == pytest.approx(0.25)
-    assert list((tmp_path / "cache" / "scores").glob("*.npz"))  # scores were cached
+    assert list((isolated_cache / "scores").glob("*.npz"))  # scores were cached
 
 
-def test_calibrate_rejects_bad_share_and_keeps_policy(router, tmp_path):
+def test_calibrate_rejects_bad_share_and_keeps_policy(router, tmp_path, tela_cli):
     before = (router / "policy.json").read_text()
     f = prompts_file(tmp_path / "cal.jsonl", 3)
     for share in ("1.5", "-0.2"):
-        r = tela("calibrate", "--router", router, "--data", f, "--strong-share", share)
+        r = tela_cli("calibrate", "--router", router, "--data", f, "--strong-share", share)
         assert r.exit_code == 2 and "[0, 1]" in r.output
-    r = tela("calibrate", "--router", router, "--data", tmp_path / "none.jsonl", "--strong-share", "0.5")
+    r = tela_cli("calibrate", "--router", router, "--data", tmp_path / "none.jsonl", "--strong-share", "0.5")
     assert r.exit_code == 2 and "not found" in r.output
     assert (router / "policy.json").read_text() == before
 
 
 @pytest.mark.slow
-def test_route_calibrate_eval_on_a_router_trained_by_tela_run(tiny_model, tmp_path, monkeypatch):
+def test_route_calibrate_eval_on_a_router_trained_by_tela_run(tiny_model, tmp_path, isolated_cache, tela_cli):
     """`tela run` (real DeepSpeed, tiny Llama) -> route -> calibrate -> eval, as a user would."""
     import os
     import subprocess
@@ -128,7 +112,6 @@ def test_route_calibrate_eval_on_a_router_trained_by_tela_run(tiny_model, tmp_pa
 
     from tela_core.data import sample_path
 
-    monkeypatch.setenv("TELA_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
     exe = Path(sys.executable).with_name("tela")
     args = ["run", "--data", str(sample_path()), "--model", str(tiny_model), "--output", str(out), "--sample", "48",
@@ -136,7 +119,7 @@ def test_route_calibrate_eval_on_a_router_trained_by_tela_run(tiny_model, tmp_pa
     res = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=900, env=dict(os.environ))
     assert res.returncode == 0, res.stderr[-3000:]
 
-    r = tela("route", "--router", out, "--json", "What is the capital of France?", "Which gas do plants absorb?")
+    r = tela_cli("route", "--router", out, "--json", "What is the capital of France?", "Which gas do plants absorb?")
     assert r.exit_code == 0, r.output
     rows = [json.loads(x) for x in r.output.strip().splitlines()]
     probs = np.array([row["probs"] for row in rows])
@@ -147,13 +130,13 @@ def test_route_calibrate_eval_on_a_router_trained_by_tela_run(tiny_model, tmp_pa
 
     cal = tmp_path / "cal.jsonl"
     prompts_file(cal, 30)
-    r = tela("calibrate", "--router", out, "--data", cal, "--strong-share", "0.3")
+    r = tela_cli("calibrate", "--router", out, "--data", cal, "--strong-share", "0.3")
     assert r.exit_code == 0, r.output
     assert json.loads((out / "policy.json").read_text())["options"]["achieved_share"] == pytest.approx(0.3, abs=1 / 30)
 
     from tela_core.data import sample_path as sp
 
-    r = tela("eval", "--router", out, "--data", sp("mmlu_heldout_sample.jsonl"), "--output", tmp_path / "eval")
+    r = tela_cli("eval", "--router", out, "--data", sp("mmlu_heldout_sample.jsonl"), "--output", tmp_path / "eval")
     assert r.exit_code == 0, r.output
     rep = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert [x["name"] for x in rep["routers"]] == ["run", "random", "oracle"] and rep["n"] == 300
