@@ -22,14 +22,7 @@ QUESTIONS = [
 
 
 @pytest.fixture(scope="module")
-def tiny_router(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tela_core.testing import build_tiny_router
-
-    return build_tiny_router(tmp_path_factory.mktemp("router"))
-
-
-@pytest.fixture(scope="module")
-def scorer(tiny_router: Path):
+def scorer(tiny_router: Path):  # tiny_router: the test kit's (tela_core/pytest_plugin.py)
     return Router.load(tiny_router).scorer
 
 
