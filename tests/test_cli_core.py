@@ -11,12 +11,10 @@ from typing import Any, Iterator
 
 import click
 import pytest
-from click.testing import CliRunner
 
 import tela_core
 from tela_core import InputError, TelaError, hookimpl
-from tela_core.cli.main import get_cli
-from tela_core.plugins import add_plugin, remove_plugin, reset
+from tela_core.plugins import reset
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +27,7 @@ def _fresh_registry() -> Iterator[None]:
 
 
 @pytest.fixture
-def failing_commands() -> Iterator[None]:
+def failing_commands(register_plugin: Any) -> None:
     """An in-process plugin with commands that fail the ways a plugin command can."""
 
     class Failing:
@@ -52,91 +50,80 @@ def failing_commands() -> Iterator[None]:
 
                 get_registry().entry("formatter", "nope")
 
-    add_plugin(Failing(), "failing")
-    try:
-        yield
-    finally:
-        remove_plugin("failing")
+    register_plugin(Failing(), "failing")
 
 
-def invoke(*args: str) -> Any:
-    return CliRunner().invoke(get_cli(), list(args))
-
-
-def test_help_lists_the_core_commands():
-    res = invoke("--help")
+def test_help_lists_the_core_commands(tela_cli):
+    res = tela_cli("--help")
     assert res.exit_code == 0
     assert "train, evaluate and serve LLM routers" in res.output
     assert "plugins" in res.output
-    assert invoke("-h").output == res.output
+    assert tela_cli("-h").output == res.output
 
 
-def test_version():
-    res = invoke("--version")
+def test_version(tela_cli):
+    res = tela_cli("--version")
     assert res.exit_code == 0 and res.output.strip() == f"tela, version {tela_core.__version__}"
 
 
-def test_input_error_is_file_line_message_and_exit_2(failing_commands):
-    res = invoke("bad-input")
+def test_input_error_is_file_line_message_and_exit_2(failing_commands, tela_cli):
+    res = tela_cli("bad-input")
     assert res.exit_code == 2
     assert res.stderr == 'Error: data.jsonl:3: missing field "prompt"\n'
     assert res.stdout == ""
 
 
-def test_tela_error_is_a_clean_message_and_exit_2(failing_commands):
-    res = invoke("bad-option")
+def test_tela_error_is_a_clean_message_and_exit_2(failing_commands, tela_cli):
+    res = tela_cli("bad-option")
     assert res.exit_code == 2
     assert res.stderr == "Error: --n must be positive\n"
     assert "Traceback" not in res.output
 
 
-def test_unknown_component_from_a_command_exits_2_listing_the_names(failing_commands):
-    res = invoke("unknown-formatter")
+def test_unknown_component_from_a_command_exits_2_listing_the_names(failing_commands, tela_cli):
+    res = tela_cli("unknown-formatter")
     assert res.exit_code == 2
     assert "unknown formatter 'nope'; registered formatters:" in res.stderr
     assert "role-prefix" in res.stderr and "chat-template" in res.stderr
 
 
-def test_usage_errors_exit_2():
-    assert invoke("no-such-command").exit_code == 2
-    res = invoke("plugins", "list", "--kind", "widget")
+def test_usage_errors_exit_2(tela_cli):
+    assert tela_cli("no-such-command").exit_code == 2
+    res = tela_cli("plugins", "list", "--kind", "widget")
     assert res.exit_code == 2 and "widget" in res.output
 
 
-def test_plugins_list_table():
-    res = CliRunner().invoke(get_cli(), ["plugins", "list"], env={"COLUMNS": "200"})
+def test_plugins_list_table(tela_cli):
+    res = tela_cli("plugins", "list", env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     for word in ("tela plugins", "jsonl", "role-prefix", "chat-template", "formatters", "sources"):
         assert word in res.output
 
 
-def test_plugins_list_table_shows_a_broken_plugin():
+def test_plugins_list_table_shows_a_broken_plugin(tela_cli, register_plugin):
     class Boom:
         @hookimpl
         def tela_register_sources(self, register: Any) -> None:
             raise RuntimeError("kaboom")
 
-    add_plugin(Boom(), "boom")
-    try:
-        res = CliRunner().invoke(get_cli(), ["plugins", "list"], env={"COLUMNS": "200"})
-    finally:
-        remove_plugin("boom")
+    register_plugin(Boom(), "boom")
+    res = tela_cli("plugins", "list", env={"COLUMNS": "200"})
     assert res.exit_code == 0
     assert "BROKEN" in res.output and "kaboom" in res.output and "jsonl" in res.output
 
 
-def test_plugins_show_prints_description_and_options():
-    res = invoke("plugins", "show", "source", "jsonl")
+def test_plugins_show_prints_description_and_options(tela_cli):
+    res = tela_cli("plugins", "show", "source", "jsonl")
     assert res.exit_code == 0, res.output
     assert res.output.startswith("source jsonl (plugin jsonl): ")
     assert "require_label: bool (default True)" in res.output
-    res = invoke("plugins", "show", "formatter", "role-prefix", "--json")
+    res = tela_cli("plugins", "show", "formatter", "role-prefix", "--json")
     obj = json.loads(res.output)
     assert obj["plugin"] == "role-prefix" and obj["options"]["type"] == "object"
 
 
-def test_plugins_show_unknown_name_exits_2_listing_the_registered_ones():
-    res = invoke("plugins", "show", "formatter", "nope")
+def test_plugins_show_unknown_name_exits_2_listing_the_registered_ones(tela_cli):
+    res = tela_cli("plugins", "show", "formatter", "nope")
     assert res.exit_code == 2
     assert "Error: unknown formatter 'nope'; registered formatters: " in res.stderr
     assert "role-prefix" in res.stderr
@@ -151,7 +138,7 @@ def test_console_script_runs():
     assert "jsonl" in {p["name"] for p in json.loads(res.stdout)}
 
 
-def test_plugins_show_renders_option_types_defaults_and_descriptions():
+def test_plugins_show_renders_option_types_defaults_and_descriptions(tela_cli, register_plugin):
     from typing import Optional
 
     from pydantic import BaseModel, Field
@@ -175,11 +162,8 @@ def test_plugins_show_renders_option_types_defaults_and_descriptions():
         def tela_register_policies(self, register: Any) -> None:
             register(ShowMe)
 
-    add_plugin(P(), "show-me")
-    try:
-        res = invoke("plugins", "show", "policy", "test-show-me")
-    finally:
-        remove_plugin("show-me")
+    register_plugin(P(), "show-me")
+    res = tela_cli("plugins", "show", "policy", "test-show-me")
     assert res.exit_code == 0, res.output
     assert res.output.splitlines() == [
         "policy test-show-me (plugin show-me): Shown by tela plugins show.",
@@ -189,10 +173,10 @@ def test_plugins_show_renders_option_types_defaults_and_descriptions():
         "  path: Path | None (default None)",
         "  needed: int (required)",
     ]
-    assert invoke("plugins", "show", "formatter", "role-prefix").output.endswith("options: none\n")
+    assert tela_cli("plugins", "show", "formatter", "role-prefix").output.endswith("options: none\n")
 
 
-def test_plugins_show_command_names_its_plugin_and_prints_its_help():
+def test_plugins_show_command_names_its_plugin_and_prints_its_help(tela_cli, register_plugin):
     import click
 
     from tela_core import hookimpl
@@ -205,32 +189,29 @@ def test_plugins_show_command_names_its_plugin_and_prints_its_help():
             def wave(times):
                 """Wave at the user."""
 
-    add_plugin(AddsCommand(), "waver")
-    try:
-        res = invoke("plugins", "show", "command", "wave")
-        assert res.exit_code == 0, res.output
-        assert res.output.startswith("command wave (plugin waver): Wave at the user.")
-        assert "--times" in res.output and "How often to wave." in res.output
-        obj = json.loads(invoke("plugins", "show", "command", "route", "--json").output)
-        assert obj["plugin"] == "tela" and obj["name"] == "route"
-    finally:
-        remove_plugin("waver")
-    res = invoke("plugins", "show", "command", "nope")
+    register_plugin(AddsCommand(), "waver")
+    res = tela_cli("plugins", "show", "command", "wave")
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("command wave (plugin waver): Wave at the user.")
+    assert "--times" in res.output and "How often to wave." in res.output
+    obj = json.loads(tela_cli("plugins", "show", "command", "route", "--json").output)
+    assert obj["plugin"] == "tela" and obj["name"] == "route"
+    res = tela_cli("plugins", "show", "command", "nope")
     assert res.exit_code == 2 and "unknown command 'nope'; registered commands: " in res.stderr
     assert "route" in res.stderr
 
 
-def test_unknown_policy_error_says_policies():
-    res = invoke("plugins", "show", "policy", "nope")
+def test_unknown_policy_error_says_policies(tela_cli):
+    res = tela_cli("plugins", "show", "policy", "nope")
     assert res.exit_code == 2 and "registered policies: " in res.stderr
 
 
-def test_plugins_list_and_show_datasets():
-    res = invoke("plugins", "list", "--kind", "dataset", "--json")
+def test_plugins_list_and_show_datasets(tela_cli):
+    res = tela_cli("plugins", "list", "--kind", "dataset", "--json")
     assert res.exit_code == 0, res.output
     provides = {n for p in json.loads(res.output) for n in p["provides"].get("dataset", [])}
     assert "routellm-mmlu" in provides
-    obj = json.loads(invoke("plugins", "show", "dataset", "routellm-mmlu", "--json").output)
+    obj = json.loads(tela_cli("plugins", "show", "dataset", "routellm-mmlu", "--json").output)
     assert obj["license"] and obj["revision"] and obj["source"] == "routellm-csv"
-    res = invoke("plugins", "show", "dataset", "nope")
+    res = tela_cli("plugins", "show", "dataset", "nope")
     assert res.exit_code == 2 and "registered datasets: " in res.stderr
