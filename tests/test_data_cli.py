@@ -7,24 +7,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from tela_core.cli.main import get_cli
 from tela_core.data import sample_path
 from tela_core.sampling import MMLU_HELDOUT_SUBJECTS
-from tela_core.testing import needs_public_data, public_data
+from tela_core.testing import TelaCli, needs_public_data, public_data, run_cli
 
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 STRONG = "gpt-4-1106-preview"
 MMLU = public_data("routellm-mmlu") or Path("routellm-mmlu")
 
 
-def run(*args: str) -> Any:
-    return CliRunner().invoke(get_cli(), [str(a) for a in args])
-
-
 def check_json(path: Path, *extra: str) -> dict[str, Any]:
-    result = run("data", "check", path, "--json", *extra)
+    result = run_cli("data", "check", path, "--json", *extra)
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
 
@@ -40,9 +34,9 @@ def csv_folder(tmp_path: Path) -> Path:
     return d
 
 
-def test_convert_round_trips_through_check(csv_folder: Path, tmp_path: Path) -> None:
+def test_convert_round_trips_through_check(csv_folder: Path, tmp_path: Path, tela_cli: TelaCli) -> None:
     out = tmp_path / "seed.jsonl"
-    result = run("data", "convert", csv_folder, out)
+    result = tela_cli("data", "convert", csv_folder, out)
     assert result.exit_code == 0, result.output
     assert "wrote 5 records (routellm-csv)" in result.output
     first = json.loads(out.read_text().splitlines()[0])
@@ -58,43 +52,43 @@ def test_convert_round_trips_through_check(csv_folder: Path, tmp_path: Path) -> 
     assert converted["models"][WEAK]["mean_outcome"] == pytest.approx(2 / 5)
 
 
-def test_convert_pair_options_and_refusals(csv_folder: Path, tmp_path: Path) -> None:
+def test_convert_pair_options_and_refusals(csv_folder: Path, tmp_path: Path, tela_cli: TelaCli) -> None:
     out = tmp_path / "seed.jsonl"
-    assert run("data", "convert", csv_folder, out, "--weak-model", STRONG, "--strong-model", WEAK).exit_code == 0
+    assert tela_cli("data", "convert", csv_folder, out, "--weak-model", STRONG, "--strong-model", WEAK).exit_code == 0
     labels = [json.loads(x)["messages"][-1]["content"] for x in out.read_text().splitlines()]
     assert labels == ["[[5]]", "[[5]]", "[[3]]", "[[1]]", "[[5]]"]
     before = out.read_bytes()
-    refused = run("data", "convert", csv_folder, out)
+    refused = tela_cli("data", "convert", csv_folder, out)
     assert refused.exit_code == 2 and "already exists; pass --force" in refused.output
     assert out.read_bytes() == before
-    assert run("data", "convert", csv_folder, out, "--force").exit_code == 0
+    assert tela_cli("data", "convert", csv_folder, out, "--force").exit_code == 0
     assert out.read_bytes() != before
-    bad_model = run("data", "convert", csv_folder, tmp_path / "x.jsonl", "--weak-model", "nope")
+    bad_model = tela_cli("data", "convert", csv_folder, tmp_path / "x.jsonl", "--weak-model", "nope")
     assert bad_model.exit_code == 2 and "weak model 'nope' is not in the data; models:" in bad_model.output
     assert not (tmp_path / "x.jsonl").exists()
 
 
-def test_unknown_source_and_formatter_list_registered(csv_folder: Path, tmp_path: Path) -> None:
-    r = run("data", "convert", "--source", "nope", csv_folder, tmp_path / "o.jsonl")
+def test_unknown_source_and_formatter_list_registered(csv_folder: Path, tmp_path: Path, tela_cli: TelaCli) -> None:
+    r = tela_cli("data", "convert", "--source", "nope", csv_folder, tmp_path / "o.jsonl")
     assert r.exit_code == 2 and "unknown source 'nope'" in r.output and "routellm-csv" in r.output
     assert not (tmp_path / "o.jsonl").exists()
-    r = run("data", "preview", "--formatter", "nope", sample_path())
+    r = tela_cli("data", "preview", "--formatter", "nope", sample_path())
     assert r.exit_code == 2 and "unknown formatter 'nope'" in r.output and "role-prefix" in r.output
 
 
-def test_check_prints_histogram_and_model_accuracy(csv_folder: Path) -> None:
-    r = run("data", "check", csv_folder)
+def test_check_prints_histogram_and_model_accuracy(csv_folder: Path, tela_cli: TelaCli) -> None:
+    r = tela_cli("data", "check", csv_folder)
     assert r.exit_code == 0, r.output
     assert "5 records" in r.output and "[[5]]" in r.output and "40.0%" in r.output
     assert "gpt-4-1106-preview (strong)" in r.output
 
 
-def test_preview_shows_the_training_text(tmp_path: Path) -> None:
-    r = run("data", "preview", "--formatter", "role-prefix", sample_path(), "--n", "2")
+def test_preview_shows_the_training_text(tmp_path: Path, tela_cli: TelaCli) -> None:
+    r = tela_cli("data", "preview", "--formatter", "role-prefix", sample_path(), "--n", "2")
     assert r.exit_code == 0, r.output
     assert r.output.count("SYSTEM:\n[Instruction]") == 2
     assert "USER:\n[Question]\n" in r.output and "\n\nPrediction:\n\n\nASSISTANT:\n[[" in r.output
-    r = run("data", "preview", "--formatter", "chat-template", sample_path())
+    r = tela_cli("data", "preview", "--formatter", "chat-template", sample_path())
     assert r.exit_code == 2 and "needs a tokenizer" in r.output
 
 
