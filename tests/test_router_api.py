@@ -9,21 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from tela_core import Decision, Router, TelaError, get_registry
 from tela_core.artifact import write_manifest, write_policy
-from tela_core.cli.main import get_cli
 from tela_core.data import sample_path
 from tela_core.detect import open_source
+from tela_core.testing import TelaCli
 
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 STRONG = "gpt-4-1106-preview"
 SHORT, LONG = "What is 2 + 2?", "Prove that " + "a long and winding statement " * 40
-
-
-def tela(*args: object):
-    return CliRunner().invoke(get_cli(), [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")
@@ -87,14 +82,14 @@ def test_format_version_is_checked(length_router: Path, tmp_path: Path) -> None:
             Router.load(d)
 
 
-def test_a_missing_plugin_is_named_from_the_manifest(tmp_path: Path) -> None:
+def test_a_missing_plugin_is_named_from_the_manifest(tmp_path: Path, tela_cli: TelaCli) -> None:
     write_manifest(tmp_path, scorer="nowhere-family")
     m = json.loads((tmp_path / "tela.json").read_text())
     m["plugins"]["tela-nowhere"] = "0.1.0"
     (tmp_path / "tela.json").write_text(json.dumps(m))
     with pytest.raises(TelaError, match=r"unknown scorer 'nowhere-family'.*made with tela-nowhere 0\.1\.0"):
         Router.load(tmp_path)
-    res = tela("route", "--router", tmp_path, "hi")
+    res = tela_cli("route", "--router", tmp_path, "hi")
     assert res.exit_code == 2 and "tela-nowhere 0.1.0" in res.output and "Traceback" not in res.output
 
 
@@ -114,12 +109,10 @@ class EvilModel(LlamaForCausalLM):
 
 
 @pytest.fixture()
-def evil_router(tmp_path: Path) -> Path:
+def evil_router(tiny_router: Path, tmp_path: Path) -> Path:
     """A score-token router whose config names Python code of its own (auto_map): code that, if
-    imported, leaves a file RAN in the router folder."""
-    from tela_core.testing import build_tiny_router
-
-    d = build_tiny_router(tmp_path / "evil")
+    imported, leaves a file RAN in the router folder (a copy of the test kit's tiny_router)."""
+    d = Path(shutil.copytree(tiny_router, tmp_path / "evil"))
     cfg = json.loads((d / "config.json").read_text())
     cfg["auto_map"] = {"AutoConfig": "evil.EvilConfig", "AutoModelForCausalLM": "evil.EvilModel"}
     (d / "config.json").write_text(json.dumps(cfg))
@@ -128,14 +121,14 @@ def evil_router(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_router_code_never_runs_without_the_users_flag(evil_router: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_router_code_never_runs_without_the_users_flag(evil_router: Path, monkeypatch: pytest.MonkeyPatch, tela_cli: TelaCli) -> None:
     monkeypatch.delenv("TELA_TRUST_REMOTE_CODE", raising=False)
     with pytest.raises(TelaError, match="ships its own Python code .*--trust-remote-code"):
         Router.load(evil_router)
     for cmd in (["route", "--router", evil_router, "hi"],
                 ["calibrate", "--router", evil_router, "--data", sample_path(), "--strong-share", "0.5"],
                 ["eval", "--router", evil_router, "--data", sample_path(), "-o", evil_router.parent / "ev"]):
-        res = tela(*cmd)
+        res = tela_cli(*cmd)
         assert res.exit_code == 2, (cmd, res.output)
         assert "--trust-remote-code" in res.output and "Traceback" not in res.output
     assert not (evil_router / "RAN").exists()
@@ -165,23 +158,23 @@ def test_the_users_flag_lets_the_code_run(evil_router: Path) -> None:
 # -- the CLI goes through the same object ------------------------------------------------------------
 
 
-def test_route_cli_policy_and_threshold_options(length_router: Path) -> None:
-    res = tela("route", "--router", length_router, "--json", "--threshold", "0", SHORT, LONG)
+def test_route_cli_policy_and_threshold_options(length_router: Path, tela_cli: TelaCli) -> None:
+    res = tela_cli("route", "--router", length_router, "--json", "--threshold", "0", SHORT, LONG)
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in res.output.splitlines()]
     assert [r["model"] for r in rows] == [STRONG, STRONG] and rows[0]["threshold"] == 0.0
-    res = tela("route", "--router", length_router, "--json", "--policy", "threshold", "--set", "policy.threshold=1.0", SHORT)
+    res = tela_cli("route", "--router", length_router, "--json", "--policy", "threshold", "--set", "policy.threshold=1.0", SHORT)
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["model"] == WEAK
-    res = tela("route", "--router", length_router, "--set", "family.k=3", SHORT)
+    res = tela_cli("route", "--router", length_router, "--set", "family.k=3", SHORT)
     assert res.exit_code == 2 and "policy options only" in res.output
 
 
-def test_calibrate_refuses_a_policy_that_does_not_calibrate(length_router: Path, tmp_path: Path) -> None:
+def test_calibrate_refuses_a_policy_that_does_not_calibrate(length_router: Path, tmp_path: Path, tela_cli: TelaCli) -> None:
     d = shutil.copytree(length_router, tmp_path / "r")
-    res = tela("calibrate", "--router", d, "--data", sample_path(), "--strong-share", "0.3", "--policy", "threshold")
+    res = tela_cli("calibrate", "--router", d, "--data", sample_path(), "--strong-share", "0.3", "--policy", "threshold")
     assert res.exit_code == 2 and "does not calibrate" in res.output and "calibrated" in res.output
-    res = tela("calibrate", "--router", d, "--data", sample_path(), "--strong-share", "0.3")
+    res = tela_cli("calibrate", "--router", d, "--data", sample_path(), "--strong-share", "0.3")
     assert res.exit_code == 0, res.output
     r = Router.load(d)
     assert r.policy_spec["name"] == "calibrated" and r.models == [WEAK, STRONG]
@@ -198,14 +191,14 @@ def test_write_policy_round_trip(tmp_path: Path, length_router: Path) -> None:
         Router.load(d)
 
 
-def test_score_batch_size_is_its_own_option(length_router: Path) -> None:
+def test_score_batch_size_is_its_own_option(length_router: Path, tela_cli: TelaCli) -> None:
     """`--score-batch-size` is the scoring batch (run's `--batch-size` is the training batch); the
     old spelling still works on route/eval/calibrate, with a note."""
-    res = CliRunner().invoke(get_cli(), ["route", "--router", str(length_router), "--json", "--score-batch-size", "2", SHORT])
+    res = tela_cli("route", "--router", length_router, "--json", "--score-batch-size", "2", SHORT)
     assert res.exit_code == 0 and "note:" not in res.output
-    res = CliRunner().invoke(get_cli(), ["route", "--router", str(length_router), "--json", "--batch-size", "2", SHORT])
+    res = tela_cli("route", "--router", length_router, "--json", "--batch-size", "2", SHORT)
     assert res.exit_code == 0 and "now --score-batch-size" in res.output
-    res = CliRunner().invoke(get_cli(), ["eval", "--help"])
+    res = tela_cli("eval", "--help")
     assert "--score-batch-size" in res.output and "--batch-size " not in res.output
 
 
