@@ -1,9 +1,10 @@
 """The plugin system: entry-point discovery, the registry's errors, env-var controls, and one
 ``test_hook_<name>`` per hook spec (tests/test_docs.py checks that each hook has one).
 
-In-process plugins are registered with :func:`tela_core.plugins.add_plugin` and always removed in
-``finally``; anything that needs a real distribution (entry points, env vars read by a fresh
-process, import-time failures) runs ``tela`` in a subprocess.
+In-process plugins are registered with the test kit's :func:`tela_core.testing.registered_plugin`
+(removed when the block ends, so a test can check what is left after it); anything that needs a
+real distribution (entry points, env vars read by a fresh process, import-time failures) runs
+``tela`` in a subprocess.
 """
 
 from __future__ import annotations
@@ -13,13 +14,11 @@ import os
 import subprocess
 import sys
 import textwrap
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import click
 import pytest
-from click.testing import CliRunner
 
 from tela_core import (
     Backend,
@@ -35,7 +34,8 @@ from tela_core import (
     hookimpl,
 )
 from tela_core.cli.main import get_cli
-from tela_core.plugins import _extra_plugins, add_plugin, get_registry, remove_plugin, reset
+from tela_core.plugins import _extra_plugins, get_registry, reset
+from tela_core.testing import TelaCli, registered_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILTIN_FORMATTERS = {"role-prefix", "chat-template"}
@@ -55,16 +55,6 @@ def _fresh_registry() -> Iterator[None]:
         reset()
 
 
-@contextmanager
-def plugin(obj: Any, name: str) -> Iterator[Any]:
-    """Register ``obj`` as in-process plugin ``name`` for the duration of the block."""
-    add_plugin(obj, name)
-    try:
-        yield get_registry()
-    finally:
-        remove_plugin(name)
-
-
 def registering(hook: str, *classes: type) -> Any:
     """A plugin object whose ``hook`` registers ``classes``."""
 
@@ -74,12 +64,6 @@ def registering(hook: str, *classes: type) -> Any:
 
     impl.__name__ = hook
     return type("InProcessPlugin", (), {hook: hookimpl(impl)})()
-
-
-def cli_json(*args: str) -> Any:
-    result = CliRunner().invoke(get_cli(), list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 def by_name(listing: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -139,8 +123,8 @@ def test_builtins_load_through_the_tela_entry_point_group():
     assert {reg.entry("formatter", n).plugin for n in BUILTIN_FORMATTERS} == {"role-prefix"}
 
 
-def test_plugins_list_json_shape_and_kind_filter():
-    listing = cli_json("plugins", "list", "--json")
+def test_plugins_list_json_shape_and_kind_filter(tela_cli):
+    listing = tela_cli.json("plugins", "list", "--json")
     assert isinstance(listing, list) and listing
     for p in listing:
         assert {"name", "version", "hooks", "provides"} <= p.keys()
@@ -151,15 +135,15 @@ def test_plugins_list_json_shape_and_kind_filter():
     assert plugins["jsonl"]["hooks"] == ["tela_register_sources"]
     assert set(plugins["role-prefix"]["provides"]["formatter"]) == BUILTIN_FORMATTERS
 
-    formatters = cli_json("plugins", "list", "--json", "--kind", "formatter")
+    formatters = tela_cli.json("plugins", "list", "--json", "--kind", "formatter")
     assert formatters and all(set(p["provides"]) == {"formatter"} for p in formatters)
     names = {n for p in formatters for n in p["provides"]["formatter"]}
     assert BUILTIN_FORMATTERS <= names
     assert "jsonl" not in by_name(formatters)
 
 
-def test_example_plugin_is_listed():
-    plugins = by_name(cli_json("plugins", "list", "--json"))
+def test_example_plugin_is_listed(tela_cli):
+    plugins = by_name(tela_cli.json("plugins", "list", "--json"))
     assert "example" in plugins, "install it: .venv/bin/pip install -e examples/tela-example-plugin"
     ex = plugins["example"]
     assert ex["distribution"] == "tela-example-plugin" and ex["version"] == "0.1.0"
@@ -172,16 +156,16 @@ def test_example_plugin_is_listed():
 # -- registry errors --------------------------------------------------------------------------
 
 
-def test_duplicate_name_is_an_error_naming_both_plugins():
+def test_duplicate_name_is_an_error_naming_both_plugins(tela_cli):
     class Impostor(EchoFormatter):
         name = "role-prefix"
 
-    with plugin(registering("tela_register_formatters", Impostor), "impostor") as reg:
+    with registered_plugin(registering("tela_register_formatters", Impostor), "impostor") as reg:
         with pytest.raises(DuplicateComponentError) as exc:
             reg.entry("formatter", "role-prefix")
         msg = str(exc.value)
         assert "'role-prefix' and 'impostor'" in msg and "TELA_DISABLE_PLUGINS" in msg
-        listed = by_name(cli_json("plugins", "list", "--json"))
+        listed = by_name(tela_cli.json("plugins", "list", "--json"))
         assert listed["impostor"]["broken"] and "'role-prefix' and 'impostor'" in listed["impostor"]["error"]
         assert not listed["role-prefix"]["broken"]
         assert reg.entry("formatter", "chat-template").plugin == "role-prefix"  # others unaffected
@@ -211,7 +195,7 @@ def test_register_rejects_a_class_of_the_wrong_kind_and_names_the_plugin():
     class NotAFormatter(Policy):
         name = "misfiled"
 
-    with plugin(registering("tela_register_formatters", NotAFormatter), "misfiling") as reg:
+    with registered_plugin(registering("tela_register_formatters", NotAFormatter), "misfiling") as reg:
         info = reg.plugins["misfiling"]
         assert info.error and "'misfiling'" in info.error and "is a policy, registered as a formatter" in info.error
         assert "misfiled" not in reg.names("formatter") and "misfiled" not in reg.names("policy")
@@ -223,25 +207,25 @@ def test_a_failing_hook_is_named_and_the_others_still_load():
         def tela_register_formatters(self, register):
             raise RuntimeError("kaboom")
 
-    with plugin(Boom(), "boom") as reg:
+    with registered_plugin(Boom(), "boom") as reg:
         assert "plugin 'boom' is broken: RuntimeError: kaboom" in reg.plugins["boom"].error
         assert BUILTIN_FORMATTERS <= set(reg.names("formatter"))
         with pytest.raises(UnknownComponentError, match=r"broken plugins not loaded: boom"):
             reg.entry("formatter", "whatever-boom-had")
 
 
-def test_a_plugin_implementing_an_unknown_hook_is_reported():
+def test_a_plugin_implementing_an_unknown_hook_is_reported(tela_cli):
     class Typo:
         @hookimpl
         def tela_register_formater(self, register):  # sic
             register(EchoFormatter)
 
-    with plugin(Typo(), "typo") as reg:
+    with registered_plugin(Typo(), "typo") as reg:
         err = reg.plugins["typo"].error
         assert err and "'typo'" in err and "unknown hook(s): tela_register_formater" in err
         assert "tela_register_formatters" in err  # the message lists the real hooks
         assert "test-echo" not in reg.names("formatter")
-        listed = by_name(cli_json("plugins", "list", "--json"))
+        listed = by_name(tela_cli.json("plugins", "list", "--json"))
         assert listed["typo"]["broken"] and listed["typo"]["hooks"] == []
 
 
@@ -250,7 +234,7 @@ def test_a_hook_function_without_hookimpl_is_reported():
         def tela_register_formatters(self, register):
             register(EchoFormatter)
 
-    with plugin(Forgot(), "forgot") as reg:
+    with registered_plugin(Forgot(), "forgot") as reg:
         assert "defines tela_register_formatters without @hookimpl" in reg.plugins["forgot"].error
 
 
@@ -260,7 +244,7 @@ def test_a_hook_with_a_wrong_argument_name_is_reported():
         def tela_register_formatters(self, reg):
             reg(EchoFormatter)
 
-    with plugin(WrongArg(), "wrong-arg") as reg:
+    with registered_plugin(WrongArg(), "wrong-arg") as reg:
         err = reg.plugins["wrong-arg"].error
         assert err and "'wrong-arg'" in err and "reg" in err
 
@@ -389,7 +373,7 @@ def test_help_and_plugins_list_import_no_heavy_library():
 
 
 def _provides(plugin_name: str) -> dict[str, list[str]]:
-    return by_name(cli_json("plugins", "list", "--json"))[plugin_name]["provides"]
+    return by_name(TelaCli().json("plugins", "list", "--json"))[plugin_name]["provides"]
 
 
 def test_hook_tela_register_sources(tmp_path):
@@ -404,7 +388,7 @@ def test_hook_tela_register_sources(tmp_path):
             for line in Path(path).read_text().splitlines():
                 yield Record(prompt=line)
 
-    with plugin(registering("tela_register_sources", LinesSource), "lines") as reg:
+    with registered_plugin(registering("tela_register_sources", LinesSource), "lines") as reg:
         assert _provides("lines") == {"source": ["test-lines"]}
         assert reg.entry("source", "test-lines").description == "One prompt per line."
         f = tmp_path / "p.txt"
@@ -413,12 +397,12 @@ def test_hook_tela_register_sources(tmp_path):
         assert reg.plugins["lines"].hooks == ["tela_register_sources"]
 
 
-def test_hook_tela_register_formatters():
-    with plugin(registering("tela_register_formatters", EchoFormatter), "echo") as reg:
+def test_hook_tela_register_formatters(tela_cli):
+    with registered_plugin(registering("tela_register_formatters", EchoFormatter), "echo") as reg:
         assert _provides("echo") == {"formatter": ["test-echo"]}
         out = reg.create("formatter", "test-echo").format([{"role": "user", "content": "hi"}])
         assert out == Formatted("hi", "")
-        kinds = cli_json("plugins", "list", "--json", "--kind", "formatter")
+        kinds = tela_cli.json("plugins", "list", "--json", "--kind", "formatter")
         assert "echo" in by_name(kinds)
 
 
@@ -434,7 +418,7 @@ def test_hook_tela_register_backends(tmp_path):
 
     from tela_core import TrainJob
 
-    with plugin(registering("tela_register_backends", CopyBackend), "copy") as reg:
+    with registered_plugin(registering("tela_register_backends", CopyBackend), "copy") as reg:
         assert _provides("copy") == {"backend": ["test-copy"]}
         train = tmp_path / "t.jsonl"
         train.write_text('{"prompt": "p", "completion": "[[1]]"}\n')
@@ -455,7 +439,7 @@ def test_hook_tela_register_scorers():
         def score(self, prompts):
             return Scores(w=np.full(len(prompts), 0.25))
 
-    with plugin(registering("tela_register_scorers", ConstScorer), "const") as reg:
+    with registered_plugin(registering("tela_register_scorers", ConstScorer), "const") as reg:
         assert _provides("const") == {"scorer": ["test-const"]}
         scorer = reg.create("scorer", "test-const")
         assert scorer.uses_backend is False
@@ -477,14 +461,14 @@ def test_hook_tela_register_policies():
 
     import numpy as np
 
-    with plugin(registering("tela_register_policies", CutPolicy), "cut") as reg:
+    with registered_plugin(registering("tela_register_policies", CutPolicy), "cut") as reg:
         assert _provides("cut") == {"policy": ["test-cut"]}
         pol = reg.create("policy", "test-cut", {"t": 0.3})
         assert pol.choose(Scores(w=np.array([0.1, 0.4])), ["weak", "strong"]) == ["weak", "strong"]
         assert reg.entry("policy", "test-cut").options_schema()["properties"]["t"]["default"] == 0.5
 
 
-def test_hook_tela_register_commands():
+def test_hook_tela_register_commands(tela_cli):
     class Hello:
         @hookimpl
         def tela_register_commands(self, cli):
@@ -494,17 +478,16 @@ def test_hook_tela_register_commands():
                 """Say hello (test plugin)."""
                 click.echo(f"hello {who}")
 
-    with plugin(Hello(), "hello-cmd"):
-        runner = CliRunner()
-        res = runner.invoke(get_cli(), ["hello", "tela"])
+    with registered_plugin(Hello(), "hello-cmd"):
+        res = tela_cli("hello", "tela")
         assert res.exit_code == 0 and res.output == "hello tela\n"
-        assert "Say hello" in runner.invoke(get_cli(), ["--help"]).output
+        assert "Say hello" in tela_cli("--help").output
         assert _provides("hello-cmd") == {"command": ["hello"]}
-        assert "hello-cmd" in by_name(cli_json("plugins", "list", "--json", "--kind", "command"))
+        assert "hello-cmd" in by_name(tela_cli.json("plugins", "list", "--json", "--kind", "command"))
     assert "hello" not in get_cli().commands  # removed with its plugin
 
 
-def test_a_plugin_command_cannot_replace_a_core_command():
+def test_a_plugin_command_cannot_replace_a_core_command(tela_cli):
     class Hijack:
         @hookimpl
         def tela_register_commands(self, cli):
@@ -512,21 +495,21 @@ def test_a_plugin_command_cannot_replace_a_core_command():
             def hijacked():
                 click.echo("hijacked")
 
-    with plugin(Hijack(), "hijack"):
-        res = CliRunner().invoke(get_cli(), ["plugins", "list", "--json"])
+    with registered_plugin(Hijack(), "hijack"):
+        res = tela_cli("plugins", "list", "--json")
         assert res.exit_code == 0 and "hijacked" not in res.output
         info = by_name(json.loads(res.stdout))["hijack"]
         assert info["broken"] and "command 'plugins' is registered by two plugins: 'tela' and 'hijack'" in info["error"]
 
 
-def test_a_failing_commands_hook_is_named_and_tela_still_runs():
+def test_a_failing_commands_hook_is_named_and_tela_still_runs(tela_cli):
     class BadCommands:
         @hookimpl
         def tela_register_commands(self, cli):
             raise RuntimeError("no commands today")
 
-    with plugin(BadCommands(), "bad-commands"):
-        res = CliRunner().invoke(get_cli(), ["plugins", "list", "--json"])
+    with registered_plugin(BadCommands(), "bad-commands"):
+        res = tela_cli("plugins", "list", "--json")
         assert res.exit_code == 0
         info = by_name(json.loads(res.stdout))["bad-commands"]
         assert info["broken"] and "RuntimeError: no commands today" in info["error"]
