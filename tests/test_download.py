@@ -23,8 +23,8 @@ import pytest
 from tela_core import hookimpl
 from tela_core.catalogue import DatasetEntry, RemoteFile
 from tela_core.download import MANIFEST, datasets_dir
-from tela_core.plugins import add_plugin, get_registry, remove_plugin
-from tela_core.testing import one_error_line, run_cli
+from tela_core.plugins import get_registry
+from tela_core.testing import TelaCli, one_error_line, registered_plugin
 
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 STRONG = "gpt-4-1106-preview"
@@ -114,11 +114,7 @@ def server() -> Iterator[Server]:
         srv.server_close()
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("TELA_CACHE", str(cache))
-    return cache
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # every download lands in a cache of its own
 
 
 def url(srv: Server, path: str) -> str:
@@ -149,25 +145,19 @@ def catalogued(*entries: DatasetEntry) -> Iterator[Any]:
             register(e)
 
     mod.tela_register_datasets = tela_register_datasets
-    add_plugin(mod, "test-catalogue")
-    try:
-        yield get_registry()
-    finally:
-        remove_plugin("test-catalogue")
-
-
-run = run_cli
+    with registered_plugin(mod, "test-catalogue") as registry:
+        yield registry
 
 
 # ------------------------------------------------------------------------------------------------
 
 
-def test_hook_tela_register_datasets(server: Server) -> None:
+def test_hook_tela_register_datasets(server: Server, tela_cli: TelaCli) -> None:
     entry = mmlu_entry(server)
     with catalogued(entry) as reg:
         assert reg.dataset("test-mmlu") is entry
         assert ("dataset", "test-mmlu") in reg.plugins["test-catalogue"].components
-        listed = {d["name"]: d for d in json.loads(run("data", "list", "--json").output)}
+        listed = {d["name"]: d for d in json.loads(tela_cli("data", "list", "--json").output)}
         assert listed["test-mmlu"]["files"][0]["sha256"] == sha(MMLU_CSV)
         assert listed["test-mmlu"]["in_cache"] is False
         # the builtin catalogue is there too, every entry with a license and its files
@@ -188,9 +178,9 @@ def test_builtin_entries_pin_github_files_to_verified_checksums() -> None:
         assert all(f.sha256 is None for f in reg.dataset(name).files), name
 
 
-def test_complete_download_verifies_and_prints_license_and_path(server: Server) -> None:
+def test_complete_download_verifies_and_prints_license_and_path(server: Server, tela_cli: TelaCli) -> None:
     with catalogued(mmlu_entry(server)):
-        result = run("data", "get", "test-mmlu")
+        result = tela_cli("data", "get", "test-mmlu")
         assert result.exit_code == 0, result.output
         path = Path(result.stdout.strip().splitlines()[-1])
         assert path == datasets_dir() / "test-mmlu"
@@ -200,61 +190,61 @@ def test_complete_download_verifies_and_prints_license_and_path(server: Server) 
         assert manifest["files"]["mmlu_anatomy.csv"]["sha256"] == sha(MMLU_CSV)
         assert manifest["revision"] == "abc" and manifest["resolved_revision"] == "c0ffee" * 6 + "beef"
         # the data reads with the source the entry names, contaminated prompt dropped
-        check = run("data", "check", path, "--json")
+        check = tela_cli("data", "check", path, "--json")
         assert check.exit_code == 0, check.output
         assert json.loads(check.output)["records"] == 399
         # a second get fetches nothing
         n = len(server.requests)
-        again = run("data", "get", "test-mmlu")
+        again = tela_cli("data", "get", "test-mmlu")
         assert again.exit_code == 0 and "already in the cache" in again.output and len(server.requests) == n
 
 
-def test_server_failing_mid_file_keeps_the_part_and_a_rerun_resumes_with_range(server: Server) -> None:
+def test_server_failing_mid_file_keeps_the_part_and_a_rerun_resumes_with_range(server: Server, tela_cli: TelaCli) -> None:
     entry = mmlu_entry(server)
     path = "/lm-sys/RouteLLM/abc/mmlu_anatomy.csv"
     server.fail_after[path] = 1000
     with catalogued(entry):
-        line = one_error_line(run("data", "get", "test-mmlu"))
+        line = one_error_line(tela_cli("data", "get", "test-mmlu"))
         assert "stopped after 1,000 of" in line and "run the same command again to resume" in line
         assert not (datasets_dir() / "test-mmlu").exists()
         part = datasets_dir() / ".incoming" / "test-mmlu" / "mmlu_anatomy.csv.part"
         assert part.stat().st_size == 1000
-        result = run("data", "get", "test-mmlu")
+        result = tela_cli("data", "get", "test-mmlu")
         assert result.exit_code == 0, result.output
     assert (path, "bytes=1000-") in server.requests
     assert (datasets_dir() / "test-mmlu" / "mmlu_anatomy.csv").read_bytes() == MMLU_CSV
     assert not (datasets_dir() / ".incoming" / "test-mmlu").exists()
 
 
-def test_a_server_that_ignores_range_restarts_the_file(server: Server) -> None:
+def test_a_server_that_ignores_range_restarts_the_file(server: Server, tela_cli: TelaCli) -> None:
     entry = mmlu_entry(server)
     part = datasets_dir() / ".incoming" / "test-mmlu" / "mmlu_anatomy.csv.part"
     part.parent.mkdir(parents=True)
     part.write_bytes(b"garbage that is not the start of the file")
     server.ignore_range = True
     with catalogued(entry):
-        assert run("data", "get", "test-mmlu").exit_code == 0
+        assert tela_cli("data", "get", "test-mmlu").exit_code == 0
     assert (datasets_dir() / "test-mmlu" / "mmlu_anatomy.csv").read_bytes() == MMLU_CSV
 
 
-def test_checksum_mismatch_is_refused_and_leaves_nothing(server: Server) -> None:
+def test_checksum_mismatch_is_refused_and_leaves_nothing(server: Server, tela_cli: TelaCli) -> None:
     entry = mmlu_entry(server)
     wrong = RemoteFile(entry.files[1].path, entry.files[1].url, "0" * 64)
     bad = mmlu_entry(server, files=(entry.files[0], wrong))
     with catalogued(bad):
-        line = one_error_line(run("data", "get", "test-mmlu"))
+        line = one_error_line(tela_cli("data", "get", "test-mmlu"))
     assert "contaminated_prompts.jsonl has sha256" in line and "nothing was kept" in line
     assert not (datasets_dir() / "test-mmlu").exists()
     assert not (datasets_dir() / ".incoming" / "test-mmlu").exists()
 
 
-def test_unknown_checksum_is_recorded_on_first_download(server: Server) -> None:
+def test_unknown_checksum_is_recorded_on_first_download(server: Server, tela_cli: TelaCli) -> None:
     server.files["/lmsys/train.csv"] = ARENA_CSV
     entry = DatasetEntry(name="test-arena", description="", origin="https://example.org/arena", license="Apache-2.0",
                          revision=None, files=(RemoteFile("train.csv", url(server, "/lmsys/train.csv")),),
                          source="arena", data="train.csv")
     with catalogued(entry):
-        result = run("data", "get", "test-arena")
+        result = tela_cli("data", "get", "test-arena")
     assert result.exit_code == 0, result.output
     assert "no published checksum; recorded sha256 " + sha(ARENA_CSV) in result.output
     assert result.stdout.strip().splitlines()[-1].endswith("train.csv")
@@ -263,7 +253,7 @@ def test_unknown_checksum_is_recorded_on_first_download(server: Server) -> None:
     assert manifest["files"]["train.csv"]["checksum"].startswith("recorded on first download")
 
 
-def test_without_network_one_line_says_what_to_fetch_and_from_dir_works(server: Server, tmp_path: Path) -> None:
+def test_without_network_one_line_says_what_to_fetch_and_from_dir_works(server: Server, tmp_path: Path, tela_cli: TelaCli) -> None:
     entry = mmlu_entry(server)
     with socket.socket() as s:  # a port nobody listens on: the "no network" of this machine
         s.bind(("127.0.0.1", 0))
@@ -272,30 +262,30 @@ def test_without_network_one_line_says_what_to_fetch_and_from_dir_works(server: 
         RemoteFile(f.path, f.url.replace(f":{server.server_address[1]}/", f":{dead}/"), f.sha256) for f in entry.files
     ))
     with catalogued(offline):
-        line = one_error_line(run("data", "get", "test-mmlu"))
+        line = one_error_line(tela_cli("data", "get", "test-mmlu"))
         assert "cannot reach" in line and "--from DIR" in line and "tela data get test-mmlu --from DIR" in line
         assert not (datasets_dir() / ".incoming" / "test-mmlu").exists()
         hand = tmp_path / "by-hand"
         hand.mkdir()
         (hand / "mmlu_anatomy.csv").write_bytes(MMLU_CSV)
         (hand / "contaminated_prompts.jsonl").write_bytes(CONTAMINATED)
-        result = run("data", "get", "test-mmlu", "--from", hand)
+        result = tela_cli("data", "get", "test-mmlu", "--from", hand)
         assert result.exit_code == 0, result.output
         assert (datasets_dir() / "test-mmlu" / "mmlu_anatomy.csv").read_bytes() == MMLU_CSV
         (hand / "contaminated_prompts.jsonl").write_bytes(b"tampered\n")
-        line = one_error_line(run("data", "get", "test-mmlu", "--from", hand, "--force"))
+        line = one_error_line(tela_cli("data", "get", "test-mmlu", "--from", hand, "--force"))
         assert "nothing was kept" in line
         assert (datasets_dir() / "test-mmlu" / "mmlu_anatomy.csv").read_bytes() == MMLU_CSV  # old copy untouched
 
 
-def test_hub_urls_are_not_fetched_when_hf_hub_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hub_urls_are_not_fetched_when_hf_hub_offline(monkeypatch: pytest.MonkeyPatch, tela_cli: TelaCli) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    line = one_error_line(run("data", "get", "routellm-judge"))
+    line = one_error_line(tela_cli("data", "get", "routellm-judge"))
     assert "HF_HUB_OFFLINE" in line and "--from DIR" in line
 
 
-def test_unknown_dataset_lists_the_catalogue() -> None:
-    line = one_error_line(run("data", "get", "no-such-data"))
+def test_unknown_dataset_lists_the_catalogue(tela_cli) -> None:
+    line = one_error_line(tela_cli("data", "get", "no-such-data"))
     assert "unknown dataset 'no-such-data'" in line and "routellm-mmlu" in line
 
 
