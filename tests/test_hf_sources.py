@@ -19,7 +19,7 @@ import pytest
 
 from tela_core.errors import InputError, TelaError
 from tela_core.plugins import get_registry
-from tela_core.testing import one_error_line, run_cli
+from tela_core.testing import TelaCli, one_error_line
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -42,9 +42,6 @@ def _hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def source(name: str, **options: Any) -> Any:
     return get_registry().create("source", name, options)
-
-
-run = run_cli
 
 
 # ------------------------------------------------------------------------------------------------
@@ -78,21 +75,21 @@ def test_judge_label_is_mixtral_score_row_by_row(tmp_path: Path) -> None:
         assert r.messages[2]["content"] == f"[[{k}]]"
 
 
-def test_judge_is_detected_and_checked_from_the_cli(tmp_path: Path) -> None:
-    result = run("data", "check", write_judge(tmp_path), "--json")
+def test_judge_is_detected_and_checked_from_the_cli(tmp_path: Path, tela_cli: TelaCli) -> None:
+    result = tela_cli("data", "check", write_judge(tmp_path), "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["source"] == "routellm-judge"
     assert summary["labels"] == {"1": 1, "2": 1, "3": 1, "4": 1, "5": 1}
 
 
-def test_judge_bad_score_names_dataset_split_and_row(tmp_path: Path) -> None:
+def test_judge_bad_score_names_dataset_split_and_row(tmp_path: Path, tela_cli: TelaCli) -> None:
     rows = {**JUDGE, "mixtral_score": [5, 1, 7, 2, 3]}
     f = write_judge(tmp_path, rows)
     with pytest.raises(InputError) as e:
         list(source("routellm-judge").read(f))
     assert str(e.value) == f"{f} (split train): row 2: column 'mixtral_score': expected a score 1..5, got 7"
-    line = one_error_line(run("data", "check", f, "--source", "routellm-judge"))
+    line = one_error_line(tela_cli("data", "check", f, "--source", "routellm-judge"))
     assert "(split train): row 2:" in line
 
 
@@ -118,7 +115,7 @@ def populate_hub_cache(cache: Path, tmp_path: Path, hub_id: str, splits: dict[st
     shutil.move(str(prepared), str(target))
 
 
-def test_judge_hub_id_offline_reads_the_populated_cache(tmp_path: Path, _hf_cache: Path) -> None:
+def test_judge_hub_id_offline_reads_the_populated_cache(tmp_path: Path, _hf_cache: Path, tela_cli: TelaCli) -> None:
     train = write_judge(tmp_path)
     val = tmp_path / "val.parquet"
     pq.write_table(pa.table({k: v[:2] for k, v in JUDGE.items()}), val)
@@ -127,24 +124,24 @@ def test_judge_hub_id_offline_reads_the_populated_cache(tmp_path: Path, _hf_cach
     assert [r.label for r in recs] == JUDGE["mixtral_score"]
     recs = list(source("routellm-judge", split="validation").read(Path("routellm/gpt4_dataset")))
     assert [r.label for r in recs] == [5, 1]
-    result = run("data", "check", "routellm/gpt4_dataset", "--source", "routellm-judge", "--json")
+    result = tela_cli("data", "check", "routellm/gpt4_dataset", "--source", "routellm-judge", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["records"] == 5
 
 
-def test_hub_id_not_in_the_cache_offline_is_one_line() -> None:
-    line = one_error_line(run("data", "check", "routellm/gpt4_dataset", "--source", "routellm-judge"))
+def test_hub_id_not_in_the_cache_offline_is_one_line(tela_cli: TelaCli) -> None:
+    line = one_error_line(tela_cli("data", "check", "routellm/gpt4_dataset", "--source", "routellm-judge"))
     assert "routellm/gpt4_dataset: cannot load from the Hugging Face hub: offline (HF_HUB_OFFLINE=1)" in line
     assert "--data" in line
 
 
-def test_tela_run_trains_on_the_judge_hub_id(tmp_path: Path, _hf_cache: Path) -> None:
+def test_tela_run_trains_on_the_judge_hub_id(tmp_path: Path, _hf_cache: Path, tela_cli: TelaCli) -> None:
     """The issue's command, `tela run --source routellm-judge --data routellm/gpt4_dataset`, with a
     family that trains in seconds (the label target: the judge's score decides)."""
     populate_hub_cache(_hf_cache, tmp_path, "routellm/gpt4_dataset", {"train": write_judge(tmp_path)})
     out = tmp_path / "router"
-    result = run("run", "--source", "routellm-judge", "--data", "routellm/gpt4_dataset", "--family", "length",
-                 "--set", "family.target=label", "--eval-fraction", "0", "--output", out)
+    result = tela_cli("run", "--source", "routellm-judge", "--data", "routellm/gpt4_dataset", "--family", "length",
+                      "--set", "family.target=label", "--eval-fraction", "0", "--output", out)
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "tela.json").read_text())
     assert manifest["scorer"] == "length"
@@ -349,7 +346,7 @@ def test_elo_tiers_minimise_within_tier_variance() -> None:
     assert got == want
 
 
-def test_arena_malformed_rows_name_dataset_split_and_row(tmp_path: Path) -> None:
+def test_arena_malformed_rows_name_dataset_split_and_row(tmp_path: Path, tela_cli: TelaCli) -> None:
     f = arena_csv(tmp_path, [("m1", "m2", "a", "q"), ("m1", "m2", "b", "q")])
     f.write_text(f.read_text().replace(",0,1,0\n", ",1,1,0\n"))  # second battle: two winners
     with pytest.raises(InputError) as e:
@@ -357,16 +354,16 @@ def test_arena_malformed_rows_name_dataset_split_and_row(tmp_path: Path) -> None
     assert str(e.value).startswith(f"{f} (split train): row 1: exactly one of winner_model_a, winner_model_b, winner_tie")
     f = arena_csv(tmp_path, [("m1", "m2", "a", "q")])
     f.write_text(f.read_text().replace('""q"", ""and', '""q"" ""and'))  # no comma between turns: bad JSON
-    line = one_error_line(run("data", "check", f, "--source", "arena", "--weak-model", "m1", "--strong-model", "m2"))
+    line = one_error_line(tela_cli("data", "check", f, "--source", "arena", "--weak-model", "m1", "--strong-model", "m2"))
     assert "(split train): row 0: prompt is not a valid JSON list of turns" in line
 
 
-def test_matrix_factorization_trains_on_arena_battles(tmp_path: Path) -> None:
+def test_matrix_factorization_trains_on_arena_battles(tmp_path: Path, tela_cli: TelaCli) -> None:
     """RouteLLM's MF family learns from the strong-vs-weak outcomes the arena source builds."""
     out = tmp_path / "mf"
-    result = run("run", "--source", "arena", "--data", arena_csv(tmp_path, tiered_battles()),
-                 "--set", "source.num_tiers=3", "--family", "matrix-factorization",
-                 "--set", "family.epochs=20", "--eval-fraction", "0", "--output", out)
+    result = tela_cli("run", "--source", "arena", "--data", arena_csv(tmp_path, tiered_battles()),
+                      "--set", "source.num_tiers=3", "--family", "matrix-factorization",
+                      "--set", "family.epochs=20", "--eval-fraction", "0", "--output", out)
     assert result.exit_code == 0, result.output
     models = json.loads((out / "models.json").read_text())["models"]
     assert sorted(models) == ["tier-0", "tier-2"]
@@ -413,23 +410,23 @@ def test_routerbench_outcomes_costs_and_labels_row_by_row(tmp_path: Path) -> Non
     assert [r.label for r in recs] == [1, 5, 1, 5, 1, 5]
 
 
-def test_routerbench_pickle_needs_the_users_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_routerbench_pickle_needs_the_users_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tela_cli: TelaCli) -> None:
     f = tmp_path / "routerbench_0shot.pkl"
     routerbench_frame().to_pickle(f)
-    line = one_error_line(run("data", "check", f))  # detected, and refused with the way out
+    line = one_error_line(tela_cli("data", "check", f))  # detected, and refused with the way out
     assert "a pickle can run code" in line and "TELA_ALLOW_PICKLE=1" in line
     with pytest.raises(InputError, match="pickle"):
         list(source("routerbench").read(f))
     assert len(list(source("routerbench", allow_pickle=True).read(f))) == 6
     monkeypatch.setenv("TELA_ALLOW_PICKLE", "1")
     out = tmp_path / "rb.jsonl"
-    result = run("data", "convert", f, out, "--source", "routerbench")
+    result = tela_cli("data", "convert", f, out, "--source", "routerbench")
     assert result.exit_code == 0, result.output
     monkeypatch.delenv("TELA_ALLOW_PICKLE")
     assert json.loads(out.read_text().splitlines()[0])["costs"]["gpt-4-1106-preview"] == pytest.approx(0.01)
 
 
-def test_routerbench_pickle_is_never_unpickled_without_the_flag(tmp_path: Path) -> None:
+def test_routerbench_pickle_is_never_unpickled_without_the_flag(tmp_path: Path, tela_cli: TelaCli) -> None:
     """A pickle whose loading would run code: refused before any byte is unpickled."""
     marker = tmp_path / "ran"
 
@@ -439,7 +436,7 @@ def test_routerbench_pickle_is_never_unpickled_without_the_flag(tmp_path: Path) 
 
     f = tmp_path / "evil.pkl"
     f.write_bytes(pickle.dumps(Boom()))
-    result = run("data", "check", f, "--source", "routerbench")
+    result = tela_cli("data", "check", f, "--source", "routerbench")
     assert result.exit_code == 2 and not marker.exists()
 
 
@@ -452,15 +449,15 @@ def test_routerbench_bad_row_names_dataset_split_and_row(tmp_path: Path) -> None
         list(source("routerbench").read(f))
 
 
-def test_eval_all_models_on_routerbench(tmp_path: Path) -> None:
+def test_eval_all_models_on_routerbench(tmp_path: Path, tela_cli: TelaCli) -> None:
     """`tela eval --all-models` judges an N-model router on RouterBench outcomes and costs."""
     f = tmp_path / "routerbench_0shot.parquet"
     routerbench_frame(12).to_parquet(f)
     router = tmp_path / "knn"
-    trained = run("run", "--source", "routerbench", "--data", f, "--family", "embedding-knn",
-                  "--set", "family.k=3", "--eval-fraction", "0", "--output", router)
+    trained = tela_cli("run", "--source", "routerbench", "--data", f, "--family", "embedding-knn",
+                       "--set", "family.k=3", "--eval-fraction", "0", "--output", router)
     assert trained.exit_code == 0, trained.output
-    result = run("eval", "--router", router, "--all-models", "--data", f, "--source", "routerbench", "-o", tmp_path / "ev", "--json")
+    result = tela_cli("eval", "--router", router, "--all-models", "--data", f, "--source", "routerbench", "-o", tmp_path / "ev", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["source"] == "routerbench" and sorted(report["models"]) == sorted(RB_MODELS)
