@@ -6,9 +6,8 @@ import csv
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from tela_core.cli.main import get_cli
+from tela_core.testing import TelaCli
 
 WEAK, STRONG = "weak-llm", "strong-llm"
 
@@ -26,19 +25,16 @@ def _write_data(folder) -> None:
                 w.writerow([f"{q}\nA. one\nB. two\nC. three\nD. four\nAnswer:", weak_ok, hard or i % 4 != 0])
 
 
-@pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch):
-    monkeypatch.setenv("TELA_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # every zoo embeds into a cache of its own
 
 
-def test_zoo_writes_one_report(tmp_path):
+def test_zoo_writes_one_report(tmp_path, tela_cli: TelaCli):
     data, out = tmp_path / "data", tmp_path / "zoo"
     _write_data(data)
     args = ["zoo", "--data", str(data), "--families", "length,random,prompt-features,embedding-knn",
             "--set", "embedding-knn.k=5", "--output", str(out),
             "--weak-model", WEAK, "--strong-model", STRONG]
-    r = CliRunner().invoke(get_cli(), args)
+    r = tela_cli(*args)
     assert r.exit_code == 0, r.output
     res = json.loads((out / "results.json").read_text())
     assert [f["family"] for f in res["families"]] == ["length", "random", "prompt-features", "embedding-knn"]
@@ -54,35 +50,32 @@ def test_zoo_writes_one_report(tmp_path):
     for fam in ("length", "random", "prompt-features", "embedding-knn"):
         assert json.loads((out / "routers" / fam / "tela.json").read_text())["scorer"] == fam
     # a second run refuses to replace the report ...
-    r2 = CliRunner().invoke(get_cli(), args)
+    r2 = tela_cli(*args)
     assert r2.exit_code == 2 and "--force" in r2.output
     # ... unless asked to
-    assert CliRunner().invoke(get_cli(), args[:4] + ["length"] + args[7:] + ["--force"]).exit_code == 0
+    assert tela_cli(*args[:4], "length", *args[7:], "--force").exit_code == 0
 
 
-def test_zoo_bad_input_is_exit_2_without_output(tmp_path):
+def test_zoo_bad_input_is_exit_2_without_output(tmp_path, tela_cli: TelaCli):
     data, out = tmp_path / "data", tmp_path / "zoo"
     _write_data(data)
     pair = ["--weak-model", WEAK, "--strong-model", STRONG]
-    r = CliRunner().invoke(get_cli(), ["zoo", "--data", str(data), "--families", "length,nope", "--output", str(out)] + pair)
+    r = tela_cli("zoo", "--data", data, "--families", "length,nope", "--output", out, *pair)
     assert r.exit_code == 2 and "nope" in r.output and "embedding-knn" in r.output
-    r = CliRunner().invoke(get_cli(), ["zoo", "--data", str(data), "--families", "length", "--option", "k=3", "--output", str(out)] + pair)
+    r = tela_cli("zoo", "--data", data, "--families", "length", "--option", "k=3", "--output", out, *pair)
     assert r.exit_code == 2 and "FAMILY.KEY=VALUE" in r.output
-    r = CliRunner().invoke(get_cli(), ["zoo", "--data", str(data), "--families", "length", "--protocol", "mmlu-heldout", "--output", str(out)] + pair)
+    r = tela_cli("zoo", "--data", data, "--families", "length", "--protocol", "mmlu-heldout", "--output", out, *pair)
     assert r.exit_code == 2 and "held-out" in r.output
     assert not out.exists()
 
 
-def test_zoo_adds_a_trained_router_artifact(tmp_path):
+def test_zoo_adds_a_trained_router_artifact(tmp_path, tiny_router, tela_cli: TelaCli):
     """A backend-trained family (score-token) is compared in the same report via --router."""
-    from tela_core.testing import build_tiny_router
-
     data, out = tmp_path / "data", tmp_path / "zoo"
     _write_data(data)
-    router = build_tiny_router(tmp_path / "st")
+    router = tiny_router
     pair = ["--weak-model", WEAK, "--strong-model", STRONG]
-    r = CliRunner().invoke(get_cli(), ["zoo", "--data", str(data), "--families", "length",
-                                       "--router", f"score-token={router}", "--output", str(out)] + pair)
+    r = tela_cli("zoo", "--data", data, "--families", "length", "--router", f"score-token={router}", "--output", out, *pair)
     assert r.exit_code == 0, r.output
     res = json.loads((out / "results.json").read_text())
     rows = {f["family"]: f for f in res["families"]}
@@ -93,28 +86,24 @@ def test_zoo_adds_a_trained_router_artifact(tmp_path):
     assert "score-token" in (out / "report.md").read_text()
 
 
-def test_zoo_refuses_a_backend_family_and_a_missing_router(tmp_path):
+def test_zoo_refuses_a_backend_family_and_a_missing_router(tmp_path, tela_cli: TelaCli):
     data, out = tmp_path / "data", tmp_path / "zoo"
     _write_data(data)
     pair = ["--weak-model", WEAK, "--strong-model", STRONG]
-    r = CliRunner().invoke(get_cli(), ["zoo", "--data", str(data), "--families", "score-token", "--output", str(out)] + pair)
+    r = tela_cli("zoo", "--data", data, "--families", "score-token", "--output", out, *pair)
     assert r.exit_code == 2 and "--router score-token=RUN_DIR" in r.output
-    r = CliRunner().invoke(get_cli(), ["zoo", "--data", str(data), "--families", "length",
-                                       "--router", f"st={tmp_path / 'nothing'}", "--output", str(out)] + pair)
+    r = tela_cli("zoo", "--data", data, "--families", "length", "--router", f"st={tmp_path / 'nothing'}", "--output", out, *pair)
     assert r.exit_code == 2 and "nothing" in r.output
     assert not out.exists()
 
 
-def test_a_family_that_fails_leaves_no_half_written_router(tmp_path):
-    """lm-probe asked for a layer the model lacks: exit 2, the reason, and no half-written report."""
-    from tela_core.testing import build_tiny_model
-
-    lm = build_tiny_model(tmp_path / "tiny-lm", num_layers=2)
+def test_a_family_that_fails_leaves_no_half_written_router(tmp_path, tiny_model, tela_cli: TelaCli):
+    """lm-probe asked for a layer the model lacks (the kit's tiny_model has 2): exit 2, the reason,
+    and no half-written report."""
     data, out = tmp_path / "data", tmp_path / "zoo"
     _write_data(data)
-    r = CliRunner().invoke(get_cli(), [
-        "zoo", "--data", str(data), "--families", "length,lm-probe", "--set", f"lm-probe.model={lm}",
-        "--set", "lm-probe.layer=9", "--output", str(out), "--weak-model", WEAK, "--strong-model", STRONG])
+    r = tela_cli("zoo", "--data", data, "--families", "length,lm-probe", "--set", f"lm-probe.model={tiny_model}",
+                 "--set", "lm-probe.layer=9", "--output", out, "--weak-model", WEAK, "--strong-model", STRONG)
     assert r.exit_code == 2, r.output
     assert "has 2 layers; lm-probe asked for layer 9" in r.output
     # the zoo is built out of sight and moved into place only when whole: nothing at OUTPUT, no stage
