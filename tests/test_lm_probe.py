@@ -18,14 +18,12 @@ EASY = ["What is the capital of France?", "Which colour is the sky on a clear da
         "How many legs does a dog have?", "Who wrote Romeo and Juliet?"]
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("TELA_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # _shards() reads this test's own cache
 
 
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory):
+    """Three layers, not the kit's two-layer tiny_model: the tests probe layers below the full depth."""
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny-lm"), num_layers=3))
 
 
