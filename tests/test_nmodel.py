@@ -7,10 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from tela_core import Record
-from tela_core.cli.main import get_cli
 from tela_core.eval.nmodel import aiq, evaluate_nmodel, hull, hull_value
 
 
@@ -58,19 +56,13 @@ def _jsonl(path: Path, n: int) -> Path:
     return path
 
 
-@pytest.fixture()
-def _env(tmp_path, monkeypatch):
-    monkeypatch.setenv("TELA_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
-def test_eval_all_models_on_a_knn_router(tmp_path, _env):
+def test_eval_all_models_on_a_knn_router(tmp_path, isolated_cache, tela_cli):
     train, test = _jsonl(tmp_path / "train.jsonl", 60), _jsonl(tmp_path / "test.jsonl", 30)
-    r = CliRunner().invoke(get_cli(), ["run", "--family", "embedding-knn", "--data", str(train), "--set", "family.k=5",
-                                       "--set", f"family.weak={A}", "--set", f"family.strong={C}", "--output", str(tmp_path / "knn")])
+    r = tela_cli("run", "--family", "embedding-knn", "--data", train, "--set", "family.k=5",
+                 "--set", f"family.weak={A}", "--set", f"family.strong={C}", "--output", tmp_path / "knn")
     assert r.exit_code == 0, r.output
     out = tmp_path / "report"
-    r = CliRunner().invoke(get_cli(), ["eval", "--router", str(tmp_path / "knn"), "--all-models", "--data", str(test), "-o", str(out)])
+    r = tela_cli("eval", "--router", tmp_path / "knn", "--all-models", "--data", test, "-o", out)
     assert r.exit_code == 0, r.output
     rep = json.loads((out / "nmodel.json").read_text())
     assert rep["models"] == [A, B, C] and rep["n_prompts"] == 30
@@ -80,17 +72,14 @@ def test_eval_all_models_on_a_knn_router(tmp_path, _env):
     assert rep["quality_max"] == pytest.approx(1.0)
     assert rep["cost_to_match_best_single"] == pytest.approx(1.0 / 20.0)
     assert rep["aiq_router"] > rep["aiq_singles"]
-    r = CliRunner().invoke(get_cli(), ["eval", "--router", str(tmp_path / "knn"), "--all-models", "--data", str(test), "-o", str(out)])
+    r = tela_cli("eval", "--router", tmp_path / "knn", "--all-models", "--data", test, "-o", out)
     assert r.exit_code == 2 and "--force" in r.output  # no silent overwrite
 
 
-def test_all_models_needs_a_router_that_predicts_each_model(tmp_path, _env):
-    from tela_core.testing import build_tiny_router
-
+def test_all_models_needs_a_router_that_predicts_each_model(tmp_path, isolated_cache, tiny_router, tela_cli):
     test = _jsonl(tmp_path / "test.jsonl", 6)
-    r = CliRunner().invoke(get_cli(), ["eval", "--router", "oracle", "--all-models", "--data", str(test), "-o", str(tmp_path / "o")])
+    r = tela_cli("eval", "--router", "oracle", "--all-models", "--data", test, "-o", tmp_path / "o")
     assert r.exit_code == 2 and "router directory" in r.output
-    router = build_tiny_router(tmp_path / "st")
-    r = CliRunner().invoke(get_cli(), ["eval", "--router", str(router), "--all-models", "--data", str(test), "-o", str(tmp_path / "o")])
+    r = tela_cli("eval", "--router", tiny_router, "--all-models", "--data", test, "-o", tmp_path / "o")
     assert r.exit_code == 2 and "predict_models" in r.output
     assert not (tmp_path / "o").exists()
