@@ -15,15 +15,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from tela_core.cli.main import get_cli
 from tela_core.data import sample_path
 from tela_core.errors import TelaError
-
-
-def _tela(*args: str) -> Any:
-    return CliRunner().invoke(get_cli(), list(args))
+from tela_core.testing import TelaCli, one_error_line, run_cli
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -36,17 +31,7 @@ def _tree(root: Path) -> dict[str, bytes]:
     return out
 
 
-def _one_line_error(res: Any) -> str:
-    assert res.exit_code == 2, res.output
-    assert "Traceback" not in res.output
-    lines = [x for x in res.output.splitlines() if x.startswith("Error: ")]
-    assert len(lines) == 1, res.output
-    return lines[0]
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TELA_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # every test writes to a cache of its own
 
 
 # ------------------------------------------------------------------------------------------------
@@ -68,21 +53,21 @@ def _holder(target: Path) -> subprocess.Popen:
     return p
 
 
-def test_second_writer_of_an_output_is_refused_with_the_holders_pid(tmp_path: Path) -> None:
+def test_second_writer_of_an_output_is_refused_with_the_holders_pid(tmp_path: Path, tela_cli: TelaCli) -> None:
     out = tmp_path / "router"
     holder = _holder(out)
     try:
-        res = _tela("run", "--family", "length", "--data", str(sample_path()), "--output", str(out))
-        line = _one_line_error(res)
+        res = tela_cli("run", "--family", "length", "--data", str(sample_path()), "--output", str(out))
+        line = one_error_line(res)
         assert f"in use by pid {holder.pid}" in line and str(out) in line
         assert not out.exists()
-        res = _tela("zoo", "--data", str(sample_path()), "--families", "length", "--output", str(out))
-        assert f"in use by pid {holder.pid}" in _one_line_error(res)
+        res = tela_cli("zoo", "--data", str(sample_path()), "--families", "length", "--output", str(out))
+        assert f"in use by pid {holder.pid}" in one_error_line(res)
     finally:
         holder.kill()
         holder.wait()
     # SIGKILL released the lock: the next writer goes ahead, and no lock file is left behind
-    res = _tela("run", "--family", "length", "--data", str(sample_path()), "--output", str(out))
+    res = tela_cli("run", "--family", "length", "--data", str(sample_path()), "--output", str(out))
     assert res.exit_code == 0, res.output
     assert (out / "tela.json").is_file()
     assert not list(tmp_path.glob(".router.lock"))
@@ -145,10 +130,10 @@ def test_cache_lock_waits_for_the_other_writer(tmp_path: Path) -> None:
         (["--set", "family.device=cpu", "--set", "family.nope=1"], "bad options for scorer 'score-token': nope"),
     ],
 )
-def test_bad_values_are_refused_before_anything_is_written(tmp_path: Path, args: list[str], message: str) -> None:
+def test_bad_values_are_refused_before_anything_is_written(tmp_path: Path, args: list[str], message: str, tela_cli: TelaCli) -> None:
     out = tmp_path / "out"
-    res = _tela("run", "--data", str(sample_path()), "--output", str(out), *args)
-    assert message in _one_line_error(res)
+    res = tela_cli("run", "--data", str(sample_path()), "--output", str(out), *args)
+    assert message in one_error_line(res)
     assert [p.name for p in tmp_path.iterdir() if p.name != "cache"] == []
 
 
@@ -161,10 +146,10 @@ def test_bad_values_are_refused_before_anything_is_written(tmp_path: Path, args:
         (["--epochs", "2"], "would ignore --epochs"),
     ],
 )
-def test_a_family_refuses_settings_it_would_ignore(tmp_path: Path, args: list[str], message: str) -> None:
+def test_a_family_refuses_settings_it_would_ignore(tmp_path: Path, args: list[str], message: str, tela_cli: TelaCli) -> None:
     out = tmp_path / "out"
-    res = _tela("run", "--family", "length", "--data", str(sample_path()), "--output", str(out), *args)
-    assert message in _one_line_error(res)
+    res = tela_cli("run", "--family", "length", "--data", str(sample_path()), "--output", str(out), *args)
+    assert message in one_error_line(res)
     assert not out.exists()
 
 
@@ -177,22 +162,22 @@ def _strip_outcomes(src: Path, dst: Path) -> Path:
     return dst
 
 
-def test_a_failed_run_leaves_nothing_and_the_corrected_rerun_works(tmp_path: Path) -> None:
+def test_a_failed_run_leaves_nothing_and_the_corrected_rerun_works(tmp_path: Path, tela_cli: TelaCli) -> None:
     out = tmp_path / "out"
     labels_only = _strip_outcomes(sample_path(), tmp_path / "labels.jsonl")
     # matrix-factorization needs per-model outcomes: fails inside fit, after the data was read
-    res = _tela("run", "--family", "matrix-factorization", "--data", str(labels_only), "--output", str(out))
-    assert "no per-model outcomes" in _one_line_error(res)
+    res = tela_cli("run", "--family", "matrix-factorization", "--data", str(labels_only), "--output", str(out))
+    assert "no per-model outcomes" in one_error_line(res)
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
-    res = _tela("run", "--family", "length", "--data", str(sample_path()), "--output", str(out), "--sample", "0")
-    _one_line_error(res)
+    res = tela_cli("run", "--family", "length", "--data", str(sample_path()), "--output", str(out), "--sample", "0")
+    one_error_line(res)
     assert not out.exists()
-    res = _tela("run", "--family", "length", "--data", str(sample_path()), "--output", str(out), "--sample", "50")
+    res = tela_cli("run", "--family", "length", "--data", str(sample_path()), "--output", str(out), "--sample", "50")
     assert res.exit_code == 0, res.output
     assert json.loads((out / "tela.json").read_text())["data"]["train"] == 45
 
 
-def test_output_paths_that_cannot_be_written(tmp_path: Path) -> None:
+def test_output_paths_that_cannot_be_written(tmp_path: Path, tela_cli: TelaCli) -> None:
     a_file = tmp_path / "file"
     a_file.write_text("x")
     for out, message in (
@@ -201,12 +186,12 @@ def test_output_paths_that_cannot_be_written(tmp_path: Path) -> None:
         (Path("/sys/tela-test/out"), "cannot write there"),  # refused even to root (sysfs)
     ):
         for cmd in (["run", "--family", "length"], ["zoo", "--families", "length"]):
-            res = _tela(*cmd, "--data", str(sample_path()), "--output", str(out))
-            assert message in _one_line_error(res), (cmd, out)
+            res = tela_cli(*cmd, "--data", str(sample_path()), "--output", str(out))
+            assert message in one_error_line(res), (cmd, out)
     assert a_file.read_text() == "x"
 
 
-def test_data_outputs_that_cannot_be_written(tmp_path: Path) -> None:
+def test_data_outputs_that_cannot_be_written(tmp_path: Path, tela_cli: TelaCli) -> None:
     a_dir = tmp_path / "dir"
     a_dir.mkdir()
     a_file = tmp_path / "file"
@@ -214,8 +199,8 @@ def test_data_outputs_that_cannot_be_written(tmp_path: Path) -> None:
     for out, message in ((a_dir, "is a directory"), (a_file / "o.jsonl", "is a file, not a directory"),
                          (Path("/sys/tela-test.jsonl"), "cannot write there")):
         for cmd in (["data", "sample", "--n", "3"], ["data", "convert"]):
-            res = _tela(*cmd, str(sample_path()), str(out), "--force")
-            assert message in _one_line_error(res), (cmd, out)
+            res = tela_cli(*cmd, str(sample_path()), str(out), "--force")
+            assert message in one_error_line(res), (cmd, out)
     assert a_file.read_text() == "x" and list(a_dir.iterdir()) == []
 
 
@@ -224,14 +209,14 @@ def test_data_outputs_that_cannot_be_written(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-def test_zoo_force_replaces_the_whole_output_and_cleans_stale_stages(tmp_path: Path) -> None:
+def test_zoo_force_replaces_the_whole_output_and_cleans_stale_stages(tmp_path: Path, tela_cli: TelaCli) -> None:
     out = tmp_path / "zoo"
-    res = _tela("zoo", "--data", str(sample_path()), "--families", "length,random", "--output", str(out))
+    res = tela_cli("zoo", "--data", str(sample_path()), "--families", "length,random", "--output", str(out))
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (out / "routers").iterdir()) == ["length", "random"]
     stale = tmp_path / ".zoo.partial-deadbeef"  # what a SIGKILLed zoo leaves
     (stale / "routers").mkdir(parents=True)
-    res = _tela("zoo", "--data", str(sample_path()), "--families", "length", "--output", str(out), "--force")
+    res = tela_cli("zoo", "--data", str(sample_path()), "--families", "length", "--output", str(out), "--force")
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (out / "routers").iterdir()) == ["length"]
     assert [f["family"] for f in json.loads((out / "results.json").read_text())["families"]] == ["length"]
@@ -239,12 +224,12 @@ def test_zoo_force_replaces_the_whole_output_and_cleans_stale_stages(tmp_path: P
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
-def test_zoo_refuses_to_replace_a_dir_that_is_not_a_zoo(tmp_path: Path) -> None:
+def test_zoo_refuses_to_replace_a_dir_that_is_not_a_zoo(tmp_path: Path, tela_cli: TelaCli) -> None:
     out = tmp_path / "precious"
     out.mkdir()
     (out / "thesis.tex").write_text("years of work")
-    res = _tela("zoo", "--data", str(sample_path()), "--families", "length", "--output", str(out), "--force")
-    assert "is not a zoo report" in _one_line_error(res)
+    res = tela_cli("zoo", "--data", str(sample_path()), "--families", "length", "--output", str(out), "--force")
+    assert "is not a zoo report" in one_error_line(res)
     assert (out / "thesis.tex").read_text() == "years of work"
 
 
@@ -257,12 +242,12 @@ PAIR = ("--set", "family.weak=mistralai/Mixtral-8x7B-Instruct-v0.1", "--set", "f
 
 
 def _train(family: str, out: Path, *extra: str) -> Path:
-    res = _tela("run", "--family", family, "--data", str(sample_path()), "--output", str(out), *PAIR, *extra)
+    res = run_cli("run", "--family", family, "--data", str(sample_path()), "--output", str(out), *PAIR, *extra)
     assert res.exit_code == 0, res.output
     return out
 
 
-def test_damaged_length_router_gives_one_line(tmp_path: Path) -> None:
+def test_damaged_length_router_gives_one_line(tmp_path: Path, tela_cli: TelaCli) -> None:
     router = _train("length", tmp_path / "len")
     for content, message in (
         ('{"lengths": [1, 2]}', "no 'sorted_lengths' field"),
@@ -272,8 +257,8 @@ def test_damaged_length_router_gives_one_line(tmp_path: Path) -> None:
         ("{bad json", "damaged router file"),
     ):
         (router / "length.json").write_text(content)
-        res = _tela("route", "--router", str(router), "what is 2 + 2?")
-        line = _one_line_error(res)
+        res = tela_cli("route", "--router", str(router), "what is 2 + 2?")
+        line = one_error_line(res)
         assert str(router / "length.json") in line and message in line, line
 
 
@@ -293,16 +278,16 @@ def fake_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(emb, "_load_model", lambda path, device: _FakeEncoder())
 
 
-def test_damaged_knn_router_gives_one_line(tmp_path: Path, fake_encoder: None) -> None:
+def test_damaged_knn_router_gives_one_line(tmp_path: Path, fake_encoder: None, tela_cli: TelaCli) -> None:
     router = _train("embedding-knn", tmp_path / "knn", "--sample", "40")
     npz = router / "knn.npz"
     whole = npz.read_bytes()
     for content in (whole[: len(whole) // 2], b"garbage" * 10, b""):
         npz.write_bytes(content)
-        line = _one_line_error(_tela("route", "--router", str(router), "what is 2 + 2?"))
+        line = one_error_line(tela_cli("route", "--router", str(router), "what is 2 + 2?"))
         assert str(npz) in line and "damaged router file" in line, line
     np.savez(npz, emb=np.zeros((3, 4)), y=np.zeros(2), outcomes=np.zeros((3, 2)))
-    line = _one_line_error(_tela("route", "--router", str(router), "what is 2 + 2?"))
+    line = one_error_line(tela_cli("route", "--router", str(router), "what is 2 + 2?"))
     assert "shapes disagree" in line
 
 
@@ -328,15 +313,15 @@ def test_damaged_cache_shard_is_dropped_and_recomputed_with_a_warning(tmp_path: 
     assert "damaged" not in capsys.readouterr().err  # healed: no warning the next time
 
 
-def test_unwritable_cache_is_a_warning_not_a_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_encoder: None) -> None:
+def test_unwritable_cache_is_a_warning_not_a_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_encoder: None, tela_cli: TelaCli) -> None:
     router = _train("embedding-knn", tmp_path / "knn", "--sample", "40")
     monkeypatch.setenv("TELA_CACHE", "/sys/tela-cache")  # refused even to root
-    res = CliRunner().invoke(get_cli(), ["route", "--router", str(router), "--json", "a question never seen before"])
+    res = tela_cli("route", "--router", router, "--json", "a question never seen before")
     assert res.exit_code == 0, res.output
     assert "cannot write the vector cache" in res.output
     data = tmp_path / "d.jsonl"
     data.write_text("".join(line for line in sample_path().read_text().splitlines(keepends=True)[:30]))
-    res = _tela("eval", "--router", str(router), "--data", str(data), "--output", str(tmp_path / "ev"))
+    res = tela_cli("eval", "--router", str(router), "--data", str(data), "--output", str(tmp_path / "ev"))
     assert res.exit_code == 0, res.output
     assert "cannot write the score cache" in res.output
 
@@ -346,21 +331,21 @@ def test_unwritable_cache_is_a_warning_not_a_failure(tmp_path: Path, monkeypatch
 # ------------------------------------------------------------------------------------------------
 
 
-def test_duplicate_prompts_with_conflicting_outcomes_are_counted(tmp_path: Path) -> None:
+def test_duplicate_prompts_with_conflicting_outcomes_are_counted(tmp_path: Path, tela_cli: TelaCli) -> None:
     lines = sample_path().read_text().splitlines()[:40]
     objs = [json.loads(x) for x in lines]
     flipped = [dict(o, outcomes={m: 1.0 - v for m, v in o["outcomes"].items()}) for o in objs[:3]]
     same = [dict(o) for o in objs[3:5]]
     data = tmp_path / "dups.jsonl"
     data.write_text("".join(json.dumps(o) + "\n" for o in objs + flipped + same))
-    res = _tela("run", "--family", "length", "--data", str(data), "--output", str(tmp_path / "r"), *PAIR)
+    res = tela_cli("run", "--family", "length", "--data", str(data), "--output", str(tmp_path / "r"), *PAIR)
     assert res.exit_code == 0, res.output
     assert "warning: 3 prompt(s) occur more than once with conflicting labels or outcomes (5 duplicated prompts in 10 records)" in res.output
-    res = _tela("zoo", "--data", str(data), "--families", "length", "--output", str(tmp_path / "z"),
-                "--weak-model", PAIR[1].split("=")[1], "--strong-model", PAIR[3].split("=")[1])
+    res = tela_cli("zoo", "--data", str(data), "--families", "length", "--output", str(tmp_path / "z"),
+                   "--weak-model", PAIR[1].split("=")[1], "--strong-model", PAIR[3].split("=")[1])
     assert res.exit_code == 0, res.output
     assert "3 prompt(s) occur more than once" in res.output
-    res = _tela("data", "check", str(data))
+    res = tela_cli("data", "check", str(data))
     assert "3 prompt(s) occur more than once" in res.output
 
 
@@ -391,11 +376,11 @@ def test_training_prompt_sketch_estimates_overlap() -> None:
     assert overlap(small, train[:5] + fresh[:5]) == (10, 5)  # exact below k prompts
 
 
-def test_data_preview_with_a_bad_tokenizer_path(tmp_path: Path) -> None:
+def test_data_preview_with_a_bad_tokenizer_path(tmp_path: Path, tela_cli: TelaCli) -> None:
     for tok, message in ((tmp_path / "missing", "not found"), (sample_path(), "a file"),
                          (tmp_path, "cannot load a tokenizer")):
-        res = _tela("data", "preview", "--formatter", "role-prefix", str(sample_path()), "--tokenizer", str(tok))
-        assert message in _one_line_error(res)
+        res = tela_cli("data", "preview", "--formatter", "role-prefix", str(sample_path()), "--tokenizer", str(tok))
+        assert message in one_error_line(res)
 
 
 def test_artifact_files_get_a_normal_mode(tmp_path: Path) -> None:
@@ -410,34 +395,34 @@ def test_artifact_files_get_a_normal_mode(tmp_path: Path) -> None:
     assert (f.stat().st_mode & 0o777) == 0o666 & ~mask
 
 
-def test_eval_and_calibrate_warn_on_training_prompts(tmp_path: Path) -> None:
+def test_eval_and_calibrate_warn_on_training_prompts(tmp_path: Path, tela_cli: TelaCli) -> None:
     """The manifest's sketch of the training prompts: evaluating or calibrating on the training file
     warns with the share; the held-out sample does not."""
     router = _train("length", tmp_path / "len", "--sample", "100")  # 90 training prompts: an exact sketch
     assert json.loads((router / "tela.json").read_text())["train_prompts"]["n"] == 90
     heldout = sample_path().with_name("mmlu_heldout_sample.jsonl")
     pair = ["--weak-model", PAIR[1].split("=")[1], "--strong-model", PAIR[3].split("=")[1]]
-    res = _tela("eval", "--router", str(router), "--data", str(sample_path()), "--output", str(tmp_path / "e1"), *pair)
+    res = tela_cli("eval", "--router", str(router), "--data", str(sample_path()), "--output", str(tmp_path / "e1"), *pair)
     assert res.exit_code == 0, res.output
     assert "warning: 22% of the evaluation prompts are the router's own training prompts" in res.output
-    res = _tela("eval", "--router", str(router), "--data", str(heldout), "--output", str(tmp_path / "e2"), *pair)
+    res = tela_cli("eval", "--router", str(router), "--data", str(heldout), "--output", str(tmp_path / "e2"), *pair)
     assert res.exit_code == 0, res.output
     assert "training prompts" not in res.output
-    res = _tela("calibrate", "--router", str(router), "--data", str(sample_path()), "--strong-share", "0.3")
+    res = tela_cli("calibrate", "--router", str(router), "--data", str(sample_path()), "--strong-share", "0.3")
     assert res.exit_code == 0, res.output
     assert "of the calibration prompts are the router's own training prompts" in res.output
 
 
-def test_zoo_routers_record_their_training_prompts(tmp_path: Path) -> None:
+def test_zoo_routers_record_their_training_prompts(tmp_path: Path, tela_cli: TelaCli) -> None:
     out = tmp_path / "zoo"
-    res = _tela("zoo", "--data", str(sample_path()), "--families", "length", "--output", str(out),
-                "--weak-model", PAIR[1].split("=")[1], "--strong-model", PAIR[3].split("=")[1])
+    res = tela_cli("zoo", "--data", str(sample_path()), "--families", "length", "--output", str(out),
+                   "--weak-model", PAIR[1].split("=")[1], "--strong-model", PAIR[3].split("=")[1])
     assert res.exit_code == 0, res.output
     sketch = json.loads((out / "routers" / "length" / "tela.json").read_text())["train_prompts"]
     assert sketch["n"] == json.loads((out / "results.json").read_text())["n_train"]
 
 
-def test_eval_and_calibrate_take_the_same_lock(tmp_path: Path) -> None:
+def test_eval_and_calibrate_take_the_same_lock(tmp_path: Path, tela_cli: TelaCli) -> None:
     router = _train("length", tmp_path / "len")
     report = tmp_path / "report"
     for target, argv in (
@@ -448,16 +433,16 @@ def test_eval_and_calibrate_take_the_same_lock(tmp_path: Path) -> None:
         before = (_tree(router), _tree(report))
         holder = _holder(target)
         try:
-            assert f"in use by pid {holder.pid}" in _one_line_error(_tela(*argv))
+            assert f"in use by pid {holder.pid}" in one_error_line(tela_cli(*argv))
         finally:
             holder.kill()
             holder.wait()
         assert (_tree(router), _tree(report)) == before
-        assert _tela(*argv).exit_code == 0
+        assert tela_cli(*argv).exit_code == 0
 
 
-def test_route_refuses_a_question_that_is_not_utf8(tmp_path: Path) -> None:
+def test_route_refuses_a_question_that_is_not_utf8(tmp_path: Path, tela_cli: TelaCli) -> None:
     """Bytes that are not UTF-8 on the command line reach Python as lone surrogates."""
     router = _train("length", tmp_path / "len")
-    line = _one_line_error(_tela("route", "--router", str(router), "--json", "caf\udce9 au lait"))
+    line = one_error_line(tela_cli("route", "--router", str(router), "--json", "caf\udce9 au lait"))
     assert "question 1 is not valid UTF-8" in line
