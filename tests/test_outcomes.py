@@ -12,12 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from tela_core import InputError
-from tela_core.cli.main import get_cli
 from tela_core.detect import detect_source
-from tela_core.testing import needs_public_data, public_data
+from tela_core.testing import TelaCli, needs_public_data, public_data
 from tela_core.plugins import get_registry
 from tela_core.prompts import SYSTEM_PROMPT, user_content
 
@@ -104,10 +102,10 @@ BAD_CSV = [
 
 
 @pytest.mark.parametrize("text,line,message", [c[1:] for c in BAD_CSV], ids=[c[0] for c in BAD_CSV])
-def test_bad_csv_names_file_and_row_line(tmp_path: Path, text: str | bytes, line: int | None, message: str) -> None:
+def test_bad_csv_names_file_and_row_line(tmp_path: Path, text: str | bytes, line: int | None, message: str, tela_cli: TelaCli) -> None:
     f = write(tmp_path / "mmlu_x.csv", text)
     out = tmp_path / "out.jsonl"
-    result = CliRunner().invoke(get_cli(), ["data", "convert", str(f), str(out)])
+    result = tela_cli("data", "convert", f, out)
     assert result.exit_code == 2, result.output
     where = f"{f}:{line}: " if line is not None else f"{f}: "
     assert where in result.output and message in result.output
@@ -281,37 +279,37 @@ def test_detection_prefers_a_source_that_knows_the_schema(tmp_path: Path) -> Non
     from tela_core.detect import detect_source
     from tela_core.plugins import add_plugin, remove_plugin
 
-    f = tmp_path / "acme.csv"
-    f.write_text("question,acme_score\nWhat is 2+2?,5\n")
+    f = tmp_path / "widget.csv"
+    f.write_text("question,widget_score\nWhat is 2+2?,5\n")
 
-    class AcmeCsv(Source):
-        name = "acme-csv"
+    class WidgetCsv(Source):
+        name = "widget-csv"
 
         def sniff(self, path: Path) -> bool:
-            return path.suffix == ".csv" and "acme_score" in path.read_text().splitlines()[0]
+            return path.suffix == ".csv" and "widget_score" in path.read_text().splitlines()[0]
 
-    class AcmeCsv2(AcmeCsv):
-        name = "acme-csv-2"
+    class WidgetCsv2(WidgetCsv):
+        name = "widget-csv-2"
 
     class One:
         @hookimpl
         def tela_register_sources(self, register):
-            register(AcmeCsv)
+            register(WidgetCsv)
 
     class Two:
         @hookimpl
         def tela_register_sources(self, register):
-            register(AcmeCsv2)
+            register(WidgetCsv2)
 
     assert detect_source(f) == "routellm-csv"
-    add_plugin(One(), "acme")
+    add_plugin(One(), "widget")
     try:
-        assert detect_source(f) == "acme-csv"
-        add_plugin(Two(), "acme2")
+        assert detect_source(f) == "widget-csv"
+        add_plugin(Two(), "widget2")
         try:
-            with pytest.raises(InputError, match="several sources can read this .*acme-csv, acme-csv-2.*--source"):
+            with pytest.raises(InputError, match="several sources can read this .*widget-csv, widget-csv-2.*--source"):
                 detect_source(f)
         finally:
-            remove_plugin("acme2")
+            remove_plugin("widget2")
     finally:
-        remove_plugin("acme")
+        remove_plugin("widget")
