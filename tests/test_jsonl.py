@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from tela_core import InputError
-from tela_core.cli.main import get_cli
 from tela_core.plugins import get_registry
 from tela_core.prompts import SYSTEM_PROMPT, user_content
+from tela_core.testing import TelaCli
 
 
 def seed_obj(question: str = "What is 2+2?", label: str = "[[5]]", **extra: Any) -> dict[str, Any]:
@@ -108,7 +107,7 @@ BAD_CASES: list[tuple[str, list[str | bytes], int, str]] = [
 @pytest.mark.parametrize("lines,line,message", [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES])
 @pytest.mark.parametrize("command", ["sample", "convert", "check"])
 def test_bad_input_names_file_and_line_exit_2_no_output(
-    tmp_path: Path, lines: list[str | bytes], line: int, message: str, command: str
+    tmp_path: Path, lines: list[str | bytes], line: int, message: str, command: str, tela_cli: TelaCli
 ) -> None:
     bad = write_lines(tmp_path / "bad.jsonl", lines)
     out = tmp_path / "out.jsonl"
@@ -117,7 +116,7 @@ def test_bad_input_names_file_and_line_exit_2_no_output(
         "convert": ["data", "convert", "--source", "jsonl", str(bad), str(out)],
         "check": ["data", "check", str(bad)],
     }[command]
-    result = CliRunner().invoke(get_cli(), args)
+    result = tela_cli(*args)
     assert result.exit_code == 2, result.output
     assert f"{bad}:{line}: " in result.output
     assert message in result.output
@@ -125,16 +124,16 @@ def test_bad_input_names_file_and_line_exit_2_no_output(
     assert [p.name for p in tmp_path.iterdir()] == ["bad.jsonl"]  # no temp file left either
 
 
-def test_missing_file_is_a_clean_error(tmp_path: Path) -> None:
-    result = CliRunner().invoke(get_cli(), ["data", "check", "--source", "jsonl", str(tmp_path / "nope.jsonl")])
+def test_missing_file_is_a_clean_error(tmp_path: Path, tela_cli: TelaCli) -> None:
+    result = tela_cli("data", "check", "--source", "jsonl", tmp_path / "nope.jsonl")
     assert result.exit_code == 2
     assert "nope.jsonl: file or folder not found" in result.output
 
 
-def test_empty_input_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
+def test_empty_input_is_an_error_and_writes_nothing(tmp_path: Path, tela_cli: TelaCli) -> None:
     empty = write_lines(tmp_path / "empty.jsonl", ["", "  "])
     out = tmp_path / "out.jsonl"
-    result = CliRunner().invoke(get_cli(), ["data", "convert", str(empty), str(out)])
+    result = tela_cli("data", "convert", empty, out)
     assert result.exit_code == 2
     assert f"{empty}: no records" in result.output
     assert not out.exists()

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from tela_core import Record, TelaError
-from tela_core.cli.main import get_cli
 from tela_core.sampling import MMLU_HELDOUT_SUBJECTS, group_split, split, subsample
+from tela_core.testing import TelaCli
 
 
 def test_subsample_is_pandas_sample_order() -> None:
@@ -60,7 +59,7 @@ def test_group_split_holds_out_whole_groups() -> None:
     assert len(MMLU_HELDOUT_SUBJECTS) == 15
 
 
-def test_cli_sample_writes_the_pandas_rows_as_they_were(tmp_path: Path) -> None:
+def test_cli_sample_writes_the_pandas_rows_as_they_were(tmp_path: Path, tela_cli: TelaCli) -> None:
     from tela_core.prompts import SYSTEM_PROMPT
 
     lines = []
@@ -74,13 +73,13 @@ def test_cli_sample_writes_the_pandas_rows_as_they_were(tmp_path: Path) -> None:
     src = tmp_path / "full.jsonl"
     src.write_text("\n".join(lines) + "\n")
     out = tmp_path / "sample.jsonl"
-    result = CliRunner().invoke(get_cli(), ["data", "sample", "--n", "3", str(src), str(out)])
+    result = tela_cli("data", "sample", "--n", "3", src, out)
     assert result.exit_code == 0, result.output
     assert [json.loads(x)["my_key"] for x in out.read_text().splitlines()] == subsample(list(range(20)), 3)
     # no silent overwrite; --force replaces
-    again = CliRunner().invoke(get_cli(), ["data", "sample", "--n", "4", str(src), str(out)])
+    again = tela_cli("data", "sample", "--n", "4", src, out)
     assert again.exit_code == 2 and "--force" in again.output
     assert len(out.read_text().splitlines()) == 3
-    forced = CliRunner().invoke(get_cli(), ["data", "sample", "--n", "4", "--seed", "1", str(src), str(out), "--force"])
+    forced = tela_cli("data", "sample", "--n", "4", "--seed", "1", src, out, "--force")
     assert forced.exit_code == 0
     assert [json.loads(x)["my_key"] for x in out.read_text().splitlines()] == subsample(list(range(20)), 4, seed=1)

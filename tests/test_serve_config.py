@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from tela_core.cli.main import get_cli
 from tela_core.serve.config import ConfigError, ServeConfig, build_config
 
 from serve_support import train_length_router
@@ -71,23 +69,23 @@ def test_yaml_and_toml_files(tmp_path, router_dir, monkeypatch):
         ("routers: [1, 2\n", "not valid YAML"),
     ],
 )
-def test_config_errors_are_one_line_naming_file_and_key(tmp_path, router_dir, text, where):
+def test_config_errors_are_one_line_naming_file_and_key(tmp_path, router_dir, text, where, tela_cli):
     f = tmp_path / "serve.yaml"
     f.write_text(text.replace("ROUTER", str(router_dir)))
-    res = CliRunner().invoke(get_cli(), ["serve", "--config", str(f), "--check"])
+    res = tela_cli("serve", "--config", f, "--check")
     assert res.exit_code == 2, res.output
     line = res.output.strip()
     assert "\n" not in line and "Traceback" not in line
     assert line.startswith(f"Error: {f}: ") and where in line, line
 
 
-def test_router_models_without_upstreams_is_a_config_error(tmp_path, router_dir):
+def test_router_models_without_upstreams_is_a_config_error(tmp_path, router_dir, tela_cli):
     f = tmp_path / "serve.yaml"
     f.write_text(f"routers:\n  r: {{path: {router_dir}}}\nupstreams:\n  a: {{base_url: 'http://x/v1'}}\n")
-    res = CliRunner().invoke(get_cli(), ["serve", "--config", str(f), "--check"])
+    res = tela_cli("serve", "--config", f, "--check")
     assert res.exit_code == 2 and f"Error: {f}: routers.r.upstreams: the router routes between mistralai/Mixtral-8x7B-Instruct-v0.1" in res.output
     f.write_text(f"routers:\n  r: {{path: {router_dir}, upstreams: [a]}}\nupstreams:\n  a: {{base_url: 'http://x/v1'}}\n")
-    res = CliRunner().invoke(get_cli(), ["serve", "--config", str(f), "--check"])
+    res = tela_cli("serve", "--config", f, "--check")
     assert res.exit_code == 2 and "routers.r.upstreams: the router routes between 2 models" in res.output
 
 
@@ -100,13 +98,13 @@ def test_router_models_without_upstreams_is_a_config_error(tmp_path, router_dir)
         ([], "nothing to serve"),
     ],
 )
-def test_flag_errors(router_dir, args, msg):
-    res = CliRunner().invoke(get_cli(), ["serve", "--check", *args])
+def test_flag_errors(router_dir, args, msg, tela_cli):
+    res = tela_cli("serve", "--check", *args)
     assert res.exit_code == 2 and msg in res.output and res.output.count("\n") == 1, res.output
 
 
-def test_check_loads_the_routers(router_dir):
-    res = CliRunner().invoke(get_cli(), ["serve", "--check", "--router", f"r={router_dir}", "--weak", "http://127.0.0.1:1/v1#small", "--strong", "http://127.0.0.1:2/v1#big"])
+def test_check_loads_the_routers(router_dir, tela_cli):
+    res = tela_cli("serve", "--check", "--router", f"r={router_dir}", "--weak", "http://127.0.0.1:1/v1#small", "--strong", "http://127.0.0.1:2/v1#big")
     assert res.exit_code == 0, res.output
     assert "router-r:" in res.output and "-> small < big" in res.output
 
