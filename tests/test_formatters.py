@@ -132,36 +132,27 @@ def test_chat_template_with_a_real_tokenizer_template() -> None:
     assert f.completion == "[[4]]<|im_end|>\n"
 
 
-def test_formatter_options_are_settable_and_travel_with_the_router(tmp_path):
+def test_formatter_options_are_settable_and_travel_with_the_router(tmp_path, register_plugin, tela_cli):
     """`--set formatter.KEY=VALUE` reaches the formatter in `data preview` and `tela run` (validated
     before anything is written); the run config carries them into the manifest, from which the
     score-token scorer builds its formatter (test_train_deepspeed checks the manifest field)."""
     import json
 
-    from click.testing import CliRunner
-
-    from tela_core.cli.main import get_cli
     from tela_core.data import sample_path
     from tela_core.train import RunConfig, parse_overrides
-    from tela_core.plugins import add_plugin, remove_plugin
 
     import tela_example_plugin
 
-    add_plugin(tela_example_plugin, "example-test")
-    try:
-        run = CliRunner().invoke(get_cli(), ["data", "preview", "--formatter", "question-only", str(sample_path()),
-                                             "--n", "1", "--set", "formatter.question_prefix=QUESTION>>"])
-        assert run.exit_code == 0, run.output
-        assert "QUESTION>>" in run.output
-        bad = CliRunner().invoke(get_cli(), ["data", "preview", "--formatter", "question-only", str(sample_path()),
-                                             "--set", "formatter.nope=1"])
-        assert bad.exit_code == 2 and "bad options for formatter 'question-only'" in bad.output
-        out = tmp_path / "r"
-        bad = CliRunner().invoke(get_cli(), ["run", "--data", str(sample_path()), "--formatter", "question-only",
-                                             "--set", "formatter.nope=1", "--output", str(out)])
-        assert bad.exit_code == 2 and "nope" in bad.output and not out.exists()
-    finally:
-        remove_plugin("example-test")
+    register_plugin(tela_example_plugin, "example-test")
+    run = tela_cli("data", "preview", "--formatter", "question-only", sample_path(),
+                   "--n", "1", "--set", "formatter.question_prefix=QUESTION>>")
+    assert run.exit_code == 0, run.output
+    assert "QUESTION>>" in run.output
+    bad = tela_cli("data", "preview", "--formatter", "question-only", sample_path(), "--set", "formatter.nope=1")
+    assert bad.exit_code == 2 and "bad options for formatter 'question-only'" in bad.output
+    out = tmp_path / "r"
+    bad = tela_cli("run", "--data", sample_path(), "--formatter", "question-only", "--set", "formatter.nope=1", "--output", out)
+    assert bad.exit_code == 2 and "nope" in bad.output and not out.exists()
     cfg = RunConfig.build({"data": sample_path(), "output": tmp_path / "x",
                            **parse_overrides(["formatter.question_prefix=Question"])})
     assert cfg.formatter_options == {"question_prefix": "Question"}

@@ -7,12 +7,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from click.testing import CliRunner
 
 from tela_core import InputError, Record, Source, hookimpl
-from tela_core.cli.main import get_cli
-from tela_core.plugins import add_plugin, remove_plugin
 from tela_core.records import seed_record
+from tela_core.testing import TelaCli
 
 BAD: dict[str, Any] = {}
 
@@ -33,14 +31,11 @@ class Plugin:
 
 
 @pytest.fixture()
-def loose(tmp_path: Path):
-    add_plugin(Plugin(), "loose-plugin")
+def loose(tmp_path: Path, register_plugin: Any) -> Path:
+    register_plugin(Plugin(), "loose-plugin")
     f = tmp_path / "data.txt"
     f.write_text("anything\n")
-    try:
-        yield f
-    finally:
-        remove_plugin("loose-plugin")
+    return f
 
 
 @pytest.mark.parametrize(
@@ -54,20 +49,20 @@ def loose(tmp_path: Path):
         ({"prompt": "q"}, "a source must yield tela_core.Record objects, got dict"),
     ],
 )
-def test_every_command_refuses_a_bad_record_from_any_source(loose: Path, record: Any, message: str) -> None:
+def test_every_command_refuses_a_bad_record_from_any_source(loose: Path, record: Any, message: str, tela_cli: TelaCli) -> None:
     BAD["records"] = [Record(prompt="fine", outcomes={"a": 1.0, "b": 0.0}), record]
     for cmd in (["data", "check", "--source", "loose", str(loose)],
                 ["run", "--source", "loose", "--data", str(loose), "--family", "length", "--output", str(loose.parent / "r")],
                 ["eval", "--router", "random", "--source", "loose", "--data", str(loose), "-o", str(loose.parent / "e")]):
-        res = CliRunner().invoke(get_cli(), cmd)
+        res = tela_cli(*cmd)
         assert res.exit_code == 2, (cmd, res.output)
         assert f"{loose}: record #2 (from source 'loose'): {message}" in res.output, res.output
         assert "Traceback" not in res.output
     assert not (loose.parent / "r").exists() and not (loose.parent / "e").exists()
 
 
-def test_a_missing_path_is_one_line_for_any_source(loose: Path) -> None:
-    res = CliRunner().invoke(get_cli(), ["data", "check", "--source", "loose", str(loose.parent / "nope.txt")])
+def test_a_missing_path_is_one_line_for_any_source(loose: Path, tela_cli: TelaCli) -> None:
+    res = tela_cli("data", "check", "--source", "loose", loose.parent / "nope.txt")
     assert res.exit_code == 2 and "nope.txt: file or folder not found" in res.output and "Traceback" not in res.output
 
 

@@ -12,12 +12,12 @@ import json
 import pytest
 
 from tela_core import TelaError, Upstream, UpstreamError, UpstreamReply, hookimpl
-from tela_core.plugins import add_plugin, get_registry, remove_plugin
+from tela_core.plugins import get_registry
 
 from serve_support import control, standin
 
 
-def test_hook_tela_register_upstreams():
+def test_hook_tela_register_upstreams(register_plugin):
     class Canned(Upstream):
         """Answers every request with a fixed text (no network)."""
 
@@ -31,17 +31,13 @@ def test_hook_tela_register_upstreams():
         def tela_register_upstreams(self, register):
             register(Canned)
 
-    add_plugin(Plugin(), "canned")
-    try:
-        reg = get_registry()
-        assert reg.plugins["canned"].components == [("upstream", "test-canned")]
-        assert reg.plugins["canned"].hooks == ["tela_register_upstreams"]
-        up = reg.create("upstream", "test-canned")
-        reply = asyncio.run(up.chat({"model": "m", "messages": []}, stream=False))
-        assert reply.status == 200 and reply.body["model"] == "m"
-        asyncio.run(up.aclose())
-    finally:
-        remove_plugin("canned")
+    reg = register_plugin(Plugin(), "canned")
+    assert reg.plugins["canned"].components == [("upstream", "test-canned")]
+    assert reg.plugins["canned"].hooks == ["tela_register_upstreams"]
+    up = reg.create("upstream", "test-canned")
+    reply = asyncio.run(up.chat({"model": "m", "messages": []}, stream=False))
+    assert reply.status == 200 and reply.body["model"] == "m"
+    asyncio.run(up.aclose())
 
 
 def test_openai_upstream_is_registered_with_its_options():
