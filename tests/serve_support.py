@@ -24,8 +24,10 @@ SAMPLE = REPO / "tela_core" / "data" / "mmlu_sample.jsonl"
 
 
 def env() -> dict[str, str]:
+    from tela_core.testing import OFFLINE_VARS
+
     e = dict(os.environ)
-    e.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    e.update(OFFLINE_VARS)
     e.setdefault("TELA_CACHE", str(REPO / ".cache" / "tela"))
     e.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return e
@@ -136,10 +138,8 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 def train_length_router(out: Path) -> Path:
     """A ``length`` router trained on the bundled MMLU sample (well under a second)."""
-    from click.testing import CliRunner
+    from tela_core.testing import run_cli
 
-    from tela_core.cli.main import get_cli
-
-    res = CliRunner().invoke(get_cli(), ["run", "--family", "length", "--data", str(SAMPLE), "--output", str(out)])
+    res = run_cli("run", "--family", "length", "--data", SAMPLE, "--output", out)
     assert res.exit_code == 0, res.output
     return out

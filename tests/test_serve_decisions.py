@@ -76,15 +76,11 @@ def test_calibrate_from_traffic_sets_the_share(tmp_path):
     assert Router.load(router).threshold == pytest.approx(t)
 
 
-def test_tela_calibrate_traffic_cli(tmp_path):
-    from click.testing import CliRunner
-
-    from tela_core.cli.main import get_cli
-
+def test_tela_calibrate_traffic_cli(tmp_path, tela_cli):
     router = train_length_router(tmp_path / "len")
     log = tmp_path / "d.jsonl"
     log.write_text("".join(json.dumps(_rec("len", i / 100)) + "\n" for i in range(100)))
-    res = CliRunner().invoke(get_cli(), ["calibrate", "--router", str(router), "--traffic", str(log), "--strong-share", "0.2"])
+    res = tela_cli("calibrate", "--router", router, "--traffic", log, "--strong-share", "0.2")
     assert res.exit_code == 0, res.output
     assert "0.200 of 100 requests router 'len' routed go to the strong model" in res.output
     assert 0.79 < json.loads((router / "policy.json").read_text())["options"]["threshold"] <= 0.80  # 20 of the 100 w at or above
@@ -94,5 +90,5 @@ def test_tela_calibrate_traffic_cli(tmp_path):
         (["--traffic", str(tmp_path / "nope.jsonl")], "nope.jsonl: decision log not found"),
         (["--traffic", str(log), "--traffic-router", "other"], "no requests routed by 'other'; routers in the log: len"),
     ):
-        res = CliRunner().invoke(get_cli(), ["calibrate", "--router", str(router), "--strong-share", "0.2", *args])
+        res = tela_cli("calibrate", "--router", router, "--strong-share", "0.2", *args)
         assert res.exit_code == 2 and msg in res.output and "Traceback" not in res.output, res.output
