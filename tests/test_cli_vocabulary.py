@@ -88,12 +88,12 @@ def _outcomes(folder: Path, n: int = 60) -> Path:
     return folder
 
 
-def test_zoo_takes_dash_o_and_a_router_as_a_plain_directory(tmp_path: Path) -> None:
+def test_zoo_takes_dash_o_and_a_router_as_a_plain_directory(tmp_path: Path, tiny_router: Path) -> None:
     """`-o` works on zoo as on run and eval; `--router DIR` is named after its folder."""
-    from tela_core.testing import build_tiny_router
+    import shutil
 
     data = _outcomes(tmp_path / "data")
-    router = build_tiny_router(tmp_path / "my-router")
+    router = Path(shutil.copytree(tiny_router, tmp_path / "my-router"))  # the kit's router, under a name zoo must use
     out = tmp_path / "zoo"
     r = run_cli("zoo", "--data", data, "--families", "length", "--router", router, "-o", out,
                 "--weak-model", WEAK, "--strong-model", STRONG)
