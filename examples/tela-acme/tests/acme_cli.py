@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-
+from tela_core.testing import OFFLINE_VARS
 
 
 def tela(*args: Any, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the installed ``tela ARGS...``; with ``check``, a non-zero exit fails the test with its output."""
     exe = Path(sys.executable).with_name("tela")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "COLUMNS": "200"}
+    env = {**os.environ, **OFFLINE_VARS, "COLUMNS": "200"}
     proc = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout)
     if check and proc.returncode != 0:
         pytest.fail(f"tela {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")

@@ -1,4 +1,5 @@
-"""Fixtures for tela-acme's tests: the bundled MMLU sample as acme-csv files, and a tiny base model."""
+"""Fixtures for tela-acme's tests: the bundled MMLU sample as acme-csv files. tela's test kit (its
+pytest plugin, there once tela is installed) gives ``tiny_model``, ``tela_offline`` and the rest."""
 
 from __future__ import annotations
 
@@ -19,12 +20,9 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "heldout": write_acme_csv(sample_path("mmlu_heldout_sample.jsonl"), d / "heldout.csv")}
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny local base model, so `tela run` resolves one offline in a second (acme-ngram never reads it)."""
-    from tela_core.testing import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+@pytest.fixture(autouse=True)
+def _offline(tela_offline: None) -> None:
+    """Every test runs offline (the `tela` subprocesses inherit the environment)."""
 
 
 @pytest.fixture(scope="session")
