@@ -6,7 +6,7 @@ import numpy as np
 
 from tela_core import Record
 from tela_core import Router
-from tela_core.plugins import add_plugin, get_registry, remove_plugin
+from tela_core.plugins import get_registry
 
 import tela_example_family
 
@@ -22,28 +22,22 @@ def _records() -> list[Record]:
     return recs
 
 
-def test_keyword_round_trip(tmp_path):
-    add_plugin(tela_example_family, "keyword-test")
-    try:
-        scorer = get_registry().create("scorer", "keyword", {})
-        scorer.fit(_records(), tmp_path / "r", {})
-        loaded = Router.load(tmp_path / "r").scorer
-        w = loaded.score(["an integral calculus problem", "the capital city of France", "zzz"]).w
-        assert w[0] > 0.8 and w[1] < 0.2  # smoothed toward the 0.5 prior
-        assert abs(w[2] - 0.5) < 1e-9  # unknown words: the training prior
-        assert np.all((w >= 0) & (w <= 1))
-    finally:
-        remove_plugin("keyword-test")
+def test_keyword_round_trip(tmp_path, register_plugin):  # register_plugin: tela's test kit
+    register_plugin(tela_example_family, "keyword-test")
+    scorer = get_registry().create("scorer", "keyword", {})
+    scorer.fit(_records(), tmp_path / "r", {})
+    loaded = Router.load(tmp_path / "r").scorer
+    w = loaded.score(["an integral calculus problem", "the capital city of France", "zzz"]).w
+    assert w[0] > 0.8 and w[1] < 0.2  # smoothed toward the 0.5 prior
+    assert abs(w[2] - 0.5) < 1e-9  # unknown words: the training prior
+    assert np.all((w >= 0) & (w <= 1))
 
 
-def test_keyword_is_an_ensemble_member(tmp_path):
+def test_keyword_is_an_ensemble_member(tmp_path, register_plugin):
     """The ensemble hands members the pair through fit()'s config, and only the options they have:
     the example's options forbid unknown keys (extra="forbid") and have no `target`."""
-    add_plugin(tela_example_family, "keyword-test")
-    try:
-        ens = get_registry().create("scorer", "ensemble", {"members": ["length", "keyword"], "folds": 3})
-        ens.fit(_records(), tmp_path / "e", {})
-        w = Router.load(tmp_path / "e").score(["an integral calculus problem", "the capital city of France"])
-        assert w[0] > w[1]
-    finally:
-        remove_plugin("keyword-test")
+    register_plugin(tela_example_family, "keyword-test")
+    ens = get_registry().create("scorer", "ensemble", {"members": ["length", "keyword"], "folds": 3})
+    ens.fit(_records(), tmp_path / "e", {})
+    w = Router.load(tmp_path / "e").score(["an integral calculus problem", "the capital city of France"])
+    assert w[0] > w[1]
