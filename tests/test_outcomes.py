@@ -272,12 +272,11 @@ def test_options_are_validated() -> None:
         source("routellm-csv", label_weak_right=7)
 
 
-def test_detection_prefers_a_source_that_knows_the_schema(tmp_path: Path) -> None:
+def test_detection_prefers_a_source_that_knows_the_schema(tmp_path: Path, register_plugin: Any) -> None:
     """routellm-csv claims any .csv at a low priority: a plugin's CSV source with its own schema
     wins detection without --source; two claims at the same top priority are an error."""
     from tela_core import Source, hookimpl
     from tela_core.detect import detect_source
-    from tela_core.plugins import add_plugin, remove_plugin
 
     f = tmp_path / "widget.csv"
     f.write_text("question,widget_score\nWhat is 2+2?,5\n")
@@ -302,14 +301,8 @@ def test_detection_prefers_a_source_that_knows_the_schema(tmp_path: Path) -> Non
             register(WidgetCsv2)
 
     assert detect_source(f) == "routellm-csv"
-    add_plugin(One(), "widget")
-    try:
-        assert detect_source(f) == "widget-csv"
-        add_plugin(Two(), "widget2")
-        try:
-            with pytest.raises(InputError, match="several sources can read this .*widget-csv, widget-csv-2.*--source"):
-                detect_source(f)
-        finally:
-            remove_plugin("widget2")
-    finally:
-        remove_plugin("widget")
+    register_plugin(One(), "widget")
+    assert detect_source(f) == "widget-csv"
+    register_plugin(Two(), "widget2")
+    with pytest.raises(InputError, match="several sources can read this .*widget-csv, widget-csv-2.*--source"):
+        detect_source(f)
