@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from tela_core import components, errors, hookspecs
-from tela_core.plugins import add_plugin, get_registry, remove_plugin, reset
+from tela_core.plugins import get_registry, reset
+from tela_core.testing import registered_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS_MD = ROOT / "docs" / "plugins.md"
@@ -138,16 +139,12 @@ def test_hook_examples_register_cleanly(plugins_md):
         block = _code_blocks(_section(plugins_md, f"### {_signature(hook)}"), "python")[0]
         module = types.ModuleType(f"docs_example_{hook}")
         exec(compile(block, f"docs/plugins.md ({hook})", "exec"), module.__dict__)
-        add_plugin(module, f"docs-{hook}")
-        try:
-            reg = get_registry()
+        with registered_plugin(module, f"docs-{hook}") as reg:  # one at a time: each alone in the registry
             info = reg.plugins[f"docs-{hook}"]
             assert info.error is None, info.error
             assert info.hooks == [hook]
             if hook != "tela_register_commands":
                 assert info.components, f"the {hook} example registers nothing"
-        finally:
-            remove_plugin(f"docs-{hook}")
 
 
 def test_tutorial_code_is_the_example_plugin(plugins_md):
@@ -170,34 +167,28 @@ def test_user_guide_mentions_every_top_level_command():
         assert f"tela {name}" in index, f"docs/index.md does not mention `tela {name}`"
 
 
-def test_scorer_and_policy_examples_work_end_to_end(plugins_md, tmp_path):
+def test_scorer_and_policy_examples_work_end_to_end(plugins_md, tmp_path, register_plugin):
     """The scorer example trains, saves its options and pair, and loads through the Router API;
     the policy example is then picked by name, as a user would with --policy."""
     from tela_core import Record, Router
 
-    mods = {}
     for hook in ("tela_register_scorers", "tela_register_policies"):
         block = _code_blocks(_section(plugins_md, f"### {_signature(hook)}"), "python")[0]
         module = types.ModuleType(f"docs_e2e_{hook}")
         exec(compile(block, f"docs/plugins.md ({hook})", "exec"), module.__dict__)
-        add_plugin(module, f"docs-e2e-{hook}")
-        mods[hook] = module
-    try:
-        recs = [Record(prompt="x" * (10 + 7 * i), outcomes={"big": 1.0, "small": float(i % 3 != 0)}) for i in range(30)]
-        scorer = get_registry().create("scorer", "prompt-length", {})
-        scorer.fit(recs, tmp_path / "r", {})
-        router = Router.load(tmp_path / "r")
-        assert router.models == ["small", "big"]  # resolved by tela's one rule: lower mean is weak
-        short, long_ = "x" * 5, "x" * 10_000
-        assert router.route([short, long_]) == ["small", "big"]
-        picked = Router.load(tmp_path / "r", policy="strong-if-above", policy_options={"threshold": 0.0})
-        assert picked.route([short]) == ["big"]
-    finally:
-        for hook in mods:
-            remove_plugin(f"docs-e2e-{hook}")
+        register_plugin(module, f"docs-e2e-{hook}")
+    recs = [Record(prompt="x" * (10 + 7 * i), outcomes={"big": 1.0, "small": float(i % 3 != 0)}) for i in range(30)]
+    scorer = get_registry().create("scorer", "prompt-length", {})
+    scorer.fit(recs, tmp_path / "r", {})
+    router = Router.load(tmp_path / "r")
+    assert router.models == ["small", "big"]  # resolved by tela's one rule: lower mean is weak
+    short, long_ = "x" * 5, "x" * 10_000
+    assert router.route([short, long_]) == ["small", "big"]
+    picked = Router.load(tmp_path / "r", policy="strong-if-above", policy_options={"threshold": 0.0})
+    assert picked.route([short]) == ["big"]
 
 
-def test_family_sdk_example_trains_and_loads(plugins_md, tmp_path):
+def test_family_sdk_example_trains_and_loads(plugins_md, tmp_path, register_plugin):
     """The family-SDK example (FamilyScorer + TargetOptions) trains with the pair handed over in
     ``config``, writes a manifest that restores its options, loads through the Router API and
     routes; a damaged artifact file is one TelaError naming it."""
@@ -210,21 +201,18 @@ def test_family_sdk_example_trains_and_loads(plugins_md, tmp_path):
     module = types.ModuleType("docs_family_sdk")
     exec(compile(block, "docs/plugins.md (family SDK)", "exec"), module.__dict__)
     assert issubclass(module.KeywordScorer, FamilyScorer) and issubclass(module.KeywordOptions, TargetOptions)
-    add_plugin(module, "docs-family-sdk")
-    try:
-        # "prove" prompts are the ones the small model gets wrong; a third model is ignored by the pair
-        recs = [Record(prompt=("prove that " if i % 2 else "what is ") + f"item {i}",
-                       outcomes={"small": float(i % 2 == 0), "big": 1.0, "other": 0.5}) for i in range(20)]
-        scorer = get_registry().create("scorer", "keyword-rate", {"keywords": ["prove"]})
-        out = scorer.fit(recs, tmp_path / "r", {"weak": "small", "strong": "big", "seed": 0})
-        manifest = read_manifest(out)
-        assert manifest["scorer_options"]["keywords"] == ["prove"]
-        assert (manifest["weak"], manifest["strong"], manifest["train_records"]) == ("small", "big", 20)
-        router = Router.load(out)
-        assert router.models == ["small", "big"]
-        assert router.route(["Prove it", "hello"]) == ["big", "small"]
-        (out / "rates.json").write_text("{")
-        with pytest.raises(TelaError, match="rates.json: damaged router file"):
-            Router.load(out)
-    finally:
-        remove_plugin("docs-family-sdk")
+    register_plugin(module, "docs-family-sdk")
+    # "prove" prompts are the ones the small model gets wrong; a third model is ignored by the pair
+    recs = [Record(prompt=("prove that " if i % 2 else "what is ") + f"item {i}",
+                   outcomes={"small": float(i % 2 == 0), "big": 1.0, "other": 0.5}) for i in range(20)]
+    scorer = get_registry().create("scorer", "keyword-rate", {"keywords": ["prove"]})
+    out = scorer.fit(recs, tmp_path / "r", {"weak": "small", "strong": "big", "seed": 0})
+    manifest = read_manifest(out)
+    assert manifest["scorer_options"]["keywords"] == ["prove"]
+    assert (manifest["weak"], manifest["strong"], manifest["train_records"]) == ("small", "big", 20)
+    router = Router.load(out)
+    assert router.models == ["small", "big"]
+    assert router.route(["Prove it", "hello"]) == ["big", "small"]
+    (out / "rates.json").write_text("{")
+    with pytest.raises(TelaError, match="rates.json: damaged router file"):
+        Router.load(out)
