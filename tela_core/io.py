@@ -17,6 +17,25 @@ __all__ = [
 ]
 
 
+def read_utf8(path: str | Path) -> str:
+    """The text of ``path`` decoded as UTF-8 (a leading byte-order mark dropped). Undecodable bytes
+    or an unreadable file raise :class:`~tela_core.errors.InputError` naming the file, and the
+    line where the bad byte is: every reader of a whole file reports it the same way."""
+    from .errors import InputError
+
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise InputError(p, None, f"cannot read: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise InputError(p, line, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
 def check_can_write(path: str | Path, force: bool) -> Path:
     """Refuse to replace an existing file unless ``force``, and refuse, with one line naming the
     path, what no ``--force`` can fix: a directory where the file should go, a parent that is a

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from tela_core import InputError, Record, Source
 from tela_core.labels import OutcomeOptions, label_for  # the one mapping, shared with other source plugins
+from tela_core.io import read_utf8
 from tela_core.records import loads_json, seed_record
 
 __all__ = ["OutcomeOptions", "OutcomeSource", "label_for"]
@@ -81,13 +82,7 @@ def read_price_object(path: Path) -> dict[str, Any]:
     Undecodable bytes, bad JSON or another shape raise :class:`InputError` naming the file (and
     the line, where JSON says which).
     """
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise InputError(path, None, f"not valid UTF-8 ({e.reason})") from None
-    except OSError as e:
-        raise InputError(path, None, f"cannot read: {e.strerror or e}") from None
-    data = loads_json(text, path)
+    data = loads_json(read_utf8(path), path)
     if not isinstance(data, dict):
         raise InputError(path, 1, "expected an object mapping model name to its prices")
     return data

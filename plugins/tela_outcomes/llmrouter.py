@@ -22,6 +22,7 @@ from typing import Any, Iterator
 from pydantic import Field
 
 from tela_core import InputError, Record
+from tela_core.io import read_utf8
 from tela_core.records import check_text, json_decoder
 
 from .common import OutcomeOptions, OutcomeSource, clip01, is_number, read_price_object
@@ -57,12 +58,7 @@ def load_prices(path: Path) -> dict[str, tuple[float, float]]:
 
 def iter_json_list(path: Path) -> Iterator[tuple[int, Any]]:
     """Yield (line where the element starts, element) for each element of a top-level JSON list."""
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise InputError(path, line, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    text = read_utf8(path)
     dec = json_decoder()
     n = len(text)
 

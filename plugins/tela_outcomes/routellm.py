@@ -20,6 +20,7 @@ from typing import Iterator
 from pydantic import Field
 
 from tela_core import InputError, Record
+from tela_core.io import read_utf8
 
 from .common import OutcomeOptions, OutcomeSource
 
@@ -56,13 +57,7 @@ def _group_of(csv_path: Path) -> str:
 
 
 def _decode(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise InputError(path, line, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
-    return text[1:] if text.startswith("\ufeff") else text
+    return read_utf8(path)
 
 
 class RouteLLMCsvSource(OutcomeSource):

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import TelaError
+from ..io import read_utf8
 
 __all__ = [
     "RUN_SUBDIR",
@@ -172,13 +173,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise TelaError(f"{p}: config file not found")
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = p.read_bytes()[: e.start].count(b"\n") + 1
-        raise TelaError(f"{p}:{line}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise TelaError(f"{p}: cannot read: {e.strerror or e}") from None
+    text = read_utf8(p)
     try:
         if p.suffix.lower() == ".toml":
             import tomllib
