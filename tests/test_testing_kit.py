@@ -9,12 +9,14 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
 from tela_core import Formatted, Formatter, hookimpl
 from tela_core.plugins import _extra_plugins, get_registry
+from tela_core.testing import OFFLINE_VARS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,8 +88,20 @@ def test_the_docs_example_runs_as_a_plugin_package_would(tmp_path: Path) -> None
     (block,) = re.findall(r"^```python\n(.*?)^```", section, flags=re.M | re.S)
     assert "register_plugin" in block and "tela_cli" in block and "tiny_router" in block
     (tmp_path / "test_thirdparty.py").write_text(block)
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_thirdparty.py"],
+    # and what tela_offline and isolated_cache promise, started from an environment without them
+    (tmp_path / "test_env.py").write_text(textwrap.dedent('''
+        import os
+
+        def test_offline_and_own_cache(tela_offline, isolated_cache, tmp_path):
+            assert os.environ["HF_HUB_OFFLINE"] == os.environ["TRANSFORMERS_OFFLINE"] == "1"
+            assert os.environ["TELA_CACHE"] == str(isolated_cache) == str(tmp_path / "cache")
+
+        def test_nothing_is_set_without_them():
+            assert "HF_HUB_OFFLINE" not in os.environ and os.environ["TELA_CACHE"] == "/nonexistent-shared-cache"
+    '''))
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS" and k not in OFFLINE_VARS}
+    env["TELA_CACHE"] = "/nonexistent-shared-cache"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_thirdparty.py", "test_env.py"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "3 passed" in proc.stdout
+    assert "5 passed" in proc.stdout
