@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--passes", default="defaults,tuned", help="defaults, tuned, encoder (capped encoder-classifier; slow on CPU)")
     args = ap.parse_args()
     from tela_core.plugins import get_registry
-    from tela_core.eval.zoo import HEADER, _table_rows, run_zoo
+    from tela_core.eval.zoo import HEADER, table_rows, run_zoo
 
     src = get_registry().create("source", "routellm-csv", {})
     t0 = time.perf_counter()
@@ -63,7 +63,7 @@ def main() -> None:
         print(f"\n## {name}: {res.n_train} train / {res.n_eval} eval prompts; weak {res.q_weak:.4f}, strong {res.q_strong:.4f}")
         print("| " + " | ".join(HEADER) + " |")
         print("|" + "---|" * len(HEADER))
-        for row in _table_rows(res):
+        for row in table_rows(res):
             print("| " + " | ".join(row) + " |")
 
 

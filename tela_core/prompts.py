@@ -3,7 +3,7 @@ user template. Outcome sources build seed-format records from these."""
 
 from __future__ import annotations
 
-__all__ = ["SYSTEM_PROMPT", "USER_TEMPLATE", "SCORE_TOKENS", "user_content", "label_text", "split_score_token"]
+__all__ = ["SYSTEM_PROMPT", "USER_TEMPLATE", "SCORE_TOKENS", "user_content", "label_text", "split_score_token", "score_token_ids"]
 
 SYSTEM_PROMPT = (
     "[Instruction]\nBased on the question provided below, predict the score an expert evaluator would give "
@@ -47,3 +47,17 @@ def split_score_token(tokenizer: object) -> tuple[list[int], str | None]:
             return ids, f"{tok!r} into {len(enc)} tokens"
         ids.append(int(enc[0]))
     return ids, None
+
+
+def score_token_ids(tokenizer: object, where: str = "") -> list[int]:
+    """The id of each ``[[k]]`` under ``tokenizer``; a :class:`~tela_core.errors.TelaError` naming
+    ``where`` if one is missing or split into several tokens (training and scoring read them alike)."""
+    from .errors import TelaError
+
+    ids, split = split_score_token(tokenizer)
+    if split:
+        raise TelaError(
+            f"{where or 'tokenizer'}: not a score-token router: its tokenizer splits {split} "
+            "(a score-token artifact has [[1]]..[[5]] as single special tokens; train one with `tela run`)"
+        )
+    return ids

@@ -103,7 +103,7 @@ def test_bad_router_dirs_give_clear_errors(tmp_path, tiny_router):
 
 
 def test_a_tokenizer_without_score_tokens_is_refused():
-    from tela_score_token import score_token_ids
+    from tela_core.prompts import score_token_ids
 
     class Splitting:
         def __call__(self, text, add_special_tokens=False):

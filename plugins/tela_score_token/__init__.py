@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from tela_core import hookimpl
 
-from .scorer import ScoreTokenOptions, ScoreTokenScorer, score_token_ids
+from .scorer import ScoreTokenOptions, ScoreTokenScorer
 
-__all__ = ["ScoreTokenScorer", "ScoreTokenOptions", "score_token_ids"]
+__all__ = ["ScoreTokenScorer", "ScoreTokenOptions"]
 
 
 @hookimpl

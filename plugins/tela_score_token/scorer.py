@@ -26,9 +26,9 @@ from typing import Any, Literal, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from tela_core import Scorer, Scores, TelaError
-from tela_core.prompts import SCORE_TOKENS, split_score_token
+from tela_core.prompts import SCORE_TOKENS, score_token_ids
 
-__all__ = ["ScoreTokenScorer", "ScoreTokenOptions", "score_token_ids", "remote_code_in"]
+__all__ = ["ScoreTokenScorer", "ScoreTokenOptions", "remote_code_in"]
 
 
 class ScoreTokenOptions(BaseModel):
@@ -48,17 +48,6 @@ class ScoreTokenOptions(BaseModel):
     prefix_cache: bool = True
     """Run the template's shared prefix (system prompt, question header) once and reuse its key/value
     cache for every prompt; the scores are the same, computed in less time."""
-
-
-def score_token_ids(tokenizer: Any, where: str = "") -> list[int]:
-    """The id of each ``[[k]]``; a :class:`TelaError` if one is missing or not a single token."""
-    ids, split = split_score_token(tokenizer)
-    if split:
-        raise TelaError(
-            f"{where}: not a score-token router: its tokenizer splits {split} "
-            "(a score-token artifact has [[1]]..[[5]] as single special tokens; train one with `tela run`)"
-        )
-    return ids
 
 
 def remote_code_in(d: Path, manifest: Any) -> str | None:

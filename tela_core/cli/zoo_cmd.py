@@ -72,7 +72,7 @@ def zoo(
     from ..io import remove_stale_partials, staged_dir
     from ..locks import output_lock
     from ..plugins import get_registry
-    from ..eval.zoo import HEADER, _table_rows, run_zoo
+    from ..eval.zoo import HEADER, table_rows, run_zoo
 
     fams = [f.strip() for f in families.split(",") if f.strip()]
     options = options + old_options
@@ -124,7 +124,7 @@ def zoo(
     table = Table(title=f"router zoo: {result.protocol}, {result.n_eval} eval prompts")
     for h in HEADER:
         table.add_column(h, justify="left" if h == "family" else "right")
-    for row in _table_rows(result):
+    for row in table_rows(result):
         table.add_row(*row)
     Console().print(table)
     click.echo(f"report: {output / 'report.md'}")

@@ -216,7 +216,7 @@ def run_zoo(
     return result
 
 
-def _table_rows(result: ZooResult) -> list[list[str]]:
+def table_rows(result: ZooResult) -> list[list[str]]:
     rows = []
     for r in sorted(result.families, key=lambda r: -r.apgr) + result.baselines:
         trained = any(r is f for f in result.families)
@@ -253,7 +253,7 @@ def write_report(result: ZooResult, output: Path) -> None:
         "| " + " | ".join(HEADER) + " |",
         "|" + "---|" * len(HEADER),
     ]
-    lines += ["| " + " | ".join(r) + " |" for r in _table_rows(result)]
+    lines += ["| " + " | ".join(r) + " |" for r in table_rows(result)]
     lines += ["", "![quality against strong-call share](curves.png)", ""]
     atomic_write_text(output / "report.md", "\n".join(lines))
     _plot(result, output / "curves.png")

@@ -9,17 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..prompts import SCORE_TOKENS, split_score_token
+from ..prompts import SCORE_TOKENS, score_token_ids
 
-__all__ = ["add_score_tokens", "score_token_ids"]
-
-
-def score_token_ids(tokenizer: Any) -> list[int]:
-    """The single token id of each ``[[k]]``; raises if one is split into several tokens."""
-    ids, split = split_score_token(tokenizer)
-    if split:
-        raise ValueError(f"the tokenizer splits score token {split}")
-    return ids
+__all__ = ["add_score_tokens"]
 
 
 def add_score_tokens(model: Any, tokenizer: Any) -> list[int]:
