@@ -6,17 +6,16 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from tela_core.cli.main import get_cli
 from tela_core.data import sample_path
 from tela_core.errors import TelaError
 from tela_core.train import RUN_SUBDIR, RunConfig, check_output, resolve_config
+from tela_core.testing import run_cli
 from tela_core.train import zero3_config
 
 
 def _run(*args: str) -> "object":
-    return CliRunner().invoke(get_cli(), ["run", *args])
+    """``tela run ARGS`` in this process (the test kit's runner)."""
+    return run_cli("run", *args)
 
 
 def test_config_file_then_flags_then_set(tmp_path: Path) -> None:
