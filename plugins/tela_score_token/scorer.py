@@ -90,6 +90,7 @@ class ScoreTokenScorer(Scorer):
         self._prefix_ids: list[int] | None = None
         self._prefix_caches: dict[int, Any] = {}
         self._prefix_lock = threading.Lock()
+        self._cache_arg: str | None = None
 
     # -- loading ---------------------------------------------------------------------------------
 
@@ -151,6 +152,7 @@ class ScoreTokenScorer(Scorer):
         self.artifact_dir = d
         self._prefix_ids = None
         self._prefix_caches = {}
+        self._cache_arg = None
 
     def _device(self) -> Any:
         import torch
@@ -295,11 +297,13 @@ class ScoreTokenScorer(Scorer):
         return logits[:, -1, :]
 
     def _cache_kw(self, cache: Any) -> dict[str, Any]:
-        """The cache keyword the model's forward takes: ``cache`` (newer transformers) or ``past_key_values``."""
-        import inspect
+        """The cache keyword the model's forward takes: ``cache`` (newer transformers) or
+        ``past_key_values``; looked up once per loaded model."""
+        if self._cache_arg is None:
+            import inspect
 
-        params = inspect.signature(self.model.forward).parameters
-        return {"cache": cache} if "cache" in params else {"past_key_values": cache}
+            self._cache_arg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        return {self._cache_arg: cache}
 
     def _prefix_cache(self, rows: int) -> Any:
         """The shared prefix's key/value cache for a batch of ``rows`` prompts (kept per batch size)."""

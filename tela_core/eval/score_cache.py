@@ -164,8 +164,9 @@ def _score_uncached(
                 resumed += len(chunk)
             else:
                 s = scorer.score(list(chunk))
-                if len(np.asarray(s.w).reshape(-1)) != len(chunk):
-                    raise TelaError(f"scorer {scorer.name!r} returned {len(np.asarray(s.w).reshape(-1))} scores for {len(chunk)} prompts")
+                got = np.asarray(s.w).reshape(-1).shape[0]
+                if got != len(chunk):
+                    raise TelaError(f"scorer {scorer.name!r} returned {got} scores for {len(chunk)} prompts")
                 if part is not None:
                     _save_part(part, s)
             w = np.asarray(s.w, dtype=float).reshape(-1)
