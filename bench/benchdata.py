@@ -14,7 +14,7 @@ __all__ = ["dataset"]
 
 def dataset(name: str) -> Path:
     """The fetched folder of catalogue dataset ``name``; exit with the command to fetch it if absent."""
-    from tela_core.download import MANIFEST, dataset_dir
+    from tela_core.data.download import MANIFEST, dataset_dir
 
     d = dataset_dir(name)
     if not (d / MANIFEST).is_file():

@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--families", default="embedding-knn,matrix-factorization")
     ap.add_argument("--knn-k", type=int, default=50)
     args = ap.parse_args()
-    from tela_core.plugins import get_registry
+    from tela_core.plugins.discovery import get_registry
 
     reg = get_registry()
     src = reg.create("source", "llmrouter-json", {})

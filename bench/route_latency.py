@@ -47,8 +47,8 @@ SCORE = re.compile(r"\[\[([1-5])\]\]")
 def router_dir(model: str) -> Path:
     """A score-token router artifact around ``model`` (score tokens added, weights otherwise as
     released), built once in ``$TELA_CACHE/bench``."""
-    from tela_core.artifact import write_manifest, write_policy
-    from tela_core.models import cache_root, resolve_model
+    from tela_core.routing.artifact import write_manifest, write_policy
+    from tela_core.models.resolve import cache_root, resolve_model
 
     resolved = resolve_model(model)
     out = cache_root() / "bench" / f"route-latency-{resolved.path.name}"
@@ -75,7 +75,7 @@ def router_dir(model: str) -> Path:
 def questions(n: int) -> list[str]:
     """``n`` real MMLU questions from the bundled sample (varied lengths)."""
     from tela_core.data import sample_path
-    from tela_core.records import iter_jsonl
+    from tela_core.data.records import iter_jsonl
 
     out = []
     for _, obj in iter_jsonl(sample_path()):
@@ -87,7 +87,7 @@ def questions(n: int) -> list[str]:
 
 def seed_prompt(question: str) -> str:
     """The seed's inference prompt, byte for byte (no ``ASSISTANT:`` line: the seed's own skew)."""
-    from tela_core.prompts import SYSTEM_PROMPT, user_content
+    from tela_core.data.prompts import SYSTEM_PROMPT, user_content
 
     return f"SYSTEM:\n{SYSTEM_PROMPT}\n\nUSER:\n{user_content(question)}\n\n"
 

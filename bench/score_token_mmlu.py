@@ -3,7 +3,7 @@
 Stages (each prints the exact ``tela`` command it runs and its wall time):
 
 1. ``prepare``: the training side of the ``mmlu-heldout`` protocol (10,903 prompts of the 42
-   training subjects, :mod:`tela_core.protocols`), a seeded sample stratified by subject
+   training subjects, :mod:`tela_core.data.protocols`), a seeded sample stratified by subject
    (largest-remainder allocation, so every subject keeps its share), written as seed JSONL with the
    outcomes kept. ``--labels seed`` keeps the seed's mapping (weak right 5, only strong right 1,
    both wrong 3); ``--labels binary`` maps both-wrong to 1 (RouteLLM's "weak wrong" target).
@@ -70,7 +70,7 @@ def stratified_sample(records: Sequence[Any], n: int | None, seed: int) -> list[
 
 def relabel(records: Sequence[Any], labels: str) -> list[Any]:
     """Records with the label mapping ``labels`` ("seed": 5/1/3, "binary": 5/1/1) applied."""
-    from tela_core.records import seed_record
+    from tela_core.data.records import seed_record
 
     out = []
     for r in records:
@@ -82,14 +82,14 @@ def relabel(records: Sequence[Any], labels: str) -> list[Any]:
 
 
 def routellm_source() -> Any:
-    from tela_core.plugins import get_registry
+    from tela_core.plugins.discovery import get_registry
 
     return get_registry().create("source", "routellm-csv", {})
 
 
 def training_side(data: Path) -> tuple[list[Any], list[Any]]:
     """(train, eval) records of the ``mmlu-heldout`` protocol."""
-    from tela_core.protocols import split
+    from tela_core.data.protocols import split
 
     return split("mmlu-heldout", list(routellm_source().read(data)))
 
@@ -174,7 +174,7 @@ def main() -> None:
         print(f"mmlu-heldout: {len(train_side)} training-side prompts, {len(eval_side)} held-out prompts")
         chosen = stratified_sample(train_side, n, args.seed)
     if "prepare" in stages:
-        from tela_core.io import atomic_write_text
+        from tela_core.infra.io import atomic_write_text
 
         rows = relabel(chosen, args.labels)
         atomic_write_text(train_file, "".join(json.dumps(r.to_json()) + "\n" for r in rows))
@@ -191,7 +191,7 @@ def main() -> None:
         timings["train_s"] = sh(cmd)
     if "score" in stages:
         if args.eval_sample:  # a seeded, subject-stratified subset of the held-out prompts, as seed JSONL
-            from tela_core.io import atomic_write_text
+            from tela_core.infra.io import atomic_write_text
 
             subset = stratified_sample(eval_side, args.eval_sample, args.seed)
             eval_file = out / f"heldout-{args.eval_sample}.jsonl"
@@ -211,7 +211,7 @@ def main() -> None:
         held = stratified_sample(eval_side, args.eval_sample, args.seed) if args.eval_sample else eval_side
         timings["readout"] = readout_stage(router, train_side, chosen, held, args)
     if timings:
-        from tela_core.io import atomic_write_json
+        from tela_core.infra.io import atomic_write_json
 
         atomic_write_json(out / f"result-{tag}-{int(time.time())}.json", {"args": vars(args) | {"data": str(args.data), "output": str(args.output)}, **timings})
 
@@ -222,7 +222,7 @@ def readout_stage(router: Path, train_side: Sequence[Any], chosen: Sequence[Any]
     import numpy as np
 
     from tela_core import eval as ev
-    from tela_core.errors import TelaError
+    from tela_core.infra.errors import TelaError
 
     seen = {r.prompt for r in chosen}
     rest = [r for r in train_side if r.prompt not in seen]

@@ -54,8 +54,8 @@ def tiny_llama(tokenizer_dir: Path, out: Path) -> Path:
 def examples(n_train: int, n_eval: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Formatted prompt/completion pairs (role-prefix) from the bundled sample."""
     from tela_core.data import sample_path
-    from tela_core.detect import open_source
-    from tela_core.plugins import get_registry
+    from tela_core.data.detect import open_source
+    from tela_core.plugins.discovery import get_registry
 
     records = list(open_source(sample_path(), "jsonl").read(sample_path()))
     fmt = get_registry().create("formatter", "role-prefix")
@@ -176,7 +176,7 @@ def main() -> None:
 
     import torch
 
-    from tela_core.models import resolve_model
+    from tela_core.models.resolve import resolve_model
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,7 +4,7 @@ The 15 evaluation subjects (docs/metrics.md) are dropped first and never read. T
 subjects are dealt into 6 folds (seeded); each configuration trains on 5 folds' subjects and is
 scored on the 6th. Printed per configuration: the mean and spread of the 6 fold APGRs, and the
 APGR of the pooled out-of-fold scores over all 42 subjects, with CPT(50%)/CPT(80%) of the pool.
-Metric definitions: tela_core.metrics.
+Metric definitions: tela_core.eval.metrics.
 
     HF_HUB_OFFLINE=1 TELA_CACHE=.cache/tela .venv/bin/python bench/zoo_cv.py
     HF_HUB_OFFLINE=1 TELA_CACHE=.cache/tela .venv/bin/python bench/zoo_cv.py --only lm-probe
@@ -49,8 +49,8 @@ def main() -> None:
     ap.add_argument("--only", default="", help="run configurations whose label contains this text")
     args = ap.parse_args()
     from tela_core import metrics
-    from tela_core.plugins import get_registry
-    from tela_core.protocols import split
+    from tela_core.plugins.discovery import get_registry
+    from tela_core.data.protocols import split
 
     reg = get_registry()
     src = reg.create("source", "routellm-csv", {})

@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--output", type=Path, default=Path("bench-out/zoo-mmlu"))
     ap.add_argument("--passes", default="defaults,tuned", help="defaults, tuned, encoder (capped encoder-classifier; slow on CPU)")
     args = ap.parse_args()
-    from tela_core.plugins import get_registry
+    from tela_core.plugins.discovery import get_registry
     from tela_core.eval.zoo import HEADER, table_rows, run_zoo
 
     src = get_registry().create("source", "routellm-csv", {})

@@ -1,6 +1,15 @@
-"""tela: train, evaluate and serve LLM routers. The core: hooks, registry, records, CLI.
+"""tela: train, evaluate and serve LLM routers. The core, read as a map:
 
-Importing ``tela_core`` imports no torch, transformers or deepspeed.
+- ``hookspecs`` and ``components``: the hooks a plugin implements and the base class of each kind;
+- ``plugins/``: plugin discovery and the one registry;
+- ``data/``: records, sources' detection, sampling, protocols, the dataset catalogue and downloads;
+- ``models/``: base models and sentence embeddings;
+- ``routing/``: the Router API, router folders, the family SDK, training targets;
+- ``train/``, ``eval/``, ``serve/``: the three stages; ``cli/``: the ``tela`` command;
+- ``infra/``: errors, atomic writes, locks, progress, deprecation; ``testkit/``: fixtures for plugin tests.
+
+The names in ``__all__`` are the public API (``docs/plugins.md``). Importing ``tela_core`` imports
+no torch, transformers or deepspeed.
 """
 
 from __future__ import annotations
@@ -19,16 +28,22 @@ from .components import (
     Upstream,
     UpstreamReply,
 )
-from .errors import DuplicateComponentError, InputError, PluginLoadError, TelaError, UnknownComponentError, UpstreamError
-from .family import FamilyScorer, TargetOptions
-from .plugins import add_plugin, get_registry, hookimpl, remove_plugin
-from .records import Message, Record
-from .router import Decision, Router
+from tela_core.infra.deprecation import MOVED_MODULES, TelaDeprecationWarning, install_module_aliases, package_getattr
+from tela_core.infra.errors import DuplicateComponentError, InputError, PluginLoadError, TelaError, UnknownComponentError, UpstreamError
+from tela_core.routing.family import FamilyScorer, TargetOptions
+from tela_core.plugins.discovery import add_plugin, get_registry, hookimpl, remove_plugin
+from tela_core.data.records import Message, Record
+from tela_core.routing.router import Decision, Router
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
+
+install_module_aliases()
+#: ``tela_core.records`` and the other pre-0.2 module paths, as attributes (with a warning)
+__getattr__ = package_getattr(__name__, MOVED_MODULES)
 
 __all__ = [
     "__version__",
+    "TelaDeprecationWarning",
     "hookimpl",
     "get_registry",
     "add_plugin",

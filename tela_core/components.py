@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from .records import Message, Record
+    from tela_core.data.records import Message, Record
 
 __all__ = [
     "KINDS",
@@ -71,7 +71,7 @@ class Component:
 class Source(Component):
     """Reads a file or folder and yields validated records.
 
-    Raise :class:`tela_core.errors.InputError` with file and 1-based line for bad input.
+    Raise :class:`tela_core.infra.errors.InputError` with file and 1-based line for bad input.
     """
 
     kind = "source"
@@ -99,8 +99,8 @@ class Source(Component):
         """:meth:`read`, with every record checked (prompt, label 1..5, outcomes in [0, 1], finite
         costs >= 0, ...) and a missing path reported in one line, so no source can hand the rest
         of tela a malformed record. What every core command calls; plugins need not override it."""
-        from .errors import InputError
-        from .records import checked_records
+        from tela_core.infra.errors import InputError
+        from tela_core.data.records import checked_records
 
         if not Path(path).exists() and not self.reads_hub_ids:
             raise InputError(path, None, "file or folder not found")
@@ -148,7 +148,7 @@ class TrainJob:
     """Everything a backend needs, resolved by ``tela run`` and written to the run dir.
 
     ``train_file``/``eval_file`` are JSONL with ``prompt`` and ``completion`` fields (already
-    formatted). ``output_dir`` receives the router artifact (see :mod:`tela_core.artifact`).
+    formatted). ``output_dir`` receives the router artifact (see :mod:`tela_core.routing.artifact`).
     """
 
     model: str
@@ -211,7 +211,7 @@ class Scorer(Component):
     #: True when the family is trained by a backend (``tela run --backend``); False when it
     #: trains itself through :meth:`fit`.
     uses_backend: ClassVar[bool] = False
-    #: Set by :meth:`tela_core.router.Router.load` before :meth:`load`, from the *user's* choice
+    #: Set by :meth:`tela_core.routing.router.Router.load` before :meth:`load`, from the *user's* choice
     #: (``--trust-remote-code``): whether a model in the artifact may run its own Python code.
     #: A family must never take this from the artifact's files.
     trust_remote_code: bool = False
@@ -269,7 +269,7 @@ class Upstream(Component):
     One instance per configured upstream, made once per server process and shared by every request
     (keep a connection pool on it). ``chat`` sends an OpenAI chat-completions request ``body``
     (already carrying the upstream's model id) and returns an :class:`UpstreamReply`. It raises
-    :class:`tela_core.errors.UpstreamError` when the upstream cannot be reached or times out;
+    :class:`tela_core.infra.errors.UpstreamError` when the upstream cannot be reached or times out;
     ``tela serve`` then falls back to the other model once.
     """
 

@@ -25,7 +25,7 @@ Register = Callable[[type], None]
 def tela_register_sources(register: Register) -> None:
     """Register data sources (:class:`tela_core.components.Source` subclasses).
 
-    A source reads a file (or folder) and yields validated :class:`tela_core.records.Record`
+    A source reads a file (or folder) and yields validated :class:`tela_core.data.records.Record`
     objects; outcome sources also fill ``outcomes`` and ``costs``.
 
     :param register: call ``register(SourceClass)`` once per source.
@@ -49,7 +49,7 @@ def tela_register_formatters(register: Register) -> None:
 def tela_register_datasets(register: Callable[[Any], None]) -> None:
     """Register public datasets for ``tela data list`` / ``tela data get``.
 
-    Each is a :class:`tela_core.catalogue.DatasetEntry`: origin, license, pinned revision, and the
+    Each is a :class:`tela_core.data.catalogue.DatasetEntry`: origin, license, pinned revision, and the
     files to fetch with their SHA-256 (``None`` where no checksum could be verified).
 
     :param register: call ``register(DatasetEntry(...))`` once per dataset.

@@ -1,4 +1,4 @@
-"""tela's own tests use the test kit a plugin author gets (tela_core/pytest_plugin.py, loaded by
+"""tela's own tests use the test kit a plugin author gets (tela_core/testkit/pytest_plugin.py, loaded by
 pytest through tela's ``pytest11`` entry point): every test runs offline, with this checkout's
 caches, and finds the public datasets beside the checkout when they are there."""
 

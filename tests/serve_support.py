@@ -24,7 +24,7 @@ SAMPLE = REPO / "tela_core" / "data" / "mmlu_sample.jsonl"
 
 
 def env() -> dict[str, str]:
-    from tela_core.testing import OFFLINE_VARS
+    from tela_core.testkit.helpers import OFFLINE_VARS
 
     e = dict(os.environ)
     e.update(OFFLINE_VARS)
@@ -138,7 +138,7 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 def train_length_router(out: Path) -> Path:
     """A ``length`` router trained on the bundled MMLU sample (well under a second)."""
-    from tela_core.testing import run_cli
+    from tela_core.testkit.helpers import run_cli
 
     res = run_cli("run", "--family", "length", "--data", SAMPLE, "--output", out)
     assert res.exit_code == 0, res.output

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tela_core import Backend, Formatted, Formatter, hookimpl
 from tela_core.data import sample_path
-from tela_core.testing import build_tiny_router, registered_plugin, run_cli
+from tela_core.testkit.helpers import build_tiny_router, registered_plugin, run_cli
 
 SEEN: dict[str, Any] = {}
 

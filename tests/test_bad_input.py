@@ -20,7 +20,7 @@ from typing import Any, Callable
 import pytest
 
 from tela_core.data import sample_path
-from tela_core.testing import TelaCli
+from tela_core.testkit.helpers import TelaCli
 
 SAMPLE_LINES = sample_path().read_bytes().splitlines(keepends=True)
 GOOD = b"".join(SAMPLE_LINES[:60])  # 60 seed-JSONL records with outcomes
@@ -245,7 +245,7 @@ def test_bad_run_config_file(kind: str, tmp_path: Path, tela_cli: TelaCli) -> No
 
 _UNREADABLE_SCRIPT = r"""
 import json, sys
-from tela_core.testing import run_cli
+from tela_core.testkit.helpers import run_cli
 results = []
 for argv in json.loads(sys.argv[1]):
     r = run_cli(*argv)
@@ -334,8 +334,8 @@ _record_like = st.fixed_dictionaries(
 def test_random_malformed_records_never_crash_the_reader(tmp_path: Path, obj: Any, garbage: bytes, which: str) -> None:
     """Whatever a line holds, the JSONL reader yields a record or raises InputError naming the
     file and line 2: never another exception."""
-    from tela_core.errors import InputError
-    from tela_core.records import iter_jsonl, validate_seed_object
+    from tela_core.infra.errors import InputError
+    from tela_core.data.records import iter_jsonl, validate_seed_object
 
     f = tmp_path / "h.jsonl"
     line = json.dumps(obj).encode() if which == "obj" else garbage.replace(b"\n", b" ")

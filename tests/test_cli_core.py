@@ -14,7 +14,7 @@ import pytest
 
 import tela_core
 from tela_core import InputError, TelaError, hookimpl
-from tela_core.plugins import reset
+from tela_core.plugins.discovery import reset
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +46,7 @@ def failing_commands(register_plugin: Any) -> None:
             @cli.command("unknown-formatter")
             def unknown_formatter() -> None:
                 """Asks the registry for a formatter nobody registered."""
-                from tela_core.plugins import get_registry
+                from tela_core.plugins.discovery import get_registry
 
                 get_registry().entry("formatter", "nope")
 

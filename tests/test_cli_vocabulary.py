@@ -14,8 +14,8 @@ import pytest
 
 from tela_core.cli.main import get_cli
 from tela_core.cli.options import HELP, parse_named_routers
-from tela_core.protocols import names as protocol_names
-from tela_core.testing import one_error_line, run_cli
+from tela_core.data.protocols import names as protocol_names
+from tela_core.testkit.helpers import one_error_line, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 WEAK, STRONG = "weak-llm", "strong-llm"
@@ -105,7 +105,7 @@ def test_zoo_takes_dash_o_and_a_router_as_a_plain_directory(tmp_path: Path, tiny
 def test_named_routers_take_dir_or_name_equals_dir() -> None:
     assert parse_named_routers(["runs/knn", "st=runs/mmlu"]) == {"knn": Path("runs/knn").resolve(),
                                                                "st": Path("runs/mmlu").resolve()}
-    from tela_core.errors import TelaError
+    from tela_core.infra.errors import TelaError
 
     with pytest.raises(TelaError, match="given twice"):
         parse_named_routers(["a/knn", "b/knn"])

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from tela_core.data import sample_path
-from tela_core.sampling import MMLU_HELDOUT_SUBJECTS
-from tela_core.testing import TelaCli, needs_public_data, public_data, run_cli
+from tela_core.data.sampling import MMLU_HELDOUT_SUBJECTS
+from tela_core.testkit.helpers import TelaCli, needs_public_data, public_data, run_cli
 
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 STRONG = "gpt-4-1106-preview"

@@ -1,6 +1,6 @@
 """``tela demo`` end to end on a tiny model (slow): it trains, calibrates, judges and routes.
 
-A stand-in base model (``tela_core.testing.build_tiny_model``, a two-layer Llama) replaces
+A stand-in base model (``tela_core.testkit.helpers.build_tiny_model``, a two-layer Llama) replaces
 SmolLM2-135M so the test takes a minute or two; everything else is what ``make demo`` runs: the
 bundled training-side sample, ``deepspeed-z3``, calibration on training-side prompts it did not
 train on, evaluation on the bundled held-out sample, and routing through the Router API.

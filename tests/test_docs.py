@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from tela_core import components, errors, hookspecs
-from tela_core.plugins import get_registry, reset
-from tela_core.testing import registered_plugin
+from tela_core.plugins.discovery import get_registry, reset
+from tela_core.testkit.helpers import registered_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS_MD = ROOT / "docs" / "plugins.md"
@@ -108,7 +108,7 @@ def test_errors_are_documented(plugins_md):
 
 
 def test_env_vars_are_documented(plugins_md):
-    import tela_core.plugins as plugins_mod
+    import tela_core.plugins.discovery as plugins_mod
 
     env_vars = set(re.findall(r"TELA_[A-Z_]+", plugins_mod.__doc__ or ""))
     assert env_vars >= {"TELA_LOAD_PLUGINS", "TELA_DISABLE_PLUGINS"}
@@ -193,11 +193,11 @@ def test_family_sdk_example_trains_and_loads(plugins_md, tmp_path, register_plug
     ``config``, writes a manifest that restores its options, loads through the Router API and
     routes; a damaged artifact file is one TelaError naming it."""
     from tela_core import Record, Router, TelaError
-    from tela_core.artifact import read_manifest
-    from tela_core.family import FamilyScorer, TargetOptions
+    from tela_core.routing.artifact import read_manifest
+    from tela_core.routing.family import FamilyScorer, TargetOptions
 
     (block,) = _code_blocks(_section(plugins_md, "### The family SDK"), "python")
-    assert "from tela_core.family import FamilyScorer, TargetOptions" in block
+    assert "from tela_core.routing.family import FamilyScorer, TargetOptions" in block
     module = types.ModuleType("docs_family_sdk")
     exec(compile(block, "docs/plugins.md (family SDK)", "exec"), module.__dict__)
     assert issubclass(module.KeywordScorer, FamilyScorer) and issubclass(module.KeywordOptions, TargetOptions)

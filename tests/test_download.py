@@ -1,4 +1,4 @@
-"""``tela data get`` / ``tela data list`` and :mod:`tela_core.download`, against a loopback HTTP server.
+"""``tela data get`` / ``tela data list`` and :mod:`tela_core.data.download`, against a loopback HTTP server.
 
 Stand-in: the real origins (GitHub, the Hugging Face hub) cannot be reached from the test machine,
 so each test starts an ``http.server`` on 127.0.0.1 that serves fixture files in the datasets' real
@@ -21,10 +21,10 @@ from typing import Any, Iterator
 import pytest
 
 from tela_core import hookimpl
-from tela_core.catalogue import DatasetEntry, RemoteFile
-from tela_core.download import MANIFEST, datasets_dir
-from tela_core.plugins import get_registry
-from tela_core.testing import TelaCli, one_error_line, registered_plugin
+from tela_core.data.catalogue import DatasetEntry, RemoteFile
+from tela_core.data.download import MANIFEST, datasets_dir
+from tela_core.plugins.discovery import get_registry
+from tela_core.testkit.helpers import TelaCli, one_error_line, registered_plugin
 
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 STRONG = "gpt-4-1106-preview"
@@ -291,7 +291,7 @@ def test_unknown_dataset_lists_the_catalogue(tela_cli) -> None:
 
 def test_two_gets_at_once_fetch_once(server: Server) -> None:
     """A second `get` of the same dataset waits for the first (a lock), then finds it complete."""
-    from tela_core.download import fetch
+    from tela_core.data.download import fetch
 
     entry = mmlu_entry(server)
     server.slow = True

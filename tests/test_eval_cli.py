@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tela_core.testing import needs_public_data, public_data
+from tela_core.testkit.helpers import needs_public_data, public_data
 
 MMLU = public_data("routellm-mmlu") or Path("routellm-mmlu")
 ARENA = public_data("routerarena", "routerarena-sub10") or Path("routerarena")
@@ -108,7 +108,7 @@ def test_bad_inputs_exit_2_and_write_nothing(router, outcome_csvs, tmp_path, tel
         (["--router", "random", "--data", outcome_csvs, "--protocol", "mmlu-heldout", "--source", "jsonl"], "expected a JSONL file"),
     ]
     no_outcomes = tmp_path / "plain.jsonl"
-    from tela_core.records import seed_record
+    from tela_core.data.records import seed_record
 
     no_outcomes.write_text(json.dumps(seed_record("q", 5).to_seed()) + "\n")
     cases.append((["--router", "random", "--data", no_outcomes], "no per-model outcomes"))

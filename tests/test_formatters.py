@@ -1,7 +1,7 @@
 """Formatters: ``role-prefix`` is the seed's text byte for byte; ``chat-template`` uses the tokenizer.
 
 The seed's strings below are copied from its guide (seed/tela-wizard-guide.md), not from tela, so
-that a drift of ``tela_core.prompts`` or of the formatter fails here.
+that a drift of ``tela_core.data.prompts`` or of the formatter fails here.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from tela_core import TelaError
-from tela_core.plugins import get_registry
-from tela_core.records import seed_record
+from tela_core.plugins.discovery import get_registry
+from tela_core.data.records import seed_record
 
 # -- the seed, verbatim --------------------------------------------------------------------------
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from tela_core.errors import InputError, TelaError
-from tela_core.plugins import get_registry
-from tela_core.testing import TelaCli, one_error_line
+from tela_core.infra.errors import InputError, TelaError
+from tela_core.plugins.discovery import get_registry
+from tela_core.testkit.helpers import TelaCli, one_error_line
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -304,7 +304,7 @@ def tiered_battles() -> list[tuple[str, str, str, str]]:
 
 
 def test_elo_tiers_group_models_and_label_strong_vs_weak(tmp_path: Path) -> None:
-    from tela_hf.elo import elo_ratings, elo_tiers
+    from tela_plugins.hf.elo import elo_ratings, elo_tiers
 
     battles = tiered_battles()
     score = [{"a": 1.0, "b": 0.0, "tie": 0.5}[w] for _, _, w, _ in battles]
@@ -331,7 +331,7 @@ def test_elo_tiers_minimise_within_tier_variance() -> None:
 
     import numpy as np
 
-    from tela_hf.elo import elo_tiers
+    from tela_plugins.hf.elo import elo_tiers
 
     ratings = dict(zip("abcdefg", [1300.0, 1290.0, 1200.0, 1180.0, 1175.0, 1000.0, 900.0]))
     got = elo_tiers(ratings, 3)

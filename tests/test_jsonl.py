@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from tela_core import InputError
-from tela_core.plugins import get_registry
-from tela_core.prompts import SYSTEM_PROMPT, user_content
-from tela_core.testing import TelaCli
+from tela_core.plugins.discovery import get_registry
+from tela_core.data.prompts import SYSTEM_PROMPT, user_content
+from tela_core.testkit.helpers import TelaCli
 
 
 def seed_obj(question: str = "What is 2+2?", label: str = "[[5]]", **extra: Any) -> dict[str, Any]:

@@ -120,7 +120,7 @@ def test_kill_tela_zoo(tmp_path: Path, rng: random.Random) -> None:
 def test_kill_tela_eval_with_its_score_cache(tmp_path: Path, rng: random.Random) -> None:
     """A tiny score-token router scores 64 prompts with a real (tiny) LM forward pass: long enough
     for a kill to land while scoring, before, or after the cache is written."""
-    from tela_core.testing import build_tiny_router
+    from tela_core.testkit.helpers import build_tiny_router
 
     env = _env(tmp_path)
     router = build_tiny_router(tmp_path / "router")
@@ -153,7 +153,7 @@ _EMBED = r"""
 import sys, time
 import numpy as np
 from pathlib import Path
-from tela_core.embeddings import cached_vectors
+from tela_core.models.embeddings import cached_vectors
 
 def compute(texts, report):
     time.sleep(0.01 * len(texts))  # a slow encoder

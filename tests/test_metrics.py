@@ -9,7 +9,7 @@ import pytest
 
 from tela_core import TelaError, metrics
 from tela_core import eval as ev
-from tela_core.testing import needs_public_data, public_data
+from tela_core.testkit.helpers import needs_public_data, public_data
 
 MMLU = public_data("routellm-mmlu") or Path("routellm-mmlu")
 
@@ -106,7 +106,7 @@ def test_random_baseline_is_mean_of_seeds():
 
 @needs_public_data("routellm-mmlu")
 def test_mmlu_heldout_baselines_match_metrics_md():
-    from tela_core.detect import read_records
+    from tela_core.data.detect import read_records
 
     records, source, info = read_records(MMLU, protocol="mmlu-heldout")
     # 10,981 records of the 42 training subjects, less 78 questions repeated in a held-out subject
@@ -127,8 +127,8 @@ def test_mmlu_heldout_baselines_match_metrics_md():
 
 @needs_public_data("routellm-mmlu")
 def test_mmlu_heldout_train_side_never_holds_an_evaluation_question():
-    from tela_core.detect import open_source
-    from tela_core.protocols import split
+    from tela_core.data.detect import open_source
+    from tela_core.data.protocols import split
 
     records = list(open_source(MMLU, "detect", {}).read(MMLU))
     train, evals = split("mmlu-heldout", records)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tela_core.errors import TelaError
-from tela_core.models import check_architecture, default_gguf, resolve_model
+from tela_core.infra.errors import TelaError
+from tela_core.models.resolve import check_architecture, default_gguf, resolve_model
 
 
 def test_local_dir_resolves_with_its_architecture(tiny_model: Path) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tela_core import models
-from tela_core.errors import TelaError
+from tela_core.infra.errors import TelaError
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import typing
 
 from tela_core import get_registry
-from tela_core.registry import KINDS
+from tela_core.plugins.registry import KINDS
 
 
 def components():

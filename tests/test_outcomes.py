@@ -1,7 +1,7 @@
 """Outcome sources: RouteLLM CSVs, LLMRouter JSON, RouterArena folders; labels, costs, detection.
 
 Small synthetic files pin the parsing and every error's file and line; the real data in
-the public datasets (tela_core.testing.public_data; skipped where absent) pins the counts its README states.
+the public datasets (tela_core.testkit.helpers.public_data; skipped where absent) pins the counts its README states.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from tela_core import InputError
-from tela_core.detect import detect_source
-from tela_core.testing import TelaCli, needs_public_data, public_data
-from tela_core.plugins import get_registry
-from tela_core.prompts import SYSTEM_PROMPT, user_content
+from tela_core.data.detect import detect_source
+from tela_core.testkit.helpers import TelaCli, needs_public_data, public_data
+from tela_core.plugins.discovery import get_registry
+from tela_core.data.prompts import SYSTEM_PROMPT, user_content
 
 MMLU = public_data("routellm-mmlu") or Path("routellm-mmlu")
 NIM9 = public_data("llmrouter", "llmrouter-nim9") or Path("llmrouter")
@@ -130,7 +130,7 @@ def test_real_routellm_folder_matches_known_counts() -> None:
     assert (both, only_strong, only_weak) == (8816, 2496, 742)
     labels = [r.label for r in recs]
     assert (labels.count(5), labels.count(1), labels.count(3)) == (8816 + 742, 2496, 1983)
-    from tela_core.sampling import MMLU_HELDOUT_SUBJECTS
+    from tela_core.data.sampling import MMLU_HELDOUT_SUBJECTS
 
     assert sum(1 for r in recs if r.group in MMLU_HELDOUT_SUBJECTS) == 3056  # docs/metrics.md
 
@@ -276,7 +276,7 @@ def test_detection_prefers_a_source_that_knows_the_schema(tmp_path: Path, regist
     """routellm-csv claims any .csv at a low priority: a plugin's CSV source with its own schema
     wins detection without --source; two claims at the same top priority are an error."""
     from tela_core import Source, hookimpl
-    from tela_core.detect import detect_source
+    from tela_core.data.detect import detect_source
 
     f = tmp_path / "widget.csv"
     f.write_text("question,widget_score\nWhat is 2+2?,5\n")

@@ -1,4 +1,4 @@
-"""One rule for the weak/strong pair (tela_core.targets.resolve_pair), used by run, eval, zoo and
+"""One rule for the weak/strong pair (tela_core.routing.targets.resolve_pair), used by run, eval, zoo and
 every family: names given win, else the source's pair, else the lower mean outcome is weak."""
 
 from __future__ import annotations

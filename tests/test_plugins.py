@@ -1,7 +1,7 @@
 """The plugin system: entry-point discovery, the registry's errors, env-var controls, and one
 ``test_hook_<name>`` per hook spec (tests/test_docs.py checks that each hook has one).
 
-In-process plugins are registered with the test kit's :func:`tela_core.testing.registered_plugin`
+In-process plugins are registered with the test kit's :func:`tela_core.testkit.helpers.registered_plugin`
 (removed when the block ends, so a test can check what is left after it); anything that needs a
 real distribution (entry points, env vars read by a fresh process, import-time failures) runs
 ``tela`` in a subprocess.
@@ -34,8 +34,8 @@ from tela_core import (
     hookimpl,
 )
 from tela_core.cli.main import get_cli
-from tela_core.plugins import _extra_plugins, get_registry, reset
-from tela_core.testing import TelaCli, registered_plugin
+from tela_core.plugins.discovery import _extra_plugins, get_registry, reset
+from tela_core.testkit.helpers import TelaCli, registered_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILTIN_FORMATTERS = {"role-prefix", "chat-template"}

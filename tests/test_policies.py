@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tela_core import Scores, TelaError, get_registry
-from tela_policies import calibrate_threshold, strong_share
+from tela_plugins.policies import calibrate_threshold, strong_share
 
 
 def make(name, **opts):

@@ -9,8 +9,8 @@ from typing import Any, Iterator
 import pytest
 
 from tela_core import InputError, Record, Source, hookimpl
-from tela_core.records import seed_record
-from tela_core.testing import TelaCli
+from tela_core.data.records import seed_record
+from tela_core.testkit.helpers import TelaCli
 
 BAD: dict[str, Any] = {}
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from tela_core.data import sample_path
-from tela_core.errors import TelaError
-from tela_core.testing import TelaCli, one_error_line, run_cli
+from tela_core.infra.errors import TelaError
+from tela_core.testkit.helpers import TelaCli, one_error_line, run_cli
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.usefixtures("isolated_cache")  # every test writes to a
 
 _HOLD = """
 import sys, time
-from tela_core.locks import output_lock
+from tela_core.infra.locks import output_lock
 with output_lock(sys.argv[1]):
     print("held", flush=True)
     time.sleep(60)
@@ -94,11 +94,11 @@ def test_two_concurrent_runs_never_mix_configs(tmp_path: Path) -> None:
 
 
 def test_cache_lock_waits_for_the_other_writer(tmp_path: Path) -> None:
-    from tela_core.locks import cache_lock
+    from tela_core.infra.locks import cache_lock
 
     target = tmp_path / "cache" / "entry"
     script = (
-        "import sys, time\nfrom tela_core.locks import cache_lock\n"
+        "import sys, time\nfrom tela_core.infra.locks import cache_lock\n"
         "with cache_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(1.0)\n"
     )
     p = subprocess.Popen([sys.executable, "-c", script, str(target)], stdout=subprocess.PIPE, text=True)
@@ -273,7 +273,7 @@ class _FakeEncoder:
 
 @pytest.fixture
 def fake_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tela_core.embeddings as emb
+    import tela_core.models.embeddings as emb
 
     monkeypatch.setattr(emb, "_load_model", lambda path, device: _FakeEncoder())
 
@@ -297,7 +297,7 @@ def _fake_compute(texts: list[str], report: Any) -> np.ndarray:
 
 
 def test_damaged_cache_shard_is_dropped_and_recomputed_with_a_warning(tmp_path: Path, capsys: Any) -> None:
-    from tela_core.embeddings import cached_vectors
+    from tela_core.models.embeddings import cached_vectors
 
     texts = [f"prompt number {i}" for i in range(10)]
     folder = tmp_path / "vec"
@@ -350,7 +350,7 @@ def test_duplicate_prompts_with_conflicting_outcomes_are_counted(tmp_path: Path,
 
 
 def test_calibration_picks_the_closest_share_the_ties_allow() -> None:
-    from tela_policies.policies import calibrate_threshold, strong_share
+    from tela_plugins.policies.policies import calibrate_threshold, strong_share
 
     w = np.array([0.1] * 10 + [0.5] * 80 + [0.9] * 10)
     t = calibrate_threshold(w, 0.3)  # the 0.7 quantile is 0.5, which sends 90% to strong
@@ -361,7 +361,7 @@ def test_calibration_picks_the_closest_share_the_ties_allow() -> None:
 
 
 def test_training_prompt_sketch_estimates_overlap() -> None:
-    from tela_core.fingerprint import overlap, overlap_warning, prompt_sketch
+    from tela_core.data.fingerprint import overlap, overlap_warning, prompt_sketch
 
     train = [f"training prompt {i}" for i in range(5000)]
     fresh = [f"new prompt {i}" for i in range(5000)]

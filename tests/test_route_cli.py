@@ -35,7 +35,7 @@ def test_route_prints_distribution_w_and_model(router, tela_cli):
 
 
 def test_route_json_follows_the_saved_policy(router, tela_cli):
-    from tela_core.artifact import write_policy
+    from tela_core.routing.artifact import write_policy
 
     for t, want in ((0.0, "strong"), (1.0, "weak")):
         write_policy(router, "threshold", {"threshold": t}, ["mixtral", "gpt-4"])

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from tela_core import Decision, Router, TelaError, get_registry
-from tela_core.artifact import write_manifest, write_policy
+from tela_core.routing.artifact import write_manifest, write_policy
 from tela_core.data import sample_path
-from tela_core.detect import open_source
-from tela_core.testing import TelaCli
+from tela_core.data.detect import open_source
+from tela_core.testkit.helpers import TelaCli
 
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 STRONG = "gpt-4-1106-preview"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tela_core import Record, TelaError
-from tela_core.sampling import MMLU_HELDOUT_SUBJECTS, group_split, split, subsample
-from tela_core.testing import TelaCli
+from tela_core.data.sampling import MMLU_HELDOUT_SUBJECTS, group_split, split, subsample
+from tela_core.testkit.helpers import TelaCli
 
 
 def test_subsample_is_pandas_sample_order() -> None:
@@ -60,7 +60,7 @@ def test_group_split_holds_out_whole_groups() -> None:
 
 
 def test_cli_sample_writes_the_pandas_rows_as_they_were(tmp_path: Path, tela_cli: TelaCli) -> None:
-    from tela_core.prompts import SYSTEM_PROMPT
+    from tela_core.data.prompts import SYSTEM_PROMPT
 
     lines = []
     for i in range(20):

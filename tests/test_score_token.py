@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tela_core import TelaError, get_registry
-from tela_core.router import Router
+from tela_core.routing.router import Router
 
 QUESTIONS = [
     "What is the capital of France?",
@@ -22,7 +22,7 @@ QUESTIONS = [
 
 
 @pytest.fixture(scope="module")
-def scorer(tiny_router: Path):  # tiny_router: the test kit's (tela_core/pytest_plugin.py)
+def scorer(tiny_router: Path):  # tiny_router: the test kit's (tela_core/testkit/pytest_plugin.py)
     return Router.load(tiny_router).scorer
 
 
@@ -40,7 +40,7 @@ def test_matches_a_bare_forward_pass_on_the_formatted_prompt(scorer, tiny_router
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tela_core.records import seed_record
+    from tela_core.data.records import seed_record
 
     tok = AutoTokenizer.from_pretrained(tiny_router)
     model = AutoModelForCausalLM.from_pretrained(tiny_router).eval()
@@ -103,7 +103,7 @@ def test_bad_router_dirs_give_clear_errors(tmp_path, tiny_router):
 
 
 def test_a_tokenizer_without_score_tokens_is_refused():
-    from tela_core.prompts import score_token_ids
+    from tela_core.data.prompts import score_token_ids
 
     class Splitting:
         def __call__(self, text, add_special_tokens=False):

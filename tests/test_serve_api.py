@@ -34,7 +34,7 @@ def _prompt(i: int) -> str:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):
     from tela_core import Router
-    from tela_core.artifact import write_policy
+    from tela_core.routing.artifact import write_policy
 
     tmp = tmp_path_factory.mktemp("serve")
     router_dir = train_length_router(tmp / "len")

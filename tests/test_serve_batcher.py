@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tela_core.components import Scores
-from tela_core.router import Decision
+from tela_core.routing.router import Decision
 from tela_core.serve.batcher import Batcher, RoutingFailed
 
 

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from tela_core.errors import InputError, TelaError
+from tela_core.infra.errors import InputError, TelaError
 from tela_core.serve.decisions import DecisionLog, calibrate_from_traffic, read_decisions, traffic_scores
 
 from serve_support import train_length_router

@@ -12,7 +12,7 @@ import json
 import pytest
 
 from tela_core import TelaError, Upstream, UpstreamError, UpstreamReply, hookimpl
-from tela_core.plugins import get_registry
+from tela_core.plugins.discovery import get_registry
 
 from serve_support import control, standin
 

@@ -1,4 +1,4 @@
-"""The test kit a plugin author gets by installing tela (tela_core/pytest_plugin.py through the
+"""The test kit a plugin author gets by installing tela (tela_core/testkit/pytest_plugin.py through the
 ``pytest11`` entry point): the fixtures reach a third-party package's tests with no conftest line,
 and each one leaves nothing behind for the next test."""
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from tela_core import Formatted, Formatter, hookimpl
-from tela_core.plugins import _extra_plugins, get_registry
-from tela_core.testing import OFFLINE_VARS
+from tela_core.plugins.discovery import _extra_plugins, get_registry
+from tela_core.testkit.helpers import OFFLINE_VARS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,11 +39,11 @@ class ShoutPlugin:
 def test_the_fixtures_are_declared_for_pytest_and_loaded(pytestconfig: pytest.Config) -> None:
     tomllib = pytest.importorskip("tomllib")
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["pytest11"]
-    assert declared == {"tela": "tela_core.pytest_plugin"}
-    import tela_core.pytest_plugin
+    assert declared == {"tela": "tela_core.testkit.pytest_plugin"}
+    import tela_core.testkit.pytest_plugin
 
     loaded = pytestconfig.pluginmanager.get_plugin("tela")
-    assert loaded is tela_core.pytest_plugin, "pytest did not load tela's fixtures: rerun `make install`"
+    assert loaded is tela_core.testkit.pytest_plugin, "pytest did not load tela's fixtures: rerun `make install`"
 
 
 def test_register_plugin_registers_for_the_test_and_the_cli(register_plugin, tela_cli) -> None:  # type: ignore[no-untyped-def]
@@ -67,7 +67,7 @@ def test_tela_cli_error_checks_the_bad_input_contract(tela_cli, tmp_path: Path) 
 
 
 def test_isolated_cache_is_fresh_and_under_tmp_path(isolated_cache: Path, tmp_path: Path) -> None:
-    from tela_core.models import cache_root
+    from tela_core.models.resolve import cache_root
 
     assert os.environ["TELA_CACHE"] == str(isolated_cache) and isolated_cache.parent == tmp_path
     assert cache_root() == isolated_cache or cache_root().is_relative_to(isolated_cache)

@@ -34,7 +34,7 @@ def test_lora_unmerged_adapter_scores_like_the_merged_model(tiny_model: Path, tm
     and gives the same w as the same adapter merged and saved."""
     import numpy as np
 
-    from tela_core.router import Router
+    from tela_core.routing.router import Router
     from tela_core.train import merge_adapter
 
     out = tmp_path / "adapter"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from tela_core.data import sample_path
-from tela_core.errors import TelaError
+from tela_core.infra.errors import TelaError
 from tela_core.train import RUN_SUBDIR, RunConfig, check_output, resolve_config
-from tela_core.testing import run_cli
+from tela_core.testkit.helpers import run_cli
 from tela_core.train import zero3_config
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tela_core.testing import TelaCli
+from tela_core.testkit.helpers import TelaCli
 
 WEAK, STRONG = "weak-llm", "strong-llm"
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from tela_core import Record, TelaError
-from tela_core.artifact import read_manifest, read_policy
-from tela_core.router import Router
-from tela_core.plugins import get_registry
+from tela_core.routing.artifact import read_manifest, read_policy
+from tela_core.routing.router import Router
+from tela_core.plugins.discovery import get_registry
 
 W, S = "weak-model", "strong-model"
 HARD = ["Compute the integral of x^2 sin(x) from 0 to pi.", "Solve the differential equation y'' + 4y = 0.",
@@ -94,7 +94,7 @@ def test_knn_predicts_each_model(tmp_path):
 
 
 def test_gain_target_orders_like_the_oracle(tmp_path):
-    from tela_core.targets import make_targets
+    from tela_core.routing.targets import make_targets
 
     recs = [Record(prompt=str(i), outcomes={W: w, S: s}) for i, (w, s) in enumerate([(0, 1), (1, 0), (0, 0), (1, 1)])]
     y, meta = make_targets(recs, "gain", weak=W, strong=S)
@@ -105,7 +105,7 @@ def test_gain_target_orders_like_the_oracle(tmp_path):
 
 
 def test_three_models_need_explicit_pair():
-    from tela_core.targets import make_targets
+    from tela_core.routing.targets import make_targets
 
     recs = [Record(prompt="q", outcomes={"a": 1.0, "b": 0.0, "c": 1.0})]
     with pytest.raises(TelaError, match="weak=... and strong="):
@@ -138,14 +138,14 @@ def test_wrong_artifact_is_refused(tmp_path):
 
 
 def test_linear_probe_sdk_fits_any_features(tmp_path, register_plugin):
-    """tela_core.probe.LinearProbeScorer, the probe embedding-linear and lm-probe share, is a
+    """tela_core.routing.probe.LinearProbeScorer, the probe embedding-linear and lm-probe share, is a
     family for any features: a third party writes only ``features``; the pair comes from
     ``config``, the options survive the manifest, and standardize folds the scaling into the
     saved coefficients (the loaded router scores the raw features the same)."""
     from pydantic import Field
 
     from tela_core import hookimpl
-    from tela_core.probe import LinearProbeScorer, ProbeOptions
+    from tela_core.routing.probe import LinearProbeScorer, ProbeOptions
 
     class MathOptions(ProbeOptions):
         scale: float = Field(100.0, gt=0, description="multiplies the features (standardize undoes it)")
@@ -204,7 +204,7 @@ _DS_SCRIPT = r'''
 import sys, json
 from pathlib import Path
 from tela_core import Record
-from tela_core.plugins import get_registry
+from tela_core.plugins.discovery import get_registry
 out = Path(sys.argv[1])
 recs = [Record(prompt=("integral of x^%d dx" % i) if i % 2 else ("capital of country %d" % i),
                outcomes={"weak-model": float(i % 2 == 0), "strong-model": 1.0}) for i in range(32)]
@@ -280,7 +280,7 @@ def test_a_few_texts_do_not_wait_behind_a_long_cache_writer(tmp_path):
     folder = tmp_path / "cache" / "m"
     folder.mkdir(parents=True)
     script = (
-        "import sys, time\nfrom tela_core.locks import cache_lock\n"
+        "import sys, time\nfrom tela_core.infra.locks import cache_lock\n"
         "with cache_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(3.0)\n"
     )
     p = subprocess.Popen([sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE, text=True)

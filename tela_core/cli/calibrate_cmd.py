@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from ..detect import DETECT
+from tela_core.data.detect import DETECT
 from .options import (load_router, no_cache_option, parse_policy_sets, policy_options, protocol_option, refuse_unused,
                       router_option, score_batch_option, source_option, trust_option)
 
@@ -28,9 +28,9 @@ def _calibration_prompts(data: Path, source_name: str, protocol: str | None) -> 
     """Prompts of ``data``: through its data source (outcome CSVs, seed JSONL, …; the protocol's
     train side when ``protocol`` is given), or, for a JSONL file of bare ``{"prompt": …}`` lines
     or a text file, as `tela route --file` reads them."""
-    from ..detect import detect_source, read_records
-    from ..errors import InputError
-    from ..prompt_lines import read_prompt_file
+    from tela_core.data.detect import detect_source, read_records
+    from tela_core.infra.errors import InputError
+    from tela_core.data.prompt_lines import read_prompt_file
 
     if not Path(data).exists():
         raise InputError(data, None, "file not found")
@@ -83,9 +83,9 @@ def calibrate(
       tela calibrate --router runs/knn --traffic decisions.jsonl --strong-share 0.3
     """
     from .. import eval as ev
-    from ..artifact import read_manifest, write_policy
-    from ..errors import TelaError
-    from ..plugins import get_registry
+    from tela_core.routing.artifact import read_manifest, write_policy
+    from tela_core.infra.errors import TelaError
+    from tela_core.plugins.discovery import get_registry
 
     if not 0.0 <= strong_share <= 1.0:
         raise TelaError(f"--strong-share must be in [0, 1], got {strong_share}")
@@ -96,7 +96,7 @@ def calibrate(
     if traffic is not None:
         refuse_unused("--traffic calibrates on the scores in a `tela serve` decision log", "source_name", "protocol",
                       "score_batch_size", "no_cache", "trust_remote_code")
-        from ..locks import output_lock
+        from tela_core.infra.locks import output_lock
         from ..serve.decisions import calibrate_from_traffic
 
         click.get_current_context().with_resource(output_lock(router))  # one writer of policy.json
@@ -117,12 +117,12 @@ def calibrate(
     base = reg.create("policy", name, {**parse_policy_sets(policy_sets), "strong_share": strong_share})
     assert data is not None  # --traffic returned above; one of the two is required
     prompts = _calibration_prompts(data, source_name, protocol)
-    from ..fingerprint import overlap_warning
+    from tela_core.data.fingerprint import overlap_warning
 
     note = overlap_warning(manifest, prompts, what="calibration")
     if note:
         click.echo(note, err=True)
-    from ..locks import output_lock
+    from tela_core.infra.locks import output_lock
 
     click.get_current_context().with_resource(output_lock(router))  # one writer of policy.json
     r = load_router(router, trust_remote_code, score_batch_size)

@@ -34,14 +34,14 @@ def data() -> None:
 
 
 def _open(path: Path, source_name: str, weak: str | None = None, strong: str | None = None) -> Any:
-    from ..detect import open_source
+    from tela_core.data.detect import open_source
 
     return open_source(path, source_name, {"weak_model": weak, "strong_model": strong})
 
 
 def _read_all(source: Any, path: Path) -> list[Any]:
     """Every record of ``path``, validated; an input without records is an error."""
-    from ..errors import NoRecordsError
+    from tela_core.infra.errors import NoRecordsError
 
     records = list(source.records(path))
     if not records:
@@ -50,7 +50,7 @@ def _read_all(source: Any, path: Path) -> list[Any]:
 
 
 def _write_jsonl(out: Path, objects: Iterable[dict[str, Any]]) -> int:
-    from ..io import write_jsonl
+    from tela_core.infra.io import write_jsonl
 
     return write_jsonl(out, objects)
 
@@ -138,7 +138,7 @@ def check(file: Path, source_name: str, weak_model: str | None, strong_model: st
 
     Exit code 2 with FILE:LINE: message on the first bad record.
     """
-    from ..duplicates import find_duplicates
+    from tela_core.data.duplicates import find_duplicates
 
     source = _open(file, source_name, weak_model, strong_model)
     records = _read_all(source, file)
@@ -176,9 +176,9 @@ def sample(
     JSONL with outcomes. N >= the number of records keeps them all, in order. An existing OUT
     is replaced only with --force.
     """
-    from ..io import check_can_write
-    from ..records import iter_jsonl
-    from ..sampling import subsample
+    from tela_core.infra.io import check_can_write
+    from tela_core.data.records import iter_jsonl
+    from tela_core.data.sampling import subsample
 
     check_can_write(out_path, force)
     source = _open(in_path, source_name, weak_model, strong_model)
@@ -209,7 +209,7 @@ def convert(
     known, so one file serves `tela run` (training) and `tela eval`. An existing OUT is replaced
     only with --force.
     """
-    from ..io import check_can_write
+    from tela_core.infra.io import check_can_write
 
     check_can_write(out_path, force)
     source = _open(in_path, source_name, weak_model, strong_model)
@@ -227,7 +227,7 @@ def convert(
 
 def _load_tokenizer(path: Path) -> Any:
     """A local tokenizer dir (never a hub name, never its own code); one line naming it otherwise."""
-    from ..errors import TelaError
+    from tela_core.infra.errors import TelaError
 
     if not path.is_dir():
         raise TelaError(f"{path}: --tokenizer must be a local tokenizer directory ({'a file' if path.exists() else 'not found'})")
@@ -257,9 +257,9 @@ def preview(file: Path, formatter_name: str, n: int, source_name: str, tokenizer
     from rich.console import Console
     from rich.text import Text
 
-    from ..plugins import get_registry
+    from tela_core.plugins.discovery import get_registry
 
-    from ..errors import TelaError
+    from tela_core.infra.errors import TelaError
     from ..train import parse_overrides
 
     sections = parse_overrides(overrides)
@@ -276,7 +276,7 @@ def preview(file: Path, formatter_name: str, n: int, source_name: str, tokenizer
         if len(shown) >= n:
             break
     if not shown:
-        from ..errors import NoRecordsError
+        from tela_core.infra.errors import NoRecordsError
 
         raise NoRecordsError(file)
     con = Console(highlight=False, soft_wrap=True)
@@ -290,7 +290,7 @@ def preview(file: Path, formatter_name: str, n: int, source_name: str, tokenizer
 
 
 # ------------------------------------------------------------------------------------------------
-# list / get: the catalogue of public datasets (tela_core.catalogue, tela_core.download)
+# list / get: the catalogue of public datasets (tela_core.data.catalogue, tela_core.data.download)
 # ------------------------------------------------------------------------------------------------
 
 
@@ -299,8 +299,8 @@ def preview(file: Path, formatter_name: str, n: int, source_name: str, tokenizer
 def list_datasets(as_json: bool) -> None:
     """List the public datasets `tela data get` can fetch: origin, license, revision, status
     (--json: also URLs and checksums)."""
-    from ..download import dataset_dir, installed
-    from ..plugins import get_registry
+    from tela_core.data.download import dataset_dir, installed
+    from tela_core.plugins.discovery import get_registry
 
     entries = [e for e, _ in sorted(get_registry().datasets.values(), key=lambda ep: ep[0].name)]
     if as_json:
@@ -331,8 +331,8 @@ def get(name: str, from_dir: Path | None, force: bool) -> None:
     A download cut short resumes when run again; a checksum mismatch keeps nothing; --force fetches
     again even if the dataset is already in the cache.
     """
-    from ..download import fetch
-    from ..plugins import get_registry
+    from tela_core.data.download import fetch
+    from tela_core.plugins.discovery import get_registry
 
     entry = get_registry().dataset(name)
     err = lambda m: click.echo(m, err=True)  # noqa: E731

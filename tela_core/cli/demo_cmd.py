@@ -30,7 +30,7 @@ DEMO_STRONG_SHARE = 0.5
 
 def _records(name: str) -> list[Any]:
     from ..data import sample_path
-    from ..detect import open_source
+    from tela_core.data.detect import open_source
 
     path = sample_path(name)
     return list(open_source(path, "jsonl").records(path))
@@ -39,9 +39,9 @@ def _records(name: str) -> list[Any]:
 def calibrate_on(router_dir: Path, prompts: Sequence[str], share: float, data: str) -> Any:
     """Score ``prompts``, save the ``calibrated`` policy (threshold at ``share``) in the router,
     and return the reloaded :class:`~tela_core.Router`."""
-    from ..artifact import write_policy
-    from ..plugins import get_registry
-    from ..router import Router
+    from tela_core.routing.artifact import write_policy
+    from tela_core.plugins.discovery import get_registry
+    from tela_core.routing.router import Router
 
     router = Router.load(router_dir)
     w = router.score(list(prompts))
@@ -170,7 +170,7 @@ def demo(output: Path, sample: int, epochs: float, processes: int, model: str | 
         t2 = time.time()
         knn_cfg = RunConfig.build({"data": sample_path(), "family": "embedding-knn", "output": knn_out, "eval_fraction": 0})
         run_pipeline(knn_cfg, force=True, echo=say)
-        from ..router import Router
+        from tela_core.routing.router import Router
 
         kw = Router.load(knn_out).score([r.prompt for r in heldout])
         click.echo(_row(f"embedding-knn (k=50, {len(train_side)} prompts)", judge(kw, heldout, router.models)["router"]))

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ..detect import read_records
+from tela_core.data.detect import read_records
 from .options import (force_option, json_option, load_router, no_cache_option, output_option, pair_options, policy_options,
                       protocol_option, refuse_unused, score_batch_option, source_option, trust_option)
 
@@ -80,9 +80,9 @@ def eval_cmd(
     import json
 
     from .. import eval as ev
-    from ..artifact import read_manifest
-    from ..errors import TelaError
-    from ..io import check_can_write
+    from tela_core.routing.artifact import read_manifest
+    from tela_core.infra.errors import TelaError
+    from tela_core.infra.io import check_can_write
 
     baseline = router if router in BASELINES and not (Path(router) / "tela.json").exists() else None
     manifest = None
@@ -151,7 +151,7 @@ def eval_cmd(
 
 def _warn_if_trained_on(manifest: Any, records: Any) -> None:
     """Warn when the router was trained on a sizeable share of these prompts (its manifest's sketch)."""
-    from ..fingerprint import overlap_warning
+    from tela_core.data.fingerprint import overlap_warning
 
     note = overlap_warning(manifest or {}, [r.prompt for r in records]) if manifest else None
     if note:
@@ -162,8 +162,8 @@ def _lock_output(output: Path, force: bool) -> None:
     """Hold ``output`` until the command ends (another eval into it is refused, naming its pid);
     then check again that the report may be written, now that no one else can write it."""
     from .. import eval as ev
-    from ..io import check_can_write
-    from ..locks import output_lock
+    from tela_core.infra.io import check_can_write
+    from tela_core.infra.locks import output_lock
 
     click.get_current_context().with_resource(output_lock(output))
     for name in ev.REPORT_FILES:
@@ -180,15 +180,15 @@ def _eval_all_models(
     import numpy as np
 
     from ..eval import nmodel
-    from ..errors import TelaError
-    from ..io import check_can_write
+    from tela_core.infra.errors import TelaError
+    from tela_core.infra.io import check_can_write
 
     if baseline is not None:
         raise TelaError("--all-models judges a router's per-model predictions; pass a router directory, "
                         "not a baseline (the report includes the oracle and every single model)")
     for name in nmodel.NMODEL_FILES:
         check_can_write(output / name, force)
-    from ..locks import output_lock
+    from tela_core.infra.locks import output_lock
 
     click.get_current_context().with_resource(output_lock(output))  # one writer of this report
     scorer = load_router(router, trust_remote_code, score_batch_size).scorer
@@ -221,8 +221,8 @@ def _eval_all_models(
 def _policy_point(spec: dict[str, Any], scores: Any, arrays: Any) -> dict[str, Any] | None:
     """Where the router's saved policy lands on this data (two-model policies only)."""
     from .. import eval as ev
-    from ..errors import TelaError
-    from ..plugins import get_registry
+    from tela_core.infra.errors import TelaError
+    from tela_core.plugins.discovery import get_registry
 
     models = list(spec.get("models") or ["weak", "strong"])
     info = {"name": spec.get("name"), "options": spec.get("options") or {}, "models": models}

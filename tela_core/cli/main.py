@@ -1,6 +1,6 @@
 """The ``tela`` entry point: the root click group, core commands, and plugin commands.
 
-Every :class:`~tela_core.errors.TelaError` becomes ``Error: <message>`` on stderr with exit code 2.
+Every :class:`~tela_core.infra.errors.TelaError` becomes ``Error: <message>`` on stderr with exit code 2.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ..errors import TelaError
+from tela_core.infra.errors import TelaError
 
 #: core command modules, each with ``register(cli: click.Group) -> None``
 CORE_COMMAND_MODULES = ("plugins_cmd", "data_cmd", "run_cmd", "demo_cmd", "route_cmd", "calibrate_cmd", "eval_cmd", "zoo_cmd",
@@ -57,7 +57,7 @@ _plugin_commands: dict[str, str] = {}  # command name -> plugin that added it
 def _add_plugin_commands(reg: Any) -> None:
     """Call every plugin's ``tela_register_commands`` one by one, so that a broken plugin is named
     and the others still add theirs. A command that would replace an existing one is refused."""
-    from ..errors import DuplicateComponentError, PluginLoadError
+    from tela_core.infra.errors import DuplicateComponentError, PluginLoadError
 
     for name in _plugin_commands:
         cli.commands.pop(name, None)
@@ -93,14 +93,14 @@ def get_cli() -> click.Group:
     """The root group with the core commands and every plugin's commands attached.
 
     Plugin commands are re-attached when the registry changes (tests add and remove in-process
-    plugins with :func:`tela_core.plugins.add_plugin`).
+    plugins with :func:`tela_core.plugins.discovery.add_plugin`).
     """
     global _core_added, _built_for
     if not _core_added:
         for mod in CORE_COMMAND_MODULES:
             importlib.import_module(f"{__package__}.{mod}").register(cli)
         _core_added = True
-    from ..plugins import get_registry
+    from tela_core.plugins.discovery import get_registry
 
     reg = get_registry()
     if reg is not _built_for:

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 import click
 
-from ..detect import DETECT
-from ..protocols import names as protocol_names
-from ..router import TRUST_ENV
+from tela_core.data.detect import DETECT
+from tela_core.data.protocols import names as protocol_names
+from tela_core.routing.router import TRUST_ENV
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..router import Router
+    from tela_core.routing.router import Router
 
 __all__ = [
     "HELP", "output_option", "source_option", "protocol_option", "json_option", "set_option", "force_option",
@@ -75,7 +75,7 @@ def source_option(default: str | None = DETECT, dest: str = "source_name") -> Ca
 
 
 def protocol_option(f: F) -> F:
-    """``--protocol NAME``: a choice of the protocols in :mod:`tela_core.protocols`."""
+    """``--protocol NAME``: a choice of the protocols in :mod:`tela_core.data.protocols`."""
     return click.option("--protocol", "protocol", default=None, type=click.Choice(protocol_names()),
                         help=HELP["protocol"])(f)
 
@@ -158,7 +158,7 @@ def named_routers_option(f: F) -> F:
 def parse_named_routers(items: Sequence[str]) -> dict[str, Path]:
     """``("knn=runs/a", "runs/b")`` -> ``{"knn": runs/a, "b": runs/b}`` (the rule of ``tela serve
     --router``); a name given twice is refused."""
-    from ..errors import TelaError
+    from tela_core.infra.errors import TelaError
     from ..serve.config import parse_router_flag
 
     out: dict[str, Path] = {}
@@ -174,7 +174,7 @@ def parse_named_routers(items: Sequence[str]) -> dict[str, Path]:
 
 def parse_policy_sets(items: Sequence[str]) -> dict[str, Any]:
     """``("policy.threshold=0.3",)`` -> ``{"threshold": 0.3}``; any other section is refused."""
-    from ..errors import TelaError
+    from tela_core.infra.errors import TelaError
     from ..train import parse_assignment
 
     out: dict[str, Any] = {}
@@ -204,7 +204,7 @@ def given(*params: str) -> list[str]:
 def refuse_unused(mode: str, *params: str) -> None:
     """Raise one line naming the flags of ``params`` given on the command line that ``mode`` (e.g.
     "--all-models judges every model with the cost-aware policy") cannot use."""
-    from ..errors import TelaError
+    from tela_core.infra.errors import TelaError
 
     bad = given(*params)
     if bad:
@@ -219,7 +219,7 @@ def load_router(
     policy_sets: Sequence[str] = (),
 ) -> "Router":
     """:meth:`Router.load` with the command's options."""
-    from ..router import Router
+    from tela_core.routing.router import Router
 
     return Router.load(
         path,

@@ -44,7 +44,7 @@ def list_plugins(as_json: bool, kind: str | None) -> None:
 
     A plugin that failed to load is listed as BROKEN with its error; the others still work.
     """
-    from ..plugins import get_registry
+    from tela_core.plugins.discovery import get_registry
 
     reg = get_registry()
     infos = [p for p in reg.plugins.values() if kind is None or any(k == kind for k, _ in p.components)]
@@ -100,7 +100,7 @@ def show_component(kind: str, name: str, as_json: bool) -> None:
 
     An unknown NAME is an error that lists the registered names of KIND.
     """
-    from ..plugins import get_registry
+    from tela_core.plugins.discovery import get_registry
 
     if kind == "command":
         _show_command(name, as_json)
@@ -131,8 +131,8 @@ def _show_dataset(name: str, as_json: bool) -> None:
     """``tela plugins show dataset NAME``: a catalogue entry (``tela data get NAME`` fetches it)."""
     import dataclasses
 
-    from ..errors import UnknownComponentError
-    from ..plugins import get_registry
+    from tela_core.infra.errors import UnknownComponentError
+    from tela_core.plugins.discovery import get_registry
 
     datasets = get_registry().datasets
     if name not in datasets:
@@ -151,8 +151,8 @@ def _show_dataset(name: str, as_json: bool) -> None:
 
 def _show_command(name: str, as_json: bool) -> None:
     """``tela plugins show command NAME``: which plugin added the command (or tela) and its help."""
-    from ..errors import UnknownComponentError
-    from ..plugins import get_registry
+    from tela_core.infra.errors import UnknownComponentError
+    from tela_core.plugins.discovery import get_registry
 
     ctx = click.get_current_context()
     root = ctx.find_root().command

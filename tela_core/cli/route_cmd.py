@@ -51,9 +51,9 @@ def route(
       tela route --router runs/demo --threshold 0.3 "Integrate x^9."
       cat prompts.txt | tela route --router runs/demo
     """
-    from ..artifact import read_manifest
-    from ..errors import TelaError
-    from ..prompt_lines import read_prompt_file, read_prompt_lines
+    from tela_core.routing.artifact import read_manifest
+    from tela_core.infra.errors import TelaError
+    from tela_core.data.prompt_lines import read_prompt_file, read_prompt_lines
 
     if threshold is not None:
         refuse_unused("--threshold routes with the threshold policy", "policy_name", "policy_sets")

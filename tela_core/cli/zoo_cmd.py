@@ -66,12 +66,12 @@ def zoo(
     from rich.console import Console
     from rich.table import Table
 
-    from ..detect import open_source
-    from ..duplicates import find_duplicates
-    from ..errors import NoRecordsError, TelaError
-    from ..io import remove_stale_partials, staged_dir
-    from ..locks import output_lock
-    from ..plugins import get_registry
+    from tela_core.data.detect import open_source
+    from tela_core.data.duplicates import find_duplicates
+    from tela_core.infra.errors import NoRecordsError, TelaError
+    from tela_core.infra.io import remove_stale_partials, staged_dir
+    from tela_core.infra.locks import output_lock
+    from tela_core.plugins.discovery import get_registry
     from ..eval.zoo import HEADER, table_rows, run_zoo
 
     fams = [f.strip() for f in families.split(",") if f.strip()]
@@ -132,8 +132,8 @@ def zoo(
 
 def _check_output(output: Path, force: bool) -> None:
     """OUTPUT must be absent, empty, or (with --force) a zoo report: never an unrelated dir."""
-    from ..errors import TelaError
-    from ..io import check_dir_writable
+    from tela_core.infra.errors import TelaError
+    from tela_core.infra.io import check_dir_writable
 
     if output.exists() and not output.is_dir():
         raise TelaError(f"{output} exists and is not a directory; choose another --output")

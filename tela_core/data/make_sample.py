@@ -6,10 +6,10 @@ Steps: read every ``mmlu_<subject>.csv`` with the ``routellm-csv`` source (which
 prompts of ``contaminated_prompts.jsonl`` and labels each prompt from the Mixtral/GPT-4 outcomes:
 Mixtral right -> 5, only GPT-4 right -> 1, both wrong -> 3); keep the first occurrence of each
 prompt; split by subject into the 42 training subjects and the 15 held-out ones
-(:data:`tela_core.sampling.MMLU_HELDOUT_SUBJECTS`), dropping from the held-out pool any prompt that
+(:data:`tela_core.data.sampling.MMLU_HELDOUT_SUBJECTS`), dropping from the held-out pool any prompt that
 also occurs in a training subject (78 questions appear in both clinical_knowledge and
 college_medicine); draw 400 training and 300 held-out records with
-:func:`tela_core.sampling.subsample` (seed 42); write them as seed-format JSONL with outcomes,
+:func:`tela_core.data.sampling.subsample` (seed 42); write them as seed-format JSONL with outcomes,
 subject and id.
 """
 
@@ -24,9 +24,9 @@ HELDOUT_N = 300
 
 def build(src_dir: Path, out_dir: Path) -> dict[str, int]:
     """Write both samples into ``out_dir``; return how many records each got."""
-    from tela_core.io import write_jsonl
-    from tela_core.plugins import get_registry
-    from tela_core.sampling import MMLU_HELDOUT_SUBJECTS, subsample
+    from tela_core.infra.io import write_jsonl
+    from tela_core.plugins.discovery import get_registry
+    from tela_core.data.sampling import MMLU_HELDOUT_SUBJECTS, subsample
 
     source = get_registry().create("source", "routellm-csv")
     seen: set[str] = set()
@@ -52,7 +52,7 @@ if __name__ == "__main__":
     if len(sys.argv) > 1:
         src = Path(sys.argv[1])
     else:  # the folder `tela data get routellm-mmlu` fetched
-        from tela_core.download import dataset_dir
+        from tela_core.data.download import dataset_dir
 
         src = dataset_dir("routellm-mmlu")
     print(build(src, Path(__file__).parent))

@@ -6,7 +6,7 @@ router is judged beside the same baselines. Its modules, in the order the data f
 - :mod:`~tela_core.eval.outcomes`: the weak/strong outcome (and cost) arrays of records.
 - :mod:`~tela_core.eval.score_cache`: :func:`score_prompts` through any scorer, cached by content.
 - :mod:`~tela_core.eval.replay`: :func:`evaluate_scores` (curve and metrics, as
-  :mod:`tela_core.metrics` defines them), the random and oracle baselines, :func:`policy_point`.
+  :mod:`tela_core.eval.metrics` defines them), the random and oracle baselines, :func:`policy_point`.
 - :mod:`~tela_core.eval.report` and :mod:`~tela_core.eval.plots`: ``report.json``, ``report.md``
   and ``quality.png``.
 - :mod:`~tela_core.eval.zoo`: train several families on one split and compare them.

@@ -169,7 +169,7 @@ def _plot(e: NModelEvaluation, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..io import atomic_open
+    from tela_core.infra.io import atomic_open
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, h, style in (("router", e.router_hull, "-o"), ("oracle", e.oracle_hull, "--")):
@@ -194,7 +194,7 @@ NMODEL_FILES = ("nmodel.json", "nmodel.md", "cost-quality.png")
 
 def write_nmodel_report(e: NModelEvaluation, output: Path, meta: dict[str, Any] | None = None) -> list[Path]:
     """``nmodel.json``, ``nmodel.md`` and ``cost-quality.png`` into ``output`` (each atomically)."""
-    from ..io import atomic_write_json, atomic_write_text
+    from tela_core.infra.io import atomic_write_json, atomic_write_text
 
     output.mkdir(parents=True, exist_ok=True)
     atomic_write_json(output / "nmodel.json", {**(meta or {}), **e.to_dict()})

@@ -1,7 +1,7 @@
 """Outcome data for judging a two-model router: the weak and strong model's per-prompt outcomes
 (and costs), pulled out of records once so every replay and report reads the same arrays.
 
-Which two models are weak and strong follows :func:`tela_core.targets.resolve_pair`, the one rule
+Which two models are weak and strong follows :func:`tela_core.routing.targets.resolve_pair`, the one rule
 ``tela run``, ``tela eval``, ``tela zoo`` and every family use (re-exported here for eval's callers).
 """
 
@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-from ..errors import TelaError
-from ..targets import model_names, resolve_pair  # the one pair rule, re-exported for eval's callers
+from tela_core.infra.errors import TelaError
+from tela_core.routing.targets import model_names, resolve_pair  # the one pair rule, re-exported for eval's callers
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from ..records import Record
+    from tela_core.data.records import Record
 
 __all__ = ["OutcomeArrays", "outcome_arrays", "model_names", "resolve_pair"]
 

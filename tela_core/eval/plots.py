@@ -27,7 +27,7 @@ def plot_curves(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..io import atomic_open
+    from tela_core.infra.io import atomic_open
 
     items = {k: (v.to_dict() if isinstance(v, Evaluation) else dict(v)) for k, v in curves.items()}
     with_cost = any(v.get("cost_fine") for v in items.values())

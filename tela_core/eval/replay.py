@@ -2,7 +2,7 @@
 baselines every report shows.
 
 - :func:`evaluate_scores` replays one router's ``w`` against per-prompt weak/strong outcomes (and
-  costs) and returns an :class:`Evaluation` (:mod:`tela_core.metrics` definitions).
+  costs) and returns an :class:`Evaluation` (:mod:`tela_core.eval.metrics` definitions).
 - :func:`random_baseline` (mean over numpy ``default_rng`` seeds 0..9) and :func:`oracle_scores`
   (``w = strong − weak``) are the baselines.
 - :func:`evaluate` does the same from an ``(n, m)`` outcome matrix and model names.
@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from .. import metrics
-from ..errors import TelaError
+from tela_core.eval import metrics
+from tela_core.infra.errors import TelaError
 from .outcomes import OutcomeArrays
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,7 +38,7 @@ RANDOM_SEEDS: tuple[int, ...] = tuple(range(10))
 
 @dataclass
 class Evaluation:
-    """One router's replayed curve and metrics (definitions: :mod:`tela_core.metrics`).
+    """One router's replayed curve and metrics (definitions: :mod:`tela_core.eval.metrics`).
 
     ``p``/``quality``/``pgr_grid`` are on the grid 0, 0.1, …, 1; the ``*_fine`` lists on
     0, 0.01, …, 1. ``cost`` is the mean cost per query at each ``p`` when prices are known.

@@ -106,9 +106,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
 def write_report(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
     """Write ``report.json``, ``report.md`` and ``quality.png`` into ``out_dir`` (each atomically).
 
-    Callers check for existing files first (:func:`tela_core.io.check_can_write`).
+    Callers check for existing files first (:func:`tela_core.infra.io.check_can_write`).
     """
-    from ..io import atomic_write_json, atomic_write_text
+    from tela_core.infra.io import atomic_write_json, atomic_write_text
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

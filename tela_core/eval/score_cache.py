@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ..errors import TelaError
+from tela_core.infra.errors import TelaError
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -34,7 +34,7 @@ __all__ = ["score_prompts", "router_hash", "score_cache_dir"]
 def router_hash(artifact_dir: Path) -> str:
     """SHA-256 over a router dir's files (names and bytes), leaving out ``policy.json``: the policy
     does not change the scores, so calibrating a router keeps its cached scores valid."""
-    from ..artifact import POLICY
+    from tela_core.routing.artifact import POLICY
 
     h = hashlib.sha256()
     root = Path(artifact_dir)
@@ -96,7 +96,7 @@ def score_prompts(
     hit = _cached_scores(path, len(prompts))
     if hit is not None:
         return hit, {"cached": True, "seconds": 0.0, "key": key}
-    from ..locks import cache_lock
+    from tela_core.infra.locks import cache_lock
 
     # One writer per entry: a second eval of the same router and prompts waits, then reads.
     with cache_lock(path, on_wait=lambda who: _warn(f"waiting for {who}, which is scoring the same prompts")) as held:
@@ -207,7 +207,7 @@ def _save_part(part: Path, s: "Scores") -> None:
 def _save_npz(path: Path, w: "np.ndarray", probs: "np.ndarray | None") -> None:
     import numpy as np
 
-    from ..io import atomic_open
+    from tela_core.infra.io import atomic_open
 
     arrays = {"w": w} if probs is None else {"w": w, "probs": probs}
     with atomic_open(path, "wb") as fh:
@@ -215,6 +215,6 @@ def _save_npz(path: Path, w: "np.ndarray", probs: "np.ndarray | None") -> None:
 
 
 def _progress(enabled: bool) -> Any:
-    from ..progress import make_progress
+    from tela_core.infra.progress import make_progress
 
     return make_progress(enabled)

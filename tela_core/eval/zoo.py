@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ..errors import TelaError
-from ..records import Record
-from ..targets import resolve_pair
+from tela_core.infra.errors import TelaError
+from tela_core.data.records import Record
+from tela_core.routing.targets import resolve_pair
 
 __all__ = ["FamilyResult", "ZooResult", "split_for_zoo", "run_zoo", "write_report"]
 
@@ -60,10 +60,10 @@ class ZooResult:
 def split_for_zoo(records: Sequence[Record], protocol: str | None, seed: int = 42) -> tuple[list[Record], list[Record]]:
     """(train, eval): the protocol's split when named, else a seeded 10% random split."""
     if protocol:
-        from .. import protocols
+        from tela_core.data import protocols
 
         return protocols.split(protocol, records)
-    from ..sampling import split
+    from tela_core.data.sampling import split
 
     return split(records, eval_fraction=0.1, seed=seed)
 
@@ -120,11 +120,11 @@ def run_zoo(
     from ``tela run``, which a backend trains and the zoo cannot: they are scored and evaluated on the
     same eval prompts, with the training time their manifest records. Whoever trained them is
     responsible for keeping the eval prompts out of their training data. ``trust_remote_code`` is
-    the user's opt-in for those routers' own model code (:meth:`tela_core.router.Router.load`).
+    the user's opt-in for those routers' own model code (:meth:`tela_core.routing.router.Router.load`).
     """
     import numpy as np
 
-    from ..plugins import get_registry
+    from tela_core.plugins.discovery import get_registry
 
     say = on_event or (lambda _m: None)
     reg = get_registry()
@@ -135,9 +135,9 @@ def run_zoo(
                 f"family {fam!r} is trained by a backend; train it with `tela run`, then add it here with "
                 f"--router {fam}=RUN_DIR"
             )
-    from ..artifact import read_manifest
-    from ..fingerprint import record_training_prompts
-    from ..router import Router
+    from tela_core.routing.artifact import read_manifest
+    from tela_core.data.fingerprint import record_training_prompts
+    from tela_core.routing.router import Router
 
     extra = dict(routers or {})
     for name, path in extra.items():
@@ -239,7 +239,7 @@ HEADER = ["family", "APGR", "CPT(50%)", "CPT(80%)", "train s", "score s"]
 def write_report(result: ZooResult, output: Path) -> None:
     """``results.json``, ``report.md`` and ``curves.png`` (quality vs strong-call share, every family,
     random and oracle) in ``output``."""
-    from ..io import atomic_write_json, atomic_write_text
+    from tela_core.infra.io import atomic_write_json, atomic_write_text
 
     output.mkdir(parents=True, exist_ok=True)
     atomic_write_json(output / "results.json", asdict(result))

@@ -66,7 +66,7 @@ class Server:
 
 
 def _make_upstreams(config: ServeConfig) -> dict[str, tuple["UpstreamConfig", "Upstream"]]:
-    from ..plugins import get_registry
+    from tela_core.plugins.discovery import get_registry
 
     reg = get_registry()
     return {name: (uc, reg.create("upstream", uc.type, uc.client_options())) for name, uc in config.upstreams.items()}

@@ -1,6 +1,6 @@
 """Micro-batching: concurrent routing requests become one scorer call on a worker thread.
 
-Each router gets one thread (a :class:`~tela_core.router.Router` is not re-entrant). Requests queue
+Each router gets one thread (a :class:`~tela_core.routing.router.Router` is not re-entrant). Requests queue
 up; the thread takes the first, waits up to ``window`` seconds for more (0: takes only what is
 already waiting), caps the batch at ``max_batch`` prompts and scores them in one call. While it
 scores, the next requests queue, so under load batches form by themselves and an LM router runs
@@ -29,7 +29,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..router import Decision, Router
+    from tela_core.routing.router import Decision, Router
 
 __all__ = ["Batcher"]
 

@@ -26,7 +26,7 @@ from typing import Any, Literal, Mapping, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..errors import TelaError
+from tela_core.infra.errors import TelaError
 
 __all__ = [
     "ConfigError",
@@ -287,7 +287,7 @@ def build_config(
 def check_config(cfg: ServeConfig, where: str = "config") -> None:
     """What the models cannot check alone: names that refer to each other, and the upstream
     client options (validated by the client plugin's own options model)."""
-    from ..plugins import get_registry
+    from tela_core.plugins.discovery import get_registry
 
     if not cfg.routers and not cfg.upstreams:
         raise ConfigError(f"{where}: nothing to serve: give --router DIR with --weak/--strong, or a config file with routers and upstreams")

@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from ..errors import InputError, TelaError
+from tela_core.infra.errors import InputError, TelaError
 
 __all__ = ["DecisionLog", "read_decisions", "traffic_scores", "calibrate_from_traffic"]
 
@@ -110,8 +110,8 @@ def calibrate_from_traffic(
     ``1 − share`` quantile of w), the rule ``tela calibrate --data`` applies to a calibration file.
     The router's weights are not loaded: the log already holds the scores.
     """
-    from ..artifact import read_manifest, read_policy, write_policy
-    from ..plugins import get_registry
+    from tela_core.routing.artifact import read_manifest, read_policy, write_policy
+    from tela_core.plugins.discovery import get_registry
 
     if not 0.0 <= strong_share <= 1.0:
         raise TelaError(f"--strong-share must be in [0, 1], got {strong_share}")

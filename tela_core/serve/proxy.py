@@ -18,7 +18,7 @@ from .responses import EventStream, RawResponse, error_response, json_response, 
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..components import UpstreamReply
-    from ..router import Decision
+    from tela_core.routing.router import Decision
     from .app import Server
 
 __all__ = ["ChatHandler", "check_auth", "RETRY_STATUSES"]
@@ -123,7 +123,7 @@ class ChatHandler:
     # -- forwarding ---------------------------------------------------------------------------
 
     async def _forward(self, request: Any, body: dict[str, Any], stream: bool, upstream: str, fallback: str | None, info: "_Info") -> Any:
-        from ..errors import UpstreamError
+        from tela_core.infra.errors import UpstreamError
 
         s = self.s
         tried = [upstream]

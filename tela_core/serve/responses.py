@@ -74,7 +74,7 @@ class EventStream:
             await self.done(outcome)
 
     async def _pump(self, send: Any) -> str | None:
-        from ..errors import UpstreamError
+        from tela_core.infra.errors import UpstreamError
 
         await send({"type": "http.response.start", "status": 200, "headers": self.headers})
         outcome = None

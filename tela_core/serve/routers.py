@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from .config import ServeConfig
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..router import Router
+    from tela_core.routing.router import Router
     from .batcher import Batcher
     from .metrics import ServeMetrics
 
@@ -42,7 +42,7 @@ class ServedRouter:
 def load_routers(config: ServeConfig, metrics: "ServeMetrics | None" = None) -> dict[str, ServedRouter]:
     """Load every configured router and start its batcher thread. Config errors (a router model
     with no upstream) name the key."""
-    from ..router import Router
+    from tela_core.routing.router import Router
     from .batcher import Batcher
     from .config import ConfigError
 
@@ -92,8 +92,8 @@ def _cpu_batch_size(path: str) -> int | None:
     than it saves: lm-probe served 32 clients at 4.1-5.2 req/s with batches of 8 against 4.9-5.7
     with batch 1 (bench/serve_overhead.py). The micro-batcher still hands every waiting prompt to
     one scorer call; the family then runs them one forward pass each."""
-    from ..artifact import read_manifest
-    from ..plugins import get_registry
+    from tela_core.routing.artifact import read_manifest
+    from tela_core.plugins.discovery import get_registry
 
     try:
         cls = get_registry().get("scorer", read_manifest(path)["scorer"])
@@ -122,6 +122,6 @@ def _limit_torch_threads(config: ServeConfig) -> None:
 
 def _serving_mode() -> None:
     """Live prompts are scored once: embedding families must not read or grow their shard cache."""
-    from .. import embeddings
+    from tela_core.models import embeddings
 
     embeddings.use_shard_cache(False)

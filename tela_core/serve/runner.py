@@ -21,7 +21,7 @@ __all__ = ["serve", "check_serve_extra"]
 
 def check_serve_extra() -> None:
     """A clear error when the ``serve`` extra is not installed."""
-    from ..errors import TelaError
+    from tela_core.infra.errors import TelaError
 
     missing = []
     for mod in ("starlette", "uvicorn", "aiohttp", "prometheus_client"):

@@ -15,8 +15,8 @@ from typing import Any, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..errors import TelaError
-from ..io import read_utf8
+from tela_core.infra.errors import TelaError
+from tela_core.infra.io import read_utf8
 
 __all__ = [
     "RUN_SUBDIR",

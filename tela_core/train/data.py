@@ -1,7 +1,7 @@
 """A run's data: read records through the source plugin, sample and split them, format them.
 
 :func:`read_records` reads ``cfg.data`` with the named (or detected) source; :func:`split_records`
-takes the seed's sample and train/eval split (:mod:`tela_core.sampling`, ``cfg.seed``);
+takes the seed's sample and train/eval split (:mod:`tela_core.data.sampling`, ``cfg.seed``);
 :func:`format_rows` turns records into prompt/completion rows with the formatter plugin, and
 :func:`write_rows` writes them as ``train.jsonl``/``eval.jsonl`` into the run dir.
 """
@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..errors import NoRecordsError, TelaError
-from ..io import atomic_write_text
+from tela_core.infra.errors import NoRecordsError, TelaError
+from tela_core.infra.io import atomic_write_text
 from .config import RunConfig
 
 __all__ = [
@@ -33,8 +33,8 @@ def data_source(cfg: RunConfig) -> Any:
     """The source instance that reads ``cfg.data`` (named, or detected from the path). The user's
     ``--set source.KEY`` options are checked against it even when it was detected: a misspelt
     option is an error, never dropped."""
-    from ..detect import DETECT, detect_source
-    from ..plugins import get_registry
+    from tela_core.data.detect import DETECT, detect_source
+    from tela_core.plugins.discovery import get_registry
 
     named = None if cfg.source in (None, DETECT) else get_registry().get("source", cfg.source)
     if not Path(cfg.data).exists() and not getattr(named, "reads_hub_ids", False):  # hub ids: the source says
@@ -56,7 +56,7 @@ def source_pair(cfg: RunConfig) -> dict[str, str]:
     """The weak/strong models the source is set to (outcome sources have defaults, e.g. RouteLLM's
     Mixtral/GPT-4), for a family whose options do not name them: with N models in the outcomes a
     family cannot infer the pair itself."""
-    from ..detect import open_source
+    from tela_core.data.detect import open_source
 
     opts = getattr(open_source(Path(cfg.data), cfg.source, cfg.source_options), "options", None)
     out = {}
@@ -71,8 +71,8 @@ def data_pair(cfg: RunConfig, records: Sequence[Any]) -> dict[str, str]:
     """``{"weak": ..., "strong": ...}``: the models the data's outcomes name (the source's pair, or
     the two models it holds), which a trained router routes between; ``{}`` for data without
     per-model outcomes (seed JSONL with labels only), whose router keeps the names weak/strong."""
-    from ..detect import open_source
-    from ..targets import resolve_pair
+    from tela_core.data.detect import open_source
+    from tela_core.routing.targets import resolve_pair
 
     source = open_source(Path(cfg.data), cfg.source, cfg.source_options)
     try:
@@ -84,7 +84,7 @@ def data_pair(cfg: RunConfig, records: Sequence[Any]) -> dict[str, str]:
 
 def split_records(cfg: RunConfig, records: Sequence[Any]) -> tuple[list[Any], list[Any]]:
     """The seed's sample (``--sample``) then train/eval split, both with ``cfg.seed``."""
-    from ..sampling import split, subsample
+    from tela_core.data.sampling import split, subsample
 
     chosen = subsample(records, cfg.sample, seed=cfg.seed)
     if cfg.eval_fraction <= 0:
@@ -96,7 +96,7 @@ def split_records(cfg: RunConfig, records: Sequence[Any]) -> tuple[list[Any], li
 def format_rows(cfg: RunConfig, records: Sequence[Any], tokenizer: Any = None) -> list[dict[str, Any]]:
     """``records`` as the formatter turns them into prompt/completion rows (in memory, so a record
     that cannot train fails before anything is written)."""
-    from ..plugins import get_registry
+    from tela_core.plugins.discovery import get_registry
 
     formatter = get_registry().create("formatter", cfg.formatter, cfg.formatter_options)
     rows = []

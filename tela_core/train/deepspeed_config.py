@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import TelaError
+from tela_core.infra.errors import TelaError
 
 __all__ = ["zero3_config", "load_ds_config"]
 

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from ..errors import TelaError
-from ..io import atomic_write_json, atomic_write_text
+from tela_core.infra.errors import TelaError
+from tela_core.infra.io import atomic_write_json, atomic_write_text
 from .config import RunConfig
 
 if TYPE_CHECKING:

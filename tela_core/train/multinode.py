@@ -32,7 +32,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
-from ..errors import TelaError
+from tela_core.infra.errors import TelaError
 
 __all__ = ["NodeLaunch", "resolve_nodes", "first_slurm_host", "DEFAULT_MASTER_PORT"]
 

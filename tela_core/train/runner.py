@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from ..errors import TelaError
-from ..io import atomic_write_json
+from tela_core.infra.errors import TelaError
+from tela_core.infra.io import atomic_write_json
 from .config import RUN_SUBDIR, RunConfig, check_settings_used
 from .data import data_pair, data_source, data_summary, format_rows, read_records, source_pair, split_records, write_rows
 from .guard import check_output, check_output_path
@@ -38,15 +38,15 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
     """Train the router ``cfg`` describes into ``cfg.output`` and return that directory.
 
     Every option and the data are checked before anything is written; the output dir is locked
-    (:mod:`tela_core.locks`) from the first write to the last. A family that trains itself is fit
+    (:mod:`tela_core.infra.locks`) from the first write to the last. A family that trains itself is fit
     into a hidden staging dir beside the output and moved into place when done; a backend run
     writes its marker (``.tela/run.json``) only once training starts, so that a run refused for a
     bad option never blocks the corrected one.
     """
-    from ..duplicates import find_duplicates
-    from ..io import remove_stale_partials
-    from ..locks import output_lock
-    from ..plugins import get_registry
+    from tela_core.data.duplicates import find_duplicates
+    from tela_core.infra.io import remove_stale_partials
+    from tela_core.infra.locks import output_lock
+    from tela_core.plugins.discovery import get_registry
 
     reg = get_registry()
     reg.create("formatter", cfg.formatter, cfg.formatter_options)  # unknown names and bad options fail before anything is written
@@ -63,7 +63,7 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
     data_source(cfg)  # a missing data file or a bad --set source.* fails before the model loads
     model = None
     if uses_backend:
-        from ..models import resolve_model
+        from tela_core.models.resolve import resolve_model
 
         model = resolve_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
     records = read_records(cfg)
@@ -104,9 +104,9 @@ def _marker(cfg: RunConfig) -> dict[str, Any]:
 
 def _fit_family(cfg: RunConfig, family: Any, train: Sequence[Any], out: Path, summary: dict[str, Any]) -> None:
     """Fit a self-training family into a staging dir beside ``out``, then move it into place."""
-    from ..artifact import read_manifest, write_manifest, write_policy
-    from ..fingerprint import SKETCH_KEY, prompt_sketch
-    from ..io import staged_dir
+    from tela_core.routing.artifact import read_manifest, write_manifest, write_policy
+    from tela_core.data.fingerprint import SKETCH_KEY, prompt_sketch
+    from tela_core.infra.io import staged_dir
 
     config = cfg.model_dump(mode="json")
     # out is missing, an empty dir, a forced replacement or an unfinished older run: replaced whole
@@ -128,9 +128,9 @@ def _train_with_backend(
     nodes: "NodeLaunch | None" = None,
 ) -> Path:
     """Write the formatted data and the run marker, train with ``backend``, write the manifest last."""
-    from ..artifact import write_manifest, write_policy
+    from tela_core.routing.artifact import write_manifest, write_policy
     from ..components import TrainJob
-    from ..fingerprint import SKETCH_KEY, prompt_sketch
+    from tela_core.data.fingerprint import SKETCH_KEY, prompt_sketch
 
     run_dir = out / RUN_SUBDIR
     run_dir.mkdir(parents=True, exist_ok=True)

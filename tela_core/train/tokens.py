@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..prompts import SCORE_TOKENS, score_token_ids
+from tela_core.data.prompts import SCORE_TOKENS, score_token_ids
 
 __all__ = ["add_score_tokens"]
 

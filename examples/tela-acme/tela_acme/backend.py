@@ -17,9 +17,9 @@ from typing import Any, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from tela_core import Backend, InputError, Scorer, Scores, TelaError, TrainJob
-from tela_core.artifact import read_manifest
-from tela_core.io import atomic_write_json
-from tela_core.records import seed_record
+from tela_core.routing.artifact import read_manifest
+from tela_core.infra.io import atomic_write_json
+from tela_core.data.records import seed_record
 
 from .logistic import fit_softmax, predict_softmax
 from .tfidf import Tfidf, load_arrays, save_arrays

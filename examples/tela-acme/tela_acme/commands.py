@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from tela_core import UnknownComponentError
-from tela_core.artifact import read_manifest, read_policy
+from tela_core.routing.artifact import read_manifest, read_policy
 
 
 def router_summary(directory: Path) -> dict[str, Any]:

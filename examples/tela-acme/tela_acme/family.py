@@ -13,9 +13,9 @@ from typing import Any, Mapping, Sequence
 from pydantic import Field
 
 from tela_core import Record, Scores, TelaError
-from tela_core.artifact import read_manifest, write_policy
-from tela_core.family import FamilyScorer, TargetOptions
-from tela_core.targets import make_targets
+from tela_core.routing.artifact import read_manifest, write_policy
+from tela_core.routing.family import FamilyScorer, TargetOptions
+from tela_core.routing.targets import make_targets
 
 from .logistic import fit_binary, predict_binary
 from .tfidf import Tfidf, load_arrays, save_arrays

@@ -15,7 +15,7 @@ from typing import Iterator, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from tela_core import InputError, Record, Source, TelaError
-from tela_core.records import seed_record
+from tela_core.data.records import seed_record
 
 _TRUE = {"true", "yes", "y", "1", "right", "correct", "pass"}
 _FALSE = {"false", "no", "n", "0", "wrong", "incorrect", "fail"}

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from tela_core import TelaError
-from tela_core.io import atomic_write_json
+from tela_core.infra.io import atomic_write_json
 
 if TYPE_CHECKING:
     import numpy as np

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tela_core.testing import OFFLINE_VARS
+from tela_core.testkit import OFFLINE_VARS
 
 
 def tela(*args: Any, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -22,9 +22,9 @@ from typing import Any, Mapping, Optional, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from tela_core import Scorer, Scores, TelaError, hookimpl
-from tela_core.artifact import read_manifest, write_manifest, write_policy
-from tela_core.io import atomic_write_json
-from tela_core.targets import resolve_pair
+from tela_core.routing.artifact import read_manifest, write_manifest, write_policy
+from tela_core.infra.io import atomic_write_json
+from tela_core.routing.targets import resolve_pair
 
 __all__ = ["KeywordScorer"]
 

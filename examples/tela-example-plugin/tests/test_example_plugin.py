@@ -8,7 +8,7 @@ import pytest
 
 from tela_core import TelaError
 from tela_core.plugins import get_registry, reset
-from tela_core.records import seed_record
+from tela_core.data.records import seed_record
 
 from tela_example_plugin import QuestionOnlyFormatter
 

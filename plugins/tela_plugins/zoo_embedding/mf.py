@@ -1,0 +1,95 @@
+"""``matrix-factorization``: RouteLLM's MF idea on cached sentence embeddings.
+
+Each model m has a learnt vector v_m; a prompt embedding e is projected to the same space by a
+learnt matrix W. The model's predicted log-odds of answering well is ``v_m · (W e) + b_m``, fitted
+to every model's outcomes at once (so N models share one projection, which is the point of the
+factorisation: what makes a prompt hard is mostly shared across models). Two-model routing reads
+w from the weak and strong models' predictions (see ``target``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+from pydantic import Field
+
+from tela_core.components import Scores
+from tela_core.infra.errors import TelaError
+from tela_core.routing.family import FamilyScorer, TargetOptions, artifact_field, read_json, train_data
+from tela_core.infra.io import atomic_write_json
+from tela_core.data.records import Record
+
+from tela_plugins.zoo_embedding.store import embed_prompts, load_npz, save_npz, w_from_model_probs
+
+__all__ = ["MatrixFactorizationScorer"]
+
+
+class MFOptions(TargetOptions):
+    dim: int = Field(64, ge=1, description="size of the shared prompt/model space")
+    epochs: int = Field(200, ge=1, description="full-batch Adam steps")
+    lr: float = Field(0.01, gt=0, description="Adam learning rate")
+    weight_decay: float = Field(1e-4, ge=0, description="L2 on all parameters")
+    seed: int = Field(0, description="torch seed for the initialisation")
+    embedding_model: Optional[str] = Field(None, description="sentence encoder (default all-MiniLM-L6-v2)")
+
+
+class MatrixFactorizationScorer(FamilyScorer):
+    """Low-rank model × prompt interaction over sentence embeddings, one logistic head per model."""
+
+    name = "matrix-factorization"
+    description = "RouteLLM-style MF: model vectors · projected prompt embedding, per-model P(correct)"
+    Options = MFOptions
+
+    def fit(self, train: Sequence[Record], output_dir: Path, config: Mapping[str, Any]) -> Path:
+        import numpy as np
+        import torch
+
+        self.merge_options(config)
+        out = self.start_fit(train, output_dir)
+        data = train_data(train, self.options.target, self.options.weak, self.options.strong)
+        if data.outcomes is None or not data.models:
+            raise TelaError("matrix-factorization needs per-model outcomes (an outcome data source)")
+        x = torch.tensor(embed_prompts([r.prompt for r in train], self.options.embedding_model), dtype=torch.float32)
+        o = torch.tensor(data.outcomes, dtype=torch.float32)
+        g = torch.Generator().manual_seed(self.options.seed)
+        d, m, k = x.shape[1], o.shape[1], self.options.dim
+        W = (torch.randn(d, k, generator=g) / d**0.5).requires_grad_()
+        V = (torch.randn(m, k, generator=g) / k**0.5).requires_grad_()
+        prior = o.mean(0).clamp(1e-3, 1 - 1e-3)
+        b = torch.log(prior / (1 - prior)).clone().requires_grad_()
+        opt = torch.optim.Adam([W, V, b], lr=self.options.lr, weight_decay=self.options.weight_decay)
+        lossf = torch.nn.BCEWithLogitsLoss()
+        for _ in range(self.options.epochs):
+            opt.zero_grad()
+            loss = lossf((x @ W) @ V.T + b, o)
+            loss.backward()
+            opt.step()
+        self._W, self._V, self._b = W.detach().numpy(), V.detach().numpy(), b.detach().numpy()
+        self.models, self._meta = data.models, data.meta
+        save_npz(out / "mf.npz", W=self._W, V=self._V, b=self._b)
+        atomic_write_json(out / "models.json", {"models": data.models, **data.meta})
+        return self.finish_fit(out, len(train), {**data.meta, "final_loss": float(loss.item())})
+
+    def load(self, artifact_dir: Path) -> None:
+        self.check_manifest(artifact_dir)
+        z = load_npz(Path(artifact_dir) / "mf.npz", expect=("W", "V", "b"))
+        self._W, self._V, self._b = z["W"], z["V"], z["b"]
+        info_path = Path(artifact_dir) / "models.json"
+        self._meta = read_json(info_path)
+        self.models = [str(m) for m in artifact_field(self._meta, info_path, "models", list)]
+
+    def predict_models(self, prompts: Sequence[str]) -> Any:
+        """(n, len(self.models)) predicted P(model answers well) per prompt."""
+        import numpy as np
+
+        x = embed_prompts(prompts, self.options.embedding_model)
+        z = (x @ self._W) @ self._V.T + self._b
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def score(self, prompts: Sequence[str]) -> Scores:
+        import numpy as np
+
+        if not len(prompts):
+            return Scores(w=np.zeros(0))
+        return Scores(w=w_from_model_probs(self.predict_models(prompts), self.models, self._meta))

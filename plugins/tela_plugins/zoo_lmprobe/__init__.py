@@ -1,0 +1,20 @@
+"""Builtin plugin: ``lm-probe``, a router family over a small causal LM's hidden states.
+
+See :mod:`tela_plugins.zoo_lmprobe.family` for the family and :mod:`tela_plugins.zoo_lmprobe.features` for the
+cached feature extraction. torch and transformers are imported only when features are computed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tela_core import hookimpl
+
+from tela_plugins.zoo_lmprobe.family import LmProbeScorer
+
+__all__ = ["LmProbeScorer"]
+
+
+@hookimpl
+def tela_register_scorers(register: Any) -> None:
+    register(LmProbeScorer)

@@ -1,0 +1,111 @@
+"""Which data source reads a file or folder: ask every registered source's ``sniff``.
+
+Used wherever a command takes ``--source`` with the default ``detect`` (``tela data ...``,
+``tela eval``). Among the sources that claim a path, the one with the highest
+``Source.detect_priority`` wins: catch-alls (``jsonl`` claims any ``.jsonl``, ``routellm-csv`` any
+``.csv``) declare a negative one and yield to a source that knows the schema. Two claims at the
+top are an error asking for ``--source``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from tela_core.components import Source
+from tela_core.infra.errors import InputError
+
+__all__ = ["detect_source", "open_source", "read_records", "DETECT"]
+
+#: the ``--source`` value that means "detect from the path"
+DETECT = "detect"
+
+
+def detect_source(path: str | Path) -> str:
+    """The name of the registered source that reads ``path``.
+
+    Raises :class:`InputError` when the path does not exist, no source claims it, or several
+    specific sources do (the message lists them and the registered sources).
+    """
+    from tela_core.plugins.discovery import get_registry
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, None, "file not found")
+    reg = get_registry()
+    claims: dict[str, int] = {}
+    for name in reg.names("source"):
+        cls = reg.get("source", name)
+        try:
+            source = cls()
+            if isinstance(source, Source) and source.sniff(p):
+                claims[name] = int(getattr(cls, "detect_priority", 0))
+        except Exception:  # a source that cannot even be built with defaults does not claim
+            continue
+    if claims:
+        top = max(claims.values())
+        best = [n for n, prio in claims.items() if prio == top]
+        if len(best) == 1:
+            return best[0]
+        raise InputError(p, None, f"several sources can read this ({', '.join(best)}); pick one with --source")
+    raise InputError(
+        p, None, f"cannot tell which source reads this; pass --source (registered: {', '.join(reg.names('source'))})"
+    )
+
+
+def open_source(path: str | Path, name: str | None = DETECT, options: Mapping[str, Any] | None = None) -> Any:
+    """A source instance for ``path``: ``name`` if given (``None``/``"detect"``: detected), with
+    ``options`` validated by its options model. Options the source does not have are dropped
+    when the source was detected (e.g. ``weak_model`` for a JSONL file), kept (and refused by
+    its model) when the user named the source."""
+    from tela_core.plugins.discovery import get_registry
+
+    reg = get_registry()
+    detected = name in (None, DETECT)
+    chosen = detect_source(path) if detected else str(name)
+    opts = {k: v for k, v in dict(options or {}).items() if v is not None}
+    if detected:
+        fields = getattr(reg.get("source", chosen).Options, "model_fields", {})
+        opts = {k: v for k, v in opts.items() if k in fields}
+    return reg.create("source", chosen, opts)
+
+
+def read_records(
+    data: Path,
+    source_name: str = DETECT,
+    weak: str | None = None,
+    strong: str | None = None,
+    protocol: str | None = None,
+    side: str = "eval",
+) -> tuple[list[Any], Any, dict[str, Any]]:
+    """Records of ``data`` read by its source (detected or named), unlabelled lines allowed, and
+    cut by ``protocol`` to its ``side`` ("eval" or "train"). Returns (records, source, info)."""
+    from tela_core.infra.errors import InputError, NoRecordsError
+    from tela_core.plugins.discovery import get_registry
+
+    reg = get_registry()
+    name = detect_source(data) if source_name in (None, DETECT) else source_name
+    fields = getattr(reg.get("source", name).Options, "model_fields", {})
+    opts: dict[str, Any] = {}
+    if "require_label" in fields:
+        opts["require_label"] = False
+    for key, value in (("weak_model", weak), ("strong_model", strong)):
+        if value is not None and (key in fields or source_name not in (None, DETECT)):
+            opts[key] = value
+    source = reg.create("source", name, opts)
+    records = list(source.records(Path(data)))
+    if not records:
+        raise NoRecordsError(data)
+    info: dict[str, Any] = {"records_read": len(records)}
+    if protocol:
+        from tela_core.data.protocols import split
+
+        train, evals = split(protocol, records)
+        info.update(train_records=len(train), eval_records=len(evals))
+        records = evals if side == "eval" else train
+        if not records:
+            raise InputError(data, None, f"protocol {protocol!r} leaves no {side} records")
+    notes = dict(source.stats)
+    if notes:
+        info["source_notes"] = notes
+    return records, source, info

@@ -1,0 +1,268 @@
+"""The Router API: one object for a trained router folder, used by every command and by apps.
+
+A router folder (``tela run`` / ``tela zoo`` output) holds ``tela.json`` (which scorer family
+reads it), the family's files and ``policy.json`` (the routing policy and the models, cheap →
+strong). :meth:`Router.load` reads all three; :meth:`Router.score` gives ``w`` = P(strong model
+needed) per prompt, :meth:`Router.route` the model each prompt goes to, and :meth:`Router.decide`
+both at once (what ``tela serve`` puts in its response headers)::
+
+    from tela_core import Router
+
+    router = Router.load("runs/knn")
+    router.route(["What is 2 + 2?", "Prove that there are infinitely many primes."])
+    # ['mistralai/Mixtral-8x7B-Instruct-v0.1', 'gpt-4-1106-preview']
+    router.route(prompts, threshold=0.3)        # RouteLLM's router-<name>-<threshold> form
+    for d in router.decide(prompts):
+        print(d.model, d.w, d.threshold)
+
+Loading never runs code from the folder: a router whose model needs its own Python code
+(``auto_map``) is refused unless the *caller* passes ``trust_remote_code=True`` (the CLI's
+``--trust-remote-code``, or ``TELA_TRUST_REMOTE_CODE=1``). What the folder says is only read.
+
+A :class:`Router` is not re-entrant: call it from one thread at a time (``tela serve`` keeps one
+worker thread per router).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from tela_core.routing.artifact import read_manifest, read_policy
+from tela_core.infra.errors import TelaError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from tela_core.components import Policy, Scorer, Scores
+
+__all__ = ["Router", "Decision", "TRUST_ENV", "PLACEHOLDER_MODELS"]
+
+#: Environment variable that stands for ``--trust-remote-code`` (for servers started by a manager).
+TRUST_ENV = "TELA_TRUST_REMOTE_CODE"
+
+#: What a router routes between when neither its policy nor its manifest names the models.
+PLACEHOLDER_MODELS = ("weak", "strong")
+
+#: Policies whose single ``threshold`` option a request may override.
+THRESHOLD_POLICIES = ("threshold", "calibrated")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One prompt's routing decision: the chosen model, its ``w`` and the threshold applied
+    (None for policies without one, e.g. ``tiers``), and the expected score 1..5 when the family
+    predicts a score distribution."""
+
+    model: str
+    w: float
+    threshold: float | None
+    expected: float | None = None
+
+
+class Router:
+    """A loaded router: its scorer, its policy and the models it routes between."""
+
+    def __init__(
+        self,
+        path: Path,
+        manifest: Mapping[str, Any],
+        scorer: "Scorer",
+        policy: "Policy",
+        policy_spec: Mapping[str, Any],
+        models: Sequence[str],
+    ) -> None:
+        self.path = Path(path)
+        self.manifest = dict(manifest)
+        self.scorer = scorer
+        self.policy = policy
+        self.policy_spec = dict(policy_spec)
+        self.models = list(models)
+
+    # -- loading ----------------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        trust_remote_code: bool = False,
+        score_batch_size: int | None = None,
+        policy: str | None = None,
+        policy_options: Mapping[str, Any] | None = None,
+    ) -> "Router":
+        """Load the router in ``path``.
+
+        :param trust_remote_code: allow a model that ships its own Python code to run it. The
+            user's choice; nothing in the folder can turn it on.
+        :param score_batch_size: prompts per scorer call, for families that batch (LM scorers).
+        :param policy: use this registered policy instead of the saved one; ``policy_options``
+            then replace the saved options (and update them when ``policy`` is None).
+        """
+        from tela_core.plugins.discovery import get_registry
+
+        d = Path(path)
+        manifest = read_manifest(d)
+        reg = get_registry()
+        scorer_name = manifest["scorer"]
+        _require_plugin(reg, "scorer", scorer_name, manifest, d)
+        raw_opts = manifest.get("scorer_options") or {}
+        if not isinstance(raw_opts, Mapping):
+            raise TelaError(f"{d / 'tela.json'}: 'scorer_options' must be an object, got {type(raw_opts).__name__}")
+        opts = dict(raw_opts)
+        scorer_cls = reg.get("scorer", scorer_name)
+        if score_batch_size is not None and "batch_size" in getattr(scorer_cls.Options, "model_fields", {}):
+            opts["batch_size"] = score_batch_size
+        try:
+            scorer = reg.create("scorer", scorer_name, opts)
+        except TelaError as e:  # options saved by another version of the family: say which router
+            raise TelaError(f"{d / 'tela.json'}: {e}") from None
+        scorer.trust_remote_code = bool(trust_remote_code)
+        try:
+            scorer.load(d)
+        except (KeyError, IndexError, TypeError, ValueError, EOFError) as e:
+            # a family whose loader indexes a damaged or foreign file: one line, not a traceback
+            said = " ".join(str(e).split()) or "unreadable"
+            raise TelaError(f"{d}: damaged router ({type(e).__name__}: {said[:200]}); train it again") from None
+        if "batch_size" in opts and getattr(scorer.options, "batch_size", None) != opts["batch_size"]:
+            # Families that re-read their saved options in load() would drop the caller's batch size.
+            scorer.options = scorer.options.model_copy(update={"batch_size": opts["batch_size"]})
+
+        spec = read_policy(d)
+        if not isinstance(spec, dict):
+            raise TelaError(f"{d / 'policy.json'}: expected a JSON object with name, options and models")
+        name = policy or spec.get("name") or "threshold"
+        if policy is not None and policy != spec.get("name"):
+            options: dict[str, Any] = dict(policy_options or {})
+        else:
+            options = {**dict(spec.get("options") or {}), **dict(policy_options or {})}
+        _require_plugin(reg, "policy", name, manifest, d)
+        policy_obj = reg.create("policy", name, options)
+        models = _models(spec, manifest, d)
+        spec = {"name": name, "options": policy_obj.options.model_dump(mode="json"), "models": models}
+        return cls(d, manifest, scorer, policy_obj, spec, models)
+
+    # -- what it is ---------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The folder's name (what ``tela serve`` calls it unless told otherwise)."""
+        return self.path.resolve().name or str(self.path)
+
+    @property
+    def threshold(self) -> float | None:
+        """The saved policy's threshold on ``w`` (``threshold``/``calibrated``), else None."""
+        value = getattr(self.policy.options, "threshold", None)
+        return float(value) if value is not None else None
+
+    def __repr__(self) -> str:
+        return f"Router({str(self.path)!r}, scorer={self.manifest['scorer']!r}, policy={self.policy_spec['name']!r})"
+
+    # -- scoring and routing ------------------------------------------------------------------------
+
+    def scores(self, prompts: Sequence[str]) -> "Scores":
+        """The scorer's full output: ``w`` and, for score families, the 1..5 distribution."""
+        prompts = _check_prompts(prompts)
+        if not prompts:
+            import numpy as np
+
+            from tela_core.components import Scores
+
+            return Scores(w=np.zeros(0))
+        return self.scorer.score(prompts)
+
+    def score(self, prompts: Sequence[str]) -> "np.ndarray":
+        """``w`` = P(strong model needed) for each prompt, in [0, 1]."""
+        import numpy as np
+
+        return np.asarray(self.scores(prompts).w, dtype=float).reshape(-1)
+
+    def route(self, prompts: Sequence[str], threshold: float | None = None) -> list[str]:
+        """The model each prompt goes to. ``threshold`` overrides the saved policy's (two-model
+        policies only): strong iff ``w >= threshold``."""
+        return [d.model for d in self.decide(prompts, threshold)]
+
+    def decide(self, prompts: Sequence[str], threshold: float | None = None) -> list[Decision]:
+        """Score and route ``prompts``; each :class:`Decision` says which model, ``w`` and why."""
+        scores = self.scores(prompts)
+        return self.decisions(scores, threshold)
+
+    def decisions(self, scores: "Scores", threshold: float | None = None) -> list[Decision]:
+        """Apply the policy (or ``threshold``) to scores already computed, e.g. by a batched call."""
+        import numpy as np
+
+        w = np.asarray(scores.w, dtype=float).reshape(-1)
+        expected = scores.expected
+        t: float | None
+        if threshold is not None:
+            t = self._check_threshold(threshold)
+            weak, strong = self.models[0], self.models[-1]
+            chosen = [strong if x >= t else weak for x in w]
+        else:
+            t = self.threshold
+            chosen = list(self.policy.choose(scores, self.models))
+        return [
+            Decision(
+                model=chosen[i],
+                w=float(w[i]),
+                threshold=t,
+                expected=float(expected[i]) if expected is not None else None,
+            )
+            for i in range(len(w))
+        ]
+
+    def _check_threshold(self, threshold: float) -> float:
+        import math
+
+        t = float(threshold)
+        if not (0.0 <= t <= 1.0) or math.isnan(t):
+            raise TelaError(f"threshold must be in [0, 1], got {threshold}")
+        if len(self.models) != 2:
+            raise TelaError(
+                f"{self.name}: a threshold routes between two models; this router's policy "
+                f"{self.policy_spec['name']!r} routes between {len(self.models)}"
+            )
+        return t
+
+
+def _check_prompts(prompts: Sequence[str]) -> list[str]:
+    if isinstance(prompts, str):
+        raise TypeError("Router methods take a sequence of prompts, not one string: wrap it in a list")
+    out = list(prompts)
+    for i, p in enumerate(out):
+        if not isinstance(p, str):
+            raise TelaError(f"prompt {i} is a {type(p).__name__}, not text")
+    return out
+
+
+def _models(spec: Mapping[str, Any], manifest: Mapping[str, Any], d: Path) -> list[str]:
+    """The models, cheap → strong: the policy's, unless those are the placeholders and the
+    manifest knows the data's pair."""
+    models = spec.get("models")
+    if models is not None and not (
+        isinstance(models, list) and len(models) >= 2 and all(isinstance(m, str) and m for m in models)
+    ):
+        raise TelaError(f"{d / 'policy.json'}: 'models' must be a list of at least two model names")
+    pair = [manifest.get("weak"), manifest.get("strong")]
+    if (not models or tuple(models) == PLACEHOLDER_MODELS) and all(isinstance(m, str) and m for m in pair):
+        return [str(m) for m in pair]
+    return list(models or PLACEHOLDER_MODELS)
+
+
+def _require_plugin(reg: Any, kind: str, name: str, manifest: Mapping[str, Any], d: Path) -> None:
+    """A clear error when the plugin that provides ``name`` is not installed: besides the
+    registered names, say which distributions (and versions) the router was made with, from its
+    manifest, that are not installed here."""
+    from tela_core.infra.errors import UnknownComponentError
+
+    try:
+        reg.entry(kind, name)
+    except UnknownComponentError as e:
+        installed = {i.dist for i in reg.plugins.values() if i.dist}
+        recorded = manifest.get("plugins")
+        made_with: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
+        missing = [f"{k} {v}" for k, v in sorted(made_with.items()) if k != "tela" and k not in installed]
+        hint = (f"; this router was made with {', '.join(missing)} (from its manifest), which is not installed here"
+                if missing else "")
+        raise TelaError(f"{d}: {e}{hint}") from None

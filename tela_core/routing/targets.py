@@ -1,0 +1,132 @@
+"""Training targets shared by the zoo's families: what "the strong model is needed" means.
+
+A family learns w = P(strong model needed) from records. Outcome records carry per-model quality
+(``Record.outcomes``); seed records carry a 1..5 judge label (``Record.label``). The ``target``
+option picks the reading:
+
+- ``weak-wrong`` (default): 1 when the weak model's outcome is below 0.5. RouteLLM's binary label.
+- ``gain``: strong outcome − weak outcome in [−1, 1], mapped to [0, 1] as (gain + 1) / 2. It is the
+  oracle's own ordering: prompts where only the weak model is right are pushed *down*, and prompts
+  that both models fail (strong buys nothing) sit in the middle.
+- ``label``: 1 when the judge label is 1..3 (the weak answer is not good enough), the seed's
+  reading w = 1 − P([[4]]) − P([[5]]).
+
+The weak and strong models follow :func:`resolve_pair`, the one rule every command and family uses.
+This module is part of the family SDK: a third-party family calls :func:`make_targets` too.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
+
+from tela_core.infra.errors import TelaError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from tela_core.data.records import Record
+
+__all__ = ["Target", "TARGETS", "resolve_pair", "make_targets", "model_names", "outcome_matrix"]
+
+Target = Literal["weak-wrong", "gain", "label"]
+TARGETS: tuple[str, ...] = ("weak-wrong", "gain", "label")
+
+
+def model_names(records: Sequence["Record"]) -> list[str]:
+    """Models present in every record's outcomes, in first-seen order."""
+    names: list[str] | None = None
+    for r in records:
+        if not r.outcomes:
+            continue
+        if names is None:
+            names = list(r.outcomes)
+        else:
+            names = [n for n in names if n in r.outcomes]
+    return names or []
+
+
+def outcome_matrix(records: Sequence["Record"], models: Sequence[str]) -> "np.ndarray":
+    """(n, m) float array of outcomes; a clear error naming the first record without them."""
+    import numpy as np
+
+    out = np.zeros((len(records), len(models)), dtype=np.float64)
+    for i, r in enumerate(records):
+        if not r.outcomes:
+            raise TelaError(f"record {r.id or i}: no outcomes; this target needs outcome data (e.g. the routellm-csv source)")
+        for j, m in enumerate(models):
+            if m not in r.outcomes:
+                raise TelaError(f"record {r.id or i}: no outcome for model {m!r}; it has {sorted(r.outcomes)}")
+            out[i, j] = float(r.outcomes[m])
+    return out
+
+
+def resolve_pair(
+    records: Sequence["Record"],
+    weak: str | None = None,
+    strong: str | None = None,
+    source: Any = None,
+) -> tuple[str, str]:
+    """The (weak, strong) models a two-model router chooses between; the one rule that `tela run`,
+    `tela eval`, `tela zoo` and every family follow.
+
+    The names given win; else the source's own pair (its ``weak_model``/``strong_model`` options,
+    e.g. RouteLLM's Mixtral/GPT-4); else, with exactly two models in the outcomes, the one with the
+    lower mean outcome is weak. Equal means, more than two models, or a name that is not in the
+    outcomes are errors that say how to name the pair.
+    """
+    names = model_names(records)
+    opts = getattr(source, "options", None)
+    weak = weak or getattr(opts, "weak_model", None)
+    strong = strong or getattr(opts, "strong_model", None)
+    if not names:
+        raise TelaError("the data has no per-model outcomes; routing quality needs outcome data (e.g. RouteLLM CSVs)")
+    for role, m in (("weak", weak), ("strong", strong)):
+        if m and m not in names:
+            raise TelaError(f"{role} model {m!r} is not in the outcomes; models: {', '.join(names)} (--{role}-model)")
+    if not (weak and strong):
+        if len(names) != 2:
+            raise TelaError(
+                f"cannot tell weak from strong among {len(names)} models ({', '.join(names)}); "
+                "pass --weak-model and --strong-model (family options weak=... and strong=...)"
+            )
+        if weak or strong:
+            weak, strong = (weak, next(n for n in names if n != weak)) if weak else (next(n for n in names if n != strong), strong)
+        else:
+            mean = outcome_matrix(records, names).mean(axis=0)
+            if mean[0] == mean[1]:
+                raise TelaError(
+                    f"{names[0]} and {names[1]} have the same mean outcome ({mean[0]:.4f}); say which is weak: "
+                    "pass --weak-model and --strong-model (family options weak=... and strong=...)"
+                )
+            weak, strong = (names[0], names[1]) if mean[0] < mean[1] else (names[1], names[0])
+    if weak == strong:
+        raise TelaError(f"weak and strong model are both {weak!r}")
+    return weak, strong  # type: ignore[return-value]
+
+
+def make_targets(records: Sequence["Record"], target: str, weak: str | None = None, strong: str | None = None) -> tuple["np.ndarray", dict[str, Any]]:
+    """Per-record training target in [0, 1] and the facts to store in the manifest."""
+    import numpy as np
+
+    if target not in TARGETS:
+        raise TelaError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+    if not records:
+        raise TelaError("no training records")
+    if target == "label":
+        missing = [i for i, r in enumerate(records) if r.label is None]
+        if missing:
+            raise TelaError(f"record {records[missing[0]].id or missing[0]}: target 'label' needs a 1..5 label")
+        y = np.array([1.0 if (r.label or 5) <= 3 else 0.0 for r in records])
+        return y, {"target": target}
+    w_name, s_name = resolve_pair(records, weak, strong)
+    o = outcome_matrix(records, [w_name, s_name])
+    if target == "weak-wrong":
+        y = (o[:, 0] < 0.5).astype(np.float64)
+    else:
+        y = (o[:, 1] - o[:, 0] + 1.0) / 2.0
+    return y, {"target": target, "weak": w_name, "strong": s_name}
+
+
+def option_fields(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The target-related options, for the manifest."""
+    return {k: options.get(k) for k in ("target", "weak", "strong")}
