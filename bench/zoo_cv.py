@@ -48,7 +48,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="", help="run configurations whose label contains this text")
     args = ap.parse_args()
-    from tela_core import metrics
+    from tela_core.eval import metrics
     from tela_core.plugins.discovery import get_registry
     from tela_core.data.protocols import split
 

@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--png", type=Path, default=None, help="write the curves here")
     args = ap.parse_args()
-    from tela_core import metrics
+    from tela_core.eval import metrics
     from tela_core.plugins.discovery import get_registry
     from tela_core.data.protocols import split
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tela_core import components, errors, hookspecs
+from tela_core import components, hookspecs
+from tela_core.infra import errors
 from tela_core.plugins.discovery import get_registry, reset
 from tela_core.testkit.helpers import registered_plugin
 
@@ -86,13 +87,14 @@ def test_component_methods_are_documented(plugins_md):
     annotated instance attribute such as ``Source.stats``) is in docs/plugins.md."""
     assert "stats" in vars(components.Source).get("__annotations__", {})  # annotations are covered too
     for cls in (components.Source, components.Formatter, components.Backend, components.Scorer, components.Policy,
-                components.Upstream):
+                components.Upstream, components.Judge):
         declared = list(vars(cls)) + list(vars(cls).get("__annotations__", {}))
         public = [n for n in dict.fromkeys(declared) if not n.startswith("_") and n != "kind"]
         assert public, cls
         for member in public:
             assert f"`{cls.__name__}.{member}" in plugins_md, f"document {cls.__name__}.{member}"
-    for name in ("name", "description", "Options", "NoOptions", "TrainJob", "Scores", "Formatted", "Record"):
+    for name in ("name", "description", "Options", "NoOptions", "TrainJob", "Scores", "Formatted", "Record",
+                 "JudgeItem", "JudgeRequest", "Verdict"):
         assert f"`{name}" in plugins_md, name
 
 

@@ -97,3 +97,20 @@ def test_the_import_reader_sees_relative_and_absolute_imports(tmp_path: Path) ->
     f = CORE / "cli" / "eval_cmd.py"
     mods = {m for _, m in imports(f)}
     assert "tela_core.data.detect" in mods and "tela_core.cli.options" in mods
+
+
+def test_core_root_holds_only_the_contract_and_folders() -> None:
+    """tela_core reads as a map: the root keeps the plugin contract; everything else is in a folder
+    named for its concern (issue 20). A new module goes into a folder, not the root."""
+    root_modules = sorted(p.name for p in CORE.glob("*.py"))
+    assert root_modules == ["__init__.py", "components.py", "hookspecs.py"], root_modules
+    for d in CORE.iterdir():
+        if d.is_dir() and (d / "__init__.py").exists():
+            init = (d / "__init__.py").read_text(encoding="utf-8")
+            assert init.lstrip().startswith('"""'), f"{d.relative_to(ROOT)}/__init__.py: say what lives there"
+
+
+def test_builtins_install_as_one_top_level_package() -> None:
+    """site-packages gets tela_core and tela_plugins, not one top-level package per builtin."""
+    tops = sorted(p.name for p in PLUGINS.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    assert tops == ["tela_plugins"], tops

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tela_core import models
+from tela_core.models import resolve as models
 from tela_core.infra.errors import TelaError
 
 

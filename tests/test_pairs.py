@@ -7,7 +7,7 @@ import pytest
 
 from tela_core import Record, TelaError
 from tela_core import eval as ev
-from tela_core import targets
+from tela_core.routing import targets
 
 A, B, C = "model-a", "model-b", "model-c"
 

@@ -178,7 +178,7 @@ def test_linear_probe_sdk_fits_any_features(tmp_path, register_plugin):
 
 
 def test_embedding_cache_reuses_vectors(tmp_path):
-    from tela_core import embeddings
+    from tela_core.models import embeddings
 
     a = embeddings.embed(["alpha question", "beta question"])
     shards = list((tmp_path / "cache" / "embeddings").rglob("shard-*.npz"))
@@ -236,7 +236,7 @@ def test_encoder_classifier_under_deepspeed(tmp_path):
 
 def test_vector_cache_keeps_finished_chunks_of_a_killed_run(tmp_path):
     """A run killed part-way keeps every finished chunk; the rerun computes only the rest."""
-    from tela_core import embeddings
+    from tela_core.models import embeddings
 
     texts = [f"prompt number {i}" + "x" * i for i in range(10)]
     folder = tmp_path / "vectors"
@@ -275,7 +275,7 @@ def test_a_few_texts_do_not_wait_behind_a_long_cache_writer(tmp_path):
     import sys
     import time
 
-    from tela_core import embeddings
+    from tela_core.models import embeddings
 
     folder = tmp_path / "cache" / "m"
     folder.mkdir(parents=True)

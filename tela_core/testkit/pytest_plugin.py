@@ -49,7 +49,7 @@ def tela_offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for var, value in OFFLINE_VARS.items():
         monkeypatch.setenv(var, value)
     yield
-    from tela_core import embeddings
+    from tela_core.models import embeddings
 
     embeddings.use_shard_cache(True)  # an in-process `tela serve` turns it off for its process
 
