@@ -19,6 +19,9 @@ from .components import (
     Component,
     Formatted,
     Formatter,
+    Judge,
+    JudgeItem,
+    JudgeRequest,
     NoOptions,
     Policy,
     Scorer,
@@ -27,9 +30,18 @@ from .components import (
     TrainJob,
     Upstream,
     UpstreamReply,
+    Verdict,
 )
 from tela_core.infra.deprecation import MOVED_MODULES, TelaDeprecationWarning, install_module_aliases, package_getattr
-from tela_core.infra.errors import DuplicateComponentError, InputError, PluginLoadError, TelaError, UnknownComponentError, UpstreamError
+from tela_core.infra.errors import (
+    DuplicateComponentError,
+    InputError,
+    JudgeOutputError,
+    PluginLoadError,
+    TelaError,
+    UnknownComponentError,
+    UpstreamError,
+)
 from tela_core.routing.family import FamilyScorer, TargetOptions
 from tela_core.plugins.discovery import add_plugin, get_registry, hookimpl, remove_plugin
 from tela_core.data.records import Message, Record
@@ -63,6 +75,11 @@ __all__ = [
     "Upstream",
     "UpstreamReply",
     "UpstreamError",
+    "Judge",
+    "JudgeItem",
+    "JudgeRequest",
+    "Verdict",
+    "JudgeOutputError",
     "Record",
     "Message",
     "Router",

@@ -35,10 +35,15 @@ __all__ = [
     "Policy",
     "UpstreamReply",
     "Upstream",
+    "JudgeItem",
+    "JudgeRequest",
+    "Verdict",
+    "Judge",
+    "message_text",
 ]
 
 #: The component kinds, in the order ``tela plugins list`` shows them.
-KINDS: tuple[str, ...] = ("source", "formatter", "backend", "scorer", "policy", "upstream")
+KINDS: tuple[str, ...] = ("source", "formatter", "backend", "scorer", "policy", "upstream", "judge")
 
 
 class NoOptions(BaseModel):
@@ -281,3 +286,96 @@ class Upstream(Component):
     async def aclose(self) -> None:
         """Close connections when the server stops."""
         return None
+
+
+# ------------------------------------------------------------------------------------------------
+# Judging
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class JudgeItem:
+    """One prompt to judge: the chat the models were sent and each model's answer to it.
+
+    ``messages`` are OpenAI-shaped chat messages, the prompt being the last user turn; ``answers``
+    maps a model name to that model's answer text. ``weak`` and ``strong`` name the pair's cheap and
+    strong models when known (the label is about the weak model's answer); ``reference`` is a
+    reference answer when the data has one (what reference graders compare against).
+    """
+
+    id: str
+    messages: list[dict[str, Any]]
+    answers: dict[str, str]
+    weak: str | None = None
+    strong: str | None = None
+    reference: str | None = None
+
+    @property
+    def prompt(self) -> str:
+        """The last user turn's text (content parts joined), or "" if there is none."""
+        for message in reversed(self.messages):
+            if message.get("role") == "user":
+                return message_text(message.get("content"))
+        return ""
+
+
+def message_text(content: Any) -> str:
+    """A chat message's ``content`` as text: a string as is, OpenAI content parts' text joined."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping) and p.get("type") == "text")
+    return str(content)
+
+
+@dataclass
+class JudgeRequest:
+    """One call to the judge model: chat ``messages`` (OpenAI shape), and a cap on the reply's tokens."""
+
+    messages: list[dict[str, Any]]
+    max_tokens: int | None = None
+
+
+@dataclass
+class Verdict:
+    """What a judge concludes about one item.
+
+    ``label`` is the seed's 1..5 score of the weak model's answer (``[[k]]`` in the records), or
+    None when the judge gives none (e.g. the weak model is not known). ``outcomes`` maps a model to
+    the quality of its answer in [0, 1]: correctness 0/1 for reference graders, 1/0/0.5 (win, loss,
+    tie) for pairwise, (k - 1) / 4 for a 1..5 score. ``detail`` keeps what the judge said and what was
+    read from it (raw replies, parsed scores, extracted answers), JSON-serialisable, for the record.
+    """
+
+    label: int | None
+    outcomes: dict[str, float]
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Judge(Component):
+    """Decides how good each model's answer to a prompt is, from a judge model's replies or by rule.
+
+    A judge is pure: :meth:`requests` builds the calls to the judge model, :meth:`verdict` reads
+    the replies. ``tela judge`` sends the requests (bounded concurrency, retries, budget, resume),
+    so a judge never touches the network. A reply that cannot be read raises
+    :class:`tela_core.infra.errors.JudgeOutputError`: the call is retried, then recorded as an error,
+    never guessed.
+    """
+
+    kind = "judge"
+    #: True when the judge calls a judge model (``tela judge`` then needs an upstream for it).
+    needs_upstream: ClassVar[bool] = True
+    #: True when the judge needs each item's reference answer (``tela judge`` refuses data without).
+    needs_reference: ClassVar[bool] = False
+
+    def requests(self, item: JudgeItem) -> list[JudgeRequest]:
+        """The judge-model calls ``item`` needs, in order; ``[]`` when it needs none."""
+        raise NotImplementedError
+
+    def verdict(self, item: JudgeItem, replies: list[str]) -> Verdict:
+        """The verdict on ``item`` from ``replies`` (``replies[i]`` answers ``requests(item)[i]``).
+
+        Raise :class:`tela_core.infra.errors.JudgeOutputError` when a reply cannot be read."""
+        raise NotImplementedError

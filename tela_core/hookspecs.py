@@ -114,6 +114,25 @@ def tela_register_upstreams(register: Register) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
+# Judging
+# ------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def tela_register_judges(register: Register) -> None:
+    """Register judges (:class:`tela_core.components.Judge` subclasses) for ``tela judge``.
+
+    A judge decides how good each model's answer to a prompt is: it builds the requests to a judge
+    model and reads the replies (``llm-judge``, ``pairwise``), or grades by rule against a reference
+    answer (``reference``), and returns a :class:`tela_core.components.Verdict`: the 1..5 label of
+    the weak model's answer and per-model outcomes. Judges are pure; ``tela judge`` makes the calls.
+
+    :param register: call ``register(JudgeClass)`` once per judge.
+    :since: 0.2
+    """
+
+
+# ------------------------------------------------------------------------------------------------
 # Command line
 # ------------------------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ __all__ = [
     "DuplicateComponentError",
     "PluginLoadError",
     "UpstreamError",
+    "JudgeOutputError",
 ]
 
 
@@ -101,4 +102,17 @@ class UpstreamError(Exception):
     def __init__(self, message: str, reason: str = "error", status: int | None = None) -> None:
         self.reason = reason
         self.status = status
+        super().__init__(message)
+
+
+class JudgeOutputError(TelaError):
+    """A judge model's reply that cannot be read as a verdict: no ``[[k]]``, two different ones, a
+    value off the scale. ``tela judge`` asks again, then records the item as an error; a label is
+    never guessed. ``reply`` is the judge's text; ``index`` which of the item's judge requests it
+    answered (set by the judge when it knows), so only that call needs asking again.
+    """
+
+    def __init__(self, message: str, reply: str | None = None, index: int | None = None) -> None:
+        self.reply = reply
+        self.index = index
         super().__init__(message)

@@ -25,6 +25,7 @@ HOOK_KINDS: dict[str, str] = {
     "tela_register_scorers": "scorer",
     "tela_register_policies": "policy",
     "tela_register_upstreams": "upstream",
+    "tela_register_judges": "judge",
 }
 
 
