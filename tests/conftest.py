@@ -11,6 +11,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# tests/frozen/ holds copies of third-party plugin packages written for older tela releases; their
+# tests run against the package installed (tests/test_frozen_plugin.py), never collected from here.
+collect_ignore = ["frozen"]
+
 # The team's development machines keep the public datasets beside the checkout; elsewhere the
 # tests that need them find what `tela data get` fetched, or skip saying so.
 if (REPO.parent / "shared" / "data").is_dir():
