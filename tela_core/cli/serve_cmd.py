@@ -32,7 +32,12 @@ def register(cli: click.Group) -> None:
 @click.option("--max-batch", default=None, type=click.IntRange(min=1), help="Most prompts per scorer call (default 32).")
 @score_batch_option(old_spelling=False)
 @click.option("--decision-log", default=None, type=click.Path(path_type=Path), help="Append one JSON line per request to this file.")
-@click.option("--log-prompts", is_flag=True, default=None, help="Write the routed text into the decision log too.")
+@click.option("--log-prompts", is_flag=True, default=None, help="Write the routed text into the decision log, and the messages and answers into the shadow log.")
+@click.option("--shadow", default=None, type=click.FloatRange(0, 1), metavar="RATE",
+              help="Shadow mode: send this share of routed requests, after the user's answer, to the models not chosen too, and log both answers (needs --shadow-log).")
+@click.option("--shadow-log", default=None, type=click.Path(path_type=Path), help="Append one JSON line per shadowed request to this file.")
+@click.option("--shadow-queue", default=None, type=click.IntRange(min=1), help="Most shadowed requests waiting for their shadow calls; more are dropped and counted (default 1000).")
+@click.option("--admin-token-env", default=None, metavar="VAR", help="Environment variable holding the bearer token for POST /admin/reload (off without it).")
 @click.option("--max-body-bytes", default=None, type=click.IntRange(min=1024), help="Refuse larger request bodies with 413 (default 8 MiB).")
 @click.option("--routing", default=None, type=click.Choice(["last-user", "conversation"]),
               help="Route on the last user turn (default) or the whole conversation.")
@@ -52,15 +57,17 @@ def serve(config_file: Path | None, routers: tuple[str, ...], weak: str | None, 
       tela serve --router runs/knn --weak http://127.0.0.1:8001/v1#small --strong http://127.0.0.1:8002/v1#big
       tela serve --config serve.yaml --workers 4 --host 0.0.0.0
     \b
-    Endpoints: POST /v1/chat/completions, GET /v1/models, /health, /ready, /metrics.
-    See docs/deployment.md for the config file, metrics and the decision log.
+    Endpoints: POST /v1/chat/completions, GET /v1/models, /health, /ready, /metrics,
+    POST /admin/reload. SIGHUP reloads the routers from their folders.
+    See docs/deployment.md for the config file, metrics, the decision and shadow logs.
     """
     from ..serve.config import build_config
     from ..serve.runner import check_serve_extra, serve as run_server
 
     overrides = {k: v for k, v in flags.items() if v is not None}
-    if "decision_log" in overrides:
-        overrides["decision_log"] = str(overrides["decision_log"])
+    for key in ("decision_log", "shadow_log"):
+        if key in overrides:
+            overrides[key] = str(overrides[key])
     if no_fallback:
         overrides["fallback"] = False
     config = build_config(config_file, routers=routers, weak=weak, strong=strong, overrides=overrides)

@@ -11,6 +11,8 @@ Endpoints:
 - ``GET /health``: the process is alive. ``GET /ready``: every router is loaded and its scoring
   thread running (503 otherwise).
 - ``GET /metrics``: Prometheus text (:mod:`tela_core.serve.metrics`).
+- ``POST /admin/reload``: load the routers again from their folders (:mod:`.reload`); needs the
+  admin token (``admin_token_env``); ``?router=NAME`` reloads one.
 
 Errors use OpenAI's envelope ``{"error": {"message", "type", "param", "code"}}``: 400 (bad JSON, no
 user turn, unknown model, threshold outside [0, 1]), 401 (no valid key, when keys are set), 413
@@ -28,48 +30,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import Any, AsyncIterator
 
 from .chat import RequestError
 from .config import ServeConfig
-from .proxy import ChatHandler, check_auth
+from .proxy import ChatHandler
 from .responses import RawResponse, error_response, json_response, raw_headers
 from .routers import ServedRouter, load_routers
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..components import Upstream
-    from .config import UpstreamConfig
-    from .decisions import DecisionLog
-    from .metrics import ServeMetrics
+from .server import Server, check_admin, check_auth, make_upstreams
 
 __all__ = ["Server", "create_app", "create_app_from_env", "load_routers"]
 
 log = logging.getLogger("tela.serve")
-
-
-@dataclass
-class Server:
-    """The routers, upstream clients, metrics and decision log of one server process."""
-
-    config: ServeConfig
-    upstreams: dict[str, tuple["UpstreamConfig", "Upstream"]]
-    metrics: "ServeMetrics"
-    decision_log: "DecisionLog | None"
-    keys: list[bytes]
-    routers: dict[str, ServedRouter] = field(default_factory=dict)
-    ready: bool = False
-
-    @property
-    def router_names(self) -> list[str]:
-        return list(self.config.routers)
-
-
-def _make_upstreams(config: ServeConfig) -> dict[str, tuple["UpstreamConfig", "Upstream"]]:
-    from tela_core.plugins.discovery import get_registry
-
-    reg = get_registry()
-    return {name: (uc, reg.create("upstream", uc.type, uc.client_options())) for name, uc in config.upstreams.items()}
 
 
 def create_app(config: ServeConfig, routers: dict[str, ServedRouter] | None = None) -> Any:
@@ -83,15 +55,25 @@ def create_app(config: ServeConfig, routers: dict[str, ServedRouter] | None = No
 
     from .decisions import DecisionLog
     from .metrics import ServeMetrics
+    from .reload import Reloader
+    from .shadow import Shadow
 
     metrics = ServeMetrics()
+    admin_token = config.admin_token()
     server = Server(
         config=config,
-        upstreams=_make_upstreams(config),
+        upstreams=make_upstreams(config),
         metrics=metrics,
         decision_log=DecisionLog(config.decision_log, config.log_prompts) if config.decision_log else None,
         keys=[k.encode() for k in config.client_keys()],
+        admin_token=admin_token.encode() if admin_token else None,
     )
+    if config.shadow_log and any(config.shadow_rate(n) > 0 for n in config.routers):
+        server.shadow = Shadow(
+            config.shadow_log, server.upstreams, metrics, queue_size=config.shadow_queue, workers=config.shadow_workers,
+            log_prompts=config.log_prompts,
+        )
+    reloader = Reloader(server)
     if routers is not None:
         server.routers = routers
         for r in routers.values():  # batch sizes land in this app's metrics
@@ -104,9 +86,17 @@ def create_app(config: ServeConfig, routers: dict[str, ServedRouter] | None = No
             server.routers = await asyncio.to_thread(load_routers, server.config, server.metrics)
             server.ready = True
             log.info("routers loaded: %s", ", ".join(server.routers) or "(none)")
+        if server.shadow is not None:
+            server.shadow.start()
+        sighup = reloader.install_sighup()
         try:
             yield
         finally:
+            if sighup:
+                reloader.remove_sighup()
+            await reloader.aclose()
+            if server.shadow is not None:  # before the upstream clients close: queued shadow calls finish
+                await server.shadow.close(timeout=5.0)
             for _cfg, up in server.upstreams.values():
                 try:
                     await up.aclose()
@@ -142,6 +132,18 @@ def create_app(config: ServeConfig, routers: dict[str, ServedRouter] | None = No
         ok = server.ready and all(loaded.values())
         return json_response(200 if ok else 503, {"ready": ok, "routers": loaded})
 
+    async def admin_reload(request: Any) -> Any:
+        denied = check_admin(server, request)
+        if denied is not None:
+            return denied
+        names = request.query_params.getlist("router") or None
+        unknown = [n for n in names or [] if n not in config.routers]
+        if unknown:
+            known = ", ".join(config.routers) or "(none)"
+            return error_response(RequestError(400, f"no router named {', '.join(map(repr, unknown))}; routers: {known}", param="router", code="unknown_router"))
+        status, body = await reloader.admin(names)
+        return json_response(status, body)
+
     async def metrics_endpoint(request: Any) -> Any:
         body, ctype = metrics.exposition()
         return RawResponse(200, body, raw_headers(content_type=ctype))
@@ -163,6 +165,7 @@ def create_app(config: ServeConfig, routers: dict[str, ServedRouter] | None = No
             Route("/health", health, methods=["GET"]),
             Route("/ready", ready, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route("/admin/reload", admin_reload, methods=["POST"]),
         ],
         exception_handlers={404: not_found, 405: not_found, Exception: internal},
         lifespan=lifespan,

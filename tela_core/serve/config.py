@@ -27,6 +27,15 @@ from typing import Any, Literal, Mapping, Optional, Sequence
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tela_core.infra.errors import TelaError
+from tela_core.upstreams.config import (  # shared with tela collect / tela judge; re-exported here
+    ConfigError,
+    UpstreamConfig,
+    check_upstream,
+    one_line as _one_line,
+    parse_upstream_flag,
+    read_config_file,
+    validation_message as _validation_message,
+)
 
 __all__ = [
     "ConfigError",
@@ -44,10 +53,6 @@ __all__ = [
 ENV_VAR = "TELA_SERVE_CONFIG"
 
 
-class ConfigError(TelaError):
-    """A bad setting, named by file (or flag) and key."""
-
-
 class RouterConfig(BaseModel):
     """One router the server loads (``routers.NAME``)."""
 
@@ -60,27 +65,9 @@ class RouterConfig(BaseModel):
     router's own model names, which must then be upstream names."""
     score_batch_size: Optional[int] = Field(None, ge=1)
     """Prompts per scorer forward pass, for families that batch (LM scorers)."""
-
-
-class UpstreamConfig(BaseModel):
-    """One upstream model endpoint (``upstreams.NAME``). Keys tela does not know go to the
-    upstream client's options (``tela plugins show upstream openai``: ``base_url``,
-    ``api_key_env``, ``timeout``, ...)."""
-
-    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
-
-    type: str = "openai"
-    """The upstream client plugin (``tela plugins list --kind upstream``)."""
-    model: Optional[str] = None
-    """The model id sent to the upstream. Default: the upstream's name."""
-    price_input: float = Field(0.0, ge=0)
-    """Dollars per million input (prompt) tokens, for the estimated-cost metric."""
-    price_output: float = Field(0.0, ge=0)
-    """Dollars per million output (completion) tokens."""
-
-    def client_options(self) -> dict[str, Any]:
-        """The keys meant for the upstream client plugin."""
-        return dict(self.model_extra or {})
+    shadow: Optional[float] = Field(None, ge=0, le=1)
+    """Shadow mode: the share of this router's requests also sent, after the user's answer, to the
+    models routing did not choose (0 to 1). Default: the top-level ``shadow``."""
 
 
 class ServeConfig(BaseModel):
@@ -124,7 +111,20 @@ class ServeConfig(BaseModel):
     decision_log: Optional[str] = None
     """JSONL file with one line per request (appended)."""
     log_prompts: bool = False
-    """Write the routed text into the decision log (off: scores and models only)."""
+    """Write the routed text into the decision log, and the messages and answers into the shadow
+    log (off: scores, models, token counts and latencies only)."""
+    shadow: float = Field(0.0, ge=0, le=1)
+    """Shadow mode for every router without its own ``shadow``: the share of routed requests also
+    sent, after the user's answer, to the models routing did not choose."""
+    shadow_log: Optional[str] = None
+    """JSONL file that shadow mode appends one line per shadowed request to (needed with shadow)."""
+    shadow_queue: int = Field(1000, ge=1)
+    """Most shadowed requests waiting for their shadow calls; more are dropped (and counted)."""
+    shadow_workers: int = Field(4, ge=1, le=256)
+    """Shadowed requests whose shadow calls run at once, per server process."""
+    admin_token_env: Optional[str] = None
+    """Environment variable holding the bearer token of the admin endpoints (``POST
+    /admin/reload``). Unset: the admin endpoints answer 403."""
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     """Larger request bodies are refused with 413."""
     trust_remote_code: bool = False
@@ -153,6 +153,20 @@ class ServeConfig(BaseModel):
             out += [k.strip() for k in raw.split(",") if k.strip()]
         return out
 
+    def shadow_rate(self, router: str) -> float:
+        """The share of ``router``'s requests shadow mode samples."""
+        own = self.routers[router].shadow if router in self.routers else None
+        return self.shadow if own is None else own
+
+    def admin_token(self) -> str | None:
+        """The admin bearer token (from ``$admin_token_env``), or None when the admin endpoints are off."""
+        if not self.admin_token_env:
+            return None
+        raw = (os.environ.get(self.admin_token_env) or "").strip()
+        if not raw:
+            raise ConfigError(f"{self.source}: admin_token_env: environment variable {self.admin_token_env} is not set (or empty)")
+        return raw
+
     def to_env(self) -> str:
         return self.model_dump_json()
 
@@ -167,59 +181,6 @@ class ServeConfig(BaseModel):
 # ------------------------------------------------------------------------------------------------
 # Reading
 # ------------------------------------------------------------------------------------------------
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
-def _validation_message(where: str, e: ValidationError) -> str:
-    err = e.errors()[0]
-    loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-    more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-    return f"{where}: {loc}: {_one_line(err['msg'])}{more}"
-
-
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The raw mapping in a YAML (``.yaml``/``.yml``/other) or TOML (``.toml``) file, with
-    router paths made absolute relative to the file's folder."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
-    try:
-        text = p.read_text(encoding="utf-8")
-        if p.suffix.lower() == ".toml":
-            import tomllib
-
-            data = tomllib.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-    except Exception as e:  # parse errors carry the line in their message
-        kind = "TOML" if p.suffix.lower() == ".toml" else "YAML"
-        raise ConfigError(f"{p}: not valid {kind}: {_one_line(e)}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping of settings at the top level")
-    data = {str(k).replace("-", "_"): v for k, v in data.items()}
-    routers = data.get("routers")
-    if isinstance(routers, dict):
-        for name, r in routers.items():
-            if isinstance(r, str):
-                r = routers[name] = {"path": r}
-            if isinstance(r, dict) and isinstance(r.get("path"), str):
-                r["path"] = str((p.parent / r["path"]).resolve()) if not os.path.isabs(r["path"]) else r["path"]
-    return data
-
-
-def parse_upstream_flag(value: str, flag: str) -> tuple[str, str]:
-    """``URL#MODEL`` -> (base URL, model id)."""
-    url, sep, model = value.rpartition("#")
-    if not sep or not url or not model:
-        raise ConfigError(f"{flag}: expected URL#MODEL (e.g. http://127.0.0.1:8001/v1#mixtral-8x7b), got {value!r}")
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"{flag}: the URL must start with http:// or https://, got {url!r}")
-    return url, model
 
 
 def parse_router_flag(value: str) -> tuple[str, str]:
@@ -275,6 +236,10 @@ def build_config(
     for key, value in (overrides or {}).items():
         if value is not None and key not in ("upstream_timeout", "score_batch_size"):
             data[key] = value
+    if (overrides or {}).get("shadow") is not None and isinstance(data.get("routers"), dict):
+        for r in data["routers"].values():  # --shadow wins over the file's per-router rates
+            if isinstance(r, dict):
+                r.pop("shadow", None)
     data["source"] = where
     try:
         cfg = ServeConfig.model_validate(data)
@@ -287,21 +252,10 @@ def build_config(
 def check_config(cfg: ServeConfig, where: str = "config") -> None:
     """What the models cannot check alone: names that refer to each other, and the upstream
     client options (validated by the client plugin's own options model)."""
-    from tela_core.plugins.discovery import get_registry
-
     if not cfg.routers and not cfg.upstreams:
         raise ConfigError(f"{where}: nothing to serve: give --router DIR with --weak/--strong, or a config file with routers and upstreams")
-    reg = get_registry()
     for name, up in cfg.upstreams.items():
-        key = f"upstreams.{name}"
-        try:
-            cls = reg.get("upstream", up.type)
-        except TelaError as e:
-            raise ConfigError(f"{where}: {key}.type: {e}") from None
-        try:
-            cls.Options(**up.client_options())
-        except ValidationError as e:
-            raise ConfigError(_validation_message(f"{where}: {key}", e)) from None
+        check_upstream(name, up, where)
     for name, r in cfg.routers.items():
         for up_name in r.upstreams or []:
             if up_name not in cfg.upstreams:
@@ -314,4 +268,8 @@ def check_config(cfg: ServeConfig, where: str = "config") -> None:
     if cfg.sticky_header is not None and not cfg.sticky_header.strip():
         raise ConfigError(f"{where}: sticky_header: empty header name")
     cfg.client_keys()  # keys_env must be set
+    cfg.admin_token()  # admin_token_env must be set
+    shadowed = [n for n in cfg.routers if cfg.shadow_rate(n) > 0]
+    if shadowed and not cfg.shadow_log:
+        raise ConfigError(f"{where}: shadow: routers {', '.join(shadowed)} shadow requests, but there is no shadow_log to write them to (--shadow-log FILE)")
 

@@ -16,6 +16,13 @@ metric                                        what it counts
 ``tela_tokens_total{model,kind}``             input/output tokens the upstreams reported
 ``tela_estimated_cost_dollars_total{model}``  tokens x the upstream's configured prices
 ``tela_batch_size{router}``                   prompts per scorer call (histogram)
+``tela_shadow_requests_total{router}``        shadowed requests written to the shadow log
+``tela_shadow_dropped_total{router,reason}``  sampled requests not shadowed: ``queue_full``, or
+                                              ``shutdown`` (still queued when the server stopped)
+``tela_shadow_failed_total{router,model}``    shadow calls that failed (recorded with their error)
+``tela_shadow_estimated_cost_dollars_total``  what the shadow calls cost (tokens x prices), by model
+``tela_router_reloads_total{router,result}``  hot reloads of a router: ``ok`` or ``failed`` (the old
+                                              router kept)
 ============================================  ======================================================
 
 With ``--workers N`` the processes share one directory of metric files
@@ -62,6 +69,11 @@ class ServeMetrics:
         self.tokens = Counter("tela_tokens", "Tokens reported by upstreams", ["model", "kind"], registry=r)
         self.cost = Counter("tela_estimated_cost_dollars", "Estimated cost: tokens x configured prices", ["model"], registry=r)
         self.batch_size = Histogram("tela_batch_size", "Prompts per scorer call", ["router"], buckets=_BATCH_BUCKETS, registry=r)
+        self.shadowed = Counter("tela_shadow_requests", "Shadowed requests written to the shadow log", ["router"], registry=r)
+        self.shadow_dropped = Counter("tela_shadow_dropped", "Sampled requests not shadowed (queue full, or server stopping)", ["router", "reason"], registry=r)
+        self.shadow_failed = Counter("tela_shadow_failed", "Shadow calls that failed", ["router", "model"], registry=r)
+        self.shadow_cost = Counter("tela_shadow_estimated_cost_dollars", "Estimated cost of the shadow calls: tokens x configured prices", ["model"], registry=r)
+        self.reloads = Counter("tela_router_reloads", "Hot reloads of a router, by result (failed: the old router kept)", ["router", "result"], registry=r)
         self._recent: dict[str, collections.deque[bool]] = {}
 
     def routed_to(self, router: str, model: str, strongest: bool) -> None:

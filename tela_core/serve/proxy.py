@@ -1,10 +1,11 @@
 """``POST /v1/chat/completions``: read, authorise, route, forward to an upstream (falling back to
-the other model once), answer, and record what happened (metrics, decision log)."""
+the other model once), answer, and record what happened (metrics, decision log); a request that
+shadow mode samples is handed to it (:mod:`.shadow`) once its answer is sent."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
+import functools
 import itertools
 import json
 import logging
@@ -15,32 +16,21 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
 from .chat import RequestError, Target, parse_model, routing_text
 from .responses import EventStream, RawResponse, error_response, json_response, raw_headers, wait_disconnect
+from .server import Server, check_auth
+from .shadow import MAX_CAPTURE
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..components import UpstreamReply
+    from tela_core.components import UpstreamReply
     from tela_core.routing.router import Decision
-    from .app import Server
 
-__all__ = ["ChatHandler", "check_auth", "RETRY_STATUSES"]
+    from .routers import ServedRouter
+
+__all__ = ["ChatHandler", "RETRY_STATUSES"]
 
 log = logging.getLogger("tela.serve")
 
 #: Upstream statuses that count as the upstream failing (fallback), not as a bad request.
 RETRY_STATUSES = frozenset({401, 403, 408, 409, 425, 429}) | frozenset(range(500, 600))
-
-
-def check_auth(server: Server, request: Any) -> Any:
-    if not server.keys:
-        return None
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token:
-        given = token.strip().encode()
-        if any(hmac.compare_digest(given, k) for k in server.keys):
-            return None
-    return error_response(
-        RequestError(401, "missing or invalid API key: send 'Authorization: Bearer KEY'", type="invalid_request_error", code="invalid_api_key")
-    )
 
 
 class ChatHandler:
@@ -117,6 +107,8 @@ class ChatHandler:
             started=started, router=name, decision=decision, routing_ms=routing_s * 1000.0, sticky=sticky,
             text=text if s.decision_log is not None and s.decision_log.log_prompts else None,
         )
+        if served.shadow > 0 and s.shadow is not None and (served.shadow >= 1.0 or random.random() < served.shadow):
+            info.shadow = _Shadowed(served, body, keep_stream=s.shadow.log_prompts)
         fallback = served.upstream_of[other] if other is not None else None
         return await self._forward(request, body, stream, upstream=upstream, fallback=fallback, info=info)
 
@@ -158,7 +150,11 @@ class ChatHandler:
             usage = reply.body.get("usage") if isinstance(reply.body, dict) else None
             info.usage(usage)
             info.finish(s, name, status=reply.status, upstream_s=upstream_s)
-            return json_response(reply.status, reply.body, headers)
+            after = None
+            if info.shadow is not None and info.shadow_eligible(name, reply.status, None):
+                info.shadow.reply_body = reply.body
+                after = functools.partial(info.offer_shadow, s, upstream_s)  # once the answer is sent
+            return json_response(reply.status, reply.body, headers, after)
         info.finish(s, candidates[-1], status=502, upstream_s=None, outcome="upstream_error")
         return error_response(
             RequestError(502, f"upstream failed: {last_error}", type="upstream_error", code="upstream_error"),
@@ -176,7 +172,10 @@ class ChatHandler:
             if outcome not in (None, "disconnect"):
                 self.s.metrics.upstream_errors.labels(name, outcome).inc()
             status = 499 if outcome == "disconnect" else 200
-            info.finish(self.s, name, status=status, upstream_s=time.perf_counter() - t0, outcome=outcome)
+            upstream_s = time.perf_counter() - t0
+            info.finish(self.s, name, status=status, upstream_s=upstream_s, outcome=outcome)
+            if info.shadow is not None and info.shadow_eligible(name, status, outcome):
+                info.offer_shadow(self.s, upstream_s)  # the last byte is sent
 
         return done
 
@@ -208,8 +207,16 @@ async def _tail_usage(reply: "UpstreamReply", info: "_Info") -> AsyncIterator[by
     the client asked for ``stream_options: {include_usage: true}``)."""
     tail = b""
     assert reply.chunks is not None
+    keep = info.shadow.chunks if info.shadow is not None else None
+    kept = 0
     async for chunk in reply.chunks:
         tail = (tail + chunk)[-16384:]
+        if keep is not None:  # shadow mode's copy of the answer (log_prompts only), bounded
+            kept += len(chunk)
+            if kept <= MAX_CAPTURE:
+                keep.append(chunk)
+            elif info.shadow is not None:
+                info.shadow.truncated = True
         yield chunk
     for line in reversed(tail.split(b"\n")):
         if line.startswith(b"data:") and b'"usage"' in line:
@@ -240,10 +247,32 @@ def _next_id() -> str:
     return f"{_ID_PREFIX[0]}-{next(_IDS)}"
 
 
+def _now_iso() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+
+
+class _Shadowed:
+    """A request shadow mode sampled: what its job needs once the answer is complete."""
+
+    __slots__ = ("served", "body", "chunks", "reply_body", "truncated", "time")
+
+    def __init__(self, served: "ServedRouter", body: dict[str, Any], keep_stream: bool) -> None:
+        self.served = served
+        self.body = body
+        self.chunks: list[bytes] | None = [] if keep_stream else None
+        self.reply_body: Any = None
+        self.truncated = False
+        self.time = ""
+
+
 class _Info:
     """What one request did: for its headers, its metrics and its decision-log line."""
 
-    __slots__ = ("started", "router", "decision", "routing_ms", "sticky", "text", "model", "fallback_from", "prompt_tokens", "completion_tokens", "id", "_done")
+    __slots__ = (
+        "started", "router", "decision", "routing_ms", "sticky", "text", "model", "fallback_from", "prompt_tokens",
+        "completion_tokens", "id", "shadow", "_done",
+    )
 
     def __init__(
         self, started: float, router: str | None = None, decision: "Decision | None" = None, routing_ms: float | None = None,
@@ -260,7 +289,35 @@ class _Info:
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
         self.id = _next_id()
+        self.shadow: _Shadowed | None = None
         self._done = False
+
+    def shadow_eligible(self, upstream: str, status: int, outcome: str | None) -> bool:
+        """Whether a sampled request has a complete answer from the model routing chose."""
+        sh, d = self.shadow, self.decision
+        return (
+            sh is not None and d is not None and 200 <= status < 300 and outcome is None and self.fallback_from is None
+            and sh.served.upstream_of.get(d.model) == upstream
+        )
+
+    def offer_shadow(self, s: Server, upstream_s: float) -> None:
+        """Hand the finished request to shadow mode (never raises: the user's answer is sent)."""
+        from .shadow import ShadowJob
+
+        sh, d = self.shadow, self.decision
+        if sh is None or d is None or s.shadow is None or self.router is None:
+            return
+        try:
+            pt, ct = self.prompt_tokens, self.completion_tokens
+            usage = {k: v for k, v in (("prompt_tokens", pt), ("completion_tokens", ct)) if v is not None} or None
+            s.shadow.offer(ShadowJob(
+                request_id=self.id, time=sh.time or _now_iso(), router=self.router, w=float(d.w), threshold=d.threshold,
+                chosen=d.model, models=list(sh.served.router.models), upstream_of=dict(sh.served.upstream_of), body=sh.body,
+                latency_s=upstream_s, usage=usage, reply_body=sh.reply_body,
+                reply_chunks=sh.chunks if sh.reply_body is None else None, truncated=sh.truncated,
+            ))
+        except Exception:  # pragma: no cover - shadow mode never fails a request
+            log.exception("shadow mode: request %s not queued", self.id)
 
     def headers(self, model: str | None, fallback_from: str | None = None) -> dict[str, str]:
         h = {"x-request-id": self.id}
@@ -291,11 +348,13 @@ class _Info:
             m.upstream_seconds.labels(model).observe(upstream_s)
         ucfg = s.upstreams[model][0] if model in s.upstreams else None
         cost = m.usage(model, self.prompt_tokens, self.completion_tokens, ucfg.price_input, ucfg.price_output) if ucfg else None
+        if self.shadow is not None:
+            self.shadow.time = _now_iso()
         if s.decision_log is None:
             return
         d = self.decision
         rec: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z",
+            "time": self.shadow.time if self.shadow is not None else _now_iso(),
             "id": self.id,
             "router": self.router,
             "w": None if d is None else round(d.w, 6),
@@ -315,6 +374,8 @@ class _Info:
         }
         if self.text is not None:
             rec["prompt"] = self.text
+        if self.shadow is not None and self.shadow_eligible(model, status, outcome):
+            rec["shadow"] = True
         try:
             s.decision_log.write(rec)
         except OSError:

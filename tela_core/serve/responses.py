@@ -22,22 +22,28 @@ def raw_headers(extra: Mapping[str, str] | None = None, content_type: str = JSON
 
 
 class RawResponse:
-    """A complete response as one ASGI send (cheaper than Starlette's Response for the hot path)."""
+    """A complete response as one ASGI send (cheaper than Starlette's Response for the hot path).
+    ``after`` runs once the body is sent (or the send failed): work that must not delay the answer."""
 
-    __slots__ = ("status", "body", "headers")
+    __slots__ = ("status", "body", "headers", "after")
 
-    def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]], after: Callable[[], None] | None = None) -> None:
         self.status = status
         self.body = body
         self.headers = headers + [(b"content-length", str(len(body)).encode())]
+        self.after = after
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
-        await send({"type": "http.response.body", "body": self.body})
+        try:
+            await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+            await send({"type": "http.response.body", "body": self.body})
+        finally:
+            if self.after is not None:
+                self.after()
 
 
-def json_response(status: int, obj: Any, extra: Mapping[str, str] | None = None) -> RawResponse:
-    return RawResponse(status, json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), raw_headers(extra))
+def json_response(status: int, obj: Any, extra: Mapping[str, str] | None = None, after: Callable[[], None] | None = None) -> RawResponse:
+    return RawResponse(status, json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), raw_headers(extra), after)
 
 
 def error_response(err: RequestError, extra: Mapping[str, str] | None = None) -> RawResponse:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .batcher import Batcher
     from .metrics import ServeMetrics
 
-__all__ = ["ServedRouter", "load_routers"]
+__all__ = ["ServedRouter", "load_routers", "load_router"]
 
 log = logging.getLogger("tela.serve")
 
@@ -30,6 +30,7 @@ class ServedRouter:
     batcher: "Batcher"
     upstream_of: dict[str, str]  # router model name -> upstream name
     strongest: str
+    shadow: float = 0.0  # share of requests shadow mode samples
 
     def fallback_for(self, model: str) -> str | None:
         """The other model to try when ``model``'s upstream fails: the strongest, or, when the
@@ -42,48 +43,54 @@ class ServedRouter:
 def load_routers(config: ServeConfig, metrics: "ServeMetrics | None" = None) -> dict[str, ServedRouter]:
     """Load every configured router and start its batcher thread. Config errors (a router model
     with no upstream) name the key."""
+    return {name: load_router(config, name, metrics) for name in config.routers}
+
+
+def load_router(config: ServeConfig, name: str, metrics: "ServeMetrics | None" = None) -> ServedRouter:
+    """Load router ``name`` from its folder, as it is now, and start its batcher thread: at start,
+    and again on a hot reload (:mod:`.reload`). Raises on a router that cannot be served (a
+    damaged folder, a model count that does not match its upstreams), naming what is wrong."""
     from tela_core.routing.router import Router
+
     from .batcher import Batcher
     from .config import ConfigError
 
     _serving_mode()
-    out: dict[str, ServedRouter] = {}
-    for name, rc in config.routers.items():
-        sbs = rc.score_batch_size if rc.score_batch_size is not None else _cpu_batch_size(rc.path)
-        router = Router.load(rc.path, trust_remote_code=config.trust_remote_code, score_batch_size=sbs)
-        opts = router.scorer.options
-        if sbs is not None and getattr(opts, "batch_size", sbs) != sbs:
-            # Families that re-read their options from the manifest in load() (lm-probe) drop
-            # Router.load's score_batch_size; set it on the loaded scorer.
-            router.scorer.options = opts.model_copy(update={"batch_size": sbs})
-        models = router.models
-        if rc.upstreams is not None:
-            if len(rc.upstreams) != len(models):
-                raise ConfigError(
-                    f"{config.source}: routers.{name}.upstreams: the router routes between {len(models)} models "
-                    f"({', '.join(models)}); name {len(models)} upstreams, cheap -> strong"
-                )
-            upstream_of = dict(zip(models, rc.upstreams))
-        else:
-            missing = [m for m in models if m not in config.upstreams]
-            if missing:
-                raise ConfigError(
-                    f"{config.source}: routers.{name}.upstreams: the router routes between {', '.join(models)}, and "
-                    f"{', '.join(missing)} is not an upstream; list one upstream per model, cheap -> strong"
-                )
-            upstream_of = {m: m for m in models}
+    rc = config.routers[name]
+    sbs = rc.score_batch_size if rc.score_batch_size is not None else _cpu_batch_size(rc.path)
+    router = Router.load(rc.path, trust_remote_code=config.trust_remote_code, score_batch_size=sbs)
+    opts = router.scorer.options
+    if sbs is not None and getattr(opts, "batch_size", sbs) != sbs:
+        # Families that re-read their options from the manifest in load() (lm-probe) drop
+        # Router.load's score_batch_size; set it on the loaded scorer.
+        router.scorer.options = opts.model_copy(update={"batch_size": sbs})
+    models = router.models
+    if rc.upstreams is not None:
+        if len(rc.upstreams) != len(models):
+            raise ConfigError(
+                f"{config.source}: routers.{name}.upstreams: the router routes between {len(models)} models "
+                f"({', '.join(models)}); name {len(models)} upstreams, cheap -> strong"
+            )
+        upstream_of = dict(zip(models, rc.upstreams))
+    else:
+        missing = [m for m in models if m not in config.upstreams]
+        if missing:
+            raise ConfigError(
+                f"{config.source}: routers.{name}.upstreams: the router routes between {', '.join(models)}, and "
+                f"{', '.join(missing)} is not an upstream; list one upstream per model, cheap -> strong"
+            )
+        upstream_of = {m: m for m in models}
 
-        def on_batch(n: int, seconds: float, name: str = name) -> None:
-            if metrics is not None:
-                metrics.batch_size.labels(name).observe(n)
+    def on_batch(n: int, seconds: float, name: str = name) -> None:
+        if metrics is not None:
+            metrics.batch_size.labels(name).observe(n)
 
-        batcher = Batcher(
-            router, window=config.batch_window_ms / 1000.0, max_batch=config.max_batch, on_batch=on_batch, name=name,
-            inline_below_ms=config.inline_below_ms, length_ratio=config.length_ratio,
-        )
-        out[name] = ServedRouter(name, router, batcher, upstream_of, strongest=models[-1])
+    batcher = Batcher(
+        router, window=config.batch_window_ms / 1000.0, max_batch=config.max_batch, on_batch=on_batch, name=name,
+        inline_below_ms=config.inline_below_ms, length_ratio=config.length_ratio,
+    )
     _limit_torch_threads(config)
-    return out
+    return ServedRouter(name, router, batcher, upstream_of, strongest=models[-1], shadow=config.shadow_rate(name))
 
 
 def _cpu_batch_size(path: str) -> int | None:
