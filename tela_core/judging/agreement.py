@@ -2,9 +2,9 @@
 
 A cheap judge is worth using only if it agrees with a trusted one (a stronger judge, or a reference
 grader) well beyond chance. Raw agreement alone flatters a judge on skewed data (if 90% of answers
-are right, two judges that both say "right" blindly agree 81% of the time), so the headline number
-is Cohen's kappa, ``(p_o - p_e) / (1 - p_e)``: observed agreement corrected by the agreement the
-two judges' own label frequencies would reach by chance.
+are right, two judges that each call 90% of them right at random agree 0.9² + 0.1² = 82% of the
+time), so the headline number is Cohen's kappa, ``(p_o - p_e) / (1 - p_e)``: observed agreement
+corrected by the agreement the two judges' own label frequencies would reach by chance.
 
 - Binary or categorical values (correctness 0/1, a pairwise winner): plain kappa, every
   disagreement counts the same.
