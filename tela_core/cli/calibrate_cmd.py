@@ -9,12 +9,14 @@ router's ``calibrated`` policy (or the ``--policy`` named, which must be one tha
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from tela_core.data.detect import DETECT
-from .options import (load_router, no_cache_option, parse_policy_sets, policy_options, protocol_option, refuse_unused,
-                      router_option, score_batch_option, source_option, trust_option)
+from .options import (LAUNCH_PARAMS, launch_options, load_router, no_cache_option, parse_policy_sets, policy_options,
+                      protocol_option, refuse_unused, router_option, score_batch_option, score_launch_of, source_option,
+                      trust_option)
 
 __all__ = ["register", "calibrate"]
 
@@ -62,10 +64,11 @@ def _calibration_prompts(data: Path, source_name: str, protocol: str | None) -> 
 @no_cache_option
 @policy_options
 @trust_option
+@launch_options
 def calibrate(
     router: Path, data: Path | None, traffic: Path | None, traffic_router: str | None, strong_share: float, source_name: str,
     protocol: str | None, score_batch_size: int | None, no_cache: bool, policy_name: str | None, policy_sets: tuple[str, ...],
-    trust_remote_code: bool,
+    trust_remote_code: bool, **launch: Any,
 ) -> None:
     """Set the threshold that sends --strong-share of the calibration prompts to the strong model.
 
@@ -75,7 +78,8 @@ def calibrate(
     calibrates); the models listed there are kept. With --protocol, only the protocol's train side
     of --data is used (e.g. mmlu-heldout: the 42 training subjects). With --traffic, w comes from a
     `tela serve` decision log instead: the scores the router gave your users' requests (nothing is
-    rescored, so the flags about reading and scoring --data are refused).
+    rescored, so the flags about reading and scoring --data are refused). --processes N (or --hostfile,
+    or one command per node) shards the scoring of --data over N ranks.
 
     \b
     Examples:
@@ -95,7 +99,7 @@ def calibrate(
         refuse_unused("calibrating on --data scores its prompts", "traffic_router")
     if traffic is not None:
         refuse_unused("--traffic calibrates on the scores in a `tela serve` decision log", "source_name", "protocol",
-                      "score_batch_size", "no_cache", "trust_remote_code")
+                      "score_batch_size", "no_cache", "trust_remote_code", *LAUNCH_PARAMS)
         from tela_core.infra.locks import output_lock
         from ..serve.decisions import calibrate_from_traffic
 
@@ -109,6 +113,7 @@ def calibrate(
         )
         return
     manifest = read_manifest(router)
+    ranks = score_launch_of(launch)
     reg = get_registry()
     name = policy_name or "calibrated"
     if not hasattr(reg.get("policy", name), "calibrate"):
@@ -125,14 +130,16 @@ def calibrate(
     from tela_core.infra.locks import output_lock
 
     click.get_current_context().with_resource(output_lock(router))  # one writer of policy.json
-    r = load_router(router, trust_remote_code, score_batch_size)
+    r = load_router(router, trust_remote_code, score_batch_size, load_scorer=not ranks.parallel)  # ranks load their own
     cache = None if no_cache else ev.score_cache_dir(Path(router) / ".score-cache")
     scores, scoring = ev.score_prompts(
         r.scorer,
         prompts,
         router_id=ev.router_hash(router) if cache else None,
         cache_dir=cache,
-        description=f"scoring {len(prompts)} calibration prompts",
+        description=f"scoring {len(prompts)} calibration prompts" + (f" ({ranks.describe()})" if ranks.parallel else ""),
+        launch=ranks,
+        router_dir=Path(router),
     )
     policy = base.calibrate(scores.w, data=str(data) + (f" ({protocol} train side)" if protocol else ""))
     models = r.models if len(r.models) == 2 else [r.models[0], r.models[-1]]

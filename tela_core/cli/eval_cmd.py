@@ -16,8 +16,9 @@ from typing import Any
 import click
 
 from tela_core.data.detect import read_records
-from .options import (force_option, json_option, load_router, no_cache_option, output_option, pair_options, policy_options,
-                      protocol_option, refuse_unused, score_batch_option, source_option, trust_option)
+from .options import (LAUNCH_PARAMS, force_option, json_option, launch_options, load_router, no_cache_option, output_option,
+                      pair_options, policy_options, protocol_option, refuse_unused, score_batch_option, score_launch_of,
+                      source_option, trust_option)
 
 __all__ = ["register", "eval_cmd", "BASELINES"]
 
@@ -46,6 +47,7 @@ def register(cli: click.Group) -> None:
 @force_option
 @policy_options
 @trust_option
+@launch_options
 def eval_cmd(
     router: str,
     data: Path,
@@ -62,18 +64,22 @@ def eval_cmd(
     policy_name: str | None,
     policy_sets: tuple[str, ...],
     trust_remote_code: bool,
+    **launch: Any,
 ) -> None:
     """Replay outcome data through a router and report PGR, APGR, CPT and AUC beside random and oracle.
 
     Writes OUTPUT/report.json, OUTPUT/report.md and OUTPUT/quality.png (with --all-models:
     OUTPUT/nmodel.json, nmodel.md and cost-quality.png); --json prints the report. With --protocol only the
     protocol's held-out side of --data is judged. A baseline (random, oracle) loads no router, so
-    the flags about loading and scoring one are refused with it.
+    the flags about loading and scoring one are refused with it. --processes N (or --hostfile, or
+    one command per node) shards the prompts over N ranks; a rerun after a kill scores only the
+    chunks that are missing.
 
     \b
     Examples:
       tela eval --router random --data "$(tela data get routellm-mmlu)" --protocol mmlu-heldout -o out/random
       tela eval --router runs/demo --data heldout.jsonl -o out/demo
+      tela eval --router runs/demo --data heldout.jsonl -o out/demo --processes 4
       tela eval --router zoo/routers/matrix-factorization --all-models \
                 --data "$(tela data get llmrouter)" -o out/nim9
     """
@@ -92,10 +98,11 @@ def eval_cmd(
         raise TelaError(f"{output} is a file; --output must be a directory")
     if all_models:
         refuse_unused("--all-models judges every model with the cost-aware policy", "weak_model", "strong_model",
-                      "no_cache", "policy_name", "policy_sets")
+                      "no_cache", "policy_name", "policy_sets", *LAUNCH_PARAMS)
     if baseline is not None:
         refuse_unused(f"--router {baseline} is a baseline that loads no router", "score_batch_size", "no_cache",
-                      "policy_name", "policy_sets", "trust_remote_code")
+                      "policy_name", "policy_sets", "trust_remote_code", *LAUNCH_PARAMS)
+    ranks = score_launch_of(launch)
     if all_models:
         _eval_all_models(router, baseline, manifest, data, output, source_name, protocol, score_batch_size, as_json, force,
                          trust_remote_code)
@@ -116,7 +123,8 @@ def eval_cmd(
     policy_info = None
     scoring: dict[str, Any] = {}
     if baseline is None:
-        loaded = load_router(router, trust_remote_code, score_batch_size, policy_name, policy_sets)
+        loaded = load_router(router, trust_remote_code, score_batch_size, policy_name, policy_sets,
+                             load_scorer=not ranks.parallel)  # launched ranks load their own
         scorer = loaded.scorer
         cache = None if no_cache else ev.score_cache_dir(output / ".score-cache")
         scores, scoring = ev.score_prompts(
@@ -124,7 +132,9 @@ def eval_cmd(
             [r.prompt for r in records],
             router_id=ev.router_hash(Path(router)) if cache else None,
             cache_dir=cache,
-            description=f"scoring {len(records)} prompts",
+            description=f"scoring {len(records)} prompts" + (f" ({ranks.describe()})" if ranks.parallel else ""),
+            launch=ranks,
+            router_dir=Path(router),
         )
         name = Path(router).name or str(router)
         evaluations.append(ev.evaluate_scores(scores.w, arrays.weak, arrays.strong, name=name, **costs))

@@ -29,8 +29,13 @@ class TelaGroup(click.Group):
     """A click group that reports :class:`TelaError` as a clean message with exit code 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from tela_core.eval.parallel import NodePartDone
+
         try:
             return super().invoke(ctx)
+        except NodePartDone as e:  # a multi-node scoring run: the node holding rank 0 writes the output
+            click.echo(str(e), err=True)
+            return None
         except TelaError as e:
             raise BadInput(str(e)) from None
         except OSError as e:  # last resort for a path no check caught (disk full, a mount gone read-only)

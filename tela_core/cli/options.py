@@ -23,12 +23,14 @@ from tela_core.data.protocols import names as protocol_names
 from tela_core.routing.router import TRUST_ENV
 
 if TYPE_CHECKING:  # pragma: no cover
+    from tela_core.eval.parallel import ScoreLaunch
     from tela_core.routing.router import Router
 
 __all__ = [
     "HELP", "output_option", "source_option", "protocol_option", "json_option", "set_option", "force_option",
     "pair_options", "no_cache_option", "trust_option", "score_batch_option", "policy_options", "router_option",
     "named_routers_option", "parse_named_routers", "parse_policy_sets", "refuse_unused", "given", "load_router",
+    "launch_options", "LAUNCH_PARAMS", "score_launch_of",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -58,6 +60,16 @@ HELP: dict[str, str] = {
               "(see `tela plugins list --kind policy`).",
     "router": "A router directory (from `tela run` or `tela zoo`).",
     "routers": "A trained router directory, named NAME (default: the folder's name). Repeatable.",
+    # where the work runs (tela run trains on the ranks; eval, zoo, calibrate and route score on them)
+    "processes": "Ranks (processes) on this node sharing the work: tela run trains on them; eval, zoo, calibrate and "
+                 "route shard the prompts over them.  [default: 1]",
+    "hostfile": "DeepSpeed hostfile: start the ranks on every host it lists (over ssh), --processes on each.",
+    "nnodes": "Nodes in a scheduler-launched run (the same command on every node).  "
+              "[default: $PET_NNODES, $SLURM_NNODES, $NNODES, else 1]",
+    "node_rank": "This node's rank, 0..nnodes-1.  [default: $PET_NODE_RANK, $SLURM_NODEID, $NODE_RANK, else 0]",
+    "master_addr": "Node 0's address.  [default: $PET_MASTER_ADDR, $MASTER_ADDR, first host of $SLURM_JOB_NODELIST]",
+    "master_port": "Node 0's rendezvous port.  [default: $MASTER_PORT, else 29500]",
+    "rdzv_endpoint": "torchrun elastic (c10d) rendezvous instead of --master-addr/--node-rank.  [default: $PET_RDZV_ENDPOINT]",
 }
 
 _PATH = click.Path(path_type=Path)
@@ -211,14 +223,46 @@ def refuse_unused(mode: str, *params: str) -> None:
         raise TelaError(f"{mode}; it does not take {', '.join(bad)}")
 
 
+def launch_options(f: F) -> F:
+    """Where the work runs, as ``tela run`` takes it: ``--processes N`` ranks on this node,
+    ``--hostfile FILE`` across hosts, or ``--nnodes``/``--node-rank``/``--master-addr``/``--master-port``/
+    ``--rdzv-endpoint`` (default: the scheduler's variables) with one command per node. The command
+    receives them as keyword arguments of the same names (:func:`score_launch_of` reads them)."""
+    opts = [
+        click.option("--processes", type=int, default=None, help=HELP["processes"]),
+        click.option("--hostfile", type=_PATH, default=None, help=HELP["hostfile"]),
+        click.option("--nnodes", type=int, default=None, help=HELP["nnodes"]),
+        click.option("--node-rank", type=int, default=None, help=HELP["node_rank"]),
+        click.option("--master-addr", default=None, metavar="HOST", help=HELP["master_addr"]),
+        click.option("--master-port", type=int, default=None, help=HELP["master_port"]),
+        click.option("--rdzv-endpoint", default=None, metavar="HOST:PORT", help=HELP["rdzv_endpoint"]),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+#: the parameter names :func:`launch_options` adds
+LAUNCH_PARAMS = ("processes", "hostfile", "nnodes", "node_rank", "master_addr", "master_port", "rdzv_endpoint")
+
+
+def score_launch_of(launch: dict[str, Any]) -> "ScoreLaunch":
+    """The :class:`~tela_core.eval.parallel.ScoreLaunch` of a scoring command's launch options."""
+    from ..eval.parallel import score_launch
+
+    return score_launch(**{k: launch.get(k) for k in LAUNCH_PARAMS})
+
+
 def load_router(
     path: str | Path,
     trust_remote_code: bool = False,
     score_batch_size: int | None = None,
     policy_name: str | None = None,
     policy_sets: Sequence[str] = (),
+    load_scorer: bool = True,
 ) -> "Router":
-    """:meth:`Router.load` with the command's options."""
+    """:meth:`Router.load` with the command's options (``load_scorer=False`` where launched ranks
+    do the scoring)."""
     from tela_core.routing.router import Router
 
     return Router.load(
@@ -227,4 +271,5 @@ def load_router(
         score_batch_size=score_batch_size,
         policy=policy_name,
         policy_options=parse_policy_sets(policy_sets) or None,
+        load_scorer=load_scorer,
     )

@@ -15,7 +15,8 @@ from typing import Any
 
 import click
 
-from .options import json_option, load_router, policy_options, refuse_unused, router_option, score_batch_option, trust_option
+from .options import (json_option, launch_options, load_router, policy_options, refuse_unused, router_option, score_batch_option,
+                      score_launch_of, trust_option)
 
 __all__ = ["register", "route"]
 
@@ -36,13 +37,17 @@ def register(cli: click.Group) -> None:
 @score_batch_option
 @policy_options
 @trust_option
+@launch_options
 def route(
     router: Path, questions: tuple[str, ...], file: Path | None, as_json: bool, threshold: float | None,
     score_batch_size: int | None, policy_name: str | None, policy_sets: tuple[str, ...], trust_remote_code: bool,
+    **launch: Any,
 ) -> None:
     """Score prompts and show the model the router's saved policy picks for each.
 
     With --json: one JSON object per prompt (prompt, probs, expected, w, threshold, model).
+    --processes N (or --hostfile, or one command per node) shards a long --file over N ranks, through
+    the score cache ($TELA_CACHE) when one is set: a rerun after a kill scores only what is missing.
 
     \b
     Examples:
@@ -50,6 +55,7 @@ def route(
       tela route --router runs/demo --file prompts.jsonl --json
       tela route --router runs/demo --threshold 0.3 "Integrate x^9."
       cat prompts.txt | tela route --router runs/demo
+      tela route --router runs/demo --file logged.jsonl --json --processes 4 > routes.jsonl
     """
     from tela_core.routing.artifact import read_manifest
     from tela_core.infra.errors import TelaError
@@ -58,6 +64,7 @@ def route(
     if threshold is not None:
         refuse_unused("--threshold routes with the threshold policy", "policy_name", "policy_sets")
     read_manifest(router)  # a bad router dir fails before reading prompts
+    ranks = score_launch_of(launch)
     prompts = list(questions)
     for i, q in enumerate(prompts, start=1):
         try:
@@ -70,8 +77,16 @@ def route(
         prompts = read_prompt_lines(sys.stdin, "<stdin>")
     if not prompts:
         raise TelaError('no prompts: pass questions as arguments, --file FILE, or pipe them on stdin')
-    r = load_router(router, trust_remote_code, score_batch_size, policy_name, policy_sets)
-    scores = r.scores(prompts)
+    r = load_router(router, trust_remote_code, score_batch_size, policy_name, policy_sets, load_scorer=not ranks.parallel)
+    if ranks.parallel:  # the ranks load the router and score; the cache keeps their finished chunks
+        from ..eval.score_cache import router_hash, score_cache_dir, score_prompts
+
+        cache = score_cache_dir(None)
+        scores, _info = score_prompts(r.scorer, prompts, router_id=router_hash(router) if cache else None, cache_dir=cache,
+                                      description=f"scoring {len(prompts)} prompts ({ranks.describe()})", launch=ranks,
+                                      router_dir=Path(router))
+    else:
+        scores = r.scores(prompts)
     decisions = r.decisions(scores, threshold)
     rows = []
     for i, (p, d) in enumerate(zip(prompts, decisions)):

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from .options import force_option, output_option, set_option, source_option, trust_option
+from .options import force_option, launch_options, output_option, set_option, source_option, trust_option
 
 __all__ = ["register", "run"]
 
@@ -40,17 +40,7 @@ def register(cli: click.Group) -> None:
 @click.option("--backend", default=None, metavar="NAME", help="Trainer backend for families trained by one.  [default: deepspeed-z3]")
 @click.option("--model", default=None, metavar="DIR|GGUF", help="Base model: a local HF dir or a .gguf file.  [default: smollm2-135m]")
 @output_option()
-@click.option("--processes", type=int, default=None, help="Training processes (ranks) on this node.  [default: 1]")
-@click.option("--hostfile", type=click.Path(path_type=Path), default=None, help="DeepSpeed hostfile for multi-node runs.")
-@click.option("--nnodes", type=int, default=None,
-              help="Nodes in a scheduler-launched run (one `tela run` per node).  [default: $PET_NNODES, $SLURM_NNODES, $NNODES, else 1]")
-@click.option("--node-rank", type=int, default=None,
-              help="This node's rank, 0..nnodes-1.  [default: $PET_NODE_RANK, $SLURM_NODEID, $NODE_RANK, else 0]")
-@click.option("--master-addr", default=None, metavar="HOST",
-              help="Node 0's address.  [default: $PET_MASTER_ADDR, $MASTER_ADDR, first host of $SLURM_JOB_NODELIST]")
-@click.option("--master-port", type=int, default=None, help="Node 0's rendezvous port.  [default: $MASTER_PORT, else 29500]")
-@click.option("--rdzv-endpoint", default=None, metavar="HOST:PORT",
-              help="torchrun elastic (c10d) rendezvous instead of --master-addr/--node-rank.  [default: $PET_RDZV_ENDPOINT]")
+@launch_options
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, help="YAML/TOML file of run options.")
 @set_option("overrides", "{backend,family,source,formatter}.KEY=VALUE")
 @click.option("--epochs", type=float, default=None, help="Training epochs.  [default: 3, as the seed]")

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from .options import (force_option, named_routers_option, output_option, pair_options, parse_named_routers, protocol_option,
-                      refuse_unused, set_option, source_option, trust_option)
+from .options import (force_option, launch_options, named_routers_option, output_option, pair_options, parse_named_routers,
+                      protocol_option, refuse_unused, score_launch_of, set_option, source_option, trust_option)
 
 
 def _parse_options(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -42,6 +42,7 @@ def _old_option_spelling(ctx: click.Context, param: click.Parameter, value: tupl
 @pair_options
 @force_option
 @trust_option
+@launch_options
 def zoo(
     data: Path,
     source_name: str,
@@ -55,6 +56,7 @@ def zoo(
     strong_model: str | None,
     force: bool,
     trust_remote_code: bool,
+    **launch: Any,
 ) -> None:
     """Train each family, evaluate it on the same held-out prompts, write one comparison.
 
@@ -62,6 +64,8 @@ def zoo(
     random and oracle) and one router artifact per family under OUTPUT/routers/. Without --protocol
     the held-out prompts are a seeded random 10%. Routers that a backend trains (score-token, via
     `tela run`) join the same comparison with --router DIR (or NAME=DIR to name them in the report).
+    --processes N (or --hostfile) scores the eval prompts of each router on N ranks; the families
+    still train in this process.
     """
     from rich.console import Console
     from rich.table import Table
@@ -74,6 +78,10 @@ def zoo(
     from tela_core.plugins.discovery import get_registry
     from ..eval.zoo import HEADER, table_rows, run_zoo
 
+    ranks = score_launch_of(launch)
+    if ranks.nodes.multi:
+        raise TelaError("tela zoo trains every family on the node it runs on: shard its scoring with --processes or "
+                        "--hostfile; across scheduler-launched nodes, score each router with `tela eval` on every node")
     fams = [f.strip() for f in families.split(",") if f.strip()]
     options = options + old_options
     added = parse_named_routers(routers)
@@ -119,6 +127,7 @@ def zoo(
             strong=strong_model,
             routers=added,
                 trust_remote_code=trust_remote_code,
+                launch=ranks,
                 on_event=lambda m: _log_and_show(console, status, m),
             )
     table = Table(title=f"router zoo: {result.protocol}, {result.n_eval} eval prompts")

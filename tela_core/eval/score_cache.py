@@ -9,6 +9,11 @@ and scored again; a cache that cannot be written is a warning, not a failure.
 Long scoring passes survive a kill: each finished chunk is written (atomically) under
 ``KEY.chunks/`` as it completes, and a rerun of the same router on the same prompts scores only
 the chunks that are missing. The chunk folder is removed once the whole entry is written.
+
+With a ``launch`` that asks for several ranks (``--processes N``, ``--hostfile``, a scheduler's
+nodes), :func:`score_prompts` hands the same chunks to ranks started by the training launcher
+(:mod:`tela_core.eval.parallel`): each rank scores its block of chunks into the same ``KEY.chunks/``
+folder, so one process and N ranks share their finished work and give the same scores.
 """
 
 from __future__ import annotations
@@ -27,8 +32,13 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
     from ..components import Scorer, Scores
+    from .parallel import ScoreLaunch
 
-__all__ = ["score_prompts", "router_hash", "score_cache_dir"]
+__all__ = ["score_prompts", "router_hash", "score_cache_dir", "cache_key", "chunk_path", "chunks_dir", "read_scores",
+           "save_chunk", "save_scores", "CHUNK_SIZE"]
+
+#: prompts per cached chunk: the unit a kill loses and a rerun (or another rank) picks up
+CHUNK_SIZE = 128
 
 
 def router_hash(artifact_dir: Path) -> str:
@@ -57,7 +67,9 @@ def score_cache_dir(fallback: Path | None = None) -> Path | None:
     return fallback
 
 
-def _cache_key(router_id: str, scorer: "Scorer", prompts: Sequence[str]) -> str:
+def cache_key(router_id: str, scorer: "Scorer", prompts: Sequence[str]) -> str:
+    """The cache entry's name: the router's files, the scorer's name and options (speed-only ones
+    left out) and the prompts, in order."""
     h = hashlib.sha256()
     opts: Any = getattr(scorer, "options", None)
     settings = opts.model_dump(mode="json") if hasattr(opts, "model_dump") else {}
@@ -70,42 +82,82 @@ def _cache_key(router_id: str, scorer: "Scorer", prompts: Sequence[str]) -> str:
     return h.hexdigest()[:32]
 
 
+def chunks_dir(entry: Path) -> Path:
+    """Where the finished chunks of cache entry ``entry`` (``KEY.npz``) wait: ``KEY.chunks/``."""
+    return entry.with_name(entry.stem + ".chunks")
+
+
+def chunk_path(parts: Path, start: int, end: int) -> Path:
+    """The file of the chunk holding prompts ``start``..``end - 1``."""
+    return parts / f"{start:09d}-{end:09d}.npz"
+
+
 def score_prompts(
     scorer: "Scorer",
     prompts: Sequence[str],
     *,
     router_id: str | None = None,
     cache_dir: Path | None = None,
-    chunk_size: int = 128,
+    chunk_size: int = CHUNK_SIZE,
     progress: bool = True,
     description: str = "scoring",
+    launch: "ScoreLaunch | None" = None,
+    router_dir: Path | None = None,
 ) -> tuple["Scores", dict[str, Any]]:
     """Score ``prompts`` with ``scorer`` in chunks (a rich progress bar on stderr), reusing a cached
     result when ``router_id`` (e.g. :func:`router_hash`) and ``cache_dir`` are given.
 
-    Returns the scores and info ``{"cached": bool, "seconds": float, "key": str | None}``.
+    With a ``launch`` of several ranks (:attr:`~tela_core.eval.parallel.ScoreLaunch.parallel`), the
+    ranks load the router in ``router_dir`` and score the chunks (:func:`tela_core.eval.parallel.score_in_ranks`);
+    ``scorer`` then only names the cache entry, so it may be one whose model is not loaded
+    (``Router.load(..., load_scorer=False)``). On a node of a multi-node run that does not hold
+    rank 0, :class:`~tela_core.eval.parallel.NodePartDone` is raised once this node's ranks are done.
+
+    Returns the scores and info ``{"cached": bool, "seconds": float, "key": str | None}``
+    (``"resumed"``: prompts found already scored; ``"processes"``: ranks, when launched).
     """
-    import numpy as np
-
-    from ..components import Scores
-
-    key = _cache_key(router_id, scorer, prompts) if router_id and cache_dir else None
+    ranks = launch is not None and launch.parallel
+    if ranks and router_dir is None:
+        raise ValueError("scoring on several ranks needs router_dir: the ranks load the router themselves")
+    key = cache_key(router_id, scorer, prompts) if router_id and cache_dir else None
     if not key:
+        if ranks:
+            return _in_ranks(scorer, launch, router_dir, prompts, None, None, chunk_size, progress, description)
         return _score_uncached(scorer, prompts, key, None, chunk_size, progress, description)
     path = Path(cache_dir) / f"{key}.npz"  # type: ignore[arg-type]
-    hit = _cached_scores(path, len(prompts))
+    hit = read_scores(path, len(prompts))
     if hit is not None:
         return hit, {"cached": True, "seconds": 0.0, "key": key}
+    if ranks and launch.nodes.multi:  # type: ignore[union-attr]
+        # One command per node: each node's ranks write their own chunks and rank 0 writes the
+        # entry. No lock: the other nodes' commands must not wait on node 0's.
+        return _in_ranks(scorer, launch, router_dir, prompts, key, path, chunk_size, progress, description)
     from tela_core.infra.locks import cache_lock
 
     # One writer per entry: a second eval of the same router and prompts waits, then reads.
     with cache_lock(path, on_wait=lambda who: _warn(f"waiting for {who}, which is scoring the same prompts")) as held:
         if held is None:
             _warn(f"cannot write the score cache in {path.parent}; continuing without it")
-        hit = _cached_scores(path, len(prompts)) if held is not None else None
+        hit = read_scores(path, len(prompts)) if held is not None else None
         if hit is not None:
             return hit, {"cached": True, "seconds": 0.0, "key": key}
+        if ranks:
+            return _in_ranks(scorer, launch, router_dir, prompts, key, path if held is not None else None, chunk_size,
+                             progress, description)
         return _score_uncached(scorer, prompts, key, path if held is not None else None, chunk_size, progress, description)
+
+
+def _in_ranks(
+    scorer: "Scorer", launch: Any, router_dir: Any, prompts: Sequence[str], key: str | None, entry: Path | None,
+    chunk_size: int, progress: bool, description: str,
+) -> tuple["Scores", dict[str, Any]]:
+    """Score on launched ranks, which load the router as ``scorer`` was (trust, batch size)."""
+    from .parallel import score_in_ranks
+
+    return score_in_ranks(Path(router_dir), prompts, launch, key=key, entry=entry, chunk_size=chunk_size,
+                          progress=progress, description=description,
+                          trust_remote_code=bool(getattr(scorer, "trust_remote_code", False)),
+                          score_batch_size=getattr(getattr(scorer, "options", None), "batch_size", None))
 
 
 def _warn(message: str) -> None:
@@ -114,7 +166,7 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def _cached_scores(path: Path, n: int, quiet: bool = False) -> "Scores | None":
+def read_scores(path: Path, n: int, quiet: bool = False) -> "Scores | None":
     """The cached scores in ``path`` when it holds ``n`` of them; None when absent or damaged (a
     damaged entry is dropped and computed again)."""
     import numpy as np
@@ -151,15 +203,15 @@ def _score_uncached(
     ps: list[np.ndarray] = []
     has_probs = True
     starts = range(0, len(prompts), chunk_size)
-    parts = path.with_name(path.stem + ".chunks") if path is not None else None
+    parts = chunks_dir(path) if path is not None else None
     resumed = 0
     bar = _progress(progress)
     with bar:
         task = bar.add_task(description, total=len(prompts))
         for start in starts:
             chunk = prompts[start : start + chunk_size]
-            part = parts / f"{start:09d}-{start + len(chunk):09d}.npz" if parts is not None else None
-            s = _cached_scores(part, len(chunk), quiet=True) if part is not None else None
+            part = chunk_path(parts, start, start + len(chunk)) if parts is not None else None
+            s = read_scores(part, len(chunk), quiet=True) if part is not None else None
             if s is not None:
                 resumed += len(chunk)
             else:
@@ -168,7 +220,7 @@ def _score_uncached(
                 if got != len(chunk):
                     raise TelaError(f"scorer {scorer.name!r} returned {got} scores for {len(chunk)} prompts")
                 if part is not None:
-                    _save_part(part, s)
+                    save_chunk(part, s)
             w = np.asarray(s.w, dtype=float).reshape(-1)
             ws.append(w)
             if s.probs is None:
@@ -181,7 +233,7 @@ def _score_uncached(
     seconds = time.perf_counter() - t0
     if path is not None:
         try:
-            _save_npz(path, w_all, probs_all)
+            save_scores(path, w_all, probs_all)
         except OSError as e:
             _warn(f"cannot write the score cache in {path.parent} ({e.strerror or e}); continuing without it")
         else:
@@ -192,19 +244,20 @@ def _score_uncached(
     return Scores(w=w_all, probs=probs_all), {"cached": False, "seconds": seconds, "key": key, "resumed": resumed}
 
 
-def _save_part(part: Path, s: "Scores") -> None:
+def save_chunk(part: Path, s: "Scores") -> None:
     """One finished chunk, written atomically so a kill leaves it whole or absent."""
     import numpy as np
 
     try:
         part.parent.mkdir(parents=True, exist_ok=True)
         probs = None if s.probs is None else np.asarray(s.probs, dtype=float)
-        _save_npz(part, np.asarray(s.w, dtype=float).reshape(-1), probs)
+        save_scores(part, np.asarray(s.w, dtype=float).reshape(-1), probs)
     except OSError:
         pass  # a chunk that cannot be kept is only a lost resume point
 
 
-def _save_npz(path: Path, w: "np.ndarray", probs: "np.ndarray | None") -> None:
+def save_scores(path: Path, w: "np.ndarray", probs: "np.ndarray | None") -> None:
+    """Write ``w`` (and ``probs``) to ``path`` atomically: a kill leaves the file whole or absent."""
     import numpy as np
 
     from tela_core.infra.io import atomic_open

@@ -16,11 +16,18 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from tela_core.infra.errors import TelaError
 from tela_core.data.records import Record
 from tela_core.routing.targets import resolve_pair
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from tela_core.routing.router import Router
+
+    from .parallel import ScoreLaunch
 
 __all__ = ["FamilyResult", "ZooResult", "split_for_zoo", "run_zoo", "write_report"]
 
@@ -113,6 +120,7 @@ def run_zoo(
     on_event: Callable[[str], None] | None = None,
     routers: Mapping[str, Path] | None = None,
     trust_remote_code: bool = False,
+    launch: "ScoreLaunch | None" = None,
 ) -> ZooResult:
     """Train, score and evaluate every family; write the report into ``output``.
 
@@ -121,12 +129,15 @@ def run_zoo(
     same eval prompts, with the training time their manifest records. Whoever trained them is
     responsible for keeping the eval prompts out of their training data. ``trust_remote_code`` is
     the user's opt-in for those routers' own model code (:meth:`tela_core.routing.router.Router.load`).
+    ``launch`` (:class:`~tela_core.eval.parallel.ScoreLaunch`) scores the eval prompts on launched
+    ranks, through the score cache when ``TELA_CACHE`` is set; the score time then includes the launch.
     """
     import numpy as np
 
     from tela_core.plugins.discovery import get_registry
 
     say = on_event or (lambda _m: None)
+    ranks = launch is not None and launch.parallel
     reg = get_registry()
     for fam in families:
         cls = reg.get("scorer", fam)  # unknown names fail before any training
@@ -172,9 +183,9 @@ def run_zoo(
         if final.exists():  # a --force rerun, or a rerun after a failed one (no report was written)
             shutil.rmtree(final)
         os.replace(stage, final)
-        loaded = Router.load(final)  # score what was saved, as a user would
+        loaded = Router.load(final, load_scorer=not ranks)  # score what was saved, as a user would
         t2 = time.perf_counter()
-        w = loaded.score(prompts)
+        w = _score(loaded, prompts, launch)
         t3 = time.perf_counter()
         row = _row(fam, w, weak_o, strong_o, t1 - t0, t3 - t2, scorer.options.model_dump())
         results.append(row)
@@ -182,9 +193,9 @@ def run_zoo(
     for name, path in extra.items():
         manifest = read_manifest(Path(path))
         say(f"{name}: scoring {len(prompts)} prompts with the router in {path}")
-        router = Router.load(Path(path), trust_remote_code=trust_remote_code)
+        router = Router.load(Path(path), trust_remote_code=trust_remote_code, load_scorer=not ranks)
         t2 = time.perf_counter()
-        w = router.score(prompts)
+        w = _score(router, prompts, launch)
         t3 = time.perf_counter()
         opts = {"artifact": str(path), "scorer": manifest.get("scorer"), **(manifest.get("scorer_options") or {})}
         row = _row(name, w, weak_o, strong_o, _recorded_train_seconds(manifest), t3 - t2, opts)
@@ -214,6 +225,20 @@ def run_zoo(
     )
     write_report(result, output)
     return result
+
+
+def _score(router: "Router", prompts: Sequence[str], launch: "ScoreLaunch | None") -> "np.ndarray":
+    """``w`` of ``prompts``: in this process, or on ``launch``'s ranks (which load ``router.path``)."""
+    import numpy as np
+
+    if launch is None or not launch.parallel:
+        return router.score(prompts)
+    from .score_cache import router_hash, score_cache_dir, score_prompts
+
+    cache = score_cache_dir(None)
+    scores, _info = score_prompts(router.scorer, prompts, router_id=router_hash(router.path) if cache else None,
+                                  cache_dir=cache, progress=False, launch=launch, router_dir=router.path)
+    return np.asarray(scores.w, dtype=float).reshape(-1)
 
 
 def table_rows(result: ZooResult) -> list[list[str]]:

@@ -144,6 +144,12 @@ def add_plugin(plugin: Any, name: str) -> None:
     reset()
 
 
+def added_plugins() -> list[tuple[Any, str]]:
+    """The (plugin, name) pairs :func:`add_plugin` registered in this process, oldest first (what a
+    process that starts others, e.g. data-parallel scoring's ranks, passes on to them)."""
+    return list(_extra_plugins)
+
+
 def remove_plugin(name: str) -> None:
     """Undo :func:`add_plugin`."""
     _extra_plugins[:] = [(p, n) for p, n in _extra_plugins if n != name]

@@ -91,6 +91,7 @@ class Router:
         score_batch_size: int | None = None,
         policy: str | None = None,
         policy_options: Mapping[str, Any] | None = None,
+        load_scorer: bool = True,
     ) -> "Router":
         """Load the router in ``path``.
 
@@ -99,6 +100,9 @@ class Router:
         :param score_batch_size: prompts per scorer call, for families that batch (LM scorers).
         :param policy: use this registered policy instead of the saved one; ``policy_options``
             then replace the saved options (and update them when ``policy`` is None).
+        :param load_scorer: False: build the scorer with its options but do not load its model, for
+            a process that hands the scoring to others (data-parallel scoring's launching process)
+            and needs only the policy, the models and the scorer's name and options.
         """
         from tela_core.plugins.discovery import get_registry
 
@@ -120,7 +124,8 @@ class Router:
             raise TelaError(f"{d / 'tela.json'}: {e}") from None
         scorer.trust_remote_code = bool(trust_remote_code)
         try:
-            scorer.load(d)
+            if load_scorer:
+                scorer.load(d)
         except (KeyError, IndexError, TypeError, ValueError, EOFError) as e:
             # a family whose loader indexes a damaged or foreign file: one line, not a traceback
             said = " ".join(str(e).split()) or "unreadable"

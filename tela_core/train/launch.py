@@ -26,7 +26,7 @@ from .config import RunConfig
 if TYPE_CHECKING:
     from .multinode import NodeLaunch
 
-__all__ = ["node_launch", "launcher_command", "worker_env", "launch_workers"]
+__all__ = ["node_launch", "launcher_command", "worker_env", "spawn_launcher", "launch_workers"]
 
 def node_launch(cfg: RunConfig) -> "NodeLaunch":
     """This node's place in the run: ``cfg``'s multi-node options, else the scheduler's environment
@@ -129,6 +129,21 @@ def _term_with_parent() -> None:
         pass
 
 
+def spawn_launcher(
+    cmd: list[str], run_dir: Path, processes: int, hostfile: Path | None, log: Any, extra_env: Mapping[str, str] | None = None
+) -> subprocess.Popen:
+    """Start ``cmd`` (a :func:`launcher_command`) with :func:`worker_env` plus ``extra_env``, its
+    output and every rank's into the open binary file ``log``. With ``hostfile``, tela's worker
+    settings reach the other hosts through ``run_dir/deepspeed_env``. On Linux the launcher gets
+    SIGTERM if this process dies, so it never outlives the command that started it."""
+    env = worker_env(processes)
+    env.update(extra_env or {})
+    if hostfile is not None:
+        env["DS_ENV_FILE"] = str(_deepspeed_env_file(run_dir, env))
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            preexec_fn=_term_with_parent if sys.platform.startswith("linux") else None)
+
+
 def launch_workers(
     run_dir: Path,
     module: str,
@@ -163,11 +178,7 @@ def launch_workers(
     with open(log_path, "ab") as log:
         log.write(f"\n$ {' '.join(cmd)}\n".encode())
         log.flush()
-        env = worker_env(processes)
-        if hostfile is not None:
-            env["DS_ENV_FILE"] = str(_deepspeed_env_file(run_dir, env))
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                preexec_fn=_term_with_parent if sys.platform.startswith("linux") else None)
+        proc = spawn_launcher(cmd, run_dir, processes, hostfile, log)
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM,)}
 
         def _stop(signum: int, frame: Any) -> None:
