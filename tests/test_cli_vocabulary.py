@@ -46,13 +46,22 @@ def _shape(opt: click.Option) -> dict[str, Any]:
     return {k: info[k] for k in ("opts", "secondary_opts", "type", "is_flag", "multiple", "help", "hidden")}
 
 
+def _paired_with_repeated_data(cmd: click.Command, opt: click.Option) -> bool:
+    """``--source`` is repeatable exactly where ``--data`` is (tela run: one per --data, in order)."""
+    data = next((p for p in cmd.params if isinstance(p, click.Option) and "--data" in p.opts), None)
+    return opt.opts == ["--source"] and opt.multiple and data is not None and data.multiple
+
+
 def test_shared_options_have_one_name_type_and_help_wherever_they_appear() -> None:
     seen: dict[str, dict[str, list[str]]] = {}
     for where, cmd in _commands(get_cli()):
         for p in cmd.params:
             long = [o for o in p.opts if o.startswith("--")]
             if isinstance(p, click.Option) and long and long[0] in SHARED:
-                shape = json.dumps(_shape(p), sort_keys=True, default=str)
+                info = _shape(p)
+                if _paired_with_repeated_data(cmd, p):
+                    info["multiple"] = False  # the same option, once per source
+                shape = json.dumps(info, sort_keys=True, default=str)
                 seen.setdefault(long[0], {}).setdefault(shape, []).append(where)
                 assert p.help == HELP[SHARED[long[0]]], f"tela {where} {long[0]}: help is not the shared one"
     differing = {opt: shapes for opt, shapes in seen.items() if len(shapes) > 1}

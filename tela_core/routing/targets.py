@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from tela_core.data.records import Record
 
-__all__ = ["Target", "TARGETS", "resolve_pair", "make_targets", "model_names", "outcome_matrix"]
+__all__ = ["Target", "TARGETS", "NAME_THE_PAIR", "resolve_pair", "make_targets", "model_names", "model_groups", "outcome_matrix"]
 
 Target = Literal["weak-wrong", "gain", "label"]
 TARGETS: tuple[str, ...] = ("weak-wrong", "gain", "label")
@@ -60,11 +60,16 @@ def outcome_matrix(records: Sequence["Record"], models: Sequence[str]) -> "np.nd
     return out
 
 
+#: how to name the pair, where the caller does not say (``tela eval``, ``tela zoo``, the families)
+NAME_THE_PAIR = "pass --weak-model and --strong-model (family options weak=... and strong=...)"
+
+
 def resolve_pair(
     records: Sequence["Record"],
     weak: str | None = None,
     strong: str | None = None,
     source: Any = None,
+    how: str = NAME_THE_PAIR,
 ) -> tuple[str, str]:
     """The (weak, strong) models a two-model router chooses between; the one rule that `tela run`,
     `tela eval`, `tela zoo` and every family follow.
@@ -72,36 +77,52 @@ def resolve_pair(
     The names given win; else the source's own pair (its ``weak_model``/``strong_model`` options,
     e.g. RouteLLM's Mixtral/GPT-4); else, with exactly two models in the outcomes, the one with the
     lower mean outcome is weak. Equal means, more than two models, or a name that is not in the
-    outcomes are errors that say how to name the pair.
+    outcomes are errors that say how to name the pair (``how``: the caller's way, e.g. ``tela run``'s
+    model map ``--set source.models.weak=NAME``). Records whose outcomes name no model in common
+    (two datasets of different models in one file) are an error that lists each set of models.
     """
     names = model_names(records)
     opts = getattr(source, "options", None)
     weak = weak or getattr(opts, "weak_model", None)
     strong = strong or getattr(opts, "strong_model", None)
     if not names:
+        if any(r.outcomes for r in records):
+            raise TelaError(f"the records name no model in common ({model_groups(records)}); {how}")
         raise TelaError("the data has no per-model outcomes; routing quality needs outcome data (e.g. RouteLLM CSVs)")
     for role, m in (("weak", weak), ("strong", strong)):
         if m and m not in names:
-            raise TelaError(f"{role} model {m!r} is not in the outcomes; models: {', '.join(names)} (--{role}-model)")
+            hint = f"(--{role}-model)" if how == NAME_THE_PAIR else f"({how})"
+            raise TelaError(f"{role} model {m!r} is not in the outcomes; models: {', '.join(names)} {hint}")
     if not (weak and strong):
         if len(names) != 2:
-            raise TelaError(
-                f"cannot tell weak from strong among {len(names)} models ({', '.join(names)}); "
-                "pass --weak-model and --strong-model (family options weak=... and strong=...)"
-            )
+            raise TelaError(f"cannot tell weak from strong among {len(names)} models ({', '.join(names)}); {how}")
         if weak or strong:
             weak, strong = (weak, next(n for n in names if n != weak)) if weak else (next(n for n in names if n != strong), strong)
         else:
             mean = outcome_matrix(records, names).mean(axis=0)
             if mean[0] == mean[1]:
                 raise TelaError(
-                    f"{names[0]} and {names[1]} have the same mean outcome ({mean[0]:.4f}); say which is weak: "
-                    "pass --weak-model and --strong-model (family options weak=... and strong=...)"
+                    f"{names[0]} and {names[1]} have the same mean outcome ({mean[0]:.4f}); say which is weak: {how}"
                 )
             weak, strong = (names[0], names[1]) if mean[0] < mean[1] else (names[1], names[0])
     if weak == strong:
         raise TelaError(f"weak and strong model are both {weak!r}")
     return weak, strong  # type: ignore[return-value]
+
+
+def model_groups(records: Sequence["Record"], most: int = 3) -> str:
+    """``"400 records have a, b; 90 records have c, d"``: the sets of models the records' outcomes
+    name, largest first, for an error that has to say why the records share no model."""
+    from collections import Counter
+
+    groups = Counter(tuple(sorted(r.outcomes)) for r in records if r.outcomes)
+    parts = []
+    for models, n in groups.most_common(most):
+        shown = ", ".join(models[:6]) + (f", … ({len(models)} models)" if len(models) > 6 else "")
+        parts.append(f"{n} record{'s' if n != 1 else ''} have {shown}")
+    if len(groups) > most:
+        parts.append(f"{len(groups) - most} more set(s) of models")
+    return "; ".join(parts)
 
 
 def make_targets(records: Sequence["Record"], target: str, weak: str | None = None, strong: str | None = None) -> tuple["np.ndarray", dict[str, Any]]:

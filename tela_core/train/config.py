@@ -3,6 +3,10 @@
 Defaults < ``--config`` file (YAML or TOML, :func:`load_config_file`) < CLI flags < ``--set
 SECTION.KEY=VALUE`` overrides (:func:`parse_overrides`), merged by :func:`resolve_config` and
 validated before anything is written.
+
+The data is one source (``data``, ``source``, ``source_options``) or several (``mix``: a list of
+:class:`tela_core.data.mix.SourceSpec`, from repeated ``--data``/``--source``/``--weight`` flags or
+a config file's ``mix:``); :meth:`RunConfig.sources` gives both as the same list.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tela_core.data.mix import SourceSpec, section_name
 from tela_core.infra.errors import TelaError
 from tela_core.infra.io import read_utf8
 
@@ -48,7 +53,11 @@ class RunConfig(BaseModel):
 
     source: str = "detect"
     source_options: dict[str, Any] = Field(default_factory=dict)
-    data: Path
+    data: Path | None = None
+    #: several sources (``mix:`` in a config file, or ``--data`` given more than once); replaces ``data``
+    mix: list[SourceSpec] | None = None
+    #: train on this protocol's training side of the data (``tela_core.data.protocols``)
+    protocol: str | None = None
     formatter: str = "role-prefix"
     formatter_options: dict[str, Any] = Field(default_factory=dict)
     family: str = "score-token"
@@ -78,6 +87,28 @@ class RunConfig(BaseModel):
     sample: int | None = None
     eval_fraction: float = 0.1
     seed: int = 42
+
+    @model_validator(mode="after")
+    def _one_kind_of_data(self) -> "RunConfig":
+        if self.mix is not None:
+            if self.data is not None:
+                raise ValueError("give either data (one source) or mix (several), not both")
+            if not self.mix:
+                raise ValueError("mix must list at least one source")
+            if "source" in self.model_fields_set and self.source != "detect":
+                raise ValueError("with a mix, name each entry's source (mix: [{data: ..., source: ...}])")
+        elif self.data is None:
+            raise ValueError("no training data: give --data (or data: / mix: in the config file)")
+        return self
+
+    @field_validator("protocol")
+    @classmethod
+    def _protocol(cls, v: str | None) -> str | None:
+        from tela_core.data.protocols import names
+
+        if v is not None and v not in names():
+            raise ValueError(f"unknown protocol {v!r}; known: {', '.join(names())}")
+        return v
 
     @field_validator("processes")
     @classmethod
@@ -134,11 +165,34 @@ class RunConfig(BaseModel):
         try:
             return cls(**dict(values))
         except ValidationError as e:
-            problems = "; ".join(
-                f"--{'.'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg'].removeprefix('Value error, ')}"
-                for err in e.errors()
-            )
+            mix = dict(values).get("mix")
+            total = len(mix) if isinstance(mix, list) else 1
+            problems = "; ".join(f"{_where(err['loc'], total)}: {err['msg'].removeprefix('Value error, ')}" for err in e.errors())
             raise TelaError(f"bad run options: {problems}") from None
+
+    def sources(self) -> list[SourceSpec]:
+        """The run's data as a list of sources: the one of ``data`` or each entry of ``mix``, with the
+        top-level ``source_options`` (``--set source.KEY=VALUE``) and ``protocol`` applied to every
+        entry that does not set its own."""
+        if self.mix is None:
+            assert self.data is not None
+            return [SourceSpec(data=self.data, source=self.source, source_options=dict(self.source_options),
+                               protocol=self.protocol)]
+        shared = dict(self.source_options)
+        shared_models = dict(shared.pop("models", None) or {})
+        out = []
+        for s in self.mix:
+            out.append(SourceSpec(
+                data=s.data, source=s.source, source_options={**shared, **s.source_options},
+                models={**shared_models, **s.models}, weight=s.weight, protocol=s.protocol or self.protocol,
+            ))
+        return out
+
+    def data_label(self) -> str:
+        """The data as a message names it: the path, or the paths of a mix."""
+        if self.mix is None:
+            return str(self.data)
+        return " + ".join(str(s.data) for s in self.mix)
 
     def train_settings(self) -> dict[str, Any]:
         """The settings a training worker needs."""
@@ -151,8 +205,32 @@ class RunConfig(BaseModel):
     def fingerprint(self) -> str:
         """Hash of everything that changes the trained router (not where or how it is launched)."""
         d = self.model_dump(mode="json", exclude={"output", "hostfile", *LAUNCH_FIELDS})
-        d["data"] = str(Path(self.data).resolve()) if Path(self.data).exists() else str(self.data)  # or a hub id
+        for key in ("mix", "protocol"):  # added in 0.2: left out when unset, so older runs keep their fingerprint
+            if d.get(key) is None:
+                d.pop(key, None)
+        if self.data is not None:
+            d["data"] = _where_data(self.data)
+        for entry, spec in zip(d.get("mix") or [], self.mix or []):
+            entry["data"] = _where_data(spec.data)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _where_data(path: Path) -> str:
+    return str(Path(path).resolve()) if Path(path).exists() else str(path)  # or a hub id
+
+
+def _where(loc: Sequence[Any], total: int) -> str:
+    """A validation error's location as the user set it: ``--eval-fraction``, or for the Nth source
+    of a mix ``--weight (source2)`` / ``--set source2.models``."""
+    if not loc:
+        return "data"
+    if len(loc) >= 3 and loc[0] == "mix" and isinstance(loc[1], int):
+        section = section_name(loc[1] + 1, total)
+        field = str(loc[2])
+        if field in ("models", "source_options"):
+            return f"--set {section}{'.models' if field == 'models' else ''}"
+        return f"--{field.replace('_', '-')} ({section})"
+    return "--" + ".".join(str(x) for x in loc).replace("_", "-")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -215,7 +293,12 @@ def parse_assignment(
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``--set backend.r=8 --set family.k=5`` -> ``{"backend_options": {"r": 8}, ...}``."""
+    """``--set backend.r=8 --set family.k=5`` -> ``{"backend_options": {"r": 8}, ...}``.
+
+    The source sections take a dotted KEY as a nested one (``--set source.models.weak=NAME`` ->
+    ``{"source_options": {"models": {"weak": "NAME"}}}``); ``sourceN`` (N = 1, 2, ...) is the Nth
+    source of a mix, returned as ``"sourceN"``, which :func:`resolve_config` applies to that entry.
+    """
     sections = {
         "backend": "backend_options", "family": "family_options", "source": "source_options",
         "formatter": "formatter_options",
@@ -223,29 +306,113 @@ def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         section, name, value = parse_assignment(item)
-        if section not in sections:
+        nth = section.removeprefix("source")
+        if section.startswith("source") and nth.isdigit() and int(nth) >= 1:
+            key = section
+        elif section in sections:
+            key = sections[section]
+        else:
             raise TelaError(
-                f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of {', '.join(sections)}"
+                f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of {', '.join(sections)} "
+                "(or sourceN, the Nth --data of a mix)"
             )
-        out.setdefault(sections[section], {})[name] = value
+        if key.startswith("source"):
+            *path, last = name.split(".")
+            into = out.setdefault(key, {})
+            for part in path:
+                nxt = into.setdefault(part, {})
+                if not isinstance(nxt, dict):
+                    raise TelaError(f"--set {item!r}: {part} is already set to a value, not a mapping")
+                into = nxt
+            into[last] = value
+        else:
+            out.setdefault(key, {})[name] = value
     return out
+
+
+def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``extra`` over ``base``, nested mappings merged key by key (a config file's
+    ``models: {weak: A}`` plus ``--set source.models.strong=B`` keeps both)."""
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _apply_data_flags(values: dict[str, Any], flags: Mapping[str, Any]) -> None:
+    """Put ``tela run``'s ``--data``/``--source``/``--weight`` (each given once per source, paired in
+    order) into ``values``: one ``--data`` is ``data`` (and ``source``), several are a ``mix``.
+    Data on the command line replaces the config file's ``data``/``mix``."""
+    datas, sources, weights = (_as_list(flags.get(k)) for k in ("data", "source", "weight"))
+    if not datas:
+        if len(sources) > 1 or weights or (sources and values.get("mix") is not None):
+            flag = "--weight" if weights else "--source"
+            raise TelaError(f"{flag} pairs with --data (one per --data, in order); give the data with --data, "
+                            "or name each mix entry's source and weight in the config file")
+        if sources:
+            values["source"] = sources[0]
+        return
+    for flag, given in (("--source", sources), ("--weight", weights)):
+        if given and len(given) != len(datas):
+            raise TelaError(
+                f"--data is given {len(datas)} time(s) and {flag} {len(given)}: give one {flag} per --data, in order"
+                + (" (--source detect reads a path by its own format)" if flag == "--source" else "")
+            )
+    values.pop("data", None)
+    values.pop("mix", None)
+    if len(datas) == 1:
+        if weights:
+            raise TelaError("--weight weighs the sources of a mix against each other; with one --data there is nothing to weigh")
+        values["data"] = datas[0]
+        if sources:
+            values["source"] = sources[0]
+        return
+    default = values.pop("source", "detect")
+    values["mix"] = [
+        {"data": d, "source": sources[i] if sources else default, **({"weight": weights[i]} if weights else {})}
+        for i, d in enumerate(datas)
+    ]
 
 
 def resolve_config(
     config_file: str | Path | None, flags: Mapping[str, Any], overrides: Sequence[str] = ()
 ) -> RunConfig:
     """Defaults < ``config_file`` < ``flags`` (the CLI flags given, None meaning "not given") <
-    ``--set`` overrides (merged into the component option sections)."""
+    ``--set`` overrides (merged into the component option sections, or into the Nth entry of a mix
+    for ``sourceN``). ``flags`` may hold ``data``, ``source`` and ``weight`` as lists, one per source."""
     values: dict[str, Any] = load_config_file(config_file) if config_file else {}
-    values.update({k: v for k, v in flags.items() if v is not None})
-    for section, opts in parse_overrides(overrides).items():
-        values[section] = {**dict(values.get(section) or {}), **opts}
+    _apply_data_flags(values, flags)
+    values.update({k: v for k, v in flags.items() if v is not None and k not in ("data", "source", "weight")})
     try:
+        for section, opts in parse_overrides(overrides).items():
+            if section.startswith("source") and section != "source_options":
+                _set_entry(values, int(section.removeprefix("source")), opts)
+            else:
+                values[section] = _merge(dict(values.get(section) or {}), opts)
         return RunConfig.build(values)
     except TelaError as e:
         if config_file:  # say where the values came from: the user may not have typed them
             raise TelaError(f"{e} (options read from {config_file} and the command line)") from None
         raise
+
+
+def _set_entry(values: dict[str, Any], n: int, opts: Mapping[str, Any]) -> None:
+    """``--set sourceN.KEY=VALUE``: an option of the Nth source of the mix."""
+    mix = values.get("mix")
+    if not isinstance(mix, list):
+        raise TelaError(f"--set source{n}.*: there is one source; set its options with --set source.KEY=VALUE")
+    if not 1 <= n <= len(mix):
+        raise TelaError(f"--set source{n}.*: the mix has {len(mix)} sources (source1..source{len(mix)}, in --data order)")
+    entry = dict(mix[n - 1]) if isinstance(mix[n - 1], Mapping) else mix[n - 1]
+    if isinstance(entry, dict):
+        entry["source_options"] = _merge(dict(entry.get("source_options") or {}), opts)
+        mix[n - 1] = entry
 
 
 #: Run settings that only a family trained by a backend (``uses_backend``, e.g. score-token) reads.
@@ -257,10 +424,13 @@ BACKEND_SETTINGS = (
 
 def check_settings_used(cfg: RunConfig, uses_backend: bool) -> None:
     """Refuse settings the family would silently ignore (``--model`` for ``length``, say): a user who
-    passes them expects them to matter."""
+    passes them expects them to matter. A family that trains itself holds nothing out (it computes no
+    eval loss: it trains on every record), so a nonzero ``--eval-fraction`` is refused too."""
     if uses_backend:
         return
     given = [k for k in BACKEND_SETTINGS if k in cfg.model_fields_set]
+    if "eval_fraction" in cfg.model_fields_set and cfg.eval_fraction > 0:
+        given.append("eval_fraction")
     if given:
         flags = ", ".join("--set backend.*" if k == "backend_options" else f"--{k.replace('_', '-')}" for k in given)
         raise TelaError(

@@ -1,7 +1,8 @@
-"""A run's data: read records through the source plugin, sample and split them, format them.
+"""A run's data: read records through the source plugins, sample and split them, format them.
 
-:func:`read_records` reads ``cfg.data`` with the named (or detected) source; :func:`split_records`
-takes the seed's sample and train/eval split (:mod:`tela_core.data.sampling`, ``cfg.seed``);
+:func:`read_data` reads each of the run's sources with its named (or detected) source plugin and
+combines them under one weak/strong pair (:mod:`tela_core.data.mix`); :func:`split_mix` takes the
+seed's sample and train/eval split (:mod:`tela_core.data.sampling`, ``cfg.seed``) and weighs the sources;
 :func:`format_rows` turns records into prompt/completion rows with the formatter plugin, and
 :func:`write_rows` writes them as ``train.jsonl``/``eval.jsonl`` into the run dir.
 """
@@ -11,15 +12,22 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from tela_core.infra.errors import NoRecordsError, TelaError
+from tela_core.infra.errors import TelaError
 from tela_core.infra.io import atomic_write_text
 from .config import RunConfig
 
+if TYPE_CHECKING:  # pragma: no cover
+    from tela_core.data.mix import Mix
+
 __all__ = [
     "data_source",
+    "data_sources",
+    "read_data",
     "read_records",
+    "mix_pair",
+    "split_mix",
     "source_pair",
     "data_pair",
     "split_records",
@@ -29,36 +37,39 @@ __all__ = [
     "write_rows",
 ]
 
-def data_source(cfg: RunConfig) -> Any:
-    """The source instance that reads ``cfg.data`` (named, or detected from the path). The user's
-    ``--set source.KEY`` options are checked against it even when it was detected: a misspelt
-    option is an error, never dropped."""
-    from tela_core.data.detect import DETECT, detect_source
-    from tela_core.plugins.discovery import get_registry
+def data_sources(cfg: RunConfig) -> list[Any]:
+    """The source instances that read the run's data, one per source (named, or detected from the
+    path). The user's ``--set source.KEY`` options are checked against each even when it was
+    detected: a misspelt option is an error, never dropped."""
+    from tela_core.data.mix import open_source_of
 
-    named = None if cfg.source in (None, DETECT) else get_registry().get("source", cfg.source)
-    if not Path(cfg.data).exists() and not getattr(named, "reads_hub_ids", False):  # hub ids: the source says
-        raise TelaError(f"{cfg.data}: data file not found")
-    name = detect_source(Path(cfg.data)) if cfg.source in (None, DETECT) else cfg.source
-    return get_registry().create("source", name, cfg.source_options)
+    specs = cfg.sources()
+    return [open_source_of(spec, i, len(specs)) for i, spec in enumerate(specs, start=1)]
+
+
+def data_source(cfg: RunConfig) -> Any:
+    """The source instance that reads the run's (first) source; see :func:`data_sources`."""
+    return data_sources(cfg)[0]
+
+
+def read_data(cfg: RunConfig) -> "Mix":
+    """Every source of the run read (protocol side taken) and combined under one weak/strong pair
+    (:mod:`tela_core.data.mix`)."""
+    from tela_core.data.mix import read_mix
+
+    return read_mix(cfg.sources())
 
 
 def read_records(cfg: RunConfig) -> list[Any]:
-    """All records of ``cfg.data`` through the source plugin."""
-    source = data_source(cfg)
-    records = list(source.records(Path(cfg.data)))
-    if not records:
-        raise NoRecordsError(cfg.data)
-    return records
+    """All records of the run's data, through the source plugins (see :func:`read_data`)."""
+    return read_data(cfg).records
 
 
 def source_pair(cfg: RunConfig) -> dict[str, str]:
-    """The weak/strong models the source is set to (outcome sources have defaults, e.g. RouteLLM's
-    Mixtral/GPT-4), for a family whose options do not name them: with N models in the outcomes a
-    family cannot infer the pair itself."""
-    from tela_core.data.detect import open_source
-
-    opts = getattr(open_source(Path(cfg.data), cfg.source, cfg.source_options), "options", None)
+    """The weak/strong models the (first) source is set to (outcome sources have defaults, e.g.
+    RouteLLM's Mixtral/GPT-4), for a family whose options do not name them: with N models in the
+    outcomes a family cannot infer the pair itself."""
+    opts = getattr(data_source(cfg), "options", None)
     out = {}
     for key, attr in (("weak", "weak_model"), ("strong", "strong_model")):
         value = getattr(opts, attr, None)
@@ -71,15 +82,21 @@ def data_pair(cfg: RunConfig, records: Sequence[Any]) -> dict[str, str]:
     """``{"weak": ..., "strong": ...}``: the models the data's outcomes name (the source's pair, or
     the two models it holds), which a trained router routes between; ``{}`` for data without
     per-model outcomes (seed JSONL with labels only), whose router keeps the names weak/strong."""
-    from tela_core.data.detect import open_source
     from tela_core.routing.targets import resolve_pair
 
-    source = open_source(Path(cfg.data), cfg.source, cfg.source_options)
     try:
-        weak, strong = resolve_pair(records, None, None, source)
+        weak, strong = resolve_pair(records, None, None, data_source(cfg))
     except TelaError:
         return {}
     return {"weak": weak, "strong": strong}
+
+
+def mix_pair(cfg: RunConfig, mix: "Mix") -> dict[str, str]:
+    """The pair the run's data resolved to (:class:`~tela_core.data.mix.Mix`), for a family whose
+    options do not name it; ``{}`` when the data cannot say."""
+    if mix.pair is None:
+        return {}
+    return {k: v for k, v in zip(("weak", "strong"), mix.pair) if k not in cfg.family_options}
 
 
 def split_records(cfg: RunConfig, records: Sequence[Any]) -> tuple[list[Any], list[Any]]:
@@ -93,6 +110,27 @@ def split_records(cfg: RunConfig, records: Sequence[Any]) -> tuple[list[Any], li
     return list(train), list(evals)
 
 
+def split_mix(cfg: RunConfig, mix: "Mix", holds_out: bool = True) -> tuple[list[Any], list[Any], list[int]]:
+    """(train, eval, the source of each training record): the seed's sample (``--sample``) and
+    train/eval split of the combined records, as :func:`split_records` draws them, then each
+    source's training records counted by its weight (:func:`tela_core.data.mix.weigh`).
+
+    ``holds_out`` False (a family that trains itself and computes no eval loss) trains on every
+    record instead of holding ``--eval-fraction`` of them out for nothing.
+    """
+    from tela_core.data.mix import weigh
+    from tela_core.data.sampling import split, subsample
+
+    chosen = subsample(list(range(len(mix.records))), cfg.sample, seed=cfg.seed)
+    if holds_out and cfg.eval_fraction > 0:
+        train_idx, eval_idx = split(chosen, eval_fraction=cfg.eval_fraction, seed=cfg.seed)
+    else:
+        train_idx, eval_idx = list(chosen), []
+    weights = [p.spec.weight for p in mix.parts]
+    train, origins = weigh([mix.records[i] for i in train_idx], [mix.origins[i] for i in train_idx], weights, cfg.seed)
+    return train, [mix.records[i] for i in eval_idx], origins
+
+
 def format_rows(cfg: RunConfig, records: Sequence[Any], tokenizer: Any = None) -> list[dict[str, Any]]:
     """``records`` as the formatter turns them into prompt/completion rows (in memory, so a record
     that cannot train fails before anything is written)."""
@@ -102,26 +140,41 @@ def format_rows(cfg: RunConfig, records: Sequence[Any], tokenizer: Any = None) -
     rows = []
     for r in records:
         if not r.messages or r.messages[-1]["role"] != "assistant":
-            raise TelaError(f"{cfg.data}: record {r.id or r.prompt[:40]!r} has no assistant score [[k]] to train on")
+            raise TelaError(f"{cfg.data_label()}: record {r.id or r.prompt[:40]!r} has no assistant score [[k]] to train on")
         f = formatter.format(r.messages, tokenizer)
         rows.append({"prompt": f.prompt, "completion": f.completion, "label": r.label, "id": r.id})
     return rows
 
 
-def data_summary(cfg: RunConfig, records: Sequence[Any], train: Sequence[Any], evals: Sequence[Any]) -> dict[str, Any]:
-    """What the manifest records about the training data (path, SHA-256, counts, split)."""
-    digest = hashlib.sha256(Path(cfg.data).read_bytes()).hexdigest() if Path(cfg.data).is_file() else None
-    return {
-        "source": cfg.source,
-        "path": str(Path(cfg.data).resolve()) if Path(cfg.data).exists() else str(cfg.data),
-        "sha256": digest,
+def data_summary(
+    cfg: RunConfig, records: Sequence[Any], train: Sequence[Any], evals: Sequence[Any],
+    mix: "Mix | None" = None, origins: Sequence[int] | None = None, eval_fraction: float | None = None,
+) -> dict[str, Any]:
+    """What the manifest records about the training data: path, SHA-256, counts, split; with
+    ``mix``, each source's path, hash, protocol, weight, pair and training rows (``sources``)."""
+    single = cfg.mix is None
+    path = Path(cfg.data) if single and cfg.data is not None else None
+    out: dict[str, Any] = {
+        "source": cfg.source if single else "mix",
+        "path": (str(path.resolve()) if path.exists() else str(path)) if path is not None else None,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest() if path is not None and path.is_file() else None,
         "records": len(records),
         "sample": cfg.sample,
         "train": len(train),
         "eval": len(evals),
-        "eval_fraction": cfg.eval_fraction,
+        "eval_fraction": cfg.eval_fraction if eval_fraction is None else eval_fraction,
         "seed": cfg.seed,
     }
+    if cfg.protocol:
+        out["protocol"] = cfg.protocol
+    if mix is not None:
+        counts = [0] * len(mix.parts)
+        for o in origins or []:
+            counts[o] += 1
+        out["sources"] = [p.summary(counts[i] if origins is not None else None) for i, p in enumerate(mix.parts)]
+        if mix.by_role:
+            out["models_by_role"] = True
+    return out
 
 
 def prepare_data(

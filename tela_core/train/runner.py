@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from tela_core.infra.errors import TelaError
 from tela_core.infra.io import atomic_write_json
 from .config import RUN_SUBDIR, RunConfig, check_settings_used
-from .data import data_pair, data_source, data_summary, format_rows, read_records, source_pair, split_records, write_rows
+from .data import data_sources, data_summary, format_rows, mix_pair, read_data, split_mix, write_rows
 from .guard import check_output, check_output_path
 from .launch import node_launch
 
@@ -60,19 +60,25 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
     if cfg.hostfile is not None and not Path(cfg.hostfile).is_file():
         raise TelaError(f"{cfg.hostfile}: hostfile not found")
     nodes = node_launch(cfg) if uses_backend else None  # a bad --nnodes/--node-rank fails before any write
-    data_source(cfg)  # a missing data file or a bad --set source.* fails before the model loads
+    data_sources(cfg)  # a missing data file or a bad --set source.* fails before the model loads
     model = None
     if uses_backend:
         from tela_core.models.resolve import resolve_model
 
         model = resolve_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
-    records = read_records(cfg)
+    mix = read_data(cfg)
+    records = mix.records
+    if mix.by_role:
+        echo(f"the sources name different model pairs ({mix.describe_pairs()}): each record's outcomes are "
+             "keyed by role, and the router routes between 'weak' and 'strong' (tela serve --weak/--strong "
+             "says which model plays each)")
     dups = find_duplicates(records).warning()
     if dups:
         echo(dups)
-    train, evals = split_records(cfg, records)
+    # a family that trains itself computes no eval loss: holding records out would only waste them
+    train, evals, origins = split_mix(cfg, mix, holds_out=uses_backend)
     if not train:
-        raise TelaError(f"{cfg.data}: the split leaves no training records ({len(records)} read); lower --eval-fraction")
+        raise TelaError(f"{cfg.data_label()}: the split leaves no training records ({len(records)} read); lower --eval-fraction")
     rows: dict[str, list[dict[str, Any]]] | None = None
     if model is not None:
         from transformers import AutoTokenizer
@@ -90,20 +96,30 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
             return out
         if state == "resume":
             echo(f"resuming the run in {out}")
-        summary = data_summary(cfg, records, train, evals)
+        summary = data_summary(cfg, records, train, evals, mix, origins, None if uses_backend else 0.0)
+        pairs = {"trained_pairs": mix.trained_pairs()} if mix.trained_pairs() else {}
         if backend is None:
-            _fit_family(cfg, family, train, out, summary)
+            _fit_family(cfg, family, train, out, summary, mix_pair(cfg, mix), pairs)
             return out
         assert model is not None and rows is not None
-        return _train_with_backend(cfg, backend, model, rows, records, train, summary, out, force, quiet, echo, nodes)
+        pair = {"weak": mix.pair[0], "strong": mix.pair[1]} if mix.pair else {}
+        return _train_with_backend(cfg, backend, model, rows, pair, pairs, train, summary, out, force, quiet, echo, nodes)
 
 
 def _marker(cfg: RunConfig) -> dict[str, Any]:
     return {"fingerprint": cfg.fingerprint(), "config": cfg.model_dump(mode="json"), "argv": sys.argv}
 
 
-def _fit_family(cfg: RunConfig, family: Any, train: Sequence[Any], out: Path, summary: dict[str, Any]) -> None:
-    """Fit a self-training family into a staging dir beside ``out``, then move it into place."""
+def _fit_family(
+    cfg: RunConfig, family: Any, train: Sequence[Any], out: Path, summary: dict[str, Any],
+    pair: Mapping[str, str], pairs: Mapping[str, Any],
+) -> None:
+    """Fit a self-training family into a staging dir beside ``out``, then move it into place.
+
+    ``pair`` is the data's weak/strong pair, handed to the family (unless its options name one) and
+    kept in the manifest where the family's own target does not record one (``target=label``), so
+    the router routes between those models, not the placeholders; ``pairs`` the sources' real pairs.
+    """
     from tela_core.routing.artifact import read_manifest, write_manifest, write_policy
     from tela_core.data.fingerprint import SKETCH_KEY, prompt_sketch
     from tela_core.infra.io import staged_dir
@@ -111,20 +127,22 @@ def _fit_family(cfg: RunConfig, family: Any, train: Sequence[Any], out: Path, su
     config = cfg.model_dump(mode="json")
     # out is missing, an empty dir, a forced replacement or an unfinished older run: replaced whole
     with staged_dir(out) as stage:
-        family.fit(train, stage, {"run": config, "formatter": cfg.formatter, "seed": cfg.seed, **source_pair(cfg)})
+        family.fit(train, stage, {"run": config, "formatter": cfg.formatter, "seed": cfg.seed, **pair})
         if not (stage / "policy.json").exists():
             write_policy(stage, "threshold", {"threshold": 0.5})
         manifest = read_manifest(stage)
         extra = {k: v for k, v in manifest.items() if k not in ("tela_artifact", "scorer", "created", "plugins")}
-        extra.update(data=summary, config=config, **{SKETCH_KEY: prompt_sketch(r.prompt for r in train)})
+        extra.update(data=summary, config=config, **pairs, **{SKETCH_KEY: prompt_sketch(r.prompt for r in train)})
+        if len(pair) == 2 and not (extra.get("weak") and extra.get("strong")):
+            extra.update(pair)
         write_manifest(stage, scorer=manifest["scorer"], **extra)
         (stage / RUN_SUBDIR).mkdir(exist_ok=True)
         atomic_write_json(stage / RUN_SUBDIR / "run.json", _marker(cfg))
 
 
 def _train_with_backend(
-    cfg: RunConfig, backend: Any, model: Any, rows: Mapping[str, Sequence[Mapping[str, Any]]], records: Sequence[Any],
-    train: Sequence[Any], data_summary: dict[str, Any], out: Path, force: bool, quiet: bool, echo: Callable[[str], None],
+    cfg: RunConfig, backend: Any, model: Any, rows: Mapping[str, Sequence[Mapping[str, Any]]], pair: Mapping[str, str],
+    pairs: Mapping[str, Any], train: Sequence[Any], data_summary: dict[str, Any], out: Path, force: bool, quiet: bool, echo: Callable[[str], None],
     nodes: "NodeLaunch | None" = None,
 ) -> Path:
     """Write the formatted data and the run marker, train with ``backend``, write the manifest last."""
@@ -165,7 +183,6 @@ def _train_with_backend(
         echo(f"note: {last['train_examples'] - last['train_examples_used']} of {last['train_examples']} training "
              f"examples were longer than --max-length {cfg.max_length} with their answer cut off, and were skipped")
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # finished: resumable state no longer needed
-    pair = data_pair(cfg, records)
     if not (out / "policy.json").exists():
         write_policy(out, "threshold", {"threshold": 0.5}, [pair["weak"], pair["strong"]] if pair else None)
     write_manifest(
@@ -180,6 +197,7 @@ def _train_with_backend(
         config=config,
         training=last,
         **{SKETCH_KEY: prompt_sketch(r.prompt for r in train)},
+        **pairs,
         **pair,
     )
     return out
