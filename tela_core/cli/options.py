@@ -39,7 +39,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 HELP: dict[str, str] = {
     "output": "Directory the command writes into (its description says what goes there).",
     "source": "Data source that reads the input, or detect: chosen from the path "
-              "(see `tela plugins list --kind source`).",
+              "(see `tela plugins list --kind source`). Where --data is repeatable (tela run), one per --data, in order.",
     "protocol": "Named train/held-out split of the data (docs/metrics.md): training and calibration use its "
                 "train side, evaluation its held-out side.",
     "json": "Print JSON for scripts instead of tables and text.",
