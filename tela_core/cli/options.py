@@ -30,7 +30,7 @@ __all__ = [
     "HELP", "output_option", "source_option", "protocol_option", "json_option", "set_option", "force_option",
     "pair_options", "no_cache_option", "trust_option", "score_batch_option", "policy_options", "router_option",
     "named_routers_option", "parse_named_routers", "parse_policy_sets", "refuse_unused", "given", "load_router",
-    "launch_options", "LAUNCH_PARAMS", "score_launch_of",
+    "paid_call_options", "launch_options", "LAUNCH_PARAMS", "score_launch_of",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -70,6 +70,20 @@ HELP: dict[str, str] = {
     "master_addr": "Node 0's address.  [default: $PET_MASTER_ADDR, $MASTER_ADDR, first host of $SLURM_JOB_NODELIST]",
     "master_port": "Node 0's rendezvous port.  [default: $MASTER_PORT, else 29500]",
     "rdzv_endpoint": "torchrun elastic (c10d) rendezvous instead of --master-addr/--node-rank.  [default: $PET_RDZV_ENDPOINT]",
+    # commands that call paid models (tela collect, tela judge)
+    "call_config": "tela serve's YAML/TOML config file: its upstreams (base_url, model, api_key_env, price_input, "
+                   "price_output, max_concurrency, requests_per_minute, tokens_per_minute) can be named as models.",
+    "price": "A model's price as NAME=INPUT,OUTPUT in dollars per million input and output tokens, where the config "
+             "gives none (repeatable).",
+    "max_cost": "Budget in dollars for everything in the output folder (earlier runs' calls count): no call starts "
+                "that could take the total past it; what finished is kept.",
+    "concurrency": "Calls in flight at once to each upstream (default: the config's max_concurrency, else 8).",
+    "rpm": "Most requests started to each upstream in any 60 seconds (default: the config's, else no limit).",
+    "tpm": "Most tokens (prompt + answer) sent to each upstream in any 60 seconds (default: the config's, else no limit).",
+    "timeout": "Seconds to wait for one answer before giving up on that try (it is retried).",
+    "retries": "Tries after the first for a call that fails with 429, 5xx, a timeout or an unusable answer "
+               "(exponential backoff with jitter; Retry-After honoured). A 401/403 stops the run at once.",
+    "dry_run": "Print what would be asked and the cost estimate, and stop: no call, nothing written.",
 }
 
 _PATH = click.Path(path_type=Path)
@@ -81,8 +95,11 @@ def output_option(required: bool = False, default: Path | None = None) -> Callab
                         show_default=default is not None, help=HELP["output"])
 
 
-def source_option(default: str | None = DETECT, dest: str = "source_name") -> Callable[[F], F]:
-    """``--source NAME`` (``tela run`` passes ``default=None`` so that its config file may name one)."""
+def source_option(default: str | None = DETECT, dest: str = "source_name", multiple: bool = False) -> Callable[[F], F]:
+    """``--source NAME`` (``tela run`` passes ``default=None`` so that its config file may name one, and
+    ``multiple=True``: one ``--source`` per ``--data`` of a mix, paired in order)."""
+    if multiple:
+        return click.option("--source", dest, multiple=True, metavar="NAME", help=HELP["source"])
     return click.option("--source", dest, default=default, metavar="NAME", help=HELP["source"])
 
 
@@ -221,6 +238,27 @@ def refuse_unused(mode: str, *params: str) -> None:
     bad = given(*params)
     if bad:
         raise TelaError(f"{mode}; it does not take {', '.join(bad)}")
+
+
+def paid_call_options(f: F) -> F:
+    """The options of commands that call paid models (``tela collect``, ``tela judge``): ``--config``,
+    ``--price``, ``--max-cost``, ``--concurrency``, ``--rpm``, ``--tpm``, ``--timeout``, ``--retries``,
+    ``--dry-run``."""
+    opts = [
+        click.option("--config", "config_file", type=_PATH, default=None, metavar="FILE", help=HELP["call_config"]),
+        click.option("--price", "prices", multiple=True, metavar="NAME=IN,OUT", help=HELP["price"]),
+        click.option("--max-cost", "max_cost", type=click.FloatRange(min=0), default=None, metavar="USD", help=HELP["max_cost"]),
+        click.option("--concurrency", type=click.IntRange(min=1), default=None, help=HELP["concurrency"]),
+        click.option("--rpm", type=click.FloatRange(min=0, min_open=True), default=None, help=HELP["rpm"]),
+        click.option("--tpm", type=click.FloatRange(min=0, min_open=True), default=None, help=HELP["tpm"]),
+        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
+                     help=HELP["timeout"]),
+        click.option("--retries", type=click.IntRange(min=0), default=4, show_default=True, help=HELP["retries"]),
+        click.option("--dry-run", "dry_run", is_flag=True, help=HELP["dry_run"]),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
 
 
 def launch_options(f: F) -> F:
