@@ -143,3 +143,110 @@ def train_length_router(out: Path) -> Path:
     res = run_cli("run", "--family", "length", "--data", SAMPLE, "--output", out)
     assert res.exit_code == 0, res.output
     return out
+
+
+class EchoStandIn:
+    """A STAND-IN for a remote model API, in this process (a thread of its own): an
+    OpenAI-compatible chat server on loopback whose answer depends only on its model name and the
+    request's last user turn (``"<model> answers <hash of the prompt>"``, no timestamps, no
+    counters), so two runs of the same requests get byte-identical answers, and each answer says
+    which prompt it was for. Set ``mode`` to ``"fail"`` (HTTP 500) and ``delay_s`` to slow it
+    down; ``calls`` counts the chat requests it got (``calls_by_prompt`` by answer id)."""
+
+    def __init__(self, model: str) -> None:
+        import asyncio
+        import threading
+
+        self.model = model
+        self.mode = "ok"
+        self.delay_s = 0.0
+        self.calls = 0
+        self.calls_by_prompt: dict[str, int] = {}
+        self._loop = asyncio.new_event_loop()
+        started = threading.Event()
+        self._server: Any = None
+
+        async def boot() -> None:
+            self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=1024)
+            started.set()
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(boot())
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name=f"standin-{model}", daemon=True)
+        self._thread.start()
+        started.wait(10)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/v1"
+
+    @staticmethod
+    def answer_for(model: str, prompt: str) -> str:
+        import hashlib
+
+        return f"{model} answers {hashlib.sha1(prompt.encode()).hexdigest()[:12]}"
+
+    def close(self) -> None:
+        def stop() -> None:
+            self._server.close()
+            self._loop.stop()
+
+        self._loop.call_soon_threadsafe(stop)
+        self._thread.join(10)
+
+    async def _handle(self, reader: Any, writer: Any) -> None:
+        import asyncio
+
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:]) if k}
+                n = int(headers.get("content-length") or 0)
+                raw = await reader.readexactly(n) if n else b""
+                body = json.loads(raw or b"{}")
+                self.calls += 1
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+                writer.write(self._reply(body))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    def _reply(self, body: dict[str, Any]) -> bytes:
+        import hashlib
+
+        if self.mode == "fail":
+            payload = json.dumps({"error": {"message": f"stand-in {self.model} told to fail", "type": "server_error", "param": None, "code": None}}).encode()
+            return b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(payload) + payload
+        users = [m for m in body.get("messages", []) if isinstance(m, dict) and m.get("role") == "user"]
+        prompt = str(users[-1].get("content", "")) if users else ""
+        text = self.answer_for(self.model, prompt)
+        cid = "chatcmpl-" + hashlib.sha1(f"{self.model}|{prompt}".encode()).hexdigest()[:16]
+        self.calls_by_prompt[cid] = self.calls_by_prompt.get(cid, 0) + 1
+        usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": 3, "total_tokens": len(prompt.split()) + 3}
+        if not body.get("stream"):
+            payload = json.dumps({
+                "id": cid, "object": "chat.completion", "created": 0, "model": self.model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}], "usage": usage,
+            }).encode()
+            return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(payload) + payload
+
+        def event(obj: Any) -> bytes:
+            data = b"data: " + (obj if isinstance(obj, bytes) else json.dumps(obj).encode()) + b"\n\n"
+            return b"%x\r\n" % len(data) + data + b"\r\n"
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            return {"id": cid, "object": "chat.completion.chunk", "created": 0, "model": self.model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+        out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+        out += event(chunk({"role": "assistant", "content": ""}))
+        for piece in (text[: len(text) // 2], text[len(text) // 2 :]):
+            out += event(chunk({"content": piece}))
+        out += event(chunk({}, "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            out += event({"id": cid, "object": "chat.completion.chunk", "created": 0, "model": self.model, "choices": [], "usage": usage})
+        return out + event(b"[DONE]") + b"0\r\n\r\n"
