@@ -14,13 +14,13 @@ from typing import Any
 
 import click
 
-from .options import force_option, launch_options, output_option, set_option, source_option, trust_option
+from .options import force_option, launch_options, output_option, protocol_option, set_option, source_option, trust_option
 
 __all__ = ["register", "run"]
 
 #: CLI parameter -> RunConfig field, for the flags that map one to one
 _FIELDS = (
-    "source", "data", "formatter", "family", "backend", "model", "output", "processes", "hostfile",
+    "source", "data", "weight", "protocol", "formatter", "family", "backend", "model", "output", "processes", "hostfile",
     "nnodes", "node_rank", "master_addr", "master_port", "rdzv_endpoint",
     "trust_remote_code", "epochs", "learning_rate", "batch_size", "grad_accum", "max_length",
     "max_steps", "warmup_ratio", "save_steps", "sample", "eval_fraction", "seed",
@@ -33,8 +33,14 @@ def register(cli: click.Group) -> None:
 
 
 @click.command()
-@source_option(default=None, dest="source")
-@click.option("--data", type=click.Path(path_type=Path), default=None, help="Training data (seed JSONL or outcome data).")
+@source_option(default=None, dest="source", multiple=True)
+@click.option("--data", type=click.Path(path_type=Path), multiple=True, metavar="PATH",
+              help="Training data (seed JSONL or outcome data). Repeatable: several sources train one router "
+                   "(each with its --source and --weight, in order; --set sourceN.KEY=VALUE sets the Nth one's options).")
+@click.option("--weight", type=float, multiple=True, metavar="W",
+              help="How much each --data counts, one per --data in order: 2 counts its records twice, 0.5 half of them "
+                   "(drawn with --seed).  [default: 1]")
+@protocol_option
 @click.option("--formatter", default=None, metavar="NAME", help="Prompt formatter.  [default: role-prefix]")
 @click.option("--family", default=None, metavar="NAME", help="Router family (scorer).  [default: score-token]")
 @click.option("--backend", default=None, metavar="NAME", help="Trainer backend for families trained by one.  [default: deepspeed-z3]")
@@ -42,7 +48,7 @@ def register(cli: click.Group) -> None:
 @output_option()
 @launch_options
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, help="YAML/TOML file of run options.")
-@set_option("overrides", "{backend,family,source,formatter}.KEY=VALUE")
+@set_option("overrides", "{backend,family,source[N],formatter}.KEY=VALUE")
 @click.option("--epochs", type=float, default=None, help="Training epochs.  [default: 3, as the seed]")
 @click.option("--learning-rate", "--lr", "learning_rate", type=float, default=None, help="Peak learning rate.  [default: 5e-5]")
 @click.option("--batch-size", type=int, default=None, help="Examples per rank per step.  [default: 8]")
@@ -52,7 +58,7 @@ def register(cli: click.Group) -> None:
 @click.option("--warmup-ratio", type=float, default=None, help="Share of steps for LR warm-up.  [default: 0]")
 @click.option("--save-steps", type=int, default=None, help="Checkpoint every N steps (0: never).  [default: 50]")
 @click.option("--sample", type=int, default=None, help="Train on N records sampled with seed 42.")
-@click.option("--eval-fraction", type=float, default=None, help="Held-out share for eval loss.  [default: 0.1]")
+@click.option("--eval-fraction", type=float, default=None, help="Held-out share for eval loss (families trained by a backend; the others train on every record).  [default: 0.1]")
 @click.option("--seed", type=int, default=None, help="Random seed.  [default: 42]")
 @trust_option(default=None)
 @click.option("--no-trust-remote-code", "no_trust_remote_code", is_flag=True, hidden=True,
@@ -67,10 +73,16 @@ def run(config_file: Path | None, overrides: tuple[str, ...], force: bool, quiet
     checkpoint; a different config there is refused unless --force. --set takes the sections
     backend, family, source and formatter, e.g. --set backend.offload_optimizer=true.
 
+    Several --data train one router on all of them (each with its --source and --weight, in
+    order; --protocol takes each one's training side); --set sourceN.models.weak=NAME and
+    sourceN.models.strong=NAME map the Nth source's models onto the router's weak/strong pair.
+
     \b
-    Example:
+    Examples:
       tela run --data train.jsonl --formatter role-prefix --backend deepspeed-z3 \\
                --model ./SmolLM2-135M-Instruct.Q4_1.gguf --output runs/router --processes 2
+      tela run --family embedding-knn --data mmlu-train.jsonl --data llmrouter.json --weight 1 --weight 2 \\
+               --set source2.models.weak=mistral-7b-instruct-v0.3 -o runs/mixed
     """
     from ..train import resolve_config
     from ..train import run as run_pipeline
