@@ -253,13 +253,15 @@ class UpstreamReply:
     Streaming with a 2xx status, ``chunks`` yields the raw server-sent-event bytes as they arrive
     (chunk boundaries are arbitrary; the stream ends after ``data: [DONE]``), and ``body`` is None.
     ``close`` releases the connection; ``tela serve`` awaits it when the stream ends or the client
-    goes away.
+    goes away. ``headers`` holds an error answer's response headers with lower-case names (the
+    builtin client leaves it None on a 2xx): ``tela collect`` honours ``retry-after`` of a 429.
     """
 
     status: int
     body: Any = None
     chunks: AsyncIterator[bytes] | None = None
     close: Callable[[], Awaitable[None]] | None = None
+    headers: Mapping[str, str] | None = None
 
     async def aclose(self) -> None:
         """Release the upstream connection (idempotent)."""
@@ -282,6 +284,22 @@ class Upstream(Component):
 
     async def chat(self, body: Mapping[str, Any], stream: bool) -> UpstreamReply:
         raise NotImplementedError
+
+    async def check(self, model: str) -> None:
+        """Whether ``model`` can be called here (reachable, key accepted, model known), asked once
+        before ``tela collect`` or ``tela judge`` spends anything. Raise
+        :class:`tela_core.infra.errors.UpstreamError` (with ``status`` when the upstream answered
+        with an HTTP error) when it cannot. The default sends a one-token chat request; a client
+        whose API lists its models (``GET /models``) can ask that instead, for free."""
+        from tela_core.infra.errors import UpstreamError
+
+        reply = await self.chat({"model": model, "messages": [{"role": "user", "content": "Say OK."}], "max_tokens": 1},
+                                stream=False)
+        if reply.status >= 300:
+            body = reply.body
+            err = body.get("error") if isinstance(body, Mapping) else None
+            msg = err.get("message") if isinstance(err, Mapping) else err or body
+            raise UpstreamError(f"HTTP {reply.status}: {' '.join(str(msg).split())[:300]}", reason="status", status=reply.status)
 
     async def aclose(self) -> None:
         """Close connections when the server stops."""

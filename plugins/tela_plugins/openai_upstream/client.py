@@ -98,12 +98,42 @@ class OpenAIUpstream(Upstream):
                 response.close()
                 raise UpstreamError(f"{self._url}: {type(e).__name__}: {e}", reason="connect") from None
             response.release()
-            return UpstreamReply(status=response.status, body=_json_or_text(content))
+            headers = {k.lower(): v for k, v in response.headers.items()} if response.status >= 300 else None
+            return UpstreamReply(status=response.status, body=_json_or_text(content), headers=headers)
 
         async def close() -> None:
             response.close()  # mid-stream: drop the connection rather than reuse it
 
         return UpstreamReply(status=response.status, chunks=_events(response, self._url), close=close)
+
+    async def check(self, model: str) -> None:
+        """``GET {base_url}/models``: the key is accepted and ``model`` is listed (free, unlike a chat
+        call). An endpoint without that route (404/405) gets the one-token chat request instead."""
+        import asyncio
+
+        import aiohttp
+
+        url = self._url.rsplit("/chat/completions", 1)[0] + "/models"
+        headers = {k: v for k, v in self._headers.items() if k != "content-type"}
+        try:
+            async with self._http().get(url, headers=headers, proxy=self._proxy) as response:
+                status, content = response.status, await response.read()
+        except asyncio.TimeoutError:
+            raise UpstreamError(f"{url}: timed out", reason="timeout") from None
+        except aiohttp.ClientError as e:
+            raise UpstreamError(f"{url}: {type(e).__name__}: {e}", reason="connect") from None
+        body = _json_or_text(content)
+        if status in (404, 405):
+            return await super().check(model)
+        if status >= 300:
+            err = body.get("error") if isinstance(body, dict) else None
+            msg = err.get("message") if isinstance(err, dict) else err
+            raise UpstreamError(f"{url}: HTTP {status}: {' '.join(str(msg or body).split())[:300]}", reason="status", status=status)
+        data = body.get("data") if isinstance(body, dict) else None
+        ids = [m.get("id") for m in data if isinstance(m, dict)] if isinstance(data, list) else []
+        if ids and model not in ids:
+            shown = ", ".join(str(i) for i in ids[:8]) + (", ..." if len(ids) > 8 else "")
+            raise UpstreamError(f"{url}: model {model!r} is not among this upstream's models ({shown})", reason="model", status=404)
 
     async def aclose(self) -> None:
         if self._session is not None:

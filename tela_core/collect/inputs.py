@@ -1,0 +1,311 @@
+"""What ``tela collect`` asks and what ``tela judge`` reads: prompt rows and the answers file.
+
+A :class:`PromptRow` is one conversation to send to every model: a stable ``id``, the chat
+``messages`` (OpenAI shape; the prompt is the last user turn), an optional ``reference`` answer
+(for reference graders) and where it came from. Rows come from
+
+- any tela data source (:func:`rows_from_source`: the record's ``prompt`` as one user turn, its
+  ``group`` kept);
+- a prompt file (:func:`rows_from_prompt_file`): one prompt per line, or JSONL objects with a
+  ``prompt`` string or OpenAI ``messages``, plus optional ``id``, ``reference`` and ``group``;
+- ``tela serve``'s logs (:func:`rows_from_logs`): the decision log's routed text (written with
+  ``--log-prompts``) and the shadow log's requests with the answers already received, which are
+  kept and not asked again.
+
+A row's ``id`` is the file's ``id`` when it has one, else a hash of its messages, so a rerun
+matches the same prompt to its earlier answers however the file was reordered; the same prompt
+twice is asked once.
+
+The answers file (``answers.jsonl``, :func:`read_answers`) holds one row per prompt in input
+order: ``id``, ``messages``, ``reference``, ``source`` and ``answers``: model name -> ``text``
+(or null), ``error`` (or null), ``usage`` ``{prompt_tokens, completion_tokens}``,
+``latency_s``, ``cost`` ($, null without prices), ``model`` (the id sent) and ``tries``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from tela_core.infra.errors import InputError, NoRecordsError
+
+__all__ = [
+    "PromptRow", "prompt_of", "row_id", "rows_from_source", "rows_from_prompt_file", "rows_from_logs", "read_answers",
+    "merge_rows", "ANSWERS_NAME",
+]
+
+#: the answers file's name in ``tela collect``'s output folder
+ANSWERS_NAME = "answers.jsonl"
+_CHAT_ROLES = ("system", "developer", "user", "assistant")
+
+
+@dataclass
+class PromptRow:
+    """One conversation to ask every model (see the module doc)."""
+
+    id: str
+    messages: list[dict[str, Any]]
+    reference: str | None = None
+    source: dict[str, Any] = field(default_factory=dict)
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Answers already known (from a shadow log or an earlier run), model name -> answer object."""
+
+    @property
+    def prompt(self) -> str:
+        return prompt_of(self.messages)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "messages": self.messages, "reference": self.reference, "source": self.source,
+                "answers": self.answers}
+
+
+def prompt_of(messages: Sequence[Mapping[str, Any]]) -> str:
+    """The text of the last user turn of ``messages`` ("" when there is none)."""
+    for m in reversed(messages):
+        if m.get("role") == "user":
+            c = m.get("content")
+            if isinstance(c, list):
+                return "".join(p.get("text", "") for p in c if isinstance(p, Mapping))
+            return c if isinstance(c, str) else ""
+    return ""
+
+
+def row_id(messages: Sequence[Mapping[str, Any]]) -> str:
+    """A stable id for a conversation: the first 16 hex digits of the SHA-256 of its JSON."""
+    canon = json.dumps([{"role": m.get("role"), "content": m.get("content")} for m in messages],
+                       ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode("utf-8")).hexdigest()[:16]
+
+
+def _user(text: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": text}]
+
+
+def merge_rows(rows: Iterable[PromptRow]) -> tuple[list[PromptRow], int]:
+    """``rows`` with repeated ids folded into the first (known answers merged); (rows, repeats)."""
+    out: dict[str, PromptRow] = {}
+    repeats = 0
+    for r in rows:
+        first = out.get(r.id)
+        if first is None:
+            out[r.id] = r
+            continue
+        repeats += 1
+        for model, ans in r.answers.items():
+            first.answers.setdefault(model, ans)
+        if first.reference is None and r.reference is not None:
+            first.reference = r.reference
+    return list(out.values()), repeats
+
+
+# ------------------------------------------------------------------------------------------------
+# data sources and prompt files
+# ------------------------------------------------------------------------------------------------
+
+
+def rows_from_source(path: Path, source_name: str | None = None, options: Mapping[str, Any] | None = None) -> list[PromptRow]:
+    """One row per record that the data source reads from ``path`` (its ``prompt`` as one user turn)."""
+    from tela_core.data.detect import DETECT, detect_source
+    from tela_core.plugins import get_registry
+
+    reg = get_registry()
+    name = detect_source(path) if source_name in (None, DETECT) else str(source_name)
+    opts = dict(options or {})
+    if "require_label" in getattr(reg.get("source", name).Options, "model_fields", {}):
+        opts.setdefault("require_label", False)  # prompts to answer carry no label yet
+    source = reg.create("source", name, opts)
+    rows = []
+    for r in source.records(Path(path)):
+        messages = _user(r.prompt)
+        src: dict[str, Any] = {"source": source.name}
+        if r.group is not None:
+            src["group"] = r.group
+        if r.id is not None:
+            src["record_id"] = r.id
+        rows.append(PromptRow(id=str(r.id) if r.id is not None else row_id(messages), messages=messages, source=src))
+    if not rows:
+        raise NoRecordsError(path)
+    return rows
+
+
+def _messages(value: Any, path: Path, lineno: int) -> list[dict[str, Any]]:
+    from tela_core.data.records import check_text
+
+    if not isinstance(value, list) or not value:
+        raise InputError(path, lineno, '"messages" must be a non-empty list of {"role", "content"} objects')
+    out = []
+    for i, m in enumerate(value):
+        if not isinstance(m, Mapping) or m.get("role") not in _CHAT_ROLES or not isinstance(m.get("content"), str):
+            raise InputError(path, lineno, f'messages[{i}] must be {{"role", "content"}} with role one of '
+                                           f'{", ".join(_CHAT_ROLES)} and a string content')
+        check_text(m["content"], path, lineno, f"messages[{i}]")
+        out.append({"role": m["role"], "content": m["content"]})
+    if out[-1]["role"] != "user" or not out[-1]["content"].strip():
+        raise InputError(path, lineno, "the last message must be the user's, with text (the prompt to answer)")
+    return out
+
+
+def _optional_text(obj: Mapping[str, Any], key: str, path: Path, lineno: int) -> str | None:
+    v = obj.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+        raise InputError(path, lineno, f'"{key}" must be a string')
+    return str(v)
+
+
+def rows_from_prompt_file(path: Path) -> list[PromptRow]:
+    """Rows of a prompt file: a line starting with ``{`` is a JSON object with a ``prompt`` string
+    or OpenAI ``messages`` (optional ``id``, ``reference``/``answer``, ``group``), one starting
+    with ``"`` a JSON string, any other non-blank line the prompt itself."""
+    from tela_core.data.records import check_text, loads_json
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(p, None, "is a directory, expected a file of prompts" if p.is_dir() else "file not found")
+    rows: list[PromptRow] = []
+    with open(p, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                raise InputError(p, lineno, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")
+            if not line.strip():
+                continue
+            head = line.lstrip()[:1]
+            if head not in ("{", '"'):
+                messages = _user(line)
+                rows.append(PromptRow(id=row_id(messages), messages=messages, source={"line": lineno}))
+                continue
+            obj = loads_json(line, p, lineno)
+            if isinstance(obj, str):
+                if not obj.strip():
+                    raise InputError(p, lineno, "empty prompt")
+                messages = _user(check_text(obj, p, lineno, "the prompt"))
+                rows.append(PromptRow(id=row_id(messages), messages=messages, source={"line": lineno}))
+                continue
+            if not isinstance(obj, dict):
+                raise InputError(p, lineno, 'expected a JSON object with "prompt" or "messages", or a JSON string')
+            if isinstance(obj.get("prompt"), str) and obj["prompt"].strip():
+                messages = _user(check_text(obj["prompt"], p, lineno, '"prompt"'))  # seed JSONL: the question
+            elif "messages" in obj and "prompt" not in obj:
+                messages = _messages(obj["messages"], p, lineno)
+            else:
+                raise InputError(p, lineno, 'expected a non-empty "prompt" string or a "messages" list')
+            ident = _optional_text(obj, "id", p, lineno)
+            reference = _optional_text(obj, "reference", p, lineno)
+            if reference is None:
+                reference = _optional_text(obj, "answer", p, lineno)
+            src: dict[str, Any] = {"line": lineno}
+            group = _optional_text(obj, "group", p, lineno)
+            if group is not None:
+                src["group"] = group
+            rows.append(PromptRow(id=ident or row_id(messages), messages=messages, reference=reference, source=src))
+    if not rows:
+        raise InputError(p, None, "no prompts (empty, or only blank lines)")
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------
+# tela serve's logs
+# ------------------------------------------------------------------------------------------------
+
+
+def _log_answers(obj: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The shadow log's answers that have text and no error, as answers-file answer objects."""
+    out: dict[str, dict[str, Any]] = {}
+    answers = obj.get("answers")
+    if not isinstance(answers, Mapping):
+        return out
+    for model, a in answers.items():
+        if not isinstance(a, Mapping) or not isinstance(a.get("text"), str) or a.get("error"):
+            continue
+        usage = a.get("usage") if isinstance(a.get("usage"), Mapping) else None
+        if usage is not None:
+            pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            usage = {"prompt_tokens": pt, "completion_tokens": ct} if isinstance(pt, int) and isinstance(ct, int) else None
+        out[str(model)] = {"text": a["text"], "error": None, "usage": usage,
+                           "latency_s": a.get("latency_s") if isinstance(a.get("latency_s"), (int, float)) else None,
+                           "cost": None, "model": None, "tries": 0, "from_log": True}
+    return out
+
+
+def rows_from_logs(paths: Sequence[Path]) -> tuple[list[PromptRow], dict[str, int]]:
+    """Rows from ``tela serve`` decision logs and shadow logs (any mix); (rows, notes) where notes
+    count the lines read and the requests skipped for want of a logged prompt."""
+    from tela_core.serve.decisions import read_decisions
+
+    rows: list[PromptRow] = []
+    notes = {"log_lines": 0, "without_prompt": 0}
+    for path in paths:
+        n_before = len(rows)
+        for lineno, obj in read_decisions(path):
+            notes["log_lines"] += 1
+            ident = obj.get("request_id") or obj.get("id")
+            if isinstance(obj.get("messages"), list):
+                try:
+                    messages = _messages(obj["messages"], Path(path), lineno)
+                except InputError:
+                    notes["without_prompt"] += 1
+                    continue
+            elif isinstance(obj.get("prompt"), str) and obj["prompt"].strip():
+                messages = _user(obj["prompt"])
+            else:
+                notes["without_prompt"] += 1
+                continue
+            src: dict[str, Any] = {"log": Path(path).name, "line": lineno}
+            for key in ("router", "chosen", "w"):
+                if obj.get(key) is not None:
+                    src[key] = obj[key]
+            rows.append(PromptRow(id=str(ident) if ident else row_id(messages), messages=messages, source=src,
+                                  answers=_log_answers(obj)))
+        if len(rows) == n_before:
+            raise InputError(path, None, "no prompts in this log: tela serve logs them only with log_prompts "
+                                         "(--log-prompts)")
+    return rows, notes
+
+
+# ------------------------------------------------------------------------------------------------
+# the answers file
+# ------------------------------------------------------------------------------------------------
+
+
+def read_answers(path: Path) -> tuple[list[PromptRow], list[str]]:
+    """The rows of an answers file (or of ``tela collect``'s output folder), and the model names
+    in the order they first appear. Bad lines are :class:`InputError` with the line."""
+    from tela_core.data.records import iter_jsonl
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / ANSWERS_NAME
+        if not p.is_file():
+            raise InputError(path, None, f"no {ANSWERS_NAME} in this folder (is it tela collect's output?)")
+    rows: list[PromptRow] = []
+    models: dict[str, None] = {}
+    for lineno, obj in iter_jsonl(p):
+        if not isinstance(obj, dict):
+            raise InputError(p, lineno, "expected a JSON object (an answers-file row)")
+        ident = obj.get("id")
+        if isinstance(ident, bool) or not isinstance(ident, (str, int)) or str(ident) == "":
+            raise InputError(p, lineno, 'missing "id" (a string)')
+        messages = _messages(obj.get("messages"), p, lineno)
+        answers = obj.get("answers")
+        if not isinstance(answers, dict):
+            raise InputError(p, lineno, '"answers" must map model names to answer objects')
+        for model, a in answers.items():
+            if not isinstance(a, dict) or not (a.get("text") is None or isinstance(a.get("text"), str)):
+                raise InputError(p, lineno, f'answers[{model!r}] must be an object with "text" (a string or null)')
+            models.setdefault(str(model), None)
+        reference = obj.get("reference")
+        if reference is not None and not isinstance(reference, str):
+            reference = str(reference)
+        src: dict[str, Any] = obj["source"] if isinstance(obj.get("source"), dict) else {}
+        rows.append(PromptRow(id=str(ident), messages=messages, reference=reference, source=src, answers=answers))
+    if not rows:
+        raise NoRecordsError(p)
+    return rows, list(models)
