@@ -1,4 +1,4 @@
-"""``tela data``: check, sample, convert and preview training and outcome data.
+"""``tela data``: check, sample, convert, split and preview training and outcome data.
 
 Every command reads its input through a registered data source (``--source``, default: detected
 from the path), so a bad line is reported as ``FILE:LINE: what is wrong`` with exit code 2 before
@@ -14,7 +14,7 @@ from typing import Any, Iterable, Sequence
 
 import click
 
-from .options import force_option, json_option, pair_options, set_option, source_option
+from .options import force_option, json_option, output_option, pair_options, protocol_option, set_option, source_option
 
 __all__ = ["register", "data", "summarize"]
 
@@ -218,6 +218,80 @@ def convert(
     labels = Counter(r.label for r in records if r.label is not None)
     hist = ", ".join(f"[[{k}]]: {labels.get(k, 0)}" for k in range(1, 6))
     click.echo(f"wrote {written} records ({source.name}) to {out_path}; labels {hist}")
+
+
+# ------------------------------------------------------------------------------------------------
+# split: a protocol's sides as files
+# ------------------------------------------------------------------------------------------------
+
+#: what ``tela data split`` writes into its output folder
+SPLIT_FILES = ("train.jsonl", "eval.jsonl", "split.json")
+
+
+@data.command("split")
+@click.argument("in_path", metavar="IN", type=_in_path)
+@protocol_option
+@output_option(required=True)
+@_source_opt
+@_with_pair
+@force_option
+def split(
+    in_path: Path, protocol: str | None, output: Path, source_name: str, weak_model: str | None,
+    strong_model: str | None, force: bool,
+) -> None:
+    """Write the two sides of IN under --protocol into OUTPUT: train.jsonl (training and
+    calibration), eval.jsonl (the held-out side `tela eval` judges on) and split.json (counts and
+    where they came from).
+
+    Both files are seed JSONL with outcomes, costs, group and id, as `tela data convert` writes
+    them, so `tela run --data OUTPUT/train.jsonl` and `tela eval --data OUTPUT/eval.jsonl` read them
+    as they are. Existing files are replaced only with --force.
+
+    \b
+    Example:
+      tela data split --protocol mmlu-heldout -o splits/mmlu "$(tela data get routellm-mmlu)"
+    """
+    from tela_core.data.detect import read_records
+    from tela_core.data.protocols import split as protocol_split
+    from tela_core.infra.errors import InputError, TelaError
+    from tela_core.infra.io import atomic_write_json, check_can_write
+    from tela_core.infra.locks import output_lock
+    from tela_core.routing.targets import model_names
+
+    if protocol is None:
+        from tela_core.data.protocols import names
+
+        raise TelaError(f"--protocol is required: the split to write (one of {', '.join(names())})")
+    if output.exists() and not output.is_dir():
+        raise TelaError(f"{output} is a file; --output must be a directory")
+    for name in SPLIT_FILES:
+        check_can_write(output / name, force)
+    records, source, info = read_records(in_path, source_name, weak_model, strong_model)
+    try:
+        train, evals = protocol_split(protocol, records)
+    except TelaError as e:
+        raise InputError(in_path, None, str(e)) from None
+    opts = getattr(source, "options", None)
+    weak, strong = getattr(opts, "weak_model", None), getattr(opts, "strong_model", None)
+    models = model_names(records)
+    with output_lock(output):
+        for name in SPLIT_FILES:
+            check_can_write(output / name, force)  # again, now that no one else writes here
+        n_train = _write_jsonl(output / "train.jsonl", (r.to_json() for r in train))
+        n_eval = _write_jsonl(output / "eval.jsonl", (r.to_json() for r in evals))
+        atomic_write_json(output / "split.json", {
+            "protocol": protocol, "data": str(in_path.resolve()), "source": source.name,
+            "records_read": info["records_read"], "train": n_train, "eval": n_eval,
+            "dropped": info["records_read"] - n_train - n_eval, "models": models,
+            "weak_model": weak if weak in models else None, "strong_model": strong if strong in models else None,
+        })
+    click.echo(f"wrote {n_train} training-side and {n_eval} held-out records of {in_path} ({protocol}) to {output}; "
+               f"{info['records_read'] - n_train - n_eval} dropped by the protocol", err=True)
+    if len(models) > 2 and weak in models and strong in models:
+        click.echo(f"the files keep all {len(models)} models' outcomes; name the pair when you use them: "
+                   f"tela run --set source.models.weak={weak} --set source.models.strong={strong}, "
+                   f"tela eval --weak-model {weak} --strong-model {strong}", err=True)
+    click.echo(str(output))
 
 
 # ------------------------------------------------------------------------------------------------

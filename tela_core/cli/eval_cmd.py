@@ -114,6 +114,7 @@ def eval_cmd(
     weak, strong = ev.resolve_pair(records, weak_model, strong_model, source)
     arrays = ev.outcome_arrays(records, weak, strong)
     _warn_if_trained_on(manifest, records)
+    pairs = _pair_check(manifest, weak, strong)
     _lock_output(output, force)
     costs: dict[str, Any] = dict(weak_cost=arrays.weak_cost, strong_cost=arrays.strong_cost)
 
@@ -148,6 +149,7 @@ def eval_cmd(
         "source": source.name,
         "protocol": protocol,
         **info,
+        **pairs,
         "scoring": {k: v for k, v in scoring.items() if k != "key"},
     }
     report = ev.build_report(evaluations, data=arrays, meta=meta, policy=policy_info)
@@ -166,6 +168,19 @@ def _warn_if_trained_on(manifest: Any, records: Any) -> None:
     note = overlap_warning(manifest or {}, [r.prompt for r in records]) if manifest else None
     if note:
         click.echo(note, err=True)
+
+
+def _pair_check(manifest: Any, weak: str, strong: str) -> dict[str, Any]:
+    """Say in one line when the router is judged on a model pair it was not trained on (a warning,
+    not a refusal: the metrics replay this data's own outcomes, so they stay true); for the report."""
+    from ..eval.pairs import pair_note, trained_pairs
+
+    if not manifest:
+        return {}
+    note = pair_note(manifest, weak, strong)
+    if note:
+        click.echo(note, err=True)
+    return {"trained_pairs": [list(p) for p in trained_pairs(manifest)], **({"pair_note": note} if note else {})}
 
 
 def _lock_output(output: Path, force: bool) -> None:

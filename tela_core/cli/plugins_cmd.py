@@ -10,8 +10,17 @@ import click
 from ..components import KINDS
 from .options import json_option
 
-#: what ``--kind`` accepts: the component kinds, and CLI commands added by plugins
-LIST_KINDS: tuple[str, ...] = (*KINDS, "dataset", "command")
+#: other spellings of a kind: the docs call the component that trains and scores a router a
+#: *family* (``tela run --family``); the registry's kind, and the plugin API's, is ``scorer``
+KIND_ALIASES: dict[str, str] = {"family": "scorer"}
+
+#: what ``--kind`` accepts: the component kinds, and CLI commands added by plugins (and the aliases)
+LIST_KINDS: tuple[str, ...] = (*KINDS, "dataset", "command", *KIND_ALIASES)
+
+
+def _kind(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """The registry's kind for what the user typed (``family`` -> ``scorer``)."""
+    return KIND_ALIASES.get(value, value) if value is not None else None
 
 
 def register(cli: click.Group) -> None:
@@ -38,7 +47,8 @@ def _command_help(name: str) -> str:
 
 @plugins.command("list")
 @json_option
-@click.option("--kind", type=click.Choice(LIST_KINDS), help="Only plugins that provide this kind.")
+@click.option("--kind", type=click.Choice(LIST_KINDS), callback=_kind,
+              help="Only plugins that provide this kind (family is the scorer kind).")
 def list_plugins(as_json: bool, kind: str | None) -> None:
     """List plugins: distribution, version, components by kind and name, hooks.
 
@@ -91,14 +101,15 @@ def list_plugins(as_json: bool, kind: str | None) -> None:
 
 
 @plugins.command("show")
-@click.argument("kind", type=click.Choice(LIST_KINDS))
+@click.argument("kind", type=click.Choice(LIST_KINDS), callback=_kind)
 @click.argument("name")
 @json_option
 def show_component(kind: str, name: str, as_json: bool) -> None:
     """Show one component: its plugin, description and options (name, type, default; --json:
     the options' JSON schema).
 
-    An unknown NAME is an error that lists the registered names of KIND.
+    An unknown NAME is an error that lists the registered names of KIND. KIND family is the
+    scorer kind (`tela plugins show family embedding-knn`).
     """
     from tela_core.plugins.discovery import get_registry
 
@@ -114,7 +125,8 @@ def show_component(kind: str, name: str, as_json: bool) -> None:
         click.echo(json.dumps({"kind": kind, "name": name, "plugin": entry.plugin,
                                "description": entry.description, "options": schema}, indent=2))
         return
-    click.echo(f"{kind} {name} (plugin {entry.plugin}): {entry.description}")
+    shown = next((alias for alias, k in KIND_ALIASES.items() if k == kind), kind)  # the docs name: family
+    click.echo(f"{shown} {name} (plugin {entry.plugin}): {entry.description}")
     fields: dict[str, Any] = entry.cls.Options.model_fields
     if not fields:
         click.echo("options: none")
