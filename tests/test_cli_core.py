@@ -93,11 +93,23 @@ def test_usage_errors_exit_2(tela_cli):
     assert res.exit_code == 2 and "widget" in res.output
 
 
-def test_plugins_list_table(tela_cli):
+def test_plugins_list_table(tela_cli, monkeypatch):
+    monkeypatch.setattr("tela_core.cli.tables.stdout_is_terminal", lambda: True)  # the table a terminal gets
     res = tela_cli("plugins", "list", env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     for word in ("tela plugins", "jsonl", "role-prefix", "chat-template", "formatters", "sources"):
         assert word in res.output
+    assert "┃ plugin" in res.output
+
+
+def test_plugins_list_piped_prints_one_full_line_per_component(tela_cli):
+    res = tela_cli("plugins", "list")  # captured output is not a terminal
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0].split("\t") == ["plugin", "distribution", "version", "kind", "name", "description"]
+    rows = [line.split("\t") for line in lines[1:]]
+    assert all(len(r) == 6 for r in rows)
+    assert ["role-prefix", "tela", tela_core.__version__, "formatter", "chat-template"] in [r[:5] for r in rows]
 
 
 def test_plugins_list_table_shows_a_broken_plugin(tela_cli, register_plugin):

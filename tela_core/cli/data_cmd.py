@@ -15,6 +15,7 @@ from typing import Any, Iterable, Sequence
 import click
 
 from .options import force_option, json_option, output_option, pair_options, protocol_option, set_option, source_option
+from . import tables
 
 __all__ = ["register", "data", "summarize"]
 
@@ -96,7 +97,7 @@ def _print_summary(path: Path, s: dict[str, Any]) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    con = Console()
+    con = Console(soft_wrap=not tables.stdout_is_terminal())  # piped: whole lines, not 80 columns
     con.print(f"[bold]{escape(str(path))}[/]: {s['records']} records, source [cyan]{s['source']}[/]", highlight=False)
     labelled = sum(s["labels"].values())
     if labelled:
@@ -108,7 +109,7 @@ def _print_summary(path: Path, s: dict[str, Any]) -> None:
         for k, n in s["labels"].items():
             share = n / labelled
             t.add_row(Text(f"[[{k}]]"), str(n), f"{share:.1%}", "█" * round(share * 30))
-        con.print(t)
+        tables.print_table(t, con)
     if s["unlabelled"]:
         con.print(f"unlabelled records: {s['unlabelled']}")
     if s["groups"]:
@@ -123,7 +124,7 @@ def _print_summary(path: Path, s: dict[str, Any]) -> None:
             role = " (weak)" if m == s["weak_model"] else " (strong)" if m == s["strong_model"] else ""
             cost = "-" if v["mean_cost"] is None else f"{v['mean_cost']:.3g}"
             t.add_row(escape(m) + role, str(v["n"]), f"{v['mean_outcome']:.1%}", cost)
-        con.print(t)
+        tables.print_table(t, con)
     for k, v in s["notes"].items():
         con.print(f"{k.replace('_', ' ')}: {v}", highlight=False)
 
@@ -380,6 +381,11 @@ def list_datasets(as_json: bool) -> None:
     if as_json:
         rows = [{**e.to_json(), "in_cache": installed(e) is not None, "path": str(dataset_dir(e.name))} for e in entries]
         click.echo(json.dumps(rows, indent=2))
+        return
+    if not tables.stdout_is_terminal():  # piped: one full line per dataset
+        tables.print_rows(("name", "source", "license", "revision", "files", "state", "description"),
+                   [(e.name, e.source or "-", e.license, e.revision or "unpinned", len(e.files),
+                     "in cache" if installed(e) is not None else "not fetched", e.description) for e in entries])
         return
     from rich.console import Console
     from rich.markup import escape

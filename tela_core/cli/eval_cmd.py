@@ -19,6 +19,7 @@ from tela_core.data.detect import read_records
 from .options import (LAUNCH_PARAMS, force_option, json_option, launch_options, load_router, no_cache_option, output_option,
                       pair_options, policy_options, protocol_option, refuse_unused, score_batch_option, score_launch_of,
                       source_option, trust_option)
+from . import tables
 
 __all__ = ["register", "eval_cmd", "BASELINES"]
 
@@ -239,7 +240,11 @@ def _eval_all_models(
     from rich.console import Console
     from rich.markdown import Markdown
 
-    Console().print(Markdown((output / "nmodel.md").read_text()))
+    text = (output / "nmodel.md").read_text()
+    if tables.stdout_is_terminal():
+        Console().print(Markdown(text))
+    else:  # piped: the Markdown itself, every table row whole
+        click.echo(text.rstrip("\n"))
     click.echo(f"wrote {', '.join(str(p) for p in paths)}")
 
 
@@ -270,7 +275,7 @@ def _print_table(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    con = Console()
+    con = Console(soft_wrap=not tables.stdout_is_terminal())  # piped: whole lines, not 80 columns
     has_cost = any(r.get("cost") for r in report["routers"])
     title = (
         f"{report['n']} prompts from {report['data']}"
@@ -283,7 +288,7 @@ def _print_table(report: dict[str, Any]) -> None:
         t.add_column(col, justify="left" if col == "router" else "right")
     for r in report["routers"]:
         t.add_row(r["name"], f"{r['apgr']:.3f}", f"{r['cpt50']:.2f}", f"{r['cpt80']:.2f}", f"{r['auc']:.4f}")
-    con.print(t)
+    tables.print_table(t, con)
     g = Table(title="PGR" + (" and cost ($ per 1,000 queries)" if has_cost else "") + " at strong-call share p", title_justify="left")
     g.add_column("p", justify="right")
     for r in report["routers"]:
@@ -297,7 +302,7 @@ def _print_table(report: dict[str, Any]) -> None:
             if has_cost and r.get("cost"):
                 row.append(f"{1000 * r['cost'][i]:.4g}")
         g.add_row(*row)
-    con.print(g)
+    tables.print_table(g, con)
     pol = report.get("policy")
     if pol:
         if pol.get("point"):

@@ -9,6 +9,7 @@ import click
 
 from ..components import KINDS
 from .options import json_option
+from . import tables
 
 #: other spellings of a kind: the docs call the component that trains and scores a router a
 #: *family* (``tela run --family``); the registry's kind, and the plugin API's, is ``scorer``
@@ -52,7 +53,9 @@ def _command_help(name: str) -> str:
 def list_plugins(as_json: bool, kind: str | None) -> None:
     """List plugins: distribution, version, components by kind and name, hooks.
 
-    A plugin that failed to load is listed as BROKEN with its error; the others still work.
+    A plugin that failed to load is listed as BROKEN with its error; the others still work. Piped,
+    it prints one tab-separated line per component (plugin, distribution, version, kind, name,
+    description), so `tela plugins list | grep NAME` finds any name.
     """
     from tela_core.plugins.discovery import get_registry
 
@@ -66,6 +69,19 @@ def list_plugins(as_json: bool, kind: str | None) -> None:
                 obj["provides"] = {k: v for k, v in obj["provides"].items() if k == kind}
             out.append(obj)
         click.echo(json.dumps(out, indent=2))
+        return
+    if not tables.stdout_is_terminal():  # piped: one full line per component, for grep and cut
+        rows = []
+        for p in infos:
+            dist, version = p.dist or "-", p.version or "-"
+            if p.error:
+                rows.append((p.name, dist, version, "BROKEN", "-", p.error))
+            shown = [(k, n) for k, n in p.components if kind in (None, k)]
+            for k, n in shown:
+                rows.append((p.name, dist, version, k, n, _description(reg, k, n)))
+            if not shown and not p.error:
+                rows.append((p.name, dist, version, "-", "-", "-"))
+        tables.print_rows(("plugin", "distribution", "version", "kind", "name", "description"), rows)
         return
     from rich.console import Console
     from rich.markup import escape
@@ -86,9 +102,7 @@ def list_plugins(as_json: bool, kind: str | None) -> None:
                 continue
             line = f"{k}: [cyan]{escape(n)}[/cyan]"
             if wide:
-                entry = reg.entries.get(k, {}).get(n)
-                desc = entry.description if entry is not None else _command_help(n) if k == "command" else ""
-                line += f" — {escape(desc)}"
+                line += f" — {escape(_description(reg, k, n))}"
             lines.append(line)
         provides = "\n".join(lines)
         if p.error:
@@ -98,6 +112,16 @@ def list_plugins(as_json: bool, kind: str | None) -> None:
     console.print(table)
     if not wide:
         console.print("Descriptions and options: tela plugins show KIND NAME")
+
+
+def _description(reg: Any, kind: str, name: str) -> str:
+    """One line saying what component ``kind name`` does (a command's first help line)."""
+    if kind == "command":
+        return _command_help(name)
+    if kind == "dataset":
+        return str(reg.datasets[name][0].description) if name in reg.datasets else ""
+    entry = reg.entries.get(kind, {}).get(name)
+    return entry.description if entry is not None else ""
 
 
 @plugins.command("show")

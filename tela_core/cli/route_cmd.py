@@ -17,6 +17,7 @@ import click
 
 from .options import (json_option, launch_options, load_router, policy_options, refuse_unused, router_option, score_batch_option,
                       score_launch_of, trust_option)
+from . import tables
 
 __all__ = ["register", "route"]
 
@@ -121,13 +122,14 @@ def _print_routes(rows: list[dict[str, Any]], spec: dict[str, Any]) -> None:
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     con = Console()
-    if not con.is_terminal:  # piped or captured: room for the prompts rather than 80 columns
-        con = Console(width=160)
+    piped = not tables.stdout_is_terminal()  # piped or captured: plain rows with the whole prompt
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True, title=_policy_title(spec), title_justify="left")
     t.add_column("#", justify="right", no_wrap=True, min_width=1)
-    t.add_column("prompt", overflow="ellipsis", no_wrap=True, max_width=max(12, con.width - 56 - max(len(r["model"]) for r in rows)))
+    t.add_column("prompt", overflow="ellipsis", no_wrap=True,
+                 max_width=None if piped else max(12, con.width - 56 - max(len(r["model"]) for r in rows)))
     for k in range(1, 6):
         t.add_column(f"[[{k}]]", justify="right", no_wrap=True, min_width=5)
     t.add_column("E", justify="right", no_wrap=True, min_width=4)
@@ -136,6 +138,7 @@ def _print_routes(rows: list[dict[str, Any]], spec: dict[str, Any]) -> None:
     for i, r in enumerate(rows, start=1):
         probs = [f"{x:.3f}" for x in r["probs"]] if r["probs"] else ["–"] * 5
         exp = f"{r['expected']:.2f}" if r["expected"] is not None else "–"
-        t.add_row(str(i), r["prompt"].replace("\n", " "), *probs, exp, f"{r['w']:.3f}", r["model"])
-    con.print(t)
-    click.echo("[[k]]: probability of score k (the weak model's answer quality, 1..5); E: expected score; w = P([[1]]..[[3]])")
+        t.add_row(str(i), Text(r["prompt"].replace("\n", " ")), *probs, exp, f"{r['w']:.3f}", Text(r["model"]))
+    tables.print_table(t, con)
+    if not piped:
+        click.echo("[[k]]: probability of score k (the weak model's answer quality, 1..5); E: expected score; w = P([[1]]..[[3]])")

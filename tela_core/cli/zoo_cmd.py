@@ -9,6 +9,7 @@ import click
 
 from .options import (force_option, launch_options, named_routers_option, output_option, pair_options, parse_named_routers,
                       protocol_option, refuse_unused, score_launch_of, set_option, source_option, trust_option)
+from . import tables
 
 
 def _parse_options(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -135,7 +136,7 @@ def zoo(
         table.add_column(h, justify="left" if h == "family" else "right")
     for row in table_rows(result):
         table.add_row(*row)
-    Console().print(table)
+    tables.print_table(table)
     click.echo(f"report: {output / 'report.md'}")
 
 
