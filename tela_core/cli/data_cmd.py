@@ -123,7 +123,8 @@ def _print_summary(path: Path, s: dict[str, Any]) -> None:
         for m, v in sorted(s["models"].items(), key=lambda kv: kv[1]["mean_outcome"] or 0):
             role = " (weak)" if m == s["weak_model"] else " (strong)" if m == s["strong_model"] else ""
             cost = "-" if v["mean_cost"] is None else f"{v['mean_cost']:.3g}"
-            t.add_row(escape(m) + role, str(v["n"]), f"{v['mean_outcome']:.1%}", cost)
+            outcome = "-" if v["mean_outcome"] is None else f"{v['mean_outcome']:.1%}"  # costs without outcomes
+            t.add_row(escape(m) + role, str(v["n"]), outcome, cost)
         tables.print_table(t, con)
     for k, v in s["notes"].items():
         con.print(f"{k.replace('_', ' ')}: {v}", highlight=False)

@@ -1,0 +1,238 @@
+"""Judging collected answers: a registered judge's verdicts, resumable and within a budget, turned
+into records that ``tela run``, ``tela eval`` and ``tela zoo`` read as they are.
+
+:func:`judge_tasks` turns the answers file's rows into :class:`~tela_core.components.JudgeItem`
+objects for a judge (skipping, and counting, prompts without the pair's answers or, for a judge
+that needs one, without a reference answer). :func:`judge_one` sends the judge's requests through
+the :class:`~tela_core.collect.calls.Engine` and reads the replies with the judge's ``verdict``;
+a reply the judge cannot read (:class:`~tela_core.infra.errors.JudgeOutputError`) is asked again
+(only the call it names, when it names one), and after the last try the prompt gets an error row:
+a label is never guessed. :func:`record_for` makes the seed-format record of a judged prompt.
+
+Each judgement carries a key (the judge, its options, the judge model, the prompt and the answers
+judged), so a rerun after a kill reuses exactly the judgements that still apply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from tela_core.infra.errors import JudgeOutputError, TelaError
+
+from .calls import Call, Engine, Reply
+from .inputs import PromptRow
+from .store import OutputDir
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tela_core.components import Judge, JudgeItem
+
+__all__ = ["JudgeTask", "judge_tasks", "judge_one", "judge_all", "record_for", "previous_judgements", "JUDGEMENTS_NAME",
+           "RECORDS_NAME", "AGREEMENT_NAME"]
+
+JUDGEMENTS_NAME = "judgements.jsonl"
+RECORDS_NAME = "records.jsonl"
+AGREEMENT_NAME = "agreement.json"
+
+
+@dataclass
+class JudgeTask:
+    """One prompt for one judge: ``role`` is ``judge`` (the records' judge) or ``agreement``."""
+
+    row: PromptRow
+    item: "JudgeItem"
+    role: str
+    judge: "Judge"
+    endpoint: str | None
+    key: str
+
+
+def _key(judge: "Judge", model_id: str | None, item: "JudgeItem") -> str:
+    blob = json.dumps({"judge": judge.name, "options": judge.options.model_dump(mode="json"), "model": model_id,
+                       "messages": item.messages, "answers": item.answers, "weak": item.weak, "strong": item.strong,
+                       "reference": item.reference}, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:20]
+
+
+def judge_tasks(rows: Sequence[PromptRow], judge: "Judge", role: str, endpoint: str | None, model_id: str | None,
+                weak: str, strong: str) -> tuple[list[JudgeTask], dict[str, int]]:
+    """The tasks of ``judge`` over ``rows``, and the prompts skipped by reason."""
+    from tela_core.components import JudgeItem
+
+    tasks: list[JudgeTask] = []
+    skipped: dict[str, int] = {}
+    for row in rows:
+        answers = {m: a["text"] for m, a in row.answers.items()
+                   if isinstance(a, Mapping) and isinstance(a.get("text"), str) and not a.get("error")}
+        if weak not in answers or strong not in answers:
+            why = f"no answer from {weak if weak not in answers else strong}"
+            skipped[why] = skipped.get(why, 0) + 1
+            continue
+        if judge.needs_reference and row.reference is None:
+            skipped["no reference answer"] = skipped.get("no reference answer", 0) + 1
+            continue
+        item = JudgeItem(id=row.id, messages=row.messages, answers=answers, weak=weak, strong=strong, reference=row.reference)
+        tasks.append(JudgeTask(row=row, item=item, role=role, judge=judge, endpoint=endpoint, key=_key(judge, model_id, item)))
+    return tasks, skipped
+
+
+def _check_verdict(judge: "Judge", verdict: Any) -> str | None:
+    """What is wrong with a verdict a judge returned, or None."""
+    label = getattr(verdict, "label", None)
+    outcomes = getattr(verdict, "outcomes", None)
+    if label is not None and (isinstance(label, bool) or label not in (1, 2, 3, 4, 5)):
+        return f"label must be 1..5 or None, got {label!r}"
+    if not isinstance(outcomes, Mapping):
+        return f"outcomes must map model names to numbers, got {type(outcomes).__name__}"
+    for m, x in outcomes.items():
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or not 0.0 <= x <= 1.0:
+            return f"outcomes[{m!r}] must be a number in [0, 1], got {x!r}"
+    try:
+        json.dumps(getattr(verdict, "detail", {}), allow_nan=False)
+    except (TypeError, ValueError) as e:
+        return f"detail is not JSON-serialisable: {e}"
+    return None
+
+
+async def judge_one(engine: Engine, task: JudgeTask, judge_retries: int = 2) -> dict[str, Any] | None:
+    """The judgement row of ``task`` (a verdict or an error), or None when the budget refused the calls."""
+    started = time.monotonic()
+    row: dict[str, Any] = {"id": task.row.id, "key": task.key, "role": task.role, "judge": task.judge.name,
+                           "label": None, "outcomes": None, "detail": None, "error": None,
+                           "usage": {"prompt_tokens": 0, "completion_tokens": 0}, "cost": None, "calls": 0, "tries": 0}
+
+    def finish(error: str | None = None, **fields: Any) -> dict[str, Any]:
+        row.update(fields, error=error)
+        row["seconds"] = round(time.monotonic() - started, 4)
+        return row
+
+    requests = task.judge.requests(task.item)
+    replies: list[str] = [""] * len(requests)
+    todo = list(range(len(requests)))
+    last: JudgeOutputError | None = None
+    for attempt in range(judge_retries + 1):
+        row["tries"] = attempt + 1
+        if todo:
+            if task.endpoint is None:
+                raise TelaError(f"judge {task.judge.name!r} asked for a judge model call, and no --judge-model was given")
+            calls = [Call(endpoint=task.endpoint, messages=list(requests[i].messages), max_tokens=requests[i].max_tokens,
+                          expected_output_tokens=requests[i].max_tokens or 256) for i in todo]
+            got: list[Reply] | None = await engine.ask_all(calls)
+            if got is None:
+                return None
+            row["calls"] += len(got)
+            for r in got:
+                if r.usage:
+                    row["usage"]["prompt_tokens"] += int(r.usage.get("prompt_tokens") or 0)
+                    row["usage"]["completion_tokens"] += int(r.usage.get("completion_tokens") or 0)
+                if r.cost is not None:
+                    row["cost"] = (row["cost"] or 0.0) + r.cost
+            failed = [r for r in got if not r.ok]
+            if failed:
+                return finish(f"judge model call failed: {failed[0].error}")
+            for i, r in zip(todo, got):
+                replies[i] = r.text or ""
+        try:
+            verdict = task.judge.verdict(task.item, list(replies))
+        except JudgeOutputError as e:
+            if not requests:  # a rule-based judge: asking again changes nothing
+                return finish(f"the judge could not judge this prompt: {e}")
+            last = e
+            idx = getattr(e, "index", None)
+            todo = [idx] if isinstance(idx, int) and 0 <= idx < len(requests) else list(range(len(requests)))
+            continue
+        problem = _check_verdict(task.judge, verdict)
+        if problem is not None:
+            return finish(f"judge {task.judge.name!r} gave an unusable verdict: {problem}")
+        return finish(None, label=verdict.label, outcomes={str(m): float(x) for m, x in verdict.outcomes.items()},
+                      detail=verdict.detail)
+    tries = judge_retries + 1
+    return finish(f"unreadable judge reply after {tries} {'try' if tries == 1 else 'tries'}: {last}",
+                  detail={"replies": list(replies)})
+
+
+def previous_judgements(out: OutputDir) -> dict[tuple[str, str], dict[str, Any]]:
+    """(role, id) -> the latest judgement of an earlier run (its final file, then its journal)."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for name in (JUDGEMENTS_NAME, "judgements-agreement.jsonl"):
+        for _lineno, obj in out.read_final(name):
+            found[(str(obj.get("role", "judge")), str(obj.get("id")))] = obj
+    for obj in out.journal.read():
+        found[(str(obj.get("role", "judge")), str(obj.get("id")))] = obj
+    return found
+
+
+@dataclass
+class JudgeStats:
+    judged: int = 0
+    errors: int = 0
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    first_errors: list[str] = field(default_factory=list)
+    stopped: str = "done"
+    seconds: float = 0.0
+
+    def add(self, j: Mapping[str, Any]) -> None:
+        if j.get("error"):
+            self.errors += 1
+            if len(self.first_errors) < 3:
+                self.first_errors.append(f"{j['id']}: {j['error']}")
+        else:
+            self.judged += 1
+        self.calls += int(j.get("calls") or 0)
+        u = j.get("usage") or {}
+        self.prompt_tokens += int(u.get("prompt_tokens") or 0)
+        self.completion_tokens += int(u.get("completion_tokens") or 0)
+        self.cost += float(j.get("cost") or 0.0)
+
+
+async def judge_all(tasks: Sequence[JudgeTask], engine: Engine, out: OutputDir, results: dict[tuple[str, str], dict[str, Any]],
+                    judge_retries: int = 2, on_done: Callable[[JudgeStats], None] | None = None) -> JudgeStats:
+    """Judge every task; each judgement goes into ``results`` and, at once, into the journal."""
+    stats = JudgeStats()
+    started = time.monotonic()
+    window = max(1, sum(ep.limit_settings.max_concurrency for ep in engine.endpoints.values())) if engine.endpoints else 8
+
+    async def work(task: JudgeTask) -> dict[str, Any] | None:
+        return await judge_one(engine, task, judge_retries)
+
+    def done(task: JudgeTask, j: dict[str, Any]) -> None:
+        results[(task.role, task.row.id)] = j
+        out.journal.append([j])
+        stats.add(j)
+        if on_done is not None:
+            on_done(stats)
+
+    try:
+        stats.stopped = await engine.run(tasks, work, done, window=window)
+    finally:
+        stats.seconds = time.monotonic() - started
+    return stats
+
+
+def record_for(row: PromptRow, judgement: Mapping[str, Any], weak: str, strong: str) -> dict[str, Any] | None:
+    """The seed-format record of a judged prompt: messages ending in ``[[label]]``, prompt,
+    outcomes, costs (each model's answer cost), group and id. None for an error judgement."""
+    from tela_core.data.labels import OutcomeOptions, label_for
+    from tela_core.data.records import record_problem, seed_record
+
+    if judgement.get("error") or row.prompt.strip() == "":
+        return None
+    outcomes = dict(judgement.get("outcomes") or {})
+    label = judgement.get("label")
+    if label is None and weak in outcomes and strong in outcomes:
+        label = label_for(outcomes[weak], outcomes[strong], OutcomeOptions.model_validate({}))
+    costs = {m: float(a["cost"]) for m, a in row.answers.items()
+             if isinstance(a, Mapping) and isinstance(a.get("cost"), (int, float)) and not isinstance(a.get("cost"), bool)}
+    group = row.source.get("group") if isinstance(row.source, Mapping) else None
+    rec = seed_record(row.prompt, label, outcomes=outcomes or None, costs=costs or None,
+                      group=str(group) if group is not None else None, id=row.id)
+    if record_problem(rec) is not None:
+        return None
+    return rec.to_json()
