@@ -69,7 +69,7 @@ def test_data_check_piped_keeps_long_model_names_on_their_row() -> None:
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("piped") / "zoo"
-    done = piped(f"zoo --data {SAMPLE} --families length,prompt-features -o {out}")
+    done = piped(f"zoo --data {SAMPLE} --families length -o {out}")
     assert (out / "report.md").exists(), done.stderr
     return out, done.stdout
 
@@ -78,17 +78,17 @@ def test_zoo_piped_prints_its_table_as_rows(zoo: tuple[Path, str]) -> None:
     _, out = zoo
     table = rows(out)
     assert table[0][:4] == ["family", "APGR", "CPT(50%)", "CPT(80%)"]
-    assert {"length", "prompt-features", "random", "oracle"} <= {r[0] for r in table[1:]}
+    assert {"length", "random", "oracle"} <= {r[0] for r in table[1:]}
     assert all(len(r) == len(table[0]) for r in table)
 
 
 def test_eval_piped_prints_both_tables_as_rows(zoo: tuple[Path, str], tmp_path: Path) -> None:
-    router = zoo[0] / "routers" / "prompt-features"
-    done = piped(f"eval --router {router} --data {HELDOUT} -o {tmp_path / 'ev'}", "grep -F prompt-features")
+    router = zoo[0] / "routers" / "length"
+    done = piped(f"eval --router {router} --data {HELDOUT} -o {tmp_path / 'ev'}", "grep -F length")
     assert done.returncode == 0, done.stderr
     table = rows(done.stdout)
-    assert table[0][0] == "prompt-features" and len(table[0]) == 5  # router, APGR, CPT(50%), CPT(80%), AUC
-    assert table[1][1:] == ["prompt-features PGR", "random PGR", "oracle PGR"]  # the PGR grid's header
+    assert table[0][0] == "length" and len(table[0]) == 5  # router, APGR, CPT(50%), CPT(80%), AUC
+    assert table[1][1:] == ["length PGR", "random PGR", "oracle PGR"]  # the PGR grid's header
 
 
 def test_route_piped_prints_the_whole_prompt(zoo: tuple[Path, str]) -> None:
