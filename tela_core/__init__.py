@@ -17,6 +17,7 @@ from __future__ import annotations
 from .components import (
     Backend,
     Component,
+    Embedder,
     Formatted,
     Formatter,
     Judge,
@@ -80,6 +81,7 @@ __all__ = [
     "JudgeRequest",
     "Verdict",
     "JudgeOutputError",
+    "Embedder",
     "Record",
     "Message",
     "Router",

@@ -39,11 +39,12 @@ __all__ = [
     "JudgeRequest",
     "Verdict",
     "Judge",
+    "Embedder",
     "message_text",
 ]
 
 #: The component kinds, in the order ``tela plugins list`` shows them.
-KINDS: tuple[str, ...] = ("source", "formatter", "backend", "scorer", "policy", "upstream", "judge")
+KINDS: tuple[str, ...] = ("source", "formatter", "backend", "scorer", "policy", "upstream", "judge", "embedder")
 
 
 class NoOptions(BaseModel):
@@ -220,6 +221,10 @@ class Scorer(Component):
     #: (``--trust-remote-code``): whether a model in the artifact may run its own Python code.
     #: A family must never take this from the artifact's files.
     trust_remote_code: bool = False
+    #: Set by :meth:`~tela_core.routing.router.Router.load` before :meth:`load` when the caller
+    #: requires an embedder (``Router.load(path, embedder=NAME)``): an embedding family refuses to
+    #: load when it was trained with another one.
+    expected_embedder: str | None = None
 
     def fit(self, train: Sequence["Record"], output_dir: Path, config: Mapping[str, Any]) -> Path:
         raise NotImplementedError(f"scorer {self.name!r} is trained by a backend, not fit()")
@@ -397,3 +402,46 @@ class Judge(Component):
 
         Raise :class:`tela_core.infra.errors.JudgeOutputError` when a reply cannot be read."""
         raise NotImplementedError
+
+
+# ------------------------------------------------------------------------------------------------
+# Embedding
+# ------------------------------------------------------------------------------------------------
+
+
+class Embedder(Component):
+    """Turns texts into fixed-size vectors for the embedding families (``embedding-knn``,
+    ``embedding-linear``, ``matrix-factorization``, ``ensemble`` members).
+
+    A family chooses its embedder by option (``--set family.embedder=NAME``) and records it in its
+    manifest, so a router embeds at serving time exactly as in training. :meth:`embed` is the only
+    method to implement: tela caches its vectors (by content hash in ``$TELA_CACHE/embeddings/``
+    while training and evaluating, in an LRU in ``tela serve``), calls it on chunks of texts
+    sorted by length, and shows progress. Load models lazily, on the first call, and import heavy
+    libraries inside methods. A missing library is one line naming ``install``.
+    """
+
+    kind = "embedder"
+    #: The command that installs what :meth:`embed` needs (shown when an import fails).
+    install: ClassVar[str] = ""
+
+    def embed(self, texts: Sequence[str]) -> "np.ndarray":
+        """An (n, d) float32 array, one L2-normalised row per text, in order; the same row for the
+        same text on every call."""
+        raise NotImplementedError
+
+    def cache_key(self) -> str:
+        """Folder name of this embedder's vectors in the shard cache (texts are hashed under it).
+        Default: the name, plus a hash of the options when they are not the defaults; override it
+        when something else changes the vectors (a model path, say)."""
+        import hashlib
+        import json
+
+        opts = self.options.model_dump(mode="json")
+        try:
+            if opts == self.Options().model_dump(mode="json"):
+                return self.name
+        except Exception:  # an Options with required fields has no defaults to compare with
+            pass
+        digest = hashlib.sha256(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:12]
+        return f"{self.name}-{digest}"

@@ -133,6 +133,24 @@ def tela_register_judges(register: Register) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
+# Embedding
+# ------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def tela_register_embedders(register: Register) -> None:
+    """Register embedders (:class:`tela_core.components.Embedder` subclasses).
+
+    An embedder turns texts into fixed-size vectors for the embedding families, which choose one
+    by option (``--set family.embedder=NAME``) and record it in the router's manifest (builtins:
+    ``minilm``, ``minilm-onnx``, ``minilm-onnx-int8``, ``model2vec``, ``sentence-transformers``).
+
+    :param register: call ``register(EmbedderClass)`` once per embedder.
+    :since: 0.2
+    """
+
+
+# ------------------------------------------------------------------------------------------------
 # Command line
 # ------------------------------------------------------------------------------------------------
 

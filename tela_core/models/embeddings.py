@@ -22,7 +22,10 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-__all__ = ["DEFAULT_EMBEDDING_MODEL", "cache_dir", "cached_vectors", "default_model_path", "embed", "text_key", "use_shard_cache"]
+__all__ = [
+    "DEFAULT_EMBEDDING_MODEL", "VectorLRU", "cache_dir", "cached_vectors", "default_model_path", "embed", "embed_with",
+    "sentence_transformer", "serving_cache", "text_key", "use_shard_cache",
+]
 
 #: The sentence encoder the embedding families use unless told otherwise.
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -72,6 +75,12 @@ def text_key(model_key: str, text: str) -> str:
 def _model_key(model: str) -> str:
     name = Path(model).name if os.path.isdir(model) else model
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "model"
+
+
+def sentence_transformer(path: str, device: str = "cpu") -> object:
+    """The ``SentenceTransformer`` at ``path`` on ``device``, loaded once per process (every
+    family and embedder that asks for it shares the copy)."""
+    return _load_model(path, device)
 
 
 def _load_model(path: str, device: str) -> object:
@@ -278,3 +287,146 @@ def embed(
     return cached_vectors(
         texts, cache_dir() / "embeddings" / mkey, mkey, compute, cache=cache, label="embedding", progress=progress
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# Embedders (tela_core.components.Embedder): the shard cache while training, an LRU while serving
+# ------------------------------------------------------------------------------------------------
+
+
+class VectorLRU:
+    """The vectors of the last ``capacity`` distinct texts, by content hash, least recently used
+    dropped first: ``tela serve``'s cache (repeated prompts are common; a hit skips the encoder).
+
+    Thread-safe (every router's batcher thread shares it); ``hits`` and ``misses`` count lookups
+    since the server started, and ``listeners`` are called with ``(hits, misses)`` of each
+    lookup (``tela serve`` feeds its ``/metrics`` counters from them).
+    """
+
+    def __init__(self, capacity: int = 0) -> None:
+        import collections
+        import threading
+
+        self.capacity = max(0, int(capacity))
+        self.hits = 0
+        self.misses = 0
+        self.listeners: list[Callable[[int, int], None]] = []
+        self._data: "collections.OrderedDict[str, np.ndarray]" = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get_many(self, keys: Sequence[str]) -> list["np.ndarray | None"]:
+        """The cached vector of each key, or None; counts a hit or a miss per key."""
+        out: list[np.ndarray | None] = []
+        with self._lock:
+            for k in keys:
+                v = self._data.get(k)
+                if v is not None:
+                    self._data.move_to_end(k)
+                out.append(v)
+        hits = sum(v is not None for v in out)
+        self.hits += hits
+        self.misses += len(out) - hits
+        for listener in list(self.listeners):
+            listener(hits, len(out) - hits)
+        return out
+
+    def put_many(self, keys: Sequence[str], vectors: "np.ndarray") -> None:
+        """Store rows of ``vectors`` under ``keys``, dropping the least recently used beyond capacity."""
+        if self.capacity <= 0:
+            return
+        with self._lock:
+            for k, v in zip(keys, vectors):
+                self._data[k] = v
+                self._data.move_to_end(k)
+            while len(self._data) > self.capacity:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+        self.hits = self.misses = 0
+
+
+_LRU = {"cache": VectorLRU(0)}
+
+#: Texts per call to an embedder's ``embed`` while filling the shard cache (progress moves per call).
+EMBED_CALL_SIZE = 256
+
+
+def serving_cache(capacity: int | None = None) -> VectorLRU:
+    """The serving LRU of this process; with ``capacity``, a new empty one of that size (0: off).
+    ``tela serve`` sets it up when it starts (``embedding_cache`` in its config)."""
+    if capacity is not None:
+        old = _LRU["cache"]
+        _LRU["cache"] = VectorLRU(capacity)
+        _LRU["cache"].listeners.extend(old.listeners)
+    return _LRU["cache"]
+
+
+def embed_with(
+    embedder: Any,
+    texts: Sequence[str],
+    *,
+    cache: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> "np.ndarray":
+    """``embedder.embed`` (a :class:`tela_core.components.Embedder`) on ``texts``, cached.
+
+    Training and evaluating, vectors go through the shard cache under
+    ``$TELA_CACHE/embeddings/<embedder.cache_key()>/`` (computed once per text, a killed run
+    keeps its finished chunks, a rich bar on a terminal); in ``tela serve`` (shard cache off),
+    through the serving LRU (:func:`serving_cache`). Repeated texts are embedded once either way.
+    Returns an (n, d) float32 array in the order of ``texts``.
+    """
+    import numpy as np
+
+    key = embedder.cache_key()
+    if not _SHARD_CACHE["on"]:
+        return _embed_serving(embedder, list(texts), key)
+
+    def compute(new_texts: list[str], report: Callable[[int, int], None]) -> "np.ndarray":
+        chunks: list[np.ndarray] = []
+        for s in range(0, len(new_texts), EMBED_CALL_SIZE):
+            part = new_texts[s : s + EMBED_CALL_SIZE]
+            chunks.append(_checked(embedder, part))
+            report(s + len(part), len(new_texts))
+        return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
+
+    return cached_vectors(texts, cache_dir() / "embeddings" / key, key, compute, cache=cache,
+                          label=f"embedding ({embedder.name})", progress=progress)
+
+
+def _checked(embedder: Any, texts: list[str]) -> "np.ndarray":
+    """``embedder.embed(texts)`` as float32, refusing a wrong row count (a plugin's bug) in one line."""
+    import numpy as np
+
+    out = np.asarray(embedder.embed(texts), dtype=np.float32)
+    if out.ndim != 2 or out.shape[0] != len(texts):
+        from tela_core.infra.errors import TelaError
+
+        raise TelaError(f"embedder {embedder.name!r} returned an array of shape {out.shape} for {len(texts)} texts; "
+                        "expected one row per text")
+    return out
+
+
+def _embed_serving(embedder: Any, texts: list[str], key: str) -> "np.ndarray":
+    import numpy as np
+
+    lru = _LRU["cache"]
+    if not texts:
+        return np.zeros((0, 0), dtype=np.float32)
+    keys = [text_key(key, t) for t in texts]
+    found = lru.get_many(keys)
+    todo: dict[str, int] = {}
+    for i, (k, v) in enumerate(zip(keys, found)):
+        if v is None and k not in todo:
+            todo[k] = i
+    if todo:
+        new = _checked(embedder, [texts[i] for i in todo.values()])
+        lru.put_many(list(todo), new)
+        fresh = dict(zip(todo, new))
+        found = [v if v is not None else fresh[k] for k, v in zip(keys, found)]
+    return np.stack(found).astype(np.float32, copy=False)  # type: ignore[arg-type]

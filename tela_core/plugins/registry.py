@@ -26,6 +26,7 @@ HOOK_KINDS: dict[str, str] = {
     "tela_register_policies": "policy",
     "tela_register_upstreams": "upstream",
     "tela_register_judges": "judge",
+    "tela_register_embedders": "embedder",
 }
 
 

@@ -92,6 +92,7 @@ class Router:
         policy: str | None = None,
         policy_options: Mapping[str, Any] | None = None,
         load_scorer: bool = True,
+        embedder: str | None = None,
     ) -> "Router":
         """Load the router in ``path``.
 
@@ -103,6 +104,8 @@ class Router:
         :param load_scorer: False: build the scorer with its options but do not load its model, for
             a process that hands the scoring to others (data-parallel scoring's launching process)
             and needs only the policy, the models and the scorer's name and options.
+        :param embedder: refuse the router unless it embeds prompts with this registered embedder
+            (an embedding family trained with another one, or a family that embeds nothing).
         """
         from tela_core.plugins.discovery import get_registry
 
@@ -123,6 +126,10 @@ class Router:
         except TelaError as e:  # options saved by another version of the family: say which router
             raise TelaError(f"{d / 'tela.json'}: {e}") from None
         scorer.trust_remote_code = bool(trust_remote_code)
+        if embedder is not None:
+            if not getattr(scorer, "uses_embedder", False):
+                raise TelaError(f"{d}: scorer {scorer_name!r} embeds no prompts, so it cannot use embedder {embedder!r}")
+            scorer.expected_embedder = embedder
         try:
             if load_scorer:
                 scorer.load(d)

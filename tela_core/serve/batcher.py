@@ -186,13 +186,14 @@ class Batcher:
 
 
 def _probe_ms(router: "Router", tries: int = 5) -> float:
-    """Median milliseconds of one scorer call on a short prompt (after a warm-up call)."""
+    """Median milliseconds of one scorer call on a short prompt (after a warm-up call). A new
+    prompt each time: a repeated one would measure the embedding families' LRU, not the scorer."""
     text = "How many prime numbers are there below one hundred? Explain briefly."
     router.scores([text])
     times = []
-    for _ in range(tries):
+    for i in range(tries):
         t0 = time.perf_counter()
-        router.scores([text])
+        router.scores([f"{text} ({i + 1})"])
         times.append((time.perf_counter() - t0) * 1000.0)
     return sorted(times)[len(times) // 2]
 

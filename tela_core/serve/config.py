@@ -108,6 +108,9 @@ class ServeConfig(BaseModel):
     inline_below_ms: float = Field(0.2, ge=0)
     """Score on the event loop, not a worker thread, routers whose scorer call takes less than this
     (measured at start; ``length`` does). 0: always a worker thread."""
+    embedding_cache: int = Field(10000, ge=0)
+    """Prompts whose vectors each server process keeps for the embedding families (an LRU by text
+    hash): a repeated prompt skips the embedder. About 1.5 KB a prompt for MiniLM. 0: off."""
     decision_log: Optional[str] = None
     """JSONL file with one line per request (appended)."""
     log_prompts: bool = False

@@ -23,6 +23,8 @@ metric                                        what it counts
 ``tela_shadow_estimated_cost_dollars_total``  what the shadow calls cost (tokens x prices), by model
 ``tela_router_reloads_total{router,result}``  hot reloads of a router: ``ok`` or ``failed`` (the old
                                               router kept)
+``tela_embedding_cache_total{result}``        embedding families' vector lookups in the serving LRU
+                                              (``embedding_cache``): ``hit`` or ``miss``
 ============================================  ======================================================
 
 With ``--workers N`` the processes share one directory of metric files
@@ -74,7 +76,15 @@ class ServeMetrics:
         self.shadow_failed = Counter("tela_shadow_failed", "Shadow calls that failed", ["router", "model"], registry=r)
         self.shadow_cost = Counter("tela_shadow_estimated_cost_dollars", "Estimated cost of the shadow calls: tokens x configured prices", ["model"], registry=r)
         self.reloads = Counter("tela_router_reloads", "Hot reloads of a router, by result (failed: the old router kept)", ["router", "result"], registry=r)
+        self.embedding_cache = Counter("tela_embedding_cache", "Vector lookups in the serving LRU of the embedding families", ["result"], registry=r)
         self._recent: dict[str, collections.deque[bool]] = {}
+
+    def embedding_cache_listener(self, hits: int, misses: int) -> None:
+        """Count one LRU lookup (:class:`tela_core.models.embeddings.VectorLRU` calls it)."""
+        if hits:
+            self.embedding_cache.labels("hit").inc(hits)
+        if misses:
+            self.embedding_cache.labels("miss").inc(misses)
 
     def routed_to(self, router: str, model: str, strongest: bool) -> None:
         self.routed.labels(router, model).inc()

@@ -55,7 +55,7 @@ def load_router(config: ServeConfig, name: str, metrics: "ServeMetrics | None" =
     from .batcher import Batcher
     from .config import ConfigError
 
-    _serving_mode()
+    _serving_mode(config, metrics)
     rc = config.routers[name]
     sbs = rc.score_batch_size if rc.score_batch_size is not None else _cpu_batch_size(rc.path)
     router = Router.load(rc.path, trust_remote_code=config.trust_remote_code, score_batch_size=sbs)
@@ -127,8 +127,15 @@ def _limit_torch_threads(config: ServeConfig) -> None:
     sys.modules["torch"].set_num_threads(n)
 
 
-def _serving_mode() -> None:
-    """Live prompts are scored once: embedding families must not read or grow their shard cache."""
+def _serving_mode(config: ServeConfig, metrics: "ServeMetrics | None" = None) -> None:
+    """Live prompts are scored once: embedding families must not read or grow their shard cache;
+    they keep the last ``embedding_cache`` prompts' vectors in memory instead (an LRU whose hits
+    and misses ``/metrics`` counts)."""
     from tela_core.models import embeddings
 
     embeddings.use_shard_cache(False)
+    lru = embeddings.serving_cache()
+    if lru.capacity != config.embedding_cache:  # a hot reload keeps the vectors already cached
+        lru = embeddings.serving_cache(config.embedding_cache)
+    if metrics is not None and metrics.embedding_cache_listener not in lru.listeners:
+        lru.listeners.append(metrics.embedding_cache_listener)

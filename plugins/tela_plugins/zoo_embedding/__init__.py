@@ -5,7 +5,8 @@
 - ``matrix-factorization``: RouteLLM's MF idea (model vectors · projected prompt embedding);
 - ``ensemble``: a calibrated stack of other families, fitted on held-out groups.
 
-Embeddings come from :mod:`tela_core.models.embeddings` (computed once, cached by content hash). The
+Embeddings come from the embedder each family names (``--set family.embedder=NAME``, recorded in
+the router; :mod:`tela_core.models.embedders`), computed once and cached by content hash. The
 family modules import numpy/torch/sklearn inside their methods only.
 """
 

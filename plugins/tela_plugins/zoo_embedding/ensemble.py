@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from pydantic import Field
 
@@ -40,6 +40,9 @@ class EnsembleOptions(TargetOptions):
     folds: int = Field(5, ge=2, description="group folds for the out-of-fold member scores")
     C: float = Field(1.0, gt=0, description="inverse L2 strength of the stacking regression")
     seed: int = Field(0, description="seed for assigning groups to folds")
+    embedder: Optional[str] = Field(None, description="embedder of every member that embeds prompts and names none "
+                                    "itself (default: each member's own default, minilm)")
+    embedder_options: dict[str, Any] = Field(default_factory=dict, description="options of that embedder")
 
 
 def _logit(w: Any) -> Any:
@@ -55,6 +58,8 @@ class EnsembleScorer(FamilyScorer):
     name = "ensemble"
     description = "calibrated stack of other families (logistic regression on out-of-fold scores)"
     Options = EnsembleOptions
+    #: Members that embed prompts take the ensemble's ``embedder`` and are checked against it.
+    uses_embedder = True
 
     def _members(self) -> list[tuple[str, dict[str, Any]]]:
         out = []
@@ -77,6 +82,8 @@ class EnsembleScorer(FamilyScorer):
         reg = get_registry()
         fields = getattr(reg.get("scorer", family).Options, "model_fields", {})
         opts = {k: v for k, v in self.options.model_dump().items() if k == "target" and k in fields}
+        if self.options.embedder and "embedder" in fields and "embedder" not in options:
+            opts.update(embedder=self.options.embedder, embedder_options=dict(self.options.embedder_options))
         opts.update(options)
         scorer = reg.create("scorer", family, opts)
         if getattr(scorer, "uses_backend", False):
@@ -132,18 +139,25 @@ class EnsembleScorer(FamilyScorer):
             out / "stack.json",
             {"members": [{"family": f, "options": o} for f, o in members], "coef": self._coef, "bias": self._bias},
         )
-        return self.finish_fit(out, len(train), {**meta, "stack_coef": self._coef})
+        used = [s.embedder_choice()[0] for s in self._loaded if getattr(s, "uses_embedder", False)]
+        extra = {"embedders": sorted(set(used))} if used else {}
+        return self.finish_fit(out, len(train), {**meta, "stack_coef": self._coef, **extra})
 
     def load(self, artifact_dir: Path) -> None:
+        from tela_core.plugins.discovery import get_registry
         from tela_core.routing.router import Router
 
         self.check_manifest(artifact_dir)
         d = read_json(Path(artifact_dir) / "stack.json")
         self._coef, self._bias = list(d["coef"]), float(d["bias"])
-        self._loaded = [
-            Router.load(Path(artifact_dir) / "members" / f"{j}-{m['family']}", trust_remote_code=self.trust_remote_code).scorer
-            for j, m in enumerate(d["members"])
-        ]
+        self._loaded = []
+        for j, m in enumerate(d["members"]):
+            member = Path(artifact_dir) / "members" / f"{j}-{m['family']}"
+            embeds = getattr(get_registry().get("scorer", str(m["family"])), "uses_embedder", False)
+            self._loaded.append(Router.load(member, trust_remote_code=self.trust_remote_code,
+                                            embedder=self.expected_embedder if embeds else None).scorer)
+        if self.expected_embedder is not None and not any(getattr(s, "uses_embedder", False) for s in self._loaded):
+            raise TelaError(f"{artifact_dir}: no member of this ensemble embeds prompts, so it cannot use embedder {self.expected_embedder!r}")
 
     def score(self, prompts: Sequence[str]) -> Scores:
         import numpy as np

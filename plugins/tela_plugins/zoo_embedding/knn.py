@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 from pydantic import Field
 
@@ -12,26 +12,26 @@ from tela_core.infra.errors import TelaError
 from tela_core.routing.family import FamilyScorer, TargetOptions, artifact_field, read_json, train_data
 from tela_core.infra.io import atomic_write_json
 from tela_core.data.records import Record
+from tela_core.models.embedders import EmbedderOptions, UsesEmbedder
 
-from tela_plugins.zoo_embedding.store import embed_prompts, load_npz, save_npz
+from tela_plugins.zoo_embedding.store import load_npz, save_npz
 
 __all__ = ["KnnScorer"]
 
 
-class KnnOptions(TargetOptions):
+class KnnOptions(TargetOptions, EmbedderOptions):
     k: int = Field(50, ge=1, description="number of neighbours")
     weighting: Literal["uniform", "similarity"] = Field("uniform", description="uniform | similarity (softmax of cosine / temperature)")
     temperature: float = Field(0.05, gt=0, description="softmax temperature for weighting=similarity")
-    embedding_model: Optional[str] = Field(None, description="sentence encoder (default all-MiniLM-L6-v2)")
 
 
-class KnnScorer(FamilyScorer):
+class KnnScorer(UsesEmbedder, FamilyScorer):
     """Nearest neighbours over cached sentence embeddings (cosine). Also predicts each model's
     accuracy on a prompt as its neighbours' mean outcome (:meth:`predict_models`), which the
     N-model cost-aware policy uses."""
 
     name = "embedding-knn"
-    description = "kNN over cached MiniLM sentence embeddings; mean target of the k nearest prompts"
+    description = "kNN over cached prompt embeddings (any embedder); mean target of the k nearest prompts"
     Options = KnnOptions
 
     def fit(self, train: Sequence[Record], output_dir: Path, config: Mapping[str, Any]) -> Path:
@@ -40,7 +40,7 @@ class KnnScorer(FamilyScorer):
         self.merge_options(config)
         out = self.start_fit(train, output_dir)
         data = train_data(train, self.options.target, self.options.weak, self.options.strong)
-        emb = embed_prompts([r.prompt for r in train], self.options.embedding_model)
+        emb = self.embed([r.prompt for r in train])
         outcomes = data.outcomes if data.outcomes is not None else np.zeros((len(train), 0))
         save_npz(out / "knn.npz", emb=emb.astype(np.float16), y=data.y.astype(np.float32), outcomes=outcomes.astype(np.float32))
         atomic_write_json(out / "models.json", {"models": data.models, **data.meta})
@@ -71,7 +71,7 @@ class KnnScorer(FamilyScorer):
         """(indices (n, k), weights (n, k) summing to 1) of each prompt's neighbours."""
         import numpy as np
 
-        q = embed_prompts(prompts, self.options.embedding_model)
+        q = self.embed(prompts)
         k = min(self.options.k, len(self._emb))
         idx = np.empty((len(q), k), dtype=np.int64)
         wts = np.empty((len(q), k), dtype=np.float64)

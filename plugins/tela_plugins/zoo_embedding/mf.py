@@ -10,7 +10,7 @@ w from the weak and strong models' predictions (see ``target``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Sequence
 
 from pydantic import Field
 
@@ -19,22 +19,22 @@ from tela_core.infra.errors import TelaError
 from tela_core.routing.family import FamilyScorer, TargetOptions, artifact_field, read_json, train_data
 from tela_core.infra.io import atomic_write_json
 from tela_core.data.records import Record
+from tela_core.models.embedders import EmbedderOptions, UsesEmbedder
 
-from tela_plugins.zoo_embedding.store import embed_prompts, load_npz, save_npz, w_from_model_probs
+from tela_plugins.zoo_embedding.store import load_npz, save_npz, w_from_model_probs
 
 __all__ = ["MatrixFactorizationScorer"]
 
 
-class MFOptions(TargetOptions):
+class MFOptions(TargetOptions, EmbedderOptions):
     dim: int = Field(64, ge=1, description="size of the shared prompt/model space")
     epochs: int = Field(200, ge=1, description="full-batch Adam steps")
     lr: float = Field(0.01, gt=0, description="Adam learning rate")
     weight_decay: float = Field(1e-4, ge=0, description="L2 on all parameters")
     seed: int = Field(0, description="torch seed for the initialisation")
-    embedding_model: Optional[str] = Field(None, description="sentence encoder (default all-MiniLM-L6-v2)")
 
 
-class MatrixFactorizationScorer(FamilyScorer):
+class MatrixFactorizationScorer(UsesEmbedder, FamilyScorer):
     """Low-rank model × prompt interaction over sentence embeddings, one logistic head per model."""
 
     name = "matrix-factorization"
@@ -50,7 +50,7 @@ class MatrixFactorizationScorer(FamilyScorer):
         data = train_data(train, self.options.target, self.options.weak, self.options.strong)
         if data.outcomes is None or not data.models:
             raise TelaError("matrix-factorization needs per-model outcomes (an outcome data source)")
-        x = torch.tensor(embed_prompts([r.prompt for r in train], self.options.embedding_model), dtype=torch.float32)
+        x = torch.tensor(self.embed([r.prompt for r in train]), dtype=torch.float32)
         o = torch.tensor(data.outcomes, dtype=torch.float32)
         g = torch.Generator().manual_seed(self.options.seed)
         d, m, k = x.shape[1], o.shape[1], self.options.dim
@@ -83,7 +83,7 @@ class MatrixFactorizationScorer(FamilyScorer):
         """(n, len(self.models)) predicted P(model answers well) per prompt."""
         import numpy as np
 
-        x = embed_prompts(prompts, self.options.embedding_model)
+        x = self.embed(prompts)
         z = (x @ self._W) @ self._V.T + self._b
         return 1.0 / (1.0 + np.exp(-z))
 

@@ -1,5 +1,6 @@
-"""What the embedding families share: cached prompt embeddings, the two-model w read from
-per-model predictions, and the ``.npz`` files of their artifacts.
+"""What the embedding families share: the two-model w read from per-model predictions, and the
+``.npz`` files of their artifacts. Prompt embeddings come from the family's embedder
+(:class:`tela_core.models.embedders.UsesEmbedder`).
 
 The training target and outcome matrix come from :func:`tela_core.routing.family.train_data`.
 """
@@ -14,14 +15,7 @@ from tela_core.infra.errors import TelaError
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-__all__ = ["embed_prompts", "w_from_model_probs", "save_npz", "load_npz"]
-
-
-def embed_prompts(prompts: Sequence[str], model: str | None) -> "np.ndarray":
-    """Cached sentence embeddings (see :mod:`tela_core.models.embeddings`)."""
-    from tela_core.models.embeddings import embed
-
-    return embed(list(prompts), model)
+__all__ = ["w_from_model_probs", "save_npz", "load_npz"]
 
 
 def w_from_model_probs(p: "np.ndarray", models: list[str], meta: dict[str, Any]) -> "np.ndarray":
