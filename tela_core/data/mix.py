@@ -199,6 +199,9 @@ def read_part(spec: SourceSpec, index: int = 1, total: int = 1) -> SourcePart:
             raise TelaError(f"{_label(spec, index, total)}: protocol {spec.protocol!r} leaves no training records")
     sec = section_name(index, total)
     how = f"map them: --set {sec}.models.weak=NAME --set {sec}.models.strong=NAME"
+    if not model_names(records):  # one file, several datasets: no map can fix that, separate sources can
+        how = ("give each set of models its own file, and train on them as sources of one run (--data A --data B), "
+               "each mapped onto the pair: --set sourceN.models.weak=NAME --set sourceN.models.strong=NAME")
     pair: tuple[str, str] | None = None
     problem = None
     if any(r.outcomes for r in records):

@@ -75,6 +75,11 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
     dups = find_duplicates(records).warning()
     if dups:
         echo(dups)
+    target = getattr(getattr(family, "options", None), "target", None)
+    if mix.pair is None and target not in (None, "label") and not {"weak", "strong"} <= set(cfg.family_options):
+        problem = next((p.problem for p in mix.parts if p.problem), None)
+        if problem:  # the family would fail on it too, but without saying how tela run names the pair
+            raise TelaError(problem)
     # a family that trains itself computes no eval loss: holding records out would only waste them
     train, evals, origins = split_mix(cfg, mix, holds_out=uses_backend)
     if not train:
