@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         mine = _score_shard(spec, work, rank, world, local_rank, status)
         status.write(status="gathering", seconds=round(time.perf_counter() - t0, 3))
+        # The gather blocks in C, where a Python handler would never run: let SIGTERM end it at once.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         everything = _gather(mine, rank, world)
         if everything is not None:
             _write_result(everything, spec)
