@@ -114,12 +114,31 @@ def test_from_log_keeps_the_logged_answers_and_asks_only_the_missing_ones(tmp_pa
                                    "latency_s": 0.1}}} for i, q in enumerate(qs)]
     log.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"time": "2025', encoding="utf-8")  # a killed server's torn line
     out = tmp_path / "out"
-    r = run_cli("collect", "--from-log", log, *_models(upstream), "-o", out)
+    decisions = tmp_path / "decisions.jsonl"  # tela serve --decision-log --log-prompts: the routed text, no answers
+    decisions.write_text(json.dumps({"id": "req-9", "router": "knn", "w": 0.7, "chosen": "big", "prompt": upstream.prompts("big")[9]})
+                         + "\n" + json.dumps({"id": "req-10", "router": "knn", "w": 0.1, "chosen": "small"}) + "\n", encoding="utf-8")
+    r = run_cli("collect", "--from-log", log, "--from-log", decisions, *_models(upstream), "-o", out)
     assert r.exit_code == 0, r.output
-    assert sum(upstream.requests_for("small").values()) == 0 and sum(upstream.requests_for("big").values()) == 5
+    assert "1 logged requests without a prompt skipped" in r.output
+    assert sum(upstream.requests_for("small").values()) == 1 and sum(upstream.requests_for("big").values()) == 6
     got = _rows(out)
-    assert [g["id"] for g in got] == [f"req-{i}" for i in range(5)]
+    assert [g["id"] for g in got] == [f"req-{i}" for i in range(5)] + ["req-9"]
     assert got[0]["answers"]["small"]["text"] == "logged 0" and got[0]["answers"]["big"]["text"] == upstream.recorded["big"][qs[0]].text
+    assert got[5]["source"]["chosen"] == "big"
+
+
+def test_collect_from_a_data_source_keeps_groups(tmp_path: Path, upstream: ReplayUpstream) -> None:
+    from tela_core.data.records import seed_record
+
+    data = tmp_path / "seed.jsonl"
+    data.write_text("".join(json.dumps(seed_record(q, None, group=f"g{i % 2}").to_json()) + "\n"
+                            for i, q in enumerate(upstream.prompts("big")[:4])), encoding="utf-8")
+    out = tmp_path / "out"
+    r = run_cli("collect", "--data", data, *_models(upstream), "-o", out)
+    assert r.exit_code == 0, r.output
+    rows = _rows(out)
+    assert [row["source"] for row in rows] == [{"source": "jsonl", "group": f"g{i % 2}"} for i in range(4)]
+    assert [row["messages"] for row in rows] == [[{"role": "user", "content": q}] for q in upstream.prompts("big")[:4]]
 
 
 def test_429_with_retry_after_is_honoured(tmp_path: Path, upstream: ReplayUpstream) -> None:

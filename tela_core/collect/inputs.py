@@ -138,12 +138,14 @@ def _messages(value: Any, path: Path, lineno: int) -> list[dict[str, Any]]:
         raise InputError(path, lineno, '"messages" must be a non-empty list of {"role", "content"} objects')
     out = []
     for i, m in enumerate(value):
-        if not isinstance(m, Mapping) or m.get("role") not in _CHAT_ROLES or not isinstance(m.get("content"), str):
+        content = m.get("content") if isinstance(m, Mapping) else None
+        parts = isinstance(content, list) and all(isinstance(p, Mapping) for p in content)  # OpenAI content parts
+        if not isinstance(m, Mapping) or m.get("role") not in _CHAT_ROLES or not (isinstance(content, str) or parts):
             raise InputError(path, lineno, f'messages[{i}] must be {{"role", "content"}} with role one of '
                                            f'{", ".join(_CHAT_ROLES)} and a string content')
-        check_text(m["content"], path, lineno, f"messages[{i}]")
-        out.append({"role": m["role"], "content": m["content"]})
-    if out[-1]["role"] != "user" or not out[-1]["content"].strip():
+        check_text(prompt_of([{"role": "user", "content": content}]), path, lineno, f"messages[{i}]")
+        out.append({"role": m["role"], "content": content})
+    if out[-1]["role"] != "user" or not prompt_of(out[-1:]).strip():
         raise InputError(path, lineno, "the last message must be the user's, with text (the prompt to answer)")
     return out
 
