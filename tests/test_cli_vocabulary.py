@@ -25,6 +25,8 @@ SHARED = {
     "--output": "output", "--source": "source", "--protocol": "protocol", "--json": "json", "--set": "set",
     "--force": "force", "--weak-model": "weak_model", "--strong-model": "strong_model", "--no-cache": "no_cache",
     "--trust-remote-code": "trust_remote_code", "--score-batch-size": "score_batch_size", "--policy": "policy",
+    "--processes": "processes", "--hostfile": "hostfile", "--nnodes": "nnodes", "--node-rank": "node_rank",
+    "--master-addr": "master_addr", "--master-port": "master_port", "--rdzv-endpoint": "rdzv_endpoint",
 }
 
 
@@ -73,6 +75,7 @@ def test_shared_options_have_one_name_type_and_help_wherever_they_appear() -> No
     assert {"run", "eval", "zoo", "calibrate", "data check"} <= set(on["--source"])
     assert {"run", "zoo", "route", "eval", "calibrate", "data preview"} <= set(on["--set"])
     assert {"route", "eval", "calibrate", "zoo", "serve", "run"} <= set(on["--trust-remote-code"])
+    assert {"run", "eval", "zoo", "calibrate", "route"} <= set(on["--processes"]) & set(on["--rdzv-endpoint"])
     assert json.loads(next(iter(seen["--output"])))["opts"] == ["--output", "-o"]
 
 

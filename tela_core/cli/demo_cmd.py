@@ -20,7 +20,7 @@ from typing import Any, Callable, Literal, Sequence
 
 import click
 
-from .options import force_option, output_option
+from .options import HELP, force_option, output_option
 
 __all__ = ["demo", "judge", "show_decisions", "calibrate_on"]
 
@@ -97,14 +97,14 @@ def _row(name: str, e: Any) -> str:
 @output_option(default=Path("runs/demo"))
 @click.option("--sample", type=click.IntRange(min=1), default=64, show_default=True, help="Train on N records sampled with seed 42.")
 @click.option("--epochs", type=float, default=1.0, show_default=True, help="Training epochs.")
-@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True, help="Training processes (ranks) on this node.")
+@click.option("--processes", type=int, default=None, help=HELP["processes"])  # tela run's, spelled and explained alike
 @click.option("--model", default=None, metavar="DIR|GGUF", help="Base model: a local HF dir or a .gguf file.  [default: smollm2-135m]")
 @click.option("--calibration", type=int, default=64, show_default=True,
               help="Training-side prompts (not trained on) to calibrate the threshold on.")
 @click.option("--knn", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
               help="Show an embedding-kNN router beside it: when the score-token router does not beat random (auto).")
 @force_option
-def demo(output: Path, sample: int, epochs: float, processes: int, model: str | None, calibration: int,
+def demo(output: Path, sample: int, epochs: float, processes: int | None, model: str | None, calibration: int,
          knn: Literal["auto", "always", "never"], force: bool) -> None:
     """Train a real router on the bundled MMLU sample (role-prefix, deepspeed-z3, SmolLM2-135M),
     judge it on the bundled held-out subjects beside random and the oracle, and show it routing.
@@ -118,6 +118,7 @@ def demo(output: Path, sample: int, epochs: float, processes: int, model: str | 
     from ..train import RunConfig, split_records
     from ..train import run as run_pipeline
 
+    processes = 1 if processes is None else processes
     cfg = RunConfig.build({
         "data": sample_path(), "formatter": "role-prefix", "backend": "deepspeed-z3", "model": model,
         "output": output, "processes": processes, "sample": sample, "epochs": epochs,
