@@ -12,16 +12,20 @@ still the real ones, only the names differ, which is the whole point of a model 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tela_core import Backend, hookimpl
 from tela_core.data import sample_path
 from tela_core.data.mix import SourceSpec, read_mix, weigh
 from tela_core.infra.errors import TelaError
 from tela_core.routing.router import Router
 from tela_core.routing.targets import resolve_pair
-from tela_core.testkit.helpers import needs_public_data, one_error_line, public_data, run_cli
+from tela_core.testkit.helpers import (build_tiny_router, needs_public_data, one_error_line, public_data, registered_plugin,
+                                      run_cli)
 from tela_core.train import RunConfig, resolve_config
 
 SAMPLE = sample_path()  # 400 training-side MMLU prompts, Mixtral (weak) / GPT-4 (strong)
@@ -322,3 +326,46 @@ def test_plugins_show_takes_family_for_the_scorer_kind() -> None:
     assert listed.exit_code == 0 and any("embedding-knn" in p["provides"].get("scorer", []) for p in json.loads(listed.stdout))
     line = one_error_line(run_cli("plugins", "show", "family", "nope"))
     assert "nope" in line and "embedding-knn" in line
+
+
+# ------------------------------------------------------------------------------------------------
+# a backend-trained family (score-token's path): weights on the training rows only
+# ------------------------------------------------------------------------------------------------
+
+
+class RowsBackend(Backend):
+    """Writes a tiny (untrained) score-token router so the run completes: what is under test is the
+    rows tela hands a backend, and the manifest tela writes after."""
+
+    name = "test-mix-rows"
+    description = "writes a tiny router"
+
+    def train(self, job: Any) -> Path:
+        tiny = build_tiny_router(job.output_dir.parent / (job.output_dir.name + "-tiny"))
+        for f in Path(tiny).iterdir():
+            if f.is_file() and f.name not in ("tela.json", "policy.json"):
+                shutil.copy2(f, job.output_dir / f.name)
+        return job.output_dir
+
+
+class RowsPlugin:
+    @hookimpl
+    def tela_register_backends(self, register: Any) -> None:
+        register(RowsBackend)
+
+
+def test_a_backend_run_weighs_training_rows_and_never_copies_an_eval_row(tmp_path: Path, tiny_model: Path) -> None:
+    other = renamed(HELDOUT, tmp_path / "o.jsonl", {MIXTRAL: "small-x", GPT4: "big-y"})
+    out = tmp_path / "r"
+    with registered_plugin(RowsPlugin(), "mix-rows"):
+        r = run_cli("run", "--data", SAMPLE, "--data", other, "--weight", "1", "--weight", "2", "--backend",
+                    "test-mix-rows", "--model", tiny_model, "-o", out)
+    assert r.exit_code == 0, r.output
+    m = manifest(out)
+    train, evals = lines(out / ".tela" / "train.jsonl"), lines(out / ".tela" / "eval.jsonl")
+    a, b2 = (s["train"] for s in m["data"]["sources"])
+    assert len(evals) == m["data"]["eval"] == 70 and len(train) == a + b2 == m["data"]["train"]
+    assert a + b2 // 2 == 630 and b2 % 2 == 0  # 700 records, 10% held out, the second source's rows twice
+    assert not {e["id"] for e in evals} & {t["id"] for t in train}
+    assert m["trained_pairs"] == [[MIXTRAL, GPT4], ["small-x", "big-y"]]
+    assert (m["weak"], m["strong"]) == ("weak", "strong") and Router.load(out).models == ["weak", "strong"]
