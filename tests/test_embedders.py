@@ -97,6 +97,14 @@ def _fit(tmp_path: Path, family: str = "embedding-knn", **options: Any) -> Path:
 # ------------------------------------------------------------------------------------------------
 
 
+def test_hook_tela_register_embedders(hashed: Any, tela_cli: Any) -> None:
+    """A plugin's embedder is listed and shown like any component, and created with its options."""
+    r = tela_cli("plugins", "show", "embedder", "hashed-words")
+    assert r.exit_code == 0 and "dim" in r.output and "salt" in r.output, r.output
+    emb = hashed.create("embedder", "hashed-words", {"dim": 8})
+    assert emb.embed(["a b c"]).shape == (1, 8) and emb.cache_key().startswith("hashed-words-")
+
+
 def test_builtin_embedders_are_registered(tela_cli: Any) -> None:
     r = tela_cli("plugins", "list", "--kind", "embedder")
     assert r.exit_code == 0, r.output
