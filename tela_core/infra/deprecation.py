@@ -22,7 +22,7 @@ import importlib.machinery
 import importlib.util
 import sys
 import warnings
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import Any, Callable, Sequence, TypeVar
 
 __all__ = ["TelaDeprecationWarning", "MOVED_MODULES", "REMOVED_IN", "warn_deprecated", "deprecated_alias", "install_module_aliases"]
@@ -62,15 +62,42 @@ MOVED_MODULES: dict[str, str] = {
     "tela_core.metrics": "tela_core.eval.metrics",
     "tela_core.testing": "tela_core.testkit",
     "tela_core.pytest_plugin": "tela_core.testkit.pytest_plugin",
+    # moved during 0.1's development without a shim; a plugin written against those docs still imports
+    "tela_core.pipeline": "tela_core.train",
+    "tela_core.evaluation": "tela_core.eval",
+    "tela_core.zoo": "tela_core.eval.zoo",
+    "tela_core.nmodel": "tela_core.eval.nmodel",
 }
 
 
-def warn_deprecated(old: str, new: str, *, removed_in: str = REMOVED_IN, stacklevel: int = 3) -> None:
-    """Warn that ``old`` is deprecated in favour of ``new`` and goes in ``removed_in``."""
-    warnings.warn(
-        f"{old} is deprecated: use {new} instead ({old} will be removed in tela {removed_in})",
+def _user_frame() -> FrameType | None:
+    """The first frame outside this module, the import machinery and tela's shim ``__getattr__``s:
+    the line of the plugin's code that used the old name, which is where the warning should point."""
+    f = sys._getframe(1)
+    while f is not None:
+        name = f.f_code.co_filename
+        if not (name == __file__ or "importlib" in name or f.f_code.co_name == "__getattr__"):
+            return f
+        f = f.f_back
+    return None
+
+
+def warn_deprecated(old: str, new: str, *, removed_in: str = REMOVED_IN) -> None:
+    """Warn that ``old`` is deprecated in favour of ``new`` and goes in ``removed_in``, attributed to
+    the user's line that used ``old`` (so Python's default filters show it when that is ``__main__``)."""
+    message = f"{old} is deprecated: use {new} instead ({old} will be removed in tela {removed_in})"
+    frame = _user_frame()
+    if frame is None:
+        warnings.warn(message, TelaDeprecationWarning, stacklevel=2)
+        return
+    g = frame.f_globals
+    warnings.warn_explicit(
+        message,
         TelaDeprecationWarning,
-        stacklevel=stacklevel,
+        frame.f_code.co_filename,
+        frame.f_lineno,
+        module=g.get("__name__", "<unknown>"),
+        registry=g.setdefault("__warningregistry__", {}),
     )
 
 
@@ -97,7 +124,7 @@ class _AliasLoader(importlib.abc.Loader):
         self.new = new
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        warn_deprecated(self.old, self.new, stacklevel=8)
+        warn_deprecated(self.old, self.new)
         return importlib.import_module(self.new)
 
     def exec_module(self, module: ModuleType) -> None:
