@@ -93,15 +93,26 @@ def test_collect_from_a_data_source_replays_real_models_answers(tmp_path: Path) 
     assert ARENA is not None
     with ReplayUpstream.from_routerarena(ARENA) as up:
         out = tmp_path / "out"
+        prices = json.loads((ARENA / "cost.json").read_text())
+        price = {m: f"{prices[m]['input_token_price_per_million']},{prices[m]['output_token_price_per_million']}" for m in (HAIKU, GEMINI)}
         r = run_cli("collect", "--data", ARENA, "--sample", 12, "--model", f"haiku={up.base_url}#{HAIKU}",
-                    "--model", f"gemini={up.base_url}#{GEMINI}", "-o", out, "--json")
+                    "--model", f"gemini={up.base_url}#{GEMINI}", "--price", f"haiku={price[HAIKU]}",
+                    "--price", f"gemini={price[GEMINI]}", "-o", out, "--json")
         assert r.exit_code == 0, r.output
         rows = _rows(out)
         assert len(rows) == 12 and all(row["source"]["source"] == "routerarena" and row["source"].get("group") for row in rows)
+        real_cost = {}
+        for m in (HAIKU, GEMINI):
+            for line in (ARENA / f"{m}.jsonl").read_text(encoding="utf-8").splitlines():
+                obj = json.loads(line)
+                real_cost[(m, obj["question"])] = obj["evaluation_result"]["inference_cost"]
         for row in rows:
             q = row["messages"][-1]["content"]
             assert row["answers"]["haiku"]["text"] == up.recorded[HAIKU][q].text
             assert row["answers"]["gemini"]["text"] == up.recorded[GEMINI][q].text
+            # usage x the price list is what RouterArena recorded as each call's real cost
+            assert row["answers"]["haiku"]["cost"] == pytest.approx(real_cost[(HAIKU, q)])
+            assert row["answers"]["gemini"]["cost"] == pytest.approx(real_cost[(GEMINI, q)])
         assert max(up.requests_for(HAIKU).values()) == 1
 
 
@@ -169,20 +180,22 @@ def test_requests_and_tokens_per_minute_windows() -> None:
     import asyncio
 
     now = [0.0]
-    w = RateWindow(3, window=60.0, clock=lambda: now[0])
+    clock = lambda: now[0]  # noqa: E731
+    spread = RateWindow(3, window=60.0, clock=clock)  # 3 a minute: one start every 20 s, not 3 at once
+    asyncio.run(spread.acquire(1))
+    now[0] = 10.0
+    assert spread.delay(1) == pytest.approx(10.0)
+    burst = RateWindow(3, window=60.0, clock=clock, burst_s=60.0)  # a minute's burst allowed: the window holds
     for _ in range(3):
-        assert w.delay(1) == 0.0
-        asyncio.run(w.acquire(1))
-        now[0] += 10.0
-    assert w.delay(1) == pytest.approx(30.0)  # the first start leaves the window at t=60
-    now[0] = 60.0
-    assert w.delay(1) == 0.0
-    tokens = RateWindow(100, clock=lambda: now[0])
+        assert burst.delay(1) == 0.0
+        asyncio.run(burst.acquire(1))
+    assert burst.delay(1) == pytest.approx(60.0)  # the first start leaves the window at t=70
+    tokens = RateWindow(100, clock=clock, burst_s=60.0)
     slot = asyncio.run(tokens.acquire(80))
     assert tokens.delay(50) > 0
     tokens.adjust(slot, 20)  # the answer was shorter than reserved
     assert tokens.delay(50) == 0.0
-    assert RateWindow(10, clock=lambda: now[0]).delay(500) == 0.0  # larger than the limit: alone, not stuck
+    assert RateWindow(10, clock=clock).delay(500) == 0.0  # larger than the limit: alone, not stuck
 
 
 def test_401_mid_run_stops_at_once_and_keeps_what_finished(tmp_path: Path, upstream: ReplayUpstream) -> None:
@@ -282,14 +295,31 @@ def test_dry_run_prints_the_estimate_and_asks_nothing(tmp_path: Path, upstream: 
     assert upstream.stats()["requests"] == 0 and not out.exists()
 
 
+def test_models_prices_and_limits_from_tela_serves_config(tmp_path: Path, upstream: ReplayUpstream) -> None:
+    """The config file tela serve reads names the models, their prices and their limits."""
+    prompts, out = _prompts(tmp_path, upstream, n=6), tmp_path / "out"
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text(f"upstreams:\n  small: {{base_url: '{upstream.base_url}', model: small, price_input: 1, price_output: 2}}\n"
+                   f"  big: {{base_url: '{upstream.base_url}', model: big, price_input: 10, price_output: 30,\n"
+                   f"         max_concurrency: 1, requests_per_minute: 120, tokens_per_minute: 100000}}\n", encoding="utf-8")
+    r = run_cli("collect", "--prompts", prompts, "--config", cfg, "-o", out, "--json")
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout[r.stdout.index("{"):])
+    assert s["models"]["big"] == {"model": "big", "price_input": 10.0, "price_output": 30.0} and s["answers"] == 12
+    big = [e["t"] for e in upstream.events if e["model"] == "big"]
+    assert big[-1] - big[0] >= 4 * 0.5 * 0.9  # 120 a minute: a burst of 2 (1 s worth), then one start every 0.5 s
+
+
 @pytest.mark.parametrize("case", ["empty prompt file", "no prompts given", "unknown upstream", "max-cost without prices",
-                                  "bad model flag", "source without data"])
+                                  "bad model flag", "source without data", "bad limit in config"])
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, upstream: ReplayUpstream, case: str) -> None:
     empty = tmp_path / "empty.txt"
     empty.write_text("\n \n", encoding="utf-8")
     prompts = _prompts(tmp_path, upstream, n=2)
     cfg = tmp_path / "serve.yaml"
     cfg.write_text(f"upstreams:\n  big: {{base_url: '{upstream.base_url}', model: big}}\n", encoding="utf-8")
+    bad_cfg = tmp_path / "bad.yaml"
+    bad_cfg.write_text(f"upstreams:\n  big: {{base_url: '{upstream.base_url}', model: big, max_concurrency: 0}}\n", encoding="utf-8")
     out = tmp_path / "out"
     argv, expect = {
         "empty prompt file": (["--prompts", empty, *_models(upstream)], f"{empty}: no prompts"),
@@ -298,6 +328,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, upstream: ReplayUpstre
         "max-cost without prices": (["--prompts", prompts, *_models(upstream), "--max-cost", 1], "--max-cost needs each model's price"),
         "bad model flag": (["--prompts", prompts, "--model", "big=127.0.0.1:8000#x"], "must start with http"),
         "source without data": (["--prompts", prompts, *_models(upstream), "--source", "jsonl"], "does not take --source"),
+        "bad limit in config": (["--prompts", prompts, "--config", bad_cfg], f"{bad_cfg}: upstreams.big.max_concurrency: Input should be"),
     }[case]
     line = one_error_line(run_cli("collect", *argv, "-o", out))
     assert expect in line, line

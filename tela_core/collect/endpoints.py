@@ -22,7 +22,6 @@ from tela_core.upstreams.config import (
     check_upstream,
     parse_upstream_flag,
     read_config_file,
-    validation_message,
 )
 
 from .budget import Prices
@@ -51,8 +50,11 @@ def _validated(name: str, raw: Any, where: str) -> UpstreamConfig:
         raise ConfigError(f"{where}: upstreams.{name}: expected a mapping (base_url, model, ...)")
     try:
         up = UpstreamConfig.model_validate(raw)
-    except ValidationError as e:
-        raise ConfigError(validation_message(f"{where}: upstreams.{name}", e)) from None
+    except ValidationError as e:  # named as tela serve names it: FILE: upstreams.NAME.KEY: ...
+        err = e.errors()[0]
+        loc = ".".join(["upstreams", name, *(str(x) for x in err["loc"])])
+        more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+        raise ConfigError(f"{where}: {loc}: {' '.join(str(err['msg']).split())}{more}") from None
     check_upstream(name, up, where)
     return up
 

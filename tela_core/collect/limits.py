@@ -3,7 +3,7 @@
 Every upstream gets its own :class:`Limits`: a bound on calls in flight (a semaphore), a rolling
 60-second window of request starts (requests per minute) and of tokens (tokens per minute: a
 call's prompt estimate plus its output allowance when it starts, corrected to what the upstream
-reported when it ends), and a pause that a 429's ``Retry-After`` sets for the whole upstream, so
+reported when it ends), each spread evenly over the minute rather than spent in one burst, and a pause that a 429's ``Retry-After`` sets for the whole upstream, so
 the other calls waiting on it do not run into the same limit.
 """
 
@@ -37,13 +37,18 @@ class _Slot:
 
 
 class RateWindow:
-    """At most ``limit`` units started in any ``window`` seconds (a sliding log, exact).
+    """At most ``limit`` units started in any ``window`` seconds (a sliding log, exact), spread
+    out rather than in one burst: a token bucket refilled at ``limit / window`` per second and
+    holding at most ``burst_s`` seconds of it lets a start through only when it is full enough,
+    as APIs that enforce a per-minute limit per second or so expect.
 
-    A single request larger than the whole limit is let through when the window is empty, so it
-    is slow rather than stuck forever.
+    A single request larger than the bucket waits for a full bucket and leaves it in debt, and one
+    larger than the whole limit is let through when the window is empty, so it is slow rather than
+    stuck forever.
     """
 
-    def __init__(self, limit: float, window: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, limit: float, window: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 burst_s: float = 1.0) -> None:
         if limit <= 0:
             raise ValueError("a rate limit must be > 0")
         self.limit = float(limit)
@@ -51,34 +56,45 @@ class RateWindow:
         self.clock = clock
         self._slots: deque[_Slot] = deque()
         self._used = 0.0
+        self.rate = self.limit / self.window
+        self.capacity = max(1.0, self.rate * burst_s)
+        self._level = self.capacity
+        self._at = clock()
 
     def _expire(self, now: float) -> None:
         while self._slots and self._slots[0].t <= now - self.window:
             self._used -= self._slots.popleft().n
 
+    def _refill(self, now: float) -> None:
+        self._level = min(self.capacity, self._level + (now - self._at) * self.rate)
+        self._at = now
+
     def delay(self, n: float) -> float:
         """Seconds until ``n`` units fit (0: now)."""
         now = self.clock()
         self._expire(now)
+        self._refill(now)
+        bucket = max(0.0, (min(n, self.capacity) - self._level) / self.rate)
         if not self._slots or self._used + n <= self.limit + 1e-9:
-            return 0.0
+            return bucket
         # wait until enough of the oldest starts leave the window
         need = self._used + n - self.limit
         freed = 0.0
         for slot in self._slots:
             freed += slot.n
             if freed >= need - 1e-9:
-                return max(0.0, slot.t + self.window - now)
-        return max(0.0, self._slots[-1].t + self.window - now)
+                return max(bucket, slot.t + self.window - now)
+        return max(bucket, self._slots[-1].t + self.window - now)
 
     async def acquire(self, n: float) -> _Slot:
         """Wait until ``n`` units fit, then take them; returns the slot (see :meth:`adjust`)."""
         while True:
             d = self.delay(n)
-            if d <= 0:
+            if d <= 1e-9:
                 slot = _Slot(self.clock(), float(n))
                 self._slots.append(slot)
                 self._used += slot.n
+                self._level -= slot.n
                 return slot
             await asyncio.sleep(d)
 
@@ -86,6 +102,7 @@ class RateWindow:
         """Count ``n`` units for ``slot`` instead of what it took (the real token count)."""
         if any(s is slot for s in self._slots):
             self._used += float(n) - slot.n
+        self._level = min(self.capacity, self._level + slot.n - float(n))
         slot.n = float(n)
 
 
