@@ -97,7 +97,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             if isinstance(r, str):
                 r = routers[name] = {"path": r}
             if isinstance(r, dict) and isinstance(r.get("path"), str):
-                r["path"] = str((p.parent / r["path"]).resolve()) if not os.path.isabs(r["path"]) else r["path"]
+                # abspath, not resolve(): a symbolic link stays one, so a hot reload reads where it points then
+                r["path"] = os.path.abspath(p.parent / r["path"]) if not os.path.isabs(r["path"]) else r["path"]
     return data
 
 
