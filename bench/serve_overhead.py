@@ -26,6 +26,12 @@ run it on a quiet machine, and read the numbers as this machine's, at that momen
 
     .venv/bin/python bench/serve_overhead.py                       # all three, 3,000 requests each
     .venv/bin/python bench/serve_overhead.py --routers length --requests 1000
+    .venv/bin/python bench/serve_overhead.py --routers embedding-knn --embedders minilm,minilm-onnx,minilm-onnx-int8,model2vec
+
+``--embedders`` serves one ``embedding-knn`` router per embedder (each trained with
+``--set family.embedder=NAME``), so their rows sit side by side in one run. Every router also gets
+a **one-client** run (``--c1-requests`` requests, each sent when the last is answered, through
+tela and direct): the latency tela adds to a lone request, beside the paced 32-client numbers.
 """
 
 from __future__ import annotations
@@ -106,14 +112,15 @@ def stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def train(family: str, work: Path) -> Path:
-    out = work / family
+def train(family: str, work: Path, embedder: str | None = None) -> Path:
+    out = work / (f"{family}-{embedder}" if embedder else family)
     if (out / "tela.json").is_file():
         return out
     print(f"training {family} on {SAMPLE.name} -> {out} ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
+    extra = ["--set", f"family.embedder={embedder}"] if embedder else []
     subprocess.run(
-        [sys.executable, "-c", "from tela_core.cli.main import main; main()", "run", "--family", family, "--data", str(SAMPLE), "--output", str(out)],
+        [sys.executable, "-c", "from tela_core.cli.main import main; main()", "run", "--family", family, "--data", str(SAMPLE), "--output", str(out), *extra],
         check=True, stdout=subprocess.DEVNULL,
     )
     print(f"  {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
@@ -221,11 +228,20 @@ def main() -> None:
     ap.add_argument("--model-requests", type=int, default=600, help="requests per saturated run of the embedding-knn and lm-probe routers (they run a model per prompt)")
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TELA_CACHE", REPO / ".cache" / "tela")) / "bench" / "serve-overhead")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--embedders", default="minilm", help="embedding-knn: one router per embedder named here (comma-separated)")
+    ap.add_argument("--c1-requests", type=int, default=200, help="requests of the one-client run (0: skip it)")
     args = ap.parse_args()
 
     prompts = [json.loads(line)["prompt"] for line in HELDOUT.read_text().splitlines() if line.strip()]
     families = [f for f in args.routers.split(",") if f]
-    routers = {f: train(f, args.work) for f in families}
+    embedders = [e for e in args.embedders.split(",") if e]
+    routers: dict[str, Path] = {}
+    for f in families:
+        if f == "embedding-knn" and embedders != ["minilm"]:
+            for e in embedders:
+                routers[f"{f} ({e})"] = train(f, args.work, e)
+        else:
+            routers[f] = train(f, args.work)
     standin, upstream = start_standin()
     rows: list[dict[str, Any]] = []
     try:
@@ -235,10 +251,11 @@ def main() -> None:
         direct["cpu_ms"] = (cpu_seconds(standin.pid) - c0) * 1000 / direct["requests"]
         direct_paced = load(upstream, "small", prompts, int(args.rate * args.paced_seconds), args.clients, args.rate)
         rows.append({"router": "(direct)", **direct, "paced_rate": args.rate, "paced_p50_ms": direct_paced["p50_ms"], "paced_p99_ms": direct_paced["p99_ms"]})
+        direct_c1 = load(upstream, "small", prompts, args.c1_requests, 1) if args.c1_requests else None
         print(f"direct: {direct['rps']:.0f} req/s, paced p50 {direct_paced['p50_ms']:.2f} ms p99 {direct_paced['p99_ms']:.2f} ms", file=sys.stderr, flush=True)
         for family, path in routers.items():
             lm = family == "lm-probe"
-            n = args.requests if family == "length" else args.model_requests
+            n = args.requests if family == "length" or "(model2vec)" in family else args.model_requests
             variants = [("batched", [])] + ([("batch 1", ["--max-batch", "1"])] if lm else [])
             for label, extra in variants:
                 proc, url = start_serve(path, upstream, extra)
@@ -256,6 +273,9 @@ def main() -> None:
                             dp = direct_paced
                         row = {"router": family, **sat, "paced_rate": rate, "paced_p50_ms": paced["p50_ms"], "paced_p99_ms": paced["p99_ms"],
                                "added_p50_ms": paced["p50_ms"] - dp["p50_ms"], "added_p99_ms": paced["p99_ms"] - dp["p99_ms"]}
+                        if direct_c1 is not None:
+                            c1 = load(url, "router-r", prompts, args.c1_requests, 1)
+                            row.update(c1_added_p50_ms=c1["p50_ms"] - direct_c1["p50_ms"], c1_added_p99_ms=c1["p99_ms"] - direct_c1["p99_ms"])
                     else:
                         row = {"router": f"{family} ({label})", **sat}
                     rows.append(row)
@@ -270,13 +290,19 @@ def main() -> None:
     print(f"\n{args.clients} concurrent clients; saturated runs of {args.requests} requests ({args.model_requests} for embedding-knn and lm-probe); "
           f"paced at {args.rate:g} req/s or a quarter of the router's saturated throughput if less; "
           f"{os.cpu_count()} CPUs, shared.\n")
-    print("| router | saturated req/s | vs direct | p50 ms | p99 ms | server CPU ms/req | paced req/s | added p50 ms | added p99 ms | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| router | saturated req/s | vs direct | p50 ms | p99 ms | server CPU ms/req | paced req/s | added p50 ms | added p99 ms | 1 client: added p50 / p99 ms | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     base = rows[0]["rps"]
     for r in rows:
         added = (f"{r['added_p50_ms']:.2f} | {r['added_p99_ms']:.2f}") if "added_p50_ms" in r else "– | –"
         paced = f"{r['paced_rate']:.0f}" if "paced_rate" in r else "–"
-        print(f"| {r['router']} | {r['rps']:.0f} | {r['rps'] / base:.2f}× | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['cpu_ms']:.2f} | {paced} | {added} | {r['errors']} |")
+        c1 = f"{r['c1_added_p50_ms']:.2f} / {r['c1_added_p99_ms']:.2f}" if "c1_added_p50_ms" in r else "–"
+        print(f"| {r['router']} | {r['rps']:.0f} | {r['rps'] / base:.2f}× | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['cpu_ms']:.2f} | {paced} | {added} | {c1} | {r['errors']} |")
+    knn = [r for r in rows if r["router"].startswith("embedding-knn")]
+    base_knn = next((r for r in knn if r["router"] in ("embedding-knn", "embedding-knn (minilm)")), None)
+    if base_knn and len(knn) > 1:
+        print("\nsaturated req/s against embedding-knn with minilm: "
+              + ", ".join(f"{r['router']} {r['rps'] / base_knn['rps']:.1f}×" for r in knn if r is not base_knn))
     if "lm-probe" in lm_rows and "lm-probe (batch 1)" in lm_rows:
         gain = lm_rows["lm-probe"]["rps"] / lm_rows["lm-probe (batch 1)"]["rps"]
         print(f"\nlm-probe micro-batching gain (batched / batch 1 throughput, {args.clients} clients): {gain:.2f}×")

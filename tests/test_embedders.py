@@ -247,6 +247,26 @@ def test_third_party_embedder_routes_end_to_end_through_tela_serve(hashed: Any, 
     assert counts["hit"] >= 1 and counts["miss"] >= 1, counts  # the repeated prompt skipped the embedder
 
 
+def test_long_embedding_is_not_silent_without_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 21: thousands of prompts embedded in a log or a notebook used to print nothing for
+    minutes. Without a terminal, long work prints a plain line now and then; short work nothing."""
+    import time
+
+    from tela_core.infra.progress import progress_bar
+
+    with progress_bar("embedding 3 new texts (m)", 3, log_every=0.05) as report:
+        report(0, 3)
+        time.sleep(0.06)
+        report(1, 3)
+        time.sleep(0.06)
+        report(2, 3)
+    err = capsys.readouterr().err
+    assert "embedding 3 new texts (m): 1/3 (33%)" in err and "left" in err and "2/3 (66%)" in err
+    with progress_bar("quick", 3) as report:  # the default: a line after 30 s only
+        report(3, 3)
+    assert capsys.readouterr().err == ""
+
+
 # ------------------------------------------------------------------------------------------------
 # The builtin embedders, for real
 # ------------------------------------------------------------------------------------------------

@@ -352,8 +352,9 @@ class VectorLRU:
 
 _LRU = {"cache": VectorLRU(0)}
 
-#: Texts per call to an embedder's ``embed`` while filling the shard cache (progress moves per call).
-EMBED_CALL_SIZE = 256
+#: Texts per call to an embedder's ``embed`` while filling the shard cache (progress moves per
+#: call: a few seconds of MiniLM on a CPU).
+EMBED_CALL_SIZE = 64
 
 
 def serving_cache(capacity: int | None = None) -> VectorLRU:
@@ -396,7 +397,7 @@ def embed_with(
         return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
 
     return cached_vectors(texts, cache_dir() / "embeddings" / key, key, compute, cache=cache,
-                          label=f"embedding ({embedder.name})", progress=progress)
+                          label="embedding", progress=progress)
 
 
 def _checked(embedder: Any, texts: list[str]) -> "np.ndarray":
