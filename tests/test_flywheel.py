@@ -156,7 +156,6 @@ def _wait_for_lines(path: Path, n: int, timeout: float = 60) -> None:
 
 # -- the whole loop, step by step, with what a user relies on at each step ---------------------------
 
-@pytest.mark.slow
 @needs_public_data("routerarena-sub10")
 def test_the_flywheel_end_to_end(tmp_path: Path, replay: ReplayUpstream) -> None:
     questions = _questions(replay)
