@@ -2,117 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import click
 
+from .paid_calls import SUMMARY_NAME, CallProgress, check_models, duration, make_engine, money, run_checked
 from .options import force_option, json_option, output_option, paid_call_options, refuse_unused, set_option, source_option
 
-__all__ = ["register", "collect", "SUMMARY_NAME", "make_engine", "run_checked", "money", "duration"]
-
-#: the run summary's name in the output folder (collect and judge)
-SUMMARY_NAME = "summary.json"
-
+__all__ = ["register", "collect"]
 
 def register(cli: click.Group) -> None:
     """Attach ``tela collect`` to ``cli``."""
     cli.add_command(collect)
-
-
-def money(x: float | None) -> str:
-    if x is None:
-        return "n/a"
-    return f"${x:,.4f}" if x < 100 else f"${x:,.2f}"
-
-
-def duration(s: float) -> str:
-    s = int(round(s))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
-
-
-def make_engine(models: Mapping[str, Any], flags: Mapping[str, Any], spent_before: float = 0.0) -> Any:
-    """The :class:`~tela_core.collect.calls.Engine` for ``models`` (from ``resolve_models``) with the
-    shared paid-call flags; ``--max-cost`` needs a price for every model."""
-    from ..collect.budget import Budget
-    from ..collect.calls import Engine
-    from ..collect.endpoints import make_endpoints
-    from ..collect.retry import RetryPolicy
-    from ..infra.errors import TelaError
-
-    endpoints = make_endpoints(models, {"max_concurrency": flags.get("concurrency"), "requests_per_minute": flags.get("rpm"),
-                                        "tokens_per_minute": flags.get("tpm")})
-    if flags.get("max_cost") is not None:
-        unpriced = [n for n, ep in endpoints.items() if not ep.prices.known]
-        if unpriced:
-            raise TelaError(f"--max-cost needs each model's price; none for {', '.join(unpriced)}: set price_input/price_output "
-                            f"in the config or --price NAME=IN,OUT")
-    return Engine(endpoints, RetryPolicy(tries=int(flags.get("retries", 4)) + 1), timeout_s=float(flags.get("timeout") or 120.0),
-                  budget=Budget(flags.get("max_cost"), spent=spent_before))
-
-
-async def _close(engine: Any) -> None:
-    for ep in engine.endpoints.values():
-        try:
-            await ep.client.aclose()
-        except Exception:  # noqa: BLE001 - closing must not hide the run's own outcome
-            pass
-
-
-def check_models(engine: Any, timeout_s: float) -> None:
-    """Each model's upstream answers the check (reachable, key, model id) before any paid call."""
-    from ..collect.endpoints import check_endpoints
-
-    async def go() -> None:
-        try:
-            await check_endpoints(engine.endpoints, timeout_s=min(timeout_s, 30.0))
-        finally:
-            await _close(engine)
-
-    asyncio.run(go())
-
-
-def run_checked(engine: Any, body: Callable[[], Any]) -> Any:
-    """Run the coroutine ``body()`` on a fresh loop and close the upstream clients after it."""
-
-    async def go() -> Any:
-        try:
-            return await body()
-        finally:
-            await _close(engine)
-
-    return asyncio.run(go())
-
-
-class CallProgress:
-    """A rich progress bar with ETA (on a terminal), its description carrying the money spent."""
-
-    def __init__(self, label: str, total: int, engine: Any) -> None:
-        from ..infra.progress import make_progress
-
-        self.label = label
-        self.engine = engine
-        self.bar = make_progress()
-        self.task: Any = None
-        self.total = total
-
-    def __enter__(self) -> "CallProgress":
-        self.bar.__enter__()
-        self.task = self.bar.add_task(self.label, total=self.total)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.bar.__exit__(*exc)
-
-    def advance(self, errors: int = 0) -> None:
-        b = self.engine.budget
-        spent = f" {money(b.spent_now)}" if any(ep.prices.known for ep in self.engine.endpoints.values()) else ""
-        errs = f" ({errors} errors)" if errors else ""
-        self.bar.update(self.task, advance=1, description=f"{self.label}{spent}{errs}")
 
 
 def _load_rows(data: Path | None, source_name: str, source_sets: Sequence[str], prompts_file: Path | None,

@@ -126,7 +126,7 @@ def demo(output: Path, sample: int, epochs: float, processes: int | None, model:
     })
     t0 = time.time()
     say = lambda m: click.echo(m, err=True)  # noqa: E731
-    say(f"tela demo: training a score-token router on {sample} records of {cfg.data.name} "
+    say(f"tela demo: training a score-token router on {sample} records of {sample_path().name} "
         f"({model or 'SmolLM2-135M-Instruct'}, deepspeed-z3, {processes} rank(s))")
     out = run_pipeline(cfg, force=force, echo=say)
     trained = time.time() - t0
@@ -138,7 +138,7 @@ def demo(output: Path, sample: int, epochs: float, processes: int | None, model:
     rng = np.random.RandomState(cfg.seed)
     calib = [unseen[int(i)] for i in rng.permutation(len(unseen))[:calibration]]
     t1 = time.time()
-    router = calibrate_on(out, [r.prompt for r in calib], DEMO_STRONG_SHARE, f"{cfg.data.name} (not trained on)")
+    router = calibrate_on(out, [r.prompt for r in calib], DEMO_STRONG_SHARE, f"{sample_path().name} (not trained on)")
     heldout = _records("mmlu_heldout_sample.jsonl")
     scores = router.scores([r.prompt for r in heldout])
     result = judge(scores.w, heldout, router.models)

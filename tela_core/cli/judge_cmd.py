@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import click
 
-from .collect_cmd import SUMMARY_NAME, CallProgress, check_models, duration, make_engine, money, run_checked
+from .paid_calls import SUMMARY_NAME, CallProgress, check_models, duration, make_engine, money, run_checked
 from .options import force_option, json_option, output_option, paid_call_options, pair_options, refuse_unused, set_option
 
 __all__ = ["register", "judge"]

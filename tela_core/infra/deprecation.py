@@ -73,7 +73,7 @@ MOVED_MODULES: dict[str, str] = {
 def _user_frame() -> FrameType | None:
     """The first frame outside this module, the import machinery and tela's shim ``__getattr__``s:
     the line of the plugin's code that used the old name, which is where the warning should point."""
-    f = sys._getframe(1)
+    f: FrameType | None = sys._getframe(1)
     while f is not None:
         name = f.f_code.co_filename
         if not (name == __file__ or "importlib" in name or f.f_code.co_name == "__getattr__"):
