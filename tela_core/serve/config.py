@@ -187,11 +187,12 @@ class ServeConfig(BaseModel):
 
 
 def parse_router_flag(value: str) -> tuple[str, str]:
-    """``NAME=DIR`` or ``DIR`` (named after its folder) -> (name, absolute dir)."""
+    """``NAME=DIR`` or ``DIR`` (named after its folder) -> (name, absolute dir). A symbolic link
+    stays one (not resolved), so a hot reload reads wherever it points then."""
     name, sep, path = value.partition("=")
     if not sep or os.sep in name or not name:
-        path, name = value, Path(value).resolve().name
-    return name, str(Path(path).resolve())
+        path, name = value, Path(os.path.abspath(value)).name
+    return name, os.path.abspath(path)
 
 
 def build_config(

@@ -52,7 +52,8 @@ class Reloader:
     async def reload(self, names: list[str] | None = None, trigger: str = "admin") -> dict[str, dict[str, Any]]:
         """Load ``names`` (default: every router) again from their folders and swap each one that
         loads; what happened to each, by name: ``{"ok": True, "path", "scorer", "policy",
-        "models", "load_s"}`` or ``{"ok": False, "error": WHY}`` (the old router kept)."""
+        "models", "load_s", "swapped_at"}`` (``swapped_at``: Unix time of the swap) or
+        ``{"ok": False, "error": WHY}`` (the old router kept)."""
         from .routers import load_router
 
         s = self.server
@@ -70,8 +71,9 @@ class Reloader:
                     continue
                 old = s.routers.get(name)
                 s.routers[name] = new  # one step on the event loop: later requests see the new router
+                swapped_at = time.time()
                 s.metrics.reloads.labels(name, "ok").inc()
-                out[name] = _describe(new, time.perf_counter() - t0)
+                out[name] = {**_describe(new, time.perf_counter() - t0), "swapped_at": round(swapped_at, 6)}
                 log.info("reload (%s): router %s reloaded from %s (policy %s)", trigger, name, new.router.path, new.router.policy_spec.get("name"))
                 if old is not None:
                     self._retire(old)

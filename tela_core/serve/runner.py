@@ -33,8 +33,15 @@ def check_serve_extra() -> None:
         raise TelaError(f"`tela serve` needs {', '.join(missing)}: pip install 'tela[serve]'")
 
 
+#: Seconds a new worker (``--workers N``, on SIGHUP) has to load its routers and start.
+WORKER_START_TIMEOUT = 180
+
+
 def _uvicorn_kwargs(config: ServeConfig) -> dict[str, Any]:
     import importlib.util
+    import inspect
+
+    import uvicorn
 
     kw: dict[str, Any] = {
         "host": config.host,
@@ -45,6 +52,10 @@ def _uvicorn_kwargs(config: ServeConfig) -> dict[str, Any]:
         "timeout_keep_alive": 75,  # longer than a load balancer's idle timeout (60 s is common)
         "backlog": 4096,
     }
+    if config.workers > 1 and "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+        # SIGHUP replaces the workers one by one, each new one only once it is ready; its routers
+        # load first (an LM router takes seconds, more on a busy machine), so give it time.
+        kw["timeout_worker_healthcheck"] = WORKER_START_TIMEOUT
     if importlib.util.find_spec("httptools"):
         kw["http"] = "httptools"
     if importlib.util.find_spec("uvloop"):
