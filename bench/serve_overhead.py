@@ -230,7 +230,12 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--embedders", default="minilm", help="embedding-knn: one router per embedder named here (comma-separated)")
     ap.add_argument("--c1-requests", type=int, default=200, help="requests of the one-client run (0: skip it)")
+    ap.add_argument("--embedding-cache", type=int, default=0, help="tela serve's embedding_cache (default 0: every "
+                    "request embeds its prompt; the prompts cycle, so an LRU would measure cache hits)")
     args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    serve_cfg = args.work / f"serve-cache-{args.embedding_cache}.yaml"
+    serve_cfg.write_text(f"embedding_cache: {args.embedding_cache}\n")
 
     prompts = [json.loads(line)["prompt"] for line in HELDOUT.read_text().splitlines() if line.strip()]
     families = [f for f in args.routers.split(",") if f]
@@ -256,7 +261,7 @@ def main() -> None:
         for family, path in routers.items():
             lm = family == "lm-probe"
             n = args.requests if family == "length" or "(model2vec)" in family else args.model_requests
-            variants = [("batched", [])] + ([("batch 1", ["--max-batch", "1"])] if lm else [])
+            variants = [("batched", ["--config", str(serve_cfg)])] + ([("batch 1", ["--config", str(serve_cfg), "--max-batch", "1"])] if lm else [])
             for label, extra in variants:
                 proc, url = start_serve(path, upstream, extra)
                 try:
