@@ -127,6 +127,17 @@ def test_manifest_records_the_embedder_and_round_trips(hashed: Any, tmp_path: Pa
     assert w[0] > w[1]  # it routes on the embedder's vectors
 
 
+def test_ensemble_hands_its_embedder_to_the_members_that_embed(hashed: Any, tmp_path: Path) -> None:
+    out = _fit(tmp_path, "ensemble", embedder="hashed-words", folds=2,
+               members=["embedding-knn", "embedding-linear", "length"])
+    assert json.loads((out / "tela.json").read_text())["embedders"] == ["hashed-words"]
+    for member in ("0-embedding-knn", "1-embedding-linear"):
+        assert json.loads((out / "members" / member / "tela.json").read_text())["embedder"]["name"] == "hashed-words"
+    assert Router.load(out, embedder="hashed-words").score(["what colour is the sky on day 5"]).shape == (1,)
+    with pytest.raises(TelaError, match="trained with embedder 'hashed-words', not 'minilm'"):
+        Router.load(out, embedder="minilm")
+
+
 def test_router_loaded_with_another_embedder_is_refused(hashed: Any, tmp_path: Path) -> None:
     out = _fit(tmp_path, embedder="hashed-words")
     with pytest.raises(TelaError) as e:
