@@ -32,6 +32,14 @@ run it on a quiet machine, and read the numbers as this machine's, at that momen
 ``--set family.embedder=NAME``), so their rows sit side by side in one run. Every router also gets
 a **one-client** run (``--c1-requests`` requests, each sent when the last is answered, through
 tela and direct): the latency tela adds to a lone request, beside the paced 32-client numbers.
+
+``--shadow RATE`` adds, for each router, what shadow mode costs the user: the same server started
+without shadow mode and with ``--shadow RATE --log-prompts`` (a shadow log in a temporary folder),
+``--shadow-rounds`` times each, alternating, every run paced as above with ``--clients`` clients;
+the added p50/p99 is the shadow runs' (latencies pooled) minus the plain runs'. It also prints how
+many requests were shadowed and dropped (from ``/metrics``), so the shadow calls really ran.
+
+    .venv/bin/python bench/serve_overhead.py --routers length --requests 500 --c1-requests 0 --shadow 1
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -167,7 +176,7 @@ class Client:
             self.writer.close()
 
 
-async def run_load(url: str, model: str, prompts: list[str], n: int, clients: int, rate: float | None) -> dict[str, Any]:
+async def run_load(url: str, model: str, prompts: list[str], n: int, clients: int, rate: float | None, keep: bool = False) -> dict[str, Any]:
     host, port = url.split("//")[1].split("/")[0].split(":")
     path = "/v1/chat/completions"
     bodies = [json.dumps({"model": model, "messages": [{"role": "user", "content": p}]}).encode() for p in prompts]
@@ -203,19 +212,68 @@ async def run_load(url: str, model: str, prompts: list[str], n: int, clients: in
         "rps": len(lat) / wall,
         "p50_ms": statistics.median(lat) * 1000,
         "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000,
+        **({"latencies": lat} if keep else {}),
     }
 
 
-def load(url: str, model: str, prompts: list[str], n: int, clients: int, rate: float | None = None) -> dict[str, Any]:
+def load(url: str, model: str, prompts: list[str], n: int, clients: int, rate: float | None = None, keep: bool = False) -> dict[str, Any]:
     try:
         import uvloop  # type: ignore[import-not-found]
 
-        return uvloop.run(run_load(url, model, prompts, n, clients, rate))
+        return uvloop.run(run_load(url, model, prompts, n, clients, rate, keep))
     except ImportError:
-        return asyncio.run(run_load(url, model, prompts, n, clients, rate))
+        return asyncio.run(run_load(url, model, prompts, n, clients, rate, keep))
 
 
 # ------------------------------------------------------------------------------------------------
+
+
+def scrape(url: str, name: str) -> float:
+    """Sum of a counter's samples in the server's /metrics."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+def shadow_row(family: str, path: Path, upstream: str, prompts: list[str], args: Any, rate: float, base: list[str]) -> dict[str, Any]:
+    """Paced latency of the router's server without and with shadow mode, in alternating runs."""
+    plain: list[float] = []
+    shadow: list[float] = []
+    shadowed = dropped = 0.0
+    errors = 0
+    cpu = {False: 0.0, True: 0.0}
+    n = max(32, int(rate * args.paced_seconds))
+    with tempfile.TemporaryDirectory(prefix="tela-bench-shadow-") as tmp:
+        for i in range(args.shadow_rounds * 2):
+            on = i % 2 == 1
+            extra = ["--shadow", f"{args.shadow:g}", "--shadow-log", str(Path(tmp) / "shadow.jsonl"), "--log-prompts"] if on else []
+            proc, url = start_serve(path, upstream, base + extra)
+            try:
+                load(url, "router-r", prompts, min(200, n), args.clients)  # warm-up
+                c0 = cpu_seconds(proc.pid)
+                res = load(url, "router-r", prompts, n, args.clients, rate, keep=True)
+                if on:
+                    time.sleep(1.0)  # the last shadow calls
+                cpu[on] += cpu_seconds(proc.pid) - c0
+                errors += res["errors"]
+                (shadow if on else plain).extend(res["latencies"])
+                if on:
+                    shadowed += scrape(url, "tela_shadow_requests_total")
+                    dropped += scrape(url, "tela_shadow_dropped_total")
+            finally:
+                stop(proc)
+
+    def pct(xs: list[float], q: float) -> float:
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
+
+    row = {"router": family, "shadow_rate": args.shadow, "paced_rate": rate, "plain_p50_ms": pct(plain, 0.5), "plain_p99_ms": pct(plain, 0.99),
+           "shadow_p50_ms": pct(shadow, 0.5), "shadow_p99_ms": pct(shadow, 0.99), "shadowed": shadowed, "dropped": dropped, "errors": errors,
+           "plain_cpu_ms": cpu[False] * 1000 / max(1, len(plain)), "shadow_cpu_ms": cpu[True] * 1000 / max(1, len(shadow))}
+    row.update(added_p50_ms=row["shadow_p50_ms"] - row["plain_p50_ms"], added_p99_ms=row["shadow_p99_ms"] - row["plain_p99_ms"])
+    print(f"{family} shadow {args.shadow:g}: added p50 {row['added_p50_ms']:.2f} ms p99 {row['added_p99_ms']:.2f} ms "
+          f"({shadowed:.0f} shadowed, {dropped:.0f} dropped)", file=sys.stderr, flush=True)
+    return row
 
 
 def main() -> None:
@@ -232,6 +290,8 @@ def main() -> None:
     ap.add_argument("--c1-requests", type=int, default=200, help="requests of the one-client run (0: skip it)")
     ap.add_argument("--embedding-cache", type=int, default=0, help="tela serve's embedding_cache (default 0: every "
                     "request embeds its prompt; the prompts cycle, so an LRU would measure cache hits)")
+    ap.add_argument("--shadow", type=float, default=None, metavar="RATE", help="also measure shadow mode at this rate against the same server without it")
+    ap.add_argument("--shadow-rounds", type=int, default=2, help="plain/shadow runs of each router, alternating")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     serve_cfg = args.work / f"serve-cache-{args.embedding_cache}.yaml"
@@ -288,9 +348,14 @@ def main() -> None:
                           file=sys.stderr, flush=True)
                 finally:
                     stop(proc)
+            if args.shadow is not None:
+                rate = min(args.rate, max(1.0, rows[-1]["rps"] / 4))
+                rows.append(shadow_row(family, path, upstream, prompts, args, rate, ["--config", str(serve_cfg)]))
     finally:
         stop(standin)
 
+    shadow_rows = [r for r in rows if "shadow_rate" in r]
+    rows = [r for r in rows if "shadow_rate" not in r]
     lm_rows = {r["router"]: r for r in rows}
     print(f"\n{args.clients} concurrent clients; saturated runs of {args.requests} requests ({args.model_requests} for embedding-knn and lm-probe); "
           f"paced at {args.rate:g} req/s or a quarter of the router's saturated throughput if less; "
@@ -311,9 +376,16 @@ def main() -> None:
     if "lm-probe" in lm_rows and "lm-probe (batch 1)" in lm_rows:
         gain = lm_rows["lm-probe"]["rps"] / lm_rows["lm-probe (batch 1)"]["rps"]
         print(f"\nlm-probe micro-batching gain (batched / batch 1 throughput, {args.clients} clients): {gain:.2f}×")
+    if shadow_rows:
+        print(f"\nshadow mode (rate {args.shadow:g}, --log-prompts), {args.clients} clients paced, {args.shadow_rounds} runs each way, alternating:\n")
+        print("| router | paced req/s | plain p50 / p99 ms | shadow p50 / p99 ms | added p50 ms | added p99 ms | server CPU ms/req plain / shadow | shadowed | dropped | errors |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in shadow_rows:
+            print(f"| {r['router']} | {r['paced_rate']:.0f} | {r['plain_p50_ms']:.2f} / {r['plain_p99_ms']:.2f} | {r['shadow_p50_ms']:.2f} / {r['shadow_p99_ms']:.2f} "
+                  f"| {r['added_p50_ms']:.2f} | {r['added_p99_ms']:.2f} | {r['plain_cpu_ms']:.2f} / {r['shadow_cpu_ms']:.2f} | {r['shadowed']:.0f} | {r['dropped']:.0f} | {r['errors']} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        args.json.write_text(json.dumps(rows + shadow_rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":
