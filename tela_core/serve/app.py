@@ -176,9 +176,18 @@ def create_app(config: ServeConfig, routers: dict[str, ServedRouter] | None = No
 
 def create_app_from_env() -> Any:
     """App factory for ``--workers N`` (uvicorn ``factory=True``): settings from ``$TELA_SERVE_CONFIG``."""
-    _configure_logging()
-    return create_app(ServeConfig.from_env())
+    config = ServeConfig.from_env()
+    configure_logging(config.log_level)
+    return create_app(config)
 
 
-def _configure_logging() -> None:
-    logging.getLogger("tela.serve").setLevel(logging.INFO)
+def configure_logging(level: str = "info") -> None:
+    """tela's server log (reloads, shadow-log and upstream trouble) on stderr beside uvicorn's,
+    at the server's ``log_level``."""
+    lg = logging.getLogger("tela.serve")
+    if not lg.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        lg.addHandler(handler)
+        lg.propagate = False
+    lg.setLevel(level.upper())

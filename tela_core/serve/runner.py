@@ -66,12 +66,12 @@ def _uvicorn_kwargs(config: ServeConfig) -> dict[str, Any]:
 def serve(config: ServeConfig) -> None:
     """Run the server until interrupted."""
     check_serve_extra()
-    import logging
-
     import uvicorn
 
-    logging.getLogger("tela.serve").setLevel(logging.INFO)
+    from .app import configure_logging
     from .routers import load_routers
+
+    configure_logging(config.log_level)
 
     if config.workers <= 1:
         from .app import create_app
