@@ -239,8 +239,11 @@ def score_in_ranks(
     shutil.rmtree(work, ignore_errors=True)  # the entry is written: the job and its chunks are spent
     if not temp:
         shutil.rmtree(parts, ignore_errors=True)
+    per_rank = [{"rank": r, "host": st.get("host"), "scored": st.get("scored", 0), "resumed": st.get("resumed", 0),
+                 "load_seconds": st.get("load_seconds"), "score_seconds": st.get("score_seconds")}
+                for r, st in sorted(states.items())]
     return scores, {"cached": False, "seconds": seconds, "key": key, "resumed": resumed, "processes": world,
-                    "chunks_found": had}
+                    "chunks_found": had, "ranks": per_rank}
 
 
 def _run_ranks(work: Path, launch: ScoreLaunch, attempt: str, log_path: Path, n: int, progress: bool,

@@ -106,7 +106,9 @@ def _score_shard(spec: dict[str, Any], work: Path, rank: int, world: int, local_
         s = read_scores(part, end - start, quiet=True)
         if s is None:
             if scorer is None:
+                t_load = time.perf_counter()
                 scorer = _scorer(spec, local_rank)
+                status.write(load_seconds=round(time.perf_counter() - t_load, 3))
             s = scorer.score(prompts[start - lo : end - lo])
             got = np.asarray(s.w).reshape(-1).shape[0]
             if got != end - start:
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         mine = _score_shard(spec, work, rank, world, local_rank, status)
-        status.write(status="gathering", seconds=round(time.perf_counter() - t0, 3))
+        status.write(status="gathering", score_seconds=round(time.perf_counter() - t0, 3))
         # The gather blocks in C, where a Python handler would never run: let SIGTERM end it at once.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         everything = _gather(mine, rank, world)
