@@ -23,10 +23,11 @@ measures is the router side of the loop (labels of the cheap model's correctness
 prompts), not a judge's errors or real answers' cost.
 
     .venv/bin/tela data get routellm-mmlu           # once (or --from DIR with a copy)
-    HF_HUB_OFFLINE=1 TELA_CACHE=.cache/tela .venv/bin/python bench/flywheel.py --repeats 3 \\
+    HF_HUB_OFFLINE=1 TELA_CACHE=.cache/tela .venv/bin/python bench/flywheel.py --repeats 1 --embedder model2vec \\
         --output bench-out/flywheel --png docs/img/flywheel-mmlu.png
 
-Embeddings of all 14,042 prompts are computed once and cached in $TELA_CACHE (the first run pays).
+Embeddings of all 14,042 prompts are computed once and cached in $TELA_CACHE (the first run pays:
+seconds with ``model2vec``, tens of minutes on a 2-core CPU with the default ``minilm``).
 """
 
 from __future__ import annotations
@@ -69,11 +70,17 @@ def main() -> None:
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--repeats", type=int, default=3, help="seeded draws of the traffic (and of the evaluation set)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--embedder", default=None, help="the embedding families' embedder (--set family.embedder=NAME; "
+                    "default: the family's, minilm)")
     ap.add_argument("--output", type=Path, default=Path("bench-out/flywheel"))
     ap.add_argument("--png", type=Path, default=None, help="write APGR against N here")
     args = ap.parse_args()
     ns = [int(n) for n in args.ns.split(",")]
     fams = [f for f in args.families.split(",") if f]
+    emb = ["--set", f"family.embedder={args.embedder}"] if args.embedder else []
+
+    def fam_args(fam: str) -> list[str]:
+        return ["--family", fam, *(emb if fam.startswith("embedding-") else [])]
 
     from tela_core import Router
     from tela_core.data.protocols import split
@@ -90,7 +97,7 @@ def main() -> None:
     seen: set[str] = set()
     unique = [r for r in heldout if not (r.prompt in seen or seen.add(r.prompt))]  # a question asked twice: once
     print(f"{len(heldout)} held-out prompts ({len(unique)} distinct) of 15 subjects; traffic {max(ns)} per repeat, "
-          f"the rest judged; families {', '.join(fams)}; {args.repeats} repeat(s)", flush=True)
+          f"the rest judged; families {', '.join(fams)}; embedder {args.embedder or 'default'}; {args.repeats} repeat(s)", flush=True)
 
     # (c) the public-data router: the 42 training subjects, through `tela data split` and `tela run`
     if not (out / "split" / "train.jsonl").is_file():
@@ -100,7 +107,7 @@ def main() -> None:
         d = out / f"public-{fam}"
         if not (d / "tela.json").is_file():
             t0 = time.perf_counter()
-            tela("run", "--data", out / "split" / "train.jsonl", "--family", fam, "-o", d, "--force", "-q")
+            tela("run", "--data", out / "split" / "train.jsonl", *fam_args(fam), "-o", d, "--force", "-q")
             print(f"trained {fam} on the 42 training subjects in {time.perf_counter() - t0:.0f} s", flush=True)
         public[fam] = Router.load(d)
 
@@ -115,7 +122,7 @@ def main() -> None:
         strong = np.array([r.outcomes[strong_m] for r in evals])
         ref = {r.prompt: LETTERS[int(rng.integers(4))] for r in pool}
 
-        def answer(r: Any, model: str) -> Recorded:
+        def answer(r: Any, model: str, ref: dict[str, str] = ref, rng: np.random.Generator = rng) -> Recorded:
             right = ref[r.prompt]
             letter = right if r.outcomes[model] >= 0.5 else LETTERS[(LETTERS.index(right) + 1 + int(rng.integers(3))) % 4]
             text = f"The answer is ({letter})."
@@ -158,7 +165,7 @@ def main() -> None:
                                            ("public+own", ["--data", out / "split" / "train.jsonl", "--data", judged / "records.jsonl",
                                                            "--set", "source2.models.weak=mixtral", "--set", "source2.models.strong=gpt4"])):
                         d = rd / f"{fam}-{arm.replace('+', '-')}-{n}"
-                        tela("run", *data_args, "--family", fam, "-o", d, "-q")
+                        tela("run", *data_args, *fam_args(fam), "-o", d, "-q")
                         row[arm] = metrics.apgr(Router.load(d).score(ev_prompts), weak, strong)
                     rows.append(row)
                     print(f"  N={n:4d} {fam:17s} own {row['own']:.3f}   public+own {row['public+own']:.3f}   "
@@ -199,6 +206,7 @@ def report(rows: list[dict[str, Any]], ns: list[int], fams: list[str], repeats: 
 
 def plot(rows: list[dict[str, Any]], ns: list[int], fams: list[str], png: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -214,6 +222,7 @@ def plot(rows: list[dict[str, Any]], ns: list[int], fams: list[str], png: Path) 
     ax.axhline(_agg(rows, fams[0], ns[0], "random")[0], color="grey", linestyle="-", linewidth=0.8, label="random routing")
     ax.set_xscale("log")
     ax.set_xticks(ns, [str(n) for n in ns])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("in-domain labels N (held-out-subject traffic, collected + judged)")
     ax.set_ylabel("APGR on the unlabelled held-out prompts")
     ax.grid(alpha=0.3)
