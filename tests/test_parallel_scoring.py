@@ -214,3 +214,58 @@ def test_the_launch_options_are_tela_runs() -> None:
         shape[name] = opts
     assert all(s == shape["run"] for s in shape.values())
     assert sys.executable  # the ranks run this Python (torchrun is started with it)
+
+
+@pytest.mark.slow
+def test_two_nodes_under_a_scheduler_each_with_its_own_cache(counting_router: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler form on loopback: two `tela eval` processes play two nodes (one rank each),
+    node 0 placed by flags, node 1 by Slurm's variables, each with a node-local score cache and its
+    own output. Node 0 writes the report, with one process's scores; node 1 says its part is done.
+    Run again, both meet again (node 0 from its cache entry, node 1 from its chunks): nothing is rescored."""
+    import socket
+    import subprocess
+
+    data = outcomes(tmp_path / "eval", 700)
+    for var in ("SLURM_NNODES", "SLURM_NODEID", "SLURM_JOB_NODELIST", "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE",
+                "RANK", "LOCAL_RANK", "PET_NNODES", "PET_NODE_RANK", "NNODES", "NODE_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    calls = tmp_path / "calls"
+    monkeypatch.setenv("TELA_TEST_SCORE_CALLS", str(calls))
+    # each node is a fresh `tela` that adds the test plugin in-process first, as a program embedding tela would
+    tela = [sys.executable, "-c", "import sys, parallel_support; from tela_core.plugins import add_plugin; "
+            "add_plugin(parallel_support, 'parallel-support'); from tela_core.cli.main import main; main(sys.argv[1:])"]
+    argv = ["eval", "--router", str(counting_router), "--data", str(data), *PAIR, "--json", "--processes", "1"]
+
+    def both() -> tuple[str, str]:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = str(sock.getsockname()[1])
+        node0 = subprocess.Popen([*tela, *argv, "-o", str(tmp_path / "out0"), "--force", "--nnodes", "2", "--node-rank", "0",
+                                  "--master-addr", "127.0.0.1", "--master-port", port],
+                                 env={**os.environ, "TELA_CACHE": str(tmp_path / "node0")},
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        node1 = subprocess.Popen([*tela, *argv, "-o", str(tmp_path / "out1")],
+                                 env={**os.environ, "TELA_CACHE": str(tmp_path / "node1"), "SLURM_NNODES": "2",
+                                      "SLURM_NODEID": "1", "SLURM_JOB_NODELIST": "127.0.0.1", "MASTER_PORT": port},
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out0, err0 = node0.communicate(timeout=600)
+        _out1, err1 = node1.communicate(timeout=600)
+        assert node0.returncode == 0, err0
+        assert node1.returncode == 0 and "this node's part of the scoring is done" in err1, err1
+        assert not (tmp_path / "out1" / "report.json").exists()
+        return out0, err1
+
+    report = json.loads(both()[0])
+    assert report["scoring"]["processes"] == 2
+    scored = sorted(ln.split()[0] for ln in calls.read_text().splitlines())
+    assert scored == ["0", "0", "0", "1", "1", "1"]  # each node's rank scored its half
+    calls.unlink()
+    again = json.loads(both()[0])
+    assert not calls.exists() and again["routers"][0] == report["routers"][0]
+
+    monkeypatch.setenv("TELA_CACHE", str(tmp_path / "one"))
+    r = run_cli("eval", "--router", counting_router, "--data", data, "-o", tmp_path / "one-out", *PAIR, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["routers"][0] == report["routers"][0]
+    assert np.array_equal(entry(tmp_path / "node0")["w"], entry(tmp_path / "one")["w"])

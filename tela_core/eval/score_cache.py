@@ -125,13 +125,14 @@ def score_prompts(
             return _in_ranks(scorer, launch, router_dir, prompts, None, None, chunk_size, progress, description)
         return _score_uncached(scorer, prompts, key, None, chunk_size, progress, description)
     path = Path(cache_dir) / f"{key}.npz"  # type: ignore[arg-type]
+    if ranks and launch.nodes.multi:  # type: ignore[union-attr]
+        # One command per node: every node launches, even where the entry exists (the ranks then
+        # read it), or the other nodes would wait for it at the rendezvous; rank 0 writes the entry.
+        # No lock: the other nodes' commands must not wait on node 0's.
+        return _in_ranks(scorer, launch, router_dir, prompts, key, path, chunk_size, progress, description)
     hit = read_scores(path, len(prompts))
     if hit is not None:
         return hit, {"cached": True, "seconds": 0.0, "key": key}
-    if ranks and launch.nodes.multi:  # type: ignore[union-attr]
-        # One command per node: each node's ranks write their own chunks and rank 0 writes the
-        # entry. No lock: the other nodes' commands must not wait on node 0's.
-        return _in_ranks(scorer, launch, router_dir, prompts, key, path, chunk_size, progress, description)
     from tela_core.infra.locks import cache_lock
 
     # One writer per entry: a second eval of the same router and prompts waits, then reads.

@@ -78,6 +78,7 @@ def _score_shard(spec: dict[str, Any], work: Path, rank: int, world: int, local_
     """Score this rank's chunks (reusing finished ones); return ``[(start, w, probs), ...]``."""
     import numpy as np
 
+    from tela_core.components import Scores
     from tela_core.eval.parallel import shard_chunks
     from tela_core.eval.score_cache import chunk_path, read_scores, save_chunk
     from tela_core.infra.errors import TelaError
@@ -98,12 +99,17 @@ def _score_shard(spec: dict[str, Any], work: Path, rank: int, world: int, local_
     if len(prompts) != hi - lo:
         raise TelaError(f"{work / 'prompts.jsonl'}: {lo + len(prompts)} prompts, the job says {n}")
     parts = Path(spec["chunks"])
+    whole = read_scores(Path(spec["result"]), n, quiet=True)  # a multi-node rerun: the entry is there
     scorer = None
     out = []
     done = resumed = scored = 0
     for start, end in mine:
         part = chunk_path(parts, start, end)
-        s = read_scores(part, end - start, quiet=True)
+        s: Scores | None
+        if whole is not None:
+            s = Scores(w=np.asarray(whole.w)[start:end], probs=None if whole.probs is None else whole.probs[start:end])
+        else:
+            s = read_scores(part, end - start, quiet=True)
         if s is None:
             if scorer is None:
                 t_load = time.perf_counter()
