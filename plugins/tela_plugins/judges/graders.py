@@ -12,8 +12,9 @@ guessed: the detail says why.
   ("**B**", the last one); parenthesised letters "(B)" when they all name the same letter.
 - :func:`extract_number`: a final number. In order: GSM8K's ``#### 42``; ``\\boxed{42}``; "answer is
   42" / "Answer: $1,234"; else the last number in the text. Thousands commas, ``$``, ``%`` and
-  units are dropped, ``\\frac{a}{b}`` and ``a/b`` are fractions, and numbers compare by value
-  (``42.0 == 42``, ``1,000 == 1000``, ``0.5 == 1/2``).
+  units are dropped, ``\\frac{a}{b}`` and ``a/b`` are fractions (``2\\frac{1}{2}`` is 5/2), ``1.5e3``
+  is 1500, a hyphen between numbers is no minus sign ("2019-2020" ends in 2020), and numbers
+  compare by value (``42.0 == 42``, ``1,000 == 1000``, ``0.5 == 1/2``).
 - :func:`normalize_text`: lower case, no punctuation or articles (a/an/the), one space between
   words (SQuAD's answer normalisation), for :func:`grade_exact`.
 """
@@ -57,13 +58,17 @@ def boxed_contents(text: str) -> list[str]:
     """The contents of every ``\\boxed{...}`` in ``text``, braces balanced (``\\boxed{{42}}``, as
     some prompts' templates make models write, gives ``42``)."""
     out = []
+    closing: dict[int, int] = {}  # each "{" to its matching "}", in one pass (an answer full of
+    opened: list[int] = []        # unclosed boxes must not cost a scan to the end per box)
+    for i, ch in enumerate(text):
+        if ch == "{":
+            opened.append(i)
+        elif ch == "}" and opened:
+            closing[opened.pop()] = i
     for m in _BOXED.finditer(text):
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        if depth == 0:
-            inner = text[m.end(): i - 1].strip()
+        end = closing.get(m.end() - 1)
+        if end is not None:
+            inner = text[m.end(): end].strip()
             while inner.startswith("{") and inner.endswith("}"):  # \boxed{{x}}
                 inner = inner[1:-1].strip()
             inner = re.sub(r"^\\(?:text|textbf|mathrm|mathbf)\s*\{(.*)\}$", r"\1", inner, flags=re.S).strip()
@@ -81,7 +86,9 @@ def _letter_class(letters: str) -> str:
 def extract_choice(text: str, letters: str = "ABCD") -> str | None:
     """The choice letter ``text`` commits to, or None (see the module doc for the order)."""
     L = _letter_class(letters)
-    t = text.strip()
+    # whitespace runs as one space: the patterns below put several \s* side by side, and a long run
+    # of blanks after "Answer" (a degenerate reply) would cost them polynomial backtracking
+    t = " ".join(text.split())
     # a letter standing alone: not followed by a letter/digit (so "Because" is not "B")
     alone = rf"(?<![A-Za-z0-9])({L})(?![A-Za-z0-9])"
     for inner in reversed(boxed_contents(t)):
@@ -136,14 +143,29 @@ def grade_choice(answer: str, reference: str, letters: str = "ABCD") -> Graded:
 
 # -- numbers ------------------------------------------------------------------------------------
 
-_NUM = r"[-−]?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|[-−]?\.\d+"
+# a minus sign is a sign only where it does not join two numbers or words ("2019-2020", "pages 3-4",
+# "x-5" are ranges and expressions, not -2020, -4, -5); an exponent is part of the number (1.5e3)
+_SIGN = r"(?:(?<![\w.)\]}])[-−])?"
+_NUM = _SIGN + r"(?:\$\s?)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?(?:\s*/\s*\d+)?|" + _SIGN + r"\.\d+"
 _FRAC = re.compile(r"\\d?frac\s*\{\s*([-−]?\d+)\s*\}\s*\{\s*(\d+)\s*\}")
+# a whole number written before a fraction is a mixed number: 2\frac{1}{2} is 5/2 (not 21/2)
+_MIXED = re.compile(r"(?<![\d.])([-−]?)(\d+)\s*\\d?frac\s*\{\s*(\d+)\s*\}\s*\{\s*(\d+)\s*\}")
+
+
+def _fractions(text: str) -> str:
+    """``text`` with LaTeX fractions written as ``a/b`` (mixed numbers folded in: ``2\frac{1}{2}`` is ``5/2``)."""
+
+    def mixed(m: re.Match[str]) -> str:
+        whole, num, den = int(m.group(2)), int(m.group(3)), int(m.group(4))
+        return f"{m.group(1)}{whole * den + num}/{den}" if den else m.group(0)
+
+    return _FRAC.sub(r"\1/\2", _MIXED.sub(mixed, text))
 
 
 def parse_number(text: str) -> Fraction | None:
     """``text`` as an exact number, if it is one: commas, ``$``, ``%``, a trailing unit or period
     are dropped; ``a/b`` and ``\\frac{a}{b}`` are fractions. None if there is no number in it."""
-    t = _FRAC.sub(r"\1/\2", text.strip())
+    t = _fractions(text.strip())
     m = re.search(_NUM, t)
     if not m:
         return None
@@ -159,12 +181,12 @@ def parse_number(text: str) -> Fraction | None:
 
 def extract_number(text: str) -> str | None:
     """The final number ``text`` commits to, as written (see the module doc for the order)."""
-    t = _FRAC.sub(r"\1/\2", text)
+    t = _fractions(" ".join(text.split()))  # one space per blank run (see extract_choice)
     hashes = re.findall(r"####\s*(" + _NUM + ")", t)
     if hashes:
         return hashes[-1].strip()
     for inner in reversed(boxed_contents(text)):
-        inner = _FRAC.sub(r"\1/\2", inner)
+        inner = _fractions(inner)
         found = re.findall(_NUM, inner)
         if found:
             return found[-1].strip()
@@ -195,10 +217,11 @@ def _close(a: Fraction, b: Fraction) -> bool:
 _PUNCT = set(string.punctuation) | {"“", "”", "‘", "’", "–", "—"}
 
 
-def normalize_text(text: str) -> str:
+def normalize_text(text: str, drop_articles: bool = True) -> str:
     """SQuAD-style normalisation: lower case, punctuation and articles removed, whitespace collapsed."""
     t = "".join(" " if ch in _PUNCT else ch for ch in text.lower())
-    t = re.sub(r"\b(?:a|an|the)\b", " ", t)
+    if drop_articles:
+        t = re.sub(r"\b(?:a|an|the)\b", " ", t)
     return " ".join(t.split())
 
 
@@ -217,10 +240,12 @@ def final_strings(answer: str) -> list[str]:
 
 def grade_exact(answer: str, reference: str) -> Graded:
     """Right iff the normalised reference equals the normalised answer, or its final boxed / "Answer:"
-    string (:func:`final_strings`)."""
-    ref = normalize_text(reference)
+    string (:func:`final_strings`). A reference that is nothing but an article ("A", the letter, or
+    "The") is compared with articles kept: dropped, it would be empty and match no answer."""
+    drop = bool(normalize_text(reference))
+    ref = normalize_text(reference, drop)
     for cand in reversed(final_strings(answer)):
-        if ref and normalize_text(cand) == ref:
+        if ref and normalize_text(cand, drop) == ref:
             return Graded(True, cand.strip())
     cands = final_strings(answer)
     return Graded(False, cands[-1].strip() if len(cands) > 1 else None)

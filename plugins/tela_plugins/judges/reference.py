@@ -29,6 +29,7 @@ from .graders import (
     grade_exact,
     grade_number,
     grade_regex,
+    normalize_text,
     reference_choice,
 )
 
@@ -99,6 +100,11 @@ class ReferenceJudge(Judge):
             raise TelaError(
                 f"judge 'reference': item {item.id!r}'s reference {ref.strip()[:40]!r} names no choice letter "
                 f"({self.options.letters}); set judge.letters, or use another grader"
+            )
+        if grader == "exact" and not normalize_text(ref, drop_articles=False):
+            raise TelaError(
+                f"judge 'reference': item {item.id!r}'s reference {ref.strip()[:40]!r} holds no words to compare "
+                "(the exact grader ignores case and punctuation)"
             )
         if grader == "number" and extract_number(ref) is None:
             raise TelaError(f"judge 'reference': item {item.id!r}'s reference {ref.strip()[:40]!r} holds no number")
