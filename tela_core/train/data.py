@@ -117,6 +117,12 @@ def split_mix(cfg: RunConfig, mix: "Mix", holds_out: bool = True) -> tuple[list[
 
     ``holds_out`` False (a family that trains itself and computes no eval loss) trains on every
     record instead of holding ``--eval-fraction`` of them out for nothing.
+
+    A prompt is never on both sides: a held-out record whose prompt also occurs among the training
+    records (the same question in two sources of a mix, e.g. the seed's MMLU sample beside
+    RouteLLM's MMLU outcomes, or repeated within one file) joins the training side, so the eval
+    loss is measured on prompts the router did not train on. Data without repeated prompts (the
+    seed's) splits exactly as before.
     """
     from tela_core.data.mix import weigh
     from tela_core.data.sampling import split, subsample
@@ -124,6 +130,11 @@ def split_mix(cfg: RunConfig, mix: "Mix", holds_out: bool = True) -> tuple[list[
     chosen = subsample(list(range(len(mix.records))), cfg.sample, seed=cfg.seed)
     if holds_out and cfg.eval_fraction > 0:
         train_idx, eval_idx = split(chosen, eval_fraction=cfg.eval_fraction, seed=cfg.seed)
+        trained = {mix.records[i].prompt for i in train_idx}
+        seen_in_train = [i for i in eval_idx if mix.records[i].prompt in trained]
+        if seen_in_train:
+            train_idx = list(train_idx) + seen_in_train
+            eval_idx = [i for i in eval_idx if mix.records[i].prompt not in trained]
     else:
         train_idx, eval_idx = list(chosen), []
     weights = [p.spec.weight for p in mix.parts]
