@@ -11,10 +11,11 @@ from typing import Any
 
 from tela_core import Backend, hookimpl
 from tela_core.data import sample_path
-from tela_core.testkit.helpers import build_tiny_router, registered_plugin, run_cli
+from tela_core.testkit.helpers import build_tiny_router, one_error_line, registered_plugin, run_cli
 
 SAMPLE = sample_path()  # 400 training-side MMLU prompts
 HELDOUT = sample_path("mmlu_heldout_sample.jsonl")  # 300 prompts of the held-out subjects
+MIXTRAL, GPT4 = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
 
 
 def lines(path: Path) -> list[dict]:
@@ -56,3 +57,25 @@ def test_a_question_in_two_sources_is_never_on_both_sides_of_the_eval_split(tmp_
     assert len(train) + len(evals) == 1100  # nothing dropped: the repeated prompts train
     m = json.loads((out / "tela.json").read_text())
     assert (m["data"]["train"], m["data"]["eval"]) == (len(train), len(evals))
+
+
+def test_a_model_missing_from_some_records_is_named_with_the_first_record(tmp_path: Path) -> None:
+    """Outcomes of 'big' on 270 of 300 records: the error said "strong model 'big' is not in the
+    outcomes; models: small", which is false and sends the user looking for a typo."""
+    rows = []
+    for i, obj in enumerate(lines(HELDOUT)):
+        obj["outcomes"] = {"small": obj["outcomes"][MIXTRAL], "big": obj["outcomes"][GPT4]}
+        if i % 10 == 3:
+            del obj["outcomes"]["big"]
+        rows.append(json.dumps(obj))
+    partial = tmp_path / "partial.jsonl"
+    partial.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    first = lines(HELDOUT)[3]["id"]
+    mapped = one_error_line(run_cli("run", "--family", "length", "--data", SAMPLE, "--data", partial,
+                                    "--set", "source2.models.weak=small", "--set", "source2.models.strong=big",
+                                    "-o", tmp_path / "r"))
+    assert f"strong model 'big' has no outcome in 30 of 300 records (first: record {first})" in mapped
+    assert "not in the outcomes" not in mapped
+    alone = one_error_line(run_cli("run", "--family", "length", "--data", partial, "-o", tmp_path / "r"))
+    assert f"'big' has no outcome in 30 of 300 records (first: record {first})" in alone
+    assert not (tmp_path / "r").exists()

@@ -92,10 +92,15 @@ def resolve_pair(
     for role, m in (("weak", weak), ("strong", strong)):
         if m and m not in names:
             hint = f"(--{role}-model)" if how == NAME_THE_PAIR else f"({how})"
+            gaps = _gaps(records, [m])
+            if gaps:  # in the data, but not in every record: saying "not in the outcomes" would be false
+                raise TelaError(f"{role} model {gaps}; models in every record: {', '.join(names)} {hint}")
             raise TelaError(f"{role} model {m!r} is not in the outcomes; models: {', '.join(names)} {hint}")
     if not (weak and strong):
         if len(names) != 2:
-            raise TelaError(f"cannot tell weak from strong among {len(names)} models ({', '.join(names)}); {how}")
+            gaps = _gaps(records, [])
+            raise TelaError(f"cannot tell weak from strong among {len(names)} models ({', '.join(names)})"
+                            + (f"; {gaps}" if gaps else "") + f"; {how}")
         if weak or strong:
             weak, strong = (weak, next(n for n in names if n != weak)) if weak else (next(n for n in names if n != strong), strong)
         else:
@@ -108,6 +113,22 @@ def resolve_pair(
     if weak == strong:
         raise TelaError(f"weak and strong model are both {weak!r}")
     return weak, strong  # type: ignore[return-value]
+
+
+def _gaps(records: Sequence["Record"], models: Sequence[str], most: int = 2) -> str:
+    """``"'b' has no outcome in 30 of 300 records (first: record q7)"`` for ``models`` (default: every
+    model some records name and others lack), so an error about a pair says which records lack one."""
+    scored = [r for r in records if r.outcomes]
+    if not models:
+        models = list(dict.fromkeys(m for r in scored for m in (r.outcomes or {})))
+    parts = []
+    for m in models:
+        lacking = [i for i, r in enumerate(scored) if m not in (r.outcomes or {})]
+        if lacking and len(lacking) < len(scored):
+            first = scored[lacking[0]]
+            parts.append(f"{m!r} has no outcome in {len(lacking)} of {len(scored)} records "
+                         f"(first: record {first.id or lacking[0] + 1})")
+    return "; ".join(parts[:most]) + (f"; {len(parts) - most} more such model(s)" if len(parts) > most else "")
 
 
 def model_groups(records: Sequence["Record"], most: int = 3) -> str:
