@@ -90,9 +90,14 @@ _PATH = click.Path(path_type=Path)
 
 
 def output_option(required: bool = False, default: Path | None = None) -> Callable[[F], F]:
-    """``-o/--output DIR``; ``required`` and ``default`` are the command's, the rest is shared."""
-    return click.option("--output", "-o", "output", type=_PATH, metavar="DIR", required=required, default=default,
-                        show_default=default is not None, help=HELP["output"])
+    """``-o/--output DIR``; ``required`` and ``default`` are the command's, the rest is shared.
+
+    No default is passed when there is none: click 8.3+ reads an explicit ``default=None`` as a value
+    that satisfies ``required``, so ``tela eval`` without ``-o`` crashed on None instead of saying
+    "Missing option"."""
+    extra: dict[str, Any] = {} if default is None else {"default": default, "show_default": True}
+    return click.option("--output", "-o", "output", type=_PATH, metavar="DIR", required=required, help=HELP["output"],
+                        **extra)
 
 
 def source_option(default: str | None = DETECT, dest: str = "source_name", multiple: bool = False) -> Callable[[F], F]:
