@@ -79,3 +79,40 @@ def test_a_model_missing_from_some_records_is_named_with_the_first_record(tmp_pa
     alone = one_error_line(run_cli("run", "--family", "length", "--data", partial, "-o", tmp_path / "r"))
     assert f"'big' has no outcome in 30 of 300 records (first: record {first})" in alone
     assert not (tmp_path / "r").exists()
+
+
+def labels_only(tmp_path: Path) -> Path:
+    """The bundled sample as labels only (seed JSONL without outcomes or costs): the same prompts and labels."""
+    out = tmp_path / "labels.jsonl"
+    rows = [{k: v for k, v in obj.items() if k not in ("outcomes", "costs")} for obj in lines(SAMPLE)]
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return out
+
+
+def test_a_labels_only_source_beside_outcomes_is_named_when_the_target_needs_outcomes(tmp_path: Path) -> None:
+    """The error named a record ("record high_school_chemistry/107: no outcomes") and not the file."""
+    labels = labels_only(tmp_path)
+    line = one_error_line(run_cli("run", "--family", "length", "--data", SAMPLE, "--data", labels, "-o", tmp_path / "r"))
+    assert f"{labels} (source2): its records carry 1..5 labels only" in line
+    assert "--set family.target=label" in line and "drop this source" in line
+    assert not (tmp_path / "r").exists()
+    line = one_error_line(run_cli("run", "--family", "length", "--data", labels, "-o", tmp_path / "r"))
+    assert line.startswith(f"Error: {labels}: its records carry 1..5 labels only")
+
+
+def test_the_same_prompt_and_label_with_and_without_outcomes_is_no_conflict(tmp_path: Path) -> None:
+    """A labels-only copy of a source beside the source: every prompt was reported as 'conflicting',
+    though every label agrees (the labels-only record just has no outcomes to compare)."""
+    r = run_cli("run", "--family", "length", "--data", SAMPLE, "--data", labels_only(tmp_path),
+                "--set", "family.target=label", "-o", tmp_path / "r")
+    assert r.exit_code == 0, r.output
+    assert "conflicting" not in r.output
+    flipped = tmp_path / "flipped.jsonl"
+    rows = lines(labels_only(tmp_path))[:10]
+    for row in rows:
+        row["messages"][-1]["content"] = "[[1]]" if "[[5]]" in row["messages"][-1]["content"] else "[[5]]"
+    flipped.write_text("".join(json.dumps(x) + "\n" for x in rows), encoding="utf-8")
+    r = run_cli("run", "--family", "length", "--data", SAMPLE, "--data", flipped, "--set", "family.target=label",
+                "-o", tmp_path / "r2")
+    assert r.exit_code == 0, r.output
+    assert "warning: 10 prompt(s) occur more than once with conflicting labels" in r.output

@@ -34,22 +34,27 @@ class DuplicateReport:
         )
 
 
-def _signature(record: Any) -> tuple[Any, ...]:
-    outcomes = getattr(record, "outcomes", None) or {}
-    return (getattr(record, "label", None), tuple(sorted(outcomes.items())))
-
-
 def find_duplicates(records: Sequence[Any]) -> DuplicateReport:
     """Count duplicated and conflicting prompts among ``records`` (anything with ``prompt``,
-    ``label`` and ``outcomes``)."""
-    seen: dict[str, set[tuple[Any, ...]]] = {}
+    ``label`` and ``outcomes``).
+
+    Records of one prompt conflict when two of them carry different labels, or different outcomes.
+    A record that carries no outcomes (labels only, e.g. one source of a mix) conflicts with none
+    on outcomes: it says nothing about them."""
+    labels: dict[str, set[Any]] = {}
+    outcomes: dict[str, set[tuple[Any, ...]]] = {}
     counts: dict[str, int] = {}
     for r in records:
-        seen.setdefault(r.prompt, set()).add(_signature(r))
+        label = getattr(r, "label", None)
+        if label is not None:
+            labels.setdefault(r.prompt, set()).add(label)
+        scored = getattr(r, "outcomes", None)
+        if scored:
+            outcomes.setdefault(r.prompt, set()).add(tuple(sorted(scored.items())))
         counts[r.prompt] = counts.get(r.prompt, 0) + 1
     dup = [p for p, n in counts.items() if n > 1]
     return DuplicateReport(
         prompts=len(dup),
         records=sum(counts[p] for p in dup),
-        conflicting=sum(1 for p in dup if len(seen[p]) > 1),
+        conflicting=sum(1 for p in dup if len(labels.get(p, ())) > 1 or len(outcomes.get(p, ())) > 1),
     )

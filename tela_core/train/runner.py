@@ -80,6 +80,14 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
         problem = next((p.problem for p in mix.parts if p.problem), None)
         if problem:  # the family would fail on it too, but without saying how tela run names the pair
             raise TelaError(problem)
+    bare = next((p for p in mix.parts if not p.has_outcomes), None)
+    if bare is not None and target in ("weak-wrong", "gain"):  # the family would name a record, not the file
+        where = str(bare.spec.data) if bare.total == 1 else f"{bare.spec.data} ({bare.section})"
+        raise TelaError(
+            f"{where}: its records carry 1..5 labels only, no per-model outcomes, and family {cfg.family!r} "
+            f"learns target {target!r} from outcomes; train on the labels with --set family.target=label"
+            + (", or drop this source" if bare.total > 1 else "")
+        )
     # a family that trains itself computes no eval loss: holding records out would only waste them
     train, evals, origins = split_mix(cfg, mix, holds_out=uses_backend)
     if not train:
