@@ -282,3 +282,25 @@ def test_collect_then_judge_on_real_answers(tmp_path: Path) -> None:
                 assert rec["messages"][-1]["content"] == ("[[5]]" if sh > sg else "[[1]]")
         assert decided > 0
         assert run_cli("data", "check", out / "records.jsonl").exit_code == 0
+
+
+def test_a_weak_model_that_scores_better_is_named_with_the_flags_that_keep_the_pair(tmp_path: Path, answers: Path) -> None:
+    """The user's cheap model may also be the better one; tela run's default rule (lower mean outcome
+    is weak) would then flip the pair silently. tela judge says so and how to name the pair, and a run
+    given those flags routes between the pair the user meant."""
+    plain = run_cli("judge", "--answers", answers, "--judge", "reference", "--set", "judge.grader=number", "-o", tmp_path / "a")
+    assert plain.exit_code == 0 and "note:" not in plain.output
+    assert "pair_note" not in json.loads((tmp_path / "a" / "summary.json").read_text(encoding="utf-8"))
+
+    out = tmp_path / "b"
+    r = run_cli("judge", "--answers", answers, "--judge", "reference", "--set", "judge.grader=number",
+                "--weak-model", "big", "--strong-model", "small", "-o", out)
+    assert r.exit_code == 0, r.output
+    note = json.loads((out / "summary.json").read_text(encoding="utf-8"))["pair_note"]
+    assert "--set source.models.weak=big --set source.models.strong=small" in note and "note: " in r.output
+    run = run_cli("run", "--data", out / "records.jsonl", "--family", "length", "--set", "source.models.weak=big",
+                  "--set", "source.models.strong=small", "-o", tmp_path / "router")
+    assert run.exit_code == 0, run.output
+    from tela_core import Router
+
+    assert Router.load(tmp_path / "router").models == ["big", "small"]

@@ -253,6 +253,9 @@ def _finish(out: Any, rows: Sequence[Any], tasks_by_role: Mapping[str, list[Any]
                                "prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
                                "cost": stats.cost, "first_errors": stats.first_errors, "retries": dict(engine.retried),
                                "seconds": round(stats.seconds, 3)}
+    note = _pair_note(records, weak, strong)
+    if note:
+        summary["pair_note"] = note
     if "agreement" in tasks_by_role:
         summary["agreement"] = _agreement(files[JUDGEMENTS_NAME], files["judgements-agreement.jsonl"], judges, weak, strong)
     wrote = []
@@ -302,6 +305,23 @@ def _agreement(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]], j
     return out
 
 
+def _pair_note(records: Sequence[Mapping[str, Any]], weak: str, strong: str) -> str | None:
+    """Say so when the judged outcomes would make ``tela run``/``eval``/``zoo`` read the pair the
+    other way round: with no names given they take the model with the lower mean outcome as weak,
+    and a cheap model that is also the better one would flip the pair (and the meaning of w)."""
+    both = [r["outcomes"] for r in records if r.get("outcomes") and weak in r["outcomes"] and strong in r["outcomes"]]
+    if not both:
+        return None
+    mw = sum(float(o[weak]) for o in both) / len(both)
+    ms = sum(float(o[strong]) for o in both) / len(both)
+    if mw < ms:
+        return None
+    return (f"the weak model {weak} scores {mw:.3f} on average and the strong {strong} {ms:.3f}: tela run, eval and zoo "
+            f"take the lower-scoring model as weak unless told, so name the pair there: tela run --set "
+            f"source.models.weak={weak} --set source.models.strong={strong}; tela eval/zoo --weak-model {weak} "
+            f"--strong-model {strong}")
+
+
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
@@ -314,6 +334,8 @@ def _print_summary(s: Mapping[str, Any]) -> None:
                    f"{duration(run['seconds'])}")
         for line in run["first_errors"]:
             click.echo(f"  error: {line}")
+    if s.get("pair_note"):
+        click.echo(f"note: {s['pair_note']}", err=True)
     if s["stopped"] == "budget":
         click.echo(f"stopped at the budget ({money(s['max_cost'])}, --max-cost): rerun with a higher --max-cost to continue")
     labels = ", ".join(f"{k} {n}" for k, n in s["labels"].items())
