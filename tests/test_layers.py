@@ -120,9 +120,6 @@ def test_builtins_install_as_one_top_level_package() -> None:
 KNOWN_CYCLE_EDGES: dict[tuple[str, str], str] = {
     ("tela_core.routing.artifact", "tela_core.routing.router"):
         "the deprecated tela_core.artifact.load_router shim calls Router.load (removed in 0.3 with the shim)",
-    ("tela_core.eval.parallel", "tela_core.eval.score_cache"):
-        "DEBT (data-parallel scoring): score_in_ranks reads the cache's chunk files (chunks_dir, read_scores) "
-        "while score_cache starts the ranks; move the chunk-file helpers into a module both import",
 }
 
 

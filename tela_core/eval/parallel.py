@@ -192,7 +192,7 @@ def score_in_ranks(
     (:meth:`tela_core.routing.router.Router.load`). Raises :class:`RankFailed` naming a rank that died,
     :class:`NodePartDone` on a node whose ranks are done but which does not hold rank 0.
     """
-    from tela_core.eval.score_cache import chunks_dir, read_scores
+    from tela_core.eval.chunks import chunks_dir, read_scores
 
     if not prompts:
         import numpy as np

@@ -18,7 +18,6 @@ folder, so one process and N ranks share their finished work and give the same s
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from tela_core.infra.errors import TelaError
+
+from .chunks import CHUNK_SIZE, _warn, chunk_path, chunks_dir, read_scores, save_chunk, save_scores
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -37,8 +38,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["score_prompts", "router_hash", "score_cache_dir", "cache_key", "chunk_path", "chunks_dir", "read_scores",
            "save_chunk", "save_scores", "CHUNK_SIZE"]
 
-#: prompts per cached chunk: the unit a kill loses and a rerun (or another rank) picks up
-CHUNK_SIZE = 128
 
 
 def router_hash(artifact_dir: Path) -> str:
@@ -80,16 +79,6 @@ def cache_key(router_id: str, scorer: "Scorer", prompts: Sequence[str]) -> str:
     for p in prompts:
         h.update(hashlib.sha256(p.encode("utf-8", "surrogatepass")).digest())
     return h.hexdigest()[:32]
-
-
-def chunks_dir(entry: Path) -> Path:
-    """Where the finished chunks of cache entry ``entry`` (``KEY.npz``) wait: ``KEY.chunks/``."""
-    return entry.with_name(entry.stem + ".chunks")
-
-
-def chunk_path(parts: Path, start: int, end: int) -> Path:
-    """The file of the chunk holding prompts ``start``..``end - 1``."""
-    return parts / f"{start:09d}-{end:09d}.npz"
 
 
 def score_prompts(
@@ -161,36 +150,6 @@ def _in_ranks(
                           score_batch_size=getattr(getattr(scorer, "options", None), "batch_size", None))
 
 
-def _warn(message: str) -> None:
-    import sys
-
-    print(f"warning: {message}", file=sys.stderr)
-
-
-def read_scores(path: Path, n: int, quiet: bool = False) -> "Scores | None":
-    """The cached scores in ``path`` when it holds ``n`` of them; None when absent or damaged (a
-    damaged entry is dropped and computed again)."""
-    import numpy as np
-
-    from ..components import Scores
-
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            w = z["w"]
-            probs = z["probs"] if "probs" in z.files else None
-        if len(w) == n and (probs is None or len(probs) == n):
-            return Scores(w=w, probs=probs)
-    except Exception:  # truncated, garbage or foreign: BadZipFile, EOFError, KeyError, ValueError, OSError
-        pass
-    if not quiet:
-        _warn(f"damaged score cache entry {path}; scoring again")
-    with contextlib.suppress(OSError):
-        path.unlink()
-    return None
-
-
 def _score_uncached(
     scorer: "Scorer", prompts: Sequence[str], key: str | None, path: Path | None, chunk_size: int, progress: bool,
     description: str,
@@ -243,29 +202,6 @@ def _score_uncached(
 
                 shutil.rmtree(parts, ignore_errors=True)
     return Scores(w=w_all, probs=probs_all), {"cached": False, "seconds": seconds, "key": key, "resumed": resumed}
-
-
-def save_chunk(part: Path, s: "Scores") -> None:
-    """One finished chunk, written atomically so a kill leaves it whole or absent."""
-    import numpy as np
-
-    try:
-        part.parent.mkdir(parents=True, exist_ok=True)
-        probs = None if s.probs is None else np.asarray(s.probs, dtype=float)
-        save_scores(part, np.asarray(s.w, dtype=float).reshape(-1), probs)
-    except OSError:
-        pass  # a chunk that cannot be kept is only a lost resume point
-
-
-def save_scores(path: Path, w: "np.ndarray", probs: "np.ndarray | None") -> None:
-    """Write ``w`` (and ``probs``) to ``path`` atomically: a kill leaves the file whole or absent."""
-    import numpy as np
-
-    from tela_core.infra.io import atomic_open
-
-    arrays = {"w": w} if probs is None else {"w": w, "probs": probs}
-    with atomic_open(path, "wb") as fh:
-        np.savez(fh, **arrays)  # type: ignore[arg-type]  # a binary file object
 
 
 def _progress(enabled: bool) -> Any:

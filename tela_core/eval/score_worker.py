@@ -80,7 +80,7 @@ def _score_shard(spec: dict[str, Any], work: Path, rank: int, world: int, local_
 
     from tela_core.components import Scores
     from tela_core.eval.parallel import shard_chunks
-    from tela_core.eval.score_cache import chunk_path, read_scores, save_chunk
+    from tela_core.eval.chunks import chunk_path, read_scores, save_chunk
     from tela_core.infra.errors import TelaError
 
     n, size = int(spec["n"]), int(spec["chunk_size"])
@@ -155,7 +155,7 @@ def _write_result(chunks: list[Any], spec: dict[str, Any]) -> None:
     """Rank 0: the chunks in input order, checked to cover every prompt once, to the cache entry."""
     import numpy as np
 
-    from tela_core.eval.score_cache import save_scores
+    from tela_core.eval.chunks import save_scores
     from tela_core.infra.errors import TelaError
 
     chunks = sorted(chunks, key=lambda c: c[0])
