@@ -304,3 +304,14 @@ def test_a_weak_model_that_scores_better_is_named_with_the_flags_that_keep_the_p
     from tela_core import Router
 
     assert Router.load(tmp_path / "router").models == ["big", "small"]
+
+
+def test_agreement_on_a_model_right_every_time_is_read_as_right_wrong_not_as_labels(tmp_path: Path, answers: Path) -> None:
+    """`big` is right on every prompt: its right/wrong agreement is over the categories 0/1 with plain
+    kappa, not mistaken for the 1..5 label scale with quadratic weights."""
+    out = tmp_path / "agree"
+    r = run_cli("judge", "--answers", answers, "--judge", "reference", "--set", "judge.grader=number",
+                "--agreement", "reference", "--set", "agreement.grader=number", "-o", out)
+    assert r.exit_code == 0, r.output
+    big = json.loads((out / "agreement.json").read_text())["outcomes"]["big"]
+    assert big["weights"] == "none" and big["categories"] == [0, 1] and big["raw"] == 1.0

@@ -299,7 +299,8 @@ def _agreement(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]], j
                            "label": agreement([label(x) for x, _ in pairs], [label(y) for _, y in pairs]).to_json(),
                            "outcomes": {}}
     for model in (weak, strong):
-        res = agreement([right(x, model) for x, _ in pairs], [right(y, model) for _, y in pairs])
+        res = agreement([right(x, model) for x, _ in pairs], [right(y, model) for _, y in pairs], weights="none",
+                        categories=[0, 1])
         if res.n:
             out["outcomes"][model] = res.to_json()
     return out
