@@ -370,3 +370,21 @@ def test_kill_mid_collect_then_rerun_asks_only_what_is_missing(tmp_path: Path, u
     twice = sum(1 for m in ("small", "big") for n in upstream.requests_for(m).values() if n == 2)
     assert twice <= 4  # at most the calls in flight at the kill (2 per model)
     assert not journal.exists()
+
+
+def test_from_log_answers_get_their_cost_from_logged_usage_and_the_price(tmp_path: Path, upstream: ReplayUpstream) -> None:
+    """Records judged from live traffic carry costs like collected ones: a logged answer's cost is its
+    logged usage times the model's price; it was paid by serving, so it does not count against --max-cost."""
+    q = upstream.prompts("big")[0]
+    log = tmp_path / "shadow.jsonl"
+    log.write_text(json.dumps({"time": "2025-01-01T00:00:00Z", "request_id": "req-0", "router": "knn", "w": 0.3,
+                               "chosen": "small", "models": ["small", "big"], "messages": [{"role": "user", "content": q}],
+                               "answers": {"small": {"text": "logged", "error": None, "latency_s": 0.1,
+                                                     "usage": {"prompt_tokens": 1000, "completion_tokens": 500}}}}) + "\n",
+                   encoding="utf-8")
+    out = tmp_path / "out"
+    r = run_cli("collect", "--from-log", log, *_models(upstream), *PRICES, "--max-cost", "1", "-o", out, "--json")
+    assert r.exit_code == 0, r.output
+    small = _rows(out)[0]["answers"]["small"]
+    assert small["text"] == "logged" and small["cost"] == pytest.approx((1000 * 1 + 500 * 2) / 1e6)
+    assert sum(upstream.requests_for("small").values()) == 0

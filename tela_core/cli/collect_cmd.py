@@ -87,7 +87,7 @@ def collect(data: Path | None, source_name: str, source_sets: tuple[str, ...], p
                    --model big=https://api.openai.com/v1#gpt-4o --config serve.yaml --max-cost 5 -o runs/answers
       tela collect --from-log shadow.jsonl --config serve.yaml -o runs/answers-live
     """
-    from ..collect.answers import collect_answers, estimate_plan, plan_answers, spent_on
+    from ..collect.answers import collect_answers, estimate_plan, plan_answers, price_logged_answers, spent_on
     from ..collect.calls import AuthFailed
     from ..collect.endpoints import resolve_models
     from ..collect.inputs import ANSWERS_NAME, merge_rows
@@ -106,6 +106,7 @@ def collect(data: Path | None, source_name: str, source_sets: tuple[str, ...], p
     with OutputDir(output, [ANSWERS_NAME, SUMMARY_NAME], force=force) as out:
         plan = plan_answers(rows, list(resolved), {n: ep.model for n, ep in engine.endpoints.items()}, out, ANSWERS_NAME)
         engine.budget.spent = engine.budget.spent_before = spent_on(plan.rows)
+        price_logged_answers(plan.rows, engine.endpoints)
         est = estimate_plan(plan, engine, max_tokens, expected_output_tokens)
         _print_estimate(err, plan, est, engine, repeats, notes, max_tokens, expected_output_tokens)
         if dry_run:

@@ -94,6 +94,24 @@ def make_call(plan: AnswerPlan, job: AnswerJob, max_tokens: int | None, params: 
                 expected_output_tokens=expected_output_tokens)
 
 
+def price_logged_answers(rows: Sequence[PromptRow], endpoints: Mapping[str, Any]) -> int:
+    """Give the answers taken from ``tela serve``'s logs (``from_log``) their cost from the logged
+    token usage and the model's price, so records judged from live traffic carry ``costs`` like
+    collected ones. They were paid for by serving, so this runs after :func:`spent_on`: they do
+    not count against ``--max-cost``. Returns how many were priced."""
+    priced = 0
+    for row in rows:
+        for model, a in row.answers.items():
+            ep = endpoints.get(model)
+            usage = a.get("usage") if isinstance(a, Mapping) else None
+            if (ep is None or not ep.prices.known or not isinstance(a, dict) or not a.get("from_log")
+                    or a.get("cost") is not None or not isinstance(usage, Mapping)):
+                continue
+            a["cost"] = ep.prices.cost(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
+            priced += 1
+    return priced
+
+
 def spent_on(rows: Sequence[PromptRow]) -> float:
     """What the answers the rows already hold cost (they count against ``--max-cost``)."""
     total = 0.0
