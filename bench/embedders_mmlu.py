@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime threads (tela serve on 2 cores uses 1)")
     ap.add_argument("--output", type=Path, default=Path("bench-out/embedders-mmlu"))
     ap.add_argument("--no-apgr", action="store_true", help="latency only (no training, no MMLU scoring)")
+    ap.add_argument("--latency-only", action="store_true", help="time the routers an earlier run left in --output")
     args = ap.parse_args()
 
     import numpy as np
@@ -61,6 +62,9 @@ def main() -> None:
     from tela_core.testkit import public_data
 
     torch.set_num_threads(args.threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(args.threads, user_api="blas")  # as tela serve does (the kNN search is a BLAS call)
     data = public_data("routellm-mmlu")
     if data is None:
         sys.exit("routellm-mmlu not found: run `tela data get routellm-mmlu` or set TELA_TEST_DATA to a folder holding it")
@@ -72,13 +76,16 @@ def main() -> None:
     routers: dict[str, Router] = {}
     for n in names:
         opts = {"embedder": n, **({"embedder_options": {"threads": args.threads}} if n.startswith("minilm-onnx") else {})}
-        if not args.no_apgr:
+        done = args.output / n / "routers" / "embedding-knn"
+        if args.latency_only and (done / "tela.json").is_file():  # routers of an earlier full run
+            routers[n] = Router.load(done)
+        elif not args.no_apgr:
             t0 = time.perf_counter()
             res = run_zoo(records, ["embedding-knn"], args.output / n, protocol="mmlu-heldout",
                           options={"embedding-knn": opts}, on_event=lambda m: print(" ", m, file=sys.stderr, flush=True))
             fam = res.families[0]
             rows[n].update(apgr=fam.apgr, cpt80=fam.cpt80, zoo_s=time.perf_counter() - t0)
-            routers[n] = Router.load(args.output / n / "embedding-knn")
+            routers[n] = Router.load(args.output / n / "routers" / "embedding-knn")
         else:
 
             scorer = get_registry().create("scorer", "embedding-knn", opts)
