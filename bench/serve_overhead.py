@@ -292,10 +292,12 @@ def main() -> None:
                     "request embeds its prompt; the prompts cycle, so an LRU would measure cache hits)")
     ap.add_argument("--shadow", type=float, default=None, metavar="RATE", help="also measure shadow mode at this rate against the same server without it")
     ap.add_argument("--shadow-rounds", type=int, default=2, help="plain/shadow runs of each router, alternating")
+    ap.add_argument("--inline-below-ms", type=float, default=None, help="tela serve's inline_below_ms (default: its own)")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    serve_cfg = args.work / f"serve-cache-{args.embedding_cache}.yaml"
-    serve_cfg.write_text(f"embedding_cache: {args.embedding_cache}\n")
+    serve_cfg = args.work / f"serve-cache-{args.embedding_cache}-inline-{args.inline_below_ms}.yaml"
+    serve_cfg.write_text(f"embedding_cache: {args.embedding_cache}\n"
+                         + (f"inline_below_ms: {args.inline_below_ms}\n" if args.inline_below_ms is not None else ""))
 
     prompts = [json.loads(line)["prompt"] for line in HELDOUT.read_text().splitlines() if line.strip()]
     families = [f for f in args.routers.split(",") if f]
