@@ -85,6 +85,21 @@ def test_reference_judge_records_are_read_by_data_check_run_eval_and_zoo(tmp_pat
     assert zoo.exit_code == 0, zoo.output
 
 
+def test_default_llm_judge_records_are_read_by_run_eval_and_zoo(tmp_path: Path, answers: Path, upstream: ReplayUpstream) -> None:
+    """llm-judge with no options rates every answer: run's cheap families, eval and zoo read its records as they are."""
+    out = tmp_path / "judged"
+    r = run_cli("judge", "--answers", answers, "--judge", "llm-judge", "--judge-model", f"judge={upstream.base_url}#judge",
+                "-o", out)
+    assert r.exit_code == 0, r.output
+    assert all(set(rec["outcomes"]) == {"small", "big"} for rec in _jsonl(out / "records.jsonl"))
+    data = out / "records.jsonl"
+    assert run_cli("run", "--data", data, "--family", "length", "-o", tmp_path / "router").exit_code == 0
+    ev = run_cli("eval", "--router", tmp_path / "router", "--data", data, "-o", tmp_path / "eval")
+    assert ev.exit_code == 0, ev.output
+    zoo = run_cli("zoo", "--data", data, "--families", "length", "-o", tmp_path / "zoo")
+    assert zoo.exit_code == 0, zoo.output
+
+
 def test_llm_judge_rates_the_weak_answer_through_the_judge_model(tmp_path: Path, answers: Path, upstream: ReplayUpstream) -> None:
     out = tmp_path / "judged"
     r = run_cli("judge", "--answers", answers, "--judge", "llm-judge", "--judge-model", f"judge={upstream.base_url}#judge",
@@ -180,14 +195,14 @@ def test_agreement_of_two_judges_on_a_sample(tmp_path: Path, answers: Path, upst
     assert agr["label"]["n"] == 12 and agr["label"]["raw"] == 1.0 and agr["label"]["kappa"] == pytest.approx(1.0)
     assert agr["outcomes"]["small"]["kappa"] == pytest.approx(1.0)
     assert "agreement of llm-judge and reference on 12 prompts" in r.output
-    assert len(_jsonl(out / "judgements-agreement.jsonl")) == 12 and _judge_calls(upstream) == 12
+    assert len(_jsonl(out / "judgements-agreement.jsonl")) == 12 and _judge_calls(upstream) == 24  # both answers rated
 
 
 def test_judge_max_cost_stops_where_it_says(tmp_path: Path, answers: Path, upstream: ReplayUpstream) -> None:
     out = tmp_path / "judged"
     # each llm-judge call reserves its ~110 prompt tokens and 512 reply tokens at $10/$30 per M: ~$0.0165
     args = ["judge", "--answers", answers, "--judge", "llm-judge", "--judge-model", f"judge={upstream.base_url}#judge",
-            "--price", "judge=10,30", "--concurrency", 1, "-o", out, "--json"]
+            "--price", "judge=10,30", "--set", "judge.rate=weak", "--concurrency", 1, "-o", out, "--json"]
     r = run_cli(*args, "--max-cost", 0.03)
     assert r.exit_code == 0, r.output
     s = json.loads(r.stdout[r.stdout.index("{"):])
@@ -233,7 +248,7 @@ def test_kill_mid_judge_then_rerun_judges_only_what_is_missing(tmp_path: Path, a
     out = tmp_path / "judged"
     upstream.inject("hang", times=None, after=10, model="judge")
     cmd = [TELA, "judge", "--answers", str(answers), "--judge", "llm-judge", "--judge-model", f"judge={upstream.base_url}#judge",
-           "--concurrency", "2", "-o", str(out)]
+           "--set", "judge.rate=weak", "--concurrency", "2", "-o", str(out)]  # one call per prompt
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ), start_new_session=True)
     journal = out / ".journal.jsonl"
     deadline = time.monotonic() + 60

@@ -301,7 +301,7 @@ def _mcq_item() -> JudgeItem:
 
 def test_llm_judge_request_shows_question_reference_and_weak_answer():
     item = _mcq_item()
-    (req,) = judge("llm-judge").requests(item)
+    (req,) = judge("llm-judge", rate="weak").requests(item)
     system, user = req.messages
     assert system["role"] == "system" and "reference answer" in system["content"] and "[[" in system["content"]
     assert "1 to 5" in system["content"]
@@ -316,13 +316,13 @@ def test_llm_judge_request_shows_question_reference_and_weak_answer():
 
 def test_llm_judge_options_change_the_request():
     item = _mcq_item()
-    (plain,) = judge("llm-judge", use_reference=False, max_tokens=64).requests(item)
+    (plain,) = judge("llm-judge", rate="weak", use_reference=False, max_tokens=64).requests(item)
     assert "Reference" not in plain.messages[1]["content"] and "reference" not in plain.messages[0]["content"]
     assert plain.max_tokens == 64
-    (custom,) = judge("llm-judge", system_prompt="Rate it. Say [[k]].").requests(item)
+    (custom,) = judge("llm-judge", rate="weak", system_prompt="Rate it. Say [[k]].").requests(item)
     assert custom.messages[0]["content"] == "Rate it. Say [[k]]."
     with_data_ref = JudgeItem(**{**item.__dict__, "reference": "B"})
-    (req,) = judge("llm-judge").requests(with_data_ref)
+    (req,) = judge("llm-judge", rate="weak").requests(with_data_ref)
     assert "[The Start of Reference Answer]\nB\n" in req.messages[1]["content"]  # the data's reference wins
     both = judge("llm-judge", rate="all").requests(item)
     assert len(both) == 2  # the strong model is rated without its own answer as reference
@@ -333,7 +333,7 @@ def test_llm_judge_shows_earlier_turns():
     item = JudgeItem(id="t", weak="w", strong="s", answers={"w": "Paris.", "s": "Paris"}, messages=[
         {"role": "user", "content": "Name a country."}, {"role": "assistant", "content": "France."},
         {"role": "user", "content": "Its capital?"}])
-    body = judge("llm-judge").requests(item)[0].messages[1]["content"]
+    body = judge("llm-judge", rate="weak").requests(item)[0].messages[1]["content"]
     assert "### User:\nName a country." in body and "### Assistant:\nFrance." in body
     assert body.index("France.") < body.index("[Question]\nIts capital?")
 
@@ -346,7 +346,7 @@ def test_llm_judge_shows_earlier_turns():
 ])
 def test_llm_judge_reads_the_rating(reply, label):
     item = _mcq_item()
-    v = judge("llm-judge").verdict(item, [reply])
+    v = judge("llm-judge", rate="weak").verdict(item, [reply])
     assert v.label == label
     assert v.outcomes == {WEAK: (label - 1) / 4}
     assert v.detail["ratings"] == {WEAK: label} and v.detail["replies"] == [reply]
@@ -366,7 +366,7 @@ def test_llm_judge_reads_the_rating(reply, label):
 def test_llm_judge_refuses_unparsable_output(reply, why):
     item = _mcq_item()
     with pytest.raises(JudgeOutputError, match=re.escape(why)) as info:
-        judge("llm-judge").verdict(item, [reply])
+        judge("llm-judge", rate="weak").verdict(item, [reply])
     assert info.value.reply == reply and info.value.index == 0
     assert "\n" not in str(info.value)  # one line, for the error record
 
@@ -380,15 +380,23 @@ def test_llm_judge_rate_all_scores_every_answer():
     assert info.value.index == 1
 
 
+def test_llm_judge_rates_every_answer_by_default():
+    """Records from the default llm-judge carry both models' outcomes, which run, eval and zoo need."""
+    item = _mcq_item()
+    assert len(judge("llm-judge").requests(item)) == 2
+    v = judge("llm-judge").verdict(item, ["[[2]]", "[[5]]"])
+    assert v.label == 2 and v.outcomes == {WEAK: 0.25, STRONG: 1.0}
+
+
 def test_llm_judge_needs_to_know_the_weak_model():
     item = JudgeItem(id="q9", messages=[{"role": "user", "content": "?"}], answers={"a": "x", "b": "y"})
     with pytest.raises(TelaError, match="item 'q9' .* no weak model named"):
-        judge("llm-judge").requests(item)
+        judge("llm-judge", rate="weak").requests(item)
     assert len(judge("llm-judge", rate="all").requests(item)) == 2
     lone = JudgeItem(id="q1", messages=[{"role": "user", "content": "?"}], answers={"a": "x"})
-    assert judge("llm-judge").verdict(lone, ["[[3]]"]).label == 3  # one answer: it is the one rated
+    assert judge("llm-judge", rate="weak").verdict(lone, ["[[3]]"]).label == 3  # one answer: it is the one rated
     with pytest.raises(TelaError, match="has no answer from 'w'"):
-        judge("llm-judge").requests(JudgeItem(id="q2", messages=[], answers={"s": "x"}, weak="w", strong="s"))
+        judge("llm-judge", rate="weak").requests(JudgeItem(id="q2", messages=[], answers={"s": "x"}, weak="w", strong="s"))
 
 
 # -- pairwise -------------------------------------------------------------------------------------

@@ -45,3 +45,12 @@ def test_names_and_source_pair_win_and_are_checked() -> None:
 
 def test_eval_and_the_families_use_the_same_rule() -> None:
     assert ev.resolve_pair is targets.resolve_pair and ev.model_names is targets.model_names
+
+
+def test_one_model_scored_says_so_and_how_to_score_both() -> None:
+    """Records that score one model only (llm-judge with rate=weak) say why no pair, and the two fixes."""
+    one = [Record(prompt=f"p{i}", outcomes={A: float(i % 2)}) for i in range(4)]
+    with pytest.raises(TelaError, match=r"scores one model only \(model-a\)") as info:
+        targets.resolve_pair(one)
+    assert "judge.rate=all" in str(info.value) and "family.target=label" in str(info.value)
+    assert "\n" not in str(info.value)

@@ -97,6 +97,12 @@ def resolve_pair(
                 raise TelaError(f"{role} model {gaps}; models in every record: {', '.join(names)} {hint}")
             raise TelaError(f"{role} model {m!r} is not in the outcomes; models: {', '.join(names)} {hint}")
     if not (weak and strong):
+        if len(names) == 1 and all(len(r.outcomes) == 1 for r in records if r.outcomes):
+            raise TelaError(
+                f"the data scores one model only ({names[0]}): a router between two models needs both models' "
+                "outcomes; judge every model's answer (tela judge --judge llm-judge --set judge.rate=all), "
+                "or train on the judge's 1..5 label alone (tela run --set family.target=label)"
+            )
         if len(names) != 2:
             gaps = _gaps(records, [])
             raise TelaError(f"cannot tell weak from strong among {len(names)} models ({', '.join(names)})"

@@ -1,7 +1,9 @@
-"""``llm-judge``: a judge model rates the weak model's answer 1..5, the seed's scale and label.
+"""``llm-judge``: a judge model rates each model's answer 1..5, the seed's scale; the weak one's is the label.
 
 This is how RouteLLM labelled its "GPT-4 judge" data: the judge model scored the weak model's
-answer, given the strong model's answer as a reference. The prompt follows the single-answer
+answer, given the strong model's answer as a reference. By default (``rate: all``) every model's
+answer is rated, so the records carry each model's outcome, which ``tela run``, ``eval`` and ``zoo``
+read as they are; ``rate: weak`` asks one call per prompt and gives the label alone. The prompt follows the single-answer
 grading templates of MT-Bench's LLM-as-a-judge that RouteLLM's repository runs
 (``single-v1``, and ``single-math-v1`` with a reference; see the ``judge`` and ``user_prompt``
 fields of ``benchmarks/mt-bench/gpt-4_single.jsonl`` in lm-sys/RouteLLM): instructions, the
@@ -54,9 +56,10 @@ class LLMJudgeOptions(BaseModel):
         "else the strong model's answer (as RouteLLM's GPT-4-judge labels did)",
     )
     rate: Literal["weak", "all"] = Field(
-        "weak",
-        description="weak | all: rate the weak model's answer only (one judge call per prompt), or every "
-        "model's answer (one call per model), so the records carry every model's outcome",
+        "all",
+        description="all | weak: rate every model's answer (one call per model), so the records carry every "
+        "model's outcome, which tela run's families, tela eval and tela zoo need; or the weak model's answer "
+        "only (one judge call per prompt), enough for the score-token router and target=label",
     )
     system_prompt: str | None = Field(
         None,
@@ -88,7 +91,8 @@ def user_message(item: JudgeItem, answer: str, reference: str | None) -> str:
 
 
 class LLMJudge(Judge):
-    """A judge model rates the weak model's answer 1..5 ([[k]]), optionally against a reference."""
+    """A judge model rates each model's answer (or the weak one's, ``rate: weak``) 1..5 ([[k]]),
+    optionally against a reference."""
 
     name = "llm-judge"
     Options = LLMJudgeOptions
