@@ -87,6 +87,24 @@ def test_a_fractional_weight_draws_the_same_rows_with_the_seed() -> None:
     assert weigh(records, origins, [0.5, 1.5], seed=7)[0] != once  # the seed decides which rows
 
 
+def test_a_weight_that_rounds_a_source_to_no_rows_says_so_and_leaves_its_pair_out(tmp_path: Path) -> None:
+    """0.4 x one record rounds to 0 training rows: a note names the source, and the manifest does not
+    claim the router was trained on that source's pair."""
+    one = tmp_path / "one.jsonl"
+    renamed(HELDOUT, tmp_path / "all.jsonl", {MIXTRAL: "small-x", GPT4: "big-y"})
+    row = next(r for r in lines(tmp_path / "all.jsonl") if r["outcomes"]["small-x"] != r["outcomes"]["big-y"])
+    one.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    out = tmp_path / "r"
+    r = run_cli("run", "--family", FAMILY, "--data", SAMPLE, "--data", one, "--weight", "1", "--weight", "0.4",
+                "--set", "family.target=label", "-o", out)
+    assert r.exit_code == 0, r.output
+    notes = [x for x in r.stderr.splitlines() if "0 training rows" in x]
+    assert len(notes) == 1 and f"{one} (source2)" in notes[0] and "weight 0.4" in notes[0], r.stderr
+    m = manifest(out)
+    assert [s["train"] for s in m["data"]["sources"]] == [400, 0]
+    assert m["trained_pairs"] == [[MIXTRAL, GPT4]]
+
+
 def test_one_source_config_keeps_its_fingerprint() -> None:
     """Routers trained before mixes existed must still resume/report 'done' with the same command."""
     import hashlib

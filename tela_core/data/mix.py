@@ -230,13 +230,29 @@ class Mix:
     pair: tuple[str, str] | None
     by_role: bool
 
-    def trained_pairs(self) -> list[list[str]]:
-        """The distinct real (weak, strong) pairs of the sources, for the manifest."""
+    def trained_pairs(self, train_counts: Sequence[int] | None = None) -> list[list[str]]:
+        """The distinct real (weak, strong) pairs of the sources, for the manifest; with
+        ``train_counts`` (training rows per source, after weights), only the sources that train."""
         out: list[list[str]] = []
-        for p in self.parts:
+        for i, p in enumerate(self.parts):
+            if train_counts is not None and not train_counts[i]:
+                continue
             if p.pair and list(p.pair) not in out:
                 out.append(list(p.pair))
         return out
+
+    def untrained_notes(self, train_counts: Sequence[int]) -> list[str]:
+        """One line per source that gives no training row (``train_counts``: rows per source after
+        weights), e.g. a weight of 0.4 on a one-record source, which rounds to 0 rows."""
+        notes = []
+        for i, p in enumerate(self.parts):
+            if train_counts[i] or not p.records:
+                continue
+            label = _label(p.spec, p.index, p.total)
+            why = (f"weight {p.spec.weight:g} rounds it to 0 training rows (raise the weight to train on it)"
+                   if p.spec.weight < 1 else "0 training rows")
+            notes.append(f"note: {label}: {why}; it does not train this router and is left out of its trained pairs")
+        return notes
 
     def describe_pairs(self) -> str:
         return "; ".join(f"{p.section}: {p.pair[0]} -> {p.pair[1]}" for p in self.parts if p.pair)

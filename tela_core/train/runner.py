@@ -90,6 +90,11 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
         )
     # a family that trains itself computes no eval loss: holding records out would only waste them
     train, evals, origins = split_mix(cfg, mix, holds_out=uses_backend)
+    train_counts = [0] * len(mix.parts)
+    for o in origins:
+        train_counts[o] += 1
+    for note in mix.untrained_notes(train_counts):
+        echo(note)
     if not train:
         raise TelaError(f"{cfg.data_label()}: the split leaves no training records ({len(records)} read); lower --eval-fraction")
     rows: dict[str, list[dict[str, Any]]] | None = None
@@ -110,7 +115,8 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
         if state == "resume":
             echo(f"resuming the run in {out}")
         summary = data_summary(cfg, records, train, evals, mix, origins, None if uses_backend else 0.0)
-        pairs = {"trained_pairs": mix.trained_pairs()} if mix.trained_pairs() else {}
+        trained = mix.trained_pairs(train_counts)
+        pairs = {"trained_pairs": trained} if trained else {}
         if backend is None:
             _fit_family(cfg, family, train, out, summary, mix_pair(cfg, mix), pairs)
             return out
