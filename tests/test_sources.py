@@ -159,6 +159,23 @@ def test_a_model_map_naming_a_model_the_source_lacks_is_one_line(tmp_path: Path)
     assert not out.exists()
 
 
+@needs_public_data("routellm-mmlu")
+def test_an_outcome_source_lacking_a_mapped_model_names_the_option_of_the_command(tmp_path: Path) -> None:
+    """tela run has no --weak-model: its error names the source's model map; eval and zoo keep --weak-model."""
+    assert MMLU is not None
+    csv = MMLU / "mmlu_anatomy.csv"
+    line = one_error_line(run_cli("run", "--family", FAMILY, "--data", SAMPLE, "--data", csv,
+                                  "--set", "source2.models.weak=nope", "-o", tmp_path / "r"))
+    assert "weak model 'nope' is not in the data" in line and line.endswith("(--set source2.models.weak=NAME)"), line
+    assert "--weak-model" not in line
+    line = one_error_line(run_cli("run", "--family", FAMILY, "--data", csv, "--set", "source.models.strong=nope",
+                                  "-o", tmp_path / "r"))
+    assert line.endswith("(--set source.models.strong=NAME)"), line
+    line = one_error_line(run_cli("zoo", "--families", "length", "--data", csv, "--weak-model", "nope", "-o", tmp_path / "z"))
+    assert "weak model 'nope' is not in the data" in line and line.endswith("(--weak-model)"), line
+    assert not (tmp_path / "r").exists() and not (tmp_path / "z").exists()
+
+
 def test_records_that_share_no_model_get_an_error_naming_each_set(tmp_path: Path) -> None:
     """One file holding two datasets of different models: not 'the data has no per-model outcomes'."""
     other = renamed(HELDOUT, tmp_path / "o.jsonl", {MIXTRAL: "small-x", GPT4: "big-y"})

@@ -33,7 +33,7 @@ from typing import Any, Sequence
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tela_core.data.records import Record
-from tela_core.infra.errors import NoRecordsError, TelaError
+from tela_core.infra.errors import NoRecordsError, PairModelError, TelaError
 
 __all__ = ["ROLES", "SourceSpec", "SourcePart", "Mix", "section_name", "open_source_of", "read_part", "combine",
            "read_mix", "weigh"]
@@ -186,7 +186,10 @@ def read_part(spec: SourceSpec, index: int = 1, total: int = 1) -> SourcePart:
 
     source = open_source_of(spec, index, total)
     path = Path(spec.data)
-    records = list(source.records(path))
+    try:
+        records = list(source.records(path))
+    except PairModelError as e:  # the source says --weak-model; tela run names the pair per source
+        raise e.with_how(f"--set {section_name(index, total)}.models.{e.role}=NAME") from None
     if not records:
         raise NoRecordsError(path)
     read = len(records)

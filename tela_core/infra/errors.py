@@ -13,6 +13,7 @@ __all__ = [
     "TelaError",
     "InputError",
     "NoRecordsError",
+    "PairModelError",
     "UnknownComponentError",
     "DuplicateComponentError",
     "PluginLoadError",
@@ -51,6 +52,23 @@ class NoRecordsError(InputError):
 
     def __init__(self, path: str | Path, why: str = "empty, or only blank lines") -> None:
         super().__init__(path, None, f"no records ({why})")
+
+
+class PairModelError(InputError):
+    """A source's weak or strong model (``role``) is not set, or not in its data (``problem`` says
+    which). The message ends with how to name it, ``how``: ``--weak-model``/``--strong-model`` by
+    default (``tela eval``, ``tela zoo``, ``tela data check``); a command that names the pair
+    another way re-words it with :meth:`with_how` (``tela run``: ``--set sourceN.models.weak=NAME``)."""
+
+    def __init__(self, path: str | Path, role: str, problem: str, how: str | None = None) -> None:
+        self.role = role
+        self.problem = problem
+        self.how = how or f"--{role}-model"
+        super().__init__(path, None, f"{problem} ({self.how})")
+
+    def with_how(self, how: str) -> "PairModelError":
+        """The same error, saying ``how`` to name the model instead."""
+        return PairModelError(self.path, self.role, self.problem, how)
 
 
 class UnknownComponentError(TelaError):

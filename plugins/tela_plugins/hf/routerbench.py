@@ -26,6 +26,7 @@ from typing import Any, Iterator
 
 from tela_core import InputError, Record, Source
 from tela_core.data.labels import OutcomeOptions
+from tela_core.infra.errors import PairModelError
 
 from tela_plugins.hf.hf import as_cost, as_outcome
 from tela_plugins.hf.load import DatasetRowError, Opened, open_split
@@ -136,10 +137,10 @@ class RouterBenchSource(Source):
         o = self.options
         pair = None
         if o.weak_model and o.strong_model:
-            missing = [m for m in (o.weak_model, o.strong_model) if m not in models]
+            missing = [(r, m) for r, m in (("weak", o.weak_model), ("strong", o.strong_model)) if m not in models]
             if missing:
-                raise InputError(data.name, None, f"model {missing[0]!r} is not in the data (--weak-model/--strong-model); "
-                                                  f"models: {', '.join(models)}")
+                role, name = missing[0]
+                raise PairModelError(data.name, role, f"{role} model {name!r} is not in the data; models: {', '.join(models)}")
             pair = (o.weak_model, o.strong_model)
         self.stats = {"models": len(models), "rows": len(data)}
         extra = [c for c in ("sample_id", "eval_name") if c in data.columns]

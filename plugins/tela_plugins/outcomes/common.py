@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from tela_core import InputError, Record, Source
 from tela_core.data.labels import OutcomeOptions, label_for  # the one mapping, shared with other source plugins
+from tela_core.infra.errors import PairModelError
 from tela_core.infra.io import read_utf8
 from tela_core.data.records import loads_json, seed_record
 
@@ -33,11 +34,9 @@ class OutcomeSource(Source):
         strong = self.options.strong_model
         for role, name in (("weak", weak), ("strong", strong)):
             if name is None:
-                raise InputError(path, None, f"set the {role} model (--{role}-model); models in the data: {', '.join(known)}")
+                raise PairModelError(path, role, f"set the {role} model; models in the data: {', '.join(known)}")
             if name not in known:
-                raise InputError(
-                    path, None, f"{role} model {name!r} is not in the data; models: {', '.join(known)} (--{role}-model)"
-                )
+                raise PairModelError(path, role, f"{role} model {name!r} is not in the data; models: {', '.join(known)}")
         if weak == strong:
             raise InputError(path, None, f"weak and strong model are both {weak!r}")
         return weak, strong  # type: ignore[return-value]
