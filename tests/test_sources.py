@@ -234,6 +234,23 @@ def test_mix_in_a_run_config_file(tmp_path: Path) -> None:
     assert [s.source_options for s in cfg.sources()] == [{"require_label": False}] * 2  # source. applies to all
 
 
+@pytest.mark.parametrize("entry, said", [
+    ("    wieght: 2\n", "mix entry 2: unknown key 'wieght'; valid keys: data, source, source_options, models, weight, protocol"),
+    ("    weight: true\n", "mix entry 2: weight: must be a positive number"),
+])
+def test_a_bad_mix_entry_of_a_config_file_is_named_by_file_and_entry(tmp_path: Path, entry: str, said: str) -> None:
+    """The user wrote the key in the file: the error names the file and the entry, never a flag (--wieght)."""
+    conf = tmp_path / "run.yaml"
+    conf.write_text(f"family: {FAMILY}\nmix:\n  - data: {SAMPLE}\n  - data: {HELDOUT}\n{entry}", encoding="utf-8")
+    out = tmp_path / "r"
+    line = one_error_line(run_cli("run", "--config", conf, "-o", out))
+    assert line.startswith(f"Error: {conf}: {said}"), line
+    assert "--wieght" not in line and "--weight" not in line
+    assert not out.exists()
+    with pytest.raises(ValueError, match="positive number"):
+        SourceSpec(data=SAMPLE, weight=True)  # not read as 1.0, from Python either
+
+
 BAD = {
     "counts": (["--data", "A", "--data", "B", "--source", "jsonl"], ["--data is given 2", "--source 1"]),
     "weights": (["--data", "A", "--data", "B", "--weight", "2"], ["--data is given 2", "--weight 1"]),

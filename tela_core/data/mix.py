@@ -82,6 +82,13 @@ class SourceSpec(BaseModel):
             raise ValueError(f"models.weak and models.strong are both {v['weak']!r}")
         return v
 
+    @field_validator("weight", mode="before")
+    @classmethod
+    def _weight_not_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):  # pydantic reads true as 1.0: a config slip, not a weight
+            raise ValueError(f"must be a positive number (1: as it is, 2: counts twice, 0.5: half), got {str(v).lower()}")
+        return v
+
     @field_validator("weight")
     @classmethod
     def _weight(cls, v: float) -> float:

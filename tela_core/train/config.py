@@ -387,6 +387,8 @@ def resolve_config(
     ``--set`` overrides (merged into the component option sections, or into the Nth entry of a mix
     for ``sourceN``). ``flags`` may hold ``data``, ``source`` and ``weight`` as lists, one per source."""
     values: dict[str, Any] = load_config_file(config_file) if config_file else {}
+    if config_file and not _as_list(flags.get("data")):  # --data replaces the file's mix: then it is not read
+        _check_mix_entries(config_file, values.get("mix"))
     _apply_data_flags(values, flags)
     values.update({k: v for k, v in flags.items() if v is not None and k not in ("data", "source", "weight")})
     try:
@@ -400,6 +402,28 @@ def resolve_config(
         if config_file:  # say where the values came from: the user may not have typed them
             raise TelaError(f"{e} (options read from {config_file} and the command line)") from None
         raise
+
+
+def _check_mix_entries(path: str | Path, mix: Any) -> None:
+    """Each ``mix:`` entry of a run config file, checked where the user wrote it: a misspelt key
+    (``wieght: 2``) or a bad value is ``FILE: mix entry N: ...`` listing the valid keys, not a flag
+    the user never typed (``--wieght (source2)``)."""
+    if not isinstance(mix, list):
+        return  # not a list (or absent): RunConfig says what mix must be
+    valid = list(SourceSpec.model_fields)
+    for n, entry in enumerate(mix, start=1):
+        where = f"{path}: mix entry {n}"
+        if not isinstance(entry, Mapping):
+            raise TelaError(f"{where}: expected a mapping of {', '.join(valid)}, got {entry!r}")
+        unknown = [str(k) for k in entry if k not in valid]
+        if unknown:
+            raise TelaError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(valid)}")
+        try:
+            SourceSpec.model_validate(dict(entry))
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'entry'}: "
+                                 f"{err['msg'].removeprefix('Value error, ')}" for err in e.errors())
+            raise TelaError(f"{where}: {problems}") from None
 
 
 def _set_entry(values: dict[str, Any], n: int, opts: Mapping[str, Any]) -> None:
