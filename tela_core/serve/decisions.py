@@ -51,26 +51,9 @@ class DecisionLog:
 def read_decisions(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for each line of a decision log. A bad line raises
     :class:`InputError` naming the line, except a truncated last line (a killed server's)."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(p, None, "decision log not found")
-    with open(p, "rb") as fh:
-        lines = fh.read().split(b"\n")
-    last = len(lines)
-    while last > 0 and not lines[last - 1].strip():
-        last -= 1
-    for lineno, raw in enumerate(lines[:last], start=1):
-        if not raw.strip():
-            continue
-        try:
-            rec = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            if lineno == last and not raw.endswith(b"}"):
-                return  # the half-written last line of a killed server
-            raise InputError(p, lineno, f"not a JSON object: {e}") from None
-        if not isinstance(rec, dict):
-            raise InputError(p, lineno, "not a JSON object")
-        yield lineno, rec
+    from .logfile import read_log
+
+    yield from read_log(path, "decision log")
 
 
 def traffic_scores(path: str | Path, router: str | None = None) -> tuple[list[float], str]:

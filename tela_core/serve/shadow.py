@@ -342,23 +342,9 @@ class Shadow:
 def read_shadow_log(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for each line of a shadow log. A bad line raises :class:`InputError`
     naming the line, except a half-written last line (a killed server's), which is skipped."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(p, None, "shadow log not found")
-    with open(p, "rb") as fh:
-        lines = fh.read().split(b"\n")
-    last = len(lines)
-    while last > 0 and not lines[last - 1].strip():
-        last -= 1
-    for lineno, raw in enumerate(lines[:last], start=1):
-        if not raw.strip():
-            continue
-        try:
-            rec = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            if lineno == len(lines):  # no newline after it: cut off mid-write
-                return  # the half-written last line of a killed server
-            raise InputError(p, lineno, f"not a JSON object: {e}") from None
-        if not isinstance(rec, dict) or not isinstance(rec.get("answers"), dict):
-            raise InputError(p, lineno, "not a shadow-log record (an object with 'answers')")
+    from .logfile import read_log
+
+    for lineno, rec in read_log(path, "shadow log"):
+        if not isinstance(rec.get("answers"), dict):
+            raise InputError(Path(path), lineno, "not a shadow-log record (an object with 'answers')")
         yield lineno, rec
