@@ -67,3 +67,39 @@ def test_exact_grader_with_a_reference_that_is_an_article():
     assert grade("exact", "The Eiffel Tower", "Eiffel Tower").outcomes == {"m": 1.0}  # articles still dropped
     with pytest.raises(TelaError, match="item 'q'.s reference '...' holds no words to compare"):
         grade("exact", "...", "...")
+
+
+def regex_grade(pattern: str, reply: str, reference: str = "x") -> Any:
+    judge = get_registry().create("judge", "reference", {"grader": "regex", "pattern": pattern})
+    item = JudgeItem(id="q", messages=[{"role": "user", "content": "?"}], answers={"m": reply}, reference=reference)
+    return judge.verdict(item, [])
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("pattern, wrong, right", [
+    # the user's pattern, the model's answer: Python's re backtracks exponentially (killed at 30 s)
+    (r"(a+)+$", "a" * 40 + "b", "a" * 40),
+    (r"(a|aa)+$", "a" * 60 + "b", "b" + "a" * 60),
+    (r"^(\w+\s?)*$", "an answer that goes on " * 5 + "!", "an answer that goes on " * 5),
+    (r"(x+x+)+y", "x" * 5000, "x" * 5000 + "y"),
+])
+def test_a_catastrophic_regex_is_graded_at_once(pattern, wrong, right):
+    """The regex grader runs in linear time (RE2): a pattern that backtracks exponentially in
+    Python's re gets its grade at once instead of hanging the judge."""
+    assert regex_grade(pattern, wrong).outcomes == {"m": 0.0}
+    assert regex_grade(pattern, right).outcomes == {"m": 1.0}
+
+
+@pytest.mark.parametrize("pattern, why", [
+    (r"(a)\1", "backreferences and lookaround are not supported"),
+    (r"(?=yes)y", "backreferences and lookaround are not supported"),
+    (r"(?<!not )yes", "backreferences and lookaround are not supported"),
+    (r"(?P<w>\w+) (?P=w)", "backreferences and lookaround are not supported"),
+    (r"(", "is not a valid regular expression"),
+])
+def test_a_pattern_the_linear_engine_cannot_run_is_one_line_naming_it(pattern, why, capfd):
+    with pytest.raises(TelaError) as info:
+        get_registry().create("judge", "reference", {"grader": "regex", "pattern": pattern})
+    message = str(info.value)
+    assert repr(pattern) in message and why in message and "\n" not in message
+    assert "re2.cc" not in capfd.readouterr().err  # RE2's own log line is kept off stderr

@@ -15,16 +15,22 @@ guessed: the detail says why.
   units are dropped, ``\\frac{a}{b}`` and ``a/b`` are fractions (``2\\frac{1}{2}`` is 5/2), ``1.5e3``
   is 1500, a hyphen between numbers is no minus sign ("2019-2020" ends in 2020), and numbers
   compare by value (``42.0 == 42``, ``1,000 == 1000``, ``0.5 == 1/2``).
+- :func:`compile_regex` / :func:`grade_regex`: a user's pattern, run by RE2 (``google-re2``), whose
+  time is linear in the answer's length whatever the pattern (Python's ``re`` backtracks: ``(a+)+$``
+  against 40 a's and a b never ends). RE2 has no backreferences or lookaround; such a pattern is
+  refused with one line naming it.
 - :func:`normalize_text`: lower case, no punctuation or articles (a/an/the), one space between
   words (SQuAD's answer normalisation), for :func:`grade_exact`.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 __all__ = [
     "Graded",
@@ -38,6 +44,7 @@ __all__ = [
     "grade_number",
     "grade_exact",
     "grade_regex",
+    "compile_regex",
 ]
 
 
@@ -251,7 +258,48 @@ def grade_exact(answer: str, reference: str) -> Graded:
     return Graded(False, cands[-1].strip() if len(cands) > 1 else None)
 
 
-def grade_regex(answer: str, pattern: re.Pattern[str]) -> Graded:
-    """Right iff ``pattern`` matches somewhere in the answer."""
+class RegexPatternError(ValueError):
+    """A pattern the regex grader cannot run: not a regular expression, or one RE2 cannot run."""
+
+
+@functools.lru_cache(maxsize=64)
+def compile_regex(pattern: str) -> Any:
+    """``pattern`` compiled by RE2 (module ``re2`` of ``google-re2``): a search takes time linear in
+    the answer's length, so no pattern (the user's) and answer (a model's) can hang the grader.
+    Python's syntax is read, less backreferences and lookaround, which no linear-time engine runs:
+    such a pattern, or one that is no regular expression at all, raises :class:`RegexPatternError`
+    with one line naming the pattern."""
+    import re2  # google-re2
+
+    opts = re2.Options()
+    opts.log_errors = False  # RE2 would print its own copy of the error on stderr
+    try:
+        return re2.compile(pattern, opts)
+    except re2.error as e:
+        why = e.args[0].decode("utf-8", "replace") if e.args and isinstance(e.args[0], bytes) else str(e)
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise RegexPatternError(f"pattern {pattern!r} is not a valid regular expression: {e}") from None
+    except RecursionError:
+        raise RegexPatternError(f"pattern {pattern!r} is nested too deeply to read") from None
+    raise RegexPatternError(
+        f"pattern {pattern!r} cannot run in the linear-time regex engine (RE2: {why}); "
+        "backreferences and lookaround are not supported"
+    )
+
+
+def escape_regex(text: str) -> str:
+    """``text`` escaped so that it matches itself in a :func:`compile_regex` pattern."""
+    import re2
+
+    return str(re2.escape(text))
+
+
+def grade_regex(answer: str, pattern: Any) -> Graded:
+    """Right iff ``pattern`` matches somewhere in the answer. ``pattern`` is a string (compiled by
+    :func:`compile_regex`, linear time) or a compiled pattern with a ``search`` method."""
+    if isinstance(pattern, str):
+        pattern = compile_regex(pattern)
     m = pattern.search(answer)
     return Graded(m is not None, m.group(0) if m else None)

@@ -14,7 +14,6 @@ theirs (:func:`tela_core.data.labels.label_for`): weak right 5, only strong righ
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -24,6 +23,9 @@ from tela_core.data.labels import OutcomeOptions, label_for
 
 from .graders import (
     Graded,
+    RegexPatternError,
+    compile_regex,
+    escape_regex,
     extract_number,
     grade_choice,
     grade_exact,
@@ -51,8 +53,8 @@ class ReferenceOptions(BaseModel):
     )
     pattern: str | None = Field(
         None,
-        description="regex grader: the pattern an answer must match (Python syntax, searched anywhere in the "
-        "answer; (?i) for any case); {reference} in it stands for the item's reference answer, escaped",
+        description="regex grader: the pattern an answer must match (Python syntax less backreferences and "
+        "lookaround, run in linear time by RE2; searched anywhere in the answer; (?i) for any case); {reference} in it stands for the item's reference answer, escaped",
     )
 
     @model_validator(mode="after")
@@ -61,9 +63,9 @@ class ReferenceOptions(BaseModel):
             if not self.pattern:
                 raise ValueError("the regex grader needs a pattern (--set judge.pattern=...)")
             try:
-                re.compile(self.pattern.replace("{reference}", "x"))
-            except re.error as e:
-                raise ValueError(f"pattern {self.pattern!r} is not a valid regular expression: {e}") from None
+                compile_regex(self.pattern.replace("{reference}", "x"))
+            except RegexPatternError as e:
+                raise ValueError(str(e).replace(repr(self.pattern.replace("{reference}", "x")), repr(self.pattern), 1)) from None
         return self
 
 
@@ -88,7 +90,10 @@ class ReferenceJudge(Judge):
         if grader == "exact":
             return grade_exact(answer, reference)
         assert self.options.pattern is not None  # the options validator saw to it
-        pattern = re.compile(self.options.pattern.replace("{reference}", re.escape(reference.strip())))
+        try:
+            pattern = compile_regex(self.options.pattern.replace("{reference}", escape_regex(reference.strip())))
+        except RegexPatternError as e:  # e.g. a reference so long the pattern outgrows RE2's memory
+            raise TelaError(f"judge 'reference': {e}") from None
         return grade_regex(answer, pattern)
 
     def _check_reference(self, item: JudgeItem) -> str:
