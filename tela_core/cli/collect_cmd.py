@@ -110,6 +110,7 @@ def collect(data: Path | None, source_name: str, source_sets: tuple[str, ...], p
         est = estimate_plan(plan, engine, max_tokens, expected_output_tokens)
         _print_estimate(err, plan, est, engine, repeats, notes, max_tokens, expected_output_tokens)
         if dry_run:
+            check_models(engine, engine.timeout_s)  # what the guide promises: reachable, key accepted, model listed
             if as_json:
                 click.echo(json.dumps({"dry_run": True, "prompts": len(plan.rows), "to_ask": len(plan.jobs),
                                        "already": plan.reused, "estimate": est}, indent=2))

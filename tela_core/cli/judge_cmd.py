@@ -197,6 +197,8 @@ def judge(answers_path: Path, judge_name: str, sets: tuple[str, ...], judge_mode
                 click.echo(f"budget {money(engine.budget.limit)} (--max-cost): {money(engine.budget.spent)} spent on this output before",
                            file=err)
         if dry_run:
+            if resolved:
+                check_models(engine, engine.timeout_s)  # reachable, key accepted, model listed
             return
         stats = None
         try:

@@ -83,7 +83,9 @@ HELP: dict[str, str] = {
     "timeout": "Seconds to wait for one answer before giving up on that try (it is retried).",
     "retries": "Tries after the first for a call that fails with 429, 5xx, a timeout or an unusable answer "
                "(exponential backoff with jitter; Retry-After honoured). A 401/403 stops the run at once.",
-    "dry_run": "Print what would be asked and the cost estimate, and stop: no call, nothing written.",
+    "dry_run": "Check each model once (reachable, key accepted, model listed by the upstream), print what would be "
+               "asked and the cost estimate, and stop: no paid call, nothing written. A model that fails the check is "
+               "one line each, exit code 2.",
 }
 
 _PATH = click.Path(path_type=Path)
