@@ -18,7 +18,9 @@ training side if it names one, and its models are mapped onto the pair the route
 ``weight`` scales how much a source counts in training: a source of n training records with
 weight w contributes ``floor(w)`` copies of them plus ``round((w - floor(w)) * n)`` more drawn
 without replacement with the run's seed (:func:`tela_core.data.sampling.subsample`, seed 42 by
-default), so the same command always trains on the same rows. Weights apply to the training side
+default), so the same command always trains on the same rows. A weight is at most
+:data:`MAX_WEIGHT` (10,000), and weights make at most :data:`MAX_WEIGHTED_ROWS` (10 million) training
+rows: past either, the run is refused with one line naming the source before anything is copied. Weights apply to the training side
 only: the held-out eval split (score-token's eval loss) never holds a copy of a training row.
 """
 
@@ -36,10 +38,14 @@ from tela_core.data.records import Record
 from tela_core.infra.errors import NoRecordsError, PairModelError, TelaError
 
 __all__ = ["ROLES", "SourceSpec", "SourcePart", "Mix", "section_name", "open_source_of", "read_part", "combine",
-           "read_mix", "weigh"]
+           "read_mix", "weigh", "weighted_count", "MAX_WEIGHT", "MAX_WEIGHTED_ROWS"]
 
 #: the roles a model map names; also the model names of a router trained on differing pairs
 ROLES = ("weak", "strong")
+#: the largest ``weight`` a source may have
+MAX_WEIGHT = 10_000
+#: the most training rows weights may make (when they make more rows than the sources have)
+MAX_WEIGHTED_ROWS = 10_000_000
 
 
 class SourceSpec(BaseModel):
@@ -94,6 +100,9 @@ class SourceSpec(BaseModel):
     def _weight(cls, v: float) -> float:
         if not math.isfinite(v) or v <= 0:
             raise ValueError(f"must be a positive number (1: as it is, 2: counts twice, 0.5: half), got {v}")
+        if v > MAX_WEIGHT:  # each unit is a copy of the source's rows: 1e9 asked for billions of them
+            raise ValueError(f"must be at most {MAX_WEIGHT:,} (each unit of weight is one more copy of the source's "
+                             f"training rows), got {v:g}")
         return v
 
     @field_validator("protocol")
@@ -307,14 +316,32 @@ def read_mix(specs: Sequence[SourceSpec]) -> Mix:
     return combine([read_part(s, i, total) for i, s in enumerate(specs, start=1)])
 
 
-def weigh(records: Sequence[Any], origins: Sequence[int], weights: Sequence[float], seed: int = 42) -> tuple[list[Any], list[int]]:
+def weighted_count(n: int, weight: float) -> int:
+    """How many training rows ``n`` rows of a source with ``weight`` become (:func:`weigh`)."""
+    whole = math.floor(weight)
+    return whole * n + round((weight - whole) * n)
+
+
+def weigh(records: Sequence[Any], origins: Sequence[int], weights: Sequence[float], seed: int = 42,
+          labels: Sequence[str] | None = None) -> tuple[list[Any], list[int]]:
     """``records`` (each from source ``origins[i]``) with each source counted ``weights[source]``
     times: whole copies, then the fraction drawn with ``seed`` (module doc). Source order is kept.
-    Returns the records and, for each, its source."""
+    Returns the records and, for each, its source. Weights that would make more than
+    :data:`MAX_WEIGHTED_ROWS` rows (and more than the sources hold) are a :class:`TelaError` naming
+    the source that adds the most (``labels[source]``, else its number), counted before any row is copied."""
     from tela_core.data.sampling import subsample
 
     if all(w == 1 for w in weights):
         return list(records), list(origins)
+    sizes = [0] * len(weights)
+    for o in origins:
+        sizes[o] += 1
+    counts = [weighted_count(n, w) for n, w in zip(sizes, weights)]
+    if sum(counts) > max(MAX_WEIGHTED_ROWS, len(records)):
+        big = max(range(len(counts)), key=counts.__getitem__)
+        name = labels[big] if labels is not None else f"source {big + 1}"
+        raise TelaError(f"{name}: weight {weights[big]:g} on its {sizes[big]:,} training records makes {counts[big]:,} rows "
+                        f"({sum(counts):,} in all); weights may make at most {MAX_WEIGHTED_ROWS:,} training rows: lower the weight")
     out: list[Any] = []
     where: list[int] = []
     for s, w in enumerate(weights):

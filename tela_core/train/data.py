@@ -138,7 +138,8 @@ def split_mix(cfg: RunConfig, mix: "Mix", holds_out: bool = True) -> tuple[list[
     else:
         train_idx, eval_idx = list(chosen), []
     weights = [p.spec.weight for p in mix.parts]
-    train, origins = weigh([mix.records[i] for i in train_idx], [mix.origins[i] for i in train_idx], weights, cfg.seed)
+    labels = [str(p.spec.data) if p.total == 1 else f"{p.spec.data} ({p.section})" for p in mix.parts]
+    train, origins = weigh([mix.records[i] for i in train_idx], [mix.origins[i] for i in train_idx], weights, cfg.seed, labels)
     return train, [mix.records[i] for i in eval_idx], origins
 
 
