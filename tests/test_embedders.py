@@ -258,6 +258,36 @@ def test_third_party_embedder_routes_end_to_end_through_tela_serve(hashed: Any, 
     assert counts["hit"] >= 1 and counts["miss"] >= 1, counts  # the repeated prompt skipped the embedder
 
 
+def test_embedding_cache_counts_when_routers_load_before_the_app(hashed: Any, tmp_path: Path) -> None:
+    """Issue 26: ``tela serve`` loads its routers before it creates the app, so the LRU had no
+    metrics to report to: ``tela_embedding_cache_total`` showed HELP and TYPE lines and no sample
+    after 4,000 kNN requests. Loaded that way, a new prompt counts a miss and a repeat a hit."""
+    from starlette.testclient import TestClient
+
+    from tela_core.serve.app import create_app
+    from tela_core.serve.config import build_config
+    from tela_core.serve.routers import load_routers
+
+    from serve_support import standin
+
+    out = _fit(tmp_path, embedder="hashed-words", k=5)
+    with standin("small") as weak, standin("big") as strong:
+        cfg = build_config(routers=[f"knn={out}"], weak=f"{weak}#small", strong=f"{strong}#big",
+                           overrides={"embedding_cache": 100})
+        try:
+            routers = load_routers(cfg)  # as `tela serve` does (tela_core/serve/runner.py)
+            with TestClient(create_app(cfg, routers=routers)) as client:
+                body = {"model": "router-knn", "messages": [{"role": "user", "content": "Prove that 19 is prime."}]}
+                assert [client.post("/v1/chat/completions", json=body).status_code for _ in range(3)] == [200] * 3
+                metrics = client.get("/metrics").text
+        finally:
+            embeddings.use_shard_cache(True)
+            embeddings.serving_cache(0)
+    counts = {line.split('"')[1]: float(line.split()[-1]) for line in metrics.splitlines()
+              if line.startswith("tela_embedding_cache_total{")}
+    assert counts == {"miss": 1.0, "hit": 2.0}, metrics
+
+
 def test_long_embedding_is_not_silent_without_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
     """Issue 21: thousands of prompts embedded in a log or a notebook used to print nothing for
     minutes. Without a terminal, long work prints a plain line now and then; short work nothing."""

@@ -73,6 +73,24 @@ def test_random_is_seeded_and_uniform(tmp_path):
     assert 0.45 < a.mean() < 0.55 and a.min() >= 0 and a.max() < 1
 
 
+def test_random_draws_a_fresh_w_per_request_seeded_per_router(tmp_path):
+    """Issue 26: served, ``random`` scores one prompt per call; it reseeded on every call, so every
+    request got the same w (0.773956 for seed 0) and went to one model. Now each loaded router
+    draws on from its own seeded stream: fresh per call, the same sequence for the same seed."""
+    scorer = get_registry().create("scorer", "random", {"seed": 0})
+    scorer.fit(_records(), tmp_path / "r", {})
+    served = Router.load(tmp_path / "r")
+    one_by_one = [float(served.scorer.score(["the same prompt"]).w[0]) for _ in range(200)]
+    assert len(set(one_by_one)) == 200 and min(one_by_one) < 0.1 and max(one_by_one) > 0.9
+    picks = [d.model for d in (served.decisions(served.scores([f"prompt {i}"]))[0] for i in range(200))]
+    assert 60 < picks.count(S) < 140 and 60 < picks.count(W) < 140  # both models, about half each
+    again = Router.load(tmp_path / "r").scorer
+    assert [float(again.score(["the same prompt"]).w[0]) for _ in range(200)] == one_by_one  # seeded per router
+    at_once = Router.load(tmp_path / "r").scorer.score(["p"] * 200).w  # one stream: an eval's curve is unchanged
+    np.testing.assert_array_equal(at_once, np.random.default_rng(0).random(200))
+    np.testing.assert_array_equal(at_once, one_by_one)
+
+
 @pytest.mark.parametrize("family,options", [
     ("embedding-knn", {"k": 5}),
     ("embedding-linear", {"C": 10.0}),

@@ -23,6 +23,8 @@ metric                                        what it counts
 ``tela_shadow_estimated_cost_dollars_total``  what the shadow calls cost (tokens x prices), by model
 ``tela_router_reloads_total{router,result}``  hot reloads of a router: ``ok`` or ``failed`` (the old
                                               router kept)
+``tela_log_lines_lost_total{log}``            lines that could not be written (a full disk) to the
+                                              ``decision`` or ``shadow`` log
 ``tela_embedding_cache_total{result}``        embedding families' vector lookups in the serving LRU
                                               (``embedding_cache``): ``hit`` or ``miss``
 ============================================  ======================================================
@@ -76,8 +78,22 @@ class ServeMetrics:
         self.shadow_failed = Counter("tela_shadow_failed", "Shadow calls that failed", ["router", "model"], registry=r)
         self.shadow_cost = Counter("tela_shadow_estimated_cost_dollars", "Estimated cost of the shadow calls: tokens x configured prices", ["model"], registry=r)
         self.reloads = Counter("tela_router_reloads", "Hot reloads of a router, by result (failed: the old router kept)", ["router", "result"], registry=r)
+        self.log_lines_lost = Counter("tela_log_lines_lost", "Lines that could not be written to the decision or shadow log", ["log"], registry=r)
         self.embedding_cache = Counter("tela_embedding_cache", "Vector lookups in the serving LRU of the embedding families", ["result"], registry=r)
         self._recent: dict[str, collections.deque[bool]] = {}
+        self.count_embedding_cache()
+
+    def count_embedding_cache(self) -> None:
+        """Count this process's serving LRU lookups here, however the routers were loaded: ``tela
+        serve`` loads them before it creates the app (so the loader had no metrics to hand them,
+        and 4,000 kNN requests left ``tela_embedding_cache_total`` without a sample). A new LRU
+        (``serving_cache(capacity)``) keeps its listeners. One app serves a process, so the
+        newest one's metrics replace an earlier app's (tests build many in one process)."""
+        from tela_core.models.embeddings import serving_cache
+
+        lru = serving_cache()
+        lru.listeners[:] = [f for f in lru.listeners if not isinstance(getattr(f, "__self__", None), ServeMetrics)]
+        lru.listeners.append(self.embedding_cache_listener)
 
     def embedding_cache_listener(self, hits: int, misses: int) -> None:
         """Count one LRU lookup (:class:`tela_core.models.embeddings.VectorLRU` calls it)."""

@@ -88,13 +88,16 @@ class RandomOptions(TargetOptions):
 class RandomScorer(FamilyScorer):
     """w uniform in [0, 1], independent of the prompt: the no-information baseline.
 
-    Scores come from ``numpy.random.default_rng(seed)`` in prompt order, as docs/metrics.md's random
-    baseline does, so one seed reproduces one curve.
+    Each loaded (or freshly trained) router draws from its own ``numpy.random.default_rng(seed)``,
+    created once, so every call continues the stream: one call on a whole evaluation set gives the
+    curve of docs/metrics.md's random baseline for that seed, and ``tela serve`` draws a fresh w
+    for every request (the same sequence from one start of the server to the next, for tests).
     """
 
     name = "random"
     description = "baseline: uniform random w (numpy default_rng(seed))"
     Options = RandomOptions
+    _draws: Any = None
 
     def fit(self, train: Sequence[Record], output_dir: Path, config: Mapping[str, Any]) -> Path:
         self.merge_options(config)
@@ -108,11 +111,16 @@ class RandomScorer(FamilyScorer):
 
     def load(self, artifact_dir: Path) -> None:
         self.check_manifest(artifact_dir)
+        self._draws = None  # a (re)load starts the seeded stream again
 
     def score(self, prompts: Sequence[str]) -> Scores:
         import numpy as np
 
-        return Scores(w=np.random.default_rng(self.options.seed).random(len(prompts)))
+        # One generator per router, not one per call: reseeding each call gave every request of a
+        # served router the same w (0.773956 for seed 0), so all went to one model.
+        if getattr(self, "_draws", None) is None:
+            self._draws = np.random.default_rng(self.options.seed)
+        return Scores(w=self._draws.random(len(prompts)))
 
 
 @hookimpl
