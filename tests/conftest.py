@@ -23,7 +23,10 @@ if (REPO.parent / "shared" / "data").is_dir():
 
 @pytest.fixture(autouse=True)
 def _tela_env(tela_offline: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Offline (``tela_offline``); DeepSpeed's JIT-built ops and converted models are cached in the
-    checkout and reused across runs (a test that needs an empty cache asks for ``isolated_cache``)."""
-    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", os.environ.get("TORCH_EXTENSIONS_DIR") or str(REPO / ".cache" / "torch_extensions"))
-    monkeypatch.setenv("TELA_CACHE", os.environ.get("TELA_CACHE") or str(REPO / ".cache" / "tela"))
+    """Offline (``tela_offline``); DeepSpeed's JIT-built ops and converted models are cached where
+    tela keeps them in any shell (``$TELA_CACHE``, else ``~/.cache/tela``, which ``make install``
+    fills) and reused across runs (a test that needs an empty cache asks for ``isolated_cache``).
+    Set here so that the ``tela`` subprocesses of every test use the same cache."""
+    cache = os.environ.get("TELA_CACHE") or str(Path.home() / ".cache" / "tela")
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", os.environ.get("TORCH_EXTENSIONS_DIR") or str(Path(cache) / "torch_extensions"))
+    monkeypatch.setenv("TELA_CACHE", cache)

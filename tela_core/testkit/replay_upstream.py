@@ -103,19 +103,25 @@ class ReplayUpstream:
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._start_error: OSError | None = None
 
     # -- recorded data --------------------------------------------------------------------------
 
     @classmethod
     def from_routerarena(cls, folder: str | Path, models: Iterable[str] | None = None, **kw: Any) -> "ReplayUpstream":
-        """The cached results of RouterArena (one ``<model>.jsonl`` per model: ``question``,
-        ``generated_answer``, ``token_usage``, ``evaluation_result.score``)."""
+        """The cached results of RouterArena (one ``<model>.jsonl`` or ``<model>.jsonl.gz`` per
+        model: ``question``, ``generated_answer``, ``token_usage``, ``evaluation_result.score``)."""
+        import gzip
+
         folder = Path(folder)
-        names = list(models) if models is not None else sorted(p.stem for p in folder.glob("*.jsonl"))
+        files = {p.name[: -len(".jsonl.gz")]: p for p in folder.glob("*.jsonl.gz")}
+        files.update({p.stem: p for p in folder.glob("*.jsonl")})
+        names = list(models) if models is not None else sorted(files)
         recorded: dict[str, dict[str, Recorded]] = {}
         for name in names:
             answers: dict[str, Recorded] = {}
-            with open(folder / f"{name}.jsonl", encoding="utf-8") as fh:
+            path = files.get(name, folder / f"{name}.jsonl")
+            with (gzip.open(path, "rt", encoding="utf-8") if path.name.endswith(".gz") else open(path, encoding="utf-8")) as fh:
                 for line in fh:
                     if not line.strip():
                         continue
@@ -329,7 +335,13 @@ class ReplayUpstream:
             loop = asyncio.new_event_loop()
             self._loop = loop
             asyncio.set_event_loop(loop)
-            loop.run_until_complete(self._serve())
+            try:
+                loop.run_until_complete(self._serve())
+            except OSError as e:  # the port is taken: start() raises it
+                self._start_error = e
+                self._ready.set()
+                loop.close()
+                return
             self._ready.set()
             loop.run_forever()
             tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
@@ -342,6 +354,10 @@ class ReplayUpstream:
         self._thread.start()
         if not self._ready.wait(30):
             raise RuntimeError("the replay upstream did not start")
+        if self._start_error is not None:
+            self._thread.join(5)
+            self._thread = self._loop = None
+            raise self._start_error
         return self
 
     def stop(self) -> None:
@@ -368,15 +384,23 @@ class ReplayUpstream:
 def main(argv: list[str] | None = None) -> None:
     """``python -m tela_core.testkit.replay_upstream --routerarena DIR [--judge NAME] [--port N]``."""
     import argparse
+    import sys
 
     ap = argparse.ArgumentParser(description="A stand-in for remote model APIs that replays recorded answers.")
-    ap.add_argument("--routerarena", required=True, help="a RouterArena cached_results folder (<model>.jsonl per model)")
+    ap.add_argument("--routerarena", required=True,
+                    help="a RouterArena cached_results folder (<model>.jsonl or <model>.jsonl.gz per model)")
     ap.add_argument("--judge", action="append", default=[], help="a model name that plays a judge (repeatable)")
     ap.add_argument("--api-key", default=None, help="require this bearer key")
     ap.add_argument("--port", type=int, default=0)
     args = ap.parse_args(argv)
-    up = ReplayUpstream.from_routerarena(args.routerarena, judges=args.judge, api_key=args.api_key, port=args.port).start()
-    print(f"replay upstream ({', '.join([*up.recorded, *up.judges])}) on {up.base_url}", flush=True)
+    up = ReplayUpstream.from_routerarena(args.routerarena, judges=args.judge, api_key=args.api_key, port=args.port)
+    try:
+        up.start()
+    except OSError as e:  # a busy port: one line, not a traceback
+        print(f"Error: replay upstream: cannot listen on 127.0.0.1:{args.port}: {e.strerror or e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    judges = f"; {', '.join(up.judges)} play judges (rating each answer from its recorded score)" if up.judges else ""
+    print(f"replay stand-in (not a model) on {up.base_url}: recorded answers of {', '.join(up.recorded)}{judges}", flush=True)
     try:
         while True:
             time.sleep(3600)

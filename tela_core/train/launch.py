@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -190,7 +191,7 @@ def launch_workers(
         except ValueError:  # not the main thread
             previous = {}
         try:
-            _stream(proc, progress_file, offset, quiet)
+            _stream(proc, progress_file, offset, quiet, log_path)
         except KeyboardInterrupt:
             proc.terminate()
             try:
@@ -212,19 +213,65 @@ def launch_workers(
     return json.loads(lines[-1])
 
 
-def _stream(proc: subprocess.Popen, progress_file: Path, offset: int, quiet: bool) -> None:
-    """Follow rank 0's progress lines until the launcher exits."""
+#: what the workers' log says while nothing trains yet: DeepSpeed compiling or loading an op
+_LOG_PHASES = (
+    (re.compile(r"Building extension module (\w+)"),
+     "building DeepSpeed's {0} op (once: it is kept in TORCH_EXTENSIONS_DIR, {dir}; a few minutes on a CPU)"),
+    (re.compile(r"Loading extension module (\w+)"), "loading DeepSpeed's {0} op"),
+    (re.compile(r"Loading checkpoint|loading (?:the )?model", re.I), "loading the model"),
+)
+
+
+def _log_phase(text: str) -> str | None:
+    """The last phase :data:`_LOG_PHASES` finds in new ``train.log`` text, worded for the console."""
+    found = None
+    for line in text.splitlines():
+        for pattern, words in _LOG_PHASES:
+            m = pattern.search(line)
+            if m:
+                ext = os.environ.get("TORCH_EXTENSIONS_DIR") or str(
+                    Path(os.environ.get("TELA_CACHE") or Path.home() / ".cache" / "tela") / "torch_extensions")
+                found = words.format(*m.groups(), dir=ext)
+    return found
+
+
+def _stream(proc: subprocess.Popen, progress_file: Path, offset: int, quiet: bool, log_path: Path | None = None) -> None:
+    """Follow rank 0's progress lines until the launcher exits, and what the workers' log says
+    before training starts (a DeepSpeed op being compiled takes minutes). On a terminal a live bar;
+    elsewhere (a pipe, CI, ``&`` with output to a file) a line per phase and a loss line at most
+    every 10 s, so the console is never silent for minutes."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     console = Console(stderr=True, quiet=quiet)
+    plain = not console.is_terminal
     columns = (TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as bar:
+    log_pos = log_path.stat().st_size if log_path is not None and log_path.exists() else 0
+    said = {"text": "", "at": 0.0}
+
+    def say(text: str, every: float = 0.0) -> None:
+        if plain and text and text != said["text"] and time.monotonic() - said["at"] >= every:
+            console.print(f"training: {text}", highlight=False, soft_wrap=True)
+            said.update(text=text, at=time.monotonic())
+
+    with Progress(*columns, console=console, transient=False, disable=plain) as bar:
         task = bar.add_task("train", total=None, info="starting workers…")
+        say("starting workers")
         pos = offset
+        started = False
+        last = ""
         while True:
             done = proc.poll() is not None
+            if not started and log_path is not None and log_path.exists():
+                with open(log_path, "rb") as fh:
+                    fh.seek(log_pos)
+                    raw = fh.read()
+                log_pos += len(raw)
+                phase = _log_phase(raw.decode("utf-8", "replace"))
+                if phase:
+                    bar.update(task, info=phase)
+                    say(phase)
             if progress_file.exists():
                 with open(progress_file, encoding="utf-8") as fh:
                     fh.seek(pos)
@@ -237,11 +284,16 @@ def _stream(proc: subprocess.Popen, progress_file: Path, offset: int, quiet: boo
                         ev = json.loads(line)
                     except json.JSONDecodeError:
                         continue
+                    started = True
                     total = ev.get("max_steps") or None
                     info = "resumed" if ev.get("event") == "begin" and ev.get("step") else ""
                     if ev.get("loss") is not None:
                         info = f"loss {ev['loss']:.4f}  epoch {ev.get('epoch') or 0:.2f}"
                     bar.update(task, total=total, completed=ev.get("step", 0), info=info)
+                    step = f"step {ev.get('step', 0)}" + (f"/{total}" if total else "")
+                    last = f"{step}{', ' + info if info else ''}"
+                    say(last, every=0.0 if ev.get("event") == "begin" else 10.0)
             if done:
+                say(last)  # where training ended, even when the last line came under 10 s after the one before
                 return
             time.sleep(0.5)
