@@ -30,7 +30,7 @@ __all__ = [
     "HELP", "output_option", "source_option", "protocol_option", "json_option", "set_option", "force_option",
     "pair_options", "no_cache_option", "trust_option", "score_batch_option", "policy_options", "router_option",
     "named_routers_option", "parse_named_routers", "parse_policy_sets", "refuse_unused", "given", "load_router",
-    "paid_call_options", "launch_options", "LAUNCH_PARAMS", "score_launch_of",
+    "paid_call_options", "FiniteFloat", "launch_options", "LAUNCH_PARAMS", "score_launch_of",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -76,11 +76,13 @@ HELP: dict[str, str] = {
     "price": "A model's price as NAME=INPUT,OUTPUT in dollars per million input and output tokens, where the config "
              "gives none (repeatable).",
     "max_cost": "Budget in dollars for everything in the output folder (earlier runs' calls count): no call starts "
-                "that could take the total past it; what finished is kept.",
+                "that could take the total past it; what finished is kept. Leave it out for no budget (nan and inf are refused).",
     "concurrency": "Calls in flight at once to each upstream (default: the config's max_concurrency, else 8).",
     "rpm": "Most requests started to each upstream in any 60 seconds (default: the config's, else no limit).",
     "tpm": "Most tokens (prompt + answer) sent to each upstream in any 60 seconds (default: the config's, else no limit).",
-    "timeout": "Seconds to wait for one answer before giving up on that try (it is retried).",
+    "timeout": "Seconds to wait for one answer before giving up on that try (it is retried); at most a day.",
+    "max_answer_chars": "Longest answer (or judge reply) kept, in characters: a longer one is not stored and is recorded "
+                        "as an error of that call (its cost still counts).",
     "retries": "Tries after the first for a call that fails with 429, 5xx, a timeout or an unusable answer "
                "(exponential backoff with jitter; Retry-After honoured). A 401/403 stops the run at once.",
     "dry_run": "Check each model once (reachable, key accepted, model listed by the upstream), print what would be "
@@ -89,6 +91,34 @@ HELP: dict[str, str] = {
 }
 
 _PATH = click.Path(path_type=Path)
+
+#: ``--max-answer-chars``' default: an answer (or judge reply) longer than this many characters is an error, not stored
+MAX_ANSWER_CHARS = 1_000_000
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option that must be a finite number within its range. click's ``FloatRange`` lets
+    ``nan`` through every bound (nan compares false with everything) and ``inf`` through an open
+    top, and a budget, a rate or a timeout of nan or inf is no limit at all (``--max-cost nan``
+    spent past its budget, ``--rpm nan`` hung). ``hint`` ends the message (e.g. what to give
+    instead): ``Invalid value for '--max-cost': nan is not a number; leave --max-cost out for no
+    budget.``"""
+
+    name = "float"
+
+    def __init__(self, min: float | None = None, max: float | None = None, min_open: bool = False, max_open: bool = False,
+                 hint: str = "") -> None:
+        super().__init__(min=min, max=max, min_open=min_open, max_open=max_open)
+        self.hint = hint
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import math
+
+        rv = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value} is not a {'number' if math.isnan(rv) else 'finite number'}{'; ' + self.hint if self.hint else ''}",
+                      param, ctx)
+        return super().convert(rv, param, ctx)
 
 
 def output_option(required: bool = False, default: Path | None = None) -> Callable[[F], F]:
@@ -250,17 +280,22 @@ def refuse_unused(mode: str, *params: str) -> None:
 def paid_call_options(f: F) -> F:
     """The options of commands that call paid models (``tela collect``, ``tela judge``): ``--config``,
     ``--price``, ``--max-cost``, ``--concurrency``, ``--rpm``, ``--tpm``, ``--timeout``, ``--retries``,
-    ``--dry-run``."""
+    ``--max-answer-chars``, ``--dry-run``. Numbers are finite (:class:`FiniteFloat`)."""
     opts = [
         click.option("--config", "config_file", type=_PATH, default=None, metavar="FILE", help=HELP["call_config"]),
         click.option("--price", "prices", multiple=True, metavar="NAME=IN,OUT", help=HELP["price"]),
-        click.option("--max-cost", "max_cost", type=click.FloatRange(min=0), default=None, metavar="USD", help=HELP["max_cost"]),
+        click.option("--max-cost", "max_cost", type=FiniteFloat(min=0, hint="leave --max-cost out for no budget"), default=None,
+                     metavar="USD", help=HELP["max_cost"]),
         click.option("--concurrency", type=click.IntRange(min=1), default=None, help=HELP["concurrency"]),
-        click.option("--rpm", type=click.FloatRange(min=0, min_open=True), default=None, help=HELP["rpm"]),
-        click.option("--tpm", type=click.FloatRange(min=0, min_open=True), default=None, help=HELP["tpm"]),
-        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
-                     help=HELP["timeout"]),
-        click.option("--retries", type=click.IntRange(min=0), default=4, show_default=True, help=HELP["retries"]),
+        click.option("--rpm", type=FiniteFloat(min=0, min_open=True, hint="leave --rpm out for no limit"), default=None,
+                     help=HELP["rpm"]),
+        click.option("--tpm", type=FiniteFloat(min=0, min_open=True, hint="leave --tpm out for no limit"), default=None,
+                     help=HELP["tpm"]),
+        click.option("--timeout", type=FiniteFloat(min=0, max=86400, min_open=True, hint="give seconds, at most 86400"),
+                     default=120.0, show_default=True, help=HELP["timeout"]),
+        click.option("--retries", type=click.IntRange(min=0, max=100), default=4, show_default=True, help=HELP["retries"]),
+        click.option("--max-answer-chars", "max_answer_chars", type=click.IntRange(min=1), default=MAX_ANSWER_CHARS,
+                     show_default=True, help=HELP["max_answer_chars"]),
         click.option("--dry-run", "dry_run", is_flag=True, help=HELP["dry_run"]),
     ]
     for opt in reversed(opts):

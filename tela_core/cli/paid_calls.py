@@ -8,10 +8,29 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable, Mapping
 
-__all__ = ["SUMMARY_NAME", "make_engine", "check_models", "run_checked", "CallProgress", "money", "duration"]
+__all__ = ["SUMMARY_NAME", "make_engine", "check_models", "run_checked", "CallProgress", "money", "duration",
+           "EXIT_MISSING", "EXIT_UNREADABLE", "EXIT_CODES_HELP", "exit_if"]
 
 #: the run summary's name in the output folder (collect and judge)
 SUMMARY_NAME = "summary.json"
+
+#: exit code: the run ended, and answers (verdicts) are missing because calls failed after every retry
+EXIT_MISSING = 3
+#: exit code of tela judge: the judge model's first replies held no verdict it could read; it stopped asking
+EXIT_UNREADABLE = 4
+#: the exit codes, as both commands' help ends
+EXIT_CODES_HELP = ("Exit codes: 0 done (also a stop at --max-cost: the summary says what was not asked); 2 bad input "
+                   "or option, or a key refused (401/403); 3 done, but some answers or verdicts ended in an error "
+                   "(rerun to ask them again); 4 (tela judge) the judge model's first replies held no readable "
+                   "verdict, so it stopped asking; 1 a bug.")
+
+
+def exit_if(code: int) -> None:
+    """End the command with ``code`` (after its output was written and printed); 0 returns."""
+    if code:
+        import click
+
+        click.get_current_context().exit(code)
 
 
 def money(x: float | None) -> str:
@@ -42,7 +61,7 @@ def make_engine(models: Mapping[str, Any], flags: Mapping[str, Any], spent_befor
             raise TelaError(f"--max-cost needs each model's price; none for {', '.join(unpriced)}: set price_input/price_output "
                             f"in the config or --price NAME=IN,OUT")
     return Engine(endpoints, RetryPolicy(tries=int(flags.get("retries", 4)) + 1), timeout_s=float(flags.get("timeout") or 120.0),
-                  budget=Budget(flags.get("max_cost"), spent=spent_before))
+                  budget=Budget(flags.get("max_cost"), spent=spent_before), max_answer_chars=flags.get("max_answer_chars"))
 
 
 async def _close(engine: Any) -> None:

@@ -67,6 +67,8 @@ class Budget:
     """
 
     def __init__(self, limit: float | None = None, spent: float = 0.0) -> None:
+        if limit is not None and not (math.isfinite(limit) and limit >= 0):  # nan passes every comparison as False
+            raise ValueError(f"a budget must be a finite number of dollars >= 0, got {limit!r} (None: no budget)")
         self.limit = limit
         self.spent_before = float(spent)
         self.spent = float(spent)

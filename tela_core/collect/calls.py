@@ -8,6 +8,7 @@ on them) run their calls through one :class:`Engine`:
 - a failed call is retried by the :class:`~tela_core.collect.retry.RetryPolicy` (backoff with
   jitter, ``Retry-After`` honoured) and, after the last try, becomes an answer with an ``error``;
 - a call that waits longer than ``timeout_s`` for its answer is abandoned and retried;
+- an answer longer than ``max_answer_chars`` is not kept: the call becomes an error (its cost counts);
 - an authentication failure (401/403) raises :class:`AuthFailed` at once, and :meth:`Engine.run`
   cancels every other call: nothing is retried a thousand times with a wrong key;
 - every call reserves its estimated cost in the :class:`~tela_core.collect.budget.Budget` first:
@@ -179,8 +180,11 @@ class Engine:
         timeout_s: float = 120.0,
         budget: Budget | None = None,
         clock: Callable[[], float] = time.monotonic,
+        max_answer_chars: int | None = None,
     ) -> None:
         self.endpoints = dict(endpoints)
+        #: the longest answer kept (characters); a longer one becomes an error answer (None: no cap)
+        self.max_answer_chars = max_answer_chars
         self.retry = retry or RetryPolicy()
         self.timeout_s = float(timeout_s)
         self.budget = budget or Budget()
@@ -268,6 +272,11 @@ class Engine:
             usage = {"prompt_tokens": call.prompt_tokens_estimate, "completion_tokens": estimate_tokens(text)}
         settle(usage["prompt_tokens"] + usage["completion_tokens"])
         cost = ep.prices.cost(usage["prompt_tokens"], usage["completion_tokens"]) if ep.prices.known else None
+        cap = self.max_answer_chars
+        if cap is not None and len(text) > cap:  # paid for (its cost counts), not stored, not asked again in this run
+            return Reply(text=None, error=f"an answer of {len(text):,} characters, over the cap of {cap:,} (--max-answer-chars): "
+                                          f"not stored", usage=usage, usage_estimated=estimated, latency_s=latency, cost=cost,
+                         tries=tries, status=status, model=ep.model)
         return Reply(text=text, error=None, usage=usage, usage_estimated=estimated, latency_s=latency, cost=cost,
                      tries=tries, status=status, model=ep.model)
 

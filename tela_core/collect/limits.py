@@ -10,6 +10,7 @@ the other calls waiting on it do not run into the same limit.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from contextlib import asynccontextmanager
@@ -49,8 +50,8 @@ class RateWindow:
 
     def __init__(self, limit: float, window: float = 60.0, clock: Callable[[], float] = time.monotonic,
                  burst_s: float = 1.0) -> None:
-        if limit <= 0:
-            raise ValueError("a rate limit must be > 0")
+        if not (math.isfinite(limit) and limit > 0):  # nan would make every wait nan: a hang
+            raise ValueError(f"a rate limit must be a finite number > 0, got {limit!r}")
         self.limit = float(limit)
         self.window = float(window)
         self.clock = clock

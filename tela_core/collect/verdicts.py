@@ -32,11 +32,45 @@ if TYPE_CHECKING:  # pragma: no cover
     from tela_core.components import Judge, JudgeItem
 
 __all__ = ["JudgeTask", "judge_tasks", "judge_one", "judge_all", "record_for", "previous_judgements", "JUDGEMENTS_NAME",
-           "RECORDS_NAME", "AGREEMENT_NAME"]
+           "RECORDS_NAME", "AGREEMENT_NAME", "UNREADABLE_STOP", "NothingReadable", "ReplyWatch"]
 
 JUDGEMENTS_NAME = "judgements.jsonl"
 RECORDS_NAME = "records.jsonl"
 AGREEMENT_NAME = "agreement.json"
+#: a run stops when this many of the judge model's replies failed to read before any one read
+UNREADABLE_STOP = 10
+
+
+class NothingReadable(TelaError):
+    """The judge model's first replies of a run all failed to read as verdicts: a judge model or
+    prompt that cannot give one. :func:`judge_all` stops asking (every further call would be paid
+    for nothing) and returns with ``stopped = "unreadable"``."""
+
+
+class ReplyWatch:
+    """Counts the judge model's unreadable replies until the first readable one; the ``limit``-th
+    unreadable reply before any readable one raises :class:`NothingReadable`, naming the first
+    reply (one line, cut short)."""
+
+    def __init__(self, limit: int | None = UNREADABLE_STOP) -> None:
+        self.limit = limit
+        self.readable = False
+        self.unreadable = 0
+        self.first: str | None = None
+
+    def read(self) -> None:
+        self.readable = True
+
+    def unread(self, judge: str, e: JudgeOutputError) -> None:
+        if self.readable or self.limit is None:
+            return
+        self.unreadable += 1
+        if self.first is None:
+            text = " ".join(str(e.reply if e.reply is not None else e).split())
+            self.first = f"{text[:117]}..." if len(text) > 120 else text
+        if self.unreadable >= self.limit:
+            raise NothingReadable(f"{self.unreadable} replies of the judge model held no verdict judge {judge!r} could read, and "
+                                  f"none did (the first: {self.first!r}); stopped asking: check --judge-model and the judge's options")
 
 
 @dataclass
@@ -98,8 +132,9 @@ def _check_verdict(judge: "Judge", verdict: Any) -> str | None:
     return None
 
 
-async def judge_one(engine: Engine, task: JudgeTask, judge_retries: int = 2) -> dict[str, Any] | None:
-    """The judgement row of ``task`` (a verdict or an error), or None when the budget refused the calls."""
+async def judge_one(engine: Engine, task: JudgeTask, judge_retries: int = 2, watch: ReplyWatch | None = None) -> dict[str, Any] | None:
+    """The judgement row of ``task`` (a verdict or an error), or None when the budget refused the calls.
+    ``watch`` sees every reply read or not (:class:`NothingReadable` ends the run)."""
     started = time.monotonic()
     row: dict[str, Any] = {"id": task.row.id, "key": task.key, "role": task.role, "judge": task.judge.name,
                            "label": None, "outcomes": None, "detail": None, "error": None,
@@ -142,9 +177,13 @@ async def judge_one(engine: Engine, task: JudgeTask, judge_retries: int = 2) -> 
             if not requests:  # a rule-based judge: asking again changes nothing
                 return finish(f"the judge could not judge this prompt: {e}")
             last = e
+            if watch is not None:
+                watch.unread(task.judge.name, e)
             idx = getattr(e, "index", None)
             todo = [idx] if isinstance(idx, int) and 0 <= idx < len(requests) else list(range(len(requests)))
             continue
+        if watch is not None and requests:
+            watch.read()
         problem = _check_verdict(task.judge, verdict)
         if problem is not None:
             return finish(f"judge {task.judge.name!r} gave an unusable verdict: {problem}")
@@ -176,6 +215,8 @@ class JudgeStats:
     cost: float = 0.0
     first_errors: list[str] = field(default_factory=list)
     stopped: str = "done"
+    """``done``, ``budget`` (--max-cost) or ``unreadable`` (:class:`NothingReadable`, said in ``stop_reason``)."""
+    stop_reason: str | None = None
     seconds: float = 0.0
 
     def add(self, j: Mapping[str, Any]) -> None:
@@ -193,14 +234,18 @@ class JudgeStats:
 
 
 async def judge_all(tasks: Sequence[JudgeTask], engine: Engine, out: OutputDir, results: dict[tuple[str, str], dict[str, Any]],
-                    judge_retries: int = 2, on_done: Callable[[JudgeStats], None] | None = None) -> JudgeStats:
-    """Judge every task; each judgement goes into ``results`` and, at once, into the journal."""
+                    judge_retries: int = 2, on_done: Callable[[JudgeStats], None] | None = None,
+                    stop_unreadable: int | None = UNREADABLE_STOP) -> JudgeStats:
+    """Judge every task; each judgement goes into ``results`` and, at once, into the journal. When
+    the judge model's first ``stop_unreadable`` replies all fail to read, the run stops there
+    (``stats.stopped == "unreadable"``): the calls in flight are dropped and nothing more is asked."""
     stats = JudgeStats()
+    watch = ReplyWatch(stop_unreadable)
     started = time.monotonic()
     window = max(1, sum(ep.limit_settings.max_concurrency for ep in engine.endpoints.values())) if engine.endpoints else 8
 
     async def work(task: JudgeTask) -> dict[str, Any] | None:
-        return await judge_one(engine, task, judge_retries)
+        return await judge_one(engine, task, judge_retries, watch)
 
     def done(task: JudgeTask, j: dict[str, Any]) -> None:
         results[(task.role, task.row.id)] = j
@@ -211,6 +256,8 @@ async def judge_all(tasks: Sequence[JudgeTask], engine: Engine, out: OutputDir, 
 
     try:
         stats.stopped = await engine.run(tasks, work, done, window=window)
+    except NothingReadable as e:
+        stats.stopped, stats.stop_reason = "unreadable", str(e)
     finally:
         stats.seconds = time.monotonic() - started
     return stats
