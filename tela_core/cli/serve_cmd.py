@@ -73,8 +73,10 @@ def serve(config_file: Path | None, routers: tuple[str, ...], weak: str | None, 
     config = build_config(config_file, routers=routers, weak=weak, strong=strong, overrides=overrides)
     check_serve_extra()
     if check:
+        from ..serve.app import configure_logging
         from ..serve.routers import load_routers
 
+        configure_logging(config.log_level)  # a router's warnings (e.g. a pair that is not its upstreams') show
         loaded = load_routers(config)
         for r in loaded.values():
             r.batcher.close()

@@ -9,7 +9,7 @@ Endpoints:
   (and ``x-tela-fallback`` when the other model answered).
 - ``GET /v1/models``: the routed names and the upstreams, in OpenAI's list shape.
 - ``GET /health``: the process is alive. ``GET /ready``: every router is loaded and its scoring
-  thread running (503 otherwise).
+  thread running, and with ``--workers N`` all N workers are (503 otherwise; :mod:`.readiness`).
 - ``GET /metrics``: Prometheus text (:mod:`tela_core.serve.metrics`).
 - ``POST /admin/reload``: load the routers again from their folders (:mod:`.reload`); needs the
   admin token (``admin_token_env``); ``?router=NAME`` reloads one.
@@ -53,6 +53,7 @@ def create_app(config: ServeConfig, routers: dict[str, ServedRouter] | None = No
     from starlette.applications import Starlette
     from starlette.routing import Route
 
+    from . import readiness
     from .decisions import DecisionLog
     from .metrics import ServeMetrics
     from .reload import Reloader
@@ -89,9 +90,11 @@ def create_app(config: ServeConfig, routers: dict[str, ServedRouter] | None = No
         if server.shadow is not None:
             server.shadow.start()
         sighup = reloader.install_sighup()
+        readiness.register()  # --workers N: this worker is up (the served /ready counts them)
         try:
             yield
         finally:
+            readiness.unregister()
             if sighup:
                 reloader.remove_sighup()
             await reloader.aclose()
@@ -130,7 +133,12 @@ def create_app(config: ServeConfig, routers: dict[str, ServedRouter] | None = No
     async def ready(request: Any) -> Any:
         loaded = {n: n in server.routers and server.routers[n].batcher.alive for n in config.routers}
         ok = server.ready and all(loaded.values())
-        return json_response(200 if ok else 503, {"ready": ok, "routers": loaded})
+        body: dict[str, Any] = {"ready": ok, "routers": loaded}
+        pids = readiness.ready_workers() if config.workers > 1 else None
+        if pids is not None:  # --workers N: ready once all N are
+            ok = ok and len(pids) >= config.workers
+            body = {"ready": ok, "routers": loaded, "workers": {"expected": config.workers, "ready": len(pids), "pids": pids}}
+        return json_response(200 if ok else 503, body)
 
     async def admin_reload(request: Any) -> Any:
         denied = check_admin(server, request)

@@ -13,39 +13,37 @@ traffic (``tela calibrate --traffic LOG --strong-share P``), not from a benchmar
 
 from __future__ import annotations
 
-import json
-import os
-import threading
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from tela_core.infra.errors import InputError, TelaError
+from tela_core.infra.io import json_line_bytes
 
 __all__ = ["DecisionLog", "read_decisions", "traffic_scores", "calibrate_from_traffic"]
 
 
 class DecisionLog:
-    """Append-only JSONL writer (one ``os.write`` per line)."""
+    """Append-only JSONL writer (one ``os.write`` per line) that follows rotation: a log moved
+    away or deleted is opened again at its path before the next line (:class:`.logfile.AppendLog`),
+    and :meth:`reopen` (SIGHUP) opens it again on demand."""
 
     def __init__(self, path: str | Path, log_prompts: bool = False) -> None:
+        from .logfile import AppendLog
+
         self.path = Path(path)
         self.log_prompts = bool(log_prompts)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._lock = threading.Lock()
+        self._file = AppendLog(self.path, "decision log")
 
     def write(self, record: Mapping[str, Any]) -> None:
-        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str) + "\n").encode("utf-8")
-        with self._lock:
-            if self._fd < 0:
-                return
-            os.write(self._fd, line)
+        """Append one line; raises :class:`OSError` when it could not be written (a full disk)."""
+        line = json_line_bytes(record, default=str)  # strict JSON, one line for every reader (infra.io)
+        self._file.write(line)
+
+    def reopen(self) -> None:
+        self._file.reopen()
 
     def close(self) -> None:
-        with self._lock:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+        self._file.close()
 
 
 def read_decisions(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:

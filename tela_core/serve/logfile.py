@@ -1,15 +1,83 @@
-"""Reading the JSONL logs ``tela serve`` appends (decision log, shadow log): one rule for a line a
-killed server left half-written, so every reader skips exactly that line and nothing else."""
+"""The JSONL logs ``tela serve`` appends (decision log, shadow log): the writer, which follows a
+log that was rotated away (:class:`AppendLog`), and the reader, with one rule for a line a killed
+server left half-written, so every reader skips exactly that line and nothing else."""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
 from tela_core.infra.errors import InputError
 
-__all__ = ["read_log"]
+__all__ = ["AppendLog", "read_log"]
+
+log = logging.getLogger("tela.serve")
+
+
+class AppendLog:
+    """A file opened for appending, written with one ``os.write`` per call (whole lines from
+    several processes never interleave), that follows rotation as logrotate-friendly servers do.
+
+    Before each write it checks that the path still names the open file (same device and inode):
+    a log that was moved away (``logrotate``'s default, ``mv``) or deleted (``rm``) is opened again
+    at its path, created if need be, so no line after a rotation is lost. :meth:`reopen` does the
+    same on demand (``tela serve`` calls it on SIGHUP). ``copytruncate`` needs nothing: appends go
+    to the file's new end. A failed write raises :class:`OSError`; the caller counts the lines lost.
+    """
+
+    def __init__(self, path: str | Path, what: str) -> None:
+        self.path = Path(path)
+        self.what = what
+        self._lock = threading.Lock()
+        self._fd = self._open()
+
+    def _open(self) -> int:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def _moved(self) -> bool:
+        """Whether the path no longer names the open file (moved away, deleted, replaced)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        own = os.fstat(self._fd)
+        return (st.st_dev, st.st_ino) != (own.st_dev, own.st_ino)
+
+    def _swap(self, why: str) -> None:
+        fd = self._open()
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = fd
+        log.info("%s %s: %s", self.what, self.path, why)
+
+    def write(self, data: bytes) -> None:
+        """Append ``data`` (whole lines) to the file the path names now."""
+        with self._lock:
+            if self._fd < 0:
+                raise OSError(f"{self.what} {self.path} is closed")
+            if self._moved():
+                self._swap("moved or deleted, opened again at its path")
+            view = memoryview(data)
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+
+    def reopen(self) -> None:
+        """Open the path again (SIGHUP), whether or not the file was rotated."""
+        with self._lock:
+            if self._fd >= 0:
+                self._swap("opened again (SIGHUP)")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
 
 def read_log(path: str | Path, what: str) -> Iterator[tuple[int, dict[str, Any]]]:

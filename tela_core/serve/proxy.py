@@ -25,12 +25,37 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .routers import ServedRouter
 
-__all__ = ["ChatHandler", "RETRY_STATUSES"]
+__all__ = ["ChatHandler", "RETRY_STATUSES", "MAX_JSON_DEPTH"]
 
 log = logging.getLogger("tela.serve")
 
 #: Upstream statuses that count as the upstream failing (fallback), not as a bad request.
 RETRY_STATUSES = frozenset({401, 403, 408, 409, 425, 429}) | frozenset(range(500, 600))
+
+#: Deepest nesting of arrays and objects a request body may have (a chat request needs a handful;
+#: the bound keeps every later step, forwarding and logging the body included, far from Python's
+#: recursion limit).
+MAX_JSON_DEPTH = 256
+
+
+def _too_deep(raw: bytes, body: Any) -> bool:
+    """Whether ``body`` (parsed from ``raw``) nests arrays and objects more than
+    :data:`MAX_JSON_DEPTH` deep. Bodies with fewer brackets than that (nearly all) are not walked."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return False
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
 
 
 class ChatHandler:
@@ -51,10 +76,16 @@ class ChatHandler:
             if size > limit:
                 raise RequestError(413, f"request body is over this server's limit of {limit} bytes", code="request_too_large")
             chunks.append(chunk)
+        raw = b"".join(chunks)
         try:
-            body = json.loads(b"".join(chunks))
+            body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as e:
             raise RequestError(400, f"the request body is not valid JSON: {e}", code="invalid_json") from None
+        except RecursionError:  # deeper than Python's parser goes: the client's error, not ours
+            body = None
+        if body is None or _too_deep(raw, body):
+            log.warning("refused a request body nested more than %d levels deep (400)", MAX_JSON_DEPTH)
+            raise RequestError(400, f"the request body is nested more than {MAX_JSON_DEPTH} levels deep", code="invalid_json")
         if not isinstance(body, dict):
             raise RequestError(400, "the request body must be a JSON object", code="invalid_json")
         return body
@@ -378,5 +409,6 @@ class _Info:
             rec["shadow"] = True
         try:
             s.decision_log.write(rec)
-        except OSError:
-            log.exception("writing the decision log failed")
+        except OSError as e:  # a full disk: counted, one line in the server log, the request unharmed
+            m.log_lines_lost.labels("decision").inc()
+            log.error("writing the decision log %s failed (%s): 1 line lost", s.decision_log.path, e)

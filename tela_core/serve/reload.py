@@ -1,6 +1,7 @@
 """Hot reload: a retrained or recalibrated router takes effect in a running ``tela serve``.
 
-Triggers: ``SIGHUP`` to the server process, or ``POST /admin/reload`` with the admin token
+Triggers: ``SIGHUP`` to the server process (which also opens the decision and shadow logs again,
+for log rotation), or ``POST /admin/reload`` with the admin token
 (``admin_token_env``; without one configured the endpoint answers 403). Each router's folder is
 loaded again, as it is now, on a thread (the event loop keeps answering), and the new router
 replaces the old one in one step on the event loop. A request looks its router up once and, with
@@ -127,10 +128,23 @@ class Reloader:
                 pass
 
     def _on_sighup(self) -> None:
-        log.info("SIGHUP: reloading routers")
+        log.info("SIGHUP: reloading routers, opening the logs again")
+        self.reopen_logs()
         task = asyncio.ensure_future(self.reload(trigger="SIGHUP"))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+    def reopen_logs(self) -> None:
+        """Open the decision and shadow logs again at their paths (after a rotation). A log that
+        cannot be opened keeps the file it had, and the server log says why."""
+        s = self.server
+        for what, target in (("decision", s.decision_log), ("shadow", s.shadow.log if s.shadow is not None else None)):
+            if target is None:
+                continue
+            try:
+                target.reopen()
+            except OSError as e:
+                log.error("SIGHUP: the %s log %s could not be opened again (%s); still writing to the file it had", what, target.path, e)
 
     async def admin(self, names: list[str] | None) -> tuple[int, dict[str, Any]]:
         """What ``POST /admin/reload`` answers: 200 when every router reloaded, 500 when one did

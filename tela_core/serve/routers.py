@@ -72,6 +72,7 @@ def load_router(config: ServeConfig, name: str, metrics: "ServeMetrics | None" =
                 f"({', '.join(models)}); name {len(models)} upstreams, cheap -> strong"
             )
         upstream_of = dict(zip(models, rc.upstreams))
+        _warn_pair(config, name, router.path, models, rc.upstreams)
     else:
         missing = [m for m in models if m not in config.upstreams]
         if missing:
@@ -91,6 +92,34 @@ def load_router(config: ServeConfig, name: str, metrics: "ServeMetrics | None" =
     )
     _limit_torch_threads(config)
     return ServedRouter(name, router, batcher, upstream_of, strongest=models[-1], shadow=config.shadow_rate(name))
+
+
+def _warn_pair(config: ServeConfig, name: str, path: object, models: list[str], upstreams: list[str]) -> None:
+    """Warn (one line, naming both) when the models the router was trained on are not the
+    upstreams it serves, cheap -> strong: each router model should be its upstream's name or
+    model id. Its scores say when its cheap model needs its strong one; with other models, or
+    the two swapped, they may not hold. Routers that name no pair (``weak``, ``strong``) are
+    not checked."""
+    from tela_core.routing.router import PLACEHOLDER_MODELS
+
+    if tuple(models) == PLACEHOLDER_MODELS:
+        return
+
+    def serves(model: str, upstream: str) -> bool:
+        uc = config.upstreams.get(upstream)
+        return model == upstream or (uc is not None and model == (uc.model or upstream))
+
+    if all(serves(m, u) for m, u in zip(models, upstreams)):
+        return
+    ids = [f"{u} (model {config.upstreams[u].model})" if u in config.upstreams and config.upstreams[u].model not in (None, u) else u
+           for u in upstreams]
+    swapped = len(models) == len(upstreams) and all(serves(m, u) for m, u in zip(models, reversed(upstreams)))
+    where = f"{config.source}: routers.{name}.upstreams" if config.source != "flags" else f"router {name} (--weak/--strong)"
+    log.warning(
+        "%s: router %s was trained on %s but serves %s%s: its scores hold for the models it was trained on; "
+        "check the upstreams are those (or alike), cheap -> strong",
+        where, path, " < ".join(models), " < ".join(ids), " (the same models, swapped)" if swapped else "",
+    )
 
 
 def _cpu_batch_size(path: str) -> int | None:

@@ -3,8 +3,9 @@
 One process loads the routers before it binds its port, so a bad router fails at once with a
 one-line error. With N workers the parent loads each router once to check it, then every worker
 loads its own copy before it accepts a connection (uvicorn needs an app factory, :func:`tela_core.serve.app.create_app_from_env`,
-which reads the settings from ``$TELA_SERVE_CONFIG``) and shares Prometheus metric files in
-``$PROMETHEUS_MULTIPROC_DIR``.
+which reads the settings from ``$TELA_SERVE_CONFIG``), shares Prometheus metric files in
+``$PROMETHEUS_MULTIPROC_DIR`` and registers in ``$TELA_SERVE_READY_DIR`` once up, so ``/ready``
+answers 200 only when all N are (:mod:`.readiness`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import tempfile
 from typing import Any
 
 from .config import ENV_VAR, ServeConfig
+from .readiness import READY_DIR_ENV
 
 __all__ = ["serve", "check_serve_extra"]
 
@@ -85,6 +87,8 @@ def serve(config: ServeConfig) -> None:
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         own_dir = tempfile.mkdtemp(prefix="tela-serve-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+    ready_dir = tempfile.mkdtemp(prefix="tela-serve-ready-")  # workers register here: /ready counts them
+    os.environ[READY_DIR_ENV] = ready_dir
     os.environ[ENV_VAR] = config.to_env()
     try:
         uvicorn.run(
@@ -93,3 +97,4 @@ def serve(config: ServeConfig) -> None:
     finally:
         if own_dir is not None:
             shutil.rmtree(own_dir, ignore_errors=True)
+        shutil.rmtree(ready_dir, ignore_errors=True)

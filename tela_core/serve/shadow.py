@@ -40,13 +40,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from tela_core.infra.errors import InputError
+from tela_core.infra.io import json_line_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
     from tela_core.components import Upstream
@@ -130,26 +130,27 @@ def _error_message(body: Any) -> str:
 
 class ShadowLog:
     """Append-only JSONL file: each batch of lines in one ``os.write`` to a file opened with
-    ``O_APPEND`` (whole lines only, never interleaved with another writer's)."""
+    ``O_APPEND`` (whole lines only, never interleaved with another writer's). A log moved away or
+    deleted is opened again at its path before the next batch (:class:`.logfile.AppendLog`);
+    :meth:`reopen` (SIGHUP) opens it again on demand."""
 
     def __init__(self, path: str | Path) -> None:
+        from .logfile import AppendLog
+
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._file = AppendLog(self.path, "shadow log")
 
     def write_lines(self, records: list[dict[str, Any]]) -> None:
         data = b"".join(
-            (json.dumps(r, ensure_ascii=False, separators=(",", ":"), default=str) + "\n").encode("utf-8") for r in records
+            json_line_bytes(r, default=str) for r in records  # strict JSON, one line for every reader (infra.io)
         )
-        view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+        self._file.write(data)
+
+    def reopen(self) -> None:
+        self._file.reopen()
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self._file.close()
 
 
 class Shadow:
@@ -332,8 +333,9 @@ class Shadow:
                 await asyncio.to_thread(self.log.write_lines, batch)
                 for r in batch:
                     self.metrics.shadowed.labels(r["router"]).inc()
-            except OSError:
-                log.exception("writing the shadow log %s failed (%d lines lost)", self.log.path, len(batch))
+            except OSError as e:  # a full disk: counted, one line in the server log
+                self.metrics.log_lines_lost.labels("shadow").inc(len(batch))
+                log.error("writing the shadow log %s failed (%s): %d line%s lost", self.log.path, e, len(batch), "" if len(batch) == 1 else "s")
             finally:
                 for _ in batch:
                     self._records.task_done()
