@@ -190,5 +190,12 @@ class UsesEmbedder:
             raise TelaError(f"{artifact_dir}: this router was trained with embedder {name!r}, not {wanted!r}: "
                             f"serve it with {name!r}, or train it again with --set family.embedder={wanted}")
         if "embedder" in manifest:  # routers from before embedders were components: minilm, unchecked
-            check_embedder(Path(artifact_dir), read_json(Path(artifact_dir) / "embedder.json"), self.embedder())
+            d = Path(artifact_dir)
+            record = read_json(d / "embedder.json")
+            recorded = record.get("name") if isinstance(record, dict) else None
+            listed = manifest["embedder"].get("name") if isinstance(manifest["embedder"], dict) else name
+            if recorded != name or listed != name:  # files of two trainings mixed in one folder
+                raise TelaError(f"{d / 'embedder.json'} names embedder {recorded!r}, but {d / 'tela.json'} names "
+                                f"{name if recorded != name else listed!r}: the router's files disagree; train it again")
+            check_embedder(d, record, self.embedder())
         return manifest
