@@ -32,26 +32,35 @@ class AppendLog:
     def __init__(self, path: str | Path, what: str) -> None:
         self.path = Path(path)
         self.what = what
+        self._spath = os.fspath(self.path)
         self._lock = threading.Lock()
+        self._id = (0, 0)  # (device, inode) of the open file
         self._fd = self._open()
 
     def _open(self) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self._spath, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        st = os.fstat(fd)
+        self._id = (st.st_dev, st.st_ino)
+        return fd
 
     def _moved(self) -> bool:
         """Whether the path no longer names the open file (moved away, deleted, replaced)."""
         try:
-            st = os.stat(self.path)
+            st = os.stat(self._spath)
         except FileNotFoundError:
             return True
-        own = os.fstat(self._fd)
-        return (st.st_dev, st.st_ino) != (own.st_dev, own.st_ino)
+        return (st.st_dev, st.st_ino) != self._id
 
     def _swap(self, why: str) -> None:
-        fd = self._open()
-        if self._fd >= 0:
-            os.close(self._fd)
+        old, old_id = self._fd, self._id
+        try:
+            fd = self._open()
+        except OSError:
+            self._id = old_id
+            raise
+        if old >= 0:
+            os.close(old)
         self._fd = fd
         log.info("%s %s: %s", self.what, self.path, why)
 
@@ -62,10 +71,11 @@ class AppendLog:
                 raise OSError(f"{self.what} {self.path} is closed")
             if self._moved():
                 self._swap("moved or deleted, opened again at its path")
-            view = memoryview(data)
-            while view:
-                n = os.write(self._fd, view)
-                view = view[n:]
+            n = os.write(self._fd, data)
+            if n < len(data):  # rare (a signal, a nearly full disk): write the rest
+                view = memoryview(data)[n:]
+                while view:
+                    view = view[os.write(self._fd, view):]
 
     def reopen(self) -> None:
         """Open the path again (SIGHUP), whether or not the file was rotated."""
