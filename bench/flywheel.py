@@ -61,7 +61,11 @@ def tela(*args: Any) -> str:
 
 
 def jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """The records of a JSONL file, split on "\\n" only: str.splitlines() also breaks at U+0085 and
+    U+2028/U+2029, which a JSON string may hold raw (two MMLU prompts do), and cut such records in two."""
+    from tela_core.infra.io import split_jsonl
+
+    return [json.loads(line) for line in split_jsonl(path.read_text(encoding="utf-8"))]
 
 
 def main() -> None:
@@ -153,17 +157,20 @@ def main() -> None:
                 pipe_s = time.perf_counter() - t0
                 recs = jsonl(judged / "records.jsonl")
                 truth = {f"t{i}": r for i, r in enumerate(pool[:n])}
-                assert len(recs) == n and all(rec["outcomes"] == {"mixtral": truth[rec["id"]].outcomes[weak_m],
-                                                                  "gpt4": truth[rec["id"]].outcomes[strong_m]} for rec in recs), \
+                # records name the models by id (the names after --model are how they were reached)
+                assert len(recs) == n and all(rec["outcomes"] == {"mixtral-8x7b-instruct": truth[rec["id"]].outcomes[weak_m],
+                                                                  "gpt-4-1106-preview": truth[rec["id"]].outcomes[strong_m]}
+                                              for rec in recs), \
                     "the judged outcomes differ from the outcome data"
                 asked = up.stats()
                 assert asked["asked_twice"] == 0 and asked["requests"] == 2 * n, asked
                 for fam in fams:
                     row = {"repeat": rep, "n": n, "family": fam, "public": base[fam], "random": rand, "pipeline_s": pipe_s}
-                    for arm, data_args in (("own", ["--data", judged / "records.jsonl", "--set", "source.models.weak=mixtral",
-                                                    "--set", "source.models.strong=gpt4"]),
+                    own = ["models.weak=mixtral-8x7b-instruct", "models.strong=gpt-4-1106-preview"]
+                    for arm, data_args in (("own", ["--data", judged / "records.jsonl", "--set", "source." + own[0],
+                                                    "--set", "source." + own[1]]),
                                            ("public+own", ["--data", out / "split" / "train.jsonl", "--data", judged / "records.jsonl",
-                                                           "--set", "source2.models.weak=mixtral", "--set", "source2.models.strong=gpt4"])):
+                                                           "--set", "source2." + own[0], "--set", "source2." + own[1]])):
                         d = rd / f"{fam}-{arm.replace('+', '-')}-{n}"
                         tela("run", *data_args, *fam_args(fam), "-o", d, "-q")
                         row[arm] = metrics.apgr(Router.load(d).score(ev_prompts), weak, strong)

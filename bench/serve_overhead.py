@@ -299,7 +299,7 @@ def main() -> None:
     serve_cfg.write_text(f"embedding_cache: {args.embedding_cache}\n"
                          + (f"inline_below_ms: {args.inline_below_ms}\n" if args.inline_below_ms is not None else ""))
 
-    prompts = [json.loads(line)["prompt"] for line in HELDOUT.read_text().splitlines() if line.strip()]
+    prompts = [json.loads(line)["prompt"] for line in HELDOUT.read_text(encoding="utf-8").split("\n") if line.strip()]
     families = [f for f in args.routers.split(",") if f]
     embedders = [e for e in args.embedders.split(",") if e]
     routers: dict[str, Path] = {}

@@ -53,3 +53,96 @@ def test_weights_of_one_keep_a_large_source_whole(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(mix, "MAX_WEIGHTED_ROWS", 10)
     records, _ = mix.weigh(list(range(50)), [0] * 25 + [1] * 25, [1, 0.4])
     assert len(records) == 25 + 10
+
+
+# -- item 12: characters other readers take for line breaks ---------------------------------------
+
+BREAKS = "\u0085\u2028\u2029"
+
+
+def _hostile_sample(tmp_path: Path, n: int = 3) -> tuple[Path, list[str]]:
+    """``n`` records of the seed sample whose prompts hold U+0085 (as two MMLU prompts do), U+2028
+    and U+2029, written as JSON escapes (so the input itself is readable by any reader)."""
+    import json
+
+    rows, prompts = [], []
+    for i, line in enumerate(sample_path().read_text(encoding="utf-8").split("\n")[:n]):
+        r = json.loads(line)
+        hostile = f"{r['prompt']}{BREAKS[i % 3]}(part {i}){BREAKS}"
+        r["messages"] = [{**m, "content": m["content"].replace(r["prompt"], hostile)} for m in r["messages"]]
+        r["prompt"] = hostile
+        rows.append(json.dumps(r))
+        prompts.append(hostile)
+    path = tmp_path / "hostile.jsonl"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path, prompts
+
+
+def _splitlines_records(path: Path) -> list[dict]:
+    """What a reader that splits on Unicode line breaks gets: Python's str.splitlines()."""
+    import json
+
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_jsonl_that_tela_writes_is_one_line_per_record_for_every_reader(tmp_path: Path, tela_cli: TelaCli) -> None:
+    """tela wrote these characters raw (ensure_ascii=False); str.splitlines() cut the records in two
+    (`JSONDecodeError: Unterminated string` in bench/flywheel.py)."""
+    data, prompts = _hostile_sample(tmp_path)
+    for command in (("data", "convert"), ("data", "sample", "--n", "3")):
+        out = tmp_path / f"{command[1]}.jsonl"
+        result = tela_cli(*command, data, out)
+        assert result.exit_code == 0, result.output
+        assert not any(ch in out.read_text(encoding="utf-8") for ch in BREAKS)
+        assert sorted(r["prompt"] for r in _splitlines_records(out)) == sorted(prompts)
+
+
+def test_collect_answers_with_line_break_characters_stay_one_line(tmp_path: Path) -> None:
+    """A prompt (and an answer) holding U+0085/U+2028: answers.jsonl is one line per prompt for
+    str.splitlines() too. The upstream is a STAND-IN (tela_core.testkit.replay_upstream)."""
+    import json
+
+    from tela_core.testkit.helpers import run_cli
+    from tela_core.testkit.replay_upstream import Recorded, ReplayUpstream
+
+    questions = ["What is 1 + 1?\u2028Say it.", "Line\u0085break: 2 + 2?", "Para\u2029graph 3 + 3?"]
+    rec = {m: {q: Recorded(f"{2 * (i + 1)}\u2028done", 10, 3, 1.0) for i, q in enumerate(questions)} for m in ("small", "big")}
+    prompts, out = tmp_path / "prompts.jsonl", tmp_path / "out"
+    prompts.write_text("".join(json.dumps({"prompt": q}) + "\n" for q in questions), encoding="utf-8")
+    with ReplayUpstream(rec) as up:
+        r = run_cli("collect", "--prompts", prompts, "--model", f"small={up.base_url}#small",
+                    "--model", f"big={up.base_url}#big", "-o", out)
+    assert r.exit_code == 0, r.output
+    rows = _splitlines_records(out / "answers.jsonl")
+    assert [row["messages"][-1]["content"] for row in rows] == questions
+    assert rows[0]["answers"]["small"]["text"] == "2\u2028done"
+
+
+def test_route_json_lines_and_serve_log_lines_stay_one_line(tmp_path: Path, tela_cli: TelaCli) -> None:
+    import json
+
+    from tela_core.infra.io import json_line_bytes
+
+    router = tmp_path / "router"
+    assert tela_cli("run", "--family", "length", "--data", sample_path(), "--output", router).exit_code == 0
+    result = tela_cli("route", "--router", router, "--json", f"one{BREAKS}prompt", f"two\u2028prompt")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["prompt"] for r in rows] == [f"one{BREAKS}prompt", "two\u2028prompt"]
+    # the decision and shadow logs of tela serve write each record with this function
+    line = json_line_bytes({"prompt": f"a{BREAKS}b", "w": float("nan")}).decode("utf-8")
+    assert len(line.splitlines()) == 1 and json.loads(line) == {"prompt": f"a{BREAKS}b", "w": None}
+
+
+def test_the_flywheel_bench_reads_jsonl_by_newline_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/flywheel.py read tela's answers with str.splitlines() and crashed at the second draw.
+    It now splits on "\\n" only, so even a file with the characters raw (an older tela, another
+    tool) reads whole."""
+    import json
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
+    flywheel = pytest.importorskip("flywheel")
+    raw = tmp_path / "raw.jsonl"
+    records = [{"prompt": f"q{i}{BREAKS}", "n": i} for i in range(3)]
+    raw.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    assert flywheel.jsonl(raw) == records

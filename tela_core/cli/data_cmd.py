@@ -7,7 +7,6 @@ anything is written. Outputs are written atomically and never replace a file wit
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -150,7 +149,9 @@ def check(file: Path, source_name: str, weak_model: str | None, strong_model: st
     if dups.warning():
         click.echo(dups.warning(), err=True)
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        from tela_core.infra.io import dumps_json
+
+        click.echo(dumps_json(summary, indent=2, ensure_ascii=True))
     else:
         _print_summary(file, summary)
 
@@ -381,7 +382,9 @@ def list_datasets(as_json: bool) -> None:
     entries = [e for e, _ in sorted(get_registry().datasets.values(), key=lambda ep: ep[0].name)]
     if as_json:
         rows = [{**e.to_json(), "in_cache": installed(e) is not None, "path": str(dataset_dir(e.name))} for e in entries]
-        click.echo(json.dumps(rows, indent=2))
+        from tela_core.infra.io import dumps_json
+
+        click.echo(dumps_json(rows, indent=2, ensure_ascii=True))
         return
     if not tables.stdout_is_terminal():  # piped: one full line per dataset
         tables.print_rows(("name", "source", "license", "revision", "files", "state", "description"),

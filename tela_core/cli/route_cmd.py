@@ -8,7 +8,6 @@ names: per prompt it prints the score distribution, the expected score, w and th
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -61,6 +60,7 @@ def route(
     from tela_core.routing.artifact import read_manifest
     from tela_core.infra.errors import TelaError
     from tela_core.data.prompt_lines import read_prompt_file, read_prompt_lines
+    from tela_core.infra.io import json_line
 
     if threshold is not None:
         refuse_unused("--threshold routes with the threshold policy", "policy_name", "policy_sets")
@@ -103,7 +103,7 @@ def route(
         )
     if as_json:
         for row in rows:
-            click.echo(json.dumps(row, ensure_ascii=False))
+            click.echo(json_line(row, nonfinite="null"))
         return
     spec = dict(r.policy_spec)
     if threshold is not None:

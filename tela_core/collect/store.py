@@ -28,10 +28,11 @@ JOURNAL_NAME = ".journal.jsonl"
 
 
 def _dumps(obj: Any) -> str:
-    try:
-        return json.dumps(obj, ensure_ascii=False, allow_nan=False)
-    except UnicodeEncodeError:  # pragma: no cover - lone surrogates: keep them escaped
-        return json.dumps(obj, allow_nan=False)
+    """One journal line: strict JSON (a NaN/Infinity, e.g. a cost past a double's range, is null:
+    a paid answer is never lost to it), one line for every reader (:func:`~tela_core.infra.io.json_line`)."""
+    from tela_core.infra.io import json_line
+
+    return json_line(obj, nonfinite="null")
 
 
 class Journal:
@@ -153,7 +154,7 @@ class OutputDir:
         """Write the final file ``name`` atomically; the journal stays until :meth:`done`."""
         from tela_core.infra.io import write_jsonl
 
-        return write_jsonl(self.folder / name, rows)
+        return write_jsonl(self.folder / name, rows, nonfinite="null")
 
     def done(self) -> None:
         """The final files hold everything the journal did: remove it."""

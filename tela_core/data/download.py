@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 from tela_core.data.catalogue import DatasetEntry, RemoteFile
 from tela_core.infra.errors import TelaError
+from tela_core.infra.io import dumps_json
 
 __all__ = [
     "MANIFEST",
@@ -283,7 +284,7 @@ def _fetch_locked(
         "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "files": files,
     }
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    (staging / MANIFEST).write_text(dumps_json(manifest, indent=2) + "\n", encoding="utf-8")
     _promote(staging, final)
     return FetchResult(entry, final, manifest, fetched=True)
 

@@ -149,12 +149,12 @@ def _plugin_refs() -> list[dict[str, Any]]:
 
 
 def _write_job(work: Path, spec: dict[str, Any], prompts: Sequence[str]) -> None:
-    from tela_core.infra.io import atomic_open, atomic_write_json
+    from tela_core.infra.io import atomic_open, atomic_write_json, json_line
 
     work.mkdir(parents=True, exist_ok=True)
     with atomic_open(work / "prompts.jsonl", "w") as fh:
         for p in prompts:
-            fh.write(json.dumps(p, ensure_ascii=False) + "\n")
+            fh.write(json_line(p) + "\n")
     atomic_write_json(work / "job.json", spec)
 
 

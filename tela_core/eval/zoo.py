@@ -9,7 +9,6 @@ train part (timed), ``score`` the eval prompts (timed), and evaluate the scores 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -299,4 +298,6 @@ def _plot(result: ZooResult, path: Path) -> None:
 
 def result_table_json(result: ZooResult) -> str:
     """The comparison as JSON (for ``tela zoo --json``)."""
-    return json.dumps(asdict(result), indent=2)
+    from tela_core.infra.io import dumps_json
+
+    return dumps_json(asdict(result), indent=2)  # an undefined metric is null, as in results.json

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any, Iterable, Iterator, Literal
 
 from tela_core.infra.errors import TelaError
 
 __all__ = [
     "atomic_open", "atomic_write_text", "atomic_write_json", "write_jsonl", "check_can_write", "check_dir_writable",
+    "dumps_json", "json_line", "json_line_bytes", "split_jsonl", "NonFiniteError",
     "partial_dir", "remove_stale_partials", "replace_dir", "staged_dir",
 ]
 
@@ -104,22 +107,126 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         fh.write(text)
 
 
-def atomic_write_json(path: str | Path, data: Any) -> None:
-    """Write ``data`` as indented JSON to ``path`` atomically."""
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+# -- strict JSON ---------------------------------------------------------------------------------
+# Every JSON file tela writes is standard JSON: no NaN or Infinity (Python writes them unless told
+# not to; every other reader refuses them), and no raw U+0085, U+2028 or U+2029 in a JSONL line
+# (JSON allows them raw inside strings, but readers that split lines on Unicode line breaks, such
+# as Python's str.splitlines(), cut such a record in two). The writers below are the one place that
+# decides both; tela's readers split JSONL on "\n" only.
+
+Nonfinite = Literal["null", "error"]
+
+#: characters JSON leaves raw that Unicode-aware line splitters break lines at (the C0 ones JSON escapes)
+_UNICODE_BREAKS = re.compile("[\u0085\u2028\u2029]")
+_BREAK_ESCAPES = {"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
 
-def write_jsonl(path: str | Path, objects: Iterable[Any]) -> int:
-    """Write one JSON object per line to ``path`` atomically; return how many were written."""
+class NonFiniteError(TelaError):
+    """A value JSON cannot hold (NaN, Infinity) where the file's writer allows no null in its place;
+    the message names the file (or what is written) and the field."""
+
+
+def _first_nonfinite(obj: Any, where: str = "") -> tuple[str, float] | None:
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else (where or "the value", obj)
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            hit = _first_nonfinite(v, f"{where}.{k}" if where else str(k))
+            if hit:
+                return hit
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            hit = _first_nonfinite(v, f"{where}[{i}]")
+            if hit:
+                return hit
+    return None
+
+
+def finite_or_null(obj: Any) -> Any:
+    """``obj`` with every NaN/Infinity float (in nested dicts, lists and tuples) replaced by ``None``."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_null(v) for v in obj]
+    return obj
+
+
+def escape_line_breaks(text: str) -> str:
+    """``text`` (JSON) with U+0085, U+2028 and U+2029 written as ``\\uXXXX`` escapes: the same JSON
+    value, on one line for every reader."""
+    return _UNICODE_BREAKS.sub(lambda m: _BREAK_ESCAPES[m.group(0)], text) if _UNICODE_BREAKS.search(text) else text
+
+
+def dumps_json(obj: Any, *, nonfinite: Nonfinite = "null", what: str = "", indent: int | None = None,
+               ensure_ascii: bool = False, sort_keys: bool = False, default: Any = None,
+               separators: tuple[str, str] | None = None) -> str:
+    """``obj`` as strict JSON text: NaN/Infinity become ``null`` (``nonfinite="null"``: a metric
+    that is undefined) or raise :class:`NonFiniteError` naming ``what`` and the field
+    (``"error"``: a value that must be a number); U+0085/U+2028/U+2029 are escaped, so the text is
+    one line unless ``indent`` asks for more. Other arguments as :func:`json.dumps`."""
+    kw: dict[str, Any] = dict(ensure_ascii=ensure_ascii, indent=indent, sort_keys=sort_keys, default=default,
+                              separators=separators, allow_nan=False)
+    try:
+        text = json.dumps(obj, **kw)
+    except ValueError as e:
+        if "Out of range float" not in str(e):
+            raise
+        if nonfinite == "error":
+            field, value = _first_nonfinite(obj) or ("a value", math.nan)
+            prefix = f"{what}: " if what else ""
+            raise NonFiniteError(f"{prefix}{field} is {value}, which JSON cannot hold (no NaN or Infinity)") from None
+        text = json.dumps(finite_or_null(obj), **kw)
+    return text if ensure_ascii else escape_line_breaks(text)
+
+
+def json_line(obj: Any, *, nonfinite: Nonfinite = "error", what: str = "", default: Any = None,
+              separators: tuple[str, str] | None = None) -> str:
+    """One JSONL line for ``obj`` (without the newline): UTF-8 text as it is, U+0085/U+2028/U+2029
+    escaped, strict numbers (:func:`dumps_json`). A lone surrogate (no UTF-8 holds one) is kept as
+    its ``\\ud800`` escape."""
+    line = dumps_json(obj, nonfinite=nonfinite, what=what, default=default, separators=separators)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate in a key tela does not read: keep it escaped
+        line = dumps_json(obj, nonfinite=nonfinite, what=what, default=default, separators=separators, ensure_ascii=True)
+    return line
+
+
+def json_line_bytes(obj: Any, *, nonfinite: Nonfinite = "null", default: Any = None,
+                    separators: tuple[str, str] | None = (",", ":")) -> bytes:
+    """:func:`json_line` as UTF-8 bytes with its newline, for logs appended line by line (a NaN is
+    ``null`` by default: a log line is never lost to a value JSON cannot hold)."""
+    line = dumps_json(obj, nonfinite=nonfinite, default=default, separators=separators)
+    try:
+        return (line + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        return (dumps_json(obj, nonfinite=nonfinite, default=default, separators=separators, ensure_ascii=True) + "\n").encode("utf-8")
+
+
+def split_jsonl(text: str) -> list[str]:
+    """The non-blank lines of JSONL ``text``, split on ``"\\n"`` only: never on the other characters
+    :meth:`str.splitlines` breaks at (U+0085, U+2028, ...), which a JSON string may hold raw."""
+    return [line for line in text.split("\n") if line.strip()]
+
+
+def atomic_write_json(path: str | Path, data: Any, *, nonfinite: Nonfinite = "null") -> None:
+    """Write ``data`` as indented, strict JSON to ``path`` atomically. NaN/Infinity are written as
+    ``null`` (an undefined metric), or with ``nonfinite="error"`` (a router file, a run's settings)
+    refused with a :class:`NonFiniteError` naming the file and the field, before anything is written."""
+    atomic_write_text(path, dumps_json(data, nonfinite=nonfinite, what=str(path), indent=2, ensure_ascii=True,
+                                       default=str) + "\n")
+
+
+def write_jsonl(path: str | Path, objects: Iterable[Any], *, nonfinite: Nonfinite = "error") -> int:
+    """Write one JSON object per line to ``path`` atomically (:func:`json_line`: strict JSON, one
+    line for every reader); return how many were written. A NaN/Infinity is refused naming the file,
+    the record's line and the field (``nonfinite="null"`` writes it as ``null``)."""
     n = 0
     with atomic_open(path) as fh:
         for obj in objects:
-            line = json.dumps(obj, ensure_ascii=False, allow_nan=False)
-            try:
-                line.encode("utf-8")
-            except UnicodeEncodeError:  # a lone surrogate in a key tela does not read: keep it escaped
-                line = json.dumps(obj, allow_nan=False)
-            fh.write(line + "\n")
+            fh.write(json_line(obj, nonfinite=nonfinite, what=f"{path}:{n + 1}") + "\n")
             n += 1
     return n
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tela_core.infra.errors import TelaError
+from tela_core.infra.io import dumps_json
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -302,7 +303,7 @@ def convert_gguf(gguf: Path) -> Path:
         plain.generation_config = loaded.generation_config
         plain.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
-        (tmp / "tela-source.json").write_text(json.dumps({"gguf": str(gguf)}) + "\n", encoding="utf-8")
+        (tmp / "tela-source.json").write_text(dumps_json({"gguf": str(gguf)}) + "\n", encoding="utf-8")
         try:
             tmp.rename(target)
         except OSError:  # another process finished first

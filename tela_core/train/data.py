@@ -10,12 +10,11 @@ seed's sample and train/eval split (:mod:`tela_core.data.sampling`, ``cfg.seed``
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from tela_core.infra.errors import TelaError
-from tela_core.infra.io import atomic_write_text
+from tela_core.infra.io import atomic_write_text, json_line
 from .config import RunConfig
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -207,4 +206,4 @@ def prepare_data(
 def write_rows(run_dir: Path, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
     """Write formatted rows as JSONL files (name -> rows) into ``run_dir``, each atomically."""
     for name, part in rows.items():
-        atomic_write_text(run_dir / name, "".join(json.dumps(row) + "\n" for row in part))
+        atomic_write_text(run_dir / name, "".join(json_line(row, what=f"{run_dir / name}") + "\n" for row in part))

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from tela_core.infra.errors import TelaError
-from tela_core.infra.io import atomic_write_json, atomic_write_text
+from tela_core.infra.io import atomic_write_json, atomic_write_text, split_jsonl
 from .config import RunConfig
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ def launch_workers(
     atomic_write_json(run_dir / "worker.json", dict(spec))
     progress_file = run_dir / "progress.jsonl"
     attempts = run_dir / "attempts.jsonl"
-    n_attempts = len(attempts.read_text().splitlines()) if attempts.exists() else 0
+    n_attempts = len(split_jsonl(attempts.read_text(encoding="utf-8"))) if attempts.exists() else 0
     offset = progress_file.stat().st_size if progress_file.exists() else 0
     cmd = launcher_command(module, run_dir, processes, hostfile, nodes)
     log_path = run_dir / "train.log"
@@ -205,7 +205,7 @@ def launch_workers(
     if proc.returncode != 0:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
         raise TelaError(f"training failed (exit {proc.returncode}); last lines of {log_path}:\n{tail}")
-    lines = attempts.read_text().splitlines() if attempts.exists() else []
+    lines = split_jsonl(attempts.read_text(encoding="utf-8")) if attempts.exists() else []
     if len(lines) <= n_attempts and nodes.multi:  # rank 0 lives on another node and wrote there
         return {"rank0": False, "nnodes": nodes.nnodes, "node_rank": nodes.node_rank}
     if len(lines) <= n_attempts:
@@ -279,7 +279,7 @@ def _stream(proc: subprocess.Popen, progress_file: Path, offset: int, quiet: boo
                     # only consume complete lines
                     cut = chunk.rfind("\n") + 1
                     pos += len(chunk[:cut].encode())
-                for line in chunk[:cut].splitlines():
+                for line in split_jsonl(chunk[:cut]):
                     try:
                         ev = json.loads(line)
                     except json.JSONDecodeError:

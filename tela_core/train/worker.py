@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tela_core.infra.io import dumps_json, json_line, split_jsonl
+
 __all__ = ["main", "last_complete_checkpoint"]
 
 
@@ -54,7 +56,7 @@ def _attn_implementation() -> str:
 
 def _append_json(path: Path, obj: dict[str, Any]) -> None:
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(obj) + "\n")
+        fh.write(json_line(obj, nonfinite="null") + "\n")  # a loss that went NaN is logged as null
         fh.flush()
 
 
@@ -123,7 +125,7 @@ def main(run_dir: str) -> None:
     def load(path: str | None) -> Dataset | None:
         if not path:
             return None
-        rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = [json.loads(line) for line in split_jsonl(Path(path).read_text(encoding="utf-8"))]
         return Dataset.from_list(
             [{"prompt": r["prompt"], "completion": r["completion"], "tela_idx": i} for i, r in enumerate(rows)]
         )
@@ -206,7 +208,7 @@ def main(run_dir: str) -> None:
         def on_train_end(self, args, state, control, **kw):  # noqa: ANN001
             seen_dir = run / "seen"
             seen_dir.mkdir(exist_ok=True)
-            (seen_dir / f"rank{rank}.json").write_text(json.dumps({"rank": rank, "world": world, "ids": seen}) + "\n")
+            (seen_dir / f"rank{rank}.json").write_text(dumps_json({"rank": rank, "world": world, "ids": seen}) + "\n", encoding="utf-8")
 
     from .loss import sft_trainer_class
 
@@ -255,7 +257,7 @@ def main(run_dir: str) -> None:
         }
         _append_json(run / "attempts.jsonl", record)
         # training is complete: a rerun (e.g. after a kill during post-processing) does not redo it
-        (run / "trained.json").write_text(json.dumps(record) + "\n", encoding="utf-8")
+        (run / "trained.json").write_text(dumps_json(record) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":  # pragma: no cover

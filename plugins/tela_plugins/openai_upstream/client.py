@@ -80,8 +80,13 @@ class OpenAIUpstream(Upstream):
 
         import aiohttp
 
+        from tela_core.infra.io import NonFiniteError, json_line
+
         session = self._http()
-        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        try:  # strict JSON: a NaN (say a temperature) is never sent as the non-JSON `NaN`
+            payload = json_line(body, what="request body", separators=(",", ":")).encode("utf-8")
+        except NonFiniteError as e:
+            raise UpstreamError(f"{self._url}: {e}", reason="error") from None
         try:
             response = await session.post(self._url, data=payload, headers=self._headers, proxy=self._proxy)
         except asyncio.TimeoutError:
