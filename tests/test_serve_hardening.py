@@ -309,3 +309,20 @@ def test_ready_with_workers_waits_for_all_of_them(router_dir, upstreams, tmp_pat
     finally:
         other.kill()
         other.wait()
+
+
+def test_nan_and_infinity_in_a_body_are_a_400(router_dir, upstreams, tmp_path):
+    """Python's parser takes ``NaN``/``Infinity``, which are not JSON: forwarded, they went upstream
+    (and into the shadow log) as text no strict JSON reader takes."""
+    from starlette.testclient import TestClient
+
+    from tela_core.serve.app import create_app
+
+    cfg = _config(router_dir, upstreams, tmp_path)
+    with TestClient(create_app(cfg)) as client:
+        for constant in ("NaN", "Infinity", "-Infinity"):
+            body = json.dumps(_chat())[:-1] + f', "temperature": {constant}}}'
+            r = client.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+            assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", r.text
+            assert constant in r.json()["error"]["message"]
+    assert upstreams["small"].calls == upstreams["big"].calls == 0

@@ -38,6 +38,12 @@ RETRY_STATUSES = frozenset({401, 403, 408, 409, 425, 429}) | frozenset(range(500
 MAX_JSON_DEPTH = 256
 
 
+def _no_constant(name: str) -> Any:
+    """``NaN``, ``Infinity`` and ``-Infinity`` are not JSON: refused (forwarded, they would reach the
+    upstream and the shadow log as text no strict JSON reader takes)."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _too_deep(raw: bytes, body: Any) -> bool:
     """Whether ``body`` (parsed from ``raw``) nests arrays and objects more than
     :data:`MAX_JSON_DEPTH` deep. Bodies with fewer brackets than that (nearly all) are not walked."""
@@ -78,7 +84,7 @@ class ChatHandler:
             chunks.append(chunk)
         raw = b"".join(chunks)
         try:
-            body = json.loads(raw)
+            body = json.loads(raw, parse_constant=_no_constant)
         except (ValueError, UnicodeDecodeError) as e:
             raise RequestError(400, f"the request body is not valid JSON: {e}", code="invalid_json") from None
         except RecursionError:  # deeper than Python's parser goes: the client's error, not ours
