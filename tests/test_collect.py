@@ -108,11 +108,12 @@ def test_collect_from_a_data_source_replays_real_models_answers(tmp_path: Path) 
                 real_cost[(m, obj["question"])] = obj["evaluation_result"]["inference_cost"]
         for row in rows:
             q = row["messages"][-1]["content"]
-            assert row["answers"]["haiku"]["text"] == up.recorded[HAIKU][q].text
-            assert row["answers"]["gemini"]["text"] == up.recorded[GEMINI][q].text
+            # answers are kept by model id (the names are how they were reached: "upstream")
+            assert row["answers"][HAIKU]["text"] == up.recorded[HAIKU][q].text and row["answers"][HAIKU]["upstream"] == "haiku"
+            assert row["answers"][GEMINI]["text"] == up.recorded[GEMINI][q].text
             # usage x the price list is what RouterArena recorded as each call's real cost
-            assert row["answers"]["haiku"]["cost"] == pytest.approx(real_cost[(HAIKU, q)])
-            assert row["answers"]["gemini"]["cost"] == pytest.approx(real_cost[(GEMINI, q)])
+            assert row["answers"][HAIKU]["cost"] == pytest.approx(real_cost[(HAIKU, q)])
+            assert row["answers"][GEMINI]["cost"] == pytest.approx(real_cost[(GEMINI, q)])
         assert max(up.requests_for(HAIKU).values()) == 1
 
 

@@ -168,7 +168,7 @@ def test_the_flywheel_end_to_end(tmp_path: Path, replay: ReplayUpstream) -> None
         f"  haiku: {{base_url: '{url}', model: {HAIKU}, price_input: 0.25, price_output: 1.25}}\n"
         f"  judge: {{base_url: '{url}', model: gpt-4o, price_input: 2.5, price_output: 10}}\n", encoding="utf-8")
     models = ["--config", "serve.yaml", "--model", "flash", "--model", "haiku"]
-    pair = ["--set", "source.models.weak=flash", "--set", "source.models.strong=haiku"]
+    pair = ["--set", f"source.models.weak={FLASH}", "--set", f"source.models.strong={HAIKU}"]  # models are named by id
 
     # collect: every prompt, each model once, with the recorded answers and their costs
     _tela(tmp_path, "collect", "--prompts", "prompts.jsonl", *models, "--max-cost", 1, "-o", "answers")
@@ -176,8 +176,8 @@ def test_the_flywheel_end_to_end(tmp_path: Path, replay: ReplayUpstream) -> None
     assert len(rows) == 120
     for q, row in zip(first, rows):
         for name, model in (("flash", FLASH), ("haiku", HAIKU)):
-            a = row["answers"][name]
-            assert a["error"] is None and a["text"] == replay.recorded[model][q].text and a["cost"] > 0
+            a = row["answers"][model]
+            assert a["error"] is None and a["text"] == replay.recorded[model][q].text and a["cost"] > 0 and a["upstream"] == name
     assert max(replay.requests_for(FLASH).values()) == 1 and max(replay.requests_for(HAIKU).values()) == 1
 
     # judge: every answer rated by the (stand-in) judge model; the labels are the weak model's rating
@@ -188,21 +188,21 @@ def test_the_flywheel_end_to_end(tmp_path: Path, replay: ReplayUpstream) -> None
     for q, rec in zip(first, records):
         k = 1 + round(4 * (replay.recorded[FLASH][q].score or 0.0))
         assert rec["prompt"] == q and rec["messages"][-1]["content"] == f"[[{k}]]"
-        assert rec["outcomes"]["flash"] == (k - 1) / 4 and set(rec["costs"]) == {"flash", "haiku"}
+        assert rec["outcomes"][FLASH] == (k - 1) / 4 and set(rec["costs"]) == {FLASH, HAIKU}
 
     # run and eval: a router on the records, judged on the first 100 / last 20 split
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[:100]), encoding="utf-8")
     (tmp_path / "heldout.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[100:]), encoding="utf-8")
     _tela(tmp_path, "run", "--data", "train.jsonl", "--family", "length", *pair, "-o", "v1")
     manifest = json.loads((tmp_path / "v1" / "tela.json").read_text())
-    assert (manifest["weak"], manifest["strong"], manifest["train_records"]) == ("flash", "haiku", 100)
+    assert (manifest["weak"], manifest["strong"], manifest["train_records"]) == (FLASH, HAIKU, 100)
     _tela(tmp_path, "eval", "--router", "v1", "--data", "heldout.jsonl", "-o", "v1-eval")
     assert json.loads((tmp_path / "v1-eval" / "report.json").read_text())
 
     # serve with shadow mode on every request, through a link a new version can replace
     os.symlink("v1", tmp_path / "live")
     with open(tmp_path / "serve.yaml", "a", encoding="utf-8") as fh:
-        fh.write("routers:\n  mine: {path: live, shadow: 1.0}\nshadow_log: shadow.jsonl\nlog_prompts: true\n"
+        fh.write("routers:\n  mine: {path: live, upstreams: [flash, haiku], shadow: 1.0}\nshadow_log: shadow.jsonl\nlog_prompts: true\n"
                  "admin_token_env: TELA_ADMIN_TOKEN\n")
     calls_before = replay.stats()["requests"]
     port = _free_port()
@@ -214,7 +214,7 @@ def test_the_flywheel_end_to_end(tmp_path: Path, replay: ReplayUpstream) -> None
         assert len(shadow) == len(live)
         assert replay.stats()["requests"] - calls_before == 2 * len(live)  # the user's call and one shadow call each
         for row in shadow:
-            assert set(row["answers"]) == {"flash", "haiku"} and all(a["error"] is None for a in row["answers"].values())
+            assert set(row["answers"]) == {FLASH, HAIKU} and all(a["error"] is None for a in row["answers"].values())
 
         # collect --from-log asks nothing: both answers of every logged request are in the log
         calls_before = replay.stats()["requests"]
@@ -224,8 +224,8 @@ def test_the_flywheel_end_to_end(tmp_path: Path, replay: ReplayUpstream) -> None
         assert {r["messages"][-1]["content"] for r in live_rows} == set(live)
         for r in live_rows:
             q = r["messages"][-1]["content"]
-            assert r["answers"]["flash"]["text"] == replay.recorded[FLASH][q].text
-            assert r["answers"]["haiku"]["text"] == replay.recorded[HAIKU][q].text
+            assert r["answers"][FLASH]["text"] == replay.recorded[FLASH][q].text
+            assert r["answers"][HAIKU]["text"] == replay.recorded[HAIKU][q].text
 
         _tela(tmp_path, "judge", "--answers", "answers-live", "--judge", "llm-judge", "--judge-model", "judge",
               "--config", "serve.yaml", "--set", "judge.rate=all", "-o", "judged-live")

@@ -293,7 +293,7 @@ def test_collect_then_judge_on_real_answers(tmp_path: Path) -> None:
             sh, sg = up.recorded[HAIKU][q].score, up.recorded[GEMINI][q].score
             if sh is not None and sg is not None and sh != sg:
                 decided += 1
-                assert rec["outcomes"]["haiku"] == (1.0 if sh > sg else 0.0)
+                assert rec["outcomes"][HAIKU] == (1.0 if sh > sg else 0.0)  # records name the model id
                 assert rec["messages"][-1]["content"] == ("[[5]]" if sh > sg else "[[1]]")
         assert decided > 0
         assert run_cli("data", "check", out / "records.jsonl").exit_code == 0

@@ -78,8 +78,10 @@ def collect(data: Path | None, source_name: str, source_sets: tuple[str, ...], p
     """Ask each model for its answer to each prompt; write OUTPUT/answers.jsonl (for tela judge).
 
     Resumable: rerun the same command after a kill (or a budget stop) and only the missing answers
-    are asked; an answer is never asked for twice. The cost estimate is printed before the first
-    call; --max-cost stops cleanly at a budget.
+    are asked: an answer received is never asked again; at most the calls in flight at a kill are
+    asked again (their answers never arrived). With --from-log the answers in the log are kept, by
+    model id whatever the names. The cost estimate is printed before the first call; --max-cost
+    stops cleanly at a budget.
 
     \b
     Examples:
@@ -144,6 +146,11 @@ def _print_estimate(err: Any, plan: Any, est: dict[str, Any], engine: Any, repea
         extra.append(f"{repeats} repeated prompts asked once")
     if notes.get("without_prompt"):
         extra.append(f"{notes['without_prompt']} logged requests without a prompt skipped")
+    if plan.from_log:
+        extra.append(f"{plan.from_log} of the answers from the log")
+    other = plan.notes.get("log_answers_of_other_models") or {}
+    if other:
+        extra.append(f"{sum(other.values())} logged answers of models not asked left out ({', '.join(sorted(other))})")
     click.echo(f"{n_rows} prompts x {n_models} models ({', '.join(plan.models)}): {plan.reused} answers already here, "
                f"{len(plan.jobs)} to ask{' (' + str(plan.retrying_errors) + ' after an error)' if plan.retrying_errors else ''}"
                f"{'; ' + '; '.join(extra) if extra else ''}", file=err)
@@ -179,6 +186,9 @@ def _finish(out: Any, plan: Any, stats: Any, engine: Any, started: float, est: M
         "answers": answered,
         "errors": errors,
         "missing": len(plan.rows) * len(plan.models) - answered - errors,
+        "from_log": sum(1 for r in rows for m in plan.models if isinstance(r["answers"].get(m), dict)
+                        and r["answers"][m].get("from_log") and r["answers"][m].get("text") is not None),
+        "asked": stats.asked if stats is not None else 0,
         "this_run": None,
         "cost_total": total_cost,
         "estimate": est.get("cost"),
@@ -193,7 +203,8 @@ def _finish(out: Any, plan: Any, stats: Any, engine: Any, started: float, est: M
             "completion_tokens": stats.completion_tokens, "cost": stats.cost,
             "calls_sent": dict(engine.sent), "retries": dict(engine.retried), "seconds": round(stats.seconds, 3),
         }
-    unchanged = stats is None and not out.journal.path.exists() and out.path(ANSWERS_NAME).exists()
+    unchanged = (stats is None and not out.journal.path.exists() and out.path(ANSWERS_NAME).exists()
+                 and not plan.notes.get("rekeyed"))
     if rows and not unchanged:
         out.write_final(ANSWERS_NAME, rows)
         if write_summary:
@@ -215,8 +226,8 @@ def _print_summary(s: Mapping[str, Any], output: Path) -> None:
     if s["stopped"] == "budget":
         click.echo(f"stopped at the budget ({money(s['max_cost'])}, --max-cost): {s['missing']} answers not asked; "
                    f"rerun with a higher --max-cost to continue")
-    click.echo(f"{s['answers']} answers, {s['errors']} errors, {s['missing']} missing over {s['prompts']} prompts; "
-               f"{money(s['cost_total'])} in all")
+    click.echo(f"{s['answers']} answers ({s['from_log']} from the log, {s['asked']} asked by this run), {s['errors']} errors, "
+               f"{s['missing']} missing over {s['prompts']} prompts; {money(s['cost_total'])} in all")
     if s.get("file"):
         click.echo(f"wrote {s['file']}")
     if s["errors"]:

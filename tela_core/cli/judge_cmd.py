@@ -97,7 +97,7 @@ def judge(answers_path: Path, judge_name: str, sets: tuple[str, ...], judge_mode
                  --agreement reference --sample 200 -o runs/agreement
     """
     from ..collect.endpoints import resolve_models
-    from ..collect.inputs import read_answers
+    from ..collect.inputs import model_named, read_answers
     from ..collect.store import OutputDir
     from ..collect.verdicts import JUDGEMENTS_NAME, RECORDS_NAME, AGREEMENT_NAME, judge_all, judge_tasks, previous_judgements
     from ..data.sampling import subsample
@@ -110,7 +110,8 @@ def judge(answers_path: Path, judge_name: str, sets: tuple[str, ...], judge_mode
         if options["agreement"]:
             raise TelaError("--set agreement.KEY=VALUE goes with --agreement NAME")
     rows, models = read_answers(answers_path)
-    weak, strong = _pair(models, weak_model, strong_model, answers_path)
+    # a model is named by its id; the upstream name it was collected through is taken too
+    weak, strong = _pair(models, model_named(weak_model, rows, models), model_named(strong_model, rows, models), answers_path)
     judges = {"judge": _make_judge(judge_name, options["judge"])}
     if agreement_name is not None:
         judges["agreement"] = _make_judge(agreement_name, options["agreement"])

@@ -8,6 +8,12 @@ the moment it arrives, and :func:`final_rows` gives the answers file's rows in i
 
 An answer is reused when its row has the same messages and it came from the same model id; an
 answer that ended in an error is asked again on the next run (it was never received).
+
+One identity per model: answers are keyed by the model id (:func:`answer_keys`), whatever name
+reached it. An answer read from a log (keyed by the router's name for the model, with the upstream
+that gave it) or from an earlier run keyed by an upstream name is filed under that model's id
+(:func:`canonical_key`), so a logged answer is never asked again however the names differ, and
+every later file (records, routers) names each model once.
 """
 
 from __future__ import annotations
@@ -16,20 +22,29 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
+from tela_core.infra.errors import TelaError
+
 from .budget import estimate_prompt_tokens
 from .calls import Call, Engine, Reply
 from .inputs import PromptRow, row_id
 from .store import OutputDir
 
-__all__ = ["AnswerJob", "AnswerPlan", "plan_answers", "collect_answers", "final_rows", "spent_on"]
+__all__ = ["AnswerJob", "AnswerPlan", "plan_answers", "collect_answers", "final_rows", "spent_on", "answer_keys",
+           "canonical_key"]
 
 
 @dataclass(frozen=True)
 class AnswerJob:
-    """One answer to get: row ``index`` of the plan, from model ``model``."""
+    """One answer to get: row ``index`` of the plan, from model ``model`` (its id, the answer's key),
+    asked through the engine's endpoint ``endpoint`` (the upstream or ``--model`` name)."""
 
     index: int
     model: str
+    endpoint: str = ""
+
+    @property
+    def via(self) -> str:
+        return self.endpoint or self.model
 
 
 @dataclass
@@ -41,6 +56,8 @@ class AnswerPlan:
     """Answers already in the output (earlier runs, the journal) or read from a log."""
     retrying_errors: int = 0
     """Answers that ended in an error last time and are asked again."""
+    from_log: int = 0
+    """Of ``reused``, the answers read from ``tela serve``'s logs."""
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -51,46 +68,109 @@ def _usable(answer: Any, model_id: str | None) -> bool:
     return got is None or model_id is None or got == model_id
 
 
+def answer_keys(model_ids: Mapping[str, str | None]) -> dict[str, str]:
+    """Each model's key in the answers file, by the name it is asked through (an upstream of the
+    config, or ``NAME`` of ``--model NAME=URL#ID``): its model id (the name when it has none). Two
+    names that ask the same model id are refused: they would be one model under two names."""
+    keys: dict[str, str] = {}
+    first: dict[str, str] = {}
+    for name, mid in model_ids.items():
+        key = str(mid) if mid else str(name)
+        if key in first:
+            raise TelaError(f"--model {first[key]} and --model {name} both ask the model {key!r}; answers are kept by "
+                            f"model id, so ask each model once")
+        first[key] = str(name)
+        keys[str(name)] = key
+    return keys
+
+
+def canonical_key(key: str, answer: Any, keys: Mapping[str, str]) -> str | None:
+    """The model id an answer stored under ``key`` belongs to, given ``keys`` (name -> model id of
+    the models asked), or None when it is none of them. The upstream that gave the answer decides
+    first (a log's answers are keyed by the router's name for the model, which may be anything);
+    then the key itself, as a model id or as a name."""
+    upstream = answer.get("upstream") if isinstance(answer, Mapping) else None
+    if isinstance(upstream, str) and upstream in keys:
+        return keys[upstream]
+    ids = set(keys.values())
+    if key in ids:
+        return key
+    return keys.get(key)
+
+
+def _file_under(row: PromptRow, key: str, ans: Mapping[str, Any], newer: bool) -> None:
+    """Keep ``ans`` as ``row``'s answer of ``key``: an answer beats an error; ``newer`` wins a tie."""
+    cur = row.answers.get(key)
+    if cur is None:
+        replace = True
+    elif newer:
+        replace = _usable(ans, None) or not _usable(cur, None)
+    else:
+        replace = _usable(ans, None) and not _usable(cur, None)
+    if replace:
+        row.answers[key] = dict(ans)
+
+
 def plan_answers(rows: Sequence[PromptRow], models: Sequence[str], model_ids: Mapping[str, str], out: OutputDir,
                  answers_name: str) -> AnswerPlan:
-    """What is known and what is left to ask, given the earlier state of ``out``."""
+    """What is known and what is left to ask, given the earlier state of ``out``. ``models`` are the
+    names the models are asked through, ``model_ids`` each name's model id: the plan's models, and
+    the answers' keys, are the ids (:func:`answer_keys`)."""
+    keys = answer_keys({m: model_ids.get(m) for m in models})
     by_id = {r.id: r for r in rows}
     sha = {r.id: row_id(r.messages) for r in rows}
-    # an earlier run's final file: answers of rows whose messages are unchanged
+    # answers the rows came with (a log's): filed under the model's id; another model's are left out
+    left_out: dict[str, int] = {}
+    for r in rows:
+        given, r.answers = r.answers, {}
+        for k, a in given.items():
+            key = canonical_key(k, a, keys)
+            if key is None:
+                left_out[k] = left_out.get(k, 0) + 1
+            elif isinstance(a, Mapping):
+                _file_under(r, key, a, newer=False)
+    # an earlier run's final file: answers of rows whose messages are unchanged (one written before
+    # answers were kept by model id is filed under the ids, and written again)
+    rekeyed = False
     for _lineno, obj in out.read_final(answers_name):
         row = by_id.get(str(obj.get("id")))
         if row is None or not isinstance(obj.get("answers"), dict) or row_id(obj.get("messages") or []) != sha[row.id]:
             continue
-        for model, ans in obj["answers"].items():
+        for k, ans in obj["answers"].items():
             if isinstance(ans, dict):
-                cur = row.answers.get(model)
-                if cur is None or (not _usable(cur, None) and _usable(ans, None)):
-                    row.answers[model] = ans
+                key = canonical_key(str(k), ans, keys) or str(k)
+                rekeyed = rekeyed or key != str(k)
+                _file_under(row, key, ans, newer=False)
     # the journal of a run that did not finish: newer than the final file
     for entry in out.journal.read():
         row = by_id.get(str(entry.get("id")))
         if row is None or entry.get("sha") != sha[row.id] or not isinstance(entry.get("answer"), dict):
             continue
-        model, ans = str(entry.get("model")), entry["answer"]
-        if _usable(ans, None) or not _usable(row.answers.get(model), None):
-            row.answers[model] = ans
+        k, ans = str(entry.get("model")), entry["answer"]
+        _file_under(row, canonical_key(k, ans, keys) or k, ans, newer=True)
     jobs: list[AnswerJob] = []
-    reused = errors = 0
+    reused = errors = logged = 0
     for i, row in enumerate(rows):
-        for m in models:
-            ans = row.answers.get(m)
-            if _usable(ans, model_ids.get(m)):
+        for name in models:
+            key = keys[name]
+            got = row.answers.get(key)
+            if got is not None and _usable(got, key):
                 reused += 1
+                logged += bool(got.get("from_log"))
             else:
-                if isinstance(ans, Mapping) and ans.get("error"):
+                if isinstance(got, Mapping) and got.get("error"):
                     errors += 1
-                jobs.append(AnswerJob(i, m))
-    return AnswerPlan(rows=list(rows), models=list(models), jobs=jobs, reused=reused, retrying_errors=errors)
+                jobs.append(AnswerJob(i, key, name))
+    notes: dict[str, Any] = {"log_answers_of_other_models": left_out} if left_out else {}
+    if rekeyed:
+        notes["rekeyed"] = True
+    return AnswerPlan(rows=list(rows), models=[keys[m] for m in models], jobs=jobs, reused=reused, retrying_errors=errors,
+                      from_log=logged, notes=notes)
 
 
 def make_call(plan: AnswerPlan, job: AnswerJob, max_tokens: int | None, params: Mapping[str, Any],
               expected_output_tokens: int) -> Call:
-    return Call(endpoint=job.model, messages=plan.rows[job.index].messages, max_tokens=max_tokens, params=params,
+    return Call(endpoint=job.via, messages=plan.rows[job.index].messages, max_tokens=max_tokens, params=params,
                 expected_output_tokens=expected_output_tokens)
 
 
@@ -100,9 +180,12 @@ def price_logged_answers(rows: Sequence[PromptRow], endpoints: Mapping[str, Any]
     collected ones. They were paid for by serving, so this runs after :func:`spent_on`: they do
     not count against ``--max-cost``. Returns how many were priced."""
     priced = 0
+    by_id = {getattr(e, "model", None): e for e in endpoints.values()}
     for row in rows:
         for model, a in row.answers.items():
-            ep = endpoints.get(model)
+            upstream = a.get("upstream") if isinstance(a, Mapping) else None
+            ep = endpoints.get(upstream) if isinstance(upstream, str) and upstream in endpoints else None
+            ep = ep or by_id.get(model) or endpoints.get(model)
             usage = a.get("usage") if isinstance(a, Mapping) else None
             if (ep is None or not ep.prices.known or not isinstance(a, dict) or not a.get("from_log")
                     or a.get("cost") is not None or not isinstance(usage, Mapping)):
@@ -174,7 +257,7 @@ async def collect_answers(
     def done(job: AnswerJob, replies: list[Reply]) -> None:
         reply = replies[0]
         row = plan.rows[job.index]
-        answer = reply.to_json()
+        answer = {**reply.to_json(), "upstream": job.via}
         row.answers[job.model] = answer
         out.journal.append([{"id": row.id, "sha": sha[row.id], "model": job.model, "answer": answer}])
         stats.add(job.model, reply)
@@ -205,8 +288,8 @@ def estimate_plan(plan: AnswerPlan, engine: Engine, max_tokens: int | None, expe
     by_model: dict[str, dict[str, Any]] = {}
     for job in plan.jobs:
         call = make_call(plan, job, max_tokens, {}, expected_output_tokens)
-        m = by_model.setdefault(job.model, {"calls": 0, "prompt_tokens": 0, "output_tokens": 0, "cost": 0.0,
-                                            "priced": engine.endpoints[job.model].prices.known})
+        m = by_model.setdefault(job.via, {"calls": 0, "prompt_tokens": 0, "output_tokens": 0, "cost": 0.0,
+                                          "priced": engine.endpoints[job.via].prices.known})
         m["calls"] += 1
         m["prompt_tokens"] += estimate_prompt_tokens(call.messages)
         m["output_tokens"] += min(expected_output_tokens, max_tokens) if max_tokens else expected_output_tokens

@@ -10,16 +10,24 @@ A :class:`PromptRow` is one conversation to send to every model: a stable ``id``
   ``prompt`` string or OpenAI ``messages``, plus optional ``id``, ``reference`` and ``group``;
 - ``tela serve``'s logs (:func:`rows_from_logs`): the decision log's routed text (written with
   ``--log-prompts``) and the shadow log's requests with the answers already received, which are
-  kept and not asked again.
+  kept and not asked again. A logged answer is keyed by the router's name for the model and
+  carries the upstream that gave it (the log's ``upstreams`` map) as ``upstream``;
+  :func:`tela_core.collect.answers.plan_answers` files it under the model's one identity.
+
+A model's identity, in the answers file and everything made from it (records, routers), is its
+model id: the ``model`` an upstream of ``tela serve``'s config sends (``gemini-2.0-flash-001``),
+the ``ID`` of ``--model NAME=URL#ID``, the name public data uses. Upstream names (``flash``) are
+handles for reaching a model; answers record the one they came through as ``upstream``.
 
 A row's ``id`` is the file's ``id`` when it has one, else a hash of its messages, so a rerun
 matches the same prompt to its earlier answers however the file was reordered; the same prompt
 twice is asked once.
 
 The answers file (``answers.jsonl``, :func:`read_answers`) holds one row per prompt in input
-order: ``id``, ``messages``, ``reference``, ``source`` and ``answers``: model name -> ``text``
+order: ``id``, ``messages``, ``reference``, ``source`` and ``answers``: model id -> ``text``
 (or null), ``error`` (or null), ``usage`` ``{prompt_tokens, completion_tokens}``,
-``latency_s``, ``cost`` ($, null without prices), ``model`` (the id sent) and ``tries``.
+``latency_s``, ``cost`` ($, null without prices), ``model`` (the id sent), ``upstream`` (the
+upstream or ``--model`` name asked), ``tries``, and ``from_log`` for an answer read from a log.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from tela_core.infra.errors import InputError, NoRecordsError
 
 __all__ = [
     "PromptRow", "prompt_of", "row_id", "rows_from_source", "rows_from_prompt_file", "rows_from_logs", "read_answers",
-    "merge_rows", "ANSWERS_NAME",
+    "merge_rows", "model_named", "ANSWERS_NAME",
 ]
 
 #: the answers file's name in ``tela collect``'s output folder
@@ -219,11 +227,14 @@ def rows_from_prompt_file(path: Path) -> list[PromptRow]:
 
 
 def _log_answers(obj: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The shadow log's answers that have text and no error, as answers-file answer objects."""
+    """The shadow log's answers that have text and no error, as answers-file answer objects, each
+    with the upstream that gave it (the log's ``upstreams`` map: router model name -> upstream)."""
     out: dict[str, dict[str, Any]] = {}
     answers = obj.get("answers")
     if not isinstance(answers, Mapping):
         return out
+    given = obj.get("upstreams")
+    upstreams: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
     for model, a in answers.items():
         if not isinstance(a, Mapping) or not isinstance(a.get("text"), str) or a.get("error"):
             continue
@@ -234,6 +245,9 @@ def _log_answers(obj: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         out[str(model)] = {"text": a["text"], "error": None, "usage": usage,
                            "latency_s": a.get("latency_s") if isinstance(a.get("latency_s"), (int, float)) else None,
                            "cost": None, "model": None, "tries": 0, "from_log": True}
+        upstream = upstreams.get(model)
+        if isinstance(upstream, str) and upstream:
+            out[str(model)]["upstream"] = upstream
     return out
 
 
@@ -311,3 +325,13 @@ def read_answers(path: Path) -> tuple[list[PromptRow], list[str]]:
     if not rows:
         raise NoRecordsError(p)
     return rows, list(models)
+
+
+def model_named(name: str | None, rows: Sequence[PromptRow], models: Sequence[str]) -> str | None:
+    """The answers file's model (its id) that ``name`` means: ``name`` itself when it is one, else
+    the one model whose answers came through the upstream ``name`` (``--weak-model flash`` for
+    ``gemini-2.0-flash-001`` asked through the upstream ``flash``); ``name`` unchanged otherwise."""
+    if name is None or name in models:
+        return name
+    via = {m for r in rows for m, a in r.answers.items() if isinstance(a, Mapping) and a.get("upstream") == name}
+    return next(iter(via)) if len(via) == 1 else name
