@@ -248,7 +248,7 @@ def _stream(proc: subprocess.Popen, progress_file: Path, offset: int, quiet: boo
     columns = (TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
     log_pos = log_path.stat().st_size if log_path is not None and log_path.exists() else 0
-    said = {"text": "", "at": 0.0}
+    said: dict[str, Any] = {"text": "", "at": 0.0}
 
     def say(text: str, every: float = 0.0) -> None:
         if plain and text and text != said["text"] and time.monotonic() - said["at"] >= every:
@@ -264,9 +264,9 @@ def _stream(proc: subprocess.Popen, progress_file: Path, offset: int, quiet: boo
         while True:
             done = proc.poll() is not None
             if not started and log_path is not None and log_path.exists():
-                with open(log_path, "rb") as fh:
-                    fh.seek(log_pos)
-                    raw = fh.read()
+                with open(log_path, "rb") as log_fh:
+                    log_fh.seek(log_pos)
+                    raw = log_fh.read()
                 log_pos += len(raw)
                 phase = _log_phase(raw.decode("utf-8", "replace"))
                 if phase:
