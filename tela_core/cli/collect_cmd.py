@@ -10,8 +10,9 @@ from typing import Any, Mapping, Sequence
 
 import click
 
-from .paid_calls import SUMMARY_NAME, CallProgress, check_models, duration, make_engine, money, run_checked
-from .options import force_option, json_option, output_option, paid_call_options, refuse_unused, set_option, source_option
+from .paid_calls import (EXIT_CODES_HELP, EXIT_MISSING, SUMMARY_NAME, CallProgress, check_models, duration, exit_if, make_engine,
+                         money, run_checked)
+from .options import FiniteFloat, force_option, json_option, output_option, paid_call_options, refuse_unused, set_option, source_option
 
 __all__ = ["register", "collect"]
 
@@ -41,14 +42,33 @@ def _load_rows(data: Path | None, source_name: str, source_sets: Sequence[str], 
             if section != "source":
                 raise TelaError(f"--set {item!r}: tela collect takes source options only (source.KEY=VALUE)")
             opts[key] = value
-        return rows_from_source(data, source_name, opts), notes
+        return _refuse_one_id_two_prompts(rows_from_source(data, source_name, opts), data), notes
     if prompts_file is not None:
-        return rows_from_prompt_file(prompts_file), notes
+        return _refuse_one_id_two_prompts(rows_from_prompt_file(prompts_file), prompts_file), notes
     rows, notes = rows_from_logs(list(logs))
     return rows, notes
 
 
-@click.command()
+def _refuse_one_id_two_prompts(rows: list[Any], path: Path) -> list[Any]:
+    """``rows`` unchanged, or one line naming both places when two prompts share an ``id`` but not
+    their text: the answers are keyed by id, so one of the two would be dropped without a word. The
+    same prompt twice (same id, same messages) is asked once and counted as repeated."""
+    from ..infra.errors import InputError
+
+    first: dict[str, tuple[int, Any]] = {}
+    for i, row in enumerate(rows, start=1):
+        n, seen = first.setdefault(row.id, (i, row))
+        if seen is not row and seen.messages != row.messages:
+            line, line_seen = row.source.get("line"), seen.source.get("line")
+            if isinstance(line, int) and isinstance(line_seen, int):
+                raise InputError(path, line, f"id {row.id!r} is also on line {line_seen}, with another prompt; "
+                                             f"give each prompt its own id (answers are kept by id)")
+            raise InputError(path, None, f"records {n} and {i} have the same id {row.id!r} and different prompts; "
+                                         f"give each prompt its own id (answers are kept by id)")
+    return rows
+
+
+@click.command(epilog=EXIT_CODES_HELP)
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Prompts from data tela reads (seed JSONL, outcome data, any data source): each record's prompt is asked.")
 @source_option()
@@ -64,7 +84,7 @@ def _load_rows(data: Path | None, source_name: str, source_sets: Sequence[str], 
 @paid_call_options
 @click.option("--max-tokens", "max_tokens", type=click.IntRange(min=1), default=None,
               help="Longest answer, in tokens, sent to the models as max_tokens (and reserved by --max-cost).")
-@click.option("--temperature", type=click.FloatRange(0, 2), default=None, help="Sampling temperature sent to the models.")
+@click.option("--temperature", type=FiniteFloat(0, 2), default=None, help="Sampling temperature sent to the models.")
 @click.option("--expected-output-tokens", "expected_output_tokens", type=click.IntRange(min=1), default=256, show_default=True,
               help="The answer length assumed for the cost estimate (and reserved per call when --max-tokens is not set).")
 @click.option("--sample", type=click.IntRange(min=1), default=None, help="Ask N prompts drawn with seed 42 (as tela data sample).")
@@ -136,6 +156,7 @@ def collect(data: Path | None, source_name: str, source_sets: tuple[str, ...], p
         click.echo(json.dumps(summary, indent=2))
     else:
         _print_summary(summary, output)
+    exit_if(EXIT_MISSING if summary["errors"] else 0)
 
 
 def _print_estimate(err: Any, plan: Any, est: dict[str, Any], engine: Any, repeats: int, notes: Mapping[str, Any],

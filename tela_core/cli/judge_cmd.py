@@ -12,7 +12,8 @@ from typing import Any, Mapping, Sequence
 
 import click
 
-from .paid_calls import SUMMARY_NAME, CallProgress, check_models, duration, make_engine, money, run_checked
+from .paid_calls import (EXIT_CODES_HELP, EXIT_MISSING, EXIT_UNREADABLE, SUMMARY_NAME, CallProgress, check_models, duration, exit_if,
+                         make_engine, money, run_checked)
 from .options import force_option, json_option, output_option, paid_call_options, pair_options, refuse_unused, set_option
 
 __all__ = ["register", "judge"]
@@ -58,7 +59,7 @@ def _pair(models: Sequence[str], weak: str | None, strong: str | None, where: Pa
     return w, s
 
 
-@click.command()
+@click.command(epilog=EXIT_CODES_HELP)
 @click.option("--answers", "answers_path", required=True, type=click.Path(path_type=Path),
               help="tela collect's answers file, or its output folder (holding answers.jsonl).")
 @click.option("--judge", "judge_name", required=True, metavar="NAME", help="The judge (see `tela plugins list --kind judge`).")
@@ -138,8 +139,6 @@ def judge(answers_path: Path, judge_name: str, sets: tuple[str, ...], judge_mode
             raise TelaError(f"{flags_of[role]}: two different judge models are named {name!r}; name them apart (NAME=URL#ID)")
         resolved[name] = cfg
         endpoint_of[role] = name
-    # each judge as the user named it: the plugin and the judge model it calls (two llm-judges differ by model)
-    shown = {role: j.name + (f" ({endpoint_of[role]})" if endpoint_of.get(role) else "") for role, j in judges.items()}
     if prices:
         from ..collect.endpoints import parse_price
 
@@ -189,7 +188,7 @@ def judge(answers_path: Path, judge_name: str, sets: tuple[str, ...], judge_mode
                     todo.append(t)
         engine.budget.spent = engine.budget.spent_before = sum(float(p.get("cost") or 0.0) for p in previous.values())
         est = sum(engine.estimate(c) for t in todo if t.endpoint for c in _calls_of(t))
-        who = shown["judge"] + (f" and {shown['agreement']} (--agreement)" if "agreement" in judges else "")
+        who = judges["judge"].name + (f" and {judges['agreement'].name} (--agreement)" if "agreement" in judges else "")
         click.echo(f"{len(tasks_by_role['judge'])} prompts to judge with {who} (pair {weak} < {strong}): "
                    f"{len(results)} already judged, {len(todo)} to judge"
                    + "".join(f"; skipped {n} ({why})" for why, n in skipped["judge"].items()), file=err)
@@ -212,11 +211,15 @@ def judge(answers_path: Path, judge_name: str, sets: tuple[str, ...], judge_mode
                     stats = run_checked(engine, lambda: judge_all(todo, engine, out, results, judge_retries,
                                                                   on_done=lambda s: bar.advance(s.errors)))
         finally:
-            summary = _finish(out, rows, tasks_by_role, results, skipped, judges, weak, strong, stats, engine, started, shown)
+            summary = _finish(out, rows, tasks_by_role, results, skipped, judges, weak, strong, stats, engine, started)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
         _print_summary(summary)
+    if summary["stopped"] == "unreadable":
+        click.echo(f"Error: {summary['stop_reason']}", err=True)
+        exit_if(EXIT_UNREADABLE)
+    exit_if(EXIT_MISSING if summary["errors"] else 0)
 
 
 def _calls_of(task: Any) -> list[Any]:
@@ -228,7 +231,7 @@ def _calls_of(task: Any) -> list[Any]:
 
 def _finish(out: Any, rows: Sequence[Any], tasks_by_role: Mapping[str, list[Any]], results: Mapping[tuple[str, str], dict[str, Any]],
             skipped: Mapping[str, Mapping[str, int]], judges: Mapping[str, Any], weak: str, strong: str, stats: Any, engine: Any,
-            started: float, shown: Mapping[str, str] | None = None) -> dict[str, Any]:
+            started: float) -> dict[str, Any]:
     """Write judgements, records, agreement and summary atomically from what is judged; drop the journal."""
     from ..collect.verdicts import AGREEMENT_NAME, JUDGEMENTS_NAME, RECORDS_NAME, record_for
     from ..infra.io import atomic_write_json
@@ -251,7 +254,7 @@ def _finish(out: Any, rows: Sequence[Any], tasks_by_role: Mapping[str, list[Any]
         "labels": {k: labels[k] for k in sorted(labels)},
         "cost_total": sum(float(j.get("cost") or 0.0) for js in files.values() for j in js),
         "max_cost": engine.budget.limit, "stopped": stats.stopped if stats is not None else None,
-        "this_run": None, "seconds": round(time.monotonic() - started, 3),
+        "stop_reason": stats.stop_reason if stats is not None else None, "this_run": None, "seconds": round(time.monotonic() - started, 3),
     }
     if stats is not None:
         summary["this_run"] = {"judged": stats.judged, "errors": stats.errors, "calls": stats.calls,
@@ -262,7 +265,7 @@ def _finish(out: Any, rows: Sequence[Any], tasks_by_role: Mapping[str, list[Any]
     if note:
         summary["pair_note"] = note
     if "agreement" in tasks_by_role:
-        summary["agreement"] = _agreement(files[JUDGEMENTS_NAME], files["judgements-agreement.jsonl"], judges, weak, strong, shown)
+        summary["agreement"] = _agreement(files[JUDGEMENTS_NAME], files["judgements-agreement.jsonl"], judges, weak, strong)
     wrote = []
     unchanged = stats is None and not out.journal.path.exists() and out.path(JUDGEMENTS_NAME).exists()
     if main and not unchanged:
@@ -279,7 +282,7 @@ def _finish(out: Any, rows: Sequence[Any], tasks_by_role: Mapping[str, list[Any]
 
 
 def _agreement(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]], judges: Mapping[str, Any], weak: str,
-               strong: str, shown: Mapping[str, str] | None = None) -> dict[str, Any]:
+               strong: str) -> dict[str, Any]:
     """Raw agreement and Cohen's kappa of the two judges on the prompts both judged: on the labels
     (1..5; derived from outcomes like an outcome source when a judge gives none) and, per model, on
     the outcomes read as right (>= 0.5) or wrong."""
@@ -300,8 +303,7 @@ def _agreement(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]], j
 
     by_b = {j["id"]: j for j in b}
     pairs = [(j, by_b[j["id"]]) for j in a if j["id"] in by_b]
-    names = [(shown or {}).get(role) or judges[role].name for role in ("judge", "agreement")]
-    out: dict[str, Any] = {"judges": names, "prompts": len(pairs),
+    out: dict[str, Any] = {"judges": [judges["judge"].name, judges["agreement"].name], "prompts": len(pairs),
                            "label": agreement([label(x) for x, _ in pairs], [label(y) for _, y in pairs]).to_json(),
                            "outcomes": {}}
     for model in (weak, strong):
