@@ -32,7 +32,7 @@ def _free_port() -> int:
 def small_replay() -> Iterator[ReplayUpstream]:
     recorded = {"served-model": {"What is 2 + 2?": Recorded("4", 8, 1, 1.0)},
                 "other-model": {"What is 2 + 2?": Recorded("5", 8, 1, 0.0)}}
-    with ReplayUpstream(recorded, judges=["judge-model"]) as up:
+    with ReplayUpstream(recorded, judges=["judge-model", "judge-model-2"]) as up:
         yield up
 
 
@@ -91,6 +91,24 @@ def test_judge_dry_run_checks_the_judge_model(tmp_path: Path, small_replay: Repl
                  "--config", cfg, "--dry-run", "-o", tmp_path / "judged")
     assert r.exit_code == 0, r.output
     assert not (tmp_path / "judged" / "records.jsonl").exists()
+
+
+def test_the_agreement_line_names_the_two_judge_models(tmp_path: Path, small_replay: ReplayUpstream, tela_cli: Any) -> None:
+    """Two llm-judges differ by the model they call: the line and agreement.json name both models."""
+    url = small_replay.base_url
+    cfg = _config(tmp_path, url, good=(url, "served-model"), other=(url, "other-model"), mini=(url, "judge-model"),
+                  big=(url, "judge-model-2"))
+    (tmp_path / "prompts.txt").write_text("What is 2 + 2?\n", encoding="utf-8")
+    r = tela_cli("collect", "--prompts", tmp_path / "prompts.txt", "--config", cfg, "--model", "good", "--model", "other",
+                 "-o", tmp_path / "answers")
+    assert r.exit_code == 0, r.output
+    r = tela_cli("judge", "--answers", tmp_path / "answers", "--judge", "llm-judge", "--judge-model", "mini", "--config", cfg,
+                 "--agreement", "llm-judge", "--agreement-model", "big", "-o", tmp_path / "agreement")
+    assert r.exit_code == 0, r.output
+    assert "agreement of llm-judge (mini) and llm-judge (big) on 1 prompts" in r.output, r.output
+    assert "to judge with llm-judge (mini) and llm-judge (big) (--agreement)" in r.output, r.output
+    saved = json.loads((tmp_path / "agreement" / "agreement.json").read_text())
+    assert saved["judges"] == ["llm-judge (mini)", "llm-judge (big)"]
 
 
 def test_dry_run_help_says_it_checks_the_models(tela_cli: Any) -> None:
@@ -345,3 +363,224 @@ def test_training_progress_reaches_a_console_that_is_no_terminal(tmp_path: Path,
     assert "training: building DeepSpeed's cpu_adam op (once: it is kept in TORCH_EXTENSIONS_DIR" in err, err
     assert str(tmp_path / "ext") in err
     assert "training: step 0/8" in err and "training: step 8/8, loss 0.7500" in err, err
+
+
+# -- item 6 and 7: tela serve says what it does, and a busy port is one line -------------------------------
+
+def test_serve_on_a_busy_port_is_one_line(tmp_path: Path, tiny_router: Path, tela_cli: Any) -> None:
+    from tela_core.testkit.helpers import one_error_line
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = tela_cli("serve", "--router", tiny_router, "--weak", "http://127.0.0.1:9/v1#small", "--strong",
+                     "http://127.0.0.1:9/v1#big", "--port", port)
+    line = one_error_line(r)
+    assert f"cannot listen on 127.0.0.1:{port}: the port is taken" in line, line
+
+
+def test_serve_banner_says_shadow_mode_and_prompts_on_disk(tmp_path: Path, tiny_router: Path) -> None:
+    from tela_core.cli.serve_cmd import _logging_lines
+    from tela_core.serve.config import build_config
+
+    (tmp_path / "serve.yaml").write_text(
+        "upstreams:\n  small: {base_url: 'http://127.0.0.1:9/v1', model: small}\n  big: {base_url: 'http://127.0.0.1:9/v1', model: big}\n"
+        f"routers:\n  mine: {{path: '{tiny_router}', upstreams: [small, big], shadow: 0.1}}\n"
+        "shadow_log: shadow.jsonl\nlog_prompts: true\ndecision_log: decisions.jsonl\n", encoding="utf-8")
+    lines = _logging_lines(build_config(tmp_path / "serve.yaml"))
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("shadow mode on (router-mine 0.1)") and "shadow.jsonl" in lines[0]
+    assert lines[1].startswith("log_prompts on: users' prompts and answers are written to disk")
+    assert "decisions.jsonl" in lines[1] and "shadow.jsonl" in lines[1]
+    plain = build_config(None, routers=(str(tiny_router),), weak="http://127.0.0.1:9/v1#small", strong="http://127.0.0.1:9/v1#big")
+    assert _logging_lines(plain) == []
+
+
+# -- "Done when": README.md's tour and its serve block, as written ----------------------------------------------
+
+README = ROOT / "README.md"
+
+
+def _readme_blocks() -> tuple[str, str]:
+    text = README.read_text(encoding="utf-8")
+    tour = [b for _lg, b in _blocks(_section(text, "## A five-minute tour"), "bash")]
+    assert len(tour) == 2, "the tour: its commands, then the serve block"
+    return tour[0], tour[1]
+
+
+def _clone_like(tmp_path: Path) -> Path:
+    """A folder laid out as a fresh clone for what the README's commands read (the venv, the bundled
+    data, the examples), with nothing else in it."""
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    for name in ("examples", "tela_core"):
+        os.symlink(ROOT / name, clone / name)
+    venv = Path(sys.executable).parent.parent
+    if (venv / "bin" / "activate").exists():
+        os.symlink(venv, clone / ".venv")
+    else:
+        (clone / ".venv" / "bin").mkdir(parents=True)
+        (clone / ".venv" / "bin" / "activate").write_text("", encoding="utf-8")
+    return clone
+
+
+def test_readme_says_make_install_before_the_tour() -> None:
+    tour, _serve = _readme_blocks()
+    cmds = _commands(tour)
+    assert cmds[0].startswith("make install") and cmds[1] == ". .venv/bin/activate", cmds[:2]
+
+
+@pytest.mark.slow
+def test_readme_tour_and_serve_block_as_written(tmp_path: Path) -> None:
+    """The tour's commands in a plain shell (no Makefile variables: the cache is tela's own), then
+    the serve block as one shell script, ports the only change. What a reader relies on: each
+    prompt goes to the model the README says, with about the score it prints, the counters show a
+    call to each model, and a busy port would be one line. The tour's score-token lines (runs/r1:
+    DeepSpeed training, 6-8 minutes) are run by tests/test_demo.py's path; here they are skipped."""
+    tour, serve_block = _readme_blocks()
+    clone = _clone_like(tmp_path)
+    env = _guide_env(clone)
+    env.pop("TORCH_EXTENSIONS_DIR", None)  # what a plain shell has after `. .venv/bin/activate`
+
+    def sh(cmd: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run(["bash", "-euo", "pipefail", "-c", f". .venv/bin/activate\n{cmd}"], cwd=clone, env=env,
+                           capture_output=True, text=True, timeout=timeout)
+        assert r.returncode == 0, f"{cmd}\n{r.stdout}\n{r.stderr}"
+        assert "Traceback" not in r.stderr, r.stderr
+        return r
+
+    ran = []
+    for cmd in _commands(tour):
+        if cmd.startswith(("make install", ". .venv/bin/activate")) or "runs/r1" in cmd:
+            continue
+        sh(cmd)
+        ran.append(cmd.split()[1])
+    assert {"plugins", "data", "run", "eval", "zoo"} <= set(ran), ran
+    policy = json.loads((clone / "runs/knn/policy.json").read_text())
+    threshold = float(policy["options"]["threshold"])
+
+    ports = [str(_free_port()) for _ in range(3)]
+    script = (serve_block.replace("--port 8001", f"--port {ports[0]}").replace("127.0.0.1:8001", f"127.0.0.1:{ports[0]}")
+              .replace("--port 8002", f"--port {ports[1]}").replace("127.0.0.1:8002", f"127.0.0.1:{ports[1]}")
+              .replace("localhost:8000", f"localhost:{ports[2]}").replace("127.0.0.1:8000", f"127.0.0.1:{ports[2]}")
+              .replace("--decision-log runs/decisions.jsonl &", f"--decision-log runs/decisions.jsonl --port {ports[2]} &"))
+    assert f"--port {ports[2]}" in script
+    proc = subprocess.Popen(["bash", "-c", f". .venv/bin/activate\nset -e\n{script}"], cwd=clone, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out + err
+    assert "Traceback" not in err, err
+    # what the README says it prints: each prompt to its model, about the score shown
+    text = README.read_text(encoding="utf-8")
+    claimed = re.findall(r"`I am (small|big)\. score ([0-9.]+) \| ([^`.]+)\.\.\.`", text)
+    assert [c[0] for c in claimed] == ["small", "big"], claimed
+    lines = [ln for ln in out.splitlines() if ln.startswith("I am ")]
+    assert len(lines) == 2, out
+    for (model, score, start), line in zip(claimed, lines):
+        m = re.match(r"I am (\w+)\. score ([0-9.]+) \| (.*)", line)
+        assert m and m.group(1) == model and m.group(3).startswith(start.strip()), (line, model, start)
+        assert abs(float(m.group(2)) - float(score)) <= 0.1, (line, score)
+        assert (float(m.group(2)) >= threshold) == (model == "big"), (line, threshold)
+    # the request counters: one call to each model
+    counted = dict(re.findall(r'^tela_requests_total\{[^}]*model="(\w+)"[^}]*\} ([0-9.]+)', out, flags=re.M))
+    assert {k: float(v) for k, v in counted.items() if k in ("small", "big")} == {"small": 1.0, "big": 1.0}, out
+    # the banner says where decisions go
+    assert "decisions appended to runs/decisions.jsonl" in err, err
+
+
+def test_admin_reload_answers_with_the_version_it_loaded(tmp_path: Path) -> None:
+    """A router served through a link (runs/live -> v2): the reload's answer names v2, not only the link."""
+    from types import SimpleNamespace
+
+    from tela_core.serve.reload import _describe
+
+    (tmp_path / "v2").mkdir()
+    os.symlink("v2", tmp_path / "live")
+    served = SimpleNamespace(router=SimpleNamespace(path=tmp_path / "live", policy_spec={"name": "calibrated"}, manifest={},
+                                                    models=["small", "big"]))
+    d = _describe(served, 0.5)
+    assert d["path"] == str(tmp_path / "live") and d["loaded"] == str((tmp_path / "v2").resolve())
+
+
+def test_a_misspelt_option_gets_a_did_you_mean(tmp_path: Path, small_replay: ReplayUpstream, tela_cli: Any) -> None:
+    """`--set judge.rates=all`: the nearest option and the list, not pydantic's "Extra inputs are not permitted"."""
+    from tela_core.testkit.helpers import one_error_line
+
+    url = small_replay.base_url
+    cfg = _config(tmp_path, url, good=(url, "served-model"), other=(url, "other-model"), judge=(url, "judge-model"))
+    (tmp_path / "prompts.txt").write_text("What is 2 + 2?\n", encoding="utf-8")
+    assert tela_cli("collect", "--prompts", tmp_path / "prompts.txt", "--config", cfg, "--model", "good", "--model", "other",
+                    "-o", tmp_path / "answers").exit_code == 0
+    line = one_error_line(tela_cli("judge", "--answers", tmp_path / "answers", "--judge", "llm-judge", "--set", "judge.rates=all",
+                                   "--judge-model", "judge", "--config", cfg, "-o", tmp_path / "judged"))
+    assert "bad options for judge 'llm-judge': rates: unknown option (did you mean 'rate'? options: " in line, line
+    assert "Extra inputs" not in line
+
+
+def test_plugins_list_gives_whole_descriptions(tela_cli: Any) -> None:
+    """A description taken from a docstring is its first paragraph, not its first line cut mid-sentence."""
+    rows = [ln.split("\t") for ln in tela_cli("plugins", "list", "--kind", "judge").output.splitlines()[1:]]
+    desc = {r[4]: r[5] for r in rows}
+    assert desc["llm-judge"].endswith("optionally against a reference."), desc["llm-judge"]
+    assert all(not d.endswith(",") for d in desc.values()), desc
+
+
+def test_readme_plugins_list_line_says_where_the_hooks_are(tela_cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README says the terminal table and --json show the hooks: they do."""
+    tour, _serve = _readme_blocks()
+    assert "tela plugins list                       # every component, by plugin (on a terminal with each plugin's hooks; --json too)" in tour
+    monkeypatch.setattr("tela_core.cli.tables.stdout_is_terminal", lambda: True)
+    table = tela_cli("plugins", "list", env={"COLUMNS": "200"}).output
+    assert "hooks" in table and "judges" in table  # the judges plugin's hook, tela_register_judges
+    listed = json.loads(tela_cli("plugins", "list", "--json").output)
+    assert all(p["hooks"] for p in listed if not p["broken"])
+
+
+def test_quality_png_cost_axis_is_in_dollars_per_1000_queries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cost axis speaks the tables' unit ($ per 1,000 queries), with no 1e-5 offset to read."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tela_core.eval.plots import plot_curves
+
+    figs: list[Any] = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: figs.append(fig))
+    p = [0.0, 0.5, 1.0]
+    ev = {"p": p, "quality": [0.6, 0.7, 0.8], "apgr": 0.5, "cost_fine": [1.00001e-4, 1.00002e-4, 1.00003e-4],
+          "p_fine": p, "quality_fine": [0.6, 0.7, 0.8]}
+    plot_curves({"knn": ev}, tmp_path / "quality.png", point={"strong_share": 0.5, "quality": 0.7, "cost": 1.00002e-4})
+    (fig,) = figs
+    cx = fig.axes[1]
+    assert cx.get_xlabel() == "mean cost ($ per 1,000 queries)"
+    assert list(cx.lines[0].get_xdata()) == pytest.approx([0.100001, 0.100002, 0.100003])
+    fig.canvas.draw()
+    assert cx.xaxis.get_major_formatter().get_offset() == ""
+    plt.close(fig)  # the real one is patched: matplotlib keeps it until the test ends
+
+
+def test_make_install_leaves_the_example_plugins_out_of_a_users_cli() -> None:
+    """`make install` (and `make demo`) install tela only; `make test` adds the example packages the
+    tests exercise, tela-acme and its top-level `tela acme` command among them. Read from what make
+    would run (-n: print, -B: as if nothing were installed)."""
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("no make on this machine")
+
+    def would_run(target: str) -> str:
+        r = subprocess.run(["make", "-n", "-B", target], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    for target in ("install", "demo"):
+        assert "examples/tela-acme" not in would_run(target), target
+    assert "-e examples/tela-acme" in would_run("test") and "-e examples/tela-acme" in would_run("test-fast")

@@ -72,6 +72,8 @@ def serve(config_file: Path | None, routers: tuple[str, ...], weak: str | None, 
         overrides["fallback"] = False
     config = build_config(config_file, routers=routers, weak=weak, strong=strong, overrides=overrides)
     check_serve_extra()
+    if not check:
+        _check_port(config.host, config.port)  # before the routers load: a busy port is one line, not a traceback
     if check:
         from ..serve.app import configure_logging
         from ..serve.routers import load_routers
@@ -89,4 +91,47 @@ def serve(config_file: Path | None, routers: tuple[str, ...], weak: str | None, 
         f"({config.workers} worker{'s' if config.workers > 1 else ''})",
         err=True,
     )
+    for line in _logging_lines(config):
+        click.echo(f"tela serve: {line}", err=True)
     run_server(config)
+
+
+def _check_port(host: str, port: int) -> None:
+    """A :class:`TelaError` naming the address when ``host:port`` cannot be bound (taken by
+    another server, or not an address of this machine). uvicorn binds with SO_REUSEADDR, so
+    does this check; the port is released at once."""
+    import socket
+
+    from ..infra.errors import TelaError
+
+    if not port:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as e:
+        raise TelaError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    family, kind, proto, _name, addr = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as e:
+            why = "the port is taken (another server? pick --port)" if e.errno == 98 or "in use" in str(e) else (e.strerror or str(e))
+            raise TelaError(f"cannot listen on {host}:{port}: {why}") from None
+
+
+def _logging_lines(config: Any) -> list[str]:
+    """What the server writes to disk and sends where the user did not ask: shadow mode, and the
+    logs (with prompts or not), one line each, so nobody serves with them on unknowingly."""
+    lines = []
+    shadowed = {n: config.shadow_rate(n) for n in config.routers if config.shadow_rate(n) > 0}
+    if shadowed:
+        rates = ", ".join(f"router-{n} {r:g}" for n, r in shadowed.items())
+        lines.append(f"shadow mode on ({rates}): that share of routed requests is also sent to the model not chosen "
+                     f"(paid calls), both answers appended to {config.shadow_log}")
+    logs = [str(p) for p in (config.decision_log, config.shadow_log if shadowed else None) if p]
+    if logs and config.log_prompts:
+        lines.append(f"log_prompts on: users' prompts and answers are written to disk, in {' and '.join(logs)}")
+    elif config.decision_log:
+        lines.append(f"decisions appended to {config.decision_log} (no prompt text: log_prompts is off)")
+    return lines

@@ -8,7 +8,10 @@ from typing import Any, Mapping
 
 from .replay import Evaluation
 
-__all__ = ["plot_curves"]
+__all__ = ["plot_curves", "PER"]
+
+#: the cost axis is in dollars per this many queries, as the tables of ``report.md`` are
+PER = 1000
 
 
 def plot_curves(
@@ -21,7 +24,7 @@ def plot_curves(
     point: Mapping[str, Any] | None = None,
 ) -> Path:
     """A PNG of quality against strong-call share for each named evaluation (and, when costs are
-    known, quality against cost per query beside it). Written atomically."""
+    known, quality against cost in $ per 1,000 queries beside it). Written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,12 +56,14 @@ def plot_curves(
         ax.set_title(title, fontsize=10)
     if with_cost:
         cx = axes[0][1]
-        for name, ev in items.items():
+        for name, ev in items.items():  # $ per 1,000 queries, as report.md's tables (per query needed a 1e-5 offset)
             if ev.get("cost_fine"):
-                cx.plot(ev["cost_fine"], ev.get("quality_fine") or ev["quality"], label=name, **styles.get(name, {}))
+                cx.plot([PER * c for c in ev["cost_fine"]], ev.get("quality_fine") or ev["quality"], label=name,
+                        **styles.get(name, {}))
         if point and point.get("cost") is not None:
-            cx.plot([point["cost"]], [point["quality"]], "o", color="tab:purple")
-        cx.set_xlabel("mean cost per query ($)")
+            cx.plot([PER * point["cost"]], [point["quality"]], "o", color="tab:purple")
+        cx.ticklabel_format(axis="x", style="plain", useOffset=False)
+        cx.set_xlabel("mean cost ($ per 1,000 queries)")
         cx.set_ylabel("quality (mean outcome)")
         cx.grid(alpha=0.3)
         cx.legend(fontsize=8, loc="lower right")

@@ -140,7 +140,8 @@ class Registry:
                 self.duplicates.setdefault((kind, cls.name), err)
                 info.error = info.error or str(err)
                 return
-            desc = cls.description or (inspect.getdoc(cls) or "").split("\n")[0]
+            # the docstring's first paragraph, on one line (its first line alone can stop mid-sentence)
+            desc = cls.description or " ".join((inspect.getdoc(cls) or "").split("\n\n")[0].split())
             self.entries[kind][cls.name] = Entry(kind, cls.name, desc, cls, plugin)
             info.components.append((kind, cls.name))
 
@@ -189,6 +190,21 @@ class Registry:
             return cls(cls.Options(**dict(options or {})))
         except ValidationError as e:
             problems = "; ".join(
-                f"{'.'.join(str(x) for x in err['loc']) or 'options'}: {err['msg']}" for err in e.errors()
+                f"{'.'.join(str(x) for x in err['loc']) or 'options'}: {_problem(err, cls.Options)}" for err in e.errors()
             )
             raise TelaError(f"bad options for {kind} {name!r}: {problems}") from None
+
+
+def _problem(err: Mapping[str, Any], options_model: Any) -> str:
+    """pydantic's message, except for an unknown option (``extra_forbidden``: "Extra inputs are
+    not permitted"): that one names the nearest option and lists them all."""
+    if err.get("type") != "extra_forbidden":
+        return str(err["msg"])
+    import difflib
+
+    known = sorted(getattr(options_model, "model_fields", {}) or {})
+    if not known:
+        return "unknown option: this component takes no options"
+    close = difflib.get_close_matches(str(err["loc"][-1]) if err.get("loc") else "", known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown option ({hint}options: {', '.join(known)})"

@@ -52,7 +52,8 @@ class Reloader:
 
     async def reload(self, names: list[str] | None = None, trigger: str = "admin") -> dict[str, dict[str, Any]]:
         """Load ``names`` (default: every router) again from their folders and swap each one that
-        loads; what happened to each, by name: ``{"ok": True, "path", "scorer", "policy",
+        loads; what happened to each, by name: ``{"ok": True, "path", "loaded" (``path`` with its
+        links resolved: the version loaded), "scorer", "policy",
         "models", "load_s", "swapped_at"}`` (``swapped_at``: Unix time of the swap) or
         ``{"ok": False, "error": WHY}`` (the old router kept)."""
         from .routers import load_router
@@ -171,6 +172,7 @@ def _describe(served: Any, load_s: float) -> dict[str, Any]:
     return {
         "ok": True,
         "path": str(served.router.path),
+        "loaded": os.path.realpath(served.router.path),  # the version behind a link such as runs/live
         "scorer": served.router.manifest.get("scorer"),
         "policy": {"name": spec.get("name"), "options": spec.get("options") or {}},
         "models": list(served.router.models),
