@@ -139,6 +139,8 @@ def judge(answers_path: Path, judge_name: str, sets: tuple[str, ...], judge_mode
             raise TelaError(f"{flags_of[role]}: two different judge models are named {name!r}; name them apart (NAME=URL#ID)")
         resolved[name] = cfg
         endpoint_of[role] = name
+    # each judge as the user named it: the plugin and the judge model it calls (two llm-judges differ by model)
+    shown = {role: j.name + (f" ({endpoint_of[role]})" if endpoint_of.get(role) else "") for role, j in judges.items()}
     if prices:
         from ..collect.endpoints import parse_price
 
@@ -188,7 +190,7 @@ def judge(answers_path: Path, judge_name: str, sets: tuple[str, ...], judge_mode
                     todo.append(t)
         engine.budget.spent = engine.budget.spent_before = sum(float(p.get("cost") or 0.0) for p in previous.values())
         est = sum(engine.estimate(c) for t in todo if t.endpoint for c in _calls_of(t))
-        who = judges["judge"].name + (f" and {judges['agreement'].name} (--agreement)" if "agreement" in judges else "")
+        who = shown["judge"] + (f" and {shown['agreement']} (--agreement)" if "agreement" in judges else "")
         click.echo(f"{len(tasks_by_role['judge'])} prompts to judge with {who} (pair {weak} < {strong}): "
                    f"{len(results)} already judged, {len(todo)} to judge"
                    + "".join(f"; skipped {n} ({why})" for why, n in skipped["judge"].items()), file=err)
@@ -211,7 +213,7 @@ def judge(answers_path: Path, judge_name: str, sets: tuple[str, ...], judge_mode
                     stats = run_checked(engine, lambda: judge_all(todo, engine, out, results, judge_retries,
                                                                   on_done=lambda s: bar.advance(s.errors)))
         finally:
-            summary = _finish(out, rows, tasks_by_role, results, skipped, judges, weak, strong, stats, engine, started)
+            summary = _finish(out, rows, tasks_by_role, results, skipped, judges, weak, strong, stats, engine, started, shown)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
@@ -231,7 +233,7 @@ def _calls_of(task: Any) -> list[Any]:
 
 def _finish(out: Any, rows: Sequence[Any], tasks_by_role: Mapping[str, list[Any]], results: Mapping[tuple[str, str], dict[str, Any]],
             skipped: Mapping[str, Mapping[str, int]], judges: Mapping[str, Any], weak: str, strong: str, stats: Any, engine: Any,
-            started: float) -> dict[str, Any]:
+            started: float, shown: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Write judgements, records, agreement and summary atomically from what is judged; drop the journal."""
     from ..collect.verdicts import AGREEMENT_NAME, JUDGEMENTS_NAME, RECORDS_NAME, record_for
     from ..infra.io import atomic_write_json
@@ -265,7 +267,7 @@ def _finish(out: Any, rows: Sequence[Any], tasks_by_role: Mapping[str, list[Any]
     if note:
         summary["pair_note"] = note
     if "agreement" in tasks_by_role:
-        summary["agreement"] = _agreement(files[JUDGEMENTS_NAME], files["judgements-agreement.jsonl"], judges, weak, strong)
+        summary["agreement"] = _agreement(files[JUDGEMENTS_NAME], files["judgements-agreement.jsonl"], judges, weak, strong, shown)
     wrote = []
     unchanged = stats is None and not out.journal.path.exists() and out.path(JUDGEMENTS_NAME).exists()
     if main and not unchanged:
@@ -282,7 +284,7 @@ def _finish(out: Any, rows: Sequence[Any], tasks_by_role: Mapping[str, list[Any]
 
 
 def _agreement(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]], judges: Mapping[str, Any], weak: str,
-               strong: str) -> dict[str, Any]:
+               strong: str, shown: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Raw agreement and Cohen's kappa of the two judges on the prompts both judged: on the labels
     (1..5; derived from outcomes like an outcome source when a judge gives none) and, per model, on
     the outcomes read as right (>= 0.5) or wrong."""
@@ -303,7 +305,8 @@ def _agreement(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]], j
 
     by_b = {j["id"]: j for j in b}
     pairs = [(j, by_b[j["id"]]) for j in a if j["id"] in by_b]
-    out: dict[str, Any] = {"judges": [judges["judge"].name, judges["agreement"].name], "prompts": len(pairs),
+    names = [(shown or {}).get(role) or judges[role].name for role in ("judge", "agreement")]
+    out: dict[str, Any] = {"judges": names, "prompts": len(pairs),
                            "label": agreement([label(x) for x, _ in pairs], [label(y) for _, y in pairs]).to_json(),
                            "outcomes": {}}
     for model in (weak, strong):
