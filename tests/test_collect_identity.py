@@ -269,7 +269,7 @@ def test_two_names_for_one_model_are_refused(tmp_path: Path, upstream: ReplayUps
     prompts.write_text("What is 0 + 1?\n", encoding="utf-8")
     r = run_cli("collect", "--prompts", prompts, "--model", f"a={upstream.base_url}#big-model-v2",
                 "--model", f"b={upstream.base_url}#big-model-v2", "-o", tmp_path / "out")
-    assert r.exit_code == 2 and "--model a and --model b both ask the model 'big-model-v2'" in r.output, r.output
+    assert r.exit_code == 2 and "the models a and b both ask the model 'big-model-v2'" in r.output, r.output
     assert upstream.stats()["requests"] == 0 and not (tmp_path / "out" / "answers.jsonl").exists()
 
 

@@ -77,8 +77,8 @@ def answer_keys(model_ids: Mapping[str, str | None]) -> dict[str, str]:
     for name, mid in model_ids.items():
         key = str(mid) if mid else str(name)
         if key in first:
-            raise TelaError(f"--model {first[key]} and --model {name} both ask the model {key!r}; answers are kept by "
-                            f"model id, so ask each model once")
+            raise TelaError(f"the models {first[key]} and {name} both ask the model {key!r}; answers are kept by model "
+                            f"id, so ask each model once (name the models to ask with --model)")
         first[key] = str(name)
         keys[str(name)] = key
     return keys
