@@ -1,9 +1,10 @@
 """``tela calibrate``: set the threshold that sends a target share of prompts to the strong model.
 
 The share is measured on calibration prompts the router did not train on (``--data``, through any
-data source, or a file of prompts as ``tela route --file`` reads them), or on the scores a served
-router gave real traffic (``--traffic``, a ``tela serve`` decision log); the threshold is saved as the
-router's ``calibrated`` policy (or the ``--policy`` named, which must be one that calibrates).
+data source, or a file of prompts as ``tela route --file`` reads them), or on real traffic
+(``--traffic``, a ``tela serve`` decision log: its prompts scored again by this router,
+:mod:`tela_core.routing.calibration`); the threshold is saved as the router's ``calibrated`` policy
+(or the ``--policy`` named, which must be one that calibrates). Fewer than 100 prompts give a warning.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def _calibration_prompts(data: Path, source_name: str, protocol: str | None) -> 
 @router_option
 @click.option("--data", default=None, type=click.Path(path_type=Path), help="Calibration prompts (any data source; prompts the router did not train on).")
 @click.option("--traffic", default=None, type=click.Path(path_type=Path), metavar="LOG",
-              help="Instead of --data: a `tela serve` decision log; calibrate on the scores your traffic got.")
+              help="Instead of --data: a `tela serve` decision log (not a shadow log); calibrate on your traffic, "
+                   "its logged prompts scored by this router.")
 @click.option("--traffic-router", default=None, metavar="NAME", help="With --traffic: the served router's name in the log (needed when it holds several).")
 @click.option("--strong-share", required=True, type=float, help="Target share of prompts sent to the strong model, in [0, 1].")
 @source_option()
@@ -76,10 +78,13 @@ def calibrate(
     target (the (1 − share) quantile of w, unless ties in w make another share closer); it is saved in the
     router's policy.json as the `calibrated` policy (or the --policy given, which must be one that
     calibrates); the models listed there are kept. With --protocol, only the protocol's train side
-    of --data is used (e.g. mmlu-heldout: the 42 training subjects). With --traffic, w comes from a
-    `tela serve` decision log instead: the scores the router gave your users' requests (nothing is
-    rescored, so the flags about reading and scoring --data are refused). --processes N (or --hostfile,
-    or one command per node) shards the scoring of --data over N ranks.
+    of --data is used (e.g. mmlu-heldout: the 42 training subjects). With --traffic, the prompts
+    are your users' requests in a `tela serve` decision log, scored by this router (the log's own
+    scores are those of the version that served them): a request logged without its text (no
+    log_prompts) keeps its logged score only if this router version scored it, and a log of
+    another version's scores is refused. A shadow log is refused: it holds only the sampled
+    share of requests. Fewer than 100 prompts give a warning: the share is too uncertain there.
+    --processes N (or --hostfile, or one command per node) shards the scoring of --data over N ranks.
 
     \b
     Examples:
@@ -98,19 +103,26 @@ def calibrate(
     if traffic is None:
         refuse_unused("calibrating on --data scores its prompts", "traffic_router")
     if traffic is not None:
-        refuse_unused("--traffic calibrates on the scores in a `tela serve` decision log", "source_name", "protocol",
-                      "score_batch_size", "no_cache", "trust_remote_code", *LAUNCH_PARAMS)
+        refuse_unused("--traffic calibrates on the prompts of a `tela serve` decision log", "source_name", "protocol",
+                      "no_cache", *LAUNCH_PARAMS)
         from tela_core.infra.locks import output_lock
-        from ..serve.decisions import calibrate_from_traffic
+        from tela_core.routing.calibration import calibrate_on_traffic
 
         click.get_current_context().with_resource(output_lock(router))  # one writer of policy.json
 
-        done = calibrate_from_traffic(router, traffic, strong_share, traffic_router, policy_name or "calibrated", parse_policy_sets(policy_sets))
+        done = calibrate_on_traffic(router, traffic, strong_share, traffic_router, policy_name or "calibrated",
+                                    parse_policy_sets(policy_sets), trust_remote_code, score_batch_size)
         o = done["options"]
+        scored = ("scored again by this router" if done["rescored"] == done["requests"] else
+                  f"{done['rescored']} scored again by this router, the rest as logged" if done["rescored"] else
+                  "scores as logged by this router version" )
         click.echo(
             f"threshold {o['threshold']:.6f}: {o['achieved_share']:.3f} of {done['requests']} requests router {done['router']!r} "
-            f"routed go to the strong model (target {strong_share}); saved to {Path(router) / 'policy.json'} (was {done['previous']})"
+            f"routed go to the strong model ({scored}; target {strong_share}); saved to {Path(router) / 'policy.json'} "
+            f"(was {done['previous']})"
         )
+        for warning in done["warnings"]:
+            click.echo(warning, err=True)
         return
     manifest = read_manifest(router)
     ranks = score_launch_of(launch)
@@ -142,6 +154,9 @@ def calibrate(
         router_dir=Path(router),
     )
     policy = base.calibrate(scores.w, data=str(data) + (f" ({protocol} train side)" if protocol else ""))
+    from tela_core.routing.operating_point import small_sample_warning
+
+    few = small_sample_warning(len(prompts), "this calibration", "calibrate on more prompts the router did not train on")
     models = r.models if len(r.models) == 2 else [r.models[0], r.models[-1]]
     write_policy(router, name, policy.options.model_dump(mode="json"), models)
     o = policy.options
@@ -149,3 +164,5 @@ def calibrate(
         f"threshold {o.threshold:.6f}: {o.achieved_share:.3f} of {o.calibration_prompts} calibration prompts go to "
         f"the strong model (target {strong_share}); saved to {Path(router) / 'policy.json'} (was {r.policy_spec['name']})"
     )
+    if few:
+        click.echo(few, err=True)

@@ -157,9 +157,13 @@ def eval_cmd(
     paths = ev.write_report(report, output)
     if as_json:
         click.echo(json.dumps(report, indent=2))
+        for warning in report["warnings"]:
+            click.echo(warning, err=True)
         return
     _print_table(report)
     click.echo(f"wrote {', '.join(str(p) for p in paths)}")
+    for warning in report["warnings"]:  # last, where they are seen
+        click.echo(warning, err=True)
 
 
 def _warn_if_trained_on(manifest: Any, records: Any) -> None:
@@ -289,6 +293,11 @@ def _print_table(report: dict[str, Any]) -> None:
     for r in report["routers"]:
         t.add_row(r["name"], f"{r['apgr']:.3f}", f"{r['cpt50']:.2f}", f"{r['cpt80']:.2f}", f"{r['auc']:.4f}")
     tables.print_table(t, con)
+    from ..eval.report import oracle_note, policy_line
+
+    note = oracle_note(report)
+    if note:
+        con.print(f"({note})", markup=False)
     g = Table(title="PGR" + (" and cost ($ per 1,000 queries)" if has_cost else "") + " at strong-call share p", title_justify="left")
     g.add_column("p", justify="right")
     for r in report["routers"]:
@@ -305,14 +314,9 @@ def _print_table(report: dict[str, Any]) -> None:
     tables.print_table(g, con)
     pol = report.get("policy")
     if pol:
-        if pol.get("point"):
-            pt = pol["point"]
-            con.print(
-                f"saved policy {pol['name']} {pol['options']}: strong-call share {pt['strong_share']:.3f}, "
-                f"quality {pt['quality']:.4f}, PGR {pt['pgr']:.3f}"
-                + (f", ${1000 * pt['cost']:.4g} per 1,000 queries" if pt.get("cost") is not None else ""),
-                markup=False,
-            )
+        line = policy_line(pol)
+        if line:
+            con.print(line, markup=False)
         elif pol.get("note"):
             con.print(f"saved policy {pol['name']}: {pol['note']}", markup=False)
     sc = report.get("scoring") or {}

@@ -23,7 +23,7 @@ _FIELDS = (
     "source", "data", "weight", "protocol", "formatter", "family", "backend", "model", "output", "processes", "hostfile",
     "nnodes", "node_rank", "master_addr", "master_port", "rdzv_endpoint",
     "trust_remote_code", "epochs", "learning_rate", "batch_size", "grad_accum", "max_length",
-    "max_steps", "warmup_ratio", "save_steps", "sample", "eval_fraction", "seed",
+    "max_steps", "warmup_ratio", "save_steps", "sample", "eval_fraction", "seed", "operating_point",
 )
 
 
@@ -60,6 +60,12 @@ def register(cli: click.Group) -> None:
 @click.option("--sample", type=int, default=None, help="Train on N records sampled with seed 42.")
 @click.option("--eval-fraction", type=float, default=None, help="Held-out share for eval loss (families trained by a backend; the others train on every record).  [default: 0.1]")
 @click.option("--seed", type=int, default=None, help="Random seed.  [default: 42]")
+@click.option("--operating-point", default=None, metavar="RULE",
+              help="How the saved policy's threshold is chosen, on scores of training records the router did not "
+                   "train on (the held-out part, or out-of-fold scores for families that train on every record): "
+                   "knee (of the quality-cost curve: the strong-call share in 0.1..0.9 that beats random routing "
+                   "by the most), share=P (send P of them to the strong model) or threshold=T (fixed, nothing "
+                   "held out).  [default: knee]")
 @trust_option(default=None)
 @click.option("--no-trust-remote-code", "no_trust_remote_code", is_flag=True, hidden=True,
               help="Turn off a config file's trust_remote_code.")
@@ -96,4 +102,49 @@ def run(config_file: Path | None, overrides: tuple[str, ...], force: bool, quiet
         click.echo(f"this node's part is done ({time.time() - t0:.0f} s)", err=True)
         return
     click.echo(f"router written to {out} ({time.time() - t0:.0f} s)", err=True)
+    for line in summary_lines(Path(out)):
+        click.echo(line, err=True)
     click.echo(str(out))
+
+
+def summary_lines(out: Path) -> list[str]:
+    """What ``tela run`` made, from the router folder: records, pair, family, policy and where the
+    policy lands on the held-out scores it was chosen on."""
+    from tela_core.routing.artifact import read_manifest, read_policy
+    from tela_core.routing.operating_point import gains_nothing
+
+    manifest = read_manifest(out)
+    spec = read_policy(out)
+    data = manifest.get("data") if isinstance(manifest.get("data"), dict) else {}
+    lines = []
+    if data:
+        held = f", {data['eval']} held out" if data.get("eval") else ""
+        lines.append(f"  records: {data.get('records')} read, {data.get('train')} trained on{held}")
+    weak, strong = manifest.get("weak"), manifest.get("strong")
+    models = spec.get("models") or []
+    if weak and strong:
+        lines.append(f"  pair:    weak {weak}, strong {strong}")
+    elif len(models) >= 2:
+        lines.append(f"  models:  {', '.join(str(m) for m in models)} (cheap -> strong)")
+    target = manifest.get("target") or (manifest.get("scorer_options") or {}).get("target")
+    lines.append(f"  family:  {manifest.get('scorer')}" + (f" (target {target})" if target else ""))
+    point = spec.get("operating_point") if isinstance(spec.get("operating_point"), dict) else None
+    opts = spec.get("options") or {}
+    if point:
+        from tela_core.routing.operating_point import OperatingPoint
+
+        known = {k: v for k, v in point.items() if k in OperatingPoint.__dataclass_fields__}
+        lines.append(f"  policy:  {spec.get('name')}, {OperatingPoint(**known).describe()}")
+        why = gains_nothing(point) if point.get("strong_share") is not None else None
+        if why:
+            lines.append(f"warning: on its held-out prompts the saved policy gains nothing from routing: {why}; "
+                         "choose another point with tela calibrate --router DIR --data FILE --strong-share P")
+    else:
+        lines.append(f"  policy:  {spec.get('name')} {json_dumps(opts)}")
+    return lines
+
+
+def json_dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)

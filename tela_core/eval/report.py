@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -11,7 +10,7 @@ from .outcomes import OutcomeArrays
 from .plots import plot_curves
 from .replay import RANDOM_SEEDS, Evaluation
 
-__all__ = ["REPORT_FILES", "build_report", "render_markdown", "write_report"]
+__all__ = ["REPORT_FILES", "build_report", "render_markdown", "write_report", "policy_line", "oracle_note", "report_warnings"]
 
 #: what :func:`write_report` writes
 REPORT_FILES: tuple[str, ...] = ("report.json", "report.md", "quality.png")
@@ -41,7 +40,64 @@ def build_report(
     }
     if policy is not None:
         report["policy"] = dict(policy)
+        from tela_core.routing.operating_point import gains_nothing
+
+        why = gains_nothing(report["policy"].get("point"))
+        if why:
+            report["policy"]["gains_nothing"] = why
+    report["warnings"] = report_warnings(report)
     return report
+
+
+def _number(x: Any) -> str:
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
+
+
+def policy_line(pol: Mapping[str, Any]) -> str | None:
+    """The saved policy and where it lands, in one readable line (numbers rounded), or None when
+    it has no point on this data (then ``note`` says why)."""
+    opts = dict(pol.get("options") or {})
+    name = pol.get("name")
+    if opts.get("threshold") is not None:
+        how = f"threshold w >= {float(opts['threshold']):.3f}"
+        if name == "calibrated" and opts.get("strong_share") is not None:
+            how += f", set for a {float(opts['strong_share']):.0%} strong-call share"
+    else:
+        how = ", ".join(f"{k} {_number(v)}" for k, v in opts.items() if v is not None) or "default options"
+    pt = pol.get("point")
+    if not pt:
+        return None
+    return (f"saved policy {name} ({how}): {pt['strong_share']:.1%} of prompts to the strong model, quality "
+            f"{pt['quality']:.3f}, PGR {_fmt(pt.get('pgr'), '.3f')}"
+            + (f", ${1000 * pt['cost']:.4g} per 1,000 queries" if pt.get("cost") is not None else ""))
+
+
+def oracle_note(report: Mapping[str, Any]) -> str | None:
+    """Why the oracle's APGR is above 1, when it is (docs/metrics.md)."""
+    oracle = next((r for r in report.get("routers", []) if r.get("name") == "oracle"), None)
+    if not oracle or not isinstance(oracle.get("apgr"), (int, float)) or oracle["apgr"] <= 1:
+        return None
+    return (f"oracle APGR {oracle['apgr']:.3f} is above 1: on some prompts the weak model is right and the strong one "
+            "wrong, and the oracle sends those to the weak model, so its quality beats the strong model alone "
+            "(PGR above 1); a real router's ceiling (docs/metrics.md)")
+
+
+def report_warnings(report: Mapping[str, Any]) -> list[str]:
+    """Warnings a reader must not miss: too few prompts, a saved policy that gains nothing."""
+    from tela_core.routing.operating_point import gains_nothing, small_sample_warning
+
+    out = []
+    few = small_sample_warning(int(report["n"]), "this evaluation",
+                               "differences under ~0.1 APGR are noise; judge the router on more prompts")
+    if few:
+        out.append(few)
+    pol = report.get("policy") or {}
+    why = gains_nothing(pol.get("point"))
+    if why:
+        out.append(f"warning: the router's saved policy ({pol.get('name')}) gains nothing from routing here: {why}; "
+                   "choose an operating point with tela calibrate --router DIR --data FILE --strong-share P "
+                   "(docs/own-models.md: choosing the operating point)")
+    return out
 
 
 def _fmt(x: Any, spec: str) -> str:
@@ -74,6 +130,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     ]
     for r in routers:
         lines.append(f"| {r['name']} | {_fmt(r['apgr'], '.3f')} | {_fmt(r['cpt50'], '.2f')} | {_fmt(r['cpt80'], '.2f')} | {_fmt(r['auc'], '.4f')} |")
+    note = oracle_note(report)
+    if note:
+        lines += ["", note[0].upper() + note[1:] + "."]
     lines += ["", "PGR at each strong-call share p:", ""]
     ps = routers[0]["p"]
     lines.append("| router | " + " | ".join(f"{p:.1f}" for p in ps) + " |")
@@ -88,15 +147,11 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             if r.get("cost"):
                 lines.append(f"| {r['name']} | " + " | ".join(_fmt(1000 * x, ".4g") for x in r["cost"]) + " |")
     pol = report.get("policy")
-    if pol and pol.get("point"):
-        pt = pol["point"]
-        lines += [
-            "",
-            f"Saved policy `{pol.get('name')}` {json.dumps(pol.get('options', {}))}: strong-call share "
-            f"{pt['strong_share']:.3f}, quality {pt['quality']:.4f}, PGR {_fmt(pt.get('pgr'), '.3f')}"
-            + (f", ${1000 * pt['cost']:.4g} per 1,000 queries" if pt.get("cost") is not None else "")
-            + ".",
-        ]
+    line = policy_line(pol) if pol else None
+    if line:
+        lines += ["", line[0].upper() + line[1:] + "."]
+    for warning in report.get("warnings") or []:
+        lines += ["", f"**{warning}**"]
     lines += ["", "![quality against strong-call share](quality.png)", ""]
     return "\n".join(lines)
 

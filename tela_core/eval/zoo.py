@@ -162,6 +162,11 @@ def run_zoo(
     strong_o = np.array([(r.outcomes or {})[s_name] for r in evalr], dtype=np.float64)
     prompts = [r.prompt for r in evalr]
     say(f"split: {len(train)} train, {len(evalr)} eval records ({protocol or 'random 10%'}); weak {w_name}, strong {s_name}")
+    from tela_core.routing.operating_point import small_sample_warning
+
+    few = small_sample_warning(len(evalr), "the comparison", "differences between families are mostly noise; give the zoo more records")
+    if few:
+        say(few)
     results: list[FamilyResult] = []
     for fam in families:
         opts = {"weak": w_name, "strong": s_name, **dict((options or {}).get(fam, {}))}

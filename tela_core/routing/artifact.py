@@ -29,6 +29,7 @@ __all__ = [
     "write_policy",
     "read_policy",
     "plugin_versions",
+    "router_version",
 ]
 
 MANIFEST = "tela.json"
@@ -86,11 +87,29 @@ def read_manifest(artifact_dir: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def write_policy(artifact_dir: str | Path, name: str, options: dict[str, Any], models: list[str] | None = None) -> None:
-    """Save the routing policy beside the artifact."""
-    atomic_write_json(
-        Path(artifact_dir) / POLICY, {"name": name, "options": options, "models": models or DEFAULT_MODELS}
-    )
+def router_version(artifact_dir: str | Path) -> str:
+    """A short id of the trained router in ``artifact_dir``: the SHA-256 of its ``tela.json``
+    (which records when it was trained, on what and how), first 12 hex digits. Retraining changes
+    it; recalibrating (``policy.json``) does not. ``tela serve`` writes it into the decision log."""
+    import hashlib
+
+    p = Path(artifact_dir) / MANIFEST
+    try:
+        return hashlib.sha256(p.read_bytes()).hexdigest()[:12]
+    except OSError as e:
+        raise TelaError(f"{p}: unreadable manifest: {e.strerror or e}") from None
+
+
+def write_policy(
+    artifact_dir: str | Path, name: str, options: dict[str, Any], models: list[str] | None = None,
+    operating_point: dict[str, Any] | None = None,
+) -> None:
+    """Save the routing policy beside the artifact; ``operating_point`` is how ``tela run`` chose
+    it (:class:`tela_core.routing.operating_point.OperatingPoint`), kept until the policy is replaced."""
+    spec: dict[str, Any] = {"name": name, "options": options, "models": models or DEFAULT_MODELS}
+    if operating_point is not None:
+        spec["operating_point"] = operating_point
+    atomic_write_json(Path(artifact_dir) / POLICY, spec)
 
 
 def read_policy(artifact_dir: str | Path) -> dict[str, Any]:

@@ -59,6 +59,8 @@ class Decision:
     w: float
     threshold: float | None
     expected: float | None = None
+    #: the version of the router that decided (:func:`tela_core.routing.artifact.router_version`)
+    router_version: str | None = None
 
 
 class Router:
@@ -153,7 +155,11 @@ class Router:
         policy_obj = reg.create("policy", name, options)
         models = _models(spec, manifest, d)
         spec = {"name": name, "options": policy_obj.options.model_dump(mode="json"), "models": models}
-        return cls(d, manifest, scorer, policy_obj, spec, models)
+        loaded = cls(d, manifest, scorer, policy_obj, spec, models)
+        from tela_core.routing.artifact import router_version
+
+        loaded.__dict__["_version"] = router_version(d)  # the version loaded, even if the folder is retrained later
+        return loaded
 
     # -- what it is ---------------------------------------------------------------------------------
 
@@ -161,6 +167,17 @@ class Router:
     def name(self) -> str:
         """The folder's name (what ``tela serve`` calls it unless told otherwise)."""
         return self.path.resolve().name or str(self.path)
+
+    @property
+    def version(self) -> str:
+        """A short id of the trained router (its ``tela.json`` hash): retraining changes it, a new
+        policy does not. Read once, when first asked."""
+        v = self.__dict__.get("_version")
+        if v is None:
+            from tela_core.routing.artifact import router_version
+
+            v = self.__dict__["_version"] = router_version(self.path)
+        return str(v)
 
     @property
     def threshold(self) -> float | None:
@@ -214,12 +231,17 @@ class Router:
         else:
             t = self.threshold
             chosen = list(self.policy.choose(scores, self.models))
+        try:
+            version: str | None = self.version
+        except TelaError:  # the folder changed under a loaded router: decide anyway
+            version = None
         return [
             Decision(
                 model=chosen[i],
                 w=float(w[i]),
                 threshold=t,
                 expected=float(expected[i]) if expected is not None else None,
+                router_version=version,
             )
             for i in range(len(w))
         ]

@@ -394,6 +394,7 @@ class _Info:
             "time": self.shadow.time if self.shadow is not None else _now_iso(),
             "id": self.id,
             "router": self.router,
+            "router_version": None if d is None else d.router_version,
             "w": None if d is None else round(d.w, 6),
             "threshold": None if d is None else d.threshold,
             "chosen": None if d is None else d.model,

@@ -87,6 +87,8 @@ class RunConfig(BaseModel):
     sample: int | None = None
     eval_fraction: float = 0.1
     seed: int = 42
+    #: how the saved policy's threshold is chosen (:mod:`tela_core.routing.operating_point`); None: the knee
+    operating_point: str | None = None
 
     @model_validator(mode="after")
     def _one_kind_of_data(self) -> "RunConfig":
@@ -152,6 +154,19 @@ class RunConfig(BaseModel):
             raise ValueError(f"must be 0 or more, got {v}")
         return v
 
+    @field_validator("operating_point")
+    @classmethod
+    def _operating_point(cls, v: str | None) -> str | None:
+        from tela_core.routing.operating_point import parse_rule
+
+        if v is None:
+            return v
+        try:
+            kind, value = parse_rule(v)
+        except TelaError as e:
+            raise ValueError(str(e).removeprefix(f"operating point {str(v).strip()!r}: ")) from None
+        return kind if value is None else f"{kind}={value:g}"
+
     @field_validator("seed")
     @classmethod
     def _seed(cls, v: int) -> int:
@@ -205,7 +220,7 @@ class RunConfig(BaseModel):
     def fingerprint(self) -> str:
         """Hash of everything that changes the trained router (not where or how it is launched)."""
         d = self.model_dump(mode="json", exclude={"output", "hostfile", *LAUNCH_FIELDS})
-        for key in ("mix", "protocol"):  # added in 0.2: left out when unset, so older runs keep their fingerprint
+        for key in ("mix", "protocol", "operating_point"):  # added in 0.2: left out when unset, so older runs keep their fingerprint
             if d.get(key) is None:
                 d.pop(key, None)
         if self.data is not None:

@@ -118,11 +118,12 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
         trained = mix.trained_pairs(train_counts)
         pairs = {"trained_pairs": trained} if trained else {}
         if backend is None:
-            _fit_family(cfg, family, train, out, summary, mix_pair(cfg, mix), pairs)
+            _fit_family(cfg, family, train, out, summary, mix_pair(cfg, mix), pairs, echo)
             return out
         assert model is not None and rows is not None
         pair = {"weak": mix.pair[0], "strong": mix.pair[1]} if mix.pair else {}
-        return _train_with_backend(cfg, backend, model, rows, pair, pairs, train, summary, out, force, quiet, echo, nodes)
+        return _train_with_backend(cfg, backend, model, rows, pair, pairs, train, summary, out, force, quiet, echo, nodes,
+                                   evals)
 
 
 def _marker(cfg: RunConfig) -> dict[str, Any]:
@@ -131,7 +132,7 @@ def _marker(cfg: RunConfig) -> dict[str, Any]:
 
 def _fit_family(
     cfg: RunConfig, family: Any, train: Sequence[Any], out: Path, summary: dict[str, Any],
-    pair: Mapping[str, str], pairs: Mapping[str, Any],
+    pair: Mapping[str, str], pairs: Mapping[str, Any], echo: Callable[[str], None] = print,
 ) -> None:
     """Fit a self-training family into a staging dir beside ``out``, then move it into place.
 
@@ -144,9 +145,10 @@ def _fit_family(
     from tela_core.infra.io import staged_dir
 
     config = cfg.model_dump(mode="json")
+    fit_config = {"run": config, "formatter": cfg.formatter, "seed": cfg.seed, **pair}
     # out is missing, an empty dir, a forced replacement or an unfinished older run: replaced whole
     with staged_dir(out) as stage:
-        family.fit(train, stage, {"run": config, "formatter": cfg.formatter, "seed": cfg.seed, **pair})
+        family.fit(train, stage, fit_config)
         if not (stage / "policy.json").exists():
             write_policy(stage, "threshold", {"threshold": 0.5})
         manifest = read_manifest(stage)
@@ -154,15 +156,16 @@ def _fit_family(
         extra.update(data=summary, config=config, **pairs, **{SKETCH_KEY: prompt_sketch(r.prompt for r in train)})
         if len(pair) == 2 and not (extra.get("weak") and extra.get("strong")):
             extra.update(pair)
-        write_manifest(stage, scorer=manifest["scorer"], **extra)
+        manifest = write_manifest(stage, scorer=manifest["scorer"], **extra)
         (stage / RUN_SUBDIR).mkdir(exist_ok=True)
+        _save_operating_point(cfg, stage, manifest, echo, folds=lambda: _out_of_fold(cfg, train, fit_config, stage))
         atomic_write_json(stage / RUN_SUBDIR / "run.json", _marker(cfg))
 
 
 def _train_with_backend(
     cfg: RunConfig, backend: Any, model: Any, rows: Mapping[str, Sequence[Mapping[str, Any]]], pair: Mapping[str, str],
     pairs: Mapping[str, Any], train: Sequence[Any], data_summary: dict[str, Any], out: Path, force: bool, quiet: bool, echo: Callable[[str], None],
-    nodes: "NodeLaunch | None" = None,
+    nodes: "NodeLaunch | None" = None, evals: Sequence[Any] = (),
 ) -> Path:
     """Write the formatted data and the run marker, train with ``backend``, write the manifest last."""
     from tela_core.routing.artifact import write_manifest, write_policy
@@ -204,7 +207,7 @@ def _train_with_backend(
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # finished: resumable state no longer needed
     if not (out / "policy.json").exists():
         write_policy(out, "threshold", {"threshold": 0.5}, [pair["weak"], pair["strong"]] if pair else None)
-    write_manifest(
+    manifest = write_manifest(
         out,
         scorer=cfg.family,
         scorer_options=cfg.family_options,
@@ -219,7 +222,87 @@ def _train_with_backend(
         **pairs,
         **pair,
     )
+    _save_operating_point(cfg, out, manifest, echo, heldout=lambda: _held_out(cfg, out, evals))
     return out
+
+
+def _out_of_fold(cfg: RunConfig, train: Sequence[Any], fit_config: Mapping[str, Any], stage: Path) -> tuple[Any, list[Any], str]:
+    """Out-of-fold scores of a self-training family's training records (:mod:`.heldout`)."""
+    from tela_core.plugins.discovery import get_registry
+    from .heldout import FOLDS, out_of_fold_scores
+
+    reg = get_registry()
+    work = stage / RUN_SUBDIR / "folds"
+    try:
+        w, records = out_of_fold_scores(lambda: reg.create("scorer", cfg.family, cfg.family_options), train, fit_config,
+                                        cfg.seed, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return w, records, f"{FOLDS}-fold out-of-fold scores of the training records"
+
+
+def _held_out(cfg: RunConfig, out: Path, evals: Sequence[Any]) -> tuple[Any, list[Any], str]:
+    """The trained router's scores of the held-out records (``--eval-fraction``)."""
+    from .heldout import MAX_HELDOUT, heldout_scores
+
+    if len(evals) < 1:
+        raise TelaError("--eval-fraction held no records out")
+    w, records = heldout_scores(out, evals, cfg.seed, trust_remote_code=cfg.trust_remote_code)
+    what = f"the held-out {cfg.eval_fraction:g} of the training data" + (
+        f", {MAX_HELDOUT} of them drawn" if len(evals) > MAX_HELDOUT else "")
+    return w, records, what
+
+
+def _save_operating_point(
+    cfg: RunConfig, router_dir: Path, manifest: Mapping[str, Any], echo: Callable[[str], None],
+    folds: "Callable[[], tuple[Any, list[Any], str]] | None" = None,
+    heldout: "Callable[[], tuple[Any, list[Any], str]] | None" = None,
+) -> None:
+    """Choose the router's operating point by ``cfg.operating_point``
+    (:mod:`tela_core.routing.operating_point`) on scores of records it did not train on, and save
+    it as its policy. A two-model ``threshold`` policy is replaced; a family's own policy (e.g.
+    ``tiers`` over N models) is kept."""
+    from tela_core.routing.artifact import read_policy, write_policy
+    from tela_core.routing.operating_point import OperatingPoint, choose_operating_point, parse_rule, small_sample_warning
+    from .heldout import FOLDS, outcomes_of
+
+    spec = read_policy(router_dir)
+    models = [str(m) for m in (spec.get("models") or [])]
+    if spec.get("name", "threshold") != "threshold" or len(models) > 2:
+        return
+    kind, value = parse_rule(cfg.operating_point)
+    rule = cfg.operating_point or "knee"
+    point: OperatingPoint
+    if kind == "threshold":
+        point = choose_operating_point(None, rule=rule)
+    else:
+        scores = folds or heldout
+        assert scores is not None
+        try:
+            if folds is not None:
+                echo(f"choosing the operating point ({rule}) on {FOLDS}-fold out-of-fold scores of the training records")
+            w, records, what = scores()
+        except TelaError as e:
+            point = OperatingPoint(rule, 0.5, note=f"no held-out scores to choose it on ({e}); the threshold 0.5 was kept")
+        else:
+            weak, strong = outcomes_of(records, {"weak": manifest.get("weak"), "strong": manifest.get("strong")})
+            point = choose_operating_point(w, weak, strong, rule=rule, heldout_what=what)
+            small = small_sample_warning(point.heldout, "the operating point",
+                                         "set it on more prompts with tela calibrate --data FILE --strong-share P")
+            if small:
+                echo(small)
+    if point.note:
+        echo(f"note: operating point: {point.note}")
+    record = point.to_dict()
+    if kind == "threshold" or point.target_share is None:
+        write_policy(router_dir, "threshold", {"threshold": point.threshold}, models or None, operating_point=record)
+        return
+    options = {
+        "strong_share": point.target_share, "threshold": point.threshold, "calibration_prompts": max(point.heldout, 1),
+        "calibration_data": f"{point.heldout_what} (tela run, operating point {point.rule})",
+        "achieved_share": point.strong_share,
+    }
+    write_policy(router_dir, "calibrated", options, models or None, operating_point=record)
 
 
 def normal_file_modes(root: Path) -> None:

@@ -1,0 +1,238 @@
+"""The operating point a router is saved with: which threshold on ``w`` it routes at.
+
+``tela run`` chooses it on scores of records the router did not train on (the held-out part of
+the training data for a family trained by a backend, out-of-fold scores for a family that trains
+itself on every record: :mod:`tela_core.train.heldout`), by a stated rule:
+
+- ``knee`` (the default): the knee of the quality–cost curve. For each strong-call share p in
+  0.10, 0.15, …, 0.90 the threshold that sends p of the held-out prompts to the strong model is
+  replayed against their outcomes; the one whose PGR beats random routing (PGR = p) by the most is
+  chosen (the smaller share on a tie: cheaper). Shares below 0.10 and above 0.90 are left out: a
+  router that sends (almost) nothing to one model gains nothing from routing. When the held-out
+  records have no per-model outcomes, the strong model is no better than the weak one on them, or
+  the router does not beat random routing on them (APGR at most 0.5, or no share ahead of random),
+  there is no knee: the share 0.5 is taken instead and the point says why.
+- ``share=P``: the threshold that sends the share P of the held-out prompts to the strong model
+  (``tela calibrate``'s rule).
+- ``threshold=T``: the fixed threshold T (``threshold=0.5`` is what tela 0.2 saved); nothing is
+  held out or scored for it.
+
+The choice is saved as the router's ``calibrated`` policy (``threshold`` for ``threshold=T``) in
+``policy.json``, with the point itself (:class:`OperatingPoint`) under ``operating_point``.
+Nothing here depends on the family or its embedder: only ``w`` and the outcomes are read.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+from tela_core.infra.errors import TelaError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+__all__ = [
+    "DEFAULT_RULE",
+    "FALLBACK_SHARE",
+    "KNEE_SHARES",
+    "MIN_SAMPLE",
+    "OperatingPoint",
+    "parse_rule",
+    "choose_operating_point",
+    "gains_nothing",
+    "small_sample_warning",
+]
+
+#: The rule ``tela run`` uses unless ``--operating-point`` names another.
+DEFAULT_RULE = "knee"
+#: The strong-call shares the knee is looked for among.
+KNEE_SHARES: tuple[float, ...] = tuple(round(0.10 + 0.05 * i, 2) for i in range(17))
+#: The share taken when there is no knee (no outcomes, no quality gap, no gain over random).
+FALLBACK_SHARE = 0.5
+#: Below this many prompts a strong-call share or a PGR measured on them is flagged as noise:
+#: the standard error of a share near 0.5 is about 0.05 at 100 prompts, 0.11 at 20.
+MIN_SAMPLE = 100
+
+
+def small_sample_warning(n: int, what: str, advice: str = "") -> str | None:
+    """A warning line when ``n`` prompts are too few (< :data:`MIN_SAMPLE`) for ``what``; None otherwise."""
+    if n >= MIN_SAMPLE:
+        return None
+    se = math.sqrt(0.25 / max(n, 1))
+    return (f"warning: {what} rests on {n} prompt{'s' if n != 1 else ''}, fewer than {MIN_SAMPLE}: a share measured "
+            f"on them is uncertain by about ±{se:.2f} (one standard error at 0.5), so treat it as a rough guess"
+            + (f"; {advice}" if advice else ""))
+
+
+def parse_rule(text: str | None) -> tuple[str, float | None]:
+    """``"knee"`` / ``"share=P"`` / ``"threshold=T"`` -> (kind, value); a :class:`TelaError` naming
+    the accepted forms otherwise. None is the default rule."""
+    raw = (DEFAULT_RULE if text is None else str(text)).strip()
+    kind, sep, value = raw.partition("=")
+    kind = kind.strip().lower()
+    forms = "knee, share=P (a strong-call share in [0, 1]) or threshold=T (a threshold on w in [0, 1])"
+    if kind == "knee" and not sep:
+        return "knee", None
+    if kind in ("share", "threshold") and sep:
+        try:
+            x = float(value)
+        except ValueError:
+            raise TelaError(f"operating point {raw!r}: {value.strip()!r} is not a number; expected {forms}") from None
+        if not (0.0 <= x <= 1.0):  # NaN fails too
+            raise TelaError(f"operating point {raw!r}: {kind} must be in [0, 1], got {value.strip()}")
+        return kind, x
+    raise TelaError(f"operating point {raw!r}: expected {forms}")
+
+
+@dataclass
+class OperatingPoint:
+    """Where a router's saved policy routes, and what that did on the held-out scores."""
+
+    #: the rule as given (``knee``, ``share=0.3``, ``threshold=0.5``)
+    rule: str
+    #: the threshold on ``w`` saved in the policy
+    threshold: float
+    #: the strong-call share the rule aimed at (the knee's share, P of ``share=P``; None for ``threshold=T``)
+    target_share: float | None = None
+    #: how many held-out scores the point was chosen on, and what they were
+    heldout: int = 0
+    heldout_what: str = ""
+    #: on the held-out scores: the share sent to the strong model, the quality of the chosen models and PGR
+    strong_share: float | None = None
+    quality: float | None = None
+    pgr: float | None = None
+    q_weak: float | None = None
+    q_strong: float | None = None
+    #: APGR of the held-out scores (random routing: 0.5)
+    apgr: float | None = None
+    #: why the rule could not be applied as stated (e.g. no knee), or None
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items()}
+
+    def describe(self) -> str:
+        """One line: the policy, and where it lands on the held-out scores."""
+        s = f"threshold w >= {self.threshold:.4f} (rule: {self.rule}"
+        s += ", the knee of the quality-cost curve)" if self.rule == "knee" else ")"
+        if self.strong_share is None:
+            s += "; nothing held out to measure it on"
+        if self.strong_share is not None:
+            s += f"; on {self.heldout} held-out prompts ({self.heldout_what}): {self.strong_share:.0%} strong calls"
+            if self.quality is not None:
+                s += f", quality {self.quality:.3f} (weak alone {self.q_weak:.3f}, strong alone {self.q_strong:.3f})"
+            if self.pgr is not None:
+                s += f", PGR {self.pgr:.2f}"
+            if self.apgr is not None:
+                s += f"; APGR there {self.apgr:.3f} (random 0.5)"
+        return s
+
+
+def _threshold_for(w: "np.ndarray", share: float) -> float:
+    """The ``calibrated`` policy's threshold for ``share`` on ``w`` (the rule of ``tela calibrate``)."""
+    from tela_core.plugins.discovery import get_registry
+
+    policy = get_registry().create("policy", "calibrated", {"strong_share": share}).calibrate(w)
+    return float(policy.options.threshold)
+
+
+def choose_operating_point(
+    w: Sequence[float] | "np.ndarray" | None,
+    weak: Sequence[float] | "np.ndarray" | None = None,
+    strong: Sequence[float] | "np.ndarray" | None = None,
+    rule: str | None = None,
+    heldout_what: str = "",
+) -> OperatingPoint:
+    """The operating point ``rule`` (:func:`parse_rule`) picks on held-out scores ``w``, with the
+    weak and strong models' outcomes on the same prompts when known (the knee needs them)."""
+    import numpy as np
+
+    kind, value = parse_rule(rule)
+    label = DEFAULT_RULE if kind == "knee" else f"{kind}={value:g}"
+    arr = None if w is None else np.asarray(w, dtype=float).reshape(-1)
+    if kind == "threshold":
+        assert value is not None
+        point = OperatingPoint(label, float(value))
+        if arr is not None and arr.size:
+            _measure(point, arr, weak, strong, heldout_what)
+        return point
+    if arr is None or arr.size == 0:
+        raise TelaError(f"operating point {label}: no held-out scores to choose it on")
+    note = None
+    if kind == "share":
+        assert value is not None
+        share = float(value)
+    else:
+        share, note = _knee(arr, weak, strong)
+    point = OperatingPoint(label, _threshold_for(arr, share), target_share=share, note=note)
+    _measure(point, arr, weak, strong, heldout_what)
+    return point
+
+
+def _measure(point: OperatingPoint, w: "np.ndarray", weak: Any, strong: Any, what: str) -> None:
+    import numpy as np
+
+    mask = w >= point.threshold
+    point.heldout, point.heldout_what = int(w.size), what
+    point.strong_share = float(mask.mean())
+    if weak is None or strong is None:
+        return
+    wk, st = np.asarray(weak, dtype=float), np.asarray(strong, dtype=float)
+    q = np.where(mask, st, wk)
+    point.quality, point.q_weak, point.q_strong = float(q.mean()), float(wk.mean()), float(st.mean())
+    gap = float(st.mean() - wk.mean())
+    point.pgr = float((q.mean() - wk.mean()) / gap) if gap > 1e-12 else None
+    if gap > 1e-12:
+        from tela_core.eval.metrics import apgr
+
+        point.apgr = float(apgr(w, wk, st))
+
+
+def _knee(w: "np.ndarray", weak: Any, strong: Any) -> tuple[float, str | None]:
+    """(share, note): the knee's share on ``w``, or :data:`FALLBACK_SHARE` and why there is none."""
+    import numpy as np
+
+    fallback = f"the share {FALLBACK_SHARE} was taken instead"
+    if weak is None or strong is None:
+        return FALLBACK_SHARE, f"the held-out records carry no per-model outcomes, so there is no quality-cost curve; {fallback}"
+    wk, st = np.asarray(weak, dtype=float), np.asarray(strong, dtype=float)
+    gap = float(st.mean() - wk.mean())
+    if gap <= 1e-12:
+        return FALLBACK_SHARE, (f"the strong model is no better than the weak one on the held-out records (quality "
+                                f"{st.mean():.3f} vs {wk.mean():.3f}), so routing can gain nothing; {fallback}")
+    from tela_core.eval.metrics import apgr
+
+    area = apgr(w, wk, st)
+    if area <= 0.5:
+        return FALLBACK_SHARE, (f"the router does not beat random routing on its held-out scores (APGR {area:.3f}; random "
+                                f"0.5), so it has no knee; {fallback}")
+    best: tuple[float, float] | None = None
+    for p in KNEE_SHARES:
+        mask = w >= _threshold_for(w, p)
+        share = float(mask.mean())
+        pgr = float((np.where(mask, st, wk).mean() - wk.mean()) / gap)
+        lead = pgr - share
+        if best is None or lead > best[0] + 1e-12:
+            best = (lead, p)
+    assert best is not None
+    if best[0] <= 0:
+        return FALLBACK_SHARE, f"no share beats random routing on the held-out records (the router learnt nothing usable there); {fallback}"
+    return best[1], None
+
+
+def gains_nothing(point: dict[str, Any] | None) -> str | None:
+    """Why a saved policy's point (``strong_share``, ``pgr``) gains nothing from routing, or None:
+    it sends (almost) every prompt to one model (share under 0.05 or over 0.95), or recovers almost
+    none of the quality gap (PGR under 0.05)."""
+    if not point:
+        return None
+    share, pgr = point.get("strong_share"), point.get("pgr")
+    if isinstance(share, (int, float)) and share < 0.05:
+        return f"it sends {share:.1%} of the prompts to the strong model: almost all go to the weak one"
+    if isinstance(share, (int, float)) and share > 0.95:
+        return f"it sends {share:.1%} of the prompts to the strong model: almost none go to the weak one"
+    if isinstance(pgr, (int, float)) and pgr < 0.05:
+        return f"it recovers {pgr:.3f} of the quality gap between the models (PGR)"
+    return None

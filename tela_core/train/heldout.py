@@ -1,0 +1,109 @@
+"""Scores of training-side records a router did not train on, to choose its operating point with.
+
+- A family trained by a backend holds ``--eval-fraction`` of the records out: :func:`heldout_scores`
+  scores (up to :data:`MAX_HELDOUT` of) them with the trained router.
+- A family that trains itself trains on every record, so its own scores on them would flatter it:
+  :func:`out_of_fold_scores` fits it :data:`FOLDS` more times, each on four fifths of the records
+  (a prompt's copies kept in one fold), and scores the fifth it left out. Every record then has a
+  score from a router that never saw it. Embedding families read their vectors from the cache, so
+  the extra fits cost little beside the first.
+
+What comes back is ``w`` and the records it belongs to; :mod:`tela_core.routing.operating_point`
+reads only those and the records' outcomes, never the family.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from tela_core.infra.errors import TelaError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+__all__ = ["FOLDS", "MAX_HELDOUT", "MIN_RECORDS", "out_of_fold_scores", "heldout_scores", "outcomes_of"]
+
+#: Folds of the cross-validation for families that train themselves.
+FOLDS = 5
+#: At most this many held-out records are scored for a backend-trained router (seeded draw).
+MAX_HELDOUT = 500
+#: Fewer distinct prompts than this and nothing is held out (the fallback rule applies).
+MIN_RECORDS = 10
+
+
+def out_of_fold_scores(
+    make_family: Callable[[], Any], train: Sequence[Any], fit_config: Mapping[str, Any], seed: int,
+    work_dir: Path, folds: int = FOLDS,
+) -> tuple["np.ndarray", list[Any]]:
+    """(w, records): one out-of-fold score per distinct training prompt, and the record it is for.
+
+    ``make_family`` builds a fresh, unfitted family (as ``tela run`` configured it); each fold is
+    fitted into a temporary folder under ``work_dir`` with ``fit_config`` and removed after scoring.
+    """
+    import numpy as np
+
+    from tela_core.routing.artifact import MANIFEST, write_manifest
+    from tela_core.routing.router import Router
+
+    first: dict[str, int] = {}
+    for i, r in enumerate(train):
+        first.setdefault(r.prompt, i)
+    prompts = list(first)
+    if len(prompts) < max(MIN_RECORDS, folds):
+        raise TelaError(f"{len(prompts)} distinct training prompts are too few to hold any out")
+    order = np.random.RandomState(seed).permutation(len(prompts))
+    fold_of = {prompts[j]: k % folds for k, j in enumerate(order)}
+    w = np.full(len(prompts), np.nan)
+    index = {p: i for i, p in enumerate(prompts)}
+    work_dir.mkdir(parents=True, exist_ok=True)
+    for k in range(folds):
+        fit_on = [r for r in train if fold_of[r.prompt] != k]
+        left_out = [p for p in prompts if fold_of[p] == k]
+        tmp = Path(tempfile.mkdtemp(prefix=f"fold{k}-", dir=work_dir))
+        try:
+            family = make_family()
+            family.fit(fit_on, tmp, dict(fit_config))
+            if not (tmp / MANIFEST).exists():  # a family that leaves the manifest to tela run
+                write_manifest(tmp, scorer=family.name, scorer_options=family.options.model_dump(mode="json"))
+            scores = Router.load(tmp).score(left_out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for p, x in zip(left_out, scores):
+            w[index[p]] = float(x)
+    return w, [train[first[p]] for p in prompts]
+
+
+def heldout_scores(
+    router_dir: Path, evals: Sequence[Any], seed: int, limit: int = MAX_HELDOUT, trust_remote_code: bool = False,
+) -> tuple["np.ndarray", list[Any]]:
+    """(w, records): the trained router's scores of (a seeded draw of at most ``limit`` of) the
+    held-out records."""
+    import numpy as np
+
+    from tela_core.routing.router import Router
+
+    records = list(evals)
+    if len(records) > limit:
+        pick = sorted(np.random.RandomState(seed).permutation(len(records))[:limit])
+        records = [records[int(i)] for i in pick]
+    w = Router.load(router_dir, trust_remote_code=trust_remote_code).score([r.prompt for r in records])
+    return w, records
+
+
+def outcomes_of(records: Sequence[Any], pair: Mapping[str, str]) -> tuple["np.ndarray | None", "np.ndarray | None"]:
+    """The weak and strong outcomes of ``records`` for ``pair`` (``weak``/``strong`` names), or
+    (None, None) when some record lacks one (label-only data)."""
+    import numpy as np
+
+    weak, strong = pair.get("weak"), pair.get("strong")
+    if not weak or not strong:
+        return None, None
+    try:
+        wk = [float(r.outcomes[weak]) for r in records]
+        st = [float(r.outcomes[strong]) for r in records]
+    except (KeyError, TypeError):
+        return None, None
+    return np.asarray(wk), np.asarray(st)
