@@ -190,11 +190,11 @@ def test_agreement_of_two_judges_on_a_sample(tmp_path: Path, answers: Path, upst
                 "--agreement", "reference", "--set", "agreement.grader=number", "--sample", 12, "-o", out)
     assert r.exit_code == 0, r.output
     agr = json.loads((out / "agreement.json").read_text())
-    assert agr["judges"] == ["llm-judge", "reference"] and agr["prompts"] == 12
+    assert agr["judges"] == ["llm-judge (judge)", "reference"] and agr["prompts"] == 12  # a judge named with the model it calls
     # the stand-in judge rates from the very scores the reference grader recomputes: they agree fully
     assert agr["label"]["n"] == 12 and agr["label"]["raw"] == 1.0 and agr["label"]["kappa"] == pytest.approx(1.0)
     assert agr["outcomes"]["small"]["kappa"] == pytest.approx(1.0)
-    assert "agreement of llm-judge and reference on 12 prompts" in r.output
+    assert "agreement of llm-judge (judge) and reference on 12 prompts" in r.output
     assert len(_jsonl(out / "judgements-agreement.jsonl")) == 12 and _judge_calls(upstream) == 24  # both answers rated
 
 
