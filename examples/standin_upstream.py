@@ -14,6 +14,10 @@ Endpoints: ``POST /v1/chat/completions`` (JSON, or server-sent events ending ``d
 ``{"mode": "ok" | "fail" | "stall" | "stall-stream", "stall_s": 30, "delay_ms": 0}`` to make it
 fail (HTTP 500), stall before answering, or stall after the first streamed chunk.
 
+It is no judge: its replies hold no rating, so ``tela judge`` reads no verdict from it. For a
+stand-in judge, and upstreams that replay real models' answers, see docs/own-models.md, "Rehearse
+offline" (``tela_core.testkit.replay_upstream``).
+
 Standard library only (uvloop is used when installed); one process, asyncio, HTTP/1.1 keep-alive.
 """
 

@@ -311,7 +311,11 @@ def test_own_models_guide_rehearsed_offline(tmp_path: Path) -> None:
         stated = policy.get("operating_point", {}).get("strong_share")
         assert stated is not None, policy
         served = went["haiku"] / 300
+        print(f"strong-call share: stated {stated:.3f} ({policy['operating_point'].get('rule')}), served {served:.3f}")
         assert abs(served - stated) <= 0.15, (served, stated, policy)
+        # the reload answers with the version it loaded, behind the link
+        reload = json.loads([o for c, o in outputs.items() if "/admin/reload" in c][-1].strip().splitlines()[-1])
+        assert reload["routers"]["mine"]["loaded"] == str((work / "runs/v2").resolve()), reload
     finally:
         log = _stop(serve)
         _stop(standin)
