@@ -93,13 +93,13 @@ def heldout_scores(
     return w, records
 
 
-def outcomes_of(records: Sequence[Any], pair: Mapping[str, str]) -> tuple["np.ndarray | None", "np.ndarray | None"]:
+def outcomes_of(records: Sequence[Any], pair: Mapping[str, Any]) -> tuple["np.ndarray | None", "np.ndarray | None"]:
     """The weak and strong outcomes of ``records`` for ``pair`` (``weak``/``strong`` names), or
     (None, None) when some record lacks one (label-only data)."""
     import numpy as np
 
     weak, strong = pair.get("weak"), pair.get("strong")
-    if not weak or not strong:
+    if not isinstance(weak, str) or not isinstance(strong, str) or not weak or not strong:
         return None, None
     try:
         wk = [float(r.outcomes[weak]) for r in records]
