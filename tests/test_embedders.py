@@ -181,9 +181,10 @@ def test_missing_extra_is_one_line_with_the_install_command(monkeypatch: pytest.
 def test_routers_from_before_embedders_load_as_minilm(tmp_path: Path) -> None:
     """A router saved before this field existed (no ``embedder`` in its manifest, the old
     ``embedding_model`` option) loads as ``minilm`` and scores as it did."""
-    out = _fit(tmp_path)  # default embedder: minilm
+    out = _fit(tmp_path, embedder="minilm")  # what every router trained then used
     manifest = json.loads((out / "tela.json").read_text())
     assert manifest["embedder"]["name"] == "minilm" and manifest["embedder"]["dim"] == 384
+    assert Router.load(out).scorer.embedder_choice() == ("minilm", {})  # named in its manifest: kept
     probe = ["prove the theorem about integral number 999", "what colour is the sky on day 999"]
     new = Router.load(out).score(probe)
     del manifest["embedder"]
@@ -195,6 +196,21 @@ def test_routers_from_before_embedders_load_as_minilm(tmp_path: Path) -> None:
     old = Router.load(out, embedder="minilm")
     assert old.scorer.embedder_choice() == ("minilm", {})
     np.testing.assert_allclose(old.score(probe), new, atol=1e-6)
+
+
+def test_the_default_embedder_is_static_and_recorded(tmp_path: Path) -> None:
+    """Issue 26: what a user trains without options embeds with the static model distilled from
+    MiniLM (``model2vec``, 384-d), records it, and scores through it on reload."""
+    from tela_core.models.embedders import DEFAULT_EMBEDDER
+
+    assert DEFAULT_EMBEDDER == "model2vec"
+    out = _fit(tmp_path)
+    manifest = json.loads((out / "tela.json").read_text())
+    assert manifest["embedder"]["name"] == "model2vec" and manifest["embedder"]["dim"] == 384
+    assert manifest["scorer_options"]["embedder"] == "model2vec"
+    probe = ["prove the theorem about integral number 999", "what colour is the sky on day 999"]
+    w = Router.load(out).score(probe)
+    assert w[0] > w[1]  # the hard prompt needs the strong model
 
 
 # ------------------------------------------------------------------------------------------------
@@ -343,7 +359,7 @@ def test_model2vec_is_distilled_once_then_loads_offline_without_torch(tmp_path: 
 
     emb = get_embedder("model2vec")
     vec = emb.embed(TEXTS)
-    assert vec.shape == (len(TEXTS), 256) and np.allclose(np.linalg.norm(vec, axis=1), 1, atol=1e-4)
+    assert vec.shape == (len(TEXTS), 384) and np.allclose(np.linalg.norm(vec, axis=1), 1, atol=1e-4)
     folder = Path(emb.model_folder())
     assert folder.parent == cache_dir() / "models" and (folder / "model.safetensors").is_file()
     script = (

@@ -128,3 +128,60 @@ def test_fast_scorers_are_scored_inline():
     slow = Batcher(SlowRouter(delay=0.01), inline_below_ms=1)
     assert not slow.inline
     slow.close()
+
+
+def test_an_embedding_router_under_32_concurrent_requests_embeds_in_batches(register_plugin, tmp_path):
+    """Issue 26: at 32 concurrent requests a router's encoder runs batches, not 32 single passes.
+    A real kNN router behind the batcher, its embedder a plugin that takes a while per call and
+    counts the texts of each call: 32 prompts of similar length come in a few calls; 32 of
+    MMLU-like mixed lengths (40 to 2,000 characters) in calls of similar length, still far fewer
+    than 32 (the batcher's ``tela_batch_size`` histogram sees the same sizes)."""
+    import hashlib
+    import random
+
+    from pydantic import BaseModel
+
+    from tela_core import Embedder, Record, hookimpl
+    from tela_core.models import embeddings
+    from tela_core.routing.router import Router
+
+    class SlowWords(Embedder):
+        name = "slow-words"
+        description = "hashed words, 20 ms a call (test)"
+        Options = type("Options", (BaseModel,), {})
+        calls: list[int] = []
+
+        def embed(self, texts):
+            SlowWords.calls.append(len(texts))
+            time.sleep(0.02)  # a forward pass's fixed cost
+            out = np.full((len(texts), 32), 1e-3, dtype=np.float32)
+            for i, t in enumerate(texts):
+                for w in t.split():
+                    out[i, int(hashlib.sha256(w.encode()).hexdigest(), 16) % 32] += 1.0
+            return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    class Plugin:
+        @hookimpl
+        def tela_register_embedders(self, register):
+            register(SlowWords)
+
+    reg = register_plugin(Plugin(), "slow-words-test")
+    recs = [Record(prompt=f"{'prove the theorem' if i % 2 else 'what colour is'} number {i}",
+                   outcomes={"weak": float(i % 2 == 0), "strong": 1.0}) for i in range(40)]
+    reg.create("scorer", "embedding-knn", {"embedder": "slow-words", "k": 5}).fit(recs, tmp_path / "knn", {})
+    embeddings.use_shard_cache(False)  # as tela serve runs it, the LRU off: every prompt is embedded
+    embeddings.serving_cache(0)
+    try:
+        router = Router.load(tmp_path / "knn")
+        rng = random.Random(0)
+        similar = [f"question {i}: " + "word " * rng.randint(20, 26) for i in range(32)]
+        mixed = [f"question {i}: " + "x" * int(40 * 50 ** rng.random()) for i in range(32)]
+        for prompts, most_calls in ((similar, 4), (mixed, 16)):
+            SlowWords.calls.clear()
+            sizes: list[int] = []
+            out = _run(Batcher(router, max_batch=32, on_batch=lambda n, s: sizes.append(n)), [(p, None) for p in prompts])
+            assert len(out) == 32 and sum(SlowWords.calls) == 32
+            assert len(SlowWords.calls) <= most_calls and max(SlowWords.calls) > 1, SlowWords.calls
+            assert sorted(sizes) == sorted(SlowWords.calls)
+    finally:
+        embeddings.use_shard_cache(True)

@@ -14,7 +14,9 @@ its class, and calls ``self.embed(prompts)``. Then:
   the name, another distillation, another quantisation). So a router always embeds at serving
   time exactly as in training;
 - a router saved before embedders were components has no ``embedder`` field: it loads as
-  ``minilm`` (or ``sentence-transformers`` with its ``embedding_model``), which is what it used.
+  ``minilm`` (or ``sentence-transformers`` with its ``embedding_model``), which is what it used,
+  although the default is now ``model2vec``; a router trained with ``minilm`` keeps it (its
+  manifest names it).
 
 Vectors are cached by :func:`tela_core.models.embeddings.embed_with`. Nothing heavy is imported
 here.
@@ -36,12 +38,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from tela_core.components import Embedder
 
 __all__ = [
-    "DEFAULT_EMBEDDER", "PROBE_TEXTS", "EmbedderOptions", "UsesEmbedder", "get_embedder", "require",
-    "embedder_record", "check_embedder",
+    "DEFAULT_EMBEDDER", "LEGACY_EMBEDDER", "PROBE_TEXTS", "EmbedderOptions", "UsesEmbedder", "get_embedder", "require",
+    "embedder_record", "check_embedder", "prepare_default",
 ]
 
-#: The embedder a family uses unless told otherwise (MiniLM on torch).
-DEFAULT_EMBEDDER = "minilm"
+#: The embedder a family uses unless told otherwise: static vectors distilled once from MiniLM
+#: (``model2vec``; no torch when serving, ~1 ms a prompt). Chosen by measurement over every
+#: embedding family and benchmark (docs/benchmarks.md, "The default embedder").
+DEFAULT_EMBEDDER = "model2vec"
+
+#: The embedder of routers saved before embedders were components (no ``embedder`` in their
+#: manifest): all-MiniLM-L6-v2 on torch, which is what they used.
+LEGACY_EMBEDDER = "minilm"
 
 #: Sentences whose vectors a router keeps (``embedder.json``) to check, when it loads, that the
 #: embedder here still gives the vectors it was trained with.
@@ -62,7 +70,8 @@ class EmbedderOptions(BaseModel):
     """The options an embedding family adds to its own (mix into its ``Options``)."""
 
     embedder: str = Field(DEFAULT_EMBEDDER, description="embedder that turns prompts into vectors "
-                          "(see `tela plugins list --kind embedder`): minilm, minilm-onnx, minilm-onnx-int8, model2vec, ...")
+                          "(see `tela plugins list --kind embedder`): model2vec (static vectors distilled from MiniLM, "
+                          "the default), minilm (MiniLM on torch), minilm-onnx, minilm-onnx-int8, ...")
     embedder_options: dict[str, Any] = Field(default_factory=dict, description="the embedder's own options, "
                                              "e.g. {model: PATH} for model2vec or sentence-transformers")
     embedding_model: Optional[str] = Field(None, description="deprecated: a sentence-transformers model "
@@ -80,6 +89,17 @@ def get_embedder(name: str, options: Mapping[str, Any] | None = None) -> "Embedd
     if key not in _INSTANCES:
         _INSTANCES[key] = get_registry().create("embedder", name, dict(options or {}))
     return _INSTANCES[key]
+
+
+def prepare_default() -> str:
+    """Build (or find) the default embedder's model now, so that no first ``tela run`` or first
+    request waits for it (``make install`` calls this). Returns where it is."""
+    emb = get_embedder(DEFAULT_EMBEDDER)
+    prepare = getattr(emb, "prepare", None)
+    if prepare is not None:
+        return str(prepare())
+    emb.embed(list(PROBE_TEXTS))
+    return emb.name
 
 
 def require(module: str, embedder: str, install: str) -> Any:
@@ -156,7 +176,7 @@ class UsesEmbedder:
         opts = dict(getattr(self.options, "embedder_options", None) or {})
         legacy = getattr(self.options, "embedding_model", None)
         if legacy:
-            if name not in (DEFAULT_EMBEDDER, "sentence-transformers"):
+            if name not in (DEFAULT_EMBEDDER, LEGACY_EMBEDDER, "sentence-transformers"):
                 raise TelaError(f"{self.name}: embedding_model={legacy!r} is a sentence-transformers model, but "
                                 f"embedder={name!r}; use embedder_options.model instead of embedding_model")
             name, opts = "sentence-transformers", {**opts, "model": legacy}
@@ -184,6 +204,10 @@ class UsesEmbedder:
         from tela_core.routing.family import read_json
 
         manifest: dict[str, Any] = super().check_manifest(artifact_dir)  # type: ignore[misc]
+        saved = manifest.get("scorer_options")
+        if "embedder" not in manifest and not (isinstance(saved, dict) and saved.get("embedder")):
+            # Saved before embedders were components: it used MiniLM, whatever the default is now.
+            self.options = self.options.model_copy(update={"embedder": LEGACY_EMBEDDER, "embedder_options": {}})
         name, _ = self.embedder_choice()
         wanted = self.expected_embedder
         if wanted is not None and wanted != name:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "DEFAULT_EMBEDDING_MODEL", "VectorLRU", "cache_dir", "cached_vectors", "default_model_path", "embed", "embed_with",
+    "models_dir",
     "sentence_transformer", "serving_cache", "text_key", "use_shard_cache",
 ]
 
@@ -45,6 +46,14 @@ def cache_dir() -> Path:
     """Root of tela's cache: ``$TELA_CACHE`` or ``~/.cache/tela``."""
     root = os.environ.get("TELA_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tela")
     return Path(root)
+
+
+def models_dir() -> Path:
+    """Where derived models (an ONNX export, a static distillation) are built once:
+    ``$TELA_MODELS`` when set, else ``$TELA_CACHE/models``. Tests that give each test a cache of
+    its own keep one shared models folder this way instead of distilling again per test."""
+    override = os.environ.get("TELA_MODELS")
+    return Path(override) if override else cache_dir() / "models"
 
 
 def default_model_path() -> str:

@@ -17,6 +17,17 @@ cost 2.4x the CPU of embedding them one by one). So the batcher splits what it t
 of similar length (the longest at most ``length_ratio`` times the shortest, in characters) and
 scores each group in its own call; ``max_batch`` caps the whole. LM families also sort a call's
 prompts and run them ``score_batch_size`` at a time (``lm-probe``, ``score-token``).
+
+Under load this holds by construction: at 32 concurrent requests the thread finds the others
+queued behind the call in hand and takes them all, so an encoder (a transformer embedder, an LM
+router) runs a few calls of many prompts, not 32 calls of one (``tela_batch_size`` shows the sizes;
+``tests/test_serve_batcher.py`` counts an embedder's calls under 32 concurrent requests). What a
+batch saves depends on the hardware: on a GPU a batch costs about what one prompt does; on a CPU a
+transformer's cost grows with the tokens of the batch, padding included, so there the length
+groups keep padding small and LM families run one forward pass per prompt by default (measured
+faster there: ``tela_core.serve.routers._cpu_batch_size``). On a CPU the way to serve an embedding
+router fast is a cheap embedder, not a bigger batch: the default ``model2vec`` embeds a prompt in
+about a millisecond (docs/benchmarks.md).
 """
 
 from __future__ import annotations

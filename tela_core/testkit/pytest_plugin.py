@@ -56,7 +56,12 @@ def tela_offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh ``TELA_CACHE`` (``tmp_path / "cache"``, not created yet) for this test only."""
+    """A fresh ``TELA_CACHE`` (``tmp_path / "cache"``, not created yet) for this test only.
+    Derived models (the default embedder's static distillation, ONNX exports) stay in the outer
+    cache's ``models/`` folder (``TELA_MODELS``): built once for the whole session, not per test."""
+    from tela_core.models.embeddings import models_dir
+
+    monkeypatch.setenv("TELA_MODELS", str(models_dir()))
     cache = tmp_path / "cache"
     monkeypatch.setenv("TELA_CACHE", str(cache))
     return cache

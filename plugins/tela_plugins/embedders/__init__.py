@@ -1,13 +1,14 @@
 """Builtin plugin: the embedders the embedding families choose from (``--set family.embedder=NAME``).
 
-- ``minilm`` (:mod:`.sentence`): all-MiniLM-L6-v2 on torch through sentence-transformers, the
-  default (every router trained before embedders were components used it);
+- ``model2vec`` (:mod:`.static`): the default: static embeddings distilled once from the local
+  MiniLM (no download) into ``$TELA_CACHE/models/`` by ``make install`` or the first use, served
+  without torch; or any model2vec model a user names;
+- ``minilm`` (:mod:`.sentence`): all-MiniLM-L6-v2 on torch through sentence-transformers (every
+  router trained before embedders were components used it, and still loads with it);
 - ``sentence-transformers``: any sentence-transformers model a user names (``embedder_options.model``:
   a local folder, or a name found in the local Hugging Face cache first);
 - ``minilm-onnx`` and ``minilm-onnx-int8`` (:mod:`.onnx`): the same MiniLM exported once to ONNX
-  Runtime (fp32, and int8 dynamic quantisation), the export kept in ``$TELA_CACHE/models/``;
-- ``model2vec`` (:mod:`.static`): static embeddings, distilled once from the local MiniLM (no
-  download) into ``$TELA_CACHE/models/``, or any model2vec model a user names.
+  Runtime (fp32, and int8 dynamic quantisation), the export kept in ``$TELA_CACHE/models/``.
 
 Each imports its runtime (torch, onnxruntime, model2vec) on first use; a missing one is one line
 with the install command.

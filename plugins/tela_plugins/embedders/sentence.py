@@ -71,10 +71,10 @@ class SentenceTransformerEmbedder(Embedder):
 
 
 class MiniLMEmbedder(SentenceTransformerEmbedder):
-    """all-MiniLM-L6-v2 (local PyPI copy) on torch: 384-d, the default embedder."""
+    """all-MiniLM-L6-v2 (local PyPI copy) on torch: 384-d; the default before ``model2vec``."""
 
     name = "minilm"
-    description = "all-MiniLM-L6-v2 on torch (sentence-transformers); the default"
+    description = "all-MiniLM-L6-v2 on torch (sentence-transformers)"
     Options = NoOptions
 
     def model_name(self) -> str:

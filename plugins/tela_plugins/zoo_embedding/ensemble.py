@@ -41,7 +41,7 @@ class EnsembleOptions(TargetOptions):
     C: float = Field(1.0, gt=0, description="inverse L2 strength of the stacking regression")
     seed: int = Field(0, description="seed for assigning groups to folds")
     embedder: Optional[str] = Field(None, description="embedder of every member that embeds prompts and names none "
-                                    "itself (default: each member's own default, minilm)")
+                                    "itself (default: each member's own default, model2vec)")
     embedder_options: dict[str, Any] = Field(default_factory=dict, description="options of that embedder")
 
 
