@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import click
+
+from tela_core.infra.io import dumps_json
 
 from .paid_calls import (EXIT_CODES_HELP, EXIT_MISSING, SUMMARY_NAME, CallProgress, check_models, duration, exit_if, make_engine,
                          money, run_checked)
@@ -134,8 +135,8 @@ def collect(data: Path | None, source_name: str, source_sets: tuple[str, ...], p
         if dry_run:
             check_models(engine, engine.timeout_s)  # what the guide promises: reachable, key accepted, model listed
             if as_json:
-                click.echo(json.dumps({"dry_run": True, "prompts": len(plan.rows), "to_ask": len(plan.jobs),
-                                       "already": plan.reused, "estimate": est}, indent=2))
+                click.echo(dumps_json({"dry_run": True, "prompts": len(plan.rows), "to_ask": len(plan.jobs),
+                                       "already": plan.reused, "estimate": est}, indent=2, ensure_ascii=True))
             return
         stats = None
         try:
@@ -153,7 +154,7 @@ def collect(data: Path | None, source_name: str, source_sets: tuple[str, ...], p
             raise
         summary = _finish(out, plan, stats, engine, started, est, write_summary=True)
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(dumps_json(summary, indent=2, ensure_ascii=True))  # strict JSON, as summary.json
     else:
         _print_summary(summary, output)
     exit_if(EXIT_MISSING if summary["errors"] else 0)

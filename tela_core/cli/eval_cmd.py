@@ -84,7 +84,7 @@ def eval_cmd(
       tela eval --router zoo/routers/matrix-factorization --all-models \
                 --data "$(tela data get llmrouter)" -o out/nim9
     """
-    import json
+    from tela_core.infra.io import dumps_json
 
     from .. import eval as ev
     from tela_core.routing.artifact import read_manifest
@@ -156,7 +156,7 @@ def eval_cmd(
     report = ev.build_report(evaluations, data=arrays, meta=meta, policy=policy_info)
     paths = ev.write_report(report, output)
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(dumps_json(report, indent=2, ensure_ascii=True))  # strict JSON, as report.json
         for warning in report["warnings"]:
             click.echo(warning, err=True)
         return
@@ -205,7 +205,7 @@ def _eval_all_models(
     protocol: str | None, score_batch_size: int | None, as_json: bool, force: bool, trust_remote_code: bool,
 ) -> None:
     """``tela eval --all-models``: the cost-aware N-model report (:mod:`tela_core.eval.nmodel`)."""
-    import json
+    from tela_core.infra.io import dumps_json
 
     import numpy as np
 
@@ -239,7 +239,7 @@ def _eval_all_models(
             "protocol": protocol, **info}
     paths = nmodel.write_nmodel_report(result, output, meta)
     if as_json:
-        click.echo(json.dumps({**meta, **result.to_dict()}, indent=2))
+        click.echo(dumps_json({**meta, **result.to_dict()}, indent=2, ensure_ascii=True))
         return
     from rich.console import Console
     from rich.markdown import Markdown

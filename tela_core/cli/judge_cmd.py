@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections import Counter
@@ -11,6 +10,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import click
+
+from tela_core.infra.io import dumps_json
 
 from .paid_calls import (EXIT_CODES_HELP, EXIT_MISSING, EXIT_UNREADABLE, SUMMARY_NAME, CallProgress, check_models, duration, exit_if,
                          make_engine, money, run_checked)
@@ -215,7 +216,7 @@ def judge(answers_path: Path, judge_name: str, sets: tuple[str, ...], judge_mode
         finally:
             summary = _finish(out, rows, tasks_by_role, results, skipped, judges, weak, strong, stats, engine, started, shown)
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(dumps_json(summary, indent=2, ensure_ascii=True))  # strict JSON, as summary.json
     else:
         _print_summary(summary)
     if summary["stopped"] == "unreadable":

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, get_args
 
 import click
+
+from tela_core.infra.io import dumps_json
 
 from ..components import KINDS
 from .options import json_option
@@ -68,7 +69,7 @@ def list_plugins(as_json: bool, kind: str | None) -> None:
             if kind is not None:
                 obj["provides"] = {k: v for k, v in obj["provides"].items() if k == kind}
             out.append(obj)
-        click.echo(json.dumps(out, indent=2))
+        click.echo(dumps_json(out, indent=2, ensure_ascii=True))
         return
     if not tables.stdout_is_terminal():  # piped: one full line per component, for grep and cut
         rows = []
@@ -146,8 +147,8 @@ def show_component(kind: str, name: str, as_json: bool) -> None:
     entry = get_registry().entry(kind, name)
     schema = entry.options_schema()
     if as_json:
-        click.echo(json.dumps({"kind": kind, "name": name, "plugin": entry.plugin,
-                               "description": entry.description, "options": schema}, indent=2))
+        click.echo(dumps_json({"kind": kind, "name": name, "plugin": entry.plugin,
+                               "description": entry.description, "options": schema}, indent=2, ensure_ascii=True))
         return
     shown = next((alias for alias, k in KIND_ALIASES.items() if k == kind), kind)  # the docs name: family
     click.echo(f"{shown} {name} (plugin {entry.plugin}): {entry.description}")
@@ -176,7 +177,7 @@ def _show_dataset(name: str, as_json: bool) -> None:
     entry, plugin = datasets[name]
     fields = dataclasses.asdict(entry) if dataclasses.is_dataclass(entry) and not isinstance(entry, type) else dict(vars(entry))
     if as_json:
-        click.echo(json.dumps({"kind": "dataset", "name": name, "plugin": plugin, **fields}, indent=2, default=str))
+        click.echo(dumps_json({"kind": "dataset", "name": name, "plugin": plugin, **fields}, indent=2, default=str, ensure_ascii=True))
         return
     click.echo(f"dataset {name} (plugin {plugin}): {fields.get('description', '')}")
     for key in ("origin", "license", "revision", "source"):
@@ -198,8 +199,8 @@ def _show_command(name: str, as_json: bool) -> None:
     cmd = commands[name]
     plugin = next((p.name for p in get_registry().plugins.values() if ("command", name) in p.components), "tela")
     if as_json:
-        click.echo(json.dumps({"kind": "command", "name": name, "plugin": plugin,
-                               "description": cmd.get_short_help_str(limit=200)}, indent=2))
+        click.echo(dumps_json({"kind": "command", "name": name, "plugin": plugin,
+                               "description": cmd.get_short_help_str(limit=200)}, indent=2, ensure_ascii=True))
         return
     click.echo(f"command {name} (plugin {plugin}): {cmd.get_short_help_str(limit=200)}\n")
     with click.Context(cmd, info_name=name, parent=ctx.find_root()) as sub:

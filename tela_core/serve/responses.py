@@ -4,8 +4,9 @@ stream that stops (and so cancels its upstream call) when the client disconnects
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+
+from tela_core.infra.io import json_line_bytes
 
 from .chat import RequestError
 
@@ -43,7 +44,8 @@ class RawResponse:
 
 
 def json_response(status: int, obj: Any, extra: Mapping[str, str] | None = None, after: Callable[[], None] | None = None) -> RawResponse:
-    return RawResponse(status, json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), raw_headers(extra), after)
+    # strict JSON (a NaN is null), a lone surrogate kept escaped (infra.io.json_line_bytes)
+    return RawResponse(status, json_line_bytes(obj)[:-1], raw_headers(extra), after)
 
 
 def error_response(err: RequestError, extra: Mapping[str, str] | None = None) -> RawResponse:
@@ -90,7 +92,7 @@ class EventStream:
         except UpstreamError as e:  # mid-stream: too late to fall back; tell the client in-band
             outcome = e.reason
             err = RequestError(502, f"upstream failed mid-stream: {e}", code="upstream_error", type="upstream_error")
-            await send({"type": "http.response.body", "body": b"data: " + json.dumps(err.envelope()).encode() + b"\n\n", "more_body": True})
+            await send({"type": "http.response.body", "body": b"data: " + json_line_bytes(err.envelope()) + b"\n", "more_body": True})
         except OSError:  # the client went away
             return "disconnect"
         await send({"type": "http.response.body", "body": b"", "more_body": False})

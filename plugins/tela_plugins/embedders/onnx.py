@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from tela_core.components import Embedder
+from tela_core.infra.io import dumps_json
 from tela_core.models.embedders import require
 
 from .common import built_once, l2_normalise, minilm_path, model_fingerprint
@@ -95,7 +96,7 @@ def export_onnx(source: str, folder: Path) -> None:
         )
     quiet.setLevel(level)
     shutil.copy(Path(source) / "tokenizer.json", folder / "tokenizer.json")
-    (folder / "tela-embedder.json").write_text(json.dumps({"source": os.path.basename(source), "max_length": _max_length(source)}))
+    (folder / "tela-embedder.json").write_text(dumps_json({"source": os.path.basename(source), "max_length": _max_length(source)}))
 
 
 def quantize_int8(fp32: Path, folder: Path) -> None:
