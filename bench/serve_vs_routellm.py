@@ -8,8 +8,9 @@ with its own name), so what is measured is each server's own cost. Targets:
 - ``tela length``: ``tela serve`` with a ``length`` router;
 - ``tela embedding-knn (EMBEDDER, default)``: an ``embedding-knn`` router trained with no options,
   i.e. with the embedder a user gets by default (named from the router's manifest);
-- ``tela embedding-knn (model2vec)``: the same family with ``--set family.embedder=model2vec``
-  (left out when that is the default);
+- ``tela embedding-knn (model2vec)`` and ``(minilm)``: the same family with ``--set
+  family.embedder=NAME`` (each left out when it is the default): the static embedder, and MiniLM on
+  torch (the default before model2vec);
 - ``RouteLLM random``: RouteLLM's ``routellm.openai_server`` with its ``random`` router, when
   RouteLLM is installed (``--routellm-python``: the interpreter of a venv that has it, default:
   this one). RouteLLM's install is heavy: ``pip install 'routellm[serve]'`` pulls torch,
@@ -44,8 +45,10 @@ moment.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,7 +61,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import serve_overhead as so  # noqa: E402  (sets the offline variables too)
 
-TARGETS = ("length", "default", "model2vec", "routellm")
+TARGETS = ("length", "default", "model2vec", "minilm", "routellm")
+EMBEDDERS = ("model2vec", "minilm")  # targets that are embedding-knn with that embedder
 
 
 def manifest_embedder(router: Path) -> str:
@@ -152,6 +156,7 @@ def main() -> None:
     prompts = Prompts()
     notes: list[str] = []
     work = Path(tempfile.mkdtemp(prefix="tela-bench-vs-routellm-"))
+    atexit.register(shutil.rmtree, work, True)
     cfg = work / "serve.yaml"
     cfg.write_text("" if args.inline_below_ms is None else f"inline_below_ms: {args.inline_below_ms}\n")
     routers: dict[str, Path] = {}
@@ -162,11 +167,13 @@ def main() -> None:
         path = train("embedding-knn", work / "knn-default", [])
         default_emb = manifest_embedder(path)
         routers[f"tela embedding-knn ({default_emb}, default)"] = path
-    if "model2vec" in wanted:
-        if default_emb == "model2vec":
-            notes.append("model2vec is the default embedder: its row is the default one")
+    for emb in EMBEDDERS:
+        if emb not in wanted:
+            continue
+        if default_emb == emb:
+            notes.append(f"{emb} is the default embedder: its row is the default one")
         else:
-            routers["tela embedding-knn (model2vec)"] = train("embedding-knn", work / "knn-model2vec", ["--set", "family.embedder=model2vec"])
+            routers[f"tela embedding-knn ({emb})"] = train("embedding-knn", work / f"knn-{emb}", ["--set", f"family.embedder={emb}"])
     rl_py = routellm_python(args.routellm_python) if "routellm" in wanted else None
     if "routellm" in wanted and rl_py is None:
         notes.append("RouteLLM not run: routellm[serve] is not importable by "
