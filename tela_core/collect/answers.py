@@ -88,11 +88,15 @@ def canonical_key(key: str, answer: Any, keys: Mapping[str, str]) -> str | None:
     """The model id an answer stored under ``key`` belongs to, given ``keys`` (name -> model id of
     the models asked), or None when it is none of them. The upstream that gave the answer decides
     first (a log's answers are keyed by the router's name for the model, which may be anything);
-    then the key itself, as a model id or as a name."""
+    then the key itself, as a model id or as a name. An answer that records the model id it came
+    from (``model``) and is one of them is that model's, whatever the names say."""
+    ids = set(keys.values())
+    got = answer.get("model") if isinstance(answer, Mapping) else None
+    if isinstance(got, str) and got in ids:
+        return got
     upstream = answer.get("upstream") if isinstance(answer, Mapping) else None
     if isinstance(upstream, str) and upstream in keys:
         return keys[upstream]
-    ids = set(keys.values())
     if key in ids:
         return key
     return keys.get(key)
@@ -125,6 +129,9 @@ def plan_answers(rows: Sequence[PromptRow], models: Sequence[str], model_ids: Ma
         given, r.answers = r.answers, {}
         for k, a in given.items():
             key = canonical_key(k, a, keys)
+            sent = a.get("model") if isinstance(a, Mapping) else None
+            if isinstance(sent, str) and sent not in keys.values():
+                key = None  # another model answered it (the upstream's model changed since it was logged)
             if key is None:
                 left_out[k] = left_out.get(k, 0) + 1
             elif isinstance(a, Mapping):

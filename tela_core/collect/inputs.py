@@ -248,6 +248,8 @@ def _log_answers(obj: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         upstream = upstreams.get(model)
         if isinstance(upstream, str) and upstream:
             out[str(model)]["upstream"] = upstream
+        if isinstance(a.get("model"), str) and a["model"]:  # the model id serve sent (logs since issue 24)
+            out[str(model)]["model"] = a["model"]
     return out
 
 

@@ -22,7 +22,7 @@ The shadow log (JSONL, one object per shadowed request)::
      "messages": [...],                                   # only with log_prompts
      "answers": {"mixtral-8x7b": {"text": "...",          # text only with log_prompts
                                   "error": null, "usage": {"prompt_tokens": 31, "completion_tokens": 212},
-                                  "latency_s": 0.31},
+                                  "latency_s": 0.31, "model": "mixtral-8x7b"},   # the model id sent
                  "gpt-4o": {...}}}
 
 Model names are the router's (as in the decision log's ``chosen``); ``upstreams`` says which
@@ -252,6 +252,10 @@ class Shadow:
                 answers[m] = self._chosen_answer(job)
             else:
                 answers[m] = results[others.index(m)]
+            # the model id sent: collect --from-log files the answer under it, so an upstream whose
+            # model changed since (or a router naming its models anything) never mixes two models
+            ucfg = self.upstreams.get(job.upstream_of[m], (None, None))[0]
+            answers[m]["model"] = (getattr(ucfg, "model", None) or job.upstream_of[m])
         record: dict[str, Any] = {
             "time": job.time,
             "request_id": job.request_id,

@@ -1,0 +1,112 @@
+"""Hostile-user probes of issue 24's fixes (paid calls and the server), each a bug found by attacking
+them through the real CLI; each test fails on the code before its fix (docs/reliability.md lists them).
+
+STAND-INS: the model APIs are tela_core.testkit.replay_upstream.ReplayUpstream (a loopback server
+replaying fixed answers per model and prompt; its judge rates from a recorded score, it is not a
+model) and tests/serve_support.EchoStandIn. `tela serve`, `tela collect` and `tela judge` are real.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from tela_core.testkit.helpers import run_cli
+from tela_core.testkit.replay_upstream import Recorded, ReplayUpstream
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+
+
+def _questions() -> list[str]:
+    return [f"What is {i} + {i + 1}?" for i in range(6)]
+
+
+@pytest.fixture
+def upstream() -> Iterator[ReplayUpstream]:
+    rec: dict[str, dict[str, Recorded]] = {"small-model-v1": {}, "big-model-v2": {}}
+    for i, q in enumerate(_questions()):
+        rec["big-model-v2"][q] = Recorded(f"{2 * i + 1}", 10 + i, 5, 1.0)
+        rec["small-model-v1"][q] = Recorded(f"{2 * i + 2}", 10 + i, 4, 0.0)
+    with ReplayUpstream(rec, judges=["judge"]) as up:
+        yield up
+
+
+def _config(path: Path, url: str, small_model: str = "small-model-v1") -> Path:
+    path.write_text("upstreams:\n"
+                    f"  small: {{base_url: '{url}', model: {small_model}, price_input: 1, price_output: 2}}\n"
+                    f"  big: {{base_url: '{url}', model: big-model-v2, price_input: 10, price_output: 30}}\n"
+                    f"  judge: {{base_url: '{url}', model: judge, price_input: 1, price_output: 1}}\n", encoding="utf-8")
+    return path
+
+
+# -- an upstream whose model changed between serve and collect ----------------------------------------
+
+
+def test_serve_shadow_log_records_the_model_id_each_answer_came_from(tmp_path: Path) -> None:
+    """The shadow log names each answer's model by the router's name and the upstream; neither says
+    which model the upstream sent then. Each answer now carries the model id sent (`model`)."""
+    pytest.importorskip("uvicorn")
+    import urllib.request
+
+    from serve_support import EchoStandIn, TelaServe, free_port, train_length_router
+
+    router = train_length_router(tmp_path / "len")
+    small, big = EchoStandIn("small"), EchoStandIn("big")
+    log = tmp_path / "shadow.jsonl"
+    serve = TelaServe(["--router", f"len={router}", "--weak", f"{small.url}#small", "--strong", f"{big.url}#big",
+                       "--shadow", "1", "--shadow-log", str(log), "--log-prompts", "--log-level", "warning"], free_port())
+    try:
+        for i in range(2):
+            body = {"model": "router-len", "messages": [{"role": "user", "content": f"question {i} " * (1 + 40 * i)}]}
+            req = urllib.request.Request(serve.url + "/v1/chat/completions", data=json.dumps(body).encode(),
+                                         headers={"content-type": "application/json"})
+            with urllib.request.urlopen(req, timeout=60) as r:
+                assert r.status == 200
+        import time
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not log.exists() or len(_jsonl(log)) < 2):
+            time.sleep(0.1)
+    finally:
+        serve.stop()
+        small.close()
+        big.close()
+    records = _jsonl(log)
+    assert len(records) == 2
+    for rec in records:
+        for name, answer in rec["answers"].items():
+            assert answer["model"] == rec["upstreams"][name], rec  # --weak URL#small sends the model id "small"
+
+
+def test_a_logged_answer_of_a_model_since_replaced_is_not_filed_under_the_new_one(tmp_path: Path,
+                                                                                 upstream: ReplayUpstream) -> None:
+    """serve.yaml's upstream `small` sent `small-model-v0` when the traffic was logged and sends
+    `small-model-v1` now. Before, the old model's logged answers were filed under the new id (the
+    upstream name matched) and never asked: records mixing two models under one name."""
+    qs = _questions()[:4]
+    lines = []
+    for i, q in enumerate(qs):
+        ans = {"error": None, "usage": {"prompt_tokens": 10, "completion_tokens": 4}, "latency_s": 0.1}
+        lines.append({"request_id": f"r{i}", "router": "mine", "chosen": "s", "models": ["s", "b"],
+                      "upstreams": {"s": "small", "b": "big"}, "messages": [{"role": "user", "content": q}],
+                      "answers": {"s": {"text": f"old small said {i}", "model": "small-model-v0", **ans},
+                                  "b": {"text": f"big said {i}", "model": "big-model-v2", **ans}}})
+    log = tmp_path / "shadow.jsonl"
+    log.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    cfg = _config(tmp_path / "serve.yaml", upstream.base_url)
+    r = run_cli("collect", "--from-log", log, "--config", cfg, "--model", "small", "--model", "big", "-o", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    assert sum(upstream.requests_for("small-model-v1").values()) == 4, r.output  # the new model's answers asked
+    assert sum(upstream.requests_for("big-model-v2").values()) == 0, r.output   # the same model's answers kept
+    assert "4 logged answers of models not asked left out (s)" in r.output
+    rows = _jsonl(tmp_path / "out" / "answers.jsonl")
+    assert all(not row["answers"]["small-model-v1"]["text"].startswith("old") for row in rows)
+    assert all(row["answers"]["small-model-v1"]["model"] == "small-model-v1" for row in rows)
