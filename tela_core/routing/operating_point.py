@@ -116,7 +116,12 @@ class OperatingPoint:
     def describe(self) -> str:
         """One line: the policy, and where it lands on the held-out scores."""
         s = f"threshold w >= {self.threshold:.4f} (rule: {self.rule}"
-        s += ", the knee of the quality-cost curve)" if self.rule == "knee" else ")"
+        if self.rule == "knee" and self.note is None:
+            s += ", the knee of the quality-cost curve)"
+        elif self.rule == "knee" and self.target_share is not None:
+            s += f"; no knee, so the share {self.target_share:g})"
+        else:
+            s += ")"
         if self.strong_share is None:
             s += "; nothing held out to measure it on"
         if self.strong_share is not None:
