@@ -282,8 +282,10 @@ def _save_operating_point(
             if folds is not None:
                 echo(f"choosing the operating point ({rule}) on {FOLDS}-fold out-of-fold scores of the training records")
             w, records, what = scores()
-        except TelaError as e:
-            point = OperatingPoint(rule, 0.5, note=f"no held-out scores to choose it on ({e}); the threshold 0.5 was kept")
+        except Exception as e:  # noqa: BLE001 - the router is trained: a fold the family cannot fit (one class, too
+            # few records) must not lose it; the fixed threshold is kept and the run says why
+            said = str(e) if isinstance(e, TelaError) else f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+            point = OperatingPoint(rule, 0.5, note=f"no held-out scores to choose it on ({said}); the threshold 0.5 was kept")
         else:
             weak, strong = outcomes_of(records, {"weak": manifest.get("weak"), "strong": manifest.get("strong")})
             point = choose_operating_point(w, weak, strong, rule=rule, heldout_what=what)
