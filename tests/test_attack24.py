@@ -110,3 +110,58 @@ def test_a_logged_answer_of_a_model_since_replaced_is_not_filed_under_the_new_on
     rows = _jsonl(tmp_path / "out" / "answers.jsonl")
     assert all(not row["answers"]["small-model-v1"]["text"].startswith("old") for row in rows)
     assert all(row["answers"]["small-model-v1"]["model"] == "small-model-v1" for row in rows)
+
+
+# -- a full disk tears a log line; the log stays readable ---------------------------------------------
+
+
+def _shadow_record(i: int) -> dict[str, Any]:
+    return {"time": "2026-01-01T00:00:00Z", "request_id": f"r{i}", "router": "mine", "chosen": "a", "models": ["a", "b"],
+            "upstreams": {"a": "small", "b": "big"}, "messages": [{"role": "user", "content": f"question {i} é"}],
+            "answers": {"a": {"text": f"answer {i} " * 20, "error": None, "usage": {"prompt_tokens": 3, "completion_tokens": 9}},
+                        "b": {"text": f"other {i}", "error": None, "usage": None}}}
+
+
+def test_a_line_a_full_disk_tore_does_not_make_the_log_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk takes part of a line and refuses the rest (seen on a 64 KiB tmpfs: `write` wrote
+    what fit, the next `write` raised ENOSPC). Before, the next line was appended to the torn part,
+    and `tela collect --from-log` refused the whole log (`shadow.jsonl:4: not a JSON object`), every
+    line of it, exit 2."""
+    import errno
+
+    from tela_core.infra.io import json_line_bytes
+    from tela_core.serve import logfile
+    from tela_core.serve.shadow import read_shadow_log
+
+    path = tmp_path / "shadow.jsonl"
+    log = logfile.AppendLog(path, "shadow log")
+    log.write(json_line_bytes(_shadow_record(0)))
+    real_write = logfile.os.write
+    state = {"n": 0}
+
+    def full_disk(fd: int, data: Any) -> int:
+        state["n"] += 1
+        if state["n"] == 1:
+            return real_write(fd, bytes(data)[: len(data) // 2])  # what fit
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(logfile.os, "write", full_disk)
+    with pytest.raises(OSError):
+        log.write(json_line_bytes(_shadow_record(1)))
+    monkeypatch.setattr(logfile.os, "write", real_write)
+    log.write(json_line_bytes(_shadow_record(2)))  # space freed
+    log.close()
+    # a writer that crashed mid-line, then a restarted server appending to the same file
+    with open(path, "ab") as fh:
+        fh.write(json_line_bytes(_shadow_record(3))[:70])
+    log = logfile.AppendLog(path, "shadow log")
+    log.write(json_line_bytes(_shadow_record(4)))
+    log.close()
+    assert [rec["request_id"] for _, rec in read_shadow_log(path)] == ["r0", "r2", "r4"]
+    # damage that is not a cut-off line is still named
+    with open(path, "ab") as fh:
+        fh.write(b'{"request_id": "r5", oops}\n' + json_line_bytes(_shadow_record(6)))
+    from tela_core.infra.errors import InputError
+
+    with pytest.raises(InputError, match=":6: not a JSON object"):
+        list(read_shadow_log(path))

@@ -27,6 +27,10 @@ class AppendLog:
     at its path, created if need be, so no line after a rotation is lost. :meth:`reopen` does the
     same on demand (``tela serve`` calls it on SIGHUP). ``copytruncate`` needs nothing: appends go
     to the file's new end. A failed write raises :class:`OSError`; the caller counts the lines lost.
+    A write cut short (a full disk takes part of a line, then refuses the rest), or a file found
+    ending without a newline (a crashed writer's), leaves a torn line: the next write starts with a
+    newline, so the torn part stays a line of its own, which :func:`read_log` skips, and the next
+    line is whole.
     """
 
     def __init__(self, path: str | Path, what: str) -> None:
@@ -35,6 +39,7 @@ class AppendLog:
         self._spath = os.fspath(self.path)
         self._lock = threading.Lock()
         self._id = (0, 0)  # (device, inode) of the open file
+        self._torn = False  # the file ends in a torn line: start the next write with a newline
         self._fd = self._open()
 
     def _open(self) -> int:
@@ -42,6 +47,7 @@ class AppendLog:
         fd = os.open(self._spath, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         st = os.fstat(fd)
         self._id = (st.st_dev, st.st_ino)
+        self._torn = st.st_size > 0 and not _ends_with_newline(self._spath, st.st_size)
         return fd
 
     def _moved(self) -> bool:
@@ -71,11 +77,15 @@ class AppendLog:
                 raise OSError(f"{self.what} {self.path} is closed")
             if self._moved():
                 self._swap("moved or deleted, opened again at its path")
-            n = os.write(self._fd, data)
-            if n < len(data):  # rare (a signal, a nearly full disk): write the rest
-                view = memoryview(data)[n:]
-                while view:
+            if self._torn:
+                data = b"\n" + data
+            view = memoryview(data)
+            try:
+                while view:  # more than one write is rare (a signal, a nearly full disk)
                     view = view[os.write(self._fd, view):]
+            finally:
+                if len(view) < len(data):  # something went out: whether it was all decides
+                    self._torn = len(view) > 0
 
     def reopen(self) -> None:
         """Open the path again (SIGHUP), whether or not the file was rotated."""
@@ -90,10 +100,41 @@ class AppendLog:
                 self._fd = -1
 
 
+def _ends_with_newline(path: str, size: int) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(size - 1)
+            return fh.read(1) == b"\n"
+    except OSError:
+        return True
+
+
+def _cut_off(raw: bytes) -> bool:
+    """Whether ``raw`` (not JSON) is the start of a JSON object cut off: the text ran out before
+    the object ended, as when a full disk or a kill tore the line being written."""
+    text = raw.rstrip()
+    if not text.startswith(b"{"):
+        return False
+    try:
+        s = text.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.end < len(text) - 3:
+            return False  # bad bytes before the end: damaged, not cut
+        s = text[: e.start].decode("utf-8", "replace")
+    try:
+        json.loads(s)
+    except json.JSONDecodeError as e:
+        rest = s[e.pos:]
+        return (e.msg.startswith("Unterminated string") or not rest.strip()
+                or any(word.startswith(rest) for word in ("true", "false", "null", "NaN", "Infinity", "-Infinity")))
+    return False
+
+
 def read_log(path: str | Path, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each line of the ``what`` log (e.g. "decision log") at ``path``.
     A line that is not a JSON object raises :class:`InputError` naming the file and line, except
-    the last line when a killed server cut it off (no newline after it, or no closing brace)."""
+    the last line when a killed server cut it off (no newline after it, or no closing brace), and a
+    line a failed write tore (a JSON object cut off: a full disk), which is skipped wherever it is."""
     p = Path(path)
     if not p.is_file():
         raise InputError(p, None, f"{what} not found")
@@ -110,6 +151,8 @@ def read_log(path: str | Path, what: str) -> Iterator[tuple[int, dict[str, Any]]
         except (ValueError, UnicodeDecodeError) as e:
             if lineno == last and (lineno == len(lines) or not raw.rstrip().endswith(b"}")):
                 return  # the half-written last line of a killed server
+            if _cut_off(raw):
+                continue  # a line a full disk tore (the writer started the next one on a line of its own)
             raise InputError(p, lineno, f"not a JSON object: {e}") from None
         if not isinstance(rec, dict):
             raise InputError(p, lineno, "not a JSON object")
