@@ -101,3 +101,41 @@ def test_decisions_name_the_router_version(router):
 
     write_policy(router, "threshold", {"threshold": 0.2}, r.models)
     assert router_version(router) == r.version
+
+
+def test_after_retraining_a_served_routers_log_calibrates_the_new_version(tmp_path, tela_cli):
+    """The user's path: serve v1, retrain into v2, calibrate v2 on v1's traffic. With the prompts
+    logged, v2 scores them itself; without them, v1's scores are refused for v2."""
+    import httpx
+
+    from serve_support import TelaServe, free_port, standin
+    from tela_core.routing.artifact import router_version
+
+    v1 = tmp_path / "v1"
+    assert tela_cli("run", "--family", "length", "--data", sample_path(), "--output", v1).exit_code == 0
+    prompts = _prompts(120)
+    logs = {}
+    with standin("small") as small, standin("big") as big:
+        for mode, flags in (("text", ["--log-prompts"]), ("bare", [])):
+            logs[mode] = tmp_path / f"decisions-{mode}.jsonl"
+            server = TelaServe(["--router", f"len={v1}", "--weak", f"{small}#small", "--strong", f"{big}#big",
+                                "--decision-log", str(logs[mode]), *flags], free_port())
+            try:
+                with httpx.Client(base_url=server.url, timeout=30) as c:
+                    for p in prompts:
+                        r = c.post("/v1/chat/completions", json={"model": "router-len", "messages": [{"role": "user", "content": p}]})
+                        assert r.status_code == 200, r.text
+            finally:
+                assert "Traceback" not in server.stop()
+    lines = [json.loads(x) for x in logs["bare"].read_text().splitlines()]
+    assert {ln["router_version"] for ln in lines} == {router_version(v1)}
+    # v2: the same family trained on other data (the held-out sample): another version, other scores
+    v2 = tmp_path / "v2"
+    assert tela_cli("run", "--family", "length", "--data", sample_path("mmlu_heldout_sample.jsonl"), "--output", v2).exit_code == 0
+    assert router_version(v2) != router_version(v1)
+    res = tela_cli("calibrate", "--router", v2, "--traffic", logs["text"], "--strong-share", "0.25")
+    assert res.exit_code == 0 and "scored again by this router" in res.output, res.output
+    t = json.loads((v2 / "policy.json").read_text())["options"]["threshold"]
+    assert (Router.load(v2).score(prompts) >= t).mean() == pytest.approx(0.25, abs=0.03)
+    res = tela_cli("calibrate", "--router", v2, "--traffic", logs["bare"], "--strong-share", "0.25")
+    assert res.exit_code == 2 and f"router version {router_version(v1)}" in res.output and router_version(v2) in res.output
