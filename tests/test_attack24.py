@@ -165,3 +165,33 @@ def test_a_line_a_full_disk_tore_does_not_make_the_log_unreadable(tmp_path: Path
 
     with pytest.raises(InputError, match=":6: not a JSON object"):
         list(read_shadow_log(path))
+
+
+# -- a judge stopped on unreadable replies says what it spent --------------------------------------------
+
+
+def _answers(tmp_path: Path, upstream: ReplayUpstream) -> tuple[Path, Path]:
+    cfg = _config(tmp_path / "serve.yaml", upstream.base_url)
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps({"prompt": q}) + "\n" for q in _questions()), encoding="utf-8")
+    r = run_cli("collect", "--prompts", tmp_path / "prompts.jsonl", "--config", cfg, "--model", "small", "--model", "big",
+                "-o", tmp_path / "answers")
+    assert r.exit_code == 0, r.output
+    return cfg, tmp_path / "answers"
+
+
+def test_a_judge_stopped_on_unreadable_replies_reports_the_calls_it_paid_for(tmp_path: Path, upstream: ReplayUpstream) -> None:
+    """Before, a judge stopped after 10 unreadable replies (exit 4) printed "0 judge calls ... $0.0000":
+    the calls made were only counted once a prompt got its judgement, and none did."""
+    import re
+
+    cfg, answers = _answers(tmp_path, upstream)
+    upstream.inject("nonsense", times=None)
+    r = run_cli("judge", "--answers", answers, "--judge", "llm-judge", "--judge-model", "judge", "--config", cfg,
+                "--set", "judge.rate=all", "-o", tmp_path / "judged")
+    assert r.exit_code == 4, r.output
+    sent = sum(upstream.requests_for("judge").values())
+    assert sent >= 10
+    m = re.search(r"judged 0: 0 verdicts, 0 errors; (\d+) judge calls, .*?; \$([0-9.]+);", r.output)
+    assert m is not None, r.output
+    assert int(m.group(1)) == sent, r.output
+    assert float(m.group(2)) > 0, r.output

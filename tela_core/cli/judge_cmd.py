@@ -260,9 +260,13 @@ def _finish(out: Any, rows: Sequence[Any], tasks_by_role: Mapping[str, list[Any]
         "stop_reason": stats.stop_reason if stats is not None else None, "this_run": None, "seconds": round(time.monotonic() - started, 3),
     }
     if stats is not None:
-        summary["this_run"] = {"judged": stats.judged, "errors": stats.errors, "calls": stats.calls,
+        # calls and money from the engine: a run stopped on unreadable replies paid for calls whose
+        # prompts got no judgement (their tries, and the calls in flight), which stats never saw
+        calls = sum(engine.sent.values()) - sum(engine.retried.values())
+        summary["this_run"] = {"judged": stats.judged, "errors": stats.errors, "calls": max(stats.calls, calls),
                                "prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
-                               "cost": stats.cost, "first_errors": stats.first_errors, "retries": dict(engine.retried),
+                               "cost": max(stats.cost, engine.budget.spent_now), "first_errors": stats.first_errors,
+                               "retries": dict(engine.retried),
                                "seconds": round(stats.seconds, 3)}
     note = _pair_note(records, weak, strong)
     if note:
