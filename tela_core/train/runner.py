@@ -270,7 +270,7 @@ def _save_operating_point(
     models = [str(m) for m in (spec.get("models") or [])]
     if spec.get("name", "threshold") != "threshold" or len(models) > 2:
         return
-    kind, value = parse_rule(cfg.operating_point)
+    kind, _ = parse_rule(cfg.operating_point)
     rule = cfg.operating_point or "knee"
     point: OperatingPoint
     if kind == "threshold":
@@ -279,8 +279,9 @@ def _save_operating_point(
         scores = folds or heldout
         assert scores is not None
         try:
-            if folds is not None:
-                echo(f"choosing the operating point ({rule}) on {FOLDS}-fold out-of-fold scores of the training records")
+            echo(f"choosing the operating point ({rule}) on " + (
+                f"{FOLDS}-fold out-of-fold scores of the training records" if folds is not None else
+                "the router's scores of the held-out records"))
             w, records, what = scores()
         except Exception as e:  # noqa: BLE001 - the router is trained: a fold the family cannot fit (one class, too
             # few records) must not lose it; the fixed threshold is kept and the run says why
