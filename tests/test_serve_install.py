@@ -342,7 +342,7 @@ def test_serving_install_in_a_fresh_venv_serves_a_knn_router_through_the_openai_
     model = static_model_folder()
     cache = tmp_path / "serving-cache"
     shutil.copytree(model, cache / "models" / model.name)
-    served = Served([str(venv / "bin" / "tela")], {"knn": router}, {"TELA_CACHE": str(cache), "PYTHONPATH": ""}, tmp_path)
+    served = Served([str(venv / "bin" / "tela")], {"knn": router}, {"TELA_CACHE": str(cache), "TELA_MODELS": "", "PYTHONPATH": ""}, tmp_path)
     try:
         ask_each(served, ["knn"])
         raw = served.client().chat.completions.with_raw_response.create(
