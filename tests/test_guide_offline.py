@@ -347,10 +347,16 @@ def test_training_progress_reaches_a_console_that_is_no_terminal(tmp_path: Path,
     log.write_text("$ torchrun ...\n", encoding="utf-8")
     proc = _FakeLauncher()
 
-    def workers() -> None:
+    def workers() -> None:  # as a real run: DeepSpeed builds quietly; torch holds a lock in the op's folder meanwhile
         time.sleep(0.3)
+        (tmp_path / "ext" / "cpu_adam").mkdir(parents=True)
+        (tmp_path / "ext" / "cpu_adam" / "lock").write_text("", encoding="utf-8")
         with open(log, "a", encoding="utf-8") as fh:
-            fh.write("Using /x as PyTorch extensions root...\nBuilding extension module cpu_adam...\n")
+            fh.write("[rank0]: Using /x as PyTorch extensions root...\n")
+        time.sleep(1.2)
+        (tmp_path / "ext" / "cpu_adam" / "lock").unlink()
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write("loading the weights\n")
         time.sleep(1.2)
         with open(progress, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"event": "begin", "step": 0, "max_steps": 8}) + "\n")
@@ -366,6 +372,7 @@ def test_training_progress_reaches_a_console_that_is_no_terminal(tmp_path: Path,
     err = capsys.readouterr().err
     assert "training: building DeepSpeed's cpu_adam op (once: it is kept in TORCH_EXTENSIONS_DIR" in err, err
     assert str(tmp_path / "ext") in err
+    assert "training: DeepSpeed's cpu_adam op ready" in err, err
     assert "training: step 0/8" in err and "training: step 8/8, loss 0.7500" in err, err
 
 

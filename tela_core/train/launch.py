@@ -215,11 +215,30 @@ def launch_workers(
 
 #: what the workers' log says while nothing trains yet: DeepSpeed compiling or loading an op
 _LOG_PHASES = (
-    (re.compile(r"Building extension module (\w+)"),
+    (re.compile(r"Building extension module (\w+)|TORCH_EXTENSION_NAME=(\w+)"),  # torch's line, or ninja's compile lines
      "building DeepSpeed's {0} op (once: it is kept in TORCH_EXTENSIONS_DIR, {dir}; a few minutes on a CPU)"),
     (re.compile(r"Loading extension module (\w+)"), "loading DeepSpeed's {0} op"),
+    (re.compile(r"Time to load (\w+) op: ([0-9.]+) seconds"), "DeepSpeed's {0} op ready"),
     (re.compile(r"Loading checkpoint|loading (?:the )?model", re.I), "loading the model"),
 )
+
+
+def _extensions_dir() -> Path:
+    """Where the workers' DeepSpeed keeps its compiled ops (:func:`worker_env` sets the same)."""
+    return Path(os.environ.get("TORCH_EXTENSIONS_DIR")
+                or Path(os.environ.get("TELA_CACHE") or Path.home() / ".cache" / "tela") / "torch_extensions")
+
+
+def _op_being_built() -> str | None:
+    """The DeepSpeed op being compiled now, if any: torch holds a ``lock`` file in the op's build
+    folder while it builds (DeepSpeed often builds quietly, so the log may say nothing)."""
+    root = _extensions_dir()
+    try:
+        for lock in [*root.glob("*/lock"), *root.glob("*/*/lock")]:
+            return lock.parent.name
+    except OSError:
+        pass
+    return None
 
 
 def _log_phase(text: str) -> str | None:
@@ -229,9 +248,7 @@ def _log_phase(text: str) -> str | None:
         for pattern, words in _LOG_PHASES:
             m = pattern.search(line)
             if m:
-                ext = os.environ.get("TORCH_EXTENSIONS_DIR") or str(
-                    Path(os.environ.get("TELA_CACHE") or Path.home() / ".cache" / "tela") / "torch_extensions")
-                found = words.format(*m.groups(), dir=ext)
+                found = words.format(*[g for g in m.groups() if g], dir=_extensions_dir())
     return found
 
 
@@ -269,6 +286,12 @@ def _stream(proc: subprocess.Popen, progress_file: Path, offset: int, quiet: boo
                     raw = log_fh.read()
                 log_pos += len(raw)
                 phase = _log_phase(raw.decode("utf-8", "replace"))
+                building = _op_being_built()
+                if building:
+                    phase = _LOG_PHASES[0][1].format(building, dir=_extensions_dir())
+                elif said.get("building"):
+                    phase = phase or f"DeepSpeed's {said['building']} op ready"
+                said["building"] = building
                 if phase:
                     bar.update(task, info=phase)
                     say(phase)
