@@ -195,3 +195,42 @@ def test_a_judge_stopped_on_unreadable_replies_reports_the_calls_it_paid_for(tmp
     assert m is not None, r.output
     assert int(m.group(1)) == sent, r.output
     assert float(m.group(2)) > 0, r.output
+
+
+# -- a number past a double's range in a request body ------------------------------------------------
+
+
+def test_a_number_past_a_doubles_range_in_a_body_is_a_400_not_a_502(tmp_path: Path) -> None:
+    """`"temperature": 1e400` parses as inf in Python: before, it was routed, refused by both
+    upstreams' request writer and answered 502 "upstream failed" (after a fallback) for what is the
+    client's error. And a body `null` was answered "nested more than 256 levels deep"."""
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from serve_support import EchoStandIn, train_length_router
+    from tela_core.serve.app import create_app
+    from tela_core.serve.config import build_config
+
+    router = train_length_router(tmp_path / "len")
+    small, big = EchoStandIn("small"), EchoStandIn("big")
+    try:
+        cfg = tmp_path / "serve.yaml"
+        cfg.write_text(f"routers:\n  len: {{path: {router}, upstreams: [small, big]}}\n"
+                       f"upstreams:\n  small: {{base_url: '{small.url}', model: small}}\n"
+                       f"  big: {{base_url: '{big.url}', model: big}}\n", encoding="utf-8")
+        chat = json.dumps({"model": "router-len", "messages": [{"role": "user", "content": "What is 2 + 2?"}]})[:-1]
+        with TestClient(create_app(build_config(cfg)), raise_server_exceptions=False) as client:
+            for number in ("1e400", "-1e400", "[1, 2e999]"):
+                r = client.post("/v1/chat/completions", content=chat + f', "temperature": {number}}}',
+                                headers={"content-type": "application/json"})
+                assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", (number, r.text)
+                assert "out of range" in r.json()["error"]["message"]
+            r = client.post("/v1/chat/completions", content=chat + ', "temperature": 1e-400}',
+                            headers={"content-type": "application/json"})
+            assert r.status_code == 200, r.text  # an underflow is 0.0, a number
+            r = client.post("/v1/chat/completions", content="null", headers={"content-type": "application/json"})
+            assert r.status_code == 400 and "must be a JSON object" in r.json()["error"]["message"], r.text
+        assert small.calls + big.calls == 1
+    finally:
+        small.close()
+        big.close()

@@ -9,6 +9,7 @@ import functools
 import itertools
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -42,6 +43,15 @@ def _no_constant(name: str) -> Any:
     """``NaN``, ``Infinity`` and ``-Infinity`` are not JSON: refused (forwarded, they would reach the
     upstream and the shadow log as text no strict JSON reader takes)."""
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number as a float; one past a double's range (``1e400``) is refused: Python reads it
+    as ``inf``, which no upstream takes (the request failed upstream, a 502 after a fallback)."""
+    x = float(text)
+    if not math.isfinite(x):
+        raise ValueError(f"the number {text[:40]} is out of range (no JSON reader holds it)")
+    return x
 
 
 def _too_deep(raw: bytes, body: Any) -> bool:
@@ -83,13 +93,14 @@ class ChatHandler:
                 raise RequestError(413, f"request body is over this server's limit of {limit} bytes", code="request_too_large")
             chunks.append(chunk)
         raw = b"".join(chunks)
+        deep = False
         try:
-            body = json.loads(raw, parse_constant=_no_constant)
+            body = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
         except (ValueError, UnicodeDecodeError) as e:
             raise RequestError(400, f"the request body is not valid JSON: {e}", code="invalid_json") from None
         except RecursionError:  # deeper than Python's parser goes: the client's error, not ours
-            body = None
-        if body is None or _too_deep(raw, body):
+            body, deep = None, True
+        if deep or _too_deep(raw, body):
             log.warning("refused a request body nested more than %d levels deep (400)", MAX_JSON_DEPTH)
             raise RequestError(400, f"the request body is nested more than {MAX_JSON_DEPTH} levels deep", code="invalid_json")
         if not isinstance(body, dict):
