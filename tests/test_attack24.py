@@ -234,3 +234,18 @@ def test_a_number_past_a_doubles_range_in_a_body_is_a_400_not_a_502(tmp_path: Pa
     finally:
         small.close()
         big.close()
+
+
+def test_a_budget_stop_with_answers_in_error_exits_3(tmp_path: Path, upstream: ReplayUpstream) -> None:
+    """Both at once: the run stopped at --max-cost and some answers failed. The errors decide (exit 3,
+    as --help and the docs say), so `collect && judge` stops. Holds the documented precedence."""
+    cfg = _config(tmp_path / "serve.yaml", upstream.base_url)
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps({"prompt": q}) + "\n" for q in _questions()), encoding="utf-8")
+    upstream.inject("500", times=1)  # the first call (small's, row 1) fails; big's reservation is over the budget
+    r = run_cli("collect", "--prompts", tmp_path / "prompts.jsonl", "--config", cfg, "--model", "small", "--model", "big",
+                "--retries", "0", "--max-tokens", "1000", "--max-cost", "0.01", "-o", tmp_path / "out")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["stopped"] == "budget" and summary["errors"] >= 1, r.output
+    assert r.exit_code == 3, r.output
+    help_text = run_cli("collect", "--help").output
+    assert "also when the run stopped at --max-cost too" in " ".join(help_text.split())

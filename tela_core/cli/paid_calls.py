@@ -21,8 +21,8 @@ EXIT_UNREADABLE = 4
 #: the exit codes, as both commands' help ends
 EXIT_CODES_HELP = ("Exit codes: 0 done (also a stop at --max-cost: the summary says what was not asked); 2 bad input "
                    "or option, or a key refused (401/403); 3 done, but some answers or verdicts ended in an error "
-                   "(rerun to ask them again); 4 (tela judge) the judge model's first replies held no readable "
-                   "verdict, so it stopped asking; 1 a bug.")
+                   "(rerun to ask them again), also when the run stopped at --max-cost too; 4 (tela judge) the judge "
+                   "model's first replies held no readable verdict, so it stopped asking; 1 a bug.")
 
 
 def exit_if(code: int) -> None:
