@@ -249,3 +249,22 @@ def test_a_budget_stop_with_answers_in_error_exits_3(tmp_path: Path, upstream: R
     assert r.exit_code == 3, r.output
     help_text = run_cli("collect", "--help").output
     assert "also when the run stopped at --max-cost too" in " ".join(help_text.split())
+
+
+def test_a_logged_answer_over_the_answer_cap_is_not_stored(tmp_path: Path, upstream: ReplayUpstream) -> None:
+    """--max-answer-chars held for asked answers only: an answer read from the shadow log (serve
+    keeps up to 8 MB of a streamed one, a JSON answer whole) went into answers.jsonl as it was."""
+    cfg = _config(tmp_path / "serve.yaml", upstream.base_url)
+    q = _questions()[0]
+    line = {"request_id": "r0", "router": "mine", "chosen": "small-model-v1", "models": ["small-model-v1", "big-model-v2"],
+            "upstreams": {"small-model-v1": "small", "big-model-v2": "big"}, "messages": [{"role": "user", "content": q}],
+            "answers": {"small-model-v1": {"text": "x" * 5000, "error": None}, "big-model-v2": {"text": "3", "error": None}}}
+    (tmp_path / "shadow.jsonl").write_text(json.dumps(line) + "\n", encoding="utf-8")
+    r = run_cli("collect", "--from-log", tmp_path / "shadow.jsonl", "--config", cfg, "--model", "small", "--model", "big",
+                "--max-answer-chars", "1000", "-o", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    assert "(1 after an error)" in r.output
+    row = _jsonl(tmp_path / "out" / "answers.jsonl")[0]
+    assert row["answers"]["small-model-v1"]["text"] == "2"  # asked: the recorded answer, not the 5,000 x's
+    assert row["answers"]["big-model-v2"]["text"] == "3" and row["answers"]["big-model-v2"]["from_log"]
+    assert sum(upstream.requests_for("small-model-v1").values()) == 1

@@ -122,6 +122,7 @@ def collect(data: Path | None, source_name: str, source_sets: tuple[str, ...], p
     rows, repeats = merge_rows(rows)
     if sample is not None:
         rows = subsample(rows, sample)
+    _cap_logged_answers(rows, flags.get("max_answer_chars"))
     resolved = resolve_models(models, config_file, prices, timeout_s=flags.get("timeout"))
     engine = make_engine(resolved, flags)
     params = {"temperature": temperature} if temperature is not None else {}
@@ -158,6 +159,20 @@ def collect(data: Path | None, source_name: str, source_sets: tuple[str, ...], p
     else:
         _print_summary(summary, output)
     exit_if(EXIT_MISSING if summary["errors"] else 0)
+
+
+def _cap_logged_answers(rows: Sequence[Any], cap: int | None) -> None:
+    """An answer read from a log longer than ``--max-answer-chars`` is kept as asked ones are: as an
+    error, its text not stored (and it is asked again, as an answer in error is)."""
+    if not cap:
+        return
+    for row in rows:
+        for model, a in row.answers.items():
+            text = a.get("text") if isinstance(a, dict) else None
+            if isinstance(text, str) and len(text) > cap:
+                row.answers[model] = {**a, "text": None,
+                                      "error": f"a logged answer of {len(text):,} characters, over the cap of {cap:,} "
+                                               f"(--max-answer-chars): not stored"}
 
 
 def _print_estimate(err: Any, plan: Any, est: dict[str, Any], engine: Any, repeats: int, notes: Mapping[str, Any],
