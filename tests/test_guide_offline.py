@@ -498,6 +498,9 @@ def test_readme_tour_and_serve_block_as_written(tmp_path: Path) -> None:
         assert m and m.group(1) == model and m.group(3).startswith(start.strip()), (line, model, start)
         assert abs(float(m.group(2)) - float(score)) <= 0.1, (line, score)
         assert (float(m.group(2)) >= threshold) == (model == "big"), (line, threshold)
+    # the threshold the README quotes from `tela run`'s summary is the one the router saved
+    (quoted,) = re.findall(r"threshold w >= ([0-9.]+) \(rule: knee", text)
+    assert abs(float(quoted) - threshold) <= 0.1, (quoted, threshold)
     # the request counters: one call to each model
     counted = dict(re.findall(r'^tela_requests_total\{[^}]*model="(\w+)"[^}]*\} ([0-9.]+)', out, flags=re.M))
     assert {k: float(v) for k, v in counted.items() if k in ("small", "big")} == {"small": 1.0, "big": 1.0}, out
