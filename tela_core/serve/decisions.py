@@ -87,31 +87,11 @@ def calibrate_from_traffic(
     strong model, and save it as the router's ``policy`` (default ``calibrated``). Returns what
     was saved and from how many requests.
 
-    The threshold comes from the registered policy's ``calibrate`` (for ``calibrated``: the
-    ``1 − share`` quantile of w), the rule ``tela calibrate --data`` applies to a calibration file.
-    The router's weights are not loaded: the log already holds the scores.
+    Kept for callers of 0.1/0.2.0.dev: it is :func:`tela_core.routing.calibration.calibrate_on_traffic`
+    (logged prompts rescored by this router, a log of another router version refused, a shadow log
+    refused), which ``tela calibrate --traffic`` calls.
     """
-    from tela_core.routing.artifact import read_manifest, read_policy, write_policy
-    from tela_core.plugins.discovery import get_registry
+    from tela_core.routing.calibration import calibrate_on_traffic
 
-    if not 0.0 <= strong_share <= 1.0:
-        raise TelaError(f"--strong-share must be in [0, 1], got {strong_share}")
-    manifest = read_manifest(router_dir)
-    reg = get_registry()
-    if not hasattr(reg.get("policy", policy), "calibrate"):
-        able = [n for n in reg.names("policy") if hasattr(reg.get("policy", n), "calibrate")]
-        raise TelaError(f"policy {policy!r} does not calibrate; policies that do: {', '.join(able)}")
-    w, name = traffic_scores(log, router_name)
-    old = read_policy(router_dir)
-    models = list(old.get("models") or [])
-    pair = [manifest.get("weak"), manifest.get("strong")]
-    if (not models or models == ["weak", "strong"]) and all(isinstance(m, str) and m for m in pair):
-        models = [str(m) for m in pair]  # as Router.load reads them
-    models = models or ["weak", "strong"]
-    if len(models) != 2:
-        models = [models[0], models[-1]]
-    base = reg.create("policy", policy, {**dict(policy_options or {}), "strong_share": strong_share})
-    calibrated = base.calibrate(w, data=f"{log} (traffic of {name})")
-    options = calibrated.options.model_dump(mode="json")
-    write_policy(router_dir, policy, options, models)
-    return {"router": name, "requests": len(w), "options": options, "models": models, "previous": old.get("name")}
+    return calibrate_on_traffic(router_dir, log, strong_share, router_name=router_name, policy=policy,
+                                policy_options=policy_options)
