@@ -268,3 +268,27 @@ def test_a_logged_answer_over_the_answer_cap_is_not_stored(tmp_path: Path, upstr
     assert row["answers"]["small-model-v1"]["text"] == "2"  # asked: the recorded answer, not the 5,000 x's
     assert row["answers"]["big-model-v2"]["text"] == "3" and row["answers"]["big-model-v2"]["from_log"]
     assert sum(upstream.requests_for("small-model-v1").values()) == 1
+
+
+def test_judge_and_collect_never_share_an_output_folder(tmp_path: Path, upstream: ReplayUpstream) -> None:
+    """`tela judge --answers runs/a -o runs/a`: both commands keep `.journal.jsonl` and `summary.json`
+    there. Before, judge took the folder, overwrote collect's summary and, when done, deleted the
+    journal of a killed collect rerun: answers paid for and not yet in answers.jsonl, lost."""
+    cfg, answers = _answers(tmp_path, upstream)
+    journal = answers / ".journal.jsonl"
+    journal.write_text(json.dumps({"id": "x", "sha": "0", "model": "small-model-v1", "answer": {"text": "paid"}}) + "\n",
+                       encoding="utf-8")
+    summary = (answers / "summary.json").read_text()
+    r = run_cli("judge", "--answers", answers, "--judge", "llm-judge", "--judge-model", "judge", "--config", cfg,
+                "-o", answers)
+    assert r.exit_code == 2, r.output
+    assert "holds tela collect's answers.jsonl" in r.output
+    assert journal.exists() and (answers / "summary.json").read_text() == summary
+    assert not (answers / "judgements.jsonl").exists()
+    # and the other way round
+    ok = run_cli("judge", "--answers", answers, "--judge", "llm-judge", "--judge-model", "judge", "--config", cfg,
+                 "-o", tmp_path / "judged")
+    assert ok.exit_code == 0, ok.output
+    r = run_cli("collect", "--prompts", tmp_path / "prompts.jsonl", "--config", cfg, "--model", "small", "--model", "big",
+                "-o", tmp_path / "judged")
+    assert r.exit_code == 2 and "holds tela judge's judgements.jsonl" in r.output, r.output

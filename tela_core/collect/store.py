@@ -95,6 +95,10 @@ class Journal:
             self.path.unlink()
 
 
+#: each resumable command's main final file, which marks a folder as that command's output
+_FINAL_FILES = {"answers.jsonl": "tela collect", "judgements.jsonl": "tela judge"}
+
+
 class OutputDir:
     """The locked output folder of a resumable command: its final file(s) and its journal.
 
@@ -117,6 +121,10 @@ class OutputDir:
         if self.folder.exists() and not self.folder.is_dir():
             raise TelaError(f"{self.folder} is a file; -o/--output names a folder")
         check_dir_writable(self.folder.parent if not self.folder.exists() else self.folder, self.folder)
+        for other, command in _FINAL_FILES.items():  # one folder, two commands: one journal and summary for both
+            if other not in self.names and (self.folder / other).exists():
+                raise TelaError(f"{self.folder} holds {command}'s {other}: the two commands would share its journal and "
+                                f"summary.json (a run would take the other's unfinished work as its own); choose another -o")
         self._stack.enter_context(output_lock(self.folder))
         try:
             if self.force and self.folder.exists():
