@@ -143,7 +143,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=4, help="interleaved chunks the requests of each target are split into")
     ap.add_argument("--rate", type=float, default=100.0, help="paced runs: req/s, or a quarter of the target's saturated rate if less")
-    ap.add_argument("--paced-seconds", type=float, default=6.0)
+    ap.add_argument("--paced-seconds", type=float, default=6.0, help="paced runs: seconds per target at its rate")
     ap.add_argument("--routellm-python", default=None, help="python of a venv with routellm[serve] (default: this one)")
     ap.add_argument("--inline-below-ms", type=float, default=None, help="tela serve's inline_below_ms (default: its own)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")

@@ -279,13 +279,14 @@ def test_baseline_routers_serve_without_the_training_stack(tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_embedding_routers_with_a_static_embedder_serve_without_the_training_stack(tmp_path: Path) -> None:
-    """kNN, linear and matrix-factorization routers with the static embedder (trained here, with
-    torch) load and serve with the training stack unimportable."""
+    """kNN, linear, matrix-factorization and ensemble routers with the static embedder (trained
+    here, with torch) load and serve with the training stack unimportable."""
     opts = knn_options()
     routers = {
         "knn": train("embedding-knn", tmp_path / "knn", *opts),
         "linear": train("embedding-linear", tmp_path / "linear", *opts),
         "mf": train("matrix-factorization", tmp_path / "mf", *opts),
+        "ensemble": train("ensemble", tmp_path / "ensemble", *opts),  # kNN, linear and length stacked
     }
     serve_blocked(tmp_path, routers)
 
