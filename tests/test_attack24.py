@@ -292,3 +292,100 @@ def test_judge_and_collect_never_share_an_output_folder(tmp_path: Path, upstream
     r = run_cli("collect", "--prompts", tmp_path / "prompts.jsonl", "--config", cfg, "--model", "small", "--model", "big",
                 "-o", tmp_path / "judged")
     assert r.exit_code == 2 and "holds tela judge's judgements.jsonl" in r.output, r.output
+
+
+# -- an upstream that reports token counts no model has -------------------------------------------------
+
+
+class _LyingUsage:
+    """A STAND-IN for a remote model API (or a proxy before it) whose answers report a made-up usage:
+    ``count`` tokens of prompt and of answer (raw JSON text: a negative or 400-digit number)."""
+
+    def __init__(self, count: str) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        body = ('{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant",'
+                '"content":"hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":%s,"completion_tokens":%s}}'
+                % (count, count)).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def _send(self, raw: bytes) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def do_GET(self) -> None:
+                self._send(b'{"object":"list","data":[{"id":"m","object":"model"}]}')
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                self._send(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("count", ["-1000000000", "9" * 400])
+def test_a_usage_report_no_model_has_neither_lifts_the_budget_nor_crashes(tmp_path: Path, count: str) -> None:
+    """Before: a negative count made each answer cost -$2,000, so `--max-cost 0.001` had "$4,000.00
+    left" on the rerun; a 400-digit count was an OverflowError traceback mid-run."""
+    up = _LyingUsage(count)
+    try:
+        (tmp_path / "p.txt").write_text("".join(f"question {i}\n" for i in range(5)), encoding="utf-8")
+        args = ["collect", "--prompts", tmp_path / "p.txt", "--model", f"m={up.url}#m", "--price", "m=1,1",
+                "--max-cost", "0.01", "-o", tmp_path / "out"]
+        for _ in range(2):
+            r = run_cli(*args)
+            assert r.exit_code == 0, r.output
+            assert "$-" not in r.output and "Traceback" not in r.output, r.output
+        rows = _jsonl(tmp_path / "out" / "answers.jsonl")
+        for row in rows:
+            a = row["answers"]["m"]
+            assert a["cost"] is not None and 0 < a["cost"] < 0.001, a  # priced from the estimate
+    finally:
+        up.close()
+
+
+def test_serve_answers_when_the_upstream_reports_a_negative_usage(tmp_path: Path) -> None:
+    """Before: every answer of such an upstream was a 500 after it was received (and paid for): the
+    Prometheus token counter refused to go down, a traceback in the server log."""
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from serve_support import train_length_router
+    from tela_core.serve.app import create_app
+    from tela_core.serve.config import build_config
+
+    router = train_length_router(tmp_path / "len")
+    small, big = _LyingUsage("-5"), _LyingUsage("9" * 400)
+    try:
+        cfg = tmp_path / "serve.yaml"
+        cfg.write_text(f"routers:\n  len: {{path: {router}, upstreams: [small, big], shadow: 1.0}}\n"
+                       f"upstreams:\n  small: {{base_url: '{small.url}', model: m, price_input: 1, price_output: 1}}\n"
+                       f"  big: {{base_url: '{big.url}', model: m, price_input: 1, price_output: 1}}\n"
+                       f"shadow_log: '{tmp_path / 'shadow.jsonl'}'\ndecision_log: '{tmp_path / 'decisions.jsonl'}'\n",
+                       encoding="utf-8")
+        with TestClient(create_app(build_config(cfg)), raise_server_exceptions=False) as client:
+            for prompt in ("hi", "a long question " * 200):
+                r = client.post("/v1/chat/completions", json={"model": "router-len",
+                                                              "messages": [{"role": "user", "content": prompt}]})
+                assert r.status_code == 200, r.text
+            metrics = client.get("/metrics").text
+        assert "tela_tokens_total" in metrics
+        for line in _jsonl(tmp_path / "decisions.jsonl"):
+            assert line["prompt_tokens"] is None and (line["cost"] is None or line["cost"] >= 0), line
+    finally:
+        small.close()
+        big.close()

@@ -264,7 +264,7 @@ def test_shadow_settings_are_checked_before_serving(router_dir, tmp_path):
     assert "TELA_TEST_NO_SUCH_TOKEN" in line
 
 
-def test_read_shadow_log_skips_only_a_half_written_last_line(tmp_path):
+def test_read_shadow_log_skips_only_cut_off_lines(tmp_path):
     from tela_core.infra.errors import InputError
     from tela_core.serve.shadow import read_shadow_log
 
@@ -272,6 +272,10 @@ def test_read_shadow_log_skips_only_a_half_written_last_line(tmp_path):
     p = tmp_path / "s.jsonl"
     p.write_text(good + "\n" + good[:15])
     assert [n for n, _ in read_shadow_log(p)] == [1]
+    # a line cut off before the next one (a full disk tore it; the writer then starts a new line) is
+    # skipped wherever it is; other damage is named
     p.write_text(good[:15] + "\n" + good + "\n")
+    assert [n for n, _ in read_shadow_log(p)] == [2]
+    p.write_text('{"request_id": oops}\n' + good + "\n")
     with pytest.raises(InputError, match=r"s.jsonl:1:"):
         list(read_shadow_log(p))

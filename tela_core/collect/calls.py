@@ -164,8 +164,10 @@ def _usage(body: Any) -> dict[str, int] | None:
     u = body.get("usage") if isinstance(body, Mapping) else None
     if not isinstance(u, Mapping):
         return None
-    pt, ct = u.get("prompt_tokens"), u.get("completion_tokens")
-    if isinstance(pt, int) and isinstance(ct, int) and not isinstance(pt, bool) and not isinstance(ct, bool):
+    from tela_core.upstreams.usage import token_count
+
+    pt, ct = token_count(u.get("prompt_tokens")), token_count(u.get("completion_tokens"))
+    if pt is not None and ct is not None:  # a negative or absurd count would lift the budget, or overflow it
         return {"prompt_tokens": pt, "completion_tokens": ct}
     return None
 

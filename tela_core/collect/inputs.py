@@ -240,8 +240,10 @@ def _log_answers(obj: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             continue
         usage = a.get("usage") if isinstance(a.get("usage"), Mapping) else None
         if usage is not None:
-            pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
-            usage = {"prompt_tokens": pt, "completion_tokens": ct} if isinstance(pt, int) and isinstance(ct, int) else None
+            from tela_core.upstreams.usage import token_count
+
+            pt, ct = token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens"))
+            usage = {"prompt_tokens": pt, "completion_tokens": ct} if pt is not None and ct is not None else None
         out[str(model)] = {"text": a["text"], "error": None, "usage": usage,
                            "latency_s": a.get("latency_s") if isinstance(a.get("latency_s"), (int, float)) else None,
                            "cost": None, "model": None, "tries": 0, "from_log": True}

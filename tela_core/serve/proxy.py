@@ -382,9 +382,11 @@ class _Info:
 
     def usage(self, usage: Any) -> None:
         if isinstance(usage, dict):
-            pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
-            self.prompt_tokens = pt if isinstance(pt, int) else None
-            self.completion_tokens = ct if isinstance(ct, int) else None
+            from tela_core.upstreams.usage import token_count
+
+            # a negative count made every answer a 500 (a Prometheus counter cannot go down)
+            self.prompt_tokens = token_count(usage.get("prompt_tokens"))
+            self.completion_tokens = token_count(usage.get("completion_tokens"))
 
     def finish(self, s: Server, model: str, status: int, upstream_s: float | None, outcome: str | None = None) -> None:
         if self._done:

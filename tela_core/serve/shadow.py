@@ -118,7 +118,9 @@ def stream_text(chunks: list[bytes]) -> str | None:
 def _usage(obj: Any) -> dict[str, int] | None:
     if not isinstance(obj, dict):
         return None
-    out = {k: obj[k] for k in ("prompt_tokens", "completion_tokens") if isinstance(obj.get(k), int)}
+    from tela_core.upstreams.usage import token_count
+
+    out = {k: n for k in ("prompt_tokens", "completion_tokens") if (n := token_count(obj.get(k))) is not None}
     return out or None
 
 
