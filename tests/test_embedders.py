@@ -213,6 +213,22 @@ def test_the_default_embedder_is_static_and_recorded(tmp_path: Path) -> None:
     assert w[0] > w[1]  # the hard prompt needs the strong model
 
 
+def test_the_default_model_is_prepared_once_and_its_vectors_cached_under_their_own_name(capsys: pytest.CaptureFixture[str]) -> None:
+    """``make install`` runs ``prepare_default``: the static model lands in the models folder once
+    (a second call finds it, builds nothing). Its vectors are cached under a key naming the recipe,
+    so the PCA-256 vectors that older runs cached under ``model2vec`` never answer for it."""
+    from tela_core.models.embedders import prepare_default
+    from tela_core.models.embeddings import models_dir
+
+    folder = Path(prepare_default())
+    capsys.readouterr()
+    assert folder.parent == models_dir() and folder.name.endswith("-centred-sif0.03")
+    assert (folder / "model.safetensors").is_file()
+    assert Path(prepare_default()) == folder and "building" not in capsys.readouterr().err
+    keys = {get_embedder("model2vec").cache_key(), get_embedder("model2vec", {"pca_dims": 256}).cache_key(), "model2vec"}
+    assert len(keys) == 3
+
+
 # ------------------------------------------------------------------------------------------------
 # The serving LRU
 # ------------------------------------------------------------------------------------------------
