@@ -119,8 +119,7 @@ def eval_cmd(
     _lock_output(output, force)
     costs: dict[str, Any] = dict(weak_cost=arrays.weak_cost, strong_cost=arrays.strong_cost)
 
-    random_ev = ev.random_baseline(arrays.weak, arrays.strong, **costs)
-    oracle_ev = ev.evaluate_scores(ev.oracle_scores(arrays.weak, arrays.strong), arrays.weak, arrays.strong, name="oracle", **costs)
+    base = ev.baselines(arrays)
     evaluations = []
     policy_info = None
     scoring: dict[str, Any] = {}
@@ -141,7 +140,7 @@ def eval_cmd(
         name = Path(router).name or str(router)
         evaluations.append(ev.evaluate_scores(scores.w, arrays.weak, arrays.strong, name=name, **costs))
         policy_info = _policy_point(loaded.policy_spec, scores, arrays)
-    evaluations += [oracle_ev, random_ev] if baseline == "oracle" else [random_ev, oracle_ev]
+    evaluations += [base.oracle, base.random] if baseline == "oracle" else [base.random, base.oracle]
 
     meta = {
         "router": baseline or str(router),

@@ -6,7 +6,8 @@ router is judged beside the same baselines. Its modules, in the order the data f
 - :mod:`~tela_core.eval.outcomes`: the weak/strong outcome (and cost) arrays of records.
 - :mod:`~tela_core.eval.score_cache`: :func:`score_prompts` through any scorer, cached by content.
 - :mod:`~tela_core.eval.replay`: :func:`evaluate_scores` (curve and metrics, as
-  :mod:`tela_core.eval.metrics` defines them), the random and oracle baselines, :func:`policy_point`.
+  :mod:`tela_core.eval.metrics` defines them), :func:`baselines` (random and oracle, with costs),
+  :func:`policy_point`.
 - :mod:`~tela_core.eval.report` and :mod:`~tela_core.eval.plots`: ``report.json``, ``report.md``
   and ``quality.png``.
 - :mod:`~tela_core.eval.zoo`: train several families on one split and compare them.
@@ -23,7 +24,9 @@ from .outcomes import OutcomeArrays, model_names, outcome_arrays, resolve_pair
 from .plots import plot_curves
 from .replay import (
     RANDOM_SEEDS,
+    Baselines,
     Evaluation,
+    baselines,
     evaluate,
     evaluate_scores,
     oracle_scores,
@@ -44,6 +47,8 @@ __all__ = [
     "resolve_pair",
     "evaluate_scores",
     "evaluate",
+    "Baselines",
+    "baselines",
     "random_baseline",
     "oracle_scores",
     "random_scores",

@@ -4,7 +4,8 @@ baselines every report shows.
 - :func:`evaluate_scores` replays one router's ``w`` against per-prompt weak/strong outcomes (and
   costs) and returns an :class:`Evaluation` (:mod:`tela_core.eval.metrics` definitions).
 - :func:`random_baseline` (mean over numpy ``default_rng`` seeds 0..9) and :func:`oracle_scores`
-  (``w = strong − weak``) are the baselines.
+  (``w = strong − weak``) are the baselines; :func:`baselines` evaluates both on outcome data, with
+  its costs, for every report that shows them (``tela eval``, ``tela zoo``, :func:`evaluate`).
 - :func:`evaluate` does the same from an ``(n, m)`` outcome matrix and model names.
 - :func:`policy_point` is where a concrete policy's decisions land on the same axes.
 """
@@ -12,7 +13,7 @@ baselines every report shows.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Sequence
 
 from tela_core.eval import metrics
 from tela_core.infra.errors import TelaError
@@ -28,6 +29,8 @@ __all__ = [
     "evaluate",
     "random_baseline",
     "oracle_scores",
+    "Baselines",
+    "baselines",
     "random_scores",
     "policy_point",
 ]
@@ -173,6 +176,26 @@ def random_baseline(
     )
 
 
+class Baselines(NamedTuple):
+    """The two baselines every report shows beside a router."""
+
+    random: Evaluation
+    oracle: Evaluation
+
+
+def baselines(data: OutcomeArrays) -> Baselines:
+    """The random and oracle baselines of ``data``, with cost curves when ``data`` has costs.
+
+    The one place ``tela eval``, ``tela zoo`` and :func:`evaluate` get them, so every report judges
+    a router against the same two numbers."""
+    wc, sc = data.weak_cost, data.strong_cost
+    oracle_w = oracle_scores(data.weak, data.strong)
+    return Baselines(
+        random=random_baseline(data.weak, data.strong, weak_cost=wc, strong_cost=sc),
+        oracle=evaluate_scores(oracle_w, data.weak, data.strong, weak_cost=wc, strong_cost=sc, name="oracle"),
+    )
+
+
 def evaluate(
     w: "np.ndarray",
     outcomes: "np.ndarray",
@@ -207,10 +230,11 @@ def evaluate(
         if costs.shape != outcomes.shape:
             raise TelaError(f"costs must have the outcomes' shape {outcomes.shape}, got {costs.shape}")
         wc, sc = costs[:, wi], costs[:, si]
+    base = baselines(OutcomeArrays(weak, strong, wo, so, wc, sc))
     return {
         "router": evaluate_scores(w, wo, so, weak_cost=wc, strong_cost=sc, name=name).to_dict(),
-        "random": random_baseline(wo, so, weak_cost=wc, strong_cost=sc).to_dict(),
-        "oracle": evaluate_scores(oracle_scores(wo, so), wo, so, weak_cost=wc, strong_cost=sc, name="oracle").to_dict(),
+        "random": base.random.to_dict(),
+        "oracle": base.oracle.to_dict(),
     }
 
 

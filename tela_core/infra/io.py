@@ -241,10 +241,15 @@ def partial_dir(final: str | Path) -> Path:
 
 def remove_stale_partials(final: str | Path) -> None:
     """Delete the ``.NAME.partial-*`` (and ``.NAME.old-*``) dirs a killed writer left beside
-    ``final``. Call it holding ``final``'s lock (:mod:`tela_core.infra.locks`): then no live writer owns them."""
+    ``final``; when ``final`` itself is missing because the writer was killed between
+    :func:`replace_dir`'s two renames, its old dir is put back first. Call it holding ``final``'s
+    lock (:mod:`tela_core.infra.locks`): then no live writer owns them."""
     import shutil
 
     p = Path(final)
+    olds = sorted(p.parent.glob(f".{p.name}.old-*"), key=lambda d: d.stat().st_mtime)
+    if olds and not p.exists():
+        os.replace(olds[-1], p)
     for pattern in (f".{p.name}.partial-*", f".{p.name}.old-*"):
         for stale in p.parent.glob(pattern):
             shutil.rmtree(stale, ignore_errors=True)
@@ -252,8 +257,9 @@ def remove_stale_partials(final: str | Path) -> None:
 
 def replace_dir(stage: str | Path, final: str | Path) -> None:
     """Put the finished dir ``stage`` in the place of ``final`` (which may exist): the old one is
-    renamed aside first and deleted last, so ``final`` is at every moment the old or the new dir,
-    never a mix of both."""
+    renamed aside first and deleted last, so ``final`` is the old or the new dir, never a mix of
+    both. Interrupted between the two renames, it puts the old dir back (an exception here; a kill:
+    :func:`remove_stale_partials`, the next writer's first step)."""
     import shutil
     import uuid
 
@@ -262,7 +268,12 @@ def replace_dir(stage: str | Path, final: str | Path) -> None:
     if f.exists():
         old = f.parent / f".{f.name}.old-{uuid.uuid4().hex[:8]}"
         os.replace(f, old)
-    os.replace(s, f)
+    try:
+        os.replace(s, f)
+    except BaseException:  # interrupted between the two renames: the old dir goes back in place
+        if old is not None and not f.exists():
+            os.replace(old, f)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
