@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from tela_core.data.records import Message, Record
 
 __all__ = [
-    "KINDS",
+    "KINDS",  # defined last, from REGISTERED
     "NoOptions",
     "Component",
     "Source",
@@ -42,9 +42,6 @@ __all__ = [
     "Embedder",
     "message_text",
 ]
-
-#: The component kinds, in the order ``tela plugins list`` shows them.
-KINDS: tuple[str, ...] = ("source", "formatter", "backend", "scorer", "policy", "upstream", "judge", "embedder")
 
 
 class NoOptions(BaseModel):
@@ -445,3 +442,79 @@ class Embedder(Component):
             pass
         digest = hashlib.sha256(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:12]
         return f"{self.name}-{digest}"
+
+# ------------------------------------------------------------------------------------------------
+# The kinds: one row each, read by the hook specs (tela_core.hookspecs), the registry and the CLI
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """One kind of thing a plugin registers, declared once.
+
+    :mod:`tela_core.hookspecs` makes its register hook from the row (``hook``, with ``doc`` and
+    ``since`` as the docstring), the registry fills it by calling that hook, and ``tela plugins``
+    lists it. ``base`` is the component class ``register`` accepts (its ``kind`` is the kind's
+    name); a kind that is not a component (a catalogued dataset) names what ``register`` takes in
+    ``registers`` and has no base. Adding a kind: its base class above, a row below, its export in
+    ``tela_core/__init__.py``, and its section in ``docs/plugins.md``.
+    """
+
+    kind: str
+    hook: str
+    base: type[Component] | None
+    since: str
+    doc: str
+    registers: str = ""
+
+    @classmethod
+    def of(cls, base: type[Component], hook: str, since: str, doc: str) -> "KindSpec":
+        """The row of a component kind: named by ``base.kind``, registering ``base`` subclasses."""
+        return cls(base.kind, hook, base, since, doc, f"{base.__name__}Class")
+
+
+#: Every kind a plugin registers through a ``register`` hook, in the order ``tela plugins list``
+#: shows them. The one list: the hooks, :data:`KINDS` and the registry's tables derive from it.
+REGISTERED: tuple[KindSpec, ...] = (
+    KindSpec.of(Source, "tela_register_sources", "0.1", """Register data sources (:class:`tela_core.components.Source` subclasses).
+
+    A source reads a file (or folder) and yields validated :class:`tela_core.data.records.Record`
+    objects; outcome sources also fill ``outcomes`` and ``costs``."""),
+    KindSpec.of(Formatter, "tela_register_formatters", "0.1", """Register formatters (:class:`tela_core.components.Formatter` subclasses).
+
+    A formatter turns chat messages into (prompt text, completion text); the same method
+    builds the inference prompt, so training and serving cannot drift apart."""),
+    KindSpec.of(Backend, "tela_register_backends", "0.1", """Register trainer backends (:class:`tela_core.components.Backend` subclasses).
+
+    A backend fine-tunes a base model on formatted examples and leaves a router artifact."""),
+    KindSpec.of(Scorer, "tela_register_scorers", "0.1", """Register router model families (:class:`tela_core.components.Scorer` subclasses).
+
+    A scorer loads a router artifact and maps prompts to a 1..5 score distribution and to
+    ``w`` = P(strong model needed)."""),
+    KindSpec.of(Policy, "tela_register_policies", "0.1", """Register router policies (:class:`tela_core.components.Policy` subclasses).
+
+    A policy maps scores to a model choice (threshold, calibrated, tiers, ...)."""),
+    KindSpec.of(Upstream, "tela_register_upstreams", "0.1", """Register upstream clients (:class:`tela_core.components.Upstream` subclasses).
+
+    An upstream client forwards ``tela serve``'s chat requests to a model endpoint over some
+    protocol (the builtin ``openai`` speaks OpenAI's chat-completions API)."""),
+    KindSpec.of(Judge, "tela_register_judges", "0.2", """Register judges (:class:`tela_core.components.Judge` subclasses) for ``tela judge``.
+
+    A judge decides how good each model's answer to a prompt is: it builds the requests to a judge
+    model and reads the replies (``llm-judge``, ``pairwise``), or grades by rule against a reference
+    answer (``reference``), and returns a :class:`tela_core.components.Verdict`: the 1..5 label of
+    the weak model's answer and per-model outcomes. Judges are pure; ``tela judge`` makes the calls."""),
+    KindSpec.of(Embedder, "tela_register_embedders", "0.2", """Register embedders (:class:`tela_core.components.Embedder` subclasses).
+
+    An embedder turns texts into fixed-size vectors for the embedding families, which choose one
+    by option (``--set family.embedder=NAME``) and record it in the router's manifest (builtins:
+    ``minilm``, ``minilm-onnx``, ``minilm-onnx-int8``, ``model2vec``, ``sentence-transformers``)."""),
+    KindSpec("dataset", "tela_register_datasets", None, "0.1", """Register public datasets for ``tela data list`` / ``tela data get``.
+
+    Each is a :class:`tela_core.data.catalogue.DatasetEntry`: origin, license, pinned revision, and the
+    files to fetch with their SHA-256 (``None`` where no checksum could be verified).""",
+             registers="DatasetEntry(...)"),
+)
+
+#: The component kinds (the rows with a base class), in the order ``tela plugins list`` shows them.
+KINDS: tuple[str, ...] = tuple(k.kind for k in REGISTERED if k.base is not None)

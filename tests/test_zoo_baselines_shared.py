@@ -1,26 +1,34 @@
-"""One helper per job (issue 27, item 5).
+"""One helper per job (issue 27, items 5 and 6).
 
 - ``tela eval`` and ``tela zoo`` show the same random and oracle baselines, from one
   :func:`tela_core.eval.baselines`, with cost curves when the data has costs;
 - a zoo rerun replaces a family's router whole: interrupted while replacing it, the old router
-  stays (never a half-deleted folder, never none).
+  stays (never a half-deleted folder, never none);
+- the kinds a plugin registers are declared once (``tela_core.components.REGISTERED``): the hook
+  specs, the registry's tables and ``KINDS`` derive from it, datasets included.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+import tela_core
+from tela_core import components, hookspecs
 from tela_core.data.records import Record, seed_record
 from tela_core.eval import OutcomeArrays, baselines, evaluate_scores, oracle_scores, outcome_arrays, random_baseline
 from tela_core.eval.zoo import run_zoo, split_for_zoo
 from tela_core.infra.io import remove_stale_partials
+from tela_core.plugins.registry import HOOK_KINDS
 from tela_core.testkit.helpers import TelaCli
 
 WEAK, STRONG = "weak-llm", "strong-llm"
@@ -156,3 +164,94 @@ def test_the_old_dir_of_a_replace_killed_between_its_renames_is_put_back(tmp_pat
     remove_stale_partials(final)
     assert (final / "tela.json").read_text() == "{}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["router"]
+
+
+# -- kinds declared once ---------------------------------------------------------------------
+
+
+def test_every_register_hook_kind_and_list_derives_from_the_one_table() -> None:
+    rows = components.REGISTERED
+    assert components.KINDS == tuple(k.kind for k in rows if k.base is not None)
+    assert HOOK_KINDS == {k.hook: k.kind for k in rows}
+    for k in rows:
+        spec = getattr(hookspecs, k.hook)
+        assert hasattr(spec, "tela_spec") and list(inspect.signature(spec).parameters) == ["register"], k.hook
+        doc = inspect.getdoc(spec) or ""
+        assert doc.startswith(inspect.cleandoc(k.doc)) and f":since: {k.since}" in doc, k.hook
+        if k.base is not None:  # a component kind: its base class is public where plugins import it
+            assert k.base.kind == k.kind
+            assert k.base.__name__ in components.__all__ and k.base.__name__ in tela_core.__all__
+    assert "tela_register_commands" not in HOOK_KINDS and hasattr(hookspecs.tela_register_commands, "tela_spec")
+
+
+WIDGET_CLASS = '''
+class Widget(Component):
+    """Turns knobs."""
+
+    kind = "widget"
+
+'''
+WIDGET_ROW = '''    KindSpec.of(Widget, "tela_register_widgets", "9.9", """Register widgets."""),
+'''
+USE_A_WIDGET = r"""
+from tela_core import hookimpl
+from tela_core.components import KINDS, Widget
+from tela_core.plugins.discovery import add_plugin, get_registry
+
+class Knob(Widget):
+    "A knob."
+    name = "knob"
+
+class Plugin:
+    @hookimpl
+    def tela_register_widgets(self, register):
+        register(Knob)
+
+add_plugin(Plugin(), "widgets")
+reg = get_registry()
+print(KINDS[-1], reg.get("widget", "knob").__name__, reg.plugins["widgets"].components, reg.plugins["widgets"].error)
+"""
+
+
+def test_a_new_kind_is_its_base_class_and_one_row_in_the_table(tmp_path: Path) -> None:
+    """Add a kind to a copy of tela_core by editing components.py alone (its base class, one row):
+    the hook spec, the registry's table and KINDS follow, and a plugin registers a widget."""
+    core = Path(tela_core.__file__).parent
+    shutil.copytree(core, tmp_path / "tela_core", ignore=shutil.ignore_patterns("__pycache__"))
+    path = tmp_path / "tela_core" / "components.py"
+    text = path.read_text(encoding="utf-8")
+    banner = "\n\n# " + "-" * 96 + "\n# The kinds:"
+    assert banner in text and '    KindSpec("dataset"' in text
+    text = text.replace(banner, "\n\n" + WIDGET_CLASS.rstrip("\n") + banner)
+    path.write_text(text.replace('    KindSpec("dataset"', WIDGET_ROW + '    KindSpec("dataset"'), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", USE_A_WIDGET], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=tmp_path)  # not the checkout: python -c puts the working dir first
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "widget Knob [('widget', 'knob')] None"
+
+
+def test_a_dataset_two_plugins_register_names_both_as_a_component_would(register_plugin) -> None:
+    from tela_core.data.catalogue import DatasetEntry, RemoteFile
+    from tela_core.infra.errors import DuplicateComponentError
+    from tela_core.plugins.discovery import get_registry
+
+    entry = DatasetEntry(name="twice", description="d", origin="https://example.org", license="MIT", revision=None,
+                         files=(RemoteFile(path="a.csv", url="https://example.org/a.csv", sha256=None),),
+                         source="routellm-csv", data="a.csv")
+
+    class One:
+        @tela_core.hookimpl
+        def tela_register_datasets(self, register: Any) -> None:
+            register(entry)
+
+    class Two(One):
+        pass
+
+    register_plugin(One(), "one")
+    register_plugin(Two(), "two")
+    reg = get_registry()
+    with pytest.raises(DuplicateComponentError) as e:
+        reg.dataset("twice")
+    assert "one" in str(e.value) and "two" in str(e.value)
+    assert reg.plugins["two"].error and not reg.plugins["one"].error

@@ -12,22 +12,13 @@ from typing import Any, Mapping
 
 import pluggy
 
-from tela_core.components import KINDS, Component
+from tela_core.components import KINDS, REGISTERED, Component, KindSpec
 from tela_core.infra.errors import DuplicateComponentError, PluginLoadError, TelaError, UnknownComponentError
 
 __all__ = ["Entry", "PluginInfo", "Registry", "HOOK_KINDS"]
 
-#: hook name -> component kind it registers
-HOOK_KINDS: dict[str, str] = {
-    "tela_register_sources": "source",
-    "tela_register_formatters": "formatter",
-    "tela_register_backends": "backend",
-    "tela_register_scorers": "scorer",
-    "tela_register_policies": "policy",
-    "tela_register_upstreams": "upstream",
-    "tela_register_judges": "judge",
-    "tela_register_embedders": "embedder",
-}
+#: hook name -> the kind it registers (from :data:`tela_core.components.REGISTERED`)
+HOOK_KINDS: dict[str, str] = {k.hook: k.kind for k in REGISTERED}
 
 
 @dataclass
@@ -78,72 +69,44 @@ class Registry:
         self.pm = pm
         self.plugins = plugins
         self.entries: dict[str, dict[str, Entry]] = {k: {} for k in KINDS}
+        #: name -> (DatasetEntry, plugin), from ``tela_register_datasets`` (``tela data list``)
+        self.datasets: dict[str, tuple[Any, str]] = {}
         self.errors: list[TelaError] = []
         #: (kind, name) registered by more than one plugin; asking for one raises its error
         self.duplicates: dict[tuple[str, str], DuplicateComponentError] = {}
-        for hook_name, kind in HOOK_KINDS.items():
-            caller = getattr(pm.hook, hook_name)
-            for impl in caller.get_hookimpls():  # registration order (pluggy calls them reversed)
+        self._owners: dict[tuple[str, str], str] = {}  # (kind, name) -> the plugin that registered it first
+        for kind in REGISTERED:
+            for impl in getattr(pm.hook, kind.hook).get_hookimpls():  # registration order (pluggy calls them reversed)
                 self._collect(impl, kind)
-        #: name -> (DatasetEntry, plugin), from ``tela_register_datasets`` (``tela data list``)
-        self.datasets: dict[str, tuple[Any, str]] = {}
-        for impl in pm.hook.tela_register_datasets.get_hookimpls():
-            self._collect_datasets(impl)
-
-    def _collect_datasets(self, impl: Any) -> None:
-        """Call one plugin's ``tela_register_datasets``; a bad entry marks that plugin broken."""
-        from tela_core.data.catalogue import validate_entry
-
-        plugin = impl.plugin_name
-        info = self.plugins.setdefault(plugin, PluginInfo(name=plugin))
-
-        def register(entry: Any) -> None:
-            validate_entry(entry)
-            if entry.name in self.datasets:
-                err = DuplicateComponentError("dataset", entry.name, self.datasets[entry.name][1], plugin)
-                self.errors.append(err)
-                info.error = info.error or str(err)
-                return
-            self.datasets[entry.name] = (entry, plugin)
-            info.components.append(("dataset", entry.name))
-
-        try:
-            impl.function(register)
-        except Exception as e:
-            err = PluginLoadError(plugin, info.dist, e)
-            self.errors.append(err)
-            info.error = str(err)
 
     def dataset(self, name: str) -> Any:
         """The catalogued :class:`~tela_core.data.catalogue.DatasetEntry` called ``name``; an unknown name
-        lists the registered ones."""
+        lists the registered ones; one that two plugins register names both, as :meth:`entry` does."""
+        if ("dataset", name) in self.duplicates:
+            raise self.duplicates[("dataset", name)]
         try:
             return self.datasets[name][0]
         except KeyError:
             raise UnknownComponentError("dataset", name, self.datasets) from None
 
-    def _collect(self, impl: Any, kind: str) -> None:
+    def _collect(self, impl: Any, kind: KindSpec) -> None:
+        """Call one plugin's register hook for ``kind``; a bad registration marks that plugin broken
+        (and leaves the others working), a name registered twice names both plugins."""
         plugin = impl.plugin_name
         info = self.plugins.setdefault(plugin, PluginInfo(name=plugin))
+        table: dict[str, Any] = self.entries[kind.kind] if kind.base is not None else self.datasets
 
-        def register(cls: type[Component]) -> None:
-            if not (inspect.isclass(cls) and issubclass(cls, Component)):
-                raise TypeError(f"register() expects a tela Component class, got {cls!r}")
-            if not cls.name:
-                raise TypeError(f"{cls.__qualname__} has no name")
-            if cls.kind != kind:
-                raise TypeError(f"{cls.__qualname__} is a {cls.kind or 'component'}, registered as a {kind}")
-            existing = self.entries[kind].get(cls.name)
-            if existing is not None:
-                err = DuplicateComponentError(kind, cls.name, existing.plugin, plugin)
+        def register(obj: Any) -> None:
+            name, value = self._checked(kind, obj, plugin)
+            if name in table:
+                err = DuplicateComponentError(kind.kind, name, self._owners[(kind.kind, name)], plugin)
                 self.errors.append(err)
-                self.duplicates.setdefault((kind, cls.name), err)
+                self.duplicates.setdefault((kind.kind, name), err)
                 info.error = info.error or str(err)
                 return
-            # the docstring's first paragraph, on one line (its first line alone can stop mid-sentence)
-            desc = cls.description or " ".join((inspect.getdoc(cls) or "").split("\n\n")[0].split())
-            self.entries[kind][cls.name] = Entry(kind, cls.name, desc, cls, plugin)
-            info.components.append((kind, cls.name))
+            table[name] = value
+            self._owners[(kind.kind, name)] = plugin
+            info.components.append((kind.kind, name))
 
         try:
             impl.function(register)
@@ -151,6 +114,25 @@ class Registry:
             err = PluginLoadError(plugin, info.dist, e)
             self.errors.append(err)
             info.error = str(err)
+
+    @staticmethod
+    def _checked(kind: KindSpec, obj: Any, plugin: str) -> tuple[str, Any]:
+        """(name, what to store) for what a plugin passed to ``register``; raises if it is not a
+        ``kind``: a component class of that kind with a name, or a valid dataset entry."""
+        if kind.base is None:
+            from tela_core.data.catalogue import validate_entry
+
+            validate_entry(obj)
+            return obj.name, (obj, plugin)
+        if not (inspect.isclass(obj) and issubclass(obj, Component)):
+            raise TypeError(f"register() expects a tela Component class, got {obj!r}")
+        if not obj.name:
+            raise TypeError(f"{obj.__qualname__} has no name")
+        if obj.kind != kind.kind:
+            raise TypeError(f"{obj.__qualname__} is a {obj.kind or 'component'}, registered as a {kind.kind}")
+        # the docstring's first paragraph, on one line (its first line alone can stop mid-sentence)
+        desc = obj.description or " ".join((inspect.getdoc(obj) or "").split("\n\n")[0].split())
+        return obj.name, Entry(kind.kind, obj.name, desc, obj, plugin)
 
     # -- lookup ------------------------------------------------------------------------------
 
