@@ -195,6 +195,7 @@ WIDGET_ROW = '''    KindSpec.of(Widget, "tela_register_widgets", "9.9", """Regis
 '''
 USE_A_WIDGET = r"""
 from tela_core import hookimpl
+from tela_core.cli.plugins_cmd import LIST_KINDS
 from tela_core.components import KINDS, Widget
 from tela_core.plugins.discovery import add_plugin, get_registry
 
@@ -209,13 +210,15 @@ class Plugin:
 
 add_plugin(Plugin(), "widgets")
 reg = get_registry()
-print(KINDS[-1], reg.get("widget", "knob").__name__, reg.plugins["widgets"].components, reg.plugins["widgets"].error)
+print(KINDS[-1], "widget" in LIST_KINDS, reg.get("widget", "knob").__name__, reg.plugins["widgets"].components,
+      reg.plugins["widgets"].error)
 """
 
 
 def test_a_new_kind_is_its_base_class_and_one_row_in_the_table(tmp_path: Path) -> None:
     """Add a kind to a copy of tela_core by editing components.py alone (its base class, one row):
-    the hook spec, the registry's table and KINDS follow, and a plugin registers a widget."""
+    the hook spec, the registry's table, KINDS and ``tela plugins list --kind`` follow, and a plugin
+    registers a widget."""
     core = Path(tela_core.__file__).parent
     shutil.copytree(core, tmp_path / "tela_core", ignore=shutil.ignore_patterns("__pycache__"))
     path = tmp_path / "tela_core" / "components.py"
@@ -228,7 +231,7 @@ def test_a_new_kind_is_its_base_class_and_one_row_in_the_table(tmp_path: Path) -
     done = subprocess.run([sys.executable, "-c", USE_A_WIDGET], capture_output=True, text=True, timeout=120, env=env,
                           cwd=tmp_path)  # not the checkout: python -c puts the working dir first
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.splitlines()[-1] == "widget Knob [('widget', 'knob')] None"
+    assert done.stdout.splitlines()[-1] == "widget True Knob [('widget', 'knob')] None"
 
 
 def test_a_dataset_two_plugins_register_names_both_as_a_component_would(register_plugin) -> None:

@@ -8,7 +8,7 @@ import click
 
 from tela_core.infra.io import dumps_json
 
-from ..components import KINDS
+from ..components import REGISTERED
 from .options import json_option
 from . import tables
 
@@ -16,8 +16,9 @@ from . import tables
 #: *family* (``tela run --family``); the registry's kind, and the plugin API's, is ``scorer``
 KIND_ALIASES: dict[str, str] = {"family": "scorer"}
 
-#: what ``--kind`` accepts: the component kinds, and CLI commands added by plugins (and the aliases)
-LIST_KINDS: tuple[str, ...] = (*KINDS, "dataset", "command", *KIND_ALIASES)
+#: what ``--kind`` accepts: every kind a register hook fills (components, then datasets), CLI commands
+#: added by plugins, and the aliases
+LIST_KINDS: tuple[str, ...] = (*(k.kind for k in REGISTERED), "command", *KIND_ALIASES)
 
 
 def _kind(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
