@@ -389,3 +389,28 @@ def test_serve_answers_when_the_upstream_reports_a_negative_usage(tmp_path: Path
     finally:
         small.close()
         big.close()
+
+
+def test_decision_log_then_shadow_log_keeps_the_conversation_the_answers_were_given_to(
+        tmp_path: Path, upstream: ReplayUpstream) -> None:
+    """`--from-log decisions.jsonl --from-log shadow.jsonl` (the decision log holds every request's
+    routed text, the shadow log the sampled ones in full): before, the first log's row won, so the
+    logged answers to "system: Answer in French. / user: Q" were kept with the prompt "user: Q" only,
+    and judged against a conversation that was never asked."""
+    q = _questions()[0]
+    convo = [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": q}]
+    (tmp_path / "decisions.jsonl").write_text(json.dumps(
+        {"time": "2026-01-01T00:00:00Z", "id": "r0", "router": "mine", "chosen": "s", "upstream": "small", "prompt": q})
+        + "\n", encoding="utf-8")
+    ans = {"error": None, "usage": {"prompt_tokens": 10, "completion_tokens": 4}}
+    (tmp_path / "shadow.jsonl").write_text(json.dumps(
+        {"request_id": "r0", "router": "mine", "chosen": "s", "models": ["s", "b"], "upstreams": {"s": "small", "b": "big"},
+         "messages": convo, "answers": {"s": {"text": "deux", **ans}, "b": {"text": "trois", **ans}}}) + "\n",
+        encoding="utf-8")
+    cfg = _config(tmp_path / "serve.yaml", upstream.base_url)
+    r = run_cli("collect", "--from-log", tmp_path / "decisions.jsonl", "--from-log", tmp_path / "shadow.jsonl",
+                "--config", cfg, "--model", "small", "--model", "big", "-o", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    [row] = _jsonl(tmp_path / "out" / "answers.jsonl")
+    assert row["messages"] == convo
+    assert row["answers"]["small-model-v1"]["text"] == "deux" and upstream.stats()["requests"] == 0

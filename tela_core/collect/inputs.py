@@ -102,6 +102,10 @@ def merge_rows(rows: Iterable[PromptRow]) -> tuple[list[PromptRow], int]:
             out[r.id] = r
             continue
         repeats += 1
+        if r.answers and not first.answers and r.messages != first.messages:
+            # a decision log keeps the routed text only, the shadow log the whole conversation: the
+            # answers were given to the conversation, so it is what they are judged against
+            first.messages = r.messages
         for model, ans in r.answers.items():
             first.answers.setdefault(model, ans)
         if first.reference is None and r.reference is not None:
