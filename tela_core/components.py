@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
     from tela_core.data.records import Message, Record
+    from tela_core.train.multinode import NodeLaunch
 
 __all__ = [
     "KINDS",  # defined last, from REGISTERED
@@ -28,6 +29,7 @@ __all__ = [
     "Source",
     "Formatted",
     "Formatter",
+    "TrainSettings",
     "TrainJob",
     "Backend",
     "Scores",
@@ -146,12 +148,68 @@ class Formatter(Component):
 # ------------------------------------------------------------------------------------------------
 
 
+class TrainSettings(BaseModel):
+    """The ``tela run`` training flags a backend receives (``TrainJob.train``); a backend uses the
+    ones that mean something to its trainer. The shared worker reads every one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: float
+    learning_rate: float
+    batch_size: int
+    grad_accum: int
+    max_length: int
+    max_steps: int | None = None
+    """None: as many steps as ``epochs`` take."""
+    warmup_ratio: float = 0.0
+    """The share of all training steps over which the learning rate rises linearly from 0."""
+    save_steps: int
+    """A resumable checkpoint every N steps; 0: none."""
+    seed: int
+
+
+#: Where a run keeps its internals (config, data, checkpoints, logs), inside the output dir
+#: (exported as :data:`tela_core.train.RUN_SUBDIR`).
+RUN_SUBDIR = ".tela"
+
+#: TrainJob fields that 0.1 and 0.2 handed a backend as keys of ``TrainJob.config``
+_CONFIG_KEYS = ("train", "run_dir", "quiet", "nodes", "family", "formatter_options")
+
+
+class _JobConfig(dict):  # type: ignore[type-arg]
+    """``TrainJob.config`` as backends written for tela 0.2 read it: the job's typed fields under
+    their old keys. Reading one of those keys warns, naming the field to use instead."""
+
+    def __getitem__(self, key: Any) -> Any:
+        _warn_config_key(key)
+        return super().__getitem__(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        _warn_config_key(key)
+        return super().get(key, default)
+
+
+def _warn_config_key(key: Any) -> None:
+    """Warn, at the backend's line that read ``TrainJob.config[key]``, if ``key`` is now a field."""
+    if key in _CONFIG_KEYS:
+        from tela_core.infra.deprecation import warn_deprecated
+
+        warn_deprecated(f"TrainJob.config[{key!r}]", f"TrainJob.{key}", stacklevel=3)
+
+
 @dataclass
 class TrainJob:
     """Everything a backend needs, resolved by ``tela run`` and written to the run dir.
 
     ``train_file``/``eval_file`` are JSONL with ``prompt`` and ``completion`` fields (already
     formatted). ``output_dir`` receives the router artifact (see :mod:`tela_core.routing.artifact`).
+    ``run_dir`` is the run's working folder inside it (checkpoints, logs; ``OUTPUT/.tela`` unless given), ``quiet`` asks for no
+    progress bar, ``nodes`` places this node in a multi-node run (None: one node), ``train`` holds
+    the training flags, ``family`` names the router family whose artifact the backend writes and
+    ``formatter_options`` are the options the rows were formatted with.
+
+    ``config`` is kept for backends written for tela 0.2, which read those fields as its keys
+    (deprecated, with a warning); a job built with only ``config`` gets its fields from it.
     """
 
     model: str
@@ -164,6 +222,39 @@ class TrainJob:
     hostfile: Path | None = None
     trust_remote_code: bool = False
     force: bool = False
+    run_dir: Path | None = None
+    quiet: bool = False
+    nodes: "NodeLaunch | None" = None
+    train: TrainSettings | None = None
+    family: str | None = None
+    formatter_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        given = dict(self.config)  # a plain copy: reading it must not warn
+        if self.run_dir is None:
+            self.run_dir = Path(given["run_dir"]) if given.get("run_dir") else Path(self.output_dir) / RUN_SUBDIR
+        self.quiet = self.quiet or bool(given.get("quiet"))
+        if self.nodes is None and given.get("nodes"):
+            from tela_core.train.multinode import NodeLaunch
+
+            self.nodes = given["nodes"] if isinstance(given["nodes"], NodeLaunch) else NodeLaunch.from_dict(given["nodes"])
+        if self.train is None and isinstance(given.get("train"), Mapping):
+            try:
+                self.train = TrainSettings.model_validate(given["train"])
+            except ValueError:  # a partial dict some backend's own test built: left to that backend
+                pass
+        self.family = self.family or given.get("family")
+        self.formatter_options = dict(self.formatter_options or given.get("formatter_options") or {})
+        typed = {
+            "run_dir": str(self.run_dir) if self.run_dir is not None else None,
+            "quiet": self.quiet,
+            "nodes": self.nodes.as_dict() if self.nodes is not None else None,
+            "train": self.train.model_dump() if self.train is not None else None,
+            "family": self.family,
+            "formatter_options": dict(self.formatter_options),
+        }
+        given.update({k: v for k, v in typed.items() if v is not None})
+        self.config = _JobConfig(given)
 
 
 class Backend(Component):

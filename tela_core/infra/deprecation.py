@@ -82,10 +82,14 @@ def _user_frame() -> FrameType | None:
     return None
 
 
-def warn_deprecated(old: str, new: str, *, removed_in: str = REMOVED_IN) -> None:
+def warn_deprecated(old: str, new: str, *, removed_in: str = REMOVED_IN, stacklevel: int | None = None) -> None:
     """Warn that ``old`` is deprecated in favour of ``new`` and goes in ``removed_in``, attributed to
-    the user's line that used ``old`` (so Python's default filters show it when that is ``__main__``)."""
+    the user's line that used ``old`` (so Python's default filters show it when that is ``__main__``):
+    the first frame outside the shim machinery, or ``stacklevel`` frames above the caller's."""
     message = f"{old} is deprecated: use {new} instead ({old} will be removed in tela {removed_in})"
+    if stacklevel is not None:
+        warnings.warn(message, TelaDeprecationWarning, stacklevel=stacklevel + 1)
+        return
     frame = _user_frame()
     if frame is None:
         warnings.warn(message, TelaDeprecationWarning, stacklevel=2)

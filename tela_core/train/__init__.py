@@ -16,7 +16,8 @@ What a backend uses (both builtin backends, ``deepspeed-z3`` and ``lora``, are b
 
 - ``worker.py``: the shared training worker (TRL ``SFTTrainer``, completion-only loss from
   ``loss.py``, score tokens from ``tokens.py``), run on every rank as ``python -m``
-  :data:`WORKER_MODULE`; ``spec.py``: :func:`worker_spec`, what it reads from ``worker.json``.
+  :data:`WORKER_MODULE` by :func:`run_worker`; ``spec.py``: :class:`WorkerSpec`, the typed
+  ``worker.json`` the launcher writes and the worker reads (with :class:`LoraSettings`).
 - ``deepspeed_config.py``: :func:`zero3_config` and :func:`load_ds_config` (a user's JSON file).
 - ``adapters.py``: :func:`load_merged`/:func:`merge_adapter`, a LoRA adapter merged into its base.
 
@@ -31,10 +32,10 @@ from .config import RUN_SUBDIR, RunConfig, load_config_file, parse_assignment, p
 from .data import prepare_data, split_records
 from .deepspeed_config import load_ds_config, zero3_config
 from .guard import check_output
-from .launch import launch_workers
+from .launch import launch_workers, run_worker
 from .multinode import NodeLaunch
 from .runner import run
-from .spec import WORKER_MODULE, worker_spec
+from .spec import WORKER_MODULE, LoraSettings, WorkerSpec, worker_spec
 from .tokens import add_score_tokens
 
 __all__ = [
@@ -48,9 +49,12 @@ __all__ = [
     "split_records",
     "check_output",
     "launch_workers",
+    "run_worker",
     "NodeLaunch",
     "run",
     "WORKER_MODULE",
+    "WorkerSpec",
+    "LoraSettings",
     "worker_spec",
     "zero3_config",
     "load_ds_config",

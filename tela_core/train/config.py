@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tela_core.components import RUN_SUBDIR, TrainSettings
 from tela_core.data.mix import SourceSpec, section_name
 from tela_core.infra.errors import TelaError
 from tela_core.infra.io import read_utf8
@@ -34,9 +35,6 @@ __all__ = [
     "resolve_config",
     "check_settings_used",
 ]
-
-#: Where a run keeps its internals (config, data, checkpoints, logs), inside the output dir.
-RUN_SUBDIR = ".tela"
 
 
 #: RunConfig fields that place this node in a multi-node run (not part of the fingerprint).
@@ -209,13 +207,9 @@ class RunConfig(BaseModel):
             return str(self.data)
         return " + ".join(str(s.data) for s in self.mix)
 
-    def train_settings(self) -> dict[str, Any]:
-        """The settings a training worker needs."""
-        return {
-            k: getattr(self, k)
-            for k in ("epochs", "learning_rate", "batch_size", "grad_accum", "max_length", "max_steps",
-                      "warmup_ratio", "save_steps", "seed")
-        }
+    def train_settings(self) -> TrainSettings:
+        """The training flags a backend receives (:attr:`tela_core.TrainJob.train`)."""
+        return TrainSettings(**{k: getattr(self, k) for k in TrainSettings.model_fields})
 
     def fingerprint(self) -> str:
         """Hash of everything that changes the trained router (not where or how it is launched)."""

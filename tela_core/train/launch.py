@@ -1,6 +1,7 @@
 """The worker launcher: start one training worker per rank and follow rank 0's progress.
 
-:func:`launch_workers` writes the worker's spec, starts the launcher (``torchrun`` on one node or
+:func:`run_worker` trains a :class:`~tela_core.TrainJob` with tela's own worker (what both builtin
+backends call). :func:`launch_workers` writes any worker's spec, starts the launcher (``torchrun`` on one node or
 one per node, ``deepspeed --hostfile`` across nodes over ssh; :func:`launcher_command`) on a
 worker module (normally :data:`tela_core.train.spec.WORKER_MODULE`), streams rank 0's progress into
 a rich progress bar and turns a failure into a :class:`TelaError` with the log's tail.
@@ -22,12 +23,14 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from tela_core.infra.errors import TelaError
 from tela_core.infra.io import atomic_write_json, atomic_write_text, split_jsonl
+from ..components import TrainJob
 from .config import RunConfig
+from .spec import WORKER_MODULE, LoraSettings, WorkerSpec
 
 if TYPE_CHECKING:
     from .multinode import NodeLaunch
 
-__all__ = ["node_launch", "launcher_command", "worker_env", "spawn_launcher", "launch_workers"]
+__all__ = ["node_launch", "launcher_command", "worker_env", "spawn_launcher", "launch_workers", "run_worker"]
 
 def node_launch(cfg: RunConfig) -> "NodeLaunch":
     """This node's place in the run: ``cfg``'s multi-node options, else the scheduler's environment
@@ -145,17 +148,34 @@ def spawn_launcher(
                             preexec_fn=_term_with_parent if sys.platform.startswith("linux") else None)
 
 
+def run_worker(
+    job: TrainJob,
+    *,
+    deepspeed: Mapping[str, Any] | None = None,
+    lora: LoraSettings | None = None,
+    gradient_checkpointing: bool = False,
+) -> dict[str, Any]:
+    """Train ``job`` with tela's worker (:data:`WORKER_MODULE`) on every rank: a full fine-tune, or
+    ``lora`` adapters; under ``deepspeed`` (a DeepSpeed config) or not. Returns what
+    :func:`launch_workers` returns. The run dir is ``job.run_dir``."""
+    spec = WorkerSpec.for_job(job, deepspeed, lora, gradient_checkpointing)
+    assert job.run_dir is not None  # TrainJob sets it
+    return launch_workers(job.run_dir, WORKER_MODULE, spec, job.processes, job.hostfile, quiet=job.quiet,
+                          nodes=job.nodes)
+
+
 def launch_workers(
     run_dir: Path,
     module: str,
-    spec: Mapping[str, Any],
+    spec: "WorkerSpec | Mapping[str, Any]",
     processes: int = 1,
     hostfile: Path | None = None,
     quiet: bool = False,
     nodes: "NodeLaunch | Mapping[str, Any] | None" = None,
 ) -> dict[str, Any]:
-    """Write ``spec`` to ``run_dir/worker.json``, run the workers, stream progress; return the
-    last attempt's record (``attempts.jsonl``). Output of every rank goes to ``run_dir/train.log``.
+    """Write ``spec`` (a :class:`WorkerSpec` for tela's worker) to ``run_dir/worker.json``, run the
+    workers, stream progress; return the last attempt's record (``attempts.jsonl``). Output of every
+    rank goes to ``run_dir/train.log``.
 
     ``nodes`` (a :class:`~tela_core.train.multinode.NodeLaunch` or its ``as_dict``) places this node in a
     multi-node run. Only the node holding global rank 0 gets a record; every other node returns
@@ -169,7 +189,10 @@ def launch_workers(
     trained = run_dir / "trained.json"
     if trained.is_file():  # the workers finished before; only post-processing was interrupted
         return json.loads(trained.read_text(encoding="utf-8"))
-    atomic_write_json(run_dir / "worker.json", dict(spec))
+    if isinstance(spec, WorkerSpec):
+        spec.write(run_dir)
+    else:  # another worker module's own spec
+        atomic_write_json(run_dir / WorkerSpec.FILE, dict(spec))
     progress_file = run_dir / "progress.jsonl"
     attempts = run_dir / "attempts.jsonl"
     n_attempts = len(split_jsonl(attempts.read_text(encoding="utf-8"))) if attempts.exists() else 0

@@ -183,13 +183,16 @@ def _train_with_backend(
         train_file=run_dir / "train.jsonl",
         eval_file=run_dir / "eval.jsonl" if data_summary["eval"] else None,
         formatter=cfg.formatter,
-        config={"train": cfg.train_settings(), "run_dir": str(run_dir), "quiet": quiet,
-                "nodes": nodes.as_dict() if nodes is not None else None,
-                "family": cfg.family, "formatter_options": dict(cfg.formatter_options)},
         processes=cfg.processes,
         hostfile=Path(cfg.hostfile) if cfg.hostfile else None,
         trust_remote_code=cfg.trust_remote_code,
         force=force,
+        run_dir=run_dir,
+        quiet=quiet,
+        nodes=nodes,
+        train=cfg.train_settings(),
+        family=cfg.family,
+        formatter_options=dict(cfg.formatter_options),
     )
     if nodes is not None and nodes.multi:
         echo(f"multi-node run: {nodes.describe()}")

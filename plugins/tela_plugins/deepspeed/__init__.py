@@ -1,6 +1,6 @@
 """Builtin plugin: the ``deepspeed-z3`` backend, a full fine-tune under DeepSpeed ZeRO-3.
 
-The CLI process prepares the job; :func:`tela_core.train.launch_workers` starts one worker per
+The CLI process prepares the job; :func:`tela_core.train.run_worker` starts one worker per
 rank (the shared :mod:`tela_core.train.worker`, TRL ``SFTTrainer``) with tela's ZeRO-3 config
 (:func:`tela_core.train.zero3_config`) or the user's own JSON config. Weights are gathered on
 save, so the output dir holds consolidated HF weights: no manual ``zero_to_fp32`` step. Works on
@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from tela_core import Backend, TrainJob, hookimpl
-from tela_core.train import WORKER_MODULE, launch_workers, load_ds_config, worker_spec, zero3_config
+from tela_core.train import load_ds_config, run_worker, zero3_config
 
 __all__ = ["DeepSpeedZ3Backend", "DeepSpeedOptions"]
 
@@ -53,10 +53,7 @@ class DeepSpeedZ3Backend(Backend):
         return zero3_config(o.offload_optimizer, o.offload_params)
 
     def train(self, job: TrainJob) -> Path:
-        spec = worker_spec(job, self.deepspeed_config(), None)
-        spec["train"]["gradient_checkpointing"] = self.options.gradient_checkpointing
-        launch_workers(Path(job.config["run_dir"]), WORKER_MODULE, spec, job.processes, job.hostfile,
-                       quiet=bool(job.config.get("quiet")), nodes=job.config.get("nodes"))
+        run_worker(job, deepspeed=self.deepspeed_config(), gradient_checkpointing=self.options.gradient_checkpointing)
         return job.output_dir
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tela_core import Backend, TrainJob, hookimpl
-from tela_core.train import WORKER_MODULE, launch_workers, merge_adapter, worker_spec, zero3_config
+from tela_core.train import LoraSettings, merge_adapter, run_worker, zero3_config
 
 __all__ = ["LoraBackend", "LoraOptions"]
 
@@ -58,14 +58,12 @@ class LoraBackend(Backend):
     def train(self, job: TrainJob) -> Path:
         o = self.options
         ds = zero3_config(o.offload_optimizer, o.offload_params) if o.deepspeed else None
-        lora = {"r": o.r, "alpha": o.alpha, "dropout": o.dropout, "target_modules": o.target_modules}
-        run_dir = Path(job.config["run_dir"])
-        spec = worker_spec(job, ds, lora)
-        result = launch_workers(run_dir, WORKER_MODULE, spec, job.processes, job.hostfile,
-                                quiet=bool(job.config.get("quiet")), nodes=job.config.get("nodes"))
+        lora = LoraSettings(r=o.r, alpha=o.alpha, dropout=o.dropout, target_modules=o.target_modules)
+        result = run_worker(job, deepspeed=ds, lora=lora)
         if result.get("rank0") is False:  # multi-node: the adapter was saved on the node holding rank 0
             return job.output_dir
-        adapter = run_dir / "adapter"
+        assert job.run_dir is not None  # tela run sets it
+        adapter = job.run_dir / "adapter"
         if o.merge:
             merge_adapter(job.model, adapter, job.output_dir, job.trust_remote_code)
         else:
