@@ -55,7 +55,7 @@ def main() -> None:
 
     from tela_core.data import protocols
     from tela_core.eval.zoo import run_zoo
-    from tela_core.models import embeddings
+    from tela_core.models import vector_cache
     from tela_core.models.embedders import get_embedder
     from tela_core.plugins.discovery import get_registry
     from tela_core.routing.router import Router
@@ -94,8 +94,8 @@ def main() -> None:
         print(f"{n}: {rows[n]}", file=sys.stderr, flush=True)
 
     # Latency, serving mode: no shard cache, LRU off; arms interleaved prompt by prompt.
-    embeddings.use_shard_cache(False)
-    embeddings.serving_cache(0)
+    vector_cache.use_shard_cache(False)
+    vector_cache.serving_cache(0)
     prompts = [r.prompt for r in held][: args.prompts]
     embs = {n: get_embedder(*routers[n].scorer.embedder_choice()) for n in names}
     for n in names:  # warm-up: load models, first-call allocations

@@ -51,7 +51,7 @@ def main() -> None:
 
     from route_latency import questions, router_dir
     from tela_core.routing.router import Router
-    from tela_plugins.zoo_lmprobe.features import _load
+    from tela_plugins.lm_probe.features import _load
 
     torch.set_num_threads(args.threads)
     qs = questions(args.queries)

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 from tela_core import hookimpl
 from tela_core.components import Scores
-from tela_plugins.zoo_baselines import LengthScorer
+from tela_plugins.baselines import LengthScorer
 
 
 class CountingLength(LengthScorer):

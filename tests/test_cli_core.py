@@ -109,7 +109,7 @@ def test_plugins_list_piped_prints_one_full_line_per_component(tela_cli):
     assert lines[0].split("\t") == ["plugin", "distribution", "version", "kind", "name", "description"]
     rows = [line.split("\t") for line in lines[1:]]
     assert all(len(r) == 6 for r in rows)
-    assert ["role-prefix", "tela", tela_core.__version__, "formatter", "chat-template"] in [r[:5] for r in rows]
+    assert ["formatters", "tela", tela_core.__version__, "formatter", "chat-template"] in [r[:5] for r in rows]
 
 
 def test_plugins_list_table_shows_a_broken_plugin(tela_cli, register_plugin):
@@ -131,7 +131,7 @@ def test_plugins_show_prints_description_and_options(tela_cli):
     assert "require_label: bool (default True)" in res.output
     res = tela_cli("plugins", "show", "formatter", "role-prefix", "--json")
     obj = json.loads(res.output)
-    assert obj["plugin"] == "role-prefix" and obj["options"]["type"] == "object"
+    assert obj["plugin"] == "formatters" and obj["options"]["type"] == "object"
 
 
 def test_plugins_show_unknown_name_exits_2_listing_the_registered_ones(tela_cli):

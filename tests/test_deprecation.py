@@ -62,6 +62,17 @@ def test_models_module_names_still_resolve() -> None:
         assert tela_core.models.resolve_model is resolve_model
 
 
+def test_the_vector_cache_under_its_old_name_is_the_same_module() -> None:
+    """``tela_core.models.embeddings`` (the name before 0.2) is ``vector_cache``, as an attribute too."""
+    import tela_core.models
+    from tela_core.models import vector_cache
+
+    sys.modules.pop("tela_core.models.embeddings", None)
+    tela_core.models.__dict__.pop("embeddings", None)
+    with pytest.warns(TelaDeprecationWarning, match="use tela_core.models.vector_cache instead"):
+        assert tela_core.models.embeddings is vector_cache
+
+
 def test_load_router_shim_warns_and_returns_the_scorer(tiny_router) -> None:
     from tela_core.routing.artifact import load_router
 

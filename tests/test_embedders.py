@@ -22,7 +22,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from tela_core import Embedder, Record, Router, TelaError, hookimpl
-from tela_core.models import embeddings
+from tela_core.models import vector_cache
 from tela_core.models.embedders import PROBE_TEXTS, get_embedder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -218,7 +218,7 @@ def test_the_default_model_is_prepared_once_and_its_vectors_cached_under_their_o
     (a second call finds it, builds nothing). Its vectors are cached under a key naming the recipe,
     so the PCA-256 vectors that older runs cached under ``model2vec`` never answer for it."""
     from tela_core.models.embedders import prepare_default
-    from tela_core.models.embeddings import models_dir
+    from tela_core.models.vector_cache import models_dir
 
     folder = Path(prepare_default())
     capsys.readouterr()
@@ -261,23 +261,23 @@ def test_a_serving_install_without_minilm_uses_the_model_built_elsewhere() -> No
 
 def test_serving_lru_hits_skip_the_embedder(hashed: Any) -> None:
     emb = get_embedder("hashed-words", {"dim": 16})
-    embeddings.use_shard_cache(False)
-    lru = embeddings.serving_cache(2)
+    vector_cache.use_shard_cache(False)
+    lru = vector_cache.serving_cache(2)
     seen: list[tuple[int, int]] = []
     lru.listeners.append(lambda h, m: seen.append((h, m)))
     try:
-        a = embeddings.embed_with(emb, ["one", "two", "one"])  # "one" twice in a call: embedded once
+        a = vector_cache.embed_with(emb, ["one", "two", "one"])  # "one" twice in a call: embedded once
         assert HashedWords.calls == [2] and (lru.hits, lru.misses) == (0, 3)
-        b = embeddings.embed_with(emb, ["two", "one"])
+        b = vector_cache.embed_with(emb, ["two", "one"])
         assert HashedWords.calls == [2] and (lru.hits, lru.misses) == (2, 3)
         np.testing.assert_array_equal(b, a[[1, 0]])
-        embeddings.embed_with(emb, ["three"])  # capacity 2: "two" (least recently used) goes
-        embeddings.embed_with(emb, ["two"])
+        vector_cache.embed_with(emb, ["three"])  # capacity 2: "two" (least recently used) goes
+        vector_cache.embed_with(emb, ["two"])
         assert HashedWords.calls == [2, 1, 1] and len(lru) == 2
         assert seen == [(0, 3), (2, 0), (0, 1), (0, 1)]
     finally:
-        embeddings.serving_cache(0)
-        embeddings.use_shard_cache(True)
+        vector_cache.serving_cache(0)
+        vector_cache.use_shard_cache(True)
 
 
 def test_third_party_embedder_routes_end_to_end_through_tela_serve(hashed: Any, tmp_path: Path) -> None:
@@ -308,8 +308,8 @@ def test_third_party_embedder_routes_end_to_end_through_tela_serve(hashed: Any, 
                 assert first.json()["model"] == second.json()["model"]
                 metrics = client.get("/metrics").text
         finally:
-            embeddings.use_shard_cache(True)
-            embeddings.serving_cache(0)
+            vector_cache.use_shard_cache(True)
+            vector_cache.serving_cache(0)
     counts = {line.split('"')[1]: float(line.split()[-1]) for line in metrics.splitlines()
               if line.startswith("tela_embedding_cache_total{")}
     assert counts["hit"] >= 1 and counts["miss"] >= 1, counts  # the repeated prompt skipped the embedder
@@ -323,7 +323,7 @@ def test_embedding_cache_counts_when_routers_load_before_the_app(hashed: Any, tm
 
     from tela_core.serve.app import create_app
     from tela_core.serve.config import build_config
-    from tela_core.serve.routers import load_routers
+    from tela_core.serve.served_routers import load_routers
 
     from serve_support import standin
 
@@ -338,8 +338,8 @@ def test_embedding_cache_counts_when_routers_load_before_the_app(hashed: Any, tm
                 assert [client.post("/v1/chat/completions", json=body).status_code for _ in range(3)] == [200] * 3
                 metrics = client.get("/metrics").text
         finally:
-            embeddings.use_shard_cache(True)
-            embeddings.serving_cache(0)
+            vector_cache.use_shard_cache(True)
+            vector_cache.serving_cache(0)
     counts = {line.split('"')[1]: float(line.split()[-1]) for line in metrics.splitlines()
               if line.startswith("tela_embedding_cache_total{")}
     assert counts == {"miss": 1.0, "hit": 2.0}, metrics
@@ -396,7 +396,7 @@ def test_onnx_int8_is_close_to_minilm(minilm_vectors: np.ndarray) -> None:
 def test_model2vec_is_distilled_once_then_loads_offline_without_torch(tmp_path: Path) -> None:
     """Distilled from the local MiniLM (no download) into $TELA_CACHE/models/, then loaded from
     there by a fresh offline process in which torch and transformers cannot even be imported."""
-    from tela_core.models.embeddings import cache_dir
+    from tela_core.models.vector_cache import cache_dir
 
     emb = get_embedder("model2vec")
     vec = emb.embed(TEXTS)

@@ -153,7 +153,7 @@ _EMBED = r"""
 import sys, time
 import numpy as np
 from pathlib import Path
-from tela_core.models.embeddings import cached_vectors
+from tela_core.models.vector_cache import cached_vectors
 
 def compute(texts, report):
     time.sleep(0.01 * len(texts))  # a slow encoder

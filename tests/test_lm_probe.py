@@ -32,7 +32,7 @@ def _shards(tmp_path):
 
 
 def test_features_are_cached_per_layer_and_text(tiny_lm, tmp_path, monkeypatch):
-    from tela_plugins.zoo_lmprobe import features
+    from tela_plugins.lm_probe import features
 
     texts = ["alpha question", "a longer beta question with more words"]
     a = features.lm_features(texts, [1, 3], tiny_lm)
@@ -49,7 +49,7 @@ def test_features_are_cached_per_layer_and_text(tiny_lm, tmp_path, monkeypatch):
 
 
 def test_a_layer_means_the_same_whatever_depth_the_model_was_cut_to(tiny_lm):
-    from tela_plugins.zoo_lmprobe import features
+    from tela_plugins.lm_probe import features
 
     texts = ["one prompt", "another, longer prompt that pads the batch"]
     deep = features.lm_features(texts, [2, 3], tiny_lm, cache=False)[2]
@@ -60,7 +60,7 @@ def test_a_layer_means_the_same_whatever_depth_the_model_was_cut_to(tiny_lm):
 
 
 def test_long_prompts_keep_their_end(tiny_lm):
-    from tela_plugins.zoo_lmprobe import features
+    from tela_plugins.lm_probe import features
 
     tail = " Which option is right? A. yes B. no Answer:"
     x = features.lm_features(["passage " * 300 + tail, "other words " * 300 + tail], [1], tiny_lm, max_tokens=16, cache=False)[1]
@@ -101,7 +101,7 @@ def test_probe_equals_a_standardised_logistic_regression(tiny_lm, tmp_path):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from tela_plugins.zoo_lmprobe.features import lm_features
+    from tela_plugins.lm_probe.features import lm_features
 
     recs = _records()
     scorer = get_registry().create("scorer", "lm-probe", {"model": tiny_lm, "layer": 2, "C": 0.5})

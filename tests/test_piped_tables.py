@@ -39,7 +39,7 @@ def test_plugins_list_piped_into_grep_finds_a_long_name() -> None:
     done = piped("plugins list", "grep -F matrix-factorization")
     assert done.returncode == 0, done.stderr  # grep found it
     (row,) = rows(done.stdout)
-    assert row[:2] == ["embedding", "tela"] and row[3:5] == ["scorer", "matrix-factorization"]
+    assert row[:2] == ["embedding-families", "tela"] and row[3:5] == ["scorer", "matrix-factorization"]
     assert "RouteLLM-style MF" in row[5]  # the description, whole
 
 

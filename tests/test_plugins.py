@@ -9,6 +9,7 @@ real distribution (entry points, env vars read by a fresh process, import-time f
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import json
 import os
 import subprocess
@@ -29,12 +30,13 @@ from tela_core import (
     Scorer,
     Scores,
     Source,
+    TelaDeprecationWarning,
     TelaError,
     UnknownComponentError,
     hookimpl,
 )
 from tela_core.cli.main import get_cli
-from tela_core.plugins.discovery import _extra_plugins, get_registry, reset
+from tela_core.plugins.discovery import RENAMED_BUILTINS, _extra_plugins, get_registry, reset
 from tela_core.testkit.helpers import TelaCli, registered_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,13 +116,15 @@ def test_builtins_load_through_the_tela_entry_point_group():
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["tela"]
     installed = {ep.name: ep.value for ep in md.entry_points(group="tela") if ep.dist and ep.dist.name == "tela"}
     assert installed == declared, "installed entry points differ from pyproject.toml: rerun `make install`"
+    misnamed = {n: v for n, v in declared.items() if v != f"tela_plugins.{n.replace('-', '_')}"}
+    assert not misnamed, f"a builtin's entry-point name is its folder's name (- for _): {misnamed}"
     reg = get_registry()
     for name in declared:
         info = reg.plugins[name]
         assert info.dist == "tela" and info.version
         assert info.error is None, f"builtin plugin {name!r} is broken: {info.error}"
     assert reg.entry("source", "jsonl").plugin == "jsonl"
-    assert {reg.entry("formatter", n).plugin for n in BUILTIN_FORMATTERS} == {"role-prefix"}
+    assert {reg.entry("formatter", n).plugin for n in BUILTIN_FORMATTERS} == {"formatters"}
 
 
 def test_plugins_list_json_shape_and_kind_filter(tela_cli):
@@ -133,7 +137,7 @@ def test_plugins_list_json_shape_and_kind_filter(tela_cli):
     plugins = by_name(listing)
     assert plugins["jsonl"]["provides"] == {"source": ["jsonl"]}
     assert plugins["jsonl"]["hooks"] == ["tela_register_sources"]
-    assert set(plugins["role-prefix"]["provides"]["formatter"]) == BUILTIN_FORMATTERS
+    assert set(plugins["formatters"]["provides"]["formatter"]) == BUILTIN_FORMATTERS
 
     formatters = tela_cli.json("plugins", "list", "--json", "--kind", "formatter")
     assert formatters and all(set(p["provides"]) == {"formatter"} for p in formatters)
@@ -164,11 +168,11 @@ def test_duplicate_name_is_an_error_naming_both_plugins(tela_cli):
         with pytest.raises(DuplicateComponentError) as exc:
             reg.entry("formatter", "role-prefix")
         msg = str(exc.value)
-        assert "'role-prefix' and 'impostor'" in msg and "TELA_DISABLE_PLUGINS" in msg
+        assert "'formatters' and 'impostor'" in msg and "TELA_DISABLE_PLUGINS" in msg
         listed = by_name(tela_cli.json("plugins", "list", "--json"))
-        assert listed["impostor"]["broken"] and "'role-prefix' and 'impostor'" in listed["impostor"]["error"]
-        assert not listed["role-prefix"]["broken"]
-        assert reg.entry("formatter", "chat-template").plugin == "role-prefix"  # others unaffected
+        assert listed["impostor"]["broken"] and "'formatters' and 'impostor'" in listed["impostor"]["error"]
+        assert not listed["formatters"]["broken"]
+        assert reg.entry("formatter", "chat-template").plugin == "formatters"  # others unaffected
 
 
 def test_unknown_name_lists_the_registered_ones():
@@ -281,7 +285,7 @@ def test_a_plugin_that_fails_to_import_is_shown_broken_and_does_not_take_tela_do
     dup = plugins["tela-dup-demo:jsonl"]
     assert dup["broken"] and "'jsonl' and 'tela-dup-demo:jsonl'" in dup["error"]
     assert not plugins["jsonl"]["broken"] and plugins["jsonl"]["provides"] == {"source": ["jsonl"]}
-    assert not plugins["role-prefix"]["broken"]
+    assert not plugins["formatters"]["broken"]
 
     table = run_tela("plugins", "list", pythonpath=tmp_path)
     assert table.returncode == 0, table.stderr
@@ -294,22 +298,22 @@ def test_env_vars_in_a_fresh_process():
     listed = lambda env: by_name(json.loads(run_tela("plugins", "list", "--json", env=env).stdout))  # noqa: E731
     assert "example" not in listed({"TELA_LOAD_PLUGINS": ""})
     assert "example" in listed({"TELA_LOAD_PLUGINS": "tela-example-plugin"})
-    disabled = listed({"TELA_DISABLE_PLUGINS": "example,role-prefix"})
-    assert "example" not in disabled and "role-prefix" not in disabled and "jsonl" in disabled
+    disabled = listed({"TELA_DISABLE_PLUGINS": "example,formatters"})
+    assert "example" not in disabled and "formatters" not in disabled and "jsonl" in disabled
 
 
 @pytest.mark.parametrize(
     "env, present, absent",
     [
-        ({"TELA_LOAD_PLUGINS": ""}, {"jsonl", "role-prefix"}, {"example"}),
+        ({"TELA_LOAD_PLUGINS": ""}, {"jsonl", "formatters"}, {"example"}),
         ({"TELA_LOAD_PLUGINS": "tela-example-plugin"}, {"jsonl", "example"}, set()),
         ({"TELA_LOAD_PLUGINS": "tela_example_plugin"}, {"example"}, set()),  # _ and - alike
         ({"TELA_LOAD_PLUGINS": "example"}, {"example"}, set()),  # entry-point name
         ({"TELA_LOAD_PLUGINS": "someone-else"}, {"jsonl"}, {"example"}),
         ({"TELA_DISABLE_PLUGINS": "example"}, {"jsonl"}, {"example"}),
         ({"TELA_DISABLE_PLUGINS": "Tela-Example-Plugin"}, {"jsonl"}, {"example"}),  # by distribution
-        ({"TELA_DISABLE_PLUGINS": " role-prefix , jsonl"}, {"example"}, {"role-prefix", "jsonl"}),
-        ({"TELA_DISABLE_PLUGINS": "tela"}, {"example"}, {"jsonl", "role-prefix"}),  # all builtins
+        ({"TELA_DISABLE_PLUGINS": " formatters , jsonl"}, {"example"}, {"formatters", "jsonl"}),
+        ({"TELA_DISABLE_PLUGINS": "tela"}, {"example"}, {"jsonl", "formatters"}),  # all builtins
     ],
 )
 def test_load_and_disable_env_vars(monkeypatch, env, present, absent):
@@ -322,11 +326,22 @@ def test_load_and_disable_env_vars(monkeypatch, env, present, absent):
 
 
 def test_a_disabled_builtin_is_an_unknown_name(monkeypatch):
-    monkeypatch.setenv("TELA_DISABLE_PLUGINS", "role-prefix")
+    monkeypatch.setenv("TELA_DISABLE_PLUGINS", "formatters")
     reset()
     with pytest.raises(UnknownComponentError) as exc:
         get_registry().entry("formatter", "role-prefix")
     assert "registered formatters:" in str(exc.value)
+
+
+@pytest.mark.parametrize("old, new", sorted(RENAMED_BUILTINS.items()))
+def test_a_builtin_s_name_before_0_2_still_disables_it_with_a_warning(monkeypatch, old, new):
+    """``TELA_DISABLE_PLUGINS=role-prefix`` (a 0.1 user's setting) still disables the formatters."""
+    assert new in {ep.name for ep in md.entry_points(group="tela")} and old not in {ep.name for ep in md.entry_points(group="tela")}
+    monkeypatch.setenv("TELA_DISABLE_PLUGINS", old.upper().replace("-", "_"))  # matched as any name is
+    reset()
+    with pytest.warns(TelaDeprecationWarning, match=f"'{old}' is deprecated: use '{new}' instead"):
+        plugins = get_registry().plugins
+    assert new not in plugins and "jsonl" in plugins
 
 
 # -- no heavy imports -------------------------------------------------------------------------

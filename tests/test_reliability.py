@@ -273,7 +273,7 @@ class _FakeEncoder:
 
 @pytest.fixture
 def fake_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tela_core.models.embeddings as emb
+    import tela_core.models.vector_cache as emb
 
     monkeypatch.setattr(emb, "_load_model", lambda path, device: _FakeEncoder())
 
@@ -297,7 +297,7 @@ def _fake_compute(texts: list[str], report: Any) -> np.ndarray:
 
 
 def test_damaged_cache_shard_is_dropped_and_recomputed_with_a_warning(tmp_path: Path, capsys: Any) -> None:
-    from tela_core.models.embeddings import cached_vectors
+    from tela_core.models.vector_cache import cached_vectors
 
     texts = [f"prompt number {i}" for i in range(10)]
     folder = tmp_path / "vec"

@@ -142,7 +142,7 @@ def test_an_embedding_router_under_32_concurrent_requests_embeds_in_batches(regi
     from pydantic import BaseModel
 
     from tela_core import Embedder, Record, hookimpl
-    from tela_core.models import embeddings
+    from tela_core.models import vector_cache
     from tela_core.routing.router import Router
 
     class SlowWords(Embedder):
@@ -169,8 +169,8 @@ def test_an_embedding_router_under_32_concurrent_requests_embeds_in_batches(regi
     recs = [Record(prompt=f"{'prove the theorem' if i % 2 else 'what colour is'} number {i}",
                    outcomes={"weak": float(i % 2 == 0), "strong": 1.0}) for i in range(40)]
     reg.create("scorer", "embedding-knn", {"embedder": "slow-words", "k": 5}).fit(recs, tmp_path / "knn", {})
-    embeddings.use_shard_cache(False)  # as tela serve runs it, the LRU off: every prompt is embedded
-    embeddings.serving_cache(0)
+    vector_cache.use_shard_cache(False)  # as tela serve runs it, the LRU off: every prompt is embedded
+    vector_cache.serving_cache(0)
     try:
         router = Router.load(tmp_path / "knn")
         rng = random.Random(0)
@@ -184,4 +184,4 @@ def test_an_embedding_router_under_32_concurrent_requests_embeds_in_batches(regi
             assert len(SlowWords.calls) <= most_calls and max(SlowWords.calls) > 1, SlowWords.calls
             assert sorted(sizes) == sorted(SlowWords.calls)
     finally:
-        embeddings.use_shard_cache(True)
+        vector_cache.use_shard_cache(True)

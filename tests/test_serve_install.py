@@ -331,7 +331,7 @@ def test_serving_install_in_a_fresh_venv_serves_a_knn_router_through_the_openai_
     assert size < MAX_VENV_MB, f"the serving venv is {size:.0f} MB"
 
     # numpy's BLAS keeps to the threads tela serve gives it (threadpoolctl is in the install).
-    probe = ("import tela_core.serve.routers as r, threadpoolctl, numpy\n"
+    probe = ("import tela_core.serve.served_routers as r, threadpoolctl, numpy\n"
              "from types import SimpleNamespace\n"
              "r._limit_torch_threads(SimpleNamespace(torch_threads=1, workers=1))\n"
              "print(max(i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas'))\n")

@@ -196,15 +196,15 @@ def test_linear_probe_sdk_fits_any_features(tmp_path, register_plugin):
 
 
 def test_embedding_cache_reuses_vectors(tmp_path):
-    from tela_core.models import embeddings
+    from tela_core.models import vector_cache
 
-    a = embeddings.embed(["alpha question", "beta question"])
+    a = vector_cache.embed(["alpha question", "beta question"])
     shards = list((tmp_path / "cache" / "embeddings").rglob("shard-*.npz"))
     assert len(shards) == 1
-    b = embeddings.embed(["beta question", "alpha question"])  # all cached: no new shard
+    b = vector_cache.embed(["beta question", "alpha question"])  # all cached: no new shard
     assert len(list((tmp_path / "cache" / "embeddings").rglob("shard-*.npz"))) == 1
     np.testing.assert_allclose(a[::-1], b, atol=1e-6)
-    c = embeddings.embed(["alpha question", "gamma question"])
+    c = vector_cache.embed(["alpha question", "gamma question"])
     assert len(list((tmp_path / "cache" / "embeddings").rglob("shard-*.npz"))) == 2
     np.testing.assert_allclose(c[0], a[0], atol=1e-6)
     assert np.allclose(np.linalg.norm(c, axis=1), 1.0, atol=1e-4)
@@ -254,7 +254,7 @@ def test_encoder_classifier_under_deepspeed(tmp_path):
 
 def test_vector_cache_keeps_finished_chunks_of_a_killed_run(tmp_path):
     """A run killed part-way keeps every finished chunk; the rerun computes only the rest."""
-    from tela_core.models import embeddings
+    from tela_core.models import vector_cache
 
     texts = [f"prompt number {i}" + "x" * i for i in range(10)]
     folder = tmp_path / "vectors"
@@ -268,7 +268,7 @@ def test_vector_cache_keeps_finished_chunks_of_a_killed_run(tmp_path):
         return np.array([[len(t), 1.0] for t in batch], dtype=np.float32)
 
     with pytest.raises(KeyboardInterrupt):
-        embeddings.cached_vectors(texts, folder, "m", compute, chunk_size=3, progress=lambda d, n: None)
+        vector_cache.cached_vectors(texts, folder, "m", compute, chunk_size=3, progress=lambda d, n: None)
     assert len(list(folder.glob("shard-*.npz"))) == 2  # two chunks finished and written
     assert not list(folder.glob(".tmp-*"))  # nothing half-written
 
@@ -279,7 +279,7 @@ def test_vector_cache_keeps_finished_chunks_of_a_killed_run(tmp_path):
         return np.array([[len(t), 1.0] for t in batch], dtype=np.float32)
 
     ticks: list[tuple[int, int]] = []
-    out = embeddings.cached_vectors(texts, folder, "m", compute_rest, chunk_size=3, progress=lambda d, n: ticks.append((d, n)))
+    out = vector_cache.cached_vectors(texts, folder, "m", compute_rest, chunk_size=3, progress=lambda d, n: ticks.append((d, n)))
     assert sorted(rerun) == sorted(set(texts) - set(seen))  # only the unfinished ones
     assert ticks[-1] == (4, 4)
     np.testing.assert_array_equal(out[:, 0], [len(t) for t in texts])  # rows in the caller's order
@@ -293,7 +293,7 @@ def test_a_few_texts_do_not_wait_behind_a_long_cache_writer(tmp_path):
     import sys
     import time
 
-    from tela_core.models import embeddings
+    from tela_core.models import vector_cache
 
     folder = tmp_path / "cache" / "m"
     folder.mkdir(parents=True)
@@ -309,11 +309,11 @@ def test_a_few_texts_do_not_wait_behind_a_long_cache_writer(tmp_path):
             return np.ones((len(texts), 2), dtype=np.float32)
 
         t0 = time.monotonic()
-        out = embeddings.cached_vectors(["a", "b"], folder, "m", compute, chunk_size=8, progress=lambda d, n: None)
+        out = vector_cache.cached_vectors(["a", "b"], folder, "m", compute, chunk_size=8, progress=lambda d, n: None)
         assert out.shape == (2, 2) and time.monotonic() - t0 < 1.5
         assert not list(folder.glob("*.npz"))  # nothing written beside the other writer
         t0 = time.monotonic()
-        embeddings.cached_vectors([f"t{i}" for i in range(8)], folder, "m", compute, chunk_size=8, progress=lambda d, n: None)
+        vector_cache.cached_vectors([f"t{i}" for i in range(8)], folder, "m", compute, chunk_size=8, progress=lambda d, n: None)
         assert time.monotonic() - t0 > 1.0  # waited for the writer, then wrote its own shard
         assert list(folder.glob("*.npz"))
     finally:

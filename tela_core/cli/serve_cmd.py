@@ -76,7 +76,7 @@ def serve(config_file: Path | None, routers: tuple[str, ...], weak: str | None, 
         _check_port(config.host, config.port)  # before the routers load: a busy port is one line, not a traceback
     if check:
         from ..serve.app import configure_logging
-        from ..serve.routers import load_routers
+        from ..serve.served_routers import load_routers
 
         configure_logging(config.log_level)  # a router's warnings (e.g. a pair that is not its upstreams') show
         loaded = load_routers(config)

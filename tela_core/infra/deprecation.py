@@ -48,7 +48,7 @@ MOVED_MODULES: dict[str, str] = {
     "tela_core.prompt_lines": "tela_core.data.prompt_lines",
     "tela_core.prompts": "tela_core.data.prompts",
     "tela_core.protocols": "tela_core.data.protocols",
-    "tela_core.embeddings": "tela_core.models.embeddings",
+    "tela_core.embeddings": "tela_core.models.vector_cache",
     "tela_core.router": "tela_core.routing.router",
     "tela_core.family": "tela_core.routing.family",
     "tela_core.probe": "tela_core.routing.probe",
@@ -67,6 +67,8 @@ MOVED_MODULES: dict[str, str] = {
     "tela_core.evaluation": "tela_core.eval",
     "tela_core.zoo": "tela_core.eval.zoo",
     "tela_core.nmodel": "tela_core.eval.nmodel",
+    # renamed in 0.2 for what it holds (the vector cache), beside models.embedders (the Embedder kind)
+    "tela_core.models.embeddings": "tela_core.models.vector_cache",
 }
 
 

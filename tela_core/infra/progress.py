@@ -58,7 +58,7 @@ def make_progress(enabled: bool | None = None) -> Any:
 def progress_bar(
     description: str, total: int, enabled: bool | None = None, log_every: float = 30.0
 ) -> Iterator[Callable[[int, int], None]]:
-    """Yield ``report(done, total)``, the callback shape :func:`tela_core.models.embeddings.embed` takes.
+    """Yield ``report(done, total)``, the callback shape :func:`tela_core.models.vector_cache.embed` takes.
 
     On a terminal (``enabled=None``) a rich bar. Elsewhere (a log, a notebook, a CI job), long work
     is not silent either: one plain line on stderr every ``log_every`` seconds once it has run

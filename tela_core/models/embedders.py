@@ -18,7 +18,7 @@ its class, and calls ``self.embed(prompts)``. Then:
   although the default is now ``model2vec``; a router trained with ``minilm`` keeps it (its
   manifest names it).
 
-Vectors are cached by :func:`tela_core.models.embeddings.embed_with`. Nothing heavy is imported
+Vectors are cached by :func:`tela_core.models.vector_cache.embed_with`. Nothing heavy is imported
 here.
 """
 
@@ -37,9 +37,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from tela_core.components import Embedder
 
+# the public API (docs/plugins.md); LEGACY_EMBEDDER and prepare_default (make install's step) are tela's own
 __all__ = [
-    "DEFAULT_EMBEDDER", "LEGACY_EMBEDDER", "PROBE_TEXTS", "EmbedderOptions", "UsesEmbedder", "get_embedder", "require",
-    "embedder_record", "check_embedder", "prepare_default",
+    "DEFAULT_EMBEDDER", "PROBE_TEXTS", "EmbedderOptions", "UsesEmbedder", "get_embedder", "require",
+    "embedder_record", "check_embedder",
 ]
 
 #: The embedder a family uses unless told otherwise: static vectors distilled once from MiniLM
@@ -116,7 +117,7 @@ def embedder_record(embedder: "Embedder", vectors: "np.ndarray | None" = None) -
     :data:`PROBE_TEXTS` (``vectors``: when already computed)."""
     import numpy as np
 
-    from tela_core.models.embeddings import embed_with
+    from tela_core.models.vector_cache import embed_with
 
     probe = np.asarray(vectors if vectors is not None else embed_with(embedder, list(PROBE_TEXTS), cache=False),
                        dtype=np.float32)
@@ -140,7 +141,7 @@ def check_embedder(artifact_dir: Path, record: Mapping[str, Any], embedder: "Emb
     sentence whose vectors' cosine is under :data:`PROBE_MIN_COSINE`."""
     import numpy as np
 
-    from tela_core.models.embeddings import embed_with
+    from tela_core.models.vector_cache import embed_with
 
     trained = _describe(str(record.get("name")), record.get("options"))
     here = _describe(embedder.name, embedder.options.model_dump(mode="json"))
@@ -188,7 +189,7 @@ class UsesEmbedder:
 
     def embed(self, prompts: Sequence[str]) -> "np.ndarray":
         """Cached vectors of ``prompts`` from this family's embedder."""
-        from tela_core.models.embeddings import embed_with
+        from tela_core.models.vector_cache import embed_with
 
         return embed_with(self.embedder(), list(prompts))
 

@@ -3,7 +3,8 @@
 - ``TELA_LOAD_PLUGINS=dist1,dist2``: load third-party plugins only from these distributions (or
   entry-point names); tela's own builtins always load. Set it empty to load builtins only.
 - ``TELA_DISABLE_PLUGINS=name1,name2``: skip these entry-point names or distributions, builtins
-  included.
+  included. A builtin's name from before 0.2 (:data:`RENAMED_BUILTINS`) still names it, with a
+  :class:`~tela_core.infra.deprecation.TelaDeprecationWarning`.
 
 A plugin that fails to import, or implements a hook that does not exist, is recorded as broken
 with its error; the others still load.
@@ -19,6 +20,7 @@ from typing import Any, Iterable
 import pluggy
 
 from tela_core import hookspecs
+from tela_core.infra.deprecation import warn_deprecated
 from tela_core.infra.errors import PluginLoadError
 from tela_core.plugins.registry import PluginInfo, Registry
 
@@ -27,6 +29,10 @@ __all__ = ["hookimpl", "ENTRY_POINT_GROUP", "BUILTIN_DIST", "make_plugin_manager
 hookimpl = pluggy.HookimplMarker("tela")
 ENTRY_POINT_GROUP = "tela"
 BUILTIN_DIST = "tela"
+
+#: builtin plugins renamed in 0.2 so that each entry-point name is the folder's and says what it
+#: holds: old entry-point name -> new (the old one works in TELA_DISABLE_PLUGINS until tela 0.3)
+RENAMED_BUILTINS = {"role-prefix": "formatters", "embedding": "embedding-families", "lmprobe": "lm-probe"}
 
 _registry: Registry | None = None
 _extra_plugins: list[tuple[Any, str]] = []
@@ -53,7 +59,7 @@ def make_plugin_manager(extra: Iterable[tuple[Any, str]] = ()) -> tuple[pluggy.P
     pm.add_hookspecs(hookspecs)
     infos: dict[str, PluginInfo] = {}
     only = _env_list("TELA_LOAD_PLUGINS")
-    disabled = {_norm(x) for x in (_env_list("TELA_DISABLE_PLUGINS") or set())}
+    disabled = _with_new_names({_norm(x) for x in (_env_list("TELA_DISABLE_PLUGINS") or set())}, "TELA_DISABLE_PLUGINS")
     only_n = {_norm(x) for x in only} if only is not None else None
 
     seen: set[tuple[str, str]] = set()
@@ -90,6 +96,16 @@ def make_plugin_manager(extra: Iterable[tuple[Any, str]] = ()) -> tuple[pluggy.P
         except Exception as e:
             info.error = str(PluginLoadError(name, None, e))
     return pm, infos
+
+
+def _with_new_names(names: set[str], var: str) -> set[str]:
+    """``names`` plus the new name of each renamed builtin named by its old one (with a warning)."""
+    out = set(names)
+    for old, new in RENAMED_BUILTINS.items():
+        if old in names:
+            warn_deprecated(f"{var} name {old!r}", f"{new!r}")
+            out.add(new)
+    return out
 
 
 def _dist_name(ep: md.EntryPoint) -> str | None:

@@ -36,7 +36,7 @@ from .chat import RequestError
 from .config import ServeConfig
 from .proxy import ChatHandler
 from .responses import RawResponse, error_response, json_response, raw_headers
-from .routers import ServedRouter, load_routers
+from .served_routers import ServedRouter, load_routers
 from .server import Server, check_admin, check_auth, make_upstreams
 
 __all__ = ["Server", "create_app", "create_app_from_env", "load_routers"]

@@ -25,7 +25,7 @@ router) runs a few calls of many prompts, not 32 calls of one (``tela_batch_size
 batch saves depends on the hardware: on a GPU a batch costs about what one prompt does; on a CPU a
 transformer's cost grows with the tokens of the batch, padding included, so there the length
 groups keep padding small and LM families run one forward pass per prompt by default (measured
-faster there: ``tela_core.serve.routers._cpu_batch_size``). On a CPU the way to serve an embedding
+faster there: ``tela_core.serve.served_routers._cpu_batch_size``). On a CPU the way to serve an embedding
 router fast is a cheap embedder, not a bigger batch: the default ``model2vec`` embeds a prompt in
 about a millisecond (docs/benchmarks.md).
 """

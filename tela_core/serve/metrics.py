@@ -89,14 +89,14 @@ class ServeMetrics:
         and 4,000 kNN requests left ``tela_embedding_cache_total`` without a sample). A new LRU
         (``serving_cache(capacity)``) keeps its listeners. One app serves a process, so the
         newest one's metrics replace an earlier app's (tests build many in one process)."""
-        from tela_core.models.embeddings import serving_cache
+        from tela_core.models.vector_cache import serving_cache
 
         lru = serving_cache()
         lru.listeners[:] = [f for f in lru.listeners if not isinstance(getattr(f, "__self__", None), ServeMetrics)]
         lru.listeners.append(self.embedding_cache_listener)
 
     def embedding_cache_listener(self, hits: int, misses: int) -> None:
-        """Count one LRU lookup (:class:`tela_core.models.embeddings.VectorLRU` calls it)."""
+        """Count one LRU lookup (:class:`tela_core.models.vector_cache.VectorLRU` calls it)."""
         if hits:
             self.embedding_cache.labels("hit").inc(hits)
         if misses:

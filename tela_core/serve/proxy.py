@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from tela_core.components import UpstreamReply
     from tela_core.routing.router import Decision
 
-    from .routers import ServedRouter
+    from .served_routers import ServedRouter
 
 __all__ = ["ChatHandler", "RETRY_STATUSES", "MAX_JSON_DEPTH"]
 

@@ -56,7 +56,7 @@ class Reloader:
         links resolved: the version loaded), "scorer", "policy",
         "models", "load_s", "swapped_at"}`` (``swapped_at``: Unix time of the swap) or
         ``{"ok": False, "error": WHY}`` (the old router kept)."""
-        from .routers import load_router
+        from .served_routers import load_router
 
         s = self.server
         async with self._lock:
@@ -83,7 +83,7 @@ class Reloader:
 
     async def check(self, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
         """Load ``names`` (default: every router) to see whether they would load, without swapping."""
-        from .routers import load_router
+        from .served_routers import load_router
 
         s = self.server
         out: dict[str, dict[str, Any]] = {}

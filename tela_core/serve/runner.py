@@ -71,7 +71,7 @@ def serve(config: ServeConfig) -> None:
     import uvicorn
 
     from .app import configure_logging
-    from .routers import load_routers
+    from .served_routers import load_routers
 
     configure_logging(config.log_level)
 

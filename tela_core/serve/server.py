@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import UpstreamConfig
     from .decisions import DecisionLog
     from .metrics import ServeMetrics
-    from .routers import ServedRouter
+    from .served_routers import ServedRouter
     from .shadow import Shadow
 
 __all__ = ["Server", "make_upstreams", "check_auth", "check_admin"]

@@ -49,9 +49,9 @@ def tela_offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for var, value in OFFLINE_VARS.items():
         monkeypatch.setenv(var, value)
     yield
-    from tela_core.models import embeddings
+    from tela_core.models import vector_cache
 
-    embeddings.use_shard_cache(True)  # an in-process `tela serve` turns it off for its process
+    vector_cache.use_shard_cache(True)  # an in-process `tela serve` turns it off for its process
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh ``TELA_CACHE`` (``tmp_path / "cache"``, not created yet) for this test only.
     Derived models (the default embedder's static distillation, ONNX exports) stay in the outer
     cache's ``models/`` folder (``TELA_MODELS``): built once for the whole session, not per test."""
-    from tela_core.models.embeddings import models_dir
+    from tela_core.models.vector_cache import models_dir
 
     monkeypatch.setenv("TELA_MODELS", str(models_dir()))
     cache = tmp_path / "cache"

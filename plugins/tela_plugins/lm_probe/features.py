@@ -6,7 +6,7 @@ headroom beyond prompt embeddings. We run the LM only up to the deepest requeste
 layers above it and the LM head are dropped, which is where most of the saving is on a CPU), mean-
 pool each requested layer over the prompt's tokens, and cache the vectors by content hash in
 ``$TELA_CACHE/lm-features/<model>-L<layer>-t<max_tokens>/`` with the same shard layout as
-:mod:`tela_core.models.embeddings`. Long prompts keep their *last* ``max_tokens`` tokens: an MMLU
+:mod:`tela_core.models.vector_cache`. Long prompts keep their *last* ``max_tokens`` tokens: an MMLU
 question and its options sit at the end, after any reading passage.
 
 torch and transformers are imported inside functions only.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from tela_core.models.embeddings import cache_dir, cached_vectors
+from tela_core.models.vector_cache import cache_dir, cached_vectors
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np

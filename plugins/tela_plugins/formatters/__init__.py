@@ -1,4 +1,4 @@
-"""Builtin plugin: the seed's "role-prefix" text format, and the tokenizer's chat template."""
+"""Builtin plugin ``formatters``: the seed's "role-prefix" text format, and "chat-template", the tokenizer's chat template."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from tela_core.infra.io import atomic_write_json
 from tela_core.data.records import Record
 from tela_core.models.embedders import EmbedderOptions, UsesEmbedder
 
-from tela_plugins.zoo_embedding.store import load_npz, save_npz
+from tela_plugins.embedding_families.store import load_npz, save_npz
 
 __all__ = ["KnnScorer"]
 

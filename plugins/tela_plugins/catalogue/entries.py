@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from tela_core.data.catalogue import DatasetEntry, RemoteFile
 
-from tela_plugins.datasets.sums import SUMS
+from tela_plugins.catalogue.sums import SUMS
 
 __all__ = ["ENTRIES", "ROUTELLM_COMMIT", "LLMROUTER_COMMIT", "ROUTERARENA_COMMIT", "ROUTERBENCH_COMMIT"]
 

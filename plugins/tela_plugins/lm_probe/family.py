@@ -18,7 +18,7 @@ from pydantic import Field
 from tela_core.routing.probe import LinearProbeScorer, ProbeOptions
 from tela_core.data.records import Record
 
-from tela_plugins.zoo_lmprobe.features import DEFAULT_LM, lm_features
+from tela_plugins.lm_probe.features import DEFAULT_LM, lm_features
 
 __all__ = ["LmProbeScorer"]
 

@@ -19,7 +19,7 @@ from tela_core import hookimpl
 from tela_core.data.records import Record
 from tela_core.routing.targets import make_targets
 
-from tela_plugins.zoo_baselines.features import FeaturesScorer
+from tela_plugins.baselines.features import FeaturesScorer
 
 __all__ = ["LengthScorer", "RandomScorer", "FeaturesScorer"]
 

@@ -1,6 +1,6 @@
 """Builtin plugin: ``lm-probe``, a router family over a small causal LM's hidden states.
 
-See :mod:`tela_plugins.zoo_lmprobe.family` for the family and :mod:`tela_plugins.zoo_lmprobe.features` for the
+See :mod:`tela_plugins.lm_probe.family` for the family and :mod:`tela_plugins.lm_probe.features` for the
 cached feature extraction. torch and transformers are imported only when features are computed.
 """
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from tela_core import hookimpl
 
-from tela_plugins.zoo_lmprobe.family import LmProbeScorer
+from tela_plugins.lm_probe.family import LmProbeScorer
 
 __all__ = ["LmProbeScorer"]
 

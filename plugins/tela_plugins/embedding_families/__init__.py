@@ -16,10 +16,10 @@ from typing import Any
 
 from tela_core import hookimpl
 
-from tela_plugins.zoo_embedding.ensemble import EnsembleScorer
-from tela_plugins.zoo_embedding.knn import KnnScorer
-from tela_plugins.zoo_embedding.linear import LinearScorer
-from tela_plugins.zoo_embedding.mf import MatrixFactorizationScorer
+from tela_plugins.embedding_families.ensemble import EnsembleScorer
+from tela_plugins.embedding_families.knn import KnnScorer
+from tela_plugins.embedding_families.linear import LinearScorer
+from tela_plugins.embedding_families.mf import MatrixFactorizationScorer
 
 __all__ = ["KnnScorer", "LinearScorer", "MatrixFactorizationScorer", "EnsembleScorer"]
 

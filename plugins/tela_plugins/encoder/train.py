@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tela_core.components import Scores
-from tela_core.models.embeddings import resolve_model
+from tela_core.models.vector_cache import resolve_model
 from tela_core.infra.errors import TelaError
 from tela_core.data.records import Record
 from tela_core.routing.targets import make_targets

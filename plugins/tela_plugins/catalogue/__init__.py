@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from tela_core import hookimpl
 
-from tela_plugins.datasets.entries import ENTRIES
+from tela_plugins.catalogue.entries import ENTRIES
 
 __all__ = ["ENTRIES"]
 

@@ -168,11 +168,11 @@ def _serving_mode(config: ServeConfig, metrics: "ServeMetrics | None" = None) ->
     """Live prompts are scored once: embedding families must not read or grow their shard cache;
     they keep the last ``embedding_cache`` prompts' vectors in memory instead (an LRU whose hits
     and misses ``/metrics`` counts)."""
-    from tela_core.models import embeddings
+    from tela_core.models import vector_cache
 
-    embeddings.use_shard_cache(False)
-    lru = embeddings.serving_cache()
+    vector_cache.use_shard_cache(False)
+    lru = vector_cache.serving_cache()
     if lru.capacity != config.embedding_cache:  # a hot reload keeps the vectors already cached
-        lru = embeddings.serving_cache(config.embedding_cache)
+        lru = vector_cache.serving_cache(config.embedding_cache)
     if metrics is not None and metrics.embedding_cache_listener not in lru.listeners:
         lru.listeners.append(metrics.embedding_cache_listener)

@@ -1,4 +1,4 @@
-"""Sentence embeddings, computed once and cached by content hash.
+"""Sentence vectors, computed once and cached by content hash (the vector cache; ``tela_core.models.embeddings`` before 0.2).
 
 Embedding every MMLU prompt with all-MiniLM-L6-v2 takes minutes on a 2-core CPU, and every
 embedding family (``embedding-knn``, ``matrix-factorization``, ``ensemble``) and every zoo run needs
