@@ -534,6 +534,7 @@ class Embedder(Component):
         digest = hashlib.sha256(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:12]
         return f"{self.name}-{digest}"
 
+
 # ------------------------------------------------------------------------------------------------
 # The kinds: one row each, read by the hook specs (tela_core.hookspecs), the registry and the CLI
 # ------------------------------------------------------------------------------------------------
