@@ -18,6 +18,10 @@ CORE_COMMAND_MODULES = ("plugins_cmd", "data_cmd", "run_cmd", "demo_cmd", "route
                         "serve_cmd", "collect_cmd", "judge_cmd")
 
 
+#: exit code of a command stopped by Ctrl-C (SIGINT): 128 + 2, as shells report it
+INTERRUPTED = 130
+
+
 class BadInput(click.ClickException):
     """``Error: <message>`` on stderr and exit code 2: tela's contract for bad input (a plain
     :class:`click.ClickException` exits with 1)."""
@@ -36,6 +40,9 @@ class TelaGroup(click.Group):
         except NodePartDone as e:  # a multi-node scoring run: the node holding rank 0 writes the output
             click.echo(str(e), err=True)
             return None
+        except KeyboardInterrupt:  # Ctrl-C: the shell's 128 + SIGINT, as `cmd && next` scripts expect (click says 1)
+            click.echo("Interrupted.", err=True)
+            ctx.exit(INTERRUPTED)
         except TelaError as e:
             raise BadInput(str(e)) from None
         except OSError as e:  # last resort for a path no check caught (disk full, a mount gone read-only)

@@ -5,7 +5,6 @@ both import this."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Callable, Mapping
 
 __all__ = ["SUMMARY_NAME", "make_engine", "check_models", "run_checked", "CallProgress", "money", "duration",
@@ -22,7 +21,7 @@ EXIT_UNREADABLE = 4
 EXIT_CODES_HELP = ("Exit codes: 0 done (also a stop at --max-cost: the summary says what was not asked); 2 bad input "
                    "or option, or a key refused (401/403); 3 done, but some answers or verdicts ended in an error "
                    "(rerun to ask them again), also when the run stopped at --max-cost too; 4 (tela judge) the judge "
-                   "model's first replies held no readable verdict, so it stopped asking; 1 a bug.")
+                   "model's first replies held no readable verdict, so it stopped asking; 130 stopped by Ctrl-C; 1 a bug.")
 
 
 def exit_if(code: int) -> None:
@@ -47,54 +46,23 @@ def duration(s: float) -> str:
 def make_engine(models: Mapping[str, Any], flags: Mapping[str, Any], spent_before: float = 0.0) -> Any:
     """The :class:`~tela_core.collect.calls.Engine` for ``models`` (from ``resolve_models``) with the
     shared paid-call flags; ``--max-cost`` needs a price for every model."""
-    from ..collect.budget import Budget
-    from ..collect.calls import Engine
-    from ..collect.endpoints import make_endpoints
-    from ..collect.retry import RetryPolicy
-    from ..infra.errors import TelaError
+    from ..collect.endpoints import CallSettings, make_engine as engine_for
 
-    endpoints = make_endpoints(models, {"max_concurrency": flags.get("concurrency"), "requests_per_minute": flags.get("rpm"),
-                                        "tokens_per_minute": flags.get("tpm")})
-    if flags.get("max_cost") is not None:
-        unpriced = [n for n, ep in endpoints.items() if not ep.prices.known]
-        if unpriced:
-            raise TelaError(f"--max-cost needs each model's price; none for {', '.join(unpriced)}: set price_input/price_output "
-                            f"in the config or --price NAME=IN,OUT")
-    return Engine(endpoints, RetryPolicy(tries=int(flags.get("retries", 4)) + 1), timeout_s=float(flags.get("timeout") or 120.0),
-                  budget=Budget(flags.get("max_cost"), spent=spent_before), max_answer_chars=flags.get("max_answer_chars"))
-
-
-async def _close(engine: Any) -> None:
-    for ep in engine.endpoints.values():
-        try:
-            await ep.client.aclose()
-        except Exception:  # noqa: BLE001 - closing must not hide the run's own outcome
-            pass
+    return engine_for(models, CallSettings.from_flags(flags), spent_before)
 
 
 def check_models(engine: Any, timeout_s: float) -> None:
     """Each model's upstream answers the check (reachable, key, model id) before any paid call."""
-    from ..collect.endpoints import check_endpoints
+    from ..collect.endpoints import check_models as check
 
-    async def go() -> None:
-        try:
-            await check_endpoints(engine.endpoints, timeout_s=min(timeout_s, 30.0))
-        finally:
-            await _close(engine)
-
-    asyncio.run(go())
+    check(engine, timeout_s)
 
 
 def run_checked(engine: Any, body: Callable[[], Any]) -> Any:
     """Run the coroutine ``body()`` on a fresh loop and close the upstream clients after it."""
+    from ..collect.endpoints import run_closing
 
-    async def go() -> Any:
-        try:
-            return await body()
-        finally:
-            await _close(engine)
-
-    return asyncio.run(go())
+    return run_closing(engine, body)
 
 
 class CallProgress:

@@ -41,6 +41,11 @@ def estimate_prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
     return n
 
 
+#: the largest price tela takes, in dollars per million tokens: far above any model's list price,
+#: so a typo (``1e308``) is refused instead of turning every cost and budget into ``inf``
+MAX_PRICE = 100_000.0
+
+
 @dataclass(frozen=True)
 class Prices:
     """Dollars per million input and output tokens of one upstream model."""

@@ -13,7 +13,8 @@ called (reachable, key accepted, model known): one line per failing model, exit 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Mapping, Sequence, TypeVar
 
 from tela_core.infra.errors import TelaError, UpstreamError
 from tela_core.upstreams.config import (
@@ -24,13 +25,15 @@ from tela_core.upstreams.config import (
     read_config_file,
 )
 
-from .budget import Prices
-from .calls import Endpoint
+from .budget import MAX_PRICE, Budget, Prices
+from .calls import Endpoint, Engine
 from .limits import LimitSettings
 
-__all__ = ["resolve_models", "make_endpoints", "check_endpoints", "parse_price", "LimitOverrides"]
+__all__ = ["resolve_models", "make_endpoints", "check_endpoints", "parse_price", "LimitOverrides", "CallSettings", "make_engine",
+           "check_models", "run_closing"]
 
 LimitOverrides = Mapping[str, Any]
+R = TypeVar("R")
 
 
 def _config_upstreams(config_file: Any) -> tuple[dict[str, Any], str]:
@@ -79,6 +82,8 @@ def parse_price(value: str, flag: str = "--price") -> tuple[str, Prices]:
             raise ValueError
     except ValueError:
         raise ConfigError(f"{flag}: expected NAME=INPUT,OUTPUT in dollars per million tokens (e.g. gpt-4o=2.5,10), got {value!r}") from None
+    if max(pin, pout) > MAX_PRICE:
+        raise ConfigError(f"{flag}: {value!r}: a price is at most {MAX_PRICE:,.0f} dollars per million tokens")
     return name.strip(), Prices(pin, pout)
 
 
@@ -181,3 +186,74 @@ async def check_endpoints(endpoints: Mapping[str, Endpoint], timeout_s: float = 
         head = "model check failed before any call: " if len(problems) == 1 else f"{len(problems)} models failed the check before any call:\n  "
         raise TelaError(head + "\n  ".join(problems))
 
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    """How a run calls its models, as the paid-call flags give it (``--max-cost``, ``--concurrency``,
+    ``--rpm``, ``--tpm``, ``--timeout``, ``--retries``, ``--max-answer-chars``); None: no limit, or
+    the config file's."""
+
+    max_cost: float | None = None
+    concurrency: int | None = None
+    rpm: float | None = None
+    tpm: float | None = None
+    timeout: float = 120.0
+    retries: int = 4
+    max_answer_chars: int | None = None
+
+    @classmethod
+    def from_flags(cls, flags: Mapping[str, Any]) -> "CallSettings":
+        """The settings in ``flags`` (the commands' keyword arguments; others are ignored)."""
+        return cls(max_cost=flags.get("max_cost"), concurrency=flags.get("concurrency"), rpm=flags.get("rpm"),
+                   tpm=flags.get("tpm"), timeout=float(flags.get("timeout") or 120.0), retries=int(flags.get("retries", 4)),
+                   max_answer_chars=flags.get("max_answer_chars"))
+
+
+def make_engine(models: Mapping[str, tuple[UpstreamConfig, str]], settings: CallSettings, spent_before: float = 0.0) -> Engine:
+    """The :class:`~tela_core.collect.calls.Engine` for ``models`` (from :func:`resolve_models`);
+    a budget (``max_cost``) needs a price for every model."""
+    from .retry import RetryPolicy
+
+    endpoints = make_endpoints(models, {"max_concurrency": settings.concurrency, "requests_per_minute": settings.rpm,
+                                        "tokens_per_minute": settings.tpm})
+    if settings.max_cost is not None:
+        unpriced = [n for n, ep in endpoints.items() if not ep.prices.known]
+        if unpriced:
+            raise TelaError(f"--max-cost needs each model's price; none for {', '.join(unpriced)}: set price_input/price_output "
+                            f"in the config or --price NAME=IN,OUT")
+    return Engine(endpoints, RetryPolicy(tries=settings.retries + 1), timeout_s=settings.timeout,
+                  budget=Budget(settings.max_cost, spent=spent_before), max_answer_chars=settings.max_answer_chars)
+
+
+async def _close(engine: Engine) -> None:
+    for ep in engine.endpoints.values():
+        try:
+            await ep.client.aclose()
+        except Exception:  # noqa: BLE001 - closing must not hide the run's own outcome
+            pass
+
+
+def check_models(engine: Engine, timeout_s: float | None = None) -> None:
+    """Each model's upstream answers the check (reachable, key, model id) before any paid call
+    (at most 30 s each); the clients are closed after it."""
+
+    async def go() -> None:
+        try:
+            await check_endpoints(engine.endpoints, timeout_s=min(engine.timeout_s if timeout_s is None else timeout_s, 30.0))
+        finally:
+            await _close(engine)
+
+    asyncio.run(go())
+
+
+def run_closing(engine: Engine, body: Callable[[], Awaitable[R]]) -> R:
+    """Run the coroutine ``body()`` on a fresh loop and close the upstream clients after it."""
+
+    async def go() -> R:
+        try:
+            return await body()
+        finally:
+            await _close(engine)
+
+    return asyncio.run(go())

@@ -41,9 +41,9 @@ class UpstreamConfig(BaseModel):
     """The upstream client plugin (``tela plugins list --kind upstream``)."""
     model: Optional[str] = None
     """The model id sent to the upstream. Default: the upstream's name."""
-    price_input: float = Field(0.0, ge=0, allow_inf_nan=False)
+    price_input: float = Field(0.0, ge=0, le=100_000, allow_inf_nan=False)
     """Dollars per million input (prompt) tokens, for the estimated-cost metric and ``tela collect``'s budget."""
-    price_output: float = Field(0.0, ge=0, allow_inf_nan=False)
+    price_output: float = Field(0.0, ge=0, le=100_000, allow_inf_nan=False)
     """Dollars per million output (completion) tokens."""
     max_concurrency: Optional[int] = Field(None, ge=1)
     """``tela collect`` / ``tela judge``: calls in flight at once to this upstream (default 8)."""
