@@ -28,18 +28,26 @@ Starlette is imported when the app is built, not with tela.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
+from . import readiness
 from .chat import RequestError
 from .config import ServeConfig
+from .decisions import DecisionLog
+from .metrics import ServeMetrics
 from .proxy import ChatHandler
+from .reload import Reloader
 from .responses import RawResponse, error_response, json_response, raw_headers
 from .served_routers import ServedRouter, load_routers
 from .server import Server, check_admin, check_auth, make_upstreams
+from .shadow import Shadow
 
-__all__ = ["Server", "create_app", "create_app_from_env", "load_routers"]
+__all__ = ["Server", "ServeApp", "create_app", "create_app_from_env", "load_routers"]
 
 log = logging.getLogger("tela.serve")
 
@@ -48,138 +56,197 @@ def create_app(config: ServeConfig, routers: dict[str, ServedRouter] | None = No
     """The Starlette app for ``config``. Pass ``routers`` already loaded (:func:`load_routers`);
     otherwise they load (on a thread) during the app's start-up, before uvicorn accepts a
     connection, so no request ever meets a half-loaded server."""
-    import contextlib
+    return ServeApp(config, routers).starlette()
 
-    from starlette.applications import Starlette
-    from starlette.routing import Route
 
-    from . import readiness
-    from .decisions import DecisionLog
-    from .metrics import ServeMetrics
-    from .reload import Reloader
-    from .shadow import Shadow
+class ServeApp:
+    """The endpoints of one ``tela serve`` process, over its :class:`Server` (routers, upstream
+    clients, metrics, logs, shadow queue).
 
-    metrics = ServeMetrics()
-    admin_token = config.admin_token()
-    server = Server(
-        config=config,
-        upstreams=make_upstreams(config),
-        metrics=metrics,
-        decision_log=DecisionLog(config.decision_log, config.log_prompts) if config.decision_log else None,
-        keys=[k.encode() for k in config.client_keys()],
-        admin_token=admin_token.encode() if admin_token else None,
-    )
-    if config.shadow_log and any(config.shadow_rate(n) > 0 for n in config.routers):
-        server.shadow = Shadow(
-            config.shadow_log, server.upstreams, metrics, queue_size=config.shadow_queue, workers=config.shadow_workers,
-            log_prompts=config.log_prompts,
+    Each endpoint is a method taking a Starlette ``Request`` and returning an ASGI response, so a
+    test can call one without uvicorn or a test client; :meth:`starlette` wires them into the app
+    and :meth:`lifespan` loads the routers at start-up and closes everything at shutdown.
+    """
+
+    def __init__(self, config: ServeConfig, routers: dict[str, ServedRouter] | None = None) -> None:
+        self.config = config
+        self.metrics = ServeMetrics()
+        admin_token = config.admin_token()
+        self.server = Server(
+            config=config,
+            upstreams=make_upstreams(config),
+            metrics=self.metrics,
+            decision_log=DecisionLog(config.decision_log, config.log_prompts) if config.decision_log else None,
+            keys=[k.encode() for k in config.client_keys()],
+            admin_token=admin_token.encode() if admin_token else None,
         )
-    reloader = Reloader(server)
-    if routers is not None:
-        server.routers = routers
-        for r in routers.values():  # batch sizes land in this app's metrics
-            r.batcher.on_batch = lambda n, s, name=r.name: metrics.batch_size.labels(name).observe(n)
-        server.ready = True
+        if config.shadow_log and any(config.shadow_rate(n) > 0 for n in config.routers):
+            self.server.shadow = Shadow(
+                config.shadow_log,
+                self.server.upstreams,
+                self.metrics,
+                queue_size=config.shadow_queue,
+                workers=config.shadow_workers,
+                log_prompts=config.log_prompts,
+            )
+        self.reloader = Reloader(self.server)
+        self.chat_handler = ChatHandler(self.server)
+        if routers is not None:
+            self.server.routers = routers
+            for r in routers.values():  # batch sizes land in this app's metrics
+                r.batcher.on_batch = functools.partial(self.metrics.observe_batch, r.name)
+            self.server.ready = True
+
+    def starlette(self) -> Any:
+        """The Starlette app serving these endpoints (``app.state.tela`` is the :class:`Server`)."""
+        from starlette.applications import Starlette
+        from starlette.routing import Route
+
+        app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/chat/completions", self.chat, methods=["POST"]),
+                Route("/v1/models", self.models, methods=["GET"]),
+                Route("/health", self.health, methods=["GET"]),
+                Route("/ready", self.ready, methods=["GET"]),
+                Route("/metrics", self.prometheus, methods=["GET"]),
+                Route("/admin/reload", self.admin_reload, methods=["POST"]),
+            ],
+            exception_handlers={404: self.not_found, 405: self.not_found, Exception: self.internal},
+            lifespan=self.lifespan,
+        )
+        app.state.tela = self.server
+        return app
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Any) -> AsyncIterator[None]:
-        if not server.ready:  # before the port accepts a request (uvicorn binds after start-up)
+    async def lifespan(self, app: Any) -> AsyncIterator[None]:
+        """Load the routers (unless given) before the port accepts a request (uvicorn binds after
+        start-up), start shadow mode and SIGHUP reloads; at shutdown close it all."""
+        server = self.server
+        if not server.ready:
             server.routers = await asyncio.to_thread(load_routers, server.config, server.metrics)
             server.ready = True
             log.info("routers loaded: %s", ", ".join(server.routers) or "(none)")
         if server.shadow is not None:
             server.shadow.start()
-        sighup = reloader.install_sighup()
+        sighup = self.reloader.install_sighup()
         readiness.register()  # --workers N: this worker is up (the served /ready counts them)
         try:
             yield
         finally:
             readiness.unregister()
             if sighup:
-                reloader.remove_sighup()
-            await reloader.aclose()
-            if server.shadow is not None:  # before the upstream clients close: queued shadow calls finish
-                await server.shadow.close(timeout=5.0)
-            for _cfg, up in server.upstreams.values():
-                try:
-                    await up.aclose()
-                except Exception:  # pragma: no cover - closing is best effort
-                    log.exception("closing an upstream client failed")
-            for r in server.routers.values():
-                r.batcher.close(timeout=1.0)
-            if server.decision_log is not None:
-                server.decision_log.close()
+                self.reloader.remove_sighup()
+            await self.reloader.aclose()
+            await self._close()
 
-    handler = ChatHandler(server)
+    async def _close(self) -> None:
+        server = self.server
+        if server.shadow is not None:  # before the upstream clients close: queued shadow calls finish
+            await server.shadow.close(timeout=5.0)
+        for _cfg, up in server.upstreams.values():
+            try:
+                await up.aclose()
+            except Exception:  # pragma: no cover - closing is best effort
+                log.exception("closing an upstream client failed")
+        for r in server.routers.values():
+            r.batcher.close(timeout=1.0)
+        if server.decision_log is not None:
+            server.decision_log.close()
 
-    async def chat(request: Any) -> Any:
-        return await handler(request)
+    # -- endpoints ------------------------------------------------------------------------------
 
-    async def models(request: Any) -> Any:
-        denied = check_auth(server, request)
+    async def chat(self, request: Any) -> Any:
+        """``POST /v1/chat/completions``: route, forward, answer (:mod:`.proxy`)."""
+        return await self.chat_handler(request)
+
+    async def models(self, request: Any) -> Any:
+        """``GET /v1/models``: the routed names, then the upstreams, in OpenAI's list shape."""
+        denied = check_auth(self.server, request)
         if denied is not None:
             return denied
         now = int(time.time())
-        data = []
-        for name, rc in config.routers.items():
-            data.append({"id": f"router-{name}", "object": "model", "created": now, "owned_by": "tela"})
-        for name, (uc, _up) in server.upstreams.items():
+        data = [
+            {"id": f"router-{name}", "object": "model", "created": now, "owned_by": "tela"}
+            for name in self.config.routers
+        ]
+        for name, (uc, _up) in self.server.upstreams.items():
             data.append({"id": name, "object": "model", "created": now, "owned_by": f"upstream:{uc.model or name}"})
         return json_response(200, {"object": "list", "data": data})
 
-    async def health(request: Any) -> Any:
+    async def health(self, request: Any) -> Any:
+        """``GET /health``: the process is alive."""
         return json_response(200, {"status": "ok"})
 
-    async def ready(request: Any) -> Any:
+    async def ready(self, request: Any) -> Any:
+        """``GET /ready``: 200 once every router is loaded with its scoring thread alive (and, with
+        ``--workers N``, all N workers are up: :mod:`.readiness`), else 503."""
+        config, server = self.config, self.server
         loaded = {n: n in server.routers and server.routers[n].batcher.alive for n in config.routers}
         ok = server.ready and all(loaded.values())
         body: dict[str, Any] = {"ready": ok, "routers": loaded}
         pids = readiness.ready_workers() if config.workers > 1 else None
         if pids is not None:  # --workers N: ready once all N are
             ok = ok and len(pids) >= config.workers
-            body = {"ready": ok, "routers": loaded, "workers": {"expected": config.workers, "ready": len(pids), "pids": pids}}
+            body = {
+                "ready": ok,
+                "routers": loaded,
+                "workers": {"expected": config.workers, "ready": len(pids), "pids": pids},
+            }
         return json_response(200 if ok else 503, body)
 
-    async def admin_reload(request: Any) -> Any:
-        denied = check_admin(server, request)
+    async def admin_reload(self, request: Any) -> Any:
+        """``POST /admin/reload[?router=NAME]``: reload routers from their folders (:mod:`.reload`)."""
+        denied = check_admin(self.server, request)
         if denied is not None:
             return denied
         names = request.query_params.getlist("router") or None
-        unknown = [n for n in names or [] if n not in config.routers]
+        unknown = [n for n in names or [] if n not in self.config.routers]
         if unknown:
-            known = ", ".join(config.routers) or "(none)"
-            return error_response(RequestError(400, f"no router named {', '.join(map(repr, unknown))}; routers: {known}", param="router", code="unknown_router"))
-        status, body = await reloader.admin(names)
+            known = ", ".join(self.config.routers) or "(none)"
+            return error_response(
+                RequestError(
+                    400,
+                    f"no router named {', '.join(map(repr, unknown))}; routers: {known}",
+                    param="router",
+                    code="unknown_router",
+                )
+            )
+        status, body = await self.reloader.admin(names)
         return json_response(status, body)
 
-    async def metrics_endpoint(request: Any) -> Any:
-        body, ctype = metrics.exposition()
+    async def prometheus(self, request: Any) -> Any:
+        """``GET /metrics``: Prometheus text (:mod:`.metrics`)."""
+        body, ctype = self.metrics.exposition()
         return RawResponse(200, body, raw_headers(content_type=ctype))
 
-    async def not_found(request: Any, exc: Any) -> Any:
+    async def not_found(self, request: Any, exc: Any) -> Any:
+        """404 and 405 in OpenAI's error envelope."""
         status = getattr(exc, "status_code", 404)
-        msg = "not found" if status == 404 else "method not allowed" if status == 405 else str(getattr(exc, "detail", "error"))
-        return error_response(RequestError(status, f"{request.method} {request.url.path}: {msg}", code="not_found" if status == 404 else None))
+        msg = (
+            "not found"
+            if status == 404
+            else "method not allowed"
+            if status == 405
+            else str(getattr(exc, "detail", "error"))
+        )
+        return error_response(
+            RequestError(
+                status, f"{request.method} {request.url.path}: {msg}", code="not_found" if status == 404 else None
+            )
+        )
 
-    async def internal(request: Any, exc: Exception) -> Any:
+    async def internal(self, request: Any, exc: Exception) -> Any:
+        """An unexpected failure: a 500 in OpenAI's error envelope, the traceback in the server log."""
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response(RequestError(500, f"internal error ({type(exc).__name__}); see the server log", type="server_error", code="internal_error"))
-
-    app = Starlette(
-        routes=[
-            Route("/v1/chat/completions", chat, methods=["POST"]),
-            Route("/chat/completions", chat, methods=["POST"]),
-            Route("/v1/models", models, methods=["GET"]),
-            Route("/health", health, methods=["GET"]),
-            Route("/ready", ready, methods=["GET"]),
-            Route("/metrics", metrics_endpoint, methods=["GET"]),
-            Route("/admin/reload", admin_reload, methods=["POST"]),
-        ],
-        exception_handlers={404: not_found, 405: not_found, Exception: internal},
-        lifespan=lifespan,
-    )
-    app.state.tela = server
-    return app
+        return error_response(
+            RequestError(
+                500,
+                f"internal error ({type(exc).__name__}); see the server log",
+                type="server_error",
+                code="internal_error",
+            )
+        )
 
 
 def create_app_from_env() -> Any:

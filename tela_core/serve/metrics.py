@@ -102,6 +102,10 @@ class ServeMetrics:
         if misses:
             self.embedding_cache.labels("miss").inc(misses)
 
+    def observe_batch(self, router: str, size: int, seconds: float) -> None:
+        """Count one scorer call of ``size`` prompts (a batcher's ``on_batch``, with ``router`` bound)."""
+        self.batch_size.labels(router).observe(size)
+
     def routed_to(self, router: str, model: str, strongest: bool) -> None:
         self.routed.labels(router, model).inc()
         recent = self._recent.setdefault(router, collections.deque(maxlen=_WINDOW))
