@@ -215,17 +215,20 @@ class ChatHandler:
             info.fallback_from = failed
 
     def _stream_done(self, info: "_Info", name: str, t0: float, reply: "UpstreamReply") -> Callable[[str | None], Awaitable[None]]:
-        async def done(outcome: str | None) -> None:
-            await reply.aclose()
-            if outcome not in (None, "disconnect"):
-                self.s.metrics.upstream_errors.labels(name, outcome).inc()
-            status = 499 if outcome == "disconnect" else 200
-            upstream_s = time.perf_counter() - t0
-            info.finish(self.s, name, status=status, upstream_s=upstream_s, outcome=outcome)
-            if info.shadow is not None and info.shadow_eligible(name, status, outcome):
-                info.offer_shadow(self.s, upstream_s)  # the last byte is sent
+        """What the event stream calls once, at its end, with its outcome (:meth:`_stream_finished`)."""
+        return functools.partial(self._stream_finished, info, name, t0, reply)
 
-        return done
+    async def _stream_finished(
+        self, info: "_Info", name: str, t0: float, reply: "UpstreamReply", outcome: str | None
+    ) -> None:
+        await reply.aclose()
+        if outcome not in (None, "disconnect"):
+            self.s.metrics.upstream_errors.labels(name, outcome).inc()
+        status = 499 if outcome == "disconnect" else 200
+        upstream_s = time.perf_counter() - t0
+        info.finish(self.s, name, status=status, upstream_s=upstream_s, outcome=outcome)
+        if info.shadow is not None and info.shadow_eligible(name, status, outcome):
+            info.offer_shadow(self.s, upstream_s)  # the last byte is sent
 
 
 class _Disconnected(Exception):

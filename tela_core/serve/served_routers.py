@@ -4,6 +4,7 @@ batch sizes)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -82,10 +83,7 @@ def load_router(config: ServeConfig, name: str, metrics: "ServeMetrics | None" =
             )
         upstream_of = {m: m for m in models}
 
-    def on_batch(n: int, seconds: float, name: str = name) -> None:
-        if metrics is not None:
-            metrics.batch_size.labels(name).observe(n)
-
+    on_batch = functools.partial(metrics.observe_batch, name) if metrics is not None else None
     batcher = Batcher(
         router, window=config.batch_window_ms / 1000.0, max_batch=config.max_batch, on_batch=on_batch, name=name,
         inline_below_ms=config.inline_below_ms, length_ratio=config.length_ratio,
