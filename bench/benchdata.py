@@ -9,13 +9,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from tela_core.data.download import MANIFEST, dataset_dir
+
 __all__ = ["dataset"]
 
 
 def dataset(name: str) -> Path:
     """The fetched folder of catalogue dataset ``name``; exit with the command to fetch it if absent."""
-    from tela_core.data.download import MANIFEST, dataset_dir
-
     d = dataset_dir(name)
     if not (d / MANIFEST).is_file():
         sys.exit(f"{d}: dataset {name} is not fetched; run `tela data get {name}` (or `--from DIR`) first")

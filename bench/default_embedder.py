@@ -33,6 +33,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tela_core.data.protocols import split
+from tela_core.eval import metrics
+from tela_core.eval.nmodel import aiq, hull, sweep
+from tela_core.eval.zoo import split_for_zoo
+from tela_core.plugins.discovery import get_registry
+from tela_core.testkit import public_data
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -70,18 +77,15 @@ def split_specs(text: str) -> list[str]:
 
 
 def _data(name: str) -> Path:
-    from tela_core.testkit import public_data
-
     d = public_data(name)
     if d is None:
         sys.exit(f"{name} not found: run `tela data get {name}` or set TELA_TEST_DATA to a folder holding it")
     return Path(d)
 
 
-def _fit_score(family: str, opts: dict[str, Any], train: list[Any], prompts: list[str], scratch: Path, *,
-               models: bool = False) -> Any:
-    from tela_core.plugins.discovery import get_registry
-
+def _fit_score(
+    family: str, opts: dict[str, Any], train: list[Any], prompts: list[str], scratch: Path, *, models: bool = False
+) -> Any:
     scorer = get_registry().create("scorer", family, opts)
     scorer.fit(train, Path(tempfile.mkdtemp(dir=scratch)), {})
     if models:
@@ -94,12 +98,10 @@ def _family_opts(family: str, embedder: tuple[str, dict[str, Any]], extra: dict[
     return {"embedder": name, "embedder_options": eopts, **extra.get(family, {})}
 
 
-def bench_mmlu(embedder: tuple[str, dict[str, Any]], fams: list[str], extra: dict[str, dict[str, Any]], scratch: Path) -> dict[str, float]:
+def bench_mmlu(
+    embedder: tuple[str, dict[str, Any]], fams: list[str], extra: dict[str, dict[str, Any]], scratch: Path
+) -> dict[str, float]:
     import numpy as np
-
-    from tela_core.eval import metrics
-    from tela_core.eval.zoo import split_for_zoo
-    from tela_core.plugins.discovery import get_registry
 
     records = list(get_registry().create("source", "routellm-csv", {}).records(_data("routellm-mmlu")))
     train, evalr = split_for_zoo(records, "mmlu-heldout")
@@ -109,19 +111,27 @@ def bench_mmlu(embedder: tuple[str, dict[str, Any]], fams: list[str], extra: dic
     strong = np.array([(r.outcomes or {})[sm] for r in evalr])
     out = {}
     for fam in fams:
-        w = _fit_score(fam, {"weak": wm, "strong": sm, **_family_opts(fam, embedder, extra)}, train,
-                       [r.prompt for r in evalr], scratch)
+        w = _fit_score(
+            fam,
+            {"weak": wm, "strong": sm, **_family_opts(fam, embedder, extra)},
+            train,
+            [r.prompt for r in evalr],
+            scratch,
+        )
         out[fam] = metrics.apgr(np.asarray(w), weak, strong)
     return out
 
 
-def bench_flywheel(embedder: tuple[str, dict[str, Any]], fams: list[str], extra: dict[str, dict[str, Any]], scratch: Path,
-                   ns: list[int], repeats: int, seed: int) -> dict[str, float]:
+def bench_flywheel(
+    embedder: tuple[str, dict[str, Any]],
+    fams: list[str],
+    extra: dict[str, dict[str, Any]],
+    scratch: Path,
+    ns: list[int],
+    repeats: int,
+    seed: int,
+) -> dict[str, float]:
     import numpy as np
-
-    from tela_core.data.protocols import split
-    from tela_core.eval import metrics
-    from tela_core.plugins.discovery import get_registry
 
     src = get_registry().create("source", "routellm-csv", {})
     wm, sm = src.options.weak_model, src.options.strong_model
@@ -134,23 +144,27 @@ def bench_flywheel(embedder: tuple[str, dict[str, Any]], fams: list[str], extra:
         for rep in range(repeats):
             order = np.random.default_rng(seed + rep).permutation(len(unique))
             pool = [unique[i] for i in order[: max(ns)]]
-            evals = [unique[i] for i in order[max(ns):]]
+            evals = [unique[i] for i in order[max(ns) :]]
             prompts = [r.prompt for r in evals]
             weak = np.array([r.outcomes[wm] for r in evals])
             strong = np.array([r.outcomes[sm] for r in evals])
-            acc.setdefault(f"{fam} public", []).append(metrics.apgr(_fit_score(fam, opts, public, prompts, scratch), weak, strong))
+            acc.setdefault(f"{fam} public", []).append(
+                metrics.apgr(_fit_score(fam, opts, public, prompts, scratch), weak, strong)
+            )
             for n in ns:
-                acc.setdefault(f"{fam} own", []).append(metrics.apgr(_fit_score(fam, opts, pool[:n], prompts, scratch), weak, strong))
+                acc.setdefault(f"{fam} own", []).append(
+                    metrics.apgr(_fit_score(fam, opts, pool[:n], prompts, scratch), weak, strong)
+                )
                 acc.setdefault(f"{fam} public+own", []).append(
-                    metrics.apgr(_fit_score(fam, opts, public + pool[:n], prompts, scratch), weak, strong))
+                    metrics.apgr(_fit_score(fam, opts, public + pool[:n], prompts, scratch), weak, strong)
+                )
     return {k: float(np.mean(v)) for k, v in acc.items()}
 
 
-def bench_nim9(embedder: tuple[str, dict[str, Any]], fams: list[str], extra: dict[str, dict[str, Any]], scratch: Path) -> dict[str, float]:
+def bench_nim9(
+    embedder: tuple[str, dict[str, Any]], fams: list[str], extra: dict[str, dict[str, Any]], scratch: Path
+) -> dict[str, float]:
     import numpy as np
-
-    from tela_core.eval.nmodel import aiq, hull, sweep
-    from tela_core.plugins.discovery import get_registry
 
     data = _data("llmrouter-nim9")
     src = get_registry().create("source", "llmrouter-json", {})
@@ -163,7 +177,11 @@ def bench_nim9(embedder: tuple[str, dict[str, Any]], fams: list[str], extra: dic
     lo, hi = min(c for c, _ in singles), max(c for c, _ in singles)
     out = {}
     for fam in fams:
-        opts = {"weak": src.options.weak_model, "strong": src.options.strong_model, **_family_opts(fam, embedder, extra)}
+        opts = {
+            "weak": src.options.weak_model,
+            "strong": src.options.strong_model,
+            **_family_opts(fam, embedder, extra),
+        }
         if fam == "embedding-knn":
             opts.setdefault("k", 50)
         scorer, pred_all = _fit_score(fam, opts, train, [r.prompt for r in test], scratch, models=True)
@@ -210,12 +228,18 @@ def main() -> None:
             else:
                 got = bench_nim9(emb, fams, extra, scratch)
             results[spec].update({f"{bench}: {k}": v for k, v in got.items()})
-            print(f"{spec} {bench} ({time.perf_counter() - t0:.0f} s): " + ", ".join(f"{k} {v:.4f}" for k, v in got.items()),
-                  file=sys.stderr, flush=True)
+            print(
+                f"{spec} {bench} ({time.perf_counter() - t0:.0f} s): "
+                + ", ".join(f"{k} {v:.4f}" for k, v in got.items()),
+                file=sys.stderr,
+                flush=True,
+            )
     rows = list(results[specs[0]])
     base = results[specs[0]]
-    print(f"\nAPGR (mmlu, flywheel: mean over N={ns} and {args.repeats} draw(s)) and AIQ (nim9); "
-          f"difference to {specs[0]} in brackets; load average {os.getloadavg()[0]:.1f}\n")
+    print(
+        f"\nAPGR (mmlu, flywheel: mean over N={ns} and {args.repeats} draw(s)) and AIQ (nim9); "
+        f"difference to {specs[0]} in brackets; load average {os.getloadavg()[0]:.1f}\n"
+    )
     print("| benchmark: family | " + " | ".join(specs) + " |")
     print("|---|" + "---:|" * len(specs))
     for row in rows:

@@ -28,6 +28,14 @@ import sys
 import time
 from pathlib import Path
 
+from tela_core.data import protocols
+from tela_core.eval.zoo import run_zoo
+from tela_core.models import vector_cache
+from tela_core.models.embedders import get_embedder
+from tela_core.plugins.discovery import get_registry
+from tela_core.routing.router import Router
+from tela_core.testkit import public_data
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -44,22 +52,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--embedders", default=DEFAULT)
     ap.add_argument("--prompts", type=int, default=200, help="held-out prompts timed one at a time")
-    ap.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime threads (tela serve on 2 cores uses 1)")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch and ONNX Runtime threads (tela serve on 2 cores uses 1)"
+    )
     ap.add_argument("--output", type=Path, default=Path("bench-out/embedders-mmlu"))
     ap.add_argument("--no-apgr", action="store_true", help="latency only (no training, no MMLU scoring)")
     ap.add_argument("--latency-only", action="store_true", help="time the routers an earlier run left in --output")
     args = ap.parse_args()
 
-    import numpy as np
     import torch
-
-    from tela_core.data import protocols
-    from tela_core.eval.zoo import run_zoo
-    from tela_core.models import vector_cache
-    from tela_core.models.embedders import get_embedder
-    from tela_core.plugins.discovery import get_registry
-    from tela_core.routing.router import Router
-    from tela_core.testkit import public_data
 
     torch.set_num_threads(args.threads)
     from threadpoolctl import threadpool_limits
@@ -67,7 +68,9 @@ def main() -> None:
     threadpool_limits(args.threads, user_api="blas")  # as tela serve does (the kNN search is a BLAS call)
     data = public_data("routellm-mmlu")
     if data is None:
-        sys.exit("routellm-mmlu not found: run `tela data get routellm-mmlu` or set TELA_TEST_DATA to a folder holding it")
+        sys.exit(
+            "routellm-mmlu not found: run `tela data get routellm-mmlu` or set TELA_TEST_DATA to a folder holding it"
+        )
     records = list(get_registry().create("source", "routellm-csv", {}).records(data))
     train, held = protocols.split("mmlu-heldout", records)
     names = [n for n in args.embedders.split(",") if n]
@@ -75,19 +78,27 @@ def main() -> None:
 
     routers: dict[str, Router] = {}
     for n in names:
-        opts = {"embedder": n, **({"embedder_options": {"threads": args.threads}} if n.startswith("minilm-onnx") else {})}
+        opts = {
+            "embedder": n,
+            **({"embedder_options": {"threads": args.threads}} if n.startswith("minilm-onnx") else {}),
+        }
         done = args.output / n / "routers" / "embedding-knn"
         if args.latency_only and (done / "tela.json").is_file():  # routers of an earlier full run
             routers[n] = Router.load(done)
         elif not args.no_apgr:
             t0 = time.perf_counter()
-            res = run_zoo(records, ["embedding-knn"], args.output / n, protocol="mmlu-heldout",
-                          options={"embedding-knn": opts}, on_event=lambda m: print(" ", m, file=sys.stderr, flush=True))
+            res = run_zoo(
+                records,
+                ["embedding-knn"],
+                args.output / n,
+                protocol="mmlu-heldout",
+                options={"embedding-knn": opts},
+                on_event=lambda m: print(" ", m, file=sys.stderr, flush=True),
+            )
             fam = res.families[0]
             rows[n].update(apgr=fam.apgr, cpt80=fam.cpt80, zoo_s=time.perf_counter() - t0)
             routers[n] = Router.load(args.output / n / "routers" / "embedding-knn")
         else:
-
             scorer = get_registry().create("scorer", "embedding-knn", opts)
             scorer.fit(train[:2000], args.output / "latency-only" / n, {})
             routers[n] = Router.load(args.output / "latency-only" / n)
@@ -122,25 +133,34 @@ def main() -> None:
             t_batch[n] += time.perf_counter() - t0
     for n in names:
         rows[n].update(
-            embed_p50=statistics.median(t_embed[n]), embed_p99=pct(t_embed[n], 0.99),
-            route_p50=statistics.median(t_route[n]), route_p99=pct(t_route[n], 0.99),
+            embed_p50=statistics.median(t_embed[n]),
+            embed_p99=pct(t_embed[n], 0.99),
+            route_p50=statistics.median(t_route[n]),
+            route_p99=pct(t_route[n], 0.99),
             batch32_ms_per_prompt=t_batch[n] * 1000 / max(1, 32 * len(batches)),
         )
 
     base_name = "minilm" if "minilm" in rows else names[0]
     base = rows[base_name]
     load = os.getloadavg()
-    print(f"\n{len(prompts)} held-out MMLU prompts one at a time ({len(batches)} batches of 32, sorted by length); "
-          f"{args.threads} thread(s); load average {load[0]:.1f}; ratios against {base_name} in the same run.\n")
-    print("| embedder | held-out APGR (kNN) | CPT(80%) | embed 1 prompt p50 / p99 ms | kNN route 1 prompt p50 / p99 ms | "
-          f"vs {base_name} (route p50) | 32-prompt batch, ms per prompt |")
+    print(
+        f"\n{len(prompts)} held-out MMLU prompts one at a time ({len(batches)} batches of 32, sorted by length); "
+        f"{args.threads} thread(s); load average {load[0]:.1f}; ratios against {base_name} in the same run.\n"
+    )
+    print(
+        "| embedder | held-out APGR (kNN) | CPT(80%) | embed 1 prompt p50 / p99 ms | kNN route 1 prompt p50 / p99 ms | "
+        f"vs {base_name} (route p50) | 32-prompt batch, ms per prompt |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for n in names:
         r = rows[n]
         apgr = f"{r['apgr']:.3f}" if "apgr" in r else "–"
         cpt = f"{r['cpt80']:.2f}" if "cpt80" in r else "–"
-        print(f"| {n} | {apgr} | {cpt} | {r['embed_p50']:.2f} / {r['embed_p99']:.2f} | {r['route_p50']:.2f} / {r['route_p99']:.2f} | "
-              f"{base['route_p50'] / r['route_p50']:.1f}× faster | {r['batch32_ms_per_prompt']:.2f} |")
+        print(
+            f"| {n} | {apgr} | {cpt} | {r['embed_p50']:.2f} / {r['embed_p99']:.2f} | {r['route_p50']:.2f} / "
+            f"{r['route_p99']:.2f} | "
+            f"{base['route_p50'] / r['route_p50']:.1f}× faster | {r['batch32_ms_per_prompt']:.2f} |"
+        )
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
 

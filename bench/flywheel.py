@@ -45,6 +45,13 @@ from typing import Any
 import numpy as np
 from benchdata import dataset
 
+from tela_core import Router
+from tela_core.data.protocols import split
+from tela_core.eval import metrics
+from tela_core.infra.io import atomic_open, split_jsonl
+from tela_core.plugins.discovery import get_registry
+from tela_core.testkit.replay_upstream import Recorded, ReplayUpstream
+
 NS = [50, 100, 200, 400, 800]
 FAMILIES = ["embedding-knn", "embedding-linear"]
 LETTERS = "ABCD"
@@ -63,8 +70,6 @@ def tela(*args: Any) -> str:
 def jsonl(path: Path) -> list[dict[str, Any]]:
     """The records of a JSONL file, split on "\\n" only: str.splitlines() also breaks at U+0085 and
     U+2028/U+2029, which a JSON string may hold raw (two MMLU prompts do), and cut such records in two."""
-    from tela_core.infra.io import split_jsonl
-
     return [json.loads(line) for line in split_jsonl(path.read_text(encoding="utf-8"))]
 
 
@@ -74,8 +79,11 @@ def main() -> None:
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--repeats", type=int, default=3, help="seeded draws of the traffic (and of the evaluation set)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--embedder", default=None, help="the embedding families' embedder (--set family.embedder=NAME; "
-                    "default: the family's, minilm)")
+    ap.add_argument(
+        "--embedder",
+        default=None,
+        help="the embedding families' embedder (--set family.embedder=NAME; default: the family's, minilm)",
+    )
     ap.add_argument("--output", type=Path, default=Path("bench-out/flywheel"))
     ap.add_argument("--png", type=Path, default=None, help="write APGR against N here")
     args = ap.parse_args()
@@ -86,12 +94,6 @@ def main() -> None:
     def fam_args(fam: str) -> list[str]:
         return ["--family", fam, *(emb if fam.startswith("embedding-") else [])]
 
-    from tela_core import Router
-    from tela_core.data.protocols import split
-    from tela_core.eval import metrics
-    from tela_core.plugins.discovery import get_registry
-    from tela_core.testkit.replay_upstream import Recorded, ReplayUpstream
-
     data = dataset("routellm-mmlu")
     out = args.output
     out.mkdir(parents=True, exist_ok=True)
@@ -100,8 +102,11 @@ def main() -> None:
     _, heldout = split("mmlu-heldout", list(src.records(data)))
     seen: set[str] = set()
     unique = [r for r in heldout if not (r.prompt in seen or seen.add(r.prompt))]  # a question asked twice: once
-    print(f"{len(heldout)} held-out prompts ({len(unique)} distinct) of 15 subjects; traffic {max(ns)} per repeat, "
-          f"the rest judged; families {', '.join(fams)}; embedder {args.embedder or 'default'}; {args.repeats} repeat(s)", flush=True)
+    print(
+        f"{len(heldout)} held-out prompts ({len(unique)} distinct) of 15 subjects; traffic {max(ns)} per repeat, "
+        f"the rest judged; families {', '.join(fams)}; embedder {args.embedder or 'default'}; {args.repeats} repeat(s)",
+        flush=True,
+    )
 
     # (c) the public-data router: the 42 training subjects, through `tela data split` and `tela run`
     if not (out / "split" / "train.jsonl").is_file():
@@ -120,7 +125,7 @@ def main() -> None:
         rng = np.random.default_rng(args.seed + rep)
         order = rng.permutation(len(unique))
         pool = [unique[i] for i in order[: max(ns)]]
-        evals = [unique[i] for i in order[max(ns):]]
+        evals = [unique[i] for i in order[max(ns) :]]
         ev_prompts = [r.prompt for r in evals]
         weak = np.array([r.outcomes[weak_m] for r in evals])
         strong = np.array([r.outcomes[strong_m] for r in evals])
@@ -128,55 +133,124 @@ def main() -> None:
 
         def answer(r: Any, model: str, ref: dict[str, str] = ref, rng: np.random.Generator = rng) -> Recorded:
             right = ref[r.prompt]
-            letter = right if r.outcomes[model] >= 0.5 else LETTERS[(LETTERS.index(right) + 1 + int(rng.integers(3))) % 4]
+            letter = (
+                right if r.outcomes[model] >= 0.5 else LETTERS[(LETTERS.index(right) + 1 + int(rng.integers(3))) % 4]
+            )
             text = f"The answer is ({letter})."
             return Recorded(text, prompt_tokens=len(r.prompt) // 4 + 4, completion_tokens=8)
 
-        recorded = {"mixtral-8x7b-instruct": {r.prompt: answer(r, weak_m) for r in pool},
-                    "gpt-4-1106-preview": {r.prompt: answer(r, strong_m) for r in pool}}
+        recorded = {
+            "mixtral-8x7b-instruct": {r.prompt: answer(r, weak_m) for r in pool},
+            "gpt-4-1106-preview": {r.prompt: answer(r, strong_m) for r in pool},
+        }
         rd = out / f"repeat-{rep}"
         shutil.rmtree(rd, ignore_errors=True)
         rd.mkdir(parents=True)
         base: dict[str, float] = {}
         for fam in fams:
             base[fam] = metrics.apgr(public[fam].score(ev_prompts), weak, strong)
-        rand = float(np.mean([metrics.apgr(np.random.default_rng(s).random(len(evals)), weak, strong) for s in range(10)]))
-        print(f"\nrepeat {rep}: {len(evals)} evaluation prompts; random {rand:.3f}; "
-              + "; ".join(f"{f} on the 42 subjects {base[f]:.3f}" for f in fams), flush=True)
+        rand = float(
+            np.mean([metrics.apgr(np.random.default_rng(s).random(len(evals)), weak, strong) for s in range(10)])
+        )
+        print(
+            f"\nrepeat {rep}: {len(evals)} evaluation prompts; random {rand:.3f}; "
+            + "; ".join(f"{f} on the 42 subjects {base[f]:.3f}" for f in fams),
+            flush=True,
+        )
         with ReplayUpstream(recorded) as up:
-            models = ["--model", f"mixtral={up.base_url}#mixtral-8x7b-instruct", "--model", f"gpt4={up.base_url}#gpt-4-1106-preview",
-                      "--price", "mixtral=0.6,0.6", "--price", "gpt4=10,30"]
+            models = [
+                "--model",
+                f"mixtral={up.base_url}#mixtral-8x7b-instruct",
+                "--model",
+                f"gpt4={up.base_url}#gpt-4-1106-preview",
+                "--price",
+                "mixtral=0.6,0.6",
+                "--price",
+                "gpt4=10,30",
+            ]
             for n in ns:
                 prompts = rd / f"prompts-{n}.jsonl"
-                prompts.write_text("".join(json.dumps({"id": f"t{i}", "prompt": r.prompt, "reference": ref[r.prompt], "group": r.group})
-                                           + "\n" for i, r in enumerate(pool[:n])), encoding="utf-8")
+                prompts.write_text(
+                    "".join(
+                        json.dumps({"id": f"t{i}", "prompt": r.prompt, "reference": ref[r.prompt], "group": r.group})
+                        + "\n"
+                        for i, r in enumerate(pool[:n])
+                    ),
+                    encoding="utf-8",
+                )
                 t0 = time.perf_counter()
                 tela("collect", "--prompts", prompts, *models, "-o", rd / "answers")
                 judged = rd / f"judged-{n}"
-                tela("judge", "--answers", rd / "answers", "--judge", "reference", "--set", "judge.grader=choice", "-o", judged)
+                tela(
+                    "judge",
+                    "--answers",
+                    rd / "answers",
+                    "--judge",
+                    "reference",
+                    "--set",
+                    "judge.grader=choice",
+                    "-o",
+                    judged,
+                )
                 pipe_s = time.perf_counter() - t0
                 recs = jsonl(judged / "records.jsonl")
                 truth = {f"t{i}": r for i, r in enumerate(pool[:n])}
                 # records name the models by id (the names after --model are how they were reached)
-                assert len(recs) == n and all(rec["outcomes"] == {"mixtral-8x7b-instruct": truth[rec["id"]].outcomes[weak_m],
-                                                                  "gpt-4-1106-preview": truth[rec["id"]].outcomes[strong_m]}
-                                              for rec in recs), \
-                    "the judged outcomes differ from the outcome data"
+                assert len(recs) == n and all(
+                    rec["outcomes"]
+                    == {
+                        "mixtral-8x7b-instruct": truth[rec["id"]].outcomes[weak_m],
+                        "gpt-4-1106-preview": truth[rec["id"]].outcomes[strong_m],
+                    }
+                    for rec in recs
+                ), "the judged outcomes differ from the outcome data"
                 asked = up.stats()
                 assert asked["asked_twice"] == 0 and asked["requests"] == 2 * n, asked
                 for fam in fams:
-                    row = {"repeat": rep, "n": n, "family": fam, "public": base[fam], "random": rand, "pipeline_s": pipe_s}
+                    row = {
+                        "repeat": rep,
+                        "n": n,
+                        "family": fam,
+                        "public": base[fam],
+                        "random": rand,
+                        "pipeline_s": pipe_s,
+                    }
                     own = ["models.weak=mixtral-8x7b-instruct", "models.strong=gpt-4-1106-preview"]
-                    for arm, data_args in (("own", ["--data", judged / "records.jsonl", "--set", "source." + own[0],
-                                                    "--set", "source." + own[1]]),
-                                           ("public+own", ["--data", out / "split" / "train.jsonl", "--data", judged / "records.jsonl",
-                                                           "--set", "source2." + own[0], "--set", "source2." + own[1]])):
+                    for arm, data_args in (
+                        (
+                            "own",
+                            [
+                                "--data",
+                                judged / "records.jsonl",
+                                "--set",
+                                "source." + own[0],
+                                "--set",
+                                "source." + own[1],
+                            ],
+                        ),
+                        (
+                            "public+own",
+                            [
+                                "--data",
+                                out / "split" / "train.jsonl",
+                                "--data",
+                                judged / "records.jsonl",
+                                "--set",
+                                "source2." + own[0],
+                                "--set",
+                                "source2." + own[1],
+                            ],
+                        ),
+                    ):
                         d = rd / f"{fam}-{arm.replace('+', '-')}-{n}"
                         tela("run", *data_args, *fam_args(fam), "-o", d, "-q")
                         row[arm] = metrics.apgr(Router.load(d).score(ev_prompts), weak, strong)
                     rows.append(row)
-                    print(f"  N={n:4d} {fam:17s} own {row['own']:.3f}   public+own {row['public+own']:.3f}   "
-                          f"public {row['public']:.3f}   (collect+judge {pipe_s:.0f} s)", flush=True)
+                    print(
+                        f"  N={n:4d} {fam:17s} own {row['own']:.3f}   public+own {row['public+own']:.3f}   "
+                        f"public {row['public']:.3f}   (collect+judge {pipe_s:.0f} s)",
+                        flush=True,
+                    )
     (out / "results.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
     report(rows, ns, fams, args.repeats)
     if args.png:
@@ -195,8 +269,11 @@ def report(rows: list[dict[str, Any]], ns: list[int], fams: list[str], repeats: 
     print("| family | trained on | " + " | ".join(f"N={n}" for n in ns) + " |")
     print("|---|---|" + "---|" * len(ns))
     for fam in fams:
-        for arm, label in (("own", "N in-domain labels alone"), ("public+own", "42 subjects + N labels"),
-                           ("public", "42 subjects alone")):
+        for arm, label in (
+            ("own", "N in-domain labels alone"),
+            ("public+own", "42 subjects + N labels"),
+            ("public", "42 subjects alone"),
+        ):
             cells = []
             for n in ns:
                 m, s = _agg(rows, fam, n, arm)
@@ -224,9 +301,19 @@ def plot(rows: list[dict[str, Any]], ns: list[int], fams: list[str], png: Path) 
         c = colours[i % len(colours)]
         for arm, style, label in (("own", "o--", "N labels alone"), ("public+own", "s-", "42 subjects + N labels")):
             m = [_agg(rows, fam, n, arm) for n in ns]
-            ax.errorbar(ns, [x[0] for x in m], yerr=[x[1] for x in m], fmt=style, color=c, capsize=3, label=f"{fam}: {label}")
-        ax.axhline(_agg(rows, fam, ns[0], "public")[0], color=c, linestyle=":", linewidth=1.2, label=f"{fam}: 42 subjects alone")
-    ax.axhline(_agg(rows, fams[0], ns[0], "random")[0], color="grey", linestyle="-", linewidth=0.8, label="random routing")
+            ax.errorbar(
+                ns, [x[0] for x in m], yerr=[x[1] for x in m], fmt=style, color=c, capsize=3, label=f"{fam}: {label}"
+            )
+        ax.axhline(
+            _agg(rows, fam, ns[0], "public")[0],
+            color=c,
+            linestyle=":",
+            linewidth=1.2,
+            label=f"{fam}: 42 subjects alone",
+        )
+    ax.axhline(
+        _agg(rows, fams[0], ns[0], "random")[0], color="grey", linestyle="-", linewidth=0.8, label="random routing"
+    )
     ax.set_xscale("log")
     ax.set_xticks(ns, [str(n) for n in ns])
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
@@ -235,7 +322,6 @@ def plot(rows: list[dict[str, Any]], ns: list[int], fams: list[str], png: Path) 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    from tela_core.infra.io import atomic_open
 
     with atomic_open(png, "wb") as fh:
         fig.savefig(fh, format="png", dpi=110)

@@ -23,8 +23,11 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from tela_core.routing.router import Router
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -48,9 +51,8 @@ def main() -> None:
 
     import numpy as np
     import torch
-
     from route_latency import questions, router_dir
-    from tela_core.routing.router import Router
+
     from tela_plugins.lm_probe.features import _load
 
     torch.set_num_threads(args.threads)
@@ -73,9 +75,20 @@ def main() -> None:
     st.score(qs[:2])
     probe_forward(body, tok(qs[:1], return_tensors="pt", truncation=True, max_length=256))  # type: ignore[operator]
     probe_forward(qbody, tok(qs[:1], return_tensors="pt", truncation=True, max_length=256))  # type: ignore[operator]
-    t: dict[str, list[float]] = {k: [] for k in (
-        "st_encode", "st_forward_prefix", "st_forward_full", "st_readout", "st_total",
-        "lp_tokenise", "lp_forward", "lp_forward_int8", "lp_readout")}
+    t: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "st_encode",
+            "st_forward_prefix",
+            "st_forward_full",
+            "st_readout",
+            "st_total",
+            "lp_tokenise",
+            "lp_forward",
+            "lp_forward_int8",
+            "lp_readout",
+        )
+    }
     cos: list[float] = []
     tokens: list[int] = []
     for q in qs:
@@ -108,22 +121,36 @@ def main() -> None:
 
     med = {k: statistics.median(v) for k, v in t.items()}
     load = os.getloadavg()[0]
-    print(f"\n{len(qs)} MMLU questions one at a time (median {statistics.median(tokens):.0f} score-token prompt tokens); "
-          f"{args.threads} torch thread(s); load average {load:.1f}. Medians, ms:\n")
+    print(
+        f"\n{len(qs)} MMLU questions one at a time (median {statistics.median(tokens):.0f} score-token prompt tokens); "
+        f"{args.threads} torch thread(s); load average {load:.1f}. Medians, ms:\n"
+    )
     print("| router | stage | median ms | share of the call |")
     print("|---|---|---:|---:|")
     st_sum = med["st_encode"] + med["st_forward_prefix"] + med["st_readout"]
-    for k, label in (("st_encode", "format + tokenise"), ("st_forward_prefix", "forward, prefix cached (last position only)"),
-                     ("st_readout", "readout (5 logits, softmax)")):
+    for k, label in (
+        ("st_encode", "format + tokenise"),
+        ("st_forward_prefix", "forward, prefix cached (last position only)"),
+        ("st_readout", "readout (5 logits, softmax)"),
+    ):
         print(f"| score-token | {label} | {med[k]:.2f} | {100 * med[k] / st_sum:.0f}% |")
-    print(f"| score-token | (forward without the prefix cache) | {med['st_forward_full']:.2f} | {med['st_forward_full'] / med['st_forward_prefix']:.2f}× the cached one |")
+    print(
+        f"| score-token | (forward without the prefix cache) | {med['st_forward_full']:.2f} | "
+        f"{med['st_forward_full'] / med['st_forward_prefix']:.2f}× the cached one |"
+    )
     print(f"| score-token | (whole `score` call) | {med['st_total']:.2f} | |")
     lp_sum = med["lp_tokenise"] + med["lp_forward"] + med["lp_readout"]
-    for k, label in (("lp_tokenise", "tokenise"), ("lp_forward", f"forward, {args.layer} blocks fp32"),
-                     ("lp_readout", "mean-pool + readout")):
+    for k, label in (
+        ("lp_tokenise", "tokenise"),
+        ("lp_forward", f"forward, {args.layer} blocks fp32"),
+        ("lp_readout", "mean-pool + readout"),
+    ):
         print(f"| lm-probe | {label} | {med[k]:.2f} | {100 * med[k] / lp_sum:.0f}% |")
-    print(f"| lm-probe | (forward, torch dynamic int8) | {med['lp_forward_int8']:.2f} | {med['lp_forward'] / med['lp_forward_int8']:.2f}× faster; "
-          f"feature cosine to fp32 min {min(cos):.4f}, median {statistics.median(cos):.4f} |")
+    print(
+        f"| lm-probe | (forward, torch dynamic int8) | {med['lp_forward_int8']:.2f} | "
+        f"{med['lp_forward'] / med['lp_forward_int8']:.2f}× faster; "
+        f"feature cosine to fp32 min {min(cos):.4f}, median {statistics.median(cos):.4f} |"
+    )
 
 
 if __name__ == "__main__":

@@ -21,11 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from benchdata import dataset
 
-import numpy as np
-
 from tela_core.eval.nmodel import aiq, hull, hull_value, sweep
+from tela_core.plugins.discovery import get_registry
 
 DATA = dataset("llmrouter")  # `tela data get llmrouter` fetches it
 
@@ -35,7 +35,6 @@ def main() -> None:
     ap.add_argument("--families", default="embedding-knn,matrix-factorization")
     ap.add_argument("--knn-k", type=int, default=50)
     args = ap.parse_args()
-    from tela_core.plugins.discovery import get_registry
 
     reg = get_registry()
     src = reg.create("source", "llmrouter-json", {})
@@ -48,17 +47,26 @@ def main() -> None:
     lo, hi = min(c for c, _ in singles), max(c for c, _ in singles)
     best_j = int(np.argmax([q for _, q in singles]))
     rows = []
-    print(f"{len(train)} train, {len(test)} test prompts, {len(models)} models; single-model cost range ${lo*1e6:.2f}–${hi*1e6:.2f} per M queries")
+    print(
+        f"{len(train)} train, {len(test)} test prompts, {len(models)} models; single-model cost range "
+        f"${lo * 1e6:.2f}–${hi * 1e6:.2f} per M queries"
+    )
     for j, m in enumerate(models):
-        print(f"  single {m:34s} quality {singles[j][1]:.4f}  mean cost ${singles[j][0]*1e6:.2f}/M queries")
+        print(f"  single {m:34s} quality {singles[j][1]:.4f}  mean cost ${singles[j][0] * 1e6:.2f}/M queries")
     single_h = hull(singles)
-    rows.append(("best single model (" + models[best_j] + ")", singles[best_j][1], singles[best_j][0], None, None, None))
+    rows.append(
+        ("best single model (" + models[best_j] + ")", singles[best_j][1], singles[best_j][0], None, None, None)
+    )
     rows.append(("single-model hull", None, None, aiq(single_h, lo, hi), None, None))
     oracle_h = hull(sweep(truth, cost, truth))
-    rows.append(("oracle (policy on true outcomes)", max(q for _, q in oracle_h), None, aiq(oracle_h, lo, hi), None, None))
+    rows.append(
+        ("oracle (policy on true outcomes)", max(q for _, q in oracle_h), None, aiq(oracle_h, lo, hi), None, None)
+    )
     opts = {"embedding-knn": {"k": args.knn_k}, "matrix-factorization": {}}
     for fam in [f for f in args.families.split(",") if f]:
-        scorer = reg.create("scorer", fam, {**opts.get(fam, {}), "weak": src.options.weak_model, "strong": src.options.strong_model})
+        scorer = reg.create(
+            "scorer", fam, {**opts.get(fam, {}), "weak": src.options.weak_model, "strong": src.options.strong_model}
+        )
         t0 = time.perf_counter()
         scorer.fit(train, Path(tempfile.mkdtemp()) / fam, {})
         t1 = time.perf_counter()
@@ -68,13 +76,31 @@ def main() -> None:
         h = hull(sweep(pred, cost, truth))
         q_at_best_cost = hull_value(h, singles[best_j][0])
         reach = [c for c, q in h if q >= singles[best_j][1]]
-        rows.append((f"{fam} + cost-aware λ sweep", max(q for _, q in h), None, aiq(h, lo, hi), q_at_best_cost, (min(reach) / singles[best_j][0]) if reach else None))
-        print(f"  {fam}: train {t1-t0:.1f}s, score {t2-t1:.1f}s; hull {[(round(c*1e6,1), round(q,4)) for c, q in h]}")
+        rows.append(
+            (
+                f"{fam} + cost-aware λ sweep",
+                max(q for _, q in h),
+                None,
+                aiq(h, lo, hi),
+                q_at_best_cost,
+                (min(reach) / singles[best_j][0]) if reach else None,
+            )
+        )
+        print(
+            f"  {fam}: train {t1 - t0:.1f}s, score {t2 - t1:.1f}s; hull "
+            f"{[(round(c * 1e6, 1), round(q, 4)) for c, q in h]}"
+        )
     print()
-    print("| policy | max quality | AIQ (normalised hull area) | quality at best single model's cost | cost to match best single model (× its cost) |")
+    print(
+        "| policy | max quality | AIQ (normalised hull area) | quality at best single model's cost | cost to match "
+        "best single model (× its cost) |"
+    )
     print("|---|---|---|---|---|")
+
+    def f(x: float | None, p: int = 4) -> str:
+        return "" if x is None else f"{x:.{p}f}"
+
     for name, q, c, a, qb, rc in rows:
-        f = lambda x, p=4: "" if x is None else f"{x:.{p}f}"
         print(f"| {name} | {f(q)} | {f(a)} | {f(qb)} | {f(rc, 2)} |")
     print(json.dumps({"models": models, "singles": singles}))
 

@@ -34,6 +34,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tela_core import get_registry
+from tela_core.data.records import Record
+from tela_core.eval.parallel import ScoreLaunch
+from tela_core.eval.score_cache import score_prompts
+from tela_core.routing.router import Router
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -50,9 +56,6 @@ def prompts(n: int) -> list[str]:
 
 def length_router(folder: Path, ps: list[str]) -> Path:
     """A ``length`` router fitted on ``ps`` with made-up outcomes (its scores cost nothing: launch overhead)."""
-    from tela_core import get_registry
-    from tela_core.data.records import Record
-
     recs = [Record(prompt=p, outcomes={"weak": float(i % 2), "strong": 1.0}) for i, p in enumerate(ps)]
     out = folder / "length"
     get_registry().create("scorer", "length", {"weak": "weak", "strong": "strong"}).fit(recs, out, {})
@@ -61,9 +64,6 @@ def length_router(folder: Path, ps: list[str]) -> Path:
 
 def one_process(router: Path, ps: list[str], chunk: int, threads: int | None) -> tuple[Any, float]:
     import torch
-
-    from tela_core.eval.score_cache import score_prompts
-    from tela_core.routing.router import Router
 
     before = torch.get_num_threads()
     if threads:
@@ -78,24 +78,25 @@ def one_process(router: Path, ps: list[str], chunk: int, threads: int | None) ->
 
 
 def ranks(router: Path, ps: list[str], processes: int, chunk: int) -> tuple[Any, float, dict[str, Any]]:
-    from tela_core.eval.parallel import ScoreLaunch
-    from tela_core.eval.score_cache import score_prompts
-    from tela_core.routing.router import Router
-
     t0 = time.perf_counter()
     scorer = Router.load(router, load_scorer=False).scorer  # names the job; the ranks load the model
-    scores, info = score_prompts(scorer, ps, progress=False, chunk_size=chunk, launch=ScoreLaunch(processes=processes),
-                                 router_dir=router)
+    scores, info = score_prompts(
+        scorer, ps, progress=False, chunk_size=chunk, launch=ScoreLaunch(processes=processes), router_dir=router
+    )
     return scores, time.perf_counter() - t0, info
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--router", type=Path, default=None, help="router dir (default: route_latency's score-token SmolLM2-135M)")
+    ap.add_argument(
+        "--router", type=Path, default=None, help="router dir (default: route_latency's score-token SmolLM2-135M)"
+    )
     ap.add_argument("--prompts", type=int, default=64, help="prompts scored by each arm (default 64)")
     ap.add_argument("--chunk-size", type=int, default=32, help="prompts per chunk (default 32; the CLI's is 128)")
     ap.add_argument("--processes", type=int, default=2, help="ranks of the parallel arm (default 2)")
-    ap.add_argument("--default-threads", action="store_true", help="add the one-process arm with torch's default threads")
+    ap.add_argument(
+        "--default-threads", action="store_true", help="add the one-process arm with torch's default threads"
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     args = ap.parse_args()
 
@@ -121,14 +122,26 @@ def main() -> None:
             print(f"{name}: {len(ps)} prompts in chunks of {args.chunk_size}; {args.processes} ranks {t_many:.1f} s")
             for arm, threads in arms.items():
                 one, t_one = one_process(path, ps, args.chunk_size, threads)
-                same = bool(np.array_equal(one.w, many.w) and (one.probs is None) == (many.probs is None)
-                            and (one.probs is None or np.array_equal(one.probs, many.probs)))
-                row[arm] = {"seconds": round(t_one, 2), "speedup_of_ranks": round(t_one / t_many, 3), "identical_scores": same}
-                print(f"  {arm}: {t_one:.1f} s; {args.processes} ranks' speed-up {t_one / t_many:.2f}x; identical scores: {same}")
+                same = bool(
+                    np.array_equal(one.w, many.w)
+                    and (one.probs is None) == (many.probs is None)
+                    and (one.probs is None or np.array_equal(one.probs, many.probs))
+                )
+                row[arm] = {
+                    "seconds": round(t_one, 2),
+                    "speedup_of_ranks": round(t_one / t_many, 3),
+                    "identical_scores": same,
+                }
+                print(
+                    f"  {arm}: {t_one:.1f} s; {args.processes} ranks' speed-up {t_one / t_many:.2f}x; identical "
+                    f"scores: {same}"
+                )
             results["routers"][name] = row
             for r in info.get("ranks") or []:
-                print(f"  rank {r['rank']}: {r['scored']} prompts, model load {r['load_seconds']} s, "
-                      f"load + scoring {r['score_seconds']} s")
+                print(
+                    f"  rank {r['rank']}: {r['scored']} prompts, model load {r['load_seconds']} s, "
+                    f"load + scoring {r['score_seconds']} s"
+                )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     print(json.dumps(results))

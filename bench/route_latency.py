@@ -35,8 +35,17 @@ import os
 import re
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from tela_core import get_registry
+from tela_core.data import sample_path
+from tela_core.data.prompts import SYSTEM_PROMPT, user_content
+from tela_core.data.records import iter_jsonl
+from tela_core.models.resolve import cache_root, resolve_model
+from tela_core.routing.artifact import write_manifest, write_policy
+from tela_core.train.tokens import add_score_tokens
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -47,17 +56,12 @@ SCORE = re.compile(r"\[\[([1-5])\]\]")
 def router_dir(model: str) -> Path:
     """A score-token router artifact around ``model`` (score tokens added, weights otherwise as
     released), built once in ``$TELA_CACHE/bench``."""
-    from tela_core.routing.artifact import write_manifest, write_policy
-    from tela_core.models.resolve import cache_root, resolve_model
-
     resolved = resolve_model(model)
     out = cache_root() / "bench" / f"route-latency-{resolved.path.name}"
     if (out / "tela.json").is_file():
         return out
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from tela_core.train.tokens import add_score_tokens
 
     tok = AutoTokenizer.from_pretrained(str(resolved.path))
     m = AutoModelForCausalLM.from_pretrained(str(resolved.path), dtype=torch.float32)
@@ -66,7 +70,9 @@ def router_dir(model: str) -> Path:
     tmp = out.with_name(out.name + ".tmp")
     m.save_pretrained(str(tmp))
     tok.save_pretrained(str(tmp))
-    write_manifest(tmp, scorer="score-token", formatter="role-prefix", base_model={"name": model, "path": str(resolved.path)})
+    write_manifest(
+        tmp, scorer="score-token", formatter="role-prefix", base_model={"name": model, "path": str(resolved.path)}
+    )
     write_policy(tmp, "threshold", {"threshold": 0.5})
     tmp.rename(out)
     return out
@@ -74,9 +80,6 @@ def router_dir(model: str) -> Path:
 
 def questions(n: int) -> list[str]:
     """``n`` real MMLU questions from the bundled sample (varied lengths)."""
-    from tela_core.data import sample_path
-    from tela_core.data.records import iter_jsonl
-
     out = []
     for _, obj in iter_jsonl(sample_path()):
         out.append(obj["prompt"])
@@ -87,8 +90,6 @@ def questions(n: int) -> list[str]:
 
 def seed_prompt(question: str) -> str:
     """The seed's inference prompt, byte for byte (no ``ASSISTANT:`` line: the seed's own skew)."""
-    from tela_core.data.prompts import SYSTEM_PROMPT, user_content
-
     return f"SYSTEM:\n{SYSTEM_PROMPT}\n\nUSER:\n{user_content(question)}\n\n"
 
 
@@ -112,14 +113,18 @@ def main() -> None:
 
     import torch
 
-    from tela_core import get_registry
-
     if args.threads:
         torch.set_num_threads(args.threads)
     rdir = router_dir(args.model)
-    scorer = get_registry().create("scorer", "score-token", {"batch_size": args.batch, "device": "cpu" if not torch.cuda.is_available() else "auto"})
+    scorer = get_registry().create(
+        "scorer",
+        "score-token",
+        {"batch_size": args.batch, "device": "cpu" if not torch.cuda.is_available() else "auto"},
+    )
     scorer.load(rdir)
-    no_prefix = get_registry().create("scorer", "score-token", {"batch_size": args.batch, "prefix_cache": False, "device": str(scorer.device)})
+    no_prefix = get_registry().create(
+        "scorer", "score-token", {"batch_size": args.batch, "prefix_cache": False, "device": str(scorer.device)}
+    )
     no_prefix.load(rdir)
     default = get_registry().create("scorer", "score-token", {"device": str(scorer.device)})
     default.load(rdir)
@@ -146,7 +151,14 @@ def main() -> None:
 
         return run
 
-    gen_cfg = dict(max_new_tokens=1024, do_sample=True, temperature=0.1, top_p=0.9, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    gen_cfg = dict(
+        max_new_tokens=1024,
+        do_sample=True,
+        temperature=0.1,
+        top_p=0.9,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
 
     def generate(texts: list[str]) -> Callable[[], Any]:
         enc = tok([seed_prompt(q) for q in texts], return_tensors="pt", padding=True).to(dev)
@@ -243,7 +255,10 @@ def main() -> None:
     print(f"model {args.model} on {dev} ({res['threads']} threads), median prompt {res['prompt_tokens_median']} tokens")
     for key in ("batch1", f"batch{args.batch}"):
         r = res[key]
-        line = f"{key:>8}: scorer {r['scorer_ms']:.1f} ms, bare forward {r['bare_forward_ms']:.1f} ms -> scorer/bare {r['scorer_vs_bare']:.2f}x"
+        line = (
+            f"{key:>8}: scorer {r['scorer_ms']:.1f} ms, bare forward {r['bare_forward_ms']:.1f} ms -> scorer/bare "
+            f"{r['scorer_vs_bare']:.2f}x"
+        )
         line += f"; no prefix cache {r['no_prefix_cache_ms']:.1f} ms -> {r['no_prefix_vs_scorer']:.2f}x the scorer"
         if "default_batching_ms" in r:
             line += f"; default batching {r['default_batching_ms']:.1f} ms -> {r['default_vs_scorer']:.2f}x the scorer"

@@ -40,8 +40,17 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+
+from tela_core import Router
+from tela_core import eval as ev
+from tela_core.data.protocols import split
+from tela_core.data.records import seed_record
+from tela_core.infra.errors import TelaError
+from tela_core.infra.io import atomic_write_json, atomic_write_text
+from tela_core.plugins.discovery import get_registry
 
 READOUTS = ("w", "expected", "p12", "not5")
 
@@ -70,8 +79,6 @@ def stratified_sample(records: Sequence[Any], n: int | None, seed: int) -> list[
 
 def relabel(records: Sequence[Any], labels: str) -> list[Any]:
     """Records with the label mapping ``labels`` ("seed": 5/1/3, "binary": 5/1/1) applied."""
-    from tela_core.data.records import seed_record
-
     out = []
     for r in records:
         label = r.label
@@ -82,15 +89,11 @@ def relabel(records: Sequence[Any], labels: str) -> list[Any]:
 
 
 def routellm_source() -> Any:
-    from tela_core.plugins.discovery import get_registry
-
     return get_registry().create("source", "routellm-csv", {})
 
 
 def training_side(data: Path) -> tuple[list[Any], list[Any]]:
     """(train, eval) records of the ``mmlu-heldout`` protocol."""
-    from tela_core.data.protocols import split
-
     return split("mmlu-heldout", list(routellm_source().read(data)))
 
 
@@ -119,20 +122,23 @@ def readouts(probs: Any) -> dict[str, Any]:
 
 def score_records(router: Path, records: Sequence[Any], batch_size: int | None) -> Any:
     """Scores of ``records`` (cached under $TELA_CACHE/scores like ``tela eval``)."""
-    from tela_core import Router
-    from tela_core import eval as ev
-
     r = Router.load(router, score_batch_size=batch_size)
-    return ev.score_prompts(r.scorer, [x.prompt for x in records], router_id=ev.router_hash(router),
-                            cache_dir=ev.score_cache_dir(router.parent / ".score-cache"),
-                            description=f"scoring {len(records)} prompts")
+    return ev.score_prompts(
+        r.scorer,
+        [x.prompt for x in records],
+        router_id=ev.router_hash(router),
+        cache_dir=ev.score_cache_dir(router.parent / ".score-cache"),
+        description=f"scoring {len(records)} prompts",
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="RouteLLM MMLU CSV folder")
     ap.add_argument("--output", type=Path, default=Path("bench-out/score-token"))
-    ap.add_argument("--sample", type=int, default=256, help="training prompts (seeded, subject-stratified); 0 = all 10,903")
+    ap.add_argument(
+        "--sample", type=int, default=256, help="training prompts (seeded, subject-stratified); 0 = all 10,903"
+    )
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--labels", choices=("seed", "binary"), default="seed")
     ap.add_argument("--backend", default="lora", help="lora or deepspeed-z3")
@@ -140,17 +146,34 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=None, help="default: 2e-4 for lora, 5e-5 for deepspeed-z3")
     ap.add_argument("--batch-size", type=int, default=4, help="per rank; x --grad-accum = effective batch")
-    ap.add_argument("--grad-accum", type=int, default=2, help="(batch 4 x 2 keeps the seed's effective 8 at half the activation memory)")
+    ap.add_argument(
+        "--grad-accum",
+        type=int,
+        default=2,
+        help="(batch 4 x 2 keeps the seed's effective 8 at half the activation memory)",
+    )
     ap.add_argument("--max-length", type=int, default=768)
     ap.add_argument("--eval-fraction", type=float, default=0.05)
     ap.add_argument("--processes", type=int, default=1)
     ap.add_argument("--score-batch-size", type=int, default=None)
-    ap.add_argument("--eval-sample", type=int, default=None,
-                    help="score a seeded, subject-stratified subset of the 3,056 held-out prompts (a CPU stopgap)")
-    ap.add_argument("--gpu", action="store_true",
-                    help="GPU preset: all 10,903 prompts, 3 epochs, batch 16, max length 2048, one rank per GPU")
+    ap.add_argument(
+        "--eval-sample",
+        type=int,
+        default=None,
+        help="score a seeded, subject-stratified subset of the 3,056 held-out prompts (a CPU stopgap)",
+    )
+    ap.add_argument(
+        "--gpu",
+        action="store_true",
+        help="GPU preset: all 10,903 prompts, 3 epochs, batch 16, max length 2048, one rank per GPU",
+    )
     ap.add_argument("--stages", default="prepare,train,score", help="comma list of prepare, train, score, readout")
-    ap.add_argument("--readout-prompts", type=int, default=600, help="training-side prompts (not trained on) scored for the readout choice")
+    ap.add_argument(
+        "--readout-prompts",
+        type=int,
+        default=600,
+        help="training-side prompts (not trained on) scored for the readout choice",
+    )
     args = ap.parse_args()
     if args.gpu:
         import torch
@@ -174,34 +197,80 @@ def main() -> None:
         print(f"mmlu-heldout: {len(train_side)} training-side prompts, {len(eval_side)} held-out prompts")
         chosen = stratified_sample(train_side, n, args.seed)
     if "prepare" in stages:
-        from tela_core.infra.io import atomic_write_text
-
         rows = relabel(chosen, args.labels)
         atomic_write_text(train_file, "".join(json.dumps(r.to_json()) + "\n" for r in rows))
         counts = {k: sum(r.label == k for r in rows) for k in (1, 3, 5)}
         print(f"wrote {train_file}: {len(rows)} prompts from {len({r.group for r in rows})} subjects, labels {counts}")
     if "train" in stages:
-        cmd = [tela, "run", "--data", str(train_file), "--source", "jsonl", "--backend", args.backend,
-               "--output", str(router), "--epochs", str(args.epochs), "--lr", str(lr),
-               "--batch-size", str(args.batch_size), "--grad-accum", str(args.grad_accum), "--max-length", str(args.max_length),
-               "--eval-fraction", str(args.eval_fraction), "--seed", str(args.seed),
-               "--processes", str(args.processes), "--save-steps", "10"]
+        cmd = [
+            tela,
+            "run",
+            "--data",
+            str(train_file),
+            "--source",
+            "jsonl",
+            "--backend",
+            args.backend,
+            "--output",
+            str(router),
+            "--epochs",
+            str(args.epochs),
+            "--lr",
+            str(lr),
+            "--batch-size",
+            str(args.batch_size),
+            "--grad-accum",
+            str(args.grad_accum),
+            "--max-length",
+            str(args.max_length),
+            "--eval-fraction",
+            str(args.eval_fraction),
+            "--seed",
+            str(args.seed),
+            "--processes",
+            str(args.processes),
+            "--save-steps",
+            "10",
+        ]
         if args.model:
             cmd += ["--model", args.model]
         timings["train_s"] = sh(cmd)
     if "score" in stages:
         if args.eval_sample:  # a seeded, subject-stratified subset of the held-out prompts, as seed JSONL
-            from tela_core.infra.io import atomic_write_text
-
             subset = stratified_sample(eval_side, args.eval_sample, args.seed)
             eval_file = out / f"heldout-{args.eval_sample}.jsonl"
             atomic_write_text(eval_file, "".join(json.dumps(r.to_json()) + "\n" for r in subset))
-            print(f"wrote {eval_file}: {len(subset)} of {len(eval_side)} held-out prompts, {len({r.group for r in subset})} subjects")
-            cmd = [tela, "eval", "--router", str(router), "--data", str(eval_file), "--source", "jsonl",
-                   "--output", str(out / f"eval-{tag}-heldout{args.eval_sample}"), "--force"]
+            print(
+                f"wrote {eval_file}: {len(subset)} of {len(eval_side)} held-out prompts, "
+                f"{len({r.group for r in subset})} subjects"
+            )
+            cmd = [
+                tela,
+                "eval",
+                "--router",
+                str(router),
+                "--data",
+                str(eval_file),
+                "--source",
+                "jsonl",
+                "--output",
+                str(out / f"eval-{tag}-heldout{args.eval_sample}"),
+                "--force",
+            ]
         else:
-            cmd = [tela, "eval", "--router", str(router), "--data", str(args.data), "--protocol", "mmlu-heldout",
-                   "--output", str(out / f"eval-{tag}"), "--force"]
+            cmd = [
+                tela,
+                "eval",
+                "--router",
+                str(router),
+                "--data",
+                str(args.data),
+                "--protocol",
+                "mmlu-heldout",
+                "--output",
+                str(out / f"eval-{tag}"),
+                "--force",
+            ]
         if args.score_batch_size:
             cmd += ["--score-batch-size", str(args.score_batch_size)]
         timings["score_s"] = sh(cmd)
@@ -211,18 +280,17 @@ def main() -> None:
         held = stratified_sample(eval_side, args.eval_sample, args.seed) if args.eval_sample else eval_side
         timings["readout"] = readout_stage(router, train_side, chosen, held, args)
     if timings:
-        from tela_core.infra.io import atomic_write_json
+        atomic_write_json(
+            out / f"result-{tag}-{int(time.time())}.json",
+            {"args": vars(args) | {"data": str(args.data), "output": str(args.output)}, **timings},
+        )
 
-        atomic_write_json(out / f"result-{tag}-{int(time.time())}.json", {"args": vars(args) | {"data": str(args.data), "output": str(args.output)}, **timings})
 
-
-def readout_stage(router: Path, train_side: Sequence[Any], chosen: Sequence[Any], eval_side: Sequence[Any],
-                  args: argparse.Namespace) -> dict[str, Any]:
+def readout_stage(
+    router: Path, train_side: Sequence[Any], chosen: Sequence[Any], eval_side: Sequence[Any], args: argparse.Namespace
+) -> dict[str, Any]:
     """Pick the readout on training-subject prompts the router did not train on (subject folds)."""
     import numpy as np
-
-    from tela_core import eval as ev
-    from tela_core.infra.errors import TelaError
 
     seen = {r.prompt for r in chosen}
     rest = [r for r in train_side if r.prompt not in seen]
@@ -252,8 +320,12 @@ def readout_stage(router: Path, train_side: Sequence[Any], chosen: Sequence[Any]
     print(f"chosen on training subjects: {best}")
     held, _ = score_records(router, eval_side, args.score_batch_size)
     warr = ev.outcome_arrays(eval_side, weak, strong)
-    heldout = {name: ev.evaluate_scores(w, warr.weak, warr.strong, name=name).apgr for name, w in readouts(held.probs).items()}
-    print("held-out APGR by readout (reported, not chosen from): " + ", ".join(f"{k} {v:.3f}" for k, v in heldout.items()))
+    heldout = {
+        name: ev.evaluate_scores(w, warr.weak, warr.strong, name=name).apgr for name, w in readouts(held.probs).items()
+    }
+    print(
+        "held-out APGR by readout (reported, not chosen from): " + ", ".join(f"{k} {v:.3f}" for k, v in heldout.items())
+    )
     return {"cv": table, "chosen": best, "heldout": heldout, "pool": len(pool)}
 
 

@@ -26,7 +26,8 @@ run it on a quiet machine, and read the numbers as this machine's, at that momen
 
     .venv/bin/python bench/serve_overhead.py                       # all three, 3,000 requests each
     .venv/bin/python bench/serve_overhead.py --routers length --requests 1000
-    .venv/bin/python bench/serve_overhead.py --routers embedding-knn --embedders minilm,minilm-onnx,minilm-onnx-int8,model2vec
+    .venv/bin/python bench/serve_overhead.py --routers embedding-knn \
+        --embedders minilm,minilm-onnx,minilm-onnx-int8,model2vec
 
 ``--embedders`` serves one ``embedding-knn`` router per embedder (each trained with
 ``--set family.embedder=NAME``), so their rows sit side by side in one run. Every router also gets
@@ -80,7 +81,9 @@ def free_port() -> int:
 
 
 def start_standin() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, str(STANDIN), "--model", "standin", "--port", "0"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(STANDIN), "--model", "standin", "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
     line = proc.stdout.readline() if proc.stdout else ""
     return proc, line.strip().rsplit(" on ", 1)[1]
 
@@ -88,9 +91,26 @@ def start_standin() -> tuple[subprocess.Popen, str]:
 def start_serve(router: Path, upstream: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from tela_core.cli.main import main; main()", "serve", "--router", f"r={router}",
-         "--weak", f"{upstream}#small", "--strong", f"{upstream}#big", "--port", str(port), "--log-level", "warning", *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "from tela_core.cli.main import main; main()",
+            "serve",
+            "--router",
+            f"r={router}",
+            "--weak",
+            f"{upstream}#small",
+            "--strong",
+            f"{upstream}#big",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
@@ -129,8 +149,21 @@ def train(family: str, work: Path, embedder: str | None = None) -> Path:
     t0 = time.perf_counter()
     extra = ["--set", f"family.embedder={embedder}"] if embedder else []
     subprocess.run(
-        [sys.executable, "-c", "from tela_core.cli.main import main; main()", "run", "--family", family, "--data", str(SAMPLE), "--output", str(out), *extra],
-        check=True, stdout=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-c",
+            "from tela_core.cli.main import main; main()",
+            "run",
+            "--family",
+            family,
+            "--data",
+            str(SAMPLE),
+            "--output",
+            str(out),
+            *extra,
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     print(f"  {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     return out
@@ -160,7 +193,9 @@ class Client:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
         self.writer.write(
-            f"POST {path} HTTP/1.1\r\nhost: {self.host}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body
+            f"POST {path} HTTP/1.1\r\nhost: {self.host}\r\ncontent-type: application/json\r\ncontent-length: "
+            f"{len(body)}\r\n\r\n".encode()
+            + body
         )
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
@@ -176,7 +211,9 @@ class Client:
             self.writer.close()
 
 
-async def run_load(url: str, model: str, prompts: list[str], n: int, clients: int, rate: float | None, keep: bool = False) -> dict[str, Any]:
+async def run_load(
+    url: str, model: str, prompts: list[str], n: int, clients: int, rate: float | None, keep: bool = False
+) -> dict[str, Any]:
     host, port = url.split("//")[1].split("/")[0].split(":")
     path = "/v1/chat/completions"
     bodies = [json.dumps({"model": model, "messages": [{"role": "user", "content": p}]}).encode() for p in prompts]
@@ -216,7 +253,9 @@ async def run_load(url: str, model: str, prompts: list[str], n: int, clients: in
     }
 
 
-def load(url: str, model: str, prompts: list[str], n: int, clients: int, rate: float | None = None, keep: bool = False) -> dict[str, Any]:
+def load(
+    url: str, model: str, prompts: list[str], n: int, clients: int, rate: float | None = None, keep: bool = False
+) -> dict[str, Any]:
     try:
         import uvloop  # type: ignore[import-not-found]
 
@@ -232,10 +271,16 @@ def scrape(url: str, name: str) -> float:
     """Sum of a counter's samples in the server's /metrics."""
     with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
         text = r.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{") or line.startswith(name + " "))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )
 
 
-def shadow_row(family: str, path: Path, upstream: str, prompts: list[str], args: Any, rate: float, base: list[str]) -> dict[str, Any]:
+def shadow_row(
+    family: str, path: Path, upstream: str, prompts: list[str], args: Any, rate: float, base: list[str]
+) -> dict[str, Any]:
     """Paced latency of the router's server without and with shadow mode, in alternating runs."""
     plain: list[float] = []
     shadow: list[float] = []
@@ -246,7 +291,11 @@ def shadow_row(family: str, path: Path, upstream: str, prompts: list[str], args:
     with tempfile.TemporaryDirectory(prefix="tela-bench-shadow-") as tmp:
         for i in range(args.shadow_rounds * 2):
             on = i % 2 == 1
-            extra = ["--shadow", f"{args.shadow:g}", "--shadow-log", str(Path(tmp) / "shadow.jsonl"), "--log-prompts"] if on else []
+            extra = (
+                ["--shadow", f"{args.shadow:g}", "--shadow-log", str(Path(tmp) / "shadow.jsonl"), "--log-prompts"]
+                if on
+                else []
+            )
             proc, url = start_serve(path, upstream, base + extra)
             try:
                 load(url, "router-r", prompts, min(200, n), args.clients)  # warm-up
@@ -267,12 +316,29 @@ def shadow_row(family: str, path: Path, upstream: str, prompts: list[str], args:
         xs = sorted(xs)
         return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
 
-    row = {"router": family, "shadow_rate": args.shadow, "paced_rate": rate, "plain_p50_ms": pct(plain, 0.5), "plain_p99_ms": pct(plain, 0.99),
-           "shadow_p50_ms": pct(shadow, 0.5), "shadow_p99_ms": pct(shadow, 0.99), "shadowed": shadowed, "dropped": dropped, "errors": errors,
-           "plain_cpu_ms": cpu[False] * 1000 / max(1, len(plain)), "shadow_cpu_ms": cpu[True] * 1000 / max(1, len(shadow))}
-    row.update(added_p50_ms=row["shadow_p50_ms"] - row["plain_p50_ms"], added_p99_ms=row["shadow_p99_ms"] - row["plain_p99_ms"])
-    print(f"{family} shadow {args.shadow:g}: added p50 {row['added_p50_ms']:.2f} ms p99 {row['added_p99_ms']:.2f} ms "
-          f"({shadowed:.0f} shadowed, {dropped:.0f} dropped)", file=sys.stderr, flush=True)
+    row = {
+        "router": family,
+        "shadow_rate": args.shadow,
+        "paced_rate": rate,
+        "plain_p50_ms": pct(plain, 0.5),
+        "plain_p99_ms": pct(plain, 0.99),
+        "shadow_p50_ms": pct(shadow, 0.5),
+        "shadow_p99_ms": pct(shadow, 0.99),
+        "shadowed": shadowed,
+        "dropped": dropped,
+        "errors": errors,
+        "plain_cpu_ms": cpu[False] * 1000 / max(1, len(plain)),
+        "shadow_cpu_ms": cpu[True] * 1000 / max(1, len(shadow)),
+    }
+    row.update(
+        added_p50_ms=row["shadow_p50_ms"] - row["plain_p50_ms"], added_p99_ms=row["shadow_p99_ms"] - row["plain_p99_ms"]
+    )
+    print(
+        f"{family} shadow {args.shadow:g}: added p50 {row['added_p50_ms']:.2f} ms p99 {row['added_p99_ms']:.2f} ms "
+        f"({shadowed:.0f} shadowed, {dropped:.0f} dropped)",
+        file=sys.stderr,
+        flush=True,
+    )
     return row
 
 
@@ -283,21 +349,47 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--rate", type=float, default=100.0, help="paced runs: total requests per second")
     ap.add_argument("--paced-seconds", type=float, default=8.0)
-    ap.add_argument("--model-requests", type=int, default=600, help="requests per saturated run of the embedding-knn and lm-probe routers (they run a model per prompt)")
-    ap.add_argument("--work", type=Path, default=Path(os.environ.get("TELA_CACHE", REPO / ".cache" / "tela")) / "bench" / "serve-overhead")
+    ap.add_argument(
+        "--model-requests",
+        type=int,
+        default=600,
+        help="requests per saturated run of the embedding-knn and lm-probe routers (they run a model per prompt)",
+    )
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=Path(os.environ.get("TELA_CACHE", REPO / ".cache" / "tela")) / "bench" / "serve-overhead",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
-    ap.add_argument("--embedders", default="minilm", help="embedding-knn: one router per embedder named here (comma-separated)")
+    ap.add_argument(
+        "--embedders", default="minilm", help="embedding-knn: one router per embedder named here (comma-separated)"
+    )
     ap.add_argument("--c1-requests", type=int, default=200, help="requests of the one-client run (0: skip it)")
-    ap.add_argument("--embedding-cache", type=int, default=0, help="tela serve's embedding_cache (default 0: every "
-                    "request embeds its prompt; the prompts cycle, so an LRU would measure cache hits)")
-    ap.add_argument("--shadow", type=float, default=None, metavar="RATE", help="also measure shadow mode at this rate against the same server without it")
+    ap.add_argument(
+        "--embedding-cache",
+        type=int,
+        default=0,
+        help="tela serve's embedding_cache (default 0: every "
+        "request embeds its prompt; the prompts cycle, so an LRU would measure cache hits)",
+    )
+    ap.add_argument(
+        "--shadow",
+        type=float,
+        default=None,
+        metavar="RATE",
+        help="also measure shadow mode at this rate against the same server without it",
+    )
     ap.add_argument("--shadow-rounds", type=int, default=2, help="plain/shadow runs of each router, alternating")
-    ap.add_argument("--inline-below-ms", type=float, default=None, help="tela serve's inline_below_ms (default: its own)")
+    ap.add_argument(
+        "--inline-below-ms", type=float, default=None, help="tela serve's inline_below_ms (default: its own)"
+    )
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     serve_cfg = args.work / f"serve-cache-{args.embedding_cache}-inline-{args.inline_below_ms}.yaml"
-    serve_cfg.write_text(f"embedding_cache: {args.embedding_cache}\n"
-                         + (f"inline_below_ms: {args.inline_below_ms}\n" if args.inline_below_ms is not None else ""))
+    serve_cfg.write_text(
+        f"embedding_cache: {args.embedding_cache}\n"
+        + (f"inline_below_ms: {args.inline_below_ms}\n" if args.inline_below_ms is not None else "")
+    )
 
     prompts = [json.loads(line)["prompt"] for line in HELDOUT.read_text(encoding="utf-8").split("\n") if line.strip()]
     families = [f for f in args.routers.split(",") if f]
@@ -317,13 +409,28 @@ def main() -> None:
         direct = load(upstream, "small", prompts, args.requests, args.clients)
         direct["cpu_ms"] = (cpu_seconds(standin.pid) - c0) * 1000 / direct["requests"]
         direct_paced = load(upstream, "small", prompts, int(args.rate * args.paced_seconds), args.clients, args.rate)
-        rows.append({"router": "(direct)", **direct, "paced_rate": args.rate, "paced_p50_ms": direct_paced["p50_ms"], "paced_p99_ms": direct_paced["p99_ms"]})
+        rows.append(
+            {
+                "router": "(direct)",
+                **direct,
+                "paced_rate": args.rate,
+                "paced_p50_ms": direct_paced["p50_ms"],
+                "paced_p99_ms": direct_paced["p99_ms"],
+            }
+        )
         direct_c1 = load(upstream, "small", prompts, args.c1_requests, 1) if args.c1_requests else None
-        print(f"direct: {direct['rps']:.0f} req/s, paced p50 {direct_paced['p50_ms']:.2f} ms p99 {direct_paced['p99_ms']:.2f} ms", file=sys.stderr, flush=True)
+        print(
+            f"direct: {direct['rps']:.0f} req/s, paced p50 {direct_paced['p50_ms']:.2f} ms p99 "
+            f"{direct_paced['p99_ms']:.2f} ms",
+            file=sys.stderr,
+            flush=True,
+        )
         for family, path in routers.items():
             lm = family == "lm-probe"
             n = args.requests if family == "length" or "(model2vec)" in family else args.model_requests
-            variants = [("batched", ["--config", str(serve_cfg)])] + ([("batch 1", ["--config", str(serve_cfg), "--max-batch", "1"])] if lm else [])
+            variants = [("batched", ["--config", str(serve_cfg)])] + (
+                [("batch 1", ["--config", str(serve_cfg), "--max-batch", "1"])] if lm else []
+            )
             for label, extra in variants:
                 proc, url = start_serve(path, upstream, extra)
                 try:
@@ -333,21 +440,43 @@ def main() -> None:
                     sat["cpu_ms"] = (cpu_seconds(proc.pid) - c0) * 1000 / sat["requests"]
                     rate = min(args.rate, max(1.0, sat["rps"] / 4))  # well below saturation: latency, not queueing
                     if label == "batched":
-                        paced = load(url, "router-r", prompts, max(32, int(rate * args.paced_seconds)), args.clients, rate)
+                        paced = load(
+                            url, "router-r", prompts, max(32, int(rate * args.paced_seconds)), args.clients, rate
+                        )
                         if rate != args.rate:  # direct at the same pace, for the difference
-                            dp = load(upstream, "small", prompts, max(32, int(rate * args.paced_seconds)), args.clients, rate)
+                            dp = load(
+                                upstream, "small", prompts, max(32, int(rate * args.paced_seconds)), args.clients, rate
+                            )
                         else:
                             dp = direct_paced
-                        row = {"router": family, **sat, "paced_rate": rate, "paced_p50_ms": paced["p50_ms"], "paced_p99_ms": paced["p99_ms"],
-                               "added_p50_ms": paced["p50_ms"] - dp["p50_ms"], "added_p99_ms": paced["p99_ms"] - dp["p99_ms"]}
+                        row = {
+                            "router": family,
+                            **sat,
+                            "paced_rate": rate,
+                            "paced_p50_ms": paced["p50_ms"],
+                            "paced_p99_ms": paced["p99_ms"],
+                            "added_p50_ms": paced["p50_ms"] - dp["p50_ms"],
+                            "added_p99_ms": paced["p99_ms"] - dp["p99_ms"],
+                        }
                         if direct_c1 is not None:
                             c1 = load(url, "router-r", prompts, args.c1_requests, 1)
-                            row.update(c1_added_p50_ms=c1["p50_ms"] - direct_c1["p50_ms"], c1_added_p99_ms=c1["p99_ms"] - direct_c1["p99_ms"])
+                            row.update(
+                                c1_added_p50_ms=c1["p50_ms"] - direct_c1["p50_ms"],
+                                c1_added_p99_ms=c1["p99_ms"] - direct_c1["p99_ms"],
+                            )
                     else:
                         row = {"router": f"{family} ({label})", **sat}
                     rows.append(row)
-                    print(f"{row['router']}: {sat['rps']:.0f} req/s" + (f", added p50 {row['added_p50_ms']:.2f} ms p99 {row['added_p99_ms']:.2f} ms" if "added_p50_ms" in row else ""),
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"{row['router']}: {sat['rps']:.0f} req/s"
+                        + (
+                            f", added p50 {row['added_p50_ms']:.2f} ms p99 {row['added_p99_ms']:.2f} ms"
+                            if "added_p50_ms" in row
+                            else ""
+                        ),
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 finally:
                     stop(proc)
             if args.shadow is not None:
@@ -359,32 +488,53 @@ def main() -> None:
     shadow_rows = [r for r in rows if "shadow_rate" in r]
     rows = [r for r in rows if "shadow_rate" not in r]
     lm_rows = {r["router"]: r for r in rows}
-    print(f"\n{args.clients} concurrent clients; saturated runs of {args.requests} requests ({args.model_requests} for embedding-knn and lm-probe); "
-          f"paced at {args.rate:g} req/s or a quarter of the router's saturated throughput if less; "
-          f"{os.cpu_count()} CPUs, shared.\n")
-    print("| router | saturated req/s | vs direct | p50 ms | p99 ms | server CPU ms/req | paced req/s | added p50 ms | added p99 ms | 1 client: added p50 / p99 ms | errors |")
+    print(
+        f"\n{args.clients} concurrent clients; saturated runs of {args.requests} requests ({args.model_requests} for "
+        "embedding-knn and lm-probe); "
+        f"paced at {args.rate:g} req/s or a quarter of the router's saturated throughput if less; "
+        f"{os.cpu_count()} CPUs, shared.\n"
+    )
+    print(
+        "| router | saturated req/s | vs direct | p50 ms | p99 ms | server CPU ms/req | paced req/s | added p50 ms | "
+        "added p99 ms | 1 client: added p50 / p99 ms | errors |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     base = rows[0]["rps"]
     for r in rows:
         added = (f"{r['added_p50_ms']:.2f} | {r['added_p99_ms']:.2f}") if "added_p50_ms" in r else "– | –"
         paced = f"{r['paced_rate']:.0f}" if "paced_rate" in r else "–"
         c1 = f"{r['c1_added_p50_ms']:.2f} / {r['c1_added_p99_ms']:.2f}" if "c1_added_p50_ms" in r else "–"
-        print(f"| {r['router']} | {r['rps']:.0f} | {r['rps'] / base:.2f}× | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['cpu_ms']:.2f} | {paced} | {added} | {c1} | {r['errors']} |")
+        print(
+            f"| {r['router']} | {r['rps']:.0f} | {r['rps'] / base:.2f}× | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+            f"{r['cpu_ms']:.2f} | {paced} | {added} | {c1} | {r['errors']} |"
+        )
     knn = [r for r in rows if r["router"].startswith("embedding-knn")]
     base_knn = next((r for r in knn if r["router"] in ("embedding-knn", "embedding-knn (minilm)")), None)
     if base_knn and len(knn) > 1:
-        print("\nsaturated req/s against embedding-knn with minilm: "
-              + ", ".join(f"{r['router']} {r['rps'] / base_knn['rps']:.1f}×" for r in knn if r is not base_knn))
+        print(
+            "\nsaturated req/s against embedding-knn with minilm: "
+            + ", ".join(f"{r['router']} {r['rps'] / base_knn['rps']:.1f}×" for r in knn if r is not base_knn)
+        )
     if "lm-probe" in lm_rows and "lm-probe (batch 1)" in lm_rows:
         gain = lm_rows["lm-probe"]["rps"] / lm_rows["lm-probe (batch 1)"]["rps"]
         print(f"\nlm-probe micro-batching gain (batched / batch 1 throughput, {args.clients} clients): {gain:.2f}×")
     if shadow_rows:
-        print(f"\nshadow mode (rate {args.shadow:g}, --log-prompts), {args.clients} clients paced, {args.shadow_rounds} runs each way, alternating:\n")
-        print("| router | paced req/s | plain p50 / p99 ms | shadow p50 / p99 ms | added p50 ms | added p99 ms | server CPU ms/req plain / shadow | shadowed | dropped | errors |")
+        print(
+            f"\nshadow mode (rate {args.shadow:g}, --log-prompts), {args.clients} clients paced, {args.shadow_rounds} "
+            "runs each way, alternating:\n"
+        )
+        print(
+            "| router | paced req/s | plain p50 / p99 ms | shadow p50 / p99 ms | added p50 ms | added p99 ms | server "
+            "CPU ms/req plain / shadow | shadowed | dropped | errors |"
+        )
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in shadow_rows:
-            print(f"| {r['router']} | {r['paced_rate']:.0f} | {r['plain_p50_ms']:.2f} / {r['plain_p99_ms']:.2f} | {r['shadow_p50_ms']:.2f} / {r['shadow_p99_ms']:.2f} "
-                  f"| {r['added_p50_ms']:.2f} | {r['added_p99_ms']:.2f} | {r['plain_cpu_ms']:.2f} / {r['shadow_cpu_ms']:.2f} | {r['shadowed']:.0f} | {r['dropped']:.0f} | {r['errors']} |")
+            print(
+                f"| {r['router']} | {r['paced_rate']:.0f} | {r['plain_p50_ms']:.2f} / {r['plain_p99_ms']:.2f} | "
+                f"{r['shadow_p50_ms']:.2f} / {r['shadow_p99_ms']:.2f} "
+                f"| {r['added_p50_ms']:.2f} | {r['added_p99_ms']:.2f} | {r['plain_cpu_ms']:.2f} / "
+                f"{r['shadow_cpu_ms']:.2f} | {r['shadowed']:.0f} | {r['dropped']:.0f} | {r['errors']} |"
+            )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows + shadow_rows, indent=2) + "\n")

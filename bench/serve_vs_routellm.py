@@ -75,9 +75,21 @@ def train(family: str, out: Path, extra: list[str]) -> Path:
     print(f"training {family} {' '.join(extra)} -> {out} ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-c", "from tela_core.cli.main import main; main()", "run", "--family", family, "--data", str(so.SAMPLE),
-         "--output", str(out), *extra],
-        check=True, stdout=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-c",
+            "from tela_core.cli.main import main; main()",
+            "run",
+            "--family",
+            family,
+            "--data",
+            str(so.SAMPLE),
+            "--output",
+            str(out),
+            *extra,
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     print(f"  {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     return out
@@ -86,8 +98,15 @@ def train(family: str, out: Path, extra: list[str]) -> Path:
 def routellm_python(arg: str | None) -> str | None:
     """The interpreter that has RouteLLM's server importable, or None."""
     py = arg or sys.executable
-    r = subprocess.run([py, "-c", "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('routellm') and "
-                        "importlib.util.find_spec('fastapi') else 1)"], capture_output=True)
+    r = subprocess.run(
+        [
+            py,
+            "-c",
+            "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('routellm') and "
+            "importlib.util.find_spec('fastapi') else 1)",
+        ],
+        capture_output=True,
+    )
     return py if r.returncode == 0 else None
 
 
@@ -97,9 +116,28 @@ def start_routellm(py: str, upstream: str) -> tuple[subprocess.Popen, str]:
     port = so.free_port()
     env = dict(os.environ, OPENAI_API_KEY="unused", LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR")
     proc = subprocess.Popen(
-        [py, "-m", "routellm.openai_server", "--routers", "random", "--base-url", upstream, "--api-key", "unused",
-         "--strong-model", "openai/big", "--weak-model", "openai/small", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=tempfile.gettempdir(),
+        [
+            py,
+            "-m",
+            "routellm.openai_server",
+            "--routers",
+            "random",
+            "--base-url",
+            upstream,
+            "--api-key",
+            "unused",
+            "--strong-model",
+            "openai/big",
+            "--weak-model",
+            "openai/small",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tempfile.gettempdir(),
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 600
@@ -108,7 +146,9 @@ def start_routellm(py: str, upstream: str) -> tuple[subprocess.Popen, str]:
         if proc.poll() is not None:
             raise SystemExit(f"RouteLLM's server failed:\n{proc.stderr.read()[-3000:] if proc.stderr else ''}")
         try:
-            req = urllib.request.Request(url + "/v1/chat/completions", data=body, headers={"content-type": "application/json"})
+            req = urllib.request.Request(
+                url + "/v1/chat/completions", data=body, headers={"content-type": "application/json"}
+            )
             with urllib.request.urlopen(req, timeout=30) as r:
                 if r.status == 200:
                     return proc, url
@@ -138,14 +178,25 @@ def pct(xs: list[float], q: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated, of {', '.join(TARGETS)} (direct always runs)")
+    ap.add_argument(
+        "--targets", default=",".join(TARGETS), help=f"comma-separated, of {', '.join(TARGETS)} (direct always runs)"
+    )
     ap.add_argument("--requests", type=int, default=2000, help="saturated requests per target")
     ap.add_argument("--clients", type=int, default=32)
-    ap.add_argument("--rounds", type=int, default=4, help="interleaved chunks the requests of each target are split into")
-    ap.add_argument("--rate", type=float, default=100.0, help="paced runs: req/s, or a quarter of the target's saturated rate if less")
+    ap.add_argument(
+        "--rounds", type=int, default=4, help="interleaved chunks the requests of each target are split into"
+    )
+    ap.add_argument(
+        "--rate",
+        type=float,
+        default=100.0,
+        help="paced runs: req/s, or a quarter of the target's saturated rate if less",
+    )
     ap.add_argument("--paced-seconds", type=float, default=6.0, help="paced runs: seconds per target at its rate")
     ap.add_argument("--routellm-python", default=None, help="python of a venv with routellm[serve] (default: this one)")
-    ap.add_argument("--inline-below-ms", type=float, default=None, help="tela serve's inline_below_ms (default: its own)")
+    ap.add_argument(
+        "--inline-below-ms", type=float, default=None, help="tela serve's inline_below_ms (default: its own)"
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
     wanted = [t for t in args.targets.split(",") if t]
@@ -173,12 +224,16 @@ def main() -> None:
         if default_emb == emb:
             notes.append(f"{emb} is the default embedder: its row is the default one")
         else:
-            routers[f"tela embedding-knn ({emb})"] = train("embedding-knn", work / f"knn-{emb}", ["--set", f"family.embedder={emb}"])
+            routers[f"tela embedding-knn ({emb})"] = train(
+                "embedding-knn", work / f"knn-{emb}", ["--set", f"family.embedder={emb}"]
+            )
     rl_py = routellm_python(args.routellm_python) if "routellm" in wanted else None
     if "routellm" in wanted and rl_py is None:
-        notes.append("RouteLLM not run: routellm[serve] is not importable by "
-                     f"{args.routellm_python or sys.executable} (pass --routellm-python; its install pulls torch, "
-                     "transformers, datasets, scikit-learn, pandas and litellm)")
+        notes.append(
+            "RouteLLM not run: routellm[serve] is not importable by "
+            f"{args.routellm_python or sys.executable} (pass --routellm-python; its install pulls torch, "
+            "transformers, datasets, scikit-learn, pandas and litellm)"
+        )
 
     standin, upstream = so.start_standin()
     procs: dict[str, tuple[subprocess.Popen, str, str]] = {"direct": (standin, upstream, "small")}
@@ -199,7 +254,7 @@ def main() -> None:
         errors: dict[str, int] = {n: 0 for n in names}
         per = [args.requests // args.rounds + (1 if i < args.requests % args.rounds else 0) for i in range(args.rounds)]
         for r, n in enumerate(per):
-            for name in names[r % len(names):] + names[: r % len(names)]:
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 proc, url, model = procs[name]
                 c0 = so.cpu_seconds(proc.pid)
                 res = so.load(url, model, prompts.take(n), n, args.clients, keep=True)
@@ -211,14 +266,23 @@ def main() -> None:
 
         rows: dict[str, dict[str, Any]] = {}
         for name in names:
-            rows[name] = {"target": name, "requests": len(lat[name]), "errors": errors[name], "rps": len(lat[name]) / wall[name],
-                          "p50_ms": pct(lat[name], 0.5), "p99_ms": pct(lat[name], 0.99), "cpu_ms": cpu[name] * 1000 / len(lat[name])}
+            rows[name] = {
+                "target": name,
+                "requests": len(lat[name]),
+                "errors": errors[name],
+                "rps": len(lat[name]) / wall[name],
+                "p50_ms": pct(lat[name], 0.5),
+                "p99_ms": pct(lat[name], 0.99),
+                "cpu_ms": cpu[name] * 1000 / len(lat[name]),
+            }
         # Paced: each target at its rate, the stand-in directly at the same rates, interleaved.
         rates = {name: min(args.rate, max(1.0, rows[name]["rps"] / 4)) for name in names if name != "direct"}
         paced: dict[tuple[str, float], list[float]] = {}
-        jobs = [(name, rate) for name, rate in rates.items()] + [("direct", rate) for rate in sorted(set(rates.values()))]
+        jobs = [(name, rate) for name, rate in rates.items()] + [
+            ("direct", rate) for rate in sorted(set(rates.values()))
+        ]
         for r in range(2):
-            for name, rate in (jobs if r == 0 else jobs[::-1]):
+            for name, rate in jobs if r == 0 else jobs[::-1]:
                 proc, url, model = procs[name]
                 n = max(32, int(rate * args.paced_seconds / 2))
                 res = so.load(url, model, prompts.take(n), n, args.clients, rate, keep=True)
@@ -228,36 +292,66 @@ def main() -> None:
         for name, rate in rates.items():
             row, base = rows[name], paced[("direct", rate)]
             mine = paced[(name, rate)]
-            row.update(added_p50_ms=row["p50_ms"] - d["p50_ms"], added_p99_ms=row["p99_ms"] - d["p99_ms"], paced_rate=rate,
-                       paced_added_p50_ms=pct(mine, 0.5) - pct(base, 0.5), paced_added_p99_ms=pct(mine, 0.99) - pct(base, 0.99))
+            row.update(
+                added_p50_ms=row["p50_ms"] - d["p50_ms"],
+                added_p99_ms=row["p99_ms"] - d["p99_ms"],
+                paced_rate=rate,
+                paced_added_p50_ms=pct(mine, 0.5) - pct(base, 0.5),
+                paced_added_p99_ms=pct(mine, 0.99) - pct(base, 0.99),
+            )
     finally:
         for proc, _, _ in procs.values():
             so.stop(proc)
 
     rl = rows.get("RouteLLM random")
     load1, load5, _ = os.getloadavg()
-    print(f"\n{args.requests} requests a target saturated ({args.clients} concurrent clients, {args.rounds} interleaved rounds, "
-          f"every prompt unique), then paced at {args.rate:g} req/s or a quarter of the target's saturated rate; one stand-in "
-          f"upstream; {os.cpu_count()} CPUs, load average {load1:.1f} / {load5:.1f} (1 / 5 min) at the end.\n")
-    print("| target | req/s | vs direct | vs RouteLLM | p50 / p99 ms | added p50 / p99 ms (saturated) | paced req/s | added p50 / p99 ms (paced) | server CPU ms/req | errors |")
+    print(
+        f"\n{args.requests} requests a target saturated ({args.clients} concurrent clients, {args.rounds} interleaved "
+        "rounds, "
+        f"every prompt unique), then paced at {args.rate:g} req/s or a quarter of the target's saturated rate; one "
+        "stand-in "
+        f"upstream; {os.cpu_count()} CPUs, load average {load1:.1f} / {load5:.1f} (1 / 5 min) at the end.\n"
+    )
+    print(
+        "| target | req/s | vs direct | vs RouteLLM | p50 / p99 ms | added p50 / p99 ms (saturated) | paced req/s | "
+        "added p50 / p99 ms (paced) | server CPU ms/req | errors |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, row in rows.items():
         vs_rl = f"{row['rps'] / rl['rps']:.1f}×" if rl else "–"
         sat = f"{row['added_p50_ms']:+.1f} / {row['added_p99_ms']:+.1f}" if "added_p50_ms" in row else "–"
         pr = f"{row['paced_rate']:.0f}" if "paced_rate" in row else "–"
-        pa = f"{row['paced_added_p50_ms']:+.2f} / {row['paced_added_p99_ms']:+.2f}" if "paced_added_p50_ms" in row else "–"
-        print(f"| {name} | {row['rps']:.0f} | {row['rps'] / d['rps']:.2f}× | {vs_rl} | {row['p50_ms']:.1f} / {row['p99_ms']:.1f} | {sat} | {pr} | {pa} "
-              f"| {row['cpu_ms']:.2f} | {row['errors']} |")
+        pa = (
+            f"{row['paced_added_p50_ms']:+.2f} / {row['paced_added_p99_ms']:+.2f}"
+            if "paced_added_p50_ms" in row
+            else "–"
+        )
+        print(
+            f"| {name} | {row['rps']:.0f} | {row['rps'] / d['rps']:.2f}× | {vs_rl} | {row['p50_ms']:.1f} / "
+            f"{row['p99_ms']:.1f} | {sat} | {pr} | {pa} "
+            f"| {row['cpu_ms']:.2f} | {row['errors']} |"
+        )
     if rl:
         tela_rows = [r for n, r in rows.items() if n.startswith("tela ")]
-        print("\nagainst RouteLLM (same run): " + ", ".join(
-            f"{r['target']}: {r['rps'] / rl['rps']:.1f}× the req/s, {r['cpu_ms'] / rl['cpu_ms']:.2f}× the CPU a request"
-            for r in tela_rows))
+        print(
+            "\nagainst RouteLLM (same run): "
+            + ", ".join(
+                f"{r['target']}: {r['rps'] / rl['rps']:.1f}× the req/s, {r['cpu_ms'] / rl['cpu_ms']:.2f}× the CPU a "
+                "request"
+                for r in tela_rows
+            )
+        )
     for note in notes:
         print(f"\nnote: {note}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"rows": list(rows.values()), "notes": notes, "args": {k: str(v) for k, v in vars(args).items()}}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {"rows": list(rows.values()), "notes": notes, "args": {k: str(v) for k, v in vars(args).items()}},
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

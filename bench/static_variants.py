@@ -26,8 +26,9 @@ import contextlib
 import json
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -37,33 +38,42 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import default_embedder  # noqa: E402
 
 from tela_core import Embedder, hookimpl  # noqa: E402
+from tela_plugins.embedders.common import built_once, minilm_path, model_fingerprint
 
 _MODELS: dict[str, Any] = {}
 
 
 def raw_table() -> Any:
     """MiniLM's static token vectors, no PCA, no weighting (built once)."""
-    from tela_plugins.embedders.common import built_once, minilm_path, model_fingerprint
 
     def build(folder: Path) -> None:
         from model2vec.distill import distill
 
         with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
             warnings.simplefilter("ignore")
-            distill(model_name=source, pca_dims=None, sif_coefficient=None, quantize_to="float32", device="cpu").save_pretrained(str(folder))
+            distill(
+                model_name=source, pca_dims=None, sif_coefficient=None, quantize_to="float32", device="cpu"
+            ).save_pretrained(str(folder))
 
     source = minilm_path()
     from model2vec import StaticModel
 
-    return StaticModel.from_pretrained(str(built_once(f"model2vec-raw-all-MiniLM-L6-v2-{model_fingerprint(source)}", build,
-                                                      "MiniLM's raw static token vectors")))
+    return StaticModel.from_pretrained(
+        str(
+            built_once(
+                f"model2vec-raw-all-MiniLM-L6-v2-{model_fingerprint(source)}",
+                build,
+                "MiniLM's raw static token vectors",
+            )
+        )
+    )
 
 
 class VariantOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    pca: Optional[int] = None
+    pca: int | None = None
     centre: bool = False
-    sif: Optional[float] = 1e-4
+    sif: float | None = 1e-4
     whiten: float = 0.0
 
 
@@ -93,11 +103,15 @@ class StaticVariant(Embedder):
                 vals, vecs = np.linalg.eigh(emb.T @ emb / (len(emb) - 1))
                 emb = emb @ (vecs * ((vals + 1e-6 * vals.max()) ** (-o.whiten / 2))[None, :]) @ vecs.T
             emb = emb * compute_weights(len(emb), o.sif)[:, None]
-            _MODELS[key] = StaticModel(vectors=emb.astype(np.float16), tokenizer=raw.tokenizer, config=dict(raw.config), normalize=True)
+            _MODELS[key] = StaticModel(
+                vectors=emb.astype(np.float16), tokenizer=raw.tokenizer, config=dict(raw.config), normalize=True
+            )
         return _MODELS[key]
 
     def embed(self, texts: Sequence[str]) -> Any:
-        out = np.asarray(self._model().encode(list(texts), show_progress_bar=False, use_multiprocessing=False), dtype=np.float32)
+        out = np.asarray(
+            self._model().encode(list(texts), show_progress_bar=False, use_multiprocessing=False), dtype=np.float32
+        )
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 

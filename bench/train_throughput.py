@@ -13,8 +13,8 @@ and effective batch (8), in this one process, on CPU, fp32:
 
 DeepSpeed is left out of both arms (one process, one rank): it shards state across ranks and
 does not change per-example compute, so the ratio isolates the recipe. Printed: examples/s of each
-arm over its optimizer steps after the first (warm-up), the ratio, and the held-out cross-entropy of the score token (the prediction a router makes)
-after each arm's training.
+arm over its optimizer steps after the first (warm-up), the ratio, and the held-out cross-entropy of
+the score token (the prediction a router makes) after each arm's training.
 
     .venv/bin/python bench/train_throughput.py                        # tiny Llama (fast)
     .venv/bin/python bench/train_throughput.py --model smollm2-135m --examples 16
@@ -30,6 +30,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tela_core.data import sample_path
+from tela_core.data.detect import open_source
+from tela_core.models.resolve import resolve_model
+from tela_core.plugins.discovery import get_registry
+from tela_core.train.loss import sft_trainer_class
+from tela_core.train.tokens import add_score_tokens
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -42,9 +49,17 @@ def tiny_llama(tokenizer_dir: Path, out: Path) -> Path:
     tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     torch.manual_seed(0)
     cfg = LlamaConfig(
-        vocab_size=len(tok), hidden_size=256, intermediate_size=688, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048, tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        vocab_size=len(tok),
+        hidden_size=256,
+        intermediate_size=688,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
     )
     LlamaForCausalLM(cfg).save_pretrained(str(out))
     tok.save_pretrained(str(out))
@@ -53,10 +68,6 @@ def tiny_llama(tokenizer_dir: Path, out: Path) -> Path:
 
 def examples(n_train: int, n_eval: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Formatted prompt/completion pairs (role-prefix) from the bundled sample."""
-    from tela_core.data import sample_path
-    from tela_core.data.detect import open_source
-    from tela_core.plugins.discovery import get_registry
-
     records = list(open_source(sample_path(), "jsonl").read(sample_path()))
     fmt = get_registry().create("formatter", "role-prefix")
     rows = []
@@ -69,8 +80,6 @@ def examples(n_train: int, n_eval: int) -> tuple[list[dict[str, Any]], list[dict
 def load(model_dir: Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from tela_core.train.tokens import add_score_tokens
 
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32, attn_implementation="sdpa")
@@ -109,16 +118,31 @@ def seed_arm(model_dir: Path, train: list[dict[str, Any]], out: Path, lr: float)
     model, tok = load(model_dir)
 
     def encode(ex: dict[str, Any]) -> dict[str, Any]:
-        enc = tok(ex["prompt"] + ex["completion"] + tok.eos_token, max_length=2048, padding="max_length",
-                  truncation=True, add_special_tokens=False)
+        enc = tok(
+            ex["prompt"] + ex["completion"] + tok.eos_token,
+            max_length=2048,
+            padding="max_length",
+            truncation=True,
+            add_special_tokens=False,
+        )
         labels = [t if m else -100 for t, m in zip(enc["input_ids"], enc["attention_mask"])]
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
 
     ds = Dataset.from_list(train).map(encode, remove_columns=["prompt", "completion"])
     args = TrainingArguments(
-        output_dir=str(out / "seed"), per_device_train_batch_size=1, gradient_accumulation_steps=8,
-        num_train_epochs=1, learning_rate=lr, use_cpu=True, bf16=False, report_to=[], save_strategy="no",
-        logging_steps=1000, disable_tqdm=True, seed=42, lr_scheduler_type="constant",
+        output_dir=str(out / "seed"),
+        per_device_train_batch_size=1,
+        gradient_accumulation_steps=8,
+        num_train_epochs=1,
+        learning_rate=lr,
+        use_cpu=True,
+        bf16=False,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1000,
+        disable_tqdm=True,
+        seed=42,
+        lr_scheduler_type="constant",
     )
     clock = _step_clock()
     trainer = Trainer(model=model, args=args, train_dataset=ds, callbacks=[clock])
@@ -133,19 +157,32 @@ def tela_arm(model_dir: Path, train: list[dict[str, Any]], out: Path, lr: float)
     from datasets import Dataset
     from trl import SFTConfig
 
-    from tela_core.train.loss import sft_trainer_class
-
     model, tok = load(model_dir)
     args = SFTConfig(
-        output_dir=str(out / "tela"), per_device_train_batch_size=8, gradient_accumulation_steps=1,
-        num_train_epochs=1, learning_rate=lr, use_cpu=True, bf16=False, gradient_checkpointing=False,
-        completion_only_loss=True, max_length=2048, padding_free=False, packing=False, report_to=[],
-        save_strategy="no", logging_steps=1000, disable_tqdm=True, seed=42, lr_scheduler_type="constant",
+        output_dir=str(out / "tela"),
+        per_device_train_batch_size=8,
+        gradient_accumulation_steps=1,
+        num_train_epochs=1,
+        learning_rate=lr,
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        completion_only_loss=True,
+        max_length=2048,
+        padding_free=False,
+        packing=False,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1000,
+        disable_tqdm=True,
+        seed=42,
+        lr_scheduler_type="constant",
         shuffle_dataset=False,
     )
     clock = _step_clock()
-    trainer = sft_trainer_class()(model=model, args=args, train_dataset=Dataset.from_list(train), processing_class=tok,
-                                  callbacks=[clock])
+    trainer = sft_trainer_class()(
+        model=model, args=args, train_dataset=Dataset.from_list(train), processing_class=tok, callbacks=[clock]
+    )
     trainer.train()
     return model, tok, _examples_per_s(clock, 8)
 
@@ -167,7 +204,9 @@ def score_token_loss(model: Any, tok: Any, rows: list[dict[str, Any]]) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="tiny", help="'tiny' (random Llama, SmolLM2 tokenizer), 'smollm2-135m', or a local HF dir")
+    ap.add_argument(
+        "--model", default="tiny", help="'tiny' (random Llama, SmolLM2 tokenizer), 'smollm2-135m', or a local HF dir"
+    )
     ap.add_argument("--examples", type=int, default=64, help="training examples per arm (multiple of 8)")
     ap.add_argument("--eval", type=int, default=32, help="held-out examples for the score-token loss")
     ap.add_argument("--lr", type=float, default=1e-4)
@@ -175,8 +214,6 @@ def main() -> None:
     a = ap.parse_args()
 
     import torch
-
-    from tela_core.models.resolve import resolve_model
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -194,17 +231,30 @@ def main() -> None:
         lengths = [len(tok(r["prompt"] + r["completion"], add_special_tokens=False)["input_ids"]) for r in train]
 
     res = {
-        "model": a.model, "examples": a.examples, "eval": a.eval, "threads": torch.get_num_threads(),
-        "mean_tokens": sum(lengths) / len(lengths), "max_tokens": max(lengths),
-        "seed_examples_per_s": seed_eps, "tela_examples_per_s": tela_eps, "ratio": tela_eps / seed_eps,
-        "seed_score_token_loss": seed_loss, "tela_score_token_loss": tela_loss,
+        "model": a.model,
+        "examples": a.examples,
+        "eval": a.eval,
+        "threads": torch.get_num_threads(),
+        "mean_tokens": sum(lengths) / len(lengths),
+        "max_tokens": max(lengths),
+        "seed_examples_per_s": seed_eps,
+        "tela_examples_per_s": tela_eps,
+        "ratio": tela_eps / seed_eps,
+        "seed_score_token_loss": seed_loss,
+        "tela_score_token_loss": tela_loss,
     }
-    print(f"model {a.model}, {a.examples} training examples per arm ({res['mean_tokens']:.0f} tokens mean, "
-          f"{res['max_tokens']} max), {res['threads']} threads")
-    print(f"seed recipe (pad 2048, loss on all tokens, batch 1 x accum 8): {seed_eps:8.3f} ex/s  "
-          f"score-token loss {seed_loss:.3f}")
-    print(f"tela (dynamic padding, completion-only loss, batch 8):        {tela_eps:8.3f} ex/s  "
-          f"score-token loss {tela_loss:.3f}")
+    print(
+        f"model {a.model}, {a.examples} training examples per arm ({res['mean_tokens']:.0f} tokens mean, "
+        f"{res['max_tokens']} max), {res['threads']} threads"
+    )
+    print(
+        f"seed recipe (pad 2048, loss on all tokens, batch 1 x accum 8): {seed_eps:8.3f} ex/s  "
+        f"score-token loss {seed_loss:.3f}"
+    )
+    print(
+        f"tela (dynamic padding, completion-only loss, batch 8):        {tela_eps:8.3f} ex/s  "
+        f"score-token loss {tela_loss:.3f}"
+    )
     print(f"ratio: {res['ratio']:.1f}x")
     if a.json:
         a.json.write_text(json.dumps(res, indent=2) + "\n")

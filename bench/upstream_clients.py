@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-BODY = json.dumps({"model": "standin", "messages": [{"role": "user", "content": "What is the capital of France?"}]}).encode()
+BODY = json.dumps(
+    {"model": "standin", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+).encode()
 
 
 async def run(post, n: int, clients: int) -> tuple[float, float]:
@@ -70,8 +72,10 @@ async def main(url: str, n: int, clients: int, rounds: int) -> None:
         med[(name, c)] = (rps, cpu)
         print(f"| {name} | {c} | {rps:.0f} | {cpu:.3f} |")
     for c in (1, clients):
-        print(f"aiohttp / httpx at {c} concurrent: {med[('aiohttp', c)][0] / med[('httpx', c)][0]:.2f}x req/s, "
-              f"{med[('httpx', c)][1] / med[('aiohttp', c)][1]:.2f}x less CPU per request")
+        print(
+            f"aiohttp / httpx at {c} concurrent: {med[('aiohttp', c)][0] / med[('httpx', c)][0]:.2f}x req/s, "
+            f"{med[('httpx', c)][1] / med[('aiohttp', c)][1]:.2f}x less CPU per request"
+        )
 
 
 if __name__ == "__main__":
@@ -80,8 +84,11 @@ if __name__ == "__main__":
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    proc = subprocess.Popen([sys.executable, str(REPO / "examples" / "standin_upstream.py"), "--model", "standin", "--port", "0"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "examples" / "standin_upstream.py"), "--model", "standin", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         base = (proc.stdout.readline() if proc.stdout else "").strip().rsplit(" on ", 1)[1]
         asyncio.run(main(base + "/chat/completions", args.requests, args.clients, args.rounds))

@@ -19,9 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from benchdata import dataset
 
-import numpy as np
+from tela_core.data.protocols import split
+from tela_core.eval import metrics
+from tela_core.plugins.discovery import get_registry
 
 DATA = dataset("routellm-mmlu")  # `tela data get routellm-mmlu` fetches it
 CONFIGS: list[tuple[str, str, dict]] = [
@@ -34,13 +37,28 @@ CONFIGS: list[tuple[str, str, dict]] = [
     ("embedding-knn k=200, target=gain", "embedding-knn", {"k": 200, "target": "gain"}),
     ("embedding-linear", "embedding-linear", {}),
     ("embedding-linear, target=gain", "embedding-linear", {"target": "gain"}),
-    ("ensemble (knn50+linear+length)", "ensemble", {"members": [{"family": "embedding-knn", "options": {"k": 50}}, "embedding-linear", "length"]}),
-    ("ensemble (knn50+linear+length), target=gain", "ensemble", {"target": "gain", "members": [{"family": "embedding-knn", "options": {"k": 50}}, "embedding-linear", "length"]}),
+    (
+        "ensemble (knn50+linear+length)",
+        "ensemble",
+        {"members": [{"family": "embedding-knn", "options": {"k": 50}}, "embedding-linear", "length"]},
+    ),
+    (
+        "ensemble (knn50+linear+length), target=gain",
+        "ensemble",
+        {
+            "target": "gain",
+            "members": [{"family": "embedding-knn", "options": {"k": 50}}, "embedding-linear", "length"],
+        },
+    ),
     # lm-probe: SmolLM2-135M-Instruct mean-pooled hidden states (of 30 layers); layer first, then C.
     *[(f"lm-probe layer={L}", "lm-probe", {"layer": L}) for L in (6, 9, 12, 15, 18)],
     *[(f"lm-probe layer=12 C={C}", "lm-probe", {"layer": 12, "C": C}) for C in (0.001, 0.1)],
     ("lm-probe layer=12, target=gain", "lm-probe", {"layer": 12, "target": "gain"}),
-    ("ensemble (lm-probe+knn50)", "ensemble", {"members": ["lm-probe", {"family": "embedding-knn", "options": {"k": 50}}]}),
+    (
+        "ensemble (lm-probe+knn50)",
+        "ensemble",
+        {"members": ["lm-probe", {"family": "embedding-knn", "options": {"k": 50}}]},
+    ),
 ]
 
 
@@ -48,9 +66,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="", help="run configurations whose label contains this text")
     args = ap.parse_args()
-    from tela_core.eval import metrics
-    from tela_core.plugins.discovery import get_registry
-    from tela_core.data.protocols import split
 
     reg = get_registry()
     src = reg.create("source", "routellm-csv", {})
@@ -78,7 +93,11 @@ def main() -> None:
             oof[idx] = scorer.score([train[i].prompt for i in idx]).w
             per_fold.append(metrics.apgr(oof[idx], weak[idx], strong[idx]))
         c = metrics.curve(oof, weak, strong)
-        print(f"| {label} | {np.mean(per_fold):.3f} ({np.std(per_fold):.3f}) | {c.apgr:.3f} | {c.cpt50:.2f} | {c.cpt80:.2f} | {time.perf_counter() - t0:.0f} |", flush=True)
+        print(
+            f"| {label} | {np.mean(per_fold):.3f} ({np.std(per_fold):.3f}) | {c.apgr:.3f} | {c.cpt50:.2f} | "
+            f"{c.cpt80:.2f} | {time.perf_counter() - t0:.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

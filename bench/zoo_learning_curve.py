@@ -21,9 +21,13 @@ import argparse
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from benchdata import dataset
 
-import numpy as np
+from tela_core.data.protocols import split
+from tela_core.eval import metrics
+from tela_core.infra.io import atomic_open
+from tela_core.plugins.discovery import get_registry
 
 DATA = dataset("routellm-mmlu")  # `tela data get routellm-mmlu` fetches it
 FAMILIES = ["length", "embedding-knn", "embedding-linear", "lm-probe"]
@@ -36,9 +40,6 @@ def main() -> None:
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--png", type=Path, default=None, help="write the curves here")
     args = ap.parse_args()
-    from tela_core.eval import metrics
-    from tela_core.plugins.discovery import get_registry
-    from tela_core.data.protocols import split
 
     reg = get_registry()
     src = reg.create("source", "routellm-csv", {})
@@ -101,7 +102,6 @@ def _plot(results: dict, png: Path) -> None:
     axes[0].set_ylabel("APGR on the 15 held-out MMLU subjects")
     axes[1].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    from tela_core.infra.io import atomic_open
 
     with atomic_open(png, "wb") as fh:
         fig.savefig(fh, format="png", dpi=110)

@@ -22,9 +22,20 @@ from pathlib import Path
 
 from benchdata import dataset
 
+from tela_core.eval.zoo import HEADER, run_zoo, table_rows
+from tela_core.plugins.discovery import get_registry
+
 DATA = dataset("routellm-mmlu")  # `tela data get routellm-mmlu` fetches it
 
-DEFAULTS = ["length", "prompt-features", "embedding-knn", "embedding-linear", "matrix-factorization", "ensemble", "lm-probe"]
+DEFAULTS = [
+    "length",
+    "prompt-features",
+    "embedding-knn",
+    "embedding-linear",
+    "matrix-factorization",
+    "ensemble",
+    "lm-probe",
+]
 TUNED: dict[str, dict] = {
     "length": {"target": "gain"},
     "embedding-knn": {"target": "gain", "k": 50},
@@ -43,10 +54,10 @@ ENCODER = {"max_train": 1500, "max_length": 128, "batch_size": 16, "learning_rat
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--output", type=Path, default=Path("bench-out/zoo-mmlu"))
-    ap.add_argument("--passes", default="defaults,tuned", help="defaults, tuned, encoder (capped encoder-classifier; slow on CPU)")
+    ap.add_argument(
+        "--passes", default="defaults,tuned", help="defaults, tuned, encoder (capped encoder-classifier; slow on CPU)"
+    )
     args = ap.parse_args()
-    from tela_core.plugins.discovery import get_registry
-    from tela_core.eval.zoo import HEADER, table_rows, run_zoo
 
     src = get_registry().create("source", "routellm-csv", {})
     t0 = time.perf_counter()
@@ -59,8 +70,18 @@ def main() -> None:
             fams, opts = list(TUNED), dict(TUNED)
         else:
             fams, opts = ["encoder-classifier"], {"encoder-classifier": dict(ENCODER)}
-        res = run_zoo(records, fams, args.output / name, protocol="mmlu-heldout", options=opts, on_event=lambda m: print(" ", m, flush=True))
-        print(f"\n## {name}: {res.n_train} train / {res.n_eval} eval prompts; weak {res.q_weak:.4f}, strong {res.q_strong:.4f}")
+        res = run_zoo(
+            records,
+            fams,
+            args.output / name,
+            protocol="mmlu-heldout",
+            options=opts,
+            on_event=lambda m: print(" ", m, flush=True),
+        )
+        print(
+            f"\n## {name}: {res.n_train} train / {res.n_eval} eval prompts; weak {res.q_weak:.4f}, strong "
+            f"{res.q_strong:.4f}"
+        )
         print("| " + " | ".join(HEADER) + " |")
         print("|" + "---|" * len(HEADER))
         for row in table_rows(res):

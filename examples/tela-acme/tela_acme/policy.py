@@ -20,7 +20,8 @@ class BudgetOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    strong_share: float = Field(0.2, ge=0.0, le=1.0, description="Most share of the calibration prompts sent to the strong model, in [0, 1] (tela calibrate --strong-share).")
+    strong_share: float = Field(0.2, ge=0.0, le=1.0, description=(
+        "Most share of the calibration prompts sent to the strong model, in [0, 1] (tela calibrate --strong-share)."))
     min_w: float = Field(0.0, ge=0.0, le=1.0, description="Never send a prompt with w below this to the strong model, whatever the budget.")
     threshold: Optional[float] = Field(None, ge=0.0, description="Strong iff w >= threshold; set by `tela calibrate --policy acme-budget` (or by hand).")
     achieved_share: Optional[float] = Field(None, description="Strong share the threshold gave on the calibration prompts (set by calibrate).")

@@ -143,7 +143,8 @@ class AcmeCsvSource(Source):
             return None, None  # unlabelled: fine for eval --all-models, and `tela run` asks for the pair
         means = {m: sum(r[2][m] for r in rows) / len(rows) for m in models}
         if means[models[0]] == means[models[1]] and not (opts.weak_model or opts.strong_model):
-            raise TelaError(f"{path}: both models have mean outcome {means[models[0]]:.3f}; name the pair with --set source.weak_model=... --set source.strong_model=...")
+            raise TelaError(f"{path}: both models have mean outcome {means[models[0]]:.3f}; name the pair with --set "
+                            "source.weak_model=... --set source.strong_model=...")
         weak = opts.weak_model or (opts.strong_model and next(m for m in models if m != opts.strong_model)) or min(models, key=lambda m: means[m])
         strong = opts.strong_model or next(m for m in models if m != weak)
         return weak, strong

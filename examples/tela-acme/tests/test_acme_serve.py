@@ -118,7 +118,10 @@ def served(tfidf_router, tmp_path_factory) -> Iterator[dict[str, Any]]:
             proc.kill()
 
 
-HARD = "Evaluate the definite integral of x^3 - 2x from 0 to 4, then prove the result with the fundamental theorem of calculus."
+HARD = (
+    "Evaluate the definite integral of x^3 - 2x from 0 to 4, then prove the result with the fundamental theorem "
+    "of calculus."
+)
 
 
 def test_routed_request_is_translated_to_ollama_and_back(served):
