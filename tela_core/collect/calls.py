@@ -30,6 +30,7 @@ from tela_core.infra.errors import TelaError, UpstreamError
 from .budget import Budget, Prices, estimate_prompt_tokens, estimate_tokens
 from .limits import LimitSettings, Limits
 from .retry import RetryPolicy, classify_status, retry_after_seconds
+from tela_core.upstreams.usage import token_count
 
 if TYPE_CHECKING:  # pragma: no cover
     from tela_core.components import Upstream
@@ -164,7 +165,6 @@ def _usage(body: Any) -> dict[str, int] | None:
     u = body.get("usage") if isinstance(body, Mapping) else None
     if not isinstance(u, Mapping):
         return None
-    from tela_core.upstreams.usage import token_count
 
     pt, ct = token_count(u.get("prompt_tokens")), token_count(u.get("completion_tokens"))
     if pt is not None and ct is not None:  # a negative or absurd count would lift the budget, or overflow it

@@ -28,6 +28,8 @@ from tela_core.upstreams.config import (
 from .budget import MAX_PRICE, Budget, Prices
 from .calls import Endpoint, Engine
 from .limits import LimitSettings
+from tela_core.plugins import get_registry
+from .retry import RetryPolicy
 
 __all__ = ["resolve_models", "make_endpoints", "check_endpoints", "parse_price", "LimitOverrides", "CallSettings", "make_engine",
            "check_models", "run_closing"]
@@ -144,8 +146,6 @@ def make_endpoints(models: Mapping[str, tuple[UpstreamConfig, str]], overrides: 
     """An :class:`Endpoint` (client plugin made, prices, limits) per model. ``overrides``
     (``max_concurrency``, ``requests_per_minute``, ``tokens_per_minute``; None: keep) win over
     the config file."""
-    from tela_core.plugins import get_registry
-
     reg = get_registry()
     o = {k: v for k, v in dict(overrides or {}).items() if v is not None}
     out: dict[str, Endpoint] = {}
@@ -213,8 +213,6 @@ class CallSettings:
 def make_engine(models: Mapping[str, tuple[UpstreamConfig, str]], settings: CallSettings, spent_before: float = 0.0) -> Engine:
     """The :class:`~tela_core.collect.calls.Engine` for ``models`` (from :func:`resolve_models`);
     a budget (``max_cost``) needs a price for every model."""
-    from .retry import RetryPolicy
-
     endpoints = make_endpoints(models, {"max_concurrency": settings.concurrency, "requests_per_minute": settings.rpm,
                                         "tokens_per_minute": settings.tpm})
     if settings.max_cost is not None:

@@ -39,6 +39,13 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from tela_core.infra.errors import InputError, NoRecordsError
+from tela_core.data.detect import DETECT, detect_source
+from tela_core.plugins import get_registry
+from tela_core.data.records import check_text
+from tela_core.data.records import loads_json
+from tela_core.serve.decisions import read_decisions
+from tela_core.data.records import iter_jsonl
+from tela_core.upstreams.usage import token_count
 
 __all__ = [
     "PromptRow", "prompt_of", "row_id", "rows_from_source", "rows_from_prompt_file", "rows_from_logs", "read_answers",
@@ -120,9 +127,6 @@ def merge_rows(rows: Iterable[PromptRow]) -> tuple[list[PromptRow], int]:
 
 def rows_from_source(path: Path, source_name: str | None = None, options: Mapping[str, Any] | None = None) -> list[PromptRow]:
     """One row per record that the data source reads from ``path`` (its ``prompt`` as one user turn)."""
-    from tela_core.data.detect import DETECT, detect_source
-    from tela_core.plugins import get_registry
-
     reg = get_registry()
     name = detect_source(path) if source_name in (None, DETECT) else str(source_name)
     opts = dict(options or {})
@@ -144,8 +148,6 @@ def rows_from_source(path: Path, source_name: str | None = None, options: Mappin
 
 
 def _messages(value: Any, path: Path, lineno: int) -> list[dict[str, Any]]:
-    from tela_core.data.records import check_text
-
     if not isinstance(value, list) or not value:
         raise InputError(path, lineno, '"messages" must be a non-empty list of {"role", "content"} objects')
     out = []
@@ -175,8 +177,6 @@ def rows_from_prompt_file(path: Path) -> list[PromptRow]:
     """Rows of a prompt file: a line starting with ``{`` is a JSON object with a ``prompt`` string
     or OpenAI ``messages`` (optional ``id``, ``reference``/``answer``, ``group``), one starting
     with ``"`` a JSON string, any other non-blank line the prompt itself."""
-    from tela_core.data.records import check_text, loads_json
-
     p = Path(path)
     if not p.is_file():
         raise InputError(p, None, "is a directory, expected a file of prompts" if p.is_dir() else "file not found")
@@ -244,8 +244,6 @@ def _log_answers(obj: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             continue
         usage = a.get("usage") if isinstance(a.get("usage"), Mapping) else None
         if usage is not None:
-            from tela_core.upstreams.usage import token_count
-
             pt, ct = token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens"))
             usage = {"prompt_tokens": pt, "completion_tokens": ct} if pt is not None and ct is not None else None
         out[str(model)] = {"text": a["text"], "error": None, "usage": usage,
@@ -262,8 +260,6 @@ def _log_answers(obj: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 def rows_from_logs(paths: Sequence[Path]) -> tuple[list[PromptRow], dict[str, int]]:
     """Rows from ``tela serve`` decision logs and shadow logs (any mix); (rows, notes) where notes
     count the lines read and the requests skipped for want of a logged prompt."""
-    from tela_core.serve.decisions import read_decisions
-
     rows: list[PromptRow] = []
     notes = {"log_lines": 0, "without_prompt": 0}
     for path in paths:
@@ -302,8 +298,6 @@ def rows_from_logs(paths: Sequence[Path]) -> tuple[list[PromptRow], dict[str, in
 def read_answers(path: Path) -> tuple[list[PromptRow], list[str]]:
     """The rows of an answers file (or of ``tela collect``'s output folder), and the model names
     in the order they first appear. Bad lines are :class:`InputError` with the line."""
-    from tela_core.data.records import iter_jsonl
-
     p = Path(path)
     if p.is_dir():
         p = p / ANSWERS_NAME

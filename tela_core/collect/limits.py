@@ -1,11 +1,10 @@
 """How hard tela may press one upstream: calls in flight, requests and tokens per minute.
 
-Every upstream gets its own :class:`Limits`: a bound on calls in flight (a semaphore), a rolling
-60-second window of request starts (requests per minute) and of tokens (tokens per minute: a
-call's prompt estimate plus its output allowance when it starts, corrected to what the upstream
-reported when it ends), each spread evenly over the minute rather than spent in one burst, and a pause that a 429's ``Retry-After`` sets for the whole upstream, so
-the other calls waiting on it do not run into the same limit.
-"""
+Every upstream gets its own :class:`Limits`: a bound on calls in flight (a semaphore), a rolling 60-second window of
+request starts (requests per minute) and of tokens (tokens per minute: a call's prompt estimate plus its output
+allowance when it starts, corrected to what the upstream reported when it ends), each spread evenly over the minute
+rather than spent in one burst, and a pause that a 429's ``Retry-After`` sets for the whole upstream, so the other
+calls waiting on it do not run into the same limit."""
 
 from __future__ import annotations
 

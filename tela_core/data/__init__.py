@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from tela_core.infra.errors import TelaError
 
 __all__ = ["sample_path", "SAMPLES"]
 
@@ -21,8 +22,6 @@ SAMPLES: tuple[str, ...] = ("mmlu_sample.jsonl", "mmlu_heldout_sample.jsonl")
 def sample_path(name: str = "mmlu_sample.jsonl") -> Path:
     """Filesystem path of a bundled data file (works from a source checkout and an installed wheel)."""
     if name not in SAMPLES:
-        from tela_core.infra.errors import TelaError
-
         raise TelaError(f"no bundled sample {name!r}; bundled: {', '.join(SAMPLES)}")
     ref = resources.files(__name__) / name
     return Path(str(ref))

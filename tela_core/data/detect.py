@@ -14,6 +14,8 @@ from typing import Any, Mapping
 
 from tela_core.components import Source
 from tela_core.infra.errors import InputError
+from tela_core.plugins.discovery import get_registry
+from tela_core.data.protocols import split
 
 __all__ = ["detect_source", "open_source", "read_records", "DETECT"]
 
@@ -27,8 +29,6 @@ def detect_source(path: str | Path) -> str:
     Raises :class:`InputError` when the path does not exist, no source claims it, or several
     specific sources do (the message lists them and the registered sources).
     """
-    from tela_core.plugins.discovery import get_registry
-
     p = Path(path)
     if not p.exists():
         raise InputError(p, None, "file not found")
@@ -58,8 +58,6 @@ def open_source(path: str | Path, name: str | None = DETECT, options: Mapping[st
     ``options`` validated by its options model. Options the source does not have are dropped
     when the source was detected (e.g. ``weak_model`` for a JSONL file), kept (and refused by
     its model) when the user named the source."""
-    from tela_core.plugins.discovery import get_registry
-
     reg = get_registry()
     detected = name in (None, DETECT)
     chosen = detect_source(path) if detected else str(name)
@@ -81,7 +79,6 @@ def read_records(
     """Records of ``data`` read by its source (detected or named), unlabelled lines allowed, and
     cut by ``protocol`` to its ``side`` ("eval" or "train"). Returns (records, source, info)."""
     from tela_core.infra.errors import InputError, NoRecordsError
-    from tela_core.plugins.discovery import get_registry
 
     reg = get_registry()
     name = detect_source(data) if source_name in (None, DETECT) else source_name
@@ -98,8 +95,6 @@ def read_records(
         raise NoRecordsError(data)
     info: dict[str, Any] = {"records_read": len(records)}
     if protocol:
-        from tela_core.data.protocols import split
-
         train, evals = split(protocol, records)
         info.update(train_records=len(train), eval_records=len(evals))
         records = evals if side == "eval" else train

@@ -35,6 +35,9 @@ from typing import Any, Callable
 from tela_core.data.catalogue import DatasetEntry, RemoteFile
 from tela_core.infra.errors import TelaError
 from tela_core.infra.io import dumps_json
+from tela_core.models.resolve import cache_root
+from tela_core.infra.locks import cache_lock
+from tela_core.infra.progress import make_progress
 
 __all__ = [
     "MANIFEST",
@@ -85,8 +88,6 @@ class FetchResult:
 
 def datasets_dir() -> Path:
     """``<cache>/datasets``, where fetched datasets live."""
-    from tela_core.models.resolve import cache_root
-
     return cache_root() / "datasets"
 
 
@@ -246,7 +247,6 @@ def fetch(
     have = installed(entry)
     if have is not None and not force:
         return FetchResult(entry, final, have, fetched=False)
-    from tela_core.infra.locks import cache_lock
 
     final.parent.mkdir(parents=True, exist_ok=True)
     # two `get`s of one dataset would append to the same .part files: the second waits, then finds it done
@@ -368,8 +368,6 @@ def _promote(staging: Path, final: Path) -> None:
 def _progress(enabled: bool | None) -> Any:
     """A rich byte-progress bar on stderr (when stderr is a terminal), or a no-op with its methods."""
     import sys
-
-    from tela_core.infra.progress import make_progress
 
     if enabled is None:
         enabled = sys.stderr.isatty()

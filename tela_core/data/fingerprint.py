@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+from tela_core.infra.io import atomic_write_json
+from tela_core.routing.artifact import MANIFEST
 
 __all__ = ["SKETCH_KEY", "prompt_sketch", "overlap", "overlap_warning", "record_training_prompts"]
 
@@ -78,10 +80,6 @@ def overlap_warning(manifest: Mapping[str, Any], prompts: Iterable[str], what: s
 def record_training_prompts(artifact_dir: str | Path, prompts: Iterable[str]) -> None:
     """Add the sketch of ``prompts`` to the artifact's manifest (rewritten atomically)."""
     import json
-
-    from tela_core.infra.io import atomic_write_json
-
-    from tela_core.routing.artifact import MANIFEST
 
     path = Path(artifact_dir) / MANIFEST
     manifest = json.loads(path.read_text(encoding="utf-8"))

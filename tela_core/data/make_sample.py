@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from tela_core.infra.io import write_jsonl
+from tela_core.plugins.discovery import get_registry
+from tela_core.data.sampling import MMLU_HELDOUT_SUBJECTS, subsample
 
 TRAIN_N = 400
 HELDOUT_N = 300
@@ -24,10 +27,6 @@ HELDOUT_N = 300
 
 def build(src_dir: Path, out_dir: Path) -> dict[str, int]:
     """Write both samples into ``out_dir``; return how many records each got."""
-    from tela_core.infra.io import write_jsonl
-    from tela_core.plugins.discovery import get_registry
-    from tela_core.data.sampling import MMLU_HELDOUT_SUBJECTS, subsample
-
     source = get_registry().create("source", "routellm-csv")
     seen: set[str] = set()
     records = []

@@ -15,13 +15,13 @@ training side if it names one, and its models are mapped onto the pair the route
   ``strong``, and the router routes between those two roles (``tela serve --weak/--strong`` says
   which upstream plays each); the real pairs are kept for the manifest.
 
-``weight`` scales how much a source counts in training: a source of n training records with
-weight w contributes ``floor(w)`` copies of them plus ``round((w - floor(w)) * n)`` more drawn
-without replacement with the run's seed (:func:`tela_core.data.sampling.subsample`, seed 42 by
-default), so the same command always trains on the same rows. A weight is at most
-:data:`MAX_WEIGHT` (10,000), and weights make at most :data:`MAX_WEIGHTED_ROWS` (10 million) training
-rows: past either, the run is refused with one line naming the source before anything is copied. Weights apply to the training side
-only: the held-out eval split (score-token's eval loss) never holds a copy of a training row.
+``weight`` scales how much a source counts in training: a source of n training records with weight w contributes
+``floor(w)`` copies of them plus ``round((w - floor(w)) * n)`` more drawn without replacement with the run's seed
+(:func:`tela_core.data.sampling.subsample`, seed 42 by default), so the same command always trains on the same rows. A
+weight is at most :data:`MAX_WEIGHT` (10,000), and weights make at most :data:`MAX_WEIGHTED_ROWS` (10 million)
+training rows: past either, the run is refused with one line naming the source before anything is copied. Weights
+apply to the training side only: the held-out eval split (score-token's eval loss) never holds a copy of a training
+row.
 """
 
 from __future__ import annotations
@@ -36,6 +36,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from tela_core.data.records import Record
 from tela_core.infra.errors import NoRecordsError, PairModelError, TelaError
+from tela_core.data.detect import DETECT, detect_source
+from tela_core.plugins.discovery import get_registry
+from tela_core.data.protocols import split
+from tela_core.routing.targets import model_names, resolve_pair
+from tela_core.data.sampling import subsample
+from tela_core.data.protocols import names
 
 __all__ = ["ROLES", "SourceSpec", "SourcePart", "Mix", "section_name", "open_source_of", "read_part", "combine",
            "read_mix", "weigh", "weighted_count", "MAX_WEIGHT", "MAX_WEIGHTED_ROWS"]
@@ -108,8 +114,6 @@ class SourceSpec(BaseModel):
     @field_validator("protocol")
     @classmethod
     def _protocol(cls, v: str | None) -> str | None:
-        from tela_core.data.protocols import names
-
         if v is not None and v not in names():
             raise ValueError(f"unknown protocol {v!r}; known: {', '.join(names())}")
         return v
@@ -129,9 +133,6 @@ def open_source_of(spec: SourceSpec, index: int = 1, total: int = 1) -> Any:
     """The source instance that reads ``spec.data`` (named, or detected from the path), with the
     model map handed to a plugin that has ``weak_model``/``strong_model`` options. Options are
     checked against the plugin even when it was detected: a misspelt option is an error, never dropped."""
-    from tela_core.data.detect import DETECT, detect_source
-    from tela_core.plugins.discovery import get_registry
-
     reg = get_registry()
     named = None if spec.source in (None, DETECT) else reg.get("source", spec.source)
     if not Path(spec.data).exists() and not getattr(named, "reads_hub_ids", False):  # hub ids: the source says
@@ -197,9 +198,6 @@ class SourcePart:
 
 def read_part(spec: SourceSpec, index: int = 1, total: int = 1) -> SourcePart:
     """Read one source: every record, its protocol's training side, and its weak/strong pair."""
-    from tela_core.data.protocols import split
-    from tela_core.routing.targets import model_names, resolve_pair
-
     source = open_source_of(spec, index, total)
     path = Path(spec.data)
     try:
@@ -329,8 +327,6 @@ def weigh(records: Sequence[Any], origins: Sequence[int], weights: Sequence[floa
     Returns the records and, for each, its source. Weights that would make more than
     :data:`MAX_WEIGHTED_ROWS` rows (and more than the sources hold) are a :class:`TelaError` naming
     the source that adds the most (``labels[source]``, else its number), counted before any row is copied."""
-    from tela_core.data.sampling import subsample
-
     if all(w == 1 for w in weights):
         return list(records), list(origins)
     sizes = [0] * len(weights)

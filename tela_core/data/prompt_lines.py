@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Iterable
+from tela_core.infra.errors import InputError
+from tela_core.data.records import check_text, loads_json
 
 __all__ = ["read_prompt_lines", "read_prompt_file"]
 
@@ -18,9 +20,6 @@ def read_prompt_lines(fh: Iterable[str], where: str) -> list[str]:
     """Prompts from lines of text: a line starting with ``{`` is a JSON object with a ``"prompt"``
     string (seed JSONL and outcome JSONL qualify), one starting with ``"`` a JSON string, any other
     non-blank line is the prompt itself. Bad JSON raises :class:`InputError` with the line number."""
-    from tela_core.infra.errors import InputError
-    from tela_core.data.records import check_text, loads_json
-
     prompts = []
     for lineno, raw in enumerate(fh, start=1):
         line = raw.rstrip("\r\n")
@@ -45,8 +44,6 @@ def read_prompt_lines(fh: Iterable[str], where: str) -> list[str]:
 
 def read_prompt_file(path: Path) -> list[str]:
     """The prompts of ``path`` (``-``: stdin); a missing, non-UTF-8 or empty file is an InputError."""
-    from tela_core.infra.errors import InputError
-
     if str(path) == "-":
         return read_prompt_lines(sys.stdin, "<stdin>")
     if not path.is_file():

@@ -2,6 +2,7 @@
 user template. Outcome sources build seed-format records from these."""
 
 from __future__ import annotations
+from tela_core.infra.errors import TelaError
 
 __all__ = ["SYSTEM_PROMPT", "USER_TEMPLATE", "SCORE_TOKENS", "user_content", "label_text", "split_score_token", "score_token_ids"]
 
@@ -15,7 +16,8 @@ SYSTEM_PROMPT = (
     "- **4-5**: The AI assistant can produce a very strong answer, showing deep understanding, creativity, detailed "
     "insight, and high relevance.\n"
     "- **3**: The AI assistant can provide an adequate answer with moderate detail, relevance, and factual accuracy.\n"
-    "- **1-2**: The AI assistant will struggle to produce a strong answer due to the question's difficulty, vagueness, or "
+    "- **1-2**: The AI assistant will struggle to produce a strong answer due to the question's difficulty, vagueness, "
+    "or "
     "the assistant's limitations.\n"
 )
 
@@ -52,8 +54,6 @@ def split_score_token(tokenizer: object) -> tuple[list[int], str | None]:
 def score_token_ids(tokenizer: object, where: str = "") -> list[int]:
     """The id of each ``[[k]]`` under ``tokenizer``; a :class:`~tela_core.infra.errors.TelaError` naming
     ``where`` if one is missing or split into several tokens (training and scoring read them alike)."""
-    from tela_core.infra.errors import TelaError
-
     ids, split = split_score_token(tokenizer)
     if split:
         raise TelaError(

@@ -19,6 +19,9 @@ from typing import Callable, Sequence
 
 from tela_core.infra.errors import TelaError
 from tela_core.data.records import Record
+from tela_core.infra.errors import InputError
+from tela_core.data.records import iter_jsonl
+from tela_core.data.sampling import MMLU_HELDOUT_SUBJECTS, group_split
 
 __all__ = ["PROTOCOLS", "names", "split", "mmlu_heldout", "contaminated_prompts"]
 
@@ -27,9 +30,6 @@ CONTAMINATED_FILE = "mmlu_contaminated_prompts.jsonl"
 
 def contaminated_prompts(path: Path | None = None) -> frozenset[str]:
     """The ``eval_prompt`` texts of a RouteLLM ``contaminated_prompts.jsonl`` (default: the bundled copy)."""
-    from tela_core.infra.errors import InputError
-    from tela_core.data.records import iter_jsonl
-
     if path is None:
         path = Path(__file__).parent / CONTAMINATED_FILE
     out: set[str] = set()
@@ -46,8 +46,6 @@ def mmlu_heldout(records: Sequence[Record]) -> tuple[list[Record], list[Record]]
     Raises :class:`TelaError` when no record belongs to a held-out subject (not MMLU data, or
     data whose ``group`` is not the subject).
     """
-    from tela_core.data.sampling import MMLU_HELDOUT_SUBJECTS, group_split
-
     train, evals = group_split(records, MMLU_HELDOUT_SUBJECTS)
     if not evals:
         groups = sorted({r.group for r in records if r.group is not None})

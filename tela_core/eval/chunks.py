@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
+from ..components import Scores
+from tela_core.infra.io import atomic_open
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -41,8 +43,6 @@ def read_scores(path: Path, n: int, quiet: bool = False) -> "Scores | None":
     damaged entry is dropped and computed again)."""
     import numpy as np
 
-    from ..components import Scores
-
     if not path.is_file():
         return None
     try:
@@ -75,8 +75,6 @@ def save_chunk(part: Path, s: "Scores") -> None:
 def save_scores(path: Path, w: "np.ndarray", probs: "np.ndarray | None") -> None:
     """Write ``w`` (and ``probs``) to ``path`` atomically: a kill leaves the file whole or absent."""
     import numpy as np
-
-    from tela_core.infra.io import atomic_open
 
     arrays = {"w": w} if probs is None else {"w": w, "probs": probs}
     with atomic_open(path, "wb") as fh:

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
+from tela_core.infra.io import atomic_open
+from tela_core.infra.io import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -169,8 +171,6 @@ def _plot(e: NModelEvaluation, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tela_core.infra.io import atomic_open
-
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, h, style in (("router", e.router_hull, "-o"), ("oracle", e.oracle_hull, "--")):
         ax.plot([c for c, _ in h], [q for _, q in h], style, label=f"{name} hull", markersize=3)
@@ -194,8 +194,6 @@ NMODEL_FILES = ("nmodel.json", "nmodel.md", "cost-quality.png")
 
 def write_nmodel_report(e: NModelEvaluation, output: Path, meta: dict[str, Any] | None = None) -> list[Path]:
     """``nmodel.json``, ``nmodel.md`` and ``cost-quality.png`` into ``output`` (each atomically)."""
-    from tela_core.infra.io import atomic_write_json, atomic_write_text
-
     output.mkdir(parents=True, exist_ok=True)
     atomic_write_json(output / "nmodel.json", {**(meta or {}), **e.to_dict()})
     atomic_write_text(output / "nmodel.md", _markdown(e))

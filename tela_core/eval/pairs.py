@@ -41,6 +41,9 @@ def pair_note(manifest: Mapping[str, Any], weak: str, strong: str) -> str | None
         return None
     here = f"{weak} (weak) / {strong} (strong)"
     if not pairs:
-        return f"note: the router records no model pair it was trained for (it learnt from labels only); judged here on {here}"
+        return (
+            "note: the router records no model pair it was trained for (it learnt from labels only); "
+            f"judged here on {here}"
+        )
     told = "; ".join(f"{w} / {s}" for w, s in pairs)
     return f"note: the router was trained on {told}; judged here on {here}, a pair it was not trained on"

@@ -37,6 +37,13 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from tela_core.infra.errors import TelaError
 from tela_core.train.multinode import NodeLaunch
+from tela_core.train.multinode import resolve_nodes
+from tela_core.plugins.discovery import added_plugins
+from tela_core.infra.io import atomic_open, atomic_write_json, json_line
+from tela_core.eval.chunks import chunks_dir, read_scores
+from tela_core.infra.progress import make_progress
+from tela_core.train.launch import launcher_command, spawn_launcher
+from tela_core.components import Scores
 
 if TYPE_CHECKING:  # pragma: no cover
     from tela_core.components import Scores
@@ -97,8 +104,6 @@ def score_launch(
     Without any of them the command scores in its own process, whatever a scheduler's variables
     say; with one given, the scheduler's variables place the node as they do for ``tela run``.
     """
-    from tela_core.train.multinode import resolve_nodes
-
     if processes is not None and processes < 1:
         raise TelaError(f"--processes must be at least 1, got {processes}")
     node_flags = (nnodes, node_rank, master_addr, master_port, rdzv_endpoint)
@@ -131,8 +136,6 @@ def _plugin_refs() -> list[dict[str, Any]]:
     import inspect
     import sys
 
-    from tela_core.plugins.discovery import added_plugins
-
     refs: list[dict[str, Any]] = []
     for plugin, name in added_plugins():
         if inspect.ismodule(plugin):
@@ -149,8 +152,6 @@ def _plugin_refs() -> list[dict[str, Any]]:
 
 
 def _write_job(work: Path, spec: dict[str, Any], prompts: Sequence[str]) -> None:
-    from tela_core.infra.io import atomic_open, atomic_write_json, json_line
-
     work.mkdir(parents=True, exist_ok=True)
     with atomic_open(work / "prompts.jsonl", "w") as fh:
         for p in prompts:
@@ -192,12 +193,8 @@ def score_in_ranks(
     (:meth:`tela_core.routing.router.Router.load`). Raises :class:`RankFailed` naming a rank that died,
     :class:`NodePartDone` on a node whose ranks are done but which does not hold rank 0.
     """
-    from tela_core.eval.chunks import chunks_dir, read_scores
-
     if not prompts:
         import numpy as np
-
-        from tela_core.components import Scores
 
         return Scores(w=np.zeros(0)), {"cached": False, "seconds": 0.0, "key": key, "processes": launch.processes}
     if entry is None and launch.hostfile is not None:
@@ -251,9 +248,6 @@ def _run_ranks(work: Path, launch: ScoreLaunch, attempt: str, log_path: Path, n:
     """Start the ranks, show their summed progress until the launcher exits; a failure raises
     :class:`RankFailed` naming the rank."""
     import subprocess
-
-    from tela_core.infra.progress import make_progress
-    from tela_core.train.launch import launcher_command, spawn_launcher
 
     cmd = launcher_command(WORKER_MODULE, work, launch.processes, launch.hostfile, launch.nodes)
     with open(log_path, "ab") as log:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .replay import Evaluation
+from tela_core.infra.io import atomic_open
 
 __all__ = ["plot_curves", "PER"]
 
@@ -29,8 +30,6 @@ def plot_curves(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from tela_core.infra.io import atomic_open
 
     items = {k: (v.to_dict() if isinstance(v, Evaluation) else dict(v)) for k, v in curves.items()}
     with_cost = any(v.get("cost_fine") for v in items.values())

@@ -9,6 +9,8 @@ from typing import Any, Mapping, Sequence
 from .outcomes import OutcomeArrays
 from .plots import plot_curves
 from .replay import RANDOM_SEEDS, Evaluation
+from tela_core.routing.operating_point import gains_nothing, small_sample_warning
+from tela_core.infra.io import atomic_write_json, atomic_write_text
 
 __all__ = ["REPORT_FILES", "build_report", "render_markdown", "write_report", "policy_line", "oracle_note", "report_warnings"]
 
@@ -35,12 +37,14 @@ def build_report(
         "q_strong": float(data.strong.mean()),
         "cost_weak": float(data.weak_cost.mean()) if data.weak_cost is not None else None,
         "cost_strong": float(data.strong_cost.mean()) if data.strong_cost is not None else None,
-        "definitions": "docs/metrics.md: top ⌊p·n⌉ by w to strong (stable ties); APGR/AUC trapezoid on p=0,0.1,…,1; CPT on a 0.01 grid",
+        "definitions": (
+            "docs/metrics.md: top ⌊p·n⌉ by w to strong (stable ties); APGR/AUC trapezoid on p=0,0.1,…,1; "
+            "CPT on a 0.01 grid"
+        ),
         "routers": [e.to_dict() for e in evaluations],
     }
     if policy is not None:
         report["policy"] = dict(policy)
-        from tela_core.routing.operating_point import gains_nothing
 
         why = gains_nothing(report["policy"].get("point"))
         if why:
@@ -84,8 +88,6 @@ def oracle_note(report: Mapping[str, Any]) -> str | None:
 
 def report_warnings(report: Mapping[str, Any]) -> list[str]:
     """Warnings a reader must not miss: too few prompts, a saved policy that gains nothing."""
-    from tela_core.routing.operating_point import gains_nothing, small_sample_warning
-
     out = []
     few = small_sample_warning(int(report["n"]), "this evaluation",
                                "differences under ~0.1 APGR are noise; judge the router on more prompts")
@@ -129,7 +131,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     for r in routers:
-        lines.append(f"| {r['name']} | {_fmt(r['apgr'], '.3f')} | {_fmt(r['cpt50'], '.2f')} | {_fmt(r['cpt80'], '.2f')} | {_fmt(r['auc'], '.4f')} |")
+        lines.append(f"| {r['name']} | {_fmt(r['apgr'], '.3f')} | {_fmt(r['cpt50'], '.2f')} | "
+                     f"{_fmt(r['cpt80'], '.2f')} | {_fmt(r['auc'], '.4f')} |")
     note = oracle_note(report)
     if note:
         lines += ["", note[0].upper() + note[1:] + "."]
@@ -163,8 +166,6 @@ def write_report(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
 
     Callers check for existing files first (:func:`tela_core.infra.io.check_can_write`).
     """
-    from tela_core.infra.io import atomic_write_json, atomic_write_text
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     routers = {r["name"]: r for r in report["routers"]}

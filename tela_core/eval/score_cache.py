@@ -28,6 +28,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 from tela_core.infra.errors import TelaError
 
 from .chunks import CHUNK_SIZE, _warn, chunk_path, chunks_dir, read_scores, save_chunk, save_scores
+from tela_core.routing.artifact import POLICY
+from tela_core.infra.locks import cache_lock
+from .parallel import score_in_ranks
+from ..components import Scores
+from tela_core.infra.progress import make_progress
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -43,8 +48,6 @@ __all__ = ["score_prompts", "router_hash", "score_cache_dir", "cache_key", "chun
 def router_hash(artifact_dir: Path) -> str:
     """SHA-256 over a router dir's files (names and bytes), leaving out ``policy.json``: the policy
     does not change the scores, so calibrating a router keeps its cached scores valid."""
-    from tela_core.routing.artifact import POLICY
-
     h = hashlib.sha256()
     root = Path(artifact_dir)
     for p in sorted(root.rglob("*")):
@@ -122,7 +125,6 @@ def score_prompts(
     hit = read_scores(path, len(prompts))
     if hit is not None:
         return hit, {"cached": True, "seconds": 0.0, "key": key}
-    from tela_core.infra.locks import cache_lock
 
     # One writer per entry: a second eval of the same router and prompts waits, then reads.
     with cache_lock(path, on_wait=lambda who: _warn(f"waiting for {who}, which is scoring the same prompts")) as held:
@@ -142,8 +144,6 @@ def _in_ranks(
     chunk_size: int, progress: bool, description: str,
 ) -> tuple["Scores", dict[str, Any]]:
     """Score on launched ranks, which load the router as ``scorer`` was (trust, batch size)."""
-    from .parallel import score_in_ranks
-
     return score_in_ranks(Path(router_dir), prompts, launch, key=key, entry=entry, chunk_size=chunk_size,
                           progress=progress, description=description,
                           trust_remote_code=bool(getattr(scorer, "trust_remote_code", False)),
@@ -155,8 +155,6 @@ def _score_uncached(
     description: str,
 ) -> tuple["Scores", dict[str, Any]]:
     import numpy as np
-
-    from ..components import Scores
 
     t0 = time.perf_counter()
     ws: list[np.ndarray] = []
@@ -205,6 +203,4 @@ def _score_uncached(
 
 
 def _progress(enabled: bool) -> Any:
-    from tela_core.infra.progress import make_progress
-
     return make_progress(enabled)

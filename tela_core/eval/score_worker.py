@@ -20,6 +20,14 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any
+from tela_core.plugins.discovery import add_plugin
+from tela_core.routing.router import Router
+from tela_core.components import Scores
+from tela_core.eval.parallel import shard_chunks
+from tela_core.eval.chunks import chunk_path, read_scores, save_chunk
+from tela_core.infra.errors import TelaError
+from tela_core.eval.chunks import save_scores
+from tela_core.infra.io import atomic_write_json
 
 __all__ = ["main"]
 
@@ -35,8 +43,6 @@ class _Status:
         self.write()
 
     def write(self, **changes: Any) -> None:
-        from tela_core.infra.io import atomic_write_json
-
         self.state.update(changes)
         try:
             atomic_write_json(self.path, self.state)
@@ -45,10 +51,9 @@ class _Status:
 
 
 def _add_plugins(refs: list[dict[str, Any]]) -> None:
-    """Register the plugins the launching process had added in-process (:func:`tela_core.eval.parallel._plugin_refs`)."""
+    """Register the plugins the launching process had added in-process
+    (:func:`tela_core.eval.parallel._plugin_refs`)."""
     import importlib
-
-    from tela_core.plugins.discovery import add_plugin
 
     for ref in refs:
         obj: Any = importlib.import_module(ref["module"])
@@ -66,7 +71,6 @@ def _scorer(spec: dict[str, Any], local_rank: int) -> Any:
             torch.cuda.set_device(local_rank % torch.cuda.device_count())
     except ImportError:  # pragma: no cover - torch is a core dependency
         pass
-    from tela_core.routing.router import Router
 
     _add_plugins(spec.get("plugins") or [])
     r = Router.load(spec["router"], trust_remote_code=bool(spec.get("trust_remote_code")),
@@ -77,11 +81,6 @@ def _scorer(spec: dict[str, Any], local_rank: int) -> Any:
 def _score_shard(spec: dict[str, Any], work: Path, rank: int, world: int, local_rank: int, status: _Status) -> list[Any]:
     """Score this rank's chunks (reusing finished ones); return ``[(start, w, probs), ...]``."""
     import numpy as np
-
-    from tela_core.components import Scores
-    from tela_core.eval.parallel import shard_chunks
-    from tela_core.eval.chunks import chunk_path, read_scores, save_chunk
-    from tela_core.infra.errors import TelaError
 
     n, size = int(spec["n"]), int(spec["chunk_size"])
     mine = shard_chunks(n, size, world, rank)
@@ -155,9 +154,6 @@ def _write_result(chunks: list[Any], spec: dict[str, Any]) -> None:
     """Rank 0: the chunks in input order, checked to cover every prompt once, to the cache entry."""
     import numpy as np
 
-    from tela_core.eval.chunks import save_scores
-    from tela_core.infra.errors import TelaError
-
     chunks = sorted(chunks, key=lambda c: c[0])
     at = 0
     for start, w, _p in chunks:
@@ -208,8 +204,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _tela_error() -> type:
-    from tela_core.infra.errors import TelaError
-
     return TelaError
 
 

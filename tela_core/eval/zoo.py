@@ -33,6 +33,9 @@ from tela_core.routing.targets import resolve_pair
 from .outcomes import OutcomeArrays, outcome_arrays
 from .plots import plot_curves
 from .replay import Evaluation, baselines, evaluate_scores
+from tela_core.data.sampling import split
+from tela_core.data import protocols
+from .score_cache import router_hash, score_cache_dir, score_prompts
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -105,10 +108,7 @@ class ZooSplit:
 def split_for_zoo(records: Sequence[Record], protocol: str | None, seed: int = 42) -> tuple[list[Record], list[Record]]:
     """(train, eval): the protocol's split when named, else a seeded 10% random split."""
     if protocol:
-        from tela_core.data import protocols
-
         return protocols.split(protocol, records)
-    from tela_core.data.sampling import split
 
     return split(records, eval_fraction=0.1, seed=seed)
 
@@ -190,7 +190,8 @@ def split_outcomes(records: Sequence[Record], protocol: str | None, weak: str | 
         raise TelaError(f"the split left {len(train)} train and {len(evalr)} eval records; need both")
     w_name, s_name = resolve_pair(train, weak, strong)
     data = outcome_arrays(evalr, w_name, s_name)
-    say(f"split: {len(train)} train, {len(evalr)} eval records ({protocol or 'random 10%'}); weak {w_name}, strong {s_name}")
+    say(f"split: {len(train)} train, {len(evalr)} eval records ({protocol or 'random 10%'}); weak {w_name}, strong "
+        f"{s_name}")
     few = small_sample_warning(len(evalr), "the comparison", "differences between families are mostly noise; give the zoo more records")
     if few:
         say(few)
@@ -224,8 +225,6 @@ def score_router(path: Path, prompts: Sequence[str], launch: "ScoreLaunch | None
     if launch is None or not launch.parallel:
         w = router.score(prompts)
     else:
-        from .score_cache import router_hash, score_cache_dir, score_prompts
-
         cache = score_cache_dir(None)
         scores, _info = score_prompts(router.scorer, prompts, router_id=router_hash(router.path) if cache else None,
                                       cache_dir=cache, progress=False, launch=launch, router_dir=router.path)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, Literal
 
 from tela_core.infra.errors import TelaError
+from tela_core.infra.errors import InputError
 
 __all__ = [
     "atomic_open", "atomic_write_text", "atomic_write_json", "write_jsonl", "check_can_write", "check_dir_writable",
@@ -24,8 +25,6 @@ def read_utf8(path: str | Path) -> str:
     """The text of ``path`` decoded as UTF-8 (a leading byte-order mark dropped). Undecodable bytes
     or an unreadable file raise :class:`~tela_core.infra.errors.InputError` naming the file, and the
     line where the bad byte is: every reader of a whole file reports it the same way."""
-    from tela_core.infra.errors import InputError
-
     p = Path(path)
     try:
         data = p.read_bytes()

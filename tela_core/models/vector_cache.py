@@ -1,4 +1,5 @@
-"""Sentence vectors, computed once and cached by content hash (the vector cache; ``tela_core.models.embeddings`` before 0.2).
+"""Sentence vectors, computed once and cached by content hash (the vector cache;
+``tela_core.models.embeddings`` before 0.2).
 
 Embedding every MMLU prompt with all-MiniLM-L6-v2 takes minutes on a 2-core CPU, and every
 embedding family (``embedding-knn``, ``matrix-factorization``, ``ensemble``) and every zoo run needs
@@ -18,6 +19,9 @@ import re
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
+from tela_core.infra.locks import cache_lock
+from tela_core.infra.progress import progress_bar
+from tela_core.infra.errors import TelaError
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -121,7 +125,8 @@ def _load_shards(folder: Path) -> dict[str, "np.ndarray"]:
             if keys.ndim != 1 or emb.ndim != 2 or len(keys) != len(emb):
                 raise ValueError(f"keys {keys.shape} and vectors {emb.shape} do not match")
         except Exception as e:  # BadZipFile, EOFError, KeyError, ValueError, OSError, ...
-            _warn(f"damaged cache shard {shard} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'}); "
+            _warn(f"damaged cache shard {shard} ({type(e).__name__}: "
+                  f"{str(e).splitlines()[0] if str(e) else 'unreadable'}); "
                   "dropped, its vectors will be computed again")
             with contextlib.suppress(OSError):
                 shard.unlink()
@@ -200,7 +205,6 @@ def cached_vectors(
         # writer, then takes what it wrote instead of computing it twice; a few texts (`tela route`,
         # an eval of a handful) are computed at once without touching the cache rather than stall
         # behind an hour-long pass.
-        from tela_core.infra.locks import cache_lock
 
         lock = cache_lock(
             folder,
@@ -234,8 +238,6 @@ def _compute_missing(
 
     if missing_idx:
         from contextlib import nullcontext
-
-        from tela_core.infra.progress import progress_bar
 
         bar = progress_bar(f"{label} {len(missing_idx)} new texts ({model_key})", len(missing_idx))
         with bar if progress is None else nullcontext(progress) as report_all:
@@ -415,8 +417,6 @@ def _checked(embedder: Any, texts: list[str]) -> "np.ndarray":
 
     out = np.asarray(embedder.embed(texts), dtype=np.float32)
     if out.ndim != 2 or out.shape[0] != len(texts):
-        from tela_core.infra.errors import TelaError
-
         raise TelaError(f"embedder {embedder.name!r} returned an array of shape {out.shape} for {len(texts)} texts; "
                         "expected one row per text")
     return out

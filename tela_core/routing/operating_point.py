@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from tela_core.infra.errors import TelaError
+from tela_core.plugins.discovery import get_registry
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -137,8 +138,6 @@ class OperatingPoint:
 
 def _threshold_for(w: "np.ndarray", share: float) -> float:
     """The ``calibrated`` policy's threshold for ``share`` on ``w`` (the rule of ``tela calibrate``)."""
-    from tela_core.plugins.discovery import get_registry
-
     policy = get_registry().create("policy", "calibrated", {"strong_share": share}).calibrate(w)
     return float(policy.options.threshold)
 
@@ -190,6 +189,7 @@ def _measure(point: OperatingPoint, w: "np.ndarray", weak: Any, strong: Any, wha
     gap = float(st.mean() - wk.mean())
     point.pgr = float((q.mean() - wk.mean()) / gap) if gap > 1e-12 else None
     if gap > 1e-12:
+        # a cycle at import: tela_core.eval's __init__ imports eval.report, which imports this module
         from tela_core.eval.metrics import apgr
 
         point.apgr = float(apgr(w, wk, st))
@@ -207,7 +207,8 @@ def _knee(w: "np.ndarray", weak: Any, strong: Any) -> tuple[float, str | None]:
     if gap <= 1e-12:
         return FALLBACK_SHARE, (f"the strong model is no better than the weak one on the held-out records (quality "
                                 f"{st.mean():.3f} vs {wk.mean():.3f}), so routing can gain nothing; {fallback}")
-    from tela_core.eval.metrics import apgr
+
+    from tela_core.eval.metrics import apgr  # a cycle at import, as in _measure
 
     area = apgr(w, wk, st)
     if area <= 0.5:
@@ -223,7 +224,10 @@ def _knee(w: "np.ndarray", weak: Any, strong: Any) -> tuple[float, str | None]:
             best = (lead, p)
     assert best is not None
     if best[0] <= 0:
-        return FALLBACK_SHARE, f"no share beats random routing on the held-out records (the router learnt nothing usable there); {fallback}"
+        return FALLBACK_SHARE, (
+            "no share beats random routing on the held-out records (the router learnt nothing usable there); "
+            + fallback
+        )
     return best[1], None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from .tokens import add_score_tokens
 
 __all__ = ["load_merged", "merge_adapter"]
 
@@ -20,8 +21,6 @@ def load_merged(base_model: str, adapter_dir: Path, tokenizer_dir: Path, trust_r
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from .tokens import add_score_tokens
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), trust_remote_code=trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code)

@@ -23,6 +23,8 @@ from tela_core.components import RUN_SUBDIR, TrainSettings
 from tela_core.data.mix import SourceSpec, section_name
 from tela_core.infra.errors import TelaError
 from tela_core.infra.io import read_utf8
+from tela_core.data.protocols import names
+from tela_core.routing.operating_point import parse_rule
 
 __all__ = [
     "RUN_SUBDIR",
@@ -104,8 +106,6 @@ class RunConfig(BaseModel):
     @field_validator("protocol")
     @classmethod
     def _protocol(cls, v: str | None) -> str | None:
-        from tela_core.data.protocols import names
-
         if v is not None and v not in names():
             raise ValueError(f"unknown protocol {v!r}; known: {', '.join(names())}")
         return v
@@ -155,8 +155,6 @@ class RunConfig(BaseModel):
     @field_validator("operating_point")
     @classmethod
     def _operating_point(cls, v: str | None) -> str | None:
-        from tela_core.routing.operating_point import parse_rule
-
         if v is None:
             return v
         try:

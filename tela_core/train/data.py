@@ -16,6 +16,12 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from tela_core.infra.errors import TelaError
 from tela_core.infra.io import atomic_write_text, json_line
 from .config import RunConfig
+from tela_core.data.mix import open_source_of
+from tela_core.data.mix import read_mix
+from tela_core.routing.targets import resolve_pair
+from tela_core.data.sampling import split, subsample
+from tela_core.data.mix import weigh
+from tela_core.plugins.discovery import get_registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from tela_core.data.mix import Mix
@@ -40,8 +46,6 @@ def data_sources(cfg: RunConfig) -> list[Any]:
     """The source instances that read the run's data, one per source (named, or detected from the
     path). The user's ``--set source.KEY`` options are checked against each even when it was
     detected: a misspelt option is an error, never dropped."""
-    from tela_core.data.mix import open_source_of
-
     specs = cfg.sources()
     return [open_source_of(spec, i, len(specs)) for i, spec in enumerate(specs, start=1)]
 
@@ -54,8 +58,6 @@ def data_source(cfg: RunConfig) -> Any:
 def read_data(cfg: RunConfig) -> "Mix":
     """Every source of the run read (protocol side taken) and combined under one weak/strong pair
     (:mod:`tela_core.data.mix`)."""
-    from tela_core.data.mix import read_mix
-
     return read_mix(cfg.sources())
 
 
@@ -81,8 +83,6 @@ def data_pair(cfg: RunConfig, records: Sequence[Any]) -> dict[str, str]:
     """``{"weak": ..., "strong": ...}``: the models the data's outcomes name (the source's pair, or
     the two models it holds), which a trained router routes between; ``{}`` for data without
     per-model outcomes (seed JSONL with labels only), whose router keeps the names weak/strong."""
-    from tela_core.routing.targets import resolve_pair
-
     try:
         weak, strong = resolve_pair(records, None, None, data_source(cfg))
     except TelaError:
@@ -100,8 +100,6 @@ def mix_pair(cfg: RunConfig, mix: "Mix") -> dict[str, str]:
 
 def split_records(cfg: RunConfig, records: Sequence[Any]) -> tuple[list[Any], list[Any]]:
     """The seed's sample (``--sample``) then train/eval split, both with ``cfg.seed``."""
-    from tela_core.data.sampling import split, subsample
-
     chosen = subsample(records, cfg.sample, seed=cfg.seed)
     if cfg.eval_fraction <= 0:
         return list(chosen), []
@@ -123,9 +121,6 @@ def split_mix(cfg: RunConfig, mix: "Mix", holds_out: bool = True) -> tuple[list[
     loss is measured on prompts the router did not train on. Data without repeated prompts (the
     seed's) splits exactly as before.
     """
-    from tela_core.data.mix import weigh
-    from tela_core.data.sampling import split, subsample
-
     chosen = subsample(list(range(len(mix.records))), cfg.sample, seed=cfg.seed)
     if holds_out and cfg.eval_fraction > 0:
         train_idx, eval_idx = split(chosen, eval_fraction=cfg.eval_fraction, seed=cfg.seed)
@@ -145,8 +140,6 @@ def split_mix(cfg: RunConfig, mix: "Mix", holds_out: bool = True) -> tuple[list[
 def format_rows(cfg: RunConfig, records: Sequence[Any], tokenizer: Any = None) -> list[dict[str, Any]]:
     """``records`` as the formatter turns them into prompt/completion rows (in memory, so a record
     that cannot train fails before anything is written)."""
-    from tela_core.plugins.discovery import get_registry
-
     formatter = get_registry().create("formatter", cfg.formatter, cfg.formatter_options)
     rows = []
     for r in records:

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from tela_core.infra.errors import TelaError
 from .config import LAUNCH_FIELDS, RUN_SUBDIR
+from tela_core.infra.io import check_dir_writable
 
 __all__ = ["check_output", "check_output_path"]
 
@@ -58,8 +59,6 @@ def _changed_keys(previous: Mapping[str, Any], current: Mapping[str, Any]) -> li
 def check_output_path(out: Path) -> None:
     """One-line errors for an output that cannot be a directory tela writes: a file, a path under a
     file, a read-only dir or mount. Writes nothing."""
-    from tela_core.infra.io import check_dir_writable
-
     if out.exists() and not out.is_dir():
         raise TelaError(f"{out} exists and is not a directory; choose another --output")
     check_dir_writable(out if out.is_dir() else out.parent, out)

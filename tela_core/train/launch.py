@@ -26,6 +26,8 @@ from tela_core.infra.io import atomic_write_json, atomic_write_text, split_jsonl
 from ..components import TrainJob
 from .config import RunConfig
 from .spec import WORKER_MODULE, LoraSettings, WorkerSpec
+from .multinode import resolve_nodes
+from .multinode import NodeLaunch
 
 if TYPE_CHECKING:
     from .multinode import NodeLaunch
@@ -35,14 +37,10 @@ __all__ = ["node_launch", "launcher_command", "worker_env", "spawn_launcher", "l
 def node_launch(cfg: RunConfig) -> "NodeLaunch":
     """This node's place in the run: ``cfg``'s multi-node options, else the scheduler's environment
     variables (:func:`tela_core.train.multinode.resolve_nodes`)."""
-    from .multinode import resolve_nodes
-
     if cfg.hostfile is not None and any(getattr(cfg, k) is not None for k in ("nnodes", "node_rank", "rdzv_endpoint")):
         raise TelaError("--hostfile starts every node itself (deepspeed over ssh); drop --nnodes/--node-rank/--rdzv-endpoint, "
                         "or drop --hostfile and start one `tela run` per node")
     if cfg.hostfile is not None:
-        from .multinode import NodeLaunch
-
         return NodeLaunch(master_addr=cfg.master_addr, master_port=cfg.master_port)
     return resolve_nodes(cfg.nnodes, cfg.node_rank, cfg.master_addr, cfg.master_port, cfg.rdzv_endpoint)
 
@@ -181,8 +179,6 @@ def launch_workers(
     multi-node run. Only the node holding global rank 0 gets a record; every other node returns
     ``{"rank0": False, ...}`` once its ranks exit cleanly (the router is written on node 0).
     """
-    from .multinode import NodeLaunch
-
     if not isinstance(nodes, NodeLaunch):
         nodes = NodeLaunch.from_dict(nodes)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,17 @@ from .config import RUN_SUBDIR, RunConfig, check_settings_used
 from .data import data_sources, data_summary, format_rows, mix_pair, read_data, split_mix, write_rows
 from .guard import check_output, check_output_path
 from .launch import node_launch
+from tela_core.data.duplicates import find_duplicates
+from tela_core.infra.io import remove_stale_partials
+from tela_core.infra.locks import output_lock
+from tela_core.plugins.discovery import get_registry
+from tela_core.routing.artifact import read_manifest, write_manifest, write_policy
+from tela_core.data.fingerprint import SKETCH_KEY, prompt_sketch
+from tela_core.infra.io import staged_dir
+from ..components import TrainJob
+from tela_core.routing.artifact import read_policy
+from tela_core.routing.operating_point import OperatingPoint, choose_operating_point, parse_rule, small_sample_warning
+from tela_core.models.resolve import resolve_model
 
 if TYPE_CHECKING:
     from .multinode import NodeLaunch
@@ -43,11 +54,6 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
     writes its marker (``.tela/run.json``) only once training starts, so that a run refused for a
     bad option never blocks the corrected one.
     """
-    from tela_core.data.duplicates import find_duplicates
-    from tela_core.infra.io import remove_stale_partials
-    from tela_core.infra.locks import output_lock
-    from tela_core.plugins.discovery import get_registry
-
     reg = get_registry()
     reg.create("formatter", cfg.formatter, cfg.formatter_options)  # unknown names and bad options fail before anything is written
     scorer_cls = reg.get("scorer", cfg.family)
@@ -63,8 +69,6 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
     data_sources(cfg)  # a missing data file or a bad --set source.* fails before the model loads
     model = None
     if uses_backend:
-        from tela_core.models.resolve import resolve_model
-
         model = resolve_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
     mix = read_data(cfg)
     records = mix.records
@@ -140,10 +144,6 @@ def _fit_family(
     kept in the manifest where the family's own target does not record one (``target=label``), so
     the router routes between those models, not the placeholders; ``pairs`` the sources' real pairs.
     """
-    from tela_core.routing.artifact import read_manifest, write_manifest, write_policy
-    from tela_core.data.fingerprint import SKETCH_KEY, prompt_sketch
-    from tela_core.infra.io import staged_dir
-
     config = cfg.model_dump(mode="json")
     fit_config = {"run": config, "formatter": cfg.formatter, "seed": cfg.seed, **pair}
     # out is missing, an empty dir, a forced replacement or an unfinished older run: replaced whole
@@ -168,10 +168,6 @@ def _train_with_backend(
     nodes: "NodeLaunch | None" = None, evals: Sequence[Any] = (),
 ) -> Path:
     """Write the formatted data and the run marker, train with ``backend``, write the manifest last."""
-    from tela_core.routing.artifact import write_manifest, write_policy
-    from ..components import TrainJob
-    from tela_core.data.fingerprint import SKETCH_KEY, prompt_sketch
-
     run_dir = out / RUN_SUBDIR
     run_dir.mkdir(parents=True, exist_ok=True)
     config = cfg.model_dump(mode="json")
@@ -231,7 +227,6 @@ def _train_with_backend(
 
 def _out_of_fold(cfg: RunConfig, train: Sequence[Any], fit_config: Mapping[str, Any], stage: Path) -> tuple[Any, list[Any], str]:
     """Out-of-fold scores of a self-training family's training records (:mod:`.heldout`)."""
-    from tela_core.plugins.discovery import get_registry
     from .heldout import FOLDS, out_of_fold_scores
 
     reg = get_registry()
@@ -265,8 +260,6 @@ def _save_operating_point(
     (:mod:`tela_core.routing.operating_point`) on scores of records it did not train on, and save
     it as its policy. A two-model ``threshold`` policy is replaced; a family's own policy (e.g.
     ``tiers`` over N models) is kept."""
-    from tela_core.routing.artifact import read_policy, write_policy
-    from tela_core.routing.operating_point import OperatingPoint, choose_operating_point, parse_rule, small_sample_warning
     from .heldout import FOLDS, outcomes_of
 
     spec = read_policy(router_dir)

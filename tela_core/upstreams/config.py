@@ -21,6 +21,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tela_core.infra.errors import TelaError
+from tela_core.plugins import get_registry
 
 __all__ = ["ConfigError", "UpstreamConfig", "read_config_file", "parse_upstream_flag", "check_upstream",
            "validation_message", "one_line"]
@@ -115,8 +116,6 @@ def parse_upstream_flag(value: str, flag: str) -> tuple[str, str]:
 def check_upstream(name: str, up: UpstreamConfig, where: str) -> None:
     """The upstream's client plugin exists and accepts its options (validated by the plugin's own
     options model); a :class:`ConfigError` naming ``where`` and ``upstreams.NAME`` if not."""
-    from tela_core.plugins import get_registry
-
     key = f"upstreams.{name}"
     try:
         cls = get_registry().get("upstream", up.type)

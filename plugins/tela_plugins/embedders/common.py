@@ -11,6 +11,8 @@ from typing import Callable
 
 from tela_core.infra.errors import TelaError
 from tela_core.models.vector_cache import default_model_path, models_dir
+from tela_core.infra.io import remove_stale_partials, staged_dir
+from tela_core.infra.locks import cache_lock
 
 __all__ = ["OFFLINE_VARS", "local_model", "minilm_path", "model_fingerprint", "built_once", "l2_normalise"]
 
@@ -67,12 +69,9 @@ def model_fingerprint(folder: str) -> str:
 
 
 def built_once(name: str, build: Callable[[Path], None], what: str) -> Path:
-    """``$TELA_CACHE/models/<name>`` (:func:`~tela_core.models.vector_cache.models_dir`), built by ``build(folder)`` the first time (atomically: in a
-    hidden staging folder, renamed when complete; one builder at a time, the others wait for it).
-    A cache that cannot be written gets a private build in a temporary folder, with a warning."""
-    from tela_core.infra.io import remove_stale_partials, staged_dir
-    from tela_core.infra.locks import cache_lock
-
+    """``$TELA_CACHE/models/<name>`` (:func:`~tela_core.models.vector_cache.models_dir`), built by ``build(folder)``
+    the first time (atomically: in a hidden staging folder, renamed when complete; one builder at a time, the others
+    wait for it). A cache that cannot be written gets a private build in a temporary folder, with a warning."""
     final = models_dir() / name
     if final.is_dir():
         return final

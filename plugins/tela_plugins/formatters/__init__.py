@@ -1,4 +1,5 @@
-"""Builtin plugin ``formatters``: the seed's "role-prefix" text format, and "chat-template", the tokenizer's chat template."""
+"""Builtin plugin ``formatters``: the seed's "role-prefix" text format, and "chat-template", the
+tokenizer's chat template."""
 
 from __future__ import annotations
 

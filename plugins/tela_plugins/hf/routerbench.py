@@ -30,6 +30,9 @@ from tela_core.infra.errors import PairModelError
 
 from tela_plugins.hf.hf import as_cost, as_outcome
 from tela_plugins.hf.load import DatasetRowError, Opened, open_split
+from tela_core.data.labels import label_for
+from tela_core.data.records import seed_record
+from tela_plugins.hf.sniff import columns_of
 
 __all__ = ["RouterBenchSource", "RouterBenchOptions", "COST_SUFFIX", "pickle_allowed"]
 
@@ -124,9 +127,6 @@ class RouterBenchSource(Source):
         return open_split(p, split=self.options.split)
 
     def read(self, path: Path) -> Iterator[Record]:
-        from tela_core.data.labels import label_for
-        from tela_core.data.records import seed_record
-
         data = self._open(path)
         models = [c for c in data.columns if not c.endswith(COST_SUFFIX) and f"{c}{COST_SUFFIX}" in data.columns]
         if len(models) < 2:
@@ -170,7 +170,6 @@ class RouterBenchSource(Source):
         p = Path(path)
         if p.suffix.lower() == ".pkl" and p.is_file():
             return True
-        from tela_plugins.hf.sniff import columns_of
 
         cols = columns_of(p) or set()
         return any(c.endswith(COST_SUFFIX) for c in cols)

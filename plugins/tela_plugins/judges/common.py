@@ -43,7 +43,8 @@ def bracketed(reply: str, pattern: str, what: str, allowed: Iterable[str]) -> st
         raise JudgeOutputError(f"the judge's reply has no {what} in [[ ]]: {snippet(reply)!r}", reply)
     if len(distinct) > 1:
         raise JudgeOutputError(
-            f"the judge's reply has several different {what}s ({', '.join(f'[[{d}]]' for d in distinct)}): {snippet(reply)!r}",
+            f"the judge's reply has several different {what}s ({', '.join(f'[[{d}]]' for d in distinct)}): "
+            f"{snippet(reply)!r}",
             reply,
         )
     value = distinct[0]

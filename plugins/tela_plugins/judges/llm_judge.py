@@ -3,8 +3,8 @@
 This is how RouteLLM labelled its "GPT-4 judge" data: the judge model scored the weak model's
 answer, given the strong model's answer as a reference. By default (``rate: all``) every model's
 answer is rated, so the records carry each model's outcome, which ``tela run``, ``eval`` and ``zoo``
-read as they are; ``rate: weak`` asks one call per prompt and gives the label alone. The prompt follows the single-answer
-grading templates of MT-Bench's LLM-as-a-judge that RouteLLM's repository runs
+read as they are; ``rate: weak`` asks one call per prompt and gives the label alone. The prompt
+follows the single-answer grading templates of MT-Bench's LLM-as-a-judge that RouteLLM's repository runs
 (``single-v1``, and ``single-math-v1`` with a reference; see the ``judge`` and ``user_prompt``
 fields of ``benchmarks/mt-bench/gpt-4_single.jsonl`` in lm-sys/RouteLLM): instructions, the
 question, the reference answer and the assistant's answer between start/end markers, and the

@@ -54,7 +54,8 @@ class ReferenceOptions(BaseModel):
     pattern: str | None = Field(
         None,
         description="regex grader: the pattern an answer must match (Python syntax less backreferences and "
-        "lookaround, run in linear time by RE2; searched anywhere in the answer; (?i) for any case); {reference} in it stands for the item's reference answer, escaped",
+        "lookaround, run in linear time by RE2; searched anywhere in the answer; (?i) for any case); {reference} in it "
+        "stands for the item's reference answer, escaped",
     )
 
     @model_validator(mode="after")

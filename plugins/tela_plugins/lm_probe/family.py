@@ -1,10 +1,10 @@
 """``lm-probe``: a logistic-regression probe on a small causal LM's hidden states.
 
-The same probe as ``embedding-linear`` (:class:`tela_core.routing.probe.LinearProbeScorer`), but its features are the mean-pooled hidden states of one
-middle layer of SmolLM2-135M-Instruct (by default) instead of a sentence embedding. The LM is
-only *read*, never trained: one forward pass through its first ``layer`` blocks per prompt, cached
-by content hash, so training costs one pass over the training prompts plus a few seconds of
-logistic regression, and a routing decision costs one truncated forward pass.
+The same probe as ``embedding-linear`` (:class:`tela_core.routing.probe.LinearProbeScorer`), but its features are the
+mean-pooled hidden states of one middle layer of SmolLM2-135M-Instruct (by default) instead of a sentence embedding.
+The LM is only *read*, never trained: one forward pass through its first ``layer`` blocks per prompt, cached by
+content hash, so training costs one pass over the training prompts plus a few seconds of logistic regression, and a
+routing decision costs one truncated forward pass.
 """
 
 from __future__ import annotations

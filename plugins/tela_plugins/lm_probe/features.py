@@ -18,6 +18,8 @@ import re
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from tela_core.models.vector_cache import cache_dir, cached_vectors
+from tela_core.infra.errors import TelaError
+from tela_core.models.resolve import resolve_model
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -36,9 +38,6 @@ def _load(model: str, depth: int) -> tuple[object, object]:
     if key not in _LOADED:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from tela_core.infra.errors import TelaError
-        from tela_core.models.resolve import resolve_model
 
         path = resolve_model(model).path
         tok = AutoTokenizer.from_pretrained(path)

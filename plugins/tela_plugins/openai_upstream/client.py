@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tela_core.components import Upstream, UpstreamReply
 from tela_core.infra.errors import TelaError, UpstreamError
+from tela_core.infra.io import NonFiniteError, json_line
 
 __all__ = ["OpenAIUpstream", "OpenAIUpstreamOptions"]
 
@@ -79,8 +80,6 @@ class OpenAIUpstream(Upstream):
         import asyncio
 
         import aiohttp
-
-        from tela_core.infra.io import NonFiniteError, json_line
 
         session = self._http()
         try:  # strict JSON: a NaN (say a temperature) is never sent as the non-JSON `NaN`

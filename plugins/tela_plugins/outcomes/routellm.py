@@ -23,6 +23,7 @@ from tela_core import InputError, Record
 from tela_core.infra.io import read_utf8
 
 from tela_plugins.outcomes.common import OutcomeOptions, OutcomeSource
+from tela_core.data.protocols import contaminated_prompts
 
 __all__ = ["RouteLLMCsvSource", "RouteLLMOptions"]
 
@@ -75,8 +76,6 @@ class RouteLLMCsvSource(OutcomeSource):
         contaminated: set[str] = set()
         cfile = (path if path.is_dir() else path.parent) / CONTAMINATED_FILE
         if self.options.exclude_contaminated and cfile.is_file():
-            from tela_core.data.protocols import contaminated_prompts
-
             contaminated = set(contaminated_prompts(cfile))
         self.stats = {"files": len(files), "contaminated_dropped": 0}
         for f in files:

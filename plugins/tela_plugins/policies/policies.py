@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tela_core import Policy, Scores, TelaError
+from tela_core import get_registry
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -214,6 +215,4 @@ class TiersPolicy(Policy):
 
 def make_policy(spec: dict[str, Any]) -> Policy:
     """A policy instance from a ``policy.json`` dict (``name``, ``options``)."""
-    from tela_core import get_registry
-
     return get_registry().create("policy", spec.get("name", "threshold"), spec.get("options") or {})
