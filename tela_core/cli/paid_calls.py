@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+from tela_core.collect.store import SUMMARY_NAME
+
 __all__ = ["SUMMARY_NAME", "make_engine", "check_models", "run_checked", "CallProgress", "money", "duration",
            "EXIT_MISSING", "EXIT_UNREADABLE", "EXIT_CODES_HELP", "exit_if"]
-
-#: the run summary's name in the output folder (collect and judge)
-SUMMARY_NAME = "summary.json"
 
 #: exit code: the run ended, and answers (verdicts) are missing because calls failed after every retry
 EXIT_MISSING = 3

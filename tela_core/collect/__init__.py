@@ -6,10 +6,10 @@
 - :mod:`.retry`: which failures are retried, backoff with jitter, ``Retry-After``;
 - :mod:`.budget`: prices, token estimates, the cost estimate and ``--max-cost``;
 - :mod:`.endpoints`: which models to call, from ``--model`` flags and ``tela serve``'s config file,
-  and the check of each before any work;
+  the engine built from the paid-call settings, and the check of each model before any work;
 - :mod:`.store`: the locked output folder, its journal and atomic final files (resume after a kill);
 - :mod:`.inputs`: prompt rows (data sources, prompt files, ``tela serve``'s logs) and the answers file;
-- :mod:`.answers`: collecting answers; :mod:`.verdicts`: judging them into training records.
+- :mod:`.answers`: collecting answers (judging them is :mod:`tela_core.judging`).
 
 Nothing here imports aiohttp (the ``openai`` upstream plugin does, when a client is made).
 """

@@ -21,10 +21,12 @@ from typing import Any, Iterable, Iterator
 
 from tela_core.infra.errors import InputError, TelaError
 
-__all__ = ["Journal", "OutputDir", "JOURNAL_NAME"]
+__all__ = ["Journal", "OutputDir", "JOURNAL_NAME", "SUMMARY_NAME"]
 
 #: the journal's file name inside an output folder
 JOURNAL_NAME = ".journal.jsonl"
+#: the run summary's name in the output folder (collect and judge)
+SUMMARY_NAME = "summary.json"
 
 
 def _dumps(obj: Any) -> str:

@@ -1,5 +1,6 @@
-"""Judging collected answers: a registered judge's verdicts, resumable and within a budget, turned
-into records that ``tela run``, ``tela eval`` and ``tela zoo`` read as they are.
+"""The judging engine: a registered judge's verdicts on collected answers, through the paid-call
+engine, turned into records that ``tela run``, ``tela eval`` and ``tela zoo`` read as they are.
+(Moved from ``tela_core.collect.verdicts``; :mod:`.job` runs it in a resumable output folder.)
 
 :func:`judge_tasks` turns the answers file's rows into :class:`~tela_core.components.JudgeItem`
 objects for a judge (skipping, and counting, prompts without the pair's answers or, for a judge
@@ -19,24 +20,27 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+from tela_core.collect.calls import Call, Engine, Reply
+from tela_core.collect.inputs import PromptRow
+from tela_core.collect.store import OutputDir
 from tela_core.infra.errors import JudgeOutputError, TelaError
-
-from .calls import Call, Engine, Reply
-from .inputs import PromptRow
-from .store import OutputDir
 
 if TYPE_CHECKING:  # pragma: no cover
     from tela_core.components import Judge, JudgeItem
 
 __all__ = ["JudgeTask", "judge_tasks", "judge_one", "judge_all", "record_for", "previous_judgements", "JUDGEMENTS_NAME",
-           "RECORDS_NAME", "AGREEMENT_NAME", "UNREADABLE_STOP", "NothingReadable", "ReplyWatch"]
+           "RECORDS_NAME", "AGREEMENT_NAME", "AGREEMENT_JUDGEMENTS_NAME", "UNREADABLE_STOP", "NothingReadable", "ReplyWatch",
+           "JudgeStats", "calls_of"]
 
 JUDGEMENTS_NAME = "judgements.jsonl"
 RECORDS_NAME = "records.jsonl"
 AGREEMENT_NAME = "agreement.json"
+#: the second judge's judgements (``--agreement``)
+AGREEMENT_JUDGEMENTS_NAME = "judgements-agreement.jsonl"
 #: a run stops when this many of the judge model's replies failed to read before any one read
 UNREADABLE_STOP = 10
 
@@ -78,21 +82,21 @@ class JudgeTask:
     """One prompt for one judge: ``role`` is ``judge`` (the records' judge) or ``agreement``."""
 
     row: PromptRow
-    item: "JudgeItem"
+    item: JudgeItem
     role: str
-    judge: "Judge"
+    judge: Judge
     endpoint: str | None
     key: str
 
 
-def _key(judge: "Judge", model_id: str | None, item: "JudgeItem") -> str:
+def _key(judge: Judge, model_id: str | None, item: JudgeItem) -> str:
     blob = json.dumps({"judge": judge.name, "options": judge.options.model_dump(mode="json"), "model": model_id,
                        "messages": item.messages, "answers": item.answers, "weak": item.weak, "strong": item.strong,
                        "reference": item.reference}, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:20]
 
 
-def judge_tasks(rows: Sequence[PromptRow], judge: "Judge", role: str, endpoint: str | None, model_id: str | None,
+def judge_tasks(rows: Sequence[PromptRow], judge: Judge, role: str, endpoint: str | None, model_id: str | None,
                 weak: str, strong: str) -> tuple[list[JudgeTask], dict[str, int]]:
     """The tasks of ``judge`` over ``rows``, and the prompts skipped by reason."""
     from tela_core.components import JudgeItem
@@ -114,7 +118,13 @@ def judge_tasks(rows: Sequence[PromptRow], judge: "Judge", role: str, endpoint: 
     return tasks, skipped
 
 
-def _check_verdict(judge: "Judge", verdict: Any) -> str | None:
+def calls_of(task: JudgeTask) -> list[Call]:
+    """The judge model calls ``task`` makes on its first try (for the cost estimate)."""
+    return [Call(endpoint=str(task.endpoint), messages=list(r.messages), max_tokens=r.max_tokens,
+                 expected_output_tokens=r.max_tokens or 256) for r in task.judge.requests(task.item)]
+
+
+def _check_verdict(judge: Judge, verdict: Any) -> str | None:
     """What is wrong with a verdict a judge returned, or None."""
     label = getattr(verdict, "label", None)
     outcomes = getattr(verdict, "outcomes", None)
@@ -197,7 +207,7 @@ async def judge_one(engine: Engine, task: JudgeTask, judge_retries: int = 2, wat
 def previous_judgements(out: OutputDir) -> dict[tuple[str, str], dict[str, Any]]:
     """(role, id) -> the latest judgement of an earlier run (its final file, then its journal)."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    for name in (JUDGEMENTS_NAME, "judgements-agreement.jsonl"):
+    for name in (JUDGEMENTS_NAME, AGREEMENT_JUDGEMENTS_NAME):
         for _lineno, obj in out.read_final(name):
             found[(str(obj.get("role", "judge")), str(obj.get("id")))] = obj
     for obj in out.journal.read():
