@@ -18,6 +18,16 @@ from tela_core.data.detect import DETECT
 from .options import (LAUNCH_PARAMS, launch_options, load_router, no_cache_option, parse_policy_sets, policy_options,
                       protocol_option, refuse_unused, router_option, score_batch_option, score_launch_of, source_option,
                       trust_option)
+from tela_core.data.detect import detect_source, read_records
+from tela_core.infra.errors import InputError
+from tela_core.data.prompt_lines import read_prompt_file
+from .. import eval as ev
+from tela_core.routing.artifact import read_manifest, write_policy
+from tela_core.infra.errors import TelaError
+from tela_core.plugins.discovery import get_registry
+from tela_core.data.fingerprint import overlap_warning
+from tela_core.infra.locks import output_lock
+from tela_core.routing.operating_point import small_sample_warning
 
 __all__ = ["register", "calibrate"]
 
@@ -31,10 +41,6 @@ def _calibration_prompts(data: Path, source_name: str, protocol: str | None) -> 
     """Prompts of ``data``: through its data source (outcome CSVs, seed JSONL, …; the protocol's
     train side when ``protocol`` is given), or, for a JSONL file of bare ``{"prompt": …}`` lines
     or a text file, as `tela route --file` reads them."""
-    from tela_core.data.detect import detect_source, read_records
-    from tela_core.infra.errors import InputError
-    from tela_core.data.prompt_lines import read_prompt_file
-
     if not Path(data).exists():
         raise InputError(data, None, "file not found")
     name: str | None = source_name
@@ -91,11 +97,6 @@ def calibrate(
       tela calibrate --router runs/knn --data calib.jsonl --strong-share 0.3
       tela calibrate --router runs/knn --traffic decisions.jsonl --strong-share 0.3
     """
-    from .. import eval as ev
-    from tela_core.routing.artifact import read_manifest, write_policy
-    from tela_core.infra.errors import TelaError
-    from tela_core.plugins.discovery import get_registry
-
     if not 0.0 <= strong_share <= 1.0:
         raise TelaError(f"--strong-share must be in [0, 1], got {strong_share}")
     if (data is None) == (traffic is None):
@@ -105,7 +106,7 @@ def calibrate(
     if traffic is not None:
         refuse_unused("--traffic calibrates on the prompts of a `tela serve` decision log", "source_name", "protocol",
                       "no_cache", *LAUNCH_PARAMS)
-        from tela_core.infra.locks import output_lock
+        # start-up: keeps logging out of `tela --help`
         from tela_core.routing.calibration import calibrate_on_traffic
 
         click.get_current_context().with_resource(output_lock(router))  # one writer of policy.json
@@ -134,12 +135,10 @@ def calibrate(
     base = reg.create("policy", name, {**parse_policy_sets(policy_sets), "strong_share": strong_share})
     assert data is not None  # --traffic returned above; one of the two is required
     prompts = _calibration_prompts(data, source_name, protocol)
-    from tela_core.data.fingerprint import overlap_warning
 
     note = overlap_warning(manifest, prompts, what="calibration")
     if note:
         click.echo(note, err=True)
-    from tela_core.infra.locks import output_lock
 
     click.get_current_context().with_resource(output_lock(router))  # one writer of policy.json
     r = load_router(router, trust_remote_code, score_batch_size, load_scorer=not ranks.parallel)  # ranks load their own
@@ -154,7 +153,6 @@ def calibrate(
         router_dir=Path(router),
     )
     policy = base.calibrate(scores.w, data=str(data) + (f" ({protocol} train side)" if protocol else ""))
-    from tela_core.routing.operating_point import small_sample_warning
 
     few = small_sample_warning(len(prompts), "this calibration", "calibrate on more prompts the router did not train on")
     models = r.models if len(r.models) == 2 else [r.models[0], r.models[-1]]

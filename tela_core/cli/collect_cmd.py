@@ -14,6 +14,12 @@ from tela_core.infra.io import dumps_json
 from .paid_calls import (EXIT_CODES_HELP, EXIT_MISSING, SUMMARY_NAME, CallProgress, check_models, duration, exit_if, make_engine,
                          money, run_checked)
 from .options import FiniteFloat, force_option, json_option, output_option, paid_call_options, refuse_unused, set_option, source_option
+from ..infra.errors import TelaError
+from ..infra.errors import InputError
+from ..collect.store import OutputDir
+from ..data.sampling import subsample
+from ..infra.io import atomic_write_json
+from ..train import parse_assignment
 
 __all__ = ["register", "collect"]
 
@@ -24,8 +30,8 @@ def register(cli: click.Group) -> None:
 
 def _load_rows(data: Path | None, source_name: str, source_sets: Sequence[str], prompts_file: Path | None,
                logs: Sequence[Path]) -> tuple[list[Any], dict[str, Any]]:
+    # start-up: keeps logging out of `tela --help`
     from ..collect.inputs import rows_from_logs, rows_from_prompt_file, rows_from_source
-    from ..infra.errors import TelaError
 
     given = [name for name, v in (("--data", data), ("--prompts", prompts_file), ("--from-log", logs)) if v]
     if len(given) != 1:
@@ -35,8 +41,6 @@ def _load_rows(data: Path | None, source_name: str, source_sets: Sequence[str], 
         refuse_unused("--source and --set source.* go with --data", "source_name", "source_sets")
     notes: dict[str, Any] = {}
     if data is not None:
-        from ..train import parse_assignment
-
         opts: dict[str, Any] = {}
         for item in source_sets:
             section, key, value = parse_assignment(item, example="source.weak_model=gpt-4", shape="source.KEY=VALUE")
@@ -54,8 +58,6 @@ def _refuse_one_id_two_prompts(rows: list[Any], path: Path) -> list[Any]:
     """``rows`` unchanged, or one line naming both places when two prompts share an ``id`` but not
     their text: the answers are keyed by id, so one of the two would be dropped without a word. The
     same prompt twice (same id, same messages) is asked once and counted as repeated."""
-    from ..infra.errors import InputError
-
     first: dict[str, tuple[int, Any]] = {}
     for i, row in enumerate(rows, start=1):
         n, seen = first.setdefault(row.id, (i, row))
@@ -110,12 +112,11 @@ def collect(data: Path | None, source_name: str, source_sets: tuple[str, ...], p
                    --model big=https://api.openai.com/v1#gpt-4o --config serve.yaml --max-cost 5 -o runs/answers
       tela collect --from-log shadow.jsonl --config serve.yaml -o runs/answers-live
     """
+    # start-up: keeps asyncio out of `tela --help`
     from ..collect.answers import collect_answers, estimate_plan, plan_answers, price_logged_answers, spent_on
-    from ..collect.calls import AuthFailed
-    from ..collect.endpoints import resolve_models
-    from ..collect.inputs import ANSWERS_NAME, merge_rows
-    from ..collect.store import OutputDir
-    from ..data.sampling import subsample
+    from ..collect.calls import AuthFailed  # start-up: keeps asyncio out of `tela --help`
+    from ..collect.endpoints import resolve_models  # start-up: keeps asyncio out of `tela --help`
+    from ..collect.inputs import ANSWERS_NAME, merge_rows  # start-up: keeps logging out of `tela --help`
 
     started = time.monotonic()
     rows, notes = _load_rows(data, source_name, source_sets, prompts_file, logs)
@@ -207,9 +208,8 @@ def _print_estimate(err: Any, plan: Any, est: dict[str, Any], engine: Any, repea
 
 def _finish(out: Any, plan: Any, stats: Any, engine: Any, started: float, est: Mapping[str, Any], write_summary: bool) -> dict[str, Any]:
     """Write the answers file (atomically) and the summary from what the rows hold; remove the journal."""
-    from ..collect.answers import final_rows
-    from ..collect.inputs import ANSWERS_NAME
-    from ..infra.io import atomic_write_json
+    from ..collect.answers import final_rows  # start-up: keeps asyncio out of `tela --help`
+    from ..collect.inputs import ANSWERS_NAME  # start-up: keeps logging out of `tela --help`
 
     rows = final_rows(plan)
     answered = sum(1 for r in rows for m in plan.models if isinstance(r["answers"].get(m), dict) and r["answers"][m].get("text") is not None

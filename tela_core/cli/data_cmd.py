@@ -15,6 +15,23 @@ import click
 
 from .options import force_option, json_option, output_option, pair_options, protocol_option, set_option, source_option
 from . import tables
+from tela_core.data.detect import open_source
+from tela_core.infra.errors import NoRecordsError
+from tela_core.infra.io import write_jsonl
+from tela_core.data.duplicates import find_duplicates
+from tela_core.infra.io import check_can_write
+from tela_core.data.records import iter_jsonl
+from tela_core.data.sampling import subsample
+from tela_core.data.detect import read_records
+from tela_core.data.protocols import split as protocol_split
+from tela_core.infra.errors import InputError, TelaError
+from tela_core.infra.io import atomic_write_json
+from tela_core.infra.locks import output_lock
+from tela_core.routing.targets import model_names
+from tela_core.plugins.discovery import get_registry
+from ..train import parse_overrides
+from tela_core.infra.io import dumps_json
+from tela_core.data.protocols import names
 
 __all__ = ["register", "data", "summarize"]
 
@@ -34,15 +51,11 @@ def data() -> None:
 
 
 def _open(path: Path, source_name: str, weak: str | None = None, strong: str | None = None) -> Any:
-    from tela_core.data.detect import open_source
-
     return open_source(path, source_name, {"weak_model": weak, "strong_model": strong})
 
 
 def _read_all(source: Any, path: Path) -> list[Any]:
     """Every record of ``path``, validated; an input without records is an error."""
-    from tela_core.infra.errors import NoRecordsError
-
     records = list(source.records(path))
     if not records:
         raise NoRecordsError(path)
@@ -50,8 +63,6 @@ def _read_all(source: Any, path: Path) -> list[Any]:
 
 
 def _write_jsonl(out: Path, objects: Iterable[dict[str, Any]]) -> int:
-    from tela_core.infra.io import write_jsonl
-
     return write_jsonl(out, objects)
 
 
@@ -139,8 +150,6 @@ def check(file: Path, source_name: str, weak_model: str | None, strong_model: st
 
     Exit code 2 with FILE:LINE: message on the first bad record.
     """
-    from tela_core.data.duplicates import find_duplicates
-
     source = _open(file, source_name, weak_model, strong_model)
     records = _read_all(source, file)
     summary = summarize(records, source)
@@ -149,8 +158,6 @@ def check(file: Path, source_name: str, weak_model: str | None, strong_model: st
     if dups.warning():
         click.echo(dups.warning(), err=True)
     if as_json:
-        from tela_core.infra.io import dumps_json
-
         click.echo(dumps_json(summary, indent=2, ensure_ascii=True))
     else:
         _print_summary(file, summary)
@@ -179,10 +186,6 @@ def sample(
     JSONL with outcomes. N >= the number of records keeps them all, in order. An existing OUT
     is replaced only with --force.
     """
-    from tela_core.infra.io import check_can_write
-    from tela_core.data.records import iter_jsonl
-    from tela_core.data.sampling import subsample
-
     check_can_write(out_path, force)
     source = _open(in_path, source_name, weak_model, strong_model)
     records = _read_all(source, in_path)
@@ -212,8 +215,6 @@ def convert(
     known, so one file serves `tela run` (training) and `tela eval`. An existing OUT is replaced
     only with --force.
     """
-    from tela_core.infra.io import check_can_write
-
     check_can_write(out_path, force)
     source = _open(in_path, source_name, weak_model, strong_model)
     records = _read_all(source, in_path)
@@ -254,16 +255,7 @@ def split(
     Example:
       tela data split --protocol mmlu-heldout -o splits/mmlu "$(tela data get routellm-mmlu)"
     """
-    from tela_core.data.detect import read_records
-    from tela_core.data.protocols import split as protocol_split
-    from tela_core.infra.errors import InputError, TelaError
-    from tela_core.infra.io import atomic_write_json, check_can_write
-    from tela_core.infra.locks import output_lock
-    from tela_core.routing.targets import model_names
-
     if protocol is None:
-        from tela_core.data.protocols import names
-
         raise TelaError(f"--protocol is required: the split to write (one of {', '.join(names())})")
     if output.exists() and not output.is_dir():
         raise TelaError(f"{output} is a file; --output must be a directory")
@@ -304,8 +296,6 @@ def split(
 
 def _load_tokenizer(path: Path) -> Any:
     """A local tokenizer dir (never a hub name, never its own code); one line naming it otherwise."""
-    from tela_core.infra.errors import TelaError
-
     if not path.is_dir():
         raise TelaError(f"{path}: --tokenizer must be a local tokenizer directory ({'a file' if path.exists() else 'not found'})")
     from transformers import AutoTokenizer  # only when asked for
@@ -334,11 +324,6 @@ def preview(file: Path, formatter_name: str, n: int, source_name: str, tokenizer
     from rich.console import Console
     from rich.text import Text
 
-    from tela_core.plugins.discovery import get_registry
-
-    from tela_core.infra.errors import TelaError
-    from ..train import parse_overrides
-
     sections = parse_overrides(overrides)
     if set(sections) - {"formatter_options"}:
         raise TelaError("--set: `tela data preview` takes formatter options only (formatter.KEY=VALUE)")
@@ -353,8 +338,6 @@ def preview(file: Path, formatter_name: str, n: int, source_name: str, tokenizer
         if len(shown) >= n:
             break
     if not shown:
-        from tela_core.infra.errors import NoRecordsError
-
         raise NoRecordsError(file)
     con = Console(highlight=False, soft_wrap=True)
     for i, r in enumerate(shown, start=1):
@@ -376,13 +359,11 @@ def preview(file: Path, formatter_name: str, n: int, source_name: str, tokenizer
 def list_datasets(as_json: bool) -> None:
     """List the public datasets `tela data get` can fetch: origin, license, revision, status
     (--json: also URLs and checksums)."""
-    from tela_core.data.download import dataset_dir, installed
-    from tela_core.plugins.discovery import get_registry
+    from tela_core.data.download import dataset_dir, installed  # start-up: keeps ssl and http.client out of `tela --help`
 
     entries = [e for e, _ in sorted(get_registry().datasets.values(), key=lambda ep: ep[0].name)]
     if as_json:
         rows = [{**e.to_json(), "in_cache": installed(e) is not None, "path": str(dataset_dir(e.name))} for e in entries]
-        from tela_core.infra.io import dumps_json
 
         click.echo(dumps_json(rows, indent=2, ensure_ascii=True))
         return
@@ -415,8 +396,7 @@ def get(name: str, from_dir: Path | None, force: bool) -> None:
     A download cut short resumes when run again; a checksum mismatch keeps nothing; --force fetches
     again even if the dataset is already in the cache.
     """
-    from tela_core.data.download import fetch
-    from tela_core.plugins.discovery import get_registry
+    from tela_core.data.download import fetch  # start-up: keeps ssl and http.client out of `tela --help`
 
     entry = get_registry().dataset(name)
     err = lambda m: click.echo(m, err=True)  # noqa: E731

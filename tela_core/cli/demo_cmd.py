@@ -21,6 +21,15 @@ from typing import Any, Callable, Literal, Sequence
 import click
 
 from .options import HELP, force_option, output_option
+from ..data import sample_path
+from tela_core.data.detect import open_source
+from tela_core.routing.artifact import write_policy
+from tela_core.plugins.discovery import get_registry
+from tela_core.routing.router import Router
+from .. import eval as ev
+from ..components import Scores
+from ..train import RunConfig, split_records
+from ..train import run as run_pipeline
 
 __all__ = ["demo", "judge", "show_decisions", "calibrate_on"]
 
@@ -29,9 +38,6 @@ DEMO_STRONG_SHARE = 0.5
 
 
 def _records(name: str) -> list[Any]:
-    from ..data import sample_path
-    from tela_core.data.detect import open_source
-
     path = sample_path(name)
     return list(open_source(path, "jsonl").records(path))
 
@@ -39,10 +45,6 @@ def _records(name: str) -> list[Any]:
 def calibrate_on(router_dir: Path, prompts: Sequence[str], share: float, data: str) -> Any:
     """Score ``prompts``, save the ``calibrated`` policy (threshold at ``share``) in the router,
     and return the reloaded :class:`~tela_core.Router`."""
-    from tela_core.routing.artifact import write_policy
-    from tela_core.plugins.discovery import get_registry
-    from tela_core.routing.router import Router
-
     router = Router.load(router_dir)
     w = router.score(list(prompts))
     policy = get_registry().create("policy", "calibrated", {"strong_share": share}).calibrate(w, data=data)
@@ -54,8 +56,6 @@ def calibrate_on(router_dir: Path, prompts: Sequence[str], share: float, data: s
 def judge(w: Any, records: Sequence[Any], models: Sequence[str]) -> dict[str, Any]:
     """The router's, random's and the oracle's evaluations of ``w`` on ``records`` (weak, strong =
     ``models``' first and last)."""
-    from .. import eval as ev
-
     arrays = ev.outcome_arrays(records, models[0], models[-1])
     return {
         "router": ev.evaluate_scores(w, arrays.weak, arrays.strong, name="router"),
@@ -69,8 +69,6 @@ def show_decisions(router: Any, records: Sequence[Any], w: Any, echo: Callable[[
     """Print the ``k`` lowest- and ``k`` highest-``w`` prompts of ``records`` with the router's
     decision and what the two models did; return those decisions (lowest first)."""
     import numpy as np
-
-    from ..components import Scores
 
     order = np.argsort(np.asarray(w), kind="stable")
     picks = list(order[:k]) + list(order[-k:])
@@ -114,10 +112,6 @@ def demo(output: Path, sample: int, epochs: float, processes: int | None, model:
     config is retrained only with --force."""
     import numpy as np
 
-    from ..data import sample_path
-    from ..train import RunConfig, split_records
-    from ..train import run as run_pipeline
-
     processes = 1 if processes is None else processes
     cfg = RunConfig.build({
         "data": sample_path(), "formatter": "role-prefix", "backend": "deepspeed-z3", "model": model,
@@ -151,7 +145,6 @@ def demo(output: Path, sample: int, epochs: float, processes: int | None, model:
     click.echo(_row(f"score-token ({sample} records, z3)", result["router"]))
     click.echo(_row("random (mean of 10 seeds)", result["random"]))
     click.echo(_row("oracle", result["oracle"]))
-    from .. import eval as ev
 
     point = ev.policy_point(np.asarray(scores.w) >= router.threshold, result["arrays"])
     click.echo(f"  calibrated policy here: {point['strong_share']:.0%} strong calls, quality {point['quality']:.3f} "
@@ -171,7 +164,6 @@ def demo(output: Path, sample: int, epochs: float, processes: int | None, model:
         t2 = time.time()
         knn_cfg = RunConfig.build({"data": sample_path(), "family": "embedding-knn", "output": knn_out, "eval_fraction": 0})
         run_pipeline(knn_cfg, force=True, echo=say)
-        from tela_core.routing.router import Router
 
         kw = Router.load(knn_out).score([r.prompt for r in heldout])
         click.echo(_row(f"embedding-knn (k=50, {len(train_side)} prompts)", judge(kw, heldout, router.models)["router"]))

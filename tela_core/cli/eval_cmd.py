@@ -20,6 +20,16 @@ from .options import (LAUNCH_PARAMS, force_option, json_option, launch_options, 
                       pair_options, policy_options, protocol_option, refuse_unused, score_batch_option, score_launch_of,
                       source_option, trust_option)
 from . import tables
+from tela_core.infra.io import dumps_json
+from .. import eval as ev
+from tela_core.routing.artifact import read_manifest
+from tela_core.infra.errors import TelaError
+from tela_core.infra.io import check_can_write
+from tela_core.data.fingerprint import overlap_warning
+from ..eval.pairs import pair_note, trained_pairs
+from tela_core.infra.locks import output_lock
+from tela_core.plugins.discovery import get_registry
+from ..eval.report import oracle_note, policy_line
 
 __all__ = ["register", "eval_cmd", "BASELINES"]
 
@@ -84,13 +94,6 @@ def eval_cmd(
       tela eval --router zoo/routers/matrix-factorization --all-models \
                 --data "$(tela data get llmrouter)" -o out/nim9
     """
-    from tela_core.infra.io import dumps_json
-
-    from .. import eval as ev
-    from tela_core.routing.artifact import read_manifest
-    from tela_core.infra.errors import TelaError
-    from tela_core.infra.io import check_can_write
-
     baseline = router if router in BASELINES and not (Path(router) / "tela.json").exists() else None
     manifest = None
     if baseline is None:
@@ -167,8 +170,6 @@ def eval_cmd(
 
 def _warn_if_trained_on(manifest: Any, records: Any) -> None:
     """Warn when the router was trained on a sizeable share of these prompts (its manifest's sketch)."""
-    from tela_core.data.fingerprint import overlap_warning
-
     note = overlap_warning(manifest or {}, [r.prompt for r in records]) if manifest else None
     if note:
         click.echo(note, err=True)
@@ -177,8 +178,6 @@ def _warn_if_trained_on(manifest: Any, records: Any) -> None:
 def _pair_check(manifest: Any, weak: str, strong: str) -> dict[str, Any]:
     """Say in one line when the router is judged on a model pair it was not trained on (a warning,
     not a refusal: the metrics replay this data's own outcomes, so they stay true); for the report."""
-    from ..eval.pairs import pair_note, trained_pairs
-
     if not manifest:
         return {}
     note = pair_note(manifest, weak, strong)
@@ -190,10 +189,6 @@ def _pair_check(manifest: Any, weak: str, strong: str) -> dict[str, Any]:
 def _lock_output(output: Path, force: bool) -> None:
     """Hold ``output`` until the command ends (another eval into it is refused, naming its pid);
     then check again that the report may be written, now that no one else can write it."""
-    from .. import eval as ev
-    from tela_core.infra.io import check_can_write
-    from tela_core.infra.locks import output_lock
-
     click.get_current_context().with_resource(output_lock(output))
     for name in ev.REPORT_FILES:
         check_can_write(output / name, force)
@@ -204,20 +199,15 @@ def _eval_all_models(
     protocol: str | None, score_batch_size: int | None, as_json: bool, force: bool, trust_remote_code: bool,
 ) -> None:
     """``tela eval --all-models``: the cost-aware N-model report (:mod:`tela_core.eval.nmodel`)."""
-    from tela_core.infra.io import dumps_json
-
     import numpy as np
 
-    from ..eval import nmodel
-    from tela_core.infra.errors import TelaError
-    from tela_core.infra.io import check_can_write
+    from ..eval import nmodel  # start-up: `tela --help` need not load eval.nmodel (~3 ms)
 
     if baseline is not None:
         raise TelaError("--all-models judges a router's per-model predictions; pass a router directory, "
                         "not a baseline (the report includes the oracle and every single model)")
     for name in nmodel.NMODEL_FILES:
         check_can_write(output / name, force)
-    from tela_core.infra.locks import output_lock
 
     click.get_current_context().with_resource(output_lock(output))  # one writer of this report
     scorer = load_router(router, trust_remote_code, score_batch_size).scorer
@@ -253,10 +243,6 @@ def _eval_all_models(
 
 def _policy_point(spec: dict[str, Any], scores: Any, arrays: Any) -> dict[str, Any] | None:
     """Where the router's saved policy lands on this data (two-model policies only)."""
-    from .. import eval as ev
-    from tela_core.infra.errors import TelaError
-    from tela_core.plugins.discovery import get_registry
-
     models = list(spec.get("models") or ["weak", "strong"])
     info = {"name": spec.get("name"), "options": spec.get("options") or {}, "models": models}
     try:
@@ -292,7 +278,6 @@ def _print_table(report: dict[str, Any]) -> None:
     for r in report["routers"]:
         t.add_row(r["name"], f"{r['apgr']:.3f}", f"{r['cpt50']:.2f}", f"{r['cpt80']:.2f}", f"{r['auc']:.4f}")
     tables.print_table(t, con)
-    from ..eval.report import oracle_note, policy_line
 
     note = oracle_note(report)
     if note:

@@ -21,6 +21,10 @@ import click
 from tela_core.data.detect import DETECT
 from tela_core.data.protocols import names as protocol_names
 from tela_core.routing.router import TRUST_ENV
+from tela_core.infra.errors import TelaError
+from ..train import parse_assignment
+from ..eval.parallel import score_launch
+from tela_core.routing.router import Router
 
 if TYPE_CHECKING:  # pragma: no cover
     from tela_core.eval.parallel import ScoreLaunch
@@ -224,7 +228,7 @@ def named_routers_option(f: F) -> F:
 def parse_named_routers(items: Sequence[str]) -> dict[str, Path]:
     """``("knn=runs/a", "runs/b")`` -> ``{"knn": runs/a, "b": runs/b}`` (the rule of ``tela serve
     --router``); a name given twice is refused."""
-    from tela_core.infra.errors import TelaError
+    # start-up: `tela --help` need not load serve.config (builds pydantic models, ~20 ms)
     from ..serve.config import parse_router_flag
 
     out: dict[str, Path] = {}
@@ -240,9 +244,6 @@ def parse_named_routers(items: Sequence[str]) -> dict[str, Path]:
 
 def parse_policy_sets(items: Sequence[str]) -> dict[str, Any]:
     """``("policy.threshold=0.3",)`` -> ``{"threshold": 0.3}``; any other section is refused."""
-    from tela_core.infra.errors import TelaError
-    from ..train import parse_assignment
-
     out: dict[str, Any] = {}
     for item in items:
         section, key, value = parse_assignment(item, example="policy.threshold=0.3", shape="policy.KEY=VALUE")
@@ -270,8 +271,6 @@ def given(*params: str) -> list[str]:
 def refuse_unused(mode: str, *params: str) -> None:
     """Raise one line naming the flags of ``params`` given on the command line that ``mode`` (e.g.
     "--all-models judges every model with the cost-aware policy") cannot use."""
-    from tela_core.infra.errors import TelaError
-
     bad = given(*params)
     if bad:
         raise TelaError(f"{mode}; it does not take {', '.join(bad)}")
@@ -328,8 +327,6 @@ LAUNCH_PARAMS = ("processes", "hostfile", "nnodes", "node_rank", "master_addr", 
 
 def score_launch_of(launch: dict[str, Any]) -> "ScoreLaunch":
     """The :class:`~tela_core.eval.parallel.ScoreLaunch` of a scoring command's launch options."""
-    from ..eval.parallel import score_launch
-
     return score_launch(**{k: launch.get(k) for k in LAUNCH_PARAMS})
 
 
@@ -343,8 +340,6 @@ def load_router(
 ) -> "Router":
     """:meth:`Router.load` with the command's options (``load_scorer=False`` where launched ranks
     do the scoring)."""
-    from tela_core.routing.router import Router
-
     return Router.load(
         path,
         trust_remote_code=trust_remote_code,

@@ -11,6 +11,8 @@ from tela_core.infra.io import dumps_json
 from ..components import REGISTERED
 from .options import json_option
 from . import tables
+from tela_core.plugins.discovery import get_registry
+from tela_core.infra.errors import UnknownComponentError
 
 #: other spellings of a kind: the docs call the component that trains and scores a router a
 #: *family* (``tela run --family``); the registry's kind, and the plugin API's, is ``scorer``
@@ -59,8 +61,6 @@ def list_plugins(as_json: bool, kind: str | None) -> None:
     it prints one tab-separated line per component (plugin, distribution, version, kind, name,
     description), so `tela plugins list | grep NAME` finds any name.
     """
-    from tela_core.plugins.discovery import get_registry
-
     reg = get_registry()
     infos = [p for p in reg.plugins.values() if kind is None or any(k == kind for k, _ in p.components)]
     if as_json:
@@ -137,8 +137,6 @@ def show_component(kind: str, name: str, as_json: bool) -> None:
     An unknown NAME is an error that lists the registered names of KIND. KIND family is the
     scorer kind (`tela plugins show family embedding-knn`).
     """
-    from tela_core.plugins.discovery import get_registry
-
     if kind == "command":
         _show_command(name, as_json)
         return
@@ -169,9 +167,6 @@ def _show_dataset(name: str, as_json: bool) -> None:
     """``tela plugins show dataset NAME``: a catalogue entry (``tela data get NAME`` fetches it)."""
     import dataclasses
 
-    from tela_core.infra.errors import UnknownComponentError
-    from tela_core.plugins.discovery import get_registry
-
     datasets = get_registry().datasets
     if name not in datasets:
         raise UnknownComponentError("dataset", name, datasets)
@@ -189,9 +184,6 @@ def _show_dataset(name: str, as_json: bool) -> None:
 
 def _show_command(name: str, as_json: bool) -> None:
     """``tela plugins show command NAME``: which plugin added the command (or tela) and its help."""
-    from tela_core.infra.errors import UnknownComponentError
-    from tela_core.plugins.discovery import get_registry
-
     ctx = click.get_current_context()
     root = ctx.find_root().command
     commands = getattr(root, "commands", {})

@@ -17,6 +17,11 @@ import click
 from .options import (json_option, launch_options, load_router, policy_options, refuse_unused, router_option, score_batch_option,
                       score_launch_of, trust_option)
 from . import tables
+from tela_core.routing.artifact import read_manifest
+from tela_core.infra.errors import TelaError
+from tela_core.data.prompt_lines import read_prompt_file, read_prompt_lines
+from tela_core.infra.io import json_line
+from ..eval.score_cache import router_hash, score_cache_dir, score_prompts
 
 __all__ = ["register", "route"]
 
@@ -57,11 +62,6 @@ def route(
       cat prompts.txt | tela route --router runs/demo
       tela route --router runs/demo --file logged.jsonl --json --processes 4 > routes.jsonl
     """
-    from tela_core.routing.artifact import read_manifest
-    from tela_core.infra.errors import TelaError
-    from tela_core.data.prompt_lines import read_prompt_file, read_prompt_lines
-    from tela_core.infra.io import json_line
-
     if threshold is not None:
         refuse_unused("--threshold routes with the threshold policy", "policy_name", "policy_sets")
     read_manifest(router)  # a bad router dir fails before reading prompts
@@ -80,7 +80,6 @@ def route(
         raise TelaError('no prompts: pass questions as arguments, --file FILE, or pipe them on stdin')
     r = load_router(router, trust_remote_code, score_batch_size, policy_name, policy_sets, load_scorer=not ranks.parallel)
     if ranks.parallel:  # the ranks load the router and score; the cache keeps their finished chunks
-        from ..eval.score_cache import router_hash, score_cache_dir, score_prompts
 
         cache = score_cache_dir(None)
         scores, _info = score_prompts(r.scorer, prompts, router_id=router_hash(router) if cache else None, cache_dir=cache,

@@ -15,6 +15,11 @@ from typing import Any
 import click
 
 from .options import force_option, launch_options, output_option, protocol_option, set_option, source_option, trust_option
+from ..train import resolve_config
+from ..train import run as run_pipeline
+from tela_core.routing.artifact import read_manifest, read_policy
+from tela_core.routing.operating_point import gains_nothing
+from tela_core.routing.operating_point import OperatingPoint
 
 __all__ = ["register", "run"]
 
@@ -90,9 +95,6 @@ def run(config_file: Path | None, overrides: tuple[str, ...], force: bool, quiet
       tela run --family embedding-knn --data mmlu-train.jsonl --data llmrouter.json --weight 1 --weight 2 \\
                --set source2.models.weak=mistral-7b-instruct-v0.3 -o runs/mixed
     """
-    from ..train import resolve_config
-    from ..train import run as run_pipeline
-
     if no_trust_remote_code:  # hidden: overrides a config file's (or the environment's) trust_remote_code
         flags["trust_remote_code"] = False
     cfg = resolve_config(config_file, {k: v for k, v in flags.items() if k in _FIELDS}, overrides)
@@ -110,9 +112,6 @@ def run(config_file: Path | None, overrides: tuple[str, ...], force: bool, quiet
 def summary_lines(out: Path) -> list[str]:
     """What ``tela run`` made, from the router folder: records, pair, family, policy and where the
     policy lands on the held-out scores it was chosen on."""
-    from tela_core.routing.artifact import read_manifest, read_policy
-    from tela_core.routing.operating_point import gains_nothing
-
     manifest = read_manifest(out)
     spec = read_policy(out)
     data = manifest.get("data") if isinstance(manifest.get("data"), dict) else {}
@@ -131,8 +130,6 @@ def summary_lines(out: Path) -> list[str]:
     point = spec.get("operating_point") if isinstance(spec.get("operating_point"), dict) else None
     opts = spec.get("options") or {}
     if point:
-        from tela_core.routing.operating_point import OperatingPoint
-
         known = {k: v for k, v in point.items() if k in OperatingPoint.__dataclass_fields__}
         lines.append(f"  policy:  {spec.get('name')}, {OperatingPoint(**known).describe()}")
         why = gains_nothing(point) if point.get("strong_share") is not None else None

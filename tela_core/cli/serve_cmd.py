@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from .options import named_routers_option, score_batch_option, trust_option
+from ..infra.errors import TelaError
 
 __all__ = ["register", "serve"]
 
@@ -61,7 +62,9 @@ def serve(config_file: Path | None, routers: tuple[str, ...], weak: str | None, 
     POST /admin/reload. SIGHUP reloads the routers from their folders.
     See docs/deployment.md for the config file, metrics, the decision and shadow logs.
     """
+    # start-up: `tela --help` need not load serve.config (builds pydantic models, ~20 ms)
     from ..serve.config import build_config
+    # start-up: keeps logging out of `tela --help`
     from ..serve.runner import check_serve_extra, serve as run_server
 
     overrides = {k: v for k, v in flags.items() if v is not None}
@@ -75,8 +78,8 @@ def serve(config_file: Path | None, routers: tuple[str, ...], weak: str | None, 
     if not check:
         _check_port(config.host, config.port)  # before the routers load: a busy port is one line, not a traceback
     if check:
-        from ..serve.app import configure_logging
-        from ..serve.served_routers import load_routers
+        from ..serve.app import configure_logging  # start-up: keeps asyncio out of `tela --help`
+        from ..serve.served_routers import load_routers  # start-up: keeps logging out of `tela --help`
 
         configure_logging(config.log_level)  # a router's warnings (e.g. a pair that is not its upstreams') show
         loaded = load_routers(config)
@@ -101,8 +104,6 @@ def _check_port(host: str, port: int) -> None:
     another server, or not an address of this machine). uvicorn binds with SO_REUSEADDR, so
     does this check; the port is released at once."""
     import socket
-
-    from ..infra.errors import TelaError
 
     if not port:
         return

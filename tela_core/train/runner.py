@@ -39,6 +39,9 @@ from ..components import TrainJob
 from tela_core.routing.artifact import read_policy
 from tela_core.routing.operating_point import OperatingPoint, choose_operating_point, parse_rule, small_sample_warning
 from tela_core.models.resolve import resolve_model
+from .heldout import FOLDS, out_of_fold_scores
+from .heldout import MAX_HELDOUT, heldout_scores
+from .heldout import outcomes_of
 
 if TYPE_CHECKING:
     from .multinode import NodeLaunch
@@ -227,8 +230,6 @@ def _train_with_backend(
 
 def _out_of_fold(cfg: RunConfig, train: Sequence[Any], fit_config: Mapping[str, Any], stage: Path) -> tuple[Any, list[Any], str]:
     """Out-of-fold scores of a self-training family's training records (:mod:`.heldout`)."""
-    from .heldout import FOLDS, out_of_fold_scores
-
     reg = get_registry()
     work = stage / RUN_SUBDIR / "folds"
     try:
@@ -241,8 +242,6 @@ def _out_of_fold(cfg: RunConfig, train: Sequence[Any], fit_config: Mapping[str, 
 
 def _held_out(cfg: RunConfig, out: Path, evals: Sequence[Any]) -> tuple[Any, list[Any], str]:
     """The trained router's scores of the held-out records (``--eval-fraction``)."""
-    from .heldout import MAX_HELDOUT, heldout_scores
-
     if len(evals) < 1:
         raise TelaError("--eval-fraction held no records out")
     w, records = heldout_scores(out, evals, cfg.seed, trust_remote_code=cfg.trust_remote_code)
@@ -260,8 +259,6 @@ def _save_operating_point(
     (:mod:`tela_core.routing.operating_point`) on scores of records it did not train on, and save
     it as its policy. A two-model ``threshold`` policy is replaced; a family's own policy (e.g.
     ``tiers`` over N models) is kept."""
-    from .heldout import FOLDS, outcomes_of
-
     spec = read_policy(router_dir)
     models = [str(m) for m in (spec.get("models") or [])]
     if spec.get("name", "threshold") != "threshold" or len(models) > 2:

@@ -29,6 +29,8 @@ from typing import Any, Sequence
 
 from tela_core.infra.io import dumps_json, json_line, split_jsonl
 from .spec import LoraSettings, WorkerSpec
+from .tokens import add_score_tokens
+from .loss import sft_trainer_class
 
 __all__ = ["main", "last_complete_checkpoint", "sft_config", "ProgressLog", "RecordingCollator", "attempt_record",
            "record_attempt"]
@@ -100,8 +102,6 @@ def load_model(spec: WorkerSpec, bf16: bool) -> tuple[Any, Any, list[int]]:
     partitions parameters at load time, and the score-token rows must be set on full tensors."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from .tokens import add_score_tokens
 
     tokenizer = AutoTokenizer.from_pretrained(spec.model, trust_remote_code=spec.trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(
@@ -288,8 +288,6 @@ def main(run_dir: str) -> None:
     train_ds, eval_ds = load_rows(spec.train_file), load_rows(spec.eval_file)
     ckpt_dir = run / "checkpoints"
     progress = progress_callback(run, rank, world)
-
-    from .loss import sft_trainer_class
 
     trainer = sft_trainer_class()(model=model, args=sft_config(spec, ckpt_dir, on_gpu, bf16), train_dataset=train_ds,
                                   eval_dataset=eval_ds, processing_class=tokenizer, callbacks=[progress])

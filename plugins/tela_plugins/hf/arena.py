@@ -39,8 +39,6 @@ from tela_core.data.records import seed_record
 from tela_core.data.labels import OutcomeOptions, label_for
 
 from tela_plugins.hf.load import Opened, open_split, require_columns
-from tela_plugins.hf.elo import elo_ratings, elo_tiers
-from tela_plugins.hf.sniff import columns_of
 
 __all__ = ["ArenaSource", "ArenaOptions", "battle_result"]
 
@@ -182,6 +180,7 @@ class ArenaSource(Source):
                 raise opened.error(0, f"weak and strong model are both {o.weak_model!r}")
             self.stats = {"mode": "models"}
             return {o.strong_model}, {o.weak_model}, (o.strong_model, o.weak_model)
+        from tela_plugins.hf.elo import elo_ratings, elo_tiers  # start-up: `tela --help` need not load hf.elo (~1 ms)
 
         ratings = elo_ratings([b[1] for b in battles], [b[2] for b in battles],
                               [0.5 if b[3] is None else b[3] for b in battles])
@@ -204,5 +203,7 @@ class ArenaSource(Source):
 
     def sniff(self, path: Path) -> bool:
         """A file or folder whose columns include model_a, model_b and a winner."""
+        from tela_plugins.hf.sniff import columns_of  # start-up: `tela --help` need not load hf.sniff (~4 ms)
+
         cols = columns_of(Path(path))
         return cols is not None and {"model_a", "model_b"} <= cols and ("winner" in cols or "winner_model_a" in cols)

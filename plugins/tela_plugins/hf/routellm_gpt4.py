@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from tela_plugins.hf.hf import HFOptions, HFSource
-from tela_plugins.hf.sniff import columns_of
 
 __all__ = ["RouteLLMJudgeSource", "JudgeOptions", "HUB_ID"]
 
@@ -49,5 +48,7 @@ class RouteLLMJudgeSource(HFSource):
 
     def sniff(self, path: Path) -> bool:
         """A parquet file or save_to_disk/parquet folder whose columns include prompt and mixtral_score."""
+        from tela_plugins.hf.sniff import columns_of  # start-up: `tela --help` need not load hf.sniff (~4 ms)
+
         cols = columns_of(Path(path))
         return cols is not None and {"prompt", "mixtral_score"} <= cols

@@ -32,7 +32,6 @@ from tela_plugins.hf.hf import as_cost, as_outcome
 from tela_plugins.hf.load import DatasetRowError, Opened, open_split
 from tela_core.data.labels import label_for
 from tela_core.data.records import seed_record
-from tela_plugins.hf.sniff import columns_of
 
 __all__ = ["RouterBenchSource", "RouterBenchOptions", "COST_SUFFIX", "pickle_allowed"]
 
@@ -170,6 +169,7 @@ class RouterBenchSource(Source):
         p = Path(path)
         if p.suffix.lower() == ".pkl" and p.is_file():
             return True
+        from tela_plugins.hf.sniff import columns_of  # start-up: `tela --help` need not load hf.sniff (~4 ms)
 
         cols = columns_of(p) or set()
         return any(c.endswith(COST_SUFFIX) for c in cols)
