@@ -38,6 +38,7 @@ import queue
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
+from ..components import Scores
 
 if TYPE_CHECKING:  # pragma: no cover
     from tela_core.routing.router import Decision, Router
@@ -179,8 +180,6 @@ class Batcher:
     def _decide(self, items: list[_Item]) -> list["Decision"]:
         """One scorer call for ``items``; each gets the decision for its own threshold."""
         import numpy as np
-
-        from ..components import Scores
 
         scores = self.router.scores([it.text for it in items])
         w = np.asarray(scores.w, dtype=float).reshape(-1)

@@ -40,6 +40,7 @@ from __future__ import annotations
 import collections
 import os
 from typing import Any
+from tela_core.models.vector_cache import serving_cache
 
 __all__ = ["ServeMetrics", "MULTIPROC_ENV"]
 
@@ -89,8 +90,6 @@ class ServeMetrics:
         and 4,000 kNN requests left ``tela_embedding_cache_total`` without a sample). A new LRU
         (``serving_cache(capacity)``) keeps its listeners. One app serves a process, so the
         newest one's metrics replace an earlier app's (tests build many in one process)."""
-        from tela_core.models.vector_cache import serving_cache
-
         lru = serving_cache()
         lru.listeners[:] = [f for f in lru.listeners if not isinstance(getattr(f, "__self__", None), ServeMetrics)]
         lru.listeners.append(self.embedding_cache_listener)

@@ -19,6 +19,10 @@ from .chat import RequestError, Target, parse_model, routing_text
 from .responses import EventStream, RawResponse, error_response, json_response, raw_headers, wait_disconnect
 from .server import Server, check_auth
 from .shadow import MAX_CAPTURE
+from .batcher import RoutingFailed
+from tela_core.infra.errors import UpstreamError
+from .shadow import ShadowJob
+from tela_core.upstreams.usage import token_count
 
 if TYPE_CHECKING:  # pragma: no cover
     from tela_core.components import UpstreamReply
@@ -139,7 +143,6 @@ class ChatHandler:
                 400, f"router {name!r} routes between {len(served.router.models)} models; a threshold needs two: use router-{name}",
                 param="model", code="invalid_threshold",
             )
-        from .batcher import RoutingFailed
 
         try:
             decision = await served.batcher.decide(text, target.threshold)
@@ -163,8 +166,6 @@ class ChatHandler:
     # -- forwarding ---------------------------------------------------------------------------
 
     async def _forward(self, request: Any, body: dict[str, Any], stream: bool, upstream: str, fallback: str | None, info: "_Info") -> Any:
-        from tela_core.infra.errors import UpstreamError
-
         s = self.s
         tried = [upstream]
         candidates = [upstream] + ([fallback] if fallback and fallback != upstream else [])
@@ -353,8 +354,6 @@ class _Info:
 
     def offer_shadow(self, s: Server, upstream_s: float) -> None:
         """Hand the finished request to shadow mode (never raises: the user's answer is sent)."""
-        from .shadow import ShadowJob
-
         sh, d = self.shadow, self.decision
         if sh is None or d is None or s.shadow is None or self.router is None:
             return
@@ -385,8 +384,6 @@ class _Info:
 
     def usage(self, usage: Any) -> None:
         if isinstance(usage, dict):
-            from tela_core.upstreams.usage import token_count
-
             # a negative count made every answer a 500 (a Prometheus counter cannot go down)
             self.prompt_tokens = token_count(usage.get("prompt_tokens"))
             self.completion_tokens = token_count(usage.get("completion_tokens"))

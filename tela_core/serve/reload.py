@@ -26,6 +26,8 @@ import os
 import signal
 import time
 from typing import TYPE_CHECKING, Any
+from tela_core.infra.errors import TelaError
+from .served_routers import load_router
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import Server
@@ -36,8 +38,6 @@ log = logging.getLogger("tela.serve")
 
 
 def _one_line(e: BaseException) -> str:
-    from tela_core.infra.errors import TelaError
-
     text = " ".join(str(e).split())
     return text if isinstance(e, TelaError) and text else f"{type(e).__name__}: {text}" if text else type(e).__name__
 
@@ -56,8 +56,6 @@ class Reloader:
         links resolved: the version loaded), "scorer", "policy",
         "models", "load_s", "swapped_at"}`` (``swapped_at``: Unix time of the swap) or
         ``{"ok": False, "error": WHY}`` (the old router kept)."""
-        from .served_routers import load_router
-
         s = self.server
         async with self._lock:
             out: dict[str, dict[str, Any]] = {}
@@ -83,8 +81,6 @@ class Reloader:
 
     async def check(self, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
         """Load ``names`` (default: every router) to see whether they would load, without swapping."""
-        from .served_routers import load_router
-
         s = self.server
         out: dict[str, dict[str, Any]] = {}
         for name in names or list(s.config.routers):

@@ -9,6 +9,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 from tela_core.infra.io import json_line_bytes
 
 from .chat import RequestError
+from tela_core.infra.errors import UpstreamError
 
 __all__ = ["JSON_TYPE", "RawResponse", "EventStream", "raw_headers", "json_response", "error_response", "wait_disconnect"]
 
@@ -82,8 +83,6 @@ class EventStream:
             await self.done(outcome)
 
     async def _pump(self, send: Any) -> str | None:
-        from tela_core.infra.errors import UpstreamError
-
         await send({"type": "http.response.start", "status": 200, "headers": self.headers})
         outcome = None
         try:

@@ -17,14 +17,16 @@ from typing import Any
 
 from .config import ENV_VAR, ServeConfig
 from .readiness import READY_DIR_ENV
+from tela_core.infra.errors import TelaError
+from .app import configure_logging
+from .served_routers import load_routers
+from .app import create_app
 
 __all__ = ["serve", "check_serve_extra"]
 
 
 def check_serve_extra() -> None:
     """A clear error when the ``serve`` extra is not installed."""
-    from tela_core.infra.errors import TelaError
-
     missing = []
     for mod in ("starlette", "uvicorn", "aiohttp", "prometheus_client"):
         try:
@@ -70,14 +72,9 @@ def serve(config: ServeConfig) -> None:
     check_serve_extra()
     import uvicorn
 
-    from .app import configure_logging
-    from .served_routers import load_routers
-
     configure_logging(config.log_level)
 
     if config.workers <= 1:
-        from .app import create_app
-
         routers = load_routers(config)
         uvicorn.run(create_app(config, routers=routers), **_uvicorn_kwargs(config))
         return

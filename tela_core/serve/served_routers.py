@@ -11,6 +11,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .config import ServeConfig
+from tela_core.routing.router import Router
+from .batcher import Batcher
+from .config import ConfigError
+from tela_core.routing.router import PLACEHOLDER_MODELS
+from tela_core.routing.artifact import read_manifest
+from tela_core.plugins.discovery import get_registry
+from tela_core.models import vector_cache
 
 if TYPE_CHECKING:  # pragma: no cover
     from tela_core.routing.router import Router
@@ -51,11 +58,6 @@ def load_router(config: ServeConfig, name: str, metrics: "ServeMetrics | None" =
     """Load router ``name`` from its folder, as it is now, and start its batcher thread: at start,
     and again on a hot reload (:mod:`.reload`). Raises on a router that cannot be served (a
     damaged folder, a model count that does not match its upstreams), naming what is wrong."""
-    from tela_core.routing.router import Router
-
-    from .batcher import Batcher
-    from .config import ConfigError
-
     _serving_mode(config, metrics)
     rc = config.routers[name]
     sbs = rc.score_batch_size if rc.score_batch_size is not None else _cpu_batch_size(rc.path)
@@ -98,8 +100,6 @@ def _warn_pair(config: ServeConfig, name: str, path: object, models: list[str], 
     model id. Its scores say when its cheap model needs its strong one; with other models, or
     the two swapped, they may not hold. Routers that name no pair (``weak``, ``strong``) are
     not checked."""
-    from tela_core.routing.router import PLACEHOLDER_MODELS
-
     if tuple(models) == PLACEHOLDER_MODELS:
         return
 
@@ -126,9 +126,6 @@ def _cpu_batch_size(path: str) -> int | None:
     than it saves: lm-probe served 32 clients at 4.1-5.2 req/s with batches of 8 against 4.9-5.7
     with batch 1 (bench/serve_overhead.py). The micro-batcher still hands every waiting prompt to
     one scorer call; the family then runs them one forward pass each."""
-    from tela_core.routing.artifact import read_manifest
-    from tela_core.plugins.discovery import get_registry
-
     try:
         cls = get_registry().get("scorer", read_manifest(path)["scorer"])
     except Exception:  # Router.load reports it properly
@@ -166,8 +163,6 @@ def _serving_mode(config: ServeConfig, metrics: "ServeMetrics | None" = None) ->
     """Live prompts are scored once: embedding families must not read or grow their shard cache;
     they keep the last ``embedding_cache`` prompts' vectors in memory instead (an LRU whose hits
     and misses ``/metrics`` counts)."""
-    from tela_core.models import vector_cache
-
     vector_cache.use_shard_cache(False)
     lru = vector_cache.serving_cache()
     if lru.capacity != config.embedding_cache:  # a hot reload keeps the vectors already cached
