@@ -118,7 +118,8 @@ def calibrate(
                   f"{done['rescored']} scored again by this router, the rest as logged" if done["rescored"] else
                   "scores as logged by this router version" )
         click.echo(
-            f"threshold {o['threshold']:.6f}: {o['achieved_share']:.3f} of {done['requests']} requests router {done['router']!r} "
+            f"threshold {o['threshold']:.6f}: {o['achieved_share']:.3f} of {done['requests']} requests router "
+            f"{done['router']!r} "
             f"routed go to the strong model ({scored}; target {strong_share}); saved to {Path(router) / 'policy.json'} "
             f"(was {done['previous']})"
         )
@@ -160,7 +161,8 @@ def calibrate(
     o = policy.options
     click.echo(
         f"threshold {o.threshold:.6f}: {o.achieved_share:.3f} of {o.calibration_prompts} calibration prompts go to "
-        f"the strong model (target {strong_share}); saved to {Path(router) / 'policy.json'} (was {r.policy_spec['name']})"
+        f"the strong model (target {strong_share}); saved to {Path(router) / 'policy.json'} (was "
+        f"{r.policy_spec['name']})"
     )
     if few:
         click.echo(few, err=True)

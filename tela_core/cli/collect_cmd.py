@@ -190,7 +190,8 @@ def _print_estimate(err: Any, plan: Any, est: dict[str, Any], engine: Any, repea
     if other:
         extra.append(f"{sum(other.values())} logged answers of models not asked left out ({', '.join(sorted(other))})")
     click.echo(f"{n_rows} prompts x {n_models} models ({', '.join(plan.models)}): {plan.reused} answers already here, "
-               f"{len(plan.jobs)} to ask{' (' + str(plan.retrying_errors) + ' after an error)' if plan.retrying_errors else ''}"
+               f"{len(plan.jobs)} to "
+               f"ask{' (' + str(plan.retrying_errors) + ' after an error)' if plan.retrying_errors else ''}"
                f"{'; ' + '; '.join(extra) if extra else ''}", file=err)
     if not plan.jobs:
         return
@@ -202,7 +203,8 @@ def _print_estimate(err: Any, plan: Any, est: dict[str, Any], engine: Any, repea
     if b.limit is not None:
         left = b.limit - b.spent
         fits = "" if est["cost"] <= left else "; the estimate is over it: the run will stop at the budget"
-        click.echo(f"budget {money(b.limit)} (--max-cost): {money(b.spent)} spent on this output before, {money(max(0.0, left))} left{fits}",
+        click.echo(f"budget {money(b.limit)} (--max-cost): {money(b.spent)} spent on this output before, "
+                   f"{money(max(0.0, left))} left{fits}",
                    file=err)
 
 

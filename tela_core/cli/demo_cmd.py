@@ -77,7 +77,8 @@ def show_decisions(router: Any, records: Sequence[Any], w: Any, echo: Callable[[
     for i, d in zip(picks, decisions):
         r = records[int(i)]
         o = r.outcomes or {}
-        did = f"weak {'right' if o.get(weak, 0) >= 0.5 else 'wrong'}, strong {'right' if o.get(strong, 0) >= 0.5 else 'wrong'}"
+        verdict = {True: "right", False: "wrong"}
+        did = f"weak {verdict[o.get(weak, 0) >= 0.5]}, strong {verdict[o.get(strong, 0) >= 0.5]}"
         q = " ".join(r.prompt.split())
         echo(f"  w={d.w:.3f} -> {_short(d.model):9s} [{did}]  {q[:70] + ('…' if len(q) > 70 else '')}")
     return decisions
@@ -151,7 +152,8 @@ def demo(output: Path, sample: int, epochs: float, processes: int | None, model:
                f"(weak alone {result['router'].q_weak:.3f}, strong alone {result['router'].q_strong:.3f})")
     beats = result["router"].apgr > result["random"].apgr
     if beats:
-        click.echo(f"\nThe score-token router beats random on this sample by {result['router'].apgr - result['random'].apgr:+.3f} "
+        click.echo("\nThe score-token router beats random on this sample by "
+                   f"{result['router'].apgr - result['random'].apgr:+.3f} "
                    "APGR (300 prompts: differences under ~0.05 are within noise).")
     else:
         click.echo(f"\nIn {trained / 60:.0f} minutes on this machine the score-token router did NOT beat random on this "

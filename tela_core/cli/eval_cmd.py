@@ -269,7 +269,8 @@ def _print_table(report: dict[str, Any]) -> None:
     title = (
         f"{report['n']} prompts from {report['data']}"
         + (f" ({report['protocol']})" if report.get("protocol") else "")
-        + f"; weak {report['weak_model']} {report['q_weak']:.4f}, strong {report['strong_model']} {report['q_strong']:.4f}"
+        + f"; weak {report['weak_model']} {report['q_weak']:.4f}, strong {report['strong_model']} "
+          f"{report['q_strong']:.4f}"
     )
     click.echo(title)
     t = Table()

@@ -73,20 +73,23 @@ HELP: dict[str, str] = {
     "node_rank": "This node's rank, 0..nnodes-1.  [default: $PET_NODE_RANK, $SLURM_NODEID, $NODE_RANK, else 0]",
     "master_addr": "Node 0's address.  [default: $PET_MASTER_ADDR, $MASTER_ADDR, first host of $SLURM_JOB_NODELIST]",
     "master_port": "Node 0's rendezvous port.  [default: $MASTER_PORT, else 29500]",
-    "rdzv_endpoint": "torchrun elastic (c10d) rendezvous instead of --master-addr/--node-rank.  [default: $PET_RDZV_ENDPOINT]",
+    "rdzv_endpoint": "torchrun elastic (c10d) rendezvous instead of --master-addr/--node-rank.  "
+                     "[default: $PET_RDZV_ENDPOINT]",
     # commands that call paid models (tela collect, tela judge)
     "call_config": "tela serve's YAML/TOML config file: its upstreams (base_url, model, api_key_env, price_input, "
                    "price_output, max_concurrency, requests_per_minute, tokens_per_minute) can be named as models.",
     "price": "A model's price as NAME=INPUT,OUTPUT in dollars per million input and output tokens, where the config "
              "gives none (repeatable).",
     "max_cost": "Budget in dollars for everything in the output folder (earlier runs' calls count): no call starts "
-                "that could take the total past it; what finished is kept. Leave it out for no budget (nan and inf are refused).",
+                "that could take the total past it; what finished is kept. Leave it out for no budget "
+                "(nan and inf are refused).",
     "concurrency": "Calls in flight at once to each upstream (default: the config's max_concurrency, else 8).",
     "rpm": "Most requests started to each upstream in any 60 seconds (default: the config's, else no limit).",
-    "tpm": "Most tokens (prompt + answer) sent to each upstream in any 60 seconds (default: the config's, else no limit).",
+    "tpm": "Most tokens (prompt + answer) sent to each upstream in any 60 seconds "
+           "(default: the config's, else no limit).",
     "timeout": "Seconds to wait for one answer before giving up on that try (it is retried); at most a day.",
-    "max_answer_chars": "Longest answer (or judge reply) kept, in characters: a longer one is not stored and is recorded "
-                        "as an error of that call (its cost still counts).",
+    "max_answer_chars": "Longest answer (or judge reply) kept, in characters: a longer one is not stored and "
+                        "is recorded as an error of that call (its cost still counts).",
     "retries": "Tries after the first for a call that fails with 429, 5xx, a timeout or an unusable answer "
                "(exponential backoff with jitter; Retry-After honoured). A 401/403 stops the run at once.",
     "dry_run": "Check each model once (reachable, key accepted, model listed by the upstream), print what would be "
@@ -120,7 +123,8 @@ class FiniteFloat(click.FloatRange):
 
         rv = click.FLOAT.convert(value, param, ctx)
         if not math.isfinite(rv):
-            self.fail(f"{value} is not a {'number' if math.isnan(rv) else 'finite number'}{'; ' + self.hint if self.hint else ''}",
+            self.fail(f"{value} is not a "
+                      f"{'number' if math.isnan(rv) else 'finite number'}{'; ' + self.hint if self.hint else ''}",
                       param, ctx)
         return super().convert(rv, param, ctx)
 

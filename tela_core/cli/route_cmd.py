@@ -140,4 +140,5 @@ def _print_routes(rows: list[dict[str, Any]], spec: dict[str, Any]) -> None:
         t.add_row(str(i), Text(r["prompt"].replace("\n", " ")), *probs, exp, f"{r['w']:.3f}", Text(r["model"]))
     tables.print_table(t, con)
     if not piped:
-        click.echo("[[k]]: probability of score k (the weak model's answer quality, 1..5); E: expected score; w = P([[1]]..[[3]])")
+        click.echo("[[k]]: probability of score k (the weak model's answer quality, 1..5); E: expected score; w = "
+                   "P([[1]]..[[3]])")

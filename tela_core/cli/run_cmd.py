@@ -63,7 +63,9 @@ def register(cli: click.Group) -> None:
 @click.option("--warmup-ratio", type=float, default=None, help="Share of steps for LR warm-up.  [default: 0]")
 @click.option("--save-steps", type=int, default=None, help="Checkpoint every N steps (0: never).  [default: 50]")
 @click.option("--sample", type=int, default=None, help="Train on N records sampled with seed 42.")
-@click.option("--eval-fraction", type=float, default=None, help="Held-out share for eval loss (families trained by a backend; the others train on every record).  [default: 0.1]")
+@click.option("--eval-fraction", type=float, default=None, help=(
+    "Held-out share for eval loss (families trained by a backend; the others train on every record).  "
+    "[default: 0.1]"))
 @click.option("--seed", type=int, default=None, help="Random seed.  [default: 42]")
 @click.option("--operating-point", default=None, metavar="RULE",
               help="How the saved policy's threshold is chosen, on scores of training records the router did not "

@@ -35,14 +35,17 @@ def register(cli: click.Group) -> None:
 @click.option("--decision-log", default=None, type=click.Path(path_type=Path), help="Append one JSON line per request to this file.")
 @click.option("--log-prompts", is_flag=True, default=None, help="Write the routed text into the decision log, and the messages and answers into the shadow log.")
 @click.option("--shadow", default=None, type=click.FloatRange(0, 1), metavar="RATE",
-              help="Shadow mode: send this share of routed requests, after the user's answer, to the models not chosen too, and log both answers (needs --shadow-log).")
+              help="Shadow mode: send this share of routed requests, after the user's answer, to the models not chosen "
+                   "too, and log both answers (needs --shadow-log).")
 @click.option("--shadow-log", default=None, type=click.Path(path_type=Path), help="Append one JSON line per shadowed request to this file.")
 @click.option("--shadow-queue", default=None, type=click.IntRange(min=1), help="Most shadowed requests waiting for their shadow calls; more are dropped and counted (default 1000).")
 @click.option("--admin-token-env", default=None, metavar="VAR", help="Environment variable holding the bearer token for POST /admin/reload (off without it).")
 @click.option("--max-body-bytes", default=None, type=click.IntRange(min=1024), help="Refuse larger request bodies with 413 (default 8 MiB).")
 @click.option("--routing", default=None, type=click.Choice(["last-user", "conversation"]),
               help="Route on the last user turn (default) or the whole conversation.")
-@click.option("--sticky-header", default=None, metavar="NAME", help="A request with this header (a session id) is routed on its first user turn, so a conversation stays on one model.")
+@click.option("--sticky-header", default=None, metavar="NAME", help=(
+    "A request with this header (a session id) is routed on its first user turn, so a conversation stays on "
+    "one model."))
 @click.option("--no-fallback", is_flag=True, default=False, help="Answer 502 at once when an upstream fails, instead of trying the other model.")
 @click.option("--upstream-timeout", default=None, type=click.FloatRange(min=0, min_open=True), help="Seconds to wait for --weak/--strong upstreams (default 60).")
 @click.option("--log-level", default=None, type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Server log level (default info).")
@@ -85,12 +88,14 @@ def serve(config_file: Path | None, routers: tuple[str, ...], weak: str | None, 
         loaded = load_routers(config)
         for r in loaded.values():
             r.batcher.close()
-            click.echo(f"router-{r.name}: {r.router.path} ({r.router.manifest['scorer']}, policy {r.router.policy_spec['name']}) "
+            click.echo(f"router-{r.name}: {r.router.path} ({r.router.manifest['scorer']}, policy "
+                       f"{r.router.policy_spec['name']}) "
                        f"-> {' < '.join(r.upstream_of[m] for m in r.router.models)}")
         click.echo(f"ok: {len(loaded)} router(s), {len(config.upstreams)} upstream(s)")
         return
     click.echo(
-        f"tela serve: {', '.join('router-' + n for n in config.routers) or 'no routers'} on http://{config.host}:{config.port}/v1 "
+        f"tela serve: {', '.join('router-' + n for n in config.routers) or 'no routers'} on "
+        f"http://{config.host}:{config.port}/v1 "
         f"({config.workers} worker{'s' if config.workers > 1 else ''})",
         err=True,
     )

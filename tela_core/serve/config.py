@@ -257,7 +257,8 @@ def check_config(cfg: ServeConfig, where: str = "config") -> None:
     """What the models cannot check alone: names that refer to each other, and the upstream
     client options (validated by the client plugin's own options model)."""
     if not cfg.routers and not cfg.upstreams:
-        raise ConfigError(f"{where}: nothing to serve: give --router DIR with --weak/--strong, or a config file with routers and upstreams")
+        raise ConfigError(f"{where}: nothing to serve: give --router DIR with --weak/--strong, or a config file with "
+                          "routers and upstreams")
     for name, up in cfg.upstreams.items():
         check_upstream(name, up, where)
     for name, r in cfg.routers.items():
@@ -275,5 +276,6 @@ def check_config(cfg: ServeConfig, where: str = "config") -> None:
     cfg.admin_token()  # admin_token_env must be set
     shadowed = [n for n in cfg.routers if cfg.shadow_rate(n) > 0]
     if shadowed and not cfg.shadow_log:
-        raise ConfigError(f"{where}: shadow: routers {', '.join(shadowed)} shadow requests, but there is no shadow_log to write them to (--shadow-log FILE)")
+        raise ConfigError(f"{where}: shadow: routers {', '.join(shadowed)} shadow requests, but there is no shadow_log "
+                          "to write them to (--shadow-log FILE)")
 

@@ -140,7 +140,8 @@ class ChatHandler:
             raise RequestError(503, f"router {name!r} is not ready", type="server_error", code="not_ready")
         if target.threshold is not None and len(served.router.models) != 2:
             raise RequestError(
-                400, f"router {name!r} routes between {len(served.router.models)} models; a threshold needs two: use router-{name}",
+                400, f"router {name!r} routes between {len(served.router.models)} models; a threshold needs two: use "
+                     f"router-{name}",
                 param="model", code="invalid_threshold",
             )
 

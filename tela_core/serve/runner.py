@@ -1,11 +1,10 @@
 """Start the server: uvicorn with one process, or ``--workers N`` processes.
 
-One process loads the routers before it binds its port, so a bad router fails at once with a
-one-line error. With N workers the parent loads each router once to check it, then every worker
-loads its own copy before it accepts a connection (uvicorn needs an app factory, :func:`tela_core.serve.app.create_app_from_env`,
-which reads the settings from ``$TELA_SERVE_CONFIG``), shares Prometheus metric files in
-``$PROMETHEUS_MULTIPROC_DIR`` and registers in ``$TELA_SERVE_READY_DIR`` once up, so ``/ready``
-answers 200 only when all N are (:mod:`.readiness`).
+One process loads the routers before it binds its port, so a bad router fails at once with a one-line error. With N
+workers the parent loads each router once to check it, then every worker loads its own copy before it accepts a
+connection (uvicorn needs an app factory, :func:`tela_core.serve.app.create_app_from_env`, which reads the settings
+from ``$TELA_SERVE_CONFIG``), shares Prometheus metric files in ``$PROMETHEUS_MULTIPROC_DIR`` and registers in
+``$TELA_SERVE_READY_DIR`` once up, so ``/ready`` answers 200 only when all N are (:mod:`.readiness`).
 """
 
 from __future__ import annotations
