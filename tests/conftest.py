@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from training_support import TrainedRun, clean_env, multi_rank_args, one_rank_args, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,12 +22,42 @@ if (REPO.parent / "shared" / "data").is_dir():
     os.environ.setdefault("TELA_TEST_DATA", str(REPO.parent / "shared" / "data"))
 
 
+def _cache_vars() -> dict[str, str]:
+    cache = os.environ.get("TELA_CACHE") or str(Path.home() / ".cache" / "tela")
+    extensions = os.environ.get("TORCH_EXTENSIONS_DIR") or str(Path(cache) / "torch_extensions")
+    return {"TELA_CACHE": cache, "TORCH_EXTENSIONS_DIR": extensions}
+
+
 @pytest.fixture(autouse=True)
 def _tela_env(tela_offline: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Offline (``tela_offline``); DeepSpeed's JIT-built ops and converted models are cached where
     tela keeps them in any shell (``$TELA_CACHE``, else ``~/.cache/tela``, which ``make install``
     fills) and reused across runs (a test that needs an empty cache asks for ``isolated_cache``).
     Set here so that the ``tela`` subprocesses of every test use the same cache."""
-    cache = os.environ.get("TELA_CACHE") or str(Path.home() / ".cache" / "tela")
-    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", os.environ.get("TORCH_EXTENSIONS_DIR") or str(Path(cache) / "torch_extensions"))
-    monkeypatch.setenv("TELA_CACHE", cache)
+    for var, value in _cache_vars().items():
+        monkeypatch.setenv(var, value)
+
+
+def _session_env() -> dict[str, str]:
+    """What ``_tela_env`` gives a test, for session fixtures (set up before any test's own fixtures)."""
+    from tela_core.testkit.helpers import OFFLINE_VARS
+
+    return clean_env(**OFFLINE_VARS, **_cache_vars())
+
+
+@pytest.fixture(scope="session")
+def trained_router(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """A score-token router ``tela run`` trained on one CPU rank (DeepSpeed ZeRO-3, the tiny Llama,
+    2 epochs on 48 records, 5 of them held out): trained once per session for the tests that read
+    it. Copy ``.path`` before changing anything in it."""
+    out = tmp_path_factory.mktemp("one-rank") / "router"
+    return train(one_rank_args(tiny_model, out), _session_env())
+
+
+@pytest.fixture(scope="session")
+def two_rank_router(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """One node, two CPU ranks (gloo), every one of 24 records trained on, seed 7: the run the
+    two-node one must reproduce (tests/test_multinode.py), and the data-parallel one of
+    tests/test_train_deepspeed.py. Trained once per session; copy ``.path`` before changing it."""
+    out = tmp_path_factory.mktemp("two-ranks") / "router"
+    return train(multi_rank_args(tiny_model, out, 2), _session_env())

@@ -13,7 +13,6 @@ saying which is missing, where this machine has no ssh server accepting a key fo
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -21,14 +20,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from training_support import TrainedRun, clean_env, multi_rank_args
 
 from tela_core.data import sample_path
-from tela_core.train.multinode import NodeLaunch, first_slurm_host, resolve_nodes
 from tela_core.train.launch import launcher_command
-
-SCHEDULER_VARS = ("PET_NNODES", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT", "PET_RDZV_ENDPOINT",
-                  "SLURM_NNODES", "SLURM_JOB_NUM_NODES", "SLURM_NODEID", "SLURM_JOB_NODELIST", "SLURM_NODELIST",
-                  "SLURM_JOB_ID", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK")
+from tela_core.train.multinode import NodeLaunch, first_slurm_host, resolve_nodes
 
 
 def free_port() -> int:
@@ -37,19 +33,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in SCHEDULER_VARS}
-    env["OMP_NUM_THREADS"] = "1"
-    env.update(extra)
-    return env
-
-
 def run_args(model: Path, out: Path, processes: int) -> list[str]:
-    exe = Path(sys.executable).with_name("tela")
-    return [str(exe), "run", "--data", str(sample_path()), "--backend", "deepspeed-z3", "--model", str(model),
-            "--output", str(out), "--processes", str(processes), "--sample", "24", "--eval-fraction", "0",
-            "--epochs", "1", "--batch-size", "4", "--max-length", "2048", "--learning-rate", "1e-3",
-            "--save-steps", "0", "--seed", "7", "--quiet"]
+    return multi_rank_args(model, out, processes)
 
 
 def weights(out: Path) -> dict:
@@ -133,12 +118,9 @@ def test_bad_placement_is_one_line(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One node, two ranks: the run the two-node one must reproduce."""
-    out = tmp_path_factory.mktemp("one-node") / "router"
-    res = subprocess.run(run_args(tiny_model, out, 2), capture_output=True, text=True, env=clean_env(), timeout=900)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return out
+def reference(two_rank_router: TrainedRun) -> Path:
+    """One node, two ranks: the run the two-node one must reproduce (tests/conftest.py; read only)."""
+    return two_rank_router.path
 
 
 @pytest.mark.slow

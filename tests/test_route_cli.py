@@ -104,20 +104,10 @@ def test_calibrate_rejects_bad_share_and_keeps_policy(router, tmp_path, tela_cli
 
 
 @pytest.mark.slow
-def test_route_calibrate_eval_on_a_router_trained_by_tela_run(tiny_model, tmp_path, isolated_cache, tela_cli):
-    """`tela run` (real DeepSpeed, tiny Llama) -> route -> calibrate -> eval, as a user would."""
-    import os
-    import subprocess
-    import sys
-
-    from tela_core.data import sample_path
-
-    out = tmp_path / "run"
-    exe = Path(sys.executable).with_name("tela")
-    args = ["run", "--data", str(sample_path()), "--model", str(tiny_model), "--output", str(out), "--sample", "48",
-            "--epochs", "2", "--batch-size", "8", "--learning-rate", "3e-3", "--save-steps", "0", "--quiet"]
-    res = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=900, env=dict(os.environ))
-    assert res.returncode == 0, res.stderr[-3000:]
+def test_route_calibrate_eval_on_a_router_trained_by_tela_run(trained_router, tmp_path, isolated_cache, tela_cli):
+    """`tela run` (real DeepSpeed, tiny Llama: the session's ``trained_router``) -> route -> calibrate
+    -> eval, as a user would."""
+    out = Path(shutil.copytree(trained_router.path, tmp_path / "run"))  # calibrate rewrites its policy
 
     r = tela_cli("route", "--router", out, "--json", "What is the capital of France?", "Which gas do plants absorb?")
     assert r.exit_code == 0, r.output

@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from training_support import TrainedRun
 
 from tela_core.data import sample_path
+from tela_core.testkit.helpers import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -70,29 +72,28 @@ def check_artifact(out: Path, processes: int, backend: str = "deepspeed-z3") -> 
     return info
 
 
-def test_one_rank(tiny_model: Path, tmp_path: Path) -> None:
-    out = tmp_path / "router"
-    res = tela(*base_args(tiny_model, out, 1))
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert res.stdout.strip() == str(out)
+def test_one_rank(trained_router: TrainedRun) -> None:
+    out = trained_router.path
+    assert trained_router.result.stdout.strip() == str(out)
     check_artifact(out, 1)
     # consolidated weights, not ZeRO shards: one plain safetensors file a user can load
     assert (out / "model.safetensors").is_file()
     assert not list(out.glob("global_step*")) and not (out / "zero_to_fp32.py").exists()
     attempt = json.loads((out / ".tela" / "attempts.jsonl").read_text().splitlines()[-1])
     assert attempt["world_size"] == 1 and attempt["resumed_from"] is None
-    # same command again: nothing to redo
-    again = tela(*base_args(tiny_model, out, 1))
-    assert again.returncode == 0 and "nothing to do" in again.stderr
+    # same command again (in this process: it stops before any launch): nothing to redo, nothing changed
+    args = trained_router.args[1:]
+    again = run_cli(*args)
+    assert again.exit_code == 0 and "nothing to do" in again.output, again.output
     # a different config on the same dir is refused without --force
-    other = tela(*base_args(tiny_model, out, 1, sample=20))
-    assert other.returncode == 2 and "different config" in other.stderr and "--force" in other.stderr
+    other_args = list(args)
+    other_args[other_args.index("--sample") + 1] = "20"
+    other = run_cli(*other_args)
+    assert other.exit_code == 2 and "different config" in other.output and "--force" in other.output, other.output
 
 
-def test_two_ranks_train_on_different_examples(tiny_model: Path, tmp_path: Path) -> None:
-    out = tmp_path / "router2"
-    res = tela(*base_args(tiny_model, out, 2, sample=36))  # 32 train + 4 eval: 4 steps of 2 x 4
-    assert res.returncode == 0, res.stderr[-3000:]
+def test_two_ranks_train_on_different_examples(two_rank_router: TrainedRun) -> None:
+    out = two_rank_router.path  # 24 records, all trained on: 3 steps of 2 ranks x 4
     check_artifact(out, 2)
     seen = {json.loads(p.read_text())["rank"]: json.loads(p.read_text())["ids"] for p in (out / ".tela" / "seen").glob("rank*.json")}
     assert sorted(seen) == [0, 1]

@@ -12,8 +12,14 @@ from test_train_deepspeed import base_args, check_artifact, reload, tela
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module")
+def base(tiny_model: Path) -> dict:
+    """The untrained model as a fresh process loads it (once for the module: it never changes)."""
+    return reload(tiny_model)
+
+
 @pytest.mark.parametrize("processes, deepspeed", [(1, False), (2, True)], ids=["alone", "zero3-2ranks"])
-def test_lora_merged_artifact(tiny_model: Path, tmp_path: Path, processes: int, deepspeed: bool) -> None:
+def test_lora_merged_artifact(tiny_model: Path, base: dict, tmp_path: Path, processes: int, deepspeed: bool) -> None:
     out = tmp_path / "lora"
     args = [a if a != "deepspeed-z3" else "lora" for a in base_args(tiny_model, out, processes)]
     res = tela(*args, "--set", "backend.r=4", "--set", "backend.alpha=8", "--set", f"backend.deepspeed={str(deepspeed).lower()}")
@@ -25,7 +31,6 @@ def test_lora_merged_artifact(tiny_model: Path, tmp_path: Path, processes: int, 
     # merged: a plain model, no adapter files
     assert not (out / "adapter_config.json").exists()
     # the score-token rows were trained (they differ from the base model's)
-    base = reload(tiny_model)
     assert info["score_rows"] != base["score_rows"]
 
 

@@ -19,11 +19,14 @@ from tela_core.train.worker import last_complete_checkpoint
 
 pytestmark = pytest.mark.slow
 
+#: steps in all: the kill lands at the first checkpoint (step 2); the rerun saves every 2 steps to the end
+STEPS = 12
+
 
 def test_resume_after_kill(tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "resumable"
     cmd = [str(Path(sys.executable).with_name("tela")), "run", "--data", str(sample_path()), "--model", str(tiny_model),
-           "--output", str(out), "--sample", "40", "--batch-size", "2", "--max-steps", "40", "--save-steps", "2",
+           "--output", str(out), "--sample", "40", "--batch-size", "2", "--max-steps", str(STEPS), "--save-steps", "2",
            "--max-length", "2048", "--quiet"]
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     ckpts = out / ".tela" / "checkpoints"
@@ -39,14 +42,14 @@ def test_resume_after_kill(tiny_model: Path, tmp_path: Path) -> None:
     killed_at = last_complete_checkpoint(ckpts)
     assert killed_at is not None and not (out / "tela.json").exists()
     step = int(killed_at.name.split("-")[1])
-    assert step < 40, "the run finished before it could be killed; make it longer"
+    assert step < STEPS, "the run finished before it could be killed; make it longer"
 
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming" in second.stderr
     attempt = json.loads((out / ".tela" / "attempts.jsonl").read_text().splitlines()[-1])
     assert attempt["resumed_from"] == killed_at.name
-    assert attempt["global_step"] == 40
+    assert attempt["global_step"] == STEPS
     progress = [json.loads(line) for line in (out / ".tela" / "progress.jsonl").read_text().splitlines()]
     begins = [p for p in progress if p["event"] == "begin"]
     assert begins[-1]["step"] == step  # the second attempt started at the checkpoint's step, not 0
