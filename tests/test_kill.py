@@ -118,7 +118,8 @@ def test_kill_tela_zoo(tmp_path: Path, rng: random.Random) -> None:
 
 
 @pytest.mark.slow
-def test_kill_tela_eval_with_its_score_cache(tmp_path: Path, rng: random.Random, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kill_tela_eval_with_its_score_cache(tmp_path: Path, rng: random.Random,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A tiny score-token router scores 64 prompts with a real (tiny) LM forward pass: long enough
     for a kill to land while scoring, before, or after the cache is written."""
     from tela_core.testkit.helpers import build_tiny_router
