@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from test_train_deepspeed import base_args, check_artifact, reload, tela
+from test_train_deepspeed import base_args, check_artifact, reload
+
+from tela_core.testkit.helpers import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -22,8 +24,10 @@ def base(tiny_model: Path) -> dict:
 def test_lora_merged_artifact(tiny_model: Path, base: dict, tmp_path: Path, processes: int, deepspeed: bool) -> None:
     out = tmp_path / "lora"
     args = [a if a != "deepspeed-z3" else "lora" for a in base_args(tiny_model, out, processes)]
-    res = tela(*args, "--set", "backend.r=4", "--set", "backend.alpha=8", "--set", f"backend.deepspeed={str(deepspeed).lower()}")
-    assert res.returncode == 0, res.stderr[-3000:]
+    # tela's CLI in this process (the ranks are launched as always), as the other LoRA run below
+    res = run_cli(*args, "--set", "backend.r=4", "--set", "backend.alpha=8",
+                  "--set", f"backend.deepspeed={str(deepspeed).lower()}")
+    assert res.exit_code == 0, res.output[-3000:]
     info = check_artifact(out, processes, backend="lora")
     manifest = json.loads((out / "tela.json").read_text())
     assert manifest["backend"]["options"]["r"] == 4 and manifest["backend"]["options"]["merge"] is True
@@ -44,8 +48,8 @@ def test_lora_unmerged_adapter_scores_like_the_merged_model(tiny_model: Path, tm
 
     out = tmp_path / "adapter"
     args = [a if a != "deepspeed-z3" else "lora" for a in base_args(tiny_model, out, 1)]
-    res = tela(*args, "--set", "backend.r=4", "--set", "backend.merge=false")
-    assert res.returncode == 0, res.stderr[-3000:]
+    res = run_cli(*args, "--set", "backend.r=4", "--set", "backend.merge=false")
+    assert res.exit_code == 0, res.output[-3000:]
     assert (out / "adapter_config.json").exists() and not (out / "config.json").exists()
     prompts = ["What is 2 + 2?", "Prove Fermat's last theorem for n = 3."]
     w_adapter = Router.load(out).scorer.score(prompts).w

@@ -15,6 +15,7 @@ import pytest
 from test_train_deepspeed import check_artifact
 
 from tela_core.data import sample_path
+from tela_core.testkit.helpers import run_cli
 from tela_core.train.worker import last_complete_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -44,9 +45,9 @@ def test_resume_after_kill(tiny_model: Path, tmp_path: Path) -> None:
     step = int(killed_at.name.split("-")[1])
     assert step < STEPS, "the run finished before it could be killed; make it longer"
 
-    second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert "resuming" in second.stderr
+    second = run_cli(*cmd[1:])  # the same command, through tela's CLI in this process: it launches the ranks
+    assert second.exit_code == 0, second.output[-3000:]
+    assert "resuming" in second.output
     attempt = json.loads((out / ".tela" / "attempts.jsonl").read_text().splitlines()[-1])
     assert attempt["resumed_from"] == killed_at.name
     assert attempt["global_step"] == STEPS
