@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from training_support import TrainedRun, clean_env, multi_rank_args, one_rank_args, train
+from training_support import SCHEDULER_VARS, TrainedRun, multi_rank_args, one_rank_args, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,11 +38,12 @@ def _tela_env(tela_offline: None, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(var, value)
 
 
-def _session_env() -> dict[str, str]:
-    """What ``_tela_env`` gives a test, for session fixtures (set up before any test's own fixtures)."""
+def _session_env() -> dict[str, str | None]:
+    """What ``_tela_env`` gives a test, for session fixtures (set up before any test's own
+    fixtures), as overrides: offline, tela's cache, no scheduler's variables."""
     from tela_core.testkit.helpers import OFFLINE_VARS
 
-    return clean_env(**OFFLINE_VARS, **_cache_vars())
+    return {**dict.fromkeys(SCHEDULER_VARS), **OFFLINE_VARS, **_cache_vars()}
 
 
 @pytest.fixture(scope="session")

@@ -6,12 +6,13 @@ changes such a router copies it first."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tela_core.data import sample_path
+from tela_core.testkit.helpers import run_cli
 
 TELA = str(Path(sys.executable).with_name("tela"))
 
@@ -46,14 +47,17 @@ def multi_rank_args(model: Path, out: Path, processes: int) -> list[str]:
 
 @dataclass(frozen=True)
 class TrainedRun:
-    """A finished ``tela run``: its output folder, the command (``args``) and what it printed."""
+    """A finished ``tela run``: its output folder, the command (``args``) and its click result
+    (``stdout``, ``output``)."""
 
     path: Path
     args: list[str]
-    result: subprocess.CompletedProcess[str]
+    result: Any
 
 
-def train(args: list[str], env: dict[str, str] | None = None) -> TrainedRun:
-    res = subprocess.run(args, capture_output=True, text=True, timeout=900, env=env or dict(os.environ))
-    assert res.returncode == 0, res.stderr[-3000:]
+def train(args: list[str], env: dict[str, str | None]) -> TrainedRun:
+    """``tela ARGS`` through tela's CLI in this process (the launcher and its ranks are processes
+    of their own, as always), with ``env`` set (a None value unsets the variable) for the call."""
+    res = run_cli(*args[1:], env=env)
+    assert res.exit_code == 0, res.output[-3000:]
     return TrainedRun(Path(args[args.index("--output") + 1]), args, res)
