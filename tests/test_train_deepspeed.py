@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,11 +29,6 @@ print(json.dumps({"ids": ids, "special": [t in tok.all_special_tokens for t in i
                   "vocab": len(tok), "logits": list(out.logits.shape), "finite": bool(torch.isfinite(out.logits).all()),
                   "score_rows": emb[[v[0] for v in ids.values()]].tolist()}))
 """
-
-
-def tela(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).with_name("tela")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
 
 
 def reload(artifact: Path) -> dict:
