@@ -136,12 +136,22 @@ def test_a_killed_rank_is_named_and_a_rerun_scores_only_its_missing_chunks(
 
 @pytest.mark.slow
 def test_a_score_token_router_scores_the_same_on_two_ranks(tiny_router: Path, tmp_path: Path, ranks_import_tests,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         request: pytest.FixtureRequest) -> None:
     """The LM path: calibrate (1 process, then 2 ranks) on the same prompts: identical w and 1..5
     distributions, the same threshold; route --file on 2 ranks prints one process's w."""
+    import torch
+
     router = Path(shutil.copytree(tiny_router, tmp_path / "router"))
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("".join(f"Question {i}: what is {i} times {i % 13}?{' Explain.' * (i % 5)}\n" for i in range(200)))
+    # The same threads per process on both sides (docs/index.md): a matmul over 2 threads sums in
+    # another order than over 1, so w would differ in the 8th digit whatever the ranks do. The ranks
+    # get OMP_NUM_THREADS; this process (it scores the one-process run itself) gets set_num_threads.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
     said = []
     for processes in (None, 2):
         monkeypatch.setenv("TELA_CACHE", str(tmp_path / f"cache-{processes}"))
