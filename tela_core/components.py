@@ -3,6 +3,8 @@
 Every component class has a unique ``name`` within its kind (the CLI word, e.g. ``role-prefix``),
 a one-line ``description`` and an ``Options`` pydantic model whose fields are its settings. The
 registry instantiates a component as ``cls(options)``; ``options`` is an ``Options`` instance.
+The methods every component of a kind must have are abstract (``abc.abstractmethod``): a class
+missing one is refused when a plugin registers it, naming the class and the method.
 
 These classes import nothing heavy: a plugin imports torch inside its methods, not at module level,
 so ``tela --help`` and ``tela plugins list`` stay instant.
@@ -10,6 +12,7 @@ so ``tela --help`` and ``tela plugins list`` stay instant.
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, ClassVar, Iterator, Mapping, Sequence
@@ -33,6 +36,7 @@ __all__ = [
     "TrainJob",
     "Backend",
     "Scores",
+    "LoadContext",
     "Scorer",
     "Policy",
     "UpstreamReply",
@@ -52,8 +56,11 @@ class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Component:
-    """What every registered component has: a name, a description and an options model."""
+class Component(metaclass=ABCMeta):
+    """What every registered component has: a name, a description and an options model.
+
+    A kind's base class marks the methods a component must implement with ``abstractmethod``;
+    a subclass that leaves one out cannot be instantiated or registered."""
 
     kind: ClassVar[str] = ""
     name: ClassVar[str] = ""
@@ -96,9 +103,9 @@ class Source(Component):
         super().__init__(options)
         self.stats = {}
 
+    @abstractmethod
     def read(self, path: Path) -> Iterator["Record"]:
         """Yield the records of ``path``. A plugin implements this; tela calls :meth:`records`."""
-        raise NotImplementedError
 
     def records(self, path: Path) -> Iterator["Record"]:
         """:meth:`read`, with every record checked (prompt, label 1..5, outcomes in [0, 1], finite
@@ -136,11 +143,11 @@ class Formatter(Component):
 
     kind = "formatter"
 
+    @abstractmethod
     def format(self, messages: Sequence["Message"], tokenizer: Any = None) -> Formatted:
         """Format ``messages``. If the last message is the assistant's, it is the completion;
         otherwise the completion is empty and the prompt is what the router is shown at inference.
         """
-        raise NotImplementedError
 
 
 # ------------------------------------------------------------------------------------------------
@@ -262,9 +269,9 @@ class Backend(Component):
 
     kind = "backend"
 
+    @abstractmethod
     def train(self, job: TrainJob) -> Path:
         """Train and return the artifact directory (normally ``job.output_dir``)."""
-        raise NotImplementedError
 
 
 # ------------------------------------------------------------------------------------------------
@@ -293,35 +300,85 @@ class Scores:
         return self.probs @ np.arange(1, 6, dtype=float)
 
 
+@dataclass(frozen=True)
+class LoadContext:
+    """What the *caller* decides about loading a router, handed to :meth:`Scorer.load`; never read
+    from the router's own files.
+
+    ``trust_remote_code``: whether a model in the router may run its own Python code (the user's
+    ``--trust-remote-code``). ``embedder``: the embedder the caller requires
+    (``Router.load(path, embedder=NAME)``), or None; an embedding family refuses a router trained
+    with another one. ``batch_size``: prompts per scorer call the caller asks for (``tela route
+    --score-batch-size``, ``tela serve``), or None; already in the options of a family that has a
+    ``batch_size`` option, and given here so a family that restores its saved options in ``load``
+    keeps it (:meth:`tela_core.routing.family.FamilyScorer.check_manifest` does).
+    """
+
+    trust_remote_code: bool = False
+    embedder: str | None = None
+    batch_size: int | None = None
+
+
 class Scorer(Component):
     """A router model family: trains (optionally), saves, loads and scores prompts.
 
-    ``load`` reads an artifact dir written by this family (or by a backend for it); ``score``
-    maps raw user prompts (the question text) to :class:`Scores`. Families that do not train
-    through a backend implement ``fit``.
+    ``load`` reads an artifact dir written by this family (or by a backend for it), with the
+    caller's :class:`LoadContext`; ``score`` maps raw user prompts (the question text) to
+    :class:`Scores`. Families that do not train through a backend implement ``fit``.
     """
 
     kind = "scorer"
     #: True when the family is trained by a backend (``tela run --backend``); False when it
     #: trains itself through :meth:`fit`.
     uses_backend: ClassVar[bool] = False
-    #: Set by :meth:`tela_core.routing.router.Router.load` before :meth:`load`, from the *user's* choice
-    #: (``--trust-remote-code``): whether a model in the artifact may run its own Python code.
-    #: A family must never take this from the artifact's files.
-    trust_remote_code: bool = False
-    #: Set by :meth:`~tela_core.routing.router.Router.load` before :meth:`load` when the caller
-    #: requires an embedder (``Router.load(path, embedder=NAME)``): an embedding family refuses to
-    #: load when it was trained with another one.
-    expected_embedder: str | None = None
+    #: True when the family embeds its prompts with an :class:`Embedder` (``UsesEmbedder`` sets
+    #: it): only such a router can be loaded with a required embedder.
+    uses_embedder: ClassVar[bool] = False
 
     def fit(self, train: Sequence["Record"], output_dir: Path, config: Mapping[str, Any]) -> Path:
+        """Train on ``train`` and write the router into ``output_dir``. The default refuses: the
+        family is trained by a backend."""
         raise NotImplementedError(f"scorer {self.name!r} is trained by a backend, not fit()")
 
-    def load(self, artifact_dir: Path) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def load(self, artifact_dir: Path, context: LoadContext = LoadContext()) -> None:
+        """Read the router in ``artifact_dir``. ``context`` holds the caller's choices (trust remote
+        code, a required embedder, a batch size); a family never takes those from the artifact."""
 
+    @abstractmethod
     def score(self, prompts: Sequence[str]) -> Scores:
-        raise NotImplementedError
+        """``Scores`` of ``prompts`` (raw user questions): ``w`` and, when known, ``probs``."""
+
+    # -- deprecated: how tela 0.2 handed the load context over, as attributes set before load -------
+
+    @property
+    def trust_remote_code(self) -> bool:
+        """Deprecated (removed in tela 0.3): read ``context.trust_remote_code`` in :meth:`load`.
+        What :meth:`~tela_core.routing.router.Router.load` was told, readable until then."""
+        return bool(self.__dict__.get("_legacy_trust_remote_code", False))
+
+    @trust_remote_code.setter
+    def trust_remote_code(self, value: bool) -> None:
+        self.__dict__["_legacy_trust_remote_code"] = bool(value)
+
+    @property
+    def expected_embedder(self) -> str | None:
+        """Deprecated (removed in tela 0.3): read ``context.embedder`` in :meth:`load`. What
+        :meth:`~tela_core.routing.router.Router.load` was told, readable until then."""
+        value = self.__dict__.get("_legacy_expected_embedder")
+        return str(value) if value is not None else None
+
+    @expected_embedder.setter
+    def expected_embedder(self, value: str | None) -> None:
+        self.__dict__["_legacy_expected_embedder"] = value
+
+    def _legacy_context(self) -> LoadContext:
+        """The context a scorer whose ``load`` takes none was given, as the deprecated attributes
+        hold it (what ``Router.load`` sets for such a scorer); for the family SDK's helpers."""
+        return LoadContext(
+            trust_remote_code=bool(self.__dict__.get("_legacy_trust_remote_code", False)),
+            embedder=self.__dict__.get("_legacy_expected_embedder"),
+        )
 
 
 class Policy(Component):
@@ -329,8 +386,9 @@ class Policy(Component):
 
     kind = "policy"
 
+    @abstractmethod
     def choose(self, scores: Scores, models: Sequence[str]) -> list[str]:
-        raise NotImplementedError
+        """One model of ``models`` per prompt of ``scores``."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -375,8 +433,9 @@ class Upstream(Component):
 
     kind = "upstream"
 
+    @abstractmethod
     async def chat(self, body: Mapping[str, Any], stream: bool) -> UpstreamReply:
-        raise NotImplementedError
+        """Send ``body`` to the upstream; the reply, streamed when ``stream``."""
 
     async def check(self, model: str) -> None:
         """Whether ``model`` can be called here (reachable, key accepted, model known), asked once
@@ -481,15 +540,15 @@ class Judge(Component):
     #: True when the judge needs each item's reference answer (``tela judge`` refuses data without).
     needs_reference: ClassVar[bool] = False
 
+    @abstractmethod
     def requests(self, item: JudgeItem) -> list[JudgeRequest]:
         """The judge-model calls ``item`` needs, in order; ``[]`` when it needs none."""
-        raise NotImplementedError
 
+    @abstractmethod
     def verdict(self, item: JudgeItem, replies: list[str]) -> Verdict:
         """The verdict on ``item`` from ``replies`` (``replies[i]`` answers ``requests(item)[i]``).
 
         Raise :class:`tela_core.infra.errors.JudgeOutputError` when a reply cannot be read."""
-        raise NotImplementedError
 
 
 # ------------------------------------------------------------------------------------------------
@@ -513,10 +572,10 @@ class Embedder(Component):
     #: The command that installs what :meth:`embed` needs (shown when an import fails).
     install: ClassVar[str] = ""
 
+    @abstractmethod
     def embed(self, texts: Sequence[str]) -> "np.ndarray":
         """An (n, d) float32 array, one L2-normalised row per text, in order; the same row for the
         same text on every call."""
-        raise NotImplementedError
 
     def cache_key(self) -> str:
         """Folder name of this embedder's vectors in the shard cache (texts are hashed under it).

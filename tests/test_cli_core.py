@@ -169,6 +169,9 @@ def test_plugins_show_renders_option_types_defaults_and_descriptions(tela_cli, r
         name = "test-show-me"
         Options = Opts
 
+        def choose(self, scores: Any, models: Any) -> list[str]:
+            return [models[0] for _ in scores.w]
+
     class P:
         @hookimpl
         def tela_register_policies(self, register: Any) -> None:

@@ -31,6 +31,7 @@ EXPECTED_DEPRECATIONS = [
     "tela_core.records is deprecated: use tela_core.data.records",
     "tela_core.io is deprecated: use tela_core.infra.io",
     "tela_core.errors is deprecated: use tela_core.infra.errors",
+    "KeywordScorer.load(artifact_dir) without a context parameter is deprecated: use load(",
 ]
 
 

@@ -287,6 +287,9 @@ def test_detection_prefers_a_source_that_knows_the_schema(tmp_path: Path, regist
         def sniff(self, path: Path) -> bool:
             return path.suffix == ".csv" and "widget_score" in path.read_text().splitlines()[0]
 
+        def read(self, path: Path) -> Any:
+            return iter(())
+
     class WidgetCsv2(WidgetCsv):
         name = "widget-csv-2"
 

@@ -270,6 +270,9 @@ def test_a_plugin_that_fails_to_import_is_shown_broken_and_does_not_take_tela_do
             class OtherJsonl(Source):
                 name = "jsonl"
 
+                def read(self, path):
+                    return iter(())
+
             @hookimpl
             def tela_register_sources(register):
                 register(OtherJsonl)

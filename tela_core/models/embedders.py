@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
 from pydantic import BaseModel, Field
 
@@ -35,7 +35,7 @@ from tela_core.infra.errors import TelaError
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from tela_core.components import Embedder
+    from tela_core.components import Embedder, LoadContext
 
 # the public API (docs/plugins.md); LEGACY_EMBEDDER and prepare_default (make install's step) are tela's own
 __all__ = [
@@ -168,7 +168,7 @@ class UsesEmbedder:
     uses_embedder = True
     options: Any
     name: str
-    expected_embedder: str | None
+    _legacy_context: Callable[[], "LoadContext"]
 
     def embedder_choice(self) -> tuple[str, dict[str, Any]]:
         """(name, options) of the embedder the options select; the deprecated ``embedding_model``
@@ -201,16 +201,16 @@ class UsesEmbedder:
         short = {k: record[k] for k in ("name", "options", "dim")}
         return super().finish_fit(out, n_train, {**meta, "embedder": short})  # type: ignore[misc]
 
-    def check_manifest(self, artifact_dir: Path) -> dict[str, Any]:
+    def check_manifest(self, artifact_dir: Path, context: "LoadContext | None" = None) -> dict[str, Any]:
         from tela_core.routing.family import read_json
 
-        manifest: dict[str, Any] = super().check_manifest(artifact_dir)  # type: ignore[misc]
+        manifest: dict[str, Any] = super().check_manifest(artifact_dir, context)  # type: ignore[misc]
         saved = manifest.get("scorer_options")
         if "embedder" not in manifest and not (isinstance(saved, dict) and saved.get("embedder")):
             # Saved before embedders were components: it used MiniLM, whatever the default is now.
             self.options = self.options.model_copy(update={"embedder": LEGACY_EMBEDDER, "embedder_options": {}})
         name, _ = self.embedder_choice()
-        wanted = self.expected_embedder
+        wanted = (context or self._legacy_context()).embedder
         if wanted is not None and wanted != name:
             raise TelaError(f"{artifact_dir}: this router was trained with embedder {name!r}, not {wanted!r}: "
                             f"serve it with {name!r}, or train it again with --set family.embedder={wanted}")

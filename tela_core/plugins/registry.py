@@ -130,6 +130,10 @@ class Registry:
             raise TypeError(f"{obj.__qualname__} has no name")
         if obj.kind != kind.kind:
             raise TypeError(f"{obj.__qualname__} is a {obj.kind or 'component'}, registered as a {kind.kind}")
+        missing = sorted(getattr(obj, "__abstractmethods__", ()))
+        if missing:  # refused now, not when tela first calls the method
+            methods = ", ".join(f"{m}()" for m in missing)
+            raise TypeError(f"{obj.__qualname__} does not implement {methods}, which every {kind.kind} must have")
         # the docstring's first paragraph, on one line (its first line alone can stop mid-sentence)
         desc = obj.description or " ".join((inspect.getdoc(obj) or "").split("\n\n")[0].split())
         return obj.name, Entry(kind.kind, obj.name, desc, obj, plugin)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping, Optional, Seq
 from pydantic import BaseModel, ConfigDict, Field
 
 from tela_core.routing.artifact import read_manifest, write_manifest, write_policy
-from tela_core.components import Scorer
+from tela_core.components import LoadContext, Scorer
 from tela_core.infra.errors import TelaError
 from tela_core.data.records import Record
 from tela_core.routing.targets import make_targets, model_names, outcome_matrix
@@ -70,8 +70,8 @@ class FamilyScorer(Scorer):
             ...                                     # fit on y, write your files into out
             return self.finish_fit(out, len(train), meta)
 
-        def load(self, artifact_dir):
-            self.check_manifest(artifact_dir)
+        def load(self, artifact_dir, context=LoadContext()):
+            self.check_manifest(artifact_dir, context)
             ...                                     # read your files
 
     The artifact then holds the manifest ``tela.json`` (scorer name, options, target, pair, train
@@ -127,15 +127,21 @@ class FamilyScorer(Scorer):
         write_policy(out, "threshold", {"threshold": 0.5}, models=models if models and len(models) == 2 else None)
         return out
 
-    def check_manifest(self, artifact_dir: Path) -> dict[str, Any]:
+    def check_manifest(self, artifact_dir: Path, context: LoadContext | None = None) -> dict[str, Any]:
         """Read ``artifact_dir``'s manifest, refuse one written by another family, and restore this
-        family's options from its ``scorer_options`` (keys the options no longer have are dropped).
-        Returns the manifest."""
+        family's options from its ``scorer_options`` (keys the options no longer have are dropped),
+        keeping the caller's ``context.batch_size`` in a ``batch_size`` option. ``context`` is what
+        :meth:`load` received (None: a ``load`` written before it had one). Returns the manifest."""
         manifest = read_manifest(artifact_dir)
         if manifest["scorer"] != self.name:
             raise TelaError(f"{artifact_dir}: written by scorer {manifest['scorer']!r}, not {self.name!r}")
         opts = manifest.get("scorer_options") or {}
-        self.options = type(self.options)(**{k: v for k, v in opts.items() if k in type(self.options).model_fields})
+        fields = type(self.options).model_fields
+        restored = {k: v for k, v in opts.items() if k in fields}
+        batch_size = (context or self._legacy_context()).batch_size
+        if batch_size is not None and "batch_size" in fields:
+            restored["batch_size"] = batch_size
+        self.options = type(self.options)(**restored)
         return manifest
 
 

@@ -9,11 +9,12 @@ subclass only implements :meth:`~LinearProbeScorer.features` and declares ``name
 from __future__ import annotations
 
 from pathlib import Path
+from abc import abstractmethod
 from typing import Any, ClassVar, Mapping, Sequence
 
 from pydantic import Field
 
-from tela_core.components import Scores
+from tela_core.components import LoadContext, Scores
 from tela_core.routing.family import FamilyScorer, TargetOptions, artifact_field, read_json, train_data
 from tela_core.infra.io import atomic_write_json
 from tela_core.data.records import Record
@@ -41,10 +42,10 @@ class LinearProbeScorer(FamilyScorer):
     Options: ClassVar[type[ProbeOptions]] = ProbeOptions
     options: ProbeOptions
 
+    @abstractmethod
     def features(self, prompts: Sequence[str]) -> Any:
         """(n, d) feature rows of ``prompts``, the same at train and score time; a subclass
         implements it (and caches what is costly to compute)."""
-        raise NotImplementedError
 
     def fit(self, train: Sequence[Record], output_dir: Path, config: Mapping[str, Any]) -> Path:
         import numpy as np
@@ -71,10 +72,10 @@ class LinearProbeScorer(FamilyScorer):
         atomic_write_json(out / "linear.json", {"coef": self._coef.tolist(), "bias": self._bias})
         return self.finish_fit(out, len(train), data.meta)
 
-    def load(self, artifact_dir: Path) -> None:
+    def load(self, artifact_dir: Path, context: LoadContext = LoadContext()) -> None:
         import numpy as np
 
-        self.check_manifest(artifact_dir)
+        self.check_manifest(artifact_dir, context)
         path = Path(artifact_dir) / "linear.json"
         d = read_json(path)
         self._coef = np.asarray(artifact_field(d, path, "coef", list), dtype=np.float64)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from tela_core.components import LoadContext
 from tela_core.routing.artifact import read_manifest, read_policy
 from tela_core.infra.errors import TelaError
 
@@ -98,6 +99,13 @@ class Router:
     ) -> "Router":
         """Load the router in ``path``.
 
+        What the caller decides reaches the scorer as arguments: its options (the saved ones, with
+        ``score_batch_size`` for a family that has a ``batch_size`` option) when it is created, and
+        a :class:`~tela_core.components.LoadContext` (``trust_remote_code``, ``embedder``,
+        ``score_batch_size``) as ``load``'s ``context``. A family whose ``load`` takes no context
+        (written for tela 0.1 or 0.2) still loads, with a ``TelaDeprecationWarning``: it gets them
+        as the attributes ``trust_remote_code`` and ``expected_embedder``, set before ``load``.
+
         :param trust_remote_code: allow a model that ships its own Python code to run it. The
             user's choice; nothing in the folder can turn it on.
         :param score_batch_size: prompts per scorer call, for families that batch (LM scorers).
@@ -127,21 +135,20 @@ class Router:
             scorer = reg.create("scorer", scorer_name, opts)
         except TelaError as e:  # options saved by another version of the family: say which router
             raise TelaError(f"{d / 'tela.json'}: {e}") from None
-        scorer.trust_remote_code = bool(trust_remote_code)
-        if embedder is not None:
-            if not getattr(scorer, "uses_embedder", False):
-                raise TelaError(f"{d}: scorer {scorer_name!r} embeds no prompts, so it cannot use embedder {embedder!r}")
-            scorer.expected_embedder = embedder
+        if embedder is not None and not scorer.uses_embedder:
+            raise TelaError(f"{d}: scorer {scorer_name!r} embeds no prompts, so it cannot use embedder {embedder!r}")
+        context = LoadContext(trust_remote_code=bool(trust_remote_code), embedder=embedder, batch_size=score_batch_size)
+        # deprecated, readable until tela 0.3: what a load() without a context reads, and what
+        # launched scoring ranks are told by eval.score_cache for a scorer whose model is not loaded
+        scorer.trust_remote_code = context.trust_remote_code
+        scorer.expected_embedder = context.embedder
         try:
             if load_scorer:
-                scorer.load(d)
+                _load_scorer(scorer, d, context)
         except (KeyError, IndexError, TypeError, ValueError, EOFError) as e:
             # a family whose loader indexes a damaged or foreign file: one line, not a traceback
             said = " ".join(str(e).split()) or "unreadable"
             raise TelaError(f"{d}: damaged router ({type(e).__name__}: {said[:200]}); train it again") from None
-        if "batch_size" in opts and getattr(scorer.options, "batch_size", None) != opts["batch_size"]:
-            # Families that re-read their saved options in load() would drop the caller's batch size.
-            scorer.options = scorer.options.model_copy(update={"batch_size": opts["batch_size"]})
 
         spec = read_policy(d)
         if not isinstance(spec, dict):
@@ -258,6 +265,37 @@ class Router:
                 f"{self.policy_spec['name']!r} routes between {len(self.models)}"
             )
         return t
+
+
+def _takes_context(load: Any) -> bool:
+    """Whether a scorer's bound ``load`` accepts ``context`` (by name, or through ``**kwargs``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(load).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a builtin, a C extension): call it the new way
+        return True
+    return any(p.name == "context" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _load_scorer(scorer: "Scorer", d: Path, context: LoadContext) -> None:
+    """``scorer.load(d, context=context)``; a ``load`` written before it took a context (tela 0.1,
+    0.2) is called as ``load(d)`` with a warning (it reads the deprecated attributes
+    ``trust_remote_code`` and ``expected_embedder``, set before), and the caller's batch size is
+    put back into options it re-read from the folder."""
+    if _takes_context(scorer.load):
+        scorer.load(d, context=context)
+        return
+    from tela_core.infra.deprecation import warn_deprecated
+
+    cls = type(scorer)
+    warn_deprecated(f"{cls.__module__}.{cls.__qualname__}.load(artifact_dir) without a context parameter",
+                    "load(self, artifact_dir, context: tela_core.LoadContext = ...), which receives trust_remote_code, "
+                    "embedder and batch_size as arguments")
+    scorer.load(d)
+    options = scorer.options
+    if context.batch_size is not None and getattr(options, "batch_size", context.batch_size) != context.batch_size:
+        scorer.options = options.model_copy(update={"batch_size": context.batch_size})
 
 
 def _check_prompts(prompts: Sequence[str]) -> list[str]:

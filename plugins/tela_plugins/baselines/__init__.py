@@ -11,7 +11,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 from pydantic import Field
 
-from tela_core.components import Scores
+from tela_core.components import LoadContext, Scores
 from tela_core.infra.errors import TelaError
 from tela_core.routing.family import FamilyScorer, TargetOptions, artifact_field, read_json
 from tela_core.infra.io import atomic_write_json
@@ -59,10 +59,10 @@ class LengthScorer(FamilyScorer):
         atomic_write_json(out / "length.json", {"sorted_lengths": self._sorted.tolist(), "sign": self._sign, "corr": corr})
         return self.finish_fit(out, len(train), {**meta, "correlation": corr})
 
-    def load(self, artifact_dir: Path) -> None:
+    def load(self, artifact_dir: Path, context: LoadContext = LoadContext()) -> None:
         import numpy as np
 
-        self.check_manifest(artifact_dir)
+        self.check_manifest(artifact_dir, context)
         path = Path(artifact_dir) / "length.json"
         data = read_json(path)
         lengths = artifact_field(data, path, "sorted_lengths", list)
@@ -109,8 +109,8 @@ class RandomScorer(FamilyScorer):
             meta = {}
         return self.finish_fit(out, len(train), meta)
 
-    def load(self, artifact_dir: Path) -> None:
-        self.check_manifest(artifact_dir)
+    def load(self, artifact_dir: Path, context: LoadContext = LoadContext()) -> None:
+        self.check_manifest(artifact_dir, context)
         self._draws = None  # a (re)load starts the seeded stream again
 
     def score(self, prompts: Sequence[str]) -> Scores:

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from pydantic import Field
 
-from tela_core.components import Scores
+from tela_core.components import LoadContext, Scores
 from tela_core.routing.family import FamilyScorer, TargetOptions, artifact_field, read_json
 from tela_core.infra.io import atomic_write_json
 from tela_core.data.records import Record
@@ -105,10 +105,10 @@ class FeaturesScorer(FamilyScorer):
         )
         return self.finish_fit(out, len(train), meta)
 
-    def load(self, artifact_dir: Path) -> None:
+    def load(self, artifact_dir: Path, context: LoadContext = LoadContext()) -> None:
         import numpy as np
 
-        self.check_manifest(artifact_dir)
+        self.check_manifest(artifact_dir, context)
         path = Path(artifact_dir) / "features.json"
         d = read_json(path)
         self._mu, self._sd = (np.asarray(artifact_field(d, path, k, list), dtype=np.float64) for k in ("mean", "std"))

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from pydantic import Field
 
-from tela_core.components import Scores
+from tela_core.components import LoadContext, Scores
 from tela_core.infra.errors import TelaError
 from tela_core.routing.family import FamilyScorer, TargetOptions, read_json
 from tela_core.infra.io import atomic_write_json
@@ -139,25 +139,26 @@ class EnsembleScorer(FamilyScorer):
             out / "stack.json",
             {"members": [{"family": f, "options": o} for f, o in members], "coef": self._coef, "bias": self._bias},
         )
-        used = [s.embedder_choice()[0] for s in self._loaded if getattr(s, "uses_embedder", False)]
+        used = [s.embedder_choice()[0] for s in self._loaded if s.uses_embedder]
         extra = {"embedders": sorted(set(used))} if used else {}
         return self.finish_fit(out, len(train), {**meta, "stack_coef": self._coef, **extra})
 
-    def load(self, artifact_dir: Path) -> None:
+    def load(self, artifact_dir: Path, context: LoadContext = LoadContext()) -> None:
         from tela_core.plugins.discovery import get_registry
         from tela_core.routing.router import Router
 
-        self.check_manifest(artifact_dir)
+        self.check_manifest(artifact_dir, context)
         d = read_json(Path(artifact_dir) / "stack.json")
         self._coef, self._bias = list(d["coef"]), float(d["bias"])
         self._loaded = []
         for j, m in enumerate(d["members"]):
             member = Path(artifact_dir) / "members" / f"{j}-{m['family']}"
             embeds = getattr(get_registry().get("scorer", str(m["family"])), "uses_embedder", False)
-            self._loaded.append(Router.load(member, trust_remote_code=self.trust_remote_code,
-                                            embedder=self.expected_embedder if embeds else None).scorer)
-        if self.expected_embedder is not None and not any(getattr(s, "uses_embedder", False) for s in self._loaded):
-            raise TelaError(f"{artifact_dir}: no member of this ensemble embeds prompts, so it cannot use embedder {self.expected_embedder!r}")
+            self._loaded.append(Router.load(member, trust_remote_code=context.trust_remote_code,
+                                            embedder=context.embedder if embeds else None).scorer)
+        if context.embedder is not None and not any(s.uses_embedder for s in self._loaded):
+            raise TelaError(f"{artifact_dir}: no member of this ensemble embeds prompts, "
+                            f"so it cannot use embedder {context.embedder!r}")
 
     def score(self, prompts: Sequence[str]) -> Scores:
         import numpy as np

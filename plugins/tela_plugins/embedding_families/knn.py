@@ -7,7 +7,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 from pydantic import Field
 
-from tela_core.components import Scores
+from tela_core.components import LoadContext, Scores
 from tela_core.infra.errors import TelaError
 from tela_core.routing.family import FamilyScorer, TargetOptions, artifact_field, read_json, train_data
 from tela_core.infra.io import atomic_write_json
@@ -55,8 +55,8 @@ class KnnScorer(UsesEmbedder, FamilyScorer):
         self._outcomes = np.asarray(outcomes, dtype=np.float64)
         self.models = list(models)
 
-    def load(self, artifact_dir: Path) -> None:
-        self.check_manifest(artifact_dir)
+    def load(self, artifact_dir: Path, context: LoadContext = LoadContext()) -> None:
+        self.check_manifest(artifact_dir, context)
         path = Path(artifact_dir) / "knn.npz"
         z = load_npz(path, expect=("emb", "y", "outcomes"))
         n = len(z["emb"])

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from pydantic import Field
 
-from tela_core.components import Scores
+from tela_core.components import LoadContext, Scores
 from tela_core.infra.errors import TelaError
 from tela_core.routing.family import FamilyScorer, TargetOptions, artifact_field, read_json, train_data
 from tela_core.infra.io import atomic_write_json
@@ -71,8 +71,8 @@ class MatrixFactorizationScorer(UsesEmbedder, FamilyScorer):
         atomic_write_json(out / "models.json", {"models": data.models, **data.meta})
         return self.finish_fit(out, len(train), {**data.meta, "final_loss": float(loss.item())})
 
-    def load(self, artifact_dir: Path) -> None:
-        self.check_manifest(artifact_dir)
+    def load(self, artifact_dir: Path, context: LoadContext = LoadContext()) -> None:
+        self.check_manifest(artifact_dir, context)
         z = load_npz(Path(artifact_dir) / "mf.npz", expect=("W", "V", "b"))
         self._W, self._V, self._b = z["W"], z["V"], z["b"]
         info_path = Path(artifact_dir) / "models.json"

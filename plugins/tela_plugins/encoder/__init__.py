@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 from pydantic import Field
 
 from tela_core import hookimpl
-from tela_core.components import Scores
+from tela_core.components import LoadContext, Scores
 from tela_core.routing.family import FamilyScorer, TargetOptions
 from tela_core.data.records import Record
 
@@ -55,8 +55,8 @@ class EncoderClassifier(FamilyScorer):
         self._dir = out
         return self.finish_fit(out, meta.pop("train_records"), meta)
 
-    def load(self, artifact_dir: Path) -> None:
-        self.check_manifest(artifact_dir)
+    def load(self, artifact_dir: Path, context: LoadContext = LoadContext()) -> None:
+        self.check_manifest(artifact_dir, context)
         self._dir = Path(artifact_dir)
         self._model = None
 

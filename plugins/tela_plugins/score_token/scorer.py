@@ -26,6 +26,7 @@ from typing import Any, Literal, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from tela_core import Scorer, Scores, TelaError
+from tela_core.components import LoadContext
 from tela_core.data.prompts import SCORE_TOKENS, score_token_ids
 
 __all__ = ["ScoreTokenScorer", "ScoreTokenOptions", "remote_code_in"]
@@ -94,7 +95,7 @@ class ScoreTokenScorer(Scorer):
 
     # -- loading ---------------------------------------------------------------------------------
 
-    def load(self, artifact_dir: Path) -> None:
+    def load(self, artifact_dir: Path, context: LoadContext = LoadContext()) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -106,7 +107,9 @@ class ScoreTokenScorer(Scorer):
         adapter_only = not (d / "config.json").is_file() and (d / "adapter_config.json").is_file()
         if not (d / "config.json").is_file() and not adapter_only:
             raise TelaError(f"{d}: no model in this router (config.json missing); a score-token router is a Hugging Face model dir")
-        trust = bool(self.trust_remote_code)  # the user's choice, never the artifact's
+        trust = context.trust_remote_code  # the user's choice, never the artifact's
+        if context.batch_size is not None:
+            self.options = self.options.model_copy(update={"batch_size": context.batch_size})
         wants = remote_code_in(d, manifest)
         if wants and not trust:
             raise TelaError(
