@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tela_core import Backend, InputError, Scorer, Scores, TelaError, TrainJob
+from tela_core import Backend, InputError, LoadContext, Scorer, Scores, TelaError, TrainJob
 from tela_core.routing.artifact import read_manifest
 from tela_core.infra.io import atomic_write_json
 from tela_core.data.records import seed_record
@@ -103,7 +103,7 @@ class NgramScorer(Scorer):
     description = "score 1..5 from n-grams of the formatted prompt (train with --backend acme-ngram) (tela-acme)"
     uses_backend = True
 
-    def load(self, artifact_dir: Path) -> None:
+    def load(self, artifact_dir: Path, context: LoadContext = LoadContext()) -> None:
         from tela_core.plugins import get_registry
 
         directory = Path(artifact_dir)

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 from pydantic import Field
 
-from tela_core import Record, Scores, TelaError
+from tela_core import LoadContext, Record, Scores, TelaError
 from tela_core.routing.artifact import read_manifest, write_policy
 from tela_core.routing.family import FamilyScorer, TargetOptions
 from tela_core.routing.targets import make_targets
@@ -62,7 +62,7 @@ class TfidfScorer(FamilyScorer):
         write_policy(out, "threshold", {"threshold": threshold}, pair)
         return out
 
-    def load(self, artifact_dir: Path) -> None:
+    def load(self, artifact_dir: Path, context: LoadContext = LoadContext()) -> None:
         directory = Path(artifact_dir)
         self.check_manifest(directory)  # an acme-tfidf artifact; options restored from it
         self.tfidf = Tfidf.load(directory)

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tela_core import Scorer, Scores, TelaError, hookimpl
+from tela_core import LoadContext, Scorer, Scores, TelaError, hookimpl
 from tela_core.routing.artifact import read_manifest, write_manifest, write_policy
 from tela_core.infra.io import atomic_write_json
 from tela_core.routing.targets import resolve_pair
@@ -79,7 +79,7 @@ class KeywordScorer(Scorer):
         self._prior, self._rates = prior, rates
         return out
 
-    def load(self, artifact_dir: Path) -> None:
+    def load(self, artifact_dir: Path, context: LoadContext = LoadContext()) -> None:
         if read_manifest(artifact_dir)["scorer"] != self.name:
             raise TelaError(f"{artifact_dir}: not a keyword router")
         data = json.loads((Path(artifact_dir) / "keywords.json").read_text(encoding="utf-8"))
