@@ -45,7 +45,7 @@ def save_npz(path: Path, **arrays: Any) -> None:
 
 def load_npz(path: Path, expect: Sequence[str] = ()) -> dict[str, "np.ndarray"]:
     """The arrays of an artifact's ``.npz`` (no pickles); one line naming the file when it is
-    missing, truncated, not an npz, or lacks one of the ``expect``\ ed arrays."""
+    missing, truncated, not an npz, or lacks one of the arrays named in ``expect``."""
     import numpy as np
 
     if not path.exists():
