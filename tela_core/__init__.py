@@ -6,7 +6,17 @@
 - ``models/``: base models and sentence embeddings;
 - ``routing/``: the Router API, router folders, the family SDK, training targets;
 - ``train/``, ``eval/``, ``serve/``: the three stages; ``cli/``: the ``tela`` command;
-- ``infra/``: errors, atomic writes, locks, progress, deprecation; ``testkit/``: fixtures for plugin tests.
+- ``upstreams/``, ``collect/``, ``judging/``: the paid calls (upstreams' config, collecting answers, judging them);
+- ``infra/``: errors, atomic writes, locks, progress, the serve logs, deprecation; ``schema/``: the
+  types every layer passes (records, dataset entries); ``testkit/``: fixtures for plugin tests.
+
+Layers, lowest first; a module imports only from its own layer or one below it, at the top or inside
+a function (``tests/test_layers.py`` holds it, and that no two modules import each other):
+
+    infra < schema < components, hookspecs < plugins < routing < models < data < train < eval
+    < upstreams < serve < collect < judging < cli < testkit
+
+This module, the public facade, sits above them all.
 
 The names in ``__all__`` are the public API (``docs/plugins.md``). Importing ``tela_core`` imports
 no torch, transformers or deepspeed.

@@ -117,10 +117,7 @@ def test_builtins_install_as_one_top_level_package() -> None:
 
 
 #: module -> module imports that close a circle and remain, and why (the list may only shrink).
-KNOWN_CYCLE_EDGES: dict[tuple[str, str], str] = {
-    ("tela_core.routing.artifact", "tela_core.routing.router"):
-        "the deprecated tela_core.artifact.load_router shim calls Router.load (removed in 0.3 with the shim)",
-}
+KNOWN_CYCLE_EDGES: dict[tuple[str, str], str] = {}
 
 
 def core_import_graph() -> dict[str, dict[str, str]]:
@@ -190,3 +187,60 @@ def test_tela_core_has_no_import_cycles() -> None:
             visit(v)
     said = [" <-> ".join(c) + ": " + "; ".join(f"{a} -> {b} at {graph[a][b]}" for a in c for b in c if b in g[a]) for c in cycles]
     assert not cycles, "import cycles in tela_core:\n" + "\n".join(said)
+
+
+def declared_layers() -> list[set[str]]:
+    """The layer order ``tela_core/__init__.py``'s docstring writes down, lowest first: each layer a
+    set of tela_core's top-level packages/modules (``infra < schema < components, hookspecs < ...``)."""
+    doc = (CORE / "__init__.py").read_text(encoding="utf-8")
+    start = doc.index("Layers, lowest first")
+    block = doc[start:].split("\n\n")[1]  # the indented order after the sentence
+    return [{name.strip() for name in layer.split(",")} for layer in " ".join(block.split()).split("<")]
+
+
+#: (module, module it imports) that go up the declared layers and remain, and why (may only shrink).
+KNOWN_UPWARD_EDGES: dict[tuple[str, str], str] = {
+    ("tela_core.components", "tela_core.data.records"):
+        "Source.records checks with checked_records, Record in signatures: import them from tela_core.schema.records",
+    ("tela_core.components", "tela_core.train.multinode"):
+        "Backend.launch's NodeLaunch type: move NodeLaunch below components (it is plain data)",
+    ("tela_core.routing.operating_point", "tela_core.eval.metrics"):
+        "the knee rule scores the policy by APGR: the metrics' definitions belong below routing",
+}
+
+
+def layer_of(module: str, rank: dict[str, int]) -> int | None:
+    """The declared layer of a tela_core module (by its top-level package), None for the facade."""
+    parts = module.split(".")
+    return rank[parts[1]] if len(parts) > 1 else None
+
+
+def test_the_layers_are_declared_for_every_package() -> None:
+    layers = declared_layers()
+    named = [n for layer in layers for n in layer]
+    assert len(named) == len(set(named)), f"a package in two layers: {named}"
+    have = {p.name for p in CORE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    have |= {p.stem for p in CORE.glob("*.py") if p.name != "__init__.py"}
+    assert set(named) == have, f"tela_core/__init__.py's layer order must name each package once: missing " \
+        f"{sorted(have - set(named))}, not there {sorted(set(named) - have)}"
+    assert named[0] == "infra" and "cli" in layers[-2] | layers[-1]
+
+
+def test_imports_go_down_the_declared_layers() -> None:
+    """Every import in tela_core, at the top, under TYPE_CHECKING or inside a function, goes to the
+    importer's own layer or one below (issue 27): routing reads no data/ or serve/, the contract no
+    stage. What two layers share goes down into the lower one (tela_core.schema holds Record)."""
+    rank = {name: i for i, layer in enumerate(declared_layers()) for name in layer}
+    graph = core_import_graph()
+    up = {}
+    for mod, edges in graph.items():
+        mine = layer_of(mod, rank)
+        for target, where in edges.items():
+            theirs = layer_of(target, rank)
+            if mine is not None and (theirs is None or theirs > mine):
+                up[(mod, target)] = where
+    new = {e: w for e, w in up.items() if e not in KNOWN_UPWARD_EDGES}
+    assert not new, "imports up the layers of tela_core/__init__.py:\n" + "\n".join(f"{a} -> {b} at {w}" for (a, b), w in new.items())
+    gone = set(KNOWN_UPWARD_EDGES) - set(up)
+    assert not gone, f"edges no longer there, remove them from KNOWN_UPWARD_EDGES: {sorted(gone)}"
+    assert ("tela_core.routing.family", "tela_core.schema.records") in {(m, t) for m in graph for t in graph[m]}

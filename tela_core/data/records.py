@@ -1,63 +1,25 @@
-"""Records: the one shape every source yields, and validation of the seed's JSONL format."""
+"""The seed's JSONL format: reading and validating it into :class:`Record` objects, and the strict
+JSON reading every JSONL reader uses. The record type itself is :mod:`tela_core.schema.records`."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, TypedDict
+from typing import Any, Iterator, Mapping
 
 from tela_core.infra.errors import InputError
 from tela_core.data.prompts import SYSTEM_PROMPT, label_text, user_content
+# the record type lives below every layer (routing and the plugin contract use it); its names stay public here
+from tela_core.schema.records import ROLES, Message, Record, checked_records, record_problem
 
 __all__ = [
     "Message", "Record", "ROLES", "parse_label", "validate_seed_object", "iter_jsonl", "seed_record",
     "loads_json", "json_decoder", "check_text", "record_problem", "checked_records",
 ]
 
-ROLES = ("system", "user", "assistant")
 _LABEL = re.compile(r"^\s*\[\[([1-5])\]\]\s*$")
-
-
-class Message(TypedDict):
-    role: str
-    content: str
-
-
-@dataclass
-class Record:
-    """One routing example.
-
-    ``prompt`` is the user's question (what a deployed router sees). ``messages`` are the seed's
-    chat messages (system, user, assistant ``[[k]]``); ``label`` is k (1..5) or None when unlabelled.
-    Outcome sources fill ``outcomes`` (model -> quality in [0, 1]) and ``costs`` (model -> $ for this
-    prompt), and ``group`` (e.g. the MMLU subject) for group-aware splits.
-    """
-
-    prompt: str
-    messages: list[Message] = field(default_factory=list)
-    label: int | None = None
-    outcomes: dict[str, float] | None = None
-    costs: dict[str, float] | None = None
-    group: str | None = None
-    id: str | None = None
-
-    def to_seed(self) -> dict[str, Any]:
-        """The seed's JSONL object: ``{"messages": [...], "prompt": ...}``."""
-        return {"messages": list(self.messages), "prompt": self.prompt}
-
-    def to_json(self) -> dict[str, Any]:
-        """The seed's object plus tela's optional keys (``outcomes``, ``costs``, ``group``, ``id``)
-        where set; :func:`validate_seed_object` reads them back, so one file serves training and
-        evaluation."""
-        obj = self.to_seed()
-        for key in ("outcomes", "costs", "group", "id"):
-            value = getattr(self, key)
-            if value is not None:
-                obj[key] = value
-        return obj
 
 
 def parse_label(content: str) -> int | None:
@@ -151,52 +113,6 @@ def _seed_extras(obj: Mapping[str, Any], bad: Any, path: str | Path, line: int) 
     return extras
 
 
-def record_problem(record: Any) -> str | None:
-    """What is wrong with a record a source yielded, or None: the one check every record passes
-    before tela uses it, whichever plugin made it (:meth:`tela_core.components.Source.records`)."""
-    if not isinstance(record, Record):
-        return f"a source must yield tela_core.Record objects, got {type(record).__name__}"
-    if not isinstance(record.prompt, str) or not record.prompt.strip():
-        return "prompt must be a non-empty string"
-    if record.label is not None and (isinstance(record.label, bool) or record.label not in (1, 2, 3, 4, 5)):
-        return f"label must be an integer 1..5 or None, got {record.label!r}"
-    for key, lo, hi in (("outcomes", 0.0, 1.0), ("costs", 0.0, None)):
-        value = getattr(record, key)
-        if value is None:
-            continue
-        if not isinstance(value, Mapping):
-            return f"{key} must map model names to numbers, got {type(value).__name__}"
-        for model, x in value.items():
-            if not isinstance(model, str) or not model:
-                return f"{key}: model names must be non-empty strings, got {model!r}"
-            if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-                return f"{key}[{model!r}] must be a finite number, got {x!r}"
-            if x < lo or (hi is not None and x > hi):
-                want = f"in [{lo:g}, {hi:g}]" if hi is not None else f">= {lo:g}"
-                return f"{key}[{model!r}] must be {want}, got {x!r}"
-    for key in ("group", "id"):
-        value = getattr(record, key)
-        if value is not None and not isinstance(value, str):
-            return f"{key} must be a string or None, got {type(value).__name__}"
-    if not isinstance(record.messages, list):
-        return "messages must be a list"
-    for i, m in enumerate(record.messages):
-        if not isinstance(m, Mapping) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-            return f"messages[{i}] must be a {{role, content}} object with role one of {', '.join(ROLES)}"
-    return None
-
-
-def checked_records(records: Iterable[Any], path: str | Path, source: str) -> Iterator[Record]:
-    """``records`` as they come, each checked by :func:`record_problem`; the first bad one is an
-    :class:`InputError` naming the file, the record and the source that made it."""
-    for i, r in enumerate(records, start=1):
-        problem = record_problem(r)
-        if problem is not None:
-            which = getattr(r, "id", None) or f"#{i}"
-            raise InputError(path, None, f"record {which} (from source {source!r}): {problem}")
-        yield r
-
-
 class _NonStandardJSON(ValueError):
     pass
 
@@ -239,7 +155,8 @@ def check_text(value: str, path: str | Path, line: int | None, what: str) -> str
         value.encode("utf-8")
     except UnicodeEncodeError as e:
         bad = ord(value[e.start])
-        raise InputError(path, line, f"{what} holds a lone surrogate (\\u{bad:04x}) at character {e.start}: not valid Unicode") from None
+        where = f"(\\u{bad:04x}) at character {e.start}"
+        raise InputError(path, line, f"{what} holds a lone surrogate {where}: not valid Unicode") from None
     return value
 
 

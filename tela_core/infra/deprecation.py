@@ -69,6 +69,8 @@ MOVED_MODULES: dict[str, str] = {
     "tela_core.nmodel": "tela_core.eval.nmodel",
     # renamed in 0.2 for what it holds (the vector cache), beside models.embedders (the Embedder kind)
     "tela_core.models.embeddings": "tela_core.models.vector_cache",
+    # moved to infra in 0.2: routing (calibrate --traffic) and collect read these logs too
+    "tela_core.serve.logfile": "tela_core.infra.logfile",
 }
 
 

@@ -14,6 +14,7 @@ import pluggy
 
 from tela_core.components import KINDS, REGISTERED, Component, KindSpec
 from tela_core.infra.errors import DuplicateComponentError, PluginLoadError, TelaError, UnknownComponentError
+from tela_core.schema.datasets import validate_entry
 
 __all__ = ["Entry", "PluginInfo", "Registry", "HOOK_KINDS"]
 
@@ -120,8 +121,6 @@ class Registry:
         """(name, what to store) for what a plugin passed to ``register``; raises if it is not a
         ``kind``: a component class of that kind with a name, or a valid dataset entry."""
         if kind.base is None:
-            from tela_core.data.catalogue import validate_entry
-
             validate_entry(obj)
             return obj.name, (obj, plugin)
         if not (inspect.isclass(obj) and issubclass(obj, Component)):

@@ -11,6 +11,7 @@ Weights and tokenizer sit beside them in whatever layout the scorer family uses 
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
 import importlib.metadata as md
 import json
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 from tela_core.infra.errors import TelaError
 from tela_core.infra.io import atomic_write_json
-from tela_core.infra.deprecation import deprecated_alias
+from tela_core.plugins.discovery import get_registry
 
 __all__ = [
     "MANIFEST",
@@ -40,8 +41,6 @@ DEFAULT_MODELS = ["weak", "strong"]
 
 def plugin_versions() -> dict[str, str]:
     """Distribution -> version for tela and every loaded plugin distribution."""
-    from tela_core.plugins.discovery import get_registry
-
     out = {"tela": md.version("tela")}
     for info in get_registry().plugins.values():
         if info.dist and info.version:
@@ -129,12 +128,10 @@ def read_policy(artifact_dir: str | Path) -> dict[str, Any]:
     return spec
 
 
-def _load_router(artifact_dir: str | Path, *, trust_remote_code: bool = False) -> Any:
-    """The loaded scorer of the router in ``artifact_dir`` (what ``load_router`` returned in 0.1)."""
-    from tela_core.routing.router import Router
-
-    return Router.load(artifact_dir, trust_remote_code=trust_remote_code).scorer
-
-
-#: Deprecated since 0.2: ``Router.load(dir).scorer`` (or the ``Router`` itself) replaces it.
-load_router = deprecated_alias(_load_router, "tela_core.artifact.load_router", "tela_core.Router.load(dir).scorer")
+def __getattr__(name: str) -> Any:
+    """``load_router``, deprecated (tela 0.1's loader), lives in :mod:`tela_core.routing.deprecated`
+    beside the :class:`~tela_core.routing.router.Router` it calls. It is looked up by name when used:
+    router.py imports this module, so importing that one here would close a circle."""
+    if name == "load_router":
+        return importlib.import_module("tela_core.routing.deprecated").load_router
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

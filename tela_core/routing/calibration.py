@@ -21,6 +21,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from tela_core.infra.errors import InputError, TelaError
+from tela_core.infra.logfile import read_log
+from tela_core.plugins.discovery import get_registry
+from tela_core.routing.artifact import read_manifest, read_policy, router_version, write_policy
+from tela_core.routing.operating_point import small_sample_warning
+from tela_core.routing.router import Router
 
 __all__ = ["TrafficLine", "read_traffic", "calibrate_on_traffic"]
 
@@ -45,8 +50,6 @@ def read_traffic(log: str | Path, router: str | None = None) -> _Traffic:
     """The freshly routed requests of ``router`` (a served router's name) in the decision log
     ``log``: passed-through requests and sticky follow-up turns are left out. With ``router`` None
     the log must hold one router only. A shadow log is refused."""
-    from tela_core.serve.logfile import read_log
-
     by_router: dict[str, list[TrafficLine]] = {}
     for lineno, rec in read_log(log, "decision log"):
         if isinstance(rec.get("answers"), dict):
@@ -66,7 +69,8 @@ def read_traffic(log: str | Path, router: str | None = None) -> _Traffic:
         raise InputError(Path(log), None, "no routed requests in this decision log")
     if router is None:
         if len(by_router) > 1:
-            raise TelaError(f"{log}: the log holds several routers ({', '.join(sorted(by_router))}); pick one with --traffic-router NAME")
+            raise TelaError(f"{log}: the log holds several routers ({', '.join(sorted(by_router))}); pick one with "
+                            "--traffic-router NAME")
         router = next(iter(by_router))
     if router not in by_router:
         raise TelaError(f"{log}: no requests routed by {router!r}; routers in the log: {', '.join(sorted(by_router))}")
@@ -87,10 +91,6 @@ def calibrate_on_traffic(
     strong model under *this* router's scores, and save it as its ``policy``. Returns what was
     saved, from how many requests, how many were rescored, and the warnings to show."""
     import numpy as np
-
-    from tela_core.plugins.discovery import get_registry
-    from tela_core.routing.artifact import read_manifest, read_policy, router_version, write_policy
-    from tela_core.routing.operating_point import small_sample_warning
 
     if not 0.0 <= strong_share <= 1.0:
         raise TelaError(f"--strong-share must be in [0, 1], got {strong_share}")
@@ -116,15 +116,13 @@ def calibrate_on_traffic(
     unversioned = [t for t in bare if t.version is None]
     if unversioned:
         warnings.append(
-            f"warning: {len(unversioned)} logged requests name no router version and carry no prompt text: their scores "
-            "are those of the router that served them, taken as they are (if it was an older version of this "
-            "router, serve this one and calibrate on its traffic)"
+            f"warning: {len(unversioned)} logged requests name no router version and carry no prompt text: "
+            "their scores are those of the router that served them, taken as they are (if it was an older "
+            "version of this router, serve this one and calibrate on its traffic)"
         )
     w = np.array([t.w for t in traffic.lines], dtype=float)
     texts = [(i, t.prompt) for i, t in enumerate(traffic.lines) if t.prompt is not None]
     if texts:
-        from tela_core.routing.router import Router
-
         router = Router.load(router_dir, trust_remote_code=trust_remote_code, score_batch_size=score_batch_size)
         fresh = router.score([p for _, p in texts])
         for (i, _), x in zip(texts, fresh):

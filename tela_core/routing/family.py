@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tela_core.routing.artifact import read_manifest, write_manifest, write_policy
 from tela_core.components import LoadContext, Scorer
 from tela_core.infra.errors import TelaError
-from tela_core.data.records import Record
+from tela_core.schema.records import Record
 from tela_core.routing.targets import make_targets, model_names, outcome_matrix
 
 if TYPE_CHECKING:  # pragma: no cover

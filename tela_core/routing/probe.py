@@ -17,7 +17,7 @@ from pydantic import Field
 from tela_core.components import LoadContext, Scores
 from tela_core.routing.family import FamilyScorer, TargetOptions, artifact_field, read_json, train_data
 from tela_core.infra.io import atomic_write_json
-from tela_core.data.records import Record
+from tela_core.schema.records import Record
 
 __all__ = ["ProbeOptions", "LinearProbeScorer"]
 

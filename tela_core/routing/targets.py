@@ -24,7 +24,7 @@ from tela_core.infra.errors import TelaError
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from tela_core.data.records import Record
+    from tela_core.schema.records import Record
 
 __all__ = ["Target", "TARGETS", "NAME_THE_PAIR", "resolve_pair", "make_targets", "model_names", "model_groups", "outcome_matrix"]
 

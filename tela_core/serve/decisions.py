@@ -18,18 +18,18 @@ from typing import Any, Iterator, Mapping
 
 from tela_core.infra.errors import InputError, TelaError
 from tela_core.infra.io import json_line_bytes
+from tela_core.infra.logfile import AppendLog, read_log
+from tela_core.routing.calibration import calibrate_on_traffic
 
 __all__ = ["DecisionLog", "read_decisions", "traffic_scores", "calibrate_from_traffic"]
 
 
 class DecisionLog:
     """Append-only JSONL writer (one ``os.write`` per line) that follows rotation: a log moved
-    away or deleted is opened again at its path before the next line (:class:`.logfile.AppendLog`),
+    away or deleted is opened again at its path before the next line (:class:`tela_core.infra.logfile.AppendLog`),
     and :meth:`reopen` (SIGHUP) opens it again on demand."""
 
     def __init__(self, path: str | Path, log_prompts: bool = False) -> None:
-        from .logfile import AppendLog
-
         self.path = Path(path)
         self.log_prompts = bool(log_prompts)
         self._file = AppendLog(self.path, "decision log")
@@ -49,8 +49,6 @@ class DecisionLog:
 def read_decisions(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for each line of a decision log. A bad line raises
     :class:`InputError` naming the line, except a truncated last line (a killed server's)."""
-    from .logfile import read_log
-
     yield from read_log(path, "decision log")
 
 
@@ -68,7 +66,8 @@ def traffic_scores(path: str | Path, router: str | None = None) -> tuple[list[fl
         raise InputError(path, None, "no routed requests in this decision log")
     if router is None:
         if len(by_router) > 1:
-            raise TelaError(f"{path}: the log holds several routers ({', '.join(sorted(by_router))}); pick one with --traffic-router NAME")
+            raise TelaError(f"{path}: the log holds several routers ({', '.join(sorted(by_router))}); pick one with "
+                            "--traffic-router NAME")
         router = next(iter(by_router))
     if router not in by_router:
         raise TelaError(f"{path}: no requests routed by {router!r}; routers in the log: {', '.join(sorted(by_router))}")
@@ -91,7 +90,5 @@ def calibrate_from_traffic(
     (logged prompts rescored by this router, a log of another router version refused, a shadow log
     refused), which ``tela calibrate --traffic`` calls.
     """
-    from tela_core.routing.calibration import calibrate_on_traffic
-
     return calibrate_on_traffic(router_dir, log, strong_share, router_name=router_name, policy=policy,
                                 policy_options=policy_options)

@@ -47,6 +47,9 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from tela_core.infra.errors import InputError
 from tela_core.infra.io import json_line_bytes
+from tela_core.infra.logfile import AppendLog, read_log
+from tela_core.upstreams.usage import token_count
+from tela_core.infra.errors import UpstreamError
 
 if TYPE_CHECKING:  # pragma: no cover
     from tela_core.components import Upstream
@@ -118,7 +121,6 @@ def stream_text(chunks: list[bytes]) -> str | None:
 def _usage(obj: Any) -> dict[str, int] | None:
     if not isinstance(obj, dict):
         return None
-    from tela_core.upstreams.usage import token_count
 
     out = {k: n for k in ("prompt_tokens", "completion_tokens") if (n := token_count(obj.get(k))) is not None}
     return out or None
@@ -133,12 +135,10 @@ def _error_message(body: Any) -> str:
 class ShadowLog:
     """Append-only JSONL file: each batch of lines in one ``os.write`` to a file opened with
     ``O_APPEND`` (whole lines only, never interleaved with another writer's). A log moved away or
-    deleted is opened again at its path before the next batch (:class:`.logfile.AppendLog`);
+    deleted is opened again at its path before the next batch (:class:`tela_core.infra.logfile.AppendLog`);
     :meth:`reopen` (SIGHUP) opens it again on demand."""
 
     def __init__(self, path: str | Path) -> None:
-        from .logfile import AppendLog
-
         self.path = Path(path)
         self._file = AppendLog(self.path, "shadow log")
 
@@ -284,8 +284,6 @@ class Shadow:
 
     async def _call(self, job: ShadowJob, model: str) -> dict[str, Any]:
         """One shadow call: the user's request, unstreamed, to ``model``'s upstream."""
-        from tela_core.infra.errors import UpstreamError
-
         name = job.upstream_of[model]
         ucfg, client = self.upstreams[name]
         body = dict(job.body)
@@ -350,8 +348,6 @@ class Shadow:
 def read_shadow_log(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for each line of a shadow log. A bad line raises :class:`InputError`
     naming the line, except a half-written last line (a killed server's), which is skipped."""
-    from .logfile import read_log
-
     for lineno, rec in read_log(path, "shadow log"):
         if not isinstance(rec.get("answers"), dict):
             raise InputError(Path(path), lineno, "not a shadow-log record (an object with 'answers')")

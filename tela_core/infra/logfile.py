@@ -1,6 +1,8 @@
-"""The JSONL logs ``tela serve`` appends (decision log, shadow log): the writer, which follows a
+"""Append-only JSONL logs (``tela serve``'s decision and shadow logs): the writer, which follows a
 log that was rotated away (:class:`AppendLog`), and the reader, with one rule for a line a killed
-server left half-written, so every reader skips exactly that line and nothing else."""
+server left half-written, so every reader skips exactly that line and nothing else. Here in
+``infra`` (moved from ``serve`` in 0.2) because readers in every layer use it: ``collect
+--from-log``, ``calibrate --traffic`` (routing) and the server itself."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from tela_core.infra.errors import InputError
 
 __all__ = ["AppendLog", "read_log"]
 
-log = logging.getLogger("tela.serve")
+log = logging.getLogger("tela.serve")  # the server writes these logs: its logger says so
 
 
 class AppendLog:
