@@ -48,6 +48,8 @@ demo: install
 	$(BIN)/tela demo
 
 test: examples
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q
 

@@ -84,7 +84,9 @@ class StandIn:
         if method == "POST" and path in ("/v1/chat/completions", "/chat/completions"):
             return await self.chat(body, writer)
         if method == "GET" and path == "/v1/models":
-            self._send(writer, 200, {"object": "list", "data": [{"id": self.model, "object": "model", "owned_by": "stand-in"}]})
+            self._send(
+                writer, 200, {"object": "list", "data": [{"id": self.model, "object": "model", "owned_by": "stand-in"}]}
+            )
         elif method == "GET" and path == "/stats":
             self._send(writer, 200, {**self.stats, "mode": self.mode, "model": self.model, "last_body": self.last_body})
         elif method == "POST" and path == "/control":
@@ -96,7 +98,18 @@ class StandIn:
                 self.stats = {"requests": 0, "answered": 0, "cut_off": 0}
             self._send(writer, 200, {"mode": self.mode, "stall_s": self.stall_s, "delay_ms": self.delay_ms})
         else:
-            self._send(writer, 404, {"error": {"message": f"{method} {path}: not found", "type": "invalid_request_error", "param": None, "code": None}})
+            self._send(
+                writer,
+                404,
+                {
+                    "error": {
+                        "message": f"{method} {path}: not found",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": None,
+                    }
+                },
+            )
         await writer.drain()
         return True
 
@@ -107,29 +120,59 @@ class StandIn:
         try:
             body = json.loads(raw)
         except ValueError:
-            self._send(writer, 400, {"error": {"message": "bad JSON", "type": "invalid_request_error", "param": None, "code": None}})
+            self._send(
+                writer,
+                400,
+                {"error": {"message": "bad JSON", "type": "invalid_request_error", "param": None, "code": None}},
+            )
             await writer.drain()
             return True
         self.last_body = body
         if self.delay_ms:
             await asyncio.sleep(self.delay_ms / 1000.0)
         if self.mode == "fail":
-            self._send(writer, 500, {"error": {"message": f"stand-in {self.model} told to fail", "type": "server_error", "param": None, "code": None}})
+            self._send(
+                writer,
+                500,
+                {
+                    "error": {
+                        "message": f"stand-in {self.model} told to fail",
+                        "type": "server_error",
+                        "param": None,
+                        "code": None,
+                    }
+                },
+            )
             await writer.drain()
             return True
         if self.mode == "stall":
             if await self._cut_off_while(asyncio.sleep(self.stall_s), writer):
                 return False
         text = f"I am {self.model}."
-        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []) if isinstance(m, dict))
+        prompt_tokens = sum(
+            len(str(m.get("content", "")).split()) for m in body.get("messages", []) if isinstance(m, dict)
+        )
         created = int(time.time())
         cid = f"chatcmpl-standin-{self.stats['requests']}"
         if not body.get("stream"):
-            self._send(writer, 200, {
-                "id": cid, "object": "chat.completion", "created": created, "model": self.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 3, "total_tokens": prompt_tokens + 3},
-            })
+            self._send(
+                writer,
+                200,
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": self.model,
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    ],
+                    "usage": {
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": 3,
+                        "total_tokens": prompt_tokens + 3,
+                    },
+                },
+            )
             await writer.drain()
             self.stats["answered"] += 1
             return True
@@ -140,8 +183,13 @@ class StandIn:
             return f"{len(data):x}\r\n".encode() + data + b"\r\n"
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-            return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": self.model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            return {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
 
         pieces = ["I am ", f"{self.model}", "."]
         try:
@@ -154,8 +202,22 @@ class StandIn:
                 writer.write(event(chunk({"content": p})))
             writer.write(event(chunk({}, "stop")))
             if (body.get("stream_options") or {}).get("include_usage"):
-                writer.write(event({"id": cid, "object": "chat.completion.chunk", "created": created, "model": self.model, "choices": [],
-                                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 3, "total_tokens": prompt_tokens + 3}}))
+                writer.write(
+                    event(
+                        {
+                            "id": cid,
+                            "object": "chat.completion.chunk",
+                            "created": created,
+                            "model": self.model,
+                            "choices": [],
+                            "usage": {
+                                "prompt_tokens": prompt_tokens,
+                                "completion_tokens": 3,
+                                "total_tokens": prompt_tokens + 3,
+                            },
+                        }
+                    )
+                )
             writer.write(event(b"[DONE]") + b"0\r\n\r\n")
             await writer.drain()
         except ConnectionError:
@@ -187,7 +249,9 @@ async def serve(model: str, host: str, port: int, delay_ms: float = 0.0, ready: 
     standin = StandIn(model, delay_ms)
     server = await asyncio.start_server(standin.handle, host, port, backlog=4096)
     bound = server.sockets[0].getsockname()[1]
-    print(f"stand-in upstream {model!r} (not a model: answers with its own name) on http://{host}:{bound}/v1", flush=True)
+    print(
+        f"stand-in upstream {model!r} (not a model: answers with its own name) on http://{host}:{bound}/v1", flush=True
+    )
     if ready is not None:
         ready(bound)
     async with server:
@@ -195,7 +259,9 @@ async def serve(model: str, host: str, port: int, delay_ms: float = 0.0, ready: 
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="A stand-in for a remote OpenAI-compatible model API (answers with its own name).")
+    ap = argparse.ArgumentParser(
+        description="A stand-in for a remote OpenAI-compatible model API (answers with its own name)."
+    )
     ap.add_argument("--model", required=True, help="the name it answers with, e.g. small")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8001, help="0 picks a free port (printed)")

@@ -24,6 +24,21 @@ no torch, transformers or deepspeed.
 
 from __future__ import annotations
 
+from tela_core.data.records import Message, Record
+from tela_core.infra.deprecation import MOVED_MODULES, TelaDeprecationWarning, install_module_aliases, package_getattr
+from tela_core.infra.errors import (
+    DuplicateComponentError,
+    InputError,
+    JudgeOutputError,
+    PluginLoadError,
+    TelaError,
+    UnknownComponentError,
+    UpstreamError,
+)
+from tela_core.plugins.discovery import add_plugin, get_registry, hookimpl, remove_plugin
+from tela_core.routing.family import FamilyScorer, TargetOptions
+from tela_core.routing.router import Decision, Router
+
 from .components import (
     Backend,
     Component,
@@ -45,20 +60,6 @@ from .components import (
     UpstreamReply,
     Verdict,
 )
-from tela_core.infra.deprecation import MOVED_MODULES, TelaDeprecationWarning, install_module_aliases, package_getattr
-from tela_core.infra.errors import (
-    DuplicateComponentError,
-    InputError,
-    JudgeOutputError,
-    PluginLoadError,
-    TelaError,
-    UnknownComponentError,
-    UpstreamError,
-)
-from tela_core.routing.family import FamilyScorer, TargetOptions
-from tela_core.plugins.discovery import add_plugin, get_registry, hookimpl, remove_plugin
-from tela_core.data.records import Message, Record
-from tela_core.routing.router import Decision, Router
 
 __version__ = "0.2.0.dev0"
 

@@ -13,9 +13,10 @@ so ``tela --help`` and ``tela plugins list`` stay instant.
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, ClassVar, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -104,15 +105,15 @@ class Source(Component):
         self.stats = {}
 
     @abstractmethod
-    def read(self, path: Path) -> Iterator["Record"]:
+    def read(self, path: Path) -> Iterator[Record]:
         """Yield the records of ``path``. A plugin implements this; tela calls :meth:`records`."""
 
-    def records(self, path: Path) -> Iterator["Record"]:
+    def records(self, path: Path) -> Iterator[Record]:
         """:meth:`read`, with every record checked (prompt, label 1..5, outcomes in [0, 1], finite
         costs >= 0, ...) and a missing path reported in one line, so no source can hand the rest
         of tela a malformed record. What every core command calls; plugins need not override it."""
-        from tela_core.infra.errors import InputError
         from tela_core.data.records import checked_records
+        from tela_core.infra.errors import InputError
 
         if not Path(path).exists() and not self.reads_hub_ids:
             raise InputError(path, None, "file or folder not found")
@@ -144,7 +145,7 @@ class Formatter(Component):
     kind = "formatter"
 
     @abstractmethod
-    def format(self, messages: Sequence["Message"], tokenizer: Any = None) -> Formatted:
+    def format(self, messages: Sequence[Message], tokenizer: Any = None) -> Formatted:
         """Format ``messages``. If the last message is the assistant's, it is the completion;
         otherwise the completion is empty and the prompt is what the router is shown at inference.
         """
@@ -210,10 +211,10 @@ class TrainJob:
 
     ``train_file``/``eval_file`` are JSONL with ``prompt`` and ``completion`` fields (already
     formatted). ``output_dir`` receives the router artifact (see :mod:`tela_core.routing.artifact`).
-    ``run_dir`` is the run's working folder inside it (checkpoints, logs; ``OUTPUT/.tela`` unless given), ``quiet`` asks for no
-    progress bar, ``nodes`` places this node in a multi-node run (None: one node), ``train`` holds
-    the training flags, ``family`` names the router family whose artifact the backend writes and
-    ``formatter_options`` are the options the rows were formatted with.
+    ``run_dir`` is the run's working folder inside it (checkpoints, logs; ``OUTPUT/.tela`` unless
+    given), ``quiet`` asks for no progress bar, ``nodes`` places this node in a multi-node run
+    (None: one node), ``train`` holds the training flags, ``family`` names the router family whose
+    artifact the backend writes and ``formatter_options`` are the options the rows were formatted with.
 
     ``config`` is kept for backends written for tela 0.2, which read those fields as its keys
     (deprecated, with a warning); a job built with only ``config`` gets its fields from it.
@@ -231,7 +232,7 @@ class TrainJob:
     force: bool = False
     run_dir: Path | None = None
     quiet: bool = False
-    nodes: "NodeLaunch | None" = None
+    nodes: NodeLaunch | None = None
     train: TrainSettings | None = None
     family: str | None = None
     formatter_options: dict[str, Any] = field(default_factory=dict)
@@ -244,7 +245,9 @@ class TrainJob:
         if self.nodes is None and given.get("nodes"):
             from tela_core.train.multinode import NodeLaunch
 
-            self.nodes = given["nodes"] if isinstance(given["nodes"], NodeLaunch) else NodeLaunch.from_dict(given["nodes"])
+            self.nodes = (
+                given["nodes"] if isinstance(given["nodes"], NodeLaunch) else NodeLaunch.from_dict(given["nodes"])
+            )
         if self.train is None and isinstance(given.get("train"), Mapping):
             try:
                 self.train = TrainSettings.model_validate(given["train"])
@@ -288,11 +291,11 @@ class Scores:
     None. ``expected`` is the expected score 1..5 when ``probs`` is set.
     """
 
-    w: "np.ndarray"
-    probs: "np.ndarray | None" = None
+    w: np.ndarray
+    probs: np.ndarray | None = None
 
     @property
-    def expected(self) -> "np.ndarray | None":
+    def expected(self) -> np.ndarray | None:
         if self.probs is None:
             return None
         import numpy as np
@@ -335,7 +338,7 @@ class Scorer(Component):
     #: it): only such a router can be loaded with a required embedder.
     uses_embedder: ClassVar[bool] = False
 
-    def fit(self, train: Sequence["Record"], output_dir: Path, config: Mapping[str, Any]) -> Path:
+    def fit(self, train: Sequence[Record], output_dir: Path, config: Mapping[str, Any]) -> Path:
         """Train on ``train`` and write the router into ``output_dir``. The default refuses: the
         family is trained by a backend."""
         raise NotImplementedError(f"scorer {self.name!r} is trained by a backend, not fit()")
@@ -445,13 +448,16 @@ class Upstream(Component):
         whose API lists its models (``GET /models``) can ask that instead, for free."""
         from tela_core.infra.errors import UpstreamError
 
-        reply = await self.chat({"model": model, "messages": [{"role": "user", "content": "Say OK."}], "max_tokens": 1},
-                                stream=False)
+        reply = await self.chat(
+            {"model": model, "messages": [{"role": "user", "content": "Say OK."}], "max_tokens": 1}, stream=False
+        )
         if reply.status >= 300:
             body = reply.body
             err = body.get("error") if isinstance(body, Mapping) else None
             msg = err.get("message") if isinstance(err, Mapping) else err or body
-            raise UpstreamError(f"HTTP {reply.status}: {' '.join(str(msg).split())[:300]}", reason="status", status=reply.status)
+            raise UpstreamError(
+                f"HTTP {reply.status}: {' '.join(str(msg).split())[:300]}", reason="status", status=reply.status
+            )
 
     async def aclose(self) -> None:
         """Close connections when the server stops."""
@@ -573,7 +579,7 @@ class Embedder(Component):
     install: ClassVar[str] = ""
 
     @abstractmethod
-    def embed(self, texts: Sequence[str]) -> "np.ndarray":
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
         """An (n, d) float32 array, one L2-normalised row per text, in order; the same row for the
         same text on every call."""
 
@@ -619,7 +625,7 @@ class KindSpec:
     registers: str = ""
 
     @classmethod
-    def of(cls, base: type[Component], hook: str, since: str, doc: str) -> "KindSpec":
+    def of(cls, base: type[Component], hook: str, since: str, doc: str) -> KindSpec:
         """The row of a component kind: named by ``base.kind``, registering ``base`` subclasses."""
         return cls(base.kind, hook, base, since, doc, f"{base.__name__}Class")
 
@@ -627,44 +633,90 @@ class KindSpec:
 #: Every kind a plugin registers through a ``register`` hook, in the order ``tela plugins list``
 #: shows them. The one list: the hooks, :data:`KINDS` and the registry's tables derive from it.
 REGISTERED: tuple[KindSpec, ...] = (
-    KindSpec.of(Source, "tela_register_sources", "0.1", """Register data sources (:class:`tela_core.components.Source` subclasses).
+    KindSpec.of(
+        Source,
+        "tela_register_sources",
+        "0.1",
+        """Register data sources (:class:`tela_core.components.Source` subclasses).
 
     A source reads a file (or folder) and yields validated :class:`tela_core.data.records.Record`
-    objects; outcome sources also fill ``outcomes`` and ``costs``."""),
-    KindSpec.of(Formatter, "tela_register_formatters", "0.1", """Register formatters (:class:`tela_core.components.Formatter` subclasses).
+    objects; outcome sources also fill ``outcomes`` and ``costs``.""",
+    ),
+    KindSpec.of(
+        Formatter,
+        "tela_register_formatters",
+        "0.1",
+        """Register formatters (:class:`tela_core.components.Formatter` subclasses).
 
     A formatter turns chat messages into (prompt text, completion text); the same method
-    builds the inference prompt, so training and serving cannot drift apart."""),
-    KindSpec.of(Backend, "tela_register_backends", "0.1", """Register trainer backends (:class:`tela_core.components.Backend` subclasses).
+    builds the inference prompt, so training and serving cannot drift apart.""",
+    ),
+    KindSpec.of(
+        Backend,
+        "tela_register_backends",
+        "0.1",
+        """Register trainer backends (:class:`tela_core.components.Backend` subclasses).
 
-    A backend fine-tunes a base model on formatted examples and leaves a router artifact."""),
-    KindSpec.of(Scorer, "tela_register_scorers", "0.1", """Register router model families (:class:`tela_core.components.Scorer` subclasses).
+    A backend fine-tunes a base model on formatted examples and leaves a router artifact.""",
+    ),
+    KindSpec.of(
+        Scorer,
+        "tela_register_scorers",
+        "0.1",
+        """Register router model families (:class:`tela_core.components.Scorer` subclasses).
 
     A scorer loads a router artifact and maps prompts to a 1..5 score distribution and to
-    ``w`` = P(strong model needed)."""),
-    KindSpec.of(Policy, "tela_register_policies", "0.1", """Register router policies (:class:`tela_core.components.Policy` subclasses).
+    ``w`` = P(strong model needed).""",
+    ),
+    KindSpec.of(
+        Policy,
+        "tela_register_policies",
+        "0.1",
+        """Register router policies (:class:`tela_core.components.Policy` subclasses).
 
-    A policy maps scores to a model choice (threshold, calibrated, tiers, ...)."""),
-    KindSpec.of(Upstream, "tela_register_upstreams", "0.1", """Register upstream clients (:class:`tela_core.components.Upstream` subclasses).
+    A policy maps scores to a model choice (threshold, calibrated, tiers, ...).""",
+    ),
+    KindSpec.of(
+        Upstream,
+        "tela_register_upstreams",
+        "0.1",
+        """Register upstream clients (:class:`tela_core.components.Upstream` subclasses).
 
     An upstream client forwards ``tela serve``'s chat requests to a model endpoint over some
-    protocol (the builtin ``openai`` speaks OpenAI's chat-completions API)."""),
-    KindSpec.of(Judge, "tela_register_judges", "0.2", """Register judges (:class:`tela_core.components.Judge` subclasses) for ``tela judge``.
+    protocol (the builtin ``openai`` speaks OpenAI's chat-completions API).""",
+    ),
+    KindSpec.of(
+        Judge,
+        "tela_register_judges",
+        "0.2",
+        """Register judges (:class:`tela_core.components.Judge` subclasses) for ``tela judge``.
 
     A judge decides how good each model's answer to a prompt is: it builds the requests to a judge
     model and reads the replies (``llm-judge``, ``pairwise``), or grades by rule against a reference
     answer (``reference``), and returns a :class:`tela_core.components.Verdict`: the 1..5 label of
-    the weak model's answer and per-model outcomes. Judges are pure; ``tela judge`` makes the calls."""),
-    KindSpec.of(Embedder, "tela_register_embedders", "0.2", """Register embedders (:class:`tela_core.components.Embedder` subclasses).
+    the weak model's answer and per-model outcomes. Judges are pure; ``tela judge`` makes the calls.""",
+    ),
+    KindSpec.of(
+        Embedder,
+        "tela_register_embedders",
+        "0.2",
+        """Register embedders (:class:`tela_core.components.Embedder` subclasses).
 
     An embedder turns texts into fixed-size vectors for the embedding families, which choose one
     by option (``--set family.embedder=NAME``) and record it in the router's manifest (builtins:
-    ``minilm``, ``minilm-onnx``, ``minilm-onnx-int8``, ``model2vec``, ``sentence-transformers``)."""),
-    KindSpec("dataset", "tela_register_datasets", None, "0.1", """Register public datasets for ``tela data list`` / ``tela data get``.
+    ``minilm``, ``minilm-onnx``, ``minilm-onnx-int8``, ``model2vec``, ``sentence-transformers``).""",
+    ),
+    KindSpec(
+        "dataset",
+        "tela_register_datasets",
+        None,
+        "0.1",
+        """Register public datasets for ``tela data list`` / ``tela data get``.
 
     Each is a :class:`tela_core.data.catalogue.DatasetEntry`: origin, license, pinned revision, and the
     files to fetch with their SHA-256 (``None`` where no checksum could be verified).""",
-             registers="DatasetEntry(...)"),
+        registers="DatasetEntry(...)",
+    ),
 )
 
 #: The component kinds (the rows with a base class), in the order ``tela plugins list`` shows them.

@@ -11,7 +11,8 @@ one row there, not a spec here, a key in the registry and an entry in a list of 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pluggy
 
@@ -34,8 +35,10 @@ def _register_hook(kind: KindSpec) -> Callable[[Register], None]:
         pass
 
     spec.__name__ = spec.__qualname__ = kind.hook
-    spec.__doc__ = (f"{kind.doc}\n\n    :param register: call ``register({kind.registers})`` once per {kind.kind}.\n"
-                    f"    :since: {kind.since}\n    ")
+    spec.__doc__ = (
+        f"{kind.doc}\n\n    :param register: call ``register({kind.registers})`` once per {kind.kind}.\n"
+        f"    :since: {kind.since}\n    "
+    )
     return hookspec(spec)
 
 

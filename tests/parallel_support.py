@@ -19,8 +19,9 @@ import glob
 import os
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tela_core import hookimpl
 from tela_core.components import Scores

@@ -15,8 +15,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 STANDIN = REPO / "examples" / "standin_upstream.py"
@@ -44,7 +45,10 @@ def standin(model: str) -> Iterator[str]:
     """A stand-in upstream answering as ``model``; yields its base URL (``http://127.0.0.1:PORT/v1``)."""
     proc = subprocess.Popen(
         [sys.executable, str(STANDIN), "--model", model, "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env(),
     )
     try:
         line = proc.stdout.readline() if proc.stdout else ""
@@ -82,7 +86,9 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
 class TelaServe:
     """A running ``tela serve`` process."""
 
-    def __init__(self, args: list[str], port: int, extra_env: dict[str, str] | None = None, ready_timeout: float = 90.0) -> None:
+    def __init__(
+        self, args: list[str], port: int, extra_env: dict[str, str] | None = None, ready_timeout: float = 90.0
+    ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log = []
@@ -90,7 +96,10 @@ class TelaServe:
         e.update(extra_env or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from tela_core.cli.main import main; main()", "serve", "--port", str(port), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=e,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=e,
         )
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
@@ -219,8 +228,21 @@ class EchoStandIn:
         import hashlib
 
         if self.mode == "fail":
-            payload = json.dumps({"error": {"message": f"stand-in {self.model} told to fail", "type": "server_error", "param": None, "code": None}}).encode()
-            return b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(payload) + payload
+            payload = json.dumps(
+                {
+                    "error": {
+                        "message": f"stand-in {self.model} told to fail",
+                        "type": "server_error",
+                        "param": None,
+                        "code": None,
+                    }
+                }
+            ).encode()
+            return (
+                b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+                % len(payload)
+                + payload
+            )
         users = [m for m in body.get("messages", []) if isinstance(m, dict) and m.get("role") == "user"]
         prompt = str(users[-1].get("content", "")) if users else ""
         text = self.answer_for(self.model, prompt)
@@ -228,19 +250,35 @@ class EchoStandIn:
         self.calls_by_prompt[cid] = self.calls_by_prompt.get(cid, 0) + 1
         usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": 3, "total_tokens": len(prompt.split()) + 3}
         if not body.get("stream"):
-            payload = json.dumps({
-                "id": cid, "object": "chat.completion", "created": 0, "model": self.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}], "usage": usage,
-            }).encode()
-            return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(payload) + payload
+            payload = json.dumps(
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": self.model,
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    ],
+                    "usage": usage,
+                }
+            ).encode()
+            return (
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(payload)
+                + payload
+            )
 
         def event(obj: Any) -> bytes:
             data = b"data: " + (obj if isinstance(obj, bytes) else json.dumps(obj).encode()) + b"\n\n"
             return b"%x\r\n" % len(data) + data + b"\r\n"
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-            return {"id": cid, "object": "chat.completion.chunk", "created": 0, "model": self.model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            return {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
 
         out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
         out += event(chunk({"role": "assistant", "content": ""}))
@@ -248,5 +286,14 @@ class EchoStandIn:
             out += event(chunk({"content": piece}))
         out += event(chunk({}, "stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
-            out += event({"id": cid, "object": "chat.completion.chunk", "created": 0, "model": self.model, "choices": [], "usage": usage})
+            out += event(
+                {
+                    "id": cid,
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": self.model,
+                    "choices": [],
+                    "usage": usage,
+                }
+            )
         return out + event(b"[DONE]") + b"0\r\n\r\n"

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -40,10 +41,13 @@ def upstream() -> Iterator[ReplayUpstream]:
 
 
 def _config(path: Path, url: str, small_model: str = "small-model-v1") -> Path:
-    path.write_text("upstreams:\n"
-                    f"  small: {{base_url: '{url}', model: {small_model}, price_input: 1, price_output: 2}}\n"
-                    f"  big: {{base_url: '{url}', model: big-model-v2, price_input: 10, price_output: 30}}\n"
-                    f"  judge: {{base_url: '{url}', model: judge, price_input: 1, price_output: 1}}\n", encoding="utf-8")
+    path.write_text(
+        "upstreams:\n"
+        f"  small: {{base_url: '{url}', model: {small_model}, price_input: 1, price_output: 2}}\n"
+        f"  big: {{base_url: '{url}', model: big-model-v2, price_input: 10, price_output: 30}}\n"
+        f"  judge: {{base_url: '{url}', model: judge, price_input: 1, price_output: 1}}\n",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -61,13 +65,32 @@ def test_serve_shadow_log_records_the_model_id_each_answer_came_from(tmp_path: P
     router = train_length_router(tmp_path / "len")
     small, big = EchoStandIn("small"), EchoStandIn("big")
     log = tmp_path / "shadow.jsonl"
-    serve = TelaServe(["--router", f"len={router}", "--weak", f"{small.url}#small", "--strong", f"{big.url}#big",
-                       "--shadow", "1", "--shadow-log", str(log), "--log-prompts", "--log-level", "warning"], free_port())
+    serve = TelaServe(
+        [
+            "--router",
+            f"len={router}",
+            "--weak",
+            f"{small.url}#small",
+            "--strong",
+            f"{big.url}#big",
+            "--shadow",
+            "1",
+            "--shadow-log",
+            str(log),
+            "--log-prompts",
+            "--log-level",
+            "warning",
+        ],
+        free_port(),
+    )
     try:
         for i in range(2):
             body = {"model": "router-len", "messages": [{"role": "user", "content": f"question {i} " * (1 + 40 * i)}]}
-            req = urllib.request.Request(serve.url + "/v1/chat/completions", data=json.dumps(body).encode(),
-                                         headers={"content-type": "application/json"})
+            req = urllib.request.Request(
+                serve.url + "/v1/chat/completions",
+                data=json.dumps(body).encode(),
+                headers={"content-type": "application/json"},
+            )
             with urllib.request.urlopen(req, timeout=60) as r:
                 assert r.status == 200
         import time
@@ -86,8 +109,9 @@ def test_serve_shadow_log_records_the_model_id_each_answer_came_from(tmp_path: P
             assert answer["model"] == rec["upstreams"][name], rec  # --weak URL#small sends the model id "small"
 
 
-def test_a_logged_answer_of_a_model_since_replaced_is_not_filed_under_the_new_one(tmp_path: Path,
-                                                                                 upstream: ReplayUpstream) -> None:
+def test_a_logged_answer_of_a_model_since_replaced_is_not_filed_under_the_new_one(
+    tmp_path: Path, upstream: ReplayUpstream
+) -> None:
     """serve.yaml's upstream `small` sent `small-model-v0` when the traffic was logged and sends
     `small-model-v1` now. Before, the old model's logged answers were filed under the new id (the
     upstream name matched) and never asked: records mixing two models under one name."""
@@ -95,17 +119,29 @@ def test_a_logged_answer_of_a_model_since_replaced_is_not_filed_under_the_new_on
     lines = []
     for i, q in enumerate(qs):
         ans = {"error": None, "usage": {"prompt_tokens": 10, "completion_tokens": 4}, "latency_s": 0.1}
-        lines.append({"request_id": f"r{i}", "router": "mine", "chosen": "s", "models": ["s", "b"],
-                      "upstreams": {"s": "small", "b": "big"}, "messages": [{"role": "user", "content": q}],
-                      "answers": {"s": {"text": f"old small said {i}", "model": "small-model-v0", **ans},
-                                  "b": {"text": f"big said {i}", "model": "big-model-v2", **ans}}})
+        lines.append(
+            {
+                "request_id": f"r{i}",
+                "router": "mine",
+                "chosen": "s",
+                "models": ["s", "b"],
+                "upstreams": {"s": "small", "b": "big"},
+                "messages": [{"role": "user", "content": q}],
+                "answers": {
+                    "s": {"text": f"old small said {i}", "model": "small-model-v0", **ans},
+                    "b": {"text": f"big said {i}", "model": "big-model-v2", **ans},
+                },
+            }
+        )
     log = tmp_path / "shadow.jsonl"
     log.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
     cfg = _config(tmp_path / "serve.yaml", upstream.base_url)
-    r = run_cli("collect", "--from-log", log, "--config", cfg, "--model", "small", "--model", "big", "-o", tmp_path / "out")
+    r = run_cli(
+        "collect", "--from-log", log, "--config", cfg, "--model", "small", "--model", "big", "-o", tmp_path / "out"
+    )
     assert r.exit_code == 0, r.output
     assert sum(upstream.requests_for("small-model-v1").values()) == 4, r.output  # the new model's answers asked
-    assert sum(upstream.requests_for("big-model-v2").values()) == 0, r.output   # the same model's answers kept
+    assert sum(upstream.requests_for("big-model-v2").values()) == 0, r.output  # the same model's answers kept
     assert "4 logged answers of models not asked left out (s)" in r.output
     rows = _jsonl(tmp_path / "out" / "answers.jsonl")
     assert all(not row["answers"]["small-model-v1"]["text"].startswith("old") for row in rows)
@@ -116,13 +152,24 @@ def test_a_logged_answer_of_a_model_since_replaced_is_not_filed_under_the_new_on
 
 
 def _shadow_record(i: int) -> dict[str, Any]:
-    return {"time": "2026-01-01T00:00:00Z", "request_id": f"r{i}", "router": "mine", "chosen": "a", "models": ["a", "b"],
-            "upstreams": {"a": "small", "b": "big"}, "messages": [{"role": "user", "content": f"question {i} é"}],
-            "answers": {"a": {"text": f"answer {i} " * 20, "error": None, "usage": {"prompt_tokens": 3, "completion_tokens": 9}},
-                        "b": {"text": f"other {i}", "error": None, "usage": None}}}
+    return {
+        "time": "2026-01-01T00:00:00Z",
+        "request_id": f"r{i}",
+        "router": "mine",
+        "chosen": "a",
+        "models": ["a", "b"],
+        "upstreams": {"a": "small", "b": "big"},
+        "messages": [{"role": "user", "content": f"question {i} é"}],
+        "answers": {
+            "a": {"text": f"answer {i} " * 20, "error": None, "usage": {"prompt_tokens": 3, "completion_tokens": 9}},
+            "b": {"text": f"other {i}", "error": None, "usage": None},
+        },
+    }
 
 
-def test_a_line_a_full_disk_tore_does_not_make_the_log_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_line_a_full_disk_tore_does_not_make_the_log_unreadable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A full disk takes part of a line and refuses the rest (seen on a 64 KiB tmpfs: `write` wrote
     what fit, the next `write` raised ENOSPC). Before, the next line was appended to the torn part,
     and `tela collect --from-log` refused the whole log (`shadow.jsonl:4: not a JSON object`), every
@@ -172,22 +219,50 @@ def test_a_line_a_full_disk_tore_does_not_make_the_log_unreadable(tmp_path: Path
 
 def _answers(tmp_path: Path, upstream: ReplayUpstream) -> tuple[Path, Path]:
     cfg = _config(tmp_path / "serve.yaml", upstream.base_url)
-    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps({"prompt": q}) + "\n" for q in _questions()), encoding="utf-8")
-    r = run_cli("collect", "--prompts", tmp_path / "prompts.jsonl", "--config", cfg, "--model", "small", "--model", "big",
-                "-o", tmp_path / "answers")
+    (tmp_path / "prompts.jsonl").write_text(
+        "".join(json.dumps({"prompt": q}) + "\n" for q in _questions()), encoding="utf-8"
+    )
+    r = run_cli(
+        "collect",
+        "--prompts",
+        tmp_path / "prompts.jsonl",
+        "--config",
+        cfg,
+        "--model",
+        "small",
+        "--model",
+        "big",
+        "-o",
+        tmp_path / "answers",
+    )
     assert r.exit_code == 0, r.output
     return cfg, tmp_path / "answers"
 
 
-def test_a_judge_stopped_on_unreadable_replies_reports_the_calls_it_paid_for(tmp_path: Path, upstream: ReplayUpstream) -> None:
+def test_a_judge_stopped_on_unreadable_replies_reports_the_calls_it_paid_for(
+    tmp_path: Path, upstream: ReplayUpstream
+) -> None:
     """Before, a judge stopped after 10 unreadable replies (exit 4) printed "0 judge calls ... $0.0000":
     the calls made were only counted once a prompt got its judgement, and none did."""
     import re
 
     cfg, answers = _answers(tmp_path, upstream)
     upstream.inject("nonsense", times=None)
-    r = run_cli("judge", "--answers", answers, "--judge", "llm-judge", "--judge-model", "judge", "--config", cfg,
-                "--set", "judge.rate=all", "-o", tmp_path / "judged")
+    r = run_cli(
+        "judge",
+        "--answers",
+        answers,
+        "--judge",
+        "llm-judge",
+        "--judge-model",
+        "judge",
+        "--config",
+        cfg,
+        "--set",
+        "judge.rate=all",
+        "-o",
+        tmp_path / "judged",
+    )
     assert r.exit_code == 4, r.output
     sent = sum(upstream.requests_for("judge").values())
     assert sent >= 10
@@ -205,9 +280,9 @@ def test_a_number_past_a_doubles_range_in_a_body_is_a_400_not_a_502(tmp_path: Pa
     upstreams' request writer and answered 502 "upstream failed" (after a fallback) for what is the
     client's error. And a body `null` was answered "nested more than 256 levels deep"."""
     pytest.importorskip("starlette")
+    from serve_support import EchoStandIn, train_length_router
     from starlette.testclient import TestClient
 
-    from serve_support import EchoStandIn, train_length_router
     from tela_core.serve.app import create_app
     from tela_core.serve.config import build_config
 
@@ -215,18 +290,27 @@ def test_a_number_past_a_doubles_range_in_a_body_is_a_400_not_a_502(tmp_path: Pa
     small, big = EchoStandIn("small"), EchoStandIn("big")
     try:
         cfg = tmp_path / "serve.yaml"
-        cfg.write_text(f"routers:\n  len: {{path: {router}, upstreams: [small, big]}}\n"
-                       f"upstreams:\n  small: {{base_url: '{small.url}', model: small}}\n"
-                       f"  big: {{base_url: '{big.url}', model: big}}\n", encoding="utf-8")
+        cfg.write_text(
+            f"routers:\n  len: {{path: {router}, upstreams: [small, big]}}\n"
+            f"upstreams:\n  small: {{base_url: '{small.url}', model: small}}\n"
+            f"  big: {{base_url: '{big.url}', model: big}}\n",
+            encoding="utf-8",
+        )
         chat = json.dumps({"model": "router-len", "messages": [{"role": "user", "content": "What is 2 + 2?"}]})[:-1]
         with TestClient(create_app(build_config(cfg)), raise_server_exceptions=False) as client:
             for number in ("1e400", "-1e400", "[1, 2e999]"):
-                r = client.post("/v1/chat/completions", content=chat + f', "temperature": {number}}}',
-                                headers={"content-type": "application/json"})
+                r = client.post(
+                    "/v1/chat/completions",
+                    content=chat + f', "temperature": {number}}}',
+                    headers={"content-type": "application/json"},
+                )
                 assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", (number, r.text)
                 assert "out of range" in r.json()["error"]["message"]
-            r = client.post("/v1/chat/completions", content=chat + ', "temperature": 1e-400}',
-                            headers={"content-type": "application/json"})
+            r = client.post(
+                "/v1/chat/completions",
+                content=chat + ', "temperature": 1e-400}',
+                headers={"content-type": "application/json"},
+            )
             assert r.status_code == 200, r.text  # an underflow is 0.0, a number
             r = client.post("/v1/chat/completions", content="null", headers={"content-type": "application/json"})
             assert r.status_code == 400 and "must be a JSON object" in r.json()["error"]["message"], r.text
@@ -240,10 +324,29 @@ def test_a_budget_stop_with_answers_in_error_exits_3(tmp_path: Path, upstream: R
     """Both at once: the run stopped at --max-cost and some answers failed. The errors decide (exit 3,
     as --help and the docs say), so `collect && judge` stops. Holds the documented precedence."""
     cfg = _config(tmp_path / "serve.yaml", upstream.base_url)
-    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps({"prompt": q}) + "\n" for q in _questions()), encoding="utf-8")
+    (tmp_path / "prompts.jsonl").write_text(
+        "".join(json.dumps({"prompt": q}) + "\n" for q in _questions()), encoding="utf-8"
+    )
     upstream.inject("500", times=1)  # the first call (small's, row 1) fails; big's reservation is over the budget
-    r = run_cli("collect", "--prompts", tmp_path / "prompts.jsonl", "--config", cfg, "--model", "small", "--model", "big",
-                "--retries", "0", "--max-tokens", "1000", "--max-cost", "0.01", "-o", tmp_path / "out")
+    r = run_cli(
+        "collect",
+        "--prompts",
+        tmp_path / "prompts.jsonl",
+        "--config",
+        cfg,
+        "--model",
+        "small",
+        "--model",
+        "big",
+        "--retries",
+        "0",
+        "--max-tokens",
+        "1000",
+        "--max-cost",
+        "0.01",
+        "-o",
+        tmp_path / "out",
+    )
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["stopped"] == "budget" and summary["errors"] >= 1, r.output
     assert r.exit_code == 3, r.output
@@ -256,12 +359,34 @@ def test_a_logged_answer_over_the_answer_cap_is_not_stored(tmp_path: Path, upstr
     keeps up to 8 MB of a streamed one, a JSON answer whole) went into answers.jsonl as it was."""
     cfg = _config(tmp_path / "serve.yaml", upstream.base_url)
     q = _questions()[0]
-    line = {"request_id": "r0", "router": "mine", "chosen": "small-model-v1", "models": ["small-model-v1", "big-model-v2"],
-            "upstreams": {"small-model-v1": "small", "big-model-v2": "big"}, "messages": [{"role": "user", "content": q}],
-            "answers": {"small-model-v1": {"text": "x" * 5000, "error": None}, "big-model-v2": {"text": "3", "error": None}}}
+    line = {
+        "request_id": "r0",
+        "router": "mine",
+        "chosen": "small-model-v1",
+        "models": ["small-model-v1", "big-model-v2"],
+        "upstreams": {"small-model-v1": "small", "big-model-v2": "big"},
+        "messages": [{"role": "user", "content": q}],
+        "answers": {
+            "small-model-v1": {"text": "x" * 5000, "error": None},
+            "big-model-v2": {"text": "3", "error": None},
+        },
+    }
     (tmp_path / "shadow.jsonl").write_text(json.dumps(line) + "\n", encoding="utf-8")
-    r = run_cli("collect", "--from-log", tmp_path / "shadow.jsonl", "--config", cfg, "--model", "small", "--model", "big",
-                "--max-answer-chars", "1000", "-o", tmp_path / "out")
+    r = run_cli(
+        "collect",
+        "--from-log",
+        tmp_path / "shadow.jsonl",
+        "--config",
+        cfg,
+        "--model",
+        "small",
+        "--model",
+        "big",
+        "--max-answer-chars",
+        "1000",
+        "-o",
+        tmp_path / "out",
+    )
     assert r.exit_code == 0, r.output
     assert "(1 after an error)" in r.output
     row = _jsonl(tmp_path / "out" / "answers.jsonl")[0]
@@ -276,21 +401,46 @@ def test_judge_and_collect_never_share_an_output_folder(tmp_path: Path, upstream
     journal of a killed collect rerun: answers paid for and not yet in answers.jsonl, lost."""
     cfg, answers = _answers(tmp_path, upstream)
     journal = answers / ".journal.jsonl"
-    journal.write_text(json.dumps({"id": "x", "sha": "0", "model": "small-model-v1", "answer": {"text": "paid"}}) + "\n",
-                       encoding="utf-8")
+    journal.write_text(
+        json.dumps({"id": "x", "sha": "0", "model": "small-model-v1", "answer": {"text": "paid"}}) + "\n",
+        encoding="utf-8",
+    )
     summary = (answers / "summary.json").read_text()
-    r = run_cli("judge", "--answers", answers, "--judge", "llm-judge", "--judge-model", "judge", "--config", cfg,
-                "-o", answers)
+    r = run_cli(
+        "judge", "--answers", answers, "--judge", "llm-judge", "--judge-model", "judge", "--config", cfg, "-o", answers
+    )
     assert r.exit_code == 2, r.output
     assert "holds tela collect's answers.jsonl" in r.output
     assert journal.exists() and (answers / "summary.json").read_text() == summary
     assert not (answers / "judgements.jsonl").exists()
     # and the other way round
-    ok = run_cli("judge", "--answers", answers, "--judge", "llm-judge", "--judge-model", "judge", "--config", cfg,
-                 "-o", tmp_path / "judged")
+    ok = run_cli(
+        "judge",
+        "--answers",
+        answers,
+        "--judge",
+        "llm-judge",
+        "--judge-model",
+        "judge",
+        "--config",
+        cfg,
+        "-o",
+        tmp_path / "judged",
+    )
     assert ok.exit_code == 0, ok.output
-    r = run_cli("collect", "--prompts", tmp_path / "prompts.jsonl", "--config", cfg, "--model", "small", "--model", "big",
-                "-o", tmp_path / "judged")
+    r = run_cli(
+        "collect",
+        "--prompts",
+        tmp_path / "prompts.jsonl",
+        "--config",
+        cfg,
+        "--model",
+        "small",
+        "--model",
+        "big",
+        "-o",
+        tmp_path / "judged",
+    )
     assert r.exit_code == 2 and "holds tela judge's judgements.jsonl" in r.output, r.output
 
 
@@ -305,9 +455,14 @@ class _LyingUsage:
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-        body = ('{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant",'
-                '"content":"hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":%s,"completion_tokens":%s}}'
-                % (count, count)).encode()
+        body = (
+            (
+                '{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant",'
+                '"content":"hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":COUNT,"completion_tokens":COUNT}}'
+            )
+            .replace("COUNT", count)
+            .encode()
+        )
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *a: Any) -> None:
@@ -344,8 +499,19 @@ def test_a_usage_report_no_model_has_neither_lifts_the_budget_nor_crashes(tmp_pa
     up = _LyingUsage(count)
     try:
         (tmp_path / "p.txt").write_text("".join(f"question {i}\n" for i in range(5)), encoding="utf-8")
-        args = ["collect", "--prompts", tmp_path / "p.txt", "--model", f"m={up.url}#m", "--price", "m=1,1",
-                "--max-cost", "0.01", "-o", tmp_path / "out"]
+        args = [
+            "collect",
+            "--prompts",
+            tmp_path / "p.txt",
+            "--model",
+            f"m={up.url}#m",
+            "--price",
+            "m=1,1",
+            "--max-cost",
+            "0.01",
+            "-o",
+            tmp_path / "out",
+        ]
         for _ in range(2):
             r = run_cli(*args)
             assert r.exit_code == 0, r.output
@@ -362,9 +528,9 @@ def test_serve_answers_when_the_upstream_reports_a_negative_usage(tmp_path: Path
     """Before: every answer of such an upstream was a 500 after it was received (and paid for): the
     Prometheus token counter refused to go down, a traceback in the server log."""
     pytest.importorskip("starlette")
+    from serve_support import train_length_router
     from starlette.testclient import TestClient
 
-    from serve_support import train_length_router
     from tela_core.serve.app import create_app
     from tela_core.serve.config import build_config
 
@@ -372,15 +538,19 @@ def test_serve_answers_when_the_upstream_reports_a_negative_usage(tmp_path: Path
     small, big = _LyingUsage("-5"), _LyingUsage("9" * 400)
     try:
         cfg = tmp_path / "serve.yaml"
-        cfg.write_text(f"routers:\n  len: {{path: {router}, upstreams: [small, big], shadow: 1.0}}\n"
-                       f"upstreams:\n  small: {{base_url: '{small.url}', model: m, price_input: 1, price_output: 1}}\n"
-                       f"  big: {{base_url: '{big.url}', model: m, price_input: 1, price_output: 1}}\n"
-                       f"shadow_log: '{tmp_path / 'shadow.jsonl'}'\ndecision_log: '{tmp_path / 'decisions.jsonl'}'\n",
-                       encoding="utf-8")
+        cfg.write_text(
+            f"routers:\n  len: {{path: {router}, upstreams: [small, big], shadow: 1.0}}\n"
+            f"upstreams:\n  small: {{base_url: '{small.url}', model: m, price_input: 1, price_output: 1}}\n"
+            f"  big: {{base_url: '{big.url}', model: m, price_input: 1, price_output: 1}}\n"
+            f"shadow_log: '{tmp_path / 'shadow.jsonl'}'\ndecision_log: '{tmp_path / 'decisions.jsonl'}'\n",
+            encoding="utf-8",
+        )
         with TestClient(create_app(build_config(cfg)), raise_server_exceptions=False) as client:
             for prompt in ("hi", "a long question " * 200):
-                r = client.post("/v1/chat/completions", json={"model": "router-len",
-                                                              "messages": [{"role": "user", "content": prompt}]})
+                r = client.post(
+                    "/v1/chat/completions",
+                    json={"model": "router-len", "messages": [{"role": "user", "content": prompt}]},
+                )
                 assert r.status_code == 200, r.text
             metrics = client.get("/metrics").text
         assert "tela_tokens_total" in metrics
@@ -392,24 +562,60 @@ def test_serve_answers_when_the_upstream_reports_a_negative_usage(tmp_path: Path
 
 
 def test_decision_log_then_shadow_log_keeps_the_conversation_the_answers_were_given_to(
-        tmp_path: Path, upstream: ReplayUpstream) -> None:
+    tmp_path: Path, upstream: ReplayUpstream
+) -> None:
     """`--from-log decisions.jsonl --from-log shadow.jsonl` (the decision log holds every request's
     routed text, the shadow log the sampled ones in full): before, the first log's row won, so the
     logged answers to "system: Answer in French. / user: Q" were kept with the prompt "user: Q" only,
     and judged against a conversation that was never asked."""
     q = _questions()[0]
     convo = [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": q}]
-    (tmp_path / "decisions.jsonl").write_text(json.dumps(
-        {"time": "2026-01-01T00:00:00Z", "id": "r0", "router": "mine", "chosen": "s", "upstream": "small", "prompt": q})
-        + "\n", encoding="utf-8")
+    (tmp_path / "decisions.jsonl").write_text(
+        json.dumps(
+            {
+                "time": "2026-01-01T00:00:00Z",
+                "id": "r0",
+                "router": "mine",
+                "chosen": "s",
+                "upstream": "small",
+                "prompt": q,
+            }
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     ans = {"error": None, "usage": {"prompt_tokens": 10, "completion_tokens": 4}}
-    (tmp_path / "shadow.jsonl").write_text(json.dumps(
-        {"request_id": "r0", "router": "mine", "chosen": "s", "models": ["s", "b"], "upstreams": {"s": "small", "b": "big"},
-         "messages": convo, "answers": {"s": {"text": "deux", **ans}, "b": {"text": "trois", **ans}}}) + "\n",
-        encoding="utf-8")
+    (tmp_path / "shadow.jsonl").write_text(
+        json.dumps(
+            {
+                "request_id": "r0",
+                "router": "mine",
+                "chosen": "s",
+                "models": ["s", "b"],
+                "upstreams": {"s": "small", "b": "big"},
+                "messages": convo,
+                "answers": {"s": {"text": "deux", **ans}, "b": {"text": "trois", **ans}},
+            }
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     cfg = _config(tmp_path / "serve.yaml", upstream.base_url)
-    r = run_cli("collect", "--from-log", tmp_path / "decisions.jsonl", "--from-log", tmp_path / "shadow.jsonl",
-                "--config", cfg, "--model", "small", "--model", "big", "-o", tmp_path / "out")
+    r = run_cli(
+        "collect",
+        "--from-log",
+        tmp_path / "decisions.jsonl",
+        "--from-log",
+        tmp_path / "shadow.jsonl",
+        "--config",
+        cfg,
+        "--model",
+        "small",
+        "--model",
+        "big",
+        "-o",
+        tmp_path / "out",
+    )
     assert r.exit_code == 0, r.output
     [row] = _jsonl(tmp_path / "out" / "answers.jsonl")
     assert row["messages"] == convo

@@ -62,9 +62,25 @@ def test_the_job_names_the_family_and_the_formatter_options(tmp_path: Path, tiny
     """A backend learns which family's artifact to write and how the rows were formatted."""
     SEEN.clear()
     with registered_plugin(Plugin(), "recording"):
-        res = run_cli("run", "--data", str(sample_path()), "--backend", "test-recording", "--model", str(tiny_model),
-                      "--output", str(tmp_path / "r"), "--sample", "16", "--eval-fraction", "0",
-                      "--formatter", "test-prefix", "--set", "formatter.prefix=Question-")
+        res = run_cli(
+            "run",
+            "--data",
+            str(sample_path()),
+            "--backend",
+            "test-recording",
+            "--model",
+            str(tiny_model),
+            "--output",
+            str(tmp_path / "r"),
+            "--sample",
+            "16",
+            "--eval-fraction",
+            "0",
+            "--formatter",
+            "test-prefix",
+            "--set",
+            "formatter.prefix=Question-",
+        )
     assert res.exit_code == 0, res.output
     assert SEEN["family"] == "score-token"
     assert SEEN["formatter_options"] == {"prefix": "Question-"}

@@ -14,8 +14,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -50,8 +51,10 @@ JSONL_CASES: dict[str, tuple[Any, int | None]] = {
     "nan": (_bad_line(json.dumps({**_FIRST, "outcomes": {WEAK: 0.5, STRONG: 1}}).replace("0.5", "NaN")), BAD_LINE_NO),
     "infinity-cost": (_bad_line(json.dumps({**_FIRST, "costs": {WEAK: 0.5}}).replace("0.5", "Infinity")), BAD_LINE_NO),
     "non-utf8": (GOOD + b'{"prompt": "caf\xe9"}\n', BAD_LINE_NO),
-    "lone-surrogate": (_bad_line(json.dumps({**_FIRST, "prompt": "x"}).replace('"prompt": "x"', '"prompt": "a\\ud800b"')),
-                       BAD_LINE_NO),
+    "lone-surrogate": (
+        _bad_line(json.dumps({**_FIRST, "prompt": "x"}).replace('"prompt": "x"', '"prompt": "a\\ud800b"')),
+        BAD_LINE_NO,
+    ),
 }
 BOM = b"\xef\xbb\xbf" + GOOD
 
@@ -62,8 +65,19 @@ COMMANDS: dict[str, Callable[[Path, Path, Path], list[str]]] = {
     "data-convert": lambda f, o, r: ["data", "convert", str(f), str(o)],
     "data-preview": lambda f, o, r: ["data", "preview", "--formatter", "role-prefix", "--n", "100", str(f)],
     "run": lambda f, o, r: ["run", "--family", "length", "--data", str(f), "--output", str(o), *PAIR],
-    "zoo": lambda f, o, r: ["zoo", "--families", "length", "--data", str(f), "--output", str(o),
-                            "--weak-model", WEAK, "--strong-model", STRONG],
+    "zoo": lambda f, o, r: [
+        "zoo",
+        "--families",
+        "length",
+        "--data",
+        str(f),
+        "--output",
+        str(o),
+        "--weak-model",
+        WEAK,
+        "--strong-model",
+        STRONG,
+    ],
     "eval": lambda f, o, r: ["eval", "--router", str(r), "--data", str(f), "--output", str(o)],
     "calibrate": lambda f, o, r: ["calibrate", "--router", str(r), "--data", str(f), "--strong-share", "0.3"],
     "route-file": lambda f, o, r: ["route", "--router", str(r), "--file", str(f)],
@@ -274,8 +288,17 @@ def test_unreadable_input_and_read_only_output(tmp_path: Path, router: Path) -> 
     os.chmod(rdir / "length.json", 0)
     cmds = {name: build(src, tmp_path / f"out-{name}", router) for name, build in COMMANDS.items()}
     cmds["route-router"] = ["route", "--router", str(rdir), "q"]
-    cmds["config"] = ["run", "--config", str(src), "--family", "length", "--data", str(sample_path()),
-                      "--output", str(tmp_path / "out-config")]
+    cmds["config"] = [
+        "run",
+        "--config",
+        str(src),
+        "--family",
+        "length",
+        "--data",
+        str(sample_path()),
+        "--output",
+        str(tmp_path / "out-config"),
+    ]
     # a read-only directory (mode 0555) as the place to write
     readonly = tmp_path / "readonly"
     readonly.mkdir()
@@ -286,8 +309,14 @@ def test_unreadable_input_and_read_only_output(tmp_path: Path, router: Path) -> 
     os.chmod(readonly, 0o555)
     env = dict(os.environ)  # TELA_CACHE: this test's isolated cache
     preexec = _drop_root_file_access if os.geteuid() == 0 else None
-    proc = subprocess.run([sys.executable, "-c", _UNREADABLE_SCRIPT, json.dumps(list(cmds.values()))],
-                          capture_output=True, text=True, env=env, preexec_fn=preexec, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _UNREADABLE_SCRIPT, json.dumps(list(cmds.values()))],
+        capture_output=True,
+        text=True,
+        env=env,
+        preexec_fn=preexec,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     for (name, _argv), r in zip(cmds.items(), results):
@@ -295,7 +324,10 @@ def test_unreadable_input_and_read_only_output(tmp_path: Path, router: Path) -> 
         assert "Traceback" not in r["output"], (name, r["output"])
         errs = [x for x in r["output"].splitlines() if x.startswith("Error: ")]
         named = str(readonly / "out") if name.endswith("-readonly") else (str(src), str(rdir))
-        assert len(errs) == 1 and any(n in errs[0] for n in ([named] if isinstance(named, str) else named)), (name, r["output"])
+        assert len(errs) == 1 and any(n in errs[0] for n in ([named] if isinstance(named, str) else named)), (
+            name,
+            r["output"],
+        )
         assert not (tmp_path / f"out-{name}").exists()
     assert list(readonly.iterdir()) == []
 
@@ -316,10 +348,19 @@ _json_values = st.recursive(
 _record_like = st.fixed_dictionaries(
     {},
     optional={
-        "messages": st.one_of(_json_values, st.lists(st.fixed_dictionaries(
-            {}, optional={"role": st.sampled_from(["system", "user", "assistant", "bot", 3]),
-                          "content": st.one_of(st.text(max_size=30), st.sampled_from(["[[3]]", "[[9]]", " "]))}),
-            max_size=3)),
+        "messages": st.one_of(
+            _json_values,
+            st.lists(
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "role": st.sampled_from(["system", "user", "assistant", "bot", 3]),
+                        "content": st.one_of(st.text(max_size=30), st.sampled_from(["[[3]]", "[[9]]", " "])),
+                    },
+                ),
+                max_size=3,
+            ),
+        ),
         "prompt": _json_values,
         "outcomes": st.one_of(_json_values, st.dictionaries(st.text(max_size=5), st.floats(), max_size=3)),
         "costs": _json_values,
@@ -334,8 +375,8 @@ _record_like = st.fixed_dictionaries(
 def test_random_malformed_records_never_crash_the_reader(tmp_path: Path, obj: Any, garbage: bytes, which: str) -> None:
     """Whatever a line holds, the JSONL reader yields a record or raises InputError naming the
     file and line 2: never another exception."""
-    from tela_core.infra.errors import InputError
     from tela_core.data.records import iter_jsonl, validate_seed_object
+    from tela_core.infra.errors import InputError
 
     f = tmp_path / "h.jsonl"
     line = json.dumps(obj).encode() if which == "obj" else garbage.replace(b"\n", b" ")

@@ -31,8 +31,13 @@ def router(tmp_path: Path, tela_cli) -> Path:
 
 
 def _log(path: Path, lines: list[dict]) -> Path:
-    path.write_text("".join(json.dumps({"router": "len", "threshold": 0.5, "upstream": "small", "status": 200,
-                                        "sticky": False, **ln}) + "\n" for ln in lines))
+    path.write_text(
+        "".join(
+            json.dumps({"router": "len", "threshold": 0.5, "upstream": "small", "status": 200, "sticky": False, **ln})
+            + "\n"
+            for ln in lines
+        )
+    )
     return path
 
 
@@ -48,7 +53,9 @@ def test_logged_prompts_are_scored_again_by_the_router_being_calibrated(router, 
     from tela_core import get_registry
 
     expected = get_registry().create("policy", "calibrated", {"strong_share": 0.3}).calibrate(w).options.threshold
-    assert t == pytest.approx(expected) and (w >= t).mean() == pytest.approx(0.3, abs=0.02)  # this router's share, not the log's
+    assert t == pytest.approx(expected) and (w >= t).mean() == pytest.approx(
+        0.3, abs=0.02
+    )  # this router's share, not the log's
     assert Router.load(router).threshold == pytest.approx(t) and t < 0.85
 
 
@@ -63,17 +70,34 @@ def test_a_log_of_another_version_without_prompts_is_refused(router, tmp_path, t
     assert router_version(router) in res.output and "log_prompts" in res.output
     assert (router / "policy.json").read_text() == before  # nothing written
     # the same scores logged by this very version are its own: used as they are
-    mine = _log(tmp_path / "mine.jsonl", [{"w": float(x), "router_version": router_version(router)} for x in np.linspace(0, 1, 150)])
+    mine = _log(
+        tmp_path / "mine.jsonl",
+        [{"w": float(x), "router_version": router_version(router)} for x in np.linspace(0, 1, 150)],
+    )
     res = tela_cli("calibrate", "--router", router, "--traffic", mine, "--strong-share", "0.3")
     assert res.exit_code == 0 and "scores as logged by this router version" in res.output, res.output
 
 
 def test_a_shadow_log_is_refused(router, tmp_path, tela_cli):
     shadow = tmp_path / "shadow.jsonl"
-    shadow.write_text(json.dumps({"request_id": "r1", "router": "len", "w": 0.4, "threshold": 0.5, "chosen": WEAK,
-                                  "models": [WEAK, STRONG], "answers": {WEAK: {"text": "a"}, STRONG: {"text": "b"}}}) + "\n")
+    shadow.write_text(
+        json.dumps(
+            {
+                "request_id": "r1",
+                "router": "len",
+                "w": 0.4,
+                "threshold": 0.5,
+                "chosen": WEAK,
+                "models": [WEAK, STRONG],
+                "answers": {WEAK: {"text": "a"}, STRONG: {"text": "b"}},
+            }
+        )
+        + "\n"
+    )
     res = tela_cli("calibrate", "--router", router, "--traffic", shadow, "--strong-share", "0.3")
-    assert res.exit_code == 2 and "shadow.jsonl:1: this is a shadow log" in res.output and "decision log" in res.output, res.output
+    assert (
+        res.exit_code == 2 and "shadow.jsonl:1: this is a shadow log" in res.output and "decision log" in res.output
+    ), res.output
 
 
 def test_few_requests_warn(router, tmp_path, tela_cli):
@@ -107,8 +131,8 @@ def test_after_retraining_a_served_routers_log_calibrates_the_new_version(tmp_pa
     """The user's path: serve v1, retrain into v2, calibrate v2 on v1's traffic. With the prompts
     logged, v2 scores them itself; without them, v1's scores are refused for v2."""
     import httpx
-
     from serve_support import TelaServe, free_port, standin
+
     from tela_core.routing.artifact import router_version
 
     v1 = tmp_path / "v1"
@@ -118,12 +142,27 @@ def test_after_retraining_a_served_routers_log_calibrates_the_new_version(tmp_pa
     with standin("small") as small, standin("big") as big:
         for mode, flags in (("text", ["--log-prompts"]), ("bare", [])):
             logs[mode] = tmp_path / f"decisions-{mode}.jsonl"
-            server = TelaServe(["--router", f"len={v1}", "--weak", f"{small}#small", "--strong", f"{big}#big",
-                                "--decision-log", str(logs[mode]), *flags], free_port())
+            server = TelaServe(
+                [
+                    "--router",
+                    f"len={v1}",
+                    "--weak",
+                    f"{small}#small",
+                    "--strong",
+                    f"{big}#big",
+                    "--decision-log",
+                    str(logs[mode]),
+                    *flags,
+                ],
+                free_port(),
+            )
             try:
                 with httpx.Client(base_url=server.url, timeout=30) as c:
                     for p in prompts:
-                        r = c.post("/v1/chat/completions", json={"model": "router-len", "messages": [{"role": "user", "content": p}]})
+                        r = c.post(
+                            "/v1/chat/completions",
+                            json={"model": "router-len", "messages": [{"role": "user", "content": p}]},
+                        )
                         assert r.status_code == 200, r.text
             finally:
                 assert "Traceback" not in server.stop()
@@ -131,11 +170,18 @@ def test_after_retraining_a_served_routers_log_calibrates_the_new_version(tmp_pa
     assert {ln["router_version"] for ln in lines} == {router_version(v1)}
     # v2: the same family trained on other data (the held-out sample): another version, other scores
     v2 = tmp_path / "v2"
-    assert tela_cli("run", "--family", "length", "--data", sample_path("mmlu_heldout_sample.jsonl"), "--output", v2).exit_code == 0
+    assert (
+        tela_cli(
+            "run", "--family", "length", "--data", sample_path("mmlu_heldout_sample.jsonl"), "--output", v2
+        ).exit_code
+        == 0
+    )
     assert router_version(v2) != router_version(v1)
     res = tela_cli("calibrate", "--router", v2, "--traffic", logs["text"], "--strong-share", "0.25")
     assert res.exit_code == 0 and "scored again by this router" in res.output, res.output
     t = json.loads((v2 / "policy.json").read_text())["options"]["threshold"]
     assert (Router.load(v2).score(prompts) >= t).mean() == pytest.approx(0.25, abs=0.03)
     res = tela_cli("calibrate", "--router", v2, "--traffic", logs["bare"], "--strong-share", "0.25")
-    assert res.exit_code == 2 and f"router version {router_version(v1)}" in res.output and router_version(v2) in res.output
+    assert (
+        res.exit_code == 2 and f"router version {router_version(v1)}" in res.output and router_version(v2) in res.output
+    )

@@ -28,7 +28,9 @@ def _run_ci(tmp_path: Path, with_data: bool, env_data: str | None = None) -> str
     env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
     if env_data is not None:
         env["TELA_TEST_DATA"] = env_data
-    out = subprocess.run([str(clone / ".ci" / "run")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [str(clone / ".ci" / "run")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 

@@ -6,8 +6,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import click
 import pytest
@@ -144,13 +145,19 @@ def test_plugins_show_unknown_name_exits_2_listing_the_registered_ones(tela_cli)
 def test_console_script_runs():
     tela = Path(sys.executable).parent / "tela"
     assert tela.exists(), "the `tela` console script is missing: pip install -e ."
-    res = subprocess.run([str(tela), "plugins", "list", "--json"], capture_output=True, text=True,
-                         timeout=60, env={**os.environ, "COLUMNS": "200"})
+    res = subprocess.run(
+        [str(tela), "plugins", "list", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert res.returncode == 0, res.stderr
     assert "jsonl" in {p["name"] for p in json.loads(res.stdout)}
 
 
 def test_plugins_show_renders_option_types_defaults_and_descriptions(tela_cli, register_plugin):
+
     from typing import Optional
 
     from pydantic import BaseModel, Field
@@ -159,7 +166,7 @@ def test_plugins_show_renders_option_types_defaults_and_descriptions(tela_cli, r
 
     class Opts(BaseModel):
         t: float = Field(0.5, description="strong iff w >= t")
-        models: Optional[list[str]] = None
+        models: Optional[list[str]] = None  # noqa: UP045 (a plugin may spell it either way; both render)
         path: Path | None = None
         needed: int
 
@@ -192,7 +199,6 @@ def test_plugins_show_renders_option_types_defaults_and_descriptions(tela_cli, r
 
 
 def test_plugins_show_command_names_its_plugin_and_prints_its_help(tela_cli, register_plugin):
-    import click
 
     from tela_core import hookimpl
 

@@ -12,11 +12,14 @@ from tela_core.testkit.helpers import run_cli
 SAMPLE = sample_path("mmlu_heldout_sample.jsonl")
 
 
-@pytest.mark.parametrize("args", [
-    ("eval", "--router", "random", "--data", SAMPLE),
-    ("data", "split", "--protocol", "mmlu-heldout", SAMPLE),
-    ("zoo", "--data", SAMPLE, "--families", "length"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("eval", "--router", "random", "--data", SAMPLE),
+        ("data", "split", "--protocol", "mmlu-heldout", SAMPLE),
+        ("zoo", "--data", SAMPLE, "--families", "length"),
+    ],
+)
 def test_a_missing_output_is_a_usage_error_not_a_traceback(args) -> None:
     """click 8.3+ takes an explicit default=None as a value that satisfies required=True: tela eval
     and tela data split without -o crashed with AttributeError: 'NoneType' object has no attribute 'exists'."""

@@ -6,8 +6,9 @@ from __future__ import annotations
 import ast
 import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import click
 import pytest
@@ -22,11 +23,25 @@ WEAK, STRONG = "weak-llm", "strong-llm"
 
 #: the shared options (by their long name) -> their key in tela_core.cli.options.HELP
 SHARED = {
-    "--output": "output", "--source": "source", "--protocol": "protocol", "--json": "json", "--set": "set",
-    "--force": "force", "--weak-model": "weak_model", "--strong-model": "strong_model", "--no-cache": "no_cache",
-    "--trust-remote-code": "trust_remote_code", "--score-batch-size": "score_batch_size", "--policy": "policy",
-    "--processes": "processes", "--hostfile": "hostfile", "--nnodes": "nnodes", "--node-rank": "node_rank",
-    "--master-addr": "master_addr", "--master-port": "master_port", "--rdzv-endpoint": "rdzv_endpoint",
+    "--output": "output",
+    "--source": "source",
+    "--protocol": "protocol",
+    "--json": "json",
+    "--set": "set",
+    "--force": "force",
+    "--weak-model": "weak_model",
+    "--strong-model": "strong_model",
+    "--no-cache": "no_cache",
+    "--trust-remote-code": "trust_remote_code",
+    "--score-batch-size": "score_batch_size",
+    "--policy": "policy",
+    "--processes": "processes",
+    "--hostfile": "hostfile",
+    "--nnodes": "nnodes",
+    "--node-rank": "node_rank",
+    "--master-addr": "master_addr",
+    "--master-port": "master_port",
+    "--rdzv-endpoint": "rdzv_endpoint",
 }
 
 
@@ -80,9 +95,11 @@ def test_shared_options_have_one_name_type_and_help_wherever_they_appear() -> No
 
 
 def test_protocol_is_a_choice_of_the_registered_protocols_everywhere() -> None:
-    for argv in (["eval", "--router", "random", "--data", "d", "-o", "o"],
-                 ["zoo", "--data", "d", "--families", "length", "-o", "o"],
-                 ["calibrate", "--router", "r", "--data", "d", "--strong-share", "0.5"]):
+    for argv in (
+        ["eval", "--router", "random", "--data", "d", "-o", "o"],
+        ["zoo", "--data", "d", "--families", "length", "-o", "o"],
+        ["calibrate", "--router", "r", "--data", "d", "--strong-share", "0.5"],
+    ):
         line = one_error_line(run_cli(argv[0], "--protocol", "no-such-split", *argv[1:]))
         assert "no-such-split" in line and all(name in line for name in protocol_names()), line
 
@@ -107,16 +124,31 @@ def test_zoo_takes_dash_o_and_a_router_as_a_plain_directory(tmp_path: Path, tiny
     data = _outcomes(tmp_path / "data")
     router = Path(shutil.copytree(tiny_router, tmp_path / "my-router"))  # the kit's router, under a name zoo must use
     out = tmp_path / "zoo"
-    r = run_cli("zoo", "--data", data, "--families", "length", "--router", router, "-o", out,
-                "--weak-model", WEAK, "--strong-model", STRONG)
+    r = run_cli(
+        "zoo",
+        "--data",
+        data,
+        "--families",
+        "length",
+        "--router",
+        router,
+        "-o",
+        out,
+        "--weak-model",
+        WEAK,
+        "--strong-model",
+        STRONG,
+    )
     assert r.exit_code == 0, r.output
     rows = {f["family"] for f in json.loads((out / "results.json").read_text())["families"]}
     assert rows == {"length", "my-router"}
 
 
 def test_named_routers_take_dir_or_name_equals_dir() -> None:
-    assert parse_named_routers(["runs/knn", "st=runs/mmlu"]) == {"knn": Path("runs/knn").resolve(),
-                                                               "st": Path("runs/mmlu").resolve()}
+    assert parse_named_routers(["runs/knn", "st=runs/mmlu"]) == {
+        "knn": Path("runs/knn").resolve(),
+        "st": Path("runs/mmlu").resolve(),
+    }
     from tela_core.infra.errors import TelaError
 
     with pytest.raises(TelaError, match="given twice"):
@@ -124,24 +156,49 @@ def test_named_routers_take_dir_or_name_equals_dir() -> None:
 
 
 REFUSED = {
-    "eval --all-models --weak-model": (["eval", "--router", "random", "--all-models", "--weak-model", WEAK],
-                                       "--all-models", "--weak-model"),
-    "eval --all-models --strong-model": (["eval", "--router", "random", "--all-models", "--strong-model", STRONG],
-                                         "--all-models", "--strong-model"),
-    "eval --all-models --no-cache": (["eval", "--router", "random", "--all-models", "--no-cache"], "--all-models", "--no-cache"),
+    "eval --all-models --weak-model": (
+        ["eval", "--router", "random", "--all-models", "--weak-model", WEAK],
+        "--all-models",
+        "--weak-model",
+    ),
+    "eval --all-models --strong-model": (
+        ["eval", "--router", "random", "--all-models", "--strong-model", STRONG],
+        "--all-models",
+        "--strong-model",
+    ),
+    "eval --all-models --no-cache": (
+        ["eval", "--router", "random", "--all-models", "--no-cache"],
+        "--all-models",
+        "--no-cache",
+    ),
     "eval baseline --no-cache": (["eval", "--router", "random", "--no-cache"], "baseline", "--no-cache"),
     "eval baseline --policy": (["eval", "--router", "oracle", "--policy", "threshold"], "baseline", "--policy"),
-    "eval baseline --trust-remote-code": (["eval", "--router", "random", "--trust-remote-code"], "baseline",
-                                          "--trust-remote-code"),
-    "calibrate --traffic --protocol": (["calibrate", "--router", "r", "--traffic", "log.jsonl", "--strong-share", "0.5",
-                                        "--protocol", "mmlu-heldout"], "--traffic", "--protocol"),
-    "calibrate --data --traffic-router": (["calibrate", "--router", "r", "--data", "d.jsonl", "--strong-share", "0.5",
-                                           "--traffic-router", "knn"], "--data", "--traffic-router"),
-    "route --threshold --policy": (["route", "--router", "r", "--threshold", "0.3", "--policy", "threshold", "hi"],
-                                   "--threshold", "--policy"),
+    "eval baseline --trust-remote-code": (
+        ["eval", "--router", "random", "--trust-remote-code"],
+        "baseline",
+        "--trust-remote-code",
+    ),
+    "calibrate --traffic --protocol": (
+        ["calibrate", "--router", "r", "--traffic", "log.jsonl", "--strong-share", "0.5", "--protocol", "mmlu-heldout"],
+        "--traffic",
+        "--protocol",
+    ),
+    "calibrate --data --traffic-router": (
+        ["calibrate", "--router", "r", "--data", "d.jsonl", "--strong-share", "0.5", "--traffic-router", "knn"],
+        "--data",
+        "--traffic-router",
+    ),
+    "route --threshold --policy": (
+        ["route", "--router", "r", "--threshold", "0.3", "--policy", "threshold", "hi"],
+        "--threshold",
+        "--policy",
+    ),
     "zoo --set without --families": (["zoo", "--router", "r", "--set", "length.k=1"], "--families", "--set"),
-    "zoo --trust-remote-code without --router": (["zoo", "--families", "length", "--trust-remote-code"], "--router",
-                                                 "--trust-remote-code"),
+    "zoo --trust-remote-code without --router": (
+        ["zoo", "--families", "length", "--trust-remote-code"],
+        "--router",
+        "--trust-remote-code",
+    ),
 }
 
 
@@ -159,8 +216,19 @@ def test_a_flag_the_mode_cannot_use_is_refused_with_one_line(case: str, tmp_path
 def test_the_environment_trust_variable_is_not_a_refused_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """TELA_TRUST_REMOTE_CODE=1 in a user's shell must not make every baseline eval fail."""
     monkeypatch.setenv("TELA_TRUST_REMOTE_CODE", "1")
-    r = run_cli("eval", "--router", "random", "--data", _outcomes(tmp_path / "data"), "-o", tmp_path / "out",
-                "--weak-model", WEAK, "--strong-model", STRONG)
+    r = run_cli(
+        "eval",
+        "--router",
+        "random",
+        "--data",
+        _outcomes(tmp_path / "data"),
+        "-o",
+        tmp_path / "out",
+        "--weak-model",
+        WEAK,
+        "--strong-model",
+        STRONG,
+    )
     assert r.exit_code == 0, r.output
 
 
@@ -194,6 +262,10 @@ def test_plugins_import_hookimpl_from_one_place() -> None:
     bad = []
     for f in [*(ROOT / "plugins").rglob("*.py"), *(ROOT / "examples").rglob("*.py")]:
         for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module != "tela_core" and any(a.name == "hookimpl" for a in node.names):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module != "tela_core"
+                and any(a.name == "hookimpl" for a in node.names)
+            ):
                 bad.append(f"{f.relative_to(ROOT)}:{node.lineno} imports hookimpl from {node.module}")
     assert not bad, "\n".join(bad)

@@ -11,8 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -94,13 +95,33 @@ def test_collect_from_a_data_source_replays_real_models_answers(tmp_path: Path) 
     with ReplayUpstream.from_routerarena(ARENA) as up:
         out = tmp_path / "out"
         prices = json.loads((ARENA / "cost.json").read_text())
-        price = {m: f"{prices[m]['input_token_price_per_million']},{prices[m]['output_token_price_per_million']}" for m in (HAIKU, GEMINI)}
-        r = run_cli("collect", "--data", ARENA, "--sample", 12, "--model", f"haiku={up.base_url}#{HAIKU}",
-                    "--model", f"gemini={up.base_url}#{GEMINI}", "--price", f"haiku={price[HAIKU]}",
-                    "--price", f"gemini={price[GEMINI]}", "-o", out, "--json")
+        price = {
+            m: f"{prices[m]['input_token_price_per_million']},{prices[m]['output_token_price_per_million']}"
+            for m in (HAIKU, GEMINI)
+        }
+        r = run_cli(
+            "collect",
+            "--data",
+            ARENA,
+            "--sample",
+            12,
+            "--model",
+            f"haiku={up.base_url}#{HAIKU}",
+            "--model",
+            f"gemini={up.base_url}#{GEMINI}",
+            "--price",
+            f"haiku={price[HAIKU]}",
+            "--price",
+            f"gemini={price[GEMINI]}",
+            "-o",
+            out,
+            "--json",
+        )
         assert r.exit_code == 0, r.output
         rows = _rows(out)
-        assert len(rows) == 12 and all(row["source"]["source"] == "routerarena" and row["source"].get("group") for row in rows)
+        assert len(rows) == 12 and all(
+            row["source"]["source"] == "routerarena" and row["source"].get("group") for row in rows
+        )
         real_cost = {}
         for m in (HAIKU, GEMINI):
             for line in (ARENA / f"{m}.jsonl").read_text(encoding="utf-8").splitlines():
@@ -109,7 +130,10 @@ def test_collect_from_a_data_source_replays_real_models_answers(tmp_path: Path) 
         for row in rows:
             q = row["messages"][-1]["content"]
             # answers are kept by model id (the names are how they were reached: "upstream")
-            assert row["answers"][HAIKU]["text"] == up.recorded[HAIKU][q].text and row["answers"][HAIKU]["upstream"] == "haiku"
+            assert (
+                row["answers"][HAIKU]["text"] == up.recorded[HAIKU][q].text
+                and row["answers"][HAIKU]["upstream"] == "haiku"
+            )
             assert row["answers"][GEMINI]["text"] == up.recorded[GEMINI][q].text
             # usage x the price list is what RouterArena recorded as each call's real cost
             assert row["answers"][HAIKU]["cost"] == pytest.approx(real_cost[(HAIKU, q)])
@@ -117,25 +141,53 @@ def test_collect_from_a_data_source_replays_real_models_answers(tmp_path: Path) 
         assert max(up.requests_for(HAIKU).values()) == 1
 
 
-def test_from_log_keeps_the_logged_answers_and_asks_only_the_missing_ones(tmp_path: Path, upstream: ReplayUpstream) -> None:
+def test_from_log_keeps_the_logged_answers_and_asks_only_the_missing_ones(
+    tmp_path: Path, upstream: ReplayUpstream
+) -> None:
     qs = upstream.prompts("big")[:5]
     log = tmp_path / "shadow.jsonl"
-    rows = [{"time": "2025-01-01T00:00:00Z", "request_id": f"req-{i}", "router": "knn", "w": 0.3, "chosen": "small",
-             "models": ["small", "big"], "messages": [{"role": "user", "content": q}],
-             "answers": {"small": {"text": f"logged {i}", "error": None, "usage": {"prompt_tokens": 3, "completion_tokens": 2},
-                                   "latency_s": 0.1}}} for i, q in enumerate(qs)]
-    log.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"time": "2025', encoding="utf-8")  # a killed server's torn line
+    rows = [
+        {
+            "time": "2025-01-01T00:00:00Z",
+            "request_id": f"req-{i}",
+            "router": "knn",
+            "w": 0.3,
+            "chosen": "small",
+            "models": ["small", "big"],
+            "messages": [{"role": "user", "content": q}],
+            "answers": {
+                "small": {
+                    "text": f"logged {i}",
+                    "error": None,
+                    "usage": {"prompt_tokens": 3, "completion_tokens": 2},
+                    "latency_s": 0.1,
+                }
+            },
+        }
+        for i, q in enumerate(qs)
+    ]
+    log.write_text(
+        "".join(json.dumps(r) + "\n" for r in rows) + '{"time": "2025', encoding="utf-8"
+    )  # a killed server's torn line
     out = tmp_path / "out"
     decisions = tmp_path / "decisions.jsonl"  # tela serve --decision-log --log-prompts: the routed text, no answers
-    decisions.write_text(json.dumps({"id": "req-9", "router": "knn", "w": 0.7, "chosen": "big", "prompt": upstream.prompts("big")[9]})
-                         + "\n" + json.dumps({"id": "req-10", "router": "knn", "w": 0.1, "chosen": "small"}) + "\n", encoding="utf-8")
+    decisions.write_text(
+        json.dumps({"id": "req-9", "router": "knn", "w": 0.7, "chosen": "big", "prompt": upstream.prompts("big")[9]})
+        + "\n"
+        + json.dumps({"id": "req-10", "router": "knn", "w": 0.1, "chosen": "small"})
+        + "\n",
+        encoding="utf-8",
+    )
     r = run_cli("collect", "--from-log", log, "--from-log", decisions, *_models(upstream), "-o", out)
     assert r.exit_code == 0, r.output
     assert "1 logged requests without a prompt skipped" in r.output
     assert sum(upstream.requests_for("small").values()) == 1 and sum(upstream.requests_for("big").values()) == 6
     got = _rows(out)
     assert [g["id"] for g in got] == [f"req-{i}" for i in range(5)] + ["req-9"]
-    assert got[0]["answers"]["small"]["text"] == "logged 0" and got[0]["answers"]["big"]["text"] == upstream.recorded["big"][qs[0]].text
+    assert (
+        got[0]["answers"]["small"]["text"] == "logged 0"
+        and got[0]["answers"]["big"]["text"] == upstream.recorded["big"][qs[0]].text
+    )
     assert got[5]["source"]["chosen"] == "big"
 
 
@@ -143,8 +195,13 @@ def test_collect_from_a_data_source_keeps_groups(tmp_path: Path, upstream: Repla
     from tela_core.data.records import seed_record
 
     data = tmp_path / "seed.jsonl"
-    data.write_text("".join(json.dumps(seed_record(q, None, group=f"g{i % 2}").to_json()) + "\n"
-                            for i, q in enumerate(upstream.prompts("big")[:4])), encoding="utf-8")
+    data.write_text(
+        "".join(
+            json.dumps(seed_record(q, None, group=f"g{i % 2}").to_json()) + "\n"
+            for i, q in enumerate(upstream.prompts("big")[:4])
+        ),
+        encoding="utf-8",
+    )
     out = tmp_path / "out"
     r = run_cli("collect", "--data", data, *_models(upstream), "-o", out)
     assert r.exit_code == 0, r.output
@@ -156,14 +213,18 @@ def test_collect_from_a_data_source_keeps_groups(tmp_path: Path, upstream: Repla
 def test_429_with_retry_after_is_honoured(tmp_path: Path, upstream: ReplayUpstream) -> None:
     prompts, out = _prompts(tmp_path, upstream, n=3), tmp_path / "out"
     upstream.inject("429", times=1, retry_after="2", model="big")
-    r = run_cli("collect", "--prompts", prompts, "--model", f"big={upstream.base_url}#big", "--concurrency", 1, "-o", out)
+    r = run_cli(
+        "collect", "--prompts", prompts, "--model", f"big={upstream.base_url}#big", "--concurrency", 1, "-o", out
+    )
     assert r.exit_code == 0, r.output
     events = [e for e in upstream.events if e["model"] == "big"]
     first = events[0]["prompt"]
     again = [e["t"] for e in events if e["prompt"] == first]
     assert len(again) == 2 and again[1] - again[0] >= 2.0  # waited what Retry-After said, not the 1 s backoff
     assert all(row["answers"]["big"]["error"] is None for row in _rows(out))
-    assert all(row["answers"]["big"]["tries"] == (2 if row["messages"][-1]["content"] == first else 1) for row in _rows(out))
+    assert all(
+        row["answers"]["big"]["tries"] == (2 if row["messages"][-1]["content"] == first else 1) for row in _rows(out)
+    )
 
 
 def test_retry_after_reads_seconds_and_http_dates() -> None:
@@ -202,7 +263,9 @@ def test_requests_and_tokens_per_minute_windows() -> None:
 def test_401_mid_run_stops_at_once_and_keeps_what_finished(tmp_path: Path, upstream: ReplayUpstream) -> None:
     prompts, out = _prompts(tmp_path, upstream), tmp_path / "out"
     upstream.inject("401", times=None, after=6)
-    r = run_cli("collect", "--prompts", prompts, "--model", f"big={upstream.base_url}#big", "--concurrency", 2, "-o", out)
+    r = run_cli(
+        "collect", "--prompts", prompts, "--model", f"big={upstream.base_url}#big", "--concurrency", 2, "-o", out
+    )
     line = one_error_line(r)
     assert "big" in line and "401" in line and "refused the key" in line
     asked = upstream.requests_for("big")
@@ -221,8 +284,11 @@ def test_wrong_key_or_unreachable_upstream_is_one_line_per_model_before_any_call
         dead = s.getsockname()[1]  # closed when the block ends: nothing listens there
     with ReplayUpstream(_synthetic(), api_key="right") as up:
         cfg = tmp_path / "serve.yaml"
-        cfg.write_text(f"upstreams:\n  big: {{base_url: '{up.base_url}', model: big, api_key_env: BIG_KEY}}\n"
-                       f"  small: {{base_url: 'http://127.0.0.1:{dead}/v1', model: small}}\n", encoding="utf-8")
+        cfg.write_text(
+            f"upstreams:\n  big: {{base_url: '{up.base_url}', model: big, api_key_env: BIG_KEY}}\n"
+            f"  small: {{base_url: 'http://127.0.0.1:{dead}/v1', model: small}}\n",
+            encoding="utf-8",
+        )
         out = tmp_path / "out"
         r = run_cli("collect", "--prompts", prompts, "--config", cfg, "-o", out, env={"BIG_KEY": "wrong"})
         line = one_error_line(r)
@@ -240,7 +306,10 @@ def test_a_hanging_upstream_times_out_into_error_answers(tmp_path: Path, upstrea
     assert r.exit_code == 3, r.output  # answers ended in errors: exit 3, so `collect && judge` stops
     assert time.monotonic() - t0 < 20
     for row in _rows(out):
-        assert row["answers"]["big"]["text"] is None and "no answer within 0.5 s after 2 tries" in row["answers"]["big"]["error"]
+        assert (
+            row["answers"]["big"]["text"] is None
+            and "no answer within 0.5 s after 2 tries" in row["answers"]["big"]["error"]
+        )
         assert row["answers"]["small"]["text"]
     assert "2 errors" in r.output
     # the errors are asked again on the next run (they were never answered), the answers are not
@@ -260,7 +329,9 @@ def test_garbage_and_5xx_are_retried_then_recorded(tmp_path: Path, upstream: Rep
     (row,) = _rows(out)
     assert row["answers"]["big"]["text"] and row["answers"]["big"]["tries"] == 3
     upstream.inject("garbage", times=None, model="big")
-    r = run_cli("collect", "--prompts", prompts, "--model", f"big={upstream.base_url}#big", "--retries", 1, "-o", out, "--force")
+    r = run_cli(
+        "collect", "--prompts", prompts, "--model", f"big={upstream.base_url}#big", "--retries", 1, "-o", out, "--force"
+    )
     (row,) = _rows(out)
     assert row["answers"]["big"]["text"] is None and "unusable answer" in row["answers"]["big"]["error"]
 
@@ -269,13 +340,28 @@ def test_max_cost_stops_where_it_says(tmp_path: Path, upstream: ReplayUpstream) 
     prompts, out = _prompts(tmp_path, upstream), tmp_path / "out"
     # a call reserves its prompt estimate at $10/M and all 64 --max-tokens at $30/M (>= $0.00192) while in
     # flight, and really costs ~$0.0004 (10..33 prompt + 5 answer tokens): a $0.005 budget stops mid-file
-    args = ["collect", "--prompts", prompts, "--model", f"big={upstream.base_url}#big", "--price", "big=10,30",
-            "--max-tokens", 64, "--concurrency", 1, "-o", out]
+    args = [
+        "collect",
+        "--prompts",
+        prompts,
+        "--model",
+        f"big={upstream.base_url}#big",
+        "--price",
+        "big=10,30",
+        "--max-tokens",
+        64,
+        "--concurrency",
+        1,
+        "-o",
+        out,
+    ]
     r = run_cli(*args, "--max-cost", 0.005, "--json")
     assert r.exit_code == 0, r.output
-    s = json.loads(r.stdout[r.stdout.index("{"):])
+    s = json.loads(r.stdout[r.stdout.index("{") :])
     assert s["stopped"] == "budget" and 0 < s["answers"] < 24
-    assert s["cost_total"] <= 0.005 < s["cost_total"] + 0.0021  # within budget, and stopped only when the next call could pass it
+    assert (
+        s["cost_total"] <= 0.005 < s["cost_total"] + 0.0021
+    )  # within budget, and stopped only when the next call could pass it
     assert "the estimate is over it" in r.output
     asked = sum(upstream.requests_for("big").values())
     assert asked == s["answers"]
@@ -300,19 +386,32 @@ def test_models_prices_and_limits_from_tela_serves_config(tmp_path: Path, upstre
     """The config file tela serve reads names the models, their prices and their limits."""
     prompts, out = _prompts(tmp_path, upstream, n=6), tmp_path / "out"
     cfg = tmp_path / "serve.yaml"
-    cfg.write_text(f"upstreams:\n  small: {{base_url: '{upstream.base_url}', model: small, price_input: 1, price_output: 2}}\n"
-                   f"  big: {{base_url: '{upstream.base_url}', model: big, price_input: 10, price_output: 30,\n"
-                   f"         max_concurrency: 1, requests_per_minute: 120, tokens_per_minute: 100000}}\n", encoding="utf-8")
+    cfg.write_text(
+        f"upstreams:\n  small: {{base_url: '{upstream.base_url}', model: small, price_input: 1, price_output: 2}}\n"
+        f"  big: {{base_url: '{upstream.base_url}', model: big, price_input: 10, price_output: 30,\n"
+        f"         max_concurrency: 1, requests_per_minute: 120, tokens_per_minute: 100000}}\n",
+        encoding="utf-8",
+    )
     r = run_cli("collect", "--prompts", prompts, "--config", cfg, "-o", out, "--json")
     assert r.exit_code == 0, r.output
-    s = json.loads(r.stdout[r.stdout.index("{"):])
+    s = json.loads(r.stdout[r.stdout.index("{") :])
     assert s["models"]["big"] == {"model": "big", "price_input": 10.0, "price_output": 30.0} and s["answers"] == 12
     big = [e["t"] for e in upstream.events if e["model"] == "big"]
     assert big[-1] - big[0] >= 4 * 0.5 * 0.9  # 120 a minute: a burst of 2 (1 s worth), then one start every 0.5 s
 
 
-@pytest.mark.parametrize("case", ["empty prompt file", "no prompts given", "unknown upstream", "max-cost without prices",
-                                  "bad model flag", "source without data", "bad limit in config"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "empty prompt file",
+        "no prompts given",
+        "unknown upstream",
+        "max-cost without prices",
+        "bad model flag",
+        "source without data",
+        "bad limit in config",
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, upstream: ReplayUpstream, case: str) -> None:
     empty = tmp_path / "empty.txt"
     empty.write_text("\n \n", encoding="utf-8")
@@ -320,16 +419,27 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, upstream: ReplayUpstre
     cfg = tmp_path / "serve.yaml"
     cfg.write_text(f"upstreams:\n  big: {{base_url: '{upstream.base_url}', model: big}}\n", encoding="utf-8")
     bad_cfg = tmp_path / "bad.yaml"
-    bad_cfg.write_text(f"upstreams:\n  big: {{base_url: '{upstream.base_url}', model: big, max_concurrency: 0}}\n", encoding="utf-8")
+    bad_cfg.write_text(
+        f"upstreams:\n  big: {{base_url: '{upstream.base_url}', model: big, max_concurrency: 0}}\n", encoding="utf-8"
+    )
     out = tmp_path / "out"
     argv, expect = {
         "empty prompt file": (["--prompts", empty, *_models(upstream)], f"{empty}: no prompts"),
         "no prompts given": ([*_models(upstream)], "give the prompts with one of --data"),
         "unknown upstream": (["--prompts", prompts, "--config", cfg, "--model", "huge"], "no upstream named 'huge'"),
-        "max-cost without prices": (["--prompts", prompts, *_models(upstream), "--max-cost", 1], "--max-cost needs each model's price"),
+        "max-cost without prices": (
+            ["--prompts", prompts, *_models(upstream), "--max-cost", 1],
+            "--max-cost needs each model's price",
+        ),
         "bad model flag": (["--prompts", prompts, "--model", "big=127.0.0.1:8000#x"], "must start with http"),
-        "source without data": (["--prompts", prompts, *_models(upstream), "--source", "jsonl"], "does not take --source"),
-        "bad limit in config": (["--prompts", prompts, "--config", bad_cfg], f"{bad_cfg}: upstreams.big.max_concurrency: Input should be"),
+        "source without data": (
+            ["--prompts", prompts, *_models(upstream), "--source", "jsonl"],
+            "does not take --source",
+        ),
+        "bad limit in config": (
+            ["--prompts", prompts, "--config", bad_cfg],
+            f"{bad_cfg}: upstreams.big.max_concurrency: Input should be",
+        ),
     }[case]
     line = one_error_line(run_cli("collect", *argv, "-o", out))
     assert expect in line, line
@@ -354,7 +464,9 @@ def test_kill_mid_collect_then_rerun_asks_only_what_is_missing(tmp_path: Path, u
     time.sleep(0.3)  # the hung calls are in flight
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
-    recorded = {(e["model"], e["answer"]["text"]) for e in map(json.loads, journal.read_text(encoding="utf-8").splitlines())}
+    recorded = {
+        (e["model"], e["answer"]["text"]) for e in map(json.loads, journal.read_text(encoding="utf-8").splitlines())
+    }
     n = len(recorded)
     assert 15 <= n < 48 and not (out / "answers.jsonl").exists()
     upstream.reset()
@@ -373,16 +485,36 @@ def test_kill_mid_collect_then_rerun_asks_only_what_is_missing(tmp_path: Path, u
     assert not journal.exists()
 
 
-def test_from_log_answers_get_their_cost_from_logged_usage_and_the_price(tmp_path: Path, upstream: ReplayUpstream) -> None:
+def test_from_log_answers_get_their_cost_from_logged_usage_and_the_price(
+    tmp_path: Path, upstream: ReplayUpstream
+) -> None:
     """Records judged from live traffic carry costs like collected ones: a logged answer's cost is its
     logged usage times the model's price; it was paid by serving, so it does not count against --max-cost."""
     q = upstream.prompts("big")[0]
     log = tmp_path / "shadow.jsonl"
-    log.write_text(json.dumps({"time": "2025-01-01T00:00:00Z", "request_id": "req-0", "router": "knn", "w": 0.3,
-                               "chosen": "small", "models": ["small", "big"], "messages": [{"role": "user", "content": q}],
-                               "answers": {"small": {"text": "logged", "error": None, "latency_s": 0.1,
-                                                     "usage": {"prompt_tokens": 1000, "completion_tokens": 500}}}}) + "\n",
-                   encoding="utf-8")
+    log.write_text(
+        json.dumps(
+            {
+                "time": "2025-01-01T00:00:00Z",
+                "request_id": "req-0",
+                "router": "knn",
+                "w": 0.3,
+                "chosen": "small",
+                "models": ["small", "big"],
+                "messages": [{"role": "user", "content": q}],
+                "answers": {
+                    "small": {
+                        "text": "logged",
+                        "error": None,
+                        "latency_s": 0.1,
+                        "usage": {"prompt_tokens": 1000, "completion_tokens": 500},
+                    }
+                },
+            }
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     out = tmp_path / "out"
     r = run_cli("collect", "--from-log", log, *_models(upstream), *PRICES, "--max-cost", "1", "-o", out, "--json")
     assert r.exit_code == 0, r.output

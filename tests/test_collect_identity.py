@@ -22,9 +22,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -60,13 +61,16 @@ def _config(path: Path, url: str, extra: str = "") -> Path:
         "upstreams:\n"
         f"  flash: {{base_url: '{url}', model: {FLASH}, price_input: 0.1, price_output: 0.4}}\n"
         f"  haiku: {{base_url: '{url}', model: {HAIKU}, price_input: 0.25, price_output: 1.25}}\n"
-        f"  judge: {{base_url: '{url}', model: {JUDGE}, price_input: 2.5, price_output: 10}}\n" + extra, encoding="utf-8")
+        f"  judge: {{base_url: '{url}', model: {JUDGE}, price_input: 2.5, price_output: 10}}\n" + extra,
+        encoding="utf-8",
+    )
     return path
 
 
 def _post(url: str, body: Any, headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"content-type": "application/json", **headers},
-                                 method="POST")
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"content-type": "application/json", **headers}, method="POST"
+    )
     try:
         with urllib.request.urlopen(req, timeout=120) as r:
             return r.status, {k.lower(): v for k, v in r.headers.items()}, json.loads(r.read())
@@ -82,6 +86,7 @@ def replay() -> Iterator[ReplayUpstream]:
 
 
 # -- the done-when test of issue 24: the guide's shape, end to end ---------------------------------------
+
 
 @needs_public_data("routerarena-sub10")
 def test_the_guides_shape_pays_once_and_names_each_model_once(tmp_path: Path, replay: ReplayUpstream) -> None:
@@ -101,23 +106,52 @@ def test_the_guides_shape_pays_once_and_names_each_model_once(tmp_path: Path, re
     rows = _jsonl(tmp_path / "answers" / "answers.jsonl")
     assert all(list(r["answers"]) == [FLASH, HAIKU] for r in rows)
     assert {r["answers"][FLASH]["upstream"] for r in rows} == {"flash"}
-    _ok("judge", "--answers", tmp_path / "answers", "--judge", "llm-judge", "--judge-model", "judge", "--config", cfg,
-        "--set", "judge.rate=all", "-o", tmp_path / "judged")
+    _ok(
+        "judge",
+        "--answers",
+        tmp_path / "answers",
+        "--judge",
+        "llm-judge",
+        "--judge-model",
+        "judge",
+        "--config",
+        cfg,
+        "--set",
+        "judge.rate=all",
+        "-o",
+        tmp_path / "judged",
+    )
     _ok("run", "--data", tmp_path / "judged" / "records.jsonl", "--family", "length", *pair, "-o", tmp_path / "v1")
-    _ok("run", "--data", tmp_path / "judged" / "records.jsonl", "--family", "length", *pair, "--sample", 40,
-        "-o", tmp_path / "v1b")
+    _ok(
+        "run",
+        "--data",
+        tmp_path / "judged" / "records.jsonl",
+        "--family",
+        "length",
+        *pair,
+        "--sample",
+        40,
+        "-o",
+        tmp_path / "v1b",
+    )
 
     # serve v1 with shadow mode on every request; half the traffic, a hot reload to v1b, the other half
     os.symlink("v1", tmp_path / "live")
     with open(cfg, "a", encoding="utf-8") as fh:
-        fh.write(f"routers:\n  mine: {{path: '{tmp_path / 'live'}', upstreams: [flash, haiku], shadow: 1.0}}\n"
-                 f"shadow_log: '{tmp_path / 'shadow.jsonl'}'\nlog_prompts: true\nadmin_token_env: TELA_ADMIN_TOKEN\n")
+        fh.write(
+            f"routers:\n  mine: {{path: '{tmp_path / 'live'}', upstreams: [flash, haiku], shadow: 1.0}}\n"
+            f"shadow_log: '{tmp_path / 'shadow.jsonl'}'\nlog_prompts: true\nadmin_token_env: TELA_ADMIN_TOKEN\n"
+        )
     port = free_port()
     serve = TelaServe(["--config", str(cfg), "--log-level", "warning"], port, extra_env={"TELA_ADMIN_TOKEN": ADMIN})
     try:
+
         def ask(q: str) -> None:
-            status, headers, body = _post(serve.url + "/v1/chat/completions",
-                                          {"model": "router-mine", "messages": [{"role": "user", "content": q}]}, {})
+            status, headers, body = _post(
+                serve.url + "/v1/chat/completions",
+                {"model": "router-mine", "messages": [{"role": "user", "content": q}]},
+                {},
+            )
             assert status == 200, body
 
         with ThreadPoolExecutor(8) as pool:
@@ -155,27 +189,62 @@ def test_the_guides_shape_pays_once_and_names_each_model_once(tmp_path: Path, re
 
     # judge: one judge call per answer rated (2 a prompt), records with one outcome key per model
     judge_calls = _calls(replay, JUDGE)
-    _ok("judge", "--answers", tmp_path / "answers-live", "--judge", "llm-judge", "--judge-model", "judge", "--config", cfg,
-        "--set", "judge.rate=all", "-o", tmp_path / "judged-live")
+    _ok(
+        "judge",
+        "--answers",
+        tmp_path / "answers-live",
+        "--judge",
+        "llm-judge",
+        "--judge-model",
+        "judge",
+        "--config",
+        cfg,
+        "--set",
+        "judge.rate=all",
+        "-o",
+        tmp_path / "judged-live",
+    )
     assert _calls(replay, JUDGE) - judge_calls == n
     records = _jsonl(tmp_path / "judged-live" / "records.jsonl")
     assert len(records) == len(traffic)
     assert all(set(rec["outcomes"]) == {FLASH, HAIKU} and set(rec["costs"]) == {FLASH, HAIKU} for rec in records)
 
     # the router trained on them names the models; eval on data naming the models: the same pair, no note
-    _ok("run", "--data", tmp_path / "judged" / "records.jsonl", "--data", tmp_path / "judged-live" / "records.jsonl",
-        "--family", "length", *pair, "-o", tmp_path / "v2")
+    _ok(
+        "run",
+        "--data",
+        tmp_path / "judged" / "records.jsonl",
+        "--data",
+        tmp_path / "judged-live" / "records.jsonl",
+        "--family",
+        "length",
+        *pair,
+        "-o",
+        tmp_path / "v2",
+    )
     manifest = json.loads((tmp_path / "v2" / "tela.json").read_text())
     assert (manifest["weak"], manifest["strong"]) == (FLASH, HAIKU)
     for data in (tmp_path / "judged-live" / "records.jsonl", ARENA):
-        r = _ok("eval", "--router", tmp_path / "v2", "--data", data, "--weak-model", FLASH, "--strong-model", HAIKU,
-                "-o", tmp_path / f"eval-{Path(data).stem}")
+        r = _ok(
+            "eval",
+            "--router",
+            tmp_path / "v2",
+            "--data",
+            data,
+            "--weak-model",
+            FLASH,
+            "--strong-model",
+            HAIKU,
+            "-o",
+            tmp_path / f"eval-{Path(data).stem}",
+        )
         assert "not trained on" not in r.output, r.output
         report = json.loads((tmp_path / f"eval-{Path(data).stem}" / "report.json").read_text())
         assert "pair_note" not in json.dumps(report)
 
 
 # -- each way names can differ ------------------------------------------------------------------------------
+
 
 def _synthetic() -> dict[str, dict[str, Recorded]]:
     rec: dict[str, dict[str, Recorded]] = {"small-model-v1": {}, "big-model-v2": {}}
@@ -194,28 +263,44 @@ def upstream() -> Iterator[ReplayUpstream]:
 
 def _shadow_line(i: int, q: str, names: tuple[str, str], upstreams: tuple[str, str]) -> dict[str, Any]:
     ans = {"error": None, "usage": {"prompt_tokens": 10, "completion_tokens": 4}, "latency_s": 0.1}
-    return {"time": "2026-01-01T00:00:00Z", "request_id": f"req-{i}", "router": "mine", "w": 0.3, "chosen": names[0],
-            "models": list(names), "upstreams": dict(zip(names, upstreams)), "messages": [{"role": "user", "content": q}],
-            "answers": {names[0]: {"text": f"small said {i}", **ans}, names[1]: {"text": f"big said {i}", **ans}}}
+    return {
+        "time": "2026-01-01T00:00:00Z",
+        "request_id": f"req-{i}",
+        "router": "mine",
+        "w": 0.3,
+        "chosen": names[0],
+        "models": list(names),
+        "upstreams": dict(zip(names, upstreams)),
+        "messages": [{"role": "user", "content": q}],
+        "answers": {names[0]: {"text": f"small said {i}", **ans}, names[1]: {"text": f"big said {i}", **ans}},
+    }
 
 
 @pytest.mark.parametrize("router_names", ["model ids", "upstream names", "other names"])
-def test_from_log_asks_nothing_whatever_the_router_calls_the_models(tmp_path: Path, upstream: ReplayUpstream,
-                                                                    router_names: str) -> None:
+def test_from_log_asks_nothing_whatever_the_router_calls_the_models(
+    tmp_path: Path, upstream: ReplayUpstream, router_names: str
+) -> None:
     """The router's names for its models (model ids, upstream names, or anything: a router trained
     on other data) and the upstream names differ; the log's `upstreams` map says who answered, so
     each logged answer is filed under its model id and none is asked again."""
-    names = {"model ids": ("small-model-v1", "big-model-v2"), "upstream names": ("small", "big"),
-             "other names": ("mixtral-8x7b", "gpt-4")}[router_names]
+    names = {
+        "model ids": ("small-model-v1", "big-model-v2"),
+        "upstream names": ("small", "big"),
+        "other names": ("mixtral-8x7b", "gpt-4"),
+    }[router_names]
     qs = upstream.prompts("big-model-v2")[:4]
     log = tmp_path / "shadow.jsonl"
-    log.write_text("".join(json.dumps(_shadow_line(i, q, names, ("small", "big"))) + "\n" for i, q in enumerate(qs)),
-                   encoding="utf-8")
+    log.write_text(
+        "".join(json.dumps(_shadow_line(i, q, names, ("small", "big"))) + "\n" for i, q in enumerate(qs)),
+        encoding="utf-8",
+    )
     cfg = tmp_path / "serve.yaml"
-    cfg.write_text("upstreams:\n"
-                   f"  small: {{base_url: '{upstream.base_url}', model: small-model-v1, price_input: 1, price_output: 2}}\n"
-                   f"  big: {{base_url: '{upstream.base_url}', model: big-model-v2, price_input: 10, price_output: 30}}\n",
-                   encoding="utf-8")
+    cfg.write_text(
+        "upstreams:\n"
+        f"  small: {{base_url: '{upstream.base_url}', model: small-model-v1, price_input: 1, price_output: 2}}\n"
+        f"  big: {{base_url: '{upstream.base_url}', model: big-model-v2, price_input: 10, price_output: 30}}\n",
+        encoding="utf-8",
+    )
     out = tmp_path / "out"
     r = _ok("collect", "--from-log", log, "--config", cfg, "--model", "small", "--model", "big", "-o", out)
     assert upstream.stats()["requests"] == 0, r.output
@@ -239,24 +324,50 @@ def test_from_log_answers_of_models_not_asked_are_left_out_and_said(tmp_path: Pa
     line["answers"]["third"] = {"text": "a third model", "error": None}
     log.write_text(json.dumps(line) + "\n", encoding="utf-8")
     out = tmp_path / "out"
-    r = _ok("collect", "--from-log", log, "--model", f"small={upstream.base_url}#small-model-v1",
-            "--model", f"big={upstream.base_url}#big-model-v2", "-o", out)
+    r = _ok(
+        "collect",
+        "--from-log",
+        log,
+        "--model",
+        f"small={upstream.base_url}#small-model-v1",
+        "--model",
+        f"big={upstream.base_url}#big-model-v2",
+        "-o",
+        out,
+    )
     assert upstream.stats()["requests"] == 0
     assert "1 logged answers of models not asked left out (third)" in r.output
     assert list(_jsonl(out / "answers.jsonl")[0]["answers"]) == ["small-model-v1", "big-model-v2"]
 
 
-def test_an_earlier_output_keyed_by_upstream_names_is_reused_not_asked_again(tmp_path: Path, upstream: ReplayUpstream) -> None:
+def test_an_earlier_output_keyed_by_upstream_names_is_reused_not_asked_again(
+    tmp_path: Path, upstream: ReplayUpstream
+) -> None:
     """An answers file written before answers were kept by model id (keyed by the `--model` names)
     is read under the ids: a rerun into it asks nothing and rewrites it keyed by id."""
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("".join(q + "\n" for q in upstream.prompts("big-model-v2")[:3]), encoding="utf-8")
     out = tmp_path / "out"
-    models = ["--model", f"small={upstream.base_url}#small-model-v1", "--model", f"big={upstream.base_url}#big-model-v2"]
+    models = [
+        "--model",
+        f"small={upstream.base_url}#small-model-v1",
+        "--model",
+        f"big={upstream.base_url}#big-model-v2",
+    ]
     _ok("collect", "--prompts", prompts, *models, "-o", out)
     rows = _jsonl(out / "answers.jsonl")
-    old = [{**row, "answers": {{"small-model-v1": "small", "big-model-v2": "big"}[k]: {kk: vv for kk, vv in a.items() if kk != "upstream"}
-                                for k, a in row["answers"].items()}} for row in rows]
+    old = [
+        {
+            **row,
+            "answers": {
+                {"small-model-v1": "small", "big-model-v2": "big"}[k]: {
+                    kk: vv for kk, vv in a.items() if kk != "upstream"
+                }
+                for k, a in row["answers"].items()
+            },
+        }
+        for row in rows
+    ]
     (out / "answers.jsonl").write_text("".join(json.dumps(o) + "\n" for o in old), encoding="utf-8")
     calls = upstream.stats()["requests"]
     r = _ok("collect", "--prompts", prompts, *models, "-o", out)
@@ -267,26 +378,60 @@ def test_an_earlier_output_keyed_by_upstream_names_is_reused_not_asked_again(tmp
 def test_two_names_for_one_model_are_refused(tmp_path: Path, upstream: ReplayUpstream) -> None:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("What is 0 + 1?\n", encoding="utf-8")
-    r = run_cli("collect", "--prompts", prompts, "--model", f"a={upstream.base_url}#big-model-v2",
-                "--model", f"b={upstream.base_url}#big-model-v2", "-o", tmp_path / "out")
+    r = run_cli(
+        "collect",
+        "--prompts",
+        prompts,
+        "--model",
+        f"a={upstream.base_url}#big-model-v2",
+        "--model",
+        f"b={upstream.base_url}#big-model-v2",
+        "-o",
+        tmp_path / "out",
+    )
     assert r.exit_code == 2 and "the models a and b both ask the model 'big-model-v2'" in r.output, r.output
     assert upstream.stats()["requests"] == 0 and not (tmp_path / "out" / "answers.jsonl").exists()
 
 
-def test_judge_takes_the_upstream_name_for_the_model_and_rates_each_answer_once(tmp_path: Path, upstream: ReplayUpstream) -> None:
+def test_judge_takes_the_upstream_name_for_the_model_and_rates_each_answer_once(
+    tmp_path: Path, upstream: ReplayUpstream
+) -> None:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("".join(q + "\n" for q in upstream.prompts("big-model-v2")[:4]), encoding="utf-8")
     answers, judged = tmp_path / "answers", tmp_path / "judged"
-    _ok("collect", "--prompts", prompts, "--model", f"small={upstream.base_url}#small-model-v1",
-        "--model", f"big={upstream.base_url}#big-model-v2", "-o", answers)
-    r = _ok("judge", "--answers", answers, "--judge", "llm-judge", "--judge-model", f"judge={upstream.base_url}#judge",
-            "--weak-model", "small", "--strong-model", "big", "-o", judged)
+    _ok(
+        "collect",
+        "--prompts",
+        prompts,
+        "--model",
+        f"small={upstream.base_url}#small-model-v1",
+        "--model",
+        f"big={upstream.base_url}#big-model-v2",
+        "-o",
+        answers,
+    )
+    r = _ok(
+        "judge",
+        "--answers",
+        answers,
+        "--judge",
+        "llm-judge",
+        "--judge-model",
+        f"judge={upstream.base_url}#judge",
+        "--weak-model",
+        "small",
+        "--strong-model",
+        "big",
+        "-o",
+        judged,
+    )
     assert "pair small-model-v1 < big-model-v2" in r.output
     assert sum(upstream.requests_for("judge").values()) == 8  # one call per answer rated
     assert all(set(rec["outcomes"]) == {"small-model-v1", "big-model-v2"} for rec in _jsonl(judged / "records.jsonl"))
 
 
 # -- item 6: after a SIGKILL, at most the calls in flight are asked again -------------------------------------
+
 
 def test_the_kill_promise_is_the_exact_one() -> None:
     """Help and guide promise what a kill costs: answers received are never asked again, and at most
@@ -296,7 +441,9 @@ def test_the_kill_promise_is_the_exact_one() -> None:
     assert "at most the calls in flight at a kill are asked again" in help_text
     root = Path(__file__).resolve().parents[1]
     guide = " ".join((root / "docs" / "own-models.md").read_text(encoding="utf-8").split())
-    assert "never costs an answer twice" not in guide and "at most the calls in flight at a kill are asked again" in guide
+    assert (
+        "never costs an answer twice" not in guide and "at most the calls in flight at a kill are asked again" in guide
+    )
 
 
 def test_kill_mid_collect_asks_again_at_most_the_calls_in_flight(tmp_path: Path, upstream: ReplayUpstream) -> None:
@@ -307,8 +454,20 @@ def test_kill_mid_collect_asks_again_at_most_the_calls_in_flight(tmp_path: Path,
     prompts.write_text("".join(q + "\n" for q in qs), encoding="utf-8")
     out = tmp_path / "out"
     upstream.inject("hang", times=None, after=6)
-    cmd = [TELA, "collect", "--prompts", str(prompts), "--model", f"small={upstream.base_url}#small-model-v1",
-           "--model", f"big={upstream.base_url}#big-model-v2", "--concurrency", "2", "-o", str(out)]
+    cmd = [
+        TELA,
+        "collect",
+        "--prompts",
+        str(prompts),
+        "--model",
+        f"small={upstream.base_url}#small-model-v1",
+        "--model",
+        f"big={upstream.base_url}#big-model-v2",
+        "--concurrency",
+        "2",
+        "-o",
+        str(out),
+    ]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     journal = out / ".journal.jsonl"
     deadline = time.monotonic() + 60

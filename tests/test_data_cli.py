@@ -98,7 +98,9 @@ def test_bundled_samples_follow_the_mmlu_protocol() -> None:
     assert train["records"] == 400 and train["groups"] == 42
     assert held["records"] == 300 and held["groups"] == 15
     train_lines = [json.loads(x) for x in sample_path().read_text(encoding="utf-8").splitlines()]
-    held_lines = [json.loads(x) for x in sample_path("mmlu_heldout_sample.jsonl").read_text(encoding="utf-8").splitlines()]
+    held_lines = [
+        json.loads(x) for x in sample_path("mmlu_heldout_sample.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     assert not {x["group"] for x in train_lines} & set(MMLU_HELDOUT_SUBJECTS)
     assert {x["group"] for x in held_lines} <= set(MMLU_HELDOUT_SUBJECTS)
     assert not {x["prompt"] for x in train_lines} & {x["prompt"] for x in held_lines}
@@ -112,5 +114,7 @@ def test_bundled_samples_are_reproducible(tmp_path: Path) -> None:
     build(MMLU, tmp_path)
     for name in ("mmlu_sample.jsonl", "mmlu_heldout_sample.jsonl"):
         assert (tmp_path / name).read_bytes() == sample_path(name).read_bytes(), name
-    contaminated = {json.loads(x)["eval_prompt"] for x in (MMLU / "contaminated_prompts.jsonl").read_text().splitlines()}
+    contaminated = {
+        json.loads(x)["eval_prompt"] for x in (MMLU / "contaminated_prompts.jsonl").read_text().splitlines()
+    }
     assert not contaminated & {json.loads(x)["prompt"] for x in sample_path().read_text().splitlines()}

@@ -31,17 +31,27 @@ def test_tela_run_saves_the_knee_chosen_out_of_fold_and_says_so(tmp_path, tela_c
     assert policy["name"] == "calibrated" and point["rule"] == "knee" and point["note"] is None
     # chosen on one out-of-fold score per training prompt, never on the scores of what it trained on
     assert point["heldout"] == 400 and "out-of-fold" in point["heldout_what"]
-    assert 0.1 <= point["strong_share"] <= 0.9 and point["pgr"] > point["strong_share"]  # routes, and beats random there
-    assert policy["options"]["threshold"] == point["threshold"] and policy["options"]["achieved_share"] == point["strong_share"]
+    assert (
+        0.1 <= point["strong_share"] <= 0.9 and point["pgr"] > point["strong_share"]
+    )  # routes, and beats random there
+    assert (
+        policy["options"]["threshold"] == point["threshold"]
+        and policy["options"]["achieved_share"] == point["strong_share"]
+    )
     # the summary: records, pair, family, policy and where it lands on the held-out part
     assert "records: 400 read, 400 trained on" in res.output
     assert f"pair:    weak {WEAK}, strong {STRONG}" in res.output
     assert "family:  length" in res.output
-    assert re.search(r"policy:  calibrated, threshold w >= [0-9.]+ \(rule: knee, the knee of the quality-cost curve\); "
-                     r"on 400 held-out prompts \(5-fold out-of-fold scores of the training records\): \d+% strong calls", res.output)
+    assert re.search(
+        r"policy:  calibrated, threshold w >= [0-9.]+ \(rule: knee, the knee of the quality-cost curve\); "
+        r"on 400 held-out prompts \(5-fold out-of-fold scores of the training records\): \d+% strong calls",
+        res.output,
+    )
     from tela_core import Router
 
-    served = np.mean([m == STRONG for m in Router.load(out).route([r.prompt for r in _records("mmlu_heldout_sample.jsonl")])])
+    served = np.mean(
+        [m == STRONG for m in Router.load(out).route([r.prompt for r in _records("mmlu_heldout_sample.jsonl")])]
+    )
     assert 0.1 <= served <= 0.9  # served, it sends real traffic to both models
 
 
@@ -53,16 +63,38 @@ def _records(name: str) -> list:
 
 
 def test_operating_point_rules_from_the_command_line(tmp_path, tela_cli):
-    res = tela_cli("run", "--family", "length", "--data", sample_path(), "--output", tmp_path / "s", "--operating-point", "share=0.3")
+    res = tela_cli(
+        "run",
+        "--family",
+        "length",
+        "--data",
+        sample_path(),
+        "--output",
+        tmp_path / "s",
+        "--operating-point",
+        "share=0.3",
+    )
     assert res.exit_code == 0, res.output
     point = _policy(tmp_path / "s")["operating_point"]
     assert point["rule"] == "share=0.3" and point["strong_share"] == pytest.approx(0.3, abs=0.03)
-    res = tela_cli("run", "--family", "length", "--data", sample_path(), "--output", tmp_path / "t", "--operating-point", "threshold=0.5")
+    res = tela_cli(
+        "run",
+        "--family",
+        "length",
+        "--data",
+        sample_path(),
+        "--output",
+        tmp_path / "t",
+        "--operating-point",
+        "threshold=0.5",
+    )
     assert res.exit_code == 0, res.output
     policy = _policy(tmp_path / "t")
     assert policy["name"] == "threshold" and policy["options"] == {"threshold": 0.5}
     for bad in ("share=1.5", "middle", "threshold=x"):
-        res = tela_cli("run", "--family", "length", "--data", sample_path(), "--output", tmp_path / "b", "--operating-point", bad)
+        res = tela_cli(
+            "run", "--family", "length", "--data", sample_path(), "--output", tmp_path / "b", "--operating-point", bad
+        )
         assert res.exit_code == 2 and "--operating-point" in res.output and "Traceback" not in res.output, res.output
         assert not (tmp_path / "b").exists()
 
@@ -153,19 +185,29 @@ def test_eval_flags_a_saved_policy_that_gains_nothing(tmp_path, tela_cli):
 
     router = _length_router(tmp_path, tela_cli)
     write_policy(router, "threshold", {"threshold": 1.0}, [WEAK, STRONG])  # sends (almost) nothing to the strong model
-    res = tela_cli("eval", "--router", router, "--data", sample_path("mmlu_heldout_sample.jsonl"), "--output", tmp_path / "ev")
+    res = tela_cli(
+        "eval", "--router", router, "--data", sample_path("mmlu_heldout_sample.jsonl"), "--output", tmp_path / "ev"
+    )
     assert res.exit_code == 0, res.output
     assert "warning: the router's saved policy (threshold) gains nothing from routing here" in res.output
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert "almost all go to the weak one" in report["policy"]["gains_nothing"]
     assert any("gains nothing" in w for w in report["warnings"])
     # the policy line is for people: rounded numbers, no Python dict
-    assert re.search(r"saved policy threshold \(threshold w >= 1\.000\): \d+\.\d% of prompts to the strong model, "
-                     r"quality 0\.\d{3}, PGR -?\d\.\d{3}$", res.output, flags=re.M), res.output
+    assert re.search(
+        r"saved policy threshold \(threshold w >= 1\.000\): \d+\.\d% of prompts to the strong model, "
+        r"quality 0\.\d{3}, PGR -?\d\.\d{3}$",
+        res.output,
+        flags=re.M,
+    ), res.output
     assert "{'threshold'" not in res.output and "{'threshold'" not in (tmp_path / "ev" / "report.md").read_text()
     # the oracle above 1, explained where it is printed
     oracle = next(r for r in report["routers"] if r["name"] == "oracle")
-    assert oracle["apgr"] > 1 and "oracle APGR" in res.output and "weak model is right and the strong one wrong" in res.output
+    assert (
+        oracle["apgr"] > 1
+        and "oracle APGR" in res.output
+        and "weak model is right and the strong one wrong" in res.output
+    )
 
 
 def test_eval_and_calibrate_on_few_prompts_warn(tmp_path, tela_cli):
@@ -176,7 +218,9 @@ def test_eval_and_calibrate_on_few_prompts_warn(tmp_path, tela_cli):
     assert res.exit_code == 0, res.output
     assert "warning: this evaluation rests on 19 prompts, fewer than 100" in res.output
     assert "fewer than 100" in json.loads((tmp_path / "ev" / "report.json").read_text())["warnings"][0]
-    res = tela_cli("eval", "--router", router, "--data", sample_path("mmlu_heldout_sample.jsonl"), "--output", tmp_path / "ev300")
+    res = tela_cli(
+        "eval", "--router", router, "--data", sample_path("mmlu_heldout_sample.jsonl"), "--output", tmp_path / "ev300"
+    )
     assert "fewer than 100" not in res.output
     res = tela_cli("calibrate", "--router", router, "--data", few, "--strong-share", "0.3")
     assert res.exit_code == 0 and "this calibration rests on 19 prompts, fewer than 100" in res.output, res.output

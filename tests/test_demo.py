@@ -24,9 +24,24 @@ def test_demo_judges_and_routes_both_ways(tiny_model: Path, tmp_path: Path) -> N
     out = tmp_path / "demo"
     exe = Path(sys.executable).with_name("tela")
     res = subprocess.run(
-        [str(exe), "demo", "--model", str(tiny_model), "--sample", "16", "--calibration", "24", "--knn", "always",
-         "--output", str(out)],
-        capture_output=True, text=True, timeout=1200, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [
+            str(exe),
+            "demo",
+            "--model",
+            str(tiny_model),
+            "--sample",
+            "16",
+            "--calibration",
+            "24",
+            "--knn",
+            "always",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert res.returncode == 0, res.stderr[-3000:]
     text = res.stdout

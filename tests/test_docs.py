@@ -46,8 +46,8 @@ def _code_blocks(text: str, lang: str) -> list[str]:
 def _section(text: str, heading: str) -> str:
     start = text.index(f"\n{heading}\n")
     level = heading.split(" ")[0]
-    nxt = re.search(rf"^{level} ", text[start + len(heading) + 2:], flags=re.M)
-    return text[start: start + len(heading) + 2 + nxt.start()] if nxt else text[start:]
+    nxt = re.search(rf"^{level} ", text[start + len(heading) + 2 :], flags=re.M)
+    return text[start : start + len(heading) + 2 + nxt.start()] if nxt else text[start:]
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +56,14 @@ def plugins_md() -> str:
 
 
 def test_there_are_hooks():
-    assert {"tela_register_sources", "tela_register_formatters", "tela_register_backends",
-            "tela_register_scorers", "tela_register_policies", "tela_register_commands"} <= HOOKS.keys()
+    assert {
+        "tela_register_sources",
+        "tela_register_formatters",
+        "tela_register_backends",
+        "tela_register_scorers",
+        "tela_register_policies",
+        "tela_register_commands",
+    } <= HOOKS.keys()
 
 
 @pytest.mark.parametrize("hook", sorted(HOOKS))
@@ -86,15 +92,33 @@ def test_component_methods_are_documented(plugins_md):
     """Every public method and optional capability a base class declares (a class attribute, or an
     annotated instance attribute such as ``Source.stats``) is in docs/plugins.md."""
     assert "stats" in vars(components.Source).get("__annotations__", {})  # annotations are covered too
-    for cls in (components.Source, components.Formatter, components.Backend, components.Scorer, components.Policy,
-                components.Upstream, components.Judge):
+    for cls in (
+        components.Source,
+        components.Formatter,
+        components.Backend,
+        components.Scorer,
+        components.Policy,
+        components.Upstream,
+        components.Judge,
+    ):
         declared = list(vars(cls)) + list(vars(cls).get("__annotations__", {}))
         public = [n for n in dict.fromkeys(declared) if not n.startswith("_") and n != "kind"]
         assert public, cls
         for member in public:
             assert f"`{cls.__name__}.{member}" in plugins_md, f"document {cls.__name__}.{member}"
-    for name in ("name", "description", "Options", "NoOptions", "TrainJob", "Scores", "Formatted", "Record",
-                 "JudgeItem", "JudgeRequest", "Verdict"):
+    for name in (
+        "name",
+        "description",
+        "Options",
+        "NoOptions",
+        "TrainJob",
+        "Scores",
+        "Formatted",
+        "Record",
+        "JudgeItem",
+        "JudgeRequest",
+        "Verdict",
+    ):
         assert f"`{name}" in plugins_md, name
 
 
@@ -162,8 +186,11 @@ def test_user_guide_mentions_every_top_level_command():
 
     index = INDEX_MD.read_text(encoding="utf-8")
     builtin = {"tela_core"} | {d.name for d in (ROOT / "plugins").iterdir() if d.is_dir()}
-    ours = {name: cmd for name, cmd in get_cli().commands.items()
-            if (getattr(cmd.callback, "__module__", "") or "tela_core").split(".")[0] in builtin}
+    ours = {
+        name: cmd
+        for name, cmd in get_cli().commands.items()
+        if (getattr(cmd.callback, "__module__", "") or "tela_core").split(".")[0] in builtin
+    }
     assert {"run", "eval", "serve"} <= set(ours)  # the filter keeps tela's own commands
     for name in ours:  # a third-party plugin's command is its own docs' business
         assert f"tela {name}" in index, f"docs/index.md does not mention `tela {name}`"
@@ -205,8 +232,13 @@ def test_family_sdk_example_trains_and_loads(plugins_md, tmp_path, register_plug
     assert issubclass(module.KeywordScorer, FamilyScorer) and issubclass(module.KeywordOptions, TargetOptions)
     register_plugin(module, "docs-family-sdk")
     # "prove" prompts are the ones the small model gets wrong; a third model is ignored by the pair
-    recs = [Record(prompt=("prove that " if i % 2 else "what is ") + f"item {i}",
-                   outcomes={"small": float(i % 2 == 0), "big": 1.0, "other": 0.5}) for i in range(20)]
+    recs = [
+        Record(
+            prompt=("prove that " if i % 2 else "what is ") + f"item {i}",
+            outcomes={"small": float(i % 2 == 0), "big": 1.0, "other": 0.5},
+        )
+        for i in range(20)
+    ]
     scorer = get_registry().create("scorer", "keyword-rate", {"keywords": ["prove"]})
     out = scorer.fit(recs, tmp_path / "r", {"weak": "small", "strong": "big", "seed": 0})
     manifest = read_manifest(out)

@@ -14,9 +14,10 @@ import json
 import socket
 import threading
 import types
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -94,7 +95,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             import time
 
             for i in range(0, len(chunk), 2048):
-                self.wfile.write(chunk[i:i + 2048])
+                self.wfile.write(chunk[i : i + 2048])
                 self.wfile.flush()
                 time.sleep(0.01)
             return
@@ -127,10 +128,19 @@ def mmlu_entry(srv: Server, **over: Any) -> DatasetEntry:
     srv.files["/lm-sys/RouteLLM/abc/contaminated_prompts.jsonl"] = CONTAMINATED
     files = (
         RemoteFile("mmlu_anatomy.csv", url(srv, "/lm-sys/RouteLLM/abc/mmlu_anatomy.csv"), sha(MMLU_CSV), len(MMLU_CSV)),
-        RemoteFile("contaminated_prompts.jsonl", url(srv, "/lm-sys/RouteLLM/abc/contaminated_prompts.jsonl"), sha(CONTAMINATED)),
+        RemoteFile(
+            "contaminated_prompts.jsonl", url(srv, "/lm-sys/RouteLLM/abc/contaminated_prompts.jsonl"), sha(CONTAMINATED)
+        ),
     )
-    base = dict(name="test-mmlu", description="fixture MMLU outcomes", origin="https://example.org/RouteLLM",
-                license="Apache-2.0", revision="abc", files=files, source="routellm-csv")
+    base = dict(
+        name="test-mmlu",
+        description="fixture MMLU outcomes",
+        origin="https://example.org/RouteLLM",
+        license="Apache-2.0",
+        revision="abc",
+        files=files,
+        source="routellm-csv",
+    )
     base.update(over)
     return DatasetEntry(**base)
 
@@ -171,7 +181,9 @@ def test_hook_tela_register_datasets(server: Server, tela_cli: TelaCli) -> None:
 def test_builtin_entries_pin_github_files_to_verified_checksums() -> None:
     reg = get_registry()
     mmlu = reg.dataset("routellm-mmlu")
-    assert len(mmlu.files) == 58 and all(f.sha256 and "0b64fdafe049e596a3f5657c219329f24af24198" in f.url for f in mmlu.files)
+    assert len(mmlu.files) == 58 and all(
+        f.sha256 and "0b64fdafe049e596a3f5657c219329f24af24198" in f.url for f in mmlu.files
+    )
     for name in ("llmrouter", "routerarena"):
         assert all(f.sha256 for f in reg.dataset(name).files), name
     for name in ("routellm-judge", "arena-55k", "routerbench"):  # unverifiable from here: said so, not invented
@@ -199,7 +211,9 @@ def test_complete_download_verifies_and_prints_license_and_path(server: Server, 
         assert again.exit_code == 0 and "already in the cache" in again.output and len(server.requests) == n
 
 
-def test_server_failing_mid_file_keeps_the_part_and_a_rerun_resumes_with_range(server: Server, tela_cli: TelaCli) -> None:
+def test_server_failing_mid_file_keeps_the_part_and_a_rerun_resumes_with_range(
+    server: Server, tela_cli: TelaCli
+) -> None:
     entry = mmlu_entry(server)
     path = "/lm-sys/RouteLLM/abc/mmlu_anatomy.csv"
     server.fail_after[path] = 1000
@@ -240,9 +254,16 @@ def test_checksum_mismatch_is_refused_and_leaves_nothing(server: Server, tela_cl
 
 def test_unknown_checksum_is_recorded_on_first_download(server: Server, tela_cli: TelaCli) -> None:
     server.files["/lmsys/train.csv"] = ARENA_CSV
-    entry = DatasetEntry(name="test-arena", description="", origin="https://example.org/arena", license="Apache-2.0",
-                         revision=None, files=(RemoteFile("train.csv", url(server, "/lmsys/train.csv")),),
-                         source="arena", data="train.csv")
+    entry = DatasetEntry(
+        name="test-arena",
+        description="",
+        origin="https://example.org/arena",
+        license="Apache-2.0",
+        revision=None,
+        files=(RemoteFile("train.csv", url(server, "/lmsys/train.csv")),),
+        source="arena",
+        data="train.csv",
+    )
     with catalogued(entry):
         result = tela_cli("data", "get", "test-arena")
     assert result.exit_code == 0, result.output
@@ -253,14 +274,20 @@ def test_unknown_checksum_is_recorded_on_first_download(server: Server, tela_cli
     assert manifest["files"]["train.csv"]["checksum"].startswith("recorded on first download")
 
 
-def test_without_network_one_line_says_what_to_fetch_and_from_dir_works(server: Server, tmp_path: Path, tela_cli: TelaCli) -> None:
+def test_without_network_one_line_says_what_to_fetch_and_from_dir_works(
+    server: Server, tmp_path: Path, tela_cli: TelaCli
+) -> None:
     entry = mmlu_entry(server)
     with socket.socket() as s:  # a port nobody listens on: the "no network" of this machine
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
-    offline = mmlu_entry(server, files=tuple(
-        RemoteFile(f.path, f.url.replace(f":{server.server_address[1]}/", f":{dead}/"), f.sha256) for f in entry.files
-    ))
+    offline = mmlu_entry(
+        server,
+        files=tuple(
+            RemoteFile(f.path, f.url.replace(f":{server.server_address[1]}/", f":{dead}/"), f.sha256)
+            for f in entry.files
+        ),
+    )
     with catalogued(offline):
         line = one_error_line(tela_cli("data", "get", "test-mmlu"))
         assert "cannot reach" in line and "--from DIR" in line and "tela data get test-mmlu --from DIR" in line

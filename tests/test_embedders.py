@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -128,8 +128,9 @@ def test_manifest_records_the_embedder_and_round_trips(hashed: Any, tmp_path: Pa
 
 
 def test_ensemble_hands_its_embedder_to_the_members_that_embed(hashed: Any, tmp_path: Path) -> None:
-    out = _fit(tmp_path, "ensemble", embedder="hashed-words", folds=2,
-               members=["embedding-knn", "embedding-linear", "length"])
+    out = _fit(
+        tmp_path, "ensemble", embedder="hashed-words", folds=2, members=["embedding-knn", "embedding-linear", "length"]
+    )
     assert json.loads((out / "tela.json").read_text())["embedders"] == ["hashed-words"]
     for member in ("0-embedding-knn", "1-embedding-linear"):
         assert json.loads((out / "members" / member / "tela.json").read_text())["embedder"]["name"] == "hashed-words"
@@ -167,14 +168,27 @@ def test_unknown_embedder_lists_the_registered_ones(tmp_path: Path) -> None:
         scorer.fit(_records(), tmp_path / "knn", {})
 
 
-def test_missing_extra_is_one_line_with_the_install_command(monkeypatch: pytest.MonkeyPatch, tela_cli: Any, tmp_path: Path) -> None:
+def test_missing_extra_is_one_line_with_the_install_command(
+    monkeypatch: pytest.MonkeyPatch, tela_cli: Any, tmp_path: Path
+) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if tela[onnx] were not installed
     with pytest.raises(TelaError) as e:
         get_embedder("minilm-onnx-int8").embed(["hi"])
-    assert str(e.value) == ("embedder 'minilm-onnx-int8' needs the Python package 'onnxruntime', which is not installed: "
-                            "pip install 'tela[onnx]'")
-    r = tela_cli("run", "--family", "embedding-knn", "--data", str(SAMPLE), "--output", str(tmp_path / "r"),
-                 "--set", "family.embedder=minilm-onnx")
+    assert str(e.value) == (
+        "embedder 'minilm-onnx-int8' needs the Python package 'onnxruntime', which is not installed: "
+        "pip install 'tela[onnx]'"
+    )
+    r = tela_cli(
+        "run",
+        "--family",
+        "embedding-knn",
+        "--data",
+        str(SAMPLE),
+        "--output",
+        str(tmp_path / "r"),
+        "--set",
+        "family.embedder=minilm-onnx",
+    )
     assert r.exit_code == 2 and "pip install 'tela[onnx]'" in r.output and "Traceback" not in r.output
 
 
@@ -213,7 +227,9 @@ def test_the_default_embedder_is_static_and_recorded(tmp_path: Path) -> None:
     assert w[0] > w[1]  # the hard prompt needs the strong model
 
 
-def test_the_default_model_is_prepared_once_and_its_vectors_cached_under_their_own_name(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_default_model_is_prepared_once_and_its_vectors_cached_under_their_own_name(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """``make install`` runs ``prepare_default``: the static model lands in the models folder once
     (a second call finds it, builds nothing). Its vectors are cached under a key naming the recipe,
     so the PCA-256 vectors that older runs cached under ``model2vec`` never answer for it."""
@@ -225,7 +241,11 @@ def test_the_default_model_is_prepared_once_and_its_vectors_cached_under_their_o
     assert folder.parent == models_dir() and folder.name.endswith("-centred-sif0.03")
     assert (folder / "model.safetensors").is_file()
     assert Path(prepare_default()) == folder and "building" not in capsys.readouterr().err
-    keys = {get_embedder("model2vec").cache_key(), get_embedder("model2vec", {"pca_dims": 256}).cache_key(), "model2vec"}
+    keys = {
+        get_embedder("model2vec").cache_key(),
+        get_embedder("model2vec", {"pca_dims": 256}).cache_key(),
+        "model2vec",
+    }
     assert len(keys) == 3
 
 
@@ -233,9 +253,10 @@ def test_a_serving_install_without_minilm_uses_the_model_built_elsewhere() -> No
     """A serving venv has neither torch nor the MiniLM package: the default embedder loads the
     static model a training machine built into the models folder (found by its recipe), and a
     model nobody built is one line saying how to get it."""
+    import os
+
     from tela_core.models.embedders import prepare_default
     from tela_core.testkit.helpers import OFFLINE_VARS
-    import os
 
     folder = prepare_default()
     script = (
@@ -246,8 +267,9 @@ def test_a_serving_install_without_minilm_uses_the_model_built_elsewhere() -> No
         "try:\n    get_embedder('model2vec', {'pca_dims': 24}).embed(['x'])\n"
         "except Exception as ex:\n    print(type(ex).__name__, ex)\n"
     )
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                       env={**os.environ, **OFFLINE_VARS})
+    r = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env={**os.environ, **OFFLINE_VARS}
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     lines = r.stdout.splitlines()
     assert lines[0] == folder and lines[1] == "(1, 384)"
@@ -283,22 +305,33 @@ def test_serving_lru_hits_skip_the_embedder(hashed: Any) -> None:
 def test_third_party_embedder_routes_end_to_end_through_tela_serve(hashed: Any, tmp_path: Path) -> None:
     """A plugin's embedder, registered in this process: ``tela run`` trains kNN with it, and an
     in-process ``tela serve`` app routes with it, a repeated prompt hitting the LRU (/metrics)."""
+    from serve_support import standin
     from starlette.testclient import TestClient
 
     from tela_core.serve.app import create_app
     from tela_core.serve.config import build_config
     from tela_core.testkit.helpers import TelaCli
 
-    from serve_support import standin
-
     out = tmp_path / "knn"
-    r = TelaCli()("run", "--family", "embedding-knn", "--data", str(SAMPLE), "--output", str(out),
-                  "--set", "family.embedder=hashed-words", "--set", "family.k=5")
+    r = TelaCli()(
+        "run",
+        "--family",
+        "embedding-knn",
+        "--data",
+        str(SAMPLE),
+        "--output",
+        str(out),
+        "--set",
+        "family.embedder=hashed-words",
+        "--set",
+        "family.k=5",
+    )
     assert r.exit_code == 0, r.output
     assert json.loads((out / "tela.json").read_text())["embedder"]["name"] == "hashed-words"
     with standin("small") as weak, standin("big") as strong:
-        cfg = build_config(routers=[f"knn={out}"], weak=f"{weak}#small", strong=f"{strong}#big",
-                           overrides={"embedding_cache": 100})
+        cfg = build_config(
+            routers=[f"knn={out}"], weak=f"{weak}#small", strong=f"{strong}#big", overrides={"embedding_cache": 100}
+        )
         try:
             with TestClient(create_app(cfg)) as client:
                 body = {"model": "router-knn", "messages": [{"role": "user", "content": "Prove that 17 is prime."}]}
@@ -310,8 +343,11 @@ def test_third_party_embedder_routes_end_to_end_through_tela_serve(hashed: Any, 
         finally:
             vector_cache.use_shard_cache(True)
             vector_cache.serving_cache(0)
-    counts = {line.split('"')[1]: float(line.split()[-1]) for line in metrics.splitlines()
-              if line.startswith("tela_embedding_cache_total{")}
+    counts = {
+        line.split('"')[1]: float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("tela_embedding_cache_total{")
+    }
     assert counts["hit"] >= 1 and counts["miss"] >= 1, counts  # the repeated prompt skipped the embedder
 
 
@@ -319,18 +355,18 @@ def test_embedding_cache_counts_when_routers_load_before_the_app(hashed: Any, tm
     """Issue 26: ``tela serve`` loads its routers before it creates the app, so the LRU had no
     metrics to report to: ``tela_embedding_cache_total`` showed HELP and TYPE lines and no sample
     after 4,000 kNN requests. Loaded that way, a new prompt counts a miss and a repeat a hit."""
+    from serve_support import standin
     from starlette.testclient import TestClient
 
     from tela_core.serve.app import create_app
     from tela_core.serve.config import build_config
     from tela_core.serve.served_routers import load_routers
 
-    from serve_support import standin
-
     out = _fit(tmp_path, embedder="hashed-words", k=5)
     with standin("small") as weak, standin("big") as strong:
-        cfg = build_config(routers=[f"knn={out}"], weak=f"{weak}#small", strong=f"{strong}#big",
-                           overrides={"embedding_cache": 100})
+        cfg = build_config(
+            routers=[f"knn={out}"], weak=f"{weak}#small", strong=f"{strong}#big", overrides={"embedding_cache": 100}
+        )
         try:
             routers = load_routers(cfg)  # as `tela serve` does (tela_core/serve/runner.py)
             with TestClient(create_app(cfg, routers=routers)) as client:
@@ -340,8 +376,11 @@ def test_embedding_cache_counts_when_routers_load_before_the_app(hashed: Any, tm
         finally:
             vector_cache.use_shard_cache(True)
             vector_cache.serving_cache(0)
-    counts = {line.split('"')[1]: float(line.split()[-1]) for line in metrics.splitlines()
-              if line.startswith("tela_embedding_cache_total{")}
+    counts = {
+        line.split('"')[1]: float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("tela_embedding_cache_total{")
+    }
     assert counts == {"miss": 1.0, "hit": 2.0}, metrics
 
 
@@ -409,11 +448,13 @@ def test_model2vec_is_distilled_once_then_loads_offline_without_torch(tmp_path: 
         "from tela_core.models.embedders import get_embedder\n"
         f"print(json.dumps(get_embedder('model2vec').embed({TEXTS!r}).tolist()))\n"
     )
-    from tela_core.testkit.helpers import OFFLINE_VARS
     import os
 
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                       env={**os.environ, **OFFLINE_VARS})
+    from tela_core.testkit.helpers import OFFLINE_VARS
+
+    r = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env={**os.environ, **OFFLINE_VARS}
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "building" not in r.stderr  # loaded, not distilled again
     np.testing.assert_allclose(np.array(json.loads(r.stdout)), vec, atol=1e-6)

@@ -59,7 +59,9 @@ def test_baselines_on_mmlu_heldout_match_metrics_md(tmp_path, router_name, apgr,
     assert rep["n"] == 3056 and rep["protocol"] == "mmlu-heldout"
     first = rep["routers"][0]
     assert first["name"] == router_name
-    assert abs(first["apgr"] - (0.50 if router_name == "random" else 1.251)) <= (0.03 if router_name == "random" else 0.005)
+    assert abs(first["apgr"] - (0.50 if router_name == "random" else 1.251)) <= (
+        0.03 if router_name == "random" else 0.005
+    )
     assert round(first["apgr"], 3) == apgr and round(first["cpt50"], 2) == cpt50 and round(first["cpt80"], 2) == cpt80
     assert len(first["pgr_grid"]) == 11 and first["pgr_grid"][0] == 0 and first["pgr_grid"][-1] == pytest.approx(1)
     assert (out / "quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -84,9 +86,13 @@ def test_router_eval_writes_report_and_reuses_cached_scores(router, outcome_csvs
     assert rep2["scoring"]["cached"] is True and "from cache" in r2.output
     assert rep2["routers"][0]["pgr_grid"] == rep["routers"][0]["pgr_grid"]
     # calibrating the router does not invalidate its cached scores
-    (router / "policy.json").write_text(json.dumps({"name": "threshold", "options": {"threshold": 0.1}, "models": ["weak", "strong"]}))
+    (router / "policy.json").write_text(
+        json.dumps({"name": "threshold", "options": {"threshold": 0.1}, "models": ["weak", "strong"]})
+    )
     r3 = tela_cli("eval", "--router", router, "--data", outcome_csvs, "--output", out, "--force")
-    assert read_report(out)["scoring"]["cached"] is True and read_report(out)["policy"]["point"]["strong_share"] == 1.0, r3.output
+    assert (
+        read_report(out)["scoring"]["cached"] is True and read_report(out)["policy"]["point"]["strong_share"] == 1.0
+    ), r3.output
 
 
 def test_existing_report_is_not_overwritten(outcome_csvs, tmp_path, tela_cli):
@@ -105,7 +111,10 @@ def test_bad_inputs_exit_2_and_write_nothing(router, outcome_csvs, tmp_path, tel
         (["--router", tmp_path, "--data", outcome_csvs], "not a tela router"),
         (["--router", "random", "--data", tmp_path / "missing.csv"], "not found"),
         (["--router", "random", "--data", outcome_csvs, "--weak-model", "nobody"], "nobody"),
-        (["--router", "random", "--data", outcome_csvs, "--protocol", "mmlu-heldout", "--source", "jsonl"], "expected a JSONL file"),
+        (
+            ["--router", "random", "--data", outcome_csvs, "--protocol", "mmlu-heldout", "--source", "jsonl"],
+            "expected a JSONL file",
+        ),
     ]
     no_outcomes = tmp_path / "plain.jsonl"
     from tela_core.data.records import seed_record
@@ -128,7 +137,9 @@ def test_protocol_needs_mmlu_subjects(outcome_csvs, tmp_path, tela_cli):
     shutil.copy(outcome_csvs / "mmlu_anatomy.csv", only_train)
     r = tela_cli("eval", "--router", "random", "--data", only_train, "--protocol", "mmlu-heldout", "-o", tmp_path / "o")
     assert r.exit_code == 2 and "held-out MMLU subject" in r.output
-    r = tela_cli("eval", "--router", "random", "--data", outcome_csvs, "--protocol", "mmlu-heldout", "-o", tmp_path / "o")
+    r = tela_cli(
+        "eval", "--router", "random", "--data", outcome_csvs, "--protocol", "mmlu-heldout", "-o", tmp_path / "o"
+    )
     assert r.exit_code == 0, r.output
     assert read_report(tmp_path / "o")["n"] == 15  # astronomy only
 

@@ -26,9 +26,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,11 @@ ARENA = public_data("routerarena-sub10")
 FLASH, HAIKU = "gemini-2.0-flash-001", "claude-3-haiku-20240307"
 BIN = str(Path(sys.executable).parent)
 #: the real endpoints the guide shows, each swapped for the stand-in's address
-GUIDE_URLS = ("https://generativelanguage.googleapis.com/v1beta/openai", "https://api.anthropic.com/v1", "https://api.openai.com/v1")
+GUIDE_URLS = (
+    "https://generativelanguage.googleapis.com/v1beta/openai",
+    "https://api.anthropic.com/v1",
+    "https://api.openai.com/v1",
+)
 ADMIN_TOKEN = "flywheel-admin-token"
 
 
@@ -55,8 +60,14 @@ def _env() -> dict[str, str]:
     env.setdefault("TELA_CACHE", str(ROOT / ".cache" / "tela"))
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     # the guide's api_key_env variables: the stand-in takes any key
-    env.update({"GEMINI_API_KEY": "stand-in", "ANTHROPIC_API_KEY": "stand-in", "OPENAI_API_KEY": "stand-in",
-                "TELA_ADMIN_TOKEN": ADMIN_TOKEN})
+    env.update(
+        {
+            "GEMINI_API_KEY": "stand-in",
+            "ANTHROPIC_API_KEY": "stand-in",
+            "OPENAI_API_KEY": "stand-in",
+            "TELA_ADMIN_TOKEN": ADMIN_TOKEN,
+        }
+    )
     return env
 
 
@@ -80,12 +91,20 @@ def _free_port() -> int:
 
 def _http(url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, headers={"content-type": "application/json", **(headers or {})},
-                                 method="POST" if data is not None else "GET")
+    req = urllib.request.Request(
+        url,
+        data=data,
+        headers={"content-type": "application/json", **(headers or {})},
+        method="POST" if data is not None else "GET",
+    )
     try:
         with urllib.request.urlopen(req, timeout=120) as r:
             raw = r.read()
-            return r.status, {k.lower(): v for k, v in r.headers.items()}, json.loads(raw) if raw[:1] in (b"{", b"[") else raw.decode()
+            return (
+                r.status,
+                {k.lower(): v for k, v in r.headers.items()},
+                json.loads(raw) if raw[:1] in (b"{", b"[") else raw.decode(),
+            )
     except urllib.error.HTTPError as e:
         return e.code, {}, e.read().decode()
 
@@ -95,8 +114,15 @@ class _Serve:
 
     def __init__(self, command: str, cwd: Path, port: int) -> None:
         self.url = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=cwd, env=_env(), stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.proc = subprocess.Popen(
+            ["bash", "-c", f"exec {command}"],
+            cwd=cwd,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -110,7 +136,10 @@ class _Serve:
         raise AssertionError(f"tela serve did not become ready:\n{self.stop()}")
 
     def chat(self, prompt: str) -> tuple[int, dict[str, str], Any]:
-        return _http(self.url + "/v1/chat/completions", {"model": "router-mine", "messages": [{"role": "user", "content": prompt}]})
+        return _http(
+            self.url + "/v1/chat/completions",
+            {"model": "router-mine", "messages": [{"role": "user", "content": prompt}]},
+        )
 
     def stop(self) -> str:
         if self.proc.poll() is None:
@@ -138,6 +167,7 @@ def _questions(up: ReplayUpstream) -> list[str]:
 
 def _send_traffic(serve: _Serve, prompts: list[str], up: ReplayUpstream) -> None:
     """Clients asking the router, 8 at a time; every answer is the chosen model's recorded one."""
+
     def one(p: str) -> None:
         status, headers, body = serve.chat(p)
         assert status == 200, body
@@ -156,6 +186,7 @@ def _wait_for_lines(path: Path, n: int, timeout: float = 60) -> None:
 
 # -- the whole loop, step by step, with what a user relies on at each step ---------------------------
 
+
 @needs_public_data("routerarena-sub10")
 def test_the_flywheel_end_to_end(tmp_path: Path, replay: ReplayUpstream) -> None:
     questions = _questions(replay)
@@ -166,7 +197,9 @@ def test_the_flywheel_end_to_end(tmp_path: Path, replay: ReplayUpstream) -> None
         "upstreams:\n"
         f"  flash: {{base_url: '{url}', model: {FLASH}, price_input: 0.1, price_output: 0.4}}\n"
         f"  haiku: {{base_url: '{url}', model: {HAIKU}, price_input: 0.25, price_output: 1.25}}\n"
-        f"  judge: {{base_url: '{url}', model: gpt-4o, price_input: 2.5, price_output: 10}}\n", encoding="utf-8")
+        f"  judge: {{base_url: '{url}', model: gpt-4o, price_input: 2.5, price_output: 10}}\n",
+        encoding="utf-8",
+    )
     models = ["--config", "serve.yaml", "--model", "flash", "--model", "haiku"]
     pair = ["--set", f"source.models.weak={FLASH}", "--set", f"source.models.strong={HAIKU}"]  # models are named by id
 
@@ -177,12 +210,31 @@ def test_the_flywheel_end_to_end(tmp_path: Path, replay: ReplayUpstream) -> None
     for q, row in zip(first, rows):
         for name, model in (("flash", FLASH), ("haiku", HAIKU)):
             a = row["answers"][model]
-            assert a["error"] is None and a["text"] == replay.recorded[model][q].text and a["cost"] > 0 and a["upstream"] == name
+            assert (
+                a["error"] is None
+                and a["text"] == replay.recorded[model][q].text
+                and a["cost"] > 0
+                and a["upstream"] == name
+            )
     assert max(replay.requests_for(FLASH).values()) == 1 and max(replay.requests_for(HAIKU).values()) == 1
 
     # judge: every answer rated by the (stand-in) judge model; the labels are the weak model's rating
-    _tela(tmp_path, "judge", "--answers", "answers", "--judge", "llm-judge", "--judge-model", "judge", "--config", "serve.yaml",
-          "--set", "judge.rate=all", "-o", "judged")
+    _tela(
+        tmp_path,
+        "judge",
+        "--answers",
+        "answers",
+        "--judge",
+        "llm-judge",
+        "--judge-model",
+        "judge",
+        "--config",
+        "serve.yaml",
+        "--set",
+        "judge.rate=all",
+        "-o",
+        "judged",
+    )
     records = _jsonl(tmp_path / "judged" / "records.jsonl")
     assert len(records) == 120
     for q, rec in zip(first, records):
@@ -202,8 +254,10 @@ def test_the_flywheel_end_to_end(tmp_path: Path, replay: ReplayUpstream) -> None
     # serve with shadow mode on every request, through a link a new version can replace
     os.symlink("v1", tmp_path / "live")
     with open(tmp_path / "serve.yaml", "a", encoding="utf-8") as fh:
-        fh.write("routers:\n  mine: {path: live, upstreams: [flash, haiku], shadow: 1.0}\nshadow_log: shadow.jsonl\nlog_prompts: true\n"
-                 "admin_token_env: TELA_ADMIN_TOKEN\n")
+        fh.write(
+            "routers:\n  mine: {path: live, upstreams: [flash, haiku], shadow: 1.0}\nshadow_log: shadow.jsonl\nlog_prompts: true\n"  # noqa: E501
+            "admin_token_env: TELA_ADMIN_TOKEN\n"
+        )
     calls_before = replay.stats()["requests"]
     port = _free_port()
     serve = _Serve(f"tela serve --config serve.yaml --port {port} --log-level warning", tmp_path, port)
@@ -227,13 +281,38 @@ def test_the_flywheel_end_to_end(tmp_path: Path, replay: ReplayUpstream) -> None
             assert r["answers"][FLASH]["text"] == replay.recorded[FLASH][q].text
             assert r["answers"][HAIKU]["text"] == replay.recorded[HAIKU][q].text
 
-        _tela(tmp_path, "judge", "--answers", "answers-live", "--judge", "llm-judge", "--judge-model", "judge",
-              "--config", "serve.yaml", "--set", "judge.rate=all", "-o", "judged-live")
+        _tela(
+            tmp_path,
+            "judge",
+            "--answers",
+            "answers-live",
+            "--judge",
+            "llm-judge",
+            "--judge-model",
+            "judge",
+            "--config",
+            "serve.yaml",
+            "--set",
+            "judge.rate=all",
+            "-o",
+            "judged-live",
+        )
         assert len(_jsonl(tmp_path / "judged-live" / "records.jsonl")) == len(live)
 
         # run again on more records; swap the link; reload: the server now routes with v2
-        _tela(tmp_path, "run", "--data", "train.jsonl", "--data", "judged-live/records.jsonl", "--family", "length", *pair,
-              "-o", "v2")
+        _tela(
+            tmp_path,
+            "run",
+            "--data",
+            "train.jsonl",
+            "--data",
+            "judged-live/records.jsonl",
+            "--family",
+            "length",
+            *pair,
+            "-o",
+            "v2",
+        )
         assert json.loads((tmp_path / "v2" / "tela.json").read_text())["train_records"] == 100 + len(live)
         os.symlink("v2", tmp_path / "live.new")
         os.replace(tmp_path / "live.new", tmp_path / "live")
@@ -264,6 +343,7 @@ def test_a_router_path_in_the_config_file_keeps_its_symbolic_link(tmp_path: Path
 
 # -- the guide, docs/own-models.md, command by command -------------------------------------------------
 
+
 def _guide_steps() -> list[tuple[str, str]]:
     """("file", "NAME\\nTEXT") / ("append", ...) for the YAML blocks headed ``# NAME`` / ``# NAME (add)``,
     ("run", COMMAND) for each command of a bash block (continuation lines joined), in order."""
@@ -291,8 +371,19 @@ def test_the_guide_shows_the_whole_loop() -> None:
     """What the guide promises is in its commands (so the run below covers it)."""
     cmds = [c for kind, c in _guide_steps() if kind == "run"]
     text = "\n".join(cmds)
-    for must in ("tela collect --prompts", "--dry-run", "--max-cost", "tela judge", "--agreement", "tela run", "tela eval",
-                 "tela serve", "tela collect --from-log", "/admin/reload", "tela zoo"):
+    for must in (
+        "tela collect --prompts",
+        "--dry-run",
+        "--max-cost",
+        "tela judge",
+        "--agreement",
+        "tela run",
+        "tela eval",
+        "tela serve",
+        "tela collect --from-log",
+        "/admin/reload",
+        "tela zoo",
+    ):
         assert must in text, must
     assert [c.split()[1] for c in cmds if c.startswith("tela ")].count("run") == 2  # trained twice: v1, then v2
     guide = GUIDE.read_text(encoding="utf-8")
@@ -306,7 +397,9 @@ def test_the_guide_shows_the_whole_loop() -> None:
 def test_own_models_guide_runs(tmp_path: Path, replay: ReplayUpstream) -> None:
     questions = _questions(replay)
     prompts, traffic = questions[:150], questions[150:450]
-    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps({"prompt": q}) + "\n" for q in prompts), encoding="utf-8")
+    (tmp_path / "prompts.jsonl").write_text(
+        "".join(json.dumps({"prompt": q}) + "\n" for q in prompts), encoding="utf-8"
+    )
     port = _free_port()
     serve: _Serve | None = None
     outputs: list[str] = []
@@ -326,8 +419,14 @@ def test_own_models_guide_runs(tmp_path: Path, replay: ReplayUpstream) -> None:
                 _send_traffic(serve, traffic, replay)
                 time.sleep(2)  # shadow calls finish off the response path
             calls = replay.stats()["requests"]
-            r = subprocess.run(["bash", "-euo", "pipefail", "-c", step], cwd=tmp_path, env=_env(), capture_output=True,
-                               text=True, timeout=600)
+            r = subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", step],
+                cwd=tmp_path,
+                env=_env(),
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             assert r.returncode == 0, f"{step}\n{r.stdout}\n{r.stderr}"
             assert "Traceback" not in r.stderr, r.stderr
             outputs.append(r.stdout + r.stderr)

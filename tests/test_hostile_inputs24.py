@@ -8,19 +8,31 @@ from pathlib import Path
 
 import pytest
 
-from tela_core.data import mix
-from tela_core.data import sample_path
+from tela_core.data import mix, sample_path
 from tela_core.testkit import TelaCli
 
-
 # -- item 8: weights -----------------------------------------------------------------------------
+
 
 def test_a_huge_weight_on_the_command_line_is_one_line(tmp_path: Path, tela_cli: TelaCli) -> None:
     """--weight 1e9 was a MemoryError traceback (1e6 grew to 4.7 GB first)."""
     data, out = sample_path(), tmp_path / "r"
     for weight in ("1e9", "1e6", "1e12", "1e300"):
-        line = tela_cli.error("run", "--family", "length", "--data", data, "--data", data,
-                              "--weight", "1", "--weight", weight, "--output", out)
+        line = tela_cli.error(
+            "run",
+            "--family",
+            "length",
+            "--data",
+            data,
+            "--data",
+            data,
+            "--weight",
+            "1",
+            "--weight",
+            weight,
+            "--output",
+            out,
+        )
         assert "source2" in line and "at most 10,000" in line, line
         assert not out.exists()
 
@@ -28,19 +40,23 @@ def test_a_huge_weight_on_the_command_line_is_one_line(tmp_path: Path, tela_cli:
 def test_a_huge_weight_in_a_mix_file_is_one_line(tmp_path: Path, tela_cli: TelaCli) -> None:
     """mix: weight 1e12 was an OverflowError traceback."""
     config = tmp_path / "run.yaml"
-    config.write_text(f"mix:\n  - data: {sample_path()}\n  - data: {sample_path()}\n    weight: 1e12\n", encoding="utf-8")
+    config.write_text(
+        f"mix:\n  - data: {sample_path()}\n  - data: {sample_path()}\n    weight: 1e12\n", encoding="utf-8"
+    )
     line = tela_cli.error("run", "--family", "length", "--config", config, "--output", tmp_path / "r")
     assert str(config) in line and "mix entry 2" in line and "at most 10,000" in line, line
 
 
-def test_weights_that_make_too_many_rows_are_refused_before_any_copy(tmp_path: Path, tela_cli: TelaCli,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_weights_that_make_too_many_rows_are_refused_before_any_copy(
+    tmp_path: Path, tela_cli: TelaCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A weight under the bound on a large source can still make more rows than memory holds: the
     rows are counted first and the source that adds the most is named with the bound."""
     monkeypatch.setattr(mix, "MAX_WEIGHTED_ROWS", 5_000)
     data, out = sample_path(), tmp_path / "r"
-    line = tela_cli.error("run", "--family", "length", "--data", data, "--data", data,
-                          "--weight", "1", "--weight", "100", "--output", out)
+    line = tela_cli.error(
+        "run", "--family", "length", "--data", data, "--data", data, "--weight", "1", "--weight", "100", "--output", out
+    )
     assert f"{data} (source2): weight 100" in line and "at most 5,000 training rows" in line, line
     assert not out.exists()
     # under the bound, the weights apply as before
@@ -106,12 +122,24 @@ def test_collect_answers_with_line_break_characters_stay_one_line(tmp_path: Path
     from tela_core.testkit.replay_upstream import Recorded, ReplayUpstream
 
     questions = ["What is 1 + 1?\u2028Say it.", "Line\u0085break: 2 + 2?", "Para\u2029graph 3 + 3?"]
-    rec = {m: {q: Recorded(f"{2 * (i + 1)}\u2028done", 10, 3, 1.0) for i, q in enumerate(questions)} for m in ("small", "big")}
+    rec = {
+        m: {q: Recorded(f"{2 * (i + 1)}\u2028done", 10, 3, 1.0) for i, q in enumerate(questions)}
+        for m in ("small", "big")
+    }
     prompts, out = tmp_path / "prompts.jsonl", tmp_path / "out"
     prompts.write_text("".join(json.dumps({"prompt": q}) + "\n" for q in questions), encoding="utf-8")
     with ReplayUpstream(rec) as up:
-        r = run_cli("collect", "--prompts", prompts, "--model", f"small={up.base_url}#small",
-                    "--model", f"big={up.base_url}#big", "-o", out)
+        r = run_cli(
+            "collect",
+            "--prompts",
+            prompts,
+            "--model",
+            f"small={up.base_url}#small",
+            "--model",
+            f"big={up.base_url}#big",
+            "-o",
+            out,
+        )
     assert r.exit_code == 0, r.output
     rows = _splitlines_records(out / "answers.jsonl")
     assert [row["messages"][-1]["content"] for row in rows] == questions
@@ -125,7 +153,7 @@ def test_route_json_lines_and_serve_log_lines_stay_one_line(tmp_path: Path, tela
 
     router = tmp_path / "router"
     assert tela_cli("run", "--family", "length", "--data", sample_path(), "--output", router).exit_code == 0
-    result = tela_cli("route", "--router", router, "--json", f"one{BREAKS}prompt", f"two\u2028prompt")
+    result = tela_cli("route", "--router", router, "--json", f"one{BREAKS}prompt", "two\u2028prompt")
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["prompt"] for r in rows] == [f"one{BREAKS}prompt", "two\u2028prompt"]

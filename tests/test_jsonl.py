@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from tela_core import InputError
-from tela_core.plugins.discovery import get_registry
 from tela_core.data.prompts import SYSTEM_PROMPT, user_content
+from tela_core.plugins.discovery import get_registry
 from tela_core.testkit.helpers import TelaCli
 
 

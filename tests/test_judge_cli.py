@@ -11,8 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -45,11 +46,28 @@ def upstream() -> Iterator[ReplayUpstream]:
 def answers(tmp_path: Path, upstream: ReplayUpstream) -> Path:
     """tela collect's output over the synthetic prompts (with reference answers)."""
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"prompt": q, "reference": str(2 * i + 1)}) + "\n"
-                               for i, q in enumerate(upstream.prompts("big"))), encoding="utf-8")
+    prompts.write_text(
+        "".join(
+            json.dumps({"prompt": q, "reference": str(2 * i + 1)}) + "\n" for i, q in enumerate(upstream.prompts("big"))
+        ),
+        encoding="utf-8",
+    )
     out = tmp_path / "answers"
-    r = run_cli("collect", "--prompts", prompts, "--model", f"small={upstream.base_url}#small",
-                "--model", f"big={upstream.base_url}#big", "--price", "small=1,2", "--price", "big=10,30", "-o", out)
+    r = run_cli(
+        "collect",
+        "--prompts",
+        prompts,
+        "--model",
+        f"small={upstream.base_url}#small",
+        "--model",
+        f"big={upstream.base_url}#big",
+        "--price",
+        "small=1,2",
+        "--price",
+        "big=10,30",
+        "-o",
+        out,
+    )
     assert r.exit_code == 0, r.output
     upstream.reset(counts=True)
     return out
@@ -85,11 +103,22 @@ def test_reference_judge_records_are_read_by_data_check_run_eval_and_zoo(tmp_pat
     assert zoo.exit_code == 0, zoo.output
 
 
-def test_default_llm_judge_records_are_read_by_run_eval_and_zoo(tmp_path: Path, answers: Path, upstream: ReplayUpstream) -> None:
+def test_default_llm_judge_records_are_read_by_run_eval_and_zoo(
+    tmp_path: Path, answers: Path, upstream: ReplayUpstream
+) -> None:
     """llm-judge with no options rates every answer: run's cheap families, eval and zoo read its records as they are."""
     out = tmp_path / "judged"
-    r = run_cli("judge", "--answers", answers, "--judge", "llm-judge", "--judge-model", f"judge={upstream.base_url}#judge",
-                "-o", out)
+    r = run_cli(
+        "judge",
+        "--answers",
+        answers,
+        "--judge",
+        "llm-judge",
+        "--judge-model",
+        f"judge={upstream.base_url}#judge",
+        "-o",
+        out,
+    )
     assert r.exit_code == 0, r.output
     assert all(set(rec["outcomes"]) == {"small", "big"} for rec in _jsonl(out / "records.jsonl"))
     data = out / "records.jsonl"
@@ -100,43 +129,104 @@ def test_default_llm_judge_records_are_read_by_run_eval_and_zoo(tmp_path: Path, 
     assert zoo.exit_code == 0, zoo.output
 
 
-def test_llm_judge_rates_the_weak_answer_through_the_judge_model(tmp_path: Path, answers: Path, upstream: ReplayUpstream) -> None:
+def test_llm_judge_rates_the_weak_answer_through_the_judge_model(
+    tmp_path: Path, answers: Path, upstream: ReplayUpstream
+) -> None:
     out = tmp_path / "judged"
-    r = run_cli("judge", "--answers", answers, "--judge", "llm-judge", "--judge-model", f"judge={upstream.base_url}#judge",
-                "--price", "judge=5,15", "--set", "judge.rate=all", "-o", out, "--json")
+    r = run_cli(
+        "judge",
+        "--answers",
+        answers,
+        "--judge",
+        "llm-judge",
+        "--judge-model",
+        f"judge={upstream.base_url}#judge",
+        "--price",
+        "judge=5,15",
+        "--set",
+        "judge.rate=all",
+        "-o",
+        out,
+        "--json",
+    )
     assert r.exit_code == 0, r.output
-    s = json.loads(r.stdout[r.stdout.index("{"):])
+    s = json.loads(r.stdout[r.stdout.index("{") :])
     assert s["judged"] == 24 and s["errors"] == 0 and s["this_run"]["calls"] == 48 and s["cost_total"] > 0
     for i, rec in enumerate(_jsonl(out / "records.jsonl")):
-        assert rec["messages"][-1]["content"] == ("[[5]]" if i % 3 else "[[1]]")  # the stand-in judge rates 1 + 4 x score
+        assert rec["messages"][-1]["content"] == (
+            "[[5]]" if i % 3 else "[[1]]"
+        )  # the stand-in judge rates 1 + 4 x score
         assert rec["outcomes"] == {"small": 1.0 if i % 3 else 0.0, "big": 1.0}
     assert _judge_calls(upstream) == 48
     # a rerun judges nothing again
-    r = run_cli("judge", "--answers", answers, "--judge", "llm-judge", "--judge-model", f"judge={upstream.base_url}#judge",
-                "--price", "judge=5,15", "--set", "judge.rate=all", "-o", out)
+    r = run_cli(
+        "judge",
+        "--answers",
+        answers,
+        "--judge",
+        "llm-judge",
+        "--judge-model",
+        f"judge={upstream.base_url}#judge",
+        "--price",
+        "judge=5,15",
+        "--set",
+        "judge.rate=all",
+        "-o",
+        out,
+    )
     assert r.exit_code == 0 and "24 already judged, 0 to judge" in r.output and _judge_calls(upstream) == 48
 
 
-def test_unreadable_judge_output_is_retried_then_an_error_record_never_a_label(tmp_path: Path, answers: Path,
-                                                                               upstream: ReplayUpstream) -> None:
+def test_unreadable_judge_output_is_retried_then_an_error_record_never_a_label(
+    tmp_path: Path, answers: Path, upstream: ReplayUpstream
+) -> None:
     out = tmp_path / "judged"
     upstream.inject("nonsense", times=1, model="judge")  # the first reply has no [[k]]: asked again, then fine
     upstream.inject("nonsense", times=None, model="judge", after=10**9)  # (queued behind, never reached)
-    r = run_cli("judge", "--answers", answers, "--judge", "llm-judge", "--judge-model", f"judge={upstream.base_url}#judge",
-                "--concurrency", 1, "--sample", 3, "-o", out)
+    r = run_cli(
+        "judge",
+        "--answers",
+        answers,
+        "--judge",
+        "llm-judge",
+        "--judge-model",
+        f"judge={upstream.base_url}#judge",
+        "--concurrency",
+        1,
+        "--sample",
+        3,
+        "-o",
+        out,
+    )
     assert r.exit_code == 0, r.output
     js = _jsonl(out / "judgements.jsonl")
     assert [j["tries"] for j in js] == [2, 1, 1] and all(j["error"] is None for j in js)
     upstream.reset()
     upstream.inject("nonsense", times=None, model="judge")
     out2 = tmp_path / "judged2"
-    r = run_cli("judge", "--answers", answers, "--judge", "llm-judge", "--judge-model", f"judge={upstream.base_url}#judge",
-                "--sample", 3, "--judge-retries", 2, "-o", out2)  # 9 unreadable replies: under the 10 that stop a run
+    r = run_cli(
+        "judge",
+        "--answers",
+        answers,
+        "--judge",
+        "llm-judge",
+        "--judge-model",
+        f"judge={upstream.base_url}#judge",
+        "--sample",
+        3,
+        "--judge-retries",
+        2,
+        "-o",
+        out2,
+    )  # 9 unreadable replies: under the 10 that stop a run
     assert r.exit_code == 3, r.output  # verdicts missing: exit 3
     js = _jsonl(out2 / "judgements.jsonl")
     assert len(js) == 3 and all(j["label"] is None and j["outcomes"] is None for j in js)
-    assert all(j["error"].startswith("unreadable judge reply after 3 tries") and "no verdict from me" in j["detail"]["replies"][0]
-               for j in js)
+    assert all(
+        j["error"].startswith("unreadable judge reply after 3 tries")
+        and "no verdict from me" in j["detail"]["replies"][0]
+        for j in js
+    )
     assert _jsonl(out2 / "records.jsonl") == []
     assert "3 errors" in r.output
 
@@ -149,9 +239,19 @@ class _EchoJudge(Judge):
     needs_upstream = True
 
     def requests(self, item: JudgeItem) -> list[JudgeRequest]:
-        return [JudgeRequest(messages=[{"role": "user", "content": f"[The Start of Assistant's Answer]\n{item.answers[m]}\n"
-                                                                    "[The End of Assistant's Answer]"}], max_tokens=8)
-                for m in (item.weak, item.strong)]
+        return [
+            JudgeRequest(
+                messages=[
+                    {
+                        "role": "user",
+                        "content": f"[The Start of Assistant's Answer]\n{item.answers[m]}\n"
+                        "[The End of Assistant's Answer]",
+                    }
+                ],
+                max_tokens=8,
+            )
+            for m in (item.weak, item.strong)
+        ]
 
     def verdict(self, item: JudgeItem, replies: list[str]) -> Verdict:
         import re
@@ -171,13 +271,29 @@ class _EchoPlugin:
         register(_EchoJudge)
 
 
-def test_a_registered_judge_only_its_unreadable_call_is_asked_again(tmp_path: Path, answers: Path, upstream: ReplayUpstream,
-                                                                   register_plugin: Any) -> None:
+def test_a_registered_judge_only_its_unreadable_call_is_asked_again(
+    tmp_path: Path, answers: Path, upstream: ReplayUpstream, register_plugin: Any
+) -> None:
     register_plugin(_EchoPlugin(), "test-echo-judge")
-    upstream.inject("nonsense", times=1, model="judge", after=1)  # the 2nd call (the strong answer's) is unreadable once
+    upstream.inject(
+        "nonsense", times=1, model="judge", after=1
+    )  # the 2nd call (the strong answer's) is unreadable once
     out = tmp_path / "judged"
-    r = run_cli("judge", "--answers", answers, "--judge", "test-echo", "--judge-model", f"judge={upstream.base_url}#judge",
-                "--concurrency", 1, "--sample", 1, "-o", out)
+    r = run_cli(
+        "judge",
+        "--answers",
+        answers,
+        "--judge",
+        "test-echo",
+        "--judge-model",
+        f"judge={upstream.base_url}#judge",
+        "--concurrency",
+        1,
+        "--sample",
+        1,
+        "-o",
+        out,
+    )
     assert r.exit_code == 0, r.output
     (j,) = _jsonl(out / "judgements.jsonl")
     assert j["error"] is None and j["tries"] == 2 and j["calls"] == 3  # 2 calls, then only the failed one again
@@ -186,11 +302,28 @@ def test_a_registered_judge_only_its_unreadable_call_is_asked_again(tmp_path: Pa
 
 def test_agreement_of_two_judges_on_a_sample(tmp_path: Path, answers: Path, upstream: ReplayUpstream) -> None:
     out = tmp_path / "agree"
-    r = run_cli("judge", "--answers", answers, "--judge", "llm-judge", "--judge-model", f"judge={upstream.base_url}#judge",
-                "--agreement", "reference", "--set", "agreement.grader=number", "--sample", 12, "-o", out)
+    r = run_cli(
+        "judge",
+        "--answers",
+        answers,
+        "--judge",
+        "llm-judge",
+        "--judge-model",
+        f"judge={upstream.base_url}#judge",
+        "--agreement",
+        "reference",
+        "--set",
+        "agreement.grader=number",
+        "--sample",
+        12,
+        "-o",
+        out,
+    )
     assert r.exit_code == 0, r.output
     agr = json.loads((out / "agreement.json").read_text())
-    assert agr["judges"] == ["llm-judge (judge)", "reference"] and agr["prompts"] == 12  # a judge named with the model it calls
+    assert (
+        agr["judges"] == ["llm-judge (judge)", "reference"] and agr["prompts"] == 12
+    )  # a judge named with the model it calls
     # the stand-in judge rates from the very scores the reference grader recomputes: they agree fully
     assert agr["label"]["n"] == 12 and agr["label"]["raw"] == 1.0 and agr["label"]["kappa"] == pytest.approx(1.0)
     assert agr["outcomes"]["small"]["kappa"] == pytest.approx(1.0)
@@ -201,11 +334,27 @@ def test_agreement_of_two_judges_on_a_sample(tmp_path: Path, answers: Path, upst
 def test_judge_max_cost_stops_where_it_says(tmp_path: Path, answers: Path, upstream: ReplayUpstream) -> None:
     out = tmp_path / "judged"
     # each llm-judge call reserves its ~110 prompt tokens and 512 reply tokens at $10/$30 per M: ~$0.0165
-    args = ["judge", "--answers", answers, "--judge", "llm-judge", "--judge-model", f"judge={upstream.base_url}#judge",
-            "--price", "judge=10,30", "--set", "judge.rate=weak", "--concurrency", 1, "-o", out, "--json"]
+    args = [
+        "judge",
+        "--answers",
+        answers,
+        "--judge",
+        "llm-judge",
+        "--judge-model",
+        f"judge={upstream.base_url}#judge",
+        "--price",
+        "judge=10,30",
+        "--set",
+        "judge.rate=weak",
+        "--concurrency",
+        1,
+        "-o",
+        out,
+        "--json",
+    ]
     r = run_cli(*args, "--max-cost", 0.03)
     assert r.exit_code == 0, r.output
-    s = json.loads(r.stdout[r.stdout.index("{"):])
+    s = json.loads(r.stdout[r.stdout.index("{") :])
     assert s["stopped"] == "budget" and 0 < s["judged"] < 24 and s["cost_total"] <= 0.03
     assert _judge_calls(upstream) == s["judged"]
     r = run_cli(*args, "--max-cost", 10)
@@ -213,9 +362,18 @@ def test_judge_max_cost_stops_where_it_says(tmp_path: Path, answers: Path, upstr
     assert max(upstream.requests_for("judge").values()) == 1
 
 
-@pytest.mark.parametrize("case", ["unknown judge", "judge without upstream", "reference without references",
-                                  "reference with a judge model", "unreachable judge model", "bad answers line",
-                                  "unknown pair model"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unknown judge",
+        "judge without upstream",
+        "reference without references",
+        "reference with a judge model",
+        "unreachable judge model",
+        "bad answers line",
+        "unknown pair model",
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, answers: Path, upstream: ReplayUpstream, case: str) -> None:
     import socket
 
@@ -223,19 +381,36 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, answers: Path, upstrea
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
     no_refs = tmp_path / "noref.jsonl"
-    no_refs.write_text("".join(json.dumps({**row, "reference": None}) + "\n" for row in _jsonl(answers / "answers.jsonl")),
-                       encoding="utf-8")
+    no_refs.write_text(
+        "".join(json.dumps({**row, "reference": None}) + "\n" for row in _jsonl(answers / "answers.jsonl")),
+        encoding="utf-8",
+    )
     bad = tmp_path / "bad.jsonl"
-    bad.write_text((answers / "answers.jsonl").read_text(encoding="utf-8").splitlines()[0] + "\n{\"id\": 3}\n", encoding="utf-8")
+    bad.write_text(
+        (answers / "answers.jsonl").read_text(encoding="utf-8").splitlines()[0] + '\n{"id": 3}\n', encoding="utf-8"
+    )
     out = tmp_path / "out"
     argv, expect = {
-        "unknown judge": (["--answers", answers, "--judge", "oracle-of-delphi"], "registered judges: llm-judge, pairwise, reference"),
-        "judge without upstream": (["--answers", answers, "--judge", "llm-judge"], "calls a judge model: give --judge-model"),
-        "reference without references": (["--answers", no_refs, "--judge", "reference"], "grades against reference answers"),
-        "reference with a judge model": (["--answers", answers, "--judge", "reference", "--judge-model",
-                                          f"j={upstream.base_url}#judge"], "does not take --judge-model"),
-        "unreachable judge model": (["--answers", answers, "--judge", "llm-judge", "--judge-model",
-                                     f"judge=http://127.0.0.1:{dead}/v1#judge"], "judge: "),
+        "unknown judge": (
+            ["--answers", answers, "--judge", "oracle-of-delphi"],
+            "registered judges: llm-judge, pairwise, reference",
+        ),
+        "judge without upstream": (
+            ["--answers", answers, "--judge", "llm-judge"],
+            "calls a judge model: give --judge-model",
+        ),
+        "reference without references": (
+            ["--answers", no_refs, "--judge", "reference"],
+            "grades against reference answers",
+        ),
+        "reference with a judge model": (
+            ["--answers", answers, "--judge", "reference", "--judge-model", f"j={upstream.base_url}#judge"],
+            "does not take --judge-model",
+        ),
+        "unreachable judge model": (
+            ["--answers", answers, "--judge", "llm-judge", "--judge-model", f"judge=http://127.0.0.1:{dead}/v1#judge"],
+            "judge: ",
+        ),
         "bad answers line": (["--answers", bad, "--judge", "reference"], f"{bad}:2: "),
         "unknown pair model": (["--answers", answers, "--judge", "reference", "--weak-model", "tiny"], "no such model"),
     }[case]
@@ -244,12 +419,30 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, answers: Path, upstrea
     assert _judge_calls(upstream) == 0 and not out.exists()
 
 
-def test_kill_mid_judge_then_rerun_judges_only_what_is_missing(tmp_path: Path, answers: Path, upstream: ReplayUpstream) -> None:
+def test_kill_mid_judge_then_rerun_judges_only_what_is_missing(
+    tmp_path: Path, answers: Path, upstream: ReplayUpstream
+) -> None:
     out = tmp_path / "judged"
     upstream.inject("hang", times=None, after=10, model="judge")
-    cmd = [TELA, "judge", "--answers", str(answers), "--judge", "llm-judge", "--judge-model", f"judge={upstream.base_url}#judge",
-           "--set", "judge.rate=weak", "--concurrency", "2", "-o", str(out)]  # one call per prompt
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ), start_new_session=True)
+    cmd = [
+        TELA,
+        "judge",
+        "--answers",
+        str(answers),
+        "--judge",
+        "llm-judge",
+        "--judge-model",
+        f"judge={upstream.base_url}#judge",
+        "--set",
+        "judge.rate=weak",
+        "--concurrency",
+        "2",
+        "-o",
+        str(out),
+    ]  # one call per prompt
+    p = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ), start_new_session=True
+    )
     journal = out / ".journal.jsonl"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (journal.exists() and len(journal.read_text().splitlines()) >= 10):
@@ -267,7 +460,9 @@ def test_kill_mid_judge_then_rerun_judges_only_what_is_missing(tmp_path: Path, a
     assert len(_jsonl(out / "records.jsonl")) == 24
     counts = upstream.requests_for("judge")
     answered_prompts = {row["id"]: row for row in _jsonl(answers / "answers.jsonl")}
-    judged_before = {p for p, n in asked_before.items() if any(answered_prompts[i]["answers"]["small"]["text"] in p for i in before)}
+    judged_before = {
+        p for p, n in asked_before.items() if any(answered_prompts[i]["answers"]["small"]["text"] in p for i in before)
+    }
     assert all(counts[p] == 1 for p in judged_before)  # nothing judged before the kill is asked again
     assert sum(1 for n in counts.values() if n == 2) <= 2  # only the 2 calls in flight at the kill
     assert not journal.exists()
@@ -280,11 +475,32 @@ def test_collect_then_judge_on_real_answers(tmp_path: Path) -> None:
     assert ARENA is not None
     with ReplayUpstream.from_routerarena(ARENA, judges=["judge"]) as up:
         answers = tmp_path / "answers"
-        r = run_cli("collect", "--data", ARENA, "--sample", 20, "--model", f"haiku={up.base_url}#{HAIKU}",
-                    "--model", f"gemini={up.base_url}#{GEMINI}", "-o", answers)
+        r = run_cli(
+            "collect",
+            "--data",
+            ARENA,
+            "--sample",
+            20,
+            "--model",
+            f"haiku={up.base_url}#{HAIKU}",
+            "--model",
+            f"gemini={up.base_url}#{GEMINI}",
+            "-o",
+            answers,
+        )
         assert r.exit_code == 0, r.output
         out = tmp_path / "judged"
-        r = run_cli("judge", "--answers", answers, "--judge", "pairwise", "--judge-model", f"judge={up.base_url}#judge", "-o", out)
+        r = run_cli(
+            "judge",
+            "--answers",
+            answers,
+            "--judge",
+            "pairwise",
+            "--judge-model",
+            f"judge={up.base_url}#judge",
+            "-o",
+            out,
+        )
         assert r.exit_code == 0, r.output
         rows = {row["id"]: row for row in _jsonl(answers / "answers.jsonl")}
         decided = 0
@@ -299,34 +515,77 @@ def test_collect_then_judge_on_real_answers(tmp_path: Path) -> None:
         assert run_cli("data", "check", out / "records.jsonl").exit_code == 0
 
 
-def test_a_weak_model_that_scores_better_is_named_with_the_flags_that_keep_the_pair(tmp_path: Path, answers: Path) -> None:
+def test_a_weak_model_that_scores_better_is_named_with_the_flags_that_keep_the_pair(
+    tmp_path: Path, answers: Path
+) -> None:
     """The user's cheap model may also be the better one; tela run's default rule (lower mean outcome
     is weak) would then flip the pair silently. tela judge says so and how to name the pair, and a run
     given those flags routes between the pair the user meant."""
-    plain = run_cli("judge", "--answers", answers, "--judge", "reference", "--set", "judge.grader=number", "-o", tmp_path / "a")
+    plain = run_cli(
+        "judge", "--answers", answers, "--judge", "reference", "--set", "judge.grader=number", "-o", tmp_path / "a"
+    )
     assert plain.exit_code == 0 and "note:" not in plain.output
     assert "pair_note" not in json.loads((tmp_path / "a" / "summary.json").read_text(encoding="utf-8"))
 
     out = tmp_path / "b"
-    r = run_cli("judge", "--answers", answers, "--judge", "reference", "--set", "judge.grader=number",
-                "--weak-model", "big", "--strong-model", "small", "-o", out)
+    r = run_cli(
+        "judge",
+        "--answers",
+        answers,
+        "--judge",
+        "reference",
+        "--set",
+        "judge.grader=number",
+        "--weak-model",
+        "big",
+        "--strong-model",
+        "small",
+        "-o",
+        out,
+    )
     assert r.exit_code == 0, r.output
     note = json.loads((out / "summary.json").read_text(encoding="utf-8"))["pair_note"]
     assert "--set source.models.weak=big --set source.models.strong=small" in note and "note: " in r.output
-    run = run_cli("run", "--data", out / "records.jsonl", "--family", "length", "--set", "source.models.weak=big",
-                  "--set", "source.models.strong=small", "-o", tmp_path / "router")
+    run = run_cli(
+        "run",
+        "--data",
+        out / "records.jsonl",
+        "--family",
+        "length",
+        "--set",
+        "source.models.weak=big",
+        "--set",
+        "source.models.strong=small",
+        "-o",
+        tmp_path / "router",
+    )
     assert run.exit_code == 0, run.output
     from tela_core import Router
 
     assert Router.load(tmp_path / "router").models == ["big", "small"]
 
 
-def test_agreement_on_a_model_right_every_time_is_read_as_right_wrong_not_as_labels(tmp_path: Path, answers: Path) -> None:
+def test_agreement_on_a_model_right_every_time_is_read_as_right_wrong_not_as_labels(
+    tmp_path: Path, answers: Path
+) -> None:
     """`big` is right on every prompt: its right/wrong agreement is over the categories 0/1 with plain
     kappa, not mistaken for the 1..5 label scale with quadratic weights."""
     out = tmp_path / "agree"
-    r = run_cli("judge", "--answers", answers, "--judge", "reference", "--set", "judge.grader=number",
-                "--agreement", "reference", "--set", "agreement.grader=number", "-o", out)
+    r = run_cli(
+        "judge",
+        "--answers",
+        answers,
+        "--judge",
+        "reference",
+        "--set",
+        "judge.grader=number",
+        "--agreement",
+        "reference",
+        "--set",
+        "agreement.grader=number",
+        "-o",
+        out,
+    )
     assert r.exit_code == 0, r.output
     big = json.loads((out / "agreement.json").read_text())["outcomes"]["big"]
     assert big["weights"] == "none" and big["categories"] == [0, 1] and big["raw"] == 1.0

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import random
 import re
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -65,17 +66,28 @@ def arena_rows() -> list[dict[str, Any]]:
         if s is None or not w.get("generated_answer") or not s.get("generated_answer"):
             continue
         ev = w["evaluation_result"]
-        rows.append({
-            "id": gid, "question": w["question"], "metric": ev["metric"], "truth": str(ev["ground_truth"]).strip(),
-            "answers": {WEAK: w["generated_answer"], STRONG: s["generated_answer"]},
-            "scores": {WEAK: w["evaluation_result"]["score"], STRONG: s["evaluation_result"]["score"]},
-        })
+        rows.append(
+            {
+                "id": gid,
+                "question": w["question"],
+                "metric": ev["metric"],
+                "truth": str(ev["ground_truth"]).strip(),
+                "answers": {WEAK: w["generated_answer"], STRONG: s["generated_answer"]},
+                "scores": {WEAK: w["evaluation_result"]["score"], STRONG: s["evaluation_result"]["score"]},
+            }
+        )
     return rows
 
 
 def item_of(row: dict[str, Any], reference: str | None = None) -> JudgeItem:
-    return JudgeItem(id=row["id"], messages=[{"role": "user", "content": row["question"]}], answers=dict(row["answers"]),
-                     weak=WEAK, strong=STRONG, reference=reference)
+    return JudgeItem(
+        id=row["id"],
+        messages=[{"role": "user", "content": row["question"]}],
+        answers=dict(row["answers"]),
+        weak=WEAK,
+        strong=STRONG,
+        reference=reference,
+    )
 
 
 def letter_rows() -> list[dict[str, Any]]:
@@ -144,11 +156,16 @@ def test_unknown_judge_lists_the_registered_ones():
 
 
 def test_judge_item_prompt_is_the_last_user_turn():
-    item = JudgeItem(id="1", answers={}, messages=[
-        {"role": "system", "content": "be brief"}, {"role": "user", "content": "first"},
-        {"role": "assistant", "content": "ok"},
-        {"role": "user", "content": [{"type": "text", "text": "second"}, {"type": "image_url", "image_url": {}}]},
-    ])
+    item = JudgeItem(
+        id="1",
+        answers={},
+        messages=[
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": [{"type": "text", "text": "second"}, {"type": "image_url", "image_url": {}}]},
+        ],
+    )
     assert item.prompt == "second"
 
 
@@ -175,9 +192,9 @@ CHOICE_REPLIES = [
     ("**Answer:** C) Paris, because it is the capital.", "C"),
     ("Option A is wrong: Lyon is not the capital. The correct option is C.", "C"),
     ("A is tempting, but the answer is D.", "D"),
-    ("The answer is a bit subtle; it is (D).", "D"),          # "a" is not the letter A
-    ("Between (A) and (B), the first", None),                  # two letters, none stated: not guessed
-    ("Because of the heat, it melts.", None),                  # "B" of "Because" is no answer
+    ("The answer is a bit subtle; it is (D).", "D"),  # "a" is not the letter A
+    ("Between (A) and (B), the first", None),  # two letters, none stated: not guessed
+    ("Because of the heat, it melts.", None),  # "B" of "Because" is no answer
     ("I am not sure.", None),
 ]
 
@@ -185,7 +202,9 @@ CHOICE_REPLIES = [
 @pytest.mark.parametrize("reply, letter", CHOICE_REPLIES)
 def test_choice_grader_reads_the_letter(reply, letter):
     verdict = judge("reference", grader="choice").verdict(
-        JudgeItem(id="q", messages=[{"role": "user", "content": "?"}], answers={"m": reply}, reference=letter or "A"), [])
+        JudgeItem(id="q", messages=[{"role": "user", "content": "?"}], answers={"m": reply}, reference=letter or "A"),
+        [],
+    )
     assert verdict.detail["extracted"]["m"] == letter
     assert verdict.outcomes["m"] == (1.0 if letter else 0.0)
 
@@ -200,7 +219,7 @@ NUMBER_REPLIES = [
     ("\\boxed{\\frac{1}{2}}", "0.5", True),
     ("It is 50%.", "50", True),
     ("-3 degrees", "−3", True),
-    ("The answer is 41, not 42.", "42", False),          # "answer is" beats the last number
+    ("The answer is 41, not 42.", "42", False),  # "answer is" beats the last number
     ("I cannot tell.", "3", False),
 ]
 
@@ -212,8 +231,12 @@ def test_number_grader(reply, reference, right):
 
 
 def test_exact_and_regex_graders():
-    item = JudgeItem(id="q", messages=[{"role": "user", "content": "?"}], reference="The Eiffel Tower",
-                     answers={"a": "eiffel tower!", "b": "\\boxed{Eiffel Tower}\n\nIt is in Paris.", "c": "The Louvre"})
+    item = JudgeItem(
+        id="q",
+        messages=[{"role": "user", "content": "?"}],
+        reference="The Eiffel Tower",
+        answers={"a": "eiffel tower!", "b": "\\boxed{Eiffel Tower}\n\nIt is in Paris.", "c": "The Louvre"},
+    )
     assert judge("reference", grader="exact").verdict(item, []).outcomes == {"a": 1.0, "b": 1.0, "c": 0.0}
     boxed = judge("reference", grader="regex", pattern=r"\\boxed\{(?:the )?(?i:eiffel tower)\}")
     assert boxed.verdict(item, []).outcomes == {"a": 0.0, "b": 1.0, "c": 0.0}
@@ -228,8 +251,14 @@ def test_reference_label_follows_the_outcome_sources_mapping():
     ref = judge("reference", grader="number")
     cases = {("7", "7"): 5, ("8", "7"): 1, ("7", "8"): 5, ("8", "9"): 3}
     for (weak_says, strong_says), label in cases.items():
-        item = JudgeItem(id="q", messages=[{"role": "user", "content": "?"}], reference="7",
-                         answers={"w": weak_says, "s": strong_says}, weak="w", strong="s")
+        item = JudgeItem(
+            id="q",
+            messages=[{"role": "user", "content": "?"}],
+            reference="7",
+            answers={"w": weak_says, "s": strong_says},
+            weak="w",
+            strong="s",
+        )
         v = ref.verdict(item, [])
         assert v.label == label == label_for(v.outcomes["w"], v.outcomes["s"], OutcomeOptions())
     unnamed = JudgeItem(id="q", messages=[], reference="7", answers={"w": "7", "s": "7"})
@@ -295,8 +324,13 @@ def test_number_grader_on_real_math_answers():
 def _mcq_item() -> JudgeItem:
     if public_data(*ARENA_NAMES) is not None:
         return item_of(letter_rows()[0])
-    return JudgeItem(id="geo1", messages=[{"role": "user", "content": "Capital of France?\nA. Lyon\nB. Paris"}],
-                     answers={WEAK: "A. Lyon", STRONG: "B. Paris"}, weak=WEAK, strong=STRONG)
+    return JudgeItem(
+        id="geo1",
+        messages=[{"role": "user", "content": "Capital of France?\nA. Lyon\nB. Paris"}],
+        answers={WEAK: "A. Lyon", STRONG: "B. Paris"},
+        weak=WEAK,
+        strong=STRONG,
+    )
 
 
 def test_llm_judge_request_shows_question_reference_and_weak_answer():
@@ -307,9 +341,9 @@ def test_llm_judge_request_shows_question_reference_and_weak_answer():
     assert "1 to 5" in system["content"]
     body = user["content"]
     assert body.index("[Question]") < body.index(item.prompt) < body.index("[The Start of Reference Answer]")
-    ref_block = body[body.index("[The Start of Reference Answer]"): body.index("[The End of Reference Answer]")]
-    assert item.answers[STRONG] in ref_block                    # the strong model's answer is the reference
-    answer_block = body[body.index("[The Start of Assistant's Answer]"):]
+    ref_block = body[body.index("[The Start of Reference Answer]") : body.index("[The End of Reference Answer]")]
+    assert item.answers[STRONG] in ref_block  # the strong model's answer is the reference
+    answer_block = body[body.index("[The Start of Assistant's Answer]") :]
     assert item.answers[WEAK] in answer_block and item.answers[STRONG] not in answer_block
     assert req.max_tokens == 512
 
@@ -330,20 +364,31 @@ def test_llm_judge_options_change_the_request():
 
 
 def test_llm_judge_shows_earlier_turns():
-    item = JudgeItem(id="t", weak="w", strong="s", answers={"w": "Paris.", "s": "Paris"}, messages=[
-        {"role": "user", "content": "Name a country."}, {"role": "assistant", "content": "France."},
-        {"role": "user", "content": "Its capital?"}])
+    item = JudgeItem(
+        id="t",
+        weak="w",
+        strong="s",
+        answers={"w": "Paris.", "s": "Paris"},
+        messages=[
+            {"role": "user", "content": "Name a country."},
+            {"role": "assistant", "content": "France."},
+            {"role": "user", "content": "Its capital?"},
+        ],
+    )
     body = judge("llm-judge", rate="weak").requests(item)[0].messages[1]["content"]
     assert "### User:\nName a country." in body and "### Assistant:\nFrance." in body
     assert body.index("France.") < body.index("[Question]\nIts capital?")
 
 
-@pytest.mark.parametrize("reply, label", [
-    ("The answer matches the reference.\n\nRating: [[4]]", 4),
-    ("Rating: [[ 5 ]]", 5),
-    ("Wrong letter. Rating: [[1]]. To repeat: [[1]]", 1),         # the same k twice is one rating
-    ('As asked, in the format "[[rating]]": Rating: [[2]]', 2),   # an echoed placeholder is no rating
-])
+@pytest.mark.parametrize(
+    "reply, label",
+    [
+        ("The answer matches the reference.\n\nRating: [[4]]", 4),
+        ("Rating: [[ 5 ]]", 5),
+        ("Wrong letter. Rating: [[1]]. To repeat: [[1]]", 1),  # the same k twice is one rating
+        ('As asked, in the format "[[rating]]": Rating: [[2]]', 2),  # an echoed placeholder is no rating
+    ],
+)
 def test_llm_judge_reads_the_rating(reply, label):
     item = _mcq_item()
     v = judge("llm-judge", rate="weak").verdict(item, [reply])
@@ -353,16 +398,19 @@ def test_llm_judge_reads_the_rating(reply, label):
     assert v.detail["reference_from"] == {WEAK: STRONG}
 
 
-@pytest.mark.parametrize("reply, why", [
-    ("", "no rating"),
-    ("Rating: 4", "no rating"),
-    ("I would give it a 4/5.", "no rating"),
-    ("[[3]] at first sight, but on reflection [[4]]", "several different ratings"),
-    ("Rating: [[6]]", "not one of 1, 2, 3, 4, 5"),
-    ("Rating: [[0]]", "not one of"),
-    ("Rating: [[4.5]]", "not one of"),
-    ("Rating: [[-1]]", "not one of"),
-])
+@pytest.mark.parametrize(
+    "reply, why",
+    [
+        ("", "no rating"),
+        ("Rating: 4", "no rating"),
+        ("I would give it a 4/5.", "no rating"),
+        ("[[3]] at first sight, but on reflection [[4]]", "several different ratings"),
+        ("Rating: [[6]]", "not one of 1, 2, 3, 4, 5"),
+        ("Rating: [[0]]", "not one of"),
+        ("Rating: [[4.5]]", "not one of"),
+        ("Rating: [[-1]]", "not one of"),
+    ],
+)
 def test_llm_judge_refuses_unparsable_output(reply, why):
     item = _mcq_item()
     with pytest.raises(JudgeOutputError, match=re.escape(why)) as info:
@@ -396,7 +444,9 @@ def test_llm_judge_needs_to_know_the_weak_model():
     lone = JudgeItem(id="q1", messages=[{"role": "user", "content": "?"}], answers={"a": "x"})
     assert judge("llm-judge", rate="weak").verdict(lone, ["[[3]]"]).label == 3  # one answer: it is the one rated
     with pytest.raises(TelaError, match="has no answer from 'w'"):
-        judge("llm-judge", rate="weak").requests(JudgeItem(id="q2", messages=[], answers={"s": "x"}, weak="w", strong="s"))
+        judge("llm-judge", rate="weak").requests(
+            JudgeItem(id="q2", messages=[], answers={"s": "x"}, weak="w", strong="s")
+        )
 
 
 # -- pairwise -------------------------------------------------------------------------------------
@@ -450,19 +500,22 @@ def test_pairwise_asks_in_both_orders():
 def test_pairwise_order_swap_cancels_position_bias():
     item = _mcq_item()
     v = run_judge(judge("pairwise"), item, first_position_judge)
-    assert v.outcomes == {WEAK: 0.5, STRONG: 0.5}      # one win each: a tie, not the first position's win
+    assert v.outcomes == {WEAK: 0.5, STRONG: 0.5}  # one win each: a tie, not the first position's win
     assert v.detail["verdicts"] == ["A", "A"] and v.detail["consistent"] is False
     # asked once, in one order, the same judge would have handed the weak model (shown first) a win
     once = judge("pairwise").requests(item)[0]
     assert answers_shown(once)[0] == item.answers[WEAK] and parse_winner(first_position_judge(once)) == "A"
 
 
-@pytest.mark.parametrize("replies, outcome_weak, label", [
-    (["[[A]]", "[[B]]"], 1.0, 5),    # weak wins in both orders
-    (["[[B]]", "[[A]]"], 0.0, 1),    # strong wins in both orders
-    (["[[C]]", "[[C]]"], 0.5, 5),    # a tie: the weak answer is as good, so no need for the strong one
-    (["[[C]]", "[[A]]"], 0.25, 1),   # a tie, then strong wins
-])
+@pytest.mark.parametrize(
+    "replies, outcome_weak, label",
+    [
+        (["[[A]]", "[[B]]"], 1.0, 5),  # weak wins in both orders
+        (["[[B]]", "[[A]]"], 0.0, 1),  # strong wins in both orders
+        (["[[C]]", "[[C]]"], 0.5, 5),  # a tie: the weak answer is as good, so no need for the strong one
+        (["[[C]]", "[[A]]"], 0.25, 1),  # a tie, then strong wins
+    ],
+)
 def test_pairwise_combines_both_orders(replies, outcome_weak, label):
     v = judge("pairwise").verdict(_mcq_item(), replies)
     assert v.outcomes == {WEAK: outcome_weak, STRONG: 1 - outcome_weak}
@@ -523,7 +576,8 @@ def test_kappa_matches_scikit_learn():
         assert got.kappa == pytest.approx(want, abs=1e-12)
         assert agreement(a, b, weights="none").kappa == pytest.approx(sklearn.cohen_kappa_score(a, b), abs=1e-12)
         assert agreement(a, b, weights="linear").kappa == pytest.approx(
-            sklearn.cohen_kappa_score(a, b, weights="linear", labels=[1, 2, 3, 4, 5]), abs=1e-12)
+            sklearn.cohen_kappa_score(a, b, weights="linear", labels=[1, 2, 3, 4, 5]), abs=1e-12
+        )
         x = [rng.randint(0, 1) for _ in range(n)]
         y = [v if rng.random() < 0.75 else 1 - v for v in x]
         binary = agreement(x, y)
@@ -541,7 +595,7 @@ def test_agreement_counts_skipped_and_builds_the_confusion_matrix():
     got = agreement(a, b)
     assert (got.n, got.skipped) == (4, 3)
     assert got.raw == pytest.approx(2 / 4)
-    assert got.confusion[4] == [0, 0, 0, 1, 1]          # a said 5: b said 4 once, 5 once
+    assert got.confusion[4] == [0, 0, 0, 1, 1]  # a said 5: b said 4 once, 5 once
     assert got.confusion[3] == [0, 0, 0, 0, 1] and got.confusion[0][0] == 1
     assert sum(map(sum, got.confusion)) == 4
     assert got.to_json()["skipped"] == 3

@@ -62,8 +62,11 @@ def _leftovers(folder: Path) -> list[str]:
     """Hidden staging dirs and temporary files a killed writer left and the rerun did not clean.
     (A killed writer's lock file may stay until the next writer of that path: the kernel has
     released its lock, so it blocks nobody.)"""
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*")
-                  if ".partial-" in p.name or ".old-" in p.name or p.name.endswith(".tmp") or p.name.startswith(".tmp-"))
+    return sorted(
+        str(p.relative_to(folder))
+        for p in folder.rglob(".*")
+        if ".partial-" in p.name or ".old-" in p.name or p.name.endswith(".tmp") or p.name.startswith(".tmp-")
+    )
 
 
 def _manifest(path: Path) -> dict[str, Any]:
@@ -77,8 +80,17 @@ def _manifest(path: Path) -> dict[str, Any]:
 
 def test_kill_tela_run_fast_family(tmp_path: Path, rng: random.Random) -> None:
     env = _env(tmp_path)
-    args = ["run", "--family", "length", "--data", str(sample_path()), "--set", f"family.weak={WEAK}",
-            "--set", f"family.strong={STRONG}"]
+    args = [
+        "run",
+        "--family",
+        "length",
+        "--data",
+        str(sample_path()),
+        "--set",
+        f"family.weak={WEAK}",
+        "--set",
+        f"family.strong={STRONG}",
+    ]
     whole = tmp_path / "whole"
     took = _timed([TELA, *args, "--output", str(whole)], env)
     for attempt in range(2):
@@ -93,8 +105,17 @@ def test_kill_tela_run_fast_family(tmp_path: Path, rng: random.Random) -> None:
 
 def test_kill_tela_zoo(tmp_path: Path, rng: random.Random) -> None:
     env = _env(tmp_path)
-    args = ["zoo", "--data", str(sample_path()), "--families", "length,random",
-            "--weak-model", WEAK, "--strong-model", STRONG]
+    args = [
+        "zoo",
+        "--data",
+        str(sample_path()),
+        "--families",
+        "length,random",
+        "--weak-model",
+        WEAK,
+        "--strong-model",
+        STRONG,
+    ]
     whole = tmp_path / "whole"
     took = _timed([TELA, *args, "--output", str(whole)], env)
     out = tmp_path / "killed"
@@ -118,8 +139,9 @@ def test_kill_tela_zoo(tmp_path: Path, rng: random.Random) -> None:
 
 
 @pytest.mark.slow
-def test_kill_tela_eval_with_its_score_cache(tmp_path: Path, rng: random.Random,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kill_tela_eval_with_its_score_cache(
+    tmp_path: Path, rng: random.Random, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A tiny score-token router scores 64 prompts with a real (tiny) LM forward pass: long enough
     for a kill to land while scoring, before, or after the cache is written."""
     from tela_core.testkit.helpers import build_tiny_router
@@ -128,8 +150,18 @@ def test_kill_tela_eval_with_its_score_cache(tmp_path: Path, rng: random.Random,
     router = build_tiny_router(tmp_path / "router")
     data = tmp_path / "data.jsonl"
     data.write_text("".join(sample_path().read_text(encoding="utf-8").splitlines(keepends=True)[:64]), encoding="utf-8")
-    args = ["eval", "--router", str(router), "--data", str(data), "--json", "--weak-model", WEAK,
-            "--strong-model", STRONG]
+    args = [
+        "eval",
+        "--router",
+        str(router),
+        "--data",
+        str(data),
+        "--json",
+        "--weak-model",
+        WEAK,
+        "--strong-model",
+        STRONG,
+    ]
     whole = tmp_path / "whole"
     took = _timed([TELA, *args, "--output", str(whole), "--no-cache"], env)
     cache = tmp_path / "cache" / "scores"
@@ -187,16 +219,35 @@ def test_kill_embedding_cache(tmp_path: Path, rng: random.Random) -> None:
 
 
 @pytest.mark.slow
-def test_kill_tela_run_score_token(tmp_path: Path, tiny_model: Path, rng: random.Random,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kill_tela_run_score_token(
+    tmp_path: Path, tiny_model: Path, rng: random.Random, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """score-token trained by DeepSpeed on a tiny LM: killed at a random moment (data prep,
     training, a checkpoint save, the final save), rerun, and the router equals an uninterrupted
     run's: same manifest, same weights (to float tolerance), mode 0644 files."""
     from safetensors.numpy import load_file
 
     env = _env(tmp_path)
-    args = ["run", "--data", str(sample_path()), "--model", str(tiny_model), "--sample", "12", "--batch-size", "4",
-            "--max-steps", "4", "--save-steps", "1", "--eval-fraction", "0", "--max-length", "512", "--quiet"]
+    args = [
+        "run",
+        "--data",
+        str(sample_path()),
+        "--model",
+        str(tiny_model),
+        "--sample",
+        "12",
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "4",
+        "--save-steps",
+        "1",
+        "--eval-fraction",
+        "0",
+        "--max-length",
+        "512",
+        "--quiet",
+    ]
     whole = tmp_path / "whole"
     took = _timed([TELA, *args, "--output", str(whole)], env)
     out = tmp_path / "killed"

@@ -124,6 +124,7 @@ def core_import_graph() -> dict[str, dict[str, str]]:
     """tela_core's modules and, for each, the tela_core modules it imports (any import: at the top,
     under TYPE_CHECKING or inside a function) with where. ``from pkg import name`` is an edge to
     ``pkg.name`` when that is a module, else to ``pkg`` (its ``__init__``)."""
+
     def name_of(p: Path) -> str:
         parts = list(p.relative_to(ROOT).with_suffix("").parts)
         return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -185,7 +186,10 @@ def test_tela_core_has_no_import_cycles() -> None:
     for v in sorted(g):
         if v not in index:
             visit(v)
-    said = [" <-> ".join(c) + ": " + "; ".join(f"{a} -> {b} at {graph[a][b]}" for a in c for b in c if b in g[a]) for c in cycles]
+    said = [
+        " <-> ".join(c) + ": " + "; ".join(f"{a} -> {b} at {graph[a][b]}" for a in c for b in c if b in g[a])
+        for c in cycles
+    ]
     assert not cycles, "import cycles in tela_core:\n" + "\n".join(said)
 
 
@@ -200,12 +204,18 @@ def declared_layers() -> list[set[str]]:
 
 #: (module, module it imports) that go up the declared layers and remain, and why (may only shrink).
 KNOWN_UPWARD_EDGES: dict[tuple[str, str], str] = {
-    ("tela_core.components", "tela_core.data.records"):
-        "Source.records checks with checked_records, Record in signatures: import them from tela_core.schema.records",
-    ("tela_core.components", "tela_core.train.multinode"):
-        "Backend.launch's NodeLaunch type: move NodeLaunch below components (it is plain data)",
-    ("tela_core.routing.operating_point", "tela_core.eval.metrics"):
-        "the knee rule scores the policy by APGR: the metrics' definitions belong below routing",
+    (
+        "tela_core.components",
+        "tela_core.data.records",
+    ): "Source.records checks with checked_records, Record in signatures: import them from tela_core.schema.records",
+    (
+        "tela_core.components",
+        "tela_core.train.multinode",
+    ): "Backend.launch's NodeLaunch type: move NodeLaunch below components (it is plain data)",
+    (
+        "tela_core.routing.operating_point",
+        "tela_core.eval.metrics",
+    ): "the knee rule scores the policy by APGR: the metrics' definitions belong below routing",
 }
 
 
@@ -221,8 +231,10 @@ def test_the_layers_are_declared_for_every_package() -> None:
     assert len(named) == len(set(named)), f"a package in two layers: {named}"
     have = {p.name for p in CORE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     have |= {p.stem for p in CORE.glob("*.py") if p.name != "__init__.py"}
-    assert set(named) == have, f"tela_core/__init__.py's layer order must name each package once: missing " \
+    assert set(named) == have, (
+        f"tela_core/__init__.py's layer order must name each package once: missing "
         f"{sorted(have - set(named))}, not there {sorted(set(named) - have)}"
+    )
     assert named[0] == "infra" and "cli" in layers[-2] | layers[-1]
 
 
@@ -240,7 +252,9 @@ def test_imports_go_down_the_declared_layers() -> None:
             if mine is not None and (theirs is None or theirs > mine):
                 up[(mod, target)] = where
     new = {e: w for e, w in up.items() if e not in KNOWN_UPWARD_EDGES}
-    assert not new, "imports up the layers of tela_core/__init__.py:\n" + "\n".join(f"{a} -> {b} at {w}" for (a, b), w in new.items())
+    assert not new, "imports up the layers of tela_core/__init__.py:\n" + "\n".join(
+        f"{a} -> {b} at {w}" for (a, b), w in new.items()
+    )
     gone = set(KNOWN_UPWARD_EDGES) - set(up)
     assert not gone, f"edges no longer there, remove them from KNOWN_UPWARD_EDGES: {sorted(gone)}"
     assert ("tela_core.routing.family", "tela_core.schema.records") in {(m, t) for m in graph for t in graph[m]}

@@ -6,16 +6,24 @@ import numpy as np
 import pytest
 
 from tela_core import Record
+from tela_core.plugins.discovery import get_registry
 from tela_core.routing.artifact import read_manifest
 from tela_core.routing.router import Router
-from tela_core.plugins.discovery import get_registry
 from tela_core.testkit.helpers import build_tiny_model
 
 W, S = "weak-model", "strong-model"
-HARD = ["Compute the integral of x^2 sin(x) from 0 to pi.", "Solve the differential equation y'' + 4y = 0.",
-        "Find the eigenvalues of the matrix [[2,1],[1,2]].", "Prove that sqrt(2) is irrational."]
-EASY = ["What is the capital of France?", "Which colour is the sky on a clear day?",
-        "How many legs does a dog have?", "Who wrote Romeo and Juliet?"]
+HARD = [
+    "Compute the integral of x^2 sin(x) from 0 to pi.",
+    "Solve the differential equation y'' + 4y = 0.",
+    "Find the eigenvalues of the matrix [[2,1],[1,2]].",
+    "Prove that sqrt(2) is irrational.",
+]
+EASY = [
+    "What is the capital of France?",
+    "Which colour is the sky on a clear day?",
+    "How many legs does a dog have?",
+    "Who wrote Romeo and Juliet?",
+]
 
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")  # _shards() reads this test's own cache
@@ -63,7 +71,9 @@ def test_long_prompts_keep_their_end(tiny_lm):
     from tela_plugins.lm_probe import features
 
     tail = " Which option is right? A. yes B. no Answer:"
-    x = features.lm_features(["passage " * 300 + tail, "other words " * 300 + tail], [1], tiny_lm, max_tokens=16, cache=False)[1]
+    x = features.lm_features(
+        ["passage " * 300 + tail, "other words " * 300 + tail], [1], tiny_lm, max_tokens=16, cache=False
+    )[1]
     np.testing.assert_allclose(x[0], x[1], atol=1e-5)  # both cut to the same last 16 tokens
 
 
@@ -71,8 +81,13 @@ def _records(n: int = 48) -> list[Record]:
     out = []
     for i in range(n):
         hard = i % 2 == 0
-        out.append(Record(prompt=f"{(HARD if hard else EASY)[(i // 2) % 4]} (variant {i})",
-                          outcomes={W: 0.0 if hard else 1.0, S: 1.0}, group=f"g{i % 6}"))
+        out.append(
+            Record(
+                prompt=f"{(HARD if hard else EASY)[(i // 2) % 4]} (variant {i})",
+                outcomes={W: 0.0 if hard else 1.0, S: 1.0},
+                group=f"g{i % 6}",
+            )
+        )
     return out
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tela_core import TelaError
-from tela_core.eval import metrics
 from tela_core import eval as ev
+from tela_core.eval import metrics
 from tela_core.testkit.helpers import needs_public_data, public_data
 
 MMLU = public_data("routellm-mmlu") or Path("routellm-mmlu")

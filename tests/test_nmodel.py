@@ -37,10 +37,16 @@ def test_a_perfect_router_is_the_oracle_and_beats_every_single_model():
 
 
 A, B, C = "small-maths", "small-chat", "big"
-MATHS = ["Compute the integral of x^{} sin(x) from 0 to pi.", "Solve the equation x^{} - 4 = 0 for x.",
-         "Find the derivative of x^{} cos(x)."]
-CHAT = ["Write a friendly greeting for customer number {}.", "Suggest a name for pet number {}.",
-        "Say thank you to guest number {}."]
+MATHS = [
+    "Compute the integral of x^{} sin(x) from 0 to pi.",
+    "Solve the equation x^{} - 4 = 0 for x.",
+    "Find the derivative of x^{} cos(x).",
+]
+CHAT = [
+    "Write a friendly greeting for customer number {}.",
+    "Suggest a name for pet number {}.",
+    "Say thank you to guest number {}.",
+]
 
 
 def _jsonl(path: Path, n: int) -> Path:
@@ -50,16 +56,34 @@ def _jsonl(path: Path, n: int) -> Path:
             maths = i % 2 == 0
             prompt = (MATHS if maths else CHAT)[i % 3].format(i)
             msgs = [{"role": "user", "content": prompt}, {"role": "assistant", "content": "[[5]]"}]
-            rec = Record(prompt=prompt, messages=msgs, label=5,
-                         outcomes={A: float(maths), B: float(not maths), C: 1.0}, costs={A: 1.0, B: 1.0, C: 20.0})
+            rec = Record(
+                prompt=prompt,
+                messages=msgs,
+                label=5,
+                outcomes={A: float(maths), B: float(not maths), C: 1.0},
+                costs={A: 1.0, B: 1.0, C: 20.0},
+            )
             fh.write(json.dumps(rec.to_json()) + "\n")
     return path
 
 
 def test_eval_all_models_on_a_knn_router(tmp_path, isolated_cache, tela_cli):
     train, test = _jsonl(tmp_path / "train.jsonl", 60), _jsonl(tmp_path / "test.jsonl", 30)
-    r = tela_cli("run", "--family", "embedding-knn", "--data", train, "--set", "family.k=5",
-                 "--set", f"family.weak={A}", "--set", f"family.strong={C}", "--output", tmp_path / "knn")
+    r = tela_cli(
+        "run",
+        "--family",
+        "embedding-knn",
+        "--data",
+        train,
+        "--set",
+        "family.k=5",
+        "--set",
+        f"family.weak={A}",
+        "--set",
+        f"family.strong={C}",
+        "--output",
+        tmp_path / "knn",
+    )
     assert r.exit_code == 0, r.output
     out = tmp_path / "report"
     r = tela_cli("eval", "--router", tmp_path / "knn", "--all-models", "--data", test, "-o", out)

@@ -15,9 +15,9 @@ import pytest
 
 from tela_core import InputError
 from tela_core.data.detect import detect_source
-from tela_core.testkit.helpers import TelaCli, needs_public_data, public_data
-from tela_core.plugins.discovery import get_registry
 from tela_core.data.prompts import SYSTEM_PROMPT, user_content
+from tela_core.plugins.discovery import get_registry
+from tela_core.testkit.helpers import TelaCli, needs_public_data, public_data
 
 MMLU = public_data("routellm-mmlu") or Path("routellm-mmlu")
 NIM9 = public_data("llmrouter", "llmrouter-nim9") or Path("llmrouter")
@@ -85,24 +85,39 @@ def test_folder_groups_by_file_and_drops_contaminated(tmp_path: Path) -> None:
     write(tmp_path / "contaminated_prompts.jsonl", json.dumps({"train_prompt": "y", "eval_prompt": "Y"}) + "\n")
     src = source("routellm-csv")
     recs = list(src.read(tmp_path))
-    assert [(r.group, r.prompt) for r in recs][:2] == [("a_subject", "X"), ("b_subject", "Which is prime?\nA. 4\nB. 5\nAnswer:")]
+    assert [(r.group, r.prompt) for r in recs][:2] == [
+        ("a_subject", "X"),
+        ("b_subject", "Which is prime?\nA. 4\nB. 5\nAnswer:"),
+    ]
     assert len(recs) == 5 and src.stats["contaminated_dropped"] == 1
     assert len(read("routellm-csv", tmp_path, exclude_contaminated=False)) == 6
 
 
 BAD_CSV = [
     ("wrong-field-count", CSV + "Short row,True\n", 10, "expected 4 fields"),
-    ("bad-boolean", CSV.replace("Hard one,False,False", "Hard one,False,maybe"), 8, "expected True or False, got 'maybe'"),
+    (
+        "bad-boolean",
+        CSV.replace("Hard one,False,False", "Hard one,False,maybe"),
+        8,
+        "expected True or False, got 'maybe'",
+    ),
     ("empty-prompt", CSV.replace("Hard one,", ","), 8, 'empty "prompt"'),
     ("no-prompt-column", "question,a,b\nx,True,False\n", 1, 'missing column "prompt"'),
     ("no-model-column", "prompt,text\nx,hello\n", 2, "no model columns"),
     ("non-utf8", CSV.encode() + b"caf\xe9,True,True,x\n", 10, "not valid UTF-8"),
-    ("weak-model-missing", "prompt,a,b\nx,True,False\n", None, "weak model 'mistralai/Mixtral-8x7B-Instruct-v0.1' is not in the data"),
+    (
+        "weak-model-missing",
+        "prompt,a,b\nx,True,False\n",
+        None,
+        "weak model 'mistralai/Mixtral-8x7B-Instruct-v0.1' is not in the data",
+    ),
 ]
 
 
 @pytest.mark.parametrize("text,line,message", [c[1:] for c in BAD_CSV], ids=[c[0] for c in BAD_CSV])
-def test_bad_csv_names_file_and_row_line(tmp_path: Path, text: str | bytes, line: int | None, message: str, tela_cli: TelaCli) -> None:
+def test_bad_csv_names_file_and_row_line(
+    tmp_path: Path, text: str | bytes, line: int | None, message: str, tela_cli: TelaCli
+) -> None:
     f = write(tmp_path / "mmlu_x.csv", text)
     out = tmp_path / "out.jsonl"
     result = tela_cli("data", "convert", f, out)
@@ -171,10 +186,22 @@ def test_llmrouter_outcomes_and_estimated_costs(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "items,line,message",
     [
-        ([{"question": "a", "scores": {"cheap": 1, "big": 0}}, {"question": "", "scores": {"cheap": 1, "big": 0}}], 9, '"question"'),
-        ([{"question": "a", "scores": {"cheap": 1, "big": 0}}, {"question": "b", "scores": {"cheap": 2, "big": 0}}], 9, "in [0, 1]"),
+        (
+            [{"question": "a", "scores": {"cheap": 1, "big": 0}}, {"question": "", "scores": {"cheap": 1, "big": 0}}],
+            9,
+            '"question"',
+        ),
+        (
+            [{"question": "a", "scores": {"cheap": 1, "big": 0}}, {"question": "b", "scores": {"cheap": 2, "big": 0}}],
+            9,
+            "in [0, 1]",
+        ),
         ([{"question": "a", "scores": {"cheap": 1, "big": 0}}, {"question": "b"}], 9, '"scores"'),
-        ([{"question": "a", "scores": {"cheap": 1, "big": 0}}, {"question": "b", "scores": {"cheap": 1}}], 9, "missing: ['big']"),
+        (
+            [{"question": "a", "scores": {"cheap": 1, "big": 0}}, {"question": "b", "scores": {"cheap": 1}}],
+            9,
+            "missing: ['big']",
+        ),
         ([{"question": "a", "scores": {"cheap": 1, "big": 0}}, 3], 9, "expected an object"),
     ],
 )
@@ -208,13 +235,40 @@ def arena_line(gid: str, score: float, cost: float | None, q: str = "Q?") -> str
     ev: dict[str, Any] = {"score": score, "metric": "m"}
     if cost is not None:
         ev["inference_cost"] = cost
-    return json.dumps({"global_index": gid, "question": q + gid, "token_usage": {"input_tokens": 100, "output_tokens": 10}, "evaluation_result": ev})
+    return json.dumps(
+        {
+            "global_index": gid,
+            "question": q + gid,
+            "token_usage": {"input_tokens": 100, "output_tokens": 10},
+            "evaluation_result": ev,
+        }
+    )
 
 
 def make_arena(d: Path) -> Path:
-    write(d / "cost.json", json.dumps({"weakm": {"input_token_price_per_million": 1, "output_token_price_per_million": 2}}))
-    write(d / "weakm.jsonl", "\n".join([arena_line("GSM8K_1", 1.0, 0.5), arena_line("MMLU_x_2", 0.0, None), arena_line("AIME_3", -0.03, 0.1)]) + "\n")
-    write(d / "strongm.jsonl", "\n".join([arena_line("AIME_3", 0.875, 0.2), arena_line("GSM8K_1", 1.0, 0.7), arena_line("MMLU_x_2", 1.0, 0.3), arena_line("ONLY_9", 1.0, 0.3)]) + "\n")
+    write(
+        d / "cost.json",
+        json.dumps({"weakm": {"input_token_price_per_million": 1, "output_token_price_per_million": 2}}),
+    )
+    write(
+        d / "weakm.jsonl",
+        "\n".join(
+            [arena_line("GSM8K_1", 1.0, 0.5), arena_line("MMLU_x_2", 0.0, None), arena_line("AIME_3", -0.03, 0.1)]
+        )
+        + "\n",
+    )
+    write(
+        d / "strongm.jsonl",
+        "\n".join(
+            [
+                arena_line("AIME_3", 0.875, 0.2),
+                arena_line("GSM8K_1", 1.0, 0.7),
+                arena_line("MMLU_x_2", 1.0, 0.3),
+                arena_line("ONLY_9", 1.0, 0.3),
+            ]
+        )
+        + "\n",
+    )
     return d
 
 

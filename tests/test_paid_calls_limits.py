@@ -11,8 +11,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -65,6 +66,7 @@ def _judge(up: ReplayUpstream) -> list[str]:
 
 def _strict_json(path: Path) -> Any:
     """The file parsed as JSON proper: NaN and Infinity (Python's extension) are refused."""
+
     def refuse(token: str) -> Any:
         raise ValueError(f"{path}: {token} is not JSON")
 
@@ -75,8 +77,13 @@ def _tela(*args: Any, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """``tela ARGS`` in a process of its own, killed after ``timeout`` s: a probe that used to hang
     fails the test instead of hanging it."""
     try:
-        return subprocess.run([TELA, *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, "NO_COLOR": "1"})
+        return subprocess.run(
+            [TELA, *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
     except subprocess.TimeoutExpired:
         raise AssertionError(f"tela {' '.join(map(str, args))} still running after {timeout} s") from None
 
@@ -91,31 +98,40 @@ def _one_error_line(r: subprocess.CompletedProcess[str]) -> str:
 # -- item 2 and 10: numbers that are no limit ------------------------------------------------------
 
 
-@pytest.mark.parametrize("option, value, says", [
-    ("--max-cost", "nan", "leave --max-cost out for no budget"),
-    ("--max-cost", "inf", "leave --max-cost out for no budget"),
-    ("--rpm", "nan", "leave --rpm out for no limit"),
-    ("--tpm", "nan", "leave --tpm out for no limit"),
-    ("--rpm", "inf", "leave --rpm out for no limit"),
-    ("--timeout", "nan", "seconds"),
-    ("--timeout", "inf", "seconds"),
-    ("--temperature", "nan", "not a number"),
-    ("--retries", "1000000", "not in the range"),
-])
-def test_collect_refuses_numbers_that_are_no_limit_before_any_call(tmp_path: Path, upstream: ReplayUpstream, option: str,
-                                                                  value: str, says: str) -> None:
+@pytest.mark.parametrize(
+    "option, value, says",
+    [
+        ("--max-cost", "nan", "leave --max-cost out for no budget"),
+        ("--max-cost", "inf", "leave --max-cost out for no budget"),
+        ("--rpm", "nan", "leave --rpm out for no limit"),
+        ("--tpm", "nan", "leave --tpm out for no limit"),
+        ("--rpm", "inf", "leave --rpm out for no limit"),
+        ("--timeout", "nan", "seconds"),
+        ("--timeout", "inf", "seconds"),
+        ("--temperature", "nan", "not a number"),
+        ("--retries", "1000000", "not in the range"),
+    ],
+)
+def test_collect_refuses_numbers_that_are_no_limit_before_any_call(
+    tmp_path: Path, upstream: ReplayUpstream, option: str, value: str, says: str
+) -> None:
     """`--max-cost nan` spent past "budget $nan", `--rpm/--tpm nan` hung after the estimate, `--temperature nan`
     went upstream as NaN (not JSON): each is one line naming the option, exit 2, nothing asked or written."""
     out = tmp_path / "out"
-    r = _tela("collect", "--prompts", _prompts(tmp_path, upstream, 4), *_models(upstream), *PRICES, option, value, "-o", out)
+    r = _tela(
+        "collect", "--prompts", _prompts(tmp_path, upstream, 4), *_models(upstream), *PRICES, option, value, "-o", out
+    )
     line = _one_error_line(r)
     assert option in line and says in line, line
     assert upstream.stats()["requests"] == 0 and not out.exists()
 
 
-@pytest.mark.parametrize("option, value", [("--max-cost", "nan"), ("--max-cost", "inf"), ("--rpm", "nan"), ("--tpm", "nan")])
-def test_judge_refuses_numbers_that_are_no_limit_before_any_call(tmp_path: Path, upstream: ReplayUpstream, option: str,
-                                                                value: str) -> None:
+@pytest.mark.parametrize(
+    "option, value", [("--max-cost", "nan"), ("--max-cost", "inf"), ("--rpm", "nan"), ("--tpm", "nan")]
+)
+def test_judge_refuses_numbers_that_are_no_limit_before_any_call(
+    tmp_path: Path, upstream: ReplayUpstream, option: str, value: str
+) -> None:
     answers, out = _answers(tmp_path, upstream), tmp_path / "judged"
     r = _tela("judge", "--answers", answers, *_judge(upstream), option, value, "-o", out)
     line = _one_error_line(r)
@@ -124,13 +140,27 @@ def test_judge_refuses_numbers_that_are_no_limit_before_any_call(tmp_path: Path,
 
 
 @pytest.mark.parametrize("key", ["price_input", "price_output", "requests_per_minute", "tokens_per_minute"])
-def test_config_numbers_that_are_no_limit_are_refused_naming_file_and_key(tmp_path: Path, upstream: ReplayUpstream, key: str) -> None:
+def test_config_numbers_that_are_no_limit_are_refused_naming_file_and_key(
+    tmp_path: Path, upstream: ReplayUpstream, key: str
+) -> None:
     """YAML's .inf was taken (a price of inf dollars, a rate of inf a minute); .nan already was not."""
     settings = {"base_url": upstream.base_url, "model": "big", "price_input": 1, "price_output": 2, key: ".inf"}
     cfg = tmp_path / "serve.yaml"
     cfg.write_text("upstreams:\n  big:\n" + "".join(f"    {k}: {v}\n" for k, v in settings.items()), encoding="utf-8")
     out = tmp_path / "out"
-    r = _tela("collect", "--prompts", _prompts(tmp_path, upstream, 2), "--config", cfg, "--model", "big", "--max-cost", 1, "-o", out)
+    r = _tela(
+        "collect",
+        "--prompts",
+        _prompts(tmp_path, upstream, 2),
+        "--config",
+        cfg,
+        "--model",
+        "big",
+        "--max-cost",
+        1,
+        "-o",
+        out,
+    )
     line = _one_error_line(r)
     assert "serve.yaml" in line and f"upstreams.big.{key}" in line and "finite" in line, line
     assert upstream.stats()["requests"] == 0 and not out.exists()
@@ -138,7 +168,9 @@ def test_config_numbers_that_are_no_limit_are_refused_naming_file_and_key(tmp_pa
 
 def test_a_budgeted_runs_summary_is_strict_json(tmp_path: Path, upstream: ReplayUpstream) -> None:
     out = tmp_path / "out"
-    r = run_cli("collect", "--prompts", _prompts(tmp_path, upstream, 4), *_models(upstream), *PRICES, "--max-cost", 1, "-o", out)
+    r = run_cli(
+        "collect", "--prompts", _prompts(tmp_path, upstream, 4), *_models(upstream), *PRICES, "--max-cost", 1, "-o", out
+    )
     assert r.exit_code == 0, r.output
     s = _strict_json(out / "summary.json")
     assert s["max_cost"] == 1 and 0 < s["cost_total"] <= 1
@@ -151,8 +183,15 @@ def test_two_prompts_with_one_id_are_refused_naming_both_lines(tmp_path: Path, u
     """The second used to be dropped without a word ("1 repeated prompts asked once")."""
     q = upstream.prompts("big")
     p = tmp_path / "prompts.jsonl"
-    p.write_text(json.dumps({"id": "q1", "prompt": q[0]}) + "\n" + json.dumps({"id": "q2", "prompt": q[1]}) + "\n\n"
-                 + json.dumps({"id": "q1", "prompt": q[2]}) + "\n", encoding="utf-8")
+    p.write_text(
+        json.dumps({"id": "q1", "prompt": q[0]})
+        + "\n"
+        + json.dumps({"id": "q2", "prompt": q[1]})
+        + "\n\n"
+        + json.dumps({"id": "q1", "prompt": q[2]})
+        + "\n",
+        encoding="utf-8",
+    )
     out = tmp_path / "out"
     line = one_error_line(run_cli("collect", "--prompts", p, *_models(upstream), "-o", out))
     assert "prompts.jsonl:4:" in line and "'q1'" in line and "line 1" in line, line
@@ -162,9 +201,19 @@ def test_two_prompts_with_one_id_are_refused_naming_both_lines(tmp_path: Path, u
 def test_the_same_prompt_twice_is_asked_once_and_called_repeated(tmp_path: Path, upstream: ReplayUpstream) -> None:
     q = upstream.prompts("big")
     p = tmp_path / "prompts.jsonl"
-    p.write_text("".join(json.dumps(o) + "\n" for o in ({"id": "q1", "prompt": q[0]}, {"id": "q2", "prompt": q[1]},
-                                                          {"id": "q1", "prompt": q[0]}, {"prompt": q[3]}, {"prompt": q[3]})),
-                 encoding="utf-8")
+    p.write_text(
+        "".join(
+            json.dumps(o) + "\n"
+            for o in (
+                {"id": "q1", "prompt": q[0]},
+                {"id": "q2", "prompt": q[1]},
+                {"id": "q1", "prompt": q[0]},
+                {"prompt": q[3]},
+                {"prompt": q[3]},
+            )
+        ),
+        encoding="utf-8",
+    )
     out = tmp_path / "out"
     r = run_cli("collect", "--prompts", p, *_models(upstream), "-o", out)
     assert r.exit_code == 0, r.output
@@ -172,13 +221,16 @@ def test_the_same_prompt_twice_is_asked_once_and_called_repeated(tmp_path: Path,
     assert max(upstream.requests_for("big").values()) == 1 and len(upstream.requests_for("big")) == 3
 
 
-def test_records_of_a_data_source_with_one_id_and_two_prompts_are_refused(tmp_path: Path, upstream: ReplayUpstream) -> None:
+def test_records_of_a_data_source_with_one_id_and_two_prompts_are_refused(
+    tmp_path: Path, upstream: ReplayUpstream
+) -> None:
     from tela_core.data.records import seed_record
 
     q = upstream.prompts("big")
     data = tmp_path / "seed.jsonl"
-    data.write_text("".join(json.dumps(seed_record(text, None, id="a").to_json()) + "\n" for text in q[:2]),
-                    encoding="utf-8")
+    data.write_text(
+        "".join(json.dumps(seed_record(text, None, id="a").to_json()) + "\n" for text in q[:2]), encoding="utf-8"
+    )
     out = tmp_path / "out"
     line = one_error_line(run_cli("collect", "--data", data, *_models(upstream), "-o", out))
     assert "seed.jsonl" in line and "records 1 and 2" in line and "'a'" in line, line
@@ -198,12 +250,16 @@ def test_exit_codes_are_in_the_help_and_the_guide() -> None:
     assert "exits with code 3" in guide and "exit code 4" in guide
 
 
-def test_collect_where_every_call_fails_exits_3_and_collect_and_judge_stops(tmp_path: Path, upstream: ReplayUpstream) -> None:
+def test_collect_where_every_call_fails_exits_3_and_collect_and_judge_stops(
+    tmp_path: Path, upstream: ReplayUpstream
+) -> None:
     """All 500s (and all 429s) used to exit 0, so `tela collect ... && tela judge ...` went on."""
     prompts, out = _prompts(tmp_path, upstream, 3), tmp_path / "out"
     upstream.inject("500", times=None)
-    script = (f"{TELA} collect --prompts {prompts} --model small={upstream.base_url}#small --model big={upstream.base_url}#big "
-              f"--retries 1 -o {out} && touch {tmp_path / 'judged'}")
+    script = (
+        f"{TELA} collect --prompts {prompts} --model small={upstream.base_url}#small --model big={upstream.base_url}#big "  # noqa: E501
+        f"--retries 1 -o {out} && touch {tmp_path / 'judged'}"
+    )
     r2 = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120)
     assert r2.returncode == 3, r2.stdout + r2.stderr
     assert not (tmp_path / "judged").exists()
@@ -223,13 +279,30 @@ def test_collect_where_every_call_fails_exits_3_and_collect_and_judge_stops(tmp_
 def test_a_budget_stop_exits_0(tmp_path: Path, upstream: ReplayUpstream) -> None:
     """A stop at --max-cost is the user's limit reached, not a failure (the guide starts with a small budget)."""
     out = tmp_path / "out"
-    r = run_cli("collect", "--prompts", _prompts(tmp_path, upstream), "--model", f"big={upstream.base_url}#big",
-                "--price", "big=10,30", "--max-tokens", 64, "--concurrency", 1, "--max-cost", 0.005, "-o", out)
+    r = run_cli(
+        "collect",
+        "--prompts",
+        _prompts(tmp_path, upstream),
+        "--model",
+        f"big={upstream.base_url}#big",
+        "--price",
+        "big=10,30",
+        "--max-tokens",
+        64,
+        "--concurrency",
+        1,
+        "--max-cost",
+        0.005,
+        "-o",
+        out,
+    )
     assert r.exit_code == 0, r.output
     assert "stopped at the budget" in r.output and _strict_json(out / "summary.json")["stopped"] == "budget"
 
 
-def test_a_judge_whose_replies_never_read_stops_early_naming_the_reply(tmp_path: Path, upstream: ReplayUpstream) -> None:
+def test_a_judge_whose_replies_never_read_stops_early_naming_the_reply(
+    tmp_path: Path, upstream: ReplayUpstream
+) -> None:
     """24 prompts, 3 tries each, every reply without [[k]]: it used to make all 72 calls and exit 0."""
     answers, out = _answers(tmp_path, upstream), tmp_path / "judged"
     upstream.inject("nonsense", times=None, model="judge")
@@ -252,7 +325,9 @@ def test_a_judge_whose_replies_never_read_stops_early_naming_the_reply(tmp_path:
     assert _strict_json(out / "summary.json")["records"] == 24
 
 
-def test_a_judge_that_reads_some_replies_goes_on_and_exits_3_for_the_errors(tmp_path: Path, upstream: ReplayUpstream) -> None:
+def test_a_judge_that_reads_some_replies_goes_on_and_exits_3_for_the_errors(
+    tmp_path: Path, upstream: ReplayUpstream
+) -> None:
     answers, out = _answers(tmp_path, upstream), tmp_path / "judged"
     upstream.inject("nonsense", times=3, model="judge", after=0)  # one prompt's 3 tries unread, from the start
     r = run_cli("judge", "--answers", answers, *_judge(upstream), "--concurrency", 1, "--judge-retries", 2, "-o", out)
@@ -273,15 +348,33 @@ def test_an_answer_over_the_size_cap_is_an_error_not_megabytes_on_disk(tmp_path:
         r = run_cli("collect", "--prompts", _prompts(tmp_path, up), *_models(up), *PRICES, "-o", out)
         assert r.exit_code == 3, r.output
         assert (out / "answers.jsonl").stat().st_size < 100_000
-        rows = {row["messages"][-1]["content"]: row for row in map(json.loads, (out / "answers.jsonl").read_text().splitlines())}
+        rows = {
+            row["messages"][-1]["content"]: row
+            for row in map(json.loads, (out / "answers.jsonl").read_text().splitlines())
+        }
         big = rows[q[1]]["answers"]["big"]
-        assert big["text"] is None and "2,400,000 characters, over the cap of 1,000,000 (--max-answer-chars)" in big["error"]
+        assert (
+            big["text"] is None
+            and "2,400,000 characters, over the cap of 1,000,000 (--max-answer-chars)" in big["error"]
+        )
         assert big["cost"] == pytest.approx((12 * 10 + 600_000 * 30) / 1e6)  # paid for: it counts
         assert _strict_json(out / "summary.json")["cost_total"] >= big["cost"]
         assert max(up.requests_for("big").values()) == 1  # not retried in the run
         # the cap is the user's to raise
-        r = run_cli("collect", "--prompts", _prompts(tmp_path, up), *_models(up), *PRICES, "--max-answer-chars", 3_000_000,
-                    "-o", out)
+        r = run_cli(
+            "collect",
+            "--prompts",
+            _prompts(tmp_path, up),
+            *_models(up),
+            *PRICES,
+            "--max-answer-chars",
+            3_000_000,
+            "-o",
+            out,
+        )
         assert r.exit_code == 0, r.output
-        rows = {row["messages"][-1]["content"]: row for row in map(json.loads, (out / "answers.jsonl").read_text().splitlines())}
+        rows = {
+            row["messages"][-1]["content"]: row
+            for row in map(json.loads, (out / "answers.jsonl").read_text().splitlines())
+        }
         assert len(rows[q[1]]["answers"]["big"]["text"]) == 2_400_000

@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import parallel_support
 import pytest
 
-import parallel_support
 from tela_core.eval.parallel import shard_chunks
 from tela_core.testkit.helpers import one_error_line, run_cli
 
@@ -36,7 +36,11 @@ def outcomes(folder: Path, n: int) -> Path:
             w = csv.writer(fh)
             w.writerow(["prompt", WEAK, STRONG])
             for i in range(n // 2):
-                q = (f"Solve {i}x + 3 = {2 * i + 7} for x." + " Show the steps." * (i % 9)) if hard else f"Which country is city {i} in?"
+                q = (
+                    (f"Solve {i}x + 3 = {2 * i + 7} for x." + " Show the steps." * (i % 9))
+                    if hard
+                    else f"Which country is city {i} in?"
+                )
                 w.writerow([f"{q}\nA. one\nB. two\nAnswer:", (not hard) or i % 5 == 0, hard or i % 4 != 0])
     return folder
 
@@ -78,7 +82,9 @@ def test_shards_are_contiguous_blocks_of_the_cache_chunk_grid() -> None:
     assert shard_chunks(700, 128, 2, 1) == [(384, 512), (512, 640), (640, 700)]
 
 
-def test_two_ranks_score_exactly_as_one_process(counting_router: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_ranks_score_exactly_as_one_process(
+    counting_router: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = outcomes(tmp_path / "eval", 700)
     reports, entries = [], []
     for processes in (None, 2):
@@ -86,11 +92,24 @@ def test_two_ranks_score_exactly_as_one_process(counting_router: Path, tmp_path:
         monkeypatch.setenv("TELA_CACHE", str(cache))
         monkeypatch.setenv("TELA_TEST_SCORE_CALLS", str(tmp_path / f"calls-{processes}"))
         extra = ["--processes", str(processes)] if processes else []
-        r = run_cli("eval", "--router", counting_router, "--data", data, "-o", tmp_path / f"out-{processes}", *PAIR, "--json", *extra)
+        r = run_cli(
+            "eval",
+            "--router",
+            counting_router,
+            "--data",
+            data,
+            "-o",
+            tmp_path / f"out-{processes}",
+            *PAIR,
+            "--json",
+            *extra,
+        )
         assert r.exit_code == 0, r.output
         reports.append(json.loads(r.stdout))
         entries.append(entry(cache))
-        assert not list((cache / "scores").glob("*.job")) and not list((cache / "scores").glob("*.chunks"))  # cleaned up
+        assert not list((cache / "scores").glob("*.job")) and not list(
+            (cache / "scores").glob("*.chunks")
+        )  # cleaned up
     one, two = entries
     assert np.array_equal(one["w"], two["w"]) and len(one["w"]) == 700
     assert reports[0]["routers"][0]["apgr"] == reports[1]["routers"][0]["apgr"]
@@ -112,14 +131,30 @@ def test_a_killed_rank_is_named_and_a_rerun_scores_only_its_missing_chunks(
     monkeypatch.setenv("TELA_TEST_KILL_AFTER", "4")
     calls = tmp_path / "calls"
     monkeypatch.setenv("TELA_TEST_SCORE_CALLS", str(calls))
-    argv = ["eval", "--router", counting_router, "--data", data, "-o", tmp_path / "out", *PAIR, "--json", "--processes", "2"]
+    argv = [
+        "eval",
+        "--router",
+        counting_router,
+        "--data",
+        data,
+        "-o",
+        tmp_path / "out",
+        *PAIR,
+        "--json",
+        "--processes",
+        "2",
+    ]
 
     line = one_error_line(run_cli(*argv))
     assert "rank 1" in line and "SIGKILL" in line and "rerun" in line, line
     assert not (tmp_path / "out" / "report.json").exists()
     kept = sorted(Path(p).name for p in __import__("glob").glob(chunks))
-    assert kept == ["000000000-000000128.npz", "000000128-000000256.npz", "000000256-000000384.npz",
-                    "000000384-000000512.npz"]
+    assert kept == [
+        "000000000-000000128.npz",
+        "000000128-000000256.npz",
+        "000000256-000000384.npz",
+        "000000384-000000512.npz",
+    ]
     calls.unlink()
 
     r = run_cli(*argv)
@@ -135,16 +170,22 @@ def test_a_killed_rank_is_named_and_a_rerun_scores_only_its_missing_chunks(
 
 
 @pytest.mark.slow
-def test_a_score_token_router_scores_the_same_on_two_ranks(tiny_router: Path, tmp_path: Path, ranks_import_tests,
-                                                         monkeypatch: pytest.MonkeyPatch,
-                                                         request: pytest.FixtureRequest) -> None:
+def test_a_score_token_router_scores_the_same_on_two_ranks(
+    tiny_router: Path,
+    tmp_path: Path,
+    ranks_import_tests,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
     """The LM path: calibrate (1 process, then 2 ranks) on the same prompts: identical w and 1..5
     distributions, the same threshold; route --file on 2 ranks prints one process's w."""
     import torch
 
     router = Path(shutil.copytree(tiny_router, tmp_path / "router"))
     prompts = tmp_path / "prompts.txt"
-    prompts.write_text("".join(f"Question {i}: what is {i} times {i % 13}?{' Explain.' * (i % 5)}\n" for i in range(200)))
+    prompts.write_text(
+        "".join(f"Question {i}: what is {i} times {i % 13}?{' Explain.' * (i % 5)}\n" for i in range(200))
+    )
     # The same threads per process on both sides (docs/index.md): a matmul over 2 threads sums in
     # another order than over 1, so w would differ in the 8th digit whatever the ranks do. The ranks
     # get OMP_NUM_THREADS; this process (it scores the one-process run itself) gets set_num_threads.
@@ -191,11 +232,15 @@ BAD = {
 
 @pytest.mark.parametrize("command", sorted(BAD))
 @pytest.mark.parametrize("flag", [("--processes", "0"), ("--processes", "-2"), ("--hostfile", "no-such-hostfile")])
-def test_bad_launch_options_are_one_line(command: str, flag: tuple[str, str], tmp_path: Path, tiny_router: Path) -> None:
+def test_bad_launch_options_are_one_line(
+    command: str, flag: tuple[str, str], tmp_path: Path, tiny_router: Path
+) -> None:
     data = outcomes(tmp_path / "data", 40)
     router = Path(shutil.copytree(tiny_router, tmp_path / "router"))
-    argv = [str(a).replace("ROUTER", str(router)).replace("DATA", str(data)).replace("OUT", str(tmp_path / "out"))
-            for a in BAD[command]]
+    argv = [
+        str(a).replace("ROUTER", str(router)).replace("DATA", str(data)).replace("OUT", str(tmp_path / "out"))
+        for a in BAD[command]
+    ]
     line = one_error_line(run_cli(*argv, *flag))
     expect = "--processes must be at least 1" if flag[0] == "--processes" else "no-such-hostfile: hostfile not found"
     assert expect in line, line
@@ -204,10 +249,26 @@ def test_bad_launch_options_are_one_line(command: str, flag: tuple[str, str], tm
 
 def test_launch_flags_a_mode_cannot_use_are_refused(tmp_path: Path) -> None:
     data = outcomes(tmp_path / "data", 40)
-    line = one_error_line(run_cli("eval", "--router", "random", "--data", data, "-o", tmp_path / "o", "--processes", "2"))
+    line = one_error_line(
+        run_cli("eval", "--router", "random", "--data", data, "-o", tmp_path / "o", "--processes", "2")
+    )
     assert "baseline" in line and "does not take --processes" in line
-    line = one_error_line(run_cli("zoo", "--data", data, "--families", "length", "-o", tmp_path / "z", *PAIR,
-                                  "--nnodes", "2", "--master-addr", "127.0.0.1"))
+    line = one_error_line(
+        run_cli(
+            "zoo",
+            "--data",
+            data,
+            "--families",
+            "length",
+            "-o",
+            tmp_path / "z",
+            *PAIR,
+            "--nnodes",
+            "2",
+            "--master-addr",
+            "127.0.0.1",
+        )
+    )
     assert "tela zoo trains every family on the node it runs on" in line
 
 
@@ -218,8 +279,11 @@ def test_the_launch_options_are_tela_runs() -> None:
     cli = get_cli()
     shape = {}
     for name in ("run", "eval", "zoo", "calibrate", "route"):
-        opts = {o.opts[0]: (o.help, str(o.type)) for o in cli.commands[name].params
-                if o.name in ("processes", "hostfile", "nnodes", "node_rank", "master_addr", "master_port", "rdzv_endpoint")}
+        opts = {
+            o.opts[0]: (o.help, str(o.type))
+            for o in cli.commands[name].params
+            if o.name in ("processes", "hostfile", "nnodes", "node_rank", "master_addr", "master_port", "rdzv_endpoint")
+        }
         assert len(opts) == 7, name
         shape[name] = opts
     assert all(s == shape["run"] for s in shape.values())
@@ -227,8 +291,9 @@ def test_the_launch_options_are_tela_runs() -> None:
 
 
 @pytest.mark.slow
-def test_two_nodes_under_a_scheduler_each_with_its_own_cache(counting_router: Path, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_nodes_under_a_scheduler_each_with_its_own_cache(
+    counting_router: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The scheduler form on loopback: two `tela eval` processes play two nodes (one rank each),
     node 0 placed by flags, node 1 by Slurm's variables, each with a node-local score cache and its
     own output. Node 0 writes the report, with one process's scores; node 1 says its part is done.
@@ -237,28 +302,71 @@ def test_two_nodes_under_a_scheduler_each_with_its_own_cache(counting_router: Pa
     import subprocess
 
     data = outcomes(tmp_path / "eval", 700)
-    for var in ("SLURM_NNODES", "SLURM_NODEID", "SLURM_JOB_NODELIST", "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE",
-                "RANK", "LOCAL_RANK", "PET_NNODES", "PET_NODE_RANK", "NNODES", "NODE_RANK"):
+    for var in (
+        "SLURM_NNODES",
+        "SLURM_NODEID",
+        "SLURM_JOB_NODELIST",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "WORLD_SIZE",
+        "RANK",
+        "LOCAL_RANK",
+        "PET_NNODES",
+        "PET_NODE_RANK",
+        "NNODES",
+        "NODE_RANK",
+    ):
         monkeypatch.delenv(var, raising=False)
     calls = tmp_path / "calls"
     monkeypatch.setenv("TELA_TEST_SCORE_CALLS", str(calls))
     # each node is a fresh `tela` that adds the test plugin in-process first, as a program embedding tela would
-    tela = [sys.executable, "-c", "import sys, parallel_support; from tela_core.plugins import add_plugin; "
-            "add_plugin(parallel_support, 'parallel-support'); from tela_core.cli.main import main; main(sys.argv[1:])"]
+    tela = [
+        sys.executable,
+        "-c",
+        "import sys, parallel_support; from tela_core.plugins import add_plugin; "
+        "add_plugin(parallel_support, 'parallel-support'); from tela_core.cli.main import main; main(sys.argv[1:])",
+    ]
     argv = ["eval", "--router", str(counting_router), "--data", str(data), *PAIR, "--json", "--processes", "1"]
 
     def both() -> tuple[str, str]:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = str(sock.getsockname()[1])
-        node0 = subprocess.Popen([*tela, *argv, "-o", str(tmp_path / "out0"), "--force", "--nnodes", "2", "--node-rank", "0",
-                                  "--master-addr", "127.0.0.1", "--master-port", port],
-                                 env={**os.environ, "TELA_CACHE": str(tmp_path / "node0")},
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        node1 = subprocess.Popen([*tela, *argv, "-o", str(tmp_path / "out1")],
-                                 env={**os.environ, "TELA_CACHE": str(tmp_path / "node1"), "SLURM_NNODES": "2",
-                                      "SLURM_NODEID": "1", "SLURM_JOB_NODELIST": "127.0.0.1", "MASTER_PORT": port},
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        node0 = subprocess.Popen(
+            [
+                *tela,
+                *argv,
+                "-o",
+                str(tmp_path / "out0"),
+                "--force",
+                "--nnodes",
+                "2",
+                "--node-rank",
+                "0",
+                "--master-addr",
+                "127.0.0.1",
+                "--master-port",
+                port,
+            ],
+            env={**os.environ, "TELA_CACHE": str(tmp_path / "node0")},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        node1 = subprocess.Popen(
+            [*tela, *argv, "-o", str(tmp_path / "out1")],
+            env={
+                **os.environ,
+                "TELA_CACHE": str(tmp_path / "node1"),
+                "SLURM_NNODES": "2",
+                "SLURM_NODEID": "1",
+                "SLURM_JOB_NODELIST": "127.0.0.1",
+                "MASTER_PORT": port,
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         out0, err0 = node0.communicate(timeout=600)
         _out1, err1 = node1.communicate(timeout=600)
         assert node0.returncode == 0, err0

@@ -28,7 +28,9 @@ LONG_PROMPT = "Which of these " + "very " * 60 + "long options is the one that e
 def piped(args: str, into: str = "cat") -> subprocess.CompletedProcess[str]:
     """``tela ARGS | INTO`` in a shell (stdout a pipe, as for a user), with a narrow COLUMNS."""
     env = {**os.environ, "COLUMNS": "80"}
-    return subprocess.run(f"{shlex.quote(TELA)} {args} | {into}", shell=True, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        f"{shlex.quote(TELA)} {args} | {into}", shell=True, capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def rows(out: str) -> list[list[str]]:
@@ -100,7 +102,9 @@ def test_route_piped_prints_the_whole_prompt(zoo: tuple[Path, str]) -> None:
     assert table[1][1] == LONG_PROMPT and table[1][-1] in ("mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview")
 
 
-def test_a_terminal_still_gets_the_rich_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_terminal_still_gets_the_rich_table(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     t = Table(title="zoo")
     t.add_column("family")
     t.add_row("length")
@@ -113,6 +117,9 @@ def test_a_terminal_still_gets_the_rich_table(monkeypatch: pytest.MonkeyPatch, c
 
 
 def test_plain_cells_drop_markup_but_keep_text_as_written() -> None:
-    assert tables.plain_cell("policy: [cyan]threshold[/cyan]\npolicy: [cyan]tiers[/cyan]") == "policy: threshold, policy: tiers"
+    assert (
+        tables.plain_cell("policy: [cyan]threshold[/cyan]\npolicy: [cyan]tiers[/cyan]")
+        == "policy: threshold, policy: tiers"
+    )
     assert tables.plain_cell(Text("what is [b] in [a]?\tnext")) == "what is [b] in [a]? next"
     assert tables.plain_cell(Text("[[3]]")) == tables.plain_cell("[[3]]") == "[[3]]"

@@ -15,8 +15,9 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import click
 import pytest
@@ -72,7 +73,9 @@ def by_name(listing: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {p["name"]: p for p in listing}
 
 
-def run_tela(*args: str, env: dict[str, str] | None = None, pythonpath: Path | None = None) -> subprocess.CompletedProcess:
+def run_tela(
+    *args: str, env: dict[str, str] | None = None, pythonpath: Path | None = None
+) -> subprocess.CompletedProcess:
     """``tela ARGS`` in a fresh interpreter (entry points and env vars are read at start-up)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("TELA_") or k == "TELA_CACHE"}
     full_env["COLUMNS"] = "200"
@@ -80,9 +83,7 @@ def run_tela(*args: str, env: dict[str, str] | None = None, pythonpath: Path | N
         full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath), full_env.get("PYTHONPATH")]))
     full_env.update(env or {})
     code = "import sys; from tela_core.cli.main import main; main(sys.argv[1:])"
-    return subprocess.run(
-        [sys.executable, "-c", code, *args], env=full_env, capture_output=True, text=True, timeout=60
-    )
+    return subprocess.run([sys.executable, "-c", code, *args], env=full_env, capture_output=True, text=True, timeout=60)
 
 
 def fake_distribution(root: Path, dist: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
@@ -111,6 +112,7 @@ class EchoFormatter(Formatter):
 
 def test_builtins_load_through_the_tela_entry_point_group():
     import importlib.metadata as md
+
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["tela"]
@@ -258,13 +260,18 @@ def test_a_hook_with_a_wrong_argument_name_is_reported():
 
 def test_a_plugin_that_fails_to_import_is_shown_broken_and_does_not_take_tela_down(tmp_path):
     fake_distribution(
-        tmp_path, "tela-broken-demo", {"broken-demo": "tela_broken_demo"},
+        tmp_path,
+        "tela-broken-demo",
+        {"broken-demo": "tela_broken_demo"},
         {"tela_broken_demo": 'raise ImportError("tela_broken_demo needs frobnicate")\n'},
     )
     # A second distribution reusing a builtin's entry-point name and component name.
     fake_distribution(
-        tmp_path, "tela-dup-demo", {"jsonl": "tela_dup_demo"},
-        {"tela_dup_demo": """
+        tmp_path,
+        "tela-dup-demo",
+        {"jsonl": "tela_dup_demo"},
+        {
+            "tela_dup_demo": """
             from tela_core import Source, hookimpl
 
             class OtherJsonl(Source):
@@ -276,7 +283,8 @@ def test_a_plugin_that_fails_to_import_is_shown_broken_and_does_not_take_tela_do
             @hookimpl
             def tela_register_sources(register):
                 register(OtherJsonl)
-        """},
+        """
+        },
     )
     res = run_tela("plugins", "list", "--json", pythonpath=tmp_path)
     assert res.returncode == 0, res.stderr
@@ -339,7 +347,9 @@ def test_a_disabled_builtin_is_an_unknown_name(monkeypatch):
 @pytest.mark.parametrize("old, new", sorted(RENAMED_BUILTINS.items()))
 def test_a_builtin_s_name_before_0_2_still_disables_it_with_a_warning(monkeypatch, old, new):
     """``TELA_DISABLE_PLUGINS=role-prefix`` (a 0.1 user's setting) still disables the formatters."""
-    assert new in {ep.name for ep in md.entry_points(group="tela")} and old not in {ep.name for ep in md.entry_points(group="tela")}
+    assert new in {ep.name for ep in md.entry_points(group="tela")} and old not in {
+        ep.name for ep in md.entry_points(group="tela")
+    }
     monkeypatch.setenv("TELA_DISABLE_PLUGINS", old.upper().replace("-", "_"))  # matched as any name is
     reset()
     with pytest.warns(TelaDeprecationWarning, match=f"'{old}' is deprecated: use '{new}' instead"):
@@ -349,8 +359,18 @@ def test_a_builtin_s_name_before_0_2_still_disables_it_with_a_warning(monkeypatc
 
 # -- no heavy imports -------------------------------------------------------------------------
 
-HEAVY = ("torch", "transformers", "deepspeed", "peft", "trl", "sklearn", "matplotlib",
-         "sentence_transformers", "datasets", "accelerate")
+HEAVY = (
+    "torch",
+    "transformers",
+    "deepspeed",
+    "peft",
+    "trl",
+    "sklearn",
+    "matplotlib",
+    "sentence_transformers",
+    "datasets",
+    "accelerate",
+)
 
 _IMPORT_PROBE = """
 import json, sys, traceback
@@ -380,7 +400,10 @@ print("PROBE" + json.dumps(culprits))
 def test_help_and_plugins_list_import_no_heavy_library():
     res = subprocess.run(
         [sys.executable, "-c", _IMPORT_PROBE, ",".join(HEAVY)],
-        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
     )
     assert res.returncode == 0, res.stderr
     culprits = json.loads(res.stdout.rpartition("PROBE")[2])
@@ -440,7 +463,9 @@ def test_hook_tela_register_backends(tmp_path):
         assert _provides("copy") == {"backend": ["test-copy"]}
         train = tmp_path / "t.jsonl"
         train.write_text('{"prompt": "p", "completion": "[[1]]"}\n')
-        job = TrainJob(model="m", output_dir=tmp_path / "out", train_file=train, eval_file=None, formatter="role-prefix")
+        job = TrainJob(
+            model="m", output_dir=tmp_path / "out", train_file=train, eval_file=None, formatter="role-prefix"
+        )
         out = reg.create("backend", "test-copy").train(job)
         assert (out / "train.jsonl").read_text() == train.read_text()
 

@@ -74,7 +74,9 @@ def test_every_public_name_imports_in_a_fresh_interpreter_without_a_warning() ->
         lines.append(f"m = importlib.import_module({module!r})")
         lines.append(f"missing += [{module!r} + '.' + n for n in {names!r} if not hasattr(m, n)]")
     lines.append("print(missing)")
-    done = subprocess.run([sys.executable, "-W", "error", "-c", "\n".join(lines)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", "\n".join(lines)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "[]", done.stdout
 
@@ -84,7 +86,9 @@ def _imports(text: str) -> list[tuple[str, list[str]]]:
     (Python source, or markdown whose code lines hold them)."""
     out = []
     for m in re.finditer(r"^\s*from (tela_core[\w.]*) import \(?([\w, \n]+?)\)?\s*$", text, flags=re.M):
-        out.append((m.group(1), [n.strip().split(" as ")[0] for n in m.group(2).replace("\n", " ").split(",") if n.strip()]))
+        out.append(
+            (m.group(1), [n.strip().split(" as ")[0] for n in m.group(2).replace("\n", " ").split(",") if n.strip()])
+        )
     for m in re.finditer(r"^\s*import (tela_core[\w.]*)\s*$", text, flags=re.M):
         out.append((m.group(1), []))
     return out
@@ -130,7 +134,11 @@ def test_the_example_packages_import_only_public_names() -> None:
     """examples/ are third-party packages: they use tela the way the docs promise will last."""
     bad = []
     for path in sorted((ROOT / "examples").rglob("*.py")):
-        bad += [f"{path.relative_to(ROOT)}: {x}" for module, names in _python_imports(path) for x in _not_public(module, names)]
+        bad += [
+            f"{path.relative_to(ROOT)}: {x}"
+            for module, names in _python_imports(path)
+            for x in _not_public(module, names)
+        ]
     assert not bad, bad
 
 
@@ -164,7 +172,9 @@ def test_every_public_name_of_tela_0_1_still_imports() -> None:
     """What a plugin written for tela 0.1.0 imports still works; a moved module warns once, with a
     TelaDeprecationWarning that names where it went and when the old path goes."""
     api = _frozen_api()
-    done = subprocess.run([sys.executable, "-c", _CHECK_OLD_API, json.dumps(api)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", _CHECK_OLD_API, json.dumps(api)], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert not result["missing"], result["missing"]
@@ -196,7 +206,10 @@ def _deprecated_aliases() -> list[str]:
     names = []
     for path in (ROOT / "tela_core").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "deprecated_alias":
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", getattr(node.func, "attr", "")) == "deprecated_alias"
+            ):
                 if len(node.args) >= 2 and isinstance(node.args[1], ast.Constant):
                     names.append(str(node.args[1].value))
     return names
@@ -210,7 +223,11 @@ def test_every_shim_is_in_the_changelog() -> None:
     aliases = _deprecated_aliases()
     assert "tela_core.artifact.load_router" in aliases
     missing = [old for old in aliases if old not in deprecated]
-    missing += [old for old in deprecation.MOVED_MODULES if f"`{old.rsplit('.', 1)[1]}`" not in deprecated and f"`{old}`" not in deprecated]
+    missing += [
+        old
+        for old in deprecation.MOVED_MODULES
+        if f"`{old.rsplit('.', 1)[1]}`" not in deprecated and f"`{old}`" not in deprecated
+    ]
     assert not missing, f"CHANGELOG.md [Unreleased] 'Deprecated' does not name: {missing}"
 
 
@@ -223,18 +240,31 @@ def test_the_changelog_keeps_the_format() -> None:
     kinds = {"Added", "Changed", "Deprecated", "Removed", "Fixed", "Security"}
     unreleased = text[text.index("## [Unreleased]") : text.index(f"## [{versions[1][0]}]")]
     assert set(re.findall(r"^### (.+)$", unreleased, flags=re.M)) <= kinds
-    assert _minor(versions[1][0]) < _minor(tela_core.__version__), "the newest release in the changelog is older than this one"
+    assert _minor(versions[1][0]) < _minor(tela_core.__version__), (
+        "the newest release in the changelog is older than this one"
+    )
 
 
 def test_the_docs_way_to_find_deprecated_uses_finds_them(tmp_path: Path) -> None:
     """``pytest -W error::tela_core.TelaDeprecationWarning`` (what docs/plugins.md tells authors to
     run) fails a plugin's test that imports an old path, naming the replacement."""
     (tmp_path / "test_old_style.py").write_text(
-        "from tela_core.records import seed_record\n\n\ndef test_seed():\n    assert seed_record('q', label=1).label == 1\n",
+        "from tela_core.records import seed_record\n\n\ndef test_seed():\n    assert seed_record('q', label=1).label == 1\n",  # noqa: E501
         encoding="utf-8",
     )
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
-           "-W", "error::tela_core.TelaDeprecationWarning", "test_old_style.py"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(tmp_path),
+        "-W",
+        "error::tela_core.TelaDeprecationWarning",
+        "test_old_style.py",
+    ]
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0, done.stdout
     assert "TelaDeprecationWarning: tela_core.records is deprecated: use tela_core.data.records" in done.stdout
@@ -246,5 +276,5 @@ def test_warnings_filter_sees_the_shim_as_a_deprecation() -> None:
         warnings.simplefilter("always")
         deprecation.warn_deprecated("tela_core.old", "tela_core.new")
     assert [str(w.message) for w in caught] == [
-        f"tela_core.old is deprecated: use tela_core.new instead (tela_core.old will be removed in tela {deprecation.REMOVED_IN})"
+        f"tela_core.old is deprecated: use tela_core.new instead (tela_core.old will be removed in tela {deprecation.REMOVED_IN})"  # noqa: E501
     ]

@@ -3,12 +3,13 @@ tela a label of 7 or an outcome of 2.0, and a missing path is one line, not a tr
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from tela_core import InputError, Record, Source, hookimpl
+from tela_core import Record, Source, hookimpl
 from tela_core.data.records import seed_record
 from tela_core.testkit.helpers import TelaCli
 
@@ -49,11 +50,15 @@ def loose(tmp_path: Path, register_plugin: Any) -> Path:
         ({"prompt": "q"}, "a source must yield tela_core.Record objects, got dict"),
     ],
 )
-def test_every_command_refuses_a_bad_record_from_any_source(loose: Path, record: Any, message: str, tela_cli: TelaCli) -> None:
+def test_every_command_refuses_a_bad_record_from_any_source(
+    loose: Path, record: Any, message: str, tela_cli: TelaCli
+) -> None:
     BAD["records"] = [Record(prompt="fine", outcomes={"a": 1.0, "b": 0.0}), record]
-    for cmd in (["data", "check", "--source", "loose", str(loose)],
-                ["run", "--source", "loose", "--data", str(loose), "--family", "length", "--output", str(loose.parent / "r")],
-                ["eval", "--router", "random", "--source", "loose", "--data", str(loose), "-o", str(loose.parent / "e")]):
+    for cmd in (
+        ["data", "check", "--source", "loose", str(loose)],
+        ["run", "--source", "loose", "--data", str(loose), "--family", "length", "--output", str(loose.parent / "r")],
+        ["eval", "--router", "random", "--source", "loose", "--data", str(loose), "-o", str(loose.parent / "e")],
+    ):
         res = tela_cli(*cmd)
         assert res.exit_code == 2, (cmd, res.output)
         assert f"{loose}: record #2 (from source 'loose'): {message}" in res.output, res.output

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from tela_core.data import sample_path
-from tela_core.infra.errors import TelaError
 from tela_core.testkit.helpers import TelaCli, one_error_line, run_cli
 
 
@@ -130,7 +129,9 @@ def test_cache_lock_waits_for_the_other_writer(tmp_path: Path) -> None:
         (["--set", "family.device=cpu", "--set", "family.nope=1"], "bad options for scorer 'score-token': nope"),
     ],
 )
-def test_bad_values_are_refused_before_anything_is_written(tmp_path: Path, args: list[str], message: str, tela_cli: TelaCli) -> None:
+def test_bad_values_are_refused_before_anything_is_written(
+    tmp_path: Path, args: list[str], message: str, tela_cli: TelaCli
+) -> None:
     out = tmp_path / "out"
     res = tela_cli("run", "--data", str(sample_path()), "--output", str(out), *args)
     assert message in one_error_line(res)
@@ -146,7 +147,9 @@ def test_bad_values_are_refused_before_anything_is_written(tmp_path: Path, args:
         (["--epochs", "2"], "would ignore --epochs"),
     ],
 )
-def test_a_family_refuses_settings_it_would_ignore(tmp_path: Path, args: list[str], message: str, tela_cli: TelaCli) -> None:
+def test_a_family_refuses_settings_it_would_ignore(
+    tmp_path: Path, args: list[str], message: str, tela_cli: TelaCli
+) -> None:
     out = tmp_path / "out"
     res = tela_cli("run", "--family", "length", "--data", str(sample_path()), "--output", str(out), *args)
     assert message in one_error_line(res)
@@ -174,7 +177,9 @@ def test_a_failed_run_leaves_nothing_and_the_corrected_rerun_works(tmp_path: Pat
     assert not out.exists()
     res = tela_cli("run", "--family", "length", "--data", str(sample_path()), "--output", str(out), "--sample", "50")
     assert res.exit_code == 0, res.output
-    assert json.loads((out / "tela.json").read_text())["data"]["train"] == 50  # a self-training family holds nothing out
+    assert (
+        json.loads((out / "tela.json").read_text())["data"]["train"] == 50
+    )  # a self-training family holds nothing out
 
 
 def test_output_paths_that_cannot_be_written(tmp_path: Path, tela_cli: TelaCli) -> None:
@@ -196,8 +201,11 @@ def test_data_outputs_that_cannot_be_written(tmp_path: Path, tela_cli: TelaCli) 
     a_dir.mkdir()
     a_file = tmp_path / "file"
     a_file.write_text("x")
-    for out, message in ((a_dir, "is a directory"), (a_file / "o.jsonl", "is a file, not a directory"),
-                         (Path("/sys/tela-test.jsonl"), "cannot write there")):
+    for out, message in (
+        (a_dir, "is a directory"),
+        (a_file / "o.jsonl", "is a file, not a directory"),
+        (Path("/sys/tela-test.jsonl"), "cannot write there"),
+    ):
         for cmd in (["data", "sample", "--n", "3"], ["data", "convert"]):
             res = tela_cli(*cmd, str(sample_path()), str(out), "--force")
             assert message in one_error_line(res), (cmd, out)
@@ -313,7 +321,9 @@ def test_damaged_cache_shard_is_dropped_and_recomputed_with_a_warning(tmp_path: 
     assert "damaged" not in capsys.readouterr().err  # healed: no warning the next time
 
 
-def test_unwritable_cache_is_a_warning_not_a_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_encoder: None, tela_cli: TelaCli) -> None:
+def test_unwritable_cache_is_a_warning_not_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_encoder: None, tela_cli: TelaCli
+) -> None:
     router = _train("embedding-knn", tmp_path / "knn", "--sample", "40")
     monkeypatch.setenv("TELA_CACHE", "/sys/tela-cache")  # refused even to root
     res = tela_cli("route", "--router", router, "--json", "a question never seen before")
@@ -340,9 +350,23 @@ def test_duplicate_prompts_with_conflicting_outcomes_are_counted(tmp_path: Path,
     data.write_text("".join(json.dumps(o) + "\n" for o in objs + flipped + same))
     res = tela_cli("run", "--family", "length", "--data", str(data), "--output", str(tmp_path / "r"), *PAIR)
     assert res.exit_code == 0, res.output
-    assert "warning: 3 prompt(s) occur more than once with conflicting labels or outcomes (5 duplicated prompts in 10 records)" in res.output
-    res = tela_cli("zoo", "--data", str(data), "--families", "length", "--output", str(tmp_path / "z"),
-                   "--weak-model", PAIR[1].split("=")[1], "--strong-model", PAIR[3].split("=")[1])
+    assert (
+        "warning: 3 prompt(s) occur more than once with conflicting labels or outcomes (5 duplicated prompts in 10 records)"  # noqa: E501
+        in res.output
+    )
+    res = tela_cli(
+        "zoo",
+        "--data",
+        str(data),
+        "--families",
+        "length",
+        "--output",
+        str(tmp_path / "z"),
+        "--weak-model",
+        PAIR[1].split("=")[1],
+        "--strong-model",
+        PAIR[3].split("=")[1],
+    )
     assert res.exit_code == 0, res.output
     assert "3 prompt(s) occur more than once" in res.output
     res = tela_cli("data", "check", str(data))
@@ -377,8 +401,11 @@ def test_training_prompt_sketch_estimates_overlap() -> None:
 
 
 def test_data_preview_with_a_bad_tokenizer_path(tmp_path: Path, tela_cli: TelaCli) -> None:
-    for tok, message in ((tmp_path / "missing", "not found"), (sample_path(), "a file"),
-                         (tmp_path, "cannot load a tokenizer")):
+    for tok, message in (
+        (tmp_path / "missing", "not found"),
+        (sample_path(), "a file"),
+        (tmp_path, "cannot load a tokenizer"),
+    ):
         res = tela_cli("data", "preview", "--formatter", "role-prefix", str(sample_path()), "--tokenizer", str(tok))
         assert message in one_error_line(res)
 
@@ -402,7 +429,9 @@ def test_eval_and_calibrate_warn_on_training_prompts(tmp_path: Path, tela_cli: T
     assert json.loads((router / "tela.json").read_text())["train_prompts"]["n"] == 100  # family holds none out)
     heldout = sample_path().with_name("mmlu_heldout_sample.jsonl")
     pair = ["--weak-model", PAIR[1].split("=")[1], "--strong-model", PAIR[3].split("=")[1]]
-    res = tela_cli("eval", "--router", str(router), "--data", str(sample_path()), "--output", str(tmp_path / "e1"), *pair)
+    res = tela_cli(
+        "eval", "--router", str(router), "--data", str(sample_path()), "--output", str(tmp_path / "e1"), *pair
+    )
     assert res.exit_code == 0, res.output
     assert "warning: 25% of the evaluation prompts are the router's own training prompts" in res.output
     res = tela_cli("eval", "--router", str(router), "--data", str(heldout), "--output", str(tmp_path / "e2"), *pair)
@@ -415,8 +444,19 @@ def test_eval_and_calibrate_warn_on_training_prompts(tmp_path: Path, tela_cli: T
 
 def test_zoo_routers_record_their_training_prompts(tmp_path: Path, tela_cli: TelaCli) -> None:
     out = tmp_path / "zoo"
-    res = tela_cli("zoo", "--data", str(sample_path()), "--families", "length", "--output", str(out),
-                   "--weak-model", PAIR[1].split("=")[1], "--strong-model", PAIR[3].split("=")[1])
+    res = tela_cli(
+        "zoo",
+        "--data",
+        str(sample_path()),
+        "--families",
+        "length",
+        "--output",
+        str(out),
+        "--weak-model",
+        PAIR[1].split("=")[1],
+        "--strong-model",
+        PAIR[3].split("=")[1],
+    )
     assert res.exit_code == 0, res.output
     sketch = json.loads((out / "routers" / "length" / "tela.json").read_text())["train_prompts"]
     assert sketch["n"] == json.loads((out / "results.json").read_text())["n_train"]
@@ -426,8 +466,22 @@ def test_eval_and_calibrate_take_the_same_lock(tmp_path: Path, tela_cli: TelaCli
     router = _train("length", tmp_path / "len")
     report = tmp_path / "report"
     for target, argv in (
-        (report, ["eval", "--router", str(router), "--data", str(sample_path()), "--output", str(report),
-                  "--weak-model", PAIR[1].split("=")[1], "--strong-model", PAIR[3].split("=")[1]]),
+        (
+            report,
+            [
+                "eval",
+                "--router",
+                str(router),
+                "--data",
+                str(sample_path()),
+                "--output",
+                str(report),
+                "--weak-model",
+                PAIR[1].split("=")[1],
+                "--strong-model",
+                PAIR[3].split("=")[1],
+            ],
+        ),
         (router, ["calibrate", "--router", str(router), "--data", str(sample_path()), "--strong-share", "0.3"]),
     ):
         before = (_tree(router), _tree(report))

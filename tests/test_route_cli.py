@@ -56,7 +56,11 @@ def test_route_reads_a_file_and_stdin(router, tmp_path, tela_cli):
     assert len(r.output.strip().splitlines()) == 3
     r = tela_cli("route", "--router", router, "--json", input='plain question one\n{"prompt": "json two"}\n\n"three"\n')
     assert r.exit_code == 0, r.output
-    assert [json.loads(x)["prompt"] for x in r.output.strip().splitlines()] == ["plain question one", "json two", "three"]
+    assert [json.loads(x)["prompt"] for x in r.output.strip().splitlines()] == [
+        "plain question one",
+        "json two",
+        "three",
+    ]
 
 
 def test_route_errors(router, tmp_path, tela_cli):
@@ -70,7 +74,9 @@ def test_route_errors(router, tmp_path, tela_cli):
     assert r.exit_code == 2 and f"{bad}:2" in r.output
     r = tela_cli("route", "--router", router, input="")
     assert r.exit_code == 2 and "no prompts" in r.output
-    (router / "policy.json").write_text(json.dumps({"name": "threshold", "options": {"threshold": 1.5}, "models": ["a", "b"]}))
+    (router / "policy.json").write_text(
+        json.dumps({"name": "threshold", "options": {"threshold": 1.5}, "models": ["a", "b"]})
+    )
     r = tela_cli("route", "--router", router, "q")
     assert r.exit_code == 2 and "threshold" in r.output and "less than or equal to 1" in r.output
 

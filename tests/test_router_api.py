@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from tela_core import Decision, Router, TelaError, get_registry
-from tela_core.routing.artifact import write_manifest, write_policy
 from tela_core.data import sample_path
 from tela_core.data.detect import open_source
+from tela_core.routing.artifact import write_manifest, write_policy
 from tela_core.testkit.helpers import TelaCli
 
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -73,7 +73,11 @@ def test_router_without_policy_file_routes_between_the_manifests_models(length_r
 
 
 def test_format_version_is_checked(length_router: Path, tmp_path: Path) -> None:
-    for version, msg in ((99, "newer than this tela reads"), ("one", "must be a format version"), (None, "must be a format version")):
+    for version, msg in (
+        (99, "newer than this tela reads"),
+        ("one", "must be a format version"),
+        (None, "must be a format version"),
+    ):
         d = shutil.copytree(length_router, tmp_path / f"v{version}")
         m = json.loads((d / "tela.json").read_text())
         m["tela_artifact"] = version
@@ -95,7 +99,7 @@ def test_a_missing_plugin_is_named_from_the_manifest(tmp_path: Path, tela_cli: T
 
 # -- no code from a router folder unless the user allows it --------------------------------------------
 
-EVIL = '''
+EVIL = """
 from pathlib import Path
 Path(MARKER).write_text("router code ran")
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -105,7 +109,7 @@ class EvilConfig(LlamaConfig):
 
 class EvilModel(LlamaForCausalLM):
     config_class = EvilConfig
-'''
+"""
 
 
 @pytest.fixture()
@@ -121,13 +125,17 @@ def evil_router(tiny_router: Path, tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_router_code_never_runs_without_the_users_flag(evil_router: Path, monkeypatch: pytest.MonkeyPatch, tela_cli: TelaCli) -> None:
+def test_router_code_never_runs_without_the_users_flag(
+    evil_router: Path, monkeypatch: pytest.MonkeyPatch, tela_cli: TelaCli
+) -> None:
     monkeypatch.delenv("TELA_TRUST_REMOTE_CODE", raising=False)
     with pytest.raises(TelaError, match="ships its own Python code .*--trust-remote-code"):
         Router.load(evil_router)
-    for cmd in (["route", "--router", evil_router, "hi"],
-                ["calibrate", "--router", evil_router, "--data", sample_path(), "--strong-share", "0.5"],
-                ["eval", "--router", evil_router, "--data", sample_path(), "-o", evil_router.parent / "ev"]):
+    for cmd in (
+        ["route", "--router", evil_router, "hi"],
+        ["calibrate", "--router", evil_router, "--data", sample_path(), "--strong-share", "0.5"],
+        ["eval", "--router", evil_router, "--data", sample_path(), "-o", evil_router.parent / "ev"],
+    ):
         res = tela_cli(*cmd)
         assert res.exit_code == 2, (cmd, res.output)
         assert "--trust-remote-code" in res.output and "Traceback" not in res.output
@@ -163,22 +171,30 @@ def test_route_cli_policy_and_threshold_options(length_router: Path, tela_cli: T
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in res.output.splitlines()]
     assert [r["model"] for r in rows] == [STRONG, STRONG] and rows[0]["threshold"] == 0.0
-    res = tela_cli("route", "--router", length_router, "--json", "--policy", "threshold", "--set", "policy.threshold=1.0", SHORT)
+    res = tela_cli(
+        "route", "--router", length_router, "--json", "--policy", "threshold", "--set", "policy.threshold=1.0", SHORT
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["model"] == WEAK
     res = tela_cli("route", "--router", length_router, "--set", "family.k=3", SHORT)
     assert res.exit_code == 2 and "policy options only" in res.output
 
 
-def test_calibrate_refuses_a_policy_that_does_not_calibrate(length_router: Path, tmp_path: Path, tela_cli: TelaCli) -> None:
+def test_calibrate_refuses_a_policy_that_does_not_calibrate(
+    length_router: Path, tmp_path: Path, tela_cli: TelaCli
+) -> None:
     d = shutil.copytree(length_router, tmp_path / "r")
-    res = tela_cli("calibrate", "--router", d, "--data", sample_path(), "--strong-share", "0.3", "--policy", "threshold")
+    res = tela_cli(
+        "calibrate", "--router", d, "--data", sample_path(), "--strong-share", "0.3", "--policy", "threshold"
+    )
     assert res.exit_code == 2 and "does not calibrate" in res.output and "calibrated" in res.output
     res = tela_cli("calibrate", "--router", d, "--data", sample_path(), "--strong-share", "0.3")
     assert res.exit_code == 0, res.output
     r = Router.load(d)
     assert r.policy_spec["name"] == "calibrated" and r.models == [WEAK, STRONG]
-    share = float(np.mean([m == STRONG for m in r.route([x.prompt for x in open_source(sample_path()).read(sample_path())])]))
+    share = float(
+        np.mean([m == STRONG for m in r.route([x.prompt for x in open_source(sample_path()).read(sample_path())])])
+    )
     assert abs(share - 0.3) < 0.05
 
 

@@ -52,7 +52,9 @@ def test_split_edge_cases() -> None:
 
 
 def test_group_split_holds_out_whole_groups() -> None:
-    recs = [Record(prompt=f"q{i}", group=g) for i, g in enumerate(["anatomy", "astronomy", None, "sociology", "anatomy"])]
+    recs = [
+        Record(prompt=f"q{i}", group=g) for i, g in enumerate(["anatomy", "astronomy", None, "sociology", "anatomy"])
+    ]
     train, evals = group_split(recs, MMLU_HELDOUT_SUBJECTS)
     assert [r.prompt for r in train] == ["q0", "q2", "q4"]
     assert [r.prompt for r in evals] == ["q1", "q3"]
@@ -66,7 +68,11 @@ def test_cli_sample_writes_the_pandas_rows_as_they_were(tmp_path: Path, tela_cli
     for i in range(20):
         obj = {
             "prompt": f"Q{i}",
-            "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": f"Q{i}"}, {"role": "assistant", "content": "[[3]]"}],
+            "messages": [
+                {"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": f"Q{i}"},
+                {"role": "assistant", "content": "[[3]]"},
+            ],
             "my_key": i,  # unknown keys survive sampling
         }
         lines.append(json.dumps(obj))

@@ -56,7 +56,9 @@ def test_a_stopped_pass_resumes_from_its_finished_chunks(tmp_path: Path) -> None
 
 def test_a_damaged_chunk_is_scored_again(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
-        score_prompts(CountingScorer(crash_after=2), PROMPTS, router_id="r", cache_dir=tmp_path, chunk_size=3, progress=False)
+        score_prompts(
+            CountingScorer(crash_after=2), PROMPTS, router_id="r", cache_dir=tmp_path, chunk_size=3, progress=False
+        )
     (chunk,) = [p for p in next(tmp_path.glob("*.chunks")).iterdir() if p.name.startswith("000000003")]
     chunk.write_bytes(b"not an npz")
     again = CountingScorer()
@@ -67,7 +69,8 @@ def test_a_damaged_chunk_is_scored_again(tmp_path: Path) -> None:
 def test_sigkill_mid_pass_then_rerun(tmp_path: Path) -> None:
     """A real SIGKILL in the middle of scoring: the rerun scores only what the killed run had not."""
     script = tmp_path / "score.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import os, signal, sys
         import numpy as np
         sys.path.insert(0, {str(Path(__file__).parent)!r})
@@ -83,8 +86,10 @@ def test_sigkill_mid_pass_then_rerun(tmp_path: Path) -> None:
                     fh.write("".join(p + "\\n" for p in prompts))
                 return out
 
-        score_prompts(Killed(), PROMPTS, router_id="r", cache_dir={str(tmp_path / "cache")!r}, chunk_size=2, progress=False)
-    """))
+        score_prompts(Killed(), PROMPTS, router_id="r", cache_dir={str(tmp_path / "cache")!r}, chunk_size=2,
+                      progress=False)
+    """)
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     first = subprocess.run([sys.executable, str(script), "3"], env=env, capture_output=True, text=True)
     assert first.returncode == -9, first.stderr

@@ -41,16 +41,38 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     models = Router.load(router_dir).models
     write_policy(router_dir, "threshold", {"threshold": THRESHOLD}, models)
     cfg = tmp / "serve.yaml"
-    cfg.write_text("keys_env: TELA_TEST_KEYS\nsticky_header: x-tela-session\nmax_body_bytes: 65536\ninline_below_ms: 0  # score on the worker thread, batched\n")
+    cfg.write_text(
+        "keys_env: TELA_TEST_KEYS\nsticky_header: x-tela-session\nmax_body_bytes: 65536\ninline_below_ms: 0  # score on the worker thread, batched\n"  # noqa: E501
+    )
     log = tmp / "decisions.jsonl"
     with standin("small") as small, standin("big") as big:
         server = TelaServe(
-            ["--config", str(cfg), "--router", f"len={router_dir}", "--weak", f"{small}#small", "--strong", f"{big}#big",
-             "--decision-log", str(log), "--upstream-timeout", "3"],
-            free_port(), extra_env={"TELA_TEST_KEYS": f"other-key,{KEY}"},
+            [
+                "--config",
+                str(cfg),
+                "--router",
+                f"len={router_dir}",
+                "--weak",
+                f"{small}#small",
+                "--strong",
+                f"{big}#big",
+                "--decision-log",
+                str(log),
+                "--upstream-timeout",
+                "3",
+            ],
+            free_port(),
+            extra_env={"TELA_TEST_KEYS": f"other-key,{KEY}"},
         )
         try:
-            yield {"url": server.url, "small": small, "big": big, "router": Router.load(router_dir), "log": log, "server": server}
+            yield {
+                "url": server.url,
+                "small": small,
+                "big": big,
+                "router": Router.load(router_dir),
+                "log": log,
+                "server": server,
+            }
         finally:
             out = server.stop()
             assert "Traceback" not in out, out
@@ -98,7 +120,9 @@ def test_threshold_in_model_name(stack, client):
     w = float(stack["router"].score([prompt])[0])
     assert 0 < w < 1
     lo = client.chat.completions.with_raw_response.create(model=f"router-len-{w - 0.01:.4f}", messages=_user(prompt))
-    hi = client.chat.completions.with_raw_response.create(model=f"router-len-{min(1.0, w + 0.01):.4f}", messages=_user(prompt))
+    hi = client.chat.completions.with_raw_response.create(
+        model=f"router-len-{min(1.0, w + 0.01):.4f}", messages=_user(prompt)
+    )
     assert lo.parse().model == "big" and hi.parse().model == "small"
     assert float(lo.headers["x-tela-threshold"]) == pytest.approx(w - 0.01, abs=1e-4)
 
@@ -109,8 +133,12 @@ def test_streaming_sync_client(stack, client):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "I am big." and chunks[-1].model == "big"
     # the raw stream is server-sent events ending with data: [DONE]
-    r = httpx.post(stack["url"] + "/v1/chat/completions", headers={"authorization": f"Bearer {KEY}"},
-                   json={"model": "router-len", "stream": True, "messages": _user(prompt)}, timeout=20)
+    r = httpx.post(
+        stack["url"] + "/v1/chat/completions",
+        headers={"authorization": f"Bearer {KEY}"},
+        json={"model": "router-len", "stream": True, "messages": _user(prompt)},
+        timeout=20,
+    )
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     assert r.headers["x-tela-model"] == "big"
     assert r.text.rstrip().endswith("data: [DONE]")
@@ -124,6 +152,7 @@ def test_async_client_64_concurrent_each_answered_by_its_model(stack):
 
     async def main():
         c = openai.AsyncOpenAI(base_url=stack["url"] + "/v1", api_key=KEY, max_retries=0, timeout=30)
+
         async def one(i):
             stream = i % 4 == 0
             if stream:
@@ -131,6 +160,7 @@ def test_async_client_64_concurrent_each_answered_by_its_model(stack):
                 return "".join([ch.choices[0].delta.content or "" async for ch in s if ch.choices])
             r = await c.chat.completions.create(model="router-len", messages=_user(prompts[i]))
             return r.choices[0].message.content
+
         try:
             return await asyncio.gather(*(one(i) for i in range(64)))
         finally:
@@ -142,18 +172,28 @@ def test_async_client_64_concurrent_each_answered_by_its_model(stack):
     for model in ("small", "big"):
         sent = expected.count(model)
         got = metric(after, "tela_requests_total", router="len", model=model, status="200") - metric(
-            before, "tela_requests_total", router="len", model=model, status="200")
+            before, "tela_requests_total", router="len", model=model, status="200"
+        )
         assert got == sent, (model, got, sent)
     assert metric(after, "tela_batch_size_count", router="len") > metric(before, "tela_batch_size_count", router="len")
 
 
 def test_pass_through_keeps_unknown_fields(stack, client):
-    parts = [{"type": "text", "text": "Describe this picture."}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
+    parts = [
+        {"type": "text", "text": "Describe this picture."},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+    ]
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
     extra = {"custom_field": {"nested": [1, 2]}}
     raw = client.chat.completions.with_raw_response.create(
-        model="small", messages=[{"role": "user", "content": parts}], tools=tools, tool_choice="auto",
-        response_format={"type": "json_object"}, n=1, logprobs=False, extra_body=extra,
+        model="small",
+        messages=[{"role": "user", "content": parts}],
+        tools=tools,
+        tool_choice="auto",
+        response_format={"type": "json_object"},
+        n=1,
+        logprobs=False,
+        extra_body=extra,
     )
     assert raw.parse().model == "small" and "x-tela-router" not in raw.headers
     seen = stats(stack["small"])["last_body"]
@@ -168,7 +208,11 @@ def test_routes_on_the_last_user_turn_with_content_parts(stack, client):
         {"role": "user", "content": "hi"},
         {"role": "assistant", "content": "hello"},
         {"role": "user", "content": [{"type": "text", "text": long_q}]},
-        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+        },
         {"role": "tool", "tool_call_id": "c1", "content": "ok"},
     ]
     assert _expected(stack, long_q) == "big"
@@ -178,9 +222,15 @@ def test_routes_on_the_last_user_turn_with_content_parts(stack, client):
 
 
 def test_sticky_session_header_routes_on_the_first_user_turn(stack, client):
-    convo = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}, {"role": "user", "content": _prompt(49)}]
+    convo = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": _prompt(49)},
+    ]
     plain = client.chat.completions.with_raw_response.create(model="router-len", messages=convo)
-    sticky = client.chat.completions.with_raw_response.create(model="router-len", messages=convo, extra_headers={"x-tela-session": "s1"})
+    sticky = client.chat.completions.with_raw_response.create(
+        model="router-len", messages=convo, extra_headers={"x-tela-session": "s1"}
+    )
     assert plain.headers["x-tela-model"] == "big" and sticky.headers["x-tela-model"] == "small"
 
 
@@ -192,8 +242,14 @@ def test_models_health_ready_metrics(stack, client):
     assert status == 200 and json.loads(body) == {"ready": True, "routers": {"len": True}}
     status, text = get(stack["url"] + "/metrics")
     assert status == 200
-    for name in ("tela_requests_total", "tela_routing_seconds_bucket", "tela_upstream_seconds_bucket", "tela_strong_share",
-                 "tela_routed_total", "tela_tokens_total"):
+    for name in (
+        "tela_requests_total",
+        "tela_routing_seconds_bucket",
+        "tela_upstream_seconds_bucket",
+        "tela_strong_share",
+        "tela_routed_total",
+        "tela_tokens_total",
+    ):
         assert name in text, name
     assert 0.0 < metric(text, "tela_strong_share", router="len") < 1.0
 
@@ -209,17 +265,41 @@ def test_errors_use_the_openai_envelope(stack, client):
         return e
 
     err(httpx.post(url, headers=auth, content=b"{not json"), 400, "invalid_json")
-    err(httpx.post(url, headers=auth, json={"model": "router-len", "messages": [{"role": "system", "content": "x"}]}), 400, "no_user_turn")
+    err(
+        httpx.post(url, headers=auth, json={"model": "router-len", "messages": [{"role": "system", "content": "x"}]}),
+        400,
+        "no_user_turn",
+    )
     e = err(httpx.post(url, headers=auth, json={"model": "gpt-9", "messages": _user("q")}), 400, "model_not_found")
     assert "router-len" in e["message"] and e["param"] == "model"
-    err(httpx.post(url, headers=auth, json={"model": "router-len-1.5", "messages": _user("q")}), 400, "invalid_threshold")
-    err(httpx.post(url, headers=auth, json={"model": "router-len-abc", "messages": _user("q")}), 400, "invalid_threshold")
-    err(httpx.post(url, headers=auth, json={"model": "router-len", "messages": _user("x" * 70000)}), 413, "request_too_large")
+    err(
+        httpx.post(url, headers=auth, json={"model": "router-len-1.5", "messages": _user("q")}),
+        400,
+        "invalid_threshold",
+    )
+    err(
+        httpx.post(url, headers=auth, json={"model": "router-len-abc", "messages": _user("q")}),
+        400,
+        "invalid_threshold",
+    )
+    err(
+        httpx.post(url, headers=auth, json={"model": "router-len", "messages": _user("x" * 70000)}),
+        413,
+        "request_too_large",
+    )
     err(httpx.post(url, json={"model": "router-len", "messages": _user("q")}), 401, "invalid_api_key")
-    err(httpx.post(url, headers={"authorization": "Bearer wrong"}, json={"model": "router-len", "messages": _user("q")}), 401, "invalid_api_key")
+    err(
+        httpx.post(
+            url, headers={"authorization": "Bearer wrong"}, json={"model": "router-len", "messages": _user("q")}
+        ),
+        401,
+        "invalid_api_key",
+    )
     assert httpx.get(stack["url"] + "/v1/models").status_code == 401
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=stack["url"] + "/v1", api_key="nope", max_retries=0).chat.completions.create(model="router-len", messages=_user("q"))
+        openai.OpenAI(base_url=stack["url"] + "/v1", api_key="nope", max_retries=0).chat.completions.create(
+            model="router-len", messages=_user("q")
+        )
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="router-nope", messages=_user("q"))
 
@@ -229,16 +309,31 @@ def test_fallback_on_upstream_error_then_502(stack, client):
     before = get(stack["url"] + "/metrics")[1]
     control(stack["small"], mode="fail")
     raw = client.chat.completions.with_raw_response.create(model="router-len", messages=_user(prompt))
-    assert raw.parse().model == "big" and raw.headers["x-tela-fallback"] == "small" and raw.headers["x-tela-model"] == "big"
+    assert (
+        raw.parse().model == "big"
+        and raw.headers["x-tela-fallback"] == "small"
+        and raw.headers["x-tela-model"] == "big"
+    )
     control(stack["big"], mode="fail")
     with pytest.raises(openai.APIStatusError) as ei:
         client.chat.completions.create(model="router-len", messages=_user(prompt))
     assert ei.value.status_code == 502 and ei.value.body["code"] == "upstream_error"
     after = get(stack["url"] + "/metrics")[1]
-    assert metric(after, "tela_fallbacks_total", router="len", from_model="small", to_model="big") - metric(
-        before, "tela_fallbacks_total", router="len", from_model="small", to_model="big") == 2
-    assert metric(after, "tela_upstream_errors_total", model="small") - metric(before, "tela_upstream_errors_total", model="small") == 2
-    assert metric(after, "tela_requests_total", router="len", status="502") - metric(before, "tela_requests_total", router="len", status="502") == 1
+    assert (
+        metric(after, "tela_fallbacks_total", router="len", from_model="small", to_model="big")
+        - metric(before, "tela_fallbacks_total", router="len", from_model="small", to_model="big")
+        == 2
+    )
+    assert (
+        metric(after, "tela_upstream_errors_total", model="small")
+        - metric(before, "tela_upstream_errors_total", model="small")
+        == 2
+    )
+    assert (
+        metric(after, "tela_requests_total", router="len", status="502")
+        - metric(before, "tela_requests_total", router="len", status="502")
+        == 1
+    )
 
 
 def test_fallback_on_timeout(stack, client):
@@ -267,8 +362,13 @@ def test_client_disconnect_cancels_the_upstream_call(stack):
     # streaming: the upstream sends one chunk, then stalls; the client reads it and hangs up
     control(big, mode="stall-stream", stall_s=30)
     before = stats(big)["cut_off"]
-    with httpx.stream("POST", stack["url"] + "/v1/chat/completions", headers=headers, timeout=10,
-                      json={"model": "big", "stream": True, "messages": _user("q")}) as r:
+    with httpx.stream(
+        "POST",
+        stack["url"] + "/v1/chat/completions",
+        headers=headers,
+        timeout=10,
+        json={"model": "big", "stream": True, "messages": _user("q")},
+    ) as r:
         assert r.status_code == 200
         next(r.iter_bytes())
     assert _wait_cut_off(big, before) == before + 1
@@ -276,7 +376,12 @@ def test_client_disconnect_cancels_the_upstream_call(stack):
     control(big, mode="stall", stall_s=30)
     before = stats(big)["cut_off"]
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(stack["url"] + "/v1/chat/completions", headers=headers, timeout=0.3, json={"model": "big", "messages": _user("q")})
+        httpx.post(
+            stack["url"] + "/v1/chat/completions",
+            headers=headers,
+            timeout=0.3,
+            json={"model": "big", "messages": _user("q")},
+        )
     assert _wait_cut_off(big, before) == before + 1
 
 
@@ -290,7 +395,9 @@ def test_decision_log(stack, client):
     lines = [json.loads(x) for x in log.read_text().splitlines()[n0:]]
     assert len(lines) == 2
     routed, passed = lines
-    assert routed["router"] == "len" and routed["w"] == pytest.approx(float(stack["router"].score([prompt])[0]), abs=1e-6)
+    assert routed["router"] == "len" and routed["w"] == pytest.approx(
+        float(stack["router"].score([prompt])[0]), abs=1e-6
+    )
     assert routed["threshold"] == pytest.approx(THRESHOLD) and routed["upstream"] == _expected(stack, prompt)
     assert routed["chosen"] in stack["router"].models and routed["status"] == 200
     assert routed["prompt_tokens"] == len(prompt.split()) and routed["completion_tokens"] == 3

@@ -166,8 +166,13 @@ def test_an_embedding_router_under_32_concurrent_requests_embeds_in_batches(regi
             register(SlowWords)
 
     reg = register_plugin(Plugin(), "slow-words-test")
-    recs = [Record(prompt=f"{'prove the theorem' if i % 2 else 'what colour is'} number {i}",
-                   outcomes={"weak": float(i % 2 == 0), "strong": 1.0}) for i in range(40)]
+    recs = [
+        Record(
+            prompt=f"{'prove the theorem' if i % 2 else 'what colour is'} number {i}",
+            outcomes={"weak": float(i % 2 == 0), "strong": 1.0},
+        )
+        for i in range(40)
+    ]
     reg.create("scorer", "embedding-knn", {"embedder": "slow-words", "k": 5}).fit(recs, tmp_path / "knn", {})
     vector_cache.use_shard_cache(False)  # as tela serve runs it, the LRU off: every prompt is embedded
     vector_cache.serving_cache(0)
@@ -179,7 +184,9 @@ def test_an_embedding_router_under_32_concurrent_requests_embeds_in_batches(regi
         for prompts, most_calls in ((similar, 4), (mixed, 16)):
             SlowWords.calls.clear()
             sizes: list[int] = []
-            out = _run(Batcher(router, max_batch=32, on_batch=lambda n, s: sizes.append(n)), [(p, None) for p in prompts])
+            out = _run(
+                Batcher(router, max_batch=32, on_batch=lambda n, s: sizes.append(n)), [(p, None) for p in prompts]
+            )
             assert len(out) == 32 and sum(SlowWords.calls) == 32
             assert len(SlowWords.calls) <= most_calls and max(SlowWords.calls) > 1, SlowWords.calls
             assert sorted(sizes) == sorted(SlowWords.calls)

@@ -55,7 +55,14 @@ def test_routing_text_is_the_last_user_turn_with_content_parts():
         {"role": "system", "content": "be brief"},
         {"role": "user", "content": "first"},
         {"role": "assistant", "content": "ok"},
-        {"role": "user", "content": [{"type": "text", "text": "look at"}, {"type": "image_url", "image_url": {"url": "x"}}, {"type": "text", "text": "this"}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "look at"},
+                {"type": "image_url", "image_url": {"url": "x"}},
+                {"type": "text", "text": "this"},
+            ],
+        },
         {"role": "tool", "tool_call_id": "1", "content": "tool output"},
     ]
     assert routing_text(msgs) == "look at\nthis"

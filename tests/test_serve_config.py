@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from serve_support import train_length_router
 
 from tela_core.serve.config import ConfigError, ServeConfig, build_config
-
-from serve_support import train_length_router
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +18,8 @@ def router_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_flags_build_routers_and_upstreams(router_dir):
     cfg = build_config(
         routers=[str(router_dir), f"other={router_dir}"],
-        weak="http://127.0.0.1:8001/v1#small", strong="https://api.example.com/v1#big",
+        weak="http://127.0.0.1:8001/v1#small",
+        strong="https://api.example.com/v1#big",
         overrides={"port": 9000, "upstream_timeout": 3.0, "workers": None},
     )
     assert list(cfg.routers) == ["len", "other"] and cfg.port == 9000 and cfg.workers == 1
@@ -56,16 +56,43 @@ def test_yaml_and_toml_files(tmp_path, router_dir, monkeypatch):
 @pytest.mark.parametrize(
     "text, where",
     [
-        ("upstreams:\n  a: {base_url: 'http://x/v1', timeout: -1}\n", "upstreams.a: timeout: Input should be greater than 0"),
-        ("upstreams:\n  a: {base_url: 'http://x/v1', bogus: 1}\n", "upstreams.a: bogus: Extra inputs are not permitted"),
+        (
+            "upstreams:\n  a: {base_url: 'http://x/v1', timeout: -1}\n",
+            "upstreams.a: timeout: Input should be greater than 0",
+        ),
+        (
+            "upstreams:\n  a: {base_url: 'http://x/v1', bogus: 1}\n",
+            "upstreams.a: bogus: Extra inputs are not permitted",
+        ),
         ("upstreams:\n  a: {model: m}\n", "upstreams.a: base_url: Field required"),
-        ("upstreams:\n  a: {type: carrier-pigeon, base_url: 'http://x/v1'}\n", "upstreams.a.type: unknown upstream 'carrier-pigeon'; registered upstreams: "),
-        ("upstreams:\n  a: {base_url: 'http://x/v1', price_input: -2}\n", "upstreams.a.price_input: Input should be greater than or equal to 0"),
-        ("routers:\n  r: {path: /no/such/router}\nupstreams: {}\n", "routers.r.path: /no/such/router: router directory not found"),
-        ("routers:\n  r: {path: ROUTER, upstreams: [x, y]}\nupstreams:\n  x: {base_url: 'http://x/v1'}\n", "routers.r.upstreams: no upstream named 'y'; upstreams: x"),
-        ("port: 99999\nupstreams:\n  a: {base_url: 'http://x/v1'}\n", "port: Input should be less than or equal to 65535"),
-        ("routing: everything\nupstreams:\n  a: {base_url: 'http://x/v1'}\n", "routing: Input should be 'last-user' or 'conversation'"),
-        ("keys_env: TELA_NO_SUCH_VAR\nupstreams:\n  a: {base_url: 'http://x/v1'}\n", "keys_env: environment variable TELA_NO_SUCH_VAR is not set"),
+        (
+            "upstreams:\n  a: {type: carrier-pigeon, base_url: 'http://x/v1'}\n",
+            "upstreams.a.type: unknown upstream 'carrier-pigeon'; registered upstreams: ",
+        ),
+        (
+            "upstreams:\n  a: {base_url: 'http://x/v1', price_input: -2}\n",
+            "upstreams.a.price_input: Input should be greater than or equal to 0",
+        ),
+        (
+            "routers:\n  r: {path: /no/such/router}\nupstreams: {}\n",
+            "routers.r.path: /no/such/router: router directory not found",
+        ),
+        (
+            "routers:\n  r: {path: ROUTER, upstreams: [x, y]}\nupstreams:\n  x: {base_url: 'http://x/v1'}\n",
+            "routers.r.upstreams: no upstream named 'y'; upstreams: x",
+        ),
+        (
+            "port: 99999\nupstreams:\n  a: {base_url: 'http://x/v1'}\n",
+            "port: Input should be less than or equal to 65535",
+        ),
+        (
+            "routing: everything\nupstreams:\n  a: {base_url: 'http://x/v1'}\n",
+            "routing: Input should be 'last-user' or 'conversation'",
+        ),
+        (
+            "keys_env: TELA_NO_SUCH_VAR\nupstreams:\n  a: {base_url: 'http://x/v1'}\n",
+            "keys_env: environment variable TELA_NO_SUCH_VAR is not set",
+        ),
         ("workers: 0\n", "workers: Input should be greater than or equal to 1"),
         ("routers: [1, 2\n", "not valid YAML"),
     ],
@@ -84,8 +111,14 @@ def test_router_models_without_upstreams_is_a_config_error(tmp_path, router_dir,
     f = tmp_path / "serve.yaml"
     f.write_text(f"routers:\n  r: {{path: {router_dir}}}\nupstreams:\n  a: {{base_url: 'http://x/v1'}}\n")
     res = tela_cli("serve", "--config", f, "--check")
-    assert res.exit_code == 2 and f"Error: {f}: routers.r.upstreams: the router routes between mistralai/Mixtral-8x7B-Instruct-v0.1" in res.output
-    f.write_text(f"routers:\n  r: {{path: {router_dir}, upstreams: [a]}}\nupstreams:\n  a: {{base_url: 'http://x/v1'}}\n")
+    assert (
+        res.exit_code == 2
+        and f"Error: {f}: routers.r.upstreams: the router routes between mistralai/Mixtral-8x7B-Instruct-v0.1"
+        in res.output
+    )
+    f.write_text(
+        f"routers:\n  r: {{path: {router_dir}, upstreams: [a]}}\nupstreams:\n  a: {{base_url: 'http://x/v1'}}\n"
+    )
     res = tela_cli("serve", "--config", f, "--check")
     assert res.exit_code == 2 and "routers.r.upstreams: the router routes between 2 models" in res.output
 
@@ -105,7 +138,16 @@ def test_flag_errors(router_dir, args, msg, tela_cli):
 
 
 def test_check_loads_the_routers(router_dir, tela_cli):
-    res = tela_cli("serve", "--check", "--router", f"r={router_dir}", "--weak", "http://127.0.0.1:1/v1#small", "--strong", "http://127.0.0.1:2/v1#big")
+    res = tela_cli(
+        "serve",
+        "--check",
+        "--router",
+        f"r={router_dir}",
+        "--weak",
+        "http://127.0.0.1:1/v1#small",
+        "--strong",
+        "http://127.0.0.1:2/v1#big",
+    )
     assert res.exit_code == 0, res.output
     assert "router-r:" in res.output and "-> small < big" in res.output
 

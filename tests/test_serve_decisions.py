@@ -7,11 +7,10 @@ import threading
 
 import numpy as np
 import pytest
+from serve_support import train_length_router
 
 from tela_core.infra.errors import InputError, TelaError
 from tela_core.serve.decisions import DecisionLog, calibrate_from_traffic, read_decisions, traffic_scores
-
-from serve_support import train_length_router
 
 
 def _rec(router, w, **kw):
@@ -83,12 +82,17 @@ def test_tela_calibrate_traffic_cli(tmp_path, tela_cli):
     res = tela_cli("calibrate", "--router", router, "--traffic", log, "--strong-share", "0.2")
     assert res.exit_code == 0, res.output
     assert "0.200 of 100 requests router 'len' routed go to the strong model" in res.output
-    assert 0.79 < json.loads((router / "policy.json").read_text())["options"]["threshold"] <= 0.80  # 20 of the 100 w at or above
+    assert (
+        0.79 < json.loads((router / "policy.json").read_text())["options"]["threshold"] <= 0.80
+    )  # 20 of the 100 w at or above
     for args, msg in (
         ([], "--data FILE"),
         (["--traffic", str(log), "--data", str(log)], "one of them"),
         (["--traffic", str(tmp_path / "nope.jsonl")], "nope.jsonl: decision log not found"),
-        (["--traffic", str(log), "--traffic-router", "other"], "no requests routed by 'other'; routers in the log: len"),
+        (
+            ["--traffic", str(log), "--traffic-router", "other"],
+            "no requests routed by 'other'; routers in the log: len",
+        ),
     ):
         res = tela_cli("calibrate", "--router", router, "--strong-share", "0.2", *args)
         assert res.exit_code == 2 and msg in res.output and "Traceback" not in res.output, res.output

@@ -15,8 +15,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -64,7 +65,9 @@ def serve_log() -> Iterator[list[logging.LogRecord]]:
         lg.setLevel(level)
 
 
-def _config(router_dir: Path, ups: dict[str, EchoStandIn], tmp: Path, text: str = "", models: tuple[str, str] | None = None) -> Any:
+def _config(
+    router_dir: Path, ups: dict[str, EchoStandIn], tmp: Path, text: str = "", models: tuple[str, str] | None = None
+) -> Any:
     """A serve config file: router ``len`` -> upstreams small < big (model ids ``models``), plus ``text``."""
     from tela_core.serve.config import build_config
 
@@ -109,13 +112,17 @@ def test_deeply_nested_body_is_a_400_with_one_log_line(router_dir, upstreams, tm
             assert "RecursionError" not in serve_log[0].getMessage()
         # a body nested as deep as tools' JSON schemas go is served
         deep_ok = _chat()
-        deep_ok["tools"] = [{"type": "function", "function": {"name": "f", "parameters": json.loads("[" * 50 + "]" * 50)}}]
+        deep_ok["tools"] = [
+            {"type": "function", "function": {"name": "f", "parameters": json.loads("[" * 50 + "]" * 50)}}
+        ]
         assert client.post("/v1/chat/completions", json=deep_ok).status_code == 200
         metrics = client.get("/metrics").text
     assert metric(metrics, "tela_requests_total", status="400") == 2
 
 
-def test_a_router_served_against_other_models_warns_at_start_and_reload(router_dir, upstreams, tmp_path, serve_log, monkeypatch):
+def test_a_router_served_against_other_models_warns_at_start_and_reload(
+    router_dir, upstreams, tmp_path, serve_log, monkeypatch
+):
     from starlette.testclient import TestClient
 
     from tela_core import Router
@@ -134,7 +141,9 @@ def test_a_router_served_against_other_models_warns_at_start_and_reload(router_d
     assert warnings() == []
 
     # other models: one line at start naming both pairs, and again at each reload
-    cfg = _config(router_dir, upstreams, tmp_path, "admin_token_env: TELA_TEST_ADMIN\n", models=("llama-3-8b", "gpt-4o"))
+    cfg = _config(
+        router_dir, upstreams, tmp_path, "admin_token_env: TELA_TEST_ADMIN\n", models=("llama-3-8b", "gpt-4o")
+    )
     with TestClient(create_app(cfg)) as client:
         assert len(warnings()) == 1
         said = warnings()[0]
@@ -224,7 +233,7 @@ def test_sighup_opens_the_logs_again(router_dir, upstreams, tmp_path):
     cfg = tmp_path / "serve.yaml"
     cfg.write_text(
         f"routers:\n  len: {{path: {router_dir}, upstreams: [small, big]}}\n"
-        f"upstreams:\n  small: {{base_url: '{upstreams['small'].url}'}}\n  big: {{base_url: '{upstreams['big'].url}'}}\n"
+        f"upstreams:\n  small: {{base_url: '{upstreams['small'].url}'}}\n  big: {{base_url: '{upstreams['big'].url}'}}\n"  # noqa: E501
         f"decision_log: {decisions}\nshadow_log: {shadow}\nshadow: 1.0\n"
     )
     server = TelaServe(["--config", str(cfg)], free_port())
@@ -256,10 +265,10 @@ def test_sighup_opens_the_logs_again(router_dir, upstreams, tmp_path):
 def test_embedder_json_that_disagrees_with_tela_json_is_refused(register_plugin, tmp_path, tela_cli):
     """A router folder holding files of two trainings: `embedder.json` names one embedder and
     `tela.json` another. Refused in one line naming both files (it loaded silently)."""
+    from test_embedders import HashedWordsPlugin, _fit
+
     from tela_core import Router
     from tela_core.infra.errors import TelaError
-
-    from test_embedders import HashedWordsPlugin, _fit
 
     register_plugin(HashedWordsPlugin(), "hashed-words-hardening")
     out = _fit(tmp_path, embedder="hashed-words")

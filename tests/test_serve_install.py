@@ -23,12 +23,11 @@ import shutil
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
-
+import tomllib
 from serve_support import EchoStandIn, env, free_port, get
 
 openai = pytest.importorskip("openai")
@@ -37,11 +36,36 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "tela_core" / "data" / "mmlu_sample.jsonl"
 
 #: What a serving install must never need (top-level module names).
-TRAINING_STACK = ("torch", "transformers", "deepspeed", "sentence_transformers", "sklearn", "scipy", "accelerate", "peft",
-                  "trl", "datasets", "onnxruntime", "skeletoken")
+TRAINING_STACK = (
+    "torch",
+    "transformers",
+    "deepspeed",
+    "sentence_transformers",
+    "sklearn",
+    "scipy",
+    "accelerate",
+    "peft",
+    "trl",
+    "datasets",
+    "onnxruntime",
+    "skeletoken",
+)
 #: The same, as distribution names (pip list).
-TRAINING_DISTS = {"torch", "transformers", "deepspeed", "sentence-transformers", "scikit-learn", "scipy", "accelerate", "peft",
-                  "trl", "datasets", "onnxruntime", "skeletoken", "triton"}
+TRAINING_DISTS = {
+    "torch",
+    "transformers",
+    "deepspeed",
+    "sentence-transformers",
+    "scikit-learn",
+    "scipy",
+    "accelerate",
+    "peft",
+    "trl",
+    "datasets",
+    "onnxruntime",
+    "skeletoken",
+    "triton",
+}
 #: The serving install's size goal (docs/deployment.md).
 MAX_VENV_MB = 300
 
@@ -87,9 +111,24 @@ class Served:
         self.url = f"http://127.0.0.1:{self.port}"
         args = [a for name, path in routers.items() for a in ("--router", f"{name}={path}")]
         self.proc = subprocess.Popen(
-            [*argv, "serve", *args, "--weak", f"{self.weak.url}#small", "--strong", f"{self.strong.url}#big",
-             "--port", str(self.port), "--log-level", "warning"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**env(), **extra_env}, cwd=str(cwd),
+            [
+                *argv,
+                "serve",
+                *args,
+                "--weak",
+                f"{self.weak.url}#small",
+                "--strong",
+                f"{self.strong.url}#big",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**env(), **extra_env},
+            cwd=str(cwd),
         )
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
@@ -129,7 +168,9 @@ def ask_each(served: Served, names: list[str]) -> None:
     for name in names:
         assert f"router-{name}" in listed
         for prompt in ("What is 2 + 2?", "Prove that there are infinitely many primes, then generalise the proof."):
-            raw = client.chat.completions.with_raw_response.create(model=f"router-{name}", messages=[{"role": "user", "content": prompt}])
+            raw = client.chat.completions.with_raw_response.create(
+                model=f"router-{name}", messages=[{"role": "user", "content": prompt}]
+            )
             answer = raw.parse().choices[0].message.content
             model = raw.headers["x-tela-model"]
             assert model in ("small", "big") and raw.headers["x-tela-router"] == name
@@ -147,7 +188,9 @@ def serve_blocked(tmp_path: Path, routers: dict[str, Path]) -> None:
         assert get(served.url + "/metrics")[0] == 200
     finally:
         out = served.close()
-    assert log.read_text() == "", f"serving imported the training stack:\n{log.read_text()[:4000]}\nserver log:\n{out[-2000:]}"
+    assert log.read_text() == "", (
+        f"serving imported the training stack:\n{log.read_text()[:4000]}\nserver log:\n{out[-2000:]}"
+    )
 
 
 def static_model_folder() -> Path:
@@ -203,7 +246,11 @@ def dockerignored(path: str) -> bool:
     last pattern that matches the path or one of its parent folders decides; ``!`` re-includes."""
     import fnmatch
 
-    patterns = [p.strip() for p in (REPO / ".dockerignore").read_text().splitlines() if p.strip() and not p.strip().startswith("#")]
+    patterns = [
+        p.strip()
+        for p in (REPO / ".dockerignore").read_text().splitlines()
+        if p.strip() and not p.strip().startswith("#")
+    ]
     parts = path.strip("/").split("/")
     prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
     excluded = False
@@ -246,8 +293,15 @@ def test_docker_context_holds_what_the_dockerfile_copies_and_installs_the_servin
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert {"pyproject.toml", project["project"]["readme"], "tela_core", "plugins"} <= copied
     # The build context stays small: none of the local venv, caches, runs, history or tests.
-    for heavy in (".venv/bin/python", ".cache/tela/models", ".git/HEAD", "runs/knn/tela.json", "tests/conftest.py", "docs/index.md",
-                  "tela_core/__pycache__/x.pyc"):
+    for heavy in (
+        ".venv/bin/python",
+        ".cache/tela/models",
+        ".git/HEAD",
+        "runs/knn/tela.json",
+        "tests/conftest.py",
+        "docs/index.md",
+        "tela_core/__pycache__/x.pyc",
+    ):
         assert dockerignored(heavy), f"{heavy} would be sent to the docker daemon"
 
     argv = pip_line()
@@ -262,7 +316,9 @@ def test_docker_context_holds_what_the_dockerfile_copies_and_installs_the_servin
     assert {"starlette", "uvicorn", "aiohttp", "prometheus-client", "model2vec", "threadpoolctl"} <= names
 
     assert json.loads(dict(dockerfile())["ENTRYPOINT"])[:2] == ["tela", "serve"]
-    assert any("HF_HUB_OFFLINE=1" in rest for word, rest in dockerfile() if word == "ENV")  # weights never download at run time
+    assert any(
+        "HF_HUB_OFFLINE=1" in rest for word, rest in dockerfile() if word == "ENV"
+    )  # weights never download at run time
 
 
 # ------------------------------------------------------------------------------------------------
@@ -274,7 +330,9 @@ def test_baseline_routers_serve_without_the_training_stack(tmp_path: Path) -> No
     """length, random and prompt-features load and serve with torch, transformers, scikit-learn
     (and the rest of the training stack) unimportable, and nothing tries to import them."""
     routers = {f: train(f, tmp_path / f) for f in ("length", "random", "prompt-features")}
-    serve_blocked(tmp_path, {"length": routers["length"], "random": routers["random"], "features": routers["prompt-features"]})
+    serve_blocked(
+        tmp_path, {"length": routers["length"], "random": routers["random"], "features": routers["prompt-features"]}
+    )
 
 
 @pytest.mark.slow
@@ -323,7 +381,9 @@ def test_serving_install_in_a_fresh_venv_serves_a_knn_router_through_the_openai_
     pip_env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
     r = subprocess.run([*install, "-q"], capture_output=True, text=True, timeout=1200, env=pip_env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    listed = subprocess.run([str(py), "-m", "pip", "list", "--format", "json"], capture_output=True, text=True, check=True)
+    listed = subprocess.run(
+        [str(py), "-m", "pip", "list", "--format", "json"], capture_output=True, text=True, check=True
+    )
     dists = {d["name"].lower().replace("_", "-") for d in json.loads(listed.stdout)}
     assert not dists & TRAINING_DISTS, f"the serving install pulled {sorted(dists & TRAINING_DISTS)}"
     assert {"tela", "model2vec", "threadpoolctl", "uvicorn"} <= dists
@@ -331,10 +391,12 @@ def test_serving_install_in_a_fresh_venv_serves_a_knn_router_through_the_openai_
     assert size < MAX_VENV_MB, f"the serving venv is {size:.0f} MB"
 
     # numpy's BLAS keeps to the threads tela serve gives it (threadpoolctl is in the install).
-    probe = ("import tela_core.serve.served_routers as r, threadpoolctl, numpy\n"
-             "from types import SimpleNamespace\n"
-             "r._limit_torch_threads(SimpleNamespace(torch_threads=1, workers=1))\n"
-             "print(max(i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas'))\n")
+    probe = (
+        "import tela_core.serve.served_routers as r, threadpoolctl, numpy\n"
+        "from types import SimpleNamespace\n"
+        "r._limit_torch_threads(SimpleNamespace(torch_threads=1, workers=1))\n"
+        "print(max(i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas'))\n"
+    )
     r = subprocess.run([str(py), "-c", probe], capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
     assert r.returncode == 0 and r.stdout.strip() == "1", r.stdout + r.stderr[-2000:]
 
@@ -343,11 +405,17 @@ def test_serving_install_in_a_fresh_venv_serves_a_knn_router_through_the_openai_
     model = static_model_folder()
     cache = tmp_path / "serving-cache"
     shutil.copytree(model, cache / "models" / model.name)
-    served = Served([str(venv / "bin" / "tela")], {"knn": router}, {"TELA_CACHE": str(cache), "TELA_MODELS": "", "PYTHONPATH": ""}, tmp_path)
+    served = Served(
+        [str(venv / "bin" / "tela")],
+        {"knn": router},
+        {"TELA_CACHE": str(cache), "TELA_MODELS": "", "PYTHONPATH": ""},
+        tmp_path,
+    )
     try:
         ask_each(served, ["knn"])
         raw = served.client().chat.completions.with_raw_response.create(
-            model="router-knn-0", messages=[{"role": "user", "content": "Name a prime number."}])
+            model="router-knn-0", messages=[{"role": "user", "content": "Name a prime number."}]
+        )
         assert raw.headers["x-tela-model"] == "big"  # RouteLLM's threshold form: w >= 0 goes strong
     finally:
         out = served.close()

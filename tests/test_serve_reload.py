@@ -15,8 +15,9 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -73,11 +74,15 @@ class Load:
 
     async def _run(self) -> None:
         async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
+
             async def worker(c: int) -> None:
                 i = 0
                 while not self._stop.is_set():
                     i += 1
-                    body = {"model": "router-len", "messages": [{"role": "user", "content": f"client {c} asks {i}: " + "why " * (i % 40)}]}
+                    body = {
+                        "model": "router-len",
+                        "messages": [{"role": "user", "content": f"client {c} asks {i}: " + "why " * (i % 40)}],
+                    }
                     t0 = time.time()
                     try:
                         try:
@@ -93,7 +98,7 @@ class Load:
 
             await asyncio.gather(*(worker(c) for c in range(self.clients)))
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         self._thread.start()
         return self
 
@@ -123,7 +128,11 @@ def _wait(pred: Any, timeout: float = 30.0) -> None:
 
 
 def _threshold_now(url: str) -> str:
-    r = httpx.post(url + "/v1/chat/completions", json={"model": "router-len", "messages": [{"role": "user", "content": "one more"}]}, timeout=30)
+    r = httpx.post(
+        url + "/v1/chat/completions",
+        json={"model": "router-len", "messages": [{"role": "user", "content": "one more"}]},
+        timeout=30,
+    )
     assert r.status_code == 200, r.text
     return r.headers["x-tela-threshold"]
 
@@ -140,9 +149,20 @@ def test_reload_under_load_never_fails_a_request(versions, upstreams, tmp_path):
     # the batcher waits 50 ms for more prompts: at any moment some requests are in an old router's hands
     cfg.write_text("admin_token_env: TELA_TEST_ADMIN\nbatch_window_ms: 50\ninline_below_ms: 0\n")
     server = TelaServe(
-        ["--config", str(cfg), "--router", f"len={link}", "--weak", f"{upstreams['small'].url}#small",
-         "--strong", f"{upstreams['big'].url}#big", "--log-level", "warning"],
-        free_port(), extra_env={"TELA_TEST_ADMIN": TOKEN},
+        [
+            "--config",
+            str(cfg),
+            "--router",
+            f"len={link}",
+            "--weak",
+            f"{upstreams['small'].url}#small",
+            "--strong",
+            f"{upstreams['big'].url}#big",
+            "--log-level",
+            "warning",
+        ],
+        free_port(),
+        extra_env={"TELA_TEST_ADMIN": TOKEN},
     )
     marks: dict[str, tuple[float, float]] = {}
     try:
@@ -215,7 +235,14 @@ def test_reload_under_load_never_fails_a_request(versions, upstreams, tmp_path):
 
 def test_admin_endpoint_is_off_without_a_token(versions, upstreams):
     server = TelaServe(
-        ["--router", f"len={versions['v1']}", "--weak", f"{upstreams['small'].url}#small", "--strong", f"{upstreams['big'].url}#big"],
+        [
+            "--router",
+            f"len={versions['v1']}",
+            "--weak",
+            f"{upstreams['small'].url}#small",
+            "--strong",
+            f"{upstreams['big'].url}#big",
+        ],
         free_port(),
     )
     try:
@@ -239,9 +266,22 @@ def test_sighup_with_workers_replaces_them_without_failing_a_request(versions, u
     v3 = Path(shutil.copytree(versions["v2"], tmp_path / "v3"))
     write_policy(v3, "threshold", {"threshold": 0.3}, Router.load(v3).models)
     server = TelaServe(
-        ["--router", f"len={link}", "--weak", f"{upstreams['small'].url}#small", "--strong", f"{upstreams['big'].url}#big",
-         "--workers", "2", "--log-level", "warning", "--admin-token-env", "TELA_TEST_ADMIN"],
-        free_port(), extra_env={"TELA_TEST_ADMIN": TOKEN},
+        [
+            "--router",
+            f"len={link}",
+            "--weak",
+            f"{upstreams['small'].url}#small",
+            "--strong",
+            f"{upstreams['big'].url}#big",
+            "--workers",
+            "2",
+            "--log-level",
+            "warning",
+            "--admin-token-env",
+            "TELA_TEST_ADMIN",
+        ],
+        free_port(),
+        extra_env={"TELA_TEST_ADMIN": TOKEN},
     )
     try:
         # an exiting worker closes its idle keep-alive connections: the clients retry such a closed

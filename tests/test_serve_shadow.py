@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -52,21 +53,36 @@ def upstreams() -> Iterator[dict[str, EchoStandIn]]:
         big.close()
 
 
-def _serve(router_dir: Path, ups: dict[str, EchoStandIn], *args: str, config: str | None = None, tmp: Path | None = None) -> TelaServe:
+def _serve(
+    router_dir: Path, ups: dict[str, EchoStandIn], *args: str, config: str | None = None, tmp: Path | None = None
+) -> TelaServe:
     extra: list[str] = []
     if config is not None:
         assert tmp is not None
         (tmp / "serve.yaml").write_text(config)
         extra = ["--config", str(tmp / "serve.yaml")]
     return TelaServe(
-        [*extra, "--router", f"len={router_dir}", "--weak", f"{ups['small'].url}#small", "--strong", f"{ups['big'].url}#big",
-         "--log-level", "warning", *args],
+        [
+            *extra,
+            "--router",
+            f"len={router_dir}",
+            "--weak",
+            f"{ups['small'].url}#small",
+            "--strong",
+            f"{ups['big'].url}#big",
+            "--log-level",
+            "warning",
+            *args,
+        ],
         free_port(),
     )
 
 
 def _body(i: int, model: str = "router-len") -> dict[str, Any]:
-    body: dict[str, Any] = {"model": model, "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": _prompt(i)}]}
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": _prompt(i)}],
+    }
     if i % 3 == 1:
         body["stream"] = True
     if i % 6 == 1:
@@ -80,6 +96,7 @@ def _send_all(url: str, bodies: list[dict[str, Any]]) -> list[tuple[int, dict[st
     async def run() -> list[tuple[int, dict[str, str], bytes, float]]:
         limits = httpx.Limits(max_connections=len(bodies), max_keepalive_connections=len(bodies))
         async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+
             async def one(body: dict[str, Any]) -> tuple[int, dict[str, str], bytes, float]:
                 t0 = time.perf_counter()
                 r = await client.post("/v1/chat/completions", json=body)
@@ -130,8 +147,17 @@ def test_64_concurrent_every_sampled_request_gets_its_record_and_answers_are_unc
     finally:
         plain.stop()
     calls_without = upstreams["small"].calls + upstreams["big"].calls
-    shadowed = _serve(router_dir, upstreams, "--shadow", "1", "--shadow-log", str(shadow_log), "--log-prompts",
-                      "--decision-log", str(decisions))
+    shadowed = _serve(
+        router_dir,
+        upstreams,
+        "--shadow",
+        "1",
+        "--shadow-log",
+        str(shadow_log),
+        "--log-prompts",
+        "--decision-log",
+        str(decisions),
+    )
     try:
         with_shadow = _send_all(shadowed.url, bodies)
         text = _wait_for(shadowed.url, lambda t: metric(t, "tela_shadow_requests_total") >= n)
@@ -182,18 +208,35 @@ def test_a_full_queue_drops_and_counts_never_delaying_the_user(router_dir, upstr
     n, queue, workers = 64, 4, 2
     upstreams["big"].delay_s = 2.0
     shadow_log, decisions = tmp_path / "shadow.jsonl", tmp_path / "decisions.jsonl"
-    server = _serve(router_dir, upstreams, "--shadow", "1", "--shadow-log", str(shadow_log), "--shadow-queue", str(queue),
-                    "--decision-log", str(decisions), config=f"shadow_workers: {workers}\n", tmp=tmp_path)
+    server = _serve(
+        router_dir,
+        upstreams,
+        "--shadow",
+        "1",
+        "--shadow-log",
+        str(shadow_log),
+        "--shadow-queue",
+        str(queue),
+        "--decision-log",
+        str(decisions),
+        config=f"shadow_workers: {workers}\n",
+        tmp=tmp_path,
+    )
     try:
         answers = _send_all(server.url, [_body(i % 5, model="router-len-1.0") for i in range(n)])
-        text = _wait_for(server.url, lambda t: metric(t, "tela_shadow_requests_total") + metric(t, "tela_shadow_dropped_total") >= n)
+        text = _wait_for(
+            server.url, lambda t: metric(t, "tela_shadow_requests_total") + metric(t, "tela_shadow_dropped_total") >= n
+        )
     finally:
         out = server.stop()
     assert "Traceback" not in out, out
     assert [a[0] for a in answers] == [200] * n
     assert {a[1]["x-tela-model"] for a in answers} == {"small"}
     assert max(a[3] for a in answers) < 2.0, "a user waited for a shadow call"
-    shadowed, dropped = metric(text, "tela_shadow_requests_total"), metric(text, "tela_shadow_dropped_total", reason="queue_full")
+    shadowed, dropped = (
+        metric(text, "tela_shadow_requests_total"),
+        metric(text, "tela_shadow_dropped_total", reason="queue_full"),
+    )
     assert shadowed + dropped == n
     assert queue <= shadowed <= queue + workers  # up to the queue limit (plus the jobs in the workers' hands)
     records = _records(shadow_log)
@@ -227,7 +270,9 @@ def test_a_failing_shadow_upstream_never_fails_the_user_request(router_dir, upst
 def test_without_log_prompts_no_text_reaches_the_log_and_rate_samples(router_dir, upstreams, tmp_path):
     n = 64
     shadow_log, decisions = tmp_path / "shadow.jsonl", tmp_path / "decisions.jsonl"
-    server = _serve(router_dir, upstreams, "--shadow", "0.5", "--shadow-log", str(shadow_log), "--decision-log", str(decisions))
+    server = _serve(
+        router_dir, upstreams, "--shadow", "0.5", "--shadow-log", str(shadow_log), "--decision-log", str(decisions)
+    )
     try:
         answers = _send_all(server.url, [_body(i) for i in range(n)])
         sampled = _shadowed_ids(decisions)
@@ -244,20 +289,36 @@ def test_without_log_prompts_no_text_reaches_the_log_and_rate_samples(router_dir
         assert all("text" not in a and a["error"] is None for a in rec["answers"].values())
     for i in range(n):  # neither a prompt nor an answer, in any form
         assert _prompt(i) not in raw and "Question" not in raw
-        assert EchoStandIn.answer_for("small", _prompt(i)) not in raw and EchoStandIn.answer_for("big", _prompt(i)) not in raw
+        assert (
+            EchoStandIn.answer_for("small", _prompt(i)) not in raw
+            and EchoStandIn.answer_for("big", _prompt(i)) not in raw
+        )
 
 
 def test_shadow_settings_are_checked_before_serving(router_dir, tmp_path):
     from tela_core.testkit.helpers import one_error_line, run_cli
 
-    base = ["serve", "--router", f"len={router_dir}", "--weak", "http://127.0.0.1:9/v1#small", "--strong", "http://127.0.0.1:9/v1#big", "--check"]
+    base = [
+        "serve",
+        "--router",
+        f"len={router_dir}",
+        "--weak",
+        "http://127.0.0.1:9/v1#small",
+        "--strong",
+        "http://127.0.0.1:9/v1#big",
+        "--check",
+    ]
     line = one_error_line(run_cli(*base, "--shadow", "0.2"))
     assert "shadow_log" in line and "--shadow-log" in line
     line = one_error_line(run_cli(*base, "--shadow", "1.5", "--shadow-log", tmp_path / "s.jsonl"))
     assert "--shadow" in line
     cfg = tmp_path / "serve.yaml"
     cfg.write_text(f"routers:\n  len: {{path: {router_dir}, shadow: 2}}\n")
-    line = one_error_line(run_cli("serve", "--config", cfg, "--weak", "http://127.0.0.1:9/v1#small", "--strong", "http://127.0.0.1:9/v1#big"))
+    line = one_error_line(
+        run_cli(
+            "serve", "--config", cfg, "--weak", "http://127.0.0.1:9/v1#small", "--strong", "http://127.0.0.1:9/v1#big"
+        )
+    )
     assert "routers.len.shadow" in line and str(cfg) in line
     cfg.write_text("admin_token_env: TELA_TEST_NO_SUCH_TOKEN\n")
     line = one_error_line(run_cli(*base, "--config", cfg))

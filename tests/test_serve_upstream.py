@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+
 import pytest
+from serve_support import control, standin
 
 from tela_core import TelaError, Upstream, UpstreamError, UpstreamReply, hookimpl
 from tela_core.plugins.discovery import get_registry
-
-from serve_support import control, standin
 
 
 def test_hook_tela_register_upstreams(register_plugin):
@@ -50,7 +50,9 @@ def test_openai_upstream_is_registered_with_its_options():
 def test_openai_upstream_needs_its_key_variable(monkeypatch):
     monkeypatch.delenv("TELA_TEST_UPSTREAM_KEY", raising=False)
     with pytest.raises(TelaError, match="TELA_TEST_UPSTREAM_KEY"):
-        get_registry().create("upstream", "openai", {"base_url": "http://127.0.0.1:1/v1", "api_key_env": "TELA_TEST_UPSTREAM_KEY"})
+        get_registry().create(
+            "upstream", "openai", {"base_url": "http://127.0.0.1:1/v1", "api_key_env": "TELA_TEST_UPSTREAM_KEY"}
+        )
 
 
 def test_openai_upstream_against_a_standin(monkeypatch):
@@ -58,7 +60,9 @@ def test_openai_upstream_against_a_standin(monkeypatch):
     monkeypatch.setenv("TELA_TEST_UPSTREAM_KEY", "sk-upstream")
     body = {"model": "small", "messages": [{"role": "user", "content": "hello there"}]}
     with standin("small") as url:
-        up = get_registry().create("upstream", "openai", {"base_url": url, "api_key_env": "TELA_TEST_UPSTREAM_KEY", "timeout": 1.0})
+        up = get_registry().create(
+            "upstream", "openai", {"base_url": url, "api_key_env": "TELA_TEST_UPSTREAM_KEY", "timeout": 1.0}
+        )
 
         async def main() -> None:
             try:
@@ -71,7 +75,10 @@ def test_openai_upstream_against_a_standin(monkeypatch):
                 await r.aclose()
                 events = [line[6:] for line in data.decode().split("\n") if line.startswith("data: ")]
                 assert events[-1] == "[DONE]"
-                assert "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1]) == "I am small."
+                assert (
+                    "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1])
+                    == "I am small."
+                )
 
                 control(url, mode="fail")
                 r = await up.chat(body, stream=True)

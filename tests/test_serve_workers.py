@@ -50,8 +50,12 @@ def test_two_workers(tmp_path):
             async def main():
                 async def one(p):  # a new connection each (the kernel picks the worker)
                     async with httpx.AsyncClient(base_url=server.url) as c:
-                        r = await c.post("/v1/chat/completions", json={"model": "router-len", "messages": [{"role": "user", "content": p}]})
+                        r = await c.post(
+                            "/v1/chat/completions",
+                            json={"model": "router-len", "messages": [{"role": "user", "content": p}]},
+                        )
                         return r.status_code, r.json()["model"]
+
                 return await asyncio.gather(*(one(p) for p in prompts))
 
             results = asyncio.run(main())
@@ -60,11 +64,18 @@ def test_two_workers(tmp_path):
             assert metric(text, "tela_requests_total", router="len", status="200") == 40  # every worker's counts
             # which worker took which connection is the kernel's choice: only that the ones that
             # routed are this server's workers (one series per process) is the server's promise
-            pids = {int(line.split('pid="')[1].split('"')[0]) for line in text.splitlines() if line.startswith("tela_strong_share{")}
+            pids = {
+                int(line.split('pid="')[1].split('"')[0])
+                for line in text.splitlines()
+                if line.startswith("tela_strong_share{")
+            }
             assert pids and pids <= set(workers["pids"]), text
             tokens_in = sum(len(p.split()) for p in prompts)
             assert metric(text, "tela_tokens_total", kind="input") == tokens_in
-            want_cost = sum((len(p.split()) * (1.0 if m == "small" else 10.0) + 3 * (2.0 if m == "small" else 20.0)) / 1e6 for p, m in zip(prompts, expected))
+            want_cost = sum(
+                (len(p.split()) * (1.0 if m == "small" else 10.0) + 3 * (2.0 if m == "small" else 20.0)) / 1e6
+                for p, m in zip(prompts, expected)
+            )
             assert metric(text, "tela_estimated_cost_dollars_total") == pytest.approx(want_cost)
         finally:
             out = server.stop()

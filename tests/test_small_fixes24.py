@@ -36,8 +36,19 @@ def _prompts(tmp_path: Path) -> Path:
 
 def test_a_price_that_makes_costs_infinite_is_refused_before_any_call(tmp_path, upstream):
     out = tmp_path / "answers"
-    r = run_cli("collect", "--prompts", _prompts(tmp_path), "--model", f"small={upstream.base_url}#small",
-                "--price", "small=1e308,1", "--max-cost", "1", "-o", out)
+    r = run_cli(
+        "collect",
+        "--prompts",
+        _prompts(tmp_path),
+        "--model",
+        f"small={upstream.base_url}#small",
+        "--price",
+        "small=1e308,1",
+        "--max-cost",
+        "1",
+        "-o",
+        out,
+    )
     line = one_error_line(r)
     assert "--price" in line and "1e308" in line and "at most" in line
     assert not out.exists() and sum(upstream.counts.values()) == 0
@@ -45,8 +56,10 @@ def test_a_price_that_makes_costs_infinite_is_refused_before_any_call(tmp_path, 
 
 def test_a_config_price_over_the_bound_names_the_file(tmp_path, upstream):
     cfg = tmp_path / "serve.yaml"
-    cfg.write_text(f"upstreams:\n  small: {{base_url: '{upstream.base_url}', model: small, price_input: 1e9, "
-                   "price_output: 1}\n", encoding="utf-8")
+    cfg.write_text(
+        f"upstreams:\n  small: {{base_url: '{upstream.base_url}', model: small, price_input: 1e9, price_output: 1}}\n",
+        encoding="utf-8",
+    )
     r = run_cli("collect", "--prompts", _prompts(tmp_path), "--config", cfg, "--model", "small", "-o", tmp_path / "a")
     line = one_error_line(r)
     assert "serve.yaml" in line and "price_input" in line
@@ -58,9 +71,23 @@ def test_ctrl_c_exits_130_and_says_so(tmp_path):
         srv.bind(("127.0.0.1", 0))
         srv.listen(16)
         port = srv.getsockname()[1]
-        proc = subprocess.Popen([TELA, "collect", "--prompts", str(_prompts(tmp_path)), "--model",
-                                 f"small=http://127.0.0.1:{port}/v1#small", "--timeout", "600", "-o", str(tmp_path / "a")],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [
+                TELA,
+                "collect",
+                "--prompts",
+                str(_prompts(tmp_path)),
+                "--model",
+                f"small=http://127.0.0.1:{port}/v1#small",
+                "--timeout",
+                "600",
+                "-o",
+                str(tmp_path / "a"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         srv.settimeout(60)
         conn, _ = srv.accept()  # the run is under way: it asked
         time.sleep(0.5)

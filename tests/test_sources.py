@@ -24,8 +24,14 @@ from tela_core.data.mix import SourceSpec, read_mix, weigh
 from tela_core.infra.errors import TelaError
 from tela_core.routing.router import Router
 from tela_core.routing.targets import resolve_pair
-from tela_core.testkit.helpers import (build_tiny_router, needs_public_data, one_error_line, public_data, registered_plugin,
-                                      run_cli)
+from tela_core.testkit.helpers import (
+    build_tiny_router,
+    needs_public_data,
+    one_error_line,
+    public_data,
+    registered_plugin,
+    run_cli,
+)
 from tela_core.train import RunConfig, resolve_config
 
 SAMPLE = sample_path()  # 400 training-side MMLU prompts, Mixtral (weak) / GPT-4 (strong)
@@ -63,7 +69,9 @@ def manifest(router: Path) -> dict:
 
 def test_two_files_of_one_pair_train_one_router_with_weights(tmp_path: Path) -> None:
     out = tmp_path / "r"
-    r = run_cli("run", "--family", FAMILY, "--data", SAMPLE, "--data", HELDOUT, "--weight", "1", "--weight", "2", "-o", out)
+    r = run_cli(
+        "run", "--family", FAMILY, "--data", SAMPLE, "--data", HELDOUT, "--weight", "1", "--weight", "2", "-o", out
+    )
     assert r.exit_code == 0, r.output
     m = manifest(out)
     data = m["data"]
@@ -95,8 +103,23 @@ def test_a_weight_that_rounds_a_source_to_no_rows_says_so_and_leaves_its_pair_ou
     row = next(r for r in lines(tmp_path / "all.jsonl") if r["outcomes"]["small-x"] != r["outcomes"]["big-y"])
     one.write_text(json.dumps(row) + "\n", encoding="utf-8")
     out = tmp_path / "r"
-    r = run_cli("run", "--family", FAMILY, "--data", SAMPLE, "--data", one, "--weight", "1", "--weight", "0.4",
-                "--set", "family.target=label", "-o", out)
+    r = run_cli(
+        "run",
+        "--family",
+        FAMILY,
+        "--data",
+        SAMPLE,
+        "--data",
+        one,
+        "--weight",
+        "1",
+        "--weight",
+        "0.4",
+        "--set",
+        "family.target=label",
+        "-o",
+        out,
+    )
     assert r.exit_code == 0, r.output
     notes = [x for x in r.stderr.splitlines() if "0 training rows" in x]
     assert len(notes) == 1 and f"{one} (source2)" in notes[0] and "weight 0.4" in notes[0], r.stderr
@@ -110,8 +133,21 @@ def test_one_source_config_keeps_its_fingerprint() -> None:
     import hashlib
 
     cfg = RunConfig.build({"data": SAMPLE, "output": "o"})
-    d = cfg.model_dump(mode="json", exclude={"output", "hostfile", "nnodes", "node_rank", "master_addr",
-                                             "master_port", "rdzv_endpoint", "mix", "protocol", "operating_point"})
+    d = cfg.model_dump(
+        mode="json",
+        exclude={
+            "output",
+            "hostfile",
+            "nnodes",
+            "node_rank",
+            "master_addr",
+            "master_port",
+            "rdzv_endpoint",
+            "mix",
+            "protocol",
+            "operating_point",
+        },
+    )
     d["data"] = str(SAMPLE.resolve())
     assert cfg.fingerprint() == hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -140,8 +176,23 @@ def test_sources_of_different_pairs_train_on_roles_and_the_router_says_so(tmp_pa
     line = one_error_line(run_cli("run", "--family", FAMILY, "--data", HELDOUT, "--data", other, "-o", out))
     assert "source2" in line and "small-x, big-y, big-z" in line and "--set source2.models.weak=NAME" in line, line
     assert not out.exists()
-    r = run_cli("run", "--family", FAMILY, "--data", HELDOUT, "--data", other, "--set", "source2.models.weak=small-x",
-                "--set", "source2.models.strong=big-z", "--set", "family.target=label", "-o", out)
+    r = run_cli(
+        "run",
+        "--family",
+        FAMILY,
+        "--data",
+        HELDOUT,
+        "--data",
+        other,
+        "--set",
+        "source2.models.weak=small-x",
+        "--set",
+        "source2.models.strong=big-z",
+        "--set",
+        "family.target=label",
+        "-o",
+        out,
+    )
     assert r.exit_code == 0, r.output
     assert "different model pairs" in r.output and "'weak' and 'strong'" in r.output
     m = manifest(out)
@@ -153,8 +204,21 @@ def test_sources_of_different_pairs_train_on_roles_and_the_router_says_so(tmp_pa
 
 def test_a_model_map_naming_a_model_the_source_lacks_is_one_line(tmp_path: Path) -> None:
     out = tmp_path / "r"
-    line = one_error_line(run_cli("run", "--family", FAMILY, "--data", SAMPLE, "--data", HELDOUT,
-                                  "--set", "source2.models.weak=gpt-5", "-o", out))
+    line = one_error_line(
+        run_cli(
+            "run",
+            "--family",
+            FAMILY,
+            "--data",
+            SAMPLE,
+            "--data",
+            HELDOUT,
+            "--set",
+            "source2.models.weak=gpt-5",
+            "-o",
+            out,
+        )
+    )
     assert "gpt-5" in line and MIXTRAL in line and GPT4 in line and "source2" in line, line
     assert not out.exists()
 
@@ -164,14 +228,30 @@ def test_an_outcome_source_lacking_a_mapped_model_names_the_option_of_the_comman
     """tela run has no --weak-model: its error names the source's model map; eval and zoo keep --weak-model."""
     assert MMLU is not None
     csv = MMLU / "mmlu_anatomy.csv"
-    line = one_error_line(run_cli("run", "--family", FAMILY, "--data", SAMPLE, "--data", csv,
-                                  "--set", "source2.models.weak=nope", "-o", tmp_path / "r"))
+    line = one_error_line(
+        run_cli(
+            "run",
+            "--family",
+            FAMILY,
+            "--data",
+            SAMPLE,
+            "--data",
+            csv,
+            "--set",
+            "source2.models.weak=nope",
+            "-o",
+            tmp_path / "r",
+        )
+    )
     assert "weak model 'nope' is not in the data" in line and line.endswith("(--set source2.models.weak=NAME)"), line
     assert "--weak-model" not in line
-    line = one_error_line(run_cli("run", "--family", FAMILY, "--data", csv, "--set", "source.models.strong=nope",
-                                  "-o", tmp_path / "r"))
+    line = one_error_line(
+        run_cli("run", "--family", FAMILY, "--data", csv, "--set", "source.models.strong=nope", "-o", tmp_path / "r")
+    )
     assert line.endswith("(--set source.models.strong=NAME)"), line
-    line = one_error_line(run_cli("zoo", "--families", "length", "--data", csv, "--weak-model", "nope", "-o", tmp_path / "z"))
+    line = one_error_line(
+        run_cli("zoo", "--families", "length", "--data", csv, "--weak-model", "nope", "-o", tmp_path / "z")
+    )
     assert "weak model 'nope' is not in the data" in line and line.endswith("(--weak-model)"), line
     assert not (tmp_path / "r").exists() and not (tmp_path / "z").exists()
 
@@ -194,16 +274,47 @@ def test_mmlu_and_llmrouter_train_one_router(tmp_path: Path) -> None:
     assert NIM9 is not None
     train = NIM9 / "dcrouter_preprocessed_train.json"
     out = tmp_path / "r"
-    r = run_cli("run", "--family", FAMILY, "--data", SAMPLE, "--data", train, "--source", "jsonl",
-                "--source", "llmrouter-json", "--weight", "1", "--weight", "0.5",
-                "--set", "source2.models.strong=qwen2.5-7b-instruct", "-o", out)
+    r = run_cli(
+        "run",
+        "--family",
+        FAMILY,
+        "--data",
+        SAMPLE,
+        "--data",
+        train,
+        "--source",
+        "jsonl",
+        "--source",
+        "llmrouter-json",
+        "--weight",
+        "1",
+        "--weight",
+        "0.5",
+        "--set",
+        "source2.models.strong=qwen2.5-7b-instruct",
+        "-o",
+        out,
+    )
     assert r.exit_code == 0, r.output
     m = manifest(out)
     assert m["trained_pairs"] == [[MIXTRAL, GPT4], ["gemma-2-9b-it", "qwen2.5-7b-instruct"]]
     assert [s["train"] for s in m["data"]["sources"]] == [400, 2804]
     # the map is the source's pair: its labels follow it, and a name it lacks is the source's one line
-    line = one_error_line(run_cli("run", "--family", FAMILY, "--data", SAMPLE, "--data", train,
-                                  "--set", "source2.models.strong=gpt-4o", "-o", tmp_path / "bad"))
+    line = one_error_line(
+        run_cli(
+            "run",
+            "--family",
+            FAMILY,
+            "--data",
+            SAMPLE,
+            "--data",
+            train,
+            "--set",
+            "source2.models.strong=gpt-4o",
+            "-o",
+            tmp_path / "bad",
+        )
+    )
     assert "gpt-4o" in line and "qwen2.5-7b-instruct" in line, line
 
 
@@ -234,10 +345,16 @@ def test_mix_in_a_run_config_file(tmp_path: Path) -> None:
     assert [s.source_options for s in cfg.sources()] == [{"require_label": False}] * 2  # source. applies to all
 
 
-@pytest.mark.parametrize("entry, said", [
-    ("    wieght: 2\n", "mix entry 2: unknown key 'wieght'; valid keys: data, source, source_options, models, weight, protocol"),
-    ("    weight: true\n", "mix entry 2: weight: must be a positive number"),
-])
+@pytest.mark.parametrize(
+    "entry, said",
+    [
+        (
+            "    wieght: 2\n",
+            "mix entry 2: unknown key 'wieght'; valid keys: data, source, source_options, models, weight, protocol",
+        ),
+        ("    weight: true\n", "mix entry 2: weight: must be a positive number"),
+    ],
+)
 def test_a_bad_mix_entry_of_a_config_file_is_named_by_file_and_entry(tmp_path: Path, entry: str, said: str) -> None:
     """The user wrote the key in the file: the error names the file and the entry, never a flag (--wieght)."""
     conf = tmp_path / "run.yaml"
@@ -255,12 +372,17 @@ BAD = {
     "counts": (["--data", "A", "--data", "B", "--source", "jsonl"], ["--data is given 2", "--source 1"]),
     "weights": (["--data", "A", "--data", "B", "--weight", "2"], ["--data is given 2", "--weight 1"]),
     "weight 0": (["--data", "A", "--data", "B", "--weight", "0", "--weight", "1"], ["--weight (source1)", "positive"]),
-    "weight < 0": (["--data", "A", "--data", "B", "--weight", "1", "--weight", "-2"], ["--weight (source2)", "positive"]),
+    "weight < 0": (
+        ["--data", "A", "--data", "B", "--weight", "1", "--weight", "-2"],
+        ["--weight (source2)", "positive"],
+    ),
     "one weight": (["--data", "A", "--weight", "2"], ["nothing to weigh"]),
     "source3": (["--data", "A", "--data", "B", "--set", "source3.models.weak=x"], ["source3", "2 sources"]),
     "map role": (["--data", "A", "--data", "B", "--set", "source1.models.cheap=x"], ["source1", "weak and strong"]),
-    "unknown source": (["--data", "A", "--data", "B", "--source", "jsonl", "--source", "nope"],
-                       ["nope", "jsonl", "routellm-csv", "llmrouter-json"]),
+    "unknown source": (
+        ["--data", "A", "--data", "B", "--source", "jsonl", "--source", "nope"],
+        ["nope", "jsonl", "routellm-csv", "llmrouter-json"],
+    ),
 }
 
 
@@ -298,14 +420,26 @@ def test_data_split_writes_sides_that_run_and_eval_read_as_they_are(tmp_path: Pa
     assert all(o["outcomes"] and o["messages"][-1]["role"] == "assistant" for o in train)
     # tela run --protocol trains on exactly the rows of train.jsonl
     a, b = tmp_path / "a", tmp_path / "b"
-    assert run_cli("run", "--family", FAMILY, "--data", sample_with_heldout, "--protocol", "mmlu-heldout", "-o", a).exit_code == 0
+    assert (
+        run_cli(
+            "run", "--family", FAMILY, "--data", sample_with_heldout, "--protocol", "mmlu-heldout", "-o", a
+        ).exit_code
+        == 0
+    )
     assert run_cli("run", "--family", FAMILY, "--data", out / "train.jsonl", "-o", b).exit_code == 0
-    assert manifest(a)["train_prompts"] == manifest(b)["train_prompts"] and manifest(a)["data"]["protocol"] == "mmlu-heldout"
+    assert (
+        manifest(a)["train_prompts"] == manifest(b)["train_prompts"]
+        and manifest(a)["data"]["protocol"] == "mmlu-heldout"
+    )
     # and tela eval reads eval.jsonl as it reads the protocol's held-out side
     e1, e2 = tmp_path / "e1", tmp_path / "e2"
     assert run_cli("eval", "--router", "oracle", "--data", out / "eval.jsonl", "-o", e1).exit_code == 0
-    assert run_cli("eval", "--router", "oracle", "--data", sample_with_heldout, "--protocol", "mmlu-heldout",
-                   "-o", e2).exit_code == 0
+    assert (
+        run_cli(
+            "eval", "--router", "oracle", "--data", sample_with_heldout, "--protocol", "mmlu-heldout", "-o", e2
+        ).exit_code
+        == 0
+    )
     r1, r2 = (json.loads((e / "report.json").read_text()) for e in (e1, e2))
     assert r1["n"] == r2["n"] == len(evals) and r1["routers"][0]["apgr"] == r2["routers"][0]["apgr"]
 
@@ -318,7 +452,9 @@ def test_data_split_refuses_what_it_cannot_do_in_one_line(tmp_path: Path, sample
     assert not out.exists()
     assert run_cli("data", "split", "--protocol", "mmlu-heldout", "-o", out, sample_with_heldout).exit_code == 0
     before = (out / "train.jsonl").read_bytes()
-    assert "--force" in one_error_line(run_cli("data", "split", "--protocol", "mmlu-heldout", "-o", out, sample_with_heldout))
+    assert "--force" in one_error_line(
+        run_cli("data", "split", "--protocol", "mmlu-heldout", "-o", out, sample_with_heldout)
+    )
     assert (out / "train.jsonl").read_bytes() == before
 
 
@@ -340,7 +476,9 @@ def test_run_protocol_on_routellm_mmlu_trains_on_the_42_training_subjects(tmp_pa
 
 def test_eval_notes_a_pair_the_router_was_not_trained_on(tmp_path: Path) -> None:
     out = tmp_path / "r"
-    assert run_cli("run", "--family", FAMILY, "--data", SAMPLE, "--set", "family.target=label", "-o", out).exit_code == 0
+    assert (
+        run_cli("run", "--family", FAMILY, "--data", SAMPLE, "--set", "family.target=label", "-o", out).exit_code == 0
+    )
     m = manifest(out)
     assert (m["weak"], m["strong"]) == (MIXTRAL, GPT4) and Router.load(out).models == [MIXTRAL, GPT4]
     same = run_cli("eval", "--router", out, "--data", HELDOUT, "-o", tmp_path / "same")
@@ -364,9 +502,14 @@ def test_a_self_training_family_uses_every_record_and_refuses_an_eval_fraction(t
     assert run_cli("run", "--family", FAMILY, "--data", SAMPLE, "-o", out).exit_code == 0
     m = manifest(out)
     assert m["train_records"] == 400 and m["data"]["eval"] == 0 and m["data"]["eval_fraction"] == 0.0
-    line = one_error_line(run_cli("run", "--family", FAMILY, "--data", SAMPLE, "--eval-fraction", "0.2", "-o", tmp_path / "x"))
+    line = one_error_line(
+        run_cli("run", "--family", FAMILY, "--data", SAMPLE, "--eval-fraction", "0.2", "-o", tmp_path / "x")
+    )
     assert "--eval-fraction" in line and FAMILY in line, line
-    assert run_cli("run", "--family", FAMILY, "--data", SAMPLE, "--eval-fraction", "0", "-o", tmp_path / "y").exit_code == 0
+    assert (
+        run_cli("run", "--family", FAMILY, "--data", SAMPLE, "--eval-fraction", "0", "-o", tmp_path / "y").exit_code
+        == 0
+    )
 
 
 def test_plugins_show_takes_family_for_the_scorer_kind() -> None:
@@ -375,7 +518,9 @@ def test_plugins_show_takes_family_for_the_scorer_kind() -> None:
     assert fam.exit_code == sco.exit_code == 0 and json.loads(fam.stdout) == json.loads(sco.stdout)
     assert run_cli("plugins", "show", "family", "length").stdout.startswith("family length ")
     listed = run_cli("plugins", "list", "--kind", "family", "--json")
-    assert listed.exit_code == 0 and any("embedding-knn" in p["provides"].get("scorer", []) for p in json.loads(listed.stdout))
+    assert listed.exit_code == 0 and any(
+        "embedding-knn" in p["provides"].get("scorer", []) for p in json.loads(listed.stdout)
+    )
     line = one_error_line(run_cli("plugins", "show", "family", "nope"))
     assert "nope" in line and "embedding-knn" in line
 
@@ -410,8 +555,23 @@ def test_a_backend_run_weighs_training_rows_and_never_copies_an_eval_row(tmp_pat
     other = renamed(HELDOUT, tmp_path / "o.jsonl", {MIXTRAL: "small-x", GPT4: "big-y"})
     out = tmp_path / "r"
     with registered_plugin(RowsPlugin(), "mix-rows"):
-        r = run_cli("run", "--data", SAMPLE, "--data", other, "--weight", "1", "--weight", "2", "--backend",
-                    "test-mix-rows", "--model", tiny_model, "-o", out)
+        r = run_cli(
+            "run",
+            "--data",
+            SAMPLE,
+            "--data",
+            other,
+            "--weight",
+            "1",
+            "--weight",
+            "2",
+            "--backend",
+            "test-mix-rows",
+            "--model",
+            tiny_model,
+            "-o",
+            out,
+        )
     assert r.exit_code == 0, r.output
     m = manifest(out)
     train, evals = lines(out / ".tela" / "train.jsonl"), lines(out / ".tela" / "eval.jsonl")

@@ -49,8 +49,21 @@ def test_a_question_in_two_sources_is_never_on_both_sides_of_the_eval_split(tmp_
     eval loss was measured on trained prompts."""
     out = tmp_path / "r"
     with registered_plugin(RowsPlugin(), "hostile-rows"):
-        r = run_cli("run", "--data", SAMPLE, "--data", SAMPLE, "--data", HELDOUT, "--backend", "test-hostile-rows",
-                    "--model", tiny_model, "-o", out)
+        r = run_cli(
+            "run",
+            "--data",
+            SAMPLE,
+            "--data",
+            SAMPLE,
+            "--data",
+            HELDOUT,
+            "--backend",
+            "test-hostile-rows",
+            "--model",
+            tiny_model,
+            "-o",
+            out,
+        )
     assert r.exit_code == 0, r.output
     train, evals = lines(out / ".tela" / "train.jsonl"), lines(out / ".tela" / "eval.jsonl")
     assert evals and not {e["prompt"] for e in evals} & {t["prompt"] for t in train}
@@ -71,9 +84,23 @@ def test_a_model_missing_from_some_records_is_named_with_the_first_record(tmp_pa
     partial = tmp_path / "partial.jsonl"
     partial.write_text("\n".join(rows) + "\n", encoding="utf-8")
     first = lines(HELDOUT)[3]["id"]
-    mapped = one_error_line(run_cli("run", "--family", "length", "--data", SAMPLE, "--data", partial,
-                                    "--set", "source2.models.weak=small", "--set", "source2.models.strong=big",
-                                    "-o", tmp_path / "r"))
+    mapped = one_error_line(
+        run_cli(
+            "run",
+            "--family",
+            "length",
+            "--data",
+            SAMPLE,
+            "--data",
+            partial,
+            "--set",
+            "source2.models.weak=small",
+            "--set",
+            "source2.models.strong=big",
+            "-o",
+            tmp_path / "r",
+        )
+    )
     assert f"strong model 'big' has no outcome in 30 of 300 records (first: record {first})" in mapped
     assert "not in the outcomes" not in mapped
     alone = one_error_line(run_cli("run", "--family", "length", "--data", partial, "-o", tmp_path / "r"))
@@ -92,7 +119,9 @@ def labels_only(tmp_path: Path) -> Path:
 def test_a_labels_only_source_beside_outcomes_is_named_when_the_target_needs_outcomes(tmp_path: Path) -> None:
     """The error named a record ("record high_school_chemistry/107: no outcomes") and not the file."""
     labels = labels_only(tmp_path)
-    line = one_error_line(run_cli("run", "--family", "length", "--data", SAMPLE, "--data", labels, "-o", tmp_path / "r"))
+    line = one_error_line(
+        run_cli("run", "--family", "length", "--data", SAMPLE, "--data", labels, "-o", tmp_path / "r")
+    )
     assert f"{labels} (source2): its records carry 1..5 labels only" in line
     assert "--set family.target=label" in line and "drop this source" in line
     assert not (tmp_path / "r").exists()
@@ -103,8 +132,19 @@ def test_a_labels_only_source_beside_outcomes_is_named_when_the_target_needs_out
 def test_the_same_prompt_and_label_with_and_without_outcomes_is_no_conflict(tmp_path: Path) -> None:
     """A labels-only copy of a source beside the source: every prompt was reported as 'conflicting',
     though every label agrees (the labels-only record just has no outcomes to compare)."""
-    r = run_cli("run", "--family", "length", "--data", SAMPLE, "--data", labels_only(tmp_path),
-                "--set", "family.target=label", "-o", tmp_path / "r")
+    r = run_cli(
+        "run",
+        "--family",
+        "length",
+        "--data",
+        SAMPLE,
+        "--data",
+        labels_only(tmp_path),
+        "--set",
+        "family.target=label",
+        "-o",
+        tmp_path / "r",
+    )
     assert r.exit_code == 0, r.output
     assert "conflicting" not in r.output
     flipped = tmp_path / "flipped.jsonl"
@@ -112,7 +152,18 @@ def test_the_same_prompt_and_label_with_and_without_outcomes_is_no_conflict(tmp_
     for row in rows:
         row["messages"][-1]["content"] = "[[1]]" if "[[5]]" in row["messages"][-1]["content"] else "[[5]]"
     flipped.write_text("".join(json.dumps(x) + "\n" for x in rows), encoding="utf-8")
-    r = run_cli("run", "--family", "length", "--data", SAMPLE, "--data", flipped, "--set", "family.target=label",
-                "-o", tmp_path / "r2")
+    r = run_cli(
+        "run",
+        "--family",
+        "length",
+        "--data",
+        SAMPLE,
+        "--data",
+        flipped,
+        "--set",
+        "family.target=label",
+        "-o",
+        tmp_path / "r2",
+    )
     assert r.exit_code == 0, r.output
     assert "warning: 10 prompt(s) occur more than once with conflicting labels" in r.output

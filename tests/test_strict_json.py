@@ -20,8 +20,10 @@ from tela_core.testkit.replay_upstream import Recorded, ReplayUpstream
 
 def strict_loads(text: str) -> Any:
     """``json.loads`` as any reader but Python's does it: NaN and Infinity are errors."""
+
     def refuse(name: str) -> Any:
         raise ValueError(f"{name} is not JSON")
+
     return json.loads(text, parse_constant=refuse)
 
 
@@ -29,7 +31,9 @@ def strict_jsonl(path: Path) -> list[Any]:
     return [strict_loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
-def test_a_collect_whose_summary_would_hold_nan_writes_strict_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_collect_whose_summary_would_hold_nan_writes_strict_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A cost that comes out NaN (here forced; a price near a double's top gives inf) was written as
     `NaN` into the journal (a ValueError traceback mid-run, after paying) and the summary. Now each
     file is strict JSON, the cost is null and every paid answer is kept."""
@@ -41,20 +45,40 @@ def test_a_collect_whose_summary_would_hold_nan_writes_strict_json(tmp_path: Pat
     prompts, out = tmp_path / "prompts.jsonl", tmp_path / "out"
     prompts.write_text("".join(json.dumps({"prompt": q}) + "\n" for q in questions), encoding="utf-8")
     with ReplayUpstream(rec) as up:
-        r = run_cli("collect", "--prompts", prompts, "--model", f"small={up.base_url}#small",
-                    "--model", f"big={up.base_url}#big", "--price", "small=1,2", "--price", "big=3,4", "-o", out)
+        r = run_cli(
+            "collect",
+            "--prompts",
+            prompts,
+            "--model",
+            f"small={up.base_url}#small",
+            "--model",
+            f"big={up.base_url}#big",
+            "--price",
+            "small=1,2",
+            "--price",
+            "big=3,4",
+            "-o",
+            out,
+        )
     assert r.exit_code == 0, r.output
     summary = strict_loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["answers"] == 8 and summary["cost_total"] is None
     rows = strict_jsonl(out / "answers.jsonl")
-    assert [a["text"] for row in rows for a in row["answers"].values()] == [str(2 * i) for i in range(4) for _ in (0, 1)]
+    assert [a["text"] for row in rows for a in row["answers"].values()] == [
+        str(2 * i) for i in range(4) for _ in (0, 1)
+    ]
     assert all(a["cost"] is None for row in rows for a in row["answers"].values())
 
 
 def test_json_files_hold_null_for_an_undefined_metric(tmp_path: Path) -> None:
     report = {"apgr": math.nan, "curve": [0.0, math.inf, -math.inf], "ok": 0.5, "name": "knn"}
     atomic_write_json(tmp_path / "report.json", report)
-    assert strict_loads((tmp_path / "report.json").read_text()) == {"apgr": None, "curve": [0.0, None, None], "ok": 0.5, "name": "knn"}
+    assert strict_loads((tmp_path / "report.json").read_text()) == {
+        "apgr": None,
+        "curve": [0.0, None, None],
+        "ok": 0.5,
+        "name": "knn",
+    }
     assert strict_loads(dumps_json(report)) == strict_loads((tmp_path / "report.json").read_text())
     assert strict_loads(json_line_bytes({"w": math.nan}).decode()) == {"w": None}  # a serve log line is never lost
 
@@ -84,7 +108,9 @@ def test_the_upstream_client_never_sends_nan(tmp_path: Path) -> None:
 
         async def ask() -> Any:
             try:
-                return await client.chat({"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": math.nan}, False)
+                return await client.chat(
+                    {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": math.nan}, False
+                )
             finally:
                 await client.aclose()
 

@@ -83,13 +83,14 @@ def test_the_docs_example_runs_as_a_plugin_package_would(tmp_path: Path) -> None
     """docs/plugins.md's "Testing a plugin" example, saved as a test file outside tela's tree (no
     conftest.py), passes in a fresh pytest: the fixtures arrive by name through the entry point."""
     text = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
-    section = text[text.index("\n## Testing a plugin\n"):]
+    section = text[text.index("\n## Testing a plugin\n") :]
     section = section[: section.index("\n## ", 1)] if "\n## " in section[1:] else section
     (block,) = re.findall(r"^```python\n(.*?)^```", section, flags=re.M | re.S)
     assert "register_plugin" in block and "tela_cli" in block and "tiny_router" in block
     (tmp_path / "test_thirdparty.py").write_text(block)
     # and what tela_offline and isolated_cache promise, started from an environment without them
-    (tmp_path / "test_env.py").write_text(textwrap.dedent('''
+    (tmp_path / "test_env.py").write_text(
+        textwrap.dedent("""
         import os
 
         def test_offline_and_own_cache(tela_offline, isolated_cache, tmp_path):
@@ -98,10 +99,17 @@ def test_the_docs_example_runs_as_a_plugin_package_would(tmp_path: Path) -> None
 
         def test_nothing_is_set_without_them():
             assert "HF_HUB_OFFLINE" not in os.environ and os.environ["TELA_CACHE"] == "/nonexistent-shared-cache"
-    '''))
+    """)
+    )
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS" and k not in OFFLINE_VARS}
     env["TELA_CACHE"] = "/nonexistent-shared-cache"
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_thirdparty.py", "test_env.py"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_thirdparty.py", "test_env.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "5 passed" in proc.stdout

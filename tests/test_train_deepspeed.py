@@ -38,9 +38,33 @@ def reload(artifact: Path) -> dict:
 
 
 def base_args(model: Path, out: Path, processes: int, sample: int = 24) -> list[str]:
-    return ["run", "--data", str(sample_path()), "--formatter", "role-prefix", "--backend", "deepspeed-z3",
-            "--model", str(model), "--output", str(out), "--processes", str(processes), "--sample", str(sample),
-            "--epochs", "1", "--batch-size", "4", "--max-length", "2048", "--learning-rate", "1e-3", "--save-steps", "0"]
+    return [
+        "run",
+        "--data",
+        str(sample_path()),
+        "--formatter",
+        "role-prefix",
+        "--backend",
+        "deepspeed-z3",
+        "--model",
+        str(model),
+        "--output",
+        str(out),
+        "--processes",
+        str(processes),
+        "--sample",
+        str(sample),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--max-length",
+        "2048",
+        "--learning-rate",
+        "1e-3",
+        "--save-steps",
+        "0",
+    ]
 
 
 def check_artifact(out: Path, processes: int, backend: str = "deepspeed-z3") -> dict:
@@ -89,7 +113,10 @@ def test_one_rank(trained_router: TrainedRun) -> None:
 def test_two_ranks_train_on_different_examples(two_rank_router: TrainedRun) -> None:
     out = two_rank_router.path  # 24 records, all trained on: 3 steps of 2 ranks x 4
     check_artifact(out, 2)
-    seen = {json.loads(p.read_text())["rank"]: json.loads(p.read_text())["ids"] for p in (out / ".tela" / "seen").glob("rank*.json")}
+    seen = {
+        json.loads(p.read_text())["rank"]: json.loads(p.read_text())["ids"]
+        for p in (out / ".tela" / "seen").glob("rank*.json")
+    }
     assert sorted(seen) == [0, 1]
     n_train = json.loads((out / "tela.json").read_text())["data"]["train"]
     assert len(seen[0]) == len(seen[1]) == n_train // 2

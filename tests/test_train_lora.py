@@ -25,8 +25,15 @@ def test_lora_merged_artifact(tiny_model: Path, base: dict, tmp_path: Path, proc
     out = tmp_path / "lora"
     args = [a if a != "deepspeed-z3" else "lora" for a in base_args(tiny_model, out, processes)]
     # tela's CLI in this process (the ranks are launched as always), as the other LoRA run below
-    res = run_cli(*args, "--set", "backend.r=4", "--set", "backend.alpha=8",
-                  "--set", f"backend.deepspeed={str(deepspeed).lower()}")
+    res = run_cli(
+        *args,
+        "--set",
+        "backend.r=4",
+        "--set",
+        "backend.alpha=8",
+        "--set",
+        f"backend.deepspeed={str(deepspeed).lower()}",
+    )
     assert res.exit_code == 0, res.output[-3000:]
     info = check_artifact(out, processes, backend="lora")
     manifest = json.loads((out / "tela.json").read_text())

@@ -6,21 +6,23 @@ import json
 from pathlib import Path
 
 import pytest
+
 from tela_core.data import sample_path
 from tela_core.infra.errors import TelaError
-from tela_core.train import RUN_SUBDIR, RunConfig, check_output, resolve_config
 from tela_core.testkit.helpers import run_cli
-from tela_core.train import zero3_config
+from tela_core.train import RUN_SUBDIR, RunConfig, check_output, resolve_config, zero3_config
 
 
-def _run(*args: str) -> "object":
+def _run(*args: str) -> object:
     """``tela run ARGS`` in this process (the test kit's runner)."""
     return run_cli("run", *args)
 
 
 def test_config_file_then_flags_then_set(tmp_path: Path) -> None:
     cfg_file = tmp_path / "run.yaml"
-    cfg_file.write_text("data: d.jsonl\noutput: o\nepochs: 1\nbatch_size: 4\nbackend_options:\n  offload_optimizer: true\n")
+    cfg_file.write_text(
+        "data: d.jsonl\noutput: o\nepochs: 1\nbatch_size: 4\nbackend_options:\n  offload_optimizer: true\n"
+    )
     cfg = resolve_config(cfg_file, {"epochs": 2.0, "batch_size": None}, ["backend.offload_params=true"])
     assert cfg.epochs == 2.0  # flag beats file
     assert cfg.batch_size == 4  # file beats default
@@ -33,15 +35,24 @@ def test_config_file_then_flags_then_set(tmp_path: Path) -> None:
 
 def test_seed_defaults() -> None:
     cfg = RunConfig.build({"data": "d", "output": "o"})
-    assert (cfg.epochs, cfg.batch_size * cfg.grad_accum, cfg.max_length, cfg.eval_fraction, cfg.seed) == (3, 8, 2048, 0.1, 42)
+    assert (cfg.epochs, cfg.batch_size * cfg.grad_accum, cfg.max_length, cfg.eval_fraction, cfg.seed) == (
+        3,
+        8,
+        2048,
+        0.1,
+        42,
+    )
     assert (cfg.formatter, cfg.backend, cfg.family) == ("role-prefix", "deepspeed-z3", "score-token")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--processes", "0"], "--processes: must be at least 1"),
-    (["--set", "oops"], "SECTION.KEY=VALUE"),
-    (["--epochs", "-1"], "--epochs"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--processes", "0"], "--processes: must be at least 1"),
+        (["--set", "oops"], "SECTION.KEY=VALUE"),
+        (["--epochs", "-1"], "--epochs"),
+    ],
+)
 def test_bad_options_exit_2_before_writing(tmp_path: Path, args: list[str], message: str) -> None:
     out = tmp_path / "out"
     res = _run("--data", str(sample_path()), "--output", str(out), *args)
@@ -84,8 +95,16 @@ def test_bad_user_deepspeed_config(tmp_path: Path, tiny_model: Path) -> None:
     bad = tmp_path / "ds.json"
     bad.write_text("{not json")
     out = tmp_path / "out"
-    res = _run("--data", str(sample_path()), "--output", str(out), "--model", str(tiny_model),
-               "--set", f"backend.ds_config={bad}")
+    res = _run(
+        "--data",
+        str(sample_path()),
+        "--output",
+        str(out),
+        "--model",
+        str(tiny_model),
+        "--set",
+        f"backend.ds_config={bad}",
+    )
     assert res.exit_code == 2 and f"{bad}:1: not valid JSON" in res.output
     assert not out.exists()
 

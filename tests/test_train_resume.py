@@ -26,9 +26,27 @@ STEPS = 12
 
 def test_resume_after_kill(tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "resumable"
-    cmd = [str(Path(sys.executable).with_name("tela")), "run", "--data", str(sample_path()), "--model", str(tiny_model),
-           "--output", str(out), "--sample", "40", "--batch-size", "2", "--max-steps", str(STEPS), "--save-steps", "2",
-           "--max-length", "2048", "--quiet"]
+    cmd = [
+        str(Path(sys.executable).with_name("tela")),
+        "run",
+        "--data",
+        str(sample_path()),
+        "--model",
+        str(tiny_model),
+        "--output",
+        str(out),
+        "--sample",
+        "40",
+        "--batch-size",
+        "2",
+        "--max-steps",
+        str(STEPS),
+        "--save-steps",
+        "2",
+        "--max-length",
+        "2048",
+        "--quiet",
+    ]
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     ckpts = out / ".tela" / "checkpoints"
     deadline = time.time() + 300

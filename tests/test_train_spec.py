@@ -24,15 +24,39 @@ def settings(**kw: Any) -> TrainSettings:
 
 def job(tmp_path: Path, **kw: Any) -> TrainJob:
     kw.setdefault("train", settings())
-    return TrainJob(model="base", output_dir=tmp_path / "out", train_file=tmp_path / "train.jsonl",
-                    eval_file=tmp_path / "eval.jsonl", formatter="role-prefix", **kw)
+    return TrainJob(
+        model="base",
+        output_dir=tmp_path / "out",
+        train_file=tmp_path / "train.jsonl",
+        eval_file=tmp_path / "eval.jsonl",
+        formatter="role-prefix",
+        **kw,
+    )
 
 
 def test_run_config_hands_every_training_flag_to_the_job() -> None:
-    s = settings(epochs=2, learning_rate=1e-4, batch_size=4, grad_accum=2, max_length=512, max_steps=7,
-                 warmup_ratio=0.25, save_steps=3, seed=5)
-    assert s.model_dump() == {"epochs": 2.0, "learning_rate": 1e-4, "batch_size": 4, "grad_accum": 2, "max_length": 512,
-                              "max_steps": 7, "warmup_ratio": 0.25, "save_steps": 3, "seed": 5}
+    s = settings(
+        epochs=2,
+        learning_rate=1e-4,
+        batch_size=4,
+        grad_accum=2,
+        max_length=512,
+        max_steps=7,
+        warmup_ratio=0.25,
+        save_steps=3,
+        seed=5,
+    )
+    assert s.model_dump() == {
+        "epochs": 2.0,
+        "learning_rate": 1e-4,
+        "batch_size": 4,
+        "grad_accum": 2,
+        "max_length": 512,
+        "max_steps": 7,
+        "warmup_ratio": 0.25,
+        "save_steps": 3,
+        "seed": 5,
+    }
 
 
 def test_worker_spec_round_trip(tmp_path: Path) -> None:
@@ -67,9 +91,15 @@ def test_a_bad_worker_json_names_the_file_and_the_field(tmp_path: Path) -> None:
 
 
 def test_sft_config_is_built_from_the_spec(tmp_path: Path) -> None:
-    spec = WorkerSpec.for_job(job(tmp_path, train=settings(batch_size=4, grad_accum=2, epochs=2, learning_rate=1e-4,
-                                                           max_length=256, seed=7, save_steps=0)),
-                              gradient_checkpointing=True)
+    spec = WorkerSpec.for_job(
+        job(
+            tmp_path,
+            train=settings(
+                batch_size=4, grad_accum=2, epochs=2, learning_rate=1e-4, max_length=256, seed=7, save_steps=0
+            ),
+        ),
+        gradient_checkpointing=True,
+    )
     args = sft_config(spec, tmp_path / "ckpt", on_gpu=False, bf16=False)
     assert (args.per_device_train_batch_size, args.per_device_eval_batch_size) == (4, 4)
     assert args.gradient_accumulation_steps == 2
@@ -107,8 +137,12 @@ def test_the_collator_records_what_each_rank_saw() -> None:
     got: list[list[dict[str, Any]]] = []
     seen: list[int] = []
     collate = RecordingCollator(lambda rows: got.append(rows) or {"n": len(rows)}, seen)
-    assert collate([{"input_ids": [1], "labels": [2], "tela_idx": 4, "prompt": "p"},
-                    {"input_ids": [3], "labels": [4], "tela_idx": 1, "completion": "c"}]) == {"n": 2}
+    assert collate(
+        [
+            {"input_ids": [1], "labels": [2], "tela_idx": 4, "prompt": "p"},
+            {"input_ids": [3], "labels": [4], "tela_idx": 1, "completion": "c"},
+        ]
+    ) == {"n": 2}
     assert seen == [4, 1]
     assert got == [[{"input_ids": [1], "labels": [2]}, {"input_ids": [3], "labels": [4]}]]
 
@@ -123,8 +157,13 @@ def test_run_worker_launches_the_job_with_its_typed_fields(tmp_path: Path, monke
     lora = LoraSettings(r=4, alpha=8, dropout=0.0, target_modules="all-linear")
     assert run_worker(j, lora=lora) == {"ok": 1}
     (run_dir, module, spec, processes, hostfile), kw = calls[0]
-    assert (run_dir, module, processes, hostfile, kw) == (tmp_path / "run", "tela_core.train.worker", 3, None,
-                                                           {"quiet": True, "nodes": nodes})
+    assert (run_dir, module, processes, hostfile, kw) == (
+        tmp_path / "run",
+        "tela_core.train.worker",
+        3,
+        None,
+        {"quiet": True, "nodes": nodes},
+    )
     assert isinstance(spec, WorkerSpec) and spec.lora == lora and spec.deepspeed is None and spec.train == j.train
 
 
@@ -144,12 +183,30 @@ def test_the_deepspeed_backend_hands_its_options_to_the_worker(tmp_path: Path, m
 def test_a_job_built_the_0_2_way_keeps_working(tmp_path: Path) -> None:
     """A third-party backend that builds a TrainJob from a config dict, or reads its keys, still
     works: the fields are filled from it, and reading a key warns naming the field."""
-    old = TrainJob(model="m", output_dir=tmp_path / "out", train_file=tmp_path / "t.jsonl", eval_file=None,
-                   formatter="role-prefix",
-                   config={"train": settings().model_dump(), "run_dir": str(tmp_path / "r"), "quiet": True,
-                           "nodes": {"nnodes": 1}, "family": "score-token", "formatter_options": {"x": 1}, "mine": 2})
+    old = TrainJob(
+        model="m",
+        output_dir=tmp_path / "out",
+        train_file=tmp_path / "t.jsonl",
+        eval_file=None,
+        formatter="role-prefix",
+        config={
+            "train": settings().model_dump(),
+            "run_dir": str(tmp_path / "r"),
+            "quiet": True,
+            "nodes": {"nnodes": 1},
+            "family": "score-token",
+            "formatter_options": {"x": 1},
+            "mine": 2,
+        },
+    )
     assert (old.run_dir, old.quiet, old.nodes, old.train, old.family, old.formatter_options) == (
-        tmp_path / "r", True, NodeLaunch(), settings(), "score-token", {"x": 1})
+        tmp_path / "r",
+        True,
+        NodeLaunch(),
+        settings(),
+        "score-token",
+        {"x": 1},
+    )
     new = job(tmp_path, run_dir=tmp_path / "r", quiet=True, family="score-token")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -159,8 +216,10 @@ def test_a_job_built_the_0_2_way_keeps_working(tmp_path: Path) -> None:
     assert [w.category for w in caught] == [TelaDeprecationWarning] * 4
     assert str(caught[0].message).startswith("TrainJob.config['run_dir'] is deprecated: use TrainJob.run_dir instead")
     assert caught[0].filename == __file__  # the warning points at the backend's line
-    assert TrainJob(model="m", output_dir=tmp_path / "o", train_file=tmp_path / "t", eval_file=None,
-                    formatter="f").run_dir == tmp_path / "o" / ".tela"
+    assert (
+        TrainJob(model="m", output_dir=tmp_path / "o", train_file=tmp_path / "t", eval_file=None, formatter="f").run_dir
+        == tmp_path / "o" / ".tela"
+    )
 
 
 def test_worker_spec_shim_warns_and_returns_the_dict(tmp_path: Path) -> None:

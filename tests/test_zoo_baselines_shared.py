@@ -43,13 +43,23 @@ def _records(n: int = 300) -> list[Record]:
     out = []
     for i in range(n):
         hard = i % 3 == 0
-        prompt = (f"Prove the statement number {i} about groups, rings and fields in full detail, step by step."
-                  if hard else f"What is {i} plus one?")
+        prompt = (
+            f"Prove the statement number {i} about groups, rings and fields in full detail, step by step."
+            if hard
+            else f"What is {i} plus one?"
+        )
         weak_ok = float(rng.random() < (0.3 if hard else 0.9))
         strong_ok = float(rng.random() < 0.95)
         tokens = len(prompt.split())
-        out.append(seed_record(prompt, None, outcomes={WEAK: weak_ok, STRONG: strong_ok},
-                               costs={WEAK: 1e-6 * tokens, STRONG: 3e-5 * tokens}, id=f"q{i}"))
+        out.append(
+            seed_record(
+                prompt,
+                None,
+                outcomes={WEAK: weak_ok, STRONG: strong_ok},
+                costs={WEAK: 1e-6 * tokens, STRONG: 3e-5 * tokens},
+                id=f"q{i}",
+            )
+        )
     return out
 
 
@@ -66,8 +76,9 @@ def test_baselines_are_random_and_oracle_with_their_costs() -> None:
     base = baselines(data)
     costs: dict[str, Any] = {"weak_cost": data.weak_cost, "strong_cost": data.strong_cost}
     assert base.random == random_baseline(data.weak, data.strong, **costs)
-    assert base.oracle == evaluate_scores(oracle_scores(data.weak, data.strong), data.weak, data.strong, name="oracle",
-                                          **costs)
+    assert base.oracle == evaluate_scores(
+        oracle_scores(data.weak, data.strong), data.weak, data.strong, name="oracle", **costs
+    )
     assert [ev.name for ev in base] == ["random", "oracle"]
     assert data.weak_cost is not None and data.strong_cost is not None
     for ev in base:  # the cost of a query at each strong-call share, from all-weak to all-strong
@@ -77,7 +88,8 @@ def test_baselines_are_random_and_oracle_with_their_costs() -> None:
     # without costs the metrics are the same numbers, and no cost curve is made up
     plain = baselines(OutcomeArrays(WEAK, STRONG, data.weak, data.strong))
     assert [(e.apgr, e.cpt50, e.cpt80, e.auc, e.pgr_grid) for e in plain] == [
-        (e.apgr, e.cpt50, e.cpt80, e.auc, e.pgr_grid) for e in base]
+        (e.apgr, e.cpt50, e.cpt80, e.auc, e.pgr_grid) for e in base
+    ]
     assert all(e.cost is None for e in plain)
 
 
@@ -85,8 +97,19 @@ def test_zoo_and_eval_show_the_same_baselines_costs_included(tmp_path: Path, tel
     records = _records()
     zoo = run_zoo(records, ["length"], tmp_path / "zoo", weak=WEAK, strong=STRONG)
     _train, held_out = split_for_zoo(records, None)  # the prompts the zoo judged every family on
-    r = tela_cli("eval", "--router", "random", "--data", _write_jsonl(held_out, tmp_path / "held_out.jsonl"),
-                 "-o", tmp_path / "eval", "--weak-model", WEAK, "--strong-model", STRONG)
+    r = tela_cli(
+        "eval",
+        "--router",
+        "random",
+        "--data",
+        _write_jsonl(held_out, tmp_path / "held_out.jsonl"),
+        "-o",
+        tmp_path / "eval",
+        "--weak-model",
+        WEAK,
+        "--strong-model",
+        STRONG,
+    )
     assert r.exit_code == 0, r.output
     shown_by_eval = {e["name"]: e for e in json.loads((tmp_path / "eval" / "report.json").read_text())["routers"]}
     saved_by_zoo = {b["family"]: b for b in json.loads((tmp_path / "zoo" / "results.json").read_text())["baselines"]}
@@ -95,7 +118,8 @@ def test_zoo_and_eval_show_the_same_baselines_costs_included(tmp_path: Path, tel
         assert row["evaluation"] == shown_by_eval[name], name
         assert row["evaluation"]["cost"] and row["evaluation"]["cost_fine"], name
         assert (row["apgr"], row["cpt50"], row["cpt80"], row["auc"]) == tuple(
-            shown_by_eval[name][k] for k in ("apgr", "cpt50", "cpt80", "auc"))
+            shown_by_eval[name][k] for k in ("apgr", "cpt50", "cpt80", "auc")
+        )
     length = zoo.families[0].evaluation  # a family is replayed with the same costs, under its own name
     assert length["name"] == "length" and length["cost"] and length["cost"][0] == shown_by_eval["random"]["cost"][0]
 
@@ -228,8 +252,9 @@ def test_a_new_kind_is_its_base_class_and_one_row_in_the_table(tmp_path: Path) -
     text = text.replace(banner, "\n\n" + WIDGET_CLASS.rstrip("\n") + banner)
     path.write_text(text.replace('    KindSpec("dataset"', WIDGET_ROW + '    KindSpec("dataset"'), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", USE_A_WIDGET], capture_output=True, text=True, timeout=120, env=env,
-                          cwd=tmp_path)  # not the checkout: python -c puts the working dir first
+    done = subprocess.run(
+        [sys.executable, "-c", USE_A_WIDGET], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path
+    )  # not the checkout: python -c puts the working dir first
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines()[-1] == "widget True Knob [('widget', 'knob')] None"
 
@@ -239,9 +264,16 @@ def test_a_dataset_two_plugins_register_names_both_as_a_component_would(register
     from tela_core.infra.errors import DuplicateComponentError
     from tela_core.plugins.discovery import get_registry
 
-    entry = DatasetEntry(name="twice", description="d", origin="https://example.org", license="MIT", revision=None,
-                         files=(RemoteFile(path="a.csv", url="https://example.org/a.csv", sha256=None),),
-                         source="routellm-csv", data="a.csv")
+    entry = DatasetEntry(
+        name="twice",
+        description="d",
+        origin="https://example.org",
+        license="MIT",
+        revision=None,
+        files=(RemoteFile(path="a.csv", url="https://example.org/a.csv", sha256=None),),
+        source="routellm-csv",
+        data="a.csv",
+    )
 
     class One:
         @tela_core.hookimpl

@@ -19,8 +19,11 @@ def _write_data(folder) -> None:
             w = csv.writer(fh)
             w.writerow(["prompt", WEAK, STRONG])
             for i in range(100):
-                q = (f"Solve for x: {i}x + {i + 3} = {2 * i + 7}. Give x to 3 decimals." if hard
-                     else f"Which country is city number {i} in?")
+                q = (
+                    f"Solve for x: {i}x + {i + 3} = {2 * i + 7}. Give x to 3 decimals."
+                    if hard
+                    else f"Which country is city number {i} in?"
+                )
                 weak_ok = (not hard) or i % 5 == 0
                 w.writerow([f"{q}\nA. one\nB. two\nC. three\nD. four\nAnswer:", weak_ok, hard or i % 4 != 0])
 
@@ -31,9 +34,21 @@ pytestmark = pytest.mark.usefixtures("isolated_cache")  # every zoo embeds into 
 def test_zoo_writes_one_report(tmp_path, tela_cli: TelaCli):
     data, out = tmp_path / "data", tmp_path / "zoo"
     _write_data(data)
-    args = ["zoo", "--data", str(data), "--families", "length,random,prompt-features,embedding-knn",
-            "--set", "embedding-knn.k=5", "--output", str(out),
-            "--weak-model", WEAK, "--strong-model", STRONG]
+    args = [
+        "zoo",
+        "--data",
+        str(data),
+        "--families",
+        "length,random,prompt-features,embedding-knn",
+        "--set",
+        "embedding-knn.k=5",
+        "--output",
+        str(out),
+        "--weak-model",
+        WEAK,
+        "--strong-model",
+        STRONG,
+    ]
     r = tela_cli(*args)
     assert r.exit_code == 0, r.output
     res = json.loads((out / "results.json").read_text())
@@ -75,7 +90,9 @@ def test_zoo_adds_a_trained_router_artifact(tmp_path, tiny_router, tela_cli: Tel
     _write_data(data)
     router = tiny_router
     pair = ["--weak-model", WEAK, "--strong-model", STRONG]
-    r = tela_cli("zoo", "--data", data, "--families", "length", "--router", f"score-token={router}", "--output", out, *pair)
+    r = tela_cli(
+        "zoo", "--data", data, "--families", "length", "--router", f"score-token={router}", "--output", out, *pair
+    )
     assert r.exit_code == 0, r.output
     res = json.loads((out / "results.json").read_text())
     rows = {f["family"]: f for f in res["families"]}
@@ -92,7 +109,9 @@ def test_zoo_refuses_a_backend_family_and_a_missing_router(tmp_path, tela_cli: T
     pair = ["--weak-model", WEAK, "--strong-model", STRONG]
     r = tela_cli("zoo", "--data", data, "--families", "score-token", "--output", out, *pair)
     assert r.exit_code == 2 and "--router score-token=RUN_DIR" in r.output
-    r = tela_cli("zoo", "--data", data, "--families", "length", "--router", f"st={tmp_path / 'nothing'}", "--output", out, *pair)
+    r = tela_cli(
+        "zoo", "--data", data, "--families", "length", "--router", f"st={tmp_path / 'nothing'}", "--output", out, *pair
+    )
     assert r.exit_code == 2 and "nothing" in r.output
     assert not out.exists()
 
@@ -102,8 +121,23 @@ def test_a_family_that_fails_leaves_no_half_written_router(tmp_path, tiny_model,
     and no half-written report."""
     data, out = tmp_path / "data", tmp_path / "zoo"
     _write_data(data)
-    r = tela_cli("zoo", "--data", data, "--families", "length,lm-probe", "--set", f"lm-probe.model={tiny_model}",
-                 "--set", "lm-probe.layer=9", "--output", out, "--weak-model", WEAK, "--strong-model", STRONG)
+    r = tela_cli(
+        "zoo",
+        "--data",
+        data,
+        "--families",
+        "length,lm-probe",
+        "--set",
+        f"lm-probe.model={tiny_model}",
+        "--set",
+        "lm-probe.layer=9",
+        "--output",
+        out,
+        "--weak-model",
+        WEAK,
+        "--strong-model",
+        STRONG,
+    )
     assert r.exit_code == 2, r.output
     assert "has 2 layers; lm-probe asked for layer 9" in r.output
     # the zoo is built out of sight and moved into place only when whole: nothing at OUTPUT, no stage

@@ -9,15 +9,23 @@ import numpy as np
 import pytest
 
 from tela_core import Record, TelaError
+from tela_core.plugins.discovery import get_registry
 from tela_core.routing.artifact import read_manifest, read_policy
 from tela_core.routing.router import Router
-from tela_core.plugins.discovery import get_registry
 
 W, S = "weak-model", "strong-model"
-HARD = ["Compute the integral of x^2 sin(x) from 0 to pi.", "Solve the differential equation y'' + 4y = 0.",
-        "Find the eigenvalues of the 3x3 matrix [[2,1,0],[1,2,1],[0,1,2]].", "Prove that sqrt(2) is irrational."]
-EASY = ["What is the capital of France?", "Which colour is the sky on a clear day?",
-        "How many legs does a dog have?", "Who wrote Romeo and Juliet?"]
+HARD = [
+    "Compute the integral of x^2 sin(x) from 0 to pi.",
+    "Solve the differential equation y'' + 4y = 0.",
+    "Find the eigenvalues of the 3x3 matrix [[2,1,0],[1,2,1],[0,1,2]].",
+    "Prove that sqrt(2) is irrational.",
+]
+EASY = [
+    "What is the capital of France?",
+    "Which colour is the sky on a clear day?",
+    "How many legs does a dog have?",
+    "Who wrote Romeo and Juliet?",
+]
 
 
 def _records(n: int = 48) -> list[Record]:
@@ -91,11 +99,14 @@ def test_random_draws_a_fresh_w_per_request_seeded_per_router(tmp_path):
     np.testing.assert_array_equal(at_once, one_by_one)
 
 
-@pytest.mark.parametrize("family,options", [
-    ("embedding-knn", {"k": 5}),
-    ("embedding-linear", {"C": 10.0}),
-    ("matrix-factorization", {"dim": 8, "epochs": 150, "lr": 0.05}),
-])
+@pytest.mark.parametrize(
+    "family,options",
+    [
+        ("embedding-knn", {"k": 5}),
+        ("embedding-linear", {"C": 10.0}),
+        ("matrix-factorization", {"dim": 8, "epochs": 150, "lr": 0.05}),
+    ],
+)
 def test_embedding_family_round_trip(family, options, tmp_path):
     before, after = _round_trip(family, tmp_path, options)
     np.testing.assert_allclose(before, after, atol=1e-3)  # knn stores fp16 embeddings
@@ -218,7 +229,7 @@ def test_encoder_classifier_round_trip(tmp_path):
     assert (tmp_path / "encoder-classifier" / "model" / "config.json").exists()
 
 
-_DS_SCRIPT = r'''
+_DS_SCRIPT = r"""
 import sys, json
 from pathlib import Path
 from tela_core import Record
@@ -231,7 +242,7 @@ ds = {"train_micro_batch_size_per_gpu": 8, "gradient_accumulation_steps": 1,
 s = get_registry().create("scorer", "encoder-classifier",
                           {"max_steps": 2, "batch_size": 8, "max_length": 32, "deepspeed": ds})
 s.fit(recs, out, {})
-'''
+"""
 
 
 @pytest.mark.slow
@@ -244,8 +255,9 @@ def test_encoder_classifier_under_deepspeed(tmp_path):
 
     env = {**os.environ, "MASTER_PORT": "29631", "OMP_NUM_THREADS": "1"}
     env.setdefault("TORCH_EXTENSIONS_DIR", str(tmp_path / "ext"))
-    r = subprocess.run([sys.executable, "-c", _DS_SCRIPT, str(tmp_path / "ds")], env=env,
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", _DS_SCRIPT, str(tmp_path / "ds")], env=env, capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert read_manifest(tmp_path / "ds")["deepspeed"] is True
     w = Router.load(tmp_path / "ds").scorer.score(["integral of x^9 dx", "capital of country 99"]).w
@@ -279,7 +291,9 @@ def test_vector_cache_keeps_finished_chunks_of_a_killed_run(tmp_path):
         return np.array([[len(t), 1.0] for t in batch], dtype=np.float32)
 
     ticks: list[tuple[int, int]] = []
-    out = vector_cache.cached_vectors(texts, folder, "m", compute_rest, chunk_size=3, progress=lambda d, n: ticks.append((d, n)))
+    out = vector_cache.cached_vectors(
+        texts, folder, "m", compute_rest, chunk_size=3, progress=lambda d, n: ticks.append((d, n))
+    )
     assert sorted(rerun) == sorted(set(texts) - set(seen))  # only the unfinished ones
     assert ticks[-1] == (4, 4)
     np.testing.assert_array_equal(out[:, 0], [len(t) for t in texts])  # rows in the caller's order
@@ -313,7 +327,9 @@ def test_a_few_texts_do_not_wait_behind_a_long_cache_writer(tmp_path):
         assert out.shape == (2, 2) and time.monotonic() - t0 < 1.5
         assert not list(folder.glob("*.npz"))  # nothing written beside the other writer
         t0 = time.monotonic()
-        vector_cache.cached_vectors([f"t{i}" for i in range(8)], folder, "m", compute, chunk_size=8, progress=lambda d, n: None)
+        vector_cache.cached_vectors(
+            [f"t{i}" for i in range(8)], folder, "m", compute, chunk_size=8, progress=lambda d, n: None
+        )
         assert time.monotonic() - t0 > 1.0  # waited for the writer, then wrote its own shard
         assert list(folder.glob("*.npz"))
     finally:

@@ -17,10 +17,26 @@ from tela_core.testkit.helpers import run_cli
 TELA = str(Path(sys.executable).with_name("tela"))
 
 #: what a scheduler sets; a test's own ``tela run`` starts without any of it
-SCHEDULER_VARS = ("PET_NNODES", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT", "PET_RDZV_ENDPOINT",
-                  "SLURM_NNODES", "SLURM_JOB_NUM_NODES", "SLURM_NODEID", "SLURM_JOB_NODELIST", "SLURM_NODELIST",
-                  "SLURM_JOB_ID", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK",
-                  "LOCAL_RANK")
+SCHEDULER_VARS = (
+    "PET_NNODES",
+    "PET_NODE_RANK",
+    "PET_MASTER_ADDR",
+    "PET_MASTER_PORT",
+    "PET_RDZV_ENDPOINT",
+    "SLURM_NNODES",
+    "SLURM_JOB_NUM_NODES",
+    "SLURM_NODEID",
+    "SLURM_JOB_NODELIST",
+    "SLURM_NODELIST",
+    "SLURM_JOB_ID",
+    "NNODES",
+    "NODE_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "WORLD_SIZE",
+    "RANK",
+    "LOCAL_RANK",
+)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -32,17 +48,69 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def one_rank_args(model: Path, out: Path, sample: int = 48) -> list[str]:
     """One CPU rank, trained long enough (2 epochs at 3e-3) to move the score distribution."""
-    return [TELA, "run", "--data", str(sample_path()), "--formatter", "role-prefix", "--backend", "deepspeed-z3",
-            "--model", str(model), "--output", str(out), "--processes", "1", "--sample", str(sample), "--epochs", "2",
-            "--batch-size", "8", "--max-length", "2048", "--learning-rate", "3e-3", "--save-steps", "0"]
+    return [
+        TELA,
+        "run",
+        "--data",
+        str(sample_path()),
+        "--formatter",
+        "role-prefix",
+        "--backend",
+        "deepspeed-z3",
+        "--model",
+        str(model),
+        "--output",
+        str(out),
+        "--processes",
+        "1",
+        "--sample",
+        str(sample),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "2048",
+        "--learning-rate",
+        "3e-3",
+        "--save-steps",
+        "0",
+    ]
 
 
 def multi_rank_args(model: Path, out: Path, processes: int) -> list[str]:
     """The multi-node comparison's run (all records train, seed 7): one node's ``processes`` ranks."""
-    return [TELA, "run", "--data", str(sample_path()), "--backend", "deepspeed-z3", "--model", str(model),
-            "--output", str(out), "--processes", str(processes), "--sample", "24", "--eval-fraction", "0",
-            "--epochs", "1", "--batch-size", "4", "--max-length", "2048", "--learning-rate", "1e-3",
-            "--save-steps", "0", "--seed", "7", "--quiet"]
+    return [
+        TELA,
+        "run",
+        "--data",
+        str(sample_path()),
+        "--backend",
+        "deepspeed-z3",
+        "--model",
+        str(model),
+        "--output",
+        str(out),
+        "--processes",
+        str(processes),
+        "--sample",
+        "24",
+        "--eval-fraction",
+        "0",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--max-length",
+        "2048",
+        "--learning-rate",
+        "1e-3",
+        "--save-steps",
+        "0",
+        "--seed",
+        "7",
+        "--quiet",
+    ]
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,18 @@ N_PROMPTS, N_TRAFFIC = 150, 300
 
 
 def main(src: str) -> None:
-    rows = {m: [json.loads(line) for line in open(Path(src) / f"{m}.jsonl", encoding="utf-8") if line.strip()] for m in MODELS}
-    answered = {m: {r["question"]: r for r in rs if isinstance(r.get("question"), str) and isinstance(r.get("generated_answer"), str)}
-                for m, rs in rows.items()}
+    rows = {
+        m: [json.loads(line) for line in open(Path(src) / f"{m}.jsonl", encoding="utf-8") if line.strip()]
+        for m in MODELS
+    }
+    answered = {
+        m: {
+            r["question"]: r
+            for r in rs
+            if isinstance(r.get("question"), str) and isinstance(r.get("generated_answer"), str)
+        }
+        for m, rs in rows.items()
+    }
     first, other = MODELS
     questions = [q for q in answered[first] if q in answered[other]][: N_PROMPTS + N_TRAFFIC]
     (HERE / "recorded").mkdir(exist_ok=True)
@@ -37,11 +46,22 @@ def main(src: str) -> None:
         for q in questions:
             r = answered[m][q]
             usage = r.get("token_usage") or {}
-            lines.append(json.dumps({
-                "global_index": r.get("global_index"), "question": q, "generated_answer": r["generated_answer"],
-                "token_usage": {"input_tokens": usage.get("input_tokens"), "output_tokens": usage.get("output_tokens")},
-                "evaluation_result": {"score": (r.get("evaluation_result") or {}).get("score")},
-            }, ensure_ascii=True) + "\n")
+            lines.append(
+                json.dumps(
+                    {
+                        "global_index": r.get("global_index"),
+                        "question": q,
+                        "generated_answer": r["generated_answer"],
+                        "token_usage": {
+                            "input_tokens": usage.get("input_tokens"),
+                            "output_tokens": usage.get("output_tokens"),
+                        },
+                        "evaluation_result": {"score": (r.get("evaluation_result") or {}).get("score")},
+                    },
+                    ensure_ascii=True,
+                )
+                + "\n"
+            )
         with open(HERE / "recorded" / f"{m}.jsonl.gz", "wb") as raw:
             with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as fh:  # byte-identical reruns
                 fh.write("".join(lines).encode("utf-8"))

@@ -14,20 +14,31 @@ from typing import Any
 
 import click
 
-from tela_core.data.detect import DETECT
-from .options import (LAUNCH_PARAMS, launch_options, load_router, no_cache_option, parse_policy_sets, policy_options,
-                      protocol_option, refuse_unused, router_option, score_batch_option, score_launch_of, source_option,
-                      trust_option)
-from tela_core.data.detect import detect_source, read_records
-from tela_core.infra.errors import InputError
-from tela_core.data.prompt_lines import read_prompt_file
-from .. import eval as ev
-from tela_core.routing.artifact import read_manifest, write_policy
-from tela_core.infra.errors import TelaError
-from tela_core.plugins.discovery import get_registry
+from tela_core.data.detect import DETECT, detect_source, read_records
 from tela_core.data.fingerprint import overlap_warning
+from tela_core.data.prompt_lines import read_prompt_file
+from tela_core.infra.errors import InputError, TelaError
 from tela_core.infra.locks import output_lock
+from tela_core.plugins.discovery import get_registry
+from tela_core.routing.artifact import read_manifest, write_policy
 from tela_core.routing.operating_point import small_sample_warning
+
+from .. import eval as ev
+from .options import (
+    LAUNCH_PARAMS,
+    launch_options,
+    load_router,
+    no_cache_option,
+    parse_policy_sets,
+    policy_options,
+    protocol_option,
+    refuse_unused,
+    router_option,
+    score_batch_option,
+    score_launch_of,
+    source_option,
+    trust_option,
+)
 
 __all__ = ["register", "calibrate"]
 
@@ -60,12 +71,29 @@ def _calibration_prompts(data: Path, source_name: str, protocol: str | None) -> 
 
 @click.command()
 @router_option
-@click.option("--data", default=None, type=click.Path(path_type=Path), help="Calibration prompts (any data source; prompts the router did not train on).")
-@click.option("--traffic", default=None, type=click.Path(path_type=Path), metavar="LOG",
-              help="Instead of --data: a `tela serve` decision log (not a shadow log); calibrate on your traffic, "
-                   "its logged prompts scored by this router.")
-@click.option("--traffic-router", default=None, metavar="NAME", help="With --traffic: the served router's name in the log (needed when it holds several).")
-@click.option("--strong-share", required=True, type=float, help="Target share of prompts sent to the strong model, in [0, 1].")
+@click.option(
+    "--data",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Calibration prompts (any data source; prompts the router did not train on).",
+)
+@click.option(
+    "--traffic",
+    default=None,
+    type=click.Path(path_type=Path),
+    metavar="LOG",
+    help="Instead of --data: a `tela serve` decision log (not a shadow log); calibrate on your traffic, "
+    "its logged prompts scored by this router.",
+)
+@click.option(
+    "--traffic-router",
+    default=None,
+    metavar="NAME",
+    help="With --traffic: the served router's name in the log (needed when it holds several).",
+)
+@click.option(
+    "--strong-share", required=True, type=float, help="Target share of prompts sent to the strong model, in [0, 1]."
+)
 @source_option()
 @protocol_option
 @score_batch_option
@@ -74,9 +102,19 @@ def _calibration_prompts(data: Path, source_name: str, protocol: str | None) -> 
 @trust_option
 @launch_options
 def calibrate(
-    router: Path, data: Path | None, traffic: Path | None, traffic_router: str | None, strong_share: float, source_name: str,
-    protocol: str | None, score_batch_size: int | None, no_cache: bool, policy_name: str | None, policy_sets: tuple[str, ...],
-    trust_remote_code: bool, **launch: Any,
+    router: Path,
+    data: Path | None,
+    traffic: Path | None,
+    traffic_router: str | None,
+    strong_share: float,
+    source_name: str,
+    protocol: str | None,
+    score_batch_size: int | None,
+    no_cache: bool,
+    policy_name: str | None,
+    policy_sets: tuple[str, ...],
+    trust_remote_code: bool,
+    **launch: Any,
 ) -> None:
     """Set the threshold that sends --strong-share of the calibration prompts to the strong model.
 
@@ -100,23 +138,42 @@ def calibrate(
     if not 0.0 <= strong_share <= 1.0:
         raise TelaError(f"--strong-share must be in [0, 1], got {strong_share}")
     if (data is None) == (traffic is None):
-        raise TelaError("give calibration prompts (--data FILE) or a `tela serve` decision log (--traffic LOG), one of them")
+        raise TelaError(
+            "give calibration prompts (--data FILE) or a `tela serve` decision log (--traffic LOG), one of them"
+        )
     if traffic is None:
         refuse_unused("calibrating on --data scores its prompts", "traffic_router")
     if traffic is not None:
-        refuse_unused("--traffic calibrates on the prompts of a `tela serve` decision log", "source_name", "protocol",
-                      "no_cache", *LAUNCH_PARAMS)
+        refuse_unused(
+            "--traffic calibrates on the prompts of a `tela serve` decision log",
+            "source_name",
+            "protocol",
+            "no_cache",
+            *LAUNCH_PARAMS,
+        )
         # start-up: keeps logging out of `tela --help`
         from tela_core.routing.calibration import calibrate_on_traffic
 
         click.get_current_context().with_resource(output_lock(router))  # one writer of policy.json
 
-        done = calibrate_on_traffic(router, traffic, strong_share, traffic_router, policy_name or "calibrated",
-                                    parse_policy_sets(policy_sets), trust_remote_code, score_batch_size)
+        done = calibrate_on_traffic(
+            router,
+            traffic,
+            strong_share,
+            traffic_router,
+            policy_name or "calibrated",
+            parse_policy_sets(policy_sets),
+            trust_remote_code,
+            score_batch_size,
+        )
         o = done["options"]
-        scored = ("scored again by this router" if done["rescored"] == done["requests"] else
-                  f"{done['rescored']} scored again by this router, the rest as logged" if done["rescored"] else
-                  "scores as logged by this router version" )
+        scored = (
+            "scored again by this router"
+            if done["rescored"] == done["requests"]
+            else f"{done['rescored']} scored again by this router, the rest as logged"
+            if done["rescored"]
+            else "scores as logged by this router version"
+        )
         click.echo(
             f"threshold {o['threshold']:.6f}: {o['achieved_share']:.3f} of {done['requests']} requests router "
             f"{done['router']!r} "
@@ -149,13 +206,16 @@ def calibrate(
         prompts,
         router_id=ev.router_hash(router) if cache else None,
         cache_dir=cache,
-        description=f"scoring {len(prompts)} calibration prompts" + (f" ({ranks.describe()})" if ranks.parallel else ""),
+        description=f"scoring {len(prompts)} calibration prompts"
+        + (f" ({ranks.describe()})" if ranks.parallel else ""),
         launch=ranks,
         router_dir=Path(router),
     )
     policy = base.calibrate(scores.w, data=str(data) + (f" ({protocol} train side)" if protocol else ""))
 
-    few = small_sample_warning(len(prompts), "this calibration", "calibrate on more prompts the router did not train on")
+    few = small_sample_warning(
+        len(prompts), "this calibration", "calibrate on more prompts the router did not train on"
+    )
     models = r.models if len(r.models) == 2 else [r.models[0], r.models[-1]]
     write_policy(router, name, policy.options.model_dump(mode="json"), models)
     o = policy.options

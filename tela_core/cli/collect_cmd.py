@@ -4,39 +4,62 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import click
 
 from tela_core.infra.io import dumps_json
 
-from .paid_calls import (EXIT_CODES_HELP, EXIT_MISSING, SUMMARY_NAME, CallProgress, check_models, duration, exit_if, make_engine,
-                         money, run_checked)
-from .options import FiniteFloat, force_option, json_option, output_option, paid_call_options, refuse_unused, set_option, source_option
-from ..infra.errors import TelaError
-from ..infra.errors import InputError
 from ..collect.store import OutputDir
 from ..data.sampling import subsample
+from ..infra.errors import InputError, TelaError
 from ..infra.io import atomic_write_json
 from ..train import parse_assignment
+from .options import (
+    FiniteFloat,
+    force_option,
+    json_option,
+    output_option,
+    paid_call_options,
+    refuse_unused,
+    set_option,
+    source_option,
+)
+from .paid_calls import (
+    EXIT_CODES_HELP,
+    EXIT_MISSING,
+    SUMMARY_NAME,
+    CallProgress,
+    check_models,
+    duration,
+    exit_if,
+    make_engine,
+    money,
+    run_checked,
+)
 
 __all__ = ["register", "collect"]
+
 
 def register(cli: click.Group) -> None:
     """Attach ``tela collect`` to ``cli``."""
     cli.add_command(collect)
 
 
-def _load_rows(data: Path | None, source_name: str, source_sets: Sequence[str], prompts_file: Path | None,
-               logs: Sequence[Path]) -> tuple[list[Any], dict[str, Any]]:
+def _load_rows(
+    data: Path | None, source_name: str, source_sets: Sequence[str], prompts_file: Path | None, logs: Sequence[Path]
+) -> tuple[list[Any], dict[str, Any]]:
     # start-up: keeps logging out of `tela --help`
     from ..collect.inputs import rows_from_logs, rows_from_prompt_file, rows_from_source
 
     given = [name for name, v in (("--data", data), ("--prompts", prompts_file), ("--from-log", logs)) if v]
     if len(given) != 1:
-        raise TelaError("give the prompts with one of --data (any data source), --prompts (a prompt file) or "
-                        f"--from-log (tela serve's logs){'; got ' + ' and '.join(given) if given else ''}")
+        raise TelaError(
+            "give the prompts with one of --data (any data source), --prompts (a prompt file) or "
+            f"--from-log (tela serve's logs){'; got ' + ' and '.join(given) if given else ''}"
+        )
     if data is None:
         refuse_unused("--source and --set source.* go with --data", "source_name", "source_sets")
     notes: dict[str, Any] = {}
@@ -64,40 +87,95 @@ def _refuse_one_id_two_prompts(rows: list[Any], path: Path) -> list[Any]:
         if seen is not row and seen.messages != row.messages:
             line, line_seen = row.source.get("line"), seen.source.get("line")
             if isinstance(line, int) and isinstance(line_seen, int):
-                raise InputError(path, line, f"id {row.id!r} is also on line {line_seen}, with another prompt; "
-                                             f"give each prompt its own id (answers are kept by id)")
-            raise InputError(path, None, f"records {n} and {i} have the same id {row.id!r} and different prompts; "
-                                         f"give each prompt its own id (answers are kept by id)")
+                raise InputError(
+                    path,
+                    line,
+                    f"id {row.id!r} is also on line {line_seen}, with another prompt; "
+                    f"give each prompt its own id (answers are kept by id)",
+                )
+            raise InputError(
+                path,
+                None,
+                f"records {n} and {i} have the same id {row.id!r} and different prompts; "
+                f"give each prompt its own id (answers are kept by id)",
+            )
     return rows
 
 
 @click.command(epilog=EXIT_CODES_HELP)
-@click.option("--data", type=click.Path(path_type=Path), default=None,
-              help="Prompts from data tela reads (seed JSONL, outcome data, any data source): each record's prompt is asked.")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Prompts from data tela reads (seed JSONL, outcome data, any data source): each record's prompt is asked.",
+)
 @source_option()
 @set_option("source_sets", "source.KEY=VALUE")
-@click.option("--prompts", "prompts_file", type=click.Path(path_type=Path), default=None,
-              help="A prompt file: one prompt per line, or JSONL objects with a prompt or OpenAI messages "
-                   "(and optional id, reference, group).")
-@click.option("--from-log", "logs", multiple=True, type=click.Path(path_type=Path),
-              help="tela serve's decision log (with --log-prompts) or shadow log: answers already in it are kept (repeatable).")
-@click.option("--model", "models", multiple=True, metavar="[NAME=]URL#ID|NAME",
-              help="A model to ask: NAME=URL#ID for an OpenAI-compatible endpoint, or an upstream NAME of --config "
-                   "(repeatable; list the cheap model first, the strong one last). Default: every upstream of --config.")
+@click.option(
+    "--prompts",
+    "prompts_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A prompt file: one prompt per line, or JSONL objects with a prompt or OpenAI messages "
+    "(and optional id, reference, group).",
+)
+@click.option(
+    "--from-log",
+    "logs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="tela serve's decision log (with --log-prompts) or shadow log: answers already in it are kept (repeatable).",
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="[NAME=]URL#ID|NAME",
+    help="A model to ask: NAME=URL#ID for an OpenAI-compatible endpoint, or an upstream NAME of --config "
+    "(repeatable; list the cheap model first, the strong one last). Default: every upstream of --config.",
+)
 @paid_call_options
-@click.option("--max-tokens", "max_tokens", type=click.IntRange(min=1), default=None,
-              help="Longest answer, in tokens, sent to the models as max_tokens (and reserved by --max-cost).")
+@click.option(
+    "--max-tokens",
+    "max_tokens",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Longest answer, in tokens, sent to the models as max_tokens (and reserved by --max-cost).",
+)
 @click.option("--temperature", type=FiniteFloat(0, 2), default=None, help="Sampling temperature sent to the models.")
-@click.option("--expected-output-tokens", "expected_output_tokens", type=click.IntRange(min=1), default=256, show_default=True,
-              help="The answer length assumed for the cost estimate (and reserved per call when --max-tokens is not set).")
-@click.option("--sample", type=click.IntRange(min=1), default=None, help="Ask N prompts drawn with seed 42 (as tela data sample).")
+@click.option(
+    "--expected-output-tokens",
+    "expected_output_tokens",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="The answer length assumed for the cost estimate (and reserved per call when --max-tokens is not set).",
+)
+@click.option(
+    "--sample", type=click.IntRange(min=1), default=None, help="Ask N prompts drawn with seed 42 (as tela data sample)."
+)
 @output_option(required=True)
 @force_option
 @json_option
-def collect(data: Path | None, source_name: str, source_sets: tuple[str, ...], prompts_file: Path | None, logs: tuple[Path, ...],
-            models: tuple[str, ...], max_tokens: int | None, temperature: float | None, expected_output_tokens: int,
-            sample: int | None, output: Path, force: bool, as_json: bool, config_file: Path | None, prices: tuple[str, ...],
-            dry_run: bool, **flags: Any) -> None:
+def collect(
+    data: Path | None,
+    source_name: str,
+    source_sets: tuple[str, ...],
+    prompts_file: Path | None,
+    logs: tuple[Path, ...],
+    models: tuple[str, ...],
+    max_tokens: int | None,
+    temperature: float | None,
+    expected_output_tokens: int,
+    sample: int | None,
+    output: Path,
+    force: bool,
+    as_json: bool,
+    config_file: Path | None,
+    prices: tuple[str, ...],
+    dry_run: bool,
+    **flags: Any,
+) -> None:
     """Ask each model for its answer to each prompt; write OUTPUT/answers.jsonl (for tela judge).
 
     Resumable: rerun the same command after a kill (or a budget stop) and only the missing answers
@@ -129,7 +207,9 @@ def collect(data: Path | None, source_name: str, source_sets: tuple[str, ...], p
     params = {"temperature": temperature} if temperature is not None else {}
     err = sys.stderr
     with OutputDir(output, [ANSWERS_NAME, SUMMARY_NAME], force=force) as out:
-        plan = plan_answers(rows, list(resolved), {n: ep.model for n, ep in engine.endpoints.items()}, out, ANSWERS_NAME)
+        plan = plan_answers(
+            rows, list(resolved), {n: ep.model for n, ep in engine.endpoints.items()}, out, ANSWERS_NAME
+        )
         engine.budget.spent = engine.budget.spent_before = spent_on(plan.rows)
         price_logged_answers(plan.rows, engine.endpoints)
         est = estimate_plan(plan, engine, max_tokens, expected_output_tokens)
@@ -137,17 +217,37 @@ def collect(data: Path | None, source_name: str, source_sets: tuple[str, ...], p
         if dry_run:
             check_models(engine, engine.timeout_s)  # what the guide promises: reachable, key accepted, model listed
             if as_json:
-                click.echo(dumps_json({"dry_run": True, "prompts": len(plan.rows), "to_ask": len(plan.jobs),
-                                       "already": plan.reused, "estimate": est}, indent=2, ensure_ascii=True))
+                click.echo(
+                    dumps_json(
+                        {
+                            "dry_run": True,
+                            "prompts": len(plan.rows),
+                            "to_ask": len(plan.jobs),
+                            "already": plan.reused,
+                            "estimate": est,
+                        },
+                        indent=2,
+                        ensure_ascii=True,
+                    )
+                )
             return
         stats = None
         try:
             if plan.jobs:
                 check_models(engine, engine.timeout_s)
                 with CallProgress(f"collect {len(plan.jobs)} answers", len(plan.jobs), engine) as bar:
-                    stats = run_checked(engine, lambda: collect_answers(
-                        plan, engine, out, max_tokens=max_tokens, params=params,
-                        expected_output_tokens=expected_output_tokens, on_answer=lambda s: bar.advance(s.errors)))
+                    stats = run_checked(
+                        engine,
+                        lambda: collect_answers(
+                            plan,
+                            engine,
+                            out,
+                            max_tokens=max_tokens,
+                            params=params,
+                            expected_output_tokens=expected_output_tokens,
+                            on_answer=lambda s: bar.advance(s.errors),
+                        ),
+                    )
         except AuthFailed:
             _finish(out, plan, None, engine, started, est, write_summary=True)
             raise
@@ -171,13 +271,24 @@ def _cap_logged_answers(rows: Sequence[Any], cap: int | None) -> None:
         for model, a in row.answers.items():
             text = a.get("text") if isinstance(a, dict) else None
             if isinstance(text, str) and len(text) > cap:
-                row.answers[model] = {**a, "text": None,
-                                      "error": f"a logged answer of {len(text):,} characters, over the cap of {cap:,} "
-                                               f"(--max-answer-chars): not stored"}
+                row.answers[model] = {
+                    **a,
+                    "text": None,
+                    "error": f"a logged answer of {len(text):,} characters, over the cap of {cap:,} "
+                    f"(--max-answer-chars): not stored",
+                }
 
 
-def _print_estimate(err: Any, plan: Any, est: dict[str, Any], engine: Any, repeats: int, notes: Mapping[str, Any],
-                    max_tokens: int | None, expected: int) -> None:
+def _print_estimate(
+    err: Any,
+    plan: Any,
+    est: dict[str, Any],
+    engine: Any,
+    repeats: int,
+    notes: Mapping[str, Any],
+    max_tokens: int | None,
+    expected: int,
+) -> None:
     n_rows, n_models = len(plan.rows), len(plan.models)
     extra = []
     if repeats:
@@ -189,10 +300,13 @@ def _print_estimate(err: Any, plan: Any, est: dict[str, Any], engine: Any, repea
     other = plan.notes.get("log_answers_of_other_models") or {}
     if other:
         extra.append(f"{sum(other.values())} logged answers of models not asked left out ({', '.join(sorted(other))})")
-    click.echo(f"{n_rows} prompts x {n_models} models ({', '.join(plan.models)}): {plan.reused} answers already here, "
-               f"{len(plan.jobs)} to "
-               f"ask{' (' + str(plan.retrying_errors) + ' after an error)' if plan.retrying_errors else ''}"
-               f"{'; ' + '; '.join(extra) if extra else ''}", file=err)
+    click.echo(
+        f"{n_rows} prompts x {n_models} models ({', '.join(plan.models)}): {plan.reused} answers already here, "
+        f"{len(plan.jobs)} to "
+        f"ask{' (' + str(plan.retrying_errors) + ' after an error)' if plan.retrying_errors else ''}"
+        f"{'; ' + '; '.join(extra) if extra else ''}",
+        file=err,
+    )
     if not plan.jobs:
         return
     toks_in = sum(m["prompt_tokens"] for m in est["by_model"].values())
@@ -203,30 +317,50 @@ def _print_estimate(err: Any, plan: Any, est: dict[str, Any], engine: Any, repea
     if b.limit is not None:
         left = b.limit - b.spent
         fits = "" if est["cost"] <= left else "; the estimate is over it: the run will stop at the budget"
-        click.echo(f"budget {money(b.limit)} (--max-cost): {money(b.spent)} spent on this output before, "
-                   f"{money(max(0.0, left))} left{fits}",
-                   file=err)
+        click.echo(
+            f"budget {money(b.limit)} (--max-cost): {money(b.spent)} spent on this output before, "
+            f"{money(max(0.0, left))} left{fits}",
+            file=err,
+        )
 
 
-def _finish(out: Any, plan: Any, stats: Any, engine: Any, started: float, est: Mapping[str, Any], write_summary: bool) -> dict[str, Any]:
+def _finish(
+    out: Any, plan: Any, stats: Any, engine: Any, started: float, est: Mapping[str, Any], write_summary: bool
+) -> dict[str, Any]:
     """Write the answers file (atomically) and the summary from what the rows hold; remove the journal."""
     from ..collect.answers import final_rows  # start-up: keeps asyncio out of `tela --help`
     from ..collect.inputs import ANSWERS_NAME  # start-up: keeps logging out of `tela --help`
 
     rows = final_rows(plan)
-    answered = sum(1 for r in rows for m in plan.models if isinstance(r["answers"].get(m), dict) and r["answers"][m].get("text") is not None
-                   and not r["answers"][m].get("error"))
-    errors = sum(1 for r in rows for m in plan.models if isinstance(r["answers"].get(m), dict) and r["answers"][m].get("error"))
+    answered = sum(
+        1
+        for r in rows
+        for m in plan.models
+        if isinstance(r["answers"].get(m), dict)
+        and r["answers"][m].get("text") is not None
+        and not r["answers"][m].get("error")
+    )
+    errors = sum(
+        1 for r in rows for m in plan.models if isinstance(r["answers"].get(m), dict) and r["answers"][m].get("error")
+    )
     total_cost = sum(float(a.get("cost") or 0.0) for r in rows for a in r["answers"].values() if isinstance(a, dict))
     summary: dict[str, Any] = {
         "prompts": len(plan.rows),
-        "models": {n: {"model": ep.model, "price_input": ep.prices.input, "price_output": ep.prices.output}
-                   for n, ep in engine.endpoints.items()},
+        "models": {
+            n: {"model": ep.model, "price_input": ep.prices.input, "price_output": ep.prices.output}
+            for n, ep in engine.endpoints.items()
+        },
         "answers": answered,
         "errors": errors,
         "missing": len(plan.rows) * len(plan.models) - answered - errors,
-        "from_log": sum(1 for r in rows for m in plan.models if isinstance(r["answers"].get(m), dict)
-                        and r["answers"][m].get("from_log") and r["answers"][m].get("text") is not None),
+        "from_log": sum(
+            1
+            for r in rows
+            for m in plan.models
+            if isinstance(r["answers"].get(m), dict)
+            and r["answers"][m].get("from_log")
+            and r["answers"][m].get("text") is not None
+        ),
         "asked": stats.asked if stats is not None else 0,
         "this_run": None,
         "cost_total": total_cost,
@@ -237,13 +371,24 @@ def _finish(out: Any, plan: Any, stats: Any, engine: Any, started: float, est: M
     }
     if stats is not None:
         summary["this_run"] = {
-            "asked": stats.asked, "answered": stats.answered, "errors": stats.errors, "errors_by_model": stats.errors_by_model,
-            "first_errors": stats.first_errors, "prompt_tokens": stats.prompt_tokens,
-            "completion_tokens": stats.completion_tokens, "cost": stats.cost,
-            "calls_sent": dict(engine.sent), "retries": dict(engine.retried), "seconds": round(stats.seconds, 3),
+            "asked": stats.asked,
+            "answered": stats.answered,
+            "errors": stats.errors,
+            "errors_by_model": stats.errors_by_model,
+            "first_errors": stats.first_errors,
+            "prompt_tokens": stats.prompt_tokens,
+            "completion_tokens": stats.completion_tokens,
+            "cost": stats.cost,
+            "calls_sent": dict(engine.sent),
+            "retries": dict(engine.retried),
+            "seconds": round(stats.seconds, 3),
         }
-    unchanged = (stats is None and not out.journal.path.exists() and out.path(ANSWERS_NAME).exists()
-                 and not plan.notes.get("rekeyed"))
+    unchanged = (
+        stats is None
+        and not out.journal.path.exists()
+        and out.path(ANSWERS_NAME).exists()
+        and not plan.notes.get("rekeyed")
+    )
     if rows and not unchanged:
         out.write_final(ANSWERS_NAME, rows)
         if write_summary:
@@ -257,16 +402,22 @@ def _print_summary(s: Mapping[str, Any], output: Path) -> None:
     run = s.get("this_run")
     if run:
         by = ", ".join(f"{m}: {n}" for m, n in run["errors_by_model"].items())
-        click.echo(f"asked {run['asked']}: {run['answered']} answered, {run['errors']} errors{' (' + by + ')' if by else ''}; "
-                   f"{run['prompt_tokens']:,} prompt + {run['completion_tokens']:,} answer tokens; {money(run['cost'])}; "
-                   f"{duration(run['seconds'])}; {sum(run['retries'].values())} retries")
+        click.echo(
+            f"asked {run['asked']}: {run['answered']} answered, {run['errors']} errors{' (' + by + ')' if by else ''}; "
+            f"{run['prompt_tokens']:,} prompt + {run['completion_tokens']:,} answer tokens; {money(run['cost'])}; "
+            f"{duration(run['seconds'])}; {sum(run['retries'].values())} retries"
+        )
         for line in run["first_errors"]:
             click.echo(f"  error: {line}")
     if s["stopped"] == "budget":
-        click.echo(f"stopped at the budget ({money(s['max_cost'])}, --max-cost): {s['missing']} answers not asked; "
-                   f"rerun with a higher --max-cost to continue")
-    click.echo(f"{s['answers']} answers ({s['from_log']} from the log, {s['asked']} asked by this run), {s['errors']} errors, "
-               f"{s['missing']} missing over {s['prompts']} prompts; {money(s['cost_total'])} in all")
+        click.echo(
+            f"stopped at the budget ({money(s['max_cost'])}, --max-cost): {s['missing']} answers not asked; "
+            f"rerun with a higher --max-cost to continue"
+        )
+    click.echo(
+        f"{s['answers']} answers ({s['from_log']} from the log, {s['asked']} asked by this run), {s['errors']} errors, "
+        f"{s['missing']} missing over {s['prompts']} prompts; {money(s['cost_total'])} in all"
+    )
     if s.get("file"):
         click.echo(f"wrote {s['file']}")
     if s["errors"]:

@@ -8,30 +8,27 @@ anything is written. Outputs are written atomically and never replace a file wit
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import click
 
-from .options import force_option, json_option, output_option, pair_options, protocol_option, set_option, source_option
-from . import tables
-from tela_core.data.detect import open_source
-from tela_core.infra.errors import NoRecordsError
-from tela_core.infra.io import write_jsonl
+from tela_core.data.detect import open_source, read_records
 from tela_core.data.duplicates import find_duplicates
-from tela_core.infra.io import check_can_write
+from tela_core.data.protocols import names
+from tela_core.data.protocols import split as protocol_split
 from tela_core.data.records import iter_jsonl
 from tela_core.data.sampling import subsample
-from tela_core.data.detect import read_records
-from tela_core.data.protocols import split as protocol_split
-from tela_core.infra.errors import InputError, TelaError
-from tela_core.infra.io import atomic_write_json
+from tela_core.infra.errors import InputError, NoRecordsError, TelaError
+from tela_core.infra.io import atomic_write_json, check_can_write, dumps_json, write_jsonl
 from tela_core.infra.locks import output_lock
-from tela_core.routing.targets import model_names
 from tela_core.plugins.discovery import get_registry
+from tela_core.routing.targets import model_names
+
 from ..train import parse_overrides
-from tela_core.infra.io import dumps_json
-from tela_core.data.protocols import names
+from . import tables
+from .options import force_option, json_option, output_option, pair_options, protocol_option, set_option, source_option
 
 __all__ = ["register", "data", "summarize"]
 
@@ -177,8 +174,14 @@ def check(file: Path, source_name: str, weak_model: str | None, strong_model: st
 @_with_pair
 @force_option
 def sample(
-    n: int, seed: int, in_path: Path, out_path: Path, source_name: str,
-    weak_model: str | None, strong_model: str | None, force: bool,
+    n: int,
+    seed: int,
+    in_path: Path,
+    out_path: Path,
+    source_name: str,
+    weak_model: str | None,
+    strong_model: str | None,
+    force: bool,
 ) -> None:
     """Write N records of IN, drawn as the seed's pandas df.sample(n=N, random_state=42) does.
 
@@ -240,8 +243,13 @@ SPLIT_FILES = ("train.jsonl", "eval.jsonl", "split.json")
 @_with_pair
 @force_option
 def split(
-    in_path: Path, protocol: str | None, output: Path, source_name: str, weak_model: str | None,
-    strong_model: str | None, force: bool,
+    in_path: Path,
+    protocol: str | None,
+    output: Path,
+    source_name: str,
+    weak_model: str | None,
+    strong_model: str | None,
+    force: bool,
 ) -> None:
     """Write the two sides of IN under --protocol into OUTPUT: train.jsonl (training and
     calibration), eval.jsonl (the held-out side `tela eval` judges on) and split.json (counts and
@@ -274,18 +282,33 @@ def split(
             check_can_write(output / name, force)  # again, now that no one else writes here
         n_train = _write_jsonl(output / "train.jsonl", (r.to_json() for r in train))
         n_eval = _write_jsonl(output / "eval.jsonl", (r.to_json() for r in evals))
-        atomic_write_json(output / "split.json", {
-            "protocol": protocol, "data": str(in_path.resolve()), "source": source.name,
-            "records_read": info["records_read"], "train": n_train, "eval": n_eval,
-            "dropped": info["records_read"] - n_train - n_eval, "models": models,
-            "weak_model": weak if weak in models else None, "strong_model": strong if strong in models else None,
-        })
-    click.echo(f"wrote {n_train} training-side and {n_eval} held-out records of {in_path} ({protocol}) to {output}; "
-               f"{info['records_read'] - n_train - n_eval} dropped by the protocol", err=True)
+        atomic_write_json(
+            output / "split.json",
+            {
+                "protocol": protocol,
+                "data": str(in_path.resolve()),
+                "source": source.name,
+                "records_read": info["records_read"],
+                "train": n_train,
+                "eval": n_eval,
+                "dropped": info["records_read"] - n_train - n_eval,
+                "models": models,
+                "weak_model": weak if weak in models else None,
+                "strong_model": strong if strong in models else None,
+            },
+        )
+    click.echo(
+        f"wrote {n_train} training-side and {n_eval} held-out records of {in_path} ({protocol}) to {output}; "
+        f"{info['records_read'] - n_train - n_eval} dropped by the protocol",
+        err=True,
+    )
     if len(models) > 2 and weak in models and strong in models:
-        click.echo(f"the files keep all {len(models)} models' outcomes; name the pair when you use them: "
-                   f"tela run --set source.models.weak={weak} --set source.models.strong={strong}, "
-                   f"tela eval --weak-model {weak} --strong-model {strong}", err=True)
+        click.echo(
+            f"the files keep all {len(models)} models' outcomes; name the pair when you use them: "
+            f"tela run --set source.models.weak={weak} --set source.models.strong={strong}, "
+            f"tela eval --weak-model {weak} --strong-model {strong}",
+            err=True,
+        )
     click.echo(str(output))
 
 
@@ -297,7 +320,9 @@ def split(
 def _load_tokenizer(path: Path) -> Any:
     """A local tokenizer dir (never a hub name, never its own code); one line naming it otherwise."""
     if not path.is_dir():
-        raise TelaError(f"{path}: --tokenizer must be a local tokenizer directory ({'a file' if path.exists() else 'not found'})")
+        raise TelaError(
+            f"{path}: --tokenizer must be a local tokenizer directory ({'a file' if path.exists() else 'not found'})"
+        )
     from transformers import AutoTokenizer  # only when asked for
 
     try:
@@ -309,13 +334,19 @@ def _load_tokenizer(path: Path) -> Any:
 
 
 @data.command("preview")
-@click.option("--formatter", "formatter_name", required=True, metavar="NAME", help="Formatter to apply (e.g. role-prefix).")
+@click.option(
+    "--formatter", "formatter_name", required=True, metavar="NAME", help="Formatter to apply (e.g. role-prefix)."
+)
 @click.argument("file", type=_in_path)
 @click.option("--n", "n", type=click.IntRange(min=1), default=3, show_default=True, help="How many records to show.")
 @_source_opt
-@click.option("--tokenizer", type=click.Path(path_type=Path), default=None, help="Tokenizer dir (chat-template needs one).")
+@click.option(
+    "--tokenizer", type=click.Path(path_type=Path), default=None, help="Tokenizer dir (chat-template needs one)."
+)
 @set_option("overrides", "formatter.KEY=VALUE")
-def preview(file: Path, formatter_name: str, n: int, source_name: str, tokenizer: Path | None, overrides: tuple[str, ...]) -> None:
+def preview(
+    file: Path, formatter_name: str, n: int, source_name: str, tokenizer: Path | None, overrides: tuple[str, ...]
+) -> None:
     """Show the first N records of FILE as the formatter turns them into text.
 
     The prompt (what the router sees at inference) is dim; the completion (where the training
@@ -345,7 +376,10 @@ def preview(file: Path, formatter_name: str, n: int, source_name: str, tokenizer
         meta = " · ".join(x for x in (r.id and f"id {r.id}", r.group, r.label and f"label {r.label}") if x)
         con.rule(Text(f"record {i}" + (f" · {meta}" if meta else "")))
         text = f.prompt + f.completion
-        con.print(Text(f.prompt, style="dim") + Text(f.completion, style="bold green"), end="" if text.endswith("\n") else "\n")
+        con.print(
+            Text(f.prompt, style="dim") + Text(f.completion, style="bold green"),
+            end="" if text.endswith("\n") else "\n",
+        )
     con.rule()
 
 
@@ -359,18 +393,35 @@ def preview(file: Path, formatter_name: str, n: int, source_name: str, tokenizer
 def list_datasets(as_json: bool) -> None:
     """List the public datasets `tela data get` can fetch: origin, license, revision, status
     (--json: also URLs and checksums)."""
-    from tela_core.data.download import dataset_dir, installed  # start-up: keeps ssl and http.client out of `tela --help`
+    from tela_core.data.download import (  # start-up: keeps ssl and http.client out of `tela --help`
+        dataset_dir,
+        installed,
+    )
 
     entries = [e for e, _ in sorted(get_registry().datasets.values(), key=lambda ep: ep[0].name)]
     if as_json:
-        rows = [{**e.to_json(), "in_cache": installed(e) is not None, "path": str(dataset_dir(e.name))} for e in entries]
+        rows = [
+            {**e.to_json(), "in_cache": installed(e) is not None, "path": str(dataset_dir(e.name))} for e in entries
+        ]
 
         click.echo(dumps_json(rows, indent=2, ensure_ascii=True))
         return
     if not tables.stdout_is_terminal():  # piped: one full line per dataset
-        tables.print_rows(("name", "source", "license", "revision", "files", "state", "description"),
-                   [(e.name, e.source or "-", e.license, e.revision or "unpinned", len(e.files),
-                     "in cache" if installed(e) is not None else "not fetched", e.description) for e in entries])
+        tables.print_rows(
+            ("name", "source", "license", "revision", "files", "state", "description"),
+            [
+                (
+                    e.name,
+                    e.source or "-",
+                    e.license,
+                    e.revision or "unpinned",
+                    len(e.files),
+                    "in cache" if installed(e) is not None else "not fetched",
+                    e.description,
+                )
+                for e in entries
+            ],
+        )
         return
     from rich.console import Console
     from rich.markup import escape
@@ -378,16 +429,24 @@ def list_datasets(as_json: bool) -> None:
     con = Console(highlight=False)
     for e in entries:
         state = "[green]in cache[/]" if installed(e) is not None else "not fetched"
-        con.print(f"[bold]{e.name}[/]  source {e.source or '-'} · {escape(e.license)} · "
-                  f"revision {(e.revision or 'unpinned')[:12]} · {len(e.files)} file(s) · {state}")
+        con.print(
+            f"[bold]{e.name}[/]  source {e.source or '-'} · {escape(e.license)} · "
+            f"revision {(e.revision or 'unpinned')[:12]} · {len(e.files)} file(s) · {state}"
+        )
         con.print(f"    {escape(e.description)}", style="dim")
     con.print("tela data get NAME fetches one; tela data list --json shows origins, URLs and checksums.")
 
 
 @data.command("get")
 @click.argument("name")
-@click.option("--from", "from_dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
-              help="Copy the files from DIR (downloaded by hand) instead of downloading them.")
+@click.option(
+    "--from",
+    "from_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Copy the files from DIR (downloaded by hand) instead of downloading them.",
+)
 @force_option
 def get(name: str, from_dir: Path | None, force: bool) -> None:
     """Download dataset NAME into the cache, verify its checksums, print where it is.

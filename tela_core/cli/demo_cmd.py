@@ -15,21 +15,23 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
 
 import click
 
-from .options import HELP, force_option, output_option
-from ..data import sample_path
 from tela_core.data.detect import open_source
-from tela_core.routing.artifact import write_policy
 from tela_core.plugins.discovery import get_registry
+from tela_core.routing.artifact import write_policy
 from tela_core.routing.router import Router
+
 from .. import eval as ev
 from ..components import Scores
+from ..data import sample_path
 from ..train import RunConfig, split_records
 from ..train import run as run_pipeline
+from .options import HELP, force_option, output_option
 
 __all__ = ["demo", "judge", "show_decisions", "calibrate_on"]
 
@@ -60,7 +62,9 @@ def judge(w: Any, records: Sequence[Any], models: Sequence[str]) -> dict[str, An
     return {
         "router": ev.evaluate_scores(w, arrays.weak, arrays.strong, name="router"),
         "random": ev.random_baseline(arrays.weak, arrays.strong),
-        "oracle": ev.evaluate_scores(ev.oracle_scores(arrays.weak, arrays.strong), arrays.weak, arrays.strong, name="oracle"),
+        "oracle": ev.evaluate_scores(
+            ev.oracle_scores(arrays.weak, arrays.strong), arrays.weak, arrays.strong, name="oracle"
+        ),
         "arrays": arrays,
     }
 
@@ -94,17 +98,46 @@ def _row(name: str, e: Any) -> str:
 
 @click.command()
 @output_option(default=Path("runs/demo"))
-@click.option("--sample", type=click.IntRange(min=1), default=64, show_default=True, help="Train on N records sampled with seed 42.")
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Train on N records sampled with seed 42.",
+)
 @click.option("--epochs", type=float, default=1.0, show_default=True, help="Training epochs.")
 @click.option("--processes", type=int, default=None, help=HELP["processes"])  # tela run's, spelled and explained alike
-@click.option("--model", default=None, metavar="DIR|GGUF", help="Base model: a local HF dir or a .gguf file.  [default: smollm2-135m]")
-@click.option("--calibration", type=int, default=64, show_default=True,
-              help="Training-side prompts (not trained on) to calibrate the threshold on.")
-@click.option("--knn", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
-              help="Show an embedding-kNN router beside it: when the score-token router does not beat random (auto).")
+@click.option(
+    "--model",
+    default=None,
+    metavar="DIR|GGUF",
+    help="Base model: a local HF dir or a .gguf file.  [default: smollm2-135m]",
+)
+@click.option(
+    "--calibration",
+    type=int,
+    default=64,
+    show_default=True,
+    help="Training-side prompts (not trained on) to calibrate the threshold on.",
+)
+@click.option(
+    "--knn",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="Show an embedding-kNN router beside it: when the score-token router does not beat random (auto).",
+)
 @force_option
-def demo(output: Path, sample: int, epochs: float, processes: int | None, model: str | None, calibration: int,
-         knn: Literal["auto", "always", "never"], force: bool) -> None:
+def demo(
+    output: Path,
+    sample: int,
+    epochs: float,
+    processes: int | None,
+    model: str | None,
+    calibration: int,
+    knn: Literal["auto", "always", "never"],
+    force: bool,
+) -> None:
     """Train a real router on the bundled MMLU sample (role-prefix, deepspeed-z3, SmolLM2-135M),
     judge it on the bundled held-out subjects beside random and the oracle, and show it routing.
     About 10 minutes on 2 CPU cores.
@@ -114,15 +147,28 @@ def demo(output: Path, sample: int, epochs: float, processes: int | None, model:
     import numpy as np
 
     processes = 1 if processes is None else processes
-    cfg = RunConfig.build({
-        "data": sample_path(), "formatter": "role-prefix", "backend": "deepspeed-z3", "model": model,
-        "output": output, "processes": processes, "sample": sample, "epochs": epochs,
-        "learning_rate": 1e-4, "batch_size": 8, "max_length": 512, "save_steps": 0,
-    })
+    cfg = RunConfig.build(
+        {
+            "data": sample_path(),
+            "formatter": "role-prefix",
+            "backend": "deepspeed-z3",
+            "model": model,
+            "output": output,
+            "processes": processes,
+            "sample": sample,
+            "epochs": epochs,
+            "learning_rate": 1e-4,
+            "batch_size": 8,
+            "max_length": 512,
+            "save_steps": 0,
+        }
+    )
     t0 = time.time()
     say = lambda m: click.echo(m, err=True)  # noqa: E731
-    say(f"tela demo: training a score-token router on {sample} records of {sample_path().name} "
-        f"({model or 'SmolLM2-135M-Instruct'}, deepspeed-z3, {processes} rank(s))")
+    say(
+        f"tela demo: training a score-token router on {sample} records of {sample_path().name} "
+        f"({model or 'SmolLM2-135M-Instruct'}, deepspeed-z3, {processes} rank(s))"
+    )
     out = run_pipeline(cfg, force=force, echo=say)
     trained = time.time() - t0
 
@@ -140,39 +186,53 @@ def demo(output: Path, sample: int, epochs: float, processes: int | None, model:
     scored = time.time() - t1
 
     click.echo(f"\nrouter: {out.resolve()}  (trained in {trained:.0f} s; calibrated and scored in {scored:.0f} s)")
-    click.echo(f"policy: calibrated, threshold w >= {router.threshold:.4f} (sends {DEMO_STRONG_SHARE:.0%} of "
-               f"{len(calib)} unseen training-side prompts to the strong model)")
+    click.echo(
+        f"policy: calibrated, threshold w >= {router.threshold:.4f} (sends {DEMO_STRONG_SHARE:.0%} of "
+        f"{len(calib)} unseen training-side prompts to the strong model)"
+    )
     click.echo(f"\nheld-out MMLU subjects, bundled sample ({len(heldout)} prompts, 15 subjects it never trained on):")
     click.echo(_row(f"score-token ({sample} records, z3)", result["router"]))
     click.echo(_row("random (mean of 10 seeds)", result["random"]))
     click.echo(_row("oracle", result["oracle"]))
 
     point = ev.policy_point(np.asarray(scores.w) >= router.threshold, result["arrays"])
-    click.echo(f"  calibrated policy here: {point['strong_share']:.0%} strong calls, quality {point['quality']:.3f} "
-               f"(weak alone {result['router'].q_weak:.3f}, strong alone {result['router'].q_strong:.3f})")
+    click.echo(
+        f"  calibrated policy here: {point['strong_share']:.0%} strong calls, quality {point['quality']:.3f} "
+        f"(weak alone {result['router'].q_weak:.3f}, strong alone {result['router'].q_strong:.3f})"
+    )
     beats = result["router"].apgr > result["random"].apgr
     if beats:
-        click.echo("\nThe score-token router beats random on this sample by "
-                   f"{result['router'].apgr - result['random'].apgr:+.3f} "
-                   "APGR (300 prompts: differences under ~0.05 are within noise).")
+        click.echo(
+            "\nThe score-token router beats random on this sample by "
+            f"{result['router'].apgr - result['random'].apgr:+.3f} "
+            "APGR (300 prompts: differences under ~0.05 are within noise)."
+        )
     else:
-        click.echo(f"\nIn {trained / 60:.0f} minutes on this machine the score-token router did NOT beat random on this "
-                   f"sample (APGR {result['router'].apgr:.3f} vs {result['random'].apgr:.3f}); it has seen {sample} "
-                   "examples; docs/benchmarks.md has longer runs.")
+        click.echo(
+            f"\nIn {trained / 60:.0f} minutes on this machine the score-token router did NOT beat random on this "
+            f"sample (APGR {result['router'].apgr:.3f} vs {result['random'].apgr:.3f}); it has seen {sample} "
+            "examples; docs/benchmarks.md has longer runs."
+        )
     if knn == "always" or (knn == "auto" and not beats):
-        click.echo(f"For comparison, a kNN router on sentence embeddings, trained in seconds on all {len(train_side)} "
-                   "training-side prompts:")
+        click.echo(
+            f"For comparison, a kNN router on sentence embeddings, trained in seconds on all {len(train_side)} "
+            "training-side prompts:"
+        )
         knn_out = out.parent / f"{out.name}-knn"
         t2 = time.time()
-        knn_cfg = RunConfig.build({"data": sample_path(), "family": "embedding-knn", "output": knn_out, "eval_fraction": 0})
+        knn_cfg = RunConfig.build(
+            {"data": sample_path(), "family": "embedding-knn", "output": knn_out, "eval_fraction": 0}
+        )
         run_pipeline(knn_cfg, force=True, echo=say)
 
         kw = Router.load(knn_out).score([r.prompt for r in heldout])
-        click.echo(_row(f"embedding-knn (k=50, {len(train_side)} prompts)", judge(kw, heldout, router.models)["router"]))
+        click.echo(
+            _row(f"embedding-knn (k=50, {len(train_side)} prompts)", judge(kw, heldout, router.models)["router"])
+        )
         click.echo(f"  (kNN trained and scored in {time.time() - t2:.0f} s, sentence embeddings cached in $TELA_CACHE)")
     click.echo("\nrouting held-out prompts (lowest w, then highest w; [what the two models actually did]):")
     show_decisions(router, heldout, scores.w, click.echo)
-    click.echo(f"w = P(strong model needed) = P([[1]]..[[3]]); route with: tela route --router {out} \"your question\"")
+    click.echo(f'w = P(strong model needed) = P([[1]]..[[3]]); route with: tela route --router {out} "your question"')
 
 
 def register(cli: click.Group) -> None:

@@ -16,20 +16,34 @@ from typing import Any
 import click
 
 from tela_core.data.detect import read_records
-from .options import (LAUNCH_PARAMS, force_option, json_option, launch_options, load_router, no_cache_option, output_option,
-                      pair_options, policy_options, protocol_option, refuse_unused, score_batch_option, score_launch_of,
-                      source_option, trust_option)
-from . import tables
-from tela_core.infra.io import dumps_json
-from .. import eval as ev
-from tela_core.routing.artifact import read_manifest
-from tela_core.infra.errors import TelaError
-from tela_core.infra.io import check_can_write
 from tela_core.data.fingerprint import overlap_warning
-from ..eval.pairs import pair_note, trained_pairs
+from tela_core.infra.errors import TelaError
+from tela_core.infra.io import check_can_write, dumps_json
 from tela_core.infra.locks import output_lock
 from tela_core.plugins.discovery import get_registry
+from tela_core.routing.artifact import read_manifest
+
+from .. import eval as ev
+from ..eval.pairs import pair_note, trained_pairs
 from ..eval.report import oracle_note, policy_line
+from . import tables
+from .options import (
+    LAUNCH_PARAMS,
+    force_option,
+    json_option,
+    launch_options,
+    load_router,
+    no_cache_option,
+    output_option,
+    pair_options,
+    policy_options,
+    protocol_option,
+    refuse_unused,
+    score_batch_option,
+    score_launch_of,
+    source_option,
+    trust_option,
+)
 
 __all__ = ["register", "eval_cmd", "BASELINES"]
 
@@ -43,17 +57,32 @@ def register(cli: click.Group) -> None:
 
 
 @click.command("eval")
-@click.option("--router", "router", required=True, metavar="DIR|random|oracle", help="A router dir, or a baseline: random, oracle.")
-@click.option("--data", "data", required=True, type=click.Path(path_type=Path), help="Outcome data: a file or a folder (e.g. RouteLLM per-subject CSVs).")
+@click.option(
+    "--router",
+    "router",
+    required=True,
+    metavar="DIR|random|oracle",
+    help="A router dir, or a baseline: random, oracle.",
+)
+@click.option(
+    "--data",
+    "data",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Outcome data: a file or a folder (e.g. RouteLLM per-subject CSVs).",
+)
 @output_option(required=True)
 @source_option()
 @protocol_option
 @pair_options
 @score_batch_option
 @no_cache_option
-@click.option("--all-models", is_flag=True,
-              help="N-model routing: judge the router's per-model predictions with the cost-aware policy "
-                   "(quality–cost hull, AIQ, best single model, oracle) instead of a weak/strong pair.")
+@click.option(
+    "--all-models",
+    is_flag=True,
+    help="N-model routing: judge the router's per-model predictions with the cost-aware policy "
+    "(quality–cost hull, AIQ, best single model, oracle) instead of a weak/strong pair.",
+)
 @json_option
 @force_option
 @policy_options
@@ -101,15 +130,40 @@ def eval_cmd(
     if output.exists() and not output.is_dir():
         raise TelaError(f"{output} is a file; --output must be a directory")
     if all_models:
-        refuse_unused("--all-models judges every model with the cost-aware policy", "weak_model", "strong_model",
-                      "no_cache", "policy_name", "policy_sets", *LAUNCH_PARAMS)
+        refuse_unused(
+            "--all-models judges every model with the cost-aware policy",
+            "weak_model",
+            "strong_model",
+            "no_cache",
+            "policy_name",
+            "policy_sets",
+            *LAUNCH_PARAMS,
+        )
     if baseline is not None:
-        refuse_unused(f"--router {baseline} is a baseline that loads no router", "score_batch_size", "no_cache",
-                      "policy_name", "policy_sets", "trust_remote_code", *LAUNCH_PARAMS)
+        refuse_unused(
+            f"--router {baseline} is a baseline that loads no router",
+            "score_batch_size",
+            "no_cache",
+            "policy_name",
+            "policy_sets",
+            "trust_remote_code",
+            *LAUNCH_PARAMS,
+        )
     ranks = score_launch_of(launch)
     if all_models:
-        _eval_all_models(router, baseline, manifest, data, output, source_name, protocol, score_batch_size, as_json, force,
-                         trust_remote_code)
+        _eval_all_models(
+            router,
+            baseline,
+            manifest,
+            data,
+            output,
+            source_name,
+            protocol,
+            score_batch_size,
+            as_json,
+            force,
+            trust_remote_code,
+        )
         return
     for name in ev.REPORT_FILES:
         check_can_write(output / name, force)
@@ -127,8 +181,9 @@ def eval_cmd(
     policy_info = None
     scoring: dict[str, Any] = {}
     if baseline is None:
-        loaded = load_router(router, trust_remote_code, score_batch_size, policy_name, policy_sets,
-                             load_scorer=not ranks.parallel)  # launched ranks load their own
+        loaded = load_router(
+            router, trust_remote_code, score_batch_size, policy_name, policy_sets, load_scorer=not ranks.parallel
+        )  # launched ranks load their own
         scorer = loaded.scorer
         cache = None if no_cache else ev.score_cache_dir(output / ".score-cache")
         scores, scoring = ev.score_prompts(
@@ -195,8 +250,17 @@ def _lock_output(output: Path, force: bool) -> None:
 
 
 def _eval_all_models(
-    router: str, baseline: str | None, manifest: Any, data: Path, output: Path, source_name: str,
-    protocol: str | None, score_batch_size: int | None, as_json: bool, force: bool, trust_remote_code: bool,
+    router: str,
+    baseline: str | None,
+    manifest: Any,
+    data: Path,
+    output: Path,
+    source_name: str,
+    protocol: str | None,
+    score_batch_size: int | None,
+    as_json: bool,
+    force: bool,
+    trust_remote_code: bool,
 ) -> None:
     """``tela eval --all-models``: the cost-aware N-model report (:mod:`tela_core.eval.nmodel`)."""
     import numpy as np
@@ -204,28 +268,42 @@ def _eval_all_models(
     from ..eval import nmodel  # start-up: `tela --help` need not load eval.nmodel (~3 ms)
 
     if baseline is not None:
-        raise TelaError("--all-models judges a router's per-model predictions; pass a router directory, "
-                        "not a baseline (the report includes the oracle and every single model)")
+        raise TelaError(
+            "--all-models judges a router's per-model predictions; pass a router directory, "
+            "not a baseline (the report includes the oracle and every single model)"
+        )
     for name in nmodel.NMODEL_FILES:
         check_can_write(output / name, force)
 
     click.get_current_context().with_resource(output_lock(output))  # one writer of this report
     scorer = load_router(router, trust_remote_code, score_batch_size).scorer
     if not hasattr(scorer, "predict_models"):
-        raise TelaError(f"{router}: scorer {manifest['scorer']!r} predicts no per-model quality; --all-models needs a "
-                        "family with predict_models (embedding-knn, matrix-factorization)")
+        raise TelaError(
+            f"{router}: scorer {manifest['scorer']!r} predicts no per-model quality; --all-models needs a "
+            "family with predict_models (embedding-knn, matrix-factorization)"
+        )
     records, source, info = read_records(data, source_name, None, None, protocol)
     trained = list(getattr(scorer, "models", []) or [])
     have = [m for m in trained if all(m in (r.outcomes or {}) and m in (r.costs or {}) for r in records)]
     if len(have) < 2:
-        raise TelaError(f"{data}: needs outcomes and costs for at least two of the router's models "
-                        f"({', '.join(trained) or 'none'}); found {', '.join(have) or 'none'}")
-    pred = np.asarray(scorer.predict_models([r.prompt for r in records]), dtype=float)[:, [trained.index(m) for m in have]]
+        raise TelaError(
+            f"{data}: needs outcomes and costs for at least two of the router's models "
+            f"({', '.join(trained) or 'none'}); found {', '.join(have) or 'none'}"
+        )
+    pred = np.asarray(scorer.predict_models([r.prompt for r in records]), dtype=float)[
+        :, [trained.index(m) for m in have]
+    ]
     truth = np.array([[r.outcomes[m] for m in have] for r in records], dtype=float)
     cost = np.array([[r.costs[m] for m in have] for r in records], dtype=float)
     result = nmodel.evaluate_nmodel(Path(router).name or str(router), have, pred, cost, truth)
-    meta = {"router_dir": str(router), "scorer": manifest.get("scorer"), "data": str(data), "source": source.name,
-            "protocol": protocol, **info}
+    meta = {
+        "router_dir": str(router),
+        "scorer": manifest.get("scorer"),
+        "data": str(data),
+        "source": source.name,
+        "protocol": protocol,
+        **info,
+    }
     paths = nmodel.write_nmodel_report(result, output, meta)
     if as_json:
         click.echo(dumps_json({**meta, **result.to_dict()}, indent=2, ensure_ascii=True))
@@ -270,7 +348,7 @@ def _print_table(report: dict[str, Any]) -> None:
         f"{report['n']} prompts from {report['data']}"
         + (f" ({report['protocol']})" if report.get("protocol") else "")
         + f"; weak {report['weak_model']} {report['q_weak']:.4f}, strong {report['strong_model']} "
-          f"{report['q_strong']:.4f}"
+        f"{report['q_strong']:.4f}"
     )
     click.echo(title)
     t = Table()
@@ -283,7 +361,10 @@ def _print_table(report: dict[str, Any]) -> None:
     note = oracle_note(report)
     if note:
         con.print(f"({note})", markup=False)
-    g = Table(title="PGR" + (" and cost ($ per 1,000 queries)" if has_cost else "") + " at strong-call share p", title_justify="left")
+    g = Table(
+        title="PGR" + (" and cost ($ per 1,000 queries)" if has_cost else "") + " at strong-call share p",
+        title_justify="left",
+    )
     g.add_column("p", justify="right")
     for r in report["routers"]:
         g.add_column(f"{r['name']} PGR", justify="right")
@@ -306,4 +387,7 @@ def _print_table(report: dict[str, Any]) -> None:
             con.print(f"saved policy {pol['name']}: {pol['note']}", markup=False)
     sc = report.get("scoring") or {}
     if sc:
-        con.print("scores: " + ("from cache" if sc.get("cached") else f"computed in {sc.get('seconds', 0):.1f} s"), markup=False)
+        con.print(
+            "scores: " + ("from cache" if sc.get("cached") else f"computed in {sc.get('seconds', 0):.1f} s"),
+            markup=False,
+        )

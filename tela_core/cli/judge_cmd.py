@@ -40,35 +40,80 @@ def _judge_options(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     for item in items:
         section, key, value = parse_assignment(item, example="judge.grader=number", shape="judge.KEY=VALUE")
         if section not in out:
-            raise TelaError(f"--set {item!r}: tela judge takes judge.KEY=VALUE (and agreement.KEY=VALUE with --agreement)")
+            raise TelaError(
+                f"--set {item!r}: tela judge takes judge.KEY=VALUE (and agreement.KEY=VALUE with --agreement)"
+            )
         out[section][key] = value
     return out
 
 
 @click.command(epilog=EXIT_CODES_HELP)
-@click.option("--answers", "answers_path", required=True, type=click.Path(path_type=Path),
-              help="tela collect's answers file, or its output folder (holding answers.jsonl).")
-@click.option("--judge", "judge_name", required=True, metavar="NAME", help="The judge (see `tela plugins list --kind judge`).")
+@click.option(
+    "--answers",
+    "answers_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="tela collect's answers file, or its output folder (holding answers.jsonl).",
+)
+@click.option(
+    "--judge", "judge_name", required=True, metavar="NAME", help="The judge (see `tela plugins list --kind judge`)."
+)
 @set_option("sets", "judge.KEY=VALUE")
-@click.option("--judge-model", "judge_model", default=None, metavar="[NAME=]URL#ID|NAME",
-              help="The judge model, for judges that call one: NAME=URL#ID, or an upstream NAME of --config.")
+@click.option(
+    "--judge-model",
+    "judge_model",
+    default=None,
+    metavar="[NAME=]URL#ID|NAME",
+    help="The judge model, for judges that call one: NAME=URL#ID, or an upstream NAME of --config.",
+)
 @pair_options
 @paid_call_options
-@click.option("--judge-retries", "judge_retries", type=click.IntRange(min=0), default=2, show_default=True,
-              help="Times a prompt is judged again when the judge's reply cannot be read; then it is recorded as an error.")
-@click.option("--agreement", "agreement_name", default=None, metavar="NAME",
-              help="Also run this second judge on the same prompts (--set agreement.KEY=VALUE) and report how far the two "
-                   "agree (raw agreement, Cohen's kappa).")
-@click.option("--agreement-model", "agreement_model", default=None, metavar="[NAME=]URL#ID|NAME",
-              help="The second judge's model, when it calls another one than --judge-model.")
+@click.option(
+    "--judge-retries",
+    "judge_retries",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Times a prompt is judged again when the judge's reply cannot be read; then it is recorded as an error.",
+)
+@click.option(
+    "--agreement",
+    "agreement_name",
+    default=None,
+    metavar="NAME",
+    help="Also run this second judge on the same prompts (--set agreement.KEY=VALUE) and report how far the two "
+    "agree (raw agreement, Cohen's kappa).",
+)
+@click.option(
+    "--agreement-model",
+    "agreement_model",
+    default=None,
+    metavar="[NAME=]URL#ID|NAME",
+    help="The second judge's model, when it calls another one than --judge-model.",
+)
 @click.option("--sample", type=click.IntRange(min=1), default=None, help="Judge N prompts drawn with seed 42.")
 @output_option(required=True)
 @force_option
 @json_option
-def judge(answers_path: Path, judge_name: str, sets: tuple[str, ...], judge_model: str | None, weak_model: str | None,
-          strong_model: str | None, judge_retries: int, agreement_name: str | None, agreement_model: str | None,
-          sample: int | None, output: Path, force: bool, as_json: bool, config_file: Path | None, prices: tuple[str, ...],
-          dry_run: bool, **flags: Any) -> None:
+def judge(
+    answers_path: Path,
+    judge_name: str,
+    sets: tuple[str, ...],
+    judge_model: str | None,
+    weak_model: str | None,
+    strong_model: str | None,
+    judge_retries: int,
+    agreement_name: str | None,
+    agreement_model: str | None,
+    sample: int | None,
+    output: Path,
+    force: bool,
+    as_json: bool,
+    config_file: Path | None,
+    prices: tuple[str, ...],
+    dry_run: bool,
+    **flags: Any,
+) -> None:
     """Judge collected answers; write OUTPUT/records.jsonl for tela run, eval and zoo.
 
     The pair is the answers' first and last model (tela collect's --model order) unless
@@ -93,10 +138,21 @@ def judge(answers_path: Path, judge_name: str, sets: tuple[str, ...], judge_mode
         if options["agreement"]:
             raise TelaError("--set agreement.KEY=VALUE goes with --agreement NAME")
     settings = CallSettings.from_flags(flags)
-    plan = plan_judging(answers_path, judge_name, options=options["judge"], judge_model=judge_model, agreement=agreement_name,
-                        agreement_options=options["agreement"], agreement_model=agreement_model, weak_model=weak_model,
-                        strong_model=strong_model, config_file=config_file, prices=prices, sample=sample,
-                        timeout_s=settings.timeout)
+    plan = plan_judging(
+        answers_path,
+        judge_name,
+        options=options["judge"],
+        judge_model=judge_model,
+        agreement=agreement_name,
+        agreement_options=options["agreement"],
+        agreement_model=agreement_model,
+        weak_model=weak_model,
+        strong_model=strong_model,
+        config_file=config_file,
+        prices=prices,
+        sample=sample,
+        timeout_s=settings.timeout,
+    )
     if not plan.upstreams:
         refuse_unused("these judges call no model", "config_file", "max_cost", "concurrency", "rpm", "tpm")
     with JudgeJob(plan, output, settings, force=force, judge_retries=judge_retries) as job:
@@ -121,15 +177,25 @@ def _print_plan(job: Any) -> None:
     plan, engine, err = job.plan, job.engine, sys.stderr
     shown = plan.shown
     who = shown["judge"] + (f" and {shown['agreement']} (--agreement)" if "agreement" in plan.judges else "")
-    click.echo(f"{len(plan.tasks['judge'])} prompts to judge with {who} (pair {plan.weak} < {plan.strong}): "
-               f"{len(job.results)} already judged, {len(job.todo)} to judge"
-               + "".join(f"; skipped {n} ({why})" for why, n in plan.skipped["judge"].items()), file=err)
+    click.echo(
+        f"{len(plan.tasks['judge'])} prompts to judge with {who} (pair {plan.weak} < {plan.strong}): "
+        f"{len(job.results)} already judged, {len(job.todo)} to judge"
+        + "".join(f"; skipped {n} ({why})" for why, n in plan.skipped["judge"].items()),
+        file=err,
+    )
     if plan.upstreams and job.todo:
-        unpriced = "" if all(ep.prices.known for ep in engine.endpoints.values()) else "; a judge model without a price is not counted"
+        unpriced = (
+            ""
+            if all(ep.prices.known for ep in engine.endpoints.values())
+            else "; a judge model without a price is not counted"
+        )
         click.echo(f"estimated cost {money(job.estimate)} (one try per judge call){unpriced}", file=err)
         if engine.budget.limit is not None:
-            click.echo(f"budget {money(engine.budget.limit)} (--max-cost): {money(engine.budget.spent)} spent on this output before",
-                       file=err)
+            click.echo(
+                f"budget {money(engine.budget.limit)} (--max-cost): "
+                f"{money(engine.budget.spent)} spent on this output before",
+                file=err,
+            )
 
 
 def _fmt(x: float | None) -> str:
@@ -139,23 +205,33 @@ def _fmt(x: float | None) -> str:
 def _print_summary(s: Mapping[str, Any]) -> None:
     run = s.get("this_run")
     if run:
-        click.echo(f"judged {run['judged'] + run['errors']}: {run['judged']} verdicts, {run['errors']} errors; {run['calls']} judge calls, "
-                   f"{run['prompt_tokens']:,} prompt + {run['completion_tokens']:,} reply tokens; {money(run['cost'])}; "
-                   f"{duration(run['seconds'])}")
+        click.echo(
+            f"judged {run['judged'] + run['errors']}: {run['judged']} verdicts, {run['errors']} errors; "
+            f"{run['calls']} judge calls, "
+            f"{run['prompt_tokens']:,} prompt + {run['completion_tokens']:,} reply tokens; {money(run['cost'])}; "
+            f"{duration(run['seconds'])}"
+        )
         for line in run["first_errors"]:
             click.echo(f"  error: {line}")
     if s.get("pair_note"):
         click.echo(f"note: {s['pair_note']}", err=True)
     if s["stopped"] == "budget":
-        click.echo(f"stopped at the budget ({money(s['max_cost'])}, --max-cost): rerun with a higher --max-cost to continue")
+        click.echo(
+            f"stopped at the budget ({money(s['max_cost'])}, --max-cost): rerun with a higher --max-cost to continue"
+        )
     labels = ", ".join(f"{k} {n}" for k, n in s["labels"].items())
-    click.echo(f"{s['records']} records ({labels or 'no labels'}), {s['errors']} errors, "
-               f"{sum(s['skipped'].values())} skipped; judge calls {money(s['cost_total'])} in all")
+    click.echo(
+        f"{s['records']} records ({labels or 'no labels'}), {s['errors']} errors, "
+        f"{sum(s['skipped'].values())} skipped; judge calls {money(s['cost_total'])} in all"
+    )
     agr = s.get("agreement")
     if agr:
         lab = agr["label"]
-        click.echo(f"agreement of {agr['judges'][0]} and {agr['judges'][1]} on {lab['n']} prompts: labels raw {_fmt(lab['raw'])}, "
-                   f"kappa {_fmt(lab['kappa'])} ({lab['weights']})")
+        click.echo(
+            f"agreement of {agr['judges'][0]} and {agr['judges'][1]} on {lab['n']} prompts: "
+            f"labels raw {_fmt(lab['raw'])}, "
+            f"kappa {_fmt(lab['kappa'])} ({lab['weights']})"
+        )
         for model, a in agr["outcomes"].items():
             click.echo(f"  {model} right/wrong: raw {_fmt(a['raw'])}, kappa {_fmt(a['kappa'])} on {a['n']}")
     if s.get("files"):

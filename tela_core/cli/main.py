@@ -14,8 +14,19 @@ import click
 from tela_core.infra.errors import TelaError
 
 #: core command modules, each with ``register(cli: click.Group) -> None``
-CORE_COMMAND_MODULES = ("plugins_cmd", "data_cmd", "run_cmd", "demo_cmd", "route_cmd", "calibrate_cmd", "eval_cmd", "zoo_cmd",
-                        "serve_cmd", "collect_cmd", "judge_cmd")
+CORE_COMMAND_MODULES = (
+    "plugins_cmd",
+    "data_cmd",
+    "run_cmd",
+    "demo_cmd",
+    "route_cmd",
+    "calibrate_cmd",
+    "eval_cmd",
+    "zoo_cmd",
+    "serve_cmd",
+    "collect_cmd",
+    "judge_cmd",
+)
 
 
 #: exit code of a command stopped by Ctrl-C (SIGINT): 128 + 2, as shells report it

@@ -13,28 +13,49 @@ A flag that a command's mode cannot use is refused (:func:`refuse_unused`), neve
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from tela_core.data.detect import DETECT
 from tela_core.data.protocols import names as protocol_names
-from tela_core.routing.router import TRUST_ENV
 from tela_core.infra.errors import TelaError
-from ..train import parse_assignment
+from tela_core.routing.router import TRUST_ENV, Router
+
 from ..eval.parallel import score_launch
-from tela_core.routing.router import Router
+from ..train import parse_assignment
 
 if TYPE_CHECKING:  # pragma: no cover
     from tela_core.eval.parallel import ScoreLaunch
     from tela_core.routing.router import Router
 
 __all__ = [
-    "HELP", "output_option", "source_option", "protocol_option", "json_option", "set_option", "force_option",
-    "pair_options", "no_cache_option", "trust_option", "score_batch_option", "policy_options", "router_option",
-    "named_routers_option", "parse_named_routers", "parse_policy_sets", "refuse_unused", "given", "load_router",
-    "paid_call_options", "FiniteFloat", "launch_options", "LAUNCH_PARAMS", "score_launch_of",
+    "HELP",
+    "output_option",
+    "source_option",
+    "protocol_option",
+    "json_option",
+    "set_option",
+    "force_option",
+    "pair_options",
+    "no_cache_option",
+    "trust_option",
+    "score_batch_option",
+    "policy_options",
+    "router_option",
+    "named_routers_option",
+    "parse_named_routers",
+    "parse_policy_sets",
+    "refuse_unused",
+    "given",
+    "load_router",
+    "paid_call_options",
+    "FiniteFloat",
+    "launch_options",
+    "LAUNCH_PARAMS",
+    "score_launch_of",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,58 +64,58 @@ F = TypeVar("F", bound=Callable[..., Any])
 HELP: dict[str, str] = {
     "output": "Directory the command writes into (its description says what goes there).",
     "source": "Data source that reads the input, or detect: chosen from the path "
-              "(see `tela plugins list --kind source`). Where --data is repeatable (tela run), one per --data, in order.",
+    "(see `tela plugins list --kind source`). Where --data is repeatable (tela run), one per --data, in order.",
     "protocol": "Named train/held-out split of the data (docs/metrics.md): training and calibration use its "
-                "train side, evaluation its held-out side.",
+    "train side, evaluation its held-out side.",
     "json": "Print JSON for scripts instead of tables and text.",
     "set": "A component option as SECTION.KEY=VALUE, SECTION being the component (policy, family, backend, "
-           "source, formatter; in `tela zoo` a family's name), e.g. --set policy.threshold=0.3 (repeatable). "
-           "A section this command has no use for is refused.",
+    "source, formatter; in `tela zoo` a family's name), e.g. --set policy.threshold=0.3 (repeatable). "
+    "A section this command has no use for is refused.",
     "force": "Replace existing output (a report, a file, a trained router, a cached dataset) instead of "
-             "stopping or reusing it.",
+    "stopping or reusing it.",
     "weak_model": "The weak (cheap) model's name in the outcome data (default: the source's, or the lower "
-                  "mean outcome of two).",
+    "mean outcome of two).",
     "strong_model": "The strong model's name in the outcome data (default: the source's, or the higher mean "
-                    "outcome of two).",
+    "outcome of two).",
     "no_cache": "Score again even if cached scores exist.",
     "trust_remote_code": f"Allow a router or model that ships its own Python code (auto_map) to run it. Off by "
-                         f"default; {TRUST_ENV}=1 does the same. Only for models you trust.",
+    f"default; {TRUST_ENV}=1 does the same. Only for models you trust.",
     "score_batch_size": "Prompts per scorer call (scorers that batch, e.g. score-token, lm-probe).",
     "policy": "Route with this registered policy instead of the router's saved one "
-              "(see `tela plugins list --kind policy`).",
+    "(see `tela plugins list --kind policy`).",
     "router": "A router directory (from `tela run` or `tela zoo`).",
     "routers": "A trained router directory, named NAME (default: the folder's name). Repeatable.",
     # where the work runs (tela run trains on the ranks; eval, zoo, calibrate and route score on them)
     "processes": "Ranks (processes) on this node sharing the work: tela run trains on them; eval, zoo, calibrate and "
-                 "route shard the prompts over them.  [default: 1]",
+    "route shard the prompts over them.  [default: 1]",
     "hostfile": "DeepSpeed hostfile: start the ranks on every host it lists (over ssh), --processes on each.",
     "nnodes": "Nodes in a scheduler-launched run (the same command on every node).  "
-              "[default: $PET_NNODES, $SLURM_NNODES, $NNODES, else 1]",
+    "[default: $PET_NNODES, $SLURM_NNODES, $NNODES, else 1]",
     "node_rank": "This node's rank, 0..nnodes-1.  [default: $PET_NODE_RANK, $SLURM_NODEID, $NODE_RANK, else 0]",
     "master_addr": "Node 0's address.  [default: $PET_MASTER_ADDR, $MASTER_ADDR, first host of $SLURM_JOB_NODELIST]",
     "master_port": "Node 0's rendezvous port.  [default: $MASTER_PORT, else 29500]",
     "rdzv_endpoint": "torchrun elastic (c10d) rendezvous instead of --master-addr/--node-rank.  "
-                     "[default: $PET_RDZV_ENDPOINT]",
+    "[default: $PET_RDZV_ENDPOINT]",
     # commands that call paid models (tela collect, tela judge)
     "call_config": "tela serve's YAML/TOML config file: its upstreams (base_url, model, api_key_env, price_input, "
-                   "price_output, max_concurrency, requests_per_minute, tokens_per_minute) can be named as models.",
+    "price_output, max_concurrency, requests_per_minute, tokens_per_minute) can be named as models.",
     "price": "A model's price as NAME=INPUT,OUTPUT in dollars per million input and output tokens, where the config "
-             "gives none (repeatable).",
+    "gives none (repeatable).",
     "max_cost": "Budget in dollars for everything in the output folder (earlier runs' calls count): no call starts "
-                "that could take the total past it; what finished is kept. Leave it out for no budget "
-                "(nan and inf are refused).",
+    "that could take the total past it; what finished is kept. Leave it out for no budget "
+    "(nan and inf are refused).",
     "concurrency": "Calls in flight at once to each upstream (default: the config's max_concurrency, else 8).",
     "rpm": "Most requests started to each upstream in any 60 seconds (default: the config's, else no limit).",
     "tpm": "Most tokens (prompt + answer) sent to each upstream in any 60 seconds "
-           "(default: the config's, else no limit).",
+    "(default: the config's, else no limit).",
     "timeout": "Seconds to wait for one answer before giving up on that try (it is retried); at most a day.",
     "max_answer_chars": "Longest answer (or judge reply) kept, in characters: a longer one is not stored and "
-                        "is recorded as an error of that call (its cost still counts).",
+    "is recorded as an error of that call (its cost still counts).",
     "retries": "Tries after the first for a call that fails with 429, 5xx, a timeout or an unusable answer "
-               "(exponential backoff with jitter; Retry-After honoured). A 401/403 stops the run at once.",
+    "(exponential backoff with jitter; Retry-After honoured). A 401/403 stops the run at once.",
     "dry_run": "Check each model once (reachable, key accepted, model listed by the upstream), print what would be "
-               "asked and the cost estimate, and stop: no paid call, nothing written. A model that fails the check is "
-               "one line each, exit code 2.",
+    "asked and the cost estimate, and stop: no paid call, nothing written. A model that fails the check is "
+    "one line each, exit code 2.",
 }
 
 _PATH = click.Path(path_type=Path)
@@ -113,8 +134,14 @@ class FiniteFloat(click.FloatRange):
 
     name = "float"
 
-    def __init__(self, min: float | None = None, max: float | None = None, min_open: bool = False, max_open: bool = False,
-                 hint: str = "") -> None:
+    def __init__(
+        self,
+        min: float | None = None,
+        max: float | None = None,
+        min_open: bool = False,
+        max_open: bool = False,
+        hint: str = "",
+    ) -> None:
         super().__init__(min=min, max=max, min_open=min_open, max_open=max_open)
         self.hint = hint
 
@@ -123,9 +150,12 @@ class FiniteFloat(click.FloatRange):
 
         rv = click.FLOAT.convert(value, param, ctx)
         if not math.isfinite(rv):
-            self.fail(f"{value} is not a "
-                      f"{'number' if math.isnan(rv) else 'finite number'}{'; ' + self.hint if self.hint else ''}",
-                      param, ctx)
+            self.fail(
+                f"{value} is not a "
+                f"{'number' if math.isnan(rv) else 'finite number'}{'; ' + self.hint if self.hint else ''}",
+                param,
+                ctx,
+            )
         return super().convert(rv, param, ctx)
 
 
@@ -136,8 +166,9 @@ def output_option(required: bool = False, default: Path | None = None) -> Callab
     that satisfies ``required``, so ``tela eval`` without ``-o`` crashed on None instead of saying
     "Missing option"."""
     extra: dict[str, Any] = {} if default is None else {"default": default, "show_default": True}
-    return click.option("--output", "-o", "output", type=_PATH, metavar="DIR", required=required, help=HELP["output"],
-                        **extra)
+    return click.option(
+        "--output", "-o", "output", type=_PATH, metavar="DIR", required=required, help=HELP["output"], **extra
+    )
 
 
 def source_option(default: str | None = DETECT, dest: str = "source_name", multiple: bool = False) -> Callable[[F], F]:
@@ -150,8 +181,9 @@ def source_option(default: str | None = DETECT, dest: str = "source_name", multi
 
 def protocol_option(f: F) -> F:
     """``--protocol NAME``: a choice of the protocols in :mod:`tela_core.data.protocols`."""
-    return click.option("--protocol", "protocol", default=None, type=click.Choice(protocol_names()),
-                        help=HELP["protocol"])(f)
+    return click.option(
+        "--protocol", "protocol", default=None, type=click.Choice(protocol_names()), help=HELP["protocol"]
+    )(f)
 
 
 def json_option(f: F) -> F:
@@ -185,8 +217,14 @@ def trust_option(f: F | None = None, *, default: bool | None = False) -> Any:
     command tell "not given" from "off" (``tela run`` and ``tela serve`` layer it over a config file)."""
 
     def deco(g: F) -> F:
-        return click.option("--trust-remote-code", "trust_remote_code", is_flag=True, default=default,
-                            envvar=TRUST_ENV, help=HELP["trust_remote_code"])(g)
+        return click.option(
+            "--trust-remote-code",
+            "trust_remote_code",
+            is_flag=True,
+            default=default,
+            envvar=TRUST_ENV,
+            help=HELP["trust_remote_code"],
+        )(g)
 
     return deco(f) if f is not None else deco
 
@@ -199,16 +237,32 @@ def score_batch_option(f: F | None = None, *, old_spelling: bool = True) -> Any:
     def merge(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
         old = ctx.params.pop("old_batch_size", None)
         if old is not None:
-            click.echo("note: --batch-size is now --score-batch-size here (tela run's --batch-size is the training batch)", err=True)
+            click.echo(
+                "note: --batch-size is now --score-batch-size here (tela run's --batch-size is the training batch)",
+                err=True,
+            )
         return value if value is not None else old
 
     def deco(g: F) -> F:
-        g = click.option("--score-batch-size", "score_batch_size", default=None, type=click.IntRange(min=1),
-                         callback=merge, help=HELP["score_batch_size"])(g)
+        g = click.option(
+            "--score-batch-size",
+            "score_batch_size",
+            default=None,
+            type=click.IntRange(min=1),
+            callback=merge,
+            help=HELP["score_batch_size"],
+        )(g)
         if not old_spelling:
             return g
-        return click.option("--batch-size", "old_batch_size", default=None, type=click.IntRange(min=1), hidden=True,
-                            is_eager=True, expose_value=True)(g)
+        return click.option(
+            "--batch-size",
+            "old_batch_size",
+            default=None,
+            type=click.IntRange(min=1),
+            hidden=True,
+            is_eager=True,
+            expose_value=True,
+        )(g)
 
     return deco(f) if f is not None else deco
 
@@ -287,18 +341,45 @@ def paid_call_options(f: F) -> F:
     opts = [
         click.option("--config", "config_file", type=_PATH, default=None, metavar="FILE", help=HELP["call_config"]),
         click.option("--price", "prices", multiple=True, metavar="NAME=IN,OUT", help=HELP["price"]),
-        click.option("--max-cost", "max_cost", type=FiniteFloat(min=0, hint="leave --max-cost out for no budget"), default=None,
-                     metavar="USD", help=HELP["max_cost"]),
+        click.option(
+            "--max-cost",
+            "max_cost",
+            type=FiniteFloat(min=0, hint="leave --max-cost out for no budget"),
+            default=None,
+            metavar="USD",
+            help=HELP["max_cost"],
+        ),
         click.option("--concurrency", type=click.IntRange(min=1), default=None, help=HELP["concurrency"]),
-        click.option("--rpm", type=FiniteFloat(min=0, min_open=True, hint="leave --rpm out for no limit"), default=None,
-                     help=HELP["rpm"]),
-        click.option("--tpm", type=FiniteFloat(min=0, min_open=True, hint="leave --tpm out for no limit"), default=None,
-                     help=HELP["tpm"]),
-        click.option("--timeout", type=FiniteFloat(min=0, max=86400, min_open=True, hint="give seconds, at most 86400"),
-                     default=120.0, show_default=True, help=HELP["timeout"]),
-        click.option("--retries", type=click.IntRange(min=0, max=100), default=4, show_default=True, help=HELP["retries"]),
-        click.option("--max-answer-chars", "max_answer_chars", type=click.IntRange(min=1), default=MAX_ANSWER_CHARS,
-                     show_default=True, help=HELP["max_answer_chars"]),
+        click.option(
+            "--rpm",
+            type=FiniteFloat(min=0, min_open=True, hint="leave --rpm out for no limit"),
+            default=None,
+            help=HELP["rpm"],
+        ),
+        click.option(
+            "--tpm",
+            type=FiniteFloat(min=0, min_open=True, hint="leave --tpm out for no limit"),
+            default=None,
+            help=HELP["tpm"],
+        ),
+        click.option(
+            "--timeout",
+            type=FiniteFloat(min=0, max=86400, min_open=True, hint="give seconds, at most 86400"),
+            default=120.0,
+            show_default=True,
+            help=HELP["timeout"],
+        ),
+        click.option(
+            "--retries", type=click.IntRange(min=0, max=100), default=4, show_default=True, help=HELP["retries"]
+        ),
+        click.option(
+            "--max-answer-chars",
+            "max_answer_chars",
+            type=click.IntRange(min=1),
+            default=MAX_ANSWER_CHARS,
+            show_default=True,
+            help=HELP["max_answer_chars"],
+        ),
         click.option("--dry-run", "dry_run", is_flag=True, help=HELP["dry_run"]),
     ]
     for opt in reversed(opts):
@@ -329,7 +410,7 @@ def launch_options(f: F) -> F:
 LAUNCH_PARAMS = ("processes", "hostfile", "nnodes", "node_rank", "master_addr", "master_port", "rdzv_endpoint")
 
 
-def score_launch_of(launch: dict[str, Any]) -> "ScoreLaunch":
+def score_launch_of(launch: dict[str, Any]) -> ScoreLaunch:
     """The :class:`~tela_core.eval.parallel.ScoreLaunch` of a scoring command's launch options."""
     return score_launch(**{k: launch.get(k) for k in LAUNCH_PARAMS})
 
@@ -341,7 +422,7 @@ def load_router(
     policy_name: str | None = None,
     policy_sets: Sequence[str] = (),
     load_scorer: bool = True,
-) -> "Router":
+) -> Router:
     """:meth:`Router.load` with the command's options (``load_scorer=False`` where launched ranks
     do the scoring)."""
     return Router.load(

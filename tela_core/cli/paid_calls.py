@@ -5,22 +5,36 @@ both import this."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from tela_core.collect.store import SUMMARY_NAME
 
-__all__ = ["SUMMARY_NAME", "make_engine", "check_models", "run_checked", "CallProgress", "money", "duration",
-           "EXIT_MISSING", "EXIT_UNREADABLE", "EXIT_CODES_HELP", "exit_if"]
+__all__ = [
+    "SUMMARY_NAME",
+    "make_engine",
+    "check_models",
+    "run_checked",
+    "CallProgress",
+    "money",
+    "duration",
+    "EXIT_MISSING",
+    "EXIT_UNREADABLE",
+    "EXIT_CODES_HELP",
+    "exit_if",
+]
 
 #: exit code: the run ended, and answers (verdicts) are missing because calls failed after every retry
 EXIT_MISSING = 3
 #: exit code of tela judge: the judge model's first replies held no verdict it could read; it stopped asking
 EXIT_UNREADABLE = 4
 #: the exit codes, as both commands' help ends
-EXIT_CODES_HELP = ("Exit codes: 0 done (also a stop at --max-cost: the summary says what was not asked); 2 bad input "
-                   "or option, or a key refused (401/403); 3 done, but some answers or verdicts ended in an error "
-                   "(rerun to ask them again), also when the run stopped at --max-cost too; 4 (tela judge) the judge "
-                   "model's first replies held no readable verdict, so it stopped asking; 130 stopped by Ctrl-C; 1 a bug.")
+EXIT_CODES_HELP = (
+    "Exit codes: 0 done (also a stop at --max-cost: the summary says what was not asked); 2 bad input "
+    "or option, or a key refused (401/403); 3 done, but some answers or verdicts ended in an error "
+    "(rerun to ask them again), also when the run stopped at --max-cost too; 4 (tela judge) the judge "
+    "model's first replies held no readable verdict, so it stopped asking; 130 stopped by Ctrl-C; 1 a bug."
+)
 
 
 def exit_if(code: int) -> None:
@@ -39,13 +53,20 @@ def money(x: float | None) -> str:
 
 def duration(s: float) -> str:
     s = int(round(s))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+    return (
+        f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s"
+        if s >= 3600
+        else f"{s // 60}m{s % 60:02d}s"
+        if s >= 60
+        else f"{s}s"
+    )
 
 
 def make_engine(models: Mapping[str, Any], flags: Mapping[str, Any], spent_before: float = 0.0) -> Any:
     """The :class:`~tela_core.collect.calls.Engine` for ``models`` (from ``resolve_models``) with the
     shared paid-call flags; ``--max-cost`` needs a price for every model."""
-    from ..collect.endpoints import CallSettings, make_engine as engine_for
+    from ..collect.endpoints import CallSettings
+    from ..collect.endpoints import make_engine as engine_for
 
     return engine_for(models, CallSettings.from_flags(flags), spent_before)
 
@@ -76,7 +97,7 @@ class CallProgress:
         self.task: Any = None
         self.total = total
 
-    def __enter__(self) -> "CallProgress":
+    def __enter__(self) -> CallProgress:
         self.bar.__enter__()
         self.task = self.bar.add_task(self.label, total=self.total)
         return self

@@ -6,13 +6,13 @@ from typing import Any, get_args
 
 import click
 
+from tela_core.infra.errors import UnknownComponentError
 from tela_core.infra.io import dumps_json
+from tela_core.plugins.discovery import get_registry
 
 from ..components import REGISTERED
-from .options import json_option
 from . import tables
-from tela_core.plugins.discovery import get_registry
-from tela_core.infra.errors import UnknownComponentError
+from .options import json_option
 
 #: other spellings of a kind: the docs call the component that trains and scores a router a
 #: *family* (``tela run --family``); the registry's kind, and the plugin API's, is ``scorer``
@@ -52,8 +52,12 @@ def _command_help(name: str) -> str:
 
 @plugins.command("list")
 @json_option
-@click.option("--kind", type=click.Choice(LIST_KINDS), callback=_kind,
-              help="Only plugins that provide this kind (family is the scorer kind).")
+@click.option(
+    "--kind",
+    type=click.Choice(LIST_KINDS),
+    callback=_kind,
+    help="Only plugins that provide this kind (family is the scorer kind).",
+)
 def list_plugins(as_json: bool, kind: str | None) -> None:
     """List plugins: distribution, version, components by kind and name, hooks.
 
@@ -146,8 +150,19 @@ def show_component(kind: str, name: str, as_json: bool) -> None:
     entry = get_registry().entry(kind, name)
     schema = entry.options_schema()
     if as_json:
-        click.echo(dumps_json({"kind": kind, "name": name, "plugin": entry.plugin,
-                               "description": entry.description, "options": schema}, indent=2, ensure_ascii=True))
+        click.echo(
+            dumps_json(
+                {
+                    "kind": kind,
+                    "name": name,
+                    "plugin": entry.plugin,
+                    "description": entry.description,
+                    "options": schema,
+                },
+                indent=2,
+                ensure_ascii=True,
+            )
+        )
         return
     shown = next((alias for alias, k in KIND_ALIASES.items() if k == kind), kind)  # the docs name: family
     click.echo(f"{shown} {name} (plugin {entry.plugin}): {entry.description}")
@@ -171,9 +186,17 @@ def _show_dataset(name: str, as_json: bool) -> None:
     if name not in datasets:
         raise UnknownComponentError("dataset", name, datasets)
     entry, plugin = datasets[name]
-    fields = dataclasses.asdict(entry) if dataclasses.is_dataclass(entry) and not isinstance(entry, type) else dict(vars(entry))
+    fields = (
+        dataclasses.asdict(entry)
+        if dataclasses.is_dataclass(entry) and not isinstance(entry, type)
+        else dict(vars(entry))
+    )
     if as_json:
-        click.echo(dumps_json({"kind": "dataset", "name": name, "plugin": plugin, **fields}, indent=2, default=str, ensure_ascii=True))
+        click.echo(
+            dumps_json(
+                {"kind": "dataset", "name": name, "plugin": plugin, **fields}, indent=2, default=str, ensure_ascii=True
+            )
+        )
         return
     click.echo(f"dataset {name} (plugin {plugin}): {fields.get('description', '')}")
     for key in ("origin", "license", "revision", "source"):
@@ -192,8 +215,13 @@ def _show_command(name: str, as_json: bool) -> None:
     cmd = commands[name]
     plugin = next((p.name for p in get_registry().plugins.values() if ("command", name) in p.components), "tela")
     if as_json:
-        click.echo(dumps_json({"kind": "command", "name": name, "plugin": plugin,
-                               "description": cmd.get_short_help_str(limit=200)}, indent=2, ensure_ascii=True))
+        click.echo(
+            dumps_json(
+                {"kind": "command", "name": name, "plugin": plugin, "description": cmd.get_short_help_str(limit=200)},
+                indent=2,
+                ensure_ascii=True,
+            )
+        )
         return
     click.echo(f"command {name} (plugin {plugin}): {cmd.get_short_help_str(limit=200)}\n")
     with click.Context(cmd, info_name=name, parent=ctx.find_root()) as sub:

@@ -14,14 +14,24 @@ from typing import Any
 
 import click
 
-from .options import (json_option, launch_options, load_router, policy_options, refuse_unused, router_option, score_batch_option,
-                      score_launch_of, trust_option)
-from . import tables
-from tela_core.routing.artifact import read_manifest
-from tela_core.infra.errors import TelaError
 from tela_core.data.prompt_lines import read_prompt_file, read_prompt_lines
+from tela_core.infra.errors import TelaError
 from tela_core.infra.io import json_line
+from tela_core.routing.artifact import read_manifest
+
 from ..eval.score_cache import router_hash, score_cache_dir, score_prompts
+from . import tables
+from .options import (
+    json_option,
+    launch_options,
+    load_router,
+    policy_options,
+    refuse_unused,
+    router_option,
+    score_batch_option,
+    score_launch_of,
+    trust_option,
+)
 
 __all__ = ["register", "route"]
 
@@ -34,18 +44,35 @@ def register(cli: click.Group) -> None:
 @click.command()
 @router_option
 @click.argument("questions", nargs=-1)
-@click.option("--file", "-f", "file", type=click.Path(path_type=Path), default=None,
-              help="Read prompts from a file ('-' for stdin): JSONL with a \"prompt\" per line, or one prompt per line.")
+@click.option(
+    "--file",
+    "-f",
+    "file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Read prompts from a file ('-' for stdin): JSONL with a \"prompt\" per line, or one prompt per line.",
+)
 @json_option
-@click.option("--threshold", default=None, type=float,
-              help="Route strong iff w >= this, instead of the saved policy (two-model routers).")
+@click.option(
+    "--threshold",
+    default=None,
+    type=float,
+    help="Route strong iff w >= this, instead of the saved policy (two-model routers).",
+)
 @score_batch_option
 @policy_options
 @trust_option
 @launch_options
 def route(
-    router: Path, questions: tuple[str, ...], file: Path | None, as_json: bool, threshold: float | None,
-    score_batch_size: int | None, policy_name: str | None, policy_sets: tuple[str, ...], trust_remote_code: bool,
+    router: Path,
+    questions: tuple[str, ...],
+    file: Path | None,
+    as_json: bool,
+    threshold: float | None,
+    score_batch_size: int | None,
+    policy_name: str | None,
+    policy_sets: tuple[str, ...],
+    trust_remote_code: bool,
     **launch: Any,
 ) -> None:
     """Score prompts and show the model the router's saved policy picks for each.
@@ -77,14 +104,21 @@ def route(
     if not prompts and not sys.stdin.isatty():
         prompts = read_prompt_lines(sys.stdin, "<stdin>")
     if not prompts:
-        raise TelaError('no prompts: pass questions as arguments, --file FILE, or pipe them on stdin')
-    r = load_router(router, trust_remote_code, score_batch_size, policy_name, policy_sets, load_scorer=not ranks.parallel)
+        raise TelaError("no prompts: pass questions as arguments, --file FILE, or pipe them on stdin")
+    r = load_router(
+        router, trust_remote_code, score_batch_size, policy_name, policy_sets, load_scorer=not ranks.parallel
+    )
     if ranks.parallel:  # the ranks load the router and score; the cache keeps their finished chunks
-
         cache = score_cache_dir(None)
-        scores, _info = score_prompts(r.scorer, prompts, router_id=router_hash(router) if cache else None, cache_dir=cache,
-                                      description=f"scoring {len(prompts)} prompts ({ranks.describe()})", launch=ranks,
-                                      router_dir=Path(router))
+        scores, _info = score_prompts(
+            r.scorer,
+            prompts,
+            router_id=router_hash(router) if cache else None,
+            cache_dir=cache,
+            description=f"scoring {len(prompts)} prompts ({ranks.describe()})",
+            launch=ranks,
+            router_dir=Path(router),
+        )
     else:
         scores = r.scores(prompts)
     decisions = r.decisions(scores, threshold)
@@ -125,10 +159,21 @@ def _print_routes(rows: list[dict[str, Any]], spec: dict[str, Any]) -> None:
 
     con = Console()
     piped = not tables.stdout_is_terminal()  # piped or captured: plain rows with the whole prompt
-    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True, title=_policy_title(spec), title_justify="left")
+    t = Table(
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1),
+        collapse_padding=True,
+        title=_policy_title(spec),
+        title_justify="left",
+    )
     t.add_column("#", justify="right", no_wrap=True, min_width=1)
-    t.add_column("prompt", overflow="ellipsis", no_wrap=True,
-                 max_width=None if piped else max(12, con.width - 56 - max(len(r["model"]) for r in rows)))
+    t.add_column(
+        "prompt",
+        overflow="ellipsis",
+        no_wrap=True,
+        max_width=None if piped else max(12, con.width - 56 - max(len(r["model"]) for r in rows)),
+    )
     for k in range(1, 6):
         t.add_column(f"[[{k}]]", justify="right", no_wrap=True, min_width=5)
     t.add_column("E", justify="right", no_wrap=True, min_width=4)
@@ -140,5 +185,7 @@ def _print_routes(rows: list[dict[str, Any]], spec: dict[str, Any]) -> None:
         t.add_row(str(i), Text(r["prompt"].replace("\n", " ")), *probs, exp, f"{r['w']:.3f}", Text(r["model"]))
     tables.print_table(t, con)
     if not piped:
-        click.echo("[[k]]: probability of score k (the weak model's answer quality, 1..5); E: expected score; w = "
-                   "P([[1]]..[[3]])")
+        click.echo(
+            "[[k]]: probability of score k (the weak model's answer quality, 1..5); E: expected score; w = "
+            "P([[1]]..[[3]])"
+        )

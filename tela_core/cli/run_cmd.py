@@ -14,21 +14,54 @@ from typing import Any
 
 import click
 
-from .options import force_option, launch_options, output_option, protocol_option, set_option, source_option, trust_option
+from tela_core.routing.artifact import read_manifest, read_policy
+from tela_core.routing.operating_point import OperatingPoint, gains_nothing
+
 from ..train import resolve_config
 from ..train import run as run_pipeline
-from tela_core.routing.artifact import read_manifest, read_policy
-from tela_core.routing.operating_point import gains_nothing
-from tela_core.routing.operating_point import OperatingPoint
+from .options import (
+    force_option,
+    launch_options,
+    output_option,
+    protocol_option,
+    set_option,
+    source_option,
+    trust_option,
+)
 
 __all__ = ["register", "run"]
 
 #: CLI parameter -> RunConfig field, for the flags that map one to one
 _FIELDS = (
-    "source", "data", "weight", "protocol", "formatter", "family", "backend", "model", "output", "processes", "hostfile",
-    "nnodes", "node_rank", "master_addr", "master_port", "rdzv_endpoint",
-    "trust_remote_code", "epochs", "learning_rate", "batch_size", "grad_accum", "max_length",
-    "max_steps", "warmup_ratio", "save_steps", "sample", "eval_fraction", "seed", "operating_point",
+    "source",
+    "data",
+    "weight",
+    "protocol",
+    "formatter",
+    "family",
+    "backend",
+    "model",
+    "output",
+    "processes",
+    "hostfile",
+    "nnodes",
+    "node_rank",
+    "master_addr",
+    "master_port",
+    "rdzv_endpoint",
+    "trust_remote_code",
+    "epochs",
+    "learning_rate",
+    "batch_size",
+    "grad_accum",
+    "max_length",
+    "max_steps",
+    "warmup_ratio",
+    "save_steps",
+    "sample",
+    "eval_fraction",
+    "seed",
+    "operating_point",
 )
 
 
@@ -39,47 +72,94 @@ def register(cli: click.Group) -> None:
 
 @click.command()
 @source_option(default=None, dest="source", multiple=True)
-@click.option("--data", type=click.Path(path_type=Path), multiple=True, metavar="PATH",
-              help="Training data (seed JSONL or outcome data). Repeatable: several sources train one router "
-                   "(each with its --source and --weight, in order; --set sourceN.KEY=VALUE sets the Nth one's options).")
-@click.option("--weight", type=float, multiple=True, metavar="W",
-              help="How much each --data counts, one per --data in order: 2 counts its records twice, 0.5 half of them "
-                   "(drawn with --seed).  [default: 1]")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    metavar="PATH",
+    help="Training data (seed JSONL or outcome data). Repeatable: several sources train one router "
+    "(each with its --source and --weight, in order; --set sourceN.KEY=VALUE sets the Nth one's options).",
+)
+@click.option(
+    "--weight",
+    type=float,
+    multiple=True,
+    metavar="W",
+    help="How much each --data counts, one per --data in order: 2 counts its records twice, 0.5 half of them "
+    "(drawn with --seed).  [default: 1]",
+)
 @protocol_option
 @click.option("--formatter", default=None, metavar="NAME", help="Prompt formatter.  [default: role-prefix]")
 @click.option("--family", default=None, metavar="NAME", help="Router family (scorer).  [default: score-token]")
-@click.option("--backend", default=None, metavar="NAME", help="Trainer backend for families trained by one.  [default: deepspeed-z3]")
-@click.option("--model", default=None, metavar="DIR|GGUF", help="Base model: a local HF dir or a .gguf file.  [default: smollm2-135m]")
+@click.option(
+    "--backend",
+    default=None,
+    metavar="NAME",
+    help="Trainer backend for families trained by one.  [default: deepspeed-z3]",
+)
+@click.option(
+    "--model",
+    default=None,
+    metavar="DIR|GGUF",
+    help="Base model: a local HF dir or a .gguf file.  [default: smollm2-135m]",
+)
 @output_option()
 @launch_options
-@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, help="YAML/TOML file of run options.")
+@click.option(
+    "--config", "config_file", type=click.Path(path_type=Path), default=None, help="YAML/TOML file of run options."
+)
 @set_option("overrides", "{backend,family,source[N],formatter}.KEY=VALUE")
 @click.option("--epochs", type=float, default=None, help="Training epochs.  [default: 3, as the seed]")
-@click.option("--learning-rate", "--lr", "learning_rate", type=float, default=None, help="Peak learning rate.  [default: 5e-5]")
+@click.option(
+    "--learning-rate", "--lr", "learning_rate", type=float, default=None, help="Peak learning rate.  [default: 5e-5]"
+)
 @click.option("--batch-size", type=int, default=None, help="Examples per rank per step.  [default: 8]")
 @click.option("--grad-accum", type=int, default=None, help="Gradient accumulation steps.  [default: 1]")
-@click.option("--max-length", type=int, default=None, help="Longest example in tokens (no padding to it).  [default: 2048]")
+@click.option(
+    "--max-length", type=int, default=None, help="Longest example in tokens (no padding to it).  [default: 2048]"
+)
 @click.option("--max-steps", type=int, default=None, help="Stop after this many optimizer steps.")
 @click.option("--warmup-ratio", type=float, default=None, help="Share of steps for LR warm-up.  [default: 0]")
 @click.option("--save-steps", type=int, default=None, help="Checkpoint every N steps (0: never).  [default: 50]")
 @click.option("--sample", type=int, default=None, help="Train on N records sampled with seed 42.")
-@click.option("--eval-fraction", type=float, default=None, help=(
-    "Held-out share for eval loss (families trained by a backend; the others train on every record).  "
-    "[default: 0.1]"))
+@click.option(
+    "--eval-fraction",
+    type=float,
+    default=None,
+    help=(
+        "Held-out share for eval loss (families trained by a backend; the others train on every record).  "
+        "[default: 0.1]"
+    ),
+)
 @click.option("--seed", type=int, default=None, help="Random seed.  [default: 42]")
-@click.option("--operating-point", default=None, metavar="RULE",
-              help="How the saved policy's threshold is chosen, on scores of training records the router did not "
-                   "train on (the held-out part, or out-of-fold scores for families that train on every record): "
-                   "knee (of the quality-cost curve: the strong-call share in 0.1..0.9 that beats random routing "
-                   "by the most), share=P (send P of them to the strong model) or threshold=T (fixed, nothing "
-                   "held out).  [default: knee]")
+@click.option(
+    "--operating-point",
+    default=None,
+    metavar="RULE",
+    help="How the saved policy's threshold is chosen, on scores of training records the router did not "
+    "train on (the held-out part, or out-of-fold scores for families that train on every record): "
+    "knee (of the quality-cost curve: the strong-call share in 0.1..0.9 that beats random routing "
+    "by the most), share=P (send P of them to the strong model) or threshold=T (fixed, nothing "
+    "held out).  [default: knee]",
+)
 @trust_option(default=None)
-@click.option("--no-trust-remote-code", "no_trust_remote_code", is_flag=True, hidden=True,
-              help="Turn off a config file's trust_remote_code.")
+@click.option(
+    "--no-trust-remote-code",
+    "no_trust_remote_code",
+    is_flag=True,
+    hidden=True,
+    help="Turn off a config file's trust_remote_code.",
+)
 @force_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def run(config_file: Path | None, overrides: tuple[str, ...], force: bool, quiet: bool, no_trust_remote_code: bool,
-        **flags: Any) -> None:
+def run(
+    config_file: Path | None,
+    overrides: tuple[str, ...],
+    force: bool,
+    quiet: bool,
+    no_trust_remote_code: bool,
+    **flags: Any,
+) -> None:
     """Train a router: prepare data, fine-tune, and write a self-describing router artifact.
 
     OUTPUT becomes the router directory. Rerunning the same command on it resumes from the last
@@ -136,8 +216,10 @@ def summary_lines(out: Path) -> list[str]:
         lines.append(f"  policy:  {spec.get('name')}, {OperatingPoint(**known).describe()}")
         why = gains_nothing(point) if point.get("strong_share") is not None else None
         if why:
-            lines.append(f"warning: on its held-out prompts the saved policy gains nothing from routing: {why}; "
-                         "choose another point with tela calibrate --router DIR --data FILE --strong-share P")
+            lines.append(
+                f"warning: on its held-out prompts the saved policy gains nothing from routing: {why}; "
+                "choose another point with tela calibrate --router DIR --data FILE --strong-share P"
+            )
     else:
         lines.append(f"  policy:  {spec.get('name')} {json_dumps(opts)}")
     return lines

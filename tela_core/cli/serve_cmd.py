@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from .options import named_routers_option, score_batch_option, trust_option
 from ..infra.errors import TelaError
+from .options import named_routers_option, score_batch_option, trust_option
 
 __all__ = ["register", "serve"]
 
@@ -19,38 +19,124 @@ def register(cli: click.Group) -> None:
 
 
 @click.command()
-@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
-              help="YAML/TOML file: routers, upstreams (base_url, model, api_key_env, prices), client keys, options.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="YAML/TOML file: routers, upstreams (base_url, model, api_key_env, prices), client keys, options.",
+)
 @named_routers_option
-@click.option("--weak", default=None, metavar="URL#MODEL", help="Upstream for the cheap model, e.g. http://127.0.0.1:8001/v1#mixtral.")
+@click.option(
+    "--weak",
+    default=None,
+    metavar="URL#MODEL",
+    help="Upstream for the cheap model, e.g. http://127.0.0.1:8001/v1#mixtral.",
+)
 @click.option("--strong", default=None, metavar="URL#MODEL", help="Upstream for the strong model.")
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1; 0.0.0.0 for every interface).")
 @click.option("--port", default=None, type=click.IntRange(0, 65535), help="Port (default 8000).")
-@click.option("--workers", default=None, type=click.IntRange(min=1), help="Server processes on this machine (default 1).")
+@click.option(
+    "--workers", default=None, type=click.IntRange(min=1), help="Server processes on this machine (default 1)."
+)
 @trust_option(default=None)
-@click.option("--batch-window-ms", default=None, type=click.FloatRange(0, 1000),
-              help="Wait this long for more requests before scoring a batch (default 0: score what is waiting).")
-@click.option("--max-batch", default=None, type=click.IntRange(min=1), help="Most prompts per scorer call (default 32).")
+@click.option(
+    "--batch-window-ms",
+    default=None,
+    type=click.FloatRange(0, 1000),
+    help="Wait this long for more requests before scoring a batch (default 0: score what is waiting).",
+)
+@click.option(
+    "--max-batch", default=None, type=click.IntRange(min=1), help="Most prompts per scorer call (default 32)."
+)
 @score_batch_option(old_spelling=False)
-@click.option("--decision-log", default=None, type=click.Path(path_type=Path), help="Append one JSON line per request to this file.")
-@click.option("--log-prompts", is_flag=True, default=None, help="Write the routed text into the decision log, and the messages and answers into the shadow log.")
-@click.option("--shadow", default=None, type=click.FloatRange(0, 1), metavar="RATE",
-              help="Shadow mode: send this share of routed requests, after the user's answer, to the models not chosen "
-                   "too, and log both answers (needs --shadow-log).")
-@click.option("--shadow-log", default=None, type=click.Path(path_type=Path), help="Append one JSON line per shadowed request to this file.")
-@click.option("--shadow-queue", default=None, type=click.IntRange(min=1), help="Most shadowed requests waiting for their shadow calls; more are dropped and counted (default 1000).")
-@click.option("--admin-token-env", default=None, metavar="VAR", help="Environment variable holding the bearer token for POST /admin/reload (off without it).")
-@click.option("--max-body-bytes", default=None, type=click.IntRange(min=1024), help="Refuse larger request bodies with 413 (default 8 MiB).")
-@click.option("--routing", default=None, type=click.Choice(["last-user", "conversation"]),
-              help="Route on the last user turn (default) or the whole conversation.")
-@click.option("--sticky-header", default=None, metavar="NAME", help=(
-    "A request with this header (a session id) is routed on its first user turn, so a conversation stays on "
-    "one model."))
-@click.option("--no-fallback", is_flag=True, default=False, help="Answer 502 at once when an upstream fails, instead of trying the other model.")
-@click.option("--upstream-timeout", default=None, type=click.FloatRange(min=0, min_open=True), help="Seconds to wait for --weak/--strong upstreams (default 60).")
-@click.option("--log-level", default=None, type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Server log level (default info).")
+@click.option(
+    "--decision-log",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Append one JSON line per request to this file.",
+)
+@click.option(
+    "--log-prompts",
+    is_flag=True,
+    default=None,
+    help="Write the routed text into the decision log, and the messages and answers into the shadow log.",
+)
+@click.option(
+    "--shadow",
+    default=None,
+    type=click.FloatRange(0, 1),
+    metavar="RATE",
+    help="Shadow mode: send this share of routed requests, after the user's answer, to the models not chosen "
+    "too, and log both answers (needs --shadow-log).",
+)
+@click.option(
+    "--shadow-log",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Append one JSON line per shadowed request to this file.",
+)
+@click.option(
+    "--shadow-queue",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Most shadowed requests waiting for their shadow calls; more are dropped and counted (default 1000).",
+)
+@click.option(
+    "--admin-token-env",
+    default=None,
+    metavar="VAR",
+    help="Environment variable holding the bearer token for POST /admin/reload (off without it).",
+)
+@click.option(
+    "--max-body-bytes",
+    default=None,
+    type=click.IntRange(min=1024),
+    help="Refuse larger request bodies with 413 (default 8 MiB).",
+)
+@click.option(
+    "--routing",
+    default=None,
+    type=click.Choice(["last-user", "conversation"]),
+    help="Route on the last user turn (default) or the whole conversation.",
+)
+@click.option(
+    "--sticky-header",
+    default=None,
+    metavar="NAME",
+    help=(
+        "A request with this header (a session id) is routed on its first user turn, so a conversation stays on "
+        "one model."
+    ),
+)
+@click.option(
+    "--no-fallback",
+    is_flag=True,
+    default=False,
+    help="Answer 502 at once when an upstream fails, instead of trying the other model.",
+)
+@click.option(
+    "--upstream-timeout",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to wait for --weak/--strong upstreams (default 60).",
+)
+@click.option(
+    "--log-level",
+    default=None,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    help="Server log level (default info).",
+)
 @click.option("--check", is_flag=True, help="Validate the settings and load the routers, then exit without serving.")
-def serve(config_file: Path | None, routers: tuple[str, ...], weak: str | None, strong: str | None, no_fallback: bool, check: bool, **flags: Any) -> None:
+def serve(
+    config_file: Path | None,
+    routers: tuple[str, ...],
+    weak: str | None,
+    strong: str | None,
+    no_fallback: bool,
+    check: bool,
+    **flags: Any,
+) -> None:
     """Serve routers behind an OpenAI-compatible API: clients ask for model `router-NAME`
     (the router's saved policy), `router-NAME-THRESHOLD` or an upstream's name.
 
@@ -67,8 +153,10 @@ def serve(config_file: Path | None, routers: tuple[str, ...], weak: str | None, 
     """
     # start-up: `tela --help` need not load serve.config (builds pydantic models, ~20 ms)
     from ..serve.config import build_config
+
     # start-up: keeps logging out of `tela --help`
-    from ..serve.runner import check_serve_extra, serve as run_server
+    from ..serve.runner import check_serve_extra
+    from ..serve.runner import serve as run_server
 
     overrides = {k: v for k, v in flags.items() if v is not None}
     for key in ("decision_log", "shadow_log"):
@@ -88,9 +176,11 @@ def serve(config_file: Path | None, routers: tuple[str, ...], weak: str | None, 
         loaded = load_routers(config)
         for r in loaded.values():
             r.batcher.close()
-            click.echo(f"router-{r.name}: {r.router.path} ({r.router.manifest['scorer']}, policy "
-                       f"{r.router.policy_spec['name']}) "
-                       f"-> {' < '.join(r.upstream_of[m] for m in r.router.models)}")
+            click.echo(
+                f"router-{r.name}: {r.router.path} ({r.router.manifest['scorer']}, policy "
+                f"{r.router.policy_spec['name']}) "
+                f"-> {' < '.join(r.upstream_of[m] for m in r.router.models)}"
+            )
         click.echo(f"ok: {len(loaded)} router(s), {len(config.upstreams)} upstream(s)")
         return
     click.echo(
@@ -122,7 +212,11 @@ def _check_port(host: str, port: int) -> None:
         try:
             s.bind(addr)
         except OSError as e:
-            why = "the port is taken (another server? pick --port)" if e.errno == 98 or "in use" in str(e) else (e.strerror or str(e))
+            why = (
+                "the port is taken (another server? pick --port)"
+                if e.errno == 98 or "in use" in str(e)
+                else (e.strerror or str(e))
+            )
             raise TelaError(f"cannot listen on {host}:{port}: {why}") from None
 
 
@@ -133,8 +227,10 @@ def _logging_lines(config: Any) -> list[str]:
     shadowed = {n: config.shadow_rate(n) for n in config.routers if config.shadow_rate(n) > 0}
     if shadowed:
         rates = ", ".join(f"router-{n} {r:g}" for n, r in shadowed.items())
-        lines.append(f"shadow mode on ({rates}): that share of routed requests is also sent to the model not chosen "
-                     f"(paid calls), both answers appended to {config.shadow_log}")
+        lines.append(
+            f"shadow mode on ({rates}): that share of routed requests is also sent to the model not chosen "
+            f"(paid calls), both answers appended to {config.shadow_log}"
+        )
     logs = [str(p) for p in (config.decision_log, config.shadow_log if shadowed else None) if p]
     if logs and config.log_prompts:
         lines.append(f"log_prompts on: users' prompts and answers are written to disk, in {' and '.join(logs)}")

@@ -11,7 +11,8 @@ offer that for scripts.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -54,7 +55,7 @@ def print_rows(header: Sequence[str], rows: Iterable[Sequence[Any]], title: str 
         click.echo("\t".join(", ".join(str(c).splitlines()).replace("\t", " ") for c in row))
 
 
-def print_table(table: "Table", console: "Console | None" = None) -> None:
+def print_table(table: Table, console: Console | None = None) -> None:
     """Print a rich ``table``: as it is at a terminal (on ``console``, default stdout), else as
     plain tab-separated rows with every cell in full."""
     if stdout_is_terminal():
@@ -67,4 +68,8 @@ def print_table(table: "Table", console: "Console | None" = None) -> None:
     columns = table.columns
     cells = [list(column.cells) for column in columns]
     title = plain_cell(table.title) if table.title else None
-    print_rows([plain_cell(c.header) for c in columns], ([plain_cell(col[i]) for col in cells] for i in range(table.row_count)), title)
+    print_rows(
+        [plain_cell(c.header) for c in columns],
+        ([plain_cell(col[i]) for col in cells] for i in range(table.row_count)),
+        title,
+    )

@@ -7,17 +7,29 @@ from typing import Any
 
 import click
 
-from .options import (force_option, launch_options, named_routers_option, output_option, pair_options, parse_named_routers,
-                      protocol_option, refuse_unused, score_launch_of, set_option, source_option, trust_option)
-from . import tables
-from ..train import parse_assignment
 from tela_core.data.detect import open_source
 from tela_core.data.duplicates import find_duplicates
 from tela_core.infra.errors import NoRecordsError, TelaError
-from tela_core.infra.io import remove_stale_partials, staged_dir
+from tela_core.infra.io import check_dir_writable, remove_stale_partials, staged_dir
 from tela_core.infra.locks import output_lock
 from tela_core.plugins.discovery import get_registry
-from tela_core.infra.io import check_dir_writable
+
+from ..train import parse_assignment
+from . import tables
+from .options import (
+    force_option,
+    launch_options,
+    named_routers_option,
+    output_option,
+    pair_options,
+    parse_named_routers,
+    protocol_option,
+    refuse_unused,
+    score_launch_of,
+    set_option,
+    source_option,
+    trust_option,
+)
 
 
 def _parse_options(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -37,10 +49,16 @@ def _old_option_spelling(ctx: click.Context, param: click.Parameter, value: tupl
 
 
 @click.command("zoo")
-@click.option("--data", "data", required=True, type=click.Path(path_type=Path), help="Outcome data: a file or a folder.")
+@click.option(
+    "--data", "data", required=True, type=click.Path(path_type=Path), help="Outcome data: a file or a folder."
+)
 @source_option()
-@click.option("--families", default="", metavar="NAME,...",
-              help="Comma-separated router families, e.g. length,embedding-knn,ensemble (see `tela plugins list --kind scorer`).")
+@click.option(
+    "--families",
+    default="",
+    metavar="NAME,...",
+    help="Comma-separated router families, e.g. length,embedding-knn,ensemble (see `tela plugins list --kind scorer`).",
+)
 @output_option(required=True)
 @protocol_option
 @set_option("options", "FAMILY.KEY=VALUE")
@@ -77,12 +95,14 @@ def zoo(
     from rich.console import Console
     from rich.table import Table
 
-    from ..eval.zoo import HEADER, table_rows, run_zoo  # start-up: `tela --help` need not load eval.zoo (~3 ms)
+    from ..eval.zoo import HEADER, run_zoo, table_rows  # start-up: `tela --help` need not load eval.zoo (~3 ms)
 
     ranks = score_launch_of(launch)
     if ranks.nodes.multi:
-        raise TelaError("tela zoo trains every family on the node it runs on: shard its scoring with --processes or "
-                        "--hostfile; across scheduler-launched nodes, score each router with `tela eval` on every node")
+        raise TelaError(
+            "tela zoo trains every family on the node it runs on: shard its scoring with --processes or "
+            "--hostfile; across scheduler-launched nodes, score each router with `tela eval` on every node"
+        )
     fams = [f.strip() for f in families.split(",") if f.strip()]
     options = options + old_options
     added = parse_named_routers(routers)
@@ -122,11 +142,11 @@ def zoo(
                 records,
                 fams,
                 stage,
-            protocol=protocol,
-            options=opts,
-            weak=weak_model,
-            strong=strong_model,
-            routers=added,
+                protocol=protocol,
+                options=opts,
+                weak=weak_model,
+                strong=strong_model,
+                routers=added,
                 trust_remote_code=trust_remote_code,
                 launch=ranks,
                 on_event=lambda m: _log_and_show(console, status, m),

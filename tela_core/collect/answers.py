@@ -19,8 +19,9 @@ every later file (records, routers) names each model once.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from tela_core.infra.errors import TelaError
 
@@ -29,8 +30,16 @@ from .calls import Call, Engine, Reply
 from .inputs import PromptRow, row_id
 from .store import OutputDir
 
-__all__ = ["AnswerJob", "AnswerPlan", "plan_answers", "collect_answers", "final_rows", "spent_on", "answer_keys",
-           "canonical_key"]
+__all__ = [
+    "AnswerJob",
+    "AnswerPlan",
+    "plan_answers",
+    "collect_answers",
+    "final_rows",
+    "spent_on",
+    "answer_keys",
+    "canonical_key",
+]
 
 
 @dataclass(frozen=True)
@@ -77,8 +86,10 @@ def answer_keys(model_ids: Mapping[str, str | None]) -> dict[str, str]:
     for name, mid in model_ids.items():
         key = str(mid) if mid else str(name)
         if key in first:
-            raise TelaError(f"the models {first[key]} and {name} both ask the model {key!r}; answers are kept by model "
-                            f"id, so ask each model once (name the models to ask with --model)")
+            raise TelaError(
+                f"the models {first[key]} and {name} both ask the model {key!r}; answers are kept by model "
+                f"id, so ask each model once (name the models to ask with --model)"
+            )
         first[key] = str(name)
         keys[str(name)] = key
     return keys
@@ -115,8 +126,9 @@ def _file_under(row: PromptRow, key: str, ans: Mapping[str, Any], newer: bool) -
         row.answers[key] = dict(ans)
 
 
-def plan_answers(rows: Sequence[PromptRow], models: Sequence[str], model_ids: Mapping[str, str], out: OutputDir,
-                 answers_name: str) -> AnswerPlan:
+def plan_answers(
+    rows: Sequence[PromptRow], models: Sequence[str], model_ids: Mapping[str, str], out: OutputDir, answers_name: str
+) -> AnswerPlan:
     """What is known and what is left to ask, given the earlier state of ``out``. ``models`` are the
     names the models are asked through, ``model_ids`` each name's model id: the plan's models, and
     the answers' keys, are the ids (:func:`answer_keys`)."""
@@ -171,14 +183,27 @@ def plan_answers(rows: Sequence[PromptRow], models: Sequence[str], model_ids: Ma
     notes: dict[str, Any] = {"log_answers_of_other_models": left_out} if left_out else {}
     if rekeyed:
         notes["rekeyed"] = True
-    return AnswerPlan(rows=list(rows), models=[keys[m] for m in models], jobs=jobs, reused=reused, retrying_errors=errors,
-                      from_log=logged, notes=notes)
+    return AnswerPlan(
+        rows=list(rows),
+        models=[keys[m] for m in models],
+        jobs=jobs,
+        reused=reused,
+        retrying_errors=errors,
+        from_log=logged,
+        notes=notes,
+    )
 
 
-def make_call(plan: AnswerPlan, job: AnswerJob, max_tokens: int | None, params: Mapping[str, Any],
-              expected_output_tokens: int) -> Call:
-    return Call(endpoint=job.via, messages=plan.rows[job.index].messages, max_tokens=max_tokens, params=params,
-                expected_output_tokens=expected_output_tokens)
+def make_call(
+    plan: AnswerPlan, job: AnswerJob, max_tokens: int | None, params: Mapping[str, Any], expected_output_tokens: int
+) -> Call:
+    return Call(
+        endpoint=job.via,
+        messages=plan.rows[job.index].messages,
+        max_tokens=max_tokens,
+        params=params,
+        expected_output_tokens=expected_output_tokens,
+    )
 
 
 def price_logged_answers(rows: Sequence[PromptRow], endpoints: Mapping[str, Any]) -> int:
@@ -194,8 +219,14 @@ def price_logged_answers(rows: Sequence[PromptRow], endpoints: Mapping[str, Any]
             ep = endpoints.get(upstream) if isinstance(upstream, str) and upstream in endpoints else None
             ep = ep or by_id.get(model) or endpoints.get(model)
             usage = a.get("usage") if isinstance(a, Mapping) else None
-            if (ep is None or not ep.prices.known or not isinstance(a, dict) or not a.get("from_log")
-                    or a.get("cost") is not None or not isinstance(usage, Mapping)):
+            if (
+                ep is None
+                or not ep.prices.known
+                or not isinstance(a, dict)
+                or not a.get("from_log")
+                or a.get("cost") is not None
+                or not isinstance(usage, Mapping)
+            ):
                 continue
             a["cost"] = ep.prices.cost(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
             priced += 1
@@ -290,17 +321,31 @@ def final_rows(plan: AnswerPlan) -> list[dict[str, Any]]:
     return out
 
 
-def estimate_plan(plan: AnswerPlan, engine: Engine, max_tokens: int | None, expected_output_tokens: int) -> dict[str, Any]:
+def estimate_plan(
+    plan: AnswerPlan, engine: Engine, max_tokens: int | None, expected_output_tokens: int
+) -> dict[str, Any]:
     """The cost estimate printed before a run: prompt tokens, assumed answer tokens, dollars, by model."""
     by_model: dict[str, dict[str, Any]] = {}
     for job in plan.jobs:
         call = make_call(plan, job, max_tokens, {}, expected_output_tokens)
-        m = by_model.setdefault(job.via, {"calls": 0, "prompt_tokens": 0, "output_tokens": 0, "cost": 0.0,
-                                          "priced": engine.endpoints[job.via].prices.known})
+        m = by_model.setdefault(
+            job.via,
+            {
+                "calls": 0,
+                "prompt_tokens": 0,
+                "output_tokens": 0,
+                "cost": 0.0,
+                "priced": engine.endpoints[job.via].prices.known,
+            },
+        )
         m["calls"] += 1
         m["prompt_tokens"] += estimate_prompt_tokens(call.messages)
         m["output_tokens"] += min(expected_output_tokens, max_tokens) if max_tokens else expected_output_tokens
         m["cost"] += engine.estimate(call)
     total = sum(m["cost"] for m in by_model.values())
-    return {"calls": len(plan.jobs), "cost": total, "by_model": by_model,
-            "unpriced": [m for m, v in by_model.items() if not v["priced"]]}
+    return {
+        "calls": len(plan.jobs),
+        "cost": total,
+        "by_model": by_model,
+        "unpriced": [m for m, v in by_model.items() if not v["priced"]],
+    }

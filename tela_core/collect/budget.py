@@ -15,8 +15,9 @@ and is kept).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 __all__ = ["Prices", "Budget", "estimate_tokens", "estimate_prompt_tokens"]
 

@@ -22,15 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tela_core.infra.errors import TelaError, UpstreamError
+from tela_core.upstreams.usage import token_count
 
 from .budget import Budget, Prices, estimate_prompt_tokens, estimate_tokens
-from .limits import LimitSettings, Limits
+from .limits import Limits, LimitSettings
 from .retry import RetryPolicy, classify_status, retry_after_seconds
-from tela_core.upstreams.usage import token_count
 
 if TYPE_CHECKING:  # pragma: no cover
     from tela_core.components import Upstream
@@ -51,7 +52,7 @@ class Endpoint:
 
     name: str
     model: str
-    client: "Upstream"
+    client: Upstream
     prices: Prices = field(default_factory=Prices)
     limit_settings: LimitSettings = field(default_factory=LimitSettings)
     where: str = ""
@@ -207,7 +208,11 @@ class Engine:
     def estimate(self, call: Call) -> float:
         """The dollars ``call`` is expected to cost (output at the assumed length)."""
         ep = self.endpoints[call.endpoint]
-        out = min(call.expected_output_tokens, call.max_tokens) if call.max_tokens is not None else call.expected_output_tokens
+        out = (
+            min(call.expected_output_tokens, call.max_tokens)
+            if call.max_tokens is not None
+            else call.expected_output_tokens
+        )
         return ep.prices.cost(call.prompt_tokens_estimate, out) if ep.prices.known else 0.0
 
     # -- one call -------------------------------------------------------------------------------
@@ -259,15 +264,30 @@ class Engine:
                 return Reply(text=None, error=f"{problem}{after}", tries=tries, status=status, model=ep.model)
             wait = self.retry.wait(tries, retry_after)
             if wait is None:
-                return Reply(text=None, error=f"{problem}; the upstream asked to wait {retry_after:g} s, longer than "
-                                               f"{self.retry.max_retry_after_s:g} s", tries=tries, status=status, model=ep.model)
+                return Reply(
+                    text=None,
+                    error=f"{problem}; the upstream asked to wait {retry_after:g} s, longer than "
+                    f"{self.retry.max_retry_after_s:g} s",
+                    tries=tries,
+                    status=status,
+                    model=ep.model,
+                )
             if status == 429 and retry_after is not None:
                 ep.limits.pause(retry_after)
             self.retried[ep.name] = self.retried.get(ep.name, 0) + 1
             await asyncio.sleep(wait)
 
-    def _answered(self, ep: Endpoint, call: Call, text: str, body: Any, latency: float, tries: int, status: int,
-                  settle: Callable[[float], None]) -> Reply:
+    def _answered(
+        self,
+        ep: Endpoint,
+        call: Call,
+        text: str,
+        body: Any,
+        latency: float,
+        tries: int,
+        status: int,
+        settle: Callable[[float], None],
+    ) -> Reply:
         usage = _usage(body)
         estimated = usage is None
         if usage is None:
@@ -276,11 +296,29 @@ class Engine:
         cost = ep.prices.cost(usage["prompt_tokens"], usage["completion_tokens"]) if ep.prices.known else None
         cap = self.max_answer_chars
         if cap is not None and len(text) > cap:  # paid for (its cost counts), not stored, not asked again in this run
-            return Reply(text=None, error=f"an answer of {len(text):,} characters, over the cap of {cap:,} (--max-answer-chars): "
-                                          f"not stored", usage=usage, usage_estimated=estimated, latency_s=latency, cost=cost,
-                         tries=tries, status=status, model=ep.model)
-        return Reply(text=text, error=None, usage=usage, usage_estimated=estimated, latency_s=latency, cost=cost,
-                     tries=tries, status=status, model=ep.model)
+            return Reply(
+                text=None,
+                error=f"an answer of {len(text):,} characters, over the cap of {cap:,} (--max-answer-chars): "
+                f"not stored",
+                usage=usage,
+                usage_estimated=estimated,
+                latency_s=latency,
+                cost=cost,
+                tries=tries,
+                status=status,
+                model=ep.model,
+            )
+        return Reply(
+            text=text,
+            error=None,
+            usage=usage,
+            usage_estimated=estimated,
+            latency_s=latency,
+            cost=cost,
+            tries=tries,
+            status=status,
+            model=ep.model,
+        )
 
     async def ask_all(self, calls: Sequence[Call]) -> list[Reply] | None:
         """Reserve the budget for ``calls`` together, then send them concurrently. None (nothing

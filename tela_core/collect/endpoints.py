@@ -13,10 +13,12 @@ called (reachable, key accepted, model known): one line per failing model, exit 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from tela_core.infra.errors import TelaError, UpstreamError
+from tela_core.plugins import get_registry
 from tela_core.upstreams.config import (
     ConfigError,
     UpstreamConfig,
@@ -28,11 +30,19 @@ from tela_core.upstreams.config import (
 from .budget import MAX_PRICE, Budget, Prices
 from .calls import Endpoint, Engine
 from .limits import LimitSettings
-from tela_core.plugins import get_registry
 from .retry import RetryPolicy
 
-__all__ = ["resolve_models", "make_endpoints", "check_endpoints", "parse_price", "LimitOverrides", "CallSettings", "make_engine",
-           "check_models", "run_closing"]
+__all__ = [
+    "resolve_models",
+    "make_endpoints",
+    "check_endpoints",
+    "parse_price",
+    "LimitOverrides",
+    "CallSettings",
+    "make_engine",
+    "check_models",
+    "run_closing",
+]
 
 LimitOverrides = Mapping[str, Any]
 R = TypeVar("R")
@@ -83,7 +93,9 @@ def parse_price(value: str, flag: str = "--price") -> tuple[str, Prices]:
         if not (pin >= 0 and pout >= 0) or pin == float("inf") or pout == float("inf"):
             raise ValueError
     except ValueError:
-        raise ConfigError(f"{flag}: expected NAME=INPUT,OUTPUT in dollars per million tokens (e.g. gpt-4o=2.5,10), got {value!r}") from None
+        raise ConfigError(
+            f"{flag}: expected NAME=INPUT,OUTPUT in dollars per million tokens (e.g. gpt-4o=2.5,10), got {value!r}"
+        ) from None
     if max(pin, pout) > MAX_PRICE:
         raise ConfigError(f"{flag}: {value!r}: a price is at most {MAX_PRICE:,.0f} dollars per million tokens")
     return name.strip(), Prices(pin, pout)
@@ -117,7 +129,9 @@ def resolve_models(
             up, src = _validated(name, raw, flag), f"{flag} {item}"
         else:
             if name is not None:
-                raise ConfigError(f"{flag} {item!r}: expected NAME=URL#ID, URL#ID, or the name of an upstream in --config")
+                raise ConfigError(
+                    f"{flag} {item!r}: expected NAME=URL#ID, URL#ID, or the name of an upstream in --config"
+                )
             name = spec
             if config_file is None:
                 raise ConfigError(f"{flag} {item!r}: not URL#ID, and there is no --config whose upstreams name it")
@@ -142,7 +156,9 @@ def resolve_models(
     return out
 
 
-def make_endpoints(models: Mapping[str, tuple[UpstreamConfig, str]], overrides: LimitOverrides | None = None) -> dict[str, Endpoint]:
+def make_endpoints(
+    models: Mapping[str, tuple[UpstreamConfig, str]], overrides: LimitOverrides | None = None
+) -> dict[str, Endpoint]:
     """An :class:`Endpoint` (client plugin made, prices, limits) per model. ``overrides``
     (``max_concurrency``, ``requests_per_minute``, ``tokens_per_minute``; None: keep) win over
     the config file."""
@@ -159,8 +175,14 @@ def make_endpoints(models: Mapping[str, tuple[UpstreamConfig, str]], overrides: 
             requests_per_minute=o.get("requests_per_minute") or up.requests_per_minute,
             tokens_per_minute=o.get("tokens_per_minute") or up.tokens_per_minute,
         )
-        out[name] = Endpoint(name=name, model=up.model or name, client=client,
-                             prices=Prices(up.price_input, up.price_output), limit_settings=limits, where=where)
+        out[name] = Endpoint(
+            name=name,
+            model=up.model or name,
+            client=client,
+            prices=Prices(up.price_input, up.price_output),
+            limit_settings=limits,
+            where=where,
+        )
     return out
 
 
@@ -183,9 +205,12 @@ async def check_endpoints(endpoints: Mapping[str, Endpoint], timeout_s: float = 
     per failing model when any cannot."""
     problems = [p for p in await asyncio.gather(*(_check_one(ep, timeout_s) for ep in endpoints.values())) if p]
     if problems:
-        head = "model check failed before any call: " if len(problems) == 1 else f"{len(problems)} models failed the check before any call:\n  "
+        head = (
+            "model check failed before any call: "
+            if len(problems) == 1
+            else f"{len(problems)} models failed the check before any call:\n  "
+        )
         raise TelaError(head + "\n  ".join(problems))
-
 
 
 @dataclass(frozen=True)
@@ -203,25 +228,46 @@ class CallSettings:
     max_answer_chars: int | None = None
 
     @classmethod
-    def from_flags(cls, flags: Mapping[str, Any]) -> "CallSettings":
+    def from_flags(cls, flags: Mapping[str, Any]) -> CallSettings:
         """The settings in ``flags`` (the commands' keyword arguments; others are ignored)."""
-        return cls(max_cost=flags.get("max_cost"), concurrency=flags.get("concurrency"), rpm=flags.get("rpm"),
-                   tpm=flags.get("tpm"), timeout=float(flags.get("timeout") or 120.0), retries=int(flags.get("retries", 4)),
-                   max_answer_chars=flags.get("max_answer_chars"))
+        return cls(
+            max_cost=flags.get("max_cost"),
+            concurrency=flags.get("concurrency"),
+            rpm=flags.get("rpm"),
+            tpm=flags.get("tpm"),
+            timeout=float(flags.get("timeout") or 120.0),
+            retries=int(flags.get("retries", 4)),
+            max_answer_chars=flags.get("max_answer_chars"),
+        )
 
 
-def make_engine(models: Mapping[str, tuple[UpstreamConfig, str]], settings: CallSettings, spent_before: float = 0.0) -> Engine:
+def make_engine(
+    models: Mapping[str, tuple[UpstreamConfig, str]], settings: CallSettings, spent_before: float = 0.0
+) -> Engine:
     """The :class:`~tela_core.collect.calls.Engine` for ``models`` (from :func:`resolve_models`);
     a budget (``max_cost``) needs a price for every model."""
-    endpoints = make_endpoints(models, {"max_concurrency": settings.concurrency, "requests_per_minute": settings.rpm,
-                                        "tokens_per_minute": settings.tpm})
+    endpoints = make_endpoints(
+        models,
+        {
+            "max_concurrency": settings.concurrency,
+            "requests_per_minute": settings.rpm,
+            "tokens_per_minute": settings.tpm,
+        },
+    )
     if settings.max_cost is not None:
         unpriced = [n for n, ep in endpoints.items() if not ep.prices.known]
         if unpriced:
-            raise TelaError(f"--max-cost needs each model's price; none for {', '.join(unpriced)}: set price_input/price_output "
-                            f"in the config or --price NAME=IN,OUT")
-    return Engine(endpoints, RetryPolicy(tries=settings.retries + 1), timeout_s=settings.timeout,
-                  budget=Budget(settings.max_cost, spent=spent_before), max_answer_chars=settings.max_answer_chars)
+            raise TelaError(
+                f"--max-cost needs each model's price; none for {', '.join(unpriced)}: set price_input/price_output "
+                f"in the config or --price NAME=IN,OUT"
+            )
+    return Engine(
+        endpoints,
+        RetryPolicy(tries=settings.retries + 1),
+        timeout_s=settings.timeout,
+        budget=Budget(settings.max_cost, spent=spent_before),
+        max_answer_chars=settings.max_answer_chars,
+    )
 
 
 async def _close(engine: Engine) -> None:
@@ -238,7 +284,9 @@ def check_models(engine: Engine, timeout_s: float | None = None) -> None:
 
     async def go() -> None:
         try:
-            await check_endpoints(engine.endpoints, timeout_s=min(engine.timeout_s if timeout_s is None else timeout_s, 30.0))
+            await check_endpoints(
+                engine.endpoints, timeout_s=min(engine.timeout_s if timeout_s is None else timeout_s, 30.0)
+            )
         finally:
             await _close(engine)
 

@@ -34,22 +34,29 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
-from tela_core.infra.errors import InputError, NoRecordsError
 from tela_core.data.detect import DETECT, detect_source
+from tela_core.data.records import check_text, iter_jsonl, loads_json
+from tela_core.infra.errors import InputError, NoRecordsError
 from tela_core.plugins import get_registry
-from tela_core.data.records import check_text
-from tela_core.data.records import loads_json
 from tela_core.serve.decisions import read_decisions
-from tela_core.data.records import iter_jsonl
 from tela_core.upstreams.usage import token_count
 
 __all__ = [
-    "PromptRow", "prompt_of", "row_id", "rows_from_source", "rows_from_prompt_file", "rows_from_logs", "read_answers",
-    "merge_rows", "model_named", "ANSWERS_NAME",
+    "PromptRow",
+    "prompt_of",
+    "row_id",
+    "rows_from_source",
+    "rows_from_prompt_file",
+    "rows_from_logs",
+    "read_answers",
+    "merge_rows",
+    "model_named",
+    "ANSWERS_NAME",
 ]
 
 #: the answers file's name in ``tela collect``'s output folder
@@ -73,8 +80,13 @@ class PromptRow:
         return prompt_of(self.messages)
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "messages": self.messages, "reference": self.reference, "source": self.source,
-                "answers": self.answers}
+        return {
+            "id": self.id,
+            "messages": self.messages,
+            "reference": self.reference,
+            "source": self.source,
+            "answers": self.answers,
+        }
 
 
 def prompt_of(messages: Sequence[Mapping[str, Any]]) -> str:
@@ -90,8 +102,12 @@ def prompt_of(messages: Sequence[Mapping[str, Any]]) -> str:
 
 def row_id(messages: Sequence[Mapping[str, Any]]) -> str:
     """A stable id for a conversation: the first 16 hex digits of the SHA-256 of its JSON."""
-    canon = json.dumps([{"role": m.get("role"), "content": m.get("content")} for m in messages],
-                       ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    canon = json.dumps(
+        [{"role": m.get("role"), "content": m.get("content")} for m in messages],
+        ensure_ascii=False,
+        sort_keys=True,
+        separators=(",", ":"),
+    )
     return hashlib.sha256(canon.encode("utf-8")).hexdigest()[:16]
 
 
@@ -125,7 +141,9 @@ def merge_rows(rows: Iterable[PromptRow]) -> tuple[list[PromptRow], int]:
 # ------------------------------------------------------------------------------------------------
 
 
-def rows_from_source(path: Path, source_name: str | None = None, options: Mapping[str, Any] | None = None) -> list[PromptRow]:
+def rows_from_source(
+    path: Path, source_name: str | None = None, options: Mapping[str, Any] | None = None
+) -> list[PromptRow]:
     """One row per record that the data source reads from ``path`` (its ``prompt`` as one user turn)."""
     reg = get_registry()
     name = detect_source(path) if source_name in (None, DETECT) else str(source_name)
@@ -155,8 +173,12 @@ def _messages(value: Any, path: Path, lineno: int) -> list[dict[str, Any]]:
         content = m.get("content") if isinstance(m, Mapping) else None
         parts = isinstance(content, list) and all(isinstance(p, Mapping) for p in content)  # OpenAI content parts
         if not isinstance(m, Mapping) or m.get("role") not in _CHAT_ROLES or not (isinstance(content, str) or parts):
-            raise InputError(path, lineno, f'messages[{i}] must be {{"role", "content"}} with role one of '
-                                           f'{", ".join(_CHAT_ROLES)} and a string content')
+            raise InputError(
+                path,
+                lineno,
+                f'messages[{i}] must be {{"role", "content"}} with role one of '
+                f"{', '.join(_CHAT_ROLES)} and a string content",
+            )
         check_text(prompt_of([{"role": "user", "content": content}]), path, lineno, f"messages[{i}]")
         out.append({"role": m["role"], "content": content})
     if out[-1]["role"] != "user" or not prompt_of(out[-1:]).strip():
@@ -246,9 +268,16 @@ def _log_answers(obj: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         if usage is not None:
             pt, ct = token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens"))
             usage = {"prompt_tokens": pt, "completion_tokens": ct} if pt is not None and ct is not None else None
-        out[str(model)] = {"text": a["text"], "error": None, "usage": usage,
-                           "latency_s": a.get("latency_s") if isinstance(a.get("latency_s"), (int, float)) else None,
-                           "cost": None, "model": None, "tries": 0, "from_log": True}
+        out[str(model)] = {
+            "text": a["text"],
+            "error": None,
+            "usage": usage,
+            "latency_s": a.get("latency_s") if isinstance(a.get("latency_s"), (int, float)) else None,
+            "cost": None,
+            "model": None,
+            "tries": 0,
+            "from_log": True,
+        }
         upstream = upstreams.get(model)
         if isinstance(upstream, str) and upstream:
             out[str(model)]["upstream"] = upstream
@@ -282,11 +311,18 @@ def rows_from_logs(paths: Sequence[Path]) -> tuple[list[PromptRow], dict[str, in
             for key in ("router", "chosen", "w"):
                 if obj.get(key) is not None:
                     src[key] = obj[key]
-            rows.append(PromptRow(id=str(ident) if ident else row_id(messages), messages=messages, source=src,
-                                  answers=_log_answers(obj)))
+            rows.append(
+                PromptRow(
+                    id=str(ident) if ident else row_id(messages),
+                    messages=messages,
+                    source=src,
+                    answers=_log_answers(obj),
+                )
+            )
         if len(rows) == n_before:
-            raise InputError(path, None, "no prompts in this log: tela serve logs them only with log_prompts "
-                                         "(--log-prompts)")
+            raise InputError(
+                path, None, "no prompts in this log: tela serve logs them only with log_prompts (--log-prompts)"
+            )
     return rows, notes
 
 

@@ -12,9 +12,9 @@ import asyncio
 import math
 import time
 from collections import deque
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable
 
 __all__ = ["LimitSettings", "RateWindow", "Limits"]
 
@@ -47,8 +47,9 @@ class RateWindow:
     stuck forever.
     """
 
-    def __init__(self, limit: float, window: float = 60.0, clock: Callable[[], float] = time.monotonic,
-                 burst_s: float = 1.0) -> None:
+    def __init__(
+        self, limit: float, window: float = 60.0, clock: Callable[[], float] = time.monotonic, burst_s: float = 1.0
+    ) -> None:
         if not (math.isfinite(limit) and limit > 0):  # nan would make every wait nan: a hang
             raise ValueError(f"a rate limit must be a finite number > 0, got {limit!r}")
         self.limit = float(limit)

@@ -16,8 +16,9 @@ import contextlib
 import json
 import os
 import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from tela_core.infra.errors import InputError, TelaError
 
@@ -116,7 +117,7 @@ class OutputDir:
         self.journal = Journal(self.folder / JOURNAL_NAME)
         self._stack = contextlib.ExitStack()
 
-    def __enter__(self) -> "OutputDir":
+    def __enter__(self) -> OutputDir:
         from tela_core.infra.io import check_dir_writable
         from tela_core.infra.locks import output_lock
 
@@ -125,8 +126,10 @@ class OutputDir:
         check_dir_writable(self.folder.parent if not self.folder.exists() else self.folder, self.folder)
         for other, command in _FINAL_FILES.items():  # one folder, two commands: one journal and summary for both
             if other not in self.names and (self.folder / other).exists():
-                raise TelaError(f"{self.folder} holds {command}'s {other}: the two commands would share its journal and "
-                                f"summary.json (a run would take the other's unfinished work as its own); choose another -o")
+                raise TelaError(
+                    f"{self.folder} holds {command}'s {other}: the two commands would share its journal and "
+                    f"summary.json (a run would take the other's unfinished work as its own); choose another -o"
+                )
         self._stack.enter_context(output_lock(self.folder))
         try:
             if self.force and self.folder.exists():

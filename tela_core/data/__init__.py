@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+
 from tela_core.infra.errors import TelaError
 
 __all__ = ["sample_path", "SAMPLES"]

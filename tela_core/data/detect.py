@@ -9,13 +9,14 @@ top are an error asking for ``--source``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from tela_core.components import Source
+from tela_core.data.protocols import split
 from tela_core.infra.errors import InputError, NoRecordsError
 from tela_core.plugins.discovery import get_registry
-from tela_core.data.protocols import split
 
 __all__ = ["detect_source", "open_source", "read_records", "DETECT"]
 

@@ -23,21 +23,21 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tela_core.data.catalogue import DatasetEntry, RemoteFile
 from tela_core.infra.errors import TelaError
 from tela_core.infra.io import dumps_json
-from tela_core.models.resolve import cache_root
 from tela_core.infra.locks import cache_lock
 from tela_core.infra.progress import make_progress
+from tela_core.models.resolve import cache_root
 
 __all__ = [
     "MANIFEST",
@@ -106,7 +106,9 @@ def installed(entry: DatasetEntry) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     files = data.get("files") or {}
-    if not all((dataset_dir(entry.name) / f.path).is_file() for f in entry.files) or set(files) != {f.path for f in entry.files}:
+    if not all((dataset_dir(entry.name) / f.path).is_file() for f in entry.files) or set(files) != {
+        f.path for f in entry.files
+    }:
         return None
     return data
 
@@ -160,7 +162,7 @@ def download_file(
         if e.code == 416 and have and (size is None or have == size):
             return {}  # the part is already whole
         raise DownloadError(f"{url}: the server answered HTTP {e.code} {e.reason}") from None
-    except (urllib.error.URLError, socket.timeout, ConnectionError, http.client.HTTPException, OSError) as e:
+    except (TimeoutError, urllib.error.URLError, ConnectionError, http.client.HTTPException, OSError) as e:
         reason = getattr(e, "reason", e)
         raise NetworkError(f"cannot reach {url.split('/')[2]} ({reason})") from None
     with resp:
@@ -186,7 +188,7 @@ def download_file(
                     done += len(block)
                     if on_progress:
                         on_progress(done, total)
-        except (OSError, http.client.HTTPException, socket.timeout) as e:
+        except (TimeoutError, OSError, http.client.HTTPException) as e:
             raise DownloadError(_stopped(url, done, total, e)) from None
         if total is not None and done < total:
             raise DownloadError(_stopped(url, done, total, "connection closed early"))
@@ -203,8 +205,7 @@ def _total_from_range(content_range: str | None, have: int, length: str | None) 
 
 def _stopped(url: str, done: int, total: int | None, why: Any) -> str:
     of = f" of {total:,}" if total else ""
-    return (f"download of {url} stopped after {done:,}{of} bytes ({why}); "
-            "run the same command again to resume it")
+    return f"download of {url} stopped after {done:,}{of} bytes ({why}); run the same command again to resume it"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -314,7 +315,9 @@ def _fill(
                 task = bar.add_task(f.path, total=f.size)
                 try:
                     headers = download_file(
-                        f.url, part, size=f.size,
+                        f.url,
+                        part,
+                        size=f.size,
                         on_progress=partial(_show_progress, bar, task),
                     )
                 except NetworkError as e:
@@ -377,8 +380,13 @@ def _progress(enabled: bool | None) -> Any:
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-        console=Console(stderr=True), transient=False,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
     )
 
 

@@ -8,8 +8,9 @@ averaging.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 __all__ = ["DuplicateReport", "find_duplicates"]
 

@@ -12,8 +12,10 @@ prompts the sketch holds them all and the answer is exact.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
+
 from tela_core.infra.io import atomic_write_json
 from tela_core.routing.artifact import MANIFEST
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+from tela_core.data.sampling import MMLU_HELDOUT_SUBJECTS, subsample
 from tela_core.infra.io import write_jsonl
 from tela_core.plugins.discovery import get_registry
-from tela_core.data.sampling import MMLU_HELDOUT_SUBJECTS, subsample
 
 TRAIN_N = 400
 HELDOUT_N = 300

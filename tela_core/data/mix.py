@@ -29,22 +29,35 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tela_core.data.records import Record
-from tela_core.infra.errors import NoRecordsError, PairModelError, TelaError
 from tela_core.data.detect import DETECT, detect_source
-from tela_core.plugins.discovery import get_registry
-from tela_core.data.protocols import split
-from tela_core.routing.targets import model_names, resolve_pair
+from tela_core.data.protocols import names, split
+from tela_core.data.records import Record
 from tela_core.data.sampling import subsample
-from tela_core.data.protocols import names
+from tela_core.infra.errors import NoRecordsError, PairModelError, TelaError
+from tela_core.plugins.discovery import get_registry
+from tela_core.routing.targets import model_names, resolve_pair
 
-__all__ = ["ROLES", "SourceSpec", "SourcePart", "Mix", "section_name", "open_source_of", "read_part", "combine",
-           "read_mix", "weigh", "weighted_count", "MAX_WEIGHT", "MAX_WEIGHTED_ROWS"]
+__all__ = [
+    "ROLES",
+    "SourceSpec",
+    "SourcePart",
+    "Mix",
+    "section_name",
+    "open_source_of",
+    "read_part",
+    "combine",
+    "read_mix",
+    "weigh",
+    "weighted_count",
+    "MAX_WEIGHT",
+    "MAX_WEIGHTED_ROWS",
+]
 
 #: the roles a model map names; also the model names of a router trained on differing pairs
 ROLES = ("weak", "strong")
@@ -71,7 +84,11 @@ class SourceSpec(BaseModel):
     def _lift_models(cls, values: Any) -> Any:
         """``source_options: {models: {...}}`` (what ``--set source.models.weak=NAME`` writes) is
         the model map, tela's own option of every source, not the plugin's."""
-        if isinstance(values, dict) and isinstance(values.get("source_options"), dict) and "models" in values["source_options"]:
+        if (
+            isinstance(values, dict)
+            and isinstance(values.get("source_options"), dict)
+            and "models" in values["source_options"]
+        ):
             values = dict(values)
             opts = dict(values["source_options"])
             lifted = opts.pop("models")
@@ -98,7 +115,9 @@ class SourceSpec(BaseModel):
     @classmethod
     def _weight_not_bool(cls, v: Any) -> Any:
         if isinstance(v, bool):  # pydantic reads true as 1.0: a config slip, not a weight
-            raise ValueError(f"must be a positive number (1: as it is, 2: counts twice, 0.5: half), got {str(v).lower()}")
+            raise ValueError(
+                f"must be a positive number (1: as it is, 2: counts twice, 0.5: half), got {str(v).lower()}"
+            )
         return v
 
     @field_validator("weight")
@@ -107,8 +126,10 @@ class SourceSpec(BaseModel):
         if not math.isfinite(v) or v <= 0:
             raise ValueError(f"must be a positive number (1: as it is, 2: counts twice, 0.5: half), got {v}")
         if v > MAX_WEIGHT:  # each unit is a copy of the source's rows: 1e9 asked for billions of them
-            raise ValueError(f"must be at most {MAX_WEIGHT:,} (each unit of weight is one more copy of the source's "
-                             f"training rows), got {v:g}")
+            raise ValueError(
+                f"must be at most {MAX_WEIGHT:,} (each unit of weight is one more copy of the source's "
+                f"training rows), got {v:g}"
+            )
         return v
 
     @field_validator("protocol")
@@ -217,8 +238,10 @@ def read_part(spec: SourceSpec, index: int = 1, total: int = 1) -> SourcePart:
     sec = section_name(index, total)
     how = f"map them: --set {sec}.models.weak=NAME --set {sec}.models.strong=NAME"
     if not model_names(records):  # one file, several datasets: no map can fix that, separate sources can
-        how = ("give each set of models its own file, and train on them as sources of one run (--data A --data B), "
-               "each mapped onto the pair: --set sourceN.models.weak=NAME --set sourceN.models.strong=NAME")
+        how = (
+            "give each set of models its own file, and train on them as sources of one run (--data A --data B), "
+            "each mapped onto the pair: --set sourceN.models.weak=NAME --set sourceN.models.strong=NAME"
+        )
     pair: tuple[str, str] | None = None
     problem = None
     if any(r.outcomes for r in records):
@@ -229,11 +252,24 @@ def read_part(spec: SourceSpec, index: int = 1, total: int = 1) -> SourcePart:
                 raise TelaError(f"{_label(spec, index, total)}: {e}") from None
             problem = f"{_label(spec, index, total)}: {e}"
     elif spec.models:
-        raise TelaError(f"{_label(spec, index, total)}: {sec}.models maps models, but its records carry no per-model "
-                        "outcomes (labels only); drop the map for this source")
+        raise TelaError(
+            f"{_label(spec, index, total)}: {sec}.models maps models, but its records carry no per-model "
+            "outcomes (labels only); drop the map for this source"
+        )
     digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-    return SourcePart(spec, index, total, source.name, records, read, model_names(records), pair, problem, digest,
-                      dict(getattr(source, "stats", {}) or {}))
+    return SourcePart(
+        spec,
+        index,
+        total,
+        source.name,
+        records,
+        read,
+        model_names(records),
+        pair,
+        problem,
+        digest,
+        dict(getattr(source, "stats", {}) or {}),
+    )
 
 
 @dataclasses.dataclass
@@ -266,8 +302,11 @@ class Mix:
             if train_counts[i] or not p.records:
                 continue
             label = _label(p.spec, p.index, p.total)
-            why = (f"weight {p.spec.weight:g} rounds it to 0 training rows (raise the weight to train on it)"
-                   if p.spec.weight < 1 else "0 training rows")
+            why = (
+                f"weight {p.spec.weight:g} rounds it to 0 training rows (raise the weight to train on it)"
+                if p.spec.weight < 1
+                else "0 training rows"
+            )
             notes.append(f"note: {label}: {why}; it does not train this router and is left out of its trained pairs")
         return notes
 
@@ -296,7 +335,9 @@ def combine(parts: Sequence[SourcePart]) -> Mix:
     if not with_outcomes:
         return Mix(parts, records, origins, None, False)
     if unresolved:
-        same_models = len({tuple(sorted(p.models)) for p in with_outcomes}) == 1 and all(p.models for p in with_outcomes)
+        same_models = len({tuple(sorted(p.models)) for p in with_outcomes}) == 1 and all(
+            p.models for p in with_outcomes
+        )
         if len(parts) == 1 or (same_models and len(pairs) <= 1):
             return Mix(parts, records, origins, None, False)  # one set of models: the family names the pair
         raise TelaError(f"{unresolved[0].problem} (each source of a mix needs its weak/strong pair to be told apart)")
@@ -320,8 +361,13 @@ def weighted_count(n: int, weight: float) -> int:
     return whole * n + round((weight - whole) * n)
 
 
-def weigh(records: Sequence[Any], origins: Sequence[int], weights: Sequence[float], seed: int = 42,
-          labels: Sequence[str] | None = None) -> tuple[list[Any], list[int]]:
+def weigh(
+    records: Sequence[Any],
+    origins: Sequence[int],
+    weights: Sequence[float],
+    seed: int = 42,
+    labels: Sequence[str] | None = None,
+) -> tuple[list[Any], list[int]]:
     """``records`` (each from source ``origins[i]``) with each source counted ``weights[source]``
     times: whole copies, then the fraction drawn with ``seed`` (module doc). Source order is kept.
     Returns the records and, for each, its source. Weights that would make more than
@@ -336,8 +382,10 @@ def weigh(records: Sequence[Any], origins: Sequence[int], weights: Sequence[floa
     if sum(counts) > max(MAX_WEIGHTED_ROWS, len(records)):
         big = max(range(len(counts)), key=counts.__getitem__)
         name = labels[big] if labels is not None else f"source {big + 1}"
-        raise TelaError(f"{name}: weight {weights[big]:g} on its {sizes[big]:,} training records makes {counts[big]:,} rows "
-                        f"({sum(counts):,} in all); weights may make at most {MAX_WEIGHTED_ROWS:,} training rows: lower the weight")
+        raise TelaError(
+            f"{name}: weight {weights[big]:g} on its {sizes[big]:,} training records makes {counts[big]:,} rows "
+            f"({sum(counts):,} in all); weights may make at most {MAX_WEIGHTED_ROWS:,} training rows: lower the weight"
+        )
     out: list[Any] = []
     where: list[int] = []
     for s, w in enumerate(weights):

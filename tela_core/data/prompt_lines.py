@@ -8,10 +8,11 @@ itself. Bad input raises :class:`~tela_core.infra.errors.InputError` naming the 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
-from tela_core.infra.errors import InputError
+
 from tela_core.data.records import check_text, loads_json
+from tela_core.infra.errors import InputError
 
 __all__ = ["read_prompt_lines", "read_prompt_file"]
 
@@ -35,7 +36,7 @@ def read_prompt_lines(fh: Iterable[str], where: str) -> list[str]:
                 if not isinstance(obj, str) or not obj.strip():
                     raise InputError(where, lineno, 'expected an object with a non-empty "prompt" string')
             elif not isinstance(obj, str) or not obj.strip():
-                raise InputError(where, lineno, "expected a JSON string or an object with a \"prompt\"")
+                raise InputError(where, lineno, 'expected a JSON string or an object with a "prompt"')
             prompts.append(check_text(obj, where, lineno, "the prompt"))
         else:
             prompts.append(line)
@@ -47,7 +48,9 @@ def read_prompt_file(path: Path) -> list[str]:
     if str(path) == "-":
         return read_prompt_lines(sys.stdin, "<stdin>")
     if not path.is_file():
-        raise InputError(path, None, "is a directory, expected a file of prompts" if path.is_dir() else "file not found")
+        raise InputError(
+            path, None, "is a directory, expected a file of prompts" if path.is_dir() else "file not found"
+        )
     lines = []
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):

@@ -2,16 +2,25 @@
 user template. Outcome sources build seed-format records from these."""
 
 from __future__ import annotations
+
 from tela_core.infra.errors import TelaError
 
-__all__ = ["SYSTEM_PROMPT", "USER_TEMPLATE", "SCORE_TOKENS", "user_content", "label_text", "split_score_token", "score_token_ids"]
+__all__ = [
+    "SYSTEM_PROMPT",
+    "USER_TEMPLATE",
+    "SCORE_TOKENS",
+    "user_content",
+    "label_text",
+    "split_score_token",
+    "score_token_ids",
+]
 
 SYSTEM_PROMPT = (
     "[Instruction]\nBased on the question provided below, predict the score an expert evaluator would give "
     "to an AI assistant's response, considering its helpfulness, relevance, adherence to facts, depth, creativity, "
     "and detail. Your prediction should infer the level of proficiency needed to address the question effectively. "
     "Use a scale from 1 to 5, where a higher score indicates a higher anticipated quality of response. Provide your "
-    "prediction as: \"[[predicted rating]]\".\n\n"
+    'prediction as: "[[predicted rating]]".\n\n'
     "Score criteria:\n"
     "- **4-5**: The AI assistant can produce a very strong answer, showing deep understanding, creativity, detailed "
     "insight, and high relevance.\n"

@@ -14,14 +14,12 @@ dropped from the training side.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
-from tela_core.infra.errors import TelaError
-from tela_core.data.records import Record
-from tela_core.infra.errors import InputError
-from tela_core.data.records import iter_jsonl
+from tela_core.data.records import Record, iter_jsonl
 from tela_core.data.sampling import MMLU_HELDOUT_SUBJECTS, group_split
+from tela_core.infra.errors import InputError, TelaError
 
 __all__ = ["PROTOCOLS", "names", "split", "mmlu_heldout", "contaminated_prompts"]
 

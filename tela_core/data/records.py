@@ -6,17 +6,29 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
-from tela_core.infra.errors import InputError
 from tela_core.data.prompts import SYSTEM_PROMPT, label_text, user_content
+from tela_core.infra.errors import InputError
+
 # the record type lives below every layer (routing and the plugin contract use it); its names stay public here
 from tela_core.schema.records import ROLES, Message, Record, checked_records, record_problem
 
 __all__ = [
-    "Message", "Record", "ROLES", "parse_label", "validate_seed_object", "iter_jsonl", "seed_record",
-    "loads_json", "json_decoder", "check_text", "record_problem", "checked_records",
+    "Message",
+    "Record",
+    "ROLES",
+    "parse_label",
+    "validate_seed_object",
+    "iter_jsonl",
+    "seed_record",
+    "loads_json",
+    "json_decoder",
+    "check_text",
+    "record_problem",
+    "checked_records",
 ]
 
 _LABEL = re.compile(r"^\s*\[\[([1-5])\]\]\s*$")
@@ -73,9 +85,7 @@ def validate_seed_object(obj: Any, path: str | Path, line: int, require_label: b
     if out[-1]["role"] == "assistant":
         label = parse_label(out[-1]["content"])
         if label is None:
-            raise bad(
-                f"last assistant message must be a score [[k]] with k in 1..5, got {out[-1]['content'][:40]!r}"
-            )
+            raise bad(f"last assistant message must be a score [[k]] with k in 1..5, got {out[-1]['content'][:40]!r}")
     elif require_label:
         raise bad("the last message must be the assistant's score [[k]] (k in 1..5)")
     extras = _seed_extras(obj, bad, path, line)

@@ -15,7 +15,8 @@ numpy is imported inside the functions, so importing this module costs nothing.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Iterable, Sequence, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from tela_core.infra.errors import TelaError
 
@@ -92,7 +93,7 @@ def split(records: Sequence[T], eval_fraction: float = 0.1, seed: int = 42) -> t
     return train_items, eval_items
 
 
-def group_split(records: Iterable["Record"], eval_groups: Iterable[str]) -> tuple[list["Record"], list["Record"]]:
+def group_split(records: Iterable[Record], eval_groups: Iterable[str]) -> tuple[list[Record], list[Record]]:
     """(train, eval): records whose ``group`` is in ``eval_groups`` go to eval, the rest to train.
 
     Order is kept. Records without a group go to train. Use with :data:`MMLU_HELDOUT_SUBJECTS`

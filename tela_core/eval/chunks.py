@@ -8,8 +8,10 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
-from ..components import Scores
+
 from tela_core.infra.io import atomic_open
+
+from ..components import Scores
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -38,7 +40,7 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def read_scores(path: Path, n: int, quiet: bool = False) -> "Scores | None":
+def read_scores(path: Path, n: int, quiet: bool = False) -> Scores | None:
     """The cached scores in ``path`` when it holds ``n`` of them; None when absent or damaged (a
     damaged entry is dropped and computed again)."""
     import numpy as np
@@ -60,7 +62,7 @@ def read_scores(path: Path, n: int, quiet: bool = False) -> "Scores | None":
     return None
 
 
-def save_chunk(part: Path, s: "Scores") -> None:
+def save_chunk(part: Path, s: Scores) -> None:
     """One finished chunk, written atomically so a kill leaves it whole or absent."""
     import numpy as np
 
@@ -72,7 +74,7 @@ def save_chunk(part: Path, s: "Scores") -> None:
         pass  # a chunk that cannot be kept is only a lost resume point
 
 
-def save_scores(path: Path, w: "np.ndarray", probs: "np.ndarray | None") -> None:
+def save_scores(path: Path, w: np.ndarray, probs: np.ndarray | None) -> None:
     """Write ``w`` (and ``probs``) to ``path`` atomically: a kill leaves the file whole or absent."""
     import numpy as np
 

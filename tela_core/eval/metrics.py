@@ -18,9 +18,10 @@ Only numpy is used; it is imported inside the functions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from tela_core.infra.errors import TelaError
 
@@ -58,7 +59,7 @@ def round_half_up_count(p: float | Fraction, n: int) -> int:
     return int((q * n + Fraction(1, 2)) // 1)
 
 
-def routing_order(w: "np.ndarray") -> "np.ndarray":
+def routing_order(w: np.ndarray) -> np.ndarray:
     """Prompt indices by decreasing ``w``; equal ``w`` keep their input order (stable ties)."""
     import numpy as np
 
@@ -75,20 +76,22 @@ def strong_counts(n: int, steps: int) -> list[int]:
     return [round_half_up_count(Fraction(i, steps), n) for i in range(steps + 1)]
 
 
-def _check(w: "np.ndarray", weak: "np.ndarray", strong: "np.ndarray") -> tuple["np.ndarray", "np.ndarray", "np.ndarray"]:
+def _check(w: np.ndarray, weak: np.ndarray, strong: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import numpy as np
 
     w = np.asarray(w, dtype=float)
     weak = np.asarray(weak, dtype=float)
     strong = np.asarray(strong, dtype=float)
     if not (w.shape == weak.shape == strong.shape) or w.ndim != 1:
-        raise TelaError(f"w, weak and strong outcomes must be 1-d of one length; got {w.shape}, {weak.shape}, {strong.shape}")
+        raise TelaError(
+            f"w, weak and strong outcomes must be 1-d of one length; got {w.shape}, {weak.shape}, {strong.shape}"
+        )
     if w.size == 0:
         raise TelaError("no prompts to evaluate")
     return w, weak, strong
 
 
-def quality_curve(w: "np.ndarray", weak: "np.ndarray", strong: "np.ndarray", steps: int) -> tuple["np.ndarray", "np.ndarray"]:
+def quality_curve(w: np.ndarray, weak: np.ndarray, strong: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """(gain, quality) at p = i/steps: ``gain[i]`` = sum over the routed-to-strong prompts of
     (strong − weak) outcome; ``quality[i]`` = Q(p)."""
     import numpy as np
@@ -103,7 +106,7 @@ def quality_curve(w: "np.ndarray", weak: "np.ndarray", strong: "np.ndarray", ste
     return gain, quality
 
 
-def trapezoid(values: Sequence[float] | "np.ndarray", steps: int) -> float:
+def trapezoid(values: Sequence[float] | np.ndarray, steps: int) -> float:
     """Trapezoid integral over [0, 1] of values on the uniform grid i/steps."""
     v = [float(x) for x in values]
     if len(v) != steps + 1:
@@ -130,7 +133,7 @@ class Curve:
     auc: float
 
 
-def _pgr(gain: "np.ndarray", gap: float) -> "np.ndarray":
+def _pgr(gain: np.ndarray, gap: float) -> np.ndarray:
     import numpy as np
 
     if abs(gap) < _EPS:
@@ -141,7 +144,7 @@ def _pgr(gain: "np.ndarray", gap: float) -> "np.ndarray":
     return np.asarray(gain, dtype=float) / gap
 
 
-def curve(w: "np.ndarray", weak: "np.ndarray", strong: "np.ndarray") -> Curve:
+def curve(w: np.ndarray, weak: np.ndarray, strong: np.ndarray) -> Curve:
     """Replay ``w`` against per-prompt weak/strong outcomes: the full :class:`Curve`."""
     w, weak, strong = _check(w, weak, strong)
     n = w.size
@@ -167,7 +170,7 @@ def curve(w: "np.ndarray", weak: "np.ndarray", strong: "np.ndarray") -> Curve:
     )
 
 
-def _cpt_from(gain_fine: "np.ndarray", gap: float, x: float) -> float:
+def _cpt_from(gain_fine: np.ndarray, gap: float, x: float) -> float:
     # PGR(p) >= x  <=>  gain >= x * gap (for gap > 0; the inequality flips for gap < 0)
     for i, g in enumerate(gain_fine):
         if g / gap >= x - _TOL:
@@ -175,17 +178,17 @@ def _cpt_from(gain_fine: "np.ndarray", gap: float, x: float) -> float:
     return float("nan")  # unreachable for x <= 1: PGR(1) = 1
 
 
-def apgr(w: "np.ndarray", weak: "np.ndarray", strong: "np.ndarray") -> float:
+def apgr(w: np.ndarray, weak: np.ndarray, strong: np.ndarray) -> float:
     """APGR of ``w`` (trapezoid on p = 0, 0.1, …, 1)."""
     return curve(w, weak, strong).apgr
 
 
-def auc(w: "np.ndarray", weak: "np.ndarray", strong: "np.ndarray") -> float:
+def auc(w: np.ndarray, weak: np.ndarray, strong: np.ndarray) -> float:
     """AUC of Q(p) (trapezoid on p = 0, 0.1, …, 1)."""
     return curve(w, weak, strong).auc
 
 
-def cpt(w: "np.ndarray", weak: "np.ndarray", strong: "np.ndarray", x: float) -> float:
+def cpt(w: np.ndarray, weak: np.ndarray, strong: np.ndarray, x: float) -> float:
     """CPT(x): smallest p on the 0.01 grid with PGR(p) ≥ x (``x`` in [0, 1])."""
     if not 0 <= x <= 1:
         raise TelaError(f"CPT target must be in [0, 1], got {x}")

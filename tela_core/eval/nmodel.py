@@ -12,16 +12,26 @@ true outcomes) are computed on the same prompts, so every number in a report is 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
-from tela_core.infra.io import atomic_open
-from tela_core.infra.io import atomic_write_json, atomic_write_text
+from typing import TYPE_CHECKING, Any
+
+from tela_core.infra.io import atomic_open, atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-__all__ = ["LAMBDAS", "hull", "hull_value", "aiq", "sweep", "NModelEvaluation", "evaluate_nmodel", "write_nmodel_report"]
+__all__ = [
+    "LAMBDAS",
+    "hull",
+    "hull_value",
+    "aiq",
+    "sweep",
+    "NModelEvaluation",
+    "evaluate_nmodel",
+    "write_nmodel_report",
+]
 
 #: λ values swept by :func:`sweep`: 0, 60 log-spaced values from 1e-3 to 10, then 1e3.
 LAMBDAS: list[float] = [0.0] + [10 ** (-3 + 4 * i / 59) for i in range(60)] + [1e3]
@@ -69,7 +79,7 @@ def aiq(h: Sequence[Point], lo: float, hi: float, n: int = 2001) -> float:
     return float(np.trapezoid(vals, cs) / (hi - lo))
 
 
-def sweep(pred: "np.ndarray", cost: "np.ndarray", truth: "np.ndarray", lambdas: Sequence[float] = LAMBDAS) -> list[Point]:
+def sweep(pred: np.ndarray, cost: np.ndarray, truth: np.ndarray, lambdas: Sequence[float] = LAMBDAS) -> list[Point]:
     """(mean cost, mean true quality) of the cost-aware policy at every λ.
 
     ``pred``, ``cost`` and ``truth`` are (prompts, models) arrays: predicted quality, the cost of
@@ -109,7 +119,9 @@ class NModelEvaluation:
         return asdict(self)
 
 
-def evaluate_nmodel(router: str, models: list[str], pred: "np.ndarray", cost: "np.ndarray", truth: "np.ndarray") -> NModelEvaluation:
+def evaluate_nmodel(
+    router: str, models: list[str], pred: np.ndarray, cost: np.ndarray, truth: np.ndarray
+) -> NModelEvaluation:
     """Judge per-model predictions ``pred`` with the cost-aware policy (module doc)."""
     import numpy as np
 

@@ -7,8 +7,9 @@ Which two models are weak and strong follows :func:`tela_core.routing.targets.re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from tela_core.infra.errors import TelaError
 from tela_core.routing.targets import model_names, resolve_pair  # the one pair rule, re-exported for eval's callers
@@ -27,13 +28,13 @@ class OutcomeArrays:
 
     weak_model: str
     strong_model: str
-    weak: "np.ndarray"
-    strong: "np.ndarray"
-    weak_cost: "np.ndarray | None" = None
-    strong_cost: "np.ndarray | None" = None
+    weak: np.ndarray
+    strong: np.ndarray
+    weak_cost: np.ndarray | None = None
+    strong_cost: np.ndarray | None = None
 
 
-def outcome_arrays(records: Sequence["Record"], weak_model: str, strong_model: str) -> OutcomeArrays:
+def outcome_arrays(records: Sequence[Record], weak_model: str, strong_model: str) -> OutcomeArrays:
     """Pull the weak/strong outcomes (and costs) out of outcome records.
 
     Raises :class:`TelaError` naming the first record that lacks an outcome for either model.
@@ -51,7 +52,9 @@ def outcome_arrays(records: Sequence["Record"], weak_model: str, strong_model: s
             if m not in out:
                 where = r.id or f"record {i + 1}"
                 known = ", ".join(sorted(out)) or "none"
-                raise TelaError(f"{where}: no outcome for model {m!r} (outcomes for: {known}); outcome data is needed to evaluate")
+                raise TelaError(
+                    f"{where}: no outcome for model {m!r} (outcomes for: {known}); outcome data is needed to evaluate"
+                )
         weak.append(out[weak_model])
         strong.append(out[strong_model])
         costs = r.costs or {}

@@ -10,7 +10,8 @@ question it was not trained for, so it says so in one line and the report keeps 
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from tela_core.routing.router import PLACEHOLDER_MODELS
 

@@ -31,25 +31,33 @@ import socket
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
-from tela_core.infra.errors import TelaError
-from tela_core.train.multinode import NodeLaunch
-from tela_core.train.multinode import resolve_nodes
-from tela_core.plugins.discovery import added_plugins
-from tela_core.infra.io import atomic_open, atomic_write_json, json_line
-from tela_core.eval.chunks import chunks_dir, read_scores
-from tela_core.infra.progress import make_progress
-from tela_core.train.launch import launcher_command, spawn_launcher
 from tela_core.components import Scores
+from tela_core.eval.chunks import chunks_dir, read_scores
+from tela_core.infra.errors import TelaError
+from tela_core.infra.io import atomic_open, atomic_write_json, json_line
+from tela_core.infra.progress import make_progress
+from tela_core.plugins.discovery import added_plugins
+from tela_core.train.launch import launcher_command, spawn_launcher
+from tela_core.train.multinode import NodeLaunch, resolve_nodes
 
 if TYPE_CHECKING:  # pragma: no cover
     from tela_core.components import Scores
 
-__all__ = ["ScoreLaunch", "RankFailed", "NodePartDone", "score_launch", "shard_chunks", "score_in_ranks",
-           "WORKER_MODULE", "ATTEMPT_ENV"]
+__all__ = [
+    "ScoreLaunch",
+    "RankFailed",
+    "NodePartDone",
+    "score_launch",
+    "shard_chunks",
+    "score_in_ranks",
+    "WORKER_MODULE",
+    "ATTEMPT_ENV",
+]
 
 #: the module every rank runs (``python -m tela_core.eval.score_worker JOB_DIR``)
 WORKER_MODULE = "tela_core.eval.score_worker"
@@ -109,8 +117,10 @@ def score_launch(
     node_flags = (nnodes, node_rank, master_addr, master_port, rdzv_endpoint)
     if hostfile is not None:
         if any(v is not None for v in node_flags):
-            raise TelaError("--hostfile starts every node itself (deepspeed over ssh); drop --nnodes/--node-rank/"
-                            "--master-addr/--master-port/--rdzv-endpoint, or drop --hostfile and run the command on each node")
+            raise TelaError(
+                "--hostfile starts every node itself (deepspeed over ssh); drop --nnodes/--node-rank/"
+                "--master-addr/--master-port/--rdzv-endpoint, or drop --hostfile and run the command on each node"
+            )
         if not Path(hostfile).is_file():
             raise TelaError(f"{hostfile}: hostfile not found")
         return ScoreLaunch(processes or 1, Path(hostfile), NodeLaunch(master_addr=master_addr, master_port=master_port))
@@ -146,8 +156,11 @@ def _plugin_refs() -> list[dict[str, Any]]:
         if module and module != "__main__" and "<locals>" not in qual:
             refs.append({"name": name, "module": module, "attr": qual, "instance": not inspect.isclass(plugin)})
         else:
-            print(f"warning: plugin {name!r} was added in this process and cannot be passed to the scoring ranks "
-                  "(define it at the top level of an importable module)", file=sys.stderr)
+            print(
+                f"warning: plugin {name!r} was added in this process and cannot be passed to the scoring ranks "
+                "(define it at the top level of an importable module)",
+                file=sys.stderr,
+            )
     return refs
 
 
@@ -184,7 +197,7 @@ def score_in_ranks(
     description: str = "scoring",
     trust_remote_code: bool = False,
     score_batch_size: int | None = None,
-) -> tuple["Scores", dict[str, Any]]:
+) -> tuple[Scores, dict[str, Any]]:
     """Score ``prompts`` with the router in ``router_dir`` on the ranks ``launch`` describes.
 
     ``entry`` is the score cache's entry for them (``KEY.npz``; its chunks in ``KEY.chunks/``); with
@@ -198,17 +211,26 @@ def score_in_ranks(
 
         return Scores(w=np.zeros(0)), {"cached": False, "seconds": 0.0, "key": key, "processes": launch.processes}
     if entry is None and launch.hostfile is not None:
-        raise TelaError("--hostfile scoring needs the score cache on a folder every host sees: drop --no-cache "
-                        "(and set TELA_CACHE to a shared folder)")
+        raise TelaError(
+            "--hostfile scoring needs the score cache on a folder every host sees: drop --no-cache "
+            "(and set TELA_CACHE to a shared folder)"
+        )
     temp = entry is None
     work = Path(tempfile.mkdtemp(prefix="tela-score-")) if entry is None else entry.with_name(entry.stem + ".job")
     parts = work / "chunks" if entry is None else chunks_dir(entry)
     result = work / "scores.npz" if entry is None else entry
     attempt = uuid.uuid4().hex
     spec = {
-        "router": str(Path(router_dir).resolve()), "n": len(prompts), "chunk_size": chunk_size, "chunks": str(parts.resolve()),
-        "result": str(result.resolve()), "trust_remote_code": bool(trust_remote_code), "score_batch_size": score_batch_size,
-        "plugins": _plugin_refs(), "attempt": attempt, "key": key,
+        "router": str(Path(router_dir).resolve()),
+        "n": len(prompts),
+        "chunk_size": chunk_size,
+        "chunks": str(parts.resolve()),
+        "result": str(result.resolve()),
+        "trust_remote_code": bool(trust_remote_code),
+        "score_batch_size": score_batch_size,
+        "plugins": _plugin_refs(),
+        "attempt": attempt,
+        "key": key,
     }
     _write_job(work, spec, prompts)
     if not launch.nodes.multi:
@@ -221,8 +243,10 @@ def score_in_ranks(
         _run_ranks(work, launch, attempt, log_path, len(prompts), progress, description)
         states = _rank_states(work, attempt)
         if launch.nodes.multi and states.get(0, {}).get("status") != "done":
-            raise NodePartDone(f"this node's part of the scoring is done ({time.perf_counter() - t0:.0f} s); "
-                               "the node holding rank 0 writes the result")
+            raise NodePartDone(
+                f"this node's part of the scoring is done ({time.perf_counter() - t0:.0f} s); "
+                "the node holding rank 0 writes the result"
+            )
         scores = read_scores(result, len(prompts), quiet=True)
         if scores is None:
             raise TelaError(f"the scoring ranks exited without writing {result}; see {log_path}")
@@ -236,15 +260,31 @@ def score_in_ranks(
     shutil.rmtree(work, ignore_errors=True)  # the entry is written: the job and its chunks are spent
     if not temp:
         shutil.rmtree(parts, ignore_errors=True)
-    per_rank = [{"rank": r, "host": st.get("host"), "scored": st.get("scored", 0), "resumed": st.get("resumed", 0),
-                 "load_seconds": st.get("load_seconds"), "score_seconds": st.get("score_seconds")}
-                for r, st in sorted(states.items())]
-    return scores, {"cached": False, "seconds": seconds, "key": key, "resumed": resumed, "processes": world,
-                    "chunks_found": had, "ranks": per_rank}
+    per_rank = [
+        {
+            "rank": r,
+            "host": st.get("host"),
+            "scored": st.get("scored", 0),
+            "resumed": st.get("resumed", 0),
+            "load_seconds": st.get("load_seconds"),
+            "score_seconds": st.get("score_seconds"),
+        }
+        for r, st in sorted(states.items())
+    ]
+    return scores, {
+        "cached": False,
+        "seconds": seconds,
+        "key": key,
+        "resumed": resumed,
+        "processes": world,
+        "chunks_found": had,
+        "ranks": per_rank,
+    }
 
 
-def _run_ranks(work: Path, launch: ScoreLaunch, attempt: str, log_path: Path, n: int, progress: bool,
-               description: str) -> None:
+def _run_ranks(
+    work: Path, launch: ScoreLaunch, attempt: str, log_path: Path, n: int, progress: bool, description: str
+) -> None:
     """Start the ranks, show their summed progress until the launcher exits; a failure raises
     :class:`RankFailed` naming the rank."""
     import subprocess
@@ -277,8 +317,10 @@ def _run_ranks(work: Path, launch: ScoreLaunch, attempt: str, log_path: Path, n:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-            raise TelaError("scoring interrupted; the finished chunks are kept: rerun the same command to score only "
-                            "what is missing") from None
+            raise TelaError(
+                "scoring interrupted; the finished chunks are kept: rerun the same command to score only "
+                "what is missing"
+            ) from None
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -291,8 +333,11 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 #: torchrun's report of the first rank that failed ("Root Cause (first observed failure)")
-_ROOT_CAUSE = re.compile(r"Root Cause.*?host\s*:\s*(?P<host>\S+)\s*rank\s*:\s*(?P<rank>\d+).*?exitcode\s*:\s*(?P<code>-?\d+)"
-                         r"(?:\s*\(pid:\s*(?P<pid>\d+)\))?", re.S)
+_ROOT_CAUSE = re.compile(
+    r"Root Cause.*?host\s*:\s*(?P<host>\S+)\s*rank\s*:\s*(?P<rank>\d+).*?exitcode\s*:\s*(?P<code>-?\d+)"
+    r"(?:\s*\(pid:\s*(?P<pid>\d+)\))?",
+    re.S,
+)
 
 
 def _why(code: int) -> str:
@@ -308,11 +353,13 @@ def _failure_line(work: Path, attempt: str, log_path: Path, launch: ScoreLaunch,
     """One line naming the rank that failed first and why, from the ranks' status files and the
     launcher's report."""
     states = _rank_states(work, attempt)
-    tail = "; the finished chunks are kept: rerun the same command to score only what is missing " f"(log: {log_path})"
+    tail = f"; the finished chunks are kept: rerun the same command to score only what is missing (log: {log_path})"
     failed = sorted(r for r, s in states.items() if s.get("status") == "failed")
     if failed:
         st = states[failed[0]]
-        others = f" (and rank{'s' if len(failed) > 2 else ''} {', '.join(map(str, failed[1:]))})" if len(failed) > 1 else ""
+        others = (
+            f" (and rank{'s' if len(failed) > 2 else ''} {', '.join(map(str, failed[1:]))})" if len(failed) > 1 else ""
+        )
         return f"scoring failed: rank {failed[0]}{others} on {st.get('host')}: {st.get('error')}" + tail
     try:
         text = log_path.read_text(errors="replace")

@@ -3,11 +3,13 @@ of ``report.md`` and the zoo's ``curves.png``. matplotlib is imported inside the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+
+from tela_core.infra.io import atomic_open
 
 from .replay import Evaluation
-from tela_core.infra.io import atomic_open
 
 __all__ = ["plot_curves", "PER"]
 
@@ -57,8 +59,12 @@ def plot_curves(
         cx = axes[0][1]
         for name, ev in items.items():  # $ per 1,000 queries, as report.md's tables (per query needed a 1e-5 offset)
             if ev.get("cost_fine"):
-                cx.plot([PER * c for c in ev["cost_fine"]], ev.get("quality_fine") or ev["quality"], label=name,
-                        **styles.get(name, {}))
+                cx.plot(
+                    [PER * c for c in ev["cost_fine"]],
+                    ev.get("quality_fine") or ev["quality"],
+                    label=name,
+                    **styles.get(name, {}),
+                )
         if point and point.get("cost") is not None:
             cx.plot([PER * point["cost"]], [point["quality"]], "o", color="tab:purple")
         cx.ticklabel_format(axis="x", style="plain", useOffset=False)

@@ -12,11 +12,13 @@ baselines every report shows.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tela_core.eval import metrics
 from tela_core.infra.errors import TelaError
+
 from .outcomes import OutcomeArrays
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,7 +71,7 @@ class Evaluation:
         return asdict(self)
 
 
-def _cost_curve(w: "np.ndarray", weak_cost: "np.ndarray", strong_cost: "np.ndarray", steps: int) -> list[float]:
+def _cost_curve(w: np.ndarray, weak_cost: np.ndarray, strong_cost: np.ndarray, steps: int) -> list[float]:
     import numpy as np
 
     order = metrics.routing_order(w)
@@ -79,12 +81,12 @@ def _cost_curve(w: "np.ndarray", weak_cost: "np.ndarray", strong_cost: "np.ndarr
 
 
 def evaluate_scores(
-    w: "np.ndarray",
-    weak: "np.ndarray",
-    strong: "np.ndarray",
+    w: np.ndarray,
+    weak: np.ndarray,
+    strong: np.ndarray,
     *,
-    weak_cost: "np.ndarray | None" = None,
-    strong_cost: "np.ndarray | None" = None,
+    weak_cost: np.ndarray | None = None,
+    strong_cost: np.ndarray | None = None,
     name: str = "router",
 ) -> Evaluation:
     """Replay router scores ``w`` (larger: send to strong) against weak/strong outcomes."""
@@ -113,14 +115,14 @@ def evaluate_scores(
     return ev
 
 
-def oracle_scores(weak: "np.ndarray", strong: "np.ndarray") -> "np.ndarray":
+def oracle_scores(weak: np.ndarray, strong: np.ndarray) -> np.ndarray:
     """The oracle's ``w``: strong − weak outcome (ties broken stably by the metrics)."""
     import numpy as np
 
     return np.asarray(strong, dtype=float) - np.asarray(weak, dtype=float)
 
 
-def random_scores(n: int, seed: int) -> "np.ndarray":
+def random_scores(n: int, seed: int) -> np.ndarray:
     """A random router's ``w`` for ``n`` prompts: ``numpy.random.default_rng(seed).random(n)``."""
     import numpy as np
 
@@ -128,12 +130,12 @@ def random_scores(n: int, seed: int) -> "np.ndarray":
 
 
 def random_baseline(
-    weak: "np.ndarray",
-    strong: "np.ndarray",
+    weak: np.ndarray,
+    strong: np.ndarray,
     *,
     seeds: Iterable[int] = RANDOM_SEEDS,
-    weak_cost: "np.ndarray | None" = None,
-    strong_cost: "np.ndarray | None" = None,
+    weak_cost: np.ndarray | None = None,
+    strong_cost: np.ndarray | None = None,
     name: str = "random",
 ) -> Evaluation:
     """The random router: every number (metrics and curves) is the mean over ``seeds``."""
@@ -197,13 +199,13 @@ def baselines(data: OutcomeArrays) -> Baselines:
 
 
 def evaluate(
-    w: "np.ndarray",
-    outcomes: "np.ndarray",
+    w: np.ndarray,
+    outcomes: np.ndarray,
     models: Sequence[str],
     *,
     weak: str | None = None,
     strong: str | None = None,
-    costs: "np.ndarray | None" = None,
+    costs: np.ndarray | None = None,
     name: str = "router",
 ) -> dict[str, Any]:
     """Evaluate ``w`` from an ``(n, m)`` outcome matrix whose columns are ``models``.
@@ -238,7 +240,7 @@ def evaluate(
     }
 
 
-def policy_point(strong_chosen: "np.ndarray", data: OutcomeArrays) -> dict[str, Any]:
+def policy_point(strong_chosen: np.ndarray, data: OutcomeArrays) -> dict[str, Any]:
     """Where a concrete policy's decisions land: strong-call share, quality, PGR and cost per query."""
     import numpy as np
 

@@ -3,16 +3,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
+
+from tela_core.infra.io import atomic_write_json, atomic_write_text
+from tela_core.routing.operating_point import gains_nothing, small_sample_warning
 
 from .outcomes import OutcomeArrays
 from .plots import plot_curves
 from .replay import RANDOM_SEEDS, Evaluation
-from tela_core.routing.operating_point import gains_nothing, small_sample_warning
-from tela_core.infra.io import atomic_write_json, atomic_write_text
 
-__all__ = ["REPORT_FILES", "build_report", "render_markdown", "write_report", "policy_line", "oracle_note", "report_warnings"]
+__all__ = [
+    "REPORT_FILES",
+    "build_report",
+    "render_markdown",
+    "write_report",
+    "policy_line",
+    "oracle_note",
+    "report_warnings",
+]
 
 #: what :func:`write_report` writes
 REPORT_FILES: tuple[str, ...] = ("report.json", "report.md", "quality.png")
@@ -71,9 +81,11 @@ def policy_line(pol: Mapping[str, Any]) -> str | None:
     pt = pol.get("point")
     if not pt:
         return None
-    return (f"saved policy {name} ({how}): {pt['strong_share']:.1%} of prompts to the strong model, quality "
-            f"{pt['quality']:.3f}, PGR {_fmt(pt.get('pgr'), '.3f')}"
-            + (f", ${1000 * pt['cost']:.4g} per 1,000 queries" if pt.get("cost") is not None else ""))
+    return (
+        f"saved policy {name} ({how}): {pt['strong_share']:.1%} of prompts to the strong model, quality "
+        f"{pt['quality']:.3f}, PGR {_fmt(pt.get('pgr'), '.3f')}"
+        + (f", ${1000 * pt['cost']:.4g} per 1,000 queries" if pt.get("cost") is not None else "")
+    )
 
 
 def oracle_note(report: Mapping[str, Any]) -> str | None:
@@ -81,24 +93,29 @@ def oracle_note(report: Mapping[str, Any]) -> str | None:
     oracle = next((r for r in report.get("routers", []) if r.get("name") == "oracle"), None)
     if not oracle or not isinstance(oracle.get("apgr"), (int, float)) or oracle["apgr"] <= 1:
         return None
-    return (f"oracle APGR {oracle['apgr']:.3f} is above 1: on some prompts the weak model is right and the strong one "
-            "wrong, and the oracle sends those to the weak model, so its quality beats the strong model alone "
-            "(PGR above 1); a real router's ceiling (docs/metrics.md)")
+    return (
+        f"oracle APGR {oracle['apgr']:.3f} is above 1: on some prompts the weak model is right and the strong one "
+        "wrong, and the oracle sends those to the weak model, so its quality beats the strong model alone "
+        "(PGR above 1); a real router's ceiling (docs/metrics.md)"
+    )
 
 
 def report_warnings(report: Mapping[str, Any]) -> list[str]:
     """Warnings a reader must not miss: too few prompts, a saved policy that gains nothing."""
     out = []
-    few = small_sample_warning(int(report["n"]), "this evaluation",
-                               "differences under ~0.1 APGR are noise; judge the router on more prompts")
+    few = small_sample_warning(
+        int(report["n"]), "this evaluation", "differences under ~0.1 APGR are noise; judge the router on more prompts"
+    )
     if few:
         out.append(few)
     pol = report.get("policy") or {}
     why = gains_nothing(pol.get("point"))
     if why:
-        out.append(f"warning: the router's saved policy ({pol.get('name')}) gains nothing from routing here: {why}; "
-                   "choose an operating point with tela calibrate --router DIR --data FILE --strong-share P "
-                   "(docs/own-models.md: choosing the operating point)")
+        out.append(
+            f"warning: the router's saved policy ({pol.get('name')}) gains nothing from routing here: {why}; "
+            "choose an operating point with tela calibrate --router DIR --data FILE --strong-share P "
+            "(docs/own-models.md: choosing the operating point)"
+        )
     return out
 
 
@@ -131,8 +148,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     for r in routers:
-        lines.append(f"| {r['name']} | {_fmt(r['apgr'], '.3f')} | {_fmt(r['cpt50'], '.2f')} | "
-                     f"{_fmt(r['cpt80'], '.2f')} | {_fmt(r['auc'], '.4f')} |")
+        lines.append(
+            f"| {r['name']} | {_fmt(r['apgr'], '.3f')} | {_fmt(r['cpt50'], '.2f')} | "
+            f"{_fmt(r['cpt80'], '.2f')} | {_fmt(r['auc'], '.4f')} |"
+        )
     note = oracle_note(report)
     if note:
         lines += ["", note[0].upper() + note[1:] + "."]
@@ -157,8 +176,6 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines += ["", f"**{warning}**"]
     lines += ["", "![quality against strong-call share](quality.png)", ""]
     return "\n".join(lines)
-
-
 
 
 def write_report(report: Mapping[str, Any], out_dir: Path) -> list[Path]:

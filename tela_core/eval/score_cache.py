@@ -22,17 +22,18 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from tela_core.infra.errors import TelaError
-
-from .chunks import CHUNK_SIZE, _warn, chunk_path, chunks_dir, read_scores, save_chunk, save_scores
-from tela_core.routing.artifact import POLICY
 from tela_core.infra.locks import cache_lock
-from .parallel import score_in_ranks
-from ..components import Scores
 from tela_core.infra.progress import make_progress
+from tela_core.routing.artifact import POLICY
+
+from ..components import Scores
+from .chunks import CHUNK_SIZE, _warn, chunk_path, chunks_dir, read_scores, save_chunk, save_scores
+from .parallel import score_in_ranks
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -40,9 +41,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..components import Scorer, Scores
     from .parallel import ScoreLaunch
 
-__all__ = ["score_prompts", "router_hash", "score_cache_dir", "cache_key", "chunk_path", "chunks_dir", "read_scores",
-           "save_chunk", "save_scores", "CHUNK_SIZE"]
-
+__all__ = [
+    "score_prompts",
+    "router_hash",
+    "score_cache_dir",
+    "cache_key",
+    "chunk_path",
+    "chunks_dir",
+    "read_scores",
+    "save_chunk",
+    "save_scores",
+    "CHUNK_SIZE",
+]
 
 
 def router_hash(artifact_dir: Path) -> str:
@@ -69,7 +79,7 @@ def score_cache_dir(fallback: Path | None = None) -> Path | None:
     return fallback
 
 
-def cache_key(router_id: str, scorer: "Scorer", prompts: Sequence[str]) -> str:
+def cache_key(router_id: str, scorer: Scorer, prompts: Sequence[str]) -> str:
     """The cache entry's name: the router's files, the scorer's name and options (speed-only ones
     left out) and the prompts, in order."""
     h = hashlib.sha256()
@@ -85,7 +95,7 @@ def cache_key(router_id: str, scorer: "Scorer", prompts: Sequence[str]) -> str:
 
 
 def score_prompts(
-    scorer: "Scorer",
+    scorer: Scorer,
     prompts: Sequence[str],
     *,
     router_id: str | None = None,
@@ -93,9 +103,9 @@ def score_prompts(
     chunk_size: int = CHUNK_SIZE,
     progress: bool = True,
     description: str = "scoring",
-    launch: "ScoreLaunch | None" = None,
+    launch: ScoreLaunch | None = None,
     router_dir: Path | None = None,
-) -> tuple["Scores", dict[str, Any]]:
+) -> tuple[Scores, dict[str, Any]]:
     """Score ``prompts`` with ``scorer`` in chunks (a rich progress bar on stderr), reusing a cached
     result when ``router_id`` (e.g. :func:`router_hash`) and ``cache_dir`` are given.
 
@@ -134,26 +144,57 @@ def score_prompts(
         if hit is not None:
             return hit, {"cached": True, "seconds": 0.0, "key": key}
         if ranks:
-            return _in_ranks(scorer, launch, router_dir, prompts, key, path if held is not None else None, chunk_size,
-                             progress, description)
-        return _score_uncached(scorer, prompts, key, path if held is not None else None, chunk_size, progress, description)
+            return _in_ranks(
+                scorer,
+                launch,
+                router_dir,
+                prompts,
+                key,
+                path if held is not None else None,
+                chunk_size,
+                progress,
+                description,
+            )
+        return _score_uncached(
+            scorer, prompts, key, path if held is not None else None, chunk_size, progress, description
+        )
 
 
 def _in_ranks(
-    scorer: "Scorer", launch: Any, router_dir: Any, prompts: Sequence[str], key: str | None, entry: Path | None,
-    chunk_size: int, progress: bool, description: str,
-) -> tuple["Scores", dict[str, Any]]:
+    scorer: Scorer,
+    launch: Any,
+    router_dir: Any,
+    prompts: Sequence[str],
+    key: str | None,
+    entry: Path | None,
+    chunk_size: int,
+    progress: bool,
+    description: str,
+) -> tuple[Scores, dict[str, Any]]:
     """Score on launched ranks, which load the router as ``scorer`` was (trust, batch size)."""
-    return score_in_ranks(Path(router_dir), prompts, launch, key=key, entry=entry, chunk_size=chunk_size,
-                          progress=progress, description=description,
-                          trust_remote_code=bool(getattr(scorer, "trust_remote_code", False)),
-                          score_batch_size=getattr(getattr(scorer, "options", None), "batch_size", None))
+    return score_in_ranks(
+        Path(router_dir),
+        prompts,
+        launch,
+        key=key,
+        entry=entry,
+        chunk_size=chunk_size,
+        progress=progress,
+        description=description,
+        trust_remote_code=bool(getattr(scorer, "trust_remote_code", False)),
+        score_batch_size=getattr(getattr(scorer, "options", None), "batch_size", None),
+    )
 
 
 def _score_uncached(
-    scorer: "Scorer", prompts: Sequence[str], key: str | None, path: Path | None, chunk_size: int, progress: bool,
+    scorer: Scorer,
+    prompts: Sequence[str],
+    key: str | None,
+    path: Path | None,
+    chunk_size: int,
+    progress: bool,
     description: str,
-) -> tuple["Scores", dict[str, Any]]:
+) -> tuple[Scores, dict[str, Any]]:
     import numpy as np
 
     t0 = time.perf_counter()

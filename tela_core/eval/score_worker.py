@@ -20,14 +20,14 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any
+
+from tela_core.components import Scores
+from tela_core.eval.chunks import chunk_path, read_scores, save_chunk, save_scores
+from tela_core.eval.parallel import shard_chunks
+from tela_core.infra.errors import TelaError
+from tela_core.infra.io import atomic_write_json
 from tela_core.plugins.discovery import add_plugin
 from tela_core.routing.router import Router
-from tela_core.components import Scores
-from tela_core.eval.parallel import shard_chunks
-from tela_core.eval.chunks import chunk_path, read_scores, save_chunk
-from tela_core.infra.errors import TelaError
-from tela_core.eval.chunks import save_scores
-from tela_core.infra.io import atomic_write_json
 
 __all__ = ["main"]
 
@@ -37,9 +37,18 @@ class _Status:
 
     def __init__(self, work: Path, rank: int, world: int, attempt: str) -> None:
         self.path = work / f"rank-{rank}.json"
-        self.state: dict[str, Any] = {"rank": rank, "world": world, "attempt": attempt, "pid": os.getpid(),
-                                      "host": socket.gethostname(), "status": "starting", "shard": 0, "done": 0,
-                                      "resumed": 0, "scored": 0}
+        self.state: dict[str, Any] = {
+            "rank": rank,
+            "world": world,
+            "attempt": attempt,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "status": "starting",
+            "shard": 0,
+            "done": 0,
+            "resumed": 0,
+            "scored": 0,
+        }
         self.write()
 
     def write(self, **changes: Any) -> None:
@@ -73,12 +82,17 @@ def _scorer(spec: dict[str, Any], local_rank: int) -> Any:
         pass
 
     _add_plugins(spec.get("plugins") or [])
-    r = Router.load(spec["router"], trust_remote_code=bool(spec.get("trust_remote_code")),
-                    score_batch_size=spec.get("score_batch_size"))
+    r = Router.load(
+        spec["router"],
+        trust_remote_code=bool(spec.get("trust_remote_code")),
+        score_batch_size=spec.get("score_batch_size"),
+    )
     return r.scorer
 
 
-def _score_shard(spec: dict[str, Any], work: Path, rank: int, world: int, local_rank: int, status: _Status) -> list[Any]:
+def _score_shard(
+    spec: dict[str, Any], work: Path, rank: int, world: int, local_rank: int, status: _Status
+) -> list[Any]:
     """Score this rank's chunks (reusing finished ones); return ``[(start, w, probs), ...]``."""
     import numpy as np
 
@@ -199,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - reported in one line by the launching command
         traceback.print_exc()  # to the job's log, not the user's terminal
         said = " ".join(str(e).split()) or type(e).__name__
-        status.write(status="failed", error=said[:500] if isinstance(e, _tela_error()) else f"{type(e).__name__}: {said[:400]}")
+        status.write(
+            status="failed", error=said[:500] if isinstance(e, _tela_error()) else f"{type(e).__name__}: {said[:400]}"
+        )
         return 1
 
 

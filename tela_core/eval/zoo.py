@@ -15,13 +15,16 @@ Each step is a function of its own (:func:`check_families`, :func:`check_routers
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from tela_core.components import Scorer
+from tela_core.data import protocols
 from tela_core.data.fingerprint import record_training_prompts
 from tela_core.data.records import Record
+from tela_core.data.sampling import split
 from tela_core.infra.errors import TelaError
 from tela_core.infra.io import atomic_write_json, atomic_write_text, dumps_json, staged_dir
 from tela_core.plugins.discovery import get_registry
@@ -33,8 +36,6 @@ from tela_core.routing.targets import resolve_pair
 from .outcomes import OutcomeArrays, outcome_arrays
 from .plots import plot_curves
 from .replay import Evaluation, baselines, evaluate_scores
-from tela_core.data.sampling import split
-from tela_core.data import protocols
 from .score_cache import router_hash, score_cache_dir, score_prompts
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -125,7 +126,7 @@ def run_zoo(
     on_event: Say | None = None,
     routers: Mapping[str, Path] | None = None,
     trust_remote_code: bool = False,
-    launch: "ScoreLaunch | None" = None,
+    launch: ScoreLaunch | None = None,
 ) -> ZooResult:
     """Train, score and evaluate every family; write the report into ``output``.
 
@@ -180,8 +181,9 @@ def check_routers(routers: Mapping[str, Path], families: Sequence[str]) -> dict[
     return added
 
 
-def split_outcomes(records: Sequence[Record], protocol: str | None, weak: str | None, strong: str | None,
-                   say: Say = lambda _m: None) -> ZooSplit:
+def split_outcomes(
+    records: Sequence[Record], protocol: str | None, weak: str | None, strong: str | None, say: Say = lambda _m: None
+) -> ZooSplit:
     """Split ``records`` (:func:`split_for_zoo`), choose the pair on the train side and pull the eval
     side's outcomes (and costs) with :func:`~tela_core.eval.outcomes.outcome_arrays`; says the split
     and warns when the eval side is too small to tell families apart."""
@@ -190,9 +192,13 @@ def split_outcomes(records: Sequence[Record], protocol: str | None, weak: str | 
         raise TelaError(f"the split left {len(train)} train and {len(evalr)} eval records; need both")
     w_name, s_name = resolve_pair(train, weak, strong)
     data = outcome_arrays(evalr, w_name, s_name)
-    say(f"split: {len(train)} train, {len(evalr)} eval records ({protocol or 'random 10%'}); weak {w_name}, strong "
-        f"{s_name}")
-    few = small_sample_warning(len(evalr), "the comparison", "differences between families are mostly noise; give the zoo more records")
+    say(
+        f"split: {len(train)} train, {len(evalr)} eval records ({protocol or 'random 10%'}); weak {w_name}, strong "
+        f"{s_name}"
+    )
+    few = small_sample_warning(
+        len(evalr), "the comparison", "differences between families are mostly noise; give the zoo more records"
+    )
     if few:
         say(few)
     return ZooSplit(protocol or "random-10%", list(train), [r.prompt for r in evalr], data)
@@ -213,8 +219,9 @@ def train_family(family: str, options: Mapping[str, Any], train: Sequence[Record
     return scorer, seconds
 
 
-def score_router(path: Path, prompts: Sequence[str], launch: "ScoreLaunch | None" = None,
-                 trust_remote_code: bool = False) -> tuple["np.ndarray", float]:
+def score_router(
+    path: Path, prompts: Sequence[str], launch: ScoreLaunch | None = None, trust_remote_code: bool = False
+) -> tuple[np.ndarray, float]:
     """``w`` of ``prompts`` by the router saved in ``path`` (loaded as a user would), and the seconds
     scoring took: in this process, or on ``launch``'s ranks (which load the router themselves)."""
     import numpy as np
@@ -226,14 +233,22 @@ def score_router(path: Path, prompts: Sequence[str], launch: "ScoreLaunch | None
         w = router.score(prompts)
     else:
         cache = score_cache_dir(None)
-        scores, _info = score_prompts(router.scorer, prompts, router_id=router_hash(router.path) if cache else None,
-                                      cache_dir=cache, progress=False, launch=launch, router_dir=router.path)
+        scores, _info = score_prompts(
+            router.scorer,
+            prompts,
+            router_id=router_hash(router.path) if cache else None,
+            cache_dir=cache,
+            progress=False,
+            launch=launch,
+            router_dir=router.path,
+        )
         w = np.asarray(scores.w, dtype=float).reshape(-1)
     return w, time.perf_counter() - t0
 
 
-def family_result(name: str, w: "np.ndarray", data: OutcomeArrays, train_s: float | None, score_s: float,
-                  options: Mapping[str, Any]) -> FamilyResult:
+def family_result(
+    name: str, w: np.ndarray, data: OutcomeArrays, train_s: float | None, score_s: float, options: Mapping[str, Any]
+) -> FamilyResult:
     """One router's row: ``w`` replayed against ``data`` (with its costs) as ``tela eval`` does."""
     ev = evaluate_scores(w, data.weak, data.strong, weak_cost=data.weak_cost, strong_cost=data.strong_cost, name=name)
     return _row(ev, None if train_s is None else round(train_s, 2), round(score_s, 2), options)
@@ -245,12 +260,24 @@ def baseline_results(data: OutcomeArrays) -> list[FamilyResult]:
 
 
 def _row(ev: Evaluation, train_s: float | None, score_s: float, options: Mapping[str, Any]) -> FamilyResult:
-    return FamilyResult(ev.name, ev.apgr, ev.cpt50, ev.cpt80, ev.auc, train_s, score_s, ev.n, options=dict(options),
-                        curve=list(ev.pgr_grid), evaluation=ev.to_dict())
+    return FamilyResult(
+        ev.name,
+        ev.apgr,
+        ev.cpt50,
+        ev.cpt80,
+        ev.auc,
+        train_s,
+        score_s,
+        ev.n,
+        options=dict(options),
+        curve=list(ev.pgr_grid),
+        evaluation=ev.to_dict(),
+    )
 
 
-def _added_router_result(name: str, path: Path, split: ZooSplit, trust_remote_code: bool,
-                         launch: "ScoreLaunch | None") -> FamilyResult:
+def _added_router_result(
+    name: str, path: Path, split: ZooSplit, trust_remote_code: bool, launch: ScoreLaunch | None
+) -> FamilyResult:
     """An already-trained router's row, with the training time and options its manifest records."""
     manifest = read_manifest(path)
     w, score_s = score_router(path, split.prompts, launch, trust_remote_code)

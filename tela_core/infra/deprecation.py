@@ -22,10 +22,18 @@ import importlib.machinery
 import importlib.util
 import sys
 import warnings
+from collections.abc import Callable, Sequence
 from types import FrameType, ModuleType
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
-__all__ = ["TelaDeprecationWarning", "MOVED_MODULES", "REMOVED_IN", "warn_deprecated", "deprecated_alias", "install_module_aliases"]
+__all__ = [
+    "TelaDeprecationWarning",
+    "MOVED_MODULES",
+    "REMOVED_IN",
+    "warn_deprecated",
+    "deprecated_alias",
+    "install_module_aliases",
+]
 
 #: the release that removes the shims of the 0.2 layout move
 REMOVED_IN = "0.3"
@@ -143,7 +151,9 @@ class _AliasLoader(importlib.abc.Loader):
 class _MovedModuleFinder(importlib.abc.MetaPathFinder):
     """Finds the old names of :data:`MOVED_MODULES` (and their submodules)."""
 
-    def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
         new = MOVED_MODULES.get(fullname)
         if new is None:
             return None

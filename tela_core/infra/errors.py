@@ -6,8 +6,8 @@ plugin that raises one of these gets the same clear report as the core.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 __all__ = [
     "TelaError",
@@ -66,7 +66,7 @@ class PairModelError(InputError):
         self.how = how or f"--{role}-model"
         super().__init__(path, None, f"{problem} ({self.how})")
 
-    def with_how(self, how: str) -> "PairModelError":
+    def with_how(self, how: str) -> PairModelError:
         """The same error, saying ``how`` to name the model instead."""
         return PairModelError(self.path, self.role, self.problem, how)
 
@@ -103,9 +103,7 @@ class PluginLoadError(TelaError):
         self.dist = dist
         self.error = error
         from_dist = f" (distribution {dist})" if dist else ""
-        super().__init__(
-            f"plugin {plugin!r}{from_dist} is broken: {type(error).__name__}: {error}"
-        )
+        super().__init__(f"plugin {plugin!r}{from_dist} is broken: {type(error).__name__}: {error}")
 
 
 class UpstreamError(Exception):

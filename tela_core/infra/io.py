@@ -8,16 +8,28 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator, Literal
+from typing import IO, Any, Literal
 
-from tela_core.infra.errors import TelaError
-from tela_core.infra.errors import InputError
+from tela_core.infra.errors import InputError, TelaError
 
 __all__ = [
-    "atomic_open", "atomic_write_text", "atomic_write_json", "write_jsonl", "check_can_write", "check_dir_writable",
-    "dumps_json", "json_line", "json_line_bytes", "split_jsonl", "NonFiniteError",
-    "partial_dir", "remove_stale_partials", "replace_dir", "staged_dir",
+    "atomic_open",
+    "atomic_write_text",
+    "atomic_write_json",
+    "write_jsonl",
+    "check_can_write",
+    "check_dir_writable",
+    "dumps_json",
+    "json_line",
+    "json_line_bytes",
+    "split_jsonl",
+    "NonFiniteError",
+    "partial_dir",
+    "remove_stale_partials",
+    "replace_dir",
+    "staged_dir",
 ]
 
 
@@ -158,15 +170,29 @@ def escape_line_breaks(text: str) -> str:
     return _UNICODE_BREAKS.sub(lambda m: _BREAK_ESCAPES[m.group(0)], text) if _UNICODE_BREAKS.search(text) else text
 
 
-def dumps_json(obj: Any, *, nonfinite: Nonfinite = "null", what: str = "", indent: int | None = None,
-               ensure_ascii: bool = False, sort_keys: bool = False, default: Any = None,
-               separators: tuple[str, str] | None = None) -> str:
+def dumps_json(
+    obj: Any,
+    *,
+    nonfinite: Nonfinite = "null",
+    what: str = "",
+    indent: int | None = None,
+    ensure_ascii: bool = False,
+    sort_keys: bool = False,
+    default: Any = None,
+    separators: tuple[str, str] | None = None,
+) -> str:
     """``obj`` as strict JSON text: NaN/Infinity become ``null`` (``nonfinite="null"``: a metric
     that is undefined) or raise :class:`NonFiniteError` naming ``what`` and the field
     (``"error"``: a value that must be a number); U+0085/U+2028/U+2029 are escaped, so the text is
     one line unless ``indent`` asks for more. Other arguments as :func:`json.dumps`."""
-    kw: dict[str, Any] = dict(ensure_ascii=ensure_ascii, indent=indent, sort_keys=sort_keys, default=default,
-                              separators=separators, allow_nan=False)
+    kw: dict[str, Any] = dict(
+        ensure_ascii=ensure_ascii,
+        indent=indent,
+        sort_keys=sort_keys,
+        default=default,
+        separators=separators,
+        allow_nan=False,
+    )
     try:
         text = json.dumps(obj, **kw)
     except ValueError as e:
@@ -180,8 +206,14 @@ def dumps_json(obj: Any, *, nonfinite: Nonfinite = "null", what: str = "", inden
     return text if ensure_ascii else escape_line_breaks(text)
 
 
-def json_line(obj: Any, *, nonfinite: Nonfinite = "error", what: str = "", default: Any = None,
-              separators: tuple[str, str] | None = None) -> str:
+def json_line(
+    obj: Any,
+    *,
+    nonfinite: Nonfinite = "error",
+    what: str = "",
+    default: Any = None,
+    separators: tuple[str, str] | None = None,
+) -> str:
     """One JSONL line for ``obj`` (without the newline): UTF-8 text as it is, U+0085/U+2028/U+2029
     escaped, strict numbers (:func:`dumps_json`). A lone surrogate (no UTF-8 holds one) is kept as
     its ``\\ud800`` escape."""
@@ -189,19 +221,24 @@ def json_line(obj: Any, *, nonfinite: Nonfinite = "error", what: str = "", defau
     try:
         line.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate in a key tela does not read: keep it escaped
-        line = dumps_json(obj, nonfinite=nonfinite, what=what, default=default, separators=separators, ensure_ascii=True)
+        line = dumps_json(
+            obj, nonfinite=nonfinite, what=what, default=default, separators=separators, ensure_ascii=True
+        )
     return line
 
 
-def json_line_bytes(obj: Any, *, nonfinite: Nonfinite = "null", default: Any = None,
-                    separators: tuple[str, str] | None = (",", ":")) -> bytes:
+def json_line_bytes(
+    obj: Any, *, nonfinite: Nonfinite = "null", default: Any = None, separators: tuple[str, str] | None = (",", ":")
+) -> bytes:
     """:func:`json_line` as UTF-8 bytes with its newline, for logs appended line by line (a NaN is
     ``null`` by default: a log line is never lost to a value JSON cannot hold)."""
     line = dumps_json(obj, nonfinite=nonfinite, default=default, separators=separators)
     try:
         return (line + "\n").encode("utf-8")
     except UnicodeEncodeError:
-        return (dumps_json(obj, nonfinite=nonfinite, default=default, separators=separators, ensure_ascii=True) + "\n").encode("utf-8")
+        return (
+            dumps_json(obj, nonfinite=nonfinite, default=default, separators=separators, ensure_ascii=True) + "\n"
+        ).encode("utf-8")
 
 
 def split_jsonl(text: str) -> list[str]:
@@ -214,8 +251,9 @@ def atomic_write_json(path: str | Path, data: Any, *, nonfinite: Nonfinite = "nu
     """Write ``data`` as indented, strict JSON to ``path`` atomically. NaN/Infinity are written as
     ``null`` (an undefined metric), or with ``nonfinite="error"`` (a router file, a run's settings)
     refused with a :class:`NonFiniteError` naming the file and the field, before anything is written."""
-    atomic_write_text(path, dumps_json(data, nonfinite=nonfinite, what=str(path), indent=2, ensure_ascii=True,
-                                       default=str) + "\n")
+    atomic_write_text(
+        path, dumps_json(data, nonfinite=nonfinite, what=str(path), indent=2, ensure_ascii=True, default=str) + "\n"
+    )
 
 
 def write_jsonl(path: str | Path, objects: Iterable[Any], *, nonfinite: Nonfinite = "error") -> int:

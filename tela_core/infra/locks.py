@@ -21,8 +21,8 @@ import contextlib
 import errno
 import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from tela_core.infra.errors import TelaError
 

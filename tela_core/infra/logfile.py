@@ -10,8 +10,9 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from tela_core.infra.errors import InputError
 
@@ -84,7 +85,7 @@ class AppendLog:
             view = memoryview(data)
             try:
                 while view:  # more than one write is rare (a signal, a nearly full disk)
-                    view = view[os.write(self._fd, view):]
+                    view = view[os.write(self._fd, view) :]
             finally:
                 if len(view) < len(data):  # something went out: whether it was all decides
                     self._torn = len(view) > 0
@@ -126,9 +127,12 @@ def _cut_off(raw: bytes) -> bool:
     try:
         json.loads(s)
     except json.JSONDecodeError as e:
-        rest = s[e.pos:]
-        return (e.msg.startswith("Unterminated string") or not rest.strip()
-                or any(word.startswith(rest) for word in ("true", "false", "null", "NaN", "Infinity", "-Infinity")))
+        rest = s[e.pos :]
+        return (
+            e.msg.startswith("Unterminated string")
+            or not rest.strip()
+            or any(word.startswith(rest) for word in ("true", "false", "null", "NaN", "Infinity", "-Infinity"))
+        )
     return False
 
 

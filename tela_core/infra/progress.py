@@ -8,14 +8,15 @@ terminal (or when asked to), and is a no-op otherwise, so logs and tests stay cl
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 __all__ = ["make_progress", "progress_bar"]
 
 
 class _NoProgress:
-    def __enter__(self) -> "_NoProgress":
+    def __enter__(self) -> _NoProgress:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -41,7 +42,14 @@ def make_progress(enabled: bool | None = None) -> Any:
     if not enabled:
         return _NoProgress()
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn("{task.description}"),
@@ -98,7 +106,10 @@ def _log_progress(description: str, total: int, every: float) -> Iterator[Callab
         last["at"] = now
         took = now - start
         left = f", about {_duration(took * (total_now - done) / done)} left" if 0 < done < total_now else ""
-        print(f"{description}: {done:,}/{total_now:,} ({100 * done // total_now}%), {_duration(took)}{left}",
-              file=sys.stderr, flush=True)
+        print(
+            f"{description}: {done:,}/{total_now:,} ({100 * done // total_now}%), {_duration(took)}{left}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     yield report

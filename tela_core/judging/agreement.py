@@ -19,8 +19,9 @@ Pure functions, no I/O: ``tela judge --agreement`` formats the :class:`Agreement
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 __all__ = ["Agreement", "Weights", "agreement", "LABEL_SCALE"]
 
@@ -107,7 +108,9 @@ def agreement(
     if categories is not None:
         given = {_norm(c) for c in categories}
         if seen - given:
-            raise ValueError(f"values outside the categories {sorted(given, key=_sort_key)}: {sorted(seen - given, key=_sort_key)}")
+            raise ValueError(
+                f"values outside the categories {sorted(given, key=_sort_key)}: {sorted(seen - given, key=_sort_key)}"
+            )
         seen_or_given = given
     else:
         seen_or_given = seen

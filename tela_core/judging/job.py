@@ -4,9 +4,10 @@
 judged (its final files and journal) and keeps every judgement whose key still applies, so only the
 rest is asked; what earlier runs paid counts against ``max_cost``, including calls that gave no
 judgement kept (a run stopped on unreadable replies paid for tries that gave none, a rerun asks
-again what ended in an error: ``summary.json`` keeps that as ``unjudged_cost``). :meth:`JudgeJob.run` checks each judge model, judges what is left (each
-judgement journalled the moment it is known) and, however the run ends, writes the judgements,
-the records, the agreement of the two judges and ``summary.json`` atomically.
+again what ended in an error: ``summary.json`` keeps that as ``unjudged_cost``).
+:meth:`JudgeJob.run` checks each judge model, judges what is left (each judgement journalled the
+moment it is known) and, however the run ends, writes the judgements, the records, the agreement
+of the two judges and ``summary.json`` atomically.
 
 :func:`judge_answers` is the whole of ``tela judge`` for a script: plan, run, summary.
 """
@@ -52,8 +53,15 @@ class JudgeJob:
     manager: entering takes the folder's lock and reads the earlier run's work; then :attr:`todo`,
     :attr:`estimate` and :attr:`results` say what is left, and :meth:`run` does it."""
 
-    def __init__(self, plan: JudgePlan, output: str | Path, settings: CallSettings | None = None, *, force: bool = False,
-                 judge_retries: int = 2) -> None:
+    def __init__(
+        self,
+        plan: JudgePlan,
+        output: str | Path,
+        settings: CallSettings | None = None,
+        *,
+        force: bool = False,
+        judge_retries: int = 2,
+    ) -> None:
         self.plan = plan
         self.judge_retries = judge_retries
         self.engine = make_engine(plan.upstreams, settings or CallSettings())
@@ -94,7 +102,9 @@ class JudgeJob:
         dropped = sum(float(p.get("cost") or 0.0) for k, p in previous.items() if k not in self.results)
         self.unjudged_before = _unjudged_cost(self.out.path(SUMMARY_NAME)) + dropped
         budget = self.engine.budget
-        budget.spent = budget.spent_before = sum(float(p.get("cost") or 0.0) for p in self.results.values()) + self.unjudged_before
+        budget.spent = budget.spent_before = (
+            sum(float(p.get("cost") or 0.0) for p in self.results.values()) + self.unjudged_before
+        )
 
     @property
     def estimate(self) -> float:
@@ -106,8 +116,9 @@ class JudgeJob:
         if self.plan.upstreams:
             check_models(self.engine, self.engine.timeout_s)
 
-    def run(self, on_done: Callable[[JudgeStats], None] | None = None,
-            progress: AbstractContextManager[Any] | None = None) -> dict[str, Any]:
+    def run(
+        self, on_done: Callable[[JudgeStats], None] | None = None, progress: AbstractContextManager[Any] | None = None
+    ) -> dict[str, Any]:
         """Judge :attr:`todo` (``on_done`` after each judgement, inside ``progress``), then write the
         output files; the summary (as ``summary.json``, with ``files``) is returned. The files are
         written however the run ends: done, at the budget, stopped on unreadable replies, or an
@@ -116,8 +127,12 @@ class JudgeJob:
             if self.todo:
                 self.check_models()
                 with progress or nullcontext():
-                    self.stats = run_closing(self.engine, lambda: judge_all(self.todo, self.engine, self.out, self.results,
-                                                                            self.judge_retries, on_done=on_done))
+                    self.stats = run_closing(
+                        self.engine,
+                        lambda: judge_all(
+                            self.todo, self.engine, self.out, self.results, self.judge_retries, on_done=on_done
+                        ),
+                    )
         finally:
             self.summary = _finish(self)
         return self.summary
@@ -150,15 +165,21 @@ def _finish(job: JudgeJob) -> dict[str, Any]:
     unjudged = job.unjudged_before + (extra if extra > 1e-9 else 0.0)  # not the sums' rounding
     judge = plan.judges["judge"]
     summary: dict[str, Any] = {
-        "judge": judge.name, "options": judge.options.model_dump(mode="json"),
+        "judge": judge.name,
+        "options": judge.options.model_dump(mode="json"),
         "pair": {"weak": weak, "strong": strong},
-        "prompts": len(plan.tasks.get("judge", [])), "judged": sum(1 for j in main if not j.get("error")),
-        "errors": sum(1 for j in main if j.get("error")), "skipped": dict(plan.skipped.get("judge", {})),
-        "records": len(records), "unlabelled": sum(1 for r in records if r["messages"][-1]["role"] != "assistant"),
+        "prompts": len(plan.tasks.get("judge", [])),
+        "judged": sum(1 for j in main if not j.get("error")),
+        "errors": sum(1 for j in main if j.get("error")),
+        "skipped": dict(plan.skipped.get("judge", {})),
+        "records": len(records),
+        "unlabelled": sum(1 for r in records if r["messages"][-1]["role"] != "assistant"),
         "labels": {k: labels[k] for k in sorted(labels)},
         "cost_total": sum(float(j.get("cost") or 0.0) for js in files.values() for j in js) + unjudged,
-        "max_cost": engine.budget.limit, "stopped": stats.stopped if stats is not None else None,
-        "stop_reason": stats.stop_reason if stats is not None else None, "this_run": None,
+        "max_cost": engine.budget.limit,
+        "stopped": stats.stopped if stats is not None else None,
+        "stop_reason": stats.stop_reason if stats is not None else None,
+        "this_run": None,
         "seconds": round(time.monotonic() - plan.started, 3),
     }
     if unjudged:
@@ -167,11 +188,17 @@ def _finish(job: JudgeJob) -> dict[str, Any]:
         # calls and money from the engine: a run stopped on unreadable replies paid for calls whose
         # prompts got no judgement (their tries, and the calls in flight), which stats never saw
         calls = sum(engine.sent.values()) - sum(engine.retried.values())
-        summary["this_run"] = {"judged": stats.judged, "errors": stats.errors, "calls": max(stats.calls, calls),
-                               "prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
-                               "cost": max(stats.cost, engine.budget.spent_now), "first_errors": stats.first_errors,
-                               "retries": dict(engine.retried),
-                               "seconds": round(stats.seconds, 3)}
+        summary["this_run"] = {
+            "judged": stats.judged,
+            "errors": stats.errors,
+            "calls": max(stats.calls, calls),
+            "prompt_tokens": stats.prompt_tokens,
+            "completion_tokens": stats.completion_tokens,
+            "cost": max(stats.cost, engine.budget.spent_now),
+            "first_errors": stats.first_errors,
+            "retries": dict(engine.retried),
+            "seconds": round(stats.seconds, 3),
+        }
     note = _pair_note(records, weak, strong)
     if note:
         summary["pair_note"] = note
@@ -188,7 +215,9 @@ def _finish(job: JudgeJob) -> dict[str, Any]:
         out.done()
     elif unjudged > job.unjudged_before:  # nothing judged, but paid for: a rerun's --max-cost counts it
         atomic_write_json(out.path(SUMMARY_NAME), summary)
-    summary["files"] = {"records": str(out.path(RECORDS_NAME)), "judgements": str(out.path(JUDGEMENTS_NAME))} if main else None
+    summary["files"] = (
+        {"records": str(out.path(RECORDS_NAME)), "judgements": str(out.path(JUDGEMENTS_NAME))} if main else None
+    )
     return summary
 
 
@@ -216,12 +245,16 @@ def _agreement(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]], p
     pairs = [(j, by_b[j["id"]]) for j in a if j["id"] in by_b]
     shown = plan.shown
     names = [shown.get(role) or plan.judges[role].name for role in ("judge", "agreement")]
-    out: dict[str, Any] = {"judges": names, "prompts": len(pairs),
-                           "label": agreement([label(x) for x, _ in pairs], [label(y) for _, y in pairs]).to_json(),
-                           "outcomes": {}}
+    out: dict[str, Any] = {
+        "judges": names,
+        "prompts": len(pairs),
+        "label": agreement([label(x) for x, _ in pairs], [label(y) for _, y in pairs]).to_json(),
+        "outcomes": {},
+    }
     for model in (weak, strong):
-        res = agreement([right(x, model) for x, _ in pairs], [right(y, model) for _, y in pairs], weights="none",
-                        categories=[0, 1])
+        res = agreement(
+            [right(x, model) for x, _ in pairs], [right(y, model) for _, y in pairs], weights="none", categories=[0, 1]
+        )
         if res.n:
             out["outcomes"][model] = res.to_json()
     return out
@@ -238,26 +271,52 @@ def _pair_note(records: Sequence[Mapping[str, Any]], weak: str, strong: str) -> 
     ms = sum(float(o[strong]) for o in both) / len(both)
     if mw < ms:
         return None
-    return (f"the weak model {weak} scores {mw:.3f} on average and the strong {strong} {ms:.3f}: tela run, eval and zoo "
-            f"take the lower-scoring model as weak unless told, so name the pair there: tela run --set "
-            f"source.models.weak={weak} --set source.models.strong={strong}; tela eval/zoo --weak-model {weak} "
-            f"--strong-model {strong}")
+    return (
+        f"the weak model {weak} scores {mw:.3f} on average and the strong {strong} {ms:.3f}: tela run, eval and zoo "
+        f"take the lower-scoring model as weak unless told, so name the pair there: tela run --set "
+        f"source.models.weak={weak} --set source.models.strong={strong}; tela eval/zoo --weak-model {weak} "
+        f"--strong-model {strong}"
+    )
 
 
-def judge_answers(answers: str | Path, judge: str, output: str | Path, *, options: Mapping[str, Any] | None = None,
-                  judge_model: str | None = None, agreement: str | None = None,
-                  agreement_options: Mapping[str, Any] | None = None, agreement_model: str | None = None,
-                  weak_model: str | None = None, strong_model: str | None = None, config_file: str | Path | None = None,
-                  prices: Sequence[str] = (), sample: int | None = None, settings: CallSettings | None = None,
-                  judge_retries: int = 2, force: bool = False) -> dict[str, Any]:
+def judge_answers(
+    answers: str | Path,
+    judge: str,
+    output: str | Path,
+    *,
+    options: Mapping[str, Any] | None = None,
+    judge_model: str | None = None,
+    agreement: str | None = None,
+    agreement_options: Mapping[str, Any] | None = None,
+    agreement_model: str | None = None,
+    weak_model: str | None = None,
+    strong_model: str | None = None,
+    config_file: str | Path | None = None,
+    prices: Sequence[str] = (),
+    sample: int | None = None,
+    settings: CallSettings | None = None,
+    judge_retries: int = 2,
+    force: bool = False,
+) -> dict[str, Any]:
     """Judge ``answers`` with the registered judge ``judge`` into the folder ``output``, as
     ``tela judge`` does (the arguments are :func:`~tela_core.judging.plan.plan_judging`'s, and
     :class:`JudgeJob`'s ``settings``, ``judge_retries`` and ``force``); returns the summary, as
     written to ``output/summary.json``. Resumable: called again, it judges only what is missing."""
     settings = settings or CallSettings()
-    plan = plan_judging(answers, judge, options=options, judge_model=judge_model, agreement=agreement,
-                        agreement_options=agreement_options, agreement_model=agreement_model, weak_model=weak_model,
-                        strong_model=strong_model, config_file=config_file, prices=prices, sample=sample,
-                        timeout_s=settings.timeout)
+    plan = plan_judging(
+        answers,
+        judge,
+        options=options,
+        judge_model=judge_model,
+        agreement=agreement,
+        agreement_options=agreement_options,
+        agreement_model=agreement_model,
+        weak_model=weak_model,
+        strong_model=strong_model,
+        config_file=config_file,
+        prices=prices,
+        sample=sample,
+        timeout_s=settings.timeout,
+    )
     with JudgeJob(plan, output, settings, force=force, judge_retries=judge_retries) as job:
         return job.run()

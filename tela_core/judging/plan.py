@@ -59,8 +59,10 @@ class JudgePlan:
     @property
     def shown(self) -> dict[str, str]:
         """Each judge as the user named it: the plugin and the judge model it calls."""
-        return {role: j.name + (f" ({self.endpoint_of[role]})" if self.endpoint_of.get(role) else "")
-                for role, j in self.judges.items()}
+        return {
+            role: j.name + (f" ({self.endpoint_of[role]})" if self.endpoint_of.get(role) else "")
+            for role, j in self.judges.items()
+        }
 
 
 def _pair(models: Sequence[str], weak: str | None, strong: str | None, where: Path) -> tuple[str, str]:
@@ -68,7 +70,9 @@ def _pair(models: Sequence[str], weak: str | None, strong: str | None, where: Pa
         if m is not None and m not in models:
             raise TelaError(f"{flag} {m!r}: no such model in {where}; models: {', '.join(models)}")
     if len(models) < 2 and (weak is None or strong is None):
-        raise TelaError(f"{where}: answers from one model only ({', '.join(models)}); a judge needs the pair's two answers")
+        raise TelaError(
+            f"{where}: answers from one model only ({', '.join(models)}); a judge needs the pair's two answers"
+        )
     w = weak if weak is not None else models[0]
     s = strong if strong is not None else models[-1]
     if w == s:
@@ -76,16 +80,26 @@ def _pair(models: Sequence[str], weak: str | None, strong: str | None, where: Pa
     return w, s
 
 
-def _judge_models(judges: Mapping[str, Judge], given: Mapping[str, str | None], config_file: Any, prices: Sequence[str],
-                  timeout_s: float | None) -> tuple[dict[str, tuple[UpstreamConfig, str]], dict[str, str | None]]:
+def _judge_models(
+    judges: Mapping[str, Judge],
+    given: Mapping[str, str | None],
+    config_file: Any,
+    prices: Sequence[str],
+    timeout_s: float | None,
+) -> tuple[dict[str, tuple[UpstreamConfig, str]], dict[str, str | None]]:
     """The judge models the judges call, resolved and priced, and the one each role calls;
     ``given`` is the judge model named for each role (the second judge's defaults to the first's)."""
-    specs = {"judge": given["judge"], "agreement": given["agreement"] if given["agreement"] is not None else given["judge"]}
+    specs = {
+        "judge": given["judge"],
+        "agreement": given["agreement"] if given["agreement"] is not None else given["judge"],
+    }
     wanted: dict[str, str] = {}
     for role, j in judges.items():
         if j.needs_upstream and specs[role] is None:
-            raise TelaError(f"judge {j.name!r} calls a judge model: give {_FLAG[role]} NAME=URL#ID "
-                            f"(or --config FILE {_FLAG[role]} NAME)")
+            raise TelaError(
+                f"judge {j.name!r} calls a judge model: give {_FLAG[role]} NAME=URL#ID "
+                f"(or --config FILE {_FLAG[role]} NAME)"
+            )
         if not j.needs_upstream and given[role] is not None:
             raise TelaError(f"judge {j.name!r} calls no model; it does not take {_FLAG[role]}")
         if j.needs_upstream:
@@ -96,23 +110,38 @@ def _judge_models(judges: Mapping[str, Judge], given: Mapping[str, str | None], 
         one = resolve_models([spec], config_file, (), flag=_FLAG[role], timeout_s=timeout_s)
         name, cfg = next(iter(one.items()))
         if name in resolved and resolved[name][0] != cfg[0]:
-            raise TelaError(f"{_FLAG[role]}: two different judge models are named {name!r}; name them apart (NAME=URL#ID)")
+            raise TelaError(
+                f"{_FLAG[role]}: two different judge models are named {name!r}; name them apart (NAME=URL#ID)"
+            )
         resolved[name] = cfg
         endpoint_of[role] = name
     for item in prices:
         name, p = parse_price(item)
         if name not in resolved:
-            raise TelaError(f"--price {item!r}: no judge model named {name!r}; judge models: {', '.join(resolved) or '(none)'}")
+            raise TelaError(
+                f"--price {item!r}: no judge model named {name!r}; judge models: {', '.join(resolved) or '(none)'}"
+            )
         up, src = resolved[name]
         resolved[name] = (up.model_copy(update={"price_input": p.input, "price_output": p.output}), src)
     return resolved, endpoint_of
 
 
-def plan_judging(answers: str | Path, judge: str, *, options: Mapping[str, Any] | None = None, judge_model: str | None = None,
-                 agreement: str | None = None, agreement_options: Mapping[str, Any] | None = None,
-                 agreement_model: str | None = None, weak_model: str | None = None, strong_model: str | None = None,
-                 config_file: str | Path | None = None, prices: Sequence[str] = (), sample: int | None = None,
-                 timeout_s: float | None = None) -> JudgePlan:
+def plan_judging(
+    answers: str | Path,
+    judge: str,
+    *,
+    options: Mapping[str, Any] | None = None,
+    judge_model: str | None = None,
+    agreement: str | None = None,
+    agreement_options: Mapping[str, Any] | None = None,
+    agreement_model: str | None = None,
+    weak_model: str | None = None,
+    strong_model: str | None = None,
+    config_file: str | Path | None = None,
+    prices: Sequence[str] = (),
+    sample: int | None = None,
+    timeout_s: float | None = None,
+) -> JudgePlan:
     """Plan judging ``answers`` (``tela collect``'s answers file or folder) with the registered judge
     ``judge`` and its ``options``; ``agreement`` names a second judge run on the same prompts.
 
@@ -131,8 +160,9 @@ def plan_judging(answers: str | Path, judge: str, *, options: Mapping[str, Any] 
     judges: dict[str, Judge] = {"judge": reg.create("judge", judge, dict(options or {}))}
     if agreement is not None:
         judges["agreement"] = reg.create("judge", agreement, dict(agreement_options or {}))
-    upstreams, endpoint_of = _judge_models(judges, {"judge": judge_model, "agreement": agreement_model}, config_file, prices,
-                                           timeout_s)
+    upstreams, endpoint_of = _judge_models(
+        judges, {"judge": judge_model, "agreement": agreement_model}, config_file, prices, timeout_s
+    )
 
     tasks: dict[str, list[JudgeTask]] = {}
     skipped: dict[str, dict[str, int]] = {}
@@ -142,8 +172,10 @@ def plan_judging(answers: str | Path, judge: str, *, options: Mapping[str, Any] 
         found, skip = judge_tasks(rows, j, role, ep, model_id, weak, strong)
         if not found:
             if j.needs_reference and skip.get("no reference answer"):
-                raise TelaError(f"judge {j.name!r} grades against reference answers, and no prompt of {where} with both "
-                                f"answers has one (give tela collect prompts with a \"reference\")")
+                raise TelaError(
+                    f"judge {j.name!r} grades against reference answers, and no prompt of {where} with both "
+                    f'answers has one (give tela collect prompts with a "reference")'
+                )
             raise TelaError(f"{where}: no prompt has answers from both {weak} and {strong} to judge")
         tasks[role], skipped[role] = found, skip
     if sample is not None:
@@ -152,5 +184,14 @@ def plan_judging(answers: str | Path, judge: str, *, options: Mapping[str, Any] 
     if "agreement" in tasks:  # both judges on the same prompts
         common = {t.row.id for t in tasks["judge"]} & {t.row.id for t in tasks["agreement"]}
         tasks = {role: [t for t in ts if t.row.id in common] for role, ts in tasks.items()}
-    return JudgePlan(answers=where, rows=rows, weak=weak, strong=strong, judges=judges, endpoint_of=endpoint_of,
-                     upstreams=upstreams, tasks=tasks, skipped=skipped)
+    return JudgePlan(
+        answers=where,
+        rows=rows,
+        weak=weak,
+        strong=strong,
+        judges=judges,
+        endpoint_of=endpoint_of,
+        upstreams=upstreams,
+        tasks=tasks,
+        skipped=skipped,
+    )

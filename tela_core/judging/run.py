@@ -32,9 +32,23 @@ from tela_core.infra.errors import JudgeOutputError, TelaError
 if TYPE_CHECKING:  # pragma: no cover
     from tela_core.components import Judge, JudgeItem
 
-__all__ = ["JudgeTask", "judge_tasks", "judge_one", "judge_all", "record_for", "previous_judgements", "JUDGEMENTS_NAME",
-           "RECORDS_NAME", "AGREEMENT_NAME", "AGREEMENT_JUDGEMENTS_NAME", "UNREADABLE_STOP", "NothingReadable", "ReplyWatch",
-           "JudgeStats", "calls_of"]
+__all__ = [
+    "JudgeTask",
+    "judge_tasks",
+    "judge_one",
+    "judge_all",
+    "record_for",
+    "previous_judgements",
+    "JUDGEMENTS_NAME",
+    "RECORDS_NAME",
+    "AGREEMENT_NAME",
+    "AGREEMENT_JUDGEMENTS_NAME",
+    "UNREADABLE_STOP",
+    "NothingReadable",
+    "ReplyWatch",
+    "JudgeStats",
+    "calls_of",
+]
 
 JUDGEMENTS_NAME = "judgements.jsonl"
 RECORDS_NAME = "records.jsonl"
@@ -73,8 +87,10 @@ class ReplyWatch:
             text = " ".join(str(e.reply if e.reply is not None else e).split())
             self.first = f"{text[:117]}..." if len(text) > 120 else text
         if self.unreadable >= self.limit:
-            raise NothingReadable(f"{self.unreadable} replies of the judge model held no verdict judge {judge!r} could read, and "
-                                  f"none did (the first: {self.first!r}); stopped asking: check --judge-model and the judge's options")
+            raise NothingReadable(
+                f"{self.unreadable} replies of the judge model held no verdict judge {judge!r} could read, and "
+                f"none did (the first: {self.first!r}); stopped asking: check --judge-model and the judge's options"
+            )
 
 
 @dataclass
@@ -90,22 +106,44 @@ class JudgeTask:
 
 
 def _key(judge: Judge, model_id: str | None, item: JudgeItem) -> str:
-    blob = json.dumps({"judge": judge.name, "options": judge.options.model_dump(mode="json"), "model": model_id,
-                       "messages": item.messages, "answers": item.answers, "weak": item.weak, "strong": item.strong,
-                       "reference": item.reference}, sort_keys=True, ensure_ascii=False, default=str)
+    blob = json.dumps(
+        {
+            "judge": judge.name,
+            "options": judge.options.model_dump(mode="json"),
+            "model": model_id,
+            "messages": item.messages,
+            "answers": item.answers,
+            "weak": item.weak,
+            "strong": item.strong,
+            "reference": item.reference,
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+        default=str,
+    )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:20]
 
 
-def judge_tasks(rows: Sequence[PromptRow], judge: Judge, role: str, endpoint: str | None, model_id: str | None,
-                weak: str, strong: str) -> tuple[list[JudgeTask], dict[str, int]]:
+def judge_tasks(
+    rows: Sequence[PromptRow],
+    judge: Judge,
+    role: str,
+    endpoint: str | None,
+    model_id: str | None,
+    weak: str,
+    strong: str,
+) -> tuple[list[JudgeTask], dict[str, int]]:
     """The tasks of ``judge`` over ``rows``, and the prompts skipped by reason."""
     from tela_core.components import JudgeItem
 
     tasks: list[JudgeTask] = []
     skipped: dict[str, int] = {}
     for row in rows:
-        answers = {m: a["text"] for m, a in row.answers.items()
-                   if isinstance(a, Mapping) and isinstance(a.get("text"), str) and not a.get("error")}
+        answers = {
+            m: a["text"]
+            for m, a in row.answers.items()
+            if isinstance(a, Mapping) and isinstance(a.get("text"), str) and not a.get("error")
+        }
         if weak not in answers or strong not in answers:
             why = f"no answer from {weak if weak not in answers else strong}"
             skipped[why] = skipped.get(why, 0) + 1
@@ -113,15 +151,26 @@ def judge_tasks(rows: Sequence[PromptRow], judge: Judge, role: str, endpoint: st
         if judge.needs_reference and row.reference is None:
             skipped["no reference answer"] = skipped.get("no reference answer", 0) + 1
             continue
-        item = JudgeItem(id=row.id, messages=row.messages, answers=answers, weak=weak, strong=strong, reference=row.reference)
-        tasks.append(JudgeTask(row=row, item=item, role=role, judge=judge, endpoint=endpoint, key=_key(judge, model_id, item)))
+        item = JudgeItem(
+            id=row.id, messages=row.messages, answers=answers, weak=weak, strong=strong, reference=row.reference
+        )
+        tasks.append(
+            JudgeTask(row=row, item=item, role=role, judge=judge, endpoint=endpoint, key=_key(judge, model_id, item))
+        )
     return tasks, skipped
 
 
 def calls_of(task: JudgeTask) -> list[Call]:
     """The judge model calls ``task`` makes on its first try (for the cost estimate)."""
-    return [Call(endpoint=str(task.endpoint), messages=list(r.messages), max_tokens=r.max_tokens,
-                 expected_output_tokens=r.max_tokens or 256) for r in task.judge.requests(task.item)]
+    return [
+        Call(
+            endpoint=str(task.endpoint),
+            messages=list(r.messages),
+            max_tokens=r.max_tokens,
+            expected_output_tokens=r.max_tokens or 256,
+        )
+        for r in task.judge.requests(task.item)
+    ]
 
 
 def _check_verdict(judge: Judge, verdict: Any) -> str | None:
@@ -142,13 +191,26 @@ def _check_verdict(judge: Judge, verdict: Any) -> str | None:
     return None
 
 
-async def judge_one(engine: Engine, task: JudgeTask, judge_retries: int = 2, watch: ReplyWatch | None = None) -> dict[str, Any] | None:
+async def judge_one(
+    engine: Engine, task: JudgeTask, judge_retries: int = 2, watch: ReplyWatch | None = None
+) -> dict[str, Any] | None:
     """The judgement row of ``task`` (a verdict or an error), or None when the budget refused the calls.
     ``watch`` sees every reply read or not (:class:`NothingReadable` ends the run)."""
     started = time.monotonic()
-    row: dict[str, Any] = {"id": task.row.id, "key": task.key, "role": task.role, "judge": task.judge.name,
-                           "label": None, "outcomes": None, "detail": None, "error": None,
-                           "usage": {"prompt_tokens": 0, "completion_tokens": 0}, "cost": None, "calls": 0, "tries": 0}
+    row: dict[str, Any] = {
+        "id": task.row.id,
+        "key": task.key,
+        "role": task.role,
+        "judge": task.judge.name,
+        "label": None,
+        "outcomes": None,
+        "detail": None,
+        "error": None,
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0},
+        "cost": None,
+        "calls": 0,
+        "tries": 0,
+    }
 
     def finish(error: str | None = None, **fields: Any) -> dict[str, Any]:
         row.update(fields, error=error)
@@ -163,9 +225,18 @@ async def judge_one(engine: Engine, task: JudgeTask, judge_retries: int = 2, wat
         row["tries"] = attempt + 1
         if todo:
             if task.endpoint is None:
-                raise TelaError(f"judge {task.judge.name!r} asked for a judge model call, and no --judge-model was given")
-            calls = [Call(endpoint=task.endpoint, messages=list(requests[i].messages), max_tokens=requests[i].max_tokens,
-                          expected_output_tokens=requests[i].max_tokens or 256) for i in todo]
+                raise TelaError(
+                    f"judge {task.judge.name!r} asked for a judge model call, and no --judge-model was given"
+                )
+            calls = [
+                Call(
+                    endpoint=task.endpoint,
+                    messages=list(requests[i].messages),
+                    max_tokens=requests[i].max_tokens,
+                    expected_output_tokens=requests[i].max_tokens or 256,
+                )
+                for i in todo
+            ]
             got: list[Reply] | None = await engine.ask_all(calls)
             if got is None:
                 return None
@@ -197,11 +268,17 @@ async def judge_one(engine: Engine, task: JudgeTask, judge_retries: int = 2, wat
         problem = _check_verdict(task.judge, verdict)
         if problem is not None:
             return finish(f"judge {task.judge.name!r} gave an unusable verdict: {problem}")
-        return finish(None, label=verdict.label, outcomes={str(m): float(x) for m, x in verdict.outcomes.items()},
-                      detail=verdict.detail)
+        return finish(
+            None,
+            label=verdict.label,
+            outcomes={str(m): float(x) for m, x in verdict.outcomes.items()},
+            detail=verdict.detail,
+        )
     tries = judge_retries + 1
-    return finish(f"unreadable judge reply after {tries} {'try' if tries == 1 else 'tries'}: {last}",
-                  detail={"replies": list(replies)})
+    return finish(
+        f"unreadable judge reply after {tries} {'try' if tries == 1 else 'tries'}: {last}",
+        detail={"replies": list(replies)},
+    )
 
 
 def previous_judgements(out: OutputDir) -> dict[tuple[str, str], dict[str, Any]]:
@@ -243,16 +320,24 @@ class JudgeStats:
         self.cost += float(j.get("cost") or 0.0)
 
 
-async def judge_all(tasks: Sequence[JudgeTask], engine: Engine, out: OutputDir, results: dict[tuple[str, str], dict[str, Any]],
-                    judge_retries: int = 2, on_done: Callable[[JudgeStats], None] | None = None,
-                    stop_unreadable: int | None = UNREADABLE_STOP) -> JudgeStats:
+async def judge_all(
+    tasks: Sequence[JudgeTask],
+    engine: Engine,
+    out: OutputDir,
+    results: dict[tuple[str, str], dict[str, Any]],
+    judge_retries: int = 2,
+    on_done: Callable[[JudgeStats], None] | None = None,
+    stop_unreadable: int | None = UNREADABLE_STOP,
+) -> JudgeStats:
     """Judge every task; each judgement goes into ``results`` and, at once, into the journal. When
     the judge model's first ``stop_unreadable`` replies all fail to read, the run stops there
     (``stats.stopped == "unreadable"``): the calls in flight are dropped and nothing more is asked."""
     stats = JudgeStats()
     watch = ReplyWatch(stop_unreadable)
     started = time.monotonic()
-    window = max(1, sum(ep.limit_settings.max_concurrency for ep in engine.endpoints.values())) if engine.endpoints else 8
+    window = (
+        max(1, sum(ep.limit_settings.max_concurrency for ep in engine.endpoints.values())) if engine.endpoints else 8
+    )
 
     async def work(task: JudgeTask) -> dict[str, Any] | None:
         return await judge_one(engine, task, judge_retries, watch)
@@ -285,11 +370,20 @@ def record_for(row: PromptRow, judgement: Mapping[str, Any], weak: str, strong: 
     label = judgement.get("label")
     if label is None and weak in outcomes and strong in outcomes:
         label = label_for(outcomes[weak], outcomes[strong], OutcomeOptions.model_validate({}))
-    costs = {m: float(a["cost"]) for m, a in row.answers.items()
-             if isinstance(a, Mapping) and isinstance(a.get("cost"), (int, float)) and not isinstance(a.get("cost"), bool)}
+    costs = {
+        m: float(a["cost"])
+        for m, a in row.answers.items()
+        if isinstance(a, Mapping) and isinstance(a.get("cost"), (int, float)) and not isinstance(a.get("cost"), bool)
+    }
     group = row.source.get("group") if isinstance(row.source, Mapping) else None
-    rec = seed_record(row.prompt, label, outcomes=outcomes or None, costs=costs or None,
-                      group=str(group) if group is not None else None, id=row.id)
+    rec = seed_record(
+        row.prompt,
+        label,
+        outcomes=outcomes or None,
+        costs=costs or None,
+        group=str(group) if group is not None else None,
+        id=row.id,
+    )
     if record_problem(rec) is not None:
         return None
     return rec.to_json()

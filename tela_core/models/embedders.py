@@ -25,8 +25,9 @@ here.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
@@ -39,8 +40,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # the public API (docs/plugins.md); LEGACY_EMBEDDER and prepare_default (make install's step) are tela's own
 __all__ = [
-    "DEFAULT_EMBEDDER", "PROBE_TEXTS", "EmbedderOptions", "UsesEmbedder", "get_embedder", "require",
-    "embedder_record", "check_embedder",
+    "DEFAULT_EMBEDDER",
+    "PROBE_TEXTS",
+    "EmbedderOptions",
+    "UsesEmbedder",
+    "get_embedder",
+    "require",
+    "embedder_record",
+    "check_embedder",
 ]
 
 #: The embedder a family uses unless told otherwise: static vectors distilled once from MiniLM
@@ -70,16 +77,24 @@ _INSTANCES: dict[tuple[str, str], Any] = {}
 class EmbedderOptions(BaseModel):
     """The options an embedding family adds to its own (mix into its ``Options``)."""
 
-    embedder: str = Field(DEFAULT_EMBEDDER, description="embedder that turns prompts into vectors "
-                          "(see `tela plugins list --kind embedder`): model2vec (static vectors distilled from MiniLM, "
-                          "the default), minilm (MiniLM on torch), minilm-onnx, minilm-onnx-int8, ...")
-    embedder_options: dict[str, Any] = Field(default_factory=dict, description="the embedder's own options, "
-                                             "e.g. {model: PATH} for model2vec or sentence-transformers")
-    embedding_model: Optional[str] = Field(None, description="deprecated: a sentence-transformers model "
-                                           "(use embedder=sentence-transformers and embedder_options.model)")
+    embedder: str = Field(
+        DEFAULT_EMBEDDER,
+        description="embedder that turns prompts into vectors "
+        "(see `tela plugins list --kind embedder`): model2vec (static vectors distilled from MiniLM, "
+        "the default), minilm (MiniLM on torch), minilm-onnx, minilm-onnx-int8, ...",
+    )
+    embedder_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the embedder's own options, e.g. {model: PATH} for model2vec or sentence-transformers",
+    )
+    embedding_model: str | None = Field(
+        None,
+        description="deprecated: a sentence-transformers model "
+        "(use embedder=sentence-transformers and embedder_options.model)",
+    )
 
 
-def get_embedder(name: str, options: Mapping[str, Any] | None = None) -> "Embedder":
+def get_embedder(name: str, options: Mapping[str, Any] | None = None) -> Embedder:
     """The registered embedder ``name`` with ``options``, one instance per process and settings
     (so every router that uses it shares one loaded model). An unknown name lists the known ones."""
     import json
@@ -108,19 +123,22 @@ def require(module: str, embedder: str, install: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise TelaError(f"embedder {embedder!r} needs the Python package {module.split('.')[0]!r}, which is not "
-                        f"installed: {install}") from None
+        raise TelaError(
+            f"embedder {embedder!r} needs the Python package {module.split('.')[0]!r}, which is not "
+            f"installed: {install}"
+        ) from None
 
 
-def embedder_record(embedder: "Embedder", vectors: "np.ndarray | None" = None) -> dict[str, Any]:
+def embedder_record(embedder: Embedder, vectors: np.ndarray | None = None) -> dict[str, Any]:
     """What a router keeps about its embedder: name, options, vector size, and the vectors of
     :data:`PROBE_TEXTS` (``vectors``: when already computed)."""
     import numpy as np
 
     from tela_core.models.vector_cache import embed_with
 
-    probe = np.asarray(vectors if vectors is not None else embed_with(embedder, list(PROBE_TEXTS), cache=False),
-                       dtype=np.float32)
+    probe = np.asarray(
+        vectors if vectors is not None else embed_with(embedder, list(PROBE_TEXTS), cache=False), dtype=np.float32
+    )
     return {
         "name": embedder.name,
         "options": embedder.options.model_dump(mode="json"),
@@ -135,7 +153,7 @@ def _describe(name: str, options: Mapping[str, Any] | None) -> str:
     return repr(name) + (f" {opts}" if opts else "")
 
 
-def check_embedder(artifact_dir: Path, record: Mapping[str, Any], embedder: "Embedder") -> None:
+def check_embedder(artifact_dir: Path, record: Mapping[str, Any], embedder: Embedder) -> None:
     """Refuse (one line naming both) when ``embedder`` gives other vectors than the ones
     ``record`` (the router's ``embedder.json``) was made with: another vector size, or a probe
     sentence whose vectors' cosine is under :data:`PROBE_MIN_COSINE`."""
@@ -148,15 +166,21 @@ def check_embedder(artifact_dir: Path, record: Mapping[str, Any], embedder: "Emb
     texts = [str(t) for t in record.get("probe_texts") or []]
     want = np.asarray(record.get("probe_vectors") or [], dtype=np.float32)
     if not texts or want.ndim != 2 or len(want) != len(texts):
-        raise TelaError(f"{Path(artifact_dir) / 'embedder.json'}: damaged router file: no probe vectors; train the router again")
+        raise TelaError(
+            f"{Path(artifact_dir) / 'embedder.json'}: damaged router file: no probe vectors; train the router again"
+        )
     got = embed_with(embedder, texts, cache=False)
     if got.shape[1] != want.shape[1]:
-        raise TelaError(f"{artifact_dir}: trained with embedder {trained} ({want.shape[1]}-d vectors); embedder {here} "
-                        f"here gives {got.shape[1]}-d vectors: train the router again with this embedder")
+        raise TelaError(
+            f"{artifact_dir}: trained with embedder {trained} ({want.shape[1]}-d vectors); embedder {here} "
+            f"here gives {got.shape[1]}-d vectors: train the router again with this embedder"
+        )
     cos = (got * want).sum(axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1) + 1e-12)
     if float(cos.min()) < PROBE_MIN_COSINE:
-        raise TelaError(f"{artifact_dir}: trained with embedder {trained}; embedder {here} here gives other vectors "
-                        f"(cosine {float(cos.min()):.3f} on a probe sentence): install the same embedder or train the router again")
+        raise TelaError(
+            f"{artifact_dir}: trained with embedder {trained}; embedder {here} here gives other vectors "
+            f"(cosine {float(cos.min()):.3f} on a probe sentence): install the same embedder or train the router again"
+        )
 
 
 class UsesEmbedder:
@@ -168,7 +192,7 @@ class UsesEmbedder:
     uses_embedder = True
     options: Any
     name: str
-    _legacy_context: Callable[[], "LoadContext"]
+    _legacy_context: Callable[[], LoadContext]
 
     def embedder_choice(self) -> tuple[str, dict[str, Any]]:
         """(name, options) of the embedder the options select; the deprecated ``embedding_model``
@@ -178,16 +202,18 @@ class UsesEmbedder:
         legacy = getattr(self.options, "embedding_model", None)
         if legacy:
             if name not in (DEFAULT_EMBEDDER, LEGACY_EMBEDDER, "sentence-transformers"):
-                raise TelaError(f"{self.name}: embedding_model={legacy!r} is a sentence-transformers model, but "
-                                f"embedder={name!r}; use embedder_options.model instead of embedding_model")
+                raise TelaError(
+                    f"{self.name}: embedding_model={legacy!r} is a sentence-transformers model, but "
+                    f"embedder={name!r}; use embedder_options.model instead of embedding_model"
+                )
             name, opts = "sentence-transformers", {**opts, "model": legacy}
         return name, opts
 
-    def embedder(self) -> "Embedder":
+    def embedder(self) -> Embedder:
         """This family's embedder (created once per process and settings)."""
         return get_embedder(*self.embedder_choice())
 
-    def embed(self, prompts: Sequence[str]) -> "np.ndarray":
+    def embed(self, prompts: Sequence[str]) -> np.ndarray:
         """Cached vectors of ``prompts`` from this family's embedder."""
         from tela_core.models.vector_cache import embed_with
 
@@ -201,7 +227,7 @@ class UsesEmbedder:
         short = {k: record[k] for k in ("name", "options", "dim")}
         return super().finish_fit(out, n_train, {**meta, "embedder": short})  # type: ignore[misc]
 
-    def check_manifest(self, artifact_dir: Path, context: "LoadContext | None" = None) -> dict[str, Any]:
+    def check_manifest(self, artifact_dir: Path, context: LoadContext | None = None) -> dict[str, Any]:
         from tela_core.routing.family import read_json
 
         manifest: dict[str, Any] = super().check_manifest(artifact_dir, context)  # type: ignore[misc]
@@ -212,15 +238,19 @@ class UsesEmbedder:
         name, _ = self.embedder_choice()
         wanted = (context or self._legacy_context()).embedder
         if wanted is not None and wanted != name:
-            raise TelaError(f"{artifact_dir}: this router was trained with embedder {name!r}, not {wanted!r}: "
-                            f"serve it with {name!r}, or train it again with --set family.embedder={wanted}")
+            raise TelaError(
+                f"{artifact_dir}: this router was trained with embedder {name!r}, not {wanted!r}: "
+                f"serve it with {name!r}, or train it again with --set family.embedder={wanted}"
+            )
         if "embedder" in manifest:  # routers from before embedders were components: minilm, unchecked
             d = Path(artifact_dir)
             record = read_json(d / "embedder.json")
             recorded = record.get("name") if isinstance(record, dict) else None
             listed = manifest["embedder"].get("name") if isinstance(manifest["embedder"], dict) else name
             if recorded != name or listed != name:  # files of two trainings mixed in one folder
-                raise TelaError(f"{d / 'embedder.json'} names embedder {recorded!r}, but {d / 'tela.json'} names "
-                                f"{name if recorded != name else listed!r}: the router's files disagree; train it again")
+                raise TelaError(
+                    f"{d / 'embedder.json'} names embedder {recorded!r}, but {d / 'tela.json'} names "
+                    f"{name if recorded != name else listed!r}: the router's files disagree; train it again"
+                )
             check_embedder(d, record, self.embedder())
         return manifest

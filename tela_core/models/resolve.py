@@ -130,8 +130,10 @@ def from_hub(repo_id: str, revision: str | None = None) -> Path | None:
     try:
         return usable(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES))
     except Exception as e:
-        raise TelaError(f"model {repo_id}: download from the Hugging Face hub failed: {type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else ''}") from None
+        raise TelaError(
+            f"model {repo_id}: download from the Hugging Face hub failed: {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}"
+        ) from None
 
 
 def _wheel_dirs() -> list[Path]:
@@ -262,7 +264,13 @@ def check_architecture(model_dir: Path, trust_remote_code: bool = False) -> str:
                 f"model {model_dir}: architecture {model_type!r} needs its own code; "
                 "pass --trust-remote-code if you trust it"
             )
-        some = ", ".join(sorted(k for k in ("llama", "mistral", "qwen2", "gemma", "phi3", "gpt2") if k in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES))
+        some = ", ".join(
+            sorted(
+                k
+                for k in ("llama", "mistral", "qwen2", "gemma", "phi3", "gpt2")
+                if k in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+            )
+        )
         raise TelaError(
             f"model {model_dir}: unsupported architecture {model_type!r}; score-token routers need a "
             f"causal language model (AutoModelForCausalLM, e.g. {some})"

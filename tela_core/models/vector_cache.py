@@ -17,19 +17,30 @@ import hashlib
 import os
 import re
 import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from tela_core.infra.errors import TelaError
 from tela_core.infra.locks import cache_lock
 from tela_core.infra.progress import progress_bar
-from tela_core.infra.errors import TelaError
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 __all__ = [
-    "DEFAULT_EMBEDDING_MODEL", "VectorLRU", "cache_dir", "cached_vectors", "default_model_path", "embed", "embed_with",
+    "DEFAULT_EMBEDDING_MODEL",
+    "VectorLRU",
+    "cache_dir",
+    "cached_vectors",
+    "default_model_path",
+    "embed",
+    "embed_with",
     "models_dir",
-    "sentence_transformer", "serving_cache", "text_key", "use_shard_cache",
+    "sentence_transformer",
+    "serving_cache",
+    "text_key",
+    "use_shard_cache",
 ]
 
 #: The sentence encoder the embedding families use unless told otherwise.
@@ -80,7 +91,7 @@ def resolve_model(model: str | None) -> str:
 
 def text_key(model_key: str, text: str) -> str:
     """Content hash of one text under one encoder."""
-    return hashlib.sha256(f"{model_key}\x00{text}".encode("utf-8")).hexdigest()
+    return hashlib.sha256(f"{model_key}\x00{text}".encode()).hexdigest()
 
 
 def _model_key(model: str) -> str:
@@ -109,7 +120,7 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def _load_shards(folder: Path) -> dict[str, "np.ndarray"]:
+def _load_shards(folder: Path) -> dict[str, np.ndarray]:
     """Every vector of every shard in ``folder``. A shard that cannot be read whole (cut short by
     a full disk or a copy, or not an npz) is reported, deleted and left to be recomputed, so that
     one damaged file never blocks every later command."""
@@ -123,9 +134,11 @@ def _load_shards(folder: Path) -> dict[str, "np.ndarray"]:
             if keys.ndim != 1 or emb.ndim != 2 or len(keys) != len(emb):
                 raise ValueError(f"keys {keys.shape} and vectors {emb.shape} do not match")
         except Exception as e:  # BadZipFile, EOFError, KeyError, ValueError, OSError, ...
-            _warn(f"damaged cache shard {shard} ({type(e).__name__}: "
-                  f"{str(e).splitlines()[0] if str(e) else 'unreadable'}); "
-                  "dropped, its vectors will be computed again")
+            _warn(
+                f"damaged cache shard {shard} ({type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else 'unreadable'}); "
+                "dropped, its vectors will be computed again"
+            )
             with contextlib.suppress(OSError):
                 shard.unlink()
             continue
@@ -134,7 +147,7 @@ def _load_shards(folder: Path) -> dict[str, "np.ndarray"]:
     return out
 
 
-def _save_shard(folder: Path, keys: Sequence[str], emb: "np.ndarray") -> bool:
+def _save_shard(folder: Path, keys: Sequence[str], emb: np.ndarray) -> bool:
     """Write one shard atomically (a temporary file, then a rename); False (after a warning) when
     the cache cannot be written, e.g. a read-only ``$TELA_CACHE``: the vectors are still returned."""
     import numpy as np
@@ -151,8 +164,10 @@ def _save_shard(folder: Path, keys: Sequence[str], emb: "np.ndarray") -> bool:
     except OSError as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        _warn(f"cannot write the vector cache in {folder} ({e.strerror or e}); continuing without it "
-              "(set TELA_CACHE to a writable folder to keep vectors between runs)")
+        _warn(
+            f"cannot write the vector cache in {folder} ({e.strerror or e}); continuing without it "
+            "(set TELA_CACHE to a writable folder to keep vectors between runs)"
+        )
         return False
 
 
@@ -160,13 +175,13 @@ def cached_vectors(
     texts: Sequence[str],
     folder: Path,
     model_key: str,
-    compute: Callable[[list[str], Callable[[int, int], None]], "np.ndarray"],
+    compute: Callable[[list[str], Callable[[int, int], None]], np.ndarray],
     *,
     cache: bool = True,
     label: str = "computing",
     progress: Callable[[int, int], None] | None = None,
     chunk_size: int = 1024,
-) -> "np.ndarray":
+) -> np.ndarray:
     """Vectors of ``texts`` from the shard cache in ``folder``, computing only the missing ones.
 
     ``compute(texts, report)`` returns one float32 row per text, in order, calling
@@ -212,25 +227,47 @@ def cached_vectors(
         )
     with lock as held:
         if missing_idx and cache and held is None and not busy:
-            _warn(f"cannot write the vector cache in {folder}; continuing without it "
-                  "(set TELA_CACHE to a writable folder to keep vectors between runs)")
+            _warn(
+                f"cannot write the vector cache in {folder}; continuing without it "
+                "(set TELA_CACHE to a writable folder to keep vectors between runs)"
+            )
         if missing_idx and cache and held is not None and folder.is_dir():
             for stale in folder.glob(".tmp-*.npz"):  # a killed writer's unfinished shard
                 with contextlib.suppress(OSError):
                     stale.unlink()
             known.update(_load_shards(folder))
             missing_idx = missing()
-        _compute_missing(texts, keys, missing_idx, known, folder, model_key, compute,
-                         cache=cache and held is not None, label=label, progress=progress, chunk_size=chunk_size)
+        _compute_missing(
+            texts,
+            keys,
+            missing_idx,
+            known,
+            folder,
+            model_key,
+            compute,
+            cache=cache and held is not None,
+            label=label,
+            progress=progress,
+            chunk_size=chunk_size,
+        )
     if not keys:
         return np.zeros((0, 0), dtype=np.float32)
     return np.stack([known[k] for k in keys]).astype(np.float32)
 
 
 def _compute_missing(
-    texts: Sequence[str], keys: Sequence[str], missing_idx: list[int], known: dict[str, "np.ndarray"], folder: Path,
-    model_key: str, compute: Callable[[list[str], Callable[[int, int], None]], "np.ndarray"], *, cache: bool,
-    label: str, progress: Callable[[int, int], None] | None, chunk_size: int,
+    texts: Sequence[str],
+    keys: Sequence[str],
+    missing_idx: list[int],
+    known: dict[str, np.ndarray],
+    folder: Path,
+    model_key: str,
+    compute: Callable[[list[str], Callable[[int, int], None]], np.ndarray],
+    *,
+    cache: bool,
+    label: str,
+    progress: Callable[[int, int], None] | None,
+    chunk_size: int,
 ) -> None:
     import numpy as np
 
@@ -266,7 +303,7 @@ def embed(
     device: str = "cpu",
     cache: bool = True,
     progress: Callable[[int, int], None] | None = None,
-) -> "np.ndarray":
+) -> np.ndarray:
     """Return an (n, d) float32 array of L2-normalised embeddings of ``texts``.
 
     Texts already in the cache are not embedded again. ``progress(done, total)`` is called as new
@@ -277,7 +314,7 @@ def embed(
     path = resolve_model(model)
     mkey = _model_key(model or DEFAULT_EMBEDDING_MODEL)
 
-    def compute(new_texts: list[str], report: Callable[[int, int], None]) -> "np.ndarray":
+    def compute(new_texts: list[str], report: Callable[[int, int], None]) -> np.ndarray:
         # cached_vectors hands over texts sorted by length, so batches pad little.
         st = _load_model(path, device)
         chunks: list[np.ndarray] = []
@@ -320,13 +357,13 @@ class VectorLRU:
         self.hits = 0
         self.misses = 0
         self.listeners: list[Callable[[int, int], None]] = []
-        self._data: "collections.OrderedDict[str, np.ndarray]" = collections.OrderedDict()
+        self._data: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._data)
 
-    def get_many(self, keys: Sequence[str]) -> list["np.ndarray | None"]:
+    def get_many(self, keys: Sequence[str]) -> list[np.ndarray | None]:
         """The cached vector of each key, or None; counts a hit or a miss per key."""
         out: list[np.ndarray | None] = []
         with self._lock:
@@ -342,7 +379,7 @@ class VectorLRU:
             listener(hits, len(out) - hits)
         return out
 
-    def put_many(self, keys: Sequence[str], vectors: "np.ndarray") -> None:
+    def put_many(self, keys: Sequence[str], vectors: np.ndarray) -> None:
         """Store rows of ``vectors`` under ``keys``, dropping the least recently used beyond capacity."""
         if self.capacity <= 0:
             return
@@ -382,7 +419,7 @@ def embed_with(
     *,
     cache: bool = True,
     progress: Callable[[int, int], None] | None = None,
-) -> "np.ndarray":
+) -> np.ndarray:
     """``embedder.embed`` (a :class:`tela_core.components.Embedder`) on ``texts``, cached.
 
     Training and evaluating, vectors go through the shard cache under
@@ -397,7 +434,7 @@ def embed_with(
     if not _SHARD_CACHE["on"]:
         return _embed_serving(embedder, list(texts), key)
 
-    def compute(new_texts: list[str], report: Callable[[int, int], None]) -> "np.ndarray":
+    def compute(new_texts: list[str], report: Callable[[int, int], None]) -> np.ndarray:
         chunks: list[np.ndarray] = []
         for s in range(0, len(new_texts), EMBED_CALL_SIZE):
             part = new_texts[s : s + EMBED_CALL_SIZE]
@@ -405,22 +442,25 @@ def embed_with(
             report(s + len(part), len(new_texts))
         return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
 
-    return cached_vectors(texts, cache_dir() / "embeddings" / key, key, compute, cache=cache,
-                          label="embedding", progress=progress)
+    return cached_vectors(
+        texts, cache_dir() / "embeddings" / key, key, compute, cache=cache, label="embedding", progress=progress
+    )
 
 
-def _checked(embedder: Any, texts: list[str]) -> "np.ndarray":
+def _checked(embedder: Any, texts: list[str]) -> np.ndarray:
     """``embedder.embed(texts)`` as float32, refusing a wrong row count (a plugin's bug) in one line."""
     import numpy as np
 
     out = np.asarray(embedder.embed(texts), dtype=np.float32)
     if out.ndim != 2 or out.shape[0] != len(texts):
-        raise TelaError(f"embedder {embedder.name!r} returned an array of shape {out.shape} for {len(texts)} texts; "
-                        "expected one row per text")
+        raise TelaError(
+            f"embedder {embedder.name!r} returned an array of shape {out.shape} for {len(texts)} texts; "
+            "expected one row per text"
+        )
     return out
 
 
-def _embed_serving(embedder: Any, texts: list[str], key: str) -> "np.ndarray":
+def _embed_serving(embedder: Any, texts: list[str], key: str) -> np.ndarray:
     import numpy as np
 
     lru = _LRU["cache"]

@@ -18,6 +18,12 @@ from tela_core.plugins.discovery import (
 )
 
 __all__ = [
-    "hookimpl", "ENTRY_POINT_GROUP", "BUILTIN_DIST", "make_plugin_manager", "get_registry", "reset",
-    "add_plugin", "remove_plugin",
+    "hookimpl",
+    "ENTRY_POINT_GROUP",
+    "BUILTIN_DIST",
+    "make_plugin_manager",
+    "get_registry",
+    "reset",
+    "add_plugin",
+    "remove_plugin",
 ]

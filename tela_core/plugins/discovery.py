@@ -15,7 +15,8 @@ from __future__ import annotations
 import importlib.metadata as md
 import inspect
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pluggy
 
@@ -136,7 +137,8 @@ def _register(pm: pluggy.PluginManager, plugin: Any, name: str, info: PluginInfo
         raise AttributeError(f"implements unknown hook(s): {', '.join(unknown)}; tela's hooks are: {known}")
     hooked = {c.name for c in callers}
     unmarked = sorted(
-        n for n in dir(plugin)
+        n
+        for n in dir(plugin)
         if n.startswith("tela_") and n not in hooked and inspect.isfunction(inspect.getattr_static(plugin, n, None))
     )
     if unmarked:

@@ -7,8 +7,9 @@ so duplicate names name both plugins, and an unknown name lists the registered o
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import pluggy
 
@@ -175,7 +176,8 @@ class Registry:
             return cls(cls.Options(**dict(options or {})))
         except ValidationError as e:
             problems = "; ".join(
-                f"{'.'.join(str(x) for x in err['loc']) or 'options'}: {_problem(err, cls.Options)}" for err in e.errors()
+                f"{'.'.join(str(x) for x in err['loc']) or 'options'}: {_problem(err, cls.Options)}"
+                for err in e.errors()
             )
             raise TelaError(f"bad options for {kind} {name!r}: {problems}") from None
 

@@ -78,11 +78,11 @@ def read_manifest(artifact_dir: str | Path) -> dict[str, Any]:
         raise TelaError(f"{p}: manifest has no 'scorer' name")
     version = manifest.get("tela_artifact")
     if type(version) is not int or version < 1:
-        raise TelaError(f"{p}: 'tela_artifact' must be a format version number (this tela reads {FORMAT_VERSION}), got {version!r}")
-    if version > FORMAT_VERSION:
         raise TelaError(
-            f"{p}: router format {version} is newer than this tela reads ({FORMAT_VERSION}); upgrade tela"
+            f"{p}: 'tela_artifact' must be a format version number (this tela reads {FORMAT_VERSION}), got {version!r}"
         )
+    if version > FORMAT_VERSION:
+        raise TelaError(f"{p}: router format {version} is newer than this tela reads ({FORMAT_VERSION}); upgrade tela")
     return manifest
 
 
@@ -100,7 +100,10 @@ def router_version(artifact_dir: str | Path) -> str:
 
 
 def write_policy(
-    artifact_dir: str | Path, name: str, options: dict[str, Any], models: list[str] | None = None,
+    artifact_dir: str | Path,
+    name: str,
+    options: dict[str, Any],
+    models: list[str] | None = None,
     operating_point: dict[str, Any] | None = None,
 ) -> None:
     """Save the routing policy beside the artifact; ``operating_point`` is how ``tela run`` chose
@@ -121,8 +124,10 @@ def read_policy(artifact_dir: str | Path) -> dict[str, Any]:
     except (ValueError, RecursionError, OSError) as e:  # bad JSON or UTF-8, too deep, unreadable
         said = " ".join(str(e).split()) or type(e).__name__
         raise TelaError(f"{p}: unreadable policy: {said[:200]}") from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("name", "threshold"), str) or not isinstance(
-        spec.get("options") or {}, dict
+    if (
+        not isinstance(spec, dict)
+        or not isinstance(spec.get("name", "threshold"), str)
+        or not isinstance(spec.get("options") or {}, dict)
     ):
         raise TelaError(f"{p}: expected an object with a policy 'name', its 'options' and 'models'")
     return spec

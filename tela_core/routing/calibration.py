@@ -16,9 +16,10 @@ log, which are those of whatever router version served it (often the one before 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from tela_core.infra.errors import InputError, TelaError
 from tela_core.infra.logfile import read_log
@@ -54,7 +55,8 @@ def read_traffic(log: str | Path, router: str | None = None) -> _Traffic:
     for lineno, rec in read_log(log, "decision log"):
         if isinstance(rec.get("answers"), dict):
             raise InputError(
-                Path(log), lineno,
+                Path(log),
+                lineno,
                 "this is a shadow log (its lines hold both models' 'answers' for a sampled share of requests), not a "
                 "decision log; calibrate on the decision log tela serve writes for every request (decision_log: in "
                 "the serve config, or --decision-log)",
@@ -69,8 +71,10 @@ def read_traffic(log: str | Path, router: str | None = None) -> _Traffic:
         raise InputError(Path(log), None, "no routed requests in this decision log")
     if router is None:
         if len(by_router) > 1:
-            raise TelaError(f"{log}: the log holds several routers ({', '.join(sorted(by_router))}); pick one with "
-                            "--traffic-router NAME")
+            raise TelaError(
+                f"{log}: the log holds several routers ({', '.join(sorted(by_router))}); pick one with "
+                "--traffic-router NAME"
+            )
         router = next(iter(by_router))
     if router not in by_router:
         raise TelaError(f"{log}: no requests routed by {router!r}; routers in the log: {', '.join(sorted(by_router))}")
@@ -107,7 +111,8 @@ def calibrate_on_traffic(
     if other:
         first = next(t for t in bare if t.version in other)
         raise InputError(
-            Path(log), first.lineno,
+            Path(log),
+            first.lineno,
             f"{sum(t.version in other for t in bare)} requests were scored by router version {', '.join(other)}, and "
             f"{router_dir} is version {version} (retrained since?); the log holds no prompt text to score them again "
             "with this one (serve with log_prompts: true), so their scores would calibrate another router. "
@@ -127,7 +132,9 @@ def calibrate_on_traffic(
         fresh = router.score([p for _, p in texts])
         for (i, _), x in zip(texts, fresh):
             w[i] = float(x)
-    few = small_sample_warning(len(w), "this calibration", "the threshold will move as traffic grows; calibrate again on more")
+    few = small_sample_warning(
+        len(w), "this calibration", "the threshold will move as traffic grows; calibrate again on more"
+    )
     if few:
         warnings.append(few)
     old = read_policy(router_dir)
@@ -139,10 +146,25 @@ def calibrate_on_traffic(
     if len(models) != 2:
         models = [models[0], models[-1]]
     base = reg.create("policy", policy, {**dict(policy_options or {}), "strong_share": strong_share})
-    how = f"rescored with version {version}" if len(texts) == len(w) else (
-        f"{len(texts)} rescored with version {version}, {len(w) - len(texts)} as logged" if texts else "scores as logged")
+    how = (
+        f"rescored with version {version}"
+        if len(texts) == len(w)
+        else (
+            f"{len(texts)} rescored with version {version}, {len(w) - len(texts)} as logged"
+            if texts
+            else "scores as logged"
+        )
+    )
     calibrated = base.calibrate(w, data=f"{log} (traffic of {traffic.router}; {how})")
     options = calibrated.options.model_dump(mode="json")
     write_policy(router_dir, policy, options, models)
-    return {"router": traffic.router, "requests": int(len(w)), "rescored": len(texts), "version": version,
-            "options": options, "models": models, "previous": old.get("name"), "warnings": warnings}
+    return {
+        "router": traffic.router,
+        "requests": int(len(w)),
+        "rescored": len(texts),
+        "version": version,
+        "options": options,
+        "models": models,
+        "previous": old.get("name"),
+        "warnings": warnings,
+    }

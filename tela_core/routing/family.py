@@ -16,7 +16,8 @@ and this module holds it once so a new family is only its model:
   line naming the file when it is missing or damaged instead of a traceback.
 
 The targets themselves (``weak-wrong``, ``gain``, ``label``) and the one weak/strong pair rule are
-in :mod:`tela_core.routing.targets`; a linear probe on any features is :class:`tela_core.routing.probe.LinearProbeScorer`.
+in :mod:`tela_core.routing.targets`; a linear probe on any features is
+:class:`tela_core.routing.probe.LinearProbeScorer`.
 
 Nothing here imports numpy or another heavy module at import time.
 """
@@ -25,17 +26,18 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tela_core.routing.artifact import read_manifest, write_manifest, write_policy
 from tela_core.components import LoadContext, Scorer
 from tela_core.infra.errors import TelaError
-from tela_core.schema.records import Record
+from tela_core.routing.artifact import read_manifest, write_manifest, write_policy
 from tela_core.routing.targets import make_targets, model_names, outcome_matrix
+from tela_core.schema.records import Record
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -52,9 +54,11 @@ class TargetOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    target: Literal["weak-wrong", "gain", "label"] = Field("weak-wrong", description="weak-wrong | gain | label (see tela_core.routing.targets)")
-    weak: Optional[str] = Field(None, description="weak model name in the outcomes (inferred for two models)")
-    strong: Optional[str] = Field(None, description="strong model name in the outcomes (inferred for two models)")
+    target: Literal["weak-wrong", "gain", "label"] = Field(
+        "weak-wrong", description="weak-wrong | gain | label (see tela_core.routing.targets)"
+    )
+    weak: str | None = Field(None, description="weak model name in the outcomes (inferred for two models)")
+    strong: str | None = Field(None, description="strong model name in the outcomes (inferred for two models)")
 
 
 class FamilyScorer(Scorer):
@@ -154,9 +158,9 @@ class TrainData:
     """
 
     #: (n,) target in [0, 1] per record (see :func:`tela_core.routing.targets.make_targets`).
-    y: "np.ndarray"
+    y: np.ndarray
     #: (n, m) outcomes of ``models``, or None when the records carry no outcomes (``label`` target).
-    outcomes: "np.ndarray | None"
+    outcomes: np.ndarray | None
     #: Models present in every record's outcomes, in first-seen order.
     models: list[str]
     #: ``make_targets``' facts (``target``, ``weak``, ``strong``) plus ``models``: for the manifest.
@@ -180,8 +184,10 @@ def read_json(path: Path) -> Any:
     except FileNotFoundError:
         raise TelaError(f"{path}: missing from the router artifact") from None
     except (ValueError, RecursionError, OSError) as e:  # bad JSON or UTF-8, too deep, a directory
-        raise TelaError(f"{path}: damaged router file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                        "train the router again") from None
+        raise TelaError(
+            f"{path}: damaged router file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+            "train the router again"
+        ) from None
 
 
 def artifact_field(data: Any, path: Path, key: str, kind: type | tuple[type, ...]) -> Any:
@@ -191,6 +197,7 @@ def artifact_field(data: Any, path: Path, key: str, kind: type | tuple[type, ...
         raise TelaError(f"{path}: damaged router file: no {key!r} field; train the router again")
     value = data[key]
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise TelaError(f"{path}: damaged router file: {key!r} has the wrong type ({type(value).__name__}); "
-                        "train the router again")
+        raise TelaError(
+            f"{path}: damaged router file: {key!r} has the wrong type ({type(value).__name__}); train the router again"
+        )
     return value

@@ -25,8 +25,9 @@ Nothing here depends on the family or its embedder: only ``w`` and the outcomes 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from tela_core.infra.errors import TelaError
 from tela_core.plugins.discovery import get_registry
@@ -62,9 +63,11 @@ def small_sample_warning(n: int, what: str, advice: str = "") -> str | None:
     if n >= MIN_SAMPLE:
         return None
     se = math.sqrt(0.25 / max(n, 1))
-    return (f"warning: {what} rests on {n} prompt{'s' if n != 1 else ''}, fewer than {MIN_SAMPLE}: a share measured "
-            f"on them is uncertain by about ±{se:.2f} (one standard error at 0.5), so treat it as a rough guess"
-            + (f"; {advice}" if advice else ""))
+    return (
+        f"warning: {what} rests on {n} prompt{'s' if n != 1 else ''}, fewer than {MIN_SAMPLE}: a share measured "
+        f"on them is uncertain by about ±{se:.2f} (one standard error at 0.5), so treat it as a rough guess"
+        + (f"; {advice}" if advice else "")
+    )
 
 
 def parse_rule(text: str | None) -> tuple[str, float | None]:
@@ -136,16 +139,16 @@ class OperatingPoint:
         return s
 
 
-def _threshold_for(w: "np.ndarray", share: float) -> float:
+def _threshold_for(w: np.ndarray, share: float) -> float:
     """The ``calibrated`` policy's threshold for ``share`` on ``w`` (the rule of ``tela calibrate``)."""
     policy = get_registry().create("policy", "calibrated", {"strong_share": share}).calibrate(w)
     return float(policy.options.threshold)
 
 
 def choose_operating_point(
-    w: Sequence[float] | "np.ndarray" | None,
-    weak: Sequence[float] | "np.ndarray" | None = None,
-    strong: Sequence[float] | "np.ndarray" | None = None,
+    w: Sequence[float] | np.ndarray | None,
+    weak: Sequence[float] | np.ndarray | None = None,
+    strong: Sequence[float] | np.ndarray | None = None,
     rule: str | None = None,
     heldout_what: str = "",
 ) -> OperatingPoint:
@@ -175,7 +178,7 @@ def choose_operating_point(
     return point
 
 
-def _measure(point: OperatingPoint, w: "np.ndarray", weak: Any, strong: Any, what: str) -> None:
+def _measure(point: OperatingPoint, w: np.ndarray, weak: Any, strong: Any, what: str) -> None:
     import numpy as np
 
     mask = w >= point.threshold
@@ -195,25 +198,32 @@ def _measure(point: OperatingPoint, w: "np.ndarray", weak: Any, strong: Any, wha
         point.apgr = float(apgr(w, wk, st))
 
 
-def _knee(w: "np.ndarray", weak: Any, strong: Any) -> tuple[float, str | None]:
+def _knee(w: np.ndarray, weak: Any, strong: Any) -> tuple[float, str | None]:
     """(share, note): the knee's share on ``w``, or :data:`FALLBACK_SHARE` and why there is none."""
     import numpy as np
 
     fallback = f"the share {FALLBACK_SHARE} was taken instead"
     if weak is None or strong is None:
-        return FALLBACK_SHARE, f"the held-out records carry no per-model outcomes, so there is no quality-cost curve; {fallback}"
+        return (
+            FALLBACK_SHARE,
+            f"the held-out records carry no per-model outcomes, so there is no quality-cost curve; {fallback}",
+        )
     wk, st = np.asarray(weak, dtype=float), np.asarray(strong, dtype=float)
     gap = float(st.mean() - wk.mean())
     if gap <= 1e-12:
-        return FALLBACK_SHARE, (f"the strong model is no better than the weak one on the held-out records (quality "
-                                f"{st.mean():.3f} vs {wk.mean():.3f}), so routing can gain nothing; {fallback}")
+        return FALLBACK_SHARE, (
+            f"the strong model is no better than the weak one on the held-out records (quality "
+            f"{st.mean():.3f} vs {wk.mean():.3f}), so routing can gain nothing; {fallback}"
+        )
 
     from tela_core.eval.metrics import apgr  # a cycle at import, as in _measure
 
     area = apgr(w, wk, st)
     if area <= 0.5:
-        return FALLBACK_SHARE, (f"the router does not beat random routing on its held-out scores (APGR {area:.3f}; random "
-                                f"0.5), so it has no knee; {fallback}")
+        return FALLBACK_SHARE, (
+            f"the router does not beat random routing on its held-out scores (APGR {area:.3f}; random "
+            f"0.5), so it has no knee; {fallback}"
+        )
     best: tuple[float, float] | None = None
     for p in KNEE_SHARES:
         mask = w >= _threshold_for(w, p)

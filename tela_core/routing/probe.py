@@ -8,15 +8,16 @@ subclass only implements :meth:`~LinearProbeScorer.features` and declares ``name
 
 from __future__ import annotations
 
-from pathlib import Path
 from abc import abstractmethod
-from typing import Any, ClassVar, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
 
 from pydantic import Field
 
 from tela_core.components import LoadContext, Scores
-from tela_core.routing.family import FamilyScorer, TargetOptions, artifact_field, read_json, train_data
 from tela_core.infra.io import atomic_write_json
+from tela_core.routing.family import FamilyScorer, TargetOptions, artifact_field, read_json, train_data
 from tela_core.schema.records import Record
 
 __all__ = ["ProbeOptions", "LinearProbeScorer"]

@@ -25,13 +25,14 @@ worker thread per router).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from tela_core.components import LoadContext
-from tela_core.routing.artifact import read_manifest, read_policy
 from tela_core.infra.errors import TelaError
+from tela_core.routing.artifact import read_manifest, read_policy
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -71,8 +72,8 @@ class Router:
         self,
         path: Path,
         manifest: Mapping[str, Any],
-        scorer: "Scorer",
-        policy: "Policy",
+        scorer: Scorer,
+        policy: Policy,
         policy_spec: Mapping[str, Any],
         models: Sequence[str],
     ) -> None:
@@ -96,7 +97,7 @@ class Router:
         policy_options: Mapping[str, Any] | None = None,
         load_scorer: bool = True,
         embedder: str | None = None,
-    ) -> "Router":
+    ) -> Router:
         """Load the router in ``path``.
 
         What the caller decides reaches the scorer as arguments: its options (the saved ones, with
@@ -197,7 +198,7 @@ class Router:
 
     # -- scoring and routing ------------------------------------------------------------------------
 
-    def scores(self, prompts: Sequence[str]) -> "Scores":
+    def scores(self, prompts: Sequence[str]) -> Scores:
         """The scorer's full output: ``w`` and, for score families, the 1..5 distribution."""
         prompts = _check_prompts(prompts)
         if not prompts:
@@ -208,7 +209,7 @@ class Router:
             return Scores(w=np.zeros(0))
         return self.scorer.score(prompts)
 
-    def score(self, prompts: Sequence[str]) -> "np.ndarray":
+    def score(self, prompts: Sequence[str]) -> np.ndarray:
         """``w`` = P(strong model needed) for each prompt, in [0, 1]."""
         import numpy as np
 
@@ -224,7 +225,7 @@ class Router:
         scores = self.scores(prompts)
         return self.decisions(scores, threshold)
 
-    def decisions(self, scores: "Scores", threshold: float | None = None) -> list[Decision]:
+    def decisions(self, scores: Scores, threshold: float | None = None) -> list[Decision]:
         """Apply the policy (or ``threshold``) to scores already computed, e.g. by a batched call."""
         import numpy as np
 
@@ -278,7 +279,7 @@ def _takes_context(load: Any) -> bool:
     return any(p.name == "context" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
-def _load_scorer(scorer: "Scorer", d: Path, context: LoadContext) -> None:
+def _load_scorer(scorer: Scorer, d: Path, context: LoadContext) -> None:
     """``scorer.load(d, context=context)``; a ``load`` written before it took a context (tela 0.1,
     0.2) is called as ``load(d)`` with a warning (it reads the deprecated attributes
     ``trust_remote_code`` and ``expected_embedder``, set before), and the caller's batch size is
@@ -289,9 +290,11 @@ def _load_scorer(scorer: "Scorer", d: Path, context: LoadContext) -> None:
     from tela_core.infra.deprecation import warn_deprecated
 
     cls = type(scorer)
-    warn_deprecated(f"{cls.__module__}.{cls.__qualname__}.load(artifact_dir) without a context parameter",
-                    "load(self, artifact_dir, context: tela_core.LoadContext = ...), which receives trust_remote_code, "
-                    "embedder and batch_size as arguments")
+    warn_deprecated(
+        f"{cls.__module__}.{cls.__qualname__}.load(artifact_dir) without a context parameter",
+        "load(self, artifact_dir, context: tela_core.LoadContext = ...), which receives trust_remote_code, "
+        "embedder and batch_size as arguments",
+    )
     scorer.load(d)
     options = scorer.options
     if context.batch_size is not None and getattr(options, "batch_size", context.batch_size) != context.batch_size:
@@ -335,6 +338,9 @@ def _require_plugin(reg: Any, kind: str, name: str, manifest: Mapping[str, Any],
         recorded = manifest.get("plugins")
         made_with: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
         missing = [f"{k} {v}" for k, v in sorted(made_with.items()) if k != "tela" and k not in installed]
-        hint = (f"; this router was made with {', '.join(missing)} (from its manifest), which is not installed here"
-                if missing else "")
+        hint = (
+            f"; this router was made with {', '.join(missing)} (from its manifest), which is not installed here"
+            if missing
+            else ""
+        )
         raise TelaError(f"{d}: {e}{hint}") from None

@@ -17,7 +17,8 @@ This module is part of the family SDK: a third-party family calls :func:`make_ta
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from tela_core.infra.errors import TelaError
 
@@ -26,13 +27,22 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from tela_core.schema.records import Record
 
-__all__ = ["Target", "TARGETS", "NAME_THE_PAIR", "resolve_pair", "make_targets", "model_names", "model_groups", "outcome_matrix"]
+__all__ = [
+    "Target",
+    "TARGETS",
+    "NAME_THE_PAIR",
+    "resolve_pair",
+    "make_targets",
+    "model_names",
+    "model_groups",
+    "outcome_matrix",
+]
 
 Target = Literal["weak-wrong", "gain", "label"]
 TARGETS: tuple[str, ...] = ("weak-wrong", "gain", "label")
 
 
-def model_names(records: Sequence["Record"]) -> list[str]:
+def model_names(records: Sequence[Record]) -> list[str]:
     """Models present in every record's outcomes, in first-seen order."""
     names: list[str] | None = None
     for r in records:
@@ -45,14 +55,16 @@ def model_names(records: Sequence["Record"]) -> list[str]:
     return names or []
 
 
-def outcome_matrix(records: Sequence["Record"], models: Sequence[str]) -> "np.ndarray":
+def outcome_matrix(records: Sequence[Record], models: Sequence[str]) -> np.ndarray:
     """(n, m) float array of outcomes; a clear error naming the first record without them."""
     import numpy as np
 
     out = np.zeros((len(records), len(models)), dtype=np.float64)
     for i, r in enumerate(records):
         if not r.outcomes:
-            raise TelaError(f"record {r.id or i}: no outcomes; this target needs outcome data (e.g. the routellm-csv source)")
+            raise TelaError(
+                f"record {r.id or i}: no outcomes; this target needs outcome data (e.g. the routellm-csv source)"
+            )
         for j, m in enumerate(models):
             if m not in r.outcomes:
                 raise TelaError(f"record {r.id or i}: no outcome for model {m!r}; it has {sorted(r.outcomes)}")
@@ -65,7 +77,7 @@ NAME_THE_PAIR = "pass --weak-model and --strong-model (family options weak=... a
 
 
 def resolve_pair(
-    records: Sequence["Record"],
+    records: Sequence[Record],
     weak: str | None = None,
     strong: str | None = None,
     source: Any = None,
@@ -105,10 +117,15 @@ def resolve_pair(
             )
         if len(names) != 2:
             gaps = _gaps(records, [])
-            raise TelaError(f"cannot tell weak from strong among {len(names)} models ({', '.join(names)})"
-                            + (f"; {gaps}" if gaps else "") + f"; {how}")
+            raise TelaError(
+                f"cannot tell weak from strong among {len(names)} models ({', '.join(names)})"
+                + (f"; {gaps}" if gaps else "")
+                + f"; {how}"
+            )
         if weak or strong:
-            weak, strong = (weak, next(n for n in names if n != weak)) if weak else (next(n for n in names if n != strong), strong)
+            weak, strong = (
+                (weak, next(n for n in names if n != weak)) if weak else (next(n for n in names if n != strong), strong)
+            )
         else:
             mean = outcome_matrix(records, names).mean(axis=0)
             if mean[0] == mean[1]:
@@ -121,7 +138,7 @@ def resolve_pair(
     return weak, strong  # type: ignore[return-value]
 
 
-def _gaps(records: Sequence["Record"], models: Sequence[str], most: int = 2) -> str:
+def _gaps(records: Sequence[Record], models: Sequence[str], most: int = 2) -> str:
     """``"'b' has no outcome in 30 of 300 records (first: record q7)"`` for ``models`` (default: every
     model some records name and others lack), so an error about a pair says which records lack one."""
     scored = [r for r in records if r.outcomes]
@@ -132,12 +149,14 @@ def _gaps(records: Sequence["Record"], models: Sequence[str], most: int = 2) -> 
         lacking = [i for i, r in enumerate(scored) if m not in (r.outcomes or {})]
         if lacking and len(lacking) < len(scored):
             first = scored[lacking[0]]
-            parts.append(f"{m!r} has no outcome in {len(lacking)} of {len(scored)} records "
-                         f"(first: record {first.id or lacking[0] + 1})")
+            parts.append(
+                f"{m!r} has no outcome in {len(lacking)} of {len(scored)} records "
+                f"(first: record {first.id or lacking[0] + 1})"
+            )
     return "; ".join(parts[:most]) + (f"; {len(parts) - most} more such model(s)" if len(parts) > most else "")
 
 
-def model_groups(records: Sequence["Record"], most: int = 3) -> str:
+def model_groups(records: Sequence[Record], most: int = 3) -> str:
     """``"400 records have a, b; 90 records have c, d"``: the sets of models the records' outcomes
     name, largest first, for an error that has to say why the records share no model."""
     from collections import Counter
@@ -152,7 +171,9 @@ def model_groups(records: Sequence["Record"], most: int = 3) -> str:
     return "; ".join(parts)
 
 
-def make_targets(records: Sequence["Record"], target: str, weak: str | None = None, strong: str | None = None) -> tuple["np.ndarray", dict[str, Any]]:
+def make_targets(
+    records: Sequence[Record], target: str, weak: str | None = None, strong: str | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Per-record training target in [0, 1] and the facts to store in the manifest."""
     import numpy as np
 

@@ -76,9 +76,7 @@ class DatasetEntry:
             "source": self.source,
             "data": self.data,
             "note": self.note,
-            "files": [
-                {"path": f.path, "url": f.url, "sha256": f.sha256, "size": f.size} for f in self.files
-            ],
+            "files": [{"path": f.path, "url": f.url, "sha256": f.sha256, "size": f.size} for f in self.files],
         }
 
 

@@ -5,9 +5,10 @@ writing the seed's JSONL format is :mod:`tela_core.data.records`, which re-expor
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, TypedDict
+from typing import Any, TypedDict
 
 from tela_core.infra.errors import InputError
 

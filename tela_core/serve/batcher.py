@@ -37,7 +37,9 @@ import logging
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 from ..components import Scores
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,7 +53,9 @@ log = logging.getLogger("tela.serve")
 class _Item:
     __slots__ = ("text", "threshold", "future", "loop")
 
-    def __init__(self, text: str, threshold: float | None, future: "asyncio.Future[Any]", loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, text: str, threshold: float | None, future: asyncio.Future[Any], loop: asyncio.AbstractEventLoop
+    ) -> None:
         self.text = text
         self.threshold = threshold
         self.future = future
@@ -66,7 +70,7 @@ class Batcher:
 
     def __init__(
         self,
-        router: "Router",
+        router: Router,
         *,
         window: float = 0.0,
         max_batch: int = 32,
@@ -81,7 +85,7 @@ class Batcher:
         self.length_ratio = float(length_ratio)
         self.on_batch = on_batch
         self.inline = inline_below_ms > 0 and _probe_ms(router) < inline_below_ms
-        self._q: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"tela-router-{name or router.name}", daemon=True)
         if not self.inline:
             self._thread.start()
@@ -91,7 +95,7 @@ class Batcher:
         """Whether requests can be scored (inline, or the thread is running)."""
         return self.inline or self._thread.is_alive()
 
-    async def decide(self, text: str, threshold: float | None = None) -> "Decision":
+    async def decide(self, text: str, threshold: float | None = None) -> Decision:
         """Route one text (``threshold`` None: the router's saved policy)."""
         if self.inline:
             if self.on_batch is not None:
@@ -168,7 +172,7 @@ class Batcher:
         if self.on_batch is not None:
             for idx in calls:
                 self.on_batch(len(idx), time.perf_counter() - started)
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple["asyncio.Future[Any]", Any, BaseException | None]]] = {}
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
         for it, res, err in zip(batch, results, errors):
             by_loop.setdefault(it.loop, []).append((it.future, res, err))
         for loop, triples in by_loop.items():
@@ -177,7 +181,7 @@ class Batcher:
             except RuntimeError:  # the loop closed (server stopping)
                 pass
 
-    def _decide(self, items: list[_Item]) -> list["Decision"]:
+    def _decide(self, items: list[_Item]) -> list[Decision]:
         """One scorer call for ``items``; each gets the decision for its own threshold."""
         import numpy as np
 
@@ -195,7 +199,7 @@ class Batcher:
         return out
 
 
-def _probe_ms(router: "Router", tries: int = 5) -> float:
+def _probe_ms(router: Router, tries: int = 5) -> float:
     """Median milliseconds of one scorer call on a short prompt (after a warm-up call). A new
     prompt each time: a repeated one would measure the embedding families' LRU, not the scorer."""
     text = "How many prime numbers are there below one hundred? Explain briefly."
@@ -208,7 +212,7 @@ def _probe_ms(router: "Router", tries: int = 5) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def _deliver(triples: list[tuple["asyncio.Future[Any]", Any, BaseException | None]]) -> None:
+def _deliver(triples: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
     for fut, res, failed in triples:
         if fut.done():  # the request was cancelled (client went away)
             continue

@@ -12,8 +12,9 @@ Model names a client may send:
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Collection, Mapping, Sequence
+from typing import Any
 
 __all__ = ["RequestError", "Target", "parse_model", "routing_text", "message_text"]
 
@@ -24,7 +25,13 @@ class RequestError(Exception):
     """A request tela refuses, with the HTTP status and OpenAI error fields to answer with."""
 
     def __init__(
-        self, status: int, message: str, *, param: str | None = None, code: str | None = None, type: str = "invalid_request_error"
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        type: str = "invalid_request_error",
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -63,16 +70,30 @@ def parse_model(model: Any, routers: Collection[str], upstreams: Collection[str]
                 t = float(raw)
             except ValueError:
                 raise RequestError(
-                    400, f"model {model!r}: {raw!r} is not a threshold (a number in [0, 1])", param="model", code="invalid_threshold"
+                    400,
+                    f"model {model!r}: {raw!r} is not a threshold (a number in [0, 1])",
+                    param="model",
+                    code="invalid_threshold",
                 ) from None
             if math.isnan(t) or not 0.0 <= t <= 1.0:
-                raise RequestError(400, f"model {model!r}: threshold {raw} is outside [0, 1]", param="model", code="invalid_threshold")
+                raise RequestError(
+                    400, f"model {model!r}: threshold {raw} is outside [0, 1]", param="model", code="invalid_threshold"
+                )
             return Target(router=name, threshold=t)
         if sep and name.endswith("-") and name[:-1] in routers:  # router-NAME--0.1
-            raise RequestError(400, f"model {model!r}: threshold -{raw} is outside [0, 1]", param="model", code="invalid_threshold")
-    known = [f"router-{r}" for r in sorted(routers)] + [f"router-{r}-THRESHOLD" for r in sorted(routers)] + sorted(upstreams)
+            raise RequestError(
+                400, f"model {model!r}: threshold -{raw} is outside [0, 1]", param="model", code="invalid_threshold"
+            )
+    known = (
+        [f"router-{r}" for r in sorted(routers)]
+        + [f"router-{r}-THRESHOLD" for r in sorted(routers)]
+        + sorted(upstreams)
+    )
     raise RequestError(
-        400, f"unknown model {model!r}; this server serves: {', '.join(known) or '(nothing)'}", param="model", code="model_not_found"
+        400,
+        f"unknown model {model!r}; this server serves: {', '.join(known) or '(nothing)'}",
+        param="model",
+        code="model_not_found",
     )
 
 
@@ -84,7 +105,11 @@ def message_text(content: Any) -> str:
     if isinstance(content, list):
         parts = []
         for part in content:
-            if isinstance(part, Mapping) and part.get("type") in ("text", "input_text") and isinstance(part.get("text"), str):
+            if (
+                isinstance(part, Mapping)
+                and part.get("type") in ("text", "input_text")
+                and isinstance(part.get("text"), str)
+            ):
                 parts.append(part["text"])
             elif isinstance(part, str):
                 parts.append(part)
@@ -94,10 +119,14 @@ def message_text(content: Any) -> str:
 
 def _check_messages(messages: Any) -> Sequence[Mapping[str, Any]]:
     if not isinstance(messages, list) or not messages:
-        raise RequestError(400, "'messages' must be a non-empty list of messages", param="messages", code="invalid_messages")
+        raise RequestError(
+            400, "'messages' must be a non-empty list of messages", param="messages", code="invalid_messages"
+        )
     for i, m in enumerate(messages):
         if not isinstance(m, Mapping) or not isinstance(m.get("role"), str):
-            raise RequestError(400, f"messages[{i}] must be an object with a 'role'", param=f"messages[{i}]", code="invalid_messages")
+            raise RequestError(
+                400, f"messages[{i}] must be an object with a 'role'", param=f"messages[{i}]", code="invalid_messages"
+            )
     return messages
 
 
@@ -111,7 +140,12 @@ def routing_text(messages: Any, mode: str = "last-user", sticky: bool = False) -
     msgs = _check_messages(messages)
     users = [i for i, m in enumerate(msgs) if m.get("role") == "user"]
     if not users:
-        raise RequestError(400, "no user message to route on: 'messages' has no turn with role 'user'", param="messages", code="no_user_turn")
+        raise RequestError(
+            400,
+            "no user message to route on: 'messages' has no turn with role 'user'",
+            param="messages",
+            code="no_user_turn",
+        )
     if sticky:
         text = message_text(msgs[users[0]].get("content"))
     elif mode == "conversation":

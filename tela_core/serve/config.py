@@ -21,19 +21,20 @@ so ``--workers N`` hands the same settings to every worker process.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional, Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tela_core.infra.errors import TelaError
 from tela_core.upstreams.config import (  # shared with tela collect / tela judge; re-exported here
     ConfigError,
     UpstreamConfig,
     check_upstream,
-    one_line as _one_line,
     parse_upstream_flag,
     read_config_file,
+)
+from tela_core.upstreams.config import (
     validation_message as _validation_message,
 )
 
@@ -60,12 +61,12 @@ class RouterConfig(BaseModel):
 
     path: str
     """The router folder (``tela run`` / ``tela zoo`` output). Relative to the config file."""
-    upstreams: Optional[list[str]] = None
+    upstreams: list[str] | None = None
     """Upstream names, one per model the router routes between, cheap -> strong. Default: the
     router's own model names, which must then be upstream names."""
-    score_batch_size: Optional[int] = Field(None, ge=1)
+    score_batch_size: int | None = Field(None, ge=1)
     """Prompts per scorer forward pass, for families that batch (LM scorers)."""
-    shadow: Optional[float] = Field(None, ge=0, le=1)
+    shadow: float | None = Field(None, ge=0, le=1)
     """Shadow mode: the share of this router's requests also sent, after the user's answer, to the
     models routing did not choose (0 to 1). Default: the top-level ``shadow``."""
 
@@ -85,13 +86,13 @@ class ServeConfig(BaseModel):
     """Server processes on this machine (each loads every router)."""
     keys: list[str] = Field(default_factory=list)
     """Client API keys (bearer tokens). Prefer ``keys_env`` so keys stay out of files."""
-    keys_env: Optional[str] = None
+    keys_env: str | None = None
     """Environment variable holding comma-separated client keys."""
     fallback: bool = True
     """On an upstream error or timeout, try the router's other model once (else answer 502)."""
     routing: Literal["last-user", "conversation"] = "last-user"
     """Route on the text of the last user turn, or on the whole conversation."""
-    sticky_header: Optional[str] = None
+    sticky_header: str | None = None
     """Header carrying a session id (e.g. ``x-tela-session``): a request that has it is routed on
     the conversation's *first* user turn, so every turn of a conversation goes to the same model,
     on any replica, with no shared state."""
@@ -102,7 +103,7 @@ class ServeConfig(BaseModel):
     length_ratio: float = Field(1.5, ge=0)
     """The batcher scores prompts in groups whose longest is at most this many times the shortest
     (characters), so short prompts are not padded to long ones. 0: one call for the whole batch."""
-    torch_threads: Optional[int] = Field(None, ge=1)
+    torch_threads: int | None = Field(None, ge=1)
     """CPU threads for a torch scorer (embedding and LM families) in each process. Default: the
     machine's cores divided among the workers, less one for the event loop (at least 1)."""
     inline_below_ms: float = Field(0.2, ge=0)
@@ -111,7 +112,7 @@ class ServeConfig(BaseModel):
     embedding_cache: int = Field(10000, ge=0)
     """Prompts whose vectors each server process keeps for the embedding families (an LRU by text
     hash): a repeated prompt skips the embedder. About 1.5 KB a prompt for MiniLM. 0: off."""
-    decision_log: Optional[str] = None
+    decision_log: str | None = None
     """JSONL file with one line per request (appended)."""
     log_prompts: bool = False
     """Write the routed text into the decision log, and the messages and answers into the shadow
@@ -119,13 +120,13 @@ class ServeConfig(BaseModel):
     shadow: float = Field(0.0, ge=0, le=1)
     """Shadow mode for every router without its own ``shadow``: the share of routed requests also
     sent, after the user's answer, to the models routing did not choose."""
-    shadow_log: Optional[str] = None
+    shadow_log: str | None = None
     """JSONL file that shadow mode appends one line per shadowed request to (needed with shadow)."""
     shadow_queue: int = Field(1000, ge=1)
     """Most shadowed requests waiting for their shadow calls; more are dropped (and counted)."""
     shadow_workers: int = Field(4, ge=1, le=256)
     """Shadowed requests whose shadow calls run at once, per server process."""
-    admin_token_env: Optional[str] = None
+    admin_token_env: str | None = None
     """Environment variable holding the bearer token of the admin endpoints (``POST
     /admin/reload``). Unset: the admin endpoints answer 403."""
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
@@ -167,14 +168,16 @@ class ServeConfig(BaseModel):
             return None
         raw = (os.environ.get(self.admin_token_env) or "").strip()
         if not raw:
-            raise ConfigError(f"{self.source}: admin_token_env: environment variable {self.admin_token_env} is not set (or empty)")
+            raise ConfigError(
+                f"{self.source}: admin_token_env: environment variable {self.admin_token_env} is not set (or empty)"
+            )
         return raw
 
     def to_env(self) -> str:
         return self.model_dump_json()
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "ServeConfig":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServeConfig:
         raw = (environ if environ is not None else os.environ).get(ENV_VAR)
         if not raw:
             raise ConfigError(f"{ENV_VAR} is not set: start the server with `tela serve`")
@@ -232,7 +235,11 @@ def build_config(
             if name in rs and isinstance(rs[name], dict) and rs[name].get("path") != path:
                 raise ConfigError(f"--router: two routers are named {name!r}; name them: --router NAME=DIR")
             sbs = (overrides or {}).get("score_batch_size")
-            rs[name] = {"path": path, **({"upstreams": pair} if pair else {}), **({"score_batch_size": sbs} if sbs else {})}
+            rs[name] = {
+                "path": path,
+                **({"upstreams": pair} if pair else {}),
+                **({"score_batch_size": sbs} if sbs else {}),
+            }
     elif pair and isinstance(data.get("routers"), dict):
         for r in data["routers"].values():  # --weak/--strong with routers from the file
             if isinstance(r, dict) and not r.get("upstreams"):
@@ -257,15 +264,19 @@ def check_config(cfg: ServeConfig, where: str = "config") -> None:
     """What the models cannot check alone: names that refer to each other, and the upstream
     client options (validated by the client plugin's own options model)."""
     if not cfg.routers and not cfg.upstreams:
-        raise ConfigError(f"{where}: nothing to serve: give --router DIR with --weak/--strong, or a config file with "
-                          "routers and upstreams")
+        raise ConfigError(
+            f"{where}: nothing to serve: give --router DIR with --weak/--strong, or a config file with "
+            "routers and upstreams"
+        )
     for name, up in cfg.upstreams.items():
         check_upstream(name, up, where)
     for name, r in cfg.routers.items():
         for up_name in r.upstreams or []:
             if up_name not in cfg.upstreams:
                 known = ", ".join(sorted(cfg.upstreams)) or "(none)"
-                raise ConfigError(f"{where}: routers.{name}.upstreams: no upstream named {up_name!r}; upstreams: {known}")
+                raise ConfigError(
+                    f"{where}: routers.{name}.upstreams: no upstream named {up_name!r}; upstreams: {known}"
+                )
         if not Path(r.path).is_dir():
             raise ConfigError(f"{where}: routers.{name}.path: {r.path}: router directory not found")
         if f"router-{name}" in cfg.upstreams:
@@ -276,6 +287,7 @@ def check_config(cfg: ServeConfig, where: str = "config") -> None:
     cfg.admin_token()  # admin_token_env must be set
     shadowed = [n for n in cfg.routers if cfg.shadow_rate(n) > 0]
     if shadowed and not cfg.shadow_log:
-        raise ConfigError(f"{where}: shadow: routers {', '.join(shadowed)} shadow requests, but there is no shadow_log "
-                          "to write them to (--shadow-log FILE)")
-
+        raise ConfigError(
+            f"{where}: shadow: routers {', '.join(shadowed)} shadow requests, but there is no shadow_log "
+            "to write them to (--shadow-log FILE)"
+        )

@@ -13,8 +13,9 @@ traffic (``tela calibrate --traffic LOG --strong-share P``), not from a benchmar
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from tela_core.infra.errors import InputError, TelaError
 from tela_core.infra.io import json_line_bytes
@@ -66,8 +67,10 @@ def traffic_scores(path: str | Path, router: str | None = None) -> tuple[list[fl
         raise InputError(path, None, "no routed requests in this decision log")
     if router is None:
         if len(by_router) > 1:
-            raise TelaError(f"{path}: the log holds several routers ({', '.join(sorted(by_router))}); pick one with "
-                            "--traffic-router NAME")
+            raise TelaError(
+                f"{path}: the log holds several routers ({', '.join(sorted(by_router))}); pick one with "
+                "--traffic-router NAME"
+            )
         router = next(iter(by_router))
     if router not in by_router:
         raise TelaError(f"{path}: no requests routed by {router!r}; routers in the log: {', '.join(sorted(by_router))}")
@@ -90,5 +93,6 @@ def calibrate_from_traffic(
     (logged prompts rescored by this router, a log of another router version refused, a shadow log
     refused), which ``tela calibrate --traffic`` calls.
     """
-    return calibrate_on_traffic(router_dir, log, strong_share, router_name=router_name, policy=policy,
-                                policy_options=policy_options)
+    return calibrate_on_traffic(
+        router_dir, log, strong_share, router_name=router_name, policy=policy, policy_options=policy_options
+    )

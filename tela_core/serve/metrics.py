@@ -40,6 +40,7 @@ from __future__ import annotations
 import collections
 import os
 from typing import Any
+
 from tela_core.models.vector_cache import serving_cache
 
 __all__ = ["ServeMetrics", "MULTIPROC_ENV"]
@@ -61,26 +62,71 @@ class ServeMetrics:
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("tela_requests", "Chat requests by router, answering model and HTTP status", ["router", "model", "status"], registry=r)
-        self.routing_seconds = Histogram("tela_routing_seconds", "Time to a routing decision", ["router"], buckets=_TIME_BUCKETS, registry=r)
-        self.upstream_seconds = Histogram("tela_upstream_seconds", "Upstream time to the last byte", ["model"], buckets=_TIME_BUCKETS, registry=r)
+        self.requests = Counter(
+            "tela_requests",
+            "Chat requests by router, answering model and HTTP status",
+            ["router", "model", "status"],
+            registry=r,
+        )
+        self.routing_seconds = Histogram(
+            "tela_routing_seconds", "Time to a routing decision", ["router"], buckets=_TIME_BUCKETS, registry=r
+        )
+        self.upstream_seconds = Histogram(
+            "tela_upstream_seconds", "Upstream time to the last byte", ["model"], buckets=_TIME_BUCKETS, registry=r
+        )
         self.upstream_errors = Counter("tela_upstream_errors", "Upstream failures", ["model", "reason"], registry=r)
-        self.fallbacks = Counter("tela_fallbacks", "Requests sent to the other model after an upstream failure", ["router", "from_model", "to_model"], registry=r)
+        self.fallbacks = Counter(
+            "tela_fallbacks",
+            "Requests sent to the other model after an upstream failure",
+            ["router", "from_model", "to_model"],
+            registry=r,
+        )
         self.routed = Counter("tela_routed", "Routing decisions by chosen model", ["router", "model"], registry=r)
         self.strong_share = Gauge(
-            "tela_strong_share", f"Share of the last {_WINDOW} routed requests sent to the strongest model (this process)",
-            ["router"], registry=r, multiprocess_mode="liveall",
+            "tela_strong_share",
+            f"Share of the last {_WINDOW} routed requests sent to the strongest model (this process)",
+            ["router"],
+            registry=r,
+            multiprocess_mode="liveall",
         )
         self.tokens = Counter("tela_tokens", "Tokens reported by upstreams", ["model", "kind"], registry=r)
-        self.cost = Counter("tela_estimated_cost_dollars", "Estimated cost: tokens x configured prices", ["model"], registry=r)
-        self.batch_size = Histogram("tela_batch_size", "Prompts per scorer call", ["router"], buckets=_BATCH_BUCKETS, registry=r)
-        self.shadowed = Counter("tela_shadow_requests", "Shadowed requests written to the shadow log", ["router"], registry=r)
-        self.shadow_dropped = Counter("tela_shadow_dropped", "Sampled requests not shadowed (queue full, or server stopping)", ["router", "reason"], registry=r)
+        self.cost = Counter(
+            "tela_estimated_cost_dollars", "Estimated cost: tokens x configured prices", ["model"], registry=r
+        )
+        self.batch_size = Histogram(
+            "tela_batch_size", "Prompts per scorer call", ["router"], buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.shadowed = Counter(
+            "tela_shadow_requests", "Shadowed requests written to the shadow log", ["router"], registry=r
+        )
+        self.shadow_dropped = Counter(
+            "tela_shadow_dropped",
+            "Sampled requests not shadowed (queue full, or server stopping)",
+            ["router", "reason"],
+            registry=r,
+        )
         self.shadow_failed = Counter("tela_shadow_failed", "Shadow calls that failed", ["router", "model"], registry=r)
-        self.shadow_cost = Counter("tela_shadow_estimated_cost_dollars", "Estimated cost of the shadow calls: tokens x configured prices", ["model"], registry=r)
-        self.reloads = Counter("tela_router_reloads", "Hot reloads of a router, by result (failed: the old router kept)", ["router", "result"], registry=r)
-        self.log_lines_lost = Counter("tela_log_lines_lost", "Lines that could not be written to the decision or shadow log", ["log"], registry=r)
-        self.embedding_cache = Counter("tela_embedding_cache", "Vector lookups in the serving LRU of the embedding families", ["result"], registry=r)
+        self.shadow_cost = Counter(
+            "tela_shadow_estimated_cost_dollars",
+            "Estimated cost of the shadow calls: tokens x configured prices",
+            ["model"],
+            registry=r,
+        )
+        self.reloads = Counter(
+            "tela_router_reloads",
+            "Hot reloads of a router, by result (failed: the old router kept)",
+            ["router", "result"],
+            registry=r,
+        )
+        self.log_lines_lost = Counter(
+            "tela_log_lines_lost", "Lines that could not be written to the decision or shadow log", ["log"], registry=r
+        )
+        self.embedding_cache = Counter(
+            "tela_embedding_cache",
+            "Vector lookups in the serving LRU of the embedding families",
+            ["result"],
+            registry=r,
+        )
         self._recent: dict[str, collections.deque[bool]] = {}
         self.count_embedding_cache()
 
@@ -111,7 +157,9 @@ class ServeMetrics:
         recent.append(strongest)
         self.strong_share.labels(router).set(sum(recent) / len(recent))
 
-    def usage(self, model: str, prompt_tokens: int | None, completion_tokens: int | None, price_in: float, price_out: float) -> float | None:
+    def usage(
+        self, model: str, prompt_tokens: int | None, completion_tokens: int | None, price_in: float, price_out: float
+    ) -> float | None:
         """Count tokens and cost; the cost in dollars, or None without a usage report."""
         if prompt_tokens is None and completion_tokens is None:
             return None

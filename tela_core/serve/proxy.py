@@ -13,16 +13,17 @@ import math
 import os
 import random
 import time
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
+from tela_core.infra.errors import UpstreamError
+from tela_core.upstreams.usage import token_count
+
+from .batcher import RoutingFailed
 from .chat import RequestError, Target, parse_model, routing_text
 from .responses import EventStream, RawResponse, error_response, json_response, raw_headers, wait_disconnect
 from .server import Server, check_auth
-from .shadow import MAX_CAPTURE
-from .batcher import RoutingFailed
-from tela_core.infra.errors import UpstreamError
-from .shadow import ShadowJob
-from tela_core.upstreams.usage import token_count
+from .shadow import MAX_CAPTURE, ShadowJob
 
 if TYPE_CHECKING:  # pragma: no cover
     from tela_core.components import UpstreamReply
@@ -88,13 +89,19 @@ class ChatHandler:
         limit = self.cfg.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise RequestError(413, f"request body of {declared} bytes is over this server's limit of {limit}", code="request_too_large")
+            raise RequestError(
+                413,
+                f"request body of {declared} bytes is over this server's limit of {limit}",
+                code="request_too_large",
+            )
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise RequestError(413, f"request body is over this server's limit of {limit} bytes", code="request_too_large")
+                raise RequestError(
+                    413, f"request body is over this server's limit of {limit} bytes", code="request_too_large"
+                )
             chunks.append(chunk)
         raw = b"".join(chunks)
         deep = False
@@ -106,7 +113,9 @@ class ChatHandler:
             body, deep = None, True
         if deep or _too_deep(raw, body):
             log.warning("refused a request body nested more than %d levels deep (400)", MAX_JSON_DEPTH)
-            raise RequestError(400, f"the request body is nested more than {MAX_JSON_DEPTH} levels deep", code="invalid_json")
+            raise RequestError(
+                400, f"the request body is nested more than {MAX_JSON_DEPTH} levels deep", code="invalid_json"
+            )
         if not isinstance(body, dict):
             raise RequestError(400, "the request body must be a JSON object", code="invalid_json")
         return body
@@ -125,7 +134,9 @@ class ChatHandler:
             stream = bool(body.get("stream"))
             if target.router is not None:
                 return await self._routed(request, body, target, stream, started)
-            return await self._forward(request, body, stream, upstream=target.upstream or "", fallback=None, info=_Info(started=started))
+            return await self._forward(
+                request, body, stream, upstream=target.upstream or "", fallback=None, info=_Info(started=started)
+            )
         except RequestError as e:
             s.metrics.requests.labels(target.router or "none" if target else "none", "none", str(e.status)).inc()
             return error_response(e)
@@ -140,15 +151,19 @@ class ChatHandler:
             raise RequestError(503, f"router {name!r} is not ready", type="server_error", code="not_ready")
         if target.threshold is not None and len(served.router.models) != 2:
             raise RequestError(
-                400, f"router {name!r} routes between {len(served.router.models)} models; a threshold needs two: use "
-                     f"router-{name}",
-                param="model", code="invalid_threshold",
+                400,
+                f"router {name!r} routes between {len(served.router.models)} models; a threshold needs two: use "
+                f"router-{name}",
+                param="model",
+                code="invalid_threshold",
             )
 
         try:
             decision = await served.batcher.decide(text, target.threshold)
         except RoutingFailed as e:
-            raise RequestError(500, f"router {name!r} failed to score the request: {e}", type="server_error", code="routing_failed") from None
+            raise RequestError(
+                500, f"router {name!r} failed to score the request: {e}", type="server_error", code="routing_failed"
+            ) from None
         routed_at = time.perf_counter()
         routing_s = routed_at - started
         s.metrics.routing_seconds.labels(name).observe(routing_s)
@@ -156,7 +171,11 @@ class ChatHandler:
         upstream = served.upstream_of[decision.model]
         other = served.fallback_for(decision.model) if self.cfg.fallback else None
         info = _Info(
-            started=started, router=name, decision=decision, routing_ms=routing_s * 1000.0, sticky=sticky,
+            started=started,
+            router=name,
+            decision=decision,
+            routing_ms=routing_s * 1000.0,
+            sticky=sticky,
             text=text if s.decision_log is not None and s.decision_log.log_prompts else None,
         )
         if served.shadow > 0 and s.shadow is not None and (served.shadow >= 1.0 or random.random() < served.shadow):
@@ -166,7 +185,9 @@ class ChatHandler:
 
     # -- forwarding ---------------------------------------------------------------------------
 
-    async def _forward(self, request: Any, body: dict[str, Any], stream: bool, upstream: str, fallback: str | None, info: "_Info") -> Any:
+    async def _forward(
+        self, request: Any, body: dict[str, Any], stream: bool, upstream: str, fallback: str | None, info: _Info
+    ) -> Any:
         s = self.s
         tried = [upstream]
         candidates = [upstream] + ([fallback] if fallback and fallback != upstream else [])
@@ -195,7 +216,11 @@ class ChatHandler:
             info.model = name
             headers = info.headers(name, fallback_from=tried[0] if name != tried[0] else None)
             if stream and reply.chunks is not None:
-                return EventStream(_tail_usage(reply, info), raw_headers(headers, "text/event-stream"), self._stream_done(info, name, t0, reply))
+                return EventStream(
+                    _tail_usage(reply, info),
+                    raw_headers(headers, "text/event-stream"),
+                    self._stream_done(info, name, t0, reply),
+                )
             upstream_s = time.perf_counter() - t0
             usage = reply.body.get("usage") if isinstance(reply.body, dict) else None
             info.usage(usage)
@@ -211,17 +236,19 @@ class ChatHandler:
             info.headers(None),
         )
 
-    def _note_fallback(self, info: "_Info", failed: str, candidates: list[str], i: int) -> None:
+    def _note_fallback(self, info: _Info, failed: str, candidates: list[str], i: int) -> None:
         if i + 1 < len(candidates):
             self.s.metrics.fallbacks.labels(info.router or "none", failed, candidates[i + 1]).inc()
             info.fallback_from = failed
 
-    def _stream_done(self, info: "_Info", name: str, t0: float, reply: "UpstreamReply") -> Callable[[str | None], Awaitable[None]]:
+    def _stream_done(
+        self, info: _Info, name: str, t0: float, reply: UpstreamReply
+    ) -> Callable[[str | None], Awaitable[None]]:
         """What the event stream calls once, at its end, with its outcome (:meth:`_stream_finished`)."""
         return functools.partial(self._stream_finished, info, name, t0, reply)
 
     async def _stream_finished(
-        self, info: "_Info", name: str, t0: float, reply: "UpstreamReply", outcome: str | None
+        self, info: _Info, name: str, t0: float, reply: UpstreamReply, outcome: str | None
     ) -> None:
         await reply.aclose()
         if outcome not in (None, "disconnect"):
@@ -255,7 +282,7 @@ async def _until_disconnect(request: Any, call: Awaitable[Any]) -> Any:
     raise _Disconnected()
 
 
-async def _tail_usage(reply: "UpstreamReply", info: "_Info") -> AsyncIterator[bytes]:
+async def _tail_usage(reply: UpstreamReply, info: _Info) -> AsyncIterator[bytes]:
     """Pass the stream through, keeping its tail to read the usage report at the end (sent when
     the client asked for ``stream_options: {include_usage: true}``)."""
     tail = b""
@@ -310,7 +337,7 @@ class _Shadowed:
 
     __slots__ = ("served", "body", "chunks", "reply_body", "truncated", "time")
 
-    def __init__(self, served: "ServedRouter", body: dict[str, Any], keep_stream: bool) -> None:
+    def __init__(self, served: ServedRouter, body: dict[str, Any], keep_stream: bool) -> None:
         self.served = served
         self.body = body
         self.chunks: list[bytes] | None = [] if keep_stream else None
@@ -323,13 +350,29 @@ class _Info:
     """What one request did: for its headers, its metrics and its decision-log line."""
 
     __slots__ = (
-        "started", "router", "decision", "routing_ms", "sticky", "text", "model", "fallback_from", "prompt_tokens",
-        "completion_tokens", "id", "shadow", "_done",
+        "started",
+        "router",
+        "decision",
+        "routing_ms",
+        "sticky",
+        "text",
+        "model",
+        "fallback_from",
+        "prompt_tokens",
+        "completion_tokens",
+        "id",
+        "shadow",
+        "_done",
     )
 
     def __init__(
-        self, started: float, router: str | None = None, decision: "Decision | None" = None, routing_ms: float | None = None,
-        sticky: bool = False, text: str | None = None,
+        self,
+        started: float,
+        router: str | None = None,
+        decision: Decision | None = None,
+        routing_ms: float | None = None,
+        sticky: bool = False,
+        text: str | None = None,
     ) -> None:
         self.started = started
         self.router = router
@@ -349,7 +392,11 @@ class _Info:
         """Whether a sampled request has a complete answer from the model routing chose."""
         sh, d = self.shadow, self.decision
         return (
-            sh is not None and d is not None and 200 <= status < 300 and outcome is None and self.fallback_from is None
+            sh is not None
+            and d is not None
+            and 200 <= status < 300
+            and outcome is None
+            and self.fallback_from is None
             and sh.served.upstream_of.get(d.model) == upstream
         )
 
@@ -361,12 +408,24 @@ class _Info:
         try:
             pt, ct = self.prompt_tokens, self.completion_tokens
             usage = {k: v for k, v in (("prompt_tokens", pt), ("completion_tokens", ct)) if v is not None} or None
-            s.shadow.offer(ShadowJob(
-                request_id=self.id, time=sh.time or _now_iso(), router=self.router, w=float(d.w), threshold=d.threshold,
-                chosen=d.model, models=list(sh.served.router.models), upstream_of=dict(sh.served.upstream_of), body=sh.body,
-                latency_s=upstream_s, usage=usage, reply_body=sh.reply_body,
-                reply_chunks=sh.chunks if sh.reply_body is None else None, truncated=sh.truncated,
-            ))
+            s.shadow.offer(
+                ShadowJob(
+                    request_id=self.id,
+                    time=sh.time or _now_iso(),
+                    router=self.router,
+                    w=float(d.w),
+                    threshold=d.threshold,
+                    chosen=d.model,
+                    models=list(sh.served.router.models),
+                    upstream_of=dict(sh.served.upstream_of),
+                    body=sh.body,
+                    latency_s=upstream_s,
+                    usage=usage,
+                    reply_body=sh.reply_body,
+                    reply_chunks=sh.chunks if sh.reply_body is None else None,
+                    truncated=sh.truncated,
+                )
+            )
         except Exception:  # pragma: no cover - shadow mode never fails a request
             log.exception("shadow mode: request %s not queued", self.id)
 
@@ -398,7 +457,11 @@ class _Info:
         if upstream_s is not None and status < 500:
             m.upstream_seconds.labels(model).observe(upstream_s)
         ucfg = s.upstreams[model][0] if model in s.upstreams else None
-        cost = m.usage(model, self.prompt_tokens, self.completion_tokens, ucfg.price_input, ucfg.price_output) if ucfg else None
+        cost = (
+            m.usage(model, self.prompt_tokens, self.completion_tokens, ucfg.price_input, ucfg.price_output)
+            if ucfg
+            else None
+        )
         if self.shadow is not None:
             self.shadow.time = _now_iso()
         if s.decision_log is None:

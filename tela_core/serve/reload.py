@@ -26,7 +26,9 @@ import os
 import signal
 import time
 from typing import TYPE_CHECKING, Any
+
 from tela_core.infra.errors import TelaError
+
 from .served_routers import load_router
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,7 +47,7 @@ def _one_line(e: BaseException) -> str:
 class Reloader:
     """Reloads the routers of one server process, one reload at a time."""
 
-    def __init__(self, server: "Server") -> None:
+    def __init__(self, server: Server) -> None:
         self.server = server
         self._lock = asyncio.Lock()
         self._closing: set[asyncio.Task[Any]] = set()
@@ -65,7 +67,12 @@ class Reloader:
                     new = await asyncio.to_thread(load_router, s.config, name, s.metrics)
                 except Exception as e:  # whatever a damaged folder raises: keep the old router
                     why = _one_line(e)
-                    log.error("reload (%s): router %s did not load, still serving the one loaded before: %s", trigger, name, why)
+                    log.error(
+                        "reload (%s): router %s did not load, still serving the one loaded before: %s",
+                        trigger,
+                        name,
+                        why,
+                    )
                     s.metrics.reloads.labels(name, "failed").inc()
                     out[name] = {"ok": False, "error": why}
                     continue
@@ -74,7 +81,13 @@ class Reloader:
                 swapped_at = time.time()
                 s.metrics.reloads.labels(name, "ok").inc()
                 out[name] = {**_describe(new, time.perf_counter() - t0), "swapped_at": round(swapped_at, 6)}
-                log.info("reload (%s): router %s reloaded from %s (policy %s)", trigger, name, new.router.path, new.router.policy_spec.get("name"))
+                log.info(
+                    "reload (%s): router %s reloaded from %s (policy %s)",
+                    trigger,
+                    name,
+                    new.router.path,
+                    new.router.policy_spec.get("name"),
+                )
                 if old is not None:
                     self._retire(old)
             return out
@@ -141,7 +154,12 @@ class Reloader:
             try:
                 target.reopen()
             except OSError as e:
-                log.error("SIGHUP: the %s log %s could not be opened again (%s); still writing to the file it had", what, target.path, e)
+                log.error(
+                    "SIGHUP: the %s log %s could not be opened again (%s); still writing to the file it had",
+                    what,
+                    target.path,
+                    e,
+                )
 
     async def admin(self, names: list[str] | None) -> tuple[int, dict[str, Any]]:
         """What ``POST /admin/reload`` answers: 200 when every router reloaded, 500 when one did

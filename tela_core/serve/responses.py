@@ -4,14 +4,23 @@ stream that stops (and so cancels its upstream call) when the client disconnects
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
 
+from tela_core.infra.errors import UpstreamError
 from tela_core.infra.io import json_line_bytes
 
 from .chat import RequestError
-from tela_core.infra.errors import UpstreamError
 
-__all__ = ["JSON_TYPE", "RawResponse", "EventStream", "raw_headers", "json_response", "error_response", "wait_disconnect"]
+__all__ = [
+    "JSON_TYPE",
+    "RawResponse",
+    "EventStream",
+    "raw_headers",
+    "json_response",
+    "error_response",
+    "wait_disconnect",
+]
 
 JSON_TYPE = "application/json"
 
@@ -29,7 +38,9 @@ class RawResponse:
 
     __slots__ = ("status", "body", "headers", "after")
 
-    def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]], after: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, status: int, body: bytes, headers: list[tuple[bytes, bytes]], after: Callable[[], None] | None = None
+    ) -> None:
         self.status = status
         self.body = body
         self.headers = headers + [(b"content-length", str(len(body)).encode())]
@@ -44,7 +55,9 @@ class RawResponse:
                 self.after()
 
 
-def json_response(status: int, obj: Any, extra: Mapping[str, str] | None = None, after: Callable[[], None] | None = None) -> RawResponse:
+def json_response(
+    status: int, obj: Any, extra: Mapping[str, str] | None = None, after: Callable[[], None] | None = None
+) -> RawResponse:
     # strict JSON (a NaN is null), a lone surrogate kept escaped (infra.io.json_line_bytes)
     return RawResponse(status, json_line_bytes(obj)[:-1], raw_headers(extra), after)
 
@@ -57,7 +70,12 @@ class EventStream:
     """Server-sent events from ``chunks``; stops (and so cancels the upstream) when the client
     disconnects, even while the upstream is silent."""
 
-    def __init__(self, chunks: AsyncIterator[bytes], headers: list[tuple[bytes, bytes]], done: Callable[[str | None], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        headers: list[tuple[bytes, bytes]],
+        done: Callable[[str | None], Awaitable[None]],
+    ) -> None:
         self.chunks = chunks
         self.headers = headers
         self.done = done  # called once at the end with None, or "disconnect" / an error reason
@@ -91,7 +109,13 @@ class EventStream:
         except UpstreamError as e:  # mid-stream: too late to fall back; tell the client in-band
             outcome = e.reason
             err = RequestError(502, f"upstream failed mid-stream: {e}", code="upstream_error", type="upstream_error")
-            await send({"type": "http.response.body", "body": b"data: " + json_line_bytes(err.envelope()) + b"\n", "more_body": True})
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"data: " + json_line_bytes(err.envelope()) + b"\n",
+                    "more_body": True,
+                }
+            )
         except OSError:  # the client went away
             return "disconnect"
         await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -14,12 +14,12 @@ import shutil
 import tempfile
 from typing import Any
 
+from tela_core.infra.errors import TelaError
+
+from .app import configure_logging, create_app
 from .config import ENV_VAR, ServeConfig
 from .readiness import READY_DIR_ENV
-from tela_core.infra.errors import TelaError
-from .app import configure_logging
 from .served_routers import load_routers
-from .app import create_app
 
 __all__ = ["serve", "check_serve_extra"]
 

@@ -10,17 +10,17 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .config import ServeConfig
-from tela_core.routing.router import Router
-from .batcher import Batcher
-from .config import ConfigError
-from tela_core.routing.router import PLACEHOLDER_MODELS
-from tela_core.routing.artifact import read_manifest
-from tela_core.plugins.discovery import get_registry
 from tela_core.models import vector_cache
+from tela_core.plugins.discovery import get_registry
+from tela_core.routing.artifact import read_manifest
+from tela_core.routing.router import PLACEHOLDER_MODELS, Router
+
+from .batcher import Batcher
+from .config import ConfigError, ServeConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from tela_core.routing.router import Router
+
     from .batcher import Batcher
     from .metrics import ServeMetrics
 
@@ -34,8 +34,8 @@ class ServedRouter:
     """A loaded router, its batcher, and the upstream each of its models goes to."""
 
     name: str
-    router: "Router"
-    batcher: "Batcher"
+    router: Router
+    batcher: Batcher
     upstream_of: dict[str, str]  # router model name -> upstream name
     strongest: str
     shadow: float = 0.0  # share of requests shadow mode samples
@@ -48,13 +48,13 @@ class ServedRouter:
         return other if other != model else None
 
 
-def load_routers(config: ServeConfig, metrics: "ServeMetrics | None" = None) -> dict[str, ServedRouter]:
+def load_routers(config: ServeConfig, metrics: ServeMetrics | None = None) -> dict[str, ServedRouter]:
     """Load every configured router and start its batcher thread. Config errors (a router model
     with no upstream) name the key."""
     return {name: load_router(config, name, metrics) for name in config.routers}
 
 
-def load_router(config: ServeConfig, name: str, metrics: "ServeMetrics | None" = None) -> ServedRouter:
+def load_router(config: ServeConfig, name: str, metrics: ServeMetrics | None = None) -> ServedRouter:
     """Load router ``name`` from its folder, as it is now, and start its batcher thread: at start,
     and again on a hot reload (:mod:`.reload`). Raises on a router that cannot be served (a
     damaged folder, a model count that does not match its upstreams), naming what is wrong."""
@@ -87,8 +87,13 @@ def load_router(config: ServeConfig, name: str, metrics: "ServeMetrics | None" =
 
     on_batch = functools.partial(metrics.observe_batch, name) if metrics is not None else None
     batcher = Batcher(
-        router, window=config.batch_window_ms / 1000.0, max_batch=config.max_batch, on_batch=on_batch, name=name,
-        inline_below_ms=config.inline_below_ms, length_ratio=config.length_ratio,
+        router,
+        window=config.batch_window_ms / 1000.0,
+        max_batch=config.max_batch,
+        on_batch=on_batch,
+        name=name,
+        inline_below_ms=config.inline_below_ms,
+        length_ratio=config.length_ratio,
     )
     _limit_torch_threads(config)
     return ServedRouter(name, router, batcher, upstream_of, strongest=models[-1], shadow=config.shadow_rate(name))
@@ -109,14 +114,24 @@ def _warn_pair(config: ServeConfig, name: str, path: object, models: list[str], 
 
     if all(serves(m, u) for m, u in zip(models, upstreams)):
         return
-    ids = [f"{u} (model {config.upstreams[u].model})" if u in config.upstreams and config.upstreams[u].model not in (None, u) else u
-           for u in upstreams]
+    ids = [
+        f"{u} (model {config.upstreams[u].model})"
+        if u in config.upstreams and config.upstreams[u].model not in (None, u)
+        else u
+        for u in upstreams
+    ]
     swapped = len(models) == len(upstreams) and all(serves(m, u) for m, u in zip(models, reversed(upstreams)))
-    where = f"{config.source}: routers.{name}.upstreams" if config.source != "flags" else f"router {name} (--weak/--strong)"
+    where = (
+        f"{config.source}: routers.{name}.upstreams" if config.source != "flags" else f"router {name} (--weak/--strong)"
+    )
     log.warning(
         "%s: router %s was trained on %s but serves %s%s: its scores hold for the models it was trained on; "
         "check the upstreams are those (or alike), cheap -> strong",
-        where, path, " < ".join(models), " < ".join(ids), " (the same models, swapped)" if swapped else "",
+        where,
+        path,
+        " < ".join(models),
+        " < ".join(ids),
+        " (the same models, swapped)" if swapped else "",
     )
 
 
@@ -159,7 +174,7 @@ def _limit_torch_threads(config: ServeConfig) -> None:
     sys.modules["torch"].set_num_threads(n)
 
 
-def _serving_mode(config: ServeConfig, metrics: "ServeMetrics | None" = None) -> None:
+def _serving_mode(config: ServeConfig, metrics: ServeMetrics | None = None) -> None:
     """Live prompts are scored once: embedding families must not read or grow their shard cache;
     they keep the last ``embedding_cache`` prompts' vectors in memory instead (an LRU whose hits
     and misses ``/metrics`` counts)."""

@@ -36,13 +36,13 @@ class Server:
     """
 
     config: ServeConfig
-    upstreams: dict[str, tuple["UpstreamConfig", "Upstream"]]
-    metrics: "ServeMetrics"
-    decision_log: "DecisionLog | None"
+    upstreams: dict[str, tuple[UpstreamConfig, Upstream]]
+    metrics: ServeMetrics
+    decision_log: DecisionLog | None
     keys: list[bytes]
-    routers: dict[str, "ServedRouter"] = field(default_factory=dict)
+    routers: dict[str, ServedRouter] = field(default_factory=dict)
     ready: bool = False
-    shadow: "Shadow | None" = None
+    shadow: Shadow | None = None
     admin_token: bytes | None = None
 
     @property
@@ -50,7 +50,7 @@ class Server:
         return list(self.config.routers)
 
 
-def make_upstreams(config: ServeConfig) -> dict[str, tuple["UpstreamConfig", "Upstream"]]:
+def make_upstreams(config: ServeConfig) -> dict[str, tuple[UpstreamConfig, Upstream]]:
     """One client per configured upstream (the ``upstream`` plugin its ``type`` names)."""
     from tela_core.plugins.discovery import get_registry
 
@@ -72,7 +72,12 @@ def check_auth(server: Server, request: Any) -> RawResponse | None:
     if given is not None and any(hmac.compare_digest(given, k) for k in server.keys):
         return None
     return error_response(
-        RequestError(401, "missing or invalid API key: send 'Authorization: Bearer KEY'", type="invalid_request_error", code="invalid_api_key")
+        RequestError(
+            401,
+            "missing or invalid API key: send 'Authorization: Bearer KEY'",
+            type="invalid_request_error",
+            code="invalid_api_key",
+        )
     )
 
 
@@ -81,11 +86,21 @@ def check_admin(server: Server, request: Any) -> RawResponse | None:
     admin endpoints are off), 401 when the token is missing or wrong. Client keys never qualify."""
     if server.admin_token is None:
         return error_response(
-            RequestError(403, "the admin endpoints are off: set admin_token_env in the serve config", type="invalid_request_error", code="admin_disabled")
+            RequestError(
+                403,
+                "the admin endpoints are off: set admin_token_env in the serve config",
+                type="invalid_request_error",
+                code="admin_disabled",
+            )
         )
     given = _bearer(request)
     if given is not None and hmac.compare_digest(given, server.admin_token):
         return None
     return error_response(
-        RequestError(401, "missing or invalid admin token: send 'Authorization: Bearer TOKEN'", type="invalid_request_error", code="invalid_admin_token")
+        RequestError(
+            401,
+            "missing or invalid admin token: send 'Authorization: Bearer TOKEN'",
+            type="invalid_request_error",
+            code="invalid_admin_token",
+        )
     )

@@ -41,15 +41,15 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
-from tela_core.infra.errors import InputError
+from tela_core.infra.errors import InputError, UpstreamError
 from tela_core.infra.io import json_line_bytes
 from tela_core.infra.logfile import AppendLog, read_log
 from tela_core.upstreams.usage import token_count
-from tela_core.infra.errors import UpstreamError
 
 if TYPE_CHECKING:  # pragma: no cover
     from tela_core.components import Upstream
@@ -144,7 +144,8 @@ class ShadowLog:
 
     def write_lines(self, records: list[dict[str, Any]]) -> None:
         data = b"".join(
-            json_line_bytes(r, default=str) for r in records  # strict JSON, one line for every reader (infra.io)
+            json_line_bytes(r, default=str)
+            for r in records  # strict JSON, one line for every reader (infra.io)
         )
         self._file.write(data)
 
@@ -166,8 +167,8 @@ class Shadow:
     def __init__(
         self,
         path: str | Path,
-        upstreams: dict[str, tuple["UpstreamConfig", "Upstream"]],
-        metrics: "ServeMetrics",
+        upstreams: dict[str, tuple[UpstreamConfig, Upstream]],
+        metrics: ServeMetrics,
         *,
         queue_size: int = 1000,
         workers: int = 4,
@@ -257,7 +258,7 @@ class Shadow:
             # the model id sent: collect --from-log files the answer under it, so an upstream whose
             # model changed since (or a router naming its models anything) never mixes two models
             ucfg = self.upstreams.get(job.upstream_of[m], (None, None))[0]
-            answers[m]["model"] = (getattr(ucfg, "model", None) or job.upstream_of[m])
+            answers[m]["model"] = getattr(ucfg, "model", None) or job.upstream_of[m]
         record: dict[str, Any] = {
             "time": job.time,
             "request_id": job.request_id,
@@ -316,7 +317,10 @@ class Shadow:
             if self.log_prompts and text is not None:
                 out["text"] = text
             if usage:
-                cost = (usage.get("prompt_tokens", 0) * ucfg.price_input + usage.get("completion_tokens", 0) * ucfg.price_output) / 1e6
+                cost = (
+                    usage.get("prompt_tokens", 0) * ucfg.price_input
+                    + usage.get("completion_tokens", 0) * ucfg.price_output
+                ) / 1e6
                 if cost:
                     self.metrics.shadow_cost.labels(name).inc(cost)
         else:
@@ -339,7 +343,13 @@ class Shadow:
                     self.metrics.shadowed.labels(r["router"]).inc()
             except OSError as e:  # a full disk: counted, one line in the server log
                 self.metrics.log_lines_lost.labels("shadow").inc(len(batch))
-                log.error("writing the shadow log %s failed (%s): %d line%s lost", self.log.path, e, len(batch), "" if len(batch) == 1 else "s")
+                log.error(
+                    "writing the shadow log %s failed (%s): %d line%s lost",
+                    self.log.path,
+                    e,
+                    len(batch),
+                    "" if len(batch) == 1 else "s",
+                )
             finally:
                 for _ in batch:
                     self._records.task_done()

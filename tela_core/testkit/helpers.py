@@ -20,19 +20,31 @@ Heavy libraries are imported inside the functions.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from tela_core.data.prompts import SCORE_TOKENS, SYSTEM_PROMPT, USER_TEMPLATE
 
 __all__ = [
-    "build_tiny_model", "build_tiny_router", "tiny_corpus", "public_data", "needs_public_data", "TEST_DATA_ENV",
-    "run_cli", "one_error_line", "TelaCli", "registered_plugin", "OFFLINE_VARS",
+    "build_tiny_model",
+    "build_tiny_router",
+    "tiny_corpus",
+    "public_data",
+    "needs_public_data",
+    "TEST_DATA_ENV",
+    "run_cli",
+    "one_error_line",
+    "TelaCli",
+    "registered_plugin",
+    "OFFLINE_VARS",
 ]
 
 
-def run_cli(*args: Any, input: str | None = None, env: dict[str, str] | None = None, catch_exceptions: bool = True) -> Any:
+def run_cli(
+    *args: Any, input: str | None = None, env: dict[str, str] | None = None, catch_exceptions: bool = True
+) -> Any:
     """Run ``tela ARGS...`` in this process (click's ``CliRunner``, with the plugins registered here,
     in-process ones included); returns the click ``Result`` (``exit_code``, ``output``, ``stdout``).
     ``input`` is fed to stdin, ``env`` overrides environment variables for the call, and
@@ -41,7 +53,9 @@ def run_cli(*args: Any, input: str | None = None, env: dict[str, str] | None = N
 
     from tela_core.cli.main import get_cli
 
-    return CliRunner().invoke(get_cli(), [str(a) for a in args], input=input, env=env, catch_exceptions=catch_exceptions)
+    return CliRunner().invoke(
+        get_cli(), [str(a) for a in args], input=input, env=env, catch_exceptions=catch_exceptions
+    )
 
 
 def one_error_line(result: Any) -> str:
@@ -61,8 +75,9 @@ class TelaCli:
     ``tela_cli.error(...)`` asserts the bad-input contract and returns the one ``Error:`` line.
     """
 
-    def __call__(self, *args: Any, input: str | None = None, env: dict[str, str] | None = None,
-                 catch_exceptions: bool = True) -> Any:
+    def __call__(
+        self, *args: Any, input: str | None = None, env: dict[str, str] | None = None, catch_exceptions: bool = True
+    ) -> Any:
         return run_cli(*args, input=input, env=env, catch_exceptions=catch_exceptions)
 
     def json(self, *args: Any, input: str | None = None) -> Any:
@@ -92,7 +107,12 @@ def registered_plugin(plugin: Any, name: str) -> Iterator[Any]:
 
 #: The environment a test runs in (the ``tela_offline`` fixture sets it): nothing reaches a model or
 #: dataset hub, and tokenizers start no thread pool of their own.
-OFFLINE_VARS = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+OFFLINE_VARS = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 
 
 #: A folder holding public router datasets for tests, one sub-folder per dataset.
@@ -120,8 +140,10 @@ def needs_public_data(name: str, *aliases: str) -> Any:
 
     return pytest.mark.skipif(
         public_data(name, *aliases) is None,
-        reason=f"public dataset {name!r} not here: run `tela data get {name}` or set {TEST_DATA_ENV} to a folder holding it",
+        reason=f"public dataset {name!r} not here: run `tela data get {name}` "
+        f"or set {TEST_DATA_ENV} to a folder holding it",
     )
+
 
 PAD_TOKEN = "<pad>"
 EOS_TOKEN = "</s>"

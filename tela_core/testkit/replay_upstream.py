@@ -35,9 +35,10 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 __all__ = ["Recorded", "ReplayUpstream", "FAULTS", "main"]
 
@@ -83,8 +84,13 @@ def _prompt_of(messages: Any) -> str:
 class ReplayUpstream:
     """The stand-in server's state, request handling, and its thread (see the module doc)."""
 
-    def __init__(self, recorded: Mapping[str, Mapping[str, Recorded]], judges: Iterable[str] = (),
-                 api_key: str | None = None, port: int = 0) -> None:
+    def __init__(
+        self,
+        recorded: Mapping[str, Mapping[str, Recorded]],
+        judges: Iterable[str] = (),
+        api_key: str | None = None,
+        port: int = 0,
+    ) -> None:
         self.recorded = {m: dict(v) for m, v in recorded.items()}
         self.judges = list(judges)
         self.api_key = api_key
@@ -108,7 +114,7 @@ class ReplayUpstream:
     # -- recorded data --------------------------------------------------------------------------
 
     @classmethod
-    def from_routerarena(cls, folder: str | Path, models: Iterable[str] | None = None, **kw: Any) -> "ReplayUpstream":
+    def from_routerarena(cls, folder: str | Path, models: Iterable[str] | None = None, **kw: Any) -> ReplayUpstream:
         """The cached results of RouterArena (one ``<model>.jsonl`` or ``<model>.jsonl.gz`` per
         model: ``question``, ``generated_answer``, ``token_usage``, ``evaluation_result.score``)."""
         import gzip
@@ -121,7 +127,9 @@ class ReplayUpstream:
         for name in names:
             answers: dict[str, Recorded] = {}
             path = files.get(name, folder / f"{name}.jsonl")
-            with (gzip.open(path, "rt", encoding="utf-8") if path.name.endswith(".gz") else open(path, encoding="utf-8")) as fh:
+            with (
+                gzip.open(path, "rt", encoding="utf-8") if path.name.endswith(".gz") else open(path, encoding="utf-8")
+            ) as fh:
                 for line in fh:
                     if not line.strip():
                         continue
@@ -146,8 +154,15 @@ class ReplayUpstream:
 
     # -- faults and counts ----------------------------------------------------------------------
 
-    def inject(self, kind: str, times: int | None = 1, after: int = 0, retry_after: str | None = None,
-               model: str | None = None, hang_s: float = 3600.0) -> None:
+    def inject(
+        self,
+        kind: str,
+        times: int | None = 1,
+        after: int = 0,
+        retry_after: str | None = None,
+        model: str | None = None,
+        hang_s: float = 3600.0,
+    ) -> None:
         """Misbehave for the next ``times`` requests (None: until :meth:`reset`), once ``after``
         requests have been answered; only for ``model`` when given. Faults queue in order."""
         if kind not in FAULTS:
@@ -171,9 +186,12 @@ class ReplayUpstream:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {"requests": sum(self.counts.values()), "answered": self.answered,
-                    "by_model": dict(Counter(m for (m, _p), n in self.counts.items() for _ in range(n))),
-                    "asked_twice": sum(1 for n in self.counts.values() if n > 1)}
+            return {
+                "requests": sum(self.counts.values()),
+                "answered": self.answered,
+                "by_model": dict(Counter(m for (m, _p), n in self.counts.items() for _ in range(n))),
+                "asked_twice": sum(1 for n in self.counts.values() if n > 1),
+            }
 
     def _take_fault(self, model: str) -> _Fault | None:
         with self._lock:
@@ -194,7 +212,9 @@ class ReplayUpstream:
             a, b = self._scores.get(pair["A"].strip()), self._scores.get(pair["B"].strip())
             if a is None or b is None:
                 return "I cannot tell these answers apart. [[C]]"
-            return "Assistant A is better. [[A]]" if a > b else "Assistant B is better. [[B]]" if b > a else "A tie. [[C]]"
+            return (
+                "Assistant A is better. [[A]]" if a > b else "Assistant B is better. [[B]]" if b > a else "A tie. [[C]]"
+            )
         single = _SINGLE.search(text)
         if single is not None:
             s = self._scores.get(single.group(1).strip())
@@ -219,24 +239,56 @@ class ReplayUpstream:
             if fault.kind != "nonsense":
                 status = int(fault.kind)
                 headers = {"retry-after": fault.retry_after} if fault.retry_after is not None else {}
-                msg = {401: "Incorrect API key provided", 403: "not allowed", 429: "Rate limit reached"}.get(status, "server error")
-                return status, {"error": {"message": f"{msg} (replay stand-in)", "type": "error", "code": status}}, headers, 0.0
+                msg = {401: "Incorrect API key provided", 403: "not allowed", 429: "Rate limit reached"}.get(
+                    status, "server error"
+                )
+                return (
+                    status,
+                    {"error": {"message": f"{msg} (replay stand-in)", "type": "error", "code": status}},
+                    headers,
+                    0.0,
+                )
         if model in self.judges:
             text = "¯\\_(ツ)_/¯ no verdict from me" if fault is not None else self._judge_reply(prompt)
-            pt, ct = math.ceil(sum(len(str(m.get("content", ""))) for m in messages or [] if isinstance(m, dict)) / 4), 20
+            pt, ct = (
+                math.ceil(sum(len(str(m.get("content", ""))) for m in messages or [] if isinstance(m, dict)) / 4),
+                20,
+            )
         elif model in self.recorded:
             rec = self.recorded[model].get(prompt)
             if rec is None:
-                return 404, {"error": {"message": f"no recorded answer of {model} to this prompt (replay stand-in)",
-                                       "type": "invalid_request_error"}}, {}, 0.0
+                return (
+                    404,
+                    {
+                        "error": {
+                            "message": f"no recorded answer of {model} to this prompt (replay stand-in)",
+                            "type": "invalid_request_error",
+                        }
+                    },
+                    {},
+                    0.0,
+                )
             text, pt, ct = rec.text, rec.prompt_tokens, rec.completion_tokens
             if fault is not None:  # nonsense from an answering model: an empty-ish reply
                 text = "¯\\_(ツ)_/¯"
         else:
-            return 404, {"error": {"message": f"the model {model!r} does not exist (replay stand-in)", "type": "invalid_request_error",
-                                   "code": "model_not_found"}}, {}, 0.0
+            return (
+                404,
+                {
+                    "error": {
+                        "message": f"the model {model!r} does not exist (replay stand-in)",
+                        "type": "invalid_request_error",
+                        "code": "model_not_found",
+                    }
+                },
+                {},
+                0.0,
+            )
         reply = {
-            "id": f"replay-{sum(self.counts.values())}", "object": "chat.completion", "created": int(time.time()), "model": model,
+            "id": f"replay-{sum(self.counts.values())}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
         }
@@ -245,11 +297,16 @@ class ReplayUpstream:
     # -- HTTP -----------------------------------------------------------------------------------
 
     @staticmethod
-    def _write(writer: asyncio.StreamWriter, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
+    def _write(
+        writer: asyncio.StreamWriter, status: int, payload: Any, headers: Mapping[str, str] | None = None
+    ) -> None:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-        writer.write(f"HTTP/1.1 {status} Status\r\ncontent-type: application/json\r\ncontent-length: {len(data)}\r\n{extra}\r\n".encode()
-                     + data)
+        writer.write(
+            f"HTTP/1.1 {status} Status\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(data)}\r\n{extra}\r\n".encode()
+            + data
+        )
 
     def _authorised(self, headers: Mapping[str, str]) -> bool:
         return self.api_key is None or headers.get("authorization", "") == f"Bearer {self.api_key}"
@@ -280,7 +337,9 @@ class ReplayUpstream:
             except Exception:  # noqa: BLE001 - already gone
                 pass
 
-    async def _route(self, method: str, path: str, raw: bytes, headers: Mapping[str, str], writer: asyncio.StreamWriter) -> None:
+    async def _route(
+        self, method: str, path: str, raw: bytes, headers: Mapping[str, str], writer: asyncio.StreamWriter
+    ) -> None:
         if path in ("/v1/chat/completions", "/chat/completions") and method == "POST":
             try:
                 body = json.loads(raw or b"{}")
@@ -304,7 +363,11 @@ class ReplayUpstream:
                 self._write(writer, 401, {"error": {"message": "Incorrect API key provided (replay stand-in)"}})
                 return
             ids = [*self.recorded, *self.judges]
-            self._write(writer, 200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "replay"} for m in ids]})
+            self._write(
+                writer,
+                200,
+                {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "replay"} for m in ids]},
+            )
         elif path == "/stats":
             self._write(writer, 200, self.stats())
         elif path == "/control" and method == "POST":
@@ -312,8 +375,14 @@ class ReplayUpstream:
             if cmd.get("reset"):
                 self.reset(counts=bool(cmd.get("counts")))
             if cmd.get("inject"):
-                self.inject(str(cmd["inject"]), times=cmd.get("times", 1), after=int(cmd.get("after", 0)),
-                            retry_after=cmd.get("retry_after"), model=cmd.get("model"), hang_s=float(cmd.get("hang_s", 3600)))
+                self.inject(
+                    str(cmd["inject"]),
+                    times=cmd.get("times", 1),
+                    after=int(cmd.get("after", 0)),
+                    retry_after=cmd.get("retry_after"),
+                    model=cmd.get("model"),
+                    hang_s=float(cmd.get("hang_s", 3600)),
+                )
             self._write(writer, 200, {"ok": True})
         else:
             self._write(writer, 404, {"error": {"message": f"no route {method} {path}"}})
@@ -328,7 +397,7 @@ class ReplayUpstream:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
         self.port = int(self._server.sockets[0].getsockname()[1])
 
-    def start(self) -> "ReplayUpstream":
+    def start(self) -> ReplayUpstream:
         """Serve on a daemon thread; returns when the port is bound (:attr:`base_url`)."""
 
         def run() -> None:
@@ -374,7 +443,7 @@ class ReplayUpstream:
         self._thread.join(30)
         self._thread = None
 
-    def __enter__(self) -> "ReplayUpstream":
+    def __enter__(self) -> ReplayUpstream:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -387,8 +456,11 @@ def main(argv: list[str] | None = None) -> None:
     import sys
 
     ap = argparse.ArgumentParser(description="A stand-in for remote model APIs that replays recorded answers.")
-    ap.add_argument("--routerarena", required=True,
-                    help="a RouterArena cached_results folder (<model>.jsonl or <model>.jsonl.gz per model)")
+    ap.add_argument(
+        "--routerarena",
+        required=True,
+        help="a RouterArena cached_results folder (<model>.jsonl or <model>.jsonl.gz per model)",
+    )
     ap.add_argument("--judge", action="append", default=[], help="a model name that plays a judge (repeatable)")
     ap.add_argument("--api-key", default=None, help="require this bearer key")
     ap.add_argument("--port", type=int, default=0)
@@ -400,7 +472,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"Error: replay upstream: cannot listen on 127.0.0.1:{args.port}: {e.strerror or e}", file=sys.stderr)
         raise SystemExit(2) from None
     judges = f"; {', '.join(up.judges)} play judges (rating each answer from its recorded score)" if up.judges else ""
-    print(f"replay stand-in (not a model) on {up.base_url}: recorded answers of {', '.join(up.recorded)}{judges}", flush=True)
+    print(
+        f"replay stand-in (not a model) on {up.base_url}: recorded answers of {', '.join(up.recorded)}{judges}",
+        flush=True,
+    )
     try:
         while True:
             time.sleep(3600)

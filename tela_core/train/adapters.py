@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
 from .tokens import add_score_tokens
 
 __all__ = ["load_merged", "merge_adapter"]
 
 
-def load_merged(base_model: str, adapter_dir: Path, tokenizer_dir: Path, trust_remote_code: bool = False, dtype: Any = None) -> Any:
+def load_merged(
+    base_model: str, adapter_dir: Path, tokenizer_dir: Path, trust_remote_code: bool = False, dtype: Any = None
+) -> Any:
     """The base model with the score tokens added as the worker added them, the adapter applied and
     merged in memory. ``tokenizer_dir`` holds the trained tokenizer (with ``[[1]]``..``[[5]]``)."""
     import torch
@@ -23,7 +26,9 @@ def load_merged(base_model: str, adapter_dir: Path, tokenizer_dir: Path, trust_r
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(
+        base_model, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code
+    )
     base_tok = AutoTokenizer.from_pretrained(base_model, trust_remote_code=trust_remote_code)
     add_score_tokens(model, base_tok)
     if len(base_tok) != len(tokenizer):

@@ -14,16 +14,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tela_core.components import RUN_SUBDIR, TrainSettings
 from tela_core.data.mix import SourceSpec, section_name
+from tela_core.data.protocols import names
 from tela_core.infra.errors import TelaError
 from tela_core.infra.io import read_utf8
-from tela_core.data.protocols import names
 from tela_core.routing.operating_point import parse_rule
 
 __all__ = [
@@ -91,7 +92,7 @@ class RunConfig(BaseModel):
     operating_point: str | None = None
 
     @model_validator(mode="after")
-    def _one_kind_of_data(self) -> "RunConfig":
+    def _one_kind_of_data(self) -> RunConfig:
         if self.mix is not None:
             if self.data is not None:
                 raise ValueError("give either data (one source) or mix (several), not both")
@@ -171,14 +172,16 @@ class RunConfig(BaseModel):
         return v
 
     @classmethod
-    def build(cls, values: Mapping[str, Any]) -> "RunConfig":
+    def build(cls, values: Mapping[str, Any]) -> RunConfig:
         """Validate ``values``; a :class:`TelaError` naming each bad option otherwise."""
         try:
             return cls(**dict(values))
         except ValidationError as e:
             mix = dict(values).get("mix")
             total = len(mix) if isinstance(mix, list) else 1
-            problems = "; ".join(f"{_where(err['loc'], total)}: {err['msg'].removeprefix('Value error, ')}" for err in e.errors())
+            problems = "; ".join(
+                f"{_where(err['loc'], total)}: {err['msg'].removeprefix('Value error, ')}" for err in e.errors()
+            )
             raise TelaError(f"bad run options: {problems}") from None
 
     def sources(self) -> list[SourceSpec]:
@@ -187,16 +190,25 @@ class RunConfig(BaseModel):
         entry that does not set its own."""
         if self.mix is None:
             assert self.data is not None
-            return [SourceSpec(data=self.data, source=self.source, source_options=dict(self.source_options),
-                               protocol=self.protocol)]
+            return [
+                SourceSpec(
+                    data=self.data, source=self.source, source_options=dict(self.source_options), protocol=self.protocol
+                )
+            ]
         shared = dict(self.source_options)
         shared_models = dict(shared.pop("models", None) or {})
         out = []
         for s in self.mix:
-            out.append(SourceSpec(
-                data=s.data, source=s.source, source_options={**shared, **s.source_options},
-                models={**shared_models, **s.models}, weight=s.weight, protocol=s.protocol or self.protocol,
-            ))
+            out.append(
+                SourceSpec(
+                    data=s.data,
+                    source=s.source,
+                    source_options={**shared, **s.source_options},
+                    models={**shared_models, **s.models},
+                    weight=s.weight,
+                    protocol=s.protocol or self.protocol,
+                )
+            )
         return out
 
     def data_label(self) -> str:
@@ -212,7 +224,11 @@ class RunConfig(BaseModel):
     def fingerprint(self) -> str:
         """Hash of everything that changes the trained router (not where or how it is launched)."""
         d = self.model_dump(mode="json", exclude={"output", "hostfile", *LAUNCH_FIELDS})
-        for key in ("mix", "protocol", "operating_point"):  # added in 0.2: left out when unset, so older runs keep their fingerprint
+        for key in (
+            "mix",
+            "protocol",
+            "operating_point",
+        ):  # added in 0.2: left out when unset, so older runs keep their fingerprint
             if d.get(key) is None:
                 d.pop(key, None)
         if self.data is not None:
@@ -307,7 +323,9 @@ def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     source of a mix, returned as ``"sourceN"``, which :func:`resolve_config` applies to that entry.
     """
     sections = {
-        "backend": "backend_options", "family": "family_options", "source": "source_options",
+        "backend": "backend_options",
+        "family": "family_options",
+        "source": "source_options",
         "formatter": "formatter_options",
     }
     out: dict[str, dict[str, Any]] = {}
@@ -360,8 +378,10 @@ def _apply_data_flags(values: dict[str, Any], flags: Mapping[str, Any]) -> None:
     if not datas:
         if len(sources) > 1 or weights or (sources and values.get("mix") is not None):
             flag = "--weight" if weights else "--source"
-            raise TelaError(f"{flag} pairs with --data (one per --data, in order); give the data with --data, "
-                            "or name each mix entry's source and weight in the config file")
+            raise TelaError(
+                f"{flag} pairs with --data (one per --data, in order); give the data with --data, "
+                "or name each mix entry's source and weight in the config file"
+            )
         if sources:
             values["source"] = sources[0]
         return
@@ -375,7 +395,9 @@ def _apply_data_flags(values: dict[str, Any], flags: Mapping[str, Any]) -> None:
     values.pop("mix", None)
     if len(datas) == 1:
         if weights:
-            raise TelaError("--weight weighs the sources of a mix against each other; with one --data there is nothing to weigh")
+            raise TelaError(
+                "--weight weighs the sources of a mix against each other; with one --data there is nothing to weigh"
+            )
         values["data"] = datas[0]
         if sources:
             values["source"] = sources[0]
@@ -428,8 +450,10 @@ def _check_mix_entries(path: str | Path, mix: Any) -> None:
         try:
             SourceSpec.model_validate(dict(entry))
         except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'entry'}: "
-                                 f"{err['msg'].removeprefix('Value error, ')}" for err in e.errors())
+            problems = "; ".join(
+                f"{'.'.join(str(x) for x in err['loc']) or 'entry'}: {err['msg'].removeprefix('Value error, ')}"
+                for err in e.errors()
+            )
             raise TelaError(f"{where}: {problems}") from None
 
 
@@ -439,7 +463,9 @@ def _set_entry(values: dict[str, Any], n: int, opts: Mapping[str, Any]) -> None:
     if not isinstance(mix, list):
         raise TelaError(f"--set source{n}.*: there is one source; set its options with --set source.KEY=VALUE")
     if not 1 <= n <= len(mix):
-        raise TelaError(f"--set source{n}.*: the mix has {len(mix)} sources (source1..source{len(mix)}, in --data order)")
+        raise TelaError(
+            f"--set source{n}.*: the mix has {len(mix)} sources (source1..source{len(mix)}, in --data order)"
+        )
     entry = dict(mix[n - 1]) if isinstance(mix[n - 1], Mapping) else mix[n - 1]
     if isinstance(entry, dict):
         entry["source_options"] = _merge(dict(entry.get("source_options") or {}), opts)
@@ -448,8 +474,23 @@ def _set_entry(values: dict[str, Any], n: int, opts: Mapping[str, Any]) -> None:
 
 #: Run settings that only a family trained by a backend (``uses_backend``, e.g. score-token) reads.
 BACKEND_SETTINGS = (
-    "backend", "backend_options", "model", "processes", "hostfile", *LAUNCH_FIELDS, "trust_remote_code", "formatter", "formatter_options", "epochs",
-    "learning_rate", "batch_size", "grad_accum", "max_length", "max_steps", "warmup_ratio", "save_steps",
+    "backend",
+    "backend_options",
+    "model",
+    "processes",
+    "hostfile",
+    *LAUNCH_FIELDS,
+    "trust_remote_code",
+    "formatter",
+    "formatter_options",
+    "epochs",
+    "learning_rate",
+    "batch_size",
+    "grad_accum",
+    "max_length",
+    "max_steps",
+    "warmup_ratio",
+    "save_steps",
 )
 
 

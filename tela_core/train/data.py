@@ -10,18 +10,18 @@ seed's sample and train/eval split (:mod:`tela_core.data.sampling`, ``cfg.seed``
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+from tela_core.data.mix import open_source_of, read_mix, weigh
+from tela_core.data.sampling import split, subsample
 from tela_core.infra.errors import TelaError
 from tela_core.infra.io import atomic_write_text, json_line
-from .config import RunConfig
-from tela_core.data.mix import open_source_of
-from tela_core.data.mix import read_mix
-from tela_core.routing.targets import resolve_pair
-from tela_core.data.sampling import split, subsample
-from tela_core.data.mix import weigh
 from tela_core.plugins.discovery import get_registry
+from tela_core.routing.targets import resolve_pair
+
+from .config import RunConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from tela_core.data.mix import Mix
@@ -42,6 +42,7 @@ __all__ = [
     "write_rows",
 ]
 
+
 def data_sources(cfg: RunConfig) -> list[Any]:
     """The source instances that read the run's data, one per source (named, or detected from the
     path). The user's ``--set source.KEY`` options are checked against each even when it was
@@ -55,7 +56,7 @@ def data_source(cfg: RunConfig) -> Any:
     return data_sources(cfg)[0]
 
 
-def read_data(cfg: RunConfig) -> "Mix":
+def read_data(cfg: RunConfig) -> Mix:
     """Every source of the run read (protocol side taken) and combined under one weak/strong pair
     (:mod:`tela_core.data.mix`)."""
     return read_mix(cfg.sources())
@@ -90,7 +91,7 @@ def data_pair(cfg: RunConfig, records: Sequence[Any]) -> dict[str, str]:
     return {"weak": weak, "strong": strong}
 
 
-def mix_pair(cfg: RunConfig, mix: "Mix") -> dict[str, str]:
+def mix_pair(cfg: RunConfig, mix: Mix) -> dict[str, str]:
     """The pair the run's data resolved to (:class:`~tela_core.data.mix.Mix`), for a family whose
     options do not name it; ``{}`` when the data cannot say."""
     if mix.pair is None:
@@ -107,7 +108,7 @@ def split_records(cfg: RunConfig, records: Sequence[Any]) -> tuple[list[Any], li
     return list(train), list(evals)
 
 
-def split_mix(cfg: RunConfig, mix: "Mix", holds_out: bool = True) -> tuple[list[Any], list[Any], list[int]]:
+def split_mix(cfg: RunConfig, mix: Mix, holds_out: bool = True) -> tuple[list[Any], list[Any], list[int]]:
     """(train, eval, the source of each training record): the seed's sample (``--sample``) and
     train/eval split of the combined records, as :func:`split_records` draws them, then each
     source's training records counted by its weight (:func:`tela_core.data.mix.weigh`).
@@ -133,7 +134,9 @@ def split_mix(cfg: RunConfig, mix: "Mix", holds_out: bool = True) -> tuple[list[
         train_idx, eval_idx = list(chosen), []
     weights = [p.spec.weight for p in mix.parts]
     labels = [str(p.spec.data) if p.total == 1 else f"{p.spec.data} ({p.section})" for p in mix.parts]
-    train, origins = weigh([mix.records[i] for i in train_idx], [mix.origins[i] for i in train_idx], weights, cfg.seed, labels)
+    train, origins = weigh(
+        [mix.records[i] for i in train_idx], [mix.origins[i] for i in train_idx], weights, cfg.seed, labels
+    )
     return train, [mix.records[i] for i in eval_idx], origins
 
 
@@ -144,15 +147,22 @@ def format_rows(cfg: RunConfig, records: Sequence[Any], tokenizer: Any = None) -
     rows = []
     for r in records:
         if not r.messages or r.messages[-1]["role"] != "assistant":
-            raise TelaError(f"{cfg.data_label()}: record {r.id or r.prompt[:40]!r} has no assistant score [[k]] to train on")
+            raise TelaError(
+                f"{cfg.data_label()}: record {r.id or r.prompt[:40]!r} has no assistant score [[k]] to train on"
+            )
         f = formatter.format(r.messages, tokenizer)
         rows.append({"prompt": f.prompt, "completion": f.completion, "label": r.label, "id": r.id})
     return rows
 
 
 def data_summary(
-    cfg: RunConfig, records: Sequence[Any], train: Sequence[Any], evals: Sequence[Any],
-    mix: "Mix | None" = None, origins: Sequence[int] | None = None, eval_fraction: float | None = None,
+    cfg: RunConfig,
+    records: Sequence[Any],
+    train: Sequence[Any],
+    evals: Sequence[Any],
+    mix: Mix | None = None,
+    origins: Sequence[int] | None = None,
+    eval_fraction: float | None = None,
 ) -> dict[str, Any]:
     """What the manifest records about the training data: path, SHA-256, counts, split; with
     ``mix``, each source's path, hash, protocol, weight, pair and training rows (``sources``)."""

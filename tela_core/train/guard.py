@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from tela_core.infra.errors import TelaError
-from .config import LAUNCH_FIELDS, RUN_SUBDIR
 from tela_core.infra.io import check_dir_writable
 
+from .config import LAUNCH_FIELDS, RUN_SUBDIR
+
 __all__ = ["check_output", "check_output_path"]
+
 
 def check_output(output: Path, fingerprint: str, force: bool, config: Mapping[str, Any] | None = None) -> str:
     """Decide what to do with ``output``: ``"new"``, ``"resume"`` or ``"done"``.
@@ -53,7 +56,11 @@ def check_output(output: Path, fingerprint: str, force: bool, config: Mapping[st
 
 
 def _changed_keys(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    return sorted(k for k in set(previous) | set(current) if k not in ("output", "hostfile", *LAUNCH_FIELDS) and previous.get(k) != current.get(k))
+    return sorted(
+        k
+        for k in set(previous) | set(current)
+        if k not in ("output", "hostfile", *LAUNCH_FIELDS) and previous.get(k) != current.get(k)
+    )
 
 
 def check_output_path(out: Path) -> None:

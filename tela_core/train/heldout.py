@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from tela_core.infra.errors import TelaError
 from tela_core.routing.artifact import MANIFEST, write_manifest
@@ -37,9 +38,13 @@ MIN_RECORDS = 10
 
 
 def out_of_fold_scores(
-    make_family: Callable[[], Any], train: Sequence[Any], fit_config: Mapping[str, Any], seed: int,
-    work_dir: Path, folds: int = FOLDS,
-) -> tuple["np.ndarray", list[Any]]:
+    make_family: Callable[[], Any],
+    train: Sequence[Any],
+    fit_config: Mapping[str, Any],
+    seed: int,
+    work_dir: Path,
+    folds: int = FOLDS,
+) -> tuple[np.ndarray, list[Any]]:
     """(w, records): one out-of-fold score per distinct training prompt, and the record it is for.
 
     ``make_family`` builds a fresh, unfitted family (as ``tela run`` configured it); each fold is
@@ -76,8 +81,12 @@ def out_of_fold_scores(
 
 
 def heldout_scores(
-    router_dir: Path, evals: Sequence[Any], seed: int, limit: int = MAX_HELDOUT, trust_remote_code: bool = False,
-) -> tuple["np.ndarray", list[Any]]:
+    router_dir: Path,
+    evals: Sequence[Any],
+    seed: int,
+    limit: int = MAX_HELDOUT,
+    trust_remote_code: bool = False,
+) -> tuple[np.ndarray, list[Any]]:
     """(w, records): the trained router's scores of (a seeded draw of at most ``limit`` of) the
     held-out records."""
     import numpy as np
@@ -90,7 +99,7 @@ def heldout_scores(
     return w, records
 
 
-def outcomes_of(records: Sequence[Any], pair: Mapping[str, Any]) -> tuple["np.ndarray | None", "np.ndarray | None"]:
+def outcomes_of(records: Sequence[Any], pair: Mapping[str, Any]) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The weak and strong outcomes of ``records`` for ``pair`` (``weak``/``strong`` names), or
     (None, None) when some record lacks one (label-only data)."""
     import numpy as np

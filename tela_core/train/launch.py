@@ -18,28 +18,32 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from tela_core.infra.errors import TelaError
 from tela_core.infra.io import atomic_write_json, atomic_write_text, split_jsonl
+
 from ..components import TrainJob
 from .config import RunConfig
+from .multinode import NodeLaunch, resolve_nodes
 from .spec import WORKER_MODULE, LoraSettings, WorkerSpec
-from .multinode import resolve_nodes
-from .multinode import NodeLaunch
 
 if TYPE_CHECKING:
     from .multinode import NodeLaunch
 
 __all__ = ["node_launch", "launcher_command", "worker_env", "spawn_launcher", "launch_workers", "run_worker"]
 
-def node_launch(cfg: RunConfig) -> "NodeLaunch":
+
+def node_launch(cfg: RunConfig) -> NodeLaunch:
     """This node's place in the run: ``cfg``'s multi-node options, else the scheduler's environment
     variables (:func:`tela_core.train.multinode.resolve_nodes`)."""
     if cfg.hostfile is not None and any(getattr(cfg, k) is not None for k in ("nnodes", "node_rank", "rdzv_endpoint")):
-        raise TelaError("--hostfile starts every node itself (deepspeed over ssh); drop --nnodes/--node-rank/--rdzv-endpoint, "
-                        "or drop --hostfile and start one `tela run` per node")
+        raise TelaError(
+            "--hostfile starts every node itself (deepspeed over ssh); drop --nnodes/--node-rank/--rdzv-endpoint, "
+            "or drop --hostfile and start one `tela run` per node"
+        )
     if cfg.hostfile is not None:
         return NodeLaunch(master_addr=cfg.master_addr, master_port=cfg.master_port)
     return resolve_nodes(cfg.nnodes, cfg.node_rank, cfg.master_addr, cfg.master_port, cfg.rdzv_endpoint)
@@ -52,7 +56,7 @@ def _free_port() -> int:
 
 
 def launcher_command(
-    module: str, run_dir: Path, processes: int, hostfile: Path | None, nodes: "NodeLaunch | None" = None
+    module: str, run_dir: Path, processes: int, hostfile: Path | None, nodes: NodeLaunch | None = None
 ) -> list[str]:
     """The command that starts ``processes`` workers of ``python -m module run_dir`` on this node.
 
@@ -77,14 +81,36 @@ def launcher_command(
         if nodes.rdzv_endpoint:
             where = ["--rdzv_backend", "c10d", "--rdzv_endpoint", nodes.rdzv_endpoint, "--rdzv_id", str(nodes.rdzv_id)]
         else:
-            where = ["--node_rank", str(nodes.node_rank), "--master_addr", str(nodes.master_addr),
-                     "--master_port", str(nodes.master_port)]
-        return head + ["--nnodes", str(nodes.nnodes), "--nproc_per_node", str(processes), *where,
-                       "--module", module, str(run_dir)]
+            where = [
+                "--node_rank",
+                str(nodes.node_rank),
+                "--master_addr",
+                str(nodes.master_addr),
+                "--master_port",
+                str(nodes.master_port),
+            ]
+        return head + [
+            "--nnodes",
+            str(nodes.nnodes),
+            "--nproc_per_node",
+            str(processes),
+            *where,
+            "--module",
+            module,
+            str(run_dir),
+        ]
     return head + [
-        "--nnodes", "1", "--nproc_per_node", str(processes),
-        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-        "--module", module, str(run_dir),
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        str(processes),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "--module",
+        module,
+        str(run_dir),
     ]
 
 
@@ -103,14 +129,25 @@ def worker_env(processes: int) -> dict[str, str]:
     env.setdefault("HF_DATASETS_OFFLINE", "1")
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::UserWarning")
-    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(os.environ.get("TELA_CACHE") or Path.home() / ".cache" / "tela") / "torch_extensions"))
+    env.setdefault(
+        "TORCH_EXTENSIONS_DIR",
+        str(Path(os.environ.get("TELA_CACHE") or Path.home() / ".cache" / "tela") / "torch_extensions"),
+    )
     return env
 
 
 #: Variables the workers on *other* hosts need too; ``deepspeed --hostfile`` forwards only its own
 #: prefixes (PYTHON*, NCCL*, ...) over pdsh, plus what ``DS_ENV_FILE`` lists.
-_FORWARDED = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "TOKENIZERS_PARALLELISM",
-              "OMP_NUM_THREADS", "TELA_CACHE", "TORCH_EXTENSIONS_DIR", "HF_HOME")
+_FORWARDED = (
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "HF_DATASETS_OFFLINE",
+    "TOKENIZERS_PARALLELISM",
+    "OMP_NUM_THREADS",
+    "TELA_CACHE",
+    "TORCH_EXTENSIONS_DIR",
+    "HF_HOME",
+)
 
 
 def _deepspeed_env_file(run_dir: Path, env: Mapping[str, str]) -> Path:
@@ -132,7 +169,12 @@ def _term_with_parent() -> None:
 
 
 def spawn_launcher(
-    cmd: list[str], run_dir: Path, processes: int, hostfile: Path | None, log: Any, extra_env: Mapping[str, str] | None = None
+    cmd: list[str],
+    run_dir: Path,
+    processes: int,
+    hostfile: Path | None,
+    log: Any,
+    extra_env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen:
     """Start ``cmd`` (a :func:`launcher_command`) with :func:`worker_env` plus ``extra_env``, its
     output and every rank's into the open binary file ``log``. With ``hostfile``, tela's worker
@@ -142,8 +184,13 @@ def spawn_launcher(
     env.update(extra_env or {})
     if hostfile is not None:
         env["DS_ENV_FILE"] = str(_deepspeed_env_file(run_dir, env))
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                            preexec_fn=_term_with_parent if sys.platform.startswith("linux") else None)
+    return subprocess.Popen(
+        cmd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        preexec_fn=_term_with_parent if sys.platform.startswith("linux") else None,
+    )
 
 
 def run_worker(
@@ -158,18 +205,19 @@ def run_worker(
     :func:`launch_workers` returns. The run dir is ``job.run_dir``."""
     spec = WorkerSpec.for_job(job, deepspeed, lora, gradient_checkpointing)
     assert job.run_dir is not None  # TrainJob sets it
-    return launch_workers(job.run_dir, WORKER_MODULE, spec, job.processes, job.hostfile, quiet=job.quiet,
-                          nodes=job.nodes)
+    return launch_workers(
+        job.run_dir, WORKER_MODULE, spec, job.processes, job.hostfile, quiet=job.quiet, nodes=job.nodes
+    )
 
 
 def launch_workers(
     run_dir: Path,
     module: str,
-    spec: "WorkerSpec | Mapping[str, Any]",
+    spec: WorkerSpec | Mapping[str, Any],
     processes: int = 1,
     hostfile: Path | None = None,
     quiet: bool = False,
-    nodes: "NodeLaunch | Mapping[str, Any] | None" = None,
+    nodes: NodeLaunch | Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``spec`` (a :class:`WorkerSpec` for tela's worker) to ``run_dir/worker.json``, run the
     workers, stream progress; return the last attempt's record (``attempts.jsonl``). Output of every
@@ -217,7 +265,9 @@ def launch_workers(
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-            raise TelaError(f"training interrupted; rerun the same command to resume ({run_dir / 'checkpoints'})") from None
+            raise TelaError(
+                f"training interrupted; rerun the same command to resume ({run_dir / 'checkpoints'})"
+            ) from None
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -234,8 +284,12 @@ def launch_workers(
 
 #: what the workers' log says while nothing trains yet: DeepSpeed compiling or loading an op
 _LOG_PHASES = (
-    (re.compile(r"Building extension module (\w+)|TORCH_EXTENSION_NAME=(\w+)"),  # torch's line, or ninja's compile lines
-     "building DeepSpeed's {0} op (once: it is kept in TORCH_EXTENSIONS_DIR, {dir}; a few minutes on a CPU)"),
+    (
+        re.compile(
+            r"Building extension module (\w+)|TORCH_EXTENSION_NAME=(\w+)"
+        ),  # torch's line, or ninja's compile lines
+        "building DeepSpeed's {0} op (once: it is kept in TORCH_EXTENSIONS_DIR, {dir}; a few minutes on a CPU)",
+    ),
     (re.compile(r"Loading extension module (\w+)"), "loading DeepSpeed's {0} op"),
     (re.compile(r"Time to load (\w+) op: ([0-9.]+) seconds"), "DeepSpeed's {0} op ready"),
     (re.compile(r"Loading checkpoint|loading (?:the )?model", re.I), "loading the model"),
@@ -244,8 +298,10 @@ _LOG_PHASES = (
 
 def _extensions_dir() -> Path:
     """Where the workers' DeepSpeed keeps its compiled ops (:func:`worker_env` sets the same)."""
-    return Path(os.environ.get("TORCH_EXTENSIONS_DIR")
-                or Path(os.environ.get("TELA_CACHE") or Path.home() / ".cache" / "tela") / "torch_extensions")
+    return Path(
+        os.environ.get("TORCH_EXTENSIONS_DIR")
+        or Path(os.environ.get("TELA_CACHE") or Path.home() / ".cache" / "tela") / "torch_extensions"
+    )
 
 
 def _op_being_built() -> str | None:
@@ -271,18 +327,34 @@ def _log_phase(text: str) -> str | None:
     return found
 
 
-def _stream(proc: subprocess.Popen, progress_file: Path, offset: int, quiet: bool, log_path: Path | None = None) -> None:
+def _stream(
+    proc: subprocess.Popen, progress_file: Path, offset: int, quiet: bool, log_path: Path | None = None
+) -> None:
     """Follow rank 0's progress lines until the launcher exits, and what the workers' log says
     before training starts (a DeepSpeed op being compiled takes minutes). On a terminal a live bar;
     elsewhere (a pipe, CI, ``&`` with output to a file) a line per phase and a loss line at most
     every 10 s, so the console is never silent for minutes."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     console = Console(stderr=True, quiet=quiet)
     plain = not console.is_terminal
-    columns = (TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
     log_pos = log_path.stat().st_size if log_path is not None and log_path.exists() else 0
     said: dict[str, Any] = {"text": "", "at": 0.0}
 

@@ -31,7 +31,9 @@ def completion_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any 
     outputs = model(**kwargs, logits_to_keep=keep)
     logits = outputs.logits
     target = shifted[:, keep].to(logits.device)
-    loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="sum")
+    loss = F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="sum"
+    )
     if num_items_in_batch is not None:
         loss = loss / num_items_in_batch
     else:

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from tela_core.infra.errors import TelaError
 
@@ -62,7 +63,7 @@ class NodeLaunch:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "NodeLaunch":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> NodeLaunch:
         if not d:
             return cls()
         d = dict(d)
@@ -131,8 +132,15 @@ def resolve_nodes(
     # PyTorchJob without torchrun gives each pod WORLD_SIZE = pods and RANK = pod index; those names
     # also mean "processes" inside a launched job, so they count only beside a MASTER_ADDR.
     pod_form = bool(env.get("WORLD_SIZE") and env.get("MASTER_ADDR")) and not env.get("LOCAL_RANK")
-    n = pick("--nnodes", nnodes, "PET_NNODES", "SLURM_NNODES", "SLURM_JOB_NUM_NODES", "NNODES",
-             *(["WORLD_SIZE"] if pod_form else []))
+    n = pick(
+        "--nnodes",
+        nnodes,
+        "PET_NNODES",
+        "SLURM_NNODES",
+        "SLURM_JOB_NUM_NODES",
+        "NNODES",
+        *(["WORLD_SIZE"] if pod_form else []),
+    )
     if isinstance(n, str):  # torchrun's elastic MIN:MAX form counts MAX nodes
         n_int = _int(n.split(":")[-1], origin["nnodes"])
     else:
@@ -154,7 +162,11 @@ def resolve_nodes(
                     origin["master_addr"] = name
                     break
     port = pick("--master-port", master_port, "PET_MASTER_PORT", "MASTER_PORT")
-    port_int = DEFAULT_MASTER_PORT if port is None else (_int(port, origin["master_port"]) if isinstance(port, str) else int(port))
+    port_int = (
+        DEFAULT_MASTER_PORT
+        if port is None
+        else (_int(port, origin["master_port"]) if isinstance(port, str) else int(port))
+    )
     if not 0 < port_int < 65536:
         raise TelaError(f"--master-port must be in 1..65535, got {port_int}")
     if not endpoint and not addr:
@@ -168,6 +180,11 @@ def resolve_nodes(
     if endpoint:
         rid = pick("--rdzv-id", rdzv_id, "PET_RDZV_ID", "SLURM_JOB_ID") or "tela"
     return NodeLaunch(
-        nnodes=n_int, node_rank=rank, master_addr=addr, master_port=port_int,
-        rdzv_endpoint=endpoint, rdzv_id=rid, origin=tuple(origin.items()),
+        nnodes=n_int,
+        node_rank=rank,
+        master_addr=addr,
+        master_port=port_int,
+        rdzv_endpoint=endpoint,
+        rdzv_id=rid,
+        origin=tuple(origin.items()),
     )

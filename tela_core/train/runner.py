@@ -19,34 +19,32 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+from tela_core.data.duplicates import find_duplicates
+from tela_core.data.fingerprint import SKETCH_KEY, prompt_sketch
 from tela_core.infra.errors import TelaError
-from tela_core.infra.io import atomic_write_json
+from tela_core.infra.io import atomic_write_json, remove_stale_partials, staged_dir
+from tela_core.infra.locks import output_lock
+from tela_core.models.resolve import resolve_model
+from tela_core.plugins.discovery import get_registry
+from tela_core.routing.artifact import read_manifest, read_policy, write_manifest, write_policy
+from tela_core.routing.operating_point import OperatingPoint, choose_operating_point, parse_rule, small_sample_warning
+
+from ..components import TrainJob
 from .config import RUN_SUBDIR, RunConfig, check_settings_used
 from .data import data_sources, data_summary, format_rows, mix_pair, read_data, split_mix, write_rows
 from .guard import check_output, check_output_path
+from .heldout import FOLDS, MAX_HELDOUT, heldout_scores, out_of_fold_scores, outcomes_of
 from .launch import node_launch
-from tela_core.data.duplicates import find_duplicates
-from tela_core.infra.io import remove_stale_partials
-from tela_core.infra.locks import output_lock
-from tela_core.plugins.discovery import get_registry
-from tela_core.routing.artifact import read_manifest, write_manifest, write_policy
-from tela_core.data.fingerprint import SKETCH_KEY, prompt_sketch
-from tela_core.infra.io import staged_dir
-from ..components import TrainJob
-from tela_core.routing.artifact import read_policy
-from tela_core.routing.operating_point import OperatingPoint, choose_operating_point, parse_rule, small_sample_warning
-from tela_core.models.resolve import resolve_model
-from .heldout import FOLDS, out_of_fold_scores
-from .heldout import MAX_HELDOUT, heldout_scores
-from .heldout import outcomes_of
 
 if TYPE_CHECKING:
     from .multinode import NodeLaunch
 
 __all__ = ["run", "normal_file_modes"]
+
 
 def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable[[str], None] = print) -> Path:
     """Train the router ``cfg`` describes into ``cfg.output`` and return that directory.
@@ -58,7 +56,9 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
     bad option never blocks the corrected one.
     """
     reg = get_registry()
-    reg.create("formatter", cfg.formatter, cfg.formatter_options)  # unknown names and bad options fail before anything is written
+    reg.create(
+        "formatter", cfg.formatter, cfg.formatter_options
+    )  # unknown names and bad options fail before anything is written
     scorer_cls = reg.get("scorer", cfg.family)
     uses_backend = bool(getattr(scorer_cls, "uses_backend", False))
     check_settings_used(cfg, uses_backend)
@@ -76,9 +76,11 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
     mix = read_data(cfg)
     records = mix.records
     if mix.by_role:
-        echo(f"the sources name different model pairs ({mix.describe_pairs()}): each record's outcomes are "
-             "keyed by role, and the router routes between 'weak' and 'strong' (tela serve --weak/--strong "
-             "says which model plays each)")
+        echo(
+            f"the sources name different model pairs ({mix.describe_pairs()}): each record's outcomes are "
+            "keyed by role, and the router routes between 'weak' and 'strong' (tela serve --weak/--strong "
+            "says which model plays each)"
+        )
     dups = find_duplicates(records).warning()
     if dups:
         echo(dups)
@@ -103,7 +105,9 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
     for note in mix.untrained_notes(train_counts):
         echo(note)
     if not train:
-        raise TelaError(f"{cfg.data_label()}: the split leaves no training records ({len(records)} read); lower --eval-fraction")
+        raise TelaError(
+            f"{cfg.data_label()}: the split leaves no training records ({len(records)} read); lower --eval-fraction"
+        )
     rows: dict[str, list[dict[str, Any]]] | None = None
     if model is not None:
         from transformers import AutoTokenizer
@@ -129,8 +133,9 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
             return out
         assert model is not None and rows is not None
         pair = {"weak": mix.pair[0], "strong": mix.pair[1]} if mix.pair else {}
-        return _train_with_backend(cfg, backend, model, rows, pair, pairs, train, summary, out, force, quiet, echo, nodes,
-                                   evals)
+        return _train_with_backend(
+            cfg, backend, model, rows, pair, pairs, train, summary, out, force, quiet, echo, nodes, evals
+        )
 
 
 def _marker(cfg: RunConfig) -> dict[str, Any]:
@@ -138,8 +143,14 @@ def _marker(cfg: RunConfig) -> dict[str, Any]:
 
 
 def _fit_family(
-    cfg: RunConfig, family: Any, train: Sequence[Any], out: Path, summary: dict[str, Any],
-    pair: Mapping[str, str], pairs: Mapping[str, Any], echo: Callable[[str], None] = print,
+    cfg: RunConfig,
+    family: Any,
+    train: Sequence[Any],
+    out: Path,
+    summary: dict[str, Any],
+    pair: Mapping[str, str],
+    pairs: Mapping[str, Any],
+    echo: Callable[[str], None] = print,
 ) -> None:
     """Fit a self-training family into a staging dir beside ``out``, then move it into place.
 
@@ -166,9 +177,20 @@ def _fit_family(
 
 
 def _train_with_backend(
-    cfg: RunConfig, backend: Any, model: Any, rows: Mapping[str, Sequence[Mapping[str, Any]]], pair: Mapping[str, str],
-    pairs: Mapping[str, Any], train: Sequence[Any], data_summary: dict[str, Any], out: Path, force: bool, quiet: bool, echo: Callable[[str], None],
-    nodes: "NodeLaunch | None" = None, evals: Sequence[Any] = (),
+    cfg: RunConfig,
+    backend: Any,
+    model: Any,
+    rows: Mapping[str, Sequence[Mapping[str, Any]]],
+    pair: Mapping[str, str],
+    pairs: Mapping[str, Any],
+    train: Sequence[Any],
+    data_summary: dict[str, Any],
+    out: Path,
+    force: bool,
+    quiet: bool,
+    echo: Callable[[str], None],
+    nodes: NodeLaunch | None = None,
+    evals: Sequence[Any] = (),
 ) -> Path:
     """Write the formatted data and the run marker, train with ``backend``, write the manifest last."""
     run_dir = out / RUN_SUBDIR
@@ -202,10 +224,16 @@ def _train_with_backend(
     base_model = {"name": model.name, "path": str(model.path), "model_type": model.model_type}
     normal_file_modes(out)
     attempts = run_dir / "attempts.jsonl"
-    last = json.loads(attempts.read_text().splitlines()[-1]) if attempts.exists() and attempts.read_text().strip() else None
+    last = (
+        json.loads(attempts.read_text().splitlines()[-1])
+        if attempts.exists() and attempts.read_text().strip()
+        else None
+    )
     if last and last.get("train_examples_used", last.get("train_examples")) != last.get("train_examples"):
-        echo(f"note: {last['train_examples'] - last['train_examples_used']} of {last['train_examples']} training "
-             f"examples were longer than --max-length {cfg.max_length} with their answer cut off, and were skipped")
+        echo(
+            f"note: {last['train_examples'] - last['train_examples_used']} of {last['train_examples']} training "
+            f"examples were longer than --max-length {cfg.max_length} with their answer cut off, and were skipped"
+        )
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # finished: resumable state no longer needed
     if not (out / "policy.json").exists():
         write_policy(out, "threshold", {"threshold": 0.5}, [pair["weak"], pair["strong"]] if pair else None)
@@ -228,13 +256,16 @@ def _train_with_backend(
     return out
 
 
-def _out_of_fold(cfg: RunConfig, train: Sequence[Any], fit_config: Mapping[str, Any], stage: Path) -> tuple[Any, list[Any], str]:
+def _out_of_fold(
+    cfg: RunConfig, train: Sequence[Any], fit_config: Mapping[str, Any], stage: Path
+) -> tuple[Any, list[Any], str]:
     """Out-of-fold scores of a self-training family's training records (:mod:`.heldout`)."""
     reg = get_registry()
     work = stage / RUN_SUBDIR / "folds"
     try:
-        w, records = out_of_fold_scores(lambda: reg.create("scorer", cfg.family, cfg.family_options), train, fit_config,
-                                        cfg.seed, work)
+        w, records = out_of_fold_scores(
+            lambda: reg.create("scorer", cfg.family, cfg.family_options), train, fit_config, cfg.seed, work
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return w, records, f"{FOLDS}-fold out-of-fold scores of the training records"
@@ -246,14 +277,18 @@ def _held_out(cfg: RunConfig, out: Path, evals: Sequence[Any]) -> tuple[Any, lis
         raise TelaError("--eval-fraction held no records out")
     w, records = heldout_scores(out, evals, cfg.seed, trust_remote_code=cfg.trust_remote_code)
     what = f"the held-out {cfg.eval_fraction:g} of the training data" + (
-        f", {MAX_HELDOUT} of them drawn" if len(evals) > MAX_HELDOUT else "")
+        f", {MAX_HELDOUT} of them drawn" if len(evals) > MAX_HELDOUT else ""
+    )
     return w, records, what
 
 
 def _save_operating_point(
-    cfg: RunConfig, router_dir: Path, manifest: Mapping[str, Any], echo: Callable[[str], None],
-    folds: "Callable[[], tuple[Any, list[Any], str]] | None" = None,
-    heldout: "Callable[[], tuple[Any, list[Any], str]] | None" = None,
+    cfg: RunConfig,
+    router_dir: Path,
+    manifest: Mapping[str, Any],
+    echo: Callable[[str], None],
+    folds: Callable[[], tuple[Any, list[Any], str]] | None = None,
+    heldout: Callable[[], tuple[Any, list[Any], str]] | None = None,
 ) -> None:
     """Choose the router's operating point by ``cfg.operating_point``
     (:mod:`tela_core.routing.operating_point`) on scores of records it did not train on, and save
@@ -272,19 +307,29 @@ def _save_operating_point(
         scores = folds or heldout
         assert scores is not None
         try:
-            echo(f"choosing the operating point ({rule}) on " + (
-                f"{FOLDS}-fold out-of-fold scores of the training records" if folds is not None else
-                "the router's scores of the held-out records"))
+            echo(
+                f"choosing the operating point ({rule}) on "
+                + (
+                    f"{FOLDS}-fold out-of-fold scores of the training records"
+                    if folds is not None
+                    else "the router's scores of the held-out records"
+                )
+            )
             w, records, what = scores()
         except Exception as e:  # noqa: BLE001 - the router is trained: a fold the family cannot fit (one class, too
             # few records) must not lose it; the fixed threshold is kept and the run says why
             said = str(e) if isinstance(e, TelaError) else f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
-            point = OperatingPoint(rule, 0.5, note=f"no held-out scores to choose it on ({said}); the threshold 0.5 was kept")
+            point = OperatingPoint(
+                rule, 0.5, note=f"no held-out scores to choose it on ({said}); the threshold 0.5 was kept"
+            )
         else:
             weak, strong = outcomes_of(records, {"weak": manifest.get("weak"), "strong": manifest.get("strong")})
             point = choose_operating_point(w, weak, strong, rule=rule, heldout_what=what)
-            small = small_sample_warning(point.heldout, "the operating point",
-                                         "set it on more prompts with tela calibrate --data FILE --strong-share P")
+            small = small_sample_warning(
+                point.heldout,
+                "the operating point",
+                "set it on more prompts with tela calibrate --data FILE --strong-share P",
+            )
             if small:
                 echo(small)
     if point.note:
@@ -294,7 +339,9 @@ def _save_operating_point(
         write_policy(router_dir, "threshold", {"threshold": point.threshold}, models or None, operating_point=record)
         return
     options = {
-        "strong_share": point.target_share, "threshold": point.threshold, "calibration_prompts": max(point.heldout, 1),
+        "strong_share": point.target_share,
+        "threshold": point.threshold,
+        "calibration_prompts": max(point.heldout, 1),
         "calibration_data": f"{point.heldout_what} (tela run, operating point {point.rule})",
         "achieved_share": point.strong_share,
     }

@@ -12,14 +12,16 @@ the worker reads nothing else::
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tela_core.infra.deprecation import deprecated_alias
 from tela_core.infra.errors import TelaError
 from tela_core.infra.io import atomic_write_json
+
 from ..components import TrainJob, TrainSettings
 
 __all__ = ["WORKER_MODULE", "LoraSettings", "WorkerSpec", "TrainSettings", "worker_spec"]
@@ -66,7 +68,7 @@ class WorkerSpec(BaseModel):
         deepspeed: Mapping[str, Any] | None = None,
         lora: LoraSettings | None = None,
         gradient_checkpointing: bool = False,
-    ) -> "WorkerSpec":
+    ) -> WorkerSpec:
         """The spec that trains ``job`` (whose ``train`` must be set, as ``tela run`` sets it)."""
         if job.train is None:
             raise TelaError("the training job carries no training settings (TrainJob.train)")
@@ -89,7 +91,7 @@ class WorkerSpec(BaseModel):
         return path
 
     @classmethod
-    def read(cls, run_dir: Path) -> "WorkerSpec":
+    def read(cls, run_dir: Path) -> WorkerSpec:
         """The spec in ``run_dir/worker.json``; a :class:`TelaError` naming the file and each bad field."""
         path = Path(run_dir) / cls.FILE
         try:

@@ -25,7 +25,9 @@ def add_score_tokens(model: Any, tokenizer: Any) -> list[int]:
     vocab = tokenizer.get_vocab()
     missing = [t for t in SCORE_TOKENS if t not in vocab]
     if missing:
-        tokenizer.add_special_tokens({"additional_special_tokens": list(SCORE_TOKENS)}, replace_extra_special_tokens=False)
+        tokenizer.add_special_tokens(
+            {"additional_special_tokens": list(SCORE_TOKENS)}, replace_extra_special_tokens=False
+        )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     ids = score_token_ids(tokenizer)

@@ -24,16 +24,25 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tela_core.infra.io import dumps_json, json_line, split_jsonl
+
+from .loss import sft_trainer_class
 from .spec import LoraSettings, WorkerSpec
 from .tokens import add_score_tokens
-from .loss import sft_trainer_class
 
-__all__ = ["main", "last_complete_checkpoint", "sft_config", "ProgressLog", "RecordingCollator", "attempt_record",
-           "record_attempt"]
+__all__ = [
+    "main",
+    "last_complete_checkpoint",
+    "sft_config",
+    "ProgressLog",
+    "RecordingCollator",
+    "attempt_record",
+    "record_attempt",
+]
 
 
 def last_complete_checkpoint(ckpt_dir: Path) -> Path | None:
@@ -202,14 +211,24 @@ class ProgressLog:
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if state.is_world_process_zero:
-            _append_json(self.run / "progress.jsonl", {"event": "begin", "step": state.global_step,
-                                                       "max_steps": state.max_steps, "time": time.time()})
+            _append_json(
+                self.run / "progress.jsonl",
+                {"event": "begin", "step": state.global_step, "max_steps": state.max_steps, "time": time.time()},
+            )
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
         if state.is_world_process_zero and logs:
-            _append_json(self.run / "progress.jsonl",
-                         {"event": "log", "step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch,
-                          "loss": logs.get("loss"), "time": time.time()})
+            _append_json(
+                self.run / "progress.jsonl",
+                {
+                    "event": "log",
+                    "step": state.global_step,
+                    "max_steps": state.max_steps,
+                    "epoch": state.epoch,
+                    "loss": logs.get("loss"),
+                    "time": time.time(),
+                },
+            )
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         seen_dir = self.run / "seen"
@@ -241,8 +260,9 @@ class RecordingCollator:
         return self.base([{k: v for k, v in e.items() if k in self.KEEP} for e in examples])
 
 
-def attempt_record(resume: Path | None, trainer: Any, world: int, train_examples: int, train_seconds: float,
-                   metrics: dict[str, Any]) -> dict[str, Any]:
+def attempt_record(
+    resume: Path | None, trainer: Any, world: int, train_examples: int, train_seconds: float, metrics: dict[str, Any]
+) -> dict[str, Any]:
     """The line ``attempts.jsonl`` (and ``trained.json``) gets for a finished attempt."""
     return {
         "resumed_from": resume.name if resume else None,
@@ -289,8 +309,14 @@ def main(run_dir: str) -> None:
     ckpt_dir = run / "checkpoints"
     progress = progress_callback(run, rank, world)
 
-    trainer = sft_trainer_class()(model=model, args=sft_config(spec, ckpt_dir, on_gpu, bf16), train_dataset=train_ds,
-                                  eval_dataset=eval_ds, processing_class=tokenizer, callbacks=[progress])
+    trainer = sft_trainer_class()(
+        model=model,
+        args=sft_config(spec, ckpt_dir, on_gpu, bf16),
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        callbacks=[progress],
+    )
     trainer.data_collator = RecordingCollator(trainer.data_collator, progress.seen)
     resume = last_complete_checkpoint(ckpt_dir)
     t0 = time.time()

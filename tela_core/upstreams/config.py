@@ -16,15 +16,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tela_core.infra.errors import TelaError
 from tela_core.plugins import get_registry
 
-__all__ = ["ConfigError", "UpstreamConfig", "read_config_file", "parse_upstream_flag", "check_upstream",
-           "validation_message", "one_line"]
+__all__ = [
+    "ConfigError",
+    "UpstreamConfig",
+    "read_config_file",
+    "parse_upstream_flag",
+    "check_upstream",
+    "validation_message",
+    "one_line",
+]
 
 
 class ConfigError(TelaError):
@@ -40,17 +47,17 @@ class UpstreamConfig(BaseModel):
 
     type: str = "openai"
     """The upstream client plugin (``tela plugins list --kind upstream``)."""
-    model: Optional[str] = None
+    model: str | None = None
     """The model id sent to the upstream. Default: the upstream's name."""
     price_input: float = Field(0.0, ge=0, le=100_000, allow_inf_nan=False)
     """Dollars per million input (prompt) tokens, for the estimated-cost metric and ``tela collect``'s budget."""
     price_output: float = Field(0.0, ge=0, le=100_000, allow_inf_nan=False)
     """Dollars per million output (completion) tokens."""
-    max_concurrency: Optional[int] = Field(None, ge=1)
+    max_concurrency: int | None = Field(None, ge=1)
     """``tela collect`` / ``tela judge``: calls in flight at once to this upstream (default 8)."""
-    requests_per_minute: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
+    requests_per_minute: float | None = Field(None, gt=0, allow_inf_nan=False)
     """``tela collect`` / ``tela judge``: most requests started in any 60 seconds (default: no limit)."""
-    tokens_per_minute: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
+    tokens_per_minute: float | None = Field(None, gt=0, allow_inf_nan=False)
     """``tela collect`` / ``tela judge``: most tokens (prompt + answer) in any 60 seconds (default: no limit)."""
 
     def client_options(self) -> dict[str, Any]:

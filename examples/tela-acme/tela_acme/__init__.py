@@ -27,7 +27,15 @@ from .policy import BudgetPolicy
 from .source import AcmeCsvSource
 from .upstream import OllamaUpstream
 
-__all__ = ["AcmeCsvSource", "CompactFormatter", "NgramBackend", "NgramScorer", "TfidfScorer", "BudgetPolicy", "OllamaUpstream"]
+__all__ = [
+    "AcmeCsvSource",
+    "CompactFormatter",
+    "NgramBackend",
+    "NgramScorer",
+    "TfidfScorer",
+    "BudgetPolicy",
+    "OllamaUpstream",
+]
 __version__ = "0.1.0"
 
 

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tela_core import Backend, InputError, LoadContext, Scorer, Scores, TelaError, TrainJob
-from tela_core.routing.artifact import read_manifest
-from tela_core.infra.io import atomic_write_json
 from tela_core.data.records import seed_record
+from tela_core.infra.io import atomic_write_json
+from tela_core.routing.artifact import read_manifest
 
 from .logistic import fit_softmax, predict_softmax
 from .tfidf import Tfidf, load_arrays, save_arrays
@@ -53,7 +54,11 @@ def _read_examples(path: Path) -> tuple[list[str], list[int]]:
                 raise InputError(path, lineno, f"expected a JSON object with prompt and completion ({e})") from None
             m = _SCORE.search(completion)
             if not m:
-                raise InputError(path, lineno, f"completion {completion!r} holds no score [[1]]..[[5]]; acme-ngram trains on labelled data")
+                raise InputError(
+                    path,
+                    lineno,
+                    f"completion {completion!r} holds no score [[1]]..[[5]]; acme-ngram trains on labelled data",
+                )
             prompts.append(prompt)
             scores.append(int(m.group(1)))
     if not prompts:
@@ -79,7 +84,9 @@ class NgramBackend(Backend):
             raise TelaError(f"{job.train_file}: every example has score {classes[0]}; acme-ngram needs two or more")
         tfidf = Tfidf.fit(prompts, o.ngram_max, o.min_df, o.max_features)
         index = {c: i for i, c in enumerate(classes)}
-        W, b = fit_softmax(tfidf.transform(prompts), np.array([index[s] for s in scores]), len(classes), o.C, o.max_iter)
+        W, b = fit_softmax(
+            tfidf.transform(prompts), np.array([index[s] for s in scores]), len(classes), o.C, o.max_iter
+        )
         out = Path(job.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         tfidf.save(out)
@@ -111,7 +118,9 @@ class NgramScorer(Scorer):
         if manifest["scorer"] != self.name:
             raise TelaError(f"{directory}: not an acme-ngram router")
         # Prompts are formatted as they were for training, so training and routing cannot drift.
-        self.formatter = get_registry().create("formatter", manifest.get("formatter") or "role-prefix", manifest.get("formatter_options") or {})
+        self.formatter = get_registry().create(
+            "formatter", manifest.get("formatter") or "role-prefix", manifest.get("formatter_options") or {}
+        )
         self.tfidf = Tfidf.load(directory)
         arrays = load_arrays(directory / "softmax.npz")
         self.W, self.b, self.classes = arrays["W"], arrays["b"], [int(c) for c in arrays["classes"]]

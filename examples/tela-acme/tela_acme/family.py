@@ -7,8 +7,9 @@ plain JSON vocabulary and an ``.npz`` of weights (no pickle), and works as an ``
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from pydantic import Field
 
@@ -69,7 +70,9 @@ class TfidfScorer(FamilyScorer):
         arrays = load_arrays(directory / "logistic.npz")
         self.coef, self.bias = arrays["coef"], float(arrays["bias"][0])
         if self.coef.shape != (len(self.tfidf.vocab),):
-            raise TelaError(f"{directory}: weights do not match the vocabulary ({self.coef.shape} vs {len(self.tfidf.vocab)})")
+            raise TelaError(
+                f"{directory}: weights do not match the vocabulary ({self.coef.shape} vs {len(self.tfidf.vocab)})"
+            )
 
     def score(self, prompts: Sequence[str]) -> Scores:
         import numpy as np

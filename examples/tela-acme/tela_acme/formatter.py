@@ -9,7 +9,8 @@ question usually is), so one pasted log does not dominate a batch.
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,12 +25,21 @@ class CompactOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_chars: int = Field(1500, ge=0, description="Longest question kept, in characters (0: no limit); longer ones are cut in the middle.")
-    tail_share: float = Field(0.4, ge=0.0, le=1.0, description="Share of max_chars kept from the end of a cut question (the rest from its start).")
+    max_chars: int = Field(
+        1500, ge=0, description="Longest question kept, in characters (0: no limit); longer ones are cut in the middle."
+    )
+    tail_share: float = Field(
+        0.4,
+        ge=0.0,
+        le=1.0,
+        description="Share of max_chars kept from the end of a cut question (the rest from its start).",
+    )
     marker: str = Field(" [...] ", description="Text put where a question was cut.")
     prefix: str = Field("Question: ", description="Text before the question.")
     suffix: str = Field("\nScore: ", description="Text between the question and the score (the completion).")
-    lowercase: bool = Field(False, description="Lower-case the question (for tokenisers or features that are case-sensitive).")
+    lowercase: bool = Field(
+        False, description="Lower-case the question (for tokenisers or features that are case-sensitive)."
+    )
 
 
 def compact(question: str, max_chars: int, tail_share: float, marker: str) -> str:

@@ -8,7 +8,8 @@ prompts the router thinks are easy are not sent to the strong model just because
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,12 +21,31 @@ class BudgetOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    strong_share: float = Field(0.2, ge=0.0, le=1.0, description=(
-        "Most share of the calibration prompts sent to the strong model, in [0, 1] (tela calibrate --strong-share)."))
-    min_w: float = Field(0.0, ge=0.0, le=1.0, description="Never send a prompt with w below this to the strong model, whatever the budget.")
-    threshold: Optional[float] = Field(None, ge=0.0, description="Strong iff w >= threshold; set by `tela calibrate --policy acme-budget` (or by hand).")
-    achieved_share: Optional[float] = Field(None, description="Strong share the threshold gave on the calibration prompts (set by calibrate).")
-    calibration_prompts: Optional[int] = Field(None, description="How many prompts the threshold was calibrated on (set by calibrate).")
+    strong_share: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Most share of the calibration prompts sent to the strong model, in [0, 1] (tela calibrate --strong-share)."
+        ),
+    )
+    min_w: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Never send a prompt with w below this to the strong model, whatever the budget.",
+    )
+    threshold: float | None = Field(
+        None,
+        ge=0.0,
+        description="Strong iff w >= threshold; set by `tela calibrate --policy acme-budget` (or by hand).",
+    )
+    achieved_share: float | None = Field(
+        None, description="Strong share the threshold gave on the calibration prompts (set by calibrate)."
+    )
+    calibration_prompts: int | None = Field(
+        None, description="How many prompts the threshold was calibrated on (set by calibrate)."
+    )
 
 
 def budget_threshold(w: Sequence[float], max_share: float, min_w: float) -> float:
@@ -48,19 +68,23 @@ class BudgetPolicy(Policy):
     """Strong iff w >= a threshold calibrated so at most strong_share of prompts go strong."""
 
     name = "acme-budget"
-    description = "at most strong_share of prompts to the strong model (calibrated ceiling), never below min_w (tela-acme)"
+    description = (
+        "at most strong_share of prompts to the strong model (calibrated ceiling), never below min_w (tela-acme)"
+    )
     Options = BudgetOptions
     options: BudgetOptions
 
     def choose(self, scores: Scores, models: Sequence[str]) -> list[str]:
         t = self.options.threshold
         if t is None:
-            raise TelaError("policy 'acme-budget' has no threshold yet: run `tela calibrate --policy acme-budget "
-                            "--strong-share SHARE ...` or pass --set policy.threshold=T")
+            raise TelaError(
+                "policy 'acme-budget' has no threshold yet: run `tela calibrate --policy acme-budget "
+                "--strong-share SHARE ...` or pass --set policy.threshold=T"
+            )
         # No per-call state: the answer for a prompt depends on its w only, never on its batch.
         return [models[-1] if w >= t else models[0] for w in scores.w]
 
-    def calibrate(self, w: Sequence[float], data: Any = None) -> "BudgetPolicy":
+    def calibrate(self, w: Sequence[float], data: Any = None) -> BudgetPolicy:
         """A copy whose threshold keeps the strong share of ``w`` at or below the budget."""
         import numpy as np
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,14 +28,26 @@ class AcmeCsvOptions(BaseModel):
 
     prompt_column: str = Field("prompt", description="Column holding the user's prompt.")
     outcome_prefix: str = Field(
-        "correct:", min_length=1, description="Columns named PREFIX<model> hold that model's outcome (true/false, 0/1 or 0..1)."
+        "correct:",
+        min_length=1,
+        description="Columns named PREFIX<model> hold that model's outcome (true/false, 0/1 or 0..1).",
     )
-    cost_prefix: str = Field("cost:", min_length=1, description="Columns named PREFIX<model> hold that model's $ cost for the prompt.")
-    group_column: Optional[str] = Field("group", description="Column with a group for group-aware splits (ignored when absent).")
-    id_column: Optional[str] = Field("id", description="Column with a record id (ignored when absent).")
-    weak_model: Optional[str] = Field(None, description="The weak model of the pair (default: the lower mean outcome of two models).")
-    strong_model: Optional[str] = Field(None, description="The strong model of the pair (default: the higher mean outcome of two models).")
-    right_threshold: float = Field(0.5, ge=0.0, le=1.0, description="An outcome at or above this counts as right when labelling.")
+    cost_prefix: str = Field(
+        "cost:", min_length=1, description="Columns named PREFIX<model> hold that model's $ cost for the prompt."
+    )
+    group_column: str | None = Field(
+        "group", description="Column with a group for group-aware splits (ignored when absent)."
+    )
+    id_column: str | None = Field("id", description="Column with a record id (ignored when absent).")
+    weak_model: str | None = Field(
+        None, description="The weak model of the pair (default: the lower mean outcome of two models)."
+    )
+    strong_model: str | None = Field(
+        None, description="The strong model of the pair (default: the higher mean outcome of two models)."
+    )
+    right_threshold: float = Field(
+        0.5, ge=0.0, le=1.0, description="An outcome at or above this counts as right when labelling."
+    )
     label_weak_right: int = Field(5, ge=1, le=5, description="Label when the weak model is right.")
     label_only_strong_right: int = Field(1, ge=1, le=5, description="Label when only the strong model is right.")
     label_both_wrong: int = Field(3, ge=1, le=5, description="Label when both are wrong.")
@@ -86,7 +98,7 @@ class AcmeCsvSource(Source):
                 raise InputError(path, 1, "empty file; expected a header row") from None
             if opts.prompt_column not in header:
                 raise InputError(path, 1, f"no column {opts.prompt_column!r} (columns: {', '.join(header)})")
-            models = [h[len(opts.outcome_prefix):] for h in header if h.startswith(opts.outcome_prefix)]
+            models = [h[len(opts.outcome_prefix) :] for h in header if h.startswith(opts.outcome_prefix)]
             if not models:
                 raise InputError(path, 1, f"no {opts.outcome_prefix}<model> column; expected one per model")
             idx = {h: i for i, h in enumerate(header)}
@@ -108,13 +120,17 @@ class AcmeCsvSource(Source):
                     try:
                         outcomes[m] = _outcome(cell)
                     except ValueError:
-                        raise InputError(path, line, f"{opts.outcome_prefix}{m}: {cell!r} is not true/false or a number in [0, 1]") from None
+                        raise InputError(
+                            path, line, f"{opts.outcome_prefix}{m}: {cell!r} is not true/false or a number in [0, 1]"
+                        ) from None
                     cost_col = opts.cost_prefix + m
                     if cost_col in idx and row[idx[cost_col]].strip():
                         try:
                             costs[m] = float(row[idx[cost_col]])
                         except ValueError:
-                            raise InputError(path, line, f"{cost_col}: {row[idx[cost_col]]!r} is not a number") from None
+                            raise InputError(
+                                path, line, f"{cost_col}: {row[idx[cost_col]]!r} is not a number"
+                            ) from None
                 group = row[idx[opts.group_column]] if opts.group_column in idx else None
                 rid = row[idx[opts.id_column]] if opts.id_column in idx else None
                 rows.append((line, prompt, outcomes, costs, group or None, rid or None))
@@ -131,25 +147,33 @@ class AcmeCsvSource(Source):
             label = self._label(outcomes, weak, strong)
             yield seed_record(prompt, label, outcomes=outcomes, costs=costs or None, group=group, id=rid)
 
-    def _pair(self, path: Path, models: list[str], rows: list) -> tuple[Optional[str], Optional[str]]:
+    def _pair(self, path: Path, models: list[str], rows: list) -> tuple[str | None, str | None]:
         """The pair the labels come from; (None, None) for N-model data with no pair named."""
         opts = self.options
         for name in (opts.weak_model, opts.strong_model):
             if name is not None and name not in models:
-                raise InputError(path, 1, f"model {name!r} has no {opts.outcome_prefix}{name} column (models: {', '.join(models)})")
+                raise InputError(
+                    path, 1, f"model {name!r} has no {opts.outcome_prefix}{name} column (models: {', '.join(models)})"
+                )
         if opts.weak_model and opts.strong_model:
             return opts.weak_model, opts.strong_model
         if len(models) != 2:
             return None, None  # unlabelled: fine for eval --all-models, and `tela run` asks for the pair
         means = {m: sum(r[2][m] for r in rows) / len(rows) for m in models}
         if means[models[0]] == means[models[1]] and not (opts.weak_model or opts.strong_model):
-            raise TelaError(f"{path}: both models have mean outcome {means[models[0]]:.3f}; name the pair with --set "
-                            "source.weak_model=... --set source.strong_model=...")
-        weak = opts.weak_model or (opts.strong_model and next(m for m in models if m != opts.strong_model)) or min(models, key=lambda m: means[m])
+            raise TelaError(
+                f"{path}: both models have mean outcome {means[models[0]]:.3f}; name the pair with --set "
+                "source.weak_model=... --set source.strong_model=..."
+            )
+        weak = (
+            opts.weak_model
+            or (opts.strong_model and next(m for m in models if m != opts.strong_model))
+            or min(models, key=lambda m: means[m])
+        )
         strong = opts.strong_model or next(m for m in models if m != weak)
         return weak, strong
 
-    def _label(self, outcomes: dict[str, float], weak: Optional[str], strong: Optional[str]) -> Optional[int]:
+    def _label(self, outcomes: dict[str, float], weak: str | None, strong: str | None) -> int | None:
         if weak is None or strong is None:
             return None
         t, opts = self.options.right_threshold, self.options

@@ -9,8 +9,9 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from tela_core import TelaError
 from tela_core.infra.io import atomic_write_json
@@ -28,7 +29,7 @@ def ngrams(text: str, n_max: int) -> list[str]:
     toks = _TOKEN.findall(text.lower())
     out = list(toks)
     for n in range(2, n_max + 1):
-        out.extend(" ".join(toks[i:i + n]) for i in range(len(toks) - n + 1))
+        out.extend(" ".join(toks[i : i + n]) for i in range(len(toks) - n + 1))
     return out
 
 
@@ -42,7 +43,7 @@ class Tfidf:
         self.idf = np.asarray(idf, dtype=np.float64)
 
     @classmethod
-    def fit(cls, texts: Sequence[str], ngram_max: int, min_df: int, max_features: int) -> "Tfidf":
+    def fit(cls, texts: Sequence[str], ngram_max: int, min_df: int, max_features: int) -> Tfidf:
         df: Counter[str] = Counter()
         for t in texts:
             df.update(set(ngrams(t, ngram_max)))
@@ -56,7 +57,7 @@ class Tfidf:
         idf = [math.log((1 + n) / (1 + df[g])) + 1.0 for g in kept]
         return cls(vocab, idf, ngram_max)
 
-    def transform(self, texts: Iterable[str]) -> "sp.csr_matrix":
+    def transform(self, texts: Iterable[str]) -> sp.csr_matrix:
         import numpy as np
         import scipy.sparse as sp
 
@@ -72,10 +73,12 @@ class Tfidf:
         return sp.csr_matrix((data, indices, indptr), shape=(len(indptr) - 1, len(self.vocab)))
 
     def save(self, directory: Path) -> None:
-        atomic_write_json(directory / "tfidf.json", {"ngram_max": self.ngram_max, "vocab": list(self.vocab), "idf": self.idf.tolist()})
+        atomic_write_json(
+            directory / "tfidf.json", {"ngram_max": self.ngram_max, "vocab": list(self.vocab), "idf": self.idf.tolist()}
+        )
 
     @classmethod
-    def load(cls, directory: Path) -> "Tfidf":
+    def load(cls, directory: Path) -> Tfidf:
         path = directory / "tfidf.json"
         try:
             data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
@@ -84,7 +87,7 @@ class Tfidf:
             raise TelaError(f"{path}: not a tela-acme TF-IDF vocabulary ({e})") from None
 
 
-def save_arrays(path: Path, **arrays: "np.ndarray") -> None:
+def save_arrays(path: Path, **arrays: np.ndarray) -> None:
     """Write ``.npz`` atomically (temporary file, then rename)."""
     import os
 
@@ -96,7 +99,7 @@ def save_arrays(path: Path, **arrays: "np.ndarray") -> None:
     os.replace(tmp, path)
 
 
-def load_arrays(path: Path) -> dict[str, "np.ndarray"]:
+def load_arrays(path: Path) -> dict[str, np.ndarray]:
     import numpy as np
 
     try:

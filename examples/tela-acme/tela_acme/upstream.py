@@ -12,16 +12,24 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any, AsyncIterator, Mapping, Optional
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tela_core import TelaError, Upstream, UpstreamError, UpstreamReply
 
 # OpenAI sampling fields -> Ollama ``options`` keys.
-_OPTION_FIELDS = {"temperature": "temperature", "top_p": "top_p", "seed": "seed", "stop": "stop",
-                  "max_tokens": "num_predict", "max_completion_tokens": "num_predict",
-                  "frequency_penalty": "frequency_penalty", "presence_penalty": "presence_penalty"}
+_OPTION_FIELDS = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "seed": "seed",
+    "stop": "stop",
+    "max_tokens": "num_predict",
+    "max_completion_tokens": "num_predict",
+    "frequency_penalty": "frequency_penalty",
+    "presence_penalty": "presence_penalty",
+}
 _FAILURE_STATUSES = {401, 403, 408, 429}
 
 
@@ -30,10 +38,19 @@ class OllamaOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str = Field(..., description="Ollama's root, e.g. http://localhost:11434 (requests go to {base_url}/api/chat).")
-    keep_alive: Optional[str] = Field(None, description="How long Ollama keeps the model loaded after a request, e.g. '30m' (None: Ollama's default).")
-    options: dict[str, Any] = Field(default_factory=dict, description="Ollama model options sent with every request, e.g. {num_ctx: 8192}; request fields win.")
-    timeout: float = Field(120.0, gt=0, description="Seconds to wait for the answer to start, and between two streamed lines.")
+    base_url: str = Field(
+        ..., description="Ollama's root, e.g. http://localhost:11434 (requests go to {base_url}/api/chat)."
+    )
+    keep_alive: str | None = Field(
+        None, description="How long Ollama keeps the model loaded after a request, e.g. '30m' (None: Ollama's default)."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Ollama model options sent with every request, e.g. {num_ctx: 8192}; request fields win.",
+    )
+    timeout: float = Field(
+        120.0, gt=0, description="Seconds to wait for the answer to start, and between two streamed lines."
+    )
     connect_timeout: float = Field(5.0, gt=0, description="Seconds to wait for a connection.")
 
 
@@ -108,8 +125,9 @@ class OllamaUpstream(Upstream):
             raise TelaError("upstream 'acme-ollama' needs aiohttp: pip install 'tela-acme[serve]'") from None
         if self._session is None or self._session.closed:
             o = self.options
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(
-                total=None, connect=o.connect_timeout, sock_read=o.timeout))
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, connect=o.connect_timeout, sock_read=o.timeout)
+            )
         return self._session
 
     async def chat(self, body: Mapping[str, Any], stream: bool) -> UpstreamReply:
@@ -131,7 +149,10 @@ class OllamaUpstream(Upstream):
             except ValueError:
                 message = await resp.text()
             resp.release()
-            return UpstreamReply(status=resp.status, body={"error": {"message": str(message), "type": "invalid_request_error", "param": None, "code": None}})
+            return UpstreamReply(
+                status=resp.status,
+                body={"error": {"message": str(message), "type": "invalid_request_error", "param": None, "code": None}},
+            )
         rid, created, model = "chatcmpl-" + uuid.uuid4().hex, int(time.time()), body["model"]
         if not stream:
             try:
@@ -143,14 +164,28 @@ class OllamaUpstream(Upstream):
             message = {"role": "assistant", "content": (obj.get("message") or {}).get("content", "")}
             if (obj.get("message") or {}).get("tool_calls"):
                 message["tool_calls"] = obj["message"]["tool_calls"]
-            return UpstreamReply(status=200, body={
-                "id": rid, "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "message": message, "finish_reason": _finish(obj)}], "usage": _usage(obj)})
+            return UpstreamReply(
+                status=200,
+                body={
+                    "id": rid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [{"index": 0, "message": message, "finish_reason": _finish(obj)}],
+                    "usage": _usage(obj),
+                },
+            )
 
         async def events() -> AsyncIterator[bytes]:
-            def chunk(delta: dict[str, Any], finish: Optional[str], **extra: Any) -> bytes:
-                obj = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+            def chunk(delta: dict[str, Any], finish: str | None, **extra: Any) -> bytes:
+                obj = {
+                    "id": rid,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                    **extra,
+                }
                 return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
             yield chunk({"role": "assistant", "content": ""}, None)

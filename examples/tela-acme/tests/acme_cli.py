@@ -44,6 +44,13 @@ def write_acme_csv(jsonl: Path, out: Path) -> Path:
         w = csv.writer(f)
         w.writerow(["id", "group", "prompt", *(f"correct:{m}" for m in models), *(f"cost:{m}" for m in models)])
         for r in records:
-            w.writerow([r.id, r.group, r.prompt, *("true" if r.outcomes[m] >= 0.5 else "false" for m in models),
-                        *(prices[m] for m in models)])
+            w.writerow(
+                [
+                    r.id,
+                    r.group,
+                    r.prompt,
+                    *("true" if r.outcomes[m] >= 0.5 else "false" for m in models),
+                    *(prices[m] for m in models),
+                ]
+            )
     return out

@@ -6,18 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from acme_cli import tela, write_acme_csv
 
 from tela_core.data import sample_path
-
-from acme_cli import tela, write_acme_csv
 
 
 @pytest.fixture(scope="session")
 def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """``train``: the 400-prompt MMLU sample (42 subjects); ``heldout``: 300 prompts of 15 other subjects."""
     d = tmp_path_factory.mktemp("acme-data")
-    return {"train": write_acme_csv(sample_path("mmlu_sample.jsonl"), d / "train.csv"),
-            "heldout": write_acme_csv(sample_path("mmlu_heldout_sample.jsonl"), d / "heldout.csv")}
+    return {
+        "train": write_acme_csv(sample_path("mmlu_sample.jsonl"), d / "train.csv"),
+        "heldout": write_acme_csv(sample_path("mmlu_heldout_sample.jsonl"), d / "heldout.csv"),
+    }
 
 
 @pytest.fixture(autouse=True)

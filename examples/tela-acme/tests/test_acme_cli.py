@@ -11,7 +11,6 @@ import json
 import shutil
 
 import pytest
-
 from acme_cli import tela, tela_json
 
 MIXTRAL, GPT4 = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
@@ -22,8 +21,12 @@ def test_one_plugin_provides_every_kind_and_a_command():
     acme = plugins["acme"]
     assert acme["distribution"] == "tela-acme" and not acme["broken"], acme["error"]
     assert acme["provides"] == {
-        "source": ["acme-csv"], "formatter": ["acme-compact"], "backend": ["acme-ngram"],
-        "scorer": ["acme-tfidf", "acme-ngram"], "policy": ["acme-budget"], "upstream": ["acme-ollama"],
+        "source": ["acme-csv"],
+        "formatter": ["acme-compact"],
+        "backend": ["acme-ngram"],
+        "scorer": ["acme-tfidf", "acme-ngram"],
+        "policy": ["acme-budget"],
+        "upstream": ["acme-ollama"],
         "command": ["acme"],
     }
     shown = tela("plugins", "show", "policy", "acme-budget").stdout
@@ -43,7 +46,9 @@ def test_source_is_detected_over_routellm_csv_and_labels_follow_the_pair(data):
 
 def test_source_bad_input_is_one_line_naming_file_and_line(tmp_path):
     bad = tmp_path / "bad.csv"
-    bad.write_text("prompt,correct:a,correct:b\nWhat is 2 + 2?,true,false\nName a prime.,true,maybe\n", encoding="utf-8")
+    bad.write_text(
+        "prompt,correct:a,correct:b\nWhat is 2 + 2?,true,false\nName a prime.,true,maybe\n", encoding="utf-8"
+    )
     proc = tela("data", "check", bad, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == f"Error: {bad}:3: correct:b: 'maybe' is not true/false or a number in [0, 1]"
@@ -64,8 +69,19 @@ def test_n_model_data_is_unlabelled_until_a_pair_is_named(tmp_path):
 
 
 def test_formatter_options_cut_long_questions_in_the_middle(data):
-    out = tela("data", "preview", "--formatter", "acme-compact", "--n", "1", "--set", "formatter.max_chars=40",
-               "--set", 'formatter.prefix="Q: "', data["train"]).stdout
+    out = tela(
+        "data",
+        "preview",
+        "--formatter",
+        "acme-compact",
+        "--n",
+        "1",
+        "--set",
+        "formatter.max_chars=40",
+        "--set",
+        'formatter.prefix="Q: "',
+        data["train"],
+    ).stdout
     # The first record, "Which of the following is incorrectly named?\nA. CaCl2 ... dichromate\nAnswer:",
     # cut to 40 characters: 24 from the start (1 - tail_share), the marker, 16 from the end.
     assert "Q: Which of the following i [...] chromate\nAnswer:\nScore: [[5]]" in out
@@ -81,19 +97,52 @@ def test_tfidf_family_beats_random_on_held_out_subjects(tfidf_router, data, tmp_
 
 
 def test_zoo_trains_tfidf_with_options_and_the_artifact_reloads(data, tmp_path):
-    tela("zoo", "--data", data["train"], "--families", "random,acme-tfidf", "--set", "acme-tfidf.ngram_max=1",
-         "--set", "acme-tfidf.C=4", "-o", tmp_path / "zoo")
+    tela(
+        "zoo",
+        "--data",
+        data["train"],
+        "--families",
+        "random,acme-tfidf",
+        "--set",
+        "acme-tfidf.ngram_max=1",
+        "--set",
+        "acme-tfidf.C=4",
+        "-o",
+        tmp_path / "zoo",
+    )
     router = tmp_path / "zoo" / "routers" / "acme-tfidf"
     opts = json.loads((router / "tela.json").read_text())["scorer_options"]
     assert (opts["ngram_max"], opts["C"]) == (1, 4.0)
-    rows = [json.loads(line) for line in tela("route", "--router", router, "--json", "Evaluate the integral of x^2 from 0 to 3.",
-                                              "Which organ pumps blood?").stdout.splitlines()]
+    rows = [
+        json.loads(line)
+        for line in tela(
+            "route",
+            "--router",
+            router,
+            "--json",
+            "Evaluate the integral of x^2 from 0 to 3.",
+            "Which organ pumps blood?",
+        ).stdout.splitlines()
+    ]
     assert all(0.0 <= r["w"] <= 1.0 and r["model"] in (MIXTRAL, GPT4) for r in rows)
 
 
 def test_tfidf_is_an_ensemble_member_with_the_ensembles_target(data, tmp_path):
-    tela("zoo", "--data", data["train"], "--families", "ensemble", "--set", 'ensemble.members=["length","acme-tfidf"]',
-         "--set", "ensemble.folds=3", "--set", "ensemble.target=gain", "-o", tmp_path / "zoo")
+    tela(
+        "zoo",
+        "--data",
+        data["train"],
+        "--families",
+        "ensemble",
+        "--set",
+        'ensemble.members=["length","acme-tfidf"]',
+        "--set",
+        "ensemble.folds=3",
+        "--set",
+        "ensemble.target=gain",
+        "-o",
+        tmp_path / "zoo",
+    )
     router = tmp_path / "zoo" / "routers" / "ensemble"
     member = json.loads((router / "members" / "1-acme-tfidf" / "tela.json").read_text())
     assert member["scorer_options"]["target"] == "gain" and (member["target"], member["strong"]) == ("gain", GPT4)
@@ -105,15 +154,29 @@ def test_budget_policy_calibrates_a_ceiling_and_routes_by_it(tfidf_router, data,
     assert proc.returncode == 2 and "has no threshold yet" in proc.stderr
     router = tmp_path / "router"
     shutil.copytree(tfidf_router, router)
-    tela("calibrate", "--router", router, "--data", data["heldout"], "--strong-share", "0.25", "--policy", "acme-budget")
+    tela(
+        "calibrate", "--router", router, "--data", data["heldout"], "--strong-share", "0.25", "--policy", "acme-budget"
+    )
     saved = json.loads((router / "policy.json").read_text())
     assert saved["name"] == "acme-budget" and saved["models"] == [MIXTRAL, GPT4]
     assert saved["options"]["achieved_share"] <= 0.25 and saved["options"]["calibration_prompts"] == 300
     report = tela_json("eval", "--router", router, "--data", data["heldout"], "-o", tmp_path / "ev", "--json")
     assert report["policy"]["name"] == "acme-budget" and report["policy"]["point"]["strong_share"] <= 0.25
     # A floor on w: with min_w above every score nothing goes strong, whatever the budget.
-    report = tela_json("eval", "--router", router, "--data", data["heldout"], "-o", tmp_path / "ev2", "--json",
-                       "--policy", "acme-budget", "--set", "policy.threshold=1.01")
+    report = tela_json(
+        "eval",
+        "--router",
+        router,
+        "--data",
+        data["heldout"],
+        "-o",
+        tmp_path / "ev2",
+        "--json",
+        "--policy",
+        "acme-budget",
+        "--set",
+        "policy.threshold=1.01",
+    )
     assert report["policy"]["point"]["strong_share"] == 0.0
     rows = [json.loads(x) for x in tela("route", "--router", router, "--json", "What is 2 + 2?").stdout.splitlines()]
     assert rows[0]["threshold"] == pytest.approx(saved["options"]["threshold"])
@@ -121,8 +184,25 @@ def test_budget_policy_calibrates_a_ceiling_and_routes_by_it(tfidf_router, data,
 
 def test_backend_trains_a_score_router_that_uses_its_formatter_options(data, tiny_model, tmp_path):
     router = tmp_path / "ngram"
-    tela("run", "--data", data["train"], "--family", "acme-ngram", "--backend", "acme-ngram", "--model", tiny_model,
-         "--formatter", "acme-compact", "--set", "formatter.max_chars=300", "--set", "backend.ngram_max=1", "-o", router)
+    tela(
+        "run",
+        "--data",
+        data["train"],
+        "--family",
+        "acme-ngram",
+        "--backend",
+        "acme-ngram",
+        "--model",
+        tiny_model,
+        "--formatter",
+        "acme-compact",
+        "--set",
+        "formatter.max_chars=300",
+        "--set",
+        "backend.ngram_max=1",
+        "-o",
+        router,
+    )
     manifest = json.loads((router / "tela.json").read_text())
     assert manifest["scorer"] == "acme-ngram" and manifest["formatter_options"] == {"max_chars": 300}
     assert json.loads((router / "policy.json").read_text())["models"] == [MIXTRAL, GPT4]  # tela's, the data's pair
@@ -141,7 +221,12 @@ def test_backend_trains_a_score_router_that_uses_its_formatter_options(data, tin
 
 def test_acme_summary_reads_a_router_without_loading_it(tfidf_router):
     info = tela_json("acme", "summary", "--json", tfidf_router)
-    assert (info["family"], info["family_plugin"], info["weak"], info["strong"]) == ("acme-tfidf", "acme", MIXTRAL, GPT4)
+    assert (info["family"], info["family_plugin"], info["weak"], info["strong"]) == (
+        "acme-tfidf",
+        "acme",
+        MIXTRAL,
+        GPT4,
+    )
     # tela run saves the operating point it chose on records the router did not train on (tela 0.2)
     assert info["policy"]["name"] == "calibrated" and info["files"] >= 4
     text = tela("acme", "summary", tfidf_router).stdout

@@ -17,8 +17,9 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -50,14 +51,35 @@ class StandinOllama:
             self.requests.append(body)
             text = f"I am {self.name}."
             if not body.get("stream"):
-                return web.json_response({"model": body["model"], "message": {"role": "assistant", "content": text},
-                                          "done": True, "done_reason": "stop", "prompt_eval_count": 7, "eval_count": 4})
+                return web.json_response(
+                    {
+                        "model": body["model"],
+                        "message": {"role": "assistant", "content": text},
+                        "done": True,
+                        "done_reason": "stop",
+                        "prompt_eval_count": 7,
+                        "eval_count": 4,
+                    }
+                )
             resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
             await resp.prepare(request)
             for word in text.split(" "):
-                await resp.write(json.dumps({"message": {"role": "assistant", "content": word + " "}, "done": False}).encode() + b"\n")
-            await resp.write(json.dumps({"message": {"content": ""}, "done": True, "done_reason": "length",
-                                         "prompt_eval_count": 7, "eval_count": 4}).encode() + b"\n")
+                await resp.write(
+                    json.dumps({"message": {"role": "assistant", "content": word + " "}, "done": False}).encode()
+                    + b"\n"
+                )
+            await resp.write(
+                json.dumps(
+                    {
+                        "message": {"content": ""},
+                        "done": True,
+                        "done_reason": "length",
+                        "prompt_eval_count": 7,
+                        "eval_count": 4,
+                    }
+                ).encode()
+                + b"\n"
+            )
             return resp
 
         async def start() -> None:
@@ -82,11 +104,18 @@ def served(tfidf_router, tmp_path_factory) -> Iterator[dict[str, Any]]:
     dead = _free_port()  # nothing listens here: a connection error, so tela serve falls back
     port = _free_port()
     config = {
-        "routers": {"tfidf": {"path": "tfidf", "upstreams": ["small", "big"]},
-                    "broken": {"path": "tfidf", "upstreams": ["gone", "big"]}},
+        "routers": {
+            "tfidf": {"path": "tfidf", "upstreams": ["small", "big"]},
+            "broken": {"path": "tfidf", "upstreams": ["gone", "big"]},
+        },
         "upstreams": {
-            "small": {"type": "acme-ollama", "model": "llama3.2:1b", "base_url": f"http://127.0.0.1:{small.port}",
-                      "keep_alive": "30m", "options": {"num_ctx": 8192}},
+            "small": {
+                "type": "acme-ollama",
+                "model": "llama3.2:1b",
+                "base_url": f"http://127.0.0.1:{small.port}",
+                "keep_alive": "30m",
+                "options": {"num_ctx": 8192},
+            },
             "big": {"type": "acme-ollama", "model": "llama3.3:70b", "base_url": f"http://127.0.0.1:{big.port}"},
             "gone": {"type": "acme-ollama", "model": "x", "base_url": f"http://127.0.0.1:{dead}", "connect_timeout": 2},
         },
@@ -94,8 +123,12 @@ def served(tfidf_router, tmp_path_factory) -> Iterator[dict[str, Any]]:
     }
     (d / "serve.yaml").write_text(json.dumps(config))
     exe = Path(sys.executable).with_name("tela")
-    proc = subprocess.Popen([str(exe), "serve", "--config", str(d / "serve.yaml"), "--log-level", "warning"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--config", str(d / "serve.yaml"), "--log-level", "warning"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.time() + 120
         while True:
@@ -129,8 +162,11 @@ def test_routed_request_is_translated_to_ollama_and_back(served):
 
     client = OpenAI(base_url=served["url"], api_key="none")
     raw = client.chat.completions.with_raw_response.create(
-        model="router-tfidf-0.0", messages=[{"role": "user", "content": [{"type": "text", "text": HARD}]}],
-        max_tokens=64, temperature=0.2)
+        model="router-tfidf-0.0",
+        messages=[{"role": "user", "content": [{"type": "text", "text": HARD}]}],
+        max_tokens=64,
+        temperature=0.2,
+    )
     answer = raw.parse()
     assert raw.headers["x-tela-model"] == "big" and answer.choices[0].message.content == "I am big."
     assert answer.usage.prompt_tokens == 7 and answer.usage.completion_tokens == 4
@@ -140,7 +176,8 @@ def test_routed_request_is_translated_to_ollama_and_back(served):
     assert sent["options"] == {"num_predict": 64, "temperature": 0.2}
 
     raw = client.chat.completions.with_raw_response.create(
-        model="router-tfidf-1.0", messages=[{"role": "user", "content": "Hi!"}])
+        model="router-tfidf-1.0", messages=[{"role": "user", "content": "Hi!"}]
+    )
     assert raw.headers["x-tela-model"] == "small" and raw.parse().choices[0].message.content == "I am small."
     sent = served["small"].requests[-1]
     assert sent["keep_alive"] == "30m" and sent["options"] == {"num_ctx": 8192}  # the upstream's own options
@@ -150,8 +187,11 @@ def test_streamed_ndjson_becomes_server_sent_events(served):
     from openai import OpenAI
 
     client = OpenAI(base_url=served["url"], api_key="none")
-    chunks = list(client.chat.completions.create(model="router-tfidf-1.0", stream=True,
-                                                 messages=[{"role": "user", "content": "Hi!"}]))
+    chunks = list(
+        client.chat.completions.create(
+            model="router-tfidf-1.0", stream=True, messages=[{"role": "user", "content": "Hi!"}]
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "I am small. " and served["small"].requests[-1]["stream"] is True
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
@@ -162,6 +202,7 @@ def test_unreachable_ollama_falls_back_to_the_other_model(served):
 
     client = OpenAI(base_url=served["url"], api_key="none")
     raw = client.chat.completions.with_raw_response.create(
-        model="router-broken-1.0", messages=[{"role": "user", "content": "Hi!"}])
+        model="router-broken-1.0", messages=[{"role": "user", "content": "Hi!"}]
+    )
     assert raw.headers["x-tela-fallback"] == "gone" and raw.headers["x-tela-model"] == "big"
     assert raw.parse().choices[0].message.content == "I am big."

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tela_acme.formatter import compact
+from tela_acme.policy import budget_threshold
 
 from tela_core import Scores, TelaError
 from tela_core.plugins import get_registry
-
-from tela_acme.formatter import compact
-from tela_acme.policy import budget_threshold
 
 
 def test_budget_never_overshoots_on_ties():

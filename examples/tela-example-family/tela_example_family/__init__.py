@@ -16,14 +16,15 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tela_core import LoadContext, Scorer, Scores, TelaError, hookimpl
-from tela_core.routing.artifact import read_manifest, write_manifest, write_policy
 from tela_core.infra.io import atomic_write_json
+from tela_core.routing.artifact import read_manifest, write_manifest, write_policy
 from tela_core.routing.targets import resolve_pair
 
 __all__ = ["KeywordScorer"]
@@ -36,8 +37,8 @@ class KeywordOptions(BaseModel):
 
     min_count: int = Field(5, ge=1, description="ignore words seen in fewer training prompts")
     smoothing: float = Field(10.0, ge=0, description="pull each word's rate toward the global rate")
-    weak: Optional[str] = Field(None, description="weak model (inferred when the data has two)")
-    strong: Optional[str] = Field(None, description="strong model (inferred when the data has two)")
+    weak: str | None = Field(None, description="weak model (inferred when the data has two)")
+    strong: str | None = Field(None, description="strong model (inferred when the data has two)")
 
 
 def _words(prompt: str) -> set[str]:

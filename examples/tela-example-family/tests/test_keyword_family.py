@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-
-from tela_core import Record
-from tela_core import Router
-from tela_core.plugins import get_registry
-
 import tela_example_family
+
+from tela_core import Record, Router
+from tela_core.plugins import get_registry
 
 W, S = "weak-model", "strong-model"
 

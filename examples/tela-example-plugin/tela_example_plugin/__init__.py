@@ -9,7 +9,8 @@ The package is laid out exactly as a plugin you publish would be: see its README
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 

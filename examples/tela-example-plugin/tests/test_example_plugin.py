@@ -5,12 +5,11 @@ from __future__ import annotations
 import importlib.metadata as md
 
 import pytest
+from tela_example_plugin import QuestionOnlyFormatter
 
 from tela_core import TelaError
-from tela_core.plugins import get_registry, reset
 from tela_core.data.records import seed_record
-
-from tela_example_plugin import QuestionOnlyFormatter
+from tela_core.plugins import get_registry, reset
 
 
 @pytest.fixture(autouse=True)

@@ -6,19 +6,19 @@ routing without looking costs (APGR about 0.5), ``length`` what the cheapest pos
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from pydantic import Field
 
-from tela_core.components import LoadContext, Scores
-from tela_core.infra.errors import TelaError
-from tela_core.routing.family import FamilyScorer, TargetOptions, artifact_field, read_json
-from tela_core.infra.io import atomic_write_json
 from tela_core import hookimpl
+from tela_core.components import LoadContext, Scores
 from tela_core.data.records import Record
+from tela_core.infra.errors import TelaError
+from tela_core.infra.io import atomic_write_json
+from tela_core.routing.family import FamilyScorer, TargetOptions, artifact_field, read_json
 from tela_core.routing.targets import make_targets
-
 from tela_plugins.baselines.features import FeaturesScorer
 
 __all__ = ["LengthScorer", "RandomScorer", "FeaturesScorer"]
@@ -56,7 +56,9 @@ class LengthScorer(FamilyScorer):
         corr = float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else 0.0
         self._sorted = np.sort(x)
         self._sign = 1.0 if corr >= 0 else -1.0
-        atomic_write_json(out / "length.json", {"sorted_lengths": self._sorted.tolist(), "sign": self._sign, "corr": corr})
+        atomic_write_json(
+            out / "length.json", {"sorted_lengths": self._sorted.tolist(), "sign": self._sign, "corr": corr}
+        )
         return self.finish_fit(out, len(train), {**meta, "correlation": corr})
 
     def load(self, artifact_dir: Path, context: LoadContext = LoadContext()) -> None:
@@ -67,7 +69,9 @@ class LengthScorer(FamilyScorer):
         data = read_json(path)
         lengths = artifact_field(data, path, "sorted_lengths", list)
         if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in lengths):
-            raise TelaError(f"{path}: damaged router file: 'sorted_lengths' must be a list of numbers; train the router again")
+            raise TelaError(
+                f"{path}: damaged router file: 'sorted_lengths' must be a list of numbers; train the router again"
+            )
         self._sorted = np.sort(np.asarray(lengths, dtype=np.float64))
         self._sign = 1.0 if float(artifact_field(data, path, "sign", (int, float))) >= 0 else -1.0
 
@@ -76,7 +80,9 @@ class LengthScorer(FamilyScorer):
 
         x = self._length(prompts)
         n = max(len(self._sorted), 1)
-        cdf = (np.searchsorted(self._sorted, x, side="left") + np.searchsorted(self._sorted, x, side="right")) / (2.0 * n)
+        cdf = (np.searchsorted(self._sorted, x, side="left") + np.searchsorted(self._sorted, x, side="right")) / (
+            2.0 * n
+        )
         w = cdf if self._sign > 0 else 1.0 - cdf
         return Scores(w=np.clip(w, 0.0, 1.0))
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from pydantic import Field
 
 from tela_core.components import LoadContext, Scores
-from tela_core.routing.family import FamilyScorer, TargetOptions, artifact_field, read_json
-from tela_core.infra.io import atomic_write_json
 from tela_core.data.records import Record
+from tela_core.infra.io import atomic_write_json
+from tela_core.routing.family import FamilyScorer, TargetOptions, artifact_field, read_json
 from tela_core.routing.targets import make_targets
 
 __all__ = ["FeaturesScorer", "prompt_features", "FEATURE_NAMES"]
@@ -30,9 +31,22 @@ _MATH = re.compile(r"[=+*/^√∫∑<>]|\\frac|\d+\s*[x×]\s*\d+")
 _NUM = re.compile(r"\d+(?:\.\d+)?")
 
 FEATURE_NAMES = [
-    "log_chars", "log_words", "log_question_chars", "log_mean_option_chars", "option_len_cv",
-    "digit_frac", "n_numbers", "math_symbols", "negation", "roman_combo", "numeric_options",
-    "all_none_above", "has_passage", "question_mark", "upper_frac", "n_lines",
+    "log_chars",
+    "log_words",
+    "log_question_chars",
+    "log_mean_option_chars",
+    "option_len_cv",
+    "digit_frac",
+    "n_numbers",
+    "math_symbols",
+    "negation",
+    "roman_combo",
+    "numeric_options",
+    "all_none_above",
+    "has_passage",
+    "question_mark",
+    "upper_frac",
+    "n_lines",
 ]
 
 
@@ -46,7 +60,9 @@ def prompt_features(prompt: str) -> list[float]:
     mean_o = sum(olens) / len(olens)
     sd_o = math.sqrt(sum((x - mean_o) ** 2 for x in olens) / len(olens))
     n = max(len(text), 1)
-    numeric_opts = sum(1 for o in opts if _NUM.fullmatch(o.replace(",", "").replace("$", "").replace("%", "").strip() or "x"))
+    numeric_opts = sum(
+        1 for o in opts if _NUM.fullmatch(o.replace(",", "").replace("$", "").replace("%", "").strip() or "x")
+    )
     return [
         math.log1p(len(text)),
         math.log1p(len(text.split())),
@@ -101,7 +117,13 @@ class FeaturesScorer(FamilyScorer):
         self._coef, self._bias = clf.coef_[0], float(clf.intercept_[0])
         atomic_write_json(
             out / "features.json",
-            {"names": FEATURE_NAMES, "mean": self._mu.tolist(), "std": self._sd.tolist(), "coef": self._coef.tolist(), "bias": self._bias},
+            {
+                "names": FEATURE_NAMES,
+                "mean": self._mu.tolist(),
+                "std": self._sd.tolist(),
+                "coef": self._coef.tolist(),
+                "bias": self._bias,
+            },
         )
         return self.finish_fit(out, len(train), meta)
 

@@ -9,7 +9,6 @@ revision and checksums (see :mod:`.entries`). The download logic is the core's
 from __future__ import annotations
 
 from tela_core import hookimpl
-
 from tela_plugins.catalogue.entries import ENTRIES
 
 __all__ = ["ENTRIES"]

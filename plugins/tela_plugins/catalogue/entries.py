@@ -9,7 +9,6 @@ hub resolved, from its ``X-Repo-Commit`` header).
 from __future__ import annotations
 
 from tela_core.data.catalogue import DatasetEntry, RemoteFile
-
 from tela_plugins.catalogue.sums import SUMS
 
 __all__ = ["ENTRIES", "ROUTELLM_COMMIT", "LLMROUTER_COMMIT", "ROUTERARENA_COMMIT", "ROUTERBENCH_COMMIT"]
@@ -36,20 +35,23 @@ def _routellm_mmlu() -> DatasetEntry:
     base = f"{_GH}/lm-sys/RouteLLM/{ROUTELLM_COMMIT}/routellm/evals/mmlu"
     files = [
         _pinned("routellm-mmlu", path, f"{base}/responses/{path}")
-        for (ds, path) in sorted(SUMS) if ds == "routellm-mmlu" and path.endswith(".csv")
+        for (ds, path) in sorted(SUMS)
+        if ds == "routellm-mmlu" and path.endswith(".csv")
     ]
     files.append(_pinned("routellm-mmlu", "contaminated_prompts.jsonl", f"{base}/contaminated_prompts.jsonl"))
     return DatasetEntry(
         name="routellm-mmlu",
         description="RouteLLM's MMLU outcomes: 57 subject CSVs, GPT-4 Turbo vs Mixtral 8x7B right/wrong "
-                    "(14,042 prompts)",
+        "(14,042 prompts)",
         origin="https://github.com/lm-sys/RouteLLM",
         license="Apache-2.0",
         revision=ROUTELLM_COMMIT,
         files=tuple(files),
         source="routellm-csv",
-        manual=(f"routellm/evals/mmlu/responses/mmlu_*.csv (57 files) and routellm/evals/mmlu/contaminated_prompts.jsonl "
-                f"from https://github.com/lm-sys/RouteLLM/tree/{ROUTELLM_COMMIT}"),
+        manual=(
+            f"routellm/evals/mmlu/responses/mmlu_*.csv (57 files) and routellm/evals/mmlu/contaminated_prompts.jsonl "
+            f"from https://github.com/lm-sys/RouteLLM/tree/{ROUTELLM_COMMIT}"
+        ),
     )
 
 
@@ -58,7 +60,7 @@ def _llmrouter() -> DatasetEntry:
     return DatasetEntry(
         name="llmrouter",
         description="LLMRouter's RouterDC outcomes: 9 hosted models, 0/1 scores, $/M-token prices "
-                    "(5,608 train / 500 test)",
+        "(5,608 train / 500 test)",
         origin="https://github.com/ulab-uiuc/LLMRouter",
         license="MIT",
         revision=LLMROUTER_COMMIT,
@@ -69,8 +71,10 @@ def _llmrouter() -> DatasetEntry:
         ),
         source="llmrouter-json",
         data="dcrouter_preprocessed_test.json",
-        manual=(f"data/dcrouter_preprocessed/{{train,test}}.json and data/example_data/llm_candidates/default_llm.json "
-                f"from https://github.com/ulab-uiuc/LLMRouter/tree/{LLMROUTER_COMMIT}"),
+        manual=(
+            f"data/dcrouter_preprocessed/{{train,test}}.json and data/example_data/llm_candidates/default_llm.json "
+            f"from https://github.com/ulab-uiuc/LLMRouter/tree/{LLMROUTER_COMMIT}"
+        ),
     )
 
 
@@ -87,8 +91,10 @@ def _routerarena() -> DatasetEntry:
         revision=ROUTERARENA_COMMIT,
         files=tuple(files),
         source="routerarena",
-        manual=(f"cached_results/{{{','.join(models)}}}.jsonl and model_cost/cost.json "
-                f"from https://github.com/RouteWorks/RouterArena/tree/{ROUTERARENA_COMMIT}"),
+        manual=(
+            f"cached_results/{{{','.join(models)}}}.jsonl and model_cost/cost.json "
+            f"from https://github.com/RouteWorks/RouterArena/tree/{ROUTERARENA_COMMIT}"
+        ),
     )
 
 
@@ -106,11 +112,13 @@ def _routellm_judge() -> DatasetEntry:
         ),
         source="routellm-judge",
         manual="the parquet files of https://huggingface.co/datasets/routellm/gpt4_dataset "
-               "(train and validation split)",
-        note=("No license is stated on the dataset card; its prompts come from Nectar. "
-              "The hub's parquet conversion branch (refs/convert/parquet) is not a pinned commit and no checksum "
-              "could be verified from here; `get` records what it downloaded. The hf source also reads the "
-              "hub id directly: --data routellm/gpt4_dataset."),
+        "(train and validation split)",
+        note=(
+            "No license is stated on the dataset card; its prompts come from Nectar. "
+            "The hub's parquet conversion branch (refs/convert/parquet) is not a pinned commit and no checksum "
+            "could be verified from here; `get` records what it downloaded. The hf source also reads the "
+            "hub id directly: --data routellm/gpt4_dataset."
+        ),
     )
 
 
@@ -121,7 +129,9 @@ def _arena() -> DatasetEntry:
         origin="https://huggingface.co/datasets/lmsys/lmsys-arena-human-preference-55k",
         license="Apache-2.0",
         revision=None,
-        files=(RemoteFile(path="train.csv", url=f"{_HF}/lmsys/lmsys-arena-human-preference-55k/resolve/main/train.csv"),),
+        files=(
+            RemoteFile(path="train.csv", url=f"{_HF}/lmsys/lmsys-arena-human-preference-55k/resolve/main/train.csv"),
+        ),
         source="arena",
         data="train.csv",
         manual="train.csv of https://huggingface.co/datasets/lmsys/lmsys-arena-human-preference-55k",
@@ -136,20 +146,29 @@ def _routerbench() -> DatasetEntry:
         origin="https://huggingface.co/datasets/withmartian/routerbench",
         license="unstated (see its card)",
         revision=ROUTERBENCH_COMMIT,
-        files=(RemoteFile(
-            path="routerbench_0shot.pkl",
-            url=f"{_HF}/withmartian/routerbench/resolve/{ROUTERBENCH_COMMIT}/routerbench_0shot.pkl",
-        ),),
+        files=(
+            RemoteFile(
+                path="routerbench_0shot.pkl",
+                url=f"{_HF}/withmartian/routerbench/resolve/{ROUTERBENCH_COMMIT}/routerbench_0shot.pkl",
+            ),
+        ),
         source="routerbench",
         data="routerbench_0shot.pkl",
         manual="routerbench_0shot.pkl of https://huggingface.co/datasets/withmartian/routerbench",
-        note=("No license is stated on the dataset card (paper: arXiv:2403.12031). "
-              "A pickle can run code when loaded: the routerbench source opens it only with TELA_ALLOW_PICKLE=1 "
-              "(or --set source.allow_pickle=true). No checksum could be verified from here."),
+        note=(
+            "No license is stated on the dataset card (paper: arXiv:2403.12031). "
+            "A pickle can run code when loaded: the routerbench source opens it only with TELA_ALLOW_PICKLE=1 "
+            "(or --set source.allow_pickle=true). No checksum could be verified from here."
+        ),
     )
 
 
 #: every entry, in the order `tela data list` shows them
 ENTRIES: tuple[DatasetEntry, ...] = (
-    _routellm_mmlu(), _routellm_judge(), _arena(), _llmrouter(), _routerarena(), _routerbench(),
+    _routellm_mmlu(),
+    _routellm_judge(),
+    _arena(),
+    _llmrouter(),
+    _routerarena(),
+    _routerbench(),
 )

@@ -24,7 +24,13 @@ from .onnx import MiniLMOnnxEmbedder, MiniLMOnnxInt8Embedder
 from .sentence import MiniLMEmbedder, SentenceTransformerEmbedder
 from .static import Model2VecEmbedder
 
-__all__ = ["MiniLMEmbedder", "SentenceTransformerEmbedder", "MiniLMOnnxEmbedder", "MiniLMOnnxInt8Embedder", "Model2VecEmbedder"]
+__all__ = [
+    "MiniLMEmbedder",
+    "SentenceTransformerEmbedder",
+    "MiniLMOnnxEmbedder",
+    "MiniLMOnnxInt8Embedder",
+    "Model2VecEmbedder",
+]
 
 
 @hookimpl

@@ -6,13 +6,13 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from tela_core.infra.errors import TelaError
-from tela_core.models.vector_cache import default_model_path, models_dir
 from tela_core.infra.io import remove_stale_partials, staged_dir
 from tela_core.infra.locks import cache_lock
+from tela_core.models.vector_cache import default_model_path, models_dir
 
 __all__ = ["OFFLINE_VARS", "local_model", "minilm_path", "model_fingerprint", "built_once", "l2_normalise"]
 
@@ -42,14 +42,18 @@ def local_model(name: str, what: str) -> str:
     except Exception:
         pass
     if any(os.environ.get(v) for v in OFFLINE_VARS):
-        raise TelaError(f"{what} {name!r}: not a folder, and not in the local Hugging Face cache (offline: "
-                        f"{'/'.join(OFFLINE_VARS)} set); download it once where the hub is reachable "
-                        f"(huggingface-cli download {name}) or name a local folder")
+        raise TelaError(
+            f"{what} {name!r}: not a folder, and not in the local Hugging Face cache (offline: "
+            f"{'/'.join(OFFLINE_VARS)} set); download it once where the hub is reachable "
+            f"(huggingface-cli download {name}) or name a local folder"
+        )
     try:
         return str(snapshot_download(name))
     except Exception as e:
         said = " ".join(str(e).split())[:200]
-        raise TelaError(f"{what} {name!r}: not a folder, and it could not be downloaded ({type(e).__name__}: {said})") from None
+        raise TelaError(
+            f"{what} {name!r}: not a folder, and it could not be downloaded ({type(e).__name__}: {said})"
+        ) from None
 
 
 def model_fingerprint(folder: str) -> str:
@@ -79,15 +83,20 @@ def built_once(name: str, build: Callable[[Path], None], what: str) -> Path:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError:
         pass
-    with cache_lock(final, on_wait=lambda holder: print(f"waiting for {holder}, which is building {what}", file=sys.stderr)) as held:
+    with cache_lock(
+        final, on_wait=lambda holder: print(f"waiting for {holder}, which is building {what}", file=sys.stderr)
+    ) as held:
         if final.is_dir():
             return final
         if held is None:
             import tempfile
 
             tmp = Path(tempfile.mkdtemp(prefix="tela-model-"))
-            print(f"warning: cannot write {final}; building {what} in {tmp} for this run only "
-                  "(set TELA_CACHE to a writable folder to keep it)", file=sys.stderr)
+            print(
+                f"warning: cannot write {final}; building {what} in {tmp} for this run only "
+                "(set TELA_CACHE to a writable folder to keep it)",
+                file=sys.stderr,
+            )
             build(tmp)
             return tmp
         remove_stale_partials(final)
@@ -97,7 +106,7 @@ def built_once(name: str, build: Callable[[Path], None], what: str) -> Path:
     return final
 
 
-def l2_normalise(x: "object") -> "object":
+def l2_normalise(x: object) -> object:
     """Rows scaled to unit length (float32); zero rows stay zero."""
     import numpy as np
 

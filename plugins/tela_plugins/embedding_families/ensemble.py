@@ -10,17 +10,17 @@ at deployment on new subjects. Then every member is refitted on all the training
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 from pydantic import Field
 
 from tela_core.components import LoadContext, Scores
-from tela_core.infra.errors import TelaError
-from tela_core.routing.family import FamilyScorer, TargetOptions, read_json
-from tela_core.infra.io import atomic_write_json
 from tela_core.data.records import Record
+from tela_core.infra.errors import TelaError
+from tela_core.infra.io import atomic_write_json
+from tela_core.routing.family import FamilyScorer, TargetOptions, read_json
 from tela_core.routing.targets import make_targets
 
 __all__ = ["EnsembleScorer"]
@@ -40,8 +40,11 @@ class EnsembleOptions(TargetOptions):
     folds: int = Field(5, ge=2, description="group folds for the out-of-fold member scores")
     C: float = Field(1.0, gt=0, description="inverse L2 strength of the stacking regression")
     seed: int = Field(0, description="seed for assigning groups to folds")
-    embedder: Optional[str] = Field(None, description="embedder of every member that embeds prompts and names none "
-                                    "itself (default: each member's own default, model2vec)")
+    embedder: str | None = Field(
+        None,
+        description="embedder of every member that embeds prompts and names none "
+        "itself (default: each member's own default, model2vec)",
+    )
     embedder_options: dict[str, Any] = Field(default_factory=dict, description="options of that embedder")
 
 
@@ -69,7 +72,9 @@ class EnsembleScorer(FamilyScorer):
             elif isinstance(m, Mapping) and "family" in m:
                 out.append((str(m["family"]), dict(m.get("options") or {})))
             else:
-                raise TelaError(f'ensemble member {m!r}: expected a family name or {{"family": NAME, "options": {{...}}}}')
+                raise TelaError(
+                    f'ensemble member {m!r}: expected a family name or {{"family": NAME, "options": {{...}}}}'
+                )
         if not out:
             raise TelaError("ensemble needs at least one member family")
         return out
@@ -154,11 +159,16 @@ class EnsembleScorer(FamilyScorer):
         for j, m in enumerate(d["members"]):
             member = Path(artifact_dir) / "members" / f"{j}-{m['family']}"
             embeds = getattr(get_registry().get("scorer", str(m["family"])), "uses_embedder", False)
-            self._loaded.append(Router.load(member, trust_remote_code=context.trust_remote_code,
-                                            embedder=context.embedder if embeds else None).scorer)
+            self._loaded.append(
+                Router.load(
+                    member, trust_remote_code=context.trust_remote_code, embedder=context.embedder if embeds else None
+                ).scorer
+            )
         if context.embedder is not None and not any(s.uses_embedder for s in self._loaded):
-            raise TelaError(f"{artifact_dir}: no member of this ensemble embeds prompts, "
-                            f"so it cannot use embedder {context.embedder!r}")
+            raise TelaError(
+                f"{artifact_dir}: no member of this ensemble embeds prompts, "
+                f"so it cannot use embedder {context.embedder!r}"
+            )
 
     def score(self, prompts: Sequence[str]) -> Scores:
         import numpy as np

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from pydantic import Field
 
 from tela_core.components import LoadContext, Scores
-from tela_core.infra.errors import TelaError
-from tela_core.routing.family import FamilyScorer, TargetOptions, artifact_field, read_json, train_data
-from tela_core.infra.io import atomic_write_json
 from tela_core.data.records import Record
+from tela_core.infra.errors import TelaError
+from tela_core.infra.io import atomic_write_json
 from tela_core.models.embedders import EmbedderOptions, UsesEmbedder
-
+from tela_core.routing.family import FamilyScorer, TargetOptions, artifact_field, read_json, train_data
 from tela_plugins.embedding_families.store import load_npz, save_npz
 
 __all__ = ["KnnScorer"]
@@ -21,7 +21,9 @@ __all__ = ["KnnScorer"]
 
 class KnnOptions(TargetOptions, EmbedderOptions):
     k: int = Field(50, ge=1, description="number of neighbours")
-    weighting: Literal["uniform", "similarity"] = Field("uniform", description="uniform | similarity (softmax of cosine / temperature)")
+    weighting: Literal["uniform", "similarity"] = Field(
+        "uniform", description="uniform | similarity (softmax of cosine / temperature)"
+    )
     temperature: float = Field(0.05, gt=0, description="softmax temperature for weighting=similarity")
 
 
@@ -42,7 +44,12 @@ class KnnScorer(UsesEmbedder, FamilyScorer):
         data = train_data(train, self.options.target, self.options.weak, self.options.strong)
         emb = self.embed([r.prompt for r in train])
         outcomes = data.outcomes if data.outcomes is not None else np.zeros((len(train), 0))
-        save_npz(out / "knn.npz", emb=emb.astype(np.float16), y=data.y.astype(np.float32), outcomes=outcomes.astype(np.float32))
+        save_npz(
+            out / "knn.npz",
+            emb=emb.astype(np.float16),
+            y=data.y.astype(np.float32),
+            outcomes=outcomes.astype(np.float32),
+        )
         atomic_write_json(out / "models.json", {"models": data.models, **data.meta})
         self._set(emb, data.y, outcomes, data.models)
         return self.finish_fit(out, len(train), data.meta)
@@ -61,8 +68,10 @@ class KnnScorer(UsesEmbedder, FamilyScorer):
         z = load_npz(path, expect=("emb", "y", "outcomes"))
         n = len(z["emb"])
         if z["emb"].ndim != 2 or n == 0 or z["y"].shape != (n,) or len(z["outcomes"]) != n:
-            raise TelaError(f"{path}: damaged router file: array shapes disagree "
-                            f"(emb {z['emb'].shape}, y {z['y'].shape}, outcomes {z['outcomes'].shape}); train the router again")
+            raise TelaError(
+                f"{path}: damaged router file: array shapes disagree "
+                f"(emb {z['emb'].shape}, y {z['y'].shape}, outcomes {z['outcomes'].shape}); train the router again"
+            )
         info_path = Path(artifact_dir) / "models.json"
         models = artifact_field(read_json(info_path), info_path, "models", list)
         self._set(z["emb"], z["y"], z["outcomes"], [str(m) for m in models])

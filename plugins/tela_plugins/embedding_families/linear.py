@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from tela_core.models.embedders import EmbedderOptions, UsesEmbedder
 from tela_core.routing.probe import LinearProbeScorer, ProbeOptions

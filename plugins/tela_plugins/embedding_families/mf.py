@@ -9,18 +9,18 @@ w from the weak and strong models' predictions (see ``target``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from pydantic import Field
 
 from tela_core.components import LoadContext, Scores
-from tela_core.infra.errors import TelaError
-from tela_core.routing.family import FamilyScorer, TargetOptions, artifact_field, read_json, train_data
-from tela_core.infra.io import atomic_write_json
 from tela_core.data.records import Record
+from tela_core.infra.errors import TelaError
+from tela_core.infra.io import atomic_write_json
 from tela_core.models.embedders import EmbedderOptions, UsesEmbedder
-
+from tela_core.routing.family import FamilyScorer, TargetOptions, artifact_field, read_json, train_data
 from tela_plugins.embedding_families.store import load_npz, save_npz, w_from_model_probs
 
 __all__ = ["MatrixFactorizationScorer"]
@@ -42,7 +42,6 @@ class MatrixFactorizationScorer(UsesEmbedder, FamilyScorer):
     Options = MFOptions
 
     def fit(self, train: Sequence[Record], output_dir: Path, config: Mapping[str, Any]) -> Path:
-        import numpy as np
         import torch
 
         self.merge_options(config)

@@ -7,8 +7,9 @@ The training target and outcome matrix come from :func:`tela_core.routing.family
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from tela_core.infra.errors import TelaError
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["w_from_model_probs", "save_npz", "load_npz"]
 
 
-def w_from_model_probs(p: "np.ndarray", models: list[str], meta: dict[str, Any]) -> "np.ndarray":
+def w_from_model_probs(p: np.ndarray, models: list[str], meta: dict[str, Any]) -> np.ndarray:
     """Two-model w from per-model P(correct): 1 − P(weak) for weak-wrong, (P(s) − P(w) + 1)/2 for gain."""
     import numpy as np
 
@@ -43,7 +44,7 @@ def save_npz(path: Path, **arrays: Any) -> None:
     os.replace(tmp, path)
 
 
-def load_npz(path: Path, expect: Sequence[str] = ()) -> dict[str, "np.ndarray"]:
+def load_npz(path: Path, expect: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """The arrays of an artifact's ``.npz`` (no pickles); one line naming the file when it is
     missing, truncated, not an npz, or lacks one of the arrays named in ``expect``."""
     import numpy as np
@@ -54,10 +55,14 @@ def load_npz(path: Path, expect: Sequence[str] = ()) -> dict[str, "np.ndarray"]:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except Exception as e:  # truncated or garbage: BadZipFile, EOFError, ValueError, OSError, ...
-        raise TelaError(f"{path}: damaged router file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'}); "
-                        "train the router again") from None
+        raise TelaError(
+            f"{path}: damaged router file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'}); "
+            "train the router again"
+        ) from None
     if expect:
         missing = [k for k in expect if k not in arrays]
         if missing:
-            raise TelaError(f"{path}: damaged router file: no array {', '.join(map(repr, missing))}; train the router again")
+            raise TelaError(
+                f"{path}: damaged router file: no array {', '.join(map(repr, missing))}; train the router again"
+            )
     return arrays

@@ -8,15 +8,16 @@ backends. The heavy work lives in :mod:`tela_plugins.encoder.train`; this module
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any
 
 from pydantic import Field
 
 from tela_core import hookimpl
 from tela_core.components import LoadContext, Scores
-from tela_core.routing.family import FamilyScorer, TargetOptions
 from tela_core.data.records import Record
+from tela_core.routing.family import FamilyScorer, TargetOptions
 
 __all__ = ["EncoderClassifier", "EncoderOptions"]
 
@@ -24,15 +25,15 @@ MODEL_SUBDIR = "model"
 
 
 class EncoderOptions(TargetOptions):
-    base_model: Optional[str] = Field(None, description="encoder dir or name (default all-MiniLM-L6-v2 from PyPI)")
+    base_model: str | None = Field(None, description="encoder dir or name (default all-MiniLM-L6-v2 from PyPI)")
     epochs: float = Field(1.0, gt=0, description="training epochs")
     max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: run all epochs)")
     learning_rate: float = Field(3e-5, gt=0, description="AdamW learning rate of the fine-tune")
     batch_size: int = Field(32, ge=1, description="per-device batch size")
     max_length: int = Field(256, ge=8, description="truncate prompts to this many tokens")
-    max_train: Optional[int] = Field(None, ge=1, description="train on at most this many records (seeded sample)")
+    max_train: int | None = Field(None, ge=1, description="train on at most this many records (seeded sample)")
     seed: int = Field(42, description="seed of the max_train sample, the head's init and the data order")
-    deepspeed: Optional[Union[str, dict]] = Field(None, description="DeepSpeed config: a dict or a JSON file path")
+    deepspeed: str | dict | None = Field(None, description="DeepSpeed config: a dict or a JSON file path")
     score_batch_size: int = Field(64, ge=1, description="batch size at scoring time")
 
 

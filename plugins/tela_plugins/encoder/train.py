@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tela_core.components import Scores
-from tela_core.models.vector_cache import resolve_model
-from tela_core.infra.errors import TelaError
 from tela_core.data.records import Record
+from tela_core.infra.errors import TelaError
+from tela_core.models.vector_cache import resolve_model
 from tela_core.routing.targets import make_targets
 
 __all__ = ["train_encoder", "load_encoder", "score_encoder"]
@@ -119,7 +120,13 @@ def train_encoder(options: Any, records: Sequence[Record], model_dir: Path) -> d
     import shutil
 
     shutil.rmtree(scratch, ignore_errors=True)
-    return {**meta, "train_records": len(recs), "train_loss": float(result.training_loss), "base_model": str(options.base_model or "all-MiniLM-L6-v2"), "deepspeed": ds_config is not None}
+    return {
+        **meta,
+        "train_records": len(recs),
+        "train_loss": float(result.training_loss),
+        "base_model": str(options.base_model or "all-MiniLM-L6-v2"),
+        "deepspeed": ds_config is not None,
+    }
 
 
 def load_encoder(model_dir: Path) -> tuple[Any, Any]:
@@ -147,7 +154,13 @@ def score_encoder(model: Any, tok: Any, prompts: list[str], options: Any) -> Sco
     with torch.inference_mode():
         for s in range(0, n, options.score_batch_size):
             idx = order[s : s + options.score_batch_size]
-            enc = tok([prompts[i] for i in idx], truncation=True, max_length=options.max_length, padding=True, return_tensors="pt")
+            enc = tok(
+                [prompts[i] for i in idx],
+                truncation=True,
+                max_length=options.max_length,
+                padding=True,
+                return_tensors="pt",
+            )
             out[idx] = model(**enc).logits.float().numpy()
     if k == 1:
         return Scores(w=1.0 / (1.0 + np.exp(-out[:, 0])))

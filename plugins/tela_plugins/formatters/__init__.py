@@ -3,7 +3,8 @@ tokenizer's chat template."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from tela_core import Formatted, Formatter, Message, TelaError, hookimpl
 
@@ -47,7 +48,7 @@ class ChatTemplateFormatter(Formatter):
             full = tokenizer.apply_chat_template(msgs + [{"role": "assistant", "content": answer}], tokenize=False)
             if not full.startswith(prompt):
                 raise TelaError("chat template does not extend the generation prompt; use role-prefix")
-            completion = full[len(prompt):]
+            completion = full[len(prompt) :]
             return Formatted(prompt=prompt, completion=completion)
         prompt = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
         return Formatted(prompt=prompt, completion=completion)

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 from tela_core import hookimpl
-
 from tela_plugins.hf.arena import ArenaSource
 from tela_plugins.hf.hf import HFSource
 from tela_plugins.hf.routellm_gpt4 import RouteLLMJudgeSource

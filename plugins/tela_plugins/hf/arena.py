@@ -29,15 +29,15 @@ The question is the first user turn (``prompt_turn``: ``first``, ``last`` or ``a
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from tela_core import Record, Source
-from tela_core.data.records import seed_record
 from tela_core.data.labels import OutcomeOptions, label_for
-
+from tela_core.data.records import seed_record
 from tela_plugins.hf.load import Opened, open_split, require_columns
 
 __all__ = ["ArenaSource", "ArenaOptions", "battle_result"]
@@ -99,8 +99,9 @@ class ArenaSource(Source):
         o = self.options
         opened = open_split(path, split=o.split, config=o.config, revision=o.revision)
         winner_cols = ["winner"] if "winner" in opened.columns else list(_ONE_HOT)
-        require_columns(opened, {"model_a": "model_a", "model_b": "model_b", "prompt": "prompt",
-                                 **{c: c for c in winner_cols}})
+        require_columns(
+            opened, {"model_a": "model_a", "model_b": "model_b", "prompt": "prompt", **{c: c for c in winner_cols}}
+        )
         battles = self._battles(opened, winner_cols)
         strong, weak, names = self._sides(opened, battles)
         used = skipped = empty = 0
@@ -122,13 +123,19 @@ class ArenaSource(Source):
             label = label_for(outcomes[names[1]], outcomes[names[0]], o)
             used += 1
             yield seed_record(prompt, label, outcomes=outcomes, id=rid or f"{opened.split}/{i}")
-        self.stats.update(battles=len(battles), strong_vs_weak=used, other_battles_skipped=skipped,
-                          empty_prompts_skipped=empty)
+        self.stats.update(
+            battles=len(battles), strong_vs_weak=used, other_battles_skipped=skipped, empty_prompts_skipped=empty
+        )
         if used == 0:
-            raise opened.error(0, f"no battle between the strong side ({', '.join(sorted(strong))}) and the weak side "
-                                  f"({', '.join(sorted(weak))}); pick other tiers or models")
+            raise opened.error(
+                0,
+                f"no battle between the strong side ({', '.join(sorted(strong))}) and the weak side "
+                f"({', '.join(sorted(weak))}); pick other tiers or models",
+            )
 
-    def _battles(self, opened: Opened, winner_cols: list[str]) -> list[tuple[int, str, str, float | None, str, str | None]]:
+    def _battles(
+        self, opened: Opened, winner_cols: list[str]
+    ) -> list[tuple[int, str, str, float | None, str, str | None]]:
         cols = ["model_a", "model_b", "prompt", *winner_cols] + (["id"] if "id" in opened.columns else [])
         out = []
         for i, row in enumerate(opened.rows(cols)):
@@ -154,7 +161,9 @@ class ArenaSource(Source):
                 try:
                     turns = json.loads(text)
                 except json.JSONDecodeError as e:
-                    raise opened.error(i, f"prompt is not a valid JSON list of turns ({e.msg} at column {e.colno})") from None
+                    raise opened.error(
+                        i, f"prompt is not a valid JSON list of turns ({e.msg} at column {e.colno})"
+                    ) from None
             else:
                 turns = [text]
         if isinstance(turns, list) and turns and all(isinstance(t, dict) for t in turns):  # conversation_a shape
@@ -182,15 +191,18 @@ class ArenaSource(Source):
             return {o.strong_model}, {o.weak_model}, (o.strong_model, o.weak_model)
         from tela_plugins.hf.elo import elo_ratings, elo_tiers  # start-up: `tela --help` need not load hf.elo (~1 ms)
 
-        ratings = elo_ratings([b[1] for b in battles], [b[2] for b in battles],
-                              [0.5 if b[3] is None else b[3] for b in battles])
+        ratings = elo_ratings(
+            [b[1] for b in battles], [b[2] for b in battles], [0.5 if b[3] is None else b[3] for b in battles]
+        )
         tiers = elo_tiers(ratings, o.num_tiers)
         n_tiers = max(tiers.values()) + 1
         for role, t in (("strong_tier", o.strong_tier), ("weak_tier", o.weak_tier)):
             if t >= n_tiers:
                 raise opened.error(0, f"{role} {t}: there are only {n_tiers} tiers (0..{n_tiers - 1})")
         if o.strong_tier >= o.weak_tier:
-            raise opened.error(0, f"strong_tier ({o.strong_tier}) must be a better (lower) tier than weak_tier ({o.weak_tier})")
+            raise opened.error(
+                0, f"strong_tier ({o.strong_tier}) must be a better (lower) tier than weak_tier ({o.weak_tier})"
+            )
         strong = {m for m, t in tiers.items() if t == o.strong_tier}
         weak = {m for m, t in tiers.items() if t == o.weak_tier}
         self.stats = {

@@ -12,7 +12,7 @@ otherwise free overall shift) and an optimal 1-D segmentation.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["elo_ratings", "elo_tiers", "ANCHOR"]
 

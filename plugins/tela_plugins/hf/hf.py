@@ -20,15 +20,15 @@ Each row becomes a seed-format record (the seed's system prompt, ``[Question]`` 
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from pydantic import field_validator
 
 from tela_core import Record, Source
-from tela_core.data.records import ROLES, parse_label, seed_record
 from tela_core.data.labels import OutcomeOptions, label_for
-
+from tela_core.data.records import ROLES, parse_label, seed_record
 from tela_plugins.hf.load import Opened, open_split, require_columns
 
 __all__ = ["HFOptions", "HFSource", "as_score", "as_outcome", "as_cost", "mapping_option"]
@@ -176,7 +176,9 @@ class HFSource(Source):
             return None
         for role, m in (("weak", o.weak_model), ("strong", o.strong_model)):
             if m not in outcome_cols:
-                raise opened.error(0, f"{role} model {m!r} has no outcome column; outcome_columns: {', '.join(outcome_cols)}")
+                raise opened.error(
+                    0, f"{role} model {m!r} has no outcome column; outcome_columns: {', '.join(outcome_cols)}"
+                )
         return o.weak_model, o.strong_model
 
     def record(self, opened: Opened, i: int, row: Mapping[str, Any], pair: tuple[str, str] | None) -> Record:
@@ -195,12 +197,16 @@ class HFSource(Source):
                 label = as_score(row[col])
                 if label is None:
                     raise opened.error(i, f"column {col!r}: expected a score 1..5, got {_show(row[col])}")
-        outcomes = self._numbers(opened, i, row, o.outcome_columns or {}, as_outcome, "an outcome in [0, 1] (or true/false)")
+        outcomes = self._numbers(
+            opened, i, row, o.outcome_columns or {}, as_outcome, "an outcome in [0, 1] (or true/false)"
+        )
         costs = self._numbers(opened, i, row, o.cost_columns or {}, as_cost, "a cost >= 0")
         if label is None and pair is not None and outcomes:
             label = label_for(outcomes[pair[0]], outcomes[pair[1]], o)
         if label is None and o.require_label:
-            raise opened.error(i, "no label (set score_column, label_column, or outcome_columns with weak/strong models)")
+            raise opened.error(
+                i, "no label (set score_column, label_column, or outcome_columns with weak/strong models)"
+            )
         extra = {
             "outcomes": outcomes or None,
             "costs": costs or None,
@@ -213,11 +219,20 @@ class HFSource(Source):
 
     def _messages(self, opened: Opened, i: int, value: Any) -> tuple[list[dict[str, str]], str, int | None]:
         if not isinstance(value, list) or not value:
-            raise opened.error(i, f"column {self.options.messages_column!r}: expected a non-empty list of {{role, content}}")
+            raise opened.error(
+                i, f"column {self.options.messages_column!r}: expected a non-empty list of {{role, content}}"
+            )
         out = []
         for j, m in enumerate(value):
-            if not isinstance(m, Mapping) or m.get("role") not in ROLES or not isinstance(m.get("content"), str) or not m["content"].strip():
-                raise opened.error(i, f"messages[{j}]: expected {{role: {'/'.join(ROLES)}, content: non-empty text}}, got {_show(m)}")
+            if (
+                not isinstance(m, Mapping)
+                or m.get("role") not in ROLES
+                or not isinstance(m.get("content"), str)
+                or not m["content"].strip()
+            ):
+                raise opened.error(
+                    i, f"messages[{j}]: expected {{role: {'/'.join(ROLES)}, content: non-empty text}}, got {_show(m)}"
+                )
             out.append({"role": m["role"], "content": m["content"]})
         users = [m["content"] for m in out if m["role"] == "user"]
         if not users:
@@ -226,15 +241,19 @@ class HFSource(Source):
         if out[-1]["role"] == "assistant":
             label = parse_label(out[-1]["content"])
             if label is None:
-                raise opened.error(i, f"last assistant message must be a score [[k]] (k in 1..5), got {_show(out[-1]['content'])}")
+                raise opened.error(
+                    i, f"last assistant message must be a score [[k]] (k in 1..5), got {_show(out[-1]['content'])}"
+                )
         prompt = users[-1]
         head, tail = "[Question]\n", "\n\nPrediction:\n"
         if prompt.startswith(head) and prompt.endswith(tail):  # the seed's user template: the question inside
-            prompt = prompt[len(head): -len(tail)] or prompt
+            prompt = prompt[len(head) : -len(tail)] or prompt
         return out, prompt, label
 
     @staticmethod
-    def _numbers(opened: Opened, i: int, row: Mapping[str, Any], cols: Mapping[str, str], parse: Any, what: str) -> dict[str, float]:
+    def _numbers(
+        opened: Opened, i: int, row: Mapping[str, Any], cols: Mapping[str, str], parse: Any, what: str
+    ) -> dict[str, float]:
         out: dict[str, float] = {}
         for model, col in cols.items():
             x = parse(row[col])
@@ -259,4 +278,3 @@ def _text(value: Any) -> str | None:
 def _show(value: Any, n: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= n else text[: n - 1] + "…"
-

@@ -16,8 +16,9 @@ A pickle is never opened here (``.pkl`` files can run code when loaded). Errors 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from tela_core import InputError, TelaError
 
@@ -75,13 +76,15 @@ def require_columns(opened: Opened, wanted: dict[str, str | None]) -> None:
     for option, col in wanted.items():
         if col is not None and col not in opened.columns:
             raise InputError(
-                f"{opened.name} (split {opened.split})", None,
+                f"{opened.name} (split {opened.split})",
+                None,
                 f"no column {col!r} ({option}); columns: {', '.join(opened.columns)}",
             )
 
 
-def open_split(location: str | Path, *, split: str = "train", config: str | None = None,
-               revision: str | None = None) -> Opened:
+def open_split(
+    location: str | Path, *, split: str = "train", config: str | None = None, revision: str | None = None
+) -> Opened:
     """The ``split`` of the dataset at ``location`` (module doc); errors name the dataset."""
     loc = str(location)
     p = Path(loc).expanduser()
@@ -129,7 +132,9 @@ def _open_local(p: Path, split: str, config: str | None) -> Opened:
         if builder is None:
             if p.suffix.lower() == ".pkl":
                 raise InputError(p, None, "a pickle can run code when loaded; this source does not open pickles")
-            raise InputError(p, None, f"cannot read {p.suffix or 'this file'}; expected {', '.join(FILE_BUILDERS)} or a folder")
+            raise InputError(
+                p, None, f"cannot read {p.suffix or 'this file'}; expected {', '.join(FILE_BUILDERS)} or a folder"
+            )
         obj = datasets.load_dataset(builder, data_files={split: str(p)}, split=split)
         return Opened(obj, name, split)
     except TelaError:

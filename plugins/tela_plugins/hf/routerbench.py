@@ -21,17 +21,16 @@ from __future__ import annotations
 
 import ast
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from tela_core import InputError, Record, Source
-from tela_core.data.labels import OutcomeOptions
+from tela_core.data.labels import OutcomeOptions, label_for
+from tela_core.data.records import seed_record
 from tela_core.infra.errors import PairModelError
-
 from tela_plugins.hf.hf import as_cost, as_outcome
 from tela_plugins.hf.load import DatasetRowError, Opened, open_split
-from tela_core.data.labels import label_for
-from tela_core.data.records import seed_record
 
 __all__ = ["RouterBenchSource", "RouterBenchOptions", "COST_SUFFIX", "pickle_allowed"]
 
@@ -98,7 +97,9 @@ class RouterBenchSource(Source):
     """RouterBench: per-model quality and $ cost columns (<model>, <model>|total_cost), N models."""
 
     name = "routerbench"
-    description = "RouterBench (routerbench_0shot): <model> quality and <model>|total_cost per prompt; group = eval_name"
+    description = (
+        "RouterBench (routerbench_0shot): <model> quality and <model>|total_cost per prompt; group = eval_name"
+    )
     Options = RouterBenchOptions
     reads_hub_ids = True
 
@@ -109,7 +110,8 @@ class RouterBenchSource(Source):
                 raise InputError(p, None, "file not found")
             if not pickle_allowed(self.options.allow_pickle):
                 raise InputError(
-                    p, None,
+                    p,
+                    None,
                     "a pickle can run code when it is loaded, so tela opens one only if you trust it: rerun with "
                     f"{PICKLE_ENV}=1 (or --set source.allow_pickle=true), or convert it once with "
                     f"`{PICKLE_ENV}=1 tela data convert {p.name} routerbench.jsonl --source routerbench`",
@@ -129,8 +131,12 @@ class RouterBenchSource(Source):
         data = self._open(path)
         models = [c for c in data.columns if not c.endswith(COST_SUFFIX) and f"{c}{COST_SUFFIX}" in data.columns]
         if len(models) < 2:
-            raise InputError(data.name, None, f"expected '<model>' and '<model>{COST_SUFFIX}' columns for at least two "
-                                              f"models; columns: {', '.join(data.columns[:12])}")
+            raise InputError(
+                data.name,
+                None,
+                f"expected '<model>' and '<model>{COST_SUFFIX}' columns for at least two "
+                f"models; columns: {', '.join(data.columns[:12])}",
+            )
         if "prompt" not in data.columns:
             raise InputError(data.name, None, f"no column 'prompt'; columns: {', '.join(data.columns[:12])}")
         o = self.options
@@ -139,7 +145,9 @@ class RouterBenchSource(Source):
             missing = [(r, m) for r, m in (("weak", o.weak_model), ("strong", o.strong_model)) if m not in models]
             if missing:
                 role, name = missing[0]
-                raise PairModelError(data.name, role, f"{role} model {name!r} is not in the data; models: {', '.join(models)}")
+                raise PairModelError(
+                    data.name, role, f"{role} model {name!r} is not in the data; models: {', '.join(models)}"
+                )
             pair = (o.weak_model, o.strong_model)
         self.stats = {"models": len(models), "rows": len(data)}
         extra = [c for c in ("sample_id", "eval_name") if c in data.columns]
@@ -155,14 +163,21 @@ class RouterBenchSource(Source):
                 if q is None:
                     raise data.error(i, f"column {m!r}: expected a quality in [0, 1], got {row[m]!r}")
                 if c is None:
-                    raise data.error(i, f"column {m + COST_SUFFIX!r}: expected a cost >= 0, got {row[m + COST_SUFFIX]!r}")
+                    raise data.error(
+                        i, f"column {m + COST_SUFFIX!r}: expected a cost >= 0, got {row[m + COST_SUFFIX]!r}"
+                    )
                 outcomes[m], costs[m] = q, c
             label = label_for(outcomes[pair[0]], outcomes[pair[1]], o) if pair else None
             group = row.get("eval_name")
             rid = row.get("sample_id")
-            yield seed_record(prompt, label, outcomes=outcomes, costs=costs,
-                              group=None if group is None else str(group),
-                              id=f"{data.split}/{i}" if rid is None else str(rid))
+            yield seed_record(
+                prompt,
+                label,
+                outcomes=outcomes,
+                costs=costs,
+                group=None if group is None else str(group),
+                id=f"{data.split}/{i}" if rid is None else str(rid),
+            )
 
     def sniff(self, path: Path) -> bool:
         """A .pkl file (so the pickle rule is explained), or data with '<model>|total_cost' columns."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from tela_core import JudgeItem, JudgeOutputError, TelaError
 from tela_core.components import message_text
@@ -18,7 +18,7 @@ def conversation_before(item: JudgeItem) -> str:
     messages = list(item.messages)
     last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
     blocks = []
-    for m in messages[:max(last_user, 0)]:
+    for m in messages[: max(last_user, 0)]:
         role = str(m.get("role", "user")).capitalize()
         blocks.append(f"### {role}:\n{message_text(m.get('content')).strip()}")
     return "\n\n".join(blocks)
@@ -49,7 +49,9 @@ def bracketed(reply: str, pattern: str, what: str, allowed: Iterable[str]) -> st
         )
     value = distinct[0]
     if value not in allowed:
-        raise JudgeOutputError(f"the judge's {what} [[{value}]] is not one of {', '.join(allowed)}: {snippet(reply)!r}", reply)
+        raise JudgeOutputError(
+            f"the judge's {what} [[{value}]] is not one of {', '.join(allowed)}: {snippet(reply)!r}", reply
+        )
     return value
 
 

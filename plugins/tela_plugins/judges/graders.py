@@ -66,7 +66,7 @@ def boxed_contents(text: str) -> list[str]:
     some prompts' templates make models write, gives ``42``)."""
     out = []
     closing: dict[int, int] = {}  # each "{" to its matching "}", in one pass (an answer full of
-    opened: list[int] = []        # unclosed boxes must not cost a scan to the end per box)
+    opened: list[int] = []  # unclosed boxes must not cost a scan to the end per box)
     for i, ch in enumerate(text):
         if ch == "{":
             opened.append(i)
@@ -75,7 +75,7 @@ def boxed_contents(text: str) -> list[str]:
     for m in _BOXED.finditer(text):
         end = closing.get(m.end() - 1)
         if end is not None:
-            inner = text[m.end(): end].strip()
+            inner = text[m.end() : end].strip()
             while inner.startswith("{") and inner.endswith("}"):  # \boxed{{x}}
                 inner = inner[1:-1].strip()
             inner = re.sub(r"^\\(?:text|textbf|mathrm|mathbf)\s*\{(.*)\}$", r"\1", inner, flags=re.S).strip()
@@ -128,7 +128,7 @@ def extract_choice(text: str, letters: str = "ABCD") -> str | None:
 def _says_answer(text: str, m: re.Match[str]) -> bool:
     """A phrase match is a statement of the answer ("answer is B", "Answer: B", "correct option is B"),
     not "Option A is wrong" or "choice B, but": it needs a connector (is / : / =) after the keyword."""
-    span = text[m.start(): m.start(1)]
+    span = text[m.start() : m.start(1)]
     return bool(re.search(r"(?:\bis\b|\bbe\b|:|=)", span, flags=re.I))
 
 

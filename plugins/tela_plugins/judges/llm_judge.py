@@ -25,7 +25,14 @@ from tela_core import Judge, JudgeItem, JudgeOutputError, JudgeRequest, TelaErro
 
 from .common import answer_of, bracketed, conversation_before
 
-__all__ = ["LLMJudge", "LLMJudgeOptions", "SYSTEM_PROMPT", "SYSTEM_PROMPT_WITH_REFERENCE", "parse_rating", "user_message"]
+__all__ = [
+    "LLMJudge",
+    "LLMJudgeOptions",
+    "SYSTEM_PROMPT",
+    "SYSTEM_PROMPT_WITH_REFERENCE",
+    "parse_rating",
+    "user_message",
+]
 
 _SCALE = """Rate on this 1 to 5 scale:
 5: excellent: correct, complete and helpful; an expert would hardly do better.

@@ -49,7 +49,9 @@ class ReferenceOptions(BaseModel):
         "(#### 42, commas and units dropped), the normalised string, or a regular expression that must match",
     )
     letters: str = Field(
-        "ABCD", pattern=r"^[A-Z]+$", description="choice grader: the answer letters a question can have (ABCDEFGHIJ for MMLU-Pro)"
+        "ABCD",
+        pattern=r"^[A-Z]+$",
+        description="choice grader: the answer letters a question can have (ABCDEFGHIJ for MMLU-Pro)",
     )
     pattern: str | None = Field(
         None,
@@ -59,14 +61,16 @@ class ReferenceOptions(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _pattern(self) -> "ReferenceOptions":
+    def _pattern(self) -> ReferenceOptions:
         if self.grader == "regex":
             if not self.pattern:
                 raise ValueError("the regex grader needs a pattern (--set judge.pattern=...)")
             try:
                 compile_regex(self.pattern.replace("{reference}", "x"))
             except RegexPatternError as e:
-                raise ValueError(str(e).replace(repr(self.pattern.replace("{reference}", "x")), repr(self.pattern), 1)) from None
+                raise ValueError(
+                    str(e).replace(repr(self.pattern.replace("{reference}", "x")), repr(self.pattern), 1)
+                ) from None
         return self
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from tela_core import hookimpl
-
 from tela_plugins.lm_probe.family import LmProbeScorer
 
 __all__ = ["LmProbeScorer"]

@@ -10,14 +10,14 @@ routing decision costs one truncated forward pass.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 from pydantic import Field
 
-from tela_core.routing.probe import LinearProbeScorer, ProbeOptions
 from tela_core.data.records import Record
-
+from tela_core.routing.probe import LinearProbeScorer, ProbeOptions
 from tela_plugins.lm_probe.features import DEFAULT_LM, lm_features
 
 __all__ = ["LmProbeScorer"]
@@ -29,7 +29,9 @@ class LmProbeOptions(ProbeOptions):
     max_tokens: int = Field(256, ge=8, description="keep each prompt's last N tokens")
     batch_size: int = Field(8, ge=1, description="prompts per forward pass (length-sorted)")
     C: float = Field(0.01, gt=0, description="inverse L2 strength of the logistic regression (on z-scored features)")
-    max_train: Optional[int] = Field(None, ge=1, description="cap on training prompts (seeded sample) to bound the LM pass")
+    max_train: int | None = Field(
+        None, ge=1, description="cap on training prompts (seeded sample) to bound the LM pass"
+    )
     seed: int = Field(0, description="seed of the max_train sample")
 
 

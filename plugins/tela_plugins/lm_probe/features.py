@@ -15,11 +15,12 @@ torch and transformers are imported inside functions only.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from tela_core.models.vector_cache import cache_dir, cached_vectors
 from tela_core.infra.errors import TelaError
 from tela_core.models.resolve import resolve_model
+from tela_core.models.vector_cache import cache_dir, cached_vectors
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -76,7 +77,7 @@ def lm_features(
     batch_size: int = 8,
     cache: bool = True,
     progress: Callable[[int, int], None] | None = None,
-) -> dict[int, "np.ndarray"]:
+) -> dict[int, np.ndarray]:
     """{layer: (n, hidden) float32 mean-pooled hidden states} of ``texts``.
 
     Layer ``k`` is the output of decoder block ``k`` (1-based; 0 is the token embeddings). Texts
@@ -97,7 +98,13 @@ def lm_features(
         outs = {L: np.zeros((len(new_texts), body.config.hidden_size), dtype=np.float32) for L in wanted}  # type: ignore[attr-defined]
         with torch.inference_mode():
             for s in range(0, len(new_texts), batch_size):
-                enc = tok(new_texts[s : s + batch_size], return_tensors="pt", padding=True, truncation=True, max_length=max_tokens)  # type: ignore[operator]
+                enc = tok(
+                    new_texts[s : s + batch_size],
+                    return_tensors="pt",
+                    padding=True,
+                    truncation=True,
+                    max_length=max_tokens,
+                )  # type: ignore[operator]
                 hs = body(**enc, output_hidden_states=True).hidden_states  # type: ignore[operator]
                 mask = enc["attention_mask"].unsqueeze(-1).float()
                 for L in wanted:
@@ -109,7 +116,7 @@ def lm_features(
     result: dict[int, np.ndarray] = {}
     for L in wanted:
 
-        def compute(new_texts: list[str], report: Callable[[int, int], None], L: int = L) -> "np.ndarray":
+        def compute(new_texts: list[str], report: Callable[[int, int], None], L: int = L) -> np.ndarray:
             have = stash.get(L, {})
             todo = [t for t in new_texts if t not in have]
             if todo:
@@ -119,6 +126,12 @@ def lm_features(
 
         key = _folder_key(model, L, max_tokens)
         result[L] = cached_vectors(
-            texts, cache_dir() / "lm-features" / key, key, compute, cache=cache, label=f"{model}: reading", progress=progress
+            texts,
+            cache_dir() / "lm-features" / key,
+            key,
+            compute,
+            cache=cache,
+            label=f"{model}: reading",
+            progress=progress,
         )
     return result

@@ -9,7 +9,6 @@ not when tela starts.
 from __future__ import annotations
 
 from tela_core import hookimpl
-
 from tela_plugins.openai_upstream.client import OpenAIUpstream
 
 __all__ = ["OpenAIUpstream"]

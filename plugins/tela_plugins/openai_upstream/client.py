@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, AsyncIterator, Mapping, Optional
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,7 +28,7 @@ class OpenAIUpstreamOptions(BaseModel):
 
     base_url: str = Field(..., min_length=1)
     """The API root, e.g. ``http://localhost:8000/v1``; requests go to ``{base_url}/chat/completions``."""
-    api_key_env: Optional[str] = None
+    api_key_env: str | None = None
     """Name of the environment variable holding the upstream's API key (sent as a bearer token). None: no key."""
     timeout: float = Field(60.0, gt=0)
     """Seconds to wait for the upstream's answer to start, and between two streamed chunks."""
@@ -132,12 +133,16 @@ class OpenAIUpstream(Upstream):
         if status >= 300:
             err = body.get("error") if isinstance(body, dict) else None
             msg = err.get("message") if isinstance(err, dict) else err
-            raise UpstreamError(f"{url}: HTTP {status}: {' '.join(str(msg or body).split())[:300]}", reason="status", status=status)
+            raise UpstreamError(
+                f"{url}: HTTP {status}: {' '.join(str(msg or body).split())[:300]}", reason="status", status=status
+            )
         data = body.get("data") if isinstance(body, dict) else None
         ids = [m.get("id") for m in data if isinstance(m, dict)] if isinstance(data, list) else []
         if ids and model not in ids:
             shown = ", ".join(str(i) for i in ids[:8]) + (", ..." if len(ids) > 8 else "")
-            raise UpstreamError(f"{url}: model {model!r} is not among this upstream's models ({shown})", reason="model", status=404)
+            raise UpstreamError(
+                f"{url}: model {model!r} is not among this upstream's models ({shown})", reason="model", status=404
+            )
 
     async def aclose(self) -> None:
         if self._session is not None:

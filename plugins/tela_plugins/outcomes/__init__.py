@@ -11,7 +11,6 @@ training example whose 1..5 label comes from the weak/strong outcomes (:mod:`.co
 from __future__ import annotations
 
 from tela_core import hookimpl
-
 from tela_plugins.outcomes.common import OutcomeOptions, OutcomeSource, label_for
 from tela_plugins.outcomes.llmrouter import LLMRouterJsonSource
 from tela_plugins.outcomes.routellm import RouteLLMCsvSource

@@ -4,16 +4,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
 from tela_core import InputError, Record, Source
 from tela_core.data.labels import OutcomeOptions, label_for  # the one mapping, shared with other source plugins
+from tela_core.data.records import loads_json, seed_record
 from tela_core.infra.errors import PairModelError
 from tela_core.infra.io import read_utf8
-from tela_core.data.records import loads_json, seed_record
 
 __all__ = ["OutcomeOptions", "OutcomeSource", "label_for"]
 
@@ -36,7 +37,9 @@ class OutcomeSource(Source):
             if name is None:
                 raise PairModelError(path, role, f"set the {role} model; models in the data: {', '.join(known)}")
             if name not in known:
-                raise PairModelError(path, role, f"{role} model {name!r} is not in the data; models: {', '.join(known)}")
+                raise PairModelError(
+                    path, role, f"{role} model {name!r} is not in the data; models: {', '.join(known)}"
+                )
         if weak == strong:
             raise InputError(path, None, f"weak and strong model are both {weak!r}")
         return weak, strong  # type: ignore[return-value]

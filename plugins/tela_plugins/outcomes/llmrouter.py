@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from pydantic import Field
 
 from tela_core import InputError, Record
-from tela_core.infra.io import read_utf8
 from tela_core.data.records import check_text, json_decoder
-
+from tela_core.infra.io import read_utf8
 from tela_plugins.outcomes.common import OutcomeOptions, OutcomeSource, clip01, is_number, read_price_object
 
 __all__ = ["LLMRouterJsonSource", "LLMRouterOptions", "load_prices"]
@@ -50,8 +50,12 @@ def load_prices(path: Path) -> dict[str, tuple[float, float]]:
     data = read_price_object(path)
     prices: dict[str, tuple[float, float]] = {}
     for model, info in data.items():
-        if not isinstance(info, dict) or not is_number(info.get("input_price")) or not is_number(info.get("output_price")):
-            raise InputError(path, None, f"model {model!r}: expected numeric \"input_price\" and \"output_price\"")
+        if (
+            not isinstance(info, dict)
+            or not is_number(info.get("input_price"))
+            or not is_number(info.get("output_price"))
+        ):
+            raise InputError(path, None, f'model {model!r}: expected numeric "input_price" and "output_price"')
         prices[model] = (float(info["input_price"]), float(info["output_price"]))
     return prices
 
@@ -72,7 +76,7 @@ def iter_json_list(path: Path) -> Iterator[tuple[int, Any]]:
 
     i = skip_ws(0)
     if i >= n or text[i] != "[":
-        raise InputError(path, line_at(i), "expected a JSON list of {\"question\", \"scores\"} objects")
+        raise InputError(path, line_at(i), 'expected a JSON list of {"question", "scores"} objects')
     i = skip_ws(i + 1)
     line, pos = 1, 0
     if i < n and text[i] == "]":
@@ -120,7 +124,9 @@ class LLMRouterJsonSource(OutcomeSource):
         pair: tuple[str, str] | None = None
         for index, (line, obj) in enumerate(iter_json_list(path)):
             if not isinstance(obj, dict):
-                raise InputError(path, line, f"expected an object with \"question\" and \"scores\", got {type(obj).__name__}")
+                raise InputError(
+                    path, line, f'expected an object with "question" and "scores", got {type(obj).__name__}'
+                )
             q = obj.get("question")
             if not isinstance(q, str) or not q.strip():
                 raise InputError(path, line, 'missing or empty "question" (a non-empty string)')
@@ -130,7 +136,7 @@ class LLMRouterJsonSource(OutcomeSource):
                 raise InputError(path, line, '"scores" must be a non-empty object mapping model to 0..1')
             outcomes: dict[str, float] = {}
             for m, v in scores.items():
-                check_text(m, path, line, "a model name in \"scores\"")
+                check_text(m, path, line, 'a model name in "scores"')
                 if not is_number(v) or not -1e-9 <= v <= 1 + 1e-9:
                     raise InputError(path, line, f"scores[{m!r}] must be a number in [0, 1], got {v!r}")
                 outcomes[m] = clip01(v)
@@ -147,7 +153,9 @@ class LLMRouterJsonSource(OutcomeSource):
             assert pair is not None
             yield self.make_record(q, outcomes, pair, costs=costs or None, id=f"{path.stem}/{index}")
 
-    def _costs(self, question: str, outcomes: dict[str, float], prices: dict[str, tuple[float, float]]) -> dict[str, float]:
+    def _costs(
+        self, question: str, outcomes: dict[str, float], prices: dict[str, tuple[float, float]]
+    ) -> dict[str, float]:
         tin = math.ceil(len(question) / self.options.chars_per_token)
         tout = self.options.output_tokens
         return {m: (tin * prices[m][0] + tout * prices[m][1]) / 1e6 for m in outcomes if m in prices}

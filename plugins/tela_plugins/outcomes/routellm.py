@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from pydantic import Field
 
 from tela_core import InputError, Record
-from tela_core.infra.io import read_utf8
-
-from tela_plugins.outcomes.common import OutcomeOptions, OutcomeSource
 from tela_core.data.protocols import contaminated_prompts
+from tela_core.infra.io import read_utf8
+from tela_plugins.outcomes.common import OutcomeOptions, OutcomeSource
 
 __all__ = ["RouteLLMCsvSource", "RouteLLMOptions"]
 
@@ -88,7 +87,7 @@ class RouteLLMCsvSource(OutcomeSource):
         try:
             header = next(reader, None)
             if header is None:
-                raise InputError(path, 1, "empty file; expected a header row with a \"prompt\" column")
+                raise InputError(path, 1, 'empty file; expected a header row with a "prompt" column')
             header = [h.strip() for h in header]
             if "prompt" not in header:
                 raise InputError(path, 1, f'missing column "prompt"; the header has: {", ".join(header)}')
@@ -110,12 +109,13 @@ class RouteLLMCsvSource(OutcomeSource):
                     )
                 if models is None:
                     models = [
-                        (i, h) for i, h in enumerate(header)
+                        (i, h)
+                        for i, h in enumerate(header)
                         if i != p_idx and row[i].strip().lower() in ("true", "false")
                     ]
                     if not models:
                         raise InputError(
-                            path, start, "no model columns: expected one True/False column per model besides \"prompt\""
+                            path, start, 'no model columns: expected one True/False column per model besides "prompt"'
                         )
                     pair = self.pair([m for _, m in models], path)
                 prompt = row[p_idx]

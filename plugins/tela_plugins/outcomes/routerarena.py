@@ -15,12 +15,12 @@ more accurate model of the bundled subset; note gemini is also the cheaper one t
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from tela_core import InputError, Record
 from tela_core.data.records import check_text, iter_jsonl
-
 from tela_plugins.outcomes.common import OutcomeOptions, OutcomeSource, clip01, is_number, read_price_object
 
 __all__ = ["RouterArenaSource", "RouterArenaOptions"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from tela_core import hookimpl
-
 from tela_plugins.policies.policies import (
     CalibratedPolicy,
     ThresholdPolicy,

@@ -12,12 +12,12 @@ Models are ordered weak/cheap first, strong/expensive last (``policy.json``'s ``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tela_core import Policy, Scores, TelaError
-from tela_core import get_registry
+from tela_core import Policy, Scores, TelaError, get_registry
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -33,11 +33,13 @@ __all__ = [
 
 def _two(models: Sequence[str], policy: str) -> tuple[str, str]:
     if len(models) != 2:
-        raise TelaError(f"policy {policy!r} routes between two models (weak, strong); got {len(models)}: {', '.join(models)}")
+        raise TelaError(
+            f"policy {policy!r} routes between two models (weak, strong); got {len(models)}: {', '.join(models)}"
+        )
     return models[0], models[1]
 
 
-def _w(scores: Scores) -> "np.ndarray":
+def _w(scores: Scores) -> np.ndarray:
     import numpy as np
 
     w = np.asarray(scores.w, dtype=float).reshape(-1)
@@ -46,7 +48,7 @@ def _w(scores: Scores) -> "np.ndarray":
     return w
 
 
-def calibrate_threshold(w: Sequence[float] | "np.ndarray", share: float) -> float:
+def calibrate_threshold(w: Sequence[float] | np.ndarray, share: float) -> float:
     """The threshold whose strong-call share on ``w`` (``mean(w ≥ t)``) is closest to ``share``.
 
     Only shares of the form ``mean(w ≥ v)``, ``v`` one of the distinct values of ``w``, (and 0)
@@ -78,7 +80,7 @@ def calibrate_threshold(w: Sequence[float] | "np.ndarray", share: float) -> floa
     return float(np.clip(best_t, 0.0, 1.0))
 
 
-def strong_share(w: Sequence[float] | "np.ndarray", threshold: float) -> float:
+def strong_share(w: Sequence[float] | np.ndarray, threshold: float) -> float:
     """The share of ``w`` at or above ``threshold``."""
     import numpy as np
 
@@ -103,7 +105,7 @@ class ThresholdPolicy(Policy):
     def threshold(self) -> float:
         return float(self.options.threshold)
 
-    def strong_mask(self, scores: Scores) -> "np.ndarray":
+    def strong_mask(self, scores: Scores) -> np.ndarray:
         """True where the prompt goes to the strong model."""
         return _w(scores) >= self.threshold
 
@@ -144,7 +146,7 @@ class CalibratedPolicy(ThresholdPolicy):
             )
         return float(self.options.threshold)
 
-    def calibrate(self, w: Sequence[float] | "np.ndarray", data: str | None = None) -> "CalibratedPolicy":
+    def calibrate(self, w: Sequence[float] | np.ndarray, data: str | None = None) -> CalibratedPolicy:
         """A copy of this policy with its threshold set from calibration scores ``w``."""
         t = calibrate_threshold(w, self.options.strong_share)
         opts = self.options.model_copy(
@@ -167,7 +169,7 @@ class TiersOptions(BaseModel):
     Default: N − 1 evenly spaced cuts in (1, 5)."""
 
     @model_validator(mode="after")
-    def _increasing(self) -> "TiersOptions":
+    def _increasing(self) -> TiersOptions:
         b = self.bounds
         if b is not None:
             if any(not 1.0 <= x <= 5.0 for x in b):
@@ -197,7 +199,7 @@ class TiersPolicy(Policy):
             raise TelaError(f"policy 'tiers': {n_models} models need {n_models - 1} bounds, got {len(b)}: {b}")
         return list(b)
 
-    def tier_index(self, scores: Scores, n_models: int) -> "np.ndarray":
+    def tier_index(self, scores: Scores, n_models: int) -> np.ndarray:
         """Index into the cheap → strong model list for each prompt."""
         import numpy as np
 

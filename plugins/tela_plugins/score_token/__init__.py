@@ -6,7 +6,6 @@ torch and transformers are imported inside the scorer's methods, never here.
 from __future__ import annotations
 
 from tela_core import hookimpl
-
 from tela_plugins.score_token.scorer import ScoreTokenOptions, ScoreTokenScorer
 
 __all__ = ["ScoreTokenScorer", "ScoreTokenOptions"]

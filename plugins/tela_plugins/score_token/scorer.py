@@ -20,8 +20,9 @@ prompt, ``[Question]`` header, ``Prediction:`` and the assistant prefix) is alwa
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -106,7 +107,9 @@ class ScoreTokenScorer(Scorer):
         manifest = read_manifest(d)
         adapter_only = not (d / "config.json").is_file() and (d / "adapter_config.json").is_file()
         if not (d / "config.json").is_file() and not adapter_only:
-            raise TelaError(f"{d}: no model in this router (config.json missing); a score-token router is a Hugging Face model dir")
+            raise TelaError(
+                f"{d}: no model in this router (config.json missing); a score-token router is a Hugging Face model dir"
+            )
         trust = context.trust_remote_code  # the user's choice, never the artifact's
         if context.batch_size is not None:
             self.options = self.options.model_copy(update={"batch_size": context.batch_size})
@@ -146,7 +149,9 @@ class ScoreTokenScorer(Scorer):
         model.eval()
         vocab = model.get_output_embeddings().weight.shape[0] if model.get_output_embeddings() is not None else None
         if vocab is not None and max(self.score_ids) >= vocab:
-            raise TelaError(f"{d}: the model has {vocab} output rows but score token ids go up to {max(self.score_ids)}")
+            raise TelaError(
+                f"{d}: the model has {vocab} output rows but score token ids go up to {max(self.score_ids)}"
+            )
         self.formatter = get_registry().create(
             "formatter", manifest.get("formatter") or "role-prefix", manifest.get("formatter_options") or {}
         )
@@ -291,7 +296,10 @@ class ScoreTokenScorer(Scorer):
             cache = self._prefix_cache(len(seqs))
             try:
                 logits = self._forward(
-                    input_ids.to(self.device), full_mask.to(self.device), (positions + prefix_len).to(self.device), cache
+                    input_ids.to(self.device),
+                    full_mask.to(self.device),
+                    (positions + prefix_len).to(self.device),
+                    cache,
                 )
             finally:
                 extra = cache.get_seq_length() - prefix_len
@@ -305,7 +313,9 @@ class ScoreTokenScorer(Scorer):
         if self._cache_arg is None:
             import inspect
 
-            self._cache_arg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+            self._cache_arg = (
+                "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+            )
         return {self._cache_arg: cache}
 
     def _prefix_cache(self, rows: int) -> Any:
@@ -318,7 +328,13 @@ class ScoreTokenScorer(Scorer):
 
             ids = torch.tensor([self.shared_prefix()] * rows, dtype=torch.long, device=self.device)
             cache = DynamicCache(config=self.model.config)
-            self.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1, **self._cache_kw(cache))
+            self.model(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                use_cache=True,
+                logits_to_keep=1,
+                **self._cache_kw(cache),
+            )
             if len(self._prefix_caches) >= 8:  # bounded: batch sizes seen most recently
                 self._prefix_caches.pop(next(iter(self._prefix_caches)))
             self._prefix_caches[rows] = cache
