@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -248,9 +249,10 @@ def test_a_new_kind_is_its_base_class_and_one_row_in_the_table(tmp_path: Path) -
     path = tmp_path / "tela_core" / "components.py"
     text = path.read_text(encoding="utf-8")
     banner = "\n\n# " + "-" * 96 + "\n# The kinds:"
-    assert banner in text and '    KindSpec("dataset"' in text
-    text = text.replace(banner, "\n\n" + WIDGET_CLASS.rstrip("\n") + banner)
-    path.write_text(text.replace('    KindSpec("dataset"', WIDGET_ROW + '    KindSpec("dataset"'), encoding="utf-8")
+    dataset_row = re.search(r"^    KindSpec\(\s*\"dataset\"", text, re.M)  # however the formatter wraps it
+    assert banner in text and dataset_row is not None
+    text = text[: dataset_row.start()] + WIDGET_ROW + text[dataset_row.start() :]
+    path.write_text(text.replace(banner, "\n\n" + WIDGET_CLASS.rstrip("\n") + banner), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(
         [sys.executable, "-c", USE_A_WIDGET], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path
