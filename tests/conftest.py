@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from judge_support import answers, upstream  # noqa: F401 (the judge tests' fixtures)
 from training_support import SCHEDULER_VARS, TrainedRun, multi_rank_args, one_rank_args, train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,58 +18,14 @@ import pytest
 
 from tela_core import Judge, JudgeItem, JudgeOutputError, JudgeRequest, Verdict, hookimpl
 from tela_core.testkit.helpers import needs_public_data, one_error_line, public_data, run_cli
-from tela_core.testkit.replay_upstream import Recorded, ReplayUpstream
+from tela_core.testkit.replay_upstream import ReplayUpstream
 
 ARENA = public_data("routerarena-sub10")
 HAIKU, GEMINI = "claude-3-haiku-20240307", "gemini-2.0-flash-001"
 TELA = str(Path(sys.executable).with_name("tela"))
 
 
-def _synthetic(n: int = 24) -> dict[str, dict[str, Recorded]]:
-    """Two models' recorded answers to n sums: the small one is wrong on every third."""
-    rec: dict[str, dict[str, Recorded]] = {"small": {}, "big": {}}
-    for i in range(n):
-        q = f"What is {i} + {i + 1}?"
-        rec["big"][q] = Recorded(f"The sum is {2 * i + 1}.", 10 + i, 6, 1.0)
-        rec["small"][q] = Recorded(f"The sum is {2 * i + 1 + (i % 3 == 0)}.", 10 + i, 6, float(i % 3 != 0))
-    return rec
-
-
-@pytest.fixture
-def upstream() -> Iterator[ReplayUpstream]:
-    with ReplayUpstream(_synthetic(), judges=["judge"]) as up:
-        yield up
-
-
-@pytest.fixture
-def answers(tmp_path: Path, upstream: ReplayUpstream) -> Path:
-    """tela collect's output over the synthetic prompts (with reference answers)."""
-    prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text(
-        "".join(
-            json.dumps({"prompt": q, "reference": str(2 * i + 1)}) + "\n" for i, q in enumerate(upstream.prompts("big"))
-        ),
-        encoding="utf-8",
-    )
-    out = tmp_path / "answers"
-    r = run_cli(
-        "collect",
-        "--prompts",
-        prompts,
-        "--model",
-        f"small={upstream.base_url}#small",
-        "--model",
-        f"big={upstream.base_url}#big",
-        "--price",
-        "small=1,2",
-        "--price",
-        "big=10,30",
-        "-o",
-        out,
-    )
-    assert r.exit_code == 0, r.output
-    upstream.reset(counts=True)
-    return out
+# the `upstream` and `answers` fixtures: tests/judge_support.py, through tests/conftest.py
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:

@@ -9,63 +9,16 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from judge_support import synthetic_sums  # the `upstream` and `answers` fixtures: tests/conftest.py
 
 from tela_core.infra.errors import TelaError, UnknownComponentError
 from tela_core.judging import CallSettings, JudgeJob, judge_answers, plan_judging
 from tela_core.testkit.helpers import run_cli
-from tela_core.testkit.replay_upstream import Recorded, ReplayUpstream
-
-
-def _synthetic(n: int = 24) -> dict[str, dict[str, Recorded]]:
-    """Two models' recorded answers to n sums: the small one is wrong on every third."""
-    rec: dict[str, dict[str, Recorded]] = {"small": {}, "big": {}}
-    for i in range(n):
-        q = f"What is {i} + {i + 1}?"
-        rec["big"][q] = Recorded(f"The sum is {2 * i + 1}.", 10 + i, 6, 1.0)
-        rec["small"][q] = Recorded(f"The sum is {2 * i + 1 + (i % 3 == 0)}.", 10 + i, 6, float(i % 3 != 0))
-    return rec
-
-
-@pytest.fixture
-def upstream() -> Iterator[ReplayUpstream]:
-    with ReplayUpstream(_synthetic(), judges=["judge"]) as up:
-        yield up
-
-
-@pytest.fixture
-def answers(tmp_path: Path, upstream: ReplayUpstream) -> Path:
-    """tela collect's output over the synthetic prompts (with reference answers)."""
-    prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text(
-        "".join(
-            json.dumps({"prompt": q, "reference": str(2 * i + 1)}) + "\n" for i, q in enumerate(upstream.prompts("big"))
-        ),
-        encoding="utf-8",
-    )
-    out = tmp_path / "answers"
-    r = run_cli(
-        "collect",
-        "--prompts",
-        prompts,
-        "--model",
-        f"small={upstream.base_url}#small",
-        "--model",
-        f"big={upstream.base_url}#big",
-        "--price",
-        "small=1,2",
-        "--price",
-        "big=10,30",
-        "-o",
-        out,
-    )
-    assert r.exit_code == 0, r.output
-    upstream.reset(counts=True)
-    return out
+from tela_core.testkit.replay_upstream import ReplayUpstream
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
@@ -227,7 +180,7 @@ def test_the_guides_python_example_judges_as_written(tmp_path: Path, monkeypatch
     serve.yaml whose judge-mini is the stand-in)."""
     guide = (Path(__file__).resolve().parents[1] / "docs" / "own-models.md").read_text(encoding="utf-8")
     (block,) = [b for b in re.findall(r"^```python\n(.*?)^```", guide, flags=re.M | re.S) if "tela_core.judging" in b]
-    with ReplayUpstream(_synthetic(), judges=["gpt-4o-mini"]) as up:
+    with ReplayUpstream(synthetic_sums(), judges=["gpt-4o-mini"]) as up:
         (tmp_path / "prompts.jsonl").write_text(
             "".join(json.dumps({"prompt": q}) + "\n" for q in up.prompts("big")), encoding="utf-8"
         )

@@ -11,32 +11,16 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from judge_support import synthetic_sums  # the `upstream` fixture: tests/conftest.py
 
 from tela_core.testkit.helpers import one_error_line, run_cli
 from tela_core.testkit.replay_upstream import Recorded, ReplayUpstream
 
 TELA = str(Path(sys.executable).with_name("tela"))
-
-
-def _synthetic(n: int = 24) -> dict[str, dict[str, Recorded]]:
-    """Two models' recorded answers to n sums: the small one is wrong on every third."""
-    rec: dict[str, dict[str, Recorded]] = {"small": {}, "big": {}}
-    for i in range(n):
-        q = f"What is {i} + {i + 1}?"
-        rec["big"][q] = Recorded(f"The sum is {2 * i + 1}.", 10 + i, 6, 1.0)
-        rec["small"][q] = Recorded(f"The sum is {2 * i + 1 + (i % 3 == 0)}.", 10 + i, 6, float(i % 3 != 0))
-    return rec
-
-
-@pytest.fixture
-def upstream() -> Iterator[ReplayUpstream]:
-    with ReplayUpstream(_synthetic(), judges=["judge"]) as up:
-        yield up
 
 
 def _prompts(tmp_path: Path, up: ReplayUpstream, n: int | None = None) -> Path:
@@ -340,7 +324,7 @@ def test_a_judge_that_reads_some_replies_goes_on_and_exits_3_for_the_errors(
 
 
 def test_an_answer_over_the_size_cap_is_an_error_not_megabytes_on_disk(tmp_path: Path) -> None:
-    rec = _synthetic(3)
+    rec = synthetic_sums(3)
     q = list(rec["big"])
     rec["big"][q[1]] = Recorded("lorem ipsum " * 200_000, 12, 600_000, 1.0)  # 2.4 MB of answer
     with ReplayUpstream(rec) as up:
