@@ -289,10 +289,17 @@ class Scores:
     ``w[i]`` = P(strong model needed) for prompt i, in [0, 1]; larger means "send to strong".
     ``probs`` is an (n, 5) array over scores 1..5 (rows sum to 1) when the family has one, else
     None. ``expected`` is the expected score 1..5 when ``probs`` is set.
+
+    N-model families (those that predict every model's quality: kNN, matrix-factorization, ...)
+    also fill ``quality``, an (n, len(models)) array of each model's predicted quality in [0, 1]
+    (P(the model answers well) for 0/1 outcomes), with ``models`` naming its columns. N-model
+    policies (cost-aware, budget, quality floor) choose from it; two-model policies read ``w``.
     """
 
     w: np.ndarray
     probs: np.ndarray | None = None
+    quality: np.ndarray | None = None
+    models: tuple[str, ...] | None = None
 
     @property
     def expected(self) -> np.ndarray | None:

@@ -63,6 +63,8 @@ class Decision:
     expected: float | None = None
     #: the version of the router that decided (:func:`tela_core.routing.artifact.router_version`)
     router_version: str | None = None
+    #: each model's predicted quality in [0, 1], for N-model families (None otherwise)
+    quality: Mapping[str, float] | None = None
 
 
 class Router:
