@@ -177,6 +177,36 @@ def test_a_family_that_restores_its_options_keeps_the_callers_batch_size(tmp_pat
     assert router.scorer.batch_at_load == 2 and router.scorer.options.batch_size == 2
 
 
+class ManifestBatchFamily(BatchFamily):
+    """Restores every option from the manifest, batch size included: what it serves with is its own
+    decision from the context it was given, not something ``tela serve`` patches in afterwards."""
+
+    name = "test-manifest-batch-family"
+
+    def load(self, artifact_dir: Path, context: LoadContext = LoadContext()) -> None:
+        self.check_manifest(artifact_dir)  # no context: the saved batch_size (8) comes back
+        self.given = context
+        self.options_after_load = self.options
+
+
+def test_tela_serve_hands_the_batch_size_to_load_and_patches_nothing_after(tmp_path: Path) -> None:
+    pytest.importorskip("starlette")
+    from tela_core.serve.config import RouterConfig, ServeConfig, UpstreamConfig
+    from tela_core.serve.served_routers import load_router
+
+    d = _router(tmp_path / "r", "test-manifest-batch-family", {"batch_size": 8, "target": "weak-wrong"})
+    up = {m: UpstreamConfig(base_url="http://127.0.0.1:9/v1", model=m) for m in ("weak", "strong")}
+    config = ServeConfig(routers={"r": RouterConfig(path=str(d), score_batch_size=2)}, upstreams=up)
+    with registered_plugin(_plugin("tela_register_scorers", ManifestBatchFamily), "manifest-batch-family"):
+        served = load_router(config, "r")
+    try:
+        scorer = served.router.scorer
+        assert scorer.given.batch_size == 2  # the server's choice, as load's argument
+        assert scorer.options is scorer.options_after_load and scorer.options.batch_size == 8
+    finally:
+        served.batcher.close(timeout=5.0)
+
+
 # -- scorers written before the context ----------------------------------------------------------
 
 

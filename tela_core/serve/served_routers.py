@@ -61,12 +61,8 @@ def load_router(config: ServeConfig, name: str, metrics: ServeMetrics | None = N
     _serving_mode(config, metrics)
     rc = config.routers[name]
     sbs = rc.score_batch_size if rc.score_batch_size is not None else _cpu_batch_size(rc.path)
+    # the batch size reaches the family in load()'s LoadContext; nothing is patched after load
     router = Router.load(rc.path, trust_remote_code=config.trust_remote_code, score_batch_size=sbs)
-    opts = router.scorer.options
-    if sbs is not None and getattr(opts, "batch_size", sbs) != sbs:
-        # Families that re-read their options from the manifest in load() (lm-probe) drop
-        # Router.load's score_batch_size; set it on the loaded scorer.
-        router.scorer.options = opts.model_copy(update={"batch_size": sbs})
     models = router.models
     if rc.upstreams is not None:
         if len(rc.upstreams) != len(models):
