@@ -98,3 +98,28 @@ def test_sigkill_mid_pass_then_rerun(tmp_path: Path) -> None:
     second = subprocess.run([sys.executable, str(script), "99"], env=env, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr
     assert (tmp_path / "seen.txt").read_text().splitlines() == PROMPTS[6:]
+
+
+def test_launched_ranks_load_the_router_with_the_callers_context(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """How the ranks load the router (trust remote code, batch size) is the caller's argument, not
+    read back from attributes set on the scorer (issue 27: no hidden inputs)."""
+    from tela_core.components import LoadContext
+    from tela_core.eval import score_cache
+    from tela_core.eval.parallel import ScoreLaunch
+
+    told: dict[str, object] = {}
+
+    def fake_ranks(router_dir: Path, prompts: list[str], launch: ScoreLaunch, **kw: object) -> object:
+        told.update(kw)
+        return Scores(w=np.zeros(len(prompts))), {"cached": False}
+
+    monkeypatch.setattr(score_cache, "score_in_ranks", fake_ranks)
+    context = LoadContext(trust_remote_code=True, batch_size=4)
+    launch = ScoreLaunch(processes=2)
+    scores, _ = score_prompts(
+        CountingScorer(), PROMPTS, progress=False, launch=launch, router_dir=tmp_path, context=context
+    )
+    assert len(scores.w) == len(PROMPTS)
+    assert (told["trust_remote_code"], told["score_batch_size"]) == (True, 4)

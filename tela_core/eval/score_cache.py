@@ -31,7 +31,7 @@ from tela_core.infra.locks import cache_lock
 from tela_core.infra.progress import make_progress
 from tela_core.routing.artifact import POLICY
 
-from ..components import Scores
+from ..components import LoadContext, Scores
 from .chunks import CHUNK_SIZE, _warn, chunk_path, chunks_dir, read_scores, save_chunk, save_scores
 from .parallel import score_in_ranks
 
@@ -105,6 +105,7 @@ def score_prompts(
     description: str = "scoring",
     launch: ScoreLaunch | None = None,
     router_dir: Path | None = None,
+    context: LoadContext | None = None,
 ) -> tuple[Scores, dict[str, Any]]:
     """Score ``prompts`` with ``scorer`` in chunks (a rich progress bar on stderr), reusing a cached
     result when ``router_id`` (e.g. :func:`router_hash`) and ``cache_dir`` are given.
@@ -112,8 +113,11 @@ def score_prompts(
     With a ``launch`` of several ranks (:attr:`~tela_core.eval.parallel.ScoreLaunch.parallel`), the
     ranks load the router in ``router_dir`` and score the chunks (:func:`tela_core.eval.parallel.score_in_ranks`);
     ``scorer`` then only names the cache entry, so it may be one whose model is not loaded
-    (``Router.load(..., load_scorer=False)``). On a node of a multi-node run that does not hold
-    rank 0, :class:`~tela_core.eval.parallel.NodePartDone` is raised once this node's ranks are done.
+    (``Router.load(..., load_scorer=False)``), and ``context`` is how the ranks load it: the
+    caller's :class:`~tela_core.components.LoadContext` (trust remote code, a batch size), as given
+    to ``Router.load`` (None: what ``Router.load`` was told for ``scorer``, and its ``batch_size``
+    option). On a node of a multi-node run that does not hold rank 0,
+    :class:`~tela_core.eval.parallel.NodePartDone` is raised once this node's ranks are done.
 
     Returns the scores and info ``{"cached": bool, "seconds": float, "key": str | None}``
     (``"resumed"``: prompts found already scored; ``"processes"``: ranks, when launched).
@@ -124,14 +128,16 @@ def score_prompts(
     key = cache_key(router_id, scorer, prompts) if router_id and cache_dir else None
     if not key:
         if ranks:
-            return _in_ranks(scorer, launch, router_dir, prompts, None, None, chunk_size, progress, description)
+            return _in_ranks(
+                scorer, context, launch, router_dir, prompts, None, None, chunk_size, progress, description
+            )
         return _score_uncached(scorer, prompts, key, None, chunk_size, progress, description)
     path = Path(cache_dir) / f"{key}.npz"  # type: ignore[arg-type]
     if ranks and launch.nodes.multi:  # type: ignore[union-attr]
         # One command per node: every node launches, even where the entry exists (the ranks then
         # read it), or the other nodes would wait for it at the rendezvous; rank 0 writes the entry.
         # No lock: the other nodes' commands must not wait on node 0's.
-        return _in_ranks(scorer, launch, router_dir, prompts, key, path, chunk_size, progress, description)
+        return _in_ranks(scorer, context, launch, router_dir, prompts, key, path, chunk_size, progress, description)
     hit = read_scores(path, len(prompts))
     if hit is not None:
         return hit, {"cached": True, "seconds": 0.0, "key": key}
@@ -146,6 +152,7 @@ def score_prompts(
         if ranks:
             return _in_ranks(
                 scorer,
+                context,
                 launch,
                 router_dir,
                 prompts,
@@ -162,6 +169,7 @@ def score_prompts(
 
 def _in_ranks(
     scorer: Scorer,
+    context: LoadContext | None,
     launch: Any,
     router_dir: Any,
     prompts: Sequence[str],
@@ -171,7 +179,13 @@ def _in_ranks(
     progress: bool,
     description: str,
 ) -> tuple[Scores, dict[str, Any]]:
-    """Score on launched ranks, which load the router as ``scorer`` was (trust, batch size)."""
+    """Score on launched ranks, which load the router with ``context`` (None: as ``scorer`` was)."""
+    if context is None:  # a caller that does not say: what Router.load recorded for the scorer
+        legacy = getattr(scorer, "_legacy_context", None)
+        context = legacy() if legacy is not None else LoadContext()
+    batch_size = context.batch_size
+    if batch_size is None:
+        batch_size = getattr(getattr(scorer, "options", None), "batch_size", None)
     return score_in_ranks(
         Path(router_dir),
         prompts,
@@ -181,8 +195,8 @@ def _in_ranks(
         chunk_size=chunk_size,
         progress=progress,
         description=description,
-        trust_remote_code=bool(getattr(scorer, "trust_remote_code", False)),
-        score_batch_size=getattr(getattr(scorer, "options", None), "batch_size", None),
+        trust_remote_code=context.trust_remote_code,
+        score_batch_size=batch_size,
     )
 
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tela_core.components import Scorer
+from tela_core.components import LoadContext, Scorer
 from tela_core.data import protocols
 from tela_core.data.fingerprint import record_training_prompts
 from tela_core.data.records import Record
@@ -241,6 +241,7 @@ def score_router(
             progress=False,
             launch=launch,
             router_dir=router.path,
+            context=LoadContext(trust_remote_code=trust_remote_code),
         )
         w = np.asarray(scores.w, dtype=float).reshape(-1)
     return w, time.perf_counter() - t0
