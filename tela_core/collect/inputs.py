@@ -333,14 +333,16 @@ def rows_from_logs(paths: Sequence[Path]) -> tuple[list[PromptRow], dict[str, in
 
 def read_answers(path: Path) -> tuple[list[PromptRow], list[str]]:
     """The rows of an answers file (or of ``tela collect``'s output folder), and the model names
-    in the order they first appear. Bad lines are :class:`InputError` with the line."""
+    in the rows' order (cheap -> strong as collected): a model first met in a later row goes where
+    that row puts it, before the next model it names (rows from an N-model shadow log have answers
+    from a few models each). Bad lines are :class:`InputError` with the line."""
     p = Path(path)
     if p.is_dir():
         p = p / ANSWERS_NAME
         if not p.is_file():
             raise InputError(path, None, f"no {ANSWERS_NAME} in this folder (is it tela collect's output?)")
     rows: list[PromptRow] = []
-    models: dict[str, None] = {}
+    models: list[str] = []
     for lineno, obj in iter_jsonl(p):
         if not isinstance(obj, dict):
             raise InputError(p, lineno, "expected a JSON object (an answers-file row)")
@@ -354,7 +356,7 @@ def read_answers(path: Path) -> tuple[list[PromptRow], list[str]]:
         for model, a in answers.items():
             if not isinstance(a, dict) or not (a.get("text") is None or isinstance(a.get("text"), str)):
                 raise InputError(p, lineno, f'answers[{model!r}] must be an object with "text" (a string or null)')
-            models.setdefault(str(model), None)
+        _merge_order(models, [str(m) for m in answers])
         reference = obj.get("reference")
         if reference is not None and not isinstance(reference, str):
             reference = str(reference)
@@ -362,7 +364,19 @@ def read_answers(path: Path) -> tuple[list[PromptRow], list[str]]:
         rows.append(PromptRow(id=str(ident), messages=messages, reference=reference, source=src, answers=answers))
     if not rows:
         raise NoRecordsError(p)
-    return rows, list(models)
+    return rows, models
+
+
+def _merge_order(known: list[str], row: list[str]) -> None:
+    """Add the models of ``row`` not in ``known`` to it, each before the first model that follows
+    it in ``row`` and is known (at the end when none does)."""
+    seen = set(known)
+    for i, m in enumerate(row):
+        if m in seen:
+            continue
+        after = next((x for x in row[i + 1 :] if x in seen), None)
+        known.insert(known.index(after) if after is not None else len(known), m)
+        seen.add(m)
 
 
 def model_named(name: str | None, rows: Sequence[PromptRow], models: Sequence[str]) -> str | None:

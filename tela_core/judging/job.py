@@ -168,6 +168,10 @@ def _finish(job: JudgeJob) -> dict[str, Any]:
         "judge": judge.name,
         "options": judge.options.model_dump(mode="json"),
         "pair": {"weak": weak, "strong": strong},
+        "models": list(plan.models),
+        "outcomes_by_model": {
+            m: n for m in plan.models if (n := sum(1 for r in records if m in (r.get("outcomes") or {})))
+        },
         "prompts": len(plan.tasks.get("judge", [])),
         "judged": sum(1 for j in main if not j.get("error")),
         "errors": sum(1 for j in main if j.get("error")),
@@ -251,7 +255,7 @@ def _agreement(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]], p
         "label": agreement([label(x) for x, _ in pairs], [label(y) for _, y in pairs]).to_json(),
         "outcomes": {},
     }
-    for model in (weak, strong):
+    for model in plan.models if len(plan.models) > 2 else (weak, strong):
         res = agreement(
             [right(x, model) for x, _ in pairs], [right(y, model) for _, y in pairs], weights="none", categories=[0, 1]
         )

@@ -1,7 +1,8 @@
 """What a judge run will do, worked out before any call and any write: a :class:`JudgePlan`.
 
 :func:`plan_judging` reads the answers file, picks the pair (the answers' first and last model
-unless named), makes the judge (and the second judge of an agreement run) from the registry, pairs
+unless named; over N models every model's answers are judged, the pair only naming the label's
+models), makes the judge (and the second judge of an agreement run) from the registry, pairs
 each judge that calls a model with its judge model (resolved from ``NAME=URL#ID`` or an upstream of
 ``tela serve``'s config file, with ``--price`` prices), and turns the answers into each judge's
 tasks, sampled when asked, on the same prompts for both judges. Bad input raises a
@@ -54,6 +55,9 @@ class JudgePlan:
     """role -> the prompts it judges (after ``sample``; both judges on the same prompts)."""
     skipped: dict[str, dict[str, int]]
     """role -> prompts left out, by reason."""
+    models: list[str] = field(default_factory=list)
+    """Every model of the answers file, cheap -> strong as collected: each one's answers are judged
+    (over N models a prompt's record has the outcomes of the models it has answers from)."""
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -169,13 +173,15 @@ def plan_judging(
     for role, j in judges.items():
         ep = endpoint_of[role]
         model_id = (upstreams[ep][0].model or ep) if ep else None  # the id the judge model is called by
-        found, skip = judge_tasks(rows, j, role, ep, model_id, weak, strong)
+        found, skip = judge_tasks(rows, j, role, ep, model_id, weak, strong, models)
         if not found:
             if j.needs_reference and skip.get("no reference answer"):
                 raise TelaError(
                     f"judge {j.name!r} grades against reference answers, and no prompt of {where} with both "
                     f'answers has one (give tela collect prompts with a "reference")'
                 )
+            if len(models) > 2:
+                raise TelaError(f"{where}: no prompt has answers judge {j.name!r} can judge")
             raise TelaError(f"{where}: no prompt has answers from both {weak} and {strong} to judge")
         tasks[role], skipped[role] = found, skip
     if sample is not None:
@@ -194,4 +200,5 @@ def plan_judging(
         upstreams=upstreams,
         tasks=tasks,
         skipped=skipped,
+        models=list(models),
     )

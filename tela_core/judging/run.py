@@ -132,28 +132,50 @@ def judge_tasks(
     model_id: str | None,
     weak: str,
     strong: str,
+    models: Sequence[str] | None = None,
 ) -> tuple[list[JudgeTask], dict[str, int]]:
-    """The tasks of ``judge`` over ``rows``, and the prompts skipped by reason."""
+    """The tasks of ``judge`` over ``rows``, and the prompts skipped by reason.
+
+    Over two models (``models`` None or two) a prompt is judged when it has both answers. Over N
+    models (``models``: every model of the answers file) a prompt is judged when it has any answer
+    the judge can judge: every model's answer it has goes to the judge (``llm-judge`` and
+    ``reference`` grade each one), so its record carries the outcome of every model asked, and a
+    model never asked (shadow mode asks a few of N) is missing from it, not guessed. A judge that
+    needs particular answers (``pairwise`` the pair's two, ``llm-judge`` with ``rate: weak`` the
+    weak one's) skips the prompts without them."""
     from tela_core.components import JudgeItem
 
+    nmodel = models is not None and len(models) > 2
     tasks: list[JudgeTask] = []
     skipped: dict[str, int] = {}
+
+    def skip(why: str) -> None:
+        skipped[why] = skipped.get(why, 0) + 1
+
     for row in rows:
         answers = {
             m: a["text"]
             for m, a in row.answers.items()
             if isinstance(a, Mapping) and isinstance(a.get("text"), str) and not a.get("error")
         }
-        if weak not in answers or strong not in answers:
-            why = f"no answer from {weak if weak not in answers else strong}"
-            skipped[why] = skipped.get(why, 0) + 1
+        if not nmodel and (weak not in answers or strong not in answers):
+            skip(f"no answer from {weak if weak not in answers else strong}")
+            continue
+        if not answers:
+            skip("no answers")
             continue
         if judge.needs_reference and row.reference is None:
-            skipped["no reference answer"] = skipped.get("no reference answer", 0) + 1
+            skip("no reference answer")
             continue
         item = JudgeItem(
             id=row.id, messages=row.messages, answers=answers, weak=weak, strong=strong, reference=row.reference
         )
+        if nmodel and (weak not in answers or strong not in answers):
+            try:  # can the judge judge the answers there are? (pairwise needs the pair's two)
+                judge.requests(item)
+            except TelaError:
+                skip(f"no answer from {weak if weak not in answers else strong}")
+                continue
         tasks.append(
             JudgeTask(row=row, item=item, role=role, judge=judge, endpoint=endpoint, key=_key(judge, model_id, item))
         )

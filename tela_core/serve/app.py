@@ -6,11 +6,16 @@ Endpoints:
   (an upstream's name), forward to the chosen upstream, answer with its reply (JSON, or server-sent
   events ending ``data: [DONE]`` when ``stream`` is true) and headers saying what happened:
   ``x-tela-router``, ``x-tela-model``, ``x-tela-score``, ``x-tela-threshold``, ``x-tela-routing-ms``
-  (and ``x-tela-fallback`` when the other model answered).
+  (and ``x-tela-fallback`` when another model answered; ``x-tela-quality``, each model's predicted
+  quality as compact JSON keyed by upstream name, from routers over more than two models that
+  predict it).
 - ``GET /v1/models``: the routed names and the upstreams, in OpenAI's list shape.
 - ``GET /health``: the process is alive. ``GET /ready``: every router is loaded and its scoring
   thread running, and with ``--workers N`` all N workers are (503 otherwise; :mod:`.readiness`).
 - ``GET /metrics``: Prometheus text (:mod:`tela_core.serve.metrics`).
+- ``POST /v1/feedback``: a verdict (a score in [0, 1], ``up`` or ``down``) on an answer, by its
+  ``x-request-id``, appended to the feedback log (:mod:`.feedback`); watched by the guard when it is
+  on (:mod:`.guard`). 403 while ``feedback_log`` is unset.
 - ``POST /admin/reload``: load the routers again from their folders (:mod:`.reload`); needs the
   admin token (``admin_token_env``); ``?router=NAME`` reloads one.
 
@@ -39,6 +44,8 @@ from . import readiness
 from .chat import RequestError
 from .config import ServeConfig
 from .decisions import DecisionLog
+from .feedback import Feedback
+from .guard import Guard
 from .metrics import ServeMetrics
 from .proxy import ChatHandler
 from .reload import Reloader
@@ -88,8 +95,14 @@ class ServeApp:
                 queue_size=config.shadow_queue,
                 workers=config.shadow_workers,
                 log_prompts=config.log_prompts,
+                sampling=config.shadow_sampling,
+                models_per_request=config.shadow_models,
             )
         self.reloader = Reloader(self.server)
+        if config.feedback_log:
+            self.server.feedback = Feedback(config, self.server)
+            if config.guard:
+                self.server.guard = self.server.feedback.guard = Guard(config, self.server, self._guard_reload)
         self.chat_handler = ChatHandler(self.server)
         if routers is not None:
             self.server.routers = routers
@@ -111,6 +124,7 @@ class ServeApp:
                 Route("/ready", self.ready, methods=["GET"]),
                 Route("/metrics", self.prometheus, methods=["GET"]),
                 Route("/admin/reload", self.admin_reload, methods=["POST"]),
+                Route("/v1/feedback", self.feedback, methods=["POST"]),
             ],
             exception_handlers={404: self.not_found, 405: self.not_found, Exception: self.internal},
             lifespan=self.lifespan,
@@ -130,6 +144,7 @@ class ServeApp:
         if server.shadow is not None:
             server.shadow.start()
         sighup = self.reloader.install_sighup()
+        self.reloader.start_following()  # routers served from a versions folder follow its current version
         readiness.register()  # --workers N: this worker is up (the served /ready counts them)
         try:
             yield
@@ -153,6 +168,10 @@ class ServeApp:
             r.batcher.close(timeout=1.0)
         if server.decision_log is not None:
             server.decision_log.close()
+        if server.guard is not None:
+            await server.guard.aclose()
+        if server.feedback is not None:
+            server.feedback.close()
 
     # -- endpoints ------------------------------------------------------------------------------
 
@@ -194,6 +213,23 @@ class ServeApp:
                 "workers": {"expected": config.workers, "ready": len(pids), "pids": pids},
             }
         return json_response(200 if ok else 503, body)
+
+    async def feedback(self, request: Any) -> Any:
+        """``POST /v1/feedback``: a verdict on an answer, by its request id (:mod:`.feedback`)."""
+        if self.server.feedback is None:
+            return error_response(
+                RequestError(
+                    403,
+                    "feedback is off on this server: set feedback_log in the serve config",
+                    type="invalid_request_error",
+                    code="feedback_disabled",
+                )
+            )
+        return await self.server.feedback.endpoint(request)
+
+    async def _guard_reload(self, names: list[str]) -> Any:
+        """The guard's reload after it rolled a router back (as ``POST /admin/reload?router=NAME``)."""
+        return await self.reloader.reload(names, trigger="guard")
 
     async def admin_reload(self, request: Any) -> Any:
         """``POST /admin/reload[?router=NAME]``: reload routers from their folders (:mod:`.reload`)."""

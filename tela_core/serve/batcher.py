@@ -45,7 +45,7 @@ from ..components import Scores
 if TYPE_CHECKING:  # pragma: no cover
     from tela_core.routing.router import Decision, Router
 
-__all__ = ["Batcher"]
+__all__ = ["Batcher", "with_quality"]
 
 log = logging.getLogger("tela.serve")
 
@@ -101,7 +101,8 @@ class Batcher:
             if self.on_batch is not None:
                 self.on_batch(1, 0.0)
             try:
-                return self.router.decisions(self.router.scores([text]), threshold)[0]
+                scores = self.router.scores([text])
+                return with_quality(self.router.decisions(scores, threshold), scores, self.router.models)[0]
             except Exception as e:
                 log.exception("router %s failed to score a prompt", self.router.name)
                 raise RoutingFailed(str(e) or type(e).__name__) from None
@@ -188,15 +189,40 @@ class Batcher:
         scores = self.router.scores([it.text for it in items])
         w = np.asarray(scores.w, dtype=float).reshape(-1)
         probs = None if scores.probs is None else np.asarray(scores.probs)
+        quality = None if scores.quality is None else np.asarray(scores.quality, dtype=float)
         out: list[Any] = [None] * len(items)
         by_threshold: dict[float | None, list[int]] = {}
         for i, it in enumerate(items):
             by_threshold.setdefault(it.threshold, []).append(i)
         for threshold, idx in by_threshold.items():
-            sub = Scores(w=w[idx], probs=None if probs is None else probs[idx])
-            for i, d in zip(idx, self.router.decisions(sub, threshold)):
+            sub = Scores(
+                w=w[idx],
+                probs=None if probs is None else probs[idx],
+                quality=None if quality is None else quality[idx],
+                models=scores.models,
+            )
+            for i, d in zip(idx, with_quality(self.router.decisions(sub, threshold), sub, self.router.models)):
                 out[i] = d
         return out
+
+
+def with_quality(decisions: list[Decision], scores: Scores, models: list[str]) -> list[Decision]:
+    """``decisions`` with each model's predicted quality (``Decision.quality``) taken from
+    ``scores.quality`` where the router left it unset; unchanged for families that predict none."""
+    if scores.quality is None or all(d.quality is not None for d in decisions):
+        return decisions
+    import dataclasses
+
+    import numpy as np
+
+    q = np.asarray(scores.quality, dtype=float).reshape(len(decisions), -1)
+    cols = list(scores.models) if scores.models is not None else list(models)
+    if len(cols) != q.shape[1]:
+        return decisions  # columns without names: nothing to say which model each is
+    return [
+        d if d.quality is not None else dataclasses.replace(d, quality={m: float(q[i, j]) for j, m in enumerate(cols)})
+        for i, d in enumerate(decisions)
+    ]
 
 
 def _probe_ms(router: Router, tries: int = 5) -> float:

@@ -54,8 +54,12 @@ class Target:
     upstream: str | None = None
 
 
-def parse_model(model: Any, routers: Collection[str], upstreams: Collection[str]) -> Target:
-    """The :class:`Target` a ``model`` field names; :class:`RequestError` 400 if it names none."""
+def parse_model(
+    model: Any, routers: Collection[str], upstreams: Collection[str], knob_routers: Collection[str] = ()
+) -> Target:
+    """The :class:`Target` a ``model`` field names; :class:`RequestError` 400 if it names none. The
+    value of ``router-NAME-VALUE`` is a threshold in [0, 1], or for the routers in ``knob_routers``
+    (N-model policies) their knob, any number >= 0 (the policy checks it further)."""
     if not isinstance(model, str) or not model:
         raise RequestError(400, "'model' must be a non-empty string", param="model", code="invalid_model")
     if model in upstreams:
@@ -75,6 +79,8 @@ def parse_model(model: Any, routers: Collection[str], upstreams: Collection[str]
                     param="model",
                     code="invalid_threshold",
                 ) from None
+            if name in knob_routers and math.isfinite(t) and t >= 0.0:
+                return Target(router=name, threshold=t)
             if math.isnan(t) or not 0.0 <= t <= 1.0:
                 raise RequestError(
                     400, f"model {model!r}: threshold {raw} is outside [0, 1]", param="model", code="invalid_threshold"

@@ -89,7 +89,12 @@ class ServeConfig(BaseModel):
     keys_env: str | None = None
     """Environment variable holding comma-separated client keys."""
     fallback: bool = True
-    """On an upstream error or timeout, try the router's other model once (else answer 502)."""
+    """On an upstream error or timeout, try another of the router's models (else answer 502): for
+    two models the other one; for N models the next by the request's predicted quality (the
+    strongest first when the router predicts none)."""
+    fallback_models: int = Field(1, ge=1, le=64)
+    """How many other models a routed request may fall back to, one after the other, before the
+    502 (N-model routers; two models have one other)."""
     routing: Literal["last-user", "conversation"] = "last-user"
     """Route on the text of the last user turn, or on the whole conversation."""
     sticky_header: str | None = None
@@ -120,15 +125,56 @@ class ServeConfig(BaseModel):
     shadow: float = Field(0.0, ge=0, le=1)
     """Shadow mode for every router without its own ``shadow``: the share of routed requests also
     sent, after the user's answer, to the models routing did not choose."""
+    shadow_models: int = Field(1, ge=1, le=64)
+    """How many of the models routing did not choose a shadowed request also asks (N-model
+    routers; a two-model router has one other). Which ones: ``shadow_sampling``."""
+    shadow_sampling: Literal["uniform", "uncertainty"] = "uniform"
+    """How shadow mode picks requests and models. ``uniform``: each routed request with probability
+    ``shadow``, the models not chosen uniformly at random: an unbiased sample of the traffic, which
+    evaluating a router on its labels (``tela promote``, the guard, ``calibrate --traffic``) needs,
+    hence the default. ``uncertainty``: the same share on average, given to the requests whose
+    decision was closest (``w`` near the threshold; for N models, another model's predicted quality
+    near the chosen one's), and among the models not chosen those predicted closest to the chosen
+    one: the labels that can change the router's decisions, for fewer labels bought. Each shadow
+    log line records the probability its request was sampled with."""
     shadow_log: str | None = None
     """JSONL file that shadow mode appends one line per shadowed request to (needed with shadow)."""
     shadow_queue: int = Field(1000, ge=1)
     """Most shadowed requests waiting for their shadow calls; more are dropped (and counted)."""
     shadow_workers: int = Field(4, ge=1, le=256)
     """Shadowed requests whose shadow calls run at once, per server process."""
+    feedback_log: str | None = None
+    """JSONL file that ``POST /v1/feedback`` appends users' verdicts to (unset: feedback is off, and
+    the endpoint answers 403). :mod:`tela_core.serve.feedback`."""
+    feedback_ttl_s: float = Field(86400.0, gt=0)
+    """How long after its answer a request can be rated (seconds); older ids are refused (410)."""
+    feedback_ids: int = Field(100_000, ge=1)
+    """Request ids each server process remembers with their router, version and model (the
+    oldest dropped first); feedback for a dropped id is still taken, without them."""
+    feedback_key_env: str | None = None
+    """Environment variable holding the key that signs request ids; give replicas behind one load
+    balancer the same key so each takes feedback for the others' ids. Unset: the workers of one
+    ``tela serve`` share a key drawn at start."""
+    guard: bool = False
+    """Watch live quality per router version from feedback (:mod:`tela_core.serve.guard`): say in
+    ``/metrics`` and the log when the current version does worse than the previous one."""
+    guard_window: int = Field(200, ge=2)
+    """Most recent scores per router version the guard compares."""
+    guard_min: int = Field(50, ge=2)
+    """Scores each of the two versions needs before the guard compares them."""
+    guard_margin: float = Field(0.05, ge=0, le=1)
+    """How much lower (mean score) the current version must be, beyond two standard errors of the
+    difference, for the guard to fire."""
+    guard_rollback: bool = False
+    """When the guard fires, roll the router back to its previous version (a versions folder's
+    ``tela rollback``) and reload it. Off by default: the guard only reports."""
     admin_token_env: str | None = None
     """Environment variable holding the bearer token of the admin endpoints (``POST
     /admin/reload``). Unset: the admin endpoints answer 403."""
+    follow_versions_s: float = Field(2.0, ge=0)
+    """How often (seconds) each server process checks the versions folders it serves (``tela
+    promote``, ``tela rollback``) and reloads a router whose current version changed. 0: only on a
+    reload (SIGHUP, ``POST /admin/reload``)."""
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     """Larger request bodies are refused with 413."""
     trust_remote_code: bool = False
@@ -285,6 +331,12 @@ def check_config(cfg: ServeConfig, where: str = "config") -> None:
         raise ConfigError(f"{where}: sticky_header: empty header name")
     cfg.client_keys()  # keys_env must be set
     cfg.admin_token()  # admin_token_env must be set
+    if cfg.guard and not cfg.feedback_log:
+        raise ConfigError(f"{where}: guard: the guard watches feedback; set feedback_log too")
+    if cfg.feedback_key_env and not (os.environ.get(cfg.feedback_key_env) or "").strip():
+        raise ConfigError(
+            f"{where}: feedback_key_env: environment variable {cfg.feedback_key_env} is not set (or empty)"
+        )
     shadowed = [n for n in cfg.routers if cfg.shadow_rate(n) > 0]
     if shadowed and not cfg.shadow_log:
         raise ConfigError(

@@ -20,13 +20,33 @@ metric                                        what it counts
 ``tela_shadow_dropped_total{router,reason}``  sampled requests not shadowed: ``queue_full``, or
                                               ``shutdown`` (still queued when the server stopped)
 ``tela_shadow_failed_total{router,model}``    shadow calls that failed (recorded with their error)
+``tela_shadow_calls_total{router,model}``     shadow calls made, by the model asked
+``tela_shadow_sampled_total{router,sampling}`` routed requests shadow mode sampled (``uniform`` or
+                                              ``uncertainty``)
+``tela_shadow_share{router}``                 share of the last 1,000 routed requests (this process)
+                                              that shadow mode sampled
 ``tela_shadow_estimated_cost_dollars_total``  what the shadow calls cost (tokens x prices), by model
 ``tela_router_reloads_total{router,result}``  hot reloads of a router: ``ok`` or ``failed`` (the old
                                               router kept)
+``tela_router_version{router,version,id}``    1 for the version each router serves (``version``: its
+                                              name in a versions folder, ``v3``, or empty; ``id``:
+                                              its tela.json hash), 0 for the ones it served before
 ``tela_log_lines_lost_total{log}``            lines that could not be written (a full disk) to the
-                                              ``decision`` or ``shadow`` log
+                                              ``decision``, ``shadow`` or ``feedback`` log
 ``tela_embedding_cache_total{result}``        embedding families' vector lookups in the serving LRU
                                               (``embedding_cache``): ``hit`` or ``miss``
+``tela_feedback_total{router,result}``        ``POST /v1/feedback`` verdicts: ``accepted``, or why
+                                              not (``unknown_request_id``, ``expired_request_id``,
+                                              ``no_answer``, ``unauthorized``, ``invalid_score``, ...);
+                                              router ``unknown`` for an id another process issued
+``tela_feedback_score_total{router}``         sum of the accepted scores (mean: / accepted)
+``tela_guard_quality{router,version}``        the guard's live quality of a version: mean score of
+                                              its sliding window (this process; :mod:`.guard`)
+``tela_guard_window{router,version}``         scores in that window
+``tela_guard_regressed{router}``              1 while the current version is worse than the
+                                              previous one beyond the guard's bound, else 0
+``tela_guard_rollback_total{router,result}``  automatic rollbacks (``guard_rollback``): ``ok`` or
+                                              ``failed``
 ============================================  ======================================================
 
 With ``--workers N`` the processes share one directory of metric files
@@ -106,6 +126,19 @@ class ServeMetrics:
             registry=r,
         )
         self.shadow_failed = Counter("tela_shadow_failed", "Shadow calls that failed", ["router", "model"], registry=r)
+        self.shadow_calls = Counter(
+            "tela_shadow_calls", "Shadow calls made, by the model asked", ["router", "model"], registry=r
+        )
+        self.shadow_sampled_total = Counter(
+            "tela_shadow_sampled", "Routed requests shadow mode sampled", ["router", "sampling"], registry=r
+        )
+        self.shadow_share = Gauge(
+            "tela_shadow_share",
+            f"Share of the last {_WINDOW} routed requests shadow mode sampled (this process)",
+            ["router"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
         self.shadow_cost = Counter(
             "tela_shadow_estimated_cost_dollars",
             "Estimated cost of the shadow calls: tokens x configured prices",
@@ -118,8 +151,18 @@ class ServeMetrics:
             ["router", "result"],
             registry=r,
         )
+        self.router_version = Gauge(
+            "tela_router_version",
+            "1 for the version each router serves (version: its name in a versions folder; id: tela.json hash)",
+            ["router", "version", "id"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
         self.log_lines_lost = Counter(
-            "tela_log_lines_lost", "Lines that could not be written to the decision or shadow log", ["log"], registry=r
+            "tela_log_lines_lost",
+            "Lines that could not be written to the decision, shadow or feedback log",
+            ["log"],
+            registry=r,
         )
         self.embedding_cache = Counter(
             "tela_embedding_cache",
@@ -127,7 +170,41 @@ class ServeMetrics:
             ["result"],
             registry=r,
         )
+        self.feedback = Counter(
+            "tela_feedback",
+            "Feedback verdicts by router and result (accepted, or why not)",
+            ["router", "result"],
+            registry=r,
+        )
+        self.feedback_score = Counter(
+            "tela_feedback_score", "Sum of the accepted feedback scores", ["router"], registry=r
+        )
+        self.guard_quality = Gauge(
+            "tela_guard_quality",
+            "Mean feedback score of a router version's sliding window (this process)",
+            ["router", "version"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.guard_window = Gauge(
+            "tela_guard_window",
+            "Scores in a router version's sliding window (this process)",
+            ["router", "version"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.guard_regressed = Gauge(
+            "tela_guard_regressed",
+            "1 while the current version is worse than the previous one beyond the guard's bound",
+            ["router"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.guard_rollbacks = Counter(
+            "tela_guard_rollback", "Automatic rollbacks by the guard, by result", ["router", "result"], registry=r
+        )
         self._recent: dict[str, collections.deque[bool]] = {}
+        self._shadow_recent: dict[str, collections.deque[bool]] = {}
         self.count_embedding_cache()
 
     def count_embedding_cache(self) -> None:
@@ -156,6 +233,14 @@ class ServeMetrics:
         recent = self._recent.setdefault(router, collections.deque(maxlen=_WINDOW))
         recent.append(strongest)
         self.strong_share.labels(router).set(sum(recent) / len(recent))
+
+    def shadow_sampled(self, router: str, sampling: str, sampled: bool) -> None:
+        """Count one routed request shadow mode considered (``sampled`` or not)."""
+        if sampled:
+            self.shadow_sampled_total.labels(router, sampling).inc()
+        recent = self._shadow_recent.setdefault(router, collections.deque(maxlen=_WINDOW))
+        recent.append(sampled)
+        self.shadow_share.labels(router).set(sum(recent) / len(recent))
 
     def usage(
         self, model: str, prompt_tokens: int | None, completion_tokens: int | None, price_in: float, price_out: float

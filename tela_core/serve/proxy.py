@@ -1,6 +1,7 @@
 """``POST /v1/chat/completions``: read, authorise, route, forward to an upstream (falling back to
-the other model once), answer, and record what happened (metrics, decision log); a request that
-shadow mode samples is handed to it (:mod:`.shadow`) once its answer is sent."""
+the other model, or for N models to the next by predicted quality), answer, and record what
+happened (metrics, decision log); a request that shadow mode samples is handed to it
+(:mod:`.shadow`) once its answer is sent."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import math
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tela_core.infra.errors import UpstreamError
@@ -21,6 +22,7 @@ from tela_core.upstreams.usage import token_count
 
 from .batcher import RoutingFailed
 from .chat import RequestError, Target, parse_model, routing_text
+from .feedback import sign_id
 from .responses import EventStream, RawResponse, error_response, json_response, raw_headers, wait_disconnect
 from .server import Server, check_auth
 from .shadow import MAX_CAPTURE, ShadowJob
@@ -130,12 +132,13 @@ class ChatHandler:
         target: Target | None = None
         try:
             body = await self._read_body(request)
-            target = parse_model(body.get("model"), self.cfg.routers, s.upstreams)
+            knobs = [n for n, r in s.routers.items() if getattr(r.router, "knob", None)]
+            target = parse_model(body.get("model"), self.cfg.routers, s.upstreams, knobs)
             stream = bool(body.get("stream"))
             if target.router is not None:
                 return await self._routed(request, body, target, stream, started)
             return await self._forward(
-                request, body, stream, upstream=target.upstream or "", fallback=None, info=_Info(started=started)
+                request, body, stream, upstream=target.upstream or "", fallbacks=[], info=_Info(started=started)
             )
         except RequestError as e:
             s.metrics.requests.labels(target.router or "none" if target else "none", "none", str(e.status)).inc()
@@ -149,7 +152,18 @@ class ChatHandler:
         text = routing_text(body.get("messages"), self.cfg.routing, sticky=sticky)
         if served is None or not served.batcher.alive:
             raise RequestError(503, f"router {name!r} is not ready", type="server_error", code="not_ready")
-        if target.threshold is not None and len(served.router.models) != 2:
+        knob = getattr(served.router, "knob", None)
+        if target.threshold is not None and knob:
+            try:  # the policy's own check of its knob's value (a budget must be > 0, ...)
+                served.router.policy.at(float(target.threshold))
+            except Exception as e:
+                raise RequestError(
+                    400,
+                    f"router {name!r}: {knob} {target.threshold:g}: {' '.join(str(e).split())[:200]}",
+                    param="model",
+                    code="invalid_threshold",
+                ) from None
+        elif target.threshold is not None and len(served.router.models) != 2:
             raise RequestError(
                 400,
                 f"router {name!r} routes between {len(served.router.models)} models; a threshold needs two: use "
@@ -169,7 +183,12 @@ class ChatHandler:
         s.metrics.routing_seconds.labels(name).observe(routing_s)
         s.metrics.routed_to(name, decision.model, decision.model == served.strongest)
         upstream = served.upstream_of[decision.model]
-        other = served.fallback_for(decision.model) if self.cfg.fallback else None
+        fallbacks: list[str] = []
+        if self.cfg.fallback:
+            for m in served.fallback_order(decision.model, decision.quality):
+                u = served.upstream_of[m]
+                if u != upstream and u not in fallbacks and len(fallbacks) < self.cfg.fallback_models:
+                    fallbacks.append(u)
         info = _Info(
             started=started,
             router=name,
@@ -178,19 +197,23 @@ class ChatHandler:
             sticky=sticky,
             text=text if s.decision_log is not None and s.decision_log.log_prompts else None,
         )
-        if served.shadow > 0 and s.shadow is not None and (served.shadow >= 1.0 or random.random() < served.shadow):
-            info.shadow = _Shadowed(served, body, keep_stream=s.shadow.log_prompts)
-        fallback = served.upstream_of[other] if other is not None else None
-        return await self._forward(request, body, stream, upstream=upstream, fallback=fallback, info=info)
+        if len(served.router.models) > 2:
+            info.upstream_of = served.upstream_of
+        if served.shadow > 0 and s.shadow is not None:
+            p = s.shadow.sampler.sample(name, served.shadow, decision)
+            s.metrics.shadow_sampled(name, s.shadow.sampler.mode, p is not None)
+            if p is not None:
+                info.shadow = _Shadowed(served, body, keep_stream=s.shadow.log_prompts, p=p)
+        return await self._forward(request, body, stream, upstream=upstream, fallbacks=fallbacks, info=info)
 
     # -- forwarding ---------------------------------------------------------------------------
 
     async def _forward(
-        self, request: Any, body: dict[str, Any], stream: bool, upstream: str, fallback: str | None, info: _Info
+        self, request: Any, body: dict[str, Any], stream: bool, upstream: str, fallbacks: list[str], info: _Info
     ) -> Any:
         s = self.s
         tried = [upstream]
-        candidates = [upstream] + ([fallback] if fallback and fallback != upstream else [])
+        candidates = [upstream] + [f for f in fallbacks if f != upstream]
         last_error = "no upstream"
         for i, name in enumerate(candidates):
             ucfg, client = s.upstreams[name]
@@ -237,9 +260,11 @@ class ChatHandler:
         )
 
     def _note_fallback(self, info: _Info, failed: str, candidates: list[str], i: int) -> None:
+        info.failed.append(failed)
         if i + 1 < len(candidates):
             self.s.metrics.fallbacks.labels(info.router or "none", failed, candidates[i + 1]).inc()
-            info.fallback_from = failed
+            if info.fallback_from is None:  # the chosen model's upstream (the header's x-tela-fallback)
+                info.fallback_from = failed
 
     def _stream_done(
         self, info: _Info, name: str, t0: float, reply: UpstreamReply
@@ -324,7 +349,7 @@ def _next_id() -> str:
     counter (os.urandom per request costs more than routing a prompt on some VMs)."""
     if not _ID_PREFIX or _ID_PREFIX[0].split("-")[0] != f"{os.getpid():x}":
         _ID_PREFIX[:] = [f"{os.getpid():x}-{random.getrandbits(48):012x}"]
-    return f"{_ID_PREFIX[0]}-{next(_IDS)}"
+    return sign_id(f"{_ID_PREFIX[0]}-{next(_IDS)}")  # with feedback on: issue time and signature appended
 
 
 def _now_iso() -> str:
@@ -335,9 +360,10 @@ def _now_iso() -> str:
 class _Shadowed:
     """A request shadow mode sampled: what its job needs once the answer is complete."""
 
-    __slots__ = ("served", "body", "chunks", "reply_body", "truncated", "time")
+    __slots__ = ("served", "body", "chunks", "reply_body", "truncated", "time", "p")
 
-    def __init__(self, served: ServedRouter, body: dict[str, Any], keep_stream: bool) -> None:
+    def __init__(self, served: ServedRouter, body: dict[str, Any], keep_stream: bool, p: float = 1.0) -> None:
+        self.p = p  # the probability this request was sampled with
         self.served = served
         self.body = body
         self.chunks: list[bytes] | None = [] if keep_stream else None
@@ -362,6 +388,8 @@ class _Info:
         "completion_tokens",
         "id",
         "shadow",
+        "upstream_of",
+        "failed",
         "_done",
     )
 
@@ -386,6 +414,9 @@ class _Info:
         self.completion_tokens: int | None = None
         self.id = _next_id()
         self.shadow: _Shadowed | None = None
+        #: the router's model -> upstream map, for N-model routers only (x-tela-quality, the log's "failed")
+        self.upstream_of: dict[str, str] | None = None
+        self.failed: list[str] = []
         self._done = False
 
     def shadow_eligible(self, upstream: str, status: int, outcome: str | None) -> bool:
@@ -424,6 +455,8 @@ class _Info:
                     reply_body=sh.reply_body,
                     reply_chunks=sh.chunks if sh.reply_body is None else None,
                     truncated=sh.truncated,
+                    quality=None if d.quality is None else dict(d.quality),
+                    p=sh.p,
                 )
             )
         except Exception:  # pragma: no cover - shadow mode never fails a request
@@ -438,6 +471,12 @@ class _Info:
             h["x-tela-score"] = f"{self.decision.w:.6f}"
             h["x-tela-threshold"] = "" if self.decision.threshold is None else f"{self.decision.threshold:.6f}"
             h["x-tela-routing-ms"] = f"{self.routing_ms:.3f}"
+            if self.decision.router_version is not None:
+                h["x-tela-router-version"] = self.decision.router_version
+            if self.decision.version_name is not None:  # served from a versions folder: v3
+                h["x-tela-version"] = self.decision.version_name
+            if self.decision.quality is not None and self.upstream_of is not None:
+                h["x-tela-quality"] = quality_header(self.decision.quality, self.upstream_of)
         if fallback_from is not None:
             h["x-tela-fallback"] = fallback_from
         return h
@@ -464,6 +503,8 @@ class _Info:
         )
         if self.shadow is not None:
             self.shadow.time = _now_iso()
+        if s.feedback is not None:  # the ids POST /v1/feedback takes
+            s.feedback.issued(self.id, self.router, self.decision, model, status)
         if s.decision_log is None:
             return
         d = self.decision
@@ -472,6 +513,7 @@ class _Info:
             "id": self.id,
             "router": self.router,
             "router_version": None if d is None else d.router_version,
+            "version": None if d is None else d.version_name,  # v3, from a versions folder (else None)
             "w": None if d is None else round(d.w, 6),
             "threshold": None if d is None else d.threshold,
             "chosen": None if d is None else d.model,
@@ -487,6 +529,10 @@ class _Info:
             "completion_tokens": self.completion_tokens,
             "cost": cost,
         }
+        if d is not None and d.quality is not None:
+            rec["quality"] = {m: round(float(q), 6) for m, q in d.quality.items()}
+        if self.upstream_of is not None:
+            rec["failed"] = list(self.failed)
         if self.text is not None:
             rec["prompt"] = self.text
         if self.shadow is not None and self.shadow_eligible(model, status, outcome):
@@ -496,3 +542,13 @@ class _Info:
         except OSError as e:  # a full disk: counted, one line in the server log, the request unharmed
             m.log_lines_lost.labels("decision").inc()
             log.error("writing the decision log %s failed (%s): 1 line lost", s.decision_log.path, e)
+
+
+def quality_header(quality: Mapping[str, float], upstream_of: Mapping[str, str]) -> str:
+    """``x-tela-quality``: each model's predicted quality for the request, as compact JSON keyed by
+    upstream name (the names ``x-tela-model`` uses), 4 decimals: ``{"small":0.4125,"big":0.8}``."""
+    return json.dumps(
+        {upstream_of[m]: round(float(q), 4) for m, q in quality.items() if m in upstream_of},
+        separators=(",", ":"),
+        ensure_ascii=True,
+    )

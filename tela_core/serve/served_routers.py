@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -46,6 +47,21 @@ class ServedRouter:
         models = self.router.models
         other = models[-1] if model != models[-1] else models[-2]
         return other if other != model else None
+
+    def fallback_order(self, model: str, quality: Mapping[str, float] | None = None) -> list[str]:
+        """The models to try, in turn, when ``model``'s upstream fails: for two models the other one
+        (:meth:`fallback_for`); for N models the others by the request's predicted ``quality``,
+        highest first (a tie, or a model without a prediction: the stronger first, as with no
+        prediction at all)."""
+        models = self.router.models
+        if len(models) <= 2:
+            other = self.fallback_for(model)
+            return [other] if other is not None else []
+        rank = {m: i for i, m in enumerate(models)}
+        others = [m for m in models if m != model]
+        if not quality:
+            return sorted(others, key=lambda m: -rank[m])
+        return sorted(others, key=lambda m: (-float(quality.get(m, -1.0)), -rank[m]))
 
 
 def load_routers(config: ServeConfig, metrics: ServeMetrics | None = None) -> dict[str, ServedRouter]:
@@ -92,7 +108,20 @@ def load_router(config: ServeConfig, name: str, metrics: ServeMetrics | None = N
         length_ratio=config.length_ratio,
     )
     _limit_torch_threads(config)
+    if metrics is not None:
+        _mark_version(metrics, name, router)
     return ServedRouter(name, router, batcher, upstream_of, strongest=models[-1], shadow=config.shadow_rate(name))
+
+
+def _mark_version(metrics: ServeMetrics, name: str, router: Router) -> None:
+    """``tela_router_version``: 1 for the version ``name`` now serves, 0 for those it served before
+    (called once the router has loaded, just before it is swapped in)."""
+    gauge = metrics.router_version
+    for family in gauge.collect():
+        for sample in family.samples:
+            if sample.labels.get("router") == name and sample.value:
+                gauge.labels(**sample.labels).set(0)
+    gauge.labels(name, router.version_name or "", router.version).set(1)
 
 
 def _warn_pair(config: ServeConfig, name: str, path: object, models: list[str], upstreams: list[str]) -> None:

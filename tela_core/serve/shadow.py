@@ -2,9 +2,19 @@
 
 For a sampled share of a router's requests (``shadow: RATE``, ``--shadow RATE``), once the user's
 answer is complete (the last byte of a stream sent, or the JSON answer sent), the same request goes
-to the router's other model(s), and one line with every model's answer goes to the shadow log.
-``tela collect --from-log`` and ``tela judge`` turn that log into training records for the next
-router.
+to the router's other model (two models), or to ``shadow_models`` of the models routing did not
+choose (N models), and one line with every answer goes to the shadow log. ``tela collect
+--from-log`` and ``tela judge`` turn that log into training records for the next router; a record
+with some models' outcomes missing is valid training data.
+
+Which requests and which models (:class:`ShadowSampler`, ``shadow_sampling``): ``uniform`` (the
+default) samples each routed request with probability ``shadow`` and the models not chosen
+uniformly, an unbiased sample of the traffic (what evaluating a router on its labels needs);
+``uncertainty`` gives the same share on average to the requests whose decision was closest
+(``w`` near the threshold; for N models another model's predicted quality near the chosen
+one's), and asks the models predicted closest to the chosen one: the labels most likely to
+change a decision. Every line records the probability its request was sampled with (``p``), so
+that an evaluation can weight the labels back to the traffic.
 
 Nothing of it is on the response path: a finished request only offers a job to a bounded queue
 (``shadow_queue``; a full queue drops the job and counts it in ``tela_shadow_dropped_total``), a
@@ -19,6 +29,8 @@ The shadow log (JSONL, one object per shadowed request)::
     {"time": "2026-11-30T04:29:34.505Z", "request_id": "51a8-2deec9752cff-17", "router": "knn",
      "w": 0.21, "threshold": 0.5, "chosen": "mixtral-8x7b", "models": ["mixtral-8x7b", "gpt-4o"],
      "upstreams": {"mixtral-8x7b": "small", "gpt-4o": "big"},
+     "sampling": {"mode": "uniform", "p": 0.1},
+     "quality": {"mixtral-8x7b": 0.61, "gpt-4o": 0.83},    # N-model routers only
      "messages": [...],                                   # only with log_prompts
      "answers": {"mixtral-8x7b": {"text": "...",          # text only with log_prompts
                                   "error": null, "usage": {"prompt_tokens": 31, "completion_tokens": 212},
@@ -26,13 +38,14 @@ The shadow log (JSONL, one object per shadowed request)::
                  "gpt-4o": {...}}}
 
 Model names are the router's (as in the decision log's ``chosen``); ``upstreams`` says which
-upstream answered for each. The chosen model's answer is the one the user got; the others are the
-shadow calls, sent without streaming (``stream`` false, ``stream_options`` removed) and otherwise
-exactly as the client sent the request. ``usage`` is null when the upstream reported none (a
-stream whose client did not ask for ``include_usage``). Lines are appended by one writer task per
-process, each batch in one ``write`` to a file opened for appending, so lines never interleave,
-also between the processes of ``--workers N``; only a killed server can leave a half-written last
-line, which :func:`read_shadow_log` skips.
+upstream answered for each; ``answers`` holds the chosen model and the models asked (all of the
+router's models for two; ``shadow_models`` of the others for N). The chosen model's answer is the
+one the user got; the others are the shadow calls, sent without streaming (``stream`` false,
+``stream_options`` removed) and otherwise exactly as the client sent the request. ``usage`` is null
+when the upstream reported none (a stream whose client did not ask for ``include_usage``). Lines are
+appended by one writer task per process, each batch in one ``write`` to a file opened for appending,
+so lines never interleave, also between the processes of ``--workers N``; only a killed server can
+leave a half-written last line, which :func:`read_shadow_log` skips.
 """
 
 from __future__ import annotations
@@ -40,6 +53,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,7 +72,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import UpstreamConfig
     from .metrics import ServeMetrics
 
-__all__ = ["ShadowJob", "Shadow", "ShadowLog", "read_shadow_log", "answer_text", "stream_text"]
+__all__ = ["ShadowJob", "Shadow", "ShadowSampler", "ShadowLog", "read_shadow_log", "answer_text", "stream_text"]
 
 log = logging.getLogger("tela.serve")
 
@@ -83,6 +98,85 @@ class ShadowJob:
     reply_body: Any = None  # a JSON answer
     reply_chunks: list[bytes] | None = None  # a streamed answer's bytes (kept only with log_prompts)
     truncated: bool = False  # the streamed answer was over MAX_CAPTURE
+    quality: dict[str, float] | None = None  # each model's predicted quality (N-model routers)
+    p: float | None = None  # the probability the request was sampled with
+
+
+#: How close (in ``w``, or in predicted quality) counts as "close" for uncertainty sampling: the
+#: weight of a request or model falls by e for each 0.1 between it and the decision.
+_CLOSE = 0.1
+#: Uncertainty sampling's floor: every request keeps at least this share of the uniform
+#: probability, so no region of the traffic goes unlabelled for good.
+_FLOOR = 0.2
+#: Requests over which the running mean of the uncertainty is kept (exponential, per router).
+_MEAN_OVER = 200
+
+
+class ShadowSampler:
+    """Which routed requests shadow mode samples (:meth:`sample`) and which of the models routing
+    did not choose each asks (:meth:`pick`): ``uniform`` or ``uncertainty`` (the module doc).
+
+    Uncertainty of a decision, in (0, 1]: ``exp(-gap / 0.1)`` where ``gap`` is ``|w - threshold|``
+    (two models, or no predicted quality; threshold 0.5 for policies without one), or, for N
+    models, the smallest gap between the chosen model's predicted quality and another's. A request
+    is sampled with probability ``rate x (0.2 + 0.8 x u / mean u)`` (at most 1), the mean taken
+    over the router's recent requests, so the share stays ``rate`` on average."""
+
+    def __init__(self, mode: str = "uniform", k: int = 1, rng: random.Random | None = None) -> None:
+        self.mode = mode
+        self.k = max(1, int(k))
+        self._rng = rng or random.Random()
+        self._mean: dict[str, float] = {}
+
+    @staticmethod
+    def uncertainty(decision: Any) -> float:
+        """How close ``decision`` was, in (0, 1] (1: a tie)."""
+        quality = getattr(decision, "quality", None)
+        chosen = getattr(decision, "model", None)
+        if quality and chosen in quality and len(quality) > 1:
+            qc = float(quality[chosen])
+            gap = min(abs(float(q) - qc) for m, q in quality.items() if m != chosen)
+        else:
+            t = decision.threshold if decision.threshold is not None else 0.5
+            gap = abs(float(decision.w) - float(t))
+        return math.exp(-gap / _CLOSE)
+
+    def probability(self, router: str, rate: float, decision: Any) -> float:
+        """The probability this routed request is sampled with (and the running mean updated)."""
+        if rate <= 0.0:
+            return 0.0
+        if rate >= 1.0:
+            return 1.0
+        if self.mode != "uncertainty":
+            return rate
+        u = self.uncertainty(decision)
+        mean = self._mean.get(router, u)
+        self._mean[router] = mean + (u - mean) / _MEAN_OVER
+        return min(1.0, rate * (_FLOOR + (1.0 - _FLOOR) * u / max(mean, 1e-6)))
+
+    def sample(self, router: str, rate: float, decision: Any) -> float | None:
+        """The probability the request was sampled with, or None when it is not sampled."""
+        p = self.probability(router, rate, decision)
+        return p if p > 0.0 and (p >= 1.0 or self._rng.random() < p) else None
+
+    def pick(self, models: list[str], chosen: str, quality: dict[str, float] | None) -> list[str]:
+        """The models (not ``chosen``) a sampled request asks, in the router's order: all of them
+        when there are at most ``k``; else ``k`` drawn uniformly, or (``uncertainty``, with
+        predictions) drawn with weight ``exp(-|q - q_chosen| / 0.1)``, the closest most often."""
+        others = [m for m in models if m != chosen]
+        if len(others) <= self.k:
+            return others
+        if self.mode == "uncertainty" and quality and chosen in quality and all(m in quality for m in others):
+            qc = float(quality[chosen])
+            # weighted draw without replacement (Efraimidis-Spirakis: the k largest u^(1/weight))
+            keys = {
+                m: math.log(max(self._rng.random(), 1e-300)) / math.exp(-abs(float(quality[m]) - qc) / _CLOSE)
+                for m in others
+            }
+            picked = set(sorted(others, key=lambda m: keys[m], reverse=True)[: self.k])
+        else:
+            picked = set(self._rng.sample(others, self.k))
+        return [m for m in others if m in picked]
 
 
 def answer_text(body: Any) -> str | None:
@@ -173,8 +267,11 @@ class Shadow:
         queue_size: int = 1000,
         workers: int = 4,
         log_prompts: bool = False,
+        sampling: str = "uniform",
+        models_per_request: int = 1,
     ) -> None:
         self.log = ShadowLog(path)
+        self.sampler = ShadowSampler(sampling, models_per_request)
         self.upstreams = upstreams
         self.metrics = metrics
         self.queue_size = int(queue_size)
@@ -247,14 +344,16 @@ class Shadow:
                 self._jobs.task_done()
 
     async def _shadow(self, job: ShadowJob) -> dict[str, Any]:
-        others = [m for m in job.models if m != job.chosen]
+        others = self.sampler.pick(job.models, job.chosen, job.quality)
         results = await asyncio.gather(*(self._call(job, m) for m in others))
         answers: dict[str, dict[str, Any]] = {}
         for m in job.models:
             if m == job.chosen:
                 answers[m] = self._chosen_answer(job)
-            else:
+            elif m in others:
                 answers[m] = results[others.index(m)]
+            else:
+                continue
             # the model id sent: collect --from-log files the answer under it, so an upstream whose
             # model changed since (or a router naming its models anything) never mixes two models
             ucfg = self.upstreams.get(job.upstream_of[m], (None, None))[0]
@@ -268,7 +367,10 @@ class Shadow:
             "chosen": job.chosen,
             "models": list(job.models),
             "upstreams": {m: job.upstream_of[m] for m in job.models},
+            "sampling": {"mode": self.sampler.mode, "p": None if job.p is None else round(job.p, 6)},
         }
+        if job.quality is not None:
+            record["quality"] = {m: round(float(q), 6) for m, q in job.quality.items()}
         if self.log_prompts:
             record["messages"] = job.body.get("messages")
         record["answers"] = answers
@@ -309,6 +411,7 @@ class Shadow:
         except Exception as e:  # an upstream plugin's bug: recorded, never raised to anyone
             error = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
         latency = time.perf_counter() - t0
+        self.metrics.shadow_calls.labels(job.router, model).inc()
         out: dict[str, Any] = {}
         usage = None
         if error is None:
