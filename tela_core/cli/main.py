@@ -26,6 +26,7 @@ CORE_COMMAND_MODULES = (
     "serve_cmd",
     "collect_cmd",
     "judge_cmd",
+    "promote_cmd",
 )
 
 

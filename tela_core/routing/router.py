@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from tela_core.components import LoadContext
 from tela_core.infra.errors import TelaError
 from tela_core.routing.artifact import read_manifest, read_policy
+from tela_core.routing.versions import resolve
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -65,6 +66,12 @@ class Decision:
     router_version: str | None = None
     #: each model's predicted quality in [0, 1], for N-model families (None otherwise)
     quality: Mapping[str, float] | None = None
+    #: an N-model policy's request knob and the value applied (``{"lam": 0.5}``, ``{"budget": 2.0}``,
+    #: ``{"q": 0.8}``); None for two-model policies, whose knob is ``threshold``
+    knob: Mapping[str, float] | None = None
+    #: the version's name (``v3``) when the router was loaded from a versions folder
+    #: (:mod:`tela_core.routing.versions`), else None
+    version_name: str | None = None
 
 
 class Router:
@@ -85,6 +92,9 @@ class Router:
         self.policy = policy
         self.policy_spec = dict(policy_spec)
         self.models = list(models)
+        #: the versions folder it was loaded from, and the version's name (``v3``); None otherwise
+        self.versions_dir: Path | None = None
+        self.version_name: str | None = None
 
     # -- loading ----------------------------------------------------------------------------------
 
@@ -122,7 +132,7 @@ class Router:
         """
         from tela_core.plugins.discovery import get_registry
 
-        d = Path(path)
+        d, version_name = resolve(path)  # a versions folder: its current version's folder
         manifest = read_manifest(d)
         reg = get_registry()
         scorer_name = manifest["scorer"]
@@ -169,14 +179,18 @@ class Router:
         from tela_core.routing.artifact import router_version
 
         loaded.__dict__["_version"] = router_version(d)  # the version loaded, even if the folder is retrained later
+        loaded.version_name = version_name
+        loaded.versions_dir = Path(path) if version_name is not None else None
         return loaded
 
     # -- what it is ---------------------------------------------------------------------------------
 
     @property
     def name(self) -> str:
-        """The folder's name (what ``tela serve`` calls it unless told otherwise)."""
-        return self.path.resolve().name or str(self.path)
+        """The folder's name (what ``tela serve`` calls it unless told otherwise); the versions
+        folder's for a router loaded from one."""
+        where = self.versions_dir if self.versions_dir is not None else self.path
+        return where.resolve().name or str(where)
 
     @property
     def version(self) -> str:
@@ -200,8 +214,10 @@ class Router:
 
     # -- scoring and routing ------------------------------------------------------------------------
 
-    def scores(self, prompts: Sequence[str]) -> Scores:
-        """The scorer's full output: ``w`` and, for score families, the 1..5 distribution."""
+    def scores(self, prompts: Sequence[str], quality: bool = False) -> Scores:
+        """The scorer's full output: ``w`` and, for score families, the 1..5 distribution; for
+        N-model families each model's predicted quality, which an N-model policy (or ``quality``)
+        asks of a family that predicts it but does not put it in its scores."""
         prompts = _check_prompts(prompts)
         if not prompts:
             import numpy as np
@@ -209,7 +225,10 @@ class Router:
             from tela_core.components import Scores
 
             return Scores(w=np.zeros(0))
-        return self.scorer.score(prompts)
+        scores = self.scorer.score(prompts)
+        if scores.quality is None and (quality or self.knob is not None) and hasattr(self.scorer, "predict_models"):
+            scores = _with_quality(scores, self.scorer, prompts)
+        return scores
 
     def score(self, prompts: Sequence[str]) -> np.ndarray:
         """``w`` = P(strong model needed) for each prompt, in [0, 1]."""
@@ -218,8 +237,9 @@ class Router:
         return np.asarray(self.scores(prompts).w, dtype=float).reshape(-1)
 
     def route(self, prompts: Sequence[str], threshold: float | None = None) -> list[str]:
-        """The model each prompt goes to. ``threshold`` overrides the saved policy's (two-model
-        policies only): strong iff ``w >= threshold``."""
+        """The model each prompt goes to. ``threshold`` overrides the saved policy's request knob:
+        for two-model policies strong iff ``w >= threshold``; for N-model policies (cost-aware,
+        budget, quality-floor) their knob (λ, $ per 1,000 requests, quality floor)."""
         return [d.model for d in self.decide(prompts, threshold)]
 
     def decide(self, prompts: Sequence[str], threshold: float | None = None) -> list[Decision]:
@@ -227,10 +247,18 @@ class Router:
         scores = self.scores(prompts)
         return self.decisions(scores, threshold)
 
+    @property
+    def knob(self) -> str | None:
+        """The request knob of an N-model policy (``lam``, ``budget``, ``q``); None for two-model policies."""
+        return getattr(self.policy, "knob", None) or None
+
     def decisions(self, scores: Scores, threshold: float | None = None) -> list[Decision]:
-        """Apply the policy (or ``threshold``) to scores already computed, e.g. by a batched call."""
+        """Apply the policy (or ``threshold``: its request knob) to scores already computed, e.g.
+        by a batched call."""
         import numpy as np
 
+        if self.knob is not None:
+            return self._nmodel_decisions(scores, threshold)
         w = np.asarray(scores.w, dtype=float).reshape(-1)
         expected = scores.expected
         t: float | None
@@ -245,6 +273,7 @@ class Router:
             version: str | None = self.version
         except TelaError:  # the folder changed under a loaded router: decide anyway
             version = None
+        quality = _quality_rows(scores)
         return [
             Decision(
                 model=chosen[i],
@@ -252,8 +281,48 @@ class Router:
                 threshold=t,
                 expected=float(expected[i]) if expected is not None else None,
                 router_version=version,
+                quality=quality[i] if quality is not None else None,
+                version_name=self.version_name,
             )
             for i in range(len(w))
+        ]
+
+    def _nmodel_decisions(self, scores: Scores, value: float | None) -> list[Decision]:
+        """An N-model policy's decisions, with each model's predicted quality; ``value`` sets its knob."""
+        import numpy as np
+
+        policy: Any = self.policy
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TelaError(f"{self.policy_spec['name']} {self.knob} must be a number, got {value!r}")
+            policy = policy.at(float(value))
+        if scores.quality is None:
+            raise TelaError(
+                f"{self.name}: policy {self.policy_spec['name']!r} chooses by each model's predicted quality, and "
+                f"family {self.manifest.get('scorer')!r} predicts none; use embedding-knn or matrix-factorization, "
+                "or a two-model policy (threshold, calibrated)"
+            )
+        chosen = policy.choose(scores, self.models)
+        w = np.asarray(scores.w, dtype=float).reshape(-1)
+        quality = _quality_rows(scores, self.models)
+        expected = scores.expected
+        knob = {str(self.knob): float(policy.knob_value)} if policy.knob_value is not None else None
+        try:
+            version: str | None = self.version
+        except TelaError:
+            version = None
+        return [
+            Decision(
+                model=chosen[i],
+                w=float(w[i]) if i < len(w) else float("nan"),
+                threshold=None,
+                expected=float(expected[i]) if expected is not None else None,
+                router_version=version,
+                quality=quality[i] if quality is not None else None,
+                knob=knob,
+                version_name=self.version_name,
+            )
+            for i in range(len(chosen))
         ]
 
     def _check_threshold(self, threshold: float) -> float:
@@ -268,6 +337,33 @@ class Router:
                 f"{self.policy_spec['name']!r} routes between {len(self.models)}"
             )
         return t
+
+
+def _quality_rows(scores: Scores, models: Sequence[str] | None = None) -> list[dict[str, float]] | None:
+    """Each prompt's ``{model: predicted quality}`` from ``scores.quality`` (None when it has none)."""
+    import numpy as np
+
+    if scores.quality is None:
+        return None
+    q = np.asarray(scores.quality, dtype=float)
+    cols = list(scores.models or models or [])
+    if q.ndim != 2 or len(cols) != q.shape[1]:
+        return None
+    return [{m: float(row[j]) for j, m in enumerate(cols)} for row in q]
+
+
+def _with_quality(scores: Scores, scorer: Any, prompts: Sequence[str]) -> Scores:
+    """``scores`` with ``quality``/``models`` from a family's ``predict_models`` (a family that
+    has it but does not fill ``Scores.quality`` in ``score``)."""
+    import dataclasses
+
+    import numpy as np
+
+    models = tuple(str(m) for m in getattr(scorer, "models", ()) or ())
+    quality = np.asarray(scorer.predict_models(list(prompts)), dtype=float)
+    if quality.ndim != 2 or quality.shape[1] != len(models):
+        return scores
+    return dataclasses.replace(scores, quality=quality, models=models)
 
 
 def _takes_context(load: Any) -> bool:

@@ -16,6 +16,14 @@ replace the workers one by one (each new worker loads the routers before it take
 worker that cannot load them is not swapped in, and the old ones keep serving), and
 ``POST /admin/reload`` on any worker first loads the routers there to check them, then asks the
 main process for that rolling restart.
+
+A router served from a versions folder (:mod:`tela_core.routing.versions`) is *followed*: every
+``follow_versions_s`` seconds (default 2) each server process looks at the folder's
+``versions.json`` (one ``stat``; the file is read only when it changed) and, when the current
+version is no longer the one it serves (``tela promote``, ``tela rollback``), reloads that router
+as above (trigger ``follow``). Every replica behind a load balancer thus serves the new version
+within that interval, with no call to reach it. A version that does not load is not retried until
+the file changes again; the old one keeps serving.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from tela_core.infra.errors import TelaError
+from tela_core.routing.versions import VERSIONS_FILE, is_versions_dir, read_state
 
 from .served_routers import load_router
 
@@ -51,6 +60,7 @@ class Reloader:
         self.server = server
         self._lock = asyncio.Lock()
         self._closing: set[asyncio.Task[Any]] = set()
+        self._follow_task: asyncio.Task[None] | None = None
 
     async def reload(self, names: list[str] | None = None, trigger: str = "admin") -> dict[str, dict[str, Any]]:
         """Load ``names`` (default: every router) again from their folders and swap each one that
@@ -116,6 +126,66 @@ class Reloader:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
+    # -- following versions folders ---------------------------------------------------------------
+
+    def start_following(self) -> list[str]:
+        """Follow the routers served from a versions folder (module doc); the names followed
+        (none when ``follow_versions_s`` is 0 or no router comes from a versions folder)."""
+        s = self.server
+        every = float(getattr(s.config, "follow_versions_s", 2.0) or 0.0)
+        folders = {n: rc.path for n, rc in s.config.routers.items() if is_versions_dir(rc.path)}
+        if every <= 0 or not folders:
+            return []
+        self._follow_task = asyncio.ensure_future(self._follow(folders, every))
+        return list(folders)
+
+    async def _follow(self, folders: dict[str, str], every: float) -> None:
+        seen: dict[str, tuple[int, int, int] | None] = dict.fromkeys(folders)
+        while True:
+            await asyncio.sleep(every)
+            for name, folder in folders.items():
+                try:
+                    await self._follow_one(name, folder, seen)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # pragma: no cover - following never stops the server
+                    log.exception("following the versions folder %s failed", folder)
+
+    async def _follow_one(self, name: str, folder: str, seen: dict[str, tuple[int, int, int] | None]) -> None:
+        try:
+            st = os.stat(os.path.join(folder, VERSIONS_FILE))
+        except OSError as e:
+            log.warning(
+                "versions folder %s: %s unreadable (%s); still serving what was loaded", folder, VERSIONS_FILE, e
+            )
+            return
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if seen.get(name) == stamp:
+            return
+        seen[name] = stamp
+        try:
+            current = await asyncio.to_thread(lambda: read_state(folder).current)
+        except TelaError as e:
+            log.warning("versions folder %s: %s; still serving what was loaded", folder, e)
+            return
+        served = self.server.routers.get(name)
+        had = getattr(served.router, "version_name", None) if served is not None else None
+        if current is None or current == had:
+            return
+        log.info(
+            "versions folder %s: current version is now %s (serving %s): reloading router %s",
+            folder,
+            current,
+            had,
+            name,
+        )
+        await self.reload([name], trigger="follow")
+
+    def stop_following(self) -> None:
+        if self._follow_task is not None:
+            self._follow_task.cancel()
+            self._follow_task = None
+
     # -- triggers -------------------------------------------------------------------------------
 
     def install_sighup(self) -> bool:
@@ -148,7 +218,11 @@ class Reloader:
         """Open the decision and shadow logs again at their paths (after a rotation). A log that
         cannot be opened keeps the file it had, and the server log says why."""
         s = self.server
-        for what, target in (("decision", s.decision_log), ("shadow", s.shadow.log if s.shadow is not None else None)):
+        for what, target in (
+            ("decision", s.decision_log),
+            ("shadow", s.shadow.log if s.shadow is not None else None),
+            ("feedback", s.feedback.log if s.feedback is not None else None),
+        ):
             if target is None:
                 continue
             try:
@@ -177,16 +251,22 @@ class Reloader:
         return (200 if ok else 500), {"ok": ok, "routers": results}
 
     async def aclose(self) -> None:
+        self.stop_following()
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
 
 def _describe(served: Any, load_s: float) -> dict[str, Any]:
     spec = served.router.policy_spec
+    versions_dir = getattr(served.router, "versions_dir", None)
     return {
         "ok": True,
         "path": str(served.router.path),
         "loaded": os.path.realpath(served.router.path),  # the version behind a link such as runs/live
+        # a versions folder's router: the folder, and the version now current there (``v3``)
+        "versions": os.path.realpath(versions_dir) if versions_dir is not None else None,
+        "version": getattr(served.router, "version_name", None),
+        "router_version": served.router.version,
         "scorer": served.router.manifest.get("scorer"),
         "policy": {"name": spec.get("name"), "options": spec.get("options") or {}},
         "models": list(served.router.models),

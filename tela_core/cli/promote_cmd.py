@@ -1,0 +1,411 @@
+"""``tela promote`` and ``tela rollback``: change a versions folder's current router, as a recorded
+step, and tell the servers.
+
+A versions folder (:mod:`tela_core.routing.versions`) holds a router name's versions (``v1``,
+``v2``, ...) and ``versions.json``, which says which is current. ``tela serve --router live``
+serves the current version and follows ``versions.json``; ``--server URL`` (repeatable) also
+reloads each running server at once through its authenticated ``POST /admin/reload``.
+
+Exit codes: 0 promoted (or rolled back) and every ``--server`` reloaded; 1 the candidate was
+refused (the record says why, and nothing changed); 2 bad input (nothing changed); 3 promoted (or
+rolled back) and recorded, but a ``--server`` did not reload (each is named).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tela_core.data.detect import read_records
+from tela_core.eval.outcomes import model_names, resolve_pair
+from tela_core.eval.promotion import PROMOTE, as_json_numbers, check_comparable, check_not_trained_on, compare
+from tela_core.infra.errors import TelaError
+from tela_core.infra.io import dumps_json
+from tela_core.routing import versions as vs
+from tela_core.routing.artifact import read_manifest, router_version
+from tela_core.routing.router import Router
+
+from .options import json_option, pair_options, source_option, trust_option
+
+__all__ = ["register", "promote_cmd", "rollback_cmd", "REFUSED", "SERVERS_FAILED", "ADMIN_TOKEN_ENV"]
+
+#: exit code of a refused candidate
+REFUSED = 1
+#: exit code when the step was taken and recorded but a --server did not reload
+SERVERS_FAILED = 3
+#: where the admin token is read from by default (what the deployment guide's serve config names)
+ADMIN_TOKEN_ENV = "TELA_ADMIN_TOKEN"
+
+
+def register(cli: click.Group) -> None:
+    """Attach ``tela promote`` and ``tela rollback`` to ``cli``."""
+    cli.add_command(promote_cmd)
+    cli.add_command(rollback_cmd)
+
+
+def _server_options(f: Any) -> Any:
+    f = click.option(
+        "--admin-token-env",
+        "admin_token_env",
+        default=ADMIN_TOKEN_ENV,
+        show_default=True,
+        metavar="NAME",
+        help="Environment variable holding the servers' admin token (their admin_token_env).",
+    )(f)
+    return click.option(
+        "--server",
+        "servers",
+        multiple=True,
+        metavar="URL",
+        help="A running tela serve (http://HOST:PORT) to reload through POST /admin/reload (repeatable); "
+        "servers also follow the versions folder by themselves.",
+    )(f)
+
+
+def _versions_option(f: Any) -> Any:
+    return click.option(
+        "--router",
+        "router",
+        required=True,
+        type=click.Path(path_type=Path, file_okay=False),
+        metavar="DIR",
+        help="The versions folder that tela serve serves (v1, v2, ... and versions.json); "
+        "the first promotion creates it.",
+    )(f)
+
+
+@click.command("promote")
+@_versions_option
+@click.option(
+    "--candidate",
+    "candidate",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    metavar="DIR",
+    help="The candidate router (a tela run / tela zoo output folder); copied into the versions folder if promoted.",
+)
+@click.option(
+    "--data",
+    "data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Labelled recent traffic neither router trained on (tela collect / tela judge records). "
+    "Not needed for the first version.",
+)
+@source_option()
+@pair_options
+@click.option("--resamples", default=1000, show_default=True, type=click.IntRange(1), help="Bootstrap resamples.")
+@click.option(
+    "--confidence",
+    default=0.95,
+    show_default=True,
+    type=click.FloatRange(0.5, 1.0, min_open=False, max_open=True),
+    help="Confidence of the paired bootstrap interval on APGR.",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the bootstrap's draws.")
+@click.option("--dry-run", is_flag=True, help="Evaluate and print the decision; change and record nothing.")
+@_server_options
+@trust_option
+@json_option
+def promote_cmd(
+    router: Path,
+    candidate: Path,
+    data: Path | None,
+    source_name: str,
+    weak_model: str | None,
+    strong_model: str | None,
+    resamples: int,
+    confidence: float,
+    seed: int,
+    dry_run: bool,
+    servers: tuple[str, ...],
+    admin_token_env: str,
+    trust_remote_code: bool,
+    as_json: bool,
+) -> None:
+    """Promote a candidate router to the current version if it beats the current one.
+
+    Both routers score the same labelled traffic (--data), which neither trained on; the
+    candidate is promoted when its APGR is better beyond the paired bootstrap interval, or equal
+    within it and cheaper (mean cost per prompt where the data has costs, else the share of
+    prompts sent to the strong model). A promotion copies it into the versions folder as the next
+    version (vN), makes it current and writes a record (data, numbers, decision, why) under
+    DIR/records/; a refusal writes a record too and says which number failed and by how much.
+    The first promotion into a new folder needs no --data: there is nothing to compare with.
+
+    Exit codes: 0 promoted; 1 refused; 2 bad input; 3 promoted but a --server did not reload.
+
+    \b
+    Examples:
+      tela promote --router live --candidate runs/knn-v1
+      tela promote --router live --candidate runs/knn-v2 --data labels/this-week.jsonl \\
+                   --server http://10.0.0.5:8000 --server http://10.0.0.6:8000
+    """
+    token = _admin_token(servers, admin_token_env)
+    read_manifest(candidate)  # a bad candidate fails before any work
+    if (router / "tela.json").exists():
+        raise TelaError(
+            f"{router}: is a router folder, not a versions folder; give a new folder (e.g. {router.name}-live) "
+            "and serve that one"
+        )
+    first = not (router / vs.VERSIONS_FILE).exists() or vs.read_state(router).current is None
+    if not first and data is None:
+        raise TelaError(f"{router} has a current version: give --data, labelled traffic to compare the candidate on")
+    if dry_run:
+        record = _evaluate(
+            router,
+            candidate,
+            data,
+            first,
+            source_name,
+            weak_model,
+            strong_model,
+            trust_remote_code,
+            resamples,
+            confidence,
+            seed,
+        )
+        _say(record, as_json)
+        if record["decision"] != PROMOTE:
+            click.get_current_context().exit(REFUSED)
+        return
+    router.parent.mkdir(parents=True, exist_ok=True)
+    with vs.versions_lock(router):
+        vs.init(router)
+        first = vs.read_state(router).current is None
+        record = _evaluate(
+            router,
+            candidate,
+            data,
+            first,
+            source_name,
+            weak_model,
+            strong_model,
+            trust_remote_code,
+            resamples,
+            confidence,
+            seed,
+        )
+        if record["decision"] == PROMOTE:
+            version = vs.add_version(router, candidate)
+            record["version"] = version
+            path = vs.next_record_path(router, "promote", version)
+            record["record"] = str(path.relative_to(router))
+            vs.write_record(path, record)
+            vs.set_current(router, version, "promote", record=record["record"])
+        else:
+            path = vs.next_record_path(router, "refuse", None)
+            record["record"] = str(path.relative_to(router))
+            vs.write_record(path, record)
+            vs.note_step(router, "refuse", record=record["record"])
+    if record["decision"] != PROMOTE:
+        _say(record, as_json)
+        click.get_current_context().exit(REFUSED)
+    record["servers"] = _reload_all(servers, token, router, record["version"])
+    vs.write_record(path, record)
+    _say(record, as_json)
+    if any(not s["ok"] for s in record["servers"]):
+        click.get_current_context().exit(SERVERS_FAILED)
+
+
+@click.command("rollback")
+@_versions_option
+@click.option("--reason", default=None, metavar="TEXT", help="Why, for the record.")
+@_server_options
+@json_option
+def rollback_cmd(
+    router: Path, reason: str | None, servers: tuple[str, ...], admin_token_env: str, as_json: bool
+) -> None:
+    """Go back to the version that was current before this one, as a recorded step.
+
+    The current version stays in the folder (a later tela promote may bring a new one); the
+    record (DIR/records/NNNN-rollback-vN.json) says from which version to which, when and why.
+
+    Exit codes: 0 rolled back; 2 bad input or no earlier version; 3 rolled back but a --server
+    did not reload.
+
+    \b
+    Examples:
+      tela rollback --router live --reason "complaints about v3 since 14:00"
+      tela rollback --router live --server http://10.0.0.5:8000 --server http://10.0.0.6:8000
+    """
+    token = _admin_token(servers, admin_token_env)
+    with vs.versions_lock(router):
+        state = vs.read_state(router)
+        if state.current is None:
+            raise TelaError(f"{router}: no current version to roll back")
+        if not state.earlier:
+            raise TelaError(f"{router}: {state.current} is the first version; there is no earlier one to go back to")
+        target = state.earlier[-1]
+        path = vs.next_record_path(router, "rollback", target)
+        record: dict[str, Any] = {
+            "action": "rollback",
+            "time": _now(),
+            "from": state.current,
+            "to": target,
+            "reason": reason,
+            "decision": "rollback",
+            "why": f"rolled back from {state.current} to {target}" + (f": {reason}" if reason else ""),
+            "version": target,
+            "record": str(path.relative_to(router)),
+        }
+        vs.write_record(path, record)
+        vs.set_current(router, target, "rollback", record=record["record"])
+    record["servers"] = _reload_all(servers, token, router, target)
+    vs.write_record(path, record)
+    _say(record, as_json)
+    if any(not s["ok"] for s in record["servers"]):
+        click.get_current_context().exit(SERVERS_FAILED)
+
+
+# -- evaluation -----------------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _describe(path: Path, version: str | None = None) -> dict[str, Any]:
+    return {"path": os.path.abspath(path), "version": version, "router_version": router_version(path)}
+
+
+def _evaluate(
+    router: Path,
+    candidate: Path,
+    data: Path | None,
+    first: bool,
+    source_name: str,
+    weak_model: str | None,
+    strong_model: str | None,
+    trust_remote_code: bool,
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> dict[str, Any]:
+    """The record of the decision, before anything is changed."""
+    record: dict[str, Any] = {"action": "promote", "time": _now(), "candidate": _describe(candidate)}
+    if first:
+        record.update(
+            current=None,
+            data=None,
+            numbers=None,
+            decision=PROMOTE,
+            why="the first version: there is no current one to compare with",
+        )
+        return record
+    assert data is not None
+    state = vs.read_state(router)
+    current_dir = vs.current_dir(router)
+    record["current"] = _describe(current_dir, state.current)
+    records, source, _info = read_records(data, source_name, weak_model, strong_model)
+    prompts = [r.prompt for r in records]
+    checked = {
+        "candidate": check_not_trained_on("candidate", read_manifest(candidate), prompts),
+        "current": check_not_trained_on(f"current ({state.current})", read_manifest(current_dir), prompts),
+    }
+    cand = Router.load(candidate, trust_remote_code=trust_remote_code)
+    cur = Router.load(current_dir, trust_remote_code=trust_remote_code)
+    check_comparable(cand, cur)
+    have = set(model_names(records))
+    weak, strong = resolve_pair(
+        records,
+        weak_model or (cur.models[0] if cur.models[0] in have else None),
+        strong_model or (cur.models[-1] if cur.models[-1] in have else None),
+        source,
+    )
+    c = compare(cand, cur, records, weak, strong, resamples=resamples, confidence=confidence, seed=seed)
+    record.update(
+        data={"path": os.path.abspath(data), "records": len(records), "trained_on": checked},
+        numbers=as_json_numbers(c),
+        decision=c.decision,
+        why=c.why,
+        failed=c.failed,
+    )
+    return record
+
+
+# -- servers --------------------------------------------------------------------------------------
+
+
+def _admin_token(servers: tuple[str, ...], env: str) -> str | None:
+    if not servers:
+        return None
+    token = (os.environ.get(env) or "").strip()
+    if not token:
+        raise TelaError(f"--server needs the servers' admin token in ${env} (or name the variable: --admin-token-env)")
+    for url in servers:
+        if not url.startswith(("http://", "https://")):
+            raise TelaError(f"--server {url}: expected http://HOST:PORT")
+    return token
+
+
+def _reload_all(servers: tuple[str, ...], token: str | None, router: Path, version: str) -> list[dict[str, Any]]:
+    return [_reload(url, token or "", router, version) for url in servers]
+
+
+def _reload(url: str, token: str, router: Path, version: str) -> dict[str, Any]:
+    """POST URL/admin/reload; ok when it answered 200 (or 202, with --workers) and every router it
+    serves from this versions folder now serves ``version``."""
+    req = urllib.request.Request(
+        url.rstrip("/") + "/admin/reload", data=b"", method="POST", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=300) as r:
+            status, body = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, body = e.code, e.read()
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or e
+        return {"url": url, "ok": False, "error": f"not reached: {reason}"}
+    try:
+        answer = json.loads(body or b"{}")
+    except ValueError:
+        answer = {}
+    if status not in (200, 202):
+        said = (answer.get("error") or {}).get("message") if isinstance(answer.get("error"), dict) else None
+        failed = [f"{n}: {r.get('error')}" for n, r in (answer.get("routers") or {}).items() if not r.get("ok")]
+        return {"url": url, "ok": False, "error": f"HTTP {status}: " + (said or "; ".join(failed) or "reload failed")}
+    mine = os.path.realpath(router)
+    serving = {
+        n: r.get("version")
+        for n, r in (answer.get("routers") or {}).items()
+        if isinstance(r, dict) and r.get("versions") == mine
+    }
+    if status == 202:
+        return {"url": url, "ok": True, "restarting_workers": True, "routers": serving}
+    wrong = {n: v for n, v in serving.items() if v != version}
+    if wrong:
+        return {
+            "url": url,
+            "ok": False,
+            "error": "reloaded, but still serving " + ", ".join(f"{n} {v}" for n, v in wrong.items()),
+        }
+    return {"url": url, "ok": True, "routers": serving}
+
+
+def _say(record: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(dumps_json(record, indent=2))
+        return
+    action, decision = record.get("action"), record.get("decision")
+    if action == "rollback":
+        click.echo(f"rolled back: {record['from']} -> {record['to']}")
+    elif decision == PROMOTE:
+        click.echo(f"promoted: {record.get('version') or 'candidate'} ({record['why']})")
+    else:
+        click.echo(f"refused: {record['why']}", err=True)
+    if record.get("record"):
+        click.echo(f"record: {record['record']}")
+    for s in record.get("servers") or []:
+        if s["ok"]:
+            what = "restarting its workers" if s.get("restarting_workers") else "reloaded"
+            click.echo(f"server {s['url']}: {what}")
+        else:
+            click.echo(f"server {s['url']}: did not reload: {s['error']}", err=True)

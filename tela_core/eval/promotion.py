@@ -1,0 +1,185 @@
+"""Should a candidate router replace the current one? The comparison behind ``tela promote``.
+
+Both routers score the same labelled prompts, which neither trained on (checked against the
+training-prompt sketch each router's ``tela.json`` keeps: :mod:`tela_core.data.fingerprint`). The
+candidate is promoted when
+
+1. its APGR is better than the current router's beyond the paired bootstrap interval (the
+   interval of APGR(candidate) − APGR(current) lies above 0: :mod:`tela_core.eval.bootstrap`), or
+2. the two are equal within the interval (it holds 0) and the candidate is cheaper at its saved
+   policy: a lower mean cost per prompt where the data has every chosen model's cost, else a lower
+   strong-call share (the share of prompts sent to the strongest model).
+
+Otherwise it is refused, and the refusal names the number that failed and by how much.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from tela_core.data.fingerprint import SKETCH_KEY, overlap
+from tela_core.infra.errors import TelaError
+
+from .bootstrap import PairedInterval, paired_apgr
+from .outcomes import outcome_arrays
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tela_core.data.records import Record
+    from tela_core.routing.router import Router
+
+__all__ = ["Operating", "Comparison", "compare", "check_not_trained_on", "PROMOTE", "REFUSE"]
+
+PROMOTE, REFUSE = "promote", "refuse"
+
+
+@dataclass(frozen=True)
+class Operating:
+    """A router at its saved policy on the evaluation prompts: the share sent to the strongest
+    model, and the mean cost per prompt of the models chosen (None where a cost is missing)."""
+
+    strong_share: float
+    cost: float | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Candidate against current on the same prompts, and the decision."""
+
+    n: int
+    weak: str
+    strong: str
+    apgr: PairedInterval  # a = candidate, b = current
+    candidate: Operating
+    current: Operating
+    decision: str  # PROMOTE or REFUSE
+    why: str
+    #: the number that failed (``apgr`` or ``cost`` / ``strong_share``) and by how much; None when promoted
+    failed: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["apgr"] = self.apgr.to_dict()
+        return out
+
+
+def check_not_trained_on(what: str, manifest: Mapping[str, Any], prompts: Sequence[str]) -> dict[str, Any]:
+    """Refuse (a :class:`TelaError`) when any of ``prompts`` is one the router trained on, per its
+    manifest's sketch; what was checked otherwise (``{"checked": prompts checked, "trained": 0}``, or
+    ``{"checked": 0, "note": ...}`` for a router that records no training prompts)."""
+    sketch = manifest.get(SKETCH_KEY)
+    got = overlap(sketch, prompts) if isinstance(sketch, Mapping) else None
+    if got is None:
+        return {"checked": 0, "note": "the router records no training prompts (trained before tela 0.2?)"}
+    sampled, trained = got
+    if trained:
+        exact = int(sketch.get("n", 0)) <= len(sketch.get("hashes", [])) if isinstance(sketch, Mapping) else False
+        of = f"{trained} of the {sampled} evaluation prompts" + ("" if exact else " checked (a sample)")
+        raise TelaError(
+            f"{of} are the {what} router's own training prompts; evaluate on recent traffic that neither router "
+            "trained on (label it with tela collect / tela judge, and leave it out of training)"
+        )
+    return {"checked": sampled, "trained": 0}
+
+
+def _operating(router: Router, scores: Any, records: Sequence[Record]) -> Operating:
+    decisions = router.decisions(scores)
+    strongest = router.models[-1]
+    share = sum(d.model == strongest for d in decisions) / max(1, len(decisions))
+    costs = []
+    for d, r in zip(decisions, records):
+        c = (r.costs or {}).get(d.model)
+        if c is None:
+            return Operating(share, None)
+        costs.append(float(c))
+    return Operating(share, sum(costs) / len(costs) if costs else None)
+
+
+def _num(x: float) -> str:
+    return f"{x:+.4f}"
+
+
+def compare(
+    candidate: Router,
+    current: Router,
+    records: Sequence[Record],
+    weak: str,
+    strong: str,
+    *,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Comparison:
+    """Score ``records`` with both routers and decide (module doc)."""
+    arrays = outcome_arrays(records, weak, strong)
+    prompts = [r.prompt for r in records]
+    s_cand, s_cur = candidate.scores(prompts), current.scores(prompts)
+    interval = paired_apgr(
+        s_cand.w, s_cur.w, arrays.weak, arrays.strong, resamples=resamples, confidence=confidence, seed=seed
+    )
+    op_cand, op_cur = _operating(candidate, s_cand, records), _operating(current, s_cur, records)
+    pct = f"{confidence:.0%}"
+    said = (
+        f"APGR {interval.a:.4f} vs current {interval.b:.4f}: {_num(interval.diff)} "
+        f"({pct} interval {_num(interval.lo)} .. {_num(interval.hi)})"
+    )
+    if op_cand.cost is not None and op_cur.cost is not None:
+        key, c_val, p_val, label = "cost", op_cand.cost, op_cur.cost, "mean cost per prompt"
+    else:
+        key, c_val, p_val, label = "strong_share", op_cand.strong_share, op_cur.strong_share, "strong-call share"
+    cheaper = c_val < p_val
+    cost_said = f"{label} {c_val:.4g} vs current {p_val:.4g} ({_num(c_val - p_val)})"
+    failed: dict[str, Any] | None = None
+    if interval.better:
+        decision, why = PROMOTE, f"better beyond the interval: {said}"
+    elif interval.worse:
+        decision = REFUSE
+        why = f"APGR worse beyond the interval: {said}; the interval's upper end is {-interval.hi:.4f} below 0"
+        failed = {"number": "apgr", "value": interval.diff, "hi": interval.hi, "by": -interval.hi}
+    elif cheaper:
+        decision, why = PROMOTE, f"equal within the interval and cheaper: {said}; {cost_said}"
+    else:
+        decision = REFUSE
+        why = (
+            f"APGR not better beyond the interval (its lower end is {-interval.lo:.4f} below 0): {said}; "
+            f"and not cheaper: {cost_said}"
+        )
+        failed = {
+            "number": key,
+            "value": c_val,
+            "current": p_val,
+            "by": c_val - p_val,
+            "apgr_lo": interval.lo,
+        }
+    return Comparison(len(records), weak, strong, interval, op_cand, op_cur, decision, why, failed)
+
+
+def _check_models(candidate: Router, current: Router) -> None:
+    if list(candidate.models) != list(current.models):
+        raise TelaError(
+            f"the candidate routes between {', '.join(candidate.models)} and the current version between "
+            f"{', '.join(current.models)}: a version must route between the same models (cheap -> strong)"
+        )
+    if len(candidate.models) != 2:
+        raise TelaError(
+            f"tela promote compares two-model routers by APGR; these route between {len(candidate.models)} models"
+        )
+
+
+def check_comparable(candidate: Router, current: Router) -> None:
+    """Refuse (bad input) a candidate that routes between other models than the current version,
+    or routers of more than two models (not compared yet)."""
+    _check_models(candidate, current)
+
+
+def as_json_numbers(c: Comparison) -> dict[str, Any]:
+    """The numbers of a comparison, for a promotion record."""
+    return {
+        "prompts": c.n,
+        "weak": c.weak,
+        "strong": c.strong,
+        "apgr": c.apgr.to_dict(),
+        "candidate": asdict(c.candidate),
+        "current": asdict(c.current),
+    }

@@ -1,0 +1,233 @@
+"""Router versions: one router name served from a folder of versions, one of them current.
+
+A *versions folder* holds each version a router name has had, as a router folder of its own
+(``v1``, ``v2``, ...), and ``versions.json``, which says which one is current and how it got there::
+
+    live/
+      versions.json     {"tela_versions": 1, "current": "v2", "earlier": ["v1"], "history": [...]}
+      v1/  v2/          router folders (tela.json, policy.json, the family's files), never changed
+      records/          one JSON file per promotion, refusal or rollback (data, numbers, decision, why)
+
+``versions.json`` is small and written atomically (a new file renamed over the old one), so a
+reader sees the old state or the new one, never half of one: that rename *is* the promotion or the
+rollback. ``earlier`` is the stack of versions that were current before (a rollback pops it); the
+``history`` lists every step (``promote``, ``rollback``) with its time, versions and record.
+
+:meth:`tela_core.routing.router.Router.load` and ``tela serve`` accept a versions folder and load
+its current version; ``tela serve`` follows the file (its modification time, polled) and reloads
+a router whose current version changed. ``tela promote`` and ``tela rollback`` change it
+(:mod:`tela_core.cli.promote_cmd`). Writers hold the folder's lock (``.NAME.lock`` beside it).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tela_core.infra.errors import TelaError
+from tela_core.infra.io import atomic_write_json
+
+__all__ = [
+    "VERSIONS_FILE",
+    "RECORDS_DIR",
+    "FORMAT",
+    "VersionsState",
+    "is_versions_dir",
+    "read_state",
+    "resolve",
+    "current_dir",
+    "add_version",
+    "set_current",
+    "note_step",
+    "write_record",
+    "next_record_path",
+    "versions_lock",
+]
+
+VERSIONS_FILE = "versions.json"
+RECORDS_DIR = "records"
+FORMAT = 1
+_NAME = re.compile(r"^v([1-9][0-9]*)$")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class VersionsState:
+    """What ``versions.json`` says: the current version (None before the first promotion), the
+    versions current before it (most recent last) and every step taken."""
+
+    current: str | None = None
+    earlier: list[str] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tela_versions": FORMAT, "current": self.current, "earlier": self.earlier, "history": self.history}
+
+
+def is_versions_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a versions folder (has ``versions.json``, is no router itself)."""
+    p = Path(path)
+    return (p / VERSIONS_FILE).is_file() and not (p / "tela.json").exists()
+
+
+def read_state(folder: str | Path) -> VersionsState:
+    """Read and check ``versions.json``; a one-line :class:`TelaError` naming the file otherwise."""
+    p = Path(folder) / VERSIONS_FILE
+    try:
+        raw = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TelaError(f"{Path(folder)}: not a versions folder (no {VERSIONS_FILE})") from None
+    except (ValueError, RecursionError, OSError) as e:
+        said = " ".join(str(e).split()) or type(e).__name__
+        raise TelaError(f"{p}: unreadable: {said[:200]}") from None
+    if not isinstance(raw, dict) or raw.get("tela_versions") != FORMAT:
+        raise TelaError(f"{p}: not a tela versions file (expected 'tela_versions': {FORMAT})")
+    current, earlier, history = raw.get("current"), raw.get("earlier", []), raw.get("history", [])
+    if current is not None and not (isinstance(current, str) and _NAME.match(current)):
+        raise TelaError(f"{p}: 'current' must be a version name such as v1, got {current!r}")
+    if not isinstance(earlier, list) or not all(isinstance(v, str) and _NAME.match(v) for v in earlier):
+        raise TelaError(f"{p}: 'earlier' must be a list of version names")
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        raise TelaError(f"{p}: 'history' must be a list of steps")
+    return VersionsState(current, list(earlier), list(history))
+
+
+def _write_state(folder: Path, state: VersionsState) -> None:
+    atomic_write_json(folder / VERSIONS_FILE, state.to_json())
+
+
+def resolve(path: str | Path) -> tuple[Path, str | None]:
+    """(the router folder to load, the version name): a versions folder gives its current
+    version's folder and name; any other path is itself, with no name."""
+    p = Path(path)
+    if not is_versions_dir(p):
+        return p, None
+    return current_dir(p), read_state(p).current
+
+
+def current_dir(folder: str | Path) -> Path:
+    """The current version's router folder; a clear error when there is none yet."""
+    folder = Path(folder)
+    state = read_state(folder)
+    if state.current is None:
+        raise TelaError(f"{folder}: no current version yet; promote one with `tela promote`")
+    d = folder / state.current
+    if not d.is_dir():
+        raise TelaError(f"{folder / VERSIONS_FILE}: current version {state.current} has no folder {d}")
+    return d
+
+
+def versions(folder: str | Path) -> list[str]:
+    """The version folders present, oldest first."""
+    found = [(int(m.group(1)), c.name) for c in Path(folder).iterdir() if (m := _NAME.match(c.name)) and c.is_dir()]
+    return [name for _, name in sorted(found)]
+
+
+def init(folder: str | Path) -> VersionsState:
+    """Make ``folder`` a versions folder (created if missing; an existing one is left as it is)."""
+    folder = Path(folder)
+    if (folder / "tela.json").exists():
+        raise TelaError(f"{folder}: is a router folder, not a versions folder; give a new folder to hold its versions")
+    if (folder / VERSIONS_FILE).exists():
+        return read_state(folder)
+    if folder.is_dir() and any(folder.iterdir()):
+        raise TelaError(f"{folder}: not empty and not a versions folder (no {VERSIONS_FILE}); give a new folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    state = VersionsState()
+    _write_state(folder, state)
+    return state
+
+
+def add_version(folder: str | Path, router_dir: str | Path) -> str:
+    """Copy the router in ``router_dir`` into ``folder`` as the next version (``vN``), whole or
+    not at all (copied beside, then renamed); return its name. It is not made current."""
+    folder, src = Path(folder), Path(router_dir)
+    if not (src / "tela.json").is_file():
+        raise TelaError(f"{src}: not a tela router (no tela.json)")
+    existing = versions(folder)
+    n = int(existing[-1][1:]) + 1 if existing else 1
+    name = f"v{n}"
+    tmp = folder / f".{name}.incoming"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(src, tmp, symlinks=False, ignore=shutil.ignore_patterns(".score-cache", ".*.lock"))
+    os.replace(tmp, folder / name)
+    return name
+
+
+def set_current(
+    folder: str | Path, version: str, action: str, record: str | None = None, **extra: Any
+) -> VersionsState:
+    """Make ``version`` current, in one atomic write of ``versions.json``, with a history step.
+    ``action`` ``promote`` pushes the old current onto ``earlier``; ``rollback`` pops it."""
+    folder = Path(folder)
+    state = read_state(folder)
+    if not (folder / version).is_dir():
+        raise TelaError(f"{folder}: no version {version}")
+    before = state.current
+    if action == "promote":
+        if before is not None:
+            state.earlier.append(before)
+    elif action == "rollback":
+        if not state.earlier or state.earlier[-1] != version:
+            raise TelaError(f"{folder}: {version} is not the version before {before}")
+        state.earlier.pop()
+    else:  # pragma: no cover - callers pass one of the two
+        raise ValueError(action)
+    state.current = version
+    step = {"step": len(state.history) + 1, "time": _now(), "action": action, "from": before, "to": version}
+    if record is not None:
+        step["record"] = record
+    step.update(extra)
+    state.history.append(step)
+    _write_state(folder, state)
+    return state
+
+
+def note_step(folder: str | Path, action: str, record: str | None = None, **extra: Any) -> VersionsState:
+    """Add a step that changes no version (a refused candidate) to the history."""
+    folder = Path(folder)
+    state = read_state(folder)
+    step = {"step": len(state.history) + 1, "time": _now(), "action": action, "current": state.current}
+    if record is not None:
+        step["record"] = record
+    step.update(extra)
+    state.history.append(step)
+    _write_state(folder, state)
+    return state
+
+
+def next_record_path(folder: str | Path, action: str, version: str | None) -> Path:
+    """``records/NNNN-ACTION[-VERSION].json``, numbered after the records already there."""
+    rd = Path(folder) / RECORDS_DIR
+    n = 1 + sum(1 for p in rd.glob("[0-9][0-9][0-9][0-9]-*.json")) if rd.is_dir() else 1
+    return rd / f"{n:04d}-{action}{'-' + version if version else ''}.json"
+
+
+def write_record(path: Path, record: Mapping[str, Any]) -> None:
+    """Write a promotion record (atomically)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, dict(record))
+
+
+def versions_lock(folder: str | Path) -> Any:
+    """The writer's lock of ``folder`` (:func:`tela_core.infra.locks.output_lock`): one promote or
+    rollback at a time; another fails at once naming the holder."""
+    from tela_core.infra.locks import output_lock
+
+    return output_lock(Path(folder))
+
+
+def iter_history(folder: str | Path) -> Iterator[dict[str, Any]]:
+    """The steps taken, oldest first."""
+    yield from read_state(folder).history
