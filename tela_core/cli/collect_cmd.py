@@ -127,6 +127,13 @@ def _refuse_one_id_two_prompts(rows: list[Any], path: Path) -> list[Any]:
     help="tela serve's decision log (with --log-prompts) or shadow log: answers already in it are kept (repeatable).",
 )
 @click.option(
+    "--only-logged",
+    "only_logged",
+    is_flag=True,
+    help="With --from-log: keep the answers the log holds and ask no model (shadow mode over N models asks a "
+    "few per request; the records keep those models' outcomes, the others missing).",
+)
+@click.option(
     "--model",
     "models",
     multiple=True,
@@ -163,6 +170,7 @@ def collect(
     source_sets: tuple[str, ...],
     prompts_file: Path | None,
     logs: tuple[Path, ...],
+    only_logged: bool,
     models: tuple[str, ...],
     max_tokens: int | None,
     temperature: float | None,
@@ -197,6 +205,8 @@ def collect(
     from ..collect.inputs import ANSWERS_NAME, merge_rows  # start-up: keeps logging out of `tela --help`
 
     started = time.monotonic()
+    if only_logged and not logs:
+        raise TelaError("--only-logged keeps the answers of --from-log LOG: give the log")
     rows, notes = _load_rows(data, source_name, source_sets, prompts_file, logs)
     rows, repeats = merge_rows(rows)
     if sample is not None:
@@ -208,7 +218,12 @@ def collect(
     err = sys.stderr
     with OutputDir(output, [ANSWERS_NAME, SUMMARY_NAME], force=force) as out:
         plan = plan_answers(
-            rows, list(resolved), {n: ep.model for n, ep in engine.endpoints.items()}, out, ANSWERS_NAME
+            rows,
+            list(resolved),
+            {n: ep.model for n, ep in engine.endpoints.items()},
+            out,
+            ANSWERS_NAME,
+            ask=not only_logged,
         )
         engine.budget.spent = engine.budget.spent_before = spent_on(plan.rows)
         price_logged_answers(plan.rows, engine.endpoints)

@@ -127,11 +127,17 @@ def _file_under(row: PromptRow, key: str, ans: Mapping[str, Any], newer: bool) -
 
 
 def plan_answers(
-    rows: Sequence[PromptRow], models: Sequence[str], model_ids: Mapping[str, str], out: OutputDir, answers_name: str
+    rows: Sequence[PromptRow],
+    models: Sequence[str],
+    model_ids: Mapping[str, str],
+    out: OutputDir,
+    answers_name: str,
+    ask: bool = True,
 ) -> AnswerPlan:
     """What is known and what is left to ask, given the earlier state of ``out``. ``models`` are the
     names the models are asked through, ``model_ids`` each name's model id: the plan's models, and
-    the answers' keys, are the ids (:func:`answer_keys`)."""
+    the answers' keys, are the ids (:func:`answer_keys`). ``ask`` False (``--only-logged``): nothing
+    is left to ask; each row keeps the answers it has (a log's), the other models missing."""
     keys = answer_keys({m: model_ids.get(m) for m in models})
     by_id = {r.id: r for r in rows}
     sha = {r.id: row_id(r.messages) for r in rows}
@@ -176,7 +182,7 @@ def plan_answers(
             if got is not None and _usable(got, key):
                 reused += 1
                 logged += bool(got.get("from_log"))
-            else:
+            elif ask:
                 if isinstance(got, Mapping) and got.get("error"):
                     errors += 1
                 jobs.append(AnswerJob(i, key, name))
