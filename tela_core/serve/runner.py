@@ -10,6 +10,7 @@ from ``$TELA_SERVE_CONFIG``), shares Prometheus metric files in ``$PROMETHEUS_MU
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from typing import Any
@@ -18,6 +19,7 @@ from tela_core.infra.errors import TelaError
 
 from .app import configure_logging, create_app
 from .config import ENV_VAR, ServeConfig
+from .feedback import KEY_ENV as FEEDBACK_KEY_ENV
 from .readiness import READY_DIR_ENV
 from .served_routers import load_routers
 
@@ -86,6 +88,8 @@ def serve(config: ServeConfig) -> None:
     ready_dir = tempfile.mkdtemp(prefix="tela-serve-ready-")  # workers register here: /ready counts them
     os.environ[READY_DIR_ENV] = ready_dir
     os.environ[ENV_VAR] = config.to_env()
+    if config.feedback_log:  # the workers sign request ids with one key, so each takes the others' feedback
+        os.environ.setdefault(FEEDBACK_KEY_ENV, secrets.token_hex(16))
     try:
         uvicorn.run(
             "tela_core.serve.app:create_app_from_env", factory=True, workers=config.workers, **_uvicorn_kwargs(config)

@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .config import UpstreamConfig
     from .decisions import DecisionLog
+    from .feedback import Feedback
+    from .guard import Guard
     from .metrics import ServeMetrics
     from .served_routers import ServedRouter
     from .shadow import Shadow
@@ -44,6 +46,8 @@ class Server:
     ready: bool = False
     shadow: Shadow | None = None
     admin_token: bytes | None = None
+    feedback: Feedback | None = None
+    guard: Guard | None = None
 
     @property
     def router_names(self) -> list[str]:

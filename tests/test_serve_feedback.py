@@ -1,0 +1,310 @@
+"""`POST /v1/feedback` and the guard (issue 29, items 1 and 4): verdicts on answers by request id,
+written to the feedback log and counted in /metrics; unknown, expired or unauthorised ones refused
+with nothing written; live quality per router version, and the guard firing (and rolling back) when
+a new version does worse.
+
+The server is real (uvicorn on loopback, in a thread of this process), called with the official
+`openai` client and httpx. Its upstreams are STAND-INS for remote model APIs
+(serve_support.EchoStandIn: OpenAI-compatible servers on loopback that answer "<model> answers
+<hash of the prompt>").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("starlette")
+uvicorn = pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+openai = pytest.importorskip("openai")
+
+from serve_support import EchoStandIn, free_port, metric, train_length_router  # noqa: E402
+
+KEY = "client-key-1"
+ADMIN = "admin-token-1"
+
+
+@pytest.fixture(scope="module")
+def routers(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two trainings of the same length router: two versions (their tela.json differ)."""
+    base = tmp_path_factory.mktemp("feedback")
+    return train_length_router(base / "a"), train_length_router(base / "b")
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[dict[str, EchoStandIn]]:
+    small, big = EchoStandIn("small"), EchoStandIn("big")
+    try:
+        yield {"small": small, "big": big}
+    finally:
+        small.close()
+        big.close()
+
+
+@pytest.fixture
+def serve_log() -> Iterator[list[logging.LogRecord]]:
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    lg = logging.getLogger("tela.serve")
+    handler, level = Keep(level=logging.DEBUG), lg.level
+    lg.addHandler(handler)
+    lg.setLevel(logging.INFO)
+    try:
+        yield records
+    finally:
+        lg.removeHandler(handler)
+        lg.setLevel(level)
+
+
+def _config(router: Path, ups: dict[str, EchoStandIn], tmp: Path, extra: str = "") -> Any:
+    from tela_core.serve.config import build_config
+
+    cfg = tmp / "serve.yaml"
+    cfg.write_text(
+        f"routers:\n  len: {{path: {router}, upstreams: [small, big]}}\n"
+        f"upstreams:\n  small: {{base_url: '{ups['small'].url}', model: small}}\n"
+        f"  big: {{base_url: '{ups['big'].url}', model: big}}\n"
+        f"keys: [{KEY}]\nadmin_token_env: W6_ADMIN\n"
+        f"decision_log: {tmp / 'decisions.jsonl'}\nfeedback_log: {tmp / 'feedback.jsonl'}\n" + extra
+    )
+    return build_config(cfg)
+
+
+@contextlib.contextmanager
+def _serve(config: Any) -> Iterator[str]:
+    """A real server (uvicorn, loopback) in a thread of this process; yields its base URL."""
+    from tela_core.serve.app import create_app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "the server did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+def _client(url: str) -> Any:
+    return openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0, timeout=20)
+
+
+def _ask(client: Any, prompt: str) -> str:
+    raw = client.chat.completions.with_raw_response.create(
+        model="router-len", messages=[{"role": "user", "content": prompt}]
+    )
+    assert raw.http_response.status_code == 200
+    return raw.headers["x-request-id"]
+
+
+def _rate(url: str, rid: str, score: Any, key: str | None = KEY, **extra: Any) -> httpx.Response:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    return httpx.post(url + "/v1/feedback", json={"id": rid, "score": score, **extra}, headers=headers, timeout=20)
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture(autouse=True)
+def _admin_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("W6_ADMIN", ADMIN)
+
+
+def test_feedback_is_taken_logged_and_counted_and_refused_with_nothing_written(routers, upstreams, tmp_path):
+    from tela_core.serve.feedback import sign_id
+
+    cfg = _config(routers[0], upstreams, tmp_path)
+    log = tmp_path / "feedback.jsonl"
+    with _serve(cfg) as url:
+        client = _client(url)
+        ids = [_ask(client, p) for p in ("What is 2 + 2?", "Prove Fermat's last theorem in full detail, please.")]
+        # accepted: a number, "up", "down"; the same id again: last wins (written again, said so)
+        answers = [_rate(url, ids[0], 0.75), _rate(url, ids[1], "down"), _rate(url, ids[1], "up")]
+        assert [r.status_code for r in answers] == [200, 200, 200], [r.text for r in answers]
+        assert [r.json()["replaced"] for r in answers] == [False, False, True]
+        rows = _rows(log)
+        assert [(r["id"], r["score"]) for r in rows] == [(ids[0], 0.75), (ids[1], 0.0), (ids[1], 1.0)]
+        decisions = {d["id"]: d for d in _rows(tmp_path / "decisions.jsonl")}
+        for r in rows:  # each row says which router version and model answered: the decision log's
+            d = decisions[r["id"]]
+            assert r["known"] and r["router"] == "len" and r["source"] == "user"
+            assert (r["router_version"], r["chosen"], r["upstream"]) == (
+                d["router_version"],
+                d["chosen"],
+                d["upstream"],
+            )
+
+        # refused, nothing written: no key, a wrong key, a made-up id, a tampered one, an expired one,
+        # a score outside [0, 1]
+        tampered = ids[0][:-1] + ("0" if ids[0][-1] != "0" else "1")
+        expired = sign_id("1-abc-7", now=time.time() - 2 * 86400)
+        refused = {
+            "no key": (_rate(url, ids[0], 1, key=None), 401, "invalid_api_key"),
+            "wrong key": (_rate(url, ids[0], 1, key="nope"), 401, "invalid_api_key"),
+            "made up": (_rate(url, "chatcmpl-123", 1), 404, "unknown_request_id"),
+            "tampered": (_rate(url, tampered, 1), 404, "unknown_request_id"),
+            "expired": (_rate(url, expired, 1), 410, "expired_request_id"),
+            "bad score": (_rate(url, ids[0], 1.5), 400, "invalid_score"),
+            "bool score": (_rate(url, ids[0], True), 400, "invalid_score"),
+        }
+        for what, (r, status, code) in refused.items():
+            assert (r.status_code, r.json()["error"]["code"]) == (status, code), (what, r.text)
+        assert "x-request-id" in refused["made up"][0].json()["error"]["message"]
+        assert len(_rows(log)) == 3
+
+        # an id another process of this server issued (same key: --workers N): taken, without its details
+        other = sign_id("ffff-0123456789ab-1")
+        r = _rate(url, other, 0.5)
+        assert r.status_code == 200, r.text
+        assert _rows(log)[-1] | {"time": None, "answered": None} == {
+            "time": None,
+            "id": other,
+            "score": 0.5,
+            "source": "user",
+            "router": None,
+            "router_version": None,
+            "chosen": None,
+            "upstream": None,
+            "answered": None,
+            "known": False,
+        }
+        metrics = httpx.get(url + "/metrics").text
+    assert metric(metrics, "tela_feedback_total", router="len", result="accepted") == 3
+    assert metric(metrics, "tela_feedback_total", router="unknown", result="accepted") == 1
+    assert metric(metrics, "tela_feedback_score_total", router="len") == 1.75
+    assert metric(metrics, "tela_feedback_total", result="unauthorized") == 2
+    assert metric(metrics, "tela_feedback_total", result="unknown_request_id") == 2
+    assert metric(metrics, "tela_feedback_total", result="expired_request_id") == 1
+
+
+def test_feedback_off_is_a_403_and_ids_stay_unsigned(routers, upstreams, tmp_path):
+    from starlette.testclient import TestClient
+
+    from tela_core.serve import feedback
+    from tela_core.serve.app import create_app
+
+    plain = _config(routers[0], upstreams, tmp_path).model_copy(update={"feedback_log": None})
+    feedback._KEY.clear()  # as in a process that never served feedback
+    with TestClient(create_app(plain)) as client:
+        headers = {"authorization": f"Bearer {KEY}"}
+        r = client.post(
+            "/v1/chat/completions",
+            json={"model": "router-len", "messages": [{"role": "user", "content": "hi"}]},
+            headers=headers,
+        )
+        assert r.status_code == 200 and r.headers["x-request-id"].count("-") == 2  # PID-RANDOM-N, as before
+        r = client.post("/v1/feedback", json={"id": r.headers["x-request-id"], "score": 1}, headers=headers)
+    assert r.status_code == 403 and "feedback_log" in r.json()["error"]["message"]
+    assert not (tmp_path / "feedback.jsonl").exists()
+
+
+def test_guard_without_feedback_log_is_a_config_error(routers, upstreams, tmp_path):
+    from tela_core.serve.config import ConfigError, check_config
+
+    cfg = _config(routers[0], upstreams, tmp_path).model_copy(update={"feedback_log": None, "guard": True})
+    with pytest.raises(ConfigError, match="guard: the guard watches feedback; set feedback_log"):
+        check_config(cfg)
+
+
+def test_the_guard_fires_when_the_new_version_does_worse(routers, upstreams, tmp_path, serve_log):
+    """v1 (router a) gets good verdicts, v2 (router b, after a reload) bad ones: the guard says so in
+    /metrics and the log; a version as good as the last does not fire it."""
+    live = tmp_path / "live"
+    live.symlink_to(routers[0])
+    cfg = _config(live, upstreams, tmp_path, "guard: true\nguard_min: 20\nguard_window: 50\n")
+    with _serve(cfg) as url:
+        client = _client(url)
+        admin = {"authorization": f"Bearer {ADMIN}"}
+
+        def round_of(n: int, score: float, tag: str) -> None:
+            for i in range(n):
+                assert _rate(url, _ask(client, f"{tag} question {i}"), score).status_code == 200
+
+        round_of(20, 1.0, "v1")
+        live.unlink()
+        live.symlink_to(routers[1])
+        assert httpx.post(url + "/admin/reload", headers=admin).status_code == 200
+        round_of(19, 0.0, "v2")
+        metrics = httpx.get(url + "/metrics").text
+        assert metric(metrics, "tela_guard_regressed", router="len") == 0  # 19 < guard_min: not yet
+        round_of(1, 0.0, "v2 last")
+        metrics = httpx.get(url + "/metrics").text
+    assert metric(metrics, "tela_guard_regressed", router="len") == 1
+    versions = {
+        line.split('version="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("tela_guard_quality{")
+    }
+    assert sorted(versions.values()) == [0.0, 1.0], versions
+    warnings = [
+        r.getMessage() for r in serve_log if r.levelno == logging.WARNING and r.getMessage().startswith("guard:")
+    ]
+    assert len(warnings) == 1 and "scores 0.000 on its last 20 verdicts, below version" in warnings[0], warnings
+
+
+def test_guard_compare_needs_a_drop_beyond_margin_and_noise():
+    from tela_core.serve.guard import compare_windows
+
+    good, same = [1.0, 0.0] * 50, [0.0, 1.0] * 50
+    assert compare_windows("v2", same, "v1", good, margin=0.05, minimum=50).fired is False
+    assert compare_windows("v2", [0.4] * 60, "v1", [0.5] * 60, margin=0.05, minimum=50).fired is True
+    assert compare_windows("v2", [0.47] * 60, "v1", [0.5] * 60, margin=0.05, minimum=50).fired is False
+    noisy = compare_windows("v2", [0.0, 1.0, 1.0] * 20, "v1", [1.0, 0.0, 1.0, 1.0] * 15, margin=0.05, minimum=50)
+    assert noisy is not None and noisy.drop > 0.05 and not noisy.fired  # 0.08 lower, within two standard errors
+    assert compare_windows("v2", [0.0] * 10, "v1", [1.0] * 60, margin=0.05, minimum=50) is None
+
+
+def test_guard_rolls_a_versions_folder_back_when_asked(routers, upstreams, tmp_path, serve_log):
+    versions = pytest.importorskip("tela_core.routing.versions")
+    folder = tmp_path / "versions"
+    versions.init(folder)
+    for r in routers:
+        name = versions.add_version(folder, r)
+        versions.set_current(folder, name, "promote")
+    cfg = _config(folder, upstreams, tmp_path, "guard: true\nguard_min: 10\nguard_window: 20\nguard_rollback: true\n")
+    # start on v1, then promote v2 (the server follows the folder, or is reloaded)
+    versions.set_current(folder, "v1", "rollback")
+    with _serve(cfg) as url:
+        client = _client(url)
+        admin = {"authorization": f"Bearer {ADMIN}"}
+        for i in range(10):
+            assert _rate(url, _ask(client, f"old {i}"), 1.0).status_code == 200
+        versions.set_current(folder, "v2", "promote")
+        assert httpx.post(url + "/admin/reload", headers=admin).status_code == 200
+        for i in range(10):
+            assert _rate(url, _ask(client, f"new {i}"), 0.0).status_code == 200
+        deadline = time.monotonic() + 20
+        while versions.read_state(folder).current != "v1" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        while time.monotonic() < deadline:
+            metrics = httpx.get(url + "/metrics").text
+            if metric(metrics, "tela_guard_rollback_total", router="len", result="ok") == 1:
+                break
+            time.sleep(0.05)
+        rid = _ask(client, "after the rollback")
+        row = _rate(url, rid, 1.0)
+    state = versions.read_state(folder)
+    assert state.current == "v1" and state.history[-1]["action"] == "rollback" and state.history[-1]["by"] == "guard"
+    record = json.loads((folder / state.history[-1]["record"]).read_text())
+    assert record["from"] == "v2" and record["to"] == "v1" and record["numbers"]["drop"] == 1.0
+    assert metric(metrics, "tela_guard_rollback_total", router="len", result="ok") == 1
+    assert row.status_code == 200 and _rows(tmp_path / "feedback.jsonl")[-1]["router_version"] == "v1"
