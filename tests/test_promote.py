@@ -1,0 +1,195 @@
+"""Router versions, `tela promote` and `tela rollback` (issue 29 items 2 and 3).
+
+Two embedding-knn routers (default embedder) trained on half of the bundled MMLU sample with
+made-up labels that make routing learnable: the weak model fails every law, maths, physics,
+chemistry and accounting question and the strong one answers everything. ``good`` learns those
+labels; ``bad`` learns them flipped. The other half of the sample, labelled the same way, is the
+"recent traffic" neither router trained on.
+
+The replica test runs two real `tela serve` processes on loopback serving the versions folder;
+their upstreams are STAND-INS for remote model APIs (serve_support.EchoStandIn, in this process).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tela_core.infra.errors import TelaError
+from tela_core.routing import versions as vs
+from tela_core.testkit.helpers import one_error_line, run_cli
+
+SAMPLE = Path(__file__).resolve().parents[1] / "tela_core" / "data" / "mmlu_sample.jsonl"
+WEAK, STRONG = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
+TOKEN = "promote-test-token"
+
+
+def _hard(group: str) -> bool:
+    return any(k in group for k in ("law", "math", "physics", "chemistry", "accounting"))
+
+
+def _write(path: Path, rows: list[dict[str, Any]], flip: bool = False) -> Path:
+    from tela_core.data.labels import OutcomeOptions, label_for
+    from tela_core.data.records import seed_record
+
+    with path.open("w", encoding="utf-8") as f:
+        for r in rows:
+            out = {WEAK: 0.0 if _hard(r["group"]) != flip else 1.0, STRONG: 1.0}
+            label = label_for(out[WEAK], out[STRONG], OutcomeOptions.model_validate({}))
+            rec = seed_record(r["prompt"], label, outcomes=out, costs={WEAK: 0.001, STRONG: 0.01}, id=r["id"])
+            f.write(json.dumps(rec.to_json()) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("promote")
+    rows = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines()]
+    paths = {
+        "train": _write(root / "train.jsonl", rows[0::2]),
+        "train_flip": _write(root / "train_flip.jsonl", rows[0::2], flip=True),
+        "traffic": _write(root / "traffic.jsonl", rows[1::2]),
+        "root": root,
+    }
+    for name, data in (("good", "train"), ("bad", "train_flip")):
+        res = run_cli("run", "--family", "embedding-knn", "--data", paths[data], "--output", root / name, "--quiet")
+        assert res.exit_code == 0, res.output
+        paths[name] = root / name
+    return paths
+
+
+def test_versions_folder_round_trip(trained: dict[str, Path], tmp_path: Path) -> None:
+    from tela_core import Router
+
+    live = tmp_path / "live"
+    vs.init(live)
+    assert vs.read_state(live).current is None
+    with pytest.raises(TelaError, match="no current version yet"):
+        Router.load(live)
+    v1 = vs.add_version(live, trained["good"])
+    v2 = vs.add_version(live, trained["bad"])
+    assert (v1, v2) == ("v1", "v2") and vs.versions(live) == ["v1", "v2"]
+    vs.set_current(live, v1, "promote")
+    vs.set_current(live, v2, "promote", record="records/x.json")
+    state = vs.read_state(live)
+    assert state.current == "v2" and state.earlier == ["v1"]
+    assert [(h["action"], h["from"], h["to"]) for h in state.history] == [
+        ("promote", None, "v1"),
+        ("promote", "v1", "v2"),
+    ]
+    r = Router.load(live)  # a versions folder loads its current version, named after the folder
+    assert r.version_name == "v2" and r.name == "live" and r.path == live / "v2"
+    assert r.decide(["What is 2 + 2?"])[0].version_name == "v2"
+    vs.set_current(live, "v1", "rollback")
+    assert vs.resolve(live) == (live / "v1", "v1") and vs.read_state(live).earlier == []
+    with pytest.raises(TelaError, match="not the version before"):
+        vs.set_current(live, "v2", "rollback")
+    (live / vs.VERSIONS_FILE).write_text('{"tela_versions": 1, "current": "../etc"}')
+    with pytest.raises(TelaError, match="versions.json: 'current' must be a version name"):
+        vs.read_state(live)
+
+
+def test_a_candidate_that_trained_on_the_traffic_is_bad_input(trained: dict[str, Path], tmp_path: Path) -> None:
+    live = tmp_path / "live"
+    assert run_cli("promote", "--router", live, "--candidate", trained["bad"]).exit_code == 0
+    before = (live / vs.VERSIONS_FILE).read_text()
+    res = run_cli("promote", "--router", live, "--candidate", trained["good"], "--data", trained["train"])
+    line = one_error_line(res)
+    assert "200 of the 200 evaluation prompts are the candidate router's own training prompts" in line
+    assert (live / vs.VERSIONS_FILE).read_text() == before and vs.versions(live) == ["v1"]
+
+
+def _get(url: str) -> tuple[dict[str, str], str]:
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return dict(r.headers), r.read().decode()
+
+
+def _version_of(server: Any) -> str:
+    req = urllib.request.Request(
+        server.url + "/v1/chat/completions",
+        data=json.dumps({"model": "router-live", "messages": [{"role": "user", "content": "What is 2 + 2?"}]}).encode(),
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return str(r.headers.get("x-tela-version"))
+
+
+@pytest.fixture(scope="module")
+def served(trained: dict[str, Path]) -> Iterator[dict[str, Any]]:
+    """The versions folder with the bad router as v1, and two `tela serve` replicas of it."""
+    pytest.importorskip("uvicorn")
+    from serve_support import EchoStandIn, TelaServe, free_port
+
+    live = trained["root"] / "live"
+    res = run_cli("promote", "--router", live, "--candidate", trained["bad"])
+    assert res.exit_code == 0 and "promoted: v1" in res.output, res.output
+    small, big = EchoStandIn("small"), EchoStandIn("big")
+    logs = [trained["root"] / "decisions-a.jsonl", trained["root"] / "decisions-b.jsonl"]
+    servers: list[Any] = []
+    try:
+        for log in logs:
+            args = ["--router", f"live={live}", "--weak", f"{small.url}#small", "--strong", f"{big.url}#big"]
+            args += ["--admin-token-env", "W7_ADMIN", "--decision-log", str(log)]
+            servers.append(TelaServe(args, free_port(), extra_env={"W7_ADMIN": TOKEN}))
+        yield {"live": live, "servers": servers, "logs": logs}
+    finally:
+        for s in servers:
+            s.stop()
+        small.close()
+        big.close()
+
+
+def test_promote_refuse_and_rollback_reach_both_replicas(
+    trained: dict[str, Path], served: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serve_support import free_port, metric
+
+    live, (a, b) = served["live"], served["servers"]
+    assert _version_of(a) == _version_of(b) == "v1"
+
+    # a better candidate: promoted beyond the interval, recorded, and both servers reloaded at once
+    monkeypatch.setenv("TELA_ADMIN_TOKEN", TOKEN)
+    res = run_cli(
+        "promote", "--router", live, "--candidate", trained["good"], "--data", trained["traffic"],
+        "--server", a.url, "--server", b.url, "--json",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    record = json.loads(res.stdout)
+    assert record["decision"] == "promote" and record["version"] == "v2"
+    assert record["numbers"]["apgr"]["lo"] > 0 and record["data"]["records"] == 200
+    assert [s["ok"] for s in record["servers"]] == [True, True]
+    assert json.loads((live / record["record"]).read_text())["servers"] == record["servers"]
+    assert vs.read_state(live).current == "v2"
+    assert _version_of(a) == _version_of(b) == "v2"
+    _, text = _get(a.url + "/metrics")
+    assert metric(text, "tela_router_version", router="live", version="v2") == 1.0
+    assert metric(text, "tela_router_version", router="live", version="v1") == 0.0
+    lines = [json.loads(x) for x in served["logs"][0].read_text().splitlines()]
+    assert [x["version"] for x in lines[-2:]] == ["v1", "v2"]
+
+    # a worse candidate: refused (exit 1) naming APGR and by how much; nothing changes but the record
+    res = run_cli("promote", "--router", live, "--candidate", trained["bad"], "--data", trained["traffic"])
+    assert res.exit_code == 1, res.output
+    assert "refused: APGR worse beyond the interval" in res.output and "below 0" in res.output
+    refusal = json.loads(next((live / "records").glob("*-refuse.json")).read_text())
+    assert refusal["failed"]["number"] == "apgr" and refusal["failed"]["by"] > 0.1
+    assert vs.read_state(live).current == "v2" and vs.versions(live) == ["v1", "v2"]
+
+    # rollback: recorded; a server that is down is named (exit 3), the replicas follow by themselves
+    dead = f"http://127.0.0.1:{free_port()}"
+    res = run_cli("rollback", "--router", live, "--reason", "test", "--server", dead)
+    assert res.exit_code == 3, res.output
+    assert f"server {dead}: did not reload: not reached" in res.output
+    assert vs.read_state(live).current == "v1"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and {_version_of(a), _version_of(b)} != {"v1"}:
+        time.sleep(0.3)
+    assert _version_of(a) == _version_of(b) == "v1"
+    res = run_cli("rollback", "--router", live)
+    assert "v1 is the first version; there is no earlier one to go back to" in one_error_line(res)
