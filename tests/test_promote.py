@@ -193,3 +193,62 @@ def test_promote_refuse_and_rollback_reach_both_replicas(
     assert _version_of(a) == _version_of(b) == "v1"
     res = run_cli("rollback", "--router", live)
     assert "v1 is the first version; there is no earlier one to go back to" in one_error_line(res)
+
+
+class _FixedRouter:
+    """A router whose ``w`` per prompt is given (the decision rule's unit test needs no model)."""
+
+    models = [WEAK, STRONG]
+
+    def __init__(self, w: list[float], threshold: float) -> None:
+        self.w, self.t = w, threshold
+
+    def scores(self, prompts: list[str]) -> Any:
+        from tela_core.components import Scores
+
+        return Scores(w=np.asarray(self.w[: len(prompts)], dtype=float))
+
+    def decisions(self, scores: Any) -> list[Any]:
+        from tela_core.routing.router import Decision
+
+        return [Decision(STRONG if x >= self.t else WEAK, float(x), self.t) for x in scores.w]
+
+
+def _records(weak: list[float]) -> list[Any]:
+    from tela_core.data.records import seed_record
+
+    return [seed_record(f"prompt {i}", None, outcomes={WEAK: x, STRONG: 1.0}) for i, x in enumerate(weak)]
+
+
+np = pytest.importorskip("numpy")
+
+
+def test_the_decision_rule_equal_within_the_interval_promotes_only_the_cheaper() -> None:
+    from tela_core.eval.bootstrap import paired_apgr
+    from tela_core.eval.promotion import compare
+
+    rng = np.random.default_rng(3)
+    weak = [float(x) for x in rng.integers(0, 2, 120)]
+    w = [float(1 - x + rng.normal(0, 0.6)) for x in weak]  # informative, noisy
+    from tela_core.eval.bootstrap import apgr_resampled
+    from tela_core.eval.metrics import apgr
+
+    wa, wk, st = np.round(np.array(w), 1), np.array(weak), np.ones(120)  # rounded: ties, kept in input order
+    idx = rng.integers(0, 120, size=(25, 120))
+    assert apgr_resampled(wa, wk, st, idx).tolist() == [apgr(wa[i], wk[i], st[i]) for i in idx]
+    same = paired_apgr(np.array(w), np.array(w), np.array(weak), np.ones(120))
+    assert same.diff == same.lo == same.hi == 0.0 and not same.better and not same.worse
+    records = _records(weak)
+    # the same scores at a higher threshold: equal APGR, fewer strong calls -> promoted
+    c = compare(_FixedRouter(w, 0.9), _FixedRouter(w, 0.3), records, WEAK, STRONG)  # type: ignore[arg-type]
+    assert c.decision == "promote" and c.why.startswith("equal within the interval and cheaper")
+    assert c.candidate.strong_share < c.current.strong_share and c.failed is None
+    # the other way round: equal, not cheaper -> refused, naming the strong-call share and by how much
+    c = compare(_FixedRouter(w, 0.3), _FixedRouter(w, 0.9), records, WEAK, STRONG)  # type: ignore[arg-type]
+    assert c.decision == "refuse" and "not cheaper: strong-call share" in c.why
+    assert c.failed is not None and c.failed["number"] == "strong_share"
+    assert c.failed["by"] == pytest.approx(c.candidate.strong_share - c.current.strong_share) and c.failed["by"] > 0
+    # a slightly noisier copy: not better beyond the interval (its lower end below 0), and it says so
+    w2 = [x + float(rng.normal(0, 0.3)) for x in w]
+    c = compare(_FixedRouter(w2, 0.5), _FixedRouter(w, 0.5), records, WEAK, STRONG)  # type: ignore[arg-type]
+    assert c.apgr.lo < 0 < c.apgr.hi or c.apgr.worse
