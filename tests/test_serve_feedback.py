@@ -308,3 +308,57 @@ def test_guard_rolls_a_versions_folder_back_when_asked(routers, upstreams, tmp_p
     assert record["from"] == "v2" and record["to"] == "v1" and record["numbers"]["drop"] == 1.0
     assert metric(metrics, "tela_guard_rollback_total", router="len", result="ok") == 1
     assert row.status_code == 200 and _rows(tmp_path / "feedback.jsonl")[-1]["router_version"] == "v1"
+
+
+def test_feedback_becomes_outcome_records_alone_and_beside_a_judges(routers, upstreams, tmp_path):
+    """`tela feedback`: each rated request's prompt from the decision log (log_prompts), its score
+    to the model that answered, the last verdict winning; a judge's records kept beside."""
+    from tela_core.testkit.helpers import run_cli
+
+    cfg = _config(routers[0], upstreams, tmp_path, "log_prompts: true\n")
+    prompts = ["What is 2 + 2?", "Explain, step by step and in depth, how a transformer attends.", "Name a colour."]
+    with _serve(cfg) as url:
+        client = _client(url)
+        ids = [_ask(client, p) for p in prompts]
+        for rid, score in ((ids[0], "down"), (ids[0], "up"), (ids[1], 0.25), (ids[2], 0.5)):
+            assert _rate(url, rid, score).status_code == 200
+    decisions = {d["id"]: d for d in _rows(tmp_path / "decisions.jsonl")}
+    out = tmp_path / "records.jsonl"
+    res = run_cli("feedback", tmp_path / "feedback.jsonl", "--from-log", tmp_path / "decisions.jsonl", "-o", out)
+    assert res.exit_code == 0, res.output
+    assert "3 records" in res.output and "3 from feedback, 0 from the judge" in res.output
+    records = {r["id"]: r for r in _rows(out)}
+    assert [records[i]["prompt"] for i in ids] == prompts
+    for rid, score in zip(ids, (1.0, 0.25, 0.5)):  # the last verdict on ids[0] ("up") wins
+        assert records[rid]["outcomes"] == {decisions[rid]["chosen"]: score}
+        assert "label" not in records[rid] or records[rid]["label"] is None
+
+    # beside a judge's records: the judged-and-rated request keeps the judge's record
+    judged = tmp_path / "judged.jsonl"
+    judge_rec = dict(records[ids[1]], outcomes={"small": 0.0, "big": 1.0}, id=ids[1])
+    other = dict(records[ids[2]], id="judged-only", outcomes={"small": 1.0, "big": 1.0})
+    judged.write_text(json.dumps(judge_rec) + "\n" + json.dumps(other) + "\n")
+    res = run_cli(
+        "feedback",
+        tmp_path / "feedback.jsonl",
+        "--from-log",
+        tmp_path / "decisions.jsonl",
+        "--with",
+        judged,
+        "-o",
+        out,
+        "--force",
+        "--json",
+    )
+    assert res.exit_code == 0, res.output
+    counts = json.loads(res.output)
+    assert (counts["records"], counts["feedback"], counts["judged"], counts["both"]) == (4, 2, 2, 1)
+    merged = {r["id"]: r for r in _rows(out)}
+    assert merged[ids[1]]["outcomes"] == {"small": 0.0, "big": 1.0} and merged[ids[0]]["outcomes"] != {}
+
+    # a feedback line that is no verdict: one line naming the file and line, exit 2, nothing written
+    bad = tmp_path / "bad-feedback.jsonl"
+    bad.write_text((tmp_path / "feedback.jsonl").read_text() + '{"id": "x", "score": 7}\n{"id": "y", "score": 1}\n')
+    res = run_cli("feedback", bad, "--from-log", tmp_path / "decisions.jsonl", "-o", tmp_path / "new.jsonl")
+    assert res.exit_code == 2 and f"{bad}:5" in res.output and "Traceback" not in res.output, res.output
+    assert not (tmp_path / "new.jsonl").exists()

@@ -27,6 +27,7 @@ CORE_COMMAND_MODULES = (
     "collect_cmd",
     "judge_cmd",
     "promote_cmd",
+    "feedback_cmd",
 )
 
 

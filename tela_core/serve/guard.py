@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import datetime
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -236,12 +237,17 @@ def rollback_versions(folder: str | Path, c: Comparison) -> bool:
         path = v.next_record_path(folder, "rollback", c.previous)
         v.write_record(
             path,
-            {
+            {  # the shape of `tela rollback`'s record (tela_core.cli.promote_cmd), said to be the guard's
                 "action": "rollback",
-                "by": "guard",
+                "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "from": c.current,
                 "to": c.previous,
+                "reason": "guard",
+                "decision": "rollback",
+                "by": "guard",
                 "why": c.describe(folder.name),
+                "version": c.previous,
+                "record": str(path.relative_to(folder)),
                 "numbers": {
                     "mean_current": c.mean_current,
                     "mean_previous": c.mean_previous,
