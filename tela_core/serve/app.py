@@ -215,7 +215,12 @@ class ServeApp:
         return json_response(200 if ok else 503, body)
 
     async def feedback(self, request: Any) -> Any:
-        """``POST /v1/feedback``: a verdict on an answer, by its request id (:mod:`.feedback`)."""
+        """``POST /v1/feedback``: a verdict on an answer, by its request id (:mod:`.feedback`),
+        from a client holding a chat key."""
+        denied = check_auth(self.server, request)
+        if denied is not None:
+            self.metrics.feedback.labels("none", "unauthorized").inc()
+            return denied
         if self.server.feedback is None:
             return error_response(
                 RequestError(

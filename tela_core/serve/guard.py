@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import ServeConfig
-    from .server import Server
 
 __all__ = ["Guard", "Comparison", "compare_windows", "rollback_versions"]
 
@@ -97,7 +96,7 @@ class Guard:
     def __init__(
         self,
         config: ServeConfig,
-        server: Server,
+        server: Any,  # the process's tela_core.serve.server.Server (not imported: it holds this)
         reload: Callable[[list[str]], Awaitable[Any]] | None = None,
     ) -> None:
         self.server = server
