@@ -105,6 +105,25 @@ def test_a_candidate_that_trained_on_the_traffic_is_bad_input(trained: dict[str,
     assert (live / vs.VERSIONS_FILE).read_text() == before and vs.versions(live) == ["v1"]
 
 
+def test_train_config_trains_the_candidate_and_dry_run_changes_nothing(
+    trained: dict[str, Path], tmp_path: Path
+) -> None:
+    live = tmp_path / "live"
+    assert run_cli("promote", "--router", live, "--candidate", trained["bad"]).exit_code == 0
+    before = (live / vs.VERSIONS_FILE).read_text()
+    config = tmp_path / "run.yaml"
+    config.write_text(f"family: embedding-knn\ndata: {trained['train']}\n", encoding="utf-8")
+    cand = tmp_path / "cand"
+    res = run_cli(
+        "promote", "--router", live, "--candidate", cand, "--train-config", config,
+        "--data", trained["traffic"], "--dry-run",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "would promote (dry run, nothing changed): better beyond the interval" in res.output
+    assert (cand / "tela.json").is_file()
+    assert (live / vs.VERSIONS_FILE).read_text() == before and not (live / "records" / "0002-promote-v2.json").exists()
+
+
 def _get(url: str) -> tuple[dict[str, str], str]:
     with urllib.request.urlopen(url, timeout=30) as r:
         return dict(r.headers), r.read().decode()

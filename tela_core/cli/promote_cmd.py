@@ -16,6 +16,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -89,7 +91,16 @@ def _versions_option(f: Any) -> Any:
     required=True,
     type=click.Path(path_type=Path, file_okay=False),
     metavar="DIR",
-    help="The candidate router (a tela run / tela zoo output folder); copied into the versions folder if promoted.",
+    help="The candidate router (a tela run / tela zoo output folder); copied into the versions folder if promoted. "
+    "With --train-config, the folder it is trained into first.",
+)
+@click.option(
+    "--train-config",
+    "train_config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Train the candidate first: tela run --config FILE --output CANDIDATE (its data must leave out --data's).",
 )
 @click.option(
     "--data",
@@ -117,6 +128,7 @@ def _versions_option(f: Any) -> Any:
 def promote_cmd(
     router: Path,
     candidate: Path,
+    train_config: Path | None,
     data: Path | None,
     source_name: str,
     weak_model: str | None,
@@ -140,6 +152,9 @@ def promote_cmd(
     DIR/records/; a refusal writes a record too and says which number failed and by how much.
     The first promotion into a new folder needs no --data: there is nothing to compare with.
 
+    With --train-config FILE the candidate is trained first (tela run --config FILE --output
+    CANDIDATE); leave --data's prompts out of its training data.
+
     Exit codes: 0 promoted; 1 refused; 2 bad input; 3 promoted but a --server did not reload.
 
     \b
@@ -147,8 +162,11 @@ def promote_cmd(
       tela promote --router live --candidate runs/knn-v1
       tela promote --router live --candidate runs/knn-v2 --data labels/this-week.jsonl \\
                    --server http://10.0.0.5:8000 --server http://10.0.0.6:8000
+      tela promote --router live --candidate runs/knn-v3 --train-config run.yaml --data labels/this-week.jsonl
     """
     token = _admin_token(servers, admin_token_env)
+    if train_config is not None:
+        _train(train_config, candidate)
     read_manifest(candidate)  # a bad candidate fails before any work
     if (router / "tela.json").exists():
         raise TelaError(
@@ -172,6 +190,7 @@ def promote_cmd(
             confidence,
             seed,
         )
+        record["dry_run"] = True
         _say(record, as_json)
         if record["decision"] != PROMOTE:
             click.get_current_context().exit(REFUSED)
@@ -266,6 +285,22 @@ def rollback_cmd(
 
 
 # -- evaluation -----------------------------------------------------------------------------------
+
+
+def _train(config: Path, output: Path) -> None:
+    """``tela run --config CONFIG --output OUTPUT`` in a process of its own (what it prints goes to
+    stderr, so that --json's stdout stays one document); a failed run is bad input, naming it."""
+    if not config.is_file():
+        raise TelaError(f"--train-config {config}: file not found")
+    cmd = [sys.executable, "-c", "from tela_core.cli.main import main; main()", "run", "--config", str(config)]
+    click.echo(f"training the candidate: tela run --config {config} --output {output}", err=True)
+    done = subprocess.run([*cmd, "--output", str(output), "--quiet"], capture_output=True, text=True)
+    said = (done.stdout + done.stderr).strip()
+    if said:
+        click.echo(said, err=True)
+    if done.returncode != 0:
+        last = said.splitlines()[-1] if said else "no output"
+        raise TelaError(f"training the candidate with --train-config {config} failed (exit {done.returncode}): {last}")
 
 
 def _now() -> str:
@@ -397,6 +432,10 @@ def _say(record: dict[str, Any], as_json: bool) -> None:
     action, decision = record.get("action"), record.get("decision")
     if action == "rollback":
         click.echo(f"rolled back: {record['from']} -> {record['to']}")
+    elif record.get("dry_run"):
+        click.echo(
+            f"would {'promote' if decision == PROMOTE else 'refuse'} (dry run, nothing changed): {record['why']}"
+        )
     elif decision == PROMOTE:
         click.echo(f"promoted: {record.get('version') or 'candidate'} ({record['why']})")
     else:
