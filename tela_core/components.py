@@ -20,11 +20,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from tela_core.infra.deprecation import warn_deprecated
+from tela_core.infra.errors import InputError, UpstreamError
+from tela_core.schema.launch import NodeLaunch
+from tela_core.schema.records import Message, Record, checked_records
+
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from tela_core.data.records import Message, Record
-    from tela_core.train.multinode import NodeLaunch
 
 __all__ = [
     "KINDS",  # defined last, from REGISTERED
@@ -112,9 +115,6 @@ class Source(Component):
         """:meth:`read`, with every record checked (prompt, label 1..5, outcomes in [0, 1], finite
         costs >= 0, ...) and a missing path reported in one line, so no source can hand the rest
         of tela a malformed record. What every core command calls; plugins need not override it."""
-        from tela_core.data.records import checked_records
-        from tela_core.infra.errors import InputError
-
         if not Path(path).exists() and not self.reads_hub_ids:
             raise InputError(path, None, "file or folder not found")
         return checked_records(self.read(Path(path)), path, self.name)
@@ -200,8 +200,6 @@ class _JobConfig(dict):  # type: ignore[type-arg]
 def _warn_config_key(key: Any) -> None:
     """Warn, at the backend's line that read ``TrainJob.config[key]``, if ``key`` is now a field."""
     if key in _CONFIG_KEYS:
-        from tela_core.infra.deprecation import warn_deprecated
-
         warn_deprecated(f"TrainJob.config[{key!r}]", f"TrainJob.{key}", stacklevel=3)
 
 
@@ -243,8 +241,6 @@ class TrainJob:
             self.run_dir = Path(given["run_dir"]) if given.get("run_dir") else Path(self.output_dir) / RUN_SUBDIR
         self.quiet = self.quiet or bool(given.get("quiet"))
         if self.nodes is None and given.get("nodes"):
-            from tela_core.train.multinode import NodeLaunch
-
             self.nodes = (
                 given["nodes"] if isinstance(given["nodes"], NodeLaunch) else NodeLaunch.from_dict(given["nodes"])
             )
@@ -453,8 +449,6 @@ class Upstream(Component):
         :class:`tela_core.infra.errors.UpstreamError` (with ``status`` when the upstream answered
         with an HTTP error) when it cannot. The default sends a one-token chat request; a client
         whose API lists its models (``GET /models``) can ask that instead, for free."""
-        from tela_core.infra.errors import UpstreamError
-
         reply = await self.chat(
             {"model": model, "messages": [{"role": "user", "content": "Say OK."}], "max_tokens": 1}, stream=False
         )

@@ -203,20 +203,7 @@ def declared_layers() -> list[set[str]]:
 
 
 #: (module, module it imports) that go up the declared layers and remain, and why (may only shrink).
-KNOWN_UPWARD_EDGES: dict[tuple[str, str], str] = {
-    (
-        "tela_core.components",
-        "tela_core.data.records",
-    ): "Source.records checks with checked_records, Record in signatures: import them from tela_core.schema.records",
-    (
-        "tela_core.components",
-        "tela_core.train.multinode",
-    ): "Backend.launch's NodeLaunch type: move NodeLaunch below components (it is plain data)",
-    (
-        "tela_core.routing.operating_point",
-        "tela_core.eval.metrics",
-    ): "the knee rule scores the policy by APGR: the metrics' definitions belong below routing",
-}
+KNOWN_UPWARD_EDGES: dict[tuple[str, str], str] = {}
 
 
 def layer_of(module: str, rank: dict[str, int]) -> int | None:
@@ -258,3 +245,27 @@ def test_imports_go_down_the_declared_layers() -> None:
     gone = set(KNOWN_UPWARD_EDGES) - set(up)
     assert not gone, f"edges no longer there, remove them from KNOWN_UPWARD_EDGES: {sorted(gone)}"
     assert ("tela_core.routing.family", "tela_core.schema.records") in {(m, t) for m in graph for t in graph[m]}
+
+
+#: imports that went up the layers until issue 27 moved what they needed down: each (module, the
+#: package it must not import, where the needed thing lives now). The graph check above catches them
+#: too; these say, when one comes back, where to import from instead.
+GONE_UPWARD_EDGES = [
+    ("tela_core.components", "tela_core.data", "Record, Message, checked_records: tela_core.schema.records"),
+    ("tela_core.components", "tela_core.train", "NodeLaunch: tela_core.schema.launch"),
+    ("tela_core.routing.operating_point", "tela_core.eval", "apgr and the other metrics: tela_core.routing.metrics"),
+]
+
+
+def test_the_plugin_contract_and_the_operating_point_import_nothing_above_them() -> None:
+    """The contract (``components``) imports no stage: a plugin that subclasses ``Source`` or
+    ``Backend`` does not load the data or training packages; the operating point, part of routing,
+    takes its metric from routing, not from the evaluation layer above it."""
+    graph = core_import_graph()
+    back = [
+        f"{mod} imports {target} at {where}; {instead}"
+        for mod, package, instead in GONE_UPWARD_EDGES
+        for target, where in graph[mod].items()
+        if target == package or target.startswith(package + ".")
+    ]
+    assert not back, "\n".join(back)

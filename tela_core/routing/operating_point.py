@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 from tela_core.infra.errors import TelaError
 from tela_core.plugins.discovery import get_registry
 
+from .metrics import apgr
+
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
@@ -192,9 +194,6 @@ def _measure(point: OperatingPoint, w: np.ndarray, weak: Any, strong: Any, what:
     gap = float(st.mean() - wk.mean())
     point.pgr = float((q.mean() - wk.mean()) / gap) if gap > 1e-12 else None
     if gap > 1e-12:
-        # a cycle at import: tela_core.eval's __init__ imports eval.report, which imports this module
-        from tela_core.eval.metrics import apgr
-
         point.apgr = float(apgr(w, wk, st))
 
 
@@ -215,8 +214,6 @@ def _knee(w: np.ndarray, weak: Any, strong: Any) -> tuple[float, str | None]:
             f"the strong model is no better than the weak one on the held-out records (quality "
             f"{st.mean():.3f} vs {wk.mean():.3f}), so routing can gain nothing; {fallback}"
         )
-
-    from tela_core.eval.metrics import apgr  # a cycle at import, as in _measure
 
     area = apgr(w, wk, st)
     if area <= 0.5:
