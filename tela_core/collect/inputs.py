@@ -333,9 +333,10 @@ def rows_from_logs(paths: Sequence[Path]) -> tuple[list[PromptRow], dict[str, in
 
 def read_answers(path: Path) -> tuple[list[PromptRow], list[str]]:
     """The rows of an answers file (or of ``tela collect``'s output folder), and the model names
-    in the rows' order (cheap -> strong as collected): a model first met in a later row goes where
-    that row puts it, before the next model it names (rows from an N-model shadow log have answers
-    from a few models each). Bad lines are :class:`InputError` with the line."""
+    in the order they were collected (cheap -> strong): the order of ``tela collect``'s
+    ``summary.json`` beside the file when there is one, else the rows' own order, a model first met
+    in a later row going where that row puts it (rows from an N-model shadow log have answers from
+    a few models each). Bad lines are :class:`InputError` with the line."""
     p = Path(path)
     if p.is_dir():
         p = p / ANSWERS_NAME
@@ -364,7 +365,19 @@ def read_answers(path: Path) -> tuple[list[PromptRow], list[str]]:
         rows.append(PromptRow(id=str(ident), messages=messages, reference=reference, source=src, answers=answers))
     if not rows:
         raise NoRecordsError(p)
-    return rows, models
+    collected = _collected_order(p.parent / "summary.json")
+    return rows, [m for m in collected if m in models] + [m for m in models if m not in collected]
+
+
+def _collected_order(summary: Path) -> list[str]:
+    """The model ids of ``tela collect``'s summary, in the order they were asked ([] without one)."""
+    try:
+        info = json.loads(summary.read_text(encoding="utf-8")).get("models")
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not isinstance(info, dict):
+        return []
+    return [str(v.get("model") or k) if isinstance(v, dict) else str(k) for k, v in info.items()]
 
 
 def _merge_order(known: list[str], row: list[str]) -> None:
