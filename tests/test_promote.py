@@ -271,3 +271,47 @@ def test_the_decision_rule_equal_within_the_interval_promotes_only_the_cheaper()
     w2 = [x + float(rng.normal(0, 0.3)) for x in w]
     c = compare(_FixedRouter(w2, 0.5), _FixedRouter(w, 0.5), records, WEAK, STRONG)  # type: ignore[arg-type]
     assert c.apgr.lo < 0 < c.apgr.hi or c.apgr.worse
+
+
+class _FixedNRouter:
+    """A router among three models whose predicted qualities are given."""
+
+    models = ["small", "mid", "big"]
+    path = Path("fixed")
+    manifest: dict[str, Any] = {"scorer": "fixed"}
+
+    def __init__(self, quality: Any) -> None:
+        self.quality = quality
+
+    def scores(self, prompts: list[str], quality: bool = False) -> Any:
+        from tela_core.components import Scores
+
+        return Scores(w=self.quality[:, -1], quality=self.quality, models=tuple(self.models))
+
+    def decisions(self, scores: Any) -> list[Any]:
+        from tela_core.routing.router import Decision
+
+        return [Decision(self.models[int(np.argmax(q))], 0.0, None) for q in scores.quality]
+
+
+def test_n_model_routers_are_compared_on_aiq() -> None:
+    from tela_core.data.records import seed_record
+    from tela_core.eval import nmodel
+    from tela_core.eval.promotion import aiq_fast, compare
+
+    rng = np.random.default_rng(5)
+    truth = rng.integers(0, 2, size=(150, 3)).astype(float)
+    truth[:, 2] = 1.0
+    costs = {"small": 0.001, "mid": 0.003, "big": 0.01}
+    records = [
+        seed_record(f"p{i}", None, outcomes=dict(zip(costs, map(float, t))), costs=costs) for i, t in enumerate(truth)
+    ]
+    cost = np.tile(list(costs.values()), (150, 1))
+    h = nmodel.hull(nmodel.sweep(truth * 0.8 + 0.1, cost, truth))
+    assert aiq_fast(h, 0.001, 0.01) == pytest.approx(nmodel.aiq(h, 0.001, 0.01), abs=1e-12)
+    good, noise = _FixedNRouter(truth * 0.8 + 0.1), _FixedNRouter(rng.random((150, 3)))
+    c = compare(good, noise, records, "small", "big", resamples=200)  # type: ignore[arg-type]
+    assert c.metric == "aiq" and c.decision == "promote" and c.interval.lo > 0
+    c = compare(noise, good, records, "small", "big", resamples=200)  # type: ignore[arg-type]
+    assert c.decision == "refuse" and c.why.startswith("AIQ worse beyond the interval")
+    assert c.failed is not None and c.failed["number"] == "aiq"

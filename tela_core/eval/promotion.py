@@ -11,6 +11,12 @@ candidate is promoted when
    strong-call share (the share of prompts sent to the strongest model).
 
 Otherwise it is refused, and the refusal names the number that failed and by how much.
+
+Routers among more than two models are compared the same way on the N-model score instead of
+APGR: AIQ, the mean height of the quality-cost hull of the cost-aware policy over the single models'
+cost range (:mod:`tela_core.eval.nmodel`), from each router's per-model predicted quality; the
+records then need every model's outcome and cost, and "cheaper" is the mean cost per prompt of the
+models each router's own saved policy picks.
 """
 
 from __future__ import annotations
@@ -50,17 +56,24 @@ class Comparison:
     n: int
     weak: str
     strong: str
-    apgr: PairedInterval  # a = candidate, b = current
+    interval: PairedInterval  # of the score: a = candidate, b = current
     candidate: Operating
     current: Operating
     decision: str  # PROMOTE or REFUSE
     why: str
-    #: the number that failed (``apgr`` or ``cost`` / ``strong_share``) and by how much; None when promoted
+    #: the number that failed (the score, ``cost`` or ``strong_share``) and by how much; None when promoted
     failed: dict[str, Any] | None
+    #: the score compared: ``apgr`` (two models) or ``aiq`` (N models)
+    metric: str = "apgr"
+
+    @property
+    def apgr(self) -> PairedInterval:
+        """The interval of the score (APGR for two-model routers)."""
+        return self.interval
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out["apgr"] = self.apgr.to_dict()
+        out["interval"] = self.interval.to_dict()
         return out
 
 
@@ -112,6 +125,8 @@ def compare(
     seed: int = 0,
 ) -> Comparison:
     """Score ``records`` with both routers and decide (module doc)."""
+    if len(candidate.models) > 2:
+        return _compare_nmodel(candidate, current, records, resamples=resamples, confidence=confidence, seed=seed)
     arrays = outcome_arrays(records, weak, strong)
     prompts = [r.prompt for r in records]
     s_cand, s_cur = candidate.scores(prompts), current.scores(prompts)
@@ -119,9 +134,22 @@ def compare(
         s_cand.w, s_cur.w, arrays.weak, arrays.strong, resamples=resamples, confidence=confidence, seed=seed
     )
     op_cand, op_cur = _operating(candidate, s_cand, records), _operating(current, s_cur, records)
-    pct = f"{confidence:.0%}"
+    return _decide(records, weak, strong, interval, op_cand, op_cur, confidence, "apgr")
+
+
+def _decide(
+    records: Sequence[Record],
+    weak: str,
+    strong: str,
+    interval: PairedInterval,
+    op_cand: Operating,
+    op_cur: Operating,
+    confidence: float,
+    metric: str,
+) -> Comparison:
+    pct, name = f"{confidence:.0%}", metric.upper()
     said = (
-        f"APGR {interval.a:.4f} vs current {interval.b:.4f}: {_num(interval.diff)} "
+        f"{name} {interval.a:.4f} vs current {interval.b:.4f}: {_num(interval.diff)} "
         f"({pct} interval {_num(interval.lo)} .. {_num(interval.hi)})"
     )
     if op_cand.cost is not None and op_cur.cost is not None:
@@ -135,14 +163,14 @@ def compare(
         decision, why = PROMOTE, f"better beyond the interval: {said}"
     elif interval.worse:
         decision = REFUSE
-        why = f"APGR worse beyond the interval: {said}; the interval's upper end is {-interval.hi:.4f} below 0"
-        failed = {"number": "apgr", "value": interval.diff, "hi": interval.hi, "by": -interval.hi}
+        why = f"{name} worse beyond the interval: {said}; the interval's upper end is {-interval.hi:.4f} below 0"
+        failed = {"number": metric, "value": interval.diff, "hi": interval.hi, "by": -interval.hi}
     elif cheaper:
         decision, why = PROMOTE, f"equal within the interval and cheaper: {said}; {cost_said}"
     else:
         decision = REFUSE
         why = (
-            f"APGR not better beyond the interval (its lower end is {-interval.lo:.4f} below 0): {said}; "
+            f"{name} not better beyond the interval (its lower end is {-interval.lo:.4f} below 0): {said}; "
             f"and not cheaper: {cost_said}"
         )
         failed = {
@@ -150,9 +178,85 @@ def compare(
             "value": c_val,
             "current": p_val,
             "by": c_val - p_val,
-            "apgr_lo": interval.lo,
+            f"{metric}_lo": interval.lo,
         }
-    return Comparison(len(records), weak, strong, interval, op_cand, op_cur, decision, why, failed)
+    return Comparison(len(records), weak, strong, interval, op_cand, op_cur, decision, why, failed, metric)
+
+
+# -- N models --------------------------------------------------------------------------------------
+
+
+def aiq_fast(h: Sequence[tuple[float, float]], lo: float, hi: float, n: int = 2001) -> float:
+    """:func:`tela_core.eval.nmodel.aiq` in one ``numpy.interp`` (the same grid and rules: 0 below
+    the hull's first point, flat beyond its last), for the bootstrap's thousands of hulls."""
+    import numpy as np
+
+    cs = np.linspace(lo, hi, n)
+    xs, ys = np.array([p[0] for p in h]), np.array([p[1] for p in h])
+    vals = np.interp(cs, xs, ys)
+    vals[cs < xs[0]] = 0.0
+    return float(np.trapezoid(vals, cs) / (hi - lo))
+
+
+def _nmodel_arrays(router: Router, records: Sequence[Record], prompts: list[str]) -> tuple[Any, Any, Any, Any]:
+    """(pred, truth, cost, picked) over the router's models, cheap -> strong: predicted quality,
+    outcomes, costs, and the column its saved policy picks for each prompt."""
+    import numpy as np
+
+    scores = router.scores(prompts, quality=True)
+    if scores.quality is None:
+        raise TelaError(
+            f"{router.path}: scorer {router.manifest.get('scorer')!r} predicts no per-model quality, which "
+            "comparing routers among more than two models needs"
+        )
+    cols = list(scores.models or getattr(router.scorer, "models", []) or [])
+    missing = [m for m in router.models if m not in cols]
+    if missing:
+        raise TelaError(f"{router.path}: predicts no quality for {', '.join(missing)}")
+    for i, r in enumerate(records):
+        lack = [m for m in router.models if m not in (r.outcomes or {}) or m not in (r.costs or {})]
+        if lack:
+            where = r.id or f"record {i + 1}"
+            raise TelaError(f"{where}: no outcome or cost for {', '.join(lack)}; N-model routers are compared on both")
+    pred = np.asarray(scores.quality, dtype=float)[:, [cols.index(m) for m in router.models]]
+    truth = np.array([[r.outcomes[m] for m in router.models] for r in records], dtype=float)
+    cost = np.array([[r.costs[m] for m in router.models] for r in records], dtype=float)
+    picked = [router.models.index(d.model) for d in router.decisions(scores)]
+    return pred, truth, cost, np.asarray(picked, dtype=int)
+
+
+def _compare_nmodel(
+    candidate: Router, current: Router, records: Sequence[Record], *, resamples: int, confidence: float, seed: int
+) -> Comparison:
+    import numpy as np
+
+    from .bootstrap import paired_bootstrap
+    from .nmodel import hull, sweep
+
+    prompts = [r.prompt for r in records]
+    p_cand, truth, cost, pick_cand = _nmodel_arrays(candidate, records, prompts)
+    p_cur, _, _, pick_cur = _nmodel_arrays(current, records, prompts)
+
+    def stat(pred: Any) -> Any:
+        def aiq_on(idx: Any) -> float:
+            c, t = cost[idx], truth[idx]
+            singles = c.mean(axis=0)
+            lo, hi = float(singles.min()), float(singles.max())
+            return aiq_fast(hull(sweep(pred[idx], c, t)), lo, hi if hi > lo else lo + 1e-12)
+
+        return aiq_on
+
+    interval = paired_bootstrap(
+        stat(p_cand), stat(p_cur), len(records), resamples=resamples, confidence=confidence, seed=seed
+    )
+    rows = np.arange(len(records))
+    strongest = len(candidate.models) - 1
+
+    def op(picked: Any) -> Operating:
+        return Operating(float((picked == strongest).mean()), float(cost[rows, picked].mean()))
+
+    models = candidate.models
+    return _decide(records, models[0], models[-1], interval, op(pick_cand), op(pick_cur), confidence, "aiq")
 
 
 def _check_models(candidate: Router, current: Router) -> None:
@@ -161,15 +265,10 @@ def _check_models(candidate: Router, current: Router) -> None:
             f"the candidate routes between {', '.join(candidate.models)} and the current version between "
             f"{', '.join(current.models)}: a version must route between the same models (cheap -> strong)"
         )
-    if len(candidate.models) != 2:
-        raise TelaError(
-            f"tela promote compares two-model routers by APGR; these route between {len(candidate.models)} models"
-        )
 
 
 def check_comparable(candidate: Router, current: Router) -> None:
-    """Refuse (bad input) a candidate that routes between other models than the current version,
-    or routers of more than two models (not compared yet)."""
+    """Refuse (bad input) a candidate that routes between other models than the current version."""
     _check_models(candidate, current)
 
 
@@ -179,7 +278,8 @@ def as_json_numbers(c: Comparison) -> dict[str, Any]:
         "prompts": c.n,
         "weak": c.weak,
         "strong": c.strong,
-        "apgr": c.apgr.to_dict(),
+        "metric": c.metric,
+        c.metric: c.interval.to_dict(),
         "candidate": asdict(c.candidate),
         "current": asdict(c.current),
     }
