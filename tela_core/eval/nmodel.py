@@ -8,6 +8,11 @@ non-decreasing convex hull is what the router can deliver at each budget (mixing
 interpolates between their points), and the hull's mean height over the single models' cost range
 is RouterBench's AIQ (``docs/metrics.md``). The single models and the oracle (the same policy on the
 true outcomes) are computed on the same prompts, so every number in a report is comparable.
+
+Beside AIQ each report gives the RouterArena score (:func:`arena_score`) of every single model, of
+the router's best operating point on the sweep (and of its own policy's point, when it has one) and
+of the oracle's: one number per operating point that weighs accuracy against the cost of 1,000
+queries.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ __all__ = [
     "hull_value",
     "aiq",
     "sweep",
+    "arena_score",
+    "arena_best",
     "NModelEvaluation",
     "evaluate_nmodel",
     "write_nmodel_report",
@@ -96,6 +103,49 @@ def sweep(pred: np.ndarray, cost: np.ndarray, truth: np.ndarray, lambdas: Sequen
     return pts
 
 
+#: RouterArena's cost range ($ per 1,000 queries) of its log-normalised cost, and its β.
+ARENA_C_MAX, ARENA_C_MIN, ARENA_BETA = 200.0, 0.0044, 0.1
+
+
+def arena_score(
+    cost_per_1k: float,
+    accuracy: float,
+    beta: float = ARENA_BETA,
+    c_max: float = ARENA_C_MAX,
+    c_min: float = ARENA_C_MIN,
+) -> float:
+    """RouterArena's score S_β of an operating point: the weighted harmonic mean of accuracy A and
+    log-normalised cost C, ``S = (1 + β)·A·C / (β·A + C)`` with
+    ``C = (log2 c_max − log2 c) / (log2 c_max − log2 c_min)``, where c is the mean cost of 1,000
+    queries in $ and (c_max, c_min) = ($200, $0.0044), β = 0.1. This is
+    ``compute_arena_score`` of RouterArena's ``llm_evaluation/run.py`` (RouteWorks/RouterArena,
+    arXiv 2510.00202), which its leaderboard ranks by (shown there ×100).
+
+    Two edges, where RouterArena's code raises or leaves the formula's range: a cost of 0 (a free
+    local model) counts as ``c_min`` (C = 1), and a point whose cost is at or above ``c_max``
+    (C ≤ 0) scores 0.
+    """
+    import math
+
+    c = max(float(cost_per_1k), c_min)
+    norm = (math.log2(c_max) - math.log2(c)) / (math.log2(c_max) - math.log2(c_min))
+    if norm <= 0 or accuracy <= 0:
+        return 0.0
+    return (1 + beta) * accuracy * norm / (beta * accuracy + norm)
+
+
+def arena_best(points: Sequence[Point], lambdas: Sequence[float] | None = None) -> dict[str, float]:
+    """The operating point with the highest RouterArena score among ``points`` ((mean cost per
+    query, quality), e.g. :func:`sweep`'s): its score, quality, cost per 1,000 queries and, with
+    ``lambdas``, its λ."""
+    scores = [arena_score(1000 * c, q) for c, q in points]
+    i = max(range(len(points)), key=lambda k: (scores[k], -points[k][0]))
+    best = {"arena_score": scores[i], "quality": points[i][1], "cost_per_1k": 1000 * points[i][0]}
+    if lambdas is not None:
+        best["lam"] = float(lambdas[i])
+    return best
+
+
 @dataclass
 class NModelEvaluation:
     """A router's quality–cost result on N models, beside the single models and the oracle."""
@@ -113,6 +163,11 @@ class NModelEvaluation:
     quality_max: float
     quality_at_best_single_cost: float
     cost_to_match_best_single: float | None  # × the best single model's cost; None if never reached
+    #: RouterArena score (:func:`arena_score`) of always calling each model, in ``models`` order
+    arena_singles: list[float] = field(default_factory=list)
+    #: the router's and the oracle's best-scoring points on the λ sweep (:func:`arena_best`)
+    arena_router: dict[str, float] = field(default_factory=dict)
+    arena_oracle: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,8 +185,8 @@ def evaluate_nmodel(
     if hi <= lo:
         hi = lo + 1e-12
     best_j = int(np.argmax([q for _, q in singles]))
-    rh = hull(sweep(pred, cost, truth))
-    oh = hull(sweep(truth, cost, truth))
+    router_pts, oracle_pts = sweep(pred, cost, truth), sweep(truth, cost, truth)
+    rh, oh = hull(router_pts), hull(oracle_pts)
     reach = [c for c, q in rh if q >= singles[best_j][1]]
     return NModelEvaluation(
         router=router,
@@ -147,6 +202,9 @@ def evaluate_nmodel(
         quality_max=max(q for _, q in rh),
         quality_at_best_single_cost=hull_value(rh, singles[best_j][0]),
         cost_to_match_best_single=(min(reach) / singles[best_j][0]) if reach else None,
+        arena_singles=[arena_score(1000 * c, q) for c, q in singles],
+        arena_router=arena_best(router_pts, LAMBDAS),
+        arena_oracle=arena_best(oracle_pts, LAMBDAS),
     )
 
 
@@ -169,12 +227,55 @@ def _markdown(e: NModelEvaluation) -> str:
         f"At the best single model's cost the router reaches quality {e.quality_at_best_single_cost:.4f}; "
         f"it matches that model's quality at {match} its cost.",
         "",
-        "| model | quality | mean cost per query |",
-        "|---|---|---|",
-        *[f"| {m} | {q:.4f} | {c:.3g} |" for m, (c, q) in zip(e.models, e.singles)],
+        *([str(e.extra["policy_line"]), ""] if e.extra.get("policy_line") else []),  # the router's own policy
+        *_arena_lines(e),
+        "| model | quality | mean cost per query | RouterArena score |",
+        "|---|---|---|---|",
+        *[
+            f"| {m} | {q:.4f} | {c:.3g} | {_pct(a)} |"
+            for m, (c, q), a in zip(e.models, e.singles, e.arena_singles or [float("nan")] * len(e.models))
+        ],
         "",
     ]
     return "\n".join(lines)
+
+
+def _pct(score: float) -> str:
+    return "" if score != score else f"{100 * score:.2f}"
+
+
+def _arena_lines(e: NModelEvaluation) -> list[str]:
+    """The RouterArena table: the router's best point on the sweep, its own policy's point (when
+    the report has one), the oracle's best point and the best single model by that score."""
+    if not e.arena_router:
+        return []
+    rows = [("router, best point on the λ sweep", e.arena_router)]
+    point = e.extra.get("policy") or {}
+    if isinstance(point, dict) and "quality" in point and "cost" in point:
+        q, c = float(point["quality"]), float(point["cost"])
+        rows.append(
+            (
+                f"router, its policy {point.get('name')}",
+                {"arena_score": arena_score(1000 * c, q), "quality": q, "cost_per_1k": 1000 * c},
+            )
+        )
+    rows.append(("oracle, best point on the λ sweep", e.arena_oracle))
+    out = [
+        "RouterArena score (weighted harmonic mean of accuracy and log-normalised cost per 1,000 queries, "
+        "β = 0.1; ×100 as on its leaderboard):",
+        "",
+        "| operating point | RouterArena score | quality | $ per 1,000 queries |",
+        "|---|---|---|---|",
+        *[f"| {name} | {_pct(p['arena_score'])} | {p['quality']:.4f} | {p['cost_per_1k']:.4g} |" for name, p in rows],
+    ]
+    if e.arena_singles:
+        j = max(range(len(e.models)), key=lambda k: e.arena_singles[k])
+        c, q = e.singles[j]
+        out.append(
+            f"| best single model by this score ({e.models[j]}) | {_pct(e.arena_singles[j])} "
+            f"| {q:.4f} | {1000 * c:.4g} |"
+        )
+    return [*out, ""]
 
 
 def _plot(e: NModelEvaluation, path: Path) -> None:

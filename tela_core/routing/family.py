@@ -36,13 +36,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from tela_core.components import LoadContext, Scorer
 from tela_core.infra.errors import TelaError
 from tela_core.routing.artifact import read_manifest, write_manifest, write_policy
-from tela_core.routing.targets import make_targets, model_names, outcome_matrix
+from tela_core.routing.targets import all_model_names, make_targets, model_names, outcome_matrix, outcome_values
 from tela_core.schema.records import Record
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-__all__ = ["TargetOptions", "FamilyScorer", "TrainData", "train_data", "read_json", "artifact_field"]
+__all__ = [
+    "TargetOptions",
+    "FamilyScorer",
+    "TrainData",
+    "train_data",
+    "read_json",
+    "artifact_field",
+    "NMODEL_POLICY",
+]
 
 
 class TargetOptions(BaseModel):
@@ -128,6 +136,13 @@ class FamilyScorer(Scorer):
             train_seconds=round(time.perf_counter() - getattr(self, "_t0", time.perf_counter()), 3),
             **{k: v for k, v in meta.items() if k not in ("scorer", "scorer_options")},
         )
+        every = list(meta.get("models") or [])
+        if not models and len(every) > 2:
+            # An N-model router: it routes among every model by predicted quality and cost.
+            costs = meta.get("model_costs") or None
+            order = sorted(every, key=lambda m: costs[m]) if costs else every
+            write_policy(out, NMODEL_POLICY, {"costs": costs} if costs else {}, models=order)
+            return out
         write_policy(out, "threshold", {"threshold": 0.5}, models=models if models and len(models) == 2 else None)
         return out
 
@@ -149,31 +164,95 @@ class FamilyScorer(Scorer):
         return manifest
 
 
+#: The policy an N-model router (trained without a weak/strong pair) is saved with.
+NMODEL_POLICY = "cost-aware"
+
+
 @dataclass
 class TrainData:
     """Training records read for a family: the two-model target and the full outcome matrix.
 
     Keeping the whole matrix (not only the two-model target) lets one artifact answer both "does
     this prompt need the strong model?" and, for N models, "how likely is each model to be right?".
+
+    *N-model records* (more than two models and no pair named) need not carry every model's
+    outcome: ``observed`` says which they have, and families leave the rest out of their loss or
+    their average. Such a router has no weak/strong pair; its ``w`` reads the models with the
+    lowest and the highest mean outcome (``meta["w_pair"]``), and it is saved with the
+    ``cost-aware`` policy over all its models.
     """
 
-    #: (n,) target in [0, 1] per record (see :func:`tela_core.routing.targets.make_targets`).
+    #: (n,) target in [0, 1] per record (see :func:`tela_core.routing.targets.make_targets`);
+    #: NaN where a record lacks an outcome the target reads (N-model records only).
     y: np.ndarray
-    #: (n, m) outcomes of ``models``, or None when the records carry no outcomes (``label`` target).
+    #: (n, m) outcomes of ``models`` (0 where ``observed`` is False), or None when the records
+    #: carry no outcomes (``label`` target).
     outcomes: np.ndarray | None
-    #: Models present in every record's outcomes, in first-seen order.
+    #: Models with outcomes: for two models those in every record, for N models those in any, in
+    #: first-seen order.
     models: list[str]
     #: ``make_targets``' facts (``target``, ``weak``, ``strong``) plus ``models``: for the manifest.
     meta: dict[str, Any]
+    #: (n, m) True where the record has that model's outcome; None when ``outcomes`` is None.
+    observed: np.ndarray | None = None
+
+    @property
+    def nmodel(self) -> bool:
+        """True for a router among more than two models without a weak/strong pair."""
+        return "w_pair" in self.meta
 
 
 def train_data(records: Sequence[Record], target: str, weak: str | None, strong: str | None) -> TrainData:
-    """The target (two-model reading) of ``records`` and their full outcome matrix, if they have one."""
+    """The target (two-model reading) of ``records`` and their full outcome matrix, if they have one.
+
+    With more than two models in the outcomes and no pair named, the records are N-model training
+    data (:class:`TrainData`); otherwise the two-model rules of
+    :func:`~tela_core.routing.targets.make_targets` apply unchanged.
+    """
+    import numpy as np
+
+    everyone = all_model_names(records)
+    if target != "label" and not (weak or strong) and len(everyone) > 2:
+        values, observed = outcome_values(records, everyone)
+        seen = observed.sum(axis=0)
+        mean = np.where(seen > 0, (values * observed).sum(axis=0) / np.maximum(seen, 1), np.nan)
+        jw, js = int(np.nanargmin(mean)), int(np.nanargmax(mean))
+        if jw == js:
+            raise TelaError(f"every model has the same mean outcome ({mean[jw]:.4f}); nothing to route on")
+        y = np.full(len(records), np.nan)
+        both = observed[:, jw] & observed[:, js]
+        if target == "weak-wrong":
+            y[both] = (values[both, jw] < 0.5).astype(np.float64)
+        elif target == "gain":
+            y[both] = (values[both, js] - values[both, jw] + 1.0) / 2.0
+        else:
+            make_targets(records, target)  # the error naming the targets
+        meta: dict[str, Any] = {"target": target, "models": everyone, "w_pair": [everyone[jw], everyone[js]]}
+        costs = _mean_costs(records, everyone)
+        if costs:
+            meta["model_costs"] = costs
+        return TrainData(y, values, everyone, meta, observed)
     models = model_names(records)
     outcomes = outcome_matrix(records, models) if models else None
     y, meta = make_targets(records, target, weak, strong)
     meta = {**meta, "models": models}
-    return TrainData(y, outcomes, models, meta)
+    observed = None if outcomes is None else np.ones(outcomes.shape, dtype=bool)
+    return TrainData(y, outcomes, models, meta, observed)
+
+
+def _mean_costs(records: Sequence[Record], models: Sequence[str]) -> dict[str, float] | None:
+    """Each model's mean cost per request over the records that give one; None unless every model
+    has one."""
+    total = {m: 0.0 for m in models}
+    count = {m: 0 for m in models}
+    for r in records:
+        for m, c in (r.costs or {}).items():
+            if m in total and c is not None:
+                total[m] += float(c)
+                count[m] += 1
+    if not all(count.values()):
+        return None
+    return {m: total[m] / count[m] for m in models}
 
 
 def read_json(path: Path) -> Any:

@@ -34,8 +34,10 @@ __all__ = [
     "resolve_pair",
     "make_targets",
     "model_names",
+    "all_model_names",
     "model_groups",
     "outcome_matrix",
+    "outcome_values",
 ]
 
 Target = Literal["weak-wrong", "gain", "label"]
@@ -53,6 +55,34 @@ def model_names(records: Sequence[Record]) -> list[str]:
         else:
             names = [n for n in names if n in r.outcomes]
     return names or []
+
+
+def all_model_names(records: Sequence[Record]) -> list[str]:
+    """Every model any record has an outcome for, in first-seen order (N-model records may lack
+    some models' outcomes: a judge asked only some of them)."""
+    names: dict[str, None] = {}
+    for r in records:
+        for m in r.outcomes or {}:
+            names.setdefault(m, None)
+    return list(names)
+
+
+def outcome_values(records: Sequence[Record], models: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(values, observed)``: (n, m) outcomes (0 where missing) and the (n, m) boolean mask of the
+    outcomes the records have. Missing outcomes are valid N-model training data: families that
+    predict every model's quality leave them out of their loss or their average."""
+    import numpy as np
+
+    values = np.zeros((len(records), len(models)), dtype=np.float64)
+    observed = np.zeros((len(records), len(models)), dtype=bool)
+    col = {m: j for j, m in enumerate(models)}
+    for i, r in enumerate(records):
+        for m, v in (r.outcomes or {}).items():
+            j = col.get(m)
+            if j is not None:
+                values[i, j] = float(v)
+                observed[i, j] = True
+    return values, observed
 
 
 def outcome_matrix(records: Sequence[Record], models: Sequence[str]) -> np.ndarray:

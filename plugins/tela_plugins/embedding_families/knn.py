@@ -29,8 +29,9 @@ class KnnOptions(TargetOptions, EmbedderOptions):
 
 class KnnScorer(UsesEmbedder, FamilyScorer):
     """Nearest neighbours over cached sentence embeddings (cosine). Also predicts each model's
-    accuracy on a prompt as its neighbours' mean outcome (:meth:`predict_models`), which the
-    N-model cost-aware policy uses."""
+    accuracy on a prompt as its neighbours' mean outcome (``Scores.quality``, :meth:`predict_models`),
+    which the N-model policies use; neighbours without a model's outcome (N-model records that
+    lack it) are left out of that model's mean."""
 
     name = "embedding-knn"
     description = "kNN over cached prompt embeddings (any embedder); mean target of the k nearest prompts"
@@ -44,22 +45,26 @@ class KnnScorer(UsesEmbedder, FamilyScorer):
         data = train_data(train, self.options.target, self.options.weak, self.options.strong)
         emb = self.embed([r.prompt for r in train])
         outcomes = data.outcomes if data.outcomes is not None else np.zeros((len(train), 0))
-        save_npz(
-            out / "knn.npz",
-            emb=emb.astype(np.float16),
-            y=data.y.astype(np.float32),
-            outcomes=outcomes.astype(np.float32),
-        )
+        arrays = {
+            "emb": emb.astype(np.float16),
+            "y": data.y.astype(np.float32),
+            "outcomes": outcomes.astype(np.float32),
+        }
+        if data.observed is not None and not data.observed.all():
+            # N-model records that lack some models' outcomes (NaN y where the pair is missing)
+            arrays["observed"] = data.observed
+        save_npz(out / "knn.npz", **arrays)
         atomic_write_json(out / "models.json", {"models": data.models, **data.meta})
-        self._set(emb, data.y, outcomes, data.models)
+        self._set(emb, data.y, outcomes, data.models, arrays.get("observed"))
         return self.finish_fit(out, len(train), data.meta)
 
-    def _set(self, emb: Any, y: Any, outcomes: Any, models: list[str]) -> None:
+    def _set(self, emb: Any, y: Any, outcomes: Any, models: list[str], observed: Any = None) -> None:
         import numpy as np
 
         self._emb = np.asarray(emb, dtype=np.float32)
         self._y = np.asarray(y, dtype=np.float64)
         self._outcomes = np.asarray(outcomes, dtype=np.float64)
+        self._observed = None if observed is None else np.asarray(observed, dtype=bool)
         self.models = list(models)
 
     def load(self, artifact_dir: Path, context: LoadContext = LoadContext()) -> None:
@@ -74,7 +79,13 @@ class KnnScorer(UsesEmbedder, FamilyScorer):
             )
         info_path = Path(artifact_dir) / "models.json"
         models = artifact_field(read_json(info_path), info_path, "models", list)
-        self._set(z["emb"], z["y"], z["outcomes"], [str(m) for m in models])
+        observed = z.get("observed")
+        if len(models) != z["outcomes"].shape[1] or (observed is not None and observed.shape != z["outcomes"].shape):
+            raise TelaError(
+                f"{path}: damaged router file: {len(models)} models in models.json, outcomes of "
+                f"{z['outcomes'].shape[1]}; train the router again"
+            )
+        self._set(z["emb"], z["y"], z["outcomes"], [str(m) for m in models], observed)
 
     def _neighbour_weights(self, prompts: Sequence[str]) -> tuple[Any, Any]:
         """(indices (n, k), weights (n, k) summing to 1) of each prompt's neighbours."""
@@ -103,9 +114,44 @@ class KnnScorer(UsesEmbedder, FamilyScorer):
         if not len(prompts):
             return Scores(w=np.zeros(0))
         idx, wts = self._neighbour_weights(prompts)
-        return Scores(w=np.clip((self._y[idx] * wts).sum(axis=1), 0.0, 1.0))
+        if self._observed is None:
+            w = (self._y[idx] * wts).sum(axis=1)
+        else:
+            w = _masked_mean(self._y[idx], ~np.isnan(self._y[idx]), wts, fallback=0.5)
+        if not self.models or len(self.models) < 2:
+            return Scores(w=np.clip(w, 0.0, 1.0))
+        return Scores(w=np.clip(w, 0.0, 1.0), quality=self._quality(idx, wts), models=tuple(self.models))
+
+    def add_model(self, records: Sequence[Record], model: str, output_dir: Path) -> dict[str, Any]:
+        """Fit only what a new ``model`` needs from its ``records`` into ``output_dir`` (a copy of
+        this router): ``tela run --add-to`` (:mod:`tela_plugins.embedding_families.extend`)."""
+        from tela_plugins.embedding_families.extend import add_model_knn
+
+        return add_model_knn(self, records, model, Path(output_dir))
 
     def predict_models(self, prompts: Sequence[str]) -> Any:
         """(n, len(self.models)) predicted outcome of every model on every prompt."""
         idx, wts = self._neighbour_weights(prompts)
-        return (self._outcomes[idx] * wts[..., None]).sum(axis=1)
+        return self._quality(idx, wts)
+
+    def _quality(self, idx: Any, wts: Any) -> Any:
+        """Neighbours' weighted mean outcome of each model; with N-model records that lack some
+        outcomes, the mean of the neighbours that have one (the model's training mean if none has)."""
+        import numpy as np
+
+        if self._observed is None:
+            return (self._outcomes[idx] * wts[..., None]).sum(axis=1)
+        obs = self._observed
+        prior = (self._outcomes * obs).sum(axis=0) / np.maximum(obs.sum(axis=0), 1)
+        return _masked_mean(self._outcomes[idx], obs[idx], wts[..., None], fallback=prior)
+
+
+def _masked_mean(values: Any, observed: Any, wts: Any, fallback: Any) -> Any:
+    """Weighted mean over axis 1 of the observed ``values`` (weights renormalised over them);
+    ``fallback`` where none is observed."""
+    import numpy as np
+
+    wts = np.broadcast_to(wts, values.shape) * observed
+    total = wts.sum(axis=1)
+    num = (np.where(observed, values, 0.0) * wts).sum(axis=1)
+    return np.where(total > 0, num / np.where(total > 0, total, 1.0), fallback)

@@ -3,8 +3,10 @@
 Each model m has a learnt vector v_m; a prompt embedding e is projected to the same space by a
 learnt matrix W. The model's predicted log-odds of answering well is ``v_m · (W e) + b_m``, fitted
 to every model's outcomes at once (so N models share one projection, which is the point of the
-factorisation: what makes a prompt hard is mostly shared across models). Two-model routing reads
-w from the weak and strong models' predictions (see ``target``).
+factorisation: what makes a prompt hard is mostly shared across models). ``score`` gives every
+model's predicted quality (``Scores.quality``) for the N-model policies; N-model records that lack
+some models' outcomes are valid training data (the missing ones are left out of the loss).
+Two-model routing reads w from the weak and strong models' predictions (see ``target``).
 """
 
 from __future__ import annotations
@@ -55,13 +57,18 @@ class MatrixFactorizationScorer(UsesEmbedder, FamilyScorer):
         d, m, k = x.shape[1], o.shape[1], self.options.dim
         W = (torch.randn(d, k, generator=g) / d**0.5).requires_grad_()
         V = (torch.randn(m, k, generator=g) / k**0.5).requires_grad_()
-        prior = o.mean(0).clamp(1e-3, 1 - 1e-3)
+        full = data.observed is None or bool(data.observed.all())
+        mask = None if full else torch.tensor(data.observed, dtype=torch.float32)
+        # a model's prior log-odds from the outcomes it has (N-model records may lack some)
+        prior = (o.mean(0) if mask is None else (o * mask).sum(0) / mask.sum(0).clamp(min=1)).clamp(1e-3, 1 - 1e-3)
         b = torch.log(prior / (1 - prior)).clone().requires_grad_()
         opt = torch.optim.Adam([W, V, b], lr=self.options.lr, weight_decay=self.options.weight_decay)
-        lossf = torch.nn.BCEWithLogitsLoss()
+        lossf = torch.nn.BCEWithLogitsLoss(reduction="mean" if mask is None else "none")
         for _ in range(self.options.epochs):
             opt.zero_grad()
             loss = lossf((x @ W) @ V.T + b, o)
+            if mask is not None:  # missing outcomes are left out of the loss
+                loss = (loss * mask).sum() / mask.sum()
             loss.backward()
             opt.step()
         self._W, self._V, self._b = W.detach().numpy(), V.detach().numpy(), b.detach().numpy()
@@ -78,6 +85,13 @@ class MatrixFactorizationScorer(UsesEmbedder, FamilyScorer):
         self._meta = read_json(info_path)
         self.models = [str(m) for m in artifact_field(self._meta, info_path, "models", list)]
 
+    def add_model(self, records: Sequence[Record], model: str, output_dir: Path) -> dict[str, Any]:
+        """Fit only what a new ``model`` needs from its ``records`` into ``output_dir`` (a copy of
+        this router): ``tela run --add-to`` (:mod:`tela_plugins.embedding_families.extend`)."""
+        from tela_plugins.embedding_families.extend import add_model_mf
+
+        return add_model_mf(self, records, model, Path(output_dir))
+
     def predict_models(self, prompts: Sequence[str]) -> Any:
         """(n, len(self.models)) predicted P(model answers well) per prompt."""
         import numpy as np
@@ -91,4 +105,5 @@ class MatrixFactorizationScorer(UsesEmbedder, FamilyScorer):
 
         if not len(prompts):
             return Scores(w=np.zeros(0))
-        return Scores(w=w_from_model_probs(self.predict_models(prompts), self.models, self._meta))
+        p = self.predict_models(prompts)
+        return Scores(w=w_from_model_probs(p, self.models, self._meta), quality=p, models=tuple(self.models))

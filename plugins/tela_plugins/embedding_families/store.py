@@ -20,10 +20,15 @@ __all__ = ["w_from_model_probs", "save_npz", "load_npz"]
 
 
 def w_from_model_probs(p: np.ndarray, models: list[str], meta: dict[str, Any]) -> np.ndarray:
-    """Two-model w from per-model P(correct): 1 − P(weak) for weak-wrong, (P(s) − P(w) + 1)/2 for gain."""
+    """Two-model w from per-model P(correct): 1 − P(weak) for weak-wrong, (P(s) − P(w) + 1)/2 for gain.
+
+    An N-model router (no weak/strong pair) reads the pair of its ``w_pair``: the models with the
+    lowest and the highest mean outcome (:class:`tela_core.routing.family.TrainData`)."""
     import numpy as np
 
     weak, strong = meta.get("weak"), meta.get("strong")
+    if not (weak and strong) and meta.get("w_pair"):
+        weak, strong = meta["w_pair"]
     if weak not in models or strong not in models:
         raise TelaError("this artifact has no weak/strong pair; use per-model predictions instead")
     pw, ps = p[:, models.index(weak)], p[:, models.index(strong)]
