@@ -66,6 +66,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def test_versions_folder_round_trip(trained: dict[str, Path], tmp_path: Path) -> None:
     from tela_core import Router
+    from tela_core.routing.artifact import read_manifest
 
     live = tmp_path / "live"
     vs.init(live)
@@ -86,6 +87,8 @@ def test_versions_folder_round_trip(trained: dict[str, Path], tmp_path: Path) ->
     r = Router.load(live)  # a versions folder loads its current version, named after the folder
     assert r.version_name == "v2" and r.name == "live" and r.path == live / "v2"
     assert r.decide(["What is 2 + 2?"])[0].version_name == "v2"
+    with pytest.raises(TelaError, match="a folder of router versions .*: name one of its versions; the current one is"):
+        read_manifest(live)  # tela eval, tela calibrate: a version, not the folder
     vs.set_current(live, "v1", "rollback")
     assert vs.resolve(live) == (live / "v1", "v1") and vs.read_state(live).earlier == []
     with pytest.raises(TelaError, match="not the version before"):

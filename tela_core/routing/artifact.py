@@ -67,6 +67,13 @@ def read_manifest(artifact_dir: str | Path) -> dict[str, Any]:
     if not d.is_dir():
         raise TelaError(f"{d}: router directory not found")
     p = d / MANIFEST
+    if not p.exists() and (d / "versions.json").is_file():  # a versions folder (tela_core.routing.versions)
+        try:
+            current = json.loads((d / "versions.json").read_text(encoding="utf-8")).get("current")
+        except (ValueError, OSError, AttributeError):
+            current = None
+        now = f"; the current one is {d / current}" if isinstance(current, str) and current else ""
+        raise TelaError(f"{d}: a folder of router versions (tela promote): name one of its versions{now}")
     if not p.exists():
         raise TelaError(f"{d}: not a tela router (no {MANIFEST}); train one with `tela run`")
     try:
