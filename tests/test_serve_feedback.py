@@ -362,3 +362,35 @@ def test_feedback_becomes_outcome_records_alone_and_beside_a_judges(routers, ups
     res = run_cli("feedback", bad, "--from-log", tmp_path / "decisions.jsonl", "-o", tmp_path / "new.jsonl")
     assert res.exit_code == 2 and f"{bad}:5" in res.output and "Traceback" not in res.output, res.output
     assert not (tmp_path / "new.jsonl").exists()
+
+
+def test_with_two_workers_each_takes_the_others_ids(routers, upstreams, tmp_path):
+    """`tela serve --workers 2`: a verdict reaching the worker that did not answer is taken (the
+    workers sign ids with one key), written with "known": false; the answering worker's has details."""
+    from serve_support import TelaServe
+
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text(
+        f"routers:\n  len: {{path: {routers[0]}, upstreams: [small, big]}}\n"
+        f"upstreams:\n  small: {{base_url: '{upstreams['small'].url}', model: small}}\n"
+        f"  big: {{base_url: '{upstreams['big'].url}', model: big}}\n"
+        f"feedback_log: {tmp_path / 'feedback.jsonl'}\n"
+    )
+    env = {"TELA_SERVE_FEEDBACK_KEY": ""}  # not this test process's key: the server draws its own
+    server = TelaServe(["--config", str(cfg), "--workers", "2"], free_port(), extra_env=env)
+    try:
+        statuses = []
+        for i in range(16):  # a new connection per request: either worker may take it
+            with httpx.Client(timeout=20) as c:
+                rid = c.post(
+                    server.url + "/v1/chat/completions",
+                    json={"model": "router-len", "messages": [{"role": "user", "content": f"question {i}"}]},
+                ).headers["x-request-id"]
+            with httpx.Client(timeout=20) as c:
+                statuses.append(c.post(server.url + "/v1/feedback", json={"id": rid, "score": 1}).status_code)
+    finally:
+        server.stop()
+    rows = _rows(tmp_path / "feedback.jsonl")
+    assert statuses == [200] * 16 and len(rows) == 16
+    assert len({r["id"].split("-")[0] for r in rows}) == 2  # both workers answered
+    assert 0 < sum(r["known"] for r in rows) < 16, "a verdict reached the other worker in 16 tries (both ways)"

@@ -77,6 +77,12 @@ def register(cli: click.Group) -> None:
     help="Append one JSON line per shadowed request to this file.",
 )
 @click.option(
+    "--feedback-log",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Take POST /v1/feedback (users' verdicts on answers, by x-request-id) and append them to this file.",
+)
+@click.option(
     "--shadow-queue",
     default=None,
     type=click.IntRange(min=1),
@@ -148,7 +154,7 @@ def serve(
       tela serve --config serve.yaml --workers 4 --host 0.0.0.0
     \b
     Endpoints: POST /v1/chat/completions, GET /v1/models, /health, /ready, /metrics,
-    POST /admin/reload. SIGHUP reloads the routers from their folders.
+    POST /v1/feedback, POST /admin/reload. SIGHUP reloads the routers from their folders.
     See docs/deployment.md for the config file, metrics, the decision and shadow logs.
     """
     # start-up: `tela --help` need not load serve.config (builds pydantic models, ~20 ms)
@@ -159,7 +165,7 @@ def serve(
     from ..serve.runner import serve as run_server
 
     overrides = {k: v for k, v in flags.items() if v is not None}
-    for key in ("decision_log", "shadow_log"):
+    for key in ("decision_log", "shadow_log", "feedback_log"):
         if key in overrides:
             overrides[key] = str(overrides[key])
     if no_fallback:
@@ -236,4 +242,9 @@ def _logging_lines(config: Any) -> list[str]:
         lines.append(f"log_prompts on: users' prompts and answers are written to disk, in {' and '.join(logs)}")
     elif config.decision_log:
         lines.append(f"decisions appended to {config.decision_log} (no prompt text: log_prompts is off)")
+    if config.feedback_log:
+        guard = (
+            "; the guard watches them" + (" and rolls back" if config.guard_rollback else "") if config.guard else ""
+        )
+        lines.append(f"POST /v1/feedback on: users' verdicts appended to {config.feedback_log}{guard}")
     return lines

@@ -88,8 +88,8 @@ def serve(config: ServeConfig) -> None:
     ready_dir = tempfile.mkdtemp(prefix="tela-serve-ready-")  # workers register here: /ready counts them
     os.environ[READY_DIR_ENV] = ready_dir
     os.environ[ENV_VAR] = config.to_env()
-    if config.feedback_log:  # the workers sign request ids with one key, so each takes the others' feedback
-        os.environ.setdefault(FEEDBACK_KEY_ENV, secrets.token_hex(16))
+    if config.feedback_log and not os.environ.get(FEEDBACK_KEY_ENV, "").strip():
+        os.environ[FEEDBACK_KEY_ENV] = secrets.token_hex(16)  # the workers sign ids with one key: each takes all
     try:
         uvicorn.run(
             "tela_core.serve.app:create_app_from_env", factory=True, workers=config.workers, **_uvicorn_kwargs(config)
