@@ -10,6 +10,8 @@ models stays as it was:
   model vectors (v = Σ a_m · v_m): N + 1 numbers to learn, not ``dim`` + 1, which is what makes a
   few hundred labels enough. In other words: its predicted log-odds is a regularised linear blend
   of the other models' predicted log-odds on the same prompt.
+- ``embedding-linear`` with per-model heads: the other heads stay; the new model's head is sought
+  as a blend of theirs, the same way (coef = Σ a_m · coef_m, its own bias).
 - ``embedding-knn``: the stored prompts keep every outcome they have; the new model gets an
   outcome column on them, predicted from the other models' outcomes on the same prompt and on its
   neighbourhood (a regularised logistic regression fitted on the labelled prompts), corrected by
@@ -40,7 +42,7 @@ from tela_plugins.embedding_families.store import save_npz
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-__all__ = ["add_model_knn", "add_model_mf", "fit_logistic", "SAME_PROMPT"]
+__all__ = ["add_model_knn", "add_model_mf", "add_model_linear", "fit_logistic", "SAME_PROMPT"]
 
 #: cosine similarity at or above which a labelled prompt is taken for a stored one
 SAME_PROMPT = 0.9999
@@ -109,6 +111,31 @@ def add_model_mf(scorer: Any, records: Sequence[Record], model: str, out: Path) 
     if isinstance(getattr(scorer, "_meta", None), dict):
         scorer._meta["models"] = scorer.models
     return {"method": "model vector in the span of the others' vectors", "blend": dict(zip(scorer.models, a.tolist()))}
+
+
+def add_model_linear(scorer: Any, records: Sequence[Record], model: str, out: Path) -> dict[str, Any]:
+    """Fit the new model's head of a loaded ``embedding-linear`` scorer with per-model heads
+    (module doc), write its ``linear.json`` and ``models.json`` into ``out``; return what was fitted."""
+    import numpy as np
+
+    if getattr(scorer, "_heads", None) is None:
+        raise TelaError(
+            f"{scorer.name}: this router has no per-model heads (train it on 3 or more models' records, "
+            "or with --set family.per_model=true)"
+        )
+    prompts, y, _ = _labels(records, model)
+    coef, bias = scorer._heads
+    x = np.asarray(scorer.features(prompts), dtype=np.float64)
+    a, c0 = fit_logistic(x @ coef.T + bias, y)
+    scorer._heads = (np.vstack([coef, (a @ coef)[None, :]]), np.append(bias, float(a @ bias) + c0))
+    scorer.models = [*scorer.models, model]
+    path = out / "linear.json"
+    saved = read_json(path)
+    saved = saved if isinstance(saved, dict) else {}
+    saved["heads"] = {"models": scorer.models, "coef": scorer._heads[0].tolist(), "bias": scorer._heads[1].tolist()}
+    atomic_write_json(path, saved)
+    _write_models(scorer, out, scorer.models)
+    return {"method": "head blended from the other models' heads", "blend": dict(zip(scorer.models, a.tolist()))}
 
 
 def add_model_knn(scorer: Any, records: Sequence[Record], model: str, out: Path) -> dict[str, Any]:

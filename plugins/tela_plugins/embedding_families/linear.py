@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from tela_core.data.records import Record
 from tela_core.models.embedders import EmbedderOptions, UsesEmbedder
 from tela_core.routing.probe import LinearProbeScorer, ProbeOptions
 
@@ -25,3 +27,10 @@ class LinearScorer(UsesEmbedder, LinearProbeScorer):
     def features(self, prompts: Sequence[str]) -> Any:
         """Cached embeddings of ``prompts`` from the chosen embedder."""
         return self.embed(prompts)
+
+    def add_model(self, records: Sequence[Record], model: str, output_dir: Path) -> dict[str, Any]:
+        """Fit only a new ``model``'s head from its ``records`` into ``output_dir`` (a copy of this
+        router): ``tela run --add-to`` (:mod:`tela_plugins.embedding_families.extend`)."""
+        from tela_plugins.embedding_families.extend import add_model_linear
+
+        return add_model_linear(self, records, model, Path(output_dir))
