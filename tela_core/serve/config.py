@@ -148,9 +148,9 @@ class ServeConfig(BaseModel):
     the endpoint answers 403). :mod:`tela_core.serve.feedback`."""
     feedback_ttl_s: float = Field(86400.0, gt=0)
     """How long after its answer a request can be rated (seconds); older ids are refused (410)."""
-    feedback_ids: int = Field(100_000, ge=1)
-    """Request ids each server process remembers with their router, version and model (the
-    oldest dropped first); feedback for a dropped id is still taken, without them."""
+    feedback_ids: int = Field(50_000, ge=1)
+    """Request ids each server process remembers with their router, version and model (about 300
+    bytes each, the oldest dropped first); feedback for a dropped id is still taken, without them."""
     feedback_key_env: str | None = None
     """Environment variable holding the key that signs request ids; give replicas behind one load
     balancer the same key so each takes feedback for the others' ids. Unset: the workers of one

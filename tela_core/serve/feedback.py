@@ -15,7 +15,8 @@ strict JSON, the log followed through rotation and opened again on SIGHUP:
 
 Which ids the server issued
     With feedback on, every request id is signed: ``PID-RANDOM-N-TIME-SIG``, where ``TIME`` is when it
-    was issued (hex seconds) and ``SIG`` an HMAC of the rest under the server's feedback key. So any
+    was issued (hex seconds) and ``SIG`` a MAC of the rest under the server's feedback key (keyed
+    BLAKE2s, 64 bits). So any
     process holding the key can tell an id the server issued (and when) without shared state: the
     workers of one ``tela serve --workers N`` share a key the main process draws at start, and
     replicas behind a load balancer share one when they are given the same ``feedback_key_env``.
@@ -41,6 +42,7 @@ The same id rated twice
 from __future__ import annotations
 
 import collections
+import hashlib
 import hmac
 import json
 import logging
@@ -85,11 +87,12 @@ def set_key(config: ServeConfig) -> None:
         raw = os.environ.get(KEY_ENV)
     if raw is None or not raw.strip():
         raw = os.environ[KEY_ENV] = secrets.token_hex(16)  # the workers a later fork starts share it
-    _KEY[:] = [raw.strip().encode()]
+    _KEY[:] = [hashlib.blake2s(raw.strip().encode()).digest()]  # any length in, the 32 bytes blake2s takes
 
 
 def _sig(key: bytes, body: str) -> str:
-    return hmac.digest(key, body.encode(), "sha256").hex()[:16]
+    """A 64-bit MAC of ``body``: keyed BLAKE2s (a MAC by design; under half the time of HMAC-SHA256)."""
+    return hashlib.blake2s(body.encode(), key=key, digest_size=8).hexdigest()
 
 
 def sign_id(base: str, now: float | None = None) -> str:
@@ -131,7 +134,7 @@ def parse_score(value: Any) -> float:
     return float(value)
 
 
-@dataclass
+@dataclass(slots=True)
 class Issued:
     """What this process knows of a request id it issued."""
 
