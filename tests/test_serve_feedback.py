@@ -394,3 +394,21 @@ def test_with_two_workers_each_takes_the_others_ids(routers, upstreams, tmp_path
     assert statuses == [200] * 16 and len(rows) == 16
     assert len({r["id"].split("-")[0] for r in rows}) == 2  # both workers answered
     assert 0 < sum(r["known"] for r in rows) < 16, "a verdict reached the other worker in 16 tries (both ways)"
+
+
+def test_a_second_rollback_of_the_same_regression_changes_nothing(routers, tmp_path):
+    """Two workers (or replicas) whose guards fire on the same regression: one rollback, one record."""
+    from tela_core.routing import versions
+    from tela_core.serve.guard import compare_windows, rollback_versions
+
+    folder = tmp_path / "versions"
+    versions.init(folder)
+    for r in routers:
+        versions.set_current(folder, versions.add_version(folder, r), "promote")
+    c = compare_windows("v2", [0.0] * 10, "v1", [1.0] * 10, margin=0.05, minimum=10)
+    assert c is not None and c.fired
+    assert rollback_versions(folder, c) is True
+    assert rollback_versions(folder, c) is False
+    state = versions.read_state(folder)
+    assert state.current == "v1" and [h["action"] for h in state.history] == ["promote", "promote", "rollback"]
+    assert len(list((folder / "records").glob("*-rollback-*.json"))) == 1

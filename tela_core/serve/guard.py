@@ -20,7 +20,9 @@ the difference (so a small window's noise does not fire it). Then:
   (:mod:`tela_core.routing.versions`) whose version before the current one is the previous version,
   the guard rolls the folder back (a ``rollback`` step with a record saying why, the folder's lock
   held, as ``tela rollback`` does) and reloads the router; ``tela_guard_rollback_total{router,result}``
-  counts it. Other replicas follow the versions folder as they follow any rollback.
+  counts it (``ok``; ``skipped`` when the folder had moved on: another worker or replica rolled it
+  back first, or its version before the current one is not the previous version; ``failed``).
+  Other replicas follow the versions folder as they follow any rollback.
 
 Limits: each process judges from the verdicts it received (with ``--workers N`` or replicas, each
 sees its share); a verdict for an id another process issued carries no version and is not counted.
@@ -206,7 +208,7 @@ class Guard:
             log.warning("guard: rolled router-%s back from %s to %s", router, c.current, c.previous)
         if self.reload is not None:
             await self.reload([router])
-        m.guard_rollbacks.labels(router, "ok" if done else "failed").inc()
+        m.guard_rollbacks.labels(router, "ok" if done else "skipped").inc()
 
     async def aclose(self) -> None:
         for t in list(self._tasks):

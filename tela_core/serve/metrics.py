@@ -45,8 +45,8 @@ metric                                        what it counts
 ``tela_guard_window{router,version}``         scores in that window
 ``tela_guard_regressed{router}``              1 while the current version is worse than the
                                               previous one beyond the guard's bound, else 0
-``tela_guard_rollback_total{router,result}``  automatic rollbacks (``guard_rollback``): ``ok`` or
-                                              ``failed``
+``tela_guard_rollback_total{router,result}``  automatic rollbacks (``guard_rollback``): ``ok``,
+                                              ``skipped`` (done elsewhere first) or ``failed``
 ============================================  ======================================================
 
 With ``--workers N`` the processes share one directory of metric files
