@@ -117,8 +117,10 @@ def judge(
     """Judge collected answers; write OUTPUT/records.jsonl for tela run, eval and zoo.
 
     The pair is the answers' first and last model (tela collect's --model order) unless
-    --weak-model/--strong-model name it. Resumable and budgeted like tela collect: rerun after a
-    kill and only what is missing is judged.
+    --weak-model/--strong-model name it. Over more than two models every model's answers are
+    judged (llm-judge, reference): a prompt with some models' answers missing is judged too, its
+    record carrying the outcomes of the models it has. Resumable and budgeted like tela collect:
+    rerun after a kill and only what is missing is judged.
 
     \b
     Examples:
@@ -178,8 +180,13 @@ def _print_plan(job: Any) -> None:
     shown = plan.shown
     who = shown["judge"] + (f" and {shown['agreement']} (--agreement)" if "agreement" in plan.judges else "")
     click.echo(
-        f"{len(plan.tasks['judge'])} prompts to judge with {who} (pair {plan.weak} < {plan.strong}): "
-        f"{len(job.results)} already judged, {len(job.todo)} to judge"
+        f"{len(plan.tasks['judge'])} prompts to judge with {who} "
+        + (
+            f"(models {', '.join(plan.models)}; label pair {plan.weak} < {plan.strong}): "
+            if len(plan.models) > 2
+            else f"(pair {plan.weak} < {plan.strong}): "
+        )
+        + f"{len(job.results)} already judged, {len(job.todo)} to judge"
         + "".join(f"; skipped {n} ({why})" for why, n in plan.skipped["judge"].items()),
         file=err,
     )
