@@ -169,6 +169,22 @@ def test_feedback_is_taken_logged_and_counted_and_refused_with_nothing_written(r
         for what, (r, status, code) in refused.items():
             assert (r.status_code, r.json()["error"]["code"]) == (status, code), (what, r.text)
         assert "x-request-id" in refused["made up"][0].json()["error"]["message"]
+        # a request that got no answer (both stand-ins told to fail: 502) has nothing to rate
+        for up in upstreams.values():
+            up.mode = "fail"
+        try:
+            failed = httpx.post(
+                url + "/v1/chat/completions",
+                json={"model": "router-len", "messages": [{"role": "user", "content": "hi"}]},
+                headers={"authorization": f"Bearer {KEY}"},
+                timeout=20,
+            )
+        finally:
+            for up in upstreams.values():
+                up.mode = "ok"
+        assert failed.status_code == 502
+        r = _rate(url, failed.headers["x-request-id"], 1)
+        assert (r.status_code, r.json()["error"]["code"]) == (409, "no_answer"), r.text
         assert len(_rows(log)) == 3
 
         # an id another process of this server issued (same key: --workers N): taken, without its details
