@@ -403,6 +403,7 @@ def _finish(
         and not out.journal.path.exists()
         and out.path(ANSWERS_NAME).exists()
         and not plan.notes.get("rekeyed")
+        and not plan.from_log  # a log read again may hold prompts the file does not have yet
     )
     if rows and not unchanged:
         out.write_final(ANSWERS_NAME, rows)

@@ -1,0 +1,258 @@
+"""The loop of docs/improving.md end to end: serve -> shadow -> labels -> a candidate -> promote or
+refuse -> reload -> rollback, through the real commands and the cron-able script
+``examples/loop/loop_turn.py``.
+
+STAND-INS, as the real things cannot run here: the two model APIs and the judge model are one
+loopback server (tela_core.testkit.replay_upstream.ReplayUpstream) that is not a model. Asked for a
+model and a prompt of the bundled MMLU samples, it answers a text unique to that pair, recorded as
+right or wrong by a RULE, not by real outcomes: the stand-in cheap model is wrong on every question
+of a STEM subject and right on the others, the stand-in strong model always right. (On real MMLU
+outcomes routers barely beat random, and 150 labels cannot tell a good router from a bad one
+beyond a bootstrap interval; the rule gives the loop a difference it must find.) Its judge model
+rates an answer [[5]] or [[1]] from that record. Everything else is tela as a user runs it: ``tela
+serve`` in a process of its own, HTTP requests as a client sends them, the loop script in a process
+of its own (as cron starts it), and ``tela rollback``.
+
+The story: v1, the first router served, is a bad one (trained on the base prompts with the cheap
+model's outcomes inverted, so it sends the wrong prompts to the strong model). One turn of the loop
+labels the shadowed traffic, trains a candidate on the base records, and ``tela promote`` promotes
+it (v2) over v1 on the new labels; the server follows. A second turn, with more traffic, is handed
+a bad candidate (v1's router again): refused, and the refusal says APGR failed. Then ``tela
+rollback`` goes back to v1, and the server follows again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tela_core.testkit.helpers import OFFLINE_VARS
+from tela_core.testkit.replay_upstream import Recorded, ReplayUpstream
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "examples" / "loop" / "loop_turn.py"
+BASE = ROOT / "tela_core" / "data" / "mmlu_sample.jsonl"
+TRAFFIC = ROOT / "tela_core" / "data" / "mmlu_heldout_sample.jsonl"
+WEAK, STRONG, JUDGE = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview", "judge-model"
+TELA = str(Path(sys.executable).with_name("tela"))
+ADMIN = "loop-admin-token"
+PER_TURN = 150
+#: subjects the stand-in cheap model gets wrong (by name)
+STEM = ("math", "physics", "chemistry", "computer", "algebra", "statistics", "engineering", "machine_learning",
+        "astronomy", "econometrics", "electrical")  # fmt: skip
+
+
+def _rule(row: dict[str, Any], inverted: bool = False) -> dict[str, float]:
+    """The stand-in models' outcomes on a prompt (with ``inverted``, the cheap model's flipped)."""
+    weak_right = not any(k in row["group"] for k in STEM)
+    return {WEAK: float(weak_right != inverted), STRONG: 1.0}
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(OFFLINE_VARS)
+    env.setdefault("TELA_CACHE", str(ROOT / ".cache" / "tela"))
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env["TELA_ADMIN_TOKEN"] = ADMIN
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def _tela(cwd: Path, *args: Any, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run([TELA, *map(str, args)], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode in ok, f"tela {' '.join(map(str, args))} -> {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+
+
+def _recorded(rows: list[dict[str, Any]]) -> dict[str, dict[str, Recorded]]:
+    """The stand-in's answers: unique per (model, prompt), right or wrong as :func:`_rule` says."""
+    rec: dict[str, dict[str, Recorded]] = {WEAK: {}, STRONG: {}}
+    for i, r in enumerate(rows):
+        for model, tag in ((WEAK, "m"), (STRONG, "g")):
+            right = _rule(r)[model] >= 0.5
+            rec[model][r["prompt"]] = Recorded(
+                f"The answer is ({'A' if right else 'B'}). [stand-in {tag}{i}]",
+                prompt_tokens=len(r["prompt"]) // 4,
+                completion_tokens=8,
+                score=1.0 if right else 0.0,
+            )
+    return rec
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _serve(folder: Path) -> Iterator[str]:
+    port = _free_port()
+    log = open(folder / "serve.log", "w")
+    proc = subprocess.Popen(
+        [TELA, "serve", "--config", "serve.yaml", "--port", str(port)],
+        cwd=folder,
+        env=_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            assert proc.poll() is None, (folder / "serve.log").read_text()
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(url + "/ready", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            assert time.time() < deadline, (folder / "serve.log").read_text()
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _ask(url: str, prompt: str) -> dict[str, str]:
+    body = json.dumps({"model": "router-mine", "messages": [{"role": "user", "content": prompt}]}).encode()
+    req = urllib.request.Request(url + "/v1/chat/completions", data=body, headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        r.read()
+        return {k.lower(): v for k, v in r.headers.items()}
+
+
+def _traffic(url: str, prompts: list[str], log: Path) -> list[dict[str, str]]:
+    """Send the prompts as a client does; wait until shadow mode has logged each of them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    time.sleep(0.5)  # the shadow lines of earlier requests are written
+    lines_before = len(_rows(log)) if log.exists() else 0
+    with ThreadPoolExecutor(8) as pool:
+        heads = list(pool.map(lambda p: _ask(url, p), prompts))
+    deadline = time.time() + 60
+    while len(_rows(log)) < lines_before + len(prompts):
+        assert time.time() < deadline, f"{len(_rows(log))} shadow lines"
+        time.sleep(0.2)
+    return heads
+
+
+def _version(url: str, probe: str) -> str:
+    """The version a new request is served by, which tela serve reports in a header."""
+    deadline = time.time() + 30
+    while True:
+        h = _ask(url, probe)
+        if time.time() > deadline or h.get("x-tela-version"):
+            return h.get("x-tela-version", "")
+        time.sleep(0.2)
+
+
+def _turn(work: Path, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """One turn of the loop, as cron runs it: the script in a process of its own."""
+    cmd = [
+        sys.executable, str(SCRIPT), "--router", "live", "--config", "serve.yaml", "--work", "loop",
+        "--shadow-log", "shadow.jsonl", "--model", "mixtral", "--model", "gpt4",
+        "--judge-args", "--judge llm-judge --judge-model judge --set judge.rate=all",
+        "--train-data", "base.jsonl", "--run-args", f"--family embedding-knn --set source.models.weak={WEAK} "
+        f"--set source.models.strong={STRONG}", "--min-labels", "100",
+        "--server", url, *extra,
+    ]  # fmt: skip
+    return subprocess.run(cmd, cwd=work, env=_env(), capture_output=True, text=True, timeout=600)
+
+
+def test_loop_promotes_refuses_and_rolls_back(tmp_path: Path) -> None:
+    base, traffic = _rows(BASE), _rows(TRAFFIC)
+    prompts = [r["prompt"] for r in traffic]
+    probe = prompts[-1]  # a held-out prompt past both turns' traffic: asks which version serves
+    # the base records: the stand-in models' outcomes on the base prompts (labelled before serving)
+    for name, inverted in (("base.jsonl", False), ("inverted.jsonl", True)):
+        (tmp_path / name).write_text(
+            "".join(json.dumps({**r, "outcomes": _rule(r, inverted)}) + "\n" for r in base), encoding="utf-8"
+        )
+    # v1: a bad router, trained on the cheap model's outcomes inverted
+    pair = ["--set", f"source.models.weak={WEAK}", "--set", f"source.models.strong={STRONG}"]
+    _tela(tmp_path, "run", "--data", "inverted.jsonl", "--family", "embedding-knn", *pair, "-o", "bad", "-q")
+    _tela(tmp_path, "promote", "--router", "live", "--candidate", "bad")  # the first version needs no data
+
+    with ReplayUpstream(_recorded(traffic + base), judges=[JUDGE]) as up:
+        ups = "\n".join(
+            f"  {n}: {{base_url: '{up.base_url}', model: '{m}', price_input: {pi}, price_output: {po}}}"
+            for n, m, pi, po in (("mixtral", WEAK, 0.6, 0.6), ("gpt4", STRONG, 10, 30), ("judge", JUDGE, 0.15, 0.6))
+        )
+        (tmp_path / "serve.yaml").write_text(
+            f"upstreams:\n{ups}\nrouters:\n  mine: {{path: live, upstreams: [mixtral, gpt4], shadow: 1.0}}\n"
+            "shadow_log: shadow.jsonl\ndecision_log: decisions.jsonl\nlog_prompts: true\n"
+            "admin_token_env: TELA_ADMIN_TOKEN\n",
+            encoding="utf-8",
+        )
+        log = tmp_path / "shadow.jsonl"
+        with _serve(tmp_path) as url:
+            assert _version(url, probe) == "v1"
+            _traffic(url, prompts[:PER_TURN], log)
+            n0 = len(_rows(log))
+
+            # a turn while another one holds the lock: nothing done, exit 0 (cron runs them overlapping)
+            (tmp_path / "loop").mkdir()
+            with open(tmp_path / "loop" / ".loop.lock", "a+") as held:
+                fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+                busy = _turn(tmp_path, url)
+            assert busy.returncode == 0 and "another turn holds" in busy.stdout, busy.stdout + busy.stderr
+            assert not (tmp_path / "loop" / "answers").exists()
+
+            # turn 1: the labelled traffic -> a candidate on the base data -> promoted over the bad v1
+            t1 = _turn(tmp_path, url)
+            assert t1.returncode == 0, t1.stdout + t1.stderr
+            state = json.loads((tmp_path / "loop" / "loop-state.json").read_text())
+            assert state["turns"][-1]["decision"] == "promote", t1.stdout
+            assert state["turns"][-1]["version"] == "v2" and state["turns"][-1]["recent"] >= n0 - 1
+            versions = json.loads((tmp_path / "live" / "versions.json").read_text())
+            assert versions["current"] == "v2"
+            assert _version(url, probe) == "v2"  # the server reloaded
+
+            # run again with nothing new: nothing decided, nothing changed (idempotent)
+            again = _turn(tmp_path, url)
+            assert again.returncode == 0 and "nothing decided" in again.stdout, again.stdout + again.stderr
+            assert json.loads((tmp_path / "loop" / "loop-state.json").read_text()) == state
+
+            # turn 2: more traffic; a bad candidate (v1's router) must be refused, v2 stays
+            _traffic(url, prompts[PER_TURN : 2 * PER_TURN], log)
+            t2 = _turn(tmp_path, url, "--candidate", str(tmp_path / "bad"))
+            assert t2.returncode == 0, t2.stdout + t2.stderr
+            last = json.loads((tmp_path / "loop" / "loop-state.json").read_text())["turns"][-1]
+            assert last["decision"] == "refuse" and "APGR" in last["why"], last
+            # the new labels reached the comparison: the log's second half was collected and judged
+            assert last["recent"] >= PER_TURN - 1 and last["labels"] >= 2 * PER_TURN - 2, last
+            record = json.loads((tmp_path / "live" / last["record"]).read_text())
+            assert record["decision"] == "refuse" and record["numbers"]["apgr"]["hi"] < 0.0, record
+            assert json.loads((tmp_path / "live" / "versions.json").read_text())["current"] == "v2"
+            assert _version(url, probe) == "v2"
+
+            # rollback: back to v1, recorded, and the server follows
+            rb = _tela(tmp_path, "rollback", "--router", "live", "--server", url, "--reason", "drill")
+            assert "v2 -> v1" in rb.stdout, rb.stdout
+            assert json.loads((tmp_path / "live" / "versions.json").read_text())["current"] == "v1"
+            assert _version(url, probe) == "v1"
