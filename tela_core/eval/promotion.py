@@ -219,8 +219,8 @@ def _nmodel_arrays(router: Router, records: Sequence[Record], prompts: list[str]
             where = r.id or f"record {i + 1}"
             raise TelaError(f"{where}: no outcome or cost for {', '.join(lack)}; N-model routers are compared on both")
     pred = np.asarray(scores.quality, dtype=float)[:, [cols.index(m) for m in router.models]]
-    truth = np.array([[r.outcomes[m] for m in router.models] for r in records], dtype=float)
-    cost = np.array([[r.costs[m] for m in router.models] for r in records], dtype=float)
+    truth = np.array([[(r.outcomes or {})[m] for m in router.models] for r in records], dtype=np.float64)
+    cost = np.array([[(r.costs or {})[m] for m in router.models] for r in records], dtype=np.float64)
     picked = [router.models.index(d.model) for d in router.decisions(scores)]
     return pred, truth, cost, np.asarray(picked, dtype=int)
 
