@@ -175,6 +175,7 @@ def test_headers_log_and_metrics_name_every_models_predicted_quality(served, pro
     # the request knob of the N-model policy: λ = 1000 sends everything to the cheapest model
     h, _ = _ask(served, prompts[0][0], model="router-nm-1000")
     assert h["x-tela-model"] == "small"
+    assert next(r for r in _log(served.decisions) if r["id"] == h["x-request-id"])["knob"] == {"lam": 1000.0}
     seen["small"] = seen.get("small", 0) + 1
     text = _settle(served, 13)
     for u, n in seen.items():

@@ -155,7 +155,8 @@ class ChatHandler:
         knob = getattr(served.router, "knob", None)
         if target.threshold is not None and knob:
             try:  # the policy's own check of its knob's value (a budget must be > 0, ...)
-                served.router.policy.at(float(target.threshold))
+                policy: Any = served.router.policy  # an N-model policy (it has a knob)
+                policy.at(float(target.threshold))
             except Exception as e:
                 raise RequestError(
                     400,
@@ -531,6 +532,9 @@ class _Info:
         }
         if d is not None and d.quality is not None:
             rec["quality"] = {m: round(float(q), 6) for m, q in d.quality.items()}
+        knob = getattr(d, "knob", None)  # an N-model policy's knob and the value applied ({"lam": 0.5})
+        if knob:
+            rec["knob"] = dict(knob)
         if self.upstream_of is not None:
             rec["failed"] = list(self.failed)
         if self.text is not None:
