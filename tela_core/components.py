@@ -326,14 +326,18 @@ class LoadContext:
 
 
 class Scorer(Component):
-    """A router model family: trains (optionally), saves, loads and scores prompts.
+    """A router family: trains (optionally), saves, loads and scores prompts.
 
     ``load`` reads an artifact dir written by this family (or by a backend for it), with the
     caller's :class:`LoadContext`; ``score`` maps raw user prompts (the question text) to
     :class:`Scores`. Families that do not train through a backend implement ``fit``.
+
+    The kind is ``family``, the word users see (``tela run --family``, ``tela plugins show family
+    NAME``); the class is named for what a loaded instance does, score (``Router.scorer``). The
+    kind's name before 0.2, ``scorer``, still works in the registry with a warning.
     """
 
-    kind = "scorer"
+    kind = "family"
     #: True when the family is trained by a backend (``tela run --backend``); False when it
     #: trains itself through :meth:`fit`.
     uses_backend: ClassVar[bool] = False
@@ -344,7 +348,7 @@ class Scorer(Component):
     def fit(self, train: Sequence[Record], output_dir: Path, config: Mapping[str, Any]) -> Path:
         """Train on ``train`` and write the router into ``output_dir``. The default refuses: the
         family is trained by a backend."""
-        raise NotImplementedError(f"scorer {self.name!r} is trained by a backend, not fit()")
+        raise NotImplementedError(f"family {self.name!r} is trained by a backend, not fit()")
 
     @abstractmethod
     def load(self, artifact_dir: Path, context: LoadContext = LoadContext()) -> None:
@@ -615,7 +619,8 @@ class KindSpec:
     lists it. ``base`` is the component class ``register`` accepts (its ``kind`` is the kind's
     name); a kind that is not a component (a catalogued dataset) names what ``register`` takes in
     ``registers`` and has no base. Adding a kind: its base class above, a row below, its export in
-    ``tela_core/__init__.py``, and its section in ``docs/plugins.md``.
+    ``tela_core/__init__.py``, and its section in ``docs/plugins.md``. ``aliases`` are the kind's
+    former names, which the registry still accepts with a ``TelaDeprecationWarning``.
     """
 
     kind: str
@@ -624,11 +629,12 @@ class KindSpec:
     since: str
     doc: str
     registers: str = ""
+    aliases: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, base: type[Component], hook: str, since: str, doc: str) -> KindSpec:
+    def of(cls, base: type[Component], hook: str, since: str, doc: str, aliases: tuple[str, ...] = ()) -> KindSpec:
         """The row of a component kind: named by ``base.kind``, registering ``base`` subclasses."""
-        return cls(base.kind, hook, base, since, doc, f"{base.__name__}Class")
+        return cls(base.kind, hook, base, since, doc, f"{base.__name__}Class", aliases)
 
 
 #: Every kind a plugin registers through a ``register`` hook, in the order ``tela plugins list``
@@ -664,10 +670,12 @@ REGISTERED: tuple[KindSpec, ...] = (
         Scorer,
         "tela_register_scorers",
         "0.1",
-        """Register router model families (:class:`tela_core.components.Scorer` subclasses).
+        """Register router families (:class:`tela_core.components.Scorer` subclasses), the kind
+    ``family`` (``tela run --family NAME``; called ``scorer`` before 0.2).
 
-    A scorer loads a router artifact and maps prompts to a 1..5 score distribution and to
-    ``w`` = P(strong model needed).""",
+    A family trains (or is trained by a backend), and its scorer loads a router artifact and maps
+    prompts to a 1..5 score distribution and to ``w`` = P(strong model needed).""",
+        aliases=("scorer",),
     ),
     KindSpec.of(
         Policy,
@@ -722,3 +730,6 @@ REGISTERED: tuple[KindSpec, ...] = (
 
 #: The component kinds (the rows with a base class), in the order ``tela plugins list`` shows them.
 KINDS: tuple[str, ...] = tuple(k.kind for k in REGISTERED if k.base is not None)
+
+#: A kind's former name -> its name (``scorer`` -> ``family``), from the rows' ``aliases``.
+KIND_ALIASES: dict[str, str] = {old: k.kind for k in REGISTERED for old in k.aliases}

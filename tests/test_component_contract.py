@@ -31,7 +31,7 @@ REQUIRED = {
     "source": {"read"},
     "formatter": {"format"},
     "backend": {"train"},
-    "scorer": {"load", "score"},
+    "family": {"load", "score"},
     "policy": {"choose"},
     "upstream": {"chat"},
     "judge": {"requests", "verdict"},
@@ -96,7 +96,7 @@ def test_a_backend_trained_scorer_needs_no_fit() -> None:
 
     with registered_plugin(_plugin("tela_register_scorers", Backed), "backed") as reg:
         assert reg.plugins["backed"].error is None
-        assert "test-backed" in reg.names("scorer")
+        assert "test-backed" in reg.names("family")
 
 
 # -- the load context ---------------------------------------------------------------------------

@@ -40,7 +40,7 @@ def test_choices_are_literals_not_free_text() -> None:
 
 def test_the_checks_see_the_builtin_components() -> None:
     kinds = {kind for kind, _, _ in components()}
-    assert {"source", "formatter", "backend", "scorer", "policy"} <= kinds
+    assert {"source", "formatter", "backend", "family", "policy"} <= kinds
     assert any(
         typing.get_origin(info.annotation) is typing.Literal
         for _, _, cls in components()

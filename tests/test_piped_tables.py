@@ -41,13 +41,13 @@ def test_plugins_list_piped_into_grep_finds_a_long_name() -> None:
     done = piped("plugins list", "grep -F matrix-factorization")
     assert done.returncode == 0, done.stderr  # grep found it
     (row,) = rows(done.stdout)
-    assert row[:2] == ["embedding-families", "tela"] and row[3:5] == ["scorer", "matrix-factorization"]
+    assert row[:2] == ["embedding-families", "tela"] and row[3:5] == ["family", "matrix-factorization"]
     assert "RouteLLM-style MF" in row[5]  # the description, whole
 
 
 def test_plugins_list_piped_names_every_component_of_every_plugin() -> None:
     listed = json.loads(piped("plugins list --json").stdout)
-    want = {(p["name"], kind, name) for p in listed for kind, names in p["provides"].items() for name in names}
+    want = {(p["name"], kind, name) for p in listed for kind, names in p["components"].items() for name in names}
     got = {(r[0], r[3], r[4]) for r in rows(piped("plugins list").stdout)[1:]}
     assert want and want <= got
 

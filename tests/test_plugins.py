@@ -483,10 +483,46 @@ def test_hook_tela_register_scorers():
             return Scores(w=np.full(len(prompts), 0.25))
 
     with registered_plugin(registering("tela_register_scorers", ConstScorer), "const") as reg:
-        assert _provides("const") == {"scorer": ["test-const"]}
-        scorer = reg.create("scorer", "test-const")
+        assert _provides("const") == {"scorer": ["test-const"]}  # 0.1's JSON name, until tela 0.3
+        assert by_name(TelaCli().json("plugins", "list", "--json"))["const"]["components"] == {"family": ["test-const"]}
+        scorer = reg.create("family", "test-const")
         assert scorer.uses_backend is False
         assert scorer.score(["a", "b"]).w.tolist() == [0.25, 0.25]
+
+
+def test_the_family_kind_is_called_family_and_scorer_still_works_with_a_warning():
+    """The kind users name (``tela run --family``) is the registry's kind, in errors and in
+    ``tela plugins``; ``scorer``, its name in 0.1's code, warns at the plugin's own line."""
+    import warnings
+
+    import numpy as np
+
+    class OldStyle(Scorer):
+        name = "test-old-style"
+        kind = "scorer"  # what a 0.1 class may say explicitly
+
+        def load(self, artifact_dir, context=None):
+            pass
+
+        def score(self, prompts):
+            return Scores(w=np.full(len(prompts), 0.5))
+
+    with registered_plugin(registering("tela_register_scorers", OldStyle), "old-style") as reg:
+        assert reg.entry("family", "test-old-style").kind == "family"
+        with pytest.raises(
+            UnknownComponentError, match=r"^unknown family 'nope'; registered families: .*test-old-style"
+        ):
+            reg.create("family", "nope")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert isinstance(reg.create("scorer", "test-old-style"), OldStyle)
+            assert "test-old-style" in reg.names("scorer")
+        assert [(w.category, Path(w.filename).name) for w in caught] == [
+            (TelaDeprecationWarning, "test_plugins.py")
+        ] * 2
+        assert "the component kind 'scorer' is deprecated: use 'family' instead" in str(caught[0].message)
+        shown = TelaCli()("plugins", "show", "scorer", "test-old-style")
+        assert shown.stdout.startswith("family test-old-style (plugin old-style)")
 
 
 def test_hook_tela_register_policies():

@@ -126,7 +126,7 @@ def test_cache_lock_waits_for_the_other_writer(tmp_path: Path) -> None:
         (["--save-steps", "-1"], "--save-steps: must be 0 or more"),
         (["--set", "source.typo=1"], "bad options for source 'jsonl': typo"),
         (["--backend", "lora", "--set", "backend.r=0"], "bad options for backend 'lora': r"),
-        (["--set", "family.device=cpu", "--set", "family.nope=1"], "bad options for scorer 'score-token': nope"),
+        (["--set", "family.device=cpu", "--set", "family.nope=1"], "bad options for family 'score-token': nope"),
     ],
 )
 def test_bad_values_are_refused_before_anything_is_written(

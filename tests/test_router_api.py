@@ -91,7 +91,7 @@ def test_a_missing_plugin_is_named_from_the_manifest(tmp_path: Path, tela_cli: T
     m = json.loads((tmp_path / "tela.json").read_text())
     m["plugins"]["tela-nowhere"] = "0.1.0"
     (tmp_path / "tela.json").write_text(json.dumps(m))
-    with pytest.raises(TelaError, match=r"unknown scorer 'nowhere-family'.*made with tela-nowhere 0\.1\.0"):
+    with pytest.raises(TelaError, match=r"unknown family 'nowhere-family'.*made with tela-nowhere 0\.1\.0"):
         Router.load(tmp_path)
     res = tela_cli("route", "--router", tmp_path, "hi")
     assert res.exit_code == 2 and "tela-nowhere 0.1.0" in res.output and "Traceback" not in res.output

@@ -512,15 +512,16 @@ def test_a_self_training_family_uses_every_record_and_refuses_an_eval_fraction(t
     )
 
 
-def test_plugins_show_takes_family_for_the_scorer_kind() -> None:
+def test_plugins_show_takes_family_and_its_former_name_scorer() -> None:
     fam = run_cli("plugins", "show", "family", "embedding-knn", "--json")
     sco = run_cli("plugins", "show", "scorer", "embedding-knn", "--json")
     assert fam.exit_code == sco.exit_code == 0 and json.loads(fam.stdout) == json.loads(sco.stdout)
+    assert json.loads(fam.stdout)["kind"] == "family" and "'scorer' is called 'family'" in sco.stderr
     assert run_cli("plugins", "show", "family", "length").stdout.startswith("family length ")
-    listed = run_cli("plugins", "list", "--kind", "family", "--json")
-    assert listed.exit_code == 0 and any(
-        "embedding-knn" in p["provides"].get("scorer", []) for p in json.loads(listed.stdout)
-    )
+    listed = json.loads(run_cli("plugins", "list", "--kind", "family", "--json").stdout)
+    knn = next(p for p in listed if "embedding-knn" in p["components"].get("family", []))
+    assert set(knn["components"]) == {"family"}
+    assert knn["provides"] == {"scorer": knn["components"]["family"]}  # 0.1's name, until tela 0.3
     line = one_error_line(run_cli("plugins", "show", "family", "nope"))
     assert "nope" in line and "embedding-knn" in line
 

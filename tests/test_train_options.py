@@ -144,4 +144,4 @@ def test_family_without_backend_trains_through_fit(tmp_path: Path) -> None:
     assert manifest["scorer"] == "length"
     assert (out / "policy.json").exists()
     res = _run("--family", "nope", "--data", str(sample_path()), "--output", str(tmp_path / "x"))
-    assert res.exit_code == 2 and "unknown scorer 'nope'" in res.output and "score-token" in res.output
+    assert res.exit_code == 2 and "unknown family 'nope'" in res.output and "score-token" in res.output

@@ -6,26 +6,27 @@ from typing import Any, get_args
 
 import click
 
+from tela_core.infra.deprecation import REMOVED_IN
 from tela_core.infra.errors import UnknownComponentError
 from tela_core.infra.io import dumps_json
 from tela_core.plugins.discovery import get_registry
 
-from ..components import REGISTERED
+from ..components import KIND_ALIASES, REGISTERED
 from . import tables
 from .options import json_option
 
-#: other spellings of a kind: the docs call the component that trains and scores a router a
-#: *family* (``tela run --family``); the registry's kind, and the plugin API's, is ``scorer``
-KIND_ALIASES: dict[str, str] = {"family": "scorer"}
-
-#: what ``--kind`` accepts: every kind a register hook fills (components, then datasets), CLI commands
-#: added by plugins, and the aliases
+#: what ``KIND`` and ``--kind`` accept: every kind a register hook fills (components, then datasets),
+#: CLI commands added by plugins, and the kinds' former names (``scorer``, now ``family``)
 LIST_KINDS: tuple[str, ...] = (*(k.kind for k in REGISTERED), "command", *KIND_ALIASES)
 
 
 def _kind(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """The registry's kind for what the user typed (``family`` -> ``scorer``)."""
-    return KIND_ALIASES.get(value, value) if value is not None else None
+    """The kind the user named: a former name (``scorer``) is today's (``family``), with a note."""
+    if value in KIND_ALIASES:
+        new = KIND_ALIASES[value]
+        click.echo(f"note: the kind {value!r} is called {new!r} now ({value!r} goes in tela {REMOVED_IN})", err=True)
+        return new
+    return value
 
 
 def register(cli: click.Group) -> None:
@@ -56,7 +57,7 @@ def _command_help(name: str) -> str:
     "--kind",
     type=click.Choice(LIST_KINDS),
     callback=_kind,
-    help="Only plugins that provide this kind (family is the scorer kind).",
+    help="Only plugins that provide this kind.",
 )
 def list_plugins(as_json: bool, kind: str | None) -> None:
     """List plugins: distribution, version, components by kind and name, hooks.
@@ -72,7 +73,9 @@ def list_plugins(as_json: bool, kind: str | None) -> None:
         for p in infos:
             obj = p.to_json()
             if kind is not None:
-                obj["provides"] = {k: v for k, v in obj["provides"].items() if k == kind}
+                obj["components"] = {k: v for k, v in obj["components"].items() if k == kind}
+                old = {new: old for old, new in KIND_ALIASES.items()}.get(kind, kind)  # provides: 0.1's names
+                obj["provides"] = {k: v for k, v in obj["provides"].items() if k == old}
             out.append(obj)
         click.echo(dumps_json(out, indent=2, ensure_ascii=True))
         return
@@ -138,8 +141,8 @@ def show_component(kind: str, name: str, as_json: bool) -> None:
     """Show one component: its plugin, description and options (name, type, default; --json:
     the options' JSON schema).
 
-    An unknown NAME is an error that lists the registered names of KIND. KIND family is the
-    scorer kind (`tela plugins show family embedding-knn`).
+    An unknown NAME is an error that lists the registered names of KIND (`tela plugins show
+    family embedding-knn`).
     """
     if kind == "command":
         _show_command(name, as_json)
@@ -164,8 +167,7 @@ def show_component(kind: str, name: str, as_json: bool) -> None:
             )
         )
         return
-    shown = next((alias for alias, k in KIND_ALIASES.items() if k == kind), kind)  # the docs name: family
-    click.echo(f"{shown} {name} (plugin {entry.plugin}): {entry.description}")
+    click.echo(f"{kind} {name} (plugin {entry.plugin}): {entry.description}")
     fields: dict[str, Any] = entry.cls.Options.model_fields
     if not fields:
         click.echo("options: none")

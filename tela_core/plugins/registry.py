@@ -1,26 +1,50 @@
 """One registry of named components, filled by calling every plugin's register hooks.
 
 The registry is keyed by (kind, name). Registration records which plugin provided each component,
-so duplicate names name both plugins, and an unknown name lists the registered ones.
+so duplicate names name both plugins, and an unknown name lists the registered ones. A kind's former
+name (``scorer`` for ``family``) still works, with a ``TelaDeprecationWarning`` at the caller's line.
 """
 
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
 
-from tela_core.components import KINDS, REGISTERED, Component, KindSpec
+from tela_core.components import KIND_ALIASES, KINDS, REGISTERED, Component, KindSpec
+from tela_core.infra.deprecation import warn_deprecated
 from tela_core.infra.errors import DuplicateComponentError, PluginLoadError, TelaError, UnknownComponentError
 from tela_core.schema.datasets import validate_entry
 
-__all__ = ["Entry", "PluginInfo", "Registry", "HOOK_KINDS"]
+__all__ = ["Entry", "PluginInfo", "Registry", "HOOK_KINDS", "kind_named"]
 
 #: hook name -> the kind it registers (from :data:`tela_core.components.REGISTERED`)
 HOOK_KINDS: dict[str, str] = {k.hook: k.kind for k in REGISTERED}
+
+#: 0.1's JSON name of each kind renamed since (``family`` -> ``scorer``): what ``provides`` in
+#: :meth:`PluginInfo.to_json` keeps until tela 0.3 for tools written against 0.1
+_LEGACY_JSON_KIND: dict[str, str] = {new: old for old, new in KIND_ALIASES.items()}
+
+
+def kind_named(kind: str) -> str:
+    """The kind ``kind`` names: itself, or, for a former name (``scorer``), today's (``family``).
+
+    A former name warns (:class:`~tela_core.infra.deprecation.TelaDeprecationWarning`, at the
+    line that called the registry), except from tela's own modules, which move to the new name
+    file by file and must not make a plugin's ``-W error::TelaDeprecationWarning`` run fail."""
+    new = KIND_ALIASES.get(kind)
+    if new is None:
+        return kind
+    frame, depth = sys._getframe(1), 2  # warn_deprecated's stacklevel: 1 is this function, 2 its caller
+    while frame.f_back is not None and frame.f_code.co_filename == __file__:
+        frame, depth = frame.f_back, depth + 1
+    if not str(frame.f_globals.get("__name__", "")).startswith(("tela_core.", "tela_plugins.")):
+        warn_deprecated(f"the component kind {kind!r}", f"{new!r}", stacklevel=depth)
+    return new
 
 
 @dataclass
@@ -50,14 +74,19 @@ class PluginInfo:
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """``components``: names by kind. ``provides``: the same under 0.1's kind names (``scorer``
+        for ``family``), for tools written against 0.1; deprecated, removed in tela 0.3."""
+        components: dict[str, list[str]] = {}
         provides: dict[str, list[str]] = {}
         for kind, name in self.components:
-            provides.setdefault(kind, []).append(name)
+            components.setdefault(kind, []).append(name)
+            provides.setdefault(_LEGACY_JSON_KIND.get(kind, kind), []).append(name)
         return {
             "name": self.name,
             "distribution": self.dist,
             "version": self.version,
             "hooks": sorted(self.hooks),
+            "components": components,
             "provides": provides,
             "broken": self.error is not None,
             "error": self.error,
@@ -128,7 +157,7 @@ class Registry:
             raise TypeError(f"register() expects a tela Component class, got {obj!r}")
         if not obj.name:
             raise TypeError(f"{obj.__qualname__} has no name")
-        if obj.kind != kind.kind:
+        if KIND_ALIASES.get(obj.kind, obj.kind) != kind.kind:  # a 0.1 class may say kind = "scorer"
             raise TypeError(f"{obj.__qualname__} is a {obj.kind or 'component'}, registered as a {kind.kind}")
         missing = sorted(getattr(obj, "__abstractmethods__", ()))
         if missing:  # refused now, not when tela first calls the method
@@ -142,7 +171,7 @@ class Registry:
 
     def names(self, kind: str) -> list[str]:
         """Registered names of ``kind``, sorted."""
-        return sorted(self.entries[kind])
+        return sorted(self.entries[kind_named(kind)])
 
     def entry(self, kind: str, name: str) -> Entry:
         """The entry for ``name``; :class:`UnknownComponentError` lists the known names if absent,
@@ -150,6 +179,7 @@ class Registry:
 
         If a plugin failed to load, the error says so: the name may be one it would have provided.
         """
+        kind = kind_named(kind)
         if kind not in self.entries:
             raise TelaError(f"unknown component kind {kind!r}; kinds: {', '.join(KINDS)}")
         if (kind, name) in self.duplicates:
@@ -165,10 +195,11 @@ class Registry:
 
     def get(self, kind: str, name: str) -> type[Component]:
         """The component class registered as ``name``."""
-        return self.entry(kind, name).cls
+        return self.entry(kind_named(kind), name).cls
 
     def create(self, kind: str, name: str, options: Mapping[str, Any] | None = None) -> Any:
         """Instantiate ``name`` with ``options`` validated by its options model."""
+        kind = kind_named(kind)
         cls = self.get(kind, name)
         from pydantic import ValidationError
 
