@@ -336,13 +336,20 @@ def test_feedback_becomes_outcome_records_alone_and_beside_a_judges(routers, ups
     with _serve(cfg) as url:
         client = _client(url)
         ids = [_ask(client, p) for p in prompts]
+        passed = client.chat.completions.with_raw_response.create(  # an upstream named: not routed
+            model="small", messages=[{"role": "user", "content": "hello"}]
+        )
         for rid, score in ((ids[0], "down"), (ids[0], "up"), (ids[1], 0.25), (ids[2], 0.5)):
             assert _rate(url, rid, score).status_code == 200
+        assert _rate(url, passed.headers["x-request-id"], 1).status_code == 200
+        metrics = httpx.get(url + "/metrics").text
+    assert metric(metrics, "tela_feedback_total", router="none", result="accepted") == 1
     decisions = {d["id"]: d for d in _rows(tmp_path / "decisions.jsonl")}
     out = tmp_path / "records.jsonl"
     res = run_cli("feedback", tmp_path / "feedback.jsonl", "--from-log", tmp_path / "decisions.jsonl", "-o", out)
     assert res.exit_code == 0, res.output
     assert "3 records" in res.output and "3 from feedback, 0 from the judge" in res.output
+    assert "4 rated requests in 5 feedback lines; skipped: 1 not_routed" in res.output
     records = {r["id"]: r for r in _rows(out)}
     assert [records[i]["prompt"] for i in ids] == prompts
     for rid, score in zip(ids, (1.0, 0.25, 0.5)):  # the last verdict on ids[0] ("up") wins
@@ -369,6 +376,7 @@ def test_feedback_becomes_outcome_records_alone_and_beside_a_judges(routers, ups
     assert res.exit_code == 0, res.output
     counts = json.loads(res.output)
     assert (counts["records"], counts["feedback"], counts["judged"], counts["both"]) == (4, 2, 2, 1)
+    assert counts["skipped_not_routed"] == 1
     merged = {r["id"]: r for r in _rows(out)}
     assert merged[ids[1]]["outcomes"] == {"small": 0.0, "big": 1.0} and merged[ids[0]]["outcomes"] != {}
 
@@ -376,7 +384,7 @@ def test_feedback_becomes_outcome_records_alone_and_beside_a_judges(routers, ups
     bad = tmp_path / "bad-feedback.jsonl"
     bad.write_text((tmp_path / "feedback.jsonl").read_text() + '{"id": "x", "score": 7}\n{"id": "y", "score": 1}\n')
     res = run_cli("feedback", bad, "--from-log", tmp_path / "decisions.jsonl", "-o", tmp_path / "new.jsonl")
-    assert res.exit_code == 2 and f"{bad}:5" in res.output and "Traceback" not in res.output, res.output
+    assert res.exit_code == 2 and f"{bad}:6" in res.output and "Traceback" not in res.output, res.output
     assert not (tmp_path / "new.jsonl").exists()
 
 

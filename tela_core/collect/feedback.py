@@ -16,8 +16,8 @@ for the model that answered; that model gets the verdict's score as its outcome
   the judge's other records are kept, the rated requests it did not judge are added.
 
 Every skipped verdict is counted by reason: ``no_log_line`` (the id is in no log given),
-``no_prompt`` (its log line has no prompt: ``log_prompts`` was off), ``fallback`` (the model that
-answered is unknown).
+``not_routed`` (the client named an upstream, no router decided), ``no_prompt`` (its log line has
+no prompt: ``log_prompts`` was off), ``fallback`` (the model that answered is unknown).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def feedback_records(
                     merged.update(obj)
     out = FeedbackRecords()
     counts = {"feedback_lines": n_lines, "rated_requests": len(verdicts), "judged": 0, "feedback": 0, "both": 0}
-    skipped = {"no_log_line": 0, "no_prompt": 0, "fallback": 0}
+    skipped = {"no_log_line": 0, "not_routed": 0, "no_prompt": 0, "fallback": 0}
     judged_ids = set()
     for rec in judged:
         out.records.append(dict(rec))
@@ -117,6 +117,9 @@ def feedback_records(
         line = lines.get(rid)
         if line is None:
             skipped["no_log_line"] += 1
+            continue
+        if line.get("router") is None:  # a client named an upstream: no routing decision to learn from
+            skipped["not_routed"] += 1
             continue
         prompt = prompt_of.get(rid)
         if not prompt:

@@ -267,7 +267,7 @@ class Feedback:
                 503, "the feedback could not be stored; try again later", type="server_error", code="not_stored"
             ) from None
         replaced = known is not None and known.score is not None
-        label = router or "unknown"
+        label = router or ("none" if known is not None else "unknown")  # none: passed through, as in requests
         m.feedback.labels(label, "accepted").inc()
         m.feedback_score.labels(label).inc(score)
         if known is not None:

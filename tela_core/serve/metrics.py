@@ -38,7 +38,8 @@ metric                                        what it counts
 ``tela_feedback_total{router,result}``        ``POST /v1/feedback`` verdicts: ``accepted``, or why
                                               not (``unknown_request_id``, ``expired_request_id``,
                                               ``no_answer``, ``unauthorized``, ``invalid_score``, ...);
-                                              router ``unknown`` for an id another process issued
+                                              router ``unknown`` for an id another process issued,
+                                              ``none`` for a request passed through unrouted
 ``tela_feedback_score_total{router}``         sum of the accepted scores (mean: / accepted)
 ``tela_guard_quality{router,version}``        the guard's live quality of a version: mean score of
                                               its sliding window (this process; :mod:`.guard`)
