@@ -161,6 +161,7 @@ def test_feedback_is_taken_logged_and_counted_and_refused_with_nothing_written(r
             "no key": (_rate(url, ids[0], 1, key=None), 401, "invalid_api_key"),
             "wrong key": (_rate(url, ids[0], 1, key="nope"), 401, "invalid_api_key"),
             "made up": (_rate(url, "chatcmpl-123", 1), 404, "unknown_request_id"),
+            "not ascii": (_rate(url, "1-2-3-" + "é" * 16, 1), 404, "unknown_request_id"),
             "tampered": (_rate(url, tampered, 1), 404, "unknown_request_id"),
             "expired": (_rate(url, expired, 1), 410, "expired_request_id"),
             "bad score": (_rate(url, ids[0], 1.5), 400, "invalid_score"),
@@ -208,7 +209,7 @@ def test_feedback_is_taken_logged_and_counted_and_refused_with_nothing_written(r
     assert metric(metrics, "tela_feedback_total", router="unknown", result="accepted") == 1
     assert metric(metrics, "tela_feedback_score_total", router="len") == 1.75
     assert metric(metrics, "tela_feedback_total", result="unauthorized") == 2
-    assert metric(metrics, "tela_feedback_total", result="unknown_request_id") == 2
+    assert metric(metrics, "tela_feedback_total", result="unknown_request_id") == 3
     assert metric(metrics, "tela_feedback_total", result="expired_request_id") == 1
 
 

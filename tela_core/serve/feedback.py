@@ -112,7 +112,7 @@ def verify_id(rid: str) -> float | None:
     _base, sep2, t = body.rpartition("-")
     if not sep or not sep2 or len(sig) != 16:
         return None
-    if not hmac.compare_digest(sig, _sig(_KEY[0], body)):
+    if not hmac.compare_digest(sig.encode(), _sig(_KEY[0], body).encode()):  # bytes: any text a client sends
         return None
     try:
         return float(int(t, 16))
