@@ -210,7 +210,8 @@ def note_step(folder: str | Path, action: str, record: str | None = None, **extr
 def next_record_path(folder: str | Path, action: str, version: str | None) -> Path:
     """``records/NNNN-ACTION[-VERSION].json``, numbered after the records already there."""
     rd = Path(folder) / RECORDS_DIR
-    n = 1 + sum(1 for p in rd.glob("[0-9][0-9][0-9][0-9]-*.json")) if rd.is_dir() else 1
+    taken = [int(p.name[:4]) for p in rd.glob("[0-9][0-9][0-9][0-9]-*.json")] if rd.is_dir() else []
+    n = max(taken, default=0) + 1  # after the last, even if an earlier record was removed
     return rd / f"{n:04d}-{action}{'-' + version if version else ''}.json"
 
 
