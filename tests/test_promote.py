@@ -93,6 +93,11 @@ def test_versions_folder_round_trip(trained: dict[str, Path], tmp_path: Path) ->
     assert vs.resolve(live) == (live / "v1", "v1") and vs.read_state(live).earlier == []
     with pytest.raises(TelaError, match="not the version before"):
         vs.set_current(live, "v2", "rollback")
+    first = vs.next_record_path(live, "promote", "v1")
+    vs.write_record(first, {"n": 1})
+    vs.write_record(vs.next_record_path(live, "promote", "v2"), {"n": 2})
+    first.unlink()  # a removed record: the next one is still numbered after the last
+    assert vs.next_record_path(live, "rollback", "v1").name == "0003-rollback-v1.json"
     (live / vs.VERSIONS_FILE).write_text('{"tela_versions": 1, "current": "../etc"}')
     with pytest.raises(TelaError, match="versions.json: 'current' must be a version name"):
         vs.read_state(live)
