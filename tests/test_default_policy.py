@@ -162,7 +162,7 @@ def test_knee_share_and_fallbacks():
     assert no_gap.target_share == 0.5 and "no better than the weak one" in no_gap.note
     assert parse_rule(None) == ("knee", None) and parse_rule("share=0.25") == ("share", 0.25)
     with pytest.raises(TelaError, match="expected knee, share=P"):
-        parse_rule("budget")
+        parse_rule("median")
 
 
 def test_gains_nothing_rule():

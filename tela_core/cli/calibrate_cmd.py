@@ -19,15 +19,11 @@ from tela_core.data.fingerprint import overlap_warning
 from tela_core.data.prompt_lines import read_prompt_file
 from tela_core.infra.errors import InputError, TelaError
 from tela_core.infra.locks import output_lock
-from tela_core.plugins.discovery import get_registry
-from tela_core.routing.artifact import read_manifest, write_policy
-from tela_core.routing.operating_point import small_sample_warning
+from tela_core.routing.artifact import read_manifest
 
-from .. import eval as ev
 from .options import (
     LAUNCH_PARAMS,
     launch_options,
-    load_router,
     no_cache_option,
     parse_policy_sets,
     policy_options,
@@ -92,7 +88,15 @@ def _calibration_prompts(data: Path, source_name: str, protocol: str | None) -> 
     help="With --traffic: the served router's name in the log (needed when it holds several).",
 )
 @click.option(
-    "--strong-share", required=True, type=float, help="Target share of prompts sent to the strong model, in [0, 1]."
+    "--strong-share", default=None, type=float, help="Target share of prompts sent to the strong model, in [0, 1]."
+)
+@click.option(
+    "--budget",
+    default=None,
+    type=float,
+    metavar="DOLLARS",
+    help="Instead of --strong-share, for a router among N models: the mean spend to meet, in $ per 1,000 "
+    "requests (its budget policy's λ is set so the models it picks for the prompts cost that).",
 )
 @source_option()
 @protocol_option
@@ -106,7 +110,8 @@ def calibrate(
     data: Path | None,
     traffic: Path | None,
     traffic_router: str | None,
-    strong_share: float,
+    strong_share: float | None,
+    budget: float | None,
     source_name: str,
     protocol: str | None,
     score_batch_size: int | None,
@@ -116,12 +121,16 @@ def calibrate(
     trust_remote_code: bool,
     **launch: Any,
 ) -> None:
-    """Set the threshold that sends --strong-share of the calibration prompts to the strong model.
+    """Set the threshold that sends --strong-share of the calibration prompts to the strong model,
+    or, for a router among N models, the λ that meets --budget ($ per 1,000 requests) on them.
 
     The threshold is the one whose strong-call share over the prompts of --data is closest to the
     target (the (1 − share) quantile of w, unless ties in w make another share closer); it is saved in the
     router's policy.json as the `calibrated` policy (or the --policy given, which must be one that
-    calibrates); the models listed there are kept. With --protocol, only the protocol's train side
+    calibrates); the models listed there are kept. With --budget the router's `budget` policy is
+    saved: the cost-aware rule at the λ whose mean cost, over the models it picks for the prompts from
+    each one's predicted quality, meets the budget (each model's cost per request as tela run stored it,
+    or --set 'policy.costs={...}'). With --protocol, only the protocol's train side
     of --data is used (e.g. mmlu-heldout: the 42 training subjects). With --traffic, the prompts
     are your users' requests in a `tela serve` decision log, scored by this router (the log's own
     scores are those of the version that served them): a request logged without its text (no
@@ -134,95 +143,57 @@ def calibrate(
     Examples:
       tela calibrate --router runs/knn --data calib.jsonl --strong-share 0.3
       tela calibrate --router runs/knn --traffic decisions.jsonl --strong-share 0.3
+      tela calibrate --router runs/nim9 --data calib.json --budget 0.15
     """
-    if not 0.0 <= strong_share <= 1.0:
-        raise TelaError(f"--strong-share must be in [0, 1], got {strong_share}")
+    if (strong_share is None) == (budget is None):
+        raise TelaError("give the target: --strong-share P (a router between two models) or --budget DOLLARS (among N)")
     if (data is None) == (traffic is None):
         raise TelaError(
             "give calibration prompts (--data FILE) or a `tela serve` decision log (--traffic LOG), one of them"
         )
     if traffic is None:
         refuse_unused("calibrating on --data scores its prompts", "traffic_router")
+    else:
+        why = "--traffic calibrates on the prompts of a `tela serve` decision log"
+        refuse_unused(why, "source_name", "protocol", "no_cache", *LAUNCH_PARAMS)
+    manifest = read_manifest(router)  # a bad router dir fails before any work
+    ranks = score_launch_of(launch)
+    sets = parse_policy_sets(policy_sets)
+    if traffic is None:
+        assert data is not None
+        prompts = _calibration_prompts(data, source_name, protocol)
+        note = overlap_warning(manifest, prompts, what="calibration")
+        if note:
+            click.echo(note, err=True)
+    click.get_current_context().with_resource(output_lock(router))  # one writer of policy.json
     if traffic is not None:
-        refuse_unused(
-            "--traffic calibrates on the prompts of a `tela serve` decision log",
-            "source_name",
-            "protocol",
-            "no_cache",
-            *LAUNCH_PARAMS,
-        )
         # start-up: keeps logging out of `tela --help`
         from tela_core.routing.calibration import calibrate_on_traffic
 
-        click.get_current_context().with_resource(output_lock(router))  # one writer of policy.json
-
+        policy = policy_name or ("budget" if budget is not None else "calibrated")
         done = calibrate_on_traffic(
-            router,
-            traffic,
-            strong_share,
-            traffic_router,
-            policy_name or "calibrated",
-            parse_policy_sets(policy_sets),
-            trust_remote_code,
-            score_batch_size,
+            router, traffic, strong_share, traffic_router, policy, sets, trust_remote_code, score_batch_size, budget
         )
-        o = done["options"]
-        scored = (
-            "scored again by this router"
-            if done["rescored"] == done["requests"]
-            else f"{done['rescored']} scored again by this router, the rest as logged"
-            if done["rescored"]
-            else "scores as logged by this router version"
-        )
-        click.echo(
-            f"threshold {o['threshold']:.6f}: {o['achieved_share']:.3f} of {done['requests']} requests router "
-            f"{done['router']!r} "
-            f"routed go to the strong model ({scored}; target {strong_share}); saved to {Path(router) / 'policy.json'} "
-            f"(was {done['previous']})"
-        )
-        for warning in done["warnings"]:
-            click.echo(warning, err=True)
-        return
-    manifest = read_manifest(router)
-    ranks = score_launch_of(launch)
-    reg = get_registry()
-    name = policy_name or "calibrated"
-    if not hasattr(reg.get("policy", name), "calibrate"):
-        able = [n for n in reg.names("policy") if hasattr(reg.get("policy", n), "calibrate")]
-        raise TelaError(f"policy {name!r} does not calibrate; policies that do: {', '.join(able)}")
-    base = reg.create("policy", name, {**parse_policy_sets(policy_sets), "strong_share": strong_share})
-    assert data is not None  # --traffic returned above; one of the two is required
-    prompts = _calibration_prompts(data, source_name, protocol)
+        target, how = f"requests router {done['router']!r} routed", _rescored(done)
+    else:
+        from ..eval.calibrate import calibrate_on_prompts
 
-    note = overlap_warning(manifest, prompts, what="calibration")
-    if note:
-        click.echo(note, err=True)
+        label = str(data) + (f" ({protocol} train side)" if protocol else "")
+        done = calibrate_on_prompts(
+            router, prompts, label, strong_share, budget, policy_name, sets, trust_remote_code, score_batch_size,
+            ranks, no_cache,
+        )  # fmt: skip
+        target, how = "calibration prompts", None
+    from tela_core.routing.calibration import calibration_line
 
-    click.get_current_context().with_resource(output_lock(router))  # one writer of policy.json
-    r = load_router(router, trust_remote_code, score_batch_size, load_scorer=not ranks.parallel)  # ranks load their own
-    cache = None if no_cache else ev.score_cache_dir(Path(router) / ".score-cache")
-    scores, scoring = ev.score_prompts(
-        r.scorer,
-        prompts,
-        router_id=ev.router_hash(router) if cache else None,
-        cache_dir=cache,
-        description=f"scoring {len(prompts)} calibration prompts"
-        + (f" ({ranks.describe()})" if ranks.parallel else ""),
-        launch=ranks,
-        router_dir=Path(router),
-    )
-    policy = base.calibrate(scores.w, data=str(data) + (f" ({protocol} train side)" if protocol else ""))
+    click.echo(calibration_line(done, target, Path(router), how))
+    for warning in done["warnings"]:
+        click.echo(warning, err=True)
 
-    few = small_sample_warning(
-        len(prompts), "this calibration", "calibrate on more prompts the router did not train on"
-    )
-    models = r.models if len(r.models) == 2 else [r.models[0], r.models[-1]]
-    write_policy(router, name, policy.options.model_dump(mode="json"), models)
-    o = policy.options
-    click.echo(
-        f"threshold {o.threshold:.6f}: {o.achieved_share:.3f} of {o.calibration_prompts} calibration prompts go to "
-        f"the strong model (target {strong_share}); saved to {Path(router) / 'policy.json'} (was "
-        f"{r.policy_spec['name']})"
-    )
-    if few:
-        click.echo(few, err=True)
+
+def _rescored(done: dict[str, Any]) -> str:
+    if done["rescored"] == done["requests"]:
+        return "scored again by this router"
+    if done["rescored"]:
+        return f"{done['rescored']} scored again by this router, the rest as logged"
+    return "scores as logged by this router version"

@@ -24,6 +24,7 @@ from tela_core.plugins.discovery import get_registry
 from tela_core.routing.artifact import read_manifest
 
 from .. import eval as ev
+from ..eval.nmodel_router import routes_among_many
 from ..eval.pairs import pair_note, trained_pairs
 from ..eval.report import oracle_note, policy_line
 from . import tables
@@ -81,7 +82,8 @@ def register(cli: click.Group) -> None:
     "--all-models",
     is_flag=True,
     help="N-model routing: judge the router's per-model predictions with the cost-aware policy "
-    "(quality–cost hull, AIQ, best single model, oracle) instead of a weak/strong pair.",
+    "(quality–cost hull, AIQ, best single model, oracle) instead of a weak/strong pair. The default for a "
+    "router saved with an N-model policy (cost-aware, budget, quality-floor), whose point the report adds.",
 )
 @json_option
 @force_option
@@ -108,12 +110,12 @@ def eval_cmd(
 ) -> None:
     """Replay outcome data through a router and report PGR, APGR, CPT and AUC beside random and oracle.
 
-    Writes OUTPUT/report.json, OUTPUT/report.md and OUTPUT/quality.png (with --all-models:
-    OUTPUT/nmodel.json, nmodel.md and cost-quality.png); --json prints the report. With --protocol only the
-    protocol's held-out side of --data is judged. A baseline (random, oracle) loads no router, so
-    the flags about loading and scoring one are refused with it. --processes N (or --hostfile, or
-    one command per node) shards the prompts over N ranks; a rerun after a kill scores only the
-    chunks that are missing.
+    Writes OUTPUT/report.json, OUTPUT/report.md and OUTPUT/quality.png (with --all-models, or a router
+    among N models: OUTPUT/nmodel.json, nmodel.md and cost-quality.png); --json prints the report.
+    With --protocol only the protocol's held-out side of --data is judged. A baseline (random,
+    oracle) loads no router, so the flags about loading and scoring one are refused with it.
+    --processes N (or --hostfile, or one command per node) shards the prompts over N ranks; a
+    rerun after a kill scores only the chunks that are missing.
 
     \b
     Examples:
@@ -124,82 +126,30 @@ def eval_cmd(
                 --data "$(tela data get llmrouter)" -o out/nim9
     """
     baseline = router if router in BASELINES and not (Path(router) / "tela.json").exists() else None
-    manifest = None
-    if baseline is None:
-        manifest = read_manifest(router)  # a bad router dir fails before any work
+    manifest = None if baseline is not None else read_manifest(router)  # a bad router dir fails before any work
     if output.exists() and not output.is_dir():
         raise TelaError(f"{output} is a file; --output must be a directory")
+    among_many = not all_models and baseline is None and weak_model is None and strong_model is None
+    if among_many and routes_among_many(router):  # its saved policy routes among N models
+        all_models = True
+    _refuse_unused(all_models, baseline, among_many)
     if all_models:
-        refuse_unused(
-            "--all-models judges every model with the cost-aware policy",
-            "weak_model",
-            "strong_model",
-            "no_cache",
-            "policy_name",
-            "policy_sets",
-            *LAUNCH_PARAMS,
-        )
-    if baseline is not None:
-        refuse_unused(
-            f"--router {baseline} is a baseline that loads no router",
-            "score_batch_size",
-            "no_cache",
-            "policy_name",
-            "policy_sets",
-            "trust_remote_code",
-            *LAUNCH_PARAMS,
-        )
-    ranks = score_launch_of(launch)
-    if all_models:
-        _eval_all_models(
-            router,
-            baseline,
-            manifest,
-            data,
-            output,
-            source_name,
-            protocol,
-            score_batch_size,
-            as_json,
-            force,
-            trust_remote_code,
-        )
+        load = (router, trust_remote_code, score_batch_size, policy_name, policy_sets)
+        _eval_all_models(load, baseline, manifest, data, output, source_name, protocol, as_json, force)
         return
+    ranks = score_launch_of(launch)
     for name in ev.REPORT_FILES:
         check_can_write(output / name, force)
-
     records, source, info = read_records(data, source_name, weak_model, strong_model, protocol)
     weak, strong = ev.resolve_pair(records, weak_model, strong_model, source)
     arrays = ev.outcome_arrays(records, weak, strong)
     _warn_if_trained_on(manifest, records)
     pairs = _pair_check(manifest, weak, strong)
     _lock_output(output, force)
-    costs: dict[str, Any] = dict(weak_cost=arrays.weak_cost, strong_cost=arrays.strong_cost)
-
-    base = ev.baselines(arrays)
-    evaluations = []
-    policy_info = None
-    scoring: dict[str, Any] = {}
-    if baseline is None:
-        loaded = load_router(
-            router, trust_remote_code, score_batch_size, policy_name, policy_sets, load_scorer=not ranks.parallel
-        )  # launched ranks load their own
-        scorer = loaded.scorer
-        cache = None if no_cache else ev.score_cache_dir(output / ".score-cache")
-        scores, scoring = ev.score_prompts(
-            scorer,
-            [r.prompt for r in records],
-            router_id=ev.router_hash(Path(router)) if cache else None,
-            cache_dir=cache,
-            description=f"scoring {len(records)} prompts" + (f" ({ranks.describe()})" if ranks.parallel else ""),
-            launch=ranks,
-            router_dir=Path(router),
-        )
-        name = Path(router).name or str(router)
-        evaluations.append(ev.evaluate_scores(scores.w, arrays.weak, arrays.strong, name=name, **costs))
-        policy_info = _policy_point(loaded.policy_spec, scores, arrays)
-    evaluations += [base.oracle, base.random] if baseline == "oracle" else [base.random, base.oracle]
-
+    evaluations, policy_info, scoring = _evaluate_pair(
+        router, baseline, arrays, records, output, ranks, no_cache, score_batch_size, policy_name, policy_sets,
+        trust_remote_code,
+    )  # fmt: skip
     meta = {
         "router": baseline or str(router),
         "scorer": manifest.get("scorer") if manifest else baseline,
@@ -214,13 +164,72 @@ def eval_cmd(
     paths = ev.write_report(report, output)
     if as_json:
         click.echo(dumps_json(report, indent=2, ensure_ascii=True))  # strict JSON, as report.json
-        for warning in report["warnings"]:
-            click.echo(warning, err=True)
-        return
-    _print_table(report)
-    click.echo(f"wrote {', '.join(str(p) for p in paths)}")
+    else:
+        _print_table(report)
+        click.echo(f"wrote {', '.join(str(p) for p in paths)}")
     for warning in report["warnings"]:  # last, where they are seen
         click.echo(warning, err=True)
+
+
+def _refuse_unused(all_models: bool, baseline: str | None, among_many: bool) -> None:
+    """Refuse the flags the chosen kind of evaluation cannot use, in one line."""
+    if all_models:
+        mode = (
+            "this router's saved policy routes among N models, judged with every model's cost and quality"
+            if among_many
+            else "--all-models judges every model with the cost-aware policy"
+        )
+        refuse_unused(mode, "weak_model", "strong_model", "no_cache", *LAUNCH_PARAMS)
+    if baseline is not None:
+        refuse_unused(
+            f"--router {baseline} is a baseline that loads no router",
+            "score_batch_size",
+            "no_cache",
+            "policy_name",
+            "policy_sets",
+            "trust_remote_code",
+            *LAUNCH_PARAMS,
+        )
+
+
+def _evaluate_pair(
+    router: str,
+    baseline: str | None,
+    arrays: Any,
+    records: Any,
+    output: Path,
+    ranks: Any,
+    no_cache: bool,
+    score_batch_size: int | None,
+    policy_name: str | None,
+    policy_sets: tuple[str, ...],
+    trust_remote_code: bool,
+) -> tuple[list[Any], dict[str, Any] | None, dict[str, Any]]:
+    """(evaluations: the router's then the baselines, where its saved policy lands, scoring info)."""
+    base = ev.baselines(arrays)
+    evaluations = []
+    policy_info = None
+    scoring: dict[str, Any] = {}
+    if baseline is None:
+        loaded = load_router(
+            router, trust_remote_code, score_batch_size, policy_name, policy_sets, load_scorer=not ranks.parallel
+        )  # launched ranks load their own
+        cache = None if no_cache else ev.score_cache_dir(output / ".score-cache")
+        scores, scoring = ev.score_prompts(
+            loaded.scorer,
+            [r.prompt for r in records],
+            router_id=ev.router_hash(Path(router)) if cache else None,
+            cache_dir=cache,
+            description=f"scoring {len(records)} prompts" + (f" ({ranks.describe()})" if ranks.parallel else ""),
+            launch=ranks,
+            router_dir=Path(router),
+        )
+        name = Path(router).name or str(router)
+        costs = dict(weak_cost=arrays.weak_cost, strong_cost=arrays.strong_cost)
+        evaluations.append(ev.evaluate_scores(scores.w, arrays.weak, arrays.strong, name=name, **costs))
+        policy_info = _policy_point(loaded.policy_spec, scores, arrays)
+    evaluations += [base.oracle, base.random] if baseline == "oracle" else [base.random, base.oracle]
+    return evaluations, policy_info, scoring
 
 
 def _warn_if_trained_on(manifest: Any, records: Any) -> None:
@@ -250,22 +259,20 @@ def _lock_output(output: Path, force: bool) -> None:
 
 
 def _eval_all_models(
-    router: str,
+    load: tuple[Any, ...],
     baseline: str | None,
     manifest: Any,
     data: Path,
     output: Path,
     source_name: str,
     protocol: str | None,
-    score_batch_size: int | None,
     as_json: bool,
     force: bool,
-    trust_remote_code: bool,
 ) -> None:
-    """``tela eval --all-models``: the cost-aware N-model report (:mod:`tela_core.eval.nmodel`)."""
-    import numpy as np
-
+    """The N-model report (:mod:`tela_core.eval.nmodel`, :mod:`tela_core.eval.nmodel_router`):
+    the cost-aware hull and AIQ, and where the router's own N-model policy lands."""
     from ..eval import nmodel  # start-up: `tela --help` need not load eval.nmodel (~3 ms)
+    from ..eval.nmodel_router import evaluate_router_nmodel
 
     if baseline is not None:
         raise TelaError(
@@ -274,36 +281,12 @@ def _eval_all_models(
         )
     for name in nmodel.NMODEL_FILES:
         check_can_write(output / name, force)
-
     click.get_current_context().with_resource(output_lock(output))  # one writer of this report
-    scorer = load_router(router, trust_remote_code, score_batch_size).scorer
-    if not hasattr(scorer, "predict_models"):
-        raise TelaError(
-            f"{router}: scorer {manifest['scorer']!r} predicts no per-model quality; --all-models needs a "
-            "family with predict_models (embedding-knn, matrix-factorization)"
-        )
+    loaded = load_router(*load)
     records, source, info = read_records(data, source_name, None, None, protocol)
-    trained = list(getattr(scorer, "models", []) or [])
-    have = [m for m in trained if all(m in (r.outcomes or {}) and m in (r.costs or {}) for r in records)]
-    if len(have) < 2:
-        raise TelaError(
-            f"{data}: needs outcomes and costs for at least two of the router's models "
-            f"({', '.join(trained) or 'none'}); found {', '.join(have) or 'none'}"
-        )
-    pred = np.asarray(scorer.predict_models([r.prompt for r in records]), dtype=float)[
-        :, [trained.index(m) for m in have]
-    ]
-    truth = np.array([[r.outcomes[m] for m in have] for r in records], dtype=float)
-    cost = np.array([[r.costs[m] for m in have] for r in records], dtype=float)
-    result = nmodel.evaluate_nmodel(Path(router).name or str(router), have, pred, cost, truth)
-    meta = {
-        "router_dir": str(router),
-        "scorer": manifest.get("scorer"),
-        "data": str(data),
-        "source": source.name,
-        "protocol": protocol,
-        **info,
-    }
+    result, _point = evaluate_router_nmodel(loaded, records, data)
+    meta = {"router_dir": str(load[0]), "scorer": manifest.get("scorer"), "data": str(data), "source": source.name}
+    meta.update(protocol=protocol, **info)
     paths = nmodel.write_nmodel_report(result, output, meta)
     if as_json:
         click.echo(dumps_json({**meta, **result.to_dict()}, indent=2, ensure_ascii=True))

@@ -3,7 +3,9 @@
 It scores prompts with the router's scorer (for ``score-token``: one forward pass each) and
 applies the policy saved beside it (``policy.json``), or the one ``--policy``/``--threshold``
 names: per prompt it prints the score distribution, the expected score, w and the chosen model.
-(``tela calibrate``, which sets a router's threshold, lives in :mod:`.calibrate_cmd`.)
+For a router among N models (policies ``cost-aware``, ``budget``, ``quality-floor``) it prints the
+chosen model's predicted quality, and ``--threshold`` sets the policy's knob. (``tela calibrate``,
+which sets a router's threshold or budget, lives in :mod:`.calibrate_cmd`.)
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def register(cli: click.Group) -> None:
     "--threshold",
     default=None,
     type=float,
-    help="Route strong iff w >= this, instead of the saved policy (two-model routers).",
+    help="Instead of the saved policy's value: strong iff w >= this (two-model routers); for a router among N "
+    "models its policy's knob: λ (cost-aware), $ per 1,000 requests (budget) or the quality floor (quality-floor).",
 )
 @score_batch_option
 @policy_options
@@ -77,7 +80,8 @@ def route(
 ) -> None:
     """Score prompts and show the model the router's saved policy picks for each.
 
-    With --json: one JSON object per prompt (prompt, probs, expected, w, threshold, model).
+    With --json: one JSON object per prompt (prompt, probs, expected, w, threshold, model; for a router
+    among N models also quality, each model's predicted quality, and knob, the policy's value applied).
     --processes N (or --hostfile, or one command per node) shards a long --file over N ranks, through
     the score cache ($TELA_CACHE) when one is set: a rerun after a kill scores only what is missing.
 
@@ -89,7 +93,7 @@ def route(
       cat prompts.txt | tela route --router runs/demo
       tela route --router runs/demo --file logged.jsonl --json --processes 4 > routes.jsonl
     """
-    if threshold is not None:
+    if threshold is not None and (policy_name is not None or policy_sets) and not _has_knob(policy_name):
         refuse_unused("--threshold routes with the threshold policy", "policy_name", "policy_sets")
     read_manifest(router)  # a bad router dir fails before reading prompts
     ranks = score_launch_of(launch)
@@ -108,6 +112,13 @@ def route(
     r = load_router(
         router, trust_remote_code, score_batch_size, policy_name, policy_sets, load_scorer=not ranks.parallel
     )
+    if threshold is not None and policy_sets and r.knob is None:
+        refuse_unused("--threshold routes with the threshold policy", "policy_sets")
+    if ranks.parallel and r.knob is not None:
+        raise TelaError(
+            f"policy {r.policy_spec['name']!r} routes among N models from each one's predicted quality, which "
+            "sharded scoring does not keep; route in one process (drop --processes/--hostfile)"
+        )
     if ranks.parallel:  # the ranks load the router and score; the cache keeps their finished chunks
         cache = score_cache_dir(None)
         scores, _info = score_prompts(
@@ -132,6 +143,8 @@ def route(
                 "w": round(d.w, 6),
                 "threshold": d.threshold,
                 "model": d.model,
+                **({"quality": {m: round(q, 6) for m, q in d.quality.items()}} if d.quality is not None else {}),
+                **({"knob": dict(d.knob)} if d.knob is not None else {}),
             }
         )
     if as_json:
@@ -139,14 +152,28 @@ def route(
             click.echo(json_line(row, nonfinite="null"))
         return
     spec = dict(r.policy_spec)
-    if threshold is not None:
+    if threshold is not None and r.knob is not None:
+        spec["options"] = {**dict(spec.get("options") or {}), r.knob: threshold}
+    elif threshold is not None:
         spec = {"name": "threshold", "options": {"threshold": threshold}, "models": r.models}
     _print_routes(rows, spec)
 
 
+def _has_knob(policy: str | None) -> bool:
+    """Whether ``policy`` (None: the router's saved one, judged once it is loaded) is an N-model policy
+    whose knob ``--threshold`` sets."""
+    from tela_core.plugins.discovery import get_registry
+
+    if policy is None:
+        return True
+    reg = get_registry()
+    return policy in reg.names("policy") and bool(getattr(reg.get("policy", policy), "knob", None))
+
+
 def _policy_title(spec: dict[str, Any]) -> str:
     opts = spec.get("options") or {}
-    shown = {k: opts[k] for k in ("threshold", "strong_share", "bounds") if opts.get(k) is not None}
+    keys = ("threshold", "strong_share", "bounds", "budget", "lam", "q")
+    shown = {k: opts[k] for k in keys if opts.get(k) is not None}
     parts = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
     return f"policy {spec.get('name')} ({parts}) over {' < '.join(spec.get('models') or [])}"
 
@@ -174,6 +201,16 @@ def _print_routes(rows: list[dict[str, Any]], spec: dict[str, Any]) -> None:
         no_wrap=True,
         max_width=None if piped else max(12, con.width - 56 - max(len(r["model"]) for r in rows)),
     )
+    if all("quality" in r for r in rows):  # a router among N models: the chosen model's predicted quality
+        t.add_column("quality", justify="right", no_wrap=True, min_width=7)
+        t.add_column("model", no_wrap=True, min_width=6)
+        for i, r in enumerate(rows, start=1):
+            q = f"{r['quality'][r['model']]:.3f}" if r["model"] in r["quality"] else "–"
+            t.add_row(str(i), Text(r["prompt"].replace("\n", " ")), q, Text(r["model"]))
+        tables.print_table(t, con)
+        if not piped:
+            click.echo("quality: the chosen model's predicted quality (P(it answers well))")
+        return
     for k in range(1, 6):
         t.add_column(f"[[{k}]]", justify="right", no_wrap=True, min_width=5)
     t.add_column("E", justify="right", no_wrap=True, min_width=4)

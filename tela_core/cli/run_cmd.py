@@ -15,10 +15,11 @@ from typing import Any
 import click
 
 from tela_core.routing.artifact import read_manifest, read_policy
-from tela_core.routing.operating_point import OperatingPoint, gains_nothing
+from tela_core.routing.operating_point import OperatingPoint, describe_nmodel_point, gains_nothing
 
 from ..train import resolve_config
 from ..train import run as run_pipeline
+from ..train.add_model import run_add_model
 from .options import (
     force_option,
     launch_options,
@@ -142,6 +143,16 @@ def register(cli: click.Group) -> None:
     "by the most), share=P (send P of them to the strong model) or threshold=T (fixed, nothing "
     "held out).  [default: knee]",
 )
+@click.option(
+    "--add-to",
+    "add_to",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="ROUTER",
+    help="Add a model to this trained N-model router instead of training one: --data holds records of the "
+    "one model it lacks (a few hundred prompts), the router's family fits only what that model needs, and "
+    "the new router goes to --output (ROUTER is not changed; a versions folder: its current version).",
+)
 @trust_option(default=None)
 @click.option(
     "--no-trust-remote-code",
@@ -158,6 +169,7 @@ def run(
     force: bool,
     quiet: bool,
     no_trust_remote_code: bool,
+    add_to: Path | None,
     **flags: Any,
 ) -> None:
     """Train a router: prepare data, fine-tune, and write a self-describing router artifact.
@@ -176,10 +188,20 @@ def run(
                --model ./SmolLM2-135M-Instruct.Q4_1.gguf --output runs/router --processes 2
       tela run --family embedding-knn --data mmlu-train.jsonl --data llmrouter.json --weight 1 --weight 2 \\
                --set source2.models.weak=mistral-7b-instruct-v0.3 -o runs/mixed
+      tela run --add-to runs/v1 --data new-model-records.jsonl -o runs/v2
     """
     if no_trust_remote_code:  # hidden: overrides a config file's (or the environment's) trust_remote_code
         flags["trust_remote_code"] = False
     cfg = resolve_config(config_file, {k: v for k, v in flags.items() if k in _FIELDS}, overrides)
+    if add_to is not None:  # a new model into a trained router (tela_core.train.add_model)
+        given = [k for k, v in flags.items() if v not in (None, (), False)]
+        given += [o.split(".", 1)[0].rstrip("0123456789") for o in overrides]
+        out = run_add_model(add_to, cfg, given, force=force, echo=lambda m: click.echo(m, err=True))
+        click.echo(f"router written to {out}", err=True)
+        for line in summary_lines(out):
+            click.echo(line, err=True)
+        click.echo(str(out))
+        return
     t0 = time.time()
     out = run_pipeline(cfg, force=force, quiet=quiet, echo=lambda m: click.echo(m, err=True))
     if not (Path(out) / "tela.json").is_file():  # a multi-node run's other nodes: the router is on node 0
@@ -203,15 +225,20 @@ def summary_lines(out: Path) -> list[str]:
         lines.append(f"  records: {data.get('records')} read, {data.get('train')} trained on{held}")
     weak, strong = manifest.get("weak"), manifest.get("strong")
     models = spec.get("models") or []
-    if weak and strong:
+    point = spec.get("operating_point") if isinstance(spec.get("operating_point"), dict) else None
+    nmodel = bool(point and point.get("policy"))
+    if nmodel:
+        lines.append(f"  models:  {', '.join(str(m) for m in models)} (cheap -> strong)")
+    elif weak and strong:
         lines.append(f"  pair:    weak {weak}, strong {strong}")
     elif len(models) >= 2:
         lines.append(f"  models:  {', '.join(str(m) for m in models)} (cheap -> strong)")
     target = manifest.get("target") or (manifest.get("scorer_options") or {}).get("target")
     lines.append(f"  family:  {manifest.get('scorer')}" + (f" (target {target})" if target else ""))
-    point = spec.get("operating_point") if isinstance(spec.get("operating_point"), dict) else None
     opts = spec.get("options") or {}
-    if point:
+    if point and nmodel:
+        lines.append(f"  policy:  {describe_nmodel_point(point)}")
+    elif point:
         known = {k: v for k, v in point.items() if k in OperatingPoint.__dataclass_fields__}
         lines.append(f"  policy:  {spec.get('name')}, {OperatingPoint(**known).describe()}")
         why = gains_nothing(point) if point.get("strong_share") is not None else None

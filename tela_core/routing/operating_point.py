@@ -20,6 +20,18 @@ itself on every record: :mod:`tela_core.train.heldout`), by a stated rule:
 The choice is saved as the router's ``calibrated`` policy (``threshold`` for ``threshold=T``) in
 ``policy.json``, with the point itself (:class:`OperatingPoint`) under ``operating_point``.
 Nothing here depends on the family or its embedder: only ``w`` and the outcomes are read.
+
+A router that predicts every model's quality, trained on records with every model's outcome and
+cost, routes among all of them (:func:`choose_nmodel_point`), by the rules:
+
+- ``knee`` (the default) or ``budget=best``: the ``budget`` policy at the best single model's cost
+  (the model with the best mean outcome on the training records): the best quality the router can
+  buy for what always calling that model costs, λ calibrated on out-of-fold predictions;
+- ``budget=B``: the ``budget`` policy at $B per 1,000 requests;
+- ``lam=L``: the ``cost-aware`` policy at λ = L;
+- ``q=Q``: the ``quality-floor`` policy at Q.
+
+``share=P`` and ``threshold=T`` keep such a router on its weak/strong pair.
 """
 
 from __future__ import annotations
@@ -38,6 +50,10 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 __all__ = [
+    "NMODEL_RULES",
+    "choose_nmodel_point",
+    "describe_nmodel_point",
+    "mean_costs",
     "DEFAULT_RULE",
     "FALLBACK_SHARE",
     "KNEE_SHARES",
@@ -72,15 +88,39 @@ def small_sample_warning(n: int, what: str, advice: str = "") -> str | None:
     )
 
 
+#: N-model rules (kind -> policy); ``knee`` and ``budget=best`` give ``budget`` at the best single model's cost
+NMODEL_RULES = {"budget": "budget", "lam": "cost-aware", "q": "quality-floor"}
+
+
 def parse_rule(text: str | None) -> tuple[str, float | None]:
-    """``"knee"`` / ``"share=P"`` / ``"threshold=T"`` -> (kind, value); a :class:`TelaError` naming
-    the accepted forms otherwise. None is the default rule."""
+    """``"knee"`` / ``"share=P"`` / ``"threshold=T"`` (and, for N-model routers, ``"budget=B"``,
+    ``"budget=best"``, ``"lam=L"``, ``"q=Q"``) -> (kind, value); a :class:`TelaError` naming the
+    accepted forms otherwise. None is the default rule; ``budget=best`` is ``("budget", None)``."""
     raw = (DEFAULT_RULE if text is None else str(text)).strip()
     kind, sep, value = raw.partition("=")
     kind = kind.strip().lower()
-    forms = "knee, share=P (a strong-call share in [0, 1]) or threshold=T (a threshold on w in [0, 1])"
+    forms = (
+        "knee, share=P (a strong-call share in [0, 1]) or threshold=T (a threshold on w in [0, 1]); for a router "
+        "among N models also budget=B|best ($ per 1,000 requests), lam=L (>= 0) or q=Q (in [0, 1])"
+    )
     if kind == "knee" and not sep:
         return "knee", None
+    if kind == "budget" and not sep:  # what RunConfig keeps of budget=best
+        return "budget", None
+    if kind in NMODEL_RULES and sep:
+        if kind == "budget" and value.strip().lower() == "best":
+            return "budget", None
+        try:
+            x = float(value)
+        except ValueError:
+            raise TelaError(f"operating point {raw!r}: {value.strip()!r} is not a number; expected {forms}") from None
+        if kind == "budget" and not (x > 0 and math.isfinite(x)):
+            raise TelaError(f"operating point {raw!r}: budget must be > 0 ($ per 1,000 requests), got {value.strip()}")
+        if kind == "lam" and not (x >= 0 and math.isfinite(x)):
+            raise TelaError(f"operating point {raw!r}: lam must be >= 0, got {value.strip()}")
+        if kind == "q" and not 0.0 <= x <= 1.0:
+            raise TelaError(f"operating point {raw!r}: q must be in [0, 1], got {value.strip()}")
+        return kind, x
     if kind in ("share", "threshold") and sep:
         try:
             x = float(value)
@@ -159,6 +199,8 @@ def choose_operating_point(
     import numpy as np
 
     kind, value = parse_rule(rule)
+    if kind in NMODEL_RULES:
+        raise TelaError(f"operating point {rule}: a rule for a router among N models, not for a weak/strong pair")
     label = DEFAULT_RULE if kind == "knee" else f"{kind}={value:g}"
     arr = None if w is None else np.asarray(w, dtype=float).reshape(-1)
     if kind == "threshold":
@@ -252,3 +294,92 @@ def gains_nothing(point: dict[str, Any] | None) -> str | None:
     if isinstance(pgr, (int, float)) and pgr < 0.05:
         return f"it recovers {pgr:.3f} of the quality gap between the models (PGR)"
     return None
+
+
+def mean_costs(records: Sequence[Any], models: Sequence[str]) -> dict[str, float] | None:
+    """Each model's mean cost per request over ``records``' costs, or None when a model has none."""
+    out: dict[str, float] = {}
+    for m in models:
+        vals = [float(r.costs[m]) for r in records if r.costs and r.costs.get(m) is not None]
+        if not vals:
+            return None
+        out[m] = sum(vals) / len(vals)
+    return out
+
+
+def choose_nmodel_point(
+    quality: np.ndarray,
+    models: Sequence[str],
+    truth: np.ndarray | None,
+    costs: dict[str, float],
+    rule: str | None = None,
+    heldout_what: str = "",
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(policy name, its options, the point) for an N-model router by ``rule`` (module doc).
+
+    ``quality``: (n, M) predicted quality of held-out (out-of-fold) prompts, columns ``models``;
+    ``truth``: their observed outcomes (the same shape) or None; ``costs``: $ per request per model.
+    The point says where the policy lands on those prompts: mean outcome, $ per 1,000 requests, each
+    model's share, beside the best single model."""
+    import numpy as np
+
+    kind, value = parse_rule(rule)
+    if kind in ("share", "threshold"):
+        raise TelaError(f"operating point {rule}: a rule for a weak/strong pair, not for a router among N models")
+    q = np.asarray(quality, dtype=float)
+    cost = np.array([costs[m] for m in models], dtype=float)
+    point: dict[str, Any] = {"rule": DEFAULT_RULE if kind == "knee" else (rule or DEFAULT_RULE)}
+    point.update(heldout=int(len(q)), heldout_what=heldout_what)
+    best = None
+    if truth is not None:
+        t = np.asarray(truth, dtype=float)
+        singles = np.nan_to_num(np.nanmean(np.where(np.isnan(t).all(axis=0), 0.0, t), axis=0))
+        j = int(np.argmax(singles))  # the best single model (the cheaper on a tie: models are cheap -> strong)
+        best = {"model": models[j], "quality": float(singles[j]), "cost_per_1000": float(1000 * cost[j])}
+        point["best_single"] = best
+    reg = get_registry()
+    name = "budget" if kind in ("knee", "budget") else NMODEL_RULES[kind]
+    opts: dict[str, Any] = {"costs": dict(costs)}
+    if name == "budget":
+        if value is None:
+            if best is None:
+                raise TelaError(
+                    "operating point: the held-out records carry no outcomes to find the best single model; "
+                    "give a budget with --operating-point budget=B"
+                )
+            value = best["cost_per_1000"]
+            point["note"] = f"budget = the best single model's cost ({best['model']})"
+        policy = reg.create("policy", "budget", {**opts, "budget": value}).calibrate(
+            q, models, data=f"{heldout_what} (tela run, operating point {point['rule']})"
+        )
+    else:
+        knob = "lam" if name == "cost-aware" else "q"
+        policy = reg.create("policy", name, {**opts, knob: value})
+    idx = policy.choose_index(q, cost)
+    point.update(policy=name, knob=policy.knob, value=float(policy.knob_value))
+    if name == "budget":
+        point["lam"] = policy.options.lam
+    point["cost_per_1000"] = float(1000 * cost[idx].mean())
+    point["share"] = {m: float((idx == j).mean()) for j, m in enumerate(models)}
+    if truth is not None:
+        got = np.asarray(truth, dtype=float)[np.arange(len(idx)), idx]
+        point["quality"] = float(np.nanmean(got)) if not np.isnan(got).all() else None
+    return name, policy.options.model_dump(mode="json"), point
+
+
+def describe_nmodel_point(point: dict[str, Any]) -> str:
+    """One line: an N-model policy and where it lands on the held-out predictions."""
+    knob, value = point.get("knob"), point.get("value")
+    what = f"${value:.4g} per 1,000 requests" if knob == "budget" else f"{knob} {value:.4g}"
+    s = f"{point.get('policy')} {what} (rule: {point.get('rule')}"
+    s += f"; {point['note']})" if point.get("note") else ")"
+    if point.get("lam") is not None and knob == "budget":
+        s += f", λ {point['lam']:.4g}"
+    s += f"; on {point.get('heldout')} held-out prompts ({point.get('heldout_what')}): "
+    if point.get("quality") is not None:
+        s += f"quality {point['quality']:.3f} at "
+    s += f"${point.get('cost_per_1000', 0):.4g} per 1,000"
+    best = point.get("best_single")
+    if best:
+        s += f" (best single model {best['model']}: {best['quality']:.3f} at ${best['cost_per_1000']:.4g})"
+    return s

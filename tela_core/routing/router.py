@@ -169,6 +169,10 @@ class Router:
         name = policy or spec.get("name") or "threshold"
         if policy is not None and policy != spec.get("name"):
             options: dict[str, Any] = dict(policy_options or {})
+            saved_costs = (spec.get("options") or {}).get("costs")
+            if saved_costs and "costs" not in options and policy in reg.names("policy"):
+                if "costs" in getattr(reg.get("policy", policy).Options, "model_fields", {}):
+                    options["costs"] = saved_costs  # another N-model policy keeps the router's model costs
         else:
             options = {**dict(spec.get("options") or {}), **dict(policy_options or {})}
         _require_plugin(reg, "policy", name, manifest, d)

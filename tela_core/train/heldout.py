@@ -27,7 +27,15 @@ from tela_core.routing.router import Router
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-__all__ = ["FOLDS", "MAX_HELDOUT", "MIN_RECORDS", "out_of_fold_scores", "heldout_scores", "outcomes_of"]
+__all__ = [
+    "FOLDS",
+    "MAX_HELDOUT",
+    "MIN_RECORDS",
+    "out_of_fold_scores",
+    "out_of_fold_quality",
+    "heldout_scores",
+    "outcomes_of",
+]
 
 #: Folds of the cross-validation for families that train themselves.
 FOLDS = 5
@@ -52,6 +60,57 @@ def out_of_fold_scores(
     """
     import numpy as np
 
+    prompts, records, parts = _fold_predictions(
+        make_family, train, fit_config, seed, work_dir, folds, lambda router, left_out: router.score(left_out)
+    )
+    w = np.full(len(prompts), np.nan)
+    for idx, scores in parts:
+        w[idx] = scores
+    return w, records
+
+
+def out_of_fold_quality(
+    make_family: Callable[[], Any],
+    train: Sequence[Any],
+    fit_config: Mapping[str, Any],
+    seed: int,
+    work_dir: Path,
+    folds: int = FOLDS,
+) -> tuple[np.ndarray, list[str], list[Any]]:
+    """(quality, models, records): every model's out-of-fold predicted quality ((n, M), columns
+    ``models``) per distinct training prompt, for a family that predicts it (N-model routers)."""
+    import numpy as np
+
+    models: list[str] = []
+
+    def read(router: Router, left_out: list[str]) -> np.ndarray:
+        s = router.scores(left_out, quality=True)
+        if s.quality is None or s.models is None:
+            raise TelaError(f"family {router.manifest.get('scorer')!r} predicts no per-model quality")
+        cols = list(s.models)
+        if not models:
+            models.extend(cols)
+        return np.asarray(s.quality, dtype=float)[:, [cols.index(m) for m in models]]
+
+    prompts, records, parts = _fold_predictions(make_family, train, fit_config, seed, work_dir, folds, read)
+    quality = np.full((len(prompts), len(models)), np.nan)
+    for idx, q in parts:
+        quality[idx] = q
+    return quality, models, records
+
+
+def _fold_predictions(
+    make_family: Callable[[], Any],
+    train: Sequence[Any],
+    fit_config: Mapping[str, Any],
+    seed: int,
+    work_dir: Path,
+    folds: int,
+    read: Callable[[Router, list[str]], Any],
+) -> tuple[list[str], list[Any], list[tuple[list[int], Any]]]:
+    """(distinct prompts, their records, [(prompt indices, ``read(fold router, those prompts)``)])."""
+    import numpy as np
+
     first: dict[str, int] = {}
     for i, r in enumerate(train):
         first.setdefault(r.prompt, i)
@@ -60,9 +119,9 @@ def out_of_fold_scores(
         raise TelaError(f"{len(prompts)} distinct training prompts are too few to hold any out")
     order = np.random.RandomState(seed).permutation(len(prompts))
     fold_of = {prompts[j]: k % folds for k, j in enumerate(order)}
-    w = np.full(len(prompts), np.nan)
     index = {p: i for i, p in enumerate(prompts)}
     work_dir.mkdir(parents=True, exist_ok=True)
+    parts = []
     for k in range(folds):
         fit_on = [r for r in train if fold_of[r.prompt] != k]
         left_out = [p for p in prompts if fold_of[p] == k]
@@ -72,12 +131,10 @@ def out_of_fold_scores(
             family.fit(fit_on, tmp, dict(fit_config))
             if not (tmp / MANIFEST).exists():  # a family that leaves the manifest to tela run
                 write_manifest(tmp, scorer=family.name, scorer_options=family.options.model_dump(mode="json"))
-            scores = Router.load(tmp).score(left_out)
+            parts.append(([index[p] for p in left_out], read(Router.load(tmp), left_out)))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        for p, x in zip(left_out, scores):
-            w[index[p]] = float(x)
-    return w, [train[first[p]] for p in prompts]
+    return prompts, [train[first[p]] for p in prompts], parts
 
 
 def heldout_scores(

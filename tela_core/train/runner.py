@@ -31,13 +31,22 @@ from tela_core.infra.locks import output_lock
 from tela_core.models.resolve import resolve_model
 from tela_core.plugins.discovery import get_registry
 from tela_core.routing.artifact import read_manifest, read_policy, write_manifest, write_policy
-from tela_core.routing.operating_point import OperatingPoint, choose_operating_point, parse_rule, small_sample_warning
+from tela_core.routing.operating_point import (
+    NMODEL_RULES,
+    OperatingPoint,
+    choose_nmodel_point,
+    choose_operating_point,
+    mean_costs,
+    parse_rule,
+    small_sample_warning,
+)
+from tela_core.routing.router import Router
 
 from ..components import TrainJob
 from .config import RUN_SUBDIR, RunConfig, check_settings_used
 from .data import data_sources, data_summary, format_rows, mix_pair, read_data, split_mix, write_rows
 from .guard import check_output, check_output_path
-from .heldout import FOLDS, MAX_HELDOUT, heldout_scores, out_of_fold_scores, outcomes_of
+from .heldout import FOLDS, MAX_HELDOUT, heldout_scores, out_of_fold_quality, out_of_fold_scores, outcomes_of
 from .launch import node_launch
 
 if TYPE_CHECKING:
@@ -172,7 +181,8 @@ def _fit_family(
             extra.update(pair)
         manifest = write_manifest(stage, scorer=manifest["scorer"], **extra)
         (stage / RUN_SUBDIR).mkdir(exist_ok=True)
-        _save_operating_point(cfg, stage, manifest, echo, folds=lambda: _out_of_fold(cfg, train, fit_config, stage))
+        if not _save_nmodel_point(cfg, stage, family, train, fit_config, echo):
+            _save_operating_point(cfg, stage, manifest, echo, folds=lambda: _out_of_fold(cfg, train, fit_config, stage))
         atomic_write_json(stage / RUN_SUBDIR / "run.json", _marker(cfg))
 
 
@@ -271,6 +281,60 @@ def _out_of_fold(
     return w, records, f"{FOLDS}-fold out-of-fold scores of the training records"
 
 
+def _save_nmodel_point(
+    cfg: RunConfig,
+    stage: Path,
+    family: Any,
+    train: Sequence[Any],
+    fit_config: Mapping[str, Any],
+    echo: Callable[[str], None],
+) -> bool:
+    """Save an N-model policy over every model, cheap -> strong, for a family that predicts each
+    model's quality trained on records with every model's cost, unless the run names a pair
+    (``--set family.weak/strong``) or a two-model rule (``share=P``, ``threshold=T``); the point is
+    chosen by ``cfg.operating_point`` (:func:`~tela_core.routing.operating_point.choose_nmodel_point`)
+    on out-of-fold predictions of the training records. False: the router stays on its pair."""
+    import numpy as np
+
+    models = [str(m) for m in getattr(family, "models", None) or []]
+    kind, _ = parse_rule(cfg.operating_point)
+    if len(models) < 3 or not hasattr(family, "predict_models") or kind in ("share", "threshold"):
+        return False
+    if {"weak", "strong"} & set(cfg.family_options):
+        if kind in NMODEL_RULES:
+            echo(f"note: operating point {cfg.operating_point}: the run names a weak/strong pair, so it does not apply")
+        return False
+    costs = mean_costs(train, models)
+    if costs is None:
+        echo(
+            f"note: the training records give no cost for every one of the {len(models)} models, so the router "
+            "routes between its weak/strong pair (N-model policies weigh each model's cost)"
+        )
+        return False
+    rule = cfg.operating_point or "knee"
+    echo(f"choosing the operating point ({rule}) among {len(models)} models on {FOLDS}-fold out-of-fold predictions")
+    work = stage / RUN_SUBDIR / "folds"
+    reg = get_registry()
+    try:
+        quality, cols, records = out_of_fold_quality(
+            lambda: reg.create("scorer", cfg.family, cfg.family_options), train, fit_config, cfg.seed, work
+        )
+        what = f"{FOLDS}-fold out-of-fold predictions of the training records"
+    except TelaError as e:  # too few prompts to hold any out: the router's own predictions, which flatter it
+        echo(f"note: operating point: {e}; chosen on the router's predictions of its training prompts instead")
+        records = list({r.prompt: r for r in train}.values())
+        s = Router.load(stage).scores([r.prompt for r in records], quality=True)
+        quality, cols, what = s.quality, list(s.models or models), "the router's predictions of its training prompts"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    order = sorted(cols, key=lambda m: (costs[m], cols.index(m)))  # cheap -> strong
+    q = np.asarray(quality, dtype=float)[:, [cols.index(m) for m in order]]
+    truth = np.array([[(r.outcomes or {}).get(m, np.nan) for m in order] for r in records], dtype=float)
+    name, options, point = choose_nmodel_point(q, order, truth, costs, rule=rule, heldout_what=what)
+    write_policy(stage, name, options, order, operating_point=point)
+    return True
+
+
 def _held_out(cfg: RunConfig, out: Path, evals: Sequence[Any]) -> tuple[Any, list[Any], str]:
     """The trained router's scores of the held-out records (``--eval-fraction``)."""
     if len(evals) < 1:
@@ -300,6 +364,9 @@ def _save_operating_point(
         return
     kind, _ = parse_rule(cfg.operating_point)
     rule = cfg.operating_point or "knee"
+    if kind in NMODEL_RULES:
+        echo(f"note: operating point {rule} is for a router among N models; this one routes a pair: the knee is taken")
+        kind, rule = "knee", "knee"
     point: OperatingPoint
     if kind == "threshold":
         point = choose_operating_point(None, rule=rule)

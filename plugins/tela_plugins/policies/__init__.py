@@ -1,8 +1,10 @@
-"""Builtin plugin: router policies ``threshold``, ``calibrated`` and ``tiers`` (see :mod:`.policies`)."""
+"""Builtin plugin: router policies ``threshold``, ``calibrated`` and ``tiers`` (see :mod:`.policies`), and the
+N-model ones ``cost-aware``, ``budget`` and ``quality-floor`` (see :mod:`.nmodel`)."""
 
 from __future__ import annotations
 
 from tela_core import hookimpl
+from tela_plugins.policies.nmodel import BudgetPolicy, CostAwarePolicy, NModelPolicy, QualityFloorPolicy
 from tela_plugins.policies.policies import (
     CalibratedPolicy,
     ThresholdPolicy,
@@ -12,7 +14,18 @@ from tela_plugins.policies.policies import (
     strong_share,
 )
 
-__all__ = ["ThresholdPolicy", "CalibratedPolicy", "TiersPolicy", "calibrate_threshold", "strong_share", "make_policy"]
+__all__ = [
+    "ThresholdPolicy",
+    "CalibratedPolicy",
+    "TiersPolicy",
+    "NModelPolicy",
+    "CostAwarePolicy",
+    "BudgetPolicy",
+    "QualityFloorPolicy",
+    "calibrate_threshold",
+    "strong_share",
+    "make_policy",
+]
 
 
 @hookimpl
@@ -20,3 +33,6 @@ def tela_register_policies(register):
     register(ThresholdPolicy)
     register(CalibratedPolicy)
     register(TiersPolicy)
+    register(CostAwarePolicy)
+    register(BudgetPolicy)
+    register(QualityFloorPolicy)
