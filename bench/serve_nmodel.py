@@ -14,9 +14,12 @@ with its own name, not a model), so what is measured is tela's own cost.
 ``--rounds`` rounds, each round running the direct baseline (the stand-in called directly) and
 every router in turn, so that a disturbance of the shared machine falls on all of them alike.
 Latencies of a row are pooled over its rounds; the **added** p50/p99 is the row's minus the
-direct baseline's. Prompts are the data's held-out questions, cycled. The server's CPU time per
-request is measured around each run too (less disturbed by other jobs than wall-clock numbers).
-Goal (issue 28): nine models add no more than two.
+direct baseline's. On a shared machine one disturbed run can own a pooled p99, so each row also
+gets the median over rounds of its per-round p50/p99, and the server's CPU time per request
+(measured around each run; less disturbed by other jobs than wall-clock numbers). Prompts are the
+data's held-out questions, cycled. Before the server starts, each router's ``Router.decide`` is
+timed in this process on 300 prompts, one at a time (the scoring part of the added latency, with no
+HTTP and no queueing). Goal (issue 28): nine models add no more than two.
 
     .venv/bin/python bench/serve_nmodel.py                       # 3 rounds, 60 req/s, 8 s a run
     .venv/bin/python bench/serve_nmodel.py --rounds 5 --rate 100 --train 5608 --work runs/bench-nmodel
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -108,6 +112,24 @@ def start(config: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit("tela serve did not become ready")
 
 
+def decide_ms(path: Path, prompts: list[str]) -> tuple[float, float]:
+    """p50/p99 ms of ``Router.decide`` on one prompt at a time, serving's vector cache off."""
+    from tela_core import Router
+    from tela_core.models import vector_cache
+
+    vector_cache.use_shard_cache(False)
+    vector_cache.serving_cache(0)
+    router = Router.load(path)
+    for p in prompts[:20]:
+        router.decide([p])
+    times = []
+    for p in prompts[20:320]:
+        t0 = time.perf_counter()
+        router.decide([p])
+        times.append(time.perf_counter() - t0)
+    return pct(times, 0.5), pct(times, 0.99)
+
+
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
@@ -163,7 +185,9 @@ def main() -> None:
     test = json.loads((DATA / "dcrouter_preprocessed_test.json").read_text())
     prompts = [r["question"] for r in test]
     n = max(args.clients, int(args.rate * args.seconds))
+    decide = {name: decide_ms(path, prompts) for name, (path, _) in routers.items()}
     lat: dict[str, list[float]] = {k: [] for k in ["direct", *routers]}
+    per_round: dict[str, list[tuple[float, float]]] = {k: [] for k in lat}
     cpu: dict[str, float] = {k: 0.0 for k in routers}
     errors: dict[str, int] = {k: 0 for k in lat}
     proc, url = start(config)
@@ -179,6 +203,7 @@ def main() -> None:
                     res = load(url, f"router-{name}", prompts, n, args.clients, args.rate, keep=True)
                     cpu[name] += cpu_seconds(proc.pid) - c0
                 lat[name].extend(res["latencies"])
+                per_round[name].append((res["p50_ms"], res["p99_ms"]))
                 errors[name] += res["errors"]
                 print(
                     f"round {rnd + 1} {name}: p50 {res['p50_ms']:.2f} ms, p99 {res['p99_ms']:.2f} ms",
@@ -190,6 +215,8 @@ def main() -> None:
         stop(upstream_proc)
 
     d50, d99 = pct(lat["direct"], 0.5), pct(lat["direct"], 0.99)
+    md50 = statistics.median(x for x, _ in per_round["direct"])
+    md99 = statistics.median(y for _, y in per_round["direct"])
     rows: list[dict[str, Any]] = []
     for name, (_, models) in routers.items():
         rows.append(
@@ -200,6 +227,10 @@ def main() -> None:
                 "p99_ms": pct(lat[name], 0.99),
                 "added_p50_ms": pct(lat[name], 0.5) - d50,
                 "added_p99_ms": pct(lat[name], 0.99) - d99,
+                "rounds_added_p50_ms": statistics.median(x for x, _ in per_round[name]) - md50,
+                "rounds_added_p99_ms": statistics.median(y for _, y in per_round[name]) - md99,
+                "decide_p50_ms": decide[name][0],
+                "decide_p99_ms": decide[name][1],
                 "cpu_ms_per_request": cpu[name] * 1000 / max(1, len(lat[name])),
                 "requests": len(lat[name]),
                 "errors": errors[name],
@@ -209,21 +240,27 @@ def main() -> None:
         f"\n{args.clients} clients paced at {args.rate:g} req/s, {args.rounds} rounds of {n} requests per row; "
         f"{args.train} training prompts; direct p50 {d50:.2f} ms, p99 {d99:.2f} ms ({errors['direct']} errors)\n"
     )
-    print("| router | models | p50 ms | p99 ms | added p50 ms | added p99 ms | server CPU ms/req | errors |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| router | models | added p50 / p99 ms (pooled) | added p50 / p99 ms (median of rounds) | "
+        "server CPU ms/req | Router.decide p50 / p99 ms | errors |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['router']} | {r['models']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['added_p50_ms']:.2f} | "
-            f"{r['added_p99_ms']:.2f} | {r['cpu_ms_per_request']:.2f} | {r['errors']} |"
+            f"| {r['router']} | {r['models']} | {r['added_p50_ms']:.2f} / {r['added_p99_ms']:.2f} | "
+            f"{r['rounds_added_p50_ms']:.2f} / {r['rounds_added_p99_ms']:.2f} | {r['cpu_ms_per_request']:.2f} | "
+            f"{r['decide_p50_ms']:.3f} / {r['decide_p99_ms']:.3f} | {r['errors']} |"
         )
     by = {r["router"]: r for r in rows}
     for fam in ("knn", "mf"):
         two, many = by[f"{fam}-2"], by[f"{fam}-9"]
-        print(
-            f"{fam}: nine models / two models: added p50 {many['added_p50_ms']:.2f} vs {two['added_p50_ms']:.2f} ms, "
-            f"added p99 {many['added_p99_ms']:.2f} vs {two['added_p99_ms']:.2f} ms, CPU/req "
-            f"{many['cpu_ms_per_request'] / max(1e-9, two['cpu_ms_per_request']):.2f}x"
+        added = (
+            f"added p50 {many['rounds_added_p50_ms']:.2f} vs {two['rounds_added_p50_ms']:.2f} ms, "
+            f"added p99 {many['rounds_added_p99_ms']:.2f} vs {two['rounds_added_p99_ms']:.2f} ms (medians of rounds)"
         )
+        ratio = many["cpu_ms_per_request"] / max(1e-9, two["cpu_ms_per_request"])
+        decide_ = f"decide p50 {many['decide_p50_ms']:.3f} vs {two['decide_p50_ms']:.3f} ms"
+        print(f"{fam}: nine vs two models: {added}, {decide_}, CPU/req {ratio:.2f}x")
     if args.json:
         args.json.write_text(json.dumps({"direct": {"p50_ms": d50, "p99_ms": d99}, "rows": rows}, indent=2))
 
