@@ -12,6 +12,7 @@ router is judged beside the same baselines. Its modules, in the order the data f
   and ``quality.png``.
 - :mod:`~tela_core.eval.zoo`: train several families on one split and compare them.
 - :mod:`~tela_core.eval.nmodel`: N-model routing judged by quality against cost (AIQ).
+- :mod:`~tela_core.eval.demo`: ``tela demo``'s steps (train, calibrate, judge held out, show).
 
 The names below are re-exported so ``from tela_core import eval as ev`` reaches the two-model
 evaluation in one import; the zoo and N-model modules are imported by name. numpy and
