@@ -521,3 +521,30 @@ def test_from_log_answers_get_their_cost_from_logged_usage_and_the_price(
     small = _rows(out)[0]["answers"]["small"]
     assert small["text"] == "logged" and small["cost"] == pytest.approx((1000 * 1 + 500 * 2) / 1e6)
     assert sum(upstream.requests_for("small").values()) == 0
+
+
+def test_a_script_collects_through_the_library_as_tela_collect_does(tmp_path: Path, upstream: ReplayUpstream) -> None:
+    """``tela collect`` parses, calls ``tela_core.collect.job`` and prints: the same run from a script
+    writes the same answers, and a second run into the folder asks nothing (issue 27)."""
+    from tela_core.collect.endpoints import CallSettings, resolve_models
+    from tela_core.collect.job import CollectJob, prompt_rows
+
+    rows, _ = prompt_rows(prompts_file=_prompts(tmp_path, upstream, n=6))
+    models = resolve_models([f"small={upstream.base_url}#small", f"big={upstream.base_url}#big"], None, [])
+    with CollectJob(rows + rows[:2], models, tmp_path / "lib", CallSettings(), sample=5) as job:
+        assert job.repeats == 2 and len(job.plan.jobs) == 10  # the same prompt twice is asked once
+        summary = job.run()
+    assert summary["answers"] == 10 and summary["this_run"]["asked"] == 10 and summary["errors"] == 0
+    r = run_cli(
+        "collect", "--prompts", tmp_path / "prompts.jsonl", *_models(upstream), "--sample", "5", "-o", tmp_path / "cli"
+    )
+    assert r.exit_code == 0, r.output
+    assert _rows(tmp_path / "lib") == [
+        {
+            **row,
+            "answers": {m: {**a, "latency_s": row_lib["answers"][m]["latency_s"]} for m, a in row["answers"].items()},
+        }
+        for row, row_lib in zip(_rows(tmp_path / "cli"), _rows(tmp_path / "lib"))
+    ]
+    with CollectJob(rows, models, tmp_path / "lib", CallSettings(), sample=5) as again:
+        assert again.plan.jobs == [] and again.plan.reused == 10

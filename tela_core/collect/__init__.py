@@ -9,7 +9,9 @@
   the engine built from the paid-call settings, and the check of each model before any work;
 - :mod:`.store`: the locked output folder, its journal and atomic final files (resume after a kill);
 - :mod:`.inputs`: prompt rows (data sources, prompt files, ``tela serve``'s logs) and the answers file;
-- :mod:`.answers`: collecting answers (judging them is :mod:`tela_core.judging`).
+- :mod:`.answers`: collecting answers (judging them is :mod:`tela_core.judging`);
+- :mod:`.job`: the whole of ``tela collect`` for a script: :func:`~.job.prompt_rows` and
+  :class:`~.job.CollectJob` (plan, estimate, run into a resumable output folder, summary).
 
 Nothing here imports aiohttp (the ``openai`` upstream plugin does, when a client is made).
 """
