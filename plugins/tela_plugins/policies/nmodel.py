@@ -14,7 +14,7 @@ a caller may pass others as policy options) and has one *request knob*, the valu
   calibrate --budget`` set it). The λ→cost curve of those prompts is kept, so a per-request budget
   is met without them.
 - ``quality-floor`` (knob ``q``): the cheapest model predicted to reach quality q, else the model
-  with the best predicted quality.
+  with the best predicted quality (without costs, "cheapest" is the models' order, cheap -> strong).
 
 Ties go to the cheaper model.
 """
@@ -289,6 +289,14 @@ class QualityFloorPolicy(NModelPolicy):
     Options = QualityFloorOptions
     knob = "q"
     knob_help = "a quality in [0, 1]"
+
+    def cost_vector(self, models: Sequence[str]) -> np.ndarray:
+        """The models' costs; without any, their rank in the list (cheap -> strong)."""
+        import numpy as np
+
+        if self.options.costs is None:
+            return np.arange(len(models), dtype=float)
+        return super().cost_vector(models)
 
     def check_knob(self, value: float) -> float:
         if not 0.0 <= value <= 1.0:  # NaN fails too
