@@ -330,7 +330,7 @@ def choose_nmodel_point(
     cost = np.array([costs[m] for m in models], dtype=float)
     point: dict[str, Any] = {"rule": DEFAULT_RULE if kind == "knee" else (rule or DEFAULT_RULE)}
     point.update(heldout=int(len(q)), heldout_what=heldout_what)
-    best = None
+    best: dict[str, Any] | None = None
     if truth is not None:
         t = np.asarray(truth, dtype=float)
         singles = np.nan_to_num(np.nanmean(np.where(np.isnan(t).all(axis=0), 0.0, t), axis=0))
@@ -347,7 +347,7 @@ def choose_nmodel_point(
                     "operating point: the held-out records carry no outcomes to find the best single model; "
                     "give a budget with --operating-point budget=B"
                 )
-            value = best["cost_per_1000"]
+            value = float(best["cost_per_1000"])
             point["note"] = f"budget = the best single model's cost ({best['model']})"
         policy = reg.create("policy", "budget", {**opts, "budget": value}).calibrate(
             q, models, data=f"{heldout_what} (tela run, operating point {point['rule']})"

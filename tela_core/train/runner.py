@@ -324,6 +324,8 @@ def _save_nmodel_point(
         echo(f"note: operating point: {e}; chosen on the router's predictions of its training prompts instead")
         records = list({r.prompt: r for r in train}.values())
         s = Router.load(stage).scores([r.prompt for r in records], quality=True)
+        if s.quality is None:
+            raise TelaError(f"family {cfg.family!r} predicts no per-model quality") from None
         quality, cols, what = s.quality, list(s.models or models), "the router's predictions of its training prompts"
     finally:
         shutil.rmtree(work, ignore_errors=True)
