@@ -20,13 +20,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tela_core.components import KINDS
-from tela_core.data.records import Record
 from tela_core.infra.errors import TelaError
 from tela_core.infra.io import atomic_write_json, remove_stale_partials, staged_dir
 from tela_core.infra.locks import output_lock
 from tela_core.plugins.discovery import get_registry
 from tela_core.routing.artifact import MANIFEST, POLICY, read_manifest, read_policy, router_version
 from tela_core.routing.targets import all_model_names
+from tela_core.schema.records import Record
 
 __all__ = ["add_model", "families_that_add", "new_model_of", "FEW_RECORDS", "FAMILY_KIND"]
 
