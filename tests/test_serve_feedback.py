@@ -346,12 +346,13 @@ def test_feedback_becomes_outcome_records_alone_and_beside_a_judges(routers, ups
         metrics = httpx.get(url + "/metrics").text
     assert metric(metrics, "tela_feedback_total", router="none", result="accepted") == 1
     decisions = {d["id"]: d for d in _rows(tmp_path / "decisions.jsonl")}
-    out = tmp_path / "records.jsonl"
+    out = tmp_path / "labels"
     res = run_cli("feedback", tmp_path / "feedback.jsonl", "--from-log", tmp_path / "decisions.jsonl", "-o", out)
     assert res.exit_code == 0, res.output
+    assert json.loads((out / "summary.json").read_text())["feedback"] == 3
     assert "3 records" in res.output and "3 from feedback, 0 from the judge" in res.output
     assert "4 rated requests in 5 feedback lines; skipped: 1 not_routed" in res.output
-    records = {r["id"]: r for r in _rows(out)}
+    records = {r["id"]: r for r in _rows(out / "records.jsonl")}
     assert [records[i]["prompt"] for i in ids] == prompts
     for rid, score in zip(ids, (1.0, 0.25, 0.5)):  # the last verdict on ids[0] ("up") wins
         assert records[rid]["outcomes"] == {decisions[rid]["chosen"]: score}
@@ -378,15 +379,15 @@ def test_feedback_becomes_outcome_records_alone_and_beside_a_judges(routers, ups
     counts = json.loads(res.output)
     assert (counts["records"], counts["feedback"], counts["judged"], counts["both"]) == (4, 2, 2, 1)
     assert counts["skipped_not_routed"] == 1
-    merged = {r["id"]: r for r in _rows(out)}
+    merged = {r["id"]: r for r in _rows(out / "records.jsonl")}
     assert merged[ids[1]]["outcomes"] == {"small": 0.0, "big": 1.0} and merged[ids[0]]["outcomes"] != {}
 
     # a feedback line that is no verdict: one line naming the file and line, exit 2, nothing written
     bad = tmp_path / "bad-feedback.jsonl"
     bad.write_text((tmp_path / "feedback.jsonl").read_text() + '{"id": "x", "score": 7}\n{"id": "y", "score": 1}\n')
-    res = run_cli("feedback", bad, "--from-log", tmp_path / "decisions.jsonl", "-o", tmp_path / "new.jsonl")
+    res = run_cli("feedback", bad, "--from-log", tmp_path / "decisions.jsonl", "-o", tmp_path / "new")
     assert res.exit_code == 2 and f"{bad}:6" in res.output and "Traceback" not in res.output, res.output
-    assert not (tmp_path / "new.jsonl").exists()
+    assert not (tmp_path / "new").exists()
 
 
 def test_with_two_workers_each_takes_the_others_ids(routers, upstreams, tmp_path):

@@ -199,8 +199,8 @@ def turn(a: argparse.Namespace, tela: str) -> int:
     records_file = a.work / "judged" / "records.jsonl"
     if a.feedback_log:  # users' verdicts beside the judge's (a request both judged and rated keeps the judge's)
         src = [x for log in (a.decision_log or logs) for x in ("--from-log", log)]
-        records_file = a.work / "labels.jsonl"
-        run(tela, ["feedback", *a.feedback_log, *src, "--with", a.work / "judged", "-o", records_file, "--force"])
+        records_file = a.work / "labels" / "records.jsonl"
+        run(tela, ["feedback", *a.feedback_log, *src, "--with", a.work / "judged", "-o", a.work / "labels", "--force"])
     records = read_jsonl(records_file)
     new = [r for r in records if label_key(r) not in old]
     said = f"{len(records)} labels, {len(new)} new since the last turn"

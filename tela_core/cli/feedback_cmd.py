@@ -9,7 +9,7 @@ import click
 
 from tela_core.infra.io import dumps_json
 
-from .options import force_option, json_option
+from .options import force_option, json_option, output_option
 
 __all__ = ["register", "feedback_cmd"]
 
@@ -40,7 +40,7 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
     type=click.Path(path_type=Path),
     help="A judge's records (tela judge's records.jsonl, or its output folder) to keep beside the feedback.",
 )
-@click.option("--output", "-o", "output", required=True, type=_FILE, metavar="FILE", help="The records file to write.")
+@output_option(required=True)
 @force_option
 @json_option
 def feedback_cmd(
@@ -59,16 +59,23 @@ def feedback_cmd(
     judge's record. Prints how many records of each kind, and how many verdicts were skipped, why.
 
     \b
+    The output folder gets records.jsonl (what tela run --data takes) and summary.json (the counts).
+
+    \b
     Examples:
-      tela feedback feedback.jsonl --from-log decisions.jsonl -o feedback-records.jsonl
-      tela feedback feedback.jsonl --from-log shadow.jsonl --with runs/judged -o records.jsonl
+      tela feedback feedback.jsonl --from-log decisions.jsonl -o runs/feedback
+      tela feedback feedback.jsonl --from-log shadow.jsonl --with runs/judged -o runs/labels
     """
     from tela_core.collect.feedback import feedback_records
     from tela_core.data.records import iter_jsonl, validate_seed_object
-    from tela_core.infra.io import check_can_write, write_jsonl
+    from tela_core.infra.errors import TelaError
+    from tela_core.infra.io import atomic_write_json, check_can_write, write_jsonl
     from tela_core.infra.locks import output_lock
 
-    check_can_write(output, force)
+    records_path = output / "records.jsonl"
+    if output.exists() and not output.is_dir():
+        raise TelaError(f"{output} is a file; give the folder to write records.jsonl into")
+    check_can_write(records_path, force)
     judged_rows = []
     if judged is not None:
         path = judged / "records.jsonl" if judged.is_dir() else judged
@@ -77,14 +84,17 @@ def feedback_cmd(
             judged_rows.append(obj)
     with output_lock(output):
         made = feedback_records(feedback_logs, logs, judged_rows)
-        write_jsonl(output, made.records)
+        output.mkdir(parents=True, exist_ok=True)
+        write_jsonl(records_path, made.records)
+        summary = {"output": str(output), "records_file": str(records_path), "records": len(made.records)}
+        atomic_write_json(output / "summary.json", {**summary, **made.counts})
     c = made.counts
     if as_json:
-        click.echo(dumps_json({"output": str(output), "records": len(made.records), **c}))
+        click.echo(dumps_json({**summary, **c}))
         return
     skipped = {k[len("skipped_") :]: n for k, n in c.items() if k.startswith("skipped_") and n}
     click.echo(
-        f"{len(made.records)} records -> {output}: {c['feedback']} from feedback, {c['judged']} from the judge"
+        f"{len(made.records)} records -> {records_path}: {c['feedback']} from feedback, {c['judged']} from the judge"
         f" ({c['both']} of them also rated; the judge's record kept)"
     )
     click.echo(
