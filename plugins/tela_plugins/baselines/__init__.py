@@ -17,11 +17,19 @@ from tela_core.components import LoadContext, Scores
 from tela_core.data.records import Record
 from tela_core.infra.errors import TelaError
 from tela_core.infra.io import atomic_write_json
-from tela_core.routing.family import FamilyScorer, TargetOptions, artifact_field, read_json
+from tela_core.routing.family import FamilyScorer, TargetOptions, artifact_field, read_json, train_data
 from tela_core.routing.targets import make_targets
 from tela_plugins.baselines.features import FeaturesScorer
 
 __all__ = ["LengthScorer", "RandomScorer", "FeaturesScorer"]
+
+
+def _target(train: Sequence[Record], options: Any) -> tuple[Any, dict[str, Any]]:
+    """The records' target and manifest facts: :func:`~tela_core.routing.family.train_data`'s, so
+    N-model records (more than two models, no pair named) train a baseline too; y is NaN where a
+    record lacks the outcomes it reads."""
+    data = train_data(train, options.target, options.weak, options.strong)
+    return data.y, (data.meta if data.nmodel else {k: v for k, v in data.meta.items() if k != "models"})
 
 
 class LengthOptions(TargetOptions):
@@ -51,9 +59,11 @@ class LengthScorer(FamilyScorer):
 
         self.merge_options(config)
         out = self.start_fit(train, output_dir)
-        y, meta = make_targets(train, self.options.target, self.options.weak, self.options.strong)
+        y, meta = _target(train, self.options)
         x = self._length([r.prompt for r in train])
-        corr = float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else 0.0
+        ok = ~np.isnan(y)  # N-model records without the pair's outcomes read no target
+        xo, yo = x[ok], y[ok]
+        corr = float(np.corrcoef(xo, yo)[0, 1]) if len(yo) > 1 and xo.std() > 0 and yo.std() > 0 else 0.0
         self._sorted = np.sort(x)
         self._sign = 1.0 if corr >= 0 else -1.0
         atomic_write_json(

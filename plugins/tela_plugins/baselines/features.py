@@ -19,8 +19,7 @@ from pydantic import Field
 from tela_core.components import LoadContext, Scores
 from tela_core.data.records import Record
 from tela_core.infra.io import atomic_write_json
-from tela_core.routing.family import FamilyScorer, TargetOptions, artifact_field, read_json
-from tela_core.routing.targets import make_targets
+from tela_core.routing.family import FamilyScorer, TargetOptions, artifact_field, read_json, train_data
 
 __all__ = ["FeaturesScorer", "prompt_features", "FEATURE_NAMES"]
 
@@ -105,14 +104,16 @@ class FeaturesScorer(FamilyScorer):
 
         self.merge_options(config)
         out = self.start_fit(train, output_dir)
-        y, meta = make_targets(train, self.options.target, self.options.weak, self.options.strong)
+        data = train_data(train, self.options.target, self.options.weak, self.options.strong)
+        y = np.nan_to_num(data.y, nan=-1.0)  # N-model records without the pair's outcomes: weight 0 below
+        meta = data.meta if data.nmodel else {k: v for k, v in data.meta.items() if k != "models"}
         x = self._x([r.prompt for r in train])
         self._mu, self._sd = x.mean(0), x.std(0) + 1e-9
         z = (x - self._mu) / self._sd
         zz = np.concatenate([z, z])
         yy = np.concatenate([np.ones(len(z)), np.zeros(len(z))])
         sw = np.concatenate([y, 1.0 - y])
-        keep = sw > 0
+        keep = (sw > 0) & np.concatenate([y >= 0, y >= 0])
         clf = LogisticRegression(C=self.options.C, max_iter=2000).fit(zz[keep], yy[keep], sample_weight=sw[keep])
         self._coef, self._bias = clf.coef_[0], float(clf.intercept_[0])
         atomic_write_json(

@@ -6,6 +6,9 @@ sets ``Record.group``, else random folds) and scored on the held-out fold. A log
 over the members' out-of-fold log-odds learns how much to trust each one — the "calibrated" in
 calibrated ensemble: it is fitted on prompts of groups the members never saw, exactly the situation
 at deployment on new subjects. Then every member is refitted on all the training records.
+
+For N models, each model's predicted quality (``Scores.quality``) is the mean of the members'
+that predict it (kNN, matrix-factorization, the linear heads).
 """
 
 from __future__ import annotations
@@ -20,8 +23,7 @@ from tela_core.components import LoadContext, Scores
 from tela_core.data.records import Record
 from tela_core.infra.errors import TelaError
 from tela_core.infra.io import atomic_write_json
-from tela_core.routing.family import FamilyScorer, TargetOptions, read_json
-from tela_core.routing.targets import make_targets
+from tela_core.routing.family import FamilyScorer, TargetOptions, read_json, train_data
 
 __all__ = ["EnsembleScorer"]
 
@@ -102,7 +104,8 @@ class EnsembleScorer(FamilyScorer):
         self.merge_options(config)
         out = self.start_fit(train, output_dir)
         members = self._members()
-        y, meta = make_targets(train, self.options.target, self.options.weak, self.options.strong)
+        data = train_data(train, self.options.target, self.options.weak, self.options.strong)
+        y, meta = data.y, data.meta
         # One pair for every member and fold, resolved on the whole training set, and handed over
         # the way `tela run` hands it to any family: through fit()'s config.
         pair = {k: meta[k] for k in ("weak", "strong") if meta.get(k)}
@@ -130,7 +133,7 @@ class EnsembleScorer(FamilyScorer):
         x = _logit(oof)
         xx = np.concatenate([x, x])
         yy = np.concatenate([np.ones(len(x)), np.zeros(len(x))])
-        sw = np.concatenate([y, 1.0 - y])
+        sw = np.nan_to_num(np.concatenate([y, 1.0 - y]), nan=0.0)  # N-model records without the pair: left out
         keep = sw > 0
         clf = LogisticRegression(C=self.options.C, max_iter=1000)
         clf.fit(xx[keep], yy[keep], sample_weight=sw[keep])
@@ -140,10 +143,12 @@ class EnsembleScorer(FamilyScorer):
             s = self._make(family, opts)
             s.fit(train, out / "members" / f"{j}-{family}", pair)
             self._loaded.append(s)
-        atomic_write_json(
-            out / "stack.json",
-            {"members": [{"family": f, "options": o} for f, o in members], "coef": self._coef, "bias": self._bias},
-        )
+        self.models = list(data.models)
+        stack = {"members": [{"family": f, "options": o} for f, o in members], "coef": self._coef, "bias": self._bias}
+        if self.models:
+            stack["models"] = self.models
+            atomic_write_json(out / "models.json", {"models": self.models, **meta})
+        atomic_write_json(out / "stack.json", stack)
         used = [s.embedder_choice()[0] for s in self._loaded if s.uses_embedder]
         extra = {"embedders": sorted(set(used))} if used else {}
         return self.finish_fit(out, len(train), {**meta, "stack_coef": self._coef, **extra})
@@ -155,6 +160,7 @@ class EnsembleScorer(FamilyScorer):
         self.check_manifest(artifact_dir, context)
         d = read_json(Path(artifact_dir) / "stack.json")
         self._coef, self._bias = list(d["coef"]), float(d["bias"])
+        self.models = [str(m) for m in d.get("models") or []]
         self._loaded = []
         for j, m in enumerate(d["members"]):
             member = Path(artifact_dir) / "members" / f"{j}-{m['family']}"
@@ -175,5 +181,41 @@ class EnsembleScorer(FamilyScorer):
 
         if not len(prompts):
             return Scores(w=np.zeros(0))
-        x = np.stack([_logit(s.score(prompts).w) for s in self._loaded], axis=1)
-        return Scores(w=1.0 / (1.0 + np.exp(-(x @ np.asarray(self._coef) + self._bias))))
+        scores = [s.score(prompts) for s in self._loaded]
+        x = np.stack([_logit(sc.w) for sc in scores], axis=1)
+        w = 1.0 / (1.0 + np.exp(-(x @ np.asarray(self._coef) + self._bias)))
+        quality = _mean_quality(scores, getattr(self, "models", []))
+        if quality is None:
+            return Scores(w=w)
+        return Scores(w=w, quality=quality, models=tuple(self.models))
+
+    def predict_models(self, prompts: Sequence[str]) -> Any:
+        """(n, len(self.models)) each model's predicted quality: the mean of the members' that predict it."""
+        from tela_core.infra.errors import TelaError
+
+        q = self.score(prompts).quality
+        if q is None:
+            raise TelaError(f"{self.name}: no member of this ensemble predicts each model's quality")
+        return q
+
+
+def _mean_quality(scores: Sequence[Scores], models: Sequence[str]) -> Any:
+    """Each model's predicted quality averaged over the members that predict it (kNN, MF, the
+    linear heads; ``length`` predicts none); None when no member does."""
+    import numpy as np
+
+    if not models:
+        return None
+    total = np.zeros((len(scores[0].w), len(models)))
+    count = np.zeros(len(models))
+    for sc in scores:
+        if sc.quality is None or not sc.models:
+            continue
+        cols = list(sc.models)
+        for j, m in enumerate(models):
+            if m in cols:
+                total[:, j] += np.asarray(sc.quality)[:, cols.index(m)]
+                count[j] += 1
+    if not count.any():
+        return None
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)

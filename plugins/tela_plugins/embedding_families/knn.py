@@ -19,12 +19,23 @@ from tela_plugins.embedding_families.store import load_npz, save_npz
 __all__ = ["KnnScorer"]
 
 
+#: cosine from which a training prompt counts as the same prompt (option ``exact``)
+EXACT_COSINE = 0.9995
+
+
 class KnnOptions(TargetOptions, EmbedderOptions):
     k: int = Field(50, ge=1, description="number of neighbours")
     weighting: Literal["uniform", "similarity"] = Field(
         "uniform", description="uniform | similarity (softmax of cosine / temperature)"
     )
     temperature: float = Field(0.05, gt=0, description="softmax temperature for weighting=similarity")
+    exact: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="weight of a training prompt's own outcomes when a prompt was seen (near) verbatim in "
+        "training (cosine >= 0.9995), the neighbours' mean taking the rest; 0: off",
+    )
 
 
 class KnnScorer(UsesEmbedder, FamilyScorer):
@@ -104,8 +115,14 @@ class KnnScorer(UsesEmbedder, FamilyScorer):
                 w = np.exp(z)
             else:
                 w = np.ones_like(top)
+            w = w / w.sum(axis=1, keepdims=True)
+            if self.options.exact > 0:  # a prompt seen in training: its own outcomes count `exact`
+                same = top >= EXACT_COSINE
+                hit = same.any(axis=1)
+                e = self.options.exact
+                w[hit] = (1 - e) * w[hit] + e * same[hit] / same[hit].sum(axis=1, keepdims=True)
             idx[s : s + 1024] = part
-            wts[s : s + 1024] = w / w.sum(axis=1, keepdims=True)
+            wts[s : s + 1024] = w
         return idx, wts
 
     def score(self, prompts: Sequence[str]) -> Scores:
