@@ -24,7 +24,7 @@ from tela_core.infra.errors import TelaError
 from tela_core.infra.io import atomic_write_json, remove_stale_partials, staged_dir
 from tela_core.infra.locks import output_lock
 from tela_core.plugins.discovery import get_registry
-from tela_core.routing.artifact import MANIFEST, POLICY, read_manifest, read_policy, router_version
+from tela_core.routing.artifact import MANIFEST, POLICY, read_manifest, read_policy, router_version, write_policy
 from tela_core.routing.targets import all_model_names
 from tela_core.schema.records import Record
 
@@ -148,10 +148,42 @@ def add_model(
             elif set(models) == set(old):
                 models = [*models, model]
             atomic_write_json(stage / POLICY, {**spec, "options": options, "models": models})
-            if spec.get("name") == "budget":
-                echo(
-                    "note: the budget policy's λ was calibrated without the new model; recalibrate it "
-                    f"(tela calibrate --router {out} --budget ...)"
-                )
+            budget = options.get("budget")
+            if spec.get("name") == "budget" and isinstance(budget, (int, float)) and budget > 0:
+                _recalibrate_budget(stage, records, model, float(budget), data_label, echo)
     echo(f"added {model} to {src} from {n} records ({', '.join(str(v) for k, v in step.items() if k == 'method')})")
     return out
+
+
+def _recalibrate_budget(
+    folder: Path, records: Sequence[Record], model: str, budget: float, data_label: str, echo: Callable[[str], None]
+) -> None:
+    """The budget policy's λ found again with the new model among the choices, on the new model's
+    labelled prompts (the λ -> cost curve saved with the old λ did not have it)."""
+    from tela_core.routing.calibration import calibrate_budget
+    from tela_core.routing.router import Router
+
+    prompts = [r.prompt for r in records if r.outcomes and model in r.outcomes]
+    router = Router.load(folder)
+    s = router.scores(prompts, quality=True)
+    if s.quality is None:  # pragma: no cover - the families that add a model predict every model
+        raise TelaError(f"{folder}: the new router predicts no per-model quality")
+    what = f"{data_label}: the {len(prompts)} prompts the new model was added from (tela run --add-to)"
+    saved = calibrate_budget(router, s.quality, list(s.models or router.models), budget, data=what)
+    lam = saved["options"].get("lam")
+    point = {
+        "rule": "the budget of the router it came from",
+        "note": f"λ found again with {model} among the models",
+        "heldout": len(prompts),
+        "heldout_what": f"the prompts {model} was added from, predicted",
+        "policy": "budget",
+        "knob": "budget",
+        "value": budget,
+        "lam": lam,
+        "cost_per_1000": saved["options"].get("achieved_cost"),
+    }
+    write_policy(folder, "budget", saved["options"], saved["models"], operating_point=point)
+    echo(
+        f"budget policy: λ {saved['options'].get('lam', 0):.4g} meets ${budget:.4g} per 1,000 requests with "
+        f"{model} among the models, on the {len(prompts)} prompts it was added from"
+    )

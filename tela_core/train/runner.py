@@ -41,6 +41,7 @@ from tela_core.routing.operating_point import (
     small_sample_warning,
 )
 from tela_core.routing.router import Router
+from tela_core.routing.targets import all_model_names
 
 from ..components import TrainJob
 from .config import RUN_SUBDIR, RunConfig, check_settings_used
@@ -94,7 +95,13 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
     if dups:
         echo(dups)
     target = getattr(getattr(family, "options", None), "target", None)
-    if mix.pair is None and target not in (None, "label") and not {"weak", "strong"} <= set(cfg.family_options):
+    nmodel = len(all_model_names(records)) > 2 and not uses_backend  # N-model records: no pair needed
+    if (
+        mix.pair is None
+        and target not in (None, "label")
+        and not {"weak", "strong"} <= set(cfg.family_options)
+        and not nmodel
+    ):
         problem = next((p.problem for p in mix.parts if p.problem), None)
         if problem:  # the family would fail on it too, but without saying how tela run names the pair
             raise TelaError(problem)
