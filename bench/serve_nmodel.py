@@ -12,7 +12,8 @@ with its own name, not a model), so what is measured is tela's own cost.
 
 ``--clients`` concurrent clients (default 32) send requests paced at ``--rate`` req/s in all,
 ``--rounds`` rounds, each round running the direct baseline (the stand-in called directly) and
-every router in turn, so that a disturbance of the shared machine falls on all of them alike.
+every router in turn (each round in a rotated order), so that a disturbance of the shared machine
+falls on all of them alike.
 Latencies of a row are pooled over its rounds; the **added** p50/p99 is the row's minus the
 direct baseline's. On a shared machine one disturbed run can own a pooled p99, so each row also
 gets the median over rounds of its per-round p50/p99, and the server's CPU time per request
@@ -194,8 +195,10 @@ def main() -> None:
     try:
         for name in routers:  # warm-up: every router's first requests, off the record
             load(url, f"router-{name}", prompts, 64, args.clients)
+        names = ["direct", *routers]
         for rnd in range(args.rounds):
-            for name in ["direct", *routers]:
+            # each round in another order, so that no row always runs right after the same one
+            for name in names[rnd % len(names) :] + names[: rnd % len(names)]:
                 c0 = cpu_seconds(proc.pid)
                 if name == "direct":
                     res = load(upstream, f"u-{PAIR[0]}", prompts, n, args.clients, args.rate, keep=True)
