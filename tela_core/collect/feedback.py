@@ -93,8 +93,10 @@ def feedback_records(
     prompt_of = {r.id: r.prompt for r in rows}
     lines: dict[str, dict[str, Any]] = {}
     for path in logs:  # what answered: the decision line, with the shadow line's model -> upstream map
-        for _lineno, obj in read_log(path, "log"):
+        for lineno, obj in read_log(path, "log"):
             rid = obj.get("request_id") or obj.get("id")
+            if obj.get("upstreams") is not None and not isinstance(obj["upstreams"], dict):
+                raise InputError(path, lineno, '"upstreams" is not an object (model -> upstream name)')
             if isinstance(rid, str):
                 merged = lines.setdefault(rid, {})
                 if "answers" in obj and "fallback_from" in merged:

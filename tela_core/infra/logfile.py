@@ -154,6 +154,8 @@ def read_log(path: str | Path, what: str) -> Iterator[tuple[int, dict[str, Any]]
             continue
         try:
             rec = json.loads(raw)
+        except RecursionError:
+            raise InputError(p, lineno, "not a JSON object: nested too deeply") from None
         except (ValueError, UnicodeDecodeError) as e:
             if lineno == last and (lineno == len(lines) or not raw.rstrip().endswith(b"}")):
                 return  # the half-written last line of a killed server

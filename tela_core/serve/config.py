@@ -333,6 +333,13 @@ def check_config(cfg: ServeConfig, where: str = "config") -> None:
     cfg.admin_token()  # admin_token_env must be set
     if cfg.guard and not cfg.feedback_log:
         raise ConfigError(f"{where}: guard: the guard watches feedback; set feedback_log too")
+    if cfg.guard_rollback and not cfg.guard:
+        raise ConfigError(f"{where}: guard_rollback: rolls back when the guard fires; set guard: true too")
+    if "guard_min" in cfg.model_fields_set and cfg.guard_min > cfg.guard_window:
+        raise ConfigError(
+            f"{where}: guard_min: {cfg.guard_min} scores can never be in a window of guard_window "
+            f"{cfg.guard_window}; lower guard_min or raise guard_window"
+        )
     if cfg.feedback_key_env and not (os.environ.get(cfg.feedback_key_env) or "").strip():
         raise ConfigError(
             f"{where}: feedback_key_env: environment variable {cfg.feedback_key_env} is not set (or empty)"

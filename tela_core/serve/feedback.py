@@ -106,7 +106,7 @@ def sign_id(base: str, now: float | None = None) -> str:
 
 def verify_id(rid: str) -> float | None:
     """When the signed id ``rid`` was issued (epoch seconds), or None when this key did not sign it."""
-    if not _KEY or len(rid) > 200:
+    if not _KEY or len(rid) > 200 or not rid.isascii():  # ids are ASCII; a lone surrogate cannot even be encoded
         return None
     body, sep, sig = rid.rpartition("-")
     _base, sep2, t = body.rpartition("-")
@@ -124,14 +124,14 @@ def parse_score(value: Any) -> float:
     """A verdict as a number in [0, 1]: the number itself, ``up`` -> 1, ``down`` -> 0."""
     if isinstance(value, str) and value.strip().lower() in ("up", "down"):
         return 1.0 if value.strip().lower() == "up" else 0.0
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:  # no float(): 10**400
         raise RequestError(
             400,
             f"score must be a number in [0, 1], 'up' or 'down'; got {json.dumps(value)[:60]}",
             param="score",
             code="invalid_score",
         )
-    return float(value)
+    return float(value) + 0.0  # -0.0 is 0.0
 
 
 @dataclass(slots=True)

@@ -1,0 +1,179 @@
+"""`POST /v1/feedback`, the guard and `tela feedback` under hostile or careless input: every bad
+request is a 4xx (never a 500) with nothing written, a damaged log is one line naming the file and
+line with exit 2, and the guard neither fires on rounding nor runs with settings that contradict
+each other.
+
+The server is real (the app in this process, called through Starlette's TestClient); its upstreams
+are STAND-INS for remote model APIs (serve_support.EchoStandIn, loopback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("starlette")
+
+from serve_support import EchoStandIn, metric, train_length_router  # noqa: E402
+
+KEY = "client-key-a1"
+AUTH = {"authorization": f"Bearer {KEY}"}
+
+
+@pytest.fixture(scope="module")
+def router(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_length_router(tmp_path_factory.mktemp("attack") / "r")
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[dict[str, EchoStandIn]]:
+    small, big = EchoStandIn("small"), EchoStandIn("big")
+    try:
+        yield {"small": small, "big": big}
+    finally:
+        small.close()
+        big.close()
+
+
+def _yaml(router: Path, ups: dict[str, Any], tmp: Path, extra: str = "", feedback_log: str | None = None) -> Path:
+    cfg = tmp / "serve.yaml"
+    cfg.write_text(
+        f"routers:\n  len: {{path: {router}, upstreams: [small, big]}}\n"
+        f"upstreams:\n  small: {{base_url: '{ups['small'].url}', model: small}}\n"
+        f"  big: {{base_url: '{ups['big'].url}', model: big}}\n"
+        f"keys: [{KEY}]\nfeedback_log: {feedback_log or tmp / 'feedback.jsonl'}\n" + extra
+    )
+    return cfg
+
+
+def _client(cfg: Path) -> Any:
+    from starlette.testclient import TestClient
+
+    from tela_core.serve.app import create_app
+    from tela_core.serve.config import build_config
+
+    return TestClient(create_app(build_config(cfg)), raise_server_exceptions=False)
+
+
+def test_hostile_feedback_is_a_4xx_with_nothing_written(router, upstreams, tmp_path):
+    from tela_core.serve.feedback import sign_id
+
+    log = tmp_path / "feedback.jsonl"
+    with _client(_yaml(router, upstreams, tmp_path)) as client:
+        rid = sign_id("1-abc-1")  # an id of this process (the app drew its key): taken, "known": false
+
+        def post(raw: bytes) -> Any:
+            return client.post("/v1/feedback", content=raw, headers={**AUTH, "content-type": "application/json"})
+
+        hostile = {
+            # float(10**400) overflows: it was a 500
+            "a 400-digit score": (b'{"id": "%s", "score": 1%s}' % (rid.encode(), b"0" * 400), 400, "invalid_score"),
+            "NaN": (b'{"id": "%s", "score": NaN}' % rid.encode(), 400, "invalid_score"),
+            "-Infinity": (b'{"id": "%s", "score": -Infinity}' % rid.encode(), 400, "invalid_score"),
+            # a lone surrogate in an id of the right shape cannot be encoded: it was a 500
+            "a surrogate in the id": (b'{"id": "1-abc-1-\\ud800-0123456789abcdef", "score": 1}', 404, None),
+            "nested 8,000 deep": (b"[" * 8000 + b"]" * 8000, 400, "invalid_json"),
+            "an id that is a number": (b'{"id": 12, "score": 1}', 400, "missing_id"),
+        }
+        for what, (raw, status, code) in hostile.items():
+            r = post(raw)
+            assert r.status_code == status, (what, r.text)
+            assert code is None or r.json()["error"]["code"] == code, (what, r.text)
+        assert not log.exists() or log.read_text() == ""
+
+        # -0.0 is a score of 0, written as 0.0
+        r = post(b'{"id": "%s", "score": -0.0}' % rid.encode())
+        assert r.status_code == 200 and r.json()["score"] == 0.0 and '"score":-0.0' not in r.text
+        assert [json.loads(line)["score"] for line in log.read_text().splitlines()] == [0.0]
+        assert "-0.0" not in log.read_text()
+
+        # the log moved away (logrotate): the next verdict goes to a new file at the path
+        log.rename(tmp_path / "feedback.jsonl.1")
+        assert post(b'{"id": "%s", "score": "up"}' % rid.encode()).status_code == 200
+        assert [json.loads(line)["score"] for line in log.read_text().splitlines()] == [1.0]
+        metrics = client.get("/metrics").text
+    assert metric(metrics, "tela_feedback_total", result="invalid_score") == 3
+    assert metric(metrics, "tela_feedback_total", result="accepted") == 2
+
+
+def test_a_full_disk_is_a_503_and_counted(router, upstreams, tmp_path):
+    """As docs/deployment.md says: the verdict could not be stored, so the client is told to try again."""
+    if not os.path.exists("/dev/full"):  # pragma: no cover - Linux has it
+        pytest.skip("no /dev/full")
+    from tela_core.serve.feedback import sign_id
+
+    with _client(_yaml(router, upstreams, tmp_path, feedback_log="/dev/full")) as client:
+        r = client.post("/v1/feedback", json={"id": sign_id("1-abc-2"), "score": 1}, headers=AUTH)
+        metrics = client.get("/metrics").text
+    assert (r.status_code, r.json()["error"]["code"]) == (503, "not_stored")
+    assert metric(metrics, "tela_log_lines_lost_total", log="feedback") == 1
+
+
+def test_guard_margin_zero_does_not_fire_on_the_same_scores():
+    """Two versions given the very same scores are equal: with guard_margin 0 the means' rounding
+    (1e-16) fired the guard, and with guard_rollback rolled back a version as good as the last."""
+    from tela_core.serve.guard import compare_windows
+
+    for score in (0.1, 0.3, 0.7, 0.9):
+        for n_cur, n_prev in ((50, 20), (20, 50), (3, 7), (10, 3)):
+            c = compare_windows("v2", [score] * n_cur, "v1", [score] * n_prev, margin=0.0, minimum=2)
+            assert c is not None and not c.fired, (score, n_cur, n_prev, c)
+    lower = compare_windows("v2", [0.4] * 3, "v1", [0.5] * 3, margin=0.0, minimum=2)
+    assert lower is not None and lower.fired  # a real drop still fires
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ("guard_rollback: true\n", "guard_rollback: rolls back when the guard fires; set guard: true"),
+        ("guard: true\nguard_min: 500\nguard_window: 10\n", "guard_min: 500 scores can never be in a window"),
+    ],
+)
+def test_guard_settings_that_contradict_are_a_config_error(tmp_path, extra, message):
+    from tela_core.serve.config import ConfigError, build_config
+
+    (tmp_path / "r").mkdir()
+    ups = {
+        "small": type("U", (), {"url": "http://127.0.0.1:9/v1"}),
+        "big": type("U", (), {"url": "http://127.0.0.1:9/v1"}),
+    }
+    with pytest.raises(ConfigError, match=message):
+        build_config(_yaml(tmp_path / "r", ups, tmp_path, extra))
+    # guard_window alone below the default guard_min still works (the minimum is the window)
+    assert build_config(_yaml(tmp_path / "r", ups, tmp_path, "guard: true\nguard_window: 10\n")).guard_window == 10
+
+
+@pytest.mark.parametrize(
+    "which, line, why",
+    [
+        ("feedback", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        (
+            "decisions",
+            '{"id": "r1", "router": "len", "chosen": "m1", "fallback_from": "m2", "upstreams": [1]}',
+            "upstreams",
+        ),
+    ],
+)
+def test_tela_feedback_names_the_damaged_line(tmp_path, which, line, why):
+    """A damaged line (nested past the parser's depth; a shadow-log map that is not one) was a
+    traceback: now one line naming the file and line, exit 2, nothing written."""
+    from tela_core.testkit.helpers import run_cli
+
+    files = {
+        "feedback": ['{"time": "2026-01-01T00:00:00.000Z", "id": "r1", "score": 0.5}'],
+        "decisions": ['{"id": "r1", "router": "len", "chosen": "m1", "upstream": "small", "prompt": "hello"}'],
+    }
+    files[which].append(line)
+    for name, lines in files.items():
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(lines + [files[name][0]]) + "\n")
+    out = tmp_path / "out"
+    res = run_cli("feedback", tmp_path / "feedback.jsonl", "--from-log", tmp_path / "decisions.jsonl", "-o", out)
+    assert res.exit_code == 2, res.output
+    assert f"{tmp_path / (which + '.jsonl')}:2:" in res.output and why in res.output, res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    assert not out.exists()
