@@ -110,6 +110,30 @@ def test_two_model_policies_route_as_before(tmp_path):
     assert _chosen(r, q) == ["weak", "strong"] and r.decisions(q)[0].quality == {"weak": 0.9, "strong": 0.1}
 
 
+def test_the_operating_point_rules_of_tela_run_for_n_models():
+    from tela_core.routing.operating_point import choose_nmodel_point, parse_rule
+
+    rng = np.random.default_rng(1)
+    truth = (rng.random((300, 3)) < [0.5, 0.7, 0.8]).astype(float)
+    pred = np.clip(0.2 + 0.6 * truth + rng.normal(0, 0.1, truth.shape), 0, 1)  # informative predictions
+    big = 1000 * COSTS["big"]  # the best single model's cost per 1,000
+    name, opts, point = choose_nmodel_point(pred, MODELS, truth, COSTS)  # the default: knee
+    assert name == "budget" and point["best_single"]["model"] == "big"
+    assert point["quality"] >= point["best_single"]["quality"] and point["cost_per_1000"] < 0.5 * big
+    assert opts["budget"] == pytest.approx(point["cost_per_1000"]) and opts["costs"] == COSTS
+    assert choose_nmodel_point(pred, MODELS, truth, COSTS, "budget=best")[1]["budget"] == pytest.approx(big)
+    name, opts, point = choose_nmodel_point(pred, MODELS, truth, COSTS, "budget=0.1")
+    assert opts["budget"] == 0.1 and point["cost_per_1000"] <= 0.1
+    assert choose_nmodel_point(pred, MODELS, truth, COSTS, "lam=0.5")[:2] == (
+        "cost-aware",
+        {"costs": COSTS, "lam": 0.5},
+    )
+    assert choose_nmodel_point(pred, MODELS, truth, COSTS, "q=0.6")[:2] == ("quality-floor", {"costs": COSTS, "q": 0.6})
+    for bad in ("budget=0", "lam=-1", "q=2"):
+        with pytest.raises(TelaError, match="operating point"):
+            parse_rule(bad)
+
+
 NIM9 = public_data("llmrouter", "llmrouter-nim9")
 
 
@@ -124,9 +148,10 @@ def test_run_route_eval_calibrate_among_nine_models(tmp_path, isolated_cache, te
     costs, models, point = spec["options"]["costs"], spec["models"], spec["operating_point"]
     assert spec["name"] == "budget" and len(models) == 9
     assert [costs[m] for m in models] == sorted(costs.values())  # cheap -> strong
-    best = point["best_single"]
-    assert spec["options"]["budget"] == pytest.approx(best["cost_per_1000"])  # the best single model's cost
-    assert point["cost_per_1000"] <= best["cost_per_1000"] and "policy:  budget" in r.output
+    best = point["best_single"]  # the default point: the least cost at which it matches the best single model
+    assert point["rule"] == "knee" and "matches the best single model" in point["note"], point
+    assert point["quality"] >= best["quality"] and point["cost_per_1000"] < 0.8 * best["cost_per_1000"]
+    assert spec["options"]["budget"] == pytest.approx(point["cost_per_1000"]) and "policy:  budget" in r.output
 
     rows = [
         json.loads(x)

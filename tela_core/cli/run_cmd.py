@@ -141,7 +141,10 @@ def register(cli: click.Group) -> None:
     "train on (the held-out part, or out-of-fold scores for families that train on every record): "
     "knee (of the quality-cost curve: the strong-call share in 0.1..0.9 that beats random routing "
     "by the most), share=P (send P of them to the strong model) or threshold=T (fixed, nothing "
-    "held out).  [default: knee]",
+    "held out). A router among N models (a family that predicts each model's quality, records with every "
+    "model's cost) gets the budget policy: knee is the least cost at which it matches the best single model; "
+    "or budget=B ($ per 1,000 requests), budget=best (that model's cost), lam=L (cost-aware), q=Q "
+    "(quality-floor).  [default: knee]",
 )
 @click.option(
     "--add-to",

@@ -24,9 +24,12 @@ Nothing here depends on the family or its embedder: only ``w`` and the outcomes 
 A router that predicts every model's quality, trained on records with every model's outcome and
 cost, routes among all of them (:func:`choose_nmodel_point`), by the rules:
 
-- ``knee`` (the default) or ``budget=best``: the ``budget`` policy at the best single model's cost
-  (the model with the best mean outcome on the training records): the best quality the router can
-  buy for what always calling that model costs, λ calibrated on out-of-fold predictions;
+- ``knee`` (the default): the ``budget`` policy at the least cost at which the router matches the
+  best single model's quality (the model with the best mean outcome on the held-out records, its
+  out-of-fold predictions), the cost-aware rule swept over λ; when no λ matches it, the best single
+  model's cost;
+- ``budget=best``: the ``budget`` policy at the best single model's cost: the best quality the
+  router buys for what always calling that model costs;
 - ``budget=B``: the ``budget`` policy at $B per 1,000 requests;
 - ``lam=L``: the ``cost-aware`` policy at λ = L;
 - ``q=Q``: the ``quality-floor`` policy at Q.
@@ -349,6 +352,15 @@ def choose_nmodel_point(
                 )
             value = float(best["cost_per_1000"])
             point["note"] = f"budget = the best single model's cost ({best['model']})"
+            match = _cheapest_match(q, cost, np.asarray(truth, dtype=float), best, opts) if kind == "knee" else None
+            if match is not None:
+                value = match
+                point["note"] = (
+                    f"budget = the least cost at which the router matches the best single model ({best['model']}, "
+                    f"quality {best['quality']:.3f}) on these prompts"
+                )
+            elif kind == "knee":
+                point["note"] += ": no point of the router matches its quality on these prompts"
         policy = reg.create("policy", "budget", {**opts, "budget": value}).calibrate(
             q, models, data=f"{heldout_what} (tela run, operating point {point['rule']})"
         )
@@ -365,6 +377,28 @@ def choose_nmodel_point(
         got = np.asarray(truth, dtype=float)[np.arange(len(idx)), idx]
         point["quality"] = float(np.nanmean(got)) if not np.isnan(got).all() else None
     return name, policy.options.model_dump(mode="json"), point
+
+
+#: λ values the N-model knee is looked for among: 0 and 80 log-spaced values from 1e-3 to 100
+KNEE_LAMBDAS: tuple[float, ...] = (0.0, *(10 ** (-3 + 5 * i / 79) for i in range(80)))
+
+
+def _cheapest_match(
+    q: np.ndarray, cost: np.ndarray, truth: np.ndarray, best: dict[str, Any], opts: dict[str, Any]
+) -> float | None:
+    """The least $ per 1,000 requests at which the cost-aware rule on predicted quality ``q``
+    reaches the best single model's observed quality on ``truth``, or None when no λ does."""
+    import numpy as np
+
+    reg = get_registry()
+    rows = np.arange(len(q))
+    reached = []
+    for lam in KNEE_LAMBDAS:
+        idx = reg.create("policy", "cost-aware", {**opts, "lam": lam}).choose_index(q, cost)
+        got = truth[rows, idx]
+        if not np.isnan(got).all() and float(np.nanmean(got)) >= best["quality"]:
+            reached.append(float(1000 * cost[idx].mean()))
+    return min(reached) if reached else None
 
 
 def describe_nmodel_point(point: dict[str, Any]) -> str:
