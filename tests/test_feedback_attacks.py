@@ -10,6 +10,7 @@ are STAND-INS for remote model APIs (serve_support.EchoStandIn, loopback).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,3 +178,51 @@ def test_tela_feedback_names_the_damaged_line(tmp_path, which, line, why):
     assert f"{tmp_path / (which + '.jsonl')}:2:" in res.output and why in res.output, res.output
     assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1, res.output
     assert not out.exists()
+
+
+def test_a_guard_rollback_whose_reload_fails_is_counted_failed(tmp_path, upstreams, monkeypatch, caplog):
+    """The guard rolled the versions folder back but the version it went back to no longer loads
+    (damaged on disk): the server still serves the bad version, so the rollback is `failed` (it
+    was counted `ok`) and the log says what is served."""
+    import time
+
+    from tela_core.routing import versions
+
+    folder = tmp_path / "versions"
+    versions.init(folder)
+    for i in (1, 2):
+        name = versions.add_version(folder, train_length_router(tmp_path / f"train{i}"))
+        versions.set_current(folder, name, "promote")
+    versions.set_current(folder, "v1", "rollback")
+    extra = "guard: true\nguard_min: 2\nguard_window: 2\nguard_rollback: true\nadmin_token_env: A1_ADMIN\n"
+    monkeypatch.setenv("A1_ADMIN", "admin-a1")
+    caplog.set_level(logging.INFO, logger="tela.serve")
+    with _client(_yaml(folder, upstreams, tmp_path, extra)) as client:
+
+        def rate(score: float) -> None:
+            chat = {"model": "router-len", "messages": [{"role": "user", "content": f"q {time.time()}"}]}
+            rid = client.post("/v1/chat/completions", json=chat, headers=AUTH).headers["x-request-id"]
+            assert client.post("/v1/feedback", json={"id": rid, "score": score}, headers=AUTH).status_code == 200
+
+        rate(1.0), rate(1.0)
+        versions.set_current(folder, "v2", "promote")
+        assert client.post("/admin/reload", headers={"authorization": "Bearer admin-a1"}).status_code == 200
+        (folder / "v1" / "tela.json").unlink()  # v1 damaged: it cannot be loaded again
+        rate(0.0), rate(0.0)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            metrics = client.get("/metrics").text
+            if metric(metrics, "tela_guard_rollback_total", router="len"):
+                break
+            time.sleep(0.05)
+        served = client.post(
+            "/v1/chat/completions",
+            json={"model": "router-len", "messages": [{"role": "user", "content": "x"}]},
+            headers=AUTH,
+        )
+    assert versions.read_state(folder).current == "v1"
+    assert served.headers.get("x-tela-version") == "v2"
+    assert metric(metrics, "tela_guard_rollback_total", router="len", result="failed") == 1
+    assert metric(metrics, "tela_guard_rollback_total", router="len", result="ok") == 0
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= 40 and r.getMessage().startswith("guard:")]
+    assert errors and "still serving v2" in errors[-1], errors

@@ -21,7 +21,9 @@ the difference (so a small window's noise does not fire it). Then:
   the guard rolls the folder back (a ``rollback`` step with a record saying why, the folder's lock
   held, as ``tela rollback`` does) and reloads the router; ``tela_guard_rollback_total{router,result}``
   counts it (``ok``; ``skipped`` when the folder had moved on: another worker or replica rolled it
-  back first, or its version before the current one is not the previous version; ``failed``).
+  back first, or its version before the current one is not the previous version; ``failed``: the
+  folder could not be rolled back, or the version it went back to did not load here, which the log
+  says with the version still served).
   Other replicas follow the versions folder as they follow any rollback.
 
 Limits: each process judges from the verdicts it received (with ``--workers N`` or replicas, each
@@ -211,7 +213,17 @@ class Guard:
         if done:
             log.warning("guard: rolled router-%s back from %s to %s", router, c.current, c.previous)
         if self.reload is not None:
-            await self.reload([router])
+            result = (await self.reload([router])).get(router) or {}
+            if not result.get("ok"):  # the folder went back, this process did not: say so, count it failed
+                log.error(
+                    "guard: router-%s: the versions folder is at %s but it did not load here (%s): still serving %s",
+                    router,
+                    c.previous,
+                    result.get("error", "not reloaded"),
+                    c.current,
+                )
+                m.guard_rollbacks.labels(router, "failed").inc()
+                return
         m.guard_rollbacks.labels(router, "ok" if done else "skipped").inc()
 
     async def aclose(self) -> None:
