@@ -208,67 +208,12 @@ class CollectJob:
 
     def _finish(self, write_summary: bool) -> dict[str, Any]:
         """Write the answers file (atomically) and the summary from what the rows hold; remove the journal."""
-        plan, stats, engine, out = self.plan, self.stats, self.engine, self.out
+        plan, out = self.plan, self.out
         assert plan is not None
         rows = final_rows(plan)
-        answered = sum(
-            1
-            for r in rows
-            for m in plan.models
-            if isinstance(r["answers"].get(m), dict)
-            and r["answers"][m].get("text") is not None
-            and not r["answers"][m].get("error")
-        )
-        errors = sum(
-            1
-            for r in rows
-            for m in plan.models
-            if isinstance(r["answers"].get(m), dict) and r["answers"][m].get("error")
-        )
-        total_cost = sum(
-            float(a.get("cost") or 0.0) for r in rows for a in r["answers"].values() if isinstance(a, dict)
-        )
-        summary: dict[str, Any] = {
-            "prompts": len(plan.rows),
-            "models": {
-                n: {"model": ep.model, "price_input": ep.prices.input, "price_output": ep.prices.output}
-                for n, ep in engine.endpoints.items()
-            },
-            "answers": answered,
-            "errors": errors,
-            "missing": len(plan.rows) * len(plan.models) - answered - errors,
-            "from_log": sum(
-                1
-                for r in rows
-                for m in plan.models
-                if isinstance(r["answers"].get(m), dict)
-                and r["answers"][m].get("from_log")
-                and r["answers"][m].get("text") is not None
-            ),
-            "asked": stats.asked if stats is not None else 0,
-            "this_run": None,
-            "cost_total": total_cost,
-            "estimate": self.estimate.get("cost"),
-            "max_cost": engine.budget.limit,
-            "stopped": stats.stopped if stats is not None else None,
-            "seconds": round(time.monotonic() - self.started, 3),
-        }
-        if stats is not None:
-            summary["this_run"] = {
-                "asked": stats.asked,
-                "answered": stats.answered,
-                "errors": stats.errors,
-                "errors_by_model": stats.errors_by_model,
-                "first_errors": stats.first_errors,
-                "prompt_tokens": stats.prompt_tokens,
-                "completion_tokens": stats.completion_tokens,
-                "cost": stats.cost,
-                "calls_sent": dict(engine.sent),
-                "retries": dict(engine.retried),
-                "seconds": round(stats.seconds, 3),
-            }
+        summary = self.summary_of(rows)
         unchanged = (
-            stats is None
+            self.stats is None
             and not out.journal.path.exists()
             and out.path(ANSWERS_NAME).exists()
             and not plan.notes.get("rekeyed")
@@ -281,3 +226,46 @@ class CollectJob:
             out.done()
         summary["file"] = str(out.path(ANSWERS_NAME)) if rows else None
         return summary
+
+    def summary_of(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """``summary.json`` of the answers file ``rows``: what it holds, and what this run did."""
+        plan, stats, engine = self.plan, self.stats, self.engine
+        assert plan is not None
+        held = [r["answers"][m] for r in rows for m in plan.models if isinstance(r["answers"].get(m), dict)]
+        answered = sum(1 for a in held if a.get("text") is not None and not a.get("error"))
+        errors = sum(1 for a in held if a.get("error"))
+        return {
+            "prompts": len(plan.rows),
+            "models": {
+                n: {"model": ep.model, "price_input": ep.prices.input, "price_output": ep.prices.output}
+                for n, ep in engine.endpoints.items()
+            },
+            "answers": answered,
+            "errors": errors,
+            "missing": len(plan.rows) * len(plan.models) - answered - errors,
+            "from_log": sum(1 for a in held if a.get("from_log") and a.get("text") is not None),
+            "asked": stats.asked if stats is not None else 0,
+            "this_run": None if stats is None else self._this_run(stats),
+            "cost_total": sum(
+                float(a.get("cost") or 0.0) for r in rows for a in r["answers"].values() if isinstance(a, dict)
+            ),
+            "estimate": self.estimate.get("cost"),
+            "max_cost": engine.budget.limit,
+            "stopped": stats.stopped if stats is not None else None,
+            "seconds": round(time.monotonic() - self.started, 3),
+        }
+
+    def _this_run(self, stats: CollectStats) -> dict[str, Any]:
+        return {
+            "asked": stats.asked,
+            "answered": stats.answered,
+            "errors": stats.errors,
+            "errors_by_model": stats.errors_by_model,
+            "first_errors": stats.first_errors,
+            "prompt_tokens": stats.prompt_tokens,
+            "completion_tokens": stats.completion_tokens,
+            "cost": stats.cost,
+            "calls_sent": dict(self.engine.sent),
+            "retries": dict(self.engine.retried),
+            "seconds": round(stats.seconds, 3),
+        }
