@@ -236,8 +236,8 @@ def train_data(records: Sequence[Record], target: str, weak: str | None, strong:
     outcomes = outcome_matrix(records, models) if models else None
     y, meta = make_targets(records, target, weak, strong)
     meta = {**meta, "models": models}
-    observed = None if outcomes is None else np.ones(outcomes.shape, dtype=bool)
-    return TrainData(y, outcomes, models, meta, observed)
+    every = None if outcomes is None else np.ones(outcomes.shape, dtype=bool)
+    return TrainData(y, outcomes, models, meta, every)
 
 
 def _mean_costs(records: Sequence[Record], models: Sequence[str]) -> dict[str, float] | None:
