@@ -80,6 +80,11 @@ def test_hostile_feedback_is_a_4xx_with_nothing_written(router, upstreams, tmp_p
             "a surrogate in the id": (b'{"id": "1-abc-1-\\ud800-0123456789abcdef", "score": 1}', 404, None),
             "nested 8,000 deep": (b"[" * 8000 + b"]" * 8000, 400, "invalid_json"),
             "an id that is a number": (b'{"id": 12, "score": 1}', 400, "missing_id"),
+            "a source that is a list": (
+                b'{"id": "%s", "score": 1, "source": ["x"]}' % rid.encode(),
+                400,
+                "invalid_source",
+            ),
         }
         for what, (raw, status, code) in hostile.items():
             r = post(raw)
@@ -100,6 +105,18 @@ def test_hostile_feedback_is_a_4xx_with_nothing_written(router, upstreams, tmp_p
         metrics = client.get("/metrics").text
     assert metric(metrics, "tela_feedback_total", result="invalid_score") == 3
     assert metric(metrics, "tela_feedback_total", result="accepted") == 2
+    # no client text becomes a label value: routers are configured names, results a fixed set
+    labels = [line.split("{", 1)[1].split("}")[0] for line in metrics.splitlines() if line.startswith("tela_feedback")]
+    assert labels and all('router="len"' in x or 'router="none"' in x or 'router="unknown"' in x for x in labels)
+    results = {x.split('result="')[1].split('"')[0] for x in labels if 'result="' in x}
+    assert results == {
+        "accepted",
+        "invalid_score",
+        "invalid_json",
+        "missing_id",
+        "invalid_source",
+        "unknown_request_id",
+    }
 
 
 def test_a_full_disk_is_a_503_and_counted(router, upstreams, tmp_path):

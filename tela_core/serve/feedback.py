@@ -216,7 +216,10 @@ class Feedback:
         source = body.get("source", "user")
         if source not in SOURCES:
             raise RequestError(
-                400, f"source must be one of {', '.join(SOURCES)}; got {json.dumps(source)[:60]}", param="source"
+                400,
+                f"source must be one of {', '.join(SOURCES)}; got {json.dumps(source)[:60]}",
+                param="source",
+                code="invalid_source",
             )
         issued_at = verify_id(rid)
         if issued_at is None:
