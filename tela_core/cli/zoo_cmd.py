@@ -114,7 +114,7 @@ def zoo(
         raise TelaError("--families: name at least one family (see `tela plugins list`) or add a --router")
     reg = get_registry()
     for f in fams:
-        reg.get("scorer", f)
+        reg.get("family", f)
     if len(set(fams)) != len(fams):
         raise TelaError("--families: a family is named twice")
     opts = _parse_options(options)
@@ -122,7 +122,7 @@ def zoo(
         if f not in fams:
             raise TelaError(f"--set for {f!r}, which is not in --families")
     for f in fams:
-        reg.create("scorer", f, opts.get(f, {}))  # a bad option fails before any family trains
+        reg.create("family", f, opts.get(f, {}))  # a bad option fails before any family trains
     _check_output(output, force)
     src = open_source(data, source_name, {"weak_model": weak_model, "strong_model": strong_model})
     records = list(src.records(data))

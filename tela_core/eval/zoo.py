@@ -164,7 +164,7 @@ def check_families(families: Sequence[str]) -> None:
     naming ``tela run`` and ``--router``."""
     reg = get_registry()
     for fam in families:
-        if getattr(reg.get("scorer", fam), "uses_backend", False):
+        if getattr(reg.get("family", fam), "uses_backend", False):
             raise TelaError(
                 f"family {fam!r} is trained by a backend; train it with `tela run`, then add it here with "
                 f"--router {fam}=RUN_DIR"
@@ -210,7 +210,7 @@ def train_family(family: str, options: Mapping[str, Any], train: Sequence[Record
     The router is written into a hidden staging dir that takes ``final``'s place only once it is
     complete (:func:`tela_core.infra.io.staged_dir`): a family that fails, or a killed run, leaves
     the router that was there before (or none), never a half-written or half-deleted one."""
-    scorer = get_registry().create("scorer", family, options)
+    scorer = get_registry().create("family", family, options)
     with staged_dir(final) as stage:
         t0 = time.perf_counter()
         scorer.fit(train, stage, {})
