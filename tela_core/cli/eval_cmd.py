@@ -175,7 +175,8 @@ def _refuse_unused(all_models: bool, baseline: str | None, among_many: bool) -> 
     """Refuse the flags the chosen kind of evaluation cannot use, in one line."""
     if all_models:
         mode = (
-            "this router's saved policy routes among N models, judged with every model's cost and quality"
+            "this router's saved policy routes among N models: it is judged on every model's outcome and cost "
+            "(--weak-model/--strong-model judge its w on a pair)"
             if among_many
             else "--all-models judges every model with the cost-aware policy"
         )

@@ -84,6 +84,7 @@ def evaluate_router_nmodel(
         raise TelaError(
             f"{data}: needs outcomes and costs for at least two of the router's models "
             f"({', '.join(cols) or 'none'}); found {', '.join(have) or 'none'}"
+            + ("; --weak-model and --strong-model judge its w on a pair instead" if len(router.models) > 2 else "")
         )
     pred = np.asarray(scores.quality, dtype=float)[:, [cols.index(m) for m in have]]
     truth = np.array([[r.outcomes[m] for m in have] for r in records], dtype=float)
