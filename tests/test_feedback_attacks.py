@@ -243,3 +243,31 @@ def test_a_guard_rollback_whose_reload_fails_is_counted_failed(tmp_path, upstrea
     assert metric(metrics, "tela_guard_rollback_total", router="len", result="ok") == 0
     errors = [r.getMessage() for r in caplog.records if r.levelno >= 40 and r.getMessage().startswith("guard:")]
     assert errors and "still serving v2" in errors[-1], errors
+
+
+def test_tela_feedback_skips_verdicts_on_requests_that_got_no_answer(tmp_path):
+    """A user's thumbs-down on an error (502) or on a stream cut off reached a worker that did not
+    issue the id, which took it (it cannot know); the decision log knows: it was made a training
+    outcome of 0 for the model routing chose, blaming the model for an outage. Now skipped, counted."""
+    from tela_core.testkit.helpers import run_cli
+
+    def line(rid: str, status: int, outcome: str | None) -> str:
+        d = {"id": rid, "router": "len", "chosen": "m1", "upstream": "small", "fallback_from": None}
+        return json.dumps({**d, "status": status, "outcome": outcome, "prompt": f"question {rid}"})
+
+    (tmp_path / "decisions.jsonl").write_text(
+        "\n".join([line("ok", 200, None), line("err", 502, "upstream_error"), line("cut", 200, "stall")]) + "\n"
+    )
+    (tmp_path / "feedback.jsonl").write_text(
+        "".join(
+            json.dumps({"time": "2026-01-01T00:00:00.000Z", "id": i, "score": 0}) + "\n" for i in ("ok", "err", "cut")
+        )
+    )
+    out = tmp_path / "out"
+    res = run_cli(
+        "feedback", tmp_path / "feedback.jsonl", "--from-log", tmp_path / "decisions.jsonl", "-o", out, "--json"
+    )
+    assert res.exit_code == 0, res.output
+    counts = json.loads(res.output)
+    assert (counts["records"], counts["feedback"], counts["skipped_no_answer"]) == (1, 1, 2), counts
+    assert [json.loads(x)["id"] for x in (out / "records.jsonl").read_text().splitlines()] == ["ok"]

@@ -16,7 +16,9 @@ for the model that answered; that model gets the verdict's score as its outcome
   the judge's other records are kept, the rated requests it did not judge are added.
 
 Every skipped verdict is counted by reason: ``no_log_line`` (the id is in no log given),
-``not_routed`` (the client named an upstream, no router decided), ``no_prompt`` (its log line has
+``not_routed`` (the client named an upstream, no router decided), ``no_answer`` (the decision log
+says the request got no whole answer: an error status, or a stream cut off; a server process that
+did not issue the id cannot know that and takes the verdict), ``no_prompt`` (its log line has
 no prompt: ``log_prompts`` was off), ``fallback`` (the model that answered is unknown).
 """
 
@@ -62,6 +64,14 @@ def read_feedback(paths: Sequence[str | Path]) -> tuple[dict[str, dict[str, Any]
     return {obj["id"]: obj for _t, _i, obj in rows}, n
 
 
+def _answered(line: Mapping[str, Any]) -> bool:
+    """Whether the request of a decision-log line got a whole answer (a shadow line: always)."""
+    status = line.get("status")
+    if isinstance(status, int) and not isinstance(status, bool) and not 200 <= status < 300:
+        return False
+    return line.get("outcome") is None
+
+
 def _answered_by(line: Mapping[str, Any]) -> str | None:
     """The router model name that answered the request of a decision- or shadow-log line."""
     chosen = line.get("chosen")
@@ -105,7 +115,7 @@ def feedback_records(
                     merged.update(obj)
     out = FeedbackRecords()
     counts = {"feedback_lines": n_lines, "rated_requests": len(verdicts), "judged": 0, "feedback": 0, "both": 0}
-    skipped = {"no_log_line": 0, "not_routed": 0, "no_prompt": 0, "fallback": 0}
+    skipped = {"no_log_line": 0, "not_routed": 0, "no_answer": 0, "no_prompt": 0, "fallback": 0}
     judged_ids = set()
     for rec in judged:
         out.records.append(dict(rec))
@@ -122,6 +132,9 @@ def feedback_records(
             continue
         if line.get("router") is None:  # a client named an upstream: no routing decision to learn from
             skipped["not_routed"] += 1
+            continue
+        if not _answered(line):  # a thumbs-down on an error page rates the outage, not the model
+            skipped["no_answer"] += 1
             continue
         prompt = prompt_of.get(rid)
         if not prompt:
