@@ -18,6 +18,7 @@ import datetime as _dt
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from tela_core.components import KINDS
 from tela_core.infra.errors import TelaError
@@ -98,7 +99,7 @@ def add_model(
         raise TelaError(f"{out} exists and is not empty; choose another --output (or --force to replace it)")
     spec = read_policy(src)
     loaded = Router.load(src)
-    scorer = loaded.scorer
+    scorer: Any = loaded.scorer  # a family with add_model (checked above)
     old = [str(m) for m in (getattr(scorer, "models", None) or [])]
     if len(old) < 2:
         raise TelaError(f"{src}: this router predicts no per-model quality; train it on outcome data to add a model")
