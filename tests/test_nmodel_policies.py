@@ -71,6 +71,9 @@ def test_budget_is_met_on_its_calibration_prompts_and_per_request(tmp_path):
         picks = [MODELS.index(d.model) for d in r.decisions(_scores(quality), budget)]
         assert 1000 * cost[picks].mean() <= budget
     assert 1000 * cost[[MODELS.index(m) for m in _chosen(r, _scores(quality), 0.03)]].mean() > 0.02
+    # another budget in the options (tela eval --set policy.budget=...) reads its λ off the curve too
+    other = get_registry().create("policy", "budget", {**pol.options.model_dump(), "budget": 0.03})
+    assert 1000 * cost[other.choose_index(quality, cost)].mean() <= 0.03
 
 
 @pytest.mark.parametrize(

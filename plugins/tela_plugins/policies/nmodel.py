@@ -206,7 +206,9 @@ class BudgetOptions(_CostOptions):
     budget: float = Field(1.0, gt=0.0, allow_inf_nan=False)
     """Mean spend to meet, in $ per 1,000 requests."""
     lam: float | None = Field(None, ge=0.0, allow_inf_nan=False)
-    """The λ that meets ``budget`` on the calibration prompts (set by calibration); None until then."""
+    """The λ that meets ``lam_budget`` on the calibration prompts (set by calibration); None until then."""
+    lam_budget: float | None = Field(None, gt=0.0, allow_inf_nan=False)
+    """The budget ``lam`` was calibrated for; another ``budget`` reads its λ off ``curve``."""
     curve: list[list[float]] | None = None
     """[[λ, $ per 1,000 requests], ...] on the calibration prompts: how a request's budget finds its λ."""
     calibration_prompts: int | None = Field(None, ge=1)
@@ -234,15 +236,18 @@ class BudgetPolicy(NModelPolicy):
     def at(self, value: float) -> NModelPolicy:
         """This policy at a request's budget: λ read off the calibration curve."""
         v = self.check_knob(float(value))
-        return type(self)(self.options.model_copy(update={"budget": v, "lam": self.lam_for(v)}))
+        return type(self)(self.options.model_copy(update={"budget": v, "lam": self.lam_for(v), "lam_budget": v}))
 
     def lam_for(self, budget: float) -> float:
-        """The λ for ``budget``: the saved one at the saved budget, else the smallest λ of the
-        calibration curve within it (the largest λ when none is)."""
+        """The λ for ``budget``: the calibrated one at the budget it was calibrated for (or a λ set by
+        hand, without a curve), else the smallest λ of the calibration curve within it (the largest
+        λ when none is)."""
         o = self.options
-        if o.lam is not None and math.isclose(budget, o.budget):
+        if o.lam is not None and o.lam_budget is not None and math.isclose(budget, o.lam_budget):
             return float(o.lam)
         if not o.curve:
+            if o.lam is not None:  # a λ set by hand
+                return float(o.lam)
             raise TelaError(
                 "policy 'budget' is not calibrated yet; run "
                 f"`tela calibrate --router DIR --data FILE --budget {budget:g}`"
@@ -264,6 +269,7 @@ class BudgetPolicy(NModelPolicy):
         opts = self.options.model_copy(
             update={
                 "lam": lam,
+                "lam_budget": float(self.options.budget),
                 "curve": lambda_curve(q, cost),
                 "calibration_prompts": int(len(q)),
                 "calibration_data": data,
