@@ -1,23 +1,25 @@
 """docs/many-models.md, "Route among many models", run as written against stand-ins (issue 28).
 
 STAND-INS, as the real things cannot run here: the model endpoints and the judge are played by
-``tela_core.testkit.replay_upstream.ReplayUpstream`` (a loopback server, not a model) replaying what
-LLMRouter recorded of four models on 300 questions (``examples/many-models/``: each answer's score,
-with a placeholder text), and its judge model rates an answer from that recorded score. Everything
-else is tela as a user runs it: every command of the guide's ``bash`` blocks, in order, with the
-stand-in's URL for the endpoints and free ports for ``tela serve``; the ``tela`` commands run in this
-process (the CLI a shell would start), ``tela serve`` as its own process.
+``python -m tela_core.testkit.replay_upstream`` (a loopback server, not a model), started by the
+guide's own "Rehearse offline" command, replaying what LLMRouter recorded of four models on 300
+questions (``examples/many-models/``: each answer's score, with a placeholder text); its judge model
+rates an answer from that recorded score. Everything else is tela as a user runs it: every command
+of the guide's ``bash`` blocks, in order, with the stand-in's URL for the endpoints and free ports
+for ``tela serve``; the ``tela`` commands run in this process (the CLI a shell would start), ``tela
+serve`` as its own process.
 
 What a team relies on: every model's answers are collected and judged into records with one outcome
-per model; ``tela run`` trains a router that predicts every model's quality and saves the cost-aware
-policy with each model's cost; ``tela serve`` routes among all of them, says each model's predicted
-quality, and shadows requests to models not chosen; the shadow log becomes records without asking
-again; ``tela run --add-to`` adds a fourth model from its answers alone, leaving the first router as
-it was, and the server restarted on the new router routes to it.
+per model; ``tela run`` trains a router that predicts every model's quality and saves a budget
+policy with each model's cost; ``tela serve`` routes among the models (more than one gets traffic),
+says each model's predicted quality, and shadows requests to models not chosen; the shadow log
+becomes records without asking again; ``tela run --add-to`` adds a fourth model from its records,
+leaving the first router as it was; the server restarted on the new router predicts all four.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -29,12 +31,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tela_core.testkit.replay_upstream import ReplayUpstream
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "many-models.md"
@@ -130,18 +131,44 @@ class _Server:
         return self.proc.stdout.read() if self.proc.stdout else ""
 
 
+@contextlib.contextmanager
+def _standin(setup: str) -> Iterator[int]:
+    """The rehearsal's stand-in, started by its command as written (a free port for 8009)."""
+    (line,) = [c for c in _commands(setup) if "replay_upstream" in c]
+    port = _free_port()
+    cmd = line.rstrip(" &").replace("../../examples/", f"{ROOT}/examples/")
+    cmd = cmd.replace(f"--port {STANDIN_PORT}", f"--port {port}").replace("python ", f"{sys.executable} ", 1)
+    proc = subprocess.Popen(
+        shlex.split(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the stand-in never answered"
+                time.sleep(0.1)
+        yield port
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+
+
 def test_many_models_guide_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tela_cli: Any) -> None:
     guide = GUIDE.read_text(encoding="utf-8")
     sections = dict(_sections(guide))
     work = tmp_path / "many"
     work.mkdir()
-    with ReplayUpstream.from_routerarena(EXAMPLE / "recorded", judges=["gpt-4o-mini"]) as up:
-        # the rehearsal's setup, as its block says: the example files, the variables
-        (setup,) = [b for b in _blocks(sections["Rehearse offline"], "sh") if "replay_upstream" in b]
+    (setup,) = [b for b in _blocks(sections["Rehearse offline"], "sh") if "replay_upstream" in b]
+    with _standin(setup) as standin_port:
+        # the rehearsal's setup, as its block says: the example files, the variables, the stand-in
         assert "cp ../../examples/many-models/serve.yaml ../../examples/many-models/prompts.jsonl ." in setup
         for name in ("serve.yaml", "prompts.jsonl"):
             text = (EXAMPLE / name).read_text(encoding="utf-8")
-            (work / name).write_text(text.replace(f":{STANDIN_PORT}/", f":{up.port}/"), encoding="utf-8")
+            (work / name).write_text(text.replace(f":{STANDIN_PORT}/", f":{standin_port}/"), encoding="utf-8")
         (exports,) = [c for c in _commands(setup) if c.startswith("export ")]
         env = dict(os.environ)
         for kv in exports.split()[1:]:
@@ -186,7 +213,7 @@ def test_many_models_guide_as_written(tmp_path: Path, monkeypatch: pytest.Monkey
 
         def add_yaml(block: str) -> None:
             cfg = (work / "serve.yaml").read_text(encoding="utf-8")
-            block = GUIDE_URLS.sub(f"http://127.0.0.1:{up.port}/v1", block)
+            block = GUIDE_URLS.sub(f"http://127.0.0.1:{standin_port}/v1", block)
             if "under upstreams:" in block.splitlines()[0]:
                 cfg = cfg.replace("upstreams:\n", "upstreams:\n" + block, 1)
             else:
