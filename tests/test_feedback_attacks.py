@@ -271,3 +271,43 @@ def test_tela_feedback_skips_verdicts_on_requests_that_got_no_answer(tmp_path):
     counts = json.loads(res.output)
     assert (counts["records"], counts["feedback"], counts["skipped_no_answer"]) == (1, 1, 2), counts
     assert [json.loads(x)["id"] for x in (out / "records.jsonl").read_text().splitlines()] == ["ok"]
+
+
+class _CutStandIn(EchoStandIn):
+    """A STAND-IN for a remote model API whose streams stop half-way: the connection closes after
+    the first event (an upstream that crashed mid-answer)."""
+
+    async def _handle(self, reader: Any, writer: Any) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        n = int(
+            next(
+                (ln.split(":", 1)[1] for ln in head.decode().split("\r\n") if ln.lower().startswith("content-length")),
+                0,
+            )
+        )
+        body = json.loads(await reader.readexactly(n))
+        whole = self._reply(body)
+        writer.write(whole[: whole.index(b"\n\n\r\n", whole.index(b"data: ")) + 4])  # headers and the first event
+        await writer.drain()
+        writer.close()
+
+
+def test_a_stream_cut_off_cannot_be_rated(router, tmp_path):
+    """A stream that ended early (the user saw an error event) was taken as a verdict on the
+    model and counted by the guard against the version; now a 409 like an error status."""
+    ups = {"small": _CutStandIn("small"), "big": _CutStandIn("big")}
+    try:
+        with _client(_yaml(router, ups, tmp_path, "guard: true\n")) as client:
+            chat = {"model": "router-len", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+            with client.stream("POST", "/v1/chat/completions", json=chat, headers=AUTH) as r:
+                rid, text = r.headers["x-request-id"], r.read().decode()
+            assert r.status_code == 200 and "upstream failed mid-stream" in text, text
+            answer = client.post("/v1/feedback", json={"id": rid, "score": "down"}, headers=AUTH)
+            metrics = client.get("/metrics").text
+    finally:
+        for up in ups.values():
+            up.close()
+    assert (answer.status_code, answer.json()["error"]["code"]) == (409, "no_answer"), answer.text
+    assert "ended early" in answer.json()["error"]["message"]
+    assert not (tmp_path / "feedback.jsonl").exists() or not (tmp_path / "feedback.jsonl").read_text()
+    assert metric(metrics, "tela_guard_window") == 0

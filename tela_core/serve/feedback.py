@@ -30,8 +30,9 @@ Which ids the server issued
     routing chose and the upstream that answered, so the feedback line carries them and the guard
     (:mod:`.guard`) counts the score for that version. Feedback for an id another process issued
     (or one the map dropped) is still accepted and written, with ``"known": false`` and those fields
-    null; ``tela feedback`` joins them from the decision log. A request that got no answer (an
-    error status) cannot be rated when this process knows it: 409 (``no_answer``).
+    null; ``tela feedback`` joins them from the decision log. A request that got no whole answer (an
+    error status, or a stream that ended early) cannot be rated when this process knows it: 409
+    (``no_answer``); ``tela feedback`` skips the verdicts other processes took on such requests.
 
 The same id rated twice
     Last wins: every verdict is written, readers (``tela feedback``) keep the last line per id, and
@@ -145,6 +146,7 @@ class Issued:
     upstream: str | None
     status: int
     score: float | None = None
+    outcome: str | None = None  # a stream that ended early: "timeout", "disconnect", ... (no whole answer)
 
 
 class FeedbackLog:
@@ -180,12 +182,21 @@ class Feedback:
 
     # -- issuing ------------------------------------------------------------------------------
 
-    def issued(self, rid: str, router: str | None, decision: Decision | None, upstream: str, status: int) -> None:
+    def issued(
+        self,
+        rid: str,
+        router: str | None,
+        decision: Decision | None,
+        upstream: str,
+        status: int,
+        outcome: str | None = None,
+    ) -> None:
         """Remember a finished request (``_Info.finish`` calls it for every request)."""
         now = time.time()
         ids = self.ids
         version = None if decision is None else (decision.version_name or decision.router_version)
-        ids[rid] = Issued(now, router, version, None if decision is None else decision.model, upstream, status)
+        chosen = None if decision is None else decision.model
+        ids[rid] = Issued(now, router, version, chosen, upstream, status, outcome=outcome)
         if self.guard is not None and router is not None:
             self.guard.serving(router)
         cutoff = now - self.ttl
@@ -240,10 +251,11 @@ class Feedback:
                 code="expired_request_id",
             )
         known = self.ids.get(rid)
-        if known is not None and not 200 <= known.status < 300:
-            raise RequestError(
+        if known is not None and (not 200 <= known.status < 300 or known.outcome is not None):
+            why = f"status {known.status}" if known.outcome is None else f"its stream ended early: {known.outcome}"
+            raise RequestError(  # a thumbs-down on an error rates the outage, not the model (nor the version)
                 409,
-                f"request {rid[:80]!r} got no answer (status {known.status}): there is nothing to rate",
+                f"request {rid[:80]!r} got no whole answer ({why}): there is nothing to rate",
                 param="id",
                 code="no_answer",
             )

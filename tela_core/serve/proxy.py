@@ -505,7 +505,7 @@ class _Info:
         if self.shadow is not None:
             self.shadow.time = _now_iso()
         if s.feedback is not None:  # the ids POST /v1/feedback takes
-            s.feedback.issued(self.id, self.router, self.decision, model, status)
+            s.feedback.issued(self.id, self.router, self.decision, model, status, outcome)
         if s.decision_log is None:
             return
         d = self.decision
