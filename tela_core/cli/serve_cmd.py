@@ -77,6 +77,20 @@ def register(cli: click.Group) -> None:
     help="Append one JSON line per shadowed request to this file.",
 )
 @click.option(
+    "--shadow-models",
+    default=None,
+    type=click.IntRange(1, 64),
+    metavar="K",
+    help="Routers over N models: a shadowed request asks K of the models not chosen (default 1).",
+)
+@click.option(
+    "--shadow-sampling",
+    default=None,
+    type=click.Choice(["uniform", "uncertainty"]),
+    help="Which requests and models shadow mode picks: uniform (default; an unbiased sample) or uncertainty "
+    "(the same share, given to the closest decisions).",
+)
+@click.option(
     "--feedback-log",
     default=None,
     type=click.Path(path_type=Path),
@@ -144,7 +158,8 @@ def serve(
     **flags: Any,
 ) -> None:
     """Serve routers behind an OpenAI-compatible API: clients ask for model `router-NAME`
-    (the router's saved policy), `router-NAME-THRESHOLD` or an upstream's name.
+    (the router's saved policy), `router-NAME-THRESHOLD` (over N models: the policy's knob, e.g.
+    router-NAME-0.5 for lambda 0.5) or an upstream's name.
 
     Each --router [NAME=]DIR is served as router-NAME (NAME: the folder's name unless given).
 
@@ -236,6 +251,7 @@ def _logging_lines(config: Any) -> list[str]:
         lines.append(
             f"shadow mode on ({rates}): that share of routed requests is also sent to the model not chosen "
             f"(paid calls), both answers appended to {config.shadow_log}"
+            + (f"; sampling {config.shadow_sampling}" if config.shadow_sampling != "uniform" else "")
         )
     logs = [str(p) for p in (config.decision_log, config.shadow_log if shadowed else None) if p]
     if logs and config.log_prompts:
