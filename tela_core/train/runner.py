@@ -95,7 +95,8 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
     if dups:
         echo(dups)
     target = getattr(getattr(family, "options", None), "target", None)
-    nmodel = len(all_model_names(records)) > 2 and not uses_backend  # N-model records: no pair needed
+    # N-model records for a family that predicts each model's quality: no pair needed
+    nmodel = len(all_model_names(records)) > 2 and callable(getattr(family, "predict_models", None))
     if (
         mix.pair is None
         and target not in (None, "label")
