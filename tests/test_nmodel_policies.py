@@ -169,6 +169,7 @@ def test_run_route_eval_calibrate_among_nine_models(tmp_path, isolated_cache, te
     pol = rep["extra"]["policy"]
     assert pol["name"] == "budget" and rep["n_prompts"] == 500 and pol["best_single"] == rep["best_single"]
     assert 0.3 < pol["quality"] < 0.75 and sum(pol["share"].values()) == pytest.approx(1.0)
+    assert 0.3 < pol["arena_score"] < 1.0
     assert "The router's policy budget" in (tmp_path / "ev" / "nmodel.md").read_text()
 
     r = tela_cli("calibrate", "--router", out, "--data", test, "--budget", "0.1")

@@ -47,14 +47,18 @@ def policy_point(
     cost per query (``cost``, the data's own per-prompt costs), and each model's share."""
     import numpy as np
 
+    from tela_core.eval.nmodel import arena_score
+
     idx = np.asarray(policy.choose_index(pred, policy.cost_vector(models)), dtype=int)
     rows = np.arange(len(idx))
+    quality, spent = float(truth[rows, idx].mean()), float(cost[rows, idx].mean())
     return {
         "name": policy.name,
         "knob": policy.knob,
         "value": policy.knob_value,
-        "quality": float(truth[rows, idx].mean()),
-        "cost": float(cost[rows, idx].mean()),
+        "quality": quality,
+        "cost": spent,
+        "arena_score": arena_score(1000 * spent, quality),
         "share": {m: float((idx == j).mean()) for j, m in enumerate(models)},
     }
 
@@ -123,4 +127,6 @@ def describe_point(point: dict[str, Any]) -> str:
         s += f": {point['quality_vs_best']:+.4f} against {point['best_single']}" + (
             f", at {ratio:.2f}× its cost" if ratio is not None else ""
         )
+    if point.get("arena_score") is not None:
+        s += f"; RouterArena score {100 * point['arena_score']:.2f}"
     return s + "."
