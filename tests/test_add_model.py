@@ -162,7 +162,7 @@ def test_add_to_a_versions_folder_extends_its_current_version(
     assert r.exit_code == 0, r.output
     assert f"current version {name}" in r.output
     assert json.loads((tmp_path / "v2" / "tela.json").read_text())["added_models"][0]["from"] == str(live / name)
-    assert versions.versions(live) == [name]  # the versions folder is not changed; tela promote adds it
+    assert versions.versions(live) == [name]  # the versions folder is not changed
 
 
 def test_bad_add_to_is_one_line_and_writes_nothing(data: dict[str, Any], tmp_path: Path, tela_cli: Any) -> None:

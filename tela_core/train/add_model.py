@@ -3,8 +3,8 @@ a trained router (:mod:`tela_core.routing.add_model`) instead of a router traine
 
 The router's family fits the new model, so the options that choose or train a family do not apply
 and are refused in one line, as is a router folder given as its own output. ROUTER may be a router
-folder or a versions folder (:mod:`tela_core.routing.versions`): its current version is extended,
-and ``tela promote`` makes the result a version of it.
+folder or a versions folder (:mod:`tela_core.routing.versions`): its current version is extended
+(the result routes among one more model, so it is served from a folder of its own).
 """
 
 from __future__ import annotations
