@@ -132,6 +132,73 @@ def test_train_config_trains_the_candidate_and_dry_run_changes_nothing(
     assert (live / vs.VERSIONS_FILE).read_text() == before and not (live / "records" / "0002-promote-v2.json").exists()
 
 
+def test_hand_edited_versions_folders_never_load_from_outside(trained: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    from tela_core import Router
+
+    live = tmp_path / "live"
+    assert run_cli("promote", "--router", live, "--candidate", trained["bad"]).exit_code == 0
+    good = vs.read_state(live)
+    (live / vs.VERSIONS_FILE).write_text('{"tela_versions": 1, "current": "v1\\n"}')  # "$" matched before "\n"
+    with pytest.raises(TelaError, match="'current' must be a version name such as v1, got 'v1\\\\n'"):
+        Router.load(live)
+    # a version that is a link to a router elsewhere: refused, not followed out of the folder
+    (live / "v2").symlink_to(trained["good"], target_is_directory=True)
+    (live / vs.VERSIONS_FILE).write_text(json.dumps({**good.to_json(), "current": "v2", "earlier": ["v1"]}))
+    with pytest.raises(TelaError, match=r"current version v2 is a link \(.*\), not a folder of its own"):
+        Router.load(live)
+    (live / "v2").unlink()
+    (live / "v2").write_text("not a version")  # a stray file with a version's name: numbered after it
+    assert vs.add_version(live, trained["good"]) == "v3"
+    # a rollback to a version whose folder is gone: bad input, and no record, nothing changed
+    (live / vs.VERSIONS_FILE).write_text(json.dumps({**good.to_json(), "current": "v3", "earlier": ["v2"]}))
+    before = (live / vs.VERSIONS_FILE).read_text()
+    line = one_error_line(run_cli("rollback", "--router", live))
+    assert "the version before v3, v2 has no folder" in line
+    assert (live / vs.VERSIONS_FILE).read_text() == before and not list((live / "records").glob("*-rollback-*"))
+    # a versions folder inside the candidate would copy itself into itself, forever: bad input at once
+    cand = tmp_path / "cand"
+    shutil.copytree(trained["good"], cand)
+    line = one_error_line(run_cli("promote", "--router", cand / "live", "--candidate", cand))
+    assert "the versions folder is inside the candidate" in line
+    assert not (cand / "live").exists()
+
+
+def test_the_evaluation_data_counts_each_prompt_once_and_names_the_routers_models(
+    trained: dict[str, Path], tmp_path: Path
+) -> None:
+    live = tmp_path / "live"
+    assert run_cli("promote", "--router", live, "--candidate", trained["bad"]).exit_code == 0
+    traffic = trained["traffic"].read_text(encoding="utf-8")
+    # the same prompts twice would narrow the interval as if they were twice the evidence
+    twice = tmp_path / "twice.jsonl"
+    twice.write_text(traffic + traffic, encoding="utf-8")
+    args = ["promote", "--router", live, "--candidate", trained["good"], "--dry-run", "--json"]
+    res = run_cli(*args, "--data", twice)
+    assert res.exit_code == 0, res.output
+    record = json.loads(res.stdout)
+    assert record["data"]["records"] == record["numbers"]["apgr"]["n"] == 200
+    assert record["data"]["duplicates_dropped"] == 200
+    # outcomes of other models than the routers': bad input naming both sets, not an APGR of the wrong models
+    rows = [json.loads(x) for x in traffic.splitlines()]
+    other = tmp_path / "other.jsonl"
+    with other.open("w", encoding="utf-8") as f:
+        for r in rows:
+            o = r["outcomes"]
+            r.update(outcomes={"a": o[WEAK], "b": o[STRONG]}, costs={"a": 0.001, "b": 0.01})
+            f.write(json.dumps(r) + "\n")
+    line = one_error_line(run_cli(*args, "--data", other))
+    assert f"no outcomes for {WEAK}, {STRONG}, which the routers choose between (the data has a, b)" in line
+    line = one_error_line(run_cli(*args, "--data", trained["traffic"], "--weak-model", STRONG, "--strong-model", WEAK))
+    assert "are the wrong way round" in line
+    # every prompt with equal outcomes: APGR is undefined, and the message says so (not "pick another pair")
+    same = tmp_path / "same.jsonl"
+    same.write_text("".join(traffic.splitlines(keepends=True)[i] for i in (0, 1, 2)), encoding="utf-8")
+    assert {json.loads(x)["outcomes"][WEAK] for x in same.read_text().splitlines()} == {1.0}
+    assert "on these 3 prompts, so APGR is undefined" in one_error_line(run_cli(*args, "--data", same))
+
+
 def _get(url: str) -> tuple[dict[str, str], str]:
     with urllib.request.urlopen(url, timeout=30) as r:
         return dict(r.headers), r.read().decode()
@@ -222,6 +289,20 @@ def test_promote_refuse_and_rollback_reach_both_replicas(
     assert "v1 is the first version; there is no earlier one to go back to" in one_error_line(res)
 
 
+def test_a_server_that_serves_another_folder_did_not_reload_this_one(
+    trained: dict[str, Path], served: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TELA_ADMIN_TOKEN", TOKEN)
+    a = served["servers"][0]  # serves trained/live, not this folder
+    res = run_cli("promote", "--router", tmp_path / "other", "--candidate", trained["good"], "--server", a.url)
+    assert res.exit_code == 3, res.output
+    assert f"server {a.url}: did not reload: reloaded, but it serves no router from the versions folder" in res.output
+    assert "(its routers: live)" in res.output
+    monkeypatch.setenv("TELA_ADMIN_TOKEN", "not-the-token-42")
+    res = run_cli("promote", "--router", tmp_path / "third", "--candidate", trained["good"], "--server", a.url)
+    assert res.exit_code == 3 and "HTTP 401" in res.output and "not-the-token-42" not in res.output
+
+
 class _FixedRouter:
     """A router whose ``w`` per prompt is given (the decision rule's unit test needs no model)."""
 
@@ -273,6 +354,7 @@ def test_the_decision_rule_equal_within_the_interval_promotes_only_the_cheaper()
     # the other way round: equal, not cheaper -> refused, naming the strong-call share and by how much
     c = compare(_FixedRouter(w, 0.3), _FixedRouter(w, 0.9), records, WEAK, STRONG)  # type: ignore[arg-type]
     assert c.decision == "refuse" and "not cheaper: strong-call share" in c.why
+    assert "its lower end is 0.0000 below 0" in c.why  # not "-0.0000 below 0"
     assert c.failed is not None and c.failed["number"] == "strong_share"
     assert c.failed["by"] == pytest.approx(c.candidate.strong_share - c.current.strong_share) and c.failed["by"] > 0
     # a slightly noisier copy: not better beyond the interval (its lower end below 0), and it says so

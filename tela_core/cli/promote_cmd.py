@@ -168,6 +168,7 @@ def promote_cmd(
     if train_config is not None:
         _train(train_config, candidate)
     read_manifest(candidate)  # a bad candidate fails before any work
+    vs.check_not_inside(router, candidate)
     if (router / "tela.json").exists():
         raise TelaError(
             f"{router}: is a router folder, not a versions folder; give a new folder (e.g. {router.name}-live) "
@@ -263,6 +264,7 @@ def rollback_cmd(
         if not state.earlier:
             raise TelaError(f"{router}: {state.current} is the first version; there is no earlier one to go back to")
         target = state.earlier[-1]
+        vs.version_dir(router, target, f"{router}: the version before {state.current},")  # before any record
         path = vs.next_record_path(router, "rollback", target)
         record: dict[str, Any] = {
             "action": "rollback",
@@ -340,6 +342,7 @@ def _evaluate(
     current_dir = vs.current_dir(router)
     record["current"] = _describe(current_dir, state.current)
     records, source, _info = read_records(data, source_name, weak_model, strong_model)
+    records, duplicates = _unique_prompts(records)
     prompts = [r.prompt for r in records]
     checked = {
         "candidate": check_not_trained_on("candidate", read_manifest(candidate), prompts),
@@ -349,21 +352,52 @@ def _evaluate(
     cur = Router.load(current_dir, trust_remote_code=trust_remote_code)
     check_comparable(cand, cur)
     have = set(model_names(records))
+    pair = (cur.models[0], cur.models[-1])
+    lack = [m for m in pair if m not in have]
+    if len(cur.models) == 2 and lack and weak_model is None and strong_model is None:
+        raise TelaError(
+            f"{data}: no outcomes for {', '.join(lack)}, which the routers choose between (the data has "
+            f"{', '.join(sorted(have)) or 'none'}); label their answers, or name the data's models that stand "
+            "for them with --weak-model/--strong-model"
+        )
     weak, strong = resolve_pair(
         records,
         weak_model or (cur.models[0] if cur.models[0] in have else None),
         strong_model or (cur.models[-1] if cur.models[-1] in have else None),
         source,
     )
+    if len(cur.models) == 2 and (weak, strong) == (pair[1], pair[0]):
+        raise TelaError(
+            f"--weak-model {weak} / --strong-model {strong} are the wrong way round: the routers send the "
+            f"prompts they find hard to {pair[1]}, their strong model"
+        )
     c = compare(cand, cur, records, weak, strong, resamples=resamples, confidence=confidence, seed=seed)
     record.update(
-        data={"path": os.path.abspath(data), "records": len(records), "trained_on": checked},
+        data={
+            "path": os.path.abspath(data),
+            "records": len(records),
+            "duplicates_dropped": duplicates,
+            "trained_on": checked,
+        },
         numbers=as_json_numbers(c),
         decision=c.decision,
         why=c.why,
         failed=c.failed,
     )
     return record
+
+
+def _unique_prompts(records: list[Any]) -> tuple[list[Any], int]:
+    """The records with each prompt once (the first record of a prompt kept), and how many were
+    dropped: the bootstrap resamples prompts, and a prompt counted twice would narrow the interval
+    as if it were two pieces of evidence."""
+    seen: set[str] = set()
+    kept = []
+    for r in records:
+        if r.prompt not in seen:
+            seen.add(r.prompt)
+            kept.append(r)
+    return kept, len(records) - len(kept)
 
 
 # -- servers --------------------------------------------------------------------------------------
@@ -408,11 +442,21 @@ def _reload(url: str, token: str, router: Path, version: str) -> dict[str, Any]:
         failed = [f"{n}: {r.get('error')}" for n, r in (answer.get("routers") or {}).items() if not r.get("ok")]
         return {"url": url, "ok": False, "error": f"HTTP {status}: " + (said or "; ".join(failed) or "reload failed")}
     mine = os.path.realpath(router)
-    serving = {
-        n: r.get("version")
-        for n, r in (answer.get("routers") or {}).items()
-        if isinstance(r, dict) and r.get("versions") == mine
-    }
+    routers = {n: r for n, r in (answer.get("routers") or {}).items() if isinstance(r, dict)}
+    serving = {n: r.get("version") for n, r in routers.items() if r.get("versions") == mine}
+    if not serving:  # the folder mounted elsewhere on that machine: a versions folder of the same name
+        serving = {
+            n: r.get("version")
+            for n, r in routers.items()
+            if r.get("versions") and os.path.basename(str(r["versions"])) == os.path.basename(mine)
+        }
+    if not serving:
+        names = ", ".join(sorted(routers)) or "none"
+        return {
+            "url": url,
+            "ok": False,
+            "error": f"reloaded, but it serves no router from the versions folder {router} (its routers: {names})",
+        }
     if status == 202:
         return {"url": url, "ok": True, "restarting_workers": True, "routers": serving}
     wrong = {n: v for n, v in serving.items() if v != version}

@@ -151,6 +151,11 @@ def paired_apgr(
         )
     n = w_a.size
     _check_args(n, resamples, confidence)
+    if abs(float(strong.sum() - weak.sum())) < 1e-12:
+        raise TelaError(
+            f"the weak and strong models score the same in total on these {n} prompts, so APGR is undefined "
+            "and cannot tell two routers apart; compare them on labelled traffic where the strong model does better"
+        )
     a, b = apgr(w_a, weak, strong), apgr(w_b, weak, strong)  # raise on a zero gap over all prompts
     rng = np.random.Generator(np.random.PCG64(seed))
     diffs = []

@@ -170,7 +170,7 @@ def _decide(
     else:
         decision = REFUSE
         why = (
-            f"{name} not better beyond the interval (its lower end is {-interval.lo:.4f} below 0): {said}; "
+            f"{name} not better beyond the interval (its lower end is {0.0 - interval.lo:.4f} below 0): {said}; "
             f"and not cheaper: {cost_said}"
         )
         failed = {

@@ -54,7 +54,7 @@ __all__ = [
 VERSIONS_FILE = "versions.json"
 RECORDS_DIR = "records"
 FORMAT = 1
-_NAME = re.compile(r"^v([1-9][0-9]*)$")
+_NAME = re.compile(r"v([1-9][0-9]*)")  # used with fullmatch: "v1\n" is no name
 
 
 def _now() -> str:
@@ -93,9 +93,9 @@ def read_state(folder: str | Path) -> VersionsState:
     if not isinstance(raw, dict) or raw.get("tela_versions") != FORMAT:
         raise TelaError(f"{p}: not a tela versions file (expected 'tela_versions': {FORMAT})")
     current, earlier, history = raw.get("current"), raw.get("earlier", []), raw.get("history", [])
-    if current is not None and not (isinstance(current, str) and _NAME.match(current)):
-        raise TelaError(f"{p}: 'current' must be a version name such as v1, got {current!r}")
-    if not isinstance(earlier, list) or not all(isinstance(v, str) and _NAME.match(v) for v in earlier):
+    if current is not None and not (isinstance(current, str) and _NAME.fullmatch(current)):
+        raise TelaError(f"{p}: 'current' must be a version name such as v1, got {current!r:.80}")
+    if not isinstance(earlier, list) or not all(isinstance(v, str) and _NAME.fullmatch(v) for v in earlier):
         raise TelaError(f"{p}: 'earlier' must be a list of version names")
     if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
         raise TelaError(f"{p}: 'history' must be a list of steps")
@@ -112,24 +112,43 @@ def resolve(path: str | Path) -> tuple[Path, str | None]:
     p = Path(path)
     if not is_versions_dir(p):
         return p, None
-    return current_dir(p), read_state(p).current
+    state = read_state(
+        p
+    )  # read once: a promotion between two reads would pair one version's name with another's folder
+    return _current_dir(p, state), state.current
 
 
 def current_dir(folder: str | Path) -> Path:
     """The current version's router folder; a clear error when there is none yet."""
     folder = Path(folder)
-    state = read_state(folder)
+    return _current_dir(folder, read_state(folder))
+
+
+def _current_dir(folder: Path, state: VersionsState) -> Path:
     if state.current is None:
         raise TelaError(f"{folder}: no current version yet; promote one with `tela promote`")
-    d = folder / state.current
+    return version_dir(folder, state.current, f"{folder / VERSIONS_FILE}: current version")
+
+
+def version_dir(folder: str | Path, version: str, what: str | None = None) -> Path:
+    """The folder of ``version``, which must be a folder *inside* ``folder``: a version that is a
+    link to elsewhere (made by hand) is refused, so loading never leaves the versions folder."""
+    folder = Path(folder)
+    what = what or f"{folder}: version"
+    d = folder / version
+    if d.is_symlink():
+        raise TelaError(
+            f"{what} {version} is a link ({d} -> {os.readlink(d)}), not a folder of its own; versions are "
+            "copied in by tela promote"
+        )
     if not d.is_dir():
-        raise TelaError(f"{folder / VERSIONS_FILE}: current version {state.current} has no folder {d}")
+        raise TelaError(f"{what} {version} has no folder {d}")
     return d
 
 
 def versions(folder: str | Path) -> list[str]:
     """The version folders present, oldest first."""
-    found = [(int(m.group(1)), c.name) for c in Path(folder).iterdir() if (m := _NAME.match(c.name)) and c.is_dir()]
+    found = [(int(m.group(1)), c.name) for c in Path(folder).iterdir() if (m := _NAME.fullmatch(c.name)) and c.is_dir()]
     return [name for _, name in sorted(found)]
 
 
@@ -154,15 +173,32 @@ def add_version(folder: str | Path, router_dir: str | Path) -> str:
     folder, src = Path(folder), Path(router_dir)
     if not (src / "tela.json").is_file():
         raise TelaError(f"{src}: not a tela router (no tela.json)")
-    existing = versions(folder)
-    n = int(existing[-1][1:]) + 1 if existing else 1
+    check_not_inside(folder, src)
+    # numbered after every name that looks like a version (a stray file ``v2`` included), never onto one
+    taken = [int(m.group(1)) for c in folder.iterdir() if (m := _NAME.fullmatch(c.name))]
+    n = max(taken, default=0) + 1
     name = f"v{n}"
     tmp = folder / f".{name}.incoming"
     if tmp.exists():
         shutil.rmtree(tmp)
-    shutil.copytree(src, tmp, symlinks=False, ignore=shutil.ignore_patterns(".score-cache", ".*.lock"))
+    try:
+        shutil.copytree(src, tmp, symlinks=False, ignore=shutil.ignore_patterns(".score-cache", ".*.lock"))
+    except (OSError, shutil.Error) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        said = " ".join(str(e).split())
+        raise TelaError(f"{src}: could not be copied into {folder} as {name}: {said[:200]}") from None
     os.replace(tmp, folder / name)
     return name
+
+
+def check_not_inside(folder: str | Path, router_dir: str | Path) -> None:
+    """Refuse a versions folder inside the router it would copy (the copy would copy itself)."""
+    f, src = Path(os.path.realpath(folder)), Path(os.path.realpath(router_dir))
+    if f == src or src in f.parents:
+        raise TelaError(
+            f"{folder}: the versions folder is inside the candidate {router_dir}, which would copy itself into "
+            "itself; keep the versions folder outside the router folders (e.g. beside them)"
+        )
 
 
 def set_current(
@@ -172,8 +208,7 @@ def set_current(
     ``action`` ``promote`` pushes the old current onto ``earlier``; ``rollback`` pops it."""
     folder = Path(folder)
     state = read_state(folder)
-    if not (folder / version).is_dir():
-        raise TelaError(f"{folder}: no version {version}")
+    version_dir(folder, version)
     before = state.current
     if action == "promote":
         if before is not None:
