@@ -1,9 +1,9 @@
 """Add a model to a trained N-model router without training it again (``tela run --add-to``).
 
 A router trained on N models predicts each one's quality on a prompt. A new model comes with
-records of its own on a few hundred prompts (``tela collect`` + ``tela judge`` over it alone); only
-what the new model needs is fitted, everything the router learnt about prompts and the other
-models stays as it was:
+records of its outcomes on a few hundred prompts (its answers collected and judged); only what the
+new model needs is fitted, everything the router learnt about prompts and the other models stays
+as it was:
 
 - ``matrix-factorization``: the prompt projection W and the N model vectors stay frozen; the new
   model's vector v and bias b are fitted to its outcomes. v is sought in the span of the existing
@@ -16,8 +16,8 @@ models stays as it was:
   outcome column on them, predicted from the other models' outcomes on the same prompt and on its
   neighbourhood (a regularised logistic regression fitted on the labelled prompts), corrected by
   the shrunk mean residual of the nearest labelled prompts, and the true outcome where a stored
-  prompt was labelled for it. A test prompt then reads the new model's
-  predicted quality from its k nearest stored prompts, as it reads the others'.
+  prompt was labelled for it. A test prompt then reads the new model's predicted quality from its
+  k nearest stored prompts, as it reads the others'.
 
 The labelled prompts need not be prompts the router was trained on; where one is (same
 embedding), the other models' recorded outcomes on it are used, else the router's predictions of
