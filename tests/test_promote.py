@@ -197,6 +197,9 @@ def test_the_evaluation_data_counts_each_prompt_once_and_names_the_routers_model
     same.write_text("".join(traffic.splitlines(keepends=True)[i] for i in (0, 1, 2)), encoding="utf-8")
     assert {json.loads(x)["outcomes"][WEAK] for x in same.read_text().splitlines()} == {1.0}
     assert "on these 3 prompts, so APGR is undefined" in one_error_line(run_cli(*args, "--data", same))
+    # a 95% interval from a handful of resamples is no 95% interval
+    res = run_cli(*args, "--data", trained["traffic"], "--resamples", "5")
+    assert res.exit_code == 2 and "--resamples" in res.output and "100" in res.output
 
 
 def _get(url: str) -> tuple[dict[str, str], str]:

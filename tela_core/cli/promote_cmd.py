@@ -112,7 +112,13 @@ def _versions_option(f: Any) -> Any:
 )
 @source_option()
 @pair_options
-@click.option("--resamples", default=1000, show_default=True, type=click.IntRange(1), help="Bootstrap resamples.")
+@click.option(
+    "--resamples",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(100),
+    help="Bootstrap resamples (at least 100: with fewer, the interval's ends are a resample or two).",
+)
 @click.option(
     "--confidence",
     default=0.95,
