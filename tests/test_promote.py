@@ -151,6 +151,11 @@ def test_hand_edited_versions_folders_never_load_from_outside(trained: dict[str,
     (live / "v2").unlink()
     (live / "v2").write_text("not a version")  # a stray file with a version's name: numbered after it
     assert vs.add_version(live, trained["good"]) == "v3"
+    # the folder through a link is the same folder: one lock, so no two writers at once
+    link = tmp_path / "live-link"
+    link.symlink_to(live, target_is_directory=True)
+    with vs.versions_lock(live):
+        assert "is in use by pid" in one_error_line(run_cli("rollback", "--router", link))
     # a rollback to a version whose folder is gone: bad input, and no record, nothing changed
     (live / vs.VERSIONS_FILE).write_text(json.dumps({**good.to_json(), "current": "v3", "earlier": ["v2"]}))
     before = (live / vs.VERSIONS_FILE).read_text()

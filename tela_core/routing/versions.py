@@ -261,7 +261,8 @@ def versions_lock(folder: str | Path) -> Any:
     rollback at a time; another fails at once naming the holder."""
     from tela_core.infra.locks import output_lock
 
-    return output_lock(Path(folder))
+    # the folder's real path: ``live`` and a link to it are one folder, so they must be one lock
+    return output_lock(Path(os.path.realpath(folder)))
 
 
 def iter_history(folder: str | Path) -> Iterator[dict[str, Any]]:
