@@ -413,3 +413,15 @@ def test_n_model_routers_are_compared_on_aiq() -> None:
     c = compare(noise, good, records, "small", "big", resamples=200)  # type: ignore[arg-type]
     assert c.decision == "refuse" and c.why.startswith("AIQ worse beyond the interval")
     assert c.failed is not None and c.failed["number"] == "aiq"
+    # a retrained router may order the same models otherwise (cheap -> strong by the costs it saw):
+    # comparable, and compared column by column by name
+    from tela_core.eval.promotion import check_comparable
+
+    swapped = _FixedNRouter(noise.quality[:, [1, 0, 2]])
+    swapped.models = ["mid", "small", "big"]
+    check_comparable(good, swapped)  # type: ignore[arg-type]
+    c2 = compare(good, swapped, records, "small", "big", resamples=200)  # type: ignore[arg-type]
+    c1 = compare(good, noise, records, "small", "big", resamples=200)  # type: ignore[arg-type]
+    assert c2.interval == c1.interval and c2.current == c1.current
+    with pytest.raises(TelaError, match="a version must route between the same models"):
+        check_comparable(good, _FixedRouter([0.5], 0.5))  # type: ignore[arg-type]

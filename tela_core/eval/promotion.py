@@ -236,6 +236,10 @@ def _compare_nmodel(
     prompts = [r.prompt for r in records]
     p_cand, truth, cost, pick_cand = _nmodel_arrays(candidate, records, prompts)
     p_cur, _, _, pick_cur = _nmodel_arrays(current, records, prompts)
+    # the current router's columns in the candidate's model order (the two may order the same models differently)
+    order = [list(current.models).index(m) for m in candidate.models]
+    p_cur = p_cur[:, order]
+    pick_cur = np.asarray([list(candidate.models).index(current.models[i]) for i in pick_cur], dtype=int)
 
     def stat(pred: Any) -> Any:
         def aiq_on(idx: Any) -> float:
@@ -260,7 +264,10 @@ def _compare_nmodel(
 
 
 def _check_models(candidate: Router, current: Router) -> None:
-    if list(candidate.models) != list(current.models):
+    cand, cur = list(candidate.models), list(current.models)
+    if len(cand) > 2 and len(cur) > 2 and sorted(cand) == sorted(cur):
+        return  # the same models; their cheap -> strong order follows the costs each saw, and may differ
+    if cand != cur:
         raise TelaError(
             f"the candidate routes between {', '.join(candidate.models)} and the current version between "
             f"{', '.join(current.models)}: a version must route between the same models (cheap -> strong)"
