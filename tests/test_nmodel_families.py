@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tela_core import Record
-from tela_core.eval.nmodel import arena_score, evaluate_nmodel
+from tela_core.eval.nmodel import arena_score, evaluate_nmodel, write_nmodel_report
 from tela_core.plugins.discovery import get_registry
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")  # every test embeds into a cache of its own
@@ -101,7 +101,7 @@ def test_knn_exact_counts_a_seen_prompts_own_outcomes(tmp_path):
     assert plain.score([recs[0].prompt]).quality[0][0] > 0.5  # without it: its neighbours, mostly right
 
 
-def test_arena_score_is_routerarenas_formula():
+def test_arena_score_is_routerarenas_formula(tmp_path):
     # by hand: C = (log2 200 − log2 1) / (log2 200 − log2 0.0044) = 7.64386 / 15.47214 = 0.49404;
     # S = 1.1 · 0.5 · C / (0.1 · 0.5 + C) = 0.271722 / 0.544040 = 0.49945
     assert arena_score(1.0, 0.5) == pytest.approx(0.49945, abs=1e-5)
@@ -119,3 +119,10 @@ def test_arena_score_is_routerarenas_formula():
     assert math.isclose(
         e.arena_oracle["arena_score"], arena_score(e.arena_oracle["cost_per_1k"], e.arena_oracle["quality"])
     )
+    e.extra["policy"] = {"name": "cost-aware", "quality": 0.6, "cost": 2e-4}  # the router's own point
+    write_nmodel_report(e, tmp_path)
+    md = (tmp_path / "nmodel.md").read_text()
+    assert "| router, its policy cost-aware | " + f"{100 * arena_score(0.2, 0.6):.2f} |" in md
+    assert f"| c | {truth[:, 2].mean():.4f} | 0.01 | {100 * e.arena_singles[2]:.2f} |" in md
+    saved = json.loads((tmp_path / "nmodel.json").read_text())
+    assert saved["arena_singles"] == pytest.approx(e.arena_singles) and saved["arena_oracle"]["lam"] >= 0
