@@ -13,6 +13,7 @@ their upstreams are STAND-INS for remote model APIs (serve_support.EchoStandIn, 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ import pytest
 
 from tela_core.infra.errors import TelaError
 from tela_core.routing import versions as vs
-from tela_core.testkit.helpers import one_error_line, run_cli
+from tela_core.testkit.helpers import needs_public_data, one_error_line, public_data, run_cli
 
 SAMPLE = Path(__file__).resolve().parents[1] / "tela_core" / "data" / "mmlu_sample.jsonl"
 WEAK, STRONG = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
@@ -133,8 +134,6 @@ def test_train_config_trains_the_candidate_and_dry_run_changes_nothing(
 
 
 def test_hand_edited_versions_folders_never_load_from_outside(trained: dict[str, Path], tmp_path: Path) -> None:
-    import shutil
-
     from tela_core import Router
 
     live = tmp_path / "live"
@@ -205,6 +204,50 @@ def test_the_evaluation_data_counts_each_prompt_once_and_names_the_routers_model
     # a 95% interval from a handful of resamples is no 95% interval
     res = run_cli(*args, "--data", trained["traffic"], "--resamples", "5")
     assert res.exit_code == 2 and "--resamples" in res.output and "100" in res.output
+
+
+NIM3 = ["gemma-2-9b-it", "llama-3.1-8b-instruct", "llama-3.1-nemotron-51b-instruct"]
+
+
+@needs_public_data("llmrouter", "llmrouter-nim9")
+def test_a_version_that_orders_the_same_models_otherwise_is_served_by_the_right_upstreams(tmp_path: Path) -> None:
+    """Routers among N models order them cheap -> strong by the costs they saw, so a retrained
+    version may list the same models in another order; tela promote compares it, and tela serve
+    must still send each model's prompts to that model's upstream, not to the one in its place."""
+    from tela_core.plugins import get_registry
+    from tela_core.routing.artifact import read_policy, write_policy
+    from tela_core.serve.config import ServeConfig
+    from tela_core.serve.served_routers import load_router
+
+    nim9 = public_data("llmrouter", "llmrouter-nim9")
+    assert nim9 is not None
+    src = get_registry().create("source", "llmrouter-json", {})
+    data = tmp_path / "records.jsonl"
+    with data.open("w", encoding="utf-8") as f:
+        for r in list(src.records(nim9 / "dcrouter_preprocessed_train.json"))[:150]:
+            obj = r.to_json()
+            obj.update(outcomes={m: obj["outcomes"][m] for m in NIM3}, costs={m: obj["costs"][m] for m in NIM3})
+            f.write(json.dumps(obj) + "\n")
+    v1 = tmp_path / "v1"
+    res = run_cli("run", "--family", "embedding-knn", "--data", data, "--output", v1, "--quiet")
+    assert res.exit_code == 0, res.output
+    v2 = tmp_path / "v2"
+    shutil.copytree(v1, v2)
+    spec = read_policy(v1)
+    write_policy(v2, spec["name"], spec["options"], [spec["models"][i] for i in (1, 0, 2)])
+    ups = {"small": NIM3[0], "mid": NIM3[1], "big": NIM3[2]}
+    for version in (v1, v2):
+        cfg = ServeConfig.model_validate(
+            {
+                "routers": {"nm": {"path": str(version), "upstreams": list(ups)}},
+                "upstreams": {u: {"base_url": "http://127.0.0.1:9/v1", "model": m} for u, m in ups.items()},
+            }
+        )
+        served = load_router(cfg, "nm")
+        try:
+            assert served.upstream_of == {m: u for u, m in ups.items()}, version
+        finally:
+            served.batcher.close(5.0)
 
 
 def _get(url: str) -> tuple[dict[str, str], str]:

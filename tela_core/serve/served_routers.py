@@ -87,7 +87,9 @@ def load_router(config: ServeConfig, name: str, metrics: ServeMetrics | None = N
                 f"({', '.join(models)}); name {len(models)} upstreams, cheap -> strong"
             )
         upstream_of = dict(zip(models, rc.upstreams))
-        _warn_pair(config, name, router.path, models, rc.upstreams)
+        if len(models) > 2:  # a later version may order the same models otherwise (cheap -> strong by its costs)
+            upstream_of = _by_name(config, models, rc.upstreams) or upstream_of
+        _warn_pair(config, name, router.path, models, [upstream_of[m] for m in models])
     else:
         missing = [m for m in models if m not in config.upstreams]
         if missing:
@@ -124,6 +126,24 @@ def _mark_version(metrics: ServeMetrics, name: str, router: Router) -> None:
     gauge.labels(name, router.version_name or "", router.version).set(1)
 
 
+def _serves(config: ServeConfig, model: str, upstream: str) -> bool:
+    """Whether ``upstream`` is ``model``: by its name, or by the model id it calls."""
+    uc = config.upstreams.get(upstream)
+    return model == upstream or (uc is not None and model == (uc.model or upstream))
+
+
+def _by_name(config: ServeConfig, models: list[str], upstreams: list[str]) -> dict[str, str] | None:
+    """Each router model to the one listed upstream that is that model (by name or model id); None
+    unless every model has exactly one."""
+    out: dict[str, str] = {}
+    for m in models:
+        hits = [u for u in upstreams if _serves(config, m, u)]
+        if len(hits) != 1:
+            return None
+        out[m] = hits[0]
+    return out if len(set(out.values())) == len(models) else None
+
+
 def _warn_pair(config: ServeConfig, name: str, path: object, models: list[str], upstreams: list[str]) -> None:
     """Warn (one line, naming both) when the models the router was trained on are not the
     upstreams it serves, cheap -> strong: each router model should be its upstream's name or
@@ -134,8 +154,7 @@ def _warn_pair(config: ServeConfig, name: str, path: object, models: list[str], 
         return
 
     def serves(model: str, upstream: str) -> bool:
-        uc = config.upstreams.get(upstream)
-        return model == upstream or (uc is not None and model == (uc.model or upstream))
+        return _serves(config, model, upstream)
 
     if all(serves(m, u) for m, u in zip(models, upstreams)):
         return
