@@ -354,6 +354,54 @@ def test_a_server_that_serves_another_folder_did_not_reload_this_one(
     assert res.exit_code == 3 and "HTTP 401" in res.output and "not-the-token-42" not in res.output
 
 
+def test_servers_are_reloaded_at_once(
+    trained: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each --server waits for its own reload (a large router loads for a while): they are asked
+    together, not one after another. Two stand-in servers that answer only once both were asked."""
+    import os
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    live = tmp_path / "live"
+    both = threading.Barrier(2, timeout=10)
+
+    class Reload(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server name
+            try:
+                both.wait()
+                status, version = 200, "v1"
+            except threading.BrokenBarrierError:
+                status, version = 500, None
+            body = json.dumps(
+                {"routers": {"live": {"ok": True, "versions": os.path.realpath(live), "version": version}}}
+            )
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    servers = [ThreadingHTTPServer(("127.0.0.1", 0), Reload) for _ in range(2)]
+    for srv in servers:
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("TELA_ADMIN_TOKEN", TOKEN)
+        urls = [f"http://127.0.0.1:{srv.server_address[1]}" for srv in servers]
+        res = run_cli(
+            "promote", "--router", live, "--candidate", trained["good"], "--server", urls[0], "--server", urls[1]
+        )
+        assert res.exit_code == 0, res.output
+        assert [ln for ln in res.output.splitlines() if ln.startswith("server")] == [
+            f"server {u}: reloaded" for u in urls
+        ]
+    finally:
+        for srv in servers:
+            srv.shutdown()
+
+
 class _FixedRouter:
     """A router whose ``w`` per prompt is given (the decision rule's unit test needs no model)."""
 

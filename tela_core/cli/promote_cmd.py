@@ -16,9 +16,11 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import socket
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -421,8 +423,20 @@ def _admin_token(servers: tuple[str, ...], env: str) -> str | None:
     return token
 
 
+#: seconds to open a connection to a --server (a host that drops packets fails here, not after the reload's wait)
+CONNECT_TIMEOUT_S = 10.0
+#: seconds a --server may take to answer its reload (loading a large router takes a while)
+RELOAD_TIMEOUT_S = 300.0
+
+
 def _reload_all(servers: tuple[str, ...], token: str | None, router: Path, version: str) -> list[dict[str, Any]]:
-    return [_reload(url, token or "", router, version) for url in servers]
+    """Reload every server at once (each waits for its own reload), in the order given."""
+    if len(servers) < 2:
+        return [_reload(url, token or "", router, version) for url in servers]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(16, len(servers))) as pool:
+        return list(pool.map(lambda url: _reload(url, token or "", router, version), servers))
 
 
 def _reload(url: str, token: str, router: Path, version: str) -> dict[str, Any]:
@@ -432,7 +446,11 @@ def _reload(url: str, token: str, router: Path, version: str) -> dict[str, Any]:
         url.rstrip("/") + "/admin/reload", data=b"", method="POST", headers={"Authorization": f"Bearer {token}"}
     )
     try:
-        with urllib.request.urlopen(req, timeout=300) as r:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        if not urllib.request.getproxies().get(parts.scheme):  # through a proxy, the proxy connects
+            socket.create_connection((parts.hostname or "", port), timeout=CONNECT_TIMEOUT_S).close()
+        with urllib.request.urlopen(req, timeout=RELOAD_TIMEOUT_S) as r:
             status, body = r.status, r.read()
     except urllib.error.HTTPError as e:
         status, body = e.code, e.read()
