@@ -12,6 +12,7 @@ Model names a client may send:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,9 @@ from typing import Any
 __all__ = ["RequestError", "Target", "parse_model", "routing_text", "message_text"]
 
 ROUTER_PREFIX = "router-"
+
+#: the VALUE of ``router-NAME-VALUE``: a plain decimal number (no nan, inf, hex or '_')
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 
 class RequestError(Exception):
@@ -59,7 +63,8 @@ def parse_model(
 ) -> Target:
     """The :class:`Target` a ``model`` field names; :class:`RequestError` 400 if it names none. The
     value of ``router-NAME-VALUE`` is a threshold in [0, 1], or for the routers in ``knob_routers``
-    (N-model policies) their knob, any number >= 0 (the policy checks it further)."""
+    (N-model policies; a mapping of them to their knob's name words the errors) their knob, any
+    number >= 0 (the policy checks it further). VALUE is a plain decimal number, ``1e-05`` included."""
     if not isinstance(model, str) or not model:
         raise RequestError(400, "'model' must be a non-empty string", param="model", code="invalid_model")
     if model in upstreams:
@@ -68,31 +73,36 @@ def parse_model(
         rest = model[len(ROUTER_PREFIX) :]
         if rest in routers:
             return Target(router=rest)
-        name, sep, raw = rest.rpartition("-")
-        if sep and name in routers:
-            try:
-                t = float(raw)
-            except ValueError:
+        # router-NAME-VALUE: the longest router name followed by '-' (a value may hold '-': 1e-05, -0.1)
+        name = max((r for r in routers if rest.startswith(f"{r}-")), key=len, default=None)
+        if name is not None:
+            raw = rest[len(name) + 1 :]
+            knob = knob_routers.get(name) if isinstance(knob_routers, Mapping) else None
+            what = (
+                f"router {name!r}'s {knob or 'policy knob'} (a number >= 0)"
+                if name in knob_routers
+                else "a threshold (a number in [0, 1])"
+            )
+            if not _NUMBER.fullmatch(raw):
                 raise RequestError(
-                    400,
-                    f"model {model!r}: {raw!r} is not a threshold (a number in [0, 1])",
-                    param="model",
-                    code="invalid_threshold",
-                ) from None
+                    400, f"model {model!r}: {raw!r} is not {what}", param="model", code="invalid_threshold"
+                )
+            t = float(raw)
             if name in knob_routers and math.isfinite(t) and t >= 0.0:
                 return Target(router=name, threshold=t)
-            if math.isnan(t) or not 0.0 <= t <= 1.0:
+            if name in knob_routers or not 0.0 <= t <= 1.0:
                 raise RequestError(
-                    400, f"model {model!r}: threshold {raw} is outside [0, 1]", param="model", code="invalid_threshold"
+                    400, f"model {model!r}: {raw} is not {what}", param="model", code="invalid_threshold"
                 )
             return Target(router=name, threshold=t)
-        if sep and name.endswith("-") and name[:-1] in routers:  # router-NAME--0.1
-            raise RequestError(
-                400, f"model {model!r}: threshold -{raw} is outside [0, 1]", param="model", code="invalid_threshold"
-            )
     known = (
         [f"router-{r}" for r in sorted(routers)]
-        + [f"router-{r}-THRESHOLD" for r in sorted(routers)]
+        + [
+            f"router-{r}-{str(knob_routers.get(r) or 'value').upper()}"
+            if isinstance(knob_routers, Mapping) and r in knob_routers
+            else f"router-{r}-THRESHOLD"
+            for r in sorted(routers)
+        ]
         + sorted(upstreams)
     )
     raise RequestError(

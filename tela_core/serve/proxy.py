@@ -132,7 +132,7 @@ class ChatHandler:
         target: Target | None = None
         try:
             body = await self._read_body(request)
-            knobs = [n for n, r in s.routers.items() if getattr(r.router, "knob", None)]
+            knobs = {n: str(r.router.knob) for n, r in s.routers.items() if getattr(r.router, "knob", None)}
             target = parse_model(body.get("model"), self.cfg.routers, s.upstreams, knobs)
             stream = bool(body.get("stream"))
             if target.router is not None:

@@ -1,0 +1,40 @@
+"""The N-model path used carelessly or with hostile input: model names with odd knob values, serve
+configs that do not add up, logs without answers, records without costs. Each test is a bug that was
+found this way; none asks a remote API (no upstream is called)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tela_core.serve.chat import RequestError, Target, parse_model
+
+ROUTERS = {"mf", "knn9"}
+KNOBS = {"knn9": "lam"}
+
+
+@pytest.mark.parametrize(
+    "model, target",
+    [
+        ("router-knn9-1e-05", Target("knn9", 1e-05)),  # a small λ written as Python prints it
+        ("router-knn9-2.5E-3", Target("knn9", 2.5e-3)),
+        ("router-mf-1e-3", Target("mf", 1e-3)),  # a two-model threshold alike
+        ("router-knn9-1000", Target("knn9", 1000.0)),
+    ],
+)
+def test_a_value_in_scientific_notation_with_a_negative_exponent_routes(model, target):
+    assert parse_model(model, ROUTERS, (), KNOBS) == target
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "-inf", "1e309", "-0x10", "0x10", "1_000", "", "-1", " 3", "Infinity"])
+def test_a_bad_knob_value_is_a_400_naming_the_knob_not_a_threshold(raw):
+    with pytest.raises(RequestError) as ei:
+        parse_model(f"router-knn9-{raw}", ROUTERS, (), KNOBS)
+    e = ei.value
+    assert (e.status, e.code) == (400, "invalid_threshold")
+    assert "lam" in e.message and "[0, 1]" not in e.message  # a budget of 5 or a λ of 3 is fine
+
+
+def test_the_served_names_say_which_knob_an_nmodel_router_takes():
+    with pytest.raises(RequestError) as ei:
+        parse_model("router-nope", ROUTERS, ["small"], KNOBS)
+    assert "router-knn9-LAM" in ei.value.message and "router-mf-THRESHOLD" in ei.value.message
