@@ -38,3 +38,16 @@ def test_the_served_names_say_which_knob_an_nmodel_router_takes():
     with pytest.raises(RequestError) as ei:
         parse_model("router-nope", ROUTERS, ["small"], KNOBS)
     assert "router-knn9-LAM" in ei.value.message and "router-mf-THRESHOLD" in ei.value.message
+
+
+def test_a_serve_config_that_lists_an_upstream_twice_is_refused(tmp_path):
+    """Two router models on one upstream: the second is never asked, its fallback retries the same
+    endpoint and x-tela-quality (keyed by upstream) loses a model. One line naming the key."""
+    from tela_core.serve.config import ConfigError, build_config
+
+    (tmp_path / "r").mkdir()
+    ups = "".join(f"  u{i}: {{base_url: 'http://127.0.0.1:9/v1', model: m{i}}}\n" for i in range(3))
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text(f"routers:\n  r: {{path: {tmp_path / 'r'}, upstreams: [u0, u1, u1]}}\nupstreams:\n{ups}")
+    with pytest.raises(ConfigError, match=r"serve.yaml: routers.r.upstreams: u1 is listed more than once"):
+        build_config(cfg)

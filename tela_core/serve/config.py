@@ -317,6 +317,12 @@ def check_config(cfg: ServeConfig, where: str = "config") -> None:
     for name, up in cfg.upstreams.items():
         check_upstream(name, up, where)
     for name, r in cfg.routers.items():
+        twice = sorted({u for u in r.upstreams or [] if (r.upstreams or []).count(u) > 1})
+        if twice:
+            raise ConfigError(
+                f"{where}: routers.{name}.upstreams: {', '.join(twice)} is listed more than once; "
+                "name one upstream per router model, cheap -> strong"
+            )
         for up_name in r.upstreams or []:
             if up_name not in cfg.upstreams:
                 known = ", ".join(sorted(cfg.upstreams)) or "(none)"
