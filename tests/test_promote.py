@@ -169,6 +169,36 @@ def test_hand_edited_versions_folders_never_load_from_outside(trained: dict[str,
     assert not (cand / "live").exists()
 
 
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs (no handler catches a BaseException here)."""
+
+
+def test_a_promotion_killed_before_versions_json_leaves_no_record(
+    trained: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live = tmp_path / "live"
+
+    def killed(*args: Any, **kwargs: Any) -> Any:
+        raise _Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(vs, "set_current", killed)  # the copy made and the record written: then killed
+        with pytest.raises(_Killed):
+            run_cli("promote", "--router", live, "--candidate", trained["bad"])
+    assert vs.read_state(live).current is None
+    assert not list((live / "records").glob("0*.json"))  # no record of a promotion that did not happen
+    res = run_cli("promote", "--router", live, "--candidate", trained["bad"])  # the rerun works
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (live / "records").iterdir()) == ["0001-promote-v2.json"]
+    # killed after versions.json named the record but before it was in place: the next step finishes it
+    state = vs.read_state(live)
+    pending = live / "records" / ".0002-rollback-v1.json.pending"
+    pending.write_text("{}")
+    state.history.append({"step": 2, "action": "rollback", "record": "records/0002-rollback-v1.json"})
+    (live / vs.VERSIONS_FILE).write_text(json.dumps(state.to_json()))
+    assert vs.recover(live) == ["finished 0002-rollback-v1.json"] and not pending.exists()
+
+
 def test_the_evaluation_data_counts_each_prompt_once_and_names_the_routers_models(
     trained: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -207,6 +207,7 @@ def promote_cmd(
     router.parent.mkdir(parents=True, exist_ok=True)
     with vs.versions_lock(router):
         vs.init(router)
+        vs.recover(router)  # what a killed promote or rollback left
         first = vs.read_state(router).current is None
         record = _evaluate(
             router,
@@ -226,13 +227,11 @@ def promote_cmd(
             record["version"] = version
             path = vs.next_record_path(router, "promote", version)
             record["record"] = str(path.relative_to(router))
-            vs.write_record(path, record)
-            vs.set_current(router, version, "promote", record=record["record"])
+            vs.record_step(path, record, lambda: vs.set_current(router, version, "promote", record=record["record"]))
         else:
             path = vs.next_record_path(router, "refuse", None)
             record["record"] = str(path.relative_to(router))
-            vs.write_record(path, record)
-            vs.note_step(router, "refuse", record=record["record"])
+            vs.record_step(path, record, lambda: vs.note_step(router, "refuse", record=record["record"]))
     if record["decision"] != PROMOTE:
         _say(record, as_json)
         click.get_current_context().exit(REFUSED)
@@ -267,6 +266,7 @@ def rollback_cmd(
     token = _admin_token(servers, admin_token_env)
     with vs.versions_lock(router):
         state = vs.read_state(router)
+        vs.recover(router)  # what a killed promote or rollback left
         if state.current is None:
             raise TelaError(f"{router}: no current version to roll back")
         if not state.earlier:
@@ -285,8 +285,7 @@ def rollback_cmd(
             "version": target,
             "record": str(path.relative_to(router)),
         }
-        vs.write_record(path, record)
-        vs.set_current(router, target, "rollback", record=record["record"])
+        vs.record_step(path, record, lambda: vs.set_current(router, target, "rollback", record=record["record"]))
     record["servers"] = _reload_all(servers, token, router, target)
     vs.write_record(path, record)
     _say(record, as_json)

@@ -26,7 +26,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,8 @@ __all__ = [
     "set_current",
     "note_step",
     "write_record",
+    "record_step",
+    "recover",
     "next_record_path",
     "versions_lock",
 ]
@@ -254,6 +256,41 @@ def write_record(path: Path, record: Mapping[str, Any]) -> None:
     """Write a promotion record (atomically)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, dict(record))
+
+
+def _pending(path: Path) -> Path:
+    return path.with_name(f".{path.name}.pending")
+
+
+def record_step(path: Path, record: Mapping[str, Any], step: Callable[[], VersionsState]) -> VersionsState:
+    """Write ``record`` at ``path`` and take ``step`` (the write of ``versions.json`` that names it)
+    as one: the record goes to a hidden pending file first, then the step, then the record is
+    renamed into place. A process killed in between leaves a pending file, which :func:`recover`
+    puts in place when ``versions.json`` names it and removes otherwise: no record of a step that
+    was not taken."""
+    pending = _pending(path)
+    write_record(pending, record)
+    state = step()
+    os.replace(pending, path)
+    return state
+
+
+def recover(folder: str | Path) -> list[str]:
+    """Finish or undo the records an interrupted step left (the lock held): what was done."""
+    rd = Path(folder) / RECORDS_DIR
+    if not rd.is_dir():
+        return []
+    named = {h.get("record") for h in read_state(folder).history}
+    done = []
+    for p in sorted(rd.glob(".*.json.pending")):
+        final = p.with_name(p.name[1 : -len(".pending")])
+        if f"{RECORDS_DIR}/{final.name}" in named:
+            os.replace(p, final)
+            done.append(f"finished {final.name}")
+        else:
+            p.unlink()
+            done.append(f"removed {p.name}")
+    return done
 
 
 def versions_lock(folder: str | Path) -> Any:
