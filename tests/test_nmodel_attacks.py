@@ -51,3 +51,22 @@ def test_a_serve_config_that_lists_an_upstream_twice_is_refused(tmp_path):
     cfg.write_text(f"routers:\n  r: {{path: {tmp_path / 'r'}, upstreams: [u0, u1, u1]}}\nupstreams:\n{ups}")
     with pytest.raises(ConfigError, match=r"serve.yaml: routers.r.upstreams: u1 is listed more than once"):
         build_config(cfg)
+
+
+def test_collect_only_logged_from_a_log_without_answers_is_an_error_not_an_empty_success(tmp_path):
+    """A decision log (prompts, no answers) given where the shadow log belongs: exit 0 with nothing
+    written left `tela judge` to fail on a folder that is not there. Now exit 2 saying which log."""
+    import json
+
+    from tela_core.testkit.helpers import run_cli
+
+    log = tmp_path / "decisions.jsonl"
+    line = {"id": "a-1", "router": "r", "chosen": "m0", "upstream": "u0", "status": 200, "prompt": "What is 2+2?"}
+    log.write_text(json.dumps(line) + "\n")
+    ups = "".join(f"  u{i}: {{base_url: 'http://127.0.0.1:9/v1', model: m{i}}}\n" for i in range(3))
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text(f"upstreams:\n{ups}")
+    res = run_cli("collect", "--from-log", log, "--config", cfg, "--only-logged", "-o", tmp_path / "answers")
+    assert res.exit_code == 2, res.output
+    assert "decisions.jsonl: holds no answer" in res.output and "shadow log" in res.output
+    assert not (tmp_path / "answers").exists()

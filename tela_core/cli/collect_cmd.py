@@ -163,6 +163,12 @@ def collect(
         expected_output_tokens=expected_output_tokens,
     )
     with job:
+        if only_logged and job.plan is not None and not job.plan.reused:
+            raise TelaError(
+                f"{', '.join(map(str, logs))}: holds no answer of {', '.join(job.plan.models)} to keep, and "
+                "--only-logged asks no model: give tela serve's shadow log (shadow_log), where shadow mode writes "
+                "the answers; a decision log holds none"
+            )
         _print_estimate(sys.stderr, job, notes)
         if dry_run:
             job.check_models()  # what the guide promises: reachable, key accepted, model listed
