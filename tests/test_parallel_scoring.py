@@ -387,3 +387,49 @@ def test_two_nodes_under_a_scheduler_each_with_its_own_cache(
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["routers"][0] == report["routers"][0]
     assert np.array_equal(entry(tmp_path / "node0")["w"], entry(tmp_path / "one")["w"])
+
+
+def test_a_router_among_n_models_scores_on_ranks_and_reuses_the_cache(
+    tmp_path: Path, isolated_cache: Path, ranks_import_tests
+) -> None:
+    """An N-model kNN router: `tela eval --processes 2` keeps each model's predicted quality (the same
+    report as one process), and `tela route`/`tela calibrate --budget` with --processes route from
+    the cache entry the ranks wrote, each model's quality included."""
+    from tela_core.data.records import seed_record
+    from tela_core.plugins.discovery import get_registry
+
+    models, costs = ("small", "mid", "big"), {"small": 1e-5, "mid": 5e-5, "big": 3e-4}
+    recs = []
+    for i in range(160):
+        hard = i % 2 == 0
+        q = f"Prove lemma {i}: every bounded monotone sequence converges." if hard else f"Say hello to guest {i}."
+        outcomes = {"small": float(not hard), "mid": float(not hard or i % 4 == 0), "big": 1.0}
+        recs.append(seed_record(q, None, outcomes=outcomes, costs=costs, id=str(i)))
+    router = tmp_path / "knn"
+    get_registry().create("family", "embedding-knn", {"k": 5}).fit(recs[:120], router, {})
+    data = tmp_path / "heldout.jsonl"
+    data.write_text("".join(json.dumps(r.to_json()) + "\n" for r in recs[120:]))
+
+    reports = []
+    for extra in (["--no-cache"], ["--processes", "2"]):  # one process; two ranks, through the cache
+        out = tmp_path / f"ev{len(reports)}"
+        r = run_cli("eval", "--router", router, "--data", data, "-o", out, "--json", *extra)
+        assert r.exit_code == 0, r.output
+        reports.append(json.loads((out / "nmodel.json").read_text()))
+    one, two = reports
+    assert two["aiq_router"] == one["aiq_router"] and two["router_hull"] == one["router_hull"]
+    assert two["extra"]["policy"] == one["extra"]["policy"] and two["scoring"]["processes"] == 2
+    found = entry(isolated_cache)  # TELA_CACHE: the one entry, every model's quality in it
+    assert list(found["models"]) == list(models) and found["quality"].shape == (40, 3)
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(r.prompt + "\n" for r in recs[120:]))
+    r = run_cli("route", "--router", router, "--file", prompts, "--json", "--processes", "2")
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len(rows) == 40 and set(rows[0]["quality"]) == set(models)
+    alone = run_cli("route", "--router", router, "--file", prompts, "--json").stdout.splitlines()
+    assert [x["model"] for x in rows] == [json.loads(x)["model"] for x in alone]  # as in one process
+    r = run_cli("calibrate", "--router", router, "--data", data, "--budget", "0.1", "--processes", "2")
+    assert r.exit_code == 0 and "λ" in r.output, r.output
+    assert entry(isolated_cache)["quality"].shape == (40, 3)  # still the one entry: nothing scored again

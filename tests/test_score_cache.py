@@ -123,3 +123,43 @@ def test_launched_ranks_load_the_router_with_the_callers_context(
     )
     assert len(scores.w) == len(PROMPTS)
     assert (told["trust_remote_code"], told["score_batch_size"]) == (True, 4)
+
+
+class QualityScorer(CountingScorer):
+    """An N-model family: each model's predicted quality from ``predict_models``, which its
+    ``score`` does not fill (as a family may), so a pass that asks for it must call it."""
+
+    models = ("small", "mid", "big")
+
+    def predict_models(self, prompts: list[str]) -> np.ndarray:
+        self.predicted = getattr(self, "predicted", 0) + len(prompts)
+        n = np.array([len(p) / 100.0 for p in prompts])
+        return np.stack([n, 0.5 * np.ones_like(n), 1 - n], axis=1)
+
+
+def test_each_models_quality_is_cached_and_an_entry_without_it_scored_again(tmp_path: Path) -> None:
+    first = QualityScorer()
+    want, info = score_prompts(
+        first, PROMPTS, router_id="r", cache_dir=tmp_path, chunk_size=4, progress=False, quality=True
+    )
+    assert want.models == QualityScorer.models and want.quality.shape == (10, 3) and not info["cached"]
+    again = QualityScorer()
+    hit, info = score_prompts(
+        again, PROMPTS, router_id="r", cache_dir=tmp_path, chunk_size=4, progress=False, quality=True
+    )
+    assert info["cached"] and again.seen == [] and getattr(again, "predicted", 0) == 0  # nothing scored again
+    assert hit.models == want.models and np.array_equal(hit.quality, want.quality) and np.array_equal(hit.w, want.w)
+
+    # an entry written before the cache kept quality (w and probs only): read as it is by a two-model
+    # use, scored again (not misread as having no quality) by an N-model one, and rewritten with it
+    (entry,) = tmp_path.glob("*.npz")
+    np.savez(entry, w=want.w, probs=want.probs)
+    two, info = score_prompts(QualityScorer(), PROMPTS, router_id="r", cache_dir=tmp_path, chunk_size=4, progress=False)
+    assert info["cached"] and two.quality is None and np.array_equal(two.w, want.w)
+    third = QualityScorer()
+    got, info = score_prompts(
+        third, PROMPTS, router_id="r", cache_dir=tmp_path, chunk_size=4, progress=False, quality=True
+    )
+    assert not info["cached"] and third.predicted == 10 and np.array_equal(got.quality, want.quality)
+    with np.load(entry) as z:
+        assert list(z["models"]) == list(QualityScorer.models) and np.array_equal(z["quality"], want.quality)

@@ -133,11 +133,11 @@ def eval_cmd(
     if among_many and routes_among_many(router):  # its saved policy routes among N models
         all_models = True
     _refuse_unused(all_models, baseline, among_many)
+    ranks = score_launch_of(launch)
     if all_models:
         load = (router, trust_remote_code, score_batch_size, policy_name, policy_sets)
-        _eval_all_models(load, baseline, manifest, data, output, source_name, protocol, as_json, force)
+        _eval_all_models(load, baseline, manifest, data, output, source_name, protocol, as_json, force, ranks, no_cache)
         return
-    ranks = score_launch_of(launch)
     for name in ev.REPORT_FILES:
         check_can_write(output / name, force)
     records, source, info = read_records(data, source_name, weak_model, strong_model, protocol)
@@ -180,7 +180,7 @@ def _refuse_unused(all_models: bool, baseline: str | None, among_many: bool) -> 
             if among_many
             else "--all-models judges every model with the cost-aware policy"
         )
-        refuse_unused(mode, "weak_model", "strong_model", "no_cache", *LAUNCH_PARAMS)
+        refuse_unused(mode, "weak_model", "strong_model")
     if baseline is not None:
         refuse_unused(
             f"--router {baseline} is a baseline that loads no router",
@@ -269,9 +269,12 @@ def _eval_all_models(
     protocol: str | None,
     as_json: bool,
     force: bool,
+    ranks: Any,
+    no_cache: bool,
 ) -> None:
     """The N-model report (:mod:`tela_core.eval.nmodel`, :mod:`tela_core.eval.nmodel_router`):
-    the cost-aware hull and AIQ, and where the router's own N-model policy lands."""
+    the cost-aware hull and AIQ, and where the router's own N-model policy lands. Each model's
+    predicted quality goes through the score cache, on ``ranks`` when launched."""
     from ..eval import nmodel  # start-up: `tela --help` need not load eval.nmodel (~3 ms)
     from ..eval.nmodel_router import evaluate_router_nmodel
 
@@ -283,11 +286,24 @@ def _eval_all_models(
     for name in nmodel.NMODEL_FILES:
         check_can_write(output / name, force)
     click.get_current_context().with_resource(output_lock(output))  # one writer of this report
-    loaded = load_router(*load)
+    path, trust, batch, policy_name, policy_sets = load
+    # launched ranks load their own
+    loaded = load_router(path, trust, batch, policy_name, policy_sets, load_scorer=not ranks.parallel)
     records, source, info = read_records(data, source_name, None, None, protocol)
-    result, _point = evaluate_router_nmodel(loaded, records, data)
+    cache = None if no_cache else ev.score_cache_dir(output / ".score-cache")
+    scores, scoring = ev.score_prompts(
+        loaded.scorer,
+        [r.prompt for r in records],
+        router_id=ev.router_hash(Path(load[0])) if cache else None,
+        cache_dir=cache,
+        description=f"scoring {len(records)} prompts" + (f" ({ranks.describe()})" if ranks.parallel else ""),
+        launch=ranks,
+        router_dir=Path(load[0]),
+        quality=True,
+    )
+    result, _point = evaluate_router_nmodel(loaded, records, data, scores)
     meta = {"router_dir": str(load[0]), "scorer": manifest.get("scorer"), "data": str(data), "source": source.name}
-    meta.update(protocol=protocol, **info)
+    meta.update(protocol=protocol, **info, scoring={k: v for k, v in scoring.items() if k != "key"})
     paths = nmodel.write_nmodel_report(result, output, meta)
     if as_json:
         click.echo(dumps_json({**meta, **result.to_dict()}, indent=2, ensure_ascii=True))

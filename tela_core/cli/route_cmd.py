@@ -114,11 +114,6 @@ def route(
     )
     if threshold is not None and policy_sets and r.knob is None:
         refuse_unused("--threshold routes with the threshold policy", "policy_sets")
-    if ranks.parallel and r.knob is not None:
-        raise TelaError(
-            f"policy {r.policy_spec['name']!r} routes among N models from each one's predicted quality, which "
-            "sharded scoring does not keep; route in one process (drop --processes/--hostfile)"
-        )
     if ranks.parallel:  # the ranks load the router and score; the cache keeps their finished chunks
         cache = score_cache_dir(None)
         scores, _info = score_prompts(
@@ -129,6 +124,7 @@ def route(
             description=f"scoring {len(prompts)} prompts ({ranks.describe()})",
             launch=ranks,
             router_dir=Path(router),
+            quality=r.knob is not None,  # an N-model policy chooses by each model's predicted quality
         )
     else:
         scores = r.scores(prompts)

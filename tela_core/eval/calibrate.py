@@ -1,9 +1,10 @@
 """Calibrating a router on prompts (``tela calibrate --data``): score them, set the policy, save it.
 
 A router between two models gets the threshold that sends a target share of the prompts to the
-strong model (its ``calibrated`` policy; the scores go through the score cache and may be sharded
-over ranks); a router among N models gets the λ of its ``budget`` policy that meets a budget in $
-per 1,000 requests on them (:func:`tela_core.routing.calibration.calibrate_budget`). Calibration on
+strong model (its ``calibrated`` policy); a router among N models gets the λ of its ``budget``
+policy that meets a budget in $ per 1,000 requests on them
+(:func:`tela_core.routing.calibration.calibrate_budget`). Either way the scores (for N models, each
+model's predicted quality) go through the score cache and may be sharded over ranks. Calibration on
 a ``tela serve`` decision log lives in :mod:`tela_core.routing.calibration`.
 """
 
@@ -42,12 +43,22 @@ def calibrate_on_prompts(
     ``strong_share`` or, for a router among N models, ``budget``; save and return what was saved
     (``options``, ``models``, ``previous``, ``warnings``)."""
     parallel = bool(launch is not None and launch.parallel)
+    cache = None if no_cache else score_cache_dir(Path(router_dir) / ".score-cache")
     if budget is not None:
-        if parallel:
-            raise TelaError("--budget scores the calibration prompts in this process; drop --processes/--hostfile")
-        router = Router.load(router_dir, trust_remote_code=trust_remote_code, score_batch_size=score_batch_size)
+        router = Router.load(
+            router_dir, trust_remote_code=trust_remote_code, score_batch_size=score_batch_size, load_scorer=not parallel
+        )
         budget_policy(router, budget, policy or "budget", policy_options)  # a pair router fails before scoring
-        s = router.scores(list(prompts), quality=True)
+        s, _info = score_prompts(
+            router.scorer,
+            list(prompts),
+            router_id=router_hash(router_dir) if cache else None,
+            cache_dir=cache,
+            description=f"scoring {len(prompts)} calibration prompts" + (f" ({launch.describe()})" if parallel else ""),
+            launch=launch,
+            router_dir=Path(router_dir),
+            quality=True,  # the budget's λ is found on each model's predicted quality
+        )
         if s.quality is None:
             raise TelaError(f"{router_dir}: family {router.manifest.get('scorer')!r} predicts no per-model quality")
         models = list(s.models or router.models)
@@ -64,7 +75,6 @@ def calibrate_on_prompts(
     r = Router.load(
         router_dir, trust_remote_code=trust_remote_code, score_batch_size=score_batch_size, load_scorer=not parallel
     )
-    cache = None if no_cache else score_cache_dir(Path(router_dir) / ".score-cache")
     scores, _info = score_prompts(
         r.scorer,
         list(prompts),

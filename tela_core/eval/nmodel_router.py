@@ -19,6 +19,7 @@ from tela_core.infra.errors import TelaError
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
+    from tela_core.components import Scores
     from tela_core.eval.nmodel import NModelEvaluation
     from tela_core.routing.router import Router
 
@@ -64,16 +65,20 @@ def policy_point(
 
 
 def evaluate_router_nmodel(
-    router: Router, records: Sequence[Any], data: str | Path
+    router: Router, records: Sequence[Any], data: str | Path, scores: Scores | None = None
 ) -> tuple[NModelEvaluation, dict[str, Any] | None]:
     """(the cost-aware evaluation, the router's policy point or None) of ``router`` on ``records``
-    (which need every judged model's outcome and cost; at least two of the router's models)."""
+    (which need every judged model's outcome and cost; at least two of the router's models).
+    ``scores``: the records' prompts already scored with each model's quality (e.g. through the
+    score cache, :func:`tela_core.eval.score_cache.score_prompts` with ``quality=True``); None
+    scores them here."""
     import numpy as np
 
     from tela_core.eval import nmodel
 
     prompts = [r.prompt for r in records]
-    scores = router.scores(prompts, quality=True)
+    if scores is None:
+        scores = router.scores(prompts, quality=True)
     if scores.quality is None:
         raise TelaError(
             f"{router.path}: scorer {router.manifest.get('scorer')!r} predicts no per-model quality; --all-models "

@@ -197,8 +197,10 @@ def score_in_ranks(
     description: str = "scoring",
     trust_remote_code: bool = False,
     score_batch_size: int | None = None,
+    quality: bool = False,
 ) -> tuple[Scores, dict[str, Any]]:
-    """Score ``prompts`` with the router in ``router_dir`` on the ranks ``launch`` describes.
+    """Score ``prompts`` with the router in ``router_dir`` on the ranks ``launch`` describes
+    (with ``quality``, each model's predicted quality too, for a family that predicts it).
 
     ``entry`` is the score cache's entry for them (``KEY.npz``; its chunks in ``KEY.chunks/``); with
     None, the work goes to a temporary folder removed afterwards (nothing is resumed then).
@@ -231,6 +233,7 @@ def score_in_ranks(
         "plugins": _plugin_refs(),
         "attempt": attempt,
         "key": key,
+        "quality": bool(quality),
     }
     _write_job(work, spec, prompts)
     if not launch.nodes.multi:
@@ -247,7 +250,7 @@ def score_in_ranks(
                 f"this node's part of the scoring is done ({time.perf_counter() - t0:.0f} s); "
                 "the node holding rank 0 writes the result"
             )
-        scores = read_scores(result, len(prompts), quiet=True)
+        scores = read_scores(result, len(prompts), quiet=True, need_quality=quality)
         if scores is None:
             raise TelaError(f"the scoring ranks exited without writing {result}; see {log_path}")
     except BaseException:

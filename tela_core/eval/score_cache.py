@@ -14,6 +14,10 @@ With a ``launch`` that asks for several ranks (``--processes N``, ``--hostfile``
 nodes), :func:`score_prompts` hands the same chunks to ranks started by the training launcher
 (:mod:`tela_core.eval.parallel`): each rank scores its block of chunks into the same ``KEY.chunks/``
 folder, so one process and N ranks share their finished work and give the same scores.
+
+An entry keeps what the family returns: ``w``, ``probs`` and, for families that predict every
+model's quality, ``quality`` and ``models``. ``quality=True`` (an N-model policy's scoring) asks for
+the latter: an entry written without them (before the cache kept them) is scored again, not misread.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from tela_core.infra.progress import make_progress
 from tela_core.routing.artifact import POLICY
 
 from ..components import LoadContext, Scores
-from .chunks import CHUNK_SIZE, _warn, chunk_path, chunks_dir, read_scores, save_chunk, save_scores
+from .chunks import CHUNK_SIZE, _warn, chunk_path, chunks_dir, read_scores, save_chunk, save_scores, score_chunk
 from .parallel import score_in_ranks
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -106,6 +110,7 @@ def score_prompts(
     launch: ScoreLaunch | None = None,
     router_dir: Path | None = None,
     context: LoadContext | None = None,
+    quality: bool = False,
 ) -> tuple[Scores, dict[str, Any]]:
     """Score ``prompts`` with ``scorer`` in chunks (a rich progress bar on stderr), reusing a cached
     result when ``router_id`` (e.g. :func:`router_hash`) and ``cache_dir`` are given.
@@ -119,6 +124,10 @@ def score_prompts(
     option). On a node of a multi-node run that does not hold rank 0,
     :class:`~tela_core.eval.parallel.NodePartDone` is raised once this node's ranks are done.
 
+    With ``quality``, the scores carry each model's predicted quality (``Scores.quality`` and
+    ``models``) for a family that predicts it, as :meth:`Router.scores` with ``quality=True``; a
+    cache entry without it is scored again.
+
     Returns the scores and info ``{"cached": bool, "seconds": float, "key": str | None}``
     (``"resumed"``: prompts found already scored; ``"processes"``: ranks, when launched).
     """
@@ -129,16 +138,18 @@ def score_prompts(
     if not key:
         if ranks:
             return _in_ranks(
-                scorer, context, launch, router_dir, prompts, None, None, chunk_size, progress, description
+                scorer, context, launch, router_dir, prompts, None, None, chunk_size, progress, description, quality
             )
-        return _score_uncached(scorer, prompts, key, None, chunk_size, progress, description)
+        return _score_uncached(scorer, prompts, key, None, chunk_size, progress, description, quality)
     path = Path(cache_dir) / f"{key}.npz"  # type: ignore[arg-type]
     if ranks and launch.nodes.multi:  # type: ignore[union-attr]
         # One command per node: every node launches, even where the entry exists (the ranks then
         # read it), or the other nodes would wait for it at the rendezvous; rank 0 writes the entry.
         # No lock: the other nodes' commands must not wait on node 0's.
-        return _in_ranks(scorer, context, launch, router_dir, prompts, key, path, chunk_size, progress, description)
-    hit = read_scores(path, len(prompts))
+        return _in_ranks(
+            scorer, context, launch, router_dir, prompts, key, path, chunk_size, progress, description, quality
+        )
+    hit = read_scores(path, len(prompts), need_quality=quality)
     if hit is not None:
         return hit, {"cached": True, "seconds": 0.0, "key": key}
 
@@ -146,7 +157,7 @@ def score_prompts(
     with cache_lock(path, on_wait=lambda who: _warn(f"waiting for {who}, which is scoring the same prompts")) as held:
         if held is None:
             _warn(f"cannot write the score cache in {path.parent}; continuing without it")
-        hit = read_scores(path, len(prompts)) if held is not None else None
+        hit = read_scores(path, len(prompts), need_quality=quality) if held is not None else None
         if hit is not None:
             return hit, {"cached": True, "seconds": 0.0, "key": key}
         if ranks:
@@ -161,9 +172,10 @@ def score_prompts(
                 chunk_size,
                 progress,
                 description,
+                quality,
             )
         return _score_uncached(
-            scorer, prompts, key, path if held is not None else None, chunk_size, progress, description
+            scorer, prompts, key, path if held is not None else None, chunk_size, progress, description, quality
         )
 
 
@@ -178,6 +190,7 @@ def _in_ranks(
     chunk_size: int,
     progress: bool,
     description: str,
+    quality: bool = False,
 ) -> tuple[Scores, dict[str, Any]]:
     """Score on launched ranks, which load the router with ``context`` (None: as ``scorer`` was)."""
     if context is None:  # a caller that does not say: what Router.load recorded for the scorer
@@ -197,6 +210,7 @@ def _in_ranks(
         description=description,
         trust_remote_code=context.trust_remote_code,
         score_batch_size=batch_size,
+        quality=quality,
     )
 
 
@@ -208,13 +222,16 @@ def _score_uncached(
     chunk_size: int,
     progress: bool,
     description: str,
+    quality: bool = False,
 ) -> tuple[Scores, dict[str, Any]]:
     import numpy as np
 
     t0 = time.perf_counter()
     ws: list[np.ndarray] = []
     ps: list[np.ndarray] = []
-    has_probs = True
+    qs: list[np.ndarray] = []
+    models: tuple[str, ...] | None = None
+    has_probs = has_quality = True
     starts = range(0, len(prompts), chunk_size)
     parts = chunks_dir(path) if path is not None else None
     resumed = 0
@@ -224,11 +241,11 @@ def _score_uncached(
         for start in starts:
             chunk = prompts[start : start + chunk_size]
             part = chunk_path(parts, start, start + len(chunk)) if parts is not None else None
-            s = read_scores(part, len(chunk), quiet=True) if part is not None else None
+            s = read_scores(part, len(chunk), quiet=True, need_quality=quality) if part is not None else None
             if s is not None:
                 resumed += len(chunk)
             else:
-                s = scorer.score(list(chunk))
+                s = score_chunk(scorer, list(chunk), quality)
                 got = np.asarray(s.w).reshape(-1).shape[0]
                 if got != len(chunk):
                     raise TelaError(f"scorer {scorer.name!r} returned {got} scores for {len(chunk)} prompts")
@@ -240,13 +257,20 @@ def _score_uncached(
                 has_probs = False
             else:
                 ps.append(np.asarray(s.probs, dtype=float))
+            if s.quality is None or s.models is None or (models is not None and tuple(s.models) != models):
+                has_quality = False
+            else:
+                models = tuple(s.models)
+                qs.append(np.asarray(s.quality, dtype=float))
             bar.advance(task, len(chunk))
     w_all = np.concatenate(ws) if ws else np.zeros(0)
     probs_all = np.concatenate(ps) if has_probs and ps else None
+    quality_all = np.concatenate(qs) if has_quality and qs else None
+    models_all = models if quality_all is not None else None
     seconds = time.perf_counter() - t0
     if path is not None:
         try:
-            save_scores(path, w_all, probs_all)
+            save_scores(path, w_all, probs_all, quality_all, models_all)
         except OSError as e:
             _warn(f"cannot write the score cache in {path.parent} ({e.strerror or e}); continuing without it")
         else:
@@ -254,7 +278,8 @@ def _score_uncached(
                 import shutil
 
                 shutil.rmtree(parts, ignore_errors=True)
-    return Scores(w=w_all, probs=probs_all), {"cached": False, "seconds": seconds, "key": key, "resumed": resumed}
+    scores = Scores(w=w_all, probs=probs_all, quality=quality_all, models=models_all)
+    return scores, {"cached": False, "seconds": seconds, "key": key, "resumed": resumed}
 
 
 def _progress(enabled: bool) -> Any:

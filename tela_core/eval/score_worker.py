@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tela_core.components import Scores
-from tela_core.eval.chunks import chunk_path, read_scores, save_chunk, save_scores
+from tela_core.eval.chunks import chunk_path, read_scores, save_chunk, save_scores, score_chunk
 from tela_core.eval.parallel import shard_chunks
 from tela_core.infra.errors import TelaError
 from tela_core.infra.io import atomic_write_json
@@ -93,7 +93,8 @@ def _scorer(spec: dict[str, Any], local_rank: int) -> Any:
 def _score_shard(
     spec: dict[str, Any], work: Path, rank: int, world: int, local_rank: int, status: _Status
 ) -> list[Any]:
-    """Score this rank's chunks (reusing finished ones); return ``[(start, w, probs), ...]``."""
+    """Score this rank's chunks (reusing finished ones); return ``[(start, w, probs, quality,
+    models), ...]`` (``quality``/``models`` None for a family that does not predict each model's)."""
     import numpy as np
 
     n, size = int(spec["n"]), int(spec["chunk_size"])
@@ -112,7 +113,10 @@ def _score_shard(
     if len(prompts) != hi - lo:
         raise TelaError(f"{work / 'prompts.jsonl'}: {lo + len(prompts)} prompts, the job says {n}")
     parts = Path(spec["chunks"])
-    whole = read_scores(Path(spec["result"]), n, quiet=True)  # a multi-node rerun: the entry is there
+    want = bool(spec.get("quality"))  # each model's predicted quality (an N-model policy's scoring)
+    whole = read_scores(
+        Path(spec["result"]), n, quiet=True, need_quality=want
+    )  # a multi-node rerun: the entry is there
     scorer = None
     out = []
     done = resumed = scored = 0
@@ -120,15 +124,20 @@ def _score_shard(
         part = chunk_path(parts, start, end)
         s: Scores | None
         if whole is not None:
-            s = Scores(w=np.asarray(whole.w)[start:end], probs=None if whole.probs is None else whole.probs[start:end])
+            s = Scores(
+                w=np.asarray(whole.w)[start:end],
+                probs=None if whole.probs is None else whole.probs[start:end],
+                quality=None if whole.quality is None else whole.quality[start:end],
+                models=whole.models,
+            )
         else:
-            s = read_scores(part, end - start, quiet=True)
+            s = read_scores(part, end - start, quiet=True, need_quality=want)
         if s is None:
             if scorer is None:
                 t_load = time.perf_counter()
                 scorer = _scorer(spec, local_rank)
                 status.write(load_seconds=round(time.perf_counter() - t_load, 3))
-            s = scorer.score(prompts[start - lo : end - lo])
+            s = score_chunk(scorer, prompts[start - lo : end - lo], want)
             got = np.asarray(s.w).reshape(-1).shape[0]
             if got != end - start:
                 raise TelaError(f"scorer {scorer.name!r} returned {got} scores for {end - start} prompts")
@@ -138,7 +147,9 @@ def _score_shard(
             resumed += end - start
         done += end - start
         probs = None if s.probs is None else np.asarray(s.probs, dtype=float)
-        out.append((start, np.asarray(s.w, dtype=float).reshape(-1), probs))
+        quality = None if s.quality is None or s.models is None else np.asarray(s.quality, dtype=float)
+        models = None if quality is None else tuple(s.models or ())
+        out.append((start, np.asarray(s.w, dtype=float).reshape(-1), probs, quality, models))
         status.write(done=done, resumed=resumed, scored=scored)
     return out
 
@@ -170,7 +181,7 @@ def _write_result(chunks: list[Any], spec: dict[str, Any]) -> None:
 
     chunks = sorted(chunks, key=lambda c: c[0])
     at = 0
-    for start, w, _p in chunks:
+    for start, w, *_rest in chunks:
         if start != at:
             raise TelaError(f"scores of prompts {at}..{start - 1} are missing after the gather")
         at += len(w)
@@ -179,8 +190,12 @@ def _write_result(chunks: list[Any], spec: dict[str, Any]) -> None:
     w_all = np.concatenate([c[1] for c in chunks])
     has_probs = all(c[2] is not None for c in chunks)
     probs = np.concatenate([c[2] for c in chunks]) if has_probs else None
+    columns = {c[4] for c in chunks}  # one family: the same models in every chunk
+    has_quality = len(columns) == 1 and None not in columns
+    quality = np.concatenate([c[3] for c in chunks]) if has_quality else None
+    models = next(iter(columns)) if has_quality else None
     Path(spec["result"]).parent.mkdir(parents=True, exist_ok=True)
-    save_scores(Path(spec["result"]), w_all, probs)
+    save_scores(Path(spec["result"]), w_all, probs, quality, models)
 
 
 def main(argv: list[str] | None = None) -> int:
