@@ -119,8 +119,10 @@ def judge(
     The pair is the answers' first and last model (tela collect's --model order) unless
     --weak-model/--strong-model name it. Over more than two models every model's answers are
     judged (llm-judge, reference): a prompt with some models' answers missing is judged too, its
-    record carrying the outcomes of the models it has. Resumable and budgeted like tela collect:
-    rerun after a kill and only what is missing is judged.
+    record carrying the outcomes of the models it has. One model's answers alone (a model added
+    later) are rated by a judge that rates each answer alone (llm-judge, reference), not
+    pairwise. Resumable and budgeted like tela collect: rerun after a kill and only what is
+    missing is judged.
 
     \b
     Examples:
@@ -184,6 +186,8 @@ def _print_plan(job: Any) -> None:
         + (
             f"(models {', '.join(plan.models)}; label pair {plan.weak} < {plan.strong}): "
             if len(plan.models) > 2
+            else f"({plan.weak}'s answers, each rated alone): "
+            if plan.weak == plan.strong
             else f"(pair {plan.weak} < {plan.strong}): "
         )
         + f"{len(job.results)} already judged, {len(job.todo)} to judge"

@@ -269,7 +269,7 @@ def _pair_note(records: Sequence[Mapping[str, Any]], weak: str, strong: str) -> 
     other way round: with no names given they take the model with the lower mean outcome as weak,
     and a cheap model that is also the better one would flip the pair (and the meaning of w)."""
     both = [r["outcomes"] for r in records if r.get("outcomes") and weak in r["outcomes"] and strong in r["outcomes"]]
-    if not both:
+    if not both or weak == strong:
         return None
     mw = sum(float(o[weak]) for o in both) / len(both)
     ms = sum(float(o[strong]) for o in both) / len(both)

@@ -2,7 +2,8 @@
 
 :func:`plan_judging` reads the answers file, picks the pair (the answers' first and last model
 unless named; over N models every model's answers are judged, the pair only naming the label's
-models), makes the judge (and the second judge of an agreement run) from the registry, pairs
+models; over one model's answers, a judge that rates each answer alone rates them, and a pairwise
+judge is refused), makes the judge (and the second judge of an agreement run) from the registry, pairs
 each judge that calls a model with its judge model (resolved from ``NAME=URL#ID`` or an upstream of
 ``tela serve``'s config file, with ``--price`` prices), and turns the answers into each judge's
 tasks, sampled when asked, on the same prompts for both judges. Bad input raises a
@@ -28,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from tela_core.components import Judge
     from tela_core.upstreams.config import UpstreamConfig
 
-__all__ = ["JudgePlan", "plan_judging", "ROLES"]
+__all__ = ["JudgePlan", "plan_judging", "rates_alone", "ROLES"]
 
 #: the judges of a run: ``judge`` makes the records; ``agreement`` is the second judge it is compared with
 ROLES = ("judge", "agreement")
@@ -69,14 +70,37 @@ class JudgePlan:
         }
 
 
-def _pair(models: Sequence[str], weak: str | None, strong: str | None, where: Path) -> tuple[str, str]:
+def rates_alone(judge: Any) -> bool:
+    """Whether ``judge`` rates each answer on its own (its class says ``rates_alone = True``), so it
+    can judge one model's answers alone; a judge that compares two answers (``pairwise``) cannot."""
+    return getattr(judge, "rates_alone", False) is True
+
+
+def _alone_names() -> list[str]:
+    """The registered judges that rate each answer on its own."""
+    from tela_core.plugins import get_registry
+
+    reg = get_registry()
+    return [n for n in reg.names("judge") if rates_alone(reg.get("judge", n))]
+
+
+def _pair(
+    models: Sequence[str], weak: str | None, strong: str | None, where: Path, judges: Mapping[str, Judge]
+) -> tuple[str, str]:
+    """The pair (weak, strong); over one model's answers, that model twice, for judges that rate
+    each answer alone (the records then carry that model's outcomes and no label)."""
     for flag, m in (("--weak-model", weak), ("--strong-model", strong)):
         if m is not None and m not in models:
             raise TelaError(f"{flag} {m!r}: no such model in {where}; models: {', '.join(models)}")
     if len(models) < 2 and (weak is None or strong is None):
-        raise TelaError(
-            f"{where}: answers from one model only ({', '.join(models)}); a judge needs the pair's two answers"
-        )
+        pairwise = [j.name for j in judges.values() if not rates_alone(j)]
+        if pairwise:
+            raise TelaError(
+                f"{where}: answers from one model only ({', '.join(models)}), and judge {pairwise[0]!r} compares two "
+                f"models' answers; to rate one model's answers use a judge that rates each alone: "
+                f"{', '.join(_alone_names()) or '(none registered)'}"
+            )
+        return models[0], models[0]
     w = weak if weak is not None else models[0]
     s = strong if strong is not None else models[-1]
     if w == s:
@@ -159,11 +183,12 @@ def plan_judging(
     where = Path(answers)
     rows, models = read_answers(where)
     # a model is named by its id; the upstream name it was collected through is taken too
-    weak, strong = _pair(models, model_named(weak_model, rows, models), model_named(strong_model, rows, models), where)
     reg = get_registry()
     judges: dict[str, Judge] = {"judge": reg.create("judge", judge, dict(options or {}))}
     if agreement is not None:
         judges["agreement"] = reg.create("judge", agreement, dict(agreement_options or {}))
+    named = (model_named(weak_model, rows, models), model_named(strong_model, rows, models))
+    weak, strong = _pair(models, *named, where, judges)
     upstreams, endpoint_of = _judge_models(
         judges, {"judge": judge_model, "agreement": agreement_model}, config_file, prices, timeout_s
     )
@@ -182,6 +207,8 @@ def plan_judging(
                 )
             if len(models) > 2:
                 raise TelaError(f"{where}: no prompt has answers judge {j.name!r} can judge")
+            if weak == strong:
+                raise TelaError(f"{where}: no prompt has an answer from {weak} to judge")
             raise TelaError(f"{where}: no prompt has answers from both {weak} and {strong} to judge")
         tasks[role], skipped[role] = found, skip
     if sample is not None:

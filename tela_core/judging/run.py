@@ -382,15 +382,16 @@ async def judge_all(
 
 def record_for(row: PromptRow, judgement: Mapping[str, Any], weak: str, strong: str) -> dict[str, Any] | None:
     """The seed-format record of a judged prompt: messages ending in ``[[label]]``, prompt,
-    outcomes, costs (each model's answer cost), group and id. None for an error judgement."""
+    outcomes, costs (each model's answer cost), group and id. None for an error judgement. One
+    model's answers judged alone (``weak == strong``) make records without a label."""
     from tela_core.data.labels import OutcomeOptions, label_for
     from tela_core.data.records import record_problem, seed_record
 
     if judgement.get("error") or row.prompt.strip() == "":
         return None
     outcomes = dict(judgement.get("outcomes") or {})
-    label = judgement.get("label")
-    if label is None and weak in outcomes and strong in outcomes:
+    label = judgement.get("label") if weak != strong else None  # one model's answers: no pair to label
+    if label is None and weak != strong and weak in outcomes and strong in outcomes:
         label = label_for(outcomes[weak], outcomes[strong], OutcomeOptions.model_validate({}))
     costs = {
         m: float(a["cost"])

@@ -106,6 +106,8 @@ class LLMJudge(Judge):
     options: LLMJudgeOptions
     needs_upstream = True
     needs_reference = False
+    #: rates each answer on its own: tela judge takes one model's answers alone
+    rates_alone = True
 
     def _weak(self, item: JudgeItem) -> str | None:
         if item.weak is not None:

@@ -82,6 +82,8 @@ class ReferenceJudge(Judge):
     options: ReferenceOptions
     needs_upstream = False
     needs_reference = True
+    #: rates each answer on its own: tela judge takes one model's answers alone
+    rates_alone = True
 
     def requests(self, item: JudgeItem) -> list[JudgeRequest]:
         return []
