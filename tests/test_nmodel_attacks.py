@@ -70,3 +70,48 @@ def test_collect_only_logged_from_a_log_without_answers_is_an_error_not_an_empty
     assert res.exit_code == 2, res.output
     assert "decisions.jsonl: holds no answer" in res.output and "shadow log" in res.output
     assert not (tmp_path / "answers").exists()
+
+
+def _nim9_records(path, n=200, costs=True):
+    """``n`` records of LLMRouter's public 9-model data, three models kept, with or without costs."""
+    import json
+
+    from tela_core.plugins import get_registry
+    from tela_core.testkit.helpers import public_data
+
+    nim9 = public_data("llmrouter-nim9", "llmrouter")
+    if nim9 is None:
+        pytest.skip("needs LLMRouter's public data (tela data get llmrouter)")
+    keep = ["gemma-2-9b-it", "llama-3.1-8b-instruct", "llama-3.1-nemotron-51b-instruct"]
+    src = get_registry().create("source", "llmrouter-json", {})
+    with path.open("w", encoding="utf-8") as f:
+        for r in list(src.records(nim9 / "dcrouter_preprocessed_train.json"))[:n]:
+            obj = r.to_json()
+            obj["outcomes"] = {m: obj["outcomes"][m] for m in keep}
+            obj["costs"] = {m: obj["costs"][m] for m in keep} if costs else None
+            f.write(json.dumps({k: v for k, v in obj.items() if v is not None}) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("costs, rule", [(False, None), (True, "share=0.3")])
+def test_nmodel_records_a_run_cannot_weigh_give_a_router_on_its_pair_as_it_says(tmp_path, costs, rule):
+    """Records of three models without costs (judged answers collected without prices), or a
+    two-model rule (share=P): tela run said the router 'routes between its weak/strong pair' but
+    saved cost-aware over the three models, without costs (every route an error) or at the
+    default λ with the rule ignored. Now it routes the pair, at the rule's point."""
+    from tela_core import Router
+    from tela_core.routing.artifact import read_manifest, read_policy
+    from tela_core.testkit.helpers import run_cli
+
+    data = _nim9_records(tmp_path / "records.jsonl", costs=costs)
+    out = tmp_path / "router"
+    args = ["run", "--family", "embedding-knn", "--data", data, "--output", out, "--set", "family.k=20"]
+    res = run_cli(*args, *(["--operating-point", rule] if rule else []))
+    assert res.exit_code == 0, res.output
+    pair = read_manifest(out)["w_pair"]
+    assert f"routes between its weak/strong pair {pair[0]} < {pair[1]}" in res.output
+    spec = read_policy(out)
+    assert spec["models"] == pair and spec["name"] == "calibrated"
+    if rule:
+        assert spec["options"]["strong_share"] == 0.3
+    assert set(Router.load(out).route(["What is 2+2?", "Prove Fermat's last theorem."])) <= set(pair)

@@ -306,19 +306,22 @@ def _save_nmodel_point(
 
     models = [str(m) for m in getattr(family, "models", None) or []]
     kind, _ = parse_rule(cfg.operating_point)
-    if len(models) < 3 or not hasattr(family, "predict_models") or kind in ("share", "threshold"):
+    if len(models) < 3 or not hasattr(family, "predict_models"):
         return False
+    if kind in ("share", "threshold"):
+        return _keep_pair(stage, echo, f"operating point {cfg.operating_point} is a rule for a weak/strong pair")
     if {"weak", "strong"} & set(cfg.family_options):
         if kind in NMODEL_RULES:
             echo(f"note: operating point {cfg.operating_point}: the run names a weak/strong pair, so it does not apply")
         return False
     costs = mean_costs(train, models)
     if costs is None:
-        echo(
-            f"note: the training records give no cost for every one of the {len(models)} models, so the router "
-            "routes between its weak/strong pair (N-model policies weigh each model's cost)"
+        return _keep_pair(
+            stage,
+            echo,
+            f"the training records give no cost for every one of the {len(models)} models (N-model policies weigh "
+            "each model's cost)",
         )
-        return False
     rule = cfg.operating_point or "knee"
     echo(f"choosing the operating point ({rule}) among {len(models)} models on {FOLDS}-fold out-of-fold predictions")
     work = stage / RUN_SUBDIR / "folds"
@@ -343,6 +346,19 @@ def _save_nmodel_point(
     name, options, point = choose_nmodel_point(q, order, truth, costs, rule=rule, heldout_what=what)
     write_policy(stage, name, options, order, operating_point=point)
     return True
+
+
+def _keep_pair(stage: Path, echo: Callable[[str], None], why: str) -> bool:
+    """Save the router in ``stage`` routing its weak/strong pair (the models its ``w`` reads, the
+    lowest and the highest mean outcome) instead of the N-model policy its family saved, whose
+    operating point cannot be chosen (``why``). False: its pair's operating point is chosen next."""
+    pair = read_manifest(stage).get("w_pair")
+    spec = read_policy(stage)
+    if not (isinstance(pair, list) and len(pair) == 2) or len(spec.get("models") or []) <= 2:
+        return False
+    echo(f"note: {why}, so the router routes between its weak/strong pair {pair[0]} < {pair[1]}")
+    write_policy(stage, "threshold", {"threshold": 0.5}, [str(m) for m in pair])
+    return False
 
 
 def _held_out(cfg: RunConfig, out: Path, evals: Sequence[Any]) -> tuple[Any, list[Any], str]:
@@ -400,7 +416,9 @@ def _save_operating_point(
                 rule, 0.5, note=f"no held-out scores to choose it on ({said}); the threshold 0.5 was kept"
             )
         else:
-            weak, strong = outcomes_of(records, {"weak": manifest.get("weak"), "strong": manifest.get("strong")})
+            pair = manifest.get("w_pair") if not manifest.get("weak") else None  # an N-model family's pair
+            named = {"weak": manifest.get("weak"), "strong": manifest.get("strong")}
+            weak, strong = outcomes_of(records, {"weak": pair[0], "strong": pair[1]} if pair else named)
             point = choose_operating_point(w, weak, strong, rule=rule, heldout_what=what)
             small = small_sample_warning(
                 point.heldout,
