@@ -74,6 +74,34 @@ def test_unlabelled_records_allowed_when_asked(tmp_path: Path) -> None:
     assert r.label is None
 
 
+def test_records_with_outcomes_and_no_label_are_training_data(
+    tmp_path: Path, tela_cli: TelaCli, isolated_cache
+) -> None:
+    """What `tela feedback` and `tela judge` over N models write (outcomes, no [[k]]) trains a family
+    that learns from outcomes with no extra flag; a line with neither says how to read prompts."""
+    models = ("small", "mid", "big")
+    lines = []
+    for i in range(40):
+        obj = seed_obj(f"Prove lemma {i} about limits." if i % 2 else f"Say hello to guest {i}.")
+        obj["messages"] = obj["messages"][:2]  # no [[k]]: the outcomes are the training signal
+        model = models[i % 3]  # a verdict rates the one model that answered
+        obj["outcomes"] = {model: 1.0 if model == "big" or i % 2 == 0 else 0.0}
+        obj["costs"] = {model: {"small": 1e-5, "mid": 5e-5, "big": 3e-4}[model]}
+        lines.append(json.dumps(obj))
+    f = write_lines(tmp_path / "records.jsonl", lines)
+    recs = read(f)
+    assert len(recs) == 40 and recs[0].label is None and recs[1].outcomes == {"mid": 0.0}
+    r = tela_cli("run", "--data", f, "--family", "embedding-knn", "-o", tmp_path / "knn")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "knn" / "models.json").read_text())["models"] == list(models)
+
+    bare = seed_obj()
+    bare["messages"] = bare["messages"][:2]
+    bare_file = write_lines(tmp_path / "bare.jsonl", [json.dumps(bare)])
+    err = tela_cli.error("run", "--data", bare_file, "--family", "embedding-knn", "-o", tmp_path / "o")
+    assert "bare.jsonl:1:" in err and '"outcomes"' in err and "--set source.require_label=false" in err
+
+
 def _msgs(**change: Any) -> str:
     obj = seed_obj()
     for k, v in change.items():

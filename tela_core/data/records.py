@@ -82,13 +82,19 @@ def validate_seed_object(obj: Any, path: str | Path, line: int, require_label: b
         check_text(content, path, line, f"messages[{i}] ({role})")
         out.append({"role": role, "content": content})
     label = None
+    extras = _seed_extras(obj, bad, path, line)
     if out[-1]["role"] == "assistant":
         label = parse_label(out[-1]["content"])
         if label is None:
             raise bad(f"last assistant message must be a score [[k]] with k in 1..5, got {out[-1]['content'][:40]!r}")
-    elif require_label:
-        raise bad("the last message must be the assistant's score [[k]] (k in 1..5)")
-    extras = _seed_extras(obj, bad, path, line)
+    elif require_label and not extras.get("outcomes"):
+        # a record with per-model outcomes (tela feedback, tela judge over N models) is training data
+        # without a label: the families that learn from outcomes train on it; score-token training
+        # refuses it by name (tela_core.train.data.format_rows)
+        raise bad(
+            "the last message must be the assistant's score [[k]] (k in 1..5), or the record must carry "
+            '"outcomes" to train on; for prompts without either, --set source.require_label=false'
+        )
     return Record(prompt=prompt, messages=out, label=label, **extras)
 
 

@@ -149,6 +149,11 @@ def format_rows(cfg: RunConfig, records: Sequence[Any], tokenizer: Any = None) -
         if not r.messages or r.messages[-1]["role"] != "assistant":
             raise TelaError(
                 f"{cfg.data_label()}: record {r.id or r.prompt[:40]!r} has no assistant score [[k]] to train on"
+                + (
+                    " (a record with outcomes only trains a family that learns from them, e.g. --family embedding-knn)"
+                    if r.outcomes
+                    else ""
+                )
             )
         f = formatter.format(r.messages, tokenizer)
         rows.append({"prompt": f.prompt, "completion": f.completion, "label": r.label, "id": r.id})

@@ -15,7 +15,9 @@ class JsonlOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     require_label: bool = True
-    """Every record must end with the assistant's ``[[k]]`` (training data). Off for prompts to route."""
+    """Every record must be training data: end with the assistant's ``[[k]]``, or carry ``outcomes``
+    (as ``tela feedback`` and ``tela judge`` over N models write them; the families that learn from
+    outcomes train on them, score-token training needs the label). Off for prompts to route."""
 
 
 class JsonlSource(Source):
