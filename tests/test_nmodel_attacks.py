@@ -115,3 +115,24 @@ def test_nmodel_records_a_run_cannot_weigh_give_a_router_on_its_pair_as_it_says(
     if rule:
         assert spec["options"]["strong_share"] == 0.3
     assert set(Router.load(out).route(["What is 2+2?", "Prove Fermat's last theorem."])) <= set(pair)
+
+
+def test_records_whose_models_all_cost_nothing_train_a_router_that_routes(tmp_path):
+    """Every cost 0 (self-hosted models entered without prices): the knee's budget was $0 and
+    tela run died on 'bad options for policy budget: budget: Input should be greater than 0'."""
+    import json
+
+    from tela_core import Router
+    from tela_core.testkit.helpers import run_cli
+
+    data = _nim9_records(tmp_path / "records.jsonl")
+    rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines()]
+    data.write_text("".join(json.dumps({**r, "costs": dict.fromkeys(r["costs"], 0.0)}) + "\n" for r in rows))
+    out = tmp_path / "router"
+    res = run_cli("run", "--family", "embedding-knn", "--data", data, "--output", out, "--set", "family.k=20")
+    assert res.exit_code == 0, res.output
+    router = Router.load(out)
+    assert len(router.models) == 3 and router.policy.name == "budget"
+    decisions = router.decide(["What is 2+2?", "Prove Fermat's last theorem."])
+    for d in decisions:  # nothing to save: the best predicted quality
+        assert d.quality is not None and d.quality[d.model] == max(d.quality.values())

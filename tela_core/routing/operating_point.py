@@ -361,6 +361,9 @@ def choose_nmodel_point(
                 )
             elif kind == "knee":
                 point["note"] += ": no point of the router matches its quality on these prompts"
+            if value <= 0:  # the models that match it cost nothing (no prices): a budget of $0 is no budget
+                value = FREE_BUDGET
+                point["note"] += f"; that point costs $0, so the budget is ${FREE_BUDGET:g} (a budget is > 0)"
         policy = reg.create("policy", "budget", {**opts, "budget": value}).calibrate(
             q, models, data=f"{heldout_what} (tela run, operating point {point['rule']})"
         )
@@ -378,6 +381,9 @@ def choose_nmodel_point(
         point["quality"] = float(np.nanmean(got)) if not np.isnan(got).all() else None
     return name, policy.options.model_dump(mode="json"), point
 
+
+#: The budget ($ per 1,000 requests) of a knee that costs nothing: only free models are picked.
+FREE_BUDGET = 1e-9
 
 #: λ values the N-model knee is looked for among: 0 and 80 log-spaced values from 1e-3 to 100
 KNEE_LAMBDAS: tuple[float, ...] = (0.0, *(10 ** (-3 + 5 * i / 79) for i in range(80)))
