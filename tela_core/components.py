@@ -290,12 +290,19 @@ class Scores:
     also fill ``quality``, an (n, len(models)) array of each model's predicted quality in [0, 1]
     (P(the model answers well) for 0/1 outcomes), with ``models`` naming its columns. N-model
     policies (cost-aware, budget, quality floor) choose from it; two-model policies read ``w``.
+
+    Families that can tell how well their training data covers a prompt (``embedding-knn``) also
+    fill ``coverage``, an (n,) array in [0, 1]: the share of the training prompts whose own
+    neighbourhood is no closer than this prompt's (near 0: a prompt unlike anything the router
+    learned from, so its predictions rest on little). ``tela serve``'s ``uncertainty`` shadow
+    sampling prefers the least covered requests. None (the default) for families that cannot say.
     """
 
     w: np.ndarray
     probs: np.ndarray | None = None
     quality: np.ndarray | None = None
     models: tuple[str, ...] | None = None
+    coverage: np.ndarray | None = None
 
     @property
     def expected(self) -> np.ndarray | None:

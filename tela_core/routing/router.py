@@ -72,6 +72,9 @@ class Decision:
     #: the version's name (``v3``) when the router was loaded from a versions folder
     #: (:mod:`tela_core.routing.versions`), else None
     version_name: str | None = None
+    #: how well the router's training data covers the prompt, in [0, 1] (``Scores.coverage``), for
+    #: families that say (``embedding-knn``); None otherwise
+    coverage: float | None = None
 
 
 class Router:

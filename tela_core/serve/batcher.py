@@ -190,6 +190,7 @@ class Batcher:
         w = np.asarray(scores.w, dtype=float).reshape(-1)
         probs = None if scores.probs is None else np.asarray(scores.probs)
         quality = None if scores.quality is None else np.asarray(scores.quality, dtype=float)
+        coverage = None if scores.coverage is None else np.asarray(scores.coverage, dtype=float).reshape(-1)
         out: list[Any] = [None] * len(items)
         by_threshold: dict[float | None, list[int]] = {}
         for i, it in enumerate(items):
@@ -200,6 +201,7 @@ class Batcher:
                 probs=None if probs is None else probs[idx],
                 quality=None if quality is None else quality[idx],
                 models=scores.models,
+                coverage=None if coverage is None else coverage[idx],
             )
             for i, d in zip(idx, with_quality(self.router.decisions(sub, threshold), sub, self.router.models)):
                 out[i] = d
@@ -208,13 +210,22 @@ class Batcher:
 
 def with_quality(decisions: list[Decision], scores: Scores, models: list[str]) -> list[Decision]:
     """``decisions`` with each model's predicted quality (``Decision.quality``) taken from
-    ``scores.quality`` where the router left it unset; unchanged for families that predict none."""
-    if scores.quality is None or all(d.quality is not None for d in decisions):
-        return decisions
+    ``scores.quality`` where the router left it unset, and the prompt's coverage
+    (``Decision.coverage``, which shadow sampling reads) from ``scores.coverage``; unchanged for
+    families that predict neither."""
     import dataclasses
 
     import numpy as np
 
+    coverage = getattr(scores, "coverage", None)
+    if coverage is not None and len(np.asarray(coverage).reshape(-1)) == len(decisions):
+        c = np.asarray(coverage, dtype=float).reshape(-1)
+        decisions = [
+            dataclasses.replace(d, coverage=float(c[i])) if getattr(d, "coverage", 0.0) is None else d
+            for i, d in enumerate(decisions)
+        ]
+    if scores.quality is None or all(d.quality is not None for d in decisions):
+        return decisions
     q = np.asarray(scores.quality, dtype=float).reshape(len(decisions), -1)
     cols = list(scores.models) if scores.models is not None else list(models)
     if len(cols) != q.shape[1]:

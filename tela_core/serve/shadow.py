@@ -12,9 +12,11 @@ default) samples each routed request with probability ``shadow`` and the models 
 uniformly, an unbiased sample of the traffic (what evaluating a router on its labels needs);
 ``uncertainty`` gives the same share on average to the requests whose decision was closest
 (``w`` near the threshold; for N models another model's predicted quality near the chosen
-one's), and asks the models predicted closest to the chosen one: the labels most likely to
-change a decision. Every line records the probability its request was sampled with (``p``), so
-that an evaluation can weight the labels back to the traffic.
+one's) or, for families that say how well their training data covers a prompt
+(``Scores.coverage``: ``embedding-knn``), whose neighbourhood is sparsest, and asks the models
+predicted closest to the chosen one: the labels most likely to change a decision. Every line
+records the probability its request was sampled with (``p``), so that an evaluation can weight the
+labels back to the traffic.
 
 Nothing of it is on the response path: a finished request only offers a job to a bounded queue
 (``shadow_queue``; a full queue drops the job and counts it in ``tela_shadow_dropped_total``), a
@@ -105,6 +107,9 @@ class ShadowJob:
 #: How close (in ``w``, or in predicted quality) counts as "close" for uncertainty sampling: the
 #: weight of a request or model falls by e for each 0.1 between it and the decision.
 _CLOSE = 0.1
+#: How little coverage counts as "sparse": a request's sparseness falls by e for each 0.1 of
+#: coverage (the share of training prompts whose neighbourhood is no closer than its own).
+_SPARSE = 0.1
 #: Uncertainty sampling's floor: every request keeps at least this share of the uniform
 #: probability, so no region of the traffic goes unlabelled for good.
 _FLOOR = 0.2
@@ -118,9 +123,12 @@ class ShadowSampler:
 
     Uncertainty of a decision, in (0, 1]: ``exp(-gap / 0.1)`` where ``gap`` is ``|w - threshold|``
     (two models, or no predicted quality; threshold 0.5 for policies without one), or, for N
-    models, the smallest gap between the chosen model's predicted quality and another's. A request
-    is sampled with probability ``rate x (0.2 + 0.8 x u / mean u)`` (at most 1), the mean taken
-    over the router's recent requests, so the share stays ``rate`` on average."""
+    models, the smallest gap between the chosen model's predicted quality and another's.
+    Sparseness, for decisions that carry a coverage ``c`` in [0, 1] (``Decision.coverage``):
+    ``exp(-c / 0.1)`` (1: less covered than every training prompt sampled). A request's priority
+    ``v`` is the larger of the two (the uncertainty alone without a coverage), and it is sampled
+    with probability ``rate x (0.2 + 0.8 x v / mean v)`` (at most 1), the mean taken over the
+    router's recent requests, so the share stays ``rate`` on average."""
 
     def __init__(self, mode: str = "uniform", k: int = 1, rng: random.Random | None = None) -> None:
         self.mode = mode
@@ -141,6 +149,23 @@ class ShadowSampler:
             gap = abs(float(decision.w) - float(t))
         return math.exp(-gap / _CLOSE)
 
+    @staticmethod
+    def sparseness(decision: Any) -> float | None:
+        """How sparse the training data is around ``decision``'s prompt, in (0, 1] (1: less
+        covered than any training prompt), or None when its family gives no coverage."""
+        c = getattr(decision, "coverage", None)
+        if c is None or not math.isfinite(float(c)):
+            return None
+        return math.exp(-min(max(float(c), 0.0), 1.0) / _SPARSE)
+
+    @classmethod
+    def priority(cls, decision: Any) -> float:
+        """What ``uncertainty`` sampling weighs a request by: the larger of its uncertainty and its
+        sparseness (the uncertainty alone where the family gives no coverage)."""
+        u = cls.uncertainty(decision)
+        s = cls.sparseness(decision)
+        return u if s is None else max(u, s)
+
     def probability(self, router: str, rate: float, decision: Any) -> float:
         """The probability this routed request is sampled with (and the running mean updated)."""
         if rate <= 0.0:
@@ -149,7 +174,7 @@ class ShadowSampler:
             return 1.0
         if self.mode != "uncertainty":
             return rate
-        u = self.uncertainty(decision)
+        u = self.priority(decision)
         mean = self._mean.get(router, u)
         self._mean[router] = mean + (u - mean) / _MEAN_OVER
         return min(1.0, rate * (_FLOOR + (1.0 - _FLOOR) * u / max(mean, 1e-6)))

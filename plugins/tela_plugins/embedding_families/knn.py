@@ -21,6 +21,8 @@ __all__ = ["KnnScorer"]
 
 #: cosine from which a training prompt counts as the same prompt (option ``exact``)
 EXACT_COSINE = 0.9995
+#: most stored prompts whose neighbourhoods make the reference of ``Scores.coverage``
+COVERAGE_SAMPLE = 512
 
 
 class KnnOptions(TargetOptions, EmbedderOptions):
@@ -42,7 +44,13 @@ class KnnScorer(UsesEmbedder, FamilyScorer):
     """Nearest neighbours over cached sentence embeddings (cosine). Also predicts each model's
     accuracy on a prompt as its neighbours' mean outcome (``Scores.quality``, :meth:`predict_models`),
     which the N-model policies use; neighbours without a model's outcome (N-model records that
-    lack it) are left out of that model's mean."""
+    lack it) are left out of that model's mean.
+
+    ``Scores.coverage``: how close a prompt's k neighbours are (their mean cosine), as the share of
+    the stored prompts whose own k nearest other stored prompts are no closer on average (up to
+    :data:`COVERAGE_SAMPLE` of them, evenly spaced, measured once when the router first scores).
+    A prompt from a subject the router never saw sits near 0; a typical training-like one near the
+    middle. ``tela serve``'s ``uncertainty`` shadow sampling asks about the least covered ones."""
 
     name = "embedding-knn"
     description = "kNN over cached prompt embeddings (any embedder); mean target of the k nearest prompts"
@@ -77,6 +85,7 @@ class KnnScorer(UsesEmbedder, FamilyScorer):
         self._outcomes = np.asarray(outcomes, dtype=np.float64)
         self._observed = None if observed is None else np.asarray(observed, dtype=bool)
         self.models = list(models)
+        self._coverage_ref: Any = None  # measured when first needed (_coverage)
 
     def load(self, artifact_dir: Path, context: LoadContext = LoadContext()) -> None:
         self.check_manifest(artifact_dir, context)
@@ -100,16 +109,23 @@ class KnnScorer(UsesEmbedder, FamilyScorer):
 
     def _neighbour_weights(self, prompts: Sequence[str]) -> tuple[Any, Any]:
         """(indices (n, k), weights (n, k) summing to 1) of each prompt's neighbours."""
+        idx, wts, _ = self._neighbours(prompts)
+        return idx, wts
+
+    def _neighbours(self, prompts: Sequence[str]) -> tuple[Any, Any, Any]:
+        """(indices (n, k), weights (n, k) summing to 1, mean cosine (n,)) of each prompt's neighbours."""
         import numpy as np
 
         q = self.embed(prompts)
         k = min(self.options.k, len(self._emb))
         idx = np.empty((len(q), k), dtype=np.int64)
         wts = np.empty((len(q), k), dtype=np.float64)
+        near = np.empty(len(q), dtype=np.float64)
         for s in range(0, len(q), 1024):
             sims = q[s : s + 1024] @ self._emb.T
             part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
             top = np.take_along_axis(sims, part, axis=1)
+            near[s : s + 1024] = top.mean(axis=1)
             if self.options.weighting == "similarity":
                 z = (top - top.max(axis=1, keepdims=True)) / self.options.temperature
                 w = np.exp(z)
@@ -123,21 +139,45 @@ class KnnScorer(UsesEmbedder, FamilyScorer):
                 w[hit] = (1 - e) * w[hit] + e * same[hit] / same[hit].sum(axis=1, keepdims=True)
             idx[s : s + 1024] = part
             wts[s : s + 1024] = w
-        return idx, wts
+        return idx, wts, near
+
+    def _coverage(self, near: Any) -> Any:
+        """``Scores.coverage`` of prompts whose neighbours' mean cosine is ``near`` (class doc);
+        None with fewer than two stored prompts."""
+        import numpy as np
+
+        n = len(self._emb)
+        if n < 2:
+            return None
+        if getattr(self, "_coverage_ref", None) is None:
+            k = min(self.options.k, n - 1)
+            pick = np.unique(np.linspace(0, n - 1, min(COVERAGE_SAMPLE, n)).round().astype(np.int64))
+            means = []
+            for s in range(0, len(pick), 64):
+                rows = pick[s : s + 64]
+                sims = self._emb[rows] @ self._emb.T
+                sims[np.arange(len(rows)), rows] = -np.inf  # a stored prompt is not its own neighbour
+                means.append((-np.partition(-sims, k - 1, axis=1)[:, :k]).mean(axis=1))
+            self._coverage_ref = np.sort(np.concatenate(means))
+        ref = self._coverage_ref
+        return np.searchsorted(ref, np.asarray(near, dtype=np.float64), side="right") / len(ref)
 
     def score(self, prompts: Sequence[str]) -> Scores:
         import numpy as np
 
         if not len(prompts):
             return Scores(w=np.zeros(0))
-        idx, wts = self._neighbour_weights(prompts)
+        idx, wts, near = self._neighbours(prompts)
         if self._observed is None:
             w = (self._y[idx] * wts).sum(axis=1)
         else:
             w = _masked_mean(self._y[idx], ~np.isnan(self._y[idx]), wts, fallback=0.5)
+        coverage = self._coverage(near)
         if not self.models or len(self.models) < 2:
-            return Scores(w=np.clip(w, 0.0, 1.0))
-        return Scores(w=np.clip(w, 0.0, 1.0), quality=self._quality(idx, wts), models=tuple(self.models))
+            return Scores(w=np.clip(w, 0.0, 1.0), coverage=coverage)
+        return Scores(
+            w=np.clip(w, 0.0, 1.0), quality=self._quality(idx, wts), models=tuple(self.models), coverage=coverage
+        )
 
     def add_model(self, records: Sequence[Record], model: str, output_dir: Path) -> dict[str, Any]:
         """Fit only what a new ``model`` needs from its ``records`` into ``output_dir`` (a copy of
