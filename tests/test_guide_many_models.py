@@ -13,7 +13,8 @@ What a team relies on: every model's answers are collected and judged into recor
 per model; ``tela run`` trains a router that predicts every model's quality and saves a budget
 policy with each model's cost; ``tela serve`` routes among the models (more than one gets traffic),
 says each model's predicted quality, and shadows requests to models not chosen; the shadow log
-becomes records without asking again; ``tela run --add-to`` adds a fourth model from its records,
+becomes records without asking again; a fourth model's answers are judged alone and joined with the
+three judged before, paying no judge call twice; ``tela run --add-to`` adds it from its records,
 leaving the first router as it was; the server restarted on the new router predicts all four.
 """
 
@@ -252,6 +253,13 @@ def test_many_models_guide_as_written(tmp_path: Path, monkeypatch: pytest.Monkey
     assert len(judged) == 200 and all(set(r["outcomes"]) == set(FIRST) for r in judged)
     live = (work / "runs/judged-live/records.jsonl").read_text().splitlines()
     assert live, "the shadow log gave no records"
+    # the model added later: only its answers were judged (one judge call each), and its records
+    # carry the models judged before beside it (--join), so nothing was paid for twice
+    judgements = [json.loads(line) for line in (work / "runs/judged-new/judgements.jsonl").read_text().splitlines()]
+    assert judgements and all(set(j["outcomes"]) == {NEW} for j in judgements)
+    assert json.loads((work / "runs/judged-new/summary.json").read_text())["this_run"]["calls"] == len(judgements)
+    added = [json.loads(line) for line in (work / "runs/judged-new/records.jsonl").read_text().splitlines()]
+    assert len(added) == 200 and all(set(r["outcomes"]) == {*FIRST, NEW} for r in added)
 
 
 def _play_users(port: int) -> None:

@@ -24,6 +24,7 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
 def _one_model(answers: Path, tmp_path: Path, model: str = "small") -> Path:
     """The answers file with ``model``'s answers only (as tela collect writes for one --model)."""
     rows = _jsonl(answers / "answers.jsonl")
+    tmp_path.mkdir(exist_ok=True)
     one = tmp_path / "one.jsonl"
     one.write_text(
         "".join(json.dumps({**r, "answers": {model: r["answers"][model]}}) + "\n" for r in rows), encoding="utf-8"
@@ -72,3 +73,47 @@ def test_one_models_answers_refuse_a_pairwise_judge_naming_those_that_can(
     assert "one model only (small)" in line and "'pairwise' compares two" in line, line
     assert "llm-judge, reference" in line, line
     assert _calls(upstream) == 0 and not out.exists()
+
+
+def test_join_puts_the_new_models_outcomes_beside_the_models_judged_before(
+    tmp_path: Path, answers: Path, upstream: ReplayUpstream
+) -> None:
+    """The models judged before (here ``big``, graded against references) and a model added later
+    (``small``, its answers alone): ``--join`` writes records with both models' outcomes and costs,
+    and asks the judge model only about the new model's answers."""
+    before = tmp_path / "judged-big"
+    r = run_cli(
+        "judge",
+        "--answers",
+        _one_model(answers, tmp_path / "big", "big"),
+        "--judge",
+        "reference",
+        "--set",
+        "judge.grader=number",
+        "-o",
+        before,
+    )
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "judged-small"
+    argv = ["judge", "--answers", _one_model(answers, tmp_path), "--judge", "llm-judge"]
+    argv += ["--judge-model", f"judge={upstream.base_url}#judge", "--join", before, "-o", out]
+    r = run_cli(*argv)
+    assert r.exit_code == 0, r.output
+    assert _calls(upstream) == 24  # the new model's answers only
+    records = _jsonl(out / "records.jsonl")
+    assert len(records) == 24
+    for i, rec in enumerate(records):
+        assert rec["outcomes"] == {"big": 1.0, "small": 1.0 if i % 3 else 0.0}
+        assert set(rec["costs"]) == {"big", "small"}
+    # a records file of other prompts is refused before anything is asked, naming its line
+    bad = tmp_path / "bad.jsonl"
+    rows = _jsonl(before / "records.jsonl")
+    bad.write_text(
+        "".join(json.dumps({**r, "prompt": "Another question?"} if k == 1 else r) + "\n" for k, r in enumerate(rows)),
+        encoding="utf-8",
+    )
+    argv[argv.index(before)] = bad
+    argv[-1] = tmp_path / "out2"
+    line = one_error_line(run_cli(*argv))
+    assert f"{bad}:2: " in line and "not the answers' prompt" in line, line
+    assert _calls(upstream) == 24 and not (tmp_path / "out2").exists()

@@ -92,6 +92,16 @@ def _judge_options(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     help="The second judge's model, when it calls another one than --judge-model.",
 )
 @click.option("--sample", type=click.IntRange(min=1), default=None, help="Judge N prompts drawn with seed 42.")
+@click.option(
+    "--join",
+    "join",
+    default=None,
+    type=click.Path(path_type=Path),
+    metavar="RECORDS",
+    help="An earlier tela judge run's records (its folder or records.jsonl) on the same prompts: each record "
+    "written also carries their other models' outcomes and costs, matched by prompt id (a model added later, "
+    "judged alone, beside the models judged before; nothing is judged again).",
+)
 @output_option(required=True)
 @force_option
 @json_option
@@ -106,6 +116,7 @@ def judge(
     agreement_name: str | None,
     agreement_model: str | None,
     sample: int | None,
+    join: Path | None,
     output: Path,
     force: bool,
     as_json: bool,
@@ -156,6 +167,7 @@ def judge(
         prices=prices,
         sample=sample,
         timeout_s=settings.timeout,
+        join=join,
     )
     if not plan.upstreams:
         refuse_unused("these judges call no model", "config_file", "max_cost", "concurrency", "rpm", "tpm")

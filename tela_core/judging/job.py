@@ -27,7 +27,7 @@ from tela_core.collect.store import SUMMARY_NAME, OutputDir
 from tela_core.infra.io import atomic_write_json
 
 from .agreement import agreement
-from .plan import JudgePlan, plan_judging
+from .plan import JudgePlan, join_record, plan_judging
 from .run import (
     AGREEMENT_JUDGEMENTS_NAME,
     AGREEMENT_NAME,
@@ -159,6 +159,8 @@ def _finish(job: JudgeJob) -> dict[str, Any]:
         files[JUDGEMENTS_NAME if role == "judge" else AGREEMENT_JUDGEMENTS_NAME] = done
     main = files.get(JUDGEMENTS_NAME, [])
     records = [rec for j in main if (rec := record_for(by_id[j["id"]], j, weak, strong)) is not None]
+    if plan.joined is not None:  # --join: the models judged before, beside this run's
+        records = [join_record(rec, plan.joined) for rec in records]
     labels = Counter(r["messages"][-1]["content"] for r in records if r["messages"][-1]["role"] == "assistant")
     # calls paid for that gave no judgement (a stop on unreadable replies drops the prompts in flight)
     extra = engine.budget.spent_now - stats.cost if stats is not None else 0.0
@@ -298,6 +300,7 @@ def judge_answers(
     config_file: str | Path | None = None,
     prices: Sequence[str] = (),
     sample: int | None = None,
+    join: str | Path | None = None,
     settings: CallSettings | None = None,
     judge_retries: int = 2,
     force: bool = False,
@@ -321,6 +324,7 @@ def judge_answers(
         prices=prices,
         sample=sample,
         timeout_s=settings.timeout,
+        join=join,
     )
     with JudgeJob(plan, output, settings, force=force, judge_retries=judge_retries) as job:
         return job.run()

@@ -12,6 +12,7 @@ tasks, sampled when asked, on the same prompts for both judges. Bad input raises
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from tela_core.collect.endpoints import parse_price, resolve_models
 from tela_core.collect.inputs import PromptRow, model_named, read_answers
 from tela_core.data.sampling import subsample
-from tela_core.infra.errors import TelaError
+from tela_core.infra.errors import InputError, TelaError
 
 from .run import JudgeTask, judge_tasks
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from tela_core.components import Judge
     from tela_core.upstreams.config import UpstreamConfig
 
-__all__ = ["JudgePlan", "plan_judging", "rates_alone", "ROLES"]
+__all__ = ["JudgePlan", "plan_judging", "rates_alone", "read_join", "join_record", "ROLES"]
 
 #: the judges of a run: ``judge`` makes the records; ``agreement`` is the second judge it is compared with
 ROLES = ("judge", "agreement")
@@ -59,6 +60,9 @@ class JudgePlan:
     models: list[str] = field(default_factory=list)
     """Every model of the answers file, cheap -> strong as collected: each one's answers are judged
     (over N models a prompt's record has the outcomes of the models it has answers from)."""
+    joined: dict[str, dict[str, Any]] | None = None
+    """``--join``: prompt id -> the record of an earlier judge run whose other models' outcomes and
+    costs each record of this run carries (see :func:`read_join`); None without one."""
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -154,6 +158,49 @@ def _judge_models(
     return resolved, endpoint_of
 
 
+def read_join(path: str | Path, rows: Sequence[PromptRow]) -> dict[str, dict[str, Any]]:
+    """The records of an earlier judge run (its ``records.jsonl``, or the folder holding it), by
+    prompt id, for :func:`join_record`. A record without an id, or whose prompt differs from the
+    answers' prompt of that id, is an :class:`InputError` naming the file and line."""
+    from tela_core.data.records import validate_seed_object
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "records.jsonl"
+    if not p.is_file():
+        raise InputError(p, None, "--join: no such records file (an earlier tela judge run's records.jsonl)")
+    prompts = {r.id: r.prompt for r in rows}
+    out: dict[str, dict[str, Any]] = {}
+    with p.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as e:
+                raise InputError(p, n, f"not JSON: {e}") from None
+            rec = validate_seed_object(obj, p, n, require_label=False)
+            if rec.id is None:
+                raise InputError(p, n, 'a record without an "id": --join matches records by prompt id')
+            if rec.id in prompts and prompts[rec.id] != rec.prompt:
+                raise InputError(p, n, f"the prompt of id {rec.id!r} is not the answers' prompt of that id")
+            out[rec.id] = obj
+    return out
+
+
+def join_record(rec: dict[str, Any], joined: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
+    """``rec`` with the outcomes and costs of the other models of its prompt's record in ``joined``
+    (this run's outcomes win); the earlier record's label and messages are kept (they label its pair)."""
+    base = joined.get(str(rec.get("id"))) if joined else None
+    if base is None:
+        return rec
+    out = dict(base)
+    for key in ("outcomes", "costs"):
+        merged = {**(base.get(key) or {}), **(rec.get(key) or {})}
+        out[key] = merged or None
+    return out
+
+
 def plan_judging(
     answers: str | Path,
     judge: str,
@@ -169,6 +216,7 @@ def plan_judging(
     prices: Sequence[str] = (),
     sample: int | None = None,
     timeout_s: float | None = None,
+    join: str | Path | None = None,
 ) -> JudgePlan:
     """Plan judging ``answers`` (``tela collect``'s answers file or folder) with the registered judge
     ``judge`` and its ``options``; ``agreement`` names a second judge run on the same prompts.
@@ -176,7 +224,9 @@ def plan_judging(
     ``judge_model`` (and ``agreement_model``, which defaults to it) is ``NAME=URL#ID``, or an
     upstream ``NAME`` of ``config_file``; ``prices`` are ``NAME=IN,OUT`` (dollars per million
     tokens). ``weak_model``/``strong_model`` name the pair (by model id or the upstream name it was
-    collected through); ``sample`` judges that many prompts drawn with seed 42.
+    collected through); ``sample`` judges that many prompts drawn with seed 42. ``join`` names an
+    earlier judge run's records (a new model's answers judged alone, joined with the models judged
+    before): each record written carries their other models' outcomes and costs.
     """
     from tela_core.plugins import get_registry
 
@@ -189,6 +239,7 @@ def plan_judging(
         judges["agreement"] = reg.create("judge", agreement, dict(agreement_options or {}))
     named = (model_named(weak_model, rows, models), model_named(strong_model, rows, models))
     weak, strong = _pair(models, *named, where, judges)
+    joined = read_join(join, rows) if join is not None else None
     upstreams, endpoint_of = _judge_models(
         judges, {"judge": judge_model, "agreement": agreement_model}, config_file, prices, timeout_s
     )
@@ -228,4 +279,5 @@ def plan_judging(
         tasks=tasks,
         skipped=skipped,
         models=list(models),
+        joined=joined,
     )
