@@ -136,3 +136,35 @@ def test_records_whose_models_all_cost_nothing_train_a_router_that_routes(tmp_pa
     decisions = router.decide(["What is 2+2?", "Prove Fermat's last theorem."])
     for d in decisions:  # nothing to save: the best predicted quality
         assert d.quality is not None and d.quality[d.model] == max(d.quality.values())
+
+
+@pytest.fixture(scope="module")
+def knn3(tmp_path_factory):
+    """An embedding-knn router over three nim9 models (with costs): its saved policy is budget."""
+    from tela_core.testkit.helpers import run_cli
+
+    tmp = tmp_path_factory.mktemp("knn3")
+    data = _nim9_records(tmp / "records.jsonl")
+    out = tmp / "router"
+    res = run_cli("run", "--family", "embedding-knn", "--data", data, "--output", out, "--set", "family.k=20")
+    assert res.exit_code == 0, res.output
+    return out, data
+
+
+def test_calibrate_a_budget_below_the_cheapest_model_says_it_is_not_met(knn3, tmp_path):
+    """--budget below what the cheapest model costs was saved with 'spends $X' and no word that X is
+    over the budget: every request then goes to the cheapest model, which the user should know."""
+    import json
+    import shutil
+
+    from tela_core.testkit.helpers import run_cli
+
+    router, data = knn3
+    d = tmp_path / "router"
+    shutil.copytree(router, d)
+    cheap = json.loads(data.read_text().splitlines()[0])["costs"]["gemma-2-9b-it"]  # $ per request
+    res = run_cli("calibrate", "--router", d, "--data", data, "--budget", f"{cheap * 1000 / 10:.6g}")  # a tenth
+    assert res.exit_code == 0, res.output
+    assert "is below what the cheapest choice costs" in res.output and "gemma-2-9b-it" in res.output
+    res = run_cli("calibrate", "--router", d, "--data", data, "--budget", "1000")  # above the priciest: no warning
+    assert res.exit_code == 0 and "below what" not in res.output

@@ -251,12 +251,19 @@ def calibrate_budget(
     options = calibrated.options.model_dump(mode="json")
     write_policy(router.path, policy, options, order)
     few = small_sample_warning(len(q), "this calibration", "calibrate on more prompts the router did not train on")
+    warnings = [few] if few else []
+    spent = options.get("achieved_cost")
+    if spent is not None and spent > budget * (1 + 1e-9):
+        warnings.append(
+            f"warning: the budget ${budget:.4g} per 1,000 requests is below what the cheapest choice costs on these "
+            f"prompts (${spent:.4g} per 1,000): every prompt goes to the cheapest model, {order[0]}"
+        )
     return {
         "options": options,
         "models": order,
         "previous": router.policy_spec.get("name"),
         "requests": int(len(q)),
-        "warnings": [few] if few else [],
+        "warnings": warnings,
     }
 
 
