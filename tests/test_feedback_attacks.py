@@ -119,6 +119,31 @@ def test_hostile_feedback_is_a_4xx_with_nothing_written(router, upstreams, tmp_p
     }
 
 
+def test_one_id_stores_at_most_feedback_per_id_verdicts(router, upstreams, tmp_path):
+    """A client key holder rating its own request over and over: the first feedback_per_id verdicts
+    are stored, the rest a 429 counted and not written; on an id of this process and of another."""
+    from tela_core.serve.feedback import sign_id
+
+    log = tmp_path / "feedback.jsonl"
+    with _client(_yaml(router, upstreams, tmp_path, extra="feedback_per_id: 3\n")) as client:
+        chat = client.post(
+            "/v1/chat/completions",
+            json={"model": "router-len", "messages": [{"role": "user", "content": "hi"}]},
+            headers=AUTH,
+        )
+        assert chat.status_code == 200, chat.text
+        mine, another = chat.headers["x-request-id"], sign_id("ffff-0123456789ab-9")
+        for rid in (mine, another):
+            got = [client.post("/v1/feedback", json={"id": rid, "score": i % 2}, headers=AUTH) for i in range(5)]
+            assert [r.status_code for r in got] == [200, 200, 200, 429, 429], [r.text for r in got]
+            assert got[3].json()["error"]["code"] == "too_many_verdicts" and "feedback_per_id" in got[3].text
+        rows = [json.loads(line) for line in log.read_text().splitlines()]
+        assert [r["id"] for r in rows] == [mine] * 3 + [another] * 3
+        metrics = client.get("/metrics").text
+    assert metric(metrics, "tela_feedback_total", result="too_many_verdicts") == 4
+    assert metric(metrics, "tela_feedback_total", result="accepted") == 6
+
+
 def test_a_full_disk_is_a_503_and_counted(router, upstreams, tmp_path):
     """As docs/deployment.md says: the verdict could not be stored, so the client is told to try again."""
     if not os.path.exists("/dev/full"):  # pragma: no cover - Linux has it

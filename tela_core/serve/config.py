@@ -151,6 +151,10 @@ class ServeConfig(BaseModel):
     feedback_ids: int = Field(50_000, ge=1)
     """Request ids each server process remembers with their router, version and model (about 300
     bytes each, the oldest dropped first); feedback for a dropped id is still taken, without them."""
+    feedback_per_id: int = Field(10, ge=1)
+    """Verdicts each server process stores per request id; more on the same id are refused (429,
+    ``too_many_verdicts``, counted) and not written: any client key holder can rate its own
+    requests, and this bounds the log lines one id makes (not how many ids a client rates)."""
     feedback_key_env: str | None = None
     """Environment variable holding the key that signs request ids; give replicas behind one load
     balancer the same key so each takes feedback for the others' ids. Unset: the workers of one

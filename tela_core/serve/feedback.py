@@ -37,7 +37,9 @@ Which ids the server issued
 The same id rated twice
     Last wins: every verdict is written, readers (``tela feedback``) keep the last line per id, and
     the guard replaces the earlier score of that id. The answer says ``"replaced": true`` when this
-    process had a verdict for the id already.
+    process had a verdict for the id already. Each process stores at most ``feedback_per_id``
+    verdicts per id (counted for the ids it issued and, in a bounded map, for the others'); more are
+    a 429 (``too_many_verdicts``), counted and not written.
 """
 
 from __future__ import annotations
@@ -146,6 +148,7 @@ class Issued:
     upstream: str | None
     status: int
     score: float | None = None
+    verdicts: int = 0  # verdicts this process stored on the id (at most feedback_per_id)
     outcome: str | None = None  # a stream that ended early: "timeout", "disconnect", ... (no whole answer)
 
 
@@ -178,6 +181,10 @@ class Feedback:
         self.capacity = int(config.feedback_ids)
         self.log = FeedbackLog(config.feedback_log)
         self.ids: collections.OrderedDict[str, Issued] = collections.OrderedDict()
+        self.per_id = int(config.feedback_per_id)
+        # verdicts stored on ids another process issued (or this one forgot): id -> [issued at, count],
+        # bounded as ``ids`` is (feedback_ids entries, none issued longer than feedback_ttl_s ago)
+        self.others: collections.OrderedDict[str, list[float]] = collections.OrderedDict()
         self.guard: Any = None  # the guard (:mod:`.guard`) that hears each accepted score, if on
 
     # -- issuing ------------------------------------------------------------------------------
@@ -259,6 +266,16 @@ class Feedback:
                 param="id",
                 code="no_answer",
             )
+        other = self._other(rid, issued_at, now) if known is None else [issued_at, 0.0]
+        stored = known.verdicts if known is not None else int(other[1])
+        if stored >= self.per_id:
+            raise RequestError(
+                429,
+                f"request {rid[:80]!r} was rated {stored} times already; this server stores at most "
+                f"{self.per_id} verdicts per request (feedback_per_id), the last one stands",
+                param="id",
+                code="too_many_verdicts",
+            )
         router = known.router if known else None
         rec = {
             "time": _iso(now),
@@ -281,6 +298,10 @@ class Feedback:
             raise RequestError(
                 503, "the feedback could not be stored; try again later", type="server_error", code="not_stored"
             ) from None
+        if known is not None:
+            known.verdicts += 1
+        else:
+            other[1] += 1
         replaced = known is not None and known.score is not None
         label = router or ("none" if known is not None else "unknown")  # none: passed through, as in requests
         m.feedback.labels(label, "accepted").inc()
@@ -290,6 +311,17 @@ class Feedback:
             if self.guard is not None and known.router is not None and known.version is not None:
                 self.guard.observe(known.router, known.version, rid, score, previous)
         return json_response(200, {"object": "feedback", "id": rid, "score": score, "replaced": replaced})
+
+    def _other(self, rid: str, issued_at: float, now: float) -> list[float]:
+        """The ``[issued at, verdicts stored]`` of an id this process does not know, kept bounded."""
+        others = self.others
+        entry = others.get(rid)
+        if entry is None:
+            entry = others[rid] = [issued_at, 0.0]
+            cutoff = now - self.ttl
+            while others and (len(others) > self.capacity or next(iter(others.values()))[0] < cutoff):
+                others.popitem(last=False)
+        return entry
 
     def close(self) -> None:
         self.log.close()
