@@ -476,8 +476,12 @@ def test_the_decision_rule_equal_within_the_interval_promotes_only_the_cheaper()
     same = paired_apgr(np.array(w), np.array(w), np.array(weak), np.ones(120))
     assert same.diff == same.lo == same.hi == 0.0 and not same.better and not same.worse
     records = _records(weak)
-    # the same scores at a higher threshold: equal APGR, fewer strong calls -> promoted
+    # no prompt the weak model gets wrong scores between the two thresholds below, so the higher one
+    # sends fewer prompts to the strong model and loses none there
+    w = [0.95 if x == 0 and 0.3 <= v < 0.9 else v for v, x in zip(w, weak)]
+    # the same scores at a higher threshold: equal APGR, fewer strong calls, the same quality -> promoted
     c = compare(_FixedRouter(w, 0.9), _FixedRouter(w, 0.3), records, WEAK, STRONG)  # type: ignore[arg-type]
+    assert c.candidate.quality == c.current.quality
     assert c.decision == "promote" and c.why.startswith("equal within the interval and cheaper")
     assert c.candidate.strong_share < c.current.strong_share and c.failed is None
     # the other way round: equal, not cheaper -> refused, naming the strong-call share and by how much
@@ -486,6 +490,12 @@ def test_the_decision_rule_equal_within_the_interval_promotes_only_the_cheaper()
     assert "its lower end is 0.0000 below 0" in c.why  # not "-0.0000 below 0"
     assert c.failed is not None and c.failed["number"] == "strong_share"
     assert c.failed["by"] == pytest.approx(c.candidate.strong_share - c.current.strong_share) and c.failed["by"] > 0
+    # the same scores, a threshold that never calls the strong model: equal APGR (it ignores the
+    # threshold) and cheaper, but worse where it routes -> refused, naming the quality and by how much
+    c = compare(_FixedRouter(w, 9.0), _FixedRouter(w, 0.3), records, WEAK, STRONG)  # type: ignore[arg-type]
+    assert c.apgr.diff == 0 and c.candidate.strong_share == 0 < c.current.strong_share
+    assert c.decision == "refuse" and "cheaper, but worse at its saved policy: mean outcome" in c.why, c.why
+    assert c.failed is not None and c.failed["number"] == "quality" and c.failed["by"] > 0.2
     # a slightly noisier copy: not better beyond the interval (its lower end below 0), and it says so
     w2 = [x + float(rng.normal(0, 0.3)) for x in w]
     c = compare(_FixedRouter(w2, 0.5), _FixedRouter(w, 0.5), records, WEAK, STRONG)  # type: ignore[arg-type]

@@ -155,7 +155,8 @@ def promote_cmd(
     Both routers score the same labelled traffic (--data), which neither trained on; the
     candidate is promoted when its APGR is better beyond the paired bootstrap interval, or equal
     within it and cheaper (mean cost per prompt where the data has costs, else the share of
-    prompts sent to the strong model). A promotion copies it into the versions folder as the next
+    prompts sent to the strong model) without a worse mean outcome at its saved policy beyond the
+    interval. A promotion copies it into the versions folder as the next
     version (vN), makes it current and writes a record (data, numbers, decision, why) under
     DIR/records/; a refusal writes a record too and says which number failed and by how much.
     The first promotion into a new folder needs no --data: there is nothing to compare with.

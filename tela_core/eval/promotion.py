@@ -8,7 +8,11 @@ candidate is promoted when
    interval of APGR(candidate) − APGR(current) lies above 0: :mod:`tela_core.eval.bootstrap`), or
 2. the two are equal within the interval (it holds 0) and the candidate is cheaper at its saved
    policy: a lower mean cost per prompt where the data has every chosen model's cost, else a lower
-   strong-call share (the share of prompts sent to the strongest model).
+   strong-call share (the share of prompts sent to the strongest model) - and it does not buy that
+   with quality there: the paired bootstrap interval of its mean outcome at its saved policy minus
+   the current router's (the outcome of the model each one picks, prompt by prompt) does not lie
+   below 0. APGR and AIQ do not depend on the saved policy, so without this a copy of the current
+   router that never calls the strong model would pass as "equal and cheaper".
 
 Otherwise it is refused, and the refusal names the number that failed and by how much.
 
@@ -17,6 +21,15 @@ APGR: AIQ, the mean height of the quality-cost hull of the cost-aware policy ove
 cost range (:mod:`tela_core.eval.nmodel`), from each router's per-model predicted quality; the
 records then need every model's outcome and cost, and "cheaper" is the mean cost per prompt of the
 models each router's own saved policy picks.
+
+A candidate among more models than the current version (a model added with ``tela run --add-to``)
+is compared the same way, on records with every one of the candidate's models' outcome and cost:
+the current router chooses among its own models only (a model it lacks is one it never picks),
+and both routers' quality-cost hulls are measured over the same cost range, that of all the
+candidate's single models, on the same prompts. That is the choice a promotion makes: serve the
+router that can send prompts to the new model, or the one that cannot. Comparing on the current
+models alone would judge the candidate without the one thing it adds. A candidate that drops a
+model the current version serves is refused.
 """
 
 from __future__ import annotations
@@ -47,6 +60,8 @@ class Operating:
 
     strong_share: float
     cost: float | None
+    #: the mean outcome of the models chosen (None where not computed)
+    quality: float | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,8 @@ class Comparison:
     failed: dict[str, Any] | None
     #: the score compared: ``apgr`` (two models) or ``aiq`` (N models)
     metric: str = "apgr"
+    #: the paired interval of the mean outcome at the saved policies (candidate − current)
+    quality: PairedInterval | None = None
 
     @property
     def apgr(self) -> PairedInterval:
@@ -96,17 +113,41 @@ def check_not_trained_on(what: str, manifest: Mapping[str, Any], prompts: Sequen
     return {"checked": sampled, "trained": 0}
 
 
-def _operating(router: Router, scores: Any, records: Sequence[Record]) -> Operating:
+def _operating(router: Router, scores: Any, records: Sequence[Record], arrays: Any) -> tuple[Operating, Any]:
+    """The router at its saved policy, and the outcome of the model it picks for each prompt
+    (the strong model's outcome where it picks the strongest, else the weak one's)."""
+    import numpy as np
+
     decisions = router.decisions(scores)
     strongest = router.models[-1]
-    share = sum(d.model == strongest for d in decisions) / max(1, len(decisions))
+    to_strong = np.array([d.model == strongest for d in decisions], dtype=bool)
+    got = np.where(to_strong, arrays.strong, arrays.weak).astype(float)
+    share = float(to_strong.mean()) if len(decisions) else 0.0
+    quality = float(got.mean()) if len(decisions) else None
     costs = []
     for d, r in zip(decisions, records):
         c = (r.costs or {}).get(d.model)
         if c is None:
-            return Operating(share, None)
+            return Operating(share, None, quality), got
         costs.append(float(c))
-    return Operating(share, sum(costs) / len(costs) if costs else None)
+    return Operating(share, sum(costs) / len(costs) if costs else None, quality), got
+
+
+def paired_mean(a: Any, b: Any, *, resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> PairedInterval:
+    """The paired bootstrap interval of mean(a) − mean(b) over the same prompts."""
+    import numpy as np
+
+    from .bootstrap import _check_args, _interval
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    _check_args(a.size, resamples, confidence)
+    d = a - b
+    rng = np.random.Generator(np.random.PCG64(seed + 1))  # draws of their own, not the score's
+    diffs = [
+        d[rng.integers(0, d.size, size=(min(250, resamples - s), d.size))].mean(axis=1)
+        for s in range(0, resamples, 250)
+    ]
+    return _interval(float(a.mean()), float(b.mean()), np.concatenate(diffs), 0, confidence, int(a.size))
 
 
 def _num(x: float) -> str:
@@ -133,8 +174,12 @@ def compare(
     interval = paired_apgr(
         s_cand.w, s_cur.w, arrays.weak, arrays.strong, resamples=resamples, confidence=confidence, seed=seed
     )
-    op_cand, op_cur = _operating(candidate, s_cand, records), _operating(current, s_cur, records)
-    return _decide(records, weak, strong, interval, op_cand, op_cur, confidence, "apgr")
+    (op_cand, got_cand), (op_cur, got_cur) = (
+        _operating(candidate, s_cand, records, arrays),
+        _operating(current, s_cur, records, arrays),
+    )
+    quality = paired_mean(got_cand, got_cur, resamples=resamples, confidence=confidence, seed=seed)
+    return _decide(records, weak, strong, interval, op_cand, op_cur, confidence, "apgr", quality)
 
 
 def _decide(
@@ -146,6 +191,7 @@ def _decide(
     op_cur: Operating,
     confidence: float,
     metric: str,
+    quality: PairedInterval | None = None,
 ) -> Comparison:
     pct, name = f"{confidence:.0%}", metric.upper()
     said = (
@@ -165,6 +211,14 @@ def _decide(
         decision = REFUSE
         why = f"{name} worse beyond the interval: {said}; the interval's upper end is {-interval.hi:.4f} below 0"
         failed = {"number": metric, "value": interval.diff, "hi": interval.hi, "by": -interval.hi}
+    elif cheaper and quality is not None and quality.worse:
+        decision = REFUSE
+        why = (
+            f"equal {name} within the interval and cheaper, but worse at its saved policy: mean outcome "
+            f"{quality.a:.4f} vs current {quality.b:.4f}: {_num(quality.diff)} ({pct} interval {_num(quality.lo)} .. "
+            f"{_num(quality.hi)}), the interval's upper end {-quality.hi:.4f} below 0; {said}; {cost_said}"
+        )
+        failed = {"number": "quality", "value": quality.diff, "hi": quality.hi, "by": -quality.hi}
     elif cheaper:
         decision, why = PROMOTE, f"equal within the interval and cheaper: {said}; {cost_said}"
     else:
@@ -180,7 +234,7 @@ def _decide(
             "by": c_val - p_val,
             f"{metric}_lo": interval.lo,
         }
-    return Comparison(len(records), weak, strong, interval, op_cand, op_cur, decision, why, failed, metric)
+    return Comparison(len(records), weak, strong, interval, op_cand, op_cur, decision, why, failed, metric, quality)
 
 
 # -- N models --------------------------------------------------------------------------------------
@@ -235,11 +289,15 @@ def _compare_nmodel(
 
     prompts = [r.prompt for r in records]
     p_cand, truth, cost, pick_cand = _nmodel_arrays(candidate, records, prompts)
-    p_cur, _, _, pick_cur = _nmodel_arrays(current, records, prompts)
-    # the current router's columns in the candidate's model order (the two may order the same models differently)
-    order = [list(current.models).index(m) for m in candidate.models]
-    p_cur = p_cur[:, order]
-    pick_cur = np.asarray([list(candidate.models).index(current.models[i]) for i in pick_cur], dtype=int)
+    p_cur_own, _, _, pick_cur = _nmodel_arrays(current, records, prompts)
+    # the current router's columns in the candidate's model order (the two may order the same models
+    # differently); a model only the candidate has is one the current router never picks (-inf)
+    cur_models = list(current.models)
+    p_cur = np.full_like(p_cand, -np.inf)
+    for j, m in enumerate(candidate.models):
+        if m in cur_models:
+            p_cur[:, j] = p_cur_own[:, cur_models.index(m)]
+    pick_cur = np.asarray([list(candidate.models).index(cur_models[i]) for i in pick_cur], dtype=int)
 
     def stat(pred: Any) -> Any:
         def aiq_on(idx: Any) -> float:
@@ -257,16 +315,28 @@ def _compare_nmodel(
     strongest = len(candidate.models) - 1
 
     def op(picked: Any) -> Operating:
-        return Operating(float((picked == strongest).mean()), float(cost[rows, picked].mean()))
+        got = truth[rows, picked]
+        return Operating(float((picked == strongest).mean()), float(cost[rows, picked].mean()), float(got.mean()))
 
+    quality = paired_mean(
+        truth[rows, pick_cand], truth[rows, pick_cur], resamples=resamples, confidence=confidence, seed=seed
+    )
     models = candidate.models
-    return _decide(records, models[0], models[-1], interval, op(pick_cand), op(pick_cur), confidence, "aiq")
+    return _decide(records, models[0], models[-1], interval, op(pick_cand), op(pick_cur), confidence, "aiq", quality)
 
 
 def _check_models(candidate: Router, current: Router) -> None:
     cand, cur = list(candidate.models), list(current.models)
     if len(cand) > 2 and len(cur) > 2 and sorted(cand) == sorted(cur):
         return  # the same models; their cheap -> strong order follows the costs each saw, and may differ
+    dropped = [m for m in cur if m not in cand]
+    if len(cand) > 2 and len(cur) >= 2 and not dropped:
+        return  # a model added (tela run --add-to): compared where the current router cannot pick it
+    if len(cand) > 2 and dropped:
+        raise TelaError(
+            f"the candidate does not route to {', '.join(dropped)}, which the current version serves: a new version "
+            f"may add models, not drop them (candidate: {', '.join(cand)}); serve it from a folder of its own"
+        )
     if cand != cur:
         raise TelaError(
             f"the candidate routes between {', '.join(candidate.models)} and the current version between "
@@ -275,7 +345,8 @@ def _check_models(candidate: Router, current: Router) -> None:
 
 
 def check_comparable(candidate: Router, current: Router) -> None:
-    """Refuse (bad input) a candidate that routes between other models than the current version."""
+    """Refuse (bad input) a candidate that routes between other models than the current version;
+    an N-model candidate may route among more (the current's and models added to them)."""
     _check_models(candidate, current)
 
 
@@ -289,4 +360,5 @@ def as_json_numbers(c: Comparison) -> dict[str, Any]:
         c.metric: c.interval.to_dict(),
         "candidate": asdict(c.candidate),
         "current": asdict(c.current),
+        "quality": c.quality.to_dict() if c.quality is not None else None,
     }
