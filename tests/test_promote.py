@@ -234,6 +234,8 @@ def test_the_evaluation_data_counts_each_prompt_once_and_names_the_routers_model
     # a 95% interval from a handful of resamples is no 95% interval
     res = run_cli(*args, "--data", trained["traffic"], "--resamples", "5")
     assert res.exit_code == 2 and "--resamples" in res.output and "100" in res.output
+    res = run_cli(*args, "--data", trained["traffic"], "--seed", "-1")  # numpy's seeds are not negative
+    assert res.exit_code == 2 and "--seed" in res.output and "Traceback" not in res.output, res.output
 
 
 NIM3 = ["gemma-2-9b-it", "llama-3.1-8b-instruct", "llama-3.1-nemotron-51b-instruct"]

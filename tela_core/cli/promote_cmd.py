@@ -128,7 +128,7 @@ def _versions_option(f: Any) -> Any:
     type=click.FloatRange(0.5, 1.0, min_open=False, max_open=True),
     help="Confidence of the paired bootstrap interval on APGR.",
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the bootstrap's draws.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Seed of the bootstrap's draws.")
 @click.option("--dry-run", is_flag=True, help="Evaluate and print the decision; change and record nothing.")
 @_server_options
 @trust_option
