@@ -86,7 +86,7 @@ def _data(name: str) -> Path:
 def _fit_score(
     family: str, opts: dict[str, Any], train: list[Any], prompts: list[str], scratch: Path, *, models: bool = False
 ) -> Any:
-    scorer = get_registry().create("scorer", family, opts)
+    scorer = get_registry().create("family", family, opts)
     scorer.fit(train, Path(tempfile.mkdtemp(dir=scratch)), {})
     if models:
         return scorer, scorer.predict_models(prompts)

@@ -99,7 +99,7 @@ def main() -> None:
             rows[n].update(apgr=fam.apgr, cpt80=fam.cpt80, zoo_s=time.perf_counter() - t0)
             routers[n] = Router.load(args.output / n / "routers" / "embedding-knn")
         else:
-            scorer = get_registry().create("scorer", "embedding-knn", opts)
+            scorer = get_registry().create("family", "embedding-knn", opts)
             scorer.fit(train[:2000], args.output / "latency-only" / n, {})
             routers[n] = Router.load(args.output / "latency-only" / n)
         print(f"{n}: {rows[n]}", file=sys.stderr, flush=True)

@@ -70,7 +70,7 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
 
 def _predict(fam: str, opts: dict[str, Any], train: list[Any], prompts: list[str], models: list[str]) -> Any:
     """Train ``fam`` on ``train`` (N-model: no pair named) and return its (n, M) quality, columns ``models``."""
-    scorer = get_registry().create("scorer", fam, opts)
+    scorer = get_registry().create("family", fam, opts)
     scorer.fit(train, Path(tempfile.mkdtemp()) / fam, {})
     s = scorer.score(prompts)
     cols = list(s.models)

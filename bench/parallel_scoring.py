@@ -58,7 +58,7 @@ def length_router(folder: Path, ps: list[str]) -> Path:
     """A ``length`` router fitted on ``ps`` with made-up outcomes (its scores cost nothing: launch overhead)."""
     recs = [Record(prompt=p, outcomes={"weak": float(i % 2), "strong": 1.0}) for i, p in enumerate(ps)]
     out = folder / "length"
-    get_registry().create("scorer", "length", {"weak": "weak", "strong": "strong"}).fit(recs, out, {})
+    get_registry().create("family", "length", {"weak": "weak", "strong": "strong"}).fit(recs, out, {})
     return out
 
 

@@ -117,16 +117,16 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     rdir = router_dir(args.model)
     scorer = get_registry().create(
-        "scorer",
+        "family",
         "score-token",
         {"batch_size": args.batch, "device": "cpu" if not torch.cuda.is_available() else "auto"},
     )
     scorer.load(rdir)
     no_prefix = get_registry().create(
-        "scorer", "score-token", {"batch_size": args.batch, "prefix_cache": False, "device": str(scorer.device)}
+        "family", "score-token", {"batch_size": args.batch, "prefix_cache": False, "device": str(scorer.device)}
     )
     no_prefix.load(rdir)
-    default = get_registry().create("scorer", "score-token", {"device": str(scorer.device)})
+    default = get_registry().create("family", "score-token", {"device": str(scorer.device)})
     default.load(rdir)
     model, tok = scorer.model, scorer.tokenizer
     dev = scorer.device

@@ -88,7 +88,7 @@ def main() -> None:
         for f in range(6):
             tr = [r for r, k in zip(train, fold) if k != f]
             idx = np.flatnonzero(fold == f)
-            scorer = reg.create("scorer", fam, {"weak": weak_m, "strong": strong_m, **opts})
+            scorer = reg.create("family", fam, {"weak": weak_m, "strong": strong_m, **opts})
             scorer.fit(tr, Path(tempfile.mkdtemp()) / fam, {})
             oof[idx] = scorer.score([train[i].prompt for i in idx]).w
             per_fold.append(metrics.apgr(oof[idx], weak[idx], strong[idx]))

@@ -67,7 +67,7 @@ def main() -> None:
                     else:
                         keep = set(rng.choice(subjects, size=max(2, round(frac * len(subjects))), replace=False))
                         sub = [r for r in train if r.group in keep]
-                    scorer = reg.create("scorer", fam, {"weak": weak_m, "strong": strong_m})
+                    scorer = reg.create("family", fam, {"weak": weak_m, "strong": strong_m})
                     scorer.fit(sub, Path(tempfile.mkdtemp()) / fam, {})
                     vals.append(metrics.apgr(scorer.score(prompts).w, weak, strong))
                 m, sd = float(np.mean(vals)), float(np.std(vals))

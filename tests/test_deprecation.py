@@ -101,3 +101,23 @@ print("ok")
 """
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-2000:]
+
+
+def test_benchmarks_and_tests_ask_the_registry_for_the_family_kind_by_its_name() -> None:
+    """bench/ and tests/ call ``reg.create("family", ...)``: the kind ``scorer`` is a deprecated
+    alias (a warning per call). Only the tests of the alias itself, and the frozen 0.1 plugin,
+    which must keep working unchanged, still say ``scorer``."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    alias_tests = {"tests/test_plugins.py", "tests/test_sources.py", "tests/test_deprecation.py"}
+    call = re.compile(r"\.(?:create|get|names)\(\s*[\"']scorer[\"']")
+    found = []
+    for path in sorted([*root.glob("bench/**/*.py"), *root.glob("tests/**/*.py")]):
+        rel = path.relative_to(root).as_posix()
+        if rel in alias_tests or rel.startswith("tests/frozen/"):
+            continue
+        text = path.read_text(encoding="utf-8")
+        found += [f"{rel}:{text.count(chr(10), 0, m.start()) + 1}" for m in call.finditer(text)]
+    assert not found, "the deprecated kind 'scorer' (use 'family'): " + ", ".join(found)

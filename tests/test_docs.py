@@ -207,7 +207,7 @@ def test_scorer_and_policy_examples_work_end_to_end(plugins_md, tmp_path, regist
         exec(compile(block, f"docs/plugins.md ({hook})", "exec"), module.__dict__)
         register_plugin(module, f"docs-e2e-{hook}")
     recs = [Record(prompt="x" * (10 + 7 * i), outcomes={"big": 1.0, "small": float(i % 3 != 0)}) for i in range(30)]
-    scorer = get_registry().create("scorer", "prompt-length", {})
+    scorer = get_registry().create("family", "prompt-length", {})
     scorer.fit(recs, tmp_path / "r", {})
     router = Router.load(tmp_path / "r")
     assert router.models == ["small", "big"]  # resolved by tela's one rule: lower mean is weak
@@ -239,7 +239,7 @@ def test_family_sdk_example_trains_and_loads(plugins_md, tmp_path, register_plug
         )
         for i in range(20)
     ]
-    scorer = get_registry().create("scorer", "keyword-rate", {"keywords": ["prove"]})
+    scorer = get_registry().create("family", "keyword-rate", {"keywords": ["prove"]})
     out = scorer.fit(recs, tmp_path / "r", {"weak": "small", "strong": "big", "seed": 0})
     manifest = read_manifest(out)
     assert manifest["scorer_options"]["keywords"] == ["prove"]

@@ -86,7 +86,7 @@ def hashed(register_plugin: Any) -> Any:
 def _fit(tmp_path: Path, family: str = "embedding-knn", **options: Any) -> Path:
     from tela_core.plugins.discovery import get_registry
 
-    scorer = get_registry().create("scorer", family, options)
+    scorer = get_registry().create("family", family, options)
     out = tmp_path / family
     scorer.fit(_records(), out, {})
     return out
@@ -163,7 +163,7 @@ def test_router_refused_when_the_embedder_here_gives_other_vectors(hashed: Any, 
 def test_unknown_embedder_lists_the_registered_ones(tmp_path: Path) -> None:
     from tela_core.plugins.discovery import get_registry
 
-    scorer = get_registry().create("scorer", "embedding-knn", {"embedder": "no-such-embedder"})
+    scorer = get_registry().create("family", "embedding-knn", {"embedder": "no-such-embedder"})
     with pytest.raises(TelaError, match="minilm.*model2vec"):
         scorer.fit(_records(), tmp_path / "knn", {})
 

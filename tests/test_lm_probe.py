@@ -92,7 +92,7 @@ def _records(n: int = 48) -> list[Record]:
 
 
 def test_lm_probe_round_trip(tiny_lm, tmp_path):
-    scorer = get_registry().create("scorer", "lm-probe", {"model": tiny_lm, "layer": 2, "C": 1.0})
+    scorer = get_registry().create("family", "lm-probe", {"model": tiny_lm, "layer": 2, "C": 1.0})
     assert scorer.uses_backend is False
     out = scorer.fit(_records(), tmp_path / "probe", {})
     manifest = read_manifest(out)
@@ -105,7 +105,7 @@ def test_lm_probe_round_trip(tiny_lm, tmp_path):
 
 
 def test_max_train_caps_the_training_sample(tiny_lm, tmp_path):
-    scorer = get_registry().create("scorer", "lm-probe", {"model": tiny_lm, "layer": 1, "max_train": 20})
+    scorer = get_registry().create("family", "lm-probe", {"model": tiny_lm, "layer": 1, "max_train": 20})
     out = scorer.fit(_records(), tmp_path / "capped", {})
     assert read_manifest(out)["train_records"] == 20
 
@@ -119,7 +119,7 @@ def test_probe_equals_a_standardised_logistic_regression(tiny_lm, tmp_path):
     from tela_plugins.lm_probe.features import lm_features
 
     recs = _records()
-    scorer = get_registry().create("scorer", "lm-probe", {"model": tiny_lm, "layer": 2, "C": 0.5})
+    scorer = get_registry().create("family", "lm-probe", {"model": tiny_lm, "layer": 2, "C": 0.5})
     scorer.fit(recs, tmp_path / "p", {})
     x = lm_features([r.prompt for r in recs], [2], tiny_lm)[2]
     y = np.array([1 - r.outcomes[W] for r in recs])

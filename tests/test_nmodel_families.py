@@ -56,7 +56,7 @@ FAMILIES = [
 @pytest.mark.parametrize(("family", "options"), FAMILIES, ids=[f for f, _ in FAMILIES])
 def test_family_predicts_every_model_from_records_missing_some(family, options, tmp_path):
     reg = get_registry()
-    scorer = reg.create("scorer", family, options)
+    scorer = reg.create("family", family, options)
     out = tmp_path / family
     scorer.fit(_records(), out, {})
     prompts = ["Compute the integral of x^3 cos(x).", "Write a friendly greeting for a guest."]
@@ -71,7 +71,7 @@ def test_family_predicts_every_model_from_records_missing_some(family, options, 
     policy = json.loads((out / "policy.json").read_text())
     assert policy["name"] == "cost-aware" and sorted(policy["models"]) == sorted([A, B, C])
     assert policy["options"]["costs"][C] == pytest.approx(2e-3)
-    loaded = reg.create("scorer", family, {})
+    loaded = reg.create("family", family, {})
     loaded.load(out)
     again = loaded.score(prompts)
     assert again.models == s.models
@@ -81,7 +81,7 @@ def test_family_predicts_every_model_from_records_missing_some(family, options, 
 
 def test_naming_a_pair_keeps_the_two_model_router(tmp_path):
     recs = [r for r in _records() if len(r.outcomes or {}) == 3]
-    scorer = get_registry().create("scorer", "embedding-knn", {"k": 3, "weak": A, "strong": C})
+    scorer = get_registry().create("family", "embedding-knn", {"k": 3, "weak": A, "strong": C})
     scorer.fit(recs, tmp_path / "k", {})
     policy = json.loads((tmp_path / "k" / "policy.json").read_text())
     assert policy["name"] == "threshold" and policy["models"] == [A, C]
@@ -93,10 +93,10 @@ def test_naming_a_pair_keeps_the_two_model_router(tmp_path):
 def test_knn_exact_counts_a_seen_prompts_own_outcomes(tmp_path):
     recs = _records()
     recs[0].outcomes[A] = 0.0  # the maths model failed this one maths prompt
-    scorer = get_registry().create("scorer", "embedding-knn", {"k": 10, "exact": 1.0})
+    scorer = get_registry().create("family", "embedding-knn", {"k": 10, "exact": 1.0})
     scorer.fit(recs, tmp_path / "k", {})
     assert scorer.score([recs[0].prompt]).quality[0].tolist() == pytest.approx([0.0, 0.0, 1.0])  # its own
-    plain = get_registry().create("scorer", "embedding-knn", {"k": 10})
+    plain = get_registry().create("family", "embedding-knn", {"k": 10})
     plain.fit(recs, tmp_path / "p", {})
     assert plain.score([recs[0].prompt]).quality[0][0] > 0.5  # without it: its neighbours, mostly right
 

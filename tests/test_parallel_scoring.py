@@ -68,7 +68,7 @@ def counting_router(tmp_path: Path, register_plugin, ranks_import_tests) -> Path
     reg = register_plugin(parallel_support, "parallel-support")
     records, _src, _info = read_records(outcomes(tmp_path / "train", 200), "detect", WEAK, STRONG, None)
     out = tmp_path / "counting"
-    reg.create("scorer", "counting-length", {"weak": WEAK, "strong": STRONG}).fit(records, out, {})
+    reg.create("family", "counting-length", {"weak": WEAK, "strong": STRONG}).fit(records, out, {})
     return out
 
 

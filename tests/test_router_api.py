@@ -26,7 +26,7 @@ def length_router(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real `length` router trained on the bundled MMLU sample (longer prompt -> higher w)."""
     out = tmp_path_factory.mktemp("routers") / "length"
     records = list(open_source(sample_path()).read(sample_path()))
-    get_registry().create("scorer", "length", {}).fit(records, out, {"weak": WEAK, "strong": STRONG})
+    get_registry().create("family", "length", {}).fit(records, out, {"weak": WEAK, "strong": STRONG})
     return out
 
 

@@ -60,7 +60,7 @@ def test_matches_a_bare_forward_pass_on_the_formatted_prompt(scorer, tiny_router
 
 def test_batched_equals_one_by_one(tiny_router):
     """Left padding with position ids: a prompt scores the same alone and in a padded batch."""
-    s = get_registry().create("scorer", "score-token", {"batch_size": 3})
+    s = get_registry().create("family", "score-token", {"batch_size": 3})
     s.load(tiny_router)
     batched = s.score(QUESTIONS)
     single = np.array([s.score([q]).probs[0] for q in QUESTIONS])
@@ -71,7 +71,7 @@ def test_batched_equals_one_by_one(tiny_router):
 
 
 def test_long_questions_lose_their_start_never_the_template(tiny_router):
-    s = get_registry().create("scorer", "score-token", {})
+    s = get_registry().create("family", "score-token", {})
     s.load(tiny_router)
     template_len = len(s.encode(""))
     s.options.max_length = template_len + 20
@@ -121,9 +121,9 @@ def test_manifest_names_the_scorer(tiny_router):
 def test_the_shared_prefix_cache_changes_no_score(tiny_router):
     """Reusing the template prefix's key/value cache gives the numbers a full forward pass gives,
     alone and in padded batches, and leaves the cache as it found it (the same twice in a row)."""
-    plain = get_registry().create("scorer", "score-token", {"prefix_cache": False})
+    plain = get_registry().create("family", "score-token", {"prefix_cache": False})
     plain.load(tiny_router)
-    cached = get_registry().create("scorer", "score-token", {"batch_size": 3})
+    cached = get_registry().create("family", "score-token", {"batch_size": 3})
     cached.load(tiny_router)
     prefix = cached.shared_prefix()
     assert len(prefix) >= 16 and all(e[: len(prefix)] == prefix for e in map(cached.encode, QUESTIONS))

@@ -173,7 +173,7 @@ def test_an_embedding_router_under_32_concurrent_requests_embeds_in_batches(regi
         )
         for i in range(40)
     ]
-    reg.create("scorer", "embedding-knn", {"embedder": "slow-words", "k": 5}).fit(recs, tmp_path / "knn", {})
+    reg.create("family", "embedding-knn", {"embedder": "slow-words", "k": 5}).fit(recs, tmp_path / "knn", {})
     vector_cache.use_shard_cache(False)  # as tela serve runs it, the LRU off: every prompt is embedded
     vector_cache.serving_cache(0)
     try:

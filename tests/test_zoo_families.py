@@ -48,7 +48,7 @@ pytestmark = pytest.mark.usefixtures("isolated_cache")  # every test embeds into
 
 
 def _round_trip(family: str, tmp_path, options=None) -> tuple[np.ndarray, np.ndarray]:
-    scorer = get_registry().create("scorer", family, options or {})
+    scorer = get_registry().create("family", family, options or {})
     assert scorer.uses_backend is False
     out = scorer.fit(_records(), tmp_path / family, {})
     manifest = read_manifest(out)
@@ -66,14 +66,14 @@ def _round_trip(family: str, tmp_path, options=None) -> tuple[np.ndarray, np.nda
 
 def test_length_learns_direction(tmp_path):
     recs = [Record(prompt="x" * (10 + i), outcomes={W: float(i < 20), S: 1.0}) for i in range(40)]
-    scorer = get_registry().create("scorer", "length", {})
+    scorer = get_registry().create("family", "length", {})
     scorer.fit(recs, tmp_path / "l", {})
     w = Router.load(tmp_path / "l").scorer.score(["x" * 12, "x" * 48]).w
     assert w[1] > w[0]  # long prompts were the ones the weak model got wrong
 
 
 def test_random_is_seeded_and_uniform(tmp_path):
-    scorer = get_registry().create("scorer", "random", {"seed": 3})
+    scorer = get_registry().create("family", "random", {"seed": 3})
     scorer.fit(_records(), tmp_path / "r", {})
     a = Router.load(tmp_path / "r").scorer.score(["p"] * 1000).w
     b = Router.load(tmp_path / "r").scorer.score(["p"] * 1000).w
@@ -85,7 +85,7 @@ def test_random_draws_a_fresh_w_per_request_seeded_per_router(tmp_path):
     """Issue 26: served, ``random`` scores one prompt per call; it reseeded on every call, so every
     request got the same w (0.773956 for seed 0) and went to one model. Now each loaded router
     draws on from its own seeded stream: fresh per call, the same sequence for the same seed."""
-    scorer = get_registry().create("scorer", "random", {"seed": 0})
+    scorer = get_registry().create("family", "random", {"seed": 0})
     scorer.fit(_records(), tmp_path / "r", {})
     served = Router.load(tmp_path / "r")
     one_by_one = [float(served.scorer.score(["the same prompt"]).w[0]) for _ in range(200)]
@@ -114,7 +114,7 @@ def test_embedding_family_round_trip(family, options, tmp_path):
 
 
 def test_knn_predicts_each_model(tmp_path):
-    scorer = get_registry().create("scorer", "embedding-knn", {"k": 4})
+    scorer = get_registry().create("family", "embedding-knn", {"k": 4})
     scorer.fit(_records(), tmp_path / "k", {})
     loaded = Router.load(tmp_path / "k").scorer
     p = loaded.predict_models(["What is the capital of Spain?"])
@@ -144,7 +144,7 @@ def test_three_models_need_explicit_pair():
 
 
 def test_record_without_outcomes_is_a_clear_error(tmp_path):
-    scorer = get_registry().create("scorer", "length", {})
+    scorer = get_registry().create("family", "length", {})
     with pytest.raises(TelaError, match="no outcomes"):
         scorer.fit([Record(prompt="q", outcomes={W: 1.0, S: 1.0}), Record(prompt="r")], tmp_path / "x", {})
 
@@ -160,8 +160,8 @@ def test_ensemble_round_trip(tmp_path):
 
 
 def test_wrong_artifact_is_refused(tmp_path):
-    get_registry().create("scorer", "length", {}).fit(_records(), tmp_path / "l", {})
-    knn = get_registry().create("scorer", "embedding-knn", {})
+    get_registry().create("family", "length", {}).fit(_records(), tmp_path / "l", {})
+    knn = get_registry().create("family", "embedding-knn", {})
     with pytest.raises(TelaError, match="written by scorer 'length'"):
         knn.load(tmp_path / "l")
 
@@ -193,7 +193,7 @@ def test_linear_probe_sdk_fits_any_features(tmp_path, register_plugin):
         register(MathProbe)
 
     register_plugin(types.SimpleNamespace(tela_register_scorers=tela_register_scorers), "test-math-probe")
-    scorer = get_registry().create("scorer", "test-math-probe", {"C": 10.0, "scale": 1000.0})
+    scorer = get_registry().create("family", "test-math-probe", {"C": 10.0, "scale": 1000.0})
     out = scorer.fit(_records(), tmp_path / "probe", {"weak": W, "strong": S, "run": {}})
     manifest = read_manifest(out)
     assert (manifest["weak"], manifest["strong"]) == (W, S)
@@ -239,7 +239,7 @@ recs = [Record(prompt=("integral of x^%d dx" % i) if i % 2 else ("capital of cou
                outcomes={"weak-model": float(i % 2 == 0), "strong-model": 1.0}) for i in range(32)]
 ds = {"train_micro_batch_size_per_gpu": 8, "gradient_accumulation_steps": 1,
       "zero_optimization": {"stage": 2}, "zero_force_ds_cpu_optimizer": False}
-s = get_registry().create("scorer", "encoder-classifier",
+s = get_registry().create("family", "encoder-classifier",
                           {"max_steps": 2, "batch_size": 8, "max_length": 32, "deepspeed": ds})
 s.fit(recs, out, {})
 """
