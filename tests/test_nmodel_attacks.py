@@ -168,3 +168,23 @@ def test_calibrate_a_budget_below_the_cheapest_model_says_it_is_not_met(knn3, tm
     assert "is below what the cheapest choice costs" in res.output and "gemma-2-9b-it" in res.output
     res = run_cli("calibrate", "--router", d, "--data", data, "--budget", "1000")  # above the priciest: no warning
     assert res.exit_code == 0 and "below what" not in res.output
+
+
+def test_the_n_upstreams_section_of_deployment_md_defines_the_upstreams_its_commands_name():
+    """Its `tela judge --config serve.yaml --judge-model judge` stopped at 'no upstream named judge':
+    the section's serve.yaml had none. Every upstream its commands and routers name is in it."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "deployment.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## N upstreams") :]
+    section = section[: section.index("\n## ", 3)]
+    config = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
+    named = re.findall(
+        r"--(?:judge-model|model) ([\w.-]+)(?=\s)", re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    )
+    assert named and set(named) <= set(config["upstreams"])
+    for r in config["routers"].values():
+        assert set(r["upstreams"]) <= set(config["upstreams"])
