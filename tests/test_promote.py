@@ -199,6 +199,31 @@ def test_a_promotion_killed_before_versions_json_leaves_no_record(
     assert vs.recover(live) == ["finished 0002-rollback-v1.json"] and not pending.exists()
 
 
+def test_the_guards_rollback_killed_before_versions_json_leaves_no_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tela_core.serve.guard import Comparison, rollback_versions
+
+    live, src = tmp_path / "live", tmp_path / "router"
+    src.mkdir()
+    (src / "tela.json").write_text("{}")
+    vs.init(live)
+    for _ in range(2):
+        vs.set_current(live, vs.add_version(live, src), "promote")
+    c = Comparison("v2", "v1", 0.2, 0.8, 50, 50, 0.6, 0.1, True)
+
+    def killed(*args: Any, **kwargs: Any) -> Any:
+        raise _Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(vs, "set_current", killed)
+        with pytest.raises(_Killed):
+            rollback_versions(live, c)
+    assert vs.read_state(live).current == "v2" and not list((live / "records").glob("0*.json"))
+    assert rollback_versions(live, c) and vs.read_state(live).current == "v1"
+    assert [p.name for p in (live / "records").iterdir()] == ["0001-rollback-v1.json"]
+
+
 def test_the_evaluation_data_counts_each_prompt_once_and_names_the_routers_models(
     trained: dict[str, Path], tmp_path: Path
 ) -> None:

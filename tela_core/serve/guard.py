@@ -251,8 +251,10 @@ def rollback_versions(folder: str | Path, c: Comparison) -> bool:
                 c.previous,
             )
             return False
+        v.recover(folder)  # what a killed promote or rollback left
         path = v.next_record_path(folder, "rollback", c.previous)
-        v.write_record(
+        rel = str(path.relative_to(folder))
+        v.record_step(  # the record is in place only once versions.json names the step
             path,
             {  # the shape of `tela rollback`'s record (tela_core.cli.promote_cmd), said to be the guard's
                 "action": "rollback",
@@ -274,6 +276,6 @@ def rollback_versions(folder: str | Path, c: Comparison) -> bool:
                     "bound": c.bound,
                 },
             },
+            lambda: v.set_current(folder, c.previous, "rollback", record=rel, by="guard"),
         )
-        v.set_current(folder, c.previous, "rollback", record=str(path.relative_to(folder)), by="guard")
     return True
