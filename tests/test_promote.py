@@ -161,6 +161,12 @@ def test_hand_edited_versions_folders_never_load_from_outside(trained: dict[str,
     line = one_error_line(run_cli("rollback", "--router", live))
     assert "the version before v3, v2 has no folder" in line
     assert (live / vs.VERSIONS_FILE).read_text() == before and not list((live / "records").glob("*-rollback-*"))
+    # a first version that does not load (a file of its family missing): bad input, no folder made
+    broken = tmp_path / "broken"
+    shutil.copytree(trained["good"], broken)
+    (broken / "knn.npz").unlink()
+    line = one_error_line(run_cli("promote", "--router", tmp_path / "new", "--candidate", broken))
+    assert "knn.npz" in line and not (tmp_path / "new").exists()
     # a versions folder inside the candidate would copy itself into itself, forever: bad input at once
     cand = tmp_path / "cand"
     shutil.copytree(trained["good"], cand)

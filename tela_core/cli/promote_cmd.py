@@ -186,6 +186,8 @@ def promote_cmd(
     first = not (router / vs.VERSIONS_FILE).exists() or vs.read_state(router).current is None
     if not first and data is None:
         raise TelaError(f"{router} has a current version: give --data, labelled traffic to compare the candidate on")
+    if first:  # nothing to compare with, but it must load: servers following the folder would not
+        Router.load(candidate, trust_remote_code=trust_remote_code)
     if dry_run:
         record = _evaluate(
             router,
