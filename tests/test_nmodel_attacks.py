@@ -188,3 +188,32 @@ def test_the_n_upstreams_section_of_deployment_md_defines_the_upstreams_its_comm
     assert named and set(named) <= set(config["upstreams"])
     for r in config["routers"].values():
         assert set(r["upstreams"]) <= set(config["upstreams"])
+
+
+def test_judge_join_with_records_of_other_prompts_is_an_error_not_a_silent_no_op(tmp_path):
+    """`tela judge --join RECORDS` on a new model's answers, RECORDS being another run's (other
+    prompts): nothing matched, and the records were written with the new model's outcome alone,
+    exit 0. Now one line naming the file."""
+    import json
+
+    from tela_core.collect.inputs import PromptRow
+    from tela_core.infra.errors import InputError
+    from tela_core.judging.plan import read_join
+
+    rows = [PromptRow(id=f"p{i}", messages=[{"role": "user", "content": f"question {i}"}]) for i in range(3)]
+    other = tmp_path / "records.jsonl"
+    recs = [
+        {
+            "id": f"q{i}",
+            "prompt": f"other {i}",
+            "messages": [{"role": "user", "content": f"other {i}"}],
+            "outcomes": {"a": 1.0},
+        }
+        for i in range(2)
+    ]
+    other.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    with pytest.raises(InputError, match=r"records.jsonl: --join: none of its 2 records is a prompt of these answers"):
+        read_join(other, rows)
+    same = tmp_path / "same.jsonl"  # one prompt in common: joined
+    same.write_text(json.dumps({**recs[0], "id": "p1", "prompt": "question 1", "messages": rows[1].messages}) + "\n")
+    assert set(read_join(same, rows)) == {"p1"}

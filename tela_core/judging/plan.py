@@ -161,7 +161,8 @@ def _judge_models(
 def read_join(path: str | Path, rows: Sequence[PromptRow]) -> dict[str, dict[str, Any]]:
     """The records of an earlier judge run (its ``records.jsonl``, or the folder holding it), by
     prompt id, for :func:`join_record`. A record without an id, or whose prompt differs from the
-    answers' prompt of that id, is an :class:`InputError` naming the file and line."""
+    answers' prompt of that id, is an :class:`InputError` naming the file and line; so is a file
+    none of whose records is a prompt of the answers (nothing would be joined)."""
     from tela_core.data.records import validate_seed_object
 
     p = Path(path)
@@ -185,6 +186,13 @@ def read_join(path: str | Path, rows: Sequence[PromptRow]) -> dict[str, dict[str
             if rec.id in prompts and prompts[rec.id] != rec.prompt:
                 raise InputError(p, n, f"the prompt of id {rec.id!r} is not the answers' prompt of that id")
             out[rec.id] = obj
+    if prompts and not prompts.keys() & out.keys():
+        raise InputError(
+            p,
+            None,
+            f"--join: none of its {len(out)} records is a prompt of these answers (matched by prompt id): "
+            "join the records judged on the prompts these answers are to",
+        )
     return out
 
 
