@@ -15,7 +15,9 @@ policy with each model's cost; ``tela serve`` routes among the models (more than
 says each model's predicted quality, and shadows requests to models not chosen; the shadow log
 becomes records without asking again; a fourth model's answers are judged alone and joined with the
 three judged before, paying no judge call twice; ``tela run --add-to`` adds it from its records,
-leaving the first router as it was; the server restarted on the new router predicts all four.
+leaving the first router as it was; ``tela promote`` compares the router with four models to the
+versions folder's current one (refused on the rehearsal's data, as the guide says); the server,
+restarted with the new model's upstream, routes among all four under the new router's own name.
 """
 
 from __future__ import annotations
@@ -192,7 +194,12 @@ def test_many_models_guide_as_written(tmp_path: Path, monkeypatch: pytest.Monkey
             elif cmd.startswith("tela "):
                 before = _files(work / "runs" / "v1") if cmd.startswith("tela run --add-to runs/v1") else None
                 r = tela_cli(*shlex.split(cmd)[1:])
-                assert r.exit_code == 0, f"{cmd}\n{r.output}"
+                if cmd.startswith("tela promote") and "runs/v2" in cmd:  # the guide says it is refused here
+                    assert r.exit_code == 1 and "refused: AIQ not better beyond the interval" in r.output, r.output
+                    assert json.loads((work / "runs/live/versions.json").read_text())["current"] == "v1"
+                    assert "not cheaper" in r.output, r.output
+                else:
+                    assert r.exit_code == 0, f"{cmd}\n{r.output}"
                 assert "Traceback" not in r.output, r.output
                 outputs[cmd] = r.output
                 if before is not None:  # the router a model was added to is not changed
@@ -217,6 +224,8 @@ def test_many_models_guide_as_written(tmp_path: Path, monkeypatch: pytest.Monkey
             block = GUIDE_URLS.sub(f"http://127.0.0.1:{standin_port}/v1", block)
             if "under upstreams:" in block.splitlines()[0]:
                 cfg = cfg.replace("upstreams:\n", "upstreams:\n" + block, 1)
+            elif "under routers:" in block.splitlines()[0]:
+                cfg = cfg.replace("routers:\n", "routers:\n" + block, 1)
             else:
                 cfg += block
             (work / "serve.yaml").write_text(cfg, encoding="utf-8")
@@ -242,12 +251,14 @@ def test_many_models_guide_as_written(tmp_path: Path, monkeypatch: pytest.Monkey
                     if step == 5 and server is not None and "tela serve" in text:
                         _check_served(server.port, FIRST)
                     if step == 6 and server is not None and "tela serve" in text:
-                        _check_served(server.port, [*FIRST, NEW])
+                        _check_served(server.port, [*FIRST, NEW], "router-many-next")
+                        _check_served(server.port, FIRST)  # the versions folder's current version, v1
         finally:
             if server is not None:
                 log = server.stop()
                 assert "Traceback" not in log, log
     assert any(c.startswith("tela run --add-to") for c in ran), ran
+    assert any(c.startswith("tela promote --router runs/live --candidate runs/v2") for c in ran), ran
     assert sum(c.startswith("tela serve") for c in ran) == 2, ran
     judged = [json.loads(line) for line in (work / "runs/judged/records.jsonl").read_text().splitlines()]
     assert len(judged) == 200 and all(set(r["outcomes"]) == set(FIRST) for r in judged)
@@ -280,8 +291,8 @@ def _check_trained(work: Path) -> None:
     assert set(costs) == set(FIRST) and costs["gemma-2-9b-it"] < costs["llama-3.1-nemotron-51b-instruct"]
 
 
-def _check_served(port: int, models: list[str]) -> None:
-    body, headers = _chat(port, "router-many", "Which can view an ocean?")
+def _check_served(port: int, models: list[str], name: str = "router-many") -> None:
+    body, headers = _chat(port, name, "Which can view an ocean?")
     quality = json.loads(headers["x-tela-quality"])
     assert set(quality) == set(models), quality
     assert headers["x-tela-model"] in models
