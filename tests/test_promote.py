@@ -588,4 +588,4 @@ def test_n_model_routers_are_compared_on_aiq() -> None:
     c1 = compare(good, noise, records, "small", "big", resamples=200)  # type: ignore[arg-type]
     assert c2.interval == c1.interval and c2.current == c1.current
     with pytest.raises(TelaError, match="a version must route between the same models"):
-        check_comparable(good, _FixedRouter([0.5], 0.5))  # type: ignore[arg-type]
+        check_comparable(_FixedRouter([0.5], 0.5), good)  # type: ignore[arg-type]
