@@ -217,3 +217,28 @@ def test_judge_join_with_records_of_other_prompts_is_an_error_not_a_silent_no_op
     same = tmp_path / "same.jsonl"  # one prompt in common: joined
     same.write_text(json.dumps({**recs[0], "id": "p1", "prompt": "question 1", "messages": rows[1].messages}) + "\n")
     assert set(read_join(same, rows)) == {"p1"}
+
+
+def test_serve_refuses_at_start_an_nmodel_router_that_cannot_route(knn3, tmp_path):
+    """A router whose policy lacks one model's cost (hand-edited, or an older tela run) passed
+    `tela serve --check` and became ready, then answered every request 500 with a traceback in the
+    log. It is refused when it loads: one line naming the config key and the folder."""
+    import json
+    import shutil
+
+    pytest.importorskip("starlette")
+    from tela_core.serve.config import ConfigError, build_config
+    from tela_core.serve.served_routers import load_router
+
+    d = tmp_path / "router"
+    shutil.copytree(knn3[0], d)
+    spec = json.loads((d / "policy.json").read_text())
+    del spec["options"]["costs"][spec["models"][1]]
+    (d / "policy.json").write_text(json.dumps(spec))
+    ups = "".join(f"  {m}: {{base_url: 'http://127.0.0.1:9/v1'}}\n" for m in spec["models"])
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text(f"routers:\n  nm: {{path: {d}}}\nupstreams:\n{ups}")
+    with pytest.raises(
+        ConfigError, match=rf"serve.yaml: routers.nm: .*router: cannot route: .*none for {spec['models'][1]}"
+    ):
+        load_router(build_config(cfg), "nm")

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tela_core.infra.errors import TelaError
 from tela_core.models import vector_cache
 from tela_core.plugins.discovery import get_registry
 from tela_core.routing.artifact import read_manifest
@@ -80,6 +81,11 @@ def load_router(config: ServeConfig, name: str, metrics: ServeMetrics | None = N
     # the batch size reaches the family in load()'s LoadContext; nothing is patched after load
     router = Router.load(rc.path, trust_remote_code=config.trust_remote_code, score_batch_size=sbs)
     models = router.models
+    if router.knob is not None:  # an N-model policy: one decision now, not a 500 on every request
+        try:
+            router.decide(["Is this router able to route?"])
+        except TelaError as e:
+            raise ConfigError(f"{config.source}: routers.{name}: {router.path}: cannot route: {e}") from None
     if rc.upstreams is not None:
         if len(rc.upstreams) != len(models):
             raise ConfigError(
