@@ -242,3 +242,20 @@ def test_serve_refuses_at_start_an_nmodel_router_that_cannot_route(knn3, tmp_pat
         ConfigError, match=rf"serve.yaml: routers.nm: .*router: cannot route: .*none for {spec['models'][1]}"
     ):
         load_router(build_config(cfg), "nm")
+
+
+def test_the_serve_banner_counts_the_paid_shadow_calls_of_shadow_models(tmp_path):
+    """shadow_models: 8 said 'also sent to the model not chosen': eight paid calls per shadowed
+    request were announced as one."""
+    from tela_core.cli.serve_cmd import _logging_lines
+    from tela_core.serve.config import build_config
+
+    (tmp_path / "r").mkdir()
+    ups = "".join(f"  u{i}: {{base_url: 'http://127.0.0.1:9/v1', model: m{i}}}\n" for i in range(9))
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text(
+        f"routers:\n  r: {{path: {tmp_path / 'r'}}}\nupstreams:\n{ups}"
+        "shadow: 0.5\nshadow_models: 8\nshadow_log: shadow.jsonl\n"
+    )
+    banner = _logging_lines(build_config(cfg))[0]
+    assert "up to 8 of the models not chosen" in banner and "the model not chosen" not in banner

@@ -249,8 +249,14 @@ def _logging_lines(config: Any) -> list[str]:
     if shadowed:
         rates = ", ".join(f"router-{n} {r:g}" for n, r in shadowed.items())
         lines.append(
-            f"shadow mode on ({rates}): that share of routed requests is also sent to the model not chosen "
-            f"(paid calls), both answers appended to {config.shadow_log}"
+            f"shadow mode on ({rates}): that share of routed requests is also sent to "
+            + (
+                f"up to {config.shadow_models} of the models not chosen (shadow_models; paid calls, "
+                f"up to {config.shadow_models} per request), the answers"
+                if config.shadow_models > 1
+                else "the model not chosen (paid calls), both answers"
+            )
+            + f" appended to {config.shadow_log}"
             + (f"; sampling {config.shadow_sampling}" if config.shadow_sampling != "uniform" else "")
         )
     logs = [str(p) for p in (config.decision_log, config.shadow_log if shadowed else None) if p]
