@@ -259,3 +259,18 @@ def test_the_serve_banner_counts_the_paid_shadow_calls_of_shadow_models(tmp_path
     )
     banner = _logging_lines(build_config(cfg))[0]
     assert "up to 8 of the models not chosen" in banner and "the model not chosen" not in banner
+
+
+def test_an_nmodel_knob_may_be_a_numpy_number_as_a_threshold_may(knn3):
+    """Router.decide(prompts, threshold=np.int64(1)) or an np.float32 from an array of budgets:
+    'must be a number' for an N-model router, while a two-model router takes them."""
+    import numpy as np
+
+    from tela_core import Router
+
+    router = Router.load(knn3[0])
+    for value in (np.int64(1), np.float32(0.05)):
+        assert router.decide(["What is 2+2?"], threshold=value)[0].knob == {router.knob: float(value)}
+    for bad in (True, "0.5", np.bool_(True)):
+        with pytest.raises(Exception, match="must be a number"):
+            router.decide(["What is 2+2?"], threshold=bad)

@@ -25,6 +25,7 @@ worker thread per router).
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -300,7 +301,7 @@ class Router:
 
         policy: Any = self.policy
         if value is not None:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy scalars are Real
                 raise TelaError(f"{self.policy_spec['name']} {self.knob} must be a number, got {value!r}")
             policy = policy.at(float(value))
         if scores.quality is None:
