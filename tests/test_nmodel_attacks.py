@@ -274,3 +274,20 @@ def test_an_nmodel_knob_may_be_a_numpy_number_as_a_threshold_may(knn3):
     for bad in (True, "0.5", np.bool_(True)):
         with pytest.raises(Exception, match="must be a number"):
             router.decide(["What is 2+2?"], threshold=bad)
+
+
+def test_calibrate_strong_share_refuses_a_router_among_n_models(knn3, tmp_path):
+    """--strong-share on a router among three models replaced its N-model policy by a two-model one
+    between its first and last model, which its w (read off another pair of models) does not
+    describe: on nim9 'target 0.3' gave 0.65. Now exit 2 pointing at --budget; nothing saved."""
+    import shutil
+
+    from tela_core.testkit.helpers import run_cli
+
+    router, data = knn3
+    d = tmp_path / "router"
+    shutil.copytree(router, d)
+    before = (d / "policy.json").read_text()
+    res = run_cli("calibrate", "--router", d, "--data", data, "--strong-share", "0.3")
+    assert res.exit_code == 2 and "routes among 3 models" in res.output and "--budget" in res.output
+    assert (d / "policy.json").read_text() == before

@@ -19,7 +19,7 @@ from tela_core.data.fingerprint import overlap_warning
 from tela_core.data.prompt_lines import read_prompt_file
 from tela_core.infra.errors import InputError, TelaError
 from tela_core.infra.locks import output_lock
-from tela_core.routing.artifact import read_manifest
+from tela_core.routing.artifact import read_manifest, read_policy
 
 from .options import (
     LAUNCH_PARAMS,
@@ -157,6 +157,12 @@ def calibrate(
         why = "--traffic calibrates on the prompts of a `tela serve` decision log"
         refuse_unused(why, "source_name", "protocol", "no_cache", *LAUNCH_PARAMS)
     manifest = read_manifest(router)  # a bad router dir fails before any work
+    models = read_policy(router).get("models") or []
+    if strong_share is not None and len(models) > 2 and manifest.get("w_pair"):  # w is not about models[0], [-1]
+        raise TelaError(
+            f"{router}: this router routes among {len(models)} models ({', '.join(map(str, models))}); "
+            "--strong-share calibrates a router between two: give --budget DOLLARS ($ per 1,000 requests)"
+        )
     ranks = score_launch_of(launch)
     sets = parse_policy_sets(policy_sets)
     if traffic is None:
