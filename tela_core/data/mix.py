@@ -217,8 +217,15 @@ class SourcePart:
         return out
 
 
-def read_part(spec: SourceSpec, index: int = 1, total: int = 1) -> SourcePart:
-    """Read one source: every record, its protocol's training side, and its weak/strong pair."""
+def read_part(spec: SourceSpec, index: int = 1, total: int = 1, complete_pair: bool = False) -> SourcePart:
+    """Read one source: every record, its protocol's training side, and its weak/strong pair.
+
+    ``complete_pair`` (a router between two models): from a source that yields N-model records
+    lacking some models by design (its class sets ``partial_outcomes``, e.g. ``routerarena``, whose
+    model files cover different prompts), only the records with both models of the pair named (the
+    source's map, else its ``weak_model``/``strong_model``) are kept, counted in the notes
+    (``records_without_the_pair``); a family that predicts each model's quality keeps them all.
+    Records of other sources that lack the pair stay an error that names them (:func:`resolve_pair`)."""
     source = open_source_of(spec, index, total)
     path = Path(spec.data)
     try:
@@ -228,6 +235,9 @@ def read_part(spec: SourceSpec, index: int = 1, total: int = 1) -> SourcePart:
     if not records:
         raise NoRecordsError(path)
     read = len(records)
+    without_pair = 0
+    if complete_pair:
+        records, without_pair = _with_pair(records, spec, source)
     if spec.protocol:
         try:
             records, _ = split(spec.protocol, records)
@@ -257,6 +267,9 @@ def read_part(spec: SourceSpec, index: int = 1, total: int = 1) -> SourcePart:
             "outcomes (labels only); drop the map for this source"
         )
     digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    notes = dict(getattr(source, "stats", {}) or {})
+    if without_pair:
+        notes["records_without_the_pair"] = without_pair
     return SourcePart(
         spec,
         index,
@@ -268,8 +281,24 @@ def read_part(spec: SourceSpec, index: int = 1, total: int = 1) -> SourcePart:
         pair,
         problem,
         digest,
-        dict(getattr(source, "stats", {}) or {}),
+        notes,
     )
+
+
+def _with_pair(records: list[Record], spec: SourceSpec, source: Any) -> tuple[list[Record], int]:
+    """``records`` that have both models of the named pair (``complete_pair`` of :func:`read_part`),
+    and how many did not; all of them where no pair is named or every record has it."""
+    if not getattr(source, "partial_outcomes", False):
+        return records, 0
+    opts = getattr(source, "options", None)
+    weak = spec.models.get("weak") or getattr(opts, "weak_model", None)
+    strong = spec.models.get("strong") or getattr(opts, "strong_model", None)
+    if not (weak and strong) or not any(r.outcomes for r in records):
+        return records, 0
+    kept = [r for r in records if r.outcomes and weak in r.outcomes and strong in r.outcomes]
+    if not kept or len(kept) == len(records) or any(not r.outcomes for r in records):
+        return records, 0  # the pair is not in the data (resolve_pair says so), or labels-only records
+    return kept, len(records) - len(kept)
 
 
 @dataclasses.dataclass
@@ -349,10 +378,10 @@ def combine(parts: Sequence[SourcePart]) -> Mix:
     return Mix(parts, keyed, origins, ROLES, True)  # type: ignore[arg-type]
 
 
-def read_mix(specs: Sequence[SourceSpec]) -> Mix:
-    """Read every source of ``specs`` and combine them."""
+def read_mix(specs: Sequence[SourceSpec], complete_pair: bool = False) -> Mix:
+    """Read every source of ``specs`` and combine them (``complete_pair``: :func:`read_part`)."""
     total = len(specs)
-    return combine([read_part(s, i, total) for i, s in enumerate(specs, start=1)])
+    return combine([read_part(s, i, total, complete_pair) for i, s in enumerate(specs, start=1)])
 
 
 def weighted_count(n: int, weight: float) -> int:

@@ -207,7 +207,8 @@ def train_data(records: Sequence[Record], target: str, weak: str | None, strong:
 
     With more than two models in the outcomes and no pair named, the records are N-model training
     data (:class:`TrainData`); otherwise the two-model rules of
-    :func:`~tela_core.routing.targets.make_targets` apply unchanged.
+    :func:`~tela_core.routing.targets.make_targets` apply unchanged, and the outcomes keep every
+    model, those missing from some records masked (``observed``), as long as the pair is in all.
     """
     import numpy as np
 
@@ -233,8 +234,13 @@ def train_data(records: Sequence[Record], target: str, weak: str | None, strong:
             meta["model_costs"] = costs
         return TrainData(y, values, everyone, meta, observed)
     models = model_names(records)
-    outcomes = outcome_matrix(records, models) if models else None
     y, meta = make_targets(records, target, weak, strong)
+    if target != "label" and len(everyone) > max(len(models), 2):
+        # a named pair in every record, other models' outcomes missing from some (N-model records):
+        # every model is kept, its missing outcomes masked, as without a pair
+        values, observed = outcome_values(records, everyone)
+        return TrainData(y, values, everyone, {**meta, "models": everyone}, observed)
+    outcomes = outcome_matrix(records, models) if models else None
     meta = {**meta, "models": models}
     every = None if outcomes is None else np.ones(outcomes.shape, dtype=bool)
     return TrainData(y, outcomes, models, meta, every)

@@ -56,10 +56,11 @@ def data_source(cfg: RunConfig) -> Any:
     return data_sources(cfg)[0]
 
 
-def read_data(cfg: RunConfig) -> Mix:
+def read_data(cfg: RunConfig, complete_pair: bool = False) -> Mix:
     """Every source of the run read (protocol side taken) and combined under one weak/strong pair
-    (:mod:`tela_core.data.mix`)."""
-    return read_mix(cfg.sources())
+    (:mod:`tela_core.data.mix`); ``complete_pair``: a router between two models, which trains on
+    the records that have both of the pair's outcomes (:func:`tela_core.data.mix.read_part`)."""
+    return read_mix(cfg.sources(), complete_pair)
 
 
 def read_records(cfg: RunConfig) -> list[Any]:

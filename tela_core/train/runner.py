@@ -83,8 +83,17 @@ def run(cfg: RunConfig, force: bool = False, quiet: bool = False, echo: Callable
     model = None
     if uses_backend:
         model = resolve_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
-    mix = read_data(cfg)
+    # a router between two models trains on the records with both of its pair's outcomes; a family
+    # that predicts each model's quality also on N-model records that lack some (but none is named)
+    pair_named = {"weak", "strong"} & set(cfg.family_options)
+    mix = read_data(cfg, complete_pair=uses_backend or bool(pair_named) or not hasattr(family, "predict_models"))
     records = mix.records
+    for part in mix.parts:
+        if part.notes.get("records_without_the_pair"):
+            echo(
+                f"note: {part.spec.data}: {part.notes['records_without_the_pair']} of {part.records_read} records lack "
+                "the weak or the strong model's outcome; a router between two models trains on the others"
+            )
     if mix.by_role:
         echo(
             f"the sources name different model pairs ({mix.describe_pairs()}): each record's outcomes are "

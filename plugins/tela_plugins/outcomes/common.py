@@ -55,9 +55,14 @@ class OutcomeSource(Source):
         id: str | None = None,
     ) -> Record:
         """A seed-format record (system prompt, ``[Question]`` template, ``[[label]]``) that also
-        carries the outcomes, costs, group and id."""
+        carries the outcomes, costs, group and id. Without an outcome of both models of the pair (an
+        N-model record that lacks one) it has no 1..5 label."""
         weak, strong = pair
-        label = label_for(outcomes[weak], outcomes[strong], self.options)
+        label = (
+            label_for(outcomes[weak], outcomes[strong], self.options)
+            if weak in outcomes and strong in outcomes
+            else None
+        )
         return seed_record(
             question,
             label,

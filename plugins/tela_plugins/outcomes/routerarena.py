@@ -4,9 +4,15 @@ A folder with one JSONL file per model (the model name is the file name without 
 ``cost.json`` price list. Each line: ``global_index``, ``question``, ``token_usage`` and
 ``evaluation_result`` with ``score`` (the outcome; partial-credit scores are clipped into [0, 1])
 and ``inference_cost`` (the real $ cost; when absent it is computed from ``token_usage`` and
-``cost.json``). Files are joined on ``global_index``; prompts missing from some model's file are
-skipped and counted. The group is the benchmark, the ``global_index`` up to its last ``_``
-(``MMLUPro_history_12`` -> ``MMLUPro_history``).
+``cost.json``). Files are joined on ``global_index``. A prompt at least two models answered is a
+record, the models that did not answer it absent from its ``outcomes`` (it has no 1..5 label when
+one of the pair is absent): a router among N models (``embedding-knn``, ``matrix-factorization``,
+...) trains on every such record and keeps every model, and ``tela run`` trains a router between
+two models on the records that have both of its pair (and says how many others it left out). A
+prompt only one model answered says nothing about which model to choose and is skipped. Both are
+counted (``tela data check``). With two model files, a prompt needs both, as before. The group
+is the benchmark, the ``global_index`` up to its last ``_`` (``MMLUPro_history_12`` ->
+``MMLUPro_history``).
 
 Default pair: weak ``claude-3-haiku-20240307``, strong ``gemini-2.0-flash-001`` (the less and the
 more accurate model of the bundled subset; note gemini is also the cheaper one there).
@@ -52,6 +58,9 @@ class RouterArenaSource(OutcomeSource):
     name = "routerarena"
     description = "RouterArena folder: <model>.jsonl per model (score, inference_cost) + cost.json"
     Options = RouterArenaOptions
+    #: records may lack some models (a router between two models trains on those with its pair:
+    #: tela_core.data.mix.read_part)
+    partial_outcomes = True
 
     def _files(self, path: Path) -> list[Path]:
         if not path.exists():
@@ -111,19 +120,26 @@ class RouterArenaSource(OutcomeSource):
         models = [f.stem for f in files]
         pair = self.pair(models, path)
         per_model = {}
-        order: list[str] = []
+        order: list[str] = []  # the first file's prompts in its order, then those first met later
+        known: set[str] = set()
         for f in files:
             rows, ids = self._read_model(f, table.get(f.stem))
             per_model[f.stem] = rows
-            if not order:
-                order = ids
-        common = [g for g in order if all(g in per_model[m] for m in models)]
-        every = set().union(*(set(r) for r in per_model.values()))
-        self.stats = {"models": len(models), "skipped_not_in_every_file": len(every) - len(common)}
-        for gid in common:
-            question = per_model[models[0]][gid][0]
-            outcomes = {m: per_model[m][gid][1] for m in models}
-            costs = {m: c for m in models if (c := per_model[m][gid][2]) is not None}
+            order += [g for g in ids if g not in known]
+            known.update(ids)
+        answered = {g: [m for m in models if g in per_model[m]] for g in order}
+        # one model's outcome says nothing about which model to choose: such a prompt is skipped
+        kept = [g for g in order if len(answered[g]) >= 2]
+        self.stats = {
+            "models": len(models),
+            "missing_some_models": sum(len(answered[g]) < len(models) for g in kept),
+            "skipped_answered_by_one_model": len(order) - len(kept),
+        }
+        for gid in kept:
+            have = answered[gid]
+            question = per_model[have[0]][gid][0]
+            outcomes = {m: per_model[m][gid][1] for m in have}
+            costs = {m: c for m in have if (c := per_model[m][gid][2]) is not None}
             group = gid.rsplit("_", 1)[0] if "_" in gid else None
             yield self.make_record(question, outcomes, pair, costs=costs or None, group=group, id=gid)
 
