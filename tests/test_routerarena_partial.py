@@ -102,6 +102,15 @@ def test_a_router_among_n_models_trains_on_every_prompt_and_a_pair_on_those_with
     policy = json.loads((tmp_path / "len" / "policy.json").read_text())
     assert policy["models"] == [HAIKU, GEMINI]
 
+    # judged on the prompts each can be judged on: the pair's, or every model's
+    res = run_cli("eval", "--router", tmp_path / "len", "--data", data, "-o", tmp_path / "ev-pair")
+    assert res.exit_code == 0, res.output
+    notes = json.loads((tmp_path / "ev-pair" / "report.json").read_text())["source_notes"]
+    assert notes["records_left_out_incomplete"] == 40
+    res = run_cli("eval", "--router", tmp_path / "knn", "--data", data, "-o", tmp_path / "ev-all")
+    assert res.exit_code == 0, res.output
+    assert '"records_left_out_incomplete": 220' in (tmp_path / "ev-all" / "nmodel.json").read_text()
+
 
 @needs_public_data("routerarena", "routerarena-sub10")
 def test_the_two_model_sample_reads_as_before() -> None:

@@ -140,7 +140,7 @@ def eval_cmd(
         return
     for name in ev.REPORT_FILES:
         check_can_write(output / name, force)
-    records, source, info = read_records(data, source_name, weak_model, strong_model, protocol)
+    records, source, info = read_records(data, source_name, weak_model, strong_model, protocol, complete="pair")
     weak, strong = ev.resolve_pair(records, weak_model, strong_model, source)
     arrays = ev.outcome_arrays(records, weak, strong)
     _warn_if_trained_on(manifest, records)
@@ -289,7 +289,7 @@ def _eval_all_models(
     path, trust, batch, policy_name, policy_sets = load
     # launched ranks load their own
     loaded = load_router(path, trust, batch, policy_name, policy_sets, load_scorer=not ranks.parallel)
-    records, source, info = read_records(data, source_name, None, None, protocol)
+    records, source, info = read_records(data, source_name, None, None, protocol, complete="every")
     cache = None if no_cache else ev.score_cache_dir(output / ".score-cache")
     scores, scoring = ev.score_prompts(
         loaded.scorer,

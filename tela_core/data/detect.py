@@ -76,9 +76,15 @@ def read_records(
     strong: str | None = None,
     protocol: str | None = None,
     side: str = "eval",
+    complete: str | None = None,
 ) -> tuple[list[Any], Any, dict[str, Any]]:
     """Records of ``data`` read by its source (detected or named), unlabelled lines allowed, and
-    cut by ``protocol`` to its ``side`` ("eval" or "train"). Returns (records, source, info)."""
+    cut by ``protocol`` to its ``side`` ("eval" or "train"). Returns (records, source, info).
+
+    ``complete``, for a source whose records lack some models by design (``partial_outcomes``,
+    e.g. ``routerarena``): ``"pair"`` keeps the records with both models of the source's pair (a
+    router between two models is judged on them), ``"every"`` those with every model's outcome (a
+    router among N models); how many were left out is in ``info["source_notes"]``."""
     reg = get_registry()
     name = detect_source(data) if source_name in (None, DETECT) else source_name
     fields = getattr(reg.get("source", name).Options, "model_fields", {})
@@ -100,6 +106,24 @@ def read_records(
         if not records:
             raise InputError(data, None, f"protocol {protocol!r} leaves no {side} records")
     notes = dict(source.stats)
+    if complete is not None and getattr(source, "partial_outcomes", False):
+        records, left_out = _complete(records, source, complete)
+        if left_out:
+            notes["records_left_out_incomplete"] = left_out
     if notes:
         info["source_notes"] = notes
     return records, source, info
+
+
+def _complete(records: list[Any], source: Any, complete: str) -> tuple[list[Any], int]:
+    """``records`` with the models ``complete`` asks for (:func:`read_records`), and how many were
+    left out; all of them where that would leave none (the caller's own check names the problem)."""
+    if complete == "pair":
+        opts = getattr(source, "options", None)
+        need = [m for m in (getattr(opts, "weak_model", None), getattr(opts, "strong_model", None)) if m]
+    else:
+        need = list(dict.fromkeys(m for r in records for m in (r.outcomes or {})))
+    kept = [r for r in records if r.outcomes and all(m in r.outcomes for m in need)]
+    if len(need) < 2 or not kept:
+        return records, 0
+    return kept, len(records) - len(kept)
