@@ -291,3 +291,16 @@ def test_calibrate_strong_share_refuses_a_router_among_n_models(knn3, tmp_path):
     res = run_cli("calibrate", "--router", d, "--data", data, "--strong-share", "0.3")
     assert res.exit_code == 2 and "routes among 3 models" in res.output and "--budget" in res.output
     assert (d / "policy.json").read_text() == before
+
+
+def test_route_shows_the_lambda_a_request_budget_is_routed_with(knn3):
+    """`tela route --threshold B` on a budget router routed at the λ read off its curve for B but
+    printed the saved λ (that of another budget) in its title."""
+    from tela_core import Router
+    from tela_core.testkit.helpers import run_cli
+
+    router = Router.load(knn3[0])
+    assert router.policy.name == "budget" and router.policy.options.lam > 0
+    res = run_cli("route", "--router", knn3[0], "--threshold", "1000", "What is 2+2?")
+    assert res.exit_code == 0, res.output
+    assert "policy budget (budget 1000, lam 0)" in res.output  # any model is within $1,000 per 1,000

@@ -148,8 +148,8 @@ def route(
             click.echo(json_line(row, nonfinite="null"))
         return
     spec = dict(r.policy_spec)
-    if threshold is not None and r.knob is not None:
-        spec["options"] = {**dict(spec.get("options") or {}), r.knob: threshold}
+    if threshold is not None and r.knob is not None:  # the options applied: a budget's λ read off its curve
+        spec["options"] = r.policy.at(threshold).options.model_dump(mode="json")  # type: ignore[attr-defined]
     elif threshold is not None:
         spec = {"name": "threshold", "options": {"threshold": threshold}, "models": r.models}
     _print_routes(rows, spec)
