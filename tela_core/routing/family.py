@@ -240,7 +240,9 @@ def train_data(records: Sequence[Record], target: str, weak: str | None, strong:
         # every model is kept, its missing outcomes masked, as without a pair
         values, observed = outcome_values(records, everyone)
         return TrainData(y, values, everyone, {**meta, "models": everyone}, observed)
-    outcomes = outcome_matrix(records, models) if models else None
+    # the label target reads no outcomes: records without them (a labels-only copy) train it too
+    has_all = target != "label" or all(r.outcomes for r in records)
+    outcomes = outcome_matrix(records, models) if models and has_all else None
     meta = {**meta, "models": models}
     every = None if outcomes is None else np.ones(outcomes.shape, dtype=bool)
     return TrainData(y, outcomes, models, meta, every)
