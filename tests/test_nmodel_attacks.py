@@ -304,3 +304,22 @@ def test_route_shows_the_lambda_a_request_budget_is_routed_with(knn3):
     res = run_cli("route", "--router", knn3[0], "--threshold", "1000", "What is 2+2?")
     assert res.exit_code == 0, res.output
     assert "policy budget (budget 1000, lam 0)" in res.output  # any model is within $1,000 per 1,000
+
+
+def test_eval_all_models_says_which_model_it_left_out(knn3, tmp_path):
+    """One record without one model's cost took that model out of the whole N-model report (its
+    header then says 2 models), with no word of which or why: the router's policy was judged among
+    models it does not route among."""
+    import json
+
+    from tela_core.testkit.helpers import run_cli
+
+    router, data = knn3
+    rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines()][:60]
+    del rows[7]["costs"]["llama-3.1-8b-instruct"]
+    part = tmp_path / "eval.jsonl"
+    part.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = run_cli("eval", "--router", router, "--data", part, "-o", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "out" / "nmodel.md").read_text(encoding="utf-8")
+    assert "2 models" in md and "Left out: llama-3.1-8b-instruct, whose outcome or cost some records lack" in md

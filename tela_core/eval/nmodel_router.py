@@ -114,6 +114,14 @@ def evaluate_router_nmodel(
             )
         result.extra["policy"] = point
         result.extra["policy_line"] = describe_point(point)
+    left = [m for m in order if m not in have]
+    if left:  # a model some record lacks is out of every number of the report: say so
+        result.extra["left_out"] = left
+        note = (
+            f"Left out: {', '.join(left)}, whose outcome or cost some records lack; every number here is among "
+            f"the other {len(have)} models" + (", the router's policy choosing among them" if point else "") + "."
+        )
+        result.extra["policy_line"] = " ".join(x for x in (note, result.extra.get("policy_line")) if x)
     return result, point
 
 
