@@ -535,6 +535,39 @@ def test_the_decision_rule_equal_within_the_interval_promotes_only_the_cheaper()
     assert c.apgr.lo < 0 < c.apgr.hi or c.apgr.worse
 
 
+class _BackwardsRouter(_FixedRouter):
+    """Scores that rank prompts well, and a saved policy that sends the strong model the prompts with
+    the lowest w (as many as the threshold would)."""
+
+    def decisions(self, scores: Any) -> list[Any]:
+        from tela_core.routing.router import Decision
+
+        w = np.asarray(scores.w, dtype=float)
+        n_strong = int((w >= self.t).sum())
+        strong = set(np.argsort(w)[:n_strong].tolist())
+        return [Decision(STRONG if i in strong else WEAK, float(x), self.t) for i, x in enumerate(w)]
+
+
+def test_better_apgr_with_a_worse_and_not_cheaper_saved_policy_is_refused() -> None:
+    """APGR ranks the prompts, whatever the saved policy does with them: a candidate that ranks better
+    but would serve worse answers for the same money is refused, naming the mean outcome."""
+    from tela_core.eval.promotion import compare
+
+    rng = np.random.default_rng(5)
+    weak = [float(x) for x in rng.integers(0, 2, 200)]
+    good = [float(1 - x + rng.normal(0, 0.3)) for x in weak]
+    noisy = [float(1 - x + rng.normal(0, 1.5)) for x in weak]
+    records = _records(weak)
+    c = compare(_FixedRouter(good, 0.5), _FixedRouter(noisy, 0.5), records, WEAK, STRONG)  # type: ignore[arg-type]
+    assert c.apgr.better and c.decision == "promote"
+    share = c.current.strong_share
+    t = float(np.quantile(good, 1 - share))  # the backwards candidate calls the strong model as often
+    c = compare(_BackwardsRouter(good, t), _FixedRouter(noisy, 0.5), records, WEAK, STRONG)  # type: ignore[arg-type]
+    assert c.apgr.better and c.candidate.strong_share >= c.current.strong_share
+    assert c.decision == "refuse" and "but its saved policy is worse and not cheaper: mean outcome" in c.why, c.why
+    assert c.failed is not None and c.failed["number"] == "quality" and c.failed["by"] > 0
+
+
 class _FixedNRouter:
     """A router among three models whose predicted qualities are given."""
 

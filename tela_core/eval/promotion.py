@@ -14,6 +14,10 @@ candidate is promoted when
    below 0. APGR and AIQ do not depend on the saved policy, so without this a copy of the current
    router that never calls the strong model would pass as "equal and cheaper".
 
+A candidate better beyond the interval is still refused when, at its saved policy, it is both worse
+(that mean-outcome interval lies below 0) and not cheaper: what it would serve is worse for the same
+money, however well it ranks prompts; calibrating its operating point first fixes that.
+
 Otherwise it is refused, and the refusal names the number that failed and by how much.
 
 Routers among more than two models are compared the same way on the N-model score instead of
@@ -205,7 +209,20 @@ def _decide(
     cheaper = c_val < p_val
     cost_said = f"{label} {c_val:.4g} vs current {p_val:.4g} ({_num(c_val - p_val)})"
     failed: dict[str, Any] | None = None
-    if interval.better:
+    quality_said = (
+        ""
+        if quality is None
+        else f"mean outcome {quality.a:.4f} vs current {quality.b:.4f}: {_num(quality.diff)} ({pct} interval "
+        f"{_num(quality.lo)} .. {_num(quality.hi)}), the interval's upper end {-quality.hi:.4f} below 0"
+    )
+    if interval.better and not cheaper and quality is not None and quality.worse:
+        decision = REFUSE
+        why = (
+            f"{name} better beyond the interval, but its saved policy is worse and not cheaper: {quality_said}; "
+            f"{said}; {cost_said} (calibrate the candidate's operating point, then promote it)"
+        )
+        failed = {"number": "quality", "value": quality.diff, "hi": quality.hi, "by": -quality.hi}
+    elif interval.better:
         decision, why = PROMOTE, f"better beyond the interval: {said}"
     elif interval.worse:
         decision = REFUSE
@@ -214,9 +231,8 @@ def _decide(
     elif cheaper and quality is not None and quality.worse:
         decision = REFUSE
         why = (
-            f"equal {name} within the interval and cheaper, but worse at its saved policy: mean outcome "
-            f"{quality.a:.4f} vs current {quality.b:.4f}: {_num(quality.diff)} ({pct} interval {_num(quality.lo)} .. "
-            f"{_num(quality.hi)}), the interval's upper end {-quality.hi:.4f} below 0; {said}; {cost_said}"
+            f"equal {name} within the interval and cheaper, but worse at its saved policy: {quality_said}; "
+            f"{said}; {cost_said}"
         )
         failed = {"number": "quality", "value": quality.diff, "hi": quality.hi, "by": -quality.hi}
     elif cheaper:
