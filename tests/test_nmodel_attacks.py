@@ -323,3 +323,23 @@ def test_eval_all_models_says_which_model_it_left_out(knn3, tmp_path):
     assert res.exit_code == 0, res.output
     md = (tmp_path / "out" / "nmodel.md").read_text(encoding="utf-8")
     assert "2 models" in md and "Left out: llama-3.1-8b-instruct, whose outcome or cost some records lack" in md
+
+
+def test_deployment_md_knob_examples_give_the_best_predicted_quality(knn3):
+    """The model-name table said `router-knn9-0` gives the best predicted quality whatever it costs;
+    with the policy tela run saves (budget) it is a 400 (a budget must be > 0). Each example, with
+    the policy it names (default: the saved one), does what the row says."""
+    import re
+    from pathlib import Path
+
+    from tela_core import Router
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "deployment.md").read_text(encoding="utf-8")
+    row = next(line for line in doc.splitlines() if line.startswith("| `router-NAME-VALUE`"))
+    examples = re.findall(r"`router-knn9-([\d.]+)`(?: with `([\w-]+)`)?", row)
+    assert examples
+    prompts = ["What is 2+2?", "Prove that there are infinitely many primes."]
+    for value, policy in examples:
+        router = Router.load(knn3[0], policy=policy or None)
+        for d in router.decide(prompts, threshold=float(value)):
+            assert d.quality is not None and d.quality[d.model] == max(d.quality.values()), (value, policy)
