@@ -269,3 +269,15 @@ def test_plugins_import_hookimpl_from_one_place() -> None:
             ):
                 bad.append(f"{f.relative_to(ROOT)}:{node.lineno} imports hookimpl from {node.module}")
     assert not bad, "\n".join(bad)
+
+
+def test_help_examples_keep_their_line_continuations() -> None:
+    """An example split over lines with ``\\`` shows as two lines in --help (a docstring that is not
+    raw eats a lone backslash-newline, gluing the lines together with a run of spaces)."""
+    glued = [
+        f"tela {where}: {line.strip()}"
+        for where, cmd in _commands(get_cli())
+        for line in (cmd.help or "").splitlines()
+        if line.lstrip().startswith("tela ") and "      " in line.strip()
+    ]
+    assert not glued, glued

@@ -122,7 +122,7 @@ def eval_cmd(
       tela eval --router random --data "$(tela data get routellm-mmlu)" --protocol mmlu-heldout -o out/random
       tela eval --router runs/demo --data heldout.jsonl -o out/demo
       tela eval --router runs/demo --data heldout.jsonl -o out/demo --processes 4
-      tela eval --router zoo/routers/matrix-factorization --all-models \
+      tela eval --router zoo/routers/matrix-factorization --all-models \\
                 --data "$(tela data get llmrouter)" -o out/nim9
     """
     baseline = router if router in BASELINES and not (Path(router) / "tela.json").exists() else None
