@@ -251,6 +251,12 @@ def recorded_answers(rounds: list[list[Prompt]], rng: np.random.Generator) -> di
     return rec
 
 
+def answer_cost(p: Prompt, to_strong: bool) -> float:
+    """Dollars of one routed answer: the stand-in's usage (recorded_answers) at the configured prices."""
+    pi, po = PRICES["gpt4" if to_strong else "mixtral"]
+    return ((len(p.prompt) // 4 + 4) * pi + 8 * po) / 1e6
+
+
 # -- one arm's server ---------------------------------------------------------------------------
 
 
@@ -379,6 +385,8 @@ class Arm:
     dollars: float = 0.0
     regret: float = 0.0
     judge_cost: float = 0.0
+    last_candidate: Path | None = None  # the candidate trained in the previous round, promoted or not
+    decs: list[dict[str, Any]] = field(default_factory=list)
 
 
 def main() -> None:
@@ -491,7 +499,7 @@ def run_seed(
             cache.update(zip(miss, map(float, Router.load(router_dir).score(miss))))
         return np.array([cache[p.prompt] for p in prompts])
 
-    frozen_regret = 0.0
+    frozen_regret = frozen_dollars = 0.0
     with ReplayUpstream(recorded, judges=[JUDGE]) as up, contextlib.ExitStack() as stack:
         urls: dict[str, str] = {}
         for a in arms:
@@ -505,6 +513,9 @@ def run_seed(
             thr = v1.threshold if v1.threshold is not None else 0.5
             frozen_regret += regret(fw >= thr, weak, strong)
             fa = apgr(fw, weak, strong)
+            # what v1's answers cost: the stand-in's token counts at the configured prices
+            fd = sum(answer_cost(p, bool(s)) for p, s in zip(batch, fw >= thr))
+            frozen_dollars += fd
             if "frozen" in arms_wanted:
                 rows.append(
                     {
@@ -515,7 +526,9 @@ def run_seed(
                         "apgr_v1_same": fa,
                         "labels": 0,
                         "labels_total": 0,
-                        "dollars": float("nan"),
+                        "dollars": frozen_dollars,
+                        "dollars_round": {"answers": fd, "shadow": 0.0, "judge": 0.0},
+                        "quality": float(np.where(fw >= thr, strong, weak).mean()),
                         "regret": frozen_regret,
                         "version": "v1",
                         "n_eval": len(batch),
@@ -664,6 +677,12 @@ def run_round(
         "arm": a.name,
         "apgr": apgr(w[unl], weak[unl], strong[unl]),
         "apgr_v1_same": apgr(v1_w[unl], weak[unl], strong[unl]),
+        # had every candidate been promoted (no gate): the latest one on the same prompts
+        "apgr_latest_candidate": (
+            apgr(w_of(a.last_candidate, [p for p, u in zip(batch, unl) if u]), weak[unl], strong[unl])
+            if a.last_candidate is not None
+            else apgr(v1_w[unl], weak[unl], strong[unl])
+        ),
         "labels": new,
         "labels_total": len(a.labels),
         "dollars": a.dollars,
@@ -672,13 +691,14 @@ def run_round(
         "version": a.versions[a.current].name,
         "n_eval": int(unl.sum()),
         "strong_share": float(to_strong.mean()),
+        "quality": float(np.where(to_strong, strong, weak).mean()),
         "judge_summary": summary.get("labels"),
         "timings": timings,
     }
     _ = jout
     decs: list[dict[str, Any]] = []
     # the previous decision of this arm, checked on this round's labels
-    prev = [d for d in getattr(a, "_decs", []) if d["round"] == r - 1 and d["decision"] == "promote"]
+    prev = [d for d in a.decs if d["round"] == r - 1 and d["decision"] == "promote"]
     lab = [p for p in batch if a.label_round.get(p.prompt) == r]
     if prev and lab:
         d = prev[0]
@@ -712,6 +732,10 @@ def run_round(
             1,
             "--weight",
             args.own_weight,
+            "--set",
+            f"source2.models.weak={WEAK}",  # the labels name the pair: no guessing from mean outcomes
+            "--set",
+            f"source2.models.strong={STRONG}",
             "--family",
             args.family,
             "-o",
@@ -723,7 +747,8 @@ def run_round(
         d = promote(a, cand, evalf, lab, seed * 1000 + r, promote_cli, w_of, url, timings)
         d.update(seed=seed, round=r, arm=a.name, current=cur.name, current_dir=str(cur), n=len(lab))
         decs.append(d)
-        a.__dict__.setdefault("_decs", []).append(d)
+        a.decs.append(d)
+        a.last_candidate = cand
     return row, decs
 
 
@@ -845,18 +870,57 @@ def report(
             _ms([x["apgr"] - x["apgr_v1_same"] for x in rows if x["arm"] == arm and x["round"] == r]) for r in rounds
         ]
         print(f"| {arm} − v1, same prompts | " + " | ".join(cells) + " |")
+    for arm in arms:
+        if arm == "frozen" or not any("apgr_latest_candidate" in x for x in rows):
+            continue
+        cells = [
+            _ms(
+                [
+                    x["apgr_latest_candidate"] - x["apgr_v1_same"]
+                    for x in rows
+                    if x["arm"] == arm and x["round"] == r and "apgr_latest_candidate" in x
+                ]
+            )
+            for r in rounds
+        ]
+        print(f"| {arm}, had every candidate been promoted − v1 | " + " | ".join(cells) + " |")
     print("\nat the end (last round)")
-    print("| arm | APGR last round | mean APGR rounds 2.. | cumulative regret | labels bought | dollars |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| arm | APGR last round | mean APGR rounds 2.. | gain over v1, rounds 2.. (same prompts) | quality served "
+        "(mean outcome, all rounds) | strong share | cumulative regret | labels bought | $ for labels (shadow calls "
+        "+ judge) | $ in all (answers + labels) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     last = rounds[-1]
+
+    def per_seed(arm: str, f: Any, first: int = 2) -> list[float]:
+        return [
+            float(np.mean([f(x) for x in rows if x["arm"] == arm and x["seed"] == s and x["round"] >= first]))
+            for s in seeds
+        ]
+
+    def spent(arm: str, parts: tuple[str, ...]) -> list[float]:
+        return [
+            sum(
+                x.get("dollars_round", {}).get(k, float("nan"))
+                for x in rows
+                if x["arm"] == arm and x["seed"] == s
+                for k in parts
+            )
+            for s in seeds
+        ]
+
     for arm in arms:
         sel = [x for x in rows if x["arm"] == arm and x["round"] == last]
-        later = [
-            np.mean([x["apgr"] for x in rows if x["arm"] == arm and x["seed"] == s and x["round"] > 1]) for s in seeds
-        ]
+        learning = arm != "frozen"
         print(
-            f"| {arm} | {_ms([x['apgr'] for x in sel])} | {_ms(later)} | {_ms([x['regret'] for x in sel])} | "
-            f"{_ms([x['labels_total'] for x in sel])} | {_ms([x['dollars'] for x in sel])} |"
+            f"| {arm} | {_ms([x['apgr'] for x in sel])} | {_ms(per_seed(arm, lambda x: x['apgr']))} | "
+            f"{_ms(per_seed(arm, lambda x: x['apgr'] - x['apgr_v1_same'])) if learning else '0'} | "
+            f"{_ms(per_seed(arm, lambda x: x.get('quality', float('nan')), 1))} | "
+            f"{_ms(per_seed(arm, lambda x: x['strong_share'], 1))} | "
+            f"{_ms([x['regret'] for x in sel])} | {_ms([x['labels_total'] for x in sel])} | "
+            f"{_ms(spent(arm, ('shadow', 'judge'))) if learning else '0'} | "
+            f"{_ms(spent(arm, ('answers', 'shadow', 'judge')))} |"
         )
     print("\ndecisions (" + ("tela promote" if promote_cli else "the bench's stand-in for tela promote") + ")")
     for d in decs:
@@ -898,6 +962,10 @@ def report(
                 f"goal 1: {arm} - frozen (v1) on the same prompts: last round {_ms(gap)}, mean of rounds 2.. "
                 f"{_ms(later)} (goal >= +0.05)"
             )
+            sel = [x for x in rows if x["arm"] == arm and x["round"] == last and "apgr_latest_candidate" in x]
+            if sel:
+                ungated = [x["apgr_latest_candidate"] - x["apgr_v1_same"] for x in sel]
+                print(f"       {arm}, had every candidate been promoted: last round {_ms(ungated)}")
 
 
 def plot(rows: list[dict[str, Any]], png: Path) -> None:
@@ -922,6 +990,9 @@ def plot(rows: list[dict[str, Any]], png: Path) -> None:
         if arm != "frozen":
             m, s = series(arm, lambda x: x["apgr"] - x["apgr_v1_same"])
             ax2.errorbar(rounds, m, yerr=s, fmt="o-", capsize=3, color=c, label=f"{arm} - frozen v1")
+            if all("apgr_latest_candidate" in x for x in rows if x["arm"] == arm):
+                m, _ = series(arm, lambda x: x["apgr_latest_candidate"] - x["apgr_v1_same"])
+                ax2.plot(rounds, m, "x--", color=c, alpha=0.7, label=f"{arm}: every candidate promoted")
         m, _ = series(arm, lambda x: x["regret"])
         ax3.plot(rounds, m, "o-", color=c, label=arm)
     ax1.axhline(0.5, color="grey", linewidth=0.8, label="random routing")

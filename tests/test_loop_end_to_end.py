@@ -256,3 +256,57 @@ def test_loop_promotes_refuses_and_rolls_back(tmp_path: Path) -> None:
             assert "v2 -> v1" in rb.stdout, rb.stdout
             assert json.loads((tmp_path / "live" / "versions.json").read_text())["current"] == "v1"
             assert _version(url, probe) == "v1"
+
+
+def test_the_guides_loop_command_is_the_scripts() -> None:
+    """docs/improving.md's cron command parses with the script's own options (the guide cannot drift)."""
+    import importlib.util
+    import re
+    import shlex
+
+    guide = (ROOT / "docs" / "improving.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"^```bash\n(.*?)^```", guide, flags=re.M | re.S) if "loop_turn.py" in b]
+    assert blocks, "docs/improving.md shows no loop_turn.py command"
+    spec = importlib.util.spec_from_file_location("loop_turn", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    argv = shlex.split(blocks[0].replace("\\\n", " "))
+    assert argv[:2] == ["python", "examples/loop/loop_turn.py"]
+    args = mod.parse_args(argv[2:])
+    assert args.router == Path("runs/live") and args.min_labels == 200 and args.server == ["http://127.0.0.1:8000"]
+
+
+def test_a_turn_on_labels_that_cannot_decide_waits_for_more(tmp_path: Path) -> None:
+    """When tela promote says the new labels cannot tell routers apart (both models equal on them),
+    the turn decides nothing, exits 0 and keeps the labels new; a `tela` that is a stub script here."""
+    stub = tmp_path / "tela-stub"
+    stub.write_text(
+        "#!" + sys.executable + "\n"
+        "import json, os, sys\n"
+        "a = sys.argv[1:]\n"
+        "if a[0] == 'judge':\n"
+        "    out = a[a.index('-o') + 1]\n"
+        "    os.makedirs(out, exist_ok=True)\n"
+        "    rows = [{'id': f'r{i}', 'prompt': f'q{i}', 'outcomes': {'w': 1.0, 's': 1.0}} for i in range(3)]\n"
+        "    open(os.path.join(out, 'records.jsonl'), 'w').write(''.join(json.dumps(r) + '\\n' for r in rows))\n"
+        "if a[0] == 'run':\n"
+        "    os.makedirs(a[a.index('-o') + 1], exist_ok=True)\n"
+        "if a[0] == 'promote':\n"
+        "    print('Error: the weak and strong models score the same in total on these 3 prompts, so APGR is '\n"
+        "          'undefined and cannot tell two routers apart', file=sys.stderr)\n"
+        "    sys.exit(2)\n",
+        encoding="utf-8",
+    )
+    stub.chmod(0o755)
+    (tmp_path / "live").mkdir()
+    (tmp_path / "live" / "versions.json").write_text('{"current": "v1"}', encoding="utf-8")
+    cmd = [
+        sys.executable, str(SCRIPT), "--router", "live", "--config", "serve.yaml", "--work", "loop",
+        "--shadow-log", "shadow.jsonl", "--judge-args", "--judge llm-judge", "--train-data", "base.jsonl",
+        "--min-labels", "1", "--tela", str(stub),
+    ]  # fmt: skip
+    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "cannot tell two routers apart; nothing decided" in r.stdout, r.stdout
+    assert not (tmp_path / "loop" / "loop-state.json").exists()  # the 3 labels are still new

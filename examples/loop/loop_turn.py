@@ -8,7 +8,8 @@ Each turn splits the labelled traffic in two: the labels that arrived since the 
 recent traffic ``tela promote`` compares the candidate and the serving version on (neither trained
 on them); the candidate is trained on your base data plus every older label. After the turn the new
 labels count as old, so the next candidate trains on them. A turn with fewer than ``--min-labels``
-new labels does nothing (exit 0) and they wait for the next one.
+new labels does nothing (exit 0) and they wait for the next one; so does a turn whose new labels
+show no quality gap between the two models (``tela promote`` cannot compare routers on them).
 
 Safe to run from cron:
 
@@ -53,7 +54,9 @@ from typing import Any
 STATE = "loop-state.json"
 LOCK = ".loop.lock"
 #: tela promote's exit codes
-PROMOTED, REFUSED, NOT_RELOADED = 0, 1, 3
+PROMOTED, REFUSED, BAD_INPUT, NOT_RELOADED = 0, 1, 2, 3
+#: what tela promote says (exit 2) when the weak and strong models score the same on the labels
+UNDECIDABLE = "cannot tell two routers apart"
 
 
 def say(msg: str) -> None:
@@ -246,8 +249,14 @@ def turn(a: argparse.Namespace, tela: str) -> int:
             a.admin_token_env,
             "--json",
         ],
-        ok=(PROMOTED, REFUSED, NOT_RELOADED),
+        ok=(PROMOTED, REFUSED, NOT_RELOADED, BAD_INPUT),
     )
+    if r.returncode == BAD_INPUT:
+        if UNDECIDABLE not in r.stderr:
+            raise TurnFailed("tela promote refused its input (above)")
+        # the recent labels hold no quality gap between the models: keep them new, decide with more
+        say(f"the {len(new)} new labels cannot tell two routers apart; nothing decided, they wait for the next turn")
+        return 0
     record = json.loads(r.stdout) if r.stdout.strip() else {}
     decision = record.get("decision", "refuse" if r.returncode == REFUSED else "promote")
     state["turns"].append(
