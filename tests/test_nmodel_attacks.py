@@ -343,3 +343,14 @@ def test_deployment_md_knob_examples_give_the_best_predicted_quality(knn3):
         router = Router.load(knn3[0], policy=policy or None)
         for d in router.decide(prompts, threshold=float(value)):
             assert d.quality is not None and d.quality[d.model] == max(d.quality.values()), (value, policy)
+
+
+def test_a_run_on_too_few_prompts_does_not_call_its_training_prompts_held_out(tmp_path):
+    """Too few prompts for folds: the N-model point is chosen on the router's predictions of its own
+    training prompts, and tela run said 'on 6 held-out prompts (...)'."""
+    from tela_core.testkit.helpers import run_cli
+
+    data = _nim9_records(tmp_path / "records.jsonl", n=6)
+    res = run_cli("run", "--family", "embedding-knn", "--data", data, "--output", tmp_path / "router")
+    assert res.exit_code == 0, res.output
+    assert "its training prompts, not held out" in res.output and "held-out prompts (" not in res.output

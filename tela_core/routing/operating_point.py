@@ -415,7 +415,8 @@ def describe_nmodel_point(point: dict[str, Any]) -> str:
     s += f"; {point['note']})" if point.get("note") else ")"
     if point.get("lam") is not None and knob == "budget":
         s += f", λ {point['lam']:.4g}"
-    s += f"; on {point.get('heldout')} held-out prompts ({point.get('heldout_what')}): "
+    what = str(point.get("heldout_what") or "")
+    s += f"; on {point.get('heldout')} {'' if 'not held out' in what else 'held-out '}prompts ({what}): "
     if point.get("quality") is not None:
         s += f"quality {point['quality']:.3f} at "
     s += f"${point.get('cost_per_1000', 0):.4g} per 1,000"

@@ -346,7 +346,11 @@ def _save_nmodel_point(
         s = Router.load(stage).scores([r.prompt for r in records], quality=True)
         if s.quality is None:
             raise TelaError(f"family {cfg.family!r} predicts no per-model quality") from None
-        quality, cols, what = s.quality, list(s.models or models), "the router's predictions of its training prompts"
+        quality, cols, what = (
+            s.quality,
+            list(s.models or models),
+            "the router's predictions of its training prompts, not held out",
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     order = sorted(cols, key=lambda m: (costs[m], cols.index(m)))  # cheap -> strong
