@@ -354,3 +354,20 @@ def test_a_run_on_too_few_prompts_does_not_call_its_training_prompts_held_out(tm
     res = run_cli("run", "--family", "embedding-knn", "--data", data, "--output", tmp_path / "router")
     assert res.exit_code == 0, res.output
     assert "its training prompts, not held out" in res.output and "held-out prompts (" not in res.output
+
+
+def test_a_policy_that_lists_a_model_twice_is_refused_when_the_router_loads(knn3, tmp_path):
+    """policy.json 'models': [a, a, c] (hand-edited) routed silently among a, a and c: b was never
+    chosen and a served twice. One line naming the file."""
+    import json
+    import shutil
+
+    from tela_core import Router, TelaError
+
+    d = tmp_path / "router"
+    shutil.copytree(knn3[0], d)
+    spec = json.loads((d / "policy.json").read_text())
+    spec["models"][1] = spec["models"][0]
+    (d / "policy.json").write_text(json.dumps(spec))
+    with pytest.raises(TelaError, match=rf"policy.json: 'models' lists {spec['models'][0]} more than once"):
+        Router.load(d)
