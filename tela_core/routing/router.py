@@ -425,7 +425,8 @@ def _models(spec: Mapping[str, Any], manifest: Mapping[str, Any], d: Path) -> li
         isinstance(models, list) and len(models) >= 2 and all(isinstance(m, str) and m for m in models)
     ):
         raise TelaError(f"{d / 'policy.json'}: 'models' must be a list of at least two model names")
-    twice = sorted({m for m in models or [] if models.count(m) > 1})
+    listed: list[str] = list(models or [])
+    twice = sorted({m for m in listed if listed.count(m) > 1})
     if twice:
         raise TelaError(f"{d / 'policy.json'}: 'models' lists {', '.join(twice)} more than once; each model once")
     pair = [manifest.get("weak"), manifest.get("strong")]
