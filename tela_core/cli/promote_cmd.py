@@ -126,7 +126,7 @@ def _versions_option(f: Any) -> Any:
     default=0.95,
     show_default=True,
     type=click.FloatRange(0.5, 1.0, min_open=False, max_open=True),
-    help="Confidence of the paired bootstrap interval on APGR.",
+    help="Confidence of the paired bootstrap interval on APGR (AIQ among N models).",
 )
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Seed of the bootstrap's draws.")
 @click.option("--dry-run", is_flag=True, help="Evaluate and print the decision; change and record nothing.")
@@ -153,7 +153,8 @@ def promote_cmd(
     """Promote a candidate router to the current version if it beats the current one.
 
     Both routers score the same labelled traffic (--data), which neither trained on; the
-    candidate is promoted when its APGR is better beyond the paired bootstrap interval, or equal
+    candidate is promoted when its APGR (among N models: AIQ, docs/deployment.md) is better beyond
+    the paired bootstrap interval, or equal
     within it and cheaper (mean cost per prompt where the data has costs, else the share of
     prompts sent to the strong model) without a worse mean outcome at its saved policy beyond the
     interval. A promotion copies it into the versions folder as the next
