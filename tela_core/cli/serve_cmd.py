@@ -67,8 +67,8 @@ def register(cli: click.Group) -> None:
     default=None,
     type=click.FloatRange(0, 1),
     metavar="RATE",
-    help="Shadow mode: send this share of routed requests, after the user's answer, to the models not chosen "
-    "too, and log both answers (needs --shadow-log).",
+    help="Shadow mode: send this share of routed requests, after the user's answer, to a model not chosen "
+    "too (over N models: --shadow-models of them), and log the answers (needs --shadow-log).",
 )
 @click.option(
     "--shadow-log",
