@@ -126,3 +126,22 @@ def test_arena_score_is_routerarenas_formula(tmp_path):
     assert f"| c | {truth[:, 2].mean():.4f} | 0.01 | {100 * e.arena_singles[2]:.2f} |" in md
     saved = json.loads((tmp_path / "nmodel.json").read_text())
     assert saved["arena_singles"] == pytest.approx(e.arena_singles) and saved["arena_oracle"]["lam"] >= 0
+
+
+def test_a_router_fitted_without_costs_routes_its_pair_and_still_predicts_every_model(tmp_path):
+    """Fitted outside `tela run` (a script, `tela zoo`) on N-model records without costs, a family
+    saved a cost-aware policy with no costs, so every route of the router was an error. It now saves
+    the pair its w reads, as `tela run` does, and still predicts every model's quality."""
+    from tela_core import Router
+    from tela_core.routing.artifact import read_manifest, read_policy
+
+    records = [Record(prompt=r.prompt, outcomes=r.outcomes) for r in _records()]
+    out = tmp_path / "knn"
+    get_registry().create("family", "embedding-knn", {"k": 6}).fit(records, out, {})
+    spec = read_policy(out)
+    assert spec["name"] == "threshold" and spec["models"] == read_manifest(out)["w_pair"]
+    router = Router.load(out)
+    chosen = router.route([MATHS[0], CHAT[0]])
+    assert set(chosen) <= set(spec["models"])
+    scores = router.scores([MATHS[0]])
+    assert scores.quality is not None and set(scores.models or ()) == {A, B, C}

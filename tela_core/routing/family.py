@@ -137,12 +137,17 @@ class FamilyScorer(Scorer):
             **{k: v for k, v in meta.items() if k not in ("scorer", "scorer_options")},
         )
         every = list(meta.get("models") or [])
-        if not models and len(every) > 2:
+        costs = meta.get("model_costs") or None
+        if not models and len(every) > 2 and costs:
             # An N-model router: it routes among every model by predicted quality and cost.
-            costs = meta.get("model_costs") or None
-            order = sorted(every, key=lambda m: costs[m]) if costs else every
-            write_policy(out, NMODEL_POLICY, {"costs": costs} if costs else {}, models=order)
+            order = sorted(every, key=lambda m: costs[m])
+            write_policy(out, NMODEL_POLICY, {"costs": costs}, models=order)
             return out
+        if not models and len(every) > 2 and meta.get("w_pair"):
+            # Without every model's cost no N-model policy can weigh them (as `tela run` does): the
+            # saved policy routes the pair w reads; `--policy cost-aware --set policy.costs=...` can
+            # still route among every model, whose quality the router predicts.
+            models = list(meta["w_pair"])
         write_policy(out, "threshold", {"threshold": 0.5}, models=models if models and len(models) == 2 else None)
         return out
 

@@ -367,10 +367,11 @@ def _keep_pair(stage: Path, echo: Callable[[str], None], why: str) -> bool:
     operating point cannot be chosen (``why``). False: its pair's operating point is chosen next."""
     pair = read_manifest(stage).get("w_pair")
     spec = read_policy(stage)
-    if not (isinstance(pair, list) and len(pair) == 2) or len(spec.get("models") or []) <= 2:
+    if not (isinstance(pair, list) and len(pair) == 2):
         return False
     echo(f"note: {why}, so the router routes between its weak/strong pair {pair[0]} < {pair[1]}")
-    write_policy(stage, "threshold", {"threshold": 0.5}, [str(m) for m in pair])
+    if spec.get("name") != "threshold" or list(spec.get("models") or []) != [str(m) for m in pair]:
+        write_policy(stage, "threshold", {"threshold": 0.5}, [str(m) for m in pair])
     return False
 
 
