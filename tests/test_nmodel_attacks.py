@@ -371,3 +371,15 @@ def test_a_policy_that_lists_a_model_twice_is_refused_when_the_router_loads(knn3
     (d / "policy.json").write_text(json.dumps(spec))
     with pytest.raises(TelaError, match=rf"policy.json: 'models' lists {spec['models'][0]} more than once"):
         Router.load(d)
+
+
+def test_eval_policy_threshold_on_a_router_among_many_is_refused_not_ignored(knn3, tmp_path):
+    """`tela eval --policy threshold` on a router saved with an N-model policy judged the saved
+    policy and said nothing of the flag; a two-model policy cannot route among three models."""
+    from tela_core.testkit.helpers import one_error_line, run_cli
+
+    router, data = knn3
+    res = run_cli("eval", "--router", router, "--data", data, "--policy", "threshold", "-o", tmp_path / "out")
+    assert res.exit_code == 2, res.output
+    assert "--policy threshold routes between two models" in one_error_line(res)
+    assert not (tmp_path / "out").exists()

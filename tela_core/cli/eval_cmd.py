@@ -132,6 +132,12 @@ def eval_cmd(
     among_many = not all_models and baseline is None and weak_model is None and strong_model is None
     if among_many and routes_among_many(router):  # its saved policy routes among N models
         all_models = True
+        if policy_name is not None and not getattr(get_registry().get("policy", policy_name), "knob", None):
+            raise TelaError(
+                f"--policy {policy_name} routes between two models; this router routes among many: give an "
+                "N-model policy (cost-aware, budget, quality-floor), or --weak-model and --strong-model to judge "
+                "its w on a pair"
+            )
     _refuse_unused(all_models, baseline, among_many)
     ranks = score_launch_of(launch)
     if all_models:
