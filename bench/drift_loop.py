@@ -41,10 +41,13 @@ tokens; dollars are those tokens at the configured prices (Mixtral 0.6/0.6, GPT-
 0.15/0.6 $ per million input/output tokens): a relative measure of what the arms buy, not a bill.
 
     .venv/bin/tela data get routellm-mmlu           # once (or --from DIR with a copy)
-    HF_HUB_OFFLINE=1 nice -n 10 .venv/bin/python bench/drift_loop.py --seeds 3 \\
-        --output bench-out/drift --png docs/img/drift-loop-mmlu.png
+    HF_HUB_OFFLINE=1 nice -n 10 .venv/bin/python bench/drift_loop.py --seeds 4 --rounds 6 --per-round 400 \\
+        --shadow 0.25 --output bench-out/drift --png docs/img/drift-loop-mmlu.png
 
-Embedding families with the default (model2vec) embedder: a round takes seconds, not minutes.
+Embedding families with the default (model2vec) embedder: a learning arm's round takes about 20 s on
+two CPU cores, most of it ``tela run``; 4 seeds x 6 rounds about 20 minutes (docs/benchmarks.md).
+The report also shows what each learning arm would have served had every candidate been promoted
+(the latest candidate on the same prompts): retrain-every-round without the gate.
 """
 
 from __future__ import annotations
