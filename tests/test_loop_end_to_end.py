@@ -146,6 +146,13 @@ def _ask(url: str, prompt: str) -> dict[str, str]:
         return {k.lower(): v for k, v in r.headers.items()}
 
 
+def _feedback(url: str, request_id: str, score: str) -> None:
+    body = json.dumps({"id": request_id, "score": score}).encode()
+    req = urllib.request.Request(url + "/v1/feedback", data=body, headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.status == 200, r.read()
+
+
 def _traffic(url: str, prompts: list[str], log: Path) -> list[dict[str, str]]:
     """Send the prompts as a client does; wait until shadow mode has logged each of them."""
     from concurrent.futures import ThreadPoolExecutor
@@ -206,7 +213,7 @@ def test_loop_promotes_refuses_and_rolls_back(tmp_path: Path) -> None:
         (tmp_path / "serve.yaml").write_text(
             f"upstreams:\n{ups}\nrouters:\n  mine: {{path: live, upstreams: [mixtral, gpt4], shadow: 1.0}}\n"
             "shadow_log: shadow.jsonl\ndecision_log: decisions.jsonl\nlog_prompts: true\n"
-            "admin_token_env: TELA_ADMIN_TOKEN\n",
+            "feedback_log: feedback.jsonl\nadmin_token_env: TELA_ADMIN_TOKEN\n",
             encoding="utf-8",
         )
         log = tmp_path / "shadow.jsonl"
@@ -239,13 +246,19 @@ def test_loop_promotes_refuses_and_rolls_back(tmp_path: Path) -> None:
             assert json.loads((tmp_path / "loop" / "loop-state.json").read_text()) == state
 
             # turn 2: more traffic; a bad candidate (v1's router) must be refused, v2 stays
-            _traffic(url, prompts[PER_TURN : 2 * PER_TURN], log)
-            t2 = _turn(tmp_path, url, "--candidate", str(tmp_path / "bad"))
+            heads = _traffic(url, prompts[PER_TURN : 2 * PER_TURN], log)
+            for h in heads[:5]:  # users' verdicts on five answers: the feedback path of the loop
+                _feedback(url, h["x-request-id"], "down")
+            t2 = _turn(
+                tmp_path, url, "--candidate", str(tmp_path / "bad"), "--feedback-log", "feedback.jsonl",
+                "--decision-log", "decisions.jsonl",
+            )  # fmt: skip
+            assert "$ tela feedback feedback.jsonl" in t2.stdout and "from feedback" in t2.stdout, t2.stdout
             assert t2.returncode == 0, t2.stdout + t2.stderr
             last = json.loads((tmp_path / "loop" / "loop-state.json").read_text())["turns"][-1]
             assert last["decision"] == "refuse" and "APGR" in last["why"], last
             # the new labels reached the comparison: the log's second half was collected and judged
-            assert last["recent"] >= PER_TURN - 1 and last["labels"] >= 2 * PER_TURN - 2, last
+            assert PER_TURN - 1 <= last["recent"] <= PER_TURN + 3 and last["labels"] >= 2 * PER_TURN - 2, last
             record = json.loads((tmp_path / "live" / last["record"]).read_text())
             assert record["decision"] == "refuse" and record["numbers"]["apgr"]["hi"] < 0.0, record
             assert json.loads((tmp_path / "live" / "versions.json").read_text())["current"] == "v2"
