@@ -166,11 +166,6 @@ REFUSED = {
         "--all-models",
         "--strong-model",
     ),
-    "eval --all-models --no-cache": (
-        ["eval", "--router", "random", "--all-models", "--no-cache"],
-        "--all-models",
-        "--no-cache",
-    ),
     "eval baseline --no-cache": (["eval", "--router", "random", "--no-cache"], "baseline", "--no-cache"),
     "eval baseline --policy": (["eval", "--router", "oracle", "--policy", "threshold"], "baseline", "--policy"),
     "eval baseline --trust-remote-code": (
