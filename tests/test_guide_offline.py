@@ -712,11 +712,16 @@ def test_admin_reload_answers_with_the_version_it_loaded(tmp_path: Path) -> None
     os.symlink("v2", tmp_path / "live")
     served = SimpleNamespace(
         router=SimpleNamespace(
-            path=tmp_path / "live", policy_spec={"name": "calibrated"}, manifest={}, models=["small", "big"]
+            path=tmp_path / "live",
+            policy_spec={"name": "calibrated"},
+            manifest={},
+            models=["small", "big"],
+            version="3f2a9c1e",
         )
     )
     d = _describe(served, 0.5)
     assert d["path"] == str(tmp_path / "live") and d["loaded"] == str((tmp_path / "v2").resolve())
+    assert d["router_version"] == "3f2a9c1e"
 
 
 def test_a_misspelt_option_gets_a_did_you_mean(tmp_path: Path, small_replay: ReplayUpstream, tela_cli: Any) -> None:
