@@ -535,6 +535,25 @@ def test_the_decision_rule_equal_within_the_interval_promotes_only_the_cheaper()
     assert c.apgr.lo < 0 < c.apgr.hi or c.apgr.worse
 
 
+def test_a_rounding_size_saving_is_not_cheaper() -> None:
+    """Equal within the interval and one prompt in 300 fewer sent to the strong model: promoted, and
+    the drift benchmark's versions churned on such savings. Cheaper now means at least 1% below."""
+    from tela_core.eval.promotion import MIN_SAVING, compare
+
+    rng = np.random.default_rng(11)
+    weak = [float(x) for x in rng.integers(0, 2, 300)]
+    w = [float(v) for v in rng.permutation(300) / 300.0]
+    records = _records(weak)
+    ranked = sorted(w)
+    t_cur, t_one_less, t_far = ranked[-150], ranked[-149], ranked[-120]
+    c = compare(_FixedRouter(w, t_one_less), _FixedRouter(w, t_cur), records, WEAK, STRONG)  # type: ignore[arg-type]
+    assert 0 < c.current.strong_share - c.candidate.strong_share < MIN_SAVING * c.current.strong_share
+    assert c.decision == "refuse" and "not cheaper" in c.why and "at least 1% below" in c.why, c.why
+    c = compare(_FixedRouter(w, t_far), _FixedRouter(w, t_cur), records, WEAK, STRONG)  # type: ignore[arg-type]
+    assert c.candidate.strong_share < c.current.strong_share * (1 - MIN_SAVING)
+    assert c.why.startswith("equal within the interval and cheaper") or "worse at its saved policy" in c.why, c.why
+
+
 class _BackwardsRouter(_FixedRouter):
     """Scores that rank prompts well, and a saved policy that sends the strong model the prompts with
     the lowest w (as many as the threshold would)."""

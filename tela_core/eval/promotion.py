@@ -52,9 +52,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from tela_core.data.records import Record
     from tela_core.routing.router import Router
 
-__all__ = ["Operating", "Comparison", "compare", "check_not_trained_on", "PROMOTE", "REFUSE"]
+__all__ = ["Operating", "Comparison", "compare", "check_not_trained_on", "PROMOTE", "REFUSE", "MIN_SAVING"]
 
 PROMOTE, REFUSE = "promote", "refuse"
+
+#: "cheaper" means at least this share below the current version's mean cost (or strong-call
+#: share): a rounding-size saving is no reason to swap versions, and swapping on one churns them.
+MIN_SAVING = 0.01
 
 
 @dataclass(frozen=True)
@@ -206,8 +210,11 @@ def _decide(
         key, c_val, p_val, label = "cost", op_cand.cost, op_cur.cost, "mean cost per prompt"
     else:
         key, c_val, p_val, label = "strong_share", op_cand.strong_share, op_cur.strong_share, "strong-call share"
-    cheaper = c_val < p_val
-    cost_said = f"{label} {c_val:.4g} vs current {p_val:.4g} ({_num(c_val - p_val)})"
+    cheaper = c_val < p_val * (1.0 - MIN_SAVING)
+    cost_said = (
+        f"{label} {c_val:.4g} vs current {p_val:.4g} ({_num(c_val - p_val)}; cheaper means at least "
+        f"{MIN_SAVING:.0%} below)"
+    )
     failed: dict[str, Any] | None = None
     quality_said = (
         ""
