@@ -383,3 +383,33 @@ def test_eval_policy_threshold_on_a_router_among_many_is_refused_not_ignored(knn
     assert res.exit_code == 2, res.output
     assert "--policy threshold routes between two models" in one_error_line(res)
     assert not (tmp_path / "out").exists()
+
+
+def test_collect_only_logged_keeps_the_models_the_log_answered_with_not_every_upstream(tmp_path):
+    """--only-logged without --model listed every upstream of the config (the judge's too) as a model
+    and counted its answers missing; the models are those the log's answers came from."""
+    import json
+
+    from tela_core.testkit.helpers import run_cli
+
+    log = tmp_path / "shadow.jsonl"
+    lines = [
+        {
+            "id": f"a-{i}",
+            "router": "r",
+            "chosen": "weak",
+            "messages": [{"role": "user", "content": f"What is {i}+2?"}],
+            "answers": {"weak": {"text": "4", "model": "m0"}, "strong": {"text": "four", "model": "m1"}},
+            "upstreams": {"weak": "u0", "strong": "u1"},
+        }
+        for i in range(3)
+    ]
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    ups = "".join(f"  u{i}: {{base_url: 'http://127.0.0.1:9/v1', model: m{i}}}\n" for i in range(2))
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text(f"upstreams:\n{ups}  judge: {{base_url: 'http://127.0.0.1:9/v1', model: gpt-4o-mini}}\n")
+    res = run_cli("collect", "--from-log", log, "--config", cfg, "--only-logged", "-o", tmp_path / "answers", "--json")
+    assert res.exit_code == 0, res.output
+    assert "3 prompts x 2 models (m0, m1)" in res.output and "gpt-4o-mini" not in res.output
+    summary = json.loads((tmp_path / "answers" / "summary.json").read_text())
+    assert set(summary["models"]) == {"u0", "u1"} and summary["missing"] == 0 and summary["answers"] == 6

@@ -73,7 +73,8 @@ def _source_options(items: Sequence[str]) -> dict[str, Any]:
     "only_logged",
     is_flag=True,
     help="With --from-log: keep the answers the log holds and ask no model (shadow mode over N models asks a "
-    "few per request; the records keep those models' outcomes, the others missing).",
+    "few per request; the records keep those models' outcomes, the others missing). Without --model, the models "
+    "are those the log's answers came from, not every upstream of --config.",
 )
 @click.option(
     "--model",
@@ -157,6 +158,7 @@ def collect(
         CallSettings.from_flags(flags),
         force=force,
         ask=not only_logged,
+        logged_models=only_logged and not models,
         sample=sample,
         max_tokens=max_tokens,
         temperature=temperature,

@@ -23,6 +23,8 @@ from tela_core.infra.io import atomic_write_json
 from .answers import (
     AnswerPlan,
     CollectStats,
+    answer_keys,
+    canonical_key,
     collect_answers,
     estimate_plan,
     final_rows,
@@ -104,12 +106,28 @@ def cap_logged_answers(rows: Sequence[Any], cap: int | None) -> None:
                 }
 
 
+def _models_answering(rows: Sequence[PromptRow], models: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Of ``models`` (name -> (upstream config, where)), those some row's answer came from, in
+    their order; all of them when none did (the plan then says the rows hold no answer of them)."""
+    keys = answer_keys({n: getattr(up, "model", None) for n, (up, _src) in models.items()})
+    used = {
+        canonical_key(k, a, keys)
+        for r in rows
+        for k, a in r.answers.items()
+        if isinstance(a, Mapping) and isinstance(a.get("text"), str) and not a.get("error")
+    }
+    kept = {n: v for n, v in models.items() if keys[n] in used}
+    return kept or models
+
+
 class CollectJob:
     """``rows`` asked of ``models`` (name -> endpoint config, from
     :func:`~tela_core.collect.endpoints.resolve_models`) into the folder ``output``, with
     ``settings`` (budget, limits, retries). The same prompt twice is asked once (:attr:`repeats`
     counts them); ``sample`` asks N prompts drawn with seed 42 (as ``tela data sample``).
-    ``ask=False`` keeps the answers the rows hold and asks nothing (``--only-logged``). Use as a
+    ``ask=False`` keeps the answers the rows hold and asks nothing (``--only-logged``);
+    ``logged_models`` keeps of ``models`` those the rows' answers came from (``--only-logged``
+    without ``--model``: not every upstream of the config, a judge's included). Use as a
     context manager: entering takes the folder's lock and plans the run; then :attr:`plan` and
     :attr:`estimate` say what is left, and :meth:`run` does it."""
 
@@ -126,8 +144,11 @@ class CollectJob:
         max_tokens: int | None = None,
         temperature: float | None = None,
         expected_output_tokens: int = 256,
+        logged_models: bool = False,
     ) -> None:
         self.rows, self.repeats = merge_rows(rows)
+        if logged_models:
+            models = _models_answering(self.rows, models)
         if sample is not None:
             self.rows = subsample(self.rows, sample)
         settings = settings or CallSettings()
