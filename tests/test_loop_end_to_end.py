@@ -323,3 +323,37 @@ def test_a_turn_on_labels_that_cannot_decide_waits_for_more(tmp_path: Path) -> N
     assert r.returncode == 0, r.stdout + r.stderr
     assert "cannot tell two routers apart; nothing decided" in r.stdout, r.stdout
     assert not (tmp_path / "loop" / "loop-state.json").exists()  # the 3 labels are still new
+
+
+def test_a_two_model_turn_leaves_out_verdict_only_records(tmp_path: Path) -> None:
+    """Users' verdicts on requests nobody judged score one model only; with two models, tela run and
+    tela promote refuse such records, so the turn leaves them out and says how many (a stub `tela`)."""
+    stub = tmp_path / "tela-stub"
+    stub.write_text(
+        "#!" + sys.executable + "\n"
+        "import json, os, sys\n"
+        "a = sys.argv[1:]\n"
+        "out = a[a.index('-o') + 1] if '-o' in a else None\n"
+        "both = [{'id': f'r{i}', 'prompt': f'q{i}', 'outcomes': {'w': 0.0, 's': 1.0}} for i in range(4)]\n"
+        "if a[0] in ('judge', 'feedback'):\n"
+        "    os.makedirs(out, exist_ok=True)\n"
+        "    rows = both + ([{'id': 'f1', 'prompt': 'v', 'outcomes': {'s': 0.0}}] if a[0] == 'feedback' else [])\n"
+        "    open(os.path.join(out, 'records.jsonl'), 'w').write(''.join(json.dumps(r) + '\\n' for r in rows))\n"
+        "if a[0] == 'promote':\n"
+        "    print(json.dumps({'decision': 'refuse', 'why': 'stub'}))\n"
+        "    sys.exit(1)\n",
+        encoding="utf-8",
+    )
+    stub.chmod(0o755)
+    (tmp_path / "live").mkdir()
+    (tmp_path / "live" / "versions.json").write_text('{"current": "v1"}', encoding="utf-8")
+    cmd = [
+        sys.executable, str(SCRIPT), "--router", "live", "--config", "serve.yaml", "--work", "loop",
+        "--shadow-log", "shadow.jsonl", "--judge-args", "--judge llm-judge", "--candidate", "cand",
+        "--feedback-log", "feedback.jsonl", "--min-labels", "1", "--tela", str(stub),
+    ]  # fmt: skip
+    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "left out 1 record(s) that carry one model's outcome only" in r.stdout, r.stdout
+    recent = _rows(tmp_path / "loop" / "turn-0001" / "recent.jsonl")
+    assert [x["id"] for x in recent] == ["r0", "r1", "r2", "r3"]

@@ -118,6 +118,17 @@ def label_key(rec: dict[str, Any]) -> str:
     return str(rec.get("id") or rec.get("prompt"))
 
 
+def with_both_models(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The records that carry both models' outcomes, and how many did not, where the records name two
+    models (a router between two: ``tela run`` and ``tela promote`` refuse records that lack one);
+    all of them where they name more (a family that predicts each model's quality keeps them all)."""
+    models = {m for r in records for m in (r.get("outcomes") or {})}
+    if len(models) != 2:
+        return records, 0
+    kept = [r for r in records if models <= set(r.get("outcomes") or {})]
+    return kept, len(records) - len(kept)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--router", type=Path, required=True, help="the versions folder tela serve serves")
@@ -204,7 +215,12 @@ def turn(a: argparse.Namespace, tela: str) -> int:
         src = [x for log in (a.decision_log or logs) for x in ("--from-log", log)]
         records_file = a.work / "labels" / "records.jsonl"
         run(tela, ["feedback", *a.feedback_log, *src, "--with", a.work / "judged", "-o", a.work / "labels", "--force"])
-    records = read_jsonl(records_file)
+    records, left_out = with_both_models(read_jsonl(records_file))
+    if left_out:
+        say(
+            f"left out {left_out} record(s) that carry one model's outcome only (users' verdicts from tela "
+            "feedback on requests nobody judged): a router between two models trains and is compared on both"
+        )
     new = [r for r in records if label_key(r) not in old]
     said = f"{len(records)} labels, {len(new)} new since the last turn"
     if len(new) < a.min_labels:

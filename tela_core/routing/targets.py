@@ -136,7 +136,11 @@ def resolve_pair(
             hint = f"(--{role}-model)" if how == NAME_THE_PAIR else f"({how})"
             gaps = _gaps(records, [m])
             if gaps:  # in the data, but not in every record: saying "not in the outcomes" would be false
-                raise TelaError(f"{role} model {gaps}; models in every record: {', '.join(names)} {hint}")
+                raise TelaError(  # no name map fixes records that lack the model's outcome: say what does
+                    f"{role} model {gaps}; models in every record: {', '.join(names)} (those records lack "
+                    f"its outcome, e.g. users' verdicts from tela feedback on requests nobody judged, which "
+                    f"score one model only: a router between two models needs both; drop those records)"
+                )
             raise TelaError(f"{role} model {m!r} is not in the outcomes; models: {', '.join(names)} {hint}")
     if not (weak and strong):
         if len(names) == 1 and all(len(r.outcomes) == 1 for r in records if r.outcomes):
