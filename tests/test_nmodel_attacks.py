@@ -413,3 +413,20 @@ def test_collect_only_logged_keeps_the_models_the_log_answered_with_not_every_up
     assert "3 prompts x 2 models (m0, m1)" in res.output and "gpt-4o-mini" not in res.output
     summary = json.loads((tmp_path / "answers" / "summary.json").read_text())
     assert set(summary["models"]) == {"u0", "u1"} and summary["missing"] == 0 and summary["answers"] == 6
+
+
+def test_the_serve_banner_does_not_say_the_model_not_chosen_over_n_models(tmp_path):
+    """With one shadow call per request a 9-model router's banner said 'sent to the model not
+    chosen', as if there were one; it now says one model other than the chosen one."""
+    from tela_core.cli.serve_cmd import _logging_lines
+    from tela_core.serve.config import build_config
+
+    (tmp_path / "r").mkdir()
+    ups = "".join(f"  u{i}: {{base_url: 'http://127.0.0.1:9/v1', model: m{i}}}\n" for i in range(9))
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text(
+        f"routers:\n  r: {{path: {tmp_path / 'r'}}}\nupstreams:\n{ups}shadow: 0.5\nshadow_log: shadow.jsonl\n"
+    )
+    banner = _logging_lines(build_config(cfg))[0]
+    assert "the model not chosen" not in banner and "one model other than the chosen one" in banner
+    assert "one per request" in banner

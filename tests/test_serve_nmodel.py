@@ -164,6 +164,7 @@ def test_headers_log_and_metrics_name_every_models_predicted_quality(served, pro
     for q, _ in prompts[:12]:
         h, text = _ask(served, q)
         quality = json.loads(h["x-tela-quality"])
+        assert "x-tela-threshold" not in h  # an N-model policy has no threshold: no empty header
         assert set(quality) == set(UPSTREAMS) and all(0.0 <= v <= 1.0 for v in quality.values())
         assert quality[h["x-tela-model"]] >= max(quality.values()) - 1e-3  # λ = 0: the best predicted quality
         assert text.startswith(MODEL_OF[h["x-tela-model"]])  # the chosen upstream answered

@@ -254,7 +254,8 @@ def _logging_lines(config: Any) -> list[str]:
                 f"up to {config.shadow_models} of the models not chosen (shadow_models; paid calls, "
                 f"up to {config.shadow_models} per request), the answers"
                 if config.shadow_models > 1
-                else "the model not chosen (paid calls), both answers"
+                else "one model other than the chosen one (paid calls, one per request), "
+                "its answer and the chosen one's"
             )
             + f" appended to {config.shadow_log}"
             + (f"; sampling {config.shadow_sampling}" if config.shadow_sampling != "uniform" else "")

@@ -5,10 +5,10 @@ Endpoints:
 - ``POST /v1/chat/completions``: route (``router-NAME``, ``router-NAME-THRESHOLD``) or pass through
   (an upstream's name), forward to the chosen upstream, answer with its reply (JSON, or server-sent
   events ending ``data: [DONE]`` when ``stream`` is true) and headers saying what happened:
-  ``x-tela-router``, ``x-tela-model``, ``x-tela-score``, ``x-tela-threshold``, ``x-tela-routing-ms``
-  (and ``x-tela-fallback`` when another model answered; ``x-tela-quality``, each model's predicted
-  quality as compact JSON keyed by upstream name, from routers over more than two models that
-  predict it).
+  ``x-tela-router``, ``x-tela-model``, ``x-tela-score``, ``x-tela-threshold`` (when the
+  policy has one), ``x-tela-routing-ms`` (and ``x-tela-fallback`` when another model answered;
+  ``x-tela-quality``, each model's predicted quality as compact JSON keyed by upstream name, from
+  routers over more than two models that predict it).
 - ``GET /v1/models``: the routed names and the upstreams, in OpenAI's list shape.
 - ``GET /health``: the process is alive. ``GET /ready``: every router is loaded and its scoring
   thread running, and with ``--workers N`` all N workers are (503 otherwise; :mod:`.readiness`).

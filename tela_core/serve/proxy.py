@@ -470,7 +470,8 @@ class _Info:
         if self.router is not None and self.decision is not None:
             h["x-tela-router"] = self.router
             h["x-tela-score"] = f"{self.decision.w:.6f}"
-            h["x-tela-threshold"] = "" if self.decision.threshold is None else f"{self.decision.threshold:.6f}"
+            if self.decision.threshold is not None:  # none for tiers and the N-model policies: no header
+                h["x-tela-threshold"] = f"{self.decision.threshold:.6f}"
             h["x-tela-routing-ms"] = f"{self.routing_ms:.3f}"
             if self.decision.router_version is not None:
                 h["x-tela-router-version"] = self.decision.router_version
