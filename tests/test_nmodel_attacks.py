@@ -430,3 +430,22 @@ def test_the_serve_banner_does_not_say_the_model_not_chosen_over_n_models(tmp_pa
     banner = _logging_lines(build_config(cfg))[0]
     assert "the model not chosen" not in banner and "one model other than the chosen one" in banner
     assert "one per request" in banner
+
+
+def test_collect_says_1_model_not_1_models(tmp_path):
+    import json
+
+    from tela_core.testkit.helpers import run_cli
+
+    log = tmp_path / "shadow.jsonl"
+    line = {
+        "id": "a",
+        "messages": [{"role": "user", "content": "Hi?"}],
+        "answers": {"u0": {"text": "hi", "model": "m0"}},
+    }
+    log.write_text(json.dumps(line) + "\n")
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text("upstreams:\n  u0: {base_url: 'http://127.0.0.1:9/v1', model: m0}\n")
+    res = run_cli("collect", "--from-log", log, "--config", cfg, "--only-logged", "-o", tmp_path / "answers")
+    assert res.exit_code == 0, res.output
+    assert "1 prompt x 1 model (m0)" in res.output

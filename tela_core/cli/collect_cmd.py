@@ -207,7 +207,8 @@ def _print_estimate(err: Any, job: Any, notes: Mapping[str, Any]) -> None:
     if other:
         extra.append(f"{sum(other.values())} logged answers of models not asked left out ({', '.join(sorted(other))})")
     click.echo(
-        f"{n_rows} prompts x {n_models} models ({', '.join(plan.models)}): {plan.reused} answers already here, "
+        f"{n_rows} prompt{'' if n_rows == 1 else 's'} x {n_models} model{'' if n_models == 1 else 's'} "
+        f"({', '.join(plan.models)}): {plan.reused} answers already here, "
         f"{len(plan.jobs)} to "
         f"ask{' (' + str(plan.retrying_errors) + ' after an error)' if plan.retrying_errors else ''}"
         f"{'; ' + '; '.join(extra) if extra else ''}",

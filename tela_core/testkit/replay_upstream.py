@@ -471,7 +471,8 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as e:  # a busy port: one line, not a traceback
         print(f"Error: replay upstream: cannot listen on 127.0.0.1:{args.port}: {e.strerror or e}", file=sys.stderr)
         raise SystemExit(2) from None
-    judges = f"; {', '.join(up.judges)} play judges (rating each answer from its recorded score)" if up.judges else ""
+    acts = "acts as a judge" if len(up.judges) == 1 else "act as judges"
+    judges = f"; {', '.join(up.judges)} {acts} (rating each answer from its recorded score)" if up.judges else ""
     print(
         f"replay stand-in (not a model) on {up.base_url}: recorded answers of {', '.join(up.recorded)}{judges}",
         flush=True,
