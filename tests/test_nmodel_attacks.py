@@ -449,3 +449,12 @@ def test_collect_says_1_model_not_1_models(tmp_path):
     res = run_cli("collect", "--from-log", log, "--config", cfg, "--only-logged", "-o", tmp_path / "answers")
     assert res.exit_code == 0, res.output
     assert "1 prompt x 1 model (m0)" in res.output
+
+
+def test_run_summary_says_an_nmodel_family_predicts_each_models_quality(knn3):
+    """`tela run` on N-model data printed 'family: embedding-knn (target weak-wrong)', a two-model
+    target the router does not learn; it now says how many models' quality it predicts."""
+    from tela_core.cli.run_cmd import summary_lines
+
+    family = next(line for line in summary_lines(knn3[0]) if line.startswith("  family:"))
+    assert family == "  family:  embedding-knn (predicts 3 models' quality)", family

@@ -237,7 +237,10 @@ def summary_lines(out: Path) -> list[str]:
     elif len(models) >= 2:
         lines.append(f"  models:  {', '.join(str(m) for m in models)} (cheap -> strong)")
     target = manifest.get("target") or (manifest.get("scorer_options") or {}).get("target")
-    lines.append(f"  family:  {manifest.get('scorer')}" + (f" (target {target})" if target else ""))
+    if nmodel or len(models) > 2:  # the family predicts each model's quality: no two-model target
+        lines.append(f"  family:  {manifest.get('scorer')} (predicts {len(models)} models' quality)")
+    else:
+        lines.append(f"  family:  {manifest.get('scorer')}" + (f" (target {target})" if target else ""))
     opts = spec.get("options") or {}
     if point and nmodel:
         lines.append(f"  policy:  {describe_nmodel_point(point)}")
