@@ -71,3 +71,24 @@ def test_tela_demo_parses_calls_run_demo_and_prints(
     for name in ("random (mean of 10 seeds)", "oracle", "300 prompts, 15 subjects it never trained on"):
         assert name in res.stdout
     assert sum(1 for line in res.stdout.splitlines() if line.startswith("  w=")) == 6
+
+
+def test_a_lead_within_noise_is_not_called_beating_random(finished: demo_lib.DemoResult) -> None:
+    """'The score-token router beats random by +0.041 APGR (... differences under ~0.05 are within
+    noise)' contradicted itself: a lead under the noise level is now said not to clearly beat random,
+    the kNN comparison is shown as when it loses, and docs/metrics.md is named once."""
+    import dataclasses
+
+    from tela_core.cli.demo_cmd import print_result
+
+    judged = finished.judgement
+    for lead, clear in ((0.041, False), (demo_lib.NOISE_APGR + 0.01, True)):
+        router = dataclasses.replace(judged.router, apgr=judged.random.apgr + lead)
+        moved = dataclasses.replace(judged, router=router)
+        assert moved.clearly_beats_random is clear
+        lines: list[str] = []
+        print_result(dataclasses.replace(finished, judgement=moved), lines.append)
+        text = "\n".join(lines)
+        assert ("beats random" in text) is clear and ("did NOT beat random" in text) is not clear, text
+        assert ("within the noise" in text) is not clear, text
+        assert text.count("docs/metrics.md") == 1, text

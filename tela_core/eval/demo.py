@@ -118,6 +118,10 @@ def calibrate_on(router_dir: Path, prompts: Sequence[str], share: float, data: s
     return Router.load(router_dir)
 
 
+#: APGR differences under this, on the 300 held-out prompts, are within noise
+NOISE_APGR = 0.05
+
+
 @dataclass
 class DemoJudgement:
     """A router's ``w`` on held-out records judged beside random (10 seeds) and the oracle."""
@@ -130,6 +134,11 @@ class DemoJudgement:
     @property
     def beats_random(self) -> bool:
         return self.router.apgr > self.random.apgr
+
+    @property
+    def clearly_beats_random(self) -> bool:
+        """Beats random by at least :data:`NOISE_APGR`: a smaller lead on the 300 held-out prompts is noise."""
+        return self.router.apgr - self.random.apgr >= NOISE_APGR
 
 
 def judge_on_heldout(w: Any, records: Sequence[Record], models: Sequence[str]) -> DemoJudgement:
@@ -206,7 +215,7 @@ def finish_demo(
 ) -> DemoResult:
     """Everything after training the router in ``router_dir`` (trained by ``cfg``): calibrate it on
     ``calibration`` unseen training-side prompts, judge it held out, and train the kNN router beside
-    it (``always``, ``never``, or ``auto``: when it does not beat random)."""
+    it (``always``, ``never``, or ``auto``: when it does not clearly beat random)."""
     import numpy as np
 
     train_side = bundled_records(TRAIN_SAMPLE)
@@ -231,7 +240,7 @@ def finish_demo(
         score_seconds=time.time() - t0,
         train_side=len(train_side),
     )
-    if knn == "always" or (knn == "auto" and not judged.beats_random):
+    if knn == "always" or (knn == "auto" and not judged.clearly_beats_random):
         knn_dir = router_dir.parent / f"{router_dir.name}-knn"
         result.knn = knn_beside(knn_dir, heldout, router.models, len(train_side), echo)
     return result
