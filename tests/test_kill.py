@@ -186,6 +186,25 @@ def test_kill_tela_eval_with_its_score_cache(
     assert _leftovers(tmp_path) == []
 
 
+def test_an_eval_cleans_the_half_written_report_a_killed_eval_left(tmp_path: Path) -> None:
+    """A kill while the plot was being written left `.quality.png.XXXX.tmp` in the output folder, and
+    the rerun that wrote the report did not remove it (seen in test_kill_tela_eval_with_its_score_cache
+    when the kill landed in savefig). Holding the output's lock, eval removes its files' stale temps."""
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(sample_path().read_text(encoding="utf-8").splitlines(keepends=True)[:40]), encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [out / ".quality.png.k1ll3d.tmp", out / ".report.json.k1ll3d.tmp"]
+    for p in stale:
+        p.write_bytes(b"half")
+    keep = out / ".notes.tmp"  # not one of the report's files: not eval's to remove
+    keep.write_text("mine")
+    args = ["eval", "--router", "random", "--data", data, "--weak-model", WEAK, "--strong-model", STRONG]
+    r = run_cli(*args, "--output", out)
+    assert r.exit_code == 0, r.output[-2000:]
+    assert not any(p.exists() for p in stale) and keep.exists()
+
+
 _EMBED = r"""
 import sys, time
 import numpy as np

@@ -18,7 +18,7 @@ import click
 from tela_core.data.detect import read_records
 from tela_core.data.fingerprint import overlap_warning
 from tela_core.infra.errors import TelaError
-from tela_core.infra.io import check_can_write, dumps_json
+from tela_core.infra.io import check_can_write, dumps_json, remove_stale_temp_files
 from tela_core.infra.locks import output_lock
 from tela_core.plugins.discovery import get_registry
 from tela_core.routing.artifact import read_manifest
@@ -263,6 +263,7 @@ def _lock_output(output: Path, force: bool) -> None:
     click.get_current_context().with_resource(output_lock(output))
     for name in ev.REPORT_FILES:
         check_can_write(output / name, force)
+        remove_stale_temp_files(output / name)  # a killed eval's half-written file
 
 
 def _eval_all_models(
@@ -292,6 +293,8 @@ def _eval_all_models(
     for name in nmodel.NMODEL_FILES:
         check_can_write(output / name, force)
     click.get_current_context().with_resource(output_lock(output))  # one writer of this report
+    for name in nmodel.NMODEL_FILES:
+        remove_stale_temp_files(output / name)  # a killed eval's half-written file
     path, trust, batch, policy_name, policy_sets = load
     # launched ranks load their own
     loaded = load_router(path, trust, batch, policy_name, policy_sets, load_scorer=not ranks.parallel)

@@ -28,6 +28,7 @@ __all__ = [
     "NonFiniteError",
     "partial_dir",
     "remove_stale_partials",
+    "remove_stale_temp_files",
     "replace_dir",
     "staged_dir",
 ]
@@ -290,6 +291,16 @@ def remove_stale_partials(final: str | Path) -> None:
     for pattern in (f".{p.name}.partial-*", f".{p.name}.old-*"):
         for stale in p.parent.glob(pattern):
             shutil.rmtree(stale, ignore_errors=True)
+
+
+def remove_stale_temp_files(final: str | Path) -> None:
+    """Delete the ``.NAME.*.tmp`` files a killed :func:`atomic_open` writer of ``final`` left beside
+    it (a kill skips its cleanup). Call it holding ``final``'s lock (or its folder's): then no live
+    writer owns them."""
+    p = Path(final)
+    for stale in p.parent.glob(f".{p.name}.*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
 
 
 def replace_dir(stage: str | Path, final: str | Path) -> None:
