@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -297,3 +298,35 @@ class EchoStandIn:
                 }
             )
         return out + event(b"[DONE]") + b"0\r\n\r\n"
+
+
+@contextlib.contextmanager
+def echo_pair() -> Iterator[dict[str, EchoStandIn]]:
+    """The two STAND-IN upstreams most serve tests route between, ``small`` (weak) and ``big``
+    (strong), closed at the end."""
+    small, big = EchoStandIn("small"), EchoStandIn("big")
+    try:
+        yield {"small": small, "big": big}
+    finally:
+        small.close()
+        big.close()
+
+
+@contextlib.contextmanager
+def kept_log(name: str = "tela.serve") -> Iterator[list[logging.LogRecord]]:
+    """What logger ``name`` gets (INFO and up) while the block runs."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    lg = logging.getLogger(name)
+    handler, level = Keep(level=logging.DEBUG), lg.level
+    lg.addHandler(handler)
+    lg.setLevel(logging.INFO)
+    try:
+        yield records
+    finally:
+        lg.removeHandler(handler)
+        lg.setLevel(level)

@@ -20,7 +20,7 @@ import pytest
 
 pytest.importorskip("starlette")
 
-from serve_support import EchoStandIn, metric, train_length_router  # noqa: E402
+from serve_support import EchoStandIn, echo_pair, metric, train_length_router  # noqa: E402
 
 KEY = "client-key-a1"
 AUTH = {"authorization": f"Bearer {KEY}"}
@@ -33,12 +33,8 @@ def router(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def upstreams() -> Iterator[dict[str, EchoStandIn]]:
-    small, big = EchoStandIn("small"), EchoStandIn("big")
-    try:
-        yield {"small": small, "big": big}
-    finally:
-        small.close()
-        big.close()
+    with echo_pair() as ups:
+        yield ups
 
 
 def _yaml(router: Path, ups: dict[str, Any], tmp: Path, extra: str = "", feedback_log: str | None = None) -> Path:

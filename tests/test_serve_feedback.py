@@ -27,7 +27,7 @@ uvicorn = pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 openai = pytest.importorskip("openai")
 
-from serve_support import EchoStandIn, free_port, metric, train_length_router  # noqa: E402
+from serve_support import EchoStandIn, echo_pair, free_port, kept_log, metric, train_length_router  # noqa: E402
 
 KEY = "client-key-1"
 ADMIN = "admin-token-1"
@@ -42,31 +42,14 @@ def routers(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def upstreams() -> Iterator[dict[str, EchoStandIn]]:
-    small, big = EchoStandIn("small"), EchoStandIn("big")
-    try:
-        yield {"small": small, "big": big}
-    finally:
-        small.close()
-        big.close()
+    with echo_pair() as ups:
+        yield ups
 
 
 @pytest.fixture
 def serve_log() -> Iterator[list[logging.LogRecord]]:
-    records: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    lg = logging.getLogger("tela.serve")
-    handler, level = Keep(level=logging.DEBUG), lg.level
-    lg.addHandler(handler)
-    lg.setLevel(logging.INFO)
-    try:
+    with kept_log() as records:
         yield records
-    finally:
-        lg.removeHandler(handler)
-        lg.setLevel(level)
 
 
 def _config(router: Path, ups: dict[str, EchoStandIn], tmp: Path, extra: str = "") -> Any:

@@ -25,7 +25,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
-from serve_support import EchoStandIn, TelaServe, free_port, metric, train_length_router  # noqa: E402
+from serve_support import EchoStandIn, TelaServe, echo_pair, free_port, kept_log, metric, train_length_router  # noqa: E402
 
 TOKEN = "admin-test-token"
 
@@ -37,32 +37,15 @@ def router_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def upstreams() -> Iterator[dict[str, EchoStandIn]]:
-    small, big = EchoStandIn("small"), EchoStandIn("big")
-    try:
-        yield {"small": small, "big": big}
-    finally:
-        small.close()
-        big.close()
+    with echo_pair() as ups:
+        yield ups
 
 
 @pytest.fixture
 def serve_log() -> Iterator[list[logging.LogRecord]]:
     """What the server log ("tela.serve") gets while the test runs."""
-    records: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    lg = logging.getLogger("tela.serve")
-    handler, level = Keep(level=logging.DEBUG), lg.level
-    lg.addHandler(handler)
-    lg.setLevel(logging.INFO)
-    try:
+    with kept_log() as records:
         yield records
-    finally:
-        lg.removeHandler(handler)
-        lg.setLevel(level)
 
 
 def _config(

@@ -25,7 +25,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
-from serve_support import EchoStandIn, TelaServe, free_port, get, metric, train_length_router  # noqa: E402
+from serve_support import EchoStandIn, TelaServe, echo_pair, free_port, get, metric, train_length_router  # noqa: E402
 
 TOKEN = "admin-test-token"
 
@@ -112,12 +112,8 @@ class Load:
 
 @pytest.fixture
 def upstreams() -> Iterator[dict[str, EchoStandIn]]:
-    small, big = EchoStandIn("small"), EchoStandIn("big")
-    try:
-        yield {"small": small, "big": big}
-    finally:
-        small.close()
-        big.close()
+    with echo_pair() as ups:
+        yield ups
 
 
 def _wait(pred: Any, timeout: float = 30.0) -> None:

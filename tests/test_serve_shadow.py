@@ -23,7 +23,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
-from serve_support import EchoStandIn, TelaServe, free_port, get, metric, train_length_router  # noqa: E402
+from serve_support import EchoStandIn, TelaServe, echo_pair, free_port, get, metric, train_length_router  # noqa: E402
 
 THRESHOLD = 0.5
 
@@ -45,12 +45,8 @@ def router_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def upstreams() -> Iterator[dict[str, EchoStandIn]]:
-    small, big = EchoStandIn("small"), EchoStandIn("big")
-    try:
-        yield {"small": small, "big": big}
-    finally:
-        small.close()
-        big.close()
+    with echo_pair() as ups:
+        yield ups
 
 
 def _serve(
