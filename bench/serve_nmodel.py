@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from benchdata import dataset
-from serve_overhead import cpu_seconds, free_port, load, start_standin, stop
+from serve_overhead import cpu_seconds, load, start_standin, start_tela_serve, stop
 
 DATA = dataset("llmrouter")
 PAIR = ("gemma-2-9b-it", "llama-3.1-nemotron-51b-instruct")  # the data's default pair (weak, strong)
@@ -78,39 +78,7 @@ def train(family: str, data: Path, out: Path) -> Path:
 
 
 def start(config: Path) -> tuple[subprocess.Popen, str]:
-    import urllib.request
-
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from tela_core.cli.main import main; main()",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"tela serve failed:\n{proc.stderr.read() if proc.stderr else ''}")
-        try:
-            with urllib.request.urlopen(url + "/ready", timeout=2) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("tela serve did not become ready")
+    return start_tela_serve(["--config", str(config)])
 
 
 def decide_ms(path: Path, prompts: list[str]) -> tuple[float, float]:

@@ -89,6 +89,13 @@ def start_standin() -> tuple[subprocess.Popen, str]:
 
 
 def start_serve(router: Path, upstream: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
+    """``tela serve`` routing ``router`` between the stand-in ``upstream``'s ``small`` and ``big``."""
+    args = ["--router", f"r={router}", "--weak", f"{upstream}#small", "--strong", f"{upstream}#big"]
+    return start_tela_serve([*args, *extra])
+
+
+def start_tela_serve(args: list[str]) -> tuple[subprocess.Popen, str]:
+    """``tela serve ARGS`` on a free port, quiet; returns once ``/ready`` answers 200."""
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -96,17 +103,11 @@ def start_serve(router: Path, upstream: str, extra: list[str]) -> tuple[subproce
             "-c",
             "from tela_core.cli.main import main; main()",
             "serve",
-            "--router",
-            f"r={router}",
-            "--weak",
-            f"{upstream}#small",
-            "--strong",
-            f"{upstream}#big",
+            *args,
             "--port",
             str(port),
             "--log-level",
             "warning",
-            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
