@@ -124,11 +124,14 @@ def _wait(pred: Any, timeout: float = 30.0) -> None:
 
 
 def _threshold_now(url: str) -> str:
-    r = httpx.post(
-        url + "/v1/chat/completions",
-        json={"model": "router-len", "messages": [{"role": "user", "content": "one more"}]},
-        timeout=30,
-    )
+    """The threshold one request is routed with, on a new connection. While uvicorn swaps workers, a
+    connection an exiting worker accepted can close unanswered: like the Load's clients (and the
+    openai client, as docs/deployment.md says), the probe retries such a closed connection once."""
+    body = {"model": "router-len", "messages": [{"role": "user", "content": "one more"}]}
+    try:
+        r = httpx.post(url + "/v1/chat/completions", json=body, timeout=30)
+    except (httpx.ReadError, httpx.RemoteProtocolError):  # closed unanswered, as the Load retries
+        r = httpx.post(url + "/v1/chat/completions", json=body, timeout=30)
     assert r.status_code == 200, r.text
     return r.headers["x-tela-threshold"]
 
