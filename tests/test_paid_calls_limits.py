@@ -362,3 +362,20 @@ def test_an_answer_over_the_size_cap_is_an_error_not_megabytes_on_disk(tmp_path:
             for row in map(json.loads, (out / "answers.jsonl").read_text().splitlines())
         }
         assert len(rows[q[1]]["answers"]["big"]["text"]) == 2_400_000
+
+
+def test_a_reply_in_flight_at_the_stop_reports_the_same_stop_not_a_larger_count() -> None:
+    """Two calls in flight at the 10th unread reply: the second reply to come back used to raise
+    "11 replies ..." and, reported last, the user read a count that depended on timing."""
+    from tela_core.infra.errors import JudgeOutputError
+    from tela_core.judging.run import NothingReadable, ReplyWatch
+
+    watch = ReplyWatch(3)
+    for _ in range(2):
+        watch.unread("llm-judge", JudgeOutputError("no [[k]]", reply="shrug"))
+    messages = []
+    for _ in range(2):
+        with pytest.raises(NothingReadable) as e:
+            watch.unread("llm-judge", JudgeOutputError("no [[k]]", reply="shrug"))
+        messages.append(str(e.value))
+    assert messages[0] == messages[1] and messages[0].startswith("3 replies of the judge model"), messages

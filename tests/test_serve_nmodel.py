@@ -277,11 +277,12 @@ def test_shadow_asks_one_of_the_models_not_chosen_and_the_log_becomes_nmodel_rec
     summary = json.loads((judged / "summary.json").read_text(encoding="utf-8"))
     assert summary["models"] == MODELS and summary["records"] == len(rows)
     records = [json.loads(line) for line in (judged / "records.jsonl").read_text(encoding="utf-8").splitlines()]
-    by_prompt = {r["prompt"]: r for r in records}
+    # by request id: the module's earlier tests asked some of these prompts too, each shadowed on its own draw
+    by_id = {r["id"]: r for r in records}
     covered: set[str] = set()
     for rec in lines:
         q = rec["messages"][-1]["content"]
-        outcomes = by_prompt[q]["outcomes"]
+        outcomes = by_id[rec.get("request_id") or rec["id"]]["outcomes"]
         assert set(outcomes) == set(rec["answers"])  # the models asked, no other
         assert outcomes == {m: truth[q][m] for m in rec["answers"]}  # rated 1 or 5 from the real outcome
         covered |= set(outcomes)

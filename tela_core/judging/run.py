@@ -75,6 +75,7 @@ class ReplyWatch:
         self.readable = False
         self.unreadable = 0
         self.first: str | None = None
+        self.stopped: str | None = None
 
     def read(self) -> None:
         self.readable = True
@@ -82,15 +83,19 @@ class ReplyWatch:
     def unread(self, judge: str, e: JudgeOutputError) -> None:
         if self.readable or self.limit is None:
             return
+        if self.stopped is not None:
+            # a reply of a call already in flight when the run stopped: the same stop, not a larger count
+            raise NothingReadable(self.stopped)
         self.unreadable += 1
         if self.first is None:
             text = " ".join(str(e.reply if e.reply is not None else e).split())
             self.first = f"{text[:117]}..." if len(text) > 120 else text
         if self.unreadable >= self.limit:
-            raise NothingReadable(
+            self.stopped = (
                 f"{self.unreadable} replies of the judge model held no verdict judge {judge!r} could read, and "
                 f"none did (the first: {self.first!r}); stopped asking: check --judge-model and the judge's options"
             )
+            raise NothingReadable(self.stopped)
 
 
 @dataclass
