@@ -269,6 +269,32 @@ def test_the_evaluation_data_counts_each_prompt_once_and_names_the_routers_model
     assert res.exit_code == 2 and "--seed" in res.output and "Traceback" not in res.output, res.output
 
 
+def test_promote_weighs_shadow_sampled_labels_by_their_probability_and_says_so(
+    trained: dict[str, Path], tmp_path: Path
+) -> None:
+    """Records from a shadow log carry ``sampling_p``; tela promote counts each prompt 1/p, and its
+    record says so and how many records carried one (tests/test_promote_weighted.py: the rule)."""
+    live = tmp_path / "live"
+    assert run_cli("promote", "--router", live, "--candidate", trained["bad"]).exit_code == 0
+    rows = [json.loads(x) for x in trained["traffic"].read_text(encoding="utf-8").splitlines()]
+    sampled = tmp_path / "sampled.jsonl"
+    sampled.write_text(
+        "".join(json.dumps({**r, "sampling_p": 0.5 if i % 3 else 0.125}) + "\n" for i, r in enumerate(rows))
+    )
+    args = ["promote", "--router", live, "--candidate", trained["good"], "--dry-run", "--json"]
+    record = json.loads(run_cli(*args, "--data", sampled).stdout)
+    weighting = record["numbers"]["weighting"]
+    assert weighting["weighted"] and weighting["with_p"] == weighting["records"] == 200
+    assert weighting["p_range"] == [0.125, 0.5] and "weighted by 1/p" in record["why"]
+    unweighted = json.loads(run_cli(*args, "--data", sampled, "--unweighted").stdout)
+    assert not unweighted["numbers"]["weighting"]["weighted"] and "1/p" not in unweighted["why"]
+    assert unweighted["numbers"]["apgr"] != record["numbers"]["apgr"]
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(sampled.read_text().split("\n", 1)[1] + json.dumps(rows[0]) + "\n")
+    line = one_error_line(run_cli(*args, "--data", mixed))
+    assert "199 of the 200 evaluation records carry a shadow sampling probability (sampling_p) and 1 do not" in line
+
+
 NIM3 = ["gemma-2-9b-it", "llama-3.1-8b-instruct", "llama-3.1-nemotron-51b-instruct"]
 
 

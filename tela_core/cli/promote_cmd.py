@@ -129,6 +129,12 @@ def _versions_option(f: Any) -> Any:
     help="Confidence of the paired bootstrap interval on APGR (AIQ among N models).",
 )
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Seed of the bootstrap's draws.")
+@click.option(
+    "--unweighted",
+    is_flag=True,
+    help="Count every labelled prompt alike, ignoring the shadow sampling probability (sampling_p) records "
+    "carry; by default each prompt counts 1/p, so uncertainty-sampled labels stand for the traffic.",
+)
 @click.option("--dry-run", is_flag=True, help="Evaluate and print the decision; change and record nothing.")
 @_server_options
 @trust_option
@@ -144,6 +150,7 @@ def promote_cmd(
     resamples: int,
     confidence: float,
     seed: int,
+    unweighted: bool,
     dry_run: bool,
     servers: tuple[str, ...],
     admin_token_env: str,
@@ -157,7 +164,9 @@ def promote_cmd(
     the paired bootstrap interval, or equal
     within it and cheaper (mean cost per prompt where the data has costs, else the share of
     prompts sent to the strong model) without a worse mean outcome at its saved policy beyond the
-    interval. A promotion copies it into the versions folder as the next
+    interval. Labels from a shadow log carry the probability each request was sampled with; each
+    prompt then counts 1/p (--unweighted: alike), so uncertainty sampling's labels stand for the
+    traffic. A promotion copies it into the versions folder as the next
     version (vN), makes it current and writes a record (data, numbers, decision, why) under
     DIR/records/; a refusal writes a record too and says which number failed and by how much.
     The first promotion into a new folder needs no --data: there is nothing to compare with.
@@ -202,6 +211,7 @@ def promote_cmd(
             resamples,
             confidence,
             seed,
+            not unweighted,
         )
         record["dry_run"] = True
         _say(record, as_json)
@@ -225,6 +235,7 @@ def promote_cmd(
             resamples,
             confidence,
             seed,
+            not unweighted,
         )
         if record["decision"] == PROMOTE:
             version = vs.add_version(router, candidate)
@@ -336,6 +347,7 @@ def _evaluate(
     resamples: int,
     confidence: float,
     seed: int,
+    weighted: bool = True,
 ) -> dict[str, Any]:
     """The record of the decision, before anything is changed."""
     record: dict[str, Any] = {"action": "promote", "time": _now(), "candidate": _describe(candidate)}
@@ -382,7 +394,9 @@ def _evaluate(
             f"--weak-model {weak} / --strong-model {strong} are the wrong way round: the routers send the "
             f"prompts they find hard to {pair[1]}, their strong model"
         )
-    c = compare(cand, cur, records, weak, strong, resamples=resamples, confidence=confidence, seed=seed)
+    c = compare(
+        cand, cur, records, weak, strong, resamples=resamples, confidence=confidence, seed=seed, weighted=weighted
+    )
     record.update(
         data={
             "path": os.path.abspath(data),

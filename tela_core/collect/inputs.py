@@ -311,6 +311,9 @@ def rows_from_logs(paths: Sequence[Path]) -> tuple[list[PromptRow], dict[str, in
             for key in ("router", "chosen", "w"):
                 if obj.get(key) is not None:
                     src[key] = obj[key]
+            p = (obj.get("sampling") or {}).get("p") if isinstance(obj.get("sampling"), dict) else None
+            if isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= 1:
+                src["sampling_p"] = p  # the shadow log's: tela judge's records keep it (tela promote weighs by 1/p)
             rows.append(
                 PromptRow(
                     id=str(ident) if ident else row_id(messages),

@@ -100,7 +100,7 @@ def validate_seed_object(obj: Any, path: str | Path, line: int, require_label: b
 
 def _seed_extras(obj: Mapping[str, Any], bad: Any, path: str | Path, line: int) -> dict[str, Any]:
     """Validate tela's optional keys of a seed line: ``outcomes`` (model -> number in [0, 1]),
-    ``costs`` (model -> number >= 0), ``group`` and ``id`` (strings)."""
+    ``costs`` (model -> number >= 0), ``group`` and ``id`` (strings), ``sampling_p`` (in (0, 1])."""
     extras: dict[str, Any] = {}
     for key, lo, hi in (("outcomes", 0.0, 1.0), ("costs", 0.0, None)):
         value = obj.get(key)
@@ -126,6 +126,11 @@ def _seed_extras(obj: Mapping[str, Any], bad: Any, path: str | Path, line: int) 
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise bad(f'"{key}" must be a string, got {type(value).__name__}')
         extras[key] = check_text(str(value), path, line, f'"{key}"')
+    p = obj.get("sampling_p")
+    if p is not None:
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
+            raise bad(f'"sampling_p" must be a probability in (0, 1] (the shadow log\'s sampling p), got {p!r}')
+        extras["sampling_p"] = float(p)
     return extras
 
 

@@ -6,6 +6,11 @@ indices with replacement, computes the statistic (APGR, or the N-model score) of
 that same draw, and keeps the difference A − B. The interval is the percentile interval of those
 differences (``confidence`` 0.95: the 2.5th and 97.5th percentiles).
 
+Weighted prompts (``weights``: each prompt's ``1/p``, ``p`` the probability shadow sampling
+asked it with) stand for the traffic they were sampled from: a resample draws prompts as before,
+and each drawn prompt carries its weight into the statistic (:func:`weighted_apgr`). Equal weights
+are no weights: the unweighted numbers, exactly.
+
 A resample on which the statistic is undefined (APGR when the weak and strong models score the
 same on the drawn prompts) is skipped and counted. The draws come from ``numpy``'s PCG64 seeded
 with ``seed``, so an interval is reproducible.
@@ -22,7 +27,7 @@ from tela_core.infra.errors import TelaError
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-__all__ = ["PairedInterval", "paired_bootstrap", "paired_apgr", "apgr_resampled"]
+__all__ = ["PairedInterval", "paired_bootstrap", "paired_apgr", "apgr_resampled", "weighted_apgr", "uniform"]
 
 Statistic = Callable[["np.ndarray"], float]
 
@@ -103,15 +108,84 @@ def _interval(a: float, b: float, diffs: np.ndarray, skipped: int, confidence: f
     return PairedInterval(a, b, a - b, lo, hi, confidence, int(diffs.size), skipped, n)
 
 
-def apgr_resampled(w: np.ndarray, weak: np.ndarray, strong: np.ndarray, idx: np.ndarray) -> np.ndarray:
+def uniform(weights: np.ndarray | None) -> np.ndarray | None:
+    """``weights`` as an array, or None where there are none or all are equal (no weighting)."""
+    import numpy as np
+
+    if weights is None:
+        return None
+    v = np.asarray(weights, dtype=float)
+    if v.ndim != 1 or not np.isfinite(v).all() or (v <= 0).any():
+        raise TelaError("weights must be one positive finite number per prompt")
+    return None if v.size == 0 or bool((v == v[0]).all()) else v
+
+
+def weighted_apgr(w: np.ndarray, weak: np.ndarray, strong: np.ndarray, weights: np.ndarray | None) -> float:
+    """APGR with each prompt standing for ``weights`` of the traffic (module doc): at strong-call
+    share ``s`` the prompts in routing order whose weight's midpoint lies within ``s`` of the total
+    weight go to the strong model (for equal weights that is ``⌊s·n + 0.5⌋`` prompts, as
+    :mod:`tela_core.eval.metrics` counts), and PGR is the weighted gain over the weighted gap.
+    Without weights (or equal ones), :func:`tela_core.eval.metrics.apgr` itself."""
+    import numpy as np
+
+    from tela_core.eval.metrics import apgr
+
+    v = uniform(weights)
+    if v is None:
+        return apgr(w, weak, strong)
+    got = float(
+        apgr_resampled(np.asarray(w, float), np.asarray(weak, float), np.asarray(strong, float), np.arange(v.size), v)[
+            0
+        ]
+    )
+    if np.isnan(got):
+        raise TelaError(
+            "the weak and strong models score the same on these prompts (weighted by 1/p), so APGR is undefined"
+        )
+    return got
+
+
+def _weighted_resampled(
+    w: np.ndarray, weak: np.ndarray, strong: np.ndarray, idx: np.ndarray, v: np.ndarray
+) -> np.ndarray:
+    import numpy as np
+
+    from tela_core.eval.metrics import APGR_GRID_STEPS
+
+    order = np.argsort(-w[idx], axis=1, kind="stable")
+    vs = np.take_along_axis(v[idx], order, axis=1)
+    gain = np.take_along_axis((strong - weak)[idx], order, axis=1) * vs
+    cum = np.concatenate([np.zeros((idx.shape[0], 1)), np.cumsum(gain, axis=1)], axis=1)
+    mass = np.cumsum(vs, axis=1)
+    mid = mass - 0.5 * vs
+    shares = np.arange(APGR_GRID_STEPS + 1) / APGR_GRID_STEPS
+    # a midpoint exactly at s·total counts (as ⌊s·n + 0.5⌋ does), allowing for float error
+    targets = mass[:, -1:] * shares[None, :] * (1.0 + 1e-12)
+    ks = np.stack([np.searchsorted(mid[b], targets[b], side="right") for b in range(idx.shape[0])])
+    gains = np.take_along_axis(cum, ks, axis=1)
+    gap = cum[:, -1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pgr = gains / gap[:, None]
+    out = (pgr.sum(axis=1) - 0.5 * (pgr[:, 0] + pgr[:, -1])) / APGR_GRID_STEPS
+    out[np.abs(gap) < 1e-12 * np.maximum(mass[:, -1], 1.0)] = np.nan
+    return np.asarray(out, dtype=float)
+
+
+def apgr_resampled(
+    w: np.ndarray, weak: np.ndarray, strong: np.ndarray, idx: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
     """APGR of ``w`` on each row of prompt indices ``idx`` (shape ``(B, n)``) at once: the same
     number :func:`tela_core.eval.metrics.apgr` gives for ``w[row], weak[row], strong[row]`` (the same
-    stable order, grid and counts), NaN for a row whose weak and strong models score the same."""
+    stable order, grid and counts), NaN for a row whose weak and strong models score the same.
+    With ``weights`` (one per prompt, not all equal), :func:`weighted_apgr`'s number for each row."""
     import numpy as np
 
     from tela_core.eval.metrics import APGR_GRID_STEPS, strong_counts
 
     idx = np.atleast_2d(idx)
+    v = uniform(weights)
+    if v is not None:
+        return _weighted_resampled(w, weak, strong, idx, v)
     n = idx.shape[1]
     order = np.argsort(-w[idx], axis=1, kind="stable")
     gain_sorted = np.take_along_axis((strong - weak)[idx], order, axis=1)
@@ -134,13 +208,13 @@ def paired_apgr(
     resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    weights: np.ndarray | None = None,
 ) -> PairedInterval:
     """The paired bootstrap interval of APGR(A) − APGR(B) (:func:`tela_core.eval.metrics.apgr`),
     ``w_a`` and ``w_b`` being the two routers' scores of the same prompts, in the same order. The
-    resamples are computed together (:func:`apgr_resampled`), a few hundred at a time."""
+    resamples are computed together (:func:`apgr_resampled`), a few hundred at a time. With
+    ``weights`` (each prompt's ``1/p``), the weighted APGR (:func:`weighted_apgr`) on every draw."""
     import numpy as np
-
-    from tela_core.eval.metrics import apgr
 
     w_a, w_b = np.asarray(w_a, dtype=float), np.asarray(w_b, dtype=float)
     weak, strong = np.asarray(weak, dtype=float), np.asarray(strong, dtype=float)
@@ -151,17 +225,21 @@ def paired_apgr(
         )
     n = w_a.size
     _check_args(n, resamples, confidence)
-    if abs(float(strong.sum() - weak.sum())) < 1e-12:
+    v = uniform(weights)
+    if v is not None and v.shape != w_a.shape:
+        raise TelaError(f"one weight per prompt: {v.shape} weights for {w_a.shape} prompts")
+    gap = float(strong.sum() - weak.sum()) if v is None else float((v * (strong - weak)).sum() / v.mean())
+    if abs(gap) < 1e-12:
         raise TelaError(
             f"the weak and strong models score the same in total on these {n} prompts, so APGR is undefined "
             "and cannot tell two routers apart; compare them on labelled traffic where the strong model does better"
         )
-    a, b = apgr(w_a, weak, strong), apgr(w_b, weak, strong)  # raise on a zero gap over all prompts
+    a, b = weighted_apgr(w_a, weak, strong, v), weighted_apgr(w_b, weak, strong, v)  # raise on a zero gap
     rng = np.random.Generator(np.random.PCG64(seed))
     diffs = []
     for start in range(0, resamples, 250):
         idx = rng.integers(0, n, size=(min(250, resamples - start), n))
-        diffs.append(apgr_resampled(w_a, weak, strong, idx) - apgr_resampled(w_b, weak, strong, idx))
+        diffs.append(apgr_resampled(w_a, weak, strong, idx, v) - apgr_resampled(w_b, weak, strong, idx, v))
     d = np.concatenate(diffs)
     kept = d[~np.isnan(d)]
     return _interval(a, b, kept, resamples - kept.size, confidence, n)

@@ -34,6 +34,16 @@ candidate's single models, on the same prompts. That is the choice a promotion m
 router that can send prompts to the new model, or the one that cannot. Comparing on the current
 models alone would judge the candidate without the one thing it adds. A candidate that drops a
 model the current version serves is refused.
+
+Labels bought by uncertainty-driven shadow sampling (``shadow_sampling: uncertainty``) are not a
+sample of the traffic: close decisions are asked more often. Each record from a shadow log carries
+the probability its request was sampled with (``sampling_p``, kept by ``tela collect --from-log``
+and ``tela judge``), and every number here - APGR or AIQ, the bootstrap's resamples, the
+strong-call share, cost and mean outcome at the saved policy - weighs each prompt by ``1/p``
+(inverse-propensity weighting), so that the labelled prompts stand for the traffic they were drawn
+from. Records that all carry the same ``p`` (uniform sampling) give exactly the unweighted numbers.
+Records of which some carry a ``p`` and some do not cannot be weighted together and are refused
+(``weighted=False`` counts every prompt alike).
 """
 
 from __future__ import annotations
@@ -45,14 +55,23 @@ from typing import TYPE_CHECKING, Any
 from tela_core.data.fingerprint import SKETCH_KEY, overlap
 from tela_core.infra.errors import TelaError
 
-from .bootstrap import PairedInterval, paired_apgr
+from .bootstrap import PairedInterval, paired_apgr, uniform
 from .outcomes import outcome_arrays
 
 if TYPE_CHECKING:  # pragma: no cover
     from tela_core.data.records import Record
     from tela_core.routing.router import Router
 
-__all__ = ["Operating", "Comparison", "compare", "check_not_trained_on", "PROMOTE", "REFUSE", "MIN_SAVING"]
+__all__ = [
+    "Operating",
+    "Comparison",
+    "compare",
+    "check_not_trained_on",
+    "sampling_weights",
+    "PROMOTE",
+    "REFUSE",
+    "MIN_SAVING",
+]
 
 PROMOTE, REFUSE = "promote", "refuse"
 
@@ -90,6 +109,8 @@ class Comparison:
     metric: str = "apgr"
     #: the paired interval of the mean outcome at the saved policies (candidate − current)
     quality: PairedInterval | None = None
+    #: how prompts were weighted (:func:`sampling_weights`)
+    weighting: dict[str, Any] | None = None
 
     @property
     def apgr(self) -> PairedInterval:
@@ -121,28 +142,79 @@ def check_not_trained_on(what: str, manifest: Mapping[str, Any], prompts: Sequen
     return {"checked": sampled, "trained": 0}
 
 
-def _operating(router: Router, scores: Any, records: Sequence[Record], arrays: Any) -> tuple[Operating, Any]:
+def sampling_weights(records: Sequence[Record], weighted: bool = True) -> tuple[Any, dict[str, Any]]:
+    """Each prompt's weight ``1/p`` (``p``: the record's ``sampling_p``), or None where every
+    prompt counts alike (no record carries a ``p``, all carry the same, or ``weighted`` is False);
+    and what was done, for the promotion record. Some records with a ``p`` and some without are a
+    :class:`TelaError`: they cannot be weighted back to the traffic together."""
+    import numpy as np
+
+    ps = [r.sampling_p for r in records]
+    have = sum(p is not None for p in ps)
+    info: dict[str, Any] = {"records": len(ps), "with_p": have, "weighted": False}
+    if not weighted:
+        info["how"] = "every prompt alike (unweighted, as asked)" + (
+            f"; {have} record(s) carry a sampling probability" if have else ""
+        )
+        return None, info
+    if have == 0:
+        info["how"] = "every prompt alike (no record carries a shadow sampling probability)"
+        return None, info
+    if have < len(ps):
+        raise TelaError(
+            f"{have} of the {len(ps)} evaluation records carry a shadow sampling probability (sampling_p) and "
+            f"{len(ps) - have} do not, so they cannot be weighted back to the traffic together; compare on "
+            "records of one kind, or count every prompt alike (tela promote --unweighted)"
+        )
+    v = uniform(np.array([1.0 / float(p) for p in ps if p is not None]))
+    if v is None:
+        info["how"] = f"every prompt alike (all sampled with the same probability, {ps[0]:g})"
+        return None, info
+    info.update(weighted=True, how="each prompt weighted by 1/p, p the probability shadow sampling asked it with")
+    info["p_range"] = [float(min(p for p in ps if p is not None)), float(max(p for p in ps if p is not None))]
+    return v, info
+
+
+def _mean(x: Any, v: Any) -> float:
+    import numpy as np
+
+    return float(np.mean(x)) if v is None else float(np.average(x, weights=v))
+
+
+def _operating(
+    router: Router, scores: Any, records: Sequence[Record], arrays: Any, v: Any = None
+) -> tuple[Operating, Any]:
     """The router at its saved policy, and the outcome of the model it picks for each prompt
-    (the strong model's outcome where it picks the strongest, else the weak one's)."""
+    (the strong model's outcome where it picks the strongest, else the weak one's); means
+    weighted by ``v`` (each prompt's 1/p) where given."""
     import numpy as np
 
     decisions = router.decisions(scores)
     strongest = router.models[-1]
     to_strong = np.array([d.model == strongest for d in decisions], dtype=bool)
     got = np.where(to_strong, arrays.strong, arrays.weak).astype(float)
-    share = float(to_strong.mean()) if len(decisions) else 0.0
-    quality = float(got.mean()) if len(decisions) else None
+    quality: float | None
+    if v is not None and len(decisions):
+        share, quality = _mean(to_strong, v), _mean(got, v)
+    else:
+        share = float(to_strong.mean()) if len(decisions) else 0.0
+        quality = float(got.mean()) if len(decisions) else None
     costs = []
     for d, r in zip(decisions, records):
         c = (r.costs or {}).get(d.model)
         if c is None:
             return Operating(share, None, quality), got
         costs.append(float(c))
+    if v is not None and costs:
+        return Operating(share, _mean(costs, v), quality), got
     return Operating(share, sum(costs) / len(costs) if costs else None, quality), got
 
 
-def paired_mean(a: Any, b: Any, *, resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> PairedInterval:
-    """The paired bootstrap interval of mean(a) − mean(b) over the same prompts."""
+def paired_mean(
+    a: Any, b: Any, *, resamples: int = 1000, confidence: float = 0.95, seed: int = 0, weights: Any = None
+) -> PairedInterval:
+    """The paired bootstrap interval of mean(a) − mean(b) over the same prompts (means weighted by
+    ``weights`` where given and not all equal)."""
     import numpy as np
 
     from .bootstrap import _check_args, _interval
@@ -150,12 +222,13 @@ def paired_mean(a: Any, b: Any, *, resamples: int = 1000, confidence: float = 0.
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     _check_args(a.size, resamples, confidence)
     d = a - b
+    v = uniform(weights)
     rng = np.random.Generator(np.random.PCG64(seed + 1))  # draws of their own, not the score's
-    diffs = [
-        d[rng.integers(0, d.size, size=(min(250, resamples - s), d.size))].mean(axis=1)
-        for s in range(0, resamples, 250)
-    ]
-    return _interval(float(a.mean()), float(b.mean()), np.concatenate(diffs), 0, confidence, int(a.size))
+    diffs = []
+    for s in range(0, resamples, 250):
+        idx = rng.integers(0, d.size, size=(min(250, resamples - s), d.size))
+        diffs.append(d[idx].mean(axis=1) if v is None else (d[idx] * v[idx]).sum(axis=1) / v[idx].sum(axis=1))
+    return _interval(_mean(a, v), _mean(b, v), np.concatenate(diffs), 0, confidence, int(a.size))
 
 
 def _num(x: float) -> str:
@@ -172,22 +245,39 @@ def compare(
     resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    weighted: bool = True,
 ) -> Comparison:
-    """Score ``records`` with both routers and decide (module doc)."""
+    """Score ``records`` with both routers and decide (module doc); ``weighted`` False counts every
+    prompt alike, whatever sampling probability the records carry."""
+    v, weighting = sampling_weights(records, weighted)
     if len(candidate.models) > 2:
-        return _compare_nmodel(candidate, current, records, resamples=resamples, confidence=confidence, seed=seed)
+        c = _compare_nmodel(candidate, current, records, v, resamples=resamples, confidence=confidence, seed=seed)
+        return _weighed(c, weighting)
     arrays = outcome_arrays(records, weak, strong)
     prompts = [r.prompt for r in records]
     s_cand, s_cur = candidate.scores(prompts), current.scores(prompts)
     interval = paired_apgr(
-        s_cand.w, s_cur.w, arrays.weak, arrays.strong, resamples=resamples, confidence=confidence, seed=seed
+        s_cand.w, s_cur.w, arrays.weak, arrays.strong, resamples=resamples, confidence=confidence, seed=seed, weights=v
     )
     (op_cand, got_cand), (op_cur, got_cur) = (
-        _operating(candidate, s_cand, records, arrays),
-        _operating(current, s_cur, records, arrays),
+        _operating(candidate, s_cand, records, arrays, v),
+        _operating(current, s_cur, records, arrays, v),
     )
-    quality = paired_mean(got_cand, got_cur, resamples=resamples, confidence=confidence, seed=seed)
-    return _decide(records, weak, strong, interval, op_cand, op_cur, confidence, "apgr", quality)
+    quality = paired_mean(got_cand, got_cur, resamples=resamples, confidence=confidence, seed=seed, weights=v)
+    return _weighed(_decide(records, weak, strong, interval, op_cand, op_cur, confidence, "apgr", quality), weighting)
+
+
+def _weighed(c: Comparison, weighting: dict[str, Any]) -> Comparison:
+    """``c`` saying how its prompts were weighted (in its ``why`` too, when they were)."""
+    import dataclasses
+
+    why = c.why
+    if weighting.get("weighted"):
+        why += (
+            f"; each prompt weighted by 1/p, its shadow sampling probability ({weighting['with_p']} of "
+            f"{weighting['records']} records carry one)"
+        )
+    return dataclasses.replace(c, why=why, weighting=weighting)
 
 
 def _decide(
@@ -302,13 +392,37 @@ def _nmodel_arrays(router: Router, records: Sequence[Record], prompts: list[str]
     return pred, truth, cost, np.asarray(picked, dtype=int)
 
 
+def _sweep(pred: Any, cost: Any, truth: Any, v: Any) -> list[tuple[float, float]]:
+    """:func:`tela_core.eval.nmodel.sweep`, its means weighted by ``v`` where given."""
+    import numpy as np
+
+    from .nmodel import LAMBDAS, sweep
+
+    if v is None:
+        return sweep(pred, cost, truth)
+    scale = _mean(cost.mean(axis=1), v) or 1.0
+    rows = np.arange(len(pred))
+    pts = []
+    for lam in LAMBDAS:
+        choice = np.argmax(pred - lam * cost / scale, axis=1)
+        pts.append((_mean(cost[rows, choice], v), _mean(truth[rows, choice], v)))
+    return pts
+
+
 def _compare_nmodel(
-    candidate: Router, current: Router, records: Sequence[Record], *, resamples: int, confidence: float, seed: int
+    candidate: Router,
+    current: Router,
+    records: Sequence[Record],
+    v: Any = None,
+    *,
+    resamples: int,
+    confidence: float,
+    seed: int,
 ) -> Comparison:
     import numpy as np
 
     from .bootstrap import paired_bootstrap
-    from .nmodel import hull, sweep
+    from .nmodel import hull
 
     prompts = [r.prompt for r in records]
     p_cand, truth, cost, pick_cand = _nmodel_arrays(candidate, records, prompts)
@@ -325,9 +439,10 @@ def _compare_nmodel(
     def stat(pred: Any) -> Any:
         def aiq_on(idx: Any) -> float:
             c, t = cost[idx], truth[idx]
-            singles = c.mean(axis=0)
+            vv = None if v is None else v[idx]
+            singles = c.mean(axis=0) if vv is None else np.average(c, axis=0, weights=vv)
             lo, hi = float(singles.min()), float(singles.max())
-            return aiq_fast(hull(sweep(pred[idx], c, t)), lo, hi if hi > lo else lo + 1e-12)
+            return aiq_fast(hull(_sweep(pred[idx], c, t, vv)), lo, hi if hi > lo else lo + 1e-12)
 
         return aiq_on
 
@@ -339,10 +454,10 @@ def _compare_nmodel(
 
     def op(picked: Any) -> Operating:
         got = truth[rows, picked]
-        return Operating(float((picked == strongest).mean()), float(cost[rows, picked].mean()), float(got.mean()))
+        return Operating(_mean(picked == strongest, v), _mean(cost[rows, picked], v), _mean(got, v))
 
     quality = paired_mean(
-        truth[rows, pick_cand], truth[rows, pick_cur], resamples=resamples, confidence=confidence, seed=seed
+        truth[rows, pick_cand], truth[rows, pick_cur], resamples=resamples, confidence=confidence, seed=seed, weights=v
     )
     models = candidate.models
     return _decide(records, models[0], models[-1], interval, op(pick_cand), op(pick_cur), confidence, "aiq", quality)
@@ -384,4 +499,5 @@ def as_json_numbers(c: Comparison) -> dict[str, Any]:
         "candidate": asdict(c.candidate),
         "current": asdict(c.current),
         "quality": c.quality.to_dict() if c.quality is not None else None,
+        "weighting": c.weighting,
     }

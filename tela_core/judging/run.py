@@ -387,8 +387,9 @@ async def judge_all(
 
 def record_for(row: PromptRow, judgement: Mapping[str, Any], weak: str, strong: str) -> dict[str, Any] | None:
     """The seed-format record of a judged prompt: messages ending in ``[[label]]``, prompt,
-    outcomes, costs (each model's answer cost), group and id. None for an error judgement. One
-    model's answers judged alone (``weak == strong``) make records without a label."""
+    outcomes, costs (each model's answer cost), group, id and the shadow log's sampling p (kept
+    by ``tela collect --from-log``). None for an error judgement. One model's answers judged alone
+    (``weak == strong``) make records without a label."""
     from tela_core.data.labels import OutcomeOptions, label_for
     from tela_core.data.records import record_problem, seed_record
 
@@ -404,6 +405,7 @@ def record_for(row: PromptRow, judgement: Mapping[str, Any], weak: str, strong: 
         if isinstance(a, Mapping) and isinstance(a.get("cost"), (int, float)) and not isinstance(a.get("cost"), bool)
     }
     group = row.source.get("group") if isinstance(row.source, Mapping) else None
+    p = row.source.get("sampling_p") if isinstance(row.source, Mapping) else None  # a shadow log's (collect)
     rec = seed_record(
         row.prompt,
         label,
@@ -411,6 +413,7 @@ def record_for(row: PromptRow, judgement: Mapping[str, Any], weak: str, strong: 
         costs=costs or None,
         group=str(group) if group is not None else None,
         id=row.id,
+        sampling_p=float(p) if isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= 1 else None,
     )
     if record_problem(rec) is not None:
         return None

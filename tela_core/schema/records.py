@@ -29,7 +29,10 @@ class Record:
     ``prompt`` is the user's question (what a deployed router sees). ``messages`` are the seed's
     chat messages (system, user, assistant ``[[k]]``); ``label`` is k (1..5) or None when unlabelled.
     Outcome sources fill ``outcomes`` (model -> quality in [0, 1]) and ``costs`` (model -> $ for this
-    prompt), and ``group`` (e.g. the MMLU subject) for group-aware splits.
+    prompt), and ``group`` (e.g. the MMLU subject) for group-aware splits. ``sampling_p`` is the
+    probability the prompt was sampled with, where it came from ``tela serve``'s shadow log (each
+    line records it; ``tela collect --from-log`` and ``tela judge`` keep it): ``tela promote``
+    weighs each prompt by ``1 / sampling_p`` so that the labelled prompts stand for the traffic.
     """
 
     prompt: str
@@ -39,17 +42,18 @@ class Record:
     costs: dict[str, float] | None = None
     group: str | None = None
     id: str | None = None
+    sampling_p: float | None = None
 
     def to_seed(self) -> dict[str, Any]:
         """The seed's JSONL object: ``{"messages": [...], "prompt": ...}``."""
         return {"messages": list(self.messages), "prompt": self.prompt}
 
     def to_json(self) -> dict[str, Any]:
-        """The seed's object plus tela's optional keys (``outcomes``, ``costs``, ``group``, ``id``)
-        where set; :func:`validate_seed_object` reads them back, so one file serves training and
+        """The seed's object plus tela's optional keys (``outcomes``, ``costs``, ``group``, ``id``,
+        ``sampling_p``) where set; :func:`validate_seed_object` reads them back, so one file serves training and
         evaluation."""
         obj = self.to_seed()
-        for key in ("outcomes", "costs", "group", "id"):
+        for key in ("outcomes", "costs", "group", "id", "sampling_p"):
             value = getattr(self, key)
             if value is not None:
                 obj[key] = value
@@ -83,6 +87,9 @@ def record_problem(record: Any) -> str | None:
         value = getattr(record, key)
         if value is not None and not isinstance(value, str):
             return f"{key} must be a string or None, got {type(value).__name__}"
+    p = record.sampling_p
+    if p is not None and (isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1):
+        return f"sampling_p must be a probability in (0, 1], got {p!r}"
     if not isinstance(record.messages, list):
         return "messages must be a list"
     for i, m in enumerate(record.messages):
