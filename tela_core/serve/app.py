@@ -42,7 +42,7 @@ from typing import Any
 
 from . import readiness
 from .chat import RequestError
-from .config import ServeConfig
+from .config import ConfigError, ServeConfig, reread_config
 from .decisions import DecisionLog
 from .feedback import Feedback
 from .guard import Guard
@@ -164,6 +164,7 @@ class ServeApp:
                 await up.aclose()
             except Exception:  # pragma: no cover - closing is best effort
                 log.exception("closing an upstream client failed")
+        await self.reloader.close_retired()  # the clients reloads replaced
         for r in server.routers.values():
             r.batcher.close(timeout=1.0)
         if server.decision_log is not None:
@@ -185,9 +186,9 @@ class ServeApp:
         if denied is not None:
             return denied
         now = int(time.time())
-        data = [
+        data = [  # the server's config: a reload may add or remove routers and upstreams
             {"id": f"router-{name}", "object": "model", "created": now, "owned_by": "tela"}
-            for name in self.config.routers
+            for name in self.server.config.routers
         ]
         for name, (uc, _up) in self.server.upstreams.items():
             data.append({"id": name, "object": "model", "created": now, "owned_by": f"upstream:{uc.model or name}"})
@@ -200,7 +201,7 @@ class ServeApp:
     async def ready(self, request: Any) -> Any:
         """``GET /ready``: 200 once every router is loaded with its scoring thread alive (and, with
         ``--workers N``, all N workers are up: :mod:`.readiness`), else 503."""
-        config, server = self.config, self.server
+        config, server = self.server.config, self.server
         loaded = {n: n in server.routers and server.routers[n].batcher.alive for n in config.routers}
         ok = server.ready and all(loaded.values())
         body: dict[str, Any] = {"ready": ok, "routers": loaded}
@@ -242,9 +243,10 @@ class ServeApp:
         if denied is not None:
             return denied
         names = request.query_params.getlist("router") or None
-        unknown = [n for n in names or [] if n not in self.config.routers]
+        routers = self.server.config.routers
+        unknown = [n for n in names or [] if n not in routers]
         if unknown:
-            known = ", ".join(self.config.routers) or "(none)"
+            known = ", ".join(routers) or "(none)"
             return error_response(
                 RequestError(
                     400,
@@ -294,6 +296,21 @@ def create_app_from_env() -> Any:
     """App factory for ``--workers N`` (uvicorn ``factory=True``): settings from ``$TELA_SERVE_CONFIG``."""
     config = ServeConfig.from_env()
     configure_logging(config.log_level)
+    # a worker started by a reload (SIGHUP to the main process) takes the config file's routers and
+    # upstreams as they are now; one that cannot read it does not start, so the workers before keep serving
+    try:
+        got = reread_config(config)
+    except ConfigError as e:
+        log.error("reload: %s; this worker does not start, the workers before it keep serving", e)
+        raise
+    if got is not None:
+        config, later = got
+        if later:
+            log.warning(
+                "%s: %s changed; a reload applies routers and upstreams only, the rest at a restart",
+                config.reread and config.reread.get("config_file"),
+                ", ".join(later),
+            )
     return create_app(config)
 
 

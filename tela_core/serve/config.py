@@ -48,7 +48,12 @@ __all__ = [
     "parse_upstream_flag",
     "parse_router_flag",
     "build_config",
+    "reread_config",
+    "LIVE_KEYS",
 ]
+
+#: The settings a reload takes from the config file (the rest are read once, at start).
+LIVE_KEYS = ("routers", "upstreams")
 
 #: Environment variable that carries the resolved settings to ``--workers`` processes (JSON).
 ENV_VAR = "TELA_SERVE_CONFIG"
@@ -186,6 +191,10 @@ class ServeConfig(BaseModel):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     source: str = "flags"
     """Where the settings came from (the config file, or ``flags``), for error messages."""
+    reread: dict[str, Any] | None = None
+    """How :func:`build_config` made these settings (the config file's absolute path and the
+    flags), so that a reload reads the file again (:func:`reread_config`); set by
+    :func:`build_config`, never read from the file."""
 
     @field_validator("routers", "upstreams")
     @classmethod
@@ -302,6 +311,13 @@ def build_config(
             if isinstance(r, dict):
                 r.pop("shadow", None)
     data["source"] = where
+    data["reread"] = {  # what a reload needs to build these settings again from the file
+        "config_file": os.path.abspath(str(config_file)) if config_file is not None else None,
+        "routers": [f"{n}={p}" for n, p in map(parse_router_flag, routers)],
+        "weak": weak,
+        "strong": strong,
+        "overrides": {k: v for k, v in (overrides or {}).items() if v is not None},
+    }
     try:
         cfg = ServeConfig.model_validate(data)
     except ValidationError as e:
@@ -360,3 +376,25 @@ def check_config(cfg: ServeConfig, where: str = "config") -> None:
             f"{where}: shadow: routers {', '.join(shadowed)} shadow requests, but there is no shadow_log "
             "to write them to (--shadow-log FILE)"
         )
+
+
+def reread_config(config: ServeConfig) -> tuple[ServeConfig, list[str]] | None:
+    """What a reload applies: ``config`` with its :data:`LIVE_KEYS` (routers, upstreams) as the
+    config file and the flags give them now (:func:`build_config` again, every check included: a
+    :class:`ConfigError` names the file and key), and the other settings the file now gives
+    otherwise, which stay as they are until a restart. None when ``config`` has no config file to
+    read again (flags only, or made without :func:`build_config`)."""
+    recipe = config.reread
+    if not recipe or not recipe.get("config_file"):
+        return None
+    fresh = build_config(
+        recipe["config_file"],
+        routers=recipe.get("routers") or (),
+        weak=recipe.get("weak"),
+        strong=recipe.get("strong"),
+        overrides=recipe.get("overrides") or None,
+    )
+    skip = {*LIVE_KEYS, "source", "reread"}
+    old, new = config.model_dump(exclude=skip), fresh.model_dump(exclude=skip)
+    later = sorted(k for k in new if new[k] != old.get(k))
+    return config.model_copy(update={k: getattr(fresh, k) for k in LIVE_KEYS}), later

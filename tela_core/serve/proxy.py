@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -84,8 +85,12 @@ def _too_deep(raw: bytes, body: Any) -> bool:
 class ChatHandler:
     def __init__(self, server: Server) -> None:
         self.s = server
-        self.cfg = server.config
         self.sticky = (server.config.sticky_header or "").lower() or None
+
+    @property
+    def cfg(self) -> Any:
+        """The server's settings now (a reload replaces its routers and upstreams)."""
+        return self.s.config
 
     async def _read_body(self, request: Any) -> dict[str, Any]:
         limit = self.cfg.max_body_bytes
@@ -132,19 +137,30 @@ class ChatHandler:
         target: Target | None = None
         try:
             body = await self._read_body(request)
+            # from here to the router's lookup in _routed nothing awaits: the routers and upstreams
+            # this request uses are those of one moment, never half of a reload's swap
+            ups = s.upstreams
             knobs = {n: str(r.router.knob) for n, r in s.routers.items() if getattr(r.router, "knob", None)}
-            target = parse_model(body.get("model"), self.cfg.routers, s.upstreams, knobs)
+            target = parse_model(body.get("model"), self.cfg.routers, ups, knobs)
             stream = bool(body.get("stream"))
             if target.router is not None:
-                return await self._routed(request, body, target, stream, started)
+                return await self._routed(request, body, target, stream, started, ups)
             return await self._forward(
-                request, body, stream, upstream=target.upstream or "", fallbacks=[], info=_Info(started=started)
+                request, body, stream, upstream=target.upstream or "", fallbacks=[], info=_Info(started, ups)
             )
         except RequestError as e:
             s.metrics.requests.labels(target.router or "none" if target else "none", "none", str(e.status)).inc()
             return error_response(e)
 
-    async def _routed(self, request: Any, body: dict[str, Any], target: Target, stream: bool, started: float) -> Any:
+    async def _routed(
+        self,
+        request: Any,
+        body: dict[str, Any],
+        target: Target,
+        stream: bool,
+        started: float,
+        ups: dict[str, Any],
+    ) -> Any:
         s = self.s
         name = target.router or ""
         served = s.routers.get(name)
@@ -191,7 +207,8 @@ class ChatHandler:
                 if u != upstream and u not in fallbacks and len(fallbacks) < self.cfg.fallback_models:
                     fallbacks.append(u)
         info = _Info(
-            started=started,
+            started,
+            ups,
             router=name,
             decision=decision,
             routing_ms=routing_s * 1000.0,
@@ -217,7 +234,7 @@ class ChatHandler:
         candidates = [upstream] + [f for f in fallbacks if f != upstream]
         last_error = "no upstream"
         for i, name in enumerate(candidates):
-            ucfg, client = s.upstreams[name]
+            ucfg, client = info.ups[name]  # the upstreams when the request arrived
             out = dict(body)
             out["model"] = ucfg.model or name
             t0 = time.perf_counter()
@@ -241,7 +258,7 @@ class ChatHandler:
             headers = info.headers(name, fallback_from=tried[0] if name != tried[0] else None)
             if stream and reply.chunks is not None:
                 return EventStream(
-                    _tail_usage(reply, info),
+                    _tail_usage(reply, info, functools.partial(self._stream_whole, info, name, t0)),
                     raw_headers(headers, "text/event-stream"),
                     self._stream_done(info, name, t0, reply),
                 )
@@ -273,12 +290,24 @@ class ChatHandler:
         """What the event stream calls once, at its end, with its outcome (:meth:`_stream_finished`)."""
         return functools.partial(self._stream_finished, info, name, t0, reply)
 
+    def _stream_whole(self, info: _Info, name: str, t0: float) -> None:
+        """The upstream's ``data: [DONE]`` came: the answer is whole. Recorded now, before the client
+        reads that event: the official clients stop there and hang up (the sync one at once), so
+        recording at the stream's end counted a whole answer as a 499 when the upstream's last bytes
+        came later, and a client's next request (its feedback, /metrics) could come before them."""
+        upstream_s = time.perf_counter() - t0
+        info.finish(self.s, name, status=200, upstream_s=upstream_s)
+        if info.shadow is not None and info.shadow_eligible(name, 200, None):
+            info.offer_shadow(self.s, upstream_s)
+
     async def _stream_finished(
         self, info: _Info, name: str, t0: float, reply: UpstreamReply, outcome: str | None
     ) -> None:
         await reply.aclose()
         if outcome not in (None, "disconnect"):
             self.s.metrics.upstream_errors.labels(name, outcome).inc()
+        if info.finished:  # whole at its [DONE] (:meth:`_stream_whole`): recorded then
+            return
         status = 499 if outcome == "disconnect" else 200
         upstream_s = time.perf_counter() - t0
         info.finish(self.s, name, status=status, upstream_s=upstream_s, outcome=outcome)
@@ -308,9 +337,15 @@ async def _until_disconnect(request: Any, call: Awaitable[Any]) -> Any:
     raise _Disconnected()
 
 
-async def _tail_usage(reply: UpstreamReply, info: _Info) -> AsyncIterator[bytes]:
-    """Pass the stream through, keeping its tail to read the usage report at the end (sent when
-    the client asked for ``stream_options: {include_usage: true}``)."""
+_DONE_EVENT = re.compile(rb"(?:^|\n)data: ?\[DONE\]")
+
+
+async def _tail_usage(
+    reply: UpstreamReply, info: _Info, whole: Callable[[], None] | None = None
+) -> AsyncIterator[bytes]:
+    """Pass the stream through, keeping its tail to read the usage report (sent when the client
+    asked for ``stream_options: {include_usage: true}``). ``whole`` is called once, before the chunk
+    holding ``data: [DONE]`` is passed on: the answer is complete there."""
     tail = b""
     assert reply.chunks is not None
     keep = info.shadow.chunks if info.shadow is not None else None
@@ -323,7 +358,16 @@ async def _tail_usage(reply: UpstreamReply, info: _Info) -> AsyncIterator[bytes]
                 keep.append(chunk)
             elif info.shadow is not None:
                 info.shadow.truncated = True
+        if whole is not None and b"[DONE]" in tail[-len(chunk) - 8 :] and _DONE_EVENT.search(tail):
+            _read_usage(tail, info)
+            whole()
+            whole = None
         yield chunk
+    _read_usage(tail, info)
+
+
+def _read_usage(tail: bytes, info: _Info) -> None:
+    """The usage report in the last ``data:`` line that has one, into ``info``."""
     for line in reversed(tail.split(b"\n")):
         if line.startswith(b"data:") and b'"usage"' in line:
             try:
@@ -391,12 +435,14 @@ class _Info:
         "shadow",
         "upstream_of",
         "failed",
+        "ups",
         "_done",
     )
 
     def __init__(
         self,
         started: float,
+        ups: Mapping[str, Any],
         router: str | None = None,
         decision: Decision | None = None,
         routing_ms: float | None = None,
@@ -404,6 +450,8 @@ class _Info:
         text: str | None = None,
     ) -> None:
         self.started = started
+        #: the server's upstreams when the request arrived (a reload may replace them meanwhile)
+        self.ups = ups
         self.router = router
         self.decision = decision
         self.routing_ms = routing_ms
@@ -419,6 +467,11 @@ class _Info:
         self.upstream_of: dict[str, str] | None = None
         self.failed: list[str] = []
         self._done = False
+
+    @property
+    def finished(self) -> bool:
+        """Whether :meth:`finish` recorded this request already."""
+        return self._done
 
     def shadow_eligible(self, upstream: str, status: int, outcome: str | None) -> bool:
         """Whether a sampled request has a complete answer from the model routing chose."""
@@ -458,6 +511,7 @@ class _Info:
                     truncated=sh.truncated,
                     quality=None if d.quality is None else dict(d.quality),
                     p=sh.p,
+                    upstreams=self.ups,
                 )
             )
         except Exception:  # pragma: no cover - shadow mode never fails a request
@@ -497,7 +551,7 @@ class _Info:
         m.requests.labels(self.router or "none", model, str(status)).inc()
         if upstream_s is not None and status < 500:
             m.upstream_seconds.labels(model).observe(upstream_s)
-        ucfg = s.upstreams[model][0] if model in s.upstreams else None
+        ucfg = self.ups[model][0] if model in self.ups else None
         cost = (
             m.usage(model, self.prompt_tokens, self.completion_tokens, ucfg.price_input, ucfg.price_output)
             if ucfg

@@ -29,6 +29,7 @@ the file changes again; the old one keeps serving.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -36,16 +37,22 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from tela_core.infra.errors import TelaError
+from tela_core.plugins.discovery import get_registry
 from tela_core.routing.versions import VERSIONS_FILE, is_versions_dir, read_state
 
-from .served_routers import load_router
+from .config import ConfigError, ServeConfig, UpstreamConfig, reread_config
+from .served_routers import ServedRouter, load_router, mark_version
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import Server
 
-__all__ = ["Reloader"]
+__all__ = ["Reloader", "RETIRED_CLIENT_GRACE_S"]
 
 log = logging.getLogger("tela.serve")
+
+#: Seconds an upstream client that a reload replaced or removed stays open for the requests (and
+#: shadow calls) that started on it, before it is closed (at shutdown at the latest).
+RETIRED_CLIENT_GRACE_S = 600.0
 
 
 def _one_line(e: BaseException) -> str:
@@ -61,36 +68,79 @@ class Reloader:
         self._lock = asyncio.Lock()
         self._closing: set[asyncio.Task[Any]] = set()
         self._follow_task: asyncio.Task[None] | None = None
+        self._retired_clients: list[Any] = []
+        #: what the last reload did to the upstreams (``POST /admin/reload`` answers it)
+        self.last: dict[str, Any] = {}
 
     async def reload(self, names: list[str] | None = None, trigger: str = "admin") -> dict[str, dict[str, Any]]:
-        """Load ``names`` (default: every router) again from their folders and swap each one that
-        loads; what happened to each, by name: ``{"ok": True, "path", "loaded" (``path`` with its
-        links resolved: the version loaded), "scorer", "policy",
-        "models", "load_s", "swapped_at"}`` (``swapped_at``: Unix time of the swap) or
-        ``{"ok": False, "error": WHY}`` (the old router kept)."""
+        """Read the config file again (its routers and upstreams: :func:`.config.reread_config`),
+        load ``names`` (default: every router; with them any router the file adds or changes)
+        from their folders, and swap in one step on the event loop the upstreams and each router
+        that loaded. What happened to each router, by name: ``{"ok": True, "path", "loaded"
+        (``path`` with its links resolved: the version loaded), "scorer", "policy", "models",
+        "load_s", "swapped_at"}`` (``swapped_at``: Unix time of the swap), ``{"ok": True,
+        "removed": True}`` (no longer in the file) or ``{"ok": False, "error": WHY}`` (the old
+        router kept). A file that does not read, or upstreams that would leave a router serving a
+        model with no upstream, change nothing at all: every router answers ``ok: False``."""
         s = self.server
         async with self._lock:
+            t0 = time.perf_counter()
+            where = _where(s.config)
+            try:
+                cfg, later = await asyncio.to_thread(_read_config, s.config)
+                ups, made, summary = self._clients(cfg)
+            except Exception as e:  # a file that does not read, a client that cannot be made
+                return self._refuse(names or list(s.config.routers), trigger, f"{where}: {_one_line(e)}")
+            targets = _targets(s.config, cfg, names, s.routers)
             out: dict[str, dict[str, Any]] = {}
-            for name in names or list(s.config.routers):
-                t0 = time.perf_counter()
+            loaded: dict[str, ServedRouter] = {}
+            for name in targets:
+                t1 = time.perf_counter()
                 try:
-                    new = await asyncio.to_thread(load_router, s.config, name, s.metrics)
+                    loaded[name] = await asyncio.to_thread(load_router, cfg, name, None)
                 except Exception as e:  # whatever a damaged folder raises: keep the old router
                     why = _one_line(e)
                     log.error(
-                        "reload (%s): router %s did not load, still serving the one loaded before: %s",
+                        "reload (%s): router %s did not load, %s: %s",
                         trigger,
                         name,
+                        "still serving the one loaded before" if name in s.routers else "not served",
                         why,
                     )
                     s.metrics.reloads.labels(name, "failed").inc()
                     out[name] = {"ok": False, "error": why}
                     continue
-                old = s.routers.get(name)
-                s.routers[name] = new  # one step on the event loop: later requests see the new router
-                swapped_at = time.time()
+                out[name] = _describe(loaded[name], time.perf_counter() - t1)
+            serving = {n: loaded.get(n) or s.routers[n] for n in cfg.routers if n in loaded or n in s.routers}
+            orphans = {n: sorted({u for u in r.upstream_of.values() if u not in ups}) for n, r in serving.items()}
+            orphans = {n: us for n, us in orphans.items() if us}
+            if orphans:  # a router would route to a model with no upstream: nothing changes
+                for r in loaded.values():
+                    await asyncio.to_thread(r.batcher.close, 5.0)
+                for _uc, client in made:
+                    await _aclose(client)
+                n, us = next(iter(orphans.items()))
+                kept = "the version loaded before, which" if n not in loaded else "its new version, which"
+                why = (
+                    f"{where}: router {n} would serve {kept} routes to {', '.join(us)}, no longer an upstream; "
+                    "nothing applied"
+                )
+                return self._refuse(targets, trigger, why, out)
+            # -- the swap: one step on the event loop, no await until it is done --------------------
+            old_routers, old_ups = s.routers, s.upstreams
+            entries = {n: (cfg if n in loaded else s.config).routers[n] for n in serving}
+            s.config = cfg.model_copy(update={"routers": entries})
+            s.upstreams = ups
+            s.routers = serving
+            if s.shadow is not None:
+                s.shadow.upstreams = ups
+            swapped_at = time.time()
+            # -------------------------------------------------------------------------------------------
+            for name, new in loaded.items():
+                new.batcher.on_batch = functools.partial(s.metrics.observe_batch, name)
+                mark_version(s.metrics, name, new.router)
                 s.metrics.reloads.labels(name, "ok").inc()
-                out[name] = {**_describe(new, time.perf_counter() - t0), "swapped_at": round(swapped_at, 6)}
+                out[name]["swapped_at"] = round(swapped_at, 6)
                 log.info(
                     "reload (%s): router %s reloaded from %s (policy %s)",
                     trigger,
@@ -98,18 +148,97 @@ class Reloader:
                     new.router.path,
                     new.router.policy_spec.get("name"),
                 )
-                if old is not None:
+            for name, old in old_routers.items():
+                if serving.get(name) is not old:
                     self._retire(old)
+                if name not in serving and name not in out:
+                    out[name] = {"ok": True, "removed": True}
+                    log.info("reload (%s): router %s is no longer in %s: not served", trigger, name, where)
+            for name, (uc, client) in old_ups.items():
+                if ups.get(name, (None, None))[1] is not client:
+                    self._retire_client(client)
+            if any(summary.values()):
+                log.info(
+                    "reload (%s): upstreams from %s: %s",
+                    trigger,
+                    where,
+                    "; ".join(f"{k} {', '.join(v)}" for k, v in summary.items() if v),
+                )
+            if later:
+                log.warning(
+                    "reload (%s): %s: %s changed; a reload applies routers and upstreams only, the rest at a restart",
+                    trigger,
+                    where,
+                    ", ".join(later),
+                )
+            if s.shadow is None and any(r.shadow > 0 for r in serving.values()):
+                log.warning(
+                    "reload (%s): shadow mode was off when this server started; it starts at a restart", trigger
+                )
+            self.last = {"upstreams": summary, "restart_keys": later, "s": round(time.perf_counter() - t0, 3)}
             return out
 
-    async def check(self, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
-        """Load ``names`` (default: every router) to see whether they would load, without swapping."""
+    def _clients(
+        self, cfg: ServeConfig
+    ) -> tuple[dict[str, tuple[UpstreamConfig, Any]], list[tuple[UpstreamConfig, Any]], dict[str, list[str]]]:
+        """The upstream clients for ``cfg``: those whose settings did not change are kept, the
+        others made (raises, having closed nothing, when one cannot be). Also the new ones, and
+        the names ``added``, ``changed`` and ``removed``."""
         s = self.server
+        reg = get_registry()
+        ups: dict[str, tuple[UpstreamConfig, Any]] = {}
+        made: list[tuple[UpstreamConfig, Any]] = []
+        summary: dict[str, list[str]] = {"added": [], "changed": [], "removed": []}
+        for name, uc in cfg.upstreams.items():
+            had = s.upstreams.get(name)
+            if had is not None and had[0] == uc:
+                ups[name] = had
+                continue
+            try:
+                ups[name] = (uc, reg.create("upstream", uc.type, uc.client_options()))
+            except Exception as e:
+                raise ConfigError(f"upstreams.{name}: {_one_line(e)}") from None
+            made.append(ups[name])
+            summary["added" if had is None else "changed"].append(name)
+        summary["removed"] = sorted(n for n in s.upstreams if n not in ups)
+        return ups, made, summary
+
+    def _refuse(
+        self, names: list[str], trigger: str, why: str, out: dict[str, dict[str, Any]] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Nothing swapped: the log line, ``tela_router_reloads_total{result="failed"}`` for each
+        router not already counted, ``{"ok": False, "error": why}`` for each."""
+        s = self.server
+        log.error("reload (%s): %s; still serving the routers and upstreams loaded before", trigger, why.rstrip("; "))
+        out = dict(out or {})
+        for name in names:
+            before = out.get(name, {})
+            if before.get("ok") is not False:  # not counted yet
+                s.metrics.reloads.labels(name, "failed").inc()
+            out[name] = {"ok": False, "error": f"{before['error']}; {why}" if before.get("error") else why}
+        self.last = {"upstreams": None, "error": why}
+        return out
+
+    async def check(self, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Read the config file again and load ``names`` (default: every router; with them any the
+        file adds or changes) to see whether they would load, without swapping anything."""
+        s = self.server
+        try:
+            cfg, _later = await asyncio.to_thread(_read_config, s.config)
+            _ups, made, _summary = self._clients(cfg)
+        except Exception as e:
+            why = f"{_where(s.config)}: {_one_line(e)}"
+            log.error("reload check: %s; nothing restarted", why)
+            for name in names or list(s.config.routers):
+                s.metrics.reloads.labels(name, "failed").inc()
+            return {name: {"ok": False, "error": why} for name in names or list(s.config.routers)}
+        for _uc, client in made:
+            await _aclose(client)
         out: dict[str, dict[str, Any]] = {}
-        for name in names or list(s.config.routers):
+        for name in _targets(s.config, cfg, names, s.routers):
             t0 = time.perf_counter()
             try:
-                probe = await asyncio.to_thread(load_router, s.config, name, None)
+                probe = await asyncio.to_thread(load_router, cfg, name, None)
             except Exception as e:
                 why = _one_line(e)
                 log.error("reload check: router %s did not load, nothing restarted: %s", name, why)
@@ -126,24 +255,45 @@ class Reloader:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
+    def _retire_client(self, client: Any) -> None:
+        """Close an upstream client a reload replaced once the requests that started on it are
+        surely done (:data:`RETIRED_CLIENT_GRACE_S`), or at shutdown."""
+        self._retired_clients.append(client)
+
+        def close() -> None:
+            if client in self._retired_clients:
+                self._retired_clients.remove(client)
+                task = asyncio.ensure_future(_aclose(client))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+
+        asyncio.get_running_loop().call_later(RETIRED_CLIENT_GRACE_S, close)
+
+    async def close_retired(self) -> None:
+        """Close the upstream clients reloads replaced (at shutdown, after shadow mode's calls)."""
+        clients, self._retired_clients = self._retired_clients, []
+        for client in clients:
+            await _aclose(client)
+
     # -- following versions folders ---------------------------------------------------------------
 
     def start_following(self) -> list[str]:
-        """Follow the routers served from a versions folder (module doc); the names followed
-        (none when ``follow_versions_s`` is 0 or no router comes from a versions folder)."""
+        """Follow the routers served from a versions folder (module doc); the names followed now
+        (a reload may add or remove some). Nothing when ``follow_versions_s`` is 0, or when no
+        router comes from a versions folder and there is no config file to add one."""
         s = self.server
         every = float(getattr(s.config, "follow_versions_s", 2.0) or 0.0)
-        folders = {n: rc.path for n, rc in s.config.routers.items() if is_versions_dir(rc.path)}
-        if every <= 0 or not folders:
+        followed = list(_folders(s.config))
+        if every <= 0 or not (followed or _config_file(s.config)):
             return []
-        self._follow_task = asyncio.ensure_future(self._follow(folders, every))
-        return list(folders)
+        self._follow_task = asyncio.ensure_future(self._follow(every))
+        return followed
 
-    async def _follow(self, folders: dict[str, str], every: float) -> None:
-        seen: dict[str, tuple[int, int, int] | None] = dict.fromkeys(folders)
+    async def _follow(self, every: float) -> None:
+        seen: dict[str, tuple[Any, ...] | None] = {}
         while True:
             await asyncio.sleep(every)
-            for name, folder in folders.items():
+            for name, folder in _folders(self.server.config).items():
                 try:
                     await self._follow_one(name, folder, seen)
                 except asyncio.CancelledError:
@@ -151,7 +301,7 @@ class Reloader:
                 except Exception:  # pragma: no cover - following never stops the server
                     log.exception("following the versions folder %s failed", folder)
 
-    async def _follow_one(self, name: str, folder: str, seen: dict[str, tuple[int, int, int] | None]) -> None:
+    async def _follow_one(self, name: str, folder: str, seen: dict[str, tuple[Any, ...] | None]) -> None:
         try:
             st = os.stat(os.path.join(folder, VERSIONS_FILE))
         except OSError as e:
@@ -159,7 +309,8 @@ class Reloader:
                 "versions folder %s: %s unreadable (%s); still serving what was loaded", folder, VERSIONS_FILE, e
             )
             return
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        # the config file too: a version refused for want of its upstream loads once the file has it
+        stamp = (folder, st.st_mtime_ns, st.st_size, st.st_ino, _stamp(_config_file(self.server.config)))
         if seen.get(name) == stamp:
             return
         seen[name] = stamp
@@ -248,12 +399,62 @@ class Reloader:
             return (202 if ok else 500), {"ok": ok, "restarting_workers": ok, "routers": results}
         results = await self.reload(names, trigger="admin")
         ok = all(r["ok"] for r in results.values())
-        return (200 if ok else 500), {"ok": ok, "routers": results}
+        body: dict[str, Any] = {"ok": ok, "routers": results}
+        if self.last.get("upstreams") is not None:
+            body["upstreams"] = self.last["upstreams"]
+        if self.last.get("restart_keys"):
+            body["restart_keys"] = self.last["restart_keys"]
+        return (200 if ok else 500), body
 
     async def aclose(self) -> None:
         self.stop_following()
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+def _folders(config: ServeConfig) -> dict[str, str]:
+    """The routers served from a versions folder, and their folders."""
+    return {n: rc.path for n, rc in config.routers.items() if is_versions_dir(rc.path)}
+
+
+def _stamp(path: str | None) -> tuple[int, int, int] | None:
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _read_config(config: ServeConfig) -> tuple[ServeConfig, list[str]]:
+    """The settings a reload applies (the config file read again), and the keys it leaves to a
+    restart; ``config`` itself when there is no file to read."""
+    got = reread_config(config)
+    return got if got is not None else (config, [])
+
+
+def _config_file(config: ServeConfig) -> str | None:
+    """The config file a reload reads again (None: settings from flags only)."""
+    return (config.reread or {}).get("config_file") or None
+
+
+def _where(config: ServeConfig) -> str:
+    return _config_file(config) or config.source
+
+
+def _targets(old: ServeConfig, new: ServeConfig, names: list[str] | None, served: dict[str, Any]) -> list[str]:
+    """The routers a reload loads: ``names`` (default: all) and those the file added or changed,
+    in the file's order; not those it no longer has."""
+    asked = set(names or new.routers)
+    return [n for n in new.routers if n in asked or n not in served or old.routers.get(n) != new.routers[n]]
+
+
+async def _aclose(client: Any) -> None:
+    try:
+        await client.aclose()
+    except Exception:  # pragma: no cover - closing is best effort
+        log.exception("closing an upstream client failed")
 
 
 def _describe(served: Any, load_s: float) -> dict[str, Any]:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .batcher import Batcher
     from .metrics import ServeMetrics
 
-__all__ = ["ServedRouter", "load_routers", "load_router"]
+__all__ = ["ServedRouter", "load_routers", "load_router", "mark_version"]
 
 log = logging.getLogger("tela.serve")
 
@@ -117,11 +117,11 @@ def load_router(config: ServeConfig, name: str, metrics: ServeMetrics | None = N
     )
     _limit_torch_threads(config)
     if metrics is not None:
-        _mark_version(metrics, name, router)
+        mark_version(metrics, name, router)
     return ServedRouter(name, router, batcher, upstream_of, strongest=models[-1], shadow=config.shadow_rate(name))
 
 
-def _mark_version(metrics: ServeMetrics, name: str, router: Router) -> None:
+def mark_version(metrics: ServeMetrics, name: str, router: Router) -> None:
     """``tela_router_version``: 1 for the version ``name`` now serves, 0 for those it served before
     (called once the router has loaded, just before it is swapped in)."""
     gauge = metrics.router_version

@@ -58,7 +58,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,6 +102,7 @@ class ShadowJob:
     truncated: bool = False  # the streamed answer was over MAX_CAPTURE
     quality: dict[str, float] | None = None  # each model's predicted quality (N-model routers)
     p: float | None = None  # the probability the request was sampled with
+    upstreams: Mapping[str, Any] | None = None  # the server's upstreams when the request came (a reload may swap them)
 
 
 #: How close (in ``w``, or in predicted quality) counts as "close" for uncertainty sampling: the
@@ -381,7 +382,7 @@ class Shadow:
                 continue
             # the model id sent: collect --from-log files the answer under it, so an upstream whose
             # model changed since (or a router naming its models anything) never mixes two models
-            ucfg = self.upstreams.get(job.upstream_of[m], (None, None))[0]
+            ucfg = (job.upstreams or self.upstreams).get(job.upstream_of[m], (None, None))[0]
             answers[m]["model"] = getattr(ucfg, "model", None) or job.upstream_of[m]
         record: dict[str, Any] = {
             "time": job.time,
@@ -413,7 +414,7 @@ class Shadow:
     async def _call(self, job: ShadowJob, model: str) -> dict[str, Any]:
         """One shadow call: the user's request, unstreamed, to ``model``'s upstream."""
         name = job.upstream_of[model]
-        ucfg, client = self.upstreams[name]
+        ucfg, client = (job.upstreams or self.upstreams)[name]
         body = dict(job.body)
         body["model"] = ucfg.model or name
         body["stream"] = False
