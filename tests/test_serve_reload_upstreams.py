@@ -271,3 +271,45 @@ def test_an_added_upstream_and_the_version_routing_to_it_take_effect_together(bu
     shadowed = [json.loads(line) for line in shadow.read_text(encoding="utf-8").splitlines()]
     asked = {m for s in shadowed if s["chosen"] == NEW for m in s["answers"]}
     assert NEW in asked and asked & set(PRICES), asked
+
+
+@pytest.mark.slow
+def test_workers_started_by_sighup_read_the_config_file_again(built, replay, tmp_path):
+    """--workers 2: SIGHUP to the main process replaces the workers, and each new one takes the
+    config file's upstreams as they are now with the router; a file that does not read leaves
+    the workers before serving (uvicorn aborts the restart)."""
+    up = replay["up"]
+    link = tmp_path / "current"
+    os.symlink(built["v1"], link)
+    three = {m: {"base_url": up.base_url, "price_input": p, "price_output": p} for m, p in PRICES.items()}
+    settings: dict[str, Any] = {"routers": {"many": {"path": str(link)}}, "upstreams": three, "workers": 2}
+    cfg = tmp_path / "serve.yaml"
+    _write_json(cfg, settings)
+    server = TelaServe(["--config", str(cfg), "--log-level", "warning"], free_port())
+    prompts = built["prompts"]
+
+    def answered_by() -> set[str]:
+        got = set()
+        for p in prompts[:6]:  # each on a new connection: any worker
+            try:
+                got.add(_ask(server.url, p).headers["x-tela-model"])
+            except (httpx.ReadError, httpx.RemoteProtocolError):  # a connection an exiting worker closed
+                got.add("(retry)")
+        return got
+
+    try:
+        assert NEW not in answered_by()
+        settings["upstreams"] = {**three, NEW: {"base_url": up.base_url}}
+        _write_json(cfg, settings)
+        tmp = tmp_path / "current.new"
+        os.symlink(built["v2"], tmp)
+        os.replace(tmp, link)
+        server.proc.send_signal(signal.SIGHUP)
+        _wait(lambda: answered_by() == {NEW}, timeout=120)
+        cfg.write_text("upstreams: [not, a, mapping\n", encoding="utf-8")
+        server.proc.send_signal(signal.SIGHUP)
+        time.sleep(2)  # the new worker exits at once; uvicorn keeps the ones before
+        assert answered_by() == {NEW}
+    finally:
+        out = server.stop()
+    assert "not valid YAML" in out and "aborting the restart" in out, out[-3000:]

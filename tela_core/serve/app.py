@@ -16,8 +16,8 @@ Endpoints:
 - ``POST /v1/feedback``: a verdict (a score in [0, 1], ``up`` or ``down``) on an answer, by its
   ``x-request-id``, appended to the feedback log (:mod:`.feedback`); watched by the guard when it is
   on (:mod:`.guard`). 403 while ``feedback_log`` is unset.
-- ``POST /admin/reload``: load the routers again from their folders (:mod:`.reload`); needs the
-  admin token (``admin_token_env``); ``?router=NAME`` reloads one.
+- ``POST /admin/reload``: read the config file's routers and upstreams again and load the routers
+  from their folders (:mod:`.reload`); needs the admin token (``admin_token_env``); ``?router=NAME`` reloads one.
 
 Errors use OpenAI's envelope ``{"error": {"message", "type", "param", "code"}}``: 400 (bad JSON, no
 user turn, unknown model, threshold outside [0, 1]), 401 (no valid key, when keys are set), 413

@@ -11,9 +11,19 @@ given. A router that fails to load (a damaged folder, a model count that no long
 upstreams) is not swapped: the old one keeps serving, and the reason goes to the server log, the
 endpoint's answer and ``tela_router_reloads_total{result="failed"}``.
 
+Every reload also reads the config file again (:func:`.config.reread_config`: the file and the
+flags, as at start) and applies its ``routers`` and ``upstreams`` in the same step as the routers:
+an upstream whose settings changed gets a new client (the old one is closed
+:data:`RETIRED_CLIENT_GRACE_S` later), a router the file adds is loaded, one it drops is no longer
+served. A request takes the server's routers and upstreams once, at one moment, and keeps them to
+its end (fallbacks and shadow calls included). A file that does not read, a client that cannot be
+made, or upstreams that would leave a router (the new version, or the one kept) routing to a model
+with no upstream change nothing at all, counted as a failed reload of every router. The other
+settings are read once, at start.
+
 With ``--workers N`` each worker is its own process: ``SIGHUP`` to the main process makes uvicorn
-replace the workers one by one (each new worker loads the routers before it takes a connection; a
-worker that cannot load them is not swapped in, and the old ones keep serving), and
+replace the workers one by one (each new worker reads the config file and loads the routers before
+it takes a connection; a worker that cannot is not swapped in, and the old ones keep serving), and
 ``POST /admin/reload`` on any worker first loads the routers there to check them, then asks the
 main process for that rolling restart.
 
@@ -23,7 +33,8 @@ A router served from a versions folder (:mod:`tela_core.routing.versions`) is *f
 version is no longer the one it serves (``tela promote``, ``tela rollback``), reloads that router
 as above (trigger ``follow``). Every replica behind a load balancer thus serves the new version
 within that interval, with no call to reach it. A version that does not load is not retried until
-the file changes again; the old one keeps serving.
+``versions.json`` or the config file changes again (a version promoted before its new model's
+upstream was in the file loads once it is); the old one keeps serving.
 """
 
 from __future__ import annotations
