@@ -295,6 +295,42 @@ def test_promote_weighs_shadow_sampled_labels_by_their_probability_and_says_so(
     assert "199 of the 200 evaluation records carry a shadow sampling probability (sampling_p) and 1 do not" in line
 
 
+def test_a_two_model_current_version_and_a_candidate_among_more_models(
+    trained: dict[str, Path], tmp_path: Path
+) -> None:
+    """v1 routes between two models; the candidate among three (a middle model added): tela promote
+    compares them on AIQ, the current version's curve being its threshold sweep between its pair."""
+    mid = "mid-model"
+    rows = [json.loads(x) for x in SAMPLE.read_text(encoding="utf-8").splitlines()]
+
+    def three(path: Path, part: list[dict[str, Any]]) -> Path:
+        from tela_core.data.records import seed_record
+
+        with path.open("w", encoding="utf-8") as f:
+            for r in part:
+                hard = _hard(r["group"])
+                out = {WEAK: 0.0 if hard else 1.0, mid: 1.0 if hard else 0.0, STRONG: 1.0}
+                costs = {WEAK: 0.001, mid: 0.002, STRONG: 0.01}
+                f.write(json.dumps(seed_record(r["prompt"], None, outcomes=out, costs=costs, id=r["id"]).to_json()))
+                f.write("\n")
+        return path
+
+    cand = tmp_path / "cand"
+    res = run_cli(
+        "run", "--family", "embedding-knn", "--data", three(tmp_path / "train3.jsonl", rows[0::2]), "--output", cand,
+        "--quiet",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    live = tmp_path / "live"
+    assert run_cli("promote", "--router", live, "--candidate", trained["good"]).exit_code == 0
+    args = ["promote", "--router", live, "--candidate", cand, "--data", three(tmp_path / "t3.jsonl", rows[1::2])]
+    res = run_cli(*args, "--dry-run", "--json", "--resamples", "100")
+    assert res.exit_code in (0, 1), res.output
+    record = json.loads(res.stdout)
+    assert record["numbers"]["metric"] == "aiq", record
+    assert f"the current version routes between {WEAK} and {STRONG} only" in record["why"]
+
+
 NIM3 = ["gemma-2-9b-it", "llama-3.1-8b-instruct", "llama-3.1-nemotron-51b-instruct"]
 
 

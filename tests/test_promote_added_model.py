@@ -85,3 +85,64 @@ def test_a_candidate_that_drops_a_model_the_current_serves_is_refused_naming_it(
     swapped = _Table(["small", "new", "big"], truth[:, [0, 3, 2]])
     with pytest.raises(TelaError, match="does not route to mid"):
         check_comparable(swapped, _Table(["small", "mid", "big"], truth[:, :3]))  # type: ignore[arg-type]
+
+
+class _Pair:
+    """A router between two models (``w``: how much a prompt needs the strong one; no per-model
+    quality, as the two-model families give), sending ``w >= threshold`` to the strong model."""
+
+    path = Path("pair")
+    manifest: dict[str, Any] = {"scorer": "fixed-pair"}
+
+    def __init__(self, models: list[str], w: Any, threshold: float = 0.5) -> None:
+        self.models, self.w, self.t = models, np.asarray(w, dtype=float), threshold
+
+    def scores(self, prompts: list[str], quality: bool = False) -> Any:
+        from tela_core.components import Scores
+
+        return Scores(w=self.w[: len(prompts)])
+
+    def decisions(self, scores: Any) -> list[Any]:
+        from tela_core.routing.router import Decision
+
+        return [Decision(self.models[1] if x >= self.t else self.models[0], float(x), self.t) for x in scores.w]
+
+
+def test_a_two_model_current_is_compared_with_an_n_model_candidate_on_aiq_over_its_pair() -> None:
+    """The first version routes between two models; the next one among four. The current version's
+    quality-cost hull is its threshold sweep between its pair (the points it can reach), over the
+    same cost range and prompts as the candidate's."""
+    from tela_core.eval import nmodel
+    from tela_core.eval.metrics import strong_counts
+    from tela_core.eval.promotion import check_comparable, compare
+
+    records, truth = _setup()
+    seen = truth * 0.8 + 0.1
+    models = ["small", "new", "mid", "big"]
+    cand = _Table(models, seen[:, [0, 3, 1, 2]])
+    knows = _Pair(["small", "big"], 1.0 - truth[:, 0])  # sends big exactly what small gets wrong
+    check_comparable(cand, knows)  # type: ignore[arg-type]
+    c = compare(cand, knows, records, "small", "big", resamples=200)  # type: ignore[arg-type]
+    # the pair's hull, by hand: the top k prompts by w to big, for k on the 0.01 grid
+    cost = np.array([[COSTS[m] for m in models]] * len(records))
+    t = truth[:, [0, 3, 1, 2]]
+    order = np.argsort(-knows.w, kind="stable")
+    pts = []
+    for k in strong_counts(len(records), 100):
+        big = np.zeros(len(records), dtype=bool)
+        big[order[:k]] = True
+        pts.append((float(np.where(big, cost[:, 3], cost[:, 0]).mean()), float(np.where(big, t[:, 3], t[:, 0]).mean())))
+    lo, hi = float(cost.mean(axis=0).min()), float(cost.mean(axis=0).max())  # the single models' range
+    assert c.metric == "aiq" and c.interval.b == pytest.approx(nmodel.aiq(nmodel.hull(pts), lo, hi), abs=1e-9)
+    # the candidate's four models reach points the pair cannot (new is cheap, and right wherever mid
+    # is): better beyond the interval, though the pair sends big exactly what small gets wrong
+    assert c.current.quality == 1.0 and c.decision == "promote" and c.interval.lo > 0, c.why
+    assert "the current version routes between small and big only" in c.why, c.why
+    # a candidate guessing at random among its four: worse beyond the interval than that pair, refused
+    noise = _Table(models, np.random.default_rng(3).random((len(records), 4)))
+    c = compare(noise, knows, records, "small", "big", resamples=200)  # type: ignore[arg-type]
+    assert c.decision == "refuse" and c.why.startswith("AIQ worse beyond the interval"), c.why
+    assert c.current.cost == pytest.approx(np.where(knows.w >= 0.5, COSTS["big"], COSTS["small"]).mean())
+    # a pair the candidate lacks a model of is refused, naming it
+    with pytest.raises(TelaError, match="does not route to other"):
+        check_comparable(cand, _Pair(["small", "other"], knows.w))  # type: ignore[arg-type]

@@ -33,7 +33,11 @@ and both routers' quality-cost hulls are measured over the same cost range, that
 candidate's single models, on the same prompts. That is the choice a promotion makes: serve the
 router that can send prompts to the new model, or the one that cannot. Comparing on the current
 models alone would judge the candidate without the one thing it adds. A candidate that drops a
-model the current version serves is refused.
+model the current version serves is refused. The current version may be a router between two of
+the candidate's models (a first version, before models were added): it routes on ``w`` and a
+threshold and predicts no quality per model, so its curve is its threshold sweep, the top ``k``
+prompts by ``w`` to its strong model at strong-call shares 0, 0.01, ..., 1 (:func:`_pair_curve`),
+hulled and averaged over the same cost range.
 
 Labels bought by uncertainty-driven shadow sampling (``shadow_sampling: uncertainty``) are not a
 sample of the traffic: close decisions are asked more often. Each record from a shadow log carries
@@ -48,6 +52,7 @@ Records of which some carry a ``p`` and some do not cannot be weighted together 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -269,8 +274,6 @@ def compare(
 
 def _weighed(c: Comparison, weighting: dict[str, Any]) -> Comparison:
     """``c`` saying how its prompts were weighted (in its ``why`` too, when they were)."""
-    import dataclasses
-
     why = c.why
     if weighting.get("weighted"):
         why += (
@@ -426,28 +429,47 @@ def _compare_nmodel(
 
     prompts = [r.prompt for r in records]
     p_cand, truth, cost, pick_cand = _nmodel_arrays(candidate, records, prompts)
-    p_cur_own, _, _, pick_cur = _nmodel_arrays(current, records, prompts)
-    # the current router's columns in the candidate's model order (the two may order the same models
-    # differently); a model only the candidate has is one the current router never picks (-inf)
-    cur_models = list(current.models)
-    p_cur = np.full_like(p_cand, -np.inf)
-    for j, m in enumerate(candidate.models):
-        if m in cur_models:
-            p_cur[:, j] = p_cur_own[:, cur_models.index(m)]
-    pick_cur = np.asarray([list(candidate.models).index(cur_models[i]) for i in pick_cur], dtype=int)
+    cur_models, cand_models = list(current.models), list(candidate.models)
 
-    def stat(pred: Any) -> Any:
+    def on(curve: Any) -> Any:
+        """AIQ of the hull of ``curve``'s points on the prompts ``idx``, over the cost range of all the
+        candidate's single models on them."""
+
         def aiq_on(idx: Any) -> float:
             c, t = cost[idx], truth[idx]
             vv = None if v is None else v[idx]
             singles = c.mean(axis=0) if vv is None else np.average(c, axis=0, weights=vv)
             lo, hi = float(singles.min()), float(singles.max())
-            return aiq_fast(hull(_sweep(pred[idx], c, t, vv)), lo, hi if hi > lo else lo + 1e-12)
+            return aiq_fast(hull(curve(idx, c, t, vv)), lo, hi if hi > lo else lo + 1e-12)
 
         return aiq_on
 
+    note = None
+    if len(cur_models) == 2:
+        # a router between two models routes on w and a threshold, and predicts no quality per model:
+        # its curve is its threshold sweep between its pair (_pair_curve)
+        s_cur = current.scores(prompts)
+        w_cur = np.asarray(s_cur.w, dtype=float)
+        jw, js = cand_models.index(cur_models[0]), cand_models.index(cur_models[1])
+        pick_cur = np.asarray([cand_models.index(d.model) for d in current.decisions(s_cur)], dtype=int)
+        stat_cur = on(lambda idx, c, t, vv: _pair_curve(w_cur[idx], c, t, vv, jw, js))
+        note = (
+            f"the current version routes between {cur_models[0]} and {cur_models[1]} only: its AIQ is its threshold "
+            "sweep between them"
+        )
+    else:
+        p_cur_own, _, _, pick_own = _nmodel_arrays(current, records, prompts)
+        # the current router's columns in the candidate's model order (the two may order the same models
+        # differently); a model only the candidate has is one the current router never picks (-inf)
+        p_cur = np.full_like(p_cand, -np.inf)
+        for j, m in enumerate(cand_models):
+            if m in cur_models:
+                p_cur[:, j] = p_cur_own[:, cur_models.index(m)]
+        pick_cur = np.asarray([cand_models.index(cur_models[i]) for i in pick_own], dtype=int)
+        stat_cur = on(lambda idx, c, t, vv: _sweep(p_cur[idx], c, t, vv))
+    stat_cand = on(lambda idx, c, t, vv: _sweep(p_cand[idx], c, t, vv))
     interval = paired_bootstrap(
-        stat(p_cand), stat(p_cur), len(records), resamples=resamples, confidence=confidence, seed=seed
+        stat_cand, stat_cur, len(records), resamples=resamples, confidence=confidence, seed=seed
     )
     rows = np.arange(len(records))
     strongest = len(candidate.models) - 1
@@ -460,7 +482,31 @@ def _compare_nmodel(
         truth[rows, pick_cand], truth[rows, pick_cur], resamples=resamples, confidence=confidence, seed=seed, weights=v
     )
     models = candidate.models
-    return _decide(records, models[0], models[-1], interval, op(pick_cand), op(pick_cur), confidence, "aiq", quality)
+    c = _decide(records, models[0], models[-1], interval, op(pick_cand), op(pick_cur), confidence, "aiq", quality)
+    return c if note is None else dataclasses.replace(c, why=f"{c.why}; {note}")
+
+
+#: strong-call shares of a two-model router's threshold sweep: 0, 0.01, ..., 1
+PAIR_STEPS = 100
+
+
+def _pair_curve(w: Any, cost: Any, truth: Any, v: Any, jw: int, js: int) -> list[tuple[float, float]]:
+    """(mean cost, mean quality) of a router between the columns ``jw`` (weak) and ``js`` (strong)
+    that sends the top ``k`` prompts by ``w`` to the strong model, for ``k`` at the strong-call shares
+    0, 0.01, ..., 1 (:func:`tela_core.eval.metrics.strong_counts`, ties in input order); means
+    weighted by ``v`` where given."""
+    import numpy as np
+
+    from tela_core.eval.metrics import strong_counts
+
+    order = np.argsort(-np.asarray(w, dtype=float), kind="stable")
+    vo = np.ones(len(order)) if v is None else np.asarray(v, dtype=float)[order]
+    cw, cs, tw, ts = cost[order, jw], cost[order, js], truth[order, jw], truth[order, js]
+    dc = np.concatenate([[0.0], np.cumsum(vo * (cs - cw))])
+    dt = np.concatenate([[0.0], np.cumsum(vo * (ts - tw))])
+    total, base_c, base_t = float(vo.sum()), float((vo * cw).sum()), float((vo * tw).sum())
+    ks = strong_counts(len(order), PAIR_STEPS)
+    return [((base_c + float(dc[k])) / total, (base_t + float(dt[k])) / total) for k in ks]
 
 
 def _check_models(candidate: Router, current: Router) -> None:
