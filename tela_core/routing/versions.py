@@ -5,13 +5,21 @@ A *versions folder* holds each version a router name has had, as a router folder
 
     live/
       versions.json     {"tela_versions": 1, "current": "v2", "earlier": ["v1"], "history": [...]}
+      history.jsonl     the steps older than versions.json's last HISTORY_KEPT, one per line
       v1/  v2/          router folders (tela.json, policy.json, the family's files), never changed
       records/          one JSON file per promotion, refusal or rollback (data, numbers, decision, why)
 
 ``versions.json`` is small and written atomically (a new file renamed over the old one), so a
 reader sees the old state or the new one, never half of one: that rename *is* the promotion or the
 rollback. ``earlier`` is the stack of versions that were current before (a rollback pops it); the
-``history`` lists every step (``promote``, ``rollback``) with its time, versions and record.
+``history`` lists the last :data:`HISTORY_KEPT` steps (``promote``, ``refuse``, ``rollback``) with
+their number, time, versions and record. Older steps move, oldest first, to ``history.jsonl``
+(one JSON object per line, never changed once there), so ``versions.json`` - which every server
+reads whenever it changes - stays small however many turns a loop runs. The move happens under the
+folder's lock with each step: ``history.jsonl`` is replaced atomically with the moved steps added,
+then ``versions.json``; a process killed between the two leaves steps in both, which readers
+(:func:`iter_history`) and the next move count once, by step number. Rollback needs only
+``current`` and ``earlier``, which are kept whole.
 
 :meth:`tela_core.routing.router.Router.load` and ``tela serve`` accept a versions folder and load
 its current version; ``tela serve`` follows the file (its modification time, polled) and reloads
@@ -36,6 +44,8 @@ from tela_core.infra.io import atomic_write_json
 
 __all__ = [
     "VERSIONS_FILE",
+    "HISTORY_FILE",
+    "HISTORY_KEPT",
     "RECORDS_DIR",
     "FORMAT",
     "VersionsState",
@@ -51,9 +61,13 @@ __all__ = [
     "recover",
     "next_record_path",
     "versions_lock",
+    "iter_history",
 ]
 
 VERSIONS_FILE = "versions.json"
+HISTORY_FILE = "history.jsonl"
+#: steps kept in versions.json; older ones are moved to history.jsonl
+HISTORY_KEPT = 100
 RECORDS_DIR = "records"
 FORMAT = 1
 _NAME = re.compile(r"v([1-9][0-9]*)")  # used with fullmatch: "v1\n" is no name
@@ -104,8 +118,57 @@ def read_state(folder: str | Path) -> VersionsState:
     return VersionsState(current, list(earlier), list(history))
 
 
+def _step_no(step: Mapping[str, Any]) -> int:
+    n = step.get("step")
+    return n if isinstance(n, int) and not isinstance(n, bool) else 0
+
+
+def _read_moved(folder: Path) -> list[dict[str, Any]]:
+    """The steps in ``history.jsonl`` (oldest first); a line that is no JSON object is an error
+    naming the file and line (the file is only ever replaced whole, so it is one written by hand)."""
+    p = folder / HISTORY_FILE
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise TelaError(f"{p}: unreadable: {' '.join(str(e).split())[:200]}") from None
+    out = []
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            step = json.loads(line)
+        except (ValueError, RecursionError):
+            step = None
+        if not isinstance(step, dict):
+            raise TelaError(f"{p}:{i}: not a step (a JSON object per line)")
+        out.append(step)
+    return out
+
+
 def _write_state(folder: Path, state: VersionsState) -> None:
+    """Write ``versions.json`` (atomically), first moving the steps beyond the last
+    :data:`HISTORY_KEPT` to ``history.jsonl`` (module doc). The caller holds the folder's lock."""
+    keep = max(1, int(HISTORY_KEPT))
+    if len(state.history) > keep:
+        older, state.history = state.history[:-keep], state.history[-keep:]
+        moved = _read_moved(folder)
+        last = max((_step_no(h) for h in moved), default=0)
+        new = [h for h in older if _step_no(h) > last]  # a kill between the two writes left these moved
+        if new:
+            from tela_core.infra.io import atomic_write_text, json_line
+
+            lines = "".join(json_line(h, nonfinite="null") + "\n" for h in [*moved, *new])
+            atomic_write_text(folder / HISTORY_FILE, lines)
     atomic_write_json(folder / VERSIONS_FILE, state.to_json())
+
+
+def _next_step(folder: Path, state: VersionsState) -> int:
+    """The number of the next step: after the last one, in ``versions.json`` or moved out of it."""
+    if state.history:
+        return _step_no(state.history[-1]) + 1 if _step_no(state.history[-1]) else len(state.history) + 1
+    return max((_step_no(h) for h in _read_moved(folder)), default=0) + 1
 
 
 def resolve(path: str | Path) -> tuple[Path, str | None]:
@@ -222,7 +285,7 @@ def set_current(
     else:  # pragma: no cover - callers pass one of the two
         raise ValueError(action)
     state.current = version
-    step = {"step": len(state.history) + 1, "time": _now(), "action": action, "from": before, "to": version}
+    step = {"step": _next_step(folder, state), "time": _now(), "action": action, "from": before, "to": version}
     if record is not None:
         step["record"] = record
     step.update(extra)
@@ -235,7 +298,7 @@ def note_step(folder: str | Path, action: str, record: str | None = None, **extr
     """Add a step that changes no version (a refused candidate) to the history."""
     folder = Path(folder)
     state = read_state(folder)
-    step = {"step": len(state.history) + 1, "time": _now(), "action": action, "current": state.current}
+    step = {"step": _next_step(folder, state), "time": _now(), "action": action, "current": state.current}
     if record is not None:
         step["record"] = record
     step.update(extra)
@@ -303,5 +366,11 @@ def versions_lock(folder: str | Path) -> Any:
 
 
 def iter_history(folder: str | Path) -> Iterator[dict[str, Any]]:
-    """The steps taken, oldest first."""
-    yield from read_state(folder).history
+    """Every step taken, oldest first: those moved to ``history.jsonl``, then ``versions.json``'s
+    (a step in both, left by a kill between the two writes, once)."""
+    folder = Path(folder)
+    state = read_state(folder)
+    moved = _read_moved(folder)
+    last = max((_step_no(h) for h in moved), default=0)
+    yield from moved
+    yield from (h for h in state.history if _step_no(h) > last)
