@@ -180,3 +180,53 @@ def test_the_sampling_probability_travels_from_the_shadow_log_into_the_records(t
 
     with pytest.raises(InputError, match=r"judged.jsonl:1: .*sampling_p.* must be a probability in \(0, 1\]"):
         validate_seed_object({**rec, "sampling_p": 0}, "judged.jsonl", 1)
+
+
+class _Table:
+    """A router among three models whose predicted quality per prompt is given."""
+
+    models = ["small", "mid", "big"]
+    path = Path("fixed")
+    manifest: dict[str, Any] = {"scorer": "fixed"}
+
+    def __init__(self, quality: dict[str, Any]) -> None:
+        self.quality = quality
+
+    def scores(self, prompts: list[str], quality: bool = False) -> Any:
+        from tela_core.components import Scores
+
+        q = np.array([self.quality[p] for p in prompts])
+        return Scores(w=q[:, -1], quality=q, models=tuple(self.models))
+
+    def decisions(self, scores: Any) -> list[Any]:
+        from tela_core.routing.router import Decision
+
+        return [Decision(self.models[int(np.argmax(q))], 0.0, None) for q in scores.quality]
+
+
+def test_among_n_models_a_prompt_weighted_k_counts_as_k_copies_of_it() -> None:
+    """AIQ, cost and quality at the saved policy weigh each prompt 1/p: with p = 1/k, exactly what
+    the same prompts repeated k times give unweighted."""
+    import dataclasses
+
+    from tela_core.data.records import seed_record
+    from tela_core.eval.promotion import compare
+
+    rng = np.random.default_rng(8)
+    costs = {"small": 0.001, "mid": 0.003, "big": 0.01}
+    truth = rng.integers(0, 2, size=(60, 3)).astype(float)
+    truth[:, 2] = 1.0
+    k = rng.integers(1, 4, size=60)
+    records = [
+        seed_record(f"p{i}", None, outcomes=dict(zip(costs, map(float, t))), costs=costs, sampling_p=1.0 / k[i])
+        for i, t in enumerate(truth)
+    ]
+    copies = [dataclasses.replace(r, sampling_p=None) for r, n in zip(records, k) for _ in range(n)]
+    good = _Table({f"p{i}": q for i, q in enumerate(truth * 0.8 + 0.1)})
+    noise = _Table({f"p{i}": q for i, q in enumerate(rng.random((60, 3)))})
+    w = compare(good, noise, records, "small", "big", resamples=100)  # type: ignore[arg-type]
+    u = compare(good, noise, copies, "small", "big", resamples=100)  # type: ignore[arg-type]
+    assert w.weighting is not None and w.weighting["weighted"] and w.metric == "aiq"
+    assert (w.interval.a, w.interval.b) == pytest.approx((u.interval.a, u.interval.b), abs=1e-12)
+    for mine, theirs in ((w.candidate, u.candidate), (w.current, u.current)):
+        assert dataclasses.astuple(mine) == pytest.approx(dataclasses.astuple(theirs), abs=1e-12)
