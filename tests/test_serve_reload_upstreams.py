@@ -286,30 +286,38 @@ def test_workers_started_by_sighup_read_the_config_file_again(built, replay, tmp
     cfg = tmp_path / "serve.yaml"
     _write_json(cfg, settings)
     server = TelaServe(["--config", str(cfg), "--log-level", "warning"], free_port())
+    lines: list[str] = []  # the server's output, read as it comes
+    reader = threading.Thread(target=lambda: lines.extend(iter(server.proc.stdout.readline, "")), daemon=True)
+    reader.start()
     prompts = built["prompts"]
 
     def answered_by() -> set[str]:
-        got = set()
-        for p in prompts[:6]:  # each on a new connection: any worker
-            try:
-                got.add(_ask(server.url, p).headers["x-tela-model"])
-            except (httpx.ReadError, httpx.RemoteProtocolError):  # a connection an exiting worker closed
-                got.add("(retry)")
-        return got
+        return {_ask(server.url, p).headers["x-tela-model"] for p in prompts[:6]}  # new connections: any worker
+
+    def workers() -> set[int]:
+        try:
+            status, body = get(server.url + "/ready")
+        except OSError:  # a connection an exiting worker closed
+            return set()
+        return set(json.loads(body)["workers"]["pids"]) if status == 200 else set()
 
     try:
         assert NEW not in answered_by()
+        before = workers()
         settings["upstreams"] = {**three, NEW: {"base_url": up.base_url}}
         _write_json(cfg, settings)
         tmp = tmp_path / "current.new"
         os.symlink(built["v2"], tmp)
         os.replace(tmp, link)
         server.proc.send_signal(signal.SIGHUP)
-        _wait(lambda: answered_by() == {NEW}, timeout=120)
+        _wait(lambda: len(now := workers()) == 2 and not now & before, timeout=120)  # both replaced
+        assert answered_by() == {NEW}
         cfg.write_text("upstreams: [not, a, mapping\n", encoding="utf-8")
         server.proc.send_signal(signal.SIGHUP)
-        time.sleep(2)  # the new worker exits at once; uvicorn keeps the ones before
+        _wait(lambda: any("aborting the restart" in line for line in list(lines)), timeout=120)
         assert answered_by() == {NEW}
     finally:
-        out = server.stop()
-    assert "not valid YAML" in out and "aborting the restart" in out, out[-3000:]
+        server.stop()
+        reader.join(10)
+    out = "".join(lines)
+    assert "not valid YAML" in out and "this worker does not start" in out, out[-3000:]
