@@ -161,7 +161,10 @@ class EchoStandIn:
     request's last user turn (``"<model> answers <hash of the prompt>"``, no timestamps, no
     counters), so two runs of the same requests get byte-identical answers, and each answer says
     which prompt it was for. Set ``mode`` to ``"fail"`` (HTTP 500) and ``delay_s`` to slow it
-    down; ``calls`` counts the chat requests it got (``calls_by_prompt`` by answer id)."""
+    down; ``done_lag_s`` holds a stream's end (the chunked terminator) back that long after its
+    ``data: [DONE]`` event, as a remote API's last TCP segment can be; a ``hold`` (a
+    ``threading.Event``) keeps every answer back until it is set. ``calls`` counts the chat
+    requests it got (``calls_by_prompt`` by answer id)."""
 
     def __init__(self, model: str) -> None:
         import asyncio
@@ -170,6 +173,8 @@ class EchoStandIn:
         self.model = model
         self.mode = "ok"
         self.delay_s = 0.0
+        self.done_lag_s = 0.0
+        self.hold: threading.Event | None = None
         self.calls = 0
         self.calls_by_prompt: dict[str, int] = {}
         self._loop = asyncio.new_event_loop()
@@ -197,11 +202,17 @@ class EchoStandIn:
         return f"{model} answers {hashlib.sha1(prompt.encode()).hexdigest()[:12]}"
 
     def close(self) -> None:
-        def stop() -> None:
-            self._server.close()
-            self._loop.stop()
+        import asyncio
 
-        self._loop.call_soon_threadsafe(stop)
+        async def shutdown() -> None:  # its handlers too (one may be waiting out done_lag_s)
+            self._server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
     async def _handle(self, reader: Any, writer: Any) -> None:
@@ -216,9 +227,17 @@ class EchoStandIn:
                 raw = await reader.readexactly(n) if n else b""
                 body = json.loads(raw or b"{}")
                 self.calls += 1
+                while self.hold is not None and not self.hold.is_set():
+                    await asyncio.sleep(0.01)
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
-                writer.write(self._reply(body))
+                out = self._reply(body)
+                if self.done_lag_s and body.get("stream") and out.endswith(b"0\r\n\r\n"):
+                    writer.write(out[:-5])  # up to and with data: [DONE]; the terminator later
+                    await writer.drain()
+                    await asyncio.sleep(self.done_lag_s)
+                    out = out[-5:]
+                writer.write(out)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, ValueError):
             pass

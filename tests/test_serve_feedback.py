@@ -11,6 +11,7 @@ The server is real (uvicorn on loopback, in a thread of this process), called wi
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -421,3 +422,50 @@ def test_a_second_rollback_of_the_same_regression_changes_nothing(routers, tmp_p
     state = versions.read_state(folder)
     assert state.current == "v1" and [h["action"] for h in state.history] == ["promote", "promote", "rollback"]
     assert len(list((folder / "records").glob("*-rollback-*.json"))) == 1
+
+
+def test_a_streamed_answer_is_recorded_once_its_client_has_it(routers, upstreams, tmp_path):
+    """The official clients stop reading a stream at ``data: [DONE]`` and hang up (the async one
+    after draining it 0.1 s). The answer is whole then: its decision-log line, its count in /metrics
+    and the id feedback takes are there at once, not once the upstream's last bytes come (CI read a
+    count one short), and a client gone after [DONE] is no 499 whose answer cannot be rated."""
+    cfg = _config(routers[0], upstreams, tmp_path)
+    for up in upstreams.values():
+        up.done_lag_s = 1.0  # the upstream's stream ends 1 s after its [DONE]
+    try:
+        with _serve(cfg) as url:
+            rids = []
+            client = _client(url)
+            raw = client.chat.completions.with_raw_response.create(
+                model="router-len", messages=[{"role": "user", "content": "sync q"}], stream=True
+            )
+            text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+            rids.append((raw.headers["x-request-id"], raw.headers["x-tela-model"], "sync q", text))
+
+            async def ask_async() -> tuple[str, str, str, str]:
+                c = openai.AsyncOpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0, timeout=20)
+                try:
+                    raw = await c.chat.completions.with_raw_response.create(
+                        model="router-len", messages=[{"role": "user", "content": "async q"}], stream=True
+                    )
+                    stream = raw.parse()
+                    parts = [ch.choices[0].delta.content or "" async for ch in stream if ch.choices]
+                    return raw.headers["x-request-id"], raw.headers["x-tela-model"], "async q", "".join(parts)
+                finally:
+                    await c.close()
+
+            rids.append(asyncio.run(ask_async()))
+            rated = [_rate(url, rid, 1.0) for rid, *_ in rids]  # right away, as a client's thumbs-up
+            metrics = httpx.get(url + "/metrics").text
+            decisions = {d["id"]: d for d in _rows(tmp_path / "decisions.jsonl")}
+    finally:
+        for up in upstreams.values():
+            up.done_lag_s = 0.0
+    for rid, model, prompt, text in rids:
+        assert text == EchoStandIn.answer_for(model, prompt)
+        assert rid in decisions, "no decision-log line yet"
+        assert (decisions[rid]["status"], decisions[rid]["outcome"]) == (200, None)
+    assert [(r.status_code, r.json().get("error")) for r in rated] == [(200, None)] * 2
+    assert [r["known"] for r in _rows(tmp_path / "feedback.jsonl")] == [True, True]
+    assert metric(metrics, "tela_requests_total", router="len", status="200") == 2
+    assert metric(metrics, "tela_requests_total", status="499") == 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -198,11 +199,12 @@ def test_64_concurrent_every_sampled_request_gets_its_record_and_answers_are_unc
 
 
 def test_a_full_queue_drops_and_counts_never_delaying_the_user(router_dir, upstreams, tmp_path):
-    """Every request goes to small (threshold 1.0); the shadow calls go to a big that takes 2 s.
-    With 2 shadow workers and a queue of 4, the first requests get records, the rest are dropped
-    and counted, and no user waits for a shadow call."""
+    """Every request goes to small (threshold 1.0); the shadow calls go to a big that holds every
+    answer back until all users have theirs (so a user who waited for a shadow call would never get
+    one: no clock to race on a loaded machine). With 2 shadow workers and a queue of 4, the first
+    requests get records, the rest are dropped and counted."""
     n, queue, workers = 64, 4, 2
-    upstreams["big"].delay_s = 2.0
+    held = upstreams["big"].hold = threading.Event()
     shadow_log, decisions = tmp_path / "shadow.jsonl", tmp_path / "decisions.jsonl"
     server = _serve(
         router_dir,
@@ -220,15 +222,21 @@ def test_a_full_queue_drops_and_counts_never_delaying_the_user(router_dir, upstr
     )
     try:
         answers = _send_all(server.url, [_body(i % 5, model="router-len-1.0") for i in range(n)])
+        deadline = time.monotonic() + 20  # the workers' first shadow calls are at big, held there
+        while upstreams["big"].calls < workers and time.monotonic() < deadline:
+            time.sleep(0.02)
+        held_calls = upstreams["big"].calls
+        held.set()
         text = _wait_for(
             server.url, lambda t: metric(t, "tela_shadow_requests_total") + metric(t, "tela_shadow_dropped_total") >= n
         )
     finally:
+        held.set()
         out = server.stop()
     assert "Traceback" not in out, out
-    assert [a[0] for a in answers] == [200] * n
+    assert [a[0] for a in answers] == [200] * n  # every user answered while big answered nothing
     assert {a[1]["x-tela-model"] for a in answers} == {"small"}
-    assert max(a[3] for a in answers) < 2.0, "a user waited for a shadow call"
+    assert held_calls == workers, "the shadow calls were not waiting at big while the users got answers"
     shadowed, dropped = (
         metric(text, "tela_shadow_requests_total"),
         metric(text, "tela_shadow_dropped_total", reason="queue_full"),
