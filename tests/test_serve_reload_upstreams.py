@@ -226,16 +226,21 @@ def test_an_added_upstream_and_the_version_routing_to_it_take_effect_together(bu
             r = httpx.post(server.url + "/admin/reload", headers=auth, timeout=60)
             assert r.status_code == 500, r.text
             assert NEW in r.json()["routers"]["many"]["error"] and "no longer an upstream" in r.text
+            unset = {"base_url": up.base_url, "api_key_env": "TELA_TEST_NO_SUCH_KEY"}
+            _write_json(cfg, {**settings, "upstreams": {**settings["upstreams"], "other": unset}})
+            r = httpx.post(server.url + "/admin/reload", headers=auth, timeout=60)
+            assert r.status_code == 500 and "TELA_TEST_NO_SUCH_KEY" in r.json()["routers"]["many"]["error"], r.text
             t_bad = time.time()
             _wait(lambda: len(load.after(t_bad)) > 20)
             assert {(v, m) for _, _, v, m in load.after(t_bad)} == {("v2", NEW)}
 
             # 4. the new model's URL and price changed: the admin endpoint says which, requests move
             settings["upstreams"][NEW] = {"base_url": moved.base_url, "price_input": 50.0, "price_output": 50.0}
-            _write_json(cfg, settings)
+            _write_json(cfg, {**settings, "max_body_bytes": 4096})  # read at start only: named, not applied
             r = httpx.post(server.url + "/admin/reload", headers=auth, timeout=60)
             assert r.status_code == 200, r.text
             assert r.json()["upstreams"] == {"added": [], "changed": [NEW], "removed": []}
+            assert r.json()["restart_keys"] == ["max_body_bytes"]
             t_moved = time.time()
             _wait(lambda: len(load.after(t_moved)) > 20)
             n_moved = sum(moved.requests_for(NEW).values())

@@ -193,7 +193,7 @@ class Reloader:
         self, cfg: ServeConfig
     ) -> tuple[dict[str, tuple[UpstreamConfig, Any]], list[tuple[UpstreamConfig, Any]], dict[str, list[str]]]:
         """The upstream clients for ``cfg``: those whose settings did not change are kept, the
-        others made (raises, having closed nothing, when one cannot be). Also the new ones, and
+        others made (raises when one cannot be, closing those it made). Also the new ones, and
         the names ``added``, ``changed`` and ``removed``."""
         s = self.server
         reg = get_registry()
@@ -208,6 +208,10 @@ class Reloader:
             try:
                 ups[name] = (uc, reg.create("upstream", uc.type, uc.client_options()))
             except Exception as e:
+                for _uc, client in made:  # none of them serves: closed (an openai client has opened nothing yet)
+                    task = asyncio.ensure_future(_aclose(client))
+                    self._closing.add(task)
+                    task.add_done_callback(self._closing.discard)
                 raise ConfigError(f"upstreams.{name}: {_one_line(e)}") from None
             made.append(ups[name])
             summary["added" if had is None else "changed"].append(name)
