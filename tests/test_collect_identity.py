@@ -470,10 +470,15 @@ def test_kill_mid_collect_asks_again_at_most_the_calls_in_flight(tmp_path: Path,
     ]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     journal = out / ".journal.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and upstream.stats()["requests"] - upstream.stats()["answered"] < 4:
-        time.sleep(0.05)  # the 4 calls in flight (2 per model) hang
-    time.sleep(0.3)  # the answers that came are journaled
+
+    def settled() -> bool:  # the 4 calls in flight (2 per model) hang, and every answer sent is journaled
+        s = upstream.stats()
+        lines = len(journal.read_text(encoding="utf-8").splitlines()) if journal.exists() else 0
+        return s["requests"] - s["answered"] >= 4 and lines >= s["answered"]
+
+    deadline = time.monotonic() + 60  # waited for, not slept: a loaded machine may journal the last answer late
+    while time.monotonic() < deadline and not settled():
+        time.sleep(0.05)
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
     first = upstream.stats()
