@@ -61,7 +61,7 @@ def test_openai_upstream_against_a_standin(monkeypatch):
     body = {"model": "small", "messages": [{"role": "user", "content": "hello there"}]}
     with standin("small") as url:
         up = get_registry().create(
-            "upstream", "openai", {"base_url": url, "api_key_env": "TELA_TEST_UPSTREAM_KEY", "timeout": 1.0}
+            "upstream", "openai", {"base_url": url, "api_key_env": "TELA_TEST_UPSTREAM_KEY", "timeout": 3.0}
         )
 
         async def main() -> None:
@@ -84,7 +84,8 @@ def test_openai_upstream_against_a_standin(monkeypatch):
                 r = await up.chat(body, stream=True)
                 assert r.status == 500 and "told to fail" in r.body["error"]["message"]
 
-                control(url, mode="stall", stall_s=5)
+                # past the 3 s read timeout (a 1 s one was a clock a loaded machine can miss)
+                control(url, mode="stall", stall_s=30)
                 with pytest.raises(UpstreamError) as ei:
                     await up.chat(body, stream=False)
                 assert ei.value.reason == "timeout"
