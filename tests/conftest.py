@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from guide_support import GuideRun, run_own_models_guide
 from judge_support import answers, upstream  # noqa: F401 (the judge tests' fixtures)
 from training_support import SCHEDULER_VARS, TrainedRun, multi_rank_args, one_rank_args, train
 
@@ -63,3 +64,10 @@ def two_rank_router(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) 
     tests/test_train_deepspeed.py. Trained once per session; copy ``.path`` before changing it."""
     out = tmp_path_factory.mktemp("two-ranks") / "router"
     return train(multi_rank_args(tiny_model, out, 2), _session_env())
+
+
+@pytest.fixture(scope="session")
+def own_models_guide(tmp_path_factory: pytest.TempPathFactory) -> GuideRun:
+    """docs/own-models.md rehearsed once per session (tests/guide_support.py), with every command as
+    written: tests/test_guide_offline.py and tests/test_flywheel.py check what it left."""
+    return run_own_models_guide(tmp_path_factory.mktemp("own-models-guide"), _session_env())

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from guide_support import REHEARSAL, GuideRun
 
 from tela_core.testkit.helpers import OFFLINE_VARS, needs_public_data, public_data
 from tela_core.testkit.replay_upstream import ReplayUpstream
@@ -393,64 +394,42 @@ def test_the_guide_shows_the_whole_loop() -> None:
 
 
 @pytest.mark.slow
-@needs_public_data("routerarena-sub10")
-def test_own_models_guide_runs(tmp_path: Path, replay: ReplayUpstream) -> None:
-    questions = _questions(replay)
-    prompts, traffic = questions[:150], questions[150:450]
-    (tmp_path / "prompts.jsonl").write_text(
-        "".join(json.dumps({"prompt": q}) + "\n" for q in prompts), encoding="utf-8"
-    )
-    port = _free_port()
-    serve: _Serve | None = None
-    outputs: list[str] = []
-    try:
-        for kind, step in _guide_steps():
-            step = _substitute(step, replay.base_url, port)
-            if kind in ("file", "append"):
-                name, _, text = step.partition("\n")
-                with open(tmp_path / name, "a" if kind == "append" else "w", encoding="utf-8") as fh:
-                    fh.write(text)
-                continue
-            if step.startswith("tela serve"):
-                serve = _Serve(step, tmp_path, port)
-                continue
-            if "--from-log" in step:  # the users: traffic before the shadow log is read
-                assert serve is not None
-                _send_traffic(serve, traffic, replay)
-                time.sleep(2)  # shadow calls finish off the response path
-            calls = replay.stats()["requests"]
-            r = subprocess.run(
-                ["bash", "-euo", "pipefail", "-c", step],
-                cwd=tmp_path,
-                env=_env(),
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-            assert r.returncode == 0, f"{step}\n{r.stdout}\n{r.stderr}"
-            assert "Traceback" not in r.stderr, r.stderr
-            outputs.append(r.stdout + r.stderr)
-            if "--from-log" in step:
-                assert replay.stats()["requests"] == calls  # every logged answer reused, none asked again
-            if "--max-cost 0.02" in step:
-                assert json.loads((tmp_path / "runs/answers/summary.json").read_text())["stopped"] == "budget"
-        # what the guide said would be there, is
-        answers = _jsonl(tmp_path / "runs/answers/answers.jsonl")
-        assert len(answers) == 150 and all(a["error"] is None for row in answers for a in row["answers"].values())
-        # the traffic's prompts are not the collected ones: no model was ever asked one prompt twice
-        assert max(replay.requests_for(FLASH).values()) == 1 and max(replay.requests_for(HAIKU).values()) == 1
-        assert "kappa" in json.loads((tmp_path / "runs/agreement/agreement.json").read_text())["label"]
-        assert len(_jsonl(tmp_path / "runs/judged/records.jsonl")) == 150
-        shadowed = _jsonl(tmp_path / "shadow.jsonl")
-        assert 0 < len(shadowed) < len(traffic)  # shadow: 0.1 samples a share of the requests
-        assert all("messages" in row for row in shadowed)  # log_prompts: true
-        assert len(_jsonl(tmp_path / "runs/judged-live/records.jsonl")) == len(shadowed)
-        v2 = json.loads((tmp_path / "runs/v2/tela.json").read_text())
-        assert v2["train_records"] == 120 + len(shadowed)
-        reload = json.loads(outputs[-1].strip().splitlines()[-1])
-        assert reload["routers"]["mine"]["ok"] and reload["routers"]["mine"]["path"] == str(tmp_path / "runs/live")
-        assert os.readlink(tmp_path / "runs/live") == "v2"
-    finally:
-        if serve is not None:
-            log = serve.stop()
-            assert "Traceback" not in log, log
+def test_own_models_guide_runs(own_models_guide: GuideRun) -> None:
+    """Every command of docs/own-models.md, run in order by the rehearsal (tests/guide_support.py,
+    one run shared with tests/test_guide_offline.py): what each step says it leaves, is there."""
+    run, work = own_models_guide, own_models_guide.work
+    # the run ran every command of the guide's bash blocks, as written, in order
+    steps = _guide_steps()
+    assert run.ran == [c for kind, c in steps if kind == "run"]
+    # the guide's one whole file is serve.yaml, which the rehearsal copies (with the stand-in's URLs)
+    assert [text.partition("\n")[0] for kind, text in steps if kind == "file"] == ["serve.yaml"]
+    assert run.budget_summary is not None and run.budget_summary["stopped"] == "budget"  # --max-cost 0.02
+    # the users: each answer is the chosen model's recorded one, unchanged
+    recorded = ReplayUpstream.from_routerarena(REHEARSAL / "recorded").recorded
+    traffic = [json.loads(x)["prompt"] for x in (REHEARSAL / "traffic.jsonl").read_text().splitlines() if x.strip()]
+    assert sorted(a.prompt for a in run.answered) == sorted(traffic) and len(traffic) == 300
+    for a in run.answered:
+        assert a.status == 200, a
+        model = {"flash": FLASH, "haiku": HAIKU}[str(a.model)]
+        assert a.content == recorded[model][a.prompt].text
+    before, after = run.requests_around_from_log
+    assert after == before  # --from-log: every logged answer reused, none asked again
+    # what the guide said would be there, is
+    answers = _jsonl(work / "runs/answers/answers.jsonl")
+    assert len(answers) == 150 and all(a["error"] is None for row in answers for a in row["answers"].values())
+    # the traffic's prompts are not the collected ones: no model was ever asked one prompt twice
+    stats = run.standin_stats
+    assert stats["by_model"][FLASH] > 0 and stats["by_model"][HAIKU] > 0
+    assert stats["asked_twice_by_model"].get(FLASH, 0) == 0 and stats["asked_twice_by_model"].get(HAIKU, 0) == 0
+    assert "kappa" in json.loads((work / "runs/agreement/agreement.json").read_text())["label"]
+    assert len(_jsonl(work / "runs/judged/records.jsonl")) == 150
+    shadowed = _jsonl(work / "shadow.jsonl")
+    assert 0 < len(shadowed) < len(traffic)  # shadow: 0.1 samples a share of the requests
+    assert all("messages" in row for row in shadowed)  # log_prompts: true
+    assert len(_jsonl(work / "runs/judged-live/records.jsonl")) == len(shadowed)
+    v2 = json.loads((work / "runs/v2/tela.json").read_text())
+    assert v2["train_records"] == 120 + len(shadowed)
+    reload = json.loads(list(run.outputs.values())[-1].strip().splitlines()[-1])
+    assert reload["routers"]["mine"]["ok"] and reload["routers"]["mine"]["path"] == str(work / "runs/live")
+    assert os.readlink(work / "runs/live") == "v2"
+    assert "Traceback" not in run.serve_log, run.serve_log

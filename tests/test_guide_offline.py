@@ -28,23 +28,20 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from guide_support import GUIDE, GUIDE_URLS, REHEARSAL, STANDIN_PORT, GuideRun, guide_env
+from guide_support import blocks as _blocks
+from guide_support import commands as _commands
+from guide_support import free_port as _free_port
+from guide_support import section as _section
 
 from tela_core.testkit.replay_upstream import Recorded, ReplayUpstream
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -241,72 +238,6 @@ def test_dry_run_help_says_it_checks_the_models(tela_cli: Any) -> None:
 
 # -- item 4 and "Done when": docs/own-models.md rehearsed offline, as written ----------------------------
 
-GUIDE = ROOT / "docs" / "own-models.md"
-REHEARSAL = ROOT / "examples" / "rehearsal"
-GUIDE_URLS = (
-    "https://generativelanguage.googleapis.com/v1beta/openai",
-    "https://api.anthropic.com/v1",
-    "https://api.openai.com/v1",
-)
-STANDIN_PORT, SERVE_PORT = "8009", "8000"
-
-
-def _section(text: str, heading: str) -> str:
-    start = text.index(f"\n{heading}\n")
-    nxt = re.search(r"^## ", text[start + len(heading) + 2 :], flags=re.M)
-    return text[start : start + len(heading) + 2 + nxt.start()] if nxt else text[start:]
-
-
-def _blocks(text: str, lang: str | None = None) -> list[tuple[str, str]]:
-    return [
-        (lg, body) for lg, body in re.findall(r"^```(\w+)\n(.*?)^```", text, flags=re.M | re.S) if lang in (None, lg)
-    ]
-
-
-def _commands(body: str) -> list[str]:
-    return [
-        c.strip() for c in re.sub(r"\\\n\s*", " ", body).splitlines() if c.strip() and not c.strip().startswith("#")
-    ]
-
-
-def _guide_env(clone: Path) -> dict[str, str]:
-    """A user's shell: offline, no test data, this python's venv; tela's own cache (make install's)."""
-    from tela_core.testkit.helpers import OFFLINE_VARS
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TELA_TEST")}
-    env.update(OFFLINE_VARS)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    return env
-
-
-def _wait_http(url: str, proc: subprocess.Popen[str], timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"{proc.args!r} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as r:
-                if r.status == 200:
-                    return
-        except (OSError, urllib.error.URLError):
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} never answered")
-
-
-def _stop(proc: subprocess.Popen[str] | None) -> str:
-    if proc is None:
-        return ""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-    return proc.stdout.read() if proc.stdout else ""
-
 
 def test_the_rehearsal_serve_yaml_is_the_guides() -> None:
     """examples/rehearsal/serve.yaml is the guide's serve.yaml with each URL the stand-in's: nothing else."""
@@ -343,143 +274,49 @@ def test_the_replay_standin_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_own_models_guide_rehearsed_offline(tmp_path: Path) -> None:
+def test_own_models_guide_rehearsed_offline(own_models_guide: GuideRun) -> None:
     """docs/own-models.md's "Rehearse offline" commands, then every command of the guide as written,
     from a folder laid out as a fresh clone, with no test data: ports are the only change (free ones
-    for 8009 and 8000). What a user relies on: the dry run checks the models (and fails on a model
-    the upstream does not serve), the judge step yields records, and the served router sends each
-    model a share of the traffic near the operating point its training stated."""
-    guide = GUIDE.read_text(encoding="utf-8")
-    rehearse = _section(guide, "## Rehearse offline")
-    setup_block, traffic_block = [b for _lg, b in _blocks(rehearse, "sh")]
+    for 8009 and 8000); the run is tests/guide_support.py's, shared with tests/test_flywheel.py.
+    What a user relies on: the dry run checks the models (and fails on a model the upstream does
+    not serve), the judge step yields records, and the served router sends each model a share of
+    the traffic near the operating point its training stated."""
+    run = own_models_guide
+    rehearse = _section(GUIDE.read_text(encoding="utf-8"), "## Rehearse offline")
+    assert len(_blocks(rehearse, "sh")) == 2
     assert not _blocks(rehearse, "bash"), "the rehearsal's blocks are sh: tests/test_flywheel.py runs the bash ones"
-    standin_port, serve_port = str(_free_port()), str(_free_port())
+    assert run.work == run.clone / "runs" / "rehearsal"
+    assert run.shell_env["OPENAI_API_KEY"] == "stand-in"
+    work, outputs = run.work, run.outputs
+    # the same dry run, one model the upstream does not serve: it fails, naming it, writing nothing
+    r = run.bad_dry_run
+    assert r is not None, "the guide has no --dry-run"
+    assert r.returncode == 2, r.stderr
+    assert "haiku:" in r.stderr and "'claude-3-opus' is not among" in r.stderr, r.stderr
+    assert not run.answers_after_bad_dry_run
 
-    def ports(text: str) -> str:
-        return (
-            text.replace(STANDIN_PORT, standin_port)
-            .replace(f"127.0.0.1:{SERVE_PORT}", f"127.0.0.1:{serve_port}")
-            .replace(f"--port {SERVE_PORT}", f"--port {serve_port}")
-        )
-
-    clone = tmp_path / "clone"  # a fresh clone's layout: examples/ and the venv
-    clone.mkdir()
-    os.symlink(ROOT / "examples", clone / "examples")
-    venv = Path(sys.executable).parent.parent
-    if (venv / "bin" / "activate").exists():
-        os.symlink(venv, clone / ".venv")
-    else:  # a python without a venv: activation is a no-op
-        (clone / ".venv" / "bin").mkdir(parents=True)
-        (clone / ".venv" / "bin" / "activate").write_text("", encoding="utf-8")
-    env = _guide_env(clone)
-    # the setup block runs as the user's shell runs it; the stand-in stays in the background
-    setup = ports(setup_block).replace(
-        "cp ../../examples/rehearsal/serve.yaml", "cp ../../examples/rehearsal/serve.yaml"
-    )
-    script = f"set -e\n{setup}\nsed -i 's/:{STANDIN_PORT}/:{standin_port}/' serve.yaml\nenv -0 > {tmp_path}/env.out\npwd > {tmp_path}/pwd.out\nwait\n"  # noqa: E501
-    standin = subprocess.Popen(
-        ["bash", "-c", script],
-        cwd=clone,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    serve: subprocess.Popen[str] | None = None
-    outputs: dict[str, str] = {}
-    try:
-        _wait_http(f"http://127.0.0.1:{standin_port}/v1/models", standin, 60)
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "pwd.out").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.2)
-        work = Path((tmp_path / "pwd.out").read_text().strip())
-        assert work == clone / "runs" / "rehearsal"
-        shell_env = dict(kv.split("=", 1) for kv in (tmp_path / "env.out").read_text().split("\0") if "=" in kv)
-        assert shell_env["OPENAI_API_KEY"] == "stand-in"
-
-        def sh(cmd: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-            r = subprocess.run(
-                ["bash", "-euo", "pipefail", "-c", cmd],
-                cwd=work,
-                env=shell_env,
-                capture_output=True,
-                text=True,
-                timeout=900,
-            )
-            assert (r.returncode == 0) == ok, f"{cmd}\n{r.stdout}\n{r.stderr}"
-            assert "Traceback" not in r.stderr, r.stderr
-            return r
-
-        first_yaml = True
-        for lang, body in _blocks(guide[guide.index("\n## 1.") :]):
-            if lang == "yaml":
-                head, _, rest = body.partition("\n")
-                if first_yaml:  # serve.yaml came from examples/rehearsal (test_the_rehearsal_serve_yaml_is_the_guides)
-                    first_yaml = False
-                    continue
-                name = re.fullmatch(r"# (\S+) \(add\)", head.strip())
-                assert name, head
-                with open(work / name.group(1), "a", encoding="utf-8") as fh:
-                    fh.write(rest)
-                continue
-            if lang != "bash":
-                continue
-            for cmd in _commands(body):
-                cmd = ports(cmd)
-                if cmd.startswith("tela serve"):
-                    serve = subprocess.Popen(
-                        ["bash", "-c", f"exec {cmd}"],
-                        cwd=work,
-                        env=shell_env,
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.STDOUT,
-                        text=True,
-                        start_new_session=True,
-                    )
-                    _wait_http(f"http://127.0.0.1:{serve_port}/ready", serve)
-                    continue
-                if "--from-log" in cmd and "collect" in cmd:  # the rehearsal's users come before the log is read
-                    (traffic_cmd,) = _commands(traffic_block)
-                    outputs["traffic"] = sh(ports(traffic_cmd)).stdout
-                    time.sleep(2)  # shadow calls finish off the response path
-                r = sh(cmd)
-                outputs[cmd] = r.stdout + r.stderr
-                if "--dry-run" in cmd:  # the same dry run, one model the upstream does not serve: it fails, naming it
-                    bad = cmd.replace(
-                        "--model haiku", f"--model haiku=http://127.0.0.1:{standin_port}/v1#claude-3-opus"
-                    )
-                    r = sh(bad, ok=False)
-                    assert r.returncode == 2, r.stderr
-                    assert "haiku:" in r.stderr and "'claude-3-opus' is not among" in r.stderr, r.stderr
-                    assert not (work / "runs/answers/answers.jsonl").exists()
-
-        # the judge step yields records: one per prompt, each with its label and both models' outcomes
-        records = [json.loads(x) for x in (work / "runs/judged/records.jsonl").read_text().splitlines() if x.strip()]
-        assert len(records) == 150
-        assert all(r["messages"][-1]["content"] in {f"[[{k}]]" for k in range(1, 6)} for r in records)
-        assert all(set(r["outcomes"]) >= {"flash", "haiku"} or len(r["outcomes"]) == 2 for r in records)
-        agreement = json.loads((work / "runs/agreement/agreement.json").read_text())
-        assert agreement["label"]["n"] == 50
-        # the served router: the traffic's split is near the operating point `tela run` chose and stated
-        m = re.search(r"^(\d+) requests to router-mine: (.*)$", outputs["traffic"], flags=re.M)
-        assert m, outputs["traffic"]
-        went = {name: int(k) for name, k in re.findall(r"(\S+) (\d+) \(\d+%\)", m.group(2))}
-        assert set(went) == {"flash", "haiku"} and sum(went.values()) == int(m.group(1)) == 300, went
-        policy = json.loads((work / "runs/v1/policy.json").read_text())
-        stated = policy.get("operating_point", {}).get("strong_share")
-        assert stated is not None, policy
-        served = went["haiku"] / 300
-        print(f"strong-call share: stated {stated:.3f} ({policy['operating_point'].get('rule')}), served {served:.3f}")
-        assert abs(served - stated) <= 0.15, (served, stated, policy)
-        # the reload answers with the version it loaded, behind the link
-        reload = json.loads([o for c, o in outputs.items() if "/admin/reload" in c][-1].strip().splitlines()[-1])
-        assert reload["routers"]["mine"]["loaded"] == str((work / "runs/v2").resolve()), reload
-    finally:
-        log = _stop(serve)
-        _stop(standin)
-    assert "Traceback" not in log, log
+    # the judge step yields records: one per prompt, each with its label and both models' outcomes
+    records = [json.loads(x) for x in (work / "runs/judged/records.jsonl").read_text().splitlines() if x.strip()]
+    assert len(records) == 150
+    assert all(r["messages"][-1]["content"] in {f"[[{k}]]" for k in range(1, 6)} for r in records)
+    assert all(set(r["outcomes"]) >= {"flash", "haiku"} or len(r["outcomes"]) == 2 for r in records)
+    agreement = json.loads((work / "runs/agreement/agreement.json").read_text())
+    assert agreement["label"]["n"] == 50
+    # the served router: the traffic's split is near the operating point `tela run` chose and stated
+    m = re.search(r"^(\d+) requests to router-mine: (.*)$", run.traffic, flags=re.M)
+    assert m, run.traffic
+    went = {name: int(k) for name, k in re.findall(r"(\S+) (\d+) \(\d+%\)", m.group(2))}
+    assert set(went) == {"flash", "haiku"} and sum(went.values()) == int(m.group(1)) == 300, went
+    policy = json.loads((work / "runs/v1/policy.json").read_text())
+    stated = policy.get("operating_point", {}).get("strong_share")
+    assert stated is not None, policy
+    served = went["haiku"] / 300
+    print(f"strong-call share: stated {stated:.3f} ({policy['operating_point'].get('rule')}), served {served:.3f}")
+    assert abs(served - stated) <= 0.15, (served, stated, policy)
+    # the reload answers with the version it loaded, behind the link
+    reload = json.loads([o for c, o in outputs.items() if "/admin/reload" in c][-1].strip().splitlines()[-1])
+    assert reload["routers"]["mine"]["loaded"] == str((work / "runs/v2").resolve()), reload
+    assert "Traceback" not in run.serve_log, run.serve_log
 
 
 # -- item 5: the README tour outside make: one cache, and a console that is never silent for minutes ---------
@@ -628,7 +465,7 @@ def test_readme_tour_and_serve_block_as_written(tmp_path: Path) -> None:
     DeepSpeed training, 6-8 minutes) are run by tests/test_demo.py's path; here they are skipped."""
     tour, serve_block = _readme_blocks()
     clone = _clone_like(tmp_path)
-    env = _guide_env(clone)
+    env = guide_env()
     env.pop("TORCH_EXTENSIONS_DIR", None)  # what a plain shell has after `. .venv/bin/activate`
 
     def sh(cmd: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:

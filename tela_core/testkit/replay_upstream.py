@@ -191,6 +191,7 @@ class ReplayUpstream:
                 "answered": self.answered,
                 "by_model": dict(Counter(m for (m, _p), n in self.counts.items() for _ in range(n))),
                 "asked_twice": sum(1 for n in self.counts.values() if n > 1),
+                "asked_twice_by_model": dict(Counter(m for (m, _p), n in self.counts.items() if n > 1)),
             }
 
     def _take_fault(self, model: str) -> _Fault | None:
