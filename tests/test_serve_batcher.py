@@ -62,8 +62,10 @@ def test_concurrent_requests_share_scorer_calls_and_get_their_own_decision():
 
 
 def test_window_gathers_requests_that_arrive_later():
+    # a 5 s window the second request is well inside of on a loaded machine too (a 0.2 s one is
+    # missed if this thread sleeps 0.15 s past its 0.05 s); max_batch=2 ends the wait once it comes
     r = SlowRouter(delay=0.0)
-    b = Batcher(r, window=0.2, max_batch=64, length_ratio=0)
+    b = Batcher(r, window=5.0, max_batch=2, length_ratio=0)
 
     async def main():
         first = asyncio.ensure_future(b.decide("a"))
