@@ -27,6 +27,7 @@ from tela_core.infra.io import atomic_write_json, atomic_write_text, split_jsonl
 
 from ..components import TrainJob
 from .config import RunConfig
+from .extensions import build_locks, extensions_dir, hold_extensions
 from .multinode import NodeLaunch, resolve_nodes
 from .spec import WORKER_MODULE, LoraSettings, WorkerSpec
 
@@ -129,10 +130,7 @@ def worker_env(processes: int) -> dict[str, str]:
     env.setdefault("HF_DATASETS_OFFLINE", "1")
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::UserWarning")
-    env.setdefault(
-        "TORCH_EXTENSIONS_DIR",
-        str(Path(os.environ.get("TELA_CACHE") or Path.home() / ".cache" / "tela") / "torch_extensions"),
-    )
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(extensions_dir()))
     return env
 
 
@@ -184,13 +182,19 @@ def spawn_launcher(
     env.update(extra_env or {})
     if hostfile is not None:
         env["DS_ENV_FILE"] = str(_deepspeed_env_file(run_dir, env))
-    return subprocess.Popen(
-        cmd,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        preexec_fn=_term_with_parent if sys.platform.startswith("linux") else None,
-    )
+    held = hold_extensions(env)  # a build lock a killed run left would hang the ranks forever
+    try:
+        return subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=_term_with_parent if sys.platform.startswith("linux") else None,
+            pass_fds=(held,) if held is not None else (),
+        )
+    finally:
+        if held is not None:
+            os.close(held)  # the launcher holds it now, for as long as it runs
 
 
 def run_worker(
@@ -298,21 +302,14 @@ _LOG_PHASES = (
 
 def _extensions_dir() -> Path:
     """Where the workers' DeepSpeed keeps its compiled ops (:func:`worker_env` sets the same)."""
-    return Path(
-        os.environ.get("TORCH_EXTENSIONS_DIR")
-        or Path(os.environ.get("TELA_CACHE") or Path.home() / ".cache" / "tela") / "torch_extensions"
-    )
+    return extensions_dir()
 
 
 def _op_being_built() -> str | None:
     """The DeepSpeed op being compiled now, if any: torch holds a ``lock`` file in the op's build
     folder while it builds (DeepSpeed often builds quietly, so the log may say nothing)."""
-    root = _extensions_dir()
-    try:
-        for lock in [*root.glob("*/lock"), *root.glob("*/*/lock")]:
-            return lock.parent.name
-    except OSError:
-        pass
+    for lock in build_locks(extensions_dir()):
+        return lock.parent.name
     return None
 
 

@@ -44,7 +44,14 @@ def _prepare_deepspeed() -> None:
     os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"
     from accelerate import PartialState
 
-    PartialState(backend="gloo")
+    from tela_core.train.extensions import hold_extensions
+
+    held = hold_extensions()  # DeepSpeed may build an op here, as the process group starts
+    try:
+        PartialState(backend="gloo")
+    finally:
+        if held is not None:
+            os.close(held)
 
 
 class _Dataset:
