@@ -89,6 +89,17 @@ def test_a_bad_request_knob_is_one_clear_error(tmp_path, name, options, value, s
         _router(tmp_path, name, options).decisions(_scores(), value)
 
 
+def test_a_budget_with_a_hand_set_lam_refuses_another_budget_rather_than_ignore_it(tmp_path):
+    """Without a λ→cost curve a request's own budget cannot be met: it used to route at the hand-set
+    λ, spending whatever that spends, as if the budget had been honoured."""
+    r = _router(tmp_path, "budget", {"costs": COSTS, "budget": 0.1, "lam": 0.2})
+    assert _chosen(r, _scores()) == ["small", "mid", "big"]  # its own budget: the hand-set λ (0.2)
+    assert _chosen(r, _scores(), 0.1) == ["small", "mid", "big"]
+    with pytest.raises(TelaError, match=r"lam set by hand and no calibration curve.*budget of 0.03") as e:
+        r.decisions(_scores(), 0.03)
+    assert "tela calibrate" in str(e.value) and "\n" not in str(e.value)
+
+
 def test_n_model_policies_say_what_they_lack(tmp_path):
     r = _router(tmp_path, "cost-aware", {"costs": COSTS})
     with pytest.raises(TelaError) as e:

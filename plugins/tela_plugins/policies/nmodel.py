@@ -240,14 +240,20 @@ class BudgetPolicy(NModelPolicy):
 
     def lam_for(self, budget: float) -> float:
         """The λ for ``budget``: the calibrated one at the budget it was calibrated for (or a λ set by
-        hand, without a curve), else the smallest λ of the calibration curve within it (the largest
-        λ when none is)."""
+        hand, without a curve, at the policy's own budget only), else the smallest λ of the
+        calibration curve within it (the largest λ when none is)."""
         o = self.options
         if o.lam is not None and o.lam_budget is not None and math.isclose(budget, o.lam_budget):
             return float(o.lam)
         if not o.curve:
-            if o.lam is not None:  # a λ set by hand
+            if o.lam is not None and math.isclose(budget, o.budget):  # a λ set by hand, for its own budget
                 return float(o.lam)
+            if o.lam is not None:  # no curve to read another budget's λ off: never a silent other spend
+                raise TelaError(
+                    f"policy 'budget' has lam set by hand and no calibration curve, so it cannot route at a "
+                    f"budget of {budget:g} $ per 1,000 requests (only its own, {o.budget:g}); run "
+                    f"`tela calibrate --router DIR --data FILE --budget {o.budget:g}` to keep the curve"
+                )
             raise TelaError(
                 "policy 'budget' is not calibrated yet; run "
                 f"`tela calibrate --router DIR --data FILE --budget {budget:g}`"
