@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from training_support import TrainedRun
 
 from tela_core.data import sample_path
 from tela_core.testkit.helpers import run_cli
@@ -212,7 +213,7 @@ from pathlib import Path
 from tela_core.models.vector_cache import cached_vectors
 
 def compute(texts, report):
-    time.sleep(0.01 * len(texts))  # a slow encoder
+    time.sleep(0.005 * len(texts))  # a slow encoder
     report(len(texts), len(texts))
     return np.array([[len(t), sum(map(ord, t)) % 997, t.count("e")] for t in texts], dtype=np.float32)
 
@@ -239,40 +240,23 @@ def test_kill_embedding_cache(tmp_path: Path, rng: random.Random) -> None:
 
 @pytest.mark.slow
 def test_kill_tela_run_score_token(
-    tmp_path: Path, tiny_model: Path, rng: random.Random, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, trained_router: TrainedRun, rng: random.Random, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """score-token trained by DeepSpeed on a tiny LM: killed at a random moment (data prep,
-    training, a checkpoint save, the final save), rerun, and the router equals an uninterrupted
-    run's: same manifest, same weights (to float tolerance), mode 0644 files."""
+    """score-token trained by DeepSpeed on a tiny LM, a checkpoint after every step: killed at a
+    random moment (data prep, training, a checkpoint save, the final save, the held-out check),
+    rerun, and the router equals an uninterrupted run's (the session's ``trained_router``, the same
+    command): same manifest, same weights (to float tolerance), mode 0644 files."""
     from safetensors.numpy import load_file
 
     env = _env(tmp_path)
-    args = [
-        "run",
-        "--data",
-        str(sample_path()),
-        "--model",
-        str(tiny_model),
-        "--sample",
-        "12",
-        "--batch-size",
-        "4",
-        "--max-steps",
-        "4",
-        "--save-steps",
-        "1",
-        "--eval-fraction",
-        "0",
-        "--max-length",
-        "512",
-        "--quiet",
-    ]
-    whole = tmp_path / "whole"
-    took = _timed([TELA, *args, "--output", str(whole)], env)
+    whole = trained_router.path
     out = tmp_path / "killed"
-    _kill_at([TELA, *args, "--output", str(out)], env, rng.uniform(1.0, took))
+    args = [a if a != str(whole) else str(out) for a in trained_router.args[1:]]
+    assert "--save-steps" in args and args[args.index("--save-steps") + 1] == "1"
+    # the session's run took trained_router.seconds in this process; a `tela` process starts first
+    _kill_at([TELA, *args], env, rng.uniform(1.0, trained_router.seconds + 1.0))
     monkeypatch.setenv("TELA_CACHE", env["TELA_CACHE"])
-    r = run_cli(*args, "--output", out)  # the rerun in this process: its ranks are launched as always
+    r = run_cli(*args)  # the rerun in this process: its ranks are launched as always
     assert r.exit_code == 0, r.output[-3000:]
     a, b = _manifest(whole), _manifest(out)
     for m in (a, b):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,9 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def one_rank_args(model: Path, out: Path, sample: int = 48) -> list[str]:
-    """One CPU rank, trained long enough (2 epochs at 3e-3) to move the score distribution."""
+    """One CPU rank, trained long enough (2 epochs at 3e-3) to move the score distribution, with a
+    checkpoint after every step (tests/test_kill.py kills this run and compares it with the
+    session's uninterrupted one)."""
     return [
         TELA,
         "run",
@@ -74,7 +77,7 @@ def one_rank_args(model: Path, out: Path, sample: int = 48) -> list[str]:
         "--learning-rate",
         "3e-3",
         "--save-steps",
-        "0",
+        "1",
     ]
 
 
@@ -116,16 +119,18 @@ def multi_rank_args(model: Path, out: Path, processes: int) -> list[str]:
 @dataclass(frozen=True)
 class TrainedRun:
     """A finished ``tela run``: its output folder, the command (``args``) and its click result
-    (``stdout``, ``output``)."""
+    (``stdout``, ``output``), and how long it took."""
 
     path: Path
     args: list[str]
     result: Any
+    seconds: float = 0.0
 
 
 def train(args: list[str], env: dict[str, str | None]) -> TrainedRun:
     """``tela ARGS`` through tela's CLI in this process (the launcher and its ranks are processes
     of their own, as always), with ``env`` set (a None value unsets the variable) for the call."""
+    t0 = time.monotonic()
     res = run_cli(*args[1:], env=env)
     assert res.exit_code == 0, res.output[-3000:]
-    return TrainedRun(Path(args[args.index("--output") + 1]), args, res)
+    return TrainedRun(Path(args[args.index("--output") + 1]), args, res, time.monotonic() - t0)
