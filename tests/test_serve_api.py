@@ -235,6 +235,8 @@ def test_sticky_session_header_routes_on_the_first_user_turn(stack, client):
 
 
 def test_models_health_ready_metrics(stack, client):
+    for i in (1, 49):  # one answer from each model (run alone, no earlier test has routed any)
+        client.chat.completions.create(model="router-len", messages=_user(_prompt(i)))
     ids = [m.id for m in client.models.list()]
     assert ids == ["router-len", "small", "big"]
     assert get(stack["url"] + "/health") == (200, '{"status":"ok"}')
