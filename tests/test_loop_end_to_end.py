@@ -153,12 +153,25 @@ def _feedback(url: str, request_id: str, score: str) -> None:
         assert r.status == 200, r.read()
 
 
+def _shadow_settled(log: Path) -> int:
+    """Wait until every request the decision log (beside ``log``) marks shadowed has its line in the
+    shadow log ``log``; the shadow log's line count. Waited for, not slept: a loaded machine is slow."""
+    decisions = log.parent / "decisions.jsonl"
+    deadline = time.time() + 60
+    while True:
+        want = sum(1 for r in _rows(decisions) if r.get("shadow")) if decisions.exists() else 0
+        have = len(_rows(log)) if log.exists() else 0
+        if have >= want:
+            return have
+        assert time.time() < deadline, f"{have} of {want} shadow lines"
+        time.sleep(0.2)
+
+
 def _traffic(url: str, prompts: list[str], log: Path) -> list[dict[str, str]]:
     """Send the prompts as a client does; wait until shadow mode has logged each of them."""
     from concurrent.futures import ThreadPoolExecutor
 
-    time.sleep(0.5)  # the shadow lines of earlier requests are written
-    lines_before = len(_rows(log)) if log.exists() else 0
+    lines_before = _shadow_settled(log)  # the shadow lines of earlier requests (the version probes) are written
     with ThreadPoolExecutor(8) as pool:
         heads = list(pool.map(lambda p: _ask(url, p), prompts))
     deadline = time.time() + 60
