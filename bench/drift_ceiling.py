@@ -9,10 +9,12 @@ Mode ``subjects`` (the in-subject ceiling): per seed, each of the 15 held-out su
 split in half: one half is the label pool, the other half (about 1,530 prompts, all 15 subjects) is
 evaluated. The frozen router of each recipe is trained on the 42 training subjects only (10,903
 records); the learning one on those plus N labels drawn uniformly from the pool (N = 100, 300, 600:
-what the loop buys; ``all``: the whole pool, about 1,525). Reported: APGR on the evaluated half,
-and the gain over the frozen default router (``embedding-knn``, k = 50, as the loop's v1) and over
-the recipe's own frozen router, mean ± sd over seeds; the oracle's and random routing's APGR on the
-same prompts for scale.
+what the loop buys; ``all``: the whole pool, about 1,525), or (the ``-own`` recipes) on the N labels
+alone. Reported: APGR on the evaluated half, the recipe's frozen APGR, and the gain over the frozen
+default router (``embedding-knn``, k = 50, as the loop's v1), mean ± sd over seeds; the oracle's
+and random routing's APGR on the same prompts for scale; and two references that are not routers
+(they are told each prompt's subject): w = the subject's share of weak-model errors (or its mean
+strong - weak gain) in the N labels. ``--pool-share`` sets the share of each subject in the pool.
 
 Mode ``loop`` (the loop's label schedule, in process): the rounds of bench/drift_loop.py
 (``build_rounds``: the same traffic, the same arrival of subjects), a uniform ``--shadow`` share of
@@ -300,7 +302,7 @@ def main() -> None:
     recipes = [r for r in args.recipes.split(",") if r]
     bad = [r for r in recipes if r not in RECIPES]
     if bad:
-        sys.exit(f"unknown recipe(s) {', '.join(bad)}; known: {', '.join(RECIPES)}")
+        ap.error(f"unknown recipe(s) {', '.join(bad)}; known: {', '.join(RECIPES)}")
     t0 = time.perf_counter()
     res = subjects_mode(args, recipes) if args.mode == "subjects" else loop_mode(args, recipes)
     print(f"\n{(time.perf_counter() - t0) / 60:.1f} min")
