@@ -337,7 +337,9 @@ async def _until_disconnect(request: Any, call: Awaitable[Any]) -> Any:
     raise _Disconnected()
 
 
-_DONE_EVENT = re.compile(rb"(?:^|\n)data: ?\[DONE\]")
+#: the ``data: [DONE]`` event after another event (a stream whose first event it is ends as before, at
+#: its last byte); a newline inside an event's JSON is escaped, so none is taken for it
+_DONE_EVENT = re.compile(rb"\ndata: ?\[DONE\]")
 
 
 async def _tail_usage(
