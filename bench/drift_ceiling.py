@@ -22,7 +22,8 @@ each round's prompts labelled, and after each round a candidate trained on the p
 the labels bought so far. Reported: per round, the APGR of the latest candidate minus v1's on the
 round's unlabelled prompts (the loop's "had every candidate been promoted" row). ``--lag 2`` is the
 loop as built (the candidate trained after round r saw rounds < r, since round r's labels judge it,
-and it serves round r + 1); ``--lag 1`` trains on every label bought through round r.
+and it serves round r + 1); ``--lag 1`` trains on every label bought through round r; ``--recent K``
+keeps only the labels of the last K of those rounds.
 
 Use seeds other than the drift bench's (it runs 0-3) to choose a recipe, so that the choice is not
 made on the prompts the bench then reports.
@@ -226,9 +227,10 @@ def loop_mode(args: argparse.Namespace, recipes: list[str]) -> dict[str, Any]:
         {"id": r.id, "prompt": r.prompt, "group": r.group, "outcomes": r.outcomes} for r in rs
     ]
     by_prompt = {r.prompt: r for r in [*train, *held]}
-    res: dict[str, Any] = {"seeds": [], "recipes": recipes, "lag": args.lag}
+    res: dict[str, Any] = {"seeds": [], "recipes": recipes, "lag": args.lag, "recent": args.recent}
     print(
-        f"loop schedule: {args.rounds} rounds of {args.per_round}, uniform shadow {args.shadow}, lag {args.lag}; "
+        f"loop schedule: {args.rounds} rounds of {args.per_round}, uniform shadow {args.shadow}, lag {args.lag}, "
+        f"recent {args.recent or 'all'}; "
         f"recipes {recipes}",
         flush=True,
     )
@@ -260,7 +262,8 @@ def loop_mode(args: argparse.Namespace, recipes: list[str]) -> dict[str, Any]:
                 # the candidate that serves the next round: trained on the labels of rounds <= r + 1 - lag
                 upto = r + 1 - args.lag
                 if upto >= 1 and r < len(rounds):
-                    own = [x for rs in labelled[:upto] for x in rs]
+                    first = max(0, upto - args.recent) if args.recent else 0
+                    own = [x for rs in labelled[first:upto] for x in rs]
                     for rec in recipes:
                         serving[rec] = tr.fit(rec, public, own)
             print(
@@ -296,6 +299,7 @@ def main() -> None:
     ap.add_argument("--old-share", type=float, default=0.2)
     ap.add_argument("--shadow", type=float, default=0.25)
     ap.add_argument("--lag", type=int, default=2, choices=[1, 2], help="loop mode (see the module doc)")
+    ap.add_argument("--recent", type=int, default=0, help="loop mode: only the labels of the last K rounds (0: all)")
     ap.add_argument("--json", type=Path, default=None, help="write the numbers here")
     args = ap.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
