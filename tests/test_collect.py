@@ -302,13 +302,14 @@ def test_a_hanging_upstream_times_out_into_error_answers(tmp_path: Path, upstrea
     prompts, out = _prompts(tmp_path, upstream, n=2), tmp_path / "out"
     upstream.inject("hang", times=None, model="big")
     t0 = time.monotonic()
-    r = run_cli("collect", "--prompts", prompts, *_models(upstream), "--timeout", 0.5, "--retries", 1, "-o", out)
+    # 2 s: small's answers must come within it too, on a loaded machine (its stand-in shares this process)
+    r = run_cli("collect", "--prompts", prompts, *_models(upstream), "--timeout", 2, "--retries", 1, "-o", out)
     assert r.exit_code == 3, r.output  # answers ended in errors: exit 3, so `collect && judge` stops
-    assert time.monotonic() - t0 < 20
+    assert time.monotonic() - t0 < 30
     for row in _rows(out):
         assert (
             row["answers"]["big"]["text"] is None
-            and "no answer within 0.5 s after 2 tries" in row["answers"]["big"]["error"]
+            and "no answer within 2 s after 2 tries" in row["answers"]["big"]["error"]
         )
         assert row["answers"]["small"]["text"]
     assert "2 errors" in r.output
