@@ -340,10 +340,16 @@ def test_fallback_on_upstream_error_then_502(stack, client):
 
 def test_fallback_on_timeout(stack, client):
     control(stack["small"], mode="stall", stall_s=12)
-    t0 = time.monotonic()
+    before = get(stack["url"] + "/metrics")[1]
     raw = client.chat.completions.with_raw_response.create(model="router-len", messages=_user(_prompt(1)))
+    # big answered: the 3 s upstream timeout cut small off (after its 12 s stall small would answer);
+    # told by what tela counted, not by a clock a loaded machine can miss
     assert raw.parse().model == "big" and raw.headers["x-tela-fallback"] == "small"
-    assert time.monotonic() - t0 < 9  # the 3 s upstream timeout, not the 12 s stall
+    after = get(stack["url"] + "/metrics")[1]
+    timeouts = metric(after, "tela_upstream_errors_total", model="small", reason="timeout") - metric(
+        before, "tela_upstream_errors_total", model="small", reason="timeout"
+    )
+    assert timeouts == 1
 
 
 def _wait_cut_off(url: str, before: int) -> int:
@@ -425,10 +431,9 @@ def test_decision_log(stack, client):
 
 def test_upstream_stalling_mid_stream_ends_the_stream_with_an_error_event(stack, client):
     control(stack["big"], mode="stall-stream", stall_s=30)  # first chunk, then nothing past the 3 s timeout
-    t0 = time.monotonic()
+    # tela's error event, not the client's own 20 s timeout (no clock: a loaded machine may be slow)
     with pytest.raises(openai.APIError, match="upstream failed mid-stream"):
         for _chunk in client.chat.completions.create(model="big", messages=_user("q"), stream=True):
             pass
-    assert time.monotonic() - t0 < 10
     text = get(stack["url"] + "/metrics")[1]
     assert metric(text, "tela_upstream_errors_total", model="big", reason="timeout") >= 1
