@@ -9,10 +9,11 @@ to it when RouterArena recorded them (the public RouterArena data), and whose *j
 answer from that answer's recorded score (it is not a model). Everything else is tela as a user runs
 it: `tela` processes for every command, `tela serve` on loopback, HTTP requests as a client sends.
 
-``test_own_models_guide_runs`` runs every command block of docs/own-models.md in order, in a
-scratch folder. The guide shows the real providers' URLs (Google's, Anthropic's and OpenAI's
-OpenAI-compatible endpoints) and port 8000; the test substitutes the stand-in's address for each
-URL and a free port for 8000, and sets dummy API keys. Nothing else in the commands is changed.
+``test_own_models_guide_runs`` checks what every command block of docs/own-models.md, run in order,
+leaves. The commands run once per session for it and tests/test_guide_offline.py
+(tests/guide_support.py), as the guide's "Rehearse offline" section has a user run them: its
+``serve.yaml`` is the guide's with the stand-in's address for each real provider's URL, the API
+keys are dummies, and free ports stand for 8009 and 8000. Nothing else in the commands is changed.
 """
 
 from __future__ import annotations
@@ -360,12 +361,6 @@ def _guide_steps() -> list[tuple[str, str]]:
                 if cmd.strip() and not cmd.strip().startswith("#"):
                     steps.append(("run", cmd.strip()))
     return steps
-
-
-def _substitute(text: str, base_url: str, port: int) -> str:
-    for u in GUIDE_URLS:
-        text = text.replace(u, base_url)
-    return text.replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace("--port 8000", f"--port {port}")
 
 
 def test_the_guide_shows_the_whole_loop() -> None:
