@@ -114,8 +114,8 @@ class TelaServe:
             except OSError:
                 pass
             time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("tela serve did not become ready")
+        out = self.stop()
+        raise RuntimeError(f"tela serve did not become ready in {ready_timeout:g} s; its output:\n{out[-3000:]}")
 
     def stop(self) -> str:
         if self.proc.poll() is None:
