@@ -151,7 +151,8 @@ class _Relay:
                     content = None
                 prompt = json.loads(body)["messages"][-1]["content"]
                 with lock:
-                    relay.answered.append(Answered(prompt, status, dict(headers).get("x-tela-model"), content))
+                    model = {k.lower(): v for k, v in headers}.get("x-tela-model")
+                    relay.answered.append(Answered(prompt, status, model, content))
                 self.send_response(status)
                 for k, v in headers:
                     self.send_header(k, v)
@@ -162,7 +163,10 @@ class _Relay:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 64  # every user's connection is taken at once (traffic.py sends 8 at a time)
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.port = int(self.server.server_address[1])
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
