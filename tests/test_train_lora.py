@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_train_deepspeed import base_args, check_artifact, reload
+from test_train_deepspeed import base_args, check_artifact
 
 from tela_core.testkit.helpers import run_cli
 
@@ -16,8 +16,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def base(tiny_model: Path) -> dict:
-    """The untrained model as a fresh process loads it (once for the module: it never changes)."""
-    return reload(tiny_model)
+    """The untrained model's score-token rows (once for the module: it never changes). Loaded here,
+    where transformers built it (tiny_model): a fresh process is for what training wrote."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    emb = AutoModelForCausalLM.from_pretrained(tiny_model).get_input_embeddings().weight
+    ids = [tok(f"[[{k}]]", add_special_tokens=False)["input_ids"][0] for k in range(1, 6)]
+    return {"score_rows": emb[ids].tolist()}
 
 
 @pytest.mark.parametrize("processes, deepspeed", [(1, False), (2, True)], ids=["alone", "zero3-2ranks"])
