@@ -112,7 +112,10 @@ def test_uncertainty_sampled_labels_are_weighted_back_to_the_traffic() -> None:
         "weighted": True,
         "how": "each prompt weighted by 1/p, p the probability shadow sampling asked it with",
         "p_range": [0.05, 0.8],
+        "effective_n": c.weighting["effective_n"],
     }
+    # what the weighted prompts are worth: fewer than the records, more than the close ones' share
+    assert len(records) * 0.3 < c.weighting["effective_n"] < len(records) * 0.7
     assert f"weighted by 1/p, its shadow sampling probability ({len(records)} of {len(records)}" in c.why
     # the mean outcome at the saved policy is the traffic's too (the current router serves the clear
     # requests, most of the traffic, well)

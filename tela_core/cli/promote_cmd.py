@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import socket
 import subprocess
@@ -29,7 +30,15 @@ import click
 
 from tela_core.data.detect import read_records
 from tela_core.eval.outcomes import model_names, resolve_pair
-from tela_core.eval.promotion import PROMOTE, as_json_numbers, check_comparable, check_not_trained_on, compare
+from tela_core.eval.promotion import (
+    PROMOTE,
+    as_json_numbers,
+    check_comparable,
+    check_not_trained_on,
+    check_sampling_mix,
+    compare,
+    sampling_weights,
+)
 from tela_core.infra.errors import TelaError
 from tela_core.infra.io import dumps_json
 from tela_core.routing import versions as vs
@@ -365,7 +374,13 @@ def _evaluate(
     current_dir = vs.current_dir(router)
     record["current"] = _describe(current_dir, state.current)
     records, source, _info = read_records(data, source_name, weak_model, strong_model)
-    records, duplicates = _unique_prompts(records)
+    try:
+        if weighted:
+            check_sampling_mix(records)  # records with and without p, before a duplicate is dropped
+        records, duplicates = _unique_prompts(records)
+        sampling_weights(records, weighted)  # weights worth too few prompts, before the routers load
+    except TelaError as e:
+        raise TelaError(f"{data}: {e}") from None
     prompts = [r.prompt for r in records]
     checked = {
         "candidate": check_not_trained_on("candidate", read_manifest(candidate), prompts),
@@ -415,13 +430,28 @@ def _evaluate(
 def _unique_prompts(records: list[Any]) -> tuple[list[Any], int]:
     """The records with each prompt once (the first record of a prompt kept), and how many were
     dropped: the bootstrap resamples prompts, and a prompt counted twice would narrow the interval
-    as if it were two pieces of evidence."""
-    seen: set[str] = set()
-    kept = []
+    as if it were two pieces of evidence. A prompt sampled more than once with different shadow
+    sampling probabilities keeps the mean of their weights (``sampling_p`` ``1 / mean(1/p)``), so
+    its weight does not depend on which of its lines comes first."""
+    import dataclasses
+
+    first: dict[str, int] = {}
+    kept: list[Any] = []
+    ps: list[list[float]] = []
     for r in records:
-        if r.prompt not in seen:
-            seen.add(r.prompt)
+        i = first.get(r.prompt)
+        if i is None:
+            first[r.prompt] = len(kept)
             kept.append(r)
+            ps.append([])
+            i = first[r.prompt]
+        if r.sampling_p is not None:
+            ps[i].append(float(r.sampling_p))
+    for i, r in enumerate(kept):
+        if len(set(ps[i])) > 1:  # 1 / mean(1/p), as p_min / mean(p_min/p): no 1/p overflows
+            low = min(ps[i])
+            mean = math.fsum(low / p for p in ps[i]) / len(ps[i])  # fsum: the same sum in any order
+            kept[i] = dataclasses.replace(r, sampling_p=min(1.0, low / mean))
     return kept, len(records) - len(kept)
 
 

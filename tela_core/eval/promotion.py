@@ -73,6 +73,8 @@ __all__ = [
     "compare",
     "check_not_trained_on",
     "sampling_weights",
+    "check_sampling_mix",
+    "MIN_EFFECTIVE_PROMPTS",
     "PROMOTE",
     "REFUSE",
     "MIN_SAVING",
@@ -147,11 +149,37 @@ def check_not_trained_on(what: str, manifest: Mapping[str, Any], prompts: Sequen
     return {"checked": sampled, "trained": 0}
 
 
+#: the least evidence weighted records may be worth, in equally weighted prompts (Kish's effective
+#: sample size, ``(sum v)^2 / sum v^2``): a set where one record or a few carry nearly all the
+#: weight (a hand-edited or tiny ``p``) has a bootstrap interval of a handful of prompts, whatever
+#: the record count says, and is refused rather than decided on
+MIN_EFFECTIVE_PROMPTS = 10
+
+
+def _who(r: Record, i: int) -> str:
+    return f"record {r.id!r}" if r.id else f"the record of prompt {r.prompt[:40]!r}" if r.prompt else f"record {i + 1}"
+
+
+def check_sampling_mix(records: Sequence[Record]) -> None:
+    """Refuse (a :class:`TelaError`) records of which some carry a shadow sampling probability and
+    some do not: they cannot be weighted back to the traffic together."""
+    have = sum(r.sampling_p is not None for r in records)
+    if 0 < have < len(records):
+        raise TelaError(
+            f"{have} of the {len(records)} evaluation records carry a shadow sampling probability (sampling_p) and "
+            f"{len(records) - have} do not, so they cannot be weighted back to the traffic together; compare on "
+            "records of one kind, or count every prompt alike (tela promote --unweighted)"
+        )
+
+
 def sampling_weights(records: Sequence[Record], weighted: bool = True) -> tuple[Any, dict[str, Any]]:
-    """Each prompt's weight ``1/p`` (``p``: the record's ``sampling_p``), or None where every
-    prompt counts alike (no record carries a ``p``, all carry the same, or ``weighted`` is False);
-    and what was done, for the promotion record. Some records with a ``p`` and some without are a
-    :class:`TelaError`: they cannot be weighted back to the traffic together."""
+    """Each prompt's weight, proportional to ``1/p`` (``p``: the record's ``sampling_p``; scaled so
+    the largest is 1, which no ``p`` overflows), or None where every prompt counts alike (no record
+    carries a ``p``, all carry the same, or ``weighted`` is False); and what was done, for the
+    promotion record, with the weighted prompts' worth in equally weighted ones (``effective_n``).
+    Some records with a ``p`` and some without, or weights worth fewer than
+    :data:`MIN_EFFECTIVE_PROMPTS` prompts, are a :class:`TelaError`: they cannot stand for the
+    traffic."""
     import numpy as np
 
     ps = [r.sampling_p for r in records]
@@ -165,18 +193,27 @@ def sampling_weights(records: Sequence[Record], weighted: bool = True) -> tuple[
     if have == 0:
         info["how"] = "every prompt alike (no record carries a shadow sampling probability)"
         return None, info
-    if have < len(ps):
-        raise TelaError(
-            f"{have} of the {len(ps)} evaluation records carry a shadow sampling probability (sampling_p) and "
-            f"{len(ps) - have} do not, so they cannot be weighted back to the traffic together; compare on "
-            "records of one kind, or count every prompt alike (tela promote --unweighted)"
-        )
-    v = uniform(np.array([1.0 / float(p) for p in ps if p is not None]))
+    check_sampling_mix(records)
+    p = np.array(ps, dtype=float)
+    if not (np.isfinite(p).all() and (p > 0).all() and (p <= 1).all()):
+        raise TelaError("sampling_p must be a probability in (0, 1] on every record")
+    v = uniform(p.min() / p)  # 1/p scaled by the smallest p: in (0, 1], however small a p is
     if v is None:
         info["how"] = f"every prompt alike (all sampled with the same probability, {ps[0]:g})"
+        info["effective_n"] = float(len(ps))
         return None, info
+    eff = float(v.sum() ** 2 / (v**2).sum())
     info.update(weighted=True, how="each prompt weighted by 1/p, p the probability shadow sampling asked it with")
-    info["p_range"] = [float(min(p for p in ps if p is not None)), float(max(p for p in ps if p is not None))]
+    info["p_range"] = [float(p.min()), float(p.max())]
+    info["effective_n"] = round(eff, 1)
+    if eff < MIN_EFFECTIVE_PROMPTS:
+        top = int(np.argmax(v))
+        raise TelaError(
+            f"weighted by 1/p, these {len(ps)} records are worth {eff:.1f} equally weighted prompts (Kish's "
+            f"effective sample size; at least {MIN_EFFECTIVE_PROMPTS} needed): the heaviest, "
+            f"{_who(records[top], top)} (sampling_p {float(ps[top])!r}), carries {v[top] / v.sum():.0%} of the weight; "
+            "label more of the traffic, or count every prompt alike (tela promote --unweighted)"
+        )
     return v, info
 
 
@@ -278,7 +315,8 @@ def _weighed(c: Comparison, weighting: dict[str, Any]) -> Comparison:
     if weighting.get("weighted"):
         why += (
             f"; each prompt weighted by 1/p, its shadow sampling probability ({weighting['with_p']} of "
-            f"{weighting['records']} records carry one)"
+            f"{weighting['records']} records carry one; worth {weighting['effective_n']:.1f} equally weighted "
+            "prompts)"
         )
     return dataclasses.replace(c, why=why, weighting=weighting)
 
