@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tela_core.routing import versions as vs
-from tela_core.testkit.helpers import run_cli
+from tela_core.testkit.helpers import one_error_line, run_cli
 
 
 def _folder(tmp_path: Path, n: int) -> Path:
@@ -84,3 +84,86 @@ def test_a_step_killed_between_the_two_writes_counts_each_step_once(
     moved = [json.loads(x)["step"] for x in (live / vs.HISTORY_FILE).read_text().splitlines()]
     assert moved == [1, 2] and [h["step"] for h in vs.read_state(live).history] == [3, 4]
     assert _steps(live) == [(1, "promote"), (2, "promote"), (3, "promote"), (4, "rollback")]
+
+
+def test_steps_without_a_number_in_a_hand_edited_versions_json_are_kept_and_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A person editing versions.json by hand may add or renumber steps: moving them must lose none,
+    and the next step is numbered after all of them (before: unnumbered steps were hidden from
+    iter_history and dropped from both files when moved)."""
+    monkeypatch.setattr(vs, "HISTORY_KEPT", 3)
+    live = _folder(tmp_path, 3)
+    vs.set_current(live, "v1", "promote")
+    raw = json.loads((live / vs.VERSIONS_FILE).read_text())
+    raw["history"] += [{"time": "t", "action": "note", "said": f"by hand {i}"} for i in (1, 2)]
+    (live / vs.VERSIONS_FILE).write_text(json.dumps(raw))
+    assert [h.get("said") for h in vs.iter_history(live)] == [None, "by hand 1", "by hand 2"]
+    vs.set_current(live, "v2", "promote")
+    vs.set_current(live, "v3", "promote")
+    vs.note_step(live, "refuse")
+    got = [(h.get("step"), h.get("said"), h["action"]) for h in vs.iter_history(live)]
+    assert got == [
+        (1, None, "promote"),
+        (None, "by hand 1", "note"),
+        (None, "by hand 2", "note"),
+        (4, None, "promote"),
+        (5, None, "promote"),
+        (6, None, "refuse"),
+    ]
+    moved = [json.loads(x) for x in (live / vs.HISTORY_FILE).read_text().splitlines()]
+    assert [h.get("said") for h in moved] == [None, "by hand 1", "by hand 2"]
+
+
+def test_repeated_kills_between_the_two_writes_leave_each_step_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(vs, "HISTORY_KEPT", 1)
+    live = _folder(tmp_path, 3)
+    vs.set_current(live, "v1", "promote")
+    vs.note_step(live, "refuse", said="by hand")  # numbered, then renumbered by hand below
+    raw = json.loads((live / vs.VERSIONS_FILE).read_text())
+    raw["history"][-1].pop("step")
+    (live / vs.VERSIONS_FILE).write_text(json.dumps(raw))
+    real = vs.atomic_write_json
+
+    def killed(path: Path, data: object, **kw: object) -> None:
+        raise KeyboardInterrupt("killed before versions.json was written")
+
+    for _ in range(3):  # killed three times over between the two writes of the same move
+        monkeypatch.setattr(vs, "atomic_write_json", killed)
+        with pytest.raises(KeyboardInterrupt):
+            vs.set_current(live, "v2", "promote")
+        monkeypatch.setattr(vs, "atomic_write_json", real)
+        assert [h["action"] for h in vs.iter_history(live)] == ["promote", "refuse"]
+    vs.set_current(live, "v2", "promote")
+    vs.set_current(live, "v3", "promote")
+    assert [(h.get("step"), h["action"]) for h in vs.iter_history(live)] == [
+        (1, "promote"),
+        (None, "refuse"),
+        (3, "promote"),
+        (4, "promote"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "spoilt, said",
+    [
+        (b'{"step": 1, "action": "promote"}\n{"step": 2, "act', ":2: not a step"),
+        (b'{"step": 1, "action": "promote"}\n\xff\xfe\n', ": unreadable"),
+    ],
+)
+def test_a_spoilt_history_jsonl_is_one_line_and_no_step_is_half_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spoilt: bytes, said: str
+) -> None:
+    monkeypatch.setattr(vs, "HISTORY_KEPT", 2)
+    live = _folder(tmp_path, 2)
+    vs.set_current(live, "v1", "promote")
+    vs.set_current(live, "v2", "promote")
+    (live / vs.HISTORY_FILE).write_bytes(spoilt)  # truncated by hand, or not text
+    before = {p.name: p.read_bytes() for p in live.rglob("*") if p.is_file()}
+    res = run_cli("rollback", "--router", live)
+    line = one_error_line(res)
+    assert f"{live / vs.HISTORY_FILE}{said}" in line, line
+    # nothing written: no record, pending or final, and versions.json as it was
+    assert {p.name: p.read_bytes() for p in live.rglob("*") if p.is_file()} == before

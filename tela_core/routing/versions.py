@@ -131,7 +131,7 @@ def _read_moved(folder: Path) -> list[dict[str, Any]]:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
-    except OSError as e:
+    except (OSError, UnicodeDecodeError) as e:
         raise TelaError(f"{p}: unreadable: {' '.join(str(e).split())[:200]}") from None
     out = []
     for i, line in enumerate(text.splitlines(), start=1):
@@ -147,6 +147,16 @@ def _read_moved(folder: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _overlap(moved: list[dict[str, Any]], steps: list[dict[str, Any]]) -> int:
+    """How many of ``steps``' first steps are ``moved``'s last ones: those a process killed between
+    the two writes of a move left in both files (compared whole, so a step without a number, or
+    numbered by hand, is neither lost nor counted twice)."""
+    for k in range(min(len(moved), len(steps)), 0, -1):
+        if moved[-k:] == steps[:k]:
+            return k
+    return 0
+
+
 def _write_state(folder: Path, state: VersionsState) -> None:
     """Write ``versions.json`` (atomically), first moving the steps beyond the last
     :data:`HISTORY_KEPT` to ``history.jsonl`` (module doc). The caller holds the folder's lock."""
@@ -154,8 +164,7 @@ def _write_state(folder: Path, state: VersionsState) -> None:
     if len(state.history) > keep:
         older, state.history = state.history[:-keep], state.history[-keep:]
         moved = _read_moved(folder)
-        last = max((_step_no(h) for h in moved), default=0)
-        new = [h for h in older if _step_no(h) > last]  # a kill between the two writes left these moved
+        new = older[_overlap(moved, older) :]  # a kill between the two writes left the others moved
         if new:
             from tela_core.infra.io import atomic_write_text, json_line
 
@@ -165,10 +174,11 @@ def _write_state(folder: Path, state: VersionsState) -> None:
 
 
 def _next_step(folder: Path, state: VersionsState) -> int:
-    """The number of the next step: after the last one, in ``versions.json`` or moved out of it."""
-    if state.history:
-        return _step_no(state.history[-1]) + 1 if _step_no(state.history[-1]) else len(state.history) + 1
-    return max((_step_no(h) for h in _read_moved(folder)), default=0) + 1
+    """The number of the next step: after every step's number, in ``versions.json`` or moved out of
+    it, and after the count of steps (steps without a number, added by hand, count too)."""
+    moved = _read_moved(folder)
+    steps = [*moved, *state.history[_overlap(moved, state.history) :]]
+    return max(len(steps), *(_step_no(h) for h in steps)) + 1 if steps else 1
 
 
 def resolve(path: str | Path) -> tuple[Path, str | None]:
@@ -340,6 +350,7 @@ def record_step(path: Path, record: Mapping[str, Any], step: Callable[[], Versio
 
 def recover(folder: str | Path) -> list[str]:
     """Finish or undo the records an interrupted step left (the lock held): what was done."""
+    _read_moved(Path(folder))  # a history.jsonl spoilt by hand: said now, before a step half-taken
     rd = Path(folder) / RECORDS_DIR
     if not rd.is_dir():
         return []
@@ -371,6 +382,5 @@ def iter_history(folder: str | Path) -> Iterator[dict[str, Any]]:
     folder = Path(folder)
     state = read_state(folder)
     moved = _read_moved(folder)
-    last = max((_step_no(h) for h in moved), default=0)
     yield from moved
-    yield from (h for h in state.history if _step_no(h) > last)
+    yield from state.history[_overlap(moved, state.history) :]
