@@ -210,3 +210,77 @@ def test_a_prompt_sampled_twice_weighs_the_same_whichever_line_comes_first(
             "promote", "--router", live["root"] / "live", "--candidate", live["root"] / "good", "--data", data
         )
         assert "200 of the 201 evaluation records carry" in one_error_line(res)
+
+
+# -- a two-model current version against an N-model candidate ---------------------------------------
+
+
+class _Constant:
+    """A current version between two models that cannot tell prompts apart: ``w`` 0.5 for all."""
+
+    models = ["small", "big"]
+
+    def scores(self, prompts: list[str], quality: bool = False) -> Any:
+        from tela_core.components import Scores
+
+        return Scores(w=np.full(len(prompts), 0.5))
+
+    def decisions(self, scores: Any) -> list[Any]:
+        from tela_core.routing.router import Decision
+
+        return [Decision("big", 0.5, 0.5) for _ in scores.w]
+
+
+class _Table3:
+    """A router among three models whose predicted qualities are given, row by row."""
+
+    models = ["small", "mid", "big"]
+    path = Path("fixed")
+    manifest: dict[str, Any] = {"scorer": "fixed"}
+
+    def __init__(self, quality: Any) -> None:
+        self.quality = quality
+
+    def scores(self, prompts: list[str], quality: bool = False) -> Any:
+        from tela_core.components import Scores
+
+        return Scores(w=self.quality[:, -1], quality=self.quality, models=tuple(self.models))
+
+    def decisions(self, scores: Any) -> list[Any]:
+        from tela_core.routing.router import Decision
+
+        return [Decision(self.models[int(np.argmax(q))], 0.0, None) for q in scores.quality]
+
+
+def test_a_two_model_current_whose_w_ties_is_not_ranked_by_the_records_order() -> None:
+    """The current version's curve against an N-model candidate is its threshold sweep; where its
+    ``w`` ties, the records' order decided which prompts it "sent" first: records sorted hard first
+    made a router of constant ``w`` look like a perfect ranker (AIQ 0.87 instead of 0.74, outside
+    its own bootstrap interval's reach). Each tied prompt now counts the share of the tie sent."""
+    from tela_core.data.records import seed_record
+    from tela_core.eval.nmodel import aiq, hull
+    from tela_core.eval.promotion import compare
+
+    costs = {"small": 0.001, "mid": 0.003, "big": 0.01}
+    rng = np.random.default_rng(1)
+    truth = rng.integers(0, 2, size=(120, 3)).astype(float)
+    truth[:, 2] = 1.0
+    records = [
+        seed_record(f"p{i}", None, outcomes=dict(zip(costs, map(float, t))), costs=costs) for i, t in enumerate(truth)
+    ]
+    hard_first = np.argsort(truth[:, 0], kind="stable")
+    got = []
+    for order in (hard_first, hard_first[::-1]):
+        c = compare(
+            _Table3(truth[order] * 0.6 + 0.2),
+            _Constant(),
+            [records[i] for i in order],
+            "small",
+            "big",
+            resamples=100,
+        )
+        got.append(c.interval.b)
+    # a router of constant w: the straight line from the weak model to the strong one, either order
+    c = np.array([costs["small"], costs["big"]])
+    line = hull([(c[0], truth[:, 0].mean()), (c[1], 1.0)])
+    assert got[0] == pytest.approx(got[1], abs=1e-9) == pytest.approx(aiq(line, 0.001, 0.01), abs=1e-3)

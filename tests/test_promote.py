@@ -329,6 +329,17 @@ def test_a_two_model_current_version_and_a_candidate_among_more_models(
     record = json.loads(res.stdout)
     assert record["numbers"]["metric"] == "aiq", record
     assert f"the current version routes between {WEAK} and {STRONG} only" in record["why"]
+    # a record without the added model's outcome (or the pair's), and data without the added model at
+    # all: one line naming the file and the record (before: the record's id alone, no file)
+    objs = [json.loads(x) for x in (tmp_path / "t3.jsonl").read_text(encoding="utf-8").splitlines()]
+    for model in (mid, WEAK):
+        masked = tmp_path / f"masked-{model.replace('/', '_')}.jsonl"
+        objs[4]["outcomes"].pop(model, None)
+        masked.write_text("".join(json.dumps(o) + "\n" for o in objs), encoding="utf-8")
+        line = one_error_line(run_cli("promote", "--router", live, "--candidate", cand, "--data", masked))
+        assert line.startswith(f"Error: {masked}: record {objs[4]['id']!r} has no outcome") and model in line, line
+    line = one_error_line(run_cli("promote", "--router", live, "--candidate", cand, "--data", trained["traffic"]))
+    assert line.startswith(f"Error: {trained['traffic']}: no record has an outcome for {mid}"), line
 
 
 NIM3 = ["gemma-2-9b-it", "llama-3.1-8b-instruct", "llama-3.1-nemotron-51b-instruct"]

@@ -393,11 +393,26 @@ def _evaluate(
     pair = (cur.models[0], cur.models[-1])
     lack = [m for m in pair if m not in have]
     if len(cur.models) == 2 and lack and weak_model is None and strong_model is None:
+        some = _lacking(records, lack, costs=False)
+        if some is not None:  # most records have them: name the one that does not
+            raise TelaError(
+                f"{data}: {some}, which the routers choose between; label it, or leave it out of the evaluation"
+            )
         raise TelaError(
             f"{data}: no outcomes for {', '.join(lack)}, which the routers choose between (the data has "
             f"{', '.join(sorted(have)) or 'none'}); label their answers, or name the data's models that stand "
             "for them with --weak-model/--strong-model"
         )
+    if len(cand.models) > 2:
+        nowhere = [m for m in cand.models if not any(m in (r.outcomes or {}) for r in records)]
+        if nowhere:
+            raise TelaError(
+                f"{data}: no record has an outcome for {', '.join(nowhere)}, which the candidate routes to; routers "
+                "among N models are compared on every model's outcome and cost"
+            )
+        some = _lacking(records, cand.models, costs=True)
+        if some is not None:
+            raise TelaError(f"{data}: {some}; routers among N models are compared on every model's outcome and cost")
     weak, strong = resolve_pair(
         records,
         weak_model or (cur.models[0] if cur.models[0] in have else None),
@@ -425,6 +440,22 @@ def _evaluate(
         failed=c.failed,
     )
     return record
+
+
+def _lacking(records: list[Any], models: Any, costs: bool) -> str | None:
+    """The first record without an outcome (or, with ``costs``, a cost) for one of ``models`` (of
+    those some record has an outcome for, without ``costs``), said by its id (or prompt), or None."""
+    present = set().union(*(r.outcomes or {} for r in records))
+    for r in records:
+        lack = [
+            m
+            for m in models
+            if (costs or m in present) and (m not in (r.outcomes or {}) or (costs and m not in (r.costs or {})))
+        ]
+        if lack:
+            who = f"record {r.id!r}" if r.id else f"the record of prompt {r.prompt[:40]!r}"
+            return f"{who} has no outcome{' or cost' if costs else ''} for {', '.join(lack)}"
+    return None
 
 
 def _unique_prompts(records: list[Any]) -> tuple[list[Any], int]:

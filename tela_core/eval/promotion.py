@@ -36,8 +36,9 @@ models alone would judge the candidate without the one thing it adds. A candidat
 model the current version serves is refused. The current version may be a router between two of
 the candidate's models (a first version, before models were added): it routes on ``w`` and a
 threshold and predicts no quality per model, so its curve is its threshold sweep, the top ``k``
-prompts by ``w`` to its strong model at strong-call shares 0, 0.01, ..., 1 (:func:`_pair_curve`),
-hulled and averaged over the same cost range.
+prompts by ``w`` to its strong model at strong-call shares 0, 0.01, ..., 1 (:func:`_pair_curve`;
+prompts of equal ``w`` each count the share of them sent, whatever the records' order), hulled and
+averaged over the same cost range.
 
 Labels bought by uncertainty-driven shadow sampling (``shadow_sampling: uncertainty``) are not a
 sample of the traffic: close decisions are asked more often. Each record from a shadow log carries
@@ -531,20 +532,35 @@ PAIR_STEPS = 100
 def _pair_curve(w: Any, cost: Any, truth: Any, v: Any, jw: int, js: int) -> list[tuple[float, float]]:
     """(mean cost, mean quality) of a router between the columns ``jw`` (weak) and ``js`` (strong)
     that sends the top ``k`` prompts by ``w`` to the strong model, for ``k`` at the strong-call shares
-    0, 0.01, ..., 1 (:func:`tela_core.eval.metrics.strong_counts`, ties in input order); means
-    weighted by ``v`` where given."""
+    0, 0.01, ..., 1 (:func:`tela_core.eval.metrics.strong_counts`); means weighted by ``v`` where
+    given. Prompts of equal ``w`` are one the router cannot tell apart: where ``k`` ends among them,
+    each counts the share of them that goes (the mean over every order of the tie), so the curve
+    does not depend on the order of the records - a router of constant ``w`` is a straight line
+    from its weak model to its strong one, not a ranking by the file's order."""
     import numpy as np
 
     from tela_core.eval.metrics import strong_counts
 
-    order = np.argsort(-np.asarray(w, dtype=float), kind="stable")
+    w = np.asarray(w, dtype=float)
+    order = np.argsort(-w, kind="stable")
     vo = np.ones(len(order)) if v is None else np.asarray(v, dtype=float)[order]
     cw, cs, tw, ts = cost[order, jw], cost[order, js], truth[order, jw], truth[order, js]
     dc = np.concatenate([[0.0], np.cumsum(vo * (cs - cw))])
     dt = np.concatenate([[0.0], np.cumsum(vo * (ts - tw))])
     total, base_c, base_t = float(vo.sum()), float((vo * cw).sum()), float((vo * tw).sum())
+    ws = w[order]
+    starts = np.flatnonzero(np.r_[True, ws[1:] != ws[:-1]]) if len(ws) else np.zeros(1, dtype=int)
+    ends = np.r_[starts[1:], len(ws)]
+
+    def at(cum: Any, k: int) -> float:
+        b = int(np.searchsorted(starts, k, side="right")) - 1
+        lo, hi = int(starts[b]), int(ends[b])
+        if k <= lo or hi <= lo:
+            return float(cum[k])
+        return float(cum[lo] + (cum[hi] - cum[lo]) * (k - lo) / (hi - lo))
+
     ks = strong_counts(len(order), PAIR_STEPS)
-    return [((base_c + float(dc[k])) / total, (base_t + float(dt[k])) / total) for k in ks]
+    return [((base_c + at(dc, k)) / total, (base_t + at(dt, k)) / total) for k in ks]
 
 
 def _check_models(candidate: Router, current: Router) -> None:
