@@ -167,3 +167,18 @@ def test_a_spoilt_history_jsonl_is_one_line_and_no_step_is_half_taken(
     assert f"{live / vs.HISTORY_FILE}{said}" in line, line
     # nothing written: no record, pending or final, and versions.json as it was
     assert {p.name: p.read_bytes() for p in live.rglob("*") if p.is_file()} == before
+
+
+def test_a_hand_edited_step_with_an_odd_record_does_not_stop_a_rollback(tmp_path: Path) -> None:
+    """versions.json's history is a log a person may edit; a step's "record" that is no string
+    (a list, say) made every later promote and rollback a traceback (recover hashed it)."""
+    live = _folder(tmp_path, 2)
+    vs.set_current(live, "v1", "promote")
+    vs.set_current(live, "v2", "promote")
+    raw = json.loads((live / vs.VERSIONS_FILE).read_text())
+    raw["history"][0]["record"] = ["by hand"]
+    (live / vs.VERSIONS_FILE).write_text(json.dumps(raw))
+    vs.write_record(vs.next_record_path(live, "promote", "v2"), {"action": "promote"})  # records/ exists
+    res = run_cli("rollback", "--router", live, "--reason", "hand-edited history")
+    assert res.exit_code == 0, res.output
+    assert vs.read_state(live).current == "v1" and [h["action"] for h in vs.iter_history(live)][-1] == "rollback"

@@ -167,7 +167,7 @@ def _weighted_resampled(
     with np.errstate(divide="ignore", invalid="ignore"):
         pgr = gains / gap[:, None]
     out = (pgr.sum(axis=1) - 0.5 * (pgr[:, 0] + pgr[:, -1])) / APGR_GRID_STEPS
-    out[np.abs(gap) < 1e-12 * np.maximum(mass[:, -1], 1.0)] = np.nan
+    out[np.abs(gap) < 1e-12 * mass[:, -1]] = np.nan  # relative: weights are scaled (largest 1)
     return np.asarray(out, dtype=float)
 
 

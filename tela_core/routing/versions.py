@@ -354,7 +354,7 @@ def recover(folder: str | Path) -> list[str]:
     rd = Path(folder) / RECORDS_DIR
     if not rd.is_dir():
         return []
-    named = {h.get("record") for h in read_state(folder).history}
+    named = {h.get("record") for h in read_state(folder).history if isinstance(h.get("record"), str)}
     done = []
     for p in sorted(rd.glob(".*.json.pending")):
         final = p.with_name(p.name[1 : -len(".pending")])
