@@ -48,9 +48,9 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def one_rank_args(model: Path, out: Path, sample: int = 48) -> list[str]:
-    """One CPU rank, trained long enough (2 epochs at 3e-3) to move the score distribution, with a
-    checkpoint after every step (tests/test_kill.py kills this run and compares it with the
-    session's uninterrupted one)."""
+    """One CPU rank, trained long enough (2 epochs at 3e-3, 12 steps) to move the score
+    distribution, with a checkpoint every 3 steps (tests/test_kill.py kills this run and compares
+    it with the session's uninterrupted one)."""
     return [
         TELA,
         "run",
@@ -77,7 +77,7 @@ def one_rank_args(model: Path, out: Path, sample: int = 48) -> list[str]:
         "--learning-rate",
         "3e-3",
         "--save-steps",
-        "1",
+        "3",
     ]
 
 
