@@ -207,6 +207,12 @@ def knn_options() -> list[str]:
     return [] if DEFAULT_EMBEDDER == "model2vec" else ["--set", "family.embedder=model2vec"]
 
 
+@pytest.fixture(scope="module")
+def knn_router(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A kNN router with the static embedder, trained here once for the tests that serve it (read only)."""
+    return train("embedding-knn", tmp_path_factory.mktemp("serve-install") / "knn", *knn_options())
+
+
 # ------------------------------------------------------------------------------------------------
 # Dockerfile and .dockerignore
 # ------------------------------------------------------------------------------------------------
@@ -336,12 +342,14 @@ def test_baseline_routers_serve_without_the_training_stack(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_embedding_routers_with_a_static_embedder_serve_without_the_training_stack(tmp_path: Path) -> None:
+def test_embedding_routers_with_a_static_embedder_serve_without_the_training_stack(
+    tmp_path: Path, knn_router: Path
+) -> None:
     """kNN, linear, matrix-factorization and ensemble routers with the static embedder (trained
     here, with torch) load and serve with the training stack unimportable."""
     opts = knn_options()
     routers = {
-        "knn": train("embedding-knn", tmp_path / "knn", *opts),
+        "knn": knn_router,
         "linear": train("embedding-linear", tmp_path / "linear", *opts),
         "mf": train("matrix-factorization", tmp_path / "mf", *opts),
         "ensemble": train("ensemble", tmp_path / "ensemble", *opts),  # kNN, linear and length stacked
@@ -359,7 +367,9 @@ def du_mb(path: Path) -> float:
 
 
 @pytest.mark.slow
-def test_serving_install_in_a_fresh_venv_serves_a_knn_router_through_the_openai_client(tmp_path: Path) -> None:
+def test_serving_install_in_a_fresh_venv_serves_a_knn_router_through_the_openai_client(
+    tmp_path: Path, knn_router: Path
+) -> None:
     """The Dockerfile's files and pip line, in a fresh venv (packages from the index): no training
     stack in it, under 300 MB; a kNN router trained in this venv, with its static embedder's model
     copied into the serving cache (as a deployment copies it), serves offline from there."""
@@ -401,7 +411,7 @@ def test_serving_install_in_a_fresh_venv_serves_a_knn_router_through_the_openai_
     assert r.returncode == 0 and r.stdout.strip() == "1", r.stdout + r.stderr[-2000:]
 
     # A kNN router trained here; its embedder's model copied into a serving cache of its own.
-    router = train("embedding-knn", tmp_path / "knn", *knn_options())
+    router = knn_router
     model = static_model_folder()
     cache = tmp_path / "serving-cache"
     shutil.copytree(model, cache / "models" / model.name)
