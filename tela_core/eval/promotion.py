@@ -212,7 +212,7 @@ def sampling_weights(records: Sequence[Record], weighted: bool = True) -> tuple[
         raise TelaError(
             f"weighted by 1/p, these {len(ps)} records are worth {eff:.1f} equally weighted prompts (Kish's "
             f"effective sample size; at least {MIN_EFFECTIVE_PROMPTS} needed): the heaviest, "
-            f"{_who(records[top], top)} (sampling_p {float(ps[top])!r}), carries {v[top] / v.sum():.0%} of the weight; "
+            f"{_who(records[top], top)} (sampling_p {float(p[top])!r}), carries {v[top] / v.sum():.0%} of the weight; "
             "label more of the traffic, or count every prompt alike (tela promote --unweighted)"
         )
     return v, info
