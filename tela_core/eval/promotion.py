@@ -551,16 +551,13 @@ def _pair_curve(w: Any, cost: Any, truth: Any, v: Any, jw: int, js: int) -> list
     ws = w[order]
     starts = np.flatnonzero(np.r_[True, ws[1:] != ws[:-1]]) if len(ws) else np.zeros(1, dtype=int)
     ends = np.r_[starts[1:], len(ws)]
-
-    def at(cum: Any, k: int) -> float:
-        b = int(np.searchsorted(starts, k, side="right")) - 1
-        lo, hi = int(starts[b]), int(ends[b])
-        if k <= lo or hi <= lo:
-            return float(cum[k])
-        return float(cum[lo] + (cum[hi] - cum[lo]) * (k - lo) / (hi - lo))
-
-    ks = strong_counts(len(order), PAIR_STEPS)
-    return [((base_c + at(dc, k)) / total, (base_t + at(dt, k)) / total) for k in ks]
+    ks = np.asarray(strong_counts(len(order), PAIR_STEPS))
+    tie = np.searchsorted(starts, ks, side="right") - 1  # the tie (run of equal w) each k ends in
+    lo, hi = starts[tie], ends[tie]
+    share = np.where(hi > lo, (ks - lo) / np.maximum(hi - lo, 1), 0.0)  # of the tie sent to the strong model
+    c = base_c + dc[lo] + (dc[hi] - dc[lo]) * share
+    t = base_t + dt[lo] + (dt[hi] - dt[lo]) * share
+    return [(float(x) / total, float(y) / total) for x, y in zip(c, t)]
 
 
 def _check_models(candidate: Router, current: Router) -> None:
