@@ -17,6 +17,7 @@ import gzip
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -167,6 +168,25 @@ def _ask(url: str, prompt: str) -> httpx.Response:
     return r
 
 
+def _stop(proc: subprocess.Popen[str], workers: set[int]) -> None:
+    """Stop a `tela serve --workers N` and, should its main process have died first, the workers it
+    left (they hold the output pipe open: a reader of it would wait for ever)."""
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    for pid in workers:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                ours = b"multiprocessing" in fh.read()
+            if ours:
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            pass
+
+
 def _reloads(url: str, result: str) -> float:
     return metric(get(url + "/metrics")[1], "tela_router_reloads_total", router="many", result=result)
 
@@ -282,7 +302,9 @@ def test_an_added_upstream_and_the_version_routing_to_it_take_effect_together(bu
 def test_workers_started_by_sighup_read_the_config_file_again(built, replay, tmp_path):
     """--workers 2: SIGHUP to the main process replaces the workers, and each new one takes the
     config file's upstreams as they are now with the router; a file that does not read leaves
-    the workers before serving (uvicorn aborts the restart)."""
+    the workers before serving (uvicorn aborts the restart), and a worker that dies meanwhile is
+    replaced by one serving as the others do (not one that fails to start, which would stop the
+    server)."""
     up = replay["up"]
     link = tmp_path / "current"
     os.symlink(built["v1"], link)
@@ -299,12 +321,16 @@ def test_workers_started_by_sighup_read_the_config_file_again(built, replay, tmp
     def answered_by() -> set[str]:
         return {_ask(server.url, p).headers["x-tela-model"] for p in prompts[:6]}  # new connections: any worker
 
+    seen: set[int] = set()
+
     def workers() -> set[int]:
         try:
             status, body = get(server.url + "/ready")
         except OSError:  # a connection an exiting worker closed
             return set()
-        return set(json.loads(body)["workers"]["pids"]) if status == 200 else set()
+        pids = set(json.loads(body)["workers"]["pids"]) if status == 200 else set()
+        seen.update(pids)
+        return pids
 
     try:
         assert NEW not in answered_by()
@@ -321,8 +347,15 @@ def test_workers_started_by_sighup_read_the_config_file_again(built, replay, tmp
         server.proc.send_signal(signal.SIGHUP)
         _wait(lambda: any("aborting the restart" in line for line in list(lines)), timeout=120)
         assert answered_by() == {NEW}
+        # a worker that dies while the file does not read is replaced, serving as the others do
+        now = workers()
+        os.kill(min(now), signal.SIGKILL)
+        _wait(lambda: server.proc.poll() is not None or (len(w := workers()) == 2 and w != now), timeout=120)
+        assert server.proc.poll() is None, "the server stopped"  # uvicorn stops when a new worker cannot start
+        assert answered_by() == {NEW}
     finally:
-        server.stop()
+        _stop(server.proc, seen)
         reader.join(10)
     out = "".join(lines)
     assert "not valid YAML" in out and "this worker does not start" in out, out[-3000:]
+    assert "replaces one that stopped and serves with the settings the others serve with" in out, out[-3000:]

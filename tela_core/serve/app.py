@@ -42,13 +42,13 @@ from typing import Any
 
 from . import readiness
 from .chat import RequestError
-from .config import ConfigError, ServeConfig, reread_config
+from .config import ServeConfig
 from .decisions import DecisionLog
 from .feedback import Feedback
 from .guard import Guard
 from .metrics import ServeMetrics
 from .proxy import ChatHandler
-from .reload import Reloader
+from .reload import Reloader, remember_config, worker_config
 from .responses import RawResponse, error_response, json_response, raw_headers
 from .served_routers import ServedRouter, load_routers
 from .server import Server, check_admin, check_auth, make_upstreams
@@ -145,6 +145,8 @@ class ServeApp:
             server.shadow.start()
         sighup = self.reloader.install_sighup()
         self.reloader.start_following()  # routers served from a versions folder follow its current version
+        if readiness.ready_workers() is not None:  # --workers N: the settings workers serve with now
+            await asyncio.to_thread(remember_config, server.config)
         readiness.register()  # --workers N: this worker is up (the served /ready counts them)
         try:
             yield
@@ -296,22 +298,8 @@ def create_app_from_env() -> Any:
     """App factory for ``--workers N`` (uvicorn ``factory=True``): settings from ``$TELA_SERVE_CONFIG``."""
     config = ServeConfig.from_env()
     configure_logging(config.log_level)
-    # a worker started by a reload (SIGHUP to the main process) takes the config file's routers and
-    # upstreams as they are now; one that cannot read it does not start, so the workers before keep serving
-    try:
-        got = reread_config(config)
-    except ConfigError as e:
-        log.error("reload: %s; this worker does not start, the workers before it keep serving", e)
-        raise
-    if got is not None:
-        config, later = got
-        if later:
-            log.warning(
-                "%s: %s changed; a reload applies routers and upstreams only, the rest at a restart",
-                config.reread and config.reread.get("config_file"),
-                ", ".join(later),
-            )
-    return create_app(config)
+    # the config file's routers and upstreams as they are now (a worker a reload started: SIGHUP)
+    return create_app(worker_config(config, len(readiness.ready_workers() or [])))
 
 
 def configure_logging(level: str = "info") -> None:

@@ -52,12 +52,13 @@ from tela_core.plugins.discovery import get_registry
 from tela_core.routing.versions import VERSIONS_FILE, is_versions_dir, read_state
 
 from .config import ConfigError, ServeConfig, UpstreamConfig, reread_config
+from .readiness import READY_DIR_ENV
 from .served_routers import ServedRouter, load_router, mark_version
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import Server
 
-__all__ = ["Reloader", "RETIRED_CLIENT_GRACE_S"]
+__all__ = ["Reloader", "RETIRED_CLIENT_GRACE_S", "remember_config", "worker_config"]
 
 log = logging.getLogger("tela.serve")
 
@@ -138,7 +139,7 @@ class Reloader:
                 )
                 return self._refuse(targets, trigger, why, out)
             # -- the swap: one step on the event loop, no await until it is done --------------------
-            old_routers, old_ups = s.routers, s.upstreams
+            old_routers, old_ups, old_entries = s.routers, s.upstreams, s.config.routers
             entries = {n: (cfg if n in loaded else s.config).routers[n] for n in serving}
             s.config = cfg.model_copy(update={"routers": entries})
             s.upstreams = ups
@@ -187,6 +188,8 @@ class Reloader:
                     "reload (%s): shadow mode was off when this server started; it starts at a restart", trigger
                 )
             self.last = {"upstreams": summary, "restart_keys": later, "s": round(time.perf_counter() - t0, 3)}
+            if summary != {"added": [], "changed": [], "removed": []} or entries != old_entries:
+                await asyncio.to_thread(remember_config, s.config)
             return out
 
     def _clients(
@@ -425,6 +428,58 @@ class Reloader:
         self.stop_following()
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+#: In ``$TELA_SERVE_READY_DIR`` (``--workers N``): the settings the last worker to start or reload
+#: serves with, for a worker that replaces one that died while the config file does not read.
+LAST_CONFIG = "config.json"
+
+
+def remember_config(config: ServeConfig) -> None:
+    """Keep ``config`` as the settings workers serve with (:data:`LAST_CONFIG`; nothing without
+    ``--workers N``)."""
+    d = os.environ.get(READY_DIR_ENV)
+    if not d:
+        return
+    tmp = os.path.join(d, f".{LAST_CONFIG}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(config.model_dump_json())
+        os.replace(tmp, os.path.join(d, LAST_CONFIG))
+    except OSError as e:  # the directory was removed under the server
+        log.warning("could not keep the settings in use in %s: %s", d, e)
+
+
+def worker_config(config: ServeConfig, workers_up: int) -> ServeConfig:
+    """The settings a new ``--workers N`` process serves with: ``config`` (from the main process)
+    with the config file's routers and upstreams as they are now. When the file does not read: a
+    worker started by a reload (``workers_up`` already N) raises, so that uvicorn keeps the
+    workers before; one replacing a worker that died serves with the settings the others serve
+    with (:func:`remember_config`), so one bad edit of the file cannot stop the server."""
+    try:
+        got = reread_config(config)
+    except ConfigError as e:
+        if workers_up >= config.workers:
+            log.error("reload: %s; this worker does not start, the workers before it keep serving", e)
+            raise
+        d = os.environ.get(READY_DIR_ENV)
+        try:
+            with open(os.path.join(d or "", LAST_CONFIG), encoding="utf-8") as fh:
+                config = ServeConfig.model_validate_json(fh.read())
+        except (OSError, ValueError):
+            pass  # none kept yet: the settings the server started with
+        log.error("%s; this worker replaces one that stopped and serves with the settings the others serve with", e)
+        return config
+    if got is None:
+        return config
+    new, later = got
+    if later:
+        log.warning(
+            "%s: %s changed; a reload applies routers and upstreams only, the rest at a restart",
+            _where(new),
+            ", ".join(later),
+        )
+    return new
 
 
 def _folders(config: ServeConfig) -> dict[str, str]:
