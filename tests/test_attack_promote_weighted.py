@@ -89,6 +89,16 @@ def test_a_record_that_carries_the_weight_is_refused_not_decided_on() -> None:
     c = compare(cand, cur, records(ps), WEAK, STRONG, resamples=100)  # type: ignore[arg-type]
     assert c.weighting is not None and c.weighting["effective_n"] == 180.0 >= MIN_EFFECTIVE_PROMPTS
     assert "worth 180.0 equally weighted prompts" in c.why
+    # a small set counted alike is decided on; mildly uneven weights do not refuse it (half its
+    # records' worth is enough where there are fewer than 20), one record carrying it does
+    few = records([0.5 if i % 2 else 1.0 for i in range(len(prompts))])[:8]
+    c = compare(cand, cur, few, WEAK, STRONG, resamples=100)  # type: ignore[arg-type]
+    assert c.weighting is not None and 4 <= c.weighting["effective_n"] < MIN_EFFECTIVE_PROMPTS
+    few[0].sampling_p = 0.01
+    with pytest.raises(
+        TelaError, match=r"these 8 records are worth 1\.\d equally weighted prompts .*at least 4 needed"
+    ):
+        compare(cand, cur, few, WEAK, STRONG, resamples=100)  # type: ignore[arg-type]
 
 
 # -- the CLI ---------------------------------------------------------------------------------------

@@ -153,7 +153,8 @@ def check_not_trained_on(what: str, manifest: Mapping[str, Any], prompts: Sequen
 #: the least evidence weighted records may be worth, in equally weighted prompts (Kish's effective
 #: sample size, ``(sum v)^2 / sum v^2``): a set where one record or a few carry nearly all the
 #: weight (a hand-edited or tiny ``p``) has a bootstrap interval of a handful of prompts, whatever
-#: the record count says, and is refused rather than decided on
+#: the record count says, and is refused rather than decided on. Fewer records than twice this
+#: need only be worth half their count: weighting may not refuse what counting alike would decide.
 MIN_EFFECTIVE_PROMPTS = 10
 
 
@@ -179,8 +180,8 @@ def sampling_weights(records: Sequence[Record], weighted: bool = True) -> tuple[
     carries a ``p``, all carry the same, or ``weighted`` is False); and what was done, for the
     promotion record, with the weighted prompts' worth in equally weighted ones (``effective_n``).
     Some records with a ``p`` and some without, or weights worth fewer than
-    :data:`MIN_EFFECTIVE_PROMPTS` prompts, are a :class:`TelaError`: they cannot stand for the
-    traffic."""
+    :data:`MIN_EFFECTIVE_PROMPTS` prompts (half the records, where fewer), are a
+    :class:`TelaError`: they cannot stand for the traffic."""
     import numpy as np
 
     ps = [r.sampling_p for r in records]
@@ -207,11 +208,12 @@ def sampling_weights(records: Sequence[Record], weighted: bool = True) -> tuple[
     info.update(weighted=True, how="each prompt weighted by 1/p, p the probability shadow sampling asked it with")
     info["p_range"] = [float(p.min()), float(p.max())]
     info["effective_n"] = round(eff, 1)
-    if eff < MIN_EFFECTIVE_PROMPTS:
+    need = min(float(MIN_EFFECTIVE_PROMPTS), len(ps) / 2)
+    if eff < need:
         top = int(np.argmax(v))
         raise TelaError(
             f"weighted by 1/p, these {len(ps)} records are worth {eff:.1f} equally weighted prompts (Kish's "
-            f"effective sample size; at least {MIN_EFFECTIVE_PROMPTS} needed): the heaviest, "
+            f"effective sample size; at least {need:g} needed): the heaviest, "
             f"{_who(records[top], top)} (sampling_p {float(p[top])!r}), carries {v[top] / v.sum():.0%} of the weight; "
             "label more of the traffic, or count every prompt alike (tela promote --unweighted)"
         )
