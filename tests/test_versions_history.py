@@ -182,3 +182,18 @@ def test_a_hand_edited_step_with_an_odd_record_does_not_stop_a_rollback(tmp_path
     res = run_cli("rollback", "--router", live, "--reason", "hand-edited history")
     assert res.exit_code == 0, res.output
     assert vs.read_state(live).current == "v1" and [h["action"] for h in vs.iter_history(live)][-1] == "rollback"
+
+
+def test_records_past_the_ten_thousandth_are_numbered_on_not_overwritten(tmp_path: Path) -> None:
+    """An hourly loop writes a record a step: after 9999 records the numbers grow a digit, and each
+    new record must still be numbered after the last (before: 5-digit names were not counted, so
+    every refusal after the 10,000th was written over "10000-refuse.json")."""
+    live = _folder(tmp_path, 1)
+    vs.write_record(vs.next_record_path(live, "refuse", None), {"n": 1})
+    (live / vs.RECORDS_DIR / "0001-refuse.json").rename(live / vs.RECORDS_DIR / "9999-refuse.json")
+    names = []
+    for i in range(3):
+        path = vs.next_record_path(live, "refuse", None)
+        vs.write_record(path, {"n": i})
+        names.append(path.name)
+    assert names == ["10000-refuse.json", "10001-refuse.json", "10002-refuse.json"]

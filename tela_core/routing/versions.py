@@ -71,6 +71,7 @@ HISTORY_KEPT = 100
 RECORDS_DIR = "records"
 FORMAT = 1
 _NAME = re.compile(r"v([1-9][0-9]*)")  # used with fullmatch: "v1\n" is no name
+_RECORD = re.compile(r"([0-9]{4,})-")  # a record's number
 
 
 def _now() -> str:
@@ -318,9 +319,10 @@ def note_step(folder: str | Path, action: str, record: str | None = None, **extr
 
 
 def next_record_path(folder: str | Path, action: str, version: str | None) -> Path:
-    """``records/NNNN-ACTION[-VERSION].json``, numbered after the records already there."""
+    """``records/NNNN-ACTION[-VERSION].json``, numbered after the records already there (at least
+    four digits: the 10,000th record is ``10000-...``, and the one after it ``10001-...``)."""
     rd = Path(folder) / RECORDS_DIR
-    taken = [int(p.name[:4]) for p in rd.glob("[0-9][0-9][0-9][0-9]-*.json")] if rd.is_dir() else []
+    taken = [int(m.group(1)) for p in rd.glob("*.json") if (m := _RECORD.match(p.name))] if rd.is_dir() else []
     n = max(taken, default=0) + 1  # after the last, even if an earlier record was removed
     return rd / f"{n:04d}-{action}{'-' + version if version else ''}.json"
 
