@@ -21,7 +21,7 @@ from tela_core.train.worker import last_complete_checkpoint
 pytestmark = pytest.mark.slow
 
 #: steps in all: the kill lands at the first checkpoint (step 2); the rerun saves every 2 steps to the end
-STEPS = 6
+STEPS = 12
 
 
 def test_resume_after_kill(tiny_model: Path, tmp_path: Path) -> None:
