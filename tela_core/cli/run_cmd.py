@@ -91,7 +91,7 @@ def register(cli: click.Group) -> None:
 )
 @protocol_option
 @click.option("--formatter", default=None, metavar="NAME", help="Prompt formatter.  [default: role-prefix]")
-@click.option("--family", default=None, metavar="NAME", help="Router family (scorer).  [default: score-token]")
+@click.option("--family", default=None, metavar="NAME", help="Router family.  [default: score-token]")
 @click.option(
     "--backend",
     default=None,

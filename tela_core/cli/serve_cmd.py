@@ -47,7 +47,7 @@ def register(cli: click.Group) -> None:
     help="Wait this long for more requests before scoring a batch (default 0: score what is waiting).",
 )
 @click.option(
-    "--max-batch", default=None, type=click.IntRange(min=1), help="Most prompts per scorer call (default 32)."
+    "--max-batch", default=None, type=click.IntRange(min=1), help="Most prompts per router call (default 32)."
 )
 @score_batch_option(old_spelling=False)
 @click.option(

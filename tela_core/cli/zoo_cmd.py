@@ -57,7 +57,7 @@ def _old_option_spelling(ctx: click.Context, param: click.Parameter, value: tupl
     "--families",
     default="",
     metavar="NAME,...",
-    help="Comma-separated router families, e.g. length,embedding-knn,ensemble (see `tela plugins list --kind scorer`).",
+    help="Comma-separated router families, e.g. length,embedding-knn,ensemble (see `tela plugins list --kind family`).",
 )
 @output_option(required=True)
 @protocol_option
