@@ -294,3 +294,19 @@ def test_a_two_model_current_whose_w_ties_is_not_ranked_by_the_records_order() -
     c = np.array([costs["small"], costs["big"]])
     line = hull([(c[0], truth[:, 0].mean()), (c[1], 1.0)])
     assert got[0] == pytest.approx(got[1], abs=1e-9) == pytest.approx(aiq(line, 0.001, 0.01), abs=1e-3)
+
+
+def test_records_of_one_model_each_are_said_as_such(live: dict[str, Any], tmp_path: Path) -> None:
+    """tela feedback's records carry the outcome of the one model that answered: every model is in
+    the data, none in every record. Before, the error said the data had no outcome for either
+    model ("the data has none"); now it says how many records lack one, and the first."""
+    objs = []
+    for i, o in enumerate(live["traffic"]):
+        m = "weak-m" if i % 2 else "strong-m"
+        objs.append({**o, "outcomes": {m: o["outcomes"][m]}, "costs": {m: o["costs"][m]}})
+    data = _jsonl(tmp_path / "feedback.jsonl", objs)
+    res = run_cli("promote", "--router", live["root"] / "live", "--candidate", live["root"] / "good", "--data", data)
+    line = one_error_line(res)
+    n = len(objs)
+    assert line.startswith(f"Error: {data}: {n} of the {n} records have no outcome for weak-m or strong-m"), line
+    assert f"(the first: record {objs[0]['id']!r})" in line

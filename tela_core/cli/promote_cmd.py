@@ -394,10 +394,8 @@ def _evaluate(
     lack = [m for m in pair if m not in have]
     if len(cur.models) == 2 and lack and weak_model is None and strong_model is None:
         some = _lacking(records, lack, costs=False)
-        if some is not None:  # most records have them: name the one that does not
-            raise TelaError(
-                f"{data}: {some}, which the routers choose between; label it, or leave it out of the evaluation"
-            )
+        if some is not None:  # some records have them: say which do not
+            raise TelaError(f"{data}: {some} (the routers choose between {pair[0]} and {pair[1]})")
         raise TelaError(
             f"{data}: no outcomes for {', '.join(lack)}, which the routers choose between (the data has "
             f"{', '.join(sorted(have)) or 'none'}); label their answers, or name the data's models that stand "
@@ -412,7 +410,7 @@ def _evaluate(
             )
         some = _lacking(records, cand.models, costs=True)
         if some is not None:
-            raise TelaError(f"{data}: {some}; routers among N models are compared on every model's outcome and cost")
+            raise TelaError(f"{data}: {some} (routers among N models are compared on every model's outcome and cost)")
     weak, strong = resolve_pair(
         records,
         weak_model or (cur.models[0] if cur.models[0] in have else None),
@@ -443,9 +441,11 @@ def _evaluate(
 
 
 def _lacking(records: list[Any], models: Any, costs: bool) -> str | None:
-    """The first record without an outcome (or, with ``costs``, a cost) for one of ``models`` (of
-    those some record has an outcome for, without ``costs``), said by its id (or prompt), or None."""
+    """Which records have no outcome (or, with ``costs``, no cost) for one of ``models`` (of those
+    some record has an outcome for, without ``costs``), said in a few words: the record by its id
+    (or prompt) where it is the only one, else how many and the first; or None."""
     present = set().union(*(r.outcomes or {} for r in records))
+    first, lacked, count = "", [], 0
     for r in records:
         lack = [
             m
@@ -453,9 +453,18 @@ def _lacking(records: list[Any], models: Any, costs: bool) -> str | None:
             if (costs or m in present) and (m not in (r.outcomes or {}) or (costs and m not in (r.costs or {})))
         ]
         if lack:
-            who = f"record {r.id!r}" if r.id else f"the record of prompt {r.prompt[:40]!r}"
-            return f"{who} has no outcome{' or cost' if costs else ''} for {', '.join(lack)}"
-    return None
+            count += 1
+            lacked += [m for m in lack if m not in lacked]
+            first = first or (f"record {r.id!r}" if r.id else f"the record of prompt {r.prompt[:40]!r}")
+    what = f"no outcome{' or cost' if costs else ''} for"
+    if count == 0:
+        return None
+    if count == 1:
+        return f"{first} has {what} {', '.join(lacked)}; label it, or leave it out of the evaluation"
+    return (
+        f"{count} of the {len(records)} records have {what} {' or '.join(lacked)} (the first: {first}); label them, "
+        "or leave them out of the evaluation"
+    )
 
 
 def _unique_prompts(records: list[Any]) -> tuple[list[Any], int]:
