@@ -136,6 +136,11 @@ def test_repeated_kills_between_the_two_writes_leave_each_step_once(
             vs.set_current(live, "v2", "promote")
         monkeypatch.setattr(vs, "atomic_write_json", real)
         assert [h["action"] for h in vs.iter_history(live)] == ["promote", "refuse"]
+    # a writer killed inside an atomic write leaves its temp file; the next step's recover removes them
+    for name in (vs.VERSIONS_FILE, vs.HISTORY_FILE):
+        (live / f".{name}.k1ll3d.tmp").write_text("half", encoding="utf-8")
+    vs.recover(live)
+    assert not list(live.glob(".*.tmp"))
     vs.set_current(live, "v2", "promote")
     vs.set_current(live, "v3", "promote")
     assert [(h.get("step"), h["action"]) for h in vs.iter_history(live)] == [

@@ -352,7 +352,11 @@ def record_step(path: Path, record: Mapping[str, Any], step: Callable[[], Versio
 
 def recover(folder: str | Path) -> list[str]:
     """Finish or undo the records an interrupted step left (the lock held): what was done."""
+    from tela_core.infra.io import remove_stale_temp_files
+
     _read_moved(Path(folder))  # a history.jsonl spoilt by hand: said now, before a step half-taken
+    for name in (VERSIONS_FILE, HISTORY_FILE):  # written only under the lock: a temp file is a killed writer's
+        remove_stale_temp_files(Path(folder) / name)
     rd = Path(folder) / RECORDS_DIR
     if not rd.is_dir():
         return []
