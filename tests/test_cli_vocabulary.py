@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import csv
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,18 @@ def test_shared_options_have_one_name_type_and_help_wherever_they_appear() -> No
     assert {"route", "eval", "calibrate", "zoo", "serve", "run"} <= set(on["--trust-remote-code"])
     assert {"run", "eval", "zoo", "calibrate", "route"} <= set(on["--processes"]) & set(on["--rdzv-endpoint"])
     assert json.loads(next(iter(seen["--output"])))["opts"] == ["--output", "-o"]
+
+
+def test_set_help_examples_name_sections_their_commands_take() -> None:
+    """--set's help is shared, so each example says which commands it is for, and those take its section
+    (it once showed policy.threshold=0.3 on tela run, which refuses a policy section)."""
+    examples = re.findall(r"--set ([\w-]+)\.\S+ \(([^)]*)\)", HELP["set"])
+    assert len(examples) == len(re.findall(r"--set [\w-]+\.", HELP["set"])), HELP["set"]  # each names its commands
+    commands = dict(_commands(get_cli()))
+    for section, names in examples:
+        for name in names.split(", "):
+            opt = next(p for p in commands[name].params if isinstance(p, click.Option) and "--set" in p.opts)
+            assert section in str(opt.metavar), f"tela {name} --set {opt.metavar}: no {section} section"
 
 
 def test_protocol_is_a_choice_of_the_registered_protocols_everywhere() -> None:

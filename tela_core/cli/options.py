@@ -68,9 +68,9 @@ HELP: dict[str, str] = {
     "protocol": "Named train/held-out split of the data (docs/metrics.md): training and calibration use its "
     "train side, evaluation its held-out side.",
     "json": "Print JSON for scripts instead of tables and text.",
-    "set": "A component option as SECTION.KEY=VALUE, SECTION being the component (policy, family, backend, "
-    "source, formatter; in `tela zoo` a family's name), e.g. --set policy.threshold=0.3 (repeatable). "
-    "A section this command has no use for is refused.",
+    "set": "A component option as SECTION.KEY=VALUE (repeatable), SECTION being one of the components named "
+    "beside --set (in `tela zoo` a family's name), e.g. --set policy.threshold=0.3 (route, eval, calibrate), "
+    "--set backend.offload_optimizer=true (run). A section this command has no use for is refused.",
     "force": "Replace existing output (a report, a file, a trained router, a cached dataset) instead of "
     "stopping or reusing it.",
     "weak_model": "The weak (cheap) model's name in the outcome data (default: the source's, or the lower "
