@@ -152,6 +152,14 @@ def test_bad_input_names_file_and_line_exit_2_no_output(
     assert [p.name for p in tmp_path.iterdir()] == ["bad.jsonl"]  # no temp file left either
 
 
+def test_bad_json_names_the_column_of_its_line(tmp_path: Path, tela_cli: TelaCli) -> None:
+    """A line cut short is reported where it ends, not as "column 1" (json read the newline as a line 2)."""
+    bad = write_lines(tmp_path / "bad.jsonl", [good(), '{"prompt": "x", ', good()])
+    result = tela_cli("data", "check", bad)
+    assert result.exit_code == 2
+    assert f"{bad}:2: invalid JSON: Expecting property name enclosed in double quotes (column 17)" in result.output
+
+
 def test_missing_file_is_a_clean_error(tmp_path: Path, tela_cli: TelaCli) -> None:
     result = tela_cli("data", "check", "--source", "jsonl", tmp_path / "nope.jsonl")
     assert result.exit_code == 2

@@ -161,8 +161,11 @@ def loads_json(text: str, path: str | Path, line: int | None = None) -> Any:
     try:
         return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except json.JSONDecodeError as e:
-        where = line if line is not None else e.lineno
-        raise InputError(path, where, f"invalid JSON: {e.msg} (column {e.colno})") from None
+        if line is None:
+            where, column = e.lineno, e.colno
+        else:  # one line of a file: json counts its newline as a line of its own, so count from the text
+            where, column = line, min(e.pos, len(text.rstrip("\r\n"))) + 1
+        raise InputError(path, where, f"invalid JSON: {e.msg} (column {column})") from None
     except RecursionError:
         raise InputError(path, line, "JSON nested too deeply to read") from None
     except ValueError as e:  # NaN/Infinity, or an integer longer than Python converts (4,300 digits)
