@@ -132,6 +132,7 @@ def test_add_a_model_keeps_the_router_and_predicts_the_new_one(
         assert policy["name"] == "budget", policy
         assert "the 200 prompts the new model was added from" in policy["options"]["calibration_data"]
         assert "λ found again with" in r.output
+        assert "on 200 prompts (the prompts" in r.output and "held-out prompts" not in r.output  # it fit on them
     else:
         assert policy["name"] == "cost-aware", policy
     assert policy["options"]["costs"][NEW] == pytest.approx(

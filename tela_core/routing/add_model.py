@@ -176,7 +176,7 @@ def _recalibrate_budget(
         "rule": "the budget of the router it came from",
         "note": f"λ found again with {model} among the models",
         "heldout": len(prompts),
-        "heldout_what": f"the prompts {model} was added from, predicted",
+        "heldout_what": f"the prompts {model} was added from, predicted; not held out",
         "policy": "budget",
         "knob": "budget",
         "value": budget,
