@@ -183,6 +183,12 @@ def test_the_sampling_probability_travels_from_the_shadow_log_into_the_records(t
 
     with pytest.raises(InputError, match=r"judged.jsonl:1: .*sampling_p.* must be a probability in \(0, 1\]"):
         validate_seed_object({**rec, "sampling_p": 0}, "judged.jsonl", 1)
+    # a log line whose p is present but no probability: named, never dropped (the record would then
+    # count as sampled with certainty and be weighed wrong)
+    for bad in (0, 1.5, "0.5", True):
+        log.write_text(json.dumps(line) + "\n" + json.dumps({**line, "sampling": {"mode": "uniform", "p": bad}}) + "\n")
+        with pytest.raises(InputError, match=r"shadow.jsonl:2: sampling.p must be a number in \(0, 1\]"):
+            rows_from_logs([log])
 
 
 class _Table:

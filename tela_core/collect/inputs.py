@@ -312,7 +312,10 @@ def rows_from_logs(paths: Sequence[Path]) -> tuple[list[PromptRow], dict[str, in
                 if obj.get(key) is not None:
                     src[key] = obj[key]
             p = (obj.get("sampling") or {}).get("p") if isinstance(obj.get("sampling"), dict) else None
-            if isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= 1:
+            if p is not None:
+                if not (isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= 1):
+                    # dropped, the record would count as sampled with certainty: tela promote would weigh it wrong
+                    raise InputError(Path(path), lineno, f"sampling.p must be a number in (0, 1], got {p!r}")
                 src["sampling_p"] = p  # the shadow log's: tela judge's records keep it (tela promote weighs by 1/p)
             rows.append(
                 PromptRow(
