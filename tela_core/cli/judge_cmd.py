@@ -243,6 +243,9 @@ def _print_summary(s: Mapping[str, Any]) -> None:
             f"stopped at the budget ({money(s['max_cost'])}, --max-cost): rerun with a higher --max-cost to continue"
         )
     labels = ", ".join(f"{k} {n}" for k, n in s["labels"].items())
+    unlabelled = s["records"] - sum(s["labels"].values())
+    if labels and unlabelled > 0:  # a record among N models where a model of the label pair was not asked
+        labels += f", {unlabelled} without a label (a model of the label pair has no outcome there)"
     click.echo(
         f"{s['records']} records ({labels or 'no labels'}), {s['errors']} errors, "
         f"{sum(s['skipped'].values())} skipped; judge calls {money(s['cost_total'])} in all"

@@ -1,0 +1,23 @@
+"""Summary lines a user reads after a command: their counts add up to the total they state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tela_core.cli.judge_cmd import _print_summary
+
+
+def _summary(records: int, labels: dict[str, int]) -> dict[str, Any]:
+    return {"records": records, "labels": labels, "errors": 0, "skipped": {}, "cost_total": 0.0, "stopped": None}
+
+
+def test_judge_summary_counts_the_records_without_a_label(capsys: pytest.CaptureFixture[str]) -> None:
+    """Among N models, a record whose label pair was not both asked (a shadow log's) has no [[k]]:
+    the line says how many, so its label counts add up to its records."""
+    _print_summary(_summary(14, {"[[1]]": 4, "[[5]]": 8}))
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("14 records ([[1]] 4, [[5]] 8, 2 without a label (a model of the label pair "), line
+    _print_summary(_summary(12, {"[[1]]": 4, "[[5]]": 8}))
+    assert capsys.readouterr().out.startswith("12 records ([[1]] 4, [[5]] 8), 0 errors")
