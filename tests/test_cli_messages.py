@@ -21,3 +21,18 @@ def test_judge_summary_counts_the_records_without_a_label(capsys: pytest.Capture
     assert line.startswith("14 records ([[1]] 4, [[5]] 8, 2 without a label (a model of the label pair "), line
     _print_summary(_summary(12, {"[[1]]": 4, "[[5]]": 8}))
     assert capsys.readouterr().out.startswith("12 records ([[1]] 4, [[5]] 8), 0 errors")
+
+
+def test_calibrate_line_says_which_policy_it_replaced() -> None:
+    """tela calibrate ended its line "(was calibrated)", which reads as "it had been calibrated"."""
+    from pathlib import Path
+
+    from tela_core.routing.calibration import calibration_line
+
+    done = {
+        "options": {"threshold": 0.33, "achieved_share": 0.5, "calibration_prompts": 2, "strong_share": 0.5},
+        "previous": "calibrated",
+    }
+    line = calibration_line(done, "requests", Path("runs/knn"))
+    assert line.endswith("saved to runs/knn/policy.json (replacing its calibrated policy)"), line
+    assert calibration_line({**done, "previous": None}, "requests", Path("r")).endswith("saved to r/policy.json")

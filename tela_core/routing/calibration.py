@@ -334,9 +334,14 @@ def calibration_line(done: dict[str, Any], target: str, where: Path, how: str | 
         return (
             f"budget ${o['budget']:.4g} per 1,000 requests: λ {o['lam']:.4g} spends ${o['achieved_cost']:.4g} per "
             f"1,000 on {o['calibration_prompts']} {target} ({how}models picked from their predicted quality among "
-            f"{len(done['models'])}); saved to {where / 'policy.json'} (was {done['previous']})"
+            f"{len(done['models'])}); saved to {where / 'policy.json'}{_replacing(done)}"
         )
     return (
         f"threshold {o['threshold']:.6f}: {o['achieved_share']:.3f} of {o['calibration_prompts']} {target} go to the "
-        f"strong model ({how}target {o['strong_share']}); saved to {where / 'policy.json'} (was {done['previous']})"
+        f"strong model ({how}target {o['strong_share']}); saved to {where / 'policy.json'}{_replacing(done)}"
     )
+
+
+def _replacing(done: dict[str, Any]) -> str:
+    """Which saved policy the calibration replaced ("(was calibrated)" read as if it had been calibrated)."""
+    return f" (replacing its {done['previous']} policy)" if done.get("previous") else ""
