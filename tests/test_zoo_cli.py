@@ -51,6 +51,7 @@ def test_zoo_writes_one_report(tmp_path, tela_cli: TelaCli):
     ]
     r = tela_cli(*args)
     assert r.exit_code == 0, r.output
+    assert "zoo_cmd.py" not in r.output and "\nlength: training on 180 records\n" in r.output  # plain lines
     res = json.loads((out / "results.json").read_text())
     assert [f["family"] for f in res["families"]] == ["length", "random", "prompt-features", "embedding-knn"]
     assert [b["family"] for b in res["baselines"]] == ["random", "oracle"]

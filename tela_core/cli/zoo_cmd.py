@@ -173,7 +173,8 @@ def _check_output(output: Path, force: bool) -> None:
 
 
 def _log_and_show(console: Any, status: Any, message: str) -> None:
-    console.log(message)
+    # print, not console.log: a log line carried "zoo_cmd.py:176" and was cut at 80 columns in a pipe
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
     status.update(message)
 
 
