@@ -380,6 +380,7 @@ def test_dry_run_prints_the_estimate_and_asks_nothing(tmp_path: Path, upstream: 
     prompts, out = _prompts(tmp_path, upstream), tmp_path / "out"
     r = run_cli("collect", "--prompts", prompts, *_models(upstream), *PRICES, "--dry-run", "-o", out)
     assert r.exit_code == 0 and "estimated cost $" in r.output and "48 to ask" in r.output
+    assert "nothing was asked or written: run it again without --dry-run" in r.output  # and what to do next
     assert upstream.stats()["requests"] == 0 and not out.exists()
 
 

@@ -159,6 +159,7 @@ def test_a_run_stopped_on_unreadable_replies_leaves_its_spending_for_the_rerun_b
         out,
     )
     assert r.exit_code == 0, r.output
+    assert "dry run: the judge model answered the check" in r.output and "without --dry-run" in r.output
     m = re.search(r"\(--max-cost\): \$([0-9.,]+) spent on this output before", r.output)
     assert m is not None, r.output
     assert float(m.group(1)) == pytest.approx(paid, abs=1e-4)

@@ -174,6 +174,11 @@ def collect(
         _print_estimate(sys.stderr, job, notes)
         if dry_run:
             job.check_models()  # what the guide promises: reachable, key accepted, model listed
+            click.echo(
+                "dry run: every model answered the check (reachable, key accepted, model listed); nothing was "
+                "asked or written: run it again without --dry-run to collect",
+                err=True,
+            )
             if as_json:
                 plan = job.plan
                 assert plan is not None

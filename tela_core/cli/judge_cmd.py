@@ -175,6 +175,12 @@ def judge(
         _print_plan(job)
         if dry_run:
             job.check_models()  # reachable, key accepted, model listed
+            checked = (
+                "the judge model answered the check (reachable, key accepted, model listed)"
+                if plan.upstreams
+                else "this judge calls no model"
+            )
+            click.echo(f"dry run: {checked}; nothing was asked or written: run it again without --dry-run", err=True)
             return
         bar = CallProgress(f"judge {len(job.todo)}", len(job.todo), job.engine)
         summary = job.run(on_done=lambda s: bar.advance(s.errors), progress=bar)
