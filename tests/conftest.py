@@ -4,7 +4,9 @@ caches, and finds the public datasets beside the checkout when they are there.""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,8 +27,13 @@ if (REPO.parent / "shared" / "data").is_dir():
 
 
 def _cache_vars() -> dict[str, str]:
+    """tela's cache, and DeepSpeed's compiled ops in a folder of it for this Python environment: an
+    op built by one venv's torch is rebuilt (~20 s, minutes on a busy machine, every other rank
+    waiting) when another venv's builds over it, since the build names each venv's own paths. With
+    one folder per venv, a checkout's test runs and a CI clone's never rebuild over each other."""
     cache = os.environ.get("TELA_CACHE") or str(Path.home() / ".cache" / "tela")
-    extensions = os.environ.get("TORCH_EXTENSIONS_DIR") or str(Path(cache) / "torch_extensions")
+    venv = hashlib.sha1(sys.prefix.encode()).hexdigest()[:12]
+    extensions = os.environ.get("TORCH_EXTENSIONS_DIR") or str(Path(cache) / "torch_extensions" / f"venv-{venv}")
     return {"TELA_CACHE": cache, "TORCH_EXTENSIONS_DIR": extensions}
 
 
@@ -34,7 +41,7 @@ def _cache_vars() -> dict[str, str]:
 def _tela_env(tela_offline: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Offline (``tela_offline``); DeepSpeed's JIT-built ops and converted models are cached where
     tela keeps them in any shell (``$TELA_CACHE``, else ``~/.cache/tela``, which ``make install``
-    fills) and reused across runs (a test that needs an empty cache asks for ``isolated_cache``).
+    fills; the ops in a folder per venv there, ``_cache_vars``) and reused across runs (a test that needs an empty cache asks for ``isolated_cache``).
     Set here so that the ``tela`` subprocesses of every test use the same cache."""
     for var, value in _cache_vars().items():
         monkeypatch.setenv(var, value)
