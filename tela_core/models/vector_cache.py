@@ -120,20 +120,41 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
+#: shards this process has read, by path: ((size, mtime_ns), {key: vector}). A shard is written once
+#: under a fresh name and never changed, so a later call in the same process (a zoo run embeds the
+#: same texts for every family) reads only the shards that are new since.
+_READ_SHARDS: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
+
+
 def _load_shards(folder: Path) -> dict[str, np.ndarray]:
     """Every vector of every shard in ``folder``. A shard that cannot be read whole (cut short by
     a full disk or a copy, or not an npz) is reported, deleted and left to be recomputed, so that
-    one damaged file never blocks every later command."""
+    one damaged file never blocks every later command. Shards read before by this process, and
+    unchanged since (size and mtime), are not read again (:data:`_READ_SHARDS`)."""
     import numpy as np
 
     out: dict[str, np.ndarray] = {}
-    for shard in sorted(folder.glob("shard-*.npz")):
+    shards = sorted(folder.glob("shard-*.npz"))
+    listed = {str(p) for p in shards}
+    for gone in [p for p in _READ_SHARDS if Path(p).parent == folder and p not in listed]:
+        del _READ_SHARDS[gone]  # deleted (cache cleared, damaged): its vectors are not the cache's any more
+    for shard in shards:
+        try:
+            st = shard.stat()
+        except OSError:
+            continue  # gone since the listing
+        stamp = (st.st_size, st.st_mtime_ns)
+        held = _READ_SHARDS.get(str(shard))
+        if held is not None and held[0] == stamp:
+            out.update(held[1])
+            continue
         try:
             with np.load(shard, allow_pickle=False) as z:
                 keys, emb = z["keys"], z["emb"]
             if keys.ndim != 1 or emb.ndim != 2 or len(keys) != len(emb):
                 raise ValueError(f"keys {keys.shape} and vectors {emb.shape} do not match")
         except Exception as e:  # BadZipFile, EOFError, KeyError, ValueError, OSError, ...
+            _READ_SHARDS.pop(str(shard), None)
             _warn(
                 f"damaged cache shard {shard} ({type(e).__name__}: "
                 f"{str(e).splitlines()[0] if str(e) else 'unreadable'}); "
@@ -142,8 +163,9 @@ def _load_shards(folder: Path) -> dict[str, np.ndarray]:
             with contextlib.suppress(OSError):
                 shard.unlink()
             continue
-        for k, v in zip(keys, emb):
-            out[str(k)] = v
+        vectors = {str(k): v for k, v in zip(keys, emb)}
+        _READ_SHARDS[str(shard)] = (stamp, vectors)
+        out.update(vectors)
     return out
 
 
