@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +26,6 @@ def test_judge_summary_counts_the_records_without_a_label(capsys: pytest.Capture
 
 def test_calibrate_line_says_which_policy_it_replaced() -> None:
     """tela calibrate ended its line "(was calibrated)", which reads as "it had been calibrated"."""
-    from pathlib import Path
-
     from tela_core.routing.calibration import calibration_line
 
     done = {
@@ -36,3 +35,17 @@ def test_calibrate_line_says_which_policy_it_replaced() -> None:
     line = calibration_line(done, "requests", Path("runs/knn"))
     assert line.endswith("saved to runs/knn/policy.json (replacing its calibrated policy)"), line
     assert calibration_line({**done, "previous": None}, "requests", Path("r")).endswith("saved to r/policy.json")
+
+
+@pytest.mark.usefixtures("isolated_cache")
+def test_demo_names_the_knn_routers_lines(tmp_path: Path) -> None:
+    """tela demo trains the kNN beside its router before printing its summary: the kNN's own notes
+    ("the router does not beat random ... APGR 0.452") read as about the demo router, unnamed."""
+    from tela_core.eval.demo import HELDOUT_SAMPLE, bundled_records, knn_beside
+
+    lines: list[str] = []
+    heldout = bundled_records(HELDOUT_SAMPLE)
+    knn_beside(
+        tmp_path / "knn", heldout, ["mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"], 400, lines.append
+    )
+    assert lines and all(line.startswith("embedding-knn beside it: ") for line in lines), lines

@@ -141,7 +141,10 @@ def print_result(result: DemoResult, echo: Any) -> None:
             "training-side prompts:"
         )
         echo(_row(f"embedding-knn (k=50, {knn.trained_on} prompts)", knn.judgement.router))
-        echo(f"  (kNN trained and scored in {knn.seconds:.0f} s, sentence embeddings cached in $TELA_CACHE)")
+        from tela_core.models.vector_cache import cache_dir
+
+        cached = cache_dir() / "embeddings"
+        echo(f"  (kNN trained and scored in {knn.seconds:.0f} s, sentence embeddings cached in {cached})")
     echo("\nrouting held-out prompts (lowest w, then highest w; [what the two models actually did]):")
     weak, strong = router.models[0], router.models[-1]
     verdict = {True: "right", False: "wrong"}

@@ -177,7 +177,8 @@ def knn_beside(
     (replacing what is there) and judge it on ``heldout`` for ``models``."""
     t0 = time.time()
     cfg = RunConfig.build({"data": sample_path(), "family": "embedding-knn", "output": output, "eval_fraction": 0})
-    run_pipeline(cfg, force=True, echo=echo)
+    # its lines named: they come before the demo router's summary, and its notes are about this router
+    run_pipeline(cfg, force=True, echo=lambda line: echo(f"embedding-knn beside it: {line}"))
     w = Router.load(output).score([r.prompt for r in heldout])
     return KnnResult(output, judge_on_heldout(w, heldout, models), train_on, time.time() - t0)
 
