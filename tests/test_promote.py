@@ -410,6 +410,9 @@ def served(trained: dict[str, Path]) -> Iterator[dict[str, Any]]:
     live = trained["root"] / "live"
     res = run_cli("promote", "--router", live, "--candidate", trained["bad"])
     assert res.exit_code == 0 and "promoted: v1" in res.output, res.output
+    # the record's path as a file the user can open from where the command ran, not the folder's own path
+    said = next(line for line in res.output.splitlines() if line.startswith("record: "))
+    assert Path(said.removeprefix("record: ")).is_file(), said
     small, big = EchoStandIn("small"), EchoStandIn("big")
     logs = [trained["root"] / "decisions-a.jsonl", trained["root"] / "decisions-b.jsonl"]
     servers: list[Any] = []
@@ -593,7 +596,7 @@ def test_the_decision_rule_equal_within_the_interval_promotes_only_the_cheaper()
     # the other way round: equal, not cheaper -> refused, naming the strong-call share and by how much
     c = compare(_FixedRouter(w, 0.3), _FixedRouter(w, 0.9), records, WEAK, STRONG)  # type: ignore[arg-type]
     assert c.decision == "refuse" and "not cheaper: strong-call share" in c.why
-    assert "its lower end is 0.0000 below 0" in c.why  # not "-0.0000 below 0"
+    assert "its lower end is 0.0000, not above 0" in c.why  # not "-0.0000 below 0", nor "0.0000 below 0"
     assert c.failed is not None and c.failed["number"] == "strong_share"
     assert c.failed["by"] == pytest.approx(c.candidate.strong_share - c.current.strong_share) and c.failed["by"] > 0
     # the same scores, a threshold that never calls the strong model: equal APGR (it ignores the

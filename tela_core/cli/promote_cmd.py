@@ -223,7 +223,7 @@ def promote_cmd(
             not unweighted,
         )
         record["dry_run"] = True
-        _say(record, as_json)
+        _say(record, as_json, router)
         if record["decision"] != PROMOTE:
             click.get_current_context().exit(REFUSED)
         return
@@ -257,11 +257,11 @@ def promote_cmd(
             record["record"] = str(path.relative_to(router))
             vs.record_step(path, record, lambda: vs.note_step(router, "refuse", record=record["record"]))
     if record["decision"] != PROMOTE:
-        _say(record, as_json)
+        _say(record, as_json, router)
         click.get_current_context().exit(REFUSED)
     record["servers"] = _reload_all(servers, token, router, record["version"])
     vs.write_record(path, record)
-    _say(record, as_json)
+    _say(record, as_json, router)
     if any(not s["ok"] for s in record["servers"]):
         click.get_current_context().exit(SERVERS_FAILED)
 
@@ -312,7 +312,7 @@ def rollback_cmd(
         vs.record_step(path, record, lambda: vs.set_current(router, target, "rollback", record=record["record"]))
     record["servers"] = _reload_all(servers, token, router, target)
     vs.write_record(path, record)
-    _say(record, as_json)
+    _say(record, as_json, router)
     if any(not s["ok"] for s in record["servers"]):
         click.get_current_context().exit(SERVERS_FAILED)
 
@@ -580,7 +580,7 @@ def _reload(url: str, token: str, router: Path, version: str) -> dict[str, Any]:
     return {"url": url, "ok": True, "routers": serving}
 
 
-def _say(record: dict[str, Any], as_json: bool) -> None:
+def _say(record: dict[str, Any], as_json: bool, folder: Path) -> None:
     if as_json:
         click.echo(dumps_json(record, indent=2))
         return
@@ -596,7 +596,7 @@ def _say(record: dict[str, Any], as_json: bool) -> None:
     else:
         click.echo(f"refused: {record['why']}", err=True)
     if record.get("record"):
-        click.echo(f"record: {record['record']}")
+        click.echo(f"record: {folder / record['record']}")  # the file, wherever the command ran
     for s in record.get("servers") or []:
         if s["ok"]:
             what = "restarting its workers" if s.get("restarting_workers") else "reloaded"

@@ -131,6 +131,12 @@ class Comparison:
         return out
 
 
+def _lower_end(lo: float) -> str:
+    """Where an interval's lower end lies against 0, worded for a refusal (an end at exactly 0 is
+    not "0.0000 below 0")."""
+    return f"its lower end is {-lo:.4f} below 0" if lo < 0 else f"its lower end is {lo + 0.0:.4f}, not above 0"
+
+
 def check_not_trained_on(what: str, manifest: Mapping[str, Any], prompts: Sequence[str]) -> dict[str, Any]:
     """Refuse (a :class:`TelaError`) when any of ``prompts`` is one the router trained on, per its
     manifest's sketch; what was checked otherwise (``{"checked": prompts checked, "trained": 0}``, or
@@ -380,10 +386,7 @@ def _decide(
         decision, why = PROMOTE, f"equal within the interval and cheaper: {said}; {cost_said}"
     else:
         decision = REFUSE
-        why = (
-            f"{name} not better beyond the interval (its lower end is {0.0 - interval.lo:.4f} below 0): {said}; "
-            f"and not cheaper: {cost_said}"
-        )
+        why = f"{name} not better beyond the interval ({_lower_end(interval.lo)}): {said}; and not cheaper: {cost_said}"
         failed = {
             "number": key,
             "value": c_val,
