@@ -41,8 +41,9 @@ def _cache_vars() -> dict[str, str]:
 def _tela_env(tela_offline: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Offline (``tela_offline``); DeepSpeed's JIT-built ops and converted models are cached where
     tela keeps them in any shell (``$TELA_CACHE``, else ``~/.cache/tela``, which ``make install``
-    fills; the ops in a folder per venv there, ``_cache_vars``) and reused across runs (a test that needs an empty cache asks for ``isolated_cache``).
-    Set here so that the ``tela`` subprocesses of every test use the same cache."""
+    fills; the ops in a folder per venv there, ``_cache_vars``) and reused across runs (a test
+    that needs an empty cache asks for ``isolated_cache``). Set here so that the ``tela``
+    subprocesses of every test use the same cache."""
     for var, value in _cache_vars().items():
         monkeypatch.setenv(var, value)
 
