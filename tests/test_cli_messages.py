@@ -49,3 +49,28 @@ def test_demo_names_the_knn_routers_lines(tmp_path: Path) -> None:
         tmp_path / "knn", heldout, ["mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"], 400, lines.append
     )
     assert lines and all(line.startswith("embedding-knn beside it: ") for line in lines), lines
+
+
+@pytest.mark.parametrize(
+    "name, text, said",
+    [
+        (
+            "bad.yaml",
+            "routers:\n  a: 1\n    b: 2\n",
+            ":3: not valid YAML: mapping values are not allowed here (column 6)",
+        ),
+        ("bad.toml", "a = 1\nb c\n", ":2: not valid TOML: Expected '=' after a key in a key/value pair (column 3)"),
+    ],
+)
+@pytest.mark.parametrize("command", ["run", "serve"])
+def test_a_config_file_that_does_not_parse_is_named_with_its_line(
+    tmp_path: Path, tela_cli: Any, command: str, name: str, text: str, said: str
+) -> None:
+    """The parsers' own messages spread the place over several lines (YAML's `in "<unicode string>",
+    line 2, column 6:` and a caret; TOML's at the end): one line, FILE:LINE first."""
+    f = tmp_path / name
+    f.write_text(text)
+    res = tela_cli(command, "--config", f)
+    assert res.exit_code == 2
+    line = res.output.strip()
+    assert line == f"Error: {f}{said}", line

@@ -94,7 +94,7 @@ def test_yaml_and_toml_files(tmp_path, router_dir, monkeypatch):
             "keys_env: environment variable TELA_NO_SUCH_VAR is not set",
         ),
         ("workers: 0\n", "workers: Input should be greater than or equal to 1"),
-        ("routers: [1, 2\n", "not valid YAML"),
+        ("routers: [1, 2\n", ":2: not valid YAML: expected ',' or ']'"),
     ],
 )
 def test_config_errors_are_one_line_naming_file_and_key(tmp_path, router_dir, text, where, tela_cli):
@@ -104,7 +104,7 @@ def test_config_errors_are_one_line_naming_file_and_key(tmp_path, router_dir, te
     assert res.exit_code == 2, res.output
     line = res.output.strip()
     assert "\n" not in line and "Traceback" not in line
-    assert line.startswith(f"Error: {f}: ") and where in line, line
+    assert line.startswith(f"Error: {f}:") and where in line, line
 
 
 def test_router_models_without_upstreams_is_a_config_error(tmp_path, router_dir, tela_cli):

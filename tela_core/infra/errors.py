@@ -19,6 +19,7 @@ __all__ = [
     "PluginLoadError",
     "UpstreamError",
     "JudgeOutputError",
+    "config_parse_error",
 ]
 
 
@@ -132,3 +133,25 @@ class JudgeOutputError(TelaError):
         self.reply = reply
         self.index = index
         super().__init__(message)
+
+
+def config_parse_error(path: str | Path, kind: str, e: BaseException) -> str:
+    """A YAML or TOML parser's error as ``FILE:LINE: not valid KIND: what (column C)``, one line:
+    the parsers' own messages spread the place over several lines with a quoted ``<unicode
+    string>`` and a caret, and TOML's hides the line at the end."""
+    import re
+
+    line = column = None
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)  # yaml.MarkedYAMLError
+    if mark is not None:
+        line, column = mark.line + 1, mark.column + 1
+        what = getattr(e, "problem", None) or getattr(e, "context", None) or str(e)
+    else:
+        what = str(e)
+        m = re.search(r"\s*\(at line (\d+), column (\d+)\)\s*$", what)  # tomllib's message
+        if m:
+            line, column = int(m.group(1)), int(m.group(2))
+            what = what[: m.start()]
+    what = " ".join(str(what).split())
+    where = f"{path}:{line}" if line is not None else f"{path}"
+    return f"{where}: not valid {kind}: {what}" + (f" (column {column})" if column is not None else "")

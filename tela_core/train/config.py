@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tela_core.components import RUN_SUBDIR, TrainSettings
 from tela_core.data.mix import SourceSpec, section_name
 from tela_core.data.protocols import names
-from tela_core.infra.errors import TelaError
+from tela_core.infra.errors import TelaError, config_parse_error
 from tela_core.infra.io import read_utf8
 from tela_core.routing.operating_point import parse_rule
 
@@ -287,8 +287,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     except RecursionError:
         raise TelaError(f"{p}: nested too deeply to read") from None
     except Exception as e:  # yaml/toml parse errors carry line numbers in their message
-        said = " ".join(str(e).split())
-        raise TelaError(f"{p}: not valid {'TOML' if p.suffix.lower() == '.toml' else 'YAML'}: {said}") from None
+        raise TelaError(config_parse_error(p, "TOML" if p.suffix.lower() == ".toml" else "YAML", e)) from None
     if not isinstance(data, dict):
         raise TelaError(f"{p}: expected a mapping of options at the top level")
     return {str(k).replace("-", "_"): v for k, v in data.items()}

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tela_core.infra.errors import TelaError
+from tela_core.infra.errors import TelaError, config_parse_error
 from tela_core.plugins import get_registry
 
 __all__ = [
@@ -95,7 +95,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             data = yaml.safe_load(text) or {}
     except Exception as e:  # parse errors carry the line in their message
         kind = "TOML" if p.suffix.lower() == ".toml" else "YAML"
-        raise ConfigError(f"{p}: not valid {kind}: {one_line(e)}") from None
+        raise ConfigError(config_parse_error(p, kind, e)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping of settings at the top level")
     data = {str(k).replace("-", "_"): v for k, v in data.items()}
