@@ -19,7 +19,6 @@ __all__ = [
     "PluginLoadError",
     "UpstreamError",
     "JudgeOutputError",
-    "config_parse_error",
 ]
 
 
