@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_promote import _FixedNRouter  # a router among three models whose predicted qualities are given
 
 from tela_core.infra.errors import TelaError
 from tela_core.testkit.helpers import one_error_line, run_cli
@@ -241,27 +242,6 @@ class _Constant:
         return [Decision("big", 0.5, 0.5) for _ in scores.w]
 
 
-class _Table3:
-    """A router among three models whose predicted qualities are given, row by row."""
-
-    models = ["small", "mid", "big"]
-    path = Path("fixed")
-    manifest: dict[str, Any] = {"scorer": "fixed"}
-
-    def __init__(self, quality: Any) -> None:
-        self.quality = quality
-
-    def scores(self, prompts: list[str], quality: bool = False) -> Any:
-        from tela_core.components import Scores
-
-        return Scores(w=self.quality[:, -1], quality=self.quality, models=tuple(self.models))
-
-    def decisions(self, scores: Any) -> list[Any]:
-        from tela_core.routing.router import Decision
-
-        return [Decision(self.models[int(np.argmax(q))], 0.0, None) for q in scores.quality]
-
-
 def test_a_two_model_current_whose_w_ties_is_not_ranked_by_the_records_order() -> None:
     """The current version's curve against an N-model candidate is its threshold sweep; where its
     ``w`` ties, the records' order decided which prompts it "sent" first: records sorted hard first
@@ -282,7 +262,7 @@ def test_a_two_model_current_whose_w_ties_is_not_ranked_by_the_records_order() -
     got = []
     for order in (hard_first, hard_first[::-1]):
         c = compare(
-            _Table3(truth[order] * 0.6 + 0.2),
+            _FixedNRouter(truth[order] * 0.6 + 0.2),
             _Constant(),
             [records[i] for i in order],
             "small",
