@@ -204,6 +204,22 @@ def _turn(work: Path, url: str, *extra: str) -> subprocess.CompletedProcess[str]
     return subprocess.run(cmd, cwd=work, env=_env(), capture_output=True, text=True, timeout=600)
 
 
+def _stub_turn(tmp_path: Path, stub: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """One turn of the loop on the live router ``live`` (v1 current) with a stub script for `tela`:
+    ``stub`` is the script's body after ``a = sys.argv[1:]``; ``args`` add to the turn's arguments."""
+    tela = tmp_path / "tela-stub"
+    tela.write_text("#!" + sys.executable + "\nimport json, os, sys\na = sys.argv[1:]\n" + stub, encoding="utf-8")
+    tela.chmod(0o755)
+    (tmp_path / "live").mkdir()
+    (tmp_path / "live" / "versions.json").write_text('{"current": "v1"}', encoding="utf-8")
+    cmd = [
+        sys.executable, str(SCRIPT), "--router", "live", "--config", "serve.yaml", "--work", "loop",
+        "--shadow-log", "shadow.jsonl", "--judge-args", "--judge llm-judge", *args,
+        "--min-labels", "1", "--tela", str(tela),
+    ]  # fmt: skip
+    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+
 def test_loop_promotes_refuses_and_rolls_back(tmp_path: Path) -> None:
     base, traffic = _rows(BASE), _rows(TRAFFIC)
     prompts = [r["prompt"] for r in traffic]
@@ -306,11 +322,8 @@ def test_the_guides_loop_command_is_the_scripts() -> None:
 def test_a_turn_on_labels_that_cannot_decide_waits_for_more(tmp_path: Path) -> None:
     """When tela promote says the new labels cannot tell routers apart (both models equal on them),
     the turn decides nothing, exits 0 and keeps the labels new; a `tela` that is a stub script here."""
-    stub = tmp_path / "tela-stub"
-    stub.write_text(
-        "#!" + sys.executable + "\n"
-        "import json, os, sys\n"
-        "a = sys.argv[1:]\n"
+    r = _stub_turn(
+        tmp_path,
         "if a[0] == 'judge':\n"
         "    out = a[a.index('-o') + 1]\n"
         "    os.makedirs(out, exist_ok=True)\n"
@@ -322,17 +335,8 @@ def test_a_turn_on_labels_that_cannot_decide_waits_for_more(tmp_path: Path) -> N
         "    print('Error: the weak and strong models score the same in total on these 3 prompts, so APGR is '\n"
         "          'undefined and cannot tell two routers apart', file=sys.stderr)\n"
         "    sys.exit(2)\n",
-        encoding="utf-8",
-    )
-    stub.chmod(0o755)
-    (tmp_path / "live").mkdir()
-    (tmp_path / "live" / "versions.json").write_text('{"current": "v1"}', encoding="utf-8")
-    cmd = [
-        sys.executable, str(SCRIPT), "--router", "live", "--config", "serve.yaml", "--work", "loop",
-        "--shadow-log", "shadow.jsonl", "--judge-args", "--judge llm-judge", "--train-data", "base.jsonl",
-        "--min-labels", "1", "--tela", str(stub),
-    ]  # fmt: skip
-    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        "--train-data", "base.jsonl",
+    )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     assert "cannot tell two routers apart; nothing decided" in r.stdout, r.stdout
     assert not (tmp_path / "loop" / "loop-state.json").exists()  # the 3 labels are still new
@@ -341,11 +345,8 @@ def test_a_turn_on_labels_that_cannot_decide_waits_for_more(tmp_path: Path) -> N
 def test_a_two_model_turn_leaves_out_verdict_only_records(tmp_path: Path) -> None:
     """Users' verdicts on requests nobody judged score one model only; with two models, tela run and
     tela promote refuse such records, so the turn leaves them out and says how many (a stub `tela`)."""
-    stub = tmp_path / "tela-stub"
-    stub.write_text(
-        "#!" + sys.executable + "\n"
-        "import json, os, sys\n"
-        "a = sys.argv[1:]\n"
+    r = _stub_turn(
+        tmp_path,
         "out = a[a.index('-o') + 1] if '-o' in a else None\n"
         "both = [{'id': f'r{i}', 'prompt': f'q{i}', 'outcomes': {'w': 0.0, 's': 1.0}} for i in range(4)]\n"
         "if a[0] in ('judge', 'feedback'):\n"
@@ -355,17 +356,8 @@ def test_a_two_model_turn_leaves_out_verdict_only_records(tmp_path: Path) -> Non
         "if a[0] == 'promote':\n"
         "    print(json.dumps({'decision': 'refuse', 'why': 'stub'}))\n"
         "    sys.exit(1)\n",
-        encoding="utf-8",
-    )
-    stub.chmod(0o755)
-    (tmp_path / "live").mkdir()
-    (tmp_path / "live" / "versions.json").write_text('{"current": "v1"}', encoding="utf-8")
-    cmd = [
-        sys.executable, str(SCRIPT), "--router", "live", "--config", "serve.yaml", "--work", "loop",
-        "--shadow-log", "shadow.jsonl", "--judge-args", "--judge llm-judge", "--candidate", "cand",
-        "--feedback-log", "feedback.jsonl", "--min-labels", "1", "--tela", str(stub),
-    ]  # fmt: skip
-    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        "--candidate", "cand", "--feedback-log", "feedback.jsonl",
+    )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     assert "left out 1 record(s) that carry one model's outcome only" in r.stdout, r.stdout
     recent = _rows(tmp_path / "loop" / "turn-0001" / "recent.jsonl")
