@@ -28,6 +28,17 @@ def _folder(tmp_path: Path, n: int) -> Path:
     return live
 
 
+def _live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kept: int, n: int) -> Path:
+    """A versions folder of ``n`` versions whose ``versions.json`` keeps the last ``kept`` steps."""
+    monkeypatch.setattr(vs, "HISTORY_KEPT", kept)
+    return _folder(tmp_path, n)
+
+
+def _killed(path: Path, data: object, **kw: object) -> None:
+    """``atomic_write_json`` of a process killed before versions.json was written."""
+    raise KeyboardInterrupt("killed before versions.json was written")
+
+
 def _steps(live: Path) -> list[tuple[int, str]]:
     return [(h["step"], h["action"]) for h in vs.iter_history(live)]
 
@@ -35,8 +46,7 @@ def _steps(live: Path) -> list[tuple[int, str]]:
 def test_versions_json_keeps_the_last_steps_and_older_ones_move_to_history_jsonl(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(vs, "HISTORY_KEPT", 3)
-    live = _folder(tmp_path, 4)
+    live = _live(tmp_path, monkeypatch, kept=3, n=4)
     for v in ("v1", "v2", "v3"):
         vs.set_current(live, v, "promote")
     vs.note_step(live, "refuse", record="records/0004-refuse.json")
@@ -62,16 +72,12 @@ def test_versions_json_keeps_the_last_steps_and_older_ones_move_to_history_jsonl
 def test_a_step_killed_between_the_two_writes_counts_each_step_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(vs, "HISTORY_KEPT", 2)
-    live = _folder(tmp_path, 3)
+    live = _live(tmp_path, monkeypatch, kept=2, n=3)
     vs.set_current(live, "v1", "promote")
     vs.set_current(live, "v2", "promote")
     before = (live / vs.VERSIONS_FILE).read_text()
 
-    def killed(path: Path, data: object, **kw: object) -> None:
-        raise KeyboardInterrupt("killed before versions.json was written")
-
-    monkeypatch.setattr(vs, "atomic_write_json", killed)
+    monkeypatch.setattr(vs, "atomic_write_json", _killed)
     with pytest.raises(KeyboardInterrupt):
         vs.set_current(live, "v3", "promote")
     monkeypatch.undo()
@@ -92,8 +98,7 @@ def test_steps_without_a_number_in_a_hand_edited_versions_json_are_kept_and_coun
     """A person editing versions.json by hand may add or renumber steps: moving them must lose none,
     and the next step is numbered after all of them (before: unnumbered steps were hidden from
     iter_history and dropped from both files when moved)."""
-    monkeypatch.setattr(vs, "HISTORY_KEPT", 3)
-    live = _folder(tmp_path, 3)
+    live = _live(tmp_path, monkeypatch, kept=3, n=3)
     vs.set_current(live, "v1", "promote")
     raw = json.loads((live / vs.VERSIONS_FILE).read_text())
     raw["history"] += [{"time": "t", "action": "note", "said": f"by hand {i}"} for i in (1, 2)]
@@ -118,8 +123,7 @@ def test_steps_without_a_number_in_a_hand_edited_versions_json_are_kept_and_coun
 def test_repeated_kills_between_the_two_writes_leave_each_step_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(vs, "HISTORY_KEPT", 1)
-    live = _folder(tmp_path, 3)
+    live = _live(tmp_path, monkeypatch, kept=1, n=3)
     vs.set_current(live, "v1", "promote")
     vs.note_step(live, "refuse", said="by hand")  # numbered, then renumbered by hand below
     raw = json.loads((live / vs.VERSIONS_FILE).read_text())
@@ -127,11 +131,8 @@ def test_repeated_kills_between_the_two_writes_leave_each_step_once(
     (live / vs.VERSIONS_FILE).write_text(json.dumps(raw))
     real = vs.atomic_write_json
 
-    def killed(path: Path, data: object, **kw: object) -> None:
-        raise KeyboardInterrupt("killed before versions.json was written")
-
     for _ in range(3):  # killed three times over between the two writes of the same move
-        monkeypatch.setattr(vs, "atomic_write_json", killed)
+        monkeypatch.setattr(vs, "atomic_write_json", _killed)
         with pytest.raises(KeyboardInterrupt):
             vs.set_current(live, "v2", "promote")
         monkeypatch.setattr(vs, "atomic_write_json", real)
@@ -161,8 +162,7 @@ def test_repeated_kills_between_the_two_writes_leave_each_step_once(
 def test_a_spoilt_history_jsonl_is_one_line_and_no_step_is_half_taken(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spoilt: bytes, said: str
 ) -> None:
-    monkeypatch.setattr(vs, "HISTORY_KEPT", 2)
-    live = _folder(tmp_path, 2)
+    live = _live(tmp_path, monkeypatch, kept=2, n=2)
     vs.set_current(live, "v1", "promote")
     vs.set_current(live, "v2", "promote")
     (live / vs.HISTORY_FILE).write_bytes(spoilt)  # truncated by hand, or not text
