@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 # tela's cache is where tela looks for it in any shell: $TELA_CACHE, else ~/.cache/tela (DeepSpeed's
-# compiled ops go under it too, in torch_extensions/, unless TORCH_EXTENSIONS_DIR says otherwise).
+# compiled ops go under it too, in torch_extensions/venv-<hash>, unless TORCH_EXTENSIONS_DIR says otherwise).
 # The Makefile does not move it, so `make install` fills the cache that `tela` finds after `. .venv/bin/activate`.
 CACHE := $(or $(TELA_CACHE),$(HOME)/.cache/tela)
 

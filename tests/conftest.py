@@ -4,9 +4,7 @@ caches, and finds the public datasets beside the checkout when they are there.""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,13 +25,13 @@ if (REPO.parent / "shared" / "data").is_dir():
 
 
 def _cache_vars() -> dict[str, str]:
-    """tela's cache, and DeepSpeed's compiled ops in a folder of it for this Python environment: an
-    op built by one venv's torch is rebuilt (~20 s, minutes on a busy machine, every other rank
-    waiting) when another venv's builds over it, since the build names each venv's own paths. With
-    one folder per venv, a checkout's test runs and a CI clone's never rebuild over each other."""
+    """tela's cache, and DeepSpeed's compiled ops where tela keeps them for this Python environment
+    (:func:`tela_core.train.extensions.extensions_dir`: a folder per venv, so a checkout's test runs
+    and a CI clone's never rebuild the op over each other)."""
+    from tela_core.train.extensions import extensions_dir
+
     cache = os.environ.get("TELA_CACHE") or str(Path.home() / ".cache" / "tela")
-    venv = hashlib.sha1(sys.prefix.encode()).hexdigest()[:12]
-    extensions = os.environ.get("TORCH_EXTENSIONS_DIR") or str(Path(cache) / "torch_extensions" / f"venv-{venv}")
+    extensions = os.environ.get("TORCH_EXTENSIONS_DIR") or str(extensions_dir({"TELA_CACHE": cache}))
     return {"TELA_CACHE": cache, "TORCH_EXTENSIONS_DIR": extensions}
 
 

@@ -29,12 +29,17 @@ USERS_FILE = ".tela-users"
 
 
 def extensions_dir(env: Mapping[str, str] | None = None) -> Path:
-    """``TORCH_EXTENSIONS_DIR`` of ``env`` (default: this process's), else ``$TELA_CACHE/torch_extensions``."""
+    """``TORCH_EXTENSIONS_DIR`` of ``env`` (default: this process's), else a folder of
+    ``$TELA_CACHE/torch_extensions`` for this Python environment (``venv-<hash of sys.prefix>``):
+    a build names its environment's own paths, so two venvs sharing one folder rebuilt the op
+    (~20 s, minutes on a busy machine, every rank waiting) each time the other had built it."""
     env = os.environ if env is None else env
-    return Path(
-        env.get("TORCH_EXTENSIONS_DIR")
-        or Path(env.get("TELA_CACHE") or Path.home() / ".cache" / "tela") / "torch_extensions"
-    )
+    if env.get("TORCH_EXTENSIONS_DIR"):
+        return Path(env["TORCH_EXTENSIONS_DIR"])
+    import hashlib
+
+    venv = hashlib.sha1(sys.prefix.encode()).hexdigest()[:12]
+    return Path(env.get("TELA_CACHE") or Path.home() / ".cache" / "tela") / "torch_extensions" / f"venv-{venv}"
 
 
 def build_locks(root: Path) -> list[Path]:
