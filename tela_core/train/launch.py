@@ -300,11 +300,6 @@ _LOG_PHASES = (
 )
 
 
-def _extensions_dir() -> Path:
-    """Where the workers' DeepSpeed keeps its compiled ops (:func:`worker_env` sets the same)."""
-    return extensions_dir()
-
-
 def _op_being_built() -> str | None:
     """The DeepSpeed op being compiled now, if any: torch holds a ``lock`` file in the op's build
     folder while it builds (DeepSpeed often builds quietly, so the log may say nothing)."""
@@ -320,7 +315,7 @@ def _log_phase(text: str) -> str | None:
         for pattern, words in _LOG_PHASES:
             m = pattern.search(line)
             if m:
-                found = words.format(*[g for g in m.groups() if g], dir=_extensions_dir())
+                found = words.format(*[g for g in m.groups() if g], dir=extensions_dir())
     return found
 
 
@@ -376,7 +371,7 @@ def _stream(
                 phase = _log_phase(raw.decode("utf-8", "replace"))
                 building = _op_being_built()
                 if building:
-                    phase = _LOG_PHASES[0][1].format(building, dir=_extensions_dir())
+                    phase = _LOG_PHASES[0][1].format(building, dir=extensions_dir())
                 elif said.get("building"):
                     phase = phase or f"DeepSpeed's {said['building']} op ready"
                 said["building"] = building
