@@ -7,6 +7,7 @@ or stall. Nothing here reaches a network.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -14,11 +15,12 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 STANDIN = REPO / "examples" / "standin_upstream.py"
@@ -153,6 +155,56 @@ def train_length_router(out: Path) -> Path:
     res = run_cli("run", "--family", "length", "--data", SAMPLE, "--output", out)
     assert res.exit_code == 0, res.output
     return out
+
+
+def wait_until(pred: Any, timeout: float = 30.0) -> None:
+    """Wait until ``pred()`` holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+_Load = TypeVar("_Load", bound="ClientLoad")
+
+
+class ClientLoad:
+    """Concurrent clients sending requests back to back, on a thread of their own, from ``with`` until
+    its end: a subclass's ``send`` makes client ``c``'s request ``i`` (from 1) and keeps what it got;
+    an httpx error on a request is kept in ``errors`` and the client goes on."""
+
+    def __init__(self, url: str, clients: int) -> None:
+        self.url, self.clients = url, clients
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def send(self, client: Any, c: int, i: int) -> None:
+        raise NotImplementedError
+
+    async def _run(self) -> None:
+        import httpx
+
+        async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
+
+            async def worker(c: int) -> None:
+                i = 0
+                while not self._stop.is_set():
+                    i += 1
+                    try:
+                        await self.send(client, c, i)
+                    except httpx.HTTPError as e:
+                        self.errors.append(f"{type(e).__name__}: {e}")
+
+            await asyncio.gather(*(worker(c) for c in range(self.clients)))
+
+    def __enter__(self: _Load) -> _Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(60)
 
 
 class EchoStandIn:

@@ -9,11 +9,9 @@ A real `tela serve` process on loopback serving a trained `length` router throug
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +23,17 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
-from serve_support import EchoStandIn, TelaServe, echo_pair, free_port, get, metric, train_length_router  # noqa: E402
+from serve_support import (  # noqa: E402
+    ClientLoad,
+    EchoStandIn,
+    TelaServe,
+    echo_pair,
+    free_port,
+    get,
+    metric,
+    train_length_router,
+    wait_until,
+)
 
 TOKEN = "admin-test-token"
 
@@ -57,54 +65,32 @@ def versions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"v1": v1, "v2": v2, "broken": broken, "root": root}
 
 
-class Load:
+class Load(ClientLoad):
     """Concurrent clients sending requests back to back on a thread of their own until stopped;
     every answer kept as (start, end, status, threshold header)."""
 
     def __init__(self, url: str, clients: int = 8, retry_closed_connections: bool = False) -> None:
-        self.url, self.clients = url, clients
+        super().__init__(url, clients)
         self.results: list[tuple[float, float, int, str]] = []
-        self.errors: list[str] = []
         #: like the openai client (max_retries=2): a request on a keep-alive connection that the server
         #: closed as it was sent (ReadError/RemoteProtocolError, nothing read) is sent once more
         self.retry_closed_connections = retry_closed_connections
         self.retried: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
-    async def _run(self) -> None:
-        async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
-
-            async def worker(c: int) -> None:
-                i = 0
-                while not self._stop.is_set():
-                    i += 1
-                    body = {
-                        "model": "router-len",
-                        "messages": [{"role": "user", "content": f"client {c} asks {i}: " + "why " * (i % 40)}],
-                    }
-                    t0 = time.time()
-                    try:
-                        try:
-                            r = await client.post("/v1/chat/completions", json=body)
-                        except (httpx.ReadError, httpx.RemoteProtocolError) as e:
-                            if not self.retry_closed_connections:
-                                raise
-                            self.retried.append(f"{type(e).__name__}: {e}")
-                            r = await client.post("/v1/chat/completions", json=body)
-                        self.results.append((t0, time.time(), r.status_code, r.headers.get("x-tela-threshold", "")))
-                    except httpx.HTTPError as e:
-                        self.errors.append(f"{type(e).__name__}: {e}")
-
-            await asyncio.gather(*(worker(c) for c in range(self.clients)))
-
-    def __enter__(self) -> Load:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(60)
+    async def send(self, client: Any, c: int, i: int) -> None:
+        body = {
+            "model": "router-len",
+            "messages": [{"role": "user", "content": f"client {c} asks {i}: " + "why " * (i % 40)}],
+        }
+        t0 = time.time()
+        try:
+            r = await client.post("/v1/chat/completions", json=body)
+        except (httpx.ReadError, httpx.RemoteProtocolError) as e:
+            if not self.retry_closed_connections:
+                raise
+            self.retried.append(f"{type(e).__name__}: {e}")
+            r = await client.post("/v1/chat/completions", json=body)
+        self.results.append((t0, time.time(), r.status_code, r.headers.get("x-tela-threshold", "")))
 
     def count(self) -> int:
         return len(self.results)
@@ -114,13 +100,6 @@ class Load:
 def upstreams() -> Iterator[dict[str, EchoStandIn]]:
     with echo_pair() as ups:
         yield ups
-
-
-def _wait(pred: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def _threshold_now(url: str) -> str:
@@ -167,17 +146,17 @@ def test_reload_under_load_never_fails_a_request(versions, upstreams, tmp_path):
     try:
         assert _threshold_now(server.url) == "0.500000"
         with Load(server.url) as load:
-            _wait(lambda: load.count() > 50)
+            wait_until(lambda: load.count() > 50)
 
             # 1. a recalibrated router swapped in (symbolic link), then SIGHUP
             _point(link, v2)
             t0 = time.time()
             server.proc.send_signal(signal.SIGHUP)
-            _wait(lambda: _reloads(server.url, "ok") >= 1)
+            wait_until(lambda: _reloads(server.url, "ok") >= 1)
             marks["sighup"] = (t0, time.time())
             assert _threshold_now(server.url) == "0.900000"
             n = load.count()
-            _wait(lambda: load.count() > n + 50)
+            wait_until(lambda: load.count() > n + 50)
 
             # 2. recalibrated in place, then the admin endpoint: refused without the token
             from tela_core import Router
@@ -197,7 +176,7 @@ def test_reload_under_load_never_fails_a_request(versions, upstreams, tmp_path):
             swapped_at = r.json()["routers"]["len"]["swapped_at"]
             assert _threshold_now(server.url) == "0.200000"
             n = load.count()
-            _wait(lambda: load.count() > n + 50)
+            wait_until(lambda: load.count() > n + 50)
 
             # 3. a broken router: the endpoint says why, SIGHUP too (log, metric); the old one serves on
             _point(link, versions["broken"])
@@ -206,10 +185,10 @@ def test_reload_under_load_never_fails_a_request(versions, upstreams, tmp_path):
             why = r.json()["routers"]["len"]
             assert why["ok"] is False and "tela.json" in why["error"]
             server.proc.send_signal(signal.SIGHUP)
-            _wait(lambda: _reloads(server.url, "failed") >= 2)
+            wait_until(lambda: _reloads(server.url, "failed") >= 2)
             assert _threshold_now(server.url) == "0.200000"
             n = load.count()
-            _wait(lambda: load.count() > n + 50)
+            wait_until(lambda: load.count() > n + 50)
             r = httpx.post(server.url + "/admin/reload?router=nope", headers={"authorization": f"Bearer {TOKEN}"})
             assert r.status_code == 400 and "len" in r.json()["error"]["message"]
     finally:
@@ -286,16 +265,16 @@ def test_sighup_with_workers_replaces_them_without_failing_a_request(versions, u
         # an exiting worker closes its idle keep-alive connections: the clients retry such a closed
         # connection once, as the openai client does (docs/deployment.md says so); nothing else may fail
         with Load(server.url, clients=4, retry_closed_connections=True) as load:
-            _wait(lambda: load.count() > 20)
+            wait_until(lambda: load.count() > 20)
             _point(link, versions["v2"])
             server.proc.send_signal(signal.SIGHUP)
             # every worker replaced: many requests in a row, each on a new connection, meet v2
-            _wait(lambda: all(_threshold_now(server.url) == "0.900000" for _ in range(30)), timeout=120)
+            wait_until(lambda: all(_threshold_now(server.url) == "0.900000" for _ in range(30)), timeout=120)
             _point(link, versions["broken"])
             server.proc.send_signal(signal.SIGHUP)
             time.sleep(5)
             n = load.count()
-            _wait(lambda: load.count() > n + 20)
+            wait_until(lambda: load.count() > n + 20)
             assert all(_threshold_now(server.url) == "0.900000" for _ in range(30))
             # the admin endpoint: a worker checks the routers load, then the main process replaces all
             auth = {"authorization": f"Bearer {TOKEN}"}
@@ -304,7 +283,7 @@ def test_sighup_with_workers_replaces_them_without_failing_a_request(versions, u
             _point(link, v3)
             r = httpx.post(server.url + "/admin/reload", headers=auth, timeout=60)
             assert r.status_code == 202 and r.json()["restarting_workers"] is True, r.text
-            _wait(lambda: all(_threshold_now(server.url) == "0.300000" for _ in range(30)), timeout=120)
+            wait_until(lambda: all(_threshold_now(server.url) == "0.300000" for _ in range(30)), timeout=120)
     finally:
         out = server.stop()
     assert "aborting the restart" in out  # uvicorn kept the old workers

@@ -12,7 +12,6 @@ replays what each of those four real models answered to each prompt.
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 import os
@@ -30,7 +29,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
-from serve_support import TelaServe, free_port, get, metric  # noqa: E402
+from serve_support import ClientLoad, TelaServe, free_port, get, metric, wait_until  # noqa: E402
 
 from tela_core.testkit.helpers import run_cli  # noqa: E402
 from tela_core.testkit.replay_upstream import ReplayUpstream  # noqa: E402
@@ -109,56 +108,27 @@ def replay() -> Iterator[dict[str, ReplayUpstream]]:
         yield {"up": up, "moved": moved}
 
 
-class Load:
+class Load(ClientLoad):
     """Clients sending the recorded prompts back to back, on a thread of their own, until stopped;
     each answer kept as (start time, status, x-tela-version, x-tela-model)."""
 
     def __init__(self, url: str, prompts: list[str], clients: int = 4) -> None:
-        self.url, self.prompts, self.clients = url, prompts, clients
+        super().__init__(url, clients)
+        self.prompts = prompts
         self.results: list[tuple[float, int, str, str]] = []
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
-    async def _run(self) -> None:
-        async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
-
-            async def worker(c: int) -> None:
-                i = c
-                while not self._stop.is_set():
-                    i += self.clients
-                    body = {
-                        "model": "router-many",
-                        "messages": [{"role": "user", "content": self.prompts[i % len(self.prompts)]}],
-                    }
-                    t0 = time.time()
-                    try:
-                        r = await client.post("/v1/chat/completions", json=body)
-                    except httpx.HTTPError as e:
-                        self.errors.append(f"{type(e).__name__}: {e}")
-                        continue
-                    h = r.headers
-                    self.results.append((t0, r.status_code, h.get("x-tela-version", ""), h.get("x-tela-model", "")))
-
-            await asyncio.gather(*(worker(c) for c in range(self.clients)))
-
-    def __enter__(self) -> Load:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(60)
+    async def send(self, client: Any, c: int, i: int) -> None:
+        body = {
+            "model": "router-many",
+            "messages": [{"role": "user", "content": self.prompts[(c + i * self.clients) % len(self.prompts)]}],
+        }
+        t0 = time.time()
+        r = await client.post("/v1/chat/completions", json=body)
+        h = r.headers
+        self.results.append((t0, r.status_code, h.get("x-tela-version", ""), h.get("x-tela-model", "")))
 
     def after(self, t: float) -> list[tuple[float, int, str, str]]:
         return [r for r in list(self.results) if r[0] > t]
-
-
-def _wait(pred: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def _ask(url: str, prompt: str) -> httpx.Response:
@@ -218,21 +188,21 @@ def test_an_added_upstream_and_the_version_routing_to_it_take_effect_together(bu
     try:
         assert _ask(server.url, prompts[0]).headers["x-tela-version"] == "v1"
         with Load(server.url, prompts) as load:
-            _wait(lambda: len(load.results) > 20)
+            wait_until(lambda: len(load.results) > 20)
 
             # 1. v2 promoted before its model is an upstream: refused, v1 keeps serving
             rv.set_current(live, rv.add_version(live, built["v2"]), "promote")
-            _wait(lambda: _reloads(server.url, "failed") >= 1)
+            wait_until(lambda: _reloads(server.url, "failed") >= 1)
             t_refused = time.time()
-            _wait(lambda: len(load.after(t_refused)) > 20)
+            wait_until(lambda: len(load.after(t_refused)) > 20)
             assert {v for _, _, v, _ in load.after(t_refused)} == {"v1"}
 
             # 2. the upstream added to the file: following loads v2 with it, no restart, no reload call
             settings["upstreams"] = {**three, NEW: {"base_url": up.base_url, "price_input": 0.2, "price_output": 0.2}}
             _write_json(cfg, settings)
-            _wait(lambda: _reloads(server.url, "ok") >= 1)
+            wait_until(lambda: _reloads(server.url, "ok") >= 1)
             t_added = time.time()
-            _wait(lambda: len(load.after(t_added)) > 20)
+            wait_until(lambda: len(load.after(t_added)) > 20)
             after = load.after(t_added)
             assert {v for _, _, v, _ in after} == {"v2"} and {m for *_, m in after} == {NEW}
             assert sum(up.requests_for(NEW).values()) > 0
@@ -241,7 +211,7 @@ def test_an_added_upstream_and_the_version_routing_to_it_take_effect_together(bu
             # upstream v2 routes to (SIGHUP, the admin endpoint: both refused, saying why)
             cfg.write_text("upstreams: [not, a, mapping\n", encoding="utf-8")
             server.proc.send_signal(signal.SIGHUP)
-            _wait(lambda: _reloads(server.url, "failed") >= 2)
+            wait_until(lambda: _reloads(server.url, "failed") >= 2)
             _write_json(cfg, {**settings, "upstreams": three})
             r = httpx.post(server.url + "/admin/reload", headers=auth, timeout=60)
             assert r.status_code == 500, r.text
@@ -251,7 +221,7 @@ def test_an_added_upstream_and_the_version_routing_to_it_take_effect_together(bu
             r = httpx.post(server.url + "/admin/reload", headers=auth, timeout=60)
             assert r.status_code == 500 and "TELA_TEST_NO_SUCH_KEY" in r.json()["routers"]["many"]["error"], r.text
             t_bad = time.time()
-            _wait(lambda: len(load.after(t_bad)) > 20)
+            wait_until(lambda: len(load.after(t_bad)) > 20)
             assert {(v, m) for _, _, v, m in load.after(t_bad)} == {("v2", NEW)}
 
             # 4. the new model's URL and price changed: the admin endpoint says which, requests move
@@ -262,7 +232,7 @@ def test_an_added_upstream_and_the_version_routing_to_it_take_effect_together(bu
             assert r.json()["upstreams"] == {"added": [], "changed": [NEW], "removed": []}
             assert r.json()["restart_keys"] == ["max_body_bytes"]
             t_moved = time.time()
-            _wait(lambda: len(load.after(t_moved)) > 20)
+            wait_until(lambda: len(load.after(t_moved)) > 20)
             n_moved = sum(moved.requests_for(NEW).values())
             assert n_moved > 0
 
@@ -341,16 +311,16 @@ def test_workers_started_by_sighup_read_the_config_file_again(built, replay, tmp
         os.symlink(built["v2"], tmp)
         os.replace(tmp, link)
         server.proc.send_signal(signal.SIGHUP)
-        _wait(lambda: len(now := workers()) == 2 and not now & before, timeout=120)  # both replaced
+        wait_until(lambda: len(now := workers()) == 2 and not now & before, timeout=120)  # both replaced
         assert answered_by() == {NEW}
         cfg.write_text("upstreams: [not, a, mapping\n", encoding="utf-8")
         server.proc.send_signal(signal.SIGHUP)
-        _wait(lambda: any("aborting the restart" in line for line in list(lines)), timeout=120)
+        wait_until(lambda: any("aborting the restart" in line for line in list(lines)), timeout=120)
         assert answered_by() == {NEW}
         # a worker that dies while the file does not read is replaced, serving as the others do
         now = workers()
         os.kill(min(now), signal.SIGKILL)
-        _wait(lambda: server.proc.poll() is not None or (len(w := workers()) == 2 and w != now), timeout=120)
+        wait_until(lambda: server.proc.poll() is not None or (len(w := workers()) == 2 and w != now), timeout=120)
         assert server.proc.poll() is None, "the server stopped"  # uvicorn stops when a new worker cannot start
         assert answered_by() == {NEW}
     finally:
