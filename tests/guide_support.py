@@ -94,6 +94,16 @@ def wait_http(url: str, proc: subprocess.Popen[str], timeout: float = 180) -> No
     raise AssertionError(f"{url} never answered")
 
 
+def spawn(
+    args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None, stderr: int = subprocess.STDOUT
+) -> subprocess.Popen[str]:
+    """Start ``args`` in a process group of its own (``stop`` ends it with its children), its output
+    read as text from ``stdout`` (``stderr`` goes there too unless told)."""
+    return subprocess.Popen(
+        args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True
+    )
+
+
 def stop(proc: subprocess.Popen[str] | None) -> str:
     if proc is None:
         return ""
@@ -227,15 +237,7 @@ def run_own_models_guide(tmp_path: Path, env_overrides: dict[str, str | None]) -
             env[k] = v
     # the setup block runs as the user's shell runs it; the stand-in stays in the background
     script = f"set -e\n{ports(setup_block)}\nsed -i 's/:{STANDIN_PORT}/:{standin_port}/' serve.yaml\nenv -0 > {tmp_path}/env.out\npwd > {tmp_path}/pwd.out\nwait\n"  # noqa: E501
-    standin = subprocess.Popen(
-        ["bash", "-c", script],
-        cwd=clone,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    standin = spawn(["bash", "-c", script], clone, env)
     standin_url = f"http://127.0.0.1:{standin_port}"
     serve: subprocess.Popen[str] | None = None
     relay: _Relay | None = None
@@ -280,15 +282,7 @@ def run_own_models_guide(tmp_path: Path, env_overrides: dict[str, str | None]) -
                 run.ran.append(written)
                 cmd = ports(written)
                 if cmd.startswith("tela serve"):
-                    serve = subprocess.Popen(
-                        ["bash", "-c", f"exec {cmd}"],
-                        cwd=work,
-                        env=shell_env,
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.STDOUT,
-                        text=True,
-                        start_new_session=True,
-                    )
+                    serve = spawn(["bash", "-c", f"exec {cmd}"], work, shell_env)
                     wait_http(f"http://127.0.0.1:{serve_port}/ready", serve)
                     continue
                 if "--from-log" in cmd and "collect" in cmd:  # the rehearsal's users come before the log is read

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from guide_support import spawn
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "many-models.md"
@@ -103,15 +104,7 @@ class _Server:
     def __init__(self, cmd: str, work: Path, env: dict[str, str], port: int) -> None:
         args = shlex.split(cmd.replace(f"--port {SERVE_PORT}", f"--port {port}"))
         self.port = port
-        self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "tela"), *args[1:]],
-            cwd=work,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
+        self.proc = spawn([str(Path(sys.executable).parent / "tela"), *args[1:]], work, env)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -141,9 +134,7 @@ def _standin(setup: str) -> Iterator[int]:
     port = _free_port()
     cmd = line.rstrip(" &").replace("../../examples/", f"{ROOT}/examples/")
     cmd = cmd.replace(f"--port {STANDIN_PORT}", f"--port {port}").replace("python ", f"{sys.executable} ", 1)
-    proc = subprocess.Popen(
-        shlex.split(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
+    proc = spawn(shlex.split(cmd))
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from guide_support import GUIDE, GUIDE_URLS, REHEARSAL, STANDIN_PORT, GuideRun, guide_env
+from guide_support import GUIDE, GUIDE_URLS, REHEARSAL, STANDIN_PORT, GuideRun, guide_env, spawn
 from guide_support import blocks as _blocks
 from guide_support import commands as _commands
 from guide_support import free_port as _free_port
@@ -502,15 +502,7 @@ def test_readme_tour_and_serve_block_as_written(tmp_path: Path) -> None:
         .replace("--decision-log runs/decisions.jsonl &", f"--decision-log runs/decisions.jsonl --port {ports[2]} &")
     )
     assert f"--port {ports[2]}" in script
-    proc = subprocess.Popen(
-        ["bash", "-c", f". .venv/bin/activate\nset -e\n{script}"],
-        cwd=clone,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = spawn(["bash", "-c", f". .venv/bin/activate\nset -e\n{script}"], clone, env, stderr=subprocess.PIPE)
     try:
         out, err = proc.communicate(timeout=600)
     finally:
